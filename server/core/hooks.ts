@@ -1,0 +1,104 @@
+import type { Element } from '../../shared/xml/element.js';
+import type { Jid } from '../../shared/jid.js';
+import type { ClientSession } from './session.js';
+import type { Account } from '../storage/types.js';
+
+/** Where a stanza entered the server. */
+export type Origin =
+  | { kind: 'c2s'; session: ClientSession }
+  | { kind: 'server' }
+  | { kind: 'component'; domain: string }
+  | { kind: 's2s'; domain: string };
+
+export interface StanzaEvent {
+  stanza: Element;
+  /** Trusted sender address, stamped by the stream that received the stanza. */
+  from: Jid;
+  /** Recipient; for a client stanza without 'to', the sender's bare JID (RFC 6120 10.3). */
+  to: Jid;
+  origin: Origin;
+}
+
+/**
+ * Every event on the bus. Stanza events are named `<kind>/<target>` with target host, bare, full
+ * or remote (e.g. 'message/bare'), and IQs also `iq-get/<target>/<xmlns>:<name>` for the child.
+ * Modules add their own events by declaration merging on this interface.
+ */
+export interface HookEvents {
+  /** A resource sent its initial available presence (fired by the presence module, after broadcast). */
+  'session/available': { session: ClientSession };
+  /** A resource became unavailable: unavailable presence or disconnect (fired by the presence module). */
+  'session/unavailable': { session: ClientSession };
+  /**
+   * A message for an existing local account that no resource can take right now (fired by the
+   * message module). The offline module stores it and returns true; unhandled means bounce.
+   */
+  'message/offline': StanzaEvent;
+  /** An account is about to be deleted: modules unsubscribe contacts, close sessions. */
+  'account/deleting': { account: Account; jid: Jid };
+  /** An account and all its rows are gone. */
+  'account/deleted': { account: Account; jid: Jid };
+  'account/created': { account: Account; jid: Jid; ip: string | null };
+  [stanzaEvent: `message/${string}` | `presence/${string}` | `iq/${string}` | `iq-get/${string}` | `iq-set/${string}` | `iq-result/${string}` | `iq-error/${string}`]: StanzaEvent;
+}
+
+export type HookHandler<T> = (payload: T) => boolean | void | Promise<boolean | void>;
+
+interface Registered<T> {
+  handler: HookHandler<T>;
+  priority: number;
+}
+
+/**
+ * Prosody-style hook bus: handlers run by descending priority; a handler that returns true
+ * has handled the event and stops the chain. Handler errors are contained and reported.
+ */
+export class HookBus {
+  private readonly handlers = new Map<string, Registered<any>[]>();
+
+  constructor(private readonly onError: (event: string, err: unknown) => void = () => {}) {}
+
+  on<K extends keyof HookEvents & string>(event: K, handler: HookHandler<HookEvents[K]>, priority = 0): () => void {
+    const list = this.handlers.get(event) ?? [];
+    const entry = { handler, priority };
+    list.push(entry);
+    list.sort((a, b) => b.priority - a.priority);
+    this.handlers.set(event, list);
+    return () => {
+      const i = list.indexOf(entry);
+      if (i >= 0) list.splice(i, 1);
+    };
+  }
+
+  has(event: string): boolean {
+    return (this.handlers.get(event)?.length ?? 0) > 0;
+  }
+
+  /** Runs handlers in order until one returns true. Resolves to whether the event was handled. */
+  async fire<K extends keyof HookEvents & string>(event: K, payload: HookEvents[K]): Promise<boolean> {
+    const list = this.handlers.get(event);
+    if (!list) return false;
+    for (const { handler } of list.slice()) {
+      try {
+        if ((await handler(payload)) === true) return true;
+      } catch (err) {
+        this.onError(event, err);
+        throw err;
+      }
+    }
+    return false;
+  }
+
+  /** Fires to every handler regardless of return values; errors are reported, not thrown. */
+  async emit<K extends keyof HookEvents & string>(event: K, payload: HookEvents[K]): Promise<void> {
+    const list = this.handlers.get(event);
+    if (!list) return;
+    for (const { handler } of list.slice()) {
+      try {
+        await handler(payload);
+      } catch (err) {
+        this.onError(event, err);
+      }
+    }
+  }
+}

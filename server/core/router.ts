@@ -1,0 +1,180 @@
+import { Element } from '../../shared/xml/element.js';
+import { Jid } from '../../shared/jid.js';
+import type { Logger } from '../../shared/logger.js';
+import type { Clock } from '../../shared/clock.js';
+import { HookBus, type Origin, type StanzaEvent } from './hooks.js';
+import type { ClientSession, SessionRegistry } from './session.js';
+import { errorReply, type ErrorType } from './stanza-errors.js';
+import { randomBytes } from 'node:crypto';
+
+export interface DeliveryFailure {
+  at: Date;
+  from: string;
+  to: string;
+  kind: string;
+  condition: string;
+}
+
+declare module './hooks.js' {
+  interface HookEvents {
+    /** A local user's stanza could not be delivered (P8: addresses and condition only). */
+    'delivery/failed': DeliveryFailure;
+  }
+}
+
+export type Target = 'host' | 'bare' | 'full' | 'remote';
+
+/**
+ * Moves stanzas between streams. Knows addresses and the hook bus, not features: every
+ * decision about what a stanza means is made by a module handling the fired event.
+ */
+export class Router {
+  private readonly pendingIq = new Map<string, { resolve: (el: Element) => void; timer: NodeJS.Timeout }>();
+
+  constructor(
+    readonly hosts: ReadonlySet<string>,
+    readonly sessions: SessionRegistry,
+    readonly hooks: HookBus,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    hooks.on('iq/full', (e) => this.deliverIqToFull(e), -100);
+    hooks.on('iq/host', (e) => this.answerUnhandledIq(e), -100);
+    hooks.on('iq/bare', (e) => this.answerUnhandledIq(e), -100);
+    hooks.on('iq/remote', (e) => this.bounce(e, 'remote-server-not-found'), -100);
+    hooks.on('message/remote', (e) => this.bounce(e, 'remote-server-not-found'), -100);
+    hooks.on('presence/remote', () => true, -100);
+  }
+
+  isLocalHost(domain: string): boolean {
+    return this.hosts.has(domain);
+  }
+
+  targetOf(to: Jid): Target {
+    if (!this.hosts.has(to.domain)) return 'remote';
+    if (!to.local) return 'host';
+    return to.resource ? 'full' : 'bare';
+  }
+
+  /**
+   * Routes a stanza whose 'from' the caller has already made trustworthy. `to` defaults to the
+   * sender's bare JID when the stanza has none (RFC 6120 10.3).
+   */
+  async route(stanza: Element, from: Jid, origin: Origin): Promise<void> {
+    const toAttr = stanza.attrs.to;
+    let to: Jid | null;
+    if (toAttr === undefined) {
+      to = from.toBare();
+    } else {
+      to = Jid.tryParse(toAttr);
+      if (!to) {
+        const reply = errorReply(stanza, 'jid-malformed');
+        if (reply && origin.kind === 'c2s') {
+          delete reply.attrs.from;
+          origin.session.send(reply);
+        }
+        return;
+      }
+    }
+    const event: StanzaEvent = { stanza, from, to, origin };
+    const target = this.targetOf(to);
+    const kind = stanza.name;
+    if (kind === 'iq') {
+      const type = stanza.attrs.type;
+      if (type === 'get' || type === 'set') {
+        const child = stanza.firstElement();
+        if (child && (await this.hooks.fire(`iq-${type}/${target}/${child.xmlns ?? ''}:${child.name}`, event))) return;
+      } else if ((type === 'result' || type === 'error') && target === 'host' && this.resolvePending(stanza)) {
+        return;
+      }
+    }
+    await this.hooks.fire(`${kind as 'message' | 'presence' | 'iq'}/${target}`, event);
+  }
+
+  /** Sends a server-generated stanza (from a local host or account) to its recipient. */
+  async send(stanza: Element): Promise<void> {
+    const from = Jid.tryParse(stanza.attrs.from);
+    if (!from) throw new Error('server stanza without a valid from');
+    await this.route(stanza, from, { kind: 'server' });
+  }
+
+  /** Sends an IQ from the server and waits for its result or error (null on timeout). */
+  request(iq: Element, timeoutMs = 30_000): Promise<Element | null> {
+    const id = iq.attrs.id ?? (iq.attrs.id = 'gh-' + randomBytes(6).toString('hex'));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pendingIq.delete(id);
+        resolve(null);
+      }, timeoutMs);
+      timer.unref?.();
+      this.pendingIq.set(id, { resolve, timer });
+      this.send(iq).catch((err) => this.log.error('request failed', { error: String(err) }));
+    });
+  }
+
+  private resolvePending(stanza: Element): boolean {
+    const id = stanza.attrs.id;
+    const pending = id ? this.pendingIq.get(id) : undefined;
+    if (!pending || !id) return false;
+    this.pendingIq.delete(id);
+    clearTimeout(pending.timer);
+    pending.resolve(stanza);
+    return true;
+  }
+
+  /** Hands a stanza to one bound resource. */
+  deliver(session: ClientSession, stanza: Element): void {
+    session.send(stanza);
+  }
+
+  /**
+   * Answers a stanza with an error (unless it is one) and records the failure when a local
+   * user was the sender (P8). Returns true so handlers can `return router.bounce(...)`.
+   */
+  bounce(event: StanzaEvent, condition: string, text?: string, type?: ErrorType): true {
+    const { stanza, from, to } = event;
+    if (stanza.attrs.type === 'error') return true;
+    if (this.hosts.has(from.domain) && from.local) {
+      void this.hooks.emit('delivery/failed', { at: this.clock.now(), from: from.bare, to: to.full, kind: stanza.name, condition });
+    }
+    const reply = errorReply(stanza, condition, text, type);
+    if (!reply) return true;
+    reply.attrs.from = to.full;
+    reply.attrs.to = from.full;
+    this.send(reply).catch((err) => this.log.error('bounce failed', { error: String(err) }));
+    return true;
+  }
+
+  private deliverIqToFull(event: StanzaEvent): boolean {
+    const session = this.sessions.get(event.to.full);
+    if (session) {
+      this.deliver(session, event.stanza);
+      return true;
+    }
+    const type = event.stanza.attrs.type;
+    if (type === 'get' || type === 'set') return this.bounce(event, 'service-unavailable');
+    return true;
+  }
+
+  private answerUnhandledIq(event: StanzaEvent): boolean {
+    const type = event.stanza.attrs.type;
+    if (type === 'get' || type === 'set') {
+      const child = event.stanza.firstElement();
+      const condition = child ? 'service-unavailable' : 'bad-request';
+      const reply = errorReply(event.stanza, condition);
+      if (reply) {
+        reply.attrs.from = event.stanza.attrs.to;
+        reply.attrs.to = event.from.full;
+        if (reply.attrs.from === undefined) delete reply.attrs.from;
+        this.send(withFrom(reply, event)).catch(() => {});
+      }
+    }
+    return true;
+  }
+}
+
+/** Server replies need a from: the addressed entity, or the sender's account for IQs without 'to'. */
+function withFrom(reply: Element, event: StanzaEvent): Element {
+  if (!reply.attrs.from) reply.attrs.from = event.to.full;
+  return reply;
+}

@@ -1,0 +1,110 @@
+import { mkdirSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import type { Config } from './config/index.js';
+import { openStorage } from './storage/datasource.js';
+import type { Storage } from './storage/types.js';
+import { Logger } from '../shared/logger.js';
+import { systemClock, type Clock } from '../shared/clock.js';
+import { HookBus } from './core/hooks.js';
+import { Router } from './core/router.js';
+import { LocalSessionRegistry } from './core/session.js';
+import { DiscoRegistry } from './core/disco-registry.js';
+import type { GatehouseModule, ServerContext } from './core/context.js';
+import { TlsContexts, ensureSelfSignedCertificate, type CertificatePaths } from './net/tls.js';
+import { ConnectionCounter, listen, type BoundListener } from './net/listeners.js';
+import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
+import { allModules } from './modules/index.js';
+
+export interface RunningServer {
+  ctx: ServerContext;
+  listeners: BoundListener[];
+  /** First bound port of a listener kind ('c2s', 'c2s-tls', ...). */
+  port(kind: string): number;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  clock?: Clock;
+  log?: Logger;
+  modules?: GatehouseModule[];
+}
+
+const SWEEP_INTERVAL_MS = 5_000;
+
+/** Wiring only: config -> storage -> modules -> listeners. */
+export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, file: config.log.file });
+  const clock = opts.clock ?? systemClock;
+  mkdirSync(config.dataDir, { recursive: true });
+
+  const tls = await loadTls(config);
+  const storage: Storage = await openStorage(config.storage, { migrate: config.storage.migrateOnStart, logger: (m) => log.info(m) });
+  const hooks = new HookBus((event, err) => log.error('hook failed', { event, error: err instanceof Error ? err.message : String(err) }));
+  const sessions = new LocalSessionRegistry();
+  const hosts = new Set(config.hosts.map((h) => h.domain));
+  const router = new Router(hosts, sessions, hooks, clock, log.child('router'));
+  const disco = new DiscoRegistry();
+  const ctx: ServerContext = { config, storage, router, sessions, hooks, clock, log, disco, startedAt: clock.now() };
+
+  const modules = opts.modules ?? allModules();
+  for (const m of modules) await m.load(ctx);
+
+  const env: C2SEnvironment = { ctx, tls, streams: new Set() };
+  const counter = new ConnectionCounter();
+  const listeners: BoundListener[] = [];
+  const onConnection = (direct: boolean) => (socket: Socket, ip: string) => {
+    new C2SStream(env, socket, ip, direct);
+  };
+  try {
+    for (const address of config.listen.c2s) {
+      listeners.push(await listen({ kind: 'c2s', address, maxConnectionsPerIp: config.c2s.maxConnectionsPerIp, onConnection: onConnection(false) }, counter));
+    }
+    for (const address of config.listen.c2sDirectTls) {
+      listeners.push(await listen({ kind: 'c2s-tls', address, tls, maxConnectionsPerIp: config.c2s.maxConnectionsPerIp, onConnection: onConnection(true) }, counter));
+    }
+  } catch (err) {
+    for (const l of listeners) l.server.close();
+    await storage.close();
+    throw err;
+  }
+  for (const l of listeners) log.info('listening', { kind: l.kind, address: l.host, port: l.port });
+
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const s of env.streams) s.sweep(now);
+  }, SWEEP_INTERVAL_MS);
+  sweep.unref();
+
+  let stopped = false;
+  return {
+    ctx,
+    listeners,
+    port(kind) {
+      const l = listeners.find((x) => x.kind === kind);
+      if (!l) throw new Error(`no ${kind} listener`);
+      return l.port;
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(sweep);
+      await Promise.all(listeners.map((l) => new Promise<void>((r) => l.server.close(() => r()))).map((p) => Promise.race([p, delay(100)])));
+      for (const s of [...env.streams]) s.close('system-shutdown');
+      for (const m of [...modules].reverse()) await m.unload?.();
+      await storage.close();
+    },
+  };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function loadTls(config: Config): Promise<TlsContexts> {
+  const domains = config.hosts.map((h) => h.domain);
+  let fallback: CertificatePaths | null = config.tls.cert && config.tls.key ? { cert: config.tls.cert, key: config.tls.key } : null;
+  const needsSelfSigned = !fallback && config.hosts.some((h) => !h.tls);
+  if (needsSelfSigned) fallback = await ensureSelfSignedCertificate(config.dataDir, domains);
+  const entries = config.hosts.map((h) => ({ domain: h.domain, paths: h.tls ?? fallback! }));
+  return new TlsContexts(entries, { minVersion: config.tls.minVersion, ciphers: config.tls.ciphers });
+}

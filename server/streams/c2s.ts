@@ -1,0 +1,455 @@
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { randomBytes } from 'node:crypto';
+import { Element, x } from '../../shared/xml/element.js';
+import { Jid, normaliseLocal } from '../../shared/jid.js';
+import { NS } from '../../shared/ns.js';
+import { XmlStreamParser, type ParserErrorCondition } from '../net/xml-stream-parser.js';
+import type { TlsContexts } from '../net/tls.js';
+import { tlsServerEndPoint } from '../net/tls.js';
+import { SaslSession, availableMechanisms, type ChannelBinding, type SaslStep } from '../auth/sasl.js';
+import type { ClientSession, SessionCounters } from '../core/session.js';
+import type { ServerContext, StreamInfo } from '../core/context.js';
+import { errorReply, iqResult } from '../core/stanza-errors.js';
+import { streamErrorXml, type StreamErrorCondition } from './stream-error.js';
+import type { Account } from '../storage/types.js';
+
+export interface AuthFailure {
+  at: Date;
+  ip: string;
+  host: string;
+  username: string | null;
+  mechanism: string;
+  condition: string;
+}
+
+/** Lets a guard refuse an attempt before it is evaluated (P7 throttling). */
+export interface AuthAttempt {
+  ip: string;
+  host: string;
+  mechanism: string;
+  deny?: { condition: 'temporary-auth-failure' | 'policy-violation'; text?: string };
+}
+
+declare module '../core/hooks.js' {
+  interface HookEvents {
+    'auth/before': AuthAttempt;
+    'auth/failed': AuthFailure;
+    'auth/succeeded': { at: Date; ip: string; account: Account; mechanism: string };
+    /** An IQ before authentication (in-band registration); handlers reply via stream.send. */
+    'c2s/preauth-iq': { stream: StreamInfo; stanza: Element };
+    /** Stream features being offered; handlers append children. */
+    'c2s/features': { stream: StreamInfo; stage: 'pre-auth' | 'post-auth'; features: Element };
+    /** A top-level element that is not a stanza (e.g. stream management); true if handled. */
+    'c2s/nonza': { session: ClientSession; element: Element };
+    'session/bound': { session: ClientSession; account: Account };
+    'session/closed': { session: ClientSession; condition?: string };
+  }
+}
+
+type State = 'awaiting-stream' | 'negotiating' | 'authenticated' | 'bound' | 'closed';
+
+const MAX_AUTH_ATTEMPTS = 5;
+
+/** Shared by all client streams of one listener set. */
+export interface C2SEnvironment {
+  ctx: ServerContext;
+  tls: TlsContexts;
+  /** Live streams, for the idle sweep and shutdown. */
+  streams: Set<C2SStream>;
+}
+
+export class C2SStream implements ClientSession, StreamInfo {
+  readonly id = randomBytes(8).toString('hex');
+  readonly startedAt: Date;
+  readonly counters: SessionCounters = { stanzasIn: 0, stanzasOut: 0, bytesIn: 0, bytesOut: 0 };
+  readonly directedPresence = new Set<string>();
+  available = false;
+  priority = 0;
+  presence: Element | null = null;
+  interested = false;
+  jid!: Jid;
+  host = '';
+  account: Account | null = null;
+  /** Real time for network timeouts; the injected clock is for stored records. */
+  private readonly openedAt = Date.now();
+  lastActivity: number;
+  pingSentAt: number | null = null;
+  private state: State = 'awaiting-stream';
+  private socket: Socket;
+  private secureSocket: TLSSocket | null = null;
+  private readonly parser: XmlStreamParser;
+  private headerSent = false;
+  private sasl: SaslSession | null = null;
+  private saslMechanism = '';
+  private authFailures = 0;
+  private closedNotified = false;
+  private busy: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly env: C2SEnvironment,
+    socket: Socket,
+    readonly ip: string,
+    directTls: boolean,
+  ) {
+    const { config, clock } = env.ctx;
+    this.socket = socket;
+    if (directTls) this.secureSocket = socket as TLSSocket;
+    this.startedAt = clock.now();
+    this.lastActivity = Date.now();
+    this.parser = new XmlStreamParser(
+      {
+        streamOpen: (name, attrs) => this.onStreamOpen(name, attrs),
+        stanza: (el, bytes) => this.onElement(el, bytes),
+        streamClose: () => this.close(),
+        error: (condition, text) => this.onParserError(condition, text),
+      },
+      { maxStanzaBytes: config.c2s.maxStanzaBytesPreAuth, maxDepth: config.c2s.maxDepth, maxAttributes: config.c2s.maxAttributes },
+    );
+    this.attach(socket);
+    env.streams.add(this);
+  }
+
+  get secure(): boolean {
+    return this.secureSocket !== null;
+  }
+
+  get authenticated(): boolean {
+    return this.state === 'authenticated' || this.state === 'bound';
+  }
+
+  private attach(socket: Socket): void {
+    socket.on('data', this.onData);
+    socket.on('error', () => this.destroy());
+    socket.on('close', () => this.destroy());
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.lastActivity = Date.now();
+    this.pingSentAt = null;
+    this.parser.write(chunk);
+  };
+
+  // ---- output ----
+
+  private writeRaw(data: string): void {
+    if (this.state === 'closed') return;
+    const sock = this.secureSocket ?? this.socket;
+    if (sock.destroyed) return;
+    sock.write(data);
+    if (sock.writableLength > this.env.ctx.config.c2s.maxSendBuffer) {
+      this.env.ctx.log.info('closing a client that does not read', { stream: this.id });
+      this.state = 'closed';
+      sock.destroy();
+    }
+  }
+
+  send(stanza: Element): void {
+    const data = stanza.toString();
+    this.counters.stanzasOut++;
+    this.counters.bytesOut += Buffer.byteLength(data);
+    this.writeRaw(data);
+  }
+
+  private sendHeader(from: string): void {
+    this.headerSent = true;
+    this.writeRaw(
+      `<?xml version='1.0'?><stream:stream xmlns='${NS.client}' xmlns:stream='${NS.stream}' id='${randomBytes(12).toString('hex')}' from='${from}' version='1.0' xml:lang='en'>`,
+    );
+  }
+
+  close(condition?: string, text?: string): void {
+    if (this.state === 'closed') return;
+    if (!this.headerSent) this.sendHeader(this.host || this.env.ctx.config.hosts[0]!.domain);
+    if (condition) this.writeRaw(streamErrorXml(condition, text));
+    this.writeRaw('</stream:stream>');
+    this.state = 'closed';
+    const sock = this.secureSocket ?? this.socket;
+    sock.end();
+    setTimeout(() => sock.destroy(), 2000).unref();
+    this.cleanup(condition);
+  }
+
+  private destroy(): void {
+    if (this.state !== 'closed') this.state = 'closed';
+    (this.secureSocket ?? this.socket).destroy();
+    this.cleanup();
+  }
+
+  private cleanup(condition?: string): void {
+    if (this.closedNotified) return;
+    this.closedNotified = true;
+    this.env.streams.delete(this);
+    if (this.jid && this.env.ctx.sessions.remove(this)) {
+      void this.env.ctx.hooks.emit('session/closed', { session: this, condition });
+    }
+  }
+
+  // ---- input ----
+
+  private onParserError(condition: ParserErrorCondition, text: string): void {
+    this.close(condition, text);
+  }
+
+  private onStreamOpen(name: string, attrs: Record<string, string>): void {
+    const { config } = this.env.ctx;
+    const to = attrs.to?.toLowerCase();
+    const host = to ?? config.hosts[0]!.domain;
+    const known = config.hosts.some((h) => h.domain === host);
+    this.host = known ? host : config.hosts[0]!.domain;
+    this.sendHeader(this.host);
+    const prefix = name.includes(':') ? name.slice(0, name.indexOf(':')) : '';
+    const local = prefix ? name.slice(prefix.length + 1) : name;
+    const streamNs = prefix ? attrs[`xmlns:${prefix}`] : attrs.xmlns;
+    if (local !== 'stream' || streamNs !== NS.stream) return this.close('invalid-namespace');
+    if (attrs.xmlns !== NS.client) return this.close('invalid-namespace');
+    if (!known) return this.close('host-unknown');
+    const version = attrs.version;
+    if (!version || !/^1\.\d+$/.test(version)) return this.close('unsupported-version');
+    if (this.state === 'awaiting-stream') this.state = 'negotiating';
+    this.sendFeatures();
+  }
+
+  private sendFeatures(): void {
+    const { config, hooks } = this.env.ctx;
+    const features = new Element('stream:features');
+    if (this.authenticated) {
+      features.append(x('bind', { xmlns: NS.bind }));
+      features.append(x('session', { xmlns: NS.session }, x('optional')));
+      void hooks.emit('c2s/features', { stream: this, stage: 'post-auth', features }).then(() => this.writeRaw(features.toString()));
+      return;
+    }
+    const mayAuth = this.secure || !config.c2s.requireEncryption;
+    if (!this.secure) features.append(x('starttls', { xmlns: NS.tls }, config.c2s.requireEncryption ? x('required') : null));
+    if (mayAuth) {
+      const cb = this.channelBinding();
+      const mechs = availableMechanisms({ secure: this.secure, channelBindingTypes: cb?.types ?? [], allowPlain: config.c2s.allowPlain, hashes: config.auth.hashes });
+      features.append(x('mechanisms', { xmlns: NS.sasl }, mechs.map((m) => x('mechanism', {}, m))));
+      if (cb && cb.types.length) features.append(x('sasl-channel-binding', { xmlns: 'urn:xmpp:sasl-cb:0' }, cb.types.map((t) => x('channel-binding', { type: t }))));
+    }
+    const emit = mayAuth ? hooks.emit('c2s/features', { stream: this, stage: 'pre-auth', features }) : Promise.resolve();
+    void emit.then(() => this.writeRaw(features.toString()));
+  }
+
+  private onElement(el: Element, bytes: number): void {
+    if (this.state === 'closed') return;
+    this.counters.stanzasIn++;
+    this.counters.bytesIn += bytes;
+    // Stanzas are handled in arrival order even when a handler waits for storage.
+    this.busy = this.busy.then(() => this.handle(el)).catch((err) => {
+      this.env.ctx.log.error('stanza handling failed', { stream: this.id, error: err instanceof Error ? err.message : String(err) });
+      const reply = errorReply(el, 'internal-server-error');
+      if (reply && this.state === 'bound' && el.name === 'iq') this.send(reply);
+    });
+  }
+
+  private async handle(el: Element): Promise<void> {
+    if (this.state === 'closed') return;
+    const ns = el.xmlns;
+    if (this.state === 'negotiating') return this.handleNegotiation(el, ns);
+    if (this.state === 'authenticated') return this.handleBinding(el, ns);
+    if (this.state === 'bound') return this.handleStanza(el, ns);
+  }
+
+  private async handleNegotiation(el: Element, ns: string | undefined): Promise<void> {
+    const { config } = this.env.ctx;
+    if (el.name === 'starttls' && ns === NS.tls) return this.startTls();
+    if (!this.secure && config.c2s.requireEncryption) return this.close('policy-violation', 'use STARTTLS first');
+    if (ns === NS.sasl) return this.handleSasl(el);
+    if (el.name === 'iq' && ns === NS.client) {
+      const handled = await this.env.ctx.hooks.fire('c2s/preauth-iq', { stream: this, stanza: el });
+      if (!handled) {
+        const reply = errorReply(el, 'service-unavailable');
+        if (reply) this.send(reply);
+      }
+      return;
+    }
+    this.close('not-authorized');
+  }
+
+  private startTls(): void {
+    if (this.secure) return this.close('policy-violation', 'TLS already established');
+    this.writeRaw(`<proceed xmlns='${NS.tls}'/>`);
+    const raw = this.socket;
+    raw.removeListener('data', this.onData);
+    const secureSocket = new TLSSocket(raw, {
+      isServer: true,
+      secureContext: this.env.tls.defaultContext,
+      SNICallback: this.env.tls.sniCallback,
+    });
+    this.secureSocket = secureSocket;
+    this.parser.reset();
+    this.state = 'awaiting-stream';
+    this.attach(secureSocket);
+  }
+
+  private channelBinding(): ChannelBinding | null {
+    const sock = this.secureSocket;
+    if (!sock) return null;
+    const types: string[] = [];
+    if (sock.getProtocol() === 'TLSv1.3') types.push('tls-exporter');
+    const cert = sock.getCertificate();
+    if (cert && 'raw' in cert && cert.raw) types.push('tls-server-end-point');
+    return {
+      types,
+      data: (type) => {
+        if (type === 'tls-exporter' && types.includes(type)) return sock.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0));
+        if (type === 'tls-server-end-point' && cert && 'raw' in cert && cert.raw) return tlsServerEndPoint(cert.raw);
+        return null;
+      },
+    };
+  }
+
+  private async handleSasl(el: Element): Promise<void> {
+    const { config, storage, hooks, clock } = this.env.ctx;
+    if (el.name === 'abort') {
+      this.sasl = null;
+      return this.saslFailure('aborted', null);
+    }
+    let data: Buffer | null;
+    try {
+      data = decodeSaslPayload(el.text());
+    } catch {
+      return this.saslFailure('incorrect-encoding', null);
+    }
+    let step: SaslStep;
+    if (el.name === 'auth') {
+      const mechanism = el.attrs.mechanism ?? '';
+      this.saslMechanism = mechanism;
+      const attempt: AuthAttempt = { ip: this.ip, host: this.host, mechanism };
+      await hooks.emit('auth/before', attempt);
+      if (attempt.deny) return this.saslFailure(attempt.deny.condition, null, attempt.deny.text);
+      if (!this.secure && config.c2s.requireEncryption) return this.saslFailure('encryption-required', null);
+      this.sasl = new SaslSession(mechanism, {
+        secure: this.secure,
+        domain: this.host,
+        channelBinding: this.channelBinding(),
+        iterationsForUnknownUser: config.auth.scramIterations,
+        lookup: async (username) => {
+          const local = normaliseLocal(username);
+          if (!local) return null;
+          const account = await storage.accounts.get(local, this.host);
+          if (!account) return null;
+          return { verifiers: await storage.accounts.getVerifiers(account.id) };
+        },
+      });
+      step = await this.sasl.start(data);
+    } else if (el.name === 'response' && this.sasl) {
+      step = await this.sasl.respond(data ?? Buffer.alloc(0));
+    } else {
+      return this.saslFailure('malformed-request', null);
+    }
+    if (step.kind === 'challenge') {
+      this.writeRaw(`<challenge xmlns='${NS.sasl}'>${step.data.length ? step.data.toString('base64') : '='}</challenge>`);
+      return;
+    }
+    if (step.kind === 'failure') return this.saslFailure(step.condition, step.username ?? null, step.text);
+    const local = normaliseLocal(step.username);
+    const account = local ? await storage.accounts.get(local, this.host) : null;
+    if (!account) return this.saslFailure('not-authorized', step.username);
+    this.sasl = null;
+    this.account = account;
+    this.writeRaw(`<success xmlns='${NS.sasl}'>${step.data ? step.data.toString('base64') : ''}</success>`);
+    void hooks.emit('auth/succeeded', { at: clock.now(), ip: this.ip, account, mechanism: this.saslMechanism });
+    this.state = 'authenticated';
+    this.parser.reset();
+    this.parser.setLimits({ maxStanzaBytes: config.c2s.maxStanzaBytes });
+  }
+
+  private saslFailure(condition: string, username: string | null, text?: string): void {
+    const { hooks, clock } = this.env.ctx;
+    this.sasl = null;
+    const textXml = text ? `<text xml:lang='en'>${text.replace(/[<&]/g, '')}</text>` : '';
+    this.writeRaw(`<failure xmlns='${NS.sasl}'><${condition}/>${textXml}</failure>`);
+    if (condition === 'aborted') return;
+    void hooks.emit('auth/failed', { at: clock.now(), ip: this.ip, host: this.host, username, mechanism: this.saslMechanism, condition });
+    if (++this.authFailures >= MAX_AUTH_ATTEMPTS) this.close('policy-violation', 'too many failed authentication attempts');
+  }
+
+  private async handleBinding(el: Element, ns: string | undefined): Promise<void> {
+    if (el.name !== 'iq' || ns !== NS.client) return this.close('not-authorized', 'bind a resource first');
+    const bind = el.getChild('bind', NS.bind);
+    if (el.attrs.type === 'set' && bind) return this.bindResource(el, bind);
+    if (el.attrs.type === 'set' && el.getChild('session', NS.session)) return this.send(iqResult(el));
+    const reply = errorReply(el, 'not-authorized');
+    if (reply) this.send(reply);
+  }
+
+  private bindResource(iq: Element, bind: Element): void {
+    const { sessions, hooks } = this.env.ctx;
+    const account = this.account!;
+    const requested = bind.getChildText('resource')?.trim();
+    const bare = Jid.of(account.username, account.host);
+    if (!bare) return this.close('internal-server-error');
+    let jid: Jid;
+    try {
+      jid = bare.withResource(requested || `gh-${randomBytes(6).toString('hex')}`);
+    } catch {
+      const reply = errorReply(iq, 'bad-request', 'invalid resource');
+      if (reply) this.send(reply);
+      return;
+    }
+    this.jid = jid;
+    const replaced = sessions.add(this);
+    if (replaced) replaced.close('conflict', 'replaced by a new session for the same resource');
+    this.state = 'bound';
+    this.send(iqResult(iq, x('bind', { xmlns: NS.bind }, x('jid', {}, jid.full))));
+    void hooks.emit('session/bound', { session: this, account });
+  }
+
+  private async handleStanza(el: Element, ns: string | undefined): Promise<void> {
+    const { router, hooks } = this.env.ctx;
+    if (ns !== NS.client) {
+      if (await hooks.fire('c2s/nonza', { session: this, element: el })) return;
+      return this.close('unsupported-stanza-type');
+    }
+    if (el.name !== 'message' && el.name !== 'presence' && el.name !== 'iq') return this.close('unsupported-stanza-type');
+    const claimed = el.attrs.from;
+    if (claimed !== undefined && claimed !== this.jid.full) {
+      const parsed = Jid.tryParse(claimed);
+      if (!parsed || (parsed.full !== this.jid.full && parsed.full !== this.jid.bare)) return this.close('invalid-from');
+    }
+    if (el.name === 'iq' && !isValidIq(el)) {
+      const reply = errorReply(el, 'bad-request');
+      if (reply) {
+        delete reply.attrs.from;
+        this.send(reply);
+      }
+      return;
+    }
+    el.attrs.from = this.jid.full;
+    await router.route(el, this.jid, { kind: 'c2s', session: this });
+  }
+
+  /** Called by the idle sweep: ping idle clients (XEP-0199), time out silent ones. */
+  sweep(now: number): void {
+    const c2s = this.env.ctx.config.c2s;
+    if (!this.authenticated) {
+      if (now - this.openedAt > c2s.authTimeout) this.close('connection-timeout');
+      return;
+    }
+    if (this.pingSentAt !== null) {
+      if (now - this.pingSentAt > c2s.pingTimeout) this.close('connection-timeout');
+      return;
+    }
+    if (this.state === 'bound' && now - this.lastActivity > c2s.idlePingAfter) {
+      this.pingSentAt = now;
+      this.send(x('iq', { type: 'get', id: `ping-${now}`, from: this.host, to: this.jid.full }, x('ping', { xmlns: NS.ping })));
+    }
+  }
+}
+
+function decodeSaslPayload(text: string): Buffer | null {
+  const t = text.trim();
+  if (t === '') return null;
+  if (t === '=') return Buffer.alloc(0);
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(t) || t.length % 4 !== 0) throw new Error('bad base64');
+  return Buffer.from(t, 'base64');
+}
+
+function isValidIq(iq: Element): boolean {
+  const type = iq.attrs.type;
+  if (!iq.attrs.id) return false;
+  if (type === 'get' || type === 'set') return iq.elements.length === 1;
+  return type === 'result' || type === 'error';
+}

@@ -1,0 +1,70 @@
+import { appendFileSync } from 'node:fs';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** Field names whose values never reach a log line, whatever a caller passes. */
+const SECRET_FIELDS = /pass|secret|token|key|body|credential|proof|authorization/i;
+
+export type LogFields = Record<string, string | number | boolean | null | undefined>;
+
+export interface LoggerOptions {
+  level: LogLevel;
+  format: 'text' | 'json';
+  file?: string | null;
+  /** Where lines go when no file is set; tests capture lines here. */
+  sink?: (line: string) => void;
+}
+
+export class Logger {
+  constructor(
+    private readonly opts: LoggerOptions,
+    private readonly component = 'gatehouse',
+  ) {}
+
+  child(component: string): Logger {
+    return new Logger(this.opts, component);
+  }
+
+  enabled(level: LogLevel): boolean {
+    return LEVELS[level] >= LEVELS[this.opts.level];
+  }
+
+  debug(msg: string, fields?: LogFields): void {
+    this.write('debug', msg, fields);
+  }
+  info(msg: string, fields?: LogFields): void {
+    this.write('info', msg, fields);
+  }
+  warn(msg: string, fields?: LogFields): void {
+    this.write('warn', msg, fields);
+  }
+  error(msg: string, fields?: LogFields): void {
+    this.write('error', msg, fields);
+  }
+
+  private write(level: LogLevel, msg: string, fields?: LogFields): void {
+    if (!this.enabled(level)) return;
+    const time = new Date().toISOString();
+    const safe: LogFields = {};
+    if (fields) for (const [k, v] of Object.entries(fields)) if (v !== undefined) safe[k] = SECRET_FIELDS.test(k) ? '[redacted]' : v;
+    let line: string;
+    if (this.opts.format === 'json') {
+      line = JSON.stringify({ time, level, component: this.component, msg, ...safe });
+    } else {
+      let extra = '';
+      for (const [k, v] of Object.entries(safe)) extra += ` ${k}=${formatValue(v)}`;
+      line = `${time} ${level.padEnd(5)} ${this.component}: ${msg}${extra}`;
+    }
+    if (this.opts.sink) this.opts.sink(line);
+    else if (this.opts.file) appendFileSync(this.opts.file, line + '\n');
+    else process.stderr.write(line + '\n');
+  }
+}
+
+function formatValue(v: unknown): string {
+  const s = String(v);
+  return /[\s"=]/.test(s) ? JSON.stringify(s) : s;
+}
+
+export const silentLogger = new Logger({ level: 'error', format: 'text', sink: () => {} });

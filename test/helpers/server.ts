@@ -1,0 +1,100 @@
+/** Starts a real Gatehouse server for a test: random loopback ports, a temporary data directory. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig, type Config } from '../../server/config/index.js';
+import { startServer, type RunningServer } from '../../server/main.js';
+import { Logger, type LogLevel } from '../../shared/logger.js';
+import type { Clock } from '../../shared/clock.js';
+import { TestClient } from './xmpp-client.js';
+import type { StorageConfig } from '../../server/storage/datasource.js';
+import type { GatehouseModule } from '../../server/core/context.js';
+
+export interface TestServer {
+  server: RunningServer;
+  config: Config;
+  dir: string;
+  /** Every log line the server wrote (for checking that no secret leaks). */
+  logLines: string[];
+  port: number;
+  tlsPort: number;
+  client(opts?: { directTls?: boolean; plain?: boolean; localAddress?: string; domain?: string }): Promise<TestClient>;
+  /** Registers (in-band) and logs in a new client. */
+  user(username: string, password?: string, resource?: string): Promise<TestClient>;
+  stop(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  /** Raw configuration merged over the test defaults (deep for plain objects). */
+  config?: Record<string, unknown>;
+  storage?: StorageConfig;
+  clock?: Clock;
+  logLevel?: LogLevel;
+  /** Modules to load instead of server/modules/index.ts's list. */
+  modules?: GatehouseModule[];
+}
+
+export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-test-'));
+  const raw = deepMerge(
+    {
+      dataDir: dir,
+      hosts: [{ domain: 'localhost', registration: 'open' }],
+      listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [{ host: '127.0.0.1', port: 0 }], components: [], s2s: [], admin: [] },
+      auth: { scramIterations: 4096 },
+      log: { level: opts.logLevel ?? 'debug' },
+      ...(opts.storage ? { storage: storageRaw(opts.storage) } : {}),
+    },
+    opts.config ?? {},
+  );
+  const config = parseConfig(raw, dir);
+  const logLines: string[] = [];
+  const log = new Logger({ level: config.log.level, format: 'text', sink: (l) => logLines.push(l) });
+  const server = await startServer(config, { log, clock: opts.clock, modules: opts.modules });
+  const port = server.port('c2s');
+  const tlsPort = config.listen.c2sDirectTls.length ? server.port('c2s-tls') : 0;
+  const clients: TestClient[] = [];
+  const ts: TestServer = {
+    server,
+    config,
+    dir,
+    logLines,
+    port,
+    tlsPort,
+    async client(o = {}) {
+      const c = await TestClient.connect({ port: o.directTls ? tlsPort : port, ...o });
+      clients.push(c);
+      return c;
+    },
+    async user(username, password = 'secret-' + username, resource) {
+      const c = await ts.client();
+      const reg = await c.register(username, password);
+      if (reg.attrs.type !== 'result') throw new Error(`registration failed: ${reg}`);
+      await c.login(username, password, { resource });
+      return c;
+    },
+    async stop() {
+      for (const c of clients) c.destroy();
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return ts;
+}
+
+function storageRaw(s: StorageConfig): Record<string, unknown> {
+  return s.type === 'sqlite' ? { type: 'sqlite', path: s.path } : { type: s.type, url: s.url };
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = isPlainObject(b) && isPlainObject(v) ? deepMerge(b, v) : v;
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
