@@ -1,0 +1,417 @@
+/**
+ * The configuration schema: keys, types, defaults, validation and documentation in one place.
+ * docs/configuration.md is generated from it (see docs.ts).
+ */
+import net from 'node:net';
+import path from 'node:path';
+import { Jid, normaliseDomain } from '../../shared/jid.js';
+import type { Config, StorageConfig } from './types.js';
+import {
+  array,
+  bool,
+  describe,
+  duration,
+  durationOrUnlimited,
+  enumOf,
+  fail,
+  filePath,
+  int,
+  joinKey,
+  map,
+  nullable,
+  object,
+  oneOf,
+  optional,
+  refine,
+  size,
+  str,
+  type Common,
+  type Infer,
+  type Schema,
+} from './schema-kit.js';
+
+// ---------------------------------------------------------------------------------------------
+// Value types specific to Gatehouse
+
+function domain(o: Common<string> = {}): Schema<string> {
+  return str({
+    ...o,
+    type: 'domain name',
+    check(s, keyPath) {
+      const d = normaliseDomain(s.trim());
+      if (d === null || d.startsWith('[') || d.includes(':')) fail(keyPath, `expected a domain name, got ${describe(s)}`);
+      return d;
+    },
+  });
+}
+
+/** `address` or `address/prefix` → `address/prefix`. */
+export function parseCidr(s: string): string | { error: string } {
+  const m = /^([0-9A-Fa-f:.]+)(?:\/(\d{1,3}))?$/.exec(s.trim());
+  const version = m ? net.isIP(m[1]) : 0;
+  if (!m || version === 0) return { error: 'expected an IPv4 or IPv6 address or CIDR range (such as 192.168.0.0/16 or fd00::/8)' };
+  const max = version === 4 ? 32 : 128;
+  const prefix = m[2] === undefined ? max : Number(m[2]);
+  if (prefix > max) return { error: `prefix length /${prefix} is out of range for IPv${version} (0 to ${max})` };
+  return `${m[1].toLowerCase()}/${prefix}`;
+}
+
+const cidr = str({
+  type: 'CIDR range or IP address',
+  check(s, keyPath) {
+    const r = parseCidr(s);
+    if (typeof r !== 'string') fail(keyPath, `${r.error}, got ${describe(s)}`);
+    return r;
+  },
+});
+
+const bareJid = str({
+  type: 'bare JID',
+  check(s, keyPath) {
+    const jid = Jid.tryParse(s.trim());
+    if (!jid || !jid.local || jid.resource) fail(keyPath, `expected a bare JID (such as admin@example.org), got ${describe(s)}`);
+    return jid.bare;
+  },
+});
+
+/** `host:port` or `[ipv6]:port`. */
+const hostPort = refine(
+  str({
+    type: '"host:port"',
+    expected: 'a "host:port" string (such as xmpp.example.org:5269 or [2001:db8::1]:5269)',
+    check(s, keyPath) {
+      const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]/@]+)):(\d{1,5})$/.exec(s.trim());
+      const port = m ? Number(m[3]) : 0;
+      if (!m || port < 1 || port > 65535 || (m[1] !== undefined && net.isIPv6(m[1]) === false))
+        fail(keyPath, `expected a "host:port" string (such as xmpp.example.org:5269 or [2001:db8::1]:5269), got ${describe(s)}`);
+      return s.trim();
+    },
+  }),
+  (s) => {
+    const i = s.lastIndexOf(':');
+    return { host: s.slice(0, i).replace(/^\[(.*)\]$/, '$1').toLowerCase(), port: Number(s.slice(i + 1)) };
+  },
+);
+
+export const DB_SCHEMES: Readonly<Record<string, 'mysql' | 'postgres'>> = {
+  'mysql:': 'mysql',
+  'mariadb:': 'mysql',
+  'postgres:': 'postgres',
+  'postgresql:': 'postgres',
+};
+
+/** Shows a database URL without its password, whatever its shape. */
+export function redactDbUrl(s: string): string {
+  const at = s.lastIndexOf('@');
+  if (at < 0) return s;
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(s);
+  const start = scheme ? scheme[0].length : 0;
+  const user = s.slice(start, at).split(':')[0];
+  return `${s.slice(0, start)}${user}:***@${s.slice(at + 1)}`;
+}
+
+const DB_URL_EXPECTED = 'a URL starting with mysql://, mariadb://, postgres:// or postgresql://';
+
+const dbUrl = str({
+  type: 'database URL',
+  expected: DB_URL_EXPECTED,
+  redact: redactDbUrl,
+  check(s, keyPath) {
+    let url: URL | undefined;
+    try {
+      url = new URL(s);
+    } catch {
+      url = undefined;
+    }
+    if (!url || !DB_SCHEMES[url.protocol.toLowerCase()] || !s.includes('://') || !url.hostname)
+      fail(keyPath, `expected ${DB_URL_EXPECTED} and a host, got ${describe(s, false, redactDbUrl)}`);
+    if (url.pathname.replace(/^\//, '') === '') fail(keyPath, `names no database (add /DATABASE after the host): ${describe(s, false, redactDbUrl)}`);
+    return s;
+  },
+});
+
+const listenList = (def: { host: string; port: number }[], doc: string) =>
+  array(
+    object({
+      host: str({ default: '::', doc: 'Address to bind: an IPv4 or IPv6 address or a host name. `::` is every address.' }),
+      port: int({ min: 0, max: 65535, doc: 'TCP port. 0 picks a free port (for tests).' }),
+    }),
+    { default: def, doc },
+  );
+
+// ---------------------------------------------------------------------------------------------
+// The schema
+
+const hostSchema = object({
+  domain: domain({ doc: 'The XMPP domain served, e.g. `example.org`. Normalised to lower case.' }),
+  registration: oneOf(
+    [
+      enumOf(['closed', 'open', 'loopback']),
+      object({
+        allow: array(cidr, {
+          minItems: 1,
+          type: 'list of CIDR ranges or IP addresses',
+          doc: 'Clients whose address is in one of these ranges may register. IPv4 or IPv6, with or without a prefix length (a plain address means just that address).',
+        }),
+      }),
+    ],
+    {
+      default: 'loopback',
+      type: '"closed", "open", "loopback" or { allow: [CIDR, …] }',
+      doc: 'Who may create accounts in-band (XEP-0077): `closed` nobody (an administrator creates accounts), `open` anyone, `loopback` only clients connecting from this machine, `{ allow: [...] }` clients from the listed address ranges.',
+    },
+  ),
+  tls: optional(
+    object({
+      cert: filePath({ mustExist: true, doc: 'PEM certificate (chain) file for this host.' }),
+      key: filePath({ mustExist: true, doc: 'PEM private key file for this host.' }),
+    }),
+    { doc: 'Certificate and key for this host, if it should not use the top-level `tls` certificate. Both are required.' },
+  ),
+});
+
+const tlsSchema = object(
+  {
+    cert: nullable(filePath({ mustExist: true }), {
+      default: null,
+      doc: 'PEM certificate (chain) file. `null`: a self-signed certificate for the configured hosts is generated under `<dataDir>/certs` on first start (fine for testing; clients will warn).',
+    }),
+    key: nullable(filePath({ mustExist: true }), { default: null, doc: 'PEM private key file. Required exactly when `cert` is set.' }),
+    minVersion: enumOf(['TLSv1.2', 'TLSv1.3'], { default: 'TLSv1.2', doc: 'Oldest TLS version accepted.' }),
+    ciphers: optional(str({ doc: "OpenSSL cipher list (Node's `ciphers` TLS option). Unset: Node's defaults." })),
+  },
+  {
+    doc: 'Default certificate and TLS settings, used for every host without its own `tls`.',
+    check(v, keyPath) {
+      if (v.cert !== null && v.key === null) fail(joinKey(keyPath, 'key'), 'missing; required when tls.cert is set');
+      if (v.key !== null && v.cert === null) fail(joinKey(keyPath, 'cert'), 'missing; required when tls.key is set');
+    },
+  },
+);
+
+const listenSchema = object(
+  {
+    c2s: listenList([{ host: '::', port: 5222 }], 'Client connections (STARTTLS).'),
+    c2sDirectTls: listenList([{ host: '::', port: 5223 }], 'Client connections with TLS from the first byte (XEP-0368).'),
+    components: listenList([{ host: '127.0.0.1', port: 5347 }], 'External components (XEP-0114), e.g. the transports. Keep this on loopback.'),
+    s2s: listenList([], 'Server-to-server connections. Empty: federation is off.'),
+    admin: listenList([], 'Admin HTTP interface. Empty: off.'),
+  },
+  {
+    doc: 'Where the server listens. Each entry is `{ host, port }`; an empty list turns the listener off.',
+    check(v, keyPath) {
+      const seen = new Map<string, string>();
+      for (const [name, list] of Object.entries(v)) {
+        list.forEach((a, i) => {
+          if (a.port === 0) return;
+          const id = `${a.host.toLowerCase()} port ${a.port}`;
+          const here = joinKey(joinKey(keyPath, name), i);
+          const prev = seen.get(id);
+          if (prev) fail(here, `${id} is already used by ${prev}`);
+          seen.set(id, here);
+        });
+      }
+    },
+  },
+);
+
+const c2sSchema = object(
+  {
+    requireEncryption: bool({ default: true, doc: 'Clients must start TLS before they can authenticate.' }),
+    allowPlain: bool({ default: true, doc: 'Offer SASL PLAIN (needed by some clients). PLAIN is never offered without TLS.' }),
+    maxStanzaBytes: size({ default: '256KiB', min: 1024, doc: 'Largest stanza accepted from an authenticated client; larger closes the stream with `policy-violation`.' }),
+    maxStanzaBytesPreAuth: size({ default: '10KiB', min: 1024, doc: 'Largest stanza accepted before authentication. At most `maxStanzaBytes`.' }),
+    maxDepth: int({ default: 64, min: 4, max: 1024, doc: 'Deepest XML element nesting accepted in a stanza.' }),
+    maxAttributes: int({ default: 64, min: 4, max: 1024, doc: 'Most attributes accepted on one element.' }),
+    idlePingAfter: duration({ default: '5m', min: 1000, doc: 'Ping a client (XEP-0199) after this long without traffic.' }),
+    pingTimeout: duration({ default: '60s', min: 1000, doc: 'Disconnect a client that does not answer a ping within this time.' }),
+    authTimeout: duration({ default: '60s', min: 1000, doc: 'Unauthenticated connections are closed (`connection-timeout`) after this long.' }),
+    maxSendBuffer: size({ default: '1MiB', min: 16 * 1024, doc: 'A client that does not read is disconnected once this much output is waiting for it.' }),
+    maxConnectionsPerIp: int({ default: 50, min: 1, doc: 'Most simultaneous client connections from one IP address.' }),
+  },
+  {
+    doc: 'Client connections.',
+    check(v, keyPath) {
+      if (v.maxStanzaBytesPreAuth > v.maxStanzaBytes)
+        fail(joinKey(keyPath, 'maxStanzaBytesPreAuth'), `must not be larger than c2s.maxStanzaBytes (${v.maxStanzaBytes} bytes)`);
+    },
+  },
+);
+
+const authSchema = object(
+  {
+    scramIterations: int({ default: 10000, min: 4096, max: 10_000_000, doc: 'PBKDF2 iterations for newly stored SCRAM verifiers.' }),
+    hashes: array(enumOf(['SHA-1', 'SHA-256']), {
+      default: ['SHA-1', 'SHA-256'],
+      minItems: 1,
+      uniqueBy: (h) => h,
+      uniqueWhat: 'hash',
+      doc: 'SCRAM hashes to store verifiers for and offer (SCRAM-SHA-1, SCRAM-SHA-256). Dropping one only affects passwords set afterwards.',
+    }),
+  },
+  { doc: 'Authentication (SASL SCRAM).' },
+);
+
+const storageSchema = refine(
+  object(
+    {
+      type: enumOf(['sqlite', 'mysql', 'postgres'], { default: 'sqlite', doc: 'Database: SQLite (a file, no setup), MySQL/MariaDB or PostgreSQL.' }),
+      path: optional(
+        filePath({
+          verbatim: [':memory:'],
+          defaultDoc: '<dataDir>/gatehouse.sqlite',
+          doc: 'SQLite database file (`type: sqlite` only). `:memory:` keeps everything in memory (tests).',
+        }),
+      ),
+      url: optional(dbUrl, {
+        doc: 'Connection URL, required for `mysql` (`mysql://` or `mariadb://`) and `postgres` (`postgres://` or `postgresql://`), e.g. `postgres://gatehouse:secret@localhost/gatehouse`. Overridden by the environment variable `GATEHOUSE_STORAGE_URL`.',
+      }),
+      migrateOnStart: bool({ default: true, doc: 'Apply pending database migrations on start.' }),
+    },
+    { doc: 'Where accounts, rosters and messages are stored.' },
+  ),
+  (v, keyPath, ctx): StorageConfig => {
+    if (v.type === 'sqlite') {
+      if (v.url !== undefined) fail(joinKey(keyPath, 'url'), 'only used when storage.type is "mysql" or "postgres" (it is "sqlite")');
+      return {
+        type: 'sqlite',
+        path: v.path ?? path.join(ctx.vars.dataDir ?? ctx.baseDir, 'gatehouse.sqlite'),
+        migrateOnStart: v.migrateOnStart,
+      };
+    }
+    if (v.path !== undefined) fail(joinKey(keyPath, 'path'), `only used when storage.type is "sqlite" (it is "${v.type}")`);
+    if (v.url === undefined) fail(joinKey(keyPath, 'url'), `missing; required when storage.type is "${v.type}"`);
+    const scheme = v.url.slice(0, v.url.indexOf(':') + 1).toLowerCase();
+    if (DB_SCHEMES[scheme] !== v.type)
+      fail(joinKey(keyPath, 'url'), `a ${scheme}// URL does not match storage.type "${v.type}"`);
+    return { type: v.type, url: v.url, migrateOnStart: v.migrateOnStart };
+  },
+);
+
+const retentionSchema = object(
+  {
+    inactiveAccounts: duration({ default: '365d', min: 86_400_000, doc: 'Accounts not used for this long are deleted, with everything they own.' }),
+    inactiveWarning: duration({ default: '14d', doc: 'How long before that deletion the user is warned.' }),
+    offlineMessages: duration({ default: '30d', min: 60_000, doc: 'Messages stored for offline users are deleted after this long.' }),
+    detailedLogs: duration({ default: '48h', doc: 'Log entries with personal data (addresses, JIDs) are kept this long.' }),
+    statistics: durationOrUnlimited({ default: 'unlimited', doc: 'Anonymous aggregate statistics are kept this long.' }),
+  },
+  {
+    doc: 'How long data is kept. Durations accept `30s`, `5m`, `48h`, `14d`, `2w` or a number of seconds.',
+    check(v, keyPath) {
+      if (v.inactiveWarning >= v.inactiveAccounts)
+        fail(joinKey(keyPath, 'inactiveWarning'), 'must be shorter than retention.inactiveAccounts');
+    },
+  },
+);
+
+const componentSchema = object({
+  domain: domain({ doc: 'The component\'s domain, e.g. `irc.example.org`.' }),
+  secret: str({ secret: true, doc: 'Shared secret (XEP-0114 handshake). Never shown in errors or logs.' }),
+});
+
+const s2sSchema = object(
+  {
+    requireEncryption: bool({ default: true, doc: 'Federate only over TLS.' }),
+    requireValidCertificates: bool({ default: false, doc: 'Reject remote servers without a valid certificate for their domain (otherwise fall back to dialback).' }),
+    allow: array(domain(), { default: [], type: 'list of domain names', uniqueBy: (d) => d, uniqueWhat: 'domain', doc: 'If not empty, federate only with these domains.' }),
+    deny: array(domain(), { default: [], type: 'list of domain names', uniqueBy: (d) => d, uniqueWhat: 'domain', doc: 'Never federate with these domains.' }),
+    static: map(hostPort, {
+      default: {},
+      keyName: 'domain',
+      key(k, keyPath) {
+        const d = normaliseDomain(k.trim());
+        if (d === null) fail(keyPath, 'expected a domain name as key');
+        return d;
+      },
+      doc: 'Fixed addresses for remote domains instead of DNS SRV lookups: `{ "example.net": "xmpp.example.net:5269" }`.',
+    }),
+  },
+  { doc: 'Server-to-server federation (not implemented yet; the settings are validated).' },
+);
+
+export const configSchema = object(
+  {
+    dataDir: filePath({ default: './data', doc: 'Directory for the SQLite database, generated certificates and backups.' }),
+    hosts: array(hostSchema, {
+      default: [{ domain: 'localhost', registration: 'loopback' }],
+      minItems: 1,
+      uniqueBy: (h) => h.domain,
+      uniqueWhat: 'host',
+      uniqueKey: 'domain',
+      doc: 'The XMPP domains this server hosts.',
+    }),
+    admins: array(bareJid, {
+      default: [],
+      type: 'list of bare JIDs',
+      uniqueBy: (j) => j,
+      uniqueWhat: 'admin',
+      doc: 'Bare JIDs of server administrators, e.g. `[admin@example.org]`.',
+    }),
+    tls: tlsSchema,
+    listen: listenSchema,
+    c2s: c2sSchema,
+    auth: authSchema,
+    storage: storageSchema,
+    offline: object(
+      { maxPerUser: int({ default: 1000, min: 0, doc: 'Most messages stored per offline user; 0 stores none.' }) },
+      { doc: 'Messages for offline users.' },
+    ),
+    server: object(
+      {
+        name: str({ default: 'Gatehouse', doc: 'Software name reported to clients (XEP-0092).' }),
+        hideVersion: bool({ default: false, doc: 'Do not report the software version.' }),
+        hideOs: bool({ default: true, doc: 'Do not report the operating system.' }),
+      },
+      { doc: 'What the server tells about itself.' },
+    ),
+    log: object(
+      {
+        level: enumOf(['debug', 'info', 'warn', 'error'], { default: 'info', doc: 'Least severe level logged.' }),
+        format: enumOf(['text', 'json'], { default: 'text', doc: 'One line of text per entry, or one JSON object per line.' }),
+        file: nullable(filePath(), { default: null, doc: 'Log file; `null` logs to standard output.' }),
+      },
+      { doc: 'Logging.' },
+    ),
+    retention: retentionSchema,
+    backups: object(
+      {
+        keep: int({ default: 7, min: 1, doc: 'How many backups to keep; older ones are deleted.' }),
+        dir: filePath({ default: '<dataDir>/backups', doc: 'Where backups are written.' }),
+        schedule: enumOf(['daily', 'off'], { default: 'daily', doc: 'When backups are made automatically.' }),
+      },
+      { doc: 'Automatic backups of the database.' },
+    ),
+    components: array(componentSchema, {
+      default: [],
+      uniqueBy: (c) => c.domain,
+      uniqueWhat: 'component domain',
+      uniqueKey: 'domain',
+      doc: 'External components (XEP-0114) allowed to connect, e.g. the transports.',
+    }),
+    s2s: s2sSchema,
+    policy: object(
+      {
+        contact: nullable(str(), {
+          default: null,
+          doc: 'How users can reach the operator (e.g. `mailto:admin@example.org`), shown in the privacy policy and contact info (XEP-0157).',
+        }),
+        language: enumOf(['de', 'en'], { default: 'en', doc: 'Language of the privacy policy and of server messages to users.' }),
+      },
+      { doc: 'The privacy policy.' },
+    ),
+  },
+  {
+    check(v) {
+      const hosts = new Set(v.hosts.map((h) => h.domain));
+      v.components.forEach((c, i) => {
+        if (hosts.has(c.domain)) fail(`components[${i}].domain`, `${JSON.stringify(c.domain)} is already a host (hosts) domain`);
+      });
+    },
+  },
+);
+
+// The schema's output must be exactly Config.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const schemaMatchesConfig: Same<Infer<typeof configSchema>, Config> = true;
+void schemaMatchesConfig;

@@ -1,0 +1,173 @@
+/**
+ * The validated configuration: every default filled in, every path absolute, durations in
+ * milliseconds, sizes in bytes, domains and JIDs normalised (lower case).
+ */
+
+/** Who may register accounts in-band on a host. `{ allow }` lists CIDRs, each as `address/prefix`. */
+export type RegistrationPolicy = 'closed' | 'open' | 'loopback' | { allow: string[] };
+
+export interface CertKeyPair {
+  /** Absolute path of an existing PEM certificate (chain) file. */
+  cert: string;
+  /** Absolute path of an existing PEM private key file. */
+  key: string;
+}
+
+export interface HostConfig {
+  /** Normalised (lower case) domain. */
+  domain: string;
+  registration: RegistrationPolicy;
+  /** Certificate for this host; falls back to the top-level `tls`. */
+  tls?: CertKeyPair;
+}
+
+export interface TlsConfig {
+  /** Absolute path, or null: a self-signed certificate is generated under `<dataDir>/certs`. */
+  cert: string | null;
+  /** Absolute path; null exactly when `cert` is null. */
+  key: string | null;
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** OpenSSL cipher list; absent = Node's default. */
+  ciphers?: string;
+}
+
+export interface ListenAddress {
+  host: string;
+  /** 0 = a random free port (tests). */
+  port: number;
+}
+
+export interface ListenConfig {
+  c2s: ListenAddress[];
+  c2sDirectTls: ListenAddress[];
+  components: ListenAddress[];
+  s2s: ListenAddress[];
+  admin: ListenAddress[];
+}
+
+export interface C2sConfig {
+  /** Authentication only over TLS. */
+  requireEncryption: boolean;
+  /** Offer SASL PLAIN (never without TLS). */
+  allowPlain: boolean;
+  /** Bytes. */
+  maxStanzaBytes: number;
+  /** Bytes, before authentication. */
+  maxStanzaBytesPreAuth: number;
+  maxDepth: number;
+  maxAttributes: number;
+  /** Milliseconds. */
+  idlePingAfter: number;
+  /** Milliseconds. */
+  pingTimeout: number;
+  /** Milliseconds. */
+  authTimeout: number;
+  /** Bytes. */
+  maxSendBuffer: number;
+  maxConnectionsPerIp: number;
+}
+
+export interface AuthConfig {
+  scramIterations: number;
+  /** Non-empty, without duplicates. */
+  hashes: ('SHA-1' | 'SHA-256')[];
+}
+
+export type StorageConfig =
+  | {
+      type: 'sqlite';
+      /** Absolute path, or `:memory:`. */
+      path: string;
+      url?: undefined;
+      migrateOnStart: boolean;
+    }
+  | {
+      type: 'mysql' | 'postgres';
+      path?: undefined;
+      /** mysql:// or mariadb:// for mysql; postgres:// or postgresql:// for postgres. Contains credentials: never log it. */
+      url: string;
+      migrateOnStart: boolean;
+    };
+
+export interface OfflineConfig {
+  /** 0 = offline messages are not stored. */
+  maxPerUser: number;
+}
+
+export interface ServerInfoConfig {
+  name: string;
+  hideVersion: boolean;
+  hideOs: boolean;
+}
+
+export interface LogConfig {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  format: 'text' | 'json';
+  /** Absolute path, or null for standard output. */
+  file: string | null;
+}
+
+export interface RetentionConfig {
+  /** Milliseconds. */
+  inactiveAccounts: number;
+  /** Milliseconds (before deletion; less than inactiveAccounts). */
+  inactiveWarning: number;
+  /** Milliseconds. */
+  offlineMessages: number;
+  /** Milliseconds. */
+  detailedLogs: number;
+  /** Milliseconds, or null = unlimited. */
+  statistics: number | null;
+}
+
+export interface BackupsConfig {
+  keep: number;
+  /** Absolute path. */
+  dir: string;
+  schedule: 'daily' | 'off';
+}
+
+export interface ComponentConfig {
+  /** Normalised (lower case) domain. */
+  domain: string;
+  /** Never log it. */
+  secret: string;
+}
+
+export interface S2sConfig {
+  requireEncryption: boolean;
+  requireValidCertificates: boolean;
+  /** Normalised domains. */
+  allow: string[];
+  /** Normalised domains. */
+  deny: string[];
+  /** Normalised domain → where to connect instead of DNS (IPv6 hosts without brackets). */
+  static: Record<string, { host: string; port: number }>;
+}
+
+export interface PolicyConfig {
+  contact: string | null;
+  language: 'de' | 'en';
+}
+
+export interface Config {
+  /** Absolute path. */
+  dataDir: string;
+  /** At least one; domains unique. */
+  hosts: HostConfig[];
+  /** Normalised bare JIDs. */
+  admins: string[];
+  tls: TlsConfig;
+  listen: ListenConfig;
+  c2s: C2sConfig;
+  auth: AuthConfig;
+  storage: StorageConfig;
+  offline: OfflineConfig;
+  server: ServerInfoConfig;
+  log: LogConfig;
+  retention: RetentionConfig;
+  backups: BackupsConfig;
+  components: ComponentConfig[];
+  s2s: S2sConfig;
+  policy: PolicyConfig;
+}
