@@ -29,7 +29,6 @@ export interface StartOptions {
   modules?: GatehouseModule[];
 }
 
-const SWEEP_INTERVAL_MS = 5_000;
 
 /** Wiring only: config -> storage -> modules -> listeners. */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
@@ -72,7 +71,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const s of env.streams) s.sweep(now);
-  }, SWEEP_INTERVAL_MS);
+  }, sweepInterval(config));
   sweep.unref();
 
   let stopped = false;
@@ -94,6 +93,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await storage.close();
     },
   };
+}
+
+/** Often enough that no timeout overshoots by more than half its length, at most every 5 s. */
+function sweepInterval(config: Config): number {
+  const shortest = Math.min(config.c2s.authTimeout, config.c2s.idlePingAfter, config.c2s.pingTimeout);
+  return Math.max(100, Math.min(5_000, Math.floor(shortest / 2)));
 }
 
 function delay(ms: number): Promise<void> {

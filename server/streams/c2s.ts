@@ -203,6 +203,7 @@ export class C2SStream implements ClientSession, StreamInfo {
     const streamNs = prefix ? attrs[`xmlns:${prefix}`] : attrs.xmlns;
     if (local !== 'stream' || streamNs !== NS.stream) return this.close('invalid-namespace');
     if (attrs.xmlns !== NS.client) return this.close('invalid-namespace');
+    if (to !== undefined && !Jid.tryParse(to)?.isDomain) return this.close('bad-format', "'to' is not a domain");
     if (!known) return this.close('host-unknown');
     const version = attrs.version;
     if (!version || !/^1\.\d+$/.test(version)) return this.close('unsupported-version');

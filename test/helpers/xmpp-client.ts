@@ -266,6 +266,16 @@ export class TestClient {
     this.socket.destroy();
   }
 
+  /** The socket currently carrying the stream (TLS once negotiated). */
+  tlsSocketOrSocket(): Socket {
+    return this.socket;
+  }
+
+  /** Stops reading from the socket, like a client that hangs. */
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
   destroy(): void {
     this.socket.destroy();
   }
