@@ -1,0 +1,2 @@
+// @xmpp/client ships no type declarations; tests use it dynamically.
+declare module '@xmpp/client';
