@@ -27,8 +27,8 @@ export interface StanzaEvent {
 export interface HookEvents {
   /** A resource sent its initial available presence (fired by the presence module, after broadcast). */
   'session/available': { session: ClientSession };
-  /** A resource became unavailable: unavailable presence or disconnect (fired by the presence module). */
-  'session/unavailable': { session: ClientSession };
+  /** A resource became unavailable: unavailable presence (given as stanza) or disconnect (fired by the presence module). */
+  'session/unavailable': { session: ClientSession; stanza?: Element };
   /**
    * A message for an existing local account that no resource can take right now (fired by the
    * message module). The offline module stores it and returns true; unhandled means bounce.

@@ -1,7 +1,13 @@
 import type { GatehouseModule } from '../core/context.js';
 import { pingModule } from './ping.js';
+import { discoModule } from './disco.js';
+import { versionModule } from './version.js';
+import { timeModule } from './time.js';
+import { lastActivityModule } from './last-activity.js';
+import { vcardModule } from './vcard.js';
+import { privateStorageModule } from './private-storage.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [pingModule];
+  return [pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, discoModule];
 }

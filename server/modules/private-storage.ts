@@ -1,0 +1,75 @@
+import type { GatehouseModule } from '../core/context.js';
+import type { StanzaEvent } from '../core/hooks.js';
+import { replyError, replyResult } from '../core/iq.js';
+import { parseXmlText } from '../net/parse-xml.js';
+import { Element, x } from '../../shared/xml/element.js';
+import { NS } from '../../shared/ns.js';
+
+
+/** Namespaces XEP-0049 calls reserved: storing under them is refused with not-acceptable. */
+export function isReservedNamespace(ns: string | undefined): boolean {
+  return !ns || ns.startsWith('jabber:') || ns.startsWith('http://jabber.org/') || ns === NS.vcard;
+}
+
+/** The storage key of a stored element: Clark notation, `{namespace}name`. */
+export function privateKey(el: Element): string {
+  return `{${el.xmlns ?? ''}}${el.name}`;
+}
+
+/** Longest key the storage accepts (kv_items.item_key). */
+const MAX_KEY_CHARS = 512;
+
+/**
+ * XEP-0049 private XML storage. Readable and writable by the owner only (P11): any IQ to another
+ * account's bare JID is refused with forbidden before anything is read, whether or not that account
+ * exists (P17). Each child of a set is stored under its qualified name, replacing what was there;
+ * a get names exactly one element and returns it, or the empty element if nothing is stored.
+ * Deleted with the account (the storage cascades every account-owned row).
+ */
+export const privateStorageModule: GatehouseModule = {
+  name: 'private-storage',
+  specs: [{ id: 'XEP-0049', version: '1.2', status: 'complete', note: 'owner only; reserved namespaces refused' }],
+  load({ hooks, router, storage, log }) {
+    const ownerAccount = async (e: StanzaEvent) => {
+      if (e.from.bare !== e.to.bare) return null;
+      return storage.accounts.get(e.to.local, e.to.domain);
+    };
+
+    const check = (e: StanzaEvent): Element[] | string => {
+      const query = e.stanza.firstElement()!;
+      const children = query.elements;
+      if (children.length === 0) return 'not-acceptable';
+      for (const c of children) {
+        if (isReservedNamespace(c.xmlns)) return 'not-acceptable';
+        if (privateKey(c).length > MAX_KEY_CHARS) return 'not-acceptable';
+      }
+      return children;
+    };
+
+    hooks.on(`iq-get/bare/${NS.privateXml}:query`, async (e) => {
+      if (e.from.bare !== e.to.bare) return replyError(router, e, 'forbidden');
+      const children = check(e);
+      if (typeof children === 'string') return replyError(router, e, children);
+      // "A client MUST NOT query for more than one namespace in a single IQ get request."
+      if (children.length > 1) return replyError(router, e, 'bad-request', 'one element per request');
+      const account = await ownerAccount(e);
+      if (!account) return replyError(router, e, 'forbidden');
+      const wanted = children[0]!;
+      const xml = await storage.privateXml.get(account.id, privateKey(wanted));
+      let payload = xml !== null ? parseXmlText(xml) : null;
+      if (xml !== null && !payload) log.warn('unreadable private XML record', { key: privateKey(wanted) });
+      if (!payload) payload = x(wanted.name, { xmlns: wanted.xmlns });
+      return replyResult(router, e, x('query', { xmlns: NS.privateXml }, payload));
+    });
+
+    hooks.on(`iq-set/bare/${NS.privateXml}:query`, async (e) => {
+      if (e.from.bare !== e.to.bare) return replyError(router, e, 'forbidden');
+      const children = check(e);
+      if (typeof children === 'string') return replyError(router, e, children);
+      const account = await ownerAccount(e);
+      if (!account) return replyError(router, e, 'forbidden');
+      for (const c of children) await storage.privateXml.set(account.id, privateKey(c), c.clone().toString());
+      return replyResult(router, e);
+    });
+  },
+};

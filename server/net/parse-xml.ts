@@ -1,0 +1,29 @@
+import { XmlStreamParser } from './xml-stream-parser.js';
+import type { Element } from '../../shared/xml/element.js';
+
+/**
+ * Parses XML text this server stored itself (a serialised Element) back into an Element; null if
+ * it is not a single well-formed element.
+ */
+export function parseXmlText(xml: string): Element | null {
+  let root: Element | null = null;
+  let failed = false;
+  const parser = new XmlStreamParser(
+    {
+      streamOpen: () => {},
+      stanza: (el) => {
+        if (root) failed = true;
+        root = el;
+      },
+      streamClose: () => {},
+      error: () => {
+        failed = true;
+      },
+    },
+    { maxStanzaBytes: Number.MAX_SAFE_INTEGER, maxDepth: 1024, maxAttributes: 1024 },
+  );
+  parser.write(Buffer.from(`<r>${xml}</r>`, 'utf8'));
+  if (failed || !root) return null;
+  (root as Element).parent = null;
+  return root;
+}

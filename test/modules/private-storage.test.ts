@@ -1,0 +1,147 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import type { TestClient } from '../helpers/xmpp-client.js';
+import { allModules } from '../../server/modules/index.js';
+import type { GatehouseModule } from '../../server/core/context.js';
+import { discoModule } from '../../server/modules/disco.js';
+import { versionModule } from '../../server/modules/version.js';
+import { timeModule } from '../../server/modules/time.js';
+import { lastActivityModule } from '../../server/modules/last-activity.js';
+import { vcardModule } from '../../server/modules/vcard.js';
+import { privateStorageModule } from '../../server/modules/private-storage.js';
+import { parseXmlText } from '../../server/net/parse-xml.js';
+import { makeVerifier } from '../../server/auth/scram.js';
+import { errorCondition } from '../../server/core/stanza-errors.js';
+import { Element, x } from '../../shared/xml/element.js';
+import { NS } from '../../shared/ns.js';
+
+const MINE: GatehouseModule[] = [discoModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule];
+function modules(): GatehouseModule[] {
+  const list = [...allModules()];
+  for (const m of MINE) if (!list.some((l) => l.name === m.name)) list.push(m);
+  return list;
+}
+
+async function account(ts: TestServer, name: string): Promise<number> {
+  const { storage } = ts.server.ctx;
+  const existing = await storage.accounts.get(name, 'localhost');
+  if (existing) return existing.id;
+  const created = await storage.accounts.create(name, 'localhost', [makeVerifier('pw-' + name, 'SHA-256', 4096)], new Date());
+  return created!.id;
+}
+
+async function login(ts: TestServer, name: string): Promise<TestClient> {
+  await account(ts, name);
+  const c = await ts.client();
+  await c.login(name, 'pw-' + name);
+  return c;
+}
+
+function shape(el: Element): string {
+  const copy = el.clone();
+  delete copy.attrs.id;
+  delete copy.attrs.from;
+  delete copy.attrs.to;
+  return copy.toString();
+}
+
+const BOOKMARKS = 'storage:bookmarks';
+const priv = (type: 'get' | 'set', children: Element[], to?: string) => x('iq', { type, to }, x('query', { xmlns: NS.privateXml }, children));
+const bookmarks = () =>
+  x('storage', { xmlns: BOOKMARKS }, x('conference', { name: 'Council of Oberon', autojoin: 'true', jid: 'council@conference.localhost' }, x('nick', {}, 'Puck')));
+
+describe('private XML storage (XEP-0049)', () => {
+  let ts: TestServer;
+  let alice: TestClient;
+  let bob: TestClient;
+
+  before(async () => {
+    ts = await startTestServer({ modules: modules() });
+    alice = await login(ts, 'alice');
+    bob = await login(ts, 'bob');
+  });
+  after(async () => {
+    await ts.stop();
+  });
+
+  test('nothing stored: the empty requested element comes back', async () => {
+    const reply = await alice.iq(priv('get', [x('storage', { xmlns: BOOKMARKS })]));
+    assert.equal(reply.attrs.type, 'result');
+    const stored = reply.getChild('query', NS.privateXml)!.getChild('storage', BOOKMARKS)!;
+    assert.ok(stored);
+    assert.equal(stored.children.length, 0);
+  });
+
+  test('the owner stores and retrieves data, keyed by namespace and element name', async () => {
+    const set = await alice.iq(priv('set', [bookmarks()]));
+    assert.equal(set.attrs.type, 'result');
+    const reply = await alice.iq(priv('get', [x('storage', { xmlns: BOOKMARKS })], 'alice@localhost'));
+    assert.equal(reply.attrs.type, 'result');
+    const conf = reply.getChild('query', NS.privateXml)!.getChild('storage', BOOKMARKS)!.getChild('conference')!;
+    assert.equal(conf.attrs.jid, 'council@conference.localhost');
+    assert.equal(conf.getChildText('nick'), 'Puck');
+    // Same namespace, other element name: a different item.
+    const other = await alice.iq(priv('get', [x('other', { xmlns: BOOKMARKS })]));
+    assert.equal(other.getChild('query', NS.privateXml)!.getChild('other', BOOKMARKS)!.children.length, 0);
+  });
+
+  test('a set with several elements stores each; a later set replaces one', async () => {
+    const set = await alice.iq(priv('set', [x('prefs', { xmlns: 'exodus:prefs' }, x('defaultnick', {}, 'Hamlet')), x('notes', { xmlns: 'storage:rosternotes' }, x('note', { jid: 'bob@localhost' }, 'friend'))]));
+    assert.equal(set.attrs.type, 'result');
+    const prefs = await alice.iq(priv('get', [x('prefs', { xmlns: 'exodus:prefs' })]));
+    assert.equal(prefs.getChild('query', NS.privateXml)!.getChild('prefs', 'exodus:prefs')!.getChildText('defaultnick'), 'Hamlet');
+    await alice.iq(priv('set', [x('prefs', { xmlns: 'exodus:prefs' }, x('defaultnick', {}, 'Macbeth'))]));
+    const again = await alice.iq(priv('get', [x('prefs', { xmlns: 'exodus:prefs' })]));
+    assert.equal(again.getChild('query', NS.privateXml)!.getChild('prefs', 'exodus:prefs')!.getChildText('defaultnick'), 'Macbeth');
+    const notes = await alice.iq(priv('get', [x('notes', { xmlns: 'storage:rosternotes' })]));
+    assert.equal(notes.getChild('query', NS.privateXml)!.getChild('notes', 'storage:rosternotes')!.getChildText('note'), 'friend');
+  });
+
+  test('errors: empty query, reserved namespaces, several elements in a get', async () => {
+    for (const type of ['get', 'set'] as const) {
+      assert.equal(errorCondition(await alice.iq(priv(type, []))), 'not-acceptable', `${type} without child`);
+      for (const ns of ['vcard-temp', 'jabber:iq:roster', 'http://jabber.org/protocol/muc']) {
+        assert.equal(errorCondition(await alice.iq(priv(type, [x('x', { xmlns: ns })]))), 'not-acceptable', `${type} ${ns}`);
+      }
+      // A child without its own namespace is in jabber:iq:private, which is reserved too.
+      assert.equal(errorCondition(await alice.iq(priv(type, [x('plain')]))), 'not-acceptable');
+    }
+    const two = await alice.iq(priv('get', [x('storage', { xmlns: BOOKMARKS }), x('prefs', { xmlns: 'exodus:prefs' })]));
+    assert.equal(errorCondition(two), 'bad-request');
+  });
+
+  test('P11 private storage is readable and writable by its owner only', async () => {
+    const read = await bob.iq(priv('get', [x('storage', { xmlns: BOOKMARKS })], 'alice@localhost'));
+    assert.equal(read.attrs.type, 'error');
+    assert.equal(errorCondition(read), 'forbidden');
+    assert.ok(!read.toString().includes('Oberon'), 'no data in the error');
+    assert.equal(read.getChild('query'), undefined);
+    const write = await bob.iq(priv('set', [x('storage', { xmlns: BOOKMARKS }, x('conference', { jid: 'evil@conference.localhost' }))], 'alice@localhost'));
+    assert.equal(errorCondition(write), 'forbidden');
+    const mine = await alice.iq(priv('get', [x('storage', { xmlns: BOOKMARKS })]));
+    const conf = mine.getChild('query', NS.privateXml)!.getChild('storage', BOOKMARKS)!.getChildren('conference');
+    assert.deepEqual(conf.map((c) => c.attrs.jid), ['council@conference.localhost']);
+    // bob's own storage is separate and empty
+    const bobs = await bob.iq(priv('get', [x('storage', { xmlns: BOOKMARKS })]));
+    assert.equal(bobs.getChild('query', NS.privateXml)!.getChild('storage', BOOKMARKS)!.children.length, 0);
+  });
+
+  test('P17 private storage of existing and nonexistent accounts: identical refusals', async () => {
+    const existing = await bob.iq(priv('get', [x('storage', { xmlns: BOOKMARKS })], 'alice@localhost'));
+    const missing = await bob.iq(priv('get', [x('storage', { xmlns: BOOKMARKS })], 'nobody-here@localhost'));
+    assert.equal(shape(existing), shape(missing));
+  });
+
+  test('P11 deleting an account deletes its private data', async () => {
+    const { storage } = ts.server.ctx;
+    const aliceId = await account(ts, 'alice');
+    const key = `{${BOOKMARKS}}storage`;
+    const stored = await storage.privateXml.get(aliceId, key);
+    assert.ok(stored);
+    assert.equal(parseXmlText(stored)!.name, 'storage');
+    assert.equal(await storage.accounts.delete(aliceId), true);
+    assert.equal(await storage.privateXml.get(aliceId, key), null);
+    assert.equal(await storage.privateXml.get(aliceId, '{exodus:prefs}prefs'), null);
+  });
+});
