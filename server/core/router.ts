@@ -24,12 +24,19 @@ declare module './hooks.js' {
 
 export type Target = 'host' | 'bare' | 'full' | 'remote';
 
+/** A connected external entity serving a domain (a XEP-0114 component; later s2s links too). */
+export interface DomainLink {
+  send(stanza: Element): void;
+}
+
 /**
  * Moves stanzas between streams. Knows addresses and the hook bus, not features: every
  * decision about what a stanza means is made by a module handling the fired event.
  */
 export class Router {
   private readonly pendingIq = new Map<string, { resolve: (el: Element) => void; timer: NodeJS.Timeout }>();
+  /** Component domains: configured ones map to their link, or null while it is down. */
+  private readonly components = new Map<string, DomainLink | null>();
 
   constructor(
     readonly hosts: ReadonlySet<string>,
@@ -48,6 +55,30 @@ export class Router {
 
   isLocalHost(domain: string): boolean {
     return this.hosts.has(domain);
+  }
+
+  /** Declares a component domain; stanzas to it (and its subdomains) bounce until it connects. */
+  addComponentDomain(domain: string): void {
+    if (!this.components.has(domain)) this.components.set(domain, null);
+  }
+
+  /** Attaches (or with null detaches) the live link of a component domain. */
+  setComponentLink(domain: string, link: DomainLink | null): void {
+    this.components.set(domain, link);
+  }
+
+  componentDomains(): string[] {
+    return [...this.components.keys()];
+  }
+
+  /** The component domain serving `domain` (itself or a parent), if any. */
+  componentFor(domain: string): string | undefined {
+    for (let d = domain; ; ) {
+      if (this.components.has(d)) return d;
+      const dot = d.indexOf('.');
+      if (dot < 0) return undefined;
+      d = d.slice(dot + 1);
+    }
   }
 
   targetOf(to: Jid): Target {
@@ -77,6 +108,10 @@ export class Router {
       }
     }
     const event: StanzaEvent = { stanza, from, to, origin };
+    if (this.components.size && !this.hosts.has(to.domain)) {
+      const component = this.componentFor(to.domain);
+      if (component !== undefined) return this.toComponent(component, event);
+    }
     const target = this.targetOf(to);
     const kind = stanza.name;
     if (kind === 'iq') {
@@ -143,6 +178,12 @@ export class Router {
     reply.attrs.to = from.full;
     this.send(reply).catch((err) => this.log.error('bounce failed', { error: String(err) }));
     return true;
+  }
+
+  private toComponent(domain: string, event: StanzaEvent): void {
+    const link = this.components.get(domain);
+    if (link) link.send(event.stanza);
+    else this.bounce(event, 'service-unavailable', 'the service is not connected');
   }
 
   private deliverIqToFull(event: StanzaEvent): boolean {

@@ -1,5 +1,6 @@
 import type { Element } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
+import type { Account } from '../storage/types.js';
 
 export interface SessionCounters {
   stanzasIn: number;
@@ -14,6 +15,10 @@ export interface ClientSession {
   /** Full JID once bound. */
   readonly jid: Jid;
   readonly ip: string;
+  /** The stream is encrypted (TLS). */
+  readonly secure: boolean;
+  /** The authenticated account. */
+  readonly account: Account | null;
   readonly startedAt: Date;
   readonly counters: SessionCounters;
   /** Set by the presence module: true after initial presence until unavailable. */

@@ -6,8 +6,10 @@ import { timeModule } from './time.js';
 import { lastActivityModule } from './last-activity.js';
 import { vcardModule } from './vcard.js';
 import { privateStorageModule } from './private-storage.js';
+import { registerModule } from './register.js';
+import { accountActivityModule } from './account-activity.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, discoModule];
+  return [registerModule, accountActivityModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, discoModule];
 }

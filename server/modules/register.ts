@@ -1,0 +1,339 @@
+/**
+ * XEP-0077 In-Band Registration, for the server's own accounts.
+ *
+ * Before authentication (the 'c2s/preauth-iq' hook): the registration form (get) and account
+ * creation (set), when the host's `registration` policy admits the client's address and the
+ * stream is encrypted (XEP-0077 section 10: never over an unsecured channel). The stream feature
+ * `<register xmlns='http://jabber.org/features/iq-register'/>` is announced under the same
+ * conditions only.
+ *
+ * After authentication (IQs to the host, or without 'to'): get answers <registered/> with the
+ * username (the password element stays empty), set with username+password changes the password
+ * of the sender's own account (section 3.3), set with <remove/> deletes the account with all its
+ * data (section 3.2, P23): the result is sent first, then every session of the account is ended
+ * with a <not-authorized/> stream error.
+ *
+ * Failed attempts fire 'register/failed' (IP, host, attempted username, condition) for the
+ * failed-login guard (P7). Passwords never reach a log line, an event or an error reply.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context.js';
+import type { StanzaEvent } from '../core/hooks.js';
+import { replyError, replyResult } from '../core/iq.js';
+import { errorReply, iqResult } from '../core/stanza-errors.js';
+import type { RegistrationPolicy } from '../config/index.js';
+import { AccountExistsError, AccountService, InvalidPasswordError, InvalidUsernameError, NoSuchAccountError, UnknownHostError } from '../accounts/service.js';
+import { verifyPlainAsync } from '../auth/scram.js';
+import { Element, x } from '../../shared/xml/element.js';
+import { Jid, normaliseLocal } from '../../shared/jid.js';
+import { NS } from '../../shared/ns.js';
+
+/** A refused or failed registration, password change or removal (P7: no password, ever). */
+export interface RegistrationFailure {
+  at: Date;
+  ip: string;
+  host: string;
+  /** The normalised username attempted, or null if none was usable. */
+  username: string | null;
+  /** The stanza error condition returned. */
+  condition: string;
+}
+
+declare module '../core/hooks.js' {
+  interface HookEvents {
+    'register/failed': RegistrationFailure;
+  }
+}
+
+const FORM_TYPE = NS.register;
+const FORM_TYPE_CHANGE_PASSWORD = 'jabber:iq:register:changepassword';
+
+const INSTRUCTIONS = 'Choose a username and password to create an account on this server.';
+
+// ------------------------------------------------------------------------------------------------
+// Address policy
+
+/** An IP address as 16 bytes; IPv4 addresses as IPv4-mapped IPv6 (::ffff:a.b.c.d). */
+export function parseIp(input: string): Uint8Array | null {
+  let s = input.trim();
+  if (s.startsWith('[') && s.endsWith(']')) s = s.slice(1, -1);
+  const zone = s.indexOf('%');
+  if (zone >= 0) s = s.slice(0, zone);
+  if (isIPv4(s)) {
+    const out = new Uint8Array(16);
+    out[10] = 0xff;
+    out[11] = 0xff;
+    s.split('.').forEach((p, i) => (out[12 + i] = Number(p)));
+    return out;
+  }
+  if (!isIPv6(s)) return null;
+  const words: number[] = [];
+  let tail = s;
+  let v4: number[] | null = null;
+  const lastColon = tail.lastIndexOf(':');
+  if (tail.slice(lastColon + 1).includes('.')) {
+    v4 = tail.slice(lastColon + 1).split('.').map(Number);
+    tail = tail.slice(0, lastColon + 1) + '0:0';
+  }
+  const [head, rest] = tail.includes('::') ? tail.split('::') as [string, string] : [tail, null];
+  const headWords = head ? head.split(':').map((w) => parseInt(w, 16)) : [];
+  const restWords = rest ? rest.split(':').map((w) => parseInt(w, 16)) : [];
+  const zeros = rest === null ? 0 : 8 - headWords.length - restWords.length;
+  words.push(...headWords, ...new Array<number>(zeros).fill(0), ...restWords);
+  if (words.length !== 8) return null;
+  const out = new Uint8Array(16);
+  words.forEach((w, i) => {
+    out[2 * i] = w >> 8;
+    out[2 * i + 1] = w & 0xff;
+  });
+  if (v4) v4.forEach((b, i) => (out[12 + i] = b));
+  return out;
+}
+
+/**
+ * Whether `ip` lies in `cidr` ("address/prefix", or a plain address meaning just that one).
+ * IPv4 and IPv6 both work, and an IPv4 range matches IPv4-mapped IPv6 addresses (and the other
+ * way round), since both are compared as IPv6.
+ */
+export function cidrContains(cidr: string, ip: string): boolean {
+  const slash = cidr.indexOf('/');
+  const base = slash >= 0 ? cidr.slice(0, slash) : cidr;
+  const net = parseIp(base);
+  const addr = parseIp(ip);
+  if (!net || !addr) return false;
+  const v4 = isIPv4(base.trim());
+  let prefix = slash >= 0 ? Number(cidr.slice(slash + 1)) : v4 ? 32 : 128;
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > (v4 ? 32 : 128)) return false;
+  if (v4) prefix += 96;
+  const full = prefix >> 3;
+  for (let i = 0; i < full; i++) if (net[i] !== addr[i]) return false;
+  const bits = prefix & 7;
+  if (bits === 0) return true;
+  const mask = (0xff << (8 - bits)) & 0xff;
+  return (net[full]! & mask) === (addr[full]! & mask);
+}
+
+const LOOPBACK = ['127.0.0.0/8', '::1/128'];
+
+/** Whether a client at `ip` may register under `policy`. */
+export function registrationAllowed(policy: RegistrationPolicy, ip: string): boolean {
+  if (policy === 'open') return true;
+  if (policy === 'closed') return false;
+  const ranges = policy === 'loopback' ? LOOPBACK : policy.allow;
+  return ranges.some((r) => cidrContains(r, ip));
+}
+
+// ------------------------------------------------------------------------------------------------
+// Forms
+
+interface Submission {
+  username: string | null;
+  password: string | null;
+  oldPassword: string | null;
+  formType: string | null;
+}
+
+/** The data form (XEP-0004) submission if there is one (it takes precedence, XEP-0077 section 6), else the legacy fields. */
+function readSubmission(query: Element): Submission {
+  const form = query.getChild('x', NS.dataForms);
+  if (form && (form.attrs.type ?? 'submit') === 'submit') {
+    const value = (name: string): string | null => {
+      const field = form.getChildren('field').find((f) => f.attrs.var === name);
+      return field ? (field.getChildText('value') ?? '') : null;
+    };
+    return { username: value('username'), password: value('password'), oldPassword: value('old_password'), formType: value('FORM_TYPE') };
+  }
+  return { username: query.getChildText('username') ?? null, password: query.getChildText('password') ?? null, oldPassword: null, formType: null };
+}
+
+function registrationForm(): Element {
+  return x(
+    'query',
+    { xmlns: NS.register },
+    x('instructions', {}, INSTRUCTIONS),
+    x('username'),
+    x('password'),
+    x(
+      'x',
+      { xmlns: NS.dataForms, type: 'form' },
+      x('title', {}, 'Account registration'),
+      x('instructions', {}, INSTRUCTIONS),
+      x('field', { type: 'hidden', var: 'FORM_TYPE' }, x('value', {}, FORM_TYPE)),
+      x('field', { type: 'text-single', var: 'username', label: 'Username' }, x('required')),
+      x('field', { type: 'text-private', var: 'password', label: 'Password' }, x('required')),
+    ),
+  );
+}
+
+// ------------------------------------------------------------------------------------------------
+// The module
+
+export const registerModule: GatehouseModule = {
+  name: 'register',
+  specs: [
+    {
+      id: 'XEP-0077',
+      version: '2.4',
+      status: 'complete',
+      note: 'account registration (per-host policy: closed, open, loopback or CIDR ranges; TLS only), password change, account removal with all data; legacy fields and data forms',
+    },
+  ],
+  load(ctx) {
+    const { hooks, disco } = ctx;
+    const accounts = new AccountService({ storage: ctx.storage, hooks: ctx.hooks, config: ctx.config, clock: ctx.clock, sessions: ctx.sessions });
+    const reg = new Registration(ctx, accounts);
+    disco.addServerFeature(NS.register);
+    hooks.on('c2s/features', ({ stream, stage, features }) => {
+      if (stage === 'pre-auth' && reg.mayRegister(stream)) features.append(x('register', { xmlns: NS.registerFeature }));
+    });
+    hooks.on('c2s/preauth-iq', ({ stream, stanza }) => reg.preAuth(stream, stanza));
+    for (const type of ['get', 'set'] as const) {
+      hooks.on(`iq-${type}/host/${NS.register}:query`, (e) => reg.authenticated(e));
+      hooks.on(`iq-${type}/bare/${NS.register}:query`, (e) => (e.from.bare === e.to.bare ? reg.authenticated(e) : undefined));
+    }
+  },
+};
+
+class Registration {
+  constructor(
+    private readonly ctx: ServerContext,
+    private readonly accounts: AccountService,
+  ) {}
+
+  private policy(host: string): RegistrationPolicy {
+    return this.ctx.config.hosts.find((h) => h.domain === host)?.registration ?? 'closed';
+  }
+
+  /** Registration is offered only over TLS and only to addresses the host's policy admits. */
+  mayRegister(stream: StreamInfo): boolean {
+    return stream.secure && registrationAllowed(this.policy(stream.host), stream.ip);
+  }
+
+  private failed(stream: { ip: string; host: string }, username: string | null, condition: string): void {
+    void this.ctx.hooks.emit('register/failed', { at: this.ctx.clock.now(), ip: stream.ip, host: stream.host, username, condition });
+  }
+
+  // ---- before authentication ----
+
+  async preAuth(stream: StreamInfo, iq: Element): Promise<boolean | void> {
+    const query = iq.getChild('query', NS.register);
+    if (!query || iq.elements.length !== 1) return;
+    if (iq.attrs.to !== undefined && Jid.tryParse(iq.attrs.to)?.full !== stream.host) return;
+    const type = iq.attrs.type;
+    if (type === 'result' || type === 'error') return true;
+    const send = (reply: Element | null) => {
+      if (!reply) return true;
+      delete reply.attrs.to;
+      if (iq.attrs.to !== undefined) reply.attrs.from = stream.host;
+      else delete reply.attrs.from;
+      stream.send(reply);
+      return true;
+    };
+    const error = (condition: string, text?: string) => send(errorReply(iq, condition, text));
+    if (type !== 'get' && type !== 'set') return error('bad-request');
+    const allowed = this.mayRegister(stream);
+
+    if (type === 'get') {
+      if (!allowed) return error('not-allowed', stream.secure ? 'in-band registration is not available here' : 'registration needs an encrypted connection (STARTTLS)');
+      return send(iqResult(iq, registrationForm()));
+    }
+
+    if (query.getChild('remove')) return error('unexpected-request', 'authenticate to remove an account');
+    const sub = readSubmission(query);
+    const attempted = sub.username ? normaliseLocal(sub.username) : null;
+    const fail = (condition: string, text?: string) => {
+      this.failed(stream, attempted, condition);
+      return error(condition, text);
+    };
+    if (!allowed) return fail('not-allowed', stream.secure ? 'in-band registration is not available here' : 'registration needs an encrypted connection (STARTTLS)');
+    if (sub.formType !== null && sub.formType !== FORM_TYPE) return fail('bad-request', 'unknown FORM_TYPE');
+    if (!sub.username || !sub.password) return fail('not-acceptable', 'username and password are required');
+    try {
+      const account = await this.accounts.create(sub.username, stream.host, sub.password, stream.ip);
+      this.ctx.log.info('account registered in-band', { account: `${account.username}@${account.host}` });
+      return send(iqResult(iq));
+    } catch (err) {
+      if (err instanceof AccountExistsError) return fail('conflict', 'that username is taken');
+      if (err instanceof InvalidUsernameError) return fail('not-acceptable', err.message);
+      if (err instanceof InvalidPasswordError) return fail('not-acceptable', err.message);
+      if (err instanceof UnknownHostError) return fail('not-allowed');
+      this.ctx.log.error('registration failed', { error: err instanceof Error ? err.name : 'unknown' });
+      return error('internal-server-error');
+    }
+  }
+
+  // ---- after authentication ----
+
+  async authenticated(e: StanzaEvent): Promise<true> {
+    const { router } = this.ctx;
+    const { from, to, stanza } = e;
+    // Only the sender's own home server handles its account (section 3.2, scenario 1).
+    if (e.origin.kind !== 'c2s' || !from.local || from.domain !== to.domain) return replyError(router, e, 'service-unavailable');
+    const query = stanza.firstElement()!;
+    const ip = e.origin.session.ip;
+    const where = { ip, host: from.domain };
+
+    if (stanza.attrs.type === 'get') {
+      return replyResult(
+        router,
+        e,
+        x('query', { xmlns: NS.register }, x('registered'), x('instructions', {}, 'You are registered. Send a new password to change it, or <remove/> to delete your account and all its data.'), x('username', {}, from.local), x('password')),
+      );
+    }
+
+    if (query.getChild('remove')) {
+      if (query.elements.length !== 1) return replyError(router, e, 'bad-request', '<remove/> must be the only child');
+      // Result first, then the stream error and the erasure (XEP-0077 section 3.2).
+      replyResult(router, e);
+      try {
+        await this.accounts.delete(from.local, from.domain);
+        this.ctx.log.info('account removed in-band', { account: from.bare });
+      } catch (err) {
+        if (!(err instanceof NoSuchAccountError)) {
+          this.ctx.log.error('account removal failed', { account: from.bare, error: err instanceof Error ? err.message : 'unknown' });
+          e.origin.session.close('internal-server-error');
+        }
+      }
+      return true;
+    }
+
+    // Password change (section 3.3).
+    const sub = readSubmission(query);
+    const fail = (condition: string, text?: string) => {
+      this.failed(where, from.local, condition);
+      return replyError(router, e, condition, text);
+    };
+    const session = e.origin.session as { secure?: boolean };
+    if (session.secure === false) return fail('not-authorized', 'password changes need an encrypted connection');
+    if (sub.formType !== null && sub.formType !== FORM_TYPE && sub.formType !== FORM_TYPE_CHANGE_PASSWORD) return fail('bad-request', 'unknown FORM_TYPE');
+    if (!sub.username) return fail('bad-request', 'the username is required');
+    if (!sub.password) return fail('bad-request', 'the new password must not be empty');
+    if (!sameAccount(sub.username, from)) return fail('not-allowed', 'you can change only your own password');
+    if (sub.oldPassword !== null && !(await this.checkPassword(from, sub.oldPassword))) return fail('not-authorized', 'the old password is wrong');
+    try {
+      await this.accounts.changePassword(from.local, from.domain, sub.password);
+      this.ctx.log.info('password changed in-band', { account: from.bare });
+      return replyResult(router, e);
+    } catch (err) {
+      if (err instanceof InvalidPasswordError) return fail('not-acceptable', err.message);
+      this.ctx.log.error('password change failed', { account: from.bare, error: err instanceof Error ? err.name : 'unknown' });
+      return replyError(router, e, 'internal-server-error');
+    }
+  }
+
+  private async checkPassword(jid: Jid, password: string): Promise<boolean> {
+    const account = await this.ctx.storage.accounts.get(jid.local, jid.domain);
+    if (!account) return false;
+    for (const v of await this.ctx.storage.accounts.getVerifiers(account.id)) if (await verifyPlainAsync(password, v)) return true;
+    return false;
+  }
+}
+
+/** The <username/> of a password change names the sender's account: a localpart or a bare JID. */
+function sameAccount(username: string, jid: Jid): boolean {
+  if (username.includes('@')) {
+    const given = Jid.tryParse(username);
+    return !!given && !given.resource && given.bare === jid.bare;
+  }
+  return normaliseLocal(username) === jid.local;
+}
