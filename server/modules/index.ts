@@ -8,8 +8,10 @@ import { vcardModule } from './vcard.js';
 import { privateStorageModule } from './private-storage.js';
 import { registerModule } from './register.js';
 import { accountActivityModule } from './account-activity.js';
+import { messageModule } from './message.js';
+import { offlineModule } from './offline.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [registerModule, accountActivityModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, discoModule];
+  return [registerModule, accountActivityModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, discoModule];
 }

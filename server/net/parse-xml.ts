@@ -3,9 +3,9 @@ import type { Element } from '../../shared/xml/element.js';
 
 /**
  * Parses XML text this server stored itself (a serialised Element) back into an Element; null if
- * it is not a single well-formed element.
+ * it is not a single well-formed element. Without an xmlns of its own, the element gets `defaultNamespace`.
  */
-export function parseXmlText(xml: string): Element | null {
+export function parseXmlText(xml: string, defaultNamespace?: string): Element | null {
   let root: Element | null = null;
   let failed = false;
   const parser = new XmlStreamParser(
@@ -22,7 +22,7 @@ export function parseXmlText(xml: string): Element | null {
     },
     { maxStanzaBytes: Number.MAX_SAFE_INTEGER, maxDepth: 1024, maxAttributes: 1024 },
   );
-  parser.write(Buffer.from(`<r>${xml}</r>`, 'utf8'));
+  parser.write(Buffer.from(defaultNamespace ? `<r xmlns='${defaultNamespace}'>${xml}</r>` : `<r>${xml}</r>`, 'utf8'));
   if (failed || !root) return null;
   (root as Element).parent = null;
   return root;

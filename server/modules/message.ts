@@ -1,0 +1,116 @@
+import type { GatehouseModule, ServerContext } from '../core/context.js';
+import type { StanzaEvent } from '../core/hooks.js';
+import type { ClientSession, SessionRegistry } from '../core/session.js';
+import type { Element } from '../../shared/xml/element.js';
+
+/**
+ * RFC 6121 section 8.5: delivery of message stanzas addressed to local accounts.
+ *
+ * The handlers run at priority -1 (as Prosody's mod_message does) so that modules which inspect
+ * or copy messages (carbons, archives, blocking) see them first at the default priority 0.
+ * Stanzas are handed on exactly as received: no payload is read beyond the 'type' attribute, so
+ * end-to-end encrypted payloads (OMEMO, OpenPGP) pass through untouched (P19, P20).
+ *
+ * Decisions, with the RFC text they follow:
+ * - bare JID, normal/chat (8.5.2.1.1): every available resource with the highest non-negative
+ *   priority (all of them when several share it, as Prosody does). None (no resource, only
+ *   connected-without-presence resources, or only negative priorities): 'message/offline' for an
+ *   existing account (XEP-0160 stores it); otherwise, or when nobody stores it, service-unavailable.
+ * - bare JID, groupchat (8.5.2.1.1, 8.5.2.2.1): never delivered, service-unavailable.
+ * - bare JID, headline (8.5.2.1.1, 8.5.2.2.1): every available non-negative resource, else dropped.
+ * - bare JID, error (8.5.2.1.1, 8.5.2.2.1): "the server MUST silently ignore the message". Error
+ *   replies to what a client sent go to its full JID; only server-side senders use the bare JID.
+ * - no such account (8.5.1): the same outcome as for an existing account that stores nothing:
+ *   service-unavailable for normal/chat/groupchat, silence for headline/error. The error carries no
+ *   text, so it tells the sender nothing an offline account with a full store would not (P17).
+ * - full JID with a bound resource (8.5.3.1): delivered, whatever the type and whether or not the
+ *   resource has sent presence.
+ * - full JID without that resource (8.5.3.2.1): chat is treated as addressed to the bare JID. The RFC
+ *   lets normal be dropped or bounced; like Prosody and ejabberd we also treat it as bare, which
+ *   loses nothing (receipts, invitations). groupchat: service-unavailable. headline, error: dropped.
+ * - the host itself: dropped silently (modules that want such messages hook earlier).
+ */
+
+export type MessageType = 'normal' | 'chat' | 'groupchat' | 'headline' | 'error';
+
+/** The message type; absent or unknown values mean 'normal' (RFC 6121 5.2.2). */
+export function messageType(stanza: Element): MessageType {
+  const t = stanza.attrs.type;
+  return t === 'chat' || t === 'groupchat' || t === 'headline' || t === 'error' ? t : 'normal';
+}
+
+/** Resources that may receive messages to the bare JID: available with a non-negative priority. */
+export function nonNegativeResources(sessions: SessionRegistry, bareJid: string): ClientSession[] {
+  return sessions.ofAccount(bareJid).filter((s) => s.available && s.priority >= 0);
+}
+
+/** The "most available" resources (RFC 6121 8.5.2.1.1): all those sharing the highest non-negative priority. */
+export function topResources(sessions: SessionRegistry, bareJid: string): ClientSession[] {
+  const candidates = nonNegativeResources(sessions, bareJid);
+  if (candidates.length <= 1) return candidates;
+  const best = Math.max(...candidates.map((s) => s.priority));
+  return candidates.filter((s) => s.priority === best);
+}
+
+/** Handler priority: after inspecting/copying modules (0), before the router's fallbacks (-100). */
+export const MESSAGE_DELIVERY_PRIORITY = -1;
+
+export const messageModule: GatehouseModule = {
+  name: 'message',
+  specs: [
+    {
+      id: 'RFC 6121',
+      version: 'section 8.5 (message stanzas)',
+      status: 'complete',
+      note: 'bare-JID messages go to all resources with the highest non-negative priority; chat and normal to an unavailable full JID fall back to the bare JID',
+    },
+  ],
+  load(ctx) {
+    const { hooks } = ctx;
+    hooks.on('message/bare', (e) => toBare(ctx, e), MESSAGE_DELIVERY_PRIORITY);
+    hooks.on('message/full', (e) => toFull(ctx, e), MESSAGE_DELIVERY_PRIORITY);
+    hooks.on('message/host', () => true, MESSAGE_DELIVERY_PRIORITY);
+  },
+};
+
+async function toFull(ctx: ServerContext, event: StanzaEvent): Promise<true> {
+  const session = ctx.sessions.get(event.to.full);
+  if (session) {
+    ctx.router.deliver(session, event.stanza);
+    return true;
+  }
+  switch (messageType(event.stanza)) {
+    case 'normal':
+    case 'chat':
+      return toBare(ctx, event);
+    case 'groupchat':
+      return ctx.router.bounce(event, 'service-unavailable');
+    default:
+      return true;
+  }
+}
+
+async function toBare(ctx: ServerContext, event: StanzaEvent): Promise<true> {
+  const { router, sessions, storage, hooks } = ctx;
+  const { stanza } = event;
+  const bare = event.to.bare;
+  switch (messageType(stanza)) {
+    case 'error':
+      return true;
+    case 'groupchat':
+      return router.bounce(event, 'service-unavailable');
+    case 'headline':
+      for (const s of nonNegativeResources(sessions, bare)) router.deliver(s, stanza);
+      return true;
+    default: {
+      const top = topResources(sessions, bare);
+      if (top.length > 0) {
+        for (const s of top) router.deliver(s, stanza);
+        return true;
+      }
+      const account = await storage.accounts.get(event.to.local, event.to.domain);
+      if (account && (await hooks.fire('message/offline', event))) return true;
+      return router.bounce(event, 'service-unavailable');
+    }
+  }
+}
