@@ -127,7 +127,13 @@ export class C2SStream implements ClientSession, StreamInfo {
   private readonly onData = (chunk: Buffer): void => {
     this.lastActivity = Date.now();
     this.pingSentAt = null;
-    this.parser.write(chunk);
+    try {
+      this.parser.write(chunk);
+    } catch (err) {
+      // A bug in a handler must cost this connection, never the process.
+      this.env.ctx.log.error('stream handler failed', { stream: this.id, error: err instanceof Error ? err.message : String(err) });
+      this.close('internal-server-error');
+    }
   };
 
   // ---- output ----
