@@ -1,0 +1,583 @@
+/**
+ * The repositories of types.ts on TypeORM. All SQL lives here; callers only see the interfaces.
+ *
+ * SQLite (better-sqlite3) has a single connection, so every operation is serialised through one
+ * queue: otherwise the awaits inside one caller's transaction would let another caller's statements
+ * run inside it. Write transactions there use BEGIN IMMEDIATE so that a second process (an admin
+ * command) waits on busy_timeout instead of failing on lock upgrade. On MySQL/PostgreSQL operations
+ * run concurrently on the pool; per-account roster writes serialise on the roster_versions row lock.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import { In, type DataSource, type EntityManager } from 'typeorm';
+import {
+  AccountEntity,
+  KvItemEntity,
+  OfflineMessageEntity,
+  RosterItemEntity,
+  RosterVersionEntity,
+  ScramVerifierEntity,
+  ownedTables,
+  type AccountRow,
+  type RosterItemRow,
+} from './entities.js';
+import { StorageError, errorCode, errorText } from './errors.js';
+import type {
+  Account,
+  AccountRepository,
+  KeyValueRepository,
+  OfflineMessage,
+  OfflineRepository,
+  RosterItem,
+  RosterRepository,
+  ScramVerifier,
+  Storage,
+  Subscription,
+} from './types.js';
+
+type Kind = Storage['kind'];
+/** kv_items.kind: one key space per KeyValueRepository of Storage. */
+type KvKind = 'vcard' | 'private' | 'state';
+
+/** Column limits of the schema, enforced here so every database rejects the same values. */
+export const LIMITS = {
+  username: 255,
+  host: 255,
+  contact: 640,
+  rosterName: 1023,
+  kvKey: 512,
+} as const;
+
+const SUBSCRIPTIONS: readonly Subscription[] = ['none', 'to', 'from', 'both'];
+const HASHES: readonly ScramVerifier['hash'][] = ['SHA-1', 'SHA-256'];
+/** Bound on the number of ids in one IN (...) list. */
+const ID_CHUNK = 500;
+
+function codePoints(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+function checkText(what: string, value: unknown, max: number): string {
+  if (typeof value !== 'string') throw new TypeError(`${what} must be a string`);
+  if (value.length > max && codePoints(value) > max) throw new RangeError(`${what} longer than ${max} characters`);
+  return value;
+}
+
+function checkId(what: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new TypeError(`${what} must be an integer`);
+  return value;
+}
+
+function millis(what: string, d: unknown): number {
+  if (!(d instanceof Date) || Number.isNaN(d.getTime())) throw new TypeError(`${what} must be a valid Date`);
+  return d.getTime();
+}
+
+function dateOrNull(ms: number | null | undefined): Date | null {
+  return ms === null || ms === undefined ? null : new Date(Number(ms));
+}
+
+function toAccount(row: AccountRow): Account {
+  return {
+    id: Number(row.id),
+    username: row.username,
+    host: row.host,
+    createdAt: new Date(Number(row.createdAt)),
+    lastUsedAt: dateOrNull(row.lastUsedAt),
+    warnedAt: dateOrNull(row.warnedAt),
+  };
+}
+
+function toRosterItem(row: RosterItemRow): RosterItem {
+  let groups: string[] = [];
+  try {
+    const parsed: unknown = JSON.parse(row.groups);
+    if (Array.isArray(parsed)) groups = parsed.filter((g): g is string => typeof g === 'string');
+  } catch {
+    groups = [];
+  }
+  return {
+    jid: row.contact,
+    name: row.name ?? null,
+    subscription: row.subscription as Subscription,
+    ask: Boolean(row.ask),
+    pendingIn: Boolean(row.pendingIn),
+    approved: Boolean(row.approved),
+    groups,
+  };
+}
+
+function driverCode(err: unknown): { code?: string; errno?: number } {
+  const e = err as { code?: unknown; errno?: unknown; driverError?: { code?: unknown; errno?: unknown } } | null;
+  const d = e?.driverError ?? e;
+  return {
+    code: typeof d?.code === 'string' ? d.code : typeof e?.code === 'string' ? e.code : undefined,
+    errno: typeof d?.errno === 'number' ? d.errno : undefined,
+  };
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  const { code, errno } = driverCode(err);
+  return (
+    code === '23505' || // PostgreSQL unique_violation
+    code === 'ER_DUP_ENTRY' ||
+    errno === 1062 ||
+    code === 'SQLITE_CONSTRAINT_UNIQUE' ||
+    code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+  );
+}
+
+function isRetryable(err: unknown): boolean {
+  const { code, errno } = driverCode(err);
+  return code === '40P01' || code === '40001' || code === 'ER_LOCK_DEADLOCK' || errno === 1213;
+}
+
+class Db {
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly ds: DataSource,
+    readonly kind: Kind,
+    readonly description: string,
+  ) {}
+
+  /**
+   * Database/driver errors become a StorageError: one line naming the database, with the driver's
+   * code but without TypeORM's query parameters (which hold stanzas and other user data).
+   */
+  private wrap(err: unknown): unknown {
+    if (!(err instanceof Error) || err instanceof StorageError || err instanceof TypeError || err instanceof RangeError) return err;
+    return new StorageError(`storage error on ${this.description}: ${errorText(err)}`, errorCode(err));
+  }
+
+  /** Runs fn alone on SQLite (single connection); directly elsewhere. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.kind !== 'sqlite') return fn();
+    const result = this.queue.then(fn);
+    this.queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
+  /** A single statement (autocommit). */
+  async run<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+    try {
+      return await this.exclusive(() => fn(this.ds.manager));
+    } catch (err) {
+      throw this.wrap(err);
+    }
+  }
+
+  /** fn in one transaction, committed before the promise resolves; retried on deadlock. */
+  async tx<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.exclusive(() => this.txOnce(fn));
+      } catch (err) {
+        if (attempt >= 4 || !isRetryable(err)) throw this.wrap(err);
+        await delay(5 * attempt + Math.floor(Math.random() * 20));
+      }
+    }
+  }
+
+  private async txOnce<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+    const qr = this.ds.createQueryRunner();
+    await qr.connect();
+    const sqlite = this.kind === 'sqlite';
+    try {
+      if (sqlite) await qr.query('BEGIN IMMEDIATE');
+      else await qr.startTransaction();
+      let result: T;
+      try {
+        result = await fn(qr.manager);
+        if (sqlite) await qr.query('COMMIT');
+        else await qr.commitTransaction();
+      } catch (err) {
+        try {
+          if (sqlite) await qr.query('ROLLBACK');
+          else if (qr.isTransactionActive) await qr.rollbackTransaction();
+        } catch {
+          // the transaction is already gone (failed commit, dropped connection)
+        }
+        throw err;
+      }
+      return result;
+    } finally {
+      await qr.release();
+    }
+  }
+
+  esc(name: string): string {
+    return this.ds.driver.escape(name);
+  }
+}
+
+class TypeOrmAccountRepository implements AccountRepository {
+  constructor(private readonly db: Db) {}
+
+  async create(username: string, host: string, verifiers: ScramVerifier[], now: Date): Promise<Account | null> {
+    checkText('username', username, LIMITS.username);
+    checkText('host', host, LIMITS.host);
+    const createdAt = millis('now', now);
+    const rows = verifiers.map((v) => verifierRow(0, v));
+    const duplicate = Symbol('duplicate');
+    try {
+      return await this.db.tx(async (m) => {
+        if (await m.exists(AccountEntity, { where: { username, host } })) return null;
+        let id: number;
+        try {
+          const r = await m.insert(AccountEntity, { username, host, createdAt, lastUsedAt: null, warnedAt: null });
+          id = Number(r.identifiers[0]?.id);
+        } catch (err) {
+          if (isUniqueViolation(err)) throw duplicate;
+          throw err;
+        }
+        if (!Number.isSafeInteger(id) || id <= 0) throw new Error('account insert returned no id');
+        if (rows.length) await m.insert(ScramVerifierEntity, rows.map((r) => ({ ...r, accountId: id })));
+        await m.insert(RosterVersionEntity, { accountId: id, version: 0 });
+        return toAccount({ id, username, host, createdAt, lastUsedAt: null, warnedAt: null });
+      });
+    } catch (err) {
+      if (err === duplicate) return null;
+      throw err;
+    }
+  }
+
+  async get(username: string, host: string): Promise<Account | null> {
+    if (typeof username !== 'string' || typeof host !== 'string') return null;
+    const row = await this.db.run((m) => m.findOne(AccountEntity, { where: { username, host } }));
+    return row ? toAccount(row) : null;
+  }
+
+  async getVerifiers(accountId: number): Promise<ScramVerifier[]> {
+    checkId('accountId', accountId);
+    const rows = await this.db.run((m) => m.find(ScramVerifierEntity, { where: { accountId }, order: { hash: 'ASC' } }));
+    return rows.map((r) => ({
+      hash: r.hash as ScramVerifier['hash'],
+      salt: Buffer.from(r.salt, 'base64'),
+      iterations: Number(r.iterations),
+      storedKey: Buffer.from(r.storedKey, 'base64'),
+      serverKey: Buffer.from(r.serverKey, 'base64'),
+    }));
+  }
+
+  async setVerifiers(accountId: number, verifiers: ScramVerifier[]): Promise<void> {
+    checkId('accountId', accountId);
+    const rows = verifiers.map((v) => verifierRow(accountId, v));
+    await this.db.tx(async (m) => {
+      await m.delete(ScramVerifierEntity, { accountId });
+      if (rows.length) await m.insert(ScramVerifierEntity, rows);
+    });
+  }
+
+  async touch(accountId: number, now: Date): Promise<void> {
+    checkId('accountId', accountId);
+    const lastUsedAt = millis('now', now);
+    await this.db.run((m) => m.update(AccountEntity, { id: accountId }, { lastUsedAt }));
+  }
+
+  async setWarnedAt(accountId: number, at: Date | null): Promise<void> {
+    checkId('accountId', accountId);
+    const warnedAt = at === null ? null : millis('at', at);
+    await this.db.run((m) => m.update(AccountEntity, { id: accountId }, { warnedAt }));
+  }
+
+  async delete(accountId: number): Promise<boolean> {
+    checkId('accountId', accountId);
+    // Every owned table references accounts(id) ON DELETE CASCADE.
+    const r = await this.db.tx((m) => m.delete(AccountEntity, { id: accountId }));
+    return (r.affected ?? 0) > 0;
+  }
+
+  async list(host?: string): Promise<Account[]> {
+    const rows = await this.db.run((m) =>
+      m.find(AccountEntity, { where: host === undefined ? {} : { host }, order: { host: 'ASC', username: 'ASC', id: 'ASC' } }),
+    );
+    return rows.map(toAccount);
+  }
+
+  async count(host?: string): Promise<number> {
+    return this.db.run((m) => m.count(AccountEntity, { where: host === undefined ? {} : { host } }));
+  }
+
+  async listInactiveSince(before: Date, limit: number): Promise<Account[]> {
+    const b = millis('before', before);
+    if (!Number.isSafeInteger(limit) || limit <= 0) return [];
+    const rows = await this.db.run((m) =>
+      m
+        .createQueryBuilder(AccountEntity, 'a')
+        .where('COALESCE(a.lastUsedAt, a.createdAt) < :b', { b })
+        .orderBy('COALESCE(a.lastUsedAt, a.createdAt)', 'ASC')
+        .addOrderBy('a.id', 'ASC')
+        .limit(limit)
+        .getMany(),
+    );
+    return rows.map(toAccount);
+  }
+}
+
+function verifierRow(accountId: number, v: ScramVerifier) {
+  if (!HASHES.includes(v.hash)) throw new RangeError(`unknown SCRAM hash ${String(v.hash)}`);
+  if (!Number.isSafeInteger(v.iterations) || v.iterations <= 0) throw new RangeError('SCRAM iterations must be a positive integer');
+  for (const [k, b] of [
+    ['salt', v.salt],
+    ['storedKey', v.storedKey],
+    ['serverKey', v.serverKey],
+  ] as const) {
+    if (!Buffer.isBuffer(b)) throw new TypeError(`SCRAM ${k} must be a Buffer`);
+  }
+  const row = {
+    accountId,
+    hash: v.hash,
+    salt: v.salt.toString('base64'),
+    iterations: v.iterations,
+    storedKey: v.storedKey.toString('base64'),
+    serverKey: v.serverKey.toString('base64'),
+  };
+  if (row.salt.length > 512) throw new RangeError('SCRAM salt longer than 384 bytes');
+  if (row.storedKey.length > 255 || row.serverKey.length > 255) throw new RangeError('SCRAM key longer than 191 bytes');
+  return row;
+}
+
+class TypeOrmRosterRepository implements RosterRepository {
+  constructor(private readonly db: Db) {}
+
+  async list(accountId: number): Promise<RosterItem[]> {
+    checkId('accountId', accountId);
+    const rows = await this.db.run((m) => m.find(RosterItemEntity, { where: { accountId }, order: { contact: 'ASC' } }));
+    return rows.map(toRosterItem);
+  }
+
+  async get(accountId: number, contact: string): Promise<RosterItem | null> {
+    checkId('accountId', accountId);
+    if (typeof contact !== 'string') return null;
+    const row = await this.db.run((m) => m.findOne(RosterItemEntity, { where: { accountId, contact } }));
+    return row ? toRosterItem(row) : null;
+  }
+
+  async put(accountId: number, item: RosterItem): Promise<string> {
+    checkId('accountId', accountId);
+    const row: RosterItemRow = {
+      accountId,
+      contact: checkText('roster jid', item.jid, LIMITS.contact),
+      name: item.name === null || item.name === undefined ? null : checkText('roster name', item.name, LIMITS.rosterName),
+      subscription: item.subscription,
+      ask: Boolean(item.ask),
+      pendingIn: Boolean(item.pendingIn),
+      approved: Boolean(item.approved),
+      groups: JSON.stringify(item.groups ?? []),
+    };
+    if (!SUBSCRIPTIONS.includes(item.subscription)) throw new RangeError(`invalid subscription ${String(item.subscription)}`);
+    if (!Array.isArray(item.groups) || item.groups.some((g) => typeof g !== 'string')) throw new TypeError('roster groups must be strings');
+    return this.db.tx(async (m) => {
+      // Bumping first takes the row lock on roster_versions: roster writes of one account serialise.
+      await this.bump(m, accountId);
+      await m.upsert(RosterItemEntity, row, { conflictPaths: ['accountId', 'contact'] });
+      return this.read(m, accountId);
+    });
+  }
+
+  async remove(accountId: number, contact: string): Promise<string> {
+    checkId('accountId', accountId);
+    if (typeof contact !== 'string') throw new TypeError('contact must be a string');
+    return this.db.tx(async (m) => {
+      const r = await m.delete(RosterItemEntity, { accountId, contact });
+      if ((r.affected ?? 0) > 0) await this.bump(m, accountId);
+      return this.read(m, accountId);
+    });
+  }
+
+  async version(accountId: number): Promise<string> {
+    checkId('accountId', accountId);
+    return this.db.run((m) => this.read(m, accountId));
+  }
+
+  async listByContact(contact: string): Promise<{ accountId: number; username: string; host: string; item: RosterItem }[]> {
+    if (typeof contact !== 'string') return [];
+    return this.db.run(async (m) => {
+      const rows = await m.find(RosterItemEntity, { where: { contact }, order: { accountId: 'ASC' } });
+      if (rows.length === 0) return [];
+      const accounts = new Map<number, AccountRow>();
+      const ids = [...new Set(rows.map((r) => Number(r.accountId)))];
+      for (let i = 0; i < ids.length; i += ID_CHUNK) {
+        for (const a of await m.find(AccountEntity, { where: { id: In(ids.slice(i, i + ID_CHUNK)) } })) accounts.set(Number(a.id), a);
+      }
+      return rows.flatMap((r) => {
+        const a = accounts.get(Number(r.accountId));
+        return a ? [{ accountId: Number(a.id), username: a.username, host: a.host, item: toRosterItem(r) }] : [];
+      });
+    });
+  }
+
+  private async bump(m: EntityManager, accountId: number): Promise<void> {
+    const v = this.db.esc('version');
+    const r = await m
+      .createQueryBuilder()
+      .update(RosterVersionEntity)
+      .set({ version: () => `${v} + 1` })
+      .where({ accountId })
+      .execute();
+    if (!r.affected) await m.insert(RosterVersionEntity, { accountId, version: 1 });
+  }
+
+  private async read(m: EntityManager, accountId: number): Promise<string> {
+    const row = await m.findOne(RosterVersionEntity, { where: { accountId } });
+    return String(row ? Number(row.version) : 0);
+  }
+}
+
+class TypeOrmOfflineRepository implements OfflineRepository {
+  constructor(private readonly db: Db) {}
+
+  async store(accountId: number, stanza: string, receivedAt: Date): Promise<number> {
+    checkId('accountId', accountId);
+    if (typeof stanza !== 'string') throw new TypeError('stanza must be a string');
+    const at = millis('receivedAt', receivedAt);
+    // A single autocommitted INSERT: committed (and on SQLite fsynced, synchronous=FULL) on return.
+    const r = await this.db.run((m) => m.insert(OfflineMessageEntity, { accountId, stanza, receivedAt: at }));
+    const id = Number(r.identifiers[0]?.id);
+    if (!Number.isSafeInteger(id) || id <= 0) throw new Error('offline insert returned no id');
+    return id;
+  }
+
+  async list(accountId: number): Promise<OfflineMessage[]> {
+    checkId('accountId', accountId);
+    const rows = await this.db.run((m) => m.find(OfflineMessageEntity, { where: { accountId }, order: { id: 'ASC' } }));
+    return rows.map((r) => ({ id: Number(r.id), stanza: r.stanza, receivedAt: new Date(Number(r.receivedAt)) }));
+  }
+
+  async count(accountId: number): Promise<number> {
+    checkId('accountId', accountId);
+    return this.db.run((m) => m.count(OfflineMessageEntity, { where: { accountId } }));
+  }
+
+  async delete(accountId: number, ids: number[]): Promise<void> {
+    checkId('accountId', accountId);
+    const unique = [...new Set(ids)].filter((id) => Number.isSafeInteger(id));
+    if (unique.length === 0) return;
+    await this.db.tx(async (m) => {
+      for (let i = 0; i < unique.length; i += ID_CHUNK) {
+        await m.delete(OfflineMessageEntity, { accountId, id: In(unique.slice(i, i + ID_CHUNK)) });
+      }
+    });
+  }
+
+  async takeExpired(before: Date, limit: number): Promise<{ id: number; accountId: number; stanza: string; receivedAt: Date }[]> {
+    const b = millis('before', before);
+    if (!Number.isSafeInteger(limit) || limit <= 0) return [];
+    const lock = this.db.kind !== 'sqlite';
+    return this.db.tx(async (m) => {
+      let qb = m
+        .createQueryBuilder(OfflineMessageEntity, 'o')
+        .where('o.receivedAt < :b', { b })
+        .orderBy('o.receivedAt', 'ASC')
+        .addOrderBy('o.id', 'ASC')
+        .limit(limit);
+      // FOR UPDATE: a concurrent sweeper waits and then skips what this one deleted.
+      if (lock) qb = qb.setLock('pessimistic_write');
+      const rows = await qb.getMany();
+      if (rows.length === 0) return [];
+      const ids = rows.map((r) => Number(r.id));
+      for (let i = 0; i < ids.length; i += ID_CHUNK) {
+        await m.delete(OfflineMessageEntity, { id: In(ids.slice(i, i + ID_CHUNK)) });
+      }
+      return rows.map((r) => ({
+        id: Number(r.id),
+        accountId: Number(r.accountId),
+        stanza: r.stanza,
+        receivedAt: new Date(Number(r.receivedAt)),
+      }));
+    });
+  }
+}
+
+class TypeOrmKeyValueRepository implements KeyValueRepository {
+  constructor(
+    private readonly db: Db,
+    private readonly kind: KvKind,
+  ) {}
+
+  async get(accountId: number, key: string): Promise<string | null> {
+    checkId('accountId', accountId);
+    if (typeof key !== 'string') return null;
+    const row = await this.db.run((m) => m.findOne(KvItemEntity, { where: { accountId, kind: this.kind, itemKey: key } }));
+    return row ? row.xml : null;
+  }
+
+  async set(accountId: number, key: string, xml: string): Promise<void> {
+    checkId('accountId', accountId);
+    checkText('key', key, LIMITS.kvKey);
+    if (typeof xml !== 'string') throw new TypeError('xml must be a string');
+    await this.db.run((m) =>
+      m.upsert(KvItemEntity, { accountId, kind: this.kind, itemKey: key, xml }, { conflictPaths: ['accountId', 'kind', 'itemKey'] }),
+    );
+  }
+
+  async delete(accountId: number, key: string): Promise<void> {
+    checkId('accountId', accountId);
+    if (typeof key !== 'string') return;
+    await this.db.run((m) => m.delete(KvItemEntity, { accountId, kind: this.kind, itemKey: key }));
+  }
+}
+
+export class TypeOrmStorage implements Storage {
+  readonly kind: Kind;
+  readonly accounts: AccountRepository;
+  readonly roster: RosterRepository;
+  readonly offline: OfflineRepository;
+  readonly vcards: KeyValueRepository;
+  readonly privateXml: KeyValueRepository;
+  readonly accountState: KeyValueRepository;
+  private readonly db: Db;
+  private closing: Promise<void> | null = null;
+
+  constructor(ds: DataSource, kind: Kind, description = `${kind} database`) {
+    this.kind = kind;
+    this.db = new Db(ds, kind, description);
+    this.accounts = new TypeOrmAccountRepository(this.db);
+    this.roster = new TypeOrmRosterRepository(this.db);
+    this.offline = new TypeOrmOfflineRepository(this.db);
+    this.vcards = new TypeOrmKeyValueRepository(this.db, 'vcard');
+    this.privateXml = new TypeOrmKeyValueRepository(this.db, 'private');
+    this.accountState = new TypeOrmKeyValueRepository(this.db, 'state');
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.db.exclusive(async () => {
+      if (this.db.ds.isInitialized) await this.db.ds.destroy();
+    });
+    return this.closing;
+  }
+
+  /** Test/diagnostic use only: a raw statement in the database's own dialect (? or $1 placeholders). */
+  rawQuery(sql: string, params: unknown[] = []): Promise<any[]> {
+    return this.db.exclusive(() => this.db.ds.query(sql, params));
+  }
+
+  /**
+   * Test/diagnostic use only: row count of every account-owned table (accounts itself included),
+   * for one account or in total.
+   */
+  tableCounts(accountId?: number): Promise<Record<string, number>> {
+    if (accountId !== undefined) checkId('accountId', accountId);
+    return this.db.run(async (m) => {
+      const out: Record<string, number> = {};
+      for (const { table, accountColumn } of ownedTables) {
+        let qb = m.createQueryBuilder().select('COUNT(*)', 'n').from(table, 't');
+        if (accountId !== undefined) qb = qb.where(`t.${this.db.esc(accountColumn)} = :id`, { id: accountId });
+        const row = await qb.getRawOne<{ n: string | number }>();
+        out[table] = Number(row?.n ?? 0);
+      }
+      return out;
+    });
+  }
+}
+
+/** The TypeORM implementation behind a Storage, for tests and diagnostics (throws for other implementations). */
+export function asTypeOrmStorage(storage: Storage): TypeOrmStorage {
+  if (!(storage instanceof TypeOrmStorage)) throw new TypeError('not a TypeORM storage');
+  return storage;
+}
