@@ -7,7 +7,6 @@
  * command) waits on busy_timeout instead of failing on lock upgrade. On MySQL/PostgreSQL operations
  * run concurrently on the pool; per-account roster writes serialise on the roster_versions row lock.
  */
-import { setTimeout as delay } from 'node:timers/promises';
 import { In, type DataSource, type EntityManager } from 'typeorm';
 import {
   AccountEntity,
@@ -20,7 +19,7 @@ import {
   type AccountRow,
   type RosterItemRow,
 } from './entities.js';
-import { StorageError, errorCode, errorText } from './errors.js';
+import { Db, ID_CHUNK, checkId, checkText, dateOrNull, isUniqueViolation, millis, type Kind } from './db.js';
 import type {
   Account,
   AccountRepository,
@@ -34,7 +33,6 @@ import type {
   Subscription,
 } from './types.js';
 
-type Kind = Storage['kind'];
 /** kv_items.kind: one key space per KeyValueRepository of Storage. */
 type KvKind = 'vcard' | 'private' | 'state';
 
@@ -49,35 +47,6 @@ export const LIMITS = {
 
 const SUBSCRIPTIONS: readonly Subscription[] = ['none', 'to', 'from', 'both'];
 const HASHES: readonly ScramVerifier['hash'][] = ['SHA-1', 'SHA-256'];
-/** Bound on the number of ids in one IN (...) list. */
-const ID_CHUNK = 500;
-
-function codePoints(s: string): number {
-  let n = 0;
-  for (const _ of s) n++;
-  return n;
-}
-
-function checkText(what: string, value: unknown, max: number): string {
-  if (typeof value !== 'string') throw new TypeError(`${what} must be a string`);
-  if (value.length > max && codePoints(value) > max) throw new RangeError(`${what} longer than ${max} characters`);
-  return value;
-}
-
-function checkId(what: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new TypeError(`${what} must be an integer`);
-  return value;
-}
-
-function millis(what: string, d: unknown): number {
-  if (!(d instanceof Date) || Number.isNaN(d.getTime())) throw new TypeError(`${what} must be a valid Date`);
-  return d.getTime();
-}
-
-function dateOrNull(ms: number | null | undefined): Date | null {
-  return ms === null || ms === undefined ? null : new Date(Number(ms));
-}
-
 function toAccount(row: AccountRow): Account {
   return {
     id: Number(row.id),
@@ -106,113 +75,6 @@ function toRosterItem(row: RosterItemRow): RosterItem {
     approved: Boolean(row.approved),
     groups,
   };
-}
-
-function driverCode(err: unknown): { code?: string; errno?: number } {
-  const e = err as { code?: unknown; errno?: unknown; driverError?: { code?: unknown; errno?: unknown } } | null;
-  const d = e?.driverError ?? e;
-  return {
-    code: typeof d?.code === 'string' ? d.code : typeof e?.code === 'string' ? e.code : undefined,
-    errno: typeof d?.errno === 'number' ? d.errno : undefined,
-  };
-}
-
-function isUniqueViolation(err: unknown): boolean {
-  const { code, errno } = driverCode(err);
-  return (
-    code === '23505' || // PostgreSQL unique_violation
-    code === 'ER_DUP_ENTRY' ||
-    errno === 1062 ||
-    code === 'SQLITE_CONSTRAINT_UNIQUE' ||
-    code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
-  );
-}
-
-function isRetryable(err: unknown): boolean {
-  const { code, errno } = driverCode(err);
-  return code === '40P01' || code === '40001' || code === 'ER_LOCK_DEADLOCK' || errno === 1213;
-}
-
-class Db {
-  private queue: Promise<void> = Promise.resolve();
-
-  constructor(
-    readonly ds: DataSource,
-    readonly kind: Kind,
-    readonly description: string,
-  ) {}
-
-  /**
-   * Database/driver errors become a StorageError: one line naming the database, with the driver's
-   * code but without TypeORM's query parameters (which hold stanzas and other user data).
-   */
-  private wrap(err: unknown): unknown {
-    if (!(err instanceof Error) || err instanceof StorageError || err instanceof TypeError || err instanceof RangeError) return err;
-    return new StorageError(`storage error on ${this.description}: ${errorText(err)}`, errorCode(err));
-  }
-
-  /** Runs fn alone on SQLite (single connection); directly elsewhere. */
-  exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.kind !== 'sqlite') return fn();
-    const result = this.queue.then(fn);
-    this.queue = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
-  }
-
-  /** A single statement (autocommit). */
-  async run<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
-    try {
-      return await this.exclusive(() => fn(this.ds.manager));
-    } catch (err) {
-      throw this.wrap(err);
-    }
-  }
-
-  /** fn in one transaction, committed before the promise resolves; retried on deadlock. */
-  async tx<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.exclusive(() => this.txOnce(fn));
-      } catch (err) {
-        if (attempt >= 4 || !isRetryable(err)) throw this.wrap(err);
-        await delay(5 * attempt + Math.floor(Math.random() * 20));
-      }
-    }
-  }
-
-  private async txOnce<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
-    const qr = this.ds.createQueryRunner();
-    await qr.connect();
-    const sqlite = this.kind === 'sqlite';
-    try {
-      if (sqlite) await qr.query('BEGIN IMMEDIATE');
-      else await qr.startTransaction();
-      let result: T;
-      try {
-        result = await fn(qr.manager);
-        if (sqlite) await qr.query('COMMIT');
-        else await qr.commitTransaction();
-      } catch (err) {
-        try {
-          if (sqlite) await qr.query('ROLLBACK');
-          else if (qr.isTransactionActive) await qr.rollbackTransaction();
-        } catch {
-          // the transaction is already gone (failed commit, dropped connection)
-        }
-        throw err;
-      }
-      return result;
-    } finally {
-      await qr.release();
-    }
-  }
-
-  esc(name: string): string {
-    return this.ds.driver.escape(name);
-  }
 }
 
 class TypeOrmAccountRepository implements AccountRepository {

@@ -1,0 +1,149 @@
+/**
+ * The shared database access layer under every repository: one queue on SQLite (single connection,
+ * so one caller's awaits inside a transaction cannot let another caller's statements in), BEGIN
+ * IMMEDIATE write transactions, deadlock retries, and errors without query parameters.
+ * Repositories for other features (privacy logs, statistics, transports) build on Db too.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import type { DataSource, EntityManager } from 'typeorm';
+import { StorageError, errorCode, errorText } from './errors.js';
+import type { Storage } from './types.js';
+
+export type Kind = Storage['kind'];
+
+/** Bound on the number of ids in one IN (...) list. */
+export const ID_CHUNK = 500;
+
+export function codePoints(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+export function checkText(what: string, value: unknown, max: number): string {
+  if (typeof value !== 'string') throw new TypeError(`${what} must be a string`);
+  if (value.length > max && codePoints(value) > max) throw new RangeError(`${what} longer than ${max} characters`);
+  return value;
+}
+
+export function checkId(what: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new TypeError(`${what} must be an integer`);
+  return value;
+}
+
+export function millis(what: string, d: unknown): number {
+  if (!(d instanceof Date) || Number.isNaN(d.getTime())) throw new TypeError(`${what} must be a valid Date`);
+  return d.getTime();
+}
+
+export function dateOrNull(ms: number | null | undefined): Date | null {
+  return ms === null || ms === undefined ? null : new Date(Number(ms));
+}
+
+export function driverCode(err: unknown): { code?: string; errno?: number } {
+  const e = err as { code?: unknown; errno?: unknown; driverError?: { code?: unknown; errno?: unknown } } | null;
+  const d = e?.driverError ?? e;
+  return {
+    code: typeof d?.code === 'string' ? d.code : typeof e?.code === 'string' ? e.code : undefined,
+    errno: typeof d?.errno === 'number' ? d.errno : undefined,
+  };
+}
+
+export function isUniqueViolation(err: unknown): boolean {
+  const { code, errno } = driverCode(err);
+  return (
+    code === '23505' || // PostgreSQL unique_violation
+    code === 'ER_DUP_ENTRY' ||
+    errno === 1062 ||
+    code === 'SQLITE_CONSTRAINT_UNIQUE' ||
+    code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+  );
+}
+
+export function isRetryable(err: unknown): boolean {
+  const { code, errno } = driverCode(err);
+  return code === '40P01' || code === '40001' || code === 'ER_LOCK_DEADLOCK' || errno === 1213;
+}
+
+export class Db {
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly ds: DataSource,
+    readonly kind: Kind,
+    readonly description: string,
+  ) {}
+
+  /**
+   * Database/driver errors become a StorageError: one line naming the database, with the driver's
+   * code but without TypeORM's query parameters (which hold stanzas and other user data).
+   */
+  private wrap(err: unknown): unknown {
+    if (!(err instanceof Error) || err instanceof StorageError || err instanceof TypeError || err instanceof RangeError) return err;
+    return new StorageError(`storage error on ${this.description}: ${errorText(err)}`, errorCode(err));
+  }
+
+  /** Runs fn alone on SQLite (single connection); directly elsewhere. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.kind !== 'sqlite') return fn();
+    const result = this.queue.then(fn);
+    this.queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
+  /** A single statement (autocommit). */
+  async run<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+    try {
+      return await this.exclusive(() => fn(this.ds.manager));
+    } catch (err) {
+      throw this.wrap(err);
+    }
+  }
+
+  /** fn in one transaction, committed before the promise resolves; retried on deadlock. */
+  async tx<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.exclusive(() => this.txOnce(fn));
+      } catch (err) {
+        if (attempt >= 4 || !isRetryable(err)) throw this.wrap(err);
+        await delay(5 * attempt + Math.floor(Math.random() * 20));
+      }
+    }
+  }
+
+  private async txOnce<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+    const qr = this.ds.createQueryRunner();
+    await qr.connect();
+    const sqlite = this.kind === 'sqlite';
+    try {
+      if (sqlite) await qr.query('BEGIN IMMEDIATE');
+      else await qr.startTransaction();
+      let result: T;
+      try {
+        result = await fn(qr.manager);
+        if (sqlite) await qr.query('COMMIT');
+        else await qr.commitTransaction();
+      } catch (err) {
+        try {
+          if (sqlite) await qr.query('ROLLBACK');
+          else if (qr.isTransactionActive) await qr.rollbackTransaction();
+        } catch {
+          // the transaction is already gone (failed commit, dropped connection)
+        }
+        throw err;
+      }
+      return result;
+    } finally {
+      await qr.release();
+    }
+  }
+
+  esc(name: string): string {
+    return this.ds.driver.escape(name);
+  }
+}
+
