@@ -13,6 +13,7 @@ import type { GatehouseModule, ServerContext } from './core/context.js';
 import { TlsContexts, ensureSelfSignedCertificate, type CertificatePaths } from './net/tls.js';
 import { ConnectionCounter, listen, type BoundListener } from './net/listeners.js';
 import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
+import { startComponentListeners } from './streams/component.js';
 import { allModules } from './modules/index.js';
 
 export interface RunningServer {
@@ -51,6 +52,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const env: C2SEnvironment = { ctx, tls, streams: new Set() };
   const counter = new ConnectionCounter();
   const listeners: BoundListener[] = [];
+  let stopComponents = (): void => {};
   const onConnection = (direct: boolean) => (socket: Socket, ip: string) => {
     new C2SStream(env, socket, ip, direct);
   };
@@ -61,6 +63,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     for (const address of config.listen.c2sDirectTls) {
       listeners.push(await listen({ kind: 'c2s-tls', address, tls, maxConnectionsPerIp: config.c2s.maxConnectionsPerIp, onConnection: onConnection(true) }, counter));
     }
+    const components = await startComponentListeners(ctx);
+    listeners.push(...components.listeners);
+    stopComponents = components.stop;
   } catch (err) {
     for (const l of listeners) l.server.close();
     await storage.close();
@@ -89,6 +94,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       clearInterval(sweep);
       await Promise.all(listeners.map((l) => new Promise<void>((r) => l.server.close(() => r()))).map((p) => Promise.race([p, delay(100)])));
       for (const s of [...env.streams]) s.close('system-shutdown');
+      stopComponents();
       for (const m of [...modules].reverse()) await m.unload?.();
       await storage.close();
     },

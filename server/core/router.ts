@@ -22,6 +22,9 @@ declare module './hooks.js' {
   }
 }
 
+/** Presence types that are dropped rather than bounced when their recipient cannot be reached. */
+const SILENT_PRESENCE = new Set(['unavailable', 'probe', 'error']);
+
 export type Target = 'host' | 'bare' | 'full' | 'remote';
 
 /** A connected external entity serving a domain (a XEP-0114 component; later s2s links too). */
@@ -48,9 +51,11 @@ export class Router {
     hooks.on('iq/full', (e) => this.deliverIqToFull(e), -100);
     hooks.on('iq/host', (e) => this.answerUnhandledIq(e), -100);
     hooks.on('iq/bare', (e) => this.answerUnhandledIq(e), -100);
-    hooks.on('iq/remote', (e) => this.bounce(e, 'remote-server-not-found'), -100);
-    hooks.on('message/remote', (e) => this.bounce(e, 'remote-server-not-found'), -100);
-    hooks.on('presence/remote', () => true, -100);
+    // Modules see stanzas to other domains first (roster, directed presence, carbons); what is
+    // left goes out to a component or a remote server here.
+    hooks.on('iq/remote', (e) => this.toOtherDomain(e), -100);
+    hooks.on('message/remote', (e) => this.toOtherDomain(e), -100);
+    hooks.on('presence/remote', (e) => this.toOtherDomain(e), -100);
   }
 
   isLocalHost(domain: string): boolean {
@@ -108,10 +113,6 @@ export class Router {
       }
     }
     const event: StanzaEvent = { stanza, from, to, origin };
-    if (this.components.size && !this.hosts.has(to.domain)) {
-      const component = this.componentFor(to.domain);
-      if (component !== undefined) return this.toComponent(component, event);
-    }
     const target = this.targetOf(to);
     const kind = stanza.name;
     if (kind === 'iq') {
@@ -180,10 +181,16 @@ export class Router {
     return true;
   }
 
-  private toComponent(domain: string, event: StanzaEvent): void {
-    const link = this.components.get(domain);
+  private toOtherDomain(event: StanzaEvent): true {
+    const component = this.components.size ? this.componentFor(event.to.domain) : undefined;
+    if (component === undefined) {
+      // Federation is not built yet: presence is dropped, the rest bounces.
+      return event.stanza.name === 'presence' ? true : this.bounce(event, 'remote-server-not-found');
+    }
+    const link = this.components.get(component);
     if (link) link.send(event.stanza);
-    else this.bounce(event, 'service-unavailable', 'the service is not connected');
+    else if (!SILENT_PRESENCE.has(event.stanza.name === 'presence' ? (event.stanza.attrs.type ?? '') : '-')) this.bounce(event, 'service-unavailable', 'the service is not connected');
+    return true;
   }
 
   private deliverIqToFull(event: StanzaEvent): boolean {

@@ -10,8 +10,9 @@ import { registerModule } from './register.js';
 import { accountActivityModule } from './account-activity.js';
 import { messageModule } from './message.js';
 import { offlineModule } from './offline.js';
+import { componentsModule } from './components.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [registerModule, accountActivityModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, discoModule];
+  return [registerModule, accountActivityModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule];
 }

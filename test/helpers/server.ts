@@ -18,6 +18,8 @@ export interface TestServer {
   logLines: string[];
   port: number;
   tlsPort: number;
+  /** The XEP-0114 component listener's port (0 when no component listener is open). */
+  componentPort: number;
   client(opts?: { directTls?: boolean; plain?: boolean; localAddress?: string; domain?: string }): Promise<TestClient>;
   /** Registers (in-band) and logs in a new client. */
   user(username: string, password?: string, resource?: string): Promise<TestClient>;
@@ -61,6 +63,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     logLines,
     port,
     tlsPort,
+    componentPort: server.listeners.find((l) => l.kind === 'component')?.port ?? 0,
     async client(o = {}) {
       const c = await TestClient.connect({ port: o.directTls ? tlsPort : port, ...o });
       clients.push(c);

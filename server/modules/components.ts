@@ -1,0 +1,30 @@
+import type { GatehouseModule } from '../core/context.js';
+
+/**
+ * External components (XEP-0114), the server's side of the bookkeeping: every domain in
+ * config.components is declared to the router, so stanzas to it and its subdomains go to the
+ * component's link while it is connected and bounce with service-unavailable (and a P8
+ * delivery-failure record for local senders) while it is not; and it is listed in the hosts'
+ * disco#items (XEP-0030), which is how clients find transports and other services. The config has
+ * no display name for a component, so items carry just the JID; the component answers disco#info
+ * itself (the router hands it every stanza to its domain).
+ *
+ * The streams themselves are server/streams/component.ts, opened by main.ts.
+ */
+export const componentsModule: GatehouseModule = {
+  name: 'components',
+  specs: [
+    {
+      id: 'XEP-0114',
+      version: '1.6',
+      status: 'complete',
+      note: 'accept side (jabber:component:accept); one live connection per component domain, a second one gets a conflict stream error',
+    },
+  ],
+  load({ config, router, disco }) {
+    for (const { domain } of config.components) {
+      router.addComponentDomain(domain);
+      disco.serverItems.set(domain, undefined);
+    }
+  },
+};

@@ -1,0 +1,3 @@
+// @xmpp/client and @xmpp/component ship no type declarations; tests use them dynamically.
+declare module '@xmpp/client';
+declare module '@xmpp/component';

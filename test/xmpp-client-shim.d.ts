@@ -1,2 +1,0 @@
-// @xmpp/client ships no type declarations; tests use it dynamically.
-declare module '@xmpp/client';
