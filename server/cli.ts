@@ -1,91 +1,14 @@
 #!/usr/bin/env node
 /** The `gatehouse` command line: start the server and administer it. */
-import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { loadConfig, ConfigError, type Config } from './config/index.js';
+import { ConfigError, type Config } from './config/index.js';
+import { HELP_FLAGS, UsageError, configFrom, parseArgs, readPassword, withStorage, type Command } from './cli/kit.js';
 import { startServer } from './main.js';
-import { openStorage, runMigrations } from './storage/datasource.js';
+import { runMigrations } from './storage/datasource.js';
 import { HookBus } from './core/hooks.js';
 import { LocalSessionRegistry } from './core/session.js';
 import { AccountService } from './accounts/service.js';
 import { systemClock } from '../shared/clock.js';
 import { Jid } from '../shared/jid.js';
-
-interface Command {
-  usage: string;
-  summary: string;
-  run(args: ParsedArgs): Promise<number>;
-}
-
-interface ParsedArgs {
-  positional: string[];
-  flags: Map<string, string | true>;
-}
-
-class UsageError extends Error {}
-
-const HELP_FLAGS = new Set(['--help', '-h']);
-
-function parseArgs(argv: string[]): ParsedArgs {
-  const positional: string[] = [];
-  const flags = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
-      else if (VALUE_FLAGS.has(a.slice(2)) && i + 1 < argv.length) flags.set(a.slice(2), argv[++i]!);
-      else flags.set(a.slice(2), true);
-    } else positional.push(a);
-  }
-  return { positional, flags };
-}
-
-const VALUE_FLAGS = new Set(['config', 'password-file']);
-
-function configFrom(args: ParsedArgs): Config {
-  const path = args.flags.get('config');
-  if (path === true) throw new UsageError('--config needs a file path');
-  return loadConfig(path ?? null);
-}
-
-async function readPassword(args: ParsedArgs, prompt: string): Promise<string> {
-  const file = args.flags.get('password-file');
-  if (typeof file === 'string') return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-  if (process.stdin.isTTY) return promptHidden(prompt);
-  const rl = createInterface({ input: process.stdin });
-  for await (const line of rl) {
-    rl.close();
-    return line;
-  }
-  throw new UsageError('no password given on standard input');
-}
-
-function promptHidden(prompt: string): Promise<string> {
-  return new Promise((resolve) => {
-    process.stderr.write(prompt);
-    const stdin = process.stdin;
-    stdin.setRawMode(true);
-    stdin.resume();
-    let value = '';
-    const onData = (buf: Buffer) => {
-      for (const ch of buf.toString('utf8')) {
-        if (ch === '\r' || ch === '\n') {
-          stdin.setRawMode(false);
-          stdin.pause();
-          stdin.off('data', onData);
-          process.stderr.write('\n');
-          resolve(value);
-          return;
-        }
-        if (ch === '\u0003') process.exit(130);
-        if (ch === '\u007f') value = value.slice(0, -1);
-        else value += ch;
-      }
-    };
-    stdin.on('data', onData);
-  });
-}
 
 function parseAccount(arg: string | undefined, config: Config): { username: string; host: string } {
   if (!arg) throw new UsageError('give the account as user@domain');
@@ -94,16 +17,11 @@ function parseAccount(arg: string | undefined, config: Config): { username: stri
   return { username: jid.local, host: jid.domain };
 }
 
-async function withAccounts<T>(config: Config, fn: (accounts: AccountService) => Promise<T>): Promise<T> {
-  const storage = await openStorage(config.storage, { migrate: config.storage.migrateOnStart });
-  try {
-    return await fn(new AccountService({ storage, hooks: new HookBus(), config, clock: systemClock, sessions: new LocalSessionRegistry() }));
-  } finally {
-    await storage.close();
-  }
+function withAccounts<T>(config: Config, fn: (accounts: AccountService) => Promise<T>): Promise<T> {
+  return withStorage(config, (storage) => fn(new AccountService({ storage, hooks: new HookBus(), config, clock: systemClock, sessions: new LocalSessionRegistry() })));
 }
 
-const commands: Record<string, Command> = {
+const coreCommands: Record<string, Command> = {
   start: {
     usage: 'gatehouse start [--config FILE]',
     summary: 'start the server (embedded defaults without --config)',
@@ -196,6 +114,9 @@ const commands: Record<string, Command> = {
     },
   },
 };
+
+/** Subcommands of every area; features add theirs to this list. */
+const commands: Record<string, Command> = { ...coreCommands };
 
 function printHelp(): void {
   console.log('Usage: gatehouse COMMAND [options]\n\nCommands:');
