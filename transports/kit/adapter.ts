@@ -1,0 +1,146 @@
+/**
+ * The meeting point of the transport kit (which speaks XMPP) and one network adapter (which
+ * speaks IRC, Matrix or Discord). The kit owns registration, the credential vault, the connection
+ * audit log, JID mapping, rosters and MUC rooms; an adapter only logs in, sends, and reports events.
+ * Adapters never see JIDs or XML; the kit never sees a network protocol.
+ */
+import type { EventEmitter } from 'node:events';
+
+/** A field of the registration form (XEP-0077 legacy field and XEP-0004 data form field). */
+export interface RegistrationField {
+  /** Form variable; for legacy XEP-0077 forms one of the standard names where one fits (username, password, nick, ...). */
+  name: string;
+  label: string;
+  type: 'text-single' | 'text-private' | 'boolean' | 'list-single';
+  required: boolean;
+  /** Secret fields go into the vault and are never echoed back in forms or logs. */
+  secret: boolean;
+  options?: string[];
+  default?: string;
+  description?: string;
+}
+
+/** What a user gave at registration, by field name. Secret values stay in memory only while logging in. */
+export type Credentials = Record<string, string>;
+
+/** A foreign-network identity as the adapter knows it. `server` is the network endpoint (IRC server host, homeserver). */
+export interface LegacyContact {
+  /** The contact's id on its network (IRC nick, Matrix user ID, Discord user id). */
+  id: string;
+  /** For networks where a user spans several servers (IRC): which one. */
+  server?: string;
+  displayName?: string;
+}
+
+export interface LegacyRoom {
+  /** The room's id on its network (IRC channel name, Matrix room ID/alias, Discord channel id). */
+  id: string;
+  server?: string;
+  /** Human name for disco (e.g. "Guild / #channel"). */
+  name?: string;
+}
+
+export type OccupantRole = 'moderator' | 'participant' | 'visitor';
+export type OccupantAffiliation = 'owner' | 'admin' | 'member' | 'none' | 'outcast';
+
+export interface Occupant {
+  nick: string;
+  role: OccupantRole;
+  affiliation: OccupantAffiliation;
+  /** The occupant's own contact identity, where the network exposes it (for private messages). */
+  contact?: LegacyContact;
+}
+
+export interface TextMessage {
+  text: string;
+  /** /me, CTCP ACTION, m.emote */
+  action?: boolean;
+  /** IRC NOTICE, m.notice: shown, never auto-answered */
+  notice?: boolean;
+  /** Network message id, for edits/reactions/replies where the network has them. */
+  id?: string;
+  replyTo?: string;
+  /** Links to media (XEP-0066 out-of-band URLs). */
+  attachments?: string[];
+  timestamp?: Date;
+}
+
+/** Why a login or connection failed, mapped by the kit to presence errors and audit events. */
+export class LegacyAuthError extends Error {
+  readonly kind = 'auth';
+}
+export class LegacyNetworkError extends Error {
+  readonly kind = 'network';
+}
+
+/** Events a session reports to the kit. */
+export interface LegacySessionEvents {
+  /** A direct/private message from a contact. */
+  message: [from: LegacyContact, message: TextMessage];
+  /** A message in a room; `self` true for the echo of what this user sent, when the network echoes. */
+  roomMessage: [room: LegacyRoom, nick: string, message: TextMessage];
+  /** This user is in the room now, with its occupant list (including itself as `ownNick`). */
+  roomJoined: [room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null];
+  /** Joining failed (banned, invite only, bad key, ...). */
+  roomJoinFailed: [room: LegacyRoom, reason: string, condition: 'forbidden' | 'not-authorized' | 'registration-required' | 'service-unavailable' | 'conflict' | 'item-not-found'];
+  occupantJoined: [room: LegacyRoom, occupant: Occupant];
+  /** An occupant left: part, quit or kick (then `kickedBy`). If nick is our own, we left. */
+  occupantLeft: [room: LegacyRoom, nick: string, reason: string | null, kickedBy: string | null];
+  occupantChanged: [room: LegacyRoom, occupant: Occupant];
+  nickChanged: [room: LegacyRoom, oldNick: string, newNick: string];
+  subject: [room: LegacyRoom, subject: string, by: string | null];
+  /** Server notices and other text from the network itself (IRC server notices). */
+  serverMessage: [server: string, message: TextMessage];
+  contactPresence: [contact: LegacyContact, show: 'available' | 'away' | 'dnd' | 'xa' | 'unavailable', status: string | null];
+  typing: [from: LegacyContact | { room: LegacyRoom; nick: string }, state: 'composing' | 'paused' | 'active'];
+  /** The connection was lost; the kit reconnects with backoff unless the adapter says it is final. */
+  disconnected: [reason: string, final: boolean];
+  /** The connection is (re-)established; the kit writes a 'connected' audit row. */
+  connected: [server: string, account: string];
+}
+
+/** One user's live connection to the foreign network (for IRC: to one server). */
+export interface LegacySession extends EventEmitter<LegacySessionEvents> {
+  sendMessage(to: LegacyContact, message: TextMessage): Promise<void>;
+  sendRoomMessage(room: LegacyRoom, message: TextMessage): Promise<void>;
+  joinRoom(room: LegacyRoom, nick: string, password?: string): Promise<void>;
+  leaveRoom(room: LegacyRoom, reason?: string): Promise<void>;
+  setSubject(room: LegacyRoom, subject: string): Promise<void>;
+  changeNick(room: LegacyRoom | null, nick: string): Promise<void>;
+  kick(room: LegacyRoom, nick: string, reason?: string): Promise<void>;
+  /** Ends the connection; emits no 'disconnected' afterwards. */
+  logout(reason?: string): Promise<void>;
+}
+
+export interface AdapterLogger {
+  debug(msg: string, fields?: Record<string, string | number | boolean | null | undefined>): void;
+  info(msg: string, fields?: Record<string, string | number | boolean | null | undefined>): void;
+  warn(msg: string, fields?: Record<string, string | number | boolean | null | undefined>): void;
+}
+
+export interface LoginRequest {
+  /** The XMPP user, only for log context; adapters must not send it to the network. */
+  userJid: string;
+  credentials: Credentials;
+  /** For multi-server networks (IRC): which server; else undefined. */
+  server?: string;
+  log: AdapterLogger;
+}
+
+/** A network adapter: one per transport process. */
+export interface NetworkAdapter {
+  /** 'irc' | 'matrix' | 'discord': the disco identity type and the audit log's network. */
+  readonly network: string;
+  /** Display name for disco, e.g. "IRC gateway". */
+  readonly name: string;
+  readonly registrationFields: RegistrationField[];
+  /** Whether one registration spans several servers (IRC: each `%server` in addresses). */
+  readonly multiServer: boolean;
+  /**
+   * Logs in. Resolves when the session is usable; rejects with LegacyAuthError or
+   * LegacyNetworkError. Registration calls this before anything is stored.
+   */
+  login(request: LoginRequest): Promise<LegacySession>;
+  /** Credentials to store instead of what the user typed (e.g. Matrix: password → access token). */
+  credentialsToStore?(session: LegacySession, given: Credentials): Credentials;
+}
