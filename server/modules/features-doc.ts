@@ -57,7 +57,7 @@ export function renderFeaturesDoc(): string {
 /** Planned work, each in an open issue; listed so nobody mistakes silence for support. */
 const NOT_YET = [
   'Server-to-server federation (RFC 6120 s2s, XEP-0220 dialback, XEP-0288): messages to other domains bounce with remote-server-not-found.',
-  'Components (XEP-0114) and the IRC, Matrix and Discord transports.',
+  'The IRC, Matrix and Discord transports (the server already hosts any XEP-0114 component).',
   'Stream management (XEP-0198), message carbons (XEP-0280), message archive (XEP-0313), PEP (XEP-0163), client state indication (XEP-0352), MUC (XEP-0045), HTTP upload (XEP-0363), blocking (XEP-0191).',
   'WebSocket (RFC 7395) and BOSH (XEP-0124/0206) transports for web clients.',
 ];
