@@ -36,6 +36,8 @@ export interface GatehouseModule {
   readonly name: string;
   /** Specifications implemented, for the generated features documentation. */
   readonly specs: readonly SpecRef[];
+  /** Privacy clauses (../shared/PRIVACY.md IDs, e.g. 'P4') the module makes true. */
+  readonly clauses?: readonly string[];
   load(ctx: ServerContext): void | Promise<void>;
   unload?(): void | Promise<void>;
 }

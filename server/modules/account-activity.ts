@@ -11,6 +11,7 @@ const pending = new Set<Promise<void>>();
 export const accountActivityModule: GatehouseModule = {
   name: 'account-activity',
   specs: [],
+  clauses: ['P4'],
   load({ hooks, storage, clock, log }) {
     const track = (work: Promise<unknown>): void => {
       const p: Promise<void> = work.then(
