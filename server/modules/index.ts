@@ -8,11 +8,13 @@ import { vcardModule } from './vcard.js';
 import { privateStorageModule } from './private-storage.js';
 import { registerModule } from './register.js';
 import { accountActivityModule } from './account-activity.js';
+import { rosterModule } from './roster.js';
+import { presenceModule } from './presence.js';
 import { messageModule } from './message.js';
 import { offlineModule } from './offline.js';
 import { componentsModule } from './components.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [registerModule, accountActivityModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule];
+  return [registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule];
 }

@@ -84,6 +84,7 @@ export class C2SStream implements ClientSession, StreamInfo {
   private saslMechanism = '';
   private authFailures = 0;
   private closedNotified = false;
+  private wasBound = false;
   private busy: Promise<void> = Promise.resolve();
 
   constructor(
@@ -186,7 +187,9 @@ export class C2SStream implements ClientSession, StreamInfo {
     if (this.closedNotified) return;
     this.closedNotified = true;
     this.env.streams.delete(this);
-    if (this.jid && this.env.ctx.sessions.remove(this)) {
+    if (this.wasBound) {
+      // Also for a session replaced by a new one with the same JID (already gone from the registry).
+      this.env.ctx.sessions.remove(this);
       void this.env.ctx.hooks.emit('session/closed', { session: this, condition });
     }
   }
@@ -400,6 +403,7 @@ export class C2SStream implements ClientSession, StreamInfo {
     const replaced = sessions.add(this);
     if (replaced) replaced.close('conflict', 'replaced by a new session for the same resource');
     this.state = 'bound';
+    this.wasBound = true;
     this.send(iqResult(iq, x('bind', { xmlns: NS.bind }, x('jid', {}, jid.full))));
     void hooks.emit('session/bound', { session: this, account });
   }

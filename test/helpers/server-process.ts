@@ -1,0 +1,41 @@
+/** Runs the real `gatehouse start` command in a child process, as an operator would. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+
+export const CLI = fileURLToPath(new URL('../../server/cli.js', import.meta.url));
+
+export interface ServerProcess {
+  proc: ChildProcess;
+  port: number;
+  tlsPort: number;
+  output: string[];
+  /** Resolves with the exit code or signal once the process has ended. */
+  exited: Promise<number | string>;
+}
+
+/** Writes `config` as YAML into `dir` and starts the server; resolves when it listens. */
+export async function startServerProcess(dir: string, config: Record<string, unknown>): Promise<ServerProcess> {
+  const path = join(dir, 'gatehouse.yaml');
+  writeFileSync(path, stringify(config));
+  const proc = spawn(process.execPath, [CLI, 'start', '--config', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output: string[] = [];
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+  const ports = await new Promise<{ port: number; tlsPort: number }>((resolve, reject) => {
+    let text = '';
+    const onData = (d: Buffer) => {
+      text += d.toString();
+      output.push(d.toString());
+      const plain = /clients \(STARTTLS\): \S+ port (\d+)/.exec(text);
+      const tls = /clients \(direct TLS\): \S+ port (\d+)/.exec(text);
+      if (plain && (tls || !/direct TLS/.test(JSON.stringify(config)))) resolve({ port: Number(plain[1]), tlsPort: tls ? Number(tls[1]) : 0 });
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
+    void exited.then((code) => reject(new Error(`server exited (${code}) before listening: ${output.join('')}`)));
+    setTimeout(() => reject(new Error(`server did not start: ${output.join('')}`)), 20_000).unref();
+  });
+  return { proc, output, exited, ...ports };
+}
