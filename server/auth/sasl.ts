@@ -38,9 +38,12 @@ export interface SaslContext {
   secure: boolean;
   /**
    * Channel binding of this connection, or null. When non-null with at least one type (and
-   * `secure`), the server is taken to advertise -PLUS mechanisms: a client 'y' flag then fails.
+   * `secure`), the server is taken to advertise -PLUS mechanisms: a client 'y' flag then fails
+   * unless `allowChannelBindingDowngrade`.
    */
   channelBinding: ChannelBinding | null;
+  /** Accept the 'y' flag although -PLUS was offered (clients that know none of the offered types). */
+  allowChannelBindingDowngrade?: boolean;
   /** The host being authenticated against; a non-empty authzid must equal `${username}@${domain}`. */
   domain: string;
   /** Look up verifiers for a (raw, unnormalised) username; null if no such account. */
@@ -351,7 +354,7 @@ export class SaslSession {
       if (!cbData) throw new StepError('not-authorized', 'unsupported channel binding type');
     } else if (cf.cbFlag === 'p') {
       throw malformed('channel binding requires a -PLUS mechanism');
-    } else if (cf.cbFlag === 'y' && this.channelBindingOffered()) {
+    } else if (cf.cbFlag === 'y' && this.channelBindingOffered() && !this.ctx.allowChannelBindingDowngrade) {
       throw new StepError('not-authorized', 'channel binding downgrade detected');
     }
     this.checkAuthzid(cf.authzid, cf.username);

@@ -248,6 +248,12 @@ const authSchema = object(
       uniqueWhat: 'hash',
       doc: 'SCRAM hashes to store verifiers for and offer (SCRAM-SHA-1, SCRAM-SHA-256). Dropping one only affects passwords set afterwards.',
     }),
+    channelBindingDowngrade: enumOf(['allow', 'reject'], {
+      default: 'allow',
+      doc:
+        "What to do when a client says it supports channel binding but thinks the server does not (SCRAM flag 'y') although -PLUS mechanisms were offered. " +
+        "'reject' is RFC 5802's downgrade protection; 'allow' lets in clients that know no channel-binding type the server offers (slixmpp and other Python clients on TLS 1.3 only know tls-unique).",
+    }),
   },
   { doc: 'Authentication (SASL SCRAM).' },
 );

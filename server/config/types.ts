@@ -71,6 +71,7 @@ export interface AuthConfig {
   scramIterations: number;
   /** Non-empty, without duplicates. */
   hashes: ('SHA-1' | 'SHA-256')[];
+  channelBindingDowngrade: 'allow' | 'reject';
 }
 
 export type StorageConfig =

@@ -334,6 +334,7 @@ export class C2SStream implements ClientSession, StreamInfo {
         secure: this.secure,
         domain: this.host,
         channelBinding: this.channelBinding(),
+        allowChannelBindingDowngrade: config.auth.channelBindingDowngrade === 'allow',
         iterationsForUnknownUser: config.auth.scramIterations,
         lookup: async (username) => {
           const local = normaliseLocal(username);

@@ -267,6 +267,8 @@ test("SCRAM: 'y' flag fails when the server offers channel binding (downgrade), 
   await expectSuccess('SCRAM-SHA-256', ctx(), new ScramClient('SHA-256', 'alice', 'pencil', { gs2Header: 'y,,' }), 'alice');
   // Channel binding object without any usable type: nothing -PLUS is offered.
   await expectSuccess('SCRAM-SHA-1', ctx({ channelBinding: { types: [], data: () => null } }), new ScramClient('SHA-1', 'alice', 'pencil', { gs2Header: 'y,,' }), 'alice');
+  // auth.channelBindingDowngrade: allow — for clients that know none of the offered types.
+  await expectSuccess('SCRAM-SHA-256', ctx({ channelBinding, allowChannelBindingDowngrade: true }), new ScramClient('SHA-256', 'alice', 'pencil', { gs2Header: 'y,,' }), 'alice');
 });
 
 test('SCRAM: the c= attribute must repeat the GS2 header', async () => {
