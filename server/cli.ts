@@ -9,6 +9,8 @@ import { LocalSessionRegistry } from './core/session.js';
 import { AccountService } from './accounts/service.js';
 import { systemClock } from '../shared/clock.js';
 import { Jid } from '../shared/jid.js';
+import { policyCommands } from './privacy/cli-policy.js';
+import { privacyCommands } from './privacy/cli-privacy.js';
 
 function parseAccount(arg: string | undefined, config: Config): { username: string; host: string } {
   if (!arg) throw new UsageError('give the account as user@domain');
@@ -116,7 +118,7 @@ const coreCommands: Record<string, Command> = {
 };
 
 /** Subcommands of every area; features add theirs to this list. */
-const commands: Record<string, Command> = { ...coreCommands };
+const commands: Record<string, Command> = { ...coreCommands, ...policyCommands, ...privacyCommands };
 
 function printHelp(): void {
   console.log('Usage: gatehouse COMMAND [options]\n\nCommands:');

@@ -47,7 +47,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const ctx: ServerContext = { config, storage, router, sessions, hooks, clock, log, disco, startedAt: clock.now() };
 
   const modules = opts.modules ?? allModules();
-  for (const m of modules) await m.load(ctx);
+  const loaded: GatehouseModule[] = [];
+  try {
+    for (const m of modules) {
+      await m.load(ctx);
+      loaded.push(m);
+    }
+  } catch (err) {
+    for (const m of loaded.reverse()) await m.unload?.();
+    await storage.close();
+    throw err;
+  }
 
   const env: C2SEnvironment = { ctx, tls, streams: new Set() };
   const counter = new ConnectionCounter();

@@ -311,6 +311,23 @@ const retentionSchema = object(
   },
 );
 
+const loginGuardSchema = object(
+  {
+    window: duration({ default: '10m', min: 1000, doc: 'Failed logins older than this are forgotten by the guard.' }),
+    delayAfter: int({ default: 3, min: 1, doc: 'Failures (per address or account, within `window`) before further attempts are answered late.' }),
+    delayBase: duration({ default: '1s', doc: 'The first delay; it doubles with every further failure.' }),
+    delayMax: duration({ default: '30s', doc: 'The longest delay.' }),
+    blockAfter: int({ default: 10, min: 1, doc: 'Failures from one address (IPv6: one /64) within `window` that block it.' }),
+    accountBlockAfter: int({ default: 20, min: 1, doc: 'Failures against one account within `window` that block logins to it.' }),
+    blockFor: duration({ default: '15m', min: 1000, doc: 'How long a block lasts (`gatehouse blocks lift` ends it early).' }),
+    trustedProxies: array(cidr, {
+      default: ['127.0.0.0/8', '::1/128'],
+      doc: 'Addresses (CIDR) never delayed or blocked by address, such as a load balancer or a gateway on this host. Account limits still apply.',
+    }),
+  },
+  { doc: 'Failed-login guard (P7): growing delays, then temporary blocks.' },
+);
+
 const componentSchema = object({
   domain: domain({ doc: 'The component\'s domain, e.g. `irc.example.org`.' }),
   secret: str({ secret: true, doc: 'Shared secret (XEP-0114 handshake). Never shown in errors or logs.' }),
@@ -380,6 +397,7 @@ export const configSchema = object(
       { doc: 'Logging.' },
     ),
     retention: retentionSchema,
+    loginGuard: loginGuardSchema,
     backups: object(
       {
         keep: int({ default: 7, min: 1, doc: 'How many backups to keep; older ones are deleted.' }),

@@ -121,6 +121,22 @@ export interface RetentionConfig {
   statistics: number | null;
 }
 
+export interface LoginGuardConfig {
+  /** Milliseconds. */
+  window: number;
+  delayAfter: number;
+  /** Milliseconds. */
+  delayBase: number;
+  /** Milliseconds. */
+  delayMax: number;
+  blockAfter: number;
+  accountBlockAfter: number;
+  /** Milliseconds. */
+  blockFor: number;
+  /** CIDRs, normalised to address/prefix. */
+  trustedProxies: string[];
+}
+
 export interface BackupsConfig {
   keep: number;
   /** Absolute path. */
@@ -167,6 +183,7 @@ export interface Config {
   server: ServerInfoConfig;
   log: LogConfig;
   retention: RetentionConfig;
+  loginGuard: LoginGuardConfig;
   backups: BackupsConfig;
   components: ComponentConfig[];
   s2s: S2sConfig;

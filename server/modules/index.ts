@@ -13,8 +13,12 @@ import { presenceModule } from './presence.js';
 import { messageModule } from './message.js';
 import { offlineModule } from './offline.js';
 import { componentsModule } from './components.js';
+import { policyModule } from '../privacy/policy/module.js';
+import { retentionModule } from '../privacy/retention.js';
+import { failedLoginGuardModule } from '../privacy/failed-login-guard.js';
+import { deliveryFailureModule } from '../privacy/delivery-failures.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule];
+  return [failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule, policyModule];
 }

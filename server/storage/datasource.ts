@@ -163,6 +163,8 @@ function dataSourceOptions(cfg: StorageConfig, log?: (msg: string) => void): Dat
           db.pragma('synchronous = FULL');
           db.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
           db.pragma('foreign_keys = ON');
+          // Deleted rows (expired messages, erased accounts) must not linger in free pages.
+          db.pragma('secure_delete = ON');
         },
       };
     }

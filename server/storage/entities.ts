@@ -9,6 +9,10 @@
  * - booleans are the driver's boolean type (INTEGER on SQLite, TINYINT(1) on MySQL).
  */
 import { EntitySchema, type ValueTransformer } from 'typeorm';
+import { privacyLogEntities } from './repos/privacy-logs.js';
+import { PolicyVersionEntity } from './repos/policy-versions.js';
+import { statisticsEntities } from './repos/statistics.js';
+import { transportEntities } from './repos/transports.js';
 
 /** BIGINT comes back as a string from pg and mysql2 (bigNumberStrings) and as a number from SQLite. */
 const bigintNumber: ValueTransformer = {
@@ -147,6 +151,10 @@ export const allEntities = [
   RosterVersionEntity,
   OfflineMessageEntity,
   KvItemEntity,
+  PolicyVersionEntity,
+  ...privacyLogEntities,
+  ...statisticsEntities,
+  ...transportEntities,
 ];
 
 /** Every account-owned table with the column that references accounts.id (used by tests/admin counts). */

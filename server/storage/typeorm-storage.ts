@@ -19,6 +19,9 @@ import {
   type AccountRow,
   type RosterItemRow,
 } from './entities.js';
+import { TypeOrmPolicyVersionRepository } from './repos/policy-versions.js';
+import { TypeOrmPrivacyLogRepository } from './repos/privacy-logs.js';
+import { TypeOrmStatisticsRepository } from './repos/statistics.js';
 import { Db, ID_CHUNK, checkId, checkText, dateOrNull, isUniqueViolation, millis, type Kind } from './db.js';
 import type {
   Account,
@@ -32,6 +35,7 @@ import type {
   Storage,
   Subscription,
 } from './types.js';
+import { TypeOrmTransportRepository } from './repos/transports.js';
 
 /** kv_items.kind: one key space per KeyValueRepository of Storage. */
 type KvKind = 'vcard' | 'private' | 'state';
@@ -393,6 +397,10 @@ export class TypeOrmStorage implements Storage {
   readonly vcards: KeyValueRepository;
   readonly privateXml: KeyValueRepository;
   readonly accountState: KeyValueRepository;
+  readonly policyVersions: TypeOrmPolicyVersionRepository;
+  readonly privacyLogs: TypeOrmPrivacyLogRepository;
+  readonly statistics: TypeOrmStatisticsRepository;
+  readonly transports: TypeOrmTransportRepository;
   private readonly db: Db;
   private closing: Promise<void> | null = null;
 
@@ -405,6 +413,10 @@ export class TypeOrmStorage implements Storage {
     this.vcards = new TypeOrmKeyValueRepository(this.db, 'vcard');
     this.privateXml = new TypeOrmKeyValueRepository(this.db, 'private');
     this.accountState = new TypeOrmKeyValueRepository(this.db, 'state');
+    this.privacyLogs = new TypeOrmPrivacyLogRepository(this.db);
+    this.statistics = new TypeOrmStatisticsRepository(this.db);
+    this.policyVersions = new TypeOrmPolicyVersionRepository(this.db);
+    this.transports = new TypeOrmTransportRepository(this.db);
   }
 
   close(): Promise<void> {

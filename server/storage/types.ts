@@ -103,5 +103,13 @@ export interface Storage {
   privateXml: KeyValueRepository;
   /** Server-side per-account state that users never read directly (e.g. key 'last': last logout). */
   accountState: KeyValueRepository;
+  /** Published versions of the generated privacy policy (P22). */
+  policyVersions: import('./repos/policy-versions.js').PolicyVersionRepository;
+  /** Failed logins, delivery failures and temporary blocks (P7, P8, P13). */
+  privacyLogs: import('./repos/privacy-logs.js').PrivacyLogRepository;
+  /** Session records (P6) and anonymous statistics (P12). */
+  statistics: import('./repos/statistics.js').StatisticsRepository;
+  /** Transport registrations, the credential vault (P9) and the connection audit log (P10). */
+  transports: import('./repos/transports.js').TransportRepository;
   close(): Promise<void>;
 }

@@ -28,12 +28,16 @@ export interface AuthAttempt {
   ip: string;
   host: string;
   mechanism: string;
+  /** Normalised localpart, once the SASL exchange has named it ('auth/identified'). */
+  username?: string;
   deny?: { condition: 'temporary-auth-failure' | 'policy-violation'; text?: string };
 }
 
 declare module '../core/hooks.js' {
   interface HookEvents {
     'auth/before': AuthAttempt;
+    /** The SASL exchange named its account; a guard may still refuse before credentials are checked. */
+    'auth/identified': AuthAttempt;
     'auth/failed': AuthFailure;
     'auth/succeeded': { at: Date; ip: string; account: Account; mechanism: string };
     /** An IQ before authentication (in-band registration); handlers reply via stream.send. */
@@ -323,6 +327,7 @@ export class C2SStream implements ClientSession, StreamInfo {
       return this.saslFailure('incorrect-encoding', null);
     }
     let step: SaslStep;
+    let denied: AuthAttempt['deny'];
     if (el.name === 'auth') {
       const mechanism = el.attrs.mechanism ?? '';
       this.saslMechanism = mechanism;
@@ -339,6 +344,12 @@ export class C2SStream implements ClientSession, StreamInfo {
         lookup: async (username) => {
           const local = normaliseLocal(username);
           if (!local) return null;
+          const identified: AuthAttempt = { ip: this.ip, host: this.host, mechanism, username: local };
+          await hooks.emit('auth/identified', identified);
+          if (identified.deny) {
+            denied = identified.deny;
+            return null;
+          }
           const account = await storage.accounts.get(local, this.host);
           if (!account) return null;
           return { verifiers: await storage.accounts.getVerifiers(account.id) };
@@ -350,6 +361,7 @@ export class C2SStream implements ClientSession, StreamInfo {
     } else {
       return this.saslFailure('malformed-request', null);
     }
+    if (denied) return this.saslFailure(denied.condition, null, denied.text);
     if (step.kind === 'challenge') {
       this.writeRaw(`<challenge xmlns='${NS.sasl}'>${step.data.length ? step.data.toString('base64') : '='}</challenge>`);
       return;

@@ -97,6 +97,12 @@ export interface LegacySessionEvents {
   disconnected: [reason: string, final: boolean];
   /** The connection is (re-)established; the kit writes a 'connected' audit row. */
   connected: [server: string, account: string];
+  /**
+   * Optional (kit extension): the network's own contact list (friends, buddy list), on login or
+   * when it changes. The kit offers contacts the user does not have yet (XEP-0144 roster item
+   * exchange where the client supports it, else a subscription request per contact).
+   */
+  roster: [contacts: LegacyContact[]];
 }
 
 /** One user's live connection to the foreign network (for IRC: to one server). */
@@ -110,6 +116,17 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
   kick(room: LegacyRoom, nick: string, reason?: string): Promise<void>;
   /** Ends the connection; emits no 'disconnected' afterwards. */
   logout(reason?: string): Promise<void>;
+  /**
+   * Optional (kit extension): the user put this contact on (or took it off) their roster; networks
+   * that watch contacts (IRC MONITOR, buddy lists) start or stop reporting its presence. At login
+   * the kit calls addContact for every contact the user has through the transport.
+   */
+  addContact?(contact: LegacyContact): Promise<void>;
+  removeContact?(contact: LegacyContact): Promise<void>;
+  /** Optional (kit extension): the user's own availability changed (IRC AWAY). */
+  setPresence?(show: 'available' | 'away' | 'dnd' | 'xa', status: string | null): Promise<void>;
+  /** Optional (kit extension): chat state notifications (XEP-0085) where the network has typing. */
+  sendTyping?(to: LegacyContact | LegacyRoom, state: 'composing' | 'paused' | 'active'): Promise<void>;
 }
 
 export interface AdapterLogger {
@@ -125,6 +142,8 @@ export interface LoginRequest {
   /** For multi-server networks (IRC): which server; else undefined. */
   server?: string;
   log: AdapterLogger;
+  /** Optional (kit extension): the user's values for the adapter's `settingsFields`, by name. */
+  settings?: Record<string, string>;
 }
 
 /** A network adapter: one per transport process. */
@@ -143,4 +162,34 @@ export interface NetworkAdapter {
   login(request: LoginRequest): Promise<LegacySession>;
   /** Credentials to store instead of what the user typed (e.g. Matrix: password → access token). */
   credentialsToStore?(session: LegacySession, given: Credentials): Credentials;
+  /**
+   * Optional (kit extension): whether a legacy id names a room rather than a contact (IRC: it
+   * starts with # & + or !). The kit asks it to tell `#chan%irc.example.org@irc.domain` (a room)
+   * from `nick%irc.example.org@irc.domain` (a contact). Without it, no address is a room.
+   */
+  isRoomId?(id: string): boolean;
+  /**
+   * Optional (kit extension), multi-server networks: the server used when the registration names
+   * none (no `server` field) and for presence to the gateway itself.
+   */
+  readonly defaultServer?: string;
+  /**
+   * Optional (kit extension): the network echoes the user's own room messages back as
+   * `roomMessage` from the own nick (IRC echo-message). Without it the kit echoes each groupchat
+   * message to the user itself, as XEP-0045 requires, once sendRoomMessage resolves.
+   */
+  readonly echoesRoomMessages?: boolean;
+  /**
+   * Optional (kit extension): per-user settings of this network (ad-hoc command "Settings"),
+   * passed back in LoginRequest.settings. Never secret (they are shown back in forms).
+   */
+  readonly settingsFields?: RegistrationField[];
 }
+
+/**
+ * Optional (kit extension): how `gatehouse transport NAME` finds an adapter. By convention
+ * transports/<name>/index.ts exports `createAdapter: AdapterFactory`; `settings` is the
+ * `network:` mapping of the transport's configuration file, unvalidated (the adapter checks it
+ * and throws an Error with a one-line message naming the key).
+ */
+export type AdapterFactory = (settings: Record<string, unknown>, log: AdapterLogger) => NetworkAdapter | Promise<NetworkAdapter>;

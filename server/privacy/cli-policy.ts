@@ -1,0 +1,156 @@
+/**
+ * `gatehouse policy ...`: the generated privacy policy (P22) on the command line.
+ *
+ *   policy render    the version in force (with any announced change), or --draft: what the
+ *                    configuration would publish
+ *   policy announce  store the configuration's policy as a new version with its effective date
+ *   policy list      every stored version and its state
+ *   policy check     whether the server would start with this configuration
+ */
+import { UsageError, configFrom, withStorage, type Command, type ParsedArgs } from '../cli/kit.js';
+import type { Config } from '../config/index.js';
+import { systemClock } from '../../shared/clock.js';
+import { policyFromConfig, renderView, type Lang, type PolicyView } from './policy/render.js';
+import { dateEn } from './policy/format.js';
+import { changesBetween, earliestEffectiveDay, inForce, upcoming, viewAt } from './policy/versions.js';
+import { AnnounceError, announcePolicy } from './policy/announce.js';
+
+/**
+ * Flags that take a value. The shared parser knows only a few value flags, so `--lang de` may
+ * arrive as flag `lang` = true plus a positional 'de': this takes such values back from the
+ * positionals, in order (these commands have no positionals of their own).
+ */
+function flagValues(args: ParsedArgs, names: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const rest = [...args.positional];
+  for (const [name, value] of args.flags) {
+    if (!names.includes(name)) continue;
+    if (typeof value === 'string') out.set(name, value);
+    else {
+      const next = rest.shift();
+      if (next === undefined) throw new UsageError(`--${name} needs a value`);
+      out.set(name, next);
+    }
+  }
+  if (rest.length) throw new UsageError(`unexpected argument: ${rest[0]}`);
+  return out;
+}
+
+function langOf(v: string | undefined, config: Config): Lang {
+  if (v === undefined) return config.policy.language;
+  if (v !== 'de' && v !== 'en') throw new UsageError(`--lang: expected de or en, got ${v}`);
+  return v;
+}
+
+function formatOf(v: string | undefined): 'md' | 'html' {
+  if (v === undefined) return 'md';
+  if (v !== 'md' && v !== 'html') throw new UsageError(`--format: expected md or html, got ${v}`);
+  return v;
+}
+
+function draftView(config: Config): PolicyView {
+  const { texts } = policyFromConfig(config);
+  const now = systemClock.now();
+  return { current: { id: null, effectiveAt: now, announcedAt: now, technicalReason: null, texts }, upcoming: [] };
+}
+
+export const policyCommands: Record<string, Command> = {
+  'policy render': {
+    usage: 'gatehouse policy render [--config FILE] [--lang de|en] [--format md|html] [--draft]',
+    summary: 'print the privacy policy in force (--draft: as the configuration would publish it)',
+    async run(args) {
+      const values = flagValues(args, ['lang', 'format']);
+      const config = configFrom(args);
+      const lang = langOf(values.get('lang'), config);
+      const format = formatOf(values.get('format'));
+      if (!config.policy.contact) process.stderr.write('note: policy.contact is not set, so the policy names no way to reach the operator\n');
+      let view: PolicyView;
+      if (args.flags.has('draft')) view = draftView(config);
+      else {
+        const versions = await withStorage(config, (s) => s.policyVersions.list());
+        const found = viewAt(versions, systemClock.now());
+        if (found) view = found;
+        else {
+          process.stderr.write('note: no policy version is stored yet; this is what the server will publish on its first start\n');
+          view = draftView(config);
+        }
+      }
+      process.stdout.write(renderView(view, lang, format));
+      return 0;
+    },
+  },
+  'policy announce': {
+    usage: 'gatehouse policy announce --effective YYYY-MM-DD [--technical REASON] [--config FILE]',
+    summary: 'announce the policy of this configuration, in force from a date at least 28 days ahead',
+    async run(args) {
+      const values = flagValues(args, ['effective', 'technical']);
+      const effective = values.get('effective');
+      if (!effective) throw new UsageError(`--effective YYYY-MM-DD is required (${earliestEffectiveDay(systemClock.now())} at the earliest without --technical)`);
+      const config = configFrom(args);
+      try {
+        const result = await withStorage(config, (s) => announcePolicy(s, config, { effective, technical: values.get('technical') ?? null, now: systemClock.now() }));
+        const v = result.version;
+        if (result.first) console.log(`no policy was stored yet: stored this one as version ${v.id}, in force now`);
+        else {
+          console.log(`announced privacy policy version ${v.id}, in force from ${v.effectiveAt.toISOString()}${v.technicalReason ? ' (technical change)' : ''}`);
+          console.log(`changes: ${result.changes.join('; ')}`);
+          console.log('The server may now run with this configuration; the previous version stays in force until that date, and users are told (within a minute on a running server).');
+        }
+        return 0;
+      } catch (err) {
+        if (err instanceof AnnounceError) {
+          console.error(`gatehouse policy announce: ${err.message}`);
+          return 1;
+        }
+        throw err;
+      }
+    },
+  },
+  'policy list': {
+    usage: 'gatehouse policy list [--config FILE]',
+    summary: 'list the stored privacy policy versions',
+    async run(args) {
+      flagValues(args, []);
+      const config = configFrom(args);
+      const versions = await withStorage(config, (s) => s.policyVersions.list());
+      const now = systemClock.now();
+      const current = inForce(versions, now);
+      const coming = new Set(upcoming(versions, now).map((v) => v.id));
+      const configHash = policyFromConfig(config).hash;
+      for (const v of versions) {
+        const state =
+          v.id === current?.id ? 'in force' : coming.has(v.id) ? 'announced' : v.effectiveAt.getTime() > now.getTime() || (current && v.id > current.id) ? 'superseded' : 'past';
+        const parts = [`${v.id}`, state, `effective ${dateEn(v.effectiveAt)}`, `announced ${dateEn(v.announcedAt)}`, `hash ${v.hash.slice(0, 12)}`];
+        if (v.hash === configHash) parts.push('matches this configuration');
+        if (v.technicalReason) parts.push(`technical: ${v.technicalReason}`);
+        console.log(parts.join('\t'));
+      }
+      if (versions.length === 0) console.log('no policy version stored yet (the first start of the server stores one)');
+      return 0;
+    },
+  },
+  'policy check': {
+    usage: 'gatehouse policy check [--config FILE]',
+    summary: 'check that the server would start: the policy of this configuration is stored',
+    async run(args) {
+      flagValues(args, []);
+      const config = configFrom(args);
+      const current = policyFromConfig(config);
+      const versions = await withStorage(config, (s) => s.policyVersions.list());
+      const latest = versions.at(-1);
+      if (!latest) {
+        console.log('no policy version stored yet: the first start stores this one, in force at once');
+        return 0;
+      }
+      const match = [...versions].reverse().find((v) => v.hash === current.hash);
+      if (match) {
+        console.log(`the configuration renders policy version ${match.id}${match.id === latest.id ? '' : ` (not the latest, ${latest.id})`}`);
+        return 0;
+      }
+      console.error(
+        `the privacy policy would change (${changesBetween(latest, current, 'en', 'operator').join('; ')}); announce it first: gatehouse policy announce --effective YYYY-MM-DD (${earliestEffectiveDay(systemClock.now())} at the earliest)`,
+      );
+      return 1;
+    },
+  },
+};

@@ -1,0 +1,92 @@
+/**
+ * `gatehouse retention run [--dry-run]` and `gatehouse blocks list|lift`: the privacy commands.
+ * Both work on the database directly, so they also work while the server runs (a lift reaches the
+ * running server at the next attempt from that address, or within the guard's poll interval).
+ */
+import { UsageError, configFrom, withStorage, type Command } from '../cli/kit.js';
+import { HookBus } from '../core/hooks.js';
+import { LocalSessionRegistry } from '../core/session.js';
+import { systemClock } from '../../shared/clock.js';
+import { Logger } from '../../shared/logger.js';
+import { Jid } from '../../shared/jid.js';
+import { parseIp } from '../modules/register.js';
+import type { AuthBlock, BlockKind } from '../storage/repos/privacy-logs.js';
+import { runRetention, type RetentionEnv } from './retention.js';
+import { ipSubject } from './failed-login-guard.js';
+// Every feature module file, so that every retention class (registered at import) is known here.
+import '../modules/index.js';
+import './delivery-failures.js';
+
+function describeBlock(b: AuthBlock, now: Date): string {
+  const state = b.expiresAt.getTime() > now.getTime() ? `until ${b.expiresAt.toISOString()}` : `expired ${b.expiresAt.toISOString()}`;
+  return `${b.kind.padEnd(8)} ${b.subject}\t${state}\t(${b.failures} failures, since ${b.createdAt.toISOString()})`;
+}
+
+/** What an admin typed: an IP (counted per /64 for IPv6), a listed subject, or an account JID. */
+export function blockTarget(arg: string): { kind: BlockKind; subject: string } {
+  const text = arg.trim();
+  const slash = text.lastIndexOf('/');
+  if (slash > 0 && text.slice(slash + 1) === '64' && parseIp(text.slice(0, slash))) return { kind: 'ip', subject: ipSubject(text.slice(0, slash)) };
+  if (parseIp(text)) return { kind: 'ip', subject: ipSubject(text) };
+  const jid = Jid.tryParse(text);
+  if (jid && jid.local && !jid.resource) return { kind: 'account', subject: jid.bare };
+  throw new UsageError(`not an IP address, IPv6 /64 or account JID: ${arg}`);
+}
+
+export const privacyCommands: Record<string, Command> = {
+  'retention run': {
+    usage: 'gatehouse retention run [--dry-run] [--config FILE]',
+    summary: 'delete everything whose retention period is over (--dry-run: only count)',
+    async run(args) {
+      const config = configFrom(args);
+      const dryRun = args.flags.has('dry-run');
+      for (const flag of args.flags.keys()) if (flag !== 'dry-run' && flag !== 'config') throw new UsageError(`unknown option --${flag}`);
+      const log = new Logger({ level: 'warn', format: 'text' });
+      const results = await withStorage(config, (storage) => {
+        const env: RetentionEnv = { config, storage, log, clock: systemClock, hooks: new HookBus(), sessions: new LocalSessionRegistry() };
+        return runRetention(env, { dryRun });
+      });
+      const width = Math.max(...results.map((r) => r.name.length), 10);
+      for (const r of results) {
+        const what = r.error ? `FAILED: ${r.error}` : `${r.count} ${dryRun ? 'would be deleted' : 'deleted'}`;
+        console.log(`${r.clause.padEnd(4)} ${r.name.padEnd(width)}  ${what}\t(${r.description})`);
+      }
+      if (dryRun) console.log('dry run: nothing was deleted');
+      return results.some((r) => r.error) ? 1 : 0;
+    },
+  },
+  'blocks list': {
+    usage: 'gatehouse blocks list [--all] [--config FILE]',
+    summary: 'list temporary login blocks (P7); --all includes expired ones not yet swept',
+    async run(args) {
+      const config = configFrom(args);
+      const now = new Date();
+      const blocks = await withStorage(config, (storage) => storage.privacyLogs.listBlocks(args.flags.has('all') ? undefined : now));
+      if (blocks.length === 0) console.log('no blocks');
+      for (const b of blocks) console.log(describeBlock(b, now));
+      return 0;
+    },
+  },
+  'blocks lift': {
+    usage: 'gatehouse blocks lift (IP | IPV6-PREFIX/64 | USER@DOMAIN | --all) [--config FILE]',
+    summary: 'lift a temporary login block (the server notices at the next attempt)',
+    async run(args) {
+      const config = configFrom(args);
+      if (args.flags.has('all')) {
+        const n = await withStorage(config, (storage) => storage.privacyLogs.liftAllBlocks());
+        console.log(`lifted ${n} block${n === 1 ? '' : 's'}`);
+        return 0;
+      }
+      const arg = args.positional[0];
+      if (!arg) throw new UsageError('give an IP address, an IPv6 /64, an account JID, or --all');
+      const { kind, subject } = blockTarget(arg);
+      const lifted = await withStorage(config, (storage) => storage.privacyLogs.liftBlock(kind, subject));
+      if (!lifted) {
+        console.log(`no block for ${kind} ${subject}`);
+        return 1;
+      }
+      console.log(`lifted the block of ${kind} ${subject}`);
+      return 0;
+    },
+  },
+};

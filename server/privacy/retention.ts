@@ -1,0 +1,475 @@
+/**
+ * The retention sweeper (PRIVACY.md P4, P5, P13): one job that enforces every retention class,
+ * in the server on a schedule and on demand with `gatehouse retention run [--dry-run]`.
+ *
+ * ## The registry: how a feature adds its retention class
+ *
+ * A retention class is a plain value, registered once when its file is imported:
+ *
+ *     import { registerRetentionClass, inBatches } from '../privacy/retention.js';
+ *     registerRetentionClass({
+ *       name: 'session-records',            // unique, kebab-case; printed by the CLI
+ *       clause: 'P6',                       // the PRIVACY.md clause it enforces
+ *       describe: (config) => `session records older than ${formatDuration(config.retention.detailedLogs)}`,
+ *       async run(env, now, { dryRun, batch }) {
+ *         const before = new Date(now.getTime() - env.config.retention.detailedLogs);
+ *         if (dryRun) return env.storage.sessions.countBefore(before);
+ *         return inBatches(batch, (limit) => env.storage.sessions.deleteBefore(before, limit));
+ *       },
+ *     });
+ *
+ * - `run` returns how many records it deleted (in a dry run: would delete) and must be idempotent:
+ *   the scheduled sweep and the CLI may run at the same time, and a crashed run is simply repeated.
+ * - It works in bounded batches (`batch` rows per transaction) and yields between them (`inBatches`
+ *   does both), so no big table is locked for long.
+ * - `env` is the ServerContext in the server; in the CLI it has the same storage, config, clock,
+ *   log and a fresh hook bus and session registry, and no router (nobody is connected there).
+ * - Registration is at import time and global, so the CLI sees every class whose file is imported
+ *   (cli-privacy.ts imports modules/index.ts, which imports every feature module). Registering a
+ *   name again replaces the class (idempotent under re-import).
+ * - Nothing about a record reaches the log: the sweeper logs counts per class only.
+ *
+ * Classes registered here: inactive-account-warnings and inactive-accounts (P4), offline-messages
+ * (P5, each expired message becomes a P8 delivery-failure record). failed-logins and auth-blocks
+ * (P7/P13) are in failed-login-guard.ts, delivery-failures (P8/P13) in delivery-failures.ts.
+ *
+ * ## P4: inactive accounts
+ *
+ * An account is inactive from its last use (last_used_at: a resource bound or a session ended;
+ * created_at if never used). After `retention.inactiveAccounts - retention.inactiveWarning` the
+ * sweeper warns it: warned_at is set and a headline message goes to its JID (delivered at once to
+ * any available resource; headlines are never stored offline). At the next login (a resource binds)
+ * warned_at is cleared, since the account is in use again, and that resource gets a headline saying
+ * the deletion is cancelled. After `retention.inactiveAccounts` an account that was warned at least
+ * `retention.inactiveWarning` ago is deleted through the AccountService (modules are told first, so
+ * contacts are unsubscribed; every row it owns goes with it). An account that missed its warning
+ * (the server was down during the warning window, or the retention settings were shortened) is
+ * warned first and deleted a full warning period later, never without notice. With
+ * `retention.inactiveWarning: 0` there is no warning and deletion is immediate.
+ */
+import type { Config } from '../config/index.js';
+import type { GatehouseModule, ServerContext } from '../core/context.js';
+import type { HookBus } from '../core/hooks.js';
+import type { Router } from '../core/router.js';
+import type { ClientSession, SessionRegistry } from '../core/session.js';
+import type { Account, Storage } from '../storage/types.js';
+import { systemClock, type Clock } from '../../shared/clock.js';
+import type { Logger } from '../../shared/logger.js';
+import { AccountError, AccountService, NoSuchAccountError } from '../accounts/service.js';
+import { parseXmlText } from '../net/parse-xml.js';
+import { Element, x } from '../../shared/xml/element.js';
+import { Jid } from '../../shared/jid.js';
+import { NS } from '../../shared/ns.js';
+
+// ------------------------------------------------------------------------------------------------
+// The registry
+
+/** What a retention class may use. A ServerContext is one; the CLI builds one without a router. */
+export interface RetentionEnv {
+  readonly config: Config;
+  readonly storage: Storage;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly hooks: HookBus;
+  readonly sessions: SessionRegistry;
+  /** Absent in the CLI. */
+  readonly router?: Router;
+}
+
+export interface RetentionRunOptions {
+  /** Count what would be deleted, delete nothing. */
+  dryRun: boolean;
+  /** Rows per batch (one transaction each). */
+  batch: number;
+}
+
+export interface RetentionClass {
+  /** Unique, kebab-case, e.g. 'offline-messages'. */
+  readonly name: string;
+  /** The PRIVACY.md clause, e.g. 'P5'. */
+  readonly clause: string;
+  /** One line for people: what is deleted and when, from the live configuration. */
+  describe(config: Config): string;
+  /** Deletes (or in a dry run counts) what has expired at `now`; returns the count. Idempotent. */
+  run(env: RetentionEnv, now: Date, opts: RetentionRunOptions): Promise<number>;
+}
+
+export interface RetentionResult {
+  name: string;
+  clause: string;
+  description: string;
+  count: number;
+  dryRun: boolean;
+  /** Set when the class failed (the others still ran). */
+  error?: string;
+}
+
+export const DEFAULT_RETENTION_BATCH = 500;
+
+const registry = new Map<string, RetentionClass>();
+
+/** Adds (or replaces, by name) a retention class. Returns a function that removes it again. */
+export function registerRetentionClass(cls: RetentionClass): () => void {
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(cls.name)) throw new Error(`retention class name must be kebab-case: ${cls.name}`);
+  registry.set(cls.name, cls);
+  return () => {
+    if (registry.get(cls.name) === cls) registry.delete(cls.name);
+  };
+}
+
+/** Every registered class, in registration order. */
+export function retentionClasses(): RetentionClass[] {
+  return [...registry.values()];
+}
+
+/**
+ * Calls `step(limit)` (which deletes at most `limit` rows and returns how many it deleted) until it
+ * deletes fewer than `limit`, yielding to the event loop between batches. Returns the total.
+ */
+export async function inBatches(batch: number, step: (limit: number) => Promise<number>): Promise<number> {
+  const limit = Number.isSafeInteger(batch) && batch > 0 ? batch : DEFAULT_RETENTION_BATCH;
+  let total = 0;
+  for (;;) {
+    const n = await step(limit);
+    total += n;
+    if (n < limit) return total;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Runs every class (or the given ones) once. One failing class does not stop the others. */
+export async function runRetention(
+  env: RetentionEnv,
+  opts: { now?: Date; dryRun?: boolean; batch?: number; classes?: RetentionClass[] } = {},
+): Promise<RetentionResult[]> {
+  const now = opts.now ?? env.clock.now();
+  const run: RetentionRunOptions = { dryRun: opts.dryRun ?? false, batch: opts.batch ?? DEFAULT_RETENTION_BATCH };
+  const results: RetentionResult[] = [];
+  for (const cls of opts.classes ?? retentionClasses()) {
+    const result: RetentionResult = { name: cls.name, clause: cls.clause, description: safeDescribe(cls, env.config), count: 0, dryRun: run.dryRun };
+    try {
+      result.count = await cls.run(env, now, run);
+      if (result.count > 0 && !run.dryRun) env.log.info('retention: deleted expired records', { class: cls.name, clause: cls.clause, count: result.count });
+    } catch (err) {
+      result.error = err instanceof Error ? err.message : String(err);
+      env.log.error('retention class failed', { class: cls.name, error: result.error });
+    }
+    results.push(result);
+  }
+  if (!run.dryRun && results.some((r) => r.count > 0)) {
+    // Deleted means gone from the files too, not only from the tables (SQLite WAL).
+    await env.storage.privacyLogs?.flushDeleted().catch((err) => env.log.warn('retention: could not checkpoint the database', { error: err instanceof Error ? err.message : String(err) }));
+  }
+  return results;
+}
+
+function safeDescribe(cls: RetentionClass, config: Config): string {
+  try {
+    return cls.describe(config);
+  } catch {
+    return cls.name;
+  }
+}
+
+/** '30 days', '48 hours', '15 minutes', '10 seconds'. */
+export function formatDuration(ms: number): string {
+  const units: [number, string][] = [
+    [86_400_000, 'day'],
+    [3_600_000, 'hour'],
+    [60_000, 'minute'],
+    [1000, 'second'],
+  ];
+  for (const [size, name] of units) {
+    if (ms >= size && ms % size === 0) {
+      const n = ms / size;
+      return `${n} ${name}${n === 1 ? '' : 's'}`;
+    }
+  }
+  if (ms >= 86_400_000) return `${Math.round(ms / 86_400_000)} days`;
+  if (ms >= 3_600_000) return `${Math.round(ms / 3_600_000)} hours`;
+  if (ms >= 60_000) return `${Math.round(ms / 60_000)} minutes`;
+  return `${Math.round(ms / 1000)} seconds`;
+}
+
+// ------------------------------------------------------------------------------------------------
+// P4: inactive accounts
+
+function lastUse(a: Account): number {
+  return (a.lastUsedAt ?? a.createdAt).getTime();
+}
+
+/**
+ * Warned during the current period of inactivity: a warning is void once the account is used at
+ * or after it (a session that was open when the warning went out and ended later, for instance).
+ */
+function warnedFor(a: Account): boolean {
+  return a.warnedAt !== null && a.warnedAt.getTime() > lastUse(a);
+}
+
+function day(d: Date): string {
+  return d.toISOString().slice(0, 10);
+}
+
+/** The inactivity warning (a headline: never stored offline, shown by clients as a notice). */
+export function inactivityWarning(host: string, account: Account, config: Config, now: Date): Element {
+  const jid = `${account.username}@${account.host}`;
+  const deleteOn = new Date(now.getTime() + config.retention.inactiveWarning);
+  return x(
+    'message',
+    { xmlns: NS.client, type: 'headline', from: host, to: jid, id: `retention-${now.getTime().toString(36)}` },
+    x('subject', {}, 'Your account will be deleted'),
+    x(
+      'body',
+      {},
+      `Your account ${jid} has not been used since ${day(new Date(lastUse(account)))}. Accounts unused for ${formatDuration(config.retention.inactiveAccounts)} ` +
+        `are deleted with all their data. Log in before ${day(deleteOn)} to keep it.`,
+    ),
+  );
+}
+
+/** Sent at the first login after a warning: the deletion is off. */
+export function deletionCancelledNotice(session: ClientSession, config: Config): Element {
+  return x(
+    'message',
+    { xmlns: NS.client, type: 'headline', from: session.jid.domain, to: session.jid.full, id: `retention-kept-${Date.now().toString(36)}` },
+    x('subject', {}, 'Your account is kept'),
+    x(
+      'body',
+      {},
+      `Your account ${session.jid.bare} was going to be deleted because it had not been used for a long time. You have logged in, so it is kept. ` +
+        `Accounts unused for ${formatDuration(config.retention.inactiveAccounts)} are deleted with all their data.`,
+    ),
+  );
+}
+
+/** Walks every account inactive since `before`, in id order, one batch at a time. */
+async function* inactiveAccounts(env: RetentionEnv, before: Date, batch: number): AsyncGenerator<Account> {
+  let afterId = 0;
+  for (;;) {
+    const page = await env.storage.privacyLogs.inactiveAccounts(before, afterId, batch);
+    for (const a of page) yield a;
+    if (page.length < batch) return;
+    afterId = page[page.length - 1]!.id;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+export const inactiveAccountsClass: RetentionClass = {
+  name: 'inactive-accounts',
+  clause: 'P4',
+  describe: (config) =>
+    `accounts unused for ${formatDuration(config.retention.inactiveAccounts)}, with everything they own` +
+    (config.retention.inactiveWarning > 0 ? ` (warned ${formatDuration(config.retention.inactiveWarning)} before)` : ''),
+  async run(env, now, { dryRun, batch }) {
+    const { inactiveAccounts: maxIdle, inactiveWarning } = env.config.retention;
+    const before = new Date(now.getTime() - maxIdle);
+    const accounts = new AccountService({ storage: env.storage, hooks: env.hooks, config: env.config, clock: env.clock, sessions: env.sessions });
+    const due = (a: Account) =>
+      lastUse(a) < before.getTime() &&
+      (inactiveWarning <= 0 || (warnedFor(a) && a.warnedAt!.getTime() <= now.getTime() - inactiveWarning)) &&
+      env.sessions.ofAccount(`${a.username}@${a.host}`).length === 0;
+    let count = 0;
+    for await (const candidate of inactiveAccounts(env, before, batch)) {
+      if (!due(candidate)) continue;
+      if (dryRun) {
+        count++;
+        continue;
+      }
+      // Read again just before deleting: a login may have happened since the page was read.
+      const fresh = await env.storage.accounts.get(candidate.username, candidate.host);
+      if (!fresh || fresh.id !== candidate.id || !due(fresh)) continue;
+      try {
+        await accounts.delete(fresh.username, fresh.host);
+      } catch (err) {
+        if (err instanceof NoSuchAccountError) continue;
+        // A host no longer configured: the service refuses it, but its accounts still expire.
+        if (!(err instanceof AccountError)) throw err;
+        if (!(await env.storage.accounts.delete(fresh.id))) continue;
+      }
+      count++;
+    }
+    return count;
+  },
+};
+
+export const inactiveAccountWarningsClass: RetentionClass = {
+  name: 'inactive-account-warnings',
+  clause: 'P4',
+  describe: (config) =>
+    config.retention.inactiveWarning > 0
+      ? `warn accounts unused for ${formatDuration(config.retention.inactiveAccounts - config.retention.inactiveWarning)} (headline message, and again at the next login)`
+      : 'no inactivity warnings (retention.inactiveWarning is 0)',
+  async run(env, now, { dryRun, batch }) {
+    const { inactiveAccounts: maxIdle, inactiveWarning } = env.config.retention;
+    if (inactiveWarning <= 0) return 0;
+    const before = new Date(now.getTime() - (maxIdle - inactiveWarning));
+    let count = 0;
+    for await (const a of inactiveAccounts(env, before, batch)) {
+      if (warnedFor(a)) continue;
+      count++;
+      if (dryRun) continue;
+      await env.storage.accounts.setWarnedAt(a.id, now);
+      const host = env.config.hosts.find((h) => h.domain === a.host)?.domain;
+      if (env.router && host) {
+        // Reaches available resources now; otherwise the next login brings the notice.
+        await env.router.send(inactivityWarning(host, a, env.config, now)).catch((err) => env.log.warn('could not send an inactivity warning', { error: err instanceof Error ? err.message : String(err) }));
+      }
+    }
+    return count;
+  },
+};
+
+// ------------------------------------------------------------------------------------------------
+// P5: offline messages
+
+/** Bare JID of the stored stanza's sender ('' if unreadable). */
+function senderOf(stanza: string): string {
+  const el = parseXmlText(stanza, NS.client);
+  const from = el?.attrs.from ?? /\sfrom=(?:'([^']*)'|"([^"]*)")/.exec(stanza)?.slice(1).find((v) => v !== undefined);
+  const jid = Jid.tryParse(from);
+  return jid ? jid.bare : '';
+}
+
+/** The condition recorded for an offline message that expired undelivered. */
+export const OFFLINE_EXPIRED_CONDITION = 'recipient-unavailable';
+
+export const offlineMessagesClass: RetentionClass = {
+  name: 'offline-messages',
+  clause: 'P5',
+  describe: (config) => `offline messages not delivered within ${formatDuration(config.retention.offlineMessages)} (each becomes a delivery-failure record, P8)`,
+  async run(env, now, { dryRun, batch }) {
+    const before = new Date(now.getTime() - env.config.retention.offlineMessages);
+    if (dryRun) return env.storage.privacyLogs.countOfflineBefore(before);
+    return inBatches(batch, async (limit) => {
+      const expired = await env.storage.offline.takeExpired(before, limit);
+      if (expired.length === 0) return 0;
+      const owners = await env.storage.privacyLogs.accountJids(expired.map((m) => m.accountId));
+      for (const m of expired) {
+        const owner = owners.get(m.accountId);
+        await env.storage.privacyLogs.addDeliveryFailure({
+          at: now,
+          from: senderOf(m.stanza),
+          to: owner ? `${owner.username}@${owner.host}` : '',
+          kind: 'message',
+          condition: OFFLINE_EXPIRED_CONDITION,
+        });
+      }
+      return expired.length;
+    });
+  },
+};
+
+// Deletions before warnings: an account warned in this sweep is never deleted in the same one.
+registerRetentionClass(inactiveAccountsClass);
+registerRetentionClass(inactiveAccountWarningsClass);
+registerRetentionClass(offlineMessagesClass);
+
+// ------------------------------------------------------------------------------------------------
+// The in-process schedule
+
+export interface RetentionScheduleOptions {
+  /**
+   * Milliseconds between runs; null: no schedule (tests call runNow()). Default 5 minutes, and no
+   * schedule when the server runs on an injected clock unless this is set explicitly.
+   */
+  intervalMs?: number | null;
+  /** Milliseconds after start for the first run. Default 30 seconds. */
+  firstRunAfterMs?: number;
+  batch?: number;
+}
+
+export const DEFAULT_RETENTION_INTERVAL_MS = 5 * 60_000;
+export const DEFAULT_RETENTION_FIRST_RUN_MS = 30_000;
+
+/** One server's sweeper: runs on a timer, never two runs at once. */
+export class RetentionSweeper {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<RetentionResult[]> | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly env: RetentionEnv,
+    private readonly opts: RetentionScheduleOptions = {},
+  ) {}
+
+  start(): void {
+    const interval = this.opts.intervalMs === undefined ? DEFAULT_RETENTION_INTERVAL_MS : this.opts.intervalMs;
+    if (interval === null || interval <= 0) return;
+    const schedule = (ms: number) => {
+      if (this.stopped) return;
+      this.timer = setTimeout(() => {
+        void this.runNow().finally(() => schedule(interval));
+      }, ms);
+      this.timer.unref();
+    };
+    schedule(this.opts.firstRunAfterMs ?? DEFAULT_RETENTION_FIRST_RUN_MS);
+  }
+
+  /** Runs every class now (or joins the run in progress) with the injected clock's time. */
+  runNow(opts: { dryRun?: boolean } = {}): Promise<RetentionResult[]> {
+    if (this.running && !opts.dryRun) return this.running;
+    const run = runRetention(this.env, { dryRun: opts.dryRun, batch: this.opts.batch });
+    if (opts.dryRun) return run;
+    this.running = run.finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  /** Stops the schedule and waits for a run in progress (before storage closes). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.running) await this.running.catch(() => undefined);
+  }
+}
+
+const sweepers = new WeakMap<object, RetentionSweeper>();
+
+/** The sweeper of a running server (for tests and the admin console). */
+export function retentionSweeper(ctx: ServerContext): RetentionSweeper | undefined {
+  return sweepers.get(ctx);
+}
+
+/**
+ * The retention module: the schedule, and the P4 warning's bookkeeping at login. Module objects may
+ * be loaded by several servers in one process (tests); unload() has no context, so it stops every
+ * sweeper this module object started.
+ */
+export function createRetentionModule(opts: RetentionScheduleOptions = {}): GatehouseModule {
+  const active = new Set<RetentionSweeper>();
+  const pending = new Set<Promise<unknown>>();
+  return {
+    name: 'retention',
+    specs: [],
+    load(ctx) {
+      const { hooks, storage, router, config, log } = ctx;
+      // An injected clock (tests) never moves by itself: its owner calls runNow() after moving it,
+      // and a timer firing mid-test would only interfere. The schedule runs on the system clock.
+      const injected = ctx.clock !== systemClock && opts.intervalMs === undefined;
+      const sweeper = new RetentionSweeper(ctx, injected ? { ...opts, intervalMs: null } : opts);
+      active.add(sweeper);
+      sweepers.set(ctx, sweeper);
+      hooks.on('session/bound', ({ session, account }) => {
+        if (account.warnedAt === null) return;
+        // The account is in use again: the warning is void, and this resource is told so.
+        const work = storage.accounts
+          .setWarnedAt(account.id, null)
+          .then(() => router.deliver(session, deletionCancelledNotice(session, config)))
+          .catch((err) => log.warn('could not clear an inactivity warning', { error: err instanceof Error ? err.message : String(err) }));
+        pending.add(work);
+        void work.finally(() => pending.delete(work));
+      });
+      sweeper.start();
+    },
+    async unload() {
+      const stopping = [...active];
+      active.clear();
+      await Promise.all(stopping.map((s) => s.stop()));
+      await Promise.allSettled([...pending]);
+    },
+  };
+}
+
+export const retentionModule: GatehouseModule = createRetentionModule();

@@ -1,0 +1,118 @@
+/**
+ * The IRC network adapter (irc-framework): one LegacySession per user and IRC server.
+ *
+ * Addresses are the kit's business (Biboumi style: `#channel%irc.example.org@irc.<domain>`); the
+ * adapter says `multiServer = true` and which ids are channels (`isRoomId`: # & + !). Contacts and
+ * rooms it reports carry `server` = the host the kit passed to `login`.
+ *
+ * Registration (all per user and server, see settings.ts): nick (required), username, realname,
+ * password (server PASS, secret), saslAccount + saslPassword (SASL PLAIN, secret),
+ * nickservPassword (IDENTIFY after connecting, secret; not used when SASL is), port (default 6697
+ * with TLS, 6667 without), tls (default true), verifyCertificate (default true),
+ * certificateFingerprint (trust exactly one SHA-256 certificate fingerprint, e.g. a self-signed
+ * server) and autojoin (comma-separated channels). Turning verifyCertificate off lets anyone on
+ * the path read and change the connection, passwords included; pinning a fingerprint is the safe
+ * way to reach a self-signed server. Passwords are never logged nor put into error texts.
+ *
+ * Reconnection: the adapter never reconnects by itself. A session whose connection is lost emits
+ * `disconnected(reason, final)` once and is then dead (its methods reject with
+ * LegacyNetworkError). Unless `final` (the server banned us), the kit calls `login` again with
+ * its own backoff, then `joinRoom` for every room its users are in; channels in the
+ * registration's `autojoin` are joined by each new session by itself, and joinRoom on an already
+ * joined channel just re-emits `roomJoined`.
+ *
+ * Events after login: `connected(server, account)` is emitted once, in a macrotask after `login`
+ * resolved (so listeners attached right after the await get it), followed by server notices and
+ * the MOTD received while logging in (serverMessage), then the autojoin rooms.
+ *
+ * Echo: IRC servers do not echo channel messages, so `sendRoomMessage` emits the sent message
+ * back as a `roomMessage` from our own nick, with the kit's `id`, once it went out; the kit can
+ * reflect it like any MUC message. Private messages are not echoed.
+ *
+ * Commands the server can refuse (kick, setSubject, changeNick, leaveRoom, a message too long
+ * for IRC) reject with IrcCommandError, whose `condition` is an XMPP stanza error condition.
+ * Other refusals (e.g. "cannot send to channel", "no such nick") arrive as serverMessage.
+ *
+ * Privacy: CTCP VERSION, TIME, PING etc. are not answered (they would reveal the software and the
+ * user's clock); only ACTION is understood. Incoming lines are decoded as UTF-8, else
+ * Windows-1252; formatting codes and control characters are stripped before the kit sees text.
+ */
+import type { LoginRequest, NetworkAdapter } from '../kit/adapter.js';
+import { LegacyAuthError } from '../kit/adapter.js';
+import { DEFAULT_FLOOD, type FloodOptions } from './flood.js';
+import { IrcSession, type IrcSessionOptions } from './session.js';
+import { IRC_REGISTRATION_FIELDS, parseServerSettings } from './settings.js';
+
+export interface IrcAdapterOptions extends Partial<IrcSessionOptions> {
+  /**
+   * Which servers users may connect to (default: any). A gateway that lets anyone name a host and
+   * port makes connections on their behalf; operators may want to refuse internal addresses.
+   */
+  allowServer?: (host: string, port: number) => boolean;
+  /** Shown in disco (default "IRC gateway"). */
+  name?: string;
+  flood?: FloodOptions;
+}
+
+export const DEFAULT_SESSION_OPTIONS: IrcSessionOptions = {
+  flood: DEFAULT_FLOOD,
+  connectTimeoutMs: 20_000,
+  registrationTimeoutMs: 30_000,
+  nickservTimeoutMs: 15_000,
+  commandTimeoutMs: 15_000,
+  joinTimeoutMs: 30_000,
+  pingIntervalS: 60,
+  pingTimeoutS: 120,
+  maxNickAttempts: 5,
+  lineLimit: 512,
+  maxIncomingLineBytes: 16_384,
+  maxLinesPerMessage: 50,
+  forwardMotd: true,
+};
+
+/** Channel prefixes: # (network), & (server-local), + (modeless), ! (safe). */
+export function isIrcRoomId(id: string): boolean {
+  return /^[#&+!]/.test(id);
+}
+
+export class IrcAdapter implements NetworkAdapter {
+  readonly network = 'irc';
+  readonly name: string;
+  readonly registrationFields = IRC_REGISTRATION_FIELDS;
+  readonly multiServer = true;
+  private readonly sessionOptions: IrcSessionOptions;
+  private readonly allowServer: (host: string, port: number) => boolean;
+
+  constructor(options: IrcAdapterOptions = {}) {
+    const { allowServer, name, ...session } = options;
+    this.name = name ?? 'IRC gateway';
+    this.allowServer = allowServer ?? (() => true);
+    this.sessionOptions = { ...DEFAULT_SESSION_OPTIONS, ...stripUndefined(session) };
+  }
+
+  /** Whether a network id names a channel (else a nick). */
+  isRoomId(id: string): boolean {
+    return isIrcRoomId(id);
+  }
+
+  async login(request: LoginRequest): Promise<IrcSession> {
+    const settings = parseServerSettings(request.server, request.credentials);
+    if (!this.allowServer(settings.host, settings.port)) {
+      throw new LegacyAuthError(`connections to ${settings.host} port ${settings.port} are not allowed by this gateway`);
+    }
+    const session = new IrcSession(settings, this.sessionOptions, request.log);
+    await session.start();
+    return session;
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+export function createIrcAdapter(options: IrcAdapterOptions = {}): IrcAdapter {
+  return new IrcAdapter(options);
+}
+
+/** The adapter with default settings. */
+export const ircAdapter = createIrcAdapter();

@@ -1,0 +1,128 @@
+/**
+ * The per-server registration form of the IRC transport and its parsing. Every field is per user
+ * and per IRC server (one registration for each `%server` a user talks to).
+ */
+import { LegacyAuthError, type Credentials, type RegistrationField } from '../kit/adapter.js';
+
+export const IRC_REGISTRATION_FIELDS: RegistrationField[] = [
+  { name: 'nick', label: 'Nickname', type: 'text-single', required: true, secret: false, description: 'Your IRC nickname on this server.' },
+  { name: 'username', label: 'User name (ident)', type: 'text-single', required: false, secret: false, description: 'The IRC user name; defaults to the nickname.' },
+  { name: 'realname', label: 'Real name', type: 'text-single', required: false, secret: false, description: 'Shown in WHOIS; defaults to the nickname.' },
+  { name: 'password', label: 'Server password', type: 'text-private', required: false, secret: true, description: 'The connection password (PASS), if the server needs one.' },
+  { name: 'saslAccount', label: 'SASL account', type: 'text-single', required: false, secret: false, description: 'Services account for SASL PLAIN; defaults to the nickname.' },
+  { name: 'saslPassword', label: 'SASL password', type: 'text-private', required: false, secret: true, description: 'Log in to services with SASL PLAIN while connecting.' },
+  { name: 'nickservPassword', label: 'NickServ password', type: 'text-private', required: false, secret: true, description: 'Sent as "IDENTIFY" to NickServ after connecting (when SASL is not used).' },
+  { name: 'port', label: 'Port', type: 'text-single', required: false, secret: false, description: 'Defaults to 6697 with TLS, 6667 without.' },
+  { name: 'tls', label: 'Use TLS', type: 'boolean', required: false, secret: false, default: 'true' },
+  {
+    name: 'verifyCertificate',
+    label: 'Verify the TLS certificate',
+    type: 'boolean',
+    required: false,
+    secret: false,
+    default: 'true',
+    description: 'Turning this off lets anyone between the gateway and the server read and change the connection, passwords included.',
+  },
+  {
+    name: 'certificateFingerprint',
+    label: 'Trusted certificate fingerprint (SHA-256)',
+    type: 'text-single',
+    required: false,
+    secret: false,
+    description: 'Trust exactly this certificate (e.g. a self-signed one) instead of a certificate authority.',
+  },
+  { name: 'autojoin', label: 'Channels to join automatically', type: 'text-single', required: false, secret: false, description: 'Comma-separated, e.g. #gatehouse,#help' },
+];
+
+export interface IrcServerSettings {
+  host: string;
+  port: number;
+  tls: boolean;
+  verifyCertificate: boolean;
+  /** Normalised: upper-case hex pairs joined by ':' (as Node's X509 fingerprint256). */
+  certificateFingerprint: string | null;
+  nick: string;
+  username: string;
+  realname: string;
+  password: string | null;
+  sasl: { account: string; password: string } | null;
+  nickservPassword: string | null;
+  autojoin: string[];
+}
+
+/** Parses an XEP-0004 boolean ("1", "true", "0", "false"); undefined/empty gives the default. */
+export function parseBoolean(value: string | undefined, def: boolean): boolean {
+  if (value === undefined || value.trim() === '') return def;
+  const v = value.trim().toLowerCase();
+  if (v === '1' || v === 'true' || v === 'yes' || v === 'on') return true;
+  if (v === '0' || v === 'false' || v === 'no' || v === 'off') return false;
+  throw new LegacyAuthError(`not a boolean: ${value}`);
+}
+
+/** "ab:cd…", "ABCD…" or "sha256/ABCD…" → "AB:CD:…" (32 bytes). */
+export function normaliseFingerprint(value: string): string {
+  const hex = value.trim().replace(/^sha-?256[:/ ]?/i, '').replace(/[\s:]/g, '').toUpperCase();
+  if (!/^[0-9A-F]{64}$/.test(hex)) throw new LegacyAuthError('the certificate fingerprint must be a SHA-256 fingerprint (64 hex digits)');
+  return hex.match(/../g)!.join(':');
+}
+
+/** Characters a nick may not contain anywhere (wire syntax and target lists). */
+const BAD_NICK = /[\s\x00-\x1f,*?!@:]/;
+
+export function isValidNick(nick: string): boolean {
+  return nick.length > 0 && nick.length <= 64 && !BAD_NICK.test(nick) && !/^[#&+!$~%:0-9-]/.test(nick);
+}
+
+export function isValidChannel(name: string): boolean {
+  return /^[#&+!][^\s\x00-\x1f,:]{1,199}$/u.test(name) && !name.includes('\x07');
+}
+
+const USERNAME_BAD = /[\s\x00-\x1f@:]/g;
+
+/** Builds the settings of one server from the registration values; throws LegacyAuthError on bad values (never echoing a secret). */
+export function parseServerSettings(server: string | undefined, creds: Credentials): IrcServerSettings {
+  const host = (server ?? '').trim();
+  if (!host || /[\s/]/.test(host)) throw new LegacyAuthError('an IRC server host name is required');
+  const nick = (creds.nick ?? '').trim();
+  if (!isValidNick(nick)) throw new LegacyAuthError('a valid IRC nickname is required');
+  const tls = parseBoolean(creds.tls, true);
+  const verifyCertificate = parseBoolean(creds.verifyCertificate, true);
+  let port = tls ? 6697 : 6667;
+  if (creds.port !== undefined && creds.port.trim() !== '') {
+    port = Number(creds.port.trim());
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new LegacyAuthError('the port must be a number from 1 to 65535');
+  }
+  const username = ((creds.username ?? '').trim() || nick).replace(USERNAME_BAD, '').slice(0, 32) || 'gatehouse';
+  const realname = ((creds.realname ?? '').replace(/[\r\n\x00]/g, ' ').trim() || nick).slice(0, 200);
+  const secret = (v: string | undefined) => (v !== undefined && v !== '' ? v : null);
+  const password = secret(creds.password);
+  const saslPassword = secret(creds.saslPassword);
+  const nickservPassword = secret(creds.nickservPassword);
+  for (const s of [password, saslPassword, nickservPassword]) {
+    if (s !== null && /[\r\n\x00]/.test(s)) throw new LegacyAuthError('a password contains a line break or NUL character');
+  }
+  if (password !== null && (/\s/.test(password) || password.startsWith(':'))) {
+    // PASS takes one middle parameter on many servers: spaces and a leading colon do not survive.
+    throw new LegacyAuthError('the server password must not contain spaces or begin with ":"');
+  }
+  const saslAccount = (creds.saslAccount ?? '').trim() || nick;
+  const autojoin = (creds.autojoin ?? '')
+    .split(/[\s,]+/)
+    .map((c) => c.trim())
+    .filter((c) => c.length > 0);
+  for (const c of autojoin) if (!isValidChannel(c)) throw new LegacyAuthError(`not a channel name: ${c}`);
+  return {
+    host,
+    port,
+    tls,
+    verifyCertificate,
+    certificateFingerprint: creds.certificateFingerprint?.trim() ? normaliseFingerprint(creds.certificateFingerprint) : null,
+    nick,
+    username,
+    realname,
+    password,
+    sasl: saslPassword !== null ? { account: saslAccount, password: saslPassword } : null,
+    nickservPassword,
+    autojoin,
+  };
+}
