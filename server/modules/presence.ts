@@ -42,7 +42,6 @@ import { errorReply } from '../core/stanza-errors.js';
 import type { Account, RosterItem } from '../storage/types.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
-import { NS } from '../../shared/ns.js';
 import { HIDDEN_GROUP, isHidden, itemState, rosterService, type RosterService } from './roster.js';
 import { hasFrom, hasTo, inbound, outbound, type SubscriptionStanza, type Transition } from './subscription-states.js';
 

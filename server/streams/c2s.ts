@@ -11,7 +11,7 @@ import { SaslSession, availableMechanisms, type ChannelBinding, type SaslStep } 
 import type { ClientSession, SessionCounters } from '../core/session.js';
 import type { ServerContext, StreamInfo } from '../core/context.js';
 import { errorReply, iqResult } from '../core/stanza-errors.js';
-import { streamErrorXml, type StreamErrorCondition } from './stream-error.js';
+import { streamErrorXml } from './stream-error.js';
 import type { Account } from '../storage/types.js';
 
 export interface AuthFailure {

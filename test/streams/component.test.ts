@@ -17,7 +17,7 @@ import { messageModule } from '../../server/modules/message.js';
 import { componentsModule } from '../../server/modules/components.js';
 import { forComponentWire, verifyHandshake, handshakeDigest } from '../../server/streams/component.js';
 import { errorCondition } from '../../server/core/stanza-errors.js';
-import { Element, x } from '../../shared/xml/element.js';
+import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 
 const DOMAIN = 'gw.localhost';
