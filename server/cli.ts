@@ -11,6 +11,7 @@ import { systemClock } from '../shared/clock.js';
 import { Jid } from '../shared/jid.js';
 import { policyCommands } from './privacy/cli-policy.js';
 import { privacyCommands } from './privacy/cli-privacy.js';
+import { backupCommands } from './privacy/cli-backup.js';
 
 function parseAccount(arg: string | undefined, config: Config): { username: string; host: string } {
   if (!arg) throw new UsageError('give the account as user@domain');
@@ -118,7 +119,7 @@ const coreCommands: Record<string, Command> = {
 };
 
 /** Subcommands of every area; features add theirs to this list. */
-const commands: Record<string, Command> = { ...coreCommands, ...policyCommands, ...privacyCommands };
+const commands: Record<string, Command> = { ...coreCommands, ...policyCommands, ...privacyCommands, ...backupCommands };
 
 function printHelp(): void {
   console.log('Usage: gatehouse COMMAND [options]\n\nCommands:');
@@ -136,7 +137,7 @@ export async function main(argv: string[]): Promise<number> {
   const command = commands[name];
   if (!command) {
     if (name === 'user') {
-      console.error('gatehouse user: give one of add, del, passwd, list');
+      console.error('gatehouse user: give one of add, del, passwd, list, export, import');
       return 2;
     }
     console.error(`gatehouse: unknown command '${name}' (see gatehouse --help)`);

@@ -142,6 +142,8 @@ export interface BackupsConfig {
   /** Absolute path. */
   dir: string;
   schedule: 'daily' | 'off';
+  /** Absolute path, or null. */
+  encryptionKeyFile: string | null;
 }
 
 export interface ComponentConfig {

@@ -17,8 +17,9 @@ import { policyModule } from '../privacy/policy/module.js';
 import { retentionModule } from '../privacy/retention.js';
 import { failedLoginGuardModule } from '../privacy/failed-login-guard.js';
 import { deliveryFailureModule } from '../privacy/delivery-failures.js';
+import { backupModule } from '../privacy/backup.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule, policyModule];
+  return [failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule, policyModule, backupModule];
 }

@@ -1,0 +1,219 @@
+/**
+ * `gatehouse backup`, `gatehouse restore` (P14) and `gatehouse user export` / `user import` (P23).
+ *
+ * Keys for encrypted backups: --key-file FILE, else GATEHOUSE_BACKUP_KEY (64 hex digits or base64
+ * of 32 bytes), else the configured backups.encryptionKeyFile. Without a key, backups are written
+ * unencrypted (with a warning): they hold everything the server stores.
+ */
+import { writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { UsageError, configFrom, withStorage, type Command, type ParsedArgs } from '../cli/kit.js';
+import type { Config } from '../config/index.js';
+import { Jid } from '../../shared/jid.js';
+import {
+  BACKUP_KEY_ENV,
+  BackupError,
+  Progress,
+  createBackup,
+  formatBytes,
+  generateBackupKeyText,
+  listBackups,
+  loadBackupKey,
+  readBackupInfo,
+  restoreBackup,
+  rotateBackups,
+  verifyBackup,
+} from './backup.js';
+import { ExportError, exportAccounts, importAccounts, parseExport, renderExport } from './export.js';
+import { migrations } from '../../migrations/index.js';
+
+/**
+ * The value of --name. The shared argument parser only knows --config and --password-file as
+ * flags with a separate value, so `--name VALUE` arrives as a bare flag plus a positional: with a
+ * fixed number of real positionals, the extra one is the value. `--name=VALUE` always works.
+ */
+/** A value flag (`--out FILE` or `--out=FILE`); the kit's parser already took its value. */
+function flagValue(args: ParsedArgs, name: string): string | undefined {
+  const v = args.flags.get(name);
+  if (v === undefined) return undefined;
+  if (v === true || v === '') throw new UsageError(`--${name} needs a value (--${name} VALUE or --${name}=VALUE)`);
+  return v;
+}
+
+function keyFrom(args: ParsedArgs, config: Config | null): Buffer | null {
+  return loadBackupKey({ keyFile: flagValue(args, 'key-file') ?? null, config });
+}
+
+function progressFor(args: ParsedArgs): Progress {
+  return args.flags.has('quiet') ? Progress.disabled() : new Progress();
+}
+
+function noExtra(args: ParsedArgs, expected: number, usage: string): void {
+  if (args.positional.length > expected) throw new UsageError(`unexpected argument '${args.positional[expected]}' (usage: ${usage})`);
+}
+
+function accountOf(arg: string, config: Config): { username: string; host: string } {
+  const jid = Jid.tryParse(arg.includes('@') ? arg : `${arg}@${config.hosts[0]!.domain}`);
+  if (!jid || !jid.local || jid.resource) throw new UsageError(`not a bare JID: ${arg}`);
+  return { username: jid.local, host: jid.domain };
+}
+
+const BACKUP_USAGE = 'gatehouse backup [--config FILE] [--out FILE] [--key-file FILE] [--quiet]';
+const RESTORE_USAGE = 'gatehouse restore BACKUP-FILE [--config FILE] [--force] [--key-file FILE] [--quiet]';
+const EXPORT_USAGE = 'gatehouse user export USER@DOMAIN... [--config FILE] [--out FILE] [--force]';
+const IMPORT_USAGE = 'gatehouse user import FILE [--config FILE] [--force]';
+
+export const backupCommands: Record<string, Command> = {
+  backup: {
+    usage: BACKUP_USAGE,
+    summary: 'back up the whole database (compressed; encrypted with a key); keeps backups.keep newest in backups.dir',
+    async run(args) {
+      const config = configFrom(args);
+      const out = flagValue(args, 'out');
+      const key = keyFrom(args, config);
+      noExtra(args, 0, BACKUP_USAGE);
+      if (!key) console.error(`warning: this backup is not encrypted (set ${BACKUP_KEY_ENV} or use --key-file; see gatehouse backup keygen)`);
+      const result = await createBackup({ storage: config.storage, file: out, dir: config.backups.dir, key, progress: progressFor(args) });
+      console.log(`backup written: ${result.file} (${formatBytes(result.bytes)}, ${key ? 'encrypted' : 'not encrypted'})`);
+      if (!out) {
+        const removed = await rotateBackups(config.backups.dir, config.backups.keep);
+        for (const f of removed) console.log(`removed old backup ${path.basename(f)}`);
+      }
+      return 0;
+    },
+  },
+  'backup verify': {
+    usage: 'gatehouse backup verify BACKUP-FILE [--key-file FILE] [--config FILE]',
+    summary: 'read a whole backup file and check that it is complete and unchanged',
+    async run(args) {
+      const key = keyFrom(args, args.flags.has('config') ? configFrom(args) : null);
+      const file = args.positional[0];
+      if (!file) throw new UsageError('give the backup file');
+      noExtra(args, 1, 'gatehouse backup verify BACKUP-FILE');
+      const { info, dumpBytes } = await verifyBackup(file, key, progressFor(args));
+      console.log(`${file}: OK, ${info.header.kind} backup of ${info.header.createdAt}, ${info.encrypted ? 'encrypted' : 'not encrypted'}, ${formatBytes(dumpBytes)} of data`);
+      return 0;
+    },
+  },
+  'backup list': {
+    usage: 'gatehouse backup list [--config FILE]',
+    summary: 'list the backups in backups.dir, oldest first',
+    async run(args) {
+      const config = configFrom(args);
+      const list = await listBackups(config.backups.dir);
+      if (list.length === 0) console.log(`no backups in ${config.backups.dir}`);
+      for (const b of list) {
+        let kind = '?';
+        let encrypted = '?';
+        try {
+          const info = await readBackupInfo(b.file);
+          kind = info.header.kind;
+          encrypted = info.encrypted ? 'encrypted' : 'not encrypted';
+        } catch (err) {
+          kind = err instanceof BackupError ? 'damaged' : '?';
+        }
+        console.log(`${b.createdAt.toISOString()}\t${formatBytes(b.bytes)}\t${kind}\t${encrypted}\t${b.file}`);
+      }
+      return 0;
+    },
+  },
+  'backup keygen': {
+    usage: 'gatehouse backup keygen [--out FILE]',
+    summary: `make a new random backup key (a file readable by its owner only, or standard output for ${BACKUP_KEY_ENV})`,
+    async run(args) {
+      const out = flagValue(args, 'out');
+      noExtra(args, 0, 'gatehouse backup keygen [--out FILE]');
+      const text = generateBackupKeyText();
+      if (!out) {
+        process.stdout.write(text);
+        return 0;
+      }
+      try {
+        writeFileSync(out, text, { flag: 'wx', mode: 0o600 });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new BackupError(code === 'EEXIST' ? `${out} already exists: a key is never overwritten (backups made with it need it)` : `cannot write ${out}: ${code ?? 'error'}`);
+      }
+      console.log(`backup key written to ${out}: keep a copy somewhere safe, away from the backups`);
+      return 0;
+    },
+  },
+  restore: {
+    usage: RESTORE_USAGE,
+    summary: 'restore a backup into the configured (empty) database; the server must be stopped',
+    async run(args) {
+      const config = configFrom(args);
+      const key = keyFrom(args, config);
+      const file = args.positional[0];
+      if (!file) throw new UsageError('give the backup file');
+      noExtra(args, 1, RESTORE_USAGE);
+      const result = await restoreBackup(file, {
+        storage: config.storage,
+        dataDir: config.dataDir,
+        key,
+        force: args.flags.has('force'),
+        progress: progressFor(args),
+      });
+      console.log(`restored the backup of ${result.header.createdAt} (${result.tables} tables) into the ${config.storage.type} database`);
+      const known = new Set(migrations.map((m) => new m().name));
+      const applied = result.header.migrations ?? [];
+      const unknown = applied.filter((m) => !known.has(m));
+      const pending = [...known].filter((m) => !applied.includes(m));
+      if (unknown.length) console.error(`warning: the backup was made by a newer Gatehouse (unknown migrations: ${unknown.join(', ')}): run that version`);
+      else if (pending.length && result.header.migrations) console.error(`note: the backup predates ${pending.length} migration(s); they are applied by gatehouse migrate or at the next start`);
+      return 0;
+    },
+  },
+  'user export': {
+    usage: EXPORT_USAGE,
+    summary: "write accounts' data as XEP-0227 XML (credentials as SCRAM verifiers only) to a file or standard output",
+    async run(args) {
+      const config = configFrom(args);
+      const out = flagValue(args, 'out');
+      if (args.positional.length === 0) throw new UsageError('give at least one account (user@domain)');
+      const accounts = args.positional.map((a) => accountOf(a, config));
+      const xml = await withStorage(config, async (storage) => renderExport(await exportAccounts(storage, accounts)));
+      if (!out || out === '-') {
+        process.stdout.write(xml);
+        return 0;
+      }
+      try {
+        writeFileSync(out, xml, { flag: args.flags.has('force') ? 'w' : 'wx', mode: 0o600 });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new ExportError(code === 'EEXIST' ? `${out} already exists (use --force to overwrite)` : `cannot write ${out}: ${code ?? 'error'}`);
+      }
+      console.error(`exported ${accounts.length} account(s) to ${out}`);
+      return 0;
+    },
+  },
+  'user import': {
+    usage: IMPORT_USAGE,
+    summary: 'create accounts with their data from an XEP-0227 file (existing accounts only with --force)',
+    async run(args) {
+      const config = configFrom(args);
+      const file = args.positional[0];
+      if (!file) throw new UsageError('give the XEP-0227 file');
+      noExtra(args, 1, IMPORT_USAGE);
+      let data: Buffer;
+      try {
+        data = await readFile(file);
+      } catch (err) {
+        throw new ExportError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+      }
+      const parsed = parseExport(data);
+      const result = await withStorage(config, (storage) =>
+        importAccounts(storage, parsed, {
+          hosts: config.hosts.map((h) => h.domain),
+          force: args.flags.has('force'),
+          now: new Date(),
+          auth: config.auth,
+        }),
+      );
+      for (const w of result.warnings) console.error(`warning: ${w}`);
+      for (const jid of result.imported) console.log(`imported ${jid}${result.replaced.includes(jid) ? ' (replaced the existing account)' : ''}`);
+      return 0;
+    },
+  },
+};
