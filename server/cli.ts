@@ -12,6 +12,7 @@ import { Jid } from '../shared/jid.js';
 import { policyCommands } from './privacy/cli-policy.js';
 import { privacyCommands } from './privacy/cli-privacy.js';
 import { backupCommands } from './privacy/cli-backup.js';
+import { statsCommands } from './privacy/cli-stats.js';
 
 function parseAccount(arg: string | undefined, config: Config): { username: string; host: string } {
   if (!arg) throw new UsageError('give the account as user@domain');
@@ -119,7 +120,7 @@ const coreCommands: Record<string, Command> = {
 };
 
 /** Subcommands of every area; features add theirs to this list. */
-const commands: Record<string, Command> = { ...coreCommands, ...policyCommands, ...privacyCommands, ...backupCommands };
+const commands: Record<string, Command> = { ...coreCommands, ...policyCommands, ...privacyCommands, ...backupCommands, ...statsCommands };
 
 function printHelp(): void {
   console.log('Usage: gatehouse COMMAND [options]\n\nCommands:');

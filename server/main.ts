@@ -15,6 +15,7 @@ import { ConnectionCounter, listen, type BoundListener } from './net/listeners.j
 import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
 import { startComponentListeners } from './streams/component.js';
 import { allModules } from './modules/index.js';
+import { RotatingLogFile } from './privacy/log-files.js';
 
 export interface RunningServer {
   ctx: ServerContext;
@@ -33,8 +34,10 @@ export interface StartOptions {
 
 /** Wiring only: config -> storage -> modules -> listeners. */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
-  const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, file: config.log.file });
   const clock = opts.clock ?? systemClock;
+  // Log files name JIDs and IPs: rotated and pruned after retention.detailedLogs (P13).
+  const logFile = !opts.log && config.log.file ? new RotatingLogFile(config.log.file, { retention: config.retention.detailedLogs, clock }) : null;
+  const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, sink: logFile ? (line) => logFile.write(line) : undefined });
   mkdirSync(config.dataDir, { recursive: true });
 
   const tls = await loadTls(config);
@@ -56,6 +59,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   } catch (err) {
     for (const m of loaded.reverse()) await m.unload?.();
     await storage.close();
+    logFile?.close();
     throw err;
   }
 
@@ -78,7 +82,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     stopComponents = components.stop;
   } catch (err) {
     for (const l of listeners) l.server.close();
+    for (const m of [...modules].reverse()) await m.unload?.();
     await storage.close();
+    logFile?.close();
     throw err;
   }
   for (const l of listeners) log.info('listening', { kind: l.kind, address: l.host, port: l.port });
@@ -107,6 +113,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       stopComponents();
       for (const m of [...modules].reverse()) await m.unload?.();
       await storage.close();
+      logFile?.close();
     },
   };
 }

@@ -18,8 +18,13 @@ import { retentionModule } from '../privacy/retention.js';
 import { failedLoginGuardModule } from '../privacy/failed-login-guard.js';
 import { deliveryFailureModule } from '../privacy/delivery-failures.js';
 import { backupModule } from '../privacy/backup.js';
+import { createControlModule } from '../admin/control.js';
+import { createStatisticsModule } from '../privacy/statistics.js';
+import { createSessionStatsModule } from '../privacy/session-stats.js';
+// Registers the 'log-files' retention class (P13), so the CLI sweeper also prunes old log files.
+import '../privacy/log-files.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule, policyModule, backupModule];
+  return [createControlModule(), failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule, policyModule, backupModule, createStatisticsModule(), createSessionStatsModule()];
 }

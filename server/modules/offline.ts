@@ -6,6 +6,16 @@ import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { messageType, topResources } from './message.js';
 
+
+declare module '../core/hooks.js' {
+  interface HookEvents {
+    /** Messages were stored for an offline account (no address: for the anonymous statistics). */
+    'offline/stored': { count: number };
+    /** Stored messages were delivered and deleted. */
+    'offline/delivered': { count: number };
+  }
+}
+
 /**
  * XEP-0160 offline messages with XEP-0203 delay stamps (privacy clause P5).
  *
@@ -112,6 +122,7 @@ class OfflineStore {
       copy.attrs.to = bare;
       if (copy.attrs.xmlns === NS.server || copy.attrs.xmlns === NS.component) copy.attrs.xmlns = NS.client;
       await storage.offline.store(account.id, copy.toString(), clock.now());
+      void this.ctx.hooks.emit('offline/stored', { count: 1 });
       // A resource may have come online while the row was being written.
       const top = topResources(sessions, bare);
       if (top.length > 0) await this.deliverStored(account.id, top);
@@ -138,7 +149,10 @@ class OfflineStore {
       // Let the streams write what was queued; delete only if a target is still connected.
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (live().length === 0) return false;
-      if (batch.length > 0) await storage.offline.delete(accountId, batch);
+      if (batch.length > 0) {
+        await storage.offline.delete(accountId, batch);
+        void this.ctx.hooks.emit('offline/delivered', { count: batch.length });
+      }
       batch = [];
       batchBytes = 0;
       return true;

@@ -1327,6 +1327,7 @@ const active = new Map<BackupScheduler, NodeJS.Timeout>();
 /** P14: the daily backup inside the server (backups.schedule 'daily'). */
 export const backupModule: GatehouseModule = {
   name: 'backup',
+  clauses: ['P14'],
   specs: [],
   load(ctx) {
     const { config, log } = ctx;

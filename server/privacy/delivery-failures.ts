@@ -26,6 +26,7 @@ export function createDeliveryFailureModule(): GatehouseModule {
   const pending = new Set<Promise<unknown>>();
   return {
     name: 'delivery-failures',
+    clauses: ['P8'],
     specs: [],
     load({ hooks, storage, log }) {
       hooks.on('delivery/failed', (f: DeliveryFailure) => {

@@ -481,6 +481,7 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
   const active = new Set<LoginGuard>();
   return {
     name: 'failed-login-guard',
+    clauses: ['P7'],
     specs: [],
     async load(ctx) {
       const { hooks } = ctx;

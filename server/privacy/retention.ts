@@ -442,6 +442,7 @@ export function createRetentionModule(opts: RetentionScheduleOptions = {}): Gate
   const pending = new Set<Promise<unknown>>();
   return {
     name: 'retention',
+    clauses: ['P4', 'P5', 'P13'],
     specs: [],
     load(ctx) {
       const { hooks, storage, router, config, log } = ctx;

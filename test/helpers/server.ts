@@ -9,6 +9,7 @@ import type { Clock } from '../../shared/clock.js';
 import { TestClient } from './xmpp-client.js';
 import type { StorageConfig } from '../../server/storage/datasource.js';
 import type { GatehouseModule } from '../../server/core/context.js';
+import { allModules } from '../../server/modules/index.js';
 
 export interface TestServer {
   server: RunningServer;
@@ -100,4 +101,12 @@ function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>)
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The server's module list with some replaced by test instances of the same name (kept in place); new ones appended. */
+export function modulesWith(...overrides: GatehouseModule[]): GatehouseModule[] {
+  const byName = new Map(overrides.map((m) => [m.name, m]));
+  const list = allModules().map((m) => byName.get(m.name) ?? m);
+  for (const m of overrides) if (!list.includes(m)) list.push(m);
+  return list;
 }

@@ -87,7 +87,7 @@ test('defaults', () => {
     detailedLogs: 48 * 3_600_000,
     statistics: null,
   });
-  assert.deepEqual(c.backups, { keep: 7, dir: path.join(cwd, 'data', 'backups'), schedule: 'daily' });
+  assert.deepEqual(c.backups, { keep: 7, dir: path.join(cwd, 'data', 'backups'), schedule: 'daily', encryptionKeyFile: null });
   assert.deepEqual(c.components, []);
   assert.deepEqual(c.s2s, { requireEncryption: true, requireValidCertificates: false, allow: [], deny: [], static: {} });
   assert.deepEqual(c.policy, { contact: null, language: 'en' });

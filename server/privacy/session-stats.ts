@@ -1,0 +1,164 @@
+/**
+ * Session records (PRIVACY.md P6): start, stanzas and bytes in/out, and IP of every client session.
+ *
+ * - Live: the counters live on the session itself (ClientSession.counters, kept by the stream);
+ *   admins see them through the control channel: `gatehouse sessions` (control command
+ *   `sessions`), with JID, IP, start, TLS, and stanzas/bytes in and out.
+ * - Anonymous statistics (P12): once a minute the traffic of every live session since the last
+ *   minute is added to the c2s.* series (no JID, no IP); at session end the rest is added, with
+ *   sessions.closed and sessions.seconds.
+ * - At session end a record is stored (table session_records: full JID, IP, start, end, counters,
+ *   close reason). It is a detailed log (P13): the retention class `session-records` deletes it once
+ *   its end is older than retention.detailedLogs (default 48 h). When an account is deleted its
+ *   records go with it (P23), and a session that ends because its account was deleted leaves none.
+ */
+import type { GatehouseModule, ServerContext } from '../core/context.js';
+import type { ClientSession, SessionCounters } from '../core/session.js';
+import { controlCommands } from '../admin/control.js';
+import { statsFor, type Statistics } from './statistics.js';
+import { formatDuration, inBatches, registerRetentionClass } from './retention.js';
+
+/** One live session as the control channel reports it. */
+export interface LiveSession {
+  /** The stream id: how later admin commands (disconnect) name a session. */
+  id: string;
+  jid: string;
+  ip: string;
+  secure: boolean;
+  available: boolean;
+  startedAt: string;
+  stanzasIn: number;
+  stanzasOut: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export function liveSessions(ctx: ServerContext): LiveSession[] {
+  return [...ctx.sessions.all()]
+    .map((s) => ({
+      id: s.id,
+      jid: s.jid.full,
+      ip: s.ip,
+      secure: s.secure,
+      available: s.available,
+      startedAt: s.startedAt.toISOString(),
+      stanzasIn: s.counters.stanzasIn,
+      stanzasOut: s.counters.stanzasOut,
+      bytesIn: s.counters.bytesIn,
+      bytesOut: s.counters.bytesOut,
+    }))
+    .sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : a.jid < b.jid ? -1 : 1));
+}
+
+const ZERO: SessionCounters = { stanzasIn: 0, stanzasOut: 0, bytesIn: 0, bytesOut: 0 };
+
+/** Adds a session's traffic since `seen` to the anonymous c2s series; returns the new snapshot. */
+function fold(stats: Statistics, s: ClientSession, seen: SessionCounters, at: Date): SessionCounters {
+  const now = { ...s.counters };
+  stats.increment('c2s.stanzas.in', undefined, now.stanzasIn - seen.stanzasIn, at);
+  stats.increment('c2s.stanzas.out', undefined, now.stanzasOut - seen.stanzasOut, at);
+  stats.increment('c2s.bytes.in', undefined, now.bytesIn - seen.bytesIn, at);
+  stats.increment('c2s.bytes.out', undefined, now.bytesOut - seen.bytesOut, at);
+  return now;
+}
+
+export interface SessionStatsModuleOptions {
+  /** Tick the statistics on a real-time timer (default). Tests turn it off and call tick(). */
+  autoTick?: boolean;
+}
+
+/** A factory: each server gets its own instance (call it inside allModules()). */
+export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): GatehouseModule {
+  const cleanup: (() => void)[] = [];
+  let stats: Statistics | null = null;
+  /** Writes in order (records, account deletions), awaited at unload before storage closes. */
+  let queue: Promise<void> = Promise.resolve();
+  return {
+    name: 'session-stats',
+    specs: [],
+    clauses: ['P6'],
+    load(ctx) {
+      const { hooks, storage, clock, log, sessions } = ctx;
+      const s = (stats = statsFor(ctx));
+      s.acquire(opts.autoTick ?? true);
+      const seen = new WeakMap<ClientSession, SessionCounters>();
+      const enqueue = (work: () => Promise<unknown>) => {
+        queue = queue.then(work).then(
+          () => {},
+          (err) => log.warn('could not store a session record', { error: err instanceof Error ? err.message : String(err) }),
+        );
+      };
+
+      cleanup.push(
+        s.onTick((bucket) => {
+          for (const session of sessions.all()) seen.set(session, fold(s, session, seen.get(session) ?? ZERO, bucket));
+        }),
+      );
+
+      // High priority and synchronous: the counters are read before anything else runs, and the
+      // write is queued before the server's stop() goes on to unload the modules.
+      cleanup.push(
+        hooks.on(
+          'session/closed',
+          ({ session, condition }) => {
+            const endedAt = clock.now();
+            fold(s, session, seen.get(session) ?? ZERO, endedAt);
+            seen.delete(session);
+            s.increment('sessions.closed', undefined, 1, endedAt);
+            s.increment('sessions.seconds', undefined, Math.max(0, Math.round((endedAt.getTime() - session.startedAt.getTime()) / 1000)), endedAt);
+            const c = session.counters;
+            const record = {
+              jid: session.jid.full,
+              account: session.jid.bare,
+              ip: session.ip,
+              secure: session.secure,
+              startedAt: session.startedAt,
+              endedAt,
+              stanzasIn: c.stanzasIn,
+              stanzasOut: c.stanzasOut,
+              bytesIn: c.bytesIn,
+              bytesOut: c.bytesOut,
+              closeReason: condition && /^[a-z-]{1,64}$/.test(condition) ? condition : null,
+            };
+            enqueue(async () => {
+              // A session that ended because its account was deleted leaves no record (P23).
+              if (!(await storage.accounts.get(session.jid.local, session.jid.domain))) return;
+              await storage.statistics.addSessionRecord(record);
+            });
+          },
+          100,
+        ),
+      );
+
+      cleanup.push(
+        hooks.on('account/deleted', ({ jid }) => {
+          enqueue(() => storage.statistics.deleteSessionRecordsOf(jid.bare));
+        }),
+      );
+
+      cleanup.push(
+        controlCommands(ctx).register('sessions', {
+          summary: 'live client sessions: JID, IP, start, TLS, stanzas and bytes in/out (P6)',
+          handler: () => liveSessions(ctx),
+        }),
+      );
+    },
+    async unload() {
+      for (const off of cleanup.splice(0).reverse()) off();
+      await queue;
+      await stats?.release();
+      stats = null;
+    },
+  };
+}
+
+registerRetentionClass({
+  name: 'session-records',
+  clause: 'P6',
+  describe: (config) => `session records (JID, IP, times, counters) older than ${formatDuration(config.retention.detailedLogs)}`,
+  async run(env, now, { dryRun, batch }) {
+    const before = new Date(now.getTime() - env.config.retention.detailedLogs);
+    if (dryRun) return env.storage.statistics.countSessionRecordsBefore(before);
+    return inBatches(batch, (limit) => env.storage.statistics.deleteSessionRecordsBefore(before, limit));
+  },
+});
