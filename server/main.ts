@@ -10,7 +10,7 @@ import { Router } from './core/router.js';
 import { LocalSessionRegistry } from './core/session.js';
 import { DiscoRegistry } from './core/disco-registry.js';
 import type { GatehouseModule, ServerContext } from './core/context.js';
-import { TlsContexts, ensureSelfSignedCertificate, type CertificatePaths } from './net/tls.js';
+import { loadTlsContexts } from './net/tls.js';
 import { ConnectionCounter, listen, type BoundListener } from './net/listeners.js';
 import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
 import { startComponentListeners } from './streams/component.js';
@@ -40,7 +40,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, sink: logFile ? (line) => logFile.write(line) : undefined });
   mkdirSync(config.dataDir, { recursive: true });
 
-  const tls = await loadTls(config);
+  const tls = await loadTlsContexts(config);
   const storage: Storage = await openStorage(config.storage, { migrate: config.storage.migrateOnStart, logger: (m) => log.info(m) });
   const hooks = new HookBus((event, err) => log.error('hook failed', { event, error: err instanceof Error ? err.message : String(err) }));
   const sessions = new LocalSessionRegistry();
@@ -126,13 +126,4 @@ function sweepInterval(config: Config): number {
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-async function loadTls(config: Config): Promise<TlsContexts> {
-  const domains = config.hosts.map((h) => h.domain);
-  let fallback: CertificatePaths | null = config.tls.cert && config.tls.key ? { cert: config.tls.cert, key: config.tls.key } : null;
-  const needsSelfSigned = !fallback && config.hosts.some((h) => !h.tls);
-  if (needsSelfSigned) fallback = await ensureSelfSignedCertificate(config.dataDir, domains);
-  const entries = config.hosts.map((h) => ({ domain: h.domain, paths: h.tls ?? fallback! }));
-  return new TlsContexts(entries, { minVersion: config.tls.minVersion, ciphers: config.tls.ciphers });
 }

@@ -418,6 +418,25 @@ export const configSchema = object(
       doc: 'External components (XEP-0114) allowed to connect, e.g. the transports.',
     }),
     s2s: s2sSchema,
+    admin: object(
+      {
+        metricsToken: nullable(
+          str({
+            secret: true,
+            check(v, keyPath) {
+              if (v.length < 16) fail(keyPath, 'must be at least 16 characters');
+              return v;
+            },
+          }),
+          { default: null, doc: 'Bearer token that may read `/metrics` without an admin login (`Authorization: Bearer …`). `null`: only logged-in admins.' },
+        ),
+        tls: enumOf(['auto', 'off'], {
+          default: 'auto',
+          doc: "`auto` serves the admin console over HTTPS with the hosts' certificates; `off` serves plain HTTP and is only allowed on loopback addresses.",
+        }),
+      },
+      { doc: 'The admin web console and public privacy page (opened on `listen.admin`).' },
+    ),
     policy: object(
       {
         contact: nullable(str(), {

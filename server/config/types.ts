@@ -164,6 +164,12 @@ export interface S2sConfig {
   static: Record<string, { host: string; port: number }>;
 }
 
+export interface AdminConfig {
+  /** Never log it. */
+  metricsToken: string | null;
+  tls: 'auto' | 'off';
+}
+
 export interface PolicyConfig {
   contact: string | null;
   language: 'de' | 'en';
@@ -189,5 +195,6 @@ export interface Config {
   backups: BackupsConfig;
   components: ComponentConfig[];
   s2s: S2sConfig;
+  admin: AdminConfig;
   policy: PolicyConfig;
 }

@@ -19,6 +19,11 @@ declare module './hooks.js' {
   interface HookEvents {
     /** A local user's stanza could not be delivered (P8: addresses and condition only). */
     'delivery/failed': DeliveryFailure;
+    /**
+     * Every routed stanza, before any other handler (blocking, spam filters). A handler that
+     * returns true has dealt with it (answered or dropped it); nothing else sees it.
+     */
+    'stanza/filter': StanzaEvent;
   }
 }
 
@@ -113,6 +118,7 @@ export class Router {
       }
     }
     const event: StanzaEvent = { stanza, from, to, origin };
+    if (this.hooks.has('stanza/filter') && (await this.hooks.fire('stanza/filter', event))) return;
     const target = this.targetOf(to);
     const kind = stanza.name;
     if (kind === 'iq') {

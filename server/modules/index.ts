@@ -12,6 +12,8 @@ import { rosterModule } from './roster.js';
 import { presenceModule } from './presence.js';
 import { messageModule } from './message.js';
 import { offlineModule } from './offline.js';
+import { carbonsModule } from './carbons.js';
+import { blockingModule } from './blocking.js';
 import { componentsModule } from './components.js';
 import { policyModule } from '../privacy/policy/module.js';
 import { retentionModule } from '../privacy/retention.js';
@@ -19,6 +21,7 @@ import { failedLoginGuardModule } from '../privacy/failed-login-guard.js';
 import { deliveryFailureModule } from '../privacy/delivery-failures.js';
 import { backupModule } from '../privacy/backup.js';
 import { createControlModule } from '../admin/control.js';
+import { createAdminHttpModule } from '../admin/http.js';
 import { createStatisticsModule } from '../privacy/statistics.js';
 import { createSessionStatsModule } from '../privacy/session-stats.js';
 // Registers the 'log-files' retention class (P13), so the CLI sweeper also prunes old log files.
@@ -26,5 +29,5 @@ import '../privacy/log-files.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [createControlModule(), failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule, policyModule, backupModule, createStatisticsModule(), createSessionStatsModule()];
+  return [createControlModule(), failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, carbonsModule, blockingModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule, policyModule, backupModule, createStatisticsModule(), createSessionStatsModule(), createAdminHttpModule()];
 }

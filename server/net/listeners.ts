@@ -19,6 +19,8 @@ export interface ListenerOptions {
   address: ListenAddress;
   /** Direct TLS (XEP-0368) when given; plain TCP (STARTTLS offered by the stream) otherwise. */
   tls?: TlsContexts;
+  /** ALPN protocols for direct TLS (XEP-0368): xmpp-client or xmpp-server. */
+  alpn?: string[];
   maxConnectionsPerIp: number;
   onConnection(socket: Socket, ip: string): void;
   onRejected?(ip: string): void;
@@ -59,7 +61,8 @@ export async function listen(opts: ListenerOptions, counter: ConnectionCounter):
     opts.onConnection(socket, ip);
   };
   const server: Server = opts.tls
-    ? createTlsServer({ SNICallback: opts.tls.sniCallback, secureContext: opts.tls.defaultContext, ALPNProtocols: ['xmpp-client'] }, handle)
+    ? // Node uses only cert/key (not secureContext) for clients that send no server name.
+      createTlsServer({ ...opts.tls.defaultOptions, SNICallback: opts.tls.sniCallback, ALPNProtocols: opts.alpn ?? ['xmpp-client'] }, handle)
     : createTcpServer(handle);
   if (opts.tls) server.on('tlsClientError', () => {});
   await new Promise<void>((resolve, reject) => {

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'n
 import { X509Certificate, createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
+import type { Config } from '../config/index.js';
 
 export interface CertificatePaths {
   cert: string;
@@ -18,10 +19,18 @@ export interface TlsSettings {
 export class TlsContexts {
   private readonly byDomain = new Map<string, SecureContext>();
   readonly defaultContext: SecureContext;
+  /**
+   * The first entry's certificate, key and settings as server options: tls.createServer() builds
+   * its own context from these for handshakes without SNI (it ignores a `secureContext` option,
+   * and SNICallback only runs when the client sends a server name, e.g. not when it connects to an
+   * IP address).
+   */
+  readonly defaultOptions: { cert: Buffer; key: Buffer; minVersion: TlsSettings['minVersion']; ciphers?: string };
 
   constructor(entries: { domain: string; paths: CertificatePaths }[], settings: TlsSettings) {
     if (entries.length === 0) throw new Error('no TLS certificate configured');
     let first: SecureContext | null = null;
+    let firstOptions: TlsContexts['defaultOptions'] | null = null;
     const cache = new Map<string, SecureContext>();
     for (const { domain, paths } of entries) {
       const cacheKey = `${paths.cert}\0${paths.key}`;
@@ -31,11 +40,13 @@ export class TlsContexts {
         const key = readFileSync(paths.key);
         ctx = createSecureContext({ cert, key, minVersion: settings.minVersion, ciphers: settings.ciphers, sessionTimeout: 3600 });
         cache.set(cacheKey, ctx);
+        firstOptions ??= { cert, key, minVersion: settings.minVersion, ...(settings.ciphers ? { ciphers: settings.ciphers } : {}) };
       }
       this.byDomain.set(domain, ctx);
       first ??= ctx;
     }
     this.defaultContext = first!;
+    this.defaultOptions = firstOptions!;
   }
 
   forServername(servername: string | undefined): SecureContext {
@@ -99,4 +110,18 @@ function coversDomains(certPath: string, domains: string[]): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The TLS contexts of the configured hosts: each host's own certificate, else the top-level
+ * `tls` certificate, else a self-signed one generated under dataDir/certs (made once). Used by
+ * the XMPP listeners (server/main.ts) and the admin HTTP listener (server/admin/http.ts).
+ */
+export async function loadTlsContexts(config: Config): Promise<TlsContexts> {
+  const domains = config.hosts.map((h) => h.domain);
+  let fallback: CertificatePaths | null = config.tls.cert && config.tls.key ? { cert: config.tls.cert, key: config.tls.key } : null;
+  const needsSelfSigned = !fallback && config.hosts.some((h) => !h.tls);
+  if (needsSelfSigned) fallback = await ensureSelfSignedCertificate(config.dataDir, domains);
+  const entries = config.hosts.map((h) => ({ domain: h.domain, paths: h.tls ?? fallback! }));
+  return new TlsContexts(entries, { minVersion: config.tls.minVersion, ciphers: config.tls.ciphers });
 }

@@ -10,6 +10,7 @@ import { TestClient } from './xmpp-client.js';
 import type { StorageConfig } from '../../server/storage/datasource.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { allModules } from '../../server/modules/index.js';
+import { adminHttpListeners } from '../../server/admin/http.js';
 
 export interface TestServer {
   server: RunningServer;
@@ -21,6 +22,10 @@ export interface TestServer {
   tlsPort: number;
   /** The XEP-0114 component listener's port (0 when no component listener is open). */
   componentPort: number;
+  /** The server-to-server listener's port (0 when no s2s listener is open). */
+  s2sPort: number;
+  /** The admin HTTP listener's port (0 when listen.admin is empty or the admin-http module is not loaded). */
+  adminPort: number;
   client(opts?: { directTls?: boolean; plain?: boolean; localAddress?: string; domain?: string }): Promise<TestClient>;
   /** Registers (in-band) and logs in a new client. */
   user(username: string, password?: string, resource?: string): Promise<TestClient>;
@@ -65,6 +70,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     port,
     tlsPort,
     componentPort: server.listeners.find((l) => l.kind === 'component')?.port ?? 0,
+    s2sPort: server.listeners.find((l) => l.kind === 's2s')?.port ?? 0,
+    adminPort: adminHttpListeners(server.ctx)[0]?.port ?? 0,
     async client(o = {}) {
       const c = await TestClient.connect({ port: o.directTls ? tlsPort : port, ...o });
       clients.push(c);

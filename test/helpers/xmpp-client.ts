@@ -118,7 +118,7 @@ export class TestClient {
   }
 
   /** Waits for (or takes from what already arrived) the first element matching. */
-  expect(match: Matcher | string, timeoutMs = 5000): Promise<Element> {
+  expect(match: Matcher | string, timeoutMs = 10_000): Promise<Element> {
     const m: Matcher = typeof match === 'string' ? (el) => el.name === match : match;
     const i = this.received.findIndex(m);
     if (i >= 0) return Promise.resolve(this.received.splice(i, 1)[0]!);
@@ -155,7 +155,7 @@ export class TestClient {
   }
 
   /** Sends an IQ and resolves with the result or error of the same id. */
-  async iq(iq: Element, timeoutMs = 5000): Promise<Element> {
+  async iq(iq: Element, timeoutMs = 10_000): Promise<Element> {
     if (!iq.attrs.id) iq.attrs.id = this.nextId();
     const id = iq.attrs.id;
     const reply = this.expect((el) => el.name === 'iq' && el.attrs.id === id && (el.attrs.type === 'result' || el.attrs.type === 'error'), timeoutMs);
@@ -240,12 +240,18 @@ export class TestClient {
     return outcome;
   }
 
-  /** Authenticates, restarts the stream and binds; throws on failure. */
-  async login(username: string, password: string, opts: { resource?: string; mechanism?: string } = {}): Promise<string> {
-    const outcome = await this.authenticate(username, password, opts.mechanism);
+  /** Authenticates and restarts the stream without binding (e.g. to resume a XEP-0198 session); resolves with the new stream features. */
+  async authenticateAndRestart(username: string, password: string, mechanism?: string): Promise<Element> {
+    const outcome = await this.authenticate(username, password, mechanism);
     if (outcome.name !== 'success') throw new Error(`authentication failed: ${outcome.firstElement()?.name}`);
     this.parser.reset();
     await this.startStream();
+    return this.streamFeatures!;
+  }
+
+  /** Authenticates, restarts the stream and binds; throws on failure. */
+  async login(username: string, password: string, opts: { resource?: string; mechanism?: string } = {}): Promise<string> {
+    await this.authenticateAndRestart(username, password, opts.mechanism);
     const bind = x('bind', { xmlns: NS.bind });
     if (opts.resource) bind.append(x('resource', {}, opts.resource));
     const reply = await this.iq(x('iq', { type: 'set' }, bind));

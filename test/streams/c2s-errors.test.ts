@@ -241,3 +241,22 @@ describe('c2s encryption policy', () => {
     assert.ok(c.mechanisms().includes('SCRAM-SHA-1'));
   });
 });
+
+describe('direct TLS without a server name', () => {
+  test('a client connecting by IP address (no SNI) still gets a certificate and a stream', async () => {
+    const ts = await startTestServer();
+    try {
+      const { connect: tlsConnect } = await import('node:tls');
+      const socket = tlsConnect({ host: '127.0.0.1', port: ts.tlsPort, rejectUnauthorized: false, ALPNProtocols: ['xmpp-client'] });
+      await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+      let out = '';
+      socket.on('data', (d) => (out += d));
+      socket.write(HEADER());
+      for (let i = 0; i < 50 && !out.includes('stream:features'); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.match(out, /<stream:features>/);
+      socket.destroy();
+    } finally {
+      await ts.stop();
+    }
+  });
+});

@@ -91,6 +91,7 @@ test('defaults', () => {
   assert.deepEqual(c.components, []);
   assert.deepEqual(c.s2s, { requireEncryption: true, requireValidCertificates: false, allow: [], deny: [], static: {} });
   assert.deepEqual(c.policy, { contact: null, language: 'en' });
+  assert.deepEqual(c.admin, { metricsToken: null, tls: 'auto' });
   // An empty document and parseConfig(null) mean the same.
   assert.deepEqual(parseConfig(null, cwd), c);
   assert.deepEqual(parseConfig({}, cwd), c);

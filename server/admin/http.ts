@@ -1,0 +1,507 @@
+/**
+ * The admin HTTP interface: the public privacy policy page (P22), the admin console (P6 live
+ * sessions, P12 statistics charts, P7 failed logins and blocks, P10 transport audit, policy
+ * versions) and /metrics (P12). node:http only; server-rendered HTML without JavaScript.
+ *
+ * Listeners: one per `listen.admin` entry (default none: no HTTP at all). The module opens them in
+ * load() and closes them in unload(), so server/main.ts needs no change; adminHttpListeners(ctx)
+ * tells where they are bound (tests read the port there).
+ *
+ * TLS: the listeners serve HTTPS with the XMPP hosts' certificates (loadTlsContexts: each host's
+ * certificate chosen by SNI, the top-level one, or the generated self-signed one). If no TLS
+ * context can be built, a loopback listener falls back to plain HTTP with a warning, and any other
+ * address refuses to start: passwords and session cookies never cross a network in clear. The
+ * option `tls: 'off'` (config `admin.tls: off`) serves plain HTTP, for loopback only,
+ * e.g. behind a reverse proxy on the same host that terminates TLS.
+ *
+ * Routes (GET also answers HEAD):
+ *   public   GET /privacy, /datenschutz (?format=md), GET /healthz, GET|POST /login
+ *   admin    GET / (overview), /sessions, /statistics, /blocks, /transports, /transports.csv,
+ *            /policy; POST /logout, /sessions/disconnect, /blocks/lift, /blocks/lift-all
+ *   metrics  GET /metrics: an admin session, or `Authorization: Bearer <token>` when a metrics
+ *            token is configured (option metricsToken, or config `admin.metricsToken`)
+ * An admin page without a session redirects to /login; a POST without one is refused (403).
+ *
+ * Login and sessions: see auth.ts. Every POST needs the session's CSRF token (or, for the login
+ * form, the token of its double-submit cookie); a POST whose Origin names another site, or that a
+ * browser marks Sec-Fetch-Site: cross-site, is refused as well.
+ *
+ * Audit (P21): every page that shows JIDs or IPs (sessions, failed logins and blocks, transport
+ * audit and its CSV) records the read with auditRead(); admin actions (disconnect, lift) are logged
+ * with the admin's JID.
+ *
+ * Headers on every response: Content-Security-Policy (default-src 'none'; style-src
+ * 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri
+ * 'none'), X-Content-Type-Options: nosniff, Referrer-Policy: no-referrer, X-Frame-Options: DENY,
+ * Cross-Origin-Opener-Policy and -Resource-Policy: same-origin; admin responses are not cached.
+ * Limits: request bodies 16 KiB (413), headers 8 KiB, 10 s to send the headers, 30 s per request,
+ * at most 64 connections per listener, 5 s keep-alive.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../config/index.js';
+import type { GatehouseModule, ServerContext } from '../core/context.js';
+import { loadTlsContexts, type TlsContexts } from '../net/tls.js';
+import { normaliseIp } from '../net/listeners.js';
+import { AdminAuthenticator, AdminSessions, SESSION_DEFAULTS, clearCookie, cookieNames, loginFormToken, parseCookies, sameToken, setCookie, type AdminSession } from './auth.js';
+import { html, page, type Html, type PageEnv, type PageResult } from './pages/layout.js';
+import { loginPage } from './pages/login.js';
+import { overviewPage, type ComponentState } from './pages/overview.js';
+import { disconnectSession, sessionsPage } from './pages/sessions.js';
+import { statisticsPage } from './pages/statistics.js';
+import { blocksPage, liftAllBlocks, liftBlock } from './pages/blocks.js';
+import { transportsCsv, transportsPage } from './pages/transports.js';
+import { policyPage } from './pages/policy.js';
+import { privacyPage } from './pages/privacy.js';
+import { metricsText } from './pages/metrics.js';
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+export const MAX_BODY_BYTES = 16 * 1024;
+export const MAX_HEADER_BYTES = 8 * 1024;
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 30_000;
+export const KEEP_ALIVE_MS = 5_000;
+export const MAX_CONNECTIONS = 64;
+
+export const CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+const SECURITY_HEADERS: Record<string, string> = {
+  'Content-Security-Policy': CONTENT_SECURITY_POLICY,
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'X-Frame-Options': 'DENY',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+};
+
+export interface AdminHttpOptions {
+  /** Bearer token that may read /metrics without a session (else config `admin.metricsToken`, if the schema has it). */
+  metricsToken?: string | null;
+  /** 'auto' (default): HTTPS with the server's certificates; 'off': plain HTTP, loopback addresses only. */
+  tls?: 'auto' | 'off';
+  /** Replaces loadTlsContexts (tests). */
+  loadTls?: (config: Config) => Promise<TlsContexts>;
+  /** Admin sessions end after this long without a request (default 30 minutes). */
+  idleTimeoutMs?: number;
+  /** Most open connections per listener (default 64). */
+  maxConnections?: number;
+}
+
+export interface AdminListener {
+  host: string;
+  port: number;
+  /** Served over TLS (HTTPS). */
+  secure: boolean;
+}
+
+const bound = new WeakMap<ServerContext, AdminListener[]>();
+
+/** Where the admin HTTP listeners of a running server are bound (empty when there are none). */
+export function adminHttpListeners(ctx: ServerContext): AdminListener[] {
+  return bound.get(ctx) ?? [];
+}
+
+export function isLoopback(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h) || /^::ffff:127(\.\d{1,3}){3}$/.test(h);
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Request {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  ip: string;
+  secure: boolean;
+}
+
+interface AdminRequest extends Request {
+  session: AdminSession;
+}
+
+type GetHandler = (r: AdminRequest, env: PageEnv) => Promise<PageResult> | PageResult;
+type PostHandler = (r: AdminRequest, form: URLSearchParams) => Promise<string>;
+
+/** One server's admin HTTP interface (its listeners, sessions and routes). */
+export class AdminHttp {
+  private readonly servers: Server[] = [];
+  readonly sessions: AdminSessions;
+  private readonly auth: AdminAuthenticator;
+  private readonly components: ComponentState = { connected: new Map() };
+  private readonly offs: (() => void)[] = [];
+  private readonly log;
+  private readonly metricsToken: string | null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+
+  private readonly pages: Record<string, GetHandler> = {
+    '/': (_r, env) => overviewPage(env, this.components),
+    '/sessions': (_r, env) => sessionsPage(env),
+    '/statistics': (_r, env) => statisticsPage(env),
+    '/blocks': (_r, env) => blocksPage(env),
+    '/transports': (_r, env) => transportsPage(env),
+    '/policy': (_r, env) => policyPage(env),
+  };
+
+  private readonly actions: Record<string, PostHandler> = {
+    '/sessions/disconnect': async (r, form) => {
+      const jid = disconnectSession(this.ctx, r.session.jid, form.get('id') ?? '', form.get('jid') ?? '');
+      r.session.flash = jid ? `Disconnected ${jid}.` : 'That session is no longer online.';
+      return '/sessions';
+    },
+    '/blocks/lift': async (r, form) => {
+      const kind = form.get('kind') ?? '';
+      const subject = form.get('subject') ?? '';
+      const lifted = await liftBlock(this.ctx, r.session.jid, kind, subject);
+      r.session.flash = lifted ? `Lifted the block of ${subject}.` : `There was no block for ${subject}.`;
+      return '/blocks';
+    },
+    '/blocks/lift-all': async (r) => {
+      const n = await liftAllBlocks(this.ctx, r.session.jid);
+      r.session.flash = `Lifted ${n} block${n === 1 ? '' : 's'}.`;
+      return '/blocks';
+    },
+  };
+
+  constructor(
+    private readonly ctx: ServerContext,
+    private readonly options: AdminHttpOptions = {},
+  ) {
+    this.log = ctx.log.child('admin-http');
+    this.sessions = new AdminSessions(() => ctx.clock.now().getTime(), { ...SESSION_DEFAULTS, idleMs: options.idleTimeoutMs ?? SESSION_DEFAULTS.idleMs });
+    this.auth = new AdminAuthenticator(ctx);
+    this.metricsToken = options.metricsToken ?? ctx.config.admin.metricsToken;
+    for (const c of ctx.config.components) this.components.connected.set(c.domain, null);
+    this.offs.push(ctx.hooks.on('component/connected', ({ domain, at }) => void this.components.connected.set(domain, at)));
+    this.offs.push(ctx.hooks.on('component/disconnected', ({ domain }) => void this.components.connected.set(domain, null)));
+  }
+
+  async start(): Promise<AdminListener[]> {
+    const { config } = this.ctx;
+    const addresses = config.listen.admin;
+    if (addresses.length === 0) return [];
+    const mode = this.options.tls ?? config.admin.tls;
+    let tls: TlsContexts | null = null;
+    let tlsError: string | null = null;
+    if (mode === 'auto') {
+      try {
+        tls = await (this.options.loadTls ?? loadTlsContexts)(config);
+      } catch (err) {
+        tlsError = err instanceof Error ? err.message : String(err);
+      }
+    } else tlsError = 'TLS is turned off for the admin interface';
+    for (const a of addresses) {
+      if (!tls && !isLoopback(a.host)) {
+        throw new Error(
+          `listen.admin: refusing to serve the admin interface on ${a.host} without TLS (${tlsError}); ` +
+            'passwords and session cookies would cross the network in clear. Configure a certificate, or listen on 127.0.0.1 or ::1 only.',
+        );
+      }
+    }
+    if (!tls && mode === 'auto') this.log.warn('admin interface served over plain HTTP on loopback: no TLS certificate could be loaded', { error: tlsError });
+
+    const listeners: AdminListener[] = [];
+    try {
+      for (const a of addresses) {
+        const secure = tls !== null;
+        const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res, secure);
+        const server: Server = tls
+          ? createHttpsServer({ ...tls.defaultOptions, SNICallback: tls.sniCallback, ALPNProtocols: ['http/1.1'], maxHeaderSize: MAX_HEADER_BYTES }, handler)
+          : createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, handler);
+        server.headersTimeout = HEADERS_TIMEOUT_MS;
+        server.requestTimeout = REQUEST_TIMEOUT_MS;
+        server.keepAliveTimeout = KEEP_ALIVE_MS;
+        server.maxHeadersCount = 64;
+        server.maxRequestsPerSocket = 1000;
+        server.maxConnections = this.options.maxConnections ?? MAX_CONNECTIONS;
+        server.on('clientError', (_err, socket) => {
+          if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+          else socket.destroy();
+        });
+        if (tls) server.on('tlsClientError', () => {});
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ host: a.host, port: a.port }, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+        server.on('error', (err) => this.log.error('admin HTTP listener error', { error: err.message }));
+        this.servers.push(server);
+        const addr = server.address() as AddressInfo;
+        listeners.push({ host: addr.address, port: addr.port, secure });
+        this.log.info('listening', { kind: secure ? 'admin-https' : 'admin-http', address: addr.address, port: addr.port });
+      }
+    } catch (err) {
+      await this.stop();
+      throw new Error(`listen.admin: cannot listen: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    this.sweepTimer = setInterval(() => this.sessions.sweep(), 60_000);
+    this.sweepTimer.unref();
+    return listeners;
+  }
+
+  async stop(): Promise<void> {
+    for (const off of this.offs.splice(0)) off();
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    const servers = this.servers.splice(0);
+    await Promise.all(
+      servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      ),
+    );
+    this.sessions.clear();
+  }
+
+  // ---- requests ----
+
+  private async handle(req: IncomingMessage, res: ServerResponse, secure: boolean): Promise<void> {
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin.invalid');
+    } catch {
+      return this.plain(res, 400, 'bad request');
+    }
+    const r: Request = { req, res, url, ip: normaliseIp(req.socket.remoteAddress), secure };
+    try {
+      await this.route(r);
+    } catch (err) {
+      if (err instanceof HttpError) {
+        if (err.status === 413) res.setHeader('Connection', 'close');
+        return this.plain(res, err.status, err.message);
+      }
+      this.log.error('admin HTTP request failed', { path: url.pathname, error: err instanceof Error ? err.message : String(err) });
+      if (!res.headersSent) this.plain(res, 500, 'internal error (see the server log)');
+      else res.destroy();
+    }
+  }
+
+  private async route(r: Request): Promise<void> {
+    const method = r.req.method ?? 'GET';
+    const path = r.url.pathname;
+    const get = method === 'GET' || method === 'HEAD';
+    const isPost = method === 'POST';
+    if (!get && !isPost) {
+      r.res.setHeader('Allow', 'GET, HEAD, POST');
+      throw new HttpError(405, 'method not allowed');
+    }
+
+    // ---- public ----
+    if (path === '/healthz') {
+      if (!get) throw new HttpError(405, 'method not allowed');
+      r.res.setHeader('Cache-Control', 'no-store');
+      return this.plain(r.res, 200, 'ok');
+    }
+    if (path === '/privacy' || path === '/datenschutz') {
+      if (!get) throw new HttpError(405, 'method not allowed');
+      const format = r.url.searchParams.get('format') ?? 'html';
+      if (format !== 'html' && format !== 'md') throw new HttpError(400, 'format must be html or md');
+      const { type, body } = await privacyPage(this.ctx, path === '/privacy' ? 'en' : 'de', format, this.ctx.clock.now());
+      r.res.setHeader('Cache-Control', 'no-cache');
+      return this.send(r.res, 200, type, body);
+    }
+    if (path === '/login') return get ? this.loginForm(r) : this.login(r);
+    if (path === '/metrics') {
+      if (!get) throw new HttpError(405, 'method not allowed');
+      return this.metrics(r);
+    }
+
+    // ---- admin ----
+    const session = this.session(r);
+    const handler: GetHandler | PostHandler | 'logout' | undefined = get
+      ? Object.hasOwn(this.pages, path)
+        ? this.pages[path]
+        : undefined
+      : path === '/logout'
+        ? 'logout'
+        : Object.hasOwn(this.actions, path)
+          ? this.actions[path]
+          : undefined;
+    if (!handler && !(get && path === '/transports.csv')) {
+      if (!session) throw new HttpError(404, 'not found');
+      return this.html(r.res, 404, page({ title: 'Not found', admin: session, current: '' }, html`<h1>Not found</h1><p><a href="/">Overview</a></p>`));
+    }
+    if (!session) {
+      if (!get) throw new HttpError(403, 'not logged in (or the session expired): log in again');
+      return this.redirect(r.res, `/login?next=${encodeURIComponent(path + r.url.search)}`);
+    }
+    const ar: AdminRequest = { ...r, session };
+    r.res.setHeader('Cache-Control', 'no-store');
+    if (get) {
+      const env: PageEnv = { ctx: this.ctx, admin: { jid: session.jid, csrf: session.csrf }, url: r.url, now: this.ctx.clock.now() };
+      if (path === '/transports.csv') {
+        const csv = await transportsCsv(env);
+        if (csv.status !== 200) throw new HttpError(csv.status, csv.body.trim());
+        r.res.setHeader('Content-Disposition', `attachment; filename="${csv.filename}"`);
+        return this.send(r.res, 200, 'text/csv; charset=utf-8', csv.body);
+      }
+      const result = await (handler as GetHandler)(ar, env);
+      const flash = session.flash;
+      session.flash = null;
+      return this.html(r.res, result.status ?? 200, page({ title: `${result.title} – Gatehouse admin`, admin: session, current: path, flash }, result.body));
+    }
+    const form = await this.form(r);
+    if (!sameToken(form.get('csrf'), session.csrf)) throw new HttpError(403, 'the form is missing its CSRF token or it does not match: reload the page and try again');
+    if (handler === 'logout') {
+      this.sessions.destroy(session);
+      this.log.info('admin console logout', { admin: session.jid });
+      r.res.setHeader('Set-Cookie', clearCookie(cookieNames(r.secure).session, r.secure));
+      return this.redirect(r.res, '/login?loggedout=1');
+    }
+    const to = await (handler as PostHandler)(ar, form);
+    return this.redirect(r.res, to);
+  }
+
+  private session(r: Request): AdminSession | null {
+    const token = parseCookies(r.req.headers.cookie).get(cookieNames(r.secure).session);
+    return this.sessions.get(token);
+  }
+
+  // ---- login ----
+
+  private loginForm(r: Request, error: string | null = null, status = 200, username = ''): void {
+    const next = safeNext(r.url.searchParams.get('next'));
+    if (!error && this.session(r)) return this.redirect(r.res, next);
+    const token = loginFormToken();
+    r.res.setHeader('Set-Cookie', setCookie(cookieNames(r.secure).login, token, { secure: r.secure, maxAgeSeconds: 900 }));
+    r.res.setHeader('Cache-Control', 'no-store');
+    const flash = r.url.searchParams.has('loggedout') ? 'You are logged out.' : null;
+    this.html(r.res, status, loginPage({ formToken: token, next, username, error, flash }));
+  }
+
+  private async login(r: Request): Promise<void> {
+    const form = await this.form(r);
+    const names = cookieNames(r.secure);
+    const cookie = parseCookies(r.req.headers.cookie).get(names.login);
+    if (!cookie || !sameToken(form.get('csrf'), cookie)) {
+      throw new HttpError(403, 'the login form expired or is missing its CSRF token: reload the login page and try again');
+    }
+    const username = (form.get('username') ?? '').slice(0, 3071);
+    const password = form.get('password') ?? '';
+    const next = safeNext(form.get('next'));
+    r.url.searchParams.set('next', next);
+    const result = await this.auth.login(username, password, r.ip);
+    if (!result.ok) return this.loginForm(r, result.message, result.status, username);
+    const { token } = this.sessions.create(result.jid, r.ip);
+    r.res.setHeader('Set-Cookie', [setCookie(names.session, token, { secure: r.secure }), clearCookie(names.login, r.secure)]);
+    this.redirect(r.res, next);
+  }
+
+  // ---- metrics ----
+
+  private async metrics(r: Request): Promise<void> {
+    const auth = r.req.headers.authorization;
+    let allowed = false;
+    if (auth !== undefined) {
+      const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+      allowed = m !== null && this.metricsToken !== null && equalSecret(m[1]!, this.metricsToken);
+      if (!allowed) this.log.info('metrics request with a wrong bearer token', { ip: r.ip });
+    } else allowed = this.session(r) !== null;
+    if (!allowed) {
+      r.res.setHeader('WWW-Authenticate', 'Bearer realm="gatehouse metrics"');
+      throw new HttpError(401, 'log in as an administrator or send the metrics bearer token');
+    }
+    r.res.setHeader('Cache-Control', 'no-store');
+    const text = await metricsText(this.ctx, this.components.connected, this.ctx.clock.now());
+    this.send(r.res, 200, 'text/plain; version=0.0.4; charset=utf-8', text);
+  }
+
+  // ---- bodies and responses ----
+
+  /** Reads an application/x-www-form-urlencoded body of at most MAX_BODY_BYTES, after the origin checks. */
+  private async form(r: Request): Promise<URLSearchParams> {
+    const { req } = r;
+    const origin = req.headers.origin;
+    // With Referrer-Policy no-referrer, browsers send "Origin: null" on same-site form posts.
+    if (origin && origin !== 'null') {
+      const expected = `${r.secure ? 'https' : 'http'}://${req.headers.host ?? ''}`.toLowerCase();
+      if (origin.toLowerCase() !== expected) throw new HttpError(403, 'cross-origin form submission refused');
+    }
+    if (req.headers['sec-fetch-site'] === 'cross-site') throw new HttpError(403, 'cross-site form submission refused');
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/x-www-form-urlencoded') throw new HttpError(415, 'expected a form (application/x-www-form-urlencoded)');
+    const declared = Number(req.headers['content-length'] ?? '0');
+    if (declared > MAX_BODY_BYTES) throw new HttpError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) throw new HttpError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
+      chunks.push(chunk);
+    }
+    return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  }
+
+  private send(res: ServerResponse, status: number, type: string, body: string): void {
+    const buf = Buffer.from(body, 'utf8');
+    res.writeHead(status, { 'Content-Type': type, 'Content-Length': buf.length });
+    res.end(buf);
+  }
+
+  private html(res: ServerResponse, status: number, doc: string | Html): void {
+    this.send(res, status, 'text/html; charset=utf-8', String(doc));
+  }
+
+  private plain(res: ServerResponse, status: number, text: string): void {
+    this.send(res, status, 'text/plain; charset=utf-8', text + '\n');
+  }
+
+  private redirect(res: ServerResponse, to: string): void {
+    res.writeHead(303, { Location: to, 'Content-Length': 0 });
+    res.end();
+  }
+}
+
+/** A local path to go to after login: '/' unless it is a plain path on this site. */
+export function safeNext(v: string | null | undefined): string {
+  if (!v || v.length > 500 || !v.startsWith('/') || v.startsWith('//') || /[\\\s\u0000-\u001f]/.test(v)) return '/';
+  if (v.startsWith('/login') || v.startsWith('/logout')) return '/';
+  return v;
+}
+
+function equalSecret(a: string, b: string): boolean {
+  const x = createHash('sha256').update(a).digest();
+  const y = createHash('sha256').update(b).digest();
+  return timingSafeEqual(x, y);
+}
+
+/**
+ * The module. A factory: every server start needs its own instance (tests run several servers in
+ * one process; unload() is not told which server stops). Call it inside allModules().
+ */
+export function createAdminHttpModule(options: AdminHttpOptions = {}): GatehouseModule {
+  let http: AdminHttp | null = null;
+  return {
+    name: 'admin-http',
+    specs: [],
+    clauses: ['P6', 'P7', 'P10', 'P12', 'P21', 'P22'],
+    async load(ctx) {
+      http = new AdminHttp(ctx, options);
+      try {
+        bound.set(ctx, await http.start());
+      } catch (err) {
+        await http.stop();
+        http = null;
+        throw err;
+      }
+    },
+    async unload() {
+      await http?.stop();
+      http = null;
+    },
+  };
+}
