@@ -63,6 +63,19 @@ export interface TextMessage {
   /** Links to media (XEP-0066 out-of-band URLs). */
   attachments?: string[];
   timestamp?: Date;
+  /**
+   * Optional (kit extension): this message corrects an earlier one (XEP-0308; Matrix m.replace);
+   * `text` is the new text. Ids are network ids in events, and the kit's ids of messages it sent
+   * (or network ids) in calls to the adapter.
+   */
+  editOf?: string;
+  /** Optional (kit extension): retracts the message with this id (XEP-0424; Matrix redaction); `text` is empty. */
+  redacts?: string;
+  /**
+   * Optional (kit extension): the sender's reactions to message `to` (XEP-0444), always the whole
+   * current set of this sender (an empty `keys` removes them all); `text` is empty.
+   */
+  reactions?: { to: string; keys: string[] };
 }
 
 /** Why a login or connection failed, mapped by the kit to presence errors and audit events. */
@@ -95,7 +108,10 @@ export interface LegacySessionEvents {
   typing: [from: LegacyContact | { room: LegacyRoom; nick: string }, state: 'composing' | 'paused' | 'active'];
   /** The connection was lost; the kit reconnects with backoff unless the adapter says it is final. */
   disconnected: [reason: string, final: boolean];
-  /** The connection is (re-)established; the kit writes a 'connected' audit row. */
+  /**
+   * The connection is (re-)established; the kit writes a 'connected' audit row. (The kit writes
+   * one when login() resolves; a first 'connected' right after that is taken as the same event.)
+   */
   connected: [server: string, account: string];
   /**
    * Optional (kit extension): the network's own contact list (friends, buddy list), on login or
@@ -103,6 +119,16 @@ export interface LegacySessionEvents {
    * exchange where the client supports it, else a subscription request per contact).
    */
   roster: [contacts: LegacyContact[]];
+  /** Optional (kit extension): a contact or occupant has read up to this message (XEP-0333 displayed). */
+  displayed: [from: LegacyContact | { room: LegacyRoom; nick: string }, messageId: string];
+  /** Optional (kit extension): this user was invited to a room (becomes a XEP-0249 invitation). */
+  invited: [room: LegacyRoom, by: LegacyContact, reason: string | null];
+  /**
+   * Optional (kit extension): the position in the network's event stream moved (Matrix sync
+   * token). The kit stores the latest value and passes it back as LoginRequest.state, so a new
+   * session resumes there instead of replaying or losing events. Not secret, but not for logs.
+   */
+  syncState: [state: string];
 }
 
 /** One user's live connection to the foreign network (for IRC: to one server). */
@@ -127,6 +153,12 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
   setPresence?(show: 'available' | 'away' | 'dnd' | 'xa', status: string | null): Promise<void>;
   /** Optional (kit extension): chat state notifications (XEP-0085) where the network has typing. */
   sendTyping?(to: LegacyContact | LegacyRoom, state: 'composing' | 'paused' | 'active'): Promise<void>;
+  /** Optional (kit extension): the user has read up to this message (XEP-0333 displayed); kit id or network id. */
+  markRead?(where: LegacyContact | LegacyRoom, messageId: string): Promise<void>;
+  /** Optional (kit extension): invite a contact to a room (XEP-0249 / XEP-0045 mediated invitation from the user). */
+  invite?(room: LegacyRoom, contact: LegacyContact, reason?: string): Promise<void>;
+  /** Optional (kit extension): the current position in the network's event stream (see the 'syncState' event). */
+  syncState?(): string | null;
 }
 
 export interface AdapterLogger {
@@ -144,6 +176,8 @@ export interface LoginRequest {
   log: AdapterLogger;
   /** Optional (kit extension): the user's values for the adapter's `settingsFields`, by name. */
   settings?: Record<string, string>;
+  /** Optional (kit extension): the last value of the previous session's 'syncState' event, to resume from. */
+  state?: string;
 }
 
 /** A network adapter: one per transport process. */

@@ -1,0 +1,144 @@
+/**
+ * Matrix registration fields, credential parsing and the adapter's settings.
+ *
+ * Registration: `username` (the Matrix user ID, @name:server, required), `homeserver` (the
+ * client-server API base URL, required) and either `password` (exchanged for an access token at
+ * registration; never stored) or `token` (an access token from another client). What the vault
+ * keeps is username, homeserver, token and deviceId (see MatrixAdapter.credentialsToStore).
+ */
+import type { RegistrationField } from '../kit/adapter.js';
+import { LegacyAuthError } from '../kit/adapter.js';
+
+export const MATRIX_REGISTRATION_FIELDS: RegistrationField[] = [
+  {
+    name: 'username',
+    label: 'Matrix user ID',
+    type: 'text-single',
+    required: true,
+    secret: false,
+    description: 'Your full Matrix ID, e.g. @alice:matrix.org',
+  },
+  {
+    name: 'homeserver',
+    label: 'Homeserver URL',
+    type: 'text-single',
+    required: true,
+    secret: false,
+    description: 'The address of your homeserver\'s client API, e.g. https://matrix-client.matrix.org',
+  },
+  {
+    name: 'password',
+    label: 'Password',
+    type: 'text-private',
+    required: false,
+    secret: true,
+    description: 'Exchanged for an access token when you register; the password itself is not stored. Leave empty when you give an access token.',
+  },
+  {
+    name: 'token',
+    label: 'Access token (instead of a password)',
+    type: 'text-private',
+    required: false,
+    secret: true,
+    description: 'An access token from another Matrix client, if you do not want to give your password.',
+  },
+];
+
+export interface MatrixCredentials {
+  userId: string;
+  homeserver: string;
+  password: string | null;
+  token: string | null;
+  deviceId: string | null;
+}
+
+const USER_ID = /^@[^\s:]+:[A-Za-z0-9.\-[\]:]+$/;
+
+export function isMatrixUserId(id: string): boolean {
+  return USER_ID.test(id) && id.length <= 255;
+}
+
+/** Normalises a homeserver URL (scheme added when missing, no trailing slash, no query). */
+export function normaliseHomeserver(raw: string): URL {
+  const text = raw.trim();
+  let url: URL;
+  try {
+    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `https://${text}`);
+  } catch {
+    throw new LegacyAuthError(`not a valid homeserver URL: ${text.slice(0, 100)}`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new LegacyAuthError('the homeserver URL must start with https://');
+  if (url.username || url.password) throw new LegacyAuthError('the homeserver URL must not contain a user name or password');
+  url.search = '';
+  url.hash = '';
+  url.pathname = url.pathname.replace(/\/+$/, '');
+  return url;
+}
+
+export function homeserverString(url: URL): string {
+  return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+/** Loopback hosts, where plain HTTP does not leave the machine. */
+export function isLoopback(url: URL): boolean {
+  const h = url.hostname.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\./.test(h);
+}
+
+export function parseCredentials(c: Record<string, string>): MatrixCredentials {
+  const userId = (c.username ?? '').trim();
+  if (!userId) throw new LegacyAuthError('the Matrix user ID is missing');
+  if (!isMatrixUserId(userId)) throw new LegacyAuthError(`not a Matrix user ID (expected @name:server): ${userId.slice(0, 100)}`);
+  if (!c.homeserver?.trim()) throw new LegacyAuthError('the homeserver URL is missing');
+  const homeserver = homeserverString(normaliseHomeserver(c.homeserver));
+  const password = c.password ? c.password : null;
+  const token = c.token ? c.token.trim() : null;
+  if (!password && !token) throw new LegacyAuthError('give a password or an access token');
+  return { userId, homeserver, password, token, deviceId: c.deviceId?.trim() || null };
+}
+
+/** Per-session behaviour, from the transport's `network:` settings. */
+export interface MatrixSessionOptions {
+  /** Server-side timeout of the /sync long poll. */
+  pollTimeoutMs: number;
+  /** How long /sync may fail before the session reports disconnected (the kit then logs in again). */
+  syncFailureTimeoutMs: number;
+  /** While /sync fails, how often the connection is probed. */
+  retryIntervalMs: number;
+  /** Timeout of other requests. */
+  requestTimeoutMs: number;
+  /** How long login waits for the first sync. */
+  loginTimeoutMs: number;
+  /** How long joinRoom waits for the joined room to arrive in the sync. */
+  joinTimeoutMs: number;
+  /** Events per room fetched when a session resumes from a stored sync token. */
+  catchUpLimit: number;
+  /** Events per room in each /sync response (more arrive as a gap, see gapFillLimit). */
+  syncTimelineLimit: number;
+  /** When a sync skipped events (a "limited" timeline), up to this many are fetched back with /messages. */
+  gapFillLimit: number;
+  /** Messages kept per room for rooms the user has not joined over XMPP yet (delivered at the join). */
+  backlogLimit: number;
+  /** Leaving the XMPP room also leaves the Matrix room (default false: XMPP clients leave rooms whenever they go offline). */
+  leaveRoomsOnPart: boolean;
+  /** Accept invitations to direct chats by themselves, so messages from new contacts arrive (default true). */
+  acceptDirectInvites: boolean;
+  /** Device display name given at password login. */
+  deviceName: string;
+}
+
+export const DEFAULT_MATRIX_OPTIONS: MatrixSessionOptions = {
+  pollTimeoutMs: 30_000,
+  syncFailureTimeoutMs: 60_000,
+  retryIntervalMs: 5_000,
+  requestTimeoutMs: 30_000,
+  loginTimeoutMs: 60_000,
+  joinTimeoutMs: 30_000,
+  catchUpLimit: 50,
+  syncTimelineLimit: 50,
+  gapFillLimit: 500,
+  backlogLimit: 50,
+  leaveRoomsOnPart: false,
+  acceptDirectInvites: true,
+  deviceName: 'Gatehouse XMPP gateway',
+};
