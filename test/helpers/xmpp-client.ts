@@ -97,7 +97,18 @@ export class TestClient {
     for (const w of this.closeWaiters.splice(0)) w();
   }
 
+  /** Answer the server's XEP-0199 pings from now on, like a live client. */
+  answerPings(): void {
+    this.autoPong = true;
+  }
+
+  private autoPong = false;
+
   private onElement(el: Element): void {
+    if (this.autoPong && el.name === 'iq' && el.attrs.type === 'get' && el.getChild('ping', NS.ping)) {
+      this.send(x('iq', { type: 'result', id: el.attrs.id, to: el.attrs.from }));
+      return;
+    }
     if (el.name === 'stream:features') this.streamFeatures = el;
     if (el.name === 'stream:error') this.streamError = el.elements.find((c) => c.name !== 'text')?.name ?? 'unknown';
     const i = this.waiters.findIndex((w) => w.match(el));
