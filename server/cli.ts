@@ -13,6 +13,7 @@ import { policyCommands } from './privacy/cli-policy.js';
 import { privacyCommands } from './privacy/cli-privacy.js';
 import { backupCommands } from './privacy/cli-backup.js';
 import { statsCommands } from './privacy/cli-stats.js';
+import { transportCommands } from '../transports/cli-transport.js';
 
 function parseAccount(arg: string | undefined, config: Config): { username: string; host: string } {
   if (!arg) throw new UsageError('give the account as user@domain');
@@ -120,7 +121,7 @@ const coreCommands: Record<string, Command> = {
 };
 
 /** Subcommands of every area; features add theirs to this list. */
-const commands: Record<string, Command> = { ...coreCommands, ...policyCommands, ...privacyCommands, ...backupCommands, ...statsCommands };
+const commands: Record<string, Command> = { ...coreCommands, ...policyCommands, ...privacyCommands, ...backupCommands, ...statsCommands, ...transportCommands };
 
 function printHelp(): void {
   console.log('Usage: gatehouse COMMAND [options]\n\nCommands:');

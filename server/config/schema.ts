@@ -418,6 +418,19 @@ export const configSchema = object(
       doc: 'External components (XEP-0114) allowed to connect, e.g. the transports.',
     }),
     s2s: s2sSchema,
+    transports: array(
+      object({
+        name: str({
+          check(v, keyPath) {
+            if (!/^[a-z][a-z0-9-]*$/.test(v)) fail(keyPath, 'must be a lower-case name such as irc');
+            return v;
+          },
+          doc: 'The transport (irc, matrix, discord): which adapter the child process runs.',
+        }),
+        config: filePath({ mustExist: true, doc: "The transport's own configuration file (see docs/transports.md)." }),
+      }),
+      { default: [], uniqueBy: (t) => t.config, uniqueWhat: 'transport config', uniqueKey: 'config', doc: 'Transports the server runs as child processes, restarted with backoff when they exit.' },
+    ),
     admin: object(
       {
         metricsToken: nullable(

@@ -195,6 +195,8 @@ export interface Config {
   backups: BackupsConfig;
   components: ComponentConfig[];
   s2s: S2sConfig;
+  /** Transports run by the server as child processes. */
+  transports: { name: string; config: string }[];
   admin: AdminConfig;
   policy: PolicyConfig;
 }

@@ -15,6 +15,7 @@ import { offlineModule } from './offline.js';
 import { carbonsModule } from './carbons.js';
 import { blockingModule } from './blocking.js';
 import { componentsModule } from './components.js';
+import { transportsSupervisorModule } from './transports-supervisor.js';
 import { policyModule } from '../privacy/policy/module.js';
 import { retentionModule } from '../privacy/retention.js';
 import { failedLoginGuardModule } from '../privacy/failed-login-guard.js';
@@ -29,5 +30,5 @@ import '../privacy/log-files.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [createControlModule(), failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, carbonsModule, blockingModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, discoModule, policyModule, backupModule, createStatisticsModule(), createSessionStatsModule(), createAdminHttpModule()];
+  return [createControlModule(), failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, carbonsModule, blockingModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, transportsSupervisorModule, discoModule, policyModule, backupModule, createStatisticsModule(), createSessionStatsModule(), createAdminHttpModule()];
 }

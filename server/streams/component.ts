@@ -164,7 +164,8 @@ export class ComponentStream implements DomainLink {
       {
         streamOpen: (name, attrs) => this.onStreamOpen(name, attrs),
         stanza: (el, bytes) => this.onElement(el, bytes),
-        streamClose: () => this.close(),
+        // Stanzas still being handled come first: a component often says goodbye right before closing.
+        streamClose: () => void (this.busy = this.busy.then(() => this.close())),
         error: (condition, text) => this.onParserError(condition, text),
       },
       { maxStanzaBytes: config.c2s.maxStanzaBytesPreAuth, maxDepth: config.c2s.maxDepth, maxAttributes: config.c2s.maxAttributes },

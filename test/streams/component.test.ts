@@ -309,6 +309,20 @@ describe('XEP-0114 components', () => {
     await alice.close();
   });
 
+  test('stanzas sent just before the closing tag are still delivered', async () => {
+    const alice = await user();
+    const raw = await RawPeer.connect(ts.componentPort);
+    await raw.handshake();
+    // An unhandled IQ makes the stanza queue wait; the goodbye and the close must not overtake it.
+    raw.write(
+      `<iq from='gw.localhost' to='localhost' type='get' id='q1'><query xmlns='urn:example:unknown'/></iq>` +
+        `<message from='gw.localhost' to='${alice.jid}' type='headline' id='bye'><body>going away</body></message></stream:stream>`,
+    );
+    const bye = await alice.expect((el) => el.name === 'message' && el.attrs.id === 'bye');
+    assert.equal(bye.getChildText('body'), 'going away');
+    await raw.waitClosed();
+  });
+
   test('@xmpp/component completes the handshake and comes online', async () => {
     const c = await Component.create(ts.componentPort);
     assert.equal(await c.start(), DOMAIN);

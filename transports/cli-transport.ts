@@ -1,0 +1,256 @@
+#!/usr/bin/env node
+/**
+ * Transport commands of the `gatehouse` CLI (server/cli.ts adds `transportCommands`); this file
+ * also runs on its own (`node dist/transports/cli-transport.js transport irc --config irc.yaml`),
+ * which is how the server's transport supervisor starts transports as child processes.
+ *
+ *   gatehouse transport NAME --config FILE
+ *       runs the transport NAME (transports/NAME/index.ts, `createAdapter`) against the XMPP
+ *       server named in FILE: any server with XEP-0114 components (Gatehouse, Prosody, ...).
+ *   gatehouse vault rotate --config FILE --new-key-file KEYFILE
+ *       re-encrypts every stored credential with the key in KEYFILE (created, mode 0600, when it
+ *       does not exist), in one transaction; the old key is left in place. A wrong current key
+ *       changes nothing. Then point vault.keyFile at KEYFILE (or set GATEHOUSE_VAULT_KEY).
+ *   gatehouse audit transports [--config FILE] [--jid JID] [--network NAME] [--since T]
+ *                              [--until T] [--format table|csv|json]
+ *       the connection log (P10). FILE is the server's configuration or a transport's; T is an
+ *       ISO 8601 time or an age such as 2h or 7d. The read itself is logged (P21).
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { HELP_FLAGS, UsageError, parseArgs, type Command, type ParsedArgs } from '../server/cli/kit.js';
+import { ConfigError, loadConfig } from '../server/config/index.js';
+import { parseDuration } from '../server/config/schema-kit.js';
+import { openStorage, type StorageConfig } from '../server/storage/datasource.js';
+import type { TransportAuditEntry } from '../server/storage/repos/transports.js';
+import { Jid } from '../shared/jid.js';
+import { Logger } from '../shared/logger.js';
+import type { AdapterFactory, NetworkAdapter } from './kit/adapter.js';
+import { formatAudit, type AuditFormat } from './kit/audit-log.js';
+import { isTransportConfigDocument, loadTransportConfig, readYaml, type TransportConfig } from './kit/config.js';
+import { startTransport } from './kit/gateway.js';
+import { Vault, VaultError, readKeyFile, resolveVaultKey } from './kit/vault.js';
+
+/** A flag's value: `--name=value`, or `--name value` (the CLI kit only knows a few value flags). */
+function valueOf(args: ParsedArgs, name: string, argv: string[] = process.argv): string | undefined {
+  const v = args.flags.get(name);
+  if (typeof v === 'string') return v;
+  if (v === true) {
+    const i = argv.lastIndexOf(`--${name}`);
+    if (i >= 0 && i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) return argv[i + 1];
+    throw new UsageError(`--${name} needs a value`);
+  }
+  return undefined;
+}
+
+function configPath(args: ParsedArgs): string | undefined {
+  const file = valueOf(args, 'config');
+  return file;
+}
+
+/** Loads an adapter: transports/<name>/index.js exports createAdapter. */
+export async function loadAdapter(name: string, settings: Record<string, unknown>, log: Logger): Promise<NetworkAdapter> {
+  if (!/^[a-z][a-z0-9-]*$/.test(name) || name === 'kit') throw new UsageError(`not a transport name: ${name}`);
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const file = path.join(here, name, 'index.js');
+  let mod: { createAdapter?: AdapterFactory; default?: AdapterFactory };
+  try {
+    mod = (await import(pathToFileURL(file).href)) as typeof mod;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes(file)) {
+      throw new UsageError(`no transport named ${name} (looked for ${file})`);
+    }
+    throw err;
+  }
+  const factory = mod.createAdapter ?? mod.default;
+  if (typeof factory !== 'function') throw new Error(`transports/${name} exports no createAdapter`);
+  return factory(settings, log);
+}
+
+function parseTime(text: string, now: Date, flag: string): Date {
+  const ago = parseDuration(text);
+  if (ago !== undefined && !/^\d{4}-/.test(text)) return new Date(now.getTime() - ago);
+  const d = new Date(text);
+  if (Number.isNaN(d.getTime())) throw new UsageError(`--${flag}: expected an ISO 8601 time (2026-01-31T12:00Z) or an age (2h, 7d), got ${JSON.stringify(text)}`);
+  return d;
+}
+
+/** The storage and log settings named by a configuration file that is either the server's or a transport's. */
+function storageFromConfig(file: string | undefined, adapter: string | undefined): { storage: StorageConfig; log: Logger; transport: TransportConfig | null } {
+  if (file) {
+    let raw: unknown;
+    try {
+      raw = readYaml(readFileSync(path.resolve(file), 'utf8'), path.resolve(file));
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError('', `cannot read ${path.resolve(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    if (isTransportConfigDocument(raw)) {
+      if (adapter === undefined && (raw as { adapter?: unknown }).adapter === undefined) {
+        throw new UsageError('the transport configuration names no adapter: add `adapter: NAME` to it or give --adapter NAME');
+      }
+      const t = loadTransportConfig(file, adapter);
+      return { storage: t.storage, log: new Logger({ level: 'info', format: t.log.format, file: t.log.file }, `transport-${t.adapter}`), transport: t };
+    }
+  }
+  const config = loadConfig(file ?? null);
+  return { storage: config.storage, log: new Logger({ level: 'info', format: config.log.format, file: config.log.file }, 'audit'), transport: null };
+}
+
+export const transportCommands: Record<string, Command> = {
+  transport: {
+    usage: 'gatehouse transport NAME --config FILE',
+    summary: 'run a transport (e.g. irc) against any XMPP server with XEP-0114 components',
+    async run(args) {
+      const name = args.positional[0];
+      if (!name) throw new UsageError('name the transport, e.g. gatehouse transport irc --config irc.yaml');
+      const file = configPath(args);
+      if (!file) throw new UsageError('--config FILE is required (the transport configuration)');
+      const config = loadTransportConfig(file, name);
+      const log = new Logger({ level: config.log.level, format: config.log.format, file: config.log.file }, `transport-${name}`);
+      let adapter: NetworkAdapter;
+      try {
+        adapter = await loadAdapter(name, config.network, log);
+      } catch (err) {
+        if (err instanceof UsageError) throw err;
+        throw new ConfigError('network', err instanceof Error ? err.message.replace(/^config error: /, '') : String(err));
+      }
+      const running = await startTransport({ config, adapter, log });
+      console.log(`transport ${name} running as ${config.component.domain} on ${config.component.host}:${config.component.port}`);
+      let stopping = false;
+      const shutdown = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info('shutting down', { signal });
+        await running.stop().catch((err) => log.error('shutdown failed', { error: String(err) }));
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void shutdown('SIGINT'));
+      process.once('SIGTERM', () => void shutdown('SIGTERM'));
+      return new Promise<number>(() => {});
+    },
+  },
+
+  'vault rotate': {
+    usage: 'gatehouse vault rotate --config TRANSPORT_FILE --new-key-file KEYFILE [--adapter NAME] [--network NAME]',
+    summary: 're-encrypt every stored transport credential with a new vault key (P9)',
+    async run(args) {
+      const file = configPath(args);
+      if (!file) throw new UsageError('--config FILE is required (the transport configuration that names the database and the current key)');
+      const newKeyFile = valueOf(args, 'new-key-file');
+      if (!newKeyFile) throw new UsageError('--new-key-file KEYFILE is required (created with a random key if it does not exist)');
+      const config = loadTransportConfig(file, valueOf(args, 'adapter'));
+      const current = await resolveVaultKey({ keyFile: config.vault.keyFile, keyringAccount: config.adapter });
+      const previous = config.vault.previousKeyFiles.map((f) => readKeyFile(f, { create: false }).key);
+      const oldVault = new Vault(current, previous);
+      const { key: next, created } = readKeyFile(newKeyFile, { create: true });
+      if (next.id === current.id) throw new VaultError(`the new key (key id ${next.id}) is the current key; give another key file`);
+      const storage = await openStorage(config.storage, { migrate: true });
+      try {
+        const repo = storage.transports;
+        // This transport's records only: other transports sharing the database have their own keys.
+        const network = valueOf(args, 'network') ?? config.adapter;
+        const records = await repo.listCredentials(network);
+        // Decrypt everything first: one record the current keys cannot open stops the rotation before anything is written.
+        const now = new Date();
+        const newVault = new Vault(next);
+        const updates = records.map((rec) => ({ record: newVault.seal(rec.userJid, rec.network, oldVault.open(rec), now), expectKeyId: rec.keyId }));
+        await repo.reencrypt(updates);
+        const fromIds = [...new Set(records.map((r) => r.keyId))].join(', ') || current.id;
+        console.log(`re-encrypted ${records.length} ${network} credential record(s): key id ${fromIds} -> ${next.id}${created ? ` (new key file ${path.resolve(newKeyFile)})` : ''}`);
+        console.log(`now set vault.keyFile to ${path.resolve(newKeyFile)} (or GATEHOUSE_VAULT_KEY to its contents) and restart the transport; the old key (${current.source}) is no longer needed afterwards`);
+        return 0;
+      } finally {
+        await storage.close();
+      }
+    },
+  },
+
+  'audit transports': {
+    usage: 'gatehouse audit transports [--config FILE [--adapter NAME]] [--jid JID] [--network NAME] [--since T] [--until T] [--format table|csv|json]',
+    summary: 'show the transport connection log (P10)',
+    async run(args) {
+      const now = new Date();
+      const format = (valueOf(args, 'format') ?? 'table') as AuditFormat;
+      if (!['table', 'csv', 'json'].includes(format)) throw new UsageError(`--format must be table, csv or json, got ${JSON.stringify(format)}`);
+      const jidText = valueOf(args, 'jid');
+      let userJid: string | undefined;
+      if (jidText !== undefined) {
+        const jid = Jid.tryParse(jidText.trim());
+        if (!jid || !jid.local) throw new UsageError(`--jid: not a JID: ${jidText}`);
+        userJid = jid.bare;
+      }
+      const network = valueOf(args, 'network');
+      const sinceText = valueOf(args, 'since');
+      const untilText = valueOf(args, 'until');
+      const since = sinceText ? parseTime(sinceText, now, 'since') : undefined;
+      const until = untilText ? parseTime(untilText, now, 'until') : undefined;
+      const { storage: storageConfig, log } = storageFromConfig(configPath(args), valueOf(args, 'adapter'));
+      const storage = await openStorage(storageConfig, { migrate: true });
+      let rows: TransportAuditEntry[];
+      try {
+        rows = await storage.transports.queryAudit({ userJid, network, since, until });
+      } finally {
+        await storage.close();
+      }
+      // P21: reading the audit data is itself logged (who ran it, with which filters).
+      let who = 'unknown';
+      try {
+        who = os.userInfo().username;
+      } catch {
+        // no user database entry
+      }
+      log.info('transport connection log read', {
+        osUser: who,
+        jid: userJid ?? null,
+        network: network ?? null,
+        since: since?.toISOString() ?? null,
+        until: until?.toISOString() ?? null,
+        rows: rows.length,
+      });
+      process.stdout.write(formatAudit(rows, format));
+      return 0;
+    },
+  },
+};
+
+/** Runs one of these commands with its own argument parsing (used when this file is run directly). */
+export async function runTransportCli(argv: string[]): Promise<number> {
+  const words = argv.filter((a) => !a.startsWith('-'));
+  const two = `${words[0]} ${words[1]}`;
+  const name = transportCommands[two] ? two : words[0];
+  const command = name ? transportCommands[name] : undefined;
+  if (!command || !name) {
+    console.error(`usage:\n${Object.values(transportCommands).map((c) => `  ${c.usage}`).join('\n')}`);
+    return 2;
+  }
+  if (argv.some((a) => HELP_FLAGS.has(a))) {
+    console.log(`Usage: ${command.usage}\n\n${command.summary}`);
+    return 0;
+  }
+  const last = name.split(' ').at(-1)!;
+  const rest = argv.slice(argv.indexOf(last) + 1);
+  try {
+    return await command.run(parseArgs(rest));
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      console.error(err instanceof ConfigError ? err.message : `gatehouse ${name}: ${err.message}`);
+      return 2;
+    }
+    console.error(`gatehouse ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (invokedDirectly) {
+  runTransportCli(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      console.error(`gatehouse: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(1);
+    },
+  );
+}

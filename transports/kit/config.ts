@@ -1,0 +1,270 @@
+/**
+ * The transport configuration file (`gatehouse transport irc --config irc.yaml`), validated with
+ * the same schema kit as the server's configuration: one-line errors naming the key path, secrets
+ * never shown.
+ *
+ *   component:                      # the XEP-0114 connection to any XMPP server
+ *     domain: irc.example.org       # the component's domain, as configured on the server
+ *     secret: change-me             # or GATEHOUSE_COMPONENT_SECRET
+ *     host: 127.0.0.1
+ *     port: 5347
+ *   storage:                        # same choices as the server; may be the server's database
+ *     type: sqlite
+ *     path: ./irc-transport.sqlite
+ *   vault:
+ *     keyFile: ./irc-vault.key      # created (mode 0600) if missing; GATEHOUSE_VAULT_KEY wins
+ *   admins: [admin@example.org]
+ *   gracePeriod: 30s
+ *   reconnect: { min: 5s, max: 5m }
+ *   network:                        # passed to the adapter as it is
+ *     servers: [irc.libera.chat]
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { Jid, normaliseDomain } from '../../shared/jid.js';
+import {
+  ConfigError,
+  array,
+  describe,
+  docRows,
+  duration,
+  enumOf,
+  fail,
+  filePath,
+  int,
+  isPlainObject,
+  joinKey,
+  nullable,
+  object,
+  optional,
+  str,
+  type Ctx,
+  type DocRow,
+  type Schema,
+} from '../../server/config/schema-kit.js';
+import type { StorageConfig } from '../../server/storage/datasource.js';
+
+export const COMPONENT_SECRET_ENV = 'GATEHOUSE_COMPONENT_SECRET';
+
+export interface TransportConfig {
+  /** The adapter's name (irc, matrix, ...): from `adapter` in the file or the command line. */
+  adapter: string;
+  component: { domain: string; secret: string; host: string; port: number };
+  storage: StorageConfig;
+  vault: { keyFile: string | null; previousKeyFiles: string[] };
+  /** Normalised bare JIDs that may use the admin commands. */
+  admins: string[];
+  /** XMPP domains whose users may register; empty: any. */
+  allowDomains: string[];
+  /** Milliseconds: how long a foreign session outlives the user's last resource. */
+  gracePeriod: number;
+  /** Milliseconds: how long a login may take. */
+  loginTimeout: number;
+  /** Milliseconds: reconnect backoff bounds (exponential, with jitter). */
+  reconnect: { min: number; max: number };
+  /** Milliseconds: audit rows older than this are deleted (P13). */
+  retention: { auditLog: number };
+  log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'text' | 'json'; file: string | null };
+  /** The `network:` mapping, unvalidated: the adapter checks it. */
+  network: Record<string, unknown>;
+  /** Directory of the configuration file (relative paths resolve against it). */
+  baseDir: string;
+}
+
+const domain = (doc: string): Schema<string> =>
+  str({
+    type: 'domain name',
+    doc,
+    check(s, keyPath) {
+      const d = normaliseDomain(s.trim());
+      if (d === null || d.startsWith('[') || d.includes(':')) fail(keyPath, `expected a domain name, got ${describe(s)}`);
+      return d;
+    },
+  });
+
+const bareJid = str({
+  type: 'bare JID',
+  check(s, keyPath) {
+    const jid = Jid.tryParse(s.trim());
+    if (!jid || !jid.local || jid.resource) fail(keyPath, `expected a bare JID (such as admin@example.org), got ${describe(s)}`);
+    return jid.bare;
+  },
+});
+
+/** A free-form mapping (the adapter's own settings). */
+function anyMapping(doc: string): Schema<Record<string, unknown>> {
+  return {
+    kind: 'map',
+    type: 'mapping (adapter-specific)',
+    expected: 'a mapping',
+    doc,
+    hasDefault: true,
+    defaultValue: {},
+    defaultDoc: '{}',
+    optional: false,
+    secret: false,
+    accepts: isPlainObject,
+    parse(v, keyPath) {
+      if (!isPlainObject(v)) fail(keyPath, `expected a mapping, got ${describe(v)}`);
+      return v;
+    },
+  };
+}
+
+const storageSchema = object(
+  {
+    type: enumOf(['sqlite', 'mysql', 'postgres'], { default: 'sqlite', doc: 'Database: SQLite, MySQL/MariaDB or PostgreSQL. May be the server\'s own database.' }),
+    path: optional(filePath({ verbatim: [':memory:'], doc: 'SQLite file (`type: sqlite`). Default: `<adapter>-transport.sqlite` beside this file.' })),
+    url: optional(
+      str({
+        secret: true,
+        doc: 'Connection URL for `mysql` (`mysql://user:password@host/db`) or `postgres` (`postgres://…`). Overridden by GATEHOUSE_TRANSPORT_STORAGE_URL.',
+      }),
+    ),
+  },
+  { doc: 'Where registrations, encrypted credentials and the connection log are stored.' },
+);
+
+export const transportConfigSchema = object({
+  adapter: optional(str({ doc: 'The network adapter (`irc`, ...). The command line (`gatehouse transport NAME`) names it too; they must agree.' })),
+  component: object(
+    {
+      domain: domain('The component domain (XEP-0114), as configured on the XMPP server, e.g. `irc.example.org`.'),
+      secret: optional(str({ secret: true, doc: `Shared secret of the component handshake. Overridden by ${COMPONENT_SECRET_ENV}; one of them is required.` })),
+      host: str({ default: '127.0.0.1', doc: 'Host of the XMPP server\'s component listener.' }),
+      port: int({ default: 5347, min: 1, max: 65535, doc: 'Port of the XMPP server\'s component listener.' }),
+    },
+    { doc: 'The connection to the XMPP server, which may be any server speaking XEP-0114 (Gatehouse, Prosody, ejabberd, …).' },
+  ),
+  storage: storageSchema,
+  vault: object(
+    {
+      keyFile: nullable(filePath(), {
+        default: null,
+        doc: `File holding the 32-byte vault key (base64), created with mode 0600 if missing. ${'GATEHOUSE_VAULT_KEY'} takes precedence; without both, the OS keyring is used if @napi-rs/keyring is installed.`,
+      }),
+      previousKeyFiles: array(filePath({ mustExist: true }), {
+        default: [],
+        type: 'list of paths',
+        doc: 'Older keys that may still decrypt records during a key change (`gatehouse vault rotate` re-encrypts everything with the current key).',
+      }),
+    },
+    { doc: 'The credential vault (P9): AES-256-GCM with a key kept outside the database.' },
+  ),
+  admins: array(bareJid, { default: [], type: 'list of bare JIDs', uniqueBy: (j) => j, uniqueWhat: 'admin', doc: 'Who may use the admin commands (list and disconnect users).' }),
+  allowDomains: array(domain('An XMPP domain.'), {
+    default: [],
+    type: 'list of domain names',
+    uniqueBy: (d) => d,
+    uniqueWhat: 'domain',
+    doc: 'Only users of these XMPP domains may register. Empty: users of any domain (federated ones too).',
+  }),
+  gracePeriod: duration({ default: '30s', doc: 'A foreign session stays up this long after the user\'s last resource went offline (a reconnecting phone keeps its session).' }),
+  loginTimeout: duration({ default: '30s', min: 100, doc: 'A foreign login that takes longer fails with remote-server-timeout.' }),
+  reconnect: object(
+    {
+      min: duration({ default: '5s', min: 10, doc: 'First delay before reconnecting a dropped foreign connection (doubles each attempt, with jitter).' }),
+      max: duration({ default: '5m', min: 10, doc: 'Longest delay between reconnect attempts.' }),
+    },
+    {
+      doc: 'Reconnecting dropped foreign connections (and the connection to the XMPP server).',
+      check(v, keyPath) {
+        if (v.max < v.min) fail(joinKey(keyPath, 'max'), 'must not be shorter than reconnect.min');
+      },
+    },
+  ),
+  retention: object(
+    { auditLog: duration({ default: '48h', doc: 'Connection-log rows (P10) are deleted after this long (P13).' }) },
+    { doc: 'How long the transport keeps its connection log.' },
+  ),
+  log: object(
+    {
+      level: enumOf(['debug', 'info', 'warn', 'error'], { default: 'info', doc: 'Least severe level logged.' }),
+      format: enumOf(['text', 'json'], { default: 'text', doc: 'One line of text per entry, or one JSON object per line.' }),
+      file: nullable(filePath(), { default: null, doc: 'Log file; `null` logs to standard error.' }),
+    },
+    { doc: 'Logging. No password, credential or message text is ever logged.' },
+  ),
+  network: anyMapping('Settings of the network adapter (see its documentation), passed to it unchanged.'),
+});
+
+/**
+ * Validates a raw transport configuration. `adapterName` (from the command line) fills in or must
+ * match `adapter`. Reads GATEHOUSE_COMPONENT_SECRET and GATEHOUSE_TRANSPORT_STORAGE_URL from `env`.
+ */
+export function parseTransportConfig(raw: unknown, baseDir: string, adapterName?: string, env: NodeJS.ProcessEnv = process.env): TransportConfig {
+  const doc = raw === null || raw === undefined ? {} : raw;
+  if (!isPlainObject(doc)) throw new ConfigError('', `expected a mapping of settings at the top level, got ${describe(doc)}`);
+  const ctx: Ctx = { baseDir: path.resolve(baseDir), vars: {} };
+  const v = transportConfigSchema.parse(doc, '', ctx);
+  const adapter = adapterName ?? v.adapter;
+  if (!adapter) fail('adapter', 'missing; name the network adapter here or on the command line');
+  if (v.adapter !== undefined && adapterName !== undefined && v.adapter !== adapterName)
+    fail('adapter', `the file is for adapter "${v.adapter}", the command line asks for "${adapterName}"`);
+  const secret = env[COMPONENT_SECRET_ENV] || v.component.secret;
+  if (!secret) fail('component.secret', `missing; set it here or in ${COMPONENT_SECRET_ENV}`);
+  const envUrl = env.GATEHOUSE_TRANSPORT_STORAGE_URL;
+  let storage: StorageConfig;
+  if (envUrl) {
+    const type = /^(mysql|mariadb):/i.test(envUrl) ? 'mysql' : /^postgres(ql)?:/i.test(envUrl) ? 'postgres' : null;
+    if (!type) fail('storage.url (from GATEHOUSE_TRANSPORT_STORAGE_URL)', 'expected a mysql://, mariadb://, postgres:// or postgresql:// URL');
+    storage = { type, url: envUrl };
+  } else if (v.storage.type === 'sqlite') {
+    if (v.storage.url !== undefined) fail('storage.url', 'only used when storage.type is "mysql" or "postgres"');
+    storage = { type: 'sqlite', path: v.storage.path ?? path.join(ctx.baseDir, `${adapter}-transport.sqlite`) };
+  } else {
+    if (v.storage.path !== undefined) fail('storage.path', `only used when storage.type is "sqlite" (it is "${v.storage.type}")`);
+    if (!v.storage.url) fail('storage.url', `missing; required when storage.type is "${v.storage.type}"`);
+    storage = { type: v.storage.type, url: v.storage.url };
+  }
+  return {
+    adapter,
+    component: { domain: v.component.domain, secret, host: v.component.host, port: v.component.port },
+    storage,
+    vault: { keyFile: v.vault.keyFile, previousKeyFiles: v.vault.previousKeyFiles },
+    admins: v.admins,
+    allowDomains: v.allowDomains,
+    gracePeriod: v.gracePeriod,
+    loginTimeout: v.loginTimeout,
+    reconnect: v.reconnect,
+    retention: v.retention,
+    log: v.log,
+    network: v.network,
+    baseDir: ctx.baseDir,
+  };
+}
+
+/** Reads and validates a transport configuration file. */
+export function loadTransportConfig(file: string, adapterName?: string, env: NodeJS.ProcessEnv = process.env): TransportConfig {
+  const abs = path.resolve(file);
+  let text: string;
+  try {
+    text = fs.readFileSync(abs, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError('', `cannot read ${abs}: ${code === 'ENOENT' ? 'file not found' : (code ?? String(e))}`);
+  }
+  return parseTransportConfig(readYaml(text, abs), path.dirname(abs), adapterName, env);
+}
+
+export function readYaml(text: string, file: string): unknown {
+  const doc = YAML.parseDocument(text, { uniqueKeys: true });
+  const err = doc.errors[0];
+  if (err) {
+    const pos = err.linePos?.[0];
+    // Only the first line: later lines quote the file, which may hold secrets.
+    throw new ConfigError('', `${file}: invalid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${err.message.split('\n')[0]}`);
+  }
+  return doc.toJS();
+}
+
+/** Whether a parsed YAML document looks like a transport configuration (it has `component`). */
+export function isTransportConfigDocument(raw: unknown): boolean {
+  return isPlainObject(raw) && isPlainObject(raw.component);
+}
+
+/** Documentation rows for the transport configuration (docs generation). */
+export function transportConfigDocRows(): DocRow[] {
+  return docRows(transportConfigSchema, '');
+}

@@ -1,0 +1,498 @@
+/**
+ * The gateway: one transport process (or in-process instance) for one network adapter, speaking
+ * XEP-0114 to any XMPP server. It dispatches every stanza for its domain:
+ *
+ *   domain                    the gateway: disco (identity gateway/<network>, plus
+ *                             conference/<network> for rooms), XEP-0077 registration,
+ *                             jabber:iq:gateway, ad-hoc commands, ping, version; presence
+ *                             subscriptions and the user's presence (logs in, logs out)
+ *   server@domain             (multi-server networks) a server: its messages, per-server
+ *                             settings, presence for that server's session
+ *   id[%server]@domain        a contact (contacts.ts)
+ *   #room[%server]@domain[/n] a room and its occupants (rooms.ts)
+ *
+ * At start it tells every registered user it is there (available presence) and probes them, so
+ * users already online log in again; at shutdown every user sees its rooms (status 332) and
+ * contacts go and the gateway say it is going away (XEP-0100 §6, business rule 6).
+ */
+import type { Element } from '../../shared/xml/element.js';
+import { x } from '../../shared/xml/element.js';
+import { Jid } from '../../shared/jid.js';
+import { NS } from '../../shared/ns.js';
+import type { Clock } from '../../shared/clock.js';
+import { systemClock } from '../../shared/clock.js';
+import { Logger } from '../../shared/logger.js';
+import type { Storage } from '../../server/storage/types.js';
+import type { TransportRepository } from '../../server/storage/repos/transports.js';
+import type { NetworkAdapter } from './adapter.js';
+import { Addresses, type Address } from './addresses.js';
+import { AuditLog } from './audit-log.js';
+import { AdHocCommands } from './adhoc.js';
+import { Contacts } from './contacts.js';
+import { KeyedQueue, errorText, type Kit, type KitSettings } from './context.js';
+import { ComponentLink, type StanzaLink } from './link.js';
+import { Registration } from './registration.js';
+import { Rooms } from './rooms.js';
+import { SessionManager } from './sessions.js';
+import { NS_COMMANDS, NS_GATEWAY, NS_JID_ESCAPING, NS_MUC, iqError, iqResult } from './stanzas.js';
+import { Vault, readKeyFile, resolveVaultKey, type KeyResolution } from './vault.js';
+import type { TransportConfig } from './config.js';
+import { openTransportStorage } from './storage.js';
+
+export const TRANSPORT_SOFTWARE = 'Gatehouse transport';
+export const TRANSPORT_VERSION = '0.1.0';
+
+export interface GatewayDeps {
+  domain: string;
+  adapter: NetworkAdapter;
+  settings: KitSettings;
+  repo: TransportRepository;
+  vault: Vault;
+  link: Pick<StanzaLink, 'send' | 'request'>;
+  clock?: Clock;
+  log: Logger;
+}
+
+/** "IRC gateway" → "IRC". */
+function networkNameOf(adapter: NetworkAdapter): string {
+  const stripped = adapter.name.replace(/\s+(gateway|transport|bridge)$/i, '').trim();
+  return stripped || adapter.network;
+}
+
+export class Gateway implements Kit {
+  readonly domain: string;
+  readonly adapter: NetworkAdapter;
+  readonly settings: KitSettings;
+  readonly repo: TransportRepository;
+  readonly vault: Vault;
+  readonly audit: AuditLog;
+  readonly addresses: Addresses;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly sessions: SessionManager;
+  readonly rooms: Rooms;
+  readonly contacts: Contacts;
+  readonly registration: Registration;
+  readonly adhoc: AdHocCommands;
+  readonly networkName: string;
+  private readonly presenceQueue = new KeyedQueue();
+  private readonly messageQueue = new KeyedQueue();
+  private readonly link: Pick<StanzaLink, 'send' | 'request'>;
+  private stopping = false;
+
+  constructor(deps: GatewayDeps) {
+    this.domain = deps.domain;
+    this.adapter = deps.adapter;
+    this.settings = deps.settings;
+    this.repo = deps.repo;
+    this.vault = deps.vault;
+    this.link = deps.link;
+    this.clock = deps.clock ?? systemClock;
+    this.log = deps.log;
+    this.networkName = networkNameOf(deps.adapter);
+    this.addresses = new Addresses(deps.domain, deps.adapter);
+    this.audit = new AuditLog(deps.repo, deps.adapter.network, this.clock, (err) =>
+      this.log.error('cannot write the connection log', { network: deps.adapter.network, error: errorText(err) }),
+    );
+    this.registration = new Registration(this);
+    this.sessions = new SessionManager(this);
+    this.rooms = new Rooms(this);
+    this.contacts = new Contacts(this);
+    this.adhoc = new AdHocCommands(this);
+  }
+
+  send(stanza: Element): void {
+    if (!stanza.attrs.from) stanza.attrs.from = this.domain;
+    this.link.send(stanza);
+  }
+
+  request(iq: Element, timeoutMs?: number): Promise<Element> {
+    if (!iq.attrs.from) iq.attrs.from = this.domain;
+    return this.link.request(iq, timeoutMs);
+  }
+
+  // ---- dispatch ----
+
+  /** Handles one stanza from the XMPP server. Never throws. */
+  async handle(stanza: Element): Promise<void> {
+    if (this.stopping) return;
+    try {
+      const from = Jid.tryParse(stanza.attrs.from);
+      const to = Jid.tryParse(stanza.attrs.to);
+      if (!from || !to) return;
+      if (to.domain !== this.domain) {
+        if (stanza.name === 'iq' && (stanza.attrs.type === 'get' || stanza.attrs.type === 'set')) this.send(iqError(stanza, 'service-unavailable'));
+        return;
+      }
+      const addr = this.addresses.parse(to);
+      switch (stanza.name) {
+        case 'iq':
+          return await this.iq(stanza, from, to, addr);
+        case 'message':
+          return await this.messageQueue.run(from.bare, () => this.message(stanza, from, to, addr));
+        case 'presence':
+          return await this.presenceQueue.run(from.bare, () => this.presence(stanza, from, to, addr));
+      }
+    } catch (err) {
+      this.log.error('stanza handling failed', { network: this.adapter.network, kind: stanza.name, error: errorText(err) });
+      if (stanza.name === 'iq' && (stanza.attrs.type === 'get' || stanza.attrs.type === 'set')) this.send(iqError(stanza, 'internal-server-error'));
+    }
+  }
+
+  private async iq(iq: Element, from: Jid, to: Jid, addr: Address | null): Promise<void> {
+    const type = iq.attrs.type;
+    if (type !== 'get' && type !== 'set') return;
+    if (iq.elements.length !== 1) return this.send(iqError(iq, 'bad-request', 'an IQ carries exactly one payload'));
+    let reply: Element | null;
+    if (!addr) reply = iqError(iq, 'item-not-found', 'not an address of this transport');
+    else if (addr.kind === 'gateway') reply = await this.gatewayIq(iq, from, to);
+    else if (addr.kind === 'server') reply = await this.serverIq(iq, from, to, addr.server);
+    else if (addr.kind === 'room') reply = await this.rooms.iqIn(from, to, addr, iq);
+    else reply = this.contactIq(iq, addr.id);
+    if (reply) this.send(reply);
+  }
+
+  private async gatewayIq(iq: Element, from: Jid, to: Jid): Promise<Element | null> {
+    const child = iq.elements[0]!;
+    const ns = child.xmlns;
+    const get = iq.attrs.type === 'get';
+    if (ns === NS.discoInfo && child.name === 'query' && get) {
+      const node = child.attrs.node;
+      if (node === NS_COMMANDS) return iqResult(iq, x('query', { xmlns: NS.discoInfo, node }, x('identity', { category: 'automation', type: 'command-list', name: 'Commands' })));
+      if (node) {
+        const info = await this.adhoc.info(from, to, node);
+        return info ? iqResult(iq, info) : iqError(iq, 'item-not-found');
+      }
+      return iqResult(iq, this.gatewayInfo());
+    }
+    if (ns === NS.discoItems && child.name === 'query' && get) {
+      const node = child.attrs.node;
+      if (node === NS_COMMANDS) return iqResult(iq, x('query', { xmlns: NS.discoItems, node }, await this.adhoc.items(from, to)));
+      if (node) return iqError(iq, 'item-not-found');
+      return iqResult(iq, x('query', { xmlns: NS.discoItems }, this.rooms.roomsOf(from.bare).map((r) => x('item', { jid: r.jid, name: r.name }))));
+    }
+    if (ns === NS.register && child.name === 'query') return get ? this.registration.form(iq, from) : this.registration.set(iq, from);
+    if (ns === NS_GATEWAY && child.name === 'query') return this.gatewayTranslate(iq, from);
+    if (ns === NS_COMMANDS && child.name === 'command' && !get) return this.adhoc.execute(iq, from, to);
+    if (ns === NS.ping && get) return iqResult(iq);
+    if (ns === NS.version && get) {
+      return iqResult(iq, x('query', { xmlns: NS.version }, x('name', {}, `${TRANSPORT_SOFTWARE} (${this.adapter.network})`), x('version', {}, TRANSPORT_VERSION)));
+    }
+    return iqError(iq, 'service-unavailable');
+  }
+
+  private gatewayInfo(): Element {
+    const features = [NS.discoInfo, NS.discoItems, NS.register, NS_GATEWAY, NS_COMMANDS, NS.ping, NS.version, NS_JID_ESCAPING];
+    if (this.adapter.isRoomId) features.push(NS_MUC);
+    return x(
+      'query',
+      { xmlns: NS.discoInfo },
+      x('identity', { category: 'gateway', type: this.adapter.network, name: this.adapter.name }),
+      this.adapter.isRoomId ? x('identity', { category: 'conference', type: this.adapter.network, name: `${this.networkName} rooms` }) : null,
+      features.map((v) => x('feature', { var: v })),
+    );
+  }
+
+  /**
+   * jabber:iq:gateway (XEP-0100 §6.3): the prompt, and the JID for a legacy address. On
+   * multi-server networks the address is `id%server` or just `id` (the user's default server).
+   */
+  private async gatewayTranslate(iq: Element, from: Jid): Promise<Element> {
+    const multi = this.adapter.multiServer;
+    if (iq.attrs.type === 'get') {
+      const desc = multi
+        ? `Enter the ${this.networkName} address of the contact or room, as name%server (the server may be left out for your default server).`
+        : `Enter the ${this.networkName} address of the contact or room.`;
+      return iqResult(iq, x('query', { xmlns: NS_GATEWAY }, x('desc', {}, desc), x('prompt', {}, multi ? 'Address (name%server)' : 'Address')));
+    }
+    const prompt = iq.getChild('query', NS_GATEWAY)?.getChildText('prompt')?.trim() ?? '';
+    if (!prompt) return iqError(iq, 'bad-request', 'give the address in <prompt/>');
+    let id = prompt;
+    let server: string | undefined;
+    if (multi) {
+      const at = prompt.lastIndexOf('%');
+      if (at > 0) {
+        id = prompt.slice(0, at);
+        server = prompt.slice(at + 1);
+      } else {
+        server = this.registration.cachedDefaultServer(from.bare);
+      }
+      if (!server) return iqError(iq, 'not-acceptable', 'give the address as name%server');
+    }
+    const jid = this.addresses.isRoomId(id) ? this.addresses.roomJid({ id, server }) : this.addresses.contactJid({ id, server });
+    if (!jid) return iqError(iq, 'not-acceptable', 'that address cannot be written as a JID');
+    return iqResult(iq, x('query', { xmlns: NS_GATEWAY }, x('jid', {}, jid), x('prompt', {}, jid)));
+  }
+
+  private async serverIq(iq: Element, from: Jid, to: Jid, server: string): Promise<Element | null> {
+    const child = iq.elements[0]!;
+    const ns = child.xmlns;
+    const get = iq.attrs.type === 'get';
+    if (ns === NS.discoInfo && child.name === 'query' && get) {
+      const node = child.attrs.node;
+      if (node) {
+        const info = node === NS_COMMANDS ? x('query', { xmlns: NS.discoInfo, node }) : await this.adhoc.info(from, to, node);
+        return info ? iqResult(iq, info) : iqError(iq, 'item-not-found');
+      }
+      return iqResult(
+        iq,
+        x(
+          'query',
+          { xmlns: NS.discoInfo },
+          x('identity', { category: 'gateway', type: this.adapter.network, name: `${this.networkName} server ${server}` }),
+          [NS.discoInfo, NS.discoItems, NS.register, NS_COMMANDS, NS.ping].map((v) => x('feature', { var: v })),
+        ),
+      );
+    }
+    if (ns === NS.discoItems && child.name === 'query' && get) {
+      if (child.attrs.node === NS_COMMANDS) return iqResult(iq, x('query', { xmlns: NS.discoItems, node: NS_COMMANDS }, await this.adhoc.items(from, to)));
+      return iqResult(iq, x('query', { xmlns: NS.discoItems, ...(child.attrs.node ? { node: child.attrs.node } : {}) }));
+    }
+    if (ns === NS_COMMANDS && child.name === 'command' && !get) return this.adhoc.execute(iq, from, to);
+    if (ns === NS.register && child.name === 'query') return get ? this.registration.serverForm(iq, from, server) : this.registration.serverSet(iq, from, server);
+    if (ns === NS.ping && get) return iqResult(iq);
+    return iqError(iq, 'service-unavailable');
+  }
+
+  private contactIq(iq: Element, id: string): Element {
+    const child = iq.elements[0]!;
+    if (iq.attrs.type === 'get' && child.xmlns === NS.discoInfo && child.name === 'query' && !child.attrs.node) {
+      return iqResult(
+        iq,
+        x(
+          'query',
+          { xmlns: NS.discoInfo },
+          x('identity', { category: 'client', type: 'pc', name: id }),
+          [NS.discoInfo, 'http://jabber.org/protocol/chatstates'].map((v) => x('feature', { var: v })),
+        ),
+      );
+    }
+    return iqError(iq, 'service-unavailable');
+  }
+
+  private async message(stanza: Element, from: Jid, to: Jid, addr: Address | null): Promise<void> {
+    if (stanza.attrs.type === 'error') return;
+    if (!addr) {
+      this.replyError(stanza, 'item-not-found', 'not an address of this transport');
+      return;
+    }
+    switch (addr.kind) {
+      case 'contact':
+        return this.contacts.message(from, to, addr, stanza);
+      case 'room':
+        return this.rooms.messageIn(from, to, addr, stanza);
+      case 'server':
+        if (stanza.getChild('body')) this.replyError(stanza, 'feature-not-implemented', `messages to a server are not supported; write to name%${addr.server}@${this.domain}`);
+        return;
+      case 'gateway':
+        return;
+    }
+  }
+
+  private replyError(stanza: Element, condition: string, text: string): void {
+    if (stanza.attrs.type === 'error') return;
+    this.send(x(stanza.name, { type: 'error', id: stanza.attrs.id, from: stanza.attrs.to, to: stanza.attrs.from }, x('error', { type: condition === 'item-not-found' || condition === 'feature-not-implemented' ? 'cancel' : 'modify' }, x(condition, { xmlns: NS.stanzas }), x('text', { xmlns: NS.stanzas }, text))));
+  }
+
+  private async presence(stanza: Element, from: Jid, to: Jid, addr: Address | null): Promise<void> {
+    if (!addr) {
+      if (stanza.attrs.type === 'subscribe') this.send(x('presence', { type: 'unsubscribed', from: to.bare, to: from.bare }));
+      return;
+    }
+    const type = stanza.attrs.type;
+    if (type === 'unavailable' && !from.resource) {
+      // A probe answer for an offline user, or the account going away: every resource is gone.
+      await this.sessions.userGone(from.bare);
+      return;
+    }
+    switch (addr.kind) {
+      case 'gateway':
+        return this.gatewayPresence(stanza, from, type);
+      case 'server':
+        return this.serverPresence(stanza, from, to, type, addr.server);
+      case 'contact':
+        return this.contacts.presence(from, to, addr, stanza);
+      case 'room':
+        return this.rooms.presenceIn(from, to, addr, stanza);
+    }
+  }
+
+  private async gatewayPresence(stanza: Element, from: Jid, type: string | undefined): Promise<void> {
+    const user = from.bare;
+    const registered = await this.registration.isRegistered(user);
+    switch (type) {
+      case 'subscribe':
+        if (registered) {
+          this.send(x('presence', { type: 'subscribed', from: this.domain, to: user }));
+          this.send(x('presence', { from: this.domain, to: user }));
+        } else {
+          this.send(x('presence', { type: 'unsubscribed', from: this.domain, to: user }));
+        }
+        return;
+      case 'unsubscribed':
+        // The user took the gateway's subscription away (roster removal, account deletion): unregister.
+        await this.registration.revoked(user);
+        return;
+      case 'probe':
+        this.send(registered ? x('presence', { from: this.domain, to: from.full }) : x('presence', { type: 'unsubscribed', from: this.domain, to: user }));
+        return;
+      case undefined:
+        if (!registered) return;
+        await this.sessions.userAvailable(from, this.registration.gatewayServers(user), stanza);
+        return;
+      case 'unavailable':
+        await this.sessions.userUnavailable(from);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private async serverPresence(stanza: Element, from: Jid, to: Jid, type: string | undefined, server: string): Promise<void> {
+    const user = from.bare;
+    const registered = await this.registration.isRegistered(user);
+    switch (type) {
+      case 'subscribe':
+        if (!registered) {
+          this.send(x('presence', { type: 'unsubscribed', from: to.bare, to: user }));
+          return;
+        }
+        this.send(x('presence', { type: 'subscribed', from: to.bare, to: user }));
+        this.send(x('presence', { from: to.bare, to: user }));
+        this.send(x('presence', { type: 'subscribe', from: to.bare, to: user }));
+        return;
+      case 'probe': {
+        const s = this.sessions.get(user, server);
+        this.send(x('presence', { from: to.bare, to: from.full, type: s?.state === 'online' ? undefined : 'unavailable' }));
+        return;
+      }
+      case undefined:
+        if (registered) await this.sessions.userAvailable(from, [server], stanza);
+        return;
+      case 'unavailable':
+        await this.sessions.userUnavailable(from);
+        return;
+      default:
+        return;
+    }
+  }
+
+  // ---- lifecycle ----
+
+  /** The link to the XMPP server is (again) up: tell registered users, and ask for their presence. */
+  announce(): void {
+    for (const user of this.registration.registeredUsers()) {
+      this.send(x('presence', { from: this.domain, to: user }));
+      this.send(x('presence', { type: 'probe', from: this.domain, to: user }));
+    }
+  }
+
+  /** Logs every session out and tells every registered user the gateway is going away. */
+  async shutdown(reason = 'the transport is shutting down'): Promise<void> {
+    if (this.stopping) return;
+    await this.sessions.closeAll(reason);
+    this.stopping = true;
+    for (const user of this.registration.registeredUsers()) {
+      this.send(x('presence', { type: 'unavailable', from: this.domain, to: user }, x('status', {}, `${this.networkName} gateway going away`)));
+    }
+  }
+}
+
+// ---- running a transport ----
+
+export interface TransportOptions {
+  config: TransportConfig;
+  adapter: NetworkAdapter;
+  log?: Logger;
+  clock?: Clock;
+  env?: NodeJS.ProcessEnv;
+  /** A storage to use instead of opening config.storage; not closed by stop(). */
+  storage?: Storage;
+  loadKeyring?: KeyResolution['loadKeyring'];
+}
+
+export interface RunningTransport {
+  gateway: Gateway;
+  link: ComponentLink;
+  storage: Storage;
+  /** Logs every user out, says goodbye, closes the connection (and the storage it opened). */
+  stop(): Promise<void>;
+}
+
+const AUDIT_SWEEP_INTERVAL = 60 * 60_000;
+
+/**
+ * Starts a transport: storage (migrated), vault key (a stored record encrypted with another key
+ * stops the start with a clear error and changes nothing), the component connection. Resolves
+ * once the XMPP server accepted the component; rejects if it refuses it for good.
+ */
+export async function startTransport(opts: TransportOptions): Promise<RunningTransport> {
+  const { config, adapter } = opts;
+  const log =
+    opts.log ??
+    new Logger({ level: config.log.level, format: config.log.format, file: config.log.file }, `transport-${config.adapter}`);
+  const clock = opts.clock ?? systemClock;
+  const storage = opts.storage ?? (await openTransportStorage(config.storage, log));
+  const ownsStorage = !opts.storage;
+  let link: ComponentLink | null = null;
+  try {
+    const key = await resolveVaultKey({ env: opts.env, keyFile: config.vault.keyFile, keyringAccount: config.adapter, loadKeyring: opts.loadKeyring, log });
+    const previous = config.vault.previousKeyFiles.map((f) => readKeyFile(f, { create: false }).key);
+    const vault = new Vault(key, previous);
+    link = new ComponentLink({ ...config.component, reconnect: config.reconnect, log });
+    const gateway = new Gateway({
+      domain: config.component.domain,
+      adapter,
+      settings: {
+        gracePeriod: config.gracePeriod,
+        loginTimeout: config.loginTimeout,
+        reconnect: config.reconnect,
+        admins: config.admins,
+        allowDomains: config.allowDomains,
+      },
+      repo: storage.transports,
+      vault,
+      link,
+      clock,
+      log,
+    });
+    const registered = await gateway.registration.load();
+    const l = link;
+    l.on('stanza', (stanza) => void gateway.handle(stanza));
+    l.on('online', () => gateway.announce());
+    l.on('offline', () => gateway.sessions.linkLost());
+    const sweep = async () => {
+      try {
+        const n = await gateway.audit.sweep(config.retention.auditLog);
+        if (n) log.info('deleted old connection-log rows', { network: adapter.network, count: n });
+      } catch (err) {
+        log.error('connection-log sweep failed', { error: errorText(err) });
+      }
+    };
+    await sweep();
+    const timer = setInterval(() => void sweep(), AUDIT_SWEEP_INTERVAL);
+    timer.unref();
+    await l.start();
+    log.info('transport running', { network: adapter.network, domain: config.component.domain, registered, vault: vault.primary.source });
+    let stopped = false;
+    return {
+      gateway,
+      link: l,
+      storage,
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        clearInterval(timer);
+        await gateway.shutdown();
+        await l.stop();
+        if (ownsStorage) await storage.close();
+        log.info('transport stopped', { network: adapter.network });
+      },
+    };
+  } catch (err) {
+    await link?.stop().catch(() => undefined);
+    if (ownsStorage) await storage.close().catch(() => undefined);
+    throw err;
+  }
+}
+
