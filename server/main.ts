@@ -14,6 +14,7 @@ import { loadTlsContexts } from './net/tls.js';
 import { ConnectionCounter, listen, type BoundListener } from './net/listeners.js';
 import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
 import { startComponentListeners } from './streams/component.js';
+import { startS2sListeners } from './streams/s2s-in.js';
 import { allModules } from './modules/index.js';
 import { RotatingLogFile } from './privacy/log-files.js';
 
@@ -67,6 +68,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const counter = new ConnectionCounter();
   const listeners: BoundListener[] = [];
   let stopComponents = (): void => {};
+  let stopS2s = (): void => {};
   const onConnection = (direct: boolean) => (socket: Socket, ip: string) => {
     new C2SStream(env, socket, ip, direct);
   };
@@ -80,6 +82,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const components = await startComponentListeners(ctx);
     listeners.push(...components.listeners);
     stopComponents = components.stop;
+    const s2s = await startS2sListeners(ctx);
+    listeners.push(...s2s.listeners);
+    stopS2s = s2s.stop;
   } catch (err) {
     for (const l of listeners) l.server.close();
     for (const m of [...modules].reverse()) await m.unload?.();
@@ -111,6 +116,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await Promise.all(listeners.map((l) => new Promise<void>((r) => l.server.close(() => r()))).map((p) => Promise.race([p, delay(100)])));
       for (const s of [...env.streams]) s.close('system-shutdown');
       stopComponents();
+      stopS2s();
       for (const m of [...modules].reverse()) await m.unload?.();
       await storage.close();
       logFile?.close();

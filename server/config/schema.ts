@@ -225,6 +225,11 @@ const c2sSchema = object(
     maxAttributes: int({ default: 64, min: 4, max: 1024, doc: 'Most attributes accepted on one element.' }),
     idlePingAfter: duration({ default: '5m', min: 1000, doc: 'Ping a client (XEP-0199) after this long without traffic.' }),
     pingTimeout: duration({ default: '60s', min: 1000, doc: 'Disconnect a client that does not answer a ping within this time.' }),
+    resumptionTimeout: duration({
+      default: '5m',
+      min: 0,
+      doc: 'How long the session of a client whose connection broke stays resumable (XEP-0198) before it ends and its unacknowledged messages go to offline storage; `0` disables resumption.',
+    }),
     authTimeout: duration({ default: '60s', min: 1000, doc: 'Unauthenticated connections are closed (`connection-timeout`) after this long.' }),
     maxSendBuffer: size({ default: '1MiB', min: 16 * 1024, doc: 'A client that does not read is disconnected once this much output is waiting for it.' }),
     maxConnectionsPerIp: int({ default: 50, min: 1, doc: 'Most simultaneous client connections from one IP address.' }),
@@ -349,8 +354,14 @@ const s2sSchema = object(
       },
       doc: 'Fixed addresses for remote domains instead of DNS SRV lookups: `{ "example.net": "xmpp.example.net:5269" }`.',
     }),
+    caFile: nullable(filePath({ mustExist: true }), {
+      default: null,
+      doc: 'PEM file of certificate authorities trusted for remote servers, besides the system store.',
+    }),
+    connectTimeout: duration({ default: '30s', min: 1000, doc: 'Stanzas to a server whose link is not up after this long bounce with `remote-server-timeout`.' }),
+    idleTimeout: duration({ default: '10m', min: 1000, doc: 'Links idle this long are closed (and opened again when needed).' }),
   },
-  { doc: 'Server-to-server federation (not implemented yet; the settings are validated).' },
+  { doc: 'Server-to-server federation (opened when `listen.s2s` is not empty): TLS, SASL EXTERNAL or dialback (XEP-0220).' },
 );
 
 export const configSchema = object(

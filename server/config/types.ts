@@ -60,6 +60,8 @@ export interface C2sConfig {
   idlePingAfter: number;
   /** Milliseconds. */
   pingTimeout: number;
+  /** Milliseconds; 0 disables XEP-0198 resumption. */
+  resumptionTimeout: number;
   /** Milliseconds. */
   authTimeout: number;
   /** Bytes. */
@@ -162,6 +164,12 @@ export interface S2sConfig {
   deny: string[];
   /** Normalised domain → where to connect instead of DNS (IPv6 hosts without brackets). */
   static: Record<string, { host: string; port: number }>;
+  /** Absolute path, or null. */
+  caFile: string | null;
+  /** Milliseconds. */
+  connectTimeout: number;
+  /** Milliseconds. */
+  idleTimeout: number;
 }
 
 export interface AdminConfig {

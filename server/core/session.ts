@@ -90,3 +90,206 @@ export class LocalSessionRegistry implements SessionRegistry {
     return this.byFull.size;
   }
 }
+
+// ---- sessions that outlive their connection ----
+
+/**
+ * The connection that currently carries a session's XML stream (a C2S stream today; a WebSocket or
+ * BOSH stream could be another). A session may be carried by several transports one after the other
+ * (XEP-0198 resumption) and, between two of them, by none (hibernation).
+ */
+export interface SessionTransport {
+  readonly id: string;
+  readonly ip: string;
+  readonly secure: boolean;
+  /** Writes serialised XML (a stanza or a nonza) to the client. */
+  write(data: string): void;
+  /** Closes the stream, with a stream error if given. */
+  close(condition?: string, text?: string): void;
+}
+
+/**
+ * How a transport ended, as its session sees it: 'closed' when the stream was closed (by the client
+ * with </stream:stream>, or by the server with a stream error that ends the session); 'lost' when the
+ * connection broke without a stream close (network failure, a connection timeout), which a layer
+ * such as stream management may survive.
+ */
+export type TransportEnd = 'closed' | 'lost';
+
+/**
+ * A module's part in one session's stanza flow, like a layer in a protocol stack. Outbound, a stanza
+ * passes every layer's `outbound` (which may hold it back, as client state indication does), is
+ * written to the transport, and then every layer sees it `written` (stream management counts and
+ * queues it). All callbacks are synchronous.
+ */
+export interface SessionLayer {
+  /** An outbound stanza before it is written; true when the layer took it (held back or dropped). */
+  outbound?(stanza: Element): boolean;
+  /**
+   * A stanza was written to the client (`data` is its serialisation). While the session hibernates
+   * there is no transport, and this is the only place the stanza goes.
+   */
+  written?(stanza: Element, data: string): void;
+  /** The server accepted responsibility for a stanza from the client (XEP-0198 "handled"). */
+  handled?(stanza: Element): void;
+  /** The transport was lost; true keeps the session bound without one (hibernating) until it ends. */
+  lost?(): boolean;
+  /** Another transport carries the session now (after the handover was written). */
+  attached?(): void;
+  /** The session ended; it has left the registry. */
+  ended?(condition?: string): void;
+}
+
+export interface BoundSessionOptions {
+  id: string;
+  jid: Jid;
+  account: Account;
+  startedAt: Date;
+  transport: SessionTransport;
+  /** Shared with the transport, which counts what it reads (P6). */
+  counters: SessionCounters;
+  /** Called once when the session ends: leave the registry, announce the end ('session/closed'). */
+  onEnd(session: BoundSession, condition?: string): void;
+}
+
+/**
+ * A bound resource: the session state (JID, presence, counters) and the outbound path to the client,
+ * apart from the connection that carries it. The stream that bound the resource attaches itself as
+ * the first transport; when a transport ends, the session ends with it unless a layer keeps it
+ * (stream management hibernates a resumable session: it stays in the registry and keeps receiving
+ * stanzas, which the layer queues); `attach` moves it onto a new transport (resumption).
+ */
+export class BoundSession implements ClientSession {
+  readonly id: string;
+  readonly jid: Jid;
+  readonly account: Account;
+  readonly startedAt: Date;
+  readonly counters: SessionCounters;
+  readonly directedPresence = new Set<string>();
+  available = false;
+  priority = 0;
+  presence: Element | null = null;
+  interested = false;
+  private transport: SessionTransport | null;
+  private readonly layers: SessionLayer[] = [];
+  private lastIp: string;
+  private lastSecure: boolean;
+  private done = false;
+  private readonly onEnd: BoundSessionOptions['onEnd'];
+
+  constructor(opts: BoundSessionOptions) {
+    this.id = opts.id;
+    this.jid = opts.jid;
+    this.account = opts.account;
+    this.startedAt = opts.startedAt;
+    this.counters = opts.counters;
+    this.transport = opts.transport;
+    this.lastIp = opts.transport.ip;
+    this.lastSecure = opts.transport.secure;
+    this.onEnd = opts.onEnd;
+  }
+
+  /** The address of the current (or, while hibernating, the last) connection. */
+  get ip(): string {
+    return this.transport?.ip ?? this.lastIp;
+  }
+
+  get secure(): boolean {
+    return this.transport?.secure ?? this.lastSecure;
+  }
+
+  /** Bound without a connection, waiting for a resumption. */
+  get hibernating(): boolean {
+    return !this.done && this.transport === null;
+  }
+
+  get ended(): boolean {
+    return this.done;
+  }
+
+  /** The transport carrying the session now, if any. */
+  get currentTransport(): SessionTransport | null {
+    return this.transport;
+  }
+
+  addLayer(layer: SessionLayer): void {
+    if (!this.layers.includes(layer)) this.layers.push(layer);
+  }
+
+  removeLayer(layer: SessionLayer): void {
+    const i = this.layers.indexOf(layer);
+    if (i >= 0) this.layers.splice(i, 1);
+  }
+
+  send(stanza: Element): void {
+    this.pass(0, stanza);
+  }
+
+  /** Sends a stanza a layer held back on through the layers after it (e.g. a flushed queue). */
+  forward(from: SessionLayer, stanza: Element): void {
+    this.pass(this.layers.indexOf(from) + 1, stanza);
+  }
+
+  private pass(first: number, stanza: Element): void {
+    if (this.done) return;
+    for (let i = first; i < this.layers.length; i++) if (this.layers[i]!.outbound?.(stanza)) return;
+    const data = stanza.toString();
+    this.counters.stanzasOut++;
+    this.counters.bytesOut += Buffer.byteLength(data);
+    this.transport?.write(data);
+    for (const layer of this.layers.slice()) layer.written?.(stanza, data);
+  }
+
+  /** Writes serialised XML outside the stanza flow (nonzas, retransmissions): no layer sees it. */
+  writeRaw(data: string): void {
+    if (!this.transport) return;
+    this.counters.bytesOut += Buffer.byteLength(data);
+    this.transport.write(data);
+  }
+
+  /** Called by the transport for each stanza from the client it accepted responsibility for. */
+  handled(stanza: Element): void {
+    for (const layer of this.layers) layer.handled?.(stanza);
+  }
+
+  /**
+   * Moves the session onto `transport`. A transport still carrying it is closed with a conflict
+   * stream error (XEP-0198 section 5); `handover` then writes first (the resumption answer and the
+   * retransmitted stanzas), before the layers hear of the new transport.
+   */
+  attach(transport: SessionTransport, handover?: () => void): void {
+    if (this.done) throw new Error('cannot attach a transport to an ended session');
+    const old = this.transport;
+    this.transport = transport;
+    this.lastIp = transport.ip;
+    this.lastSecure = transport.secure;
+    if (old && old !== transport) old.close('conflict', 'the session was resumed on another connection');
+    handover?.();
+    for (const layer of this.layers.slice()) layer.attached?.();
+  }
+
+  /** Called by a transport when it ended; ignored from a transport that no longer carries the session. */
+  transportEnded(transport: SessionTransport, how: TransportEnd, condition?: string): void {
+    if (this.done || transport !== this.transport) return;
+    this.transport = null;
+    if (how === 'lost' && this.layers.some((layer) => layer.lost?.() === true)) return;
+    this.end(condition);
+  }
+
+  /** Ends the session: closes its stream (with a stream error if given), also when hibernating. */
+  close(condition?: string, text?: string): void {
+    if (this.done) return;
+    const transport = this.transport;
+    this.transport = null;
+    transport?.close(condition, text);
+    this.end(condition);
+  }
+
+  private end(condition?: string): void {
+    if (this.done) return;
+    this.done = true;
+    this.transport = null;
+    this.onEnd(this, condition);
+    for (const layer of this.layers.slice()) layer.ended?.(condition);
+  }
+}

@@ -49,7 +49,6 @@ import { replyError, replyResult } from '../core/iq.js';
 import { errorReply } from '../core/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
-import { NS } from '../../shared/ns.js';
 import { parseXmlText } from '../net/parse-xml.js';
 import { randomBytes } from 'node:crypto';
 import { hasFrom, hasTo } from './subscription-states.js';

@@ -10,7 +10,7 @@ import { allModules } from './index.js';
 
 /** What the streams and core implement themselves, outside any module. */
 export const CORE_SPECS: SpecRef[] = [
-  { id: 'RFC 6120', status: 'partial', note: 'c2s streams: STARTTLS, SASL, resource binding, stream and stanza errors; s2s not yet' },
+  { id: 'RFC 6120', status: 'partial', note: 'client streams (STARTTLS, SASL, binding, stream and stanza errors) and server streams (STARTTLS and direct TLS, SASL EXTERNAL)' },
   { id: 'RFC 7622', status: 'partial', note: 'JID normalisation: NFKC and case folding for localpart and domain, NFC for resource (not the full PRECIS profiles)' },
   { id: 'RFC 5802', status: 'complete', note: 'SCRAM-SHA-1 and SCRAM-SHA-1-PLUS; only verifiers are stored' },
   { id: 'RFC 7677', status: 'complete', note: 'SCRAM-SHA-256 and SCRAM-SHA-256-PLUS' },
@@ -56,9 +56,9 @@ export function renderFeaturesDoc(): string {
 
 /** Planned work, each in an open issue; listed so nobody mistakes silence for support. */
 const NOT_YET = [
-  'Server-to-server federation (RFC 6120 s2s, XEP-0220 dialback, XEP-0288): messages to other domains bounce with remote-server-not-found.',
+  'XEP-0288 bidirectional server links, DANE, and stream management on server links.',
   'The IRC, Matrix and Discord transports (the server already hosts any XEP-0114 component).',
-  'Stream management (XEP-0198), message carbons (XEP-0280), message archive (XEP-0313), PEP (XEP-0163), client state indication (XEP-0352), MUC (XEP-0045), HTTP upload (XEP-0363), blocking (XEP-0191).',
+  'Message archive (XEP-0313: by design, the server keeps no history beyond offline storage), PEP (XEP-0163), a MUC service of its own (XEP-0045; transports serve their rooms), HTTP upload (XEP-0363), SASL2/Bind2/FAST (XEP-0388, XEP-0386, XEP-0484).',
   'WebSocket (RFC 7395) and BOSH (XEP-0124/0206) transports for web clients.',
 ];
 

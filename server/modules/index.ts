@@ -14,6 +14,9 @@ import { messageModule } from './message.js';
 import { offlineModule } from './offline.js';
 import { carbonsModule } from './carbons.js';
 import { blockingModule } from './blocking.js';
+import { streamManagementModule } from './stream-management.js';
+import { csiModule } from './csi.js';
+import { createS2sModule } from './s2s.js';
 import { componentsModule } from './components.js';
 import { transportsSupervisorModule } from './transports-supervisor.js';
 import { policyModule } from '../privacy/policy/module.js';
@@ -30,5 +33,5 @@ import '../privacy/log-files.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [createControlModule(), failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, carbonsModule, blockingModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, transportsSupervisorModule, discoModule, policyModule, backupModule, createStatisticsModule(), createSessionStatsModule(), createAdminHttpModule()];
+  return [createControlModule(), failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, carbonsModule, blockingModule, streamManagementModule, csiModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, transportsSupervisorModule, discoModule, policyModule, backupModule, createStatisticsModule(), createSessionStatsModule(), createAdminHttpModule(), createS2sModule()];
 }

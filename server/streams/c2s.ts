@@ -8,7 +8,7 @@ import { XmlStreamParser, type ParserErrorCondition } from '../net/xml-stream-pa
 import type { TlsContexts } from '../net/tls.js';
 import { tlsServerEndPoint } from '../net/tls.js';
 import { SaslSession, availableMechanisms, type ChannelBinding, type SaslStep } from '../auth/sasl.js';
-import type { ClientSession, SessionCounters } from '../core/session.js';
+import { BoundSession, type SessionCounters, type SessionTransport, type TransportEnd } from '../core/session.js';
 import type { ServerContext, StreamInfo } from '../core/context.js';
 import { errorReply, iqResult } from '../core/stanza-errors.js';
 import { streamErrorXml } from './stream-error.js';
@@ -44,16 +44,38 @@ declare module '../core/hooks.js' {
     'c2s/preauth-iq': { stream: StreamInfo; stanza: Element };
     /** Stream features being offered; handlers append children. */
     'c2s/features': { stream: StreamInfo; stage: 'pre-auth' | 'post-auth'; features: Element };
-    /** A top-level element that is not a stanza (e.g. stream management); true if handled. */
-    'c2s/nonza': { session: ClientSession; element: Element };
-    'session/bound': { session: ClientSession; account: Account };
-    'session/closed': { session: ClientSession; condition?: string };
+    /**
+     * A top-level element that is not a stanza (stream management, client state indication), after
+     * authentication; `session` is null before resource binding (XEP-0198 resumption). True if handled.
+     */
+    'c2s/nonza': { stream: ClientStream; session: BoundSession | null; element: Element };
+    'session/bound': { session: BoundSession; account: Account };
+    'session/closed': { session: BoundSession; condition?: string };
   }
 }
 
 type State = 'awaiting-stream' | 'negotiating' | 'authenticated' | 'bound' | 'closed';
 
 const MAX_AUTH_ATTEMPTS = 5;
+
+/** What modules may do with a client stream beyond StreamInfo (XEP-0198 needs the most). */
+export interface ClientStream extends StreamInfo {
+  /** The authenticated account, once SASL succeeded. */
+  readonly account: Account | null;
+  /** The session this stream carries, once bound (or resumed). */
+  readonly session: BoundSession | null;
+  /** Writes a nonza: outside the stanza flow, so no session layer counts or holds it. */
+  writeNonza(element: Element): void;
+  /** Ends the stream, with a stream error if given; `appCondition` is an application-specific child of it. */
+  close(condition?: string, text?: string, appCondition?: Element): void;
+  /**
+   * Carries `session`, bound earlier by another stream of the same account, instead of binding a
+   * resource (XEP-0198 resumption); `handover` writes the answer and the retransmitted stanzas before
+   * anything else. False (and nothing changed) unless this stream is authenticated, unbound and of
+   * the session's account, and the session has not ended.
+   */
+  resume(session: BoundSession, handover: () => void): boolean;
+}
 
 /** Shared by all client streams of one listener set. */
 export interface C2SEnvironment {
@@ -63,18 +85,19 @@ export interface C2SEnvironment {
   streams: Set<C2SStream>;
 }
 
-export class C2SStream implements ClientSession, StreamInfo {
+/**
+ * One client connection: TLS, SASL, resource binding, then the transport of a BoundSession
+ * (server/core/session.ts), which holds the session state and outlives the connection when stream
+ * management keeps it (hibernation, resumption on another C2SStream).
+ */
+export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
   readonly id = randomBytes(8).toString('hex');
   readonly startedAt: Date;
-  readonly counters: SessionCounters = { stanzasIn: 0, stanzasOut: 0, bytesIn: 0, bytesOut: 0 };
-  readonly directedPresence = new Set<string>();
-  available = false;
-  priority = 0;
-  presence: Element | null = null;
-  interested = false;
-  jid!: Jid;
+  /** What this connection read and wrote before binding; the session's counters once bound (P6). */
+  private counters: SessionCounters = { stanzasIn: 0, stanzasOut: 0, bytesIn: 0, bytesOut: 0 };
   host = '';
   account: Account | null = null;
+  session: BoundSession | null = null;
   /** Real time for network timeouts; the injected clock is for stored records. */
   private readonly openedAt = Date.now();
   lastActivity: number;
@@ -88,7 +111,8 @@ export class C2SStream implements ClientSession, StreamInfo {
   private saslMechanism = '';
   private authFailures = 0;
   private closedNotified = false;
-  private wasBound = false;
+  /** The client sent </stream:stream>: the stream ends cleanly once what it sent before is handled. */
+  private clientClosed = false;
   private busy: Promise<void> = Promise.resolve();
 
   constructor(
@@ -106,7 +130,7 @@ export class C2SStream implements ClientSession, StreamInfo {
       {
         streamOpen: (name, attrs) => this.onStreamOpen(name, attrs),
         stanza: (el, bytes) => this.onElement(el, bytes),
-        streamClose: () => this.close(),
+        streamClose: () => this.onStreamClose(),
         error: (condition, text) => this.onParserError(condition, text),
       },
       { maxStanzaBytes: config.c2s.maxStanzaBytesPreAuth, maxDepth: config.c2s.maxDepth, maxAttributes: config.c2s.maxAttributes },
@@ -155,9 +179,22 @@ export class C2SStream implements ClientSession, StreamInfo {
     }
   }
 
+  /** A stanza to the client: through the session's layers once bound, straight out before. */
   send(stanza: Element): void {
+    if (this.session) return this.session.send(stanza);
     const data = stanza.toString();
     this.counters.stanzasOut++;
+    this.counters.bytesOut += Buffer.byteLength(data);
+    this.writeRaw(data);
+  }
+
+  /** SessionTransport: serialised XML from the session. */
+  write(data: string): void {
+    this.writeRaw(data);
+  }
+
+  writeNonza(element: Element): void {
+    const data = element.toString();
     this.counters.bytesOut += Buffer.byteLength(data);
     this.writeRaw(data);
   }
@@ -169,36 +206,53 @@ export class C2SStream implements ClientSession, StreamInfo {
     );
   }
 
-  close(condition?: string, text?: string): void {
+  /**
+   * Closes the stream. For its session this is the end, except after a connection timeout: a silent
+   * peer is a lost connection, which stream management may survive (hibernation).
+   */
+  close(condition?: string, text?: string, appCondition?: Element): void {
     if (this.state === 'closed') return;
     if (!this.headerSent) this.sendHeader(this.host || this.env.ctx.config.hosts[0]!.domain);
-    if (condition) this.writeRaw(streamErrorXml(condition, text));
+    if (condition) {
+      const error = streamErrorXml(condition, text);
+      this.writeRaw(appCondition ? error.replace(/<\/stream:error>$/, `${appCondition}</stream:error>`) : error);
+    }
     this.writeRaw('</stream:stream>');
     this.state = 'closed';
     const sock = this.secureSocket ?? this.socket;
     sock.end();
     setTimeout(() => sock.destroy(), 2000).unref();
-    this.cleanup(condition);
+    this.cleanup(condition === 'connection-timeout' ? 'lost' : 'closed', condition);
   }
 
+  /** The connection broke (or was dropped because the client did not read). */
   private destroy(): void {
-    if (this.state !== 'closed') this.state = 'closed';
     (this.secureSocket ?? this.socket).destroy();
-    this.cleanup();
+    // After </stream:stream> from the client, the close() queued behind its last elements ends the stream cleanly.
+    if (this.clientClosed) return;
+    if (this.state !== 'closed') this.state = 'closed';
+    this.cleanup('lost');
   }
 
-  private cleanup(condition?: string): void {
+  private cleanup(how: TransportEnd, condition?: string): void {
     if (this.closedNotified) return;
     this.closedNotified = true;
     this.env.streams.delete(this);
-    if (this.wasBound) {
-      // Also for a session replaced by a new one with the same JID (already gone from the registry).
-      this.env.ctx.sessions.remove(this);
-      void this.env.ctx.hooks.emit('session/closed', { session: this, condition });
-    }
+    // Ignored by a session that another stream has taken over or that ended already (replaced).
+    this.session?.transportEnded(this, how, condition);
   }
 
   // ---- input ----
+
+  /**
+   * RFC 6120 4.4: the client closed its stream. What it sent before (a last presence, a XEP-0198
+   * <a/>, often in the same packet) is handled first, then the stream is closed.
+   */
+  private onStreamClose(): void {
+    if (this.state === 'closed') return;
+    this.clientClosed = true;
+    this.busy = this.busy.then(() => this.close());
+  }
 
   private onParserError(condition: ParserErrorCondition, text: string): void {
     this.close(condition, text);
@@ -390,7 +444,12 @@ export class C2SStream implements ClientSession, StreamInfo {
   }
 
   private async handleBinding(el: Element, ns: string | undefined): Promise<void> {
-    if (el.name !== 'iq' || ns !== NS.client) return this.close('not-authorized', 'bind a resource first');
+    if (ns !== NS.client) {
+      // A nonza before binding: XEP-0198 resumption takes the place of binding.
+      if (await this.env.ctx.hooks.fire('c2s/nonza', { stream: this, session: null, element: el })) return;
+      return this.close('not-authorized', 'bind a resource first');
+    }
+    if (el.name !== 'iq') return this.close('not-authorized', 'bind a resource first');
     const bind = el.getChild('bind', NS.bind);
     if (el.attrs.type === 'set' && bind) return this.bindResource(el, bind);
     if (el.attrs.type === 'set' && el.getChild('session', NS.session)) return this.send(iqResult(el));
@@ -412,27 +471,54 @@ export class C2SStream implements ClientSession, StreamInfo {
       if (reply) this.send(reply);
       return;
     }
-    this.jid = jid;
-    const replaced = sessions.add(this);
+    const session = new BoundSession({
+      id: this.id,
+      jid,
+      account,
+      startedAt: this.startedAt,
+      transport: this,
+      counters: this.counters,
+      onEnd: (s, condition) => sessionEnded(this.env.ctx, s, condition),
+    });
+    this.session = session;
+    const replaced = sessions.add(session);
+    // Also a hibernating one (XEP-0198): the new session takes the resource.
     if (replaced) replaced.close('conflict', 'replaced by a new session for the same resource');
     this.state = 'bound';
-    this.wasBound = true;
     this.send(iqResult(iq, x('bind', { xmlns: NS.bind }, x('jid', {}, jid.full))));
-    void hooks.emit('session/bound', { session: this, account });
+    void hooks.emit('session/bound', { session, account });
+  }
+
+  resume(session: BoundSession, handover: () => void): boolean {
+    if (this.state !== 'authenticated' || !this.account || session.ended || session.account.id !== this.account.id) return false;
+    const c = session.counters;
+    c.stanzasIn += this.counters.stanzasIn;
+    c.stanzasOut += this.counters.stanzasOut;
+    c.bytesIn += this.counters.bytesIn;
+    c.bytesOut += this.counters.bytesOut;
+    this.counters = c;
+    this.session = session;
+    this.state = 'bound';
+    session.attach(this, handover);
+    return true;
   }
 
   private async handleStanza(el: Element, ns: string | undefined): Promise<void> {
     const { router, hooks } = this.env.ctx;
+    const session = this.session!;
     if (ns !== NS.client) {
-      if (await hooks.fire('c2s/nonza', { session: this, element: el })) return;
+      if (await hooks.fire('c2s/nonza', { stream: this, session, element: el })) return;
       return this.close('unsupported-stanza-type');
     }
     if (el.name !== 'message' && el.name !== 'presence' && el.name !== 'iq') return this.close('unsupported-stanza-type');
+    const jid = session.jid;
     const claimed = el.attrs.from;
-    if (claimed !== undefined && claimed !== this.jid.full) {
+    if (claimed !== undefined && claimed !== jid.full) {
       const parsed = Jid.tryParse(claimed);
-      if (!parsed || (parsed.full !== this.jid.full && parsed.full !== this.jid.bare)) return this.close('invalid-from');
+      if (!parsed || (parsed.full !== jid.full && parsed.full !== jid.bare)) return this.close('invalid-from');
     }
+    // Counted when accepted, before routing: a resumption that overtakes the routing still counts it.
+    session.handled(el);
     if (el.name === 'iq' && !isValidIq(el)) {
       const reply = errorReply(el, 'bad-request');
       if (reply) {
@@ -441,8 +527,8 @@ export class C2SStream implements ClientSession, StreamInfo {
       }
       return;
     }
-    el.attrs.from = this.jid.full;
-    await router.route(el, this.jid, { kind: 'c2s', session: this });
+    el.attrs.from = jid.full;
+    await router.route(el, jid, { kind: 'c2s', session });
   }
 
   /** Called by the idle sweep: ping idle clients (XEP-0199), time out silent ones. */
@@ -456,11 +542,18 @@ export class C2SStream implements ClientSession, StreamInfo {
       if (now - this.pingSentAt > c2s.pingTimeout) this.close('connection-timeout');
       return;
     }
-    if (this.state === 'bound' && now - this.lastActivity > c2s.idlePingAfter) {
+    if (this.state === 'bound' && this.session && now - this.lastActivity > c2s.idlePingAfter) {
       this.pingSentAt = now;
-      this.send(x('iq', { type: 'get', id: `ping-${now}`, from: this.host, to: this.jid.full }, x('ping', { xmlns: NS.ping })));
+      this.send(x('iq', { type: 'get', id: `ping-${now}`, from: this.host, to: this.session.jid.full }, x('ping', { xmlns: NS.ping })));
     }
   }
+}
+
+/** A session ended (whichever stream carried it last): it leaves the registry, modules hear of it. */
+function sessionEnded(ctx: ServerContext, session: BoundSession, condition?: string): void {
+  // A session replaced by a new one with the same JID is already gone from the registry.
+  ctx.sessions.remove(session);
+  void ctx.hooks.emit('session/closed', { session, condition });
 }
 
 function decodeSaslPayload(text: string): Buffer | null {

@@ -19,7 +19,6 @@ import { createRetentionModule, retentionSweeper } from '../../server/privacy/re
 import { statsCommands } from '../../server/privacy/cli-stats.js';
 import { parseArgs } from '../../server/cli/kit.js';
 import type { GatehouseModule } from '../../server/core/context.js';
-import { allModules } from '../../server/modules/index.js';
 import { modulesWith, startTestServer, type TestServer } from '../helpers/server.js';
 import { ManualClock } from '../../shared/clock.js';
 import { x } from '../../shared/xml/element.js';

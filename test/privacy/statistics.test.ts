@@ -19,7 +19,6 @@ import { statsCommands, parseSince, valueFlags } from '../../server/privacy/cli-
 import { renderChart } from '../../server/privacy/chart.js';
 import { parseArgs } from '../../server/cli/kit.js';
 import { parseXmlText } from '../../server/net/parse-xml.js';
-import { allModules } from '../../server/modules/index.js';
 import { modulesWith, startTestServer, type TestServer } from '../helpers/server.js';
 import { ManualClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/logger.js';

@@ -70,6 +70,7 @@ test('defaults', () => {
     maxAttributes: 64,
     idlePingAfter: 5 * 60_000,
     pingTimeout: 60_000,
+    resumptionTimeout: 5 * 60_000,
     authTimeout: 60_000,
     maxSendBuffer: 1024 * 1024,
     maxConnectionsPerIp: 50,
@@ -89,7 +90,7 @@ test('defaults', () => {
   });
   assert.deepEqual(c.backups, { keep: 7, dir: path.join(cwd, 'data', 'backups'), schedule: 'daily', encryptionKeyFile: null });
   assert.deepEqual(c.components, []);
-  assert.deepEqual(c.s2s, { requireEncryption: true, requireValidCertificates: false, allow: [], deny: [], static: {} });
+  assert.deepEqual(c.s2s, { requireEncryption: true, requireValidCertificates: false, allow: [], deny: [], static: {}, caFile: null, connectTimeout: 30_000, idleTimeout: 600_000 });
   assert.deepEqual(c.policy, { contact: null, language: 'en' });
   assert.deepEqual(c.admin, { metricsToken: null, tls: 'auto' });
   // An empty document and parseConfig(null) mean the same.

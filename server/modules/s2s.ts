@@ -1,0 +1,59 @@
+/**
+ * Server-to-server federation (RFC 6120, XEP-0220, XEP-0185, XEP-0178, XEP-0368; PRIVACY.md P18):
+ * stanzas for other servers' users leave over authenticated, encrypted links.
+ *
+ * The module takes message/presence/iq events whose recipient is on another domain, after the
+ * feature modules (roster, carbons, ...) had them, at priority -50; component domains are left to
+ * the router's own fallback at -100, which delivers to the component or bounces. The links
+ * themselves are server/s2s/service.ts (manager, queue, bounces), server/streams/s2s-out.ts and
+ * server/streams/s2s-in.ts (the inbound listener, opened by main.ts after the modules loaded).
+ *
+ * Federation is on when `listen.s2s` names at least one address (dialback needs other servers to
+ * reach us); otherwise the module does nothing and stanzas to other domains bounce with
+ * remote-server-not-found as before.
+ *
+ * A factory: each server needs its own instance (call it inside allModules()).
+ */
+import type { GatehouseModule } from '../core/context.js';
+import type { StanzaEvent } from '../core/hooks.js';
+import { S2sService, registerS2sService, type S2sOptions } from '../s2s/service.js';
+
+export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
+  let service: S2sService | null = null;
+  const cleanup: (() => void)[] = [];
+  return {
+    name: 's2s',
+    specs: [
+      { id: 'RFC 6120', version: 'sections 4-6, 13.7 (server-to-server)', status: 'complete', note: 'STARTTLS, SASL EXTERNAL, unidirectional links' },
+      { id: 'XEP-0220', version: '1.1.1', status: 'complete', note: 'dialback with piggybacking and dialback errors' },
+      { id: 'XEP-0185', version: '1.0', status: 'complete' },
+      { id: 'XEP-0178', version: '1.2', status: 'complete', note: 'SASL EXTERNAL for servers, both directions' },
+      { id: 'XEP-0368', version: '1.1.0', status: 'complete', note: 'xmpps-server SRV records outbound; direct TLS on the s2s port inbound' },
+      { id: 'XEP-0344', version: '0.4', status: 'partial', note: 'dialback is accepted without a verify round trip when the certificate is valid' },
+    ],
+    clauses: ['P18'],
+    async load(ctx) {
+      if (ctx.config.listen.s2s.length === 0) {
+        ctx.log.info('federation is off (listen.s2s is empty)');
+        return;
+      }
+      const s = (service = new S2sService(ctx, opts));
+      await s.init();
+      registerS2sService(ctx, s);
+      const toRemote = (e: StanzaEvent): boolean => {
+        // Component domains (and their subdomains) are the router's: it delivers or bounces.
+        if (ctx.router.componentFor(e.to.domain) !== undefined) return false;
+        s.send(e);
+        return true;
+      };
+      cleanup.push(ctx.hooks.on('message/remote', toRemote, -50));
+      cleanup.push(ctx.hooks.on('presence/remote', toRemote, -50));
+      cleanup.push(ctx.hooks.on('iq/remote', toRemote, -50));
+    },
+    unload() {
+      for (const c of cleanup.splice(0)) c();
+      service?.stop();
+      service = null;
+    },
+  };
+}

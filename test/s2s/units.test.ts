@@ -1,0 +1,129 @@
+/**
+ * Unit tests for the federation building blocks: dialback keys (XEP-0185), target resolution
+ * (RFC 6120 3.2, XEP-0368), stream header checks, the trust store.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, createHmac, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dialbackKey, isValidDialbackKey } from '../../server/s2s/dialback.js';
+import { resolveS2sTargets, type SrvSource, type SrvRecordLike } from '../../server/s2s/resolver.js';
+import { TrustStore } from '../../server/s2s/certificates.js';
+import { parseServerHeader, qualify, fromServerWire, forServerWire } from '../../server/streams/s2s-common.js';
+import { createTestCa } from '../helpers/test-ca.js';
+import { Element, x } from '../../shared/xml/element.js';
+import { NS } from '../../shared/ns.js';
+
+test('P18 dialback keys follow XEP-0185 (HMAC-SHA256 keyed with hex SHA-256 of the secret)', () => {
+  const secret = 's3cr3tf0rd14lb4ck';
+  const expected = createHmac('sha256', createHash('sha256').update(secret).digest('hex')).update('example.net example.org D60000229F').digest('hex');
+  assert.equal(dialbackKey(secret, 'example.net', 'example.org', 'D60000229F'), expected);
+  assert.match(expected, /^[0-9a-f]{64}$/);
+  assert.ok(isValidDialbackKey(secret, 'example.net', 'example.org', 'D60000229F', expected));
+  assert.ok(!isValidDialbackKey(secret, 'example.net', 'example.org', 'D60000229G', expected), 'other stream');
+  assert.ok(!isValidDialbackKey(secret, 'example.com', 'example.org', 'D60000229F', expected), 'other receiving server');
+  assert.ok(!isValidDialbackKey('other', 'example.net', 'example.org', 'D60000229F', expected), 'other secret');
+  assert.ok(!isValidDialbackKey(secret, 'example.net', 'example.org', 'D60000229F', 'short'));
+});
+
+function fakeDns(records: Record<string, SrvRecordLike[]>): SrvSource & { asked: string[] } {
+  const asked: string[] = [];
+  return {
+    asked,
+    async resolveSrv(name) {
+      asked.push(name);
+      const r = records[name];
+      if (!r) throw Object.assign(new Error(`queryNotFound ${name}`), { code: 'ENOTFOUND' });
+      return r;
+    },
+  };
+}
+
+test('P18 static routes win over DNS', async () => {
+  const dns = fakeDns({});
+  const t = await resolveS2sTargets('example.org', { 'example.org': { host: '10.0.0.1', port: 5999 } }, dns);
+  assert.deepEqual(t, [{ host: '10.0.0.1', port: 5999, directTls: false, via: 'static' }]);
+  assert.deepEqual(dns.asked, []);
+});
+
+test('P18 SRV records for xmpps-server and xmpp-server are merged by priority, then weight', async () => {
+  const dns = fakeDns({
+    '_xmpps-server._tcp.example.org': [{ name: 'tls.example.org', port: 5270, priority: 10, weight: 0 }],
+    '_xmpp-server._tcp.example.org': [
+      { name: 'b.example.org.', port: 5269, priority: 20, weight: 0 },
+      { name: 'a.example.org.', port: 5269, priority: 5, weight: 0 },
+      { name: 'c.example.org.', port: 5269, priority: 10, weight: 0 },
+    ],
+  });
+  const t = await resolveS2sTargets('example.org', {}, dns, () => 0);
+  assert.deepEqual(
+    t.map((x) => `${x.host}:${x.port}:${x.directTls ? 'tls' : 'starttls'}`),
+    ['a.example.org:5269:starttls', 'tls.example.org:5270:tls', 'c.example.org:5269:starttls', 'b.example.org:5269:starttls'],
+  );
+  assert.ok(t.every((x) => x.via === 'srv'));
+});
+
+test('P18 weights pick among equal priorities (RFC 2782)', async () => {
+  const dns = fakeDns({
+    '_xmpp-server._tcp.example.org': [
+      { name: 'light', port: 1, priority: 1, weight: 1 },
+      { name: 'heavy', port: 2, priority: 1, weight: 99 },
+    ],
+  });
+  assert.equal((await resolveS2sTargets('example.org', {}, dns, () => 0.5))[0]!.host, 'heavy');
+  assert.equal((await resolveS2sTargets('example.org', {}, dns, () => 0.001))[0]!.host, 'light');
+});
+
+test("P18 no SRV record falls back to the domain on 5269; '.' means no service", async () => {
+  assert.deepEqual(await resolveS2sTargets('example.org', {}, fakeDns({})), [{ host: 'example.org', port: 5269, directTls: false, via: 'fallback' }]);
+  const none = fakeDns({ '_xmpp-server._tcp.example.org': [{ name: '.', port: 0, priority: 0, weight: 0 }] });
+  assert.deepEqual(await resolveS2sTargets('example.org', {}, none), []);
+  // Internationalised domains are looked up in their ASCII form.
+  const idn = fakeDns({});
+  await resolveS2sTargets('bücher.example', {}, idn);
+  assert.ok(idn.asked.includes('_xmpp-server._tcp.xn--bcher-kva.example'));
+});
+
+test('P18 server stream headers: namespaces, version, dialback declaration', () => {
+  const ok = parseServerHeader('stream:stream', { xmlns: NS.server, 'xmlns:stream': NS.stream, 'xmlns:db': 'jabber:server:dialback', from: 'A.example', to: 'b.example', version: '1.0' });
+  assert.equal(ok.ok, true);
+  assert.equal(ok.dialback, true);
+  assert.equal(ok.from, 'a.example');
+  assert.equal(parseServerHeader('stream:stream', { xmlns: NS.client, 'xmlns:stream': NS.stream }).condition, 'invalid-namespace');
+  assert.equal(parseServerHeader('stream', { xmlns: NS.server }).condition, 'invalid-namespace');
+  assert.equal(parseServerHeader('stream:stream', { xmlns: NS.server, 'xmlns:stream': NS.stream, version: '2.0' }).condition, 'unsupported-version');
+  const db = new Element('db:result', { xmlns: NS.server });
+  assert.deepEqual(qualify(db, ok.decls), { local: 'result', ns: 'jabber:server:dialback' });
+  assert.deepEqual(qualify(new Element('result', { xmlns: 'jabber:server:dialback' }), {}), { local: 'result', ns: 'jabber:server:dialback' });
+});
+
+test('P18 stanzas change namespace at the server boundary without touching nested stanzas', () => {
+  const inbound = x('message', { xmlns: NS.server, from: 'a@b', to: 'c@d' }, x('body', {}, 'hi'), x('error', { xmlns: NS.server, type: 'cancel' }));
+  fromServerWire(inbound);
+  assert.equal(inbound.attrs.xmlns, NS.client);
+  assert.equal(inbound.getChild('error')!.attrs.xmlns, undefined);
+  const forwarded = x('message', { xmlns: NS.client, to: 'x@y' }, x('forwarded', { xmlns: 'urn:xmpp:forward:0' }, x('message', { xmlns: NS.client }, x('body', {}, 'inner'))));
+  const wire = forServerWire(forwarded).toString();
+  assert.ok(wire.startsWith('<message to="x@y">'), wire);
+  assert.ok(wire.includes('<message xmlns="jabber:client">'), 'nested stanza keeps jabber:client');
+  assert.equal(forwarded.attrs.xmlns, NS.client, 'the routed element is unchanged');
+});
+
+test('P18 the trust store accepts chains to a configured CA and nothing else', () => {
+  const ca = createTestCa();
+  const other = createTestCa('Some Other CA');
+  try {
+    const store = new TrustStore([readFileSync(ca.caFile, 'utf8')]);
+    const leaf = new X509Certificate(readFileSync(ca.issue('a.test').cert));
+    assert.deepEqual(store.verify([leaf]), { ok: true });
+    const foreign = new X509Certificate(readFileSync(other.issue('a.test').cert));
+    assert.equal(store.verify([foreign]).ok, false);
+    const self = new X509Certificate(readFileSync(ca.selfSigned('a.test').cert));
+    assert.deepEqual(store.verify([self]), { ok: false, error: 'self-signed certificate' });
+    assert.equal(store.verify([leaf], new Date(Date.now() + 10 * 86_400_000)).ok, false, 'expired');
+    assert.ok(leaf.checkHost('a.test') && leaf.checkHost('muc.a.test') && !leaf.checkHost('b.test'));
+  } finally {
+    ca.remove();
+    other.remove();
+  }
+});
