@@ -88,6 +88,9 @@ describe('P15 no telemetry', () => {
         },
         auth: { scramIterations: 4096 },
         components: [{ domain: 'gw.localhost', secret: 'gw-secret' }],
+        // Federation is configured: a message to remote.example must go exactly where the operator
+        // routed it (a closed loopback port here), and nowhere else.
+        s2s: { static: { 'remote.example': `127.0.0.1:${componentPort + 1}` } },
         retention: { detailedLogs: '24h', offlineMessages: '7d' },
         backups: { schedule: 'daily', keep: 3 },
         policy: { contact: 'mailto:privacy@localhost', language: 'de' },
@@ -123,8 +126,8 @@ describe('P15 no telemetry', () => {
       }
       alice.send(x('message', { to: 'bob@localhost', type: 'chat' }, x('body', {}, 'hello')));
       await bob.expect((el) => el.name === 'message' && el.getChildText('body') === 'hello');
-      // Addresses elsewhere: a remote domain (federation is configured but must not dial on its own
-      // for a stanza that merely names one), the component, the second host.
+      // Addresses elsewhere: a remote domain (federation goes only where the operator routed it),
+      // the component, the second host.
       alice.send(x('message', { to: 'someone@remote.example', type: 'chat' }, x('body', {}, 'far')));
       await alice.iq(x('iq', { type: 'set' }, x('vCard', { xmlns: NS.vcard }, x('FN', {}, 'Alice'), x('URL', {}, 'https://alice.example/'))));
       await bob.iq(x('iq', { type: 'get', to: 'alice@localhost' }, x('vCard', { xmlns: NS.vcard })));
