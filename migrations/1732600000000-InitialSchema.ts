@@ -13,27 +13,7 @@
  *   case- or accent-insensitive collation would make "café" and "cafe" the same account.
  */
 import { Table, type MigrationInterface, type QueryRunner, type TableColumnOptions } from 'typeorm';
-
-type Dialect = 'sqlite' | 'mysql' | 'postgres';
-
-function dialectOf(queryRunner: QueryRunner): Dialect {
-  const type = queryRunner.connection.options.type;
-  if (type === 'better-sqlite3' || type === 'sqljs') return 'sqlite';
-  if (type === 'mysql' || type === 'mariadb' || type === 'aurora-mysql') return 'mysql';
-  if (type === 'postgres' || type === 'aurora-postgres') return 'postgres';
-  throw new Error(`unsupported database type ${type}`);
-}
-
-/** The best exact (binary, no-pad) utf8mb4 collation the MySQL/MariaDB server offers. */
-async function mysqlBinaryCollation(queryRunner: QueryRunner): Promise<string> {
-  const rows: { Collation: string }[] = await queryRunner.query(
-    `SHOW COLLATION WHERE Collation IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin')`,
-  );
-  const names = new Set(rows.map((r) => r.Collation));
-  if (names.has('utf8mb4_nopad_bin')) return 'utf8mb4_nopad_bin'; // MariaDB >= 10.2
-  if (names.has('utf8mb4_0900_bin')) return 'utf8mb4_0900_bin'; // MySQL >= 8.0
-  return 'utf8mb4_bin';
-}
+import { dialectOf, mysqlBinaryCollation } from './kit.js';
 
 export class InitialSchema1732600000000 implements MigrationInterface {
   name = 'InitialSchema1732600000000';

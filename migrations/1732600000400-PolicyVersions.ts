@@ -12,24 +12,7 @@
  * utf8mb4 binary collation on MySQL, MEDIUMTEXT on MySQL for the document.
  */
 import { Table, type MigrationInterface, type QueryRunner, type TableColumnOptions } from 'typeorm';
-
-type Dialect = 'sqlite' | 'mysql' | 'postgres';
-
-function dialectOf(queryRunner: QueryRunner): Dialect {
-  const type = queryRunner.connection.options.type;
-  if (type === 'better-sqlite3' || type === 'sqljs') return 'sqlite';
-  if (type === 'mysql' || type === 'mariadb' || type === 'aurora-mysql') return 'mysql';
-  if (type === 'postgres' || type === 'aurora-postgres') return 'postgres';
-  throw new Error(`unsupported database type ${type}`);
-}
-
-async function mysqlBinaryCollation(queryRunner: QueryRunner): Promise<string> {
-  const rows: { Collation: string }[] = await queryRunner.query(`SHOW COLLATION WHERE Collation IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin')`);
-  const names = new Set(rows.map((r) => r.Collation));
-  if (names.has('utf8mb4_nopad_bin')) return 'utf8mb4_nopad_bin';
-  if (names.has('utf8mb4_0900_bin')) return 'utf8mb4_0900_bin';
-  return 'utf8mb4_bin';
-}
+import { dialectOf, mysqlBinaryCollation } from './kit.js';
 
 export class PolicyVersions1732600000400 implements MigrationInterface {
   name = 'PolicyVersions1732600000400';
