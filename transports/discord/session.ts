@@ -196,6 +196,12 @@ export class DiscordSession extends EventEmitter<LegacySessionEvents> implements
     return this.me;
   }
 
+  /** The bot as the audit log names it: "name (id)" (the token names no account). */
+  get account(): string | undefined {
+    const user = this.client.user;
+    return user ? `${user.username} (${user.id})` : undefined;
+  }
+
   /** Rooms this session is in. */
   get joinedRooms(): LegacyRoom[] {
     return [...this.rooms.values()].filter((r) => r.joined).map((r) => r.room);

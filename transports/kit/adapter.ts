@@ -143,6 +143,11 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
   /** Ends the connection; emits no 'disconnected' afterwards. */
   logout(reason?: string): Promise<void>;
   /**
+   * Optional: the foreign account's name, for the audit log (P10), when the credentials do not
+   * name it (a bot token); never a secret.
+   */
+  readonly account?: string;
+  /**
    * Optional (kit extension): the user put this contact on (or took it off) their roster; networks
    * that watch contacts (IRC MONITOR, buddy lists) start or stop reporting its presence. At login
    * the kit calls addContact for every contact the user has through the transport.

@@ -270,8 +270,9 @@ export class Registration {
           }, kit.settings.loginTimeout);
         }),
       ]);
-      await kit.audit.record('connected', ctx);
-      return { ok: true, session, account };
+      const named = account ?? session.account ?? null;
+      await kit.audit.record('connected', { ...ctx, account: named });
+      return { ok: true, session, account: named };
     } catch (err) {
       if (timedOut) attempt.then((late) => late.logout('login timed out')).catch(() => undefined);
       const reason = scrub(errorText(err), secrets);

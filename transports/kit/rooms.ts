@@ -63,6 +63,8 @@ export interface RoomState {
   /** Own messages sent, waiting for the network's echo (adapters that echo). */
   echoes: { text: string; id: string | undefined }[];
   joinTimer: NodeJS.Timeout | null;
+  /** Joined before the connection dropped: rejoined after the reconnect, however many attempts it takes. */
+  rejoin?: boolean;
 }
 
 const JOIN_CONDITION_TYPES: Record<string, ErrorType> = {
@@ -435,9 +437,13 @@ export class Rooms {
     for (const state of s.rooms.values()) if (!state.joined) this.startJoin(s, state);
   }
 
-  /** A login failed: joins that wait get the error. */
-  sessionFailed(s: UserSession, failure: LoginFailure): void {
+  /**
+   * A login failed: joins that wait get the error. While the kit keeps retrying, rooms that were
+   * joined before the connection dropped stay waiting for the reconnect.
+   */
+  sessionFailed(s: UserSession, failure: LoginFailure, retrying = false): void {
     for (const state of [...s.rooms.values()]) {
+      if (retrying && state.rejoin) continue;
       const joined = [...state.resources];
       for (const [full] of joined) state.pending.set(full, state.nick);
       state.resources.clear();
@@ -458,6 +464,7 @@ export class Rooms {
         }
       }
       for (const [full, nick] of state.resources) state.pending.set(full, nick);
+      if (state.resources.size) state.rejoin = true;
       state.resources.clear();
       state.joined = false;
       const own = state.occupants.get(state.nick);
@@ -530,6 +537,7 @@ export class Rooms {
     state.room = { ...state.room, ...room };
     state.nick = ownNick;
     state.joined = true;
+    state.rejoin = false;
     state.occupants = new Map(occupants.map((o) => [o.nick, o]));
     if (!state.occupants.has(ownNick)) state.occupants.set(ownNick, { nick: ownNick, role: 'participant', affiliation: 'none' });
     state.subject = subject;

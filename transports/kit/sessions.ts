@@ -422,6 +422,7 @@ export class SessionManager {
     }
     this.attach(s, legacy, gen);
     s.legacy = legacy;
+    s.account = prepared.account ?? legacy.account ?? null;
     s.state = 'online';
     s.attempt = 0;
     s.failure = null;
@@ -442,8 +443,8 @@ export class SessionManager {
     s.legacy = null;
     if (!s.failureNotified || !retry) this.notifyFailure(s, failure);
     s.failureNotified = true;
-    this.kit.rooms.sessionFailed(s, failure);
     const demanded = this.demandedServers(s.user).has(this.serverKey(s.server));
+    this.kit.rooms.sessionFailed(s, failure, retry && demanded && !this.stopped);
     if (retry && demanded && !this.stopped) {
       s.state = 'retrying';
       this.scheduleRetry(s);
