@@ -1,0 +1,1033 @@
+/**
+ * `npm run bench`: the same XMPP workload, in one run, against Gatehouse, Prosody and ejabberd.
+ *
+ *   node dist/scripts/bench/run.js [--servers gatehouse,prosody,ejabberd]
+ *     [--scenarios logins,messages,idle,offline] [--logins 2000] [--users 1000]
+ *     [--rates 5000,10000,20000 | --rate R] [--duration 10] [--idle 10000] [--offline 10000]
+ *     [--workers 2] [--login-concurrency 100] [--profile] [--keep] [--gatehouse DIR]
+ *     [--offline-senders 100] [--offline-recipients 1000] [--offline-rate 2000]
+ *     [--out docs/benchmarks.md] [--json docs/benchmarks.json] [--smoke] [--render FILE.json]
+ *
+ * Each server runs in its own temporary directory on a free 127.0.0.1 port, with one shared
+ * self-signed certificate and the same accounts (SCRAM-SHA-1 verifiers, 4096 iterations). The load
+ * generator is scripts/bench/loadgen-worker.ts in --workers processes.
+ *
+ * --render FILE.json: only write the report (--out) again from the raw results of an earlier run,
+ * keeping the hand-written part of the existing report.
+ *
+ * --gatehouse DIR: benchmark the Gatehouse build in DIR (DIR/dist/server/cli.js) instead of this
+ * checkout's, e.g. a snapshot built apart while others keep editing the tree.
+ *
+ * --smoke: about 10 seconds, Gatehouse alone, 20 users; for CI. The exit status is non-zero when
+ * the benchmark itself breaks (a server does not start, nobody can log in, nothing is delivered),
+ * never because of a figure.
+ */
+import { fork, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { pbkdf2, createHash, createHmac, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Histogram, nowUs, type BenchAccount, type Command, type LoginResult, type PingResult, type Reply, type SendResult, type StatsResult } from './protocol.js';
+import { DOMAIN, SERVER_LABEL, killAllAndWait, killAllNow, machineLoad, packageVersion, procSample, serverAvailable, startBenchServer, type CertFiles, type ProcSample, type RunningBenchServer, type ServerKind } from './servers.js';
+import { renderMarkdown, type BenchResults, type IdleResult, type LoadShare, type LoginsResult, type MessagesResult, type OfflineResult, type ServerResults } from './report.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** dist/scripts/bench -> repository root. */
+const repoRoot = path.resolve(here, '../../..');
+
+const ALL_SERVERS: ServerKind[] = ['gatehouse', 'prosody', 'ejabberd'];
+const ALL_SCENARIOS = ['logins', 'messages', 'idle', 'offline'] as const;
+type Scenario = (typeof ALL_SCENARIOS)[number];
+
+const SCRAM_ITERATIONS = 4096;
+const ACCOUNT_CACHE_VERSION = 1;
+
+interface Options {
+  servers: ServerKind[];
+  scenarios: Scenario[];
+  logins: number;
+  users: number;
+  rates: number[];
+  durationS: number;
+  idle: number;
+  offline: number;
+  offlineSenders: number;
+  offlineRecipients: number;
+  offlineRate: number;
+  workers: number;
+  loginConcurrency: number;
+  smoke: boolean;
+  profile: boolean;
+  keep: boolean;
+  out: string | null;
+  json: string | null;
+  /** Root of the Gatehouse build under test. */
+  gatehouse: string;
+  render: string | null;
+}
+
+function parseOptions(argv: string[]): Options {
+  const flags = new Map<string, string>();
+  const bools = new Set(['smoke', 'profile', 'keep', 'help']);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) throw new Error(`unexpected argument: ${a}`);
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
+    if (bools.has(name)) flags.set(name, 'true');
+    else if (eq > 0) flags.set(name, a.slice(eq + 1));
+    else if (i + 1 < argv.length) flags.set(name, argv[++i]!);
+    else throw new Error(`--${name} needs a value`);
+  }
+  if (flags.has('help')) {
+    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
+    process.exit(0);
+  }
+  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render']);
+  for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
+  const smoke = flags.has('smoke');
+  const num = (name: string, dflt: number, min = 1): number => {
+    const v = flags.get(name);
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name}: expected a number >= ${min}, got ${v}`);
+    return n;
+  };
+  const list = <T extends string>(name: string, all: readonly T[], dflt: readonly T[]): T[] => {
+    const v = flags.get(name);
+    if (v === undefined) return [...dflt];
+    const items = v.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const it of items) if (!all.includes(it as T)) throw new Error(`--${name}: unknown ${it} (one of ${all.join(', ')})`);
+    return items as T[];
+  };
+  const rates = flags.has('rate') ? [num('rate', 0)] : flags.has('rates') ? flags.get('rates')!.split(',').map(Number) : smoke ? [200] : [5000, 10000, 20000];
+  if (rates.some((r) => !Number.isFinite(r) || r <= 0)) throw new Error('--rates: positive numbers, comma separated');
+  return {
+    servers: list('servers', ALL_SERVERS, smoke ? ['gatehouse'] : ALL_SERVERS),
+    scenarios: list('scenarios', ALL_SCENARIOS, ALL_SCENARIOS),
+    logins: num('logins', smoke ? 20 : 2000),
+    users: num('users', smoke ? 20 : 1000, 2),
+    rates,
+    durationS: num('duration', smoke ? 2 : 10),
+    idle: num('idle', smoke ? 20 : 10000),
+    offline: num('offline', smoke ? 100 : 10000),
+    offlineSenders: num('offline-senders', smoke ? 5 : 100),
+    offlineRecipients: num('offline-recipients', smoke ? 10 : 1000),
+    offlineRate: num('offline-rate', smoke ? 200 : 2000),
+    workers: num('workers', 2),
+    loginConcurrency: num('login-concurrency', smoke ? 10 : 100),
+    smoke,
+    profile: flags.has('profile'),
+    keep: flags.has('keep'),
+    out: flags.get('out') ?? (smoke ? null : 'docs/benchmarks.md'),
+    json: flags.get('json') ?? (smoke ? null : 'docs/benchmarks.json'),
+    gatehouse: path.resolve(flags.get('gatehouse') ?? repoRoot),
+    render: flags.get('render') ?? null,
+  };
+}
+
+// ---- accounts ----
+
+const pbkdf2Async = promisify(pbkdf2);
+
+function accountName(i: number): string {
+  return `u${i}`;
+}
+
+/** SCRAM-SHA-1 material for `n` accounts; cached in the temp directory because PBKDF2 takes a while. */
+async function makeAccounts(n: number, log: (m: string) => void): Promise<BenchAccount[]> {
+  const cacheFile = path.join(os.tmpdir(), `gatehouse-bench-accounts-v${ACCOUNT_CACHE_VERSION}.json`);
+  let cached: BenchAccount[] = [];
+  try {
+    cached = JSON.parse(readFileSync(cacheFile, 'utf8')) as BenchAccount[];
+    if (!Array.isArray(cached) || cached.some((a, i) => a.name !== accountName(i) || a.iterations !== SCRAM_ITERATIONS)) cached = [];
+  } catch {
+    cached = [];
+  }
+  if (cached.length >= n) return cached.slice(0, n);
+  log(`computing SCRAM verifiers for ${n - cached.length} accounts (cached in ${cacheFile})`);
+  const out = cached.slice();
+  let next = out.length;
+  const one = async () => {
+    while (next < n) {
+      const i = next++;
+      const password = `pw-${i}-${randomBytes(6).toString('hex')}`;
+      // Text salts, like Prosody's own (it keeps the salt as a Lua string).
+      const salt = Buffer.from(randomBytes(12).toString('hex'), 'latin1');
+      const salted = await pbkdf2Async(password, salt, SCRAM_ITERATIONS, 20, 'sha1');
+      const clientKey = createHmac('sha1', salted).update('Client Key').digest();
+      const storedKey = createHash('sha1').update(clientKey).digest();
+      const serverKey = createHmac('sha1', salted).update('Server Key').digest();
+      out[i] = {
+        name: accountName(i),
+        password,
+        salt: salt.toString('base64'),
+        iterations: SCRAM_ITERATIONS,
+        salted: salted.toString('base64'),
+        storedKey: storedKey.toString('base64'),
+        serverKey: serverKey.toString('base64'),
+      };
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, one));
+  try {
+    writeFileSync(cacheFile, JSON.stringify(out), { mode: 0o600 });
+  } catch {
+    // no cache, no harm
+  }
+  return out;
+}
+
+function makeCertificate(dir: string): CertFiles {
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', `/CN=${DOMAIN}`, '-addext', `subjectAltName=DNS:${DOMAIN}`], { stdio: 'ignore', timeout: 30_000 });
+  const pem = readFileSync(cert, 'utf8');
+  const combined = path.join(dir, 'combined.pem');
+  writeFileSync(combined, pem + readFileSync(key, 'utf8'), { mode: 0o600 });
+  return { cert, key, combined, pem };
+}
+
+// ---- workers ----
+
+class WorkerPool {
+  private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private nextId = 1;
+  /** Account indices online, per worker. */
+  online: number[][];
+
+  private constructor(private readonly children: ChildProcess[]) {
+    this.online = children.map(() => []);
+    children.forEach((child) => {
+      child.on('message', (msg: Reply) => {
+        if (msg.type === 'ready') return;
+        const p = this.pending.get(msg.id);
+        if (!p) return;
+        this.pending.delete(msg.id);
+        clearTimeout(p.timer);
+        if (msg.type === 'error') p.reject(new Error(`load generator: ${msg.message}`));
+        else p.resolve(msg.result);
+      });
+      child.on('exit', (code, signal) => {
+        for (const [id, p] of this.pending) {
+          clearTimeout(p.timer);
+          p.reject(new Error(`load generator worker exited (${code ?? signal})`));
+          this.pending.delete(id);
+        }
+      });
+    });
+  }
+
+  get size(): number {
+    return this.children.length;
+  }
+
+  get pids(): number[] {
+    return this.children.map((c) => c.pid!).filter(Boolean);
+  }
+
+  static async start(n: number, server: RunningBenchServer, ca: string, accounts: BenchAccount[]): Promise<WorkerPool> {
+    const script = path.join(here, 'loadgen-worker.js');
+    const children: ChildProcess[] = [];
+    for (let i = 0; i < n; i++) {
+      // BENCH_WORKER_PROFILE=dir: V8 CPU profiles of the load generator itself (to check it stays cheap).
+      const prof = process.env.BENCH_WORKER_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_WORKER_PROFILE] : [];
+      children.push(fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-old-space-size=2048', ...prof] }));
+    }
+    const pool = new WorkerPool(children);
+    await Promise.all(
+      children.map(
+        (child, i) =>
+          new Promise<void>((resolve, reject) => {
+            const t = setTimeout(() => reject(new Error('load generator worker did not start')), 20_000);
+            child.once('message', (m: Reply) => {
+              clearTimeout(t);
+              if (m.type === 'ready') resolve();
+              else reject(new Error('unexpected first message from worker'));
+            });
+            child.send({ type: 'init', workerId: i, host: '127.0.0.1', port: server.port, domain: DOMAIN, ca, accounts });
+          }),
+      ),
+    );
+    return pool;
+  }
+
+  call<T>(worker: number, cmd: DistributiveOmit<Command, 'id'>, timeoutMs: number): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`load generator: ${cmd.type} did not finish within ${Math.round(timeoutMs / 1000)} s`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve: resolve as (r: unknown) => void, reject, timer });
+      this.children[worker]!.send({ ...cmd, id });
+    });
+  }
+
+  /** Logs in the accounts, spread round-robin over the workers. */
+  async login(accounts: number[], concurrency: number): Promise<{ ok: number; failed: number; errors: string[]; latency: Histogram; pbkdf2: number; wallMs: number; workerCpuUs: number }> {
+    const shares = this.children.map((_, w) => accounts.filter((_, i) => i % this.size === w));
+    const per = Math.max(1, Math.ceil(concurrency / this.size));
+    const timeoutMs = 60_000;
+    const t0 = performance.now();
+    const results = await Promise.all(shares.map((share, w) => this.call<LoginResult>(w, { type: 'login', accounts: share, concurrency: per, timeoutMs }, timeoutMs * Math.ceil(share.length / per + 1) + 30_000)));
+    const wallMs = performance.now() - t0;
+    results.forEach((r, w) => this.online[w]!.push(...r.online));
+    return {
+      ok: results.reduce((s, r) => s + r.ok, 0),
+      failed: results.reduce((s, r) => s + r.failed, 0),
+      errors: results.flatMap((r) => r.errors).slice(0, 5),
+      latency: Histogram.from(...results.map((r) => r.latency)),
+      pbkdf2: results.reduce((s, r) => s + r.pbkdf2, 0),
+      wallMs,
+      workerCpuUs: results.reduce((s, r) => s + r.cpuUs, 0),
+    };
+  }
+
+  async logout(): Promise<void> {
+    await Promise.all(this.children.map((_, w) => this.call(w, { type: 'logout', timeoutMs: 5000 }, 30_000)));
+    this.online = this.children.map(() => []);
+  }
+
+  async stats(reset: boolean, extra: { windowEndUs?: number; phase?: number } = {}): Promise<StatsResult[]> {
+    return Promise.all(this.children.map((_, w) => this.call<StatsResult>(w, { type: 'stats', reset, ...extra }, 30_000)));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.children.map(async (child, w) => {
+        if (child.exitCode !== null) return;
+        const exited = new Promise<void>((r) => child.once('exit', () => r()));
+        await this.call(w, { type: 'exit' }, 5000).catch(() => undefined);
+        const timedOut = await Promise.race([exited.then(() => false), delay(5000).then(() => true)]);
+        if (timedOut) child.kill('SIGKILL');
+      }),
+    );
+  }
+
+  kill(): void {
+    for (const c of this.children) if (c.exitCode === null) c.kill('SIGKILL');
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i);
+}
+
+/** Samples the server's RSS every 500 ms; keeps the peak. */
+function rssSampler(server: RunningBenchServer): { stop(): number } {
+  let peak = 0;
+  const t = setInterval(() => {
+    try {
+      peak = Math.max(peak, server.sample().rssBytes);
+    } catch {
+      // the process may be gone; the scenario will notice
+    }
+  }, 500);
+  return {
+    stop() {
+      clearInterval(t);
+      try {
+        peak = Math.max(peak, server.sample().rssBytes);
+      } catch {
+        // gone
+      }
+      return peak;
+    },
+  };
+}
+
+function latencySummary(h: Histogram): { p50Ms: number; p99Ms: number; maxMs: number } {
+  return { p50Ms: h.quantile(0.5) / 1000, p99Ms: h.quantile(0.99) / 1000, maxMs: h.max / 1000 };
+}
+
+function sumStats(stats: StatsResult[]): { received: number; inWindow: number; duplicates: number; stale: number; disconnects: number; streamErrors: string[]; latency: Histogram; lastReceiveUs: number; cpuUs: number; rssBytes: number; loopDelayP99Us: number } {
+  return {
+    received: stats.reduce((s, r) => s + r.received, 0),
+    inWindow: stats.reduce((s, r) => s + r.receivedInWindow, 0),
+    duplicates: stats.reduce((s, r) => s + r.duplicates, 0),
+    stale: stats.reduce((s, r) => s + r.stale, 0),
+    disconnects: stats.reduce((s, r) => s + r.disconnects, 0),
+    streamErrors: stats.flatMap((r) => r.streamErrors).slice(0, 5),
+    latency: Histogram.from(...stats.map((r) => r.latency)),
+    lastReceiveUs: Math.max(0, ...stats.map((r) => r.lastReceiveUs)),
+    cpuUs: stats.reduce((s, r) => s + r.cpuUs, 0),
+    rssBytes: stats.reduce((s, r) => s + r.rssBytes, 0),
+    loopDelayP99Us: Math.max(0, ...stats.map((r) => r.loopDelayP99Us)),
+  };
+}
+
+/** Waits until `target` messages arrived, or nothing arrived for `quietMs`, or `maxMs` passed. */
+async function waitForDeliveries(pool: WorkerPool, target: number, quietMs: number, maxMs: number): Promise<StatsResult[]> {
+  const start = Date.now();
+  let last = -1;
+  let lastChange = Date.now();
+  for (;;) {
+    const stats = await pool.stats(false);
+    const got = stats.reduce((s, r) => s + r.received, 0);
+    if (got >= target) return stats;
+    if (got !== last) {
+      last = got;
+      lastChange = Date.now();
+    }
+    if (Date.now() - lastChange > quietMs || Date.now() - start > maxMs) return stats;
+    await delay(250);
+  }
+}
+
+let phaseCounter = 0;
+
+interface Ctx {
+  opts: Options;
+  /** Pauses and quiet periods: short in smoke mode. */
+  waits: { settleMs: number; idleMs: number; quietMs: number; offlineQuietMs: number; quiescenceMaxMs: number };
+  server: RunningBenchServer;
+  pool: WorkerPool;
+  log: (m: string) => void;
+}
+
+/** CPU of everything on the machine at one moment. */
+interface Meter {
+  server: ProcSample;
+  generatorCpuSec: number;
+  selfCpuSec: number;
+}
+
+function meter(c: Ctx): Meter {
+  let generatorCpuSec = 0;
+  for (const pid of c.pool.pids) {
+    try {
+      generatorCpuSec += procSample(pid).cpuSec;
+    } catch {
+      // exited
+    }
+  }
+  const self = process.cpuUsage();
+  return { server: c.server.sample(), generatorCpuSec, selfCpuSec: (self.user + self.system) / 1e6 };
+}
+
+/** Who used the CPU between two meters, in cores (1 = one core fully busy). */
+function loadShare(a: Meter, b: Meter): LoadShare {
+  const seconds = Math.max(0.001, b.server.at - a.server.at);
+  const m = machineLoad(a.server, b.server);
+  const busyCores = (m.busyPercent / 100) * os.availableParallelism();
+  const serverCores = (b.server.cpuSec - a.server.cpuSec) / seconds;
+  const generatorCores = (b.generatorCpuSec - a.generatorCpuSec) / seconds;
+  const orchestratorCores = (b.selfCpuSec - a.selfCpuSec) / seconds;
+  return {
+    seconds,
+    serverCores,
+    generatorCores,
+    otherCores: Math.max(0, busyCores - serverCores - generatorCores - orchestratorCores),
+    machineBusyPercent: m.busyPercent,
+    stealPercent: m.stealPercent,
+  };
+}
+
+function cpuSec(a: Meter, b: Meter): number {
+  return b.server.cpuSec - a.server.cpuSec;
+}
+
+/** Waits until the server has used under 5 % of a core for a second (a backlog worked off), bounded. */
+async function waitForQuiescence(c: Ctx): Promise<boolean> {
+  if (c.waits.quiescenceMaxMs <= 0) return true; // smoke: no time for it
+  const deadline = Date.now() + c.waits.quiescenceMaxMs;
+  let prev = c.server.sample();
+  while (Date.now() < deadline) {
+    await delay(1000);
+    const now = c.server.sample();
+    if ((now.cpuSec - prev.cpuSec) / Math.max(0.001, now.at - prev.at) < 0.05) return true;
+    prev = now;
+  }
+  return false;
+}
+
+// ---- scenarios ----
+
+async function scenarioLogins(c: Ctx): Promise<LoginsResult> {
+  const n = c.opts.logins;
+  c.log(`logins: ${n} accounts, ${c.opts.loginConcurrency} at a time`);
+  const m0 = meter(c);
+  const r = await c.pool.login(range(0, n), c.opts.loginConcurrency);
+  const m1 = meter(c);
+  await c.pool.logout();
+  const cpu = cpuSec(m0, m1);
+  c.log(`  ${(r.ok / (r.wallMs / 1000)).toFixed(0)} logins/s, p50 ${(r.latency.quantile(0.5) / 1000).toFixed(0)} ms, server ${((cpu * 1000) / Math.max(1, r.ok)).toFixed(1)} ms CPU per login`);
+  return {
+    attempted: n,
+    ok: r.ok,
+    failed: r.failed,
+    errors: r.errors,
+    loginsPerSec: r.ok / (r.wallMs / 1000),
+    wallMs: r.wallMs,
+    latency: latencySummary(r.latency),
+    serverCpuSec: cpu,
+    serverCpuMsPerLogin: r.ok ? (cpu * 1000) / r.ok : 0,
+    serverRssBytes: m1.server.rssBytes,
+    generatorCpuSec: m1.generatorCpuSec - m0.generatorCpuSec,
+    clientPbkdf2: r.pbkdf2,
+    load: loadShare(m0, m1),
+  };
+}
+
+/** Logs in the message scenario's users; they stay online for every rate. */
+async function messagesLogin(c: Ctx): Promise<number[]> {
+  const { users } = c.opts;
+  c.log(`messages: logging in ${users} users`);
+  const login = await c.pool.login(range(0, users), c.opts.loginConcurrency);
+  const allOnline = c.pool.online.flat();
+  if (allOnline.length < 2) throw new Error(`messages: only ${allOnline.length} of ${users} users could log in (${login.errors.join('; ')})`);
+  await delay(c.waits.settleMs);
+  return allOnline;
+}
+
+/** One offered rate for the configured duration, with everyone from messagesLogin online. */
+async function messagesAtRate(c: Ctx, rate: number, allOnline: number[], quietBefore: boolean): Promise<MessagesResult> {
+  const { durationS } = c.opts;
+  {
+    const phase = ++phaseCounter;
+    const durationMs = durationS * 1000;
+    c.log(`messages: offered ${rate}/s for ${durationS} s to ${allOnline.length} online users`);
+    await c.pool.stats(true, { phase });
+    const startAtUs = nowUs() + 300_000;
+    const windowEndUs = startAtUs + durationMs * 1000;
+    await c.pool.stats(false, { windowEndUs });
+    const sampler = rssSampler(c.server);
+    await delay(300);
+    const m0 = meter(c);
+    const perWorker = rate / c.pool.size;
+    const sends = await Promise.all(
+      c.pool.online.map((senders, w) =>
+        c.pool.call<SendResult>(w, { type: 'send', rate: perWorker, durationMs, startAtUs, senders, recipients: allOnline, maxBufferedBytes: 1 << 20, phase }, durationMs * 3 + 60_000),
+      ),
+    );
+    const mEnd = meter(c);
+    const sent = sends.reduce((s, r) => s + r.sent, 0);
+    const inTime = sumStats(await waitForDeliveries(c.pool, sent, c.waits.quietMs, 20_000));
+    const m1 = meter(c);
+    const peak = sampler.stop();
+    // Late deliveries still count as delivered (not lost) once the server has worked off its backlog.
+    let stats = inTime;
+    let quietAfter = true;
+    if (inTime.received < sent) {
+      quietAfter = await waitForQuiescence(c);
+      stats = sumStats(await c.pool.stats(false));
+    }
+    const lag = Histogram.from(...sends.map((s) => s.lag));
+    const elapsedMs = Math.max(...sends.map((s) => s.elapsedMs));
+    const skipped = sends.reduce((s, r) => s + r.skipped, 0);
+    const offered = Math.round((rate * durationMs) / 1000);
+    const lagP99Ms = lag.quantile(0.99) / 1000;
+    const keptUp = skipped === 0 && lagP99Ms < 100 && elapsedMs <= durationMs * 1.02 + 50;
+    const load = loadShare(m0, mEnd);
+    const genCpuSec = mEnd.generatorCpuSec - m0.generatorCpuSec;
+    const result: MessagesResult = {
+      offeredRate: rate,
+      durationS,
+      online: allOnline.length,
+      offered,
+      sent,
+      skippedBackpressure: skipped,
+      received: stats.received,
+      receivedInWait: inTime.received,
+      deliveredPerSec: inTime.inWindow / durationS,
+      lost: Math.max(0, sent - stats.received),
+      duplicates: stats.duplicates,
+      stale: stats.stale,
+      latency: latencySummary(stats.latency),
+      serverCpuSec: cpuSec(m0, m1),
+      serverCpuSecSending: cpuSec(m0, mEnd),
+      serverCpuPercent: 100 * load.serverCores,
+      serverRssPeakBytes: peak,
+      serverQuietBefore: quietBefore,
+      serverQuietAfter: quietAfter,
+      load,
+      disconnects: stats.disconnects,
+      streamErrors: stats.streamErrors,
+      generator: {
+        workers: c.pool.size,
+        cpuSec: genCpuSec,
+        cpuPercentOfOneCore: (100 * genCpuSec) / (c.pool.size * Math.max(0.001, elapsedMs / 1000)),
+        lagP99Ms,
+        lagMaxMs: lag.max / 1000,
+        elapsedMs,
+        keptUp,
+        loopDelayP99Ms: stats.loopDelayP99Us / 1000,
+      },
+    };
+    c.log(
+      `  delivered ${result.deliveredPerSec.toFixed(0)}/s, p50 ${result.latency.p50Ms.toFixed(1)} ms, p99 ${result.latency.p99Ms.toFixed(1)} ms, lost ${result.lost}, ` +
+        `server ${result.serverCpuPercent.toFixed(0)} % of a core, generator ${(100 * load.generatorCores).toFixed(0)} %, other processes ${(100 * load.otherCores).toFixed(0)} %` +
+        (keptUp ? '' : ` (generator did not keep up: lag p99 ${lagP99Ms.toFixed(0)} ms, skipped ${skipped})`),
+    );
+    return result;
+  }
+}
+
+
+async function scenarioIdle(c: Ctx): Promise<IdleResult> {
+  const n = c.opts.idle;
+  await delay(c.waits.settleMs);
+  await waitForQuiescence(c);
+  const m0 = meter(c);
+  c.log(`idle: ${n} TLS connections (logged in, bound, available), server RSS before ${(m0.server.rssBytes / 2 ** 20).toFixed(1)} MiB`);
+  const r = await c.pool.login(range(0, n), c.opts.loginConcurrency);
+  const m1 = meter(c);
+  await delay(c.waits.idleMs);
+  const m2 = meter(c);
+  await delay(c.waits.idleMs);
+  const m3 = meter(c);
+  const w = sumStats(await c.pool.stats(false));
+  await c.pool.logout();
+  const result: IdleResult = {
+    connections: r.ok,
+    failed: r.failed,
+    errors: r.errors,
+    loginsPerSec: r.ok / (r.wallMs / 1000),
+    rssBeforeBytes: m0.server.rssBytes,
+    rssAfterBytes: m3.server.rssBytes,
+    rssPerConnectionBytes: r.ok ? (m3.server.rssBytes - m0.server.rssBytes) / r.ok : 0,
+    idleCpuSecPer5s: (cpuSec(m2, m3) * 5000) / c.waits.idleMs,
+    serverCpuSecLogins: cpuSec(m0, m1),
+    loadDuringLogins: loadShare(m0, m1),
+    generatorRssBytes: w.rssBytes,
+    disconnects: w.disconnects,
+  };
+  c.log(`  ${r.ok} connected (${r.failed} failed), RSS ${(m3.server.rssBytes / 2 ** 20).toFixed(1)} MiB, ${(result.rssPerConnectionBytes / 1024).toFixed(1)} KiB per connection`);
+  return result;
+}
+
+async function scenarioOffline(c: Ctx): Promise<OfflineResult> {
+  const { offline: total, offlineSenders, offlineRecipients, offlineRate } = c.opts;
+  const senders = range(0, offlineSenders);
+  const recipients = range(offlineSenders, offlineSenders + offlineRecipients);
+  c.log(`offline: ${total} messages from ${offlineSenders} users to ${offlineRecipients} offline users at ${offlineRate}/s`);
+  const login = await c.pool.login(senders, c.opts.loginConcurrency);
+  if (login.ok === 0) throw new Error(`offline: no sender could log in (${login.errors.join('; ')})`);
+  await delay(c.waits.settleMs / 2);
+  await waitForQuiescence(c);
+  const phase = ++phaseCounter;
+  await c.pool.stats(true, { phase });
+  const m0 = meter(c);
+  const durationMs = (total / offlineRate) * 1000;
+  const startAtUs = nowUs() + 200_000;
+  const t0 = performance.now() + 200;
+  const sends = await Promise.all(
+    c.pool.online.map((mine, w) =>
+      c.pool.call<SendResult>(w, { type: 'send', rate: offlineRate / c.pool.size, durationMs, startAtUs, senders: mine, recipients, maxBufferedBytes: 1 << 20, phase }, durationMs * 3 + 60_000),
+    ),
+  );
+  const sent = sends.reduce((s, r) => s + r.sent, 0);
+  // A ping round trip per sender: each server answers it after the messages sent before it.
+  const pings = await Promise.all(c.pool.online.map((mine, w) => c.pool.call<PingResult>(w, { type: 'ping', accounts: mine, timeoutMs: 120_000 }, 150_000)));
+  const storeMs = performance.now() - t0;
+  const m1 = meter(c);
+  const pingFailures = pings.reduce((s, p) => s + p.failed, 0);
+  c.log(`  stored (acknowledged) in ${(storeMs / 1000).toFixed(1)} s; now ${offlineRecipients} recipients log in`);
+  // Anything the server still does in the background (Mnesia dumps, WAL checkpoints) is not drain work.
+  await waitForQuiescence(c);
+  const m1b = meter(c);
+  const drainStartUs = nowUs();
+  const rl = await c.pool.login(recipients, c.opts.loginConcurrency);
+  const stats = sumStats(await waitForDeliveries(c.pool, sent, c.waits.offlineQuietMs, 180_000));
+  const m2 = meter(c);
+  await c.pool.logout();
+  const drainMs = stats.lastReceiveUs > drainStartUs ? (stats.lastReceiveUs - drainStartUs) / 1000 : 0;
+  const result: OfflineResult = {
+    offered: total,
+    sent,
+    skipped: sends.reduce((s, r) => s + r.skipped, 0),
+    storeMs,
+    storedPerSec: sent / (storeMs / 1000),
+    pingFailures,
+    serverCpuSecStore: cpuSec(m0, m1),
+    serverCpuSecAfterStore: cpuSec(m1, m1b),
+    loadStore: loadShare(m0, m1),
+    loadDrain: loadShare(m1b, m2),
+    recipientLogins: rl.ok,
+    recipientLoginFailures: rl.failed,
+    delivered: stats.received,
+    lost: Math.max(0, sent - stats.received),
+    duplicates: stats.duplicates,
+    drainMs,
+    drainedPerSec: drainMs > 0 ? stats.received / (drainMs / 1000) : 0,
+    serverCpuSecDrain: cpuSec(m1b, m2),
+    serverRssBytes: m2.server.rssBytes,
+    disconnects: stats.disconnects,
+  };
+  c.log(`  ${result.delivered} of ${sent} delivered, drained in ${(drainMs / 1000).toFixed(1)} s`);
+  return result;
+}
+
+// ---- main ----
+
+function machineInfo(): BenchResults['machine'] {
+  const cpuinfo = (() => {
+    try {
+      return readFileSync('/proc/cpuinfo', 'utf8');
+    } catch {
+      return '';
+    }
+  })();
+  const model = /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim() ?? os.cpus()[0]?.model ?? '?';
+  const mhz = /cpu MHz\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim();
+  return {
+    nproc: os.availableParallelism(),
+    cpu: mhz ? `${model} (${Math.round(Number(mhz))} MHz)` : model,
+    memoryBytes: os.totalmem(),
+    kernel: `${os.type()} ${os.release()}`,
+    os: (() => {
+      try {
+        return /PRETTY_NAME="([^"]*)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? '?';
+      } catch {
+        return '?';
+      }
+    })(),
+    openFilesLimit: (() => {
+      try {
+        return execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
+      } catch {
+        return '?';
+      }
+    })(),
+  };
+}
+
+function gatehouseVersion(): string {
+  let v = '?';
+  try {
+    v = (JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    // unknown
+  }
+  try {
+    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'server', 'shared', 'migrations'], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    v += ` (git ${rev}${dirty ? ' + uncommitted changes' : ''})`;
+  } catch {
+    // not a git checkout
+  }
+  return v;
+}
+
+/** One server under test, with its load generator; restarted when a backlog will not go away. */
+interface Bench {
+  kind: ServerKind;
+  label: string;
+  sr: ServerResults;
+  ctx: Ctx | null;
+  starts: number;
+  /** Set when the remaining message rates are not run for this server. */
+  ratesDone: boolean;
+}
+
+async function main(): Promise<number> {
+  const opts = parseOptions(process.argv.slice(2));
+  if (opts.render) {
+    const out = opts.out ?? 'docs/benchmarks.md';
+    const earlier = JSON.parse(readFileSync(opts.render, 'utf8')) as BenchResults;
+    writeFileSync(out, renderMarkdown(earlier, existsSync(out) ? readFileSync(out, 'utf8') : null));
+    console.log(`report ${out} written from ${opts.render}`);
+    return 0;
+  }
+  const started = Date.now();
+  const log = (m: string) => console.log(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${m}`);
+  if (!existsSync(path.join(opts.gatehouse, 'dist/server/cli.js'))) throw new Error(`${path.join(opts.gatehouse, 'dist/server/cli.js')} missing: build first (npx tsc -p tsconfig.json)`);
+  const servers = opts.servers.filter((s) => {
+    if (serverAvailable(s)) return true;
+    log(`${SERVER_LABEL[s]} is not installed: skipped (apt-get install -y ${s})`);
+    return false;
+  });
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-'));
+  // Outside `tmp`, which is removed at the end.
+  const profilesDir = path.join(os.tmpdir(), `gatehouse-bench-profile-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  if (opts.profile) mkdirSync(profilesDir, { recursive: true });
+  const pools = new Set<WorkerPool>();
+  const emergency = async (code: number) => {
+    for (const p of pools) p.kill();
+    await killAllAndWait();
+    if (!opts.keep) rmSync(tmp, { recursive: true, force: true });
+    process.exit(code);
+  };
+  process.once('SIGINT', () => {
+    log('interrupted: stopping servers');
+    void emergency(130);
+  });
+  process.once('SIGTERM', () => void emergency(143));
+  process.once('exit', () => killAllNow());
+
+  const results: BenchResults = {
+    date: new Date().toISOString(),
+    command: commandLine(),
+    smoke: opts.smoke,
+    machine: machineInfo(),
+    versions: {
+      node: process.version,
+      gatehouse:
+        opts.gatehouse === repoRoot
+          ? gatehouseVersion()
+          : `build in ${opts.gatehouse} made ${statSync(path.join(opts.gatehouse, 'dist/server/cli.js')).mtime.toISOString().slice(0, 16).replace('T', ' ')} UTC (this checkout: ${gatehouseVersion()})`,
+      prosody: packageVersion('prosody'),
+      ejabberd: packageVersion('ejabberd'),
+      erlang: packageVersion('erlang-base'),
+      lua: packageVersion('lua5.4'),
+      openssl: packageVersion('openssl'),
+    },
+    parameters: {
+      logins: opts.logins,
+      users: opts.users,
+      rates: opts.rates,
+      durationS: opts.durationS,
+      idle: opts.idle,
+      offline: opts.offline,
+      offlineSenders: opts.offlineSenders,
+      offlineRecipients: opts.offlineRecipients,
+      offlineRate: opts.offlineRate,
+      workers: opts.workers,
+      loginConcurrency: opts.loginConcurrency,
+      scramIterations: SCRAM_ITERATIONS,
+      scenarios: opts.scenarios,
+    },
+    servers: [],
+  };
+  const waits = opts.smoke
+    ? { settleMs: 200, idleMs: 500, quietMs: 5000, offlineQuietMs: 5000, quiescenceMaxMs: 0 }
+    : { settleMs: 2000, idleMs: 5000, quietMs: 5000, offlineQuietMs: 10_000, quiescenceMaxMs: 30_000 };
+  const benches: Bench[] = servers.map((kind) => {
+    const sr: ServerResults = { kind, label: SERVER_LABEL[kind], scenarios: {} };
+    results.servers.push(sr);
+    return { kind, label: SERVER_LABEL[kind], sr, ctx: null, starts: 0, ratesDone: false };
+  });
+  const note = (b: Bench, text: string) => {
+    log(`${b.label}: ${text}`);
+    (b.sr.notes ??= []).push(text);
+  };
+  const fail = (b: Bench, what: string, err: unknown) => {
+    const msg = err instanceof Error ? err.message : String(err);
+    log(`${b.label}: ${what} failed: ${msg}`);
+    (b.sr.errors ??= []).push(`${what}: ${msg}`);
+  };
+
+  try {
+    const cert = makeCertificate(tmp);
+    const needed = Math.max(
+      opts.scenarios.includes('logins') ? opts.logins : 0,
+      opts.scenarios.includes('messages') ? opts.users : 0,
+      opts.scenarios.includes('idle') ? opts.idle : 0,
+      opts.scenarios.includes('offline') ? opts.offlineSenders + opts.offlineRecipients : 0,
+      2,
+    );
+    const accounts = await makeAccounts(needed, log);
+
+    const start = async (b: Bench): Promise<void> => {
+      const n = b.starts++;
+      log(`${b.label}: starting${n ? ' afresh' : ''}, ${accounts.length} accounts`);
+      const profileDir = opts.profile && b.kind === 'gatehouse' ? profilesDir : undefined;
+      const server = await startBenchServer(b.kind, { dir: path.join(tmp, n ? `${b.kind}-${n + 1}` : b.kind), repoRoot: opts.gatehouse, cert, accounts, cpuProfileDir: profileDir, log });
+      if (n === 0) {
+        b.sr.port = server.port;
+        b.sr.provisioning = server.provisioning;
+        b.sr.provisionMs = server.provisionMs;
+        b.sr.openFilesLimit = server.openFilesLimit;
+        b.sr.startRssBytes = server.sample().rssBytes;
+      }
+      log(`${b.label}: pid ${server.pid} on 127.0.0.1:${server.port} (accounts ready in ${(server.provisionMs / 1000).toFixed(1)} s)`);
+      let pool: WorkerPool;
+      try {
+        pool = await WorkerPool.start(opts.workers, server, cert.pem, accounts);
+      } catch (err) {
+        await server.stop();
+        throw err;
+      }
+      pools.add(pool);
+      b.ctx = { opts, server, pool, waits, log: (m) => log(`${b.label}: ${m}`) };
+    };
+    const stop = async (b: Bench): Promise<void> => {
+      const c = b.ctx;
+      if (!c) return;
+      b.ctx = null;
+      await c.pool.stop().catch(() => c.pool.kill());
+      pools.delete(c.pool);
+      try {
+        b.sr.endRssBytes = c.server.sample().rssBytes;
+      } catch {
+        // gone
+      }
+      await c.server.stop();
+    };
+    const restart = async (b: Bench, why: string): Promise<void> => {
+      note(b, why);
+      await stop(b);
+      try {
+        await start(b);
+      } catch (err) {
+        fail(b, 'restart', err);
+      }
+    };
+    /**
+     * Between message rates, every other server must be idle: one still working off a backlog
+     * would take CPU from the one under test. One that stays busy is started afresh and runs no
+     * further rates (its users are gone).
+     */
+    const settleOthers = async (current: Bench): Promise<void> => {
+      const live = benches.filter((b) => b.ctx && b !== current);
+      const quiet = await Promise.all(live.map((b) => waitForQuiescence(b.ctx!)));
+      for (let i = 0; i < live.length; i++) {
+        if (quiet[i]) continue;
+        const b = live[i]!;
+        const done = b.sr.scenarios.messages ?? [];
+        const remaining = opts.rates.slice(done.length);
+        b.ratesDone = true;
+        await restart(b, `restarted during the messages scenario: still busy ${waits.quiescenceMaxMs / 1000} s after its ${done[done.length - 1]?.offeredRate ?? '?'}/s phase` + (remaining.length ? `; offered ${remaining.join(', ')}/s not run` : ''));
+      }
+    };
+    /** A freshly started server for every scenario: nothing one scenario leaves behind (heaps, backlogs, closing sessions) weighs on the next. */
+    const fresh = async (b: Bench): Promise<void> => {
+      await stop(b);
+      try {
+        await start(b);
+      } catch (err) {
+        fail(b, 'start', err);
+      }
+    };
+
+    // All servers run side by side (idle when not measured) and each scenario, each message rate,
+    // goes through them one after the other: on a shared machine, load from other processes then
+    // changes little between the servers of one comparison.
+    for (const b of benches) {
+      try {
+        await start(b);
+      } catch (err) {
+        fail(b, 'start', err);
+      }
+    }
+    const order: Scenario[] = ['logins', 'idle', 'messages', 'offline'];
+    let firstScenario = true;
+    for (const scenario of order.filter((x) => opts.scenarios.includes(x))) {
+      if (!firstScenario) for (const b of benches) if (b.starts > 0) await fresh(b);
+      firstScenario = false;
+      if (scenario !== 'messages') {
+        for (const b of benches) {
+          const c = b.ctx;
+          if (!c) continue;
+          try {
+            if (scenario === 'logins') b.sr.scenarios.logins = await scenarioLogins(c);
+            if (scenario === 'idle') b.sr.scenarios.idle = await scenarioIdle(c);
+            if (scenario === 'offline') b.sr.scenarios.offline = await scenarioOffline(c);
+          } catch (err) {
+            fail(b, scenario, err);
+            await c.pool.logout().catch(() => undefined);
+          }
+        }
+        continue;
+      }
+      const online = new Map<Bench, number[]>();
+      for (const b of benches) {
+        if (!b.ctx) continue;
+        try {
+          online.set(b, await messagesLogin(b.ctx));
+        } catch (err) {
+          fail(b, 'messages', err);
+          await b.ctx.pool.logout().catch(() => undefined);
+        }
+      }
+      for (const rate of opts.rates) {
+        for (const b of benches) {
+          const users = online.get(b);
+          if (!users || b.ratesDone || !b.ctx) continue;
+          await settleOthers(b);
+          if (!b.ctx) continue;
+          const quietBefore = await waitForQuiescence(b.ctx);
+          const done = b.sr.scenarios.messages ?? [];
+          if (!quietBefore && done.length) {
+            b.ratesDone = true;
+            const skipped = opts.rates.slice(opts.rates.indexOf(rate));
+            note(b, `messages at offered ${skipped.join(', ')}/s not run: the server was still working off the ${done[done.length - 1]!.offeredRate}/s backlog ${waits.quiescenceMaxMs / 1000} s after it ended`);
+            continue;
+          }
+          try {
+            (b.sr.scenarios.messages ??= []).push(await messagesAtRate(b.ctx, rate, users, quietBefore));
+          } catch (err) {
+            fail(b, `messages at ${rate}/s`, err);
+            b.ratesDone = true;
+          }
+        }
+      }
+      for (const b of benches) if (b.ctx && online.has(b)) await b.ctx.pool.logout().catch(() => undefined);
+    }
+  } finally {
+    for (const b of benches) {
+      const c = b.ctx;
+      if (!c) continue;
+      b.ctx = null;
+      await c.pool.stop().catch(() => c.pool.kill());
+      try {
+        b.sr.endRssBytes = c.server.sample().rssBytes;
+      } catch {
+        // gone
+      }
+      await c.server.stop().catch(() => undefined);
+    }
+    killAllNow();
+    if (!opts.keep) rmSync(tmp, { recursive: true, force: true });
+    else log(`kept ${tmp}`);
+  }
+  const broken = benches.flatMap((b) => checkBroken(b.sr, opts));
+  results.totalSeconds = (Date.now() - started) / 1000;
+  results.broken = broken;
+  const markdown = renderMarkdown(results, opts.out && existsSync(opts.out) ? readFileSync(opts.out, 'utf8') : null);
+  if (opts.json) {
+    mkdirSync(path.dirname(path.resolve(opts.json)), { recursive: true });
+    writeFileSync(opts.json, JSON.stringify(results, null, 2) + '\n');
+    log(`raw results: ${opts.json}`);
+  }
+  if (opts.out) {
+    mkdirSync(path.dirname(path.resolve(opts.out)), { recursive: true });
+    writeFileSync(opts.out, markdown);
+    log(`report: ${opts.out}`);
+  } else {
+    console.log(markdown.split('<!-- end of generated part')[0]);
+  }
+  if (opts.profile) log(`Gatehouse CPU profile in ${profilesDir} (node dist/scripts/bench/profile-summary.js FILE)`);
+  if (broken.length) {
+    for (const b of broken) console.error(`bench broken: ${b}`);
+    return 1;
+  }
+  log(`done in ${results.totalSeconds.toFixed(0)} s`);
+  return 0;
+}
+
+/** What makes the benchmark itself unusable (never a slow figure). */
+function checkBroken(sr: ServerResults, opts: Options): string[] {
+  const out: string[] = [];
+  const s = sr.scenarios;
+  for (const e of sr.errors ?? []) out.push(`${sr.label}: ${e}`);
+  if (opts.scenarios.includes('logins') && s.logins && s.logins.ok === 0) out.push(`${sr.label}: no login succeeded (${s.logins.errors.join('; ')})`);
+  if (opts.scenarios.includes('messages')) for (const m of s.messages ?? []) if (m.received === 0) out.push(`${sr.label}: no message delivered at offered ${m.offeredRate}/s`);
+  if (opts.scenarios.includes('idle') && s.idle && s.idle.connections === 0) out.push(`${sr.label}: no idle connection`);
+  if (opts.scenarios.includes('offline') && s.offline && s.offline.delivered === 0) out.push(`${sr.label}: no offline message delivered`);
+  return out;
+}
+
+function commandLine(): string {
+  const args = process.argv.slice(2).map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`));
+  return ['node', path.relative(repoRoot, fileURLToPath(import.meta.url)), ...args].join(' ');
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    killAllNow();
+    process.exit(1);
+  },
+);
+
