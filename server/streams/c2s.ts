@@ -109,6 +109,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
   private headerSent = false;
   private sasl: SaslSession | null = null;
   private saslMechanism = '';
+  private saslAccount: Account | null = null;
   private authFailures = 0;
   private closedNotified = false;
   /** The client sent </stream:stream>: the stream ends cleanly once what it sent before is handled. */
@@ -405,6 +406,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
             return null;
           }
           const account = await storage.accounts.get(local, this.host);
+          this.saslAccount = account;
           if (!account) return null;
           return { verifiers: await storage.accounts.getVerifiers(account.id) };
         },
@@ -422,7 +424,10 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     }
     if (step.kind === 'failure') return this.saslFailure(step.condition, step.username ?? null, step.text);
     const local = normaliseLocal(step.username);
-    const account = local ? await storage.accounts.get(local, this.host) : null;
+    // The account the exchange looked up a moment ago (one query less per login), else read it.
+    const known = this.saslAccount;
+    const account = known && known.username === local ? known : local ? await storage.accounts.get(local, this.host) : null;
+    this.saslAccount = null;
     if (!account) return this.saslFailure('not-authorized', step.username);
     this.sasl = null;
     this.account = account;
