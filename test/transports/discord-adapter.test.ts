@@ -19,93 +19,14 @@ import assert from 'node:assert/strict';
 import { REST, Routes } from 'discord.js';
 import { FakeDiscord, Intent, Op, Perm, type FakeChannel, type FakeGuild } from '../fakes/discord.js';
 import { createAdapter, createDiscordAdapter, parseToken, DiscordCommandError, channelIdOf, type DiscordAdapter, type DiscordSession } from '../../transports/discord/index.js';
-import { LegacyAuthError, LegacyNetworkError, type AdapterLogger, type LegacyRoom, type LegacySessionEvents, type TextMessage } from '../../transports/kit/adapter.js';
+import { LegacyAuthError, LegacyNetworkError, type LegacyRoom, type TextMessage } from '../../transports/kit/adapter.js';
 import { fromDiscordMarkup, splitMessage, toDiscordMarkup } from '../../transports/discord/text.js';
 import { IdMap } from '../../transports/discord/ids.js';
 import { mapError } from '../../transports/discord/errors.js';
+import { Recorder, testLog, type TestLog } from './session-recorder.js';
 
 // ------------------------------------------------------------------ helpers
 
-interface TestLog {
-  log: AdapterLogger;
-  lines: string[];
-}
-
-function testLog(): TestLog {
-  const lines: string[] = [];
-  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => lines.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
-  return { lines, log: { debug: at('debug'), info: at('info'), warn: at('warn') } };
-}
-
-type EventName = keyof LegacySessionEvents;
-const EVENTS: EventName[] = [
-  'message',
-  'roomMessage',
-  'roomJoined',
-  'roomJoinFailed',
-  'occupantJoined',
-  'occupantLeft',
-  'occupantChanged',
-  'nickChanged',
-  'subject',
-  'serverMessage',
-  'contactPresence',
-  'typing',
-  'disconnected',
-  'connected',
-];
-
-/** Records every session event from the moment of attaching; take() returns the first unseen match or waits. */
-class Recorder {
-  private readonly seen: { event: EventName; args: unknown[] }[] = [];
-  private readonly waiting: { event: EventName; pred: (a: any[]) => boolean; resolve: (a: any[]) => void }[] = [];
-  readonly all: { event: EventName; args: unknown[] }[] = [];
-
-  constructor(readonly session: DiscordSession) {
-    for (const event of EVENTS) {
-      (session as unknown as { on(e: string, f: (...a: unknown[]) => void): void }).on(event, (...args: unknown[]) => {
-        this.all.push({ event, args });
-        const i = this.waiting.findIndex((w) => w.event === event && w.pred(args));
-        if (i !== -1) this.waiting.splice(i, 1)[0]!.resolve(args);
-        else this.seen.push({ event, args });
-      });
-    }
-  }
-
-  take<E extends EventName>(event: E, pred: (args: LegacySessionEvents[E]) => boolean = () => true, timeoutMs = 5000): Promise<LegacySessionEvents[E]> {
-    const i = this.seen.findIndex((s) => s.event === event && pred(s.args as LegacySessionEvents[E]));
-    if (i !== -1) return Promise.resolve(this.seen.splice(i, 1)[0]!.args as LegacySessionEvents[E]);
-    return new Promise((resolve, reject) => {
-      const w = {
-        event,
-        pred: pred as (a: any[]) => boolean,
-        resolve: (a: any[]) => {
-          clearTimeout(timer);
-          resolve(a as LegacySessionEvents[E]);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiting.splice(this.waiting.indexOf(w), 1);
-        reject(new Error(`no '${event}' event within ${timeoutMs} ms; seen: ${this.all.map((e) => e.event).join(', ')}`));
-      }, timeoutMs);
-      this.waiting.push(w);
-    });
-  }
-
-  async none(event: EventName, pred: (args: any[]) => boolean = () => true, ms = 400): Promise<boolean> {
-    try {
-      await this.take(event, pred as never, ms);
-      return false;
-    } catch {
-      return true;
-    }
-  }
-
-  /** Forgets everything seen so far. */
-  clear(): void {
-    this.seen.length = 0;
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

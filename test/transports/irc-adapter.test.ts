@@ -9,91 +9,17 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { startNgircd, ngircdAvailable, type Ircd } from '../helpers/ircd.js';
 import { RawIrcClient } from '../helpers/irc-client.js';
 import { createIrcAdapter, ircAdapter, isIrcRoomId, IrcCommandError, type IrcSession } from '../../transports/irc/index.js';
-import { LegacyAuthError, LegacyNetworkError, type AdapterLogger, type LegacySessionEvents } from '../../transports/kit/adapter.js';
+import { LegacyAuthError, LegacyNetworkError } from '../../transports/kit/adapter.js';
 import { SendQueue } from '../../transports/irc/flood.js';
 import { splitLine, splitMessage, stripFormatting, utf8Length, decodeLine } from '../../transports/irc/text.js';
 import { parseServerSettings, normaliseFingerprint } from '../../transports/irc/settings.js';
 import { roleFor, DEFAULT_PREFIXES } from '../../transports/irc/roles.js';
+import { Recorder, testLog, type TestLog } from './session-recorder.js';
 
 const skip = !ngircdAvailable() && process.env.CI !== 'true' ? 'ngircd is not installed (apt-get install ngircd)' : false;
 
 // ------------------------------------------------------------------ helpers
 
-interface TestLog {
-  log: AdapterLogger;
-  lines: string[];
-}
-
-function testLog(): TestLog {
-  const lines: string[] = [];
-  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => lines.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
-  return { lines, log: { debug: at('debug'), info: at('info'), warn: at('warn') } };
-}
-
-type EventName = keyof LegacySessionEvents;
-const EVENTS: EventName[] = [
-  'message',
-  'roomMessage',
-  'roomJoined',
-  'roomJoinFailed',
-  'occupantJoined',
-  'occupantLeft',
-  'occupantChanged',
-  'nickChanged',
-  'subject',
-  'serverMessage',
-  'contactPresence',
-  'typing',
-  'disconnected',
-  'connected',
-];
-
-/** Records every session event from the moment of attaching; take() returns the first unseen match or waits. */
-class Recorder {
-  private readonly seen: { event: EventName; args: unknown[] }[] = [];
-  private readonly waiting: { event: EventName; pred: (a: any[]) => boolean; resolve: (a: any[]) => void }[] = [];
-  readonly all: { event: EventName; args: unknown[] }[] = [];
-
-  constructor(readonly session: IrcSession) {
-    for (const event of EVENTS) {
-      (session as unknown as { on(e: string, f: (...a: unknown[]) => void): void }).on(event, (...args: unknown[]) => {
-        this.all.push({ event, args });
-        const i = this.waiting.findIndex((w) => w.event === event && w.pred(args));
-        if (i !== -1) this.waiting.splice(i, 1)[0]!.resolve(args);
-        else this.seen.push({ event, args });
-      });
-    }
-  }
-
-  take<E extends EventName>(event: E, pred: (args: LegacySessionEvents[E]) => boolean = () => true, timeoutMs = 5000): Promise<LegacySessionEvents[E]> {
-    const i = this.seen.findIndex((s) => s.event === event && pred(s.args as LegacySessionEvents[E]));
-    if (i !== -1) return Promise.resolve(this.seen.splice(i, 1)[0]!.args as LegacySessionEvents[E]);
-    return new Promise((resolve, reject) => {
-      const w = {
-        event,
-        pred: pred as (a: any[]) => boolean,
-        resolve: (a: any[]) => {
-          clearTimeout(timer);
-          resolve(a as LegacySessionEvents[E]);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiting.splice(this.waiting.indexOf(w), 1);
-        reject(new Error(`no '${event}' event within ${timeoutMs} ms; seen: ${this.all.map((e) => e.event).join(', ')}`));
-      }, timeoutMs);
-      this.waiting.push(w);
-    });
-  }
-
-  async none(event: EventName, pred: (args: any[]) => boolean = () => true, ms = 400): Promise<boolean> {
-    try {
-      await this.take(event, pred as never, ms);
-      return false;
-    } catch {
-      return true;
-    }
-  }
-}
 
 const adapter = createIrcAdapter({ flood: { burst: 5, intervalMs: 50 }, commandTimeoutMs: 5000, joinTimeoutMs: 5000, nickservTimeoutMs: 3000 });
 

@@ -34,94 +34,11 @@ import {
 } from '../../transports/matrix/index.js';
 import { contentFromMessage, mediaUrl, messageFromContent, pollText, stripReplyFallback } from '../../transports/matrix/content.js';
 import { normaliseHomeserver, parseCredentials } from '../../transports/matrix/settings.js';
-import { LegacyAuthError, LegacyNetworkError, type AdapterLogger, type LegacySessionEvents } from '../../transports/kit/adapter.js';
+import { LegacyAuthError, LegacyNetworkError } from '../../transports/kit/adapter.js';
+import { Recorder, testLog, type TestLog } from './session-recorder.js';
 
 // ------------------------------------------------------------------ helpers
 
-interface TestLog {
-  log: AdapterLogger;
-  lines: string[];
-}
-
-function testLog(): TestLog {
-  const lines: string[] = [];
-  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => lines.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
-  return { lines, log: { debug: at('debug'), info: at('info'), warn: at('warn') } };
-}
-
-type EventName = keyof LegacySessionEvents;
-const EVENTS: EventName[] = [
-  'message',
-  'roomMessage',
-  'roomJoined',
-  'roomJoinFailed',
-  'occupantJoined',
-  'occupantLeft',
-  'occupantChanged',
-  'nickChanged',
-  'subject',
-  'serverMessage',
-  'contactPresence',
-  'typing',
-  'disconnected',
-  'connected',
-  'roster',
-  'displayed',
-  'invited',
-  'syncState',
-];
-
-/** Records every session event from the moment of attaching; take() returns the first unseen match or waits. */
-class Recorder {
-  private readonly seen: { event: EventName; args: unknown[] }[] = [];
-  private readonly waiting: { event: EventName; pred: (a: any[]) => boolean; resolve: (a: any[]) => void }[] = [];
-  readonly all: { event: EventName; args: unknown[] }[] = [];
-
-  constructor(readonly session: MatrixSession) {
-    for (const event of EVENTS) {
-      (session as unknown as { on(e: string, f: (...a: unknown[]) => void): void }).on(event, (...args: unknown[]) => {
-        this.all.push({ event, args });
-        const i = this.waiting.findIndex((w) => w.event === event && w.pred(args));
-        if (i !== -1) this.waiting.splice(i, 1)[0]!.resolve(args);
-        else this.seen.push({ event, args });
-      });
-    }
-  }
-
-  take<E extends EventName>(event: E, pred: (args: LegacySessionEvents[E]) => boolean = () => true, timeoutMs = 5000): Promise<LegacySessionEvents[E]> {
-    const i = this.seen.findIndex((s) => s.event === event && pred(s.args as LegacySessionEvents[E]));
-    if (i !== -1) return Promise.resolve(this.seen.splice(i, 1)[0]!.args as LegacySessionEvents[E]);
-    return new Promise((resolve, reject) => {
-      const w = {
-        event,
-        pred: pred as (a: any[]) => boolean,
-        resolve: (a: any[]) => {
-          clearTimeout(timer);
-          resolve(a as LegacySessionEvents[E]);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiting.splice(this.waiting.indexOf(w), 1);
-        reject(new Error(`no '${event}' event within ${timeoutMs} ms; seen: ${this.all.map((e) => e.event).join(', ')}`));
-      }, timeoutMs);
-      this.waiting.push(w);
-    });
-  }
-
-  async none(event: EventName, pred: (args: any[]) => boolean = () => true, ms = 400): Promise<boolean> {
-    try {
-      await this.take(event, pred as never, ms);
-      return false;
-    } catch {
-      return true;
-    }
-  }
-
-  /** Messages (text) seen so far, of both kinds. */
-  texts(): string[] {
-    return this.all.filter((e) => e.event === 'message' || e.event === 'roomMessage').map((e) => (e.args[e.event === 'message' ? 1 : 2] as { text: string }).text);
-  }
-}
 
 const FAST: MatrixAdapterOptions = {
   pollTimeoutMs: 2000,
