@@ -125,7 +125,7 @@ const commands: Record<string, Command> = { ...coreCommands, ...policyCommands, 
 
 function printHelp(): void {
   console.log('Usage: gatehouse COMMAND [options]\n\nCommands:');
-  for (const [name, c] of Object.entries(commands)) console.log(`  ${name.padEnd(14)} ${c.summary}`);
+  for (const [name, c] of Object.entries(commands)) console.log(`  ${name.padEnd(17)} ${c.summary}`);
   console.log('\nRun gatehouse COMMAND --help for the options of one command.');
 }
 
