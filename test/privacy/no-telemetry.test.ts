@@ -71,7 +71,8 @@ describe('P15 no telemetry', () => {
   test('P15 the server with every feature switched on opens no outbound connection while clients and a component use it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-egress-'));
     const log = join(dir, 'egress.log');
-    const componentPort = await freePort();
+    // A port nothing listens on: where the operator routed the remote domain.
+    const closedPort = await freePort();
     const configFile = join(dir, 'gatehouse.yaml');
     writeFileSync(
       configFile,
@@ -82,7 +83,7 @@ describe('P15 no telemetry', () => {
         listen: {
           c2s: [{ host: '127.0.0.1', port: 0 }],
           c2sDirectTls: [{ host: '127.0.0.1', port: 0 }],
-          components: [{ host: '127.0.0.1', port: componentPort }],
+          components: [{ host: '127.0.0.1', port: 0 }],
           s2s: [{ host: '127.0.0.1', port: 0 }],
           admin: [{ host: '127.0.0.1', port: 0 }],
         },
@@ -90,7 +91,7 @@ describe('P15 no telemetry', () => {
         components: [{ domain: 'gw.localhost', secret: 'gw-secret' }],
         // Federation is configured: a message to remote.example must go exactly where the operator
         // routed it (a closed loopback port here), and nowhere else.
-        s2s: { static: { 'remote.example': `127.0.0.1:${componentPort + 1}` } },
+        s2s: { static: { 'remote.example': `127.0.0.1:${closedPort}` } },
         retention: { detailedLogs: '24h', offlineMessages: '7d' },
         backups: { schedule: 'daily', keep: 3 },
         policy: { contact: 'mailto:privacy@localhost', language: 'de' },
@@ -101,12 +102,13 @@ describe('P15 no telemetry', () => {
     const clients: TestClient[] = [];
     let component: Socket | null = null;
     try {
-      const port = await new Promise<number>((resolve, reject) => {
+      const [port, componentPort] = await new Promise<[number, number]>((resolve, reject) => {
         const timer = setInterval(() => {
           const m = /clients \(STARTTLS\): \S+ port (\d+)/.exec(server.output());
-          if (m) {
+          const c = /components \(XEP-0114\): \S+ port (\d+)/.exec(server.output());
+          if (m && c) {
             clearInterval(timer);
-            resolve(Number(m[1]));
+            resolve([Number(m[1]), Number(c[1])]);
           }
         }, 20);
         void server.exited.then((code) => (clearInterval(timer), reject(new Error(`server exited (${code}): ${server.output()}`))));
