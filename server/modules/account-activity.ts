@@ -25,13 +25,8 @@ export const accountActivityModule: GatehouseModule = {
       track(storage.accounts.touch(account.id, clock.now()));
     });
     hooks.on('session/closed', ({ session }) => {
-      const at = clock.now();
-      track(
-        storage.accounts.get(session.jid.local, session.jid.domain).then((account) => {
-          // Gone when the session ended because the account was deleted.
-          if (account) return storage.accounts.touch(account.id, at);
-        }),
-      );
+      // If the account was deleted meanwhile, the update matches no row.
+      if (session.account) track(storage.accounts.touch(session.account.id, clock.now()));
     });
   },
   /** Lets updates started by the last sessions finish before storage closes. */
