@@ -7,6 +7,7 @@ import { startServer, type RunningServer } from '../../server/main.js';
 import { Logger, type LogLevel } from '../../shared/logger.js';
 import type { Clock } from '../../shared/clock.js';
 import { TestClient } from './xmpp-client.js';
+import { makeVerifier } from '../../server/auth/scram.js';
 import type { StorageConfig } from '../../server/storage/datasource.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { allModules } from '../../server/modules/index.js';
@@ -116,4 +117,21 @@ export function modulesWith(...overrides: GatehouseModule[]): GatehouseModule[] 
   const list = allModules().map((m) => byName.get(m.name) ?? m);
   for (const m of overrides) if (!list.includes(m)) list.push(m);
   return list;
+}
+
+/** Makes sure `name@localhost` exists with the password `pw-<name>`; returns its id. */
+export async function ensureAccount(ts: TestServer, name: string): Promise<number> {
+  const { storage, clock } = ts.server.ctx;
+  const existing = await storage.accounts.get(name, 'localhost');
+  if (existing) return existing.id;
+  const created = await storage.accounts.create(name, 'localhost', [makeVerifier('pw-' + name, 'SHA-256', 4096)], clock.now());
+  return created!.id;
+}
+
+/** Logs `name@localhost` in (creating the account if needed), with an optional resource. */
+export async function loginAs(ts: TestServer, name: string, resource?: string): Promise<TestClient> {
+  await ensureAccount(ts, name);
+  const c = await ts.client();
+  await c.login(name, 'pw-' + name, { resource });
+  return c;
 }

@@ -3,67 +3,13 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { loginAs as login, startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { allModules } from '../../server/modules/index.js';
-import type { GatehouseModule } from '../../server/core/context.js';
-import { messageModule } from '../../server/modules/message.js';
-import { offlineModule } from '../../server/modules/offline.js';
-import { makeVerifier } from '../../server/auth/scram.js';
 import { errorCondition } from '../../server/core/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 
 // ---- support (kept in this file: the task owns only its test files) ----
-
-/**
- * Stand-in for the presence module until it is registered in allModules(): sets available and
- * priority, echoes the presence to the account's available resources and fires
- * session/available, which is all message delivery relies on.
- */
-const presenceStub: GatehouseModule = {
-  name: 'test-presence-stub',
-  specs: [],
-  load({ hooks, sessions, router }) {
-    hooks.on('presence/bare', async (e) => {
-      if (e.origin.kind !== 'c2s' || e.stanza.attrs.to !== undefined) return;
-      const s = e.origin.session;
-      const type = e.stanza.attrs.type;
-      if (type === undefined) {
-        const initial = !s.available;
-        s.available = true;
-        s.priority = Number.parseInt(e.stanza.getChildText('priority') ?? '0', 10) || 0;
-        s.presence = e.stanza;
-        for (const r of sessions.ofAccount(s.jid.bare)) if (r.available) router.deliver(r, e.stanza);
-        if (initial) await hooks.emit('session/available', { session: s });
-      } else if (type === 'unavailable') {
-        s.available = false;
-        await hooks.emit('session/unavailable', { session: s });
-      }
-      return true;
-    });
-  },
-};
-
-function modules(): GatehouseModule[] {
-  const list = allModules().filter((m) => m.name !== messageModule.name && m.name !== offlineModule.name);
-  if (!list.some((m) => /presence/i.test(m.name))) list.push(presenceStub);
-  return [...list, messageModule, offlineModule];
-}
-
-async function accountId(ts: TestServer, name: string): Promise<number> {
-  const { storage } = ts.server.ctx;
-  const existing = await storage.accounts.get(name, 'localhost');
-  if (existing) return existing.id;
-  return (await storage.accounts.create(name, 'localhost', [makeVerifier('pw-' + name, 'SHA-256', 4096)], new Date()))!.id;
-}
-
-async function login(ts: TestServer, name: string, resource?: string): Promise<TestClient> {
-  await accountId(ts, name);
-  const c = await ts.client();
-  await c.login(name, 'pw-' + name, { resource });
-  return c;
-}
 
 /** Sends available presence and waits for the server's echo of it (RFC 6121 4.2.2). */
 async function online(c: TestClient, priority?: number): Promise<void> {
@@ -89,7 +35,7 @@ const isError = (id: string) => (el: Element) => el.name === 'message' && el.att
 describe('message delivery (RFC 6121 8.5)', () => {
   let ts: TestServer;
   before(async () => {
-    ts = await startTestServer({ modules: modules(), logLevel: 'info' });
+    ts = await startTestServer({ logLevel: 'info' });
   });
   after(async () => {
     await ts.stop();

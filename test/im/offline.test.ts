@@ -4,66 +4,15 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { ensureAccount as accountId, loginAs as login, startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { allModules } from '../../server/modules/index.js';
-import type { GatehouseModule } from '../../server/core/context.js';
 import type { DeliveryFailure } from '../../server/core/router.js';
-import { messageModule } from '../../server/modules/message.js';
-import { offlineModule, offlineDecision } from '../../server/modules/offline.js';
+import { offlineDecision } from '../../server/modules/offline.js';
 import { parseXmlText } from '../../server/net/parse-xml.js';
-import { makeVerifier } from '../../server/auth/scram.js';
 import { errorCondition } from '../../server/core/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { ManualClock } from '../../shared/clock.js';
-
-// ---- support (kept in this file: the task owns only its test files) ----
-
-/** Stand-in for the presence module until it is registered in allModules() (see message.test.ts). */
-const presenceStub: GatehouseModule = {
-  name: 'test-presence-stub',
-  specs: [],
-  load({ hooks, sessions, router }) {
-    hooks.on('presence/bare', async (e) => {
-      if (e.origin.kind !== 'c2s' || e.stanza.attrs.to !== undefined) return;
-      const s = e.origin.session;
-      const type = e.stanza.attrs.type;
-      if (type === undefined) {
-        const initial = !s.available;
-        s.available = true;
-        s.priority = Number.parseInt(e.stanza.getChildText('priority') ?? '0', 10) || 0;
-        s.presence = e.stanza;
-        for (const r of sessions.ofAccount(s.jid.bare)) if (r.available) router.deliver(r, e.stanza);
-        if (initial) await hooks.emit('session/available', { session: s });
-      } else if (type === 'unavailable') {
-        s.available = false;
-        await hooks.emit('session/unavailable', { session: s });
-      }
-      return true;
-    });
-  },
-};
-
-function modules(): GatehouseModule[] {
-  const list = allModules().filter((m) => m.name !== messageModule.name && m.name !== offlineModule.name);
-  if (!list.some((m) => /presence/i.test(m.name))) list.push(presenceStub);
-  return [...list, messageModule, offlineModule];
-}
-
-async function accountId(ts: TestServer, name: string): Promise<number> {
-  const { storage } = ts.server.ctx;
-  const existing = await storage.accounts.get(name, 'localhost');
-  if (existing) return existing.id;
-  return (await storage.accounts.create(name, 'localhost', [makeVerifier('pw-' + name, 'SHA-256', 4096)], new Date()))!.id;
-}
-
-async function login(ts: TestServer, name: string, resource?: string): Promise<TestClient> {
-  await accountId(ts, name);
-  const c = await ts.client();
-  await c.login(name, 'pw-' + name, { resource });
-  return c;
-}
 
 async function online(c: TestClient, priority?: number): Promise<void> {
   c.send(x('presence', {}, priority === undefined ? null : x('priority', {}, String(priority))));
@@ -105,7 +54,7 @@ describe('offline storage (XEP-0160, P5)', () => {
   let ts: TestServer;
   const failures: DeliveryFailure[] = [];
   before(async () => {
-    ts = await startTestServer({ modules: modules(), clock, logLevel: 'info', config: { offline: { maxPerUser: 3 } } });
+    ts = await startTestServer({ clock, logLevel: 'info', config: { offline: { maxPerUser: 3 } } });
     ts.server.ctx.hooks.on('delivery/failed', (f) => void failures.push(f));
   });
   after(async () => {
@@ -317,7 +266,7 @@ describe('offline storage (XEP-0160, P5)', () => {
 describe('offline storage disabled (maxPerUser 0)', () => {
   let ts: TestServer;
   before(async () => {
-    ts = await startTestServer({ modules: modules(), logLevel: 'info', config: { offline: { maxPerUser: 0 } } });
+    ts = await startTestServer({ logLevel: 'info', config: { offline: { maxPerUser: 0 } } });
   });
   after(async () => {
     await ts.stop();
@@ -336,7 +285,7 @@ describe('offline storage disabled (maxPerUser 0)', () => {
 describe('offline storage with a large backlog', () => {
   let ts: TestServer;
   before(async () => {
-    ts = await startTestServer({ modules: modules(), logLevel: 'info', config: { offline: { maxPerUser: 1000 } } });
+    ts = await startTestServer({ logLevel: 'info', config: { offline: { maxPerUser: 1000 } } });
   });
   after(async () => {
     await ts.stop();

@@ -1,42 +1,12 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { ensureAccount as account, loginAs as login, startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { allModules } from '../../server/modules/index.js';
-import type { GatehouseModule } from '../../server/core/context.js';
-import { discoModule, CAPS_NODE } from '../../server/modules/disco.js';
-import { versionModule } from '../../server/modules/version.js';
-import { timeModule } from '../../server/modules/time.js';
-import { lastActivityModule } from '../../server/modules/last-activity.js';
-import { vcardModule } from '../../server/modules/vcard.js';
-import { privateStorageModule } from '../../server/modules/private-storage.js';
-import { makeVerifier } from '../../server/auth/scram.js';
+import { CAPS_NODE } from '../../server/modules/disco.js';
 import { errorCondition } from '../../server/core/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-
-const MINE: GatehouseModule[] = [discoModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule];
-function modules(): GatehouseModule[] {
-  const list = [...allModules()];
-  for (const m of MINE) if (!list.some((l) => l.name === m.name)) list.push(m);
-  return list;
-}
-
-async function account(ts: TestServer, name: string): Promise<number> {
-  const { storage } = ts.server.ctx;
-  const existing = await storage.accounts.get(name, 'localhost');
-  if (existing) return existing.id;
-  const created = await storage.accounts.create(name, 'localhost', [makeVerifier('pw-' + name, 'SHA-256', 4096)], new Date());
-  return created!.id;
-}
-
-async function login(ts: TestServer, name: string): Promise<TestClient> {
-  await account(ts, name);
-  const c = await ts.client();
-  await c.login(name, 'pw-' + name);
-  return c;
-}
 
 async function subscribe(ts: TestServer, owner: string, contact: string, subscription: 'from' | 'both' | 'to' | 'none'): Promise<void> {
   const id = await account(ts, owner);
@@ -68,7 +38,7 @@ describe('service discovery (XEP-0030) and server caps (XEP-0115)', () => {
   let mallory: TestClient;
 
   before(async () => {
-    ts = await startTestServer({ modules: modules(), config: { server: { name: 'Gatehouse Test' } } });
+    ts = await startTestServer({ config: { server: { name: 'Gatehouse Test' } } });
     alice = await login(ts, 'alice');
     bob = await login(ts, 'bob');
     mallory = await login(ts, 'mallory');

@@ -1,43 +1,13 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { ensureAccount as account, loginAs as login, startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { allModules } from '../../server/modules/index.js';
-import type { GatehouseModule } from '../../server/core/context.js';
-import { discoModule } from '../../server/modules/disco.js';
-import { versionModule } from '../../server/modules/version.js';
-import { timeModule } from '../../server/modules/time.js';
-import { lastActivityModule, LAST_KEY } from '../../server/modules/last-activity.js';
-import { vcardModule } from '../../server/modules/vcard.js';
-import { privateStorageModule } from '../../server/modules/private-storage.js';
-import { makeVerifier } from '../../server/auth/scram.js';
+import { LAST_KEY } from '../../server/modules/last-activity.js';
 import { errorCondition } from '../../server/core/stanza-errors.js';
 import { ManualClock } from '../../shared/clock.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-
-const MINE: GatehouseModule[] = [discoModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule];
-function modules(): GatehouseModule[] {
-  const list = [...allModules()];
-  for (const m of MINE) if (!list.some((l) => l.name === m.name)) list.push(m);
-  return list;
-}
-
-async function account(ts: TestServer, name: string): Promise<number> {
-  const { storage } = ts.server.ctx;
-  const existing = await storage.accounts.get(name, 'localhost');
-  if (existing) return existing.id;
-  const created = await storage.accounts.create(name, 'localhost', [makeVerifier('pw-' + name, 'SHA-256', 4096)], ts.server.ctx.clock.now());
-  return created!.id;
-}
-
-async function login(ts: TestServer, name: string): Promise<TestClient> {
-  await account(ts, name);
-  const c = await ts.client();
-  await c.login(name, 'pw-' + name);
-  return c;
-}
 
 async function subscribe(ts: TestServer, owner: string, contact: string, subscription: 'from' | 'both' | 'to' | 'none'): Promise<void> {
   const id = await account(ts, owner);
@@ -72,7 +42,7 @@ async function discoFeatures(c: TestClient): Promise<string[]> {
 
 describe('software version (XEP-0092)', () => {
   test('name and package.json version; no operating system by default', async () => {
-    const ts = await startTestServer({ modules: modules() });
+    const ts = await startTestServer({});
     try {
       const c = await login(ts, 'alice');
       const reply = await c.iq(versionQuery());
@@ -89,7 +59,7 @@ describe('software version (XEP-0092)', () => {
   });
 
   test('operating system when server.hideOs is off', async () => {
-    const ts = await startTestServer({ modules: modules(), config: { server: { hideOs: false } } });
+    const ts = await startTestServer({ config: { server: { hideOs: false } } });
     try {
       const c = await login(ts, 'alice');
       const q = (await c.iq(versionQuery())).getChild('query', NS.version)!;
@@ -100,7 +70,7 @@ describe('software version (XEP-0092)', () => {
   });
 
   test('server.hideVersion: service-unavailable and the feature is not announced', async () => {
-    const ts = await startTestServer({ modules: modules(), config: { server: { hideVersion: true } } });
+    const ts = await startTestServer({ config: { server: { hideVersion: true } } });
     try {
       const c = await login(ts, 'alice');
       const reply = await c.iq(versionQuery());
@@ -123,7 +93,7 @@ describe('entity time (XEP-0202) and last activity (XEP-0012)', () => {
 
   before(async () => {
     clock = new ManualClock(Date.UTC(2026, 2, 14, 9, 26, 53, 589));
-    ts = await startTestServer({ modules: modules(), clock });
+    ts = await startTestServer({ clock });
     alice = await login(ts, 'alice');
     bob = await login(ts, 'bob');
     mallory = await login(ts, 'mallory');

@@ -1,42 +1,11 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { ensureAccount as account, loginAs as login, startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { allModules } from '../../server/modules/index.js';
-import type { GatehouseModule } from '../../server/core/context.js';
-import { discoModule } from '../../server/modules/disco.js';
-import { versionModule } from '../../server/modules/version.js';
-import { timeModule } from '../../server/modules/time.js';
-import { lastActivityModule } from '../../server/modules/last-activity.js';
-import { vcardModule } from '../../server/modules/vcard.js';
-import { privateStorageModule } from '../../server/modules/private-storage.js';
 import { parseXmlText } from '../../server/net/parse-xml.js';
-import { makeVerifier } from '../../server/auth/scram.js';
 import { errorCondition } from '../../server/core/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-
-const MINE: GatehouseModule[] = [discoModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule];
-function modules(): GatehouseModule[] {
-  const list = [...allModules()];
-  for (const m of MINE) if (!list.some((l) => l.name === m.name)) list.push(m);
-  return list;
-}
-
-async function account(ts: TestServer, name: string): Promise<number> {
-  const { storage } = ts.server.ctx;
-  const existing = await storage.accounts.get(name, 'localhost');
-  if (existing) return existing.id;
-  const created = await storage.accounts.create(name, 'localhost', [makeVerifier('pw-' + name, 'SHA-256', 4096)], new Date());
-  return created!.id;
-}
-
-async function login(ts: TestServer, name: string): Promise<TestClient> {
-  await account(ts, name);
-  const c = await ts.client();
-  await c.login(name, 'pw-' + name);
-  return c;
-}
 
 function shape(el: Element): string {
   const copy = el.clone();
@@ -57,7 +26,7 @@ describe('private XML storage (XEP-0049)', () => {
   let bob: TestClient;
 
   before(async () => {
-    ts = await startTestServer({ modules: modules() });
+    ts = await startTestServer({});
     alice = await login(ts, 'alice');
     bob = await login(ts, 'bob');
   });
