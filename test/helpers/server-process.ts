@@ -39,3 +39,23 @@ export async function startServerProcess(dir: string, config: Record<string, unk
   });
   return { proc, output, exited, ...ports };
 }
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout and stderr as they arrived. */
+  out: string;
+}
+
+/** Runs `gatehouse <args>` (the built CLI) to its end. */
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {
+  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let stdout = '';
+  let stderr = '';
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => ((stdout += d), (out += d)));
+  proc.stderr!.on('data', (d: Buffer) => ((stderr += d), (out += d)));
+  const code = await new Promise<number>((resolve) => proc.on('close', (c) => resolve(c ?? 1)));
+  return { code, stdout, stderr, out };
+}

@@ -6,11 +6,9 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { writeFile, readFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
@@ -31,8 +29,8 @@ import {
 import { blockTarget } from '../../server/privacy/cli-privacy.js';
 import { parseConfig } from '../../server/config/index.js';
 import { ManualClock } from '../../shared/clock.js';
+import { runCli } from '../helpers/server-process.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 // ---- support ----
 
@@ -62,29 +60,7 @@ async function attempt(ts: TestServer, user: string, password: string, localAddr
   return { outcome, text: el.getChildText('text') ?? '', ms, client };
 }
 
-/** Runs a `gatehouse` subcommand: through dist/server/cli.js once it lists the privacy commands, else directly. */
-async function gatehouse(args: string[]): Promise<{ code: number; out: string }> {
-  const cli = path.join(ROOT, 'dist/server/cli.js');
-  const registered = (await readFile(cli, 'utf8').catch(() => '')).includes('privacyCommands');
-  const argv = registered
-    ? [cli, ...args]
-    : [
-        '--input-type=module',
-        '-e',
-        `const { privacyCommands } = await import(${JSON.stringify(path.join(ROOT, 'dist/server/privacy/cli-privacy.js'))});
-         const { parseArgs } = await import(${JSON.stringify(path.join(ROOT, 'dist/server/cli/kit.js'))});
-         const [a, b, ...rest] = process.argv.slice(1);
-         process.exitCode = await privacyCommands[a + ' ' + b].run(parseArgs(rest));`,
-        '--',
-        ...args,
-      ];
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
-  return { code, out };
-}
+const gatehouse = runCli;
 
 async function cliConfigFor(ts: TestServer): Promise<string> {
   const file = path.join(ts.dir, 'cli.yaml');

@@ -5,9 +5,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +27,7 @@ import { policyFromConfig, renderView, escapeMarkdown, inlineHtml, type PolicyVi
 import { PolicyChangeError, checkPolicyAtStart, inForce, upcoming, viewAt, NOTICE_MS, type PolicyVersion } from '../../server/privacy/policy/versions.js';
 import { AnnounceError, announcePolicy, announcementToNotify, parseEffective, NOTIFIED_KEY } from '../../server/privacy/policy/announce.js';
 import { durationDe, durationEn } from '../../server/privacy/policy/format.js';
+import { runCli } from '../helpers/server-process.js';
 
 const DAY = 86_400_000;
 const SEED_HEADINGS = ['Welche Daten werden gespeichert?', 'Was geschieht mit diesen Daten?', 'Wer hat Zugriff auf diese Daten?', 'Anmerkungen'];
@@ -371,34 +370,8 @@ function configFor(dir: string, dbPath: string, raw: Record<string, unknown>): C
 // ---------------------------------------------------------------------------------------------
 // The command line, as an operator runs it (a separate process on the same database).
 
-const CLI = fileURLToPath(new URL('../../server/cli.js', import.meta.url));
-const POLICY_CLI = fileURLToPath(new URL('../../server/privacy/cli-policy.js', import.meta.url));
-const KIT = fileURLToPath(new URL('../../server/cli/kit.js', import.meta.url));
 
-/** Runs `gatehouse <args>`: through server/cli.js once it knows the policy commands, else the same command object directly. */
-async function gatehouse(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const registered = (await readFile(CLI, 'utf8')).includes('policyCommands');
-  const argv = registered
-    ? [CLI, ...args]
-    : [
-        '--input-type=module',
-        '-e',
-        `const { policyCommands } = await import(${JSON.stringify('file://' + POLICY_CLI)});
-         const { parseArgs, UsageError } = await import(${JSON.stringify('file://' + KIT)});
-         const [name, ...rest] = process.argv.slice(1);
-         try { process.exitCode = await policyCommands[name].run(parseArgs(rest)); }
-         catch (err) { console.error('gatehouse ' + name + ': ' + err.message); process.exitCode = err instanceof UsageError ? 2 : 1; }`,
-        `${args[0]} ${args[1]}`,
-        ...args.slice(2),
-      ];
-  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.on('data', (d) => (stdout += d));
-  proc.stderr.on('data', (d) => (stderr += d));
-  const code = await new Promise<number>((r) => proc.on('close', (c) => r(c ?? 1)));
-  return { code, stdout, stderr };
-}
+const gatehouse = runCli;
 
 function isHeadline(el: Element): boolean {
   return el.name === 'message' && el.attrs.type === 'headline' && el.attrs.from === 'localhost';

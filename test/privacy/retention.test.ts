@@ -5,11 +5,9 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
@@ -40,10 +38,10 @@ import { ManualClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/logger.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
+import { runCli } from '../helpers/server-process.js';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 // ---- support ----
 
@@ -95,29 +93,7 @@ async function createAccount(storage: Storage, name: string, at: Date): Promise<
   return a.id;
 }
 
-/** Runs a `gatehouse` subcommand: through dist/server/cli.js once it lists the privacy commands, else directly. */
-async function gatehouse(args: string[]): Promise<{ code: number; out: string }> {
-  const cli = path.join(ROOT, 'dist/server/cli.js');
-  const registered = (await readFile(cli, 'utf8').catch(() => '')).includes('privacyCommands');
-  const argv = registered
-    ? [cli, ...args]
-    : [
-        '--input-type=module',
-        '-e',
-        `const { privacyCommands } = await import(${JSON.stringify(path.join(ROOT, 'dist/server/privacy/cli-privacy.js'))});
-         const { parseArgs } = await import(${JSON.stringify(path.join(ROOT, 'dist/server/cli/kit.js'))});
-         const [a, b, ...rest] = process.argv.slice(1);
-         process.exitCode = await privacyCommands[a + ' ' + b].run(parseArgs(rest));`,
-        '--',
-        ...args,
-      ];
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
-  return { code, out };
-}
+const gatehouse = runCli;
 
 // ---- the sweeper in a running server ----
 
