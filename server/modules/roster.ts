@@ -96,6 +96,11 @@ export class RosterService {
     this.accounts.delete(bare);
   }
 
+  /** The account a session authenticated as: initial presence then needs no lookup. */
+  remember(bare: string, account: Account): void {
+    this.accounts.set(bare, account);
+  }
+
   /** Runs fn with the account's roster to itself: read-modify-write cycles never interleave. */
   async locked<T>(bare: string, fn: () => Promise<T>): Promise<T> {
     const previous = this.locks.get(bare) ?? Promise.resolve();
@@ -272,6 +277,9 @@ export const rosterModule: GatehouseModule = {
       if (stage !== 'post-auth') return;
       features.append(x('ver', { xmlns: NS.rosterver }));
       features.append(x('sub', { xmlns: NS.preApproval }));
+    });
+    hooks.on('session/bound', ({ session, account }) => {
+      rosterService(ctx).remember(session.jid.bare, account);
     });
     hooks.on('account/deleted', ({ jid }) => {
       rosterService(ctx).forget(jid.bare);

@@ -17,6 +17,7 @@ import type { ClientSession, SessionCounters } from '../core/session.js';
 import { controlCommands } from '../admin/control.js';
 import { statsFor, type Statistics } from './statistics.js';
 import { formatDuration, inBatches, registerRetentionClass } from './retention.js';
+import type { SessionRecord } from '../storage/repos/statistics.js';
 
 /** One live session as the control channel reports it. */
 export interface LiveSession {
@@ -89,6 +90,21 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
         );
       };
 
+      let pendingRecords: Array<{ record: SessionRecord; local: string; domain: string }> = [];
+      const writePendingRecords = async () => {
+        const batch = pendingRecords;
+        pendingRecords = [];
+        const results = await Promise.allSettled(
+          batch.map(async ({ record, local, domain }) => {
+            // A session that ended because its account was deleted leaves no record (P23).
+            if (!(await storage.accounts.get(local, domain))) return;
+            await storage.statistics.addSessionRecord(record);
+          }),
+        );
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
+      };
+
       cleanup.push(
         s.onTick((bucket) => {
           for (const session of sessions.all()) seen.set(session, fold(s, session, seen.get(session) ?? ZERO, bucket));
@@ -120,11 +136,10 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
               bytesOut: c.bytesOut,
               closeReason: condition && /^[a-z-]{1,64}$/.test(condition) ? condition : null,
             };
-            enqueue(async () => {
-              // A session that ended because its account was deleted leaves no record (P23).
-              if (!(await storage.accounts.get(session.jid.local, session.jid.domain))) return;
-              await storage.statistics.addSessionRecord(record);
-            });
+            // Records that end close together are written by one queued job, concurrently, so
+            // their inserts share a commit (Db.group); deletions queued later still run after them.
+            pendingRecords.push({ record, local: session.jid.local, domain: session.jid.domain });
+            if (pendingRecords.length === 1) enqueue(writePendingRecords);
           },
           100,
         ),

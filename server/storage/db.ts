@@ -65,6 +65,12 @@ export function isRetryable(err: unknown): boolean {
   return code === '40P01' || code === '40001' || code === 'ER_LOCK_DEADLOCK' || errno === 1213;
 }
 
+interface GroupedWrite {
+  fn: (m: EntityManager) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
 export class Db {
   private queue: Promise<void> = Promise.resolve();
 
@@ -101,6 +107,59 @@ export class Db {
     } catch (err) {
       throw this.wrap(err);
     }
+  }
+
+  /**
+   * Group commit: fn runs in a transaction shared with every other group() call made in the same
+   * turn of the event loop, each in its own savepoint (one failing rolls back only its own work).
+   * The promise resolves after the shared COMMIT, so what it reports is as durable as with tx(),
+   * but a burst of small writes (offline messages, last-use times, session records) costs one
+   * commit (one fsync on SQLite) instead of one each. Only for short single-purpose writes: fn
+   * must not wait for anything but its own statements.
+   */
+  group<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pendingGroup.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (this.pendingGroup.length === 1) setImmediate(() => void this.commitGroup());
+    });
+  }
+
+  private pendingGroup: GroupedWrite[] = [];
+
+  private async commitGroup(): Promise<void> {
+    const batch = this.pendingGroup;
+    this.pendingGroup = [];
+    if (batch.length === 1) {
+      const only = batch[0]!;
+      return this.tx(only.fn).then(only.resolve, only.reject);
+    }
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      await this.tx(async (m) => {
+        outcomes.length = 0;
+        for (let i = 0; i < batch.length; i++) {
+          const name = `g${i}`;
+          await m.query(`SAVEPOINT ${name}`);
+          try {
+            outcomes.push({ ok: true, value: await batch[i]!.fn(m) });
+            await m.query(`RELEASE SAVEPOINT ${name}`);
+          } catch (error) {
+            await m.query(`ROLLBACK TO SAVEPOINT ${name}`);
+            if (this.kind === 'sqlite') await m.query(`RELEASE SAVEPOINT ${name}`);
+            outcomes.push({ ok: false, error: this.wrap(error) });
+          }
+        }
+      });
+    } catch (err) {
+      // The shared commit failed: nothing of the batch is stored.
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    batch.forEach((w, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) w.resolve(o.value);
+      else w.reject(o.error);
+    });
   }
 
   /** fn in one transaction, committed before the promise resolves; retried on deadlock. */

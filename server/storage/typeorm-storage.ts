@@ -142,7 +142,7 @@ class TypeOrmAccountRepository implements AccountRepository {
   async touch(accountId: number, now: Date): Promise<void> {
     checkId('accountId', accountId);
     const lastUsedAt = millis('now', now);
-    await this.db.run((m) => m.update(AccountEntity, { id: accountId }, { lastUsedAt }));
+    await this.db.group((m) => m.update(AccountEntity, { id: accountId }, { lastUsedAt }));
   }
 
   async setWarnedAt(accountId: number, at: Date | null): Promise<void> {
@@ -302,8 +302,9 @@ class TypeOrmOfflineRepository implements OfflineRepository {
     checkId('accountId', accountId);
     if (typeof stanza !== 'string') throw new TypeError('stanza must be a string');
     const at = millis('receivedAt', receivedAt);
-    // A single autocommitted INSERT: committed (and on SQLite fsynced, synchronous=FULL) on return.
-    const r = await this.db.run((m) => m.insert(OfflineMessageEntity, { accountId, stanza, receivedAt: at }));
+    // Committed (on SQLite fsynced, synchronous=FULL) before the promise resolves; the commit is
+    // shared with the other writes of this event-loop turn (group commit).
+    const r = await this.db.group((m) => m.insert(OfflineMessageEntity, { accountId, stanza, receivedAt: at }));
     const id = Number(r.identifiers[0]?.id);
     if (!Number.isSafeInteger(id) || id <= 0) throw new Error('offline insert returned no id');
     return id;
@@ -377,7 +378,7 @@ class TypeOrmKeyValueRepository implements KeyValueRepository {
     checkId('accountId', accountId);
     checkText('key', key, LIMITS.kvKey);
     if (typeof xml !== 'string') throw new TypeError('xml must be a string');
-    await this.db.run((m) =>
+    await this.db.group((m) =>
       m.upsert(KvItemEntity, { accountId, kind: this.kind, itemKey: key, xml }, { conflictPaths: ['accountId', 'kind', 'itemKey'] }),
     );
   }

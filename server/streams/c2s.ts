@@ -12,6 +12,7 @@ import { BoundSession, type SessionCounters, type SessionTransport, type Transpo
 import type { ServerContext, StreamInfo } from '../core/context.js';
 import { errorReply, iqResult } from '../core/stanza-errors.js';
 import { streamErrorXml } from './stream-error.js';
+import { coalescedWrite, flushNow } from '../net/write-coalescer.js';
 import type { Account } from '../storage/types.js';
 
 export interface AuthFailure {
@@ -172,7 +173,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     if (this.state === 'closed') return;
     const sock = this.secureSocket ?? this.socket;
     if (sock.destroyed) return;
-    sock.write(data);
+    coalescedWrite(sock, data);
     if (sock.writableLength > this.env.ctx.config.c2s.maxSendBuffer) {
       this.env.ctx.log.info('closing a client that does not read', { stream: this.id });
       this.state = 'closed';
@@ -340,6 +341,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     if (this.secure) return this.close('policy-violation', 'TLS already established');
     this.writeRaw(`<proceed xmlns='${NS.tls}'/>`);
     const raw = this.socket;
+    flushNow(raw);
     raw.removeListener('data', this.onData);
     const secureSocket = new TLSSocket(raw, {
       isServer: true,
@@ -355,16 +357,16 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
   private channelBinding(): ChannelBinding | null {
     const sock = this.secureSocket;
     if (!sock) return null;
-    const types: string[] = [];
-    if (sock.getProtocol() === 'TLSv1.3') types.push('tls-exporter');
-    const cert = sock.getCertificate();
-    if (cert && 'raw' in cert && cert.raw) types.push('tls-server-end-point');
+    // Every server context has a certificate, so tls-server-end-point is always offered; the
+    // certificate is only decoded (getCertificate parses it into an object) when a client uses it.
+    const types = sock.getProtocol() === 'TLSv1.3' ? ['tls-exporter', 'tls-server-end-point'] : ['tls-server-end-point'];
     return {
       types,
       data: (type) => {
         if (type === 'tls-exporter' && types.includes(type)) return sock.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0));
-        if (type === 'tls-server-end-point' && cert && 'raw' in cert && cert.raw) return tlsServerEndPoint(cert.raw);
-        return null;
+        if (type !== 'tls-server-end-point') return null;
+        const cert = sock.getCertificate();
+        return cert && 'raw' in cert && cert.raw ? tlsServerEndPoint(cert.raw) : null;
       },
     };
   }

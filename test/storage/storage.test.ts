@@ -368,6 +368,24 @@ for (const target of storageTargets()) {
       assert.deepEqual(await storage.roster.listByContact(`nobody-${contact}`), []);
     });
 
+    it('offline: stores made together are all committed, in order, and one that fails takes no other with it', async () => {
+      const a = await newAccount('grp');
+      const b = await newAccount('grp');
+      // All issued in one turn of the event loop: they share one transaction (group commit).
+      const stores = [];
+      for (let i = 0; i < 40; i++) stores.push(storage.offline.store(i % 2 ? a.id : b.id, `<message id="g${i}"/>`, new Date(T0.getTime() + i)));
+      const doomed = storage.offline.store(2_000_000_000, '<message id="nobody"/>', T0); // no such account
+      stores.push(storage.offline.store(a.id, '<message id="after"/>', T0));
+      const results = await Promise.allSettled([...stores, doomed]);
+      const rejected = results.filter((r) => r.status === 'rejected');
+      assert.equal(rejected.length, 1, 'only the store for the missing account fails');
+      assert.ok((rejected[0] as PromiseRejectedResult).reason instanceof StorageError);
+      assert.equal(await storage.offline.count(a.id), 21);
+      assert.equal(await storage.offline.count(b.id), 20);
+      const listed = (await storage.offline.list(a.id)).map((m) => m.stanza);
+      assert.deepEqual(listed, [...Array.from({ length: 20 }, (_, k) => `<message id="g${2 * k + 1}"/>`), '<message id="after"/>']);
+    });
+
     it('offline: store, list order, count, delete', async () => {
       const a = await newAccount('off');
       const b = await newAccount('off');

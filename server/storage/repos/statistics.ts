@@ -205,7 +205,7 @@ export class TypeOrmStatisticsRepository implements StatisticsRepository {
       bytesOut: count(record.bytesOut, 'bytesOut'),
       closeReason: record.closeReason === null ? null : checkText('closeReason', record.closeReason, STATISTICS_LIMITS.closeReason),
     };
-    await this.db.run((m) => m.insert(SessionRecordEntity, row));
+    await this.db.group((m) => m.insert(SessionRecordEntity, row));
   }
 
   async listSessionRecords(opts: { since?: Date; limit?: number } = {}): Promise<SessionRecord[]> {
