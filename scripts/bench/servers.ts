@@ -360,7 +360,10 @@ async function startGatehouse(o: StartOptions): Promise<RunningBenchServer> {
   const configFile = path.join(o.dir, 'gatehouse.yaml');
   writeFileSync(configFile, config);
   const log = path.join(o.dir, 'stdout.log');
-  const execArgv = o.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfileDir] : [];
+  // BENCH_GATEHOUSE_NODE_ARGS: extra Node.js options for the server under test, e.g.
+  // "--heapsnapshot-signal=SIGUSR2" to take heap snapshots while a scenario runs.
+  const extra = (process.env.BENCH_GATEHOUSE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const execArgv = [...extra, ...(o.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfileDir] : [])];
   const child = launch(process.execPath, [...execArgv, path.join(o.repoRoot, 'dist/server/cli.js'), 'start', '--config', configFile], { cwd: o.dir, log });
   track(child);
   await waitForPort(port, child, 30_000, 'Gatehouse', log);

@@ -1,36 +1,66 @@
 /**
- * P4: the last use of each account, so unused accounts can be found and deleted. Updated when a
+ * P4: the last use of each account, so unused accounts can be found and deleted. Recorded when a
  * resource binds (a login) and when a session ends, so that `last_used_at` is the end of the last
  * session. Nothing else about the session is stored here (P6 statistics live elsewhere).
+ *
+ * The times wait in memory and are written together at most FLUSH_MS later, in one commit: P4
+ * counts in months, and a login should not wait for a disk write of its own. A crash loses at most
+ * that window's times, which only makes an account look idle since its previous use; the retention
+ * sweep flushes first ('retention/sweeping') and never deletes an account with a live session.
  */
 import type { GatehouseModule } from '../core/context.js';
 
-/** Updates in flight (across every server in this process; tests run several). */
+declare module '../core/hooks.js' {
+  interface HookEvents {
+    /** The retention sweep is about to look at stored data: write what is still held in memory. */
+    'retention/sweeping': Record<string, never>;
+  }
+}
+
+/** How long a last-use time may wait in memory before it is written. */
+export const FLUSH_MS = 2000;
+
+/** Flushes in flight (across every server in this process; tests run several). */
 const pending = new Set<Promise<void>>();
+const flushers = new Set<() => Promise<void>>();
 
 export const accountActivityModule: GatehouseModule = {
   name: 'account-activity',
   specs: [],
   clauses: ['P4'],
   load({ hooks, storage, clock, log }) {
-    const track = (work: Promise<unknown>): void => {
-      const p: Promise<void> = work.then(
+    const due = new Map<number, Date>();
+    let timer: NodeJS.Timeout | null = null;
+    const flush = (): Promise<void> => {
+      if (timer) clearTimeout(timer);
+      timer = null;
+      const batch = [...due];
+      due.clear();
+      // Issued together, so the updates share one commit (Db.group).
+      const work = Promise.all(batch.map(([id, at]) => storage.accounts.touch(id, at))).then(
         () => {},
         (err) => log.warn('could not record account use', { error: err instanceof Error ? err.message : String(err) }),
       );
-      pending.add(p);
-      void p.then(() => pending.delete(p));
+      pending.add(work);
+      void work.then(() => pending.delete(work));
+      return work;
     };
-    hooks.on('session/bound', ({ account }) => {
-      track(storage.accounts.touch(account.id, clock.now()));
-    });
+    const record = (accountId: number): void => {
+      // If the account is deleted meanwhile, the update matches no row.
+      due.set(accountId, clock.now());
+      timer ??= setTimeout(() => void flush(), FLUSH_MS).unref();
+    };
+    flushers.add(flush);
+    hooks.on('session/bound', ({ account }) => record(account.id));
     hooks.on('session/closed', ({ session }) => {
-      // If the account was deleted meanwhile, the update matches no row.
-      if (session.account) track(storage.accounts.touch(session.account.id, clock.now()));
+      if (session.account) record(session.account.id);
     });
+    hooks.on('retention/sweeping', () => flush());
   },
-  /** Lets updates started by the last sessions finish before storage closes. */
+  /** Writes what is held and lets the writes finish before storage closes. */
   async unload() {
+    // Every server's flusher (unload has no context); one with nothing held writes nothing.
+    await Promise.all([...flushers].map((f) => f()));
     await Promise.allSettled([...pending]);
   },
 };

@@ -145,6 +145,8 @@ export async function runRetention(
   const now = opts.now ?? env.clock.now();
   const run: RetentionRunOptions = { dryRun: opts.dryRun ?? false, batch: opts.batch ?? DEFAULT_RETENTION_BATCH };
   const results: RetentionResult[] = [];
+  // Modules that hold data briefly in memory (last-use times) write it out first.
+  await env.hooks.emit('retention/sweeping', {});
   for (const cls of opts.classes ?? retentionClasses()) {
     const result: RetentionResult = { name: cls.name, clause: cls.clause, description: safeDescribe(cls, env.config), count: 0, dryRun: run.dryRun };
     try {

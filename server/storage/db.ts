@@ -201,6 +201,35 @@ export class Db {
     }
   }
 
+  private readonly dialectSql = new Map<string, string>();
+
+  /**
+   * SQL text for this database from a portable form: identifiers in "double quotes" (backticks on
+   * MySQL) and ? placeholders ($1, $2... on PostgreSQL). The text must hold no string literals.
+   */
+  dialect(text: string): string {
+    let sql = this.dialectSql.get(text);
+    if (sql === undefined) {
+      let n = 0;
+      sql = this.kind === 'mysql' ? text.replaceAll('"', '`') : this.kind === 'postgres' ? text.replace(/\?/g, () => `$${++n}`) : text;
+      this.dialectSql.set(text, sql);
+    }
+    return sql;
+  }
+
+  /**
+   * A hot statement as fixed SQL text (see dialect()): no query builder, and since the text is the
+   * same every time the driver reuses its prepared statement. Values go only in params.
+   */
+  async sql<T>(text: string, params: unknown[]): Promise<T[]> {
+    const sql = this.dialect(text);
+    try {
+      return await this.exclusive(() => this.ds.query(sql, params) as Promise<T[]>);
+    } catch (err) {
+      throw this.wrap(err);
+    }
+  }
+
   esc(name: string): string {
     return this.ds.driver.escape(name);
   }

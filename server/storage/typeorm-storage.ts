@@ -51,14 +51,39 @@ export const LIMITS = {
 
 const SUBSCRIPTIONS: readonly Subscription[] = ['none', 'to', 'from', 'both'];
 const HASHES: readonly ScramVerifier['hash'][] = ['SHA-1', 'SHA-256'];
-function toAccount(row: AccountRow): Account {
+/** Rows as the hot statements (Db.sql) return them: column names, BIGINT possibly as a string. */
+interface RawAccountRow {
+  id: number | string;
+  username: string;
+  host: string;
+  created_at: number | string;
+  last_used_at: number | string | null;
+  warned_at: number | string | null;
+}
+
+interface RawRosterRow {
+  contact: string;
+  name: string | null;
+  subscription: string;
+  ask: unknown;
+  pending_in: unknown;
+  approved: unknown;
+  groups: string;
+}
+
+/** SQLite and MySQL return booleans as 0/1 from a raw query, PostgreSQL as true/false. */
+function bool(v: unknown): boolean {
+  return v === true || v === 1 || v === '1';
+}
+
+function toAccount(row: { id: number | string; username: string; host: string; createdAt: number | string; lastUsedAt: number | string | null; warnedAt: number | string | null }): Account {
   return {
     id: Number(row.id),
     username: row.username,
     host: row.host,
     createdAt: new Date(Number(row.createdAt)),
-    lastUsedAt: dateOrNull(row.lastUsedAt),
-    warnedAt: dateOrNull(row.warnedAt),
+    lastUsedAt: dateOrNull(row.lastUsedAt === null ? null : Number(row.lastUsedAt)),
+    warnedAt: dateOrNull(row.warnedAt === null ? null : Number(row.warnedAt)),
   };
 }
 
@@ -114,19 +139,28 @@ class TypeOrmAccountRepository implements AccountRepository {
 
   async get(username: string, host: string): Promise<Account | null> {
     if (typeof username !== 'string' || typeof host !== 'string') return null;
-    const row = await this.db.run((m) => m.findOne(AccountEntity, { where: { username, host } }));
-    return row ? toAccount(row) : null;
+    const rows = await this.db.sql<RawAccountRow>(
+      'SELECT "id", "username", "host", "created_at", "last_used_at", "warned_at" FROM "accounts" WHERE "username" = ? AND "host" = ?',
+      [username, host],
+    );
+    const row = rows[0];
+    return row
+      ? toAccount({ id: row.id, username: row.username, host: row.host, createdAt: row.created_at, lastUsedAt: row.last_used_at, warnedAt: row.warned_at })
+      : null;
   }
 
   async getVerifiers(accountId: number): Promise<ScramVerifier[]> {
     checkId('accountId', accountId);
-    const rows = await this.db.run((m) => m.find(ScramVerifierEntity, { where: { accountId }, order: { hash: 'ASC' } }));
+    const rows = await this.db.sql<{ hash: string; salt: string; iterations: number | string; stored_key: string; server_key: string }>(
+      'SELECT "hash", "salt", "iterations", "stored_key", "server_key" FROM "scram_verifiers" WHERE "account_id" = ? ORDER BY "hash" ASC',
+      [accountId],
+    );
     return rows.map((r) => ({
       hash: r.hash as ScramVerifier['hash'],
       salt: Buffer.from(r.salt, 'base64'),
       iterations: Number(r.iterations),
-      storedKey: Buffer.from(r.storedKey, 'base64'),
-      serverKey: Buffer.from(r.serverKey, 'base64'),
+      storedKey: Buffer.from(r.stored_key, 'base64'),
+      serverKey: Buffer.from(r.server_key, 'base64'),
     }));
   }
 
@@ -142,7 +176,8 @@ class TypeOrmAccountRepository implements AccountRepository {
   async touch(accountId: number, now: Date): Promise<void> {
     checkId('accountId', accountId);
     const lastUsedAt = millis('now', now);
-    await this.db.group((m) => m.update(AccountEntity, { id: accountId }, { lastUsedAt }));
+    const sql = this.db.dialect('UPDATE "accounts" SET "last_used_at" = ? WHERE "id" = ?');
+    await this.db.group((m) => m.query(sql, [lastUsedAt, accountId]));
   }
 
   async setWarnedAt(accountId: number, at: Date | null): Promise<void> {
@@ -213,8 +248,13 @@ class TypeOrmRosterRepository implements RosterRepository {
 
   async list(accountId: number): Promise<RosterItem[]> {
     checkId('accountId', accountId);
-    const rows = await this.db.run((m) => m.find(RosterItemEntity, { where: { accountId }, order: { contact: 'ASC' } }));
-    return rows.map(toRosterItem);
+    const rows = await this.db.sql<RawRosterRow>(
+      'SELECT "contact", "name", "subscription", "ask", "pending_in", "approved", "groups" FROM "roster_items" WHERE "account_id" = ? ORDER BY "contact" ASC',
+      [accountId],
+    );
+    return rows.map((r) =>
+      toRosterItem({ accountId, contact: r.contact, name: r.name, subscription: r.subscription, ask: bool(r.ask), pendingIn: bool(r.pending_in), approved: bool(r.approved), groups: r.groups }),
+    );
   }
 
   async get(accountId: number, contact: string): Promise<RosterItem | null> {
@@ -312,13 +352,17 @@ class TypeOrmOfflineRepository implements OfflineRepository {
 
   async list(accountId: number): Promise<OfflineMessage[]> {
     checkId('accountId', accountId);
-    const rows = await this.db.run((m) => m.find(OfflineMessageEntity, { where: { accountId }, order: { id: 'ASC' } }));
-    return rows.map((r) => ({ id: Number(r.id), stanza: r.stanza, receivedAt: new Date(Number(r.receivedAt)) }));
+    const rows = await this.db.sql<{ id: number | string; stanza: string; received_at: number | string }>(
+      'SELECT "id", "stanza", "received_at" FROM "offline_messages" WHERE "account_id" = ? ORDER BY "id" ASC',
+      [accountId],
+    );
+    return rows.map((r) => ({ id: Number(r.id), stanza: r.stanza, receivedAt: new Date(Number(r.received_at)) }));
   }
 
   async count(accountId: number): Promise<number> {
     checkId('accountId', accountId);
-    return this.db.run((m) => m.count(OfflineMessageEntity, { where: { accountId } }));
+    const rows = await this.db.sql<{ n: number | string }>('SELECT COUNT(*) AS "n" FROM "offline_messages" WHERE "account_id" = ?', [accountId]);
+    return Number(rows[0]?.n ?? 0);
   }
 
   async delete(accountId: number, ids: number[]): Promise<void> {

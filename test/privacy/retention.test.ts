@@ -333,6 +333,34 @@ for (const target of storageTargets()) {
 
 // ---- the schedule ----
 
+describe('last use held in memory (P4)', () => {
+  test('P4 a session that just ended is never taken for inactivity: the sweep writes the held last-use time first', async () => {
+    const T0 = Date.UTC(2026, 0, 5, 12, 0, 0);
+    const clock = new ManualClock(T0);
+    const ts = await startTestServer({
+      clock,
+      modules: modules(createRetentionModule({ intervalMs: null })),
+      config: { retention: { inactiveAccounts: '365d', inactiveWarning: 0 } },
+    });
+    try {
+      const { storage } = ts.server.ctx;
+      await createAccount(storage, 'returning', clock.now());
+      // A year and more without use, then one short session.
+      clock.set(new Date(T0 + 400 * DAY));
+      const c = await ts.client();
+      await c.login('returning', 'pw-returning');
+      await c.close();
+      await waitFor('the session to end', () => ts.server.ctx.sessions.ofAccount('returning@localhost').length === 0);
+      // Right away, within the time last-use writes may wait in memory.
+      const r = await retentionSweeper(ts.server.ctx)!.runNow();
+      assert.equal(result(r, 'inactive-accounts').count, 0, 'the account just used is kept');
+      assert.equal((await storage.accounts.get('returning', 'localhost'))?.lastUsedAt?.getTime(), T0 + 400 * DAY);
+    } finally {
+      await ts.stop();
+    }
+  });
+});
+
 describe('the in-process schedule', () => {
   test('P13 the server sweeps on its own, on the system clock', async () => {
     const ts = await startTestServer({ modules: modules(createRetentionModule({ intervalMs: 100, firstRunAfterMs: 10 })) });
