@@ -154,6 +154,8 @@ export interface BenchResults {
     loginConcurrency: number;
     scramIterations: number;
     scenarios: string[];
+    /** Key of the shared certificate, e.g. "ECDSA P-256" (runs before it was recorded used RSA 2048). */
+    certificate?: string;
   };
   servers: ServerResults[];
   totalSeconds?: number;
@@ -290,7 +292,7 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
       'large "other" shares are listed under "Problems seen during the run".',
     '- **Offline**: senders send ' + int(P.offline) + ' messages to users who are not online; "stored" is when every sender\'s following ping was answered (each server handles a stream\'s stanzas in order). ' +
       'Then the recipients log in and send initial presence; "drain" runs from the first recipient login to the last message received.',
-    '- **Equivalent settings**: the same certificate (RSA 2048, self-signed), the same accounts with the same salts and SCRAM-SHA-1 verifiers, ' +
+    '- **Equivalent settings**: the same certificate (' + (P.certificate ?? 'RSA 2048') + ', self-signed), the same accounts with the same salts and SCRAM-SHA-1 verifiers, ' +
       'STARTTLS required, loopback only, no traffic shapers or limits (no Prosody mod_limits, no ejabberd c2s_shaper), listen backlog 1024, ' +
       'in-band registration on without throttles (unused), log level warning, file storage (Gatehouse SQLite, Prosody internal, ejabberd Mnesia). ' +
       'Prosody runs with `run_as_root = true`; ejabberd from a copy of ejabberdctl with the install user emptied, so all three run as the same user with the same open-files limit.',

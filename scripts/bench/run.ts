@@ -6,7 +6,7 @@
  *     [--rates 5000,10000,20000 | --rate R] [--duration 10] [--idle 10000] [--offline 10000]
  *     [--workers 2] [--login-concurrency 100] [--profile] [--keep] [--gatehouse DIR]
  *     [--offline-senders 100] [--offline-recipients 1000] [--offline-rate 2000]
- *     [--out docs/benchmarks.md] [--json docs/benchmarks.json] [--smoke] [--render FILE.json]
+ *     [--cert-key ec|rsa] [--out docs/benchmarks.md] [--json docs/benchmarks.json] [--smoke] [--render FILE.json]
  *
  * Each server runs in its own temporary directory on a free 127.0.0.1 port, with one shared
  * self-signed certificate and the same accounts (SCRAM-SHA-1 verifiers, 4096 iterations). The load
@@ -66,6 +66,7 @@ interface Options {
   /** Root of the Gatehouse build under test. */
   gatehouse: string;
   render: string | null;
+  certKey: CertKey;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -85,7 +86,7 @@ function parseOptions(argv: string[]): Options {
     console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
     process.exit(0);
   }
-  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render']);
+  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key']);
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const smoke = flags.has('smoke');
   const num = (name: string, dflt: number, min = 1): number => {
@@ -125,6 +126,7 @@ function parseOptions(argv: string[]): Options {
     json: flags.get('json') ?? (smoke ? null : 'docs/benchmarks.json'),
     gatehouse: path.resolve(flags.get('gatehouse') ?? repoRoot),
     render: flags.get('render') ?? null,
+    certKey: list('cert-key', ['ec', 'rsa'] as const, ['ec'])[0]!,
   };
 }
 
@@ -180,10 +182,15 @@ async function makeAccounts(n: number, log: (m: string) => void): Promise<BenchA
   return out;
 }
 
-function makeCertificate(dir: string): CertFiles {
+/** Key types for the shared certificate: ECDSA P-256 (what Gatehouse makes by default) or RSA 2048. */
+export const CERT_KEYS = { ec: ['ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], rsa: ['rsa:2048'] } as const;
+export type CertKey = keyof typeof CERT_KEYS;
+export const CERT_KEY_LABEL: Record<CertKey, string> = { ec: 'ECDSA P-256', rsa: 'RSA 2048' };
+
+function makeCertificate(dir: string, keyType: CertKey): CertFiles {
   const cert = path.join(dir, 'cert.pem');
   const key = path.join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', `/CN=${DOMAIN}`, '-addext', `subjectAltName=DNS:${DOMAIN}`], { stdio: 'ignore', timeout: 30_000 });
+  execFileSync('openssl', ['req', '-x509', '-newkey', ...CERT_KEYS[keyType], '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', `/CN=${DOMAIN}`, '-addext', `subjectAltName=DNS:${DOMAIN}`], { stdio: 'ignore', timeout: 30_000 });
   const pem = readFileSync(cert, 'utf8');
   const combined = path.join(dir, 'combined.pem');
   writeFileSync(combined, pem + readFileSync(key, 'utf8'), { mode: 0o600 });
@@ -795,6 +802,7 @@ async function main(): Promise<number> {
       loginConcurrency: opts.loginConcurrency,
       scramIterations: SCRAM_ITERATIONS,
       scenarios: opts.scenarios,
+      certificate: CERT_KEY_LABEL[opts.certKey],
     },
     servers: [],
   };
@@ -817,7 +825,7 @@ async function main(): Promise<number> {
   };
 
   try {
-    const cert = makeCertificate(tmp);
+    const cert = makeCertificate(tmp, opts.certKey);
     const needed = Math.max(
       opts.scenarios.includes('logins') ? opts.logins : 0,
       opts.scenarios.includes('messages') ? opts.users : 0,
