@@ -414,8 +414,8 @@ class TypeOrmKeyValueRepository implements KeyValueRepository {
   async get(accountId: number, key: string): Promise<string | null> {
     checkId('accountId', accountId);
     if (typeof key !== 'string') return null;
-    const row = await this.db.run((m) => m.findOne(KvItemEntity, { where: { accountId, kind: this.kind, itemKey: key } }));
-    return row ? row.xml : null;
+    const rows = await this.db.sql<{ xml: string }>('SELECT "xml" FROM "kv_items" WHERE "account_id" = ? AND "kind" = ? AND "item_key" = ?', [accountId, this.kind, key]);
+    return rows[0]?.xml ?? null;
   }
 
   async set(accountId: number, key: string, xml: string): Promise<void> {
