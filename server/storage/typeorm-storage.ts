@@ -369,7 +369,8 @@ class TypeOrmOfflineRepository implements OfflineRepository {
     checkId('accountId', accountId);
     const unique = [...new Set(ids)].filter((id) => Number.isSafeInteger(id));
     if (unique.length === 0) return;
-    await this.db.tx(async (m) => {
+    // Shares its commit with the other deliveries of this turn (group commit).
+    await this.db.group(async (m) => {
       for (let i = 0; i < unique.length; i += ID_CHUNK) {
         await m.delete(OfflineMessageEntity, { accountId, id: In(unique.slice(i, i + ID_CHUNK)) });
       }
