@@ -75,6 +75,15 @@ export interface MessagesResult {
   };
 }
 
+/** A bare Node.js TLS server (scripts/bench/tls-floor.ts) holding the same number of idle connections. */
+export interface TlsFloorResult {
+  connections: number;
+  rssBeforeBytes: number;
+  rssAfterBytes: number;
+  rssPerConnectionBytes: number;
+  cpuMsPerHandshake: number;
+}
+
 export interface IdleResult {
   connections: number;
   failed: number;
@@ -158,6 +167,8 @@ export interface BenchResults {
     certificate?: string;
   };
   servers: ServerResults[];
+  /** The idle scenario's reference: what Node.js's own TLS needs per idle connection. */
+  tlsFloor?: TlsFloorResult;
   totalSeconds?: number;
   broken?: string[];
 }
@@ -363,6 +374,15 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
       ]),
       '',
     );
+    const f = r.tlsFloor;
+    if (f)
+      push(
+        `For reference, measured the same way in this run: a bare Node.js TLS server (\`tls.createServer\` with the same certificate and Node.js, no XMPP; ` +
+          '`scripts/bench/tls-floor.ts`) holding ' +
+          `${int(f.connections)} idle TLS connections needs **${kib(f.rssPerConnectionBytes)} KiB per connection** ` +
+          `(RSS ${mib(f.rssBeforeBytes)} → ${mib(f.rssAfterBytes)} MiB). That is the floor for any server on Node.js's TLS; what Gatehouse adds on top is its own per-connection state.`,
+        '',
+      );
   }
   if (r.servers.some((s) => sc(s).offline)) {
     push(

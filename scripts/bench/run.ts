@@ -31,7 +31,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Histogram, nowUs, type BenchAccount, type Command, type LoginResult, type PingResult, type Reply, type SendResult, type StatsResult } from './protocol.js';
 import { DOMAIN, SERVER_LABEL, killAllAndWait, killAllNow, machineLoad, packageVersion, procSample, serverAvailable, startBenchServer, type CertFiles, type ProcSample, type RunningBenchServer, type ServerKind } from './servers.js';
-import { renderMarkdown, type BenchResults, type IdleResult, type LoadShare, type LoginsResult, type MessagesResult, type OfflineResult, type ServerResults } from './report.js';
+import { renderMarkdown, type BenchResults, type IdleResult, type LoadShare, type LoginsResult, type MessagesResult, type OfflineResult, type ServerResults, type TlsFloorResult } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/scripts/bench -> repository root. */
@@ -612,6 +612,25 @@ async function scenarioIdle(c: Ctx): Promise<IdleResult> {
   return result;
 }
 
+/** scripts/bench/tls-floor.ts in its own process: what Node.js's TLS alone needs per idle connection. */
+function measureTlsFloor(cert: CertFiles, connections: number, settleMs: number): Promise<TlsFloorResult> {
+  return new Promise((resolve, reject) => {
+    const child = fork(path.join(here, 'tls-floor.js'), [cert.cert, cert.key, String(connections), String(settleMs)], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      try {
+        if (code !== 0) throw new Error(`exited with ${code}`);
+        resolve(JSON.parse(out.trim().split('\n').pop()!) as TlsFloorResult);
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  });
+}
+
 async function scenarioOffline(c: Ctx): Promise<OfflineResult> {
   const { offline: total, offlineSenders, offlineRecipients, offlineRate } = c.opts;
   const senders = range(0, offlineSenders);
@@ -933,6 +952,14 @@ async function main(): Promise<number> {
           } catch (err) {
             fail(b, scenario, err);
             await c.pool.logout().catch(() => undefined);
+          }
+        }
+        if (scenario === 'idle' && benches.some((b) => b.kind === 'gatehouse')) {
+          try {
+            results.tlsFloor = await measureTlsFloor(cert, opts.idle, waits.idleMs);
+            log(`Node.js TLS floor: ${(results.tlsFloor.rssPerConnectionBytes / 1024).toFixed(1)} KiB per idle TLS connection (bare tls.createServer)`);
+          } catch (err) {
+            log(`Node.js TLS floor not measured: ${err instanceof Error ? err.message : String(err)}`);
           }
         }
         continue;
