@@ -6,11 +6,14 @@
  *     [--rates 5000,10000,20000 | --rate R] [--duration 10] [--idle 10000] [--offline 10000]
  *     [--workers 2] [--login-concurrency 100] [--profile] [--keep] [--gatehouse DIR]
  *     [--offline-senders 100] [--offline-recipients 1000] [--offline-rate 2000]
- *     [--cert-key ec|rsa] [--out docs/benchmarks.md] [--json docs/benchmarks.json] [--smoke] [--render FILE.json]
+ *     [--cert-key ec|rsa] [--no-install] [--out docs/benchmarks.md] [--json docs/benchmarks.json] [--smoke] [--render FILE.json]
  *
  * Each server runs in its own temporary directory on a free 127.0.0.1 port, with one shared
  * self-signed certificate and the same accounts (SCRAM-SHA-1 verifiers, 4096 iterations). The load
  * generator is scripts/bench/loadgen-worker.ts in --workers processes.
+ *
+ * Prosody and ejabberd missing on the machine are installed with apt-get (as root) unless
+ * --no-install is given; without them the run goes on with the servers it has.
  *
  * --render FILE.json: only write the report (--out) again from the raw results of an earlier run,
  * keeping the hand-written part of the existing report.
@@ -67,11 +70,13 @@ interface Options {
   gatehouse: string;
   render: string | null;
   certKey: CertKey;
+  /** Install missing servers from Debian's packages (default; --no-install turns it off). */
+  install: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
   const flags = new Map<string, string>();
-  const bools = new Set(['smoke', 'profile', 'keep', 'help']);
+  const bools = new Set(['smoke', 'profile', 'keep', 'help', 'no-install']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (!a.startsWith('--')) throw new Error(`unexpected argument: ${a}`);
@@ -86,7 +91,7 @@ function parseOptions(argv: string[]): Options {
     console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
     process.exit(0);
   }
-  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key']);
+  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key', 'no-install']);
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const smoke = flags.has('smoke');
   const num = (name: string, dflt: number, min = 1): number => {
@@ -127,6 +132,7 @@ function parseOptions(argv: string[]): Options {
     gatehouse: path.resolve(flags.get('gatehouse') ?? repoRoot),
     render: flags.get('render') ?? null,
     certKey: list('cert-key', ['ec', 'rsa'] as const, ['ec'])[0]!,
+    install: !smoke && !flags.has('no-install'),
   };
 }
 
@@ -612,6 +618,39 @@ async function scenarioIdle(c: Ctx): Promise<IdleResult> {
   return result;
 }
 
+/**
+ * Installs the servers to compare with from Debian's packages (as root; otherwise it says what to
+ * run). The packages' own services are stopped again where an init system started them: the
+ * benchmark starts its own copies on free ports, and an idle extra server would only take memory.
+ */
+function installDebianPackages(packages: string[], log: (m: string) => void): void {
+  if (process.getuid?.() !== 0) {
+    log(`not root: cannot install ${packages.join(', ')} (sudo apt-get install -y ${packages.join(' ')})`);
+    return;
+  }
+  log(`installing ${packages.join(', ')} from Debian (apt-get)`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () => execFileSync('apt-get', ['install', '-y', '-qq', ...packages], { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 600_000 });
+  try {
+    try {
+      install();
+    } catch {
+      execFileSync('apt-get', ['update', '-qq'], { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 600_000 });
+      install();
+    }
+  } catch (err) {
+    log(`apt-get failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+    return;
+  }
+  for (const p of packages) {
+    try {
+      execFileSync('service', [p, 'stop'], { stdio: 'ignore', timeout: 60_000 });
+    } catch {
+      // not started (no init system in a container), or already stopped
+    }
+  }
+}
+
 /** scripts/bench/tls-floor.ts in its own process: what Node.js's TLS alone needs per idle connection. */
 function measureTlsFloor(cert: CertFiles, connections: number, settleMs: number): Promise<TlsFloorResult> {
   return new Promise((resolve, reject) => {
@@ -767,6 +806,8 @@ async function main(): Promise<number> {
   const started = Date.now();
   const log = (m: string) => console.log(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${m}`);
   if (!existsSync(path.join(opts.gatehouse, 'dist/server/cli.js'))) throw new Error(`${path.join(opts.gatehouse, 'dist/server/cli.js')} missing: build first (npx tsc -p tsconfig.json)`);
+  const missing = opts.servers.filter((s) => !serverAvailable(s));
+  if (missing.length && opts.install) installDebianPackages(missing, log);
   const servers = opts.servers.filter((s) => {
     if (serverAvailable(s)) return true;
     log(`${SERVER_LABEL[s]} is not installed: skipped (apt-get install -y ${s})`);
