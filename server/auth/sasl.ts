@@ -13,6 +13,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ScramVerifier } from '../storage/types.js';
+import { randomBase64 } from '../../shared/random.js';
 import {
   DEFAULT_SALT_BYTES,
   MIN_ITERATIONS,
@@ -237,7 +238,7 @@ interface ScramExchange {
 type State = 'initial' | 'await-initial' | 'await-final' | 'busy' | 'done';
 
 function defaultNonce(): string {
-  return randomBytes(24).toString('base64');
+  return randomBase64(24);
 }
 
 export class SaslSession {

@@ -54,7 +54,10 @@ export class TlsContexts {
   }
 
   sniCallback = (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void => {
-    cb(null, this.forServername(servername));
+    const ctx = this.forServername(servername);
+    // Handing back the context the socket already has would still make OpenSSL switch to it.
+    if (ctx === this.defaultContext) cb(null);
+    else cb(null, ctx);
   };
 
 }

@@ -1,9 +1,9 @@
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { randomBytes } from 'node:crypto';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
+import { randomHex } from '../../shared/random.js';
 import { XmlStreamParser, type ParserErrorCondition } from '../net/xml-stream-parser.js';
 import type { TlsContexts } from '../net/tls.js';
 import { tlsServerEndPoint } from '../net/tls.js';
@@ -92,7 +92,7 @@ export interface C2SEnvironment {
  * management keeps it (hibernation, resumption on another C2SStream).
  */
 export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
-  readonly id = randomBytes(8).toString('hex');
+  readonly id = randomHex(8);
   readonly startedAt: Date;
   /** What this connection read and wrote before binding; the session's counters once bound (P6). */
   private counters: SessionCounters = { stanzasIn: 0, stanzasOut: 0, bytesIn: 0, bytesOut: 0 };
@@ -204,7 +204,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
   private sendHeader(from: string): void {
     this.headerSent = true;
     this.writeRaw(
-      `<?xml version='1.0'?><stream:stream xmlns='${NS.client}' xmlns:stream='${NS.stream}' id='${randomBytes(12).toString('hex')}' from='${from}' version='1.0' xml:lang='en'>`,
+      `<?xml version='1.0'?><stream:stream xmlns='${NS.client}' xmlns:stream='${NS.stream}' id='${randomHex(12)}' from='${from}' version='1.0' xml:lang='en'>`,
     );
   }
 
@@ -472,7 +472,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     if (!bare) return this.close('internal-server-error');
     let jid: Jid;
     try {
-      jid = bare.withResource(requested || `gh-${randomBytes(6).toString('hex')}`);
+      jid = bare.withResource(requested || `gh-${randomHex(6)}`);
     } catch {
       const reply = errorReply(iq, 'bad-request', 'invalid resource');
       if (reply) this.send(reply);
