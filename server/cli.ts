@@ -14,6 +14,7 @@ import { privacyCommands } from './privacy/cli-privacy.js';
 import { backupCommands } from './privacy/cli-backup.js';
 import { statsCommands } from './privacy/cli-stats.js';
 import { transportCommands } from '../transports/cli-transport.js';
+import { ServerNotRunningError, controlRequest } from './admin/control.js';
 
 function parseAccount(arg: string | undefined, config: Config): { username: string; host: string } {
   if (!arg) throw new UsageError('give the account as user@domain');
@@ -93,7 +94,13 @@ const coreCommands: Record<string, Command> = {
     async run(args) {
       const config = configFrom(args);
       const { username, host } = parseAccount(args.positional[0], config);
-      await withAccounts(config, (a) => a.delete(username, host));
+      try {
+        // A running server deletes it itself: it closes the account's sessions and tells its contacts.
+        await controlRequest(config.dataDir, 'accounts.delete', { username, host });
+      } catch (err) {
+        if (!(err instanceof ServerNotRunningError)) throw err;
+        await withAccounts(config, (a) => a.delete(username, host));
+      }
       console.log(`deleted ${username}@${host}`);
       return 0;
     },

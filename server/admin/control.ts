@@ -54,6 +54,9 @@ export interface ControlCommand {
 /** An error whose message is shown to the admin as is (one line, no internals). */
 export class ControlError extends Error {}
 
+/** Nobody listens on the control socket: the server is not running on this data directory. */
+export class ServerNotRunningError extends Error {}
+
 export class ControlRegistry {
   private readonly commands = new Map<string, ControlCommand>();
 
@@ -327,7 +330,7 @@ export async function controlRequest(dataDir: string, command: string, args: Con
       else finish(new ControlError(typeof res.error === 'string' ? res.error : 'the command failed'));
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') finish(new Error(`the server is not running (no control socket at ${file})`));
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') finish(new ServerNotRunningError(`the server is not running (no control socket at ${file})`));
       else if (err.code === 'EACCES' || err.code === 'EPERM') finish(new Error(`permission denied on ${file}: run this as the user that runs the server`));
       else finish(new Error(`cannot reach the server on ${file}: ${err.code ?? err.message}`));
     });

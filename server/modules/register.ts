@@ -22,11 +22,12 @@ import type { StanzaEvent } from '../core/hooks.js';
 import { replyError, replyResult } from '../core/iq.js';
 import { errorReply, iqResult } from '../core/stanza-errors.js';
 import type { RegistrationPolicy } from '../config/index.js';
-import { AccountExistsError, AccountService, InvalidPasswordError, InvalidUsernameError, NoSuchAccountError, UnknownHostError } from '../accounts/service.js';
+import { AccountError, AccountExistsError, AccountService, InvalidPasswordError, InvalidUsernameError, NoSuchAccountError, UnknownHostError } from '../accounts/service.js';
 import { verifyPlainAsync } from '../auth/scram.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
+import { ControlError, controlCommands } from '../admin/control.js';
 
 /** A refused or failed registration, password change or removal (P7: no password, ever). */
 export interface RegistrationFailure {
@@ -182,6 +183,22 @@ export const registerModule: GatehouseModule = {
     const { hooks, disco } = ctx;
     const accounts = new AccountService({ storage: ctx.storage, hooks: ctx.hooks, config: ctx.config, clock: ctx.clock, sessions: ctx.sessions });
     const reg = new Registration(ctx, accounts);
+    // `gatehouse user del` while the server runs: deleted here, so the account's sessions close
+    // and its contacts are told (account/deleting), which the CLI alone could not do.
+    controlCommands(ctx).register('accounts.delete', {
+      summary: 'delete an account and all its data, closing its sessions',
+      handler: async (args) => {
+        const { username, host } = args;
+        if (typeof username !== 'string' || typeof host !== 'string') throw new ControlError('username and host are required');
+        try {
+          await accounts.delete(username, host);
+        } catch (err) {
+          if (err instanceof AccountError) throw new ControlError(err.message);
+          throw err;
+        }
+        return { deleted: `${username}@${host}` };
+      },
+    });
     disco.addServerFeature(NS.register);
     hooks.on('c2s/features', ({ stream, stage, features }) => {
       if (stage === 'pre-auth' && reg.mayRegister(stream)) features.append(x('register', { xmlns: NS.registerFeature }));
