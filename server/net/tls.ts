@@ -2,7 +2,6 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { X509Certificate, createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { generate } from 'selfsigned';
 import type { Config } from '../config/index.js';
 
 export interface CertificatePaths {
@@ -87,6 +86,8 @@ export async function ensureSelfSignedCertificate(dataDir: string, domains: stri
   if (existsSync(paths.cert) && existsSync(paths.key) && coversDomains(paths.cert, domains)) return paths;
   mkdirSync(dir, { recursive: true });
   const now = new Date();
+  // Loaded only when a certificate is made: the X.509 library it brings costs ~10 MiB of memory.
+  const { generate } = await import('selfsigned');
   const pems = await generate([{ name: 'commonName', value: domains[0]! }], {
     keyType: 'ec',
     curve: 'P-256',
