@@ -1,5 +1,3 @@
-import { appendFileSync } from 'node:fs';
-
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -11,8 +9,10 @@ export type LogFields = Record<string, string | number | boolean | null | undefi
 export interface LoggerOptions {
   level: LogLevel;
   format: 'text' | 'json';
-  file?: string | null;
-  /** Where lines go when no file is set; tests capture lines here. */
+  /**
+   * Where lines go (a rotating log file: shared/rotating-log-file.ts logFileSink; tests capture
+   * lines here); standard error without one.
+   */
   sink?: (line: string) => void;
 }
 
@@ -57,7 +57,6 @@ export class Logger {
       line = `${time} ${level.padEnd(5)} ${this.component}: ${msg}${extra}`;
     }
     if (this.opts.sink) this.opts.sink(line);
-    else if (this.opts.file) appendFileSync(this.opts.file, line + '\n');
     else process.stderr.write(line + '\n');
   }
 }

@@ -27,6 +27,7 @@ import { openStorage, type StorageConfig } from '../server/storage/datasource.js
 import type { TransportAuditEntry } from '../server/storage/repos/transports.js';
 import { Jid } from '../shared/jid.js';
 import { Logger } from '../shared/logger.js';
+import { logFileSink } from '../shared/rotating-log-file.js';
 import type { AdapterFactory, NetworkAdapter } from './kit/adapter.js';
 import { formatAudit, type AuditFormat } from './kit/audit-log.js';
 import { isTransportConfigDocument, loadTransportConfig, readYaml, type TransportConfig } from './kit/config.js';
@@ -92,11 +93,11 @@ function storageFromConfig(file: string | undefined, adapter: string | undefined
         throw new UsageError('the transport configuration names no adapter: add `adapter: NAME` to it or give --adapter NAME');
       }
       const t = loadTransportConfig(file, adapter);
-      return { storage: t.storage, log: new Logger({ level: 'info', format: t.log.format, file: t.log.file }, `transport-${t.adapter}`), transport: t };
+      return { storage: t.storage, log: new Logger({ level: 'info', format: t.log.format, sink: logFileSink(t.log.file, t.retention.auditLog, { timers: false }) }, `transport-${t.adapter}`), transport: t };
     }
   }
   const config = loadConfig(file ?? null);
-  return { storage: config.storage, log: new Logger({ level: 'info', format: config.log.format, file: config.log.file }, 'audit'), transport: null };
+  return { storage: config.storage, log: new Logger({ level: 'info', format: config.log.format, sink: logFileSink(config.log.file, config.retention.detailedLogs, { timers: false }) }, 'audit'), transport: null };
 }
 
 export const transportCommands: Record<string, Command> = {
@@ -109,7 +110,7 @@ export const transportCommands: Record<string, Command> = {
       const file = configPath(args);
       if (!file) throw new UsageError('--config FILE is required (the transport configuration)');
       const config = loadTransportConfig(file, name);
-      const log = new Logger({ level: config.log.level, format: config.log.format, file: config.log.file }, `transport-${name}`);
+      const log = new Logger({ level: config.log.level, format: config.log.format, sink: logFileSink(config.log.file, config.retention.auditLog) }, `transport-${name}`);
       let adapter: NetworkAdapter;
       try {
         adapter = await loadAdapter(name, config.network, log);

@@ -7,7 +7,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -112,6 +112,32 @@ describe('transport commands', () => {
       child?.kill('SIGKILL');
       await ts.stop();
     }
+  });
+
+  test('P13 a transport\'s log file is rotated and its old files deleted after retention.auditLog', async () => {
+    const db: StorageConfig = { type: 'sqlite', path: path.join(dir, 'logrot.sqlite') };
+    await (await openStorage(db)).close();
+    const logFile = path.join(dir, 'logrot', 'irc.log');
+    mkdirSync(path.dirname(logFile), { recursive: true });
+    // Left from earlier runs: a rotated file long expired, and a current file whose lines are from yesterday.
+    writeFileSync(path.join(dir, 'logrot', 'irc.log.2020-01-01T00'), 'old line naming alice@localhost\n');
+    writeFileSync(logFile, 'yesterday naming bob@localhost\n');
+    const yesterday = new Date(Date.now() - 86_400_000);
+    utimesSync(logFile, yesterday, yesterday);
+    const config = writeYaml('logrot.yaml', {
+      adapter: 'irc',
+      component: { domain: 'irc.localhost', secret: 'x' },
+      storage: { type: 'sqlite', path: db.path },
+      retention: { auditLog: '2h' },
+      log: { file: logFile },
+    });
+    const res = await run(['audit', 'transports', '--config', config]);
+    assert.equal(res.code, 0, res.stderr);
+    const files = readdirSync(path.dirname(logFile)).sort();
+    assert.ok(!files.includes('irc.log.2020-01-01T00'), `the expired file is deleted: ${files.join(', ')}`);
+    // Yesterday's lines are older than 2 h: moved aside and deleted too; today's file has the P21 line.
+    assert.ok(!files.some((f) => readFileSync(path.join(dir, 'logrot', f), 'utf8').includes('bob@localhost')), `yesterday's lines are gone: ${files.join(', ')}`);
+    assert.match(readFileSync(logFile, 'utf8'), /transport connection log read/);
   });
 
   test('P10 P21 gatehouse audit transports: table, csv and json, filtered by user, network and time; the read is logged', async () => {

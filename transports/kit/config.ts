@@ -175,14 +175,14 @@ export const transportConfigSchema = object({
     },
   ),
   retention: object(
-    { auditLog: duration({ default: '48h', doc: 'Connection-log rows (P10) are deleted after this long (P13).' }) },
+    { auditLog: duration({ default: '48h', doc: 'Connection-log rows (P10) and rotated log files are deleted after this long (P13).' }) },
     { doc: 'How long the transport keeps its connection log.' },
   ),
   log: object(
     {
       level: enumOf(['debug', 'info', 'warn', 'error'], { default: 'info', doc: 'Least severe level logged.' }),
       format: enumOf(['text', 'json'], { default: 'text', doc: 'One line of text per entry, or one JSON object per line.' }),
-      file: nullable(filePath(), { default: null, doc: 'Log file; `null` logs to standard error.' }),
+      file: nullable(filePath(), { default: null, doc: 'Log file, rotated by day and deleted after retention.auditLog (P13); `null` logs to standard error.' }),
     },
     { doc: 'Logging. No password, credential or message text is ever logged.' },
   ),

@@ -22,6 +22,7 @@ import { NS } from '../../shared/ns.js';
 import type { Clock } from '../../shared/clock.js';
 import { systemClock } from '../../shared/clock.js';
 import { Logger } from '../../shared/logger.js';
+import { logFileSink } from '../../shared/rotating-log-file.js';
 import type { Storage } from '../../server/storage/types.js';
 import type { TransportRepository } from '../../server/storage/repos/transports.js';
 import type { NetworkAdapter } from './adapter.js';
@@ -430,7 +431,7 @@ export async function startTransport(opts: TransportOptions): Promise<RunningTra
   const { config, adapter } = opts;
   const log =
     opts.log ??
-    new Logger({ level: config.log.level, format: config.log.format, file: config.log.file }, `transport-${config.adapter}`);
+    new Logger({ level: config.log.level, format: config.log.format, sink: logFileSink(config.log.file, config.retention.auditLog) }, `transport-${config.adapter}`);
   const clock = opts.clock ?? systemClock;
   const storage = opts.storage ?? (await openTransportStorage(config.storage, log));
   const ownsStorage = !opts.storage;

@@ -12,6 +12,7 @@ import type { Config } from '../../config/index.js';
 import type { HookBus } from '../../core/hooks.js';
 import type { Clock } from '../../../shared/clock.js';
 import { Logger } from '../../../shared/logger.js';
+import { logFileSink } from '../../../shared/rotating-log-file.js';
 import { Jid } from '../../../shared/jid.js';
 
 declare module '../../core/hooks.js' {
@@ -72,5 +73,5 @@ export function auditRead(
 
 /** For command-line audit commands: the log of the configuration (file, or standard error). */
 export function cliAuditLogger(config: Config): Logger {
-  return new Logger({ level: 'info', format: config.log.format, file: config.log.file });
+  return new Logger({ level: 'info', format: config.log.format, sink: logFileSink(config.log.file, config.retention.detailedLogs, { timers: false }) });
 }
