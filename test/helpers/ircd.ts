@@ -10,7 +10,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { reservedPort } from './ports.js';
 import { X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,17 +65,6 @@ export interface Ircd {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -181,8 +171,8 @@ export async function startNgircd(opts: IrcdOptions = {}): Promise<Ircd> {
 
   // A free port can be taken between probing and binding: retry with new ports.
   for (let attempt = 0; ; attempt++) {
-    port = await freePort();
-    tlsPort = opts.tls ? await freePort() : 0;
+    port = await reservedPort();
+    tlsPort = opts.tls ? await reservedPort() : 0;
     writeConfig();
     try {
       await launch();

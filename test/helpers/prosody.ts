@@ -14,7 +14,8 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
+import { reservedPort } from './ports.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CertFiles } from './test-ca.js';
@@ -51,13 +52,6 @@ export interface Prosody {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 const ROUTES_PLUGIN = `-- Test-only: static s2s routes (see test/helpers/prosody.ts).
 local manual = require "net.resolvers.manual";
@@ -89,8 +83,8 @@ export async function startProsody(opts: ProsodyOptions): Promise<Prosody> {
   mkdirSync(join(dir, 'data'));
   mkdirSync(join(dir, 'plugins'));
   writeFileSync(join(dir, 'plugins', 'mod_test_s2s_routes.lua'), ROUTES_PLUGIN);
-  const c2sPort = await freePort();
-  const s2sPort = await freePort();
+  const c2sPort = await reservedPort();
+  const s2sPort = await reservedPort();
   const logFile = join(dir, 'prosody.log');
   const ssl = `{ certificate = "${opts.cert.cert}"; key = "${opts.cert.key}";${opts.caFile ? ` cafile = "${opts.caFile}";` : ''} }`;
   const cfg = join(dir, 'prosody.cfg.lua');

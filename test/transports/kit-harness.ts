@@ -3,7 +3,7 @@
  * kit running in-process against it over XEP-0114 with the fake network, and TestClients as users.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { reservedPort } from '../helpers/ports.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -92,13 +92,8 @@ export async function startServer(componentPort = 0): Promise<TestServer> {
   });
 }
 
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
+/** A port for a server a test stops and starts again on the same port (see helpers/ports.ts). */
+export const freePort = reservedPort;
 
 export async function startKit(opts: KitOptions = {}): Promise<Kit> {
   const ts = opts.server ?? (await startServer());
