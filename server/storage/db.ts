@@ -65,6 +65,9 @@ export function isRetryable(err: unknown): boolean {
   return code === '40P01' || code === '40001' || code === 'ER_LOCK_DEADLOCK' || errno === 1213;
 }
 
+/** 'durable': on disk when the promise resolves. 'relaxed': see Db.group. */
+export type Durability = 'durable' | 'relaxed';
+
 interface GroupedWrite {
   fn: (m: EntityManager) => Promise<unknown>;
   resolve: (value: unknown) => void;
@@ -110,28 +113,35 @@ export class Db {
   }
 
   /**
-   * Group commit: fn runs in a transaction shared with every other group() call made in the same
-   * turn of the event loop, each in its own savepoint (one failing rolls back only its own work).
-   * The promise resolves after the shared COMMIT, so what it reports is as durable as with tx(),
-   * but a burst of small writes (offline messages, last-use times, session records) costs one
-   * commit (one fsync on SQLite) instead of one each. Only for short single-purpose writes: fn
-   * must not wait for anything but its own statements.
+   * Group commit: fn runs in a transaction shared with every other group() call of the same
+   * durability made in the same turn of the event loop, each in its own savepoint (one failing
+   * rolls back only its own work). The promise resolves after the shared COMMIT, so what it
+   * reports is as durable as with tx(), but a burst of small writes (offline messages, last-use
+   * times, session records) costs one commit (one fsync on SQLite) instead of one each. Only for
+   * short single-purpose writes: fn must not wait for anything but its own statements.
+   *
+   * 'relaxed' is for writes nobody was promised (last-use times, session records, deleting offline
+   * messages already delivered): committed without waiting for the disk (SQLite synchronous=NORMAL
+   * for that transaction, PostgreSQL synchronous_commit off). They survive a crash of the process
+   * (kill -9) but may be lost with the last moments before a power failure; the next durable
+   * commit makes them durable too.
    */
-  group<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+  group<T>(fn: (m: EntityManager) => Promise<T>, durability: Durability = 'durable'): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.pendingGroup.push({ fn, resolve: resolve as (v: unknown) => void, reject });
-      if (this.pendingGroup.length === 1) setImmediate(() => void this.commitGroup());
+      const pending = this.pendingGroups[durability];
+      pending.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (pending.length === 1) setImmediate(() => void this.commitGroup(durability));
     });
   }
 
-  private pendingGroup: GroupedWrite[] = [];
+  private readonly pendingGroups: Record<Durability, GroupedWrite[]> = { durable: [], relaxed: [] };
 
-  private async commitGroup(): Promise<void> {
-    const batch = this.pendingGroup;
-    this.pendingGroup = [];
+  private async commitGroup(durability: Durability): Promise<void> {
+    const batch = this.pendingGroups[durability];
+    this.pendingGroups[durability] = [];
     if (batch.length === 1) {
       const only = batch[0]!;
-      return this.tx(only.fn).then(only.resolve, only.reject);
+      return this.tx(only.fn, durability).then(only.resolve, only.reject);
     }
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
@@ -149,7 +159,7 @@ export class Db {
             outcomes.push({ ok: false, error: this.wrap(error) });
           }
         }
-      });
+      }, durability);
     } catch (err) {
       // The shared commit failed: nothing of the batch is stored.
       for (const w of batch) w.reject(err);
@@ -163,10 +173,10 @@ export class Db {
   }
 
   /** fn in one transaction, committed before the promise resolves; retried on deadlock. */
-  async tx<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+  async tx<T>(fn: (m: EntityManager) => Promise<T>, durability: Durability = 'durable'): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.exclusive(() => this.txOnce(fn));
+        return await this.exclusive(() => this.txOnce(fn, durability));
       } catch (err) {
         if (attempt >= 4 || !isRetryable(err)) throw this.wrap(err);
         await delay(5 * attempt + Math.floor(Math.random() * 20));
@@ -174,13 +184,17 @@ export class Db {
     }
   }
 
-  private async txOnce<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+  private async txOnce<T>(fn: (m: EntityManager) => Promise<T>, durability: Durability): Promise<T> {
     const qr = this.ds.createQueryRunner();
     await qr.connect();
     const sqlite = this.kind === 'sqlite';
+    const relaxed = durability === 'relaxed';
     try {
+      // SQLite takes the setting only outside a transaction; exclusive() keeps other callers out meanwhile.
+      if (sqlite && relaxed) await qr.query('PRAGMA synchronous = NORMAL');
       if (sqlite) await qr.query('BEGIN IMMEDIATE');
       else await qr.startTransaction();
+      if (relaxed && this.kind === 'postgres') await qr.query('SET LOCAL synchronous_commit TO OFF');
       let result: T;
       try {
         result = await fn(qr.manager);
@@ -197,6 +211,7 @@ export class Db {
       }
       return result;
     } finally {
+      if (sqlite && relaxed) await qr.query('PRAGMA synchronous = FULL');
       await qr.release();
     }
   }

@@ -58,11 +58,16 @@ function byHash(v: ScramVerifier[]): ScramVerifier[] {
   return [...v].sort((a, b) => a.hash.localeCompare(b.hash));
 }
 
-/** Child process: open the storage, store one offline message, report its id, then hang until killed. */
+/**
+ * Child process: open the storage, store one offline message (a durable commit), record the
+ * account's last use (a relaxed commit), report the message id, then hang until killed.
+ */
 const CHILD = `
 const { openStorage } = await import(process.env.GH_DATASOURCE);
 const storage = await openStorage(JSON.parse(process.env.GH_CONFIG), { migrate: false });
-const id = await storage.offline.store(Number(process.env.GH_ACCOUNT), process.env.GH_STANZA, new Date(Number(process.env.GH_AT)));
+const at = new Date(Number(process.env.GH_AT));
+const id = await storage.offline.store(Number(process.env.GH_ACCOUNT), process.env.GH_STANZA, at);
+await storage.accounts.touch(Number(process.env.GH_ACCOUNT), at);
 process.stdout.write('stored ' + id + '\\n');
 setInterval(() => {}, 1000);
 `;
@@ -603,12 +608,22 @@ for (const target of storageTargets()) {
       assert.equal(await storage.offline.count(missing), 0);
     });
 
-    it('an offline message is durable when store() resolves (writer killed with SIGKILL)', async () => {
+    it('an offline message (durable commit) and a last-use time (relaxed commit) survive a writer killed with SIGKILL', async () => {
       const a = await newAccount('durable');
       const stanza = `<message id="durable-${randomBytes(4).toString('hex')}"><body>still here 😀</body></message>`;
       const id = await storeInChildThenKill(db.config, a.id, stanza, T0);
       assert.deepEqual(await storage.offline.list(a.id), [{ id, stanza, receivedAt: T0 }]);
+      assert.equal((await storage.accounts.get(a.username, a.host))?.lastUsedAt?.getTime(), T0.getTime());
     });
+
+    if (target.name === 'sqlite')
+      it('a relaxed commit leaves the connection at synchronous=FULL for the durable writes after it', async () => {
+        const a = await newAccount('sync');
+        await Promise.all([storage.accounts.touch(a.id, T0), storage.accounts.touch(a.id, T0)]);
+        await storage.offline.delete(a.id, [1]);
+        const rows = (await internals.rawQuery('PRAGMA synchronous')) as Array<{ synchronous: number }>;
+        assert.equal(Number(rows[0]?.synchronous), 2, 'FULL');
+      });
 
     it('connection errors are one line naming the database, without the password', async () => {
       let config: StorageConfig;

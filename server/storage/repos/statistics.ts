@@ -205,7 +205,8 @@ export class TypeOrmStatisticsRepository implements StatisticsRepository {
       bytesOut: count(record.bytesOut, 'bytesOut'),
       closeReason: record.closeReason === null ? null : checkText('closeReason', record.closeReason, STATISTICS_LIMITS.closeReason),
     };
-    await this.db.group((m) => m.insert(SessionRecordEntity, row));
+    // Statistics (P6): a record lost in a power failure is not worth an fsync per session end.
+    await this.db.group((m) => m.insert(SessionRecordEntity, row), 'relaxed');
   }
 
   async listSessionRecords(opts: { since?: Date; limit?: number } = {}): Promise<SessionRecord[]> {
