@@ -20,47 +20,49 @@ declare module '../core/hooks.js' {
 /** How long a last-use time may wait in memory before it is written. */
 export const FLUSH_MS = 2000;
 
-/** Flushes in flight (across every server in this process; tests run several). */
-const pending = new Set<Promise<void>>();
-const flushers = new Set<() => Promise<void>>();
-
-export const accountActivityModule: GatehouseModule = {
-  name: 'account-activity',
-  specs: [],
-  clauses: ['P4'],
-  load({ hooks, storage, clock, log }) {
-    const due = new Map<number, Date>();
-    let timer: NodeJS.Timeout | null = null;
-    const flush = (): Promise<void> => {
-      if (timer) clearTimeout(timer);
-      timer = null;
-      const batch = [...due];
-      due.clear();
-      // Issued together, so the updates share one commit (Db.group).
-      const work = Promise.all(batch.map(([id, at]) => storage.accounts.touch(id, at))).then(
-        () => {},
-        (err) => log.warn('could not record account use', { error: err instanceof Error ? err.message : String(err) }),
-      );
-      pending.add(work);
-      void work.then(() => pending.delete(work));
-      return work;
-    };
-    const record = (accountId: number): void => {
-      // If the account is deleted meanwhile, the update matches no row.
-      due.set(accountId, clock.now());
-      timer ??= setTimeout(() => void flush(), FLUSH_MS).unref();
-    };
-    flushers.add(flush);
-    hooks.on('session/bound', ({ account }) => record(account.id));
-    hooks.on('session/closed', ({ session }) => {
-      if (session.account) record(session.account.id);
-    });
-    hooks.on('retention/sweeping', () => flush());
-  },
-  /** Writes what is held and lets the writes finish before storage closes. */
-  async unload() {
-    // Every server's flusher (unload has no context); one with nothing held writes nothing.
-    await Promise.all([...flushers].map((f) => f()));
-    await Promise.allSettled([...pending]);
-  },
-};
+/** A factory: each server gets its own instance (call it inside allModules()). */
+export function createAccountActivityModule(): GatehouseModule {
+  let flush: (() => Promise<void>) | null = null;
+  /** Writes in flight, awaited at unload before storage closes. */
+  const pending = new Set<Promise<void>>();
+  return {
+    name: 'account-activity',
+    specs: [],
+    clauses: ['P4'],
+    load({ hooks, storage, clock, log }) {
+      const due = new Map<number, Date>();
+      let timer: NodeJS.Timeout | null = null;
+      const write = (): Promise<void> => {
+        if (timer) clearTimeout(timer);
+        timer = null;
+        const batch = [...due];
+        due.clear();
+        // Issued together, so the updates share one commit (Db.group).
+        const work = Promise.all(batch.map(([id, at]) => storage.accounts.touch(id, at))).then(
+          () => {},
+          (err) => log.warn('could not record account use', { error: err instanceof Error ? err.message : String(err) }),
+        );
+        pending.add(work);
+        void work.then(() => pending.delete(work));
+        return work;
+      };
+      const record = (accountId: number): void => {
+        // If the account is deleted meanwhile, the update matches no row.
+        due.set(accountId, clock.now());
+        timer ??= setTimeout(() => void write(), FLUSH_MS).unref();
+      };
+      flush = write;
+      hooks.on('session/bound', ({ account }) => record(account.id));
+      hooks.on('session/closed', ({ session }) => {
+        if (session.account) record(session.account.id);
+      });
+      hooks.on('retention/sweeping', () => write());
+    },
+    /** Writes what is held and lets the writes finish before storage closes. */
+    async unload() {
+      await flush?.();
+      flush = null;
+      await Promise.allSettled([...pending]);
+    },
+  };
+}

@@ -7,7 +7,7 @@ import { lastActivityModule } from './last-activity.js';
 import { vcardModule } from './vcard.js';
 import { privateStorageModule } from './private-storage.js';
 import { registerModule } from './register.js';
-import { accountActivityModule } from './account-activity.js';
+import { createAccountActivityModule } from './account-activity.js';
 import { rosterModule } from './roster.js';
 import { presenceModule } from './presence.js';
 import { messageModule } from './message.js';
@@ -33,5 +33,5 @@ import '../privacy/log-files.js';
 
 /** Every feature module, in load order. The core never imports a feature directly. */
 export function allModules(): GatehouseModule[] {
-  return [createControlModule(), failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, accountActivityModule, rosterModule, presenceModule, messageModule, offlineModule, carbonsModule, blockingModule, streamManagementModule, csiModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, transportsSupervisorModule, discoModule, policyModule, backupModule, createStatisticsModule(), createSessionStatsModule(), createAdminHttpModule(), createS2sModule()];
+  return [createControlModule(), failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, createAccountActivityModule(), rosterModule, presenceModule, messageModule, offlineModule, carbonsModule, blockingModule, streamManagementModule, csiModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, transportsSupervisorModule, discoModule, policyModule, backupModule, createStatisticsModule(), createSessionStatsModule(), createAdminHttpModule(), createS2sModule()];
 }

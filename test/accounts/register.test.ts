@@ -6,8 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { allModules } from '../../server/modules/index.js';
-import { registerModule, cidrContains, parseIp, registrationAllowed, type RegistrationFailure } from '../../server/modules/register.js';
-import { accountActivityModule } from '../../server/modules/account-activity.js';
+import { cidrContains, parseIp, registrationAllowed, type RegistrationFailure } from '../../server/modules/register.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { errorCondition } from '../../server/core/stanza-errors.js';
 import { verifyPlain } from '../../server/auth/scram.js';
@@ -15,9 +14,8 @@ import { ManualClock } from '../../shared/clock.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 
-const MINE = new Set([registerModule.name, accountActivityModule.name]);
 function modules(): GatehouseModule[] {
-  return [...allModules().filter((m) => !MINE.has(m.name)), registerModule, accountActivityModule];
+  return allModules();
 }
 const HAS_PRESENCE = allModules().some((m) => /presence/i.test(m.name));
 
