@@ -345,8 +345,16 @@ class TypeOrmOfflineRepository implements OfflineRepository {
     const at = millis('receivedAt', receivedAt);
     // Committed (on SQLite fsynced, synchronous=FULL) before the promise resolves; the commit is
     // shared with the other writes of this event-loop turn (group commit).
-    const r = await this.db.group((m) => m.insert(OfflineMessageEntity, { accountId, stanza, receivedAt: at }));
-    const id = Number(r.identifiers[0]?.id);
+    let id: number;
+    if (this.db.kind === 'mysql') {
+      // MySQL has no INSERT ... RETURNING; TypeORM reads the new id from the driver.
+      const r = await this.db.group((m) => m.insert(OfflineMessageEntity, { accountId, stanza, receivedAt: at }));
+      id = Number(r.identifiers[0]?.id);
+    } else {
+      const sql = this.db.dialect('INSERT INTO "offline_messages" ("account_id", "stanza", "received_at") VALUES (?, ?, ?) RETURNING "id"');
+      const rows = (await this.db.group((m) => m.query(sql, [accountId, stanza, at]))) as Array<{ id: number | string }>;
+      id = Number(rows[0]?.id);
+    }
     if (!Number.isSafeInteger(id) || id <= 0) throw new Error('offline insert returned no id');
     return id;
   }
