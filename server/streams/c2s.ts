@@ -12,8 +12,11 @@ import { BoundSession, type SessionCounters, type SessionTransport, type Transpo
 import type { ServerContext, StreamInfo } from '../core/context.js';
 import { errorReply, iqResult } from '../core/stanza-errors.js';
 import { streamErrorXml } from './stream-error.js';
-import { coalescedWrite, flushNow } from '../net/write-coalescer.js';
+import { coalescedWrite, flushNow, unsentFromEarlierTurns } from '../net/write-coalescer.js';
 import type { Account } from '../storage/types.js';
+
+/** How far past c2s.maxSendBuffer the output of a single turn may go before the client is dropped. */
+const BURST_FACTOR = 8;
 
 export interface AuthFailure {
   at: Date;
@@ -174,7 +177,10 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     const sock = this.secureSocket ?? this.socket;
     if (sock.destroyed) return;
     coalescedWrite(sock, data);
-    if (sock.writableLength > this.env.ctx.config.c2s.maxSendBuffer) {
+    // This turn's own output counts only far past the limit: a burst (a batch of the offline
+    // backlog, a large roster) is still in flight to a client that reads it.
+    const max = this.env.ctx.config.c2s.maxSendBuffer;
+    if (unsentFromEarlierTurns(sock) > max || sock.writableLength > BURST_FACTOR * max) {
       this.env.ctx.log.info('closing a client that does not read', { stream: this.id });
       this.state = 'closed';
       sock.destroy();

@@ -310,6 +310,34 @@ describe('offline storage with a large backlog', () => {
   });
 });
 
+describe('offline storage with the smallest send buffer', () => {
+  let ts: TestServer;
+  before(async () => {
+    ts = await startTestServer({ logLevel: 'info', config: { c2s: { maxSendBuffer: '16KiB' } } });
+  });
+  after(async () => {
+    await ts.stop();
+  });
+
+  // Output is gathered per event-loop turn before it is written; a client that reads must not be
+  // taken for one that does not because a turn produced more than c2s.maxSendBuffer.
+  test('P5 a client that reads gets a backlog flushed in 32 KiB batches although maxSendBuffer is 16 KiB', async () => {
+    const alice = await login(ts, 'alice');
+    await accountId(ts, 'bob');
+    const filler = 'y'.repeat(3000);
+    const count = 30; // about 90 KiB: three delivery batches of more than the send buffer each
+    for (let i = 0; i < count; i++) alice.send(x('message', { to: 'bob@localhost', type: 'chat', id: `s${i}` }, x('body', {}, `${i} ${filler}`)));
+    await barrier(alice);
+    assert.equal(await stored(ts, 'bob'), count);
+    const bob = await login(ts, 'bob');
+    await online(bob, 0);
+    for (let i = 0; i < count; i++) assert.equal((await bob.expect('message', 10_000)).attrs.id, `s${i}`);
+    await waitFor('the store to empty', async () => (await stored(ts, 'bob')) === 0);
+    assert.equal(bob.closed, false, 'still connected');
+    assert.ok(!ts.logLines.some((l) => l.includes('closing a client that does not read')), 'not taken for a client that does not read');
+  });
+});
+
 describe('offline storage rules (unit)', () => {
   test('what is stored, dropped or refused', () => {
     const m = (attrs: Record<string, string>, ...children: Element[]) => x('message', { xmlns: NS.client, ...attrs }, ...children);
