@@ -14,6 +14,8 @@ import { parseTransportConfig } from '../../transports/kit/config.js';
 import { formatAudit, scrub } from '../../transports/kit/audit-log.js';
 import { ConfigError } from '../../server/config/schema-kit.js';
 import type { TransportAuditEntry } from '../../server/storage/repos/transports.js';
+import { LegacySessionEmitter } from '../../transports/kit/session-emitter.js';
+import type { AdapterLogger } from '../../transports/kit/adapter.js';
 
 describe('XEP-0106 escaping', () => {
   test('the XEP examples', () => {
@@ -253,5 +255,47 @@ describe('audit output', () => {
 
   test('P10 reasons are scrubbed of credentials', () => {
     assert.equal(scrub('login failed for bob (password "hunter2")', ['hunter2', 'ab']), 'login failed for bob (password "***")');
+  });
+});
+
+describe('network session base', () => {
+  class ProbeSession extends LegacySessionEmitter {
+    protected readonly network = 'probe';
+    readonly lines: { msg: string; fields?: Record<string, unknown> }[] = [];
+    protected readonly log: AdapterLogger = {
+      debug: () => {},
+      info: () => {},
+      warn: (msg, fields) => this.lines.push({ msg, fields }),
+    };
+    protected override logContext(): Record<string, string> {
+      return { server: 'irc.example.org' };
+    }
+    emitMessage(body: string): void {
+      this.safeEmit('message', { id: 'bob', server: 'irc.example.org' }, { text: body });
+    }
+    libraryCallback(fn: () => void): void {
+      this.guard('privmsg', fn);
+    }
+  }
+
+  test('a throwing kit listener or library handler is logged with the connection, without the message text', () => {
+    const s = new ProbeSession();
+    s.on('message', () => {
+      throw new Error('listener broke');
+    });
+    assert.doesNotThrow(() => s.emitMessage('secret body text'));
+    assert.doesNotThrow(() =>
+      s.libraryCallback(() => {
+        throw new Error('handler broke');
+      }),
+    );
+    assert.deepEqual(
+      s.lines.map((l) => [l.msg, l.fields?.server, l.fields?.error]),
+      [
+        ['probe session listener failed', 'irc.example.org', 'listener broke'],
+        ['probe event handler failed', 'irc.example.org', 'handler broke'],
+      ],
+    );
+    assert.ok(!JSON.stringify(s.lines).includes('secret body text'));
   });
 });

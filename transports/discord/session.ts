@@ -26,7 +26,6 @@
  * allowed, …), the session emits `disconnected(reason, final)` once and is dead. `final` is true
  * when logging in again cannot help (the token or the bot's settings must change).
  */
-import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import {
   ChannelType,
@@ -59,10 +58,10 @@ import {
   type LegacyContact,
   type LegacyRoom,
   type LegacySession,
-  type LegacySessionEvents,
   type Occupant,
   type TextMessage,
 } from '../kit/adapter.js';
+import { LegacySessionEmitter } from '../kit/session-emitter.js';
 import { DiscordCommandError, mapError } from './errors.js';
 import { FinalDestroyStrategy } from './gateway.js';
 import { BoundedMap, IdMap, isSnowflake } from './ids.js';
@@ -122,7 +121,13 @@ const SELF_BOT_TEXT = 'this token belongs to a user account; Discord forbids aut
 
 type Where = { room: RoomState } | { contact: LegacyContact };
 
-export class DiscordSession extends EventEmitter<LegacySessionEvents> implements LegacySession {
+export class DiscordSession extends LegacySessionEmitter implements LegacySession {
+  protected readonly network = 'discord';
+
+  protected override logContext(): Record<string, string> {
+    return { server: this.server };
+  }
+
   readonly server: string;
   readonly client: Client;
   private state: 'connecting' | 'ready' | 'closed' = 'connecting';
@@ -151,7 +156,7 @@ export class DiscordSession extends EventEmitter<LegacySessionEvents> implements
   constructor(
     private readonly token: string,
     private readonly opts: DiscordSessionOptions,
-    private readonly log: AdapterLogger,
+    protected readonly log: AdapterLogger,
   ) {
     super();
     this.server = hostOf(opts.api);
@@ -1084,21 +1089,7 @@ export class DiscordSession extends EventEmitter<LegacySessionEvents> implements
   // ---------------------------------------------------------------- plumbing
 
   /** Runs a handler; an exception (ours or a listener's) is logged and never reaches discord.js. */
-  private guard(where: string, fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      this.log.warn('discord event handler failed', { server: this.server, where, error: (err as Error)?.message ?? String(err) });
-    }
-  }
 
-  private safeEmit<K extends keyof LegacySessionEvents>(event: K, ...args: LegacySessionEvents[K]): void {
-    try {
-      (this.emit as (e: K, ...a: LegacySessionEvents[K]) => boolean)(event, ...args);
-    } catch (err) {
-      this.log.warn('discord session listener failed', { server: this.server, event: String(event), error: (err as Error)?.message ?? String(err) });
-    }
-  }
 }
 
 /** `#<snowflake>` → the channel id; anything else → null. */

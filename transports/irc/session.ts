@@ -12,7 +12,6 @@
  * by calling `login` again (with its own backoff) and re-joins the rooms its users are in; the
  * per-server autojoin channels are joined by every new session by itself.
  */
-import { EventEmitter } from 'node:events';
 import IRC, { type Client, type IrcFrameworkMessage } from 'irc-framework';
 import {
   LegacyAuthError,
@@ -25,6 +24,7 @@ import {
   type Occupant,
   type TextMessage,
 } from '../kit/adapter.js';
+import { LegacySessionEmitter } from '../kit/session-emitter.js';
 import { IrcCommandError } from './errors.js';
 import { SendQueue, type FloodOptions } from './flood.js';
 import { DEFAULT_PREFIXES, roleFor, type PrefixMode } from './roles.js';
@@ -100,7 +100,13 @@ const NICK_IN_USE = new Set(['433', '436', '437']);
 const NICKSERV_OK = /you are now (identified|logged in|recognized)|password accepted|successfully identified|you are already (identified|logged in)/i;
 const NICKSERV_BAD = /(invalid|incorrect|wrong|bad) password|password (is )?(incorrect|invalid|wrong)|authentication failed|(is not|isn't|not) (a )?registered|access denied|identification failed/i;
 
-export class IrcSession extends EventEmitter<LegacySessionEvents> implements LegacySession {
+export class IrcSession extends LegacySessionEmitter implements LegacySession {
+  protected readonly network = 'irc';
+
+  protected override logContext(): Record<string, string> {
+    return { server: this.server };
+  }
+
   readonly server: string;
   private readonly client: Client;
   private readonly queue: SendQueue;
@@ -130,7 +136,7 @@ export class IrcSession extends EventEmitter<LegacySessionEvents> implements Leg
   constructor(
     private readonly settings: IrcServerSettings,
     private readonly opts: IrcSessionOptions,
-    private readonly log: AdapterLogger,
+    protected readonly log: AdapterLogger,
   ) {
     super();
     this.server = settings.host;
@@ -943,21 +949,7 @@ export class IrcSession extends EventEmitter<LegacySessionEvents> implements Leg
   }
 
   /** Runs a handler; an exception (ours or a listener's) is logged and never reaches the socket loop. */
-  private guard(where: string, fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      this.log.warn('irc event handler failed', { server: this.server, where, error: (err as Error)?.message ?? String(err) });
-    }
-  }
 
-  private safeEmit<K extends keyof LegacySessionEvents>(event: K, ...args: LegacySessionEvents[K]): void {
-    try {
-      (this.emit as (e: K, ...a: LegacySessionEvents[K]) => boolean)(event, ...args);
-    } catch (err) {
-      this.log.warn('irc session listener failed', { server: this.server, event: String(event), error: (err as Error)?.message ?? String(err) });
-    }
-  }
 }
 
 function oneLine(s: string): string {

@@ -27,7 +27,6 @@
  * Nothing here logs message content or tokens; the SDK's own logging is switched off (it would
  * print request URLs and event details to the console).
  */
-import { EventEmitter } from 'node:events';
 import * as sdk from 'matrix-js-sdk';
 import { logger as sdkLogger } from 'matrix-js-sdk/lib/logger.js';
 import {
@@ -37,12 +36,12 @@ import {
   type LegacyContact,
   type LegacyRoom,
   type LegacySession,
-  type LegacySessionEvents,
   type Occupant,
   type OccupantAffiliation,
   type OccupantRole,
   type TextMessage,
 } from '../kit/adapter.js';
+import { LegacySessionEmitter } from '../kit/session-emitter.js';
 import { contentFromMessage, messageFromContent, pollText, reactionOf, UNDECRYPTABLE_TEXT } from './content.js';
 import { MatrixCommandError, commandError, describe, errcodeOf, httpStatusOf, isTokenError } from './errors.js';
 import type { MatrixSessionOptions } from './settings.js';
@@ -158,7 +157,8 @@ export interface MatrixLogin {
   deviceId: string;
 }
 
-export class MatrixSession extends EventEmitter<LegacySessionEvents> implements LegacySession {
+export class MatrixSession extends LegacySessionEmitter implements LegacySession {
+  protected readonly network = 'matrix';
   readonly userId: string;
   readonly deviceId: string;
   readonly homeserver: string;
@@ -205,7 +205,7 @@ export class MatrixSession extends EventEmitter<LegacySessionEvents> implements 
   constructor(
     login: MatrixLogin,
     private readonly opts: MatrixSessionOptions,
-    private readonly log: AdapterLogger,
+    protected readonly log: AdapterLogger,
   ) {
     super();
     this.userId = login.userId;
@@ -411,13 +411,6 @@ export class MatrixSession extends EventEmitter<LegacySessionEvents> implements 
     }
   }
 
-  private safeEmit<K extends keyof LegacySessionEvents>(event: K, ...args: LegacySessionEvents[K]): void {
-    try {
-      (this.emit as (e: K, ...a: LegacySessionEvents[K]) => boolean)(event, ...args);
-    } catch (err) {
-      this.log.warn('matrix event listener failed', { event, reason: err instanceof Error ? err.message : String(err) });
-    }
-  }
 
   /** The kit has everything up to this sync position. */
   private advance(token: string): void {
