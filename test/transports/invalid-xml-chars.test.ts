@@ -274,3 +274,28 @@ describe('forbidden XML characters from IRC', { skip: !ngircdAvailable() && 'ngi
     b.assertClean();
   });
 });
+
+describe('forbidden XML characters in what the server itself writes', () => {
+  let ts: TestServer;
+
+  before(async () => {
+    ts = await startServer();
+  });
+
+  after(async () => {
+    await ts?.stop();
+  });
+
+  test('a stanza the server builds with U+0001, U+FFFE and a lone surrogate reaches the client with U+FFFD; the stream stays open', async () => {
+    const alice = await ts.user('xc-server');
+    const session = ts.server.ctx.sessions.get(alice.jid)!;
+    ts.server.ctx.router.deliver(session, x('message', { from: 'localhost', to: alice.jid, id: bad('i|d') }, x('body', {}, bad('he|llo')), x('subject', {}, bad('to|pic'))));
+    const got = await alice.expect((el) => isMsg(el) && el.attrs.from === 'localhost', 5000);
+    assert.equal(got.attrs.id, sane('i|d'));
+    assert.equal(got.getChildText('body'), sane('he|llo'));
+    assert.equal(got.getChildText('subject'), sane('to|pic'));
+    const ping = await alice.iq(x('iq', { type: 'get', to: 'localhost' }, x('ping', { xmlns: NS.ping })));
+    assert.equal(ping.attrs.type, 'result', 'the stream is still open');
+    await alice.close();
+  });
+});
