@@ -133,7 +133,7 @@ describe('forbidden XML characters from Matrix', () => {
     b.assertClean();
   });
 
-  test('a room with such characters in its name, topic, a nick and a message: all arrive with U+FFFD; the link stays up', async () => {
+  test('a room with such characters in its name, topic, a nick, a nick change and a message: all arrive with U+FFFD; the link stays up', async () => {
     const room = `${escapeLocal(`#lounge:${hs.serverName}`)}@${GW}`;
     b.user.send(x('presence', { to: `${room}/alice` }, x('x', { xmlns: MUC })));
     const subject = await b.user.expect((el) => isMsg(el) && el.attrs.from?.startsWith(room) === true && !!el.getChild('subject'), 10000);
@@ -149,6 +149,13 @@ describe('forbidden XML characters from Matrix', () => {
     assert.equal(inRoom.attrs.from, `${room}/${sane('Bo|b')}`);
     hs.inject(groupRoom, { type: 'm.room.topic', sender: bobId, state_key: '', content: { topic: bad('new |topic') } });
     await b.user.expect((el) => isMsg(el) && el.getChildText('subject') === sane('new |topic'), 10000);
+    // A new display name: the nick change (status 303) names the new nick with U+FFFD; messages follow it.
+    hs.setDisplayName(bobId, bad('Ro|b'));
+    const change = await b.user.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/${sane('Bo|b')}`, 10000);
+    assert.equal(change.getChild('x', `${MUC}#user`)?.getChild('item')?.attrs.nick, sane('Ro|b'));
+    hs.message(groupRoom, bobId, 'renamed');
+    const renamed = await b.user.expect((el) => isMsg(el) && el.getChildText('body') === 'renamed', 10000);
+    assert.equal(renamed.attrs.from, `${room}/${sane('Ro|b')}`);
     hs.message(groupRoom, bobId, 'still there');
     await b.user.expect((el) => isMsg(el) && el.getChildText('body') === 'still there', 10000);
     assert.equal(b.linkDrops, 0, 'the component link never went down');
