@@ -2,14 +2,52 @@
 export type Node = Element | string;
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
-const TEXT_SPECIALS = /[&<>]/g;
-const ATTR_SPECIALS = /[&<>"']/g;
+const REPLACEMENT = '\ufffd';
+
+/*
+ * Characters XML 1.0 cannot carry (section 2.2): C0 controls other than tab, LF and CR; U+FFFE and
+ * U+FFFF; surrogates that are not part of a pair. A peer's parser answers them with not-well-formed
+ * and closes the stream (for a transport: every user's bridge), and any network can send them, so
+ * the serialiser writes each such UTF-16 unit as U+FFFD, whoever built the element. Replacing
+ * rather than dropping keeps lengths (offsets into a body) and shows the reader that something
+ * was there; it is also what UTF-8 encoding does to a lone surrogate anyway.
+ *
+ * Hot path: one test of a character class per string. Only on a hit (markup to escape, a
+ * forbidden character, or any surrogate: emoji are surrogate pairs) is more work done.
+ */
+const TEXT_CANDIDATES = /[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]/;
+const ATTR_CANDIDATES = /[&<>"'\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]/;
+const NON_XML_CANDIDATES = /[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]/;
+const TEXT_SURE = /[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/;
+const ATTR_SURE = /[&<>"'\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/;
+const NON_XML_SURE = /[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/;
+// The same sets, surrogates counted only when not part of a pair.
+const TEXT_REPLACE = /[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const ATTR_REPLACE = /[&<>"'\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const NON_XML_REPLACE = /[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+const toEscapeOrReplacement = (c: string): string => ESCAPES[c] ?? REPLACEMENT;
+
+/** Whether a string holding surrogates has only whole pairs (String.prototype.isWellFormed, Node 20). */
+const wellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+
+function clean(s: string, candidates: RegExp, sure: RegExp, replace: RegExp): string {
+  if (!candidates.test(s)) return s;
+  // Surrogates only, all in pairs (emoji and other astral characters): nothing to do.
+  if (!sure.test(s) && wellFormed(s)) return s;
+  return s.replace(replace, toEscapeOrReplacement);
+}
 
 export function escapeText(s: string): string {
-  return TEXT_SPECIALS.test(s) ? s.replace(TEXT_SPECIALS, (c) => ESCAPES[c]!) : s;
+  return clean(s, TEXT_CANDIDATES, TEXT_SURE, TEXT_REPLACE);
 }
 export function escapeAttr(s: string): string {
-  return ATTR_SPECIALS.test(s) ? s.replace(ATTR_SPECIALS, (c) => ESCAPES[c]!) : s;
+  return clean(s, ATTR_CANDIDATES, ATTR_SURE, ATTR_REPLACE);
+}
+
+/** The string with every character XML 1.0 forbids replaced by U+FFFD (what the serialiser sends), unescaped. */
+export function replaceNonXmlChars(s: string): string {
+  return clean(s, NON_XML_CANDIDATES, NON_XML_SURE, NON_XML_REPLACE);
 }
 
 export class Element {

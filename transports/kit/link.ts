@@ -184,6 +184,9 @@ export class ComponentLink extends EventEmitter<{ stanza: [Element]; online: [];
       return;
     }
     if (!stanza.attrs.from) stanza.attrs.from = this.opts.domain;
+    // The one place a transport's stanzas are serialised, by shared/xml: it writes what XML 1.0
+    // forbids (a network's control characters) as U+FFFD, where ltx would pass it through and the
+    // server would close the link for every user.
     const text = forStream(stanza).toString();
     // @xmpp/connection only needs name/attrs, a settable parent and toString().
     const wire = { name: stanza.name, attrs: stanza.attrs, parent: null, children: [], toString: () => text };

@@ -45,6 +45,7 @@ import { LegacySessionEmitter } from '../kit/session-emitter.js';
 import { contentFromMessage, messageFromContent, pollText, reactionOf, UNDECRYPTABLE_TEXT } from './content.js';
 import { MatrixCommandError, commandError, describe, errcodeOf, httpStatusOf, isTokenError } from './errors.js';
 import type { MatrixSessionOptions } from './settings.js';
+import { replaceNonXmlChars } from '../../shared/xml/element.js';
 
 type Json = Record<string, unknown>;
 
@@ -718,10 +719,10 @@ export class MatrixSession extends LegacySessionEmitter implements LegacySession
       for (const [userId, state] of kr.occupants) {
         if (userId === target) continue;
         const m = room.getMember(userId);
-        if (m && names.has(m.rawDisplayName) && m.name !== state.nick) {
+        if (m && names.has(m.rawDisplayName) && nickOf(m, userId) !== state.nick) {
           const old = state.nick;
-          state.nick = m.name;
-          this.safeEmit('nickChanged', kr.room, old, m.name);
+          state.nick = nickOf(m, userId);
+          this.safeEmit('nickChanged', kr.room, old, state.nick);
         }
       }
     }
@@ -857,7 +858,7 @@ export class MatrixSession extends LegacySessionEmitter implements LegacySession
   }
 
   private nickIn(kr: KitRoom, room: sdk.Room, userId: string): string {
-    return kr.occupants.get(userId)?.nick ?? room.getMember(userId)?.name ?? userId;
+    return kr.occupants.get(userId)?.nick ?? nickOf(room.getMember(userId), userId);
   }
 
   private occupantOf(room: sdk.Room, userId: string): Occupant {
@@ -870,7 +871,7 @@ export class MatrixSession extends LegacySessionEmitter implements LegacySession
     const kick = typeof pl.kick === 'number' ? pl.kick : 50;
     const role: OccupantRole = level >= kick && level >= 50 ? 'moderator' : level >= speak ? 'participant' : 'visitor';
     const affiliation: OccupantAffiliation = level >= 100 ? 'owner' : level >= 50 ? 'admin' : 'member';
-    return { nick: member?.name ?? userId, role, affiliation, contact: this.contactOf(userId, room) };
+    return { nick: nickOf(member, userId), role, affiliation, contact: this.contactOf(userId, room) };
   }
 
   private refreshRoles(kr: KitRoom, room: sdk.Room): void {
@@ -1269,4 +1270,14 @@ export class MatrixSession extends LegacySessionEmitter implements LegacySession
       this.reactionIndex.delete(eventId);
     }
   }
+}
+
+/**
+ * A member's name as a MUC nick, which becomes a JID resourcepart: what XML cannot carry becomes
+ * U+FFFD (as the serialiser writes it, so occupants are known by the nick the XMPP user sees), the
+ * other controls a resourcepart refuses become spaces (line breaks, tabs) or U+FFFD (DEL).
+ */
+function nickOf(member: sdk.RoomMember | null | undefined, userId: string): string {
+  const name = replaceNonXmlChars(member?.name ?? '').replace(/[\t\n\r]+/g, ' ').replace(/\x7f/g, '\ufffd').trim();
+  return name || userId;
 }
