@@ -22,9 +22,9 @@ export interface MentionNames {
   channel(id: string): string | null;
 }
 
-/** Control characters other than tab and newline (and lone surrogates) never reach the kit. */
+/** Control characters other than tab and newline, U+FFFE/U+FFFF and lone surrogates never reach the kit. */
 export function sanitize(text: string): string {
-  return text.replace(/\r\n?/g, '\n').replace(/[\x00-\x08\x0b-\x1f\x7f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '');
+  return text.replace(/\r\n?/g, '\n').replace(/[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '');
 }
 
 /** Applies `fn` to the parts of `text` outside inline code and code blocks. */
