@@ -175,6 +175,7 @@ export class OutgoingS2S {
     let refused = false;
     for (const target of targets) {
       const found = await this.addressesOf(target);
+      if (this.state !== 'connecting') return;
       refused ||= found.refused;
       for (const host of found.hosts) {
         if (this.state !== 'connecting') return;
@@ -214,7 +215,7 @@ export class OutgoingS2S {
       return { hosts: [], refused: false };
     }
     if (found.refused.length) {
-      this.service.log.warn('s2s target refused: not a public address (name the domain in s2s.static to allow it)', { remote: this.remote, host: target.host, addresses: found.refused.join(' ') });
+      this.service.log.info('s2s target refused: not a public address (name the domain in s2s.static to allow it)', { remote: this.remote, host: target.host, addresses: found.refused.join(' ') });
     }
     return { hosts: found.addresses, refused: found.refused.length > 0 };
   }
