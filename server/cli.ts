@@ -139,6 +139,9 @@ function printHelp(): void {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // Everything the server and its commands write (database, WAL, certificates, logs, backups,
+  // exports, the control socket) is for this user only, whatever umask the shell had.
+  process.umask(0o077);
   const words = argv.filter((a) => !a.startsWith('-'));
   const name = commands[`${words[0]} ${words[1]}`] ? `${words[0]} ${words[1]}` : words[0];
   if (!name) {

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Config } from './config/index.js';
 import { openStorage } from './storage/datasource.js';
+import { dataFiles, looseFiles } from './storage/file-modes.js';
 import type { Storage } from './storage/types.js';
 import { Logger } from '../shared/logger.js';
 import { systemClock, type Clock } from '../shared/clock.js';
@@ -39,7 +40,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // Log files name JIDs and IPs: rotated and pruned after retention.detailedLogs (P13).
   const logFile = !opts.log && config.log.file ? new RotatingLogFile(config.log.file, { retention: config.retention.detailedLogs, clock }) : null;
   const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, sink: logFile ? (line) => logFile.write(line) : undefined });
-  mkdirSync(config.dataDir, { recursive: true });
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  for (const f of looseFiles(dataFiles(config))) log.warn('open to other users (group or others have access): restrict it with chmod go-rwx', { path: f.path, mode: f.mode });
 
   const tls = await loadTlsContexts(config);
   const storage: Storage = await openStorage(config.storage, { migrate: config.storage.migrateOnStart, logger: (m) => log.info(m) });

@@ -35,7 +35,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
   return { positional, flags };
 }
 
-const VALUE_FLAGS = new Set(['config', 'password-file', 'lang', 'format', 'effective', 'technical', 'out', 'since', 'until', 'jid', 'network', 'series', 'resolution', 'chart', 'key-file', 'new-key-file', 'adapter']);
+const VALUE_FLAGS = new Set(['config', 'password-file', 'lang', 'format', 'effective', 'technical', 'out', 'since', 'until', 'jid', 'network', 'series', 'resolution', 'chart', 'key-file', 'new-key-file', 'adapter', 'replace-admin']);
 
 export function configFrom(args: ParsedArgs): Config {
   const path = args.flags.get('config');

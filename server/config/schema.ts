@@ -352,7 +352,7 @@ const s2sSchema = object(
         if (d === null) fail(keyPath, 'expected a domain name as key');
         return d;
       },
-      doc: 'Fixed addresses for remote domains instead of DNS SRV lookups: `{ "example.net": "xmpp.example.net:5269" }`.',
+      doc: 'Fixed addresses for remote domains instead of DNS SRV lookups: `{ "example.net": "xmpp.example.net:5269" }`. Through DNS, federation only connects to public addresses (never loopback, private, link-local or other special-purpose ranges); a server on such an address is reached only when its domain is listed here.',
     }),
     caFile: nullable(filePath({ mustExist: true }), {
       default: null,

@@ -92,6 +92,23 @@ export function generateBackupKeyText(): string {
 }
 
 /**
+ * A key file others can read (or replace) is refused, as the transports' vault does with its key:
+ * mode 0600 or stricter, in a directory not writable by everyone (unless sticky, like /tmp).
+ */
+function checkKeyFilePrivate(file: string): void {
+  const st = statSync(file);
+  if (!st.isFile()) throw new BackupError(`the backup key file ${file} is not a regular file`);
+  if (process.platform === 'win32') return;
+  if ((st.mode & 0o077) !== 0) {
+    throw new BackupError(`the backup key file ${file} can be read or written by other users (mode ${(st.mode & 0o777).toString(8)}); run chmod 600 ${file}`);
+  }
+  const dir = statSync(path.dirname(path.resolve(file)));
+  if ((dir.mode & 0o002) !== 0 && (dir.mode & 0o1000) === 0) {
+    throw new BackupError(`the directory of the backup key file ${file} is writable by everyone; keep the key in a private directory`);
+  }
+}
+
+/**
  * The backup key, or null (backups unencrypted): a key file given explicitly (`--key-file`), else
  * GATEHOUSE_BACKUP_KEY, else the configured `backups.encryptionKeyFile`.
  */
@@ -100,8 +117,10 @@ export function loadBackupKey(opts: { keyFile?: string | null; config?: Config |
   const readKeyFile = (file: string, what: string) => {
     let data: Buffer;
     try {
+      checkKeyFilePrivate(file);
       data = readFileSync(file);
     } catch (err) {
+      if (err instanceof BackupError) throw err;
       throw new BackupError(`cannot read the backup key file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
     }
     return parseBackupKey(data, what);
@@ -206,7 +225,7 @@ class DecryptRecords extends Transform {
         if (this.buf.length < 4 + len + TAG_BYTES) break;
         const body = this.buf.subarray(4, 4 + len);
         const tag = this.buf.subarray(4 + len, 4 + len + TAG_BYTES);
-        const decipher = createDecipheriv('aes-256-gcm', this.key, nonce(this.prefix, this.index, last));
+        const decipher = createDecipheriv('aes-256-gcm', this.key, nonce(this.prefix, this.index, last), { authTagLength: TAG_BYTES });
         decipher.setAAD(this.aad);
         decipher.setAuthTag(tag);
         let plain: Buffer;
@@ -1203,7 +1222,7 @@ async function restoreSqlite(file: string, info: BackupInfo, cfg: StorageConfig,
       throw new BackupError(`the SQLite database ${target} is not empty (${tables.length} tables): restore into an empty database, or use --force to replace it`);
     }
   }
-  await mkdir(path.dirname(target), { recursive: true });
+  await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
   const tmp = `${target}.restore-${randomBytes(6).toString('hex')}`;
   try {
     progress.start('restoring sqlite database', info.fileBytes - info.bodyOffset);

@@ -25,7 +25,7 @@ import {
   rotateBackups,
   verifyBackup,
 } from './backup.js';
-import { ExportError, exportAccounts, importAccounts, parseExport, renderExport } from './export.js';
+import { ExportError, exportAccounts, importAccounts, parseExport, planImport, renderExport } from './export.js';
 import { migrations } from '../../migrations/index.js';
 
 /**
@@ -62,7 +62,7 @@ function accountOf(arg: string, config: Config): { username: string; host: strin
 const BACKUP_USAGE = 'gatehouse backup [--config FILE] [--out FILE] [--key-file FILE] [--quiet]';
 const RESTORE_USAGE = 'gatehouse restore BACKUP-FILE [--config FILE] [--force] [--key-file FILE] [--quiet]';
 const EXPORT_USAGE = 'gatehouse user export USER@DOMAIN... [--config FILE] [--out FILE] [--force]';
-const IMPORT_USAGE = 'gatehouse user import FILE [--config FILE] [--force]';
+const IMPORT_USAGE = 'gatehouse user import FILE [--config FILE] [--dry-run] [--force] [--replace-admin USER@DOMAIN[,...]]';
 
 export const backupCommands: Record<string, Command> = {
   backup: {
@@ -190,12 +190,18 @@ export const backupCommands: Record<string, Command> = {
   },
   'user import': {
     usage: IMPORT_USAGE,
-    summary: 'create accounts with their data from an XEP-0227 file (existing accounts only with --force)',
+    summary: "create accounts with their data from an XEP-0227 file (--dry-run: only list; existing accounts only with --force, administrators' only with --replace-admin)",
     async run(args) {
       const config = configFrom(args);
       const file = args.positional[0];
       if (!file) throw new UsageError('give the XEP-0227 file');
       noExtra(args, 1, IMPORT_USAGE);
+      const replaceAdmins = (flagValue(args, 'replace-admin') ?? '').split(',').map((j) => j.trim()).filter(Boolean);
+      for (const j of replaceAdmins) {
+        const jid = Jid.tryParse(j);
+        if (!jid?.local || jid.resource) throw new UsageError(`--replace-admin: not a bare JID: ${j}`);
+        if (!config.admins.includes(jid.bare)) throw new UsageError(`--replace-admin: ${jid.bare} is not an administrator (config admins)`);
+      }
       let data: Buffer;
       try {
         data = await readFile(file);
@@ -203,16 +209,25 @@ export const backupCommands: Record<string, Command> = {
         throw new ExportError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
       }
       const parsed = parseExport(data);
-      const result = await withStorage(config, (storage) =>
-        importAccounts(storage, parsed, {
-          hosts: config.hosts.map((h) => h.domain),
-          force: args.flags.has('force'),
-          now: new Date(),
-          auth: config.auth,
-        }),
-      );
+      const opts = { hosts: config.hosts.map((h) => h.domain), admins: config.admins, replaceAdmins, force: args.flags.has('force'), now: new Date(), auth: config.auth };
+      if (args.flags.has('dry-run')) {
+        const plan = await withStorage(config, (storage) => planImport(storage, parsed, opts));
+        for (const w of parsed.warnings) console.error(`warning: ${w}`);
+        for (const jid of plan.create) console.log(`would create ${jid}`);
+        for (const jid of plan.replace) {
+          const notes = [plan.admins.includes(jid) ? 'an administrator' : '', opts.force ? '' : 'needs --force', plan.adminsNotNamed.includes(jid) ? `needs --replace-admin ${jid}` : ''].filter(Boolean);
+          console.log(`would replace ${jid}${notes.length ? ` (${notes.join(', ')})` : ''}`);
+        }
+        console.log(`dry run: nothing was changed (${plan.create.length} to create, ${plan.replace.length} to replace)`);
+        return 0;
+      }
+      const result = await withStorage(config, (storage) => importAccounts(storage, parsed, opts));
       for (const w of result.warnings) console.error(`warning: ${w}`);
-      for (const jid of result.imported) console.log(`imported ${jid}${result.replaced.includes(jid) ? ' (replaced the existing account)' : ''}`);
+      const admins = new Set(config.admins);
+      for (const jid of result.replaced) console.log(`replaced ${jid}${admins.has(jid) ? ' (administrator)' : ''}: the existing account and all its data were deleted and imported from the file`);
+      for (const jid of result.imported) if (!result.replaced.includes(jid)) console.log(`created ${jid}`);
+      const n = (k: number, what: string) => `${k} ${what}${k === 1 ? '' : 's'}`;
+      console.log(`imported ${n(result.imported.length, 'account')}: ${result.replaced.length} replaced, ${result.imported.length - result.replaced.length} created`);
       return 0;
     },
   },

@@ -28,8 +28,9 @@
  * other servers ignore as the XEP says, so a Gatehouse → Gatehouse round trip loses nothing.
  *
  * Import is all-or-nothing per file for the checks (unknown host, malformed data, an account that
- * exists without --force: nothing is written) and per account for the writes (an account whose
- * data fails to store is removed again).
+ * exists without --force, an administrator's account not named with --replace-admin: nothing is
+ * written) and per account for the writes (an account whose data fails to store is removed again).
+ * SCRAM iteration counts must lie within IMPORT_MIN_ITERATIONS..IMPORT_MAX_ITERATIONS.
  */
 import { normaliseDomain, normaliseLocal, Jid } from '../../shared/jid.js';
 import { Element, x } from '../../shared/xml/element.js';
@@ -53,6 +54,13 @@ const MECHANISMS: Record<string, ScramVerifier['hash']> = { 'SCRAM-SHA-1': 'SHA-
 const KEY_BYTES: Record<ScramVerifier['hash'], number> = { 'SHA-1': 20, 'SHA-256': 32 };
 /** Largest import file read. */
 export const MAX_IMPORT_BYTES = 512 * 1024 * 1024;
+/**
+ * SCRAM iteration counts an imported verifier may have. Fewer than RFC 7677's minimum makes a
+ * stolen verifier cheap to attack; a huge count makes every PLAIN login of the account (checked
+ * on the server) stall the event loop.
+ */
+export const IMPORT_MIN_ITERATIONS = 4096;
+export const IMPORT_MAX_ITERATIONS = 10_000_000;
 
 export class ExportError extends Error {
   override name = 'ExportError';
@@ -268,6 +276,10 @@ function parseScram(el: Element, who: string, warnings: string[]): ScramVerifier
   const iterText = text('iter-count') ?? text('iteration-count');
   const iterations = Number(iterText);
   if (!iterText || !/^\d+$/.test(iterText) || !Number.isSafeInteger(iterations) || iterations < 1) throw new ExportError(`${who}: ${mechanism} iteration count is not a positive integer`);
+  if (iterations < IMPORT_MIN_ITERATIONS || iterations > IMPORT_MAX_ITERATIONS) {
+    const bound = (n: number) => n.toLocaleString('en-US');
+    throw new ExportError(`${who}: ${mechanism} iteration count ${bound(iterations)} must be between ${bound(IMPORT_MIN_ITERATIONS)} and ${bound(IMPORT_MAX_ITERATIONS)} (set a new password after importing without these credentials)`);
+  }
   const salt = base64(text('salt'), `${who}: ${mechanism} salt`);
   const serverKey = base64(text('server-key'), `${who}: ${mechanism} server-key`);
   const storedKey = base64(text('stored-key'), `${who}: ${mechanism} stored-key`);
@@ -461,6 +473,10 @@ export interface ImportOptions {
   hosts: string[];
   /** Replace accounts that exist (delete them with all their data first). */
   force?: boolean;
+  /** Administrators (config `admins`): their accounts are replaced only when also in `replaceAdmins`. */
+  admins?: string[];
+  /** Administrators' accounts the operator named explicitly for replacement. */
+  replaceAdmins?: string[];
   /** For accounts without createdAt. */
   now: Date;
   /** For verifiers made from a plaintext password in a foreign export. */
@@ -475,19 +491,64 @@ export interface ImportResult {
   warnings: string[];
 }
 
-/** Writes the parsed accounts. Refuses (writing nothing) on an unknown host or, without force, an existing account. */
-export async function importAccounts(storage: Storage, parsed: ParsedImport, opts: ImportOptions): Promise<ImportResult> {
-  const warnings = [...parsed.warnings];
+export interface ImportPlan {
+  /** Accounts the import would create. */
+  create: string[];
+  /** Existing accounts it would delete and create again from the file. */
+  replace: string[];
+  /** Of `replace`: administrators' accounts (config `admins`). */
+  admins: string[];
+  /** Administrators' accounts in `replace` that were not named in `replaceAdmins`. */
+  adminsNotNamed: string[];
+}
+
+function normalisedJids(list: string[] | undefined): Set<string> {
+  return new Set((list ?? []).map((j) => Jid.tryParse(j)?.bare ?? j.toLowerCase()));
+}
+
+/** What importing `parsed` would do, without changing anything; refuses an unknown host. */
+export async function planImport(storage: Storage, parsed: ParsedImport, opts: Pick<ImportOptions, 'hosts' | 'admins' | 'replaceAdmins'>): Promise<ImportPlan> {
   const unknownHosts = [...new Set(parsed.users.map((u) => u.host).filter((h) => !opts.hosts.includes(h)))];
   if (unknownHosts.length) throw new ExportError(`the file has accounts on hosts this server does not serve: ${unknownHosts.join(', ')}`);
+  const admins = normalisedJids(opts.admins);
+  const named = normalisedJids(opts.replaceAdmins);
+  const plan: ImportPlan = { create: [], replace: [], admins: [], adminsNotNamed: [] };
+  for (const u of parsed.users) {
+    const jid = `${u.username}@${u.host}`;
+    if (!(await storage.accounts.get(u.username, u.host))) {
+      plan.create.push(jid);
+      continue;
+    }
+    plan.replace.push(jid);
+    if (admins.has(jid)) {
+      plan.admins.push(jid);
+      if (!named.has(jid)) plan.adminsNotNamed.push(jid);
+    }
+  }
+  return plan;
+}
+
+/**
+ * Writes the parsed accounts. Refuses (writing nothing) on an unknown host, an existing account
+ * without force, or an administrator's account not named in replaceAdmins.
+ */
+export async function importAccounts(storage: Storage, parsed: ParsedImport, opts: ImportOptions): Promise<ImportResult> {
+  const warnings = [...parsed.warnings];
+  const plan = await planImport(storage, parsed, opts);
   const existing = new Map<string, Account>();
   for (const u of parsed.users) {
-    const a = await storage.accounts.get(u.username, u.host);
+    const a = plan.replace.includes(`${u.username}@${u.host}`) ? await storage.accounts.get(u.username, u.host) : null;
     if (a) existing.set(`${u.username}@${u.host}`, a);
   }
   if (existing.size && !opts.force) {
     const names = [...existing.keys()];
     throw new ExportError(`${names.length === 1 ? 'account exists' : 'accounts exist'}: ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''} (use --force to replace)`);
+  }
+  if (plan.adminsNotNamed.length) {
+    const names = plan.adminsNotNamed;
+    throw new ExportError(
+      `${names.join(', ')} ${names.length === 1 ? 'is an administrator' : 'are administrators'} (config admins): replacing ${names.length === 1 ? 'it' : 'them'} needs --replace-admin ${names.join(',')}; nothing was imported`,
+    );
   }
   // Verifiers for a plaintext password are made before anything is written.
   const verifiers = new Map<ImportedUser, ScramVerifier[]>();

@@ -40,6 +40,11 @@ export interface S2sOptions {
   caFile?: string;
   /** Most stanzas waiting per local domain on a link that is coming up. */
   maxQueued?: number;
+  /**
+   * Connect to loopback, private and link-local addresses found through DNS too (tests that point
+   * SRV records at 127.0.0.1). Off by default: `s2s.static` is the way to reach such a server.
+   */
+  allowInternalTargets?: boolean;
 }
 
 export type VerifyOutcome = { type: 'valid' } | { type: 'invalid' } | { type: 'error'; condition: string };
@@ -77,6 +82,7 @@ export class S2sService {
       idleTimeout: opts.idleTimeout ?? ctx.config.s2s.idleTimeout,
       verifyTimeout: opts.verifyTimeout ?? 30_000,
       maxQueued: opts.maxQueued ?? 1000,
+      allowInternalTargets: opts.allowInternalTargets ?? false,
     };
   }
 

@@ -3,7 +3,7 @@
  * (pg), all through TypeORM. The schema is only ever changed by the migrations in /migrations
  * (never `synchronize`). Nothing outside server/storage sees TypeORM.
  */
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { DataSource, MigrationExecutor, type DataSourceOptions, type Logger as OrmLogger } from 'typeorm';
 import { migrations } from '../../migrations/index.js';
@@ -88,7 +88,7 @@ function hostPort(p: ParsedUrl): string {
   return `${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
 }
 
-function sqlitePath(cfg: StorageConfig): string {
+export function sqlitePath(cfg: StorageConfig): string {
   const file = cfg.path ?? DEFAULT_SQLITE_PATH;
   return file === ':memory:' ? file : path.resolve(file);
 }
@@ -207,7 +207,12 @@ async function connect(cfg: StorageConfig, log?: (msg: string) => void): Promise
   try {
     if (cfg.type === 'sqlite') {
       const file = sqlitePath(cfg);
-      if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
+      if (file !== ':memory:') {
+        mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+        // Created here (empty is a valid new database) so that it is private whatever the umask:
+        // SQLite gives the -wal and -shm files the database file's permissions.
+        closeSync(openSync(file, 'a', 0o600));
+      }
     }
     ds = new DataSource(dataSourceOptions(cfg, log));
     await ds.initialize();

@@ -31,7 +31,8 @@
  *   peer says is trusted beyond what it proved. Accepted stanzas are routed as jabber:client with
  *   origin { kind: 's2s', domain }.
  * - Limits as for clients: c2s.maxStanzaBytesPreAuth until a pair is proved, then
- *   c2s.maxStanzaBytes; depth and attribute limits; c2s.authTimeout to prove something;
+ *   c2s.maxStanzaBytes; depth and attribute limits; c2s.authTimeout to prove something (dialback
+ *   checks still pending do not extend it);
  *   c2s.maxConnectionsPerIp connections per address (counted apart from clients). A stream with no
  *   stanza for the idle timeout is closed.
  */
@@ -424,7 +425,9 @@ export class IncomingS2S implements InboundLink {
     if (this.state === 'closed') return;
     const { ctx, settings } = this.service;
     if (!this.authenticated) {
-      if (t - this.openedAt > ctx.config.c2s.authTimeout && this.pendingDialback.size === 0) this.close('connection-timeout');
+      // Pending dialback checks do not hold the timeout: a peer could otherwise keep a stream
+      // unauthenticated for ever by asking for checks that never finish.
+      if (t - this.openedAt > ctx.config.c2s.authTimeout) this.close('connection-timeout');
       return;
     }
     if (t - this.lastActivity > settings.idleTimeout) this.close();

@@ -2,7 +2,8 @@
  * Outbound server-to-server link (RFC 6120 4-6, XEP-0178, XEP-0220, XEP-0368): this server is the
  * initiating entity towards one remote domain.
  *
- *   resolve (static route / SRV xmpps-server + xmpp-server / domain:5269)
+ *   resolve (static route / SRV xmpps-server + xmpp-server / domain:5269; targets from DNS only
+ *   at public addresses, see server/s2s/resolver.ts)
  *   -> connect each target in turn (direct TLS for xmpps-server records)
  *   -> <stream:stream from=local to=remote> -> features
  *   -> STARTTLS (when not yet encrypted) -> restart -> features
@@ -37,7 +38,7 @@ import { NS } from '../../shared/ns.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import { XmlStreamParser } from '../net/xml-stream-parser.js';
 import { dialbackKey } from '../s2s/dialback.js';
-import { resolveS2sTargets, type ConnectTarget } from '../s2s/resolver.js';
+import { publicAddresses, resolveS2sTargets, type ConnectTarget } from '../s2s/resolver.js';
 import { certificateValidFor, peerCertificateStatus, type PeerCertificateStatus } from '../s2s/certificates.js';
 import type { S2sService, VerifyOutcome } from '../s2s/service.js';
 import {
@@ -170,23 +171,53 @@ export class OutgoingS2S {
     if (targets.length === 0) return this.fail('remote-server-not-found', 'the domain has no XMPP server');
     this.state = 'connecting';
     let lastError = '';
+    let attempted = false;
+    let refused = false;
     for (const target of targets) {
+      const found = await this.addressesOf(target);
       if (this.state !== 'connecting') return;
-      try {
-        const socket = await this.connectTarget(target);
-        if (this.state !== 'connecting') {
-          socket.destroy();
+      refused ||= found.refused;
+      for (const host of found.hosts) {
+        if (this.state !== 'connecting') return;
+        attempted = true;
+        try {
+          const socket = await this.connectTarget({ ...target, host });
+          if (this.state !== 'connecting') {
+            socket.destroy();
+            return;
+          }
+          this.service.log.debug('s2s connected', { remote: this.remote, host, port: target.port, directTls: target.directTls, via: target.via, link: this.linkId });
+          this.attach(socket, target.directTls);
           return;
+        } catch (err) {
+          lastError = err instanceof Error ? err.message : String(err);
+          this.service.log.debug('s2s connection attempt failed', { remote: this.remote, host, port: target.port, error: lastError });
         }
-        this.service.log.debug('s2s connected', { remote: this.remote, host: target.host, port: target.port, directTls: target.directTls, via: target.via, link: this.linkId });
-        this.attach(socket, target.directTls);
-        return;
-      } catch (err) {
-        lastError = err instanceof Error ? err.message : String(err);
-        this.service.log.debug('s2s connection attempt failed', { remote: this.remote, host: target.host, port: target.port, error: lastError });
       }
     }
-    if (this.state === 'connecting') this.fail('remote-server-not-found', 'could not connect to the remote server');
+    if (this.state !== 'connecting') return;
+    if (refused && !attempted) return this.fail('remote-server-not-found', 'the remote server has no public address');
+    this.fail('remote-server-not-found', 'could not connect to the remote server');
+  }
+
+  /**
+   * Where to connect for one target: a static route as configured; a target from DNS (chosen by
+   * whoever controls the remote domain's DNS, possibly an unauthenticated peer asking for dialback)
+   * only at its public addresses, never loopback, private or link-local ones.
+   */
+  private async addressesOf(target: ConnectTarget): Promise<{ hosts: string[]; refused: boolean }> {
+    if (target.via === 'static' || this.service.settings.allowInternalTargets) return { hosts: [target.host], refused: false };
+    let found: { addresses: string[]; refused: string[] };
+    try {
+      found = await publicAddresses(target.host, this.service.dns);
+    } catch (err) {
+      this.service.log.debug('s2s target lookup failed', { remote: this.remote, host: target.host, error: (err as NodeJS.ErrnoException).code ?? 'error' });
+      return { hosts: [], refused: false };
+    }
+    if (found.refused.length) {
+      this.service.log.info('s2s target refused: not a public address (name the domain in s2s.static to allow it)', { remote: this.remote, host: target.host, addresses: found.refused.join(' ') });
+    }
+    return { hosts: found.addresses, refused: found.refused.length > 0 };
   }
 
   private connectTarget(target: ConnectTarget): Promise<Socket> {

@@ -354,7 +354,7 @@ describe('P14 backup files', () => {
     assert.deepEqual(loadBackupKey({ env: { [BACKUP_KEY_ENV]: raw.toString('hex') } }), raw);
     assert.equal(loadBackupKey({ env: {} }), null);
     const file = path.join(tempDir(), 'key');
-    writeFileSync(file, raw.toString('base64'));
+    writeFileSync(file, raw.toString('base64'), { mode: 0o600 });
     assert.deepEqual(loadBackupKey({ keyFile: file, env: { [BACKUP_KEY_ENV]: randomBytes(32).toString('hex') } }), raw, 'an explicit key file wins');
     assert.throws(() => loadBackupKey({ keyFile: path.join(tempDir(), 'missing') }), /cannot read the backup key file/);
   });

@@ -556,7 +556,7 @@ describe('P23 commands', () => {
 
     await assert.rejects(run('user import', [out, '--config', cfgFile]), /account exists: alice@localhost/);
     const forced = await run('user import', [out, '--config', cfgFile, '--force']);
-    assert.match(forced.out, /imported alice@localhost \(replaced the existing account\)/);
+    assert.match(forced.out, /replaced alice@localhost: the existing account and all its data were deleted/);
     const again = await run('user export', ['alice@localhost', '--config', cfgFile]);
     assert.equal(again.out, xml);
   });

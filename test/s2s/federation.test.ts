@@ -510,6 +510,8 @@ describe('link sharing, direct TLS and idle links (P18)', () => {
     a = await startGatehouse(['a.test', 'a2.test'], {
       module: {
         idleTimeout: 1500,
+        // The SRV records below point at loopback, which federation refuses unless told otherwise.
+        allowInternalTargets: true,
         // b.test only through DNS: an xmpps-server record (direct TLS) before an xmpp-server one.
         dns: {
           resolveSrv: async (name) => {

@@ -32,6 +32,8 @@ export const KEYRING_SERVICE = 'gatehouse-transport-vault';
 
 const NONCE_BYTES = 12;
 const KEY_BYTES = 32;
+/** GCM tag length; a shorter tag would be accepted by GCM unless pinned (and is easier to forge). */
+const TAG_BYTES = 16;
 
 /** A vault problem: one line, never containing a key or a credential. */
 export class VaultError extends Error {
@@ -236,7 +238,7 @@ export class Vault {
 
   seal(userJid: string, network: string, payload: VaultPayload, now: Date, key: VaultKey = this.primary): VaultRecord {
     const nonce = randomBytes(NONCE_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', key.key, nonce);
+    const cipher = createCipheriv('aes-256-gcm', key.key, nonce, { authTagLength: TAG_BYTES });
     cipher.setAAD(aad(userJid, network));
     const ciphertext = Buffer.concat([cipher.update(JSON.stringify(payload), 'utf8'), cipher.final()]);
     return { network, userJid, keyId: key.id, nonce, ciphertext, tag: cipher.getAuthTag(), updatedAt: now };
@@ -247,7 +249,8 @@ export class Vault {
     if (!key) throw new VaultKeyMismatchError(record.keyId, [...this.keys.keys()]);
     let text: string;
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key.key, record.nonce);
+      if (record.tag.length !== TAG_BYTES) throw new Error('tag length');
+      const decipher = createDecipheriv('aes-256-gcm', key.key, record.nonce, { authTagLength: TAG_BYTES });
       decipher.setAAD(aad(record.userJid, record.network));
       decipher.setAuthTag(record.tag);
       text = Buffer.concat([decipher.update(record.ciphertext), decipher.final()]).toString('utf8');
