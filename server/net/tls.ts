@@ -84,7 +84,7 @@ export async function ensureSelfSignedCertificate(dataDir: string, domains: stri
   const dir = join(dataDir, 'certs');
   const paths = { cert: join(dir, 'selfsigned.crt'), key: join(dir, 'selfsigned.key') };
   if (existsSync(paths.cert) && existsSync(paths.key) && coversDomains(paths.cert, domains)) return paths;
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const now = new Date();
   // Loaded only when a certificate is made: the X.509 library it brings costs ~10 MiB of memory.
   const { generate } = await import('selfsigned');
