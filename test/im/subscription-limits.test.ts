@@ -14,6 +14,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { makeVerifier } from '../../server/auth/scram.js';
+import { storageTargets, type StorageTarget } from '../../server/storage/test-databases.js';
 
 async function online(c: TestClient): Promise<void> {
   c.send(x('presence'));
@@ -111,65 +112,73 @@ describe('pending subscription requests from local accounts', () => {
   });
 });
 
-describe('pending subscription requests from remote domains (as an s2s stream routes them)', () => {
-  let ts: TestServer;
-  let carol: TestClient;
-  before(async () => {
-    ts = await startTestServer({ logLevel: 'info', config: { subscriptions: { maxPendingPerUser: 5, maxPendingPerDomain: 2 } } });
-    carol = await login(ts, 'carol');
-    await online(carol);
-  });
-  after(() => ts.stop());
-
-  /**
-   * Routes a subscribe from `from` as an s2s stream would: resolves with the error the server
-   * sends back, or with 'delivered' once carol gets the request (exactly one of them happens).
-   */
-  async function remoteSubscribe(from: string): Promise<Element | 'delivered'> {
-    let off = () => {};
-    const error = new Promise<Element>((resolve) => {
-      off = ts.server.ctx.hooks.on(
-        'presence/remote',
-        (e) => {
-          if (e.stanza.attrs.to === from && e.stanza.attrs.type === 'error') resolve(e.stanza.clone());
-          return true;
-        },
-        1000,
-      );
+// The per-domain count is a LIKE query: the same over every database.
+for (const target of storageTargets()) {
+  describe(`pending subscription requests from remote domains (as an s2s stream routes them) on ${target.name}`, () => {
+    let ts: TestServer;
+    let db: Awaited<ReturnType<StorageTarget['make']>>;
+    let carol: TestClient;
+    before(async () => {
+      db = await target.make();
+      ts = await startTestServer({ storage: db.config, logLevel: 'info', config: { subscriptions: { maxPendingPerUser: 5, maxPendingPerDomain: 2 } } });
+      carol = await login(ts, 'carol');
+      await online(carol);
     });
-    try {
-      const jid = Jid.parse(from);
-      await ts.server.ctx.router.route(x('presence', { type: 'subscribe', from, to: 'carol@localhost' }), jid, { kind: 's2s', domain: jid.domain });
-      return await Promise.race([error, carol.expect(isSubscribe(from)).then(() => 'delivered' as const)]);
-    } finally {
-      off();
+    after(async () => {
+      await ts?.stop();
+      await db?.drop();
+    });
+
+    /**
+     * Routes a subscribe from `from` as an s2s stream would: resolves with the error the server
+     * sends back, or with 'delivered' once carol gets the request (exactly one of them happens).
+     */
+    async function remoteSubscribe(from: string): Promise<Element | 'delivered'> {
+      let off = () => {};
+      const error = new Promise<Element>((resolve) => {
+        off = ts.server.ctx.hooks.on(
+          'presence/remote',
+          (e) => {
+            if (e.stanza.attrs.to === from && e.stanza.attrs.type === 'error') resolve(e.stanza.clone());
+            return true;
+          },
+          1000,
+        );
+      });
+      try {
+        const jid = Jid.parse(from);
+        await ts.server.ctx.router.route(x('presence', { type: 'subscribe', from, to: 'carol@localhost' }), jid, { kind: 's2s', domain: jid.domain });
+        return await Promise.race([error, carol.expect(isSubscribe(from)).then(() => 'delivered' as const)]);
+      } finally {
+        off();
+      }
     }
-  }
 
-  const conditionOf = (r: Element | 'delivered') => (r === 'delivered' ? r : errorCondition(r));
+    const conditionOf = (r: Element | 'delivered') => (r === 'delivered' ? r : errorCondition(r));
 
-  test('a third request from one remote domain gets policy-violation; other domains still get through up to the cap', async () => {
-    assert.equal(await remoteSubscribe('a1@evil.example'), 'delivered');
-    assert.equal(await remoteSubscribe('a2@evil.example'), 'delivered');
-    const third = await remoteSubscribe('a3@evil.example');
-    assert.notEqual(third, 'delivered');
-    if (third === 'delivered') return;
-    assert.equal(errorCondition(third), 'policy-violation');
-    assert.equal(third.getChild('error')!.attrs.type, 'wait');
-    assert.equal(third.attrs.from, 'carol@localhost');
-    assert.equal(await rosterRow(ts, 'carol@localhost', 'a3@evil.example'), null, 'no roster row');
-    // The domain itself (a server JID) counts for that domain too; a look-alike domain does not.
-    assert.equal(conditionOf(await remoteSubscribe('evil.example')), 'policy-violation');
-    assert.equal(await remoteSubscribe('b1@evil_example.net'), 'delivered');
-    assert.equal(await remoteSubscribe('c1@other.example'), 'delivered');
-    assert.equal(await remoteSubscribe('c2@other.example'), 'delivered');
-    // Five pending in all: the cap.
-    assert.equal(conditionOf(await remoteSubscribe('d1@third.example')), 'resource-constraint');
-    assert.equal(await rosterRow(ts, 'carol@localhost', 'd1@third.example'), null, 'no roster row');
-    const id = await ensureAccount(ts, 'carol');
-    assert.equal(await ts.server.ctx.storage.roster.countPendingIn(id), 5);
+    test('a third request from one remote domain gets policy-violation; other domains still get through up to the cap', async () => {
+      assert.equal(await remoteSubscribe('a1@evil.example'), 'delivered');
+      assert.equal(await remoteSubscribe('a2@evil.example'), 'delivered');
+      const third = await remoteSubscribe('a3@evil.example');
+      assert.notEqual(third, 'delivered');
+      if (third === 'delivered') return;
+      assert.equal(errorCondition(third), 'policy-violation');
+      assert.equal(third.getChild('error')!.attrs.type, 'wait');
+      assert.equal(third.attrs.from, 'carol@localhost');
+      assert.equal(await rosterRow(ts, 'carol@localhost', 'a3@evil.example'), null, 'no roster row');
+      // The domain itself (a server JID) counts for that domain too; a look-alike domain does not.
+      assert.equal(conditionOf(await remoteSubscribe('evil.example')), 'policy-violation');
+      assert.equal(await remoteSubscribe('b1@evil_example.net'), 'delivered');
+      assert.equal(await remoteSubscribe('c1@other.example'), 'delivered');
+      assert.equal(await remoteSubscribe('c2@other.example'), 'delivered');
+      // Five pending in all: the cap.
+      assert.equal(conditionOf(await remoteSubscribe('d1@third.example')), 'resource-constraint');
+      assert.equal(await rosterRow(ts, 'carol@localhost', 'd1@third.example'), null, 'no roster row');
+      const id = await ensureAccount(ts, 'carol');
+      assert.equal(await ts.server.ctx.storage.roster.countPendingIn(id), 5);
+    });
   });
-});
+}
 
 describe('pending subscription requests between two federated servers', () => {
   let home: TestServer;

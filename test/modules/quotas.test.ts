@@ -11,6 +11,7 @@ import { checkQuota, xmlBytes } from '../../server/core/quota.js';
 import { errorCondition } from '../../server/core/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
+import { storageTargets, type StorageTarget } from '../../server/storage/test-databases.js';
 
 /** A ping round trip: everything the client sent before has been routed (and stored). */
 async function barrier(c: TestClient): Promise<void> {
@@ -40,81 +41,94 @@ describe('quota arithmetic', () => {
   });
 });
 
-describe('offline storage byte quota (XEP-0160)', () => {
-  let ts: TestServer;
-  const failures: DeliveryFailure[] = [];
-  before(async () => {
-    ts = await startTestServer({ logLevel: 'info', config: { offline: { maxPerUser: 100, maxBytesPerUser: '4KiB' } } });
-    ts.server.ctx.hooks.on('delivery/failed', (f) => void failures.push(f));
-  });
-  after(() => ts.stop());
+// The same over every database: the usage sums must count the same bytes everywhere.
+for (const target of storageTargets()) {
+  describe(`offline storage byte quota (XEP-0160) on ${target.name}`, () => {
+    let ts: TestServer;
+    let db: Awaited<ReturnType<StorageTarget['make']>>;
+    const failures: DeliveryFailure[] = [];
+    before(async () => {
+      db = await target.make();
+      ts = await startTestServer({ storage: db.config, logLevel: 'info', config: { offline: { maxPerUser: 100, maxBytesPerUser: '4KiB' } } });
+      ts.server.ctx.hooks.on('delivery/failed', (f) => void failures.push(f));
+    });
+    after(async () => {
+      await ts?.stop();
+      await db?.drop();
+    });
 
-  test('P5 a message that would take the store over its byte quota bounces to the sender with service-unavailable and is not stored', async () => {
-    const alice = await login(ts, 'alice');
-    const bobId = await ensureAccount(ts, 'bob');
-    const big = (n: number) => `${n} ${'x'.repeat(1500)}`;
-    alice.send(chat('bob@localhost', big(1)));
-    alice.send(chat('bob@localhost', big(2)));
-    await barrier(alice);
-    const before = await ts.server.ctx.storage.offline.usage(bobId);
-    assert.equal(before.items, 2);
+    test('P5 a message that would take the store over its byte quota bounces to the sender with service-unavailable and is not stored', async () => {
+      const alice = await login(ts, 'alice');
+      const bobId = await ensureAccount(ts, 'bob');
+      const big = (n: number) => `${n} ${'x'.repeat(1500)}`;
+      alice.send(chat('bob@localhost', big(1)));
+      alice.send(chat('bob@localhost', big(2)));
+      await barrier(alice);
+      const before = await ts.server.ctx.storage.offline.usage(bobId);
+      assert.equal(before.items, 2);
 
-    const over = chat('bob@localhost', big(3));
-    alice.send(over);
-    const err = await alice.expect(isError(over.attrs.id!));
-    assert.equal(errorCondition(err), 'service-unavailable');
-    assert.equal(err.attrs.from, 'bob@localhost');
-    assert.deepEqual(await ts.server.ctx.storage.offline.usage(bobId), before, 'nothing stored');
-    assert.ok(failures.some((f) => f.to === 'bob@localhost' && f.condition === 'service-unavailable'), 'P8 record');
-    assert.ok(!ts.logLines.join('\n').includes('x'.repeat(100)), 'no body in any log line');
+      const over = chat('bob@localhost', big(3));
+      alice.send(over);
+      const err = await alice.expect(isError(over.attrs.id!));
+      assert.equal(errorCondition(err), 'service-unavailable');
+      assert.equal(err.attrs.from, 'bob@localhost');
+      assert.deepEqual(await ts.server.ctx.storage.offline.usage(bobId), before, 'nothing stored');
+      assert.ok(failures.some((f) => f.to === 'bob@localhost' && f.condition === 'service-unavailable'), 'P8 record');
+      assert.ok(!ts.logLines.join('\n').includes('x'.repeat(100)), 'no body in any log line');
 
-    // Far below the count limit: it is the bytes that were full. A small message still fits.
-    const small = chat('bob@localhost', 'short');
-    alice.send(small);
-    await barrier(alice);
-    assert.ok(await alice.expectNothing(isError(small.attrs.id!), 100));
-    assert.equal((await ts.server.ctx.storage.offline.usage(bobId)).items, 3);
+      // Far below the count limit: it is the bytes that were full. A small message still fits.
+      const small = chat('bob@localhost', 'short');
+      alice.send(small);
+      await barrier(alice);
+      assert.ok(await alice.expectNothing(isError(small.attrs.id!), 100));
+      assert.equal((await ts.server.ctx.storage.offline.usage(bobId)).items, 3);
 
-    const bob = await login(ts, 'bob');
-    await online(bob);
-    for (const body of [big(1), big(2), 'short']) await bob.expect(isMessage(body));
-  });
-});
-
-describe('private XML storage byte quota (XEP-0049)', () => {
-  let ts: TestServer;
-  let alice: TestClient;
-  before(async () => {
-    ts = await startTestServer({ logLevel: 'info', config: { privateStorage: { maxBytesPerUser: '2KiB' } } });
-    alice = await login(ts, 'alice');
-  });
-  after(() => ts.stop());
-
-  const priv = (type: 'get' | 'set', ...children: Element[]) => x('iq', { type }, x('query', { xmlns: NS.privateXml }, children));
-  const note = (ns: string, size: number) => x('notes', { xmlns: ns }, x('note', {}, 'n'.repeat(size)));
-  const stored = async (ns: string): Promise<string | undefined> => {
-    const r = await alice.iq(priv('get', x('notes', { xmlns: ns })));
-    assert.equal(r.attrs.type, 'result');
-    return r.getChild('query', NS.privateXml)!.getChild('notes', ns)!.getChildText('note');
-  };
-
-  test('a set over the byte quota gets resource-constraint; what was stored stays intact', async () => {
-    assert.equal((await alice.iq(priv('set', note('urn:a', 1000)))).attrs.type, 'result');
-    const refused = await alice.iq(priv('set', note('urn:b', 1200)));
-    assert.equal(refused.attrs.type, 'error');
-    assert.equal(errorCondition(refused), 'resource-constraint');
-    assert.match(refused.getChild('error')!.getChildText('text', NS.stanzas) ?? '', /private storage is full \(at most 2 KiB\)/);
-    assert.equal(await stored('urn:b'), undefined, 'nothing stored');
-    assert.equal(await stored('urn:a'), 'n'.repeat(1000), 'earlier data intact');
+      const bob = await login(ts, 'bob');
+      await online(bob);
+      for (const body of [big(1), big(2), 'short']) await bob.expect(isMessage(body));
+    });
   });
 
-  test('a set is all or nothing, and replacing an element frees its old bytes', async () => {
-    const both = await alice.iq(priv('set', note('urn:c', 100), note('urn:a', 1900)));
-    assert.equal(errorCondition(both), 'resource-constraint');
-    assert.equal(await stored('urn:c'), undefined);
-    assert.equal(await stored('urn:a'), 'n'.repeat(1000));
-    // urn:a's 1000 bytes are replaced, not added to.
-    assert.equal((await alice.iq(priv('set', note('urn:a', 1800)))).attrs.type, 'result');
-    assert.equal(await stored('urn:a'), 'n'.repeat(1800));
+  describe(`private XML storage byte quota (XEP-0049) on ${target.name}`, () => {
+    let ts: TestServer;
+    let db: Awaited<ReturnType<StorageTarget['make']>>;
+    let alice: TestClient;
+    before(async () => {
+      db = await target.make();
+      ts = await startTestServer({ storage: db.config, logLevel: 'info', config: { privateStorage: { maxBytesPerUser: '2KiB' } } });
+      alice = await login(ts, 'alice');
+    });
+    after(async () => {
+      await ts?.stop();
+      await db?.drop();
+    });
+
+    const priv = (type: 'get' | 'set', ...children: Element[]) => x('iq', { type }, x('query', { xmlns: NS.privateXml }, children));
+    const note = (ns: string, size: number) => x('notes', { xmlns: ns }, x('note', {}, 'n'.repeat(size)));
+    const stored = async (ns: string): Promise<string | undefined> => {
+      const r = await alice.iq(priv('get', x('notes', { xmlns: ns })));
+      assert.equal(r.attrs.type, 'result');
+      return r.getChild('query', NS.privateXml)!.getChild('notes', ns)!.getChildText('note');
+    };
+
+    test('a set over the byte quota gets resource-constraint; what was stored stays intact', async () => {
+      assert.equal((await alice.iq(priv('set', note('urn:a', 1000)))).attrs.type, 'result');
+      const refused = await alice.iq(priv('set', note('urn:b', 1200)));
+      assert.equal(refused.attrs.type, 'error');
+      assert.equal(errorCondition(refused), 'resource-constraint');
+      assert.match(refused.getChild('error')!.getChildText('text', NS.stanzas) ?? '', /private storage is full \(at most 2 KiB\)/);
+      assert.equal(await stored('urn:b'), undefined, 'nothing stored');
+      assert.equal(await stored('urn:a'), 'n'.repeat(1000), 'earlier data intact');
+    });
+
+    test('a set is all or nothing, and replacing an element frees its old bytes', async () => {
+      const both = await alice.iq(priv('set', note('urn:c', 100), note('urn:a', 1900)));
+      assert.equal(errorCondition(both), 'resource-constraint');
+      assert.equal(await stored('urn:c'), undefined);
+      assert.equal(await stored('urn:a'), 'n'.repeat(1000));
+      // urn:a's 1000 bytes are replaced, not added to.
+      assert.equal((await alice.iq(priv('set', note('urn:a', 1800)))).attrs.type, 'result');
+      assert.equal(await stored('urn:a'), 'n'.repeat(1800));
+    });
   });
-});
+}
