@@ -177,6 +177,16 @@ for (const target of storageTargets()) {
       const id = await ensureAccount(ts, 'carol');
       assert.equal(await ts.server.ctx.storage.roster.countPendingIn(id), 5);
     });
+
+    test('a configured component (a transport adding legacy contacts) is not limited', async () => {
+      for (const n of [1, 2, 3]) {
+        const from = `contact${n}@gateway.localhost`;
+        await ts.server.ctx.router.route(x('presence', { type: 'subscribe', from, to: 'carol@localhost' }), Jid.parse(from), { kind: 'component', domain: 'gateway.localhost' });
+        await carol.expect(isSubscribe(from));
+      }
+      const id = await ensureAccount(ts, 'carol');
+      assert.equal(await ts.server.ctx.storage.roster.countPendingIn(id), 8);
+    });
   });
 }
 
