@@ -36,8 +36,8 @@ declare module '../core/hooks.js' {
  * Quota (core/quota.ts): when `offline.maxPerUser` messages are waiting, or the message would take
  * the stored stanzas over `offline.maxBytesPerUser` bytes, it bounces with service-unavailable:
  * XEP-0160 section 2 names this condition for a full queue, and it is the same error a non-existent
- * account gives, so a sender learns nothing about a mailbox (P17); the text says the store is full,
- * not how much it holds. resource-constraint would say "try later" about one user's storage and is
+ * account gives (without a text, like that one), so a sender learns nothing about a mailbox (P17).
+ * resource-constraint would say "try later" about one user's storage and is
  * meant for server load. Without the byte quota 1,000 messages of 256 KiB could pin 256 MiB per
  * account. maxPerUser 0 stores nothing: the message module then bounces (XEP-0160: no storage, error).
  *
@@ -124,7 +124,7 @@ class OfflineStore {
       const quota = checkQuota(await storage.offline.usage(account.id), { items: 1, bytes: xmlBytes(text) }, { maxItems: max, maxBytes: config.offline.maxBytesPerUser }, 'offline storage');
       if (!quota.ok) {
         log.debug('offline store full', { account: bare, limit: quota.exceeded });
-        return router.bounce(event, 'service-unavailable', 'offline storage for this user is full');
+        return router.bounce(event, 'service-unavailable');
       }
       await storage.offline.store(account.id, text, clock.now());
       void this.ctx.hooks.emit('offline/stored', { count: 1 });

@@ -57,7 +57,7 @@ for (const target of storageTargets()) {
       await db?.drop();
     });
 
-    test('P5 a message that would take the store over its byte quota bounces to the sender with service-unavailable and is not stored', async () => {
+    test('P5 P17 a message that would take the store over its byte quota bounces to the sender with service-unavailable and is not stored', async () => {
       const alice = await login(ts, 'alice');
       const bobId = await ensureAccount(ts, 'bob');
       const big = (n: number) => `${n} ${'x'.repeat(1500)}`;
@@ -73,6 +73,11 @@ for (const target of storageTargets()) {
       assert.equal(errorCondition(err), 'service-unavailable');
       assert.equal(err.attrs.from, 'bob@localhost');
       assert.deepEqual(await ts.server.ctx.storage.offline.usage(bobId), before, 'nothing stored');
+      // P17: the same error as for an account that does not exist.
+      const nobody = chat('nobody@localhost', 'hello?');
+      alice.send(nobody);
+      const none = await alice.expect(isError(nobody.attrs.id!));
+      assert.equal(err.getChild('error')!.toString(), none.getChild('error')!.toString());
       assert.ok(failures.some((f) => f.to === 'bob@localhost' && f.condition === 'service-unavailable'), 'P8 record');
       assert.ok(!ts.logLines.join('\n').includes('x'.repeat(100)), 'no body in any log line');
 
