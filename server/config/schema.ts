@@ -388,8 +388,60 @@ export const configSchema = object(
     auth: authSchema,
     storage: storageSchema,
     offline: object(
-      { maxPerUser: int({ default: 1000, min: 0, doc: 'Most messages stored per offline user; 0 stores none.' }) },
+      {
+        maxPerUser: int({ default: 1000, min: 0, doc: 'Most messages stored per offline user; 0 stores none.' }),
+        maxBytesPerUser: size({
+          default: '10MiB',
+          min: 0,
+          doc: 'Most bytes of stored messages per offline user (the XML as stored). A message that would go over it bounces with `service-unavailable`, like one over `maxPerUser`.',
+        }),
+      },
       { doc: 'Messages for offline users.' },
+    ),
+    privateStorage: object(
+      {
+        maxBytesPerUser: size({
+          default: '1MiB',
+          min: 0,
+          doc: 'Most bytes of private XML (XEP-0049) per account, keys included. A set that would go over it is refused with `resource-constraint`; what was stored stays.',
+        }),
+      },
+      { doc: 'Private XML storage (XEP-0049).' },
+    ),
+    subscriptions: object(
+      {
+        maxPendingPerUser: int({
+          default: 100,
+          min: 0,
+          doc:
+            'Most unanswered inbound subscription requests an account keeps. Further requests are refused with a `resource-constraint` presence error (type wait) to the sender; ' +
+            'the requests already waiting stay (the oldest survive, nothing is dropped silently), and the user makes room by answering them. ' +
+            'Requests from contacts already on the roster and from configured components (transports adding legacy contacts) are always accepted.',
+        }),
+        maxPendingPerDomain: int({
+          default: 20,
+          min: 0,
+          doc:
+            "Most unanswered inbound subscription requests an account keeps from one remote domain (this server's own hosts are not limited by it). " +
+            'Further ones from that domain are refused with a `policy-violation` presence error (type wait), so one hostile server cannot fill `maxPendingPerUser` alone.',
+        }),
+      },
+      { doc: 'Presence subscription requests (RFC 6121 section 3) that wait for the user: limits against floods from other servers.' },
+    ),
+    registrationLimit: object(
+      {
+        maxPerAddress: int({
+          default: 3,
+          min: 0,
+          doc: 'Most successful in-band registrations (XEP-0077) from one address (IPv6: one /64) within `window`; 0 means no limit. Further attempts get a `policy-violation` error (type wait) and count as failed registrations (P7).',
+        }),
+        window: duration({ default: '1h', min: 1000, doc: 'The period `maxPerAddress` counts over.' }),
+        exempt: array(cidr, {
+          default: [],
+          doc: 'Addresses (CIDR) not limited, such as a web sign-up gateway. Empty by default, loopback included: behind a reverse proxy without the PROXY protocol every client looks like loopback.',
+        }),
+      },
+      { doc: 'Throttle for in-band account registration, like Prosody\'s registration_throttle_max/period. Counted in memory (a restart resets it).' },
     ),
     server: object(
       {

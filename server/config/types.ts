@@ -95,6 +95,29 @@ export type StorageConfig =
 export interface OfflineConfig {
   /** 0 = offline messages are not stored. */
   maxPerUser: number;
+  /** Bytes of stored stanzas per account. */
+  maxBytesPerUser: number;
+}
+
+export interface PrivateStorageConfig {
+  /** Bytes (keys and XML) per account. */
+  maxBytesPerUser: number;
+}
+
+export interface SubscriptionsConfig {
+  /** Unanswered inbound subscription requests per account. */
+  maxPendingPerUser: number;
+  /** The same, per remote domain. */
+  maxPendingPerDomain: number;
+}
+
+export interface RegistrationLimitConfig {
+  /** Successful in-band registrations per address (IPv6: per /64) within window; 0 = unlimited. */
+  maxPerAddress: number;
+  /** Milliseconds. */
+  window: number;
+  /** CIDRs, normalised to address/prefix. */
+  exempt: string[];
 }
 
 export interface ServerInfoConfig {
@@ -196,6 +219,9 @@ export interface Config {
   auth: AuthConfig;
   storage: StorageConfig;
   offline: OfflineConfig;
+  privateStorage: PrivateStorageConfig;
+  subscriptions: SubscriptionsConfig;
+  registrationLimit: RegistrationLimitConfig;
   server: ServerInfoConfig;
   log: LogConfig;
   retention: RetentionConfig;

@@ -5,6 +5,7 @@ import { parseXmlText } from '../net/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { messageType, topResources } from './message.js';
+import { checkQuota, xmlBytes } from '../core/quota.js';
 
 
 declare module '../core/hooks.js' {
@@ -32,11 +33,13 @@ declare module '../core/hooks.js' {
  * Everything else is stored as received (receipts, markers, OMEMO/OpenPGP payloads untouched),
  * with only its 'to' set to the account's bare JID (RFC 6121 8.5.3.2.1: treated as addressed there).
  *
- * Quota: when `offline.maxPerUser` messages are waiting, further ones bounce with
- * service-unavailable: XEP-0160 section 2 names this condition for a full queue, and it is the same
- * error a non-existent account gives, so a sender learns nothing about a mailbox (P17).
- * resource-constraint would say "try later" about one user's storage and is meant for server load.
- * maxPerUser 0 stores nothing: the message module then bounces (XEP-0160: no storage, error).
+ * Quota (core/quota.ts): when `offline.maxPerUser` messages are waiting, or the message would take
+ * the stored stanzas over `offline.maxBytesPerUser` bytes, it bounces with service-unavailable:
+ * XEP-0160 section 2 names this condition for a full queue, and it is the same error a non-existent
+ * account gives (without a text, like that one), so a sender learns nothing about a mailbox (P17).
+ * resource-constraint would say "try later" about one user's storage and is
+ * meant for server load. Without the byte quota 1,000 messages of 256 KiB could pin 256 MiB per
+ * account. maxPerUser 0 stores nothing: the message module then bounces (XEP-0160: no storage, error).
  *
  * Delivery: when a resource sends initial presence with a non-negative priority ('session/available'),
  * every stored message goes to it in arrival order with
@@ -114,14 +117,16 @@ class OfflineStore {
     if (!account) return false;
     const bare = event.to.bare;
     return this.serial(account.id, async () => {
-      if ((await storage.offline.count(account.id)) >= max) {
-        log.info('offline store full', { account: bare });
-        return router.bounce(event, 'service-unavailable');
-      }
       const copy = event.stanza.clone();
       copy.attrs.to = bare;
       if (copy.attrs.xmlns === NS.server || copy.attrs.xmlns === NS.component) copy.attrs.xmlns = NS.client;
-      await storage.offline.store(account.id, copy.toString(), clock.now());
+      const text = copy.toString();
+      const quota = checkQuota(await storage.offline.usage(account.id), { items: 1, bytes: xmlBytes(text) }, { maxItems: max, maxBytes: config.offline.maxBytesPerUser }, 'offline storage');
+      if (!quota.ok) {
+        log.debug('offline store full', { account: bare, limit: quota.exceeded });
+        return router.bounce(event, 'service-unavailable');
+      }
+      await storage.offline.store(account.id, text, clock.now());
       void this.ctx.hooks.emit('offline/stored', { count: 1 });
       // A resource may have come online while the row was being written.
       const top = topResources(sessions, bare);
@@ -178,7 +183,7 @@ class OfflineStore {
 export const offlineModule: GatehouseModule = {
   name: 'offline',
   specs: [
-    { id: 'XEP-0160', version: '1.0.1', status: 'complete', note: 'normal and chat messages; quota offline.maxPerUser, full store bounces with service-unavailable' },
+    { id: 'XEP-0160', version: '1.0.1', status: 'complete', note: 'normal and chat messages; quotas offline.maxPerUser and offline.maxBytesPerUser, a full store bounces with service-unavailable' },
     { id: 'XEP-0203', version: '2.0', status: 'complete', note: 'delay stamp with the arrival time on offline delivery' },
     { id: 'XEP-0334', version: '1.0.0', status: 'partial', note: 'store and no-store honoured by offline storage' },
   ],

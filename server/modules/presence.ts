@@ -18,6 +18,18 @@
  * - Pending inbound requests are stored (roster.ts, pendingIn) and delivered again to each resource
  *   that sends initial presence (3.1.3). The request's optional children (status, nick) are not
  *   stored: the re-delivered request is a bare <presence type='subscribe'/>.
+ * - Limits on pending requests (config `subscriptions`), since anyone, a remote server with
+ *   millions of JIDs included, can make a request and each one is stored and re-sent at every
+ *   login: a new request from a stranger (no roster item the user made) is refused once
+ *   `maxPendingPerDomain` requests from the sender's domain are waiting (remote domains only;
+ *   local accounts share the host's domain and are limited by registration) with policy-violation,
+ *   or once `maxPendingPerUser` requests in all are waiting with resource-constraint (RFC 6120
+ *   8.3.3.12/8.3.3.14), both of type wait and bounced to the sender, so nothing is dropped silently.
+ *   At the cap the requests already waiting survive and new ones are refused: an evicted request
+ *   would vanish without its sender ever knowing, and a flood could push out a real request that
+ *   came first; a refused sender can ask again once the user has answered. Contacts on the roster
+ *   (they can already reach the user) and configured components (a transport asks once per legacy
+ *   contact it adds) are not limited, and a request that is already pending is not counted twice.
  * - Initial presence (4.2.2): to every contact with subscription from/both, to all of the user's
  *   available resources including the sender; the other resources' presence to the new one;
  *   probes (from the bare JID, 4.3.1) to contacts with to/both, local ones answered at once.
@@ -300,10 +312,19 @@ class Presence {
     const t = await this.roster.locked(user.bare, async () => {
       const item = await this.ctx.storage.roster.get(account.id, contact.bare);
       const t = inbound(itemState(item), type);
+      if (t.state.pendingIn && !item?.pendingIn && (!item || isHidden(item)) && e.origin.kind !== 'component') {
+        const refusal = await this.pendingLimit(account, contact);
+        if (refusal) return refusal;
+      }
       // What the contact does never puts it on the user's roster (3.1.3): a new record is hidden.
       if (t.changed) await this.persist(user, account, contact.bare, item, t, false);
       return t;
     });
+    if ('condition' in t) {
+      this.ctx.log.debug('subscription request refused', { account: user.bare, condition: t.condition });
+      this.ctx.router.bounce(e, t.condition, t.text, 'wait');
+      return;
+    }
     if (t.route) {
       const stanza = e.stanza.clone();
       stanza.attrs.from = contact.bare;
@@ -312,6 +333,22 @@ class Presence {
     }
     if (t.autoReply) await this.ctx.router.send(x('presence', { type: t.autoReply, from: user.bare, to: contact.bare }));
     await this.roster.sendPresenceOf(user, contact.bare, t.presence);
+  }
+
+  /**
+   * Whether a new pending request from a stranger would go over the account's limits (see the
+   * module comment): the refusal to send back, or null.
+   */
+  private async pendingLimit(account: Account, contact: Jid): Promise<{ condition: string; text: string } | null> {
+    const { maxPendingPerUser, maxPendingPerDomain } = this.ctx.config.subscriptions;
+    const pending = this.ctx.storage.roster;
+    if (!this.ctx.router.isLocalHost(contact.domain) && (await pending.countPendingIn(account.id, contact.domain)) >= maxPendingPerDomain) {
+      return { condition: 'policy-violation', text: 'too many subscription requests from your domain are waiting for this user' };
+    }
+    if ((await pending.countPendingIn(account.id)) >= maxPendingPerUser) {
+      return { condition: 'resource-constraint', text: 'too many subscription requests are waiting for this user' };
+    }
+    return null;
   }
 
   // ---- lifecycle ----

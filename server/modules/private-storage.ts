@@ -4,6 +4,7 @@ import { replyError, replyResult } from '../core/iq.js';
 import { parseXmlText } from '../net/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
+import { checkQuota, KeyedSerial, xmlBytes } from '../core/quota.js';
 
 
 /** Namespaces XEP-0049 calls reserved: storing under them is refused with not-acceptable. */
@@ -25,11 +26,17 @@ const MAX_KEY_CHARS = 512;
  * exists (P17). Each child of a set is stored under its qualified name, replacing what was there;
  * a get names exactly one element and returns it, or the empty element if nothing is stored.
  * Deleted with the account (the storage cascades every account-owned row).
+ *
+ * Quota (core/quota.ts): the account's keys and XML together may take `privateStorage.maxBytesPerUser`
+ * bytes. A set is all or nothing: if what it stores, minus what its elements replace, would go over
+ * the quota, nothing is written and the reply is resource-constraint (RFC 6120 8.3.3.14: the
+ * recipient lacks the resources to serve the request); the data stored before stays intact.
  */
 export const privateStorageModule: GatehouseModule = {
   name: 'private-storage',
-  specs: [{ id: 'XEP-0049', version: '1.2', status: 'complete', note: 'owner only; reserved namespaces refused' }],
-  load({ hooks, router, storage, log }) {
+  specs: [{ id: 'XEP-0049', version: '1.2', status: 'complete', note: 'owner only; reserved namespaces refused; byte quota privateStorage.maxBytesPerUser' }],
+  load({ hooks, router, storage, log, config }) {
+    const writes = new KeyedSerial<number>();
     const ownerAccount = async (e: StanzaEvent) => {
       if (e.from.bare !== e.to.bare) return null;
       return storage.accounts.get(e.to.local, e.to.domain);
@@ -68,8 +75,17 @@ export const privateStorageModule: GatehouseModule = {
       if (typeof children === 'string') return replyError(router, e, children);
       const account = await ownerAccount(e);
       if (!account) return replyError(router, e, 'forbidden');
-      for (const c of children) await storage.privateXml.set(account.id, privateKey(c), c.clone().toString());
-      return replyResult(router, e);
+      // Later elements with the same key replace earlier ones of the same set.
+      const items = new Map(children.map((c) => [privateKey(c), c.clone().toString()] as const));
+      const adding = { items: 0, bytes: 0 };
+      for (const [key, xml] of items) adding.bytes += xmlBytes(key) + xmlBytes(xml);
+      return writes.run(account.id, async () => {
+        const usage = await storage.privateXml.usage(account.id, [...items.keys()]);
+        const quota = checkQuota(usage, adding, { maxBytes: config.privateStorage.maxBytesPerUser }, 'private storage');
+        if (!quota.ok) return replyError(router, e, 'resource-constraint', quota.text);
+        for (const [key, xml] of items) await storage.privateXml.set(account.id, key, xml);
+        return replyResult(router, e);
+      });
     });
   },
 };

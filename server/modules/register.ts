@@ -15,13 +15,21 @@
  *
  * Failed attempts fire 'register/failed' (IP, host, attempted username, condition) for the
  * failed-login guard (P7). Passwords never reach a log line, an event or an error reply.
+ *
+ * Successful registrations are throttled too (`registrationLimit`, like Prosody's
+ * registration_throttle_max/period): at most `maxPerAddress` accounts per address (IPv6: per /64,
+ * which one host usually owns whole) within `window`. Further attempts get policy-violation of type
+ * wait with the time to retry (Prosody's answer too; clients show the text) and count as failed
+ * registrations (P7: the guard then delays and blocks an address that keeps trying). The counts
+ * live in memory and hold only addresses that registered within the window; a slot is taken before
+ * the account is created and given back if creation fails, so concurrent attempts cannot overrun it.
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import { replyError, replyResult } from '../core/iq.js';
-import { errorReply, iqResult } from '../core/stanza-errors.js';
-import type { RegistrationPolicy } from '../config/index.js';
+import { errorReply, iqResult, type ErrorType } from '../core/stanza-errors.js';
+import type { RegistrationLimitConfig, RegistrationPolicy } from '../config/index.js';
 import { AccountError, AccountExistsError, AccountService, InvalidPasswordError, InvalidUsernameError, NoSuchAccountError, UnknownHostError } from '../accounts/service.js';
 import { verifyPlainAsync } from '../auth/scram.js';
 import { Element, x } from '../../shared/xml/element.js';
@@ -124,6 +132,51 @@ export function registrationAllowed(policy: RegistrationPolicy, ip: string): boo
   return ranges.some((r) => cidrContains(r, ip));
 }
 
+/** The group an address is throttled under: an IPv4 address itself, an IPv6 address its /64. */
+export function addressGroup(ip: string): string {
+  const b = parseIp(ip);
+  if (!b) return ip.trim();
+  if (b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  return `${Buffer.from(b.slice(0, 8)).toString('hex')}/64`;
+}
+
+/** Successful registrations per address group within a sliding window (see the module comment). */
+export class RegistrationThrottle {
+  private readonly recent = new Map<string, number[]>();
+
+  constructor(
+    private readonly limits: () => RegistrationLimitConfig,
+    private readonly now: () => number,
+  ) {}
+
+  /** Takes a slot for `ip`: a release function (for a registration that failed after all), or the time to retry. */
+  take(ip: string): { release: () => void } | { retryAt: number } {
+    const { maxPerAddress, window, exempt } = this.limits();
+    if (maxPerAddress <= 0 || exempt.some((r) => cidrContains(r, ip))) return { release: () => {} };
+    const now = this.now();
+    this.prune(now - window);
+    const group = addressGroup(ip);
+    const times = this.recent.get(group) ?? [];
+    if (times.length >= maxPerAddress) return { retryAt: times[0]! + window };
+    times.push(now);
+    this.recent.set(group, times);
+    return {
+      release: () => {
+        const i = times.indexOf(now);
+        if (i >= 0) times.splice(i, 1);
+        if (times.length === 0 && this.recent.get(group) === times) this.recent.delete(group);
+      },
+    };
+  }
+
+  private prune(before: number): void {
+    for (const [group, times] of this.recent) {
+      while (times.length > 0 && times[0]! <= before) times.shift();
+      if (times.length === 0) this.recent.delete(group);
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Forms
 
@@ -176,7 +229,7 @@ export const registerModule: GatehouseModule = {
       id: 'XEP-0077',
       version: '2.4',
       status: 'complete',
-      note: 'account registration (per-host policy: closed, open, loopback or CIDR ranges; TLS only), password change, account removal with all data; legacy fields and data forms',
+      note: 'account registration (per-host policy: closed, open, loopback or CIDR ranges; TLS only; successful registrations throttled per address, registrationLimit), password change, account removal with all data; legacy fields and data forms',
     },
   ],
   load(ctx) {
@@ -212,10 +265,17 @@ export const registerModule: GatehouseModule = {
 };
 
 class Registration {
+  private readonly throttle: RegistrationThrottle;
+
   constructor(
     private readonly ctx: ServerContext,
     private readonly accounts: AccountService,
-  ) {}
+  ) {
+    this.throttle = new RegistrationThrottle(
+      () => ctx.config.registrationLimit,
+      () => ctx.clock.now().getTime(),
+    );
+  }
 
   private policy(host: string): RegistrationPolicy {
     return this.ctx.config.hosts.find((h) => h.domain === host)?.registration ?? 'closed';
@@ -246,7 +306,7 @@ class Registration {
       stream.send(reply);
       return true;
     };
-    const error = (condition: string, text?: string) => send(errorReply(iq, condition, text));
+    const error = (condition: string, text?: string, errorType?: ErrorType) => send(errorReply(iq, condition, text, errorType));
     if (type !== 'get' && type !== 'set') return error('bad-request');
     const allowed = this.mayRegister(stream);
 
@@ -258,18 +318,24 @@ class Registration {
     if (query.getChild('remove')) return error('unexpected-request', 'authenticate to remove an account');
     const sub = readSubmission(query);
     const attempted = sub.username ? normaliseLocal(sub.username) : null;
-    const fail = (condition: string, text?: string) => {
+    const fail = (condition: string, text?: string, errorType?: ErrorType) => {
       this.failed(stream, attempted, condition);
-      return error(condition, text);
+      return error(condition, text, errorType);
     };
     if (!allowed) return fail('not-allowed', stream.secure ? 'in-band registration is not available here' : 'registration needs an encrypted connection (STARTTLS)');
     if (sub.formType !== null && sub.formType !== FORM_TYPE) return fail('bad-request', 'unknown FORM_TYPE');
     if (!sub.username || !sub.password) return fail('not-acceptable', 'username and password are required');
+    const slot = this.throttle.take(stream.ip);
+    if ('retryAt' in slot) {
+      const minutes = Math.max(1, Math.ceil((slot.retryAt - this.ctx.clock.now().getTime()) / 60_000));
+      return fail('policy-violation', `too many accounts were registered from your address recently; try again in ${minutes} minute${minutes === 1 ? '' : 's'}`, 'wait');
+    }
     try {
       const account = await this.accounts.create(sub.username, stream.host, sub.password, stream.ip);
       this.ctx.log.info('account registered in-band', { account: `${account.username}@${account.host}` });
       return send(iqResult(iq));
     } catch (err) {
+      slot.release();
       if (err instanceof AccountExistsError) return fail('conflict', 'that username is taken');
       if (err instanceof InvalidUsernameError) return fail('not-acceptable', err.message);
       if (err instanceof InvalidPasswordError) return fail('not-acceptable', err.message);

@@ -33,6 +33,7 @@ import type {
   RosterRepository,
   ScramVerifier,
   Storage,
+  StorageUsage,
   Subscription,
 } from './types.js';
 import { TypeOrmTransportRepository } from './repos/transports.js';
@@ -69,6 +70,11 @@ interface RawRosterRow {
   pending_in: unknown;
   approved: unknown;
   groups: string;
+}
+
+/** A LIKE pattern matching `s` literally, with '!' as the escape character (the same on every database). */
+function likeEscape(s: string): string {
+  return s.replace(/[!%_]/g, (c) => '!' + c);
 }
 
 /** SQLite and MySQL return booleans as 0/1 from a raw query, PostgreSQL as true/false. */
@@ -302,6 +308,17 @@ class TypeOrmRosterRepository implements RosterRepository {
     return this.db.run((m) => this.read(m, accountId));
   }
 
+  async countPendingIn(accountId: number, domain?: string): Promise<number> {
+    checkId('accountId', accountId);
+    // The primary key (account_id, contact) bounds the scan to the account's own rows.
+    const base = 'SELECT COUNT(*) AS "n" FROM "roster_items" WHERE "account_id" = ? AND "pending_in" = TRUE';
+    const rows =
+      domain === undefined
+        ? await this.db.sql<{ n: number | string }>(base, [accountId])
+        : await this.db.sql<{ n: number | string }>(`${base} AND ("contact" LIKE ? ESCAPE '!' OR "contact" = ?)`, [accountId, '%@' + likeEscape(domain), domain]);
+    return Number(rows[0]?.n ?? 0);
+  }
+
   async listByContact(contact: string): Promise<{ accountId: number; username: string; host: string; item: RosterItem }[]> {
     if (typeof contact !== 'string') return [];
     return this.db.run(async (m) => {
@@ -374,6 +391,15 @@ class TypeOrmOfflineRepository implements OfflineRepository {
     return Number(rows[0]?.n ?? 0);
   }
 
+  async usage(accountId: number): Promise<StorageUsage> {
+    checkId('accountId', accountId);
+    const rows = await this.db.sql<{ n: number | string; b: number | string | null }>(
+      'SELECT COUNT(*) AS "n", SUM(OCTET_LENGTH("stanza")) AS "b" FROM "offline_messages" WHERE "account_id" = ?',
+      [accountId],
+    );
+    return { items: Number(rows[0]?.n ?? 0), bytes: Number(rows[0]?.b ?? 0) };
+  }
+
   async delete(accountId: number, ids: number[]): Promise<void> {
     checkId('accountId', accountId);
     const unique = [...new Set(ids)].filter((id) => Number.isSafeInteger(id));
@@ -444,6 +470,26 @@ class TypeOrmKeyValueRepository implements KeyValueRepository {
     if (typeof key !== 'string') return;
     await this.db.run((m) => m.delete(KvItemEntity, { accountId, kind: this.kind, itemKey: key }));
   }
+
+  async usage(accountId: number, except: string[] = []): Promise<StorageUsage> {
+    checkId('accountId', accountId);
+    const sum = 'SELECT COUNT(*) AS "n", SUM(OCTET_LENGTH("item_key") + OCTET_LENGTH("xml")) AS "b" FROM "kv_items" WHERE "account_id" = ? AND "kind" = ?';
+    const read = async (sql: string, params: unknown[]): Promise<StorageUsage> => {
+      const rows = await this.db.sql<{ n: number | string; b: number | string | null }>(sql, params);
+      return { items: Number(rows[0]?.n ?? 0), bytes: Number(rows[0]?.b ?? 0) };
+    };
+    const total = await read(sum, [accountId, this.kind]);
+    // The excepted keys' own rows, subtracted chunk by chunk (IN lists stay short).
+    const keys = [...new Set(except.filter((k) => typeof k === 'string'))];
+    for (let i = 0; i < keys.length; i += ID_CHUNK) {
+      const chunk = keys.slice(i, i + ID_CHUNK);
+      const part = await read(`${sum} AND "item_key" IN (${chunk.map(() => '?').join(', ')})`, [accountId, this.kind, ...chunk]);
+      total.items -= part.items;
+      total.bytes -= part.bytes;
+    }
+    return total;
+  }
+
 }
 
 export class TypeOrmStorage implements Storage {

@@ -56,6 +56,12 @@ export interface RosterItem {
   groups: string[];
 }
 
+/** What an account stores in one place: rows and their UTF-8 bytes (for quotas). */
+export interface StorageUsage {
+  items: number;
+  bytes: number;
+}
+
 export interface RosterRepository {
   list(accountId: number): Promise<RosterItem[]>;
   get(accountId: number, contact: string): Promise<RosterItem | null>;
@@ -64,6 +70,11 @@ export interface RosterRepository {
   /** Remove the item; returns the new roster version (or the current one if nothing was removed). */
   remove(accountId: number, contact: string): Promise<string>;
   version(accountId: number): Promise<string>;
+  /**
+   * Items with an inbound subscription request pending (pendingIn), all of them or only those
+   * whose contact is in `domain` (the domain itself or a JID at it).
+   */
+  countPendingIn(accountId: number, domain?: string): Promise<number>;
   /** Every (account, item) whose contact is `contact`: used when a local account is deleted. */
   listByContact(contact: string): Promise<{ accountId: number; username: string; host: string; item: RosterItem }[]>;
 }
@@ -80,6 +91,8 @@ export interface OfflineRepository {
   store(accountId: number, stanza: string, receivedAt: Date): Promise<number>;
   list(accountId: number): Promise<OfflineMessage[]>;
   count(accountId: number): Promise<number>;
+  /** Stored messages and the UTF-8 bytes of their stanzas. */
+  usage(accountId: number): Promise<StorageUsage>;
   delete(accountId: number, ids: number[]): Promise<void>;
   /** Removes and returns (id, accountId, stanza) for messages received before `before`, at most `limit`. */
   takeExpired(before: Date, limit: number): Promise<{ id: number; accountId: number; stanza: string; receivedAt: Date }[]>;
@@ -90,6 +103,8 @@ export interface KeyValueRepository {
   get(accountId: number, key: string): Promise<string | null>;
   set(accountId: number, key: string, xml: string): Promise<void>;
   delete(accountId: number, key: string): Promise<void>;
+  /** Stored items and the UTF-8 bytes of their keys and XML, leaving out the keys in `except`. */
+  usage(accountId: number, except?: string[]): Promise<StorageUsage>;
 }
 
 export interface Storage {

@@ -51,6 +51,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
       hosts: [{ domain: 'localhost', registration: 'open' }],
       listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [{ host: '127.0.0.1', port: 0 }], components: [], s2s: [], admin: [] },
       auth: { scramIterations: 4096 },
+      // Tests register many accounts from loopback; test/accounts/registration-limit tests the limit.
+      registrationLimit: { maxPerAddress: 0 },
       log: { level: opts.logLevel ?? 'debug' },
       ...(opts.storage ? { storage: storageRaw(opts.storage) } : {}),
     },

@@ -77,7 +77,10 @@ test('defaults', () => {
   });
   assert.deepEqual(c.auth, { scramIterations: 10000, hashes: ['SHA-1', 'SHA-256'], channelBindingDowngrade: 'allow' });
   assert.deepEqual(c.storage, { type: 'sqlite', path: path.join(cwd, 'data', 'gatehouse.sqlite'), migrateOnStart: true });
-  assert.deepEqual(c.offline, { maxPerUser: 1000 });
+  assert.deepEqual(c.offline, { maxPerUser: 1000, maxBytesPerUser: 10 * 1024 * 1024 });
+  assert.deepEqual(c.privateStorage, { maxBytesPerUser: 1024 * 1024 });
+  assert.deepEqual(c.subscriptions, { maxPendingPerUser: 100, maxPendingPerDomain: 20 });
+  assert.deepEqual(c.registrationLimit, { maxPerAddress: 3, window: 3_600_000, exempt: [] });
   assert.deepEqual(c.server, { name: 'Gatehouse', hideVersion: false, hideOs: true });
   assert.deepEqual(c.log, { level: 'info', format: 'text', file: null });
   const day = 86_400_000;
