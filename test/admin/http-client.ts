@@ -51,8 +51,8 @@ export class AdminClient {
           path,
           headers,
           rejectUnauthorized: false,
-          agent: false,
-          ...(this.createConnection ? { createConnection: this.createConnection } : {}),
+          // Node uses createConnection only without an agent.
+          ...(this.createConnection ? { createConnection: this.createConnection } : { agent: false }),
         },
         (r) => {
           const chunks: Buffer[] = [];
