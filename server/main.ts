@@ -11,7 +11,7 @@ import { LocalSessionRegistry } from './core/session.js';
 import { DiscoRegistry } from './core/disco-registry.js';
 import type { GatehouseModule, ServerContext } from './core/context.js';
 import { loadTlsContexts } from './net/tls.js';
-import { ConnectionLimits, listen, type BoundListener } from './net/listeners.js';
+import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from './net/listeners.js';
 import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
 import { startComponentListeners } from './streams/component.js';
 import { startS2sListeners } from './streams/s2s-in.js';
@@ -74,11 +74,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     new C2SStream(env, socket, ip, direct);
   };
   try {
+    const onRejected = rejectionLogger(log, 'c2s');
     for (const address of config.listen.c2s) {
-      listeners.push(await listen({ kind: 'c2s', address, limits, onConnection: onConnection(false) }));
+      listeners.push(await listen({ kind: 'c2s', address, limits, onConnection: onConnection(false), onRejected }));
     }
     for (const address of config.listen.c2sDirectTls) {
-      listeners.push(await listen({ kind: 'c2s-tls', address, tls, handshakeTimeout: config.tls.handshakeTimeout, limits, onConnection: onConnection(true) }));
+      const handshakeTimeout = config.tls.handshakeTimeout;
+      listeners.push(await listen({ kind: 'c2s-tls', address, tls, handshakeTimeout, limits, onConnection: onConnection(true), onRejected }));
     }
     const components = await startComponentListeners(ctx);
     listeners.push(...components.listeners);

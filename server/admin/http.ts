@@ -48,7 +48,7 @@ import { TLSSocket } from 'node:tls';
 import type { Config } from '../config/index.js';
 import type { GatehouseModule, ServerContext } from '../core/context.js';
 import { loadTlsContexts, type TlsContexts } from '../net/tls.js';
-import { ConnectionLimits, listen } from '../net/listeners.js';
+import { ConnectionLimits, listen, rejectionLogger } from '../net/listeners.js';
 import { canonicalIp, inRanges, parseIp } from '../net/addresses.js';
 import { AdminAuthenticator, AdminSessions, SESSION_DEFAULTS, clearCookie, cookieNames, loginFormToken, parseCookies, sameToken, setCookie, type AdminSession } from './auth.js';
 import { html, page, type Html, type PageEnv, type PageResult } from './pages/layout.js';
@@ -233,6 +233,7 @@ export class AdminHttp {
     http.emit('listening');
     this.http = http;
     const limits = new ConnectionLimits(this.options.maxConnections ?? config.admin.maxConnections, config.admin.maxConnectionsPerIp);
+    const onRejected = rejectionLogger(this.log, 'admin');
     const serve = (socket: Socket, ip: string): void => {
       this.peers.set(socket, ip);
       socket.once('close', () => this.peers.delete(socket));
@@ -249,6 +250,7 @@ export class AdminHttp {
           handshakeTimeout: config.tls.handshakeTimeout,
           limits,
           onConnection: serve,
+          onRejected,
         });
         l.server.on('error', (err) => this.log.error('admin HTTP listener error', { error: err.message }));
         this.servers.push(l.server);

@@ -16,6 +16,7 @@
 import { createServer as createTcpServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { TlsContexts } from './tls.js';
+import type { Logger } from '../../shared/logger.js';
 import { addressGroup, canonicalIp, inRanges } from './addresses.js';
 import { PROXY_HEADER_TIMEOUT_MS, readProxyHeader } from './proxy-protocol.js';
 
@@ -101,6 +102,32 @@ export class ConnectionLimits {
       },
     };
   }
+}
+
+const REJECTION_MESSAGES: Record<RejectReason, string> = {
+  'listener-full': 'connections refused: the listener is at its connection cap',
+  'address-limit': 'connections refused: an address is at its per-address cap',
+  'bad-proxy-header': 'connections from a trusted proxy closed: no valid PROXY header',
+};
+
+/**
+ * An `onRejected` that logs without letting a flood flood the log: per reason, one line at once
+ * and then at most one a minute, with how many were refused since. Client addresses are not
+ * logged (a proxy's, for a bad PROXY header, is: that is the operator's to fix).
+ */
+export function rejectionLogger(log: Logger, kind: string, everyMs = 60_000): (ip: string, reason: RejectReason) => void {
+  const state = new Map<RejectReason, { last: number; refused: number }>();
+  return (ip, reason) => {
+    const now = Date.now();
+    const s = state.get(reason) ?? { last: -Infinity, refused: 0 };
+    state.set(reason, s);
+    s.refused++;
+    if (now - s.last < everyMs) return;
+    const level = reason === 'address-limit' ? 'info' : 'warn';
+    log[level](REJECTION_MESSAGES[reason], { kind, refused: s.refused, ...(reason === 'bad-proxy-header' ? { proxy: ip } : {}) });
+    s.last = now;
+    s.refused = 0;
+  };
 }
 
 export async function listen(opts: ListenerOptions): Promise<BoundListener> {

@@ -59,7 +59,7 @@ import { Element } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { XmlStreamParser, type ParserErrorCondition } from '../net/xml-stream-parser.js';
-import { ConnectionLimits, listen, type BoundListener } from '../net/listeners.js';
+import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from '../net/listeners.js';
 import type { ServerContext } from '../core/context.js';
 import type { DomainLink } from '../core/router.js';
 import { errorReply } from '../core/stanza-errors.js';
@@ -374,6 +374,7 @@ export async function startComponentListeners(ctx: ServerContext): Promise<{ lis
   const env: ComponentEnvironment = { ctx, links: new Map(), streams: new Set() };
   // Its own count: component connections neither use up nor are refused by client slots.
   const limits = new ConnectionLimits(COMPONENT_MAX_CONNECTIONS, config.c2s.maxConnectionsPerIp);
+  const onRejected = rejectionLogger(log, 'component');
   const bound: BoundListener[] = [];
   try {
     for (const address of config.listen.components) {
@@ -384,6 +385,7 @@ export async function startComponentListeners(ctx: ServerContext): Promise<{ lis
           address,
           limits,
           onConnection: (socket, ip) => void new ComponentStream(env, socket, ip),
+          onRejected,
         }),
       );
     }

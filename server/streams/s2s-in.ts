@@ -47,7 +47,7 @@ import { NS } from '../../shared/ns.js';
 import type { ServerContext } from '../core/context.js';
 import { errorReply } from '../core/stanza-errors.js';
 import { XmlStreamParser } from '../net/xml-stream-parser.js';
-import { ConnectionLimits, listen, type BoundListener } from '../net/listeners.js';
+import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from '../net/listeners.js';
 import { isValidDialbackKey } from '../s2s/dialback.js';
 import { certificateValidFor, peerCertificateStatus, type PeerCertificateStatus } from '../s2s/certificates.js';
 import { s2sServiceOf, type InboundLink, type S2sService } from '../s2s/service.js';
@@ -451,6 +451,7 @@ export async function startS2sListeners(ctx: ServerContext): Promise<{ listeners
     return { listeners: [], stop() {} };
   }
   const limits = new ConnectionLimits(config.s2s.maxConnections, config.c2s.maxConnectionsPerIp);
+  const onRejected = rejectionLogger(log, 's2s');
   const bound: BoundListener[] = [];
   try {
     for (const address of config.listen.s2s) {
@@ -460,6 +461,7 @@ export async function startS2sListeners(ctx: ServerContext): Promise<{ listeners
           address,
           limits,
           onConnection: (socket, ip) => void new IncomingS2S(service, socket, ip),
+          onRejected,
         }),
       );
     }

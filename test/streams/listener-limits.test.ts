@@ -124,6 +124,10 @@ test('c2s: c2s.maxConnections caps both client listeners together and refuses th
     try {
       await waitClosed(overTls, 'a fifth connection (direct TLS port)');
       await waitClosed(overPlain, 'a fifth connection (STARTTLS port)');
+      const warnings = ts.logLines.filter((l) => l.includes('at its connection cap'));
+      assert.equal(warnings.length, 1, 'one warning, not one per refused connection');
+      assert.match(warnings[0]!, /kind=c2s/);
+      assert.doesNotMatch(warnings[0]!, /127\.0\.0\.1/, 'no client address');
       // A slot that frees up is taken by the next connection.
       held[0]!.socket.destroy();
       await held[0]!.closed;
