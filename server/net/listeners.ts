@@ -146,7 +146,7 @@ export async function listen(opts: ListenerOptions): Promise<BoundListener> {
     raw.once('close', () => slot.release());
     if (!inRanges(trusted, peer)) return start(raw, slot, peer);
     void readProxyHeader(raw, opts.proxyHeaderTimeout ?? PROXY_HEADER_TIMEOUT_MS).then((header) => {
-      if (raw.destroyed) return;
+      if (raw.destroyed || (!header.ok && header.closed)) return void raw.destroy();
       if (!header.ok) return reject(raw, peer, 'bad-proxy-header');
       start(raw, slot, header.source === null ? peer : canonicalIp(header.source));
     });

@@ -93,7 +93,8 @@ function parseV2(buf: Buffer): ProxyHeaderParse {
   return { status: 'done', length, source: { address: formatIp(body.subarray(0, 16)), port: body.readUInt16BE(32) } };
 }
 
-export type ProxyHeaderResult = { ok: true; source: string | null } | { ok: false; reason: string };
+/** `closed`: the peer went away before sending a header (a health check, say): nothing to complain about. */
+export type ProxyHeaderResult = { ok: true; source: string | null } | { ok: false; reason: string; closed?: boolean };
 
 /**
  * Reads the PROXY header from a freshly accepted socket. What follows the header stays in the
@@ -124,7 +125,7 @@ export function readProxyHeader(socket: Socket, timeoutMs: number = PROXY_HEADER
         return finish({ ok: true, source: r.source?.address ?? null });
       }
     };
-    const onEnd = (): void => finish({ ok: false, reason: 'closed before the PROXY header' });
+    const onEnd = (): void => finish({ ok: false, reason: 'closed before the PROXY header', closed: received.length === 0 });
     const timer = setTimeout(() => finish({ ok: false, reason: 'no PROXY header in time' }), timeoutMs);
     timer.unref();
     socket.on('readable', onReadable);
