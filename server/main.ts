@@ -12,7 +12,7 @@ import { LocalSessionRegistry } from './core/session.js';
 import { DiscoRegistry } from './core/disco-registry.js';
 import type { GatehouseModule, ServerContext } from './core/context.js';
 import { loadTlsContexts } from './net/tls.js';
-import { ConnectionCounter, listen, type BoundListener } from './net/listeners.js';
+import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from './net/listeners.js';
 import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
 import { startComponentListeners } from './streams/component.js';
 import { startS2sListeners } from './streams/s2s-in.js';
@@ -67,7 +67,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
 
   const env: C2SEnvironment = { ctx, tls, streams: new Set() };
-  const counter = new ConnectionCounter();
+  // One count for both client listeners: 5222 and 5223 share the per-address and total caps.
+  const limits = new ConnectionLimits(config.c2s.maxConnections, config.c2s.maxConnectionsPerIp);
   const listeners: BoundListener[] = [];
   let stopComponents = (): void => {};
   let stopS2s = (): void => {};
@@ -75,11 +76,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     new C2SStream(env, socket, ip, direct);
   };
   try {
+    const onRejected = rejectionLogger(log, 'c2s');
     for (const address of config.listen.c2s) {
-      listeners.push(await listen({ kind: 'c2s', address, maxConnectionsPerIp: config.c2s.maxConnectionsPerIp, onConnection: onConnection(false) }, counter));
+      listeners.push(await listen({ kind: 'c2s', address, limits, onConnection: onConnection(false), onRejected }));
     }
     for (const address of config.listen.c2sDirectTls) {
-      listeners.push(await listen({ kind: 'c2s-tls', address, tls, maxConnectionsPerIp: config.c2s.maxConnectionsPerIp, onConnection: onConnection(true) }, counter));
+      const handshakeTimeout = config.tls.handshakeTimeout;
+      listeners.push(await listen({ kind: 'c2s-tls', address, tls, handshakeTimeout, limits, onConnection: onConnection(true), onRejected }));
     }
     const components = await startComponentListeners(ctx);
     listeners.push(...components.listeners);

@@ -35,15 +35,21 @@
  * 'none'), X-Content-Type-Options: nosniff, Referrer-Policy: no-referrer, X-Frame-Options: DENY,
  * Cross-Origin-Opener-Policy and -Resource-Policy: same-origin; admin responses are not cached.
  * Limits: request bodies 16 KiB (413), headers 8 KiB, 10 s to send the headers, 30 s per request,
- * at most 64 connections per listener, 5 s keep-alive.
+ * 5 s keep-alive; connections are counted when accepted (server/net/listeners.ts): at most
+ * `admin.maxConnections` in all and `admin.maxConnectionsPerIp` per address (IPv6: /64), and a TLS
+ * handshake must finish within `tls.handshakeTimeout`.
+ *
+ * Client address: the peer's, or the PROXY header's when the peer is in the listener's
+ * `proxyProtocol` ranges; X-Forwarded-For is only believed from `admin.trustedProxies`.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { Config } from '../config/index.js';
 import type { GatehouseModule, ServerContext } from '../core/context.js';
 import { loadTlsContexts, type TlsContexts } from '../net/tls.js';
-import { normaliseIp } from '../net/listeners.js';
+import { ConnectionLimits, listen, rejectionLogger } from '../net/listeners.js';
+import { canonicalIp, inRanges, parseIp } from '../net/addresses.js';
 import { AdminAuthenticator, AdminSessions, SESSION_DEFAULTS, clearCookie, cookieNames, loginFormToken, parseCookies, sameToken, setCookie, type AdminSession } from './auth.js';
 import { html, page, type Html, type PageEnv, type PageResult } from './pages/layout.js';
 import { loginPage } from './pages/login.js';
@@ -62,7 +68,6 @@ export const MAX_HEADER_BYTES = 8 * 1024;
 export const HEADERS_TIMEOUT_MS = 10_000;
 export const REQUEST_TIMEOUT_MS = 30_000;
 export const KEEP_ALIVE_MS = 5_000;
-export const MAX_CONNECTIONS = 64;
 
 export const CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
@@ -84,7 +89,7 @@ export interface AdminHttpOptions {
   loadTls?: (config: Config) => Promise<TlsContexts>;
   /** Admin sessions end after this long without a request (default 30 minutes). */
   idleTimeoutMs?: number;
-  /** Most open connections per listener (default 64). */
+  /** Most open connections, all listeners together (else config `admin.maxConnections`). */
   maxConnections?: number;
 }
 
@@ -133,7 +138,10 @@ type PostHandler = (r: AdminRequest, form: URLSearchParams) => Promise<string>;
 
 /** One server's admin HTTP interface (its listeners, sessions and routes). */
 export class AdminHttp {
-  private readonly servers: Server[] = [];
+  private readonly servers: NetServer[] = [];
+  private http: Server | null = null;
+  /** Every connection handed to `http`, with its client address (the proxied one behind a PROXY header). */
+  private readonly peers = new Map<Socket, string>();
   readonly sessions: AdminSessions;
   private readonly auth: AdminAuthenticator;
   private readonly components: ComponentState = { connected: new Map() };
@@ -209,36 +217,45 @@ export class AdminHttp {
     if (!tls && mode === 'auto') this.log.warn('admin interface served over plain HTTP on loopback: no TLS certificate could be loaded', { error: tlsError });
 
     const listeners: AdminListener[] = [];
+    const secure = tls !== null;
+    const http = createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => void this.handle(req, res, secure));
+    http.headersTimeout = HEADERS_TIMEOUT_MS;
+    http.requestTimeout = REQUEST_TIMEOUT_MS;
+    http.keepAliveTimeout = KEEP_ALIVE_MS;
+    http.maxHeadersCount = 64;
+    http.maxRequestsPerSocket = 1000;
+    http.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+    // Connections come from our listeners (counted at accept, PROXY header, TLS), never from
+    // http.listen(); 'listening' is what starts its header and request timeout checks.
+    http.emit('listening');
+    this.http = http;
+    const limits = new ConnectionLimits(this.options.maxConnections ?? config.admin.maxConnections, config.admin.maxConnectionsPerIp);
+    const onRejected = rejectionLogger(this.log, 'admin');
+    const serve = (socket: Socket, ip: string): void => {
+      this.peers.set(socket, ip);
+      socket.once('close', () => this.peers.delete(socket));
+      if (socket instanceof TLSSocket) socket.once('secure', () => http.emit('connection', socket));
+      else http.emit('connection', socket);
+    };
     try {
       for (const a of addresses) {
-        const secure = tls !== null;
-        const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res, secure);
-        const server: Server = tls
-          ? createHttpsServer({ ...tls.defaultOptions, SNICallback: tls.sniCallback, ALPNProtocols: ['http/1.1'], maxHeaderSize: MAX_HEADER_BYTES }, handler)
-          : createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, handler);
-        server.headersTimeout = HEADERS_TIMEOUT_MS;
-        server.requestTimeout = REQUEST_TIMEOUT_MS;
-        server.keepAliveTimeout = KEEP_ALIVE_MS;
-        server.maxHeadersCount = 64;
-        server.maxRequestsPerSocket = 1000;
-        server.maxConnections = this.options.maxConnections ?? MAX_CONNECTIONS;
-        server.on('clientError', (_err, socket) => {
-          if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-          else socket.destroy();
+        const l = await listen({
+          kind: secure ? 'admin-https' : 'admin-http',
+          address: a,
+          tls: tls ?? undefined,
+          alpn: ['http/1.1'],
+          handshakeTimeout: config.tls.handshakeTimeout,
+          limits,
+          onConnection: serve,
+          onRejected,
         });
-        if (tls) server.on('tlsClientError', () => {});
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen({ host: a.host, port: a.port }, () => {
-            server.off('error', reject);
-            resolve();
-          });
-        });
-        server.on('error', (err) => this.log.error('admin HTTP listener error', { error: err.message }));
-        this.servers.push(server);
-        const addr = server.address() as AddressInfo;
-        listeners.push({ host: addr.address, port: addr.port, secure });
-        this.log.info('listening', { kind: secure ? 'admin-https' : 'admin-http', address: addr.address, port: addr.port });
+        l.server.on('error', (err) => this.log.error('admin HTTP listener error', { error: err.message }));
+        this.servers.push(l.server);
+        listeners.push({ host: l.host, port: l.port, secure });
+        this.log.info('listening', { kind: l.kind, address: l.host, port: l.port });
       }
     } catch (err) {
       await this.stop();
@@ -254,15 +271,11 @@ export class AdminHttp {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
     const servers = this.servers.splice(0);
-    await Promise.all(
-      servers.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            s.close(() => resolve());
-            s.closeAllConnections();
-          }),
-      ),
-    );
+    const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    for (const socket of [...this.peers.keys()]) socket.destroy();
+    this.http?.close();
+    this.http = null;
+    await closed;
     this.sessions.clear();
   }
 
@@ -276,7 +289,7 @@ export class AdminHttp {
     } catch {
       return this.plain(res, 400, 'bad request');
     }
-    const r: Request = { req, res, url, ip: normaliseIp(req.socket.remoteAddress), secure };
+    const r: Request = { req, res, url, ip: this.clientIp(req), secure };
     try {
       await this.route(r);
     } catch (err) {
@@ -288,6 +301,25 @@ export class AdminHttp {
       if (!res.headersSent) this.plain(res, 500, 'internal error (see the server log)');
       else res.destroy();
     }
+  }
+
+  /**
+   * The connection's client address; behind a trusted reverse proxy, the last address in
+   * X-Forwarded-For that is not itself a trusted proxy (earlier entries are the client's to invent).
+   */
+  private clientIp(req: IncomingMessage): string {
+    const peer = this.peers.get(req.socket) ?? canonicalIp(req.socket.remoteAddress);
+    const trusted = this.ctx.config.admin.trustedProxies;
+    const forwarded = req.headers['x-forwarded-for'];
+    if (forwarded === undefined || !inRanges(trusted, peer)) return peer;
+    let ip = peer;
+    for (const entry of [forwarded].flat().join(',').split(',').reverse()) {
+      const candidate = entry.trim();
+      if (!parseIp(candidate)) break;
+      ip = canonicalIp(candidate);
+      if (!inRanges(trusted, ip)) break;
+    }
+    return ip;
   }
 
   private async route(r: Request): Promise<void> {

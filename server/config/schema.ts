@@ -135,6 +135,13 @@ const listenList = (def: { host: string; port: number }[], doc: string) =>
     object({
       host: str({ default: '::', doc: 'Address to bind: an IPv4 or IPv6 address or a host name. `::` is every address.' }),
       port: int({ min: 0, max: 65535, doc: 'TCP port. 0 picks a free port (for tests).' }),
+      proxyProtocol: array(cidr, {
+        default: [],
+        type: 'list of CIDR ranges or IP addresses',
+        doc:
+          'Proxies in front of this listener (HAProxy, sslh, stunnel) that speak the PROXY protocol (version 1 or 2). A connection from one of these addresses must begin with a PROXY header within 5 seconds, ' +
+          'and the address in it is the client\'s address from then on (connection limits, failed-login guard, records); a missing or malformed header closes the connection. Connections from other addresses are taken as direct and must not send one.',
+      }),
     }),
     { default: def, doc },
   );
@@ -179,6 +186,11 @@ const tlsSchema = object(
     key: nullable(filePath({ mustExist: true }), { default: null, doc: 'PEM private key file. Required exactly when `cert` is set.' }),
     minVersion: enumOf(['TLSv1.2', 'TLSv1.3'], { default: 'TLSv1.2', doc: 'Oldest TLS version accepted.' }),
     ciphers: optional(str({ doc: "OpenSSL cipher list (Node's `ciphers` TLS option). Unset: Node's defaults." })),
+    handshakeTimeout: duration({
+      default: '10s',
+      min: 100,
+      doc: 'Connections to a direct-TLS listener (`listen.c2sDirectTls`, `listen.s2s`, `listen.admin`) that have not finished the TLS handshake after this long are closed. STARTTLS handshakes count against `c2s.authTimeout`.',
+    }),
   },
   {
     doc: 'Default certificate and TLS settings, used for every host without its own `tls`.',
@@ -193,12 +205,15 @@ const listenSchema = object(
   {
     c2s: listenList([{ host: '::', port: 5222 }], 'Client connections (STARTTLS).'),
     c2sDirectTls: listenList([{ host: '::', port: 5223 }], 'Client connections with TLS from the first byte (XEP-0368).'),
-    components: listenList([{ host: '127.0.0.1', port: 5347 }], 'External components (XEP-0114), e.g. the transports. Keep this on loopback.'),
+    components: listenList(
+      [{ host: '127.0.0.1', port: 5347 }],
+      'External components (XEP-0114), e.g. the transports. Keep this on loopback. At most 32 component connections are open at a time (per address: `c2s.maxConnectionsPerIp`).',
+    ),
     s2s: listenList([], 'Server-to-server connections. Empty: federation is off.'),
     admin: listenList([], 'Admin HTTP interface. Empty: off.'),
   },
   {
-    doc: 'Where the server listens. Each entry is `{ host, port }`; an empty list turns the listener off.',
+    doc: 'Where the server listens. Each entry is `{ host, port }`, with `proxyProtocol` for listeners behind a proxy; an empty list turns the listener off.',
     check(v, keyPath) {
       const seen = new Map<string, string>();
       for (const [name, list] of Object.entries(v)) {
@@ -232,7 +247,18 @@ const c2sSchema = object(
     }),
     authTimeout: duration({ default: '60s', min: 1000, doc: 'Unauthenticated connections are closed (`connection-timeout`) after this long.' }),
     maxSendBuffer: size({ default: '1MiB', min: 16 * 1024, doc: 'A client that does not read is disconnected once this much output is waiting for it.' }),
-    maxConnectionsPerIp: int({ default: 50, min: 1, doc: 'Most simultaneous client connections from one IP address.' }),
+    maxConnectionsPerIp: int({
+      default: 50,
+      min: 1,
+      doc:
+        'Most simultaneous client connections from one IPv4 address or one IPv6 /64, counted when the TCP connection is accepted (before TLS); more are closed at once. ' +
+        'Inbound server (`listen.s2s`) and component connections have the same limit, counted apart.',
+    }),
+    maxConnections: int({
+      default: 10000,
+      min: 1,
+      doc: 'Most open client connections (both client listeners together, authenticated or not); more are closed as soon as they are accepted.',
+    }),
   },
   {
     doc: 'Client connections.',
@@ -360,6 +386,7 @@ const s2sSchema = object(
     }),
     connectTimeout: duration({ default: '30s', min: 1000, doc: 'Stanzas to a server whose link is not up after this long bounce with `remote-server-timeout`.' }),
     idleTimeout: duration({ default: '10m', min: 1000, doc: 'Links idle this long are closed (and opened again when needed).' }),
+    maxConnections: int({ default: 1000, min: 1, doc: 'Most open inbound server connections (`listen.s2s`); more are closed as soon as they are accepted.' }),
   },
   { doc: 'Server-to-server federation (opened when `listen.s2s` is not empty): TLS, SASL EXTERNAL or dialback (XEP-0220).' },
 );
@@ -509,6 +536,15 @@ export const configSchema = object(
         tls: enumOf(['auto', 'off'], {
           default: 'auto',
           doc: "`auto` serves the admin console over HTTPS with the hosts' certificates; `off` serves plain HTTP and is only allowed on loopback addresses.",
+        }),
+        maxConnections: int({ default: 64, min: 1, doc: 'Most open connections to the admin listeners together; more are closed as soon as they are accepted.' }),
+        maxConnectionsPerIp: int({ default: 16, min: 1, doc: 'Most open admin connections from one IPv4 address or one IPv6 /64.' }),
+        trustedProxies: array(cidr, {
+          default: [],
+          type: 'list of CIDR ranges or IP addresses',
+          doc:
+            'Reverse proxies (CIDR) whose `X-Forwarded-For` header names the client (the last address in it that is not itself such a proxy). ' +
+            'From any other address the header is ignored. A proxy that speaks the PROXY protocol is configured in `listen.admin[].proxyProtocol` instead.',
         }),
       },
       { doc: 'The admin web console and public privacy page (opened on `listen.admin`).' },

@@ -29,12 +29,16 @@ export interface TlsConfig {
   minVersion: 'TLSv1.2' | 'TLSv1.3';
   /** OpenSSL cipher list; absent = Node's default. */
   ciphers?: string;
+  /** Milliseconds to finish a TLS handshake on a direct-TLS listener. */
+  handshakeTimeout: number;
 }
 
 export interface ListenAddress {
   host: string;
   /** 0 = a random free port (tests). */
   port: number;
+  /** CIDRs (address/prefix) of proxies that must start each connection with a PROXY header. */
+  proxyProtocol: string[];
 }
 
 export interface ListenConfig {
@@ -66,7 +70,10 @@ export interface C2sConfig {
   authTimeout: number;
   /** Bytes. */
   maxSendBuffer: number;
+  /** Per IPv4 address or IPv6 /64. */
   maxConnectionsPerIp: number;
+  /** Open client connections (both client listeners together). */
+  maxConnections: number;
 }
 
 export interface AuthConfig {
@@ -193,12 +200,20 @@ export interface S2sConfig {
   connectTimeout: number;
   /** Milliseconds. */
   idleTimeout: number;
+  /** Open inbound server connections. */
+  maxConnections: number;
 }
 
 export interface AdminConfig {
   /** Never log it. */
   metricsToken: string | null;
   tls: 'auto' | 'off';
+  /** Open connections, all admin listeners together. */
+  maxConnections: number;
+  /** Per IPv4 address or IPv6 /64. */
+  maxConnectionsPerIp: number;
+  /** CIDRs whose X-Forwarded-For header names the client. */
+  trustedProxies: string[];
 }
 
 export interface PolicyConfig {

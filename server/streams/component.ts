@@ -59,7 +59,7 @@ import { Element } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { XmlStreamParser, type ParserErrorCondition } from '../net/xml-stream-parser.js';
-import { ConnectionCounter, listen, type BoundListener } from '../net/listeners.js';
+import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from '../net/listeners.js';
 import type { ServerContext } from '../core/context.js';
 import type { DomainLink } from '../core/router.js';
 import { errorReply } from '../core/stanza-errors.js';
@@ -74,6 +74,9 @@ declare module '../core/hooks.js' {
     'component/disconnected': { domain: string; at: Date; condition?: string };
   }
 }
+
+/** Open connections to the component listeners together (documented with listen.components). */
+export const COMPONENT_MAX_CONNECTIONS = 32;
 
 /** A component may have this many times a client's send buffer waiting before it is dropped. */
 export const COMPONENT_SEND_BUFFER_FACTOR = 8;
@@ -369,22 +372,21 @@ export async function startComponentListeners(ctx: ServerContext): Promise<{ lis
   const { config, log } = ctx;
   if (config.components.length === 0 || config.listen.components.length === 0) return { listeners: [], stop() {} };
   const env: ComponentEnvironment = { ctx, links: new Map(), streams: new Set() };
-  // Its own counter: component connections neither use up nor are refused by client slots.
-  const counter = new ConnectionCounter();
+  // Its own count: component connections neither use up nor are refused by client slots.
+  const limits = new ConnectionLimits(COMPONENT_MAX_CONNECTIONS, config.c2s.maxConnectionsPerIp);
+  const onRejected = rejectionLogger(log, 'component');
   const bound: BoundListener[] = [];
   try {
     for (const address of config.listen.components) {
       if (!isLoopback(address.host)) log.warn('the component listener is not on loopback: component traffic is not encrypted', { address: address.host });
       bound.push(
-        await listen(
-          {
-            kind: 'component',
-            address,
-            maxConnectionsPerIp: config.c2s.maxConnectionsPerIp,
-            onConnection: (socket, ip) => void new ComponentStream(env, socket, ip),
-          },
-          counter,
-        ),
+        await listen({
+          kind: 'component',
+          address,
+          limits,
+          onConnection: (socket, ip) => void new ComponentStream(env, socket, ip),
+          onRejected,
+        }),
       );
     }
   } catch (err) {

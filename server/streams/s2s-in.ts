@@ -32,9 +32,10 @@
  *   origin { kind: 's2s', domain }.
  * - Limits as for clients: c2s.maxStanzaBytesPreAuth until a pair is proved, then
  *   c2s.maxStanzaBytes; depth and attribute limits; c2s.authTimeout to prove something (dialback
- *   checks still pending do not extend it);
- *   c2s.maxConnectionsPerIp connections per address (counted apart from clients). A stream with no
- *   stanza for the idle timeout is closed.
+ *   checks still pending do not extend it) and tls.handshakeTimeout to finish a TLS handshake
+ *   (direct or STARTTLS); s2s.maxConnections connections in all and c2s.maxConnectionsPerIp per
+ *   address (IPv6: /64), counted at accept apart from clients (server/net/listeners.ts). A stream
+ *   with no stanza for the idle timeout is closed.
  */
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
@@ -46,7 +47,7 @@ import { NS } from '../../shared/ns.js';
 import type { ServerContext } from '../core/context.js';
 import { errorReply } from '../core/stanza-errors.js';
 import { XmlStreamParser } from '../net/xml-stream-parser.js';
-import { ConnectionCounter, listen, type BoundListener } from '../net/listeners.js';
+import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from '../net/listeners.js';
 import { isValidDialbackKey } from '../s2s/dialback.js';
 import { certificateValidFor, peerCertificateStatus, type PeerCertificateStatus } from '../s2s/certificates.js';
 import { s2sServiceOf, type InboundLink, type S2sService } from '../s2s/service.js';
@@ -169,7 +170,12 @@ export class IncomingS2S implements InboundLink {
       ALPNProtocols: alpn,
     });
     this.secureSocket = secure;
+    // The authentication timeout waits for pending dialback checks, so the handshake needs its own.
+    const handshakeTimer = setTimeout(() => this.destroy(), this.service.ctx.config.tls.handshakeTimeout);
+    handshakeTimer.unref();
+    secure.once('close', () => clearTimeout(handshakeTimer));
     secure.on('secure', () => {
+      clearTimeout(handshakeTimer);
       this.cert = peerCertificateStatus(secure, this.service.tls.trust);
     });
     secure.on('data', this.onData);
@@ -446,20 +452,19 @@ export async function startS2sListeners(ctx: ServerContext): Promise<{ listeners
     log.warn('listen.s2s is set but the s2s module is not loaded: federation is off');
     return { listeners: [], stop() {} };
   }
-  const counter = new ConnectionCounter();
+  const limits = new ConnectionLimits(config.s2s.maxConnections, config.c2s.maxConnectionsPerIp);
+  const onRejected = rejectionLogger(log, 's2s');
   const bound: BoundListener[] = [];
   try {
     for (const address of config.listen.s2s) {
       bound.push(
-        await listen(
-          {
-            kind: 's2s',
-            address,
-            maxConnectionsPerIp: config.c2s.maxConnectionsPerIp,
-            onConnection: (socket, ip) => void new IncomingS2S(service, socket, ip),
-          },
-          counter,
-        ),
+        await listen({
+          kind: 's2s',
+          address,
+          limits,
+          onConnection: (socket, ip) => void new IncomingS2S(service, socket, ip),
+          onRejected,
+        }),
       );
     }
   } catch (err) {

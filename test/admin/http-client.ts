@@ -1,6 +1,7 @@
 /** A small cookie-keeping HTTP(S) client for the admin interface tests (real requests over loopback). */
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Duplex } from 'node:stream';
 
 export interface Response {
   status: number;
@@ -27,6 +28,8 @@ export class AdminClient {
   constructor(
     readonly port: number,
     readonly secure = true,
+    /** Opens each request's connection instead of the default (e.g. to send a PROXY header first). */
+    readonly createConnection?: () => Duplex,
   ) {}
 
   async request(method: string, path: string, opts: RequestOptions = {}): Promise<Response> {
@@ -41,7 +44,16 @@ export class AdminClient {
     const send = this.secure ? httpsRequest : httpRequest;
     const res = await new Promise<Response>((resolve, reject) => {
       const req = send(
-        { host: '127.0.0.1', port: this.port, method, path, headers, rejectUnauthorized: false, agent: false },
+        {
+          host: '127.0.0.1',
+          port: this.port,
+          method,
+          path,
+          headers,
+          rejectUnauthorized: false,
+          // Node uses createConnection only without an agent.
+          ...(this.createConnection ? { createConnection: this.createConnection } : { agent: false }),
+        },
         (r) => {
           const chunks: Buffer[] = [];
           r.on('data', (c: Buffer) => chunks.push(c));

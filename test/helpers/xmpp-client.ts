@@ -17,6 +17,8 @@ export interface ConnectOptions {
   localAddress?: string;
   /** Skip STARTTLS (to test refusals). */
   plain?: boolean;
+  /** Sent first, before TLS or XML (a PROXY protocol header, as a proxy would send it). */
+  proxyHeader?: Buffer;
 }
 
 type Matcher = (el: Element) => boolean;
@@ -58,8 +60,14 @@ export class TestClient {
 
   private async open(): Promise<void> {
     const host = this.opts.host ?? '127.0.0.1';
+    let raw: Socket | undefined;
+    if (this.opts.proxyHeader) {
+      raw = tcpConnect({ host, port: this.opts.port, localAddress: this.opts.localAddress });
+      raw.write(this.opts.proxyHeader);
+    }
     if (this.opts.directTls) {
       this.socket = tlsConnect({
+        ...(raw ? { socket: raw } : {}),
         host,
         port: this.opts.port,
         servername: this.domain,
@@ -71,6 +79,8 @@ export class TestClient {
         this.socket.once('secureConnect', resolve);
         this.socket.once('error', reject);
       });
+    } else if (raw) {
+      this.socket = raw;
     } else {
       this.socket = tcpConnect({ host, port: this.opts.port, localAddress: this.opts.localAddress });
       await new Promise<void>((resolve, reject) => {

@@ -53,11 +53,11 @@ test('defaults', () => {
   assert.equal(c.dataDir, path.join(cwd, 'data'));
   assert.deepEqual(c.hosts, [{ domain: 'localhost', registration: 'loopback' }]);
   assert.deepEqual(c.admins, []);
-  assert.deepEqual(c.tls, { cert: null, key: null, minVersion: 'TLSv1.2' });
+  assert.deepEqual(c.tls, { cert: null, key: null, minVersion: 'TLSv1.2', handshakeTimeout: 10_000 });
   assert.deepEqual(c.listen, {
-    c2s: [{ host: '::', port: 5222 }],
-    c2sDirectTls: [{ host: '::', port: 5223 }],
-    components: [{ host: '127.0.0.1', port: 5347 }],
+    c2s: [{ host: '::', port: 5222, proxyProtocol: [] }],
+    c2sDirectTls: [{ host: '::', port: 5223, proxyProtocol: [] }],
+    components: [{ host: '127.0.0.1', port: 5347, proxyProtocol: [] }],
     s2s: [],
     admin: [],
   });
@@ -74,6 +74,7 @@ test('defaults', () => {
     authTimeout: 60_000,
     maxSendBuffer: 1024 * 1024,
     maxConnectionsPerIp: 50,
+    maxConnections: 10_000,
   });
   assert.deepEqual(c.auth, { scramIterations: 10000, hashes: ['SHA-1', 'SHA-256'], channelBindingDowngrade: 'allow' });
   assert.deepEqual(c.storage, { type: 'sqlite', path: path.join(cwd, 'data', 'gatehouse.sqlite'), migrateOnStart: true });
@@ -93,9 +94,9 @@ test('defaults', () => {
   });
   assert.deepEqual(c.backups, { keep: 7, dir: path.join(cwd, 'data', 'backups'), schedule: 'daily', encryptionKeyFile: null });
   assert.deepEqual(c.components, []);
-  assert.deepEqual(c.s2s, { requireEncryption: true, requireValidCertificates: false, allow: [], deny: [], static: {}, caFile: null, connectTimeout: 30_000, idleTimeout: 600_000 });
+  assert.deepEqual(c.s2s, { requireEncryption: true, requireValidCertificates: false, allow: [], deny: [], static: {}, caFile: null, connectTimeout: 30_000, idleTimeout: 600_000, maxConnections: 1000 });
   assert.deepEqual(c.policy, { contact: null, language: 'en' });
-  assert.deepEqual(c.admin, { metricsToken: null, tls: 'auto' });
+  assert.deepEqual(c.admin, { metricsToken: null, tls: 'auto', maxConnections: 64, maxConnectionsPerIp: 16, trustedProxies: [] });
   // An empty document and parseConfig(null) mean the same.
   assert.deepEqual(parseConfig(null, cwd), c);
   assert.deepEqual(parseConfig({}, cwd), c);
@@ -134,6 +135,11 @@ test('every type error names its key', () => {
     [{ c2s: { authTimeout: 'unlimited' } }, 'c2s.authTimeout'],
     [{ c2s: { maxSendBuffer: '1 parsec' } }, 'c2s.maxSendBuffer'],
     [{ c2s: { maxConnectionsPerIp: 0 } }, 'c2s.maxConnectionsPerIp'],
+    [{ c2s: { maxConnections: 0 } }, 'c2s.maxConnections'],
+    [{ tls: { handshakeTimeout: '10ms' } }, 'tls.handshakeTimeout'],
+    [{ listen: { c2s: [{ port: 1, proxyProtocol: ['10.0.0.0/33'] }] } }, 'listen.c2s[0].proxyProtocol[0]'],
+    [{ listen: { admin: [{ port: 1, proxyProtocol: 'haproxy' }] } }, 'listen.admin[0].proxyProtocol'],
+    [{ admin: { trustedProxies: ['proxy.example'] } }, 'admin.trustedProxies[0]'],
     [{ auth: { scramIterations: 1000 } }, 'auth.scramIterations'],
     [{ auth: { hashes: [] } }, 'auth.hashes'],
     [{ auth: { hashes: ['MD5'] } }, 'auth.hashes[0]'],
@@ -341,6 +347,7 @@ test('cert and key must be given together', () => {
       cert,
       key: cert,
       minVersion: 'TLSv1.3',
+      handshakeTimeout: 10_000,
       ciphers: 'HIGH',
     });
   } finally {
@@ -362,7 +369,7 @@ test('duplicate hosts and other cross-checks', () => {
   );
   // Port 0 may repeat (random ports, for tests).
   const c = parse({ listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [{ host: '127.0.0.1', port: 0 }] } });
-  assert.deepEqual(c.listen.c2s, [{ host: '127.0.0.1', port: 0 }]);
+  assert.deepEqual(c.listen.c2s, [{ host: '127.0.0.1', port: 0, proxyProtocol: [] }]);
   errorFor({ storage: { type: 'mysql' } }, 'storage.url');
   errorFor({ storage: { type: 'postgres', url: 'mysql://u@db/gh' } }, 'storage.url');
   errorFor({ storage: { url: 'postgres://u@db/gh' } }, 'storage.url'); // type is sqlite
@@ -491,8 +498,8 @@ test('loadConfig: YAML files, syntax errors, missing file, overrides', () => {
     assert.equal(c.c2s.maxDepth, 8);
     assert.equal(c.c2s.maxAttributes, 16); // merged, not replaced
     assert.deepEqual(c.hosts.map((h) => h.domain), ['c.org']); // lists replace
-    assert.deepEqual(c.listen.c2s, [{ host: '127.0.0.1', port: 0 }]);
-    assert.deepEqual(c.listen.c2sDirectTls, [{ host: '::', port: 5223 }]);
+    assert.deepEqual(c.listen.c2s, [{ host: '127.0.0.1', port: 0, proxyProtocol: [] }]);
+    assert.deepEqual(c.listen.c2sDirectTls, [{ host: '::', port: 5223, proxyProtocol: [] }]);
     assert.throws(() => loadConfig(file, { c2s: { bogus: 1 } }, NO_ENV), { message: 'config error: c2s.bogus: unknown key' });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
