@@ -75,7 +75,7 @@ test('defaults', () => {
     maxSendBuffer: 1024 * 1024,
     maxConnectionsPerIp: 50,
   });
-  assert.deepEqual(c.auth, { scramIterations: 10000, hashes: ['SHA-1', 'SHA-256'], channelBindingDowngrade: 'allow' });
+  assert.deepEqual(c.auth, { scramIterations: 10000, hashes: ['SHA-1', 'SHA-256'], channelBindingDowngrade: 'reject' });
   assert.deepEqual(c.storage, { type: 'sqlite', path: path.join(cwd, 'data', 'gatehouse.sqlite'), migrateOnStart: true });
   assert.deepEqual(c.offline, { maxPerUser: 1000 });
   assert.deepEqual(c.server, { name: 'Gatehouse', hideVersion: false, hideOs: true });
