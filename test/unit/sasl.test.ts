@@ -597,6 +597,24 @@ test('a stored verifier with an iteration count outside 4096..10,000,000 is refu
   assert.equal((await new SaslSession('PLAIN', ctx()).start(plain('', 'alice', 'pencil'))).kind, 'success');
 });
 
+test('over a real stream: PLAIN against a verifier with 20,000,000 iterations is refused and logged without secrets', async () => {
+  const ts = await startTestServer();
+  try {
+    const v = makeVerifier('Pa55-imported', 'SHA-256', 4096);
+    await ts.server.ctx.storage.accounts.create('imported', 'localhost', [{ ...v, iterations: 20_000_000 }], new Date());
+    const c = await ts.client();
+    const outcome = await c.authenticate('imported', 'Pa55-imported', 'PLAIN');
+    assert.equal(outcome.name, 'failure');
+    assert.ok(outcome.getChild('temporary-auth-failure'), String(outcome));
+    const line = ts.logLines.find((l) => l.includes('iteration count outside'));
+    assert.ok(line, 'the refusal is logged');
+    assert.match(line, /imported@localhost/);
+    assert.ok(!ts.logLines.join('\n').includes('Pa55-imported'));
+  } finally {
+    await ts.stop();
+  }
+});
+
 // ---- the fake salt of unknown accounts survives a restart (P17) -------------------------------
 
 test('P17 an unknown account gets the same fake salt after a server restart, and another installation a different one', async () => {
