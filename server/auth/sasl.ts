@@ -6,8 +6,15 @@
  * and <failure/>; it should only accept mechanisms it advertised (availableMechanisms()).
  *
  * Unknown accounts (and accounts without a verifier for the requested hash) get a plausible fake
- * SCRAM challenge, with a salt derived deterministically from the username and a per-process secret,
- * and then the same not-authorized failure as a wrong password (no account enumeration, P17).
+ * SCRAM challenge, with a salt derived deterministically from the username and the installation's
+ * secret (server-secret.ts; it survives restarts, as real salts do), and then the same
+ * not-authorized failure as a wrong password (no account enumeration, P17).
+ *
+ * Failures that test no credentials are marked with a `reason` so that the caller does not count
+ * them as failed logins: a channel-binding negotiation that did not work out (the client named a
+ * type this connection does not offer, or mixed up -PLUS and flags). A stored verifier with an
+ * iteration count outside MIN_ITERATIONS..MAX_ITERATIONS is refused (reason 'unusable-verifier')
+ * instead of being computed.
  *
  * Failure texts are fixed strings: they never contain a password, proof or key.
  */
@@ -20,6 +27,7 @@ import {
   h,
   hashLength,
   hmac,
+  iterationsUsable,
   unescapeSaslName,
   verifyPlainAsync,
   xor,
@@ -51,6 +59,11 @@ export interface SaslContext {
   lookup(username: string): Promise<{ verifiers: ScramVerifier[] } | null>;
   /** to fake a plausible challenge for unknown users (no account enumeration, P17) */
   iterationsForUnknownUser: number;
+  /**
+   * Key of the fake salts of unknown users: the installation's (fakeSaltKey() in server-secret.ts),
+   * so that they do not change at a restart. Default: a per-process key (tests).
+   */
+  fakeSaltKey?: Buffer;
 }
 
 export type FailureCondition =
@@ -68,8 +81,14 @@ export type SaslStep =
   | { kind: 'challenge'; data: Buffer }
   /** data: additional data with success (SCRAM server-final) or null */
   | { kind: 'success'; username: string; data: Buffer | null }
-  /** username: the authcid, when known, for the caller's logs only (never sent to the client) */
-  | { kind: 'failure'; condition: FailureCondition; text?: string; username?: string };
+  /**
+   * username: the authcid, when known, for the caller's logs only (never sent to the client).
+   * reason: 'channel-binding' for a channel-binding negotiation failure (no credentials were
+   * tested: not a failed login); 'unusable-verifier' for a stored verifier refused unused.
+   */
+  | { kind: 'failure'; condition: FailureCondition; text?: string; username?: string; reason?: FailureReason };
+
+export type FailureReason = 'channel-binding' | 'unusable-verifier';
 
 export interface SaslSessionOptions {
   /**
@@ -108,23 +127,26 @@ export function availableMechanisms(opts: {
   return out;
 }
 
-/** Per-process secret for the fake salts of unknown users. */
-const FAKE_SALT_SECRET = randomBytes(32);
+/** Fake-salt key when the context names none (tests): per process. */
+const PROCESS_FAKE_SALT_KEY = randomBytes(32);
 
-function fakeSalt(hash: ScramHash, username: string): Buffer {
-  return hmac('SHA-256', FAKE_SALT_SECRET, `${hash}\0${username}`).subarray(0, DEFAULT_SALT_BYTES);
+function fakeSalt(key: Buffer, hash: ScramHash, username: string): Buffer {
+  return hmac('SHA-256', key, `${hash}\0${username}`).subarray(0, DEFAULT_SALT_BYTES);
 }
 
 class StepError extends Error {
   constructor(
     readonly condition: FailureCondition,
     readonly text?: string,
+    readonly reason?: FailureReason,
   ) {
     super(condition);
   }
 }
 
 const malformed = (text: string): StepError => new StepError('malformed-request', text);
+const cbFailure = (condition: FailureCondition, text: string): StepError => new StepError(condition, text, 'channel-binding');
+const unusableVerifier = (): StepError => new StepError('temporary-auth-failure', undefined, 'unusable-verifier');
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -269,7 +291,7 @@ export class SaslSession {
     const info = this.info;
     if (!info) return this.fail('invalid-mechanism');
     if (info.kind === 'plain' && !this.ctx.secure) return this.fail('encryption-required');
-    if (info.kind === 'scram' && info.plus && !this.channelBindingOffered()) return this.fail('invalid-mechanism');
+    if (info.kind === 'scram' && info.plus && !this.channelBindingOffered()) return this.fail('invalid-mechanism', undefined, 'channel-binding');
     if (initialResponse === null) {
       this.state = 'await-initial';
       return { kind: 'challenge', data: Buffer.alloc(0) };
@@ -298,12 +320,13 @@ export class SaslSession {
     return this.ctx.secure && cb !== null && cb.types.length > 0;
   }
 
-  private fail(condition: FailureCondition, text?: string): SaslStep {
+  private fail(condition: FailureCondition, text?: string, reason?: FailureReason): SaslStep {
     this.state = 'done';
     this.scram = null;
     const step: Extract<SaslStep, { kind: 'failure' }> = { kind: 'failure', condition };
     if (text !== undefined) step.text = text;
     if (this.authcid !== undefined) step.username = this.authcid;
+    if (reason !== undefined) step.reason = reason;
     return step;
   }
 
@@ -315,7 +338,7 @@ export class SaslSession {
       result = await step();
     } catch (err) {
       if (this.state !== 'busy') return this.fail('aborted');
-      return err instanceof StepError ? this.fail(err.condition, err.text) : this.fail('temporary-auth-failure');
+      return err instanceof StepError ? this.fail(err.condition, err.text, err.reason) : this.fail('temporary-auth-failure');
     }
     if (this.state !== 'busy') return this.fail('aborted');
     if (result.kind === 'challenge') {
@@ -339,6 +362,10 @@ export class SaslSession {
     if (!ok) throw new StepError('invalid-authzid');
   }
 
+  private fakeSalt(hash: ScramHash, username: string): Buffer {
+    return fakeSalt(this.ctx.fakeSaltKey ?? PROCESS_FAKE_SALT_KEY, hash, username);
+  }
+
   private unknownUserIterations(): number {
     const n = this.ctx.iterationsForUnknownUser;
     return Number.isSafeInteger(n) && n >= 1 ? n : MIN_ITERATIONS;
@@ -349,20 +376,22 @@ export class SaslSession {
     this.authcid = cf.username;
     let cbData: Buffer | null = null;
     if (plus) {
-      if (cf.cbFlag !== 'p') throw malformed('channel binding is required with this mechanism');
+      if (cf.cbFlag !== 'p') throw cbFailure('malformed-request', 'channel binding is required with this mechanism');
       const cb = this.ctx.channelBinding!;
       cbData = cb.types.includes(cf.cbType!) ? cb.data(cf.cbType!) : null;
-      if (!cbData) throw new StepError('not-authorized', 'unsupported channel binding type');
+      if (!cbData) throw cbFailure('not-authorized', 'unsupported channel binding type');
     } else if (cf.cbFlag === 'p') {
-      throw malformed('channel binding requires a -PLUS mechanism');
+      throw cbFailure('malformed-request', 'channel binding requires a -PLUS mechanism');
     } else if (cf.cbFlag === 'y' && this.channelBindingOffered() && !this.ctx.allowChannelBindingDowngrade) {
-      throw new StepError('not-authorized', 'channel binding downgrade detected');
+      throw cbFailure('not-authorized', 'channel binding downgrade detected');
     }
     this.checkAuthzid(cf.authzid, cf.username);
 
     const account = await this.ctx.lookup(cf.username);
     const verifier = account?.verifiers.find((v) => v.hash === hash) ?? null;
-    const salt = verifier ? verifier.salt : fakeSalt(hash, cf.username);
+    // The client would have to compute it (and the same verifier would stall PLAIN here).
+    if (verifier && !iterationsUsable(verifier.iterations)) throw unusableVerifier();
+    const salt = verifier ? verifier.salt : this.fakeSalt(hash, cf.username);
     const iterations = verifier ? verifier.iterations : this.unknownUserIterations();
 
     const serverNonce = this.nonceGen();
@@ -419,10 +448,11 @@ export class SaslSession {
     const account = await this.ctx.lookup(authcid);
     const verifiers = account?.verifiers ?? [];
     const verifier = verifiers.find((v) => v.hash === 'SHA-256') ?? verifiers.find((v) => v.hash === 'SHA-1') ?? null;
+    if (verifier && !iterationsUsable(verifier.iterations)) throw unusableVerifier();
     // An unknown account goes through the same key derivation against a fake verifier.
     const checked: ScramVerifier = verifier ?? {
       hash: 'SHA-256',
-      salt: fakeSalt('SHA-256', authcid),
+      salt: this.fakeSalt('SHA-256', authcid),
       iterations: this.unknownUserIterations(),
       storedKey: randomBytes(32),
       serverKey: randomBytes(32),

@@ -24,6 +24,18 @@ export type ScramHash = ScramVerifier['hash'];
 
 /** Lowest iteration count makeVerifier accepts (RFC 7677 section 4: at least 4096). */
 export const MIN_ITERATIONS = 4096;
+/**
+ * Highest iteration count a stored verifier may have to be used at login. PBKDF2 with more would
+ * hold a worker thread (and the login) for seconds or far longer: such a verifier, from an import
+ * for instance, is refused, not computed.
+ */
+export const MAX_ITERATIONS = 10_000_000;
+
+/** True if a stored verifier's iteration count is within MIN_ITERATIONS..MAX_ITERATIONS. */
+export function iterationsUsable(iterations: number): boolean {
+  return Number.isSafeInteger(iterations) && iterations >= MIN_ITERATIONS && iterations <= MAX_ITERATIONS;
+}
+
 /** Salt length, in bytes, of verifiers made without an explicit salt. */
 export const DEFAULT_SALT_BYTES = 16;
 
@@ -171,10 +183,13 @@ function prepareQuery(password: string): string | null {
   }
 }
 
-/** True if `password` (SASLprep'd as a query) matches the verifier; compares StoredKey in constant time. */
+/**
+ * True if `password` (SASLprep'd as a query) matches the verifier; compares StoredKey in constant
+ * time. False without any key derivation for a verifier whose iteration count is not usable.
+ */
 export function verifyPlain(password: string, verifier: ScramVerifier): boolean {
   const prepared = prepareQuery(password);
-  if (prepared === null || verifier.iterations < 1 || verifier.salt.length === 0) return false;
+  if (prepared === null || !iterationsUsable(verifier.iterations) || verifier.salt.length === 0) return false;
   const salted = hi(verifier.hash, prepared, verifier.salt, verifier.iterations);
   const { storedKey } = keysFromSalted(verifier.hash, salted);
   salted.fill(0);
@@ -184,7 +199,7 @@ export function verifyPlain(password: string, verifier: ScramVerifier): boolean 
 /** verifyPlain() without blocking the event loop during the key derivation. */
 export async function verifyPlainAsync(password: string, verifier: ScramVerifier): Promise<boolean> {
   const prepared = prepareQuery(password);
-  if (prepared === null || verifier.iterations < 1 || verifier.salt.length === 0) return false;
+  if (prepared === null || !iterationsUsable(verifier.iterations) || verifier.salt.length === 0) return false;
   const salted = await hiAsync(verifier.hash, prepared, verifier.salt, verifier.iterations);
   const { storedKey } = keysFromSalted(verifier.hash, salted);
   salted.fill(0);

@@ -280,10 +280,11 @@ const authSchema = object(
       doc: 'SCRAM hashes to store verifiers for and offer (SCRAM-SHA-1, SCRAM-SHA-256). Dropping one only affects passwords set afterwards.',
     }),
     channelBindingDowngrade: enumOf(['allow', 'reject'], {
-      default: 'allow',
+      default: 'reject',
       doc:
         "What to do when a client says it supports channel binding but thinks the server does not (SCRAM flag 'y') although -PLUS mechanisms were offered. " +
-        "'reject' is RFC 5802's downgrade protection; 'allow' lets in clients that know no channel-binding type the server offers (slixmpp and other Python clients on TLS 1.3 only know tls-unique).",
+        "'reject' is RFC 5802's downgrade protection: an attacker between client and server who strips the -PLUS mechanisms would make a client answer exactly so. " +
+        "'allow' lets in clients that know none of the channel-binding types offered (tls-exporter, tls-server-end-point, tls-unique; Python clients such as slixmpp use tls-unique, which is offered, so they bind at once).",
     }),
   },
   { doc: 'Authentication (SASL SCRAM).' },
@@ -352,8 +353,10 @@ const loginGuardSchema = object(
     accountBlockAfter: int({ default: 20, min: 1, doc: 'Failures against one account within `window` that block logins to it.' }),
     blockFor: duration({ default: '15m', min: 1000, doc: 'How long a block lasts (`gatehouse blocks lift` ends it early).' }),
     trustedProxies: array(cidr, {
-      default: ['127.0.0.0/8', '::1/128'],
-      doc: 'Addresses (CIDR) never delayed or blocked by address, such as a load balancer or a gateway on this host. Account limits still apply.',
+      default: [],
+      doc:
+        'Addresses (CIDR) never delayed or blocked by address, such as a load balancer or a web client gateway whose users all share its address. Account limits still apply. ' +
+        'None by default, loopback included: behind sslh, stunnel or HAProxy on the same host every client would come from loopback, so trusting it would switch the address limits off.',
     }),
   },
   { doc: 'Failed-login guard (P7): growing delays, then temporary blocks.' },

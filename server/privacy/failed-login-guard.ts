@@ -17,8 +17,15 @@
  *
  * Addresses in `trustedProxies` (a load balancer, a web client gateway) are never delayed or
  * blocked by address: all their users share that address. Their failures are still recorded, and
- * per-account limits still apply. The default trusts loopback only (a proxy on the same host);
- * `trustedProxies: []` guards loopback like any other address.
+ * per-account limits still apply. The default trusts none, loopback included: behind a proxy on
+ * the same host every client would otherwise look trusted.
+ *
+ * A successful login forgives that account's failures, and those of the address that were against
+ * that account (the user's own typos). Failures from the address against other accounts stay: a
+ * login to an account of one's own must not reset the count of guesses at other people's.
+ *
+ * Only failures that tested credentials come here: c2s does not report a channel-binding
+ * negotiation that did not work out (a client trying its -PLUS mechanisms first) as 'auth/failed'.
  *
  * Counters live in memory (fast, per process); blocks are also stored (auth_blocks), so they
  * survive a restart and `gatehouse blocks list|lift` sees and lifts them. A lift from the CLI
@@ -69,7 +76,7 @@ export interface LoginGuardOptions {
   accountBlockAfter: number;
   /** How long a block lasts. */
   blockFor: number;
-  /** IPs or CIDRs never delayed or blocked by address (load balancers, gateways). Default: loopback. */
+  /** IPs or CIDRs never delayed or blocked by address (load balancers, gateways). Default: none. */
   trustedProxies: string[];
   /** How often stored blocks are re-read (lifts from the CLI, other processes). */
   poll: number;
@@ -83,8 +90,9 @@ export const DEFAULT_LOGIN_GUARD: Readonly<LoginGuardOptions> = Object.freeze({
   blockAfter: 10,
   accountBlockAfter: 20,
   blockFor: 15 * 60_000,
-  // A gateway or reverse proxy on the same host: blocking it would lock out all its users.
-  trustedProxies: ['127.0.0.0/8', '::1/128'],
+  // None, not even loopback: behind sslh, stunnel or HAProxy on the same host every client comes
+  // from loopback, and trusting it would leave the address limits without effect.
+  trustedProxies: [],
   poll: 30_000,
 });
 
@@ -167,6 +175,12 @@ interface MemoryBlock {
   stored: boolean;
 }
 
+/** One counted failure: when, and against which account (bare JID), if any. */
+interface Counted {
+  at: number;
+  account: string | null;
+}
+
 /** Bound on tracked counters (one per IP, /64 or account with recent failures). */
 const MAX_TRACKED = 100_000;
 
@@ -178,7 +192,7 @@ export interface Denial {
 
 /** One server's guard: counters, blocks, the checks before an attempt. */
 export class LoginGuard {
-  private readonly failures = new Map<string, number[]>();
+  private readonly failures = new Map<string, Counted[]>();
   private blocks = new Map<string, MemoryBlock>();
   private readonly pending = new Set<Promise<unknown>>();
   private timer: NodeJS.Timeout | null = null;
@@ -254,10 +268,21 @@ export class LoginGuard {
     }
   }
 
-  /** A successful login: the account's own failures are forgiven (the address's are not). */
-  onSuccess(username: string, host: string): void {
+  /**
+   * A successful login: the account's failures are forgiven, and the address's failures against
+   * that account; the address's failures against other accounts are not.
+   */
+  onSuccess(username: string, host: string, ip?: string): void {
     const subject = accountSubject(username, host);
-    if (subject) this.failures.delete(keyOf('account', subject));
+    if (!subject) return;
+    this.failures.delete(keyOf('account', subject));
+    if (ip === undefined) return;
+    const key = keyOf('ip', ipSubject(ip));
+    const list = this.failures.get(key);
+    if (!list) return;
+    const rest = list.filter((f) => f.account !== subject);
+    if (rest.length) this.failures.set(key, rest);
+    else this.failures.delete(key);
   }
 
   /**
@@ -318,10 +343,8 @@ export class LoginGuard {
     if (!this.trusted(f.ip)) out.push({ kind: 'ip', subject: ipSubject(f.ip), n: 0 });
     // Per account: failed logins, and wrong old passwords in a password change. Not refused
     // registrations: asking for a taken name is no attack on that account.
-    if (f.kind === 'auth' || f.condition === 'not-authorized') {
-      const account = accountSubject(f.username, f.host);
-      if (account) out.push({ kind: 'account', subject: account, n: 0 });
-    }
+    const account = accountSubject(f.username, f.host);
+    if ((f.kind === 'auth' || f.condition === 'not-authorized') && account) out.push({ kind: 'account', subject: account, n: 0 });
     const now = this.ctx.clock.now().getTime();
     for (const c of out) {
       const key = keyOf(c.kind, c.subject);
@@ -331,7 +354,7 @@ export class LoginGuard {
         list = [];
         this.failures.set(key, list);
       }
-      list.push(at);
+      list.push({ at, account });
       c.n = this.recent(key, now);
     }
     return out;
@@ -342,7 +365,7 @@ export class LoginGuard {
     if (!list) return 0;
     const from = now - this.options.window;
     let i = 0;
-    while (i < list.length && list[i]! < from) i++;
+    while (i < list.length && list[i]!.at < from) i++;
     if (i > 0) list.splice(0, i);
     if (list.length === 0) this.failures.delete(key);
     return list.length;
@@ -496,7 +519,7 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
       hooks.on('register/failed', (f: RegistrationFailure) => {
         guard.onFailure({ at: f.at, ip: f.ip, host: f.host, username: f.username, mechanism: 'XEP-0077', kind: 'register', condition: f.condition });
       });
-      hooks.on('auth/succeeded', ({ account }) => guard.onSuccess(account.username, account.host));
+      hooks.on('auth/succeeded', ({ account, ip }) => guard.onSuccess(account.username, account.host, ip));
       // Before the attempt is evaluated: the address (and the account, if the core names it here).
       hooks.on('auth/before', async (attempt: AuthAttempt & { username?: string | null }) => {
         if (attempt.deny) return;

@@ -6,8 +6,9 @@ import { NS } from '../../shared/ns.js';
 import { randomHex } from '../../shared/random.js';
 import { XmlStreamParser, type ParserErrorCondition } from '../net/xml-stream-parser.js';
 import type { TlsContexts } from '../net/tls.js';
-import { tlsServerEndPoint } from '../net/tls.js';
-import { SaslSession, availableMechanisms, type ChannelBinding, type SaslStep } from '../auth/sasl.js';
+import { SaslSession, availableMechanisms, type ChannelBinding, type FailureReason, type SaslStep } from '../auth/sasl.js';
+import { tlsChannelBinding } from '../auth/channel-binding.js';
+import { fakeSaltKey } from '../auth/server-secret.js';
 import { BoundSession, type SessionCounters, type SessionTransport, type TransportEnd } from '../core/session.js';
 import type { ServerContext, StreamInfo } from '../core/context.js';
 import { errorReply, iqResult } from '../core/stanza-errors.js';
@@ -361,24 +362,11 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
   }
 
   private channelBinding(): ChannelBinding | null {
-    const sock = this.secureSocket;
-    if (!sock) return null;
-    // Every server context has a certificate, so tls-server-end-point is always offered; the
-    // certificate is only decoded (getCertificate parses it into an object) when a client uses it.
-    const types = sock.getProtocol() === 'TLSv1.3' ? ['tls-exporter', 'tls-server-end-point'] : ['tls-server-end-point'];
-    return {
-      types,
-      data: (type) => {
-        if (type === 'tls-exporter' && types.includes(type)) return sock.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0));
-        if (type !== 'tls-server-end-point') return null;
-        const cert = sock.getCertificate();
-        return cert && 'raw' in cert && cert.raw ? tlsServerEndPoint(cert.raw) : null;
-      },
-    };
+    return this.secureSocket ? tlsChannelBinding(this.secureSocket) : null;
   }
 
   private async handleSasl(el: Element): Promise<void> {
-    const { config, storage, hooks, clock } = this.env.ctx;
+    const { config, storage, hooks, clock, log } = this.env.ctx;
     if (el.name === 'abort') {
       this.sasl = null;
       return this.saslFailure('aborted', null);
@@ -398,12 +386,20 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
       await hooks.emit('auth/before', attempt);
       if (attempt.deny) return this.saslFailure(attempt.deny.condition, null, attempt.deny.text);
       if (!this.secure && config.c2s.requireEncryption) return this.saslFailure('encryption-required', null);
+      let saltKey: Buffer;
+      try {
+        saltKey = fakeSaltKey(config);
+      } catch (err) {
+        log.error('cannot read or create the server secret', { error: err instanceof Error ? err.message : String(err) });
+        return this.saslFailure('temporary-auth-failure', null);
+      }
       this.sasl = new SaslSession(mechanism, {
         secure: this.secure,
         domain: this.host,
         channelBinding: this.channelBinding(),
         allowChannelBindingDowngrade: config.auth.channelBindingDowngrade === 'allow',
         iterationsForUnknownUser: config.auth.scramIterations,
+        fakeSaltKey: saltKey,
         lookup: async (username) => {
           const local = normaliseLocal(username);
           if (!local) return null;
@@ -430,7 +426,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
       this.writeRaw(`<challenge xmlns='${NS.sasl}'>${step.data.length ? step.data.toString('base64') : '='}</challenge>`);
       return;
     }
-    if (step.kind === 'failure') return this.saslFailure(step.condition, step.username ?? null, step.text);
+    if (step.kind === 'failure') return this.saslFailure(step.condition, step.username ?? null, step.text, step.reason);
     const local = normaliseLocal(step.username);
     // The account the exchange looked up a moment ago (one query less per login), else read it.
     const known = this.saslAccount;
@@ -446,13 +442,22 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     this.parser.setLimits({ maxStanzaBytes: config.c2s.maxStanzaBytes });
   }
 
-  private saslFailure(condition: string, username: string | null, text?: string): void {
-    const { hooks, clock } = this.env.ctx;
+  private saslFailure(condition: string, username: string | null, text?: string, reason?: FailureReason): void {
+    const { hooks, clock, log } = this.env.ctx;
     this.sasl = null;
     const textXml = text ? `<text xml:lang='en'>${text.replace(/[<&]/g, '')}</text>` : '';
     this.writeRaw(`<failure xmlns='${NS.sasl}'><${condition}/>${textXml}</failure>`);
     if (condition === 'aborted') return;
-    void hooks.emit('auth/failed', { at: clock.now(), ip: this.ip, host: this.host, username, mechanism: this.saslMechanism, condition });
+    if (reason === 'unusable-verifier') {
+      log.warn('login refused: the stored SCRAM verifier has an iteration count outside 4096..10000000; set a new password', { stream: this.id, account: `${username}@${this.host}` });
+    }
+    // A channel-binding negotiation tested no credentials: not a failed login (P7), just the client
+    // trying its next mechanism. It still counts towards this stream's attempts.
+    if (reason === 'channel-binding') {
+      log.debug('SASL channel-binding negotiation failed', { stream: this.id, mechanism: this.saslMechanism, condition });
+    } else {
+      void hooks.emit('auth/failed', { at: clock.now(), ip: this.ip, host: this.host, username, mechanism: this.saslMechanism, condition });
+    }
     if (++this.authFailures >= MAX_AUTH_ATTEMPTS) this.close('policy-violation', 'too many failed authentication attempts');
   }
 

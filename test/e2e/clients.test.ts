@@ -1,60 +1,14 @@
 /**
  * Two independent client implementations talk through a real Gatehouse: xmpp.js (@xmpp/client)
- * as alice and slixmpp (Debian's python3-slixmpp) as bob. Registration, SCRAM over STARTTLS,
+ * as alice and slixmpp (Debian's python3-slixmpp) as bob. Registration, SCRAM(-PLUS) over STARTTLS,
  * offline delivery, subscription, presence and messages both ways.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-
-const PYTHON = '/usr/bin/python3';
-const PEER_SCRIPT = fileURLToPath(new URL('../../../test/e2e/slixmpp_peer.py', import.meta.url));
-
-interface PeerEvent {
-  event: string;
-  [k: string]: unknown;
-}
-
-class SlixmppPeer {
-  private readonly events: PeerEvent[] = [];
-  private waiters: { match: (e: PeerEvent) => boolean; resolve: (e: PeerEvent) => void }[] = [];
-  readonly stderr: string[] = [];
-
-  constructor(readonly proc: ChildProcessWithoutNullStreams) {
-    createInterface({ input: proc.stdout }).on('line', (line) => {
-      let e: PeerEvent;
-      try {
-        e = JSON.parse(line) as PeerEvent;
-      } catch {
-        return;
-      }
-      const i = this.waiters.findIndex((w) => w.match(e));
-      if (i >= 0) this.waiters.splice(i, 1)[0]!.resolve(e);
-      else this.events.push(e);
-    });
-    proc.stderr.on('data', (d) => this.stderr.push(String(d)));
-  }
-
-  expect(match: (e: PeerEvent) => boolean, what: string, timeoutMs = 15_000): Promise<PeerEvent> {
-    const i = this.events.findIndex(match);
-    if (i >= 0) return Promise.resolve(this.events.splice(i, 1)[0]!);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`slixmpp: timed out waiting for ${what}; events: ${JSON.stringify(this.events)}; stderr: ${this.stderr.join('').slice(-2000)}`)), timeoutMs);
-      this.waiters.push({ match, resolve: (e) => (clearTimeout(timer), resolve(e)) });
-    });
-  }
-
-  command(cmd: Record<string, unknown>): void {
-    this.proc.stdin.write(JSON.stringify(cmd) + '\n');
-  }
-}
+import { SlixmppPeer, haveSlixmpp } from './slixmpp-peer.js';
 
 let ts: TestServer;
-const haveSlixmpp = existsSync(PYTHON);
 
 before(async () => {
   ts = await startTestServer();
@@ -99,12 +53,13 @@ test('xmpp.js and slixmpp register, subscribe, exchange presence and messages, a
   await alice.send(xml('message', { to: 'bob@localhost', type: 'chat' }, xml('body', {}, 'while you were away')));
   await new Promise((r) => setTimeout(r, 300));
 
-  const proc = spawn(PYTHON, [PEER_SCRIPT, '127.0.0.1', String(ts.port), 'bob@localhost', 'bob-password', 'alice@localhost']);
-  const bob = new SlixmppPeer(proc);
+  const bob = SlixmppPeer.spawn(['127.0.0.1', String(ts.port), 'bob@localhost', 'bob-password', 'alice@localhost']);
+  const proc = bob.proc;
   try {
     const started = await bob.expect((e) => e.event === 'session_start', 'login');
     assert.match(String(started.jid), /^bob@localhost\//);
-    assert.equal(started.mechanism, 'SCRAM-SHA-256');
+    // slixmpp's own choice: channel binding with tls-unique (the only type it knows).
+    assert.equal(started.mechanism, 'SCRAM-SHA-256-PLUS');
 
     const offline = await bob.expect((e) => e.event === 'message' && e.body === 'while you were away', 'the offline message');
     assert.equal(offline.frm, 'alice@localhost');

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """An independent XMPP client (slixmpp) driven by the end-to-end tests.
 
-Usage: slixmpp_peer.py HOST PORT JID PASSWORD PEER_JID
-Logs in with SCRAM-SHA-256 over STARTTLS, accepts subscriptions, answers each chat message from
+Usage: slixmpp_peer.py HOST PORT JID PASSWORD PEER_JID [MECHANISM]
+Logs in over STARTTLS with MECHANISM (default "auto": slixmpp chooses, which on TLS 1.3 is
+SCRAM-SHA-256-PLUS with tls-unique), accepts subscriptions, answers each chat message from
 PEER_JID with "echo: <body>", and prints one JSON event per line on stdout. Reads commands as JSON
 lines on stdin: {"cmd": "message", "to": ..., "body": ...}, {"cmd": "subscribe", "to": ...},
 {"cmd": "roster"}, {"cmd": "quit"}.
@@ -20,8 +21,8 @@ def emit(event, **fields):
 
 
 class Peer(slixmpp.ClientXMPP):
-    def __init__(self, jid, password, peer):
-        super().__init__(jid, password, sasl_mech="SCRAM-SHA-256")
+    def __init__(self, jid, password, peer, mechanism="auto"):
+        super().__init__(jid, password, sasl_mech=None if mechanism == "auto" else mechanism)
         self.peer = peer
         self.ssl_context = ssl.create_default_context()
         self.ssl_context.check_hostname = False
@@ -82,7 +83,8 @@ class Peer(slixmpp.ClientXMPP):
 
 def main():
     host, port, jid, password, peer = sys.argv[1:6]
-    xmpp = Peer(jid, password, peer)
+    mechanism = sys.argv[6] if len(sys.argv) > 6 else "auto"
+    xmpp = Peer(jid, password, peer, mechanism)
     xmpp.connect(address=(host, int(port)), force_starttls=True, disable_starttls=False, use_ssl=False)
     xmpp.loop.run_until_complete(xmpp.disconnected)
 

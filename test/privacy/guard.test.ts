@@ -93,7 +93,7 @@ describe('addresses and options', () => {
 
   test('P7 thresholds come from defaults, then configuration, then explicit overrides', () => {
     const config = parseConfig({}, tmpdir());
-    assert.deepEqual(loginGuardOptions(config), { ...DEFAULT_LOGIN_GUARD, trustedProxies: ['127.0.0.0/8', '::1/128'] });
+    assert.deepEqual(loginGuardOptions(config), { ...DEFAULT_LOGIN_GUARD, trustedProxies: [] });
     const withSection = parseConfig({ loginGuard: { blockAfter: 5, trustedProxies: ['10.0.0.0/8'] } }, tmpdir());
     const o = loginGuardOptions(withSection, { delayBase: 10 });
     assert.equal(o.blockAfter, 5);
@@ -226,6 +226,63 @@ describe('failed-login guard over client streams', () => {
       // An untrusted neighbour is blocked as usual.
       for (let i = 0; i < 3; i++) (await attempt(ts, `x${i}`, 'wrong', '127.0.0.3')).client.destroy();
       await waitFor('the neighbour to be blocked', () => loginGuard(ts.server.ctx)!.isBlocked('ip', '127.0.0.3'));
+    } finally {
+      await ts.stop();
+    }
+  });
+});
+
+describe('failed-login guard and SASL outcomes', () => {
+  test('P7 a channel-binding negotiation failure is not a failed login: no record, no count', async () => {
+    const ts = await start({ delayAfter: 100, blockAfter: 100 });
+    try {
+      await createAccount(ts, 'erin');
+      const sasl = (mechanism: string, first: string) =>
+        `<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='${mechanism}'>${Buffer.from(first).toString('base64')}</auth>`;
+      const negotiations: [string, string][] = [
+        // a type the connection does not offer (slixmpp's tls-unique, before it was offered)
+        ['SCRAM-SHA-256-PLUS', 'p=tls-bogus,,n=erin,r=abcdef'],
+        ['SCRAM-SHA-1-PLUS', 'p=tls-bogus,,n=erin,r=abcdef'],
+        // 'y' although -PLUS is offered (auth.channelBindingDowngrade: reject)
+        ['SCRAM-SHA-256', 'y,,n=erin,r=abcdef'],
+        ['SCRAM-SHA-256', 'p=tls-exporter,,n=erin,r=abcdef'],
+      ];
+      for (const [mechanism, first] of negotiations) {
+        const c = await ts.client();
+        c.writeRaw(sasl(mechanism, first));
+        const outcome = await c.expect((el) => el.name === 'failure' || el.name === 'challenge');
+        assert.equal(outcome.name, 'failure', `${mechanism} ${first}`);
+        c.destroy();
+      }
+      // A real failure afterwards: once it is counted, the earlier ones would have been too.
+      const wrong = await attempt(ts, 'erin', 'wrong');
+      assert.equal(wrong.outcome, 'not-authorized');
+      const guard = loginGuard(ts.server.ctx)!;
+      await waitFor('the wrong password to be counted', () => guard.failureCount('ip', '127.0.0.1') === 1);
+      assert.equal(guard.failureCount('account', 'erin@localhost'), 1);
+      const logs = ts.server.ctx.storage.privacyLogs;
+      await waitFor('its record', async () => (await logs.listFailedLogins()).length >= 1);
+      const records = await logs.listFailedLogins();
+      assert.deepEqual(records.map((r) => [r.mechanism, r.condition]), [['SCRAM-SHA-256', 'not-authorized']]);
+    } finally {
+      await ts.stop();
+    }
+  });
+
+  test('P7 a successful login clears the counters of its address and account (failures against other accounts stay)', async () => {
+    const ts = await start({ delayAfter: 100, blockAfter: 100 });
+    try {
+      await createAccount(ts, 'frank');
+      const guard = loginGuard(ts.server.ctx)!;
+      for (const user of ['frank', 'Frank', 'someoneelse']) (await attempt(ts, user, 'wrong')).client.destroy();
+      await waitFor('three failures', () => guard.failureCount('ip', '127.0.0.1') === 3);
+      assert.equal(guard.failureCount('account', 'frank@localhost'), 2);
+      const ok = await attempt(ts, 'frank', 'pw-frank');
+      assert.equal(ok.outcome, 'success');
+      await waitFor('frank\'s failures to be forgiven', () => guard.failureCount('account', 'frank@localhost') === 0);
+      // frank's own typos no longer count against the address; a guess at another account does.
+      assert.equal(guard.failureCount('ip', '127.0.0.1'), 1);
+      assert.equal(guard.failureCount('account', 'someoneelse@localhost'), 1);
     } finally {
       await ts.stop();
     }

@@ -8,8 +8,21 @@ import {
   type SaslContext,
   type SaslStep,
 } from '../../server/auth/sasl.js';
-import { makeVerifier } from '../../server/auth/scram.js';
+import { makeVerifier, verifyPlain, verifyPlainAsync } from '../../server/auth/scram.js';
+import { tlsChannelBinding } from '../../server/auth/channel-binding.js';
+import { SERVER_SECRET_FILE } from '../../server/auth/server-secret.js';
 import type { ScramVerifier } from '../../server/storage/types.js';
+import { createServer as createTlsServer } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestCa } from '../helpers/test-ca.js';
+import { startTestServer } from '../helpers/server.js';
+
+const execFileAsync = promisify(execFile);
 
 type Hash = 'SHA-1' | 'SHA-256';
 const nodeHash = (hash: Hash): string => (hash === 'SHA-1' ? 'sha1' : 'sha256');
@@ -452,4 +465,181 @@ test('no secret appears in any step', async () => {
   const text = JSON.stringify(steps.map((s) => ({ ...s, data: 'data' in s && s.data ? s.data.toString() : null })));
   assert.ok(!text.includes('pencil'));
   assert.ok(!text.includes('crayon-secret'));
+});
+
+// ---- channel binding: tls-unique (slixmpp and other clients on Python's ssl module) ----------
+
+/** Connects Python's ssl module to a Node TLS server; returns what each side takes as tls-unique. */
+async function pythonTlsUnique(maxVersion: 'TLSv1.2' | 'TLSv1.3', resume = false): Promise<{ python: string; server: string; protocol: string; types: string[] }> {
+  const ca = createTestCa();
+  const files = ca.selfSigned('localhost');
+  const seen: { unique: string; types: string[]; protocol: string }[] = [];
+  const server = createTlsServer({ key: readFileSync(files.key), cert: readFileSync(files.cert), maxVersion }, (sock) => {
+    const binding = tlsChannelBinding(sock);
+    seen.push({ unique: binding.data('tls-unique')?.toString('hex') ?? '', types: binding.types, protocol: sock.getProtocol() ?? '' });
+    sock.on('data', () => sock.end('bye'));
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  // With `resume`, a second connection resumes the first one's session (an abbreviated handshake).
+  const py = [
+    'import ssl, socket',
+    'c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE',
+    `s = c.wrap_socket(socket.create_connection(('127.0.0.1', ${port})))`,
+    's.sendall(b"x"); s.recv(10)',
+    resume ? `s2 = c.wrap_socket(socket.create_connection(('127.0.0.1', ${port})), session=s.session); assert s2.session_reused; s2.sendall(b"x"); s2.recv(10); s = s2` : '',
+    'print(s.get_channel_binding("tls-unique").hex())',
+  ].join('\n');
+  try {
+    const { stdout } = await execFileAsync('/usr/bin/python3', ['-c', py]);
+    const last = seen.at(-1)!;
+    return { python: stdout.trim(), server: last.unique, protocol: last.protocol, types: last.types };
+  } finally {
+    server.close();
+    ca.remove();
+  }
+}
+
+test("tls-unique: the server's binding data equals what Python's ssl computes, on TLS 1.3, TLS 1.2 and a resumed TLS 1.2 session", async () => {
+  const v13 = await pythonTlsUnique('TLSv1.3');
+  assert.equal(v13.protocol, 'TLSv1.3');
+  assert.match(v13.python, /^[0-9a-f]{24,}$/);
+  assert.equal(v13.server, v13.python);
+  assert.deepEqual(v13.types, ['tls-exporter', 'tls-server-end-point', 'tls-unique']);
+  const v12 = await pythonTlsUnique('TLSv1.2');
+  assert.equal(v12.protocol, 'TLSv1.2');
+  assert.equal(v12.server, v12.python);
+  assert.deepEqual(v12.types, ['tls-server-end-point', 'tls-unique']);
+  const resumed = await pythonTlsUnique('TLSv1.2', true);
+  assert.equal(resumed.server, resumed.python);
+});
+
+test('SCRAM-PLUS over a real stream: tls-unique, tls-exporter and tls-server-end-point all succeed; XEP-0440 lists all three', async () => {
+  const ts = await startTestServer();
+  try {
+    await ts.server.ctx.storage.accounts.create('uniq', 'localhost', [makeVerifier('pw-uniq', 'SHA-1', 4096), makeVerifier('pw-uniq', 'SHA-256', 4096)], new Date());
+    const client = await ts.client();
+    const cbTypes = client.streamFeatures?.getChild('sasl-channel-binding', 'urn:xmpp:sasl-cb:0')?.getChildren('channel-binding').map((c) => c.attrs.type);
+    assert.deepEqual(cbTypes, ['tls-exporter', 'tls-server-end-point', 'tls-unique']);
+    assert.ok(client.mechanisms().includes('SCRAM-SHA-256-PLUS'));
+    const sock = client.tlsSocket!;
+    const cert = sock.getPeerCertificate();
+    const bindings: Record<string, Buffer> = {
+      // RFC 5929: the first Finished of the latest handshake, the client's in a full handshake.
+      'tls-unique': sock.getFinished()!,
+      'tls-exporter': sock.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0)),
+      'tls-server-end-point': createHash('sha256').update(cert.raw).digest(),
+    };
+    for (const [type, cbData] of Object.entries(bindings)) {
+      for (const [mech, hash] of [['SCRAM-SHA-256-PLUS', 'SHA-256'], ['SCRAM-SHA-1-PLUS', 'SHA-1']] as const) {
+        const c = await ts.client();
+        const scramClient = new ScramClient(hash, 'uniq', 'pw-uniq', { gs2Header: `p=${type},,`, cbData: type === 'tls-unique' ? c.tlsSocket!.getFinished()! : type === 'tls-exporter' ? c.tlsSocket!.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0)) : cbData });
+        c.writeRaw(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='${mech}'>${scramClient.first().toString('base64')}</auth>`);
+        const ch = await c.expect((el) => el.name === 'challenge' || el.name === 'failure');
+        assert.equal(ch.name, 'challenge', `${mech} ${type}: ${ch}`);
+        c.writeRaw(`<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>${scramClient.final(Buffer.from(ch.text(), 'base64')).toString('base64')}</response>`);
+        const outcome = await c.expect((el) => el.name === 'success' || el.name === 'failure');
+        assert.equal(outcome.name, 'success', `${mech} ${type}: ${outcome}`);
+        assert.equal(Buffer.from(outcome.text(), 'base64').toString(), scramClient.expectedServerFinal());
+        await c.close();
+      }
+    }
+    // Another connection's tls-unique does not bind this one.
+    const c = await ts.client();
+    const stolen = new ScramClient('SHA-256', 'uniq', 'pw-uniq', { gs2Header: 'p=tls-unique,,', cbData: bindings['tls-unique'] });
+    c.writeRaw(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>${stolen.first().toString('base64')}</auth>`);
+    const ch = await c.expect('challenge');
+    c.writeRaw(`<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>${stolen.final(Buffer.from(ch.text(), 'base64')).toString('base64')}</response>`);
+    const outcome = await c.expect((el) => el.name === 'success' || el.name === 'failure');
+    assert.equal(outcome.name, 'failure');
+    await client.close();
+  } finally {
+    await ts.stop();
+  }
+});
+
+test('channel-binding negotiation failures are marked as such (they test no credentials); a binding mismatch is not', async () => {
+  const c = ctx({ channelBinding });
+  const cases: [string, string, SaslContext][] = [
+    ['p=tls-bogus,,n=alice,r=abc', 'SCRAM-SHA-256-PLUS', c],
+    ['n,,n=alice,r=abc', 'SCRAM-SHA-256-PLUS', c],
+    ['p=tls-exporter,,n=alice,r=abc', 'SCRAM-SHA-256', c],
+    ['y,,n=alice,r=abc', 'SCRAM-SHA-256', c],
+    ['p=tls-exporter,,n=alice,r=abc', 'SCRAM-SHA-256-PLUS', ctx()],
+  ];
+  for (const [first, mech, context] of cases) assert.equal((await firstFails(first, mech, context)).reason, 'channel-binding', `${mech} ${first}`);
+  const { last } = await scram('SCRAM-SHA-256-PLUS', c, new ScramClient('SHA-256', 'alice', 'pencil', { gs2Header: 'p=tls-exporter,,', cbData: randomBytes(32) }));
+  assert.equal(failure(last).condition, 'not-authorized');
+  assert.equal(failure(last).reason, undefined);
+  const wrong = await scram('SCRAM-SHA-256', c, new ScramClient('SHA-256', 'alice', 'crayon'));
+  assert.equal(failure(wrong.last).reason, undefined);
+});
+
+// ---- stored iteration counts out of bounds (imports) ------------------------------------------
+
+test('a stored verifier with an iteration count outside 4096..10,000,000 is refused at login without computing it', async () => {
+  const withIterations = (n: number): ScramVerifier[] => ALICE.map((v) => ({ ...v, iterations: n }));
+  for (const n of [10_000_001, 2 ** 40, 1, 4095]) {
+    const c = ctx({ accounts: { alice: withIterations(n) } });
+    const viaPlain = failure(await new SaslSession('PLAIN', c).start(plain('', 'alice', 'pencil')));
+    assert.equal(viaPlain.condition, 'temporary-auth-failure', `PLAIN, i=${n}`);
+    assert.equal(viaPlain.reason, 'unusable-verifier');
+    assert.equal(viaPlain.username, 'alice');
+    const viaScram = failure(await new SaslSession('SCRAM-SHA-256', c).start(Buffer.from('n,,n=alice,r=abc')));
+    assert.equal(viaScram.condition, 'temporary-auth-failure', `SCRAM, i=${n}`);
+    assert.equal(viaScram.reason, 'unusable-verifier');
+    // What the admin console and password changes call: false, and no key derivation.
+    assert.equal(await verifyPlainAsync('pencil', withIterations(n)[1]!), false);
+    assert.equal(verifyPlain('pencil', withIterations(n)[1]!), false);
+  }
+  // The bounds themselves are usable.
+  assert.equal((await new SaslSession('PLAIN', ctx()).start(plain('', 'alice', 'pencil'))).kind, 'success');
+});
+
+test('over a real stream: PLAIN against a verifier with 20,000,000 iterations is refused and logged without secrets', async () => {
+  const ts = await startTestServer();
+  try {
+    const v = makeVerifier('Pa55-imported', 'SHA-256', 4096);
+    await ts.server.ctx.storage.accounts.create('imported', 'localhost', [{ ...v, iterations: 20_000_000 }], new Date());
+    const c = await ts.client();
+    const outcome = await c.authenticate('imported', 'Pa55-imported', 'PLAIN');
+    assert.equal(outcome.name, 'failure');
+    assert.ok(outcome.getChild('temporary-auth-failure'), String(outcome));
+    const line = ts.logLines.find((l) => l.includes('iteration count outside'));
+    assert.ok(line, 'the refusal is logged');
+    assert.match(line, /imported@localhost/);
+    assert.ok(!ts.logLines.join('\n').includes('Pa55-imported'));
+  } finally {
+    await ts.stop();
+  }
+});
+
+// ---- the fake salt of unknown accounts survives a restart (P17) -------------------------------
+
+test('P17 an unknown account gets the same fake salt after a server restart, and another installation a different one', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-salt-'));
+  const otherDir = mkdtempSync(join(tmpdir(), 'gatehouse-salt-'));
+  const saltOf = async (dir: string, user: string): Promise<string> => {
+    const ts = await startTestServer({ config: { dataDir: dir, storage: { type: 'sqlite', path: join(dir, 'db.sqlite') } } });
+    try {
+      const c = await ts.client();
+      c.writeRaw(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>${Buffer.from(`n,,n=${user},r=abcdef`).toString('base64')}</auth>`);
+      const ch = await c.expect('challenge');
+      return /,s=([^,]+),/.exec(Buffer.from(ch.text(), 'base64').toString())![1]!;
+    } finally {
+      await ts.stop();
+    }
+  };
+  try {
+    const before = await saltOf(dataDir, 'nosuchuser');
+    const after = await saltOf(dataDir, 'nosuchuser');
+    assert.equal(after, before);
+    assert.notEqual(await saltOf(otherDir, 'nosuchuser'), before);
+    const secretFile = join(dataDir, SERVER_SECRET_FILE);
+    assert.equal(statSync(secretFile).mode & 0o777, 0o600);
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(otherDir, { recursive: true, force: true });
+  }
 });

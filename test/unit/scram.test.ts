@@ -2,8 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   DEFAULT_SALT_BYTES,
+  MAX_ITERATIONS,
   MIN_ITERATIONS,
   SaslPrepError,
+  iterationsUsable,
   escapeSaslName,
   h,
   hashLength,
@@ -142,4 +144,11 @@ test('makeVerifier/verifyPlain apply SASLprep to both sides', async () => {
 test('verifyPlain: a verifier with a malformed stored key never matches', () => {
   const v = makeVerifier('pencil', 'SHA-256', 4096);
   assert.equal(verifyPlain('pencil', { ...v, storedKey: v.storedKey.subarray(0, 20) }), false);
+});
+
+test('iterationsUsable: a stored count is used at login only within 4096..10,000,000', () => {
+  assert.equal(MIN_ITERATIONS, 4096);
+  assert.equal(MAX_ITERATIONS, 10_000_000);
+  for (const n of [4096, 10_000, 10_000_000]) assert.equal(iterationsUsable(n), true, String(n));
+  for (const n of [0, 1, 4095, 10_000_001, 2 ** 40, 2 ** 53, 4096.5, NaN, Infinity, -4096]) assert.equal(iterationsUsable(n), false, String(n));
 });
