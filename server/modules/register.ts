@@ -24,7 +24,6 @@
  * live in memory and hold only addresses that registered within the window; a slot is taken before
  * the account is created and given back if creation fails, so concurrent attempts cannot overrun it.
  */
-import { isIPv4, isIPv6 } from 'node:net';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import { replyError, replyResult } from '../core/iq.js';
@@ -36,6 +35,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { ControlError, controlCommands } from '../admin/control.js';
+import { addressGroup, cidrContains } from '../net/addresses.js';
 
 /** A refused or failed registration, password change or removal (P7: no password, ever). */
 export interface RegistrationFailure {
@@ -62,66 +62,6 @@ const INSTRUCTIONS = 'Choose a username and password to create an account on thi
 // ------------------------------------------------------------------------------------------------
 // Address policy
 
-/** An IP address as 16 bytes; IPv4 addresses as IPv4-mapped IPv6 (::ffff:a.b.c.d). */
-export function parseIp(input: string): Uint8Array | null {
-  let s = input.trim();
-  if (s.startsWith('[') && s.endsWith(']')) s = s.slice(1, -1);
-  const zone = s.indexOf('%');
-  if (zone >= 0) s = s.slice(0, zone);
-  if (isIPv4(s)) {
-    const out = new Uint8Array(16);
-    out[10] = 0xff;
-    out[11] = 0xff;
-    s.split('.').forEach((p, i) => (out[12 + i] = Number(p)));
-    return out;
-  }
-  if (!isIPv6(s)) return null;
-  const words: number[] = [];
-  let tail = s;
-  let v4: number[] | null = null;
-  const lastColon = tail.lastIndexOf(':');
-  if (tail.slice(lastColon + 1).includes('.')) {
-    v4 = tail.slice(lastColon + 1).split('.').map(Number);
-    tail = tail.slice(0, lastColon + 1) + '0:0';
-  }
-  const [head, rest] = tail.includes('::') ? tail.split('::') as [string, string] : [tail, null];
-  const headWords = head ? head.split(':').map((w) => parseInt(w, 16)) : [];
-  const restWords = rest ? rest.split(':').map((w) => parseInt(w, 16)) : [];
-  const zeros = rest === null ? 0 : 8 - headWords.length - restWords.length;
-  words.push(...headWords, ...new Array<number>(zeros).fill(0), ...restWords);
-  if (words.length !== 8) return null;
-  const out = new Uint8Array(16);
-  words.forEach((w, i) => {
-    out[2 * i] = w >> 8;
-    out[2 * i + 1] = w & 0xff;
-  });
-  if (v4) v4.forEach((b, i) => (out[12 + i] = b));
-  return out;
-}
-
-/**
- * Whether `ip` lies in `cidr` ("address/prefix", or a plain address meaning just that one).
- * IPv4 and IPv6 both work, and an IPv4 range matches IPv4-mapped IPv6 addresses (and the other
- * way round), since both are compared as IPv6.
- */
-export function cidrContains(cidr: string, ip: string): boolean {
-  const slash = cidr.indexOf('/');
-  const base = slash >= 0 ? cidr.slice(0, slash) : cidr;
-  const net = parseIp(base);
-  const addr = parseIp(ip);
-  if (!net || !addr) return false;
-  const v4 = isIPv4(base.trim());
-  let prefix = slash >= 0 ? Number(cidr.slice(slash + 1)) : v4 ? 32 : 128;
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > (v4 ? 32 : 128)) return false;
-  if (v4) prefix += 96;
-  const full = prefix >> 3;
-  for (let i = 0; i < full; i++) if (net[i] !== addr[i]) return false;
-  const bits = prefix & 7;
-  if (bits === 0) return true;
-  const mask = (0xff << (8 - bits)) & 0xff;
-  return (net[full]! & mask) === (addr[full]! & mask);
-}
-
 const LOOPBACK = ['127.0.0.0/8', '::1/128'];
 
 /** Whether a client at `ip` may register under `policy`. */
@@ -130,14 +70,6 @@ export function registrationAllowed(policy: RegistrationPolicy, ip: string): boo
   if (policy === 'closed') return false;
   const ranges = policy === 'loopback' ? LOOPBACK : policy.allow;
   return ranges.some((r) => cidrContains(r, ip));
-}
-
-/** The group an address is throttled under: an IPv4 address itself, an IPv6 address its /64. */
-export function addressGroup(ip: string): string {
-  const b = parseIp(ip);
-  if (!b) return ip.trim();
-  if (b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  return `${Buffer.from(b.slice(0, 8)).toString('hex')}/64`;
 }
 
 /** Successful registrations per address group within a sliding window (see the module comment). */

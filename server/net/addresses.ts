@@ -84,7 +84,7 @@ export function canonicalIp(address: string | undefined): string {
  */
 export function addressGroup(ip: string): string {
   const bytes = parseIp(ip);
-  if (!bytes) return ip;
+  if (!bytes) return ip.trim();
   if (isMappedIpv4(bytes)) return formatIp(bytes);
   const prefix = new Uint8Array(16);
   prefix.set(bytes.subarray(0, 8));

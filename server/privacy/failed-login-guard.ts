@@ -47,7 +47,7 @@ import type { Config } from '../config/index.js';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context.js';
 import type { AuthAttempt, AuthFailure } from '../streams/c2s.js';
 import type { RegistrationFailure } from '../modules/register.js';
-import { cidrContains, parseIp } from '../modules/register.js';
+import { addressGroup, cidrContains } from '../net/addresses.js';
 import type { AuthBlock, BlockKind, FailedLoginKind } from '../storage/repos/privacy-logs.js';
 import { errorReply } from '../core/stanza-errors.js';
 import { normaliseLocal } from '../../shared/jid.js';
@@ -112,39 +112,9 @@ function defined<T extends object>(o: T): Partial<T> {
 
 /**
  * The subject an IP address is counted and blocked under: an IPv4 address as itself (also when
- * written IPv4-mapped, ::ffff:a.b.c.d), an IPv6 address as its /64 ('2001:db8:1:2::/64').
- * Unparsable input is returned unchanged.
+ * written IPv4-mapped), an IPv6 address as its /64, the same grouping as the listeners' limits.
  */
-export function ipSubject(ip: string): string {
-  const bytes = parseIp(ip);
-  if (!bytes) return ip.trim();
-  const mapped = bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
-  if (mapped) return `${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
-  const words = [0, 1, 2, 3].map((i) => (bytes[2 * i]! << 8) | bytes[2 * i + 1]!);
-  return `${compressIpv6([...words, 0, 0, 0, 0])}/64`;
-}
-
-/** RFC 5952 text of eight 16-bit words: lower-case hex, the longest run (≥ 2) of zero words as '::'. */
-function compressIpv6(words: number[]): string {
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = words.map((w) => w.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
-}
+export const ipSubject = addressGroup;
 
 /** The bare JID an attempted username is counted under, or null. */
 export function accountSubject(username: string | null | undefined, host: string): string | null {

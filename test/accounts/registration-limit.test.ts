@@ -2,7 +2,8 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { addressGroup, RegistrationThrottle, type RegistrationFailure } from '../../server/modules/register.js';
+import { RegistrationThrottle, type RegistrationFailure } from '../../server/modules/register.js';
+import { addressGroup } from '../../server/net/addresses.js';
 import { errorCondition } from '../../server/core/stanza-errors.js';
 import { ManualClock } from '../../shared/clock.js';
 import { NS } from '../../shared/ns.js';
