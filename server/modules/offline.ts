@@ -5,7 +5,7 @@ import { parseXmlText } from '../net/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { messageType, topResources } from './message.js';
-import { checkQuota, xmlBytes } from '../core/quota.js';
+import { checkQuota, KeyedSerial, xmlBytes } from '../core/quota.js';
 
 
 declare module '../core/hooks.js' {
@@ -89,22 +89,9 @@ export function delayElement(from: string, at: Date): Element {
 
 class OfflineStore {
   /** Per-account chains: stores and deliveries for one account run one at a time, in order. */
-  private readonly locks = new Map<number, Promise<unknown>>();
+  private readonly perAccount = new KeyedSerial<number>();
 
   constructor(private readonly ctx: ServerContext) {}
-
-  private serial<T>(accountId: number, fn: () => Promise<T>): Promise<T> {
-    const run = (this.locks.get(accountId) ?? Promise.resolve()).then(fn, fn);
-    const tail = run.then(
-      () => {},
-      () => {},
-    );
-    this.locks.set(accountId, tail);
-    void tail.then(() => {
-      if (this.locks.get(accountId) === tail) this.locks.delete(accountId);
-    });
-    return run;
-  }
 
   async onOffline(event: StanzaEvent): Promise<boolean> {
     const { config, storage, router, clock, sessions, log } = this.ctx;
@@ -116,7 +103,7 @@ class OfflineStore {
     const account = await storage.accounts.get(event.to.local, event.to.domain);
     if (!account) return false;
     const bare = event.to.bare;
-    return this.serial(account.id, async () => {
+    return this.perAccount.run(account.id, async () => {
       const copy = event.stanza.clone();
       copy.attrs.to = bare;
       if (copy.attrs.xmlns === NS.server || copy.attrs.xmlns === NS.component) copy.attrs.xmlns = NS.client;
@@ -139,7 +126,7 @@ class OfflineStore {
     if (session.priority < 0) return;
     const account = session.account ?? (await this.ctx.storage.accounts.get(session.jid.local, session.jid.domain));
     if (!account) return;
-    await this.serial(account.id, () => this.deliverStored(account.id, [session]));
+    await this.perAccount.run(account.id, () => this.deliverStored(account.id, [session]));
   }
 
   /** Sends every stored message to the given resources, then deletes what reached a live stream. */

@@ -114,6 +114,16 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** The server's module list with some replaced by test instances of the same name (kept in place); new ones appended. */
+/** Runs `body` against a server started with `config`, and stops the server whatever happens. */
+export async function withTestServer(config: Record<string, unknown>, body: (ts: TestServer) => Promise<void>): Promise<void> {
+  const ts = await startTestServer({ config, logLevel: 'warn' });
+  try {
+    await body(ts);
+  } finally {
+    await ts.stop();
+  }
+}
+
 export function modulesWith(...overrides: GatehouseModule[]): GatehouseModule[] {
   const byName = new Map(overrides.map((m) => [m.name, m]));
   const list = allModules().map((m) => byName.get(m.name) ?? m);

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { withTestServer } from '../helpers/server.js';
 import { C2S_HEADER, firstData, handshake, openIdle, openRaw, waitClosed, type RawConnection } from '../helpers/raw-connections.js';
 import { addressGroup, canonicalIp, cidrContains } from '../../server/net/addresses.js';
 import { ConnectionLimits } from '../../server/net/listeners.js';
@@ -27,14 +27,6 @@ function destroyAll(conns: RawConnection[]): void {
   for (const c of conns) c.socket.destroy();
 }
 
-async function withServer(config: Record<string, unknown>, body: (ts: TestServer) => Promise<void>): Promise<void> {
-  const ts = await startTestServer({ config, logLevel: 'warn' });
-  try {
-    await body(ts);
-  } finally {
-    await ts.stop();
-  }
-}
 
 // ---- grouping ------------------------------------------------------------------------------------
 
@@ -66,7 +58,7 @@ test('addresses: IPv4 counts per address, IPv4-mapped IPv6 as IPv4, IPv6 per /64
 // ---- c2s -----------------------------------------------------------------------------------------
 
 test('c2s direct TLS: idle TCP connections beyond the per-address cap are closed at once, before any TLS; the cap is shared with the STARTTLS port', async () => {
-  await withServer({ c2s: { maxConnectionsPerIp: 5, ...NO_AUTH_TIMEOUT }, tls: NO_HANDSHAKE_TIMEOUT }, async (ts) => {
+  await withTestServer({ c2s: { maxConnectionsPerIp: 5, ...NO_AUTH_TIMEOUT }, tls: NO_HANDSHAKE_TIMEOUT }, async (ts) => {
     const held = await openIdle(5, ts.tlsPort);
     const excess = await openIdle(7, ts.tlsPort);
     try {
@@ -85,7 +77,7 @@ test('c2s direct TLS: idle TCP connections beyond the per-address cap are closed
 });
 
 test('c2s: idle TCP connections beyond the per-address cap are closed at once on the STARTTLS port', async () => {
-  await withServer({ c2s: { maxConnectionsPerIp: 3, ...NO_AUTH_TIMEOUT } }, async (ts) => {
+  await withTestServer({ c2s: { maxConnectionsPerIp: 3, ...NO_AUTH_TIMEOUT } }, async (ts) => {
     const held = await openIdle(3, ts.port);
     const excess = await openIdle(3, ts.port);
     try {
@@ -100,7 +92,7 @@ test('c2s: idle TCP connections beyond the per-address cap are closed at once on
 });
 
 test('c2s direct TLS: a connection that never completes the TLS handshake is closed after tls.handshakeTimeout', async () => {
-  await withServer({ c2s: NO_AUTH_TIMEOUT, tls: { handshakeTimeout: '300ms' } }, async (ts) => {
+  await withTestServer({ c2s: NO_AUTH_TIMEOUT, tls: { handshakeTimeout: '300ms' } }, async (ts) => {
     const idle = await openRaw(ts.tlsPort);
     // A ClientHello cut short: the handshake starts and never ends.
     const partial = await openRaw(ts.tlsPort, '127.0.0.1', Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
@@ -110,14 +102,14 @@ test('c2s direct TLS: a connection that never completes the TLS handshake is clo
 });
 
 test('c2s direct TLS: the authentication timeout also covers a connection that never completes TLS', async () => {
-  await withServer({ c2s: { authTimeout: '1s' }, tls: NO_HANDSHAKE_TIMEOUT }, async (ts) => {
+  await withTestServer({ c2s: { authTimeout: '1s' }, tls: NO_HANDSHAKE_TIMEOUT }, async (ts) => {
     const idle = await openRaw(ts.tlsPort);
     await waitClosed(idle, 'a connection without a TLS handshake');
   });
 });
 
 test('c2s: c2s.maxConnections caps both client listeners together and refuses the excess at once', async () => {
-  await withServer({ c2s: { maxConnections: 4, maxConnectionsPerIp: 50, ...NO_AUTH_TIMEOUT }, tls: NO_HANDSHAKE_TIMEOUT }, async (ts) => {
+  await withTestServer({ c2s: { maxConnections: 4, maxConnectionsPerIp: 50, ...NO_AUTH_TIMEOUT }, tls: NO_HANDSHAKE_TIMEOUT }, async (ts) => {
     const held = await openIdle(4, ts.port);
     const overTls = await openRaw(ts.tlsPort);
     const overPlain = await openRaw(ts.port);
@@ -148,7 +140,7 @@ test('c2s: c2s.maxConnections caps both client listeners together and refuses th
 
 test('c2s over IPv6 (::1): the per-address cap applies to IPv6 clients', async (t) => {
   if (!(await canBind('::1'))) return t.skip('no IPv6 loopback here');
-  await withServer({ listen: { c2s: [{ host: '::1', port: 0 }], c2sDirectTls: [] }, c2s: { maxConnectionsPerIp: 2, ...NO_AUTH_TIMEOUT } }, async (ts) => {
+  await withTestServer({ listen: { c2s: [{ host: '::1', port: 0 }], c2sDirectTls: [] }, c2s: { maxConnectionsPerIp: 2, ...NO_AUTH_TIMEOUT } }, async (ts) => {
     const held = await openIdle(2, ts.port, '::1');
     const excess = await openRaw(ts.port, '::1');
     try {
@@ -167,7 +159,7 @@ test('c2s over IPv6 (::1): the per-address cap applies to IPv6 clients', async (
 const S2S_LISTEN = { s2s: [{ host: '127.0.0.1', port: 0 }] };
 
 test('s2s: idle connections beyond the per-address cap are closed at once', async () => {
-  await withServer({ listen: S2S_LISTEN, c2s: { maxConnectionsPerIp: 2, ...NO_AUTH_TIMEOUT } }, async (ts) => {
+  await withTestServer({ listen: S2S_LISTEN, c2s: { maxConnectionsPerIp: 2, ...NO_AUTH_TIMEOUT } }, async (ts) => {
     const held = await openIdle(2, ts.s2sPort);
     const excess = await openIdle(2, ts.s2sPort);
     try {
@@ -182,7 +174,7 @@ test('s2s: idle connections beyond the per-address cap are closed at once', asyn
 });
 
 test('s2s: s2s.maxConnections refuses the excess at once', async () => {
-  await withServer({ listen: S2S_LISTEN, s2s: { maxConnections: 3 }, c2s: NO_AUTH_TIMEOUT }, async (ts) => {
+  await withTestServer({ listen: S2S_LISTEN, s2s: { maxConnections: 3 }, c2s: NO_AUTH_TIMEOUT }, async (ts) => {
     const held = await openIdle(3, ts.s2sPort);
     const excess = await openRaw(ts.s2sPort);
     try {
@@ -194,7 +186,7 @@ test('s2s: s2s.maxConnections refuses the excess at once', async () => {
 });
 
 test('s2s direct TLS: a handshake that never completes is closed after tls.handshakeTimeout', async () => {
-  await withServer({ listen: S2S_LISTEN, c2s: NO_AUTH_TIMEOUT, tls: { handshakeTimeout: '300ms' } }, async (ts) => {
+  await withTestServer({ listen: S2S_LISTEN, c2s: NO_AUTH_TIMEOUT, tls: { handshakeTimeout: '300ms' } }, async (ts) => {
     // The first byte of a TLS record makes the port take the connection as direct TLS.
     const partial = await openRaw(ts.s2sPort, '127.0.0.1', Buffer.from([0x16, 0x03, 0x01]));
     await waitClosed(partial, 'a half-sent ClientHello on the s2s port');
@@ -206,7 +198,7 @@ test('s2s direct TLS: a handshake that never completes is closed after tls.hands
 const COMPONENTS = { components: [{ domain: 'irc.localhost', secret: 'component-secret-1' }], listen: { components: [{ host: '127.0.0.1', port: 0 }] } };
 
 test('components: idle connections beyond the per-address cap are closed at once', async () => {
-  await withServer({ ...COMPONENTS, c2s: { maxConnectionsPerIp: 2, ...NO_AUTH_TIMEOUT } }, async (ts) => {
+  await withTestServer({ ...COMPONENTS, c2s: { maxConnectionsPerIp: 2, ...NO_AUTH_TIMEOUT } }, async (ts) => {
     const held = await openIdle(2, ts.componentPort);
     const excess = await openIdle(2, ts.componentPort);
     try {
@@ -221,7 +213,7 @@ test('components: idle connections beyond the per-address cap are closed at once
 });
 
 test(`components: at most ${COMPONENT_MAX_CONNECTIONS} component connections; the excess is refused at once`, async () => {
-  await withServer({ ...COMPONENTS, c2s: { maxConnectionsPerIp: 1000, ...NO_AUTH_TIMEOUT } }, async (ts) => {
+  await withTestServer({ ...COMPONENTS, c2s: { maxConnectionsPerIp: 1000, ...NO_AUTH_TIMEOUT } }, async (ts) => {
     const held = await openIdle(COMPONENT_MAX_CONNECTIONS, ts.componentPort);
     const excess = await openRaw(ts.componentPort);
     try {
@@ -244,7 +236,7 @@ async function healthz(conn: RawConnection): Promise<string> {
 }
 
 test('admin HTTP: idle connections beyond admin.maxConnectionsPerIp are closed at once, before TLS', async () => {
-  await withServer({ ...ADMIN, admin: { maxConnectionsPerIp: 2 }, tls: NO_HANDSHAKE_TIMEOUT }, async (ts) => {
+  await withTestServer({ ...ADMIN, admin: { maxConnectionsPerIp: 2 }, tls: NO_HANDSHAKE_TIMEOUT }, async (ts) => {
     const held = await openIdle(2, ts.adminPort);
     const excess = await openIdle(2, ts.adminPort);
     try {
@@ -257,7 +249,7 @@ test('admin HTTP: idle connections beyond admin.maxConnectionsPerIp are closed a
 });
 
 test('admin HTTP: admin.maxConnections refuses the excess at once', async () => {
-  await withServer({ ...ADMIN, admin: { maxConnections: 3, maxConnectionsPerIp: 50 }, tls: NO_HANDSHAKE_TIMEOUT }, async (ts) => {
+  await withTestServer({ ...ADMIN, admin: { maxConnections: 3, maxConnectionsPerIp: 50 }, tls: NO_HANDSHAKE_TIMEOUT }, async (ts) => {
     const held = await openIdle(3, ts.adminPort);
     const excess = await openRaw(ts.adminPort);
     try {
@@ -269,7 +261,7 @@ test('admin HTTP: admin.maxConnections refuses the excess at once', async () => 
 });
 
 test('admin HTTPS: a connection that never completes the TLS handshake is closed after tls.handshakeTimeout', async () => {
-  await withServer({ ...ADMIN, tls: { handshakeTimeout: '300ms' } }, async (ts) => {
+  await withTestServer({ ...ADMIN, tls: { handshakeTimeout: '300ms' } }, async (ts) => {
     const idle = await openRaw(ts.adminPort);
     await waitClosed(idle, 'a silent admin connection');
   });

@@ -8,21 +8,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { startTestServer, ensureAccount, type TestServer } from '../helpers/server.js';
+import { ensureAccount, withTestServer } from '../helpers/server.js';
 import { TestClient } from '../helpers/xmpp-client.js';
 import { AdminClient } from '../admin/http-client.js';
 import { C2S_HEADER, firstData, handshake, openRaw, proxyV1, proxyV2, waitClosed } from '../helpers/raw-connections.js';
 import { parseProxyHeader, PROXY_V2_SIGNATURE } from '../../server/net/proxy-protocol.js';
 import { ConnectionLimits, listen } from '../../server/net/listeners.js';
 
-async function withServer(config: Record<string, unknown>, body: (ts: TestServer) => Promise<void>): Promise<void> {
-  const ts = await startTestServer({ config, logLevel: 'warn' });
-  try {
-    await body(ts);
-  } finally {
-    await ts.stop();
-  }
-}
 
 async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -103,7 +95,7 @@ test('listen(): the client address handed to the stream is the PROXY header\'s; 
 // ---- c2s -----------------------------------------------------------------------------------------
 
 test('c2s with PROXY v1: the per-address limit counts the proxied address, not the proxy\'s', async () => {
-  await withServer({ listen: { c2s: [{ host: '127.0.0.1', port: 0, ...BEHIND_PROXY }] }, c2s: { maxConnectionsPerIp: 2, requireEncryption: false } }, async (ts) => {
+  await withTestServer({ listen: { c2s: [{ host: '127.0.0.1', port: 0, ...BEHIND_PROXY }] }, c2s: { maxConnectionsPerIp: 2, requireEncryption: false } }, async (ts) => {
     const open = async (client: string) => {
       const c = await openRaw(ts.port, '127.0.0.1', Buffer.concat([proxyV1(client), Buffer.from(C2S_HEADER)]));
       return { c, answer: firstData(c.socket, `stream of ${client}`).catch(() => null) };
@@ -123,7 +115,7 @@ test('c2s with PROXY v1: the per-address limit counts the proxied address, not t
 });
 
 test('P7 c2s direct TLS with PROXY v2 (IPv6 client): a failed login is recorded with the proxied address', async () => {
-  await withServer({ listen: { c2sDirectTls: [{ host: '127.0.0.1', port: 0, ...BEHIND_PROXY }] } }, async (ts) => {
+  await withTestServer({ listen: { c2sDirectTls: [{ host: '127.0.0.1', port: 0, ...BEHIND_PROXY }] } }, async (ts) => {
     await ensureAccount(ts, 'alice');
     const c = await TestClient.connect({ port: ts.tlsPort, directTls: true, proxyHeader: proxyV2('2001:db8:5:6::7') });
     try {
@@ -140,7 +132,7 @@ test('P7 c2s direct TLS with PROXY v2 (IPv6 client): a failed login is recorded 
 });
 
 test('c2s: a trusted proxy that sends no PROXY header or a malformed one is disconnected', async () => {
-  await withServer({ listen: { c2s: [{ host: '127.0.0.1', port: 0, ...BEHIND_PROXY }] } }, async (ts) => {
+  await withTestServer({ listen: { c2s: [{ host: '127.0.0.1', port: 0, ...BEHIND_PROXY }] } }, async (ts) => {
     const bad = [
       Buffer.from(C2S_HEADER),
       Buffer.from('PROXY TCP4 999.0.0.1 127.0.0.1 1 2\r\n' + C2S_HEADER),
@@ -157,7 +149,7 @@ test('c2s: a trusted proxy that sends no PROXY header or a malformed one is disc
 });
 
 test('c2s: a PROXY header from an address that is not a trusted proxy is not believed', async () => {
-  await withServer({ listen: { c2s: [{ host: '127.0.0.1', port: 0, proxyProtocol: ['192.0.2.0/24'] }] } }, async (ts) => {
+  await withTestServer({ listen: { c2s: [{ host: '127.0.0.1', port: 0, proxyProtocol: ['192.0.2.0/24'] }] } }, async (ts) => {
     const c = await openRaw(ts.port, '127.0.0.1', Buffer.concat([proxyV1('198.51.100.7'), Buffer.from(C2S_HEADER)]));
     let answer = '';
     c.socket.on('data', (d: Buffer) => (answer += d.toString()));
@@ -169,7 +161,7 @@ test('c2s: a PROXY header from an address that is not a trusted proxy is not bel
 // ---- s2s -----------------------------------------------------------------------------------------
 
 test('s2s with PROXY v2 then direct TLS: the header is read before the TLS sniffing, and the limit counts the proxied address', async () => {
-  await withServer({ listen: { s2s: [{ host: '127.0.0.1', port: 0, ...BEHIND_PROXY }] }, c2s: { maxConnectionsPerIp: 1 } }, async (ts) => {
+  await withTestServer({ listen: { s2s: [{ host: '127.0.0.1', port: 0, ...BEHIND_PROXY }] }, c2s: { maxConnectionsPerIp: 1 } }, async (ts) => {
     const first = await openRaw(ts.s2sPort, '127.0.0.1', proxyV2('198.51.100.7'));
     const secure = await handshake(first.socket, ['xmpp-server']);
     assert.equal(secure.alpnProtocol, 'xmpp-server');
@@ -185,7 +177,7 @@ test('s2s with PROXY v2 then direct TLS: the header is read before the TLS sniff
 // ---- admin HTTP ----------------------------------------------------------------------------------
 
 test('P7 admin HTTPS with PROXY v1: a failed console login is recorded with the proxied address', async () => {
-  await withServer({ listen: { admin: [{ host: '127.0.0.1', port: 0, ...BEHIND_PROXY }] } }, async (ts) => {
+  await withTestServer({ listen: { admin: [{ host: '127.0.0.1', port: 0, ...BEHIND_PROXY }] } }, async (ts) => {
     const client = new AdminClient(ts.adminPort, true, () => {
       const raw = tcpConnect({ host: '127.0.0.1', port: ts.adminPort });
       raw.write(proxyV1('203.0.113.5'));
@@ -199,7 +191,7 @@ test('P7 admin HTTPS with PROXY v1: a failed console login is recorded with the 
 });
 
 test('P7 admin: X-Forwarded-For names the client only when the peer is in admin.trustedProxies', async () => {
-  await withServer({ listen: { admin: [{ host: '127.0.0.1', port: 0 }] }, admin: { trustedProxies: ['127.0.0.2'] } }, async (ts) => {
+  await withTestServer({ listen: { admin: [{ host: '127.0.0.1', port: 0 }] }, admin: { trustedProxies: ['127.0.0.2'] } }, async (ts) => {
     const viaTrusted = new AdminClient(ts.adminPort, true, () =>
       tlsConnect({ socket: tcpConnect({ host: '127.0.0.1', port: ts.adminPort, localAddress: '127.0.0.2' }), servername: 'localhost', rejectUnauthorized: false }),
     );
