@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { fakeSaltKey } from './auth/server-secret.js';
 import type { Socket } from 'node:net';
 import type { Config } from './config/index.js';
 import { openStorage } from './storage/datasource.js';
@@ -42,6 +43,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, sink: logFile ? (line) => logFile.write(line) : undefined });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   for (const f of looseFiles(dataFiles(config))) log.warn('open to other users (group or others have access): restrict it with chmod go-rwx', { path: f.path, mode: f.mode });
+  // The installation's secret is read (or made) now, so a damaged file stops the start, not a login.
+  fakeSaltKey(config);
 
   const tls = await loadTlsContexts(config);
   const storage: Storage = await openStorage(config.storage, { migrate: config.storage.migrateOnStart, logger: (m) => log.info(m) });

@@ -27,7 +27,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ServerContext } from '../core/context.js';
 import type { AuthAttempt } from '../streams/c2s.js';
 import type { ScramVerifier } from '../storage/types.js';
-import { makeVerifier, verifyPlainAsync } from '../auth/scram.js';
+import { iterationsUsable, makeVerifier, verifyPlainAsync } from '../auth/scram.js';
 import { isAdmin } from '../privacy/policy/admins.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 
@@ -232,6 +232,9 @@ export class AdminAuthenticator {
         if (verifier) ok = await verifyPlainAsync(password, verifier);
         // The same work for a non-admin or an unknown account, so timing tells nothing.
         else await verifyPlainAsync(password, this.dummyVerifier());
+      }
+      if (verifier && jid && !iterationsUsable(verifier.iterations)) {
+        log.child('admin-http').warn('admin credentials unusable: stored iteration count out of range; set a new password with gatehouse user passwd', { admin: jid.bare });
       }
       if (!ok || !account || !jid) {
         failed('not-authorized');

@@ -40,6 +40,7 @@ import { XmlStreamParser } from '../net/xml-stream-parser.js';
 import { asTypeOrmStorage } from '../storage/typeorm-storage.js';
 import type { Account, RosterItem, ScramVerifier, Storage, Subscription } from '../storage/types.js';
 import { makeVerifierAsync } from '../accounts/service.js';
+import { MAX_ITERATIONS, MIN_ITERATIONS } from '../auth/scram.js';
 import { HIDDEN_GROUP } from '../modules/roster.js';
 
 export const PIE_NS = 'urn:xmpp:pie:0';
@@ -59,8 +60,9 @@ export const MAX_IMPORT_BYTES = 512 * 1024 * 1024;
  * stolen verifier cheap to attack; a huge count makes every PLAIN login of the account (checked
  * on the server) stall the event loop.
  */
-export const IMPORT_MIN_ITERATIONS = 4096;
-export const IMPORT_MAX_ITERATIONS = 10_000_000;
+/** The bounds a login accepts (server/auth/scram.ts): an import outside them could never be used. */
+export const IMPORT_MIN_ITERATIONS = MIN_ITERATIONS;
+export const IMPORT_MAX_ITERATIONS = MAX_ITERATIONS;
 
 export class ExportError extends Error {
   override name = 'ExportError';
