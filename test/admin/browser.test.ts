@@ -5,14 +5,15 @@
  *
  * Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe: JSON messages
  * separated by NUL on file descriptors 3 and 4), which needs no npm package (playwright-core or
- * puppeteer). The test is skipped, saying why, when /usr/bin/chromium is not installed.
+ * puppeteer). The test is skipped, saying why, when /usr/bin/chromium is not installed (a failure
+ * when GATEHOUSE_TEST_REQUIRE names chromium).
  * GATEHOUSE_SCREENSHOTS=DIR keeps the screenshots (statistics, sessions, overview, blocks,
  * transports, policy, datenschutz) in DIR.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -20,8 +21,8 @@ import { startTestServer, modulesWith } from '../helpers/server.js';
 import { createAdminHttpModule } from '../../server/admin/http.js';
 import { createStatisticsModule } from '../../server/privacy/statistics.js';
 import { createSessionStatsModule } from '../../server/privacy/session-stats.js';
+import { CHROMIUM, skipWithout } from '../helpers/requirements.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ADMIN_PW = 'browser-test-password';
 
 type Message = { id?: number; method?: string; params?: any; result?: any; error?: { message: string }; sessionId?: string };
@@ -135,7 +136,7 @@ async function evaluate<T>(b: Browser, sessionId: string, expression: string): P
   return r.result.value as T;
 }
 
-const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (Debian: apt-get install chromium)`;
+const skip = skipWithout('chromium');
 
 test('P12 in headless Chromium an admin logs in with the form and the statistics charts render under the CSP', { skip, timeout: 90_000 }, async (t) => {
   const ts = await startTestServer({

@@ -6,7 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { SlixmppPeer, haveSlixmpp } from './slixmpp-peer.js';
+import { SlixmppPeer } from './slixmpp-peer.js';
+import { skipWithout } from '../helpers/requirements.js';
 
 let ts: TestServer;
 
@@ -17,7 +18,7 @@ after(async () => {
   await ts.stop();
 });
 
-test('xmpp.js and slixmpp register, subscribe, exchange presence and messages, and get offline messages', { skip: !haveSlixmpp && 'python3 missing' }, async () => {
+test('xmpp.js and slixmpp register, subscribe, exchange presence and messages, and get offline messages', { skip: skipWithout('slixmpp') }, async () => {
   // In-band registration over the wire (slixmpp 1.8 cannot register before login).
   for (const name of ['alice', 'bob']) {
     const c = await ts.client();

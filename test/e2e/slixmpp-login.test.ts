@@ -7,7 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, ensureAccount, type TestServer } from '../helpers/server.js';
 import { loginGuard } from '../../server/privacy/failed-login-guard.js';
-import { SlixmppPeer, haveSlixmpp } from './slixmpp-peer.js';
+import { SlixmppPeer } from './slixmpp-peer.js';
+import { skipWithout } from '../helpers/requirements.js';
 
 let ts: TestServer;
 
@@ -19,7 +20,7 @@ after(async () => {
   await ts.stop();
 });
 
-test('P7 slixmpp from a non-trusted address logs in 8 times in a row, each on the first attempt, and no failed login is recorded', { skip: !haveSlixmpp && 'python3 missing' }, async () => {
+test('P7 slixmpp from a non-trusted address logs in 8 times in a row, each on the first attempt, and no failed login is recorded', { skip: skipWithout('slixmpp') }, async () => {
   await ensureAccount(ts, 'carol');
   const guard = loginGuard(ts.server.ctx);
   assert.ok(guard, 'the failed-login guard is loaded');

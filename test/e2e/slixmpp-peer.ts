@@ -1,11 +1,9 @@
 /** Drives test/e2e/slixmpp_peer.py (Debian's python3-slixmpp) from the end-to-end tests. */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 
-export const PYTHON = '/usr/bin/python3';
-export const haveSlixmpp = existsSync(PYTHON);
+import { PYTHON } from '../helpers/requirements.js';
 const PEER_SCRIPT = fileURLToPath(new URL('../../../test/e2e/slixmpp_peer.py', import.meta.url));
 
 export interface PeerEvent {

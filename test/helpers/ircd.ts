@@ -7,6 +7,9 @@
  * Why ngIRCd: it starts in milliseconds from one small file and needs no services. It has no
  * SASL and no NickServ; NickServ is simulated in tests by a raw client registered as "NickServ"
  * (see test/helpers/irc-client.ts), and SASL PLAIN is tested against a scripted fake server.
+ *
+ * Tests that use it take their `skip` option from skipWithout('ngircd') (test/helpers/requirements.ts):
+ * skipped with the reason locally, a failure when GATEHOUSE_TEST_REQUIRE names ngircd (CI).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,13 +19,9 @@ import { X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
+import { NGIRCD } from './requirements.js';
 
-export const NGIRCD = '/usr/sbin/ngircd';
-
-/** True when ngIRCd is installed; tests skip (locally) or fail (in CI) otherwise. */
-export function ngircdAvailable(): boolean {
-  return existsSync(NGIRCD);
-}
+export { NGIRCD };
 
 export interface IrcdOptions {
   /** The server's IRC name (must contain a dot). */
@@ -78,7 +77,7 @@ async function canConnect(port: number): Promise<boolean> {
 }
 
 export async function startNgircd(opts: IrcdOptions = {}): Promise<Ircd> {
-  if (!ngircdAvailable()) throw new Error(`${NGIRCD} is not installed (apt-get install ngircd)`);
+  if (!existsSync(NGIRCD)) throw new Error(`${NGIRCD} is not installed (apt-get install ngircd)`);
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-ircd-'));
   // ngIRCd drops root privileges to "nobody": the directory and its files must stay readable.
   chmodSync(dir, 0o755);

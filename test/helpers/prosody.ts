@@ -10,7 +10,7 @@
  * machine (/etc/hosts, resolv.conf) is touched. `directTlsRoutes` does the same for the
  * _xmpps-server lookup (XEP-0368 direct TLS).
  *
- * `available()` tells whether prosody is installed; tests skip with a reason when it is not.
+ * Tests that use it take their `skip` option from skipWithout('prosody') (test/helpers/requirements.ts).
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,13 +19,9 @@ import { reservedPort } from './ports.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CertFiles } from './test-ca.js';
+import { PROSODY, PROSODYCTL } from './requirements.js';
 
-export const PROSODY = '/usr/bin/prosody';
-export const PROSODYCTL = '/usr/bin/prosodyctl';
-
-export function prosodyAvailable(): boolean {
-  return existsSync(PROSODY) && existsSync(PROSODYCTL);
-}
+export { PROSODY, PROSODYCTL };
 
 export interface ProsodyOptions {
   domain: string;

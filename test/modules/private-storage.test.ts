@@ -97,9 +97,18 @@ describe('private XML storage (XEP-0049)', () => {
   });
 
   test('P17 private storage of existing and nonexistent accounts: identical refusals', async () => {
-    const existing = await bob.iq(priv('get', [x('storage', { xmlns: BOOKMARKS })], 'alice@localhost'));
-    const missing = await bob.iq(priv('get', [x('storage', { xmlns: BOOKMARKS })], 'nobody-here@localhost'));
-    assert.equal(shape(existing), shape(missing));
+    for (const type of ['get', 'set'] as const) {
+      const ask = (to: string) => bob.iq(priv(type, [x('storage', { xmlns: BOOKMARKS })], to));
+      const existing = await ask('alice@localhost');
+      const missing = await ask('nobody-here@localhost');
+      // Both refused (two identical results would leak nothing but refuse nothing either) ...
+      for (const [who, reply] of [['existing', existing], ['nonexistent', missing]] as const) {
+        assert.equal(reply.attrs.type, 'error', `${type} to the ${who} account: ${reply}`);
+        assert.equal(errorCondition(reply), 'forbidden', `${type} to the ${who} account: ${reply}`);
+      }
+      // ... and indistinguishable.
+      assert.equal(shape(existing), shape(missing), type);
+    }
   });
 
   test('P11 deleting an account deletes its private data', async () => {

@@ -1,6 +1,7 @@
 /**
  * P13 log files: log lines name JIDs and IPs, so the file is rotated by date and rotated files are
- * deleted once older than retention.detailedLogs (48 h by default). ManualClock, no sleeping.
+ * deleted once older than retention.detailedLogs (48 h by default). ManualClock, no sleeping: the
+ * rotating file on its own, and a real server started with log.file.
  */
 import { test, describe, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +16,8 @@ import { LocalSessionRegistry } from '../../server/core/session.js';
 import type { Storage } from '../../server/storage/types.js';
 import { ManualClock } from '../../shared/clock.js';
 import { Logger, silentLogger } from '../../shared/logger.js';
+import { startServer, type RunningServer } from '../../server/main.js';
+import { TestClient } from '../helpers/xmpp-client.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -136,5 +139,81 @@ describe('P13 log files', () => {
     assert.deepEqual(files(), ['gatehouse.log', 'gatehouse.log.2025-12-31']);
     assert.equal(deleteExpiredLogFiles(file, 48 * HOUR, clock.now()), 0, 'idempotent');
     assert.ok(existsSync(file), 'the live file is never deleted');
+  });
+});
+
+describe('P13 log files of a running server', () => {
+  let dir: string;
+  let server: RunningServer | null = null;
+  const clients: TestClient[] = [];
+
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-server-logs-'));
+  });
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.destroy();
+    await server?.stop();
+    server = null;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!check()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  test('P13 a server started with log.file writes JIDs and IPs there, rotates by day on its clock, and deletes the old file after retention.detailedLogs', async () => {
+    const logDir = path.join(dir, 'logs');
+    const file = path.join(logDir, 'gatehouse.log');
+    const logs = () => readdirSync(logDir).sort();
+    const text = (name: string) => (existsSync(path.join(logDir, name)) ? readFileSync(path.join(logDir, name), 'utf8') : '');
+    const clock = new ManualClock(T0 + 10 * HOUR); // 2026-01-01 10:00 UTC
+    const config = parseConfig(
+      {
+        dataDir: path.join(dir, 'data'),
+        hosts: [{ domain: 'localhost', registration: 'open' }],
+        listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], components: [], s2s: [], admin: [] },
+        auth: { scramIterations: 4096 },
+        registrationLimit: { maxPerAddress: 0 },
+        log: { level: 'info', file },
+        retention: { detailedLogs: '48h' },
+      },
+      dir,
+    );
+    server = await startServer(config, { clock });
+    const port = server.port('c2s');
+    const register = async (name: string) => {
+      const c = await TestClient.connect({ port });
+      clients.push(c);
+      const reply = await c.register(name, `pw-${name}-long-enough`);
+      assert.equal(reply.attrs.type, 'result', String(reply));
+    };
+
+    // Day 1: the lines name an address (the listener) and a JID (the registration).
+    await register('alice');
+    await until('the registration in the log file', () => text('gatehouse.log').includes('alice@localhost'));
+    assert.match(text('gatehouse.log'), /127\.0\.0\.1/);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.deepEqual(logs(), ['gatehouse.log']);
+
+    // Day 2: the first line of the day moves day 1 aside, under its date.
+    clock.advance(DAY);
+    await register('bob');
+    await until('the day-2 line', () => text('gatehouse.log').includes('bob@localhost'));
+    assert.deepEqual(logs(), ['gatehouse.log', 'gatehouse.log.2026-01-01']);
+    assert.match(text('gatehouse.log.2026-01-01'), /alice@localhost/);
+    assert.doesNotMatch(text('gatehouse.log'), /alice@localhost/);
+
+    // Day 3, 10:00: day 1 began 58 h ago, past the 48 h retention; the server deletes its file.
+    clock.advance(DAY);
+    await register('carol');
+    await until('the day-1 file to be deleted', () => !existsSync(`${file}.2026-01-01`));
+    assert.deepEqual(logs(), ['gatehouse.log', 'gatehouse.log.2026-01-02']);
+    assert.ok(!logs().some((name) => text(name).includes('alice@localhost')), 'no log file names alice any more');
+    assert.match(text('gatehouse.log.2026-01-02'), /bob@localhost/);
+    assert.match(text('gatehouse.log'), /carol@localhost/);
   });
 });

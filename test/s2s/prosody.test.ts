@@ -10,14 +10,15 @@ import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { TestClient } from '../helpers/xmpp-client.js';
 import { createTestCa, type TestCa } from '../helpers/test-ca.js';
-import { prosodyAvailable, startProsody, type Prosody } from '../helpers/prosody.js';
+import { startProsody, type Prosody } from '../helpers/prosody.js';
+import { skipWithout } from '../helpers/requirements.js';
 import { allModules } from '../../server/modules/index.js';
 import { createS2sModule } from '../../server/modules/s2s.js';
 import type { HookEvents } from '../../server/core/hooks.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 
-const SKIP = prosodyAvailable() ? false : 'prosody is not installed (apt-get install prosody)';
+const SKIP = skipWithout('prosody');
 const G = 'gatehouse.test';
 const P = 'prosody.test';
 

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, createHmac, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dialbackKey, isValidDialbackKey } from '../../server/s2s/dialback.js';
 import { resolveS2sTargets, type SrvSource, type SrvRecordLike } from '../../server/s2s/resolver.js';
@@ -14,16 +14,22 @@ import { createTestCa } from '../helpers/test-ca.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 
-test('P18 dialback keys follow XEP-0185 (HMAC-SHA256 keyed with hex SHA-256 of the secret)', () => {
+test('P18 dialback keys match the published XEP-0185 example (section 3)', () => {
+  // XEP-0185 1.0, section 3 "Example": the data table and the key computed from it.
   const secret = 's3cr3tf0rd14lb4ck';
-  const expected = createHmac('sha256', createHash('sha256').update(secret).digest('hex')).update('example.net example.org D60000229F').digest('hex');
-  assert.equal(dialbackKey(secret, 'example.net', 'example.org', 'D60000229F'), expected);
-  assert.match(expected, /^[0-9a-f]{64}$/);
-  assert.ok(isValidDialbackKey(secret, 'example.net', 'example.org', 'D60000229F', expected));
-  assert.ok(!isValidDialbackKey(secret, 'example.net', 'example.org', 'D60000229G', expected), 'other stream');
-  assert.ok(!isValidDialbackKey(secret, 'example.com', 'example.org', 'D60000229F', expected), 'other receiving server');
-  assert.ok(!isValidDialbackKey('other', 'example.net', 'example.org', 'D60000229F', expected), 'other secret');
-  assert.ok(!isValidDialbackKey(secret, 'example.net', 'example.org', 'D60000229F', 'short'));
+  const receiving = 'xmpp.example.com';
+  const originating = 'example.org';
+  const streamId = 'D60000229F';
+  const published = '37c69b1cf07a3f67c04a5ef5902fa5114f2c76fe4a2686482ba5b89323075643';
+  assert.equal(dialbackKey(secret, receiving, originating, streamId), published);
+  // Step 8/9: the authoritative server validates the key from the db:verify, with spaces around it.
+  assert.ok(isValidDialbackKey(secret, receiving, originating, streamId, published));
+  assert.ok(isValidDialbackKey(secret, receiving, originating, streamId, `\n    ${published}\n`));
+  assert.ok(!isValidDialbackKey(secret, receiving, originating, 'D60000229G', published), 'other stream');
+  assert.ok(!isValidDialbackKey(secret, 'example.com', originating, streamId, published), 'other receiving server');
+  assert.ok(!isValidDialbackKey(secret, originating, receiving, streamId, published), 'receiving and originating swapped');
+  assert.ok(!isValidDialbackKey('other', receiving, originating, streamId, published), 'other secret');
+  assert.ok(!isValidDialbackKey(secret, receiving, originating, streamId, 'short'));
 });
 
 function fakeDns(records: Record<string, SrvRecordLike[]>): SrvSource & { asked: string[] } {

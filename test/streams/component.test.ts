@@ -17,6 +17,7 @@ import { messageModule } from '../../server/modules/message.js';
 import { componentsModule } from '../../server/modules/components.js';
 import { forComponentWire, verifyHandshake, handshakeDigest } from '../../server/streams/component.js';
 import { errorCondition } from '../../server/core/stanza-errors.js';
+import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 
@@ -538,6 +539,20 @@ describe('XEP-0114 components', () => {
         assert.equal(JSON.stringify(f).includes('secret body text'), false);
       }
       assert.deepEqual(failures.map((f) => f.to), [`bot@${OTHER}`, 'bot@gw.localhost', 'room@conf.gw.localhost']);
+
+      // What an admin finds: the stored delivery-failure rows, with no column for content and no body.
+      const storage = asTypeOrmStorage(ts.server.ctx.storage);
+      const stored = () => storage.rawQuery('SELECT * FROM delivery_failures WHERE sender = ? ORDER BY id', [bareAlice]);
+      let rows = await stored();
+      for (const end = Date.now() + 3000; rows.length < 3 && Date.now() < end; rows = await stored()) await delay(10);
+      assert.deepEqual(
+        rows.map((r) => [r.sender, r.recipient, r.stanza_kind, r.error_condition, Number(r.at)]),
+        failures.map((f) => [bareAlice, f.to, 'message', 'service-unavailable', f.at.getTime()]),
+      );
+      for (const r of rows) {
+        assert.deepEqual(Object.keys(r).sort(), ['at', 'error_condition', 'id', 'recipient', 'sender', 'stanza_kind']);
+        assert.equal(JSON.stringify(r).includes('secret body text'), false);
+      }
       await alice.close();
     } finally {
       off();

@@ -18,7 +18,8 @@ import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { FakeDiscord, type FakeChannel } from '../fakes/discord.js';
-import { startNgircd, ngircdAvailable, type Ircd } from '../helpers/ircd.js';
+import { startNgircd, type Ircd } from '../helpers/ircd.js';
+import { skipWithout } from '../helpers/requirements.js';
 import { RawIrcClient } from '../helpers/irc-client.js';
 import { createAdapter as createMatrixAdapter } from '../../transports/matrix/index.js';
 import { createAdapter as createDiscordAdapter } from '../../transports/discord/index.js';
@@ -240,7 +241,7 @@ describe('forbidden XML characters from Discord', () => {
   });
 });
 
-describe('forbidden XML characters from IRC', { skip: !ngircdAvailable() && 'ngircd is not installed' }, () => {
+describe('forbidden XML characters from IRC', { skip: skipWithout('ngircd') }, () => {
   let ircd: Ircd;
   const b = new Bridge();
   let bob: RawIrcClient;

@@ -6,7 +6,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
-import { startNgircd, ngircdAvailable, type Ircd } from '../helpers/ircd.js';
+import { startNgircd, type Ircd } from '../helpers/ircd.js';
+import { skipWithout } from '../helpers/requirements.js';
 import { RawIrcClient } from '../helpers/irc-client.js';
 import { createIrcAdapter, ircAdapter, isIrcRoomId, IrcCommandError, type IrcSession } from '../../transports/irc/index.js';
 import { LegacyAuthError, LegacyNetworkError } from '../../transports/kit/adapter.js';
@@ -16,7 +17,7 @@ import { parseServerSettings, normaliseFingerprint } from '../../transports/irc/
 import { roleFor, DEFAULT_PREFIXES } from '../../transports/irc/roles.js';
 import { Recorder, testLog, type TestLog } from './session-recorder.js';
 
-const skip = !ngircdAvailable() && process.env.CI !== 'true' ? 'ngircd is not installed (apt-get install ngircd)' : false;
+const skip = skipWithout('ngircd');
 
 // ------------------------------------------------------------------ helpers
 

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { Logger } from '../../shared/logger.js';
-import { startNgircd, ngircdAvailable, type Ircd } from '../helpers/ircd.js';
+import { startNgircd, type Ircd } from '../helpers/ircd.js';
+import { skipWithout } from '../helpers/requirements.js';
 import { RawIrcClient } from '../helpers/irc-client.js';
 import type { TestServer } from '../helpers/server.js';
 import { IrcAdapter } from '../../transports/irc/index.js';
@@ -21,7 +22,7 @@ import { GW, errorOf, startServer, transportConfig } from './kit-harness.js';
 
 const MUC = 'http://jabber.org/protocol/muc';
 
-describe('transport kit with the IRC adapter and ngIRCd', { skip: !ngircdAvailable() && 'ngircd is not installed' }, () => {
+describe('transport kit with the IRC adapter and ngIRCd', { skip: skipWithout('ngircd') }, () => {
   let ircd: Ircd;
   let ts: TestServer;
   let transport: RunningTransport;

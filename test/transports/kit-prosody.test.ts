@@ -2,12 +2,12 @@
  * The kit is a plain XEP-0114 component: it works with another server too. Prosody from Debian
  * (/usr/bin/prosody) on random loopback ports with a temporary configuration and data directory:
  * registration with the gateway, the XEP-0100 subscription flow, a message both ways, a room.
- * Skipped when Prosody is not installed.
+ * Skipped when Prosody is not installed (a failure when GATEHOUSE_TEST_REQUIRE names it).
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,8 +19,8 @@ import { FakeAdapter, FakeNetwork } from '../../transports/fake/fake-network.js'
 import { parseTransportConfig } from '../../transports/kit/config.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { delay, until } from './kit-harness.js';
+import { PROSODY, skipWithout } from '../helpers/requirements.js';
 
-const PROSODY = '/usr/bin/prosody';
 const GW = 'gw.localhost';
 const SECRET = 'prosody-component-secret-9d';
 
@@ -40,7 +40,7 @@ async function portOpen(port: number): Promise<boolean> {
   });
 }
 
-describe('transport kit with Prosody', { skip: !existsSync(PROSODY) && 'Prosody is not installed' }, () => {
+describe('transport kit with Prosody', { skip: skipWithout('prosody') }, () => {
   let dir: string;
   let prosody: ChildProcess;
   let c2sPort: number;

@@ -147,6 +147,10 @@ describe('transport kit: discovery and registration', () => {
     assert.ok(kit.net.logins.some((l) => l.userJid === user && l.ok && l.server === 'irc.two'));
     // Scan every database byte (transport and server, WAL included) for the marker.
     await until(() => existsSync(path.join(kit.dir, 'transport.sqlite')), 'database file');
+    // Positive control: the same scans find what is stored in clear (the registration's JID, the
+    // account's name), so not finding the marker means it is not there, not that the scan is blind.
+    assert.equal(allBytes(kit.dir).includes(Buffer.from(user)), true, 'the scan finds the registered JID in the transport database');
+    assert.equal(allBytes(kit.ts.dir).includes(Buffer.from(user.split('@')[0]!)), true, 'the scan finds the account name in the server data');
     assert.equal(allBytes(kit.dir).includes(Buffer.from(marker)), false, 'marker in the transport database');
     assert.equal(allBytes(kit.ts.dir).includes(Buffer.from(marker)), false, 'marker in the server data');
     // The user name is a credential too: not in clear either.
