@@ -18,3 +18,20 @@ test('stanza fuzz over a live c2s stream (30 s, clock seed): no crash, bounded h
   assert.deepEqual(problems, [], `stanza fuzz seed ${seed}:\n${problems.join('\n')}`);
   assert.ok(result.stanzas > 1000, `only ${result.stanzas} stanzas sent (seed ${seed})`);
 });
+
+test('fuzz finding: the roster module caches at most 10,000 accounts (one login per new account grew the heap)', async () => {
+  const { rosterService } = await import('../../server/modules/roster.js');
+  const { Jid } = await import('../../shared/jid.js');
+  let lookups = 0;
+  const ctx = {
+    router: { isLocalHost: (domain: string) => domain === 'localhost' },
+    storage: { accounts: { get: async (local: string) => (lookups++, { id: 1, username: local, domain: 'localhost' }) } },
+  } as unknown as Parameters<typeof rosterService>[0];
+  const service = rosterService(ctx);
+  for (let i = 0; i <= 10_000; i++) await service.account(Jid.parse(`u${i}@localhost`));
+  assert.equal(lookups, 10_001);
+  await service.account(Jid.parse('u10000@localhost'));
+  assert.equal(lookups, 10_001, 'the most recent account is cached');
+  await service.account(Jid.parse('u0@localhost'));
+  assert.equal(lookups, 10_002, 'the oldest account was evicted');
+});
