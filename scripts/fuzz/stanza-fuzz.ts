@@ -35,6 +35,8 @@ export interface StanzaFuzzResult {
   seed: number;
   stanzas: number;
   logins: number;
+  /** Connections of the client that fuzzes before authentication. */
+  preauthConnections: number;
   streamsClosedByServer: Map<string, number>;
   uncaught: string[];
   errorLogLines: string[];
@@ -84,7 +86,7 @@ export async function runStanzaFuzz(options: StanzaFuzzOptions): Promise<StanzaF
   const gc = gcFunction();
   const r = new Prng(options.seed);
   const result: StanzaFuzzResult = {
-    seed: options.seed, stanzas: 0, logins: 0, streamsClosedByServer: new Map(), uncaught, errorLogLines: [],
+    seed: options.seed, stanzas: 0, logins: 0, preauthConnections: 0, streamsClosedByServer: new Map(), uncaught, errorLogLines: [],
     heapStartBytes: 0, heapEndBytes: 0, serverAnswers: false,
   };
   let ts: TestServer | null = null;
@@ -152,10 +154,33 @@ export async function runStanzaFuzz(options: StanzaFuzzOptions): Promise<StanzaF
       client.received.length = 0;
       takeErrorLines();
     };
+    // One more client stays unauthenticated: registration and other IQs, and what the server refuses before login.
+    const anonymous = new StanzaGenerator(new Prng(r.int(2 ** 31)));
+    const anonymousUntil = async (until: number): Promise<void> => {
+      let client: TestClient | null = null;
+      const a: Addressing = { domain: 'localhost', ownBare: 'localhost', ownFull: 'localhost', peers: fuzzers.map((f) => `${f.name}@localhost`) };
+      while (Date.now() < until) {
+        if (!client || client.closed) {
+          client?.destroy();
+          client = await TestClient.connect({ port: server.port });
+          result.preauthConnections++;
+        }
+        for (let i = 0; i < burst && !client.closed; i++) {
+          client.writeRaw(anonymous.preauth(a).toString());
+          result.stanzas++;
+        }
+        await client.waitClosed(300).catch(() => {});
+        client.received.length = 0;
+      }
+      await client?.close();
+    };
     const runUntil = async (until: number): Promise<void> => {
-      await Promise.all(fuzzers.map(async (f) => {
-        while (Date.now() < until) await round(f);
-      }));
+      await Promise.all([
+        anonymousUntil(until),
+        ...fuzzers.map(async (f) => {
+          while (Date.now() < until) await round(f);
+        }),
+      ]);
     };
     await runUntil(Math.min(deadline, Date.now() + Math.min(5000, options.durationMs / 5)));
     await settle();
@@ -203,7 +228,7 @@ export function stanzaFuzzProblems(result: StanzaFuzzResult, maxHeapGrowthBytes:
 export function describeStanzaFuzz(result: StanzaFuzzResult): string {
   const closed = [...result.streamsClosedByServer].map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
   return [
-    `stanza fuzz seed ${result.seed}: ${result.stanzas} stanzas, ${result.logins} logins`,
+    `stanza fuzz seed ${result.seed}: ${result.stanzas} stanzas, ${result.logins} logins, ${result.preauthConnections} unauthenticated connections`,
     `  streams closed by the server: ${closed}`,
     `  heap after GC: ${(result.heapStartBytes / 2 ** 20).toFixed(1)} MiB -> ${(result.heapEndBytes / 2 ** 20).toFixed(1)} MiB`,
     `  uncaught: ${result.uncaught.length}, error log lines: ${result.errorLogLines.length}, server answers afterwards: ${result.serverAnswers}`,

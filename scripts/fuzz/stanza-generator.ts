@@ -234,6 +234,26 @@ export class StanzaGenerator {
     }
   }
 
+  /** One top-level element to send before authentication: mostly IQs (in-band registration among them). */
+  preauth(a: Addressing): Element {
+    const r = this.r;
+    if (r.chance(0.1)) return this.next(a);
+    const iq = r.chance(0.5) ? this.registration() : this.iq(a);
+    if (r.chance(0.7)) delete iq.attrs.from;
+    return iq;
+  }
+
+  private registration(): Element {
+    const r = this.r;
+    const fields = this.children(() => r.pick([
+      x('username', {}, r.chance(0.5) ? `reg${r.int(1000)}` : this.text()),
+      x('password', {}, this.text()),
+      x('email', {}, this.text()),
+      x('remove'),
+    ]), 3);
+    return x('iq', { type: r.pick(['get', 'set', 'set']), id: this.id(), ...(r.chance(0.5) ? { to: 'localhost' } : {}) }, x('query', { xmlns: NS.register }, fields));
+  }
+
   /** One top-level element to send on a bound stream. */
   next(a: Addressing): Element {
     const k = this.r.int(100);
