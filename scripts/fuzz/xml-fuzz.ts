@@ -5,7 +5,8 @@
  */
 import { Prng, inputSeed } from './prng.js';
 import { XmlGenerator, randomSplit } from './xml-generator.js';
-import { compare } from './xml-oracle.js';
+import { FUZZ_LIMITS, compare } from './xml-oracle.js';
+import type { ParserLimits } from '../../server/net/xml-stream-parser.js';
 
 export interface XmlFuzzOptions {
   seed: number;
@@ -27,6 +28,7 @@ export interface XmlFuzzFailure {
   index: number;
   input: Buffer;
   cuts: number[];
+  limits: ParserLimits;
   message: string;
   minimised: { input: Buffer; cuts: number[]; message: string };
 }
@@ -38,15 +40,18 @@ export interface XmlFuzzResult {
   stats: Map<string, number>;
 }
 
-export function fuzzInput(seed: number, index: number): { input: Buffer; cuts: number[] } {
+export function fuzzInput(seed: number, index: number): { input: Buffer; cuts: number[]; limits: ParserLimits } {
   const r = new Prng(inputSeed(seed, index));
   const { bytes } = new XmlGenerator(r).input();
-  return { input: bytes, cuts: randomSplit(r, bytes.length) };
+  const cuts = randomSplit(r, bytes.length);
+  // A quarter of the inputs run with small depth and attribute limits.
+  const limits = r.chance(0.25) ? { ...FUZZ_LIMITS, maxDepth: r.range(1, 4), maxAttributes: r.range(0, 4) } : FUZZ_LIMITS;
+  return { input: bytes, cuts, limits };
 }
 
-function check(input: Buffer, cuts: number[], stats?: Map<string, number>): string | null {
+function check(input: Buffer, cuts: number[], limits: ParserLimits, stats?: Map<string, number>): string | null {
   try {
-    return compare(input, cuts, stats);
+    return compare(input, cuts, stats, limits);
   } catch (err) {
     return `threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
   }
@@ -61,12 +66,12 @@ export function runXmlFuzz(options: XmlFuzzOptions): XmlFuzzResult {
   let inputs = 0;
   for (let i = first; i < last; i++) {
     if (options.maxMs !== undefined && (i & 63) === 0 && Date.now() - started >= options.maxMs) break;
-    const { input, cuts } = fuzzInput(options.seed, i);
-    const message = check(input, cuts, stats);
+    const { input, cuts, limits } = fuzzInput(options.seed, i);
+    const message = check(input, cuts, limits, stats);
     inputs++;
     if ((i & 0xffff) === 0) options.progress?.(i);
     if (message === null) continue;
-    failures.push({ seed: options.seed, index: i, input, cuts, message, minimised: options.minimise === false ? { input, cuts, message } : minimise(input, cuts) });
+    failures.push({ seed: options.seed, index: i, input, cuts, limits, message, minimised: options.minimise === false ? { input, cuts, message } : minimise(input, cuts, limits) });
     if (options.stopAtFirst ?? true) break;
   }
   return { inputs, ms: Date.now() - started, failures, stats };
@@ -83,8 +88,8 @@ function cutsWithout(cuts: number[], from: number, to: number): number[] {
 }
 
 /** Greedily removes byte ranges (halving sizes down to 1) while the input still fails; bounded work. */
-export function minimise(input: Buffer, cuts: number[]): { input: Buffer; cuts: number[]; message: string } {
-  let best = { input, cuts, message: check(input, cuts) ?? '' };
+export function minimise(input: Buffer, cuts: number[], limits: ParserLimits = FUZZ_LIMITS): { input: Buffer; cuts: number[]; message: string } {
+  let best = { input, cuts, message: check(input, cuts, limits) ?? '' };
   let budget = 4000;
   for (let size = Math.max(1, best.input.length >> 1); size >= 1 && budget > 0; size >>= 1) {
     for (let from = 0; from < best.input.length && budget > 0; ) {
@@ -92,13 +97,14 @@ export function minimise(input: Buffer, cuts: number[]): { input: Buffer; cuts: 
       const candidate = Buffer.concat([best.input.subarray(0, from), best.input.subarray(to)]);
       const candidateCuts = cutsWithout(best.cuts, from, to).filter((c) => c < candidate.length);
       budget--;
-      const message = check(candidate, candidateCuts);
+      const message = check(candidate, candidateCuts, limits);
       if (message !== null) best = { input: candidate, cuts: candidateCuts, message };
       else from += size;
     }
   }
   // Fewer chunk boundaries, if the failure does not need them.
-  if (best.cuts.length > 0 && check(best.input, []) !== null) best = { ...best, cuts: [], message: check(best.input, [])! };
+  const unsplit = best.cuts.length > 0 ? check(best.input, [], limits) : null;
+  if (unsplit !== null) best = { ...best, cuts: [], message: unsplit };
   return best;
 }
 
@@ -109,6 +115,7 @@ export function describeFailure(f: XmlFuzzFailure): string {
   return [
     `XML parser fuzz failure: seed ${f.seed}, input ${f.index} (replay: npm run fuzz -- --seed ${f.seed} --only ${f.index})`,
     `  ${f.message}`,
+    `  limits: ${JSON.stringify(f.limits)}`,
     `  input: ${cap(lit(f.input), 3000)}`,
     `  chunk boundaries: ${cap(JSON.stringify(f.cuts), 1000)}`,
     `  minimised: ${cap(lit(f.minimised.input), 3000)} boundaries ${cap(JSON.stringify(f.minimised.cuts), 1000)}`,

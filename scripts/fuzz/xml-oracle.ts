@@ -11,7 +11,9 @@
  * - a stanza without an xmlns attribute gets the stream header's (Gatehouse makes the inherited
  *   namespace explicit on each detached stanza);
  * - saxes trims namespace names and Gatehouse does not; where that matters (a namespace
- *   declaration with surrounding whitespace) only "both reject or both accept" is not checked.
+ *   declaration with surrounding whitespace) only "both reject or both accept" is not checked;
+ * - the parser's depth and attribute-count limits (some inputs run with small ones) are
+ *   policy-violation; within a start tag that also has an XML error, either may come first.
  *
  * A stream stays open, so neither parser sees an end of input: an incomplete token at the end is
  * "not decided yet" for both. When exactly one side has rejected, the other is fed a continuation
@@ -31,7 +33,7 @@ export interface OursResult {
 }
 
 /** Why the oracle expects a rejection: XML (saxes), XMPP's restrictions, or bytes that are not UTF-8. */
-type ProblemKind = 'xml' | 'restricted' | 'xmpp' | 'utf8' | 'ns-whitespace';
+type ProblemKind = 'xml' | 'restricted' | 'xmpp' | 'utf8' | 'ns-whitespace' | 'limit' | 'limit-or-xml';
 
 export interface OracleResult {
   events: ParserEvent[];
@@ -40,11 +42,15 @@ export interface OracleResult {
   settled: boolean;
   /** Whether saxes ended inside a comment, PI, DTD or other '<!' markup (which Gatehouse refuses at its start). */
   inRestricted: boolean;
+  /** Whether saxes ended inside a start tag that exceeds a limit (decided once the tag ends). */
+  pendingLimit: boolean;
 }
 
 // saxes's internal states between tokens: before the root (whitespace) and text.
 const SAXES_SETTLED = new Set([1, 13]);
 // saxes's states inside a DOCTYPE (2-12), '<!' markup or a comment (16-19), a PI (23-26).
+// saxes's states inside a start tag (34-42).
+const SAXES_IN_START_TAG = new Set([34, 35, 36, 37, 38, 39, 40, 41, 42]);
 const SAXES_RESTRICTED = new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 16, 17, 18, 19, 23, 24, 25, 26]);
 
 function openEvent(name: string, attrs: Record<string, string>): ParserEvent {
@@ -79,8 +85,8 @@ export function runOurs(input: Buffer, cuts: number[], limits: ParserLimits = FU
 }
 
 /** Runs ours over input and then a continuation (written as one more chunk). */
-export function runOursWith(input: Buffer, cuts: number[], continuation: Buffer): OursResult {
-  return runOurs(Buffer.concat([input, continuation]), [...cuts, input.length]);
+export function runOursWith(input: Buffer, cuts: number[], continuation: Buffer, limits: ParserLimits = FUZZ_LIMITS): OursResult {
+  return runOurs(Buffer.concat([input, continuation]), [...cuts, input.length], limits);
 }
 
 interface Utf8Split {
@@ -131,8 +137,8 @@ function isS(s: string): boolean {
 }
 
 /** What Gatehouse's parser should emit for `text` (already decoded), according to saxes and the XMPP rules above. */
-export function runOracle(text: string, byteLength: (from: number, to: number) => number): OracleResult {
-  const result: OracleResult = { events: [], problem: null, settled: false, inRestricted: false };
+export function runOracle(text: string, byteLength: (from: number, to: number) => number, limits: ParserLimits = FUZZ_LIMITS): OracleResult {
+  const result: OracleResult = { events: [], problem: null, settled: false, inRestricted: false, pendingLimit: false };
   const parser = new SaxesParser({ xmlns: true, position: true, defaultXMLVersion: '1.0', forceXMLVersion: true });
   const stack: Element[] = [];
   let rootOpen = false;
@@ -142,6 +148,19 @@ export function runOracle(text: string, byteLength: (from: number, to: number) =
   /** String index after the last markup seen while inside the root and outside stanzas. */
   let betweenFrom = -1;
   let nsWhitespace = false;
+  // The parser refuses an element nested too deeply at '<' and its name's first character, and
+  // counts attributes as it reads them, but reports an error inside a start tag only once the tag
+  // ends (whatever comes first in it). So a limit exceeded within a start tag is decided at its end.
+  let inTag = false;
+  /** The first problem came from an XML error in the current start tag: more attributes there make it limit-or-xml. */
+  let errorInTag = false;
+  let tagAttributes = 0;
+  let tagTooDeep = false;
+  const saxesState = (): number => (parser as unknown as { state: number }).state;
+  // In an attribute value (or a reference in one) the parser has already counted that attribute.
+  const attributesSoFar = (): number => tagAttributes + ([14, 40].includes(saxesState()) ? 1 : 0);
+  const overLimit = (): boolean =>
+    (inTag && (tagTooDeep || attributesSoFar() > limits.maxAttributes)) || (SAXES_IN_START_TAG.has(saxesState()) && rootOpen && depth > limits.maxDepth);
   // saxes reports a mismatched end tag only after calling the closetag handler for the open
   // element(s), so events from a closetag are held until the next callback shows no error came.
   let held: ParserEvent[] = [];
@@ -162,8 +181,24 @@ export function runOracle(text: string, byteLength: (from: number, to: number) =
     if (!isS(raw)) problem('xmpp', 'text between stanzas');
   };
 
-  parser.on('error', (err) => (parser.position === heldAt ? (held = []) : commit(), problem(nsWhitespace && /namespace|prefix|undefine|duplicate attribute/.test(err.message) ? 'ns-whitespace' : 'xml', err.message)));
+  parser.on('error', (err) => {
+    if (parser.position === heldAt) held = [];
+    else commit();
+    const kind = nsWhitespace && /namespace|prefix|undefine|duplicate attribute/.test(err.message) ? 'ns-whitespace' : overLimit() ? 'limit-or-xml' : 'xml';
+    if (result.problem === null && kind === 'xml' && (inTag || SAXES_IN_START_TAG.has(saxesState()))) errorInTag = true;
+    problem(kind, err.message);
+  });
+  parser.on('opentagstart', () => {
+    if (depth === 1) checkBetween();
+    inTag = true;
+    errorInTag = false;
+    tagAttributes = 0;
+    // depth counts the open elements with the stream root, so it is the new element's depth as a stanza's descendant.
+    tagTooDeep = rootOpen && depth > limits.maxDepth;
+    if (tagTooDeep) problem('limit', 'nested too deeply');
+  });
   parser.on('attribute', (attr) => {
+    if (++tagAttributes > limits.maxAttributes && errorInTag && result.problem) result.problem.kind = 'limit-or-xml';
     if ((attr.name === 'xmlns' || attr.name.startsWith('xmlns:')) && attr.value !== attr.value.trim()) nsWhitespace = true;
   });
   parser.on('xmldecl', (decl) => {
@@ -183,6 +218,9 @@ export function runOracle(text: string, byteLength: (from: number, to: number) =
   parser.on('doctype', () => (commit(), problem('restricted', 'doctype')));
   parser.on('opentag', (tag: SaxesTagNS) => {
     commit();
+    inTag = false;
+    errorInTag = false;
+    if (tagAttributes > limits.maxAttributes) problem('limit', 'too many attributes');
     const attrs: Record<string, string> = {};
     for (const attr of Object.values(tag.attributes)) {
       attrs[attr.name] = attr.value;
@@ -251,16 +289,17 @@ export function runOracle(text: string, byteLength: (from: number, to: number) =
   const state = (parser as unknown as { state: number }).state;
   result.settled = SAXES_SETTLED.has(state);
   result.inRestricted = SAXES_RESTRICTED.has(state);
+  result.pendingLimit = overLimit();
   return result;
 }
 
 /** What the oracle expects for the raw bytes: saxes on the valid UTF-8 prefix, then a rejection if there are bad bytes. */
-export function oracleForBytes(input: Buffer): OracleResult & { utf8: Utf8Split } {
+export function oracleForBytes(input: Buffer, limits: ParserLimits = FUZZ_LIMITS): OracleResult & { utf8: Utf8Split } {
   const utf8 = splitUtf8(input);
   const text = utf8.text;
   const byteLength = (from: number, to: number): number => Buffer.byteLength(text.slice(from, to), 'utf8');
-  const result = runOracle(text, byteLength);
-  if (utf8.rest === 'invalid' && result.problem === null) result.problem = { kind: 'utf8', detail: 'invalid UTF-8' };
+  const result = runOracle(text, byteLength, limits);
+  if (utf8.rest === 'invalid' && result.problem === null) result.problem = { kind: result.pendingLimit ? 'limit-or-xml' : 'utf8', detail: 'invalid UTF-8' };
   return { ...result, utf8 };
 }
 
@@ -278,6 +317,8 @@ const ALLOWED: Record<ProblemKind, readonly ParserErrorCondition[]> = {
   xmpp: ['not-well-formed'],
   utf8: ['not-well-formed'],
   'ns-whitespace': ['not-well-formed', 'restricted-xml'],
+  limit: ['policy-violation'],
+  'limit-or-xml': ['policy-violation', 'not-well-formed', 'restricted-xml'],
 };
 
 /** Whether the last markup in text starts with '<!' (not CDATA) or '<?', possibly followed by one more '<'. */
@@ -298,14 +339,14 @@ function eventsDiffer(ours: ParserEvent[], expected: ParserEvent[]): string | nu
  * Compares Gatehouse's parser (fed whole and in the given chunks) with the oracle. Returns a
  * description of the first discrepancy, or null. `stats` counts how inputs were classified.
  */
-export function compare(input: Buffer, cuts: number[], stats?: Map<string, number>): string | null {
-  const whole = runOurs(input, []);
-  const split = runOurs(input, cuts);
+export function compare(input: Buffer, cuts: number[], stats?: Map<string, number>, limits: ParserLimits = FUZZ_LIMITS): string | null {
+  const whole = runOurs(input, [], limits);
+  const split = runOurs(input, cuts, limits);
   const chunking = eventsDiffer(split.events, whole.events);
   if (chunking || split.error !== whole.error) {
     return `chunking changes the outcome: whole ${whole.error ?? 'accepted'}, split ${split.error ?? 'accepted'}${chunking ? `; ${chunking}` : ''}`;
   }
-  const oracle = oracleForBytes(input);
+  const oracle = oracleForBytes(input, limits);
   const count = (key: string): void => void stats?.set(key, (stats.get(key) ?? 0) + 1);
   const differ = eventsDiffer(whole.events, oracle.events);
 
@@ -331,7 +372,7 @@ export function compare(input: Buffer, cuts: number[], stats?: Map<string, numbe
     }
     count(`oracle rejects, parser waits (${oracle.problem.kind})`);
     if (differ) return `oracle rejects (${oracle.problem.detail}), parser has not yet, and ${differ}`;
-    const flushed = runOursWith(input, cuts, OURS_FLUSH);
+    const flushed = runOursWith(input, cuts, OURS_FLUSH, limits);
     if (flushed.error === null) return `oracle rejects (${oracle.problem.kind}: ${oracle.problem.detail}), parser accepts even after more input`;
     if (eventsDiffer(flushed.events, whole.events)) return `oracle rejects (${oracle.problem.detail}); parser emitted events after it`;
     return null;
@@ -341,7 +382,7 @@ export function compare(input: Buffer, cuts: number[], stats?: Map<string, numbe
   if (differ) return `parser rejects (${whole.error}), oracle has not, and ${differ}`;
   const prefix = oracle.utf8.text + oracle.utf8.completion.toString('utf8');
   for (const continuation of CONTINUATIONS) {
-    const continued = runOracle(prefix + continuation, (a, b) => Buffer.byteLength(prefix.slice(a, b)));
+    const continued = runOracle(prefix + continuation, (a, b) => Buffer.byteLength(prefix.slice(a, b)), limits);
     if (continued.problem === null && continued.settled) return `parser rejects (${whole.error}) what the oracle accepts followed by ${JSON.stringify(continuation)}`;
   }
   return null;
