@@ -67,6 +67,8 @@ export function itemElement(item: RosterItem): Element {
 }
 
 const services = new WeakMap<ServerContext, RosterService>();
+/** Accounts kept in RosterService's cache, least recently used evicted first. */
+const ACCOUNT_CACHE_SIZE = 10_000;
 
 /** The one RosterService of a server context. */
 export function rosterService(ctx: ServerContext): RosterService {
@@ -86,9 +88,12 @@ export class RosterService {
     if (!jid.local || !this.ctx.router.isLocalHost(jid.domain)) return null;
     const bare = jid.bare;
     const cached = this.accounts.get(bare);
-    if (cached) return cached;
+    if (cached) {
+      this.remember(bare, cached);
+      return cached;
+    }
     const account = await this.ctx.storage.accounts.get(jid.local, jid.domain);
-    if (account) this.accounts.set(bare, account);
+    if (account) this.remember(bare, account);
     return account;
   }
 
@@ -98,7 +103,9 @@ export class RosterService {
 
   /** The account a session authenticated as: initial presence then needs no lookup. */
   remember(bare: string, account: Account): void {
+    this.accounts.delete(bare);
     this.accounts.set(bare, account);
+    while (this.accounts.size > ACCOUNT_CACHE_SIZE) this.accounts.delete(this.accounts.keys().next().value!);
   }
 
   /** Runs fn with the account's roster to itself: read-modify-write cycles never interleave. */

@@ -1,6 +1,7 @@
 /**
  * Streaming XML parser for XMPP streams (RFC 6120 section 11): no DTDs, comments, PIs or
- * non-predefined entities. Input is decoded to a string buffer once per chunk and scanned
+ * non-predefined entities; namespace-well-formed (every prefix declared, no reserved
+ * declarations), without resolving names: elements keep their qualified names and xmlns attributes. Input is decoded to a string buffer once per chunk and scanned
  * with indexOf/charCodeAt; elements are built without recursion.
  *
  * Events do not depend on how the input is split into chunks. The one exception is which of
@@ -108,6 +109,20 @@ function checkQName(name: string): void {
   if (colon === 0 || colon === name.length - 1 || name.indexOf(':', colon + 1) !== -1) {
     fail('not-well-formed', `bad name '${name}'`);
   }
+}
+
+const XML_NS = 'http://www.w3.org/XML/1998/namespace';
+const XMLNS_NS = 'http://www.w3.org/2000/xmlns/';
+
+/** Namespaces in XML 1.0 section 3: a declaration of prefix (null: the default namespace) that may not be made. */
+function checkDeclaration(prefix: string | null, uri: string): void {
+  if (prefix === null) {
+    if (uri === XML_NS || uri === XMLNS_NS) fail('not-well-formed', 'reserved namespace as the default namespace');
+    return;
+  }
+  if (prefix === 'xmlns') fail('not-well-formed', "the prefix 'xmlns' cannot be declared");
+  if (uri === '') fail('not-well-formed', `prefix '${prefix}' declared with an empty namespace`);
+  if ((prefix === 'xml') !== (uri === XML_NS) || uri === XMLNS_NS) fail('not-well-formed', `prefix '${prefix}' bound to a reserved namespace`);
 }
 
 function isWs(c: number): boolean {
@@ -329,12 +344,15 @@ export class XmlStreamParser {
   private declAllowed = true;
   private rootName = '';
   private rootNs: string | undefined;
+  private rootAttrs: Record<string, string> = NO_ATTRS;
   private stack: Element[] = [];
   private stanzaStartAbs = 0;
   // The start tag last read by readStartTag.
   private tagName = '';
   private tagAttrs: Record<string, string> = NO_ATTRS;
   private tagSelfClosing = false;
+  /** Whether a name in that tag has a prefix, so namespace checks are needed. */
+  private tagPrefixed = false;
 
   constructor(private readonly handler: ParserHandler, limits: ParserLimits) {
     this.limits = { ...limits };
@@ -356,6 +374,7 @@ export class XmlStreamParser {
     this.declAllowed = true;
     this.rootName = '';
     this.rootNs = undefined;
+    this.rootAttrs = NO_ATTRS;
     this.stack = [];
   }
 
@@ -631,6 +650,7 @@ export class XmlStreamParser {
     if (nameEnd === len) return -1;
     const name = buf.slice(this.pos + 1, nameEnd);
     checkQName(name);
+    let prefixed = scannedColon;
     const attrs: Record<string, string> = {};
     let count = 0;
     let i = nameEnd;
@@ -647,6 +667,7 @@ export class XmlStreamParser {
         this.tagName = name;
         this.tagAttrs = attrs;
         this.tagSelfClosing = c === SLASH;
+        this.tagPrefixed = prefixed;
         return c === SLASH ? i + 2 : i + 1;
       }
       if (i === afterName) fail('not-well-formed', 'missing whitespace before attribute');
@@ -655,6 +676,8 @@ export class XmlStreamParser {
       if (attrEnd === len) return -1;
       const attrName = buf.slice(i, attrEnd);
       checkQName(attrName);
+      // xml:lang, on most messages, needs no check: the xml prefix is always declared.
+      if (scannedColon && attrName !== 'xml:lang') prefixed = true;
       i = skipWs(buf, attrEnd);
       if (i === len) return -1;
       if (buf.charCodeAt(i) !== EQ) fail('not-well-formed', `attribute '${attrName}' without value`);
@@ -681,6 +704,9 @@ export class XmlStreamParser {
   }
 
   private openElement(name: string, attrs: Record<string, string>, selfClosing: boolean, end: number): boolean {
+    const ns = attrs.xmlns;
+    if (ns !== undefined) checkDeclaration(null, ns);
+    if (this.tagPrefixed) this.checkPrefixes(name, attrs);
     if (this.state !== State.Stream) return this.openStream(name, attrs, selfClosing, end);
     const el = new Element(name, NO_ATTRS, NO_CHILDREN);
     el.attrs = attrs;
@@ -703,9 +729,47 @@ export class XmlStreamParser {
     this.state = selfClosing ? State.Closed : State.Stream;
     this.rootName = name;
     this.rootNs = attrs.xmlns;
+    this.rootAttrs = attrs;
     this.handler.streamOpen(name, attrs);
     if (selfClosing && this.state === State.Closed) this.handler.streamClose();
     return true;
+  }
+
+  /** Checks the tag's prefix declarations and that every prefix it uses is declared (on it, an open ancestor or the stream root). */
+  private checkPrefixes(name: string, attrs: Record<string, string>): void {
+    let qualified = 0;
+    for (const key in attrs) {
+      if (key.startsWith('xmlns:')) checkDeclaration(key.slice(6), attrs[key]!);
+      else if (key.includes(':')) qualified++;
+    }
+    const colon = name.indexOf(':');
+    if (colon !== -1) {
+      const prefix = name.slice(0, colon);
+      if (prefix === 'xmlns') fail('not-well-formed', "element with the prefix 'xmlns'");
+      this.resolvePrefix(prefix, attrs);
+    }
+    if (qualified === 0) return;
+    // Expanded names must be unique too: p:a and q:a clash when p and q name the same namespace.
+    const seen = qualified > 1 ? new Set<string>() : null;
+    for (const key in attrs) {
+      const at = key.indexOf(':');
+      if (at === -1 || key.startsWith('xmlns:')) continue;
+      const uri = this.resolvePrefix(key.slice(0, at), attrs);
+      if (!seen) continue;
+      const expanded = `{${uri}}${key.slice(at + 1)}`;
+      if (seen.has(expanded)) fail('not-well-formed', 'duplicate attribute');
+      seen.add(expanded);
+    }
+  }
+
+  private resolvePrefix(prefix: string, attrs: Record<string, string>): string {
+    if (prefix === 'xml') return XML_NS;
+    const key = 'xmlns:' + prefix;
+    let uri = attrs[key];
+    for (let i = this.stack.length - 1; uri === undefined && i >= 0; i--) uri = this.stack[i]!.attrs[key];
+    if (uri === undefined && this.state === State.Stream) uri = this.rootAttrs[key];
+    if (uri === undefined) fail('not-well-formed', `undeclared namespace prefix '${prefix}'`);
+    return uri;
   }
 
   private emitStanza(el: Element): void {
