@@ -28,7 +28,7 @@ import {
   type Common,
   type Infer,
   type Schema,
-} from './schema-kit.js';
+} from '../../shared/schema-kit.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse

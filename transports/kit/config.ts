@@ -42,7 +42,7 @@ import {
   type Ctx,
   type DocRow,
   type Schema,
-} from '../../server/config/schema-kit.js';
+} from '../../shared/schema-kit.js';
 import type { StorageConfig } from '../../server/storage/datasource.js';
 
 export const COMPONENT_SECRET_ENV = 'GATEHOUSE_COMPONENT_SECRET';
