@@ -5,7 +5,6 @@
 import net from 'node:net';
 import path from 'node:path';
 import { Jid, normaliseDomain } from '../../shared/jid.js';
-import type { Config, StorageConfig } from './types.js';
 import {
   array,
   bool,
@@ -26,7 +25,6 @@ import {
   size,
   str,
   type Common,
-  type Infer,
   type Schema,
 } from '../../shared/schema-kit.js';
 
@@ -308,11 +306,11 @@ const storageSchema = refine(
     },
     { doc: 'Where accounts, rosters and messages are stored.' },
   ),
-  (v, keyPath, ctx): StorageConfig => {
+  (v, keyPath, ctx) => {
     if (v.type === 'sqlite') {
       if (v.url !== undefined) fail(joinKey(keyPath, 'url'), 'only used when storage.type is "mysql" or "postgres" (it is "sqlite")');
       return {
-        type: 'sqlite',
+        type: 'sqlite' as const,
         path: v.path ?? path.join(ctx.vars.dataDir ?? ctx.baseDir, 'gatehouse.sqlite'),
         migrateOnStart: v.migrateOnStart,
       };
@@ -573,7 +571,3 @@ export const configSchema = object(
   },
 );
 
-// The schema's output must be exactly Config.
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const schemaMatchesConfig: Same<Infer<typeof configSchema>, Config> = true;
-void schemaMatchesConfig;
