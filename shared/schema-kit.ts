@@ -708,6 +708,33 @@ export function refine<T, U>(inner: Schema<T>, fn: (value: T, keyPath: string, c
   return { ...inner, parse: (v, keyPath, ctx) => fn(inner.parse(v, keyPath, ctx), keyPath, ctx) };
 }
 
+/**
+ * A named part of a larger object schema, declared next to the code that uses it (e.g. a server
+ * module's `offline` section) and assembled into the whole with fieldOf().
+ */
+export interface Section<K extends string, S extends AnySchema> {
+  readonly key: K;
+  readonly schema: S;
+}
+
+export function section<const K extends string, S extends AnySchema>(key: K, schema: S): Section<K, S> {
+  return { key, schema };
+}
+
+/** `{ [key]: schema }`, spread among the fields given to object() where the section belongs. */
+export function fieldOf<K extends string, S extends AnySchema>(s: Section<K, S>): { [P in K]: S } {
+  return { [s.key]: s.schema } as { [P in K]: S };
+}
+
+/**
+ * The parsed default of a schema (for an object whose fields all have defaults: all of them), for
+ * code that needs the defaults without a configuration file. Relative paths resolve against ctx.
+ */
+export function defaultsOf<S extends AnySchema>(schema: S, ctx: Ctx = { baseDir: process.cwd(), vars: {} }): Infer<S> {
+  if (!schema.hasDefault) throw new Error(`the schema has no default (${schema.type})`);
+  return schema.parse(schema.defaultValue, '', ctx) as Infer<S>;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Docs
 

@@ -1,6 +1,8 @@
 /**
  * The configuration schema: keys, types, defaults, validation and documentation in one place.
- * docs/configuration.md is generated from it (see docs.ts).
+ * docs/configuration.md is generated from it (see docs.ts), the Config type is derived from it
+ * (types.ts). A module may declare its own section next to its code (section() in
+ * shared/schema-kit.ts); it is composed here with fieldOf(), in the place it has in the file.
  */
 import net from 'node:net';
 import path from 'node:path';
@@ -13,6 +15,7 @@ import {
   durationOrUnlimited,
   enumOf,
   fail,
+  fieldOf,
   filePath,
   int,
   joinKey,
@@ -27,6 +30,7 @@ import {
   type Common,
   type Schema,
 } from '../../shared/schema-kit.js';
+import { offlineConfigSection } from '../modules/offline-config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
@@ -341,7 +345,7 @@ const retentionSchema = object(
   },
 );
 
-const loginGuardSchema = object(
+export const loginGuardSchema = object(
   {
     window: duration({ default: '10m', min: 1000, doc: 'Failed logins older than this are forgotten by the guard.' }),
     delayAfter: int({ default: 3, min: 1, doc: 'Failures (per address or account, within `window`) before further attempts are answered late.' }),
@@ -415,17 +419,7 @@ export const configSchema = object(
     c2s: c2sSchema,
     auth: authSchema,
     storage: storageSchema,
-    offline: object(
-      {
-        maxPerUser: int({ default: 1000, min: 0, doc: 'Most messages stored per offline user; 0 stores none.' }),
-        maxBytesPerUser: size({
-          default: '10MiB',
-          min: 0,
-          doc: 'Most bytes of stored messages per offline user (the XML as stored). A message that would go over it bounces with `service-unavailable`, like one over `maxPerUser`.',
-        }),
-      },
-      { doc: 'Messages for offline users.' },
-    ),
+    ...fieldOf(offlineConfigSection),
     privateStorage: object(
       {
         maxBytesPerUser: size({
