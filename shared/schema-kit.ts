@@ -659,6 +659,20 @@ export function map<S extends AnySchema>(value: S, o: MapOptions): Schema<Record
   );
 }
 
+/** A mapping not checked inside (e.g. settings handed on to a plug-in that checks them itself). */
+export function anyMapping(o: Common<Record<string, unknown>> & { type?: string } = {}): Schema<Record<string, unknown>> {
+  return make(
+    {
+      kind: 'map',
+      type: o.type ?? 'mapping',
+      expected: 'a mapping',
+      accepts: isPlainObject,
+      parse: (v, keyPath) => (isPlainObject(v) ? v : mismatch(keyPath, 'a mapping', v)),
+    },
+    o,
+  );
+}
+
 /**
  * One of several schemas, chosen by the basic shape of the value (the first branch that
  * accepts it), so errors come from the branch the user evidently meant.

@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import path from 'node:path';
-import { Jid, normaliseDomain } from '../../shared/jid.js';
+import { normaliseDomain } from '../../shared/jid.js';
 import {
   array,
   bool,
@@ -27,25 +27,12 @@ import {
   refine,
   size,
   str,
-  type Common,
-  type Schema,
 } from '../../shared/schema-kit.js';
+import { bareJid, domain } from '../../shared/config-values.js';
 import { offlineConfigSection } from '../modules/offline-config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
-
-function domain(o: Common<string> = {}): Schema<string> {
-  return str({
-    ...o,
-    type: 'domain name',
-    check(s, keyPath) {
-      const d = normaliseDomain(s.trim());
-      if (d === null || d.startsWith('[') || d.includes(':')) fail(keyPath, `expected a domain name, got ${describe(s)}`);
-      return d;
-    },
-  });
-}
 
 /** `address` or `address/prefix` → `address/prefix`. */
 export function parseCidr(s: string): string | { error: string } {
@@ -64,15 +51,6 @@ const cidr = str({
     const r = parseCidr(s);
     if (typeof r !== 'string') fail(keyPath, `${r.error}, got ${describe(s)}`);
     return r;
-  },
-});
-
-const bareJid = str({
-  type: 'bare JID',
-  check(s, keyPath) {
-    const jid = Jid.tryParse(s.trim());
-    if (!jid || !jid.local || jid.resource) fail(keyPath, `expected a bare JID (such as admin@example.org), got ${describe(s)}`);
-    return jid.bare;
   },
 });
 

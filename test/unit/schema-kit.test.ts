@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  ConfigError,
   array,
   defaultsOf,
   docRows,
@@ -20,6 +21,7 @@ import {
 import { parseConfig, type Config, type OfflineConfig, type RegistrationPolicy, type StorageConfig } from '../../server/config/index.js';
 import { offlineConfigSection } from '../../server/modules/offline-config.js';
 import { DEFAULT_LOGIN_GUARD } from '../../server/privacy/failed-login-guard.js';
+import { parseTransportConfig, transportConfigSchema } from '../../transports/kit/config.js';
 
 type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const same = <A, B>(ok: Same<A, B>): Same<A, B> => ok;
@@ -88,4 +90,23 @@ test('inferred types are exact: literal unions, optional and nullable keys, list
   // @ts-expect-error: not a key of the configuration
   const nope: keyof Config = 'offlin';
   void nope;
+});
+
+test('the transport configuration uses the shared kit and values: network mapping, domains, admins', () => {
+  const base = { component: { domain: 'IRC.Example.org', secret: 'change-me' } };
+  const t = parseTransportConfig({ ...base, admins: ['Admin@Example.org'] }, '/srv/t', 'irc', {});
+  assert.equal(t.component.domain, 'irc.example.org');
+  assert.deepEqual(t.admins, ['admin@example.org']);
+  assert.deepEqual(t.network, {});
+  assert.throws(
+    () => parseTransportConfig({ ...base, network: 5 }, '/srv/t', 'irc', {}),
+    (e: unknown) => e instanceof ConfigError && e.message === 'config error: network: expected a mapping, got 5',
+  );
+  assert.throws(
+    () => parseTransportConfig({ ...base, allowDomains: ['a b'] }, '/srv/t', 'irc', {}),
+    (e: unknown) => e instanceof ConfigError && e.message === 'config error: allowDomains[0]: expected a domain name, got "a b"',
+  );
+  const network = transportConfigSchema.fields?.network;
+  assert.equal(network?.type, 'mapping (adapter-specific)');
+  assert.equal(network?.defaultDoc, '{}');
 });
