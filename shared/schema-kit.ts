@@ -555,6 +555,12 @@ export type ObjectOut<F extends Record<string, AnySchema>> = Simplify<
   { [K in Exclude<keyof F, OptionalKeys<F>>]: Infer<F[K]> } & { [K in OptionalKeys<F>]?: Exclude<Infer<F[K]>, undefined> }
 >;
 
+/** An object schema keeps the types of its fields, so `schema.fields.key` is that key's schema. */
+export interface ObjectSchema<F extends Record<string, AnySchema>> extends Schema<ObjectOut<F>> {
+  readonly kind: 'object';
+  readonly fields: Readonly<F>;
+}
+
 export interface ObjectOptions<T> extends Common<Record<string, unknown>> {
   /** Cross-field checks; may return a normalised value. */
   check?: (value: T, keyPath: string, ctx: Ctx) => T | void;
@@ -591,10 +597,10 @@ function suggestion(key: string, known: string[]): string {
  * A mapping with known keys. Unknown keys are errors. Absent keys take their default; an object
  * whose fields all have defaults (or are optional) defaults to `{}`, i.e. to all its defaults.
  */
-export function object<F extends Record<string, AnySchema>>(fields: F, o: ObjectOptions<ObjectOut<F>> = {}): Schema<ObjectOut<F>> {
+export function object<F extends Record<string, AnySchema>>(fields: F, o: ObjectOptions<ObjectOut<F>> = {}): ObjectSchema<F> {
   const keys = Object.keys(fields);
   const allDefaulted = keys.every((k) => fields[k].hasDefault || fields[k].optional);
-  return make(
+  const schema = make(
     {
       kind: 'object',
       type: 'mapping',
@@ -621,6 +627,7 @@ export function object<F extends Record<string, AnySchema>>(fields: F, o: Object
     },
     o,
   );
+  return { ...schema, kind: 'object', fields };
 }
 
 export interface MapOptions extends Common<Record<string, unknown>> {

@@ -28,7 +28,7 @@ export function parseConfig(raw: unknown, baseDir: string): Config {
   if (!isPlainObject(doc)) throw new ConfigError('', `expected a mapping of settings at the top level, got ${describe(doc)}`);
   const ctx: Ctx = { baseDir: path.resolve(baseDir), vars: {} };
   // dataDir first: other paths default to places inside it (`<dataDir>/…`).
-  const dataDirSchema = configSchema.fields!.dataDir;
+  const dataDirSchema = configSchema.fields.dataDir;
   const dataDir: string = dataDirSchema.parse(doc.dataDir ?? dataDirSchema.defaultValue, 'dataDir', ctx);
   ctx.vars.dataDir = dataDir;
   return configSchema.parse(doc, '', ctx);

@@ -323,7 +323,7 @@ const retentionSchema = object(
   },
 );
 
-export const loginGuardSchema = object(
+const loginGuardSchema = object(
   {
     window: duration({ default: '10m', min: 1000, doc: 'Failed logins older than this are forgotten by the guard.' }),
     delayAfter: int({ default: 3, min: 1, doc: 'Failures (per address or account, within `window`) before further attempts are answered late.' }),

@@ -44,7 +44,7 @@
  * later); postponing the failure answer itself needs c2s to await 'auth/failed' before writing it.
  */
 import type { Config, LoginGuardConfig } from '../config/index.js';
-import { loginGuardSchema } from '../config/schema.js';
+import { configSchema } from '../config/schema.js';
 import { defaultsOf } from '../../shared/schema-kit.js';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context.js';
 import type { AuthAttempt, AuthFailure } from '../streams/c2s.js';
@@ -67,7 +67,7 @@ export interface LoginGuardOptions extends LoginGuardConfig {
 }
 
 /** The configuration section's defaults (server/config/schema.ts), and the poll interval. */
-export const DEFAULT_LOGIN_GUARD: Readonly<LoginGuardOptions> = Object.freeze({ ...defaultsOf(loginGuardSchema), poll: 30_000 });
+export const DEFAULT_LOGIN_GUARD: Readonly<LoginGuardOptions> = Object.freeze({ ...defaultsOf(configSchema.fields.loginGuard), poll: 30_000 });
 
 /** Defaults, then config.loginGuard, then explicit overrides (tests). */
 export function loginGuardOptions(config: Config, overrides: Partial<LoginGuardOptions> = {}): LoginGuardOptions {

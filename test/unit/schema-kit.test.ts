@@ -82,6 +82,9 @@ test('inferred types are exact: literal unions, optional and nullable keys, list
       { level: 'debug' | 'info'; file: string | null; hashes: ('SHA-1' | 'SHA-256')[]; addr: { host: string; port: number }; ciphers?: string }
     >(true),
   );
+  // An object schema keeps its fields' schemas, so a section's defaults can be taken from it.
+  assert.ok(same<Infer<typeof s.fields.level>, 'debug' | 'info'>(true));
+  assert.equal(s.fields.file.defaultValue, null);
   // The named configuration types are derived the same way.
   assert.ok(same<RegistrationPolicy, 'closed' | 'open' | 'loopback' | { allow: string[] }>(true));
   assert.ok(same<StorageConfig['type'], 'sqlite' | 'mysql' | 'postgres'>(true));
