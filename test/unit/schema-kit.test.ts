@@ -62,7 +62,7 @@ test('the offline section is declared next to its module and composed into the c
   assert.ok(same<OfflineConfig, { maxPerUser: number; maxBytesPerUser: number }>(true));
 });
 
-test('P7 the failed-login guard takes its built-in defaults from the loginGuard section of the schema', () => {
+test('the failed-login guard takes its built-in defaults from the loginGuard section of the schema', () => {
   const { poll, ...fromModule } = DEFAULT_LOGIN_GUARD;
   assert.equal(poll, 30_000);
   assert.deepEqual(fromModule, parseConfig(null, '/srv/gh').loginGuard);
