@@ -22,7 +22,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { HELP_FLAGS, UsageError, parseArgs, type Command, type ParsedArgs } from '../server/cli/kit.js';
 import { ConfigError, loadConfig } from '../server/config/index.js';
-import { parseDuration } from '../server/config/schema-kit.js';
+import { parseDuration } from '../shared/schema-kit.js';
 import { openStorage, type StorageConfig } from '../server/storage/datasource.js';
 import type { TransportAuditEntry } from '../server/storage/repos/transports.js';
 import { Jid } from '../shared/jid.js';

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { docRows, flow, type AnySchema, type DocRow } from './schema-kit.js';
+import { docRows, flow, type AnySchema, type DocRow } from '../../shared/schema-kit.js';
 import { configSchema } from './schema.js';
 
 /** A configuration exercising most settings; the tests check that it is valid. */

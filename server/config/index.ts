@@ -8,12 +8,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { ConfigError, describe, isPlainObject, type Ctx } from './schema-kit.js';
+import { ConfigError, describe, isPlainObject, type Ctx } from '../../shared/schema-kit.js';
 import { configSchema, DB_SCHEMES, redactDbUrl } from './schema.js';
 import type { Config } from './types.js';
 
 export type * from './types.js';
-export { ConfigError } from './schema-kit.js';
+export { ConfigError } from '../../shared/schema-kit.js';
 export { renderConfigDocs } from './docs.js';
 
 /** Environment variable overriding storage.url (and storage.type, from the URL's scheme). */
@@ -28,7 +28,7 @@ export function parseConfig(raw: unknown, baseDir: string): Config {
   if (!isPlainObject(doc)) throw new ConfigError('', `expected a mapping of settings at the top level, got ${describe(doc)}`);
   const ctx: Ctx = { baseDir: path.resolve(baseDir), vars: {} };
   // dataDir first: other paths default to places inside it (`<dataDir>/…`).
-  const dataDirSchema = configSchema.fields!.dataDir;
+  const dataDirSchema = configSchema.fields.dataDir;
   const dataDir: string = dataDirSchema.parse(doc.dataDir ?? dataDirSchema.defaultValue, 'dataDir', ctx);
   ctx.vars.dataDir = dataDir;
   return configSchema.parse(doc, '', ctx);

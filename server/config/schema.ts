@@ -1,11 +1,12 @@
 /**
  * The configuration schema: keys, types, defaults, validation and documentation in one place.
- * docs/configuration.md is generated from it (see docs.ts).
+ * docs/configuration.md is generated from it (see docs.ts), the Config type is derived from it
+ * (types.ts). A module may declare its own section next to its code (section() in
+ * shared/schema-kit.ts); it is composed here with fieldOf(), in the place it has in the file.
  */
 import net from 'node:net';
 import path from 'node:path';
-import { Jid, normaliseDomain } from '../../shared/jid.js';
-import type { Config, StorageConfig } from './types.js';
+import { normaliseDomain } from '../../shared/jid.js';
 import {
   array,
   bool,
@@ -14,6 +15,7 @@ import {
   durationOrUnlimited,
   enumOf,
   fail,
+  fieldOf,
   filePath,
   int,
   joinKey,
@@ -25,25 +27,12 @@ import {
   refine,
   size,
   str,
-  type Common,
-  type Infer,
-  type Schema,
-} from './schema-kit.js';
+} from '../../shared/schema-kit.js';
+import { bareJid, domain } from '../../shared/config-values.js';
+import { offlineConfigSection } from '../modules/offline-config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
-
-function domain(o: Common<string> = {}): Schema<string> {
-  return str({
-    ...o,
-    type: 'domain name',
-    check(s, keyPath) {
-      const d = normaliseDomain(s.trim());
-      if (d === null || d.startsWith('[') || d.includes(':')) fail(keyPath, `expected a domain name, got ${describe(s)}`);
-      return d;
-    },
-  });
-}
 
 /** `address` or `address/prefix` → `address/prefix`. */
 export function parseCidr(s: string): string | { error: string } {
@@ -62,15 +51,6 @@ const cidr = str({
     const r = parseCidr(s);
     if (typeof r !== 'string') fail(keyPath, `${r.error}, got ${describe(s)}`);
     return r;
-  },
-});
-
-const bareJid = str({
-  type: 'bare JID',
-  check(s, keyPath) {
-    const jid = Jid.tryParse(s.trim());
-    if (!jid || !jid.local || jid.resource) fail(keyPath, `expected a bare JID (such as admin@example.org), got ${describe(s)}`);
-    return jid.bare;
   },
 });
 
@@ -308,11 +288,11 @@ const storageSchema = refine(
     },
     { doc: 'Where accounts, rosters and messages are stored.' },
   ),
-  (v, keyPath, ctx): StorageConfig => {
+  (v, keyPath, ctx) => {
     if (v.type === 'sqlite') {
       if (v.url !== undefined) fail(joinKey(keyPath, 'url'), 'only used when storage.type is "mysql" or "postgres" (it is "sqlite")');
       return {
-        type: 'sqlite',
+        type: 'sqlite' as const,
         path: v.path ?? path.join(ctx.vars.dataDir ?? ctx.baseDir, 'gatehouse.sqlite'),
         migrateOnStart: v.migrateOnStart,
       };
@@ -417,17 +397,7 @@ export const configSchema = object(
     c2s: c2sSchema,
     auth: authSchema,
     storage: storageSchema,
-    offline: object(
-      {
-        maxPerUser: int({ default: 1000, min: 0, doc: 'Most messages stored per offline user; 0 stores none.' }),
-        maxBytesPerUser: size({
-          default: '10MiB',
-          min: 0,
-          doc: 'Most bytes of stored messages per offline user (the XML as stored). A message that would go over it bounces with `service-unavailable`, like one over `maxPerUser`.',
-        }),
-      },
-      { doc: 'Messages for offline users.' },
-    ),
+    ...fieldOf(offlineConfigSection),
     privateStorage: object(
       {
         maxBytesPerUser: size({
@@ -573,7 +543,3 @@ export const configSchema = object(
   },
 );
 
-// The schema's output must be exactly Config.
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const schemaMatchesConfig: Same<Infer<typeof configSchema>, Config> = true;
-void schemaMatchesConfig;

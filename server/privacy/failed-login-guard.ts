@@ -43,7 +43,9 @@
  * delay postpones the evaluation of the next attempt (so its answer, success or failure, comes
  * later); postponing the failure answer itself needs c2s to await 'auth/failed' before writing it.
  */
-import type { Config } from '../config/index.js';
+import type { Config, LoginGuardConfig } from '../config/index.js';
+import { configSchema } from '../config/schema.js';
+import { defaultsOf } from '../../shared/schema-kit.js';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context.js';
 import type { AuthAttempt, AuthFailure } from '../streams/c2s.js';
 import type { RegistrationFailure } from '../modules/register.js';
@@ -58,43 +60,14 @@ import { formatDuration, inBatches, registerRetentionClass } from './retention.j
 // ------------------------------------------------------------------------------------------------
 // Options
 
-/**
- * The guard's settings. Durations in milliseconds. The names are those proposed for the
- * configuration section `loginGuard`.
- */
-export interface LoginGuardOptions {
-  /** Failures older than this are forgotten. */
-  window: number;
-  /** Failures (per IP or account, within window) before attempts are delayed. */
-  delayAfter: number;
-  /** First delay; it doubles with every further failure. */
-  delayBase: number;
-  delayMax: number;
-  /** Failures from one IP (IPv6: one /64) within window that block it. */
-  blockAfter: number;
-  /** Failures against one account within window that block it. */
-  accountBlockAfter: number;
-  /** How long a block lasts. */
-  blockFor: number;
-  /** IPs or CIDRs never delayed or blocked by address (load balancers, gateways). Default: none. */
-  trustedProxies: string[];
+/** The guard's settings: the configuration section `loginGuard` (durations in milliseconds), and poll. */
+export interface LoginGuardOptions extends LoginGuardConfig {
   /** How often stored blocks are re-read (lifts from the CLI, other processes). */
   poll: number;
 }
 
-export const DEFAULT_LOGIN_GUARD: Readonly<LoginGuardOptions> = Object.freeze({
-  window: 10 * 60_000,
-  delayAfter: 3,
-  delayBase: 1000,
-  delayMax: 30_000,
-  blockAfter: 10,
-  accountBlockAfter: 20,
-  blockFor: 15 * 60_000,
-  // None, not even loopback: behind sslh, stunnel or HAProxy on the same host every client comes
-  // from loopback, and trusting it would leave the address limits without effect.
-  trustedProxies: [],
-  poll: 30_000,
-});
+/** The configuration section's defaults (server/config/schema.ts), and the poll interval. */
+export const DEFAULT_LOGIN_GUARD: Readonly<LoginGuardOptions> = Object.freeze({ ...defaultsOf(configSchema.fields.loginGuard), poll: 30_000 });
 
 /** Defaults, then config.loginGuard, then explicit overrides (tests). */
 export function loginGuardOptions(config: Config, overrides: Partial<LoginGuardOptions> = {}): LoginGuardOptions {

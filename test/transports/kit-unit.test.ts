@@ -12,7 +12,7 @@ import { backoffDelay } from '../../transports/kit/backoff.js';
 import { Vault, VaultError, VaultKeyMismatchError, keyIdOf, parseKeyText, readKeyFile, resolveVaultKey, vaultKey, type KeyringModule } from '../../transports/kit/vault.js';
 import { parseTransportConfig } from '../../transports/kit/config.js';
 import { formatAudit, scrub } from '../../transports/kit/audit-log.js';
-import { ConfigError } from '../../server/config/schema-kit.js';
+import { ConfigError } from '../../shared/schema-kit.js';
 import type { TransportAuditEntry } from '../../server/storage/repos/transports.js';
 import { LegacySessionEmitter } from '../../transports/kit/session-emitter.js';
 import type { AdapterLogger } from '../../transports/kit/adapter.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { ConfigError, loadConfig, parseConfig, renderConfigDocs, type Config } from '../../server/config/index.js';
-import { formatDuration, formatSize, parseDuration, parseSize } from '../../server/config/schema-kit.js';
+import { formatDuration, formatSize, parseDuration, parseSize } from '../../shared/schema-kit.js';
 import { EXAMPLE_CONFIG } from '../../server/config/docs.js';
 
 const NO_ENV = {};

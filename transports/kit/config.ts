@@ -22,9 +22,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { Jid, normaliseDomain } from '../../shared/jid.js';
+import { bareJid, domain } from '../../shared/config-values.js';
 import {
   ConfigError,
+  anyMapping,
   array,
   describe,
   docRows,
@@ -41,76 +42,25 @@ import {
   str,
   type Ctx,
   type DocRow,
-  type Schema,
-} from '../../server/config/schema-kit.js';
+  type Infer,
+} from '../../shared/schema-kit.js';
 import type { StorageConfig } from '../../server/storage/datasource.js';
 
 export const COMPONENT_SECRET_ENV = 'GATEHOUSE_COMPONENT_SECRET';
 
-export interface TransportConfig {
+/**
+ * The validated transport configuration: the file's settings as the schema below parses them
+ * (durations in milliseconds, paths absolute), with the adapter's name, the component secret and
+ * the storage settled from the command line and the environment.
+ */
+export type TransportConfig = Omit<Infer<typeof transportConfigSchema>, 'adapter' | 'component' | 'storage'> & {
   /** The adapter's name (irc, matrix, ...): from `adapter` in the file or the command line. */
   adapter: string;
-  component: { domain: string; secret: string; host: string; port: number };
+  component: Required<Infer<typeof transportConfigSchema>['component']>;
   storage: StorageConfig;
-  vault: { keyFile: string | null; previousKeyFiles: string[] };
-  /** Normalised bare JIDs that may use the admin commands. */
-  admins: string[];
-  /** XMPP domains whose users may register; empty: any. */
-  allowDomains: string[];
-  /** Milliseconds: how long a foreign session outlives the user's last resource. */
-  gracePeriod: number;
-  /** Milliseconds: how long a login may take. */
-  loginTimeout: number;
-  /** Milliseconds: reconnect backoff bounds (exponential, with jitter). */
-  reconnect: { min: number; max: number };
-  /** Milliseconds: audit rows older than this are deleted (P13). */
-  retention: { auditLog: number };
-  log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'text' | 'json'; file: string | null };
-  /** The `network:` mapping, unvalidated: the adapter checks it. */
-  network: Record<string, unknown>;
   /** Directory of the configuration file (relative paths resolve against it). */
   baseDir: string;
-}
-
-const domain = (doc: string): Schema<string> =>
-  str({
-    type: 'domain name',
-    doc,
-    check(s, keyPath) {
-      const d = normaliseDomain(s.trim());
-      if (d === null || d.startsWith('[') || d.includes(':')) fail(keyPath, `expected a domain name, got ${describe(s)}`);
-      return d;
-    },
-  });
-
-const bareJid = str({
-  type: 'bare JID',
-  check(s, keyPath) {
-    const jid = Jid.tryParse(s.trim());
-    if (!jid || !jid.local || jid.resource) fail(keyPath, `expected a bare JID (such as admin@example.org), got ${describe(s)}`);
-    return jid.bare;
-  },
-});
-
-/** A free-form mapping (the adapter's own settings). */
-function anyMapping(doc: string): Schema<Record<string, unknown>> {
-  return {
-    kind: 'map',
-    type: 'mapping (adapter-specific)',
-    expected: 'a mapping',
-    doc,
-    hasDefault: true,
-    defaultValue: {},
-    defaultDoc: '{}',
-    optional: false,
-    secret: false,
-    accepts: isPlainObject,
-    parse(v, keyPath) {
-      if (!isPlainObject(v)) fail(keyPath, `expected a mapping, got ${describe(v)}`);
-      return v;
-    },
-  };
-}
+};
 
 const storageSchema = object(
   {
@@ -130,7 +80,7 @@ export const transportConfigSchema = object({
   adapter: optional(str({ doc: 'The network adapter (`irc`, ...). The command line (`gatehouse transport NAME`) names it too; they must agree.' })),
   component: object(
     {
-      domain: domain('The component domain (XEP-0114), as configured on the XMPP server, e.g. `irc.example.org`.'),
+      domain: domain({ doc: 'The component domain (XEP-0114), as configured on the XMPP server, e.g. `irc.example.org`.' }),
       secret: optional(str({ secret: true, doc: `Shared secret of the component handshake. Overridden by ${COMPONENT_SECRET_ENV}; one of them is required.` })),
       host: str({ default: '127.0.0.1', doc: 'Host of the XMPP server\'s component listener.' }),
       port: int({ default: 5347, min: 1, max: 65535, doc: 'Port of the XMPP server\'s component listener.' }),
@@ -153,7 +103,7 @@ export const transportConfigSchema = object({
     { doc: 'The credential vault (P9): AES-256-GCM with a key kept outside the database.' },
   ),
   admins: array(bareJid, { default: [], type: 'list of bare JIDs', uniqueBy: (j) => j, uniqueWhat: 'admin', doc: 'Who may use the admin commands (list and disconnect users).' }),
-  allowDomains: array(domain('An XMPP domain.'), {
+  allowDomains: array(domain({ doc: 'An XMPP domain.' }), {
     default: [],
     type: 'list of domain names',
     uniqueBy: (d) => d,
@@ -186,7 +136,12 @@ export const transportConfigSchema = object({
     },
     { doc: 'Logging. No password, credential or message text is ever logged.' },
   ),
-  network: anyMapping('Settings of the network adapter (see its documentation), passed to it unchanged.'),
+  network: anyMapping({
+    default: {},
+    defaultDoc: '{}',
+    type: 'mapping (adapter-specific)',
+    doc: 'Settings of the network adapter (see its documentation), passed to it unchanged.',
+  }),
 });
 
 /**

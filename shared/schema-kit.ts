@@ -1,8 +1,10 @@
 /**
- * A tiny declarative schema kit for the configuration file. Each schema knows how to validate and
- * normalise one raw YAML value, what it expects (for one-line error messages naming the key path),
- * its default (in input form, so defaults go through the same parsing as user values) and its
- * documentation text, so the same schema produces docs/configuration.md.
+ * A tiny declarative schema kit for configuration files (the server's and the transports'). Each
+ * schema knows how to validate and normalise one raw YAML value, what it expects (for one-line
+ * error messages naming the key path), its default (in input form, so defaults go through the same
+ * parsing as user values) and its documentation text, so the same schema produces the docs.
+ * The TypeScript type of a parsed value is derived from its schema (`Infer<typeof schema>`), so
+ * nothing is declared twice. Generic: no XMPP knowledge here.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -553,6 +555,12 @@ export type ObjectOut<F extends Record<string, AnySchema>> = Simplify<
   { [K in Exclude<keyof F, OptionalKeys<F>>]: Infer<F[K]> } & { [K in OptionalKeys<F>]?: Exclude<Infer<F[K]>, undefined> }
 >;
 
+/** An object schema keeps the types of its fields, so `schema.fields.key` is that key's schema. */
+export interface ObjectSchema<F extends Record<string, AnySchema>> extends Schema<ObjectOut<F>> {
+  readonly kind: 'object';
+  readonly fields: Readonly<F>;
+}
+
 export interface ObjectOptions<T> extends Common<Record<string, unknown>> {
   /** Cross-field checks; may return a normalised value. */
   check?: (value: T, keyPath: string, ctx: Ctx) => T | void;
@@ -589,10 +597,10 @@ function suggestion(key: string, known: string[]): string {
  * A mapping with known keys. Unknown keys are errors. Absent keys take their default; an object
  * whose fields all have defaults (or are optional) defaults to `{}`, i.e. to all its defaults.
  */
-export function object<F extends Record<string, AnySchema>>(fields: F, o: ObjectOptions<ObjectOut<F>> = {}): Schema<ObjectOut<F>> {
+export function object<F extends Record<string, AnySchema>>(fields: F, o: ObjectOptions<ObjectOut<F>> = {}): ObjectSchema<F> {
   const keys = Object.keys(fields);
   const allDefaulted = keys.every((k) => fields[k].hasDefault || fields[k].optional);
-  return make(
+  const schema = make(
     {
       kind: 'object',
       type: 'mapping',
@@ -619,6 +627,7 @@ export function object<F extends Record<string, AnySchema>>(fields: F, o: Object
     },
     o,
   );
+  return { ...schema, kind: 'object', fields };
 }
 
 export interface MapOptions extends Common<Record<string, unknown>> {
@@ -652,6 +661,20 @@ export function map<S extends AnySchema>(value: S, o: MapOptions): Schema<Record
         // fromEntries defines own properties, so a key like "__proto__" is harmless.
         return Object.fromEntries(entries) as Record<string, Infer<S>>;
       },
+    },
+    o,
+  );
+}
+
+/** A mapping not checked inside (e.g. settings handed on to a plug-in that checks them itself). */
+export function anyMapping(o: Common<Record<string, unknown>> & { type?: string } = {}): Schema<Record<string, unknown>> {
+  return make(
+    {
+      kind: 'map',
+      type: o.type ?? 'mapping',
+      expected: 'a mapping',
+      accepts: isPlainObject,
+      parse: (v, keyPath) => (isPlainObject(v) ? v : mismatch(keyPath, 'a mapping', v)),
     },
     o,
   );
@@ -704,6 +727,33 @@ export function optional<T>(inner: Schema<T>, o: { doc?: string } = {}): Optiona
 /** Transforms the parsed value (e.g. into a discriminated union), keeping docs and defaults. */
 export function refine<T, U>(inner: Schema<T>, fn: (value: T, keyPath: string, ctx: Ctx) => U): Schema<U> {
   return { ...inner, parse: (v, keyPath, ctx) => fn(inner.parse(v, keyPath, ctx), keyPath, ctx) };
+}
+
+/**
+ * A named part of a larger object schema, declared next to the code that uses it (e.g. a server
+ * module's `offline` section) and assembled into the whole with fieldOf().
+ */
+export interface Section<K extends string, S extends AnySchema> {
+  readonly key: K;
+  readonly schema: S;
+}
+
+export function section<const K extends string, S extends AnySchema>(key: K, schema: S): Section<K, S> {
+  return { key, schema };
+}
+
+/** `{ [key]: schema }`, spread among the fields given to object() where the section belongs. */
+export function fieldOf<K extends string, S extends AnySchema>(s: Section<K, S>): { [P in K]: S } {
+  return { [s.key]: s.schema } as { [P in K]: S };
+}
+
+/**
+ * The parsed default of a schema (for an object whose fields all have defaults: all of them), for
+ * code that needs the defaults without a configuration file. Relative paths resolve against ctx.
+ */
+export function defaultsOf<S extends AnySchema>(schema: S, ctx: Ctx = { baseDir: process.cwd(), vars: {} }): Infer<S> {
+  if (!schema.hasDefault) throw new Error(`the schema has no default (${schema.type})`);
+  return schema.parse(schema.defaultValue, '', ctx) as Infer<S>;
 }
 
 // ---------------------------------------------------------------------------------------------
