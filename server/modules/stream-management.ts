@@ -73,6 +73,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { messageType } from './message.js';
+import { after, type Timer } from '../../shared/clock.js';
 
 export const NS_SM = 'urn:xmpp:sm:3';
 const NS_CARBONS = 'urn:xmpp:carbons:2';
@@ -130,9 +131,9 @@ class SmSession implements SessionLayer {
   /** A <r/> is outstanding. */
   private requested = false;
   private sinceRequest = 0;
-  private requestTimer: NodeJS.Timeout | null = null;
-  private ackTimer: NodeJS.Timeout | null = null;
-  private hibernationTimer: NodeJS.Timeout | null = null;
+  private requestTimer: Timer | null = null;
+  private ackTimer: Timer | null = null;
+  private hibernationTimer: Timer | null = null;
 
   constructor(
     private readonly sm: StreamManagement,
@@ -158,7 +159,7 @@ class SmSession implements SessionLayer {
     this.sinceRequest++;
     if (this.requested) return;
     if (this.sinceRequest >= this.sm.requestAfterStanzas) this.request();
-    else if (!this.requestTimer) this.requestTimer = unref(setTimeout(() => this.request(), this.sm.requestAfterMs));
+    else if (!this.requestTimer) this.requestTimer = this.after(this.sm.requestAfterMs, () => this.request());
   }
 
   handled(): void {
@@ -168,20 +169,20 @@ class SmSession implements SessionLayer {
   lost(): boolean {
     this.clearTimers();
     if (!this.id) return false;
-    this.hibernationTimer = unref(setTimeout(() => this.session.close('connection-timeout'), this.maxMs));
+    this.hibernationTimer = this.after(this.maxMs, () => this.session.close('connection-timeout'));
     this.sm.hibernating(this);
     return true;
   }
 
   attached(): void {
-    if (this.hibernationTimer) clearTimeout(this.hibernationTimer);
+    this.hibernationTimer?.cancel();
     this.hibernationTimer = null;
     this.sm.awake(this);
   }
 
   ended(): void {
     this.clearTimers();
-    if (this.hibernationTimer) clearTimeout(this.hibernationTimer);
+    this.hibernationTimer?.cancel();
     this.hibernationTimer = null;
     const unacked = this.queue.splice(0);
     this.queueChars = 0;
@@ -193,19 +194,17 @@ class SmSession implements SessionLayer {
 
   /** Sends <r/> (one outstanding at a time); unanswered within the ack timeout, the connection is dead. */
   request(): void {
-    if (this.requestTimer) clearTimeout(this.requestTimer);
+    this.requestTimer?.cancel();
     this.requestTimer = null;
     const transport = this.session.currentTransport;
     if (this.requested || !transport || this.queue.length === 0) return;
     this.requested = true;
     this.sinceRequest = 0;
     this.session.writeRaw(`<r xmlns='${NS_SM}'/>`);
-    this.ackTimer = unref(
-      setTimeout(() => {
-        this.ackTimer = null;
-        if (this.session.currentTransport === transport) transport.close('connection-timeout', 'no acknowledgement from the client');
-      }, this.sm.ackTimeout),
-    );
+    this.ackTimer = this.after(this.sm.ackTimeout, () => {
+      this.ackTimer = null;
+      if (this.session.currentTransport === transport) transport.close('connection-timeout', 'no acknowledgement from the client');
+    });
   }
 
   /** How many queued stanzas an h acknowledges, or null if more than were sent. */
@@ -224,10 +223,10 @@ class SmSession implements SessionLayer {
   /** An <a/> arrived: the outstanding request is answered; more may be requested. */
   answered(): void {
     this.requested = false;
-    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.ackTimer?.cancel();
     this.ackTimer = null;
     if (this.sinceRequest >= this.sm.requestAfterStanzas) this.request();
-    else if (this.queue.length > 0 && !this.requestTimer) this.requestTimer = unref(setTimeout(() => this.request(), this.sm.requestAfterMs));
+    else if (this.queue.length > 0 && !this.requestTimer) this.requestTimer = this.after(this.sm.requestAfterMs, () => this.request());
   }
 
   /** Writes <resumed/> and everything still unacknowledged, on the transport that now carries the session. */
@@ -239,17 +238,17 @@ class SmSession implements SessionLayer {
     this.request();
   }
 
+  /** Timers run on the server clock (tests move a ManualClock instead of waiting). */
+  private after(ms: number, fn: () => void): Timer {
+    return after(this.sm.ctx.clock, ms, fn);
+  }
+
   private clearTimers(): void {
-    if (this.requestTimer) clearTimeout(this.requestTimer);
-    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.requestTimer?.cancel();
+    this.ackTimer?.cancel();
     this.requestTimer = this.ackTimer = null;
     this.requested = false;
   }
-}
-
-function unref(t: NodeJS.Timeout): NodeJS.Timeout {
-  t.unref?.();
-  return t;
 }
 
 class StreamManagement {

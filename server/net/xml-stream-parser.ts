@@ -332,6 +332,12 @@ export class XmlStreamParser {
   private markAbs = 0;
   private decodedBytes = 0;
   private carry: Buffer | null = null;
+  /**
+   * Characters put into the scan buffer or fed to a token-end scanner. Each character is handled a
+   * bounded number of times, so this stays proportional to the input however it is chunked; tests
+   * check that instead of timing (re-scanning a growing token per chunk would be quadratic).
+   */
+  charsHandled = 0;
 
   // An incomplete token too large to re-scan per chunk: its pieces, joined once it ends.
   private pending: string[] = [];
@@ -400,6 +406,7 @@ export class XmlStreamParser {
 
   private consume(text: string, ascii: boolean, final: boolean): void {
     if (this.scanner) {
+      this.charsHandled += text.length;
       this.pending.push(text);
       this.pendingAscii &&= ascii;
       if (!this.scanner.feed(text) && !final) return this.checkPendingLimit();
@@ -442,6 +449,7 @@ export class XmlStreamParser {
   }
 
   private setBuffer(text: string, ascii: boolean, baseAbs: number): void {
+    this.charsHandled += text.length;
     this.buf = text;
     this.pos = 0;
     this.bufAscii = ascii;
@@ -474,6 +482,7 @@ export class XmlStreamParser {
     this.pendingAbs = this.at(this.pos);
     this.scanner = new TokenEndScanner(wait === Wait.Tag ? null : wait === Wait.Close ? '>' : wait === Wait.Cdata ? ']]>' : '?>');
     this.scanner.feed(rest.slice(wait === Wait.Cdata ? CDATA_OPEN.length : 1));
+    this.charsHandled += rest.length;
     this.pending = [rest];
     this.pendingAscii = this.bufAscii;
     this.setBuffer('', true, this.decodedBytes);

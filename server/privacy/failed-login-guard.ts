@@ -56,6 +56,7 @@ import { normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import type { Element } from '../../shared/xml/element.js';
 import { formatDuration, inBatches, registerRetentionClass } from './retention.js';
+import { after, type Timer } from '../../shared/clock.js';
 
 // ------------------------------------------------------------------------------------------------
 // Options
@@ -139,7 +140,7 @@ export class LoginGuard {
   private blocks = new Map<string, MemoryBlock>();
   private readonly pending = new Set<Promise<unknown>>();
   private timer: NodeJS.Timeout | null = null;
-  private readonly waits = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
+  private readonly waits = new Set<{ timer: Timer; resolve: () => void }>();
 
   constructor(
     private readonly ctx: Pick<ServerContext, 'storage' | 'clock' | 'log'>,
@@ -168,7 +169,7 @@ export class LoginGuard {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     for (const w of [...this.waits]) {
-      clearTimeout(w.timer);
+      w.timer.cancel();
       w.resolve();
     }
     this.waits.clear();
@@ -379,16 +380,16 @@ export class LoginGuard {
     );
   }
 
+  /** A timer on the server clock (tests move a ManualClock through it). */
   private wait(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const entry = {
         resolve,
-        timer: setTimeout(() => {
+        timer: after(this.ctx.clock, ms, () => {
           this.waits.delete(entry);
           resolve();
-        }, ms),
+        }),
       };
-      entry.timer.unref();
       this.waits.add(entry);
     });
   }

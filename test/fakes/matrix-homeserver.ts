@@ -210,6 +210,10 @@ export class FakeHomeserver {
   private port = 0;
   private pos = 0;
   private readonly users = new Map<string, FakeUser>();
+  /** The stream position of the latest event ('s<position>' is the /sync token that includes it). */
+  get position(): number {
+    return this.pos;
+  }
   private readonly tokens = new Map<string, TokenInfo>();
   private readonly rooms = new Map<string, FakeRoom>();
   private readonly aliases = new Map<string, string>();

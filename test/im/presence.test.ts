@@ -40,6 +40,19 @@ async function fromRemote(ts: TestServer, stanza: Element): Promise<void> {
   await ts.server.ctx.router.route(stanza, from, { kind: 's2s', domain: from.domain });
 }
 
+async function waitFor(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A round trip on c's stream: everything c sent before has been handled. */
+async function ping(c: TestClient): Promise<void> {
+  await c.iq(x('iq', { type: 'get', to: 'localhost' }, x('ping', { xmlns: NS.ping })));
+}
+
 async function resource(ts: TestServer, name: string, res: string): Promise<TestClient> {
   const c = await ts.client();
   await c.login(name, 'secret-' + name, { resource: res });
@@ -431,7 +444,7 @@ describe('presence and subscriptions (RFC 6121 sections 3 and 4)', () => {
 
     // Initial presence probes the remote contact from the bare JID.
     alice.send(x('presence', { type: 'unavailable' }));
-    await new Promise((r) => setTimeout(r, 50));
+    await ping(alice);
     federated.length = 0;
     await online(alice);
     assert.equal(sent('probe')?.attrs.from, 'fed-alice@localhost');
@@ -458,8 +471,7 @@ describe('presence and subscriptions (RFC 6121 sections 3 and 4)', () => {
     await alice.expect((el) => isPresence(alice.jid)(el) && el.getChildText('status') === 'update');
     assert.ok(federated.some((el) => el.attrs.to === 'rob@remote.example' && el.getChildText('status') === 'update'));
     alice.destroy();
-    await new Promise((r) => setTimeout(r, 100));
-    assert.ok(sent('unavailable'), 'unavailable at disconnect');
+    await waitFor('unavailable at disconnect', () => sent('unavailable') !== undefined);
 
     // P19: nothing that left for the other server names the client's address.
     assert.ok(federated.length > 0);

@@ -2,7 +2,7 @@
  * The failed-login guard (P7): failures recorded with time, IP, account and mechanism; a growing
  * delay the client can measure; a temporary block answered with temporary-auth-failure (and
  * policy-violation for registration); `gatehouse blocks list|lift`; trusted proxies; IPv6 per /64.
- * Delays in these tests are configured in tens of milliseconds: nothing sleeps for long.
+ * The guard waits on the server clock: the delay tests move a ManualClock through each wait.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -51,13 +51,11 @@ async function createAccount(ts: TestServer, name: string): Promise<void> {
 }
 
 /** One SASL attempt on a fresh stream (the server closes a stream after 5 failures). */
-async function attempt(ts: TestServer, user: string, password: string, localAddress?: string): Promise<{ outcome: string; text: string; ms: number; client: TestClient }> {
+async function attempt(ts: TestServer, user: string, password: string, localAddress?: string): Promise<{ outcome: string; text: string; client: TestClient }> {
   const client = await ts.client(localAddress ? { localAddress } : {});
-  const started = performance.now();
   const el = await client.authenticate(user, password);
-  const ms = performance.now() - started;
   const outcome = el.name === 'success' ? 'success' : (el.elements.find((c) => c.name !== 'text')?.name ?? 'unknown');
-  return { outcome, text: el.getChildText('text') ?? '', ms, client };
+  return { outcome, text: el.getChildText('text') ?? '', client };
 }
 
 const gatehouse = runCli;
@@ -136,26 +134,37 @@ describe('failed-login guard over client streams', () => {
   });
 
   test('P7 after a few failures the answer to each further attempt comes later, growing', async () => {
-    const ts = await start({ delayAfter: 2, delayBase: 60, delayMax: 1000, blockAfter: 100 });
+    // The guard waits on the server clock: the test sees each wait and moves the clock through it.
+    const clock = new ManualClock();
+    const ts = await start({ delayAfter: 2, delayBase: 60, delayMax: 1000, blockAfter: 100 }, { clock });
     try {
       await createAccount(ts, 'bob');
-      const times: number[] = [];
-      for (let i = 0; i < 5; i++) {
-        const r = await attempt(ts, 'bob', 'wrong');
-        assert.equal(r.outcome, 'not-authorized');
-        times.push(r.ms);
-        r.client.destroy();
+      const guard = loginGuard(ts.server.ctx)!;
+      // No wait for the first two; then 60, 120, 240 ms; the right password after 5 failures: 480 ms.
+      // Each twice: the address's wait before the attempt, the account's once the username is known.
+      const expected = [0, 0, 60, 120, 240, 480];
+      for (let i = 0; i < expected.length; i++) {
+        const password = i < 5 ? 'wrong' : 'pw-bob';
+        const client = await ts.client();
+        let answered = false;
+        const answer = client.authenticate('bob', password).finally(() => (answered = true));
+        const delay = expected[i]!;
+        for (const what of delay > 0 ? ['address', 'account'] : []) {
+          await waitFor(`the ${what} wait before attempt ${i + 1}`, () => clock.pending().length > 0);
+          assert.deepEqual(clock.pending(), [delay], `attempt ${i + 1}, ${what}`);
+          clock.advance(delay - 1);
+          // The timer has not fired, so the server cannot have answered.
+          assert.equal(answered, false, `attempt ${i + 1} answered before the ${what} delay`);
+          clock.advance(1);
+        }
+        const el = await answer;
+        // The delay applies to the right password too (it is not known before the attempt).
+        assert.equal(el.name, i < 5 ? 'failure' : 'success', `attempt ${i + 1}`);
+        assert.deepEqual(clock.pending(), []);
+        client.destroy();
         // the failure is counted when its event has run
-        await waitFor('the failure to be counted', () => loginGuard(ts.server.ctx)!.failureCount('ip', '127.0.0.1') === i + 1);
+        if (i < 5) await waitFor('the failure to be counted', () => guard.failureCount('ip', '127.0.0.1') === i + 1);
       }
-      assert.ok(times[2]! >= 55, `third attempt delayed ~60 ms (${times[2]})`);
-      assert.ok(times[3]! >= 115, `fourth attempt delayed ~120 ms (${times[3]})`);
-      assert.ok(times[4]! >= 235, `fifth attempt delayed ~240 ms (${times[4]})`);
-      assert.ok(times[4]! > times[3]! && times[3]! > times[2]!, `growing: ${times.map(Math.round).join(', ')}`);
-      // The delay applies to the right password too (it is not known before the attempt).
-      const ok = await attempt(ts, 'bob', 'pw-bob');
-      assert.equal(ok.outcome, 'success');
-      assert.ok(ok.ms >= 475, `a correct attempt after 5 failures waits too (${ok.ms})`);
     } finally {
       await ts.stop();
     }
@@ -208,14 +217,16 @@ describe('failed-login guard over client streams', () => {
   });
 
   test('P7 a trusted proxy is never delayed or blocked by address (its failures are still recorded)', async () => {
-    const ts = await start({ delayAfter: 1, delayBase: 400, blockAfter: 3, trustedProxies: ['127.0.0.2/32'] });
+    // On a clock nobody moves, a delayed attempt would never be answered.
+    const clock = new ManualClock();
+    const ts = await start({ delayAfter: 1, delayBase: 400, blockAfter: 3, trustedProxies: ['127.0.0.2/32'] }, { clock });
     try {
       await createAccount(ts, 'dave');
       for (let i = 0; i < 6; i++) {
         // different accounts each time, so the per-account limits do not apply
         const r = await attempt(ts, `nobody${i}`, 'wrong', '127.0.0.2');
         assert.equal(r.outcome, 'not-authorized');
-        assert.ok(r.ms < 390, `no delay for the trusted proxy (${r.ms})`);
+        assert.deepEqual(clock.pending(), [], 'no delay for the trusted proxy');
         r.client.destroy();
       }
       const ok = await attempt(ts, 'dave', 'pw-dave', '127.0.0.2');
@@ -224,7 +235,16 @@ describe('failed-login guard over client streams', () => {
       await waitFor('six records', async () => (await logs.listFailedLogins({ ip: '127.0.0.2' })).length === 6);
       assert.equal(loginGuard(ts.server.ctx)!.isBlocked('ip', '127.0.0.2'), false);
       // An untrusted neighbour is blocked as usual.
-      for (let i = 0; i < 3; i++) (await attempt(ts, `x${i}`, 'wrong', '127.0.0.3')).client.destroy();
+      const guard = loginGuard(ts.server.ctx)!;
+      for (let i = 0; i < 3; i++) {
+        const r = attempt(ts, `x${i}`, 'wrong', '127.0.0.3');
+        if (i > 0) {
+          await waitFor('the neighbour to be delayed', () => clock.pending().length > 0);
+          clock.advance(clock.pending()[0]!);
+        }
+        (await r).client.destroy();
+        await waitFor('the failure to be counted', () => guard.failureCount('ip', '127.0.0.3') === i + 1);
+      }
       await waitFor('the neighbour to be blocked', () => loginGuard(ts.server.ctx)!.isBlocked('ip', '127.0.0.3'));
     } finally {
       await ts.stop();

@@ -186,7 +186,6 @@ describe('P6 session records', () => {
     const removed = await again.iq(x('iq', { type: 'set' }, x('query', { xmlns: NS.register }, x('remove', {}))));
     assert.equal(removed.attrs.type, 'result');
     await until(async () => (await ts.server.ctx.storage.accounts.get('erin', 'localhost')) === null || null, 'the deletion');
-    await sleep(200);
     await until(async () => !(await storage.statistics.listSessionRecords()).some((r) => r.account === 'erin@localhost'), 'no records of erin');
   });
 });

@@ -32,6 +32,14 @@ async function rawExchange(port: number, input: string | Buffer | (string | Buff
   return out;
 }
 
+async function waitFor(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 function streamErrorOf(output: string): string | null {
   const m = /<stream:error><([a-z-]+) xmlns='urn:ietf:params:xml:ns:xmpp-streams'/.exec(output);
   return m ? m[1]! : null;
@@ -116,8 +124,7 @@ describe('c2s stream errors', () => {
     await c.login('alice', 'pw', { resource: 'trunc' });
     c.writeRaw(`<message to='bob@localhost'><body>half`);
     c.destroy();
-    await new Promise((r) => setTimeout(r, 200));
-    assert.ok(!ts.server.ctx.sessions.get('alice@localhost/trunc'), 'the session outlived its connection');
+    await waitFor('the session to end with its connection', () => !ts.server.ctx.sessions.get('alice@localhost/trunc'));
     await serverStillServes();
   });
 
@@ -199,8 +206,7 @@ describe('c2s stream errors', () => {
       sender.send(x('message', { to: 'bob@localhost/stuck', type: 'chat' }, x('body', {}, body)));
       if (i % 20 === 0) await sender.iq(x('iq', { type: 'get', to: 'localhost' }, x('ping', { xmlns: NS.ping })));
     }
-    for (let i = 0; i < 50 && ts.server.ctx.sessions.get('bob@localhost/stuck'); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.ok(!ts.server.ctx.sessions.get('bob@localhost/stuck'), 'the non-reading client is still connected');
+    await waitFor('the non-reading client to be disconnected', () => !ts.server.ctx.sessions.get('bob@localhost/stuck'), 10_000);
     const pong = await sender.iq(x('iq', { type: 'get', to: 'localhost' }, x('ping', { xmlns: NS.ping })));
     assert.equal(pong.attrs.type, 'result');
   });
@@ -252,8 +258,7 @@ describe('direct TLS without a server name', () => {
       let out = '';
       socket.on('data', (d) => (out += d));
       socket.write(HEADER());
-      for (let i = 0; i < 50 && !out.includes('stream:features'); i++) await new Promise((r) => setTimeout(r, 20));
-      assert.match(out, /<stream:features>/);
+      await waitFor('stream features', () => out.includes('<stream:features>'));
       socket.destroy();
     } finally {
       await ts.stop();

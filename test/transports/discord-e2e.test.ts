@@ -27,7 +27,7 @@ import { createAdapter } from '../../transports/discord/index.js';
 import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
-import { GW, SECRET, bareOf, delay, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { GW, SECRET, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
 
 const CORRECT = 'urn:xmpp:message-correct:0';
 const RETRACT = 'urn:xmpp:message-retract:1';
@@ -55,6 +55,13 @@ describe('Discord transport end to end through Gatehouse', () => {
   const contactJid = (id: string) => `${id}@${GW}`;
   const roomJid = (ch: FakeChannel) => `${escapeLocal(`#${ch.id}`)}@${GW}`;
   const count = (body: string) => everything.filter((el) => isMsg(el) && el.getChildText('body') === body).length;
+  /** A message in the DM and in the room, waited for: delivery is in order, so a duplicate would have come first. */
+  const markers = async (tag: string) => {
+    fake.say(dm.id, bobId, `${tag} dm marker`);
+    fake.say(general.id, carolId, `${tag} room marker`);
+    await alice.expect((el) => isMsg(el) && el.getChildText('body') === `${tag} dm marker`, 8000);
+    await alice.expect((el) => isMsg(el) && el.getChildText('body') === `${tag} room marker`, 8000);
+  };
   const posted = (channelId: string, pred: (body: any) => boolean) =>
     fake.waitForRequest({ method: 'POST', path: `/channels/${channelId}/messages`, pred: (r) => r.status < 300 && pred(r.body) }, 8000);
 
@@ -200,7 +207,9 @@ describe('Discord transport end to end through Gatehouse', () => {
     assert.equal(echo.attrs.type, 'groupchat');
     assert.equal(echo.attrs.from, `${room}/gatehouse-bot`);
     await posted(general.id, (b) => b.content === 'hello discord room');
-    await delay(200);
+    // Discord's echo was dispatched before this marker, and delivery is in order.
+    fake.say(general.id, carolId, 'echo marker');
+    await alice.expect((el) => isMsg(el) && el.getChildText('body') === 'echo marker', 8000);
     assert.equal(count('hello discord room'), 1, "Discord's echo of the bot's message is not delivered twice");
 
     // Mentions become names (the server nick wins over the global name).
@@ -299,7 +308,7 @@ describe('Discord transport end to end through Gatehouse', () => {
     assert.equal(missedRoom.attrs.from, `${room}/Carol`);
     fake.say(dm.id, bobId, 'after the drop');
     await alice.expect((el) => isMsg(el) && el.getChildText('body') === 'after the drop', 8000);
-    await delay(300);
+    await markers('drop');
     for (const body of ['hello from discord', 'before the drop', 'during the drop', 'room during the drop', 'after the drop']) assert.equal(count(body), 1, `${body} once`);
     assert.equal(fake.gatewayReceived.filter((p) => p.op === Op.Identify).length, identifies, 'resumed, not identified again');
     const after = (await transport.storage.transports.queryAudit({ userJid: user })).filter((r) => r.event === 'disconnected').length;
@@ -327,7 +336,7 @@ describe('Discord transport end to end through Gatehouse', () => {
     fake.say(general.id, carolId, 'room after the outage');
     const roomAfter = await alice.expect((el) => isMsg(el) && el.getChildText('body') === 'room after the outage', 10000);
     assert.equal(roomAfter.attrs.from, `${room}/Carol`);
-    await delay(300);
+    await markers('outage');
     assert.equal(count('after the outage'), 1);
     assert.equal(count('during the drop'), 1, 'not replayed by the new session');
 

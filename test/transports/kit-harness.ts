@@ -22,6 +22,7 @@ import { parseTransportConfig, type TransportConfig } from '../../transports/kit
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
 import type { TransportAuditEntry } from '../../server/storage/repos/transports.js';
+import type { Clock } from '../../shared/clock.js';
 
 export const GW = 'gw.localhost';
 export const SECRET = 'kit-component-secret-4a1f';
@@ -53,6 +54,8 @@ export interface KitOptions {
   server?: TestServer;
   dir?: string;
   network?: FakeNetwork;
+  /** The transport's clock (a ManualClock moves its grace, retry and login timers too). */
+  clock?: Clock;
 }
 
 export interface Kit {
@@ -102,7 +105,7 @@ export async function startKit(opts: KitOptions = {}): Promise<Kit> {
   const config = transportConfig(ts, dir, opts.transport, opts.storage);
   const logLines: string[] = [];
   const log = new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-fake');
-  const start = () => startTransport({ config, adapter: new FakeAdapter(net), log, env: {} });
+  const start = () => startTransport({ config, adapter: new FakeAdapter(net), log, env: {}, clock: opts.clock });
   const transport = await start();
   // A handle of its own, so the log can be read while the transport is stopped.
   const auditStorage = await openStorage(config.storage, { migrate: false });

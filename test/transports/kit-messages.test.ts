@@ -141,14 +141,14 @@ describe('transport kit: message features', () => {
     const gus = await onlineUser(kit, 'm-gus', 'gus-irc', 'pw-g');
     const user = bareOf(gus);
     await until(() => kit.net.sessionOf(user) !== undefined, 'a live session');
+    const kitState = () => kit.transport.gateway.sessions.ofUser(user)[0]?.syncState;
     kit.net.sync(user, 'token-1');
-    await until(() => kit.net.sessionOf(user) !== undefined, 'still there');
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => kitState() === 'token-1', 'the kit to have the sync state');
     kit.net.drop(user, 'network hiccup');
     await until(() => kit.net.logins.filter((l) => l.userJid === user && l.ok).length === 2, 'logged in again');
     assert.equal(kit.net.logins.filter((l) => l.userJid === user && l.ok).at(-1)!.state, 'token-1');
     kit.net.sync(user, 'token-2');
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => kitState() === 'token-2', 'the kit to have the new sync state');
     await kit.stopTransport();
     await kit.restartTransport();
     await until(() => kit.net.logins.filter((l) => l.userJid === user && l.ok).length === 3, 'logged in after the restart', 8000);

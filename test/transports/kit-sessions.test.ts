@@ -7,7 +7,8 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { GW, bareOf, delay, errorOf, freePort, onlineUser, startKit, startServer, until, type Kit } from './kit-harness.js';
+import { ManualClock } from '../../shared/clock.js';
+import { GW, bareOf, errorOf, freePort, onlineUser, startKit, startServer, until, type Kit } from './kit-harness.js';
 
 let kit: Kit;
 
@@ -19,87 +20,124 @@ after(async () => {
   await kit.stop();
 });
 
-const events = async (user: string) => (await kit.audit(user)).map((r) => r.event);
+const events = async (k: Kit, user: string) => (await k.audit(user)).map((r) => r.event);
+
+/** Waits for the next timer to be set, and moves the clock to it. */
+async function passTimer(clock: ManualClock, what: string): Promise<void> {
+  await until(() => clock.pending().length > 0, what);
+  clock.advance(clock.pending()[0]!);
+}
+
+/** A kit of the test's own whose transport timers run on a clock the test moves. */
+async function withManualKit(body: (kit: Kit, clock: ManualClock) => Promise<void>): Promise<void> {
+  const clock = new ManualClock();
+  const own = await startKit({ clock });
+  try {
+    await body(own, clock);
+  } finally {
+    await own.stop();
+  }
+}
 
 describe('transport kit: presence-driven sessions', () => {
   test('P10 the first available presence logs in; the last unavailable logs out after the grace period', async () => {
-    const alice = await onlineUser(kit, 'sess-alice', 'alice-irc', 'pw-alice');
-    const user = bareOf(alice);
-    await until(() => kit.net.sessionOf(user) !== undefined, 'a live session');
-    const s1 = kit.net.sessionOf(user)!;
-    // Registration's test login became the live session: one login only.
-    assert.equal(kit.net.logins.filter((l) => l.userJid === user).length, 1);
-    const rows = await kit.audit(user);
-    assert.deepEqual(rows.map((r) => r.event), ['connecting', 'connected']);
-    assert.equal(rows[0]!.account, 'alice-irc');
-    assert.equal(rows[0]!.server, 'irc.one');
-    assert.equal(rows[0]!.network, 'fake');
+    // The transport's timers run on a clock the test moves: no window a busy machine can miss.
+    const clock = new ManualClock();
+    const own = await startKit({ clock });
+    try {
+      const alice = await onlineUser(own, 'sess-alice', 'alice-irc', 'pw-alice');
+      const user = bareOf(alice);
+      await until(() => own.net.sessionOf(user) !== undefined, 'a live session');
+      const s1 = own.net.sessionOf(user)!;
+      // Registration's test login became the live session: one login only.
+      assert.equal(own.net.logins.filter((l) => l.userJid === user).length, 1);
+      const rows = await own.audit(user);
+      assert.deepEqual(rows.map((r) => r.event), ['connecting', 'connected']);
+      assert.equal(rows[0]!.account, 'alice-irc');
+      assert.equal(rows[0]!.server, 'irc.one');
+      assert.equal(rows[0]!.network, 'fake');
+      const grace = own.config.gracePeriod;
 
-    // A second resource; the first goes away: the session stays.
-    const alice2 = await kit.ts.client();
-    await alice2.login('sess-alice', 'secret-sess-alice', { resource: 'phone' });
-    alice2.send(x('presence'));
-    await delay(100);
-    alice.send(x('presence', { type: 'unavailable' }));
-    await delay(700);
-    assert.equal(s1.closed, false, 'another resource is still online');
-    // The last one goes: logged out once the grace period is over, not before.
-    alice2.send(x('presence', { type: 'unavailable' }));
-    await delay(150);
-    assert.equal(s1.closed, false, 'still within the grace period');
-    await until(() => s1.closed, 'logout after the grace period', 3000);
-    assert.equal(s1.loggedOutWith, 'the user went offline');
-    const after = await kit.audit(user);
-    assert.equal(after.at(-1)!.event, 'disconnected');
-    assert.equal(after.at(-1)!.reason, 'the user went offline');
+      // A second resource; the first goes away: the session stays.
+      const alice2 = await own.ts.client();
+      await alice2.login('sess-alice', 'secret-sess-alice', { resource: 'phone' });
+      alice2.send(x('presence'));
+      // Seen by alice, so the server sent it to the gateway before alice's unavailable.
+      await alice.expect((el) => el.name === 'presence' && el.attrs.from === alice2.jid);
+      alice.send(x('presence', { type: 'unavailable' }));
+      // A marker through the same per-user presence queue: once the network sees it, the
+      // unavailable before it has been handled.
+      alice2.send(x('presence', {}, x('show', {}, 'xa'), x('status', {}, 'marker')));
+      await until(() => s1.ownPresence?.status === 'marker', 'the marker presence on the network');
+      assert.deepEqual(clock.pending(), [], 'no logout scheduled while another resource is online');
+      clock.advance(10 * grace);
+      assert.equal(s1.closed, false, 'another resource is still online');
+      // The last one goes: logged out once the grace period is over, not before.
+      alice2.send(x('presence', { type: 'unavailable' }));
+      await until(() => clock.pending().length === 1, 'the grace timer');
+      assert.deepEqual(clock.pending(), [grace]);
+      clock.advance(grace - 1);
+      assert.equal(s1.closed, false, 'still within the grace period');
+      clock.advance(1);
+      await until(() => s1.closed, 'logout after the grace period');
+      assert.equal(s1.loggedOutWith, 'the user went offline');
+      await until(async () => (await own.audit(user)).at(-1)!.event === 'disconnected', 'the disconnected row');
+      assert.equal((await own.audit(user)).at(-1)!.reason, 'the user went offline');
 
-    // Back within the grace period: the session survives without a new login.
-    alice2.send(x('presence'));
-    await until(() => kit.net.sessionOf(user) !== undefined, 'logged in again');
-    const s2 = kit.net.sessionOf(user)!;
-    const logins = kit.net.logins.filter((l) => l.userJid === user).length;
-    alice2.send(x('presence', { type: 'unavailable' }));
-    await delay(100);
-    alice2.send(x('presence'));
-    await delay(700);
-    assert.equal(s2.closed, false);
-    assert.equal(kit.net.logins.filter((l) => l.userJid === user).length, logins);
-    // The user's show goes to the network (setPresence).
-    alice2.send(x('presence', {}, x('show', {}, 'away'), x('status', {}, 'lunch')));
-    await until(() => s2.ownPresence?.show === 'away', 'away on the network');
-    assert.equal(s2.ownPresence?.status, 'lunch');
-    await alice.close();
-    await alice2.close();
+      // Back within the grace period: the session survives without a new login.
+      alice2.send(x('presence'));
+      await until(() => own.net.sessionOf(user) !== undefined, 'logged in again');
+      const s2 = own.net.sessionOf(user)!;
+      const logins = own.net.logins.filter((l) => l.userJid === user).length;
+      alice2.send(x('presence', { type: 'unavailable' }));
+      await until(() => clock.pending().length === 1, 'the grace timer');
+      alice2.send(x('presence'));
+      await until(() => clock.pending().length === 0, 'the grace timer cancelled');
+      clock.advance(10 * grace);
+      assert.equal(s2.closed, false);
+      assert.equal(own.net.logins.filter((l) => l.userJid === user).length, logins);
+      // The user's show goes to the network (setPresence).
+      alice2.send(x('presence', {}, x('show', {}, 'away'), x('status', {}, 'lunch')));
+      await until(() => s2.ownPresence?.show === 'away', 'away on the network');
+      assert.equal(s2.ownPresence?.status, 'lunch');
+      await alice.close();
+      await alice2.close();
+    } finally {
+      await own.stop();
+    }
   });
 
-  test('P10 a refused login is a not-authorized presence error and an auth-failed row; no retry until a new resource', async () => {
-    const bob = await onlineUser(kit, 'sess-bob', 'bob-irc', 'pw-bob');
-    const user = bareOf(bob);
-    await until(() => kit.net.sessionOf(user) !== undefined, 'a live session');
-    const first = kit.net.sessionOf(user)!;
-    bob.send(x('presence', { type: 'unavailable' }));
-    await until(() => first.closed, 'logged out');
-    // The password changes on the network.
-    kit.net.accounts.set('bob-irc', 'changed-elsewhere');
-    bob.send(x('presence'));
-    const err = await bob.expect((el) => el.name === 'presence' && el.attrs.type === 'error' && el.attrs.from === GW);
-    assert.equal(errorOf(err), 'not-authorized');
-    assert.ok(!String(err).includes('pw-bob'), 'no credential in the error');
-    await until(async () => (await events(user)).at(-1) === 'auth-failed', 'auth-failed row');
-    const row = (await kit.audit(user)).at(-1)!;
-    assert.ok(row.reason && !row.reason.includes('pw-bob'), `reason without the password: ${row.reason}`);
-    const attempts = kit.net.logins.filter((l) => l.userJid === user).length;
-    await delay(600);
-    assert.equal(kit.net.logins.filter((l) => l.userJid === user).length, attempts, 'no retry of a refused login');
-    // Fixed on the network, and a new resource comes online: tried again.
-    kit.net.accounts.set('bob-irc', 'pw-bob');
-    const bob2 = await kit.ts.client();
-    await bob2.login('sess-bob', 'secret-sess-bob', { resource: 'second' });
-    bob2.send(x('presence'));
-    await until(() => kit.net.sessionOf(user) !== undefined, 'logged in with the new resource');
-    await bob.close();
-    await bob2.close();
-  });
+  test('P10 a refused login is a not-authorized presence error and an auth-failed row; no retry until a new resource', () =>
+    withManualKit(async (kit, clock) => {
+      const bob = await onlineUser(kit, 'sess-bob', 'bob-irc', 'pw-bob');
+      const user = bareOf(bob);
+      await until(() => kit.net.sessionOf(user) !== undefined, 'a live session');
+      const first = kit.net.sessionOf(user)!;
+      bob.send(x('presence', { type: 'unavailable' }));
+      await passTimer(clock, 'the grace timer');
+      await until(() => first.closed, 'logged out');
+      // The password changes on the network.
+      kit.net.accounts.set('bob-irc', 'changed-elsewhere');
+      bob.send(x('presence'));
+      const err = await bob.expect((el) => el.name === 'presence' && el.attrs.type === 'error' && el.attrs.from === GW);
+      assert.equal(errorOf(err), 'not-authorized');
+      assert.ok(!String(err).includes('pw-bob'), 'no credential in the error');
+      await until(async () => (await events(kit, user)).at(-1) === 'auth-failed', 'auth-failed row');
+      const row = (await kit.audit(user)).at(-1)!;
+      assert.ok(row.reason && !row.reason.includes('pw-bob'), `reason without the password: ${row.reason}`);
+      const attempts = kit.net.logins.filter((l) => l.userJid === user).length;
+      // The presence error was sent where a retry would have been scheduled: none is.
+      assert.deepEqual(clock.pending(), []);
+      assert.equal(kit.net.logins.filter((l) => l.userJid === user).length, attempts, 'no retry of a refused login');
+      // Fixed on the network, and a new resource comes online: tried again.
+      kit.net.accounts.set('bob-irc', 'pw-bob');
+      const bob2 = await kit.ts.client();
+      await bob2.login('sess-bob', 'secret-sess-bob', { resource: 'second' });
+      bob2.send(x('presence'));
+      await until(() => kit.net.sessionOf(user) !== undefined, 'logged in with the new resource');
+      await bob.close();
+      await bob2.close();
+    }));
 
   test('P10 an unreachable network: one remote-server-timeout error, then retries with backoff until it works', async () => {
     const carol = await onlineUser(kit, 'sess-carol', 'carol-irc', 'pw-carol');
@@ -126,27 +164,29 @@ describe('transport kit: presence-driven sessions', () => {
     await carol.close();
   });
 
-  test('P10 a dropped connection is logged and reconnected; a final drop is auth-failed with a presence error', async () => {
-    const dave = await onlineUser(kit, 'sess-dave', 'dave-irc', 'pw-dave');
-    const user = bareOf(dave);
-    await until(() => kit.net.sessionOf(user) !== undefined, 'a live session');
-    const first = kit.net.sessionOf(user)!;
-    kit.net.drop(user, 'Ping timeout: 240 seconds');
-    await until(() => kit.net.sessionOf(user) !== undefined && kit.net.sessionOf(user) !== first, 'reconnected');
-    const rows = await kit.audit(user);
-    const i = rows.findIndex((r) => r.event === 'disconnected' && r.reason === 'Ping timeout: 240 seconds');
-    assert.ok(i >= 0, JSON.stringify(rows));
-    assert.deepEqual(rows.slice(i).map((r) => r.event), ['disconnected', 'connecting', 'connected']);
-    // A final drop (banned): not retried, the user is told.
-    kit.net.drop(user, 'K-Lined', true);
-    const err = await dave.expect((el) => el.name === 'presence' && el.attrs.type === 'error' && el.attrs.from === GW);
-    assert.equal(errorOf(err), 'not-authorized');
-    await until(async () => (await events(user)).at(-1) === 'auth-failed', 'auth-failed row');
-    const n = kit.net.logins.filter((l) => l.userJid === user).length;
-    await delay(500);
-    assert.equal(kit.net.logins.filter((l) => l.userJid === user).length, n);
-    await dave.close();
-  });
+  test('P10 a dropped connection is logged and reconnected; a final drop is auth-failed with a presence error', () =>
+    withManualKit(async (kit, clock) => {
+      const dave = await onlineUser(kit, 'sess-dave', 'dave-irc', 'pw-dave');
+      const user = bareOf(dave);
+      await until(() => kit.net.sessionOf(user) !== undefined, 'a live session');
+      const first = kit.net.sessionOf(user)!;
+      kit.net.drop(user, 'Ping timeout: 240 seconds');
+      await passTimer(clock, 'the reconnect timer');
+      await until(() => kit.net.sessionOf(user) !== undefined && kit.net.sessionOf(user) !== first, 'reconnected');
+      const rows = await kit.audit(user);
+      const i = rows.findIndex((r) => r.event === 'disconnected' && r.reason === 'Ping timeout: 240 seconds');
+      assert.ok(i >= 0, JSON.stringify(rows));
+      assert.deepEqual(rows.slice(i).map((r) => r.event), ['disconnected', 'connecting', 'connected']);
+      // A final drop (banned): not retried, the user is told.
+      kit.net.drop(user, 'K-Lined', true);
+      const err = await dave.expect((el) => el.name === 'presence' && el.attrs.type === 'error' && el.attrs.from === GW);
+      assert.equal(errorOf(err), 'not-authorized');
+      await until(async () => (await events(kit, user)).at(-1) === 'auth-failed', 'auth-failed row');
+      const n = kit.net.logins.filter((l) => l.userJid === user).length;
+      assert.deepEqual(clock.pending(), [], 'no retry scheduled');
+      assert.equal(kit.net.logins.filter((l) => l.userJid === user).length, n);
+      await dave.close();
+    }));
 
   test('a login that hangs times out as remote-server-timeout', async () => {
     const erin = await onlineUser(kit, 'sess-erin', 'erin-irc', 'pw-erin');

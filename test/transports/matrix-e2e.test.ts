@@ -257,9 +257,11 @@ describe('Matrix transport end to end through Gatehouse', () => {
   test('P10 a homeserver outage drops the session; the kit reconnects and nothing is replayed; audit rows', async () => {
     const bob = jidOf(bobId);
     hs.message(dmRoom, bobId, 'before the outage');
+    const at = hs.position;
     await alice.expect((el) => isMsg(el) && el.getChildText('body') === 'before the outage', 8000);
-    // Let the sync position after that message be stored.
-    await new Promise((r) => setTimeout(r, 400));
+    // The kit has the sync position after that message (stored when the connection drops).
+    const position = () => Number(transport.gateway.sessions.ofUser(user)[0]?.syncState?.replace(/^s/, '') ?? -1);
+    await until(() => position() >= at, 'the sync position after the message', 8000);
     const loginsBefore = hs.requests.filter((r) => r.endsWith('/account/whoami')).length;
     hs.dropConnections();
     await until(async () => (await transport.storage.transports.queryAudit({ userJid: user })).some((r) => r.event === 'disconnected'), 'a disconnected row', 8000);
@@ -270,7 +272,9 @@ describe('Matrix transport end to end through Gatehouse', () => {
     assert.ok(hs.requests.filter((r) => r.endsWith('/account/whoami')).length > loginsBefore, 'logged in again with the stored token');
     hs.message(dmRoom, bobId, 'after the outage');
     await alice.expect((el) => isMsg(el) && el.getChildText('body') === 'after the outage', 8000);
-    await new Promise((r) => setTimeout(r, 300));
+    // Delivery is in order: a replayed duplicate would have arrived before this marker.
+    hs.message(dmRoom, bobId, 'outage marker');
+    await alice.expect((el) => isMsg(el) && el.getChildText('body') === 'outage marker', 8000);
     const count = (body: string) => everything.filter((el) => isMsg(el) && el.getChildText('body') === body).length;
     assert.equal(count('before the outage'), 1, 'not replayed');
     assert.equal(count('during the outage'), 1);

@@ -83,6 +83,14 @@ export class Recorder<S extends LegacySession = LegacySession> {
     this.seen.length = 0;
   }
 
+  /**
+   * Events emitted but not taken yet. Taken after a marker event (events arrive in order), this
+   * is the positive end of a "nothing else arrived" check: anything unwanted came before the marker.
+   */
+  unseen<E extends EventName>(event: E, pred: (args: LegacySessionEvents[E]) => boolean = () => true): number {
+    return this.seen.filter((s) => s.event === event && pred(s.args as LegacySessionEvents[E])).length;
+  }
+
   async none(event: EventName, pred: (args: any[]) => boolean = () => true, ms = 400): Promise<boolean> {
     try {
       await this.take(event, pred as never, ms);

@@ -32,6 +32,7 @@ export interface Kit {
   readonly vault: Vault;
   readonly audit: AuditLog;
   readonly addresses: Addresses;
+  /** Stamps audit rows; the session timers (grace, reconnect, login timeout, sync state) run on it too. */
   readonly clock: Clock;
   readonly log: Logger;
   readonly sessions: SessionManager;

@@ -28,6 +28,7 @@ import { scrub } from './audit-log.js';
 import { VaultError } from './vault.js';
 import { errorElement, showOf } from './stanzas.js';
 import type { RoomState } from './rooms.js';
+import { after, type Clock, type Timer } from '../../shared/clock.js';
 
 export type SessionState = 'connecting' | 'online' | 'retrying' | 'failed' | 'closed';
 
@@ -54,8 +55,8 @@ export class UserSession {
   attempt = 0;
   failure: LoginFailure | null = null;
   failureNotified = false;
-  retryTimer: NodeJS.Timeout | null = null;
-  graceTimer: NodeJS.Timeout | null = null;
+  retryTimer: Timer | null = null;
+  graceTimer: Timer | null = null;
   loginDone: Promise<void> | null = null;
   /** Bumped per connection; events of an older connection are ignored. */
   generation = 0;
@@ -71,7 +72,7 @@ export class UserSession {
   appliedPresence: string | null = null;
   /** The adapter's latest 'syncState' and the timer that stores it. */
   syncState: string | undefined;
-  syncTimer: NodeJS.Timeout | null = null;
+  syncTimer: Timer | null = null;
 
   constructor(
     readonly user: string,
@@ -103,24 +104,24 @@ interface ResourceState {
   priority: number;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, onLate: (value: T) => void): Promise<T> {
+function withTimeout<T>(clock: Clock, p: Promise<T>, ms: number, onLate: (value: T) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let done = false;
-    const timer = setTimeout(() => {
+    const timer = after(clock, ms, () => {
       done = true;
       reject(new Error(`no answer within ${Math.round(ms / 1000)}s`));
-    }, ms);
+    });
     p.then(
       (v) => {
         if (done) return onLate(v);
         done = true;
-        clearTimeout(timer);
+        timer.cancel();
         resolve(v);
       },
       (err) => {
         if (done) return;
         done = true;
-        clearTimeout(timer);
+        timer.cancel();
         reject(err);
       },
     );
@@ -284,7 +285,7 @@ export class SessionManager {
     for (const s of this.ofUser(user)) {
       if (wanted.has(this.serverKey(s.server))) {
         if (s.graceTimer) {
-          clearTimeout(s.graceTimer);
+          s.graceTimer.cancel();
           s.graceTimer = null;
         }
       } else {
@@ -305,12 +306,11 @@ export class SessionManager {
       return;
     }
     if (s.graceTimer || s.state === 'closed') return;
-    s.graceTimer = setTimeout(() => {
+    s.graceTimer = after(this.kit.clock, this.kit.settings.gracePeriod, () => {
       s.graceTimer = null;
       if (this.demandedServers(s.user).has(this.serverKey(s.server))) return;
       void this.logout(s, 'the user went offline');
-    }, this.kit.settings.gracePeriod);
-    s.graceTimer.unref?.();
+    });
   }
 
   /** The user's highest-priority presence, passed to every online session that takes it (IRC AWAY). */
@@ -358,7 +358,7 @@ export class SessionManager {
   startLogin(s: UserSession): void {
     if (this.stopped) return;
     if (s.retryTimer) {
-      clearTimeout(s.retryTimer);
+      s.retryTimer.cancel();
       s.retryTimer = null;
     }
     s.state = 'connecting';
@@ -395,6 +395,7 @@ export class SessionManager {
     let legacy: LegacySession;
     try {
       legacy = await withTimeout(
+        kit.clock,
         kit.adapter.login({
           userJid: s.user,
           credentials: prepared.credentials,
@@ -465,13 +466,12 @@ export class SessionManager {
     if (s.retryTimer || this.stopped) return;
     const delay = backoffDelay(s.attempt++, this.kit.settings.reconnect);
     this.kit.log.debug('reconnecting later', { network: this.kit.adapter.network, user: s.user, server: s.server ?? null, delayMs: delay });
-    s.retryTimer = setTimeout(() => {
+    s.retryTimer = after(this.kit.clock, delay, () => {
       s.retryTimer = null;
       if (s.state !== 'retrying') return;
       if (!this.demandedServers(s.user).has(this.serverKey(s.server))) return this.forget(s);
       this.startLogin(s);
-    }, delay);
-    s.retryTimer.unref?.();
+    });
   }
 
   private attach(s: UserSession, legacy: LegacySession, gen: number): void {
@@ -523,12 +523,11 @@ export class SessionManager {
     if (typeof state !== 'string') return;
     s.syncState = state;
     if (s.syncTimer) return;
-    s.syncTimer = setTimeout(() => void this.flushSyncState(s), SYNC_STATE_DELAY);
-    s.syncTimer.unref?.();
+    s.syncTimer = after(this.kit.clock, SYNC_STATE_DELAY, () => void this.flushSyncState(s));
   }
 
   private async flushSyncState(s: UserSession): Promise<void> {
-    if (s.syncTimer) clearTimeout(s.syncTimer);
+    s.syncTimer?.cancel();
     s.syncTimer = null;
     if (s.syncState === undefined) return;
     try {
@@ -561,8 +560,8 @@ export class SessionManager {
   // ---- ending sessions ----
 
   private clearTimers(s: UserSession): void {
-    if (s.graceTimer) clearTimeout(s.graceTimer);
-    if (s.retryTimer) clearTimeout(s.retryTimer);
+    s.graceTimer?.cancel();
+    s.retryTimer?.cancel();
     s.graceTimer = null;
     s.retryTimer = null;
   }
