@@ -62,6 +62,7 @@ import {
   type TextMessage,
 } from '../kit/adapter.js';
 import { LegacySessionEmitter } from '../kit/session-emitter.js';
+import type { OccupantTable } from '../kit/occupants.js';
 import { DiscordCommandError, mapError } from './errors.js';
 import { FinalDestroyStrategy } from './gateway.js';
 import { BoundedMap, IdMap, isSnowflake } from './ids.js';
@@ -95,14 +96,8 @@ interface RoomState {
   channelId: string;
   guildId: string;
   joined: boolean;
-  /** user id → nick, for every occupant. */
-  nicks: Map<string, string>;
-  /** user id → the display name its nick was made from. */
-  bases: Map<string, string>;
-  /** nick → user id. */
-  byNick: Map<string, string>;
-  /** user id → the occupant as last reported. */
-  occupants: Map<string, Occupant>;
+  /** Occupants by user id, as last reported; `base` is the display name a nick was made from. */
+  occupants: OccupantTable;
 }
 
 /** Gateway close codes after which a new login cannot succeed without changes (topics/opcodes-and-status-codes). */
@@ -403,61 +398,29 @@ export class DiscordSession extends LegacySessionEmitter implements LegacySessio
   }
 
   /** A nick for a member: its current one while its display name is unchanged, else a free one. */
-  private nickFor(r: RoomState, member: GuildMember): string {
-    const base = cleanNick(member.displayName) || cleanNick(member.user.username) || member.id;
-    const current = r.nicks.get(member.id);
-    if (current && r.bases.get(member.id) === base) return current;
-    const free = (n: string) => {
-      const holder = r.byNick.get(n);
-      return holder === undefined || holder === member.id;
-    };
-    for (const candidate of [base, `${base} (${member.user.username})`, `${base} (${member.id})`]) if (free(candidate)) return candidate;
-    return `${base} (${member.id}-${randomBytes(2).toString('hex')})`;
+  private nickFor(r: RoomState, member: GuildMember, base: string): string {
+    const candidates = [base, `${base} (${member.user.username})`, `${base} (${member.id})`];
+    return r.occupants.uniqueNick(member.id, base, candidates, () => `${base} (${member.id}-${randomBytes(2).toString('hex')})`);
   }
 
-  private setNick(r: RoomState, userId: string, nick: string | null, base: string | null): void {
-    const old = r.nicks.get(userId);
-    if (old !== undefined && r.byNick.get(old) === userId) r.byNick.delete(old);
-    if (nick === null) {
-      r.nicks.delete(userId);
-      r.bases.delete(userId);
-      return;
-    }
-    r.nicks.set(userId, nick);
-    r.bases.set(userId, base ?? nick);
-    r.byNick.set(nick, userId);
-  }
-
-  /** Brings one member's occupant up to date in one room and reports what changed. */
-  private updateOccupant(r: RoomState, userId: string, emit: boolean): void {
+  /** Brings one member's occupant up to date in one room; the table reports what changed once the room is joined. */
+  private updateOccupant(r: RoomState, userId: string): void {
     const ch = this.channel(r.channelId);
     if (!ch) return;
     const member = ch.guild.members.cache.get(userId);
     const visible = !!member && this.canSee(ch, member);
-    const before = r.occupants.get(userId);
     if (!visible) {
-      if (!before) return;
+      if (!r.occupants.has(userId)) return;
       if (userId === this.me) {
         this.lostRoom(r, 'the bot can no longer see this channel');
         return;
       }
-      r.occupants.delete(userId);
-      this.setNick(r, userId, null, null);
-      if (emit && r.joined) this.safeEmit('occupantLeft', r.room, before.nick, null, null);
+      r.occupants.part(userId);
       return;
     }
-    const nick = this.nickFor(r, member);
     const base = cleanNick(member.displayName) || cleanNick(member.user.username) || member.id;
-    this.setNick(r, userId, nick, base);
-    const now = this.occupantFor(member, ch, nick);
-    r.occupants.set(userId, now);
-    if (!emit || !r.joined) return;
-    if (!before) {
-      this.safeEmit('occupantJoined', r.room, now);
-      return;
-    }
-    if (before.nick !== now.nick) this.safeEmit('nickChanged', r.room, before.nick, now.nick);
-    if (before.role !== now.role || before.affiliation !== now.affiliation) this.safeEmit('occupantChanged', r.room, now);
+    const nick = this.nickFor(r, member, base);
+    r.occupants.join(userId, this.occupantFor(member, ch, nick), undefined, base);
   }
 
   /** Recomputes every occupant (roles, overwrites or the member list changed). */
@@ -468,12 +431,12 @@ export class DiscordSession extends LegacySessionEmitter implements LegacySessio
       return;
     }
     r.room.name = this.roomOf(ch).name;
-    const ids = new Set<string>([...ch.guild.members.cache.keys(), ...r.occupants.keys()]);
+    const ids = new Set<string>([...ch.guild.members.cache.keys(), ...r.occupants.ids()]);
     // Members who had a nick first keep it: existing occupants go first.
-    const order = [...r.occupants.keys(), ...[...ids].filter((id) => !r.occupants.has(id))];
+    const order = [...r.occupants.ids(), ...[...ids].filter((id) => !r.occupants.has(id))];
     for (const id of order) {
       if (this.state !== 'ready' && emit) return;
-      this.updateOccupant(r, id, emit);
+      this.updateOccupant(r, id);
       if (!this.rooms.has(r.channelId)) return; // we lost the room
     }
   }
@@ -483,13 +446,13 @@ export class DiscordSession extends LegacySessionEmitter implements LegacySessio
   }
 
   private memberChanged(guildId: string, userId: string): void {
-    for (const r of [...this.rooms.values()]) if (r.guildId === guildId && r.joined) this.updateOccupant(r, userId, true);
+    for (const r of [...this.rooms.values()]) if (r.guildId === guildId && r.joined) this.updateOccupant(r, userId);
   }
 
   private lostRoom(r: RoomState, reason: string): void {
     if (!this.rooms.has(r.channelId)) return;
     this.rooms.delete(r.channelId);
-    const own = r.nicks.get(this.me) ?? this.client.user?.username ?? 'bot';
+    const own = r.occupants.nickOf(this.me) ?? this.client.user?.username ?? 'bot';
     if (r.joined) this.safeEmit('occupantLeft', r.room, own, reason, null);
   }
 
@@ -503,7 +466,7 @@ export class DiscordSession extends LegacySessionEmitter implements LegacySessio
     if (!this.rooms.has(channel.id)) return;
     if ((before.topic ?? null) !== topic) {
       const ours = this.consume(`s:${channel.id}`);
-      this.safeEmit('subject', r.room, topic ?? '', ours ? (r.nicks.get(this.me) ?? null) : null);
+      this.safeEmit('subject', r.room, topic ?? '', ours ? (r.occupants.nickOf(this.me) ?? null) : null);
     }
   }
 
@@ -519,13 +482,13 @@ export class DiscordSession extends LegacySessionEmitter implements LegacySessio
   }
 
   private ownNick(r: RoomState): string {
-    return r.nicks.get(this.me) ?? (cleanNick(this.client.user?.displayName) || 'bot');
+    return r.occupants.nickOf(this.me) ?? (cleanNick(this.client.user?.displayName) || 'bot');
   }
 
   private emitJoined(r: RoomState): void {
     const ch = this.channel(r.channelId);
     const topic = ch && 'topic' in ch ? (ch.topic ?? null) : null;
-    this.safeEmit('roomJoined', r.room, this.ownNick(r), [...r.occupants.values()], topic || null);
+    this.safeEmit('roomJoined', r.room, this.ownNick(r), r.occupants.list(), topic || null);
   }
 
   /**
@@ -576,12 +539,14 @@ export class DiscordSession extends LegacySessionEmitter implements LegacySessio
       this.emitJoined(again);
       return;
     }
-    const r: RoomState = { room: this.roomOf(ch), channelId: id, guildId: ch.guild.id, joined: false, nicks: new Map(), bases: new Map(), byNick: new Map(), occupants: new Map() };
+    const channelRoom = this.roomOf(ch);
+    const r: RoomState = { room: channelRoom, channelId: id, guildId: ch.guild.id, joined: false, occupants: this.occupantTable(channelRoom) };
     this.rooms.set(id, r);
     // The bot first (its nick should be its plain display name), then everyone else.
-    this.updateOccupant(r, this.me, false);
+    this.updateOccupant(r, this.me);
     this.resync(r, false);
     r.joined = true;
+    r.occupants.announced = true;
     this.emitJoined(r);
   }
 
@@ -698,19 +663,19 @@ export class DiscordSession extends LegacySessionEmitter implements LegacySessio
   private authorNick(r: RoomState, msg: Message | PartialMessage): string {
     const id = msg.author?.id ?? '';
     if (!msg.webhookId) {
-      if (!r.occupants.has(id) && msg.member) this.updateOccupant(r, id, true);
-      const nick = r.nicks.get(id);
+      if (!r.occupants.has(id) && msg.member) this.updateOccupant(r, id);
+      const nick = r.occupants.nickOf(id);
       if (nick) return nick;
     }
     const name = cleanNick(msg.member?.displayName ?? msg.author?.displayName ?? msg.author?.username) || 'unknown';
-    const holder = r.byNick.get(name);
+    const holder = r.occupants.idOf(name);
     return holder === undefined || holder === id ? name : `${name} (${msg.webhookId ? 'webhook' : id})`;
   }
 
   private names(guild: Guild | null, r: RoomState | null, msg?: Message | PartialMessage): MentionNames {
     return {
       user: (id) =>
-        r?.nicks.get(id) ??
+        r?.occupants.nickOf(id) ??
         (cleanNick(guild?.members.cache.get(id)?.displayName ?? msg?.mentions?.users.get(id)?.displayName ?? this.client.users.cache.get(id)?.displayName) || null),
       role: (id) => (guild?.roles.cache.get(id)?.name ? cleanNick(guild.roles.cache.get(id)!.name) : null),
       channel: (id) => {
@@ -807,7 +772,7 @@ export class DiscordSession extends LegacySessionEmitter implements LegacySessio
     }
     const r = this.rooms.get(channelId);
     if (!r?.joined) return;
-    const nick = authorId === this.me ? this.ownNick(r) : r.nicks.get(authorId);
+    const nick = authorId === this.me ? this.ownNick(r) : r.occupants.nickOf(authorId);
     if (!nick) return;
     this.safeEmit('roomMessage', r.room, nick, msg);
   }
@@ -835,10 +800,10 @@ export class DiscordSession extends LegacySessionEmitter implements LegacySessio
     if (!w) return;
     const msg: TextMessage = { text: '', reactions: { to: this.ids.kitId(msgId), keys: [...set] } };
     if ('room' in w) {
-      let nick = user.id === this.me ? this.ownNick(w.room) : w.room.nicks.get(user.id);
+      let nick = user.id === this.me ? this.ownNick(w.room) : w.room.occupants.nickOf(user.id);
       if (!nick) {
-        this.updateOccupant(w.room, user.id, true);
-        nick = w.room.nicks.get(user.id);
+        this.updateOccupant(w.room, user.id);
+        nick = w.room.occupants.nickOf(user.id);
       }
       if (!nick) return;
       this.deliverIn(w, nick, msg);
@@ -855,8 +820,8 @@ export class DiscordSession extends LegacySessionEmitter implements LegacySessio
     if (!w) return;
     let from: LegacyContact | { room: LegacyRoom; nick: string };
     if ('room' in w) {
-      if (!w.room.nicks.has(userId)) this.updateOccupant(w.room, userId, true);
-      const nick = w.room.nicks.get(userId);
+      if (!w.room.occupants.has(userId)) this.updateOccupant(w.room, userId);
+      const nick = w.room.occupants.nickOf(userId);
       if (!nick) return;
       from = { room: w.room.room, nick };
     } else {
@@ -965,7 +930,7 @@ export class DiscordSession extends LegacySessionEmitter implements LegacySessio
     const ch = this.channel(r.channelId);
     const channels: [string, string][] = [];
     if (ch) for (const c of ch.guild.channels.cache.values()) if (isRoomChannel(c)) channels.push([c.name, c.id]);
-    return toDiscordMarkup(text, { users: [...r.nicks].map(([id, nick]) => [nick, id]), channels });
+    return toDiscordMarkup(text, { users: r.occupants.entries().map((o) => [o.nick, o.id]), channels });
   }
 
   private targets(id: string): string[] {

@@ -25,6 +25,7 @@ import {
   type TextMessage,
 } from '../kit/adapter.js';
 import { LegacySessionEmitter } from '../kit/session-emitter.js';
+import type { OccupantTable } from '../kit/occupants.js';
 import { IrcCommandError } from './errors.js';
 import { SendQueue, type FloodOptions } from './flood.js';
 import { DEFAULT_PREFIXES, roleFor, type PrefixMode } from './roles.js';
@@ -55,15 +56,11 @@ export interface IrcSessionOptions {
   ca?: string | string[];
 }
 
-interface Member {
-  nick: string;
-  modes: Set<string>;
-}
-
 interface ChannelState {
   room: LegacyRoom;
   joined: boolean;
-  members: Map<string, Member>;
+  /** Members by nick, with their channel modes (prefix modes: +o, +v, ...). */
+  members: OccupantTable<Set<string>>;
   topic: string | null;
   moderated: boolean;
   /** joinRoom() calls waiting for the outcome. */
@@ -509,8 +506,8 @@ export class IrcSession extends LegacySessionEmitter implements LegacySession {
     return Array.isArray(p) && p.length ? p : DEFAULT_PREFIXES;
   }
 
-  private occupant(ch: ChannelState, m: Member): Occupant {
-    return { nick: m.nick, ...roleFor(m.modes, this.prefixes(), ch.moderated), contact: this.contact(m.nick) };
+  private occupant(ch: ChannelState, nick: string, modes: Set<string>): Occupant {
+    return { nick, ...roleFor(modes, this.prefixes(), ch.moderated), contact: this.contact(nick) };
   }
 
   private isSelf(nick: string | undefined): boolean {
@@ -533,26 +530,30 @@ export class IrcSession extends LegacySessionEmitter implements LegacySession {
     }
     const ch = this.channels.get(k);
     if (!ch) return;
-    const member: Member = { nick: e.nick, modes: new Set() };
-    ch.members.set(this.key(e.nick), member);
-    if (ch.joined) this.safeEmit('occupantJoined', ch.room, this.occupant(ch, member));
+    const modes = new Set<string>();
+    ch.members.join(e.nick, this.occupant(ch, e.nick, modes), modes);
   }
 
   private newChannel(room: LegacyRoom): ChannelState {
-    return { room, joined: false, members: new Map(), topic: null, moderated: false, waiting: [], timer: null };
+    return { room, joined: false, members: this.occupantTable(room, (nick) => this.key(nick)), topic: null, moderated: false, waiting: [], timer: null };
   }
 
   private onUserlist(e: { channel: string; users: { nick: string; modes: string[] }[] }): void {
     const ch = this.channels.get(this.key(e.channel));
     if (!ch) return;
-    const members = new Map<string, Member>();
-    for (const u of e.users) if (u.nick) members.set(this.key(u.nick), { nick: u.nick, modes: new Set(u.modes) });
-    ch.members = members;
+    const members = e.users
+      .filter((u) => u.nick)
+      .map((u) => {
+        const modes = new Set(u.modes);
+        return { id: u.nick, occupant: this.occupant(ch, u.nick, modes), data: modes };
+      });
+    ch.members.replaceAll(members);
     if (ch.joined) return; // a NAMES refresh
     ch.joined = true;
     this.clearTimer(ch.timer);
     ch.timer = null;
-    if (!members.has(this.key(this.ownNick))) members.set(this.key(this.ownNick), { nick: this.ownNick, modes: new Set() });
+    if (!ch.members.has(this.ownNick)) ch.members.join(this.ownNick, this.occupant(ch, this.ownNick, new Set()), new Set());
+    ch.members.announced = true;
     this.emitJoined(ch);
     for (const done of ch.waiting.splice(0)) done();
     // Learn the channel modes (+m makes unvoiced members visitors).
@@ -560,8 +561,7 @@ export class IrcSession extends LegacySessionEmitter implements LegacySession {
   }
 
   private emitJoined(ch: ChannelState): void {
-    const occupants = [...ch.members.values()].map((m) => this.occupant(ch, m));
-    this.safeEmit('roomJoined', ch.room, this.ownNick, occupants, ch.topic);
+    this.safeEmit('roomJoined', ch.room, this.ownNick, ch.members.list(), ch.topic);
   }
 
   private joinFailed(channel: string, reason: string, condition: LegacySessionEvents['roomJoinFailed'][2]): void {
@@ -602,52 +602,36 @@ export class IrcSession extends LegacySessionEmitter implements LegacySession {
       this.safeEmit('occupantLeft', room, this.ownNick, text || null, by);
       return;
     }
-    if (!ch) return;
-    const member = ch.members.get(this.key(nick));
-    ch.members.delete(this.key(nick));
-    if (ch.joined && member) this.safeEmit('occupantLeft', ch.room, member.nick, text || null, by);
+    ch?.members.part(nick, text || null, by);
   }
 
   private onQuit(nick: string, reason: string | undefined): void {
     if (this.isSelf(nick)) return; // the socket closing tells the rest
-    for (const ch of this.channels.values()) {
-      const member = ch.members.get(this.key(nick));
-      if (!member) continue;
-      ch.members.delete(this.key(nick));
-      if (ch.joined) this.safeEmit('occupantLeft', ch.room, member.nick, reason ? stripFormatting(reason) || null : null, null);
-    }
+    for (const ch of this.channels.values()) ch.members.part(nick, reason ? stripFormatting(reason) || null : null, null);
   }
 
   private onNick(oldNick: string, newNick: string): void {
     if (!oldNick || !newNick) return;
     const self = this.isSelf(oldNick);
     if (self) this.ownNick = newNick;
-    for (const ch of this.channels.values()) {
-      const member = ch.members.get(this.key(oldNick));
-      if (!member) continue;
-      ch.members.delete(this.key(oldNick));
-      member.nick = newNick;
-      ch.members.set(this.key(newNick), member);
-      if (ch.joined) this.safeEmit('nickChanged', ch.room, oldNick, newNick);
-    }
+    for (const ch of this.channels.values()) ch.members.rename(oldNick, newNick, newNick, this.contact(newNick));
   }
 
   private onMode(e: { target: string; modes: { mode: string; param: string | null }[] }): void {
     const ch = this.channels.get(this.key(e.target ?? ''));
     if (!ch || !ch.joined) return;
     const prefixModes = new Set(this.prefixes().map((p) => p.mode));
-    const before = new Map([...ch.members].map(([k, m]) => [k, this.occupant(ch, m)]));
     for (const { mode, param } of e.modes ?? []) {
       const adding = mode[0] === '+';
       const letter = mode.slice(1);
       if (prefixModes.has(letter) && param) {
-        const m = ch.members.get(this.key(param));
-        if (m) adding ? m.modes.add(letter) : m.modes.delete(letter);
+        const modes = ch.members.get(param)?.data;
+        if (modes) adding ? modes.add(letter) : modes.delete(letter);
       } else if (letter === 'm') {
         ch.moderated = adding;
       }
     }
-    this.emitChanged(ch, before);
+    this.refreshRoles(ch);
   }
 
   private onChannelModes(channel: string, modes: string): void {
@@ -655,17 +639,13 @@ export class IrcSession extends LegacySessionEmitter implements LegacySession {
     if (!ch || !ch.joined) return;
     const moderated = /^\+[^-]*m/.test(modes);
     if (moderated === ch.moderated) return;
-    const before = new Map([...ch.members].map(([k, m]) => [k, this.occupant(ch, m)]));
     ch.moderated = moderated;
-    this.emitChanged(ch, before);
+    this.refreshRoles(ch);
   }
 
-  private emitChanged(ch: ChannelState, before: Map<string, Occupant>): void {
-    for (const [k, m] of ch.members) {
-      const now = this.occupant(ch, m);
-      const was = before.get(k);
-      if (was && (was.role !== now.role || was.affiliation !== now.affiliation)) this.safeEmit('occupantChanged', ch.room, now);
-    }
+  /** Roles follow the members' prefix modes and the channel's +m; changes are reported. */
+  private refreshRoles(ch: ChannelState): void {
+    for (const m of ch.members.entries()) ch.members.update(m.id, roleFor(m.data, this.prefixes(), ch.moderated));
   }
 
   // ---------------------------------------------------------------- messages

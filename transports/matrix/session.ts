@@ -42,6 +42,7 @@ import {
   type TextMessage,
 } from '../kit/adapter.js';
 import { LegacySessionEmitter } from '../kit/session-emitter.js';
+import type { OccupantTable } from '../kit/occupants.js';
 import { contentFromMessage, messageFromContent, pollText, reactionOf, UNDECRYPTABLE_TEXT } from './content.js';
 import { MatrixCommandError, commandError, describe, errcodeOf, httpStatusOf, isTokenError } from './errors.js';
 import type { MatrixSessionOptions } from './settings.js';
@@ -133,17 +134,12 @@ class BoundedMap<K, V> extends Map<K, V> {
   }
 }
 
-interface OccupantState {
-  nick: string;
-  role: OccupantRole;
-  affiliation: OccupantAffiliation;
-}
-
 /** A Matrix room the kit has joined as a MUC room. */
 interface KitRoom {
   room: LegacyRoom;
   roomId: string;
-  occupants: Map<string, OccupantState>;
+  /** Occupants by user ID. */
+  occupants: OccupantTable;
 }
 
 interface BacklogEntry {
@@ -685,7 +681,7 @@ export class MatrixSession extends LegacySessionEmitter implements LegacySession
           this.contactsCache = null;
           const sender = ev.getSender();
           const by = sender && sender !== this.userId ? this.nickIn(kr, room, sender) : null;
-          const own = kr.occupants.get(this.userId)?.nick ?? this.userId;
+          const own = kr.occupants.nickOf(this.userId) ?? this.userId;
           this.safeEmit('occupantLeft', kr.room, own, typeof content.reason === 'string' ? content.reason : null, by);
         }
         return;
@@ -696,34 +692,23 @@ export class MatrixSession extends LegacySessionEmitter implements LegacySession
     }
     const kr = this.kitRooms.get(room.roomId);
     if (!kr) return;
-    const known = kr.occupants.get(target);
+    const known = kr.occupants.has(target);
     if (membership === 'join') {
       const occupant = this.occupantOf(room, target);
-      if (!known) {
-        kr.occupants.set(target, { nick: occupant.nick, role: occupant.role, affiliation: occupant.affiliation });
-        this.safeEmit('occupantJoined', kr.room, occupant);
-      } else if (known.nick !== occupant.nick) {
-        const old = known.nick;
-        known.nick = occupant.nick;
-        this.safeEmit('nickChanged', kr.room, old, occupant.nick);
-      }
+      if (!known) kr.occupants.join(target, occupant, undefined);
+      else kr.occupants.update(target, { nick: occupant.nick });
     } else if (known) {
-      kr.occupants.delete(target);
       const sender = ev.getSender();
       const by = sender && sender !== target ? this.nickIn(kr, room, sender) : null;
-      this.safeEmit('occupantLeft', kr.room, known.nick, typeof content.reason === 'string' ? content.reason : null, by);
+      kr.occupants.part(target, typeof content.reason === 'string' ? content.reason : null, by);
     }
     // Display names are disambiguated ("Alice (@alice:example.org)") while two members share one.
     const names = new Set([content.displayname, ev.getPrevContent().displayname].filter((n): n is string => typeof n === 'string'));
     if (names.size) {
-      for (const [userId, state] of kr.occupants) {
+      for (const userId of kr.occupants.ids()) {
         if (userId === target) continue;
         const m = room.getMember(userId);
-        if (m && names.has(m.rawDisplayName) && nickOf(m, userId) !== state.nick) {
-          const old = state.nick;
-          state.nick = nickOf(m, userId);
-          this.safeEmit('nickChanged', kr.room, old, state.nick);
-        }
+        if (m && names.has(m.rawDisplayName)) kr.occupants.update(userId, { nick: nickOf(m, userId) });
       }
     }
   }
@@ -858,7 +843,7 @@ export class MatrixSession extends LegacySessionEmitter implements LegacySession
   }
 
   private nickIn(kr: KitRoom, room: sdk.Room, userId: string): string {
-    return kr.occupants.get(userId)?.nick ?? nickOf(room.getMember(userId), userId);
+    return kr.occupants.nickOf(userId) ?? nickOf(room.getMember(userId), userId);
   }
 
   private occupantOf(room: sdk.Room, userId: string): Occupant {
@@ -875,12 +860,9 @@ export class MatrixSession extends LegacySessionEmitter implements LegacySession
   }
 
   private refreshRoles(kr: KitRoom, room: sdk.Room): void {
-    for (const [userId, state] of kr.occupants) {
+    for (const userId of kr.occupants.ids()) {
       const o = this.occupantOf(room, userId);
-      if (o.role === state.role && o.affiliation === state.affiliation) continue;
-      state.role = o.role;
-      state.affiliation = o.affiliation;
-      this.safeEmit('occupantChanged', kr.room, { ...o, nick: state.nick });
+      kr.occupants.update(userId, { role: o.role, affiliation: o.affiliation, ...(o.contact ? { contact: o.contact } : {}) });
     }
   }
 
@@ -1027,28 +1009,21 @@ export class MatrixSession extends LegacySessionEmitter implements LegacySession
     }
     await mroom.loadMembersIfNeeded().catch((err: unknown) => this.log.debug('matrix member list not loaded', { homeserver: this.host, reason: describe(err) }));
     if (this.phase !== 'ready') return;
-    const kr: KitRoom = { room: { ...room }, roomId, occupants: new Map() };
-    if (mroom.name && mroom.name !== roomId) kr.room.name = mroom.name;
+    const legacy: LegacyRoom = { ...room };
+    if (mroom.name && mroom.name !== roomId) legacy.name = mroom.name;
+    const kr: KitRoom = { room: legacy, roomId, occupants: this.occupantTable(legacy) };
     this.kitRooms.set(roomId, kr);
     this.contactsCache = null;
     this.emitJoined(kr, mroom);
   }
 
   private emitJoined(kr: KitRoom, room: sdk.Room): void {
-    kr.occupants.clear();
-    const occupants: Occupant[] = [];
-    for (const m of room.getJoinedMembers()) {
-      const o = this.occupantOf(room, m.userId);
-      kr.occupants.set(m.userId, { nick: o.nick, role: o.role, affiliation: o.affiliation });
-      occupants.push(o);
-    }
-    if (!kr.occupants.has(this.userId)) {
-      const o = this.occupantOf(room, this.userId);
-      kr.occupants.set(this.userId, { nick: o.nick, role: o.role, affiliation: o.affiliation });
-      occupants.push(o);
-    }
+    const members = room.getJoinedMembers().map((m) => m.userId);
+    if (!members.includes(this.userId)) members.push(this.userId);
+    kr.occupants.replaceAll(members.map((userId) => ({ id: userId, occupant: this.occupantOf(room, userId), data: undefined })));
+    kr.occupants.announced = true;
     const topic = room.currentState.getStateEvents('m.room.topic', '')?.getContent().topic;
-    this.safeEmit('roomJoined', kr.room, kr.occupants.get(this.userId)!.nick, occupants, typeof topic === 'string' && topic ? topic : null);
+    this.safeEmit('roomJoined', kr.room, kr.occupants.nickOf(this.userId)!, kr.occupants.list(), typeof topic === 'string' && topic ? topic : null);
     if (room.hasEncryptionStateEvent()) {
       this.log.debug('matrix room is encrypted; its messages cannot be read or sent', { homeserver: this.host });
     }
@@ -1101,7 +1076,7 @@ export class MatrixSession extends LegacySessionEmitter implements LegacySession
   async kick(room: LegacyRoom, nick: string, reason?: string): Promise<void> {
     this.ensureReady();
     const kr = this.requireKitRoom(room);
-    const userId = [...kr.occupants].find(([, o]) => o.nick === nick)?.[0];
+    const userId = kr.occupants.entries().find((o) => o.nick === nick)?.id;
     if (!userId) throw new MatrixCommandError(`${nick} is not in the room`, 'item-not-found');
     try {
       await this.client.kick(kr.roomId, userId, reason);
