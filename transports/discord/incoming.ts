@@ -11,7 +11,7 @@ import { cleanNick, fromDiscordMarkup, sanitize, type MentionNames } from './tex
 
 const RELAYED_TYPES = new Set<number>([MessageType.Default, MessageType.Reply, MessageType.ChatInputCommand, MessageType.ContextMenuCommand]);
 
-export type Where = { room: RoomState } | { contact: LegacyContact };
+type Where = { room: RoomState } | { contact: LegacyContact };
 
 export abstract class DiscordIncoming extends DiscordRooms {
   protected readonly ids = new IdMap();

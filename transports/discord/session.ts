@@ -38,7 +38,6 @@ import { DiscordOutgoing } from './outgoing.js';
 import { sanitize } from './text.js';
 
 export type { DiscordSessionOptions } from './connection.js';
-export { loginError } from './connection.js';
 export { channelIdOf } from './rooms.js';
 
 /** Gateway close codes after which a new login cannot succeed without changes (topics/opcodes-and-status-codes). */
@@ -52,14 +51,14 @@ const FINAL_CLOSE_CODES: Record<number, string> = {
 };
 
 export class DiscordSession extends DiscordOutgoing implements LegacySession {
-  protected readonly watched = new Set<string>();
+  private readonly watched = new Set<string>();
 
   constructor(token: string, opts: DiscordSessionOptions, log: AdapterLogger) {
     super(token, opts, log);
     this.bind();
   }
 
-  protected bind(): void {
+  private bind(): void {
     const c = this.client;
     const on = <K extends keyof import('discord.js').ClientEvents>(event: K, fn: (...args: import('discord.js').ClientEvents[K]) => void) => {
       c.on(event, (...args) => {
@@ -146,7 +145,7 @@ export class DiscordSession extends DiscordOutgoing implements LegacySession {
     this.watched.delete(contact.id);
   }
 
-  protected onPresence(p: Presence): void {
+  private onPresence(p: Presence): void {
     if (!this.opts.presences || !p.userId || !this.watched.has(p.userId)) return;
     const show = p.status === 'online' ? 'available' : p.status === 'idle' ? 'away' : p.status === 'dnd' ? 'dnd' : 'unavailable';
     const custom = p.activities.find((a) => a.type === 4);

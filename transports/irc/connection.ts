@@ -44,7 +44,7 @@ export interface IrcSessionOptions {
   ca?: string | string[];
 }
 
-export type Match = (m: IrcFrameworkMessage) => true | Error | undefined;
+type Match = (m: IrcFrameworkMessage) => true | Error | undefined;
 
 interface Waiter {
   match: Match;

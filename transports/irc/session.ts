@@ -24,7 +24,7 @@ export class IrcSession extends IrcChannels implements LegacySession {
     });
   }
 
-  protected onText(
+  private onText(
     e: { nick: string; target: string; message: string; from_server?: boolean; time?: number; tags?: Record<string, string | true> },
     kind: { action?: boolean; notice?: boolean },
   ): void {
@@ -47,13 +47,13 @@ export class IrcSession extends IrcChannels implements LegacySession {
     this.safeEmit('message', this.contact(e.nick), msg);
   }
 
-  protected isChannel(target: string): boolean {
+  private isChannel(target: string): boolean {
     const types = this.client.network.options.CHANTYPES;
     return Array.isArray(types) && types.length ? types.includes(target[0] ?? '') : /^[#&+!]/.test(target);
   }
 
   /** Bytes left for text in one line we send, after the prefix the server adds when relaying it. */
-  protected payloadBytes(command: string, target: string, action: boolean): number {
+  private payloadBytes(command: string, target: string, action: boolean): number {
     const ident = this.ownIdent ?? `~${this.settings.username}`;
     const host = this.ownHost ?? 'x'.repeat(63);
     const prefix = 1 + utf8Length(this.ownNick) + 1 + utf8Length(ident) + 1 + utf8Length(host);
@@ -61,7 +61,7 @@ export class IrcSession extends IrcChannels implements LegacySession {
     return Math.max(32, this.opts.lineLimit - overhead);
   }
 
-  protected lines(command: 'PRIVMSG' | 'NOTICE', target: string, message: TextMessage): { lines: string[]; text: string } {
+  private lines(command: 'PRIVMSG' | 'NOTICE', target: string, message: TextMessage): { lines: string[]; text: string } {
     let text = sanitizeOutgoing(message.text ?? '');
     for (const url of message.attachments ?? []) if (!text.includes(url)) text += (text ? '\n' : '') + sanitizeOutgoing(url);
     const action = !!message.action && command === 'PRIVMSG';

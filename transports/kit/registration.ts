@@ -38,8 +38,6 @@ export function userSettings(settings: Record<string, string>): Record<string, s
   return Object.fromEntries(Object.entries(settings).filter(([k]) => !k.startsWith(STATE_PREFIX)));
 }
 
-export type { LoginPreparation } from './kit-types.js';
-
 export type ValidationResult = { ok: true; values: Credentials } | { ok: false; text: string };
 
 /** The user-facing outcome of trying credentials. */

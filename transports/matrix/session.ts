@@ -45,19 +45,19 @@ type Json = Record<string, unknown>;
 
 export class MatrixSession extends MatrixMessages implements LegacySession {
   /** The initial sync is done: events from now on are new. */
-  protected live = false;
+  private live = false;
   /** Handed to the kit: events are processed in order, one at a time, once the kit listens. */
-  protected flowing = false;
-  protected pumping = false;
-  protected readonly tasks: (() => unknown)[] = [];
+  private flowing = false;
+  private pumping = false;
+  private readonly tasks: (() => unknown)[] = [];
   /** Tasks queued when the current sync has been processed. */
-  protected readonly afterSync: (() => unknown)[] = [];
-  protected token: string | null = null;
+  private readonly afterSync: (() => unknown)[] = [];
+  private token: string | null = null;
   /** The last event of each room handed to the queue (where a gap fill stops). */
-  protected readonly lastSeen = new Map<string, string>();
-  protected failureTimer: NodeJS.Timeout | null = null;
-  protected retryTimer: NodeJS.Timeout | null = null;
-  protected lastFailure = '';
+  private readonly lastSeen = new Map<string, string>();
+  private failureTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private lastFailure = '';
 
   constructor(login: MatrixLogin, opts: MatrixSessionOptions, log: AdapterLogger) {
     super(login, opts, log);
@@ -125,7 +125,7 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   }
 
   /** After the initial sync: the catch-up (when resuming), initial roster, presence and invitations. */
-  protected async afterFirstSync(resumeFrom: string | undefined, firstToken: string | null): Promise<void> {
+  private async afterFirstSync(resumeFrom: string | undefined, firstToken: string | null): Promise<void> {
     const pre: (() => unknown)[] = [];
     for (const room of this.client.getRooms()) {
       const last = room.getLiveTimeline().getEvents().at(-1)?.getId();
@@ -150,7 +150,7 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   }
 
   /** Events since `since`, as tasks to run before the live ones. */
-  protected async catchUp(since: string): Promise<(() => unknown)[]> {
+  private async catchUp(since: string): Promise<(() => unknown)[]> {
     const filter = JSON.stringify({
       room: {
         timeline: { limit: this.opts.catchUpLimit },
@@ -199,7 +199,7 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
     return tasks;
   }
 
-  protected ready(): void {
+  private ready(): void {
     this.phase = 'ready';
     this.log.info('matrix connected', { homeserver: this.host });
     // After the kit has attached its listeners to the resolved session:
@@ -211,13 +211,13 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
     });
   }
 
-  protected enqueue(task: () => unknown): void {
+  private enqueue(task: () => unknown): void {
     if (this.phase === 'closed') return;
     this.tasks.push(task);
     void this.pump();
   }
 
-  protected async pump(): Promise<void> {
+  private async pump(): Promise<void> {
     if (this.pumping || !this.flowing) return;
     this.pumping = true;
     try {
@@ -235,13 +235,13 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   }
 
   /** The kit has everything up to this sync position. */
-  protected advance(token: string): void {
+  private advance(token: string): void {
     if (token === this.token) return;
     this.token = token;
     this.safeEmit('syncState', token);
   }
 
-  protected bind(): void {
+  private bind(): void {
     const c = this.client;
     c.on(sdk.ClientEvent.Sync, (state, _prev, data) => {
       if (!this.live || this.phase === 'closed') return;
@@ -301,7 +301,7 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
     });
   }
 
-  protected failing(reason: string): void {
+  private failing(reason: string): void {
     this.lastFailure = reason;
     if (this.phase !== 'ready' || this.failureTimer) return;
     this.log.info('matrix sync failing', { homeserver: this.host, reason });
@@ -309,20 +309,20 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
     this.retryTimer = setInterval(() => this.client.retryImmediately(), this.opts.retryIntervalMs);
   }
 
-  protected recovered(): void {
+  private recovered(): void {
     if (!this.failureTimer) return;
     this.log.info('matrix sync recovered', { homeserver: this.host });
     this.clearFailure();
   }
 
-  protected clearFailure(): void {
+  private clearFailure(): void {
     if (this.failureTimer) clearTimeout(this.failureTimer);
     if (this.retryTimer) clearInterval(this.retryTimer);
     this.failureTimer = null;
     this.retryTimer = null;
   }
 
-  protected shutdown(): void {
+  private shutdown(): void {
     this.phase = 'closed';
     this.flowing = false;
     this.tasks.length = 0;
@@ -332,7 +332,7 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   }
 
   /** The session is dead: stop, and tell the kit (once). */
-  protected die(reason: string, final: boolean): void {
+  private die(reason: string, final: boolean): void {
     if (this.phase === 'closed') return;
     this.shutdown();
     this.log.info('matrix disconnected', { homeserver: this.host, final, reason });
@@ -340,7 +340,7 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   }
 
   /** Fetches the events a limited sync skipped (back to `lastId`, at most gapFillLimit) and handles them. */
-  protected async fillGap(room: sdk.Room, token: string, lastId: string): Promise<void> {
+  private async fillGap(room: sdk.Room, token: string, lastId: string): Promise<void> {
     const missed: sdk.MatrixEvent[] = [];
     let from: string | undefined = token;
     let reached = false;
