@@ -6,7 +6,8 @@
 import type { IrcFrameworkMessage } from 'irc-framework';
 import type { AdapterLogger, LegacyRoom, LegacySessionEvents, Occupant } from '../kit/adapter.js';
 import type { OccupantTable } from '../kit/occupants.js';
-import { IrcConnection, oneLine, type IrcSessionOptions } from './connection.js';
+import { IrcConnection, oneLine } from './connection.js';
+import type { IrcSessionOptions } from './link.js';
 import { IrcCommandError } from './errors.js';
 import { DEFAULT_PREFIXES, roleFor, type PrefixMode } from './roles.js';
 import { isValidChannel, isValidNick, type IrcServerSettings } from './settings.js';

@@ -1,7 +1,7 @@
 /**
- * One user's connection to one IRC server, on irc-framework: connecting, registration (nick
- * collisions at login, SASL, server password, NickServ), the server's replies and the end of the
- * connection. The channels (channels.ts) and messages (session.ts) build on it.
+ * One user's connection to one IRC server: connecting, registration (nick collisions at login,
+ * SASL, server password, NickServ), the server's replies and the end of the connection. It builds
+ * on link.ts (client, send queue, commands); channels.ts and session.ts build on it.
  *
  * irc-framework does the protocol plumbing (line parsing, CAP negotiation, SASL PLAIN, PING/PONG,
  * NAMES aggregation, mode parsing); every user-caused line goes through flood control.
@@ -12,67 +12,18 @@
  * by calling `login` again (with its own backoff) and re-joins the rooms its users are in; the
  * per-server autojoin channels are joined by every new session by itself.
  */
-import IRC, { type Client, type IrcFrameworkMessage } from 'irc-framework';
-import { LegacyAuthError, LegacyNetworkError, type AdapterLogger, type LegacyContact, type LegacyRoom, type TextMessage } from '../kit/adapter.js';
-import { LegacySessionEmitter } from '../kit/session-emitter.js';
-import { IrcCommandError } from './errors.js';
-import { SendQueue, type FloodOptions } from './flood.js';
+import type { IrcFrameworkMessage } from 'irc-framework';
+import { LegacyAuthError, LegacyNetworkError, type AdapterLogger, type LegacyRoom } from '../kit/adapter.js';
 import type { IrcServerSettings } from './settings.js';
+import { IrcLink, type IrcSessionOptions, type Waiter } from './link.js';
 import { sanitizeOutgoing, stripFormatting } from './text.js';
-import { GatehouseIrcTransport, TransportError, type TransportSettings } from './transport.js';
-
-export interface IrcSessionOptions {
-  flood: FloodOptions;
-  connectTimeoutMs: number;
-  /** From the socket being open to the end of the MOTD. */
-  registrationTimeoutMs: number;
-  nickservTimeoutMs: number;
-  /** How long kick, topic, nick and part wait for the server's answer. */
-  commandTimeoutMs: number;
-  joinTimeoutMs: number;
-  pingIntervalS: number;
-  pingTimeoutS: number;
-  /** Alternative nicks tried on a collision at login (nick_, nick__, …). */
-  maxNickAttempts: number;
-  /** IRC's line limit, CRLF included. */
-  lineLimit: number;
-  maxIncomingLineBytes: number;
-  /** A message needing more IRC lines than this is refused (not-acceptable) instead of flooding the channel for minutes. */
-  maxLinesPerMessage: number;
-  /** Forward the message of the day as a serverMessage after login. */
-  forwardMotd: boolean;
-  ca?: string | string[];
-}
-
-type Match = (m: IrcFrameworkMessage) => true | Error | undefined;
-
-interface Waiter {
-  match: Match;
-  settle: (err?: Error) => void;
-  timer: NodeJS.Timeout | null;
-}
+import { TransportError } from './transport.js';
 
 const NICK_IN_USE = new Set(['433', '436', '437']);
 const NICKSERV_OK = /you are now (identified|logged in|recognized)|password accepted|successfully identified|you are already (identified|logged in)/i;
 const NICKSERV_BAD = /(invalid|incorrect|wrong|bad) password|password (is )?(incorrect|invalid|wrong)|authentication failed|(is not|isn't|not) (a )?registered|access denied|identification failed/i;
 
-export abstract class IrcConnection extends LegacySessionEmitter {
-  protected readonly network = 'irc';
-
-  protected override logContext(): Record<string, string> {
-    return { server: this.server };
-  }
-
-  readonly server: string;
-  protected readonly client: Client;
-  protected readonly queue: SendQueue;
-  private readonly waiters = new Set<Waiter>();
-  /** connecting: before 001; registered: waiting for the MOTD; identifying: waiting for NickServ. */
-  private state: 'connecting' | 'registered' | 'identifying' | 'ready' | 'closed' = 'connecting';
-  private loggingOut = false;
-  protected ownNick: string;
-  protected ownIdent: string | null = null;
-  protected ownHost: string | null = null;
+export abstract class IrcConnection extends IrcLink {
   private nickAttempt = 0;
   private nickMaxLen = Infinity;
   private authFailure: string | null = null;
@@ -84,81 +35,19 @@ export abstract class IrcConnection extends LegacySessionEmitter {
   private pingTimedOut = false;
   private saslDone = false;
   private motd: string[] = [];
-  private readonly early: TextMessage[] = [];
   private loginSettle: ((err?: Error) => void) | null = null;
-  private readonly timers = new Set<NodeJS.Timeout>();
 
-  constructor(
-    protected readonly settings: IrcServerSettings,
-    protected readonly opts: IrcSessionOptions,
-    protected readonly log: AdapterLogger,
-  ) {
-    super();
-    this.server = settings.host;
-    this.ownNick = settings.nick;
-    const transport: TransportSettings = {
-      host: settings.host,
-      port: settings.port,
-      tls: settings.tls,
-      verifyCertificate: settings.verifyCertificate,
-      fingerprint256: settings.certificateFingerprint,
-      ca: opts.ca,
-      connectTimeoutMs: opts.connectTimeoutMs,
-      maxLineBytes: opts.maxIncomingLineBytes,
-    };
-    this.client = new IRC.Client({
-      host: settings.host,
-      port: settings.port,
-      tls: settings.tls,
-      nick: settings.nick,
-      username: settings.username,
-      gecos: settings.realname,
-      password: settings.password ?? undefined,
-      // An empty account object keeps irc-framework from reusing the server password for SASL.
-      account: settings.sasl ? { account: settings.sasl.account, password: settings.sasl.password } : {},
-      sasl_disconnect_on_fail: false,
-      // No CTCP VERSION answer: it would tell everyone which software (and version) relays this user.
-      version: '',
-      auto_reconnect: false,
-      ping_interval: opts.pingIntervalS,
-      ping_timeout: opts.pingTimeoutS,
-      enable_echomessage: false,
-      transport: GatehouseIrcTransport,
-      gatehouse: transport,
-    });
-    this.queue = new SendQueue((line, done) => {
-      if (!this.client.connected) {
-        done(new LegacyNetworkError(`not connected to ${this.server}`));
-        return;
-      }
-      (this.client.connection as unknown as { write(l: string, cb: () => void): void }).write(line, () => done());
-    }, opts.flood);
+  constructor(settings: IrcServerSettings, opts: IrcSessionOptions, log: AdapterLogger) {
+    super(settings, opts, log);
     this.bind();
-  }
-
-  /** Our current nick on this server. */
-  get nick(): string {
-    return this.ownNick;
-  }
-
-  /** The channels this session joins by itself after every login. */
-  get autojoin(): readonly string[] {
-    return this.settings.autojoin;
-  }
-
-  get connected(): boolean {
-    return this.state === 'ready';
   }
 
   /** Joins a channel (channels.ts); also used for the autojoin channels after login. */
   abstract joinRoom(room: LegacyRoom, nick: string, password?: string): Promise<void>;
-
   /** The connection is gone: pending joins end, channel state is forgotten. */
   protected abstract forgetChannels(): void;
-
   /** RPL_CHANNELMODEIS: a channel's modes. */
   protected abstract channelModes(channel: string, modes: string): void;
-
   /** A numeric that refuses a pending JOIN: reported as a join failure (true), or not one (false). */
   protected abstract refusedJoin(m: IrcFrameworkMessage): boolean;
 
@@ -252,11 +141,6 @@ export abstract class IrcConnection extends LegacySessionEmitter {
       // The password goes on the wire only; it is never logged.
       this.queue.send(`PRIVMSG NickServ :IDENTIFY ${args}`).catch((err: Error) => waiter.settle(err));
     });
-  }
-
-  /** Subscribes to an irc-framework event; the handler runs guarded. */
-  protected onIrc(event: string, fn: (e: any) => void): void {
-    this.client.on(event, (e: any) => this.guard(event, () => fn(e)));
   }
 
   private bind(): void {
@@ -429,58 +313,6 @@ export abstract class IrcConnection extends LegacySessionEmitter {
     if (this.client.connected) this.client.connection.end(this.client.rawString('QUIT', 'Gatehouse'), true);
   }
 
-  protected key(channel: string): string {
-    return this.client.caseLower(channel);
-  }
-
-  protected contact(nick: string): LegacyContact {
-    return { id: nick, server: this.server };
-  }
-
-  protected isSelf(nick: string | undefined): boolean {
-    return !!nick && this.client.caseCompare(nick, this.ownNick);
-  }
-
-  protected sameName(a: string | undefined, b: string): boolean {
-    return a !== undefined && this.client.caseCompare(a, b);
-  }
-
-  protected serverText(msg: TextMessage): void {
-    if (!msg.text || this.loggingOut) return;
-    if (this.state === 'ready') this.safeEmit('serverMessage', this.server, msg);
-    else if (this.early.length < 50) this.early.push(msg);
-  }
-
-  protected ensureReady(): void {
-    if (this.state !== 'ready') throw new LegacyNetworkError(`not connected to ${this.server}`);
-  }
-
-  /** Sends lines and waits until `match` accepts (true) or refuses (an Error) a reply. */
-  protected async command(lines: string[], match: Match): Promise<void> {
-    let settle!: (err?: Error) => void;
-    const done = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
-    const waiter: Waiter = {
-      match,
-      settle: (err) => {
-        this.waiters.delete(waiter);
-        this.clearTimer(waiter.timer);
-        settle(err);
-      },
-      timer: null,
-    };
-    this.waiters.add(waiter);
-    try {
-      await this.queue.sendAll(lines);
-    } catch (err) {
-      waiter.settle(err as Error);
-      return done;
-    }
-    if (this.waiters.has(waiter)) {
-      waiter.timer = this.timer(() => waiter.settle(new IrcCommandError(`${this.server} did not answer`, 'remote-server-timeout')), this.opts.commandTimeoutMs);
-    }
-    return done;
-  }
-
   /** Ends the connection with QUIT; emits no 'disconnected'. */
   async logout(reason?: string): Promise<void> {
     if (this.state === 'closed') return;
@@ -501,21 +333,6 @@ export abstract class IrcConnection extends LegacySessionEmitter {
       this.teardown(new LegacyNetworkError('logged out'));
     }
     this.log.info('irc logged out', { server: this.server });
-  }
-
-  protected timer(fn: () => void, ms: number): NodeJS.Timeout {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      this.guard('timer', fn);
-    }, ms);
-    this.timers.add(t);
-    return t;
-  }
-
-  protected clearTimer(t: NodeJS.Timeout | null): void {
-    if (!t) return;
-    clearTimeout(t);
-    this.timers.delete(t);
   }
 }
 

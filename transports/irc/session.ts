@@ -5,12 +5,12 @@
  */
 import type { AdapterLogger, LegacyContact, LegacyRoom, LegacySession, TextMessage } from '../kit/adapter.js';
 import { IrcChannels } from './channels.js';
-import type { IrcSessionOptions } from './connection.js';
+import type { IrcSessionOptions } from './link.js';
 import { IrcCommandError } from './errors.js';
 import { isValidChannel, isValidNick, type IrcServerSettings } from './settings.js';
 import { sanitizeOutgoing, splitMessage, stripFormatting, utf8Length } from './text.js';
 
-export type { IrcSessionOptions } from './connection.js';
+export type { IrcSessionOptions } from './link.js';
 
 export class IrcSession extends IrcChannels implements LegacySession {
   constructor(settings: IrcServerSettings, opts: IrcSessionOptions, log: AdapterLogger) {
