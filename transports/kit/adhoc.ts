@@ -18,7 +18,7 @@ import { x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import type { RegistrationField } from './adapter.js';
-import type { Kit } from './context.js';
+import type { Kit } from './kit-types.js';
 import { dataForm, findForm, parseBoolean, readForm, type FormField } from './forms.js';
 import { NS_COMMANDS, iqError, iqResult } from './stanzas.js';
 

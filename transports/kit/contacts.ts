@@ -21,9 +21,10 @@ import { x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import type { LegacyContact, LegacyRoom, TextMessage } from './adapter.js';
-import { errorText, type Kit } from './context.js';
+import { errorText } from './context.js';
+import type { Kit, KitContacts } from './kit-types.js';
 import type { Address } from './addresses.js';
-import { SessionUnavailableError, type UserSession } from './sessions.js';
+import { SessionUnavailableError, type UserSession } from './user-session.js';
 import { LegacyNetworkError } from './adapter.js';
 import { NS_CHATSTATES, NS_NICK, NS_ROSTERX, chatStateOf, stanzaError } from './stanzas.js';
 import { NS_CONFERENCE, displayedMarker, displayedStanza, stanzaOf, textMessageOf } from './messages.js';
@@ -34,7 +35,7 @@ export function newId(): string {
   return randomBytes(8).toString('hex');
 }
 
-export class Contacts {
+export class Contacts implements KitContacts {
   private readonly rosterxSupport = new Map<string, boolean>();
 
   constructor(private readonly kit: Kit) {}

@@ -20,7 +20,8 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { LegacyAuthError, type Credentials, type LegacySession, type RegistrationField } from './adapter.js';
-import { KeyedQueue, errorText, type Kit } from './context.js';
+import { KeyedQueue, errorText } from './context.js';
+import type { Kit, KitRegistration, LoginPreparation } from './kit-types.js';
 import { scrub } from './audit-log.js';
 import { dataForm, findForm, parseBoolean, readForm, type FormField } from './forms.js';
 import { iqError, iqResult } from './stanzas.js';
@@ -37,15 +38,6 @@ export function userSettings(settings: Record<string, string>): Record<string, s
   return Object.fromEntries(Object.entries(settings).filter(([k]) => !k.startsWith(STATE_PREFIX)));
 }
 
-export interface LoginPreparation {
-  credentials: Credentials;
-  settings: Record<string, string>;
-  /** The last 'syncState' of the previous session, to resume from. */
-  state: string | undefined;
-  account: string | null;
-  secrets: string[];
-}
-
 export type ValidationResult = { ok: true; values: Credentials } | { ok: false; text: string };
 
 /** The user-facing outcome of trying credentials. */
@@ -53,7 +45,7 @@ export type TryLoginResult =
   | { ok: true; session: LegacySession; account: string | null }
   | { ok: false; condition: 'not-acceptable' | 'remote-server-timeout'; text: string };
 
-export class Registration {
+export class Registration implements KitRegistration {
   /** Registered users (bare JIDs), loaded at start. */
   private readonly registered = new Set<string>();
   /** Multi-server networks: each user's default server and the servers with a per-server registration. */

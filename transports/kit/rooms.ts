@@ -24,9 +24,11 @@ import { x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { LegacyNetworkError, type LegacyRoom, type Occupant, type TextMessage } from './adapter.js';
-import { errorText, type Kit } from './context.js';
+import { errorText } from './context.js';
+import type { Kit, KitRooms } from './kit-types.js';
 import type { Address } from './addresses.js';
-import { SessionUnavailableError, type LoginFailure, type UserSession } from './sessions.js';
+import { SessionUnavailableError, type LoginFailure, type UserSession } from './user-session.js';
+import type { RoomState } from './room-state.js';
 import { newId } from './contacts.js';
 import { NS_SID, displayedMarker, displayedStanza, stanzaOf, textMessageOf } from './messages.js';
 import {
@@ -44,28 +46,6 @@ import {
 } from './stanzas.js';
 
 type RoomAddress = Extract<Address, { kind: 'room' }>;
-
-export interface RoomState {
-  /** Bare room JID. */
-  jid: string;
-  room: LegacyRoom;
-  /** Own nick (the requested one until the network confirms). */
-  nick: string;
-  joined: boolean;
-  occupants: Map<string, Occupant>;
-  subject: string | null;
-  subjectBy: string | null;
-  /** Joined resources (full JID → the nick it asked for). */
-  resources: Map<string, string>;
-  /** Resources waiting for roomJoined (full JID → requested nick). */
-  pending: Map<string, string>;
-  password: string | undefined;
-  /** Own messages sent, waiting for the network's echo (adapters that echo). */
-  echoes: { text: string; id: string | undefined }[];
-  joinTimer: NodeJS.Timeout | null;
-  /** Joined before the connection dropped: rejoined after the reconnect, however many attempts it takes. */
-  rejoin?: boolean;
-}
 
 const JOIN_CONDITION_TYPES: Record<string, ErrorType> = {
   forbidden: 'auth',
@@ -86,7 +66,7 @@ interface PresenceOptions {
   reason?: string | null;
 }
 
-export class Rooms {
+export class Rooms implements KitRooms {
   constructor(private readonly kit: Kit) {}
 
   private stateFor(s: UserSession, room: LegacyRoom): RoomState | undefined {

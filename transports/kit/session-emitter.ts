@@ -5,7 +5,8 @@
  * library's event loop or the session.
  */
 import { EventEmitter } from 'node:events';
-import type { AdapterLogger, LegacySessionEvents } from './adapter.js';
+import type { AdapterLogger, LegacyRoom, LegacySessionEvents } from './adapter.js';
+import { OccupantTable } from './occupants.js';
 
 export abstract class LegacySessionEmitter extends EventEmitter<LegacySessionEvents> {
   /** The network's name in log lines ('irc'). */
@@ -24,6 +25,11 @@ export abstract class LegacySessionEmitter extends EventEmitter<LegacySessionEve
     } catch (err) {
       this.log.warn(`${this.network} event handler failed`, { ...this.logContext(), where, error: errorText(err) });
     }
+  }
+
+  /** A room's occupant table that reports its changes through safeEmit. */
+  protected occupantTable<D = undefined>(room: LegacyRoom, keyOf?: (id: string) => string): OccupantTable<D> {
+    return new OccupantTable<D>(room, (event, ...args) => this.safeEmit(event, ...args), keyOf);
   }
 
   /** Emits an event to the kit; a listener that throws is logged, not thrown into the caller. */

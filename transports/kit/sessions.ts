@@ -20,79 +20,18 @@
 import type { Element } from '../../shared/xml/element.js';
 import { x } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
-import { LegacyAuthError, type LegacyContact, type LegacySession, type LegacySessionEvents } from './adapter.js';
-import type { Kit } from './context.js';
+import { LegacyAuthError, type LegacySession, type LegacySessionEvents } from './adapter.js';
+import type { Kit, KitSessions } from './kit-types.js';
 import { errorText } from './context.js';
 import { backoffDelay } from './backoff.js';
 import { scrub } from './audit-log.js';
 import { VaultError } from './vault.js';
 import { errorElement, showOf } from './stanzas.js';
-import type { RoomState } from './rooms.js';
-import { after, type Clock, type Timer } from '../../shared/clock.js';
-
-export type SessionState = 'connecting' | 'online' | 'retrying' | 'failed' | 'closed';
-
-export interface LoginFailure {
-  condition: 'not-authorized' | 'remote-server-timeout' | 'internal-server-error' | 'registration-required';
-  text: string;
-}
-
-/** Thrown to callers waiting for a session that could not be established. */
-export class SessionUnavailableError extends Error {
-  constructor(readonly failure: LoginFailure) {
-    super(failure.text);
-  }
-}
-
-export class UserSession {
-  state: SessionState = 'connecting';
-  legacy: LegacySession | null = null;
-  since: Date;
-  /** The foreign account, for the audit log and the admin list (never a secret). */
-  account: string | null = null;
-  /** Credential values, scrubbed from every reason written to the audit log. */
-  secrets: string[] = [];
-  attempt = 0;
-  failure: LoginFailure | null = null;
-  failureNotified = false;
-  retryTimer: Timer | null = null;
-  graceTimer: Timer | null = null;
-  loginDone: Promise<void> | null = null;
-  /** Bumped per connection; events of an older connection are ignored. */
-  generation = 0;
-  /** Rooms by bare room JID (rooms.ts). */
-  readonly rooms = new Map<string, RoomState>();
-  /** The network's spelling of contacts met, by bare contact JID. */
-  readonly contacts = new Map<string, LegacyContact>();
-  /** Last known presence of contacts, by bare contact JID. */
-  readonly contactPresence = new Map<string, { show: 'available' | 'away' | 'dnd' | 'xa'; status: string | null }>();
-  /** Contact JIDs the user was sent available presence for. */
-  readonly announced = new Set<string>();
-  /** The own presence last passed to setPresence. */
-  appliedPresence: string | null = null;
-  /** The adapter's latest 'syncState' and the timer that stores it. */
-  syncState: string | undefined;
-  syncTimer: Timer | null = null;
-
-  constructor(
-    readonly user: string,
-    readonly server: string | undefined,
-    now: Date,
-  ) {
-    this.since = now;
-  }
-
-  get key(): string {
-    return sessionKey(this.user, this.server);
-  }
-}
+import { SessionUnavailableError, UserSession, sessionKey, type LoginFailure, type SessionState } from './user-session.js';
+import { after, type Clock } from '../../shared/clock.js';
 
 /** How long a new sync state may wait before it is stored (the adapter reports one per sync). */
 const SYNC_STATE_DELAY = 5000;
-
-export function sessionKey(user: string, server: string | undefined): string {
-  return `${user}\u0000${server ?? ''}`;
-}
 
 interface ResourceState {
   /** Server keys ('' on single-server networks) this resource has general presence for. */
@@ -128,7 +67,7 @@ function withTimeout<T>(clock: Clock, p: Promise<T>, ms: number, onLate: (value:
   });
 }
 
-export class SessionManager {
+export class SessionManager implements KitSessions {
   private readonly sessions = new Map<string, UserSession>();
   private readonly resources = new Map<string, Map<string, ResourceState>>();
   private stopped = false;

@@ -27,7 +27,8 @@ import type { Credentials, LegacySession, LoginRequest, NetworkAdapter } from '.
 import { LegacyAuthError, LegacyNetworkError } from '../kit/adapter.js';
 import * as sdk from 'matrix-js-sdk';
 import { describe, errcodeOf, httpStatusOf, isTokenError } from './errors.js';
-import { MatrixSession, timedFetch, withoutSdkTimers } from './session.js';
+import { MatrixSession } from './session.js';
+import { timedFetch, withoutSdkTimers } from './sdk.js';
 import { DEFAULT_MATRIX_OPTIONS, MATRIX_REGISTRATION_FIELDS, isLoopback, parseCredentials, type MatrixSessionOptions } from './settings.js';
 
 export interface MatrixAdapterOptions extends Partial<MatrixSessionOptions> {

@@ -1,0 +1,223 @@
+/**
+ * Discord messages to the kit: new messages, edits, deletions, reactions (the sender's whole set)
+ * and typing, in rooms and direct messages; attachments become links and mentions names (see
+ * text.ts), message ids the kit's (ids.ts). The bot's own echoes are dropped.
+ */
+import { MessageReferenceType, MessageType, type Guild, type Message, type MessageReaction, type PartialMessage, type PartialMessageReaction, type PartialUser, type Typing, type User } from 'discord.js';
+import type { LegacyContact, LegacyRoom, TextMessage } from '../kit/adapter.js';
+import { BoundedMap, IdMap } from './ids.js';
+import { DiscordRooms, type RoomState } from './rooms.js';
+import { cleanNick, fromDiscordMarkup, sanitize, type MentionNames } from './text.js';
+
+const RELAYED_TYPES = new Set<number>([MessageType.Default, MessageType.Reply, MessageType.ChatInputCommand, MessageType.ContextMenuCommand]);
+
+type Where = { room: RoomState } | { contact: LegacyContact };
+
+export abstract class DiscordIncoming extends DiscordRooms {
+  protected readonly ids = new IdMap();
+  /** Nonces of messages on their way out; their gateway echoes are dropped. */
+  protected readonly pendingNonces = new Set<string>();
+  /** Messages this session sent. */
+  protected readonly ownSent = new BoundedMap<string, true>(2000);
+  /** Who wrote a message (for deletions of messages no longer cached). */
+  private readonly authors = new BoundedMap<string, string>(5000);
+  /** `${message}:${user}` → that user's reactions (keys as the kit sees them). */
+  private readonly reactionSets = new BoundedMap<string, Set<string>>(5000);
+  /** message → our own reactions (Discord emoji identifiers). */
+  protected readonly ownReactions = new BoundedMap<string, Set<string>>(2000);
+  protected readonly typingTimers = new Map<string, NodeJS.Timeout>();
+
+  private where(channelId: string, isDm: boolean, author: User | PartialUser | null): Where | null {
+    if (isDm) return author ? { contact: this.contactOf(author) } : null;
+    const r = this.rooms.get(channelId);
+    return r?.joined ? { room: r } : null;
+  }
+
+  /** The nick of a message author in a room: its occupant nick, else (webhooks, non-members) its name, kept apart from occupants. */
+  private authorNick(r: RoomState, msg: Message | PartialMessage): string {
+    const id = msg.author?.id ?? '';
+    if (!msg.webhookId) {
+      if (!r.occupants.has(id) && msg.member) this.updateOccupant(r, id);
+      const nick = r.occupants.nickOf(id);
+      if (nick) return nick;
+    }
+    const name = cleanNick(msg.member?.displayName ?? msg.author?.displayName ?? msg.author?.username) || 'unknown';
+    const holder = r.occupants.idOf(name);
+    return holder === undefined || holder === id ? name : `${name} (${msg.webhookId ? 'webhook' : id})`;
+  }
+
+  private names(guild: Guild | null, r: RoomState | null, msg?: Message | PartialMessage): MentionNames {
+    return {
+      user: (id) =>
+        r?.occupants.nickOf(id) ??
+        (cleanNick(guild?.members.cache.get(id)?.displayName ?? msg?.mentions?.users.get(id)?.displayName ?? this.client.users.cache.get(id)?.displayName) || null),
+      role: (id) => (guild?.roles.cache.get(id)?.name ? cleanNick(guild.roles.cache.get(id)!.name) : null),
+      channel: (id) => {
+        const ch = this.client.channels.cache.get(id);
+        return ch && 'name' in ch && ch.name ? ch.name : null;
+      },
+    };
+  }
+
+  /** The text a Discord message becomes, or null if there is nothing to show. */
+  private textOf(msg: Message | PartialMessage, r: RoomState | null): TextMessage | null {
+    const names = this.names(msg.guild ?? null, r, msg);
+    let text = fromDiscordMarkup(msg.content ?? '', names);
+    const urls = [...(msg.attachments?.values() ?? [])].map((a) => a.url);
+    if (msg.reference?.type === MessageReferenceType.Forward) {
+      const snap = msg.messageSnapshots?.first();
+      if (snap) {
+        const inner = fromDiscordMarkup(snap.content ?? '', names);
+        text = `Forwarded:${inner ? `\n${inner}` : ''}${text ? `\n${text}` : ''}`;
+        for (const a of snap.attachments?.values() ?? []) urls.push(a.url);
+      }
+    }
+    for (const s of msg.stickers?.values() ?? []) text += `${text ? '\n' : ''}[sticker: ${s.name}]`;
+    if (!text && !urls.length) {
+      const lines = (msg.embeds ?? []).flatMap((e) => [e.title, e.description, e.url].filter((x): x is string => !!x)).map((l) => sanitize(l));
+      text = lines.join('\n');
+    }
+    for (const url of urls) if (!text.includes(url)) text += `${text ? '\n' : ''}${url}`;
+    if (!text) return null;
+    const out: TextMessage = { text, id: this.ids.kitId(msg.id) };
+    if (msg.reference?.messageId && msg.reference.type !== MessageReferenceType.Forward) out.replyTo = this.ids.kitId(msg.reference.messageId);
+    if (urls.length) out.attachments = urls;
+    // Replayed or delayed messages keep their time; live ones do not need it.
+    if (msg.createdTimestamp && Date.now() - msg.createdTimestamp > 10_000) out.timestamp = new Date(msg.createdTimestamp);
+    return out;
+  }
+
+  private deliverIn(w: Where, nick: string | null, msg: TextMessage): void {
+    if ('room' in w) this.safeEmit('roomMessage', w.room.room, nick ?? this.ownNick(w.room), msg);
+    else this.safeEmit('message', w.contact, msg);
+  }
+
+  protected onMessage(msg: Message): void {
+    const isDm = !msg.guildId;
+    const authorId = msg.author.id;
+    this.authors.set(msg.id, authorId);
+    if (authorId === this.me) {
+      const nonce = msg.nonce === null || msg.nonce === undefined ? null : String(msg.nonce);
+      if (this.ownSent.has(msg.id) || (nonce && this.pendingNonces.has(nonce))) return; // our own echo
+      if (isDm) return; // sent elsewhere to someone: XMPP has no place for it here
+    }
+    if (!RELAYED_TYPES.has(msg.type)) return;
+    const w = this.where(msg.channelId, isDm, msg.author);
+    if (!w) return;
+    this.stopTyping(msg.channelId, authorId);
+    const text = this.textOf(msg, 'room' in w ? w.room : null);
+    if (!text) return;
+    if ('room' in w) this.deliverIn(w, authorId === this.me ? this.ownNick(w.room) : this.authorNick(w.room, msg), text);
+    else this.deliverIn(w, null, text);
+  }
+
+  protected onUpdate(old: Message | PartialMessage, msg: Message | PartialMessage): void {
+    if (!msg.editedTimestamp) return; // an embed or flag update, not an edit
+    if (!old.partial && old.content === msg.content) return;
+    const authorId = msg.author?.id ?? this.authors.get(msg.id);
+    if (!authorId) return;
+    if (authorId === this.me && (this.consume(`u:${msg.id}`) || !msg.guildId)) return;
+    const w = this.where(msg.channelId, !msg.guildId, msg.author ?? null);
+    if (!w) return;
+    const text = this.textOf(msg, 'room' in w ? w.room : null);
+    if (!text) return;
+    const edit: TextMessage = { ...text, editOf: this.ids.kitId(msg.id) };
+    delete edit.id;
+    delete edit.timestamp;
+    if ('room' in w) this.deliverIn(w, authorId === this.me ? this.ownNick(w.room) : this.authorNick(w.room, msg), edit);
+    else this.deliverIn(w, null, edit);
+  }
+
+  protected onDelete(id: string, channelId: string, knownAuthor: string | null): void {
+    const authorId = knownAuthor ?? this.authors.get(id);
+    if (!authorId) {
+      this.log.debug('discord deletion of an unknown message ignored', { channel: channelId });
+      return;
+    }
+    if (authorId === this.me && this.consume(`d:${id}`)) return;
+    const ch = this.client.channels.cache.get(channelId);
+    const isDm = !ch || ch.isDMBased();
+    if (isDm && authorId === this.me) return;
+    const msg: TextMessage = { text: '', redacts: this.ids.kitId(id) };
+    if (isDm) {
+      const user = this.client.users.cache.get(authorId);
+      this.safeEmit('message', user ? this.contactOf(user) : { id: authorId }, msg);
+      return;
+    }
+    const r = this.rooms.get(channelId);
+    if (!r?.joined) return;
+    const nick = authorId === this.me ? this.ownNick(r) : r.occupants.nickOf(authorId);
+    if (!nick) return;
+    this.safeEmit('roomMessage', r.room, nick, msg);
+  }
+
+  protected onReaction(reaction: MessageReaction | PartialMessageReaction, user: User | PartialUser, added: boolean): void {
+    const msgId = reaction.message.id;
+    const emojiId = reaction.emoji.id ? `${reaction.emoji.name ?? '_'}:${reaction.emoji.id}` : (reaction.emoji.name ?? '');
+    if (!emojiId) return;
+    const key = reaction.emoji.id ? `:${reaction.emoji.name ?? 'emoji'}:` : emojiId;
+    if (user.id === this.me) {
+      const own = this.ownReactions.get(msgId) ?? new Set<string>();
+      if (added) own.add(emojiId);
+      else own.delete(emojiId);
+      this.ownReactions.set(msgId, own);
+      if (this.consume(`r:${msgId}:${emojiId}:${added ? '+' : '-'}`)) return;
+      if (!reaction.message.guildId) return;
+    }
+    const setKey = `${msgId}:${user.id}`;
+    const set = this.reactionSets.get(setKey) ?? new Set<string>();
+    if (added) set.add(key);
+    else set.delete(key);
+    this.reactionSets.set(setKey, set);
+    const channelId = reaction.message.channelId;
+    const w = this.where(channelId, !reaction.message.guildId, user);
+    if (!w) return;
+    const msg: TextMessage = { text: '', reactions: { to: this.ids.kitId(msgId), keys: [...set] } };
+    if ('room' in w) {
+      let nick = user.id === this.me ? this.ownNick(w.room) : w.room.occupants.nickOf(user.id);
+      if (!nick) {
+        this.updateOccupant(w.room, user.id);
+        nick = w.room.occupants.nickOf(user.id);
+      }
+      if (!nick) return;
+      this.deliverIn(w, nick, msg);
+    } else {
+      this.deliverIn(w, null, msg);
+    }
+  }
+
+  protected onTyping(t: Typing): void {
+    const userId = t.user.id;
+    if (userId === this.me) return;
+    const isDm = !t.guild;
+    const w = this.where(t.channel.id, isDm, t.user);
+    if (!w) return;
+    let from: LegacyContact | { room: LegacyRoom; nick: string };
+    if ('room' in w) {
+      if (!w.room.occupants.has(userId)) this.updateOccupant(w.room, userId);
+      const nick = w.room.occupants.nickOf(userId);
+      if (!nick) return;
+      from = { room: w.room.room, nick };
+    } else {
+      from = w.contact;
+    }
+    const k = `${t.channel.id}:${userId}`;
+    const running = this.typingTimers.get(k);
+    if (running) clearTimeout(running);
+    else this.safeEmit('typing', from, 'composing');
+    this.typingTimers.set(
+      k,
+      setTimeout(() => {
+        this.typingTimers.delete(k);
+        if (this.state === 'ready') this.safeEmit('typing', from, 'paused');
+      }, this.opts.typingTimeoutMs),
+    );
+  }
+
+  private stopTyping(channelId: string, userId: string): void {
+    const k = `${channelId}:${userId}`;
+    const t = this.typingTimers.get(k);
+    if (t) clearTimeout(t);
+    this.typingTimers.delete(k);
+  }
+}

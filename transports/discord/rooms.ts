@@ -1,0 +1,303 @@
+/**
+ * Guild text channels as the kit's rooms, id `#<channel id>`, named "Guild / #channel": listing
+ * them, joining, and their occupants in the kit's occupant table: the guild members who can see
+ * the channel; the guild owner is owner, Administrator is admin, both moderators; members who may
+ * manage messages are moderators, those who may not send are visitors. Nicks are display names
+ * (server nick, else global name, else user name), made unique per room with the user name
+ * ("Ann (ann_lee)"); whoever had a name first keeps it.
+ */
+import { randomBytes } from 'node:crypto';
+import { ChannelType, Events, PermissionFlagsBits, Routes, type Guild, type GuildBasedChannel, type GuildMember } from 'discord.js';
+import { LegacyNetworkError, type LegacyRoom, type Occupant } from '../kit/adapter.js';
+import type { OccupantTable } from '../kit/occupants.js';
+import { DiscordConnection } from './connection.js';
+import { DiscordCommandError, mapError } from './errors.js';
+import { cleanNick, sanitize } from './text.js';
+
+export interface RoomState {
+  room: LegacyRoom;
+  channelId: string;
+  guildId: string;
+  joined: boolean;
+  /** Occupants by user id, as last reported; `base` is the display name a nick was made from. */
+  occupants: OccupantTable;
+}
+
+export abstract class DiscordRooms extends DiscordConnection {
+  protected readonly rooms = new Map<string, RoomState>();
+  private readonly membersFetched = new Set<string>();
+
+  /** Rooms this session is in. */
+  get joinedRooms(): LegacyRoom[] {
+    return [...this.rooms.values()].filter((r) => r.joined).map((r) => r.room);
+  }
+
+  /** Every guild text channel the bot can see, as rooms (for disco#items). */
+  listRooms(): LegacyRoom[] {
+    const out: LegacyRoom[] = [];
+    for (const guild of this.client.guilds.cache.values()) {
+      for (const ch of guild.channels.cache.values()) {
+        if (!isRoomChannel(ch)) continue;
+        if (!ch.permissionsFor(this.me)?.has(PermissionFlagsBits.ViewChannel)) continue;
+        out.push(this.roomOf(ch));
+      }
+    }
+    return out;
+  }
+
+  private roomOf(ch: GuildBasedChannel): LegacyRoom {
+    const parent = ch.isThread() && ch.parent ? `#${ch.parent.name} / ` : '';
+    return { id: `#${ch.id}`, name: `${ch.guild.name} / ${parent}#${ch.name}` };
+  }
+
+  protected channel(id: string): GuildBasedChannel | null {
+    const ch = this.client.channels.cache.get(id);
+    return ch && !ch.isDMBased() ? (ch as GuildBasedChannel) : null;
+  }
+
+  private occupantFor(member: GuildMember, ch: GuildBasedChannel, nick: string): Occupant {
+    const perms = ch.permissionsFor(member);
+    let occ: Pick<Occupant, 'role' | 'affiliation'>;
+    if (member.guild.ownerId === member.id) occ = { affiliation: 'owner', role: 'moderator' };
+    else if (perms?.has(PermissionFlagsBits.Administrator)) occ = { affiliation: 'admin', role: 'moderator' };
+    else if (perms?.has(PermissionFlagsBits.ManageMessages)) occ = { affiliation: 'member', role: 'moderator' };
+    else if (!perms?.has(PermissionFlagsBits.SendMessages) || member.isCommunicationDisabled()) occ = { affiliation: 'member', role: 'visitor' };
+    else occ = { affiliation: 'member', role: 'participant' };
+    return { nick, ...occ, contact: this.contactOf(member.user) };
+  }
+
+  private canSee(ch: GuildBasedChannel, member: GuildMember): boolean {
+    return !!ch.permissionsFor(member)?.has(PermissionFlagsBits.ViewChannel);
+  }
+
+  /** A nick for a member: its current one while its display name is unchanged, else a free one. */
+  private nickFor(r: RoomState, member: GuildMember, base: string): string {
+    const candidates = [base, `${base} (${member.user.username})`, `${base} (${member.id})`];
+    return r.occupants.uniqueNick(member.id, base, candidates, () => `${base} (${member.id}-${randomBytes(2).toString('hex')})`);
+  }
+
+  /** Brings one member's occupant up to date in one room; the table reports what changed once the room is joined. */
+  protected updateOccupant(r: RoomState, userId: string): void {
+    const ch = this.channel(r.channelId);
+    if (!ch) return;
+    const member = ch.guild.members.cache.get(userId);
+    const visible = !!member && this.canSee(ch, member);
+    if (!visible) {
+      if (!r.occupants.has(userId)) return;
+      if (userId === this.me) {
+        this.lostRoom(r, 'the bot can no longer see this channel');
+        return;
+      }
+      r.occupants.part(userId);
+      return;
+    }
+    const base = cleanNick(member.displayName) || cleanNick(member.user.username) || member.id;
+    const nick = this.nickFor(r, member, base);
+    r.occupants.join(userId, this.occupantFor(member, ch, nick), undefined, base);
+  }
+
+  /** Recomputes every occupant (roles, overwrites or the member list changed). */
+  protected resync(r: RoomState, emit = true): void {
+    const ch = this.channel(r.channelId);
+    if (!ch) {
+      if (emit) this.lostRoom(r, 'the channel is gone');
+      return;
+    }
+    r.room.name = this.roomOf(ch).name;
+    const ids = new Set<string>([...ch.guild.members.cache.keys(), ...r.occupants.ids()]);
+    // Members who had a nick first keep it: existing occupants go first.
+    const order = [...r.occupants.ids(), ...[...ids].filter((id) => !r.occupants.has(id))];
+    for (const id of order) {
+      if (this.state !== 'ready' && emit) return;
+      this.updateOccupant(r, id);
+      if (!this.rooms.has(r.channelId)) return; // we lost the room
+    }
+  }
+
+  protected resyncGuild(guildId: string): void {
+    for (const r of [...this.rooms.values()]) if (r.guildId === guildId && r.joined) this.resync(r);
+  }
+
+  protected memberChanged(guildId: string, userId: string): void {
+    for (const r of [...this.rooms.values()]) if (r.guildId === guildId && r.joined) this.updateOccupant(r, userId);
+  }
+
+  protected lostRoom(r: RoomState, reason: string): void {
+    if (!this.rooms.has(r.channelId)) return;
+    this.rooms.delete(r.channelId);
+    const own = r.occupants.nickOf(this.me) ?? this.client.user?.username ?? 'bot';
+    if (r.joined) this.safeEmit('occupantLeft', r.room, own, reason, null);
+  }
+
+  protected onChannelUpdate(old: unknown, ch: unknown): void {
+    const channel = ch as GuildBasedChannel;
+    const r = this.rooms.get(channel.id);
+    if (!r || !r.joined) return;
+    const before = old as { topic?: string | null; permissionOverwrites?: { cache: Map<string, unknown> } };
+    const topic = 'topic' in channel ? (channel.topic ?? null) : null;
+    this.resync(r);
+    if (!this.rooms.has(channel.id)) return;
+    if ((before.topic ?? null) !== topic) {
+      const ours = this.consume(`s:${channel.id}`);
+      this.safeEmit('subject', r.room, topic ?? '', ours ? (r.occupants.nickOf(this.me) ?? null) : null);
+    }
+  }
+
+  private async ensureMembers(guild: Guild): Promise<void> {
+    if (!this.opts.members || this.membersFetched.has(guild.id)) return;
+    if (guild.members.cache.size >= guild.memberCount || guild.memberCount > this.opts.maxMemberFetch) return;
+    this.membersFetched.add(guild.id);
+    try {
+      await guild.members.fetch({ time: 20_000 });
+    } catch (err) {
+      this.log.debug('discord member list fetch failed', { guild: guild.id, error: (err as Error).message });
+    }
+  }
+
+  protected ownNick(r: RoomState): string {
+    return r.occupants.nickOf(this.me) ?? (cleanNick(this.client.user?.displayName) || 'bot');
+  }
+
+  private emitJoined(r: RoomState): void {
+    const ch = this.channel(r.channelId);
+    const topic = ch && 'topic' in ch ? (ch.topic ?? null) : null;
+    this.safeEmit('roomJoined', r.room, this.ownNick(r), r.occupants.list(), topic || null);
+  }
+
+  /**
+   * Joins a guild channel (`#<channel id>`): resolves once roomJoined or roomJoinFailed was
+   * emitted. The bot's display name in the guild is its nick (`nick` is not applied: a Discord
+   * nick is per guild and visible in every channel; changeNick sets it). Joining a room we are in
+   * re-emits roomJoined.
+   */
+  async joinRoom(room: LegacyRoom, _nick: string, _password?: string): Promise<void> {
+    this.ensureReady();
+    const id = channelIdOf(room.id);
+    if (!id) {
+      this.safeEmit('roomJoinFailed', room, `not a Discord channel: ${room.id}`, 'item-not-found');
+      return;
+    }
+    const existing = this.rooms.get(id);
+    if (existing?.joined) {
+      this.emitJoined(existing);
+      return;
+    }
+    let ch = this.client.channels.cache.get(id) ?? null;
+    if (!ch) {
+      try {
+        ch = await this.client.channels.fetch(id);
+      } catch (err) {
+        const e = mapError(err, 'joining');
+        const condition = e instanceof DiscordCommandError && e.condition === 'forbidden' ? 'forbidden' : e instanceof LegacyNetworkError ? 'service-unavailable' : 'item-not-found';
+        this.safeEmit('roomJoinFailed', room, condition === 'forbidden' ? 'the bot has no access to this channel' : e.message, condition);
+        return;
+      }
+    }
+    if (!ch || ch.isDMBased()) {
+      this.safeEmit('roomJoinFailed', room, 'direct messages are contacts, not rooms', 'item-not-found');
+      return;
+    }
+    if (!isRoomChannel(ch)) {
+      this.safeEmit('roomJoinFailed', room, 'not a text channel', 'item-not-found');
+      return;
+    }
+    if (!ch.permissionsFor(this.me)?.has(PermissionFlagsBits.ViewChannel)) {
+      this.safeEmit('roomJoinFailed', room, 'the bot cannot see this channel', 'forbidden');
+      return;
+    }
+    await this.ensureMembers(ch.guild);
+    if (this.state !== 'ready') return;
+    const again = this.rooms.get(id);
+    if (again?.joined) {
+      this.emitJoined(again);
+      return;
+    }
+    const channelRoom = this.roomOf(ch);
+    const r: RoomState = { room: channelRoom, channelId: id, guildId: ch.guild.id, joined: false, occupants: this.occupantTable(channelRoom) };
+    this.rooms.set(id, r);
+    // The bot first (its nick should be its plain display name), then everyone else.
+    this.updateOccupant(r, this.me);
+    this.resync(r, false);
+    r.joined = true;
+    r.occupants.announced = true;
+    this.emitJoined(r);
+  }
+
+  /** Stops relaying the channel (a bot cannot leave one channel of a guild). */
+  async leaveRoom(room: LegacyRoom, reason?: string): Promise<void> {
+    const id = channelIdOf(room.id);
+    const r = id ? this.rooms.get(id) : undefined;
+    if (!r) return;
+    this.rooms.delete(r.channelId);
+    this.safeEmit('occupantLeft', r.room, this.ownNick(r), reason ?? null, null);
+  }
+
+  /** Sets the channel topic (Manage Channels permission). */
+  async setSubject(room: LegacyRoom, subject: string): Promise<void> {
+    this.ensureReady();
+    const id = this.roomChannelId(room);
+    const topic = sanitize(subject).trim();
+    if (topic.length > 1024) throw new DiscordCommandError('a Discord channel topic has at most 1024 characters', 'not-acceptable');
+    this.expect(`s:${id}`);
+    try {
+      await this.client.rest.patch(Routes.channel(id), { body: { topic: topic || null } });
+    } catch (err) {
+      throw this.actionError(err, 'setting the topic');
+    }
+  }
+
+  /** Sets the bot's nick in the room's guild (in every channel of it); resolves once Discord reports it. */
+  async changeNick(room: LegacyRoom | null, nick: string): Promise<void> {
+    this.ensureReady();
+    if (!room) throw new DiscordCommandError('Discord nicks are per server: change it in a room', 'bad-request');
+    const id = this.roomChannelId(room);
+    const ch = this.channel(id);
+    if (!ch) throw new DiscordCommandError('unknown channel', 'item-not-found');
+    const wanted = cleanNick(nick);
+    if (!wanted || wanted.length > 32) throw new DiscordCommandError('a Discord nick has 1 to 32 characters', 'not-acceptable');
+    const me = ch.guild.members.me;
+    if (me && cleanNick(me.displayName) === wanted) return;
+    const guildId = ch.guild.id;
+    const updated = new Promise<void>((resolve) => {
+      const timer = setTimeout(done, 5000);
+      const client = this.client;
+      const self = this.me;
+      function listener(_o: unknown, m: GuildMember): void {
+        if (m.id === self && m.guild.id === guildId) done();
+      }
+      function done(): void {
+        clearTimeout(timer);
+        client.off(Events.GuildMemberUpdate, listener);
+        resolve();
+      }
+      client.on(Events.GuildMemberUpdate, listener);
+    });
+    try {
+      await this.client.rest.patch(Routes.guildMember(guildId, '@me'), { body: { nick: wanted } });
+    } catch (err) {
+      throw this.actionError(err, 'changing the nick');
+    }
+    await updated;
+  }
+
+  /** Discord has no per-channel kick: a kick removes a member from the whole server. */
+  async kick(_room: LegacyRoom, _nick: string, _reason?: string): Promise<void> {
+    throw new DiscordCommandError('Discord has no per-channel kick (a kick removes the member from the whole server); do that in Discord', 'not-allowed');
+  }
+
+  protected roomChannelId(room: LegacyRoom): string {
+    const id = channelIdOf(room.id);
+    if (!id) throw new DiscordCommandError(`not a Discord channel: ${room.id}`, 'bad-request');
+    return id;
+  }
+}
+
+/** `#<snowflake>` → the channel id; anything else → null. */
+export function channelIdOf(roomId: string): string | null {
+  const m = /^#(\d{15,21})$/.exec(roomId);
+  return m ? m[1]! : null;
+}
+
+export function isRoomChannel(ch: { isTextBased(): boolean; isDMBased(): boolean; type: ChannelType }): ch is GuildBasedChannel & { isTextBased(): true } {
+  return ch.isTextBased() && !ch.isDMBased() && ch.type !== ChannelType.GuildVoice && ch.type !== ChannelType.GuildStageVoice;
+}

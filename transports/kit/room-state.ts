@@ -1,0 +1,24 @@
+/** The kit's state of one MUC room of one user session (rooms.ts keeps it in UserSession.rooms). */
+import type { LegacyRoom, Occupant } from './adapter.js';
+
+export interface RoomState {
+  /** Bare room JID. */
+  jid: string;
+  room: LegacyRoom;
+  /** Own nick (the requested one until the network confirms). */
+  nick: string;
+  joined: boolean;
+  occupants: Map<string, Occupant>;
+  subject: string | null;
+  subjectBy: string | null;
+  /** Joined resources (full JID → the nick it asked for). */
+  resources: Map<string, string>;
+  /** Resources waiting for roomJoined (full JID → requested nick). */
+  pending: Map<string, string>;
+  password: string | undefined;
+  /** Own messages sent, waiting for the network's echo (adapters that echo). */
+  echoes: { text: string; id: string | undefined }[];
+  joinTimer: NodeJS.Timeout | null;
+  /** Joined before the connection dropped: rejoined after the reconnect, however many attempts it takes. */
+  rejoin?: boolean;
+}

@@ -1,0 +1,299 @@
+/**
+ * Matrix messages both ways: m.room.message and stickers (media as links, see content.ts), edits,
+ * redactions, reactions (always the sender's whole set), replies, typing and read receipts, in
+ * rooms and direct chats. End-to-end encryption is not supported: m.room.encrypted events become
+ * a notice saying so, and sending into an encrypted room is refused (not-acceptable) rather than
+ * sent in clear text.
+ */
+import * as sdk from 'matrix-js-sdk';
+import { type LegacyContact, type LegacyRoom, type TextMessage } from '../kit/adapter.js';
+import { contentFromMessage, messageFromContent, pollText, reactionOf, UNDECRYPTABLE_TEXT } from './content.js';
+import { MatrixCommandError, commandError, describe } from './errors.js';
+import { MatrixRooms } from './rooms.js';
+import { BoundedMap, TIMELINE_KEEP } from './sdk.js';
+
+type Json = Record<string, unknown>;
+
+export abstract class MatrixMessages extends MatrixRooms {
+  /** Reaction event ID → what it reacted to (to turn the redaction of a reaction into a new reaction set). */
+  private readonly reactionIndex = new BoundedMap<string, { roomId: string; to: string; sender: string; key: string }>(5000);
+  /** Events delivered by the catch-up after a resume (the live sync may bring them again). */
+  protected readonly caughtUp = new Set<string>();
+  /** When each user last sent a message in a room (typing stop after a message is 'active'). */
+  private readonly lastMessage = new BoundedMap<string, number>(2000);
+  protected readonly typingSince = new BoundedMap<string, number>(2000);
+  private readonly sinceTrim = new Map<string, number>();
+
+  protected async onRoomEvent(ev: sdk.MatrixEvent, room: sdk.Room, catchUp: boolean): Promise<void> {
+    const id = ev.getId();
+    if (!catchUp && id && this.caughtUp.has(id)) return;
+    const type = ev.getType();
+    const sender = ev.getSender();
+    if (!sender) return;
+    if (type === 'm.room.member' || type === 'm.room.name' || type === 'm.room.canonical_alias') this.contactsCache = null;
+    if (type === 'm.room.member') return this.onMember(ev, room);
+    if (room.getMyMembership() !== 'join') return;
+    if (ev.isState()) {
+      const kr = this.kitRooms.get(room.roomId);
+      if (!kr) return;
+      if (type === 'm.room.topic' && ev.getStateKey() === '') {
+        const topic = ev.getContent().topic;
+        this.safeEmit('subject', kr.room, typeof topic === 'string' ? topic : '', this.nickIn(kr, room, sender));
+      } else if (type === 'm.room.power_levels' && ev.getStateKey() === '') {
+        this.refreshRoles(kr, room);
+      } else if (type === 'm.room.name') {
+        const name = ev.getContent().name;
+        if (typeof name === 'string' && name) kr.room.name = name;
+      }
+      return;
+    }
+    // Sent through this gateway (only this device gets the transaction id back): the kit has it.
+    if (sender === this.userId && ev.getUnsigned().transaction_id !== undefined) return;
+    // Already redacted when it arrived (a gap or catch-up holding both): nothing to show.
+    if (type !== 'm.room.redaction' && ev.isRedacted()) return;
+    let msg: TextMessage | null = null;
+    let from = sender;
+    switch (type) {
+      case 'm.room.message':
+      case 'm.sticker':
+        msg = messageFromContent(ev.getContent(), type, this.homeserver);
+        if (msg) this.lastMessage.set(`${room.roomId}\u0000${sender}`, Date.now());
+        break;
+      case 'm.room.encrypted':
+        msg = { text: UNDECRYPTABLE_TEXT, notice: true };
+        break;
+      case 'm.poll.start':
+      case 'org.matrix.msc3381.poll.start': {
+        const text = pollText(ev.getContent());
+        msg = text ? { text, notice: true } : null;
+        break;
+      }
+      case 'm.reaction': {
+        const r = reactionOf(ev.getContent());
+        if (!r) return;
+        if (id) this.reactionIndex.set(id, { roomId: room.roomId, to: r.to, sender, key: r.key });
+        const keys = await this.reactionKeys(room.roomId, r.to, sender);
+        msg = { text: '', reactions: { to: r.to, keys: [...keys.keys()] } };
+        break;
+      }
+      case 'm.room.redaction': {
+        const target = (ev.event as { redacts?: string }).redacts ?? (ev.getContent().redacts as string | undefined);
+        if (!target) return;
+        const reaction = this.reactionIndex.get(target);
+        if (reaction) {
+          this.reactionIndex.delete(target);
+          const keys = await this.reactionKeys(reaction.roomId, reaction.to, reaction.sender);
+          keys.delete(reaction.key);
+          msg = { text: '', reactions: { to: reaction.to, keys: [...keys.keys()] } };
+          from = reaction.sender;
+        } else {
+          msg = { text: '', redacts: target };
+        }
+        break;
+      }
+      default:
+        return;
+    }
+    if (!msg) return;
+    if (msg.replyTo) msg.replyTo = this.kitIdOf(msg.replyTo);
+    if (msg.editOf) msg.editOf = this.kitIdOf(msg.editOf);
+    if (msg.redacts) msg.redacts = this.kitIdOf(msg.redacts);
+    if (msg.reactions) msg.reactions.to = this.kitIdOf(msg.reactions.to);
+    if (id) {
+      msg.id = id;
+      this.eventRooms.set(id, room.roomId);
+    }
+    if (catchUp) msg.timestamp = new Date(ev.getTs());
+    this.deliver(room, from, msg, ev.getTs());
+    if (!catchUp) this.trim(room);
+  }
+
+  /**
+   * The SDK keeps every event of a room's live timeline for the life of the client; a gateway runs
+   * for months. Older events are dropped (the adapter only looks up recent ones).
+   */
+  private trim(room: sdk.Room): void {
+    const n = (this.sinceTrim.get(room.roomId) ?? 0) + 1;
+    this.sinceTrim.set(room.roomId, n);
+    if (n < 50) return;
+    this.sinceTrim.set(room.roomId, 0);
+    const events = room.getLiveTimeline().getEvents();
+    if (events.length <= TIMELINE_KEEP + 50) return;
+    for (const e of events.slice(0, events.length - TIMELINE_KEEP)) {
+      const id = e.getId();
+      if (id && e.status === null && !e.isRedaction()) room.removeEvent(id);
+    }
+  }
+
+  private deliver(room: sdk.Room, sender: string, msg: TextMessage, ts: number): void {
+    const kr = this.kitRooms.get(room.roomId);
+    if (!kr) {
+      const contact = this.directContactOf(room);
+      if (contact) {
+        if (sender === this.userId) return; // sent from another of the user's Matrix clients
+        this.safeEmit('message', this.contactOf(sender, room), msg);
+        return;
+      }
+      // Not joined by the kit (yet): kept until it joins.
+      let list = this.backlog.get(room.roomId);
+      if (!list) this.backlog.set(room.roomId, (list = []));
+      list.push({ sender, msg: { ...msg, timestamp: msg.timestamp ?? new Date(ts) } });
+      if (list.length > this.opts.backlogLimit) list.splice(0, list.length - this.opts.backlogLimit);
+      return;
+    }
+    this.safeEmit('roomMessage', kr.room, this.nickIn(kr, room, sender), msg);
+  }
+
+  protected onTyping(roomId: string, userId: string, typing: boolean): void {
+    const room = this.client.getRoom(roomId);
+    if (!room || room.getMyMembership() !== 'join') return;
+    let state: 'composing' | 'paused' | 'active' = 'composing';
+    if (!typing) {
+      // Typing stops when the message is sent (active), or when the user gave up (paused).
+      const key = `${roomId}\u0000${userId}`;
+      const last = this.lastMessage.get(key);
+      const since = this.typingSince.get(key);
+      this.typingSince.delete(key);
+      state = last !== undefined && since !== undefined && last >= since ? 'active' : 'paused';
+    }
+    const kr = this.kitRooms.get(roomId);
+    if (kr) {
+      this.safeEmit('typing', { room: kr.room, nick: this.nickIn(kr, room, userId) }, state);
+      return;
+    }
+    if (this.directContactOf(room)) this.safeEmit('typing', this.contactOf(userId, room), state);
+  }
+
+  protected onReceipt(room: sdk.Room, content: Record<string, Record<string, Record<string, unknown>>>): void {
+    if (room.getMyMembership() !== 'join') return;
+    const kr = this.kitRooms.get(room.roomId);
+    const direct = kr ? null : this.directContactOf(room);
+    if (!kr && !direct) return;
+    for (const [eventId, types] of Object.entries(content)) {
+      // The SDK adds a receipt of each sender for its own message; that is not a read marker.
+      const author = room.findEventById(eventId)?.getSender();
+      for (const userId of Object.keys(types['m.read'] ?? {})) {
+        if (userId === this.userId || userId === author) continue;
+        if (kr) this.safeEmit('displayed', { room: kr.room, nick: this.nickIn(kr, room, userId) }, this.kitIdOf(eventId));
+        else this.safeEmit('displayed', this.contactOf(userId, room), this.kitIdOf(eventId));
+      }
+    }
+  }
+
+  /** A sender's current reaction keys on an event (key → reaction event ID), from the server's relations. */
+  private async reactionKeys(roomId: string, to: string, sender: string): Promise<Map<string, string>> {
+    const keys = new Map<string, string>();
+    try {
+      let from: string | undefined;
+      for (let page = 0; page < 10; page++) {
+        const res = await this.client.fetchRelations(roomId, to, 'm.annotation', 'm.reaction', { dir: sdk.Direction.Backward, limit: 100, ...(from ? { from } : {}) } as never);
+        for (const raw of res.chunk as unknown as Json[]) {
+          const r = reactionOf((raw.content ?? {}) as Json);
+          const id = raw.event_id as string | undefined;
+          if (!r || !id) continue;
+          this.reactionIndex.set(id, { roomId, to, sender: String(raw.sender), key: r.key });
+          if (raw.sender === sender && !keys.has(r.key)) keys.set(r.key, id);
+        }
+        from = res.next_batch ?? undefined;
+        if (!from) break;
+      }
+    } catch (err) {
+      this.log.debug('matrix relations not available; using the reactions seen', { homeserver: this.host, reason: describe(err) });
+      keys.clear();
+      for (const [id, r] of this.reactionIndex) if (r.roomId === roomId && r.to === to && r.sender === sender && !keys.has(r.key)) keys.set(r.key, id);
+    }
+    return keys;
+  }
+
+  async sendRoomMessage(room: LegacyRoom, message: TextMessage): Promise<void> {
+    this.ensureReady();
+    await this.send(this.requireKitRoom(room).roomId, message);
+  }
+
+  async sendMessage(to: LegacyContact, message: TextMessage): Promise<void> {
+    this.ensureReady();
+    if (to.id === this.userId) throw new MatrixCommandError('cannot send a direct message to yourself', 'not-acceptable');
+    const roomId = await this.directRoomFor(to.id, true);
+    await this.send(roomId!, message);
+  }
+
+  async sendTyping(to: LegacyContact | LegacyRoom, state: 'composing' | 'paused' | 'active'): Promise<void> {
+    this.ensureReady();
+    const roomId = this.isRoomRef(to) ? this.kitRoomFor(to)?.roomId : await this.directRoomFor(to.id, false);
+    if (!roomId) return;
+    try {
+      await this.client.sendTyping(roomId, state === 'composing', 30_000);
+    } catch (err) {
+      throw commandError(err, 'cannot send the typing notification');
+    }
+  }
+
+  async markRead(where: LegacyContact | LegacyRoom, messageId: string): Promise<void> {
+    this.ensureReady();
+    const eventId = this.eventId(messageId);
+    const roomId = this.isRoomRef(where) ? this.kitRoomFor(where)?.roomId : (this.eventRooms.get(eventId) ?? (await this.directRoomFor(where.id, false)));
+    if (!roomId) return;
+    try {
+      await this.client.setRoomReadMarkersHttpRequest(roomId, eventId, eventId);
+    } catch (err) {
+      throw commandError(err, 'cannot send the read marker');
+    }
+  }
+
+  private async send(roomId: string, msg: TextMessage): Promise<void> {
+    try {
+      if (msg.redacts) {
+        const target = this.eventId(msg.redacts);
+        await this.client.redactEvent(roomId, target, this.txn());
+        return;
+      }
+      if (msg.reactions) {
+        await this.setReactions(roomId, this.eventId(msg.reactions.to), msg.reactions.keys);
+        return;
+      }
+      if (this.client.getRoom(roomId)?.hasEncryptionStateEvent()) {
+        throw new MatrixCommandError('this Matrix room is end-to-end encrypted, and the gateway cannot encrypt messages', 'not-acceptable');
+      }
+      const ids: { editOf?: string; replyTo?: string } = {};
+      if (msg.editOf) ids.editOf = this.eventId(msg.editOf);
+      if (msg.replyTo) {
+        try {
+          ids.replyTo = this.eventId(msg.replyTo);
+        } catch {
+          // A reply to a message the gateway does not know is sent as a plain message.
+        }
+      }
+      const res = await this.client.sendEvent(roomId, 'm.room.message' as never, contentFromMessage(msg, ids) as never, this.txn());
+      if (msg.id) {
+        this.ids.set(msg.id, res.event_id);
+        this.kitIds.set(res.event_id, msg.id);
+      }
+      this.eventRooms.set(res.event_id, roomId);
+    } catch (err) {
+      const event = (err as { event?: sdk.MatrixEvent }).event;
+      if (event) {
+        try {
+          this.client.cancelPendingEvent(event);
+        } catch {
+          // not pending any more
+        }
+      }
+      throw commandError(err, 'cannot send the message');
+    }
+  }
+
+  private async setReactions(roomId: string, to: string, wanted: string[]): Promise<void> {
+    const current = await this.reactionKeys(roomId, to, this.userId);
+    const keys = [...new Set(wanted.filter((k) => k.length > 0))];
+    for (const key of keys) {
+      if (current.has(key)) continue;
+      const res = await this.client.sendEvent(roomId, 'm.reaction' as never, { 'm.relates_to': { rel_type: 'm.annotation', event_id: to, key } } as never, this.txn());
+      this.reactionIndex.set(res.event_id, { roomId, to, sender: this.userId, key });
+    }
+    for (const [key, eventId] of current) {
+      if (keys.includes(key)) continue;
+      await this.client.redactEvent(roomId, eventId, this.txn());
+      this.reactionIndex.delete(eventId);
+    }
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * How the gateway runs matrix-js-sdk: silenced, with bounded request timeouts, retrying only
+ * rate-limited sends, and stopped for good when a session ends.
+ */
+import * as sdk from 'matrix-js-sdk';
+import { logger as sdkLogger } from 'matrix-js-sdk/lib/logger.js';
+import { errcodeOf, httpStatusOf } from './errors.js';
+
+// The SDK logs every request URL, sync detail and error object to the console; none of that may
+// reach the gateway's output (it names rooms and users, and error objects can hold content).
+export const quiet = {
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+  log: () => undefined,
+  getChild: () => quiet,
+};
+(sdkLogger as unknown as { setLevel(level: string, persist?: boolean): void }).setLevel('silent', false);
+
+/** Retry only rate-limited sends (429), a few times; anything else fails at once and the kit reports it. */
+export function retryRateLimited(_event: unknown, attempts: number, err: unknown): number {
+  if (attempts > 3) return -1;
+  if (errcodeOf(err) !== 'M_LIMIT_EXCEEDED' && httpStatusOf(err) !== 429) return -1;
+  const after = (err as { data?: { retry_after_ms?: number } }).data?.retry_after_ms;
+  return Math.min(typeof after === 'number' && after > 0 ? after : 1000 * 2 ** attempts, 10_000);
+}
+
+/**
+ * fetch with a timeout that does not keep the process alive (AbortSignal.timeout is unref'd): the
+ * SDK's own request timeouts are plain setTimeout calls that are never cleared, so a stopped
+ * session would hold the process open for up to 110 seconds.
+ */
+export function timedFetch(requestTimeoutMs: number, longPollMs: number): typeof fetch {
+  return (input, init) => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const timeout = AbortSignal.timeout(/\/sync(\?|$)/.test(url) ? longPollMs : requestTimeoutMs);
+    return fetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout });
+  };
+}
+
+/**
+ * The SDK gives requests local timeouts (/sync: poll timeout + 80 s, keep-alive probes 15 s) with
+ * timers it never clears, which hold a stopped session's process open; timedFetch bounds every
+ * request instead.
+ */
+export function withoutSdkTimers(client: sdk.MatrixClient): void {
+  const http = client.http as unknown as { requestOtherUrl?: (method: unknown, url: unknown, body: unknown, opts?: Record<string, unknown>) => unknown };
+  const original = http.requestOtherUrl;
+  if (typeof original !== 'function') return;
+  http.requestOtherUrl = function (this: unknown, method: unknown, url: unknown, body: unknown, opts?: Record<string, unknown>) {
+    return original.call(this, method, url, body, opts ? { ...opts, localTimeoutMs: undefined } : opts);
+  };
+}
+
+/**
+ * Stops a client for good. A keep-alive probe still running when the sync loop stops re-arms its
+ * retry timer (up to 10 s) once it fails; that timer is cleared as soon as it appears.
+ */
+export function stopClient(client: sdk.MatrixClient): void {
+  const api = (client as unknown as { syncApi?: { keepAliveTimer?: NodeJS.Timeout } }).syncApi;
+  try {
+    client.stopClient();
+  } catch {
+    // already stopped
+  }
+  if (!api) return;
+  let rounds = 0;
+  const sweep = setInterval(() => {
+    if (api.keepAliveTimer) clearTimeout(api.keepAliveTimer);
+    if (++rounds >= 40) clearInterval(sweep);
+  }, 50);
+  sweep.unref();
+}
+
+/** Events kept per room in the SDK's timeline. */
+export const TIMELINE_KEEP = 200;
+
+/** A Map that forgets its oldest entries beyond `max`. */
+export class BoundedMap<K, V> extends Map<K, V> {
+  constructor(private readonly max: number) {
+    super();
+  }
+  override set(key: K, value: V): this {
+    if (this.has(key)) this.delete(key);
+    super.set(key, value);
+    while (this.size > this.max) this.delete(this.keys().next().value as K);
+    return this;
+  }
+}
+
+/** A Matrix room the kit has joined as a MUC room. */
