@@ -9,7 +9,7 @@ import { LocalSessionRegistry } from '../core/session.js';
 import { systemClock } from '../../shared/clock.js';
 import { Logger } from '../../shared/logger.js';
 import { Jid } from '../../shared/jid.js';
-import { parseIp } from '../net/addresses.js';
+import { parseIp } from '../../shared/ip-addresses.js';
 import type { AuthBlock, BlockKind } from '../storage/repos/privacy-logs.js';
 import { runRetention, type RetentionEnv } from './retention.js';
 import { ipSubject } from './failed-login-guard.js';

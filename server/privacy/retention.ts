@@ -56,7 +56,7 @@ import type { Account, Storage } from '../storage/types.js';
 import { systemClock, type Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import { AccountError, AccountService, NoSuchAccountError } from '../accounts/service.js';
-import { parseXmlText } from '../net/parse-xml.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';

@@ -36,7 +36,7 @@ import { randomBytes } from 'node:crypto';
 import type { Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import type { StanzaEvent } from '../core/hooks.js';
-import { XmlStreamParser } from '../net/xml-stream-parser.js';
+import { XmlStreamParser } from '../../shared/xml/stream-parser.js';
 import { dialbackKey } from '../s2s/dialback.js';
 import { publicAddresses, resolveS2sTargets, type ConnectTarget } from '../s2s/resolver.js';
 import { certificateValidFor, peerCertificateStatus, type PeerCertificateStatus } from '../s2s/certificates.js';

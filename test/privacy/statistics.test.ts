@@ -18,7 +18,7 @@ import { createControlModule } from '../../server/admin/control.js';
 import { statsCommands, parseSince, valueFlags } from '../../server/privacy/cli-stats.js';
 import { renderChart } from '../../server/privacy/chart.js';
 import { parseArgs } from '../../server/cli/kit.js';
-import { parseXmlText } from '../../server/net/parse-xml.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { modulesWith, startTestServer, type TestServer } from '../helpers/server.js';
 import { ManualClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/logger.js';

@@ -16,7 +16,7 @@ import { presenceModule } from '../../server/modules/presence.js';
 import { messageModule } from '../../server/modules/message.js';
 import { componentsModule } from '../../server/modules/components.js';
 import { forComponentWire, verifyHandshake, handshakeDigest } from '../../server/streams/component.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';

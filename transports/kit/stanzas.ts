@@ -5,7 +5,7 @@
  */
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { errorElement, type ErrorType } from '../../server/core/stanza-errors.js';
+import { errorElement, type ErrorType } from '../../shared/xml/stanza-errors.js';
 
 export { errorElement, type ErrorType };
 
