@@ -53,7 +53,8 @@ import { errorReply } from '../../shared/xml/stanza-errors.js';
 import { normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import type { Element } from '../../shared/xml/element.js';
-import { formatDuration, inBatches, registerRetentionClass } from './retention.js';
+import { inBatches, registerRetentionClass } from './retention.js';
+import { formatDurationWords } from '../../shared/format.js';
 
 // ------------------------------------------------------------------------------------------------
 // Options
@@ -531,7 +532,7 @@ export const failedLoginGuardModule: GatehouseModule = createFailedLoginGuardMod
 registerRetentionClass({
   name: 'failed-logins',
   clause: 'P13',
-  describe: (config) => `failed-login and failed-registration records (P7) older than ${formatDuration(config.retention.detailedLogs)}`,
+  describe: (config) => `failed-login and failed-registration records (P7) older than ${formatDurationWords(config.retention.detailedLogs)}`,
   async run(env, now, { dryRun, batch }) {
     const before = new Date(now.getTime() - env.config.retention.detailedLogs);
     if (dryRun) return env.storage.privacyLogs.countFailedLoginsBefore(before);
@@ -542,7 +543,7 @@ registerRetentionClass({
 registerRetentionClass({
   name: 'auth-blocks',
   clause: 'P13',
-  describe: (config) => `temporary login blocks (P7) once expired, at most ${formatDuration(config.retention.detailedLogs)} after they were set`,
+  describe: (config) => `temporary login blocks (P7) once expired, at most ${formatDurationWords(config.retention.detailedLogs)} after they were set`,
   async run(env, now, { dryRun, batch }) {
     const createdBefore = new Date(now.getTime() - env.config.retention.detailedLogs);
     if (dryRun) return env.storage.privacyLogs.countStaleBlocks(now, createdBefore);
