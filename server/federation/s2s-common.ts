@@ -12,7 +12,7 @@
  */
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { forComponentWire } from './component.js';
+import { forComponentWire } from '../streams/component.js';
 
 export const NS_DIALBACK = 'jabber:server:dialback';
 export const NS_DIALBACK_FEATURE = 'urn:xmpp:features:dialback';
