@@ -10,7 +10,7 @@ import { systemClock } from '../../shared/clock.js';
 import { Logger } from '../../shared/logger.js';
 import { Jid } from '../../shared/jid.js';
 import { parseIp } from '../../shared/ip-addresses.js';
-import type { AuthBlock, BlockKind } from '../storage/repos/privacy-logs.js';
+import type { AuthBlock, BlockKind } from '../storage/types.js';
 import { runRetention, type RetentionEnv } from './retention.js';
 import { ipSubject } from './failed-login-guard.js';
 // Every feature module file, so that every retention class (registered at import) is known here.

@@ -48,7 +48,7 @@ import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context
 import type { AuthAttempt, AuthFailure } from '../streams/c2s.js';
 import type { RegistrationFailure } from '../modules/register.js';
 import { addressGroup, cidrContains } from '../../shared/ip-addresses.js';
-import type { AuthBlock, BlockKind, FailedLoginKind } from '../storage/repos/privacy-logs.js';
+import type { AuthBlock, BlockKind, FailedLoginKind } from '../storage/types.js';
 import { errorReply } from '../../shared/xml/stanza-errors.js';
 import { normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';

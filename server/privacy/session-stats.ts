@@ -17,7 +17,7 @@ import type { ClientSession, SessionCounters } from '../core/session.js';
 import { controlCommands } from '../admin/control.js';
 import { statsFor, type Statistics } from './statistics.js';
 import { inBatches, registerRetentionClass } from './retention.js';
-import type { SessionRecord } from '../storage/repos/statistics.js';
+import type { SessionRecord } from '../storage/types.js';
 import { formatDurationWords } from '../../shared/format.js';
 
 /** One live session as the control channel reports it. */

@@ -21,7 +21,7 @@ import { FakeAdapter, FakeNetwork, type FakeNetworkOptions } from '../../transpo
 import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
-import type { TransportAuditEntry } from '../../server/storage/repos/transports.js';
+import type { TransportAuditEntry } from '../../server/storage/types.js';
 
 export const GW = 'gw.localhost';
 export const SECRET = 'kit-component-secret-4a1f';
