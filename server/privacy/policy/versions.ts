@@ -10,7 +10,8 @@
  */
 import type { Config } from '../../config/index.js';
 import type { PolicyVersion, Storage } from '../../storage/types.js';
-import { policyFromConfig, type PolicyFacts, type PolicyTexts, type PolicyView, type ShownVersion } from './render.js';
+import type { PolicyFacts } from './facts.js';
+import { policyFromConfig, type PolicyTexts, type PolicyView, type ShownVersion } from './render.js';
 import { dateEn, duration, type Lang } from './format.js';
 
 export type { PolicyVersion } from '../../storage/types.js';
