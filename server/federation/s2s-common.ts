@@ -144,8 +144,5 @@ export function isValidIq(iq: Element): boolean {
   return type === 'result' || type === 'error';
 }
 
-/** Real-time milliseconds for network timeouts (the injected clock is for stored records). */
-export const now = (): number => Date.now();
-
 /** A server stream may keep this many times a client's send buffer waiting before it is dropped. */
 export const S2S_SEND_BUFFER_FACTOR = 8;

@@ -40,9 +40,8 @@ type XmppComponent = any;
 
 let xmppLib: { component: (o: Record<string, unknown>) => XmppComponent; xml: (...a: unknown[]) => XmlEl } | null = null;
 async function lib(): Promise<NonNullable<typeof xmppLib>> {
-  // A non-literal specifier: the package has no type declarations.
-  const specifier: string = '@xmpp/component';
-  xmppLib ??= (await import(specifier)) as NonNullable<typeof xmppLib>;
+  // The package has no type declarations (test/untyped-modules.d.ts).
+  xmppLib ??= (await import('@xmpp/component')) as NonNullable<typeof xmppLib>;
   return xmppLib;
 }
 

@@ -190,8 +190,3 @@ export async function subscribeBoth(c: TestClient): Promise<void> {
   c.send(x('presence', { type: 'subscribe', to: GW }));
   await c.expect((el) => el.name === 'iq' && el.attrs.type === 'set' && !!el.getChild('query', NS.roster)?.getChildren('item').some((i) => i.attrs.jid === GW && i.attrs.subscription === 'both'));
 }
-
-/** Drains what a client received so far (for tests that look for something new). */
-export function drain(c: TestClient): void {
-  c.received.splice(0);
-}

@@ -27,7 +27,6 @@ import {
   ConfigError,
   array,
   describe,
-  docRows,
   duration,
   enumOf,
   fail,
@@ -40,7 +39,6 @@ import {
   optional,
   str,
   type Ctx,
-  type DocRow,
   type Schema,
 } from '../../server/config/schema-kit.js';
 import type { StorageConfig } from '../../server/storage/datasource.js';
@@ -262,9 +260,4 @@ export function readYaml(text: string, file: string): unknown {
 /** Whether a parsed YAML document looks like a transport configuration (it has `component`). */
 export function isTransportConfigDocument(raw: unknown): boolean {
   return isPlainObject(raw) && isPlainObject(raw.component);
-}
-
-/** Documentation rows for the transport configuration (docs generation). */
-export function transportConfigDocRows(): DocRow[] {
-  return docRows(transportConfigSchema, '');
 }

@@ -34,12 +34,6 @@ export function stanzaError(stanza: Element, condition: string, text?: string, t
   return x(stanza.name, { type: 'error', id: stanza.attrs.id, from: stanza.attrs.to, to: stanza.attrs.from }, ...extra, errorElement(condition, text, type));
 }
 
-/** Text of a message body, or null when there is no body. */
-export function bodyOf(stanza: Element): string | null {
-  const body = stanza.getChild('body');
-  return body ? body.text() : null;
-}
-
 /** The chat state (XEP-0085) of a message, if any. */
 export function chatStateOf(stanza: Element): 'composing' | 'paused' | 'active' | 'inactive' | 'gone' | null {
   for (const el of stanza.elements) {

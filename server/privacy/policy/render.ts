@@ -1,7 +1,7 @@
 /**
  * The privacy policy, generated from the live configuration (P22).
  *
- * configuration → PolicyFacts (every number and setting the policy states) → one PolicyDocument
+ * configuration → PolicyFacts (facts.ts: every number and setting the policy states) → one PolicyDocument
  * per language (texts-de.ts, texts-en.ts: headings, paragraphs, lists, in the order of the seed
  * policy) → Markdown or HTML. The hash of the documents identifies a policy version: a
  * configuration change that changes any sentence changes the hash and must be announced.
@@ -17,12 +17,11 @@ import { policyDe } from './texts-de.js';
 import { policyEn } from './texts-en.js';
 
 export type { Lang } from './format.js';
-export { LANGS } from './format.js';
 
 // ---------------------------------------------------------------------------------------------
 // The document model (format.ts): plain text only, so both renderers can escape everything.
 
-export type { Block, PolicyDocument, PolicyTexts } from './format.js';
+export type { PolicyTexts } from './format.js';
 
 export function renderTexts(facts: PolicyFacts): PolicyTexts {
   return { de: policyDe(facts), en: policyEn(facts) };
