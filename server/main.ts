@@ -16,7 +16,7 @@ import { loadTlsContexts } from './net/tls.js';
 import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from './net/listeners.js';
 import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
 import { startComponentListeners } from './streams/component.js';
-import { startS2sListeners } from './streams/s2s-in.js';
+import { startS2sListeners } from './federation/s2s-in.js';
 import { allModules } from './modules/index.js';
 import { RotatingLogFile } from './privacy/log-files.js';
 

@@ -8,6 +8,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { formatDurationSetting as formatDuration, formatSizeSetting as formatSize } from './format.js';
+export { formatDurationSetting as formatDuration, formatSizeSetting as formatSize } from './format.js';
 
 /** A configuration problem. The message is a single line: `config error: <key path>: <problem>`. */
 export class ConfigError extends Error {
@@ -180,26 +182,6 @@ export function parseDuration(v: unknown): number | undefined {
   return Number.isFinite(total) ? Math.round(total) : undefined;
 }
 
-/** `300000` → `5m`, `90000` → `1m30s`. */
-export function formatDuration(ms: number): string {
-  if (ms === 0) return '0s';
-  let rest = ms;
-  let out = '';
-  for (const [unit, size] of [
-    ['d', 86_400_000],
-    ['h', 3_600_000],
-    ['m', 60_000],
-    ['s', 1000],
-    ['ms', 1],
-  ] as const) {
-    if (rest >= size) {
-      out += `${Math.floor(rest / size)}${unit}`;
-      rest %= size;
-    }
-  }
-  return out;
-}
-
 const SIZE_UNITS: Record<string, number> = {
   b: 1,
   kb: 1000,
@@ -220,18 +202,6 @@ export function parseSize(v: unknown): number | undefined {
   if (unit === undefined) return undefined;
   const bytes = Number(m[1]) * unit;
   return Number.isSafeInteger(bytes) ? bytes : undefined;
-}
-
-/** `262144` → `256KiB`. */
-export function formatSize(bytes: number): string {
-  for (const [unit, size] of [
-    ['GiB', 1024 ** 3],
-    ['MiB', 1024 ** 2],
-    ['KiB', 1024],
-  ] as const) {
-    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
-  }
-  return `${bytes}B`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import { HELP_FLAGS, UsageError, parseArgs, type Command, type ParsedArgs } from
 import { ConfigError, loadConfig } from '../server/config/index.js';
 import { parseDuration } from '../shared/schema-kit.js';
 import { openStorage, type StorageConfig } from '../server/storage/datasource.js';
-import type { TransportAuditEntry } from '../server/storage/repos/transports.js';
+import type { TransportAuditEntry } from '../server/storage/types.js';
 import { Jid } from '../shared/jid.js';
 import { Logger } from '../shared/logger.js';
 import { logFileSink } from '../shared/rotating-log-file.js';

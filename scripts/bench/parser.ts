@@ -2,7 +2,7 @@
  * Throughput of XmlStreamParser on typical message stanzas. Not a test.
  * Run: npx tsc -p tsconfig.json; node dist/scripts/bench/parser.js [MB per round] [chunkBytes] [rounds]
  */
-import { XmlStreamParser } from '../../server/net/xml-stream-parser.js';
+import { XmlStreamParser } from '../../shared/xml/stream-parser.js';
 
 const totalMb = Number(process.argv[2] ?? 50);
 const rounds = Number(process.argv[4] ?? 5);

@@ -6,7 +6,7 @@
 import { Prng, inputSeed } from './prng.js';
 import { XmlGenerator, randomSplit } from './xml-generator.js';
 import { FUZZ_LIMITS, compare } from './xml-oracle.js';
-import type { ParserLimits } from '../../server/net/xml-stream-parser.js';
+import type { ParserLimits } from '../../shared/xml/stream-parser.js';
 
 export interface XmlFuzzOptions {
   seed: number;

@@ -1,5 +1,5 @@
 /**
- * The differential oracle for server/net/xml-stream-parser.ts: what `saxes` (an XML 1.0 +
+ * The differential oracle for shared/xml/stream-parser.ts: what `saxes` (an XML 1.0 +
  * Namespaces parser) makes of the same bytes, turned into the events Gatehouse's parser emits
  * (stream open, complete stanzas with their size in bytes, stream close), with the places where
  * XMPP's restricted XML (RFC 6120 section 11) legitimately differs modelled explicitly:
@@ -20,7 +20,7 @@
  * that completes any token it may be waiting in and must then reject too (see compare()).
  */
 import { SaxesParser, type SaxesTagNS } from 'saxes';
-import { XmlStreamParser, type ParserErrorCondition, type ParserLimits } from '../../server/net/xml-stream-parser.js';
+import { XmlStreamParser, type ParserErrorCondition, type ParserLimits } from '../../shared/xml/stream-parser.js';
 import { Element } from '../../shared/xml/element.js';
 
 export const FUZZ_LIMITS: ParserLimits = { maxStanzaBytes: 1 << 20, maxDepth: 64, maxAttributes: 64 };

@@ -49,7 +49,7 @@ import type { Config } from '../config/index.js';
 import type { GatehouseModule, ServerContext } from '../core/context.js';
 import { loadTlsContexts, type TlsContexts } from '../net/tls.js';
 import { ConnectionLimits, listen, rejectionLogger } from '../net/listeners.js';
-import { canonicalIp, inRanges, parseIp } from '../net/addresses.js';
+import { canonicalIp, inRanges, parseIp } from '../../shared/ip-addresses.js';
 import { AdminAuthenticator, AdminSessions, SESSION_DEFAULTS, clearCookie, cookieNames, loginFormToken, parseCookies, sameToken, setCookie, type AdminSession } from './auth.js';
 import { html, page, type Html, type PageEnv, type PageResult } from './pages/layout.js';
 import { loginPage } from './pages/login.js';

@@ -14,24 +14,7 @@ export type Config = Infer<typeof configSchema>;
 export type HostConfig = Config['hosts'][number];
 /** Who may register accounts in-band on a host. */
 export type RegistrationPolicy = HostConfig['registration'];
-export type CertKeyPair = NonNullable<HostConfig['tls']>;
-export type TlsConfig = Config['tls'];
-export type ListenConfig = Config['listen'];
-export type ListenAddress = ListenConfig['c2s'][number];
-export type C2sConfig = Config['c2s'];
-export type AuthConfig = Config['auth'];
 /** `url` contains credentials: never log it. */
 export type StorageConfig = Config['storage'];
-export type OfflineConfig = Config['offline'];
-export type PrivateStorageConfig = Config['privateStorage'];
-export type SubscriptionsConfig = Config['subscriptions'];
 export type RegistrationLimitConfig = Config['registrationLimit'];
-export type ServerInfoConfig = Config['server'];
-export type LogConfig = Config['log'];
-export type RetentionConfig = Config['retention'];
 export type LoginGuardConfig = Config['loginGuard'];
-export type BackupsConfig = Config['backups'];
-export type ComponentConfig = Config['components'][number];
-export type S2sConfig = Config['s2s'];
-export type AdminConfig = Config['admin'];
-export type PolicyConfig = Config['policy'];

@@ -1,7 +1,7 @@
 import type { Element } from '../../shared/xml/element.js';
 import type { StanzaEvent } from './hooks.js';
 import type { Router } from './router.js';
-import { errorReply, iqResult, type ErrorType } from './stanza-errors.js';
+import { errorReply, iqResult, type ErrorType } from '../../shared/xml/stanza-errors.js';
 
 /**
  * Answers an IQ on behalf of the addressed entity (the host, or an account for IQs sent to a

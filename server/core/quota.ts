@@ -11,6 +11,7 @@
  * or two writes could each fit alone and overrun the quota together: run both inside one
  * `KeyedSerial.run(account, ...)`.
  */
+import { formatSizeLimit } from '../../shared/format.js';
 
 export interface QuotaUsage {
   items: number;
@@ -37,15 +38,9 @@ export function checkQuota(usage: QuotaUsage, adding: QuotaUsage, limits: QuotaL
     return { ok: false, exceeded: 'items', text: `${what} is full (at most ${limits.maxItems} items)` };
   }
   if (limits.maxBytes !== undefined && adding.bytes > 0 && usage.bytes + adding.bytes > limits.maxBytes) {
-    return { ok: false, exceeded: 'bytes', text: `${what} is full (at most ${formatBytes(limits.maxBytes)})` };
+    return { ok: false, exceeded: 'bytes', text: `${what} is full (at most ${formatSizeLimit(limits.maxBytes)})` };
   }
   return { ok: true };
-}
-
-export function formatBytes(n: number): string {
-  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
-  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
-  return `${n} bytes`;
 }
 
 /** Runs async tasks one at a time per key (an account), in order; other keys run concurrently. */

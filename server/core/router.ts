@@ -4,7 +4,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { Clock } from '../../shared/clock.js';
 import { HookBus, type Origin, type StanzaEvent } from './hooks.js';
 import type { ClientSession, SessionRegistry } from './session.js';
-import { errorReply, type ErrorType } from './stanza-errors.js';
+import { errorReply, type ErrorType } from '../../shared/xml/stanza-errors.js';
 import { randomBytes } from 'node:crypto';
 
 export interface DeliveryFailure {

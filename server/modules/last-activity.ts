@@ -5,7 +5,7 @@ import type { Element } from '../../shared/xml/element.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { mayViewPresenceInfo } from './disco.js';
-import { parseXmlText } from '../net/parse-xml.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { utcDateTime } from './time.js';
 
 /** accountState key of the last logout record: `<last at='ISO'>status text</last>`. */

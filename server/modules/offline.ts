@@ -1,7 +1,7 @@
 import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import type { ClientSession } from '../core/session.js';
-import { parseXmlText } from '../net/parse-xml.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { messageType, topResources } from './message.js';

@@ -50,7 +50,7 @@
 import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import type { ClientSession } from '../core/session.js';
-import { errorReply } from '../core/stanza-errors.js';
+import { errorReply } from '../../shared/xml/stanza-errors.js';
 import type { Account, RosterItem } from '../storage/types.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';

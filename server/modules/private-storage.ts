@@ -1,7 +1,7 @@
 import type { GatehouseModule } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import { replyError, replyResult } from '../core/iq.js';
-import { parseXmlText } from '../net/parse-xml.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { checkQuota, KeyedSerial, xmlBytes } from '../core/quota.js';

@@ -27,7 +27,7 @@
 import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import { replyError, replyResult } from '../core/iq.js';
-import { errorReply, iqResult, type ErrorType } from '../core/stanza-errors.js';
+import { errorReply, iqResult, type ErrorType } from '../../shared/xml/stanza-errors.js';
 import type { RegistrationLimitConfig, RegistrationPolicy } from '../config/index.js';
 import { AccountError, AccountExistsError, AccountService, InvalidPasswordError, InvalidUsernameError, NoSuchAccountError, UnknownHostError } from '../accounts/service.js';
 import { verifyPlainAsync } from '../auth/scram.js';
@@ -35,7 +35,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { ControlError, controlCommands } from '../admin/control.js';
-import { addressGroup, cidrContains } from '../net/addresses.js';
+import { addressGroup, cidrContains } from '../../shared/ip-addresses.js';
 
 /** A refused or failed registration, password change or removal (P7: no password, ever). */
 export interface RegistrationFailure {

@@ -5,8 +5,8 @@
  * The module takes message/presence/iq events whose recipient is on another domain, after the
  * feature modules (roster, carbons, ...) had them, at priority -50; component domains are left to
  * the router's own fallback at -100, which delivers to the component or bounces. The links
- * themselves are server/s2s/service.ts (manager, queue, bounces), server/streams/s2s-out.ts and
- * server/streams/s2s-in.ts (the inbound listener, opened by main.ts after the modules loaded).
+ * themselves are server/federation/service.ts (manager, queue, bounces), server/federation/s2s-out.ts and
+ * server/federation/s2s-in.ts (the inbound listener, opened by main.ts after the modules loaded).
  *
  * Federation is on when `listen.s2s` names at least one address (dialback needs other servers to
  * reach us); otherwise the module does nothing and stanzas to other domains bounce with
@@ -16,7 +16,7 @@
  */
 import type { GatehouseModule } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
-import { S2sService, registerS2sService, type S2sOptions } from '../s2s/service.js';
+import { S2sService, registerS2sService, type S2sOptions } from '../federation/service.js';
 
 export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
   let service: S2sService | null = null;

@@ -68,7 +68,7 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import type { BoundSession, SessionLayer } from '../core/session.js';
 import type { ClientStream } from '../streams/c2s.js';
-import { parseXmlText } from '../net/parse-xml.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';

@@ -15,8 +15,6 @@ import type { Subscription } from '../storage/types.js';
 
 export type SubscriptionStanza = 'subscribe' | 'subscribed' | 'unsubscribe' | 'unsubscribed';
 
-export const SUBSCRIPTION_STANZAS: readonly SubscriptionStanza[] = ['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed'];
-
 /** The nine defined states of RFC 6121 A.1. */
 export type StateName =
   | 'None'

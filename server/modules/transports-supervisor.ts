@@ -18,8 +18,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GatehouseModule, ServerContext } from '../core/context.js';
-import { formatDuration, inBatches, registerRetentionClass } from '../privacy/retention.js';
+import { inBatches, registerRetentionClass } from '../privacy/retention.js';
 import { backoffDelay } from '../../transports/kit/backoff.js';
+import { formatDurationWords } from '../../shared/format.js';
 
 export interface SupervisedTransport {
   /** The adapter: transports/<name>/index.ts. */
@@ -172,7 +173,7 @@ export const transportsSupervisorModule = createTransportsSupervisor();
 registerRetentionClass({
   name: 'transport-connections',
   clause: 'P13',
-  describe: (config) => `transport connection-log rows (P10) older than ${formatDuration(config.retention.detailedLogs)}`,
+  describe: (config) => `transport connection-log rows (P10) older than ${formatDurationWords(config.retention.detailedLogs)}`,
   async run(env, now, { dryRun, batch }) {
     const before = new Date(now.getTime() - env.config.retention.detailedLogs);
     if (dryRun) return env.storage.transports.countAuditBefore(before);

@@ -2,7 +2,7 @@ import type { GatehouseModule } from '../core/context.js';
 import { replyError, replyResult } from '../core/iq.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { parseXmlText } from '../net/parse-xml.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
 
 const KEY = 'vcard';
 

@@ -3,7 +3,7 @@
  *
  * Every connection is counted the moment it is accepted, before any byte is read: against the
  * listener kind's cap on open connections, then against its per-address cap (IPv6 per /64, see
- * addresses.ts). Over either, the socket is destroyed at once. Direct TLS is started here, on
+ * shared/ip-addresses.ts). Over either, the socket is destroyed at once. Direct TLS is started here, on
  * the accepted socket, and the stream gets the TLS socket at once (so its authentication timeout
  * runs from accept, whether the handshake finishes or not); a handshake not finished within
  * `handshakeTimeout` closes the connection.
@@ -17,7 +17,7 @@ import { createServer as createTcpServer, type Server, type Socket, type Address
 import { TLSSocket } from 'node:tls';
 import type { TlsContexts } from './tls.js';
 import type { Logger } from '../../shared/logger.js';
-import { addressGroup, canonicalIp, inRanges } from './addresses.js';
+import { addressGroup, canonicalIp, inRanges } from '../../shared/ip-addresses.js';
 import { PROXY_HEADER_TIMEOUT_MS, readProxyHeader } from './proxy-protocol.js';
 
 export interface ListenAddress {

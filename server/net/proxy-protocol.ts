@@ -15,7 +15,7 @@
  */
 import type { Socket } from 'node:net';
 import { isIPv4, isIPv6 } from 'node:net';
-import { formatIp } from './addresses.js';
+import { formatIp } from '../../shared/ip-addresses.js';
 
 export const PROXY_V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 const V1_PREFIX = Buffer.from('PROXY ', 'latin1');

@@ -41,6 +41,7 @@ import type { Config } from '../config/index.js';
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import { DEFAULT_SQLITE_PATH, describeDatabase, redact, type StorageConfig } from '../storage/datasource.js';
+import { formatBytes } from '../../shared/format.js';
 
 export type DbKind = StorageConfig['type'];
 
@@ -472,18 +473,6 @@ export class Progress {
     line += formatBytes(this.done);
     this.stream.write(`\r\x1b[K${line}`);
   }
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = -1;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
 
 // ---------------------------------------------------------------------------------------------

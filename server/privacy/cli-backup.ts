@@ -16,7 +16,6 @@ import {
   BackupError,
   Progress,
   createBackup,
-  formatBytes,
   generateBackupKeyText,
   listBackups,
   loadBackupKey,
@@ -27,6 +26,7 @@ import {
 } from './backup.js';
 import { ExportError, exportAccounts, importAccounts, parseExport, planImport, renderExport } from './export.js';
 import { migrations } from '../../migrations/index.js';
+import { formatBytes } from '../../shared/format.js';
 
 /**
  * The value of --name. The shared argument parser only knows --config and --password-file as

@@ -9,8 +9,8 @@ import { LocalSessionRegistry } from '../core/session.js';
 import { systemClock } from '../../shared/clock.js';
 import { Logger } from '../../shared/logger.js';
 import { Jid } from '../../shared/jid.js';
-import { parseIp } from '../net/addresses.js';
-import type { AuthBlock, BlockKind } from '../storage/repos/privacy-logs.js';
+import { parseIp } from '../../shared/ip-addresses.js';
+import type { AuthBlock, BlockKind } from '../storage/types.js';
 import { runRetention, type RetentionEnv } from './retention.js';
 import { ipSubject } from './failed-login-guard.js';
 // Every feature module file, so that every retention class (registered at import) is known here.

@@ -5,7 +5,8 @@
 import { writeFileSync } from 'node:fs';
 import { UsageError, configFrom, withStorage, type Command, type ParsedArgs } from '../cli/kit.js';
 import { controlRequest } from '../admin/control.js';
-import { RESOLUTION_MS, type Resolution, type StatPoint } from '../storage/repos/statistics.js';
+import { RESOLUTION_MS } from '../storage/repos/statistics.js';
+import type { Resolution, StatPoint } from '../storage/types.js';
 import { SERIES, rollupOf, seriesName } from './statistics.js';
 import type { LiveSession } from './session-stats.js';
 import { renderChart, formatValue, PALETTE } from './chart.js';

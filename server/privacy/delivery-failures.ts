@@ -14,7 +14,8 @@
 import type { GatehouseModule } from '../core/context.js';
 import type { DeliveryFailure } from '../core/router.js';
 import { Jid } from '../../shared/jid.js';
-import { formatDuration, inBatches, registerRetentionClass } from './retention.js';
+import { inBatches, registerRetentionClass } from './retention.js';
+import { formatDurationWords } from '../../shared/format.js';
 
 /** A bare JID when the address parses, else the text as given (never more than an address). */
 export function bareAddress(address: string): string {
@@ -49,7 +50,7 @@ export const deliveryFailureModule: GatehouseModule = createDeliveryFailureModul
 registerRetentionClass({
   name: 'delivery-failures',
   clause: 'P13',
-  describe: (config) => `delivery-failure records (P8) older than ${formatDuration(config.retention.detailedLogs)}`,
+  describe: (config) => `delivery-failure records (P8) older than ${formatDurationWords(config.retention.detailedLogs)}`,
   async run(env, now, { dryRun, batch }) {
     const before = new Date(now.getTime() - env.config.retention.detailedLogs);
     if (dryRun) return env.storage.privacyLogs.countDeliveryFailuresBefore(before);

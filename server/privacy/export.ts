@@ -35,8 +35,8 @@
 import { normaliseDomain, normaliseLocal, Jid } from '../../shared/jid.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { parseXmlText } from '../net/parse-xml.js';
-import { XmlStreamParser } from '../net/xml-stream-parser.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
+import { XmlStreamParser } from '../../shared/xml/stream-parser.js';
 import { asTypeOrmStorage } from '../storage/typeorm-storage.js';
 import type { Account, RosterItem, ScramVerifier, Storage, Subscription } from '../storage/types.js';
 import { makeVerifierAsync } from '../accounts/service.js';

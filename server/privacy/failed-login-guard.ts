@@ -49,14 +49,15 @@ import { defaultsOf } from '../../shared/schema-kit.js';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context.js';
 import type { AuthAttempt, AuthFailure } from '../streams/c2s.js';
 import type { RegistrationFailure } from '../modules/register.js';
-import { addressGroup, cidrContains } from '../net/addresses.js';
-import type { AuthBlock, BlockKind, FailedLoginKind } from '../storage/repos/privacy-logs.js';
-import { errorReply } from '../core/stanza-errors.js';
+import { addressGroup, cidrContains } from '../../shared/ip-addresses.js';
+import type { AuthBlock, BlockKind, FailedLoginKind } from '../storage/types.js';
+import { errorReply } from '../../shared/xml/stanza-errors.js';
 import { normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import type { Element } from '../../shared/xml/element.js';
-import { formatDuration, inBatches, registerRetentionClass } from './retention.js';
+import { inBatches, registerRetentionClass } from './retention.js';
 import { after, type Timer } from '../../shared/clock.js';
+import { formatDurationWords } from '../../shared/format.js';
 
 // ------------------------------------------------------------------------------------------------
 // Options
@@ -505,7 +506,7 @@ export const failedLoginGuardModule: GatehouseModule = createFailedLoginGuardMod
 registerRetentionClass({
   name: 'failed-logins',
   clause: 'P13',
-  describe: (config) => `failed-login and failed-registration records (P7) older than ${formatDuration(config.retention.detailedLogs)}`,
+  describe: (config) => `failed-login and failed-registration records (P7) older than ${formatDurationWords(config.retention.detailedLogs)}`,
   async run(env, now, { dryRun, batch }) {
     const before = new Date(now.getTime() - env.config.retention.detailedLogs);
     if (dryRun) return env.storage.privacyLogs.countFailedLoginsBefore(before);
@@ -516,7 +517,7 @@ registerRetentionClass({
 registerRetentionClass({
   name: 'auth-blocks',
   clause: 'P13',
-  describe: (config) => `temporary login blocks (P7) once expired, at most ${formatDuration(config.retention.detailedLogs)} after they were set`,
+  describe: (config) => `temporary login blocks (P7) once expired, at most ${formatDurationWords(config.retention.detailedLogs)} after they were set`,
   async run(env, now, { dryRun, batch }) {
     const createdBefore = new Date(now.getTime() - env.config.retention.detailedLogs);
     if (dryRun) return env.storage.privacyLogs.countStaleBlocks(now, createdBefore);

@@ -5,7 +5,8 @@
  */
 import path from 'node:path';
 import { deleteExpiredLogFiles } from '../../shared/rotating-log-file.js';
-import { formatDuration, registerRetentionClass } from './retention.js';
+import { registerRetentionClass } from './retention.js';
+import { formatDurationWords } from '../../shared/format.js';
 
 export * from '../../shared/rotating-log-file.js';
 
@@ -13,7 +14,7 @@ registerRetentionClass({
   name: 'log-files',
   clause: 'P13',
   describe: (config) =>
-    config.log.file ? `rotated log files (${path.basename(config.log.file)}.DATE) older than ${formatDuration(config.retention.detailedLogs)}` : 'no log files (log.file is not set)',
+    config.log.file ? `rotated log files (${path.basename(config.log.file)}.DATE) older than ${formatDurationWords(config.retention.detailedLogs)}` : 'no log files (log.file is not set)',
   async run(env, now, { dryRun }) {
     const file = env.config.log.file;
     if (!file) return 0;

@@ -10,7 +10,7 @@
  *     registerRetentionClass({
  *       name: 'session-records',            // unique, kebab-case; printed by the CLI
  *       clause: 'P6',                       // the PRIVACY.md clause it enforces
- *       describe: (config) => `session records older than ${formatDuration(config.retention.detailedLogs)}`,
+ *       describe: (config) => `session records older than ${formatDurationWords(config.retention.detailedLogs)}`,
  *       async run(env, now, { dryRun, batch }) {
  *         const before = new Date(now.getTime() - env.config.retention.detailedLogs);
  *         if (dryRun) return env.storage.sessions.countBefore(before);
@@ -56,10 +56,11 @@ import type { Account, Storage } from '../storage/types.js';
 import { systemClock, type Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import { AccountError, AccountService, NoSuchAccountError } from '../accounts/service.js';
-import { parseXmlText } from '../net/parse-xml.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
+import { formatDurationWords } from '../../shared/format.js';
 
 // ------------------------------------------------------------------------------------------------
 // The registry
@@ -173,26 +174,6 @@ function safeDescribe(cls: RetentionClass, config: Config): string {
   }
 }
 
-/** '30 days', '48 hours', '15 minutes', '10 seconds'. */
-export function formatDuration(ms: number): string {
-  const units: [number, string][] = [
-    [86_400_000, 'day'],
-    [3_600_000, 'hour'],
-    [60_000, 'minute'],
-    [1000, 'second'],
-  ];
-  for (const [size, name] of units) {
-    if (ms >= size && ms % size === 0) {
-      const n = ms / size;
-      return `${n} ${name}${n === 1 ? '' : 's'}`;
-    }
-  }
-  if (ms >= 86_400_000) return `${Math.round(ms / 86_400_000)} days`;
-  if (ms >= 3_600_000) return `${Math.round(ms / 3_600_000)} hours`;
-  if (ms >= 60_000) return `${Math.round(ms / 60_000)} minutes`;
-  return `${Math.round(ms / 1000)} seconds`;
-}
-
 // ------------------------------------------------------------------------------------------------
 // P4: inactive accounts
 
@@ -223,7 +204,7 @@ export function inactivityWarning(host: string, account: Account, config: Config
     x(
       'body',
       {},
-      `Your account ${jid} has not been used since ${day(new Date(lastUse(account)))}. Accounts unused for ${formatDuration(config.retention.inactiveAccounts)} ` +
+      `Your account ${jid} has not been used since ${day(new Date(lastUse(account)))}. Accounts unused for ${formatDurationWords(config.retention.inactiveAccounts)} ` +
         `are deleted with all their data. Log in before ${day(deleteOn)} to keep it.`,
     ),
   );
@@ -239,7 +220,7 @@ export function deletionCancelledNotice(session: ClientSession, config: Config):
       'body',
       {},
       `Your account ${session.jid.bare} was going to be deleted because it had not been used for a long time. You have logged in, so it is kept. ` +
-        `Accounts unused for ${formatDuration(config.retention.inactiveAccounts)} are deleted with all their data.`,
+        `Accounts unused for ${formatDurationWords(config.retention.inactiveAccounts)} are deleted with all their data.`,
     ),
   );
 }
@@ -260,8 +241,8 @@ export const inactiveAccountsClass: RetentionClass = {
   name: 'inactive-accounts',
   clause: 'P4',
   describe: (config) =>
-    `accounts unused for ${formatDuration(config.retention.inactiveAccounts)}, with everything they own` +
-    (config.retention.inactiveWarning > 0 ? ` (warned ${formatDuration(config.retention.inactiveWarning)} before)` : ''),
+    `accounts unused for ${formatDurationWords(config.retention.inactiveAccounts)}, with everything they own` +
+    (config.retention.inactiveWarning > 0 ? ` (warned ${formatDurationWords(config.retention.inactiveWarning)} before)` : ''),
   async run(env, now, { dryRun, batch }) {
     const { inactiveAccounts: maxIdle, inactiveWarning } = env.config.retention;
     const before = new Date(now.getTime() - maxIdle);
@@ -299,7 +280,7 @@ export const inactiveAccountWarningsClass: RetentionClass = {
   clause: 'P4',
   describe: (config) =>
     config.retention.inactiveWarning > 0
-      ? `warn accounts unused for ${formatDuration(config.retention.inactiveAccounts - config.retention.inactiveWarning)} (headline message, and again at the next login)`
+      ? `warn accounts unused for ${formatDurationWords(config.retention.inactiveAccounts - config.retention.inactiveWarning)} (headline message, and again at the next login)`
       : 'no inactivity warnings (retention.inactiveWarning is 0)',
   async run(env, now, { dryRun, batch }) {
     const { inactiveAccounts: maxIdle, inactiveWarning } = env.config.retention;
@@ -338,7 +319,7 @@ export const OFFLINE_EXPIRED_CONDITION = 'recipient-unavailable';
 export const offlineMessagesClass: RetentionClass = {
   name: 'offline-messages',
   clause: 'P5',
-  describe: (config) => `offline messages not delivered within ${formatDuration(config.retention.offlineMessages)} (each becomes a delivery-failure record, P8)`,
+  describe: (config) => `offline messages not delivered within ${formatDurationWords(config.retention.offlineMessages)} (each becomes a delivery-failure record, P8)`,
   async run(env, now, { dryRun, batch }) {
     const before = new Date(now.getTime() - env.config.retention.offlineMessages);
     if (dryRun) return env.storage.privacyLogs.countOfflineBefore(before);

@@ -16,8 +16,9 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { ClientSession, SessionCounters } from '../core/session.js';
 import { controlCommands } from '../admin/control.js';
 import { statsFor, type Statistics } from './statistics.js';
-import { formatDuration, inBatches, registerRetentionClass } from './retention.js';
-import type { SessionRecord } from '../storage/repos/statistics.js';
+import { inBatches, registerRetentionClass } from './retention.js';
+import type { SessionRecord } from '../storage/types.js';
+import { formatDurationWords } from '../../shared/format.js';
 
 /** One live session as the control channel reports it. */
 export interface LiveSession {
@@ -170,7 +171,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
 registerRetentionClass({
   name: 'session-records',
   clause: 'P6',
-  describe: (config) => `session records (JID, IP, times, counters) older than ${formatDuration(config.retention.detailedLogs)}`,
+  describe: (config) => `session records (JID, IP, times, counters) older than ${formatDurationWords(config.retention.detailedLogs)}`,
   async run(env, now, { dryRun, batch }) {
     const before = new Date(now.getTime() - env.config.retention.detailedLogs);
     if (dryRun) return env.storage.statistics.countSessionRecordsBefore(before);

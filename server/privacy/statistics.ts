@@ -27,7 +27,8 @@ import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import type { GatehouseModule, ServerContext } from '../core/context.js';
 import { controlCommands } from '../admin/control.js';
-import { RESOLUTION_MS, type StatisticsRepository, type StatWrite } from '../storage/repos/statistics.js';
+import { RESOLUTION_MS } from '../storage/repos/statistics.js';
+import type { StatisticsRepository, StatWrite } from '../storage/types.js';
 
 export type Rollup = 'sum' | 'avg' | 'max';
 export type Labels = Record<string, string>;

@@ -119,12 +119,279 @@ export interface Storage {
   /** Server-side per-account state that users never read directly (e.g. key 'last': last logout). */
   accountState: KeyValueRepository;
   /** Published versions of the generated privacy policy (P22). */
-  policyVersions: import('./repos/policy-versions.js').PolicyVersionRepository;
+  policyVersions: PolicyVersionRepository;
   /** Failed logins, delivery failures and temporary blocks (P7, P8, P13). */
-  privacyLogs: import('./repos/privacy-logs.js').PrivacyLogRepository;
+  privacyLogs: PrivacyLogRepository;
   /** Session records (P6) and anonymous statistics (P12). */
-  statistics: import('./repos/statistics.js').StatisticsRepository;
+  statistics: StatisticsRepository;
   /** Transport registrations, the credential vault (P9) and the connection audit log (P10). */
-  transports: import('./repos/transports.js').TransportRepository;
+  transports: TransportRepository;
   close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Published versions of the privacy policy (P22): the TypeORM implementation is repos/policy-versions.ts
+
+export interface PolicyVersion {
+  id: number;
+  /** SHA-256 (hex) of the rendered texts: equal hashes, equal policy. */
+  hash: string;
+  /** The rendered policy as JSON (facts and the document in every language); see server/privacy/policy. */
+  document: string;
+  announcedAt: Date;
+  /** From when this version is in force. */
+  effectiveAt: Date;
+  /** Set when the version was announced on short notice for technical reasons. */
+  technicalReason: string | null;
+}
+
+export type NewPolicyVersion = Omit<PolicyVersion, 'id'>;
+
+export interface PolicyVersionRepository {
+  /** Every version, oldest (lowest id) first. */
+  list(): Promise<PolicyVersion[]>;
+  /**
+   * Adds a version if the newest stored version is still `afterId` (null: none stored yet), so two
+   * processes cannot both add "the next" version. Returns null if another version came first.
+   */
+  add(version: NewPolicyVersion, afterId: number | null): Promise<PolicyVersion | null>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failed logins, delivery failures and temporary blocks (P7, P8, P13): the TypeORM implementation is repos/privacy-logs.ts
+
+export type FailedLoginKind = 'auth' | 'register';
+
+export interface FailedLoginRecord {
+  at: Date;
+  ip: string;
+  /** The host (or component domain) the attempt was made on. */
+  host: string;
+  /** The attempted username (localpart), null when none was given or usable. */
+  username: string | null;
+  /** SASL mechanism, 'XEP-0077' for registration, 'XEP-0114 handshake' for components. */
+  mechanism: string;
+  kind: FailedLoginKind;
+  /** The SASL failure or stanza error condition returned. */
+  condition: string;
+}
+
+export interface DeliveryFailureRecord {
+  at: Date;
+  /** Bare JID of the sender. */
+  from: string;
+  /** Bare JID of the intended recipient. */
+  to: string;
+  /** 'message' | 'presence' | 'iq' */
+  kind: string;
+  condition: string;
+}
+
+export type BlockKind = 'ip' | 'account';
+
+export interface AuthBlock {
+  kind: BlockKind;
+  /** An IPv4 address, an IPv6 /64 ('2001:db8:1:2::/64') or a bare JID. */
+  subject: string;
+  createdAt: Date;
+  expiresAt: Date;
+  /** Failures counted when the block was set. */
+  failures: number;
+}
+
+export interface PrivacyLogRepository {
+  addFailedLogin(record: FailedLoginRecord): Promise<void>;
+  /** Newest first. */
+  listFailedLogins(opts?: { since?: Date; ip?: string; limit?: number }): Promise<(FailedLoginRecord & { id: number })[]>;
+  addDeliveryFailure(record: DeliveryFailureRecord): Promise<void>;
+  /** Newest first. */
+  listDeliveryFailures(opts?: { since?: Date; limit?: number }): Promise<(DeliveryFailureRecord & { id: number })[]>;
+
+  /** Inserts or replaces the block of (kind, subject). */
+  putBlock(block: AuthBlock): Promise<void>;
+  getBlock(kind: BlockKind, subject: string): Promise<AuthBlock | null>;
+  /** Blocks still in force at `now` (every stored block without it), soonest expiry first. */
+  listBlocks(now?: Date): Promise<AuthBlock[]>;
+  /** Removes one block; false if there was none. */
+  liftBlock(kind: BlockKind, subject: string): Promise<boolean>;
+  /** Removes every block; returns how many there were. */
+  liftAllBlocks(): Promise<number>;
+
+  // ---- retention (one bounded batch per call; the sweeper loops) ----
+  deleteFailedLoginsBefore(before: Date, limit: number): Promise<number>;
+  countFailedLoginsBefore(before: Date): Promise<number>;
+  deleteDeliveryFailuresBefore(before: Date, limit: number): Promise<number>;
+  countDeliveryFailuresBefore(before: Date): Promise<number>;
+  /** Blocks that expired before `now` or were created before `createdBefore`. */
+  deleteStaleBlocks(now: Date, createdBefore: Date, limit: number): Promise<number>;
+  countStaleBlocks(now: Date, createdBefore: Date): Promise<number>;
+  /** Offline messages received before `before` (P5 dry run). */
+  countOfflineBefore(before: Date): Promise<number>;
+  /** Accounts whose last use (or creation) is before `before`, by id after `afterId` (a cursor). */
+  inactiveAccounts(before: Date, afterId: number, limit: number): Promise<Account[]>;
+  /** username and host of the given account ids (missing ids are absent). */
+  accountJids(ids: number[]): Promise<Map<number, { username: string; host: string }>>;
+  /**
+   * After deletions: on SQLite, checkpoint the WAL and truncate it, so that the old images of
+   * deleted rows do not linger in the -wal file (with PRAGMA secure_delete they are then gone
+   * from the disk). A no-op elsewhere.
+   */
+  flushDeleted(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session records (P6) and anonymous statistics (P12): the TypeORM implementation is repos/statistics.ts
+
+export type Resolution = 'minute' | 'hour' | 'day';
+
+export interface SessionRecord {
+  /** Full JID of the session. */
+  jid: string;
+  /** Bare JID (the account), for deleting an account's records. */
+  account: string;
+  ip: string;
+  secure: boolean;
+  startedAt: Date;
+  endedAt: Date;
+  stanzasIn: number;
+  stanzasOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Stream error condition the session ended with, if any. */
+  closeReason: string | null;
+}
+
+export interface StatPoint {
+  series: string;
+  resolution: Resolution;
+  bucketStart: Date;
+  value: number;
+}
+
+/** A point to write: 'add' adds to a stored value (counters), 'set' replaces it (gauges, rollups). */
+export interface StatWrite extends StatPoint {
+  mode: 'add' | 'set';
+}
+
+export interface ListPointsOptions {
+  resolution: Resolution;
+  /** Inclusive. */
+  since?: Date;
+  /** Exclusive. */
+  until?: Date;
+  /** Exact series names; absent = every series. */
+  series?: string[];
+}
+
+export interface StatisticsRepository {
+  /** P6: stores the record of an ended session. */
+  addSessionRecord(record: SessionRecord): Promise<void>;
+  /** Admin/test use: records that ended at or after `since`, oldest first. */
+  listSessionRecords(opts?: { since?: Date; limit?: number }): Promise<SessionRecord[]>;
+  /**
+   * P13 retention: deletes records whose session ended before `before` (at most `limit` if given,
+   * oldest first); returns how many.
+   */
+  deleteSessionRecordsBefore(before: Date, limit?: number): Promise<number>;
+  /** P13 retention, dry run: how many records ended before `before`. */
+  countSessionRecordsBefore(before: Date): Promise<number>;
+  /** P23: deletes every record of an account (bare JID); returns how many. */
+  deleteSessionRecordsOf(account: string): Promise<number>;
+
+  /** Writes points in one transaction: 'add' sums into an existing point, 'set' replaces it. */
+  writePoints(points: StatWrite[]): Promise<void>;
+  /** Points of one resolution, ordered by bucket then series. */
+  listPoints(opts: ListPointsOptions): Promise<StatPoint[]>;
+  /** Every series name stored (at a resolution, or at any). */
+  seriesNames(resolution?: Resolution): Promise<string[]>;
+  /** The latest bucket start stored at a resolution, or null. */
+  latestBucket(resolution: Resolution): Promise<Date | null>;
+  /** The earliest bucket start stored at a resolution, or null. */
+  earliestBucket(resolution: Resolution): Promise<Date | null>;
+  /** Deletes points of a resolution whose bucket starts before `before`; returns how many. */
+  deletePointsBefore(resolution: Resolution, before: Date): Promise<number>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transport registrations, the credential vault (P9) and the connection audit log (P10): the TypeORM implementation is repos/transports.ts
+
+export type TransportAuditEvent = 'connecting' | 'connected' | 'disconnected' | 'auth-failed' | 'error';
+
+export interface TransportRegistration {
+  network: string;
+  /** Normalised bare JID of the XMPP user. */
+  userJid: string;
+  /** Non-secret per-user settings (ad-hoc command), by name. */
+  settings: Record<string, string>;
+  /** Bare JIDs of the legacy contacts the user has through the transport (for <remove/>). */
+  contacts: string[];
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** One encrypted credentials record (AES-256-GCM), bound to (user JID, network) by its additional data. */
+export interface VaultRecord {
+  network: string;
+  userJid: string;
+  /** Which key encrypted it: the first 8 bytes of SHA-256(key), hex. */
+  keyId: string;
+  nonce: Buffer;
+  ciphertext: Buffer;
+  tag: Buffer;
+  updatedAt: Date;
+}
+
+export interface TransportAuditEntry {
+  id?: number;
+  at: Date;
+  userJid: string;
+  network: string;
+  /** The foreign account (nick, user name, user id); never a secret. */
+  account: string | null;
+  /** The foreign server (IRC server, homeserver). */
+  server: string | null;
+  event: TransportAuditEvent;
+  reason: string | null;
+}
+
+export interface TransportAuditQuery {
+  userJid?: string;
+  network?: string;
+  /** Inclusive. */
+  since?: Date;
+  /** Exclusive. */
+  until?: Date;
+  limit?: number;
+}
+
+export interface TransportRepository {
+  getRegistration(network: string, userJid: string): Promise<TransportRegistration | null>;
+  listRegistrations(network: string): Promise<TransportRegistration[]>;
+  /** Creates or replaces a registration and its credentials record, in one transaction. */
+  saveRegistration(
+    reg: { network: string; userJid: string; settings: Record<string, string>; contacts: string[] },
+    credentials: VaultRecord,
+    now: Date,
+  ): Promise<void>;
+  /** Changes settings and/or contacts; false if there is no such registration. */
+  updateState(network: string, userJid: string, patch: { settings?: Record<string, string>; contacts?: string[] }, now: Date): Promise<boolean>;
+  /** Replaces the credentials record of an existing registration; false if there is none. */
+  updateCredentials(record: VaultRecord): Promise<boolean>;
+  /** Deletes the registration and its credentials; false if there was none. */
+  deleteRegistration(network: string, userJid: string): Promise<boolean>;
+  getCredentials(network: string, userJid: string): Promise<VaultRecord | null>;
+  listCredentials(network?: string): Promise<VaultRecord[]>;
+  /** Key ids in use, each with its number of records. */
+  keyIdCounts(network?: string): Promise<Map<string, number>>;
+  /**
+   * Key rotation: replaces every given record in one transaction. Each stored record must still
+   * carry `expectKeyId`; if one does not (changed meanwhile), nothing is written and this throws.
+   */
+  reencrypt(records: { record: VaultRecord; expectKeyId: string }[]): Promise<void>;
+  appendAudit(entry: TransportAuditEntry): Promise<void>;
+  /** Oldest first. */
+  queryAudit(q: TransportAuditQuery): Promise<TransportAuditEntry[]>;
+  countAuditBefore(before: Date): Promise<number>;
+  /** P13: deletes audit rows older than `before` (at most `limit` of them, oldest first, if given); returns how many. */
+  deleteAuditBefore(before: Date, limit?: number): Promise<number>;
 }

@@ -58,11 +58,11 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Element } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
-import { XmlStreamParser, type ParserErrorCondition } from '../net/xml-stream-parser.js';
+import { XmlStreamParser, type ParserErrorCondition } from '../../shared/xml/stream-parser.js';
 import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from '../net/listeners.js';
 import type { ServerContext } from '../core/context.js';
 import type { DomainLink } from '../core/router.js';
-import { errorReply } from '../core/stanza-errors.js';
+import { errorReply } from '../../shared/xml/stanza-errors.js';
 import { streamErrorXml } from './stream-error.js';
 import type { AuthAttempt } from './c2s.js';
 

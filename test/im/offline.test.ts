@@ -8,8 +8,8 @@ import { ensureAccount as accountId, loginAs as login, startTestServer, type Tes
 import type { TestClient } from '../helpers/xmpp-client.js';
 import type { DeliveryFailure } from '../../server/core/router.js';
 import { offlineDecision } from '../../server/modules/offline.js';
-import { parseXmlText } from '../../server/net/parse-xml.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { ManualClock } from '../../shared/clock.js';

@@ -9,7 +9,7 @@ import { allModules } from '../../server/modules/index.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { rosterModule } from '../../server/modules/roster.js';
 import { presenceModule, parsePriority } from '../../server/modules/presence.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';

@@ -9,7 +9,7 @@ import type { TestClient } from '../helpers/xmpp-client.js';
 import type { DeliveryFailure } from '../../server/core/router.js';
 import { allModules } from '../../server/modules/index.js';
 import { createS2sModule } from '../../server/modules/s2s.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';

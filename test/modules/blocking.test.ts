@@ -10,7 +10,7 @@ import type { GatehouseModule } from '../../server/core/context.js';
 import type { DeliveryFailure } from '../../server/core/router.js';
 import { carbonsModule, NS_CARBONS } from '../../server/modules/carbons.js';
 import { blockingModule, blocks, BLOCKLIST_KEY, NS_BLOCKING, NS_BLOCKING_ERRORS, parseBlocklist } from '../../server/modules/blocking.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';

@@ -8,7 +8,7 @@ import { ensureAccount, loginAs as login, startTestServer, type TestServer } fro
 import type { TestClient } from '../helpers/xmpp-client.js';
 import type { DeliveryFailure } from '../../server/core/router.js';
 import { checkQuota, xmlBytes } from '../../server/core/quota.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { storageTargets, type StorageTarget } from '../../server/storage/test-databases.js';

@@ -10,7 +10,7 @@ import { allModules } from '../../server/modules/index.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { BoundSession } from '../../server/core/session.js';
 import { createStreamManagementModule, NS_SM, type StreamManagementOptions } from '../../server/modules/stream-management.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { ManualClock } from '../../shared/clock.js';

@@ -13,7 +13,7 @@ import { allModules } from '../../server/modules/index.js';
 import { presenceModule } from '../../server/modules/presence.js';
 import { rosterModule } from '../../server/modules/roster.js';
 import type { GatehouseModule } from '../../server/core/context.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { parseConfig } from '../../server/config/index.js';
 import { HookBus } from '../../server/core/hooks.js';
 import { Logger } from '../../shared/logger.js';

@@ -17,7 +17,7 @@ import type { GatehouseModule } from '../../server/core/context.js';
 import { storageTargets } from '../../server/storage/test-databases.js';
 import { asTypeOrmStorage, type TypeOrmStorage } from '../../server/storage/typeorm-storage.js';
 import { makeVerifier } from '../../server/auth/scram.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { createDeliveryFailureModule, bareAddress } from '../../server/privacy/delivery-failures.js';
 import { createRetentionModule, retentionSweeper, OFFLINE_EXPIRED_CONDITION } from '../../server/privacy/retention.js';
 import { ManualClock } from '../../shared/clock.js';

@@ -28,7 +28,7 @@ import { parseConfig, type Config } from '../../server/config/index.js';
 import { HookBus } from '../../server/core/hooks.js';
 import { LocalSessionRegistry } from '../../server/core/session.js';
 import { HIDDEN_GROUP } from '../../server/modules/roster.js';
-import { parseXmlText } from '../../server/net/parse-xml.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { systemClock } from '../../shared/clock.js';
 import { NS } from '../../shared/ns.js';
 import { x, type Element } from '../../shared/xml/element.js';

@@ -16,7 +16,7 @@ import { allModules } from '../../server/modules/index.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import type { AuthAttempt } from '../../server/streams/c2s.js';
 import { makeVerifier } from '../../server/auth/scram.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import {
   createFailedLoginGuardModule,
   ipSubject,

@@ -10,10 +10,10 @@ import { createServer, connect as tcpConnect, type AddressInfo, type Server, typ
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { allModules } from '../../server/modules/index.js';
 import { createS2sModule } from '../../server/modules/s2s.js';
-import type { SrvSource } from '../../server/s2s/resolver.js';
-import { isInternalAddress } from '../../server/s2s/resolver.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
-import { XmlStreamParser } from '../../server/net/xml-stream-parser.js';
+import type { SrvSource } from '../../server/federation/resolver.js';
+import { isInternalAddress } from '../../server/federation/resolver.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
+import { XmlStreamParser } from '../../shared/xml/stream-parser.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import type { TestClient } from '../helpers/xmpp-client.js';

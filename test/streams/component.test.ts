@@ -16,7 +16,7 @@ import { presenceModule } from '../../server/modules/presence.js';
 import { messageModule } from '../../server/modules/message.js';
 import { componentsModule } from '../../server/modules/components.js';
 import { forComponentWire, verifyHandshake, handshakeDigest } from '../../server/streams/component.js';
-import { errorCondition } from '../../server/core/stanza-errors.js';
+import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
@@ -40,9 +40,8 @@ type XmppComponent = any;
 
 let xmppLib: { component: (o: Record<string, unknown>) => XmppComponent; xml: (...a: unknown[]) => XmlEl } | null = null;
 async function lib(): Promise<NonNullable<typeof xmppLib>> {
-  // A non-literal specifier: the package has no type declarations.
-  const specifier: string = '@xmpp/component';
-  xmppLib ??= (await import(specifier)) as NonNullable<typeof xmppLib>;
+  // The package has no type declarations (test/untyped-modules.d.ts).
+  xmppLib ??= (await import('@xmpp/component')) as NonNullable<typeof xmppLib>;
   return xmppLib;
 }
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { withTestServer } from '../helpers/server.js';
 import { C2S_HEADER, firstData, handshake, openIdle, openRaw, waitClosed, type RawConnection } from '../helpers/raw-connections.js';
-import { addressGroup, canonicalIp, cidrContains } from '../../server/net/addresses.js';
+import { addressGroup, canonicalIp, cidrContains } from '../../shared/ip-addresses.js';
 import { ConnectionLimits } from '../../server/net/listeners.js';
 import { COMPONENT_MAX_CONNECTIONS } from '../../server/streams/component.js';
 

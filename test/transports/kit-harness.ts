@@ -21,7 +21,7 @@ import { FakeAdapter, FakeNetwork, type FakeNetworkOptions } from '../../transpo
 import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
-import type { TransportAuditEntry } from '../../server/storage/repos/transports.js';
+import type { TransportAuditEntry } from '../../server/storage/types.js';
 import type { Clock } from '../../shared/clock.js';
 
 export const GW = 'gw.localhost';
@@ -192,9 +192,4 @@ export async function subscribeBoth(c: TestClient): Promise<void> {
   c.send(x('presence', { type: 'subscribed', to: GW }));
   c.send(x('presence', { type: 'subscribe', to: GW }));
   await c.expect((el) => el.name === 'iq' && el.attrs.type === 'set' && !!el.getChild('query', NS.roster)?.getChildren('item').some((i) => i.attrs.jid === GW && i.attrs.subscription === 'both'));
-}
-
-/** Drains what a client received so far (for tests that look for something new). */
-export function drain(c: TestClient): void {
-  c.received.splice(0);
 }

@@ -18,7 +18,8 @@ import {
   str,
   type Infer,
 } from '../../shared/schema-kit.js';
-import { parseConfig, type Config, type OfflineConfig, type RegistrationPolicy, type StorageConfig } from '../../server/config/index.js';
+import { parseConfig, type Config, type RegistrationPolicy, type StorageConfig } from '../../server/config/index.js';
+import type { OfflineConfig } from '../../server/modules/offline-config.js';
 import { offlineConfigSection } from '../../server/modules/offline-config.js';
 import { DEFAULT_LOGIN_GUARD } from '../../server/privacy/failed-login-guard.js';
 import { parseTransportConfig, transportConfigSchema } from '../../transports/kit/config.js';

@@ -1,5 +1,5 @@
 /**
- * The differential fuzzer for server/net/xml-stream-parser.ts against saxes (scripts/fuzz/):
+ * The differential fuzzer for shared/xml/stream-parser.ts against saxes (scripts/fuzz/):
  * a fixed-seed slice and a clock-seeded slice, each bounded by a count and by time; and the
  * inputs it found, as regression tests. A failure prints the seed and the input index to replay
  * (`npm run fuzz -- --seed S --only I`) with the input, minimised.

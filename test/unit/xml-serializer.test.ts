@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { XmlStreamParser } from '../../server/net/xml-stream-parser.js';
+import { XmlStreamParser } from '../../shared/xml/stream-parser.js';
 import { Element, escapeAttr, escapeText, replaceNonXmlChars, x } from '../../shared/xml/element.js';
 import { streamErrorXml } from '../../server/streams/stream-error.js';
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { XmlStreamParser, type ParserErrorCondition, type ParserLimits } from '../../server/net/xml-stream-parser.js';
+import { XmlStreamParser, type ParserErrorCondition, type ParserLimits } from '../../shared/xml/stream-parser.js';
 import type { Element } from '../../shared/xml/element.js';
 
 const LIMITS: ParserLimits = { maxStanzaBytes: 1 << 20, maxDepth: 64, maxAttributes: 64 };

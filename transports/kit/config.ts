@@ -28,7 +28,6 @@ import {
   anyMapping,
   array,
   describe,
-  docRows,
   duration,
   enumOf,
   fail,
@@ -41,7 +40,6 @@ import {
   optional,
   str,
   type Ctx,
-  type DocRow,
   type Infer,
 } from '../../shared/schema-kit.js';
 import type { StorageConfig } from '../../server/storage/datasource.js';
@@ -217,9 +215,4 @@ export function readYaml(text: string, file: string): unknown {
 /** Whether a parsed YAML document looks like a transport configuration (it has `component`). */
 export function isTransportConfigDocument(raw: unknown): boolean {
   return isPlainObject(raw) && isPlainObject(raw.component);
-}
-
-/** Documentation rows for the transport configuration (docs generation). */
-export function transportConfigDocRows(): DocRow[] {
-  return docRows(transportConfigSchema, '');
 }

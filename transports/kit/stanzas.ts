@@ -5,7 +5,7 @@
  */
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { errorElement, type ErrorType } from '../../server/core/stanza-errors.js';
+import { errorElement, type ErrorType } from '../../shared/xml/stanza-errors.js';
 
 export { errorElement, type ErrorType };
 
@@ -32,12 +32,6 @@ export function iqError(iq: Element, condition: string, text?: string, type?: Er
 export function stanzaError(stanza: Element, condition: string, text?: string, type?: ErrorType, ...extra: Element[]): Element | null {
   if (stanza.attrs.type === 'error') return null;
   return x(stanza.name, { type: 'error', id: stanza.attrs.id, from: stanza.attrs.to, to: stanza.attrs.from }, ...extra, errorElement(condition, text, type));
-}
-
-/** Text of a message body, or null when there is no body. */
-export function bodyOf(stanza: Element): string | null {
-  const body = stanza.getChild('body');
-  return body ? body.text() : null;
 }
 
 /** The chat state (XEP-0085) of a message, if any. */

@@ -5,11 +5,11 @@
  * with auditRead() (P21), and so is every lift (a log line naming the admin).
  */
 import type { ServerContext } from '../../core/context.js';
-import type { BlockKind } from '../../storage/repos/privacy-logs.js';
+import type { BlockKind } from '../../storage/types.js';
 import { auditRead } from '../../privacy/policy/admins.js';
 import { loginGuard } from '../../privacy/failed-login-guard.js';
-import { formatDuration } from '../../privacy/retention.js';
-import { csrfField, html, humanDuration, utc, type PageEnv, type PageResult } from './layout.js';
+import { csrfField, html, utc, type PageEnv, type PageResult } from './layout.js';
+import { formatDurationShort, formatDurationWords } from '../../../shared/format.js';
 
 /** Most failed-login records shown. */
 export const FAILED_LOGINS_SHOWN = 200;
@@ -24,7 +24,7 @@ export async function blocksPage(env: PageEnv): Promise<PageResult> {
   auditRead(ctx, { jid: admin.jid }, `failed logins and login blocks on the admin console: ${blocks.length} blocks, ${failures.length} failed logins shown`);
   const guard = loginGuard(ctx);
   const body = html`<h1>Failed logins &amp; blocks</h1>
-<p class="muted">After repeated failed logins an address (IPv6: its /64) or an account is blocked for a while (P7). Records of failed logins are deleted after ${formatDuration(retention)}.${guard ? '' : ' The failed-login guard is not running in this server.'}</p>
+<p class="muted">After repeated failed logins an address (IPv6: its /64) or an account is blocked for a while (P7). Records of failed logins are deleted after ${formatDurationWords(retention)}.${guard ? '' : ' The failed-login guard is not running in this server.'}</p>
 <h2>Blocks in force</h2>
 ${
   blocks.length === 0
@@ -38,7 +38,7 @@ ${blocks.map(
 <td class="mono">${b.subject}</td>
 <td>${utc(b.createdAt)}</td>
 <td>${utc(b.expiresAt)}</td>
-<td class="num">${humanDuration(b.expiresAt.getTime() - now.getTime())}</td>
+<td class="num">${formatDurationShort(b.expiresAt.getTime() - now.getTime())}</td>
 <td class="num">${b.failures}</td>
 <td><form class="inline" method="post" action="/blocks/lift">${csrfField(admin.csrf)}<input type="hidden" name="kind" value="${b.kind}"><input type="hidden" name="subject" value="${b.subject}"><button type="submit">Lift</button></form></td>
 </tr>`,
@@ -50,7 +50,7 @@ ${blocks.map(
 <h2>Failed logins and registrations</h2>
 ${
   failures.length === 0
-    ? html`<p>None in the last ${formatDuration(retention)}.</p>`
+    ? html`<p>None in the last ${formatDurationWords(retention)}.</p>`
     : html`<table>
 <thead><tr><th>Time (UTC)</th><th>IP</th><th>Host</th><th>Account tried</th><th>Kind</th><th>Mechanism</th><th>Condition</th></tr></thead>
 <tbody>

@@ -170,31 +170,6 @@ export function utc(d: Date | number | string): string {
   return new Date(d).toISOString().slice(0, 19).replace('T', ' ');
 }
 
-/** 3725000 → '1 h 2 min', 42000 → '42 s', 3 days → '3 d 0 h'. */
-export function humanDuration(ms: number): string {
-  const s = Math.max(0, Math.floor(ms / 1000));
-  const d = Math.floor(s / 86_400);
-  const h = Math.floor((s % 86_400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  if (d > 0) return `${d} d ${h} h`;
-  if (h > 0) return `${h} h ${m} min`;
-  if (m > 0) return `${m} min ${s % 60} s`;
-  return `${s} s`;
-}
-
-/** 1536 → '1.5 KiB'. */
-export function humanBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
-}
-
 /** A query string from non-empty values ('' when there are none), with the leading '?'. */
 export function query(params: Record<string, string | undefined | null>): string {
   const q = new URLSearchParams();

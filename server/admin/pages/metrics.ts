@@ -14,7 +14,8 @@
  *   time and uptime.
  */
 import type { ServerContext } from '../../core/context.js';
-import { RESOLUTION_MS, type StatPoint } from '../../storage/repos/statistics.js';
+import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
+import type { StatPoint } from '../../storage/types.js';
 import { SERIES, rollupOf, seriesName } from '../../privacy/statistics.js';
 import { flushStatistics } from './statistics.js';
 

@@ -2,8 +2,9 @@
  * Overview: how long the server runs, how many sessions are online, the hosts and the components
  * (transports) connected. Counts only: no JID or IP, so no audit record is needed.
  */
-import { html, humanDuration, utc, type PageEnv, type PageResult } from './layout.js';
+import { html, utc, type PageEnv, type PageResult } from './layout.js';
 import { inForce } from '../../privacy/policy/versions.js';
+import { formatDurationShort } from '../../../shared/format.js';
 
 export interface ComponentState {
   /** Configured component domains → when they connected (null: not connected). */
@@ -28,7 +29,7 @@ export async function overviewPage(env: PageEnv, components: ComponentState): Pr
 
   const body = html`<h1>Overview</h1>
 <div class="cards">
-${card(humanDuration(uptime), `up since ${utc(ctx.startedAt)} UTC`)}
+${card(formatDurationShort(uptime), `up since ${utc(ctx.startedAt)} UTC`)}
 ${card(sessions.length, `client sessions online (${accounts} account${accounts === 1 ? '' : 's'})`, '/sessions')}
 ${card(ctx.config.hosts.length, ctx.config.hosts.length === 1 ? 'host' : 'hosts')}
 ${card(`${online.length} / ${domains.length}`, 'components connected')}

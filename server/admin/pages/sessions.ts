@@ -13,7 +13,8 @@
 import { liveSessions } from '../../privacy/session-stats.js';
 import { auditRead } from '../../privacy/policy/admins.js';
 import type { ServerContext } from '../../core/context.js';
-import { csrfField, html, humanBytes, humanDuration, utc, type PageEnv, type PageResult } from './layout.js';
+import { csrfField, html, utc, type PageEnv, type PageResult } from './layout.js';
+import { formatBytes, formatDurationShort } from '../../../shared/format.js';
 
 export const DISCONNECT_CONDITION = 'policy-violation';
 export const DISCONNECT_TEXT = 'disconnected by an administrator';
@@ -36,11 +37,11 @@ ${list.map(
 <td class="mono">${s.ip}</td>
 <td>${s.secure ? 'yes' : 'no'}</td>
 <td>${utc(s.startedAt)}</td>
-<td class="num">${humanDuration(now.getTime() - Date.parse(s.startedAt))}</td>
+<td class="num">${formatDurationShort(now.getTime() - Date.parse(s.startedAt))}</td>
 <td class="num">${s.stanzasIn}</td>
 <td class="num">${s.stanzasOut}</td>
-<td class="num" title="${s.bytesIn} bytes">${humanBytes(s.bytesIn)}</td>
-<td class="num" title="${s.bytesOut} bytes">${humanBytes(s.bytesOut)}</td>
+<td class="num" title="${s.bytesIn} bytes">${formatBytes(s.bytesIn)}</td>
+<td class="num" title="${s.bytesOut} bytes">${formatBytes(s.bytesOut)}</td>
 <td><form class="inline" method="post" action="/sessions/disconnect">${csrfField(admin.csrf)}<input type="hidden" name="id" value="${s.id}"><input type="hidden" name="jid" value="${s.jid}"><button class="danger" type="submit">Disconnect</button></form></td>
 </tr>`,
 )}

@@ -4,7 +4,8 @@
  * hours, day: last 90 days), and a table of totals. No JID or IP is in these series, so viewing
  * them is no read of audit data.
  */
-import { RESOLUTIONS, RESOLUTION_MS, type Resolution } from '../../storage/repos/statistics.js';
+import { RESOLUTIONS, RESOLUTION_MS } from '../../storage/repos/statistics.js';
+import type { Resolution } from '../../storage/types.js';
 import { SERIES, rollupOf, seriesName } from '../../privacy/statistics.js';
 import { seriesPoints } from '../../privacy/cli-stats.js';
 import { PALETTE, formatValue, renderChart } from '../../privacy/chart.js';

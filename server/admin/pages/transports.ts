@@ -9,11 +9,11 @@
  * back from now.
  */
 import type { ServerContext } from '../../core/context.js';
-import type { TransportAuditEntry, TransportAuditQuery } from '../../storage/repos/transports.js';
+import type { TransportAuditEntry, TransportAuditQuery } from '../../storage/types.js';
 import { auditRead } from '../../privacy/policy/admins.js';
-import { formatDuration } from '../../privacy/retention.js';
 import { Jid } from '../../../shared/jid.js';
 import { html, query, utc, type PageEnv, type PageResult } from './layout.js';
+import { formatDurationWords } from '../../../shared/format.js';
 
 /** Most rows shown on the page (the CSV has all, up to CSV_MAX_ROWS). */
 export const ROWS_SHOWN = 1000;
@@ -89,7 +89,7 @@ export async function transportsPage(env: PageEnv): Promise<PageResult> {
   const v = filter.values;
   const csvHref = `/transports.csv${query(v)}`;
   const body = html`<h1>Transport audit</h1>
-<p class="muted">When a transport connected to a foreign network for which user, with which account and server, and how it ended (P10). Rows are deleted after ${formatDuration(ctx.config.retention.detailedLogs)}. Times are UTC.</p>
+<p class="muted">When a transport connected to a foreign network for which user, with which account and server, and how it ended (P10). Rows are deleted after ${formatDurationWords(ctx.config.retention.detailedLogs)}. Times are UTC.</p>
 <form class="filters" method="get" action="/transports">
 <label>User JID <input type="text" name="jid" value="${v.jid}" placeholder="user@example.org" size="28"></label>
 <label>Network <input type="text" name="network" value="${v.network}" placeholder="irc" size="10"></label>

@@ -12,7 +12,6 @@ import type { Config } from '../../config/index.js';
 import type { HookBus } from '../../core/hooks.js';
 import type { Clock } from '../../../shared/clock.js';
 import { Logger } from '../../../shared/logger.js';
-import { logFileSink } from '../../../shared/rotating-log-file.js';
 import { Jid } from '../../../shared/jid.js';
 
 declare module '../../core/hooks.js' {
@@ -69,9 +68,4 @@ export function auditRead(
   ctx.log.child('audit').info('audit data read', { reader: record.reader, what: record.what, at: record.at.toISOString() });
   if (ctx.hooks) void ctx.hooks.emit('audit/read', record);
   return record;
-}
-
-/** For command-line audit commands: the log of the configuration (file, or standard error). */
-export function cliAuditLogger(config: Config): Logger {
-  return new Logger({ level: 'info', format: config.log.format, sink: logFileSink(config.log.file, config.retention.detailedLogs, { timers: false }) });
 }

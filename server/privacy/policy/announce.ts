@@ -9,7 +9,7 @@ import type { Storage, Account } from '../../storage/types.js';
 import type { ServerContext } from '../../core/context.js';
 import type { ClientSession } from '../../core/session.js';
 import { x, type Element } from '../../../shared/xml/element.js';
-import { parseXmlText } from '../../net/parse-xml.js';
+import { parseXmlText } from '../../../shared/xml/parse-xml.js';
 import { policyFromConfig } from './render.js';
 import { date, dateEn, type Lang } from './format.js';
 import { NOTICE_MS, changesBetween, earliestEffectiveDay, parseDocument, type PolicyVersion } from './versions.js';

@@ -4,7 +4,7 @@
  * Konfiguration, die Sätze sind eigene. Jede Aussage hier ist etwas, das Gatehouse tut
  * (siehe docs/privacy.md).
  */
-import type { PolicyFacts } from './render.js';
+import type { PolicyFacts } from './facts.js';
 import { count, durationDe as d, h2, list, p, ul, type Block, type PolicyDocument } from './format.js';
 
 export function policyDe(f: PolicyFacts): PolicyDocument {

@@ -3,7 +3,7 @@
  * (../shared/seed/datenschutz.de.txt) and texts-de.ts; the facts come from the configuration,
  * the sentences are our own. Every claim here is something Gatehouse does (see docs/privacy.md).
  */
-import type { PolicyFacts } from './render.js';
+import type { PolicyFacts } from './facts.js';
 import { count, durationEn as d, h2, list, p, ul, type Block, type PolicyDocument } from './format.js';
 
 export function policyEn(f: PolicyFacts): PolicyDocument {

@@ -4,31 +4,7 @@
  */
 import { EntitySchema, type ValueTransformer } from 'typeorm';
 import { Db, checkText, millis } from '../db.js';
-
-export interface PolicyVersion {
-  id: number;
-  /** SHA-256 (hex) of the rendered texts: equal hashes, equal policy. */
-  hash: string;
-  /** The rendered policy as JSON (facts and the document in every language); see server/privacy/policy. */
-  document: string;
-  announcedAt: Date;
-  /** From when this version is in force. */
-  effectiveAt: Date;
-  /** Set when the version was announced on short notice for technical reasons. */
-  technicalReason: string | null;
-}
-
-export type NewPolicyVersion = Omit<PolicyVersion, 'id'>;
-
-export interface PolicyVersionRepository {
-  /** Every version, oldest (lowest id) first. */
-  list(): Promise<PolicyVersion[]>;
-  /**
-   * Adds a version if the newest stored version is still `afterId` (null: none stored yet), so two
-   * processes cannot both add "the next" version. Returns null if another version came first.
-   */
-  add(version: NewPolicyVersion, afterId: number | null): Promise<PolicyVersion | null>;
-}
+import type { PolicyVersion, NewPolicyVersion, PolicyVersionRepository } from '../types.js';
 
 export interface PolicyVersionRow {
   id: number;

@@ -15,92 +15,13 @@
  */
 import { EntitySchema, In, LessThan, MoreThanOrEqual, type ValueTransformer } from 'typeorm';
 import { ID_CHUNK, checkId, millis, type Db } from '../db.js';
-import type { Account } from '../types.js';
+import type { Account, FailedLoginKind, FailedLoginRecord, DeliveryFailureRecord, BlockKind, AuthBlock, PrivacyLogRepository } from '../types.js';
 
 // ------------------------------------------------------------------------------------------------
 // Records
 
-export type FailedLoginKind = 'auth' | 'register';
-
-export interface FailedLoginRecord {
-  at: Date;
-  ip: string;
-  /** The host (or component domain) the attempt was made on. */
-  host: string;
-  /** The attempted username (localpart), null when none was given or usable. */
-  username: string | null;
-  /** SASL mechanism, 'XEP-0077' for registration, 'XEP-0114 handshake' for components. */
-  mechanism: string;
-  kind: FailedLoginKind;
-  /** The SASL failure or stanza error condition returned. */
-  condition: string;
-}
-
-export interface DeliveryFailureRecord {
-  at: Date;
-  /** Bare JID of the sender. */
-  from: string;
-  /** Bare JID of the intended recipient. */
-  to: string;
-  /** 'message' | 'presence' | 'iq' */
-  kind: string;
-  condition: string;
-}
-
-export type BlockKind = 'ip' | 'account';
-
-export interface AuthBlock {
-  kind: BlockKind;
-  /** An IPv4 address, an IPv6 /64 ('2001:db8:1:2::/64') or a bare JID. */
-  subject: string;
-  createdAt: Date;
-  expiresAt: Date;
-  /** Failures counted when the block was set. */
-  failures: number;
-}
-
 /** Column limits, enforced by truncation: a log record is never refused for a long value. */
 export const PRIVACY_LOG_LIMITS = { ip: 45, host: 255, username: 255, mechanism: 64, kind: 16, condition: 64, jid: 3071, subject: 600 } as const;
-
-export interface PrivacyLogRepository {
-  addFailedLogin(record: FailedLoginRecord): Promise<void>;
-  /** Newest first. */
-  listFailedLogins(opts?: { since?: Date; ip?: string; limit?: number }): Promise<(FailedLoginRecord & { id: number })[]>;
-  addDeliveryFailure(record: DeliveryFailureRecord): Promise<void>;
-  /** Newest first. */
-  listDeliveryFailures(opts?: { since?: Date; limit?: number }): Promise<(DeliveryFailureRecord & { id: number })[]>;
-
-  /** Inserts or replaces the block of (kind, subject). */
-  putBlock(block: AuthBlock): Promise<void>;
-  getBlock(kind: BlockKind, subject: string): Promise<AuthBlock | null>;
-  /** Blocks still in force at `now` (every stored block without it), soonest expiry first. */
-  listBlocks(now?: Date): Promise<AuthBlock[]>;
-  /** Removes one block; false if there was none. */
-  liftBlock(kind: BlockKind, subject: string): Promise<boolean>;
-  /** Removes every block; returns how many there were. */
-  liftAllBlocks(): Promise<number>;
-
-  // ---- retention (one bounded batch per call; the sweeper loops) ----
-  deleteFailedLoginsBefore(before: Date, limit: number): Promise<number>;
-  countFailedLoginsBefore(before: Date): Promise<number>;
-  deleteDeliveryFailuresBefore(before: Date, limit: number): Promise<number>;
-  countDeliveryFailuresBefore(before: Date): Promise<number>;
-  /** Blocks that expired before `now` or were created before `createdBefore`. */
-  deleteStaleBlocks(now: Date, createdBefore: Date, limit: number): Promise<number>;
-  countStaleBlocks(now: Date, createdBefore: Date): Promise<number>;
-  /** Offline messages received before `before` (P5 dry run). */
-  countOfflineBefore(before: Date): Promise<number>;
-  /** Accounts whose last use (or creation) is before `before`, by id after `afterId` (a cursor). */
-  inactiveAccounts(before: Date, afterId: number, limit: number): Promise<Account[]>;
-  /** username and host of the given account ids (missing ids are absent). */
-  accountJids(ids: number[]): Promise<Map<number, { username: string; host: string }>>;
-  /**
-   * After deletions: on SQLite, checkpoint the WAL and truncate it, so that the old images of
-   * deleted rows do not linger in the -wal file (with PRAGMA secure_delete they are then gone
-   * from the disk). A no-op elsewhere.
-   */
-  flushDeleted(): Promise<void>;
-}
 
 // ------------------------------------------------------------------------------------------------
 // Entities (tables created by migrations/1732600000100-PrivacyLogs.ts)

@@ -11,6 +11,7 @@
  */
 import { EntitySchema, In, type ValueTransformer } from 'typeorm';
 import { Db, ID_CHUNK, checkText, millis } from '../db.js';
+import type { Resolution, SessionRecord, StatPoint, StatWrite, ListPointsOptions, StatisticsRepository } from '../types.js';
 
 /** BIGINT comes back as a string from pg and mysql2 and as a number from SQLite. */
 const bigintNumber: ValueTransformer = {
@@ -24,7 +25,6 @@ const doubleNumber: ValueTransformer = {
   from: (v: string | number | null | undefined) => (v === null || v === undefined ? v : Number(v)),
 };
 
-export type Resolution = 'minute' | 'hour' | 'day';
 export const RESOLUTIONS: readonly Resolution[] = ['minute', 'hour', 'day'];
 export const RESOLUTION_MS: Record<Resolution, number> = { minute: 60_000, hour: 3_600_000, day: 86_400_000 };
 
@@ -32,23 +32,6 @@ export const RESOLUTION_MS: Record<Resolution, number> = { minute: 60_000, hour:
 export const STATISTICS_LIMITS = { series: 191, ip: 64, closeReason: 64 } as const;
 
 // ---- session records (P6) ----
-
-export interface SessionRecord {
-  /** Full JID of the session. */
-  jid: string;
-  /** Bare JID (the account), for deleting an account's records. */
-  account: string;
-  ip: string;
-  secure: boolean;
-  startedAt: Date;
-  endedAt: Date;
-  stanzasIn: number;
-  stanzasOut: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** Stream error condition the session ended with, if any. */
-  closeReason: string | null;
-}
 
 export interface SessionRecordRow {
   id: number;
@@ -86,18 +69,6 @@ export const SessionRecordEntity = new EntitySchema<SessionRecordRow>({
 
 // ---- anonymous statistics (P12) ----
 
-export interface StatPoint {
-  series: string;
-  resolution: Resolution;
-  bucketStart: Date;
-  value: number;
-}
-
-/** A point to write: 'add' adds to a stored value (counters), 'set' replaces it (gauges, rollups). */
-export interface StatWrite extends StatPoint {
-  mode: 'add' | 'set';
-}
-
 export interface StatPointRow {
   series: string;
   resolution: string;
@@ -117,45 +88,6 @@ export const StatPointEntity = new EntitySchema<StatPointRow>({
 });
 
 export const statisticsEntities = [SessionRecordEntity, StatPointEntity];
-
-export interface ListPointsOptions {
-  resolution: Resolution;
-  /** Inclusive. */
-  since?: Date;
-  /** Exclusive. */
-  until?: Date;
-  /** Exact series names; absent = every series. */
-  series?: string[];
-}
-
-export interface StatisticsRepository {
-  /** P6: stores the record of an ended session. */
-  addSessionRecord(record: SessionRecord): Promise<void>;
-  /** Admin/test use: records that ended at or after `since`, oldest first. */
-  listSessionRecords(opts?: { since?: Date; limit?: number }): Promise<SessionRecord[]>;
-  /**
-   * P13 retention: deletes records whose session ended before `before` (at most `limit` if given,
-   * oldest first); returns how many.
-   */
-  deleteSessionRecordsBefore(before: Date, limit?: number): Promise<number>;
-  /** P13 retention, dry run: how many records ended before `before`. */
-  countSessionRecordsBefore(before: Date): Promise<number>;
-  /** P23: deletes every record of an account (bare JID); returns how many. */
-  deleteSessionRecordsOf(account: string): Promise<number>;
-
-  /** Writes points in one transaction: 'add' sums into an existing point, 'set' replaces it. */
-  writePoints(points: StatWrite[]): Promise<void>;
-  /** Points of one resolution, ordered by bucket then series. */
-  listPoints(opts: ListPointsOptions): Promise<StatPoint[]>;
-  /** Every series name stored (at a resolution, or at any). */
-  seriesNames(resolution?: Resolution): Promise<string[]>;
-  /** The latest bucket start stored at a resolution, or null. */
-  latestBucket(resolution: Resolution): Promise<Date | null>;
-  /** The earliest bucket start stored at a resolution, or null. */
-  earliestBucket(resolution: Resolution): Promise<Date | null>;
-  /** Deletes points of a resolution whose bucket starts before `before`; returns how many. */
-  deletePointsBefore(resolution: Resolution, before: Date): Promise<number>;
-}
 
 function checkResolution(r: unknown): Resolution {
   if (r !== 'minute' && r !== 'hour' && r !== 'day') throw new TypeError('resolution must be minute, hour or day');

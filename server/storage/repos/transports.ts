@@ -18,88 +18,9 @@
  */
 import { EntitySchema, In, type ValueTransformer } from 'typeorm';
 import { Db, ID_CHUNK, checkText, millis } from '../db.js';
+import type { TransportAuditEvent, TransportRegistration, VaultRecord, TransportAuditEntry, TransportAuditQuery, TransportRepository } from '../types.js';
 
-export type TransportAuditEvent = 'connecting' | 'connected' | 'disconnected' | 'auth-failed' | 'error';
 export const TRANSPORT_AUDIT_EVENTS: readonly TransportAuditEvent[] = ['connecting', 'connected', 'disconnected', 'auth-failed', 'error'];
-
-export interface TransportRegistration {
-  network: string;
-  /** Normalised bare JID of the XMPP user. */
-  userJid: string;
-  /** Non-secret per-user settings (ad-hoc command), by name. */
-  settings: Record<string, string>;
-  /** Bare JIDs of the legacy contacts the user has through the transport (for <remove/>). */
-  contacts: string[];
-  createdAt: Date;
-  updatedAt: Date;
-}
-
-/** One encrypted credentials record (AES-256-GCM), bound to (user JID, network) by its additional data. */
-export interface VaultRecord {
-  network: string;
-  userJid: string;
-  /** Which key encrypted it: the first 8 bytes of SHA-256(key), hex. */
-  keyId: string;
-  nonce: Buffer;
-  ciphertext: Buffer;
-  tag: Buffer;
-  updatedAt: Date;
-}
-
-export interface TransportAuditEntry {
-  id?: number;
-  at: Date;
-  userJid: string;
-  network: string;
-  /** The foreign account (nick, user name, user id); never a secret. */
-  account: string | null;
-  /** The foreign server (IRC server, homeserver). */
-  server: string | null;
-  event: TransportAuditEvent;
-  reason: string | null;
-}
-
-export interface TransportAuditQuery {
-  userJid?: string;
-  network?: string;
-  /** Inclusive. */
-  since?: Date;
-  /** Exclusive. */
-  until?: Date;
-  limit?: number;
-}
-
-export interface TransportRepository {
-  getRegistration(network: string, userJid: string): Promise<TransportRegistration | null>;
-  listRegistrations(network: string): Promise<TransportRegistration[]>;
-  /** Creates or replaces a registration and its credentials record, in one transaction. */
-  saveRegistration(
-    reg: { network: string; userJid: string; settings: Record<string, string>; contacts: string[] },
-    credentials: VaultRecord,
-    now: Date,
-  ): Promise<void>;
-  /** Changes settings and/or contacts; false if there is no such registration. */
-  updateState(network: string, userJid: string, patch: { settings?: Record<string, string>; contacts?: string[] }, now: Date): Promise<boolean>;
-  /** Replaces the credentials record of an existing registration; false if there is none. */
-  updateCredentials(record: VaultRecord): Promise<boolean>;
-  /** Deletes the registration and its credentials; false if there was none. */
-  deleteRegistration(network: string, userJid: string): Promise<boolean>;
-  getCredentials(network: string, userJid: string): Promise<VaultRecord | null>;
-  listCredentials(network?: string): Promise<VaultRecord[]>;
-  /** Key ids in use, each with its number of records. */
-  keyIdCounts(network?: string): Promise<Map<string, number>>;
-  /**
-   * Key rotation: replaces every given record in one transaction. Each stored record must still
-   * carry `expectKeyId`; if one does not (changed meanwhile), nothing is written and this throws.
-   */
-  reencrypt(records: { record: VaultRecord; expectKeyId: string }[]): Promise<void>;
-  appendAudit(entry: TransportAuditEntry): Promise<void>;
-  /** Oldest first. */
-  queryAudit(q: TransportAuditQuery): Promise<TransportAuditEntry[]>;
-  countAuditBefore(before: Date): Promise<number>;
-  /** P13: deletes audit rows older than `before` (at most `limit` of them, oldest first, if given); returns how many. */
-  deleteAuditBefore(before: Date, limit?: number): Promise<number>;
-}
 
 export const TRANSPORT_LIMITS = { network: 64, userJid: 640, account: 255, server: 255, reason: 512, keyId: 16 } as const;
 

@@ -3,7 +3,7 @@
  * initiating entity towards one remote domain.
  *
  *   resolve (static route / SRV xmpps-server + xmpp-server / domain:5269; targets from DNS only
- *   at public addresses, see server/s2s/resolver.ts)
+ *   at public addresses, see server/federation/resolver.ts)
  *   -> connect each target in turn (direct TLS for xmpps-server records)
  *   -> <stream:stream from=local to=remote> -> features
  *   -> STARTTLS (when not yet encrypted) -> restart -> features
@@ -36,11 +36,12 @@ import { randomBytes } from 'node:crypto';
 import type { Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import type { StanzaEvent } from '../core/hooks.js';
-import { XmlStreamParser } from '../net/xml-stream-parser.js';
-import { dialbackKey } from '../s2s/dialback.js';
-import { publicAddresses, resolveS2sTargets, type ConnectTarget } from '../s2s/resolver.js';
-import { certificateValidFor, peerCertificateStatus, type PeerCertificateStatus } from '../s2s/certificates.js';
-import type { S2sService, VerifyOutcome } from '../s2s/service.js';
+import { XmlStreamParser } from '../../shared/xml/stream-parser.js';
+import { dialbackKey } from './dialback.js';
+import { publicAddresses, resolveS2sTargets, type ConnectTarget, type SrvSource } from './resolver.js';
+import { certificateValidFor, peerCertificateStatus, type PeerCertificateStatus, type S2sTls } from './certificates.js';
+import type { ServerContext } from '../core/context.js';
+import type { Logger } from '../../shared/logger.js';
 import {
   NS_DIALBACK,
   NS_DIALBACK_FEATURE,
@@ -53,7 +54,30 @@ import {
   streamHeaderXml,
   type S2sMechanism,
 } from './s2s-common.js';
-import { streamErrorXml } from './stream-error.js';
+import { streamErrorXml } from '../streams/stream-error.js';
+
+export type VerifyOutcome = { type: 'valid' } | { type: 'invalid' } | { type: 'error'; condition: string };
+
+/**
+ * What a link needs from the link manager that creates and owns it (service.ts). An interface, so
+ * that the links do not import the manager that imports them.
+ */
+export interface LinkManager {
+  readonly ctx: ServerContext;
+  readonly log: Logger;
+  /** The dialback secret keys are made with. */
+  readonly secret: string;
+  readonly settings: { readonly connectTimeout: number; readonly idleTimeout: number; readonly verifyTimeout: number; readonly maxQueued: number; readonly allowInternalTargets: boolean };
+  readonly dns: SrvSource;
+  readonly tls: S2sTls;
+  readonly requireEncryption: boolean;
+  readonly requireValidCertificates: boolean;
+  /** Sends a stanza again (over whichever link can carry it now). */
+  send(event: StanzaEvent): void;
+  bounce(event: StanzaEvent, condition: string, text?: string): void;
+  linkOpened(direction: 'out'): void;
+  linkClosed(link: OutgoingS2S): void;
+}
 
 type LinkState = 'resolving' | 'connecting' | 'header' | 'features' | 'starttls' | 'sasl' | 'open' | 'closed';
 
@@ -102,7 +126,7 @@ export class OutgoingS2S {
   private ended = false;
 
   constructor(
-    private readonly service: S2sService,
+    private readonly service: LinkManager,
     readonly remote: string,
     /** The local domain that opens the stream (its 'from'). */
     readonly primary: string,

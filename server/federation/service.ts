@@ -1,7 +1,7 @@
 /**
  * The server-to-server link manager (P18): one per running server, shared by the s2s module
- * (outbound stanzas), the inbound listener (server/streams/s2s-in.ts) and the outbound links
- * (server/streams/s2s-out.ts).
+ * (outbound stanzas), the inbound listener (server/federation/s2s-in.ts) and the outbound links
+ * (server/federation/s2s-out.ts).
  *
  * - Outbound: a stanza for a remote domain goes to a link to that domain that has proved (or is
  *   proving) the sender's local domain. Links are keyed by remote domain; one link carries several
@@ -24,7 +24,7 @@ import type { Logger } from '../../shared/logger.js';
 import { newDialbackSecret } from './dialback.js';
 import { systemSrvSource, type SrvSource } from './resolver.js';
 import { S2sTls, configuredCaFile } from './certificates.js';
-import { OutgoingS2S } from '../streams/s2s-out.js';
+import { OutgoingS2S, type LinkManager, type VerifyOutcome } from './s2s-out.js';
 import { statsFor } from '../privacy/statistics.js';
 
 export interface S2sOptions {
@@ -47,19 +47,17 @@ export interface S2sOptions {
   allowInternalTargets?: boolean;
 }
 
-export type VerifyOutcome = { type: 'valid' } | { type: 'invalid' } | { type: 'error'; condition: string };
-
 /** Presence that is dropped, not bounced, when it cannot be delivered (nobody waits for it). */
 const SILENT_PRESENCE = new Set(['unavailable', 'probe', 'error']);
 
-/** Inbound streams as the service sees them (server/streams/s2s-in.ts). */
+/** Inbound streams as the service sees them (server/federation/s2s-in.ts). */
 export interface InboundLink {
   readonly authenticated: boolean;
   sweep(now: number): void;
   close(condition?: string, text?: string): void;
 }
 
-export class S2sService {
+export class S2sService implements LinkManager {
   readonly secret = newDialbackSecret();
   readonly log: Logger;
   readonly settings: Required<Omit<S2sOptions, 'caFile' | 'dns'>>;

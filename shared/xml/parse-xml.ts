@@ -1,5 +1,5 @@
-import { XmlStreamParser } from './xml-stream-parser.js';
-import type { Element } from '../../shared/xml/element.js';
+import { XmlStreamParser } from './stream-parser.js';
+import type { Element } from './element.js';
 
 /**
  * Parses XML text this server stored itself (a serialised Element) back into an Element; null if

@@ -45,12 +45,12 @@ import type { Element } from '../../shared/xml/element.js';
 import { Jid, normaliseDomain } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import type { ServerContext } from '../core/context.js';
-import { errorReply } from '../core/stanza-errors.js';
-import { XmlStreamParser } from '../net/xml-stream-parser.js';
+import { errorReply } from '../../shared/xml/stanza-errors.js';
+import { XmlStreamParser } from '../../shared/xml/stream-parser.js';
 import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from '../net/listeners.js';
-import { isValidDialbackKey } from '../s2s/dialback.js';
-import { certificateValidFor, peerCertificateStatus, type PeerCertificateStatus } from '../s2s/certificates.js';
-import { s2sServiceOf, type InboundLink, type S2sService } from '../s2s/service.js';
+import { isValidDialbackKey } from './dialback.js';
+import { certificateValidFor, peerCertificateStatus, type PeerCertificateStatus } from './certificates.js';
+import { s2sServiceOf, type InboundLink, type S2sService } from './service.js';
 import {
   NS_DIALBACK,
   NS_DIALBACK_FEATURE,
@@ -66,7 +66,7 @@ import {
   streamHeaderXml,
   type S2sMechanism,
 } from './s2s-common.js';
-import { streamErrorXml } from './stream-error.js';
+import { streamErrorXml } from '../streams/stream-error.js';
 
 /** Dialback requests waiting for their authoritative server, per stream. */
 const MAX_PENDING_DIALBACK = 16;

@@ -1,5 +1,5 @@
-import { Element, x } from '../../shared/xml/element.js';
-import { NS } from '../../shared/ns.js';
+import { Element, x } from './element.js';
+import { NS } from '../ns.js';
 
 export type ErrorType = 'auth' | 'cancel' | 'continue' | 'modify' | 'wait';
 

@@ -12,7 +12,7 @@
  */
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { forComponentWire } from './component.js';
+import { forComponentWire } from '../streams/component.js';
 
 export const NS_DIALBACK = 'jabber:server:dialback';
 export const NS_DIALBACK_FEATURE = 'urn:xmpp:features:dialback';
@@ -143,9 +143,6 @@ export function isValidIq(iq: Element): boolean {
   if (type === 'get' || type === 'set') return iq.elements.length === 1;
   return type === 'result' || type === 'error';
 }
-
-/** Real-time milliseconds for network timeouts (the injected clock is for stored records). */
-export const now = (): number => Date.now();
 
 /** A server stream may keep this many times a client's send buffer waiting before it is dropped. */
 export const S2S_SEND_BUFFER_FACTOR = 8;

@@ -8,7 +8,7 @@
  * two errors is reported when a stanza is both too large and malformed.
  */
 import { isUtf8 } from 'node:buffer';
-import { Element } from '../../shared/xml/element.js';
+import { Element } from './element.js';
 
 export interface ParserLimits {
   /** Largest stanza, and largest stream header (with any XML declaration), in bytes. */
