@@ -14,13 +14,14 @@ export function levenshtein(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-/** The closest candidate within a third of the word's length (at least 2 edits), or null. */
+/** The closest candidate, if within a third of the word's length (at least 2 edits); else null. */
 export function closest(word: string, candidates: Iterable<string>): string | null {
   let best: string | null = null;
   let bestDistance = Infinity;
   for (const c of candidates) {
     const d = levenshtein(word, c);
-    if (d < bestDistance) {
+    // On a tie, a candidate the word begins (a word cut short) beats one it only resembles.
+    if (d < bestDistance || (d === bestDistance && c.startsWith(word) && !best!.startsWith(word))) {
       best = c;
       bestDistance = d;
     }
