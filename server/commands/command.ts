@@ -73,7 +73,11 @@ export interface CommandDefinition {
   args?: readonly ArgDefinition[];
   flags?: readonly FlagDefinition[];
   server: ServerNeed;
-  /** The control-socket command a running server answers this with (see ServerNeed). */
+  /**
+   * The control-socket command the CLI asks a running server (see ServerNeed): `user del` has the
+   * server delete the account, `sessions` asks for the live list, `stats` has it write the figures
+   * it holds in memory before reading them. The module that owns the state registers its handler.
+   */
   control?: string;
   /** Also served on the admin HTTP API. */
   http?: HttpApi;

@@ -27,12 +27,8 @@ import {
 } from './backup.js';
 import { ExportError, exportAccounts, importAccounts, parseExport, planImport, renderExport } from './export.js';
 import { migrations } from '../../migrations/index.js';
+import { usageLine } from '../commands/help.js';
 
-/**
- * The value of --name. The shared argument parser only knows --config and --password-file as
- * flags with a separate value, so `--name VALUE` arrives as a bare flag plus a positional: with a
- * fixed number of real positionals, the extra one is the value. `--name=VALUE` always works.
- */
 /** A value flag (`--out FILE` or `--out=FILE`); the kit's parser already took its value. */
 function flagValue(args: ParsedArgs, name: string): string | undefined {
   const v = args.flags.get(name);
@@ -49,8 +45,8 @@ function progressFor(args: ParsedArgs): Progress {
   return args.flags.has('quiet') ? Progress.disabled() : new Progress();
 }
 
-function noExtra(args: ParsedArgs, expected: number, usage: string): void {
-  if (args.positional.length > expected) throw new UsageError(`unexpected argument '${args.positional[expected]}' (usage: ${usage})`);
+function noExtra(args: ParsedArgs, expected: number, command: string): void {
+  if (args.positional.length > expected) throw new UsageError(`unexpected argument '${args.positional[expected]}' (usage: ${usageLine(backupCommands[command]!)})`);
 }
 
 function accountOf(arg: string, config: Config): { username: string; host: string } {
@@ -59,9 +55,6 @@ function accountOf(arg: string, config: Config): { username: string; host: strin
   return { username: jid.local, host: jid.domain };
 }
 
-const BACKUP_USAGE = 'gatehouse backup [--config FILE] [--out FILE] [--key-file FILE] [--quiet]';
-const RESTORE_USAGE = 'gatehouse restore BACKUP-FILE [--config FILE] [--force] [--key-file FILE] [--quiet]';
-const IMPORT_USAGE = 'gatehouse user import FILE [--config FILE] [--dry-run] [--force] [--replace-admin USER@DOMAIN[,...]]';
 
 const KEY_FILE: FlagDefinition = {
   name: 'key-file',
@@ -88,7 +81,7 @@ export const backupCommands = commandSet(
       const config = configFrom(args);
       const out = flagValue(args, 'out');
       const key = keyFrom(args, config);
-      noExtra(args, 0, BACKUP_USAGE);
+      noExtra(args, 0, 'backup');
       if (!key) console.error(`warning: this backup is not encrypted (set ${BACKUP_KEY_ENV} or use --key-file; see gatehouse backup keygen)`);
       const result = await createBackup({ storage: config.storage, file: out, dir: config.backups.dir, key, progress: progressFor(args) });
       console.log(`backup written: ${result.file} (${formatBytes(result.bytes)}, ${key ? 'encrypted' : 'not encrypted'})`);
@@ -109,7 +102,7 @@ export const backupCommands = commandSet(
       const key = keyFrom(args, args.flags.has('config') ? configFrom(args) : null);
       const file = args.positional[0];
       if (!file) throw new UsageError('give the backup file');
-      noExtra(args, 1, 'gatehouse backup verify BACKUP-FILE');
+      noExtra(args, 1, 'backup verify');
       const { info, dumpBytes } = await verifyBackup(file, key, progressFor(args));
       console.log(`${file}: OK, ${info.header.kind} backup of ${info.header.createdAt}, ${info.encrypted ? 'encrypted' : 'not encrypted'}, ${formatBytes(dumpBytes)} of data`);
       return 0;
@@ -148,7 +141,7 @@ export const backupCommands = commandSet(
     server: 'no',
     async run(args) {
       const out = flagValue(args, 'out');
-      noExtra(args, 0, 'gatehouse backup keygen [--out FILE]');
+      noExtra(args, 0, 'backup keygen');
       const text = generateBackupKeyText();
       if (!out) {
         process.stdout.write(text);
@@ -176,7 +169,7 @@ export const backupCommands = commandSet(
       const key = keyFrom(args, config);
       const file = args.positional[0];
       if (!file) throw new UsageError('give the backup file');
-      noExtra(args, 1, RESTORE_USAGE);
+      noExtra(args, 1, 'restore');
       const result = await restoreBackup(file, {
         storage: config.storage,
         dataDir: config.dataDir,
@@ -239,7 +232,7 @@ export const backupCommands = commandSet(
       const config = configFrom(args);
       const file = args.positional[0];
       if (!file) throw new UsageError('give the XEP-0227 file');
-      noExtra(args, 1, IMPORT_USAGE);
+      noExtra(args, 1, 'user import');
       const replaceAdmins = (flagValue(args, 'replace-admin') ?? '').split(',').map((j) => j.trim()).filter(Boolean);
       for (const j of replaceAdmins) {
         const jid = Jid.tryParse(j);

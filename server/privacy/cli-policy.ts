@@ -16,9 +16,10 @@ import { changesBetween, earliestEffectiveDay, inForce, upcoming, viewAt } from 
 import { AnnounceError, announcePolicy } from './policy/announce.js';
 
 /**
- * Flags that take a value. The shared parser knows only a few value flags, so `--lang de` may
- * arrive as flag `lang` = true plus a positional 'de': this takes such values back from the
- * positionals, in order (these commands have no positionals of their own).
+ * Flags that take a value. The CLI parses them by the definitions, so values arrive as strings;
+ * a parse without a definition (`parseArgs(argv)`) may leave `--lang de` as flag `lang` = true
+ * plus a positional 'de': this takes such values back from the positionals, in order (these
+ * commands have no positionals of their own).
  */
 function flagValues(args: ParsedArgs, names: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();

@@ -13,13 +13,13 @@ import { SERIES, rollupOf, seriesName } from './statistics.js';
 import type { LiveSession } from './session-stats.js';
 import { renderChart, formatValue, PALETTE } from './chart.js';
 
-/** Flags of these commands that take a value (the shared parser knows only --config). */
+/** Flags of these commands that take a value. */
 const VALUE_FLAGS = ['series', 'resolution', 'since', 'chart'];
 
 /**
- * Values of VALUE_FLAGS: `--name=value` as parsed, or `--name value`, which the shared parser
- * reads as a bare flag followed by a positional (these commands take no positionals, so the n-th
- * bare value flag gets the n-th positional).
+ * Values of VALUE_FLAGS: strings as parsed by the definition, or `--name value` from a parse
+ * without one, which reads as a bare flag followed by a positional (these commands take no
+ * positionals, so the n-th bare value flag gets the n-th positional).
  */
 export function valueFlags(args: ParsedArgs): Map<string, string> {
   const out = new Map<string, string>();
@@ -191,6 +191,7 @@ const stats = {
     CONFIG_FLAG,
   ],
   server: 'if-running',
+  control: 'stats.flush',
   http: { serve: serveStats },
   async run(args) {
     const config = configFrom(args);
