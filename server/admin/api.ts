@@ -14,9 +14,9 @@ import { sessionsCommand, statsCommand } from '../privacy/cli-stats.js';
 import { auditRead } from '../privacy/policy/admins.js';
 
 /** The commands served on the admin HTTP API. */
-export const API_COMMANDS: readonly CommandDefinition[] = [sessionsCommand, statsCommand];
+const API_COMMANDS: readonly CommandDefinition[] = [sessionsCommand, statsCommand];
 
-export interface ApiAnswer {
+interface ApiAnswer {
   status: number;
   body: unknown;
 }

@@ -11,7 +11,7 @@ export type Command = CommandDefinition;
 export type { ParsedArgs };
 export type { FlagDefinition } from '../commands/command.js';
 export { UsageError, CONFIG_FLAG, commandSet } from '../commands/command.js';
-export { HELP_FLAGS, parseArgs } from '../commands/parse.js';
+export { parseArgs } from '../commands/parse.js';
 
 export function configFrom(args: ParsedArgs): Config {
   const path = args.flags.get('config');

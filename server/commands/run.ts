@@ -17,7 +17,7 @@ export interface Output {
 const stdio: Output = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
 
 /** The command named by the first one or two words of argv, and the words after its name. */
-export function findCommand(commands: CommandSet, argv: string[]): { def: CommandDefinition; rest: string[] } | null {
+function findCommand(commands: CommandSet, argv: string[]): { def: CommandDefinition; rest: string[] } | null {
   const [a, b] = argv;
   if (a !== undefined && b !== undefined && Object.hasOwn(commands, `${a} ${b}`)) return { def: commands[`${a} ${b}`]!, rest: argv.slice(2) };
   if (a !== undefined && Object.hasOwn(commands, a)) return { def: commands[a]!, rest: argv.slice(1) };
