@@ -49,7 +49,10 @@ export function parseArgs(argv: string[], def?: Pick<CommandDefinition, 'flags'>
         if (flagDefs && !takesValue(name)) throw new UsageError(`--${name} takes no value`);
         flags.set(name, a.slice(eq + 1));
       } else if (takesValue(name) && i + 1 < argv.length) flags.set(name, argv[++i]!);
-      else flags.set(name, true);
+      else if (flagDefs && takesValue(name)) {
+        const value = flagDefs.get(name)!.value ?? 'VALUE';
+        throw new UsageError(`--${name} needs a value (--${name} ${value} or --${name}=${value})`);
+      } else flags.set(name, true);
     } else if (flagDefs && /^-[a-zA-Z]/.test(a)) {
       throw new UsageError(`unknown flag ${a}`);
     } else positional.push(a);

@@ -58,6 +58,9 @@ test('an unknown flag is a usage error (exit code 2) that names the closest flag
   const boolWithValue = await run(['blocks', 'list', '--all=yes']);
   assert.equal(boolWithValue.code, 2);
   assert.equal(boolWithValue.err, 'gatehouse blocks list: --all takes no value\n');
+  const noValue = await run(['user', 'add', 'alice@localhost', '--password-file']);
+  assert.equal(noValue.code, 2, 'a string flag without its value is refused, not read from standard input');
+  assert.equal(noValue.err, 'gatehouse user add: --password-file needs a value (--password-file FILE or --password-file=FILE)\n');
   const top = await run(['--verison']);
   assert.equal(top.code, 2);
   assert.match(top.err, /unknown flag --verison; did you mean --version\?/);
