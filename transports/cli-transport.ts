@@ -1,20 +1,11 @@
 #!/usr/bin/env node
 /**
- * Transport commands of the `gatehouse` CLI (server/cli.ts adds `transportCommands`); this file
+ * Transport commands of the `gatehouse` CLI (server/cli/commands.ts adds `transportCommands`); this file
  * also runs on its own (`node dist/transports/cli-transport.js transport irc --config irc.yaml`),
  * which is how the server's transport supervisor starts transports as child processes.
  *
- *   gatehouse transport NAME --config FILE
- *       runs the transport NAME (transports/NAME/index.ts, `createAdapter`) against the XMPP
- *       server named in FILE: any server with XEP-0114 components (Gatehouse, Prosody, ...).
- *   gatehouse vault rotate --config FILE --new-key-file KEYFILE
- *       re-encrypts every stored credential with the key in KEYFILE (created, mode 0600, when it
- *       does not exist), in one transaction; the old key is left in place. A wrong current key
- *       changes nothing. Then point vault.keyFile at KEYFILE (or set GATEHOUSE_VAULT_KEY).
- *   gatehouse audit transports [--config FILE] [--jid JID] [--network NAME] [--since T]
- *                              [--until T] [--format table|csv|json]
- *       the connection log (P10). FILE is the server's configuration or a transport's; T is an
- *       ISO 8601 time or an age such as 2h or 7d. The read itself is logged (P21).
+ * The commands (`transport`, `vault rotate`, `audit transports`) are defined below, with their
+ * help; docs/cli.md is generated from the definitions.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -35,16 +26,11 @@ import { isTransportConfigDocument, loadTransportConfig, readYaml, type Transpor
 import { startTransport } from './kit/gateway.js';
 import { Vault, VaultError, readKeyFile, resolveVaultKey } from './kit/vault.js';
 
-/** A flag's value: `--name=value`, or `--name value` (the CLI kit only knows a few value flags). */
-function valueOf(args: ParsedArgs, name: string, argv: string[] = process.argv): string | undefined {
+/** A flag's value (`--name value` or `--name=value`, parsed by the command's definition). */
+function valueOf(args: ParsedArgs, name: string): string | undefined {
   const v = args.flags.get(name);
-  if (typeof v === 'string') return v;
-  if (v === true) {
-    const i = argv.lastIndexOf(`--${name}`);
-    if (i >= 0 && i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) return argv[i + 1];
-    throw new UsageError(`--${name} needs a value`);
-  }
-  return undefined;
+  if (v === true) throw new UsageError(`--${name} needs a value`);
+  return v;
 }
 
 function configPath(args: ParsedArgs): string | undefined {
