@@ -19,7 +19,7 @@ export function usageLine(def: CommandDefinition): string {
 }
 
 const SERVER_NEED: Record<CommandDefinition['server'], string> = {
-  no: 'Works on the configuration and the database; the server may be running or not.',
+  no: '',
   'if-running': 'Asks the running server when there is one (over the control socket), else works on the database.',
   yes: 'Needs the running server (asks it over the control socket).',
 };
@@ -54,7 +54,7 @@ export function renderHelp(def: CommandDefinition): string {
     out.push('', 'Options:');
     for (const f of def.flags) out.push(`  ${flagSynopsis(f).replace(/^\[|\]$/g, '')}`, wrap(flagDoc(f), 72, '      '));
   }
-  out.push('', wrap(SERVER_NEED[def.server], 78, ''));
+  if (SERVER_NEED[def.server]) out.push('', wrap(SERVER_NEED[def.server], 78, ''));
   const surfaces = surfacesOf(def);
   if (surfaces.includes('http')) out.push(wrap(`Also served on the admin HTTP API: GET /api/${apiName(def)} (an admin session; flags as query parameters).`, 78, ''));
   return out.join('\n') + '\n';
