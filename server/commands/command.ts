@@ -93,7 +93,7 @@ export const CONFIG_FLAG: FlagDefinition = {
   name: 'config',
   type: 'string',
   value: 'FILE',
-  doc: 'the configuration file (YAML); without it, the embedded defaults (and GATEHOUSE_* environment variables)',
+  doc: 'the configuration file (YAML); without it, the embedded defaults (see docs/configuration.md)',
 };
 
 /** A set of definitions keyed by name (the shape the CLI, the docs and the tests look them up in). */

@@ -13,6 +13,12 @@ const EXIT_CODES: [string, string][] = [
   ['2', 'a usage error (unknown command or flag, missing or bad argument) or an invalid configuration'],
 ];
 
+const ENVIRONMENT: [string, string][] = [
+  ['GATEHOUSE_STORAGE_URL', 'replaces storage.url of the configuration (and sets storage.type from its scheme)'],
+  ['GATEHOUSE_BACKUP_KEY', 'the backup key (64 hex digits or base64 of 32 bytes), when no --key-file is given'],
+  ['GATEHOUSE_VAULT_KEY', "the transports' credential vault key, instead of vault.keyFile"],
+];
+
 const GENERAL = [
   `Every command prints its help with \`${PROGRAM} help COMMAND\` or \`${PROGRAM} COMMAND --help\` (the same text), and \`${PROGRAM} --version\` prints the version.`,
   'Flags take their value as `--name VALUE` or `--name=VALUE`. An unknown flag or command is an error that names the closest known one.',
@@ -41,6 +47,10 @@ export function renderCliReference(defs: readonly CommandDefinition[]): string {
     'Exit codes:',
     '',
     ...EXIT_CODES.map(([c, t]) => `- ${c}: ${t}`),
+    '',
+    'Environment:',
+    '',
+    ...ENVIRONMENT.map(([n, t]) => `- \`${n}\`: ${t}`),
     '',
     '| Command | What it does | Running server |',
     '|---|---|---|',
@@ -114,6 +124,8 @@ export function renderManPage(defs: readonly CommandDefinition[], version: strin
   }
   out.push('.SH EXIT STATUS');
   for (const [c, t] of EXIT_CODES) out.push('.TP', `.B ${c}`, roff(t));
+  out.push('.SH ENVIRONMENT');
+  for (const [n, t] of ENVIRONMENT) out.push('.TP', `.B ${roff(n)}`, roff(t));
   out.push(
     '.SH FILES',
     '.TP',
