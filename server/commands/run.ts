@@ -34,7 +34,7 @@ function unknownCommand(commands: CommandSet, argv: string[]): string {
     if (sub) groups.set(g!, [...(groups.get(g!) ?? []), sub]);
   }
   const subs = a !== undefined ? groups.get(a) : undefined;
-  if (subs && !Object.hasOwn(commands, a!)) {
+  if (subs) {
     if (b === undefined || b.startsWith('-')) return `${PROGRAM} ${a}: give one of ${subs.join(', ')}`;
     const near = closest(b, subs);
     return `${PROGRAM}: unknown command '${a} ${b}'${near ? `; did you mean '${a} ${near}'?` : ''} (see ${PROGRAM} --help)`;
@@ -80,6 +80,12 @@ export async function runCommandLine(commands: CommandSet, argv: string[], io: O
     return 2;
   }
   const { def, rest } = found;
+  // `backup verfy`: a command that takes no argument but heads a group (backup verify, ...) is
+  // more likely a mistyped subcommand than a stray argument.
+  if (!def.args?.length && rest[0] !== undefined && !rest[0].startsWith('-') && Object.keys(commands).some((n) => n.startsWith(`${def.name} `))) {
+    io.err(unknownCommand(commands, [def.name, rest[0]]) + '\n');
+    return 2;
+  }
   if (rest.some((a) => HELP_FLAGS.has(a))) {
     io.out(renderHelp(def));
     return 0;
