@@ -18,7 +18,7 @@ const KNOWN = {
     // #12, open: the `gatehouse-transport` command reads the server's configuration and argument
     // parser; it belongs with the server's commands (the one command surface) rather than under
     // transports/.
-    ['^transports/cli-transport\\.ts$', '^server/(cli/kit|config/index|storage/datasource|storage/types)\\.ts$'],
+    ['^transports/cli-transport\\.ts$', '^server/(cli/kit|commands/(command|run)|config/index|storage/datasource|storage/types)\\.ts$'],
   ],
   coreOfFeature: [],
   modulesOfNet: [],

@@ -1,26 +1,18 @@
 #!/usr/bin/env node
 /**
- * Transport commands of the `gatehouse` CLI (server/cli.ts adds `transportCommands`); this file
+ * Transport commands of the `gatehouse` CLI (server/cli/commands.ts adds `transportCommands`); this file
  * also runs on its own (`node dist/transports/cli-transport.js transport irc --config irc.yaml`),
  * which is how the server's transport supervisor starts transports as child processes.
  *
- *   gatehouse transport NAME --config FILE
- *       runs the transport NAME (transports/NAME/index.ts, `createAdapter`) against the XMPP
- *       server named in FILE: any server with XEP-0114 components (Gatehouse, Prosody, ...).
- *   gatehouse vault rotate --config FILE --new-key-file KEYFILE
- *       re-encrypts every stored credential with the key in KEYFILE (created, mode 0600, when it
- *       does not exist), in one transaction; the old key is left in place. A wrong current key
- *       changes nothing. Then point vault.keyFile at KEYFILE (or set GATEHOUSE_VAULT_KEY).
- *   gatehouse audit transports [--config FILE] [--jid JID] [--network NAME] [--since T]
- *                              [--until T] [--format table|csv|json]
- *       the connection log (P10). FILE is the server's configuration or a transport's; T is an
- *       ISO 8601 time or an age such as 2h or 7d. The read itself is logged (P21).
+ * The commands (`transport`, `vault rotate`, `audit transports`) are defined below, with their
+ * help; docs/cli.md is generated from the definitions.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { HELP_FLAGS, UsageError, parseArgs, type Command, type ParsedArgs } from '../server/cli/kit.js';
+import { UsageError, commandSet, type FlagDefinition, type ParsedArgs } from '../server/commands/command.js';
+import { runCommandLine } from '../server/commands/run.js';
 import { ConfigError, loadConfig } from '../server/config/index.js';
 import { parseDuration } from '../shared/schema-kit.js';
 import { openStorage, type StorageConfig } from '../server/storage/datasource.js';
@@ -34,16 +26,11 @@ import { isTransportConfigDocument, loadTransportConfig, readYaml, type Transpor
 import { startTransport } from './kit/gateway.js';
 import { Vault, VaultError, readKeyFile, resolveVaultKey } from './kit/vault.js';
 
-/** A flag's value: `--name=value`, or `--name value` (the CLI kit only knows a few value flags). */
-function valueOf(args: ParsedArgs, name: string, argv: string[] = process.argv): string | undefined {
+/** A flag's value (`--name value` or `--name=value`, parsed by the command's definition). */
+function valueOf(args: ParsedArgs, name: string): string | undefined {
   const v = args.flags.get(name);
-  if (typeof v === 'string') return v;
-  if (v === true) {
-    const i = argv.lastIndexOf(`--${name}`);
-    if (i >= 0 && i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) return argv[i + 1];
-    throw new UsageError(`--${name} needs a value`);
-  }
-  return undefined;
+  if (v === true) throw new UsageError(`--${name} needs a value`);
+  return v;
 }
 
 function configPath(args: ParsedArgs): string | undefined {
@@ -100,10 +87,18 @@ function storageFromConfig(file: string | undefined, adapter: string | undefined
   return { storage: config.storage, log: new Logger({ level: 'info', format: config.log.format, sink: logFileSink(config.log.file, config.retention.detailedLogs, { timers: false }) }, 'audit'), transport: null };
 }
 
-export const transportCommands: Record<string, Command> = {
-  transport: {
-    usage: 'gatehouse transport NAME --config FILE',
+const TRANSPORT_CONFIG: FlagDefinition = { name: 'config', type: 'string', value: 'FILE', doc: 'the transport configuration (YAML)', required: true };
+const ADAPTER: FlagDefinition = { name: 'adapter', type: 'string', value: 'NAME', doc: 'the adapter, when the transport configuration names none' };
+
+export const transportCommands = commandSet(
+  {
+    name: 'transport',
     summary: 'run a transport (e.g. irc) against any XMPP server with XEP-0114 components',
+    description:
+      'Runs the transport NAME (transports/NAME, its createAdapter) in the foreground until SIGINT or SIGTERM, as a component of the XMPP server named in the configuration: Gatehouse, Prosody or any server with XEP-0114 components. The server\'s transport supervisor starts transports this way.',
+    args: [{ name: 'NAME', doc: 'the transport: irc, matrix or discord' }],
+    flags: [TRANSPORT_CONFIG],
+    server: 'no',
     async run(args) {
       const name = args.positional[0];
       if (!name) throw new UsageError('name the transport, e.g. gatehouse transport irc --config irc.yaml');
@@ -134,9 +129,18 @@ export const transportCommands: Record<string, Command> = {
     },
   },
 
-  'vault rotate': {
-    usage: 'gatehouse vault rotate --config TRANSPORT_FILE --new-key-file KEYFILE [--adapter NAME] [--network NAME]',
+  {
+    name: 'vault rotate',
     summary: 're-encrypt every stored transport credential with a new vault key (P9)',
+    description:
+      'Re-encrypts every credential of this transport in one transaction; the old key is left in place, and a wrong current key changes nothing. Then point vault.keyFile at KEYFILE (or set GATEHOUSE_VAULT_KEY) and restart the transport.',
+    flags: [
+      { ...TRANSPORT_CONFIG, doc: 'the transport configuration: it names the database and the current key' },
+      { name: 'new-key-file', type: 'string', value: 'KEYFILE', doc: 'the new key (created with a random key, mode 0600, when it does not exist)', required: true },
+      ADAPTER,
+      { name: 'network', type: 'string', value: 'NAME', doc: 'the network whose records are rotated', default: 'the adapter name' },
+    ],
+    server: 'no',
     async run(args) {
       const file = configPath(args);
       if (!file) throw new UsageError('--config FILE is required (the transport configuration that names the database and the current key)');
@@ -169,9 +173,20 @@ export const transportCommands: Record<string, Command> = {
     },
   },
 
-  'audit transports': {
-    usage: 'gatehouse audit transports [--config FILE [--adapter NAME]] [--jid JID] [--network NAME] [--since T] [--until T] [--format table|csv|json]',
+  {
+    name: 'audit transports',
     summary: 'show the transport connection log (P10)',
+    description: 'The read itself is logged with the operating-system user and the filters (P21).',
+    flags: [
+      { name: 'config', type: 'string', value: 'FILE', doc: "the server's configuration or a transport's (which names the database)" },
+      ADAPTER,
+      { name: 'jid', type: 'string', value: 'JID', doc: "only this user's connections" },
+      { name: 'network', type: 'string', value: 'NAME', doc: 'only this network (irc, matrix, discord)' },
+      { name: 'since', type: 'string', value: 'TIME', doc: 'from this ISO 8601 time, or this age back from now (2h, 7d)' },
+      { name: 'until', type: 'string', value: 'TIME', doc: 'up to this ISO 8601 time or age' },
+      { name: 'format', type: 'string', value: 'table|csv|json', doc: 'the output format', default: 'table' },
+    ],
+    server: 'no',
     async run(args) {
       const now = new Date();
       const format = (valueOf(args, 'format') ?? 'table') as AuditFormat;
@@ -215,34 +230,11 @@ export const transportCommands: Record<string, Command> = {
       return 0;
     },
   },
-};
+);
 
-/** Runs one of these commands with its own argument parsing (used when this file is run directly). */
-export async function runTransportCli(argv: string[]): Promise<number> {
-  const words = argv.filter((a) => !a.startsWith('-'));
-  const two = `${words[0]} ${words[1]}`;
-  const name = transportCommands[two] ? two : words[0];
-  const command = name ? transportCommands[name] : undefined;
-  if (!command || !name) {
-    console.error(`usage:\n${Object.values(transportCommands).map((c) => `  ${c.usage}`).join('\n')}`);
-    return 2;
-  }
-  if (argv.some((a) => HELP_FLAGS.has(a))) {
-    console.log(`Usage: ${command.usage}\n\n${command.summary}`);
-    return 0;
-  }
-  const last = name.split(' ').at(-1)!;
-  const rest = argv.slice(argv.indexOf(last) + 1);
-  try {
-    return await command.run(parseArgs(rest));
-  } catch (err) {
-    if (err instanceof ConfigError || err instanceof UsageError) {
-      console.error(err instanceof ConfigError ? err.message : `gatehouse ${name}: ${err.message}`);
-      return 2;
-    }
-    console.error(`gatehouse ${name}: ${err instanceof Error ? err.message : String(err)}`);
-    return 1;
-  }
+/** Runs one of these commands (used when this file is run directly, e.g. by the transport supervisor). */
+export function runTransportCli(argv: string[]): Promise<number> {
+  return runCommandLine(transportCommands, argv);
 }
 
 const invokedDirectly = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);

@@ -31,6 +31,9 @@
  * reported as "internal error" (its details go to the server log only). Built-in commands:
  * `commands` (names and summaries) and `status` (pid, start time, online sessions).
  * On the CLI side, `controlRequest(dataDir, command, args)` sends one request and returns the result.
+ * A CLI command that asks the running server names its control command in its definition
+ * (`control`, server/commands/command.ts); the admin HTTP API (api.ts) calls the same handlers
+ * in-process, so the socket and the API share one implementation per command.
  *
  * The socket is opened by the module `createControlModule()` (one instance per server start, as
  * allModules() creates them); without it, registered commands are simply unreachable.

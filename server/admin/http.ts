@@ -20,6 +20,7 @@
  *            /policy; POST /logout, /sessions/disconnect, /blocks/lift, /blocks/lift-all
  *   metrics  GET /metrics: an admin session, or `Authorization: Bearer <token>` when a metrics
  *            token is configured (option metricsToken, or config `admin.metricsToken`)
+ *   api      GET /api/NAME: JSON for the commands marked `http` (api.ts); an admin session, else 401
  * An admin page without a session redirects to /login; a POST without one is refused (403).
  *
  * Login and sessions: see auth.ts. Every POST needs the session's CSRF token (or, for the login
@@ -61,6 +62,7 @@ import { transportsCsv, transportsPage } from './pages/transports.js';
 import { policyPage } from './pages/policy.js';
 import { privacyPage } from './pages/privacy.js';
 import { metricsText } from './pages/metrics.js';
+import { answerApi } from './api.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -351,6 +353,10 @@ export class AdminHttp {
       if (!get) throw new HttpError(405, 'method not allowed');
       return this.metrics(r);
     }
+    if (path.startsWith('/api/')) {
+      if (!get) throw new HttpError(405, 'method not allowed');
+      return this.api(r);
+    }
 
     // ---- admin ----
     const session = this.session(r);
@@ -450,6 +456,15 @@ export class AdminHttp {
     r.res.setHeader('Cache-Control', 'no-store');
     const text = await metricsText(this.ctx, this.components.connected, this.ctx.clock.now());
     this.send(r.res, 200, 'text/plain; version=0.0.4; charset=utf-8', text);
+  }
+
+  // ---- the JSON API (commands marked http, server/admin/api.ts) ----
+
+  private async api(r: Request): Promise<void> {
+    const session = this.session(r);
+    r.res.setHeader('Cache-Control', 'no-store');
+    const answer = session ? await answerApi(this.ctx, session.jid, r.url.pathname.slice('/api/'.length), r.url.searchParams) : { status: 401, body: { error: 'log in as an administrator' } };
+    this.send(r.res, answer.status, 'application/json; charset=utf-8', JSON.stringify(answer.body, null, 2) + '\n');
   }
 
   // ---- bodies and responses ----

@@ -4,38 +4,12 @@ import { createInterface } from 'node:readline';
 import { loadConfig, type Config } from '../config/index.js';
 import { openStorage } from '../storage/datasource.js';
 import type { Storage } from '../storage/types.js';
+import { UsageError, type ParsedArgs } from '../commands/command.js';
 
-export interface Command {
-  usage: string;
-  summary: string;
-  run(args: ParsedArgs): Promise<number>;
-}
-
-export interface ParsedArgs {
-  positional: string[];
-  flags: Map<string, string | true>;
-}
-
-export class UsageError extends Error {}
-
-export const HELP_FLAGS = new Set(['--help', '-h']);
-
-export function parseArgs(argv: string[]): ParsedArgs {
-  const positional: string[] = [];
-  const flags = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
-      else if (VALUE_FLAGS.has(a.slice(2)) && i + 1 < argv.length) flags.set(a.slice(2), argv[++i]!);
-      else flags.set(a.slice(2), true);
-    } else positional.push(a);
-  }
-  return { positional, flags };
-}
-
-const VALUE_FLAGS = new Set(['config', 'password-file', 'lang', 'format', 'effective', 'technical', 'out', 'since', 'until', 'jid', 'network', 'series', 'resolution', 'chart', 'key-file', 'new-key-file', 'adapter', 'replace-admin']);
+export type { ParsedArgs };
+export type { FlagDefinition } from '../commands/command.js';
+export { UsageError, CONFIG_FLAG, commandSet } from '../commands/command.js';
+export { parseArgs } from '../commands/parse.js';
 
 export function configFrom(args: ParsedArgs): Config {
   const path = args.flags.get('config');

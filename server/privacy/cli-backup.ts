@@ -8,7 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError, configFrom, withStorage, type Command, type ParsedArgs } from '../cli/kit.js';
+import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type FlagDefinition, type ParsedArgs } from '../cli/kit.js';
 import type { Config } from '../config/index.js';
 import { Jid } from '../../shared/jid.js';
 import {
@@ -27,12 +27,8 @@ import {
 import { ExportError, exportAccounts, importAccounts, parseExport, planImport, renderExport } from './export.js';
 import { migrations } from '../../migrations/index.js';
 import { formatBytes } from '../../shared/format.js';
+import { usageLine } from '../commands/help.js';
 
-/**
- * The value of --name. The shared argument parser only knows --config and --password-file as
- * flags with a separate value, so `--name VALUE` arrives as a bare flag plus a positional: with a
- * fixed number of real positionals, the extra one is the value. `--name=VALUE` always works.
- */
 /** A value flag (`--out FILE` or `--out=FILE`); the kit's parser already took its value. */
 function flagValue(args: ParsedArgs, name: string): string | undefined {
   const v = args.flags.get(name);
@@ -49,8 +45,8 @@ function progressFor(args: ParsedArgs): Progress {
   return args.flags.has('quiet') ? Progress.disabled() : new Progress();
 }
 
-function noExtra(args: ParsedArgs, expected: number, usage: string): void {
-  if (args.positional.length > expected) throw new UsageError(`unexpected argument '${args.positional[expected]}' (usage: ${usage})`);
+function noExtra(args: ParsedArgs, expected: number, command: string): void {
+  if (args.positional.length > expected) throw new UsageError(`unexpected argument '${args.positional[expected]}' (usage: ${usageLine(backupCommands[command]!)})`);
 }
 
 function accountOf(arg: string, config: Config): { username: string; host: string } {
@@ -59,20 +55,33 @@ function accountOf(arg: string, config: Config): { username: string; host: strin
   return { username: jid.local, host: jid.domain };
 }
 
-const BACKUP_USAGE = 'gatehouse backup [--config FILE] [--out FILE] [--key-file FILE] [--quiet]';
-const RESTORE_USAGE = 'gatehouse restore BACKUP-FILE [--config FILE] [--force] [--key-file FILE] [--quiet]';
-const EXPORT_USAGE = 'gatehouse user export USER@DOMAIN... [--config FILE] [--out FILE] [--force]';
-const IMPORT_USAGE = 'gatehouse user import FILE [--config FILE] [--dry-run] [--force] [--replace-admin USER@DOMAIN[,...]]';
 
-export const backupCommands: Record<string, Command> = {
-  backup: {
-    usage: BACKUP_USAGE,
+const KEY_FILE: FlagDefinition = {
+  name: 'key-file',
+  type: 'string',
+  value: 'FILE',
+  doc: `the backup key (from gatehouse backup keygen); else ${BACKUP_KEY_ENV} (64 hex digits or base64 of 32 bytes), else backups.encryptionKeyFile of the configuration`,
+};
+const QUIET: FlagDefinition = { name: 'quiet', type: 'boolean', doc: 'no progress on standard error' };
+const BACKUP_FILE = { name: 'BACKUP-FILE', doc: 'a file written by gatehouse backup' };
+
+export const backupCommands = commandSet(
+  {
+    name: 'backup',
     summary: 'back up the whole database (compressed; encrypted with a key); keeps backups.keep newest in backups.dir',
+    description: `Without a key the backup is written unencrypted, with a warning: it holds everything the server stores. Without --out it goes to backups.dir and older backups beyond backups.keep are removed.`,
+    flags: [
+      CONFIG_FLAG,
+      { name: 'out', type: 'string', value: 'FILE', doc: 'write the backup to FILE instead of backups.dir (no rotation)' },
+      KEY_FILE,
+      QUIET,
+    ],
+    server: 'no',
     async run(args) {
       const config = configFrom(args);
       const out = flagValue(args, 'out');
       const key = keyFrom(args, config);
-      noExtra(args, 0, BACKUP_USAGE);
+      noExtra(args, 0, 'backup');
       if (!key) console.error(`warning: this backup is not encrypted (set ${BACKUP_KEY_ENV} or use --key-file; see gatehouse backup keygen)`);
       const result = await createBackup({ storage: config.storage, file: out, dir: config.backups.dir, key, progress: progressFor(args) });
       console.log(`backup written: ${result.file} (${formatBytes(result.bytes)}, ${key ? 'encrypted' : 'not encrypted'})`);
@@ -83,22 +92,28 @@ export const backupCommands: Record<string, Command> = {
       return 0;
     },
   },
-  'backup verify': {
-    usage: 'gatehouse backup verify BACKUP-FILE [--key-file FILE] [--config FILE]',
+  {
+    name: 'backup verify',
     summary: 'read a whole backup file and check that it is complete and unchanged',
+    args: [BACKUP_FILE],
+    flags: [KEY_FILE, { ...CONFIG_FLAG, doc: 'the configuration whose backups.encryptionKeyFile holds the key (read only when given)' }, QUIET],
+    server: 'no',
     async run(args) {
       const key = keyFrom(args, args.flags.has('config') ? configFrom(args) : null);
       const file = args.positional[0];
       if (!file) throw new UsageError('give the backup file');
-      noExtra(args, 1, 'gatehouse backup verify BACKUP-FILE');
+      noExtra(args, 1, 'backup verify');
       const { info, dumpBytes } = await verifyBackup(file, key, progressFor(args));
       console.log(`${file}: OK, ${info.header.kind} backup of ${info.header.createdAt}, ${info.encrypted ? 'encrypted' : 'not encrypted'}, ${formatBytes(dumpBytes)} of data`);
       return 0;
     },
   },
-  'backup list': {
-    usage: 'gatehouse backup list [--config FILE]',
+  {
+    name: 'backup list',
     summary: 'list the backups in backups.dir, oldest first',
+    description: 'One line per file: time, size, kind (or damaged), whether encrypted, and the path.',
+    flags: [CONFIG_FLAG],
+    server: 'no',
     async run(args) {
       const config = configFrom(args);
       const list = await listBackups(config.backups.dir);
@@ -118,12 +133,15 @@ export const backupCommands: Record<string, Command> = {
       return 0;
     },
   },
-  'backup keygen': {
-    usage: 'gatehouse backup keygen [--out FILE]',
+  {
+    name: 'backup keygen',
     summary: `make a new random backup key (a file readable by its owner only, or standard output for ${BACKUP_KEY_ENV})`,
+    description: 'An existing key file is never overwritten: the backups made with it need it.',
+    flags: [{ name: 'out', type: 'string', value: 'FILE', doc: 'write the key to FILE (mode 0600) instead of standard output' }],
+    server: 'no',
     async run(args) {
       const out = flagValue(args, 'out');
-      noExtra(args, 0, 'gatehouse backup keygen [--out FILE]');
+      noExtra(args, 0, 'backup keygen');
       const text = generateBackupKeyText();
       if (!out) {
         process.stdout.write(text);
@@ -139,15 +157,19 @@ export const backupCommands: Record<string, Command> = {
       return 0;
     },
   },
-  restore: {
-    usage: RESTORE_USAGE,
+  {
+    name: 'restore',
     summary: 'restore a backup into the configured (empty) database; the server must be stopped',
+    description: 'Migrations the backup predates are applied by gatehouse migrate or at the next start.',
+    args: [BACKUP_FILE],
+    flags: [CONFIG_FLAG, { name: 'force', type: 'boolean', doc: 'restore into a database that is not empty: everything in it is wiped first' }, KEY_FILE, QUIET],
+    server: 'no',
     async run(args) {
       const config = configFrom(args);
       const key = keyFrom(args, config);
       const file = args.positional[0];
       if (!file) throw new UsageError('give the backup file');
-      noExtra(args, 1, RESTORE_USAGE);
+      noExtra(args, 1, 'restore');
       const result = await restoreBackup(file, {
         storage: config.storage,
         dataDir: config.dataDir,
@@ -165,9 +187,16 @@ export const backupCommands: Record<string, Command> = {
       return 0;
     },
   },
-  'user export': {
-    usage: EXPORT_USAGE,
+  {
+    name: 'user export',
     summary: "write accounts' data as XEP-0227 XML (credentials as SCRAM verifiers only) to a file or standard output",
+    args: [{ name: 'USER@DOMAIN', doc: 'the accounts to export', variadic: true }],
+    flags: [
+      CONFIG_FLAG,
+      { name: 'out', type: 'string', value: 'FILE', doc: 'write to FILE (mode 0600) instead of standard output; - is standard output' },
+      { name: 'force', type: 'boolean', doc: 'overwrite an existing --out file' },
+    ],
+    server: 'no',
     async run(args) {
       const config = configFrom(args);
       const out = flagValue(args, 'out');
@@ -188,14 +217,22 @@ export const backupCommands: Record<string, Command> = {
       return 0;
     },
   },
-  'user import': {
-    usage: IMPORT_USAGE,
+  {
+    name: 'user import',
     summary: "create accounts with their data from an XEP-0227 file (--dry-run: only list; existing accounts only with --force, administrators' only with --replace-admin)",
+    args: [{ name: 'FILE', doc: 'an XEP-0227 file, e.g. from gatehouse user export' }],
+    flags: [
+      CONFIG_FLAG,
+      { name: 'dry-run', type: 'boolean', doc: 'only list what would be created and replaced' },
+      { name: 'force', type: 'boolean', doc: 'replace existing accounts: each is deleted with all its data, then imported' },
+      { name: 'replace-admin', type: 'string', value: 'USER@DOMAIN[,...]', doc: 'also replace these administrators (config admins); each must be named' },
+    ],
+    server: 'no',
     async run(args) {
       const config = configFrom(args);
       const file = args.positional[0];
       if (!file) throw new UsageError('give the XEP-0227 file');
-      noExtra(args, 1, IMPORT_USAGE);
+      noExtra(args, 1, 'user import');
       const replaceAdmins = (flagValue(args, 'replace-admin') ?? '').split(',').map((j) => j.trim()).filter(Boolean);
       for (const j of replaceAdmins) {
         const jid = Jid.tryParse(j);
@@ -231,4 +268,4 @@ export const backupCommands: Record<string, Command> = {
       return 0;
     },
   },
-};
+);

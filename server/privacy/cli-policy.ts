@@ -7,7 +7,7 @@
  *   policy list      every stored version and its state
  *   policy check     whether the server would start with this configuration
  */
-import { UsageError, configFrom, withStorage, type Command, type ParsedArgs } from '../cli/kit.js';
+import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type ParsedArgs } from '../cli/kit.js';
 import type { Config } from '../config/index.js';
 import { systemClock } from '../../shared/clock.js';
 import { policyFromConfig, renderView, type Lang, type PolicyView } from './policy/render.js';
@@ -16,9 +16,10 @@ import { changesBetween, earliestEffectiveDay, inForce, upcoming, viewAt } from 
 import { AnnounceError, announcePolicy } from './policy/announce.js';
 
 /**
- * Flags that take a value. The shared parser knows only a few value flags, so `--lang de` may
- * arrive as flag `lang` = true plus a positional 'de': this takes such values back from the
- * positionals, in order (these commands have no positionals of their own).
+ * Flags that take a value. The CLI parses them by the definitions, so values arrive as strings;
+ * a parse without a definition (`parseArgs(argv)`) may leave `--lang de` as flag `lang` = true
+ * plus a positional 'de': this takes such values back from the positionals, in order (these
+ * commands have no positionals of their own).
  */
 function flagValues(args: ParsedArgs, names: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
@@ -54,10 +55,18 @@ function draftView(config: Config): PolicyView {
   return { current: { id: null, effectiveAt: now, announcedAt: now, technicalReason: null, texts }, upcoming: [] };
 }
 
-export const policyCommands: Record<string, Command> = {
-  'policy render': {
-    usage: 'gatehouse policy render [--config FILE] [--lang de|en] [--format md|html] [--draft]',
+export const policyCommands = commandSet(
+  {
+    name: 'policy render',
     summary: 'print the privacy policy in force (--draft: as the configuration would publish it)',
+    description: 'The version in force, with any announced change after it. Before the first start stored a version, the draft is printed with a note.',
+    flags: [
+      CONFIG_FLAG,
+      { name: 'lang', type: 'string', value: 'de|en', doc: 'the language', default: 'policy.language of the configuration' },
+      { name: 'format', type: 'string', value: 'md|html', doc: 'Markdown or a complete HTML page', default: 'md' },
+      { name: 'draft', type: 'boolean', doc: 'print what the configuration would publish, not the stored version' },
+    ],
+    server: 'no',
     async run(args) {
       const values = flagValues(args, ['lang', 'format']);
       const config = configFrom(args);
@@ -79,9 +88,16 @@ export const policyCommands: Record<string, Command> = {
       return 0;
     },
   },
-  'policy announce': {
-    usage: 'gatehouse policy announce --effective YYYY-MM-DD [--technical REASON] [--config FILE]',
+  {
+    name: 'policy announce',
     summary: 'announce the policy of this configuration, in force from a date at least 28 days ahead',
+    description: 'Stores the policy the configuration renders as a new version. Users are told (within a minute on a running server); the previous version stays in force until the date.',
+    flags: [
+      { name: 'effective', type: 'string', value: 'YYYY-MM-DD', doc: 'the day the new version takes effect: at least 28 days ahead, unless --technical is given', required: true },
+      { name: 'technical', type: 'string', value: 'REASON', doc: 'a change on shorter notice for a technical reason: it may take effect from today; the reason is stored with the version' },
+      CONFIG_FLAG,
+    ],
+    server: 'no',
     async run(args) {
       const values = flagValues(args, ['effective', 'technical']);
       const effective = values.get('effective');
@@ -106,9 +122,12 @@ export const policyCommands: Record<string, Command> = {
       }
     },
   },
-  'policy list': {
-    usage: 'gatehouse policy list [--config FILE]',
+  {
+    name: 'policy list',
     summary: 'list the stored privacy policy versions',
+    description: 'One line per version: its number, state (in force, announced, superseded, past), dates and hash, and whether it matches this configuration.',
+    flags: [CONFIG_FLAG],
+    server: 'no',
     async run(args) {
       flagValues(args, []);
       const config = configFrom(args);
@@ -129,9 +148,12 @@ export const policyCommands: Record<string, Command> = {
       return 0;
     },
   },
-  'policy check': {
-    usage: 'gatehouse policy check [--config FILE]',
+  {
+    name: 'policy check',
     summary: 'check that the server would start: the policy of this configuration is stored',
+    description: 'Exit code 0 when the configuration renders a stored version (or none is stored yet), 1 when the policy would change and must be announced first.',
+    flags: [CONFIG_FLAG],
+    server: 'no',
     async run(args) {
       flagValues(args, []);
       const config = configFrom(args);
@@ -153,4 +175,4 @@ export const policyCommands: Record<string, Command> = {
       return 1;
     },
   },
-};
+);

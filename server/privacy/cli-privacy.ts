@@ -3,7 +3,7 @@
  * Both work on the database directly, so they also work while the server runs (a lift reaches the
  * running server at the next attempt from that address, or within the guard's poll interval).
  */
-import { UsageError, configFrom, withStorage, type Command } from '../cli/kit.js';
+import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage } from '../cli/kit.js';
 import { HookBus } from '../core/hooks.js';
 import { LocalSessionRegistry } from '../core/session.js';
 import { systemClock } from '../../shared/clock.js';
@@ -33,14 +33,16 @@ export function blockTarget(arg: string): { kind: BlockKind; subject: string } {
   throw new UsageError(`not an IP address, IPv6 /64 or account JID: ${arg}`);
 }
 
-export const privacyCommands: Record<string, Command> = {
-  'retention run': {
-    usage: 'gatehouse retention run [--dry-run] [--config FILE]',
+export const privacyCommands = commandSet(
+  {
+    name: 'retention run',
     summary: 'delete everything whose retention period is over (--dry-run: only count)',
+    description: 'Runs every retention class once, as the server does on its schedule: one line per class with its privacy clause and what was deleted. Exit code 1 when a class failed.',
+    flags: [{ name: 'dry-run', type: 'boolean', doc: 'only count what would be deleted' }, CONFIG_FLAG],
+    server: 'no',
     async run(args) {
       const config = configFrom(args);
       const dryRun = args.flags.has('dry-run');
-      for (const flag of args.flags.keys()) if (flag !== 'dry-run' && flag !== 'config') throw new UsageError(`unknown option --${flag}`);
       const log = new Logger({ level: 'warn', format: 'text' });
       const results = await withStorage(config, (storage) => {
         const env: RetentionEnv = { config, storage, log, clock: systemClock, hooks: new HookBus(), sessions: new LocalSessionRegistry() };
@@ -55,9 +57,11 @@ export const privacyCommands: Record<string, Command> = {
       return results.some((r) => r.error) ? 1 : 0;
     },
   },
-  'blocks list': {
-    usage: 'gatehouse blocks list [--all] [--config FILE]',
+  {
+    name: 'blocks list',
     summary: 'list temporary login blocks (P7); --all includes expired ones not yet swept',
+    flags: [{ name: 'all', type: 'boolean', doc: 'include expired blocks the sweeper has not removed yet' }, CONFIG_FLAG],
+    server: 'no',
     async run(args) {
       const config = configFrom(args);
       const now = new Date();
@@ -67,9 +71,12 @@ export const privacyCommands: Record<string, Command> = {
       return 0;
     },
   },
-  'blocks lift': {
-    usage: 'gatehouse blocks lift (IP | IPV6-PREFIX/64 | USER@DOMAIN | --all) [--config FILE]',
+  {
+    name: 'blocks lift',
     summary: 'lift a temporary login block (the server notices at the next attempt)',
+    args: [{ name: 'TARGET', doc: 'an IP address, an IPv6 prefix as ADDRESS/64, or an account USER@DOMAIN (not needed with --all)', optional: true }],
+    flags: [{ name: 'all', type: 'boolean', doc: 'lift every block' }, CONFIG_FLAG],
+    server: 'no',
     async run(args) {
       const config = configFrom(args);
       if (args.flags.has('all')) {
@@ -89,4 +96,4 @@ export const privacyCommands: Record<string, Command> = {
       return 0;
     },
   },
-};
+);

@@ -3,21 +3,23 @@
  * the database; with --chart an SVG line chart).
  */
 import { writeFileSync } from 'node:fs';
-import { UsageError, configFrom, withStorage, type Command, type ParsedArgs } from '../cli/kit.js';
-import { controlRequest } from '../admin/control.js';
+import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type FlagDefinition, type ParsedArgs } from '../cli/kit.js';
+import type { Resolution, StatPoint, Storage } from '../storage/types.js';
+import { controlCommands, controlRequest } from '../admin/control.js';
+import type { CommandDefinition } from '../commands/command.js';
+import type { ServerContext } from '../core/context.js';
 import { RESOLUTION_MS } from '../storage/repos/statistics.js';
-import type { Resolution, StatPoint } from '../storage/types.js';
 import { SERIES, rollupOf, seriesName } from './statistics.js';
 import type { LiveSession } from './session-stats.js';
 import { renderChart, formatValue, PALETTE } from './chart.js';
 
-/** Flags of these commands that take a value (the shared parser knows only --config). */
+/** Flags of these commands that take a value. */
 const VALUE_FLAGS = ['series', 'resolution', 'since', 'chart'];
 
 /**
- * Values of VALUE_FLAGS: `--name=value` as parsed, or `--name value`, which the shared parser
- * reads as a bare flag followed by a positional (these commands take no positionals, so the n-th
- * bare value flag gets the n-th positional).
+ * Values of VALUE_FLAGS: strings as parsed by the definition, or `--name value` from a parse
+ * without one, which reads as a bare flag followed by a positional (these commands take no
+ * positionals, so the n-th bare value flag gets the n-th positional).
  */
 export function valueFlags(args: ParsedArgs): Map<string, string> {
   const out = new Map<string, string>();
@@ -52,9 +54,18 @@ const utc = (d: Date | number) => new Date(d).toISOString().slice(0, 19).replace
 
 // ---- sessions ----
 
-const sessions: Command = {
-  usage: 'gatehouse sessions [--config FILE] [--json]',
+const JSON_FLAG: FlagDefinition = { name: 'json', type: 'boolean', doc: 'print JSON instead of a table (the admin HTTP API answers the same)' };
+
+const sessions = {
+  name: 'sessions',
   summary: 'live client sessions: JID, IP, start, stanzas and bytes in/out (asks the running server)',
+  description: 'The session list names JIDs and IP addresses: every read is logged by the server (P21).',
+  flags: [CONFIG_FLAG, JSON_FLAG],
+  server: 'yes',
+  control: 'sessions',
+  http: {
+    audit: (list) => `live client sessions (JID, IP, counters) on the admin HTTP API: ${(list as unknown[]).length} shown`,
+  },
   async run(args) {
     const config = configFrom(args);
     valueFlags(args);
@@ -75,7 +86,7 @@ const sessions: Command = {
     console.log(`${list.length} session${list.length === 1 ? '' : 's'} online`);
     return 0;
   },
-};
+} satisfies CommandDefinition;
 
 // ---- stats ----
 
@@ -126,33 +137,79 @@ export function seriesPoints(points: StatPoint[], keys: string[], resolution: Re
   return out;
 }
 
-const stats: Command = {
-  usage:
-    'gatehouse stats [--series NAME[,NAME...]] [--resolution minute|hour|day] [--since 48h|2026-01-31] [--chart out.svg] [--json] [--config FILE]',
+interface StatsQuery {
+  resolution: Resolution;
+  since: Date;
+  now: Date;
+  selectors: string[] | null;
+}
+
+function statsQuery(flags: Map<string, string>, now: Date): StatsQuery {
+  const resolution = (flags.get('resolution') ?? 'hour') as Resolution;
+  if (!['minute', 'hour', 'day'].includes(resolution)) throw new UsageError('--resolution is minute, hour or day');
+  const since = flags.has('since') ? parseSince(flags.get('since')!, now) : new Date(now.getTime() - DEFAULT_SINCE[resolution]);
+  const selectors = flags.has('series') ? flags.get('series')!.split(',').map((s) => s.trim()).filter(Boolean) : null;
+  return { resolution, since, now, selectors };
+}
+
+async function loadStats(storage: Storage, q: StatsQuery) {
+  const step = RESOLUTION_MS[q.resolution];
+  const points = await storage.statistics.listPoints({ resolution: q.resolution, since: new Date(Math.floor(q.since.getTime() / step) * step) });
+  const keys = selectSeries([...new Set(points.map((p) => p.series))].sort(), q.selectors);
+  const selected = points.filter((p) => keys.includes(p.series));
+  const perSeries = seriesPoints(selected, keys, q.resolution, q.since.getTime(), q.now.getTime());
+  return { keys, selected, perSeries };
+}
+
+/** What `stats --json` prints and `GET /api/stats` answers. */
+function statsJson(q: StatsQuery, perSeries: Map<string, { t: number; v: number }[]>) {
+  return { resolution: q.resolution, since: q.since.toISOString(), series: Object.fromEntries([...perSeries].map(([k, v]) => [k, v.map((p) => [new Date(p.t).toISOString(), p.v])])) };
+}
+
+async function serveStats(ctx: ServerContext, args: ParsedArgs) {
+  const q = statsQuery(valueFlags(args), ctx.clock.now());
+  try {
+    // Include the current minute, as the CLI and the console do.
+    await controlCommands(ctx).get('stats.flush')?.handler({});
+  } catch (err) {
+    ctx.log.child('admin-http').warn('could not flush the statistics', { error: err instanceof Error ? err.message : String(err) });
+  }
+  return statsJson(q, (await loadStats(ctx.storage, q)).perSeries);
+}
+
+const stats = {
+  name: 'stats',
   summary: 'anonymous usage statistics (no JID, no IP): a summary, a table per series, or an SVG chart',
+  description:
+    'Without --series, a summary per series (total for counters, average for levels, peak, last); with it, the value of each bucket. A running server first writes what it holds in memory.',
+  flags: [
+    { name: 'series', type: 'string', value: 'NAME[,NAME...]', doc: 'only these series (a full key such as stanzas.routed{kind=message}, or a name for all its labels)' },
+    { name: 'resolution', type: 'string', value: 'minute|hour|day', doc: 'the bucket size', default: 'hour' },
+    { name: 'since', type: 'string', value: 'TIME', doc: 'a duration back from now (90m, 48h, 30d, 2w) or an ISO date or time in UTC (2026-01-31, 2026-01-31T12:00)', default: '3h, 48h or 90d by resolution' },
+    { name: 'chart', type: 'string', value: 'FILE', doc: 'also write an SVG line chart to FILE (counts only unless --series chooses)' },
+    JSON_FLAG,
+    CONFIG_FLAG,
+  ],
+  server: 'if-running',
+  control: 'stats.flush',
+  http: { serve: serveStats },
   async run(args) {
     const config = configFrom(args);
     const flags = valueFlags(args);
-    const resolution = (flags.get('resolution') ?? 'hour') as Resolution;
-    if (!['minute', 'hour', 'day'].includes(resolution)) throw new UsageError('--resolution is minute, hour or day');
-    const now = new Date();
-    const since = flags.has('since') ? parseSince(flags.get('since')!, now) : new Date(now.getTime() - DEFAULT_SINCE[resolution]);
-    const selectors = flags.has('series') ? flags.get('series')!.split(',').map((s) => s.trim()).filter(Boolean) : null;
+    const q = statsQuery(flags, new Date());
+    const { resolution, since, now, selectors } = q;
     // Include the current minute: a running server writes what it holds in memory first.
     await controlRequest(config.dataDir, 'stats.flush', {}, 3000).catch(() => undefined);
     const step = RESOLUTION_MS[resolution];
-    const points = await withStorage(config, (storage) => storage.statistics.listPoints({ resolution, since: new Date(Math.floor(since.getTime() / step) * step) }));
-    const keys = selectSeries([...new Set(points.map((p) => p.series))].sort(), selectors);
+    const { keys, selected, perSeries } = await withStorage(config, (storage) => loadStats(storage, q));
     if (selectors && keys.length === 0) {
       const known = Object.keys(SERIES).join(', ');
       console.log(`no ${resolution} data for ${selectors.join(', ')} since ${utc(since)} UTC (series: ${known})`);
       return 0;
     }
-    const selected = points.filter((p) => keys.includes(p.series));
-    const perSeries = seriesPoints(selected, keys, resolution, since.getTime(), now.getTime());
 
     if (args.flags.has('json')) {
-      console.log(JSON.stringify({ resolution, since: since.toISOString(), series: Object.fromEntries([...perSeries].map(([k, v]) => [k, v.map((p) => [new Date(p.t).toISOString(), p.v])])) }, null, 2));
+      console.log(JSON.stringify(statsJson(q, perSeries), null, 2));
     } else if (keys.length === 0) {
       console.log(`no statistics since ${utc(since)} UTC`);
     } else if (!selectors) {
@@ -197,6 +254,7 @@ const stats: Command = {
     }
     return 0;
   },
-};
+} satisfies CommandDefinition;
 
-export const statsCommands: Record<string, Command> = { sessions, stats };
+export { sessions as sessionsCommand, stats as statsCommand };
+export const statsCommands = commandSet(sessions, stats);

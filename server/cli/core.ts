@@ -1,0 +1,156 @@
+/** The core commands of `gatehouse`: start the server, check the configuration, migrate, manage accounts. */
+import type { Config } from '../config/index.js';
+import { CONFIG_FLAG, UsageError, commandSet, configFrom, readPassword, withStorage, type FlagDefinition } from './kit.js';
+import { startServer } from '../main.js';
+import { runMigrations } from '../storage/datasource.js';
+import { HookBus } from '../core/hooks.js';
+import { LocalSessionRegistry } from '../core/session.js';
+import { AccountService } from '../accounts/service.js';
+import { systemClock } from '../../shared/clock.js';
+import { Jid } from '../../shared/jid.js';
+import { ServerNotRunningError, controlRequest } from '../admin/control.js';
+
+const PASSWORD_FILE: FlagDefinition = {
+  name: 'password-file',
+  type: 'string',
+  value: 'FILE',
+  doc: 'read the password from the first line of FILE; without it, the password is read from the terminal (not echoed) or from the first line of standard input',
+};
+
+const ACCOUNT_ARG = { name: 'USER@DOMAIN', doc: 'the account; a bare USER means USER at the first configured host' };
+
+function parseAccount(arg: string | undefined, config: Config): { username: string; host: string } {
+  if (!arg) throw new UsageError('give the account as user@domain');
+  const jid = Jid.tryParse(arg.includes('@') ? arg : `${arg}@${config.hosts[0]!.domain}`);
+  if (!jid || !jid.local || jid.resource) throw new UsageError(`not a bare JID: ${arg}`);
+  return { username: jid.local, host: jid.domain };
+}
+
+function withAccounts<T>(config: Config, fn: (accounts: AccountService) => Promise<T>): Promise<T> {
+  return withStorage(config, (storage) => fn(new AccountService({ storage, hooks: new HookBus(), config, clock: systemClock, sessions: new LocalSessionRegistry() })));
+}
+
+export const coreCommands = commandSet(
+  {
+    name: 'start',
+    summary: 'start the server (embedded defaults without --config)',
+    description: 'Runs in the foreground until SIGINT or SIGTERM, then stops cleanly. Prints where it listens and how to connect.',
+    flags: [CONFIG_FLAG],
+    server: 'no',
+    async run(args) {
+      const config = configFrom(args);
+      const server = await startServer(config);
+      const c2s = server.listeners.filter((l) => l.kind === 'c2s');
+      const tls = server.listeners.filter((l) => l.kind === 'c2s-tls');
+      const hosts = config.hosts.map((h) => h.domain).join(', ');
+      console.log(`Gatehouse is running for ${hosts}.`);
+      for (const l of c2s) console.log(`  clients (STARTTLS): ${l.host} port ${l.port}`);
+      for (const l of tls) console.log(`  clients (direct TLS): ${l.host} port ${l.port}`);
+      for (const l of server.listeners.filter((x) => x.kind === 'component')) console.log(`  components (XEP-0114): ${l.host} port ${l.port}`);
+      for (const l of server.listeners.filter((x) => x.kind === 's2s')) console.log(`  other servers (s2s): ${l.host} port ${l.port}`);
+      console.log(`  data: ${config.dataDir}  database: ${config.storage.type}`);
+      if (!config.tls.cert) console.log('  certificate: self-signed (accept it in your client, or set tls.cert/tls.key)');
+      const reg = config.hosts.map((h) => `${h.domain}: ${typeof h.registration === 'string' ? h.registration : 'allow ' + h.registration.allow.join(' ')}`).join('; ');
+      console.log(`  in-band registration: ${reg}`);
+      console.log(`Connect with any XMPP client as user@${config.hosts[0]!.domain}, or add a user: npm run gatehouse -- user add user@${config.hosts[0]!.domain}`);
+      const shutdown = async (signal: string) => {
+        console.log(`received ${signal}, shutting down`);
+        await server.stop();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void shutdown('SIGINT'));
+      process.once('SIGTERM', () => void shutdown('SIGTERM'));
+      return new Promise<number>(() => {});
+    },
+  },
+  {
+    name: 'check-config',
+    summary: 'validate the configuration and exit',
+    description: 'Exit code 0 when the configuration is valid, 2 (with the first error, naming its key) when not.',
+    flags: [CONFIG_FLAG],
+    server: 'no',
+    async run(args) {
+      const config = configFrom(args);
+      console.log(`configuration OK: ${config.hosts.length} host(s), storage ${config.storage.type}`);
+      return 0;
+    },
+  },
+  {
+    name: 'migrate',
+    summary: 'apply pending database migrations',
+    flags: [CONFIG_FLAG],
+    server: 'no',
+    async run(args) {
+      const config = configFrom(args);
+      const applied = await runMigrations(config.storage);
+      console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
+      return 0;
+    },
+  },
+  {
+    name: 'user add',
+    summary: 'create an account',
+    args: [ACCOUNT_ARG],
+    flags: [CONFIG_FLAG, PASSWORD_FILE],
+    server: 'no',
+    async run(args) {
+      const config = configFrom(args);
+      const { username, host } = parseAccount(args.positional[0], config);
+      const password = await readPassword(args, `password for ${username}@${host}: `);
+      await withAccounts(config, (a) => a.create(username, host, password, null));
+      console.log(`created ${username}@${host}`);
+      return 0;
+    },
+  },
+  {
+    name: 'user del',
+    summary: 'delete an account and all its data',
+    description: 'On a running server the server deletes it itself: it closes the account\'s sessions and tells its contacts. Otherwise the account is deleted in the database.',
+    args: [ACCOUNT_ARG],
+    flags: [CONFIG_FLAG],
+    server: 'if-running',
+    control: 'accounts.delete',
+    async run(args) {
+      const config = configFrom(args);
+      const { username, host } = parseAccount(args.positional[0], config);
+      try {
+        // A running server deletes it itself: it closes the account's sessions and tells its contacts.
+        await controlRequest(config.dataDir, 'accounts.delete', { username, host });
+      } catch (err) {
+        if (!(err instanceof ServerNotRunningError)) throw err;
+        await withAccounts(config, (a) => a.delete(username, host));
+      }
+      console.log(`deleted ${username}@${host}`);
+      return 0;
+    },
+  },
+  {
+    name: 'user passwd',
+    summary: 'set an account password',
+    args: [ACCOUNT_ARG],
+    flags: [CONFIG_FLAG, PASSWORD_FILE],
+    server: 'no',
+    async run(args) {
+      const config = configFrom(args);
+      const { username, host } = parseAccount(args.positional[0], config);
+      const password = await readPassword(args, `new password for ${username}@${host}: `);
+      await withAccounts(config, (a) => a.changePassword(username, host, password));
+      console.log(`password changed for ${username}@${host}`);
+      return 0;
+    },
+  },
+  {
+    name: 'user list',
+    summary: 'list accounts (admin only: the server never lists users to clients)',
+    description: 'One line per account: JID, creation time and last use.',
+    args: [{ name: 'DOMAIN', doc: 'only the accounts of this host', optional: true }],
+    flags: [CONFIG_FLAG],
+    server: 'no',
+    async run(args) {
+      const config = configFrom(args);
+      const accounts = await withAccounts(config, (a) => a.list(args.positional[0]));
+      for (const a of accounts) console.log(`${a.username}@${a.host}\tcreated ${a.createdAt.toISOString()}\tlast used ${a.lastUsedAt?.toISOString() ?? 'never'}`);
+      return 0;
+    },
+  },
+);
