@@ -63,8 +63,6 @@ export const MAX_BLOCKLIST_ITEMS = 10_000;
 /** Accounts whose lists are kept in memory. */
 const CACHE_SIZE = 10_000;
 
-export const INBOUND_FILTER_PRIORITY = 0;
-export const OUTBOUND_FILTER_PRIORITY = 20;
 
 const EMPTY: ReadonlySet<string> = new Set();
 
@@ -394,10 +392,10 @@ export const blockingModule: GatehouseModule = {
 
     for (const kind of ['message', 'presence', 'iq'] as const) {
       for (const target of ['bare', 'full'] as const) {
-        hooks.on(`${kind}/${target}`, (e) => b.inbound(e), INBOUND_FILTER_PRIORITY);
+        hooks.on(`${kind}/${target}`, (e) => b.inbound(e), 'handle');
       }
       for (const target of ['bare', 'full', 'remote'] as const) {
-        hooks.on(`${kind}/${target}`, (e) => b.outbound(e), OUTBOUND_FILTER_PRIORITY);
+        hooks.on(`${kind}/${target}`, (e) => b.outbound(e), 'filter');
       }
     }
     // IQs that modules answer on an account's behalf (vCard, disco, last activity, ...) are

@@ -61,9 +61,6 @@ const IM_PAYLOADS = new Set([
   'urn:xmpp:jingle-message:1',
 ]);
 
-/** Before the message module (-1), after filters at 0. */
-export const CARBONS_PRIORITY = -0.5;
-
 /**
  * Whether a message may be carbon-copied (XEP-0280 6.1). `inbound` for the recipient's side;
  * `peerIsFull`: the other party's address (the sender's for inbound) has a resource.
@@ -195,7 +192,7 @@ export const carbonsModule: GatehouseModule = {
     hooks.on(`iq-set/bare/${NS_CARBONS}:enable`, (e) => c.toggle(e, true));
     hooks.on(`iq-set/bare/${NS_CARBONS}:disable`, (e) => c.toggle(e, false));
     for (const target of ['bare', 'full', 'remote'] as const) {
-      hooks.on(`message/${target}`, (e) => c.onMessage(e, target), CARBONS_PRIORITY);
+      hooks.on(`message/${target}`, (e) => c.onMessage(e, target), 'copy');
     }
     hooks.on('session/closed', ({ session }) => c.forget(session));
   },

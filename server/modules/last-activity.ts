@@ -70,7 +70,7 @@ export const lastActivityModule: GatehouseModule = {
           lastStatus.delete(e.origin.session);
         }
       },
-      1000,
+      'observe',
     );
 
     const record = async (session: ClientSession, status: string | undefined) => {

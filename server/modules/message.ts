@@ -6,7 +6,7 @@ import type { Element } from '../../shared/xml/element.js';
 /**
  * RFC 6121 section 8.5: delivery of message stanzas addressed to local accounts.
  *
- * The handlers run at priority -1 (as Prosody's mod_message does) so that modules which inspect
+ * The handlers run in the 'deliver' phase (priority -1, as Prosody's mod_message does) so that modules which inspect
  * or copy messages (carbons, archives, blocking) see them first at the default priority 0.
  * Stanzas are handed on exactly as received: no payload is read beyond the 'type' attribute, so
  * end-to-end encrypted payloads (OMEMO, OpenPGP) pass through untouched (P19, P20).
@@ -52,9 +52,6 @@ export function topResources(sessions: SessionRegistry, bareJid: string): Client
   return candidates.filter((s) => s.priority === best);
 }
 
-/** Handler priority: after inspecting/copying modules (0), before the router's fallbacks (-100). */
-export const MESSAGE_DELIVERY_PRIORITY = -1;
-
 export const messageModule: GatehouseModule = {
   name: 'message',
   specs: [
@@ -67,9 +64,9 @@ export const messageModule: GatehouseModule = {
   ],
   load(ctx) {
     const { hooks } = ctx;
-    hooks.on('message/bare', (e) => toBare(ctx, e), MESSAGE_DELIVERY_PRIORITY);
-    hooks.on('message/full', (e) => toFull(ctx, e), MESSAGE_DELIVERY_PRIORITY);
-    hooks.on('message/host', () => true, MESSAGE_DELIVERY_PRIORITY);
+    hooks.on('message/bare', (e) => toBare(ctx, e), 'deliver');
+    hooks.on('message/full', (e) => toFull(ctx, e), 'deliver');
+    hooks.on('message/host', () => true, 'deliver');
   },
 };
 

@@ -1,11 +1,11 @@
 /**
  * RFC 6121 sections 3 and 4: presence subscriptions and presence.
  *
- * Two handlers per stanza event. The outbound one (priority 10, stanzas from a local client) does
+ * Two handlers per stanza event. The outbound one ('intercept' phase, stanzas from a local client) does
  * what the user's server does: broadcast, directed presence, outbound subscription processing.
  * It hands everything that leaves the user on with router.send, so a contact on another server
  * goes out through whatever handles 'presence/remote' (s2s, components) and a local contact comes
- * back in through the inbound handler (priority -1, after blocking/filtering modules at 0), which
+ * back in through the inbound handler ('deliver' phase, after blocking/filtering modules in 'handle'), which
  * does what the contact's server does: deliver, answer probes, inbound subscription processing.
  * Local and remote contacts take the same path; only probes to local contacts on initial presence
  * are answered straight from the session registry.
@@ -56,9 +56,6 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { HIDDEN_GROUP, isHidden, itemState, rosterService, type RosterService } from './roster.js';
 import { hasFrom, hasTo, inbound, outbound, type SubscriptionStanza, type Transition } from './subscription-states.js';
-
-export const OUTBOUND_PRIORITY = 10;
-export const INBOUND_PRIORITY = -1;
 
 const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
 
@@ -399,10 +396,10 @@ export const presenceModule: GatehouseModule = {
     const p = new Presence(ctx);
     const { hooks } = ctx;
     for (const target of ['bare', 'full', 'remote'] as const) {
-      hooks.on(`presence/${target}`, (e) => p.outbound(e), OUTBOUND_PRIORITY);
+      hooks.on(`presence/${target}`, (e) => p.outbound(e), 'intercept');
     }
     for (const target of ['bare', 'full'] as const) {
-      hooks.on(`presence/${target}`, (e) => p.inbound(e), INBOUND_PRIORITY);
+      hooks.on(`presence/${target}`, (e) => p.inbound(e), 'deliver');
     }
     hooks.on('session/closed', ({ session }) => p.closed(session));
     hooks.on('account/deleting', ({ account, jid }) => p.deleting(account, jid));

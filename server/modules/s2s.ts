@@ -3,8 +3,8 @@
  * stanzas for other servers' users leave over authenticated, encrypted links.
  *
  * The module takes message/presence/iq events whose recipient is on another domain, after the
- * feature modules (roster, carbons, ...) had them, at priority -50; component domains are left to
- * the router's own fallback at -100, which delivers to the component or bounces. The links
+ * feature modules (roster, carbons, ...) had them, in the 'federate' phase; component domains are left to
+ * the router's own 'fallback' phase, which delivers to the component or bounces. The links
  * themselves are server/s2s/service.ts (manager, queue, bounces), server/streams/s2s-out.ts and
  * server/streams/s2s-in.ts (the inbound listener, opened by main.ts after the modules loaded).
  *
@@ -46,9 +46,9 @@ export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
         s.send(e);
         return true;
       };
-      cleanup.push(ctx.hooks.on('message/remote', toRemote, -50));
-      cleanup.push(ctx.hooks.on('presence/remote', toRemote, -50));
-      cleanup.push(ctx.hooks.on('iq/remote', toRemote, -50));
+      cleanup.push(ctx.hooks.on('message/remote', toRemote, 'federate'));
+      cleanup.push(ctx.hooks.on('presence/remote', toRemote, 'federate'));
+      cleanup.push(ctx.hooks.on('iq/remote', toRemote, 'federate'));
     },
     unload() {
       for (const c of cleanup.splice(0)) c();

@@ -45,8 +45,8 @@
  */
 import type { Config } from '../config/index.js';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context.js';
+import type { HookPhase } from '../core/hooks.js';
 import type { AuthAttempt, AuthFailure } from '../streams/c2s.js';
-import type { RegistrationFailure } from '../modules/register.js';
 import { addressGroup, cidrContains } from '../net/addresses.js';
 import type { AuthBlock, BlockKind, FailedLoginKind } from '../storage/repos/privacy-logs.js';
 import { errorReply } from '../core/stanza-errors.js';
@@ -449,11 +449,8 @@ export function loginGuard(ctx: ServerContext): LoginGuard | undefined {
 export const AUTH_IDENTIFIED = 'auth/identified';
 
 interface UntypedHooks {
-  on(event: string, handler: (payload: any) => unknown, priority?: number): () => void;
+  on(event: string, handler: (payload: any) => unknown, phase?: HookPhase): () => void;
 }
-
-/** Priority of the registration check: before the register module (0) answers. */
-export const GUARD_PREAUTH_PRIORITY = 10;
 
 function registrationDenied(stream: StreamInfo, iq: Element, text: string): true {
   const reply = errorReply(iq, 'policy-violation', text, 'wait');
@@ -486,7 +483,7 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
       hooks.on('auth/failed', (f: AuthFailure) => {
         guard.onFailure({ at: f.at, ip: f.ip, host: f.host, username: f.username, mechanism: f.mechanism, kind: 'auth', condition: f.condition });
       });
-      hooks.on('register/failed', (f: RegistrationFailure) => {
+      hooks.on('register/failed', (f) => {
         guard.onFailure({ at: f.at, ip: f.ip, host: f.host, username: f.username, mechanism: 'XEP-0077', kind: 'register', condition: f.condition });
       });
       hooks.on('auth/succeeded', ({ account, ip }) => guard.onSuccess(account.username, account.host, ip));
@@ -512,7 +509,8 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
           const denial = await guard.check(stream.ip, stream.host);
           if (denial) return registrationDenied(stream, stanza, denial.text);
         },
-        GUARD_PREAUTH_PRIORITY,
+        // Before the register module answers (it handles in the default phase).
+        'intercept',
       );
     },
     async unload() {

@@ -111,7 +111,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
         }),
       );
 
-      // High priority and synchronous: the counters are read before anything else runs, and the
+      // The 'observe' phase and synchronous: the counters are read before anything else runs, and the
       // write is queued before the server's stop() goes on to unload the modules.
       cleanup.push(
         hooks.on(
@@ -141,7 +141,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
             pendingRecords.push({ record, local: session.jid.local, domain: session.jid.domain });
             if (pendingRecords.length === 1) enqueue(writePendingRecords);
           },
-          100,
+          'observe',
         ),
       );
 

@@ -99,7 +99,7 @@ describe('P19 client addresses never leave the server', () => {
     // What would leave for other servers (and components) is seen on the remote hooks before it goes.
     const outbound: string[] = [];
     for (const kind of ['message', 'presence', 'iq'] as const) {
-      ts.server.ctx.hooks.on(`${kind}/remote`, (e) => void outbound.push(e.stanza.toString()), 1000);
+      ts.server.ctx.hooks.on(`${kind}/remote`, (e) => void outbound.push(e.stanza.toString()), 'observe');
     }
 
     const aliceConn = await ts.client();
