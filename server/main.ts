@@ -55,9 +55,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const hosts = new Set(config.hosts.map((h) => h.domain));
   const router = new Router(hosts, sessions, hooks, clock, log.child('router'));
   const disco = new DiscoRegistry();
-  const ctx: ServerContext = { config, storage, router, sessions, hooks, clock, log, disco, services: new ServiceRegistry(), startedAt: clock.now() };
-
   const modules = opts.modules ?? allModules();
+  const ctx: ServerContext = { config, storage, router, sessions, hooks, clock, log, disco, modules, services: new ServiceRegistry(), startedAt: clock.now() };
+
   const loaded: GatehouseModule[] = [];
   try {
     checkModuleOrder(modules);

@@ -20,6 +20,8 @@ export interface ServerContext {
   readonly clock: Clock;
   readonly log: Logger;
   readonly disco: DiscoRegistry;
+  /** The modules of this server, in load order (assembled by main.ts). */
+  readonly modules: readonly GatehouseModule[];
   /** What the modules offer each other (see services.ts). */
   readonly services: ServiceRegistry;
   readonly startedAt: Date;

@@ -21,6 +21,8 @@ export interface RetentionEnv {
   readonly sessions: SessionRegistry;
   /** Absent in the CLI. */
   readonly router?: Router;
+  /** The classes a run without an explicit list covers: those of the loaded modules. */
+  readonly retentionClasses?: readonly RetentionClass[];
 }
 
 export interface RetentionRunOptions {

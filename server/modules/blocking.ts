@@ -52,7 +52,7 @@ import { Jid } from '../../shared/jid.js';
 import { parseXmlText } from '../net/parse-xml.js';
 import { randomBytes } from 'node:crypto';
 import { hasFrom, hasTo } from './subscription-states.js';
-import { isHidden, rosterService } from './roster.js';
+import { isHidden } from './roster.js';
 
 export const NS_BLOCKING = 'urn:xmpp:blocking';
 export const NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
@@ -266,7 +266,7 @@ class Blocking {
   /** Section 3.3: unavailable presence to newly blocked contacts that could see the user's. */
   private async afterBlock(user: Jid, added: ReadonlySet<string>): Promise<void> {
     const { ctx } = this;
-    const roster = rosterService(ctx);
+    const roster = ctx.services.need('roster');
     const account = await roster.account(user);
     if (!account) return;
     const items = await ctx.storage.roster.list(account.id);
@@ -304,7 +304,7 @@ class Blocking {
   /** Section 3.4: current presence to contacts no longer blocked; probes for theirs. */
   private async afterUnblock(user: Jid, removed: ReadonlySet<string>, remaining: ReadonlySet<string>): Promise<void> {
     const { ctx } = this;
-    const account = await rosterService(ctx).account(user);
+    const account = await ctx.services.need('roster').account(user);
     if (!account) return;
     for (const item of await ctx.storage.roster.list(account.id)) {
       const contact = Jid.tryParse(item.jid);
@@ -372,42 +372,45 @@ class Blocking {
   }
 }
 
-export const blockingModule: GatehouseModule = {
-  name: 'blocking',
-  specs: [
-    {
-      id: 'XEP-0191',
-      version: '1.3',
-      status: 'complete',
-      note: 'stored per account; polite blocking (subscriptions are kept); unavailable presence on block, current presence on unblock',
+export function createBlockingModule(): GatehouseModule {
+  return {
+    name: 'blocking',
+    needs: ['roster'],
+    specs: [
+      {
+        id: 'XEP-0191',
+        version: '1.3',
+        status: 'complete',
+        note: 'stored per account; polite blocking (subscriptions are kept); unavailable presence on block, current presence on unblock',
+      },
+    ],
+    load(ctx) {
+      const b = new Blocking(ctx);
+      const { hooks, disco } = ctx;
+      disco.addServerFeature(NS_BLOCKING);
+      hooks.on(`iq-get/bare/${NS_BLOCKING}:blocklist`, (e) => b.getList(e));
+      hooks.on(`iq-set/bare/${NS_BLOCKING}:block`, (e) => b.block(e));
+      hooks.on(`iq-set/bare/${NS_BLOCKING}:unblock`, (e) => b.unblock(e));
+
+      for (const kind of ['message', 'presence', 'iq'] as const) {
+        for (const target of ['bare', 'full'] as const) {
+          hooks.on(`${kind}/${target}`, (e) => b.inbound(e), 'handle');
+        }
+        for (const target of ['bare', 'full', 'remote'] as const) {
+          hooks.on(`${kind}/${target}`, (e) => b.outbound(e), 'filter');
+        }
+      }
+      // IQs that modules answer on an account's behalf (vCard, disco, last activity, ...) are
+      // handled before the generic iq/bare event, so they are filtered before any handler runs.
+      hooks.on('stanza/filter', (e) => {
+        const type = e.stanza.attrs.type;
+        if (e.stanza.name !== 'iq' || (type !== 'get' && type !== 'set')) return;
+        return ctx.router.targetOf(e.to) === 'remote' ? b.outbound(e) : b.either(e);
+      });
+
+      hooks.on('session/closed', ({ session }) => b.forgetSession(session));
+      hooks.on('account/created', ({ jid }) => b.lists.forget(jid.bare));
+      hooks.on('account/deleted', ({ jid }) => b.lists.forget(jid.bare));
     },
-  ],
-  load(ctx) {
-    const b = new Blocking(ctx);
-    const { hooks, disco } = ctx;
-    disco.addServerFeature(NS_BLOCKING);
-    hooks.on(`iq-get/bare/${NS_BLOCKING}:blocklist`, (e) => b.getList(e));
-    hooks.on(`iq-set/bare/${NS_BLOCKING}:block`, (e) => b.block(e));
-    hooks.on(`iq-set/bare/${NS_BLOCKING}:unblock`, (e) => b.unblock(e));
-
-    for (const kind of ['message', 'presence', 'iq'] as const) {
-      for (const target of ['bare', 'full'] as const) {
-        hooks.on(`${kind}/${target}`, (e) => b.inbound(e), 'handle');
-      }
-      for (const target of ['bare', 'full', 'remote'] as const) {
-        hooks.on(`${kind}/${target}`, (e) => b.outbound(e), 'filter');
-      }
-    }
-    // IQs that modules answer on an account's behalf (vCard, disco, last activity, ...) are
-    // handled before the generic iq/bare event, so they are filtered before any handler runs.
-    hooks.on('stanza/filter', (e) => {
-      const type = e.stanza.attrs.type;
-      if (e.stanza.name !== 'iq' || (type !== 'get' && type !== 'set')) return;
-      return ctx.router.targetOf(e.to) === 'remote' ? b.outbound(e) : b.either(e);
-    });
-
-    hooks.on('session/closed', ({ session }) => b.forgetSession(session));
-    hooks.on('account/created', ({ jid }) => b.lists.forget(jid.bare));
-    hooks.on('account/deleted', ({ jid }) => b.lists.forget(jid.bare));
-  },
-};
+  };
+}

@@ -173,27 +173,29 @@ class Carbons {
   }
 }
 
-export const carbonsModule: GatehouseModule = {
-  name: 'carbons',
-  specs: [
-    {
-      id: 'XEP-0280',
-      version: '1.0.1',
-      status: 'complete',
-      note: "eligibility rules of 'urn:xmpp:carbons:rules:0' (advertised); <private/> and XEP-0334 <no-copy/> honoured; carbons of outgoing MUC private messages are not limited to resources sharing the nick",
+export function createCarbonsModule(): GatehouseModule {
+  return {
+    name: 'carbons',
+    specs: [
+      {
+        id: 'XEP-0280',
+        version: '1.0.1',
+        status: 'complete',
+        note: "eligibility rules of 'urn:xmpp:carbons:rules:0' (advertised); <private/> and XEP-0334 <no-copy/> honoured; carbons of outgoing MUC private messages are not limited to resources sharing the nick",
+      },
+      { id: 'XEP-0297', version: '1.0', status: 'partial', note: 'used to wrap carbon copies' },
+      { id: 'XEP-0334', version: '0.3.0', status: 'partial', note: '<no-copy/> keeps a message out of carbons' },
+    ],
+    load(ctx) {
+      const c = new Carbons(ctx);
+      const { hooks, disco } = ctx;
+      disco.addServerFeature(NS_CARBONS, NS_CARBONS_RULES);
+      hooks.on(`iq-set/bare/${NS_CARBONS}:enable`, (e) => c.toggle(e, true));
+      hooks.on(`iq-set/bare/${NS_CARBONS}:disable`, (e) => c.toggle(e, false));
+      for (const target of ['bare', 'full', 'remote'] as const) {
+        hooks.on(`message/${target}`, (e) => c.onMessage(e, target), 'copy');
+      }
+      hooks.on('session/closed', ({ session }) => c.forget(session));
     },
-    { id: 'XEP-0297', version: '1.0', status: 'partial', note: 'used to wrap carbon copies' },
-    { id: 'XEP-0334', version: '0.3.0', status: 'partial', note: '<no-copy/> keeps a message out of carbons' },
-  ],
-  load(ctx) {
-    const c = new Carbons(ctx);
-    const { hooks, disco } = ctx;
-    disco.addServerFeature(NS_CARBONS, NS_CARBONS_RULES);
-    hooks.on(`iq-set/bare/${NS_CARBONS}:enable`, (e) => c.toggle(e, true));
-    hooks.on(`iq-set/bare/${NS_CARBONS}:disable`, (e) => c.toggle(e, false));
-    for (const target of ['bare', 'full', 'remote'] as const) {
-      hooks.on(`message/${target}`, (e) => c.onMessage(e, target), 'copy');
-    }
-    hooks.on('session/closed', ({ session }) => c.forget(session));
-  },
-};
+  };
+}

@@ -52,23 +52,25 @@ export function topResources(sessions: SessionRegistry, bareJid: string): Client
   return candidates.filter((s) => s.priority === best);
 }
 
-export const messageModule: GatehouseModule = {
-  name: 'message',
-  specs: [
-    {
-      id: 'RFC 6121',
-      version: 'section 8.5 (message stanzas)',
-      status: 'complete',
-      note: 'bare-JID messages go to all resources with the highest non-negative priority; chat and normal to an unavailable full JID fall back to the bare JID',
+export function createMessageModule(): GatehouseModule {
+  return {
+    name: 'message',
+    specs: [
+      {
+        id: 'RFC 6121',
+        version: 'section 8.5 (message stanzas)',
+        status: 'complete',
+        note: 'bare-JID messages go to all resources with the highest non-negative priority; chat and normal to an unavailable full JID fall back to the bare JID',
+      },
+    ],
+    load(ctx) {
+      const { hooks } = ctx;
+      hooks.on('message/bare', (e) => toBare(ctx, e), 'deliver');
+      hooks.on('message/full', (e) => toFull(ctx, e), 'deliver');
+      hooks.on('message/host', () => true, 'deliver');
     },
-  ],
-  load(ctx) {
-    const { hooks } = ctx;
-    hooks.on('message/bare', (e) => toBare(ctx, e), 'deliver');
-    hooks.on('message/full', (e) => toFull(ctx, e), 'deliver');
-    hooks.on('message/host', () => true, 'deliver');
-  },
-};
+  };
+}
 
 async function toFull(ctx: ServerContext, event: StanzaEvent): Promise<true> {
   const session = ctx.sessions.get(event.to.full);

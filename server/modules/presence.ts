@@ -54,7 +54,8 @@ import { errorReply } from '../core/stanza-errors.js';
 import type { Account, RosterItem } from '../storage/types.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
-import { HIDDEN_GROUP, isHidden, itemState, rosterService, type RosterService } from './roster.js';
+import { HIDDEN_GROUP, isHidden, itemState } from './roster.js';
+import type { Services } from '../core/services.js';
 import { hasFrom, hasTo, inbound, outbound, type SubscriptionStanza, type Transition } from './subscription-states.js';
 
 const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
@@ -70,10 +71,10 @@ export function parsePriority(stanza: Element): number | null {
 }
 
 class Presence {
-  private readonly roster: RosterService;
+  private readonly roster: Services['roster'];
 
   constructor(private readonly ctx: ServerContext) {
-    this.roster = rosterService(ctx);
+    this.roster = ctx.services.need('roster');
   }
 
   // ---- outbound: stanzas from a local client ----
@@ -382,26 +383,29 @@ function withTo(stanza: Element, to: string): Element {
   return copy;
 }
 
-export const presenceModule: GatehouseModule = {
-  name: 'presence',
-  specs: [
-    {
-      id: 'RFC 6121',
-      version: 'sections 3 (subscriptions, incl. 3.4 pre-approval), 4 (presence), Appendix A',
-      status: 'complete',
-      note: 'pending requests are re-delivered without their status text',
+export function createPresenceModule(): GatehouseModule {
+  return {
+    name: 'presence',
+    needs: ['roster'],
+    specs: [
+      {
+        id: 'RFC 6121',
+        version: 'sections 3 (subscriptions, incl. 3.4 pre-approval), 4 (presence), Appendix A',
+        status: 'complete',
+        note: 'pending requests are re-delivered without their status text',
+      },
+    ],
+    load(ctx) {
+      const p = new Presence(ctx);
+      const { hooks } = ctx;
+      for (const target of ['bare', 'full', 'remote'] as const) {
+        hooks.on(`presence/${target}`, (e) => p.outbound(e), 'intercept');
+      }
+      for (const target of ['bare', 'full'] as const) {
+        hooks.on(`presence/${target}`, (e) => p.inbound(e), 'deliver');
+      }
+      hooks.on('session/closed', ({ session }) => p.closed(session));
+      hooks.on('account/deleting', ({ account, jid }) => p.deleting(account, jid));
     },
-  ],
-  load(ctx) {
-    const p = new Presence(ctx);
-    const { hooks } = ctx;
-    for (const target of ['bare', 'full', 'remote'] as const) {
-      hooks.on(`presence/${target}`, (e) => p.outbound(e), 'intercept');
-    }
-    for (const target of ['bare', 'full'] as const) {
-      hooks.on(`presence/${target}`, (e) => p.inbound(e), 'deliver');
-    }
-    hooks.on('session/closed', ({ session }) => p.closed(session));
-    hooks.on('account/deleting', ({ account, jid }) => p.deleting(account, jid));
-  },
-};
+  };
+}

@@ -66,15 +66,18 @@ export function itemElement(item: RosterItem): Element {
   return el;
 }
 
-const services = new WeakMap<ServerContext, RosterService>();
+declare module '../core/services.js' {
+  interface Services {
+    roster: RosterService;
+  }
+}
+
 /** Accounts kept in RosterService's cache, least recently used evicted first. */
 const ACCOUNT_CACHE_SIZE = 10_000;
 
-/** The one RosterService of a server context. */
+/** The one RosterService of a server (provided by the roster module). */
 export function rosterService(ctx: ServerContext): RosterService {
-  let s = services.get(ctx);
-  if (!s) services.set(ctx, (s = new RosterService(ctx)));
-  return s;
+  return ctx.services.need('roster');
 }
 
 export class RosterService {
@@ -270,26 +273,31 @@ async function handleSet(ctx: ServerContext, e: StanzaEvent): Promise<true> {
   return replyResult(ctx.router, e);
 }
 
-export const rosterModule: GatehouseModule = {
-  name: 'roster',
-  specs: [
-    { id: 'RFC 6121', version: 'section 2 (roster management), 2.6 (versioning)', status: 'complete', note: 'full roster on version mismatch, no incremental diffs' },
-    { id: 'XEP-0237', version: '1.3', status: 'partial', note: 'roster versioning without diffs: a changed version returns the whole roster' },
-  ],
-  load(ctx) {
-    const { hooks } = ctx;
-    hooks.on(`iq-get/bare/${NS.roster}:query`, (e) => handleGet(ctx, e));
-    hooks.on(`iq-set/bare/${NS.roster}:query`, (e) => handleSet(ctx, e));
-    hooks.on('c2s/features', ({ stage, features }) => {
-      if (stage !== 'post-auth') return;
-      features.append(x('ver', { xmlns: NS.rosterver }));
-      features.append(x('sub', { xmlns: NS.preApproval }));
-    });
-    hooks.on('session/bound', ({ session, account }) => {
-      rosterService(ctx).remember(session.jid.bare, account);
-    });
-    hooks.on('account/deleted', ({ jid }) => {
-      rosterService(ctx).forget(jid.bare);
-    });
-  },
-};
+export function createRosterModule(): GatehouseModule {
+  return {
+    name: 'roster',
+    specs: [
+      { id: 'RFC 6121', version: 'section 2 (roster management), 2.6 (versioning)', status: 'complete', note: 'full roster on version mismatch, no incremental diffs' },
+      { id: 'XEP-0237', version: '1.3', status: 'partial', note: 'roster versioning without diffs: a changed version returns the whole roster' },
+    ],
+    provides: ['roster'],
+    load(ctx) {
+      const { hooks } = ctx;
+      const roster = new RosterService(ctx);
+      ctx.services.provide('roster', roster);
+      hooks.on(`iq-get/bare/${NS.roster}:query`, (e) => handleGet(ctx, e));
+      hooks.on(`iq-set/bare/${NS.roster}:query`, (e) => handleSet(ctx, e));
+      hooks.on('c2s/features', ({ stage, features }) => {
+        if (stage !== 'post-auth') return;
+        features.append(x('ver', { xmlns: NS.rosterver }));
+        features.append(x('sub', { xmlns: NS.preApproval }));
+      });
+      hooks.on('session/bound', ({ session, account }) => {
+        roster.remember(session.jid.bare, account);
+      });
+      hooks.on('account/deleted', ({ jid }) => {
+        roster.forget(jid.bare);
+      });
+    },
+  };
+}

@@ -16,7 +16,7 @@
  */
 import type { GatehouseModule } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
-import { S2sService, registerS2sService, type S2sOptions } from '../s2s/service.js';
+import { S2sService, type S2sOptions } from '../s2s/service.js';
 
 export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
   let service: S2sService | null = null;
@@ -32,6 +32,7 @@ export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
       { id: 'XEP-0344', version: '0.4', status: 'partial', note: 'dialback is accepted without a verify round trip when the certificate is valid' },
     ],
     clauses: ['P18'],
+    provides: ['s2s'],
     async load(ctx) {
       if (ctx.config.listen.s2s.length === 0) {
         ctx.log.info('federation is off (listen.s2s is empty)');
@@ -39,7 +40,7 @@ export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
       }
       const s = (service = new S2sService(ctx, opts));
       await s.init();
-      registerS2sService(ctx, s);
+      ctx.services.provide('s2s', s);
       const toRemote = (e: StanzaEvent): boolean => {
         // Component domains (and their subdomains) are the router's: it delivers or bounces.
         if (ctx.router.componentFor(e.to.domain) !== undefined) return false;

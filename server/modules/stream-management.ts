@@ -471,5 +471,3 @@ export function createStreamManagementModule(opts: StreamManagementOptions = {})
     },
   };
 }
-
-export const streamManagementModule = createStreamManagementModule();

@@ -53,7 +53,8 @@ import { errorReply } from '../core/stanza-errors.js';
 import { normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import type { Element } from '../../shared/xml/element.js';
-import { formatDuration, inBatches, registerRetentionClass } from './retention.js';
+import { formatDuration } from './retention.js';
+import { inBatches, type RetentionClass } from '../core/retention-class.js';
 
 // ------------------------------------------------------------------------------------------------
 // Options
@@ -434,11 +435,15 @@ function denialText(kind: BlockKind, remainingMs: number): string {
 // ------------------------------------------------------------------------------------------------
 // The module
 
-const guards = new WeakMap<object, LoginGuard>();
+declare module '../core/services.js' {
+  interface Services {
+    'login-guard': LoginGuard;
+  }
+}
 
 /** The guard of a running server (tests, admin console). */
 export function loginGuard(ctx: ServerContext): LoginGuard | undefined {
-  return guards.get(ctx);
+  return ctx.services.get('login-guard');
 }
 
 /**
@@ -473,10 +478,12 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
     name: 'failed-login-guard',
     clauses: ['P7'],
     specs: [],
+    provides: ['login-guard'],
+    retention: [failedLoginsClass, authBlocksClass],
     async load(ctx) {
       const { hooks } = ctx;
       const guard = new LoginGuard(ctx, loginGuardOptions(ctx.config, overrides));
-      guards.set(ctx, guard);
+      ctx.services.provide('login-guard', guard);
       active.add(guard);
       await guard.start();
 
@@ -521,12 +528,11 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
   };
 }
 
-export const failedLoginGuardModule: GatehouseModule = createFailedLoginGuardModule();
 
 // ------------------------------------------------------------------------------------------------
 // Retention (P13)
 
-registerRetentionClass({
+const failedLoginsClass: RetentionClass = {
   name: 'failed-logins',
   clause: 'P13',
   describe: (config) => `failed-login and failed-registration records (P7) older than ${formatDuration(config.retention.detailedLogs)}`,
@@ -535,9 +541,9 @@ registerRetentionClass({
     if (dryRun) return env.storage.privacyLogs.countFailedLoginsBefore(before);
     return inBatches(batch, (limit) => env.storage.privacyLogs.deleteFailedLoginsBefore(before, limit));
   },
-});
+};
 
-registerRetentionClass({
+const authBlocksClass: RetentionClass = {
   name: 'auth-blocks',
   clause: 'P13',
   describe: (config) => `temporary login blocks (P7) once expired, at most ${formatDuration(config.retention.detailedLogs)} after they were set`,
@@ -546,4 +552,4 @@ registerRetentionClass({
     if (dryRun) return env.storage.privacyLogs.countStaleBlocks(now, createdBefore);
     return inBatches(batch, (limit) => env.storage.privacyLogs.deleteStaleBlocks(now, createdBefore, limit));
   },
-});
+};

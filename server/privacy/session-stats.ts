@@ -16,7 +16,8 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { ClientSession, SessionCounters } from '../core/session.js';
 import { controlCommands } from '../admin/control.js';
 import { statsFor, type Statistics } from './statistics.js';
-import { formatDuration, inBatches, registerRetentionClass } from './retention.js';
+import { formatDuration } from './retention.js';
+import { inBatches, type RetentionClass } from '../core/retention-class.js';
 import type { SessionRecord } from '../storage/repos/statistics.js';
 
 /** One live session as the control channel reports it. */
@@ -76,6 +77,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
   let queue: Promise<void> = Promise.resolve();
   return {
     name: 'session-stats',
+    retention: [sessionRecordsClass],
     specs: [],
     clauses: ['P6'],
     load(ctx) {
@@ -167,7 +169,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
   };
 }
 
-registerRetentionClass({
+const sessionRecordsClass: RetentionClass = {
   name: 'session-records',
   clause: 'P6',
   describe: (config) => `session records (JID, IP, times, counters) older than ${formatDuration(config.retention.detailedLogs)}`,
@@ -176,4 +178,4 @@ registerRetentionClass({
     if (dryRun) return env.storage.statistics.countSessionRecordsBefore(before);
     return inBatches(batch, (limit) => env.storage.statistics.deleteSessionRecordsBefore(before, limit));
   },
-});
+};

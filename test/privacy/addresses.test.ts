@@ -10,8 +10,8 @@ import { createHash } from 'node:crypto';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { allModules } from '../../server/modules/index.js';
-import { presenceModule } from '../../server/modules/presence.js';
-import { rosterModule } from '../../server/modules/roster.js';
+import { createPresenceModule } from '../../server/modules/presence.js';
+import { createRosterModule } from '../../server/modules/roster.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { errorCondition } from '../../server/core/stanza-errors.js';
 import { parseConfig } from '../../server/config/index.js';
@@ -29,7 +29,7 @@ const COMMANDS = 'http://jabber.org/protocol/commands';
 
 function modules(): GatehouseModule[] {
   const list = [...allModules()];
-  for (const m of [rosterModule, presenceModule]) if (!list.some((l) => l.name === m.name)) list.push(m);
+  for (const m of [createRosterModule(), createPresenceModule()]) if (!list.some((l) => l.name === m.name)) list.push(m);
   return list;
 }
 
