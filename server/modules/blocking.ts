@@ -51,8 +51,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { parseXmlText } from '../net/parse-xml.js';
 import { randomBytes } from 'node:crypto';
-import { hasFrom, hasTo } from './subscription-states.js';
-import { isHidden } from './roster.js';
+import { hasFrom, hasTo, isHidden } from '../core/subscription-states.js';
 
 export const NS_BLOCKING = 'urn:xmpp:blocking';
 export const NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';

@@ -43,7 +43,7 @@ import type { ClientSession } from '../core/session.js';
 import { replyError, replyResult } from '../core/iq.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { messageType, nonNegativeResources, topResources } from './message.js';
+import { messageType, nonNegativeResources, topResources } from '../core/delivery.js';
 
 export const NS_CARBONS = 'urn:xmpp:carbons:2';
 export const NS_CARBONS_RULES = 'urn:xmpp:carbons:rules:0';

@@ -2,27 +2,12 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import { replyError, replyResult } from '../core/iq.js';
 import type { DiscoRegistry } from '../core/disco-registry.js';
-import type { Storage } from '../storage/types.js';
-import type { Jid } from '../../shared/jid.js';
+import { mayViewPresenceInfo } from '../core/subscription-states.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 
 /** The XEP-0115 node of the server's own capabilities. */
 export const CAPS_NODE = 'https://gatehouse.example/caps';
-
-/**
- * Whether `requester` may see `owner`'s presence-level information (disco#info of the account,
- * last activity): the owner themself, or a contact the owner's roster lists with subscription
- * 'from' or 'both' (RFC 6121: the contact receives the owner's presence). A nonexistent account
- * answers false, exactly like an existing one without that subscription (P17).
- */
-export async function mayViewPresenceInfo(storage: Storage, owner: Jid, requester: Jid): Promise<boolean> {
-  if (requester.bare === owner.bare) return true;
-  const account = await storage.accounts.get(owner.local, owner.domain);
-  if (!account) return false;
-  const item = await storage.roster.get(account.id, requester.bare);
-  return item?.subscription === 'from' || item?.subscription === 'both';
-}
 
 /**
  * The caps verification string, computed lazily: modules announce features while they load, so

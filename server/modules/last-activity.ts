@@ -4,9 +4,9 @@ import { replyError, replyResult } from '../core/iq.js';
 import type { Element } from '../../shared/xml/element.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { mayViewPresenceInfo } from './disco.js';
+import { mayViewPresenceInfo } from '../core/subscription-states.js';
 import { parseXmlText } from '../net/parse-xml.js';
-import { utcDateTime } from './time.js';
+import { utcDateTime } from '../../shared/datetime.js';
 
 /** accountState key of the last logout record: `<last at='ISO'>status text</last>`. */
 export const LAST_KEY = 'last';

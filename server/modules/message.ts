@@ -1,7 +1,6 @@
 import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
-import type { ClientSession, SessionRegistry } from '../core/session.js';
-import type { Element } from '../../shared/xml/element.js';
+import { messageType, nonNegativeResources, topResources } from '../core/delivery.js';
 
 /**
  * RFC 6121 section 8.5: delivery of message stanzas addressed to local accounts.
@@ -30,27 +29,6 @@ import type { Element } from '../../shared/xml/element.js';
  *   loses nothing (receipts, invitations). groupchat: service-unavailable. headline, error: dropped.
  * - the host itself: dropped silently (modules that want such messages hook earlier).
  */
-
-export type MessageType = 'normal' | 'chat' | 'groupchat' | 'headline' | 'error';
-
-/** The message type; absent or unknown values mean 'normal' (RFC 6121 5.2.2). */
-export function messageType(stanza: Element): MessageType {
-  const t = stanza.attrs.type;
-  return t === 'chat' || t === 'groupchat' || t === 'headline' || t === 'error' ? t : 'normal';
-}
-
-/** Resources that may receive messages to the bare JID: available with a non-negative priority. */
-export function nonNegativeResources(sessions: SessionRegistry, bareJid: string): ClientSession[] {
-  return sessions.ofAccount(bareJid).filter((s) => s.available && s.priority >= 0);
-}
-
-/** The "most available" resources (RFC 6121 8.5.2.1.1): all those sharing the highest non-negative priority. */
-export function topResources(sessions: SessionRegistry, bareJid: string): ClientSession[] {
-  const candidates = nonNegativeResources(sessions, bareJid);
-  if (candidates.length <= 1) return candidates;
-  const best = Math.max(...candidates.map((s) => s.priority));
-  return candidates.filter((s) => s.priority === best);
-}
 
 export function createMessageModule(): GatehouseModule {
   return {

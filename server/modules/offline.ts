@@ -4,7 +4,7 @@ import type { ClientSession } from '../core/session.js';
 import { parseXmlText } from '../net/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { messageType, topResources } from './message.js';
+import { messageType, topResources } from '../core/delivery.js';
 import { checkQuota, KeyedSerial, xmlBytes } from '../core/quota.js';
 
 

@@ -11,7 +11,7 @@
  * are answered straight from the session registry.
  *
  * Decisions, with the RFC text they follow:
- * - Subscription stanzas: the tables in subscription-states.ts (Appendix A) decide state, routing
+ * - Subscription stanzas: the tables in core/subscription-states.ts (Appendix A) decide state, routing
  *   and roster pushes; they are stamped with bare JIDs (3.1.2). A subscribe from a contact that
  *   already has a subscription is answered "subscribed" by the server (3.1.3); a pre-approved one
  *   likewise (3.4). Subscription stanzas to or from the account itself are ignored.
@@ -54,9 +54,8 @@ import { errorReply } from '../core/stanza-errors.js';
 import type { Account, RosterItem } from '../storage/types.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
-import { HIDDEN_GROUP, isHidden, itemState } from './roster.js';
 import type { Services } from '../core/services.js';
-import { hasFrom, hasTo, inbound, outbound, type SubscriptionStanza, type Transition } from './subscription-states.js';
+import { HIDDEN_GROUP, hasFrom, hasTo, inbound, isHidden, itemState, outbound, type SubscriptionStanza, type Transition } from '../core/subscription-states.js';
 
 const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
 

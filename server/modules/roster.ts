@@ -34,24 +34,14 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { randomBytes } from 'node:crypto';
-import { hasFrom, hasTo, type PresenceEffect, type SubState } from './subscription-states.js';
+import { HIDDEN_GROUP, hasFrom, hasTo, isHidden, type PresenceEffect } from '../core/subscription-states.js';
 
-/** Marks a server-side record of a pending inbound request that is not a roster entry. */
-export const HIDDEN_GROUP = '\u0000pending-in';
+export { HIDDEN_GROUP, isHidden, itemState } from '../core/subscription-states.js';
 
 /** Limits for names and group names (not-acceptable above them, RFC 6121 2.3.3). */
 export const MAX_NAME_CHARS = 1023;
 export const MAX_GROUP_CHARS = 1023;
 export const MAX_GROUPS = 256;
-
-export function isHidden(item: RosterItem): boolean {
-  return item.groups.includes(HIDDEN_GROUP);
-}
-
-export function itemState(item: RosterItem | null): SubState {
-  if (!item) return { subscription: 'none', pendingOut: false, pendingIn: false, approved: false };
-  return { subscription: item.subscription, pendingOut: item.ask, pendingIn: item.pendingIn, approved: item.approved };
-}
 
 /** The <item/> a roster result or push shows for a stored item. */
 export function itemElement(item: RosterItem): Element {

@@ -72,7 +72,7 @@ import { parseXmlText } from '../net/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
-import { messageType } from './message.js';
+import { messageType } from '../core/delivery.js';
 
 export const NS_SM = 'urn:xmpp:sm:3';
 const NS_CARBONS = 'urn:xmpp:carbons:2';

@@ -2,11 +2,7 @@ import type { GatehouseModule } from '../core/context.js';
 import { replyResult } from '../core/iq.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-
-/** XEP-0082 DateTime in UTC, whole seconds. */
-export function utcDateTime(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
+import { utcDateTime } from '../../shared/datetime.js';
 
 /** XEP-0202: the hosts tell their time, always in UTC (the server's zone is nobody's business). */
 export function createTimeModule(): GatehouseModule {

@@ -15,7 +15,9 @@
 import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { ClientSession, SessionCounters } from '../core/session.js';
 import { controlCommands } from '../admin/control.js';
-import { statsFor, type Statistics } from './statistics.js';
+import type { Services } from '../core/services.js';
+
+type Statistics = Services['statistics'];
 import { formatDuration } from './retention.js';
 import { inBatches, type RetentionClass } from '../core/retention-class.js';
 import type { SessionRecord } from '../storage/repos/statistics.js';
@@ -77,12 +79,13 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
   let queue: Promise<void> = Promise.resolve();
   return {
     name: 'session-stats',
+    needs: ['statistics'],
     retention: [sessionRecordsClass],
     specs: [],
     clauses: ['P6'],
     load(ctx) {
       const { hooks, storage, clock, log, sessions } = ctx;
-      const s = (stats = statsFor(ctx));
+      const s = (stats = ctx.services.need('statistics'));
       s.acquire(opts.autoTick ?? true);
       const seen = new WeakMap<ClientSession, SessionCounters>();
       const enqueue = (work: () => Promise<unknown>) => {

@@ -394,6 +394,7 @@ export function createStatisticsModule(opts: StatisticsModuleOptions = {}): Gate
     name: 'statistics',
     specs: [],
     clauses: ['P12'],
+    provides: ['statistics'],
     load(ctx) {
       const s = (stats = statsFor(ctx));
       s.acquire(opts.autoTick ?? true);
