@@ -4,6 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { checkModuleOrder, retentionClassesOf } from '../../server/core/module.js';
 import { HookBus, PHASES, type HookPhase } from '../../server/core/hooks.js';
@@ -72,4 +74,10 @@ test('hook phases run highest first, in load order within a phase; an unknown ph
   assert.deepEqual(order, [...phases.slice(0, phases.indexOf('handle') + 1), 'handle-2', ...phases.slice(phases.indexOf('handle') + 1)]);
   assert.deepEqual(phases, [...phases].sort((a, b) => PHASES[b] - PHASES[a]), 'PHASES is listed in running order');
   assert.throws(() => bus.on('account/created', () => {}, 'soon' as HookPhase), /unknown hook phase 'soon'/);
+});
+
+test('docs/architecture.md lists every hook phase with its priority, in running order', () => {
+  const doc = readFileSync(fileURLToPath(new URL('../../../docs/architecture.md', import.meta.url)), 'utf8');
+  const rows = [...doc.matchAll(/^\s*\| `([a-z-]+)` \| (-?[\d.]+) \|/gm)].map((m) => [m[1], Number(m[2])]);
+  assert.deepEqual(rows, Object.entries(PHASES));
 });
