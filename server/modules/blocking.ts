@@ -36,9 +36,9 @@
  * routing does not hit the database for every stanza; the cache is dropped when an account is
  * created or deleted.
  *
- * Hooks: inbound checks at priority 0 on message/presence/iq to bare and full JIDs (delivery by
- * the message and presence modules runs at -1, carbons at -0.5); outbound checks at 20 (the
- * presence module handles client presence at 10). IQs to a bare JID that a module answers for the
+ * Hooks: inbound checks in the 'handle' phase on message/presence/iq to bare and full JIDs
+ * (delivery by the message and presence modules runs in 'deliver', carbons in 'copy'); outbound
+ * checks in 'filter' (the presence module handles client presence in 'intercept', after it). IQs to a bare JID that a module answers for the
  * account (vCard, last activity, disco, PEP...) fire `iq-get/bare/<ns>:<name>` before `iq/bare`,
  * so IQ get/set are checked on the router's 'stanza/filter' event, before any handler.
  */

@@ -32,9 +32,9 @@
  * enable carbons before their initial presence precisely so that nothing is missed in between
  * (as Prosody and ejabberd do).
  *
- * Hooks: message/bare, message/full (and message/remote for what leaves the server) at priority
- * -0.5, after filters such as blocking (0) have had their say and before the message module
- * delivers (-1). The handler never claims the event and runs synchronously, so the session state
+ * Hooks: message/bare, message/full (and message/remote for what leaves the server) in the 'copy'
+ * phase, after filters such as blocking ('handle') have had their say and before the message
+ * module delivers ('deliver'). The handler never claims the event and runs synchronously, so the session state
  * it reads is exactly what the message module then sees.
  */
 import type { GatehouseModule, ServerContext } from '../core/context.js';

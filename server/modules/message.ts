@@ -6,7 +6,7 @@ import { messageType, nonNegativeResources, topResources } from '../core/deliver
  * RFC 6121 section 8.5: delivery of message stanzas addressed to local accounts.
  *
  * The handlers run in the 'deliver' phase (priority -1, as Prosody's mod_message does) so that modules which inspect
- * or copy messages (carbons, archives, blocking) see them first at the default priority 0.
+ * or copy messages (carbons, archives, blocking) see them first in 'handle' and 'copy'.
  * Stanzas are handed on exactly as received: no payload is read beyond the 'type' attribute, so
  * end-to-end encrypted payloads (OMEMO, OpenPGP) pass through untouched (P19, P20).
  *
