@@ -62,7 +62,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   try {
     checkModuleOrder(modules);
     for (const m of modules) {
-      await m.load(ctx);
+      hooks.owner = m.name;
+      try {
+        await m.load(ctx);
+      } finally {
+        hooks.owner = 'core';
+      }
       loaded.push(m);
     }
   } catch (err) {

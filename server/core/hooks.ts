@@ -72,6 +72,16 @@ export type HookHandler<T> = (payload: T) => boolean | void | Promise<boolean | 
 interface Registered<T> {
   handler: HookHandler<T>;
   priority: number;
+  phase: HookPhase;
+  /** The module that was loading when the handler was added ('core' outside module loads). */
+  owner: string;
+}
+
+/** One registered handler, for the generated table of hooks (docs/architecture.md). */
+export interface HookRegistration {
+  event: string;
+  phase: HookPhase;
+  owner: string;
 }
 
 /**
@@ -81,13 +91,16 @@ interface Registered<T> {
 export class HookBus {
   private readonly handlers = new Map<string, Registered<any>[]>();
 
+  /** Set by main.ts while a module loads, so each handler knows its module. */
+  owner = 'core';
+
   constructor(private readonly onError: (event: string, err: unknown) => void = () => {}) {}
 
   on<K extends keyof HookEvents & string>(event: K, handler: HookHandler<HookEvents[K]>, phase: HookPhase = 'handle'): () => void {
     const priority = PHASES[phase];
     if (priority === undefined) throw new Error(`unknown hook phase '${String(phase)}'`);
     const list = this.handlers.get(event) ?? [];
-    const entry = { handler, priority };
+    const entry: Registered<HookEvents[K]> = { handler, priority, phase, owner: this.owner };
     list.push(entry);
     list.sort((a, b) => b.priority - a.priority);
     this.handlers.set(event, list);
@@ -95,6 +108,13 @@ export class HookBus {
       const i = list.indexOf(entry);
       if (i >= 0) list.splice(i, 1);
     };
+  }
+
+  /** Every handler, by event name and then in running order. */
+  registrations(): HookRegistration[] {
+    return [...this.handlers.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .flatMap(([event, list]) => list.map(({ phase, owner }) => ({ event, phase, owner })));
   }
 
   has(event: string): boolean {
