@@ -12,6 +12,8 @@ import { Router } from './core/router.js';
 import { LocalSessionRegistry } from './core/session.js';
 import { DiscoRegistry } from './core/disco-registry.js';
 import type { GatehouseModule, ServerContext } from './core/context.js';
+import { checkModuleOrder } from './core/module.js';
+import { ServiceRegistry } from './core/services.js';
 import { loadTlsContexts } from './net/tls.js';
 import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from './net/listeners.js';
 import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
@@ -53,13 +55,19 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const hosts = new Set(config.hosts.map((h) => h.domain));
   const router = new Router(hosts, sessions, hooks, clock, log.child('router'));
   const disco = new DiscoRegistry();
-  const ctx: ServerContext = { config, storage, router, sessions, hooks, clock, log, disco, startedAt: clock.now() };
-
   const modules = opts.modules ?? allModules();
+  const ctx: ServerContext = { config, storage, router, sessions, hooks, clock, log, disco, modules, services: new ServiceRegistry(), startedAt: clock.now() };
+
   const loaded: GatehouseModule[] = [];
   try {
+    checkModuleOrder(modules);
     for (const m of modules) {
-      await m.load(ctx);
+      hooks.owner = m.name;
+      try {
+        await m.load(ctx);
+      } finally {
+        hooks.owner = 'core';
+      }
       loaded.push(m);
     }
   } catch (err) {

@@ -18,8 +18,8 @@
  * line"}`. Requests on one connection are answered in order. A line longer than 1 MiB closes the
  * connection.
  *
- * Registering commands (for feature modules): the registry belongs to a ServerContext, created on
- * first use, so a module can register in its load() whatever the module order:
+ * Registering commands (for feature modules): the registry is a shared service of the server
+ * (ctx.services), created on first use, so a module can register in its load() whatever the module order:
  *
  *   import { controlCommands } from '../admin/control.js';
  *   controlCommands(ctx).register('blocks.lift', {
@@ -82,16 +82,15 @@ export class ControlRegistry {
   }
 }
 
-const registries = new WeakMap<ServerContext, ControlRegistry>();
-
-/** The command registry of one running server. */
-export function controlCommands(ctx: ServerContext): ControlRegistry {
-  let r = registries.get(ctx);
-  if (!r) {
-    r = new ControlRegistry();
-    registries.set(ctx, r);
+declare module '../core/services.js' {
+  interface Services {
+    'control-commands': ControlRegistry;
   }
-  return r;
+}
+
+/** The command registry of one running server (a shared service: created on first use). */
+export function controlCommands(ctx: ServerContext): ControlRegistry {
+  return ctx.services.shared('control-commands', () => new ControlRegistry());
 }
 
 export function controlSocketPath(dataDir: string): string {

@@ -102,11 +102,15 @@ export interface AdminListener {
   secure: boolean;
 }
 
-const bound = new WeakMap<ServerContext, AdminListener[]>();
+declare module '../core/services.js' {
+  interface Services {
+    'admin-http-listeners': AdminListener[];
+  }
+}
 
 /** Where the admin HTTP listeners of a running server are bound (empty when there are none). */
 export function adminHttpListeners(ctx: ServerContext): AdminListener[] {
-  return bound.get(ctx) ?? [];
+  return ctx.services.get('admin-http-listeners') ?? [];
 }
 
 export function isLoopback(host: string): boolean {
@@ -536,10 +540,11 @@ export function createAdminHttpModule(options: AdminHttpOptions = {}): Gatehouse
     name: 'admin-http',
     specs: [],
     clauses: ['P6', 'P7', 'P10', 'P12', 'P21', 'P22'],
+    provides: ['admin-http-listeners'],
     async load(ctx) {
       http = new AdminHttp(ctx, options);
       try {
-        bound.set(ctx, await http.start());
+        ctx.services.provide('admin-http-listeners', await http.start());
       } catch (err) {
         await http.stop();
         http = null;

@@ -7,6 +7,8 @@ import type { Router } from './router.js';
 import type { SessionRegistry } from './session.js';
 import type { Element } from '../../shared/xml/element.js';
 import type { DiscoRegistry } from './disco-registry.js';
+import type { ServiceKey, ServiceRegistry } from './services.js';
+import type { RetentionClass } from './retention-class.js';
 
 /** Everything a stream or module may use; built once in main.ts. */
 export interface ServerContext {
@@ -18,6 +20,10 @@ export interface ServerContext {
   readonly clock: Clock;
   readonly log: Logger;
   readonly disco: DiscoRegistry;
+  /** The modules of this server, in load order (assembled by main.ts). */
+  readonly modules: readonly GatehouseModule[];
+  /** What the modules offer each other (see services.ts). */
+  readonly services: ServiceRegistry;
   readonly startedAt: Date;
 }
 
@@ -31,13 +37,35 @@ export interface StreamInfo {
   send(stanza: Element): void;
 }
 
-/** A feature module: one protocol or policy concern, wired through the hook bus. */
+/**
+ * The module contract: everything a feature adds, said in one place (like Prosody's `module:` API
+ * and ejabberd's gen_mod). main.ts assembles one fresh instance per server from modules/index.ts,
+ * checks `needs` against the `provides` of the modules before it, and calls load(); docs and the
+ * retention sweeper read the declarations. See docs/architecture.md "A feature is a module".
+ */
 export interface GatehouseModule {
   readonly name: string;
   /** Specifications implemented, for the generated features documentation. */
   readonly specs: readonly SpecRef[];
   /** Privacy clauses (../shared/PRIVACY.md IDs, e.g. 'P4') the module makes true. */
   readonly clauses?: readonly string[];
+  /** Services this module puts on `ctx.services` in load() (possibly only when configured on). */
+  readonly provides?: readonly ServiceKey[];
+  /** Services it takes from `ctx.services`: a module listed before it must provide each. */
+  readonly needs?: readonly ServiceKey[];
+  /** The retention classes of the records this module stores; the sweeper runs exactly these. */
+  readonly retention?: readonly RetentionClass[];
+  /**
+   * Placeholder for the one command surface (CLI, control socket, admin API), owned by the
+   * 'commands' part of issue #12: typed loosely here on purpose until that definition lands.
+   */
+  readonly commands?: unknown;
+  /**
+   * Placeholder for the module's configuration section (schema fragment, types derived), owned by
+   * the 'configtypes' part of issue #12.
+   */
+  readonly config?: unknown;
+  /** Hooks go on `ctx.hooks.on(event, handler, phase)` with a named phase (core/hooks.ts PHASES). */
   load(ctx: ServerContext): void | Promise<void>;
   unload?(): void | Promise<void>;
 }

@@ -42,25 +42,65 @@ export interface HookEvents {
   [stanzaEvent: `message/${string}` | `presence/${string}` | `iq/${string}` | `iq-get/${string}` | `iq-set/${string}` | `iq-result/${string}` | `iq-error/${string}`]: StanzaEvent;
 }
 
+/**
+ * The named phases of a hook, in the order handlers run (highest first). The numbers live only
+ * here; modules say the phase. Within a phase, handlers run in module load order.
+ */
+export const PHASES = {
+  /** Sees the event before anyone acts on it; never handles it (last activity's status, session counters). */
+  observe: 1000,
+  /** Policy on what a user sends, before any processing (blocking, outbound). */
+  filter: 20,
+  /** Takes the event before the ordinary handlers (presence's outbound processing, the login guard before registration). */
+  intercept: 10,
+  /** The default: a module's own handlers (and blocking's inbound filter, by load order). */
+  handle: 0,
+  /** Copies a stanza before it is delivered (carbons). */
+  copy: -0.5,
+  /** Delivers to local resources (message and presence inbound delivery, after copies and filters). */
+  deliver: -1,
+  /** Hands stanzas for other domains to federation. */
+  federate: -50,
+  /** The router's last resort: component delivery, service-unavailable, bounce. */
+  fallback: -100,
+} as const;
+
+export type HookPhase = keyof typeof PHASES;
+
 export type HookHandler<T> = (payload: T) => boolean | void | Promise<boolean | void>;
 
 interface Registered<T> {
   handler: HookHandler<T>;
   priority: number;
+  phase: HookPhase;
+  /** The module that was loading when the handler was added ('core' outside module loads). */
+  owner: string;
+}
+
+/** One registered handler, for the generated table of hooks (docs/architecture.md). */
+export interface HookRegistration {
+  event: string;
+  phase: HookPhase;
+  owner: string;
 }
 
 /**
- * Prosody-style hook bus: handlers run by descending priority; a handler that returns true
+ * Prosody-style hook bus: handlers run by phase (PHASES, highest first); a handler that returns true
  * has handled the event and stops the chain. Handler errors are contained and reported.
  */
 export class HookBus {
   private readonly handlers = new Map<string, Registered<any>[]>();
 
+  /** Set by main.ts while a module loads, so each handler knows its module. */
+  owner = 'core';
+
   constructor(private readonly onError: (event: string, err: unknown) => void = () => {}) {}
 
-  on<K extends keyof HookEvents & string>(event: K, handler: HookHandler<HookEvents[K]>, priority = 0): () => void {
+  on<K extends keyof HookEvents & string>(event: K, handler: HookHandler<HookEvents[K]>, phase: HookPhase = 'handle'): () => void {
+    const priority = PHASES[phase];
+    if (priority === undefined) throw new Error(`unknown hook phase '${String(phase)}'`);
     const list = this.handlers.get(event) ?? [];
-    const entry = { handler, priority };
+    const entry: Registered<HookEvents[K]> = { handler, priority, phase, owner: this.owner };
     list.push(entry);
     list.sort((a, b) => b.priority - a.priority);
     this.handlers.set(event, list);
@@ -68,6 +108,13 @@ export class HookBus {
       const i = list.indexOf(entry);
       if (i >= 0) list.splice(i, 1);
     };
+  }
+
+  /** Every handler, by event name and then in running order. */
+  registrations(): HookRegistration[] {
+    return [...this.handlers.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .flatMap(([event, list]) => list.map(({ phase, owner }) => ({ event, phase, owner })));
   }
 
   has(event: string): boolean {

@@ -53,14 +53,14 @@ export class Router {
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
-    hooks.on('iq/full', (e) => this.deliverIqToFull(e), -100);
-    hooks.on('iq/host', (e) => this.answerUnhandledIq(e), -100);
-    hooks.on('iq/bare', (e) => this.answerUnhandledIq(e), -100);
+    hooks.on('iq/full', (e) => this.deliverIqToFull(e), 'fallback');
+    hooks.on('iq/host', (e) => this.answerUnhandledIq(e), 'fallback');
+    hooks.on('iq/bare', (e) => this.answerUnhandledIq(e), 'fallback');
     // Modules see stanzas to other domains first (roster, directed presence, carbons); what is
     // left goes out to a component or a remote server here.
-    hooks.on('iq/remote', (e) => this.toOtherDomain(e), -100);
-    hooks.on('message/remote', (e) => this.toOtherDomain(e), -100);
-    hooks.on('presence/remote', (e) => this.toOtherDomain(e), -100);
+    hooks.on('iq/remote', (e) => this.toOtherDomain(e), 'fallback');
+    hooks.on('message/remote', (e) => this.toOtherDomain(e), 'fallback');
+    hooks.on('presence/remote', (e) => this.toOtherDomain(e), 'fallback');
   }
 
   isLocalHost(domain: string): boolean {

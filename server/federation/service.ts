@@ -202,13 +202,13 @@ export class S2sService implements LinkManager {
   }
 }
 
-const services = new WeakMap<ServerContext, S2sService>();
-
-export function registerS2sService(ctx: ServerContext, service: S2sService): void {
-  services.set(ctx, service);
+declare module '../core/services.js' {
+  interface Services {
+    s2s: S2sService;
+  }
 }
 
-/** The federation service of a running server, if the s2s module is loaded. */
+/** The federation service of a running server, if the s2s module is loaded (and federation on). */
 export function s2sServiceOf(ctx: ServerContext): S2sService | undefined {
-  return services.get(ctx);
+  return ctx.services.get('s2s');
 }

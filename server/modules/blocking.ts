@@ -36,9 +36,9 @@
  * routing does not hit the database for every stanza; the cache is dropped when an account is
  * created or deleted.
  *
- * Hooks: inbound checks at priority 0 on message/presence/iq to bare and full JIDs (delivery by
- * the message and presence modules runs at -1, carbons at -0.5); outbound checks at 20 (the
- * presence module handles client presence at 10). IQs to a bare JID that a module answers for the
+ * Hooks: inbound checks in the 'handle' phase on message/presence/iq to bare and full JIDs
+ * (delivery by the message and presence modules runs in 'deliver', carbons in 'copy'); outbound
+ * checks in 'filter' (the presence module handles client presence in 'intercept', after it). IQs to a bare JID that a module answers for the
  * account (vCard, last activity, disco, PEP...) fire `iq-get/bare/<ns>:<name>` before `iq/bare`,
  * so IQ get/set are checked on the router's 'stanza/filter' event, before any handler.
  */
@@ -51,8 +51,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { randomBytes } from 'node:crypto';
-import { hasFrom, hasTo } from './subscription-states.js';
-import { isHidden, rosterService } from './roster.js';
+import { hasFrom, hasTo, isHidden } from '../core/subscription-states.js';
 
 export const NS_BLOCKING = 'urn:xmpp:blocking';
 export const NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
@@ -63,8 +62,6 @@ export const MAX_BLOCKLIST_ITEMS = 10_000;
 /** Accounts whose lists are kept in memory. */
 const CACHE_SIZE = 10_000;
 
-export const INBOUND_FILTER_PRIORITY = 0;
-export const OUTBOUND_FILTER_PRIORITY = 20;
 
 const EMPTY: ReadonlySet<string> = new Set();
 
@@ -268,7 +265,7 @@ class Blocking {
   /** Section 3.3: unavailable presence to newly blocked contacts that could see the user's. */
   private async afterBlock(user: Jid, added: ReadonlySet<string>): Promise<void> {
     const { ctx } = this;
-    const roster = rosterService(ctx);
+    const roster = ctx.services.need('roster');
     const account = await roster.account(user);
     if (!account) return;
     const items = await ctx.storage.roster.list(account.id);
@@ -306,7 +303,7 @@ class Blocking {
   /** Section 3.4: current presence to contacts no longer blocked; probes for theirs. */
   private async afterUnblock(user: Jid, removed: ReadonlySet<string>, remaining: ReadonlySet<string>): Promise<void> {
     const { ctx } = this;
-    const account = await rosterService(ctx).account(user);
+    const account = await ctx.services.need('roster').account(user);
     if (!account) return;
     for (const item of await ctx.storage.roster.list(account.id)) {
       const contact = Jid.tryParse(item.jid);
@@ -374,42 +371,45 @@ class Blocking {
   }
 }
 
-export const blockingModule: GatehouseModule = {
-  name: 'blocking',
-  specs: [
-    {
-      id: 'XEP-0191',
-      version: '1.3',
-      status: 'complete',
-      note: 'stored per account; polite blocking (subscriptions are kept); unavailable presence on block, current presence on unblock',
+export function createBlockingModule(): GatehouseModule {
+  return {
+    name: 'blocking',
+    needs: ['roster'],
+    specs: [
+      {
+        id: 'XEP-0191',
+        version: '1.3',
+        status: 'complete',
+        note: 'stored per account; polite blocking (subscriptions are kept); unavailable presence on block, current presence on unblock',
+      },
+    ],
+    load(ctx) {
+      const b = new Blocking(ctx);
+      const { hooks, disco } = ctx;
+      disco.addServerFeature(NS_BLOCKING);
+      hooks.on(`iq-get/bare/${NS_BLOCKING}:blocklist`, (e) => b.getList(e));
+      hooks.on(`iq-set/bare/${NS_BLOCKING}:block`, (e) => b.block(e));
+      hooks.on(`iq-set/bare/${NS_BLOCKING}:unblock`, (e) => b.unblock(e));
+
+      for (const kind of ['message', 'presence', 'iq'] as const) {
+        for (const target of ['bare', 'full'] as const) {
+          hooks.on(`${kind}/${target}`, (e) => b.inbound(e), 'handle');
+        }
+        for (const target of ['bare', 'full', 'remote'] as const) {
+          hooks.on(`${kind}/${target}`, (e) => b.outbound(e), 'filter');
+        }
+      }
+      // IQs that modules answer on an account's behalf (vCard, disco, last activity, ...) are
+      // handled before the generic iq/bare event, so they are filtered before any handler runs.
+      hooks.on('stanza/filter', (e) => {
+        const type = e.stanza.attrs.type;
+        if (e.stanza.name !== 'iq' || (type !== 'get' && type !== 'set')) return;
+        return ctx.router.targetOf(e.to) === 'remote' ? b.outbound(e) : b.either(e);
+      });
+
+      hooks.on('session/closed', ({ session }) => b.forgetSession(session));
+      hooks.on('account/created', ({ jid }) => b.lists.forget(jid.bare));
+      hooks.on('account/deleted', ({ jid }) => b.lists.forget(jid.bare));
     },
-  ],
-  load(ctx) {
-    const b = new Blocking(ctx);
-    const { hooks, disco } = ctx;
-    disco.addServerFeature(NS_BLOCKING);
-    hooks.on(`iq-get/bare/${NS_BLOCKING}:blocklist`, (e) => b.getList(e));
-    hooks.on(`iq-set/bare/${NS_BLOCKING}:block`, (e) => b.block(e));
-    hooks.on(`iq-set/bare/${NS_BLOCKING}:unblock`, (e) => b.unblock(e));
-
-    for (const kind of ['message', 'presence', 'iq'] as const) {
-      for (const target of ['bare', 'full'] as const) {
-        hooks.on(`${kind}/${target}`, (e) => b.inbound(e), INBOUND_FILTER_PRIORITY);
-      }
-      for (const target of ['bare', 'full', 'remote'] as const) {
-        hooks.on(`${kind}/${target}`, (e) => b.outbound(e), OUTBOUND_FILTER_PRIORITY);
-      }
-    }
-    // IQs that modules answer on an account's behalf (vCard, disco, last activity, ...) are
-    // handled before the generic iq/bare event, so they are filtered before any handler runs.
-    hooks.on('stanza/filter', (e) => {
-      const type = e.stanza.attrs.type;
-      if (e.stanza.name !== 'iq' || (type !== 'get' && type !== 'set')) return;
-      return ctx.router.targetOf(e.to) === 'remote' ? b.outbound(e) : b.either(e);
-    });
-
-    hooks.on('session/closed', ({ session }) => b.forgetSession(session));
-    hooks.on('account/created', ({ jid }) => b.lists.forget(jid.bare));
-    hooks.on('account/deleted', ({ jid }) => b.lists.forget(jid.bare));
-  },
-};
+  };
+}

@@ -32,9 +32,9 @@
  * enable carbons before their initial presence precisely so that nothing is missed in between
  * (as Prosody and ejabberd do).
  *
- * Hooks: message/bare, message/full (and message/remote for what leaves the server) at priority
- * -0.5, after filters such as blocking (0) have had their say and before the message module
- * delivers (-1). The handler never claims the event and runs synchronously, so the session state
+ * Hooks: message/bare, message/full (and message/remote for what leaves the server) in the 'copy'
+ * phase, after filters such as blocking ('handle') have had their say and before the message
+ * module delivers ('deliver'). The handler never claims the event and runs synchronously, so the session state
  * it reads is exactly what the message module then sees.
  */
 import type { GatehouseModule, ServerContext } from '../core/context.js';
@@ -43,7 +43,7 @@ import type { ClientSession } from '../core/session.js';
 import { replyError, replyResult } from '../core/iq.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { messageType, nonNegativeResources, topResources } from './message.js';
+import { messageType, nonNegativeResources, topResources } from '../core/delivery.js';
 
 export const NS_CARBONS = 'urn:xmpp:carbons:2';
 export const NS_CARBONS_RULES = 'urn:xmpp:carbons:rules:0';
@@ -60,9 +60,6 @@ const IM_PAYLOADS = new Set([
   'urn:xmpp:jingle-message:0', // XEP-0353 call propose/accept/reject, so other devices stop ringing
   'urn:xmpp:jingle-message:1',
 ]);
-
-/** Before the message module (-1), after filters at 0. */
-export const CARBONS_PRIORITY = -0.5;
 
 /**
  * Whether a message may be carbon-copied (XEP-0280 6.1). `inbound` for the recipient's side;
@@ -176,27 +173,29 @@ class Carbons {
   }
 }
 
-export const carbonsModule: GatehouseModule = {
-  name: 'carbons',
-  specs: [
-    {
-      id: 'XEP-0280',
-      version: '1.0.1',
-      status: 'complete',
-      note: "eligibility rules of 'urn:xmpp:carbons:rules:0' (advertised); <private/> and XEP-0334 <no-copy/> honoured; carbons of outgoing MUC private messages are not limited to resources sharing the nick",
+export function createCarbonsModule(): GatehouseModule {
+  return {
+    name: 'carbons',
+    specs: [
+      {
+        id: 'XEP-0280',
+        version: '1.0.1',
+        status: 'complete',
+        note: "eligibility rules of 'urn:xmpp:carbons:rules:0' (advertised); <private/> and XEP-0334 <no-copy/> honoured; carbons of outgoing MUC private messages are not limited to resources sharing the nick",
+      },
+      { id: 'XEP-0297', version: '1.0', status: 'partial', note: 'used to wrap carbon copies' },
+      { id: 'XEP-0334', version: '0.3.0', status: 'partial', note: '<no-copy/> keeps a message out of carbons' },
+    ],
+    load(ctx) {
+      const c = new Carbons(ctx);
+      const { hooks, disco } = ctx;
+      disco.addServerFeature(NS_CARBONS, NS_CARBONS_RULES);
+      hooks.on(`iq-set/bare/${NS_CARBONS}:enable`, (e) => c.toggle(e, true));
+      hooks.on(`iq-set/bare/${NS_CARBONS}:disable`, (e) => c.toggle(e, false));
+      for (const target of ['bare', 'full', 'remote'] as const) {
+        hooks.on(`message/${target}`, (e) => c.onMessage(e, target), 'copy');
+      }
+      hooks.on('session/closed', ({ session }) => c.forget(session));
     },
-    { id: 'XEP-0297', version: '1.0', status: 'partial', note: 'used to wrap carbon copies' },
-    { id: 'XEP-0334', version: '0.3.0', status: 'partial', note: '<no-copy/> keeps a message out of carbons' },
-  ],
-  load(ctx) {
-    const c = new Carbons(ctx);
-    const { hooks, disco } = ctx;
-    disco.addServerFeature(NS_CARBONS, NS_CARBONS_RULES);
-    hooks.on(`iq-set/bare/${NS_CARBONS}:enable`, (e) => c.toggle(e, true));
-    hooks.on(`iq-set/bare/${NS_CARBONS}:disable`, (e) => c.toggle(e, false));
-    for (const target of ['bare', 'full', 'remote'] as const) {
-      hooks.on(`message/${target}`, (e) => c.onMessage(e, target), CARBONS_PRIORITY);
-    }
-    hooks.on('session/closed', ({ session }) => c.forget(session));
-  },
-};
+  };
+}

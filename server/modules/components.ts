@@ -11,20 +11,22 @@ import type { GatehouseModule } from '../core/context.js';
  *
  * The streams themselves are server/streams/component.ts, opened by main.ts.
  */
-export const componentsModule: GatehouseModule = {
-  name: 'components',
-  specs: [
-    {
-      id: 'XEP-0114',
-      version: '1.6',
-      status: 'complete',
-      note: 'accept side (jabber:component:accept); one live connection per component domain, a second one gets a conflict stream error',
+export function createComponentsModule(): GatehouseModule {
+  return {
+    name: 'components',
+    specs: [
+      {
+        id: 'XEP-0114',
+        version: '1.6',
+        status: 'complete',
+        note: 'accept side (jabber:component:accept); one live connection per component domain, a second one gets a conflict stream error',
+      },
+    ],
+    load({ config, router, disco }) {
+      for (const { domain } of config.components) {
+        router.addComponentDomain(domain);
+        disco.serverItems.set(domain, undefined);
+      }
     },
-  ],
-  load({ config, router, disco }) {
-    for (const { domain } of config.components) {
-      router.addComponentDomain(domain);
-      disco.serverItems.set(domain, undefined);
-    }
-  },
-};
+  };
+}

@@ -102,33 +102,35 @@ class CsiLayer implements SessionLayer {
   }
 }
 
-export const csiModule: GatehouseModule = {
-  name: 'csi',
-  specs: [
-    {
-      id: 'XEP-0352',
-      version: '1.0.0',
-      status: 'complete',
-      note: 'while inactive, presence (latest per contact), chat states and PEP-style headlines wait; messages with content flush and go at once',
+export function createCsiModule(): GatehouseModule {
+  return {
+    name: 'csi',
+    specs: [
+      {
+        id: 'XEP-0352',
+        version: '1.0.0',
+        status: 'complete',
+        note: 'while inactive, presence (latest per contact), chat states and PEP-style headlines wait; messages with content flush and go at once',
+      },
+    ],
+    load({ hooks }) {
+      const layers = new WeakMap<BoundSession, CsiLayer>();
+      hooks.on('c2s/features', ({ stage, features }) => {
+        if (stage === 'post-auth') features.append(x('csi', { xmlns: NS_CSI }));
+      });
+      hooks.on('c2s/nonza', ({ session, element }) => {
+        if (element.xmlns !== NS_CSI) return false;
+        // Before binding there is nothing to hold back yet; the stream starts active anyway.
+        if (!session || (element.name !== 'active' && element.name !== 'inactive')) return true;
+        let layer = layers.get(session);
+        if (!layer) {
+          if (element.name === 'active') return true;
+          layers.set(session, (layer = new CsiLayer(session)));
+          session.addLayer(layer);
+        }
+        layer.setActive(element.name === 'active');
+        return true;
+      });
     },
-  ],
-  load({ hooks }) {
-    const layers = new WeakMap<BoundSession, CsiLayer>();
-    hooks.on('c2s/features', ({ stage, features }) => {
-      if (stage === 'post-auth') features.append(x('csi', { xmlns: NS_CSI }));
-    });
-    hooks.on('c2s/nonza', ({ session, element }) => {
-      if (element.xmlns !== NS_CSI) return false;
-      // Before binding there is nothing to hold back yet; the stream starts active anyway.
-      if (!session || (element.name !== 'active' && element.name !== 'inactive')) return true;
-      let layer = layers.get(session);
-      if (!layer) {
-        if (element.name === 'active') return true;
-        layers.set(session, (layer = new CsiLayer(session)));
-        session.addLayer(layer);
-      }
-      layer.setActive(element.name === 'active');
-      return true;
-    });
-  },
-};
+  };
+}

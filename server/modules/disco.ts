@@ -2,27 +2,12 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import { replyError, replyResult } from '../core/iq.js';
 import type { DiscoRegistry } from '../core/disco-registry.js';
-import type { Storage } from '../storage/types.js';
-import type { Jid } from '../../shared/jid.js';
+import { mayViewPresenceInfo } from '../core/subscription-states.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 
 /** The XEP-0115 node of the server's own capabilities. */
 export const CAPS_NODE = 'https://gatehouse.example/caps';
-
-/**
- * Whether `requester` may see `owner`'s presence-level information (disco#info of the account,
- * last activity): the owner themself, or a contact the owner's roster lists with subscription
- * 'from' or 'both' (RFC 6121: the contact receives the owner's presence). A nonexistent account
- * answers false, exactly like an existing one without that subscription (P17).
- */
-export async function mayViewPresenceInfo(storage: Storage, owner: Jid, requester: Jid): Promise<boolean> {
-  if (requester.bare === owner.bare) return true;
-  const account = await storage.accounts.get(owner.local, owner.domain);
-  if (!account) return false;
-  const item = await storage.roster.get(account.id, requester.bare);
-  return item?.subscription === 'from' || item?.subscription === 'both';
-}
 
 /**
  * The caps verification string, computed lazily: modules announce features while they load, so
@@ -64,58 +49,60 @@ function featureElements(features: Iterable<string>): Element[] {
  * would differ from the router's answer for nonexistent accounts to every other namespace, and
  * that difference would itself leak existence.
  */
-export const discoModule: GatehouseModule = {
-  name: 'disco',
-  specs: [
-    { id: 'XEP-0030', version: '2.5rc3', status: 'complete', note: 'hosts and accounts (accounts: owner and subscribed contacts only)' },
-    { id: 'XEP-0115', version: '1.6.0', status: 'partial', note: 'server capabilities in stream features; no client caps cache' },
-  ],
-  load(ctx: ServerContext) {
-    const { hooks, router, disco, config, storage } = ctx;
-    if (!disco.serverIdentities.some((i) => i.category === 'server' && i.type === 'im')) {
-      disco.serverIdentities.push({ category: 'server', type: 'im', name: config.server.name });
-    }
-    disco.addServerFeature(NS.discoInfo, NS.discoItems);
-    disco.addAccountFeature(NS.discoInfo, NS.discoItems);
-    const caps = new CapsCache(disco);
+export function createDiscoModule(): GatehouseModule {
+  return {
+    name: 'disco',
+    specs: [
+      { id: 'XEP-0030', version: '2.5rc3', status: 'complete', note: 'hosts and accounts (accounts: owner and subscribed contacts only)' },
+      { id: 'XEP-0115', version: '1.6.0', status: 'partial', note: 'server capabilities in stream features; no client caps cache' },
+    ],
+    load(ctx: ServerContext) {
+      const { hooks, router, disco, config, storage } = ctx;
+      if (!disco.serverIdentities.some((i) => i.category === 'server' && i.type === 'im')) {
+        disco.serverIdentities.push({ category: 'server', type: 'im', name: config.server.name });
+      }
+      disco.addServerFeature(NS.discoInfo, NS.discoItems);
+      disco.addAccountFeature(NS.discoInfo, NS.discoItems);
+      const caps = new CapsCache(disco);
 
-    hooks.on('c2s/features', ({ features }) => {
-      features.append(x('c', { xmlns: NS.caps, hash: 'sha-1', node: CAPS_NODE, ver: caps.get() }));
-    });
+      hooks.on('c2s/features', ({ features }) => {
+        features.append(x('c', { xmlns: NS.caps, hash: 'sha-1', node: CAPS_NODE, ver: caps.get() }));
+      });
 
-    hooks.on(`iq-get/host/${NS.discoInfo}:query`, (e) => {
-      const node = e.stanza.firstElement()!.attrs.node;
-      if (node !== undefined && node !== `${CAPS_NODE}#${caps.get()}`) return replyError(router, e, 'item-not-found');
-      return replyResult(
-        router,
-        e,
-        x('query', { xmlns: NS.discoInfo, node }, identityElements(disco, false), featureElements(disco.serverFeatures)),
+      hooks.on(`iq-get/host/${NS.discoInfo}:query`, (e) => {
+        const node = e.stanza.firstElement()!.attrs.node;
+        if (node !== undefined && node !== `${CAPS_NODE}#${caps.get()}`) return replyError(router, e, 'item-not-found');
+        return replyResult(
+          router,
+          e,
+          x('query', { xmlns: NS.discoInfo, node }, identityElements(disco, false), featureElements(disco.serverFeatures)),
+        );
+      });
+
+      hooks.on(`iq-get/host/${NS.discoItems}:query`, (e) => {
+        const node = e.stanza.firstElement()!.attrs.node;
+        if (node !== undefined) return replyError(router, e, 'item-not-found');
+        // P17: services only. Nothing here is ever derived from the account table.
+        const items = [...disco.serverItems].sort(([a], [b]) => a.localeCompare(b)).map(([jid, name]) => x('item', { jid, name }));
+        return replyResult(router, e, x('query', { xmlns: NS.discoItems }, items));
+      });
+
+      const accountQuery = (build: (e: StanzaEvent, node: string | undefined) => Element | null) => async (e: StanzaEvent) => {
+        if (!(await mayViewPresenceInfo(storage, e.to, e.from))) return replyError(router, e, 'service-unavailable');
+        const node = e.stanza.firstElement()!.attrs.node;
+        const payload = build(e, node);
+        return payload ? replyResult(router, e, payload) : replyError(router, e, 'item-not-found');
+      };
+
+      hooks.on(
+        `iq-get/bare/${NS.discoInfo}:query`,
+        accountQuery((_e, node) =>
+          node !== undefined ? null : x('query', { xmlns: NS.discoInfo }, identityElements(disco, true), featureElements(disco.accountFeatures)),
+        ),
       );
-    });
 
-    hooks.on(`iq-get/host/${NS.discoItems}:query`, (e) => {
-      const node = e.stanza.firstElement()!.attrs.node;
-      if (node !== undefined) return replyError(router, e, 'item-not-found');
-      // P17: services only. Nothing here is ever derived from the account table.
-      const items = [...disco.serverItems].sort(([a], [b]) => a.localeCompare(b)).map(([jid, name]) => x('item', { jid, name }));
-      return replyResult(router, e, x('query', { xmlns: NS.discoItems }, items));
-    });
-
-    const accountQuery = (build: (e: StanzaEvent, node: string | undefined) => Element | null) => async (e: StanzaEvent) => {
-      if (!(await mayViewPresenceInfo(storage, e.to, e.from))) return replyError(router, e, 'service-unavailable');
-      const node = e.stanza.firstElement()!.attrs.node;
-      const payload = build(e, node);
-      return payload ? replyResult(router, e, payload) : replyError(router, e, 'item-not-found');
-    };
-
-    hooks.on(
-      `iq-get/bare/${NS.discoInfo}:query`,
-      accountQuery((_e, node) =>
-        node !== undefined ? null : x('query', { xmlns: NS.discoInfo }, identityElements(disco, true), featureElements(disco.accountFeatures)),
-      ),
-    );
-
-    // No items yet; PEP will list its nodes here (with a higher-priority handler or by extending this one).
-    hooks.on(`iq-get/bare/${NS.discoItems}:query`, accountQuery((_e, node) => (node !== undefined ? null : x('query', { xmlns: NS.discoItems }))));
-  },
-};
+      // No items yet; PEP will list its nodes here (with a higher-priority handler or by extending this one).
+      hooks.on(`iq-get/bare/${NS.discoItems}:query`, accountQuery((_e, node) => (node !== undefined ? null : x('query', { xmlns: NS.discoItems }))));
+    },
+  };
+}

@@ -1,37 +1,78 @@
 import type { GatehouseModule } from '../core/context.js';
-import { pingModule } from './ping.js';
-import { discoModule } from './disco.js';
-import { versionModule } from './version.js';
-import { timeModule } from './time.js';
-import { lastActivityModule } from './last-activity.js';
-import { vcardModule } from './vcard.js';
-import { privateStorageModule } from './private-storage.js';
-import { registerModule } from './register.js';
+import { retentionClassesOf } from '../core/module.js';
+import type { RetentionClass } from '../core/retention-class.js';
+import { createPingModule } from './ping.js';
+import { createDiscoModule } from './disco.js';
+import { createVersionModule } from './version.js';
+import { createTimeModule } from './time.js';
+import { createLastActivityModule } from './last-activity.js';
+import { createVcardModule } from './vcard.js';
+import { createPrivateStorageModule } from './private-storage.js';
+import { createRegisterModule } from './register.js';
 import { createAccountActivityModule } from './account-activity.js';
-import { rosterModule } from './roster.js';
-import { presenceModule } from './presence.js';
-import { messageModule } from './message.js';
-import { offlineModule } from './offline.js';
-import { carbonsModule } from './carbons.js';
-import { blockingModule } from './blocking.js';
-import { streamManagementModule } from './stream-management.js';
-import { csiModule } from './csi.js';
+import { createRosterModule } from './roster.js';
+import { createPresenceModule } from './presence.js';
+import { createMessageModule } from './message.js';
+import { createOfflineModule } from './offline.js';
+import { createCarbonsModule } from './carbons.js';
+import { createBlockingModule } from './blocking.js';
+import { createStreamManagementModule } from './stream-management.js';
+import { createCsiModule } from './csi.js';
 import { createS2sModule } from './s2s.js';
-import { componentsModule } from './components.js';
-import { transportsSupervisorModule } from './transports-supervisor.js';
-import { policyModule } from '../privacy/policy/module.js';
-import { retentionModule } from '../privacy/retention.js';
-import { failedLoginGuardModule } from '../privacy/failed-login-guard.js';
-import { deliveryFailureModule } from '../privacy/delivery-failures.js';
-import { backupModule } from '../privacy/backup.js';
+import { createComponentsModule } from './components.js';
+import { createTransportsSupervisor } from './transports-supervisor.js';
+import { createPolicyModule } from '../privacy/policy/module.js';
+import { createRetentionModule } from '../privacy/retention.js';
+import { createFailedLoginGuardModule } from '../privacy/failed-login-guard.js';
+import { createDeliveryFailureModule } from '../privacy/delivery-failures.js';
+import { createBackupModule } from '../privacy/backup.js';
 import { createControlModule } from '../admin/control.js';
 import { createAdminHttpModule } from '../admin/http.js';
 import { createStatisticsModule } from '../privacy/statistics.js';
 import { createSessionStatsModule } from '../privacy/session-stats.js';
-// Registers the 'log-files' retention class (P13), so the CLI sweeper also prunes old log files.
-import '../privacy/log-files.js';
+import { createLogFilesModule } from '../privacy/log-files.js';
 
-/** Every feature module, in load order. The core never imports a feature directly. */
+/**
+ * Every feature module, in load order: fresh instances on every call, so each server gets its own
+ * and no state is shared between servers in one process. The core never imports a feature directly.
+ * A module that needs a service comes after the module that provides it (main.ts checks).
+ */
 export function allModules(): GatehouseModule[] {
-  return [createControlModule(), failedLoginGuardModule, deliveryFailureModule, retentionModule, registerModule, createAccountActivityModule(), rosterModule, presenceModule, messageModule, offlineModule, carbonsModule, blockingModule, streamManagementModule, csiModule, pingModule, versionModule, timeModule, lastActivityModule, vcardModule, privateStorageModule, componentsModule, transportsSupervisorModule, discoModule, policyModule, backupModule, createStatisticsModule(), createSessionStatsModule(), createAdminHttpModule(), createS2sModule()];
+  return [
+    createControlModule(),
+    createFailedLoginGuardModule(),
+    createDeliveryFailureModule(),
+    createRetentionModule(),
+    createRegisterModule(),
+    createAccountActivityModule(),
+    createRosterModule(),
+    createPresenceModule(),
+    createMessageModule(),
+    createOfflineModule(),
+    createCarbonsModule(),
+    createBlockingModule(),
+    createStreamManagementModule(),
+    createCsiModule(),
+    createPingModule(),
+    createVersionModule(),
+    createTimeModule(),
+    createLastActivityModule(),
+    createVcardModule(),
+    createPrivateStorageModule(),
+    createComponentsModule(),
+    createTransportsSupervisor(),
+    createDiscoModule(),
+    createPolicyModule(),
+    createBackupModule(),
+    createStatisticsModule(),
+    createSessionStatsModule(),
+    createAdminHttpModule(),
+    createS2sModule(),
+    createLogFilesModule(),
+  ];
+}
+
+/** Every retention class of every module: what `gatehouse retention run` sweeps. */
+export function retentionClasses(): RetentionClass[] {
+  return retentionClassesOf(allModules());
 }

@@ -1,13 +1,12 @@
 import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
-import type { ClientSession, SessionRegistry } from '../core/session.js';
-import type { Element } from '../../shared/xml/element.js';
+import { messageType, nonNegativeResources, topResources } from '../core/delivery.js';
 
 /**
  * RFC 6121 section 8.5: delivery of message stanzas addressed to local accounts.
  *
- * The handlers run at priority -1 (as Prosody's mod_message does) so that modules which inspect
- * or copy messages (carbons, archives, blocking) see them first at the default priority 0.
+ * The handlers run in the 'deliver' phase (priority -1, as Prosody's mod_message does) so that modules which inspect
+ * or copy messages (carbons, archives, blocking) see them first in 'handle' and 'copy'.
  * Stanzas are handed on exactly as received: no payload is read beyond the 'type' attribute, so
  * end-to-end encrypted payloads (OMEMO, OpenPGP) pass through untouched (P19, P20).
  *
@@ -31,47 +30,25 @@ import type { Element } from '../../shared/xml/element.js';
  * - the host itself: dropped silently (modules that want such messages hook earlier).
  */
 
-export type MessageType = 'normal' | 'chat' | 'groupchat' | 'headline' | 'error';
-
-/** The message type; absent or unknown values mean 'normal' (RFC 6121 5.2.2). */
-export function messageType(stanza: Element): MessageType {
-  const t = stanza.attrs.type;
-  return t === 'chat' || t === 'groupchat' || t === 'headline' || t === 'error' ? t : 'normal';
-}
-
-/** Resources that may receive messages to the bare JID: available with a non-negative priority. */
-export function nonNegativeResources(sessions: SessionRegistry, bareJid: string): ClientSession[] {
-  return sessions.ofAccount(bareJid).filter((s) => s.available && s.priority >= 0);
-}
-
-/** The "most available" resources (RFC 6121 8.5.2.1.1): all those sharing the highest non-negative priority. */
-export function topResources(sessions: SessionRegistry, bareJid: string): ClientSession[] {
-  const candidates = nonNegativeResources(sessions, bareJid);
-  if (candidates.length <= 1) return candidates;
-  const best = Math.max(...candidates.map((s) => s.priority));
-  return candidates.filter((s) => s.priority === best);
-}
-
-/** Handler priority: after inspecting/copying modules (0), before the router's fallbacks (-100). */
-export const MESSAGE_DELIVERY_PRIORITY = -1;
-
-export const messageModule: GatehouseModule = {
-  name: 'message',
-  specs: [
-    {
-      id: 'RFC 6121',
-      version: 'section 8.5 (message stanzas)',
-      status: 'complete',
-      note: 'bare-JID messages go to all resources with the highest non-negative priority; chat and normal to an unavailable full JID fall back to the bare JID',
+export function createMessageModule(): GatehouseModule {
+  return {
+    name: 'message',
+    specs: [
+      {
+        id: 'RFC 6121',
+        version: 'section 8.5 (message stanzas)',
+        status: 'complete',
+        note: 'bare-JID messages go to all resources with the highest non-negative priority; chat and normal to an unavailable full JID fall back to the bare JID',
+      },
+    ],
+    load(ctx) {
+      const { hooks } = ctx;
+      hooks.on('message/bare', (e) => toBare(ctx, e), 'deliver');
+      hooks.on('message/full', (e) => toFull(ctx, e), 'deliver');
+      hooks.on('message/host', () => true, 'deliver');
     },
-  ],
-  load(ctx) {
-    const { hooks } = ctx;
-    hooks.on('message/bare', (e) => toBare(ctx, e), MESSAGE_DELIVERY_PRIORITY);
-    hooks.on('message/full', (e) => toFull(ctx, e), MESSAGE_DELIVERY_PRIORITY);
-    hooks.on('message/host', () => true, MESSAGE_DELIVERY_PRIORITY);
-  },
-};
+  };
+}
 
 async function toFull(ctx: ServerContext, event: StanzaEvent): Promise<true> {
   const session = ctx.sessions.get(event.to.full);

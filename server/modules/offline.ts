@@ -4,7 +4,7 @@ import type { ClientSession } from '../core/session.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { messageType, topResources } from './message.js';
+import { messageType, topResources } from '../core/delivery.js';
 import { checkQuota, KeyedSerial, xmlBytes } from '../core/quota.js';
 
 
@@ -167,17 +167,19 @@ class OfflineStore {
   }
 }
 
-export const offlineModule: GatehouseModule = {
-  name: 'offline',
-  specs: [
-    { id: 'XEP-0160', version: '1.0.1', status: 'complete', note: 'normal and chat messages; quotas offline.maxPerUser and offline.maxBytesPerUser, a full store bounces with service-unavailable' },
-    { id: 'XEP-0203', version: '2.0', status: 'complete', note: 'delay stamp with the arrival time on offline delivery' },
-    { id: 'XEP-0334', version: '1.0.0', status: 'partial', note: 'store and no-store honoured by offline storage' },
-  ],
-  load(ctx) {
-    const store = new OfflineStore(ctx);
-    ctx.disco.addServerFeature(NS.msgoffline);
-    ctx.hooks.on('message/offline', (e) => store.onOffline(e));
-    ctx.hooks.on('session/available', ({ session }) => store.onAvailable(session));
-  },
-};
+export function createOfflineModule(): GatehouseModule {
+  return {
+    name: 'offline',
+    specs: [
+      { id: 'XEP-0160', version: '1.0.1', status: 'complete', note: 'normal and chat messages; quotas offline.maxPerUser and offline.maxBytesPerUser, a full store bounces with service-unavailable' },
+      { id: 'XEP-0203', version: '2.0', status: 'complete', note: 'delay stamp with the arrival time on offline delivery' },
+      { id: 'XEP-0334', version: '1.0.0', status: 'partial', note: 'store and no-store honoured by offline storage' },
+    ],
+    load(ctx) {
+      const store = new OfflineStore(ctx);
+      ctx.disco.addServerFeature(NS.msgoffline);
+      ctx.hooks.on('message/offline', (e) => store.onOffline(e));
+      ctx.hooks.on('session/available', ({ session }) => store.onAvailable(session));
+    },
+  };
+}

@@ -1,17 +1,17 @@
 /**
  * RFC 6121 sections 3 and 4: presence subscriptions and presence.
  *
- * Two handlers per stanza event. The outbound one (priority 10, stanzas from a local client) does
+ * Two handlers per stanza event. The outbound one ('intercept' phase, stanzas from a local client) does
  * what the user's server does: broadcast, directed presence, outbound subscription processing.
  * It hands everything that leaves the user on with router.send, so a contact on another server
  * goes out through whatever handles 'presence/remote' (s2s, components) and a local contact comes
- * back in through the inbound handler (priority -1, after blocking/filtering modules at 0), which
+ * back in through the inbound handler ('deliver' phase, after blocking/filtering modules in 'handle'), which
  * does what the contact's server does: deliver, answer probes, inbound subscription processing.
  * Local and remote contacts take the same path; only probes to local contacts on initial presence
  * are answered straight from the session registry.
  *
  * Decisions, with the RFC text they follow:
- * - Subscription stanzas: the tables in subscription-states.ts (Appendix A) decide state, routing
+ * - Subscription stanzas: the tables in core/subscription-states.ts (Appendix A) decide state, routing
  *   and roster pushes; they are stamped with bare JIDs (3.1.2). A subscribe from a contact that
  *   already has a subscription is answered "subscribed" by the server (3.1.3); a pre-approved one
  *   likewise (3.4). Subscription stanzas to or from the account itself are ignored.
@@ -54,11 +54,8 @@ import { errorReply } from '../../shared/xml/stanza-errors.js';
 import type { Account, RosterItem } from '../storage/types.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
-import { HIDDEN_GROUP, isHidden, itemState, rosterService, type RosterService } from './roster.js';
-import { hasFrom, hasTo, inbound, outbound, type SubscriptionStanza, type Transition } from './subscription-states.js';
-
-export const OUTBOUND_PRIORITY = 10;
-export const INBOUND_PRIORITY = -1;
+import type { Services } from '../core/services.js';
+import { HIDDEN_GROUP, hasFrom, hasTo, inbound, isHidden, itemState, outbound, type SubscriptionStanza, type Transition } from '../core/subscription-states.js';
 
 const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
 
@@ -73,10 +70,10 @@ export function parsePriority(stanza: Element): number | null {
 }
 
 class Presence {
-  private readonly roster: RosterService;
+  private readonly roster: Services['roster'];
 
   constructor(private readonly ctx: ServerContext) {
-    this.roster = rosterService(ctx);
+    this.roster = ctx.services.need('roster');
   }
 
   // ---- outbound: stanzas from a local client ----
@@ -385,26 +382,29 @@ function withTo(stanza: Element, to: string): Element {
   return copy;
 }
 
-export const presenceModule: GatehouseModule = {
-  name: 'presence',
-  specs: [
-    {
-      id: 'RFC 6121',
-      version: 'sections 3 (subscriptions, incl. 3.4 pre-approval), 4 (presence), Appendix A',
-      status: 'complete',
-      note: 'pending requests are re-delivered without their status text',
+export function createPresenceModule(): GatehouseModule {
+  return {
+    name: 'presence',
+    needs: ['roster'],
+    specs: [
+      {
+        id: 'RFC 6121',
+        version: 'sections 3 (subscriptions, incl. 3.4 pre-approval), 4 (presence), Appendix A',
+        status: 'complete',
+        note: 'pending requests are re-delivered without their status text',
+      },
+    ],
+    load(ctx) {
+      const p = new Presence(ctx);
+      const { hooks } = ctx;
+      for (const target of ['bare', 'full', 'remote'] as const) {
+        hooks.on(`presence/${target}`, (e) => p.outbound(e), 'intercept');
+      }
+      for (const target of ['bare', 'full'] as const) {
+        hooks.on(`presence/${target}`, (e) => p.inbound(e), 'deliver');
+      }
+      hooks.on('session/closed', ({ session }) => p.closed(session));
+      hooks.on('account/deleting', ({ account, jid }) => p.deleting(account, jid));
     },
-  ],
-  load(ctx) {
-    const p = new Presence(ctx);
-    const { hooks } = ctx;
-    for (const target of ['bare', 'full', 'remote'] as const) {
-      hooks.on(`presence/${target}`, (e) => p.outbound(e), OUTBOUND_PRIORITY);
-    }
-    for (const target of ['bare', 'full'] as const) {
-      hooks.on(`presence/${target}`, (e) => p.inbound(e), INBOUND_PRIORITY);
-    }
-    hooks.on('session/closed', ({ session }) => p.closed(session));
-    hooks.on('account/deleting', ({ account, jid }) => p.deleting(account, jid));
-  },
-};
+  };
+}

@@ -32,60 +32,62 @@ const MAX_KEY_CHARS = 512;
  * the quota, nothing is written and the reply is resource-constraint (RFC 6120 8.3.3.14: the
  * recipient lacks the resources to serve the request); the data stored before stays intact.
  */
-export const privateStorageModule: GatehouseModule = {
-  name: 'private-storage',
-  specs: [{ id: 'XEP-0049', version: '1.2', status: 'complete', note: 'owner only; reserved namespaces refused; byte quota privateStorage.maxBytesPerUser' }],
-  load({ hooks, router, storage, log, config }) {
-    const writes = new KeyedSerial<number>();
-    const ownerAccount = async (e: StanzaEvent) => {
-      if (e.from.bare !== e.to.bare) return null;
-      return storage.accounts.get(e.to.local, e.to.domain);
-    };
+export function createPrivateStorageModule(): GatehouseModule {
+  return {
+    name: 'private-storage',
+    specs: [{ id: 'XEP-0049', version: '1.2', status: 'complete', note: 'owner only; reserved namespaces refused; byte quota privateStorage.maxBytesPerUser' }],
+    load({ hooks, router, storage, log, config }) {
+      const writes = new KeyedSerial<number>();
+      const ownerAccount = async (e: StanzaEvent) => {
+        if (e.from.bare !== e.to.bare) return null;
+        return storage.accounts.get(e.to.local, e.to.domain);
+      };
 
-    const check = (e: StanzaEvent): Element[] | string => {
-      const query = e.stanza.firstElement()!;
-      const children = query.elements;
-      if (children.length === 0) return 'not-acceptable';
-      for (const c of children) {
-        if (isReservedNamespace(c.xmlns)) return 'not-acceptable';
-        if (privateKey(c).length > MAX_KEY_CHARS) return 'not-acceptable';
-      }
-      return children;
-    };
+      const check = (e: StanzaEvent): Element[] | string => {
+        const query = e.stanza.firstElement()!;
+        const children = query.elements;
+        if (children.length === 0) return 'not-acceptable';
+        for (const c of children) {
+          if (isReservedNamespace(c.xmlns)) return 'not-acceptable';
+          if (privateKey(c).length > MAX_KEY_CHARS) return 'not-acceptable';
+        }
+        return children;
+      };
 
-    hooks.on(`iq-get/bare/${NS.privateXml}:query`, async (e) => {
-      if (e.from.bare !== e.to.bare) return replyError(router, e, 'forbidden');
-      const children = check(e);
-      if (typeof children === 'string') return replyError(router, e, children);
-      // "A client MUST NOT query for more than one namespace in a single IQ get request."
-      if (children.length > 1) return replyError(router, e, 'bad-request', 'one element per request');
-      const account = await ownerAccount(e);
-      if (!account) return replyError(router, e, 'forbidden');
-      const wanted = children[0]!;
-      const xml = await storage.privateXml.get(account.id, privateKey(wanted));
-      let payload = xml !== null ? parseXmlText(xml) : null;
-      if (xml !== null && !payload) log.warn('unreadable private XML record', { key: privateKey(wanted) });
-      if (!payload) payload = x(wanted.name, { xmlns: wanted.xmlns });
-      return replyResult(router, e, x('query', { xmlns: NS.privateXml }, payload));
-    });
-
-    hooks.on(`iq-set/bare/${NS.privateXml}:query`, async (e) => {
-      if (e.from.bare !== e.to.bare) return replyError(router, e, 'forbidden');
-      const children = check(e);
-      if (typeof children === 'string') return replyError(router, e, children);
-      const account = await ownerAccount(e);
-      if (!account) return replyError(router, e, 'forbidden');
-      // Later elements with the same key replace earlier ones of the same set.
-      const items = new Map(children.map((c) => [privateKey(c), c.clone().toString()] as const));
-      const adding = { items: 0, bytes: 0 };
-      for (const [key, xml] of items) adding.bytes += xmlBytes(key) + xmlBytes(xml);
-      return writes.run(account.id, async () => {
-        const usage = await storage.privateXml.usage(account.id, [...items.keys()]);
-        const quota = checkQuota(usage, adding, { maxBytes: config.privateStorage.maxBytesPerUser }, 'private storage');
-        if (!quota.ok) return replyError(router, e, 'resource-constraint', quota.text);
-        for (const [key, xml] of items) await storage.privateXml.set(account.id, key, xml);
-        return replyResult(router, e);
+      hooks.on(`iq-get/bare/${NS.privateXml}:query`, async (e) => {
+        if (e.from.bare !== e.to.bare) return replyError(router, e, 'forbidden');
+        const children = check(e);
+        if (typeof children === 'string') return replyError(router, e, children);
+        // "A client MUST NOT query for more than one namespace in a single IQ get request."
+        if (children.length > 1) return replyError(router, e, 'bad-request', 'one element per request');
+        const account = await ownerAccount(e);
+        if (!account) return replyError(router, e, 'forbidden');
+        const wanted = children[0]!;
+        const xml = await storage.privateXml.get(account.id, privateKey(wanted));
+        let payload = xml !== null ? parseXmlText(xml) : null;
+        if (xml !== null && !payload) log.warn('unreadable private XML record', { key: privateKey(wanted) });
+        if (!payload) payload = x(wanted.name, { xmlns: wanted.xmlns });
+        return replyResult(router, e, x('query', { xmlns: NS.privateXml }, payload));
       });
-    });
-  },
-};
+
+      hooks.on(`iq-set/bare/${NS.privateXml}:query`, async (e) => {
+        if (e.from.bare !== e.to.bare) return replyError(router, e, 'forbidden');
+        const children = check(e);
+        if (typeof children === 'string') return replyError(router, e, children);
+        const account = await ownerAccount(e);
+        if (!account) return replyError(router, e, 'forbidden');
+        // Later elements with the same key replace earlier ones of the same set.
+        const items = new Map(children.map((c) => [privateKey(c), c.clone().toString()] as const));
+        const adding = { items: 0, bytes: 0 };
+        for (const [key, xml] of items) adding.bytes += xmlBytes(key) + xmlBytes(xml);
+        return writes.run(account.id, async () => {
+          const usage = await storage.privateXml.usage(account.id, [...items.keys()]);
+          const quota = checkQuota(usage, adding, { maxBytes: config.privateStorage.maxBytesPerUser }, 'private storage');
+          if (!quota.ok) return replyError(router, e, 'resource-constraint', quota.text);
+          for (const [key, xml] of items) await storage.privateXml.set(account.id, key, xml);
+          return replyResult(router, e);
+        });
+      });
+    },
+  };
+}

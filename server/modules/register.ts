@@ -154,47 +154,49 @@ function registrationForm(): Element {
 // ------------------------------------------------------------------------------------------------
 // The module
 
-export const registerModule: GatehouseModule = {
-  name: 'register',
-  specs: [
-    {
-      id: 'XEP-0077',
-      version: '2.4',
-      status: 'complete',
-      note: 'account registration (per-host policy: closed, open, loopback or CIDR ranges; TLS only; successful registrations throttled per address, registrationLimit), password change, account removal with all data; legacy fields and data forms',
-    },
-  ],
-  load(ctx) {
-    const { hooks, disco } = ctx;
-    const accounts = new AccountService({ storage: ctx.storage, hooks: ctx.hooks, config: ctx.config, clock: ctx.clock, sessions: ctx.sessions });
-    const reg = new Registration(ctx, accounts);
-    // `gatehouse user del` while the server runs: deleted here, so the account's sessions close
-    // and its contacts are told (account/deleting), which the CLI alone could not do.
-    controlCommands(ctx).register('accounts.delete', {
-      summary: 'delete an account and all its data, closing its sessions',
-      handler: async (args) => {
-        const { username, host } = args;
-        if (typeof username !== 'string' || typeof host !== 'string') throw new ControlError('username and host are required');
-        try {
-          await accounts.delete(username, host);
-        } catch (err) {
-          if (err instanceof AccountError) throw new ControlError(err.message);
-          throw err;
-        }
-        return { deleted: `${username}@${host}` };
+export function createRegisterModule(): GatehouseModule {
+  return {
+    name: 'register',
+    specs: [
+      {
+        id: 'XEP-0077',
+        version: '2.4',
+        status: 'complete',
+        note: 'account registration (per-host policy: closed, open, loopback or CIDR ranges; TLS only; successful registrations throttled per address, registrationLimit), password change, account removal with all data; legacy fields and data forms',
       },
-    });
-    disco.addServerFeature(NS.register);
-    hooks.on('c2s/features', ({ stream, stage, features }) => {
-      if (stage === 'pre-auth' && reg.mayRegister(stream)) features.append(x('register', { xmlns: NS.registerFeature }));
-    });
-    hooks.on('c2s/preauth-iq', ({ stream, stanza }) => reg.preAuth(stream, stanza));
-    for (const type of ['get', 'set'] as const) {
-      hooks.on(`iq-${type}/host/${NS.register}:query`, (e) => reg.authenticated(e));
-      hooks.on(`iq-${type}/bare/${NS.register}:query`, (e) => (e.from.bare === e.to.bare ? reg.authenticated(e) : undefined));
-    }
-  },
-};
+    ],
+    load(ctx) {
+      const { hooks, disco } = ctx;
+      const accounts = new AccountService({ storage: ctx.storage, hooks: ctx.hooks, config: ctx.config, clock: ctx.clock, sessions: ctx.sessions });
+      const reg = new Registration(ctx, accounts);
+      // `gatehouse user del` while the server runs: deleted here, so the account's sessions close
+      // and its contacts are told (account/deleting), which the CLI alone could not do.
+      controlCommands(ctx).register('accounts.delete', {
+        summary: 'delete an account and all its data, closing its sessions',
+        handler: async (args) => {
+          const { username, host } = args;
+          if (typeof username !== 'string' || typeof host !== 'string') throw new ControlError('username and host are required');
+          try {
+            await accounts.delete(username, host);
+          } catch (err) {
+            if (err instanceof AccountError) throw new ControlError(err.message);
+            throw err;
+          }
+          return { deleted: `${username}@${host}` };
+        },
+      });
+      disco.addServerFeature(NS.register);
+      hooks.on('c2s/features', ({ stream, stage, features }) => {
+        if (stage === 'pre-auth' && reg.mayRegister(stream)) features.append(x('register', { xmlns: NS.registerFeature }));
+      });
+      hooks.on('c2s/preauth-iq', ({ stream, stanza }) => reg.preAuth(stream, stanza));
+      for (const type of ['get', 'set'] as const) {
+        hooks.on(`iq-${type}/host/${NS.register}:query`, (e) => reg.authenticated(e));
+        hooks.on(`iq-${type}/bare/${NS.register}:query`, (e) => (e.from.bare === e.to.bare ? reg.authenticated(e) : undefined));
+      }
+    },
+  };
+}
 
 class Registration {
   private readonly throttle: RegistrationThrottle;

@@ -34,24 +34,14 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { randomBytes } from 'node:crypto';
-import { hasFrom, hasTo, type PresenceEffect, type SubState } from './subscription-states.js';
+import { HIDDEN_GROUP, hasFrom, hasTo, isHidden, type PresenceEffect } from '../core/subscription-states.js';
 
-/** Marks a server-side record of a pending inbound request that is not a roster entry. */
-export const HIDDEN_GROUP = '\u0000pending-in';
+export { HIDDEN_GROUP } from '../core/subscription-states.js';
 
 /** Limits for names and group names (not-acceptable above them, RFC 6121 2.3.3). */
 export const MAX_NAME_CHARS = 1023;
 export const MAX_GROUP_CHARS = 1023;
 export const MAX_GROUPS = 256;
-
-export function isHidden(item: RosterItem): boolean {
-  return item.groups.includes(HIDDEN_GROUP);
-}
-
-export function itemState(item: RosterItem | null): SubState {
-  if (!item) return { subscription: 'none', pendingOut: false, pendingIn: false, approved: false };
-  return { subscription: item.subscription, pendingOut: item.ask, pendingIn: item.pendingIn, approved: item.approved };
-}
 
 /** The <item/> a roster result or push shows for a stored item. */
 export function itemElement(item: RosterItem): Element {
@@ -66,15 +56,18 @@ export function itemElement(item: RosterItem): Element {
   return el;
 }
 
-const services = new WeakMap<ServerContext, RosterService>();
+declare module '../core/services.js' {
+  interface Services {
+    roster: RosterService;
+  }
+}
+
 /** Accounts kept in RosterService's cache, least recently used evicted first. */
 const ACCOUNT_CACHE_SIZE = 10_000;
 
-/** The one RosterService of a server context. */
+/** The one RosterService of a server (provided by the roster module). */
 export function rosterService(ctx: ServerContext): RosterService {
-  let s = services.get(ctx);
-  if (!s) services.set(ctx, (s = new RosterService(ctx)));
-  return s;
+  return ctx.services.need('roster');
 }
 
 export class RosterService {
@@ -270,26 +263,31 @@ async function handleSet(ctx: ServerContext, e: StanzaEvent): Promise<true> {
   return replyResult(ctx.router, e);
 }
 
-export const rosterModule: GatehouseModule = {
-  name: 'roster',
-  specs: [
-    { id: 'RFC 6121', version: 'section 2 (roster management), 2.6 (versioning)', status: 'complete', note: 'full roster on version mismatch, no incremental diffs' },
-    { id: 'XEP-0237', version: '1.3', status: 'partial', note: 'roster versioning without diffs: a changed version returns the whole roster' },
-  ],
-  load(ctx) {
-    const { hooks } = ctx;
-    hooks.on(`iq-get/bare/${NS.roster}:query`, (e) => handleGet(ctx, e));
-    hooks.on(`iq-set/bare/${NS.roster}:query`, (e) => handleSet(ctx, e));
-    hooks.on('c2s/features', ({ stage, features }) => {
-      if (stage !== 'post-auth') return;
-      features.append(x('ver', { xmlns: NS.rosterver }));
-      features.append(x('sub', { xmlns: NS.preApproval }));
-    });
-    hooks.on('session/bound', ({ session, account }) => {
-      rosterService(ctx).remember(session.jid.bare, account);
-    });
-    hooks.on('account/deleted', ({ jid }) => {
-      rosterService(ctx).forget(jid.bare);
-    });
-  },
-};
+export function createRosterModule(): GatehouseModule {
+  return {
+    name: 'roster',
+    specs: [
+      { id: 'RFC 6121', version: 'section 2 (roster management), 2.6 (versioning)', status: 'complete', note: 'full roster on version mismatch, no incremental diffs' },
+      { id: 'XEP-0237', version: '1.3', status: 'partial', note: 'roster versioning without diffs: a changed version returns the whole roster' },
+    ],
+    provides: ['roster'],
+    load(ctx) {
+      const { hooks } = ctx;
+      const roster = new RosterService(ctx);
+      ctx.services.provide('roster', roster);
+      hooks.on(`iq-get/bare/${NS.roster}:query`, (e) => handleGet(ctx, e));
+      hooks.on(`iq-set/bare/${NS.roster}:query`, (e) => handleSet(ctx, e));
+      hooks.on('c2s/features', ({ stage, features }) => {
+        if (stage !== 'post-auth') return;
+        features.append(x('ver', { xmlns: NS.rosterver }));
+        features.append(x('sub', { xmlns: NS.preApproval }));
+      });
+      hooks.on('session/bound', ({ session, account }) => {
+        roster.remember(session.jid.bare, account);
+      });
+      hooks.on('account/deleted', ({ jid }) => {
+        roster.forget(jid.bare);
+      });
+    },
+  };
+}

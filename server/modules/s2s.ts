@@ -3,8 +3,8 @@
  * stanzas for other servers' users leave over authenticated, encrypted links.
  *
  * The module takes message/presence/iq events whose recipient is on another domain, after the
- * feature modules (roster, carbons, ...) had them, at priority -50; component domains are left to
- * the router's own fallback at -100, which delivers to the component or bounces. The links
+ * feature modules (roster, carbons, ...) had them, in the 'federate' phase; component domains are left to
+ * the router's own 'fallback' phase, which delivers to the component or bounces. The links
  * themselves are server/federation/service.ts (manager, queue, bounces), server/federation/s2s-out.ts and
  * server/federation/s2s-in.ts (the inbound listener, opened by main.ts after the modules loaded).
  *
@@ -16,7 +16,7 @@
  */
 import type { GatehouseModule } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
-import { S2sService, registerS2sService, type S2sOptions } from '../federation/service.js';
+import { S2sService, type S2sOptions } from '../federation/service.js';
 
 export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
   let service: S2sService | null = null;
@@ -32,6 +32,7 @@ export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
       { id: 'XEP-0344', version: '0.4', status: 'partial', note: 'dialback is accepted without a verify round trip when the certificate is valid' },
     ],
     clauses: ['P18'],
+    provides: ['s2s'],
     async load(ctx) {
       if (ctx.config.listen.s2s.length === 0) {
         ctx.log.info('federation is off (listen.s2s is empty)');
@@ -39,16 +40,16 @@ export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
       }
       const s = (service = new S2sService(ctx, opts));
       await s.init();
-      registerS2sService(ctx, s);
+      ctx.services.provide('s2s', s);
       const toRemote = (e: StanzaEvent): boolean => {
         // Component domains (and their subdomains) are the router's: it delivers or bounces.
         if (ctx.router.componentFor(e.to.domain) !== undefined) return false;
         s.send(e);
         return true;
       };
-      cleanup.push(ctx.hooks.on('message/remote', toRemote, -50));
-      cleanup.push(ctx.hooks.on('presence/remote', toRemote, -50));
-      cleanup.push(ctx.hooks.on('iq/remote', toRemote, -50));
+      cleanup.push(ctx.hooks.on('message/remote', toRemote, 'federate'));
+      cleanup.push(ctx.hooks.on('presence/remote', toRemote, 'federate'));
+      cleanup.push(ctx.hooks.on('iq/remote', toRemote, 'federate'));
     },
     unload() {
       for (const c of cleanup.splice(0)) c();

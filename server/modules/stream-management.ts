@@ -72,7 +72,7 @@ import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
-import { messageType } from './message.js';
+import { messageType } from '../core/delivery.js';
 import { after, type Timer } from '../../shared/clock.js';
 
 export const NS_SM = 'urn:xmpp:sm:3';
@@ -470,5 +470,3 @@ export function createStreamManagementModule(opts: StreamManagementOptions = {})
     },
   };
 }
-
-export const streamManagementModule = createStreamManagementModule();

@@ -18,7 +18,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GatehouseModule, ServerContext } from '../core/context.js';
-import { inBatches, registerRetentionClass } from '../privacy/retention.js';
+import { inBatches, type RetentionClass } from '../core/retention-class.js';
 import { backoffDelay } from '../../transports/kit/backoff.js';
 import { formatDurationWords } from '../../shared/format.js';
 
@@ -140,6 +140,7 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
   };
   return {
     name: 'transports-supervisor',
+    retention: [transportConnectionsClass],
     clauses: ['P9', 'P10'],
     specs: [
       { id: 'XEP-0100', version: '1.0', status: 'complete', note: 'transports (transports/kit): registration, jabber:iq:gateway, presence-driven login, XEP-0144 contact suggestions' },
@@ -168,9 +169,8 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
   };
 }
 
-export const transportsSupervisorModule = createTransportsSupervisor();
 
-registerRetentionClass({
+const transportConnectionsClass: RetentionClass = {
   name: 'transport-connections',
   clause: 'P13',
   describe: (config) => `transport connection-log rows (P10) older than ${formatDurationWords(config.retention.detailedLogs)}`,
@@ -179,4 +179,4 @@ registerRetentionClass({
     if (dryRun) return env.storage.transports.countAuditBefore(before);
     return inBatches(batch, (limit) => env.storage.transports.deleteAuditBefore(before, limit));
   },
-});
+};

@@ -17,32 +17,34 @@ const KEY = 'vcard';
  *
  * Size: the stanza limit (c2s.maxStanzaBytes) bounds a vCard, photo included.
  */
-export const vcardModule: GatehouseModule = {
-  name: 'vcard',
-  specs: [{ id: 'XEP-0054', version: '1.2', status: 'complete', note: 'public per JID; owner-only updates' }],
-  load({ hooks, router, storage, disco, log }) {
-    disco.addServerFeature(NS.vcard);
+export function createVcardModule(): GatehouseModule {
+  return {
+    name: 'vcard',
+    specs: [{ id: 'XEP-0054', version: '1.2', status: 'complete', note: 'public per JID; owner-only updates' }],
+    load({ hooks, router, storage, disco, log }) {
+      disco.addServerFeature(NS.vcard);
 
-    hooks.on(`iq-get/bare/${NS.vcard}:vCard`, async (e) => {
-      const own = e.from.bare === e.to.bare;
-      const account = await storage.accounts.get(e.to.local, e.to.domain);
-      const xml = account ? await storage.vcards.get(account.id, KEY) : null;
-      const vcard = xml !== null ? parseXmlText(xml) : null;
-      if (xml !== null && !vcard) log.warn('unreadable stored vCard', { account: account!.id });
-      if (vcard) return replyResult(router, e, vcard);
-      if (own && account) return replyResult(router, e, x('vCard', { xmlns: NS.vcard }));
-      return replyError(router, e, 'service-unavailable');
-    });
+      hooks.on(`iq-get/bare/${NS.vcard}:vCard`, async (e) => {
+        const own = e.from.bare === e.to.bare;
+        const account = await storage.accounts.get(e.to.local, e.to.domain);
+        const xml = account ? await storage.vcards.get(account.id, KEY) : null;
+        const vcard = xml !== null ? parseXmlText(xml) : null;
+        if (xml !== null && !vcard) log.warn('unreadable stored vCard', { account: account!.id });
+        if (vcard) return replyResult(router, e, vcard);
+        if (own && account) return replyResult(router, e, x('vCard', { xmlns: NS.vcard }));
+        return replyError(router, e, 'service-unavailable');
+      });
 
-    hooks.on(`iq-set/bare/${NS.vcard}:vCard`, async (e) => {
-      if (e.from.bare !== e.to.bare) return replyError(router, e, 'forbidden');
-      const account = await storage.accounts.get(e.to.local, e.to.domain);
-      if (!account) return replyError(router, e, 'forbidden');
-      const vcard = e.stanza.firstElement()!;
-      // An empty vCard clears it (several clients "delete" the vCard this way).
-      if (vcard.elements.length === 0 && vcard.text().trim() === '') await storage.vcards.delete(account.id, KEY);
-      else await storage.vcards.set(account.id, KEY, vcard.clone().toString());
-      return replyResult(router, e);
-    });
-  },
-};
+      hooks.on(`iq-set/bare/${NS.vcard}:vCard`, async (e) => {
+        if (e.from.bare !== e.to.bare) return replyError(router, e, 'forbidden');
+        const account = await storage.accounts.get(e.to.local, e.to.domain);
+        if (!account) return replyError(router, e, 'forbidden');
+        const vcard = e.stanza.firstElement()!;
+        // An empty vCard clears it (several clients "delete" the vCard this way).
+        if (vcard.elements.length === 0 && vcard.text().trim() === '') await storage.vcards.delete(account.id, KEY);
+        else await storage.vcards.set(account.id, KEY, vcard.clone().toString());
+        return replyResult(router, e);
+      });
+    },
+  };
+}

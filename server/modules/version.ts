@@ -30,19 +30,21 @@ const VERSION = packageVersion();
  * system only when server.hideOs is off, and nothing at all (service-unavailable, feature not
  * announced) when server.hideVersion is on. Queries to accounts' bare JIDs are not answered here.
  */
-export const versionModule: GatehouseModule = {
-  name: 'version',
-  specs: [{ id: 'XEP-0092', version: '1.1', status: 'complete', note: 'server.hideVersion and server.hideOs control what is told' }],
-  load({ hooks, router, disco, config }) {
-    const { name, hideVersion, hideOs } = config.server;
-    if (!hideVersion) disco.addServerFeature(NS.version);
-    hooks.on(`iq-get/host/${NS.version}:query`, (e) => {
-      if (hideVersion) return replyError(router, e, 'service-unavailable');
-      return replyResult(
-        router,
-        e,
-        x('query', { xmlns: NS.version }, x('name', {}, name), x('version', {}, VERSION), hideOs ? null : x('os', {}, osType())),
-      );
-    });
-  },
-};
+export function createVersionModule(): GatehouseModule {
+  return {
+    name: 'version',
+    specs: [{ id: 'XEP-0092', version: '1.1', status: 'complete', note: 'server.hideVersion and server.hideOs control what is told' }],
+    load({ hooks, router, disco, config }) {
+      const { name, hideVersion, hideOs } = config.server;
+      if (!hideVersion) disco.addServerFeature(NS.version);
+      hooks.on(`iq-get/host/${NS.version}:query`, (e) => {
+        if (hideVersion) return replyError(router, e, 'service-unavailable');
+        return replyResult(
+          router,
+          e,
+          x('query', { xmlns: NS.version }, x('name', {}, name), x('version', {}, VERSION), hideOs ? null : x('os', {}, osType())),
+        );
+      });
+    },
+  };
+}

@@ -1333,29 +1333,31 @@ export class BackupScheduler {
 const active = new Map<BackupScheduler, NodeJS.Timeout>();
 
 /** P14: the daily backup inside the server (backups.schedule 'daily'). */
-export const backupModule: GatehouseModule = {
-  name: 'backup',
-  clauses: ['P14'],
-  specs: [],
-  load(ctx) {
-    const { config, log } = ctx;
-    if (config.backups.schedule !== 'daily') return;
-    if (config.storage.type === 'sqlite' && config.storage.path === ':memory:') {
-      log.warn('backups are scheduled but the database is in memory: no backups are made');
-      return;
-    }
-    const scheduler = new BackupScheduler({ config, clock: ctx.clock, log: log.child('backup') });
-    const timer = setInterval(() => void scheduler.tick(), CHECK_INTERVAL_MS);
-    timer.unref();
-    active.set(scheduler, timer);
-  },
-  async unload() {
-    const schedulers = [...active.keys()];
-    for (const [s, timer] of active) {
-      clearInterval(timer);
-      active.delete(s);
-    }
-    // A backup in progress finishes first (storage closes after unload).
-    await Promise.allSettled(schedulers.map((s) => s.idle()));
-  },
-};
+export function createBackupModule(): GatehouseModule {
+  return {
+    name: 'backup',
+    clauses: ['P14'],
+    specs: [],
+    load(ctx) {
+      const { config, log } = ctx;
+      if (config.backups.schedule !== 'daily') return;
+      if (config.storage.type === 'sqlite' && config.storage.path === ':memory:') {
+        log.warn('backups are scheduled but the database is in memory: no backups are made');
+        return;
+      }
+      const scheduler = new BackupScheduler({ config, clock: ctx.clock, log: log.child('backup') });
+      const timer = setInterval(() => void scheduler.tick(), CHECK_INTERVAL_MS);
+      timer.unref();
+      active.set(scheduler, timer);
+    },
+    async unload() {
+      const schedulers = [...active.keys()];
+      for (const [s, timer] of active) {
+        clearInterval(timer);
+        active.delete(s);
+      }
+      // A backup in progress finishes first (storage closes after unload).
+      await Promise.allSettled(schedulers.map((s) => s.idle()));
+    },
+  };
+}

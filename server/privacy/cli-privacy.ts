@@ -13,9 +13,7 @@ import { parseIp } from '../../shared/ip-addresses.js';
 import type { AuthBlock, BlockKind } from '../storage/types.js';
 import { runRetention, type RetentionEnv } from './retention.js';
 import { ipSubject } from './failed-login-guard.js';
-// Every feature module file, so that every retention class (registered at import) is known here.
-import '../modules/index.js';
-import './delivery-failures.js';
+import { retentionClasses } from '../modules/index.js';
 
 function describeBlock(b: AuthBlock, now: Date): string {
   const state = b.expiresAt.getTime() > now.getTime() ? `until ${b.expiresAt.toISOString()}` : `expired ${b.expiresAt.toISOString()}`;
@@ -45,7 +43,7 @@ export const privacyCommands = commandSet(
       const dryRun = args.flags.has('dry-run');
       const log = new Logger({ level: 'warn', format: 'text' });
       const results = await withStorage(config, (storage) => {
-        const env: RetentionEnv = { config, storage, log, clock: systemClock, hooks: new HookBus(), sessions: new LocalSessionRegistry() };
+        const env: RetentionEnv = { config, storage, log, clock: systemClock, hooks: new HookBus(), sessions: new LocalSessionRegistry(), retentionClasses: retentionClasses() };
         return runRetention(env, { dryRun });
       });
       const width = Math.max(...results.map((r) => r.name.length), 10);

@@ -14,8 +14,8 @@
 import type { GatehouseModule } from '../core/context.js';
 import type { DeliveryFailure } from '../core/router.js';
 import { Jid } from '../../shared/jid.js';
-import { inBatches, registerRetentionClass } from './retention.js';
 import { formatDurationWords } from '../../shared/format.js';
+import { inBatches, type RetentionClass } from '../core/retention-class.js';
 
 /** A bare JID when the address parses, else the text as given (never more than an address). */
 export function bareAddress(address: string): string {
@@ -29,6 +29,7 @@ export function createDeliveryFailureModule(): GatehouseModule {
     name: 'delivery-failures',
     clauses: ['P8'],
     specs: [],
+    retention: [deliveryFailuresClass],
     load({ hooks, storage, log }) {
       hooks.on('delivery/failed', (f: DeliveryFailure) => {
         const work = storage.privacyLogs
@@ -45,9 +46,8 @@ export function createDeliveryFailureModule(): GatehouseModule {
   };
 }
 
-export const deliveryFailureModule: GatehouseModule = createDeliveryFailureModule();
 
-registerRetentionClass({
+const deliveryFailuresClass: RetentionClass = {
   name: 'delivery-failures',
   clause: 'P13',
   describe: (config) => `delivery-failure records (P8) older than ${formatDurationWords(config.retention.detailedLogs)}`,
@@ -56,4 +56,4 @@ registerRetentionClass({
     if (dryRun) return env.storage.privacyLogs.countDeliveryFailuresBefore(before);
     return inBatches(batch, (limit) => env.storage.privacyLogs.deleteDeliveryFailuresBefore(before, limit));
   },
-});
+};

@@ -41,7 +41,7 @@ import { asTypeOrmStorage } from '../storage/typeorm-storage.js';
 import type { Account, RosterItem, ScramVerifier, Storage, Subscription } from '../storage/types.js';
 import { makeVerifierAsync } from '../accounts/service.js';
 import { MAX_ITERATIONS, MIN_ITERATIONS } from '../auth/scram.js';
-import { HIDDEN_GROUP } from '../modules/roster.js';
+import { HIDDEN_GROUP } from '../core/subscription-states.js';
 
 export const PIE_NS = 'urn:xmpp:pie:0';
 /** The namespace of XEP-0227 before version 1.0; accepted on import. */

@@ -47,17 +47,17 @@ import type { Config, LoginGuardConfig } from '../config/index.js';
 import { configSchema } from '../config/schema.js';
 import { defaultsOf } from '../../shared/schema-kit.js';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context.js';
+import type { HookPhase } from '../core/hooks.js';
 import type { AuthAttempt, AuthFailure } from '../streams/c2s.js';
-import type { RegistrationFailure } from '../modules/register.js';
 import { addressGroup, cidrContains } from '../../shared/ip-addresses.js';
 import type { AuthBlock, BlockKind, FailedLoginKind } from '../storage/types.js';
 import { errorReply } from '../../shared/xml/stanza-errors.js';
 import { normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import type { Element } from '../../shared/xml/element.js';
-import { inBatches, registerRetentionClass } from './retention.js';
-import { after, type Timer } from '../../shared/clock.js';
 import { formatDurationWords } from '../../shared/format.js';
+import { after, type Timer } from '../../shared/clock.js';
+import { inBatches, type RetentionClass } from '../core/retention-class.js';
 
 // ------------------------------------------------------------------------------------------------
 // Options
@@ -409,11 +409,15 @@ function denialText(kind: BlockKind, remainingMs: number): string {
 // ------------------------------------------------------------------------------------------------
 // The module
 
-const guards = new WeakMap<object, LoginGuard>();
+declare module '../core/services.js' {
+  interface Services {
+    'login-guard': LoginGuard;
+  }
+}
 
 /** The guard of a running server (tests, admin console). */
 export function loginGuard(ctx: ServerContext): LoginGuard | undefined {
-  return guards.get(ctx);
+  return ctx.services.get('login-guard');
 }
 
 /**
@@ -424,11 +428,8 @@ export function loginGuard(ctx: ServerContext): LoginGuard | undefined {
 export const AUTH_IDENTIFIED = 'auth/identified';
 
 interface UntypedHooks {
-  on(event: string, handler: (payload: any) => unknown, priority?: number): () => void;
+  on(event: string, handler: (payload: any) => unknown, phase?: HookPhase): () => void;
 }
-
-/** Priority of the registration check: before the register module (0) answers. */
-export const GUARD_PREAUTH_PRIORITY = 10;
 
 function registrationDenied(stream: StreamInfo, iq: Element, text: string): true {
   const reply = errorReply(iq, 'policy-violation', text, 'wait');
@@ -451,17 +452,19 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
     name: 'failed-login-guard',
     clauses: ['P7'],
     specs: [],
+    provides: ['login-guard'],
+    retention: [failedLoginsClass, authBlocksClass],
     async load(ctx) {
       const { hooks } = ctx;
       const guard = new LoginGuard(ctx, loginGuardOptions(ctx.config, overrides));
-      guards.set(ctx, guard);
+      ctx.services.provide('login-guard', guard);
       active.add(guard);
       await guard.start();
 
       hooks.on('auth/failed', (f: AuthFailure) => {
         guard.onFailure({ at: f.at, ip: f.ip, host: f.host, username: f.username, mechanism: f.mechanism, kind: 'auth', condition: f.condition });
       });
-      hooks.on('register/failed', (f: RegistrationFailure) => {
+      hooks.on('register/failed', (f) => {
         guard.onFailure({ at: f.at, ip: f.ip, host: f.host, username: f.username, mechanism: 'XEP-0077', kind: 'register', condition: f.condition });
       });
       hooks.on('auth/succeeded', ({ account, ip }) => guard.onSuccess(account.username, account.host, ip));
@@ -487,7 +490,8 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
           const denial = await guard.check(stream.ip, stream.host);
           if (denial) return registrationDenied(stream, stanza, denial.text);
         },
-        GUARD_PREAUTH_PRIORITY,
+        // Before the register module answers (it handles in the default phase).
+        'intercept',
       );
     },
     async unload() {
@@ -498,12 +502,11 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
   };
 }
 
-export const failedLoginGuardModule: GatehouseModule = createFailedLoginGuardModule();
 
 // ------------------------------------------------------------------------------------------------
 // Retention (P13)
 
-registerRetentionClass({
+const failedLoginsClass: RetentionClass = {
   name: 'failed-logins',
   clause: 'P13',
   describe: (config) => `failed-login and failed-registration records (P7) older than ${formatDurationWords(config.retention.detailedLogs)}`,
@@ -512,9 +515,9 @@ registerRetentionClass({
     if (dryRun) return env.storage.privacyLogs.countFailedLoginsBefore(before);
     return inBatches(batch, (limit) => env.storage.privacyLogs.deleteFailedLoginsBefore(before, limit));
   },
-});
+};
 
-registerRetentionClass({
+const authBlocksClass: RetentionClass = {
   name: 'auth-blocks',
   clause: 'P13',
   describe: (config) => `temporary login blocks (P7) once expired, at most ${formatDurationWords(config.retention.detailedLogs)} after they were set`,
@@ -523,4 +526,4 @@ registerRetentionClass({
     if (dryRun) return env.storage.privacyLogs.countStaleBlocks(now, createdBefore);
     return inBatches(batch, (limit) => env.storage.privacyLogs.deleteStaleBlocks(now, createdBefore, limit));
   },
-});
+};

@@ -2,12 +2,13 @@
  * The retention sweeper (PRIVACY.md P4, P5, P13): one job that enforces every retention class,
  * in the server on a schedule and on demand with `gatehouse retention run [--dry-run]`.
  *
- * ## The registry: how a feature adds its retention class
+ * ## How a feature adds its retention class
  *
- * A retention class is a plain value, registered once when its file is imported:
+ * A retention class is a plain value (core/retention-class.ts), listed by the module that stores the
+ * records, in its `retention` field; nothing registers itself by being imported:
  *
- *     import { registerRetentionClass, inBatches } from '../privacy/retention.js';
- *     registerRetentionClass({
+ *     import { inBatches, type RetentionClass } from '../core/retention-class.js';
+ *     const sessionRecords: RetentionClass = {
  *       name: 'session-records',            // unique, kebab-case; printed by the CLI
  *       clause: 'P6',                       // the PRIVACY.md clause it enforces
  *       describe: (config) => `session records older than ${formatDurationWords(config.retention.detailedLogs)}`,
@@ -16,7 +17,10 @@
  *         if (dryRun) return env.storage.sessions.countBefore(before);
  *         return inBatches(batch, (limit) => env.storage.sessions.deleteBefore(before, limit));
  *       },
- *     });
+ *     };
+ *     export function createSessionStatsModule(): GatehouseModule {
+ *       return { name: 'session-stats', specs: [], retention: [sessionRecords], load(ctx) { ... } };
+ *     }
  *
  * - `run` returns how many records it deleted (in a dry run: would delete) and must be idempotent:
  *   the scheduled sweep and the CLI may run at the same time, and a crashed run is simply repeated.
@@ -24,14 +28,14 @@
  *   does both), so no big table is locked for long.
  * - `env` is the ServerContext in the server; in the CLI it has the same storage, config, clock,
  *   log and a fresh hook bus and session registry, and no router (nobody is connected there).
- * - Registration is at import time and global, so the CLI sees every class whose file is imported
- *   (cli-privacy.ts imports modules/index.ts, which imports every feature module). Registering a
- *   name again replaces the class (idempotent under re-import).
+ * - The server's sweeper runs the classes of the modules it loaded (ctx.modules); the CLI runs
+ *   those of every module in modules/index.ts (`retentionClasses()` there). A test compares that
+ *   list with PRIVACY.md (test/privacy/retention-classes.test.ts).
  * - Nothing about a record reaches the log: the sweeper logs counts per class only.
  *
- * Classes registered here: inactive-account-warnings and inactive-accounts (P4), offline-messages
+ * Classes of this module: inactive-accounts and inactive-account-warnings (P4), offline-messages
  * (P5, each expired message becomes a P8 delivery-failure record). failed-logins and auth-blocks
- * (P7/P13) are in failed-login-guard.ts, delivery-failures (P8/P13) in delivery-failures.ts.
+ * (P7/P13) belong to the failed-login guard, delivery-failures (P8/P13) to delivery-failures.ts.
  *
  * ## P4: inactive accounts
  *
@@ -49,12 +53,11 @@
  */
 import type { Config } from '../config/index.js';
 import type { GatehouseModule, ServerContext } from '../core/context.js';
-import type { HookBus } from '../core/hooks.js';
-import type { Router } from '../core/router.js';
-import type { ClientSession, SessionRegistry } from '../core/session.js';
-import type { Account, Storage } from '../storage/types.js';
-import { systemClock, type Clock } from '../../shared/clock.js';
-import type { Logger } from '../../shared/logger.js';
+import { retentionClassesOf } from '../core/module.js';
+import { DEFAULT_RETENTION_BATCH, inBatches, type RetentionClass, type RetentionEnv, type RetentionRunOptions } from '../core/retention-class.js';
+import type { ClientSession } from '../core/session.js';
+import type { Account } from '../storage/types.js';
+import { systemClock } from '../../shared/clock.js';
 import { AccountError, AccountService, NoSuchAccountError } from '../accounts/service.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
@@ -65,35 +68,8 @@ import { formatDurationWords } from '../../shared/format.js';
 // ------------------------------------------------------------------------------------------------
 // The registry
 
-/** What a retention class may use. A ServerContext is one; the CLI builds one without a router. */
-export interface RetentionEnv {
-  readonly config: Config;
-  readonly storage: Storage;
-  readonly log: Logger;
-  readonly clock: Clock;
-  readonly hooks: HookBus;
-  readonly sessions: SessionRegistry;
-  /** Absent in the CLI. */
-  readonly router?: Router;
-}
-
-export interface RetentionRunOptions {
-  /** Count what would be deleted, delete nothing. */
-  dryRun: boolean;
-  /** Rows per batch (one transaction each). */
-  batch: number;
-}
-
-export interface RetentionClass {
-  /** Unique, kebab-case, e.g. 'offline-messages'. */
-  readonly name: string;
-  /** The PRIVACY.md clause, e.g. 'P5'. */
-  readonly clause: string;
-  /** One line for people: what is deleted and when, from the live configuration. */
-  describe(config: Config): string;
-  /** Deletes (or in a dry run counts) what has expired at `now`; returns the count. Idempotent. */
-  run(env: RetentionEnv, now: Date, opts: RetentionRunOptions): Promise<number>;
-}
+export type { RetentionClass, RetentionEnv } from '../core/retention-class.js';
+export { inBatches } from '../core/retention-class.js';
 
 export interface RetentionResult {
   name: string;
@@ -105,40 +81,10 @@ export interface RetentionResult {
   error?: string;
 }
 
-export const DEFAULT_RETENTION_BATCH = 500;
-
-const registry = new Map<string, RetentionClass>();
-
-/** Adds (or replaces, by name) a retention class. Returns a function that removes it again. */
-export function registerRetentionClass(cls: RetentionClass): () => void {
-  if (!/^[a-z0-9][a-z0-9-]*$/.test(cls.name)) throw new Error(`retention class name must be kebab-case: ${cls.name}`);
-  registry.set(cls.name, cls);
-  return () => {
-    if (registry.get(cls.name) === cls) registry.delete(cls.name);
-  };
-}
-
-/** Every registered class, in registration order. */
-export function retentionClasses(): RetentionClass[] {
-  return [...registry.values()];
-}
-
 /**
- * Calls `step(limit)` (which deletes at most `limit` rows and returns how many it deleted) until it
- * deletes fewer than `limit`, yielding to the event loop between batches. Returns the total.
+ * Runs every class of the environment (those of the loaded modules; or the given ones) once. One
+ * failing class does not stop the others.
  */
-export async function inBatches(batch: number, step: (limit: number) => Promise<number>): Promise<number> {
-  const limit = Number.isSafeInteger(batch) && batch > 0 ? batch : DEFAULT_RETENTION_BATCH;
-  let total = 0;
-  for (;;) {
-    const n = await step(limit);
-    total += n;
-    if (n < limit) return total;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-}
-
-/** Runs every class (or the given ones) once. One failing class does not stop the others. */
 export async function runRetention(
   env: RetentionEnv,
   opts: { now?: Date; dryRun?: boolean; batch?: number; classes?: RetentionClass[] } = {},
@@ -148,7 +94,9 @@ export async function runRetention(
   const results: RetentionResult[] = [];
   // Modules that hold data briefly in memory (last-use times) write it out first.
   await env.hooks.emit('retention/sweeping', {});
-  for (const cls of opts.classes ?? retentionClasses()) {
+  const classes = opts.classes ?? env.retentionClasses;
+  if (!classes) throw new Error('no retention classes given (the modules declare them in `retention`)');
+  for (const cls of classes) {
     const result: RetentionResult = { name: cls.name, clause: cls.clause, description: safeDescribe(cls, env.config), count: 0, dryRun: run.dryRun };
     try {
       result.count = await cls.run(env, now, run);
@@ -342,10 +290,6 @@ export const offlineMessagesClass: RetentionClass = {
   },
 };
 
-// Deletions before warnings: an account warned in this sweep is never deleted in the same one.
-registerRetentionClass(inactiveAccountsClass);
-registerRetentionClass(inactiveAccountWarningsClass);
-registerRetentionClass(offlineMessagesClass);
 
 // ------------------------------------------------------------------------------------------------
 // The in-process schedule
@@ -408,11 +352,15 @@ export class RetentionSweeper {
   }
 }
 
-const sweepers = new WeakMap<object, RetentionSweeper>();
+declare module '../core/services.js' {
+  interface Services {
+    retention: RetentionSweeper;
+  }
+}
 
 /** The sweeper of a running server (for tests and the admin console). */
 export function retentionSweeper(ctx: ServerContext): RetentionSweeper | undefined {
-  return sweepers.get(ctx);
+  return ctx.services.get('retention');
 }
 
 /**
@@ -427,14 +375,19 @@ export function createRetentionModule(opts: RetentionScheduleOptions = {}): Gate
     name: 'retention',
     clauses: ['P4', 'P5', 'P13'],
     specs: [],
+    provides: ['retention'],
+    // Deletions before warnings: an account warned in this sweep is never deleted in the same one.
+    retention: [inactiveAccountsClass, inactiveAccountWarningsClass, offlineMessagesClass],
     load(ctx) {
       const { hooks, storage, router, config, log } = ctx;
       // An injected clock (tests) never moves by itself: its owner calls runNow() after moving it,
       // and a timer firing mid-test would only interfere. The schedule runs on the system clock.
       const injected = ctx.clock !== systemClock && opts.intervalMs === undefined;
-      const sweeper = new RetentionSweeper(ctx, injected ? { ...opts, intervalMs: null } : opts);
+      // The classes of every module of this server, whatever their order (main.ts knows them all).
+      const env = { ...ctx, retentionClasses: retentionClassesOf(ctx.modules) };
+      const sweeper = new RetentionSweeper(env, injected ? { ...opts, intervalMs: null } : opts);
       active.add(sweeper);
-      sweepers.set(ctx, sweeper);
+      ctx.services.provide('retention', sweeper);
       hooks.on('session/bound', ({ session, account }) => {
         if (account.warnedAt === null) return;
         // The account is in use again: the warning is void, and this resource is told so.
@@ -456,4 +409,3 @@ export function createRetentionModule(opts: RetentionScheduleOptions = {}): Gate
   };
 }
 
-export const retentionModule: GatehouseModule = createRetentionModule();

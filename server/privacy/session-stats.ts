@@ -15,10 +15,12 @@
 import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { ClientSession, SessionCounters } from '../core/session.js';
 import { controlCommands } from '../admin/control.js';
-import { statsFor, type Statistics } from './statistics.js';
-import { inBatches, registerRetentionClass } from './retention.js';
-import type { SessionRecord } from '../storage/types.js';
+import type { Services } from '../core/services.js';
+
+type Statistics = Services['statistics'];
 import { formatDurationWords } from '../../shared/format.js';
+import { inBatches, type RetentionClass } from '../core/retention-class.js';
+import type { SessionRecord } from '../storage/types.js';
 
 /** One live session as the control channel reports it. */
 export interface LiveSession {
@@ -77,11 +79,13 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
   let queue: Promise<void> = Promise.resolve();
   return {
     name: 'session-stats',
+    needs: ['statistics'],
+    retention: [sessionRecordsClass],
     specs: [],
     clauses: ['P6'],
     load(ctx) {
       const { hooks, storage, clock, log, sessions } = ctx;
-      const s = (stats = statsFor(ctx));
+      const s = (stats = ctx.services.need('statistics'));
       s.acquire(opts.autoTick ?? true);
       const seen = new WeakMap<ClientSession, SessionCounters>();
       const enqueue = (work: () => Promise<unknown>) => {
@@ -112,7 +116,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
         }),
       );
 
-      // High priority and synchronous: the counters are read before anything else runs, and the
+      // The 'observe' phase and synchronous: the counters are read before anything else runs, and the
       // write is queued before the server's stop() goes on to unload the modules.
       cleanup.push(
         hooks.on(
@@ -142,7 +146,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
             pendingRecords.push({ record, local: session.jid.local, domain: session.jid.domain });
             if (pendingRecords.length === 1) enqueue(writePendingRecords);
           },
-          100,
+          'observe',
         ),
       );
 
@@ -168,7 +172,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
   };
 }
 
-registerRetentionClass({
+const sessionRecordsClass: RetentionClass = {
   name: 'session-records',
   clause: 'P6',
   describe: (config) => `session records (JID, IP, times, counters) older than ${formatDurationWords(config.retention.detailedLogs)}`,
@@ -177,4 +181,4 @@ registerRetentionClass({
     if (dryRun) return env.storage.statistics.countSessionRecordsBefore(before);
     return inBatches(batch, (limit) => env.storage.statistics.deleteSessionRecordsBefore(before, limit));
   },
-});
+};

@@ -358,22 +358,25 @@ export class Statistics {
   }
 }
 
-const hubs = new WeakMap<ServerContext, Statistics>();
-
-/** The statistics of one running server (created on first use, whatever the module order). */
-export function statsFor(ctx: ServerContext): Statistics {
-  let s = hubs.get(ctx);
-  if (!s) {
-    s = new Statistics({
-      repo: ctx.storage.statistics,
-      clock: ctx.clock,
-      retention: ctx.config.retention.statistics,
-      log: ctx.log.child('statistics'),
-      online: () => ctx.sessions.size,
-    });
-    hubs.set(ctx, s);
+declare module '../core/services.js' {
+  interface Services {
+    statistics: Statistics;
   }
-  return s;
+}
+
+/** The statistics of one running server (a shared service: created on first use, whatever the module order). */
+export function statsFor(ctx: ServerContext): Statistics {
+  return ctx.services.shared(
+    'statistics',
+    () =>
+      new Statistics({
+        repo: ctx.storage.statistics,
+        clock: ctx.clock,
+        retention: ctx.config.retention.statistics,
+        log: ctx.log.child('statistics'),
+        online: () => ctx.sessions.size,
+      }),
+  );
 }
 
 export interface StatisticsModuleOptions {
@@ -392,6 +395,7 @@ export function createStatisticsModule(opts: StatisticsModuleOptions = {}): Gate
     name: 'statistics',
     specs: [],
     clauses: ['P12'],
+    provides: ['statistics'],
     load(ctx) {
       const s = (stats = statsFor(ctx));
       s.acquire(opts.autoTick ?? true);

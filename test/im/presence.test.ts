@@ -7,8 +7,8 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { allModules } from '../../server/modules/index.js';
 import type { GatehouseModule } from '../../server/core/context.js';
-import { rosterModule } from '../../server/modules/roster.js';
-import { presenceModule, parsePriority } from '../../server/modules/presence.js';
+import { createRosterModule } from '../../server/modules/roster.js';
+import { createPresenceModule, parsePriority } from '../../server/modules/presence.js';
 import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
@@ -30,8 +30,9 @@ const fakeFederation: GatehouseModule = {
 };
 
 function modules(): GatehouseModule[] {
-  const list = allModules().filter((m) => m.name !== rosterModule.name && m.name !== presenceModule.name);
-  return [...list, rosterModule, presenceModule, fakeFederation];
+  // Roster and presence in their places: blocking (and others) need the roster service.
+  const mine = new Map<string, GatehouseModule>([createRosterModule(), createPresenceModule()].map((m) => [m.name, m]));
+  return [...allModules().map((m) => mine.get(m.name) ?? m), fakeFederation];
 }
 
 /** A stanza arriving from another server, as an s2s stream would route it. */

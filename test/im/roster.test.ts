@@ -8,8 +8,8 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { allModules } from '../../server/modules/index.js';
 import type { GatehouseModule } from '../../server/core/context.js';
-import { rosterModule, HIDDEN_GROUP } from '../../server/modules/roster.js';
-import { presenceModule } from '../../server/modules/presence.js';
+import { createRosterModule, HIDDEN_GROUP } from '../../server/modules/roster.js';
+import { createPresenceModule } from '../../server/modules/presence.js';
 import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
@@ -17,8 +17,9 @@ import { NS } from '../../shared/ns.js';
 // ---- support ----
 
 function modules(): GatehouseModule[] {
-  const list = allModules().filter((m) => m.name !== rosterModule.name && m.name !== presenceModule.name);
-  return [...list, rosterModule, presenceModule];
+  // Roster and presence in their places: blocking (and others) need the roster service.
+  const mine = new Map<string, GatehouseModule>([createRosterModule(), createPresenceModule()].map((m) => [m.name, m]));
+  return allModules().map((m) => mine.get(m.name) ?? m);
 }
 
 /** Another resource of an account that ts.user() registered. */

@@ -142,7 +142,7 @@ for (const target of storageTargets()) {
             if (e.stanza.attrs.to === from && e.stanza.attrs.type === 'error') resolve(e.stanza.clone());
             return true;
           },
-          1000,
+          'observe',
         );
       });
       try {

@@ -17,7 +17,7 @@ import {
   type StateName,
   type SubState,
   type SubscriptionStanza,
-} from '../../server/modules/subscription-states.js';
+} from '../../server/core/subscription-states.js';
 
 /** [existing state, route/deliver?, new state ('-' = no state change), roster push?, presence, extra] */
 type Expect = [StateName, boolean, StateName | '-', boolean, PresenceEffect, { approved?: boolean; autoReply?: 'subscribed' }?];

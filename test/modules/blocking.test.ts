@@ -8,15 +8,15 @@ import type { TestClient } from '../helpers/xmpp-client.js';
 import { allModules } from '../../server/modules/index.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import type { DeliveryFailure } from '../../server/core/router.js';
-import { carbonsModule, NS_CARBONS } from '../../server/modules/carbons.js';
-import { blockingModule, blocks, BLOCKLIST_KEY, NS_BLOCKING, NS_BLOCKING_ERRORS, parseBlocklist } from '../../server/modules/blocking.js';
+import { createCarbonsModule, NS_CARBONS } from '../../server/modules/carbons.js';
+import { createBlockingModule, blocks, BLOCKLIST_KEY, NS_BLOCKING, NS_BLOCKING_ERRORS, parseBlocklist } from '../../server/modules/blocking.js';
 import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 
 function modules(): GatehouseModule[] {
-  const mine = [blockingModule, carbonsModule];
+  const mine = [createBlockingModule(), createCarbonsModule()];
   return [...allModules().filter((m) => !mine.some((own) => own.name === m.name)), ...mine];
 }
 

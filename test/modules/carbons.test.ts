@@ -7,13 +7,14 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { allModules } from '../../server/modules/index.js';
 import type { GatehouseModule } from '../../server/core/context.js';
-import { carbonsModule, carbonsEligible, NS_CARBONS, NS_FORWARD, NS_HINTS } from '../../server/modules/carbons.js';
+import { createCarbonsModule, carbonsEligible, NS_CARBONS, NS_FORWARD, NS_HINTS } from '../../server/modules/carbons.js';
 import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 
 function modules(): GatehouseModule[] {
-  return [...allModules().filter((m) => m.name !== carbonsModule.name), carbonsModule];
+  const carbons = createCarbonsModule();
+  return [...allModules().filter((m) => m.name !== carbons.name), carbons];
 }
 
 async function resource(ts: TestServer, name: string, res: string): Promise<TestClient> {

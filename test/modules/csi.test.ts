@@ -9,7 +9,7 @@ import type { TestClient } from '../helpers/xmpp-client.js';
 import { allModules } from '../../server/modules/index.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { BoundSession } from '../../server/core/session.js';
-import { csiModule, holdKey, MAX_HELD, NS_CSI } from '../../server/modules/csi.js';
+import { createCsiModule, holdKey, MAX_HELD, NS_CSI } from '../../server/modules/csi.js';
 import { createStreamManagementModule, NS_SM } from '../../server/modules/stream-management.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
@@ -17,8 +17,9 @@ import { NS } from '../../shared/ns.js';
 const CHATSTATES = 'http://jabber.org/protocol/chatstates';
 
 function modules(): GatehouseModule[] {
-  const others = allModules().filter((m) => m.name !== csiModule.name && m.name !== 'stream-management');
-  return [...others, createStreamManagementModule({ resumptionTimeout: 60_000 }), csiModule];
+  const csi = createCsiModule();
+  const others = allModules().filter((m) => m.name !== csi.name && m.name !== 'stream-management');
+  return [...others, createStreamManagementModule({ resumptionTimeout: 60_000 }), csi];
 }
 
 const csi = (name: 'active' | 'inactive') => x(name, { xmlns: NS_CSI });

@@ -10,8 +10,8 @@ import { createHash } from 'node:crypto';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { allModules } from '../../server/modules/index.js';
-import { presenceModule } from '../../server/modules/presence.js';
-import { rosterModule } from '../../server/modules/roster.js';
+import { createPresenceModule } from '../../server/modules/presence.js';
+import { createRosterModule } from '../../server/modules/roster.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { parseConfig } from '../../server/config/index.js';
@@ -29,7 +29,7 @@ const COMMANDS = 'http://jabber.org/protocol/commands';
 
 function modules(): GatehouseModule[] {
   const list = [...allModules()];
-  for (const m of [rosterModule, presenceModule]) if (!list.some((l) => l.name === m.name)) list.push(m);
+  for (const m of [createRosterModule(), createPresenceModule()]) if (!list.some((l) => l.name === m.name)) list.push(m);
   return list;
 }
 
@@ -99,7 +99,7 @@ describe('P19 client addresses never leave the server', () => {
     // What would leave for other servers (and components) is seen on the remote hooks before it goes.
     const outbound: string[] = [];
     for (const kind of ['message', 'presence', 'iq'] as const) {
-      ts.server.ctx.hooks.on(`${kind}/remote`, (e) => void outbound.push(e.stanza.toString()), 1000);
+      ts.server.ctx.hooks.on(`${kind}/remote`, (e) => void outbound.push(e.stanza.toString()), 'observe');
     }
 
     const aliceConn = await ts.client();

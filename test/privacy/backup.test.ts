@@ -17,7 +17,7 @@ import {
   BackupError,
   BackupScheduler,
   backupFileName,
-  backupModule,
+  createBackupModule,
   createBackup,
   listBackups,
   listTables,
@@ -422,7 +422,7 @@ describe('P14 rotation and schedule', () => {
   });
 
   test('P14 the backup module loads into the server and makes no backup at start', async () => {
-    const ts = await startTestServer({ modules: [...allModules().filter((m) => m !== backupModule), backupModule], config: { backups: { schedule: 'daily' } } });
+    const ts = await startTestServer({ modules: [...allModules().filter((m) => m.name !== 'backup'), createBackupModule()], config: { backups: { schedule: 'daily' } } });
     try {
       assert.deepEqual(await listBackups(ts.config.backups.dir), []);
     } finally {

@@ -9,7 +9,8 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, u
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { RotatingLogFile, deleteExpiredLogFiles, listRotatedLogFiles, rotatedName, rotationPeriod } from '../../server/privacy/log-files.js';
-import { retentionClasses, runRetention } from '../../server/privacy/retention.js';
+import { runRetention } from '../../server/privacy/retention.js';
+import { retentionClasses } from '../../server/modules/index.js';
 import { parseConfig } from '../../server/config/index.js';
 import { HookBus } from '../../server/core/hooks.js';
 import { LocalSessionRegistry } from '../../server/core/session.js';

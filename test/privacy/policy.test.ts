@@ -13,8 +13,8 @@ import { stringify } from 'yaml';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { allModules } from '../../server/modules/index.js';
-import { presenceModule } from '../../server/modules/presence.js';
-import { rosterModule } from '../../server/modules/roster.js';
+import { createPresenceModule } from '../../server/modules/presence.js';
+import { createRosterModule } from '../../server/modules/roster.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { parseConfig, type Config } from '../../server/config/index.js';
 import { openStorage } from '../../server/storage/datasource.js';
@@ -44,7 +44,7 @@ function draft(config: Config): PolicyView {
 
 function modules(...extra: GatehouseModule[]): GatehouseModule[] {
   const list = [...allModules()];
-  for (const m of [rosterModule, presenceModule]) if (!list.some((l) => l.name === m.name)) list.push(m);
+  for (const m of [createRosterModule(), createPresenceModule()]) if (!list.some((l) => l.name === m.name)) list.push(m);
   return [...list.filter((m) => !extra.some((e) => e.name === m.name)), ...extra];
 }
 

@@ -11,7 +11,8 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { allModules } from '../../server/modules/index.js';
+import { allModules, retentionClasses } from '../../server/modules/index.js';
+import { retentionClassesOf } from '../../server/core/module.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { HookBus } from '../../server/core/hooks.js';
 import { LocalSessionRegistry } from '../../server/core/session.js';
@@ -23,17 +24,15 @@ import type { Storage } from '../../server/storage/types.js';
 import { makeVerifier } from '../../server/auth/scram.js';
 import {
   createRetentionModule,
-  registerRetentionClass,
-  retentionClasses,
   retentionSweeper,
   runRetention,
   inBatches,
   OFFLINE_EXPIRED_CONDITION,
+  type RetentionClass,
   type RetentionEnv,
   type RetentionResult,
 } from '../../server/privacy/retention.js';
 import { createDeliveryFailureModule } from '../../server/privacy/delivery-failures.js';
-import '../../server/privacy/failed-login-guard.js';
 import { ManualClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/logger.js';
 import { x } from '../../shared/xml/element.js';
@@ -380,10 +379,10 @@ describe('the in-process schedule', () => {
 
 // ---- the registry and the command ----
 
-describe('the retention registry and `gatehouse retention run`', () => {
-  test('P13 a feature adds its own class without touching the sweeper', async () => {
+describe('retention classes through the module contract, and `gatehouse retention run`', () => {
+  test('P13 a feature adds its own class without touching the sweeper: the module lists it in `retention`', async () => {
     const seen: { dryRun: boolean; batch: number }[] = [];
-    const remove = registerRetentionClass({
+    const extraClass: RetentionClass = {
       name: 'test-extra-class',
       clause: 'P6',
       describe: () => 'test records',
@@ -392,18 +391,16 @@ describe('the retention registry and `gatehouse retention run`', () => {
         let calls = 0;
         return opts.dryRun ? 7 : inBatches(2, async (limit) => (++calls < 3 ? limit : 1));
       },
-    });
-    try {
-      assert.ok(retentionClasses().some((c) => c.name === 'test-extra-class'));
-      const env = { config: parseConfig({}, tmpdir()), storage: {} as Storage, log: silentLogger, clock: new ManualClock(), hooks: new HookBus(), sessions: new LocalSessionRegistry() };
-      const dry = await runRetention(env, { dryRun: true, classes: retentionClasses().filter((c) => c.name === 'test-extra-class') });
-      assert.deepEqual(dry.map((r) => [r.name, r.clause, r.count]), [['test-extra-class', 'P6', 7]]);
-      const real = await runRetention(env, { classes: retentionClasses().filter((c) => c.name === 'test-extra-class') });
-      assert.equal(real[0]!.count, 5, 'inBatches loops until a batch is not full');
-    } finally {
-      remove();
-    }
-    assert.ok(!retentionClasses().some((c) => c.name === 'test-extra-class'));
+    };
+    const extra: GatehouseModule = { name: 'test-extra', specs: [], retention: [extraClass], load() {} };
+    const withExtra = retentionClassesOf([...allModules(), extra]);
+    assert.ok(withExtra.some((c) => c.name === 'test-extra-class'));
+    const env = { config: parseConfig({}, tmpdir()), storage: {} as Storage, log: silentLogger, clock: new ManualClock(), hooks: new HookBus(), sessions: new LocalSessionRegistry(), retentionClasses: withExtra.filter((c) => c.name === 'test-extra-class') };
+    const dry = await runRetention(env, { dryRun: true });
+    assert.deepEqual(dry.map((r) => [r.name, r.clause, r.count]), [['test-extra-class', 'P6', 7]]);
+    const real = await runRetention(env, {});
+    assert.equal(real[0]!.count, 5, 'inBatches loops until a batch is not full');
+    assert.ok(!retentionClasses().some((c) => c.name === 'test-extra-class'), 'a module that is not listed adds nothing');
   });
 
   test('P13 `gatehouse retention run --dry-run` prints counts per class and deletes nothing; without it, deletes', async () => {

@@ -11,10 +11,10 @@ import type { TestClient } from '../helpers/xmpp-client.js';
 import { allModules } from '../../server/modules/index.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import type { DeliveryFailure } from '../../server/core/router.js';
-import { rosterModule } from '../../server/modules/roster.js';
-import { presenceModule } from '../../server/modules/presence.js';
-import { messageModule } from '../../server/modules/message.js';
-import { componentsModule } from '../../server/modules/components.js';
+import { createRosterModule } from '../../server/modules/roster.js';
+import { createPresenceModule } from '../../server/modules/presence.js';
+import { createMessageModule } from '../../server/modules/message.js';
+import { createComponentsModule } from '../../server/modules/components.js';
 import { forComponentWire, verifyHandshake, handshakeDigest } from '../../server/streams/component.js';
 import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
@@ -30,7 +30,7 @@ const OTHER_SECRET = 'other-secret-51e2';
 
 function modules(): GatehouseModule[] {
   const list = allModules();
-  for (const m of [rosterModule, presenceModule, messageModule, componentsModule]) if (!list.some((x) => x.name === m.name)) list.push(m);
+  for (const m of [createRosterModule(), createPresenceModule(), createMessageModule(), createComponentsModule()]) if (!list.some((x) => x.name === m.name)) list.push(m);
   return list;
 }
 

@@ -244,7 +244,7 @@ describe('transport commands', () => {
     });
     const supervisor = createTransportsSupervisor({ transports: [{ name: 'fake', config }], restart: { min: 200, max: 1000 }, stopTimeout: 5000 });
     const ts = await startTestServer({
-      modules: [...serverModules(), supervisor],
+      modules: [...serverModules().filter((m) => m.name !== supervisor.name), supervisor],
       config: { components: [{ domain: GW, secret: SECRET }], listen: { components: [{ host: '127.0.0.1', port }] } },
     });
     try {
@@ -275,7 +275,7 @@ describe('transport commands', () => {
         return { command: process.execPath, args: ['-e', 'process.exit(3)'] };
       },
     });
-    const ts = await startTestServer({ modules: [...serverModules(), supervisor] });
+    const ts = await startTestServer({ modules: [...serverModules().filter((m) => m.name !== supervisor.name), supervisor] });
     try {
       await until(() => starts.length >= 4, 'four starts', 10000);
     } finally {

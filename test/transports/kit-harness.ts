@@ -10,10 +10,10 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { allModules } from '../../server/modules/index.js';
 import type { GatehouseModule } from '../../server/core/context.js';
-import { rosterModule } from '../../server/modules/roster.js';
-import { presenceModule } from '../../server/modules/presence.js';
-import { messageModule } from '../../server/modules/message.js';
-import { componentsModule } from '../../server/modules/components.js';
+import { createRosterModule } from '../../server/modules/roster.js';
+import { createPresenceModule } from '../../server/modules/presence.js';
+import { createMessageModule } from '../../server/modules/message.js';
+import { createComponentsModule } from '../../server/modules/components.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { Logger } from '../../shared/logger.js';
@@ -29,7 +29,7 @@ export const SECRET = 'kit-component-secret-4a1f';
 
 export function serverModules(): GatehouseModule[] {
   const list = allModules();
-  for (const m of [rosterModule, presenceModule, messageModule, componentsModule]) if (!list.some((x) => x.name === m.name)) list.push(m);
+  for (const m of [createRosterModule(), createPresenceModule(), createMessageModule(), createComponentsModule()]) if (!list.some((x) => x.name === m.name)) list.push(m);
   return list;
 }
 

@@ -20,14 +20,14 @@ test('stanza fuzz over a live c2s stream (30 s, clock seed): no crash, bounded h
 });
 
 test('fuzz finding: the roster module caches at most 10,000 accounts (one login per new account grew the heap)', async () => {
-  const { rosterService } = await import('../../server/modules/roster.js');
+  const { RosterService } = await import('../../server/modules/roster.js');
   const { Jid } = await import('../../shared/jid.js');
   let lookups = 0;
   const ctx = {
     router: { isLocalHost: (domain: string) => domain === 'localhost' },
     storage: { accounts: { get: async (local: string) => (lookups++, { id: 1, username: local, domain: 'localhost' }) } },
-  } as unknown as Parameters<typeof rosterService>[0];
-  const service = rosterService(ctx);
+  } as unknown as ConstructorParameters<typeof RosterService>[0];
+  const service = new RosterService(ctx);
   for (let i = 0; i <= 10_000; i++) await service.account(Jid.parse(`u${i}@localhost`));
   assert.equal(lookups, 10_001);
   await service.account(Jid.parse('u10000@localhost'));

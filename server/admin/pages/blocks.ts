@@ -7,9 +7,8 @@
 import type { ServerContext } from '../../core/context.js';
 import type { BlockKind } from '../../storage/types.js';
 import { auditRead } from '../../privacy/policy/admins.js';
-import { loginGuard } from '../../privacy/failed-login-guard.js';
-import { csrfField, html, utc, type PageEnv, type PageResult } from './layout.js';
 import { formatDurationShort, formatDurationWords } from '../../../shared/format.js';
+import { csrfField, html, utc, type PageEnv, type PageResult } from './layout.js';
 
 /** Most failed-login records shown. */
 export const FAILED_LOGINS_SHOWN = 200;
@@ -22,7 +21,7 @@ export async function blocksPage(env: PageEnv): Promise<PageResult> {
     ctx.storage.privacyLogs.listFailedLogins({ since: new Date(now.getTime() - retention), limit: FAILED_LOGINS_SHOWN }),
   ]);
   auditRead(ctx, { jid: admin.jid }, `failed logins and login blocks on the admin console: ${blocks.length} blocks, ${failures.length} failed logins shown`);
-  const guard = loginGuard(ctx);
+  const guard = ctx.services.get('login-guard');
   const body = html`<h1>Failed logins &amp; blocks</h1>
 <p class="muted">After repeated failed logins an address (IPv6: its /64) or an account is blocked for a while (P7). Records of failed logins are deleted after ${formatDurationWords(retention)}.${guard ? '' : ' The failed-login guard is not running in this server.'}</p>
 <h2>Blocks in force</h2>
@@ -71,7 +70,7 @@ export async function liftBlock(ctx: ServerContext, adminJid: string, kind: stri
   const lifted = await ctx.storage.privacyLogs.liftBlock(kind as BlockKind, subject);
   if (lifted) {
     ctx.log.child('admin-http').info('admin lifted a login block', { admin: adminJid, kind, subject });
-    await loginGuard(ctx)?.poll();
+    await ctx.services.get('login-guard')?.poll();
   }
   return lifted;
 }
@@ -79,6 +78,6 @@ export async function liftBlock(ctx: ServerContext, adminJid: string, kind: stri
 export async function liftAllBlocks(ctx: ServerContext, adminJid: string): Promise<number> {
   const n = await ctx.storage.privacyLogs.liftAllBlocks();
   ctx.log.child('admin-http').info('admin lifted all login blocks', { admin: adminJid, count: n });
-  await loginGuard(ctx)?.poll();
+  await ctx.services.get('login-guard')?.poll();
   return n;
 }

@@ -53,5 +53,3 @@ export function createPolicyModule(opts: PolicyModuleOptions = {}): GatehouseMod
     },
   };
 }
-
-export const policyModule: GatehouseModule = createPolicyModule();

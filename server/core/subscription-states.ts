@@ -11,7 +11,8 @@
  * to the contact when the contact gains or loses the user's presence, the automatic reply to a
  * subscribe from an already subscribed contact (3.1.3), and subscription pre-approval (3.4).
  */
-import type { Subscription } from '../storage/types.js';
+import type { RosterItem, Storage, Subscription } from '../storage/types.js';
+import type { Jid } from '../../shared/jid.js';
 
 export type SubscriptionStanza = 'subscribe' | 'subscribed' | 'unsubscribe' | 'unsubscribed';
 
@@ -315,3 +316,32 @@ export function hasTo(s: Subscription): boolean {
 }
 
 export { hasFrom };
+
+// ------------------------------------------------------------------------------------------------
+// Stored roster items (shared by roster, presence, blocking and the account export)
+
+/** Marks a server-side record of a pending inbound request that is not a roster entry. */
+export const HIDDEN_GROUP = '\u0000pending-in';
+
+export function isHidden(item: RosterItem): boolean {
+  return item.groups.includes(HIDDEN_GROUP);
+}
+
+export function itemState(item: RosterItem | null): SubState {
+  if (!item) return { subscription: 'none', pendingOut: false, pendingIn: false, approved: false };
+  return { subscription: item.subscription, pendingOut: item.ask, pendingIn: item.pendingIn, approved: item.approved };
+}
+
+/**
+ * Whether `requester` may see `owner`'s presence-level information (disco#info of the account,
+ * last activity): the owner themself, or a contact the owner's roster lists with subscription
+ * 'from' or 'both' (RFC 6121: the contact receives the owner's presence). A nonexistent account
+ * answers false, exactly like an existing one without that subscription (P17).
+ */
+export async function mayViewPresenceInfo(storage: Storage, owner: Jid, requester: Jid): Promise<boolean> {
+  if (requester.bare === owner.bare) return true;
+  const account = await storage.accounts.get(owner.local, owner.domain);
+  if (!account) return false;
+  const item = await storage.roster.get(account.id, requester.bare);
+  return item?.subscription === 'from' || item?.subscription === 'both';
+}
