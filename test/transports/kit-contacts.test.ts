@@ -222,6 +222,9 @@ describe('transport kit: contacts and commands', () => {
     const denied = await command(ivan, GW, 'users');
     assert.equal(errorOf(denied), 'forbidden');
 
+    // An earlier unavailable presence from the gateway (while the session was still connecting)
+    // must not stand in for the one the disconnect sends.
+    ivan.received.length = 0;
     const session = kit.net.sessionOf(user)!;
     const start = (await command(admin, GW, 'disconnect')).getChild('command', COMMANDS)!;
     const done = await command(admin, GW, 'disconnect', { user, reason: 'maintenance' }, start.attrs.sessionid);
