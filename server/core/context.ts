@@ -55,11 +55,9 @@ export interface GatehouseModule {
   readonly needs?: readonly ServiceKey[];
   /** The retention classes of the records this module stores; the sweeper runs exactly these. */
   readonly retention?: readonly RetentionClass[];
-  /**
-   * Placeholder for the one command surface (CLI, control socket, admin API), owned by the
-   * 'commands' part of issue #12: typed loosely here on purpose until that definition lands.
-   */
-  readonly commands?: unknown;
+  // `commands?: ModuleCommands`, the module's administrative commands, is declared in
+  // commands/command.ts (merged into this interface, as services are into Services), so that the
+  // command definitions, which take a ServerContext, are not imported back from here.
   /**
    * Placeholder for the module's configuration section (schema fragment, types derived), owned by
    * the 'configtypes' part of issue #12.

@@ -47,8 +47,8 @@ test('services: provide once, need or get, shared hubs created on first use', ()
   withdraw();
   assert.equal(s.has('roster'), false);
   let made = 0;
-  const a = s.shared('control-commands', () => (made++, {} as never));
-  assert.equal(s.shared('control-commands', () => (made++, {} as never)), a);
+  const a = s.shared('statistics', () => (made++, {} as never));
+  assert.equal(s.shared('statistics', () => (made++, {} as never)), a);
   assert.equal(made, 1);
 });
 
