@@ -24,6 +24,22 @@ test('a module needing a service that a later module provides is refused, naming
   checkModuleOrder(list.reverse());
 });
 
+test('a command or control command declared by two modules is refused, naming both', () => {
+  const flush = { summary: 'flush', handler: () => null };
+  assert.throws(
+    () => checkModuleOrder([mod('a', { commands: { control: { 'stats.flush': flush } } }), mod('b', { commands: { control: { 'stats.flush': flush } } })]),
+    /control command stats\.flush is declared by both module 'a' and module 'b'/,
+  );
+  assert.throws(() => checkModuleOrder([mod('a', { commands: { control: { 'Bad Name': flush } } })]), /module 'a' declares a badly named control command Bad Name/);
+  const def = { name: 'sessions', summary: 's', server: 'no' as const, run: async () => 0 };
+  assert.throws(() => checkModuleOrder([mod('a', { commands: { cli: [def] } }), mod('b', { commands: { cli: [def] } })]), /command sessions is declared by both module 'a' and module 'b'/);
+});
+
+test('the control commands are declared by the modules that hold their state', () => {
+  const declared = allModules().flatMap((m) => Object.keys(m.commands?.control ?? {}).map((n) => `${n} ${m.name}`));
+  assert.deepEqual(declared.sort(), ['accounts.delete register', 'sessions session-stats', 'stats.flush statistics']);
+});
+
 test('the server refuses to start with a module before the provider of what it needs, naming both', async () => {
   const modules = allModules();
   const roster = modules.findIndex((m) => m.name === 'roster');
