@@ -30,6 +30,8 @@ import {
 } from '../../shared/schema-kit.js';
 import { bareJid, domain } from '../../shared/config-values.js';
 import { offlineConfigSection } from '../modules/offline-config.js';
+import { privateStorageConfigSection } from '../modules/private-storage-config.js';
+import { subscriptionsConfigSection } from '../modules/subscriptions-config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
@@ -398,36 +400,8 @@ export const configSchema = object(
     auth: authSchema,
     storage: storageSchema,
     ...fieldOf(offlineConfigSection),
-    privateStorage: object(
-      {
-        maxBytesPerUser: size({
-          default: '1MiB',
-          min: 0,
-          doc: 'Most bytes of private XML (XEP-0049) per account, keys included. A set that would go over it is refused with `resource-constraint`; what was stored stays.',
-        }),
-      },
-      { doc: 'Private XML storage (XEP-0049).' },
-    ),
-    subscriptions: object(
-      {
-        maxPendingPerUser: int({
-          default: 100,
-          min: 0,
-          doc:
-            'Most unanswered inbound subscription requests an account keeps. Further requests are refused with a `resource-constraint` presence error (type wait) to the sender; ' +
-            'the requests already waiting stay (the oldest survive, nothing is dropped silently), and the user makes room by answering them. ' +
-            'Requests from contacts already on the roster and from configured components (transports adding legacy contacts) are always accepted.',
-        }),
-        maxPendingPerDomain: int({
-          default: 20,
-          min: 0,
-          doc:
-            "Most unanswered inbound subscription requests an account keeps from one remote domain (this server's own hosts are not limited by it). " +
-            'Further ones from that domain are refused with a `policy-violation` presence error (type wait), so one hostile server cannot fill `maxPendingPerUser` alone.',
-        }),
-      },
-      { doc: 'Presence subscription requests (RFC 6121 section 3) that wait for the user: limits against floods from other servers.' },
-    ),
+    ...fieldOf(privateStorageConfigSection),
+    ...fieldOf(subscriptionsConfigSection),
     registrationLimit: object(
       {
         maxPerAddress: int({

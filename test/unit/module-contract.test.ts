@@ -11,6 +11,7 @@ import { checkModuleOrder, retentionClassesOf } from '../../server/core/module.j
 import { HookBus, PHASES, type HookPhase } from '../../server/core/hooks.js';
 import { MissingServiceError, ServiceRegistry } from '../../server/core/services.js';
 import { allModules } from '../../server/modules/index.js';
+import { configSchema } from '../../server/config/schema.js';
 import { startTestServer } from '../helpers/server.js';
 
 const mod = (name: string, more: Partial<GatehouseModule> = {}): GatehouseModule => ({ name, specs: [], load() {}, ...more });
@@ -38,6 +39,13 @@ test('a command or control command declared by two modules is refused, naming bo
 test('the control commands are declared by the modules that hold their state', () => {
   const declared = allModules().flatMap((m) => Object.keys(m.commands?.control ?? {}).map((n) => `${n} ${m.name}`));
   assert.deepEqual(declared.sort(), ['accounts.delete register', 'sessions session-stats', 'stats.flush statistics']);
+});
+
+test('a module declaring its config section finds it in the configuration schema, under its key', () => {
+  const declared = allModules().filter((m) => m.config);
+  assert.deepEqual(declared.map((m) => `${m.name} ${m.config!.key}`).sort(), ['offline offline', 'presence subscriptions', 'private-storage privateStorage']);
+  const fields = configSchema.fields as Record<string, unknown>;
+  for (const m of declared) assert.equal(fields[m.config!.key], m.config!.schema, `module ${m.name}: the schema composes another ${m.config!.key}`);
 });
 
 test('the server refuses to start with a module before the provider of what it needs, naming both', async () => {
