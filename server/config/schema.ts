@@ -28,33 +28,14 @@ import {
   size,
   str,
 } from '../../shared/schema-kit.js';
-import { bareJid, domain } from '../../shared/config-values.js';
+import { bareJid, cidr, domain } from '../../shared/config-values.js';
 import { offlineConfigSection } from '../modules/offline-config.js';
 import { privateStorageConfigSection } from '../modules/private-storage-config.js';
 import { subscriptionsConfigSection } from '../modules/subscriptions-config.js';
+import { registrationLimitConfigSection } from '../modules/registration-limit-config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
-
-/** `address` or `address/prefix` → `address/prefix`. */
-export function parseCidr(s: string): string | { error: string } {
-  const m = /^([0-9A-Fa-f:.]+)(?:\/(\d{1,3}))?$/.exec(s.trim());
-  const version = m ? net.isIP(m[1]) : 0;
-  if (!m || version === 0) return { error: 'expected an IPv4 or IPv6 address or CIDR range (such as 192.168.0.0/16 or fd00::/8)' };
-  const max = version === 4 ? 32 : 128;
-  const prefix = m[2] === undefined ? max : Number(m[2]);
-  if (prefix > max) return { error: `prefix length /${prefix} is out of range for IPv${version} (0 to ${max})` };
-  return `${m[1].toLowerCase()}/${prefix}`;
-}
-
-const cidr = str({
-  type: 'CIDR range or IP address',
-  check(s, keyPath) {
-    const r = parseCidr(s);
-    if (typeof r !== 'string') fail(keyPath, `${r.error}, got ${describe(s)}`);
-    return r;
-  },
-});
 
 /** `host:port` or `[ipv6]:port`. */
 const hostPort = refine(
@@ -402,21 +383,7 @@ export const configSchema = object(
     ...fieldOf(offlineConfigSection),
     ...fieldOf(privateStorageConfigSection),
     ...fieldOf(subscriptionsConfigSection),
-    registrationLimit: object(
-      {
-        maxPerAddress: int({
-          default: 3,
-          min: 0,
-          doc: 'Most successful in-band registrations (XEP-0077) from one address (IPv6: one /64) within `window`; 0 means no limit. Further attempts get a `policy-violation` error (type wait) and count as failed registrations (P7).',
-        }),
-        window: duration({ default: '1h', min: 1000, doc: 'The period `maxPerAddress` counts over.' }),
-        exempt: array(cidr, {
-          default: [],
-          doc: 'Addresses (CIDR) not limited, such as a web sign-up gateway. Empty by default, loopback included: behind a reverse proxy without the PROXY protocol every client looks like loopback.',
-        }),
-      },
-      { doc: 'Throttle for in-band account registration, like Prosody\'s registration_throttle_max/period. Counted in memory (a restart resets it).' },
-    ),
+    ...fieldOf(registrationLimitConfigSection),
     server: object(
       {
         name: str({ default: 'Gatehouse', doc: 'Software name reported to clients (XEP-0092).' }),

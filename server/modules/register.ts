@@ -35,6 +35,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { ControlError } from '../commands/command.js';
+import { registrationLimitConfigSection } from './registration-limit-config.js';
 import { addressGroup, cidrContains } from '../../shared/ip-addresses.js';
 
 /** A refused or failed registration, password change or removal (P7: no password, ever). */
@@ -158,6 +159,7 @@ export function createRegisterModule(): GatehouseModule {
   let accounts: AccountService | null = null;
   return {
     name: 'register',
+    config: registrationLimitConfigSection,
     commands: {
       control: {
         // `gatehouse user del` while the server runs: deleted here, so the account's sessions close
