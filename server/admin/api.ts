@@ -6,15 +6,16 @@
  * suggestion, as on the command line.
  */
 import type { ServerContext } from '../core/context.js';
-import { ControlError, controlCommands } from './control.js';
-import { UsageError, type CommandDefinition, type ParsedArgs } from '../commands/command.js';
+import { controlHandlers } from './control.js';
+import { ControlError, UsageError, type CommandDefinition, type ParsedArgs } from '../commands/command.js';
 import { apiName } from '../commands/help.js';
 import { closest } from '../commands/parse.js';
-import { sessionsCommand, statsCommand } from '../privacy/cli-stats.js';
 import { auditRead } from '../privacy/policy/admins.js';
 
-/** The commands served on the admin HTTP API. */
-const API_COMMANDS: readonly CommandDefinition[] = [sessionsCommand, statsCommand];
+/** The commands served on the admin HTTP API: those marked `http` that the server's modules declare. */
+function apiCommands(ctx: ServerContext): CommandDefinition[] {
+  return ctx.modules.flatMap((m) => m.commands?.cli ?? []).filter((d) => d.http);
+}
 
 interface ApiAnswer {
   status: number;
@@ -37,7 +38,7 @@ function argsFromQuery(def: CommandDefinition, query: URLSearchParams): ParsedAr
 
 /** Answers one API request of the administrator `adminJid` (`name` is the path after /api/). */
 export async function answerApi(ctx: ServerContext, adminJid: string, name: string, query: URLSearchParams): Promise<ApiAnswer> {
-  const def = API_COMMANDS.find((d) => apiName(d) === name);
+  const def = apiCommands(ctx).find((d) => apiName(d) === name);
   if (!def?.http) return { status: 404, body: { error: `no API command ${JSON.stringify(name.slice(0, 80))}` } };
   let args: ParsedArgs;
   try {
@@ -48,7 +49,7 @@ export async function answerApi(ctx: ServerContext, adminJid: string, name: stri
   const http = def.http;
   let serve = http.serve?.bind(http);
   if (!serve && def.control) {
-    const control = controlCommands(ctx).get(def.control);
+    const control = controlHandlers(ctx).get(def.control);
     if (control) serve = (_ctx, a) => control.handler(Object.fromEntries([...a.flags].filter(([, v]) => typeof v === 'string')));
   }
   if (!serve) return { status: 503, body: { error: `${def.name} is not available: the module that answers it is not loaded` } };

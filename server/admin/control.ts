@@ -18,14 +18,14 @@
  * line"}`. Requests on one connection are answered in order. A line longer than 1 MiB closes the
  * connection.
  *
- * Registering commands (for feature modules): the registry is a shared service of the server
- * (ctx.services), created on first use, so a module can register in its load() whatever the module order:
+ * Commands (for feature modules): a module gives the handlers of its control commands in its
+ * `commands.control` declaration (GatehouseModule, core/context.ts), closures over the state its
+ * load() builds; the socket serves those of the server's modules (controlHandlers below):
  *
- *   import { controlCommands } from '../admin/control.js';
- *   controlCommands(ctx).register('blocks.lift', {
+ *   commands: { control: { 'blocks.lift': {
  *     summary: 'lift a temporary block',
  *     handler: async (args) => { ... return { lifted: true }; },   // JSON-serialisable result
- *   });
+ *   } } },
  *
  * A handler throws ControlError for a one-line error the CLI prints as is; any other error is
  * reported as "internal error" (its details go to the server log only). Built-in commands:
@@ -42,55 +42,27 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { GatehouseModule, ServerContext } from '../core/context.js';
+import { ControlError, type ControlArgs, type ControlHandler } from '../commands/command.js';
 
 export const CONTROL_SOCKET = 'control.sock';
 /** Longest request or response line. */
 export const MAX_LINE_BYTES = 1024 * 1024;
 
-export type ControlArgs = Record<string, unknown>;
-
-export interface ControlCommand {
-  summary: string;
-  handler(args: ControlArgs): unknown | Promise<unknown>;
-}
-
-/** An error whose message is shown to the admin as is (one line, no internals). */
-export class ControlError extends Error {}
-
 /** Nobody listens on the control socket: the server is not running on this data directory. */
 export class ServerNotRunningError extends Error {}
 
-export class ControlRegistry {
-  private readonly commands = new Map<string, ControlCommand>();
-
-  /** Registers a command; returns a function that removes it (for a module's unload). */
-  register(name: string, command: ControlCommand): () => void {
-    if (!/^[a-z][a-z0-9.-]*$/.test(name)) throw new Error(`bad control command name ${JSON.stringify(name)}`);
-    if (this.commands.has(name)) throw new Error(`control command ${name} is already registered`);
-    this.commands.set(name, command);
-    return () => {
-      if (this.commands.get(name) === command) this.commands.delete(name);
-    };
+/**
+ * The control commands the server's modules declare, by name, without those whose module is not
+ * loaded or has its feature off (checkModuleOrder, core/module.ts, refuses a name declared twice).
+ */
+export function controlHandlers(ctx: ServerContext): Map<string, ControlHandler> {
+  const out = new Map<string, ControlHandler>();
+  for (const m of ctx.modules) {
+    for (const [name, handler] of Object.entries(m.commands?.control ?? {})) {
+      if (handler.available?.() !== false) out.set(name, handler);
+    }
   }
-
-  get(name: string): ControlCommand | undefined {
-    return this.commands.get(name);
-  }
-
-  list(): { name: string; summary: string }[] {
-    return [...this.commands.entries()].map(([name, c]) => ({ name, summary: c.summary })).sort((a, b) => (a.name < b.name ? -1 : 1));
-  }
-}
-
-declare module '../core/services.js' {
-  interface Services {
-    'control-commands': ControlRegistry;
-  }
-}
-
-/** The command registry of one running server (a shared service: created on first use). */
-export function controlCommands(ctx: ServerContext): ControlRegistry {
-  return ctx.services.shared('control-commands', () => new ControlRegistry());
+  return out;
 }
 
 export function controlSocketPath(dataDir: string): string {
@@ -208,7 +180,7 @@ export class ControlServer {
     const args = req.args === undefined || req.args === null ? {} : req.args;
     if (typeof args !== 'object' || Array.isArray(args)) return JSON.stringify({ id, ok: false, error: 'args must be a JSON object' });
     const name = req.command;
-    const command = this.builtin(name) ?? controlCommands(this.ctx).get(name);
+    const command = this.builtin(name) ?? controlHandlers(this.ctx).get(name);
     if (!command) return JSON.stringify({ id, ok: false, error: `unknown command ${JSON.stringify(name).slice(0, 80)}` });
     // P21: the admin's reads are logged (the command name only; arguments may name users).
     this.ctx.log.info('control command', { command: name });
@@ -223,14 +195,14 @@ export class ControlServer {
     }
   }
 
-  private builtin(name: string): ControlCommand | undefined {
+  private builtin(name: string): ControlHandler | undefined {
     if (name === 'commands') {
       return {
         summary: 'list the control commands',
         handler: () => [
           { name: 'commands', summary: 'list the control commands' },
           { name: 'status', summary: 'process id, start time and online sessions' },
-          ...controlCommands(this.ctx).list(),
+          ...[...controlHandlers(this.ctx)].map(([n, c]) => ({ name: n, summary: c.summary })).sort((a, b) => (a.name < b.name ? -1 : 1)),
         ],
       };
     }

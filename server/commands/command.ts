@@ -76,13 +76,52 @@ export interface CommandDefinition {
   /**
    * The control-socket command the CLI asks a running server (see ServerNeed): `user del` has the
    * server delete the account, `sessions` asks for the live list, `stats` has it write the figures
-   * it holds in memory before reading them. The module that owns the state registers its handler.
+   * it holds in memory before reading them. The module that owns the state gives its handler in
+   * its `commands.control` declaration.
    */
   control?: string;
   /** Also served on the admin HTTP API. */
   http?: HttpApi;
   /** Runs the command on the command line; resolves with the exit code. */
   run(args: ParsedArgs): Promise<number>;
+}
+
+/** The arguments of a control-socket request (a JSON object). */
+export type ControlArgs = Record<string, unknown>;
+
+/**
+ * The server-side handler of a control-socket command (a definition's `control` name), given by the
+ * module that holds the state in its `commands.control` declaration (ModuleCommands below); the
+ * control socket and the admin HTTP API serve it while that module is loaded.
+ */
+export interface ControlHandler {
+  summary: string;
+  /** False while the module's feature is off in the configuration: the command is then unknown. */
+  available?(): boolean;
+  /** Resolves with a JSON-serialisable result; throws ControlError for a one-line error shown as is. */
+  handler(args: ControlArgs): unknown | Promise<unknown>;
+}
+
+/** An error whose message is shown to the admin as is (one line, no internals). */
+export class ControlError extends Error {}
+
+declare module '../core/context.js' {
+  interface GatehouseModule {
+    /**
+     * The module's administrative commands: `cli` definitions join the `gatehouse` command list
+     * (and the admin HTTP API when marked `http`); `control` handlers are served on the control
+     * socket and the admin API while the module is loaded (closures over the state load() builds).
+     */
+    readonly commands?: ModuleCommands;
+  }
+}
+
+/** What a module declares in its `commands` slot (core/context.ts GatehouseModule). */
+export interface ModuleCommands {
+  /** Commands of the `gatehouse` CLI (and, when marked `http`, of the admin HTTP API). */
+  readonly cli?: readonly CommandDefinition[];
+  /** Handlers of control-socket commands, by name (a definition's `control` names one). */
+  readonly control?: Readonly<Record<string, ControlHandler>>;
 }
 
 /** A usage mistake: printed with the command's name, exit code 2. */

@@ -28,31 +28,14 @@ import {
   size,
   str,
 } from '../../shared/schema-kit.js';
-import { bareJid, domain } from '../../shared/config-values.js';
+import { bareJid, cidr, domain } from '../../shared/config-values.js';
 import { offlineConfigSection } from '../modules/offline-config.js';
+import { privateStorageConfigSection } from '../modules/private-storage-config.js';
+import { subscriptionsConfigSection } from '../modules/subscriptions-config.js';
+import { registrationLimitConfigSection } from '../modules/registration-limit-config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
-
-/** `address` or `address/prefix` → `address/prefix`. */
-export function parseCidr(s: string): string | { error: string } {
-  const m = /^([0-9A-Fa-f:.]+)(?:\/(\d{1,3}))?$/.exec(s.trim());
-  const version = m ? net.isIP(m[1]) : 0;
-  if (!m || version === 0) return { error: 'expected an IPv4 or IPv6 address or CIDR range (such as 192.168.0.0/16 or fd00::/8)' };
-  const max = version === 4 ? 32 : 128;
-  const prefix = m[2] === undefined ? max : Number(m[2]);
-  if (prefix > max) return { error: `prefix length /${prefix} is out of range for IPv${version} (0 to ${max})` };
-  return `${m[1].toLowerCase()}/${prefix}`;
-}
-
-const cidr = str({
-  type: 'CIDR range or IP address',
-  check(s, keyPath) {
-    const r = parseCidr(s);
-    if (typeof r !== 'string') fail(keyPath, `${r.error}, got ${describe(s)}`);
-    return r;
-  },
-});
 
 /** `host:port` or `[ipv6]:port`. */
 const hostPort = refine(
@@ -398,51 +381,9 @@ export const configSchema = object(
     auth: authSchema,
     storage: storageSchema,
     ...fieldOf(offlineConfigSection),
-    privateStorage: object(
-      {
-        maxBytesPerUser: size({
-          default: '1MiB',
-          min: 0,
-          doc: 'Most bytes of private XML (XEP-0049) per account, keys included. A set that would go over it is refused with `resource-constraint`; what was stored stays.',
-        }),
-      },
-      { doc: 'Private XML storage (XEP-0049).' },
-    ),
-    subscriptions: object(
-      {
-        maxPendingPerUser: int({
-          default: 100,
-          min: 0,
-          doc:
-            'Most unanswered inbound subscription requests an account keeps. Further requests are refused with a `resource-constraint` presence error (type wait) to the sender; ' +
-            'the requests already waiting stay (the oldest survive, nothing is dropped silently), and the user makes room by answering them. ' +
-            'Requests from contacts already on the roster and from configured components (transports adding legacy contacts) are always accepted.',
-        }),
-        maxPendingPerDomain: int({
-          default: 20,
-          min: 0,
-          doc:
-            "Most unanswered inbound subscription requests an account keeps from one remote domain (this server's own hosts are not limited by it). " +
-            'Further ones from that domain are refused with a `policy-violation` presence error (type wait), so one hostile server cannot fill `maxPendingPerUser` alone.',
-        }),
-      },
-      { doc: 'Presence subscription requests (RFC 6121 section 3) that wait for the user: limits against floods from other servers.' },
-    ),
-    registrationLimit: object(
-      {
-        maxPerAddress: int({
-          default: 3,
-          min: 0,
-          doc: 'Most successful in-band registrations (XEP-0077) from one address (IPv6: one /64) within `window`; 0 means no limit. Further attempts get a `policy-violation` error (type wait) and count as failed registrations (P7).',
-        }),
-        window: duration({ default: '1h', min: 1000, doc: 'The period `maxPerAddress` counts over.' }),
-        exempt: array(cidr, {
-          default: [],
-          doc: 'Addresses (CIDR) not limited, such as a web sign-up gateway. Empty by default, loopback included: behind a reverse proxy without the PROXY protocol every client looks like loopback.',
-        }),
-      },
-      { doc: 'Throttle for in-band account registration, like Prosody\'s registration_throttle_max/period. Counted in memory (a restart resets it).' },
-    ),
+    ...fieldOf(privateStorageConfigSection),
+    ...fieldOf(subscriptionsConfigSection),
+    ...fieldOf(registrationLimitConfigSection),
     server: object(
       {
         name: str({ default: 'Gatehouse', doc: 'Software name reported to clients (XEP-0092).' }),

@@ -9,6 +9,7 @@ import type { Element } from '../../shared/xml/element.js';
 import type { DiscoRegistry } from './disco-registry.js';
 import type { ServiceKey, ServiceRegistry } from './services.js';
 import type { RetentionClass } from './retention-class.js';
+import type { AnySchema, Section } from '../../shared/schema-kit.js';
 
 /** Everything a stream or module may use; built once in main.ts. */
 export interface ServerContext {
@@ -55,16 +56,16 @@ export interface GatehouseModule {
   readonly needs?: readonly ServiceKey[];
   /** The retention classes of the records this module stores; the sweeper runs exactly these. */
   readonly retention?: readonly RetentionClass[];
+  // `commands?: ModuleCommands`, the module's administrative commands, is declared in
+  // commands/command.ts (merged into this interface, as services are into Services), so that the
+  // command definitions, which take a ServerContext, are not imported back from here.
   /**
-   * Placeholder for the one command surface (CLI, control socket, admin API), owned by the
-   * 'commands' part of issue #12: typed loosely here on purpose until that definition lands.
+   * The configuration section the module reads, declared next to it with section()
+   * (shared/schema-kit.ts) in a file of its own (modules/offline-config.ts), so the schema does not
+   * load the module's code; server/config/schema.ts composes it with fieldOf() where it belongs in
+   * the documented order, and the module reads it typed as `ctx.config[key]`.
    */
-  readonly commands?: unknown;
-  /**
-   * Placeholder for the module's configuration section (schema fragment, types derived), owned by
-   * the 'configtypes' part of issue #12.
-   */
-  readonly config?: unknown;
+  readonly config?: Section<string, AnySchema>;
   /** Hooks go on `ctx.hooks.on(event, handler, phase)` with a named phase (core/hooks.ts PHASES). */
   load(ctx: ServerContext): void | Promise<void>;
   unload?(): void | Promise<void>;

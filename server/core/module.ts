@@ -8,14 +8,22 @@ import type { RetentionClass } from './retention-class.js';
 
 /**
  * Throws, naming both modules, when a module needs a service no module before it provides, or when
- * two modules have the same name or provide the same service.
+ * two modules have the same name, provide the same service or declare the same command.
  */
 export function checkModuleOrder(modules: readonly GatehouseModule[]): void {
   const providedBy = new Map<string, string>();
+  const commandOf = new Map<string, string>();
   const names = new Set<string>();
   for (const [i, m] of modules.entries()) {
     if (names.has(m.name)) throw new Error(`module '${m.name}' is listed twice`);
     names.add(m.name);
+    const declared = [...(m.commands?.cli ?? []).map((d) => `command ${d.name}`), ...Object.keys(m.commands?.control ?? {}).map((n) => `control command ${n}`)];
+    for (const c of declared) {
+      if (c.startsWith('control ') && !/^control command [a-z][a-z0-9.-]*$/.test(c)) throw new Error(`module '${m.name}' declares a badly named ${c}`);
+      const other = commandOf.get(c);
+      if (other) throw new Error(`${c} is declared by both module '${other}' and module '${m.name}'`);
+      commandOf.set(c, m.name);
+    }
     for (const need of m.needs ?? []) {
       if (providedBy.has(need)) continue;
       const later = modules.slice(i + 1).find((o) => o.provides?.includes(need));

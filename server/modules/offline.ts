@@ -6,6 +6,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { messageType, topResources } from '../core/delivery.js';
 import { checkQuota, KeyedSerial, xmlBytes } from '../core/quota.js';
+import { offlineConfigSection } from './offline-config.js';
 
 
 declare module '../core/hooks.js' {
@@ -170,6 +171,7 @@ class OfflineStore {
 export function createOfflineModule(): GatehouseModule {
   return {
     name: 'offline',
+    config: offlineConfigSection,
     specs: [
       { id: 'XEP-0160', version: '1.0.1', status: 'complete', note: 'normal and chat messages; quotas offline.maxPerUser and offline.maxBytesPerUser, a full store bounces with service-unavailable' },
       { id: 'XEP-0203', version: '2.0', status: 'complete', note: 'delay stamp with the arrival time on offline delivery' },

@@ -56,6 +56,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import type { Services } from '../core/services.js';
 import { HIDDEN_GROUP, hasFrom, hasTo, inbound, isHidden, itemState, outbound, type SubscriptionStanza, type Transition } from '../core/subscription-states.js';
+import { subscriptionsConfigSection } from './subscriptions-config.js';
 
 const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
 
@@ -385,6 +386,7 @@ function withTo(stanza: Element, to: string): Element {
 export function createPresenceModule(): GatehouseModule {
   return {
     name: 'presence',
+    config: subscriptionsConfigSection,
     needs: ['roster'],
     specs: [
       {

@@ -5,6 +5,7 @@ import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { checkQuota, KeyedSerial, xmlBytes } from '../core/quota.js';
+import { privateStorageConfigSection } from './private-storage-config.js';
 
 
 /** Namespaces XEP-0049 calls reserved: storing under them is refused with not-acceptable. */
@@ -35,6 +36,7 @@ const MAX_KEY_CHARS = 512;
 export function createPrivateStorageModule(): GatehouseModule {
   return {
     name: 'private-storage',
+    config: privateStorageConfigSection,
     specs: [{ id: 'XEP-0049', version: '1.2', status: 'complete', note: 'owner only; reserved namespaces refused; byte quota privateStorage.maxBytesPerUser' }],
     load({ hooks, router, storage, log, config }) {
       const writes = new KeyedSerial<number>();

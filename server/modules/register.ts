@@ -34,7 +34,8 @@ import { verifyPlainAsync } from '../auth/scram.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
-import { ControlError, controlCommands } from '../admin/control.js';
+import { ControlError } from '../commands/command.js';
+import { registrationLimitConfigSection } from './registration-limit-config.js';
 import { addressGroup, cidrContains } from '../../shared/ip-addresses.js';
 
 /** A refused or failed registration, password change or removal (P7: no password, ever). */
@@ -155,8 +156,31 @@ function registrationForm(): Element {
 // The module
 
 export function createRegisterModule(): GatehouseModule {
+  let accounts: AccountService | null = null;
   return {
     name: 'register',
+    config: registrationLimitConfigSection,
+    commands: {
+      control: {
+        // `gatehouse user del` while the server runs: deleted here, so the account's sessions close
+        // and its contacts are told (account/deleting), which the CLI alone could not do.
+        'accounts.delete': {
+          summary: 'delete an account and all its data, closing its sessions',
+          available: () => accounts !== null,
+          handler: async (args) => {
+            const { username, host } = args;
+            if (typeof username !== 'string' || typeof host !== 'string') throw new ControlError('username and host are required');
+            try {
+              await accounts?.delete(username, host);
+            } catch (err) {
+              if (err instanceof AccountError) throw new ControlError(err.message);
+              throw err;
+            }
+            return { deleted: `${username}@${host}` };
+          },
+        },
+      },
+    },
     specs: [
       {
         id: 'XEP-0077',
@@ -167,24 +191,9 @@ export function createRegisterModule(): GatehouseModule {
     ],
     load(ctx) {
       const { hooks, disco } = ctx;
-      const accounts = new AccountService({ storage: ctx.storage, hooks: ctx.hooks, config: ctx.config, clock: ctx.clock, sessions: ctx.sessions });
-      const reg = new Registration(ctx, accounts);
-      // `gatehouse user del` while the server runs: deleted here, so the account's sessions close
-      // and its contacts are told (account/deleting), which the CLI alone could not do.
-      controlCommands(ctx).register('accounts.delete', {
-        summary: 'delete an account and all its data, closing its sessions',
-        handler: async (args) => {
-          const { username, host } = args;
-          if (typeof username !== 'string' || typeof host !== 'string') throw new ControlError('username and host are required');
-          try {
-            await accounts.delete(username, host);
-          } catch (err) {
-            if (err instanceof AccountError) throw new ControlError(err.message);
-            throw err;
-          }
-          return { deleted: `${username}@${host}` };
-        },
-      });
+      const service = new AccountService({ storage: ctx.storage, hooks: ctx.hooks, config: ctx.config, clock: ctx.clock, sessions: ctx.sessions });
+      const reg = new Registration(ctx, service);
+      accounts = service;
       disco.addServerFeature(NS.register);
       hooks.on('c2s/features', ({ stream, stage, features }) => {
         if (stage === 'pre-auth' && reg.mayRegister(stream)) features.append(x('register', { xmlns: NS.registerFeature }));

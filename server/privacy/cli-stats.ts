@@ -5,16 +5,30 @@
 import { writeFileSync } from 'node:fs';
 import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type FlagDefinition, type ParsedArgs } from '../cli/kit.js';
 import type { Resolution, StatPoint, Storage } from '../storage/types.js';
-import { controlCommands, controlRequest } from '../admin/control.js';
+import { controlHandlers, controlRequest } from '../admin/control.js';
 import type { CommandDefinition } from '../commands/command.js';
 import type { ServerContext } from '../core/context.js';
 import { RESOLUTION_MS } from '../storage/repos/statistics.js';
 import { SERIES, rollupOf, seriesName } from './statistics.js';
-import type { LiveSession } from './session-stats.js';
 import { renderChart, formatValue, PALETTE } from './chart.js';
 
 /** Flags of these commands that take a value. */
 const VALUE_FLAGS = ['series', 'resolution', 'since', 'chart'];
+
+/** One live session as the control channel reports it. */
+export interface LiveSession {
+  /** The stream id: how later admin commands (disconnect) name a session. */
+  id: string;
+  jid: string;
+  ip: string;
+  secure: boolean;
+  available: boolean;
+  startedAt: string;
+  stanzasIn: number;
+  stanzasOut: number;
+  bytesIn: number;
+  bytesOut: number;
+}
 
 /**
  * Values of VALUE_FLAGS: strings as parsed by the definition, or `--name value` from a parse
@@ -170,7 +184,7 @@ async function serveStats(ctx: ServerContext, args: ParsedArgs) {
   const q = statsQuery(valueFlags(args), ctx.clock.now());
   try {
     // Include the current minute, as the CLI and the console do.
-    await controlCommands(ctx).get('stats.flush')?.handler({});
+    await controlHandlers(ctx).get('stats.flush')?.handler({});
   } catch (err) {
     ctx.log.child('admin-http').warn('could not flush the statistics', { error: err instanceof Error ? err.message : String(err) });
   }

@@ -14,28 +14,15 @@
  */
 import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { ClientSession, SessionCounters } from '../core/session.js';
-import { controlCommands } from '../admin/control.js';
 import type { Services } from '../core/services.js';
+import { sessionsCommand, statsCommand, type LiveSession } from './cli-stats.js';
 
 type Statistics = Services['statistics'];
 import { formatDurationWords } from '../../shared/format.js';
 import { inBatches, type RetentionClass } from '../core/retention-class.js';
 import type { SessionRecord } from '../storage/types.js';
 
-/** One live session as the control channel reports it. */
-export interface LiveSession {
-  /** The stream id: how later admin commands (disconnect) name a session. */
-  id: string;
-  jid: string;
-  ip: string;
-  secure: boolean;
-  available: boolean;
-  startedAt: string;
-  stanzasIn: number;
-  stanzasOut: number;
-  bytesIn: number;
-  bytesOut: number;
-}
+export type { LiveSession };
 
 export function liveSessions(ctx: ServerContext): LiveSession[] {
   return [...ctx.sessions.all()]
@@ -77,13 +64,26 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
   let stats: Statistics | null = null;
   /** Writes in order (records, account deletions), awaited at unload before storage closes. */
   let queue: Promise<void> = Promise.resolve();
+  let loaded: ServerContext | null = null;
   return {
     name: 'session-stats',
     needs: ['statistics'],
     retention: [sessionRecordsClass],
     specs: [],
     clauses: ['P6'],
+    commands: {
+      // `stats` too: the statistics module cannot declare it (cli-stats.ts reads its series table).
+      cli: [sessionsCommand, statsCommand],
+      control: {
+        sessions: {
+          summary: 'live client sessions: JID, IP, start, TLS, stanzas and bytes in/out (P6)',
+          available: () => loaded !== null,
+          handler: () => (loaded ? liveSessions(loaded) : []),
+        },
+      },
+    },
     load(ctx) {
+      loaded = ctx;
       const { hooks, storage, clock, log, sessions } = ctx;
       const s = (stats = ctx.services.need('statistics'));
       s.acquire(opts.autoTick ?? true);
@@ -155,15 +155,9 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
           enqueue(() => storage.statistics.deleteSessionRecordsOf(jid.bare));
         }),
       );
-
-      cleanup.push(
-        controlCommands(ctx).register('sessions', {
-          summary: 'live client sessions: JID, IP, start, TLS, stanzas and bytes in/out (P6)',
-          handler: () => liveSessions(ctx),
-        }),
-      );
     },
     async unload() {
+      loaded = null;
       for (const off of cleanup.splice(0).reverse()) off();
       await queue;
       await stats?.release();

@@ -26,7 +26,6 @@ import { isIP } from 'node:net';
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import type { GatehouseModule, ServerContext } from '../core/context.js';
-import { controlCommands } from '../admin/control.js';
 import { RESOLUTION_MS } from '../storage/repos/statistics.js';
 import type { StatisticsRepository, StatWrite } from '../storage/types.js';
 
@@ -396,6 +395,18 @@ export function createStatisticsModule(opts: StatisticsModuleOptions = {}): Gate
     specs: [],
     clauses: ['P12'],
     provides: ['statistics'],
+    commands: {
+      control: {
+        'stats.flush': {
+          summary: 'write the statistics collected in memory to the database now',
+          available: () => stats !== null,
+          handler: async () => {
+            await stats?.tick();
+            return { flushed: true };
+          },
+        },
+      },
+    },
     load(ctx) {
       const s = (stats = statsFor(ctx));
       s.acquire(opts.autoTick ?? true);
@@ -433,16 +444,6 @@ export function createStatisticsModule(opts: StatisticsModuleOptions = {}): Gate
       cleanup.push(() => {
         if (router.route === counted) router.route = original;
       });
-
-      cleanup.push(
-        controlCommands(ctx).register('stats.flush', {
-          summary: 'write the statistics collected in memory to the database now',
-          handler: async () => {
-            await s.tick();
-            return { flushed: true };
-          },
-        }),
-      );
     },
     async unload() {
       for (const off of cleanup.splice(0).reverse()) off();

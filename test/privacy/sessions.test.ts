@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
-import { createControlModule, controlCommands, controlRequest, controlSocketPath, ControlError } from '../../server/admin/control.js';
+import { createControlModule, controlRequest, controlSocketPath } from '../../server/admin/control.js';
+import { ControlError } from '../../server/commands/command.js';
 import { createSessionStatsModule, type LiveSession } from '../../server/privacy/session-stats.js';
 import { createStatisticsModule, statsFor } from '../../server/privacy/statistics.js';
 import { createRetentionModule, retentionSweeper } from '../../server/privacy/retention.js';
@@ -192,7 +193,26 @@ describe('P6 session records', () => {
 
 describe('P21 the control channel', () => {
   test('P21 the control socket is private to the server user, answers errors in one line and is removed at stop', async () => {
-    const ts = await startTestServer({ modules: modulesWith(createControlModule()) });
+    // Commands declared by a module; a ControlError is shown as is, anything else is hidden.
+    const testCommands: GatehouseModule = {
+      name: 'test-commands',
+      specs: [],
+      commands: {
+        control: {
+          'test.echo': { summary: 'echo', handler: (args) => ({ echo: args.text }) },
+          'test.fail': {
+            summary: 'fail',
+            handler: (args) => {
+              if (args.mine) throw new ControlError('no such block');
+              throw new Error('secret internals');
+            },
+          },
+          'test.off': { summary: 'off', available: () => false, handler: () => 'on' },
+        },
+      },
+      load() {},
+    };
+    const ts = await startTestServer({ modules: modulesWith(createControlModule(), testCommands) });
     const sock = controlSocketPath(ts.dir);
     try {
       assert.equal(statSync(sock).mode & 0o777, 0o600);
@@ -206,20 +226,12 @@ describe('P21 the control channel', () => {
       assert.deepEqual(await rawControl(ts.dir, 'not json'), { id: null, ok: false, error: 'request is not valid JSON' });
       assert.deepEqual(await rawControl(ts.dir, JSON.stringify({ id: 7, command: 'status', args: [] })), { id: 7, ok: false, error: 'args must be a JSON object' });
 
-      // Commands registered by modules; a ControlError is shown as is, anything else is hidden.
-      const off1 = controlCommands(ts.server.ctx).register('test.echo', { summary: 'echo', handler: (args) => ({ echo: args.text }) });
-      const off2 = controlCommands(ts.server.ctx).register('test.fail', {
-        summary: 'fail',
-        handler: (args) => {
-          if (args.mine) throw new ControlError('no such block');
-          throw new Error('secret internals');
-        },
-      });
       assert.deepEqual(await controlRequest(ts.dir, 'test.echo', { text: 'hi' }), { echo: 'hi' });
       await assert.rejects(controlRequest(ts.dir, 'test.fail', { mine: true }), /no such block/);
       await assert.rejects(controlRequest(ts.dir, 'test.fail'), (err: Error) => /internal error/.test(err.message) && !/secret/.test(err.message));
-      off1();
-      off2();
+      await assert.rejects(controlRequest(ts.dir, 'test.off'), /unknown command/);
+      const listed = ((await controlRequest(ts.dir, 'commands')) as { name: string }[]).map((c) => c.name);
+      assert.ok(listed.includes('test.echo') && !listed.includes('test.off'));
     } finally {
       await ts.stop();
     }

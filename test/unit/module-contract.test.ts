@@ -11,6 +11,7 @@ import { checkModuleOrder, retentionClassesOf } from '../../server/core/module.j
 import { HookBus, PHASES, type HookPhase } from '../../server/core/hooks.js';
 import { MissingServiceError, ServiceRegistry } from '../../server/core/services.js';
 import { allModules } from '../../server/modules/index.js';
+import { configSchema } from '../../server/config/schema.js';
 import { startTestServer } from '../helpers/server.js';
 
 const mod = (name: string, more: Partial<GatehouseModule> = {}): GatehouseModule => ({ name, specs: [], load() {}, ...more });
@@ -22,6 +23,29 @@ test('a module needing a service that a later module provides is refused, naming
   assert.throws(() => checkModuleOrder([mod('a', { provides: ['roster'] }), mod('b', { provides: ['roster'] })]), /provided by both module 'a' and module 'b'/);
   assert.throws(() => checkModuleOrder([mod('a'), mod('a')]), /listed twice/);
   checkModuleOrder(list.reverse());
+});
+
+test('a command or control command declared by two modules is refused, naming both', () => {
+  const flush = { summary: 'flush', handler: () => null };
+  assert.throws(
+    () => checkModuleOrder([mod('a', { commands: { control: { 'stats.flush': flush } } }), mod('b', { commands: { control: { 'stats.flush': flush } } })]),
+    /control command stats\.flush is declared by both module 'a' and module 'b'/,
+  );
+  assert.throws(() => checkModuleOrder([mod('a', { commands: { control: { 'Bad Name': flush } } })]), /module 'a' declares a badly named control command Bad Name/);
+  const def = { name: 'sessions', summary: 's', server: 'no' as const, run: async () => 0 };
+  assert.throws(() => checkModuleOrder([mod('a', { commands: { cli: [def] } }), mod('b', { commands: { cli: [def] } })]), /command sessions is declared by both module 'a' and module 'b'/);
+});
+
+test('the control commands are declared by the modules that hold their state', () => {
+  const declared = allModules().flatMap((m) => Object.keys(m.commands?.control ?? {}).map((n) => `${n} ${m.name}`));
+  assert.deepEqual(declared.sort(), ['accounts.delete register', 'sessions session-stats', 'stats.flush statistics']);
+});
+
+test('a module declaring its config section finds it in the configuration schema, under its key', () => {
+  const declared = allModules().filter((m) => m.config);
+  assert.deepEqual(declared.map((m) => `${m.name} ${m.config!.key}`).sort(), ['offline offline', 'presence subscriptions', 'private-storage privateStorage', 'register registrationLimit']);
+  const fields = configSchema.fields as Record<string, unknown>;
+  for (const m of declared) assert.equal(fields[m.config!.key], m.config!.schema, `module ${m.name}: the schema composes another ${m.config!.key}`);
 });
 
 test('the server refuses to start with a module before the provider of what it needs, naming both', async () => {
@@ -47,8 +71,8 @@ test('services: provide once, need or get, shared hubs created on first use', ()
   withdraw();
   assert.equal(s.has('roster'), false);
   let made = 0;
-  const a = s.shared('control-commands', () => (made++, {} as never));
-  assert.equal(s.shared('control-commands', () => (made++, {} as never)), a);
+  const a = s.shared('statistics', () => (made++, {} as never));
+  assert.equal(s.shared('statistics', () => (made++, {} as never)), a);
   assert.equal(made, 1);
 });
 

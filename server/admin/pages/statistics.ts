@@ -9,7 +9,7 @@ import type { Resolution } from '../../storage/types.js';
 import { SERIES, rollupOf, seriesName } from '../../privacy/statistics.js';
 import { seriesPoints } from '../../privacy/cli-stats.js';
 import { PALETTE, formatValue, renderChart } from '../../privacy/chart.js';
-import { controlCommands } from '../control.js';
+import { controlHandlers } from '../control.js';
 import type { ServerContext } from '../../core/context.js';
 import { html, query, raw, utc, type PageEnv, type PageResult } from './layout.js';
 
@@ -42,7 +42,7 @@ function parseResolution(v: string | null): Resolution {
 
 /** Writes what the statistics module holds in memory, when it runs (the current minute shows). */
 export async function flushStatistics(ctx: ServerContext): Promise<void> {
-  const flush = controlCommands(ctx).get('stats.flush');
+  const flush = controlHandlers(ctx).get('stats.flush');
   if (!flush) return;
   try {
     await flush.handler({});
