@@ -44,7 +44,7 @@ module.exports = {
       'core-imports-no-feature',
       'server/core is the router, sessions and hook bus; features plug into it, it never reaches for them (modules/index.ts lists the features).',
       '^server/core/',
-      '^server/(modules|privacy|admin|federation)/',
+      '^server/(modules|admin|federation)/',
       KNOWN.coreOfFeature,
     ),
     ...rule(

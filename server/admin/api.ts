@@ -10,8 +10,8 @@ import { ControlError, controlCommands } from './control.js';
 import { UsageError, type CommandDefinition, type ParsedArgs } from '../commands/command.js';
 import { apiName } from '../commands/help.js';
 import { closest } from '../commands/parse.js';
-import { sessionsCommand, statsCommand } from '../privacy/cli-stats.js';
-import { auditRead } from '../privacy/policy/admins.js';
+import { sessionsCommand, statsCommand } from '../modules/statistics/cli-stats.js';
+import { auditRead } from '../modules/policy/admins.js';
 
 /** The commands served on the admin HTTP API. */
 const API_COMMANDS: readonly CommandDefinition[] = [sessionsCommand, statsCommand];

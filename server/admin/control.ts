@@ -21,7 +21,7 @@
  * Registering commands (for feature modules): the registry is a shared service of the server
  * (ctx.services), created on first use, so a module can register in its load() whatever the module order:
  *
- *   import { controlCommands } from '../admin/control.js';
+ *   import { controlCommands } from './control.js';
  *   controlCommands(ctx).register('blocks.lift', {
  *     summary: 'lift a temporary block',
  *     handler: async (args) => { ... return { lifted: true }; },   // JSON-serialisable result

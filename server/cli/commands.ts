@@ -1,10 +1,10 @@
 /** Every command of the `gatehouse` CLI, in the order of the command list; features add theirs here. */
 import { commandSet } from '../commands/command.js';
 import { coreCommands } from './core.js';
-import { policyCommands } from '../privacy/cli-policy.js';
-import { privacyCommands } from '../privacy/cli-privacy.js';
-import { backupCommands } from '../privacy/cli-backup.js';
-import { statsCommands } from '../privacy/cli-stats.js';
+import { policyCommands } from '../modules/policy/cli-policy.js';
+import { privacyCommands } from '../modules/retention/cli-privacy.js';
+import { backupCommands } from '../modules/backup/cli-backup.js';
+import { statsCommands } from '../modules/statistics/cli-stats.js';
 import { transportCommands } from '../../transports/cli-transport.js';
 
 export const commands = commandSet(

@@ -29,8 +29,8 @@ import {
   rotateBackups,
   verifyBackup,
   type RawDb,
-} from '../../server/privacy/backup.js';
-import { backupCommands } from '../../server/privacy/cli-backup.js';
+} from '../../server/modules/backup/backup.js';
+import { backupCommands } from '../../server/modules/backup/cli-backup.js';
 import { parseArgs } from '../../server/cli/kit.js';
 import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
 import { storageTargets } from '../../server/storage/test-databases.js';

@@ -13,9 +13,9 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { exportAccounts, importAccounts, parseExport, renderExport, PIE_NS, PIE_SCRAM_NS, GATEHOUSE_PIE_NS, ExportError } from '../../server/privacy/export.js';
-import { backupCommands } from '../../server/privacy/cli-backup.js';
-import { listTables, openRawDb, type RawDb } from '../../server/privacy/backup.js';
+import { exportAccounts, importAccounts, parseExport, renderExport, PIE_NS, PIE_SCRAM_NS, GATEHOUSE_PIE_NS, ExportError } from '../../server/modules/export/export.js';
+import { backupCommands } from '../../server/modules/backup/cli-backup.js';
+import { listTables, openRawDb, type RawDb } from '../../server/modules/backup/backup.js';
 import { parseArgs } from '../../server/cli/kit.js';
 import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
 import { storageTargets } from '../../server/storage/test-databases.js';
@@ -34,7 +34,7 @@ import { NS } from '../../shared/ns.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { startTestServer } from '../helpers/server.js';
 import { CLI } from '../helpers/server-process.js';
-import { inactiveAccountsClass } from '../../server/privacy/retention.js';
+import { inactiveAccountsClass } from '../../server/modules/retention/retention.js';
 import { silentLogger } from '../../shared/logger.js';
 import { execFile } from 'node:child_process';
 

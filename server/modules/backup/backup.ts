@@ -36,12 +36,12 @@ import { Readable, Transform, Writable, type TransformCallback } from 'node:stre
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import Database from 'better-sqlite3';
-import type { GatehouseModule } from '../core/context.js';
-import type { Config } from '../config/index.js';
-import type { Clock } from '../../shared/clock.js';
-import type { Logger } from '../../shared/logger.js';
-import { DEFAULT_SQLITE_PATH, describeDatabase, redact, type StorageConfig } from '../storage/datasource.js';
-import { formatBytes } from '../../shared/format.js';
+import type { GatehouseModule } from '../../core/context.js';
+import type { Config } from '../../config/index.js';
+import type { Clock } from '../../../shared/clock.js';
+import type { Logger } from '../../../shared/logger.js';
+import { DEFAULT_SQLITE_PATH, describeDatabase, redact, type StorageConfig } from '../../storage/datasource.js';
+import { formatBytes } from '../../../shared/format.js';
 
 export type DbKind = StorageConfig['type'];
 

@@ -3,17 +3,17 @@
  * Both work on the database directly, so they also work while the server runs (a lift reaches the
  * running server at the next attempt from that address, or within the guard's poll interval).
  */
-import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage } from '../cli/kit.js';
-import { HookBus } from '../core/hooks.js';
-import { LocalSessionRegistry } from '../core/session.js';
-import { systemClock } from '../../shared/clock.js';
-import { Logger } from '../../shared/logger.js';
-import { Jid } from '../../shared/jid.js';
-import { parseIp } from '../../shared/ip-addresses.js';
-import type { AuthBlock, BlockKind } from '../storage/types.js';
+import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage } from '../../cli/kit.js';
+import { HookBus } from '../../core/hooks.js';
+import { LocalSessionRegistry } from '../../core/session.js';
+import { systemClock } from '../../../shared/clock.js';
+import { Logger } from '../../../shared/logger.js';
+import { Jid } from '../../../shared/jid.js';
+import { parseIp } from '../../../shared/ip-addresses.js';
+import type { AuthBlock, BlockKind } from '../../storage/types.js';
 import { runRetention, type RetentionEnv } from './retention.js';
-import { ipSubject } from './failed-login-guard.js';
-import { retentionClasses } from '../modules/index.js';
+import { ipSubject } from '../login-guard/failed-login-guard.js';
+import { retentionClasses } from '../index.js';
 
 function describeBlock(b: AuthBlock, now: Date): string {
   const state = b.expiresAt.getTime() > now.getTime() ? `until ${b.expiresAt.toISOString()}` : `expired ${b.expiresAt.toISOString()}`;

@@ -8,9 +8,9 @@
 import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type FlagDefinition, type ParsedArgs } from '../cli/kit.js';
-import type { Config } from '../config/index.js';
-import { Jid } from '../../shared/jid.js';
+import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type FlagDefinition, type ParsedArgs } from '../../cli/kit.js';
+import type { Config } from '../../config/index.js';
+import { Jid } from '../../../shared/jid.js';
 import {
   BACKUP_KEY_ENV,
   BackupError,
@@ -24,10 +24,10 @@ import {
   rotateBackups,
   verifyBackup,
 } from './backup.js';
-import { ExportError, exportAccounts, importAccounts, parseExport, planImport, renderExport } from './export.js';
-import { migrations } from '../../migrations/index.js';
-import { formatBytes } from '../../shared/format.js';
-import { usageLine } from '../commands/help.js';
+import { ExportError, exportAccounts, importAccounts, parseExport, planImport, renderExport } from '../export/export.js';
+import { migrations } from '../../../migrations/index.js';
+import { formatBytes } from '../../../shared/format.js';
+import { usageLine } from '../../commands/help.js';
 
 /** A value flag (`--out FILE` or `--out=FILE`); the kit's parser already took its value. */
 function flagValue(args: ParsedArgs, name: string): string | undefined {
