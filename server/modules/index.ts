@@ -25,7 +25,7 @@ import { createPolicyModule } from './policy/module.js';
 import { createRetentionModule } from './retention/retention.js';
 import { createFailedLoginGuardModule } from './login-guard/failed-login-guard.js';
 import { createDeliveryFailureModule } from './delivery-failures/delivery-failures.js';
-import { createBackupModule } from './backup/backup.js';
+import { createBackupModule } from './backup/schedule.js';
 import { createControlModule } from '../admin/control.js';
 import { createAdminHttpModule } from '../admin/http.js';
 import { createStatisticsModule } from './statistics/statistics.js';

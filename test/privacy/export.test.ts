@@ -15,7 +15,7 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { exportAccounts, importAccounts, parseExport, renderExport, PIE_NS, PIE_SCRAM_NS, GATEHOUSE_PIE_NS, ExportError } from '../../server/modules/export/export.js';
 import { backupCommands } from '../../server/modules/backup/cli-backup.js';
-import { listTables, openRawDb, type RawDb } from '../../server/modules/backup/backup.js';
+import { listTables, openRawDb, type RawDb } from '../../server/storage/dump/index.js';
 import { parseArgs } from '../../server/cli/kit.js';
 import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
 import { storageTargets } from '../../server/storage/test-databases.js';

@@ -11,19 +11,12 @@ import path from 'node:path';
 import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type FlagDefinition, type ParsedArgs } from '../../cli/kit.js';
 import type { Config } from '../../config/index.js';
 import { Jid } from '../../../shared/jid.js';
-import {
-  BACKUP_KEY_ENV,
-  BackupError,
-  Progress,
-  createBackup,
-  generateBackupKeyText,
-  listBackups,
-  loadBackupKey,
-  readBackupInfo,
-  restoreBackup,
-  rotateBackups,
-  verifyBackup,
-} from './backup.js';
+import { BACKUP_KEY_ENV, BackupError, generateBackupKeyText, loadBackupKey } from './crypto.js';
+import { Progress } from './progress.js';
+import { createBackup } from './backup.js';
+import { listBackups, rotateBackups } from './files.js';
+import { readBackupInfo, verifyBackup } from './format.js';
+import { restoreBackup } from './restore.js';
 import { ExportError, exportAccounts, importAccounts, parseExport, planImport, renderExport } from '../export/export.js';
 import { migrations } from '../../../migrations/index.js';
 import { formatBytes } from '../../../shared/format.js';
