@@ -26,9 +26,6 @@ const KNOWN = {
     // modules/index.ts), and `gatehouse blocks lift` the login guard's address grouping. To go, the
     // command surface gets both from the module registry (the commands' context), not by import.
     ['^server/modules/(retention)/cli-privacy\\.ts$', '^server/modules/(index|login-guard/failed-login-guard)\\.ts$'],
-    // #12, open: `gatehouse user export|import` (P23) sits with `gatehouse backup` in one command
-    // file; it goes when those commands move to modules/export/.
-    ['^server/modules/(backup)/cli-backup\\.ts$', '^server/modules/export/export\\.ts$'],
   ],
   modulesOfNet: [],
   storageOfProtocol: [],

@@ -4,6 +4,7 @@ import { coreCommands } from './core.js';
 import { policyCommands } from '../modules/policy/cli-policy.js';
 import { privacyCommands } from '../modules/retention/cli-privacy.js';
 import { backupCommands } from '../modules/backup/cli-backup.js';
+import { exportCommands } from '../modules/export/cli-export.js';
 import { statsCommands } from '../modules/statistics/cli-stats.js';
 import { transportCommands } from '../../transports/cli-transport.js';
 
@@ -12,6 +13,7 @@ export const commands = commandSet(
   ...Object.values(policyCommands),
   ...Object.values(privacyCommands),
   ...Object.values(backupCommands),
+  ...Object.values(exportCommands),
   ...Object.values(statsCommands),
   ...Object.values(transportCommands),
 );
