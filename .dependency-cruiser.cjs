@@ -23,9 +23,8 @@ const KNOWN = {
   coreOfFeature: [],
   moduleOfModule: [
     // #12, open: `gatehouse retention run` needs every module's retention classes (the list in
-    // modules/index.ts), and `gatehouse blocks lift` the login guard's address grouping. To go, the
-    // command surface gets both from the module registry (the commands' context), not by import.
-    ['^server/modules/(retention)/cli-privacy\\.ts$', '^server/modules/(index|login-guard/failed-login-guard)\\.ts$'],
+    // modules/index.ts). To go, the command surface hands them to the command (its context).
+    ['^server/modules/(retention)/cli-retention\\.ts$', '^server/modules/index\\.ts$'],
   ],
   modulesOfNet: [],
   storageOfProtocol: [],

@@ -26,7 +26,7 @@ import {
   AUTH_IDENTIFIED,
   type LoginGuardOptions,
 } from '../../server/modules/login-guard/failed-login-guard.js';
-import { blockTarget } from '../../server/modules/retention/cli-privacy.js';
+import { blockTarget } from '../../server/modules/login-guard/cli-blocks.js';
 import { parseConfig } from '../../server/config/index.js';
 import { ManualClock } from '../../shared/clock.js';
 import { runCli } from '../helpers/server-process.js';
