@@ -20,7 +20,7 @@ import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
 import { startComponentListeners } from './streams/component.js';
 import { startS2sListeners } from './federation/s2s-in.js';
 import { allModules } from './modules/index.js';
-import { RotatingLogFile } from './privacy/log-files.js';
+import { RotatingLogFile } from './modules/log-files/log-files.js';
 
 export interface RunningServer {
   ctx: ServerContext;

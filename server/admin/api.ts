@@ -10,7 +10,7 @@ import { controlHandlers } from './control.js';
 import { ControlError, UsageError, type CommandDefinition, type ParsedArgs } from '../commands/command.js';
 import { apiName } from '../commands/help.js';
 import { closest } from '../commands/parse.js';
-import { auditRead } from '../privacy/policy/admins.js';
+import { auditRead } from '../modules/policy/admins.js';
 
 /** The commands served on the admin HTTP API: those marked `http` that the server's modules declare. */
 function apiCommands(ctx: ServerContext): CommandDefinition[] {

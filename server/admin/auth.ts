@@ -28,7 +28,7 @@ import type { ServerContext } from '../core/context.js';
 import type { AuthAttempt } from '../streams/c2s.js';
 import type { ScramVerifier } from '../storage/types.js';
 import { iterationsUsable, makeVerifier, verifyPlainAsync } from '../auth/scram.js';
-import { isAdmin } from '../privacy/policy/admins.js';
+import { isAdmin } from '../modules/policy/admins.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 
 export const SESSION_DEFAULTS = { idleMs: 30 * 60_000, maxAgeMs: 12 * 3_600_000, max: 200 } as const;

@@ -6,17 +6,21 @@
  */
 import { commandSet } from '../commands/command.js';
 import { coreCommands } from './core.js';
-import { policyCommands } from '../privacy/cli-policy.js';
-import { privacyCommands } from '../privacy/cli-privacy.js';
-import { backupCommands } from '../privacy/cli-backup.js';
+import { policyCommands } from '../modules/policy/cli-policy.js';
+import { retentionCommands } from '../modules/retention/cli-retention.js';
+import { blockCommands } from '../modules/login-guard/cli-blocks.js';
+import { backupCommands } from '../modules/backup/cli-backup.js';
+import { exportCommands } from '../modules/export/cli-export.js';
 import { allModules } from '../modules/index.js';
 import { transportCommands } from '../../transports/cli-transport.js';
 
 export const commands = commandSet(
   ...Object.values(coreCommands),
   ...Object.values(policyCommands),
-  ...Object.values(privacyCommands),
+  ...Object.values(retentionCommands),
+  ...Object.values(blockCommands),
   ...Object.values(backupCommands),
+  ...Object.values(exportCommands),
   ...allModules().flatMap((m) => m.commands?.cli ?? []),
   ...Object.values(transportCommands),
 );

@@ -25,7 +25,7 @@ import { newDialbackSecret } from './dialback.js';
 import { systemSrvSource, type SrvSource } from './resolver.js';
 import { S2sTls, configuredCaFile } from './certificates.js';
 import { OutgoingS2S, type LinkManager, type VerifyOutcome } from './s2s-out.js';
-import { statsFor } from '../privacy/statistics.js';
+import { statsFor } from '../modules/statistics/statistics.js';
 
 export interface S2sOptions {
   /** Milliseconds a link may take to come up before its queued stanzas bounce (remote-server-timeout). */

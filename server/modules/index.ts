@@ -21,16 +21,16 @@ import { createCsiModule } from './csi.js';
 import { createS2sModule } from './s2s.js';
 import { createComponentsModule } from './components.js';
 import { createTransportsSupervisor } from './transports-supervisor.js';
-import { createPolicyModule } from '../privacy/policy/module.js';
-import { createRetentionModule } from '../privacy/retention.js';
-import { createFailedLoginGuardModule } from '../privacy/failed-login-guard.js';
-import { createDeliveryFailureModule } from '../privacy/delivery-failures.js';
-import { createBackupModule } from '../privacy/backup.js';
+import { createPolicyModule } from './policy/module.js';
+import { createRetentionModule } from './retention/retention.js';
+import { createFailedLoginGuardModule } from './login-guard/failed-login-guard.js';
+import { createDeliveryFailureModule } from './delivery-failures/delivery-failures.js';
+import { createBackupModule } from './backup/schedule.js';
 import { createControlModule } from '../admin/control.js';
 import { createAdminHttpModule } from '../admin/http.js';
-import { createStatisticsModule } from '../privacy/statistics.js';
-import { createSessionStatsModule } from '../privacy/session-stats.js';
-import { createLogFilesModule } from '../privacy/log-files.js';
+import { createStatisticsModule } from './statistics/statistics.js';
+import { createSessionStatsModule } from './statistics/session-stats.js';
+import { createLogFilesModule } from './log-files/log-files.js';
 
 /**
  * Every feature module, in load order: fresh instances on every call, so each server gets its own

@@ -136,7 +136,7 @@ export interface PolicyVersion {
   id: number;
   /** SHA-256 (hex) of the rendered texts: equal hashes, equal policy. */
   hash: string;
-  /** The rendered policy as JSON (facts and the document in every language); see server/privacy/policy. */
+  /** The rendered policy as JSON (facts and the document in every language); see server/modules/policy. */
   document: string;
   announcedAt: Date;
   /** From when this version is in force. */

@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startTestServer, modulesWith, type TestServer } from '../helpers/server.js';
 import { createAdminHttpModule } from '../../server/admin/http.js';
-import { createStatisticsModule } from '../../server/privacy/statistics.js';
-import { createSessionStatsModule } from '../../server/privacy/session-stats.js';
+import { createStatisticsModule } from '../../server/modules/statistics/statistics.js';
+import { createSessionStatsModule } from '../../server/modules/statistics/session-stats.js';
 import { AdminClient } from './http-client.js';
 
 const ADMIN_PW = 'correct horse battery staple';

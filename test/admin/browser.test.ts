@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { startTestServer, modulesWith } from '../helpers/server.js';
 import { createAdminHttpModule } from '../../server/admin/http.js';
-import { createStatisticsModule } from '../../server/privacy/statistics.js';
-import { createSessionStatsModule } from '../../server/privacy/session-stats.js';
+import { createStatisticsModule } from '../../server/modules/statistics/statistics.js';
+import { createSessionStatsModule } from '../../server/modules/statistics/session-stats.js';
 import { CHROMIUM, skipWithout } from '../helpers/requirements.js';
 
 const ADMIN_PW = 'browser-test-password';

@@ -11,9 +11,9 @@ import { startTestServer, modulesWith, type TestServer } from '../helpers/server
 import { createAdminHttpModule, safeNext, isLoopback } from '../../server/admin/http.js';
 import { AdminSessions, LOGIN_FAILED } from '../../server/admin/auth.js';
 import { csvField, parseTime } from '../../server/admin/pages/transports.js';
-import { announcePolicy } from '../../server/privacy/policy/announce.js';
-import { createStatisticsModule } from '../../server/privacy/statistics.js';
-import { createSessionStatsModule } from '../../server/privacy/session-stats.js';
+import { announcePolicy } from '../../server/modules/policy/announce.js';
+import { createStatisticsModule } from '../../server/modules/statistics/statistics.js';
+import { createSessionStatsModule } from '../../server/modules/statistics/session-stats.js';
 import type { Config } from '../../server/config/index.js';
 import { AdminClient } from './http-client.js';
 import { x } from '../../shared/xml/element.js';

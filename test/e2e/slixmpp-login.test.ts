@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, ensureAccount, type TestServer } from '../helpers/server.js';
-import { loginGuard } from '../../server/privacy/failed-login-guard.js';
+import { loginGuard } from '../../server/modules/login-guard/failed-login-guard.js';
 import { SlixmppPeer } from './slixmpp-peer.js';
 import { skipWithout } from '../helpers/requirements.js';
 

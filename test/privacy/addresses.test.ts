@@ -20,7 +20,7 @@ import { Logger } from '../../shared/logger.js';
 import { ManualClock } from '../../shared/clock.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { auditRead, isAdmin, osReader, type AuditRead } from '../../server/privacy/policy/admins.js';
+import { auditRead, isAdmin, osReader, type AuditRead } from '../../server/modules/policy/admins.js';
 
 const CLIENT_IP = '127.0.0.2';
 const GW = 'gw.localhost';

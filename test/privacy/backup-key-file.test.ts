@@ -5,7 +5,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BackupError, loadBackupKey } from '../../server/privacy/backup.js';
+import { BackupError, loadBackupKey } from '../../server/modules/backup/crypto.js';
 import { runCli } from '../helpers/server-process.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-backup-key-'));

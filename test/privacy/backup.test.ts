@@ -12,25 +12,14 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import {
-  BACKUP_KEY_ENV,
-  BackupError,
-  BackupScheduler,
-  backupFileName,
-  createBackupModule,
-  createBackup,
-  listBackups,
-  listTables,
-  loadBackupKey,
-  openRawDb,
-  parseBackupKey,
-  readBackupInfo,
-  restoreBackup,
-  rotateBackups,
-  verifyBackup,
-  type RawDb,
-} from '../../server/privacy/backup.js';
-import { backupCommands } from '../../server/privacy/cli-backup.js';
+import { BACKUP_KEY_ENV, BackupError, loadBackupKey, parseBackupKey } from '../../server/modules/backup/crypto.js';
+import { BackupScheduler, createBackupModule } from '../../server/modules/backup/schedule.js';
+import { backupFileName, listBackups, rotateBackups } from '../../server/modules/backup/files.js';
+import { createBackup } from '../../server/modules/backup/backup.js';
+import { listTables, openRawDb, type RawDb } from '../../server/storage/dump/index.js';
+import { readBackupInfo, verifyBackup } from '../../server/modules/backup/format.js';
+import { restoreBackup } from '../../server/modules/backup/restore.js';
+import { backupCommands } from '../../server/modules/backup/cli-backup.js';
 import { parseArgs } from '../../server/cli/kit.js';
 import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
 import { storageTargets } from '../../server/storage/test-databases.js';

@@ -13,9 +13,9 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { exportAccounts, importAccounts, parseExport, renderExport, PIE_NS, PIE_SCRAM_NS, GATEHOUSE_PIE_NS, ExportError } from '../../server/privacy/export.js';
-import { backupCommands } from '../../server/privacy/cli-backup.js';
-import { listTables, openRawDb, type RawDb } from '../../server/privacy/backup.js';
+import { exportAccounts, importAccounts, parseExport, renderExport, PIE_NS, PIE_SCRAM_NS, GATEHOUSE_PIE_NS, ExportError } from '../../server/modules/export/export.js';
+import { exportCommands } from '../../server/modules/export/cli-export.js';
+import { listTables, openRawDb, type RawDb } from '../../server/storage/dump/index.js';
 import { parseArgs } from '../../server/cli/kit.js';
 import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
 import { storageTargets } from '../../server/storage/test-databases.js';
@@ -34,7 +34,7 @@ import { NS } from '../../shared/ns.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { startTestServer } from '../helpers/server.js';
 import { CLI } from '../helpers/server-process.js';
-import { inactiveAccountsClass } from '../../server/privacy/retention.js';
+import { inactiveAccountsClass } from '../../server/modules/retention/retention.js';
 import { silentLogger } from '../../shared/logger.js';
 import { execFile } from 'node:child_process';
 
@@ -524,7 +524,7 @@ describe('P23 commands', () => {
     console.error = (...a: unknown[]) => void err.push(a.join(' '));
     process.stdout.write = ((chunk: string | Uint8Array) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
     try {
-      const code = await backupCommands[name]!.run(parseArgs(argv));
+      const code = await exportCommands[name]!.run(parseArgs(argv));
       return { code, out: out.join('\n'), err: err.join('\n') };
     } finally {
       console.log = log;

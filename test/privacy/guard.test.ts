@@ -25,8 +25,8 @@ import {
   DEFAULT_LOGIN_GUARD,
   AUTH_IDENTIFIED,
   type LoginGuardOptions,
-} from '../../server/privacy/failed-login-guard.js';
-import { blockTarget } from '../../server/privacy/cli-privacy.js';
+} from '../../server/modules/login-guard/failed-login-guard.js';
+import { blockTarget } from '../../server/modules/login-guard/cli-blocks.js';
 import { parseConfig } from '../../server/config/index.js';
 import { ManualClock } from '../../shared/clock.js';
 import { runCli } from '../helpers/server-process.js';
@@ -368,7 +368,7 @@ describe('failed-login guard rules (events)', () => {
     await fail('192.0.2.99');
     for (let i = 0; i < 4; i++) await fail('192.0.2.99');
     await waitFor('the stored block', async () => (await ts.server.ctx.storage.privacyLogs.getBlock('ip', '192.0.2.99')) !== null);
-    const { LoginGuard } = await import('../../server/privacy/failed-login-guard.js');
+    const { LoginGuard } = await import('../../server/modules/login-guard/failed-login-guard.js');
     const fresh = new LoginGuard(ts.server.ctx, { ...DEFAULT_LOGIN_GUARD, poll: 0 });
     await fresh.start();
     try {

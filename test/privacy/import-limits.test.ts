@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { exportAccounts, parseExport, renderExport, ExportError, IMPORT_MAX_ITERATIONS, IMPORT_MIN_ITERATIONS } from '../../server/privacy/export.js';
+import { exportAccounts, parseExport, renderExport, ExportError, IMPORT_MAX_ITERATIONS, IMPORT_MIN_ITERATIONS } from '../../server/modules/export/export.js';
 import { loadConfig, parseConfig } from '../../server/config/index.js';
 import { openStorage } from '../../server/storage/datasource.js';
 import { makeVerifierAsync } from '../../server/accounts/service.js';

@@ -22,11 +22,11 @@ import { storageTargets } from '../../server/storage/test-databases.js';
 import type { Storage } from '../../server/storage/types.js';
 import { ManualClock } from '../../shared/clock.js';
 import { x, type Element } from '../../shared/xml/element.js';
-import { createPolicyModule } from '../../server/privacy/policy/module.js';
-import { policyFromConfig, renderView, escapeMarkdown, inlineHtml, type PolicyView } from '../../server/privacy/policy/render.js';
-import { PolicyChangeError, checkPolicyAtStart, inForce, upcoming, viewAt, NOTICE_MS, type PolicyVersion } from '../../server/privacy/policy/versions.js';
-import { AnnounceError, announcePolicy, announcementToNotify, parseEffective, NOTIFIED_KEY } from '../../server/privacy/policy/announce.js';
-import { durationDe, durationEn } from '../../server/privacy/policy/format.js';
+import { createPolicyModule } from '../../server/modules/policy/module.js';
+import { policyFromConfig, renderView, escapeMarkdown, inlineHtml, type PolicyView } from '../../server/modules/policy/render.js';
+import { PolicyChangeError, checkPolicyAtStart, inForce, upcoming, viewAt, NOTICE_MS, type PolicyVersion } from '../../server/modules/policy/versions.js';
+import { AnnounceError, announcePolicy, announcementToNotify, parseEffective, NOTIFIED_KEY } from '../../server/modules/policy/announce.js';
+import { durationDe, durationEn } from '../../server/modules/policy/format.js';
 import { runCli } from '../helpers/server-process.js';
 
 const DAY = 86_400_000;

@@ -8,7 +8,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { allModules, retentionClasses } from '../../server/modules/index.js';
-import { createRetentionModule, retentionSweeper } from '../../server/privacy/retention.js';
+import { createRetentionModule, retentionSweeper } from '../../server/modules/retention/retention.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { ManualClock } from '../../shared/clock.js';
 

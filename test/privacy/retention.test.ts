@@ -31,8 +31,8 @@ import {
   type RetentionClass,
   type RetentionEnv,
   type RetentionResult,
-} from '../../server/privacy/retention.js';
-import { createDeliveryFailureModule } from '../../server/privacy/delivery-failures.js';
+} from '../../server/modules/retention/retention.js';
+import { createDeliveryFailureModule } from '../../server/modules/delivery-failures/delivery-failures.js';
 import { ManualClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/logger.js';
 import { x } from '../../shared/xml/element.js';

@@ -19,9 +19,9 @@ import { XmlStreamParser } from '../../shared/xml/stream-parser.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import type { HookEvents } from '../../server/core/hooks.js';
-import { policyFromConfig } from '../../server/privacy/policy/render.js';
+import { policyFromConfig } from '../../server/modules/policy/render.js';
 import { parseConfig } from '../../server/config/index.js';
-import { statsFor } from '../../server/privacy/statistics.js';
+import { statsFor } from '../../server/modules/statistics/statistics.js';
 
 // ---- support ----
 

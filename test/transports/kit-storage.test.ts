@@ -10,7 +10,7 @@ import { storageTargets } from '../../server/storage/test-databases.js';
 import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
 import type { Storage, VaultRecord } from '../../server/storage/types.js';
 import { Vault, vaultKey } from '../../transports/kit/vault.js';
-import { runRetention } from '../../server/privacy/retention.js';
+import { runRetention } from '../../server/modules/retention/retention.js';
 import { retentionClasses } from '../../server/modules/index.js';
 import '../../server/modules/transports-supervisor.js';
 import { parseConfig } from '../../server/config/index.js';

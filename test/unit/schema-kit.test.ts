@@ -21,7 +21,7 @@ import {
 import { parseConfig, type Config, type RegistrationPolicy, type StorageConfig } from '../../server/config/index.js';
 import type { OfflineConfig } from '../../server/modules/offline-config.js';
 import { offlineConfigSection } from '../../server/modules/offline-config.js';
-import { DEFAULT_LOGIN_GUARD } from '../../server/privacy/failed-login-guard.js';
+import { DEFAULT_LOGIN_GUARD } from '../../server/modules/login-guard/failed-login-guard.js';
 import { parseTransportConfig, transportConfigSchema } from '../../transports/kit/config.js';
 
 type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;

@@ -6,7 +6,7 @@
  */
 import type { ServerContext } from '../../core/context.js';
 import type { BlockKind } from '../../storage/types.js';
-import { auditRead } from '../../privacy/policy/admins.js';
+import { auditRead } from '../../modules/policy/admins.js';
 import { formatDurationShort, formatDurationWords } from '../../../shared/format.js';
 import { csrfField, html, utc, type PageEnv, type PageResult } from './layout.js';
 

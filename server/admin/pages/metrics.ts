@@ -1,7 +1,7 @@
 /**
  * /metrics: the anonymous statistics (P12) in the Prometheus text exposition format (0.0.4).
  * Nothing here names a JID or an IP: the series keys are checked when they are counted
- * (server/privacy/statistics.ts seriesKey: label values are plain words, never an address), and
+ * (server/modules/statistics/statistics.ts seriesKey: label values are plain words, never an address), and
  * the live values are counts.
  *
  * - Counters (series that roll up as sums) are `gatehouse_<name>_total`: the sum of everything
@@ -16,7 +16,7 @@
 import type { ServerContext } from '../../core/context.js';
 import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
 import type { StatPoint } from '../../storage/types.js';
-import { SERIES, rollupOf, seriesName } from '../../privacy/statistics.js';
+import { SERIES, rollupOf, seriesName } from '../../modules/statistics/statistics.js';
 import { flushStatistics } from './statistics.js';
 
 interface Sample {

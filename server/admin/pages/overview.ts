@@ -3,7 +3,7 @@
  * (transports) connected. Counts only: no JID or IP, so no audit record is needed.
  */
 import { html, utc, type PageEnv, type PageResult } from './layout.js';
-import { inForce } from '../../privacy/policy/versions.js';
+import { inForce } from '../../modules/policy/versions.js';
 import { formatDurationShort } from '../../../shared/format.js';
 
 export interface ComponentState {

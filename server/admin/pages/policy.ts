@@ -4,9 +4,9 @@
  * the latest version (or what an announcement would have to announce), and whether users are
  * being told about a change right now. No personal data.
  */
-import { policyFromConfig } from '../../privacy/policy/render.js';
-import { announcementToNotify } from '../../privacy/policy/announce.js';
-import { NOTICE_MS, changesBetween, earliestEffectiveDay, inForce, upcoming } from '../../privacy/policy/versions.js';
+import { policyFromConfig } from '../../modules/policy/render.js';
+import { announcementToNotify } from '../../modules/policy/announce.js';
+import { NOTICE_MS, changesBetween, earliestEffectiveDay, inForce, upcoming } from '../../modules/policy/versions.js';
 import { html, utc, type PageEnv, type PageResult } from './layout.js';
 
 export async function policyPage(env: PageEnv): Promise<PageResult> {

@@ -1,13 +1,13 @@
 /**
  * The public privacy policy (P22): /privacy (English) and /datenschutz (German), HTML by default
  * or Markdown with ?format=md. The page is the stored version in force at this moment, rendered by
- * server/privacy/policy/render.ts, with every announced change: a notice with its effective date
+ * server/modules/policy/render.ts, with every announced change: a notice with its effective date
  * at the top and the new text after the current one. Until a version is stored (the policy module
  * stores the first one at start), it shows the draft the configuration renders, marked as such.
  */
 import type { ServerContext } from '../../core/context.js';
-import { policyFromConfig, renderView, type Lang, type PolicyView } from '../../privacy/policy/render.js';
-import { viewAt } from '../../privacy/policy/versions.js';
+import { policyFromConfig, renderView, type Lang, type PolicyView } from '../../modules/policy/render.js';
+import { viewAt } from '../../modules/policy/versions.js';
 import { CSS, escapeHtml } from './layout.js';
 
 export const POLICY_PATHS: Record<Lang, string> = { en: '/privacy', de: '/datenschutz' };

@@ -10,8 +10,8 @@
  * Not <conflict/> (that tells a client another of its own sessions replaced it, and some then
  * stop reconnecting for the wrong reason) and not <system-shutdown/> (the server is not stopping).
  */
-import { liveSessions } from '../../privacy/session-stats.js';
-import { auditRead } from '../../privacy/policy/admins.js';
+import { liveSessions } from '../../modules/statistics/session-stats.js';
+import { auditRead } from '../../modules/policy/admins.js';
 import type { ServerContext } from '../../core/context.js';
 import { csrfField, html, utc, type PageEnv, type PageResult } from './layout.js';
 import { formatBytes, formatDurationShort } from '../../../shared/format.js';

@@ -1,14 +1,14 @@
 /**
- * Statistics (P12): the anonymous time series as SVG line charts (server/privacy/chart.ts), one
+ * Statistics (P12): the anonymous time series as SVG line charts (server/modules/statistics/chart.ts), one
  * chart per group of related series, at a chosen resolution (minute: last 3 hours, hour: last 48
  * hours, day: last 90 days), and a table of totals. No JID or IP is in these series, so viewing
  * them is no read of audit data.
  */
 import { RESOLUTIONS, RESOLUTION_MS } from '../../storage/repos/statistics.js';
 import type { Resolution } from '../../storage/types.js';
-import { SERIES, rollupOf, seriesName } from '../../privacy/statistics.js';
-import { seriesPoints } from '../../privacy/cli-stats.js';
-import { PALETTE, formatValue, renderChart } from '../../privacy/chart.js';
+import { SERIES, rollupOf, seriesName } from '../../modules/statistics/statistics.js';
+import { seriesPoints } from '../../modules/statistics/cli-stats.js';
+import { PALETTE, formatValue, renderChart } from '../../modules/statistics/chart.js';
 import { controlHandlers } from '../control.js';
 import type { ServerContext } from '../../core/context.js';
 import { html, query, raw, utc, type PageEnv, type PageResult } from './layout.js';

@@ -10,7 +10,7 @@
  */
 import type { ServerContext } from '../../core/context.js';
 import type { TransportAuditEntry, TransportAuditQuery } from '../../storage/types.js';
-import { auditRead } from '../../privacy/policy/admins.js';
+import { auditRead } from '../../modules/policy/admins.js';
 import { Jid } from '../../../shared/jid.js';
 import { html, query, utc, type PageEnv, type PageResult } from './layout.js';
 import { formatDurationWords } from '../../../shared/format.js';

@@ -7,7 +7,7 @@
  *   once `ended_at` is older than `retention.detailedLogs` (deleteSessionRecordsBefore).
  * - `stat_points`: anonymous time series, RRD-like: (series, resolution, bucket_start, value) and
  *   nothing else. There is deliberately no column that could hold a JID, an IP or content; series
- *   names are checked by the statistics module (server/privacy/statistics.ts) so none smuggles one in.
+ *   names are checked by the statistics module (server/modules/statistics/statistics.ts) so none smuggles one in.
  */
 import { EntitySchema, In, type ValueTransformer } from 'typeorm';
 import { Db, ID_CHUNK, checkText, millis } from '../db.js';

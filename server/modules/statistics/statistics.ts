@@ -23,11 +23,11 @@
  * transport connections per network.
  */
 import { isIP } from 'node:net';
-import type { Clock } from '../../shared/clock.js';
-import type { Logger } from '../../shared/logger.js';
-import type { GatehouseModule, ServerContext } from '../core/context.js';
-import { RESOLUTION_MS } from '../storage/repos/statistics.js';
-import type { StatisticsRepository, StatWrite } from '../storage/types.js';
+import type { Clock } from '../../../shared/clock.js';
+import type { Logger } from '../../../shared/logger.js';
+import type { GatehouseModule, ServerContext } from '../../core/context.js';
+import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
+import type { StatisticsRepository, StatWrite } from '../../storage/types.js';
 
 export type Rollup = 'sum' | 'avg' | 'max';
 export type Labels = Record<string, string>;
@@ -357,7 +357,7 @@ export class Statistics {
   }
 }
 
-declare module '../core/services.js' {
+declare module '../../core/services.js' {
   interface Services {
     statistics: Statistics;
   }

@@ -43,21 +43,21 @@
  * delay postpones the evaluation of the next attempt (so its answer, success or failure, comes
  * later); postponing the failure answer itself needs c2s to await 'auth/failed' before writing it.
  */
-import type { Config, LoginGuardConfig } from '../config/index.js';
-import { configSchema } from '../config/schema.js';
-import { defaultsOf } from '../../shared/schema-kit.js';
-import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context.js';
-import type { HookPhase } from '../core/hooks.js';
-import type { AuthAttempt, AuthFailure } from '../streams/c2s.js';
-import { addressGroup, cidrContains } from '../../shared/ip-addresses.js';
-import type { AuthBlock, BlockKind, FailedLoginKind } from '../storage/types.js';
-import { errorReply } from '../../shared/xml/stanza-errors.js';
-import { normaliseLocal } from '../../shared/jid.js';
-import { NS } from '../../shared/ns.js';
-import type { Element } from '../../shared/xml/element.js';
-import { formatDurationWords } from '../../shared/format.js';
-import { after, type Timer } from '../../shared/clock.js';
-import { inBatches, type RetentionClass } from '../core/retention-class.js';
+import type { Config, LoginGuardConfig } from '../../config/index.js';
+import { configSchema } from '../../config/schema.js';
+import { defaultsOf } from '../../../shared/schema-kit.js';
+import type { GatehouseModule, ServerContext, StreamInfo } from '../../core/context.js';
+import type { HookPhase } from '../../core/hooks.js';
+import type { AuthAttempt, AuthFailure } from '../../streams/c2s.js';
+import { addressGroup, cidrContains } from '../../../shared/ip-addresses.js';
+import type { AuthBlock, BlockKind, FailedLoginKind } from '../../storage/types.js';
+import { errorReply } from '../../../shared/xml/stanza-errors.js';
+import { normaliseLocal } from '../../../shared/jid.js';
+import { NS } from '../../../shared/ns.js';
+import type { Element } from '../../../shared/xml/element.js';
+import { formatDurationWords } from '../../../shared/format.js';
+import { after, type Timer } from '../../../shared/clock.js';
+import { inBatches, type RetentionClass } from '../../core/retention-class.js';
 
 // ------------------------------------------------------------------------------------------------
 // Options
@@ -409,7 +409,7 @@ function denialText(kind: BlockKind, remainingMs: number): string {
 // ------------------------------------------------------------------------------------------------
 // The module
 
-declare module '../core/services.js' {
+declare module '../../core/services.js' {
   interface Services {
     'login-guard': LoginGuard;
   }

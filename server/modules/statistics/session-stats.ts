@@ -12,15 +12,15 @@
  *   its end is older than retention.detailedLogs (default 48 h). When an account is deleted its
  *   records go with it (P23), and a session that ends because its account was deleted leaves none.
  */
-import type { GatehouseModule, ServerContext } from '../core/context.js';
-import type { ClientSession, SessionCounters } from '../core/session.js';
-import type { Services } from '../core/services.js';
+import type { GatehouseModule, ServerContext } from '../../core/context.js';
+import type { ClientSession, SessionCounters } from '../../core/session.js';
+import type { Services } from '../../core/services.js';
 import { sessionsCommand, statsCommand, type LiveSession } from './cli-stats.js';
 
 type Statistics = Services['statistics'];
-import { formatDurationWords } from '../../shared/format.js';
-import { inBatches, type RetentionClass } from '../core/retention-class.js';
-import type { SessionRecord } from '../storage/types.js';
+import { formatDurationWords } from '../../../shared/format.js';
+import { inBatches, type RetentionClass } from '../../core/retention-class.js';
+import type { SessionRecord } from '../../storage/types.js';
 
 export type { LiveSession };
 

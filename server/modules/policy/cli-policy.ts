@@ -7,13 +7,13 @@
  *   policy list      every stored version and its state
  *   policy check     whether the server would start with this configuration
  */
-import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type ParsedArgs } from '../cli/kit.js';
-import type { Config } from '../config/index.js';
-import { systemClock } from '../../shared/clock.js';
-import { policyFromConfig, renderView, type Lang, type PolicyView } from './policy/render.js';
-import { dateEn } from './policy/format.js';
-import { changesBetween, earliestEffectiveDay, inForce, upcoming, viewAt } from './policy/versions.js';
-import { AnnounceError, announcePolicy } from './policy/announce.js';
+import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type ParsedArgs } from '../../cli/kit.js';
+import type { Config } from '../../config/index.js';
+import { systemClock } from '../../../shared/clock.js';
+import { policyFromConfig, renderView, type Lang, type PolicyView } from './render.js';
+import { dateEn } from './format.js';
+import { changesBetween, earliestEffectiveDay, inForce, upcoming, viewAt } from './versions.js';
+import { AnnounceError, announcePolicy } from './announce.js';
 
 /**
  * Flags that take a value. The CLI parses them by the definitions, so values arrive as strings;

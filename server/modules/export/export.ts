@@ -32,16 +32,16 @@
  * written) and per account for the writes (an account whose data fails to store is removed again).
  * SCRAM iteration counts must lie within IMPORT_MIN_ITERATIONS..IMPORT_MAX_ITERATIONS.
  */
-import { normaliseDomain, normaliseLocal, Jid } from '../../shared/jid.js';
-import { Element, x } from '../../shared/xml/element.js';
-import { NS } from '../../shared/ns.js';
-import { parseXmlText } from '../../shared/xml/parse-xml.js';
-import { XmlStreamParser } from '../../shared/xml/stream-parser.js';
-import { asTypeOrmStorage } from '../storage/typeorm-storage.js';
-import type { Account, RosterItem, ScramVerifier, Storage, Subscription } from '../storage/types.js';
-import { makeVerifierAsync } from '../accounts/service.js';
-import { MAX_ITERATIONS, MIN_ITERATIONS } from '../auth/scram.js';
-import { HIDDEN_GROUP } from '../core/subscription-states.js';
+import { normaliseDomain, normaliseLocal, Jid } from '../../../shared/jid.js';
+import { Element, x } from '../../../shared/xml/element.js';
+import { NS } from '../../../shared/ns.js';
+import { parseXmlText } from '../../../shared/xml/parse-xml.js';
+import { XmlStreamParser } from '../../../shared/xml/stream-parser.js';
+import { asTypeOrmStorage } from '../../storage/typeorm-storage.js';
+import type { Account, RosterItem, ScramVerifier, Storage, Subscription } from '../../storage/types.js';
+import { makeVerifierAsync } from '../../accounts/service.js';
+import { MAX_ITERATIONS, MIN_ITERATIONS } from '../../auth/scram.js';
+import { HIDDEN_GROUP } from '../../core/subscription-states.js';
 
 export const PIE_NS = 'urn:xmpp:pie:0';
 /** The namespace of XEP-0227 before version 1.0; accepted on import. */

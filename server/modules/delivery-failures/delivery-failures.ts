@@ -11,11 +11,11 @@
  * Expired offline messages become records too (retention.ts, class offline-messages, P5).
  * Records are deleted after retention.detailedLogs (P13, class delivery-failures below).
  */
-import type { GatehouseModule } from '../core/context.js';
-import type { DeliveryFailure } from '../core/router.js';
-import { Jid } from '../../shared/jid.js';
-import { formatDurationWords } from '../../shared/format.js';
-import { inBatches, type RetentionClass } from '../core/retention-class.js';
+import type { GatehouseModule } from '../../core/context.js';
+import type { DeliveryFailure } from '../../core/router.js';
+import { Jid } from '../../../shared/jid.js';
+import { formatDurationWords } from '../../../shared/format.js';
+import { inBatches, type RetentionClass } from '../../core/retention-class.js';
 
 /** A bare JID when the address parses, else the text as given (never more than an address). */
 export function bareAddress(address: string): string {

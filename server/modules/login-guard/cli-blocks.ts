@@ -1,19 +1,13 @@
 /**
- * `gatehouse retention run [--dry-run]` and `gatehouse blocks list|lift`: the privacy commands.
- * Both work on the database directly, so they also work while the server runs (a lift reaches the
- * running server at the next attempt from that address, or within the guard's poll interval).
+ * `gatehouse blocks list|lift` (P7): works on the database directly, so it also works while the
+ * server runs (a lift reaches the running server at the next attempt from that address, or within
+ * the guard's poll interval).
  */
-import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage } from '../cli/kit.js';
-import { HookBus } from '../core/hooks.js';
-import { LocalSessionRegistry } from '../core/session.js';
-import { systemClock } from '../../shared/clock.js';
-import { Logger } from '../../shared/logger.js';
-import { Jid } from '../../shared/jid.js';
-import { parseIp } from '../../shared/ip-addresses.js';
-import type { AuthBlock, BlockKind } from '../storage/types.js';
-import { runRetention, type RetentionEnv } from './retention.js';
+import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage } from '../../cli/kit.js';
+import { Jid } from '../../../shared/jid.js';
+import { parseIp } from '../../../shared/ip-addresses.js';
+import type { AuthBlock, BlockKind } from '../../storage/types.js';
 import { ipSubject } from './failed-login-guard.js';
-import { retentionClasses } from '../modules/index.js';
 
 function describeBlock(b: AuthBlock, now: Date): string {
   const state = b.expiresAt.getTime() > now.getTime() ? `until ${b.expiresAt.toISOString()}` : `expired ${b.expiresAt.toISOString()}`;
@@ -31,30 +25,7 @@ export function blockTarget(arg: string): { kind: BlockKind; subject: string } {
   throw new UsageError(`not an IP address, IPv6 /64 or account JID: ${arg}`);
 }
 
-export const privacyCommands = commandSet(
-  {
-    name: 'retention run',
-    summary: 'delete everything whose retention period is over (--dry-run: only count)',
-    description: 'Runs every retention class once, as the server does on its schedule: one line per class with its privacy clause and what was deleted. Exit code 1 when a class failed.',
-    flags: [{ name: 'dry-run', type: 'boolean', doc: 'only count what would be deleted' }, CONFIG_FLAG],
-    server: 'no',
-    async run(args) {
-      const config = configFrom(args);
-      const dryRun = args.flags.has('dry-run');
-      const log = new Logger({ level: 'warn', format: 'text' });
-      const results = await withStorage(config, (storage) => {
-        const env: RetentionEnv = { config, storage, log, clock: systemClock, hooks: new HookBus(), sessions: new LocalSessionRegistry(), retentionClasses: retentionClasses() };
-        return runRetention(env, { dryRun });
-      });
-      const width = Math.max(...results.map((r) => r.name.length), 10);
-      for (const r of results) {
-        const what = r.error ? `FAILED: ${r.error}` : `${r.count} ${dryRun ? 'would be deleted' : 'deleted'}`;
-        console.log(`${r.clause.padEnd(4)} ${r.name.padEnd(width)}  ${what}\t(${r.description})`);
-      }
-      if (dryRun) console.log('dry run: nothing was deleted');
-      return results.some((r) => r.error) ? 1 : 0;
-    },
-  },
+export const blockCommands = commandSet(
   {
     name: 'blocks list',
     summary: 'list temporary login blocks (P7); --all includes expired ones not yet swept',

@@ -7,7 +7,7 @@
  * A retention class is a plain value (core/retention-class.ts), listed by the module that stores the
  * records, in its `retention` field; nothing registers itself by being imported:
  *
- *     import { inBatches, type RetentionClass } from '../core/retention-class.js';
+ *     import { inBatches, type RetentionClass } from '../../core/retention-class.js';
  *     const sessionRecords: RetentionClass = {
  *       name: 'session-records',            // unique, kebab-case; printed by the CLI
  *       clause: 'P6',                       // the PRIVACY.md clause it enforces
@@ -51,25 +51,25 @@
  * warned first and deleted a full warning period later, never without notice. With
  * `retention.inactiveWarning: 0` there is no warning and deletion is immediate.
  */
-import type { Config } from '../config/index.js';
-import type { GatehouseModule, ServerContext } from '../core/context.js';
-import { retentionClassesOf } from '../core/module.js';
-import { DEFAULT_RETENTION_BATCH, inBatches, type RetentionClass, type RetentionEnv, type RetentionRunOptions } from '../core/retention-class.js';
-import type { ClientSession } from '../core/session.js';
-import type { Account } from '../storage/types.js';
-import { systemClock } from '../../shared/clock.js';
-import { AccountError, AccountService, NoSuchAccountError } from '../accounts/service.js';
-import { parseXmlText } from '../../shared/xml/parse-xml.js';
-import { Element, x } from '../../shared/xml/element.js';
-import { Jid } from '../../shared/jid.js';
-import { NS } from '../../shared/ns.js';
-import { formatDurationWords } from '../../shared/format.js';
+import type { Config } from '../../config/index.js';
+import type { GatehouseModule, ServerContext } from '../../core/context.js';
+import { retentionClassesOf } from '../../core/module.js';
+import { DEFAULT_RETENTION_BATCH, inBatches, type RetentionClass, type RetentionEnv, type RetentionRunOptions } from '../../core/retention-class.js';
+import type { ClientSession } from '../../core/session.js';
+import type { Account } from '../../storage/types.js';
+import { systemClock } from '../../../shared/clock.js';
+import { AccountError, AccountService, NoSuchAccountError } from '../../accounts/service.js';
+import { parseXmlText } from '../../../shared/xml/parse-xml.js';
+import { Element, x } from '../../../shared/xml/element.js';
+import { Jid } from '../../../shared/jid.js';
+import { NS } from '../../../shared/ns.js';
+import { formatDurationWords } from '../../../shared/format.js';
 
 // ------------------------------------------------------------------------------------------------
 // The registry
 
-export type { RetentionClass, RetentionEnv } from '../core/retention-class.js';
-export { inBatches } from '../core/retention-class.js';
+export type { RetentionClass, RetentionEnv } from '../../core/retention-class.js';
+export { inBatches } from '../../core/retention-class.js';
 
 export interface RetentionResult {
   name: string;
@@ -352,7 +352,7 @@ export class RetentionSweeper {
   }
 }
 
-declare module '../core/services.js' {
+declare module '../../core/services.js' {
   interface Services {
     retention: RetentionSweeper;
   }

@@ -4,12 +4,12 @@
  * expired rotated files, so `gatehouse retention run` deletes them even while the server is stopped.
  */
 import path from 'node:path';
-import type { GatehouseModule } from '../core/context.js';
-import type { RetentionClass } from '../core/retention-class.js';
-import { deleteExpiredLogFiles } from '../../shared/rotating-log-file.js';
-import { formatDurationWords } from '../../shared/format.js';
+import type { GatehouseModule } from '../../core/context.js';
+import type { RetentionClass } from '../../core/retention-class.js';
+import { deleteExpiredLogFiles } from '../../../shared/rotating-log-file.js';
+import { formatDurationWords } from '../../../shared/format.js';
 
-export * from '../../shared/rotating-log-file.js';
+export * from '../../../shared/rotating-log-file.js';
 
 const logFilesClass: RetentionClass = {
   name: 'log-files',
