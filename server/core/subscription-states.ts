@@ -13,6 +13,7 @@
  */
 import type { RosterItem, Storage, Subscription } from '../storage/types.js';
 import type { Jid } from '../../shared/jid.js';
+import { x, type Element } from '../../shared/xml/element.js';
 
 export type SubscriptionStanza = 'subscribe' | 'subscribed' | 'unsubscribe' | 'unsubscribed';
 
@@ -322,6 +323,23 @@ export { hasFrom };
 
 /** Marks a server-side record of a pending inbound request that is not a roster entry. */
 export const HIDDEN_GROUP = '\u0000pending-in';
+
+/**
+ * The <item/> of a stored roster item (RFC 6121 roster result or push, and the XEP-0227 export,
+ * which passes its own extra attributes); the hidden group never shows.
+ */
+export function rosterItemElement(item: RosterItem, extra: Record<string, string | undefined> = {}): Element {
+  const el = x('item', {
+    jid: item.jid,
+    name: item.name ?? undefined,
+    subscription: item.subscription,
+    ask: item.ask ? 'subscribe' : undefined,
+    approved: item.approved ? 'true' : undefined,
+    ...extra,
+  });
+  for (const g of item.groups) if (g !== HIDDEN_GROUP) el.append(x('group', {}, g));
+  return el;
+}
 
 export function isHidden(item: RosterItem): boolean {
   return item.groups.includes(HIDDEN_GROUP);

@@ -34,7 +34,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { randomBytes } from 'node:crypto';
-import { HIDDEN_GROUP, hasFrom, hasTo, isHidden, type PresenceEffect } from '../core/subscription-states.js';
+import { hasFrom, hasTo, isHidden, rosterItemElement, type PresenceEffect } from '../core/subscription-states.js';
 
 export { HIDDEN_GROUP } from '../core/subscription-states.js';
 
@@ -43,18 +43,6 @@ export const MAX_NAME_CHARS = 1023;
 export const MAX_GROUP_CHARS = 1023;
 export const MAX_GROUPS = 256;
 
-/** The <item/> a roster result or push shows for a stored item. */
-export function itemElement(item: RosterItem): Element {
-  const el = x('item', {
-    jid: item.jid,
-    name: item.name ?? undefined,
-    subscription: item.subscription,
-    ask: item.ask ? 'subscribe' : undefined,
-    approved: item.approved ? 'true' : undefined,
-  });
-  for (const g of item.groups) if (g !== HIDDEN_GROUP) el.append(x('group', {}, g));
-  return el;
-}
 
 declare module '../core/services.js' {
   interface Services {
@@ -125,7 +113,7 @@ export class RosterService {
   /** Stores an item and pushes it (unless hidden or `push` is false). Returns the new version. */
   async store(owner: Jid, accountId: number, item: RosterItem, push = true): Promise<string> {
     const ver = await this.ctx.storage.roster.put(accountId, item);
-    if (push && !isHidden(item)) this.push(owner, itemElement(item), ver);
+    if (push && !isHidden(item)) this.push(owner, rosterItemElement(item), ver);
     return ver;
   }
 
@@ -235,7 +223,7 @@ async function handleGet(ctx: ServerContext, e: StanzaEvent): Promise<true> {
     return replyResult(ctx.router, e);
   }
   const items = await service.visibleItems(account.id);
-  return replyResult(ctx.router, e, x('query', { xmlns: NS.roster, ver }, items.map(itemElement)));
+  return replyResult(ctx.router, e, x('query', { xmlns: NS.roster, ver }, items.map((i) => rosterItemElement(i))));
 }
 
 async function handleSet(ctx: ServerContext, e: StanzaEvent): Promise<true> {

@@ -41,7 +41,7 @@ import { asTypeOrmStorage } from '../../storage/typeorm-storage.js';
 import type { Account, RosterItem, ScramVerifier, Storage, Subscription } from '../../storage/types.js';
 import { makeVerifierAsync } from '../../accounts/service.js';
 import { MAX_ITERATIONS, MIN_ITERATIONS } from '../../auth/scram.js';
-import { HIDDEN_GROUP } from '../../core/subscription-states.js';
+import { HIDDEN_GROUP, rosterItemElement } from '../../core/subscription-states.js';
 
 export const PIE_NS = 'urn:xmpp:pie:0';
 /** The namespace of XEP-0227 before version 1.0; accepted on import. */
@@ -109,18 +109,6 @@ function scramElement(v: ScramVerifier): Element {
   );
 }
 
-function rosterItemElement(item: RosterItem, extra: Record<string, string | undefined> = {}): Element {
-  const el = x('item', {
-    jid: item.jid,
-    name: item.name ?? undefined,
-    subscription: item.subscription,
-    ask: item.ask ? 'subscribe' : undefined,
-    approved: item.approved ? 'true' : undefined,
-    ...extra,
-  });
-  for (const g of item.groups) if (g !== HIDDEN_GROUP) el.append(x('group', {}, g));
-  return el;
-}
 
 /** The XEP-0227 <user/> element of one account. */
 export async function exportUser(storage: Storage, account: Account): Promise<Element> {
