@@ -49,13 +49,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   fakeSaltKey(config);
 
   const tls = await loadTlsContexts(config);
-  const storage: Storage = await openStorage(config.storage, { migrate: config.storage.migrateOnStart, logger: (m) => log.info(m) });
+  const modules = opts.modules ?? allModules();
+  const storage: Storage = await openStorage(config.storage, {
+    migrate: config.storage.migrateOnStart,
+    logger: (m) => log.info(m),
+    modules: modules.flatMap((m) => (m.storage ? [m.storage] : [])),
+  });
   const hooks = new HookBus((event, err) => log.error('hook failed', { event, error: err instanceof Error ? err.message : String(err) }));
   const sessions = new LocalSessionRegistry();
   const hosts = new Set(config.hosts.map((h) => h.domain));
   const router = new Router(hosts, sessions, hooks, clock, log.child('router'));
   const disco = new DiscoRegistry();
-  const modules = opts.modules ?? allModules();
   const ctx: ServerContext = { config, storage, router, sessions, hooks, clock, log, disco, modules, services: new ServiceRegistry(), startedAt: clock.now() };
 
   const loaded: GatehouseModule[] = [];

@@ -10,6 +10,8 @@ import type { DiscoRegistry } from './disco-registry.js';
 import type { ServiceKey, ServiceRegistry } from './services.js';
 import type { RetentionClass } from './retention-class.js';
 import type { AnySchema, Section } from '../../shared/schema-kit.js';
+import type { ModuleStorage } from '../storage/module-storage.js';
+import type { Account } from '../storage/types.js';
 
 /** Everything a stream or module may use; built once in main.ts. */
 export interface ServerContext {
@@ -56,6 +58,14 @@ export interface GatehouseModule {
   readonly needs?: readonly ServiceKey[];
   /** The retention classes of the records this module stores; the sweeper runs exactly these. */
   readonly retention?: readonly RetentionClass[];
+  /**
+   * The module's own tables: entities, migrations and its repository (storage/module-storage.ts).
+   * main.ts opens the database with every loaded module's storage, so its migrations run with the
+   * core's; in load() the module gets its repository with `ctx.storage.repository(storage)`.
+   */
+  readonly storage?: ModuleStorage;
+  /** The module's part of an account's data in the XEP-0227 export and import (P23). */
+  readonly accountData?: AccountDataPart;
   // `commands?: ModuleCommands`, the module's administrative commands, is declared in
   // commands/command.ts (merged into this interface, as services are into Services), so that the
   // command definitions, which take a ServerContext, are not imported back from here.
@@ -78,4 +88,24 @@ export interface SpecRef {
   version?: string;
   status: 'complete' | 'partial';
   note?: string;
+}
+
+/**
+ * How a module's stored data for one account goes into and comes back from the XEP-0227 export
+ * (the `<user/>` element of the account). The export module calls every loaded module's part, so a
+ * module's data is exported, imported and (through its tables' foreign keys) erased with the
+ * account without the export module knowing it.
+ */
+export interface AccountDataPart {
+  /** Child elements of the account's `<user/>` for this module's data (none when it stores nothing for it). */
+  export(storage: Storage, account: Account): Promise<Element[]>;
+  /** Whether a child element of an imported `<user/>` is this module's to import. */
+  claims(element: Element): boolean;
+  /**
+   * Checks the claimed elements of one account before anything is written: returns one line per
+   * problem (empty when they can be imported), without secrets or message bodies.
+   */
+  check(elements: readonly Element[]): string[];
+  /** Stores the claimed elements for a newly imported account (already checked). */
+  import(storage: Storage, account: Account, elements: readonly Element[]): Promise<void>;
 }

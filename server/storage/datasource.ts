@@ -8,6 +8,7 @@ import path from 'node:path';
 import { DataSource, MigrationExecutor, type DataSourceOptions, type Logger as OrmLogger } from 'typeorm';
 import { migrations } from '../../migrations/index.js';
 import { allEntities } from './entities.js';
+import { checkModuleStorages, type ModuleStorage } from './module-storage.js';
 import { StorageError, errorCode, errorText } from './errors.js';
 import { TypeOrmStorage } from './typeorm-storage.js';
 import type { Storage } from './types.js';
@@ -26,6 +27,8 @@ export interface OpenStorageOptions {
   /** Apply pending migrations (default true). When false, pending migrations are an error. */
   migrate?: boolean;
   logger?: (msg: string) => void;
+  /** The tables of the feature modules (their `storage`): their entities and migrations join the core's. */
+  modules?: readonly ModuleStorage[];
 }
 
 export const DEFAULT_SQLITE_PATH = 'data/gatehouse.sqlite';
@@ -135,10 +138,11 @@ function ormLogger(log: ((msg: string) => void) | undefined, cfg: StorageConfig)
   };
 }
 
-function dataSourceOptions(cfg: StorageConfig, log?: (msg: string) => void): DataSourceOptions {
+function dataSourceOptions(cfg: StorageConfig, modules: readonly ModuleStorage[], log?: (msg: string) => void): DataSourceOptions {
+  checkModuleStorages(modules, migrations.map((M) => new M().name));
   const common = {
-    entities: allEntities,
-    migrations,
+    entities: [...allEntities, ...modules.flatMap((m) => m.entities)],
+    migrations: [...migrations, ...modules.flatMap((m) => m.migrations)],
     migrationsRun: false,
     migrationsTransactionMode: 'each' as const,
     synchronize: false,
@@ -202,7 +206,7 @@ function dataSourceOptions(cfg: StorageConfig, log?: (msg: string) => void): Dat
 }
 
 /** Connects (creating the SQLite file and its directory if needed); errors are one redacted line. */
-async function connect(cfg: StorageConfig, log?: (msg: string) => void): Promise<DataSource> {
+async function connect(cfg: StorageConfig, modules: readonly ModuleStorage[], log?: (msg: string) => void): Promise<DataSource> {
   let ds: DataSource | undefined;
   try {
     if (cfg.type === 'sqlite') {
@@ -214,7 +218,7 @@ async function connect(cfg: StorageConfig, log?: (msg: string) => void): Promise
         closeSync(openSync(file, 'a', 0o600));
       }
     }
-    ds = new DataSource(dataSourceOptions(cfg, log));
+    ds = new DataSource(dataSourceOptions(cfg, modules, log));
     await ds.initialize();
     return ds;
   } catch (err) {
@@ -247,7 +251,7 @@ async function pending(ds: DataSource, cfg: StorageConfig): Promise<string[]> {
  * that still has pending migrations is refused (run `runMigrations` first).
  */
 export async function openStorage(cfg: StorageConfig, opts: OpenStorageOptions = {}): Promise<Storage> {
-  const ds = await connect(cfg, opts.logger);
+  const ds = await connect(cfg, opts.modules ?? [], opts.logger);
   try {
     if (opts.migrate ?? true) {
       await applyMigrations(ds, cfg, opts.logger);
@@ -261,12 +265,12 @@ export async function openStorage(cfg: StorageConfig, opts: OpenStorageOptions =
     await ds.destroy().catch(() => undefined);
     throw err;
   }
-  return new TypeOrmStorage(ds, cfg.type, describeDatabase(cfg));
+  return new TypeOrmStorage(ds, cfg.type, describeDatabase(cfg), opts.modules ?? []);
 }
 
 /** Applies pending migrations; returns the names applied (empty when the schema is current). */
-export async function runMigrations(cfg: StorageConfig, opts: { logger?: (msg: string) => void } = {}): Promise<string[]> {
-  const ds = await connect(cfg, opts.logger);
+export async function runMigrations(cfg: StorageConfig, opts: { logger?: (msg: string) => void; modules?: readonly ModuleStorage[] } = {}): Promise<string[]> {
+  const ds = await connect(cfg, opts.modules ?? [], opts.logger);
   try {
     return await applyMigrations(ds, cfg, opts.logger);
   } finally {
@@ -275,8 +279,8 @@ export async function runMigrations(cfg: StorageConfig, opts: { logger?: (msg: s
 }
 
 /** Names of the migrations not yet applied. */
-export async function pendingMigrations(cfg: StorageConfig): Promise<string[]> {
-  const ds = await connect(cfg);
+export async function pendingMigrations(cfg: StorageConfig, modules: readonly ModuleStorage[] = []): Promise<string[]> {
+  const ds = await connect(cfg, modules);
   try {
     return await pending(ds, cfg);
   } finally {

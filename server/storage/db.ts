@@ -7,9 +7,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { DataSource, EntityManager } from 'typeorm';
 import { StorageError, errorCode, errorText } from './errors.js';
-import type { Storage } from './types.js';
-
-export type Kind = Storage['kind'];
+/** The database dialects storage runs on. */
+export type Kind = 'sqlite' | 'mysql' | 'postgres';
 
 /** Bound on the number of ids in one IN (...) list. */
 export const ID_CHUNK = 500;

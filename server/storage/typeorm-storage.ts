@@ -22,6 +22,7 @@ import {
 import { TypeOrmPolicyVersionRepository } from './repos/policy-versions.js';
 import { TypeOrmPrivacyLogRepository } from './repos/privacy-logs.js';
 import { TypeOrmStatisticsRepository } from './repos/statistics.js';
+import type { ModuleStorage } from './module-storage.js';
 import { Db, ID_CHUNK, checkId, checkText, dateOrNull, isUniqueViolation, millis, type Kind } from './db.js';
 import type {
   Account,
@@ -506,8 +507,9 @@ export class TypeOrmStorage implements Storage {
   readonly transports: TypeOrmTransportRepository;
   private readonly db: Db;
   private closing: Promise<void> | null = null;
+  private readonly moduleRepositories = new Map<ModuleStorage, unknown>();
 
-  constructor(ds: DataSource, kind: Kind, description = `${kind} database`) {
+  constructor(ds: DataSource, kind: Kind, description = `${kind} database`, private readonly modules: readonly ModuleStorage[] = []) {
     this.kind = kind;
     this.db = new Db(ds, kind, description);
     this.accounts = new TypeOrmAccountRepository(this.db);
@@ -520,6 +522,16 @@ export class TypeOrmStorage implements Storage {
     this.statistics = new TypeOrmStatisticsRepository(this.db);
     this.policyVersions = new TypeOrmPolicyVersionRepository(this.db);
     this.transports = new TypeOrmTransportRepository(this.db);
+  }
+
+  repository<R>(storage: ModuleStorage<R>): R {
+    if (!this.moduleRepositories.has(storage)) {
+      if (!this.modules.includes(storage as ModuleStorage)) {
+        throw new Error(`the tables of '${storage.name}' were not opened with this storage (pass the module's storage to openStorage)`);
+      }
+      this.moduleRepositories.set(storage, storage.repository(this.db));
+    }
+    return this.moduleRepositories.get(storage) as R;
   }
 
   close(): Promise<void> {

@@ -3,6 +3,8 @@
  * implementation lives beside them. Accounts are keyed by normalised bare JID (P1): (username, host).
  * Every account-owned row references the account and is deleted with it (P23).
  */
+import type { Kind } from './db.js';
+import type { ModuleStorage } from './module-storage.js';
 
 export interface ScramVerifier {
   /** 'SHA-1' | 'SHA-256' */
@@ -108,7 +110,12 @@ export interface KeyValueRepository {
 }
 
 export interface Storage {
-  readonly kind: 'sqlite' | 'mysql' | 'postgres';
+  readonly kind: Kind;
+  /**
+   * The repository of a feature module's own tables (core/context.ts GatehouseModule `storage`),
+   * built once per storage; an error when the storage was opened without that module's tables.
+   */
+  repository<R>(storage: ModuleStorage<R>): R;
   accounts: AccountRepository;
   roster: RosterRepository;
   offline: OfflineRepository;
