@@ -9,16 +9,10 @@
 /** Imports of the form [from, to] (regular expressions on paths) that a rule tolerates for now; one entry per file. */
 const KNOWN = {
   transportsOfServer: [
-    // #12, open: the transports share the server's database through its storage layer
-    // (openStorage, StorageConfig, the Storage and TransportRepository interfaces). To go, that
-    // layer (or the part the transports use) has to move out of server/.
-    ['^transports/kit/config\\.ts$', '^server/storage/datasource\\.ts$'],
-    ['^transports/kit/storage\\.ts$', '^server/storage/(datasource|types)\\.ts$'],
-    ['^transports/kit/(audit-log|context|gateway|kit-types|vault)\\.ts$', '^server/storage/types\\.ts$'],
     // #12, open: the `gatehouse-transport` command reads the server's configuration and argument
     // parser; it belongs with the server's commands (the one command surface) rather than under
     // transports/.
-    ['^transports/cli-transport\\.ts$', '^server/(cli/kit|commands/(command|run)|config/index|storage/datasource|storage/types)\\.ts$'],
+    ['^transports/cli-transport\\.ts$', '^server/(cli/kit|commands/(command|run)|config/index)\\.ts$'],
   ],
   coreOfFeature: [],
   moduleOfModule: [
@@ -86,10 +80,10 @@ module.exports = {
       to: { path: '^(server|transports)/' },
     },
     ...rule(
-      'storage-imports-no-protocol-code',
-      'Storage is repositories and migrations; it knows records, not streams, stanzas or sockets.',
-      '^server/storage/',
-      '^server/(streams|modules|net|federation)/',
+      'storage-imports-neither-server-nor-transports',
+      'storage/ is the database layer (repositories, migrations, dumps) under both the server and the transports, which share one database: it knows records, not streams, stanzas, configuration files or sockets.',
+      '^storage/',
+      '^(server|transports)/',
       KNOWN.storageOfProtocol,
     ),
     ...rule(
@@ -120,14 +114,14 @@ module.exports = {
       name: 'production-code-not-to-dev-dependencies',
       severity: 'error',
       comment: 'The server and transports run from an install without devDependencies.',
-      from: { path: '^(server|shared|transports|migrations)/' },
+      from: { path: '^(server|shared|storage|transports)/' },
       to: { dependencyTypes: ['npm-dev'], dependencyTypesNot: ['type-only'] },
     },
     {
       name: 'production-code-not-to-tests',
       severity: 'error',
       comment: 'Tests and scripts use the server, never the other way round.',
-      from: { path: '^(server|shared|transports|migrations)/' },
+      from: { path: '^(server|shared|storage|transports)/' },
       to: { path: '^(test|scripts)/' },
     },
   ],

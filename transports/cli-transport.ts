@@ -15,8 +15,8 @@ import { UsageError, commandSet, type FlagDefinition, type ParsedArgs } from '..
 import { runCommandLine } from '../server/commands/run.js';
 import { ConfigError, loadConfig } from '../server/config/index.js';
 import { parseDuration } from '../shared/schema-kit.js';
-import { openStorage, type StorageConfig } from '../server/storage/datasource.js';
-import type { TransportAuditEntry } from '../server/storage/types.js';
+import { openStorage, type StorageConfig } from '../storage/datasource.js';
+import type { TransportAuditEntry } from '../storage/types.js';
 import { Jid } from '../shared/jid.js';
 import { Logger } from '../shared/logger.js';
 import { logFileSink } from '../shared/rotating-log-file.js';

@@ -2,7 +2,7 @@
 import type { Config } from '../config/index.js';
 import { CONFIG_FLAG, UsageError, commandSet, configFrom, readPassword, withStorage, type FlagDefinition } from './kit.js';
 import { startServer } from '../main.js';
-import { runMigrations } from '../storage/datasource.js';
+import { runMigrations } from '../../storage/datasource.js';
 import { HookBus } from '../core/hooks.js';
 import { LocalSessionRegistry } from '../core/session.js';
 import { AccountService } from '../accounts/service.js';

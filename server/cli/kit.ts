@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { loadConfig, type Config } from '../config/index.js';
-import { openStorage } from '../storage/datasource.js';
-import type { Storage } from '../storage/types.js';
+import { openStorage } from '../../storage/datasource.js';
+import type { Storage } from '../../storage/types.js';
 import { UsageError, type ParsedArgs } from '../commands/command.js';
 
 export type { ParsedArgs };

@@ -1,5 +1,5 @@
 import type { Config } from '../config/index.js';
-import type { Storage } from '../storage/types.js';
+import type { Storage } from '../../storage/types.js';
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import type { HookBus } from './hooks.js';
@@ -10,8 +10,8 @@ import type { DiscoRegistry } from './disco-registry.js';
 import type { ServiceKey, ServiceRegistry } from './services.js';
 import type { RetentionClass } from './retention-class.js';
 import type { AnySchema, Section } from '../../shared/schema-kit.js';
-import type { ModuleStorage } from '../storage/module-storage.js';
-import type { Account } from '../storage/types.js';
+import type { ModuleStorage } from '../../storage/module-storage.js';
+import type { Account } from '../../storage/types.js';
 
 /** Everything a stream or module may use; built once in main.ts. */
 export interface ServerContext {

@@ -4,7 +4,7 @@
  * CLI those of every module in modules/index.ts. Nothing registers itself by being imported.
  */
 import type { Config } from '../config/index.js';
-import type { Storage } from '../storage/types.js';
+import type { Storage } from '../../storage/types.js';
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import type { HookBus } from './hooks.js';

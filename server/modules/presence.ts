@@ -51,7 +51,7 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import type { ClientSession } from '../core/session.js';
 import { errorReply } from '../../shared/xml/stanza-errors.js';
-import type { Account, RosterItem } from '../storage/types.js';
+import type { Account, RosterItem } from '../../storage/types.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import type { Services } from '../core/services.js';

@@ -16,14 +16,14 @@ import { BACKUP_KEY_ENV, BackupError, loadBackupKey, parseBackupKey } from '../.
 import { BackupScheduler, createBackupModule } from '../../server/modules/backup/schedule.js';
 import { backupFileName, listBackups, rotateBackups } from '../../server/modules/backup/files.js';
 import { createBackup } from '../../server/modules/backup/backup.js';
-import { listTables, openRawDb, type RawDb } from '../../server/storage/dump/index.js';
+import { listTables, openRawDb, type RawDb } from '../../storage/dump/index.js';
 import { readBackupInfo, verifyBackup } from '../../server/modules/backup/format.js';
 import { restoreBackup } from '../../server/modules/backup/restore.js';
 import { backupCommands } from '../../server/modules/backup/cli-backup.js';
 import { parseArgs } from '../../server/cli/kit.js';
-import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
-import { storageTargets } from '../../server/storage/test-databases.js';
-import type { ScramVerifier, Storage } from '../../server/storage/types.js';
+import { openStorage, type StorageConfig } from '../../storage/datasource.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import type { ScramVerifier, Storage } from '../../storage/types.js';
 import { parseConfig } from '../../server/config/index.js';
 import { ManualClock } from '../../shared/clock.js';
 import { Logger } from '../../shared/logger.js';

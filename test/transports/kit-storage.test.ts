@@ -5,10 +5,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { openStorage } from '../../server/storage/datasource.js';
-import { storageTargets } from '../../server/storage/test-databases.js';
-import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
-import type { Storage, VaultRecord } from '../../server/storage/types.js';
+import { openStorage } from '../../storage/datasource.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import { asTypeOrmStorage } from '../../storage/typeorm-storage.js';
+import type { Storage, VaultRecord } from '../../storage/types.js';
 import { Vault, vaultKey } from '../../transports/kit/vault.js';
 import { runRetention } from '../../server/modules/retention/retention.js';
 import { retentionClasses } from '../../server/modules/index.js';

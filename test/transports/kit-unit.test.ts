@@ -13,7 +13,7 @@ import { Vault, VaultError, VaultKeyMismatchError, keyIdOf, parseKeyText, readKe
 import { parseTransportConfig } from '../../transports/kit/config.js';
 import { formatAudit, scrub } from '../../transports/kit/audit-log.js';
 import { ConfigError } from '../../shared/schema-kit.js';
-import type { TransportAuditEntry } from '../../server/storage/types.js';
+import type { TransportAuditEntry } from '../../storage/types.js';
 import { LegacySessionEmitter } from '../../transports/kit/session-emitter.js';
 import type { AdapterLogger } from '../../transports/kit/adapter.js';
 

@@ -42,7 +42,7 @@ import {
   type Ctx,
   type Infer,
 } from '../../shared/schema-kit.js';
-import type { StorageConfig } from '../../server/storage/datasource.js';
+import type { StorageConfig } from '../../storage/datasource.js';
 
 export const COMPONENT_SECRET_ENV = 'GATEHOUSE_COMPONENT_SECRET';
 

@@ -24,7 +24,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import type { VaultRecord } from '../../server/storage/types.js';
+import type { VaultRecord } from '../../storage/types.js';
 
 export const VAULT_KEY_ENV = 'GATEHOUSE_VAULT_KEY';
 /** Service name under which the key is kept in the OS keyring. */

@@ -5,7 +5,7 @@
  * with auditRead() (P21), and so is every lift (a log line naming the admin).
  */
 import type { ServerContext } from '../../core/context.js';
-import type { BlockKind } from '../../storage/types.js';
+import type { BlockKind } from '../../../storage/types.js';
 import { auditRead } from '../../modules/policy/admins.js';
 import { formatDurationShort, formatDurationWords } from '../../../shared/format.js';
 import { csrfField, html, utc, type PageEnv, type PageResult } from './layout.js';

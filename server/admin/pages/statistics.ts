@@ -4,8 +4,8 @@
  * hours, day: last 90 days), and a table of totals. No JID or IP is in these series, so viewing
  * them is no read of audit data.
  */
-import { RESOLUTIONS, RESOLUTION_MS } from '../../storage/repos/statistics.js';
-import type { Resolution } from '../../storage/types.js';
+import { RESOLUTIONS, RESOLUTION_MS } from '../../../storage/repos/statistics.js';
+import type { Resolution } from '../../../storage/types.js';
 import { SERIES, rollupOf, seriesName } from '../../modules/statistics/statistics.js';
 import { seriesPoints } from '../../modules/statistics/cli-stats.js';
 import { PALETTE, formatValue, renderChart } from '../../modules/statistics/chart.js';

@@ -9,7 +9,7 @@
  * back from now.
  */
 import type { ServerContext } from '../../core/context.js';
-import type { TransportAuditEntry, TransportAuditQuery } from '../../storage/types.js';
+import type { TransportAuditEntry, TransportAuditQuery } from '../../../storage/types.js';
 import { auditRead } from '../../modules/policy/admins.js';
 import { Jid } from '../../../shared/jid.js';
 import { html, query, utc, type PageEnv, type PageResult } from './layout.js';

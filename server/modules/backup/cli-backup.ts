@@ -15,7 +15,7 @@ import { createBackup } from './backup.js';
 import { listBackups, rotateBackups } from './files.js';
 import { readBackupInfo, verifyBackup } from './format.js';
 import { restoreBackup } from './restore.js';
-import { migrations } from '../../../migrations/index.js';
+import { migrations } from '../../../storage/migrations/index.js';
 import { formatBytes } from '../../../shared/format.js';
 import { usageLine } from '../../commands/help.js';
 

@@ -13,9 +13,9 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Config } from '../../config/index.js';
-import { BACKUP_KEY_ENV, BackupError } from '../../storage/dump/index.js';
+import { BACKUP_KEY_ENV, BackupError } from '../../../storage/dump/index.js';
 
-export { BACKUP_KEY_ENV, BackupError } from '../../storage/dump/index.js';
+export { BACKUP_KEY_ENV, BackupError } from '../../../storage/dump/index.js';
 
 export const SALT_BYTES = 16;
 export const NONCE_PREFIX_BYTES = 7;

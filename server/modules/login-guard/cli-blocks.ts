@@ -6,7 +6,7 @@
 import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage } from '../../cli/kit.js';
 import { Jid } from '../../../shared/jid.js';
 import { parseIp } from '../../../shared/ip-addresses.js';
-import type { AuthBlock, BlockKind } from '../../storage/types.js';
+import type { AuthBlock, BlockKind } from '../../../storage/types.js';
 import { ipSubject } from './failed-login-guard.js';
 
 function describeBlock(b: AuthBlock, now: Date): string {

@@ -50,7 +50,7 @@ import type { GatehouseModule, ServerContext, StreamInfo } from '../../core/cont
 import type { HookPhase } from '../../core/hooks.js';
 import type { AuthAttempt, AuthFailure } from '../../streams/c2s.js';
 import { addressGroup, cidrContains } from '../../../shared/ip-addresses.js';
-import type { AuthBlock, BlockKind, FailedLoginRecord } from '../../storage/types.js';
+import type { AuthBlock, BlockKind, FailedLoginRecord } from '../../../storage/types.js';
 import { errorReply } from '../../../shared/xml/stanza-errors.js';
 import { normaliseLocal } from '../../../shared/jid.js';
 import { NS } from '../../../shared/ns.js';

@@ -9,12 +9,12 @@
  * into force after a newer one.
  */
 import type { Config } from '../../config/index.js';
-import type { PolicyVersion, Storage } from '../../storage/types.js';
+import type { PolicyVersion, Storage } from '../../../storage/types.js';
 import type { PolicyFacts } from './facts.js';
 import { policyFromConfig, type PolicyTexts, type PolicyView, type ShownVersion } from './render.js';
 import { dateEn, duration, type Lang } from './format.js';
 
-export type { PolicyVersion } from '../../storage/types.js';
+export type { PolicyVersion } from '../../../storage/types.js';
 
 /** At least this much notice for a change that is not technical (four weeks). */
 export const NOTICE_MS = 28 * 86_400_000;

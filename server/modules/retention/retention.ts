@@ -56,7 +56,7 @@ import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import { retentionClassesOf } from '../../core/module.js';
 import { DEFAULT_RETENTION_BATCH, inBatches, type RetentionClass, type RetentionEnv, type RetentionRunOptions } from '../../core/retention-class.js';
 import type { ClientSession } from '../../core/session.js';
-import type { Account } from '../../storage/types.js';
+import type { Account } from '../../../storage/types.js';
 import { systemClock } from '../../../shared/clock.js';
 import { AccountError, AccountService, NoSuchAccountError } from '../../accounts/service.js';
 import { parseXmlText } from '../../../shared/xml/parse-xml.js';

@@ -4,11 +4,11 @@
  */
 import { writeFileSync } from 'node:fs';
 import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type FlagDefinition, type ParsedArgs } from '../../cli/kit.js';
-import type { Resolution, StatPoint, Storage } from '../../storage/types.js';
+import type { Resolution, StatPoint, Storage } from '../../../storage/types.js';
 import { controlHandlers, controlRequest } from '../../admin/control.js';
 import type { CommandDefinition } from '../../commands/command.js';
 import type { ServerContext } from '../../core/context.js';
-import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
+import { RESOLUTION_MS } from '../../../storage/repos/statistics.js';
 import { SERIES, rollupOf, seriesName } from './statistics.js';
 import { renderChart, formatValue, PALETTE } from './chart.js';
 

@@ -20,7 +20,7 @@ import { sessionsCommand, statsCommand, type LiveSession } from './cli-stats.js'
 type Statistics = Services['statistics'];
 import { formatDurationWords } from '../../../shared/format.js';
 import { inBatches, type RetentionClass } from '../../core/retention-class.js';
-import type { SessionRecord } from '../../storage/types.js';
+import type { SessionRecord } from '../../../storage/types.js';
 
 export type { LiveSession };
 

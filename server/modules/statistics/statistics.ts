@@ -26,8 +26,8 @@ import { isIP } from 'node:net';
 import type { Clock } from '../../../shared/clock.js';
 import type { Logger } from '../../../shared/logger.js';
 import type { GatehouseModule, ServerContext } from '../../core/context.js';
-import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
-import type { StatisticsRepository, StatWrite } from '../../storage/types.js';
+import { RESOLUTION_MS } from '../../../storage/repos/statistics.js';
+import type { StatisticsRepository, StatWrite } from '../../../storage/types.js';
 
 export type Rollup = 'sum' | 'avg' | 'max';
 export type Labels = Record<string, string>;
