@@ -1,8 +1,11 @@
 /**
  * The configuration schema: keys, types, defaults, validation and documentation in one place.
  * docs/configuration.md is generated from it (see docs.ts), the Config type is derived from it
- * (types.ts). A module may declare its own section next to its code (section() in
- * shared/schema-kit.ts); it is composed here with fieldOf(), in the place it has in the file.
+ * (types.ts). A feature declares its own section next to its code (section() in
+ * shared/schema-kit.ts; X-config.ts beside a module file, config.ts in a feature folder); it is
+ * composed here with fieldOf(), in the place it has in the file. What stays here is not one
+ * feature's: hosts, listeners, TLS, client streams, authentication, storage, logging, and the
+ * sections several parts of the server read (server, retention, components).
  */
 import path from 'node:path';
 import {
@@ -28,8 +31,8 @@ import {
 import { bareJid, cidr, domain } from '../../shared/config-values.js';
 import { offlineConfigSection } from '../modules/offline-config.js';
 import { privateStorageConfigSection } from '../modules/private-storage-config.js';
-import { subscriptionsConfigSection } from '../modules/subscriptions-config.js';
-import { registrationLimitConfigSection } from '../modules/registration-limit-config.js';
+import { subscriptionsConfigSection } from '../modules/presence-config.js';
+import { registrationLimitConfigSection } from '../modules/register-config.js';
 import { loginGuardConfigSection } from '../modules/login-guard/config.js';
 import { policyConfigSection } from '../modules/policy/config.js';
 import { adminConfigSection } from '../admin/config.js';

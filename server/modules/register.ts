@@ -35,7 +35,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { ControlError } from '../commands/command.js';
-import { registrationLimitConfigSection } from './registration-limit-config.js';
+import { registrationLimitConfigSection } from './register-config.js';
 import { addressGroup, cidrContains } from '../../shared/ip-addresses.js';
 
 /** A refused or failed registration, password change or removal (P7: no password, ever). */
