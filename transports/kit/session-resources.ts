@@ -148,7 +148,7 @@ export abstract class SessionResources {
     await this.reevaluate(user);
   }
 
-  /** A resource joined a room (rooms.ts): the room's server is demanded. */
+  /** A resource joined a room (room-membership.ts): the room's server is demanded. */
   async addRoomDemand(full: Jid, roomJid: string, server: string | undefined): Promise<void> {
     const rs = this.resource(full, true)!;
     rs.rooms.set(roomJid, this.serverKey(server));
