@@ -2,7 +2,7 @@
  * The `loginGuard` configuration section, declared next to the failed-login guard that reads it
  * (failed-login-guard.ts) and composed into the whole schema by server/config/schema.ts.
  */
-import { array, duration, int, object, section } from '../../../shared/schema-kit.js';
+import { array, duration, int, object, section, type Infer } from '../../../shared/schema-kit.js';
 import { cidr } from '../../../shared/config-values.js';
 
 export const loginGuardConfigSection = section(
@@ -26,3 +26,5 @@ export const loginGuardConfigSection = section(
     { doc: 'Failed-login guard (P7): growing delays, then temporary blocks.' },
   ),
 );
+
+export type LoginGuardConfig = Infer<typeof loginGuardConfigSection.schema>;

@@ -43,8 +43,8 @@
  * delay postpones the evaluation of the next attempt (so its answer, success or failure, comes
  * later); postponing the failure answer itself needs c2s to await 'auth/failed' before writing it.
  */
-import type { Config, LoginGuardConfig } from '../../config/index.js';
-import { loginGuardConfigSection } from './config.js';
+import type { Config } from '../../config/index.js';
+import { loginGuardConfigSection, type LoginGuardConfig } from './config.js';
 import { defaultsOf } from '../../../shared/schema-kit.js';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../../core/context.js';
 import type { HookPhase } from '../../core/hooks.js';
