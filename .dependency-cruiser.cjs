@@ -25,6 +25,9 @@ const KNOWN = {
   circular: [],
 };
 
+/** The file in which a feature declares its configuration section (see server/config/schema.ts). */
+const CONFIG_SECTION_FILE = '^server/(modules/[^/]+-config|(modules/[^/]+|admin|federation)/config)\\.ts$';
+
 /**
  * A rule as dependency-cruiser wants it: one rule for all files without known exceptions, and one
  * per file with some, which forbids that file every target of the rule but its known ones.
@@ -55,9 +58,24 @@ module.exports = {
     ).map((r) => ({
       ...r,
       from: { ...r.from, pathNot: [...[r.from.pathNot ?? []].flat(), '^server/modules/(index|features-doc)\\.ts$'] },
-      // A module's config section file (*-config.ts) is schema only: the schema and its module read it.
-      to: { ...r.to, pathNot: [...[r.to.pathNot ?? []].flat(), '^server/modules/$1(?:\\.ts$|/)', '^server/modules/[^/]+-config\\.ts$'] },
+      // Its own files: a folder module's folder, a file module X.ts its section file X-config.ts.
+      to: { ...r.to, pathNot: [...[r.to.pathNot ?? []].flat(), '^server/modules/$1(?:\\.ts$|-config\\.ts$|/)'] },
     })),
+    {
+      name: 'config-reads-only-config-sections-of-features',
+      severity: 'error',
+      comment:
+        'server/config/schema.ts composes the sections the features declare next to their code (X-config.ts beside a module file, config.ts in a feature folder); loading the configuration must not load the features themselves.',
+      from: { path: '^server/config/' },
+      to: { path: '^server/(modules|admin|federation)/', pathNot: CONFIG_SECTION_FILE },
+    },
+    {
+      name: 'config-sections-are-schema-only',
+      severity: 'error',
+      comment: 'A config section file is a schema built from shared/ (schema-kit, config-values): what it imports, the configuration loads.',
+      from: { path: CONFIG_SECTION_FILE },
+      to: { path: '^(server|transports)/' },
+    },
     ...rule(
       'modules-import-no-net',
       'A feature module speaks stanzas through the router and hooks, never sockets or the XML parser (shared/xml has what it needs).',

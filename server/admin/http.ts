@@ -63,6 +63,7 @@ import { policyPage } from './pages/policy.js';
 import { privacyPage } from './pages/privacy.js';
 import { metricsText } from './pages/metrics.js';
 import { answerApi } from './api.js';
+import { adminConfigSection } from './config.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -538,6 +539,7 @@ export function createAdminHttpModule(options: AdminHttpOptions = {}): Gatehouse
   let http: AdminHttp | null = null;
   return {
     name: 'admin-http',
+    config: adminConfigSection,
     specs: [],
     clauses: ['P6', 'P7', 'P10', 'P12', 'P21', 'P22'],
     provides: ['admin-http-listeners'],

@@ -71,8 +71,8 @@ export interface GatehouseModule {
   // command definitions, which take a ServerContext, are not imported back from here.
   /**
    * The configuration section the module reads, declared next to it with section()
-   * (shared/schema-kit.ts) in a file of its own (modules/offline-config.ts), so the schema does not
-   * load the module's code; server/config/schema.ts composes it with fieldOf() where it belongs in
+   * (shared/schema-kit.ts) in a file of its own (modules/offline-config.ts beside a module file,
+   * config.ts in a module folder), so the schema does not load the module's code; server/config/schema.ts composes it with fieldOf() where it belongs in
    * the documented order, and the module reads it typed as `ctx.config[key]`.
    */
   readonly config?: Section<string, AnySchema>;

@@ -56,7 +56,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import type { Services } from '../core/services.js';
 import { HIDDEN_GROUP, hasFrom, hasTo, inbound, isHidden, itemState, outbound, type SubscriptionStanza, type Transition } from '../core/subscription-states.js';
-import { subscriptionsConfigSection } from './subscriptions-config.js';
+import { subscriptionsConfigSection } from './presence-config.js';
 
 const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
 

@@ -17,12 +17,14 @@
 import type { GatehouseModule } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import { S2sService, type S2sOptions } from '../federation/service.js';
+import { s2sConfigSection } from '../federation/config.js';
 
 export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
   let service: S2sService | null = null;
   const cleanup: (() => void)[] = [];
   return {
     name: 's2s',
+    config: s2sConfigSection,
     specs: [
       { id: 'RFC 6120', version: 'sections 4-6, 13.7 (server-to-server)', status: 'complete', note: 'STARTTLS, SASL EXTERNAL, unidirectional links' },
       { id: 'XEP-0220', version: '1.1.1', status: 'complete', note: 'dialback with piggybacking and dialback errors' },

@@ -21,6 +21,7 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import { inBatches, type RetentionClass } from '../core/retention-class.js';
 import { backoffDelay } from '../../transports/kit/backoff.js';
 import { formatDurationWords } from '../../shared/format.js';
+import { transportsConfigSection } from './transports-supervisor-config.js';
 
 export interface SupervisedTransport {
   /** The adapter: transports/<name>/index.ts. */
@@ -140,6 +141,7 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
   };
   return {
     name: 'transports-supervisor',
+    config: transportsConfigSection,
     retention: [transportConnectionsClass],
     clauses: ['P9', 'P10'],
     specs: [

@@ -10,6 +10,7 @@ import type { Logger } from '../../../shared/logger.js';
 import { loadBackupKey } from './crypto.js';
 import { createBackup, type BackupResult } from './backup.js';
 import { listBackups, rotateBackups } from './files.js';
+import { backupsConfigSection } from './config.js';
 
 const DAY_MS = 24 * 3600_000;
 /** How often the schedule looks whether a backup is due (also the delay before the first look). */
@@ -95,6 +96,7 @@ const active = new Map<BackupScheduler, NodeJS.Timeout>();
 export function createBackupModule(): GatehouseModule {
   return {
     name: 'backup',
+    config: backupsConfigSection,
     clauses: ['P14'],
     specs: [],
     load(ctx) {

@@ -43,8 +43,8 @@
  * delay postpones the evaluation of the next attempt (so its answer, success or failure, comes
  * later); postponing the failure answer itself needs c2s to await 'auth/failed' before writing it.
  */
-import type { Config, LoginGuardConfig } from '../../config/index.js';
-import { configSchema } from '../../config/schema.js';
+import type { Config } from '../../config/index.js';
+import { loginGuardConfigSection, type LoginGuardConfig } from './config.js';
 import { defaultsOf } from '../../../shared/schema-kit.js';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../../core/context.js';
 import type { HookPhase } from '../../core/hooks.js';
@@ -68,8 +68,8 @@ export interface LoginGuardOptions extends LoginGuardConfig {
   poll: number;
 }
 
-/** The configuration section's defaults (server/config/schema.ts), and the poll interval. */
-export const DEFAULT_LOGIN_GUARD: Readonly<LoginGuardOptions> = Object.freeze({ ...defaultsOf(configSchema.fields.loginGuard), poll: 30_000 });
+/** The configuration section's defaults (config.ts), and the poll interval. */
+export const DEFAULT_LOGIN_GUARD: Readonly<LoginGuardOptions> = Object.freeze({ ...defaultsOf(loginGuardConfigSection.schema), poll: 30_000 });
 
 /** Defaults, then config.loginGuard, then explicit overrides (tests). */
 export function loginGuardOptions(config: Config, overrides: Partial<LoginGuardOptions> = {}): LoginGuardOptions {
@@ -443,6 +443,7 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
   const active = new Set<LoginGuard>();
   return {
     name: 'failed-login-guard',
+    config: loginGuardConfigSection,
     clauses: ['P7'],
     specs: [],
     provides: ['login-guard'],

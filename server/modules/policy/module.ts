@@ -9,6 +9,7 @@ import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import { dateEn } from './format.js';
 import { checkPolicyAtStart } from './versions.js';
 import { PolicyNotifier } from './announce.js';
+import { policyConfigSection } from './config.js';
 
 export interface PolicyModuleOptions {
   /** How often to look for new announcements (default one minute). */
@@ -20,6 +21,7 @@ export function createPolicyModule(opts: PolicyModuleOptions = {}): GatehouseMod
   const stops = new Set<() => void>();
   return {
     name: 'privacy-policy',
+    config: policyConfigSection,
     specs: [],
     clauses: ['P22'],
     async load(ctx: ServerContext) {
