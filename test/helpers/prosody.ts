@@ -36,6 +36,8 @@ export interface ProsodyOptions {
   directTlsRoutes?: Record<string, number>;
   /** [username, password] pairs created before start. */
   users?: [string, string][];
+  /** Modules loaded besides the default list (e.g. "private", "pep", "offline"). */
+  extraModules?: string[];
 }
 
 export interface Prosody {
@@ -43,6 +45,9 @@ export interface Prosody {
   c2sPort: number;
   s2sPort: number;
   dir: string;
+  /** The configuration file (for prosodyctl) and the data directory (storage "internal"). */
+  configFile: string;
+  dataDir: string;
   /** The debug log so far (for diagnosing failures). */
   log(): string;
   stop(): Promise<void>;
@@ -101,8 +106,8 @@ c2s_direct_tls_ports = { }
 s2s_direct_tls_ports = { }
 http_ports = { }
 https_ports = { }
-modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "vcard"; "presence"; "message"; "iq"; "test_s2s_routes" }
-modules_disabled = { "s2s_bidi"; "offline" }
+modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "vcard"; "presence"; "message"; "iq"; "test_s2s_routes"${(opts.extraModules ?? []).map((m) => `; "${m}"`).join('')} }
+modules_disabled = { "s2s_bidi"${opts.extraModules?.includes('offline') ? '' : '; "offline"'} }
 authentication = "internal_hashed"
 storage = "internal"
 allow_registration = false
@@ -140,6 +145,8 @@ VirtualHost "${opts.domain}"
     c2sPort,
     s2sPort,
     dir,
+    configFile: cfg,
+    dataDir: join(dir, 'data'),
     log: readLog,
     async stop() {
       if (child.exitCode === null) {

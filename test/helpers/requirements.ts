@@ -1,5 +1,5 @@
 /**
- * Programs from Debian that some proofs run against (ngIRCd, Prosody, Chromium, slixmpp).
+ * Programs from Debian that some proofs run against (ngIRCd, Prosody, ejabberd, Chromium, slixmpp).
  *
  * Locally a missing one skips the tests that need it, saying why. CI must not pass with a proof
  * skipped, so GATEHOUSE_TEST_REQUIRE lists the ones that have to be there (.ci/run sets it to all
@@ -15,6 +15,8 @@ import { existsSync } from 'node:fs';
 export const NGIRCD = '/usr/sbin/ngircd';
 export const PROSODY = '/usr/bin/prosody';
 export const PROSODYCTL = '/usr/bin/prosodyctl';
+export const PROSODY_MIGRATOR = '/usr/bin/prosody-migrator';
+export const EJABBERDCTL = '/usr/sbin/ejabberdctl';
 export const CHROMIUM = '/usr/bin/chromium';
 export const PYTHON = '/usr/bin/python3';
 
@@ -33,7 +35,18 @@ const missingFile = (...paths: string[]) => () => {
 
 const DEPENDENCIES = {
   ngircd: { missing: missingFile(NGIRCD), install: 'apt-get install ngircd' },
-  prosody: { missing: missingFile(PROSODY, PROSODYCTL), install: 'apt-get install prosody' },
+  prosody: { missing: missingFile(PROSODY, PROSODYCTL, PROSODY_MIGRATOR), install: 'apt-get install prosody' },
+  ejabberd: {
+    // ejabberdctl itself switches to the ejabberd user when run as root and refuses anyone else.
+    missing: () => {
+      const absent = missingFile(EJABBERDCTL)();
+      if (absent) return absent;
+      if (process.getuid?.() === 0) return null;
+      const r = spawnSync('id', ['-un'], { encoding: 'utf8' });
+      return r.stdout.trim() === 'ejabberd' ? null : 'ejabberdctl runs only as root or as the ejabberd user';
+    },
+    install: 'apt-get install ejabberd',
+  },
   chromium: { missing: missingFile(CHROMIUM), install: 'apt-get install chromium' },
   slixmpp: {
     // python3 alone is not enough: the peer script imports slixmpp, and without it would only time out.
