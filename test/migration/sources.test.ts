@@ -12,6 +12,7 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { readExportSource } from '../../server/modules/export/sources.js';
 import { fixEjabberdScram } from '../../server/modules/export/ejabberd.js';
+import { dropEmptyPepConfigFields, pepNodes } from '../../server/modules/export/prosody.js';
 import { ExportError, parseExport, MAX_IMPORT_BYTES } from '../../server/modules/export/export.js';
 import { makeVerifierAsync } from '../../server/accounts/service.js';
 import { runCli } from '../helpers/server-process.js';
@@ -150,4 +151,26 @@ test("ejabberd's doubly base64-encoded SCRAM values are decoded; correctly encod
     const got = u.verifiers[0]!;
     assert.deepEqual([got.salt, got.serverKey, got.storedKey], [v.salt, v.serverKey, v.storedKey], u.username);
   }
+});
+
+test("Prosody's PEP data: nodes and items are counted, empty node_config fields dropped, the rest kept as exported", async () => {
+  // As Prosody 0.12's prosody-migrator writes a node published with the defaults.
+  const form =
+    "<x type='submit' xmlns='jabber:x:data'><field type='hidden' var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field>" +
+    "<field type='text-single' var='pubsub#max_items'/><field type='boolean' var='pubsub#persist_items'/><field type='list-single' var='pubsub#access_model'/>" +
+    "<field type='boolean' var='pubsub#deliver_payloads'><value>1</value></field></x>";
+  const user =
+    `<user name='alice'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='tune'>${form}</configure><configure node='empty'>${form}</configure></pubsub>` +
+    "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='tune'><item id='current'><tune xmlns='http://jabber.org/protocol/tune'><artist>Yes</artist></tune></item></items></pubsub></user>";
+  const dir = exportDir({ 'alice@a.example.xml': `<server-data xmlns='${PIE}'><host jid='a.example'>${user}</host></server-data>` });
+  const src = await readExportSource(dir);
+  const alice = src.document.getChild('host')!.getChild('user')!;
+  assert.deepEqual(pepNodes(alice), [
+    { node: 'tune', configured: true, items: 1 },
+    { node: 'empty', configured: true, items: 0 },
+  ]);
+  assert.equal(dropEmptyPepConfigFields(src.document), 6);
+  const fields = alice.getChild('pubsub', 'http://jabber.org/protocol/pubsub#owner')!.getChild('configure')!.getChild('x', 'jabber:x:data')!.getChildren('field');
+  assert.deepEqual(fields.map((f) => f.attrs.var), ['FORM_TYPE', 'pubsub#deliver_payloads']);
+  assert.match(alice.toString(), /<item id=['"]current['"]><tune xmlns=['"]http:\/\/jabber\.org\/protocol\/tune['"]><artist>Yes<\/artist><\/tune><\/item>/);
 });

@@ -13,7 +13,7 @@ import { HIDDEN_GROUP } from '../../core/subscription-states.js';
 import { importAccounts, parseExport, planImport, type ImportedUser } from './export.js';
 import { readExportSource } from './sources.js';
 import { fixEjabberdScram } from './ejabberd.js';
-import { pepNodes, type PepNodeSummary } from './prosody.js';
+import { dropEmptyPepConfigFields, pepNodes, type PepNodeSummary } from './prosody.js';
 
 const n = (k: number, what: string, plural = `${what}s`) => `${k} ${k === 1 ? what : plural}`;
 
@@ -60,6 +60,7 @@ async function runImport(args: ParsedArgs, command: string): Promise<number> {
 
   const source = await readExportSource(input);
   const mended = fixEjabberdScram(source.document);
+  dropEmptyPepConfigFields(source.document);
   const parsed = parseExport(source.document.toString());
   const pep = pepByAccount(source.document);
   const read = `read ${n(source.files.length, 'file')} (${source.bytes} bytes) from ${input}`;

@@ -13,8 +13,12 @@
  *   </pubsub>
  *
  * These elements are handed on to the import as they are: they are what the PEP module's part of
- * the account data (GatehouseModule `accountData`) claims. This file only reads them into a
- * neutral list of nodes for `gatehouse import --dry-run` and for checking them.
+ * the account data (GatehouseModule `accountData`) claims. This file reads them into a neutral
+ * list of nodes for `gatehouse import --dry-run`, and mends one thing: Prosody writes every field
+ * of its node_config form, also those the node has no value for (max_items, access_model,
+ * persist_items… left at Prosody's defaults), as fields without <value/>. An empty field in a
+ * submitted form sets nothing, so those fields are dropped and the node gets Gatehouse's default
+ * for them, instead of an importer reading them as invalid values.
  *
  * Not in Prosody 0.12's XEP-0227 output at all: offline messages (the driver has no `offline`
  * store; prosody-migrator stops with "unsupported-datastore" when it is listed), MAM archives
@@ -22,6 +26,8 @@
  * Gatehouse does not import), blocklists and privacy lists.
  */
 import type { Element } from '../../../shared/xml/element.js';
+
+const DATA_FORMS_NS = 'jabber:x:data';
 
 export const PUBSUB_NS = 'http://jabber.org/protocol/pubsub';
 export const PUBSUB_OWNER_NS = 'http://jabber.org/protocol/pubsub#owner';
@@ -49,4 +55,26 @@ export function pepNodes(user: Element): PepNodeSummary[] {
     }
   }
   return [...nodes.values()];
+}
+
+/** Drops the fields without a value from the node configuration forms of every <user/>; returns how many. */
+export function dropEmptyPepConfigFields(document: Element): number {
+  let dropped = 0;
+  for (const host of document.elements) {
+    for (const user of host.getChildren('user')) {
+      for (const ps of user.getChildren('pubsub', PUBSUB_OWNER_NS)) {
+        for (const configure of ps.getChildren('configure')) {
+          for (const form of configure.getChildren('x', DATA_FORMS_NS)) {
+            for (const field of form.getChildren('field')) {
+              if (field.getChildren('value').length === 0) {
+                form.remove(field);
+                dropped++;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return dropped;
 }
