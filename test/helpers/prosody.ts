@@ -38,6 +38,8 @@ export interface ProsodyOptions {
   users?: [string, string][];
   /** Modules loaded besides the default list (e.g. "private", "pep", "offline"). */
   extraModules?: string[];
+  /** Modules of the default list to leave out (e.g. "vcard", for "vcard_legacy"). */
+  withoutModules?: string[];
 }
 
 export interface Prosody {
@@ -73,6 +75,8 @@ end
 module:log("info", "test s2s routes installed");
 `;
 
+const DEFAULT_MODULES = ['roster', 'saslauth', 'tls', 'dialback', 'disco', 'ping', 'vcard', 'presence', 'message', 'iq', 'test_s2s_routes'];
+
 function luaTable(map: Record<string, number>): string {
   return `{ ${Object.entries(map)
     .map(([k, v]) => `["${k}"] = ${v}`)
@@ -106,7 +110,7 @@ c2s_direct_tls_ports = { }
 s2s_direct_tls_ports = { }
 http_ports = { }
 https_ports = { }
-modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "vcard"; "presence"; "message"; "iq"; "test_s2s_routes"${(opts.extraModules ?? []).map((m) => `; "${m}"`).join('')} }
+modules_enabled = { ${[...DEFAULT_MODULES.filter((m) => !opts.withoutModules?.includes(m)), ...(opts.extraModules ?? [])].map((m) => `"${m}"`).join('; ')} }
 modules_disabled = { "s2s_bidi"${opts.extraModules?.includes('offline') ? '' : '; "offline"'} }
 authentication = "internal_hashed"
 storage = "internal"

@@ -3,7 +3,8 @@
  * tools: each is started with a few users, contacts, vCards, private XML, offline messages (and,
  * for Prosody, a PEP node), exported (prosody-migrator to XEP-0227 files, ejabberdctl
  * export_piefxis), imported with `gatehouse import`, and then the users log in to Gatehouse over
- * XMPP with their old passwords and find their data. On SQLite, MariaDB and PostgreSQL
+ * XMPP with their old passwords and find their data. Prosody runs with Debian's default modules
+ * for profiles (vCards kept in PEP by mod_vcard4/mod_vcard_legacy). On SQLite, MariaDB and PostgreSQL
  * (storage/test-databases.ts).
  */
 import { after, before, describe, test } from 'node:test';
@@ -28,6 +29,8 @@ import { NS } from '../../shared/ns.js';
 const P = 'prosody.example';
 const E = 'ejabberd.example';
 const EP = 'plain.example';
+/** A PNG signature and header: what a client would send as a photo, small. */
+const AVATAR = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex').toString('base64');
 const PASSWORDS = { alice: 'Alice old pass 1', bob: 'bob-Old-2', carol: 'carol plain 3' };
 
 const temps: string[] = [];
@@ -103,7 +106,9 @@ describe('migration from Prosody (prosody-migrator to XEP-0227 files)', { skip: 
         ['alice', PASSWORDS.alice],
         ['bob', PASSWORDS.bob],
       ],
-      extraModules: ['private', 'pep', 'offline'],
+      // As in Debian's prosody.cfg.lua: vCards are kept in PEP (vcard4, vcard_legacy), not by mod_vcard.
+      extraModules: ['private', 'pep', 'offline', 'vcard4', 'vcard_legacy'],
+      withoutModules: ['vcard'],
     });
     try {
       const alice = await TestClient.connect({ port: prosody.c2sPort, domain: P });
@@ -135,7 +140,12 @@ describe('migration from Prosody (prosody-migrator to XEP-0227 files)', { skip: 
       alice.send(x('presence', { to: `bob@${P}`, type: 'subscribed' }));
       await step('alice and bob subscribed to each other', pushed);
 
-      ok(await alice.iq(x('iq', { type: 'set' }, x('vCard', { xmlns: NS.vcard }, x('FN', {}, 'Alice Prosody'), x('NICKNAME', {}, 'ali')))), 'vCard set');
+      ok(
+        await alice.iq(
+          x('iq', { type: 'set' }, x('vCard', { xmlns: NS.vcard }, x('FN', {}, 'Alice Prosody'), x('N', {}, x('FAMILY', {}, 'Prosody'), x('GIVEN', {}, 'Alice')), x('NICKNAME', {}, 'ali'), x('EMAIL', {}, x('INTERNET'), x('USERID', {}, 'alice@mail.example')), x('PHOTO', {}, x('TYPE', {}, 'image/png'), x('BINVAL', {}, AVATAR)))),
+        ),
+        'vCard set',
+      );
       ok(await alice.iq(x('iq', { type: 'set' }, x('query', { xmlns: NS.privateXml }, x('storage', { xmlns: 'storage:bookmarks' }, x('conference', { jid: 'room@muc.example', autojoin: 'true', name: 'Room' }))))), 'private set');
       ok(
         await alice.iq(x('iq', { type: 'set' }, x('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' }, x('publish', { node: 'http://jabber.org/protocol/tune' }, x('item', { id: 'current' }, x('tune', { xmlns: 'http://jabber.org/protocol/tune' }, x('artist', {}, 'Yes'))))))),
@@ -175,11 +185,13 @@ describe('migration from Prosody (prosody-migrator to XEP-0227 files)', { skip: 
       try {
         const r = await importWithCli(exportDir, config, [P]);
         assert.match(r.dryRun, /read 2 files/);
-        assert.match(r.dryRun, new RegExp(`would create alice@${P}: credentials: SCRAM-SHA-1; 2 roster items; a vCard; 1 private XML item; 0 offline messages; 1 PEP node with 1 item`));
+        // Four PEP nodes: the tune, the vCard 4 and the avatar's metadata and data; the vCard is made from them.
+        assert.match(r.dryRun, new RegExp(`would create alice@${P}: credentials: SCRAM-SHA-1; 2 roster items; a vCard; 1 private XML item; 0 offline messages; 4 PEP nodes with 4 items`));
         assert.match(r.dryRun, new RegExp(`would create bob@${P}: credentials: SCRAM-SHA-1; 1 roster item; no vCard`));
         assert.doesNotMatch(r.dryRun + r.imported + r.warnings, /Alice old pass|bob-Old/);
         assert.match(r.imported, /imported 2 accounts: 0 replaced, 2 created/);
         assert.match(r.warnings, /credentials only for SCRAM-SHA-1/);
+        assert.match(r.warnings, /made the vcard-temp vCard of 1 account from its PEP vCard/);
 
         const ts = await startTestServer({ storage: config, config: { hosts: [{ domain: P }] } });
         try {
@@ -192,6 +204,10 @@ describe('migration from Prosody (prosody-migrator to XEP-0227 files)', { skip: 
           const vcard = (await getVcard(alice)).getChild('vCard', NS.vcard);
           assert.equal(vcard?.getChildText('FN'), 'Alice Prosody');
           assert.equal(vcard?.getChildText('NICKNAME'), 'ali');
+          assert.equal(vcard?.getChild('N')?.getChildText('GIVEN'), 'Alice');
+          assert.equal(vcard?.getChild('EMAIL')?.getChildText('USERID'), 'alice@mail.example');
+          assert.equal(vcard?.getChild('PHOTO')?.getChildText('TYPE'), 'image/png');
+          assert.equal(vcard?.getChild('PHOTO')?.getChildText('BINVAL'), AVATAR);
           const conference = (await getBookmarks(alice)).getChild('query', NS.privateXml)?.getChild('storage', 'storage:bookmarks')?.getChild('conference');
           assert.deepEqual(conference?.attrs, { jid: 'room@muc.example', autojoin: 'true', name: 'Room' });
           const bob = await login(ts, P, 'bob', PASSWORDS.bob, 'SCRAM-SHA-1');

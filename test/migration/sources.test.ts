@@ -12,7 +12,7 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { readExportSource } from '../../server/modules/export/sources.js';
 import { fixEjabberdScram } from '../../server/modules/export/ejabberd.js';
-import { dropEmptyPepConfigFields, pepNodes } from '../../server/modules/export/prosody.js';
+import { addVcardTempFromPep, dropEmptyPepConfigFields, pepNodes } from '../../server/modules/export/prosody.js';
 import { ExportError, parseExport, MAX_IMPORT_BYTES } from '../../server/modules/export/export.js';
 import { makeVerifierAsync } from '../../server/accounts/service.js';
 import { runCli } from '../helpers/server-process.js';
@@ -173,4 +173,31 @@ test("Prosody's PEP data: nodes and items are counted, empty node_config fields 
   const fields = alice.getChild('pubsub', 'http://jabber.org/protocol/pubsub#owner')!.getChild('configure')!.getChild('x', 'jabber:x:data')!.getChildren('field');
   assert.deepEqual(fields.map((f) => f.attrs.var), ['FORM_TYPE', 'pubsub#deliver_payloads']);
   assert.match(alice.toString(), /<item id=['"]current['"]><tune xmlns=['"]http:\/\/jabber\.org\/protocol\/tune['"]><artist>Yes<\/artist><\/tune><\/item>/);
+});
+
+test("a vcard-temp vCard is made from PEP's vCard 4 and avatar when the export has none (Prosody's vcard_legacy); an existing one is kept", async () => {
+  const card =
+    "<vcard xmlns='urn:ietf:params:xml:ns:vcard-4.0'><fn><text>Alice A</text></fn><n><surname>A</surname><given>Alice</given><additional/><prefix/><suffix/></n>" +
+    '<nickname><text>ali</text></nickname><bday><date>1990-02-03</date></bday>' +
+    '<adr><parameters><type><text>home</text></type></parameters><street>1 Road</street><locality>Town</locality><code>12345</code><country>Nowhere</country></adr>' +
+    '<tel><parameters><type><text>cell</text></type></parameters><uri>tel:+49123</uri></tel>' +
+    '<email><parameters><type><text>work</text></type></parameters><text>alice@work.example</text></email>' +
+    '<impp><uri>xmpp:alice@old.example</uri></impp><title><text>Boss</text></title><org><text>Acme</text></org>' +
+    '<url><uri>https://alice.example</uri></url><note><text>Hello</text></note></vcard>';
+  const pep =
+    `<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:vcard4'><item id='current'>${card}</item></items>` +
+    "<items node='urn:xmpp:avatar:metadata'><item id='abc'><metadata xmlns='urn:xmpp:avatar:metadata'><info id='abc' type='image/jpeg' bytes='3'/></metadata></item></items>" +
+    "<items node='urn:xmpp:avatar:data'><item id='abc'><data xmlns='urn:xmpp:avatar:data'>AQID</data></item></items></pubsub>";
+  const doc = `<server-data xmlns='${PIE}'><host jid='a.example'><user name='alice'>${pep}</user><user name='bob'><vCard xmlns='vcard-temp'><FN>Bob</FN></vCard>${pep}</user><user name='carol'/></host></server-data>`;
+  const src = await readExportSource(exportDir({ 'x.xml': doc }));
+  assert.equal(addVcardTempFromPep(src.document), 1);
+  const users = parseExport(src.document.toString()).users;
+  assert.equal(
+    users.find((u) => u.username === 'alice')!.vcard,
+    '<vCard xmlns="vcard-temp"><FN>Alice A</FN><N><FAMILY>A</FAMILY><GIVEN>Alice</GIVEN></N><NICKNAME>ali</NICKNAME><PHOTO><TYPE>image/jpeg</TYPE><BINVAL>AQID</BINVAL></PHOTO>' +
+      '<BDAY>1990-02-03</BDAY><ADR><HOME/><STREET>1 Road</STREET><LOCALITY>Town</LOCALITY><PCODE>12345</PCODE><CTRY>Nowhere</CTRY></ADR><TEL><CELL/><VOICE/><NUMBER>+49123</NUMBER></TEL>' +
+      '<EMAIL><WORK/><INTERNET/><USERID>alice@work.example</USERID></EMAIL><JABBERID>alice@old.example</JABBERID><TITLE>Boss</TITLE><ORG><ORGNAME>Acme</ORGNAME></ORG><URL>https://alice.example</URL><DESC>Hello</DESC></vCard>',
+  );
+  assert.equal(users.find((u) => u.username === 'bob')!.vcard, '<vCard xmlns="vcard-temp"><FN>Bob</FN></vCard>');
+  assert.equal(users.find((u) => u.username === 'carol')!.vcard, null);
 });

@@ -13,7 +13,7 @@ import { HIDDEN_GROUP } from '../../core/subscription-states.js';
 import { importAccounts, parseExport, planImport, type ImportedUser } from './export.js';
 import { readExportSource } from './sources.js';
 import { fixEjabberdScram } from './ejabberd.js';
-import { dropEmptyPepConfigFields, pepNodes, type PepNodeSummary } from './prosody.js';
+import { addVcardTempFromPep, dropEmptyPepConfigFields, pepNodes, type PepNodeSummary } from './prosody.js';
 
 const n = (k: number, what: string, plural = `${what}s`) => `${k} ${k === 1 ? what : plural}`;
 
@@ -61,6 +61,7 @@ async function runImport(args: ParsedArgs, command: string): Promise<number> {
   const source = await readExportSource(input);
   const mended = fixEjabberdScram(source.document);
   dropEmptyPepConfigFields(source.document);
+  const vcards = addVcardTempFromPep(source.document);
   const parsed = parseExport(source.document.toString());
   const pep = pepByAccount(source.document);
   const read = `read ${n(source.files.length, 'file')} (${source.bytes} bytes) from ${input}`;
@@ -73,6 +74,7 @@ async function runImport(args: ParsedArgs, command: string): Promise<number> {
         `a client that chooses another offered mechanism (auth.hashes) fails to log in until the password is set again; see docs/migration.md`,
     );
   }
+  if (vcards) console.error(`note: made the vcard-temp vCard of ${n(vcards, 'account')} from its PEP vCard (XEP-0292) and avatar (XEP-0084), as Prosody's mod_vcard_legacy shows them`);
   if (mended) console.error(`note: decoded the doubly base64-encoded SCRAM credentials of ${n(mended, 'account')} (as ejabberd's export_piefxis writes them)`);
   const opts = { hosts: config.hosts.map((h) => h.domain), admins: config.admins, replaceAdmins, force: args.flags.has('force'), now: new Date(), auth: config.auth };
 
