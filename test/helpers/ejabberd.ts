@@ -17,8 +17,8 @@ import { reservedPort } from './ports.js';
 import { EJABBERDCTL } from './requirements.js';
 
 export interface EjabberdOptions {
-  /** Virtual hosts with their password format (ejabberd's auth_password_format). */
-  hosts: { domain: string; passwordFormat: 'scram' | 'plain' }[];
+  /** Virtual hosts with their password format (auth_password_format) and SCRAM hash (auth_scram_hash, default sha). */
+  hosts: { domain: string; passwordFormat: 'scram' | 'plain'; scramHash?: 'sha' | 'sha256' }[];
 }
 
 export interface Ejabberd {
@@ -43,8 +43,7 @@ export async function startEjabberd(opts: EjabberdOptions): Promise<Ejabberd> {
   const [first, ...others] = opts.hosts;
   if (!first) throw new Error('startEjabberd: give at least one host');
   const hostConfig = opts.hosts
-    .filter((h) => h.passwordFormat !== first.passwordFormat)
-    .map((h) => `  ${h.domain}:\n    auth_password_format: ${h.passwordFormat}\n`)
+    .map((h) => `  ${h.domain}:\n    auth_password_format: ${h.passwordFormat}\n    auth_scram_hash: ${h.scramHash ?? 'sha'}\n`)
     .join('');
   writeFileSync(
     join(conf, 'ejabberd.yml'),
@@ -55,8 +54,8 @@ ${[first, ...others].map((h) => `  - ${h.domain}`).join('\n')}
 certfiles: []
 listen: []
 auth_method: internal
-auth_password_format: ${first.passwordFormat}
-${hostConfig ? `host_config:\n${hostConfig}` : ''}
+host_config:
+${hostConfig}
 acl:
   local:
     user_regexp: ""

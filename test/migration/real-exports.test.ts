@@ -29,9 +29,10 @@ import { NS } from '../../shared/ns.js';
 const P = 'prosody.example';
 const E = 'ejabberd.example';
 const EP = 'plain.example';
+const E256 = 'sha256.example';
 /** A PNG signature and header: what a client would send as a photo, small. */
 const AVATAR = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex').toString('base64');
-const PASSWORDS = { alice: 'Alice old pass 1', bob: 'bob-Old-2', carol: 'carol plain 3' };
+const PASSWORDS = { alice: 'Alice old pass 1', bob: 'bob-Old-2', carol: 'carol plain 3', dave: 'dave 256 pass' };
 
 const temps: string[] = [];
 const tempDir = (prefix: string) => {
@@ -226,11 +227,18 @@ describe('migration from ejabberd (ejabberdctl export_piefxis)', { skip: skipWit
   let exportDir = '';
 
   before(async () => {
-    const ej = await startEjabberd({ hosts: [{ domain: E, passwordFormat: 'scram' }, { domain: EP, passwordFormat: 'plain' }] });
+    const ej = await startEjabberd({
+      hosts: [
+        { domain: E, passwordFormat: 'scram' },
+        { domain: EP, passwordFormat: 'plain' },
+        { domain: E256, passwordFormat: 'scram', scramHash: 'sha256' },
+      ],
+    });
     try {
       await ej.ctl('register', 'alice', E, PASSWORDS.alice);
       await ej.ctl('register', 'bob', E, PASSWORDS.bob);
       await ej.ctl('register', 'carol', EP, PASSWORDS.carol);
+      await ej.ctl('register', 'dave', E256, PASSWORDS.dave);
       await ej.ctl('add_rosteritem', 'alice', E, 'bob', E, 'Bobby', 'Friends', 'both');
       await ej.ctl('add_rosteritem', 'bob', E, 'alice', E, 'Alice', '', 'both');
       await ej.ctl('add_rosteritem', 'alice', E, 'carol', EP, 'Carol', 'Work;Friends', 'to');
@@ -249,11 +257,12 @@ describe('migration from ejabberd (ejabberdctl export_piefxis)', { skip: skipWit
 
   test('export_piefxis writes a main file including one file per host', () => {
     const files = readdirSync(exportDir).sort();
-    assert.equal(files.length, 3, files.join(' '));
+    assert.equal(files.length, 4, files.join(' '));
     const main = files.find((f) => !f.includes('_'))!;
     const text = readFileSync(path.join(exportDir, main), 'utf8');
     assert.match(text, /<xi:include href='[^']+_ejabberd_example\.xml'\/>/);
     assert.match(text, /<xi:include href='[^']+_plain_example\.xml'\/>/);
+    assert.match(text, /<xi:include href='[^']+_sha256_example\.xml'\/>/);
   });
 
   for (const target of storageTargets()) {
@@ -262,14 +271,16 @@ describe('migration from ejabberd (ejabberdctl export_piefxis)', { skip: skipWit
       try {
         // The main file, as an operator would name it; its includes bring the hosts' files.
         const main = readdirSync(exportDir).find((f) => !f.includes('_'))!;
-        const r = await importWithCli(path.join(exportDir, main), config, [E, EP]);
-        assert.match(r.dryRun, /read 3 files/);
+        const r = await importWithCli(path.join(exportDir, main), config, [E, EP, E256]);
+        assert.match(r.dryRun, /read 4 files/);
         assert.match(r.dryRun, new RegExp(`would create alice@${E}: credentials: SCRAM-SHA-1; 2 roster items; a vCard; 1 private XML item; 2 offline messages`));
         assert.match(r.dryRun, new RegExp(`would create carol@${EP}: credentials: a password \\(stored as SCRAM verifiers\\); 0 roster items`));
-        assert.doesNotMatch(r.dryRun + r.imported + r.warnings, /Alice old pass|bob-Old|carol plain/);
-        assert.match(r.imported, /imported 3 accounts: 0 replaced, 3 created/);
+        assert.match(r.dryRun, new RegExp(`would create dave@${E256}: credentials: SCRAM-SHA-256; 0 roster items`));
+        assert.doesNotMatch(r.dryRun + r.imported + r.warnings, /Alice old pass|bob-Old|carol plain|dave 256/);
+        assert.match(r.imported, /imported 4 accounts: 0 replaced, 4 created/);
+        assert.match(r.warnings, /decoded the doubly base64-encoded SCRAM credentials of 3 accounts/);
 
-        const ts = await startTestServer({ storage: config, config: { hosts: [{ domain: E }, { domain: EP }] } });
+        const ts = await startTestServer({ storage: config, config: { hosts: [{ domain: E }, { domain: EP }, { domain: E256 }] } });
         try {
           assert.ok(await refused(ts, E, 'alice', 'not her password', 'SCRAM-SHA-1'), 'a wrong password is refused');
           const alice = await login(ts, E, 'alice', PASSWORDS.alice, 'SCRAM-SHA-1');
@@ -295,6 +306,9 @@ describe('migration from ejabberd (ejabberdctl export_piefxis)', { skip: skipWit
           // carol's plaintext password became verifiers for every configured hash.
           await (await login(ts, EP, 'carol', PASSWORDS.carol, 'SCRAM-SHA-256')).close();
           await (await login(ts, EP, 'carol', PASSWORDS.carol, 'SCRAM-SHA-1')).close();
+          // dave's host kept SCRAM-SHA-256 verifiers.
+          await (await login(ts, E256, 'dave', PASSWORDS.dave, 'SCRAM-SHA-256')).close();
+          assert.ok(await refused(ts, E256, 'dave', 'not his password', 'SCRAM-SHA-256'));
         } finally {
           await ts.stop();
         }
