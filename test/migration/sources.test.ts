@@ -119,6 +119,9 @@ test('a file or an export larger than the limit is refused before it is read', a
   assert.match(await refusal(path.join(dir, 'main.xml'), { maxBytes: 300 }), /the export's files are together more than an import may read \(300 bytes; at main_a\.xml\)/);
   assert.match(await refusal(dir, { maxFiles: 1 }), /has more than 1 \.xml files/);
   assert.match(await refusal(path.join(dir, 'main.xml'), { maxFiles: 1 }), /the export has more than 1 files/);
+  // One file included many times counts as many copies.
+  const fanOut = exportDir({ 'main.xml': main(...Array<string>(50).fill('main_a.xml')), 'main_a.xml': hostFile('a.example') });
+  assert.match(await refusal(path.join(fanOut, 'main.xml'), { maxBytes: 4000 }), /together more than an import may read \(4000 bytes; at main_a\.xml, included again\)/);
   const broken = exportDir({ 'cut.xml': main('x.xml').slice(0, -5) });
   assert.match(await refusal(broken), /cut\.xml: the file is truncated/);
 });

@@ -54,6 +54,8 @@ interface Reader {
   parsed: Map<string, Element>;
   /** Real paths of the files some other file included. */
   included: Set<string>;
+  /** Size of each file read, to charge a file included more than once for every copy. */
+  sizes: Map<string, number>;
 }
 
 const display = (r: Reader, real: string): string => path.relative(r.root, real) || path.basename(real);
@@ -106,6 +108,7 @@ async function load(r: Reader, real: string): Promise<Element> {
   const buf = await readFile(real);
   if (r.bytes + buf.length > r.limits.maxBytes) throw new ExportError(`the export's files are together more than an import may read (${r.limits.maxBytes} bytes; at ${name})`);
   r.bytes += buf.length;
+  r.sizes.set(real, buf.length);
   r.files.push(name);
   const doc = parseDocument(buf, name);
   r.parsed.set(real, doc);
@@ -169,6 +172,12 @@ async function expand(r: Reader, file: string, el: Element, scope: Map<string, s
     const real = await includeTarget(r, file, child);
     if (stack.includes(real)) throw new ExportError(`${display(r, file)}: <xi:include href='${child.attrs.href!.slice(0, 200)}'/> includes a file that includes it (a loop)`);
     if (stack.length >= r.limits.maxIncludeDepth) throw new ExportError(`${display(r, file)}: includes nested more than ${r.limits.maxIncludeDepth} deep`);
+    if (r.included.has(real)) {
+      // Each further copy counts, so that including one file many times cannot bypass the limit.
+      const size = r.sizes.get(real) ?? 0;
+      if (r.bytes + size > r.limits.maxBytes) throw new ExportError(`the export's files are together more than an import may read (${r.limits.maxBytes} bytes; at ${display(r, real)}, included again)`);
+      r.bytes += size;
+    }
     r.included.add(real);
     const included = (await load(r, real)).clone();
     await expand(r, real, included, new Map(), [...stack, real]);
@@ -209,6 +218,7 @@ export async function readExportSource(input: string, limits: Partial<SourceLimi
     files: [],
     parsed: new Map(),
     included: new Set(),
+    sizes: new Map(),
   };
   let candidates: string[];
   if (info.isDirectory()) {
