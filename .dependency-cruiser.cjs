@@ -15,17 +15,9 @@ const KNOWN = {
     ['^transports/kit/config\\.ts$', '^server/storage/datasource\\.ts$'],
     ['^transports/kit/storage\\.ts$', '^server/storage/(datasource|types)\\.ts$'],
     ['^transports/kit/(audit-log|context|gateway|kit-types|vault)\\.ts$', '^server/storage/types\\.ts$'],
-    // #12, open: the `gatehouse-transport` command reads the server's configuration and argument
-    // parser; it belongs with the server's commands (the one command surface) rather than under
-    // transports/.
-    ['^transports/cli-transport\\.ts$', '^server/(cli/kit|commands/(command|run)|config/index|storage/datasource|storage/types)\\.ts$'],
   ],
   coreOfFeature: [],
-  moduleOfModule: [
-    // #12, open: `gatehouse retention run` needs every module's retention classes (the list in
-    // modules/index.ts). To go, the command surface hands them to the command (its context).
-    ['^server/modules/(retention)/cli-retention\\.ts$', '^server/modules/index\\.ts$'],
-  ],
+  moduleOfModule: [],
   modulesOfNet: [],
   storageOfProtocol: [],
   circular: [],
@@ -105,7 +97,7 @@ module.exports = {
       comment: 'A file nobody imports and that imports nothing is dead, unless it is an entry point.',
       from: {
         orphan: true,
-        pathNot: ['\\.d\\.ts$', '^server/cli\\.ts$', '^transports/cli-transport\\.ts$', '^scripts/', '\\.test\\.ts$'],
+        pathNot: ['\\.d\\.ts$', '^server/cli\\.ts$', '^server/cli/transport\\.ts$', '^scripts/', '\\.test\\.ts$'],
       },
       to: {},
     },

@@ -16,7 +16,7 @@
 import type { ServerContext } from '../../core/context.js';
 import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
 import type { StatPoint } from '../../storage/types.js';
-import { SERIES, rollupOf, seriesName } from '../../modules/statistics/statistics.js';
+import { SERIES, rollupOf, seriesName } from '../../modules/statistics/series.js';
 import { flushStatistics } from './statistics.js';
 
 interface Sample {

@@ -6,7 +6,7 @@
  */
 import { RESOLUTIONS, RESOLUTION_MS } from '../../storage/repos/statistics.js';
 import type { Resolution } from '../../storage/types.js';
-import { SERIES, rollupOf, seriesName } from '../../modules/statistics/statistics.js';
+import { SERIES, rollupOf, seriesName } from '../../modules/statistics/series.js';
 import { seriesPoints } from '../../modules/statistics/cli-stats.js';
 import { PALETTE, formatValue, renderChart } from '../../modules/statistics/chart.js';
 import { controlHandlers } from '../control.js';

@@ -10,6 +10,7 @@ import type { Logger } from '../../../shared/logger.js';
 import { loadBackupKey } from './crypto.js';
 import { createBackup, type BackupResult } from './backup.js';
 import { listBackups, rotateBackups } from './files.js';
+import { backupCommands } from './cli-backup.js';
 
 const DAY_MS = 24 * 3600_000;
 /** How often the schedule looks whether a backup is due (also the delay before the first look). */
@@ -97,6 +98,7 @@ export function createBackupModule(): GatehouseModule {
     name: 'backup',
     clauses: ['P14'],
     specs: [],
+    commands: { cli: Object.values(backupCommands) },
     load(ctx) {
       const { config, log } = ctx;
       if (config.backups.schedule !== 'daily') return;

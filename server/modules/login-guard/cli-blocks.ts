@@ -1,5 +1,5 @@
 /**
- * `gatehouse blocks list|lift` (P7): works on the database directly, so it also works while the
+ * `gatehouse blocks list|lift` (P7), declared by the failed-login guard: works on the database directly, so it also works while the
  * server runs (a lift reaches the running server at the next attempt from that address, or within
  * the guard's poll interval).
  */
@@ -7,7 +7,7 @@ import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage } from '..
 import { Jid } from '../../../shared/jid.js';
 import { parseIp } from '../../../shared/ip-addresses.js';
 import type { AuthBlock, BlockKind } from '../../storage/types.js';
-import { ipSubject } from './failed-login-guard.js';
+import { ipSubject } from './subjects.js';
 
 function describeBlock(b: AuthBlock, now: Date): string {
   const state = b.expiresAt.getTime() > now.getTime() ? `until ${b.expiresAt.toISOString()}` : `expired ${b.expiresAt.toISOString()}`;

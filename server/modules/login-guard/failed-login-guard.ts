@@ -49,7 +49,9 @@ import { defaultsOf } from '../../../shared/schema-kit.js';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../../core/context.js';
 import type { HookPhase } from '../../core/hooks.js';
 import type { AuthAttempt, AuthFailure } from '../../streams/c2s.js';
-import { addressGroup, cidrContains } from '../../../shared/ip-addresses.js';
+import { cidrContains } from '../../../shared/ip-addresses.js';
+import { ipSubject } from './subjects.js';
+import { blockCommands } from './cli-blocks.js';
 import type { AuthBlock, BlockKind, FailedLoginRecord } from '../../storage/types.js';
 import { errorReply } from '../../../shared/xml/stanza-errors.js';
 import { normaliseLocal } from '../../../shared/jid.js';
@@ -82,14 +84,7 @@ function defined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-// ------------------------------------------------------------------------------------------------
-// Addresses
-
-/**
- * The subject an IP address is counted and blocked under: an IPv4 address as itself (also when
- * written IPv4-mapped), an IPv6 address as its /64, the same grouping as the listeners' limits.
- */
-export const ipSubject = addressGroup;
+export { ipSubject };
 
 /** The bare JID an attempted username is counted under, or null. */
 export function accountSubject(username: string | null | undefined, host: string): string | null {
@@ -447,6 +442,7 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
     specs: [],
     provides: ['login-guard'],
     retention: [failedLoginsClass, authBlocksClass],
+    commands: { cli: Object.values(blockCommands) },
     async load(ctx) {
       const { hooks } = ctx;
       const guard = new LoginGuard(ctx, loginGuardOptions(ctx.config, overrides));

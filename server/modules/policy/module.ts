@@ -9,6 +9,7 @@ import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import { dateEn } from './format.js';
 import { checkPolicyAtStart } from './versions.js';
 import { PolicyNotifier } from './announce.js';
+import { policyCommands } from './cli-policy.js';
 
 export interface PolicyModuleOptions {
   /** How often to look for new announcements (default one minute). */
@@ -22,6 +23,7 @@ export function createPolicyModule(opts: PolicyModuleOptions = {}): GatehouseMod
     name: 'privacy-policy',
     specs: [],
     clauses: ['P22'],
+    commands: { cli: Object.values(policyCommands) },
     async load(ctx: ServerContext) {
       const log = ctx.log.child('policy');
       // Throws PolicyChangeError (one line) when the configuration changes the policy unannounced.

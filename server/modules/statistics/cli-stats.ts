@@ -1,6 +1,8 @@
 /**
- * `gatehouse sessions` (P6, live, through the control channel) and `gatehouse stats` (P12, from
- * the database; with --chart an SVG line chart).
+ * The statistics feature's commands: `gatehouse sessions` (P6, live, through the control channel),
+ * declared by the session-stats module whose `sessions` control handler answers it, and `gatehouse
+ * stats` (P12, from the database; with --chart an SVG line chart), declared by the statistics
+ * module whose `stats.flush` handler writes what it holds in memory first.
  */
 import { writeFileSync } from 'node:fs';
 import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type FlagDefinition, type ParsedArgs } from '../../cli/kit.js';
@@ -9,7 +11,7 @@ import { controlHandlers, controlRequest } from '../../admin/control.js';
 import type { CommandDefinition } from '../../commands/command.js';
 import type { ServerContext } from '../../core/context.js';
 import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
-import { SERIES, rollupOf, seriesName } from './statistics.js';
+import { SERIES, rollupOf, seriesName } from './series.js';
 import { renderChart, formatValue, PALETTE } from './chart.js';
 
 /** Flags of these commands that take a value. */

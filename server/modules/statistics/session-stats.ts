@@ -15,7 +15,7 @@
 import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import type { ClientSession, SessionCounters } from '../../core/session.js';
 import type { Services } from '../../core/services.js';
-import { sessionsCommand, statsCommand, type LiveSession } from './cli-stats.js';
+import { sessionsCommand, type LiveSession } from './cli-stats.js';
 
 type Statistics = Services['statistics'];
 import { formatDurationWords } from '../../../shared/format.js';
@@ -72,8 +72,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
     specs: [],
     clauses: ['P6'],
     commands: {
-      // `stats` too: the statistics module cannot declare it (cli-stats.ts reads its series table).
-      cli: [sessionsCommand, statsCommand],
+      cli: [sessionsCommand],
       control: {
         sessions: {
           summary: 'live client sessions: JID, IP, start, TLS, stanzas and bytes in/out (P6)',
