@@ -52,6 +52,7 @@ import type { AuthAttempt, AuthFailure } from '../../streams/c2s.js';
 import { cidrContains } from '../../../shared/ip-addresses.js';
 import { ipSubject } from './subjects.js';
 import { blockCommands } from './cli-blocks.js';
+import { blockActions, blocksPage } from './admin-blocks.js';
 import type { AuthBlock, BlockKind, FailedLoginRecord } from '../../storage/types.js';
 import { errorReply } from '../../../shared/xml/stanza-errors.js';
 import { normaliseLocal } from '../../../shared/jid.js';
@@ -443,6 +444,7 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
     provides: ['login-guard'],
     retention: [failedLoginsClass, authBlocksClass],
     commands: { cli: Object.values(blockCommands) },
+    admin: { pages: [blocksPage], actions: blockActions },
     async load(ctx) {
       const { hooks } = ctx;
       const guard = new LoginGuard(ctx, loginGuardOptions(ctx.config, overrides));

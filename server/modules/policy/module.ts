@@ -10,6 +10,8 @@ import { dateEn } from './format.js';
 import { checkPolicyAtStart } from './versions.js';
 import { PolicyNotifier } from './announce.js';
 import { policyCommands } from './cli-policy.js';
+import { policyPage } from './admin-policy.js';
+import { publicPolicyPages } from './public-policy.js';
 
 export interface PolicyModuleOptions {
   /** How often to look for new announcements (default one minute). */
@@ -24,6 +26,7 @@ export function createPolicyModule(opts: PolicyModuleOptions = {}): GatehouseMod
     specs: [],
     clauses: ['P22'],
     commands: { cli: Object.values(policyCommands) },
+    admin: { pages: [policyPage], public: publicPolicyPages },
     async load(ctx: ServerContext) {
       const log = ctx.log.child('policy');
       // Throws PolicyChangeError (one line) when the configuration changes the policy unannounced.

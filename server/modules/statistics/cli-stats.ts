@@ -13,24 +13,10 @@ import type { ServerContext } from '../../core/context.js';
 import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
 import { SERIES, rollupOf, seriesName } from './series.js';
 import { renderChart, formatValue, PALETTE } from './chart.js';
+import type { LiveSession } from './live-sessions.js';
 
 /** Flags of these commands that take a value. */
 const VALUE_FLAGS = ['series', 'resolution', 'since', 'chart'];
-
-/** One live session as the control channel reports it. */
-export interface LiveSession {
-  /** The stream id: how later admin commands (disconnect) name a session. */
-  id: string;
-  jid: string;
-  ip: string;
-  secure: boolean;
-  available: boolean;
-  startedAt: string;
-  stanzasIn: number;
-  stanzasOut: number;
-  bytesIn: number;
-  bytesOut: number;
-}
 
 /**
  * Values of VALUE_FLAGS: strings as parsed by the definition, or `--name value` from a parse

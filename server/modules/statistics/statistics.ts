@@ -29,6 +29,7 @@ import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
 import type { StatisticsRepository, StatWrite } from '../../storage/types.js';
 import { SERIES, rollupOf, seriesKey, type Labels, type Rollup } from './series.js';
 import { statsCommand } from './cli-stats.js';
+import { statisticsPage } from './admin-statistics.js';
 
 export { seriesKey };
 
@@ -330,6 +331,7 @@ export function createStatisticsModule(opts: StatisticsModuleOptions = {}): Gate
     specs: [],
     clauses: ['P12'],
     provides: ['statistics'],
+    admin: { pages: [statisticsPage] },
     commands: {
       cli: [statsCommand],
       control: {

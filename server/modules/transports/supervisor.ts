@@ -23,6 +23,7 @@ import { inBatches, type RetentionClass } from '../../core/retention-class.js';
 import { backoffDelay } from '../../../transports/kit/backoff.js';
 import { formatDurationWords } from '../../../shared/format.js';
 import { transportCommands } from './commands.js';
+import { auditDownload, auditPage } from './admin-audit.js';
 
 export interface SupervisedTransport {
   /** The adapter: transports/<name>/index.ts. */
@@ -146,6 +147,7 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
     retention: [transportConnectionsClass],
     clauses: ['P9', 'P10'],
     commands: { cli: Object.values(transportCommands) },
+    admin: { pages: [auditPage], downloads: [auditDownload] },
     specs: [
       { id: 'XEP-0100', version: '1.0', status: 'complete', note: 'transports (transports/kit): registration, jabber:iq:gateway, presence-driven login, XEP-0144 contact suggestions' },
       { id: 'XEP-0106', status: 'complete', note: 'legacy ids in transport JIDs' },
