@@ -62,6 +62,8 @@ import { formatDurationWords } from '../../../shared/format.js';
 import { after, type Timer } from '../../../shared/clock.js';
 import { inBatches, type RetentionClass } from '../../core/retention-class.js';
 
+export { ipSubject };
+
 // ------------------------------------------------------------------------------------------------
 // Options
 
@@ -84,8 +86,6 @@ export function loginGuardOptions(config: Config, overrides: Partial<LoginGuardO
 function defined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
-
-export { ipSubject };
 
 /** The bare JID an attempted username is counted under, or null. */
 export function accountSubject(username: string | null | undefined, host: string): string | null {
