@@ -1,6 +1,7 @@
 /** The core commands of `gatehouse`: start the server, check the configuration, migrate, manage accounts. */
 import type { Config } from '../config/index.js';
-import { CONFIG_FLAG, UsageError, commandSet, configFrom, readPassword, withStorage, type FlagDefinition } from './kit.js';
+import { CONFIG_FLAG, UsageError, commandSet, configFrom, moduleStorages, readPassword, withStorage, type FlagDefinition } from './kit.js';
+import type { CommandContext } from '../commands/command.js';
 import { startServer } from '../main.js';
 import { runMigrations } from '../../storage/datasource.js';
 import { HookBus } from '../core/hooks.js';
@@ -26,8 +27,8 @@ function parseAccount(arg: string | undefined, config: Config): { username: stri
   return { username: jid.local, host: jid.domain };
 }
 
-function withAccounts<T>(config: Config, fn: (accounts: AccountService) => Promise<T>): Promise<T> {
-  return withStorage(config, (storage) => fn(new AccountService({ storage, hooks: new HookBus(), config, clock: systemClock, sessions: new LocalSessionRegistry() })));
+function withAccounts<T>(config: Config, ctx: CommandContext, fn: (accounts: AccountService) => Promise<T>): Promise<T> {
+  return withStorage(config, ctx, (storage) => fn(new AccountService({ storage, hooks: new HookBus(), config, clock: systemClock, sessions: new LocalSessionRegistry() })));
 }
 
 export const coreCommands = commandSet(
@@ -80,9 +81,9 @@ export const coreCommands = commandSet(
     summary: 'apply pending database migrations',
     flags: [CONFIG_FLAG],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
-      const applied = await runMigrations(config.storage);
+      const applied = await runMigrations(config.storage, { modules: moduleStorages(ctx) });
       console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
       return 0;
     },
@@ -93,11 +94,11 @@ export const coreCommands = commandSet(
     args: [ACCOUNT_ARG],
     flags: [CONFIG_FLAG, PASSWORD_FILE],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
       const { username, host } = parseAccount(args.positional[0], config);
       const password = await readPassword(args, `password for ${username}@${host}: `);
-      await withAccounts(config, (a) => a.create(username, host, password, null));
+      await withAccounts(config, ctx, (a) => a.create(username, host, password, null));
       console.log(`created ${username}@${host}`);
       return 0;
     },
@@ -110,7 +111,7 @@ export const coreCommands = commandSet(
     flags: [CONFIG_FLAG],
     server: 'if-running',
     control: 'accounts.delete',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
       const { username, host } = parseAccount(args.positional[0], config);
       try {
@@ -118,7 +119,7 @@ export const coreCommands = commandSet(
         await controlRequest(config.dataDir, 'accounts.delete', { username, host });
       } catch (err) {
         if (!(err instanceof ServerNotRunningError)) throw err;
-        await withAccounts(config, (a) => a.delete(username, host));
+        await withAccounts(config, ctx, (a) => a.delete(username, host));
       }
       console.log(`deleted ${username}@${host}`);
       return 0;
@@ -130,11 +131,11 @@ export const coreCommands = commandSet(
     args: [ACCOUNT_ARG],
     flags: [CONFIG_FLAG, PASSWORD_FILE],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
       const { username, host } = parseAccount(args.positional[0], config);
       const password = await readPassword(args, `new password for ${username}@${host}: `);
-      await withAccounts(config, (a) => a.changePassword(username, host, password));
+      await withAccounts(config, ctx, (a) => a.changePassword(username, host, password));
       console.log(`password changed for ${username}@${host}`);
       return 0;
     },
@@ -146,9 +147,9 @@ export const coreCommands = commandSet(
     args: [{ name: 'DOMAIN', doc: 'only the accounts of this host', optional: true }],
     flags: [CONFIG_FLAG],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
-      const accounts = await withAccounts(config, (a) => a.list(args.positional[0]));
+      const accounts = await withAccounts(config, ctx, (a) => a.list(args.positional[0]));
       for (const a of accounts) console.log(`${a.username}@${a.host}\tcreated ${a.createdAt.toISOString()}\tlast used ${a.lastUsedAt?.toISOString() ?? 'never'}`);
       return 0;
     },

@@ -36,7 +36,7 @@ import { registrationLimitConfigSection } from '../modules/register-config.js';
 import { loginGuardConfigSection } from '../modules/login-guard/config.js';
 import { policyConfigSection } from '../modules/policy/config.js';
 import { adminConfigSection } from '../admin/config.js';
-import { transportsConfigSection } from '../modules/transports-supervisor-config.js';
+import { transportsConfigSection } from '../modules/transports/config.js';
 import { backupsConfigSection } from '../modules/backup/config.js';
 import { s2sConfigSection } from '../federation/config.js';
 

@@ -67,8 +67,9 @@ export interface GatehouseModule {
   /** The module's part of an account's data in the XEP-0227 export and import (P23). */
   readonly accountData?: AccountDataPart;
   // `commands?: ModuleCommands`, the module's administrative commands, is declared in
-  // commands/command.ts (merged into this interface, as services are into Services), so that the
-  // command definitions, which take a ServerContext, are not imported back from here.
+  // commands/command.ts, and `admin?: ModuleAdmin`, its pages on the admin HTTP interface, in
+  // admin/contract.ts (both merged into this interface, as services are into Services), so that
+  // their definitions, which take a ServerContext, are not imported back from here.
   /**
    * The configuration section the module reads, declared next to it with section()
    * (shared/schema-kit.ts) in a file of its own (modules/offline-config.ts beside a module file,

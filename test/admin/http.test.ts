@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startTestServer, modulesWith, type TestServer } from '../helpers/server.js';
 import { createAdminHttpModule, safeNext, isLoopback } from '../../server/admin/http.js';
 import { AdminSessions, LOGIN_FAILED } from '../../server/admin/auth.js';
-import { csvField, parseTime } from '../../server/admin/pages/transports.js';
+import { csvField, parseTime } from '../../server/modules/transports/admin-audit.js';
 import { announcePolicy } from '../../server/modules/policy/announce.js';
 import { createStatisticsModule } from '../../server/modules/statistics/statistics.js';
 import { createSessionStatsModule } from '../../server/modules/statistics/session-stats.js';

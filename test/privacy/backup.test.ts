@@ -29,6 +29,7 @@ import { ManualClock } from '../../shared/clock.js';
 import { Logger } from '../../shared/logger.js';
 import { startTestServer } from '../helpers/server.js';
 import { allModules } from '../../server/modules/index.js';
+import { commandContext } from '../../server/cli/commands.js';
 
 const temps: string[] = [];
 function tempDir(): string {
@@ -429,7 +430,7 @@ describe('P14 commands', () => {
     console.log = (...a: unknown[]) => void out.push(a.join(' '));
     console.error = (...a: unknown[]) => void err.push(a.join(' '));
     try {
-      const code = await backupCommands[name]!.run(parseArgs(argv));
+      const code = await backupCommands[name]!.run(parseArgs(argv), commandContext());
       return { code, out: out.join('\n'), err: err.join('\n') };
     } finally {
       console.log = log;

@@ -10,6 +10,7 @@ import type { Logger } from '../../../shared/logger.js';
 import { loadBackupKey } from './crypto.js';
 import { createBackup, type BackupResult } from './backup.js';
 import { listBackups, rotateBackups } from './files.js';
+import { backupCommands } from './cli-backup.js';
 import { backupsConfigSection } from './config.js';
 
 const DAY_MS = 24 * 3600_000;
@@ -99,6 +100,7 @@ export function createBackupModule(): GatehouseModule {
     config: backupsConfigSection,
     clauses: ['P14'],
     specs: [],
+    commands: { cli: Object.values(backupCommands) },
     load(ctx) {
       const { config, log } = ctx;
       if (config.backups.schedule !== 'daily') return;

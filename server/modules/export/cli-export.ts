@@ -38,12 +38,12 @@ export const exportCommands = commandSet(
       { name: 'force', type: 'boolean', doc: 'overwrite an existing --out file' },
     ],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
       const out = flagValue(args, 'out');
       if (args.positional.length === 0) throw new UsageError('give at least one account (user@domain)');
       const accounts = args.positional.map((a) => accountOf(a, config));
-      const xml = await withStorage(config, async (storage) => renderExport(await exportAccounts(storage, accounts)));
+      const xml = await withStorage(config, ctx, async (storage) => renderExport(await exportAccounts(storage, accounts)));
       if (!out || out === '-') {
         process.stdout.write(xml);
         return 0;
@@ -69,7 +69,7 @@ export const exportCommands = commandSet(
       { name: 'replace-admin', type: 'string', value: 'USER@DOMAIN[,...]', doc: 'also replace these administrators (config admins); each must be named' },
     ],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
       const file = args.positional[0];
       if (!file) throw new UsageError('give the XEP-0227 file');
@@ -89,7 +89,7 @@ export const exportCommands = commandSet(
       const parsed = parseExport(data);
       const opts = { hosts: config.hosts.map((h) => h.domain), admins: config.admins, replaceAdmins, force: args.flags.has('force'), now: new Date(), auth: config.auth };
       if (args.flags.has('dry-run')) {
-        const plan = await withStorage(config, (storage) => planImport(storage, parsed, opts));
+        const plan = await withStorage(config, ctx, (storage) => planImport(storage, parsed, opts));
         for (const w of parsed.warnings) console.error(`warning: ${w}`);
         for (const jid of plan.create) console.log(`would create ${jid}`);
         for (const jid of plan.replace) {
@@ -99,7 +99,7 @@ export const exportCommands = commandSet(
         console.log(`dry run: nothing was changed (${plan.create.length} to create, ${plan.replace.length} to replace)`);
         return 0;
       }
-      const result = await withStorage(config, (storage) => importAccounts(storage, parsed, opts));
+      const result = await withStorage(config, ctx, (storage) => importAccounts(storage, parsed, opts));
       for (const w of result.warnings) console.error(`warning: ${w}`);
       const admins = new Set(config.admins);
       for (const jid of result.replaced) console.log(`replaced ${jid}${admins.has(jid) ? ' (administrator)' : ''}: the existing account and all its data were deleted and imported from the file`);

@@ -67,7 +67,7 @@ export const policyCommands = commandSet(
       { name: 'draft', type: 'boolean', doc: 'print what the configuration would publish, not the stored version' },
     ],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const values = flagValues(args, ['lang', 'format']);
       const config = configFrom(args);
       const lang = langOf(values.get('lang'), config);
@@ -76,7 +76,7 @@ export const policyCommands = commandSet(
       let view: PolicyView;
       if (args.flags.has('draft')) view = draftView(config);
       else {
-        const versions = await withStorage(config, (s) => s.policyVersions.list());
+        const versions = await withStorage(config, ctx, (s) => s.policyVersions.list());
         const found = viewAt(versions, systemClock.now());
         if (found) view = found;
         else {
@@ -98,13 +98,13 @@ export const policyCommands = commandSet(
       CONFIG_FLAG,
     ],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const values = flagValues(args, ['effective', 'technical']);
       const effective = values.get('effective');
       if (!effective) throw new UsageError(`--effective YYYY-MM-DD is required (${earliestEffectiveDay(systemClock.now())} at the earliest without --technical)`);
       const config = configFrom(args);
       try {
-        const result = await withStorage(config, (s) => announcePolicy(s, config, { effective, technical: values.get('technical') ?? null, now: systemClock.now() }));
+        const result = await withStorage(config, ctx, (s) => announcePolicy(s, config, { effective, technical: values.get('technical') ?? null, now: systemClock.now() }));
         const v = result.version;
         if (result.first) console.log(`no policy was stored yet: stored this one as version ${v.id}, in force now`);
         else {
@@ -128,10 +128,10 @@ export const policyCommands = commandSet(
     description: 'One line per version: its number, state (in force, announced, superseded, past), dates and hash, and whether it matches this configuration.',
     flags: [CONFIG_FLAG],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       flagValues(args, []);
       const config = configFrom(args);
-      const versions = await withStorage(config, (s) => s.policyVersions.list());
+      const versions = await withStorage(config, ctx, (s) => s.policyVersions.list());
       const now = systemClock.now();
       const current = inForce(versions, now);
       const coming = new Set(upcoming(versions, now).map((v) => v.id));
@@ -154,11 +154,11 @@ export const policyCommands = commandSet(
     description: 'Exit code 0 when the configuration renders a stored version (or none is stored yet), 1 when the policy would change and must be announced first.',
     flags: [CONFIG_FLAG],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       flagValues(args, []);
       const config = configFrom(args);
       const current = policyFromConfig(config);
-      const versions = await withStorage(config, (s) => s.policyVersions.list());
+      const versions = await withStorage(config, ctx, (s) => s.policyVersions.list());
       const latest = versions.at(-1);
       if (!latest) {
         console.log('no policy version stored yet: the first start stores this one, in force at once');

@@ -9,6 +9,9 @@ import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import { dateEn } from './format.js';
 import { checkPolicyAtStart } from './versions.js';
 import { PolicyNotifier } from './announce.js';
+import { policyCommands } from './cli-policy.js';
+import { policyPage } from './admin-policy.js';
+import { publicPolicyPages } from './public-policy.js';
 import { policyConfigSection } from './config.js';
 
 export interface PolicyModuleOptions {
@@ -24,6 +27,8 @@ export function createPolicyModule(opts: PolicyModuleOptions = {}): GatehouseMod
     config: policyConfigSection,
     specs: [],
     clauses: ['P22'],
+    commands: { cli: Object.values(policyCommands) },
+    admin: { pages: [policyPage], public: publicPolicyPages },
     async load(ctx: ServerContext) {
       const log = ctx.log.child('policy');
       // Throws PolicyChangeError (one line) when the configuration changes the policy unannounced.

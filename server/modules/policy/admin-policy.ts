@@ -1,15 +1,16 @@
 /**
- * Policy (P22): the stored versions of the privacy policy with their announcement and effective
+ * The console page /policy of the privacy-policy module (P22): the stored versions of the privacy policy with their announcement and effective
  * dates, which one is in force and which are announced, whether the running configuration renders
  * the latest version (or what an announcement would have to announce), and whether users are
  * being told about a change right now. No personal data.
  */
-import { policyFromConfig } from '../../modules/policy/render.js';
-import { announcementToNotify } from '../../modules/policy/announce.js';
-import { NOTICE_MS, changesBetween, earliestEffectiveDay, inForce, upcoming } from '../../modules/policy/versions.js';
-import { html, utc, type PageEnv, type PageResult } from './layout.js';
+import { policyFromConfig } from './render.js';
+import { announcementToNotify } from './announce.js';
+import { NOTICE_MS, changesBetween, earliestEffectiveDay, inForce, upcoming } from './versions.js';
+import type { AdminPage } from '../../admin/contract.js';
+import { html, utc, type PageEnv, type PageResult } from '../../admin/pages/layout.js';
 
-export async function policyPage(env: PageEnv): Promise<PageResult> {
+async function renderPolicy(env: PageEnv): Promise<PageResult> {
   const { ctx, now } = env;
   const versions = await ctx.storage.policyVersions.list();
   const current = inForce(versions, now);
@@ -63,3 +64,5 @@ ${[...versions].reverse().map((v) => {
 }`;
   return { title: 'Policy', body };
 }
+
+export const policyPage: AdminPage = { path: '/policy', nav: { label: 'Policy', order: 50 }, render: renderPolicy };

@@ -1,6 +1,6 @@
 /**
  * Transports under the server: each configured transport runs as a child process
- * (`node dist/transports/cli-transport.js transport NAME --config FILE`), connects back to this
+ * (`node dist/server/cli/transport.js transport NAME --config FILE`), connects back to this
  * server's component listener like any external component (XEP-0114), and is restarted with
  * exponential backoff (1 s doubling to 1 min, with jitter; the count starts over once a child ran
  * for a minute) when it exits. Every start and exit is logged with its code or signal; the child's
@@ -12,16 +12,19 @@
  * names its component domain and secret, which must match an entry of `components`.
  *
  * Also the retention class of the transport connection log (P10/P13) when the transports share
- * the server's database: rows older than retention.detailedLogs are deleted by the sweeper.
+ * the server's database: rows older than retention.detailedLogs are deleted by the sweeper; and the
+ * transport commands (commands.ts: `transport`, `vault rotate`, `audit transports`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { GatehouseModule, ServerContext } from '../core/context.js';
-import { inBatches, type RetentionClass } from '../core/retention-class.js';
-import { backoffDelay } from '../../transports/kit/backoff.js';
-import { formatDurationWords } from '../../shared/format.js';
-import { transportsConfigSection } from './transports-supervisor-config.js';
+import type { GatehouseModule, ServerContext } from '../../core/context.js';
+import { inBatches, type RetentionClass } from '../../core/retention-class.js';
+import { backoffDelay } from '../../../transports/kit/backoff.js';
+import { formatDurationWords } from '../../../shared/format.js';
+import { transportCommands } from './commands.js';
+import { auditDownload, auditPage } from './admin-audit.js';
+import { transportsConfigSection } from './config.js';
 
 export interface SupervisedTransport {
   /** The adapter: transports/<name>/index.ts. */
@@ -43,7 +46,8 @@ export interface SupervisorOptions {
   command?: (t: SupervisedTransport) => { command: string; args: string[] };
 }
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'transports', 'cli-transport.js');
+/** The transport runner (server/cli/transport.ts; this file runs from dist/server/modules/transports/). */
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'transport.js');
 
 class Supervised {
   child: ChildProcess | null = null;
@@ -144,6 +148,8 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
     config: transportsConfigSection,
     retention: [transportConnectionsClass],
     clauses: ['P9', 'P10'],
+    commands: { cli: Object.values(transportCommands) },
+    admin: { pages: [auditPage], downloads: [auditDownload] },
     specs: [
       { id: 'XEP-0100', version: '1.0', status: 'complete', note: 'transports (transports/kit): registration, jabber:iq:gateway, presence-driven login, XEP-0144 contact suggestions' },
       { id: 'XEP-0106', status: 'complete', note: 'legacy ids in transport JIDs' },
