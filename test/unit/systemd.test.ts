@@ -79,6 +79,7 @@ describe('the systemd unit', { skip: skipWithout('systemd') }, () => {
     assert.deepEqual(settings('ExecStart'), ['/usr/bin/node /opt/gatehouse/bin/gatehouse.js start --config /etc/gatehouse/config.yaml']);
     assert.deepEqual(settings('User'), ['gatehouse']);
     assert.deepEqual(settings('StateDirectory'), ['gatehouse']);
+    assert.deepEqual(settings('StateDirectoryMode'), ['0700'], 'the server warns about a data directory others can read');
     assert.deepEqual(settings('WorkingDirectory'), ['/var/lib/gatehouse']);
     assert.deepEqual(settings('CapabilityBoundingSet'), ['']);
     assert.deepEqual(settings('AmbientCapabilities'), []);
