@@ -80,6 +80,7 @@ describe('the systemd unit', { skip: skipWithout('systemd') }, () => {
     assert.deepEqual(settings('User'), ['gatehouse']);
     assert.deepEqual(settings('StateDirectory'), ['gatehouse']);
     assert.deepEqual(settings('StateDirectoryMode'), ['0700'], 'the server warns about a data directory others can read');
+    assert.deepEqual(settings('LogsDirectory'), ['gatehouse'], 'for log.file, which the server prunes (P13)');
     assert.deepEqual(settings('WorkingDirectory'), ['/var/lib/gatehouse']);
     assert.deepEqual(settings('CapabilityBoundingSet'), ['']);
     assert.deepEqual(settings('AmbientCapabilities'), []);
