@@ -151,7 +151,7 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
     commands: { cli: Object.values(transportCommands) },
     admin: { pages: [auditPage], downloads: [auditDownload] },
     specs: [
-      { id: 'XEP-0100', version: '1.0', status: 'complete', note: 'transports (transports/kit): registration, jabber:iq:gateway, presence-driven login, XEP-0144 contact suggestions' },
+      { id: 'XEP-0100', version: '1.0', status: 'complete', note: 'the IRC, Matrix and Discord transports (transports/, docs/transports.md): registration, jabber:iq:gateway, presence-driven login, XEP-0144 contact suggestions' },
       { id: 'XEP-0106', status: 'complete', note: 'legacy ids in transport JIDs' },
       { id: 'XEP-0045', status: 'partial', note: 'foreign channels as rooms served by transports: join, occupants, groupchat, subject, nick changes, kicks, private messages; no room configuration' },
       { id: 'XEP-0050', status: 'partial', note: 'transport settings and admin commands, single-stage' },
