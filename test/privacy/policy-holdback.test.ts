@@ -78,15 +78,15 @@ async function componentConnects(port: number, domain = COMPONENT, secret = SECR
   return /<stream:error><([a-z-]+)/.exec(data)?.[1] ?? `no stream error in: ${data.slice(0, 300)}`;
 }
 
-/** Opens a client stream to `domain`: the stream error condition, or 'features' when it is served. */
-async function clientStreamTo(port: number, domain: string): Promise<string> {
+/** Opens a client (or `ns` server) stream to `domain`: the stream error condition, or 'features' when it is served. */
+async function clientStreamTo(port: number, domain: string, ns = 'jabber:client'): Promise<string> {
   let sent = false;
   const data = await rawExchange(
     port,
     (send) => {
       if (sent) return;
       sent = true;
-      send(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='${NS.stream}' to='${domain}' version='1.0'>`);
+      send(`<?xml version='1.0'?><stream:stream xmlns='${ns}' xmlns:stream='${NS.stream}' to='${domain}' version='1.0'>`);
     },
     (d) => d.includes('</stream:features>') || d.includes('</stream:stream>'),
   );
@@ -191,6 +191,26 @@ describe('P22 policy changes never block a start: held back until announced', ()
       } finally {
         bob.destroy();
       }
+    } finally {
+      await ts.stop();
+    }
+  });
+
+  test('P22 federation turned on is held back: no s2s listener until the change is in force, then it opens without a restart', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 2, 1, 12));
+    const start = installation(clock);
+    await (await start()).stop();
+    const ts = await start({ listen: { s2s: [{ host: '127.0.0.1', port: 0 }] } });
+    try {
+      assert.equal(ts.s2sPort, 0, 'no s2s listener while federation is held back');
+      assert.ok(ts.logLines.some((l) => l.includes('held back') && l.includes('listen.s2s: no → yes')));
+      assert.equal(ts.server.ctx.services.get('s2s'), undefined);
+      await announcePolicy(ts.server.ctx.storage, ts.config, { effective: '2026-03-01', technical: 'federation with the sister server', now: clock.now() });
+      assert.deepEqual(await held(ts), []);
+      const s2s = ts.server.listeners.find((l) => l.kind === 's2s');
+      assert.ok(s2s, 'the s2s listener opened');
+      assert.ok(ts.server.ctx.services.get('s2s'), 'the federation service runs');
+      assert.equal(await clientStreamTo(s2s.port, 'localhost', 'jabber:server'), 'features', 'other servers are answered');
     } finally {
       await ts.stop();
     }
