@@ -25,6 +25,7 @@ import { RULES, holdBack } from '../../server/modules/policy/holdback.js';
 import { FACT_KEYS, type PolicyVersion } from '../../server/modules/policy/versions.js';
 import { policyFromConfig } from '../../server/modules/policy/render.js';
 import type { HeldPartInfo } from '../../server/modules/policy/module.js';
+import { policyPage } from '../../server/admin/pages/policy.js';
 
 const DAY = 86_400_000;
 const COMPONENT = 'irc.localhost';
@@ -144,6 +145,8 @@ describe('P22 policy changes never block a start: held back until announced', ()
       assert.ok(ts.componentPort > 0, 'the component listener is open');
       assert.equal(await componentConnects(ts.componentPort), 'host-unknown');
       assert.deepEqual(await held(ts), [{ key: 'components', change: `components: — → ${COMPONENT}`, until: null, technical: null }]);
+      const page = String((await policyPage({ ctx: ts.server.ctx, admin: { jid: 'admin@localhost', csrf: 'x' }, url: new URL('http://localhost/policy'), now: clock.now() })).body);
+      assert.ok(page.includes('<h2>Held back</h2>') && page.includes(`<li>components: — → ${COMPONENT}: until a change is announced</li>`), 'the admin console lists it');
 
       const announced = await announcePolicy(ts.server.ctx.storage, ts.config, { effective: '2026-04-01', now: clock.now() });
       assert.deepEqual(announced.changes, [`components: — → ${COMPONENT}`]);
