@@ -11,7 +11,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { modulesWith, startTestServer, type TestServer } from '../helpers/server.js';
+import type { GatehouseModule } from '../../server/core/context.js';
+import { createTransportsSupervisor } from '../../server/modules/transports-supervisor.js';
 import { TestClient } from '../helpers/xmpp-client.js';
 import { runCli } from '../helpers/server-process.js';
 import { parseConfig, type Config } from '../../server/config/index.js';
@@ -122,7 +124,7 @@ describe('P22 policy changes never block a start: held back until announced', ()
   /** A database of its own, and a starter for servers on it with the given configuration. */
   function installation(clock: ManualClock) {
     const dbPath = join(dir, `db-${++n}.sqlite`);
-    return (config: Record<string, unknown> = {}) => startTestServer({ storage: { type: 'sqlite', path: dbPath }, clock, config, logLevel: 'info' });
+    return (config: Record<string, unknown> = {}, modules?: GatehouseModule[]) => startTestServer({ storage: { type: 'sqlite', path: dbPath }, clock, config, modules, logLevel: 'info' });
   }
 
   const withComponent = { components: [{ domain: COMPONENT, secret: SECRET }], listen: { components: [{ host: '127.0.0.1', port: 0 }] } };
@@ -162,6 +164,31 @@ describe('P22 policy changes never block a start: held back until announced', ()
       assert.ok(ts.logLines.some((l) => l.includes('held-back configuration in force now') && l.includes(COMPONENT)));
       const after = await alice.iq(x('iq', { type: 'get', to: 'localhost' }, x('query', { xmlns: NS.discoItems })));
       assert.ok(after.toString().includes(COMPONENT), 'and is offered to clients');
+    } finally {
+      await ts.stop();
+    }
+  });
+
+  test('P22 the transport of a held-back component is not started until the component comes into force', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 2, 1, 12));
+    const start = installation(clock);
+    await (await start()).stop();
+    const transportFile = join(dir, 'irc-transport.yaml');
+    writeFileSync(transportFile, stringify({ adapter: 'irc', component: { domain: COMPONENT, secret: SECRET } }));
+    const supervisor = createTransportsSupervisor({
+      transports: [{ name: 'irc', config: transportFile }],
+      // A stand-in child that runs until it is stopped.
+      command: () => ({ command: process.execPath, args: ['-e', 'setInterval(() => {}, 60000)'] }),
+      stopTimeout: 5000,
+    });
+    const ts = await start(withComponent, modulesWith(supervisor));
+    try {
+      assert.deepEqual(supervisor.running(), [{ name: 'irc', pid: null, restarts: 0 }], 'not started while held back');
+      assert.ok(ts.logLines.some((l) => l.includes('transport not started') && l.includes(COMPONENT)));
+      await announcePolicy(ts.server.ctx.storage, ts.config, { effective: '2026-03-01', technical: 'the IRC gateway replaces a broken bridge', now: clock.now() });
+      assert.deepEqual(await held(ts), []);
+      assert.ok(supervisor.running()[0]!.pid, 'started when its component came into force');
+      assert.ok(ts.logLines.some((l) => l.includes('transport started')));
     } finally {
       await ts.stop();
     }
