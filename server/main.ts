@@ -107,6 +107,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       }
       loaded.push(m);
     }
+    // A lower tls.minVersion may be held back (P22): the contexts then keep the one in force.
+    if (ctx.config.tls.minVersion !== config.tls.minVersion) tls = await loadTlsContexts({ ...config, tls: ctx.config.tls });
   } catch (err) {
     for (const m of loaded.reverse()) await m.unload?.();
     await storage.close();
@@ -114,8 +116,6 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     throw err;
   }
 
-  // A lower tls.minVersion may be held back (P22): the contexts then keep the one in force.
-  if (ctx.config.tls.minVersion !== config.tls.minVersion) tls = await loadTlsContexts({ ...config, tls: ctx.config.tls });
   const env: C2SEnvironment = { ctx, tls, streams: new Set() };
   // One count for both client listeners: 5222 and 5223 share the per-address and total caps.
   const limits = new ConnectionLimits(config.c2s.maxConnections, config.c2s.maxConnectionsPerIp);

@@ -81,6 +81,7 @@ class HoldBackKeeper implements PolicyService {
     if (this.stopped) return;
     const { ctx, log } = this;
     const versions = await ctx.storage.policyVersions.list();
+    if (this.stopped) return;
     const now = ctx.clock.now(); // after the read: a moved clock counts
     const result = holdBack(ctx.configInForce.file, versions, now);
     const before = new Map(this.parts.map((p) => [p.key, p]));
