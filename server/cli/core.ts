@@ -10,6 +10,9 @@ import { AccountService } from '../accounts/service.js';
 import { systemClock } from '../../shared/clock.js';
 import { Jid } from '../../shared/jid.js';
 import { ServerNotRunningError, controlRequest } from '../admin/control.js';
+import { holdBackReport } from '../modules/policy/holdback.js';
+import { PolicyChangeError } from '../modules/policy/versions.js';
+import { existsSync } from 'node:fs';
 
 const PASSWORD_FILE: FlagDefinition = {
   name: 'password-file',
@@ -67,13 +70,27 @@ export const coreCommands = commandSet(
   {
     name: 'check-config',
     summary: 'validate the configuration and exit',
-    description: 'Exit code 0 when the configuration is valid, 2 (with the first error, naming its key) when not.',
+    description:
+      'Exit code 0 when the configuration is valid, 2 (with the first error, naming its key) when not. Also lists the parts that a start would hold back until their privacy policy change takes effect (P22), read from the database; exit code 1 when the server could not start with it at all.',
     flags: [CONFIG_FLAG],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
       console.log(`configuration OK: ${config.hosts.length} host(s), storage ${config.storage.type}`);
-      return 0;
+      const { path } = config.storage.type === 'sqlite' ? config.storage : { path: null };
+      if (path !== null && (path === ':memory:' || !existsSync(path))) {
+        console.log("privacy policy: no database yet; the first start stores this configuration's policy, in force at once");
+        return 0;
+      }
+      try {
+        const versions = await withStorage(config, ctx, (s) => s.policyVersions.list());
+        for (const line of holdBackReport(config, versions, systemClock.now())) console.log(line);
+        return 0;
+      } catch (err) {
+        if (!(err instanceof PolicyChangeError)) throw err;
+        console.error(`gatehouse check-config: ${err.message}`);
+        return 1;
+      }
     },
   },
   {

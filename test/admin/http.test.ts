@@ -348,6 +348,7 @@ describe('admin HTTP interface', () => {
     assert.ok(page.body.includes('<td>in force</td>'));
     assert.ok(/announced: takes effect \d{4}-\d{2}-\d{2} 00:00:00 UTC/.test(page.body));
     assert.ok(page.body.includes('Users are being told about version 2'));
+    assert.ok(page.body.includes('Nothing in the configuration is held back.'), 'the configuration renders version 1: nothing to hold back');
   });
 
   test('forms from another origin, oversized bodies and other content types are refused', async () => {

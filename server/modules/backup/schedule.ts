@@ -95,6 +95,7 @@ const active = new Map<BackupScheduler, NodeJS.Timeout>();
 
 /** P14: the daily backup inside the server (backups.schedule 'daily'). */
 export function createBackupModule(): GatehouseModule {
+  let offInForce = (): void => {};
   return {
     name: 'backup',
     config: backupsConfigSection,
@@ -103,17 +104,24 @@ export function createBackupModule(): GatehouseModule {
     commands: { cli: Object.values(backupCommands) },
     load(ctx) {
       const { config, log } = ctx;
-      if (config.backups.schedule !== 'daily') return;
-      if (config.storage.type === 'sqlite' && config.storage.path === ':memory:') {
-        log.warn('backups are scheduled but the database is in memory: no backups are made');
-        return;
-      }
-      const scheduler = new BackupScheduler({ config, clock: ctx.clock, log: log.child('backup') });
-      const timer = setInterval(() => void scheduler.tick(), CHECK_INTERVAL_MS);
-      timer.unref();
-      active.set(scheduler, timer);
+      const start = (): void => {
+        if (config.storage.type === 'sqlite' && config.storage.path === ':memory:') {
+          log.warn('backups are scheduled but the database is in memory: no backups are made');
+          return;
+        }
+        const scheduler = new BackupScheduler({ config, clock: ctx.clock, log: log.child('backup') });
+        const timer = setInterval(() => void scheduler.tick(), CHECK_INTERVAL_MS);
+        timer.unref();
+        active.set(scheduler, timer);
+      };
+      if (config.backups.schedule === 'daily') return start();
+      // Daily backups held back until their privacy-policy change takes effect (P22).
+      offInForce = ctx.hooks.on('config/in-force', ({ before, after }) => {
+        if (before.backups.schedule !== 'daily' && after.backups.schedule === 'daily') start();
+      });
     },
     async unload() {
+      offInForce();
       const schedulers = [...active.keys()];
       for (const [s, timer] of active) {
         clearInterval(timer);

@@ -11,11 +11,15 @@
  * read defensively until the server's configuration schema declares it; each transport's own file
  * names its component domain and secret, which must match an entry of `components`.
  *
+ * A transport whose component is held back (P22: added to the configuration, its privacy-policy
+ * change not in force yet) is not started until its component comes into force ('config/in-force').
+ *
  * Also the retention class of the transport connection log (P10/P13) when the transports share
  * the server's database: rows older than retention.detailedLogs are deleted by the sweeper; and the
  * transport commands (commands.ts: `transport`, `vault rotate`, `audit transports`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GatehouseModule, ServerContext } from '../../core/context.js';
@@ -25,6 +29,7 @@ import { formatDurationWords } from '../../../shared/format.js';
 import { transportCommands } from './commands.js';
 import { auditDownload, auditPage } from './admin-audit.js';
 import { transportsConfigSection } from './config.js';
+import { readYaml } from '../../../transports/kit/config.js';
 
 export interface SupervisedTransport {
   /** The adapter: transports/<name>/index.ts. */
@@ -137,6 +142,7 @@ class Supervised {
 export function createTransportsSupervisor(options: SupervisorOptions = {}): GatehouseModule & { running(): { name: string; pid: number | null; restarts: number }[] } {
   let supervised: Supervised[] = [];
   let stopping = false;
+  let offInForce = (): void => {};
   const opts = {
     restart: options.restart ?? { min: 1000, max: 60_000 },
     stableAfter: options.stableAfter ?? 60_000,
@@ -165,9 +171,28 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
     load(ctx) {
       const list = options.transports ?? ctx.config.transports;
       supervised = list.map((t) => new Supervised(t, ctx, opts, () => stopping));
-      for (const s of supervised) s.start();
+      const inForce = (s: Supervised, components: readonly { domain: string }[]): boolean => {
+        const domain = componentDomainOf(s.spec);
+        return domain === null || components.some((c) => c.domain === domain);
+      };
+      const waiting = new Set<Supervised>();
+      for (const s of supervised) {
+        if (inForce(s, ctx.config.components)) s.start();
+        else {
+          waiting.add(s);
+          ctx.log.info('transport not started: its component is held back until its privacy policy change takes effect', { transport: s.spec.name, component: componentDomainOf(s.spec) });
+        }
+      }
+      offInForce = ctx.hooks.on('config/in-force', ({ after }) => {
+        for (const s of [...waiting]) {
+          if (!inForce(s, after.components)) continue;
+          waiting.delete(s);
+          s.start();
+        }
+      });
     },
     async unload() {
+      offInForce();
       stopping = true;
       await Promise.all(supervised.map((s) => s.stop()));
     },
@@ -177,6 +202,19 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
   };
 }
 
+/**
+ * The component domain a transport's own file names, or null when it cannot be read here (the
+ * transport then starts, and reports the problem itself).
+ */
+function componentDomainOf(t: SupervisedTransport): string | null {
+  try {
+    const raw = readYaml(readFileSync(t.config, 'utf8'), t.config) as { component?: { domain?: unknown } } | null;
+    const domain = raw?.component?.domain;
+    return typeof domain === 'string' ? domain.toLowerCase() : null;
+  } catch {
+    return null;
+  }
+}
 
 const transportConnectionsClass: RetentionClass = {
   name: 'transport-connections',
