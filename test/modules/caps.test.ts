@@ -253,3 +253,55 @@ describe('entity capabilities of clients (XEP-0115)', () => {
     await Promise.all([judy.close(), kim.close()]);
   });
 });
+
+describe('entity capabilities: the configured bounds', () => {
+  let ts: TestServer;
+  let caps: CapsService;
+  before(async () => {
+    ts = await startTestServer({ config: { caps: { maxResourcesPerAccount: 2, cacheSize: 1 } } });
+    caps = ts.server.ctx.services.need('caps');
+  });
+  after(async () => {
+    await ts.stop();
+  });
+
+  function learnt(jid: string): Promise<CapsFeaturesEvent> {
+    return new Promise((resolve) => {
+      const off = caps.onFeatures((e) => {
+        if (e.jid === jid) {
+          off();
+          resolve(e);
+        }
+      });
+    });
+  }
+
+  test('caps.maxResourcesPerAccount forgets the resource seen least recently; caps.cacheSize drops the least recently used ver', async () => {
+    const one = info('urn:one');
+    const two = info('urn:two');
+    const a = await loginAs(ts, 'xavier', 'a');
+    const b = await loginAs(ts, 'xavier', 'b');
+    const c = await loginAs(ts, 'xavier', 'c');
+    let known = learnt(a.jid);
+    a.send(capsPresence(one));
+    await answer(a, 'xavier@localhost', `${NODE}#${capsVer(one, 'sha-1')}`, one);
+    await known;
+    known = learnt(b.jid);
+    b.send(capsPresence(one));
+    await known;
+    known = learnt(c.jid);
+    c.send(capsPresence(two));
+    await answer(c, 'xavier@localhost', `${NODE}#${capsVer(two, 'sha-1')}`, two);
+    await known;
+    assert.deepEqual(caps.availableResources('xavier@localhost', 'xavier@localhost').map((r) => r.jid).sort(), [b.jid, c.jid]);
+    assert.equal(caps.featuresOf(a.jid), undefined);
+
+    // 'one' left the cache (size 1) when 'two' was verified: a's presence with it is asked again.
+    known = learnt(a.jid);
+    a.send(capsPresence(one));
+    await answer(a, 'xavier@localhost', `${NODE}#${capsVer(one, 'sha-1')}`, one);
+    await known;
+    assert.deepEqual(caps.availableResources('xavier@localhost', 'xavier@localhost').map((r) => r.jid).sort(), [a.jid, c.jid]);
+    await Promise.all([a.close(), b.close(), c.close()]);
+  });
+});
