@@ -55,6 +55,7 @@ test('a module declaring its config section finds it in the configuration schema
   assert.deepEqual(declared.map((m) => `${m.name} ${m.config!.key}`).sort(), [
     'admin-http admin',
     'backup backups',
+    'caps caps',
     'failed-login-guard loginGuard',
     'offline offline',
     'presence subscriptions',
