@@ -8,18 +8,9 @@
 
 /** Imports of the form [from, to] (regular expressions on paths) that a rule tolerates for now; one entry per file. */
 const KNOWN = {
-  transportsOfServer: [
-    // #12, open: the `gatehouse-transport` command reads the server's configuration and argument
-    // parser; it belongs with the server's commands (the one command surface) rather than under
-    // transports/.
-    ['^transports/cli-transport\\.ts$', '^server/(cli/kit|commands/(command|run)|config/index)\\.ts$'],
-  ],
+  transportsOfServer: [],
   coreOfFeature: [],
-  moduleOfModule: [
-    // #12, open: `gatehouse retention run` needs every module's retention classes (the list in
-    // modules/index.ts). To go, the command surface hands them to the command (its context).
-    ['^server/modules/(retention)/cli-retention\\.ts$', '^server/modules/index\\.ts$'],
-  ],
+  moduleOfModule: [],
   modulesOfNet: [],
   storageOfProtocol: [],
   circular: [],
@@ -117,7 +108,7 @@ module.exports = {
       comment: 'A file nobody imports and that imports nothing is dead, unless it is an entry point.',
       from: {
         orphan: true,
-        pathNot: ['\\.d\\.ts$', '^server/cli\\.ts$', '^transports/cli-transport\\.ts$', '^scripts/', '\\.test\\.ts$'],
+        pathNot: ['\\.d\\.ts$', '^server/cli\\.ts$', '^server/cli/transport\\.ts$', '^scripts/', '\\.test\\.ts$'],
       },
       to: {},
     },

@@ -36,9 +36,10 @@ import { registrationLimitConfigSection } from '../modules/register-config.js';
 import { loginGuardConfigSection } from '../modules/login-guard/config.js';
 import { policyConfigSection } from '../modules/policy/config.js';
 import { adminConfigSection } from '../admin/config.js';
-import { transportsConfigSection } from '../modules/transports-supervisor-config.js';
+import { transportsConfigSection } from '../modules/transports/config.js';
 import { backupsConfigSection } from '../modules/backup/config.js';
 import { s2sConfigSection } from '../federation/config.js';
+import { capsConfigSection } from '../modules/caps/config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
@@ -325,6 +326,7 @@ export const configSchema = object(
     ...fieldOf(privateStorageConfigSection),
     ...fieldOf(subscriptionsConfigSection),
     ...fieldOf(registrationLimitConfigSection),
+    ...fieldOf(capsConfigSection),
     server: object(
       {
         name: str({ default: 'Gatehouse', doc: 'Software name reported to clients (XEP-0092).' }),

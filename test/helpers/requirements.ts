@@ -1,5 +1,6 @@
 /**
- * Programs from Debian that some proofs run against (ngIRCd, Prosody, ejabberd, Chromium, slixmpp).
+ * Programs from Debian that some proofs run against (ngIRCd, Prosody, ejabberd, Chromium, slixmpp,
+ * systemd's tools).
  *
  * Locally a missing one skips the tests that need it, saying why. CI must not pass with a proof
  * skipped, so GATEHOUSE_TEST_REQUIRE lists the ones that have to be there (.ci/run sets it to all
@@ -19,6 +20,9 @@ export const PROSODY_MIGRATOR = '/usr/bin/prosody-migrator';
 export const EJABBERDCTL = '/usr/sbin/ejabberdctl';
 export const CHROMIUM = '/usr/bin/chromium';
 export const PYTHON = '/usr/bin/python3';
+export const SYSTEMD_ANALYZE = '/usr/bin/systemd-analyze';
+export const SYSTEMD_SYSUSERS = '/usr/bin/systemd-sysusers';
+export const SYSTEMD_TMPFILES = '/usr/bin/systemd-tmpfiles';
 
 export const REQUIRE_VARIABLE = 'GATEHOUSE_TEST_REQUIRE';
 
@@ -48,6 +52,7 @@ const DEPENDENCIES = {
     install: 'apt-get install ejabberd',
   },
   chromium: { missing: missingFile(CHROMIUM), install: 'apt-get install chromium' },
+  systemd: { missing: missingFile(SYSTEMD_ANALYZE, SYSTEMD_SYSUSERS, SYSTEMD_TMPFILES), install: 'apt-get install systemd' },
   slixmpp: {
     // python3 alone is not enough: the peer script imports slixmpp, and without it would only time out.
     missing: () => {

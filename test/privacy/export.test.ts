@@ -37,6 +37,7 @@ import { CLI } from '../helpers/server-process.js';
 import { inactiveAccountsClass } from '../../server/modules/retention/retention.js';
 import { silentLogger } from '../../shared/logger.js';
 import { execFile } from 'node:child_process';
+import { commandContext } from '../../server/cli/commands.js';
 
 const PASSWORD = 'Correct-Horse-7-Battery';
 const T0 = new Date(Date.UTC(2026, 4, 6, 7, 8, 9, 123));
@@ -524,7 +525,7 @@ describe('P23 commands', () => {
     console.error = (...a: unknown[]) => void err.push(a.join(' '));
     process.stdout.write = ((chunk: string | Uint8Array) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
     try {
-      const code = await exportCommands[name]!.run(parseArgs(argv));
+      const code = await exportCommands[name]!.run(parseArgs(argv), commandContext());
       return { code, out: out.join('\n'), err: err.join('\n') };
     } finally {
       console.log = log;

@@ -23,6 +23,7 @@ import { ManualClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/logger.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
+import { commandContext } from '../../server/cli/commands.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -260,7 +261,7 @@ describe('P12 statistics of a running server', () => {
     out.length = 0;
     console.log = (...a: unknown[]) => void out.push(a.join(' '));
     try {
-      const code = await statsCommands[name!]!.run(parseArgs([...rest, '--config', config]));
+      const code = await statsCommands[name!]!.run(parseArgs([...rest, '--config', config]), commandContext());
       assert.equal(code, 0);
     } finally {
       console.log = original;

@@ -12,7 +12,7 @@ import type { Storage, VaultRecord } from '../../storage/types.js';
 import { Vault, vaultKey } from '../../transports/kit/vault.js';
 import { runRetention } from '../../server/modules/retention/retention.js';
 import { retentionClasses } from '../../server/modules/index.js';
-import '../../server/modules/transports-supervisor.js';
+import '../../server/modules/transports/supervisor.js';
 import { parseConfig } from '../../server/config/index.js';
 import { HookBus } from '../../server/core/hooks.js';
 import { LocalSessionRegistry } from '../../server/core/session.js';

@@ -14,7 +14,7 @@ export const backupsConfigSection = section(
       schedule: enumOf(['daily', 'off'], { default: 'daily', doc: 'When backups are made automatically.' }),
       encryptionKeyFile: nullable(filePath(), {
         default: null,
-        doc: 'File with the 32-byte backup key (`gatehouse backup keygen` makes one); `null` = unencrypted backups unless `GATEHOUSE_BACKUP_KEY` is set.',
+        doc: 'File with the 32-byte backup key (`gatehouse backup keygen` makes one); `null` = unencrypted backups unless `GATEHOUSE_BACKUP_KEY` or the systemd credential `backup-key` is set (docs/production.md).',
       }),
     },
     { doc: 'Automatic backups of the database.' },

@@ -34,12 +34,12 @@ export const exportCommands = commandSet(
       { name: 'force', type: 'boolean', doc: 'overwrite an existing --out file' },
     ],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
       const out = flagValue(args, 'out');
       if (args.positional.length === 0) throw new UsageError('give at least one account (user@domain)');
       const accounts = args.positional.map((a) => accountOf(a, config));
-      const xml = await withStorage(config, async (storage) => renderExport(await exportAccounts(storage, accounts)));
+      const xml = await withStorage(config, ctx, async (storage) => renderExport(await exportAccounts(storage, accounts)));
       if (!out || out === '-') {
         process.stdout.write(xml);
         return 0;

@@ -6,7 +6,7 @@
  * and writes. `--dry-run` lists what would be created, per account, and never a secret.
  */
 import { CONFIG_FLAG, UsageError, configFrom, withStorage, type ParsedArgs } from '../../cli/kit.js';
-import type { CommandDefinition } from '../../commands/command.js';
+import type { CommandContext, CommandDefinition } from '../../commands/command.js';
 import { normaliseDomain, normaliseLocal, Jid } from '../../../shared/jid.js';
 import type { Element } from '../../../shared/xml/element.js';
 import { HIDDEN_GROUP } from '../../core/subscription-states.js';
@@ -44,7 +44,7 @@ function pepByAccount(document: Element): Map<string, PepNodeSummary[]> {
   return out;
 }
 
-async function runImport(args: ParsedArgs, command: string): Promise<number> {
+async function runImport(args: ParsedArgs, ctx: CommandContext, command: string): Promise<number> {
   const config = configFrom(args);
   const input = args.positional[0];
   if (!input) throw new UsageError('give the export: an XEP-0227 file or a directory of them');
@@ -79,7 +79,7 @@ async function runImport(args: ParsedArgs, command: string): Promise<number> {
   const opts = { hosts: config.hosts.map((h) => h.domain), admins: config.admins, replaceAdmins, force: args.flags.has('force'), now: new Date(), auth: config.auth };
 
   if (args.flags.has('dry-run')) {
-    const plan = await withStorage(config, (storage) => planImport(storage, parsed, opts));
+    const plan = await withStorage(config, ctx, (storage) => planImport(storage, parsed, opts));
     for (const w of parsed.warnings) console.error(`warning: ${w}`);
     console.log(read);
     for (const u of parsed.users) {
@@ -95,7 +95,7 @@ async function runImport(args: ParsedArgs, command: string): Promise<number> {
     console.log(`dry run: nothing was changed (${plan.create.length} to create, ${plan.replace.length} to replace)`);
     return 0;
   }
-  const result = await withStorage(config, (storage) => importAccounts(storage, parsed, opts));
+  const result = await withStorage(config, ctx, (storage) => importAccounts(storage, parsed, opts));
   for (const w of result.warnings) console.error(`warning: ${w}`);
   console.log(read);
   const admins = new Set(config.admins);
@@ -118,6 +118,6 @@ export function importCommand(name: string, summary: string): CommandDefinition 
       { name: 'replace-admin', type: 'string', value: 'USER@DOMAIN[,...]', doc: 'also replace these administrators (config admins); each must be named' },
     ],
     server: 'no',
-    run: (args) => runImport(args, name),
+    run: (args, ctx) => runImport(args, ctx, name),
   };
 }

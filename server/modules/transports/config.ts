@@ -2,7 +2,7 @@
  * The `transports` configuration section, declared next to the supervisor that runs them
  * (transports-supervisor.ts) and composed into the whole schema by server/config/schema.ts.
  */
-import { array, fail, filePath, object, section, str } from '../../shared/schema-kit.js';
+import { array, fail, filePath, object, section, str } from '../../../shared/schema-kit.js';
 
 export const transportsConfigSection = section(
   'transports',
