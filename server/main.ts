@@ -14,6 +14,10 @@ import { DiscoRegistry } from './core/disco-registry.js';
 import type { GatehouseModule, ServerContext } from './core/context.js';
 import { checkModuleOrder } from './core/module.js';
 import { ServiceRegistry } from './core/services.js';
+import { LiveConfig } from './core/live-config.js';
+import { ReloadRefused, type ReloadOutcome } from './core/runtime.js';
+import { reloadedConfig } from './reload.js';
+import { ConfigError } from './config/index.js';
 import { loadTlsContexts } from './net/tls.js';
 import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from './net/listeners.js';
 import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
@@ -27,6 +31,8 @@ export interface RunningServer {
   listeners: BoundListener[];
   /** First bound port of a listener kind ('c2s', 'c2s-tls', ...). */
   port(kind: string): number;
+  /** Re-reads the configuration (StartOptions.loadConfig) and the certificates; throws ReloadRefused. */
+  reload(): Promise<ReloadOutcome>;
   stop(): Promise<void>;
 }
 
@@ -34,6 +40,8 @@ export interface StartOptions {
   clock?: Clock;
   log?: Logger;
   modules?: GatehouseModule[];
+  /** Reads the configuration again for a reload (the start command re-reads its file); without it a reload is refused. */
+  loadConfig?: () => Config;
 }
 
 
@@ -48,6 +56,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // The installation's secret is read (or made) now, so a damaged file stops the start, not a login.
   fakeSaltKey(config);
 
+  // Kept for the whole run: a reload adopt()s contexts made from the renewed files into it.
   const tls = await loadTlsContexts(config);
   const modules = opts.modules ?? allModules();
   const storage: Storage = await openStorage(config.storage, {
@@ -60,7 +69,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const hosts = new Set(config.hosts.map((h) => h.domain));
   const router = new Router(hosts, sessions, hooks, clock, log.child('router'));
   const disco = new DiscoRegistry();
-  const ctx: ServerContext = { config, storage, router, sessions, hooks, clock, log, disco, modules, services: new ServiceRegistry(), startedAt: clock.now() };
+  const live = new LiveConfig(config);
+  const ctx: ServerContext = { config: live.view, storage, router, sessions, hooks, clock, log, disco, modules, services: new ServiceRegistry(), startedAt: clock.now() };
 
   const loaded: GatehouseModule[] = [];
   try {
@@ -85,6 +95,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // One count for both client listeners: 5222 and 5223 share the per-address and total caps.
   const limits = new ConnectionLimits(config.c2s.maxConnections, config.c2s.maxConnectionsPerIp);
   const listeners: BoundListener[] = [];
+  let componentListeners = false;
   let stopComponents = (): void => {};
   let stopS2s = (): void => {};
   const onConnection = (direct: boolean) => (socket: Socket, ip: string) => {
@@ -101,6 +112,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     }
     const components = await startComponentListeners(ctx);
     listeners.push(...components.listeners);
+    componentListeners = components.listeners.length > 0;
     stopComponents = components.stop;
     const s2s = await startS2sListeners(ctx);
     listeners.push(...s2s.listeners);
@@ -121,9 +133,64 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   sweep.unref();
 
   let stopped = false;
+
+  /** One reload at a time: a second SIGHUP waits for the first. */
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reloadNow = async (): Promise<ReloadOutcome> => {
+    if (stopped) throw new ReloadRefused('the server is stopping');
+    if (!opts.loadConfig) throw new ReloadRefused('this server was started without a configuration file to read again');
+    let file: Config;
+    try {
+      file = opts.loadConfig();
+    } catch (err) {
+      if (err instanceof ConfigError) throw new ReloadRefused(err.message);
+      throw err;
+    }
+    const before = live.get();
+    const { next, changed, needsRestart } = reloadedConfig(before, file);
+    // The certificates are read before anything changes: a missing or broken file refuses the reload.
+    let fresh;
+    try {
+      fresh = await loadTlsContexts(next);
+    } catch (err) {
+      throw new ReloadRefused(`certificate: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const refusals: string[] = [];
+    await hooks.emit('config/reloading', { before, after: next, refuse: (why) => void refusals.push(why) });
+    if (refusals.length > 0) throw new ReloadRefused(refusals.join('; '));
+
+    live.set(next);
+    tls.adopt(fresh);
+    log.setLevel(next.log.level);
+    limits.setCaps(next.c2s.maxConnections, next.c2s.maxConnectionsPerIp);
+    await hooks.emit('config/reloaded', { before, after: next });
+    // The component listener opens with the first component (its address is listen.components).
+    if (!componentListeners && next.components.length > 0 && !needsRestart.includes('listen.components')) {
+      const components = await startComponentListeners(ctx);
+      listeners.push(...components.listeners);
+      componentListeners = components.listeners.length > 0;
+      stopComponents = components.stop;
+      for (const l of components.listeners) log.info('listening', { kind: l.kind, address: l.host, port: l.port });
+    }
+    const outcome = { changed: [...changed, 'certificates'], needsRestart };
+    log.info('configuration reloaded', { changed: outcome.changed.join(', ') });
+    if (needsRestart.length > 0) log.warn(`needs a restart: ${needsRestart.join(', ')}`);
+    return outcome;
+  };
+  const reload = (): Promise<ReloadOutcome> => {
+    const run = reloading.then(reloadNow, reloadNow);
+    reloading = run.catch(() => {});
+    return run.catch((err: unknown) => {
+      log.error('reload refused, the running configuration stays', { error: err instanceof Error ? err.message : String(err) });
+      throw err;
+    });
+  };
+  ctx.services.provide('runtime', { reload, listeners: () => listeners.map(({ kind, host, port }) => ({ kind, host, port })) });
+
   return {
     ctx,
     listeners,
+    reload,
     port(kind) {
       const l = listeners.find((x) => x.kind === kind);
       if (!l) throw new Error(`no ${kind} listener`);

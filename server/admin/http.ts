@@ -186,7 +186,6 @@ export class AdminHttp {
   private readonly components: ComponentState = { connected: new Map() };
   private readonly offs: (() => void)[] = [];
   private readonly log;
-  private readonly metricsToken: string | null;
   private sweepTimer: NodeJS.Timeout | null = null;
 
   private readonly routes: AdminRoutes;
@@ -200,7 +199,6 @@ export class AdminHttp {
     this.routes.pages.set('/', { path: '/', render: (env) => overviewPage(env, this.components) });
     this.sessions = new AdminSessions(() => ctx.clock.now().getTime(), { ...SESSION_DEFAULTS, idleMs: options.idleTimeoutMs ?? SESSION_DEFAULTS.idleMs });
     this.auth = new AdminAuthenticator(ctx);
-    this.metricsToken = options.metricsToken ?? ctx.config.admin.metricsToken;
     for (const c of ctx.config.components) this.components.connected.set(c.domain, null);
     this.offs.push(ctx.hooks.on('component/connected', ({ domain, at }) => void this.components.connected.set(domain, at)));
     this.offs.push(ctx.hooks.on('component/disconnected', ({ domain }) => void this.components.connected.set(domain, null)));
@@ -275,6 +273,18 @@ export class AdminHttp {
       await this.stop();
       throw new Error(`listen.admin: cannot listen: ${err instanceof Error ? err.message : String(err)}`);
     }
+    // A reload: the connection caps, and the certificates renewed on disk for new connections.
+    this.offs.push(
+      this.ctx.hooks.on('config/reloaded', async ({ after }) => {
+        limits.setCaps(this.options.maxConnections ?? after.admin.maxConnections, after.admin.maxConnectionsPerIp);
+        if (!tls) return;
+        try {
+          tls.adopt(await (this.options.loadTls ?? loadTlsContexts)(after));
+        } catch (err) {
+          this.log.warn('admin interface keeps its certificates: the renewed ones could not be loaded', { error: err instanceof Error ? err.message : String(err) });
+        }
+      }),
+    );
     this.sweepTimer = setInterval(() => this.sessions.sweep(), 60_000);
     this.sweepTimer.unref();
     return listeners;
@@ -458,7 +468,9 @@ export class AdminHttp {
     let allowed = false;
     if (auth !== undefined) {
       const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
-      allowed = m !== null && this.metricsToken !== null && equalSecret(m[1]!, this.metricsToken);
+      // Read at each request: a reload may set or change the token.
+      const token = this.options.metricsToken ?? this.ctx.config.admin.metricsToken;
+      allowed = m !== null && token !== null && equalSecret(m[1]!, token);
       if (!allowed) this.log.info('metrics request with a wrong bearer token', { ip: r.ip });
     } else allowed = this.session(r) !== null;
     if (!allowed) {

@@ -35,12 +35,14 @@ export const coreCommands = commandSet(
   {
     name: 'start',
     summary: 'start the server (embedded defaults without --config)',
-    description: 'Runs in the foreground until SIGINT or SIGTERM, then stops cleanly. Prints where it listens and how to connect.',
+    description:
+      'Runs in the foreground until SIGINT or SIGTERM, then stops cleanly. Prints where it listens and how to connect.\n\n' +
+      'SIGHUP reloads: the configuration file and the certificates are read again without dropping sessions, as gatehouse reload does; the log names what changed and what needs a restart.',
     flags: [CONFIG_FLAG],
     server: 'no',
     async run(args) {
       const config = configFrom(args);
-      const server = await startServer(config);
+      const server = await startServer(config, { loadConfig: () => configFrom(args) });
       const c2s = server.listeners.filter((l) => l.kind === 'c2s');
       const tls = server.listeners.filter((l) => l.kind === 'c2s-tls');
       const hosts = config.hosts.map((h) => h.domain).join(', ');
@@ -61,6 +63,8 @@ export const coreCommands = commandSet(
       };
       process.once('SIGINT', () => void shutdown('SIGINT'));
       process.once('SIGTERM', () => void shutdown('SIGTERM'));
+      // The server logs the outcome (what changed, what needs a restart, or why it was refused).
+      process.on('SIGHUP', () => void server.reload().catch(() => {}));
       return new Promise<number>(() => {});
     },
   },

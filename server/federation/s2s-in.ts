@@ -471,9 +471,11 @@ export async function startS2sListeners(ctx: ServerContext): Promise<{ listeners
     for (const l of bound) l.server.close();
     throw err;
   }
+  const off = ctx.hooks.on('config/reloaded', ({ after }) => limits.setCaps(after.s2s.maxConnections, after.c2s.maxConnectionsPerIp));
   return {
     listeners: bound,
     stop() {
+      off();
       for (const l of [...service.incoming]) l.close('system-shutdown');
     },
   };

@@ -12,6 +12,7 @@ import type { GatehouseModule } from '../core/context.js';
  * The streams themselves are server/streams/component.ts, opened by main.ts.
  */
 export function createComponentsModule(): GatehouseModule {
+  let off = (): void => {};
   return {
     name: 'components',
     specs: [
@@ -22,11 +23,27 @@ export function createComponentsModule(): GatehouseModule {
         note: 'accept side (jabber:component:accept); one live connection per component domain, a second one gets a conflict stream error',
       },
     ],
-    load({ config, router, disco }) {
+    load({ config, router, disco, hooks }) {
       for (const { domain } of config.components) {
         router.addComponentDomain(domain);
         disco.serverItems.set(domain, undefined);
       }
+      // A reload adds and removes components (the stream of a removed one is closed by its listener).
+      off = hooks.on('config/reloaded', ({ before, after }) => {
+        const now = new Set(after.components.map((c) => c.domain));
+        for (const { domain } of before.components) {
+          if (now.has(domain)) continue;
+          router.removeComponentDomain(domain);
+          disco.serverItems.delete(domain);
+        }
+        for (const domain of now) {
+          router.addComponentDomain(domain);
+          disco.serverItems.set(domain, undefined);
+        }
+      });
+    },
+    unload() {
+      off();
     },
   };
 }

@@ -134,7 +134,8 @@ export class LoginGuard {
 
   constructor(
     private readonly ctx: Pick<ServerContext, 'storage' | 'clock' | 'log'>,
-    readonly options: LoginGuardOptions,
+    /** Replaced by a reload; counts and blocks in force stay. */
+    public options: LoginGuardOptions,
   ) {}
 
   // ---- lifecycle ----
@@ -453,6 +454,9 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
       active.add(guard);
       await guard.start();
 
+      hooks.on('config/reloaded', ({ after }) => {
+        guard.options = { ...loginGuardOptions(after, overrides), poll: guard.options.poll };
+      });
       hooks.on('auth/failed', (f: AuthFailure) => {
         guard.onFailure({ at: f.at, ip: f.ip, host: f.host, username: f.username, mechanism: f.mechanism, kind: 'auth', condition: f.condition });
       });

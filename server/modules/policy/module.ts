@@ -7,7 +7,7 @@
  */
 import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import { dateEn } from './format.js';
-import { checkPolicyAtStart } from './versions.js';
+import { checkPolicyAtStart, unannouncedChange } from './versions.js';
 import { PolicyNotifier } from './announce.js';
 import { policyCommands } from './cli-policy.js';
 import { policyPage } from './admin-policy.js';
@@ -47,11 +47,17 @@ export function createPolicyModule(opts: PolicyModuleOptions = {}): GatehouseMod
       const off = ctx.hooks.on('session/available', ({ session }) => {
         notifier.onAvailable(session).catch((err) => log.error('policy notification failed', { error: err instanceof Error ? err.message : String(err) }));
       });
+      // A reload may not change the published policy unannounced (P22): it is refused, as a start was.
+      const offReload = ctx.hooks.on('config/reloading', async ({ after, refuse }) => {
+        const reason = await unannouncedChange(ctx.storage, after, ctx.clock.now());
+        if (reason) refuse(reason);
+      });
       const timer = setInterval(check, opts.checkIntervalMs ?? 60_000);
       timer.unref();
       stops.add(() => {
         clearInterval(timer);
         off();
+        offReload();
       });
     },
     unload() {

@@ -179,3 +179,18 @@ export async function checkPolicyAtStart(storage: Storage, config: Config, now: 
   }
   throw new PolicyChangeError('the privacy policy versions changed while the server was starting; start it again');
 }
+
+/**
+ * For a reload: null when `config` renders a stored version of the policy, else the one-line
+ * reason a reload to it is refused (the change must be announced first, as at a start).
+ */
+export async function unannouncedChange(storage: Storage, config: Config, now: Date): Promise<string | null> {
+  const current = policyFromConfig(config);
+  const versions = await storage.policyVersions.list();
+  const latest = versions.at(-1);
+  if (!latest || versions.some((v) => v.hash === current.hash)) return null;
+  return (
+    `the privacy policy would change (${changesBetween(latest, current, 'en', 'operator').join('; ')}); announce it first: gatehouse policy announce --effective YYYY-MM-DD ` +
+    `(${earliestEffectiveDay(now)} at the earliest, or sooner with --technical REASON)`
+  );
+}

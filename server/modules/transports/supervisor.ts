@@ -55,6 +55,7 @@ class Supervised {
   startedAt = 0;
   timer: NodeJS.Timeout | null = null;
   restarts = 0;
+  private retired = false;
 
   constructor(
     readonly spec: SupervisedTransport,
@@ -64,7 +65,7 @@ class Supervised {
   ) {}
 
   start(): void {
-    if (this.isStopping()) return;
+    if (this.isStopping() || this.retired) return;
     const { command, args } = this.opts.command(this.spec);
     const log = this.ctx.log;
     this.startedAt = Date.now();
@@ -98,7 +99,7 @@ class Supervised {
     child.on('exit', (code, signal) => {
       this.child = null;
       const ranMs = Date.now() - this.startedAt;
-      const stopping = this.isStopping();
+      const stopping = this.isStopping() || this.retired;
       (stopping ? log.info : log.warn).call(log, 'transport exited', { transport: this.spec.name, code, signal, ranMs });
       if (stopping) return;
       if (ranMs >= this.opts.stableAfter) this.attempt = 0;
@@ -107,7 +108,7 @@ class Supervised {
   }
 
   private scheduleRestart(): void {
-    if (this.isStopping() || this.timer) return;
+    if (this.isStopping() || this.retired || this.timer) return;
     const delay = backoffDelay(this.attempt++, this.opts.restart);
     this.ctx.log.info('restarting transport later', { transport: this.spec.name, delayMs: delay });
     this.timer = setTimeout(() => {
@@ -118,7 +119,9 @@ class Supervised {
     this.timer.unref();
   }
 
-  async stop(): Promise<void> {
+  /** Stops the child; `retire`: for good (no restart when it exits), the server going on. */
+  async stop(retire = false): Promise<void> {
+    if (retire) this.retired = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const child = this.child;
@@ -137,6 +140,7 @@ class Supervised {
 export function createTransportsSupervisor(options: SupervisorOptions = {}): GatehouseModule & { running(): { name: string; pid: number | null; restarts: number }[] } {
   let supervised: Supervised[] = [];
   let stopping = false;
+  let offReload = (): void => {};
   const opts = {
     restart: options.restart ?? { min: 1000, max: 60_000 },
     stableAfter: options.stableAfter ?? 60_000,
@@ -166,8 +170,25 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
       const list = options.transports ?? ctx.config.transports;
       supervised = list.map((t) => new Supervised(t, ctx, opts, () => stopping));
       for (const s of supervised) s.start();
+      if (options.transports) return;
+      // A reload starts the transports added to the list and stops those removed (or moved to
+      // another configuration file: stopped, then started with the new one).
+      offReload = ctx.hooks.on('config/reloaded', async ({ after }) => {
+        const same = (a: SupervisedTransport, b: SupervisedTransport) => a.name === b.name && a.config === b.config;
+        const gone = supervised.filter((s) => !after.transports.some((t) => same(t, s.spec)));
+        const added = after.transports.filter((t) => !supervised.some((s) => same(t, s.spec)));
+        supervised = supervised.filter((s) => !gone.includes(s));
+        for (const s of gone) ctx.log.info('stopping transport (removed from the configuration)', { transport: s.spec.name });
+        await Promise.all(gone.map((s) => s.stop(true)));
+        for (const t of added) {
+          const s = new Supervised(t, ctx, opts, () => stopping);
+          supervised.push(s);
+          s.start();
+        }
+      });
     },
     async unload() {
+      offReload();
       stopping = true;
       await Promise.all(supervised.map((s) => s.stop()));
     },
