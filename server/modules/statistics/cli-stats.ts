@@ -16,7 +16,7 @@ import { renderChart, formatValue, PALETTE } from './chart.js';
 import type { LiveSession } from './live-sessions.js';
 
 /** Flags of these commands that take a value. */
-const VALUE_FLAGS = ['series', 'resolution', 'since', 'chart'];
+const VALUE_FLAGS = ['series', 'resolution', 'since', 'chart', 'host', 'jid'];
 
 /**
  * Values of VALUE_FLAGS: strings as parsed by the definition, or `--name value` from a parse
@@ -58,11 +58,14 @@ const utc = (d: Date | number) => new Date(d).toISOString().slice(0, 19).replace
 
 const JSON_FLAG: FlagDefinition = { name: 'json', type: 'boolean', doc: 'print JSON instead of a table (the admin HTTP API answers the same)' };
 
+const HOST_FLAG: FlagDefinition = { name: 'host', type: 'string', value: 'DOMAIN', doc: 'only the sessions of accounts on this host' };
+const JID_FLAG: FlagDefinition = { name: 'jid', type: 'string', value: 'JID', doc: 'only the sessions of this account (user@domain), or this one session (user@domain/resource)' };
+
 const sessions = {
   name: 'sessions',
   summary: 'live client sessions: JID, IP, start, stanzas and bytes in/out (asks the running server)',
-  description: 'The session list names JIDs and IP addresses: every read is logged by the server (P21).',
-  flags: [CONFIG_FLAG, JSON_FLAG],
+  description: 'The session list names JIDs and IP addresses: every read is logged by the server (P21). The server filters the list (--host, --jid), so what is read is what is shown.',
+  flags: [CONFIG_FLAG, JSON_FLAG, HOST_FLAG, JID_FLAG],
   server: 'yes',
   control: 'sessions',
   http: {
@@ -70,14 +73,14 @@ const sessions = {
   },
   async run(args) {
     const config = configFrom(args);
-    valueFlags(args);
-    const list = (await controlRequest(config.dataDir, 'sessions')) as LiveSession[];
+    const filter = Object.fromEntries(valueFlags(args));
+    const list = (await controlRequest(config.dataDir, 'sessions', filter)) as LiveSession[];
     if (args.flags.has('json')) {
       console.log(JSON.stringify(list, null, 2));
       return 0;
     }
     if (list.length === 0) {
-      console.log('no client sessions online');
+      console.log(Object.keys(filter).length ? 'no client sessions online that match' : 'no client sessions online');
       return 0;
     }
     const rows = [['JID', 'IP', 'SINCE (UTC)', 'TLS', 'STANZAS IN', 'STANZAS OUT', 'BYTES IN', 'BYTES OUT']];

@@ -16,7 +16,7 @@ import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import type { ClientSession, SessionCounters } from '../../core/session.js';
 import type { Services } from '../../core/services.js';
 import { sessionsCommand } from './cli-stats.js';
-import { liveSessions, type LiveSession } from './live-sessions.js';
+import { filteredSessions, type LiveSession } from './live-sessions.js';
 import { disconnectAction, sessionsPage } from './admin-sessions.js';
 
 type Statistics = Services['statistics'];
@@ -63,7 +63,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
         sessions: {
           summary: 'live client sessions: JID, IP, start, TLS, stanzas and bytes in/out (P6)',
           available: () => loaded !== null,
-          handler: () => (loaded ? liveSessions(loaded) : []),
+          handler: (args) => (loaded ? filteredSessions(loaded, args) : []),
         },
       },
     },
