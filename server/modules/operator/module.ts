@@ -49,6 +49,8 @@ export function createOperatorModule(): GatehouseModule {
   return {
     name: 'operator',
     specs: [],
+    // Administrators only (the control socket's boundary); a kick is logged with the JID it closed.
+    clauses: ['P21'],
     commands: {
       cli: Object.values(operatorCommands),
       control: {
