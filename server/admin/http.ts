@@ -60,7 +60,7 @@ import { AdminAuthenticator, AdminSessions, SESSION_DEFAULTS, clearCookie, cooki
 import { html, page, type Html, type NavItem, type PageEnv } from './pages/layout.js';
 import { loginPage } from './pages/login.js';
 import { overviewPage, type ComponentState } from './pages/overview.js';
-import { metricsText } from './pages/metrics.js';
+import { METRICS_CONTENT_TYPE, ServerMetrics } from './pages/metrics.js';
 import { answerApi } from './api.js';
 import { AdminHttpError, type AdminAction, type AdminDownload, type AdminPage, type PublicPage } from './contract.js';
 import { auditRead } from '../modules/policy/admins.js';
@@ -185,6 +185,7 @@ export class AdminHttp {
   private readonly auth: AdminAuthenticator;
   private readonly components: ComponentState = { connected: new Map() };
   private readonly offs: (() => void)[] = [];
+  private readonly metricsRegistry: ServerMetrics;
   private readonly log;
   private sweepTimer: NodeJS.Timeout | null = null;
 
@@ -200,6 +201,7 @@ export class AdminHttp {
     this.sessions = new AdminSessions(() => ctx.clock.now().getTime(), { ...SESSION_DEFAULTS, idleMs: options.idleTimeoutMs ?? SESSION_DEFAULTS.idleMs });
     this.auth = new AdminAuthenticator(ctx);
     for (const c of ctx.config.components) this.components.connected.set(c.domain, null);
+    this.metricsRegistry = new ServerMetrics(ctx, this.components.connected);
     this.offs.push(ctx.hooks.on('component/connected', ({ domain, at }) => void this.components.connected.set(domain, at)));
     this.offs.push(ctx.hooks.on('component/disconnected', ({ domain }) => void this.components.connected.set(domain, null)));
   }
@@ -478,8 +480,7 @@ export class AdminHttp {
       throw new AdminHttpError(401, 'log in as an administrator or send the metrics bearer token');
     }
     r.res.setHeader('Cache-Control', 'no-store');
-    const text = await metricsText(this.ctx, this.components.connected, this.ctx.clock.now());
-    this.send(r.res, 200, 'text/plain; version=0.0.4; charset=utf-8', text);
+    this.send(r.res, 200, METRICS_CONTENT_TYPE, await this.metricsRegistry.text());
   }
 
   // ---- the JSON API (commands marked http, server/admin/api.ts) ----

@@ -138,6 +138,14 @@ export class LoginGuard {
     public options: LoginGuardOptions,
   ) {}
 
+  /** How many blocks are in force now, by kind (counts only: /metrics, P12). */
+  blocksInForce(): Record<BlockKind, number> {
+    const now = this.ctx.clock.now().getTime();
+    const out: Record<BlockKind, number> = { ip: 0, account: 0 };
+    for (const [key, b] of this.blocks) if (b.expiresAt > now) out[key.startsWith('ip ') ? 'ip' : 'account']++;
+    return out;
+  }
+
   // ---- lifecycle ----
 
   async start(): Promise<void> {
