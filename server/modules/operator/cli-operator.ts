@@ -28,9 +28,8 @@ export function renderStatus(s: ServerStatus): string {
   const lines = [`Gatehouse ${s.version}, pid ${s.pid}, running since ${s.startedAt} (${formatDurationShort(s.uptimeSeconds * 1000)})`];
   lines.push('listeners:');
   for (const l of s.listeners) lines.push(`  ${(LISTENER_NAMES[l.kind] ?? l.kind).padEnd(24)} ${l.host} port ${l.port}`);
-  const { sessions: n } = s;
   lines.push(
-    `sessions: ${n.c2s} client${n.c2s === 1 ? '' : 's'}, s2s links ${n.s2sIn} in / ${n.s2sOut} out, components ${n.componentsConnected} of ${n.componentsConfigured} connected`,
+    `sessions: ${s.sessions} client${s.sessions === 1 ? '' : 's'}, s2s links ${s.s2s.in} in / ${s.s2s.out} out, components ${s.components.connected} of ${s.components.configured} connected`,
   );
   lines.push(`data: ${s.dataDir}  database: ${s.database}`);
   if (s.heldBack !== null) {

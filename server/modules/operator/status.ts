@@ -8,7 +8,10 @@ export interface ServerStatus {
   startedAt: string;
   uptimeSeconds: number;
   listeners: { kind: string; host: string; port: number }[];
-  sessions: { c2s: number; s2sIn: number; s2sOut: number; componentsConnected: number; componentsConfigured: number };
+  /** Client sessions online (a number, as the control socket's status always answered). */
+  sessions: number;
+  s2s: { in: number; out: number };
+  components: { connected: number; configured: number };
   dataDir: string;
   database: string;
   /** The parts of the configuration held back until a privacy policy change takes effect (P22), when the server tells them. */
@@ -26,13 +29,9 @@ export async function serverStatus(ctx: ServerContext): Promise<ServerStatus> {
     startedAt: ctx.startedAt.toISOString(),
     uptimeSeconds: Math.max(0, Math.floor((ctx.clock.now().getTime() - ctx.startedAt.getTime()) / 1000)),
     listeners: ctx.services.get('runtime')?.listeners() ?? [],
-    sessions: {
-      c2s: ctx.sessions.size,
-      s2sIn: s2s?.countLinks('in') ?? 0,
-      s2sOut: s2s?.countLinks('out') ?? 0,
-      componentsConnected: ctx.router.connectedComponents(),
-      componentsConfigured: ctx.config.components.length,
-    },
+    sessions: ctx.sessions.size,
+    s2s: { in: s2s?.countLinks('in') ?? 0, out: s2s?.countLinks('out') ?? 0 },
+    components: { connected: ctx.router.connectedComponents(), configured: ctx.config.components.length },
     dataDir: ctx.config.dataDir,
     database: ctx.config.storage.type,
     heldBack: Array.isArray(heldBack) ? heldBack : null,
