@@ -82,6 +82,22 @@ describe('operator commands on the control socket', () => {
     await bob.close();
   });
 
+  test('kick: a session with stream management enabled cannot be resumed afterwards', async () => {
+    const NS_SM = 'urn:xmpp:sm:3';
+    const c = await ts.user('smk');
+    c.send(x('enable', { xmlns: NS_SM, resume: 'true' }));
+    const enabled = await c.expect((el) => el.name === 'enabled' && el.attrs.xmlns === NS_SM);
+    assert.ok(enabled.attrs.id);
+    await controlRequest(ts.dir, 'kick', { jid: c.jid });
+    await c.waitClosed();
+    const again = await ts.client();
+    await again.authenticateAndRestart('smk', 'secret-smk');
+    again.send(x('resume', { xmlns: NS_SM, previd: enabled.attrs.id, h: 0 }));
+    const answer = await again.expect((el) => el.attrs.xmlns === NS_SM && (el.name === 'resumed' || el.name === 'failed'));
+    assert.equal(answer.name, 'failed');
+    again.destroy();
+  });
+
   test('sessions --host and --jid: the server returns only the matching sessions', async () => {
     const a1 = await loginAs(ts, 'sam', 'one');
     const a2 = await loginAs(ts, 'sam', 'two');
