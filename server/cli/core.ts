@@ -42,7 +42,15 @@ export const coreCommands = commandSet(
     server: 'no',
     async run(args) {
       const config = configFrom(args);
+      // Installed before the start: Node's default for SIGHUP would end the process.
+      let reload: (() => Promise<unknown>) | null = null;
+      process.on('SIGHUP', () => {
+        // The server logs the outcome (what changed, what needs a restart, or why it was refused).
+        if (reload) void reload().catch(() => {});
+        else console.log('received SIGHUP while starting: the configuration just read stays');
+      });
       const server = await startServer(config, { loadConfig: () => configFrom(args) });
+      reload = () => server.reload();
       const c2s = server.listeners.filter((l) => l.kind === 'c2s');
       const tls = server.listeners.filter((l) => l.kind === 'c2s-tls');
       const hosts = config.hosts.map((h) => h.domain).join(', ');
@@ -63,8 +71,6 @@ export const coreCommands = commandSet(
       };
       process.once('SIGINT', () => void shutdown('SIGINT'));
       process.once('SIGTERM', () => void shutdown('SIGTERM'));
-      // The server logs the outcome (what changed, what needs a restart, or why it was refused).
-      process.on('SIGHUP', () => void server.reload().catch(() => {}));
       return new Promise<number>(() => {});
     },
   },
