@@ -165,7 +165,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     limits.setCaps(next.c2s.maxConnections, next.c2s.maxConnectionsPerIp);
     await hooks.emit('config/reloaded', { before, after: next });
     // The component listener opens with the first component (its address is listen.components).
-    if (!componentListeners && next.components.length > 0 && !needsRestart.includes('listen.components')) {
+    if (!stopped && !componentListeners && next.components.length > 0 && !needsRestart.includes('listen.components')) {
       const components = await startComponentListeners(ctx);
       listeners.push(...components.listeners);
       componentListeners = components.listeners.length > 0;
