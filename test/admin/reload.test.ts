@@ -150,7 +150,7 @@ describe('reload', () => {
     }
   });
 
-  test('a component added by reload can connect once its policy change is announced; unannounced, the reload is refused', async () => {
+  test('P22 a component added by reload can connect once its policy change is announced; unannounced, the reload is refused', async () => {
     const ts = await startTestServer({ config: { listen: { components: [{ host: '127.0.0.1', port: 0 }] } } });
     try {
       assert.equal(ts.componentPort, 0, 'no component listener without components');
