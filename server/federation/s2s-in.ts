@@ -64,6 +64,7 @@ import {
   qualify,
   streamErrorCondition,
   streamHeaderXml,
+  type S2sLinkInfo,
   type S2sMechanism,
 } from './s2s-common.js';
 import { streamErrorXml } from '../streams/stream-error.js';
@@ -123,6 +124,10 @@ export class IncomingS2S implements InboundLink {
 
   get secure(): boolean {
     return this.secureSocket !== null;
+  }
+
+  info(): S2sLinkInfo {
+    return { direction: 'in', remote: [...this.proven.keys()], since: new Date(this.openedAt), secure: this.secure };
   }
 
   /** XEP-0368 on the same port: a TLS ClientHello starts with a handshake record (0x16). */

@@ -111,6 +111,9 @@ describe('operator commands on the control socket', () => {
     const local = await list({ host: 'localhost' });
     assert.ok(local.includes('sam@localhost/one') && local.every((j) => /^[^@]+@localhost\//.test(j)), local.join(' '));
     await assert.rejects(controlRequest(ts.dir, 'sessions', { jid: 'not a jid@@' }), /--jid: not an account's JID/);
+    await assert.rejects(controlRequest(ts.dir, 'sessions', { kind: 'users' }), /--kind: expected one of c2s, s2s, component, got "users"/);
+    await assert.rejects(controlRequest(ts.dir, 'sessions', { kind: 's2s', host: 'localhost' }), /--host and --jid narrow client sessions/);
+    assert.deepEqual(await controlRequest(ts.dir, 'sessions', { kind: 's2s' }), [], 'federation is off');
     for (const c of [a1, a2, other]) await c.close();
   });
 });

@@ -6,7 +6,7 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import { openRaw, waitClosed } from '../helpers/raw-connections.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { ReloadRefused } from '../../server/core/runtime.js';
 import { handshakeDigest } from '../../server/streams/component.js';
+import { controlRequest } from '../../server/admin/control.js';
 import { announcePolicy } from '../../server/modules/policy/announce.js';
 import { createTransportsSupervisor } from '../../server/modules/transports/supervisor.js';
 import { x } from '../../shared/xml/element.js';
@@ -23,8 +24,11 @@ import { NS } from '../../shared/ns.js';
 
 const ping = () => x('iq', { type: 'get', to: 'localhost' }, x('ping', { xmlns: NS.ping }));
 
-/** The component side of XEP-0114 on a raw socket: resolves with what the server answered the handshake. */
-function componentHandshake(port: number, domain: string, secret: string): Promise<string> {
+/**
+ * The component side of XEP-0114 on a raw socket: resolves with what the server answered the
+ * handshake. The connection is closed then, unless `kept` is given: it receives the open socket.
+ */
+function componentHandshake(port: number, domain: string, secret: string, kept?: (s: Socket) => void): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = connect(port, '127.0.0.1');
     let buf = '';
@@ -40,7 +44,8 @@ function componentHandshake(port: number, domain: string, secret: string): Promi
         s.write(`<handshake>${handshakeDigest(id, secret).toString('hex')}</handshake>`);
       }
       if (buf.includes('<handshake/>') || buf.includes('</stream:stream>')) {
-        s.destroy();
+        if (kept && buf.includes('<handshake/>')) kept(s);
+        else s.destroy();
         resolve(buf);
       }
     });
@@ -166,11 +171,24 @@ describe('reload', () => {
       assert.ok(outcome.changed.includes('components'));
       const port = ts.server.listeners.find((l) => l.kind === 'component')?.port;
       assert.ok(port, 'the component listener opened with the first component');
-      assert.match(await componentHandshake(port, 'gw.localhost', 'component-secret-2c81'), /<handshake\/>/);
-      assert.match(await componentHandshake(port, 'gw.localhost', 'wrong-secret-0000'), /not-authorized/);
-
-      // Removed again (the policy version without it is stored): its domain is unknown to the listener.
+      let link: Socket | null = null;
+      assert.match(await componentHandshake(port, 'gw.localhost', 'component-secret-2c81', (s) => (link = s)), /<handshake\/>/);
+      const [listed] = (await controlRequest(ts.dir, 'sessions', { kind: 'component' })) as { domain: string; connectedSince: string | null }[];
+      assert.equal(listed?.domain, 'gw.localhost');
+      assert.ok(listed.connectedSince, 'gatehouse sessions --kind component shows it connected');
+      // A second connection while it is connected: conflict (the secret is right).
+      assert.match(await componentHandshake(port, 'gw.localhost', 'component-secret-2c81'), /conflict/);
+      assert.match(await componentHandshake(port, 'gw.localhost', 'wrong-secret-0000'), /not-authorized/, 'the configured secret is checked');
+      // Removed by a reload while connected: its link is closed with host-unknown.
+      const closed = new Promise<string>((resolve) => {
+        let tail = '';
+        link!.on('data', (d: Buffer) => void (tail += d.toString()));
+        link!.on('close', () => resolve(tail));
+      });
       await ts.reload({ components: [] });
+      assert.match(await closed, /host-unknown/);
+      // Removed (the policy version without it is stored): its domain is unknown to the listener.
+      assert.equal(ts.server.ctx.router.componentFor('gw.localhost'), undefined);
       assert.match(await componentHandshake(port, 'gw.localhost', 'component-secret-2c81'), /host-unknown/);
     } finally {
       await ts.stop();

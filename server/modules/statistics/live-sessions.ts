@@ -35,8 +35,42 @@ export function liveSessions(ctx: ServerContext): LiveSession[] {
     .sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : a.jid < b.jid ? -1 : 1));
 }
 
+/** A server-to-server link (`--kind s2s`): other servers' domains, no user data. */
+export interface LiveS2sLink {
+  kind: 's2s';
+  direction: 'in' | 'out';
+  remote: string[];
+  since: string;
+  secure: boolean;
+}
+
+/** A configured component (`--kind component`), connected or not. */
+export interface LiveComponent {
+  kind: 'component';
+  domain: string;
+  connectedSince: string | null;
+}
+
+export const SESSION_KINDS = ['c2s', 's2s', 'component'] as const;
+
+/**
+ * What `gatehouse sessions` and /api/sessions list: `--kind` c2s (the default: client sessions,
+ * narrowed by `--host` and `--jid`), s2s (links to other servers) or component. `components`:
+ * connected since, by configured domain (kept by the session-stats module from the component hooks).
+ */
+export function listSessions(ctx: ServerContext, args: ControlArgs, components: ReadonlyMap<string, Date>): LiveSession[] | LiveS2sLink[] | LiveComponent[] {
+  const kind = typeof args.kind === 'string' ? args.kind : 'c2s';
+  if (!(SESSION_KINDS as readonly string[]).includes(kind)) throw new ControlError(`--kind: expected one of ${SESSION_KINDS.join(', ')}, got ${JSON.stringify(kind.slice(0, 40))}`);
+  if (kind === 'c2s') return filteredSessions(ctx, args);
+  if (args.host !== undefined || args.jid !== undefined) throw new ControlError(`--host and --jid narrow client sessions (--kind c2s), not --kind ${kind}`);
+  if (kind === 's2s') {
+    return (ctx.services.get('s2s')?.links() ?? []).map((l) => ({ kind: 's2s' as const, direction: l.direction, remote: [...l.remote].sort(), since: l.since.toISOString(), secure: l.secure }));
+  }
+  return ctx.config.components.map(({ domain }) => ({ kind: 'component' as const, domain, connectedSince: components.get(domain)?.toISOString() ?? null }));
+}
+
 /** `--host DOMAIN`, `--jid JID` (bare: the account's sessions; full: that one) of `gatehouse sessions` and /api/sessions. */
-export function filteredSessions(ctx: ServerContext, args: ControlArgs): LiveSession[] {
+function filteredSessions(ctx: ServerContext, args: ControlArgs): LiveSession[] {
   const host = typeof args.host === 'string' ? args.host.toLowerCase() : null;
   const jidText = typeof args.jid === 'string' ? args.jid : null;
   const jid = jidText === null ? null : Jid.tryParse(jidText);
