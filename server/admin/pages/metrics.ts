@@ -6,8 +6,9 @@
  *
  * - Process metrics (prom-client's default metrics): CPU time, resident and virtual memory, heap
  *   and heap spaces, open and maximum file descriptors, start time, Node.js version, and the
- *   event-loop lag (our own gauges over one monitorEventLoopDelay histogram, which leave a value
- *   unchanged when no sample came in since the last scrape instead of reporting NaN). They are the
+ *   event-loop delay since the last scrape (our own gauges over one monitorEventLoopDelay
+ *   histogram: without its sampling interval, which prom-client's include, and unchanged when no
+ *   sample came in since the last scrape, where prom-client's report NaN). They are the
  *   process's, so one registry per process holds them (several servers in one process, as in the
  *   tests, share it); prom-client's global default registry is not used. Left out: the GC
  *   duration histogram and the active handles/requests/resources by type, which nobody asked for
@@ -66,34 +67,41 @@ const LEFT_OUT = [
 ];
 
 let processRegistry: Registry | null = null;
+/** How often the event-loop delay is sampled. */
+const LAG_RESOLUTION_MS = 10;
 
-/** The process's metrics: made on first use, once per process (its observers live as long as it). */
+/**
+ * The process's metrics: made once per process, with the first server's (its observers live as
+ * long as the process). prom-client counts CPU time from then on.
+ */
 function processMetrics(): Registry {
   if (processRegistry) return processRegistry;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   for (const name of LEFT_OUT) registry.removeSingleMetric(name);
-  const lag = monitorEventLoopDelay({ resolution: 10 });
+  const lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
   lag.enable();
-  const gauges = {
-    mean: new Gauge({ name: 'nodejs_eventloop_lag_mean_seconds', help: 'Mean event-loop delay since the last scrape.', registers: [registry] }),
-    p50: new Gauge({ name: 'nodejs_eventloop_lag_p50_seconds', help: 'Median event-loop delay since the last scrape.', registers: [registry] }),
-    p99: new Gauge({ name: 'nodejs_eventloop_lag_p99_seconds', help: '99th percentile of the event-loop delay since the last scrape.', registers: [registry] }),
-    max: new Gauge({
-      name: 'nodejs_eventloop_lag_max_seconds',
-      help: 'Longest event-loop delay since the last scrape.',
-      registers: [registry],
-      // One collect for the four: they describe the same samples, which are then started over.
-      collect() {
-        if (lag.count === 0) return;
-        gauges.mean.set(lag.mean / 1e9);
-        gauges.p50.set(lag.percentile(50) / 1e9);
-        gauges.p99.set(lag.percentile(99) / 1e9);
-        this.set(lag.max / 1e9);
-        lag.reset();
-      },
-    }),
-  };
+  // The histogram holds the time between its timer's runs, which includes the timer's own interval.
+  const seconds = (ns: number) => Math.max(0, ns / 1e9 - LAG_RESOLUTION_MS / 1000);
+  // The first of the four reads the histogram for all (a family's collect runs when it is written,
+  // in registration order), then starts the samples over.
+  const gauges: Record<'p50' | 'p99' | 'max', Gauge> = {} as Record<'p50' | 'p99' | 'max', Gauge>;
+  new Gauge({
+    name: 'nodejs_eventloop_lag_mean_seconds',
+    help: 'Mean event-loop delay since the last scrape.',
+    registers: [registry],
+    collect() {
+      if (lag.count === 0) return;
+      this.set(seconds(lag.mean));
+      gauges.p50.set(seconds(lag.percentile(50)));
+      gauges.p99.set(seconds(lag.percentile(99)));
+      gauges.max.set(seconds(lag.max));
+      lag.reset();
+    },
+  });
+  gauges.p50 = new Gauge({ name: 'nodejs_eventloop_lag_p50_seconds', help: 'Median event-loop delay since the last scrape.', registers: [registry] });
+  gauges.p99 = new Gauge({ name: 'nodejs_eventloop_lag_p99_seconds', help: '99th percentile of the event-loop delay since the last scrape.', registers: [registry] });
+  gauges.max = new Gauge({ name: 'nodejs_eventloop_lag_max_seconds', help: 'Longest event-loop delay since the last scrape.', registers: [registry] });
   processRegistry = registry;
   return registry;
 }
@@ -111,6 +119,8 @@ export class ServerMetrics {
     private readonly ctx: ServerContext,
     components: Map<string, Date | null>,
   ) {
+    // Made now rather than at the first scrape: CPU time and the event-loop delay count from here.
+    processMetrics();
     const registers = [this.registry];
     const gauge = (name: string, help: string, value: () => number) =>
       new Gauge({
