@@ -64,7 +64,7 @@ export const operatorCommands = commandSet(
     summary: 'reload the configuration file and the certificates without dropping sessions',
     description:
       'The running server reads its configuration file (the one it was started with) and the certificate files again, as on SIGHUP. Log level, connection caps and limits, registration, the login guard, storage quotas, components, transports and renewed certificates change at once; open sessions stay. What cannot change while it runs (listeners, storage, dataDir, the list of hosts, ...) keeps its running value and is named: it takes a restart.\n\n' +
-      'An invalid configuration, an unreadable certificate or a change of the published privacy policy that was not announced is refused with the reason (exit code 1); the running configuration stays.',
+      'An invalid configuration, an unreadable certificate or a change of the published privacy policy that was not announced is refused with the reason (exit code 1); the running configuration stays. A file this command cannot read either is a configuration error (exit code 2), and the server is not asked.',
     flags: [CONFIG_FLAG],
     server: 'yes',
     control: 'reload',
