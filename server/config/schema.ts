@@ -40,6 +40,7 @@ import { transportsConfigSection } from '../modules/transports/config.js';
 import { backupsConfigSection } from '../modules/backup/config.js';
 import { s2sConfigSection } from '../federation/config.js';
 import { capsConfigSection } from '../modules/caps/config.js';
+import { uploadConfigSection } from '../modules/upload/config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
@@ -284,6 +285,11 @@ const retentionSchema = object(
     offlineMessages: duration({ default: '30d', min: 60_000, doc: 'Messages stored for offline users are deleted after this long.' }),
     detailedLogs: duration({ default: '48h', doc: 'Log entries with personal data (addresses, JIDs) are kept this long.' }),
     statistics: durationOrUnlimited({ default: 'unlimited', doc: 'Anonymous aggregate statistics are kept this long.' }),
+    uploads: duration({
+      default: '30d',
+      min: 60_000,
+      doc: 'Files uploaded with HTTP File Upload (XEP-0363) are deleted this long after their upload. As long as offline messages by default, so a link delivered from offline storage still works.',
+    }),
   },
   {
     doc: 'How long data is kept. Durations accept `30s`, `5m`, `48h`, `14d`, `2w` or a number of seconds.',
@@ -327,6 +333,7 @@ export const configSchema = object(
     ...fieldOf(subscriptionsConfigSection),
     ...fieldOf(registrationLimitConfigSection),
     ...fieldOf(capsConfigSection),
+    ...fieldOf(uploadConfigSection),
     server: object(
       {
         name: str({ default: 'Gatehouse', doc: 'Software name reported to clients (XEP-0092).' }),

@@ -34,6 +34,7 @@ import { createStatisticsModule } from './statistics/statistics.js';
 import { createSessionStatsModule } from './statistics/session-stats.js';
 import { createLogFilesModule } from './log-files/log-files.js';
 import { createExportModule } from './export/module.js';
+import { createUploadModule } from './upload/module.js';
 
 /**
  * Every feature module, in load order: fresh instances on every call, so each server gets its own
@@ -70,6 +71,7 @@ export function allModules(): GatehouseModule[] {
     createPolicyModule(),
     createBackupModule(),
     createExportModule(),
+    createUploadModule(),
     createStatisticsModule(),
     createSessionStatsModule(),
     createAdminHttpModule(),

@@ -1,0 +1,35 @@
+/**
+ * The `upload` configuration section (XEP-0363 HTTP File Upload), read by the upload module and
+ * composed into the schema by server/config/schema.ts. How long files are kept is
+ * `retention.uploads`, with the other retention periods.
+ */
+import { bool, duration, int, object, refine, section, size, str, fail, type Infer } from '../../../shared/schema-kit.js';
+
+export const uploadConfigSection = section(
+  'upload',
+  object(
+    {
+      enabled: bool({
+        default: true,
+        doc: 'Offer HTTP File Upload (XEP-0363) on the HTTPS service. It is a fact of the privacy policy: turning it on is held back until announced.',
+      }),
+      domain: refine(
+        str({
+          default: 'upload.{host}',
+          doc: 'The upload service\'s address for each host; `{host}` stands for the host\'s domain. It must resolve to this server and be covered by its certificate.',
+        }),
+        (v, keyPath) => {
+          if (!/^[a-z0-9.{}-]+$/i.test(v) || !v.includes('{host}')) fail(keyPath, 'must be a domain containing {host}, such as upload.{host}');
+          return v.toLowerCase();
+        },
+      ),
+      maxFileSize: size({ default: '50MiB', min: 1, doc: 'Largest file one slot may hold; larger requests get `file-too-large`.' }),
+      quotaPerUser: size({ default: '500MiB', min: 0, doc: 'Bytes of stored files (and open slots) per account; a slot that would exceed it gets `resource-constraint`. 0: no limit.' }),
+      slotLifetime: duration({ default: '5m', min: 10_000, doc: 'How long a slot\'s PUT URL can be used; each slot can be used once.' }),
+      maxOpenSlots: int({ default: 10, min: 1, doc: 'Slots one account may hold at once before uploading (a client asking for more gets `resource-constraint`, type wait).' }),
+    },
+    { doc: 'HTTP File Upload (XEP-0363): clients upload files over HTTPS and share the link.' },
+  ),
+);
+
+export type UploadConfig = Infer<typeof uploadConfigSection.schema>;

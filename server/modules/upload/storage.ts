@@ -1,0 +1,184 @@
+/**
+ * The upload module's own table (module contract `storage`, storage/module-storage.ts):
+ *
+ * upload_files: one row per completed upload: the random id (also the file's name on disk and in
+ * its URL), account_id (accounts(id) ON DELETE CASCADE, P23), the original file name (personal
+ * data: only shown in Content-Disposition and the account's export, never logged), size, content
+ * type, the GET URL as handed out (for the export) and created_at. Open slots are not stored: they
+ * live for minutes, in memory.
+ *
+ * Conventions of /migrations (migrations/kit.ts): BIGINT milliseconds, utf8mb4 with a binary
+ * collation on MySQL.
+ */
+import { EntitySchema, Table, type MigrationInterface, type QueryRunner, type TableColumnOptions, type ValueTransformer } from 'typeorm';
+import { dialectOf, mysqlBinaryCollation } from '../../../storage/migrations/kit.js';
+import { checkId, checkText, type Db } from '../../../storage/db.js';
+import type { ModuleStorage } from '../../../storage/module-storage.js';
+
+export const UPLOAD_LIMITS = { id: 64, fileName: 255, contentType: 255, url: 2048 } as const;
+
+const bigintNumber: ValueTransformer = {
+  to: (v: number | null | undefined) => v,
+  from: (v: string | number | null | undefined) => (v === null || v === undefined ? v : Number(v)),
+};
+
+interface FileEntityRow {
+  id: string;
+  accountId: number;
+  fileName: string;
+  size: number;
+  contentType: string;
+  url: string;
+  createdAt: number;
+}
+
+const UploadFileEntity = new EntitySchema<FileEntityRow>({
+  name: 'UploadFile',
+  tableName: 'upload_files',
+  columns: {
+    id: { type: 'varchar', length: UPLOAD_LIMITS.id, primary: true },
+    accountId: { name: 'account_id', type: 'integer' },
+    fileName: { name: 'file_name', type: 'varchar', length: UPLOAD_LIMITS.fileName },
+    size: { type: 'bigint', transformer: bigintNumber },
+    contentType: { name: 'content_type', type: 'varchar', length: UPLOAD_LIMITS.contentType },
+    url: { type: 'text' },
+    createdAt: { name: 'created_at', type: 'bigint', transformer: bigintNumber },
+  },
+});
+
+export class UploadFiles1765100000000 implements MigrationInterface {
+  name = 'UploadFiles1765100000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    const dialect = dialectOf(queryRunner);
+    const collation = dialect === 'mysql' ? await mysqlBinaryCollation(queryRunner) : undefined;
+    const text = (name: string, options: Partial<TableColumnOptions> = {}): TableColumnOptions => ({
+      name,
+      type: 'text',
+      ...(collation ? { charset: 'utf8mb4', collation } : {}),
+      ...options,
+    });
+    const varchar = (name: string, length: number, options: Partial<TableColumnOptions> = {}): TableColumnOptions =>
+      text(name, { type: 'varchar', length: String(length), ...options });
+    await queryRunner.createTable(
+      new Table({
+        name: 'upload_files',
+        columns: [
+          varchar('id', UPLOAD_LIMITS.id, { isPrimary: true }),
+          { name: 'account_id', type: 'integer' },
+          varchar('file_name', UPLOAD_LIMITS.fileName),
+          { name: 'size', type: 'bigint' },
+          varchar('content_type', UPLOAD_LIMITS.contentType),
+          text('url'),
+          { name: 'created_at', type: 'bigint' },
+        ],
+        indices: [
+          { name: 'ix_upload_files_account', columnNames: ['account_id'] },
+          { name: 'ix_upload_files_created', columnNames: ['created_at'] },
+        ],
+        foreignKeys: [{ name: 'fk_upload_files_account', columnNames: ['account_id'], referencedTableName: 'accounts', referencedColumnNames: ['id'], onDelete: 'CASCADE' }],
+      }),
+    );
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropTable('upload_files', true);
+  }
+}
+
+export interface UploadFileRow {
+  id: string;
+  accountId: number;
+  fileName: string;
+  size: number;
+  contentType: string;
+  url: string;
+  createdAt: Date;
+}
+
+type Raw = Record<string, unknown>;
+
+function fileRow(r: Raw): UploadFileRow {
+  return {
+    id: String(r.id),
+    accountId: Number(r.account_id),
+    fileName: String(r.file_name),
+    size: Number(r.size),
+    contentType: String(r.content_type),
+    url: String(r.url),
+    createdAt: new Date(Number(r.created_at)),
+  };
+}
+
+const COLUMNS = '"id", "account_id", "file_name", "size", "content_type", "url", "created_at"';
+
+export class UploadRepository {
+  constructor(private readonly db: Db) {}
+
+  async get(id: string): Promise<UploadFileRow | null> {
+    const rows = await this.db.sql<Raw>(`SELECT ${COLUMNS} FROM "upload_files" WHERE "id" = ?`, [id]);
+    return rows[0] ? fileRow(rows[0]) : null;
+  }
+
+  async ofAccount(accountId: number): Promise<UploadFileRow[]> {
+    checkId('accountId', accountId);
+    const rows = await this.db.sql<Raw>(`SELECT ${COLUMNS} FROM "upload_files" WHERE "account_id" = ? ORDER BY "created_at", "id"`, [accountId]);
+    return rows.map(fileRow);
+  }
+
+  /** Bytes of the account's stored files. */
+  async usage(accountId: number): Promise<number> {
+    const rows = await this.db.sql<{ b: number | string | null }>('SELECT SUM("size") AS "b" FROM "upload_files" WHERE "account_id" = ?', [accountId]);
+    return Number(rows[0]?.b ?? 0);
+  }
+
+  async add(row: UploadFileRow): Promise<void> {
+    checkId('accountId', row.accountId);
+    checkText('id', row.id, UPLOAD_LIMITS.id);
+    checkText('file name', row.fileName, UPLOAD_LIMITS.fileName);
+    checkText('content type', row.contentType, UPLOAD_LIMITS.contentType);
+    await this.db.sql(`INSERT INTO "upload_files" (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`, [
+      row.id,
+      row.accountId,
+      row.fileName,
+      row.size,
+      row.contentType,
+      row.url,
+      row.createdAt.getTime(),
+    ]);
+  }
+
+  /** The ids of files created before `before`, at most `limit`. */
+  async createdBefore(before: Date, limit: number): Promise<string[]> {
+    const rows = await this.db.sql<Raw>(`SELECT "id" FROM "upload_files" WHERE "created_at" < ? ORDER BY "created_at" LIMIT ${Math.max(1, Math.floor(limit))}`, [before.getTime()]);
+    return rows.map((r) => String(r.id));
+  }
+
+  async countCreatedBefore(before: Date): Promise<number> {
+    const rows = await this.db.sql<{ n: number | string }>('SELECT COUNT(*) AS "n" FROM "upload_files" WHERE "created_at" < ?', [before.getTime()]);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  async delete(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.db.sql(`DELETE FROM "upload_files" WHERE "id" IN (${ids.map(() => '?').join(', ')})`, [...ids]);
+  }
+
+  /** Which of `ids` have a row (to find files on disk that have none). */
+  async existing(ids: readonly string[]): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      const rows = await this.db.sql<Raw>(`SELECT "id" FROM "upload_files" WHERE "id" IN (${chunk.map(() => '?').join(', ')})`, chunk);
+      for (const r of rows) out.add(String(r.id));
+    }
+    return out;
+  }
+}
+
+export const uploadStorage: ModuleStorage<UploadRepository> = {
+  name: 'upload',
+  entities: [UploadFileEntity],
+  migrations: [UploadFiles1765100000000],
+  repository: (db) => new UploadRepository(db),
+};
