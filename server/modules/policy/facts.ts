@@ -27,7 +27,11 @@ export interface PolicyFacts {
     offlineMessages: number;
     detailedLogs: number;
     statistics: number | null;
+    /** Uploaded files (retention.uploads); absent in versions stored before uploads existed. */
+    uploads?: number;
   };
+  /** HTTP File Upload (XEP-0363) is offered (upload.enabled); absent in versions stored before it existed. */
+  uploads?: boolean;
   /** offline.maxPerUser (0: offline messages are not stored). */
   offlineMaxPerUser: number;
   backups: { schedule: 'daily' | 'off'; keep: number };
@@ -58,7 +62,9 @@ export function factsFromConfig(config: Config): PolicyFacts {
       offlineMessages: config.retention.offlineMessages,
       detailedLogs: config.retention.detailedLogs,
       statistics: config.retention.statistics,
+      uploads: config.retention.uploads,
     },
+    uploads: config.upload.enabled,
     offlineMaxPerUser: config.offline.maxPerUser,
     backups: { schedule: config.backups.schedule, keep: config.backups.keep },
     gateways: config.components.map((c) => c.domain).sort(),

@@ -91,6 +91,19 @@ export const RULES: Readonly<Record<string, Rule>> = {
     widens: (f0, f1) => longer(f0.retention.statistics, f1.retention.statistics),
     keep: (c, f0) => ({ ...c, retention: { ...c.retention, statistics: f0.retention.statistics } }),
   },
+  // A version stored before uploads existed does not mention them: offering them widens it.
+  'upload.enabled': {
+    widens: (f0, f1) => !f0.uploads && f1.uploads === true,
+    keep: (c) => ({ ...c, upload: { ...c.upload, enabled: false } }),
+  },
+  // Files kept longer widen; a version that names no upload retention cannot allow uploads at all.
+  'retention.uploads': {
+    widens: (f0, f1) => f1.retention.uploads !== undefined && (f0.retention.uploads === undefined || f1.retention.uploads > f0.retention.uploads),
+    keep: (c, f0) =>
+      f0.retention.uploads === undefined
+        ? { ...c, upload: { ...c.upload, enabled: false } }
+        : { ...c, retention: { ...c.retention, uploads: f0.retention.uploads } },
+  },
   'offline.maxPerUser': {
     widens: (f0, f1) => f1.offlineMaxPerUser > f0.offlineMaxPerUser,
     keep: (c, f0) => ({ ...c, offline: { ...c.offline, maxPerUser: f0.offlineMaxPerUser } }),

@@ -32,6 +32,11 @@ export function policyDe(f: PolicyFacts): PolicyDocument {
     `Schlägt eine Anmeldung oder Registrierung fehl, werden die IP-Adresse, von der sie kam, die Uhrzeit und der versuchte Kontoname gespeichert, um Missbrauch wie das Durchprobieren von Passwörtern rechtzeitig zu erkennen und dagegen vorzugehen: Eine Adresse, von der wiederholt Fehlversuche kommen, wird eine Zeit lang gesperrt. Diese Einträge werden nach ${logsDat} gelöscht.`,
     `Kann eine Nachricht nicht zugestellt werden, speichert der Server, wann, von wem an wen und warum die Zustellung scheiterte, niemals aber den Inhalt der Nachricht. Das ist nötig, um ein Problem zu finden, wenn sich solche Fehler häufen. Diese Einträge werden nach ${logsDat} gelöscht.`,
   ];
+  if (f.uploads && r.uploads !== undefined) {
+    stored.push(
+      `Dateien, die Sie hochladen, um sie zu teilen (HTTP File Upload), zusammen mit Name, Größe, Typ und Zeitpunkt des Hochladens und dem Konto, das sie hochgeladen hat. Wer den Link einer Datei hat, kann sie herunterladen; der Link ist lang und zufällig und enthält weder Ihre Adresse noch den Dateinamen. Eine Datei wird ${d(r.uploads)} nach dem Hochladen gelöscht, oder früher zusammen mit Ihrem Konto. Das Protokoll des Servers verzeichnet Hoch- und Herunterladen nur mit der Zufallsnummer und der Größe, nie mit dem Dateinamen.`,
+    );
+  }
   blocks.push(ul(stored));
 
   if (f.gateways.length > 0) {

@@ -30,6 +30,11 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
     `If a login or registration fails, the IP address it came from, the time and the account name tried are stored, to detect abuse such as password guessing in time and to act against it: an address that keeps failing is blocked for a while. These records are deleted after ${logs}.`,
     `If a message cannot be delivered, the server records when, from whom to whom, and why delivery failed, but never the content of the message. This is needed to find a problem when such errors pile up. These records are deleted after ${logs}.`,
   ];
+  if (f.uploads && r.uploads !== undefined) {
+    stored.push(
+      `Files you upload to share them (HTTP File Upload), together with their name, size, type and upload time and the account that uploaded them. Anyone who has a file's link can download it; the link is long and random and contains neither your address nor the file name. A file is deleted ${d(r.uploads)} after its upload, or earlier together with your account. The server's log records uploads and downloads only by their random number and size, never with the file name.`,
+    );
+  }
   blocks.push(ul(stored));
 
   if (f.gateways.length > 0) {

@@ -209,6 +209,7 @@ class UploadService {
     const ids = this.deleting.get(accountId) ?? [];
     this.deleting.delete(accountId);
     for (const id of ids) await this.files.remove(id);
+    if (ids.length > 0) this.ctx.log.info('uploads of a deleted account removed', { count: ids.length });
   }
 }
 
