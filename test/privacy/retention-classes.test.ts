@@ -23,6 +23,7 @@ const CLAUSE_CLASSES: Record<string, string[]> = {
   P7: ['failed-logins', 'auth-blocks'],
   P8: ['delivery-failures'],
   P10: ['transport-connections'],
+  P11: ['uploads'],
   P13: ['session-records', 'failed-logins', 'auth-blocks', 'delivery-failures', 'transport-connections', 'log-files'],
 };
 
@@ -37,6 +38,7 @@ const DECLARED_CLAUSE: Record<string, string> = {
   'delivery-failures': 'P13',
   'transport-connections': 'P13',
   'log-files': 'P13',
+  uploads: 'P11',
 };
 
 describe('retention classes of the loaded modules', () => {

@@ -64,6 +64,7 @@ test('a module declaring its config section finds it in the configuration schema
     'register registrationLimit',
     's2s s2s',
     'transports-supervisor transports',
+    'upload upload',
   ]);
   const fields = configSchema.fields as Record<string, unknown>;
   for (const m of declared) assert.equal(fields[m.config!.key], m.config!.schema, `module ${m.name}: the schema composes another ${m.config!.key}`);

@@ -3,7 +3,7 @@
  * composed into the schema by server/config/schema.ts. How long files are kept is
  * `retention.uploads`, with the other retention periods.
  */
-import { bool, duration, int, object, refine, section, size, str, fail, type Infer } from '../../../shared/schema-kit.js';
+import { bool, duration, int, object, refine, section, size, str, fail } from '../../../shared/schema-kit.js';
 
 export const uploadConfigSection = section(
   'upload',
@@ -32,4 +32,3 @@ export const uploadConfigSection = section(
   ),
 );
 
-export type UploadConfig = Infer<typeof uploadConfigSection.schema>;
