@@ -37,8 +37,8 @@ export class SlixmppPeer {
   }
 
   /** Starts slixmpp_peer.py: HOST PORT JID PASSWORD PEER_JID [MECHANISM] (see the script). */
-  static spawn(args: string[]): SlixmppPeer {
-    return new SlixmppPeer(spawn(PYTHON, [PEER_SCRIPT, ...args]));
+  static spawn(args: string[], env?: Record<string, string>): SlixmppPeer {
+    return new SlixmppPeer(spawn(PYTHON, [PEER_SCRIPT, ...args], env ? { env: { ...process.env, ...env } } : {}));
   }
 
   expect(match: (e: PeerEvent) => boolean, what: string, timeoutMs = 15_000): Promise<PeerEvent> {

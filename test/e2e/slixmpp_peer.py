@@ -6,11 +6,16 @@ Logs in over STARTTLS with MECHANISM (default "auto": slixmpp chooses, which on 
 SCRAM-SHA-256-PLUS with tls-unique), accepts subscriptions, answers each chat message from
 PEER_JID with "echo: <body>", and prints one JSON event per line on stdout. Reads commands as JSON
 lines on stdin: {"cmd": "message", "to": ..., "body": ...}, {"cmd": "subscribe", "to": ...},
-{"cmd": "roster"}, {"cmd": "quit"}.
+{"cmd": "roster"}, {"cmd": "quit"},
+{"cmd": "upload", "path": ..., "content_type": ..., "to": ...} (XEP-0363 through slixmpp's xep_0363
+plugin, which finds the service in the host's disco#items; the URL is sent to "to" if given) and
+{"cmd": "download", "url": ...} (prints the status, SHA-256 and headers). HTTPS certificates are
+checked against the system's CAs or SSL_CERT_FILE.
 INTERESTS, comma-separated PEP namespaces, turns on entity capabilities (xep_0115) and announces
 NAMESPACE+notify for each (xep_0163), as a client interested in those PEP nodes does.
 """
 import asyncio
+import hashlib
 import json
 import ssl
 import sys
@@ -34,6 +39,7 @@ class Peer(slixmpp.ClientXMPP):
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0199")
         self.register_plugin("xep_0203")
+        self.register_plugin("xep_0363")
         self.interests = list(interests)
         if self.interests:
             self.register_plugin("xep_0115")
@@ -64,6 +70,26 @@ class Peer(slixmpp.ClientXMPP):
         if msg["from"].bare == self.peer and not msg["body"].startswith("echo: "):
             self.send_message(mto=msg["from"], mbody="echo: " + msg["body"], mtype="chat")
 
+    async def find_upload_service(self):
+        """The discovery of the xep_0363 plugin, done here: Debian's slixmpp 1.8.3 passes coroutines
+        to asyncio.wait in xep_0030's get_info_from_domain, which Python 3.11 refuses. The same
+        steps: the host's disco#items, then each item's disco#info for store/file and the feature."""
+        plugin = self["xep_0363"]
+        if plugin.upload_service is not None:
+            return
+        items = await self["xep_0030"].get_items(self.boundjid.domain, timeout=10)
+        for jid, _node, _name in items["disco_items"]["items"]:
+            info = await self["xep_0030"].get_info(jid, timeout=10)
+            disco = info["disco_info"]
+            if ("store", "file") in [(i[0], i[1]) for i in disco["identities"]] and "urn:xmpp:http:upload:0" in disco["features"]:
+                plugin.upload_service = info["from"]
+                for form in disco.iterables:
+                    values = form["values"]
+                    if values.get("FORM_TYPE") == ["urn:xmpp:http:upload:0"]:
+                        plugin.max_file_size = int(values["max-file-size"])
+                emit("upload_service", jid=str(info["from"]), max_file_size=plugin.max_file_size)
+                return
+
     def on_presence(self, pres):
         emit("presence", frm=str(pres["from"]), show=pres["show"] or "available")
 
@@ -86,6 +112,23 @@ class Peer(slixmpp.ClientXMPP):
                 await self.get_roster()
                 items = {j: {"subscription": self.client_roster[j]["subscription"]} for j in self.client_roster}
                 emit("roster", items=items)
+            elif cmd["cmd"] == "upload":
+                try:
+                    await self.find_upload_service()
+                    url = await self["xep_0363"].upload_file(cmd["path"], content_type=cmd.get("content_type"), timeout=10)
+                except Exception as e:  # reported to the test, which decides
+                    emit("upload_failed", error=type(e).__name__, detail=str(e)[:300])
+                    continue
+                emit("uploaded", url=url)
+                if cmd.get("to"):
+                    self.send_message(mto=cmd["to"], mbody=url, mtype="chat")
+            elif cmd["cmd"] == "download":
+                import aiohttp
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(cmd["url"]) as resp:
+                        body = await resp.read()
+                        emit("downloaded", status=resp.status, sha256=hashlib.sha256(body).hexdigest(), size=len(body),
+                             content_type=resp.headers.get("Content-Type"), disposition=resp.headers.get("Content-Disposition"))
             elif cmd["cmd"] == "quit":
                 self.disconnect()
                 break
