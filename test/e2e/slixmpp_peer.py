@@ -39,7 +39,6 @@ class Peer(slixmpp.ClientXMPP):
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0199")
         self.register_plugin("xep_0203")
-        self.register_plugin("xep_0363")
         self.interests = list(interests)
         if self.interests:
             self.register_plugin("xep_0115")
@@ -74,6 +73,8 @@ class Peer(slixmpp.ClientXMPP):
         """The discovery of the xep_0363 plugin, done here: Debian's slixmpp 1.8.3 passes coroutines
         to asyncio.wait in xep_0030's get_info_from_domain, which Python 3.11 refuses. The same
         steps: the host's disco#items, then each item's disco#info for store/file and the feature."""
+        if "xep_0363" not in self.plugin:
+            self.register_plugin("xep_0363")
         plugin = self["xep_0363"]
         if plugin.upload_service is not None:
             return
