@@ -328,6 +328,8 @@ describe('P22 hold-back rules, fact by fact', () => {
     ['retention.inactiveWarning', {}, { retention: { inactiveWarning: '1d' } }, { retention: { inactiveWarning: '30d' } }],
     ['retention.offlineMessages', {}, { retention: { offlineMessages: '60d' } }, { retention: { offlineMessages: '7d' } }],
     ['retention.detailedLogs', {}, { retention: { detailedLogs: '30d' } }, { retention: { detailedLogs: '1d' } }],
+    ['retention.uploads', {}, { retention: { uploads: '60d' } }, { retention: { uploads: '7d' } }],
+    ['upload.enabled', { upload: { enabled: false } }, { upload: { enabled: true } }, {}],
     ['offline.maxPerUser', {}, { offline: { maxPerUser: 100_000 } }, { offline: { maxPerUser: 0 } }],
     ['backups.schedule', { backups: { schedule: 'off' } }, { backups: { schedule: 'daily' } }, {}],
     ['backups.keep', {}, { backups: { keep: 100 } }, { backups: { keep: 1 } }],
@@ -347,6 +349,19 @@ describe('P22 hold-back rules, fact by fact', () => {
       if (Object.keys(narrowing).length) assert.deepEqual(heldKeys(inForce, { ...inForce, ...narrowing }), []);
     });
   }
+
+  test('P22 file upload under a policy stored before uploads existed is held back: the service stays off until announced', () => {
+    const old = configOf();
+    const p = policyFromConfig(old);
+    const facts = JSON.parse(JSON.stringify(p.facts)) as Record<string, unknown> & { retention: Record<string, unknown> };
+    delete facts.uploads;
+    delete facts.retention.uploads;
+    const version: PolicyVersion = { id: 1, hash: p.hash, document: JSON.stringify({ facts, texts: p.texts }), announcedAt: at, effectiveAt: at, technicalReason: null };
+    const r = holdBack(configOf(), [version], at);
+    assert.deepEqual(r.held.map((h) => h.key).sort(), ['retention.uploads', 'upload.enabled']);
+    assert.equal(r.config.upload.enabled, false);
+    assert.equal(configOf().upload.enabled, true);
+  });
 
   test('P22 the inactive-account period is held back either way; the contact changes at once', () => {
     assert.deepEqual(heldKeys({}, { retention: { inactiveAccounts: '30d' } }), ['retention.inactiveAccounts']);

@@ -107,6 +107,18 @@ describe('P22 rendering the policy from the configuration', () => {
     assert.ok(!en.includes('root@example.org'));
   });
 
+  test('P11 P22 uploaded files: the policy names what is kept and for how long, in both languages, only while uploads are offered', () => {
+    const on = configOf({ retention: { uploads: '45d' } });
+    const en = renderView(draft(on), 'en', 'md');
+    const de = renderView(draft(on), 'de', 'md');
+    assert.match(en, /Files you upload to share them \(HTTP File Upload\).*deleted 45 days after its upload, or earlier together with your account/);
+    assert.match(en, /never with the file name/);
+    assert.match(de, /Dateien, die Sie hochladen.*wird 45 Tage nach dem Hochladen gelöscht, oder früher zusammen mit Ihrem Konto/);
+    const off = configOf({ upload: { enabled: false } });
+    assert.ok(!renderView(draft(off), 'en', 'md').includes('HTTP File Upload'));
+    assert.ok(!renderView(draft(off), 'de', 'md').includes('HTTP File Upload'));
+  });
+
   test('P22 each setting the policy states changes its hash; settings it does not state do not', () => {
     const base = policyFromConfig(configOf()).hash;
     const stated: Record<string, unknown>[] = [
@@ -123,6 +135,8 @@ describe('P22 rendering the policy from the configuration', () => {
       { admins: ['a@example.org'] },
       { c2s: { requireEncryption: false } },
       { auth: { hashes: ['SHA-256'] } },
+      { retention: { uploads: '7d' } },
+      { upload: { enabled: false } },
     ];
     const hashes = new Set([base]);
     for (const raw of stated) {
@@ -131,7 +145,7 @@ describe('P22 rendering the policy from the configuration', () => {
       hashes.add(h);
     }
     assert.equal(hashes.size, stated.length + 1);
-    for (const raw of [{ server: { name: 'Other' } }, { log: { level: 'debug' } }, { c2s: { maxStanzaBytes: '1MiB' } }, { components: [] }]) {
+    for (const raw of [{ server: { name: 'Other' } }, { log: { level: 'debug' } }, { c2s: { maxStanzaBytes: '1MiB' } }, { components: [] }, { upload: { maxFileSize: '1MiB', quotaPerUser: '1GiB' } }]) {
       assert.equal(policyFromConfig(configOf(raw)).hash, base, JSON.stringify(raw));
     }
   });
