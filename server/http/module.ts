@@ -208,3 +208,8 @@ export function createHttpsModule(): GatehouseModule {
     },
   };
 }
+
+/** Where the HTTPS listeners of a running server are bound (empty when there are none or the module is not loaded). */
+export function httpsListeners(ctx: ServerContext): HttpsListener[] {
+  return ctx.services.get('https-listeners') ?? [];
+}
