@@ -570,6 +570,11 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     }
     // Counted when accepted, before routing: a resumption that overtakes the routing still counts it.
     session.handled(el);
+    // RFC 3921 session establishment, offered as optional and still sent after binding by some
+    // clients (Strophe.js, so Converse.js): a no-op that succeeds (RFC 6121 appendix E).
+    if (el.name === 'iq' && el.attrs.type === 'set' && (claimedTo(el) === null || claimedTo(el) === this.host) && el.getChild('session', NS.session)) {
+      return this.send(iqResult(el));
+    }
     if (el.name === 'iq' && !isValidIq(el)) {
       const reply = errorReply(el, 'bad-request');
       if (reply) {
@@ -613,6 +618,11 @@ function decodeSaslPayload(text: string): Buffer | null {
   if (t === '=') return Buffer.alloc(0);
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(t) || t.length % 4 !== 0) throw new Error('bad base64');
   return Buffer.from(t, 'base64');
+}
+
+/** The stanza's 'to', lower-cased, or null without one. */
+function claimedTo(el: Element): string | null {
+  return el.attrs.to === undefined ? null : el.attrs.to.toLowerCase();
 }
 
 function isValidIq(iq: Element): boolean {

@@ -135,6 +135,18 @@ describe('HTTPS service with WebSocket streams', () => {
     second.destroy();
   });
 
+  test('RFC 3921 session establishment after binding succeeds, on TCP and on a WebSocket (Strophe.js sends it)', async () => {
+    const tcp = await ts.user('dave');
+    const answer = await tcp.iq(x('iq', { type: 'set', id: 'sess' }, x('session', { xmlns: NS.session })));
+    assert.equal(answer.attrs.type, 'result', String(answer));
+    const ws = await WsTestClient.connect(port);
+    await ws.login('dave', 'secret-dave');
+    ws.send(x('iq', { xmlns: NS.client, type: 'set', id: 'sess' }, x('session', { xmlns: NS.session })));
+    const wsAnswer = await ws.expect((el) => el.name === 'iq' && el.attrs.id === 'sess');
+    assert.equal(wsAnswer.attrs.type, 'result', String(wsAnswer));
+    ws.destroy();
+  });
+
   const badFrames: [string, (c: WsTestClient) => void, string][] = [
     ['a binary frame', (c) => c.sendRaw(Buffer.from("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>"), true), 'bad-format'],
     ['a partial element', (c) => c.sendRaw("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost'"), 'not-well-formed'],
