@@ -3,7 +3,7 @@
  * and composed into the whole schema by server/config/schema.ts. Its listeners are
  * `listen.https`, with the other listeners.
  */
-import { duration, fail, int, nullable, object, section, str, type Infer } from '../../shared/schema-kit.js';
+import { duration, fail, int, nullable, object, section, str } from '../../shared/schema-kit.js';
 
 export const httpConfigSection = section(
   'http',
@@ -39,5 +39,3 @@ export const httpConfigSection = section(
     { doc: 'The HTTPS service on `listen.https`: WebSocket client streams (RFC 7395) at `/xmpp-websocket`, XEP-0156 discovery, and the features that add paths to it.' },
   ),
 );
-
-export type HttpConfig = Infer<typeof httpConfigSection.schema>;
