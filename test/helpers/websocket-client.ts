@@ -3,10 +3,12 @@
  * must be one complete XML element (else the test sees an error element 'frame-error'), and it can
  * send anything, bad frames included.
  */
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { WebSocket } from 'ws';
 import { Element, x } from '../../shared/xml/element.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { NS } from '../../shared/ns.js';
+import { saslAuthenticate } from './xmpp-client.js';
 
 export const NS_FRAMING = 'urn:ietf:params:xml:ns:xmpp-framing';
 type Matcher = (el: Element) => boolean;
@@ -16,6 +18,9 @@ export class WsTestClient {
   private readonly waiters: { match: Matcher; resolve: (el: Element) => void }[] = [];
   /** Resolves with the WebSocket close code once the connection is closed. */
   readonly closed: Promise<number>;
+
+  /** The TLS connection the WebSocket runs in (channel binding). */
+  tls: TLSSocket | null = null;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data, isBinary) => {
@@ -27,8 +32,14 @@ export class WsTestClient {
   }
 
   static connect(port: number, opts: { protocols?: string[]; path?: string } = {}): Promise<WsTestClient> {
-    const ws = new WebSocket(`wss://127.0.0.1:${port}${opts.path ?? '/xmpp-websocket'}`, opts.protocols ?? ['xmpp'], { rejectUnauthorized: false, headers: { Host: 'localhost' } });
+    let tls: TLSSocket | null = null;
+    const ws = new WebSocket(`wss://127.0.0.1:${port}${opts.path ?? '/xmpp-websocket'}`, opts.protocols ?? ['xmpp'], {
+      rejectUnauthorized: false,
+      headers: { Host: 'localhost' },
+      createConnection: (o: ConnectionOptions) => (tls = tlsConnect({ ...o, servername: 'localhost' })),
+    } as object);
     const client = new WsTestClient(ws);
+    ws.once('upgrade', () => (client.tls = tls));
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(client));
       ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { statusCode: res.statusCode })));
@@ -71,17 +82,16 @@ export class WsTestClient {
     return this.expect('stream:features');
   }
 
-  /** SASL PLAIN (over the WebSocket's TLS), the stream restart, and binding; returns the full JID. */
-  async login(username: string, password: string, resource?: string): Promise<string> {
+  /** SASL (PLAIN unless named), the stream restart, and binding; returns the full JID. */
+  async login(username: string, password: string, resource?: string, mechanism?: string): Promise<string> {
     await this.open();
-    await this.authenticate(username, password);
+    await this.authenticate(username, password, mechanism);
     return this.bind(resource);
   }
 
-  async authenticate(username: string, password: string): Promise<void> {
-    const payload = Buffer.from(`\0${username}\0${password}`).toString('base64');
-    this.send(x('auth', { xmlns: NS.sasl, mechanism: 'PLAIN' }, payload));
-    const outcome = await this.expect((el) => el.attrs.xmlns === NS.sasl && (el.name === 'success' || el.name === 'failure'));
+  /** SASL (PLAIN, SCRAM, SCRAM-PLUS over this connection's TLS) and the stream restart. */
+  async authenticate(username: string, password: string, mechanism = 'PLAIN'): Promise<void> {
+    const outcome = await saslAuthenticate({ write: (data) => this.sendRaw(data), expect: (m) => this.expect(m), tls: this.tls }, username, password, mechanism);
     if (outcome.name !== 'success') throw new Error(`login failed: ${outcome}`);
     await this.open();
   }

@@ -108,6 +108,13 @@ describe('HTTPS service with WebSocket streams', () => {
     c.destroy();
   });
 
+  test('SCRAM-SHA-256-PLUS binds to the TLS connection the WebSocket runs in (tls-exporter)', async () => {
+    await ts.user('erin').then((c) => c.close());
+    const c = await WsTestClient.connect(port);
+    assert.equal(await c.login('erin', 'secret-erin', 'plus', 'SCRAM-SHA-256-PLUS'), 'erin@localhost/plus');
+    c.destroy();
+  });
+
   test('stream management: a session resumes on a new WebSocket and gets what it missed', async () => {
     const bob = await ts.user('bob2');
     await ts.user('carol').then((c) => c.close());
