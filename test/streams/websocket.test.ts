@@ -211,6 +211,12 @@ describe('HTTPS service with WebSocket streams', () => {
     assert.equal((await get(port, '/.well-known/host-meta', { host: 'elsewhere.example' })).status, 404, 'only for served hosts');
   });
 
+  test('gatehouse status lists the HTTPS listener', async () => {
+    const operator = ts.server.ctx.modules.find((m) => m.name === 'operator')!;
+    const status = (await operator.commands!.control!.status!.handler({})) as { listeners: { kind: string; port: number }[] };
+    assert.ok(status.listeners.some((l) => l.kind === 'https' && l.port === port), JSON.stringify(status.listeners));
+  });
+
   test('unknown paths 404, wrong methods 405 with Allow, security headers, no listing', async () => {
     for (const path of ['/', '/.well-known/', '/upload/', '/../etc/passwd', '/xmpp-websocket/x']) {
       const r = await get(port, path);
