@@ -3,6 +3,7 @@
  * must be one complete XML element (else the test sees an error element 'frame-error'), and it can
  * send anything, bad frames included.
  */
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { WebSocket } from 'ws';
 import { Element, x } from '../../shared/xml/element.js';
@@ -31,12 +32,18 @@ export class WsTestClient {
     ws.on('error', () => {});
   }
 
-  static connect(port: number, opts: { protocols?: string[]; path?: string } = {}): Promise<WsTestClient> {
+  /** `proxyHeader`: a PROXY protocol header written before TLS, as a proxy in front would. */
+  static connect(port: number, opts: { protocols?: string[]; path?: string; proxyHeader?: string } = {}): Promise<WsTestClient> {
     let tls: TLSSocket | null = null;
     const ws = new WebSocket(`wss://127.0.0.1:${port}${opts.path ?? '/xmpp-websocket'}`, opts.protocols ?? ['xmpp'], {
       rejectUnauthorized: false,
       headers: { Host: 'localhost' },
-      createConnection: (o: ConnectionOptions) => (tls = tlsConnect({ ...o, servername: 'localhost' })),
+      createConnection: (o: ConnectionOptions) => {
+        if (!opts.proxyHeader) return (tls = tlsConnect({ ...o, servername: 'localhost' }));
+        const raw = netConnect({ host: '127.0.0.1', port });
+        raw.write(opts.proxyHeader);
+        return (tls = tlsConnect({ ...o, socket: raw, servername: 'localhost' }));
+      },
     } as object);
     const client = new WsTestClient(ws);
     ws.once('upgrade', () => (client.tls = tls));

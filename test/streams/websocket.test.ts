@@ -258,6 +258,18 @@ test('the HTTPS listener closes connections beyond http.maxConnectionsPerIp at o
   });
 });
 
+test('behind a proxy named in listen.https[].proxyProtocol, the PROXY header gives the WebSocket stream its client address', async () => {
+  await withTestServer({ listen: { https: [{ host: '127.0.0.1', port: 0, proxyProtocol: ['127.0.0.1/32'] }] } }, async (ts) => {
+    const port = httpsListeners(ts.server.ctx)[0]!.port;
+    await ts.user('proxied').then((c) => c.close());
+    const c = await WsTestClient.connect(port, { proxyHeader: 'PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n' });
+    const jid = await c.login('proxied', 'secret-proxied');
+    assert.equal(ts.server.ctx.sessions.get(jid)?.ip, '203.0.113.7');
+    c.destroy();
+    await assert.rejects(WsTestClient.connect(port), 'a connection from the proxy without a header is closed');
+  });
+});
+
 test('declareNamespaces makes each written element a stand-alone document', () => {
   assert.equal(declareNamespaces("<message to='a@b'><body>x</body></message>"), "<message xmlns='jabber:client' to='a@b'><body>x</body></message>");
   assert.equal(declareNamespaces('<iq xmlns="jabber:client" id="1"/>'), '<iq xmlns="jabber:client" id="1"/>');
