@@ -85,9 +85,11 @@ export class HttpRoutes implements HttpService {
 export function requestInfo(req: IncomingMessage, ip: string): HttpRequestInfo | null {
   const host = hostName(req.headers.host ?? '');
   if (host === null) return null;
+  const target = req.url ?? '';
+  if (!target.startsWith('/')) return null;
   try {
-    const url = new URL(req.url ?? '', `https://${host || 'invalid'}`);
-    if (!(req.url ?? '').startsWith('/')) return null;
+    // Appended, not resolved: '//other.example/x' is a path here, never another origin.
+    const url = new URL(`https://${host || 'invalid'}${target}`);
     return { ip, host, url };
   } catch {
     return null;

@@ -218,7 +218,7 @@ describe('HTTPS service with WebSocket streams', () => {
   });
 
   test('unknown paths 404, wrong methods 405 with Allow, security headers, no listing', async () => {
-    for (const path of ['/', '/.well-known/', '/upload/', '/../etc/passwd', '/xmpp-websocket/x']) {
+    for (const path of ['/', '/.well-known/', '/upload/', '/../etc/passwd', '/xmpp-websocket/x', '//localhost/.well-known/host-meta', '/.well-known/host-meta/']) {
       const r = await get(port, path);
       assert.equal(r.status, 404, path);
       assert.equal(r.headers['x-content-type-options'], 'nosniff');
