@@ -570,11 +570,6 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     }
     // Counted when accepted, before routing: a resumption that overtakes the routing still counts it.
     session.handled(el);
-    // RFC 3921 session establishment, offered as optional and still sent after binding by some
-    // clients (Strophe.js, so Converse.js): a no-op that succeeds (RFC 6121 appendix E).
-    if (el.name === 'iq' && el.attrs.type === 'set' && (claimedTo(el) === null || claimedTo(el) === this.host) && el.getChild('session', NS.session)) {
-      return this.send(iqResult(el));
-    }
     if (el.name === 'iq' && !isValidIq(el)) {
       const reply = errorReply(el, 'bad-request');
       if (reply) {
@@ -582,6 +577,11 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
         this.send(reply);
       }
       return;
+    }
+    // RFC 3921 session establishment, offered as optional and still sent after binding by some
+    // clients (Strophe.js, so Converse.js): a no-op that succeeds (RFC 6121 appendix E).
+    if (el.name === 'iq' && el.attrs.type === 'set' && (claimedTo(el) === null || claimedTo(el) === this.host) && el.getChild('session', NS.session)) {
+      return this.send(iqResult(el));
     }
     el.attrs.from = jid.full;
     await router.route(el, jid, { kind: 'c2s', session });
