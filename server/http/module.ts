@@ -11,8 +11,9 @@
  *
  * It is a module outside server/modules/ (like the admin console) because it opens listeners,
  * which feature modules may not; the service exists from its load() on, so a feature that `needs`
- * it adds its routes in its own load(). A reload applies the caps, the timeouts and renewed
- * certificates ('config/in-force'); the addresses need a restart.
+ * it adds its routes in its own load(). Its certificates are the server's TLS contexts (service
+ * `tls-contexts`), which every reload renews; a reload also applies the caps and timeouts
+ * ('config/in-force'); the addresses need a restart.
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
@@ -72,7 +73,9 @@ class HttpsService {
     const { config } = this.ctx;
     for (const r of [this.webSocketRoute(), ...hostMetaRoutes(this.routes, () => this.ctx.config.hosts.map((h) => h.domain))]) this.offs.push(this.routes.route(r));
     if (config.listen.https.length === 0) return;
-    const tls = await loadTlsContexts(config);
+    // The server's contexts, which every reload renews; a server assembled without main.ts loads its own.
+    const shared = this.ctx.services.get('tls-contexts');
+    const tls = shared ?? (await loadTlsContexts(config));
     const env: C2SEnvironment = { ctx: this.ctx, tls, streams: new Set<C2SStream>() };
     this.env = env;
     const http = createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => void this.routes.handle(req, res, this.peers.get(req.socket) ?? ''));
@@ -110,6 +113,7 @@ class HttpsService {
       this.ctx.hooks.on('config/in-force', async ({ after }) => {
         limits.setCaps(after.http.maxConnections, after.http.maxConnectionsPerIp);
         applyTimeouts(http, after);
+        if (shared) return;
         try {
           tls.adopt(await loadTlsContexts(after));
         } catch (err) {

@@ -15,6 +15,11 @@ import { httpsListeners } from '../../server/http/module.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { declareNamespaces } from '../../server/streams/websocket.js';
+import { createTestCa } from '../helpers/test-ca.js';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { X509Certificate } from 'node:crypto';
 
 const NS_SM = 'urn:xmpp:sm:3';
 const HTTPS = { https: [{ host: '127.0.0.1', port: 0 }] };
@@ -256,6 +261,39 @@ test('the HTTPS listener closes connections beyond http.maxConnectionsPerIp at o
     await assert.rejects(openTls(port));
     for (const s of open) s.destroy();
   });
+});
+
+test('a reload: new HTTPS connections get the renewed certificate (SNI), a WebSocket session from before stays', async () => {
+  const ca = createTestCa();
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-https-cert-'));
+  const cert = join(dir, 'localhost.crt');
+  const key = join(dir, 'localhost.key');
+  const first = ca.issue('localhost');
+  copyFileSync(first.cert, cert);
+  copyFileSync(first.key, key);
+  const fingerprint = (file: string) => new X509Certificate(readFileSync(file)).fingerprint256;
+  const ts = await startTestServer({ config: { listen: HTTPS, hosts: [{ domain: 'localhost', registration: 'open', tls: { cert, key } }] } });
+  try {
+    const port = httpsListeners(ts.server.ctx)[0]!.port;
+    await ts.user('frank').then((c) => c.close());
+    const before = await WsTestClient.connect(port);
+    await before.login('frank', 'secret-frank');
+    assert.equal(before.tls!.getPeerCertificate().fingerprint256, fingerprint(first.cert));
+    const renewed = ca.issue('localhost');
+    copyFileSync(renewed.cert, cert);
+    copyFileSync(renewed.key, key);
+    await ts.reload();
+    const after = await openTls(port);
+    assert.equal(after.getPeerCertificate().fingerprint256, fingerprint(renewed.cert));
+    after.destroy();
+    before.send(x('iq', { xmlns: NS.client, type: 'get', id: 'p', to: 'localhost' }, x('ping', { xmlns: NS.ping })));
+    assert.equal((await before.expect((el) => el.attrs.id === 'p')).attrs.type, 'result', 'the WebSocket session is still served');
+    before.destroy();
+  } finally {
+    await ts.stop();
+    ca.remove();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('behind a proxy named in listen.https[].proxyProtocol, the PROXY header gives the WebSocket stream its client address', async () => {
