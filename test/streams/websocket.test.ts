@@ -30,6 +30,13 @@ interface Answer {
   body: string;
 }
 
+/** `promise`, or a rejection naming `what` after 15 s. */
+function within<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 15_000)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 function get(port: number, path: string, opts: { host?: string; method?: string } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -58,7 +65,7 @@ describe('HTTPS service with WebSocket streams', () => {
     await ts.stop();
   });
 
-  test('xmpp.js logs in over wss and exchanges messages with a TCP client', async () => {
+  test('xmpp.js logs in over wss, exchanges messages with a TCP client, and resumes its session on a new WebSocket', async () => {
     const bob = await ts.user('bob', undefined, 'tcp');
     const reg = await ts.client();
     assert.equal((await reg.register('alice', 'alice-password')).attrs.type, 'result');
@@ -72,7 +79,6 @@ describe('HTTPS service with WebSocket streams', () => {
     };
     const { client, xml } = await import('@xmpp/client');
     const alice = client({ service: `wss://localhost:${port}/xmpp-websocket`, domain: 'localhost', username: 'alice', password: 'alice-password', resource: 'web' });
-    alice.reconnect.stop();
     alice.on('error', () => {});
     const inbox: any[] = [];
     let notify: (() => void) | null = null;
@@ -80,7 +86,8 @@ describe('HTTPS service with WebSocket streams', () => {
       inbox.push(s);
       notify?.();
     });
-    const next = async (match: (s: any) => boolean): Promise<any> => {
+    const next = (match: (s: any) => boolean): Promise<any> => within(waitFor(match), 'a stanza for xmpp.js');
+    const waitFor = async (match: (s: any) => boolean): Promise<any> => {
       for (;;) {
         const i = inbox.findIndex(match);
         if (i >= 0) return inbox.splice(i, 1)[0];
@@ -96,6 +103,19 @@ describe('HTTPS service with WebSocket streams', () => {
       bob.send(x('message', { to: 'alice@localhost/web', type: 'chat' }, x('body', {}, 'hello from TCP')));
       const reply = await next((s) => s.is('message') && s.getChildText('body') === 'hello from TCP');
       assert.match(reply.attrs.from, /^bob@localhost\//);
+
+      // Stream management: xmpp.js enabled it after binding (answered before this ping's result).
+      await alice.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('ping', { xmlns: NS.ping })));
+      assert.ok(alice.streamManagement.id, 'stream management is enabled with resumption');
+      const previd = alice.streamManagement.id;
+      // The WebSocket breaks; xmpp.js reconnects on a new one and resumes.
+      const resumed = new Promise<void>((resolve) => alice.streamManagement.once('resumed', resolve));
+      alice.socket.socket.terminate();
+      bob.send(x('message', { to: 'alice@localhost/web', type: 'chat' }, x('body', {}, 'while you were reconnecting')));
+      await within(resumed, 'xmpp.js resuming its session');
+      assert.equal(alice.streamManagement.id, previd, 'the same session');
+      await next((s) => s.is('message') && s.getChildText('body') === 'while you were reconnecting');
+      assert.equal(ts.server.ctx.sessions.ofAccount('alice@localhost').length, 1);
     } finally {
       await alice.stop().catch(() => {});
       delete (globalThis as any).WebSocket;
