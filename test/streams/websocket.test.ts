@@ -133,6 +133,24 @@ describe('HTTPS service with WebSocket streams', () => {
     c.destroy();
   });
 
+  test('in-band registration, a failed login seen by the login guard with the client address, then a login', async () => {
+    const failures: { ip: string; username: string | null }[] = [];
+    const off = ts.server.ctx.hooks.on('auth/failed', (e) => void failures.push({ ip: e.ip, username: e.username }));
+    try {
+      const c = await WsTestClient.connect(port);
+      await c.open();
+      c.send(x('iq', { xmlns: NS.client, type: 'set', id: 'reg' }, x('query', { xmlns: 'jabber:iq:register' }, x('username', {}, 'gina'), x('password', {}, 'gina-password'))));
+      assert.equal((await c.expect((el) => el.attrs.id === 'reg')).attrs.type, 'result');
+      await assert.rejects(c.authenticate('gina', 'wrong password', 'SCRAM-SHA-256'), /not-authorized/);
+      assert.deepEqual(failures, [{ ip: '127.0.0.1', username: 'gina' }]);
+      await c.authenticate('gina', 'gina-password', 'SCRAM-SHA-256');
+      assert.match(await c.bind(), /^gina@localhost\//);
+      c.destroy();
+    } finally {
+      off();
+    }
+  });
+
   test('SCRAM-SHA-256-PLUS binds to the TLS connection the WebSocket runs in (tls-exporter)', async () => {
     await ts.user('erin').then((c) => c.close());
     const c = await WsTestClient.connect(port);
