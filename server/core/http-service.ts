@@ -5,6 +5,7 @@
  * gets it as the service `http` (`needs: ['http']`) and adds its routes in load().
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 
 /** What the service knows about a request before a route sees it. */
 export interface HttpRequestInfo {
@@ -23,6 +24,11 @@ export interface HttpRoute {
   readonly methods: readonly string[];
   /** Answers the request; a thrown error is a 500 without details. Must consume or discard the body. */
   handle(req: IncomingMessage, res: ServerResponse, info: HttpRequestInfo): void | Promise<void>;
+  /**
+   * Takes a GET with `Upgrade` (a WebSocket handshake) on this path; without it such a request is
+   * answered 400. The route owns `socket` from then on: it answers or destroys it.
+   */
+  upgrade?(req: IncomingMessage, socket: Duplex, head: Buffer, info: HttpRequestInfo): void;
 }
 
 export interface HttpService {
