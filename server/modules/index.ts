@@ -72,11 +72,11 @@ export function allModules(): GatehouseModule[] {
     createPolicyModule(),
     createBackupModule(),
     createExportModule(),
-    createUploadModule(),
     createStatisticsModule(),
     createSessionStatsModule(),
     createAdminHttpModule(),
     createHttpsModule(),
+    createUploadModule(),
     createS2sModule(),
     createLogFilesModule(),
   ];

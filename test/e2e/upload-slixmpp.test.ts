@@ -9,21 +9,20 @@ import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:https';
-import { ensureAccount, loginAs, startTestServer, type TestServer } from '../helpers/server.js';
-import { httpsStandIn, modulesWithHttp, type HttpsStandIn } from '../helpers/https-stand-in.js';
+import { ensureAccount, loginAs, type TestServer } from '../helpers/server.js';
+import { startUploadServer, type UploadServer } from '../helpers/upload-server.js';
 import { SlixmppPeer } from './slixmpp-peer.js';
 import { skipWithout } from '../helpers/requirements.js';
 
 let ts: TestServer;
-let web: HttpsStandIn;
+let web: UploadServer;
 
 before(async () => {
-  web = httpsStandIn();
-  ts = await startTestServer({ modules: modulesWithHttp(web.module), logLevel: 'info' });
+  web = await startUploadServer({ logLevel: 'info' });
+  ts = web.ts;
 });
 after(async () => {
-  await ts.stop();
-  web.ca.remove();
+  await web.stop();
 });
 
 function download(url: string): Promise<{ status: number; body: Buffer; type: string | undefined }> {

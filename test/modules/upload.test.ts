@@ -1,7 +1,6 @@
 /**
  * HTTP File Upload (XEP-0363) through real XMPP streams and real HTTPS: slots, PUT, GET with
  * ranges, bad input, retention with a moved clock, account deletion, the export list.
- * (The HTTPS service is test/helpers/https-stand-in.ts until the server's own lands.)
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,8 +9,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { loginAs, startTestServer, type TestServer } from '../helpers/server.js';
-import { httpsStandIn, modulesWithHttp, type HttpsStandIn } from '../helpers/https-stand-in.js';
+import { loginAs, type TestServer } from '../helpers/server.js';
+import { startUploadServer, type UploadServer } from '../helpers/upload-server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { ManualClock } from '../../shared/clock.js';
 import { errorCondition } from '../../shared/xml/stanza-errors.js';
@@ -75,16 +74,14 @@ async function untilLogged(ts: TestServer, pattern: RegExp, from: number): Promi
 
 describe('HTTP File Upload (XEP-0363)', () => {
   let ts: TestServer;
-  let web: HttpsStandIn;
+  let web: UploadServer;
   let alice: TestClient;
   let bob: TestClient;
   const clock = new ManualClock(Date.UTC(2026, 5, 1, 12, 0, 0));
 
   before(async () => {
-    web = httpsStandIn();
-    ts = await startTestServer({
+    web = await startUploadServer({
       clock,
-      modules: modulesWithHttp(web.module),
       config: {
         hosts: [
           { domain: 'localhost', registration: 'open' },
@@ -93,12 +90,12 @@ describe('HTTP File Upload (XEP-0363)', () => {
         upload: { maxFileSize: '64KiB', quotaPerUser: '100KiB', maxOpenSlots: 3 },
       },
     });
+    ts = web.ts;
     alice = await loginAs(ts, 'alice');
     bob = await loginAs(ts, 'bob');
   });
   after(async () => {
-    await ts.stop();
-    web.ca.remove();
+    await web.stop();
   });
 
   test('the host lists the upload service; its disco#info has store/file, the feature and max-file-size', async () => {
@@ -261,7 +258,7 @@ describe('HTTP File Upload (XEP-0363)', () => {
 
   test('paths that are not a file id are 404: traversal, listing, other names', async () => {
     for (const path of ['/upload/', '/upload/../../etc/passwd', '/upload/..%2f..%2fetc%2fpasswd', '/upload/%2e%2e/%2e%2e/etc/passwd', '/upload/tmp', '/upload/AAAAAAAAAAAAAAAAAAAAAAAA/x.jpg', '/upload/AAAAAAAAAAAAAAAAAAAAAAAA']) {
-      const line = await rawGet(web.caPem, web.port(), path);
+      const line = await rawGet(web.caPem, web.port, path);
       assert.match(line, /^HTTP\/1\.1 404/, path);
     }
   });

@@ -30,7 +30,7 @@ export interface PolicyFacts {
     /** Uploaded files (retention.uploads); absent in versions stored before uploads existed. */
     uploads?: number;
   };
-  /** HTTP File Upload (XEP-0363) is offered (upload.enabled); absent in versions stored before it existed. */
+  /** HTTP File Upload (XEP-0363) is offered (upload.enabled, on an HTTPS listener); absent in versions stored before it existed. */
   uploads?: boolean;
   /** offline.maxPerUser (0: offline messages are not stored). */
   offlineMaxPerUser: number;
@@ -64,7 +64,7 @@ export function factsFromConfig(config: Config): PolicyFacts {
       statistics: config.retention.statistics,
       uploads: config.retention.uploads,
     },
-    uploads: config.upload.enabled,
+    uploads: config.upload.enabled && config.listen.https.length > 0,
     offlineMaxPerUser: config.offline.maxPerUser,
     backups: { schedule: config.backups.schedule, keep: config.backups.keep },
     gateways: config.components.map((c) => c.domain).sort(),

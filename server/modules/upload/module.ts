@@ -16,7 +16,8 @@
  * - The account's export lists its files (name, size, type, URL, date), not their contents.
  * - Logs name file ids and sizes, never file names.
  *
- * The HTTPS side is the `http` service (core/http-service.ts); without it the module offers nothing.
+ * The HTTPS side is the `http` service (core/http-service.ts); without an HTTPS listener
+ * (`listen.https` empty) the module offers nothing.
  */
 import type { GatehouseModule, ServerContext, AccountDataPart } from '../../core/context.js';
 import type { StanzaEvent } from '../../core/hooks.js';
@@ -85,7 +86,7 @@ class UploadService {
 
   refresh(): void {
     const { disco } = this.ctx;
-    const next = uploadDomains(this.ctx.config);
+    const next = new Map([...uploadDomains(this.ctx.config)].filter(([d]) => this.http.baseUrl(d) !== null));
     for (const d of this.domains.keys()) if (!next.has(d)) disco.serverItems.delete(d);
     this.domains = next;
     for (const d of next.keys()) disco.serverItems.set(d, 'HTTP File Upload');
@@ -273,16 +274,13 @@ export function createUploadModule(): GatehouseModule {
       },
     ],
     clauses: ['P11', 'P13', 'P23'],
+    needs: ['http'],
     config: uploadConfigSection,
     storage: uploadStorage,
     retention: [uploadsClass],
     accountData,
     async load(ctx) {
-      const http = ctx.services.get('http');
-      if (!http) {
-        ctx.log.debug('upload: no HTTPS service, HTTP File Upload is off');
-        return;
-      }
+      const http = ctx.services.need('http');
       const s = new UploadService(ctx, ctx.storage.repository(uploadStorage), http);
       await s.files.init();
       s.refresh();
