@@ -377,8 +377,9 @@ describe('P22 the policy at server start', () => {
 });
 
 /** The configuration the command line would load for the test server's database. */
+/** The configuration of start()'s servers as a file would hold it (test servers have no HTTPS listener, so no uploads). */
 function configFor(dir: string, dbPath: string, raw: Record<string, unknown>): Config {
-  return parseConfig({ dataDir: dir, hosts: [{ domain: 'localhost', registration: 'open' }], storage: { type: 'sqlite', path: dbPath }, ...raw }, dir);
+  return parseConfig({ dataDir: dir, hosts: [{ domain: 'localhost', registration: 'open' }], storage: { type: 'sqlite', path: dbPath }, listen: { https: [] }, ...raw }, dir);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -405,7 +406,7 @@ describe('P22 announcing a change to a running server', () => {
     newConfigFile = join(dir, 'gatehouse.yaml');
     writeFileSync(
       newConfigFile,
-      stringify({ dataDir: dir, hosts: [{ domain: 'localhost', registration: 'open' }], storage: { type: 'sqlite', path: dbPath }, retention: { offlineMessages: '14d' }, policy: { language: 'de' } }),
+      stringify({ dataDir: dir, hosts: [{ domain: 'localhost', registration: 'open' }], storage: { type: 'sqlite', path: dbPath }, listen: { https: [] }, retention: { offlineMessages: '14d' }, policy: { language: 'de' } }),
     );
     ts = await startTestServer({ storage: { type: 'sqlite', path: dbPath }, modules: modules(createPolicyModule({ checkIntervalMs: 150 })), config: { policy: { language: 'de' } }, logLevel: 'info' });
     alice = await ts.user('alice');
