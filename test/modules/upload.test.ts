@@ -176,6 +176,13 @@ describe('HTTP File Upload (XEP-0363)', () => {
     const r4 = await http(web.caPem, 'GET', s.get, { Range: 'bytes=20-30' });
     assert.equal(r4.status, 416);
     assert.equal(r4.headers['content-range'], 'bytes */20');
+    // Several ranges or another unit: the whole file (RFC 9110 allows ignoring Range); nonsense: 416.
+    for (const range of ['bytes=0-1,4-5', 'items=0-1']) {
+      const whole = await http(web.caPem, 'GET', s.get, { Range: range });
+      assert.equal(whole.status, 200, range);
+      assert.ok(whole.body.equals(data));
+    }
+    assert.equal((await http(web.caPem, 'GET', s.get, { Range: 'bytes=x-2' })).status, 416);
     const r5 = await http(web.caPem, 'HEAD', s.get, { Range: 'bytes=0-0' });
     assert.equal(r5.status, 206);
     assert.equal(r5.headers['content-length'], '1');
