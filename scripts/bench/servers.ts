@@ -65,6 +65,11 @@ export interface StartOptions {
   repoRoot: string;
   cert: CertFiles;
   accounts: BenchAccount[];
+  /**
+   * HTTP File Upload (XEP-0363) at upload.<DOMAIN> on this HTTPS port on 127.0.0.1 (Gatehouse: the
+   * upload module; Prosody: mod_http_file_share), files up to 20 MiB, no quotas in the way.
+   */
+  upload?: { httpsPort: number };
   /** Gatehouse only: write a V8 CPU profile (node --cpu-prof) into this directory. */
   cpuProfileDir?: string;
   log: (msg: string) => void;
@@ -340,7 +345,10 @@ async function startGatehouse(o: StartOptions): Promise<RunningBenchServer> {
     `  components: []`,
     `  s2s: []`,
     `  admin: []`,
-    `  https: []`,
+    o.upload ? `  https: [{ host: "127.0.0.1", port: ${o.upload.httpsPort} }]` : `  https: []`,
+    ...(o.upload
+      ? [`http:`, `  maxConnections: 4000`, `  maxConnectionsPerIp: 4000`, `upload:`, `  maxFileSize: 20MiB`, `  quotaPerUser: 0`, `  maxOpenSlots: 10000`]
+      : []),
     `c2s:`,
     `  requireEncryption: true`,
     `  maxConnectionsPerIp: 100000`,
@@ -429,8 +437,16 @@ c2s_ports = { ${port} }
 c2s_direct_tls_ports = { }
 s2s_ports = { }
 http_ports = { }
-https_ports = { }
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register" }
+https_ports = { ${o.upload ? o.upload.httpsPort : ''} }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register" }${
+    o.upload
+      ? `
+https_interfaces = { "127.0.0.1" }
+https_ssl = { certificate = ${luaString(o.cert.cert)}; key = ${luaString(o.cert.key)}; }
+http_file_share_size_limit = 20*1024*1024
+http_file_share_daily_quota = 100*1024*1024*1024`
+      : ''
+  }
 modules_disabled = { "s2s"; "s2s_auth_certs" }
 c2s_require_encryption = true
 authentication = "internal_hashed"
@@ -445,7 +461,10 @@ ssl = { certificate = ${luaString(o.cert.cert)}; key = ${luaString(o.cert.key)};
 
 VirtualHost "${DOMAIN}"
   ssl = { certificate = ${luaString(o.cert.cert)}; key = ${luaString(o.cert.key)}; }
-`;
+${o.upload ? `
+Component "upload.${DOMAIN}" "http_file_share"
+  ssl = { certificate = ${luaString(o.cert.cert)}; key = ${luaString(o.cert.key)}; }
+` : ''}`;
   const configFile = path.join(o.dir, 'prosody.cfg.lua');
   writeFileSync(configFile, config);
   const log = path.join(o.dir, 'stdout.log');
