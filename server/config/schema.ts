@@ -31,6 +31,7 @@ import {
 import { bareJid, cidr, domain } from '../../shared/config-values.js';
 import { offlineConfigSection } from '../modules/offline-config.js';
 import { privateStorageConfigSection } from '../modules/private-storage-config.js';
+import { pepConfigSection } from '../modules/pep/pep-config.js';
 import { subscriptionsConfigSection } from '../modules/subscriptions-config.js';
 import { registrationLimitConfigSection } from '../modules/registration-limit-config.js';
 
@@ -382,6 +383,7 @@ export const configSchema = object(
     storage: storageSchema,
     ...fieldOf(offlineConfigSection),
     ...fieldOf(privateStorageConfigSection),
+    ...fieldOf(pepConfigSection),
     ...fieldOf(subscriptionsConfigSection),
     ...fieldOf(registrationLimitConfigSection),
     server: object(
