@@ -33,6 +33,7 @@ import { offlineConfigSection } from '../modules/offline-config.js';
 import { privateStorageConfigSection } from '../modules/private-storage-config.js';
 import { subscriptionsConfigSection } from '../modules/subscriptions-config.js';
 import { registrationLimitConfigSection } from '../modules/registration-limit-config.js';
+import { capsConfigSection } from '../modules/caps/config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
@@ -384,6 +385,7 @@ export const configSchema = object(
     ...fieldOf(privateStorageConfigSection),
     ...fieldOf(subscriptionsConfigSection),
     ...fieldOf(registrationLimitConfigSection),
+    ...fieldOf(capsConfigSection),
     server: object(
       {
         name: str({ default: 'Gatehouse', doc: 'Software name reported to clients (XEP-0092).' }),
