@@ -34,6 +34,7 @@ import { privateStorageConfigSection } from '../modules/private-storage-config.j
 import { pepConfigSection } from '../modules/pep/pep-config.js';
 import { subscriptionsConfigSection } from '../modules/subscriptions-config.js';
 import { registrationLimitConfigSection } from '../modules/registration-limit-config.js';
+import { capsConfigSection } from '../modules/caps/config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
@@ -386,6 +387,7 @@ export const configSchema = object(
     ...fieldOf(pepConfigSection),
     ...fieldOf(subscriptionsConfigSection),
     ...fieldOf(registrationLimitConfigSection),
+    ...fieldOf(capsConfigSection),
     server: object(
       {
         name: str({ default: 'Gatehouse', doc: 'Software name reported to clients (XEP-0092).' }),

@@ -3,6 +3,7 @@ import { retentionClassesOf } from '../core/module.js';
 import type { RetentionClass } from '../core/retention-class.js';
 import { createPingModule } from './ping.js';
 import { createDiscoModule } from './disco.js';
+import { createCapsModule } from './caps/caps.js';
 import { createVersionModule } from './version.js';
 import { createTimeModule } from './time.js';
 import { createLastActivityModule } from './last-activity.js';
@@ -61,6 +62,7 @@ export function allModules(): GatehouseModule[] {
     createPrivateStorageModule(),
     createComponentsModule(),
     createTransportsSupervisor(),
+    createCapsModule(),
     createDiscoModule(),
     createPolicyModule(),
     createBackupModule(),
