@@ -16,13 +16,26 @@ const KEY = 'vcard';
  * The owner asking for their own missing vCard gets an empty <vCard/>, which clients expect.
  *
  * Size: the stanza limit (c2s.maxStanzaBytes) bounds a vCard, photo included.
+ *
+ * XEP-0398: when the owner publishes an XEP-0084 avatar (the PEP module's 'pep/avatar' event), the
+ * vCard's PHOTO becomes that image, so clients that read only vCard avatars show the same one; a
+ * disabled avatar removes the PHOTO. The rest of the vCard stays as the owner stored it.
  */
 export function createVcardModule(): GatehouseModule {
   return {
     name: 'vcard',
-    specs: [{ id: 'XEP-0054', version: '1.2', status: 'complete', note: 'public per JID; owner-only updates' }],
+    specs: [{ id: 'XEP-0054', version: '1.2', status: 'complete', note: 'public per JID; owner-only updates; the PHOTO follows a published XEP-0084 avatar (XEP-0398)' }],
     load({ hooks, router, storage, disco, log }) {
       disco.addServerFeature(NS.vcard);
+
+      hooks.on('pep/avatar', async ({ account, photo }) => {
+        const xml = await storage.vcards.get(account.id, KEY);
+        const vcard = (xml !== null ? parseXmlText(xml) : null) ?? x('vCard', { xmlns: NS.vcard });
+        for (const old of vcard.getChildren('PHOTO')) vcard.remove(old);
+        if (photo) vcard.append(x('PHOTO', {}, x('TYPE', {}, photo.type), x('BINVAL', {}, photo.data)));
+        if (vcard.elements.length === 0) await storage.vcards.delete(account.id, KEY);
+        else await storage.vcards.set(account.id, KEY, vcard.toString());
+      });
 
       hooks.on(`iq-get/bare/${NS.vcard}:vCard`, async (e) => {
         const own = e.from.bare === e.to.bare;

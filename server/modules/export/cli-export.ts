@@ -43,7 +43,7 @@ export const exportCommands = commandSet(
       const out = flagValue(args, 'out');
       if (args.positional.length === 0) throw new UsageError('give at least one account (user@domain)');
       const accounts = args.positional.map((a) => accountOf(a, config));
-      const xml = await withStorage(config, async (storage) => renderExport(await exportAccounts(storage, accounts)));
+      const xml = await withStorage(config, async (storage) => renderExport(await exportAccounts(storage, accounts, [])));
       if (!out || out === '-') {
         process.stdout.write(xml);
         return 0;
@@ -86,7 +86,7 @@ export const exportCommands = commandSet(
       } catch (err) {
         throw new ExportError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
       }
-      const parsed = parseExport(data);
+      const parsed = parseExport(data, []);
       const opts = { hosts: config.hosts.map((h) => h.domain), admins: config.admins, replaceAdmins, force: args.flags.has('force'), now: new Date(), auth: config.auth };
       if (args.flags.has('dry-run')) {
         const plan = await withStorage(config, (storage) => planImport(storage, parsed, opts));
@@ -99,7 +99,7 @@ export const exportCommands = commandSet(
         console.log(`dry run: nothing was changed (${plan.create.length} to create, ${plan.replace.length} to replace)`);
         return 0;
       }
-      const result = await withStorage(config, (storage) => importAccounts(storage, parsed, opts));
+      const result = await withStorage(config, (storage) => importAccounts(storage, parsed, opts, []));
       for (const w of result.warnings) console.error(`warning: ${w}`);
       const admins = new Set(config.admins);
       for (const jid of result.replaced) console.log(`replaced ${jid}${admins.has(jid) ? ' (administrator)' : ''}: the existing account and all its data were deleted and imported from the file`);

@@ -291,10 +291,10 @@ class PepService {
       return { row, config };
     });
     if (outcome === true) return true;
-    replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB }, x('publish', { node }, x('item', { id: itemId }))));
+    // Notifications first, as Prosody does: when the publisher has the result, they are on their way.
     await this.broadcast(account, e.to.toBare(), node, outcome.config, () => x('items', { node }, itemElement(itemId, outcome.config.deliverPayloads ? payload : null)));
     if (node === AVATAR_METADATA) await this.avatarChanged(account, e.to.toBare(), payloads[0]!);
-    return true;
+    return replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB }, x('publish', { node }, x('item', { id: itemId }))));
   }
 
   /** XEP-0398: a published avatar (its metadata names the data item) goes to the vCard too. */
@@ -324,11 +324,10 @@ class PepService {
       return row;
     });
     if (!outcome) return this.fail(e, 'item-not-found');
-    replyResult(this.ctx.router, e);
     const config = parseStoredConfig(outcome.config);
     const asked = retract.attrs.notify === 'true' || retract.attrs.notify === '1';
     if (config.notifyRetract || asked) await this.broadcast(account, e.to.toBare(), node, config, () => x('items', { node }, x('retract', { id: itemId })));
-    return true;
+    return replyResult(this.ctx.router, e);
   }
 
   private async create(e: StanzaEvent, account: Account, create: Element, configure: Element | undefined): Promise<true> {
@@ -411,14 +410,12 @@ class PepService {
       // The recipients are worked out while the node and its access model still exist.
       const targets = config.notifyDelete ? await this.targets(account, owner, node, config) : [];
       await this.writes.run(account.id, () => this.repo.deleteNode(row.id));
-      replyResult(this.ctx.router, e);
       await this.send(owner, targets, () => x('delete', { node }));
     } else {
       await this.writes.run(account.id, () => this.repo.purge(row.id));
-      replyResult(this.ctx.router, e);
       await this.broadcast(account, owner, node, config, () => x('purge', { node }));
     }
-    return true;
+    return replyResult(this.ctx.router, e);
   }
 
   // ---------------------------------------------------------------------------------------------
