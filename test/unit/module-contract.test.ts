@@ -43,7 +43,7 @@ test('the control commands are declared by the modules that hold their state', (
 
 test('a module declaring its config section finds it in the configuration schema, under its key', () => {
   const declared = allModules().filter((m) => m.config);
-  assert.deepEqual(declared.map((m) => `${m.name} ${m.config!.key}`).sort(), ['offline offline', 'presence subscriptions', 'private-storage privateStorage', 'register registrationLimit']);
+  assert.deepEqual(declared.map((m) => `${m.name} ${m.config!.key}`).sort(), ['caps caps', 'offline offline', 'pep pep', 'presence subscriptions', 'private-storage privateStorage', 'register registrationLimit']);
   const fields = configSchema.fields as Record<string, unknown>;
   for (const m of declared) assert.equal(fields[m.config!.key], m.config!.schema, `module ${m.name}: the schema composes another ${m.config!.key}`);
 });

@@ -2,7 +2,7 @@
  * The `pep` configuration section, declared next to the PEP module (pep.ts) and composed into the
  * whole schema by server/config/schema.ts. Kept apart from the module so the schema does not load it.
  */
-import { int, object, section, size, type Infer } from '../../../shared/schema-kit.js';
+import { int, object, section, size } from '../../../shared/schema-kit.js';
 
 export const pepConfigSection = section(
   'pep',
@@ -32,5 +32,3 @@ export const pepConfigSection = section(
     { doc: 'Personal eventing (PEP, XEP-0163): what clients publish on their account (encryption keys, avatars, bookmarks, nickname).' },
   ),
 );
-
-export type PepConfig = Infer<typeof pepConfigSection.schema>;

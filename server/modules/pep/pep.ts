@@ -68,9 +68,9 @@ import {
 } from './node-config.js';
 import { pepAccountData } from './account-data.js';
 
-export const PUBSUB = 'http://jabber.org/protocol/pubsub';
-export const PUBSUB_OWNER = `${PUBSUB}#owner`;
-export const PUBSUB_EVENT = `${PUBSUB}#event`;
+const PUBSUB = 'http://jabber.org/protocol/pubsub';
+const PUBSUB_OWNER = `${PUBSUB}#owner`;
+const PUBSUB_EVENT = `${PUBSUB}#event`;
 const PUBSUB_ERRORS = `${PUBSUB}#errors`;
 
 const AVATAR_DATA = 'urn:xmpp:avatar:data';
