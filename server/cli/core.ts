@@ -3,6 +3,7 @@ import type { Config } from '../config/index.js';
 import { CONFIG_FLAG, UsageError, commandSet, configFrom, readPassword, withStorage, type FlagDefinition } from './kit.js';
 import { startServer } from '../main.js';
 import { runMigrations } from '../storage/datasource.js';
+import { moduleStorages } from '../modules/index.js';
 import { HookBus } from '../core/hooks.js';
 import { LocalSessionRegistry } from '../core/session.js';
 import { AccountService } from '../accounts/service.js';
@@ -82,7 +83,7 @@ export const coreCommands = commandSet(
     server: 'no',
     async run(args) {
       const config = configFrom(args);
-      const applied = await runMigrations(config.storage);
+      const applied = await runMigrations(config.storage, { modules: moduleStorages() });
       console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
       return 0;
     },

@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import { loadConfig, type Config } from '../config/index.js';
 import { openStorage } from '../storage/datasource.js';
 import type { Storage } from '../storage/types.js';
+import type { ModuleStorage } from '../storage/module-storage.js';
 import { UsageError, type ParsedArgs } from '../commands/command.js';
 
 export type { ParsedArgs };
@@ -55,9 +56,12 @@ function promptHidden(prompt: string): Promise<string> {
   });
 }
 
-/** Opens the configured database for a command and closes it afterwards. */
-export async function withStorage<T>(config: Config, fn: (storage: Storage) => Promise<T>): Promise<T> {
-  const storage = await openStorage(config.storage, { migrate: config.storage.migrateOnStart });
+/**
+ * Opens the configured database for a command and closes it afterwards; `modules` are the module
+ * tables the command reads (modules/index.ts moduleStorages()).
+ */
+export async function withStorage<T>(config: Config, fn: (storage: Storage) => Promise<T>, modules: readonly ModuleStorage[] = []): Promise<T> {
+  const storage = await openStorage(config.storage, { migrate: config.storage.migrateOnStart, modules });
   try {
     return await fn(storage);
   } finally {

@@ -1,6 +1,7 @@
 import type { GatehouseModule } from '../core/context.js';
 import { retentionClassesOf } from '../core/module.js';
 import type { RetentionClass } from '../core/retention-class.js';
+import type { ModuleStorage } from '../storage/module-storage.js';
 import { createPingModule } from './ping.js';
 import { createDiscoModule } from './disco.js';
 import { createCapsModule } from './caps/caps.js';
@@ -74,6 +75,11 @@ export function allModules(): GatehouseModule[] {
     createS2sModule(),
     createLogFilesModule(),
   ];
+}
+
+/** The tables of every module (their `storage`): what the CLI opens and migrates with the core's. */
+export function moduleStorages(): ModuleStorage[] {
+  return allModules().flatMap((m) => (m.storage ? [m.storage] : []));
 }
 
 /** Every retention class of every module: what `gatehouse retention run` sweeps. */

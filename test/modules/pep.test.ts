@@ -281,6 +281,28 @@ describe('PEP (XEP-0163)', () => {
     await p.close();
   });
 
+  test('XEP-0398 the other way: a vCard PHOTO becomes the XEP-0084 avatar, and the contact is told', async () => {
+    await contacts(ts, 'vcarder', 'onlooker');
+    const onlooker = await online(ts, 'onlooker', ['urn:xmpp:avatar:metadata']);
+    const v = await loginAs(ts, 'vcarder');
+    const image = Buffer.from('ffd8ffe000104a46494600010100000100010000', 'hex');
+    const id = createHash('sha1').update(image).digest('hex');
+    const set = await v.iq(x('iq', { type: 'set' }, x('vCard', { xmlns: NS.vcard }, x('FN', {}, 'V. Carder'), x('PHOTO', {}, x('TYPE', {}, 'image/jpeg'), x('BINVAL', {}, image.toString('base64'))))));
+    assert.equal(set.attrs.type, 'result');
+    const event = await onlooker.expect(isEvent('urn:xmpp:avatar:metadata'));
+    const info = event.getChild('event', EVENT)!.getChild('items')!.getChild('item')!.getChild('metadata', 'urn:xmpp:avatar:metadata')!.getChild('info')!;
+    assert.deepEqual([info.attrs.id, info.attrs.type, info.attrs.bytes], [id, 'image/jpeg', String(image.length)]);
+    const data = itemsOf(await onlooker.iq(items('vcarder@localhost', 'urn:xmpp:avatar:data', { ids: [id] })));
+    assert.equal(parseXmlText(data[0]![1])!.text(), image.toString('base64'));
+    // The same vCard again changes nothing; disco says the server converts.
+    await v.iq(x('iq', { type: 'set' }, x('vCard', { xmlns: NS.vcard }, x('FN', {}, 'V. C.'), x('PHOTO', {}, x('TYPE', {}, 'image/jpeg'), x('BINVAL', {}, image.toString('base64'))))));
+    assert.equal(await arrived(onlooker, isEvent('urn:xmpp:avatar:metadata')), false);
+    const disco = await v.iq(x('iq', { type: 'get', to: 'vcarder@localhost' }, x('query', { xmlns: NS.discoInfo })));
+    assert.ok(disco.getChild('query', NS.discoInfo)!.getChildren('feature').some((f) => f.attrs.var === 'urn:xmpp:pep-vcard-conversion:0'));
+    await onlooker.close();
+    await v.close();
+  });
+
   test('nickname (XEP-0172), tune, mood and activity pass as generic nodes with the default configuration', async () => {
     await contacts(ts, 'nicky', 'reader');
     const reader = await online(ts, 'reader', ['http://jabber.org/protocol/nick', 'http://jabber.org/protocol/tune']);

@@ -38,7 +38,7 @@
  * payload, nodes per account, bytes per account (core/quota.ts). Over a limit the request gets a
  * stanza error and nothing of it is stored.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import type { StanzaEvent } from '../../core/hooks.js';
 import { replyError, replyResult } from '../../core/iq.js';
@@ -226,13 +226,6 @@ class PepService {
     return this.fail(e, 'feature-not-implemented', pubsubError('unsupported', { feature }));
   }
 
-  /** A node that is not there yet: checks the per-account node limit. */
-  private async roomForNode(e: StanzaEvent, account: Account): Promise<boolean> {
-    if ((await this.repo.countNodes(account.id)) < this.limits.maxNodesPerUser) return true;
-    this.fail(e, 'not-allowed', pubsubError('max-nodes-exceeded'), `at most ${this.limits.maxNodesPerUser} nodes per account`);
-    return false;
-  }
-
   private async publish(e: StanzaEvent, account: Account, publish: Element, options: Element | undefined): Promise<true> {
     const node = publish.attrs.node;
     if (!node) return this.fail(e, 'bad-request', pubsubError('nodeid-required'));
@@ -257,22 +250,40 @@ class PepService {
       if (values.formType !== undefined && values.formType !== PUBLISH_OPTIONS_FORM) return this.fail(e, 'bad-request', pubsubError('invalid-options'));
       fields = values.fields;
     }
-    const serverMax = this.limits.maxItemsPerNode;
+    const outcome = await this.store(account, node, itemId, payload, fields, e.from.bare);
+    if ('refused' in outcome) return this.fail(e, ...outcome.refused);
+    // Notifications first, as Prosody does: when the publisher has the result, they are on their way.
+    await this.broadcast(account, e.to.toBare(), node, outcome.config, () => x('items', { node }, itemElement(itemId, outcome.config.deliverPayloads ? payload : null)));
+    if (node === AVATAR_METADATA) await this.avatarChanged(account, e.to.toBare(), payloads[0]!);
+    return replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB }, x('publish', { node }, x('item', { id: itemId }))));
+  }
 
-    const outcome = await this.writes.run(account.id, async () => {
+  /**
+   * Stores one item (creating the node, with the publish-options as its configuration, when it is
+   * not there yet), within the limits; one account's writes run one at a time. Returns the node's
+   * configuration, or the error that refuses the publish (nothing stored then).
+   */
+  private store(
+    account: Account,
+    node: string,
+    itemId: string,
+    payload: string,
+    fields: Map<string, string[]> | null,
+    publisher: string,
+  ): Promise<{ config: NodeConfig } | { refused: [string, Element | undefined, string | undefined] }> {
+    const serverMax = this.limits.maxItemsPerNode;
+    return this.writes.run(account.id, async () => {
       let row = await this.repo.node(account.id, node);
       let config: NodeConfig;
       if (!row) {
         const wanted = fields ? checkPreconditions(null, fields, serverMax) : { ok: true as const, config: defaultConfig() };
-        if (!wanted.ok) {
-          return wanted.kind === 'unmet' ? this.fail(e, 'conflict', pubsubError('precondition-not-met'), wanted.text) : this.fail(e, 'not-acceptable', undefined, wanted.text);
-        }
+        if (!wanted.ok) return { refused: wanted.kind === 'unmet' ? ['conflict', pubsubError('precondition-not-met'), wanted.text] : ['not-acceptable', undefined, wanted.text] };
         config = wanted.config;
       } else {
         config = parseStoredConfig(row.config);
         if (fields) {
           const met = checkPreconditions(config, fields, serverMax);
-          if (!met.ok) return this.fail(e, 'conflict', pubsubError('precondition-not-met'), met.text);
+          if (!met.ok) return { refused: ['conflict', pubsubError('precondition-not-met'), met.text] };
         }
       }
       const adding = { items: config.persist ? 1 : 0, bytes: config.persist ? xmlBytes(itemId) + xmlBytes(payload) : 0 };
@@ -280,21 +291,20 @@ class PepService {
       if (adding.bytes > 0) {
         const usage = await this.repo.usage(account.id, row ? { nodeId: row.id, itemId } : undefined);
         const quota = checkQuota(usage, adding, { maxBytes: this.limits.maxBytesPerUser }, 'PEP storage');
-        if (!quota.ok) return this.fail(e, 'resource-constraint', undefined, quota.text);
+        if (!quota.ok) return { refused: ['resource-constraint', undefined, quota.text] };
       }
       if (!row) {
-        if (!(await this.roomForNode(e, account))) return true;
+        if ((await this.repo.countNodes(account.id)) >= this.limits.maxNodesPerUser) return { refused: this.nodeLimit() };
         row = await this.repo.createNode(account.id, node, storedConfig(config), this.ctx.clock.now());
-        if (!row) return this.fail(e, 'conflict');
+        if (!row) return { refused: ['conflict', undefined, undefined] };
       }
-      if (config.persist) await this.repo.publish(row.id, { itemId, payload, publisher: e.from.bare }, this.ctx.clock.now(), itemLimit(config, serverMax));
-      return { row, config };
+      if (config.persist) await this.repo.publish(row.id, { itemId, payload, publisher }, this.ctx.clock.now(), itemLimit(config, serverMax));
+      return { config };
     });
-    if (outcome === true) return true;
-    // Notifications first, as Prosody does: when the publisher has the result, they are on their way.
-    await this.broadcast(account, e.to.toBare(), node, outcome.config, () => x('items', { node }, itemElement(itemId, outcome.config.deliverPayloads ? payload : null)));
-    if (node === AVATAR_METADATA) await this.avatarChanged(account, e.to.toBare(), payloads[0]!);
-    return replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB }, x('publish', { node }, x('item', { id: itemId }))));
+  }
+
+  private nodeLimit(): [string, Element, string] {
+    return ['not-allowed', pubsubError('max-nodes-exceeded'), `at most ${this.limits.maxNodesPerUser} nodes per account`];
   }
 
   /** XEP-0398: a published avatar (its metadata names the data item) goes to the vCard too. */
@@ -309,6 +319,37 @@ class PepService {
     const data = item ? parseXmlText(item.payload) : null;
     if (!data || data.name !== 'data') return;
     await this.ctx.hooks.emit('pep/avatar', { account, jid: owner, photo: { type: info.attrs.type ?? 'image/png', data: data.text().replace(/\s+/g, '') } });
+  }
+
+  /**
+   * XEP-0398, the other way: a vCard PHOTO the owner stored becomes the XEP-0084 avatar (data and
+   * metadata, notified like a publish), unless the avatar already is that image. Nothing is
+   * published when it would break a limit; the vCard itself is stored either way.
+   */
+  async fromVcard(account: Account, owner: Jid, photo: { type: string; data: string } | null): Promise<void> {
+    const metaNode = await this.repo.node(account.id, AVATAR_METADATA);
+    const [current] = metaNode ? await this.repo.items(metaNode.id, 1) : [];
+    let metadata: Element;
+    let id: string;
+    if (!photo) {
+      if (!current || parseXmlText(current.payload)?.elements.length === 0) return;
+      metadata = x('metadata', { xmlns: AVATAR_METADATA });
+      id = 'current';
+    } else {
+      const bytes = Buffer.from(photo.data, 'base64');
+      if (bytes.length === 0) return;
+      id = createHash('sha1').update(bytes).digest('hex');
+      if (current?.itemId === id) return;
+      const data = x('data', { xmlns: AVATAR_DATA }, bytes.toString('base64'));
+      if (xmlBytes(data.toString()) > this.limits.maxItemBytes) return this.ctx.log.debug('pep: a vCard photo too big for an avatar item', { bytes: bytes.length });
+      const stored = await this.store(account, AVATAR_DATA, id, data.toString(), null, owner.bare);
+      if ('refused' in stored) return this.ctx.log.debug('pep: a vCard photo not converted', { reason: stored.refused[0] });
+      await this.broadcast(account, owner, AVATAR_DATA, stored.config, () => x('items', { node: AVATAR_DATA }, itemElement(id, stored.config.deliverPayloads ? data.toString() : null)));
+      metadata = x('metadata', { xmlns: AVATAR_METADATA }, x('info', { id, bytes: String(bytes.length), type: photo.type || 'image/png' }));
+    }
+    const stored = await this.store(account, AVATAR_METADATA, id, metadata.toString(), null, owner.bare);
+    if ('refused' in stored) return this.ctx.log.debug('pep: a vCard photo not converted', { reason: stored.refused[0] });
+    await this.broadcast(account, owner, AVATAR_METADATA, stored.config, () => x('items', { node: AVATAR_METADATA }, itemElement(id, stored.config.deliverPayloads ? metadata.toString() : null)));
   }
 
   private async retract(e: StanzaEvent, account: Account, retract: Element): Promise<true> {
@@ -345,7 +386,7 @@ class PepService {
     }
     return this.writes.run(account.id, async () => {
       if (await this.repo.node(account.id, node)) return this.fail(e, 'conflict');
-      if (!(await this.roomForNode(e, account))) return true;
+      if ((await this.repo.countNodes(account.id)) >= this.limits.maxNodesPerUser) return this.fail(e, ...this.nodeLimit());
       const quota = checkQuota(await this.repo.usage(account.id), { items: 0, bytes: xmlBytes(node) + xmlBytes(storedConfig(config)) }, { maxBytes: this.limits.maxBytesPerUser }, 'PEP storage');
       if (!quota.ok) return this.fail(e, 'resource-constraint', undefined, quota.text);
       const row = await this.repo.createNode(account.id, node, storedConfig(config), this.ctx.clock.now());
@@ -587,13 +628,14 @@ export function createPepModule(): GatehouseModule {
         note: 'PEP subset: publish (auto-create, publish-options), retract, items, create, configure, default, delete, purge; no explicit subscriptions or affiliations; limits pep.*',
       },
       { id: 'XEP-0223', version: '1.1.1', status: 'complete', note: 'private (whitelist) nodes readable by the owner only' },
-      { id: 'XEP-0398', version: '0.3.1', status: 'partial', note: 'a published XEP-0084 avatar becomes the vCard PHOTO' },
+      { id: 'XEP-0398', version: '0.3.1', status: 'partial', note: 'a published XEP-0084 avatar becomes the vCard PHOTO and a vCard PHOTO the avatar; no vcard-temp:x:update in presence' },
     ],
     load(ctx) {
       const pep = new PepService(ctx);
       ctx.disco.accountIdentities.push({ category: 'pubsub', type: 'pep' });
-      ctx.disco.addAccountFeature(PUBSUB, ...FEATURES.map((f) => `${PUBSUB}#${f}`));
+      ctx.disco.addAccountFeature(PUBSUB, ...FEATURES.map((f) => `${PUBSUB}#${f}`), 'urn:xmpp:pep-vcard-conversion:0');
       ctx.hooks.on(`iq-get/bare/${PUBSUB}:pubsub`, (e) => pep.get(e));
+      ctx.hooks.on('vcard/photo', ({ account, jid, photo }) => pep.fromVcard(account, jid, photo));
       ctx.hooks.on(`iq-set/bare/${PUBSUB}:pubsub`, (e) => pep.set(e));
       ctx.hooks.on(`iq-get/bare/${PUBSUB_OWNER}:pubsub`, (e) => pep.ownerGet(e));
       ctx.hooks.on(`iq-set/bare/${PUBSUB_OWNER}:pubsub`, (e) => pep.ownerSet(e));

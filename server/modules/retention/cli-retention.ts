@@ -8,7 +8,7 @@ import { LocalSessionRegistry } from '../../core/session.js';
 import { systemClock } from '../../../shared/clock.js';
 import { Logger } from '../../../shared/logger.js';
 import { runRetention, type RetentionEnv } from './retention.js';
-import { retentionClasses } from '../index.js';
+import { moduleStorages, retentionClasses } from '../index.js';
 
 export const retentionCommands = commandSet(
   {
@@ -24,7 +24,7 @@ export const retentionCommands = commandSet(
       const results = await withStorage(config, (storage) => {
         const env: RetentionEnv = { config, storage, log, clock: systemClock, hooks: new HookBus(), sessions: new LocalSessionRegistry(), retentionClasses: retentionClasses() };
         return runRetention(env, { dryRun });
-      });
+      }, moduleStorages());
       const width = Math.max(...results.map((r) => r.name.length), 10);
       for (const r of results) {
         const what = r.error ? `FAILED: ${r.error}` : `${r.count} ${dryRun ? 'would be deleted' : 'deleted'}`;
