@@ -21,18 +21,25 @@
  * - roster: those contacts in one of `pubsub#roster_groups_allowed`;
  * - whitelist: the owner only (private nodes, XEP-0223).
  * A read the requester may not make gets `item-not-found`, exactly the answer for a node that does
- * not exist and for an account that does not exist: XEP-0060 6.5.9 would name the access model
- * (not-authorized with presence-subscription-required, not-allowed with closed-node...), which
- * tells the requester that the node exists and how it is configured. Prosody answers the same way
- * for nodes one may not see. A request to change another account's nodes gets `forbidden`, whether
- * or not that account exists.
+ * not exist (XEP-0060 6.5.9.11) and for an account that does not exist. The access-model errors of
+ * XEP-0060 6.5.9 (not-authorized with presence-subscription-required, not-allowed with
+ * closed-node, ...) would tell the requester that the node exists and how it is configured.
+ * Prosody 0.12 (util/pubsub.lua get_items) checks access before existence and answers `forbidden`,
+ * so a stranger learns nothing there either, but a contact can tell a private node from a missing
+ * one; here nobody can. A request to change another account's nodes gets `forbidden`, whether or
+ * not that account exists.
  *
  * Notifications (type headline, from the bare JID) go to the owner's available resources and to
  * the available resources of the contacts the access model allows, each only when its entity
- * capabilities include NODE+notify. A contact on another server is reached through the router like
- * any stanza from the account. The last published item (with its XEP-0203 delay) is sent when a
- * resource with +notify becomes available, for nodes with send_last_published_item
+ * capabilities include NODE+notify; they are sent before the publisher's IQ result, so when the
+ * publisher has its answer every notification is on its way. A contact on another server is
+ * reached through the router like any stanza from the account (and not at all when the owner has
+ * blocked it: the blocking module drops it). The last published item (with its XEP-0203 delay) is
+ * sent when a resource with +notify becomes available, for nodes with send_last_published_item
  * on_sub_and_presence, and only when the access model allows it.
+ *
+ * XEP-0398: a published avatar becomes the vCard PHOTO ('pep/avatar', handled by the vCard module)
+ * and a vCard PHOTO the owner stores becomes the avatar ('vcard/photo', handled here).
  *
  * Limits (pep.*): items per node (`max_items` may not exceed it; 'max' means it), the size of one
  * payload, nodes per account, bytes per account (core/quota.ts). Over a limit the request gets a
@@ -252,7 +259,6 @@ class PepService {
     }
     const outcome = await this.store(account, node, itemId, payload, fields, e.from.bare);
     if ('refused' in outcome) return this.fail(e, ...outcome.refused);
-    // Notifications first, as Prosody does: when the publisher has the result, they are on their way.
     await this.broadcast(account, e.to.toBare(), node, outcome.config, () => x('items', { node }, itemElement(itemId, outcome.config.deliverPayloads ? payload : null)));
     if (node === AVATAR_METADATA) await this.avatarChanged(account, e.to.toBare(), payloads[0]!);
     return replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB }, x('publish', { node }, x('item', { id: itemId }))));
