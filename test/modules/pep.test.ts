@@ -470,4 +470,16 @@ describe('PEP limits: a full quota gets a stanza error, never silent loss', () =
     assert.equal(parseXmlText(stored[1]![1])!.text()[0], 'z');
     await c.close();
   });
+
+  test('a configuration that would go over pep.maxBytesPerUser is refused and the old one stays', async () => {
+    const c = await loginAs(ts, 'configurer');
+    assert.equal((await c.iq(publish('urn:example:conf', x('p', { xmlns: 'urn:example:conf' })))).attrs.type, 'result');
+    const groups = Array.from({ length: 40 }, (_, i) => `group ${i} `.padEnd(100, '.'));
+    const r = await c.iq(owner('set', x('configure', { node: 'urn:example:conf' }, form(`${PUBSUB}#node_config`, { 'pubsub#access_model': 'roster', 'pubsub#roster_groups_allowed': groups }))));
+    assert.equal(errorOf(r)[0], 'resource-constraint');
+    const config = await c.iq(owner('get', x('configure', { node: 'urn:example:conf' })));
+    const access = config.getChild('pubsub', OWNER)!.getChild('configure')!.getChild('x', NS.dataForms)!.getChildren('field').find((f) => f.attrs.var === 'pubsub#access_model');
+    assert.equal(access!.getChildText('value'), 'presence');
+    await c.close();
+  });
 });

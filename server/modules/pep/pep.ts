@@ -444,6 +444,9 @@ class PepService {
         if (values.formType !== undefined && values.formType !== NODE_CONFIG_FORM) return this.fail(e, 'bad-request', pubsubError('invalid-options'));
         const applied = applyFields(config, values.fields, serverMax);
         if (!applied.ok) return this.fail(e, 'not-acceptable', undefined, applied.text);
+        const growth = xmlBytes(storedConfig(applied.config)) - xmlBytes(row.config);
+        const quota = checkQuota(await this.repo.usage(account.id), { items: 0, bytes: growth }, { maxBytes: this.limits.maxBytesPerUser }, 'PEP storage');
+        if (!quota.ok) return this.fail(e, 'resource-constraint', undefined, quota.text);
         await this.repo.setConfig(row.id, storedConfig(applied.config));
         if (!applied.config.persist) await this.repo.purge(row.id);
         else await this.repo.trim(row.id, itemLimit(applied.config, serverMax));
