@@ -46,6 +46,12 @@ for (const target of storageTargets()) {
       assert.equal(await repo.retract(node.id, '1'), false);
       assert.equal(await repo.countNodes(a.id), 1);
       assert.deepEqual(await repo.nodesOver(0), [node.id]);
+      const other = (await storage.accounts.create('pep-order-2', 'localhost', [], new Date()))!;
+      await repo.createNode(other.id, 'http://jabber.org/protocol/nick', '{}', new Date());
+      await repo.createNode(other.id, 'urn:example:unwanted', '{}', new Date());
+      const found = await repo.nodesOfAccounts('localhost', ['pep-order', 'pep-order-2', 'nobody'], ['urn:xmpp:omemo:2:bundles', 'http://jabber.org/protocol/nick']);
+      assert.deepEqual(found.map((n) => `${n.username} ${n.node}`).sort(), ['pep-order urn:xmpp:omemo:2:bundles', 'pep-order-2 http://jabber.org/protocol/nick']);
+      assert.deepEqual(await repo.nodesOfAccounts('elsewhere.example', ['pep-order'], ['urn:xmpp:omemo:2:bundles']), []);
     });
 
     it('counts usage in UTF-8 bytes across nodes, leaving out a replaced item', async () => {
