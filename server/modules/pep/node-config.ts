@@ -7,8 +7,10 @@
 import { x, type Element } from '../../../shared/xml/element.js';
 import { NS } from '../../../shared/ns.js';
 
-export const NODE_CONFIG_FORM = 'http://jabber.org/protocol/pubsub#node_config';
-export const PUBLISH_OPTIONS_FORM = 'http://jabber.org/protocol/pubsub#publish-options';
+export const PUBSUB = 'http://jabber.org/protocol/pubsub';
+export const PUBSUB_OWNER = `${PUBSUB}#owner`;
+export const NODE_CONFIG_FORM = `${PUBSUB}#node_config`;
+export const PUBLISH_OPTIONS_FORM = `${PUBSUB}#publish-options`;
 
 export const ACCESS_MODELS = ['open', 'presence', 'roster', 'whitelist'] as const;
 export type AccessModel = (typeof ACCESS_MODELS)[number];

@@ -61,6 +61,8 @@ import { parseXmlText } from '../../../shared/xml/parse-xml.js';
 import { pepConfigSection } from './pep-config.js';
 import { PEP_LIMITS, pepStorage, type PepNodeRow, type PepRepository } from './storage.js';
 import {
+  PUBSUB,
+  PUBSUB_OWNER,
   NODE_CONFIG_FORM,
   PUBLISH_OPTIONS_FORM,
   applyFields,
@@ -75,8 +77,6 @@ import {
 } from './node-config.js';
 import { pepAccountData } from './account-data.js';
 
-const PUBSUB = 'http://jabber.org/protocol/pubsub';
-const PUBSUB_OWNER = `${PUBSUB}#owner`;
 const PUBSUB_EVENT = `${PUBSUB}#event`;
 const PUBSUB_ERRORS = `${PUBSUB}#errors`;
 
