@@ -13,7 +13,7 @@
  * is imported with the default configuration.
  */
 import type { AccountDataPart } from '../../core/context.js';
-import type { Account, Storage } from '../../storage/types.js';
+import type { Account, Storage } from '../../../storage/types.js';
 import { NS } from '../../../shared/ns.js';
 import { x, type Element } from '../../../shared/xml/element.js';
 import { parseXmlText } from '../../../shared/xml/parse-xml.js';

@@ -177,6 +177,8 @@ export type Parsed = { ok: true; config: NodeConfig } | { ok: false; text: strin
 export function applyFields(base: NodeConfig, fields: Map<string, string[]>, serverMax: number, unknown: string[] = []): Parsed {
   const config: NodeConfig = { ...base, groups: [...base.groups] };
   for (const [name, values] of fields) {
+    // An empty field in a submitted form sets nothing (but an empty list of groups is a value).
+    if (values.length === 0 && name !== 'pubsub#roster_groups_allowed') continue;
     const v = values[0];
     const bad = (): Parsed => ({ ok: false, text: `${name}: unsupported value` });
     switch (name) {

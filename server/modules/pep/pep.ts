@@ -53,12 +53,12 @@ import { checkQuota, KeyedSerial, xmlBytes } from '../../core/quota.js';
 import { mayViewPresenceInfo } from '../../core/subscription-states.js';
 import type { RetentionClass } from '../../core/retention-class.js';
 import type { ErrorType } from '../../../shared/xml/stanza-errors.js';
-import type { Account, RosterItem } from '../../storage/types.js';
+import type { Account, RosterItem } from '../../../storage/types.js';
 import { Jid } from '../../../shared/jid.js';
 import { NS } from '../../../shared/ns.js';
 import { Element, x } from '../../../shared/xml/element.js';
 import { parseXmlText } from '../../../shared/xml/parse-xml.js';
-import { pepConfigSection } from './pep-config.js';
+import { pepConfigSection } from './config.js';
 import { PEP_LIMITS, pepStorage, type PepNodeRow, type PepRepository } from './storage.js';
 import {
   PUBSUB,

@@ -14,9 +14,9 @@
  */
 import { EntitySchema, Table, type MigrationInterface, type QueryRunner, type TableColumnOptions, type ValueTransformer } from 'typeorm';
 import type { EntityManager } from 'typeorm';
-import { dialectOf, mysqlBinaryCollation } from '../../../migrations/kit.js';
-import { ID_CHUNK, checkId, checkText, isUniqueViolation, type Db } from '../../storage/db.js';
-import type { ModuleStorage } from '../../storage/module-storage.js';
+import { dialectOf, mysqlBinaryCollation } from '../../../storage/migrations/kit.js';
+import { ID_CHUNK, checkId, checkText, isUniqueViolation, type Db } from '../../../storage/db.js';
+import type { ModuleStorage } from '../../../storage/module-storage.js';
 
 /** Longest node name and item id stored (characters). */
 export const PEP_LIMITS = { node: 255, itemId: 255, publisher: 640 } as const;
