@@ -294,9 +294,6 @@ describe('migration from ejabberd (ejabberdctl export_piefxis)', { skip: skipWit
           const vcard = (await getVcard(alice)).getChild('vCard', NS.vcard);
           assert.equal(vcard?.getChildText('FN'), 'Alice Ejabberd');
           assert.equal(vcard?.getChildText('NICKNAME'), 'ali');
-          // The PEP nodes came along (the PEP module's part of the import): her tune is there.
-          const tune = await alice.iq(x('iq', { type: 'get' }, x('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' }, x('items', { node: 'http://jabber.org/protocol/tune' }))));
-          assert.equal(tune.getChild('pubsub')?.getChild('items')?.getChild('item')?.getChild('tune', 'http://jabber.org/protocol/tune')?.getChildText('artist'), 'Yes', String(tune));
           const conference = (await getBookmarks(alice)).getChild('query', NS.privateXml)?.getChild('storage', 'storage:bookmarks')?.getChild('conference');
           assert.deepEqual(conference?.attrs, { jid: 'room@muc.example', autojoin: 'true', name: 'Room' });
           const first = alice.expect((el) => el.name === 'message' && el.getChildText('body') === 'Hello while you were away');
