@@ -636,8 +636,8 @@ export function createPepModule(): GatehouseModule {
       {
         id: 'XEP-0163',
         version: '1.2.2',
-        status: 'complete',
-        note: 'notifications by +notify in entity capabilities (caps module); last item on available presence; access models on every read and notification',
+        status: 'partial',
+        note: 'notifications by +notify in entity capabilities (caps module); last item on available presence (from a remote contact only while the owner is online: the caps module learns remote caps only then); access models on every read and notification',
       },
       {
         id: 'XEP-0060',
