@@ -126,6 +126,21 @@ for (const target of storageTargets()) {
       assert.equal(renderExport(await exportAccounts(storage, [{ username: 'pep-export', host: 'localhost' }], [part])).replace(/createdAt=['"][^'"]*['"]/, ''), xml.replace(/createdAt=['"][^'"]*['"]/, ''));
     });
 
+    it('P11 the retention class trims nodes over a lowered pep.maxItemsPerNode, oldest first; a dry run only counts', async () => {
+      const cls = createPepModule().retention![0]!;
+      const a = (await storage.accounts.create('pep-sweep', 'localhost', [], new Date()))!;
+      const node = (await repo.createNode(a.id, 'urn:example:many', '{"maxItems":"max"}', new Date()))!;
+      for (const id of ['1', '2', '3', '4', '5']) await repo.publish(node.id, { itemId: id, payload: `<n xmlns='urn:example'>${id}</n>`, publisher: null }, new Date(), 100);
+      const env = { config: { pep: { maxItemsPerNode: 2 } }, storage } as unknown as Parameters<typeof cls.run>[0];
+      assert.equal(cls.clause, 'P11');
+      assert.ok((await cls.run(env, new Date(), { dryRun: true, batch: 10 })) >= 3);
+      assert.equal((await repo.items(node.id)).length, 5, 'a dry run deletes nothing');
+      await cls.run(env, new Date(), { dryRun: false, batch: 10 });
+      assert.deepEqual((await repo.items(node.id)).map((i) => i.itemId), ['4', '5']);
+      await cls.run(env, new Date(), { dryRun: false, batch: 10 });
+      assert.deepEqual((await repo.items(node.id)).map((i) => i.itemId), ['4', '5'], 'idempotent');
+    });
+
     it('P23 an import with a broken PEP part is refused before anything is written', async () => {
       const part = createPepModule().accountData!;
       const doc = `<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><user name='pep-bad'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:x'><item id='1'><a xmlns='urn:x'/><b xmlns='urn:x'/></item></items></pubsub></user></host></server-data>`;
