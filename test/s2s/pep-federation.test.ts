@@ -81,4 +81,37 @@ describe('PEP between two servers (P16, P18)', () => {
     assert.deepEqual(errorOf(await bob.iq(items('alice@a.test', 'urn:xmpp:bookmarks:1'))), ['item-not-found', undefined]);
     assert.equal(bob.received.some(isEvent('urn:xmpp:bookmarks:1')), false, 'the private node never crossed the link');
   });
+
+  test('XEP-0163 4.3.4 a remote contact coming online gets the last item while the owner has no resource online; its unavailable presence is forgotten', async () => {
+    const dave = await account(a, 'dave@a.test', 'carol@b.test');
+    dave.send(x('presence'));
+    await dave.expect((el) => el.name === 'presence' && el.attrs.from === dave.jid);
+    assert.equal((await dave.iq(publish(NICK, x('nick', { xmlns: NICK }, 'Dave')))).attrs.type, 'result');
+    dave.send(x('presence', { type: 'unavailable' }));
+    await dave.close();
+    assert.equal(a.server.ctx.sessions.ofAccount('dave@a.test').some((s) => s.available), false);
+
+    const carol = await account(b, 'carol@b.test', 'dave@a.test');
+    const info = { identities: [{ category: 'client', type: 'phone', name: 'remote' }], features: [NS.caps, NS.discoInfo, `${NICK}+notify`].sort(), forms: [] };
+    carol.autoAnswer(
+      (el) => el.name === 'iq' && el.attrs.type === 'get' && el.getChild('query', NS.discoInfo) !== undefined,
+      (q) =>
+        x('iq', { type: 'result', id: q.attrs.id, to: q.attrs.from }, x('query', { xmlns: NS.discoInfo, node: q.getChild('query', NS.discoInfo)!.attrs.node }, x('identity', { category: 'client', type: 'phone', name: 'remote' }), info.features.map((f) => x('feature', { var: f })))),
+    );
+    carol.send(x('presence', {}, x('c', { xmlns: NS.caps, hash: 'sha-1', node: 'https://remote.example/phone', ver: capsVer(info, 'sha-1')! })));
+    const last = await carol.expect(isEvent(NICK));
+    assert.equal(last.attrs.from, 'dave@a.test');
+    assert.equal(last.attrs.to, carol.jid);
+    assert.ok(last.getChild('delay', NS.delay), 'the last item carries its delay');
+    assert.equal(last.getChild('event', EVENT)!.getChild('items')!.getChild('item')!.firstElement()!.text(), 'Dave');
+
+    // What dave's service learnt about carol's client lives until she goes unavailable.
+    const caps = a.server.ctx.services.need('caps');
+    assert.deepEqual(caps.availableResources('dave@a.test', 'carol@b.test').map((r) => r.jid), [carol.jid]);
+    carol.send(x('presence', { type: 'unavailable' }));
+    // The read is answered after dave's server has taken the presence sent before it on the same link.
+    assert.equal((await carol.iq(items('dave@a.test', NICK))).attrs.type, 'result');
+    assert.deepEqual(caps.availableResources('dave@a.test', 'carol@b.test'), []);
+    await carol.close();
+  });
 });
