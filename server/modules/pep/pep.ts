@@ -36,7 +36,8 @@
  * reached through the router like any stanza from the account (and not at all when the owner has
  * blocked it: the blocking module drops it). The last published item (with its XEP-0203 delay) is
  * sent when a resource with +notify becomes available, for nodes with send_last_published_item
- * on_sub_and_presence, and only when the access model allows it.
+ * on_sub_and_presence, and only when the access model allows it; whether the owner is online does
+ * not matter (XEP-0163 4.3.4: the service at the bare JID gets the contact's presence either way).
  *
  * XEP-0398: a published avatar becomes the vCard PHOTO ('pep/avatar', handled by the vCard module)
  * and a vCard PHOTO the owner stores becomes the avatar ('vcard/photo', handled here).
@@ -637,7 +638,9 @@ export function createPepModule(): GatehouseModule {
         id: 'XEP-0163',
         version: '1.2.2',
         status: 'partial',
-        note: 'notifications by +notify in entity capabilities (caps module); last item on available presence (from a remote contact only while the owner is online: the caps module learns remote caps only then); access models on every read and notification',
+        note:
+          'notifications by +notify in entity capabilities (caps module); last item on available presence of local and remote contacts, the owner online or not; access models on every read and notification. ' +
+          'Missing: explicit subscribe/unsubscribe and the subscriber affiliation (section 5 MUST), the XEP-0033 replyto address (SHOULD), leaving out resources with a negative priority',
       },
       {
         id: 'XEP-0060',
