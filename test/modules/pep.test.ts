@@ -274,6 +274,12 @@ describe('PEP (XEP-0163)', () => {
     const photo = vcard.getChild('vCard', NS.vcard)!.getChild('PHOTO')!;
     assert.equal(photo.getChildText('TYPE'), 'image/png');
     assert.equal(photo.getChildText('BINVAL'), data);
+    // Data that is not the image its id names (XEP-0398 3.1): the vCard keeps the last good one.
+    const wrong = 'ab'.repeat(20);
+    await p.iq(publish('urn:xmpp:avatar:data', x('data', { xmlns: 'urn:xmpp:avatar:data' }, Buffer.from('not that image').toString('base64')), wrong));
+    await p.iq(publish('urn:xmpp:avatar:metadata', x('metadata', { xmlns: 'urn:xmpp:avatar:metadata' }, x('info', { bytes: '14', id: wrong, type: 'image/png' })), wrong));
+    const kept = await p.iq(x('iq', { type: 'get' }, x('vCard', { xmlns: NS.vcard })));
+    assert.equal(kept.getChild('vCard', NS.vcard)!.getChild('PHOTO')!.getChildText('BINVAL'), data);
     // Disabling the avatar (empty metadata) removes the PHOTO.
     await p.iq(publish('urn:xmpp:avatar:metadata', x('metadata', { xmlns: 'urn:xmpp:avatar:metadata' }), 'current'));
     const after = await p.iq(x('iq', { type: 'get' }, x('vCard', { xmlns: NS.vcard })));

@@ -39,8 +39,10 @@
  * on_sub_and_presence, and only when the access model allows it; whether the owner is online does
  * not matter (XEP-0163 4.3.4: the service at the bare JID gets the contact's presence either way).
  *
- * XEP-0398: a published avatar becomes the vCard PHOTO ('pep/avatar', handled by the vCard module)
- * and a vCard PHOTO the owner stores becomes the avatar ('vcard/photo', handled here).
+ * XEP-0398: a published avatar becomes the vCard PHOTO ('pep/avatar', handled by the vCard module,
+ * which also puts the photo's hash into the owner's presence) and a vCard PHOTO the owner stores
+ * becomes the avatar ('vcard/photo', handled here). An avatar whose data is not the image its id
+ * (SHA-1) names is not converted.
  *
  * Limits (pep.*): items per node (`max_items` may not exceed it; 'max' means it), the size of one
  * payload, nodes per account, bytes per account (core/quota.ts). Over a limit the request gets a
@@ -322,7 +324,12 @@ class PepService {
     const item = dataNode ? await this.repo.item(dataNode.id, info.attrs.id!) : null;
     const data = item ? parseXmlText(item.payload) : null;
     if (!data || data.name !== 'data') return;
-    await this.ctx.hooks.emit('pep/avatar', { account, jid: owner, photo: { type: info.attrs.type ?? 'image/png', data: data.text().replace(/\s+/g, '') } });
+    const base64 = data.text().replace(/\s+/g, '');
+    // XEP-0398 3.1: the image must be the one the id (its SHA-1, XEP-0084) names.
+    if (createHash('sha1').update(Buffer.from(base64, 'base64')).digest('hex') !== info.attrs.id!.toLowerCase()) {
+      return this.ctx.log.debug('pep: an avatar whose data does not match its id is not converted');
+    }
+    await this.ctx.hooks.emit('pep/avatar', { account, jid: owner, photo: { type: info.attrs.type ?? 'image/png', data: base64 } });
   }
 
   /**
@@ -649,7 +656,12 @@ export function createPepModule(): GatehouseModule {
         note: 'PEP subset: publish (auto-create, publish-options), retract, items, create, configure, default, delete, purge; no explicit subscriptions or affiliations; limits pep.*',
       },
       { id: 'XEP-0223', version: '1.1.1', status: 'complete', note: 'private (whitelist) nodes readable by the owner only' },
-      { id: 'XEP-0398', version: '0.3.1', status: 'partial', note: 'a published XEP-0084 avatar becomes the vCard PHOTO and a vCard PHOTO the avatar; no vcard-temp:x:update in presence' },
+      {
+        id: 'XEP-0398',
+        version: '0.3.1',
+        status: 'complete',
+        note: "a published XEP-0084 avatar (its SHA-1 checked against the id) becomes the vCard PHOTO and a vCard PHOTO the avatar; the PHOTO's hash in every available presence, broadcast and directed (the vCard module's part)",
+      },
     ],
     load(ctx) {
       const pep = new PepService(ctx);
