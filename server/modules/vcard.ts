@@ -97,7 +97,7 @@ class AvatarPresence {
    * The avatar changed: each available resource whose last broadcast carries another hash
    * broadcasts it again with the new one, as if its client had sent it (contacts and the
    * account's own resources, like any presence update). Directed presence is not sent again
-   * (XEP-0398 6: clients may send it again themselves).
+   * (XEP-0398, Implementation Notes: clients may send it again themselves).
    */
   async changed(jid: Jid, photo: { data: string } | null): Promise<void> {
     const bare = jid.bare;
