@@ -54,7 +54,8 @@ class Peer(slixmpp.ClientXMPP):
         self.send_presence()
         await self.get_roster()
         emit("session_start", jid=str(self.boundjid), mechanism=self["feature_mechanisms"].mech.name if self["feature_mechanisms"].mech else None, tls=self.is_connected())
-        asyncio.ensure_future(self.read_commands())
+        # Kept: the event loop holds tasks weakly, and an unreferenced one may be collected mid-await.
+        self.commands = asyncio.ensure_future(self.read_commands())
 
     def on_message(self, msg):
         if msg["type"] not in ("chat", "normal"):
