@@ -6,10 +6,11 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { startTestServer, ensureAccount, type TestServer } from '../helpers/server.js';
 import { skipWithout } from '../helpers/requirements.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
-import { contacts } from '../modules/pep-helpers.js';
+import { contacts, rosterItem } from '../modules/pep-helpers.js';
 import { SlixmppPeer, type PeerEvent } from './slixmpp-peer.js';
 
 const AXOLOTL = 'eu.siacs.conversations.axolotl';
@@ -211,6 +212,32 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
     assert.equal(bob.events(node).length, 2);
   });
 
+  test('P16 the roster access model set through slixmpp\'s configure form (roster_groups_allowed as list-multi): the contact in the group reads and is told of the deletion, the contact outside it neither', async () => {
+    await rosterItem(ts, 'rgalice', 'rgbob', 'both', ['Friends']);
+    await rosterItem(ts, 'rgbob', 'rgalice', 'both');
+    await contacts(ts, 'rgalice', 'rgcarol');
+    const node = 'http://jabber.org/protocol/geoloc';
+    const alice = await online('rgalice');
+    const bob = await online('rgbob', { interests: [node] });
+    const carol = await online('rgcarol', { interests: [node] });
+
+    const geoloc = `<geoloc xmlns='${node}'><locality>Athens</locality></geoloc>`;
+    await alice.ok({ cmd: 'publish', node, id: 'current', payload: geoloc });
+    await alice.ok({ cmd: 'configure', node, fields: { 'pubsub#access_model': 'roster', 'pubsub#roster_groups_allowed': ['Friends'] } });
+    const config = (await alice.ok({ cmd: 'get_config', node })).fields as Record<string, unknown>;
+    assert.deepEqual([config['pubsub#access_model'], config['pubsub#roster_groups_allowed']], ['roster', ['Friends']]);
+
+    const read = await bob.ok({ cmd: 'get_items', jid: 'rgalice@localhost', node });
+    assert.deepEqual((read.items as [string, string][]).map(([id, xml]) => [id, canonical(xml)]), [['current', canonical(geoloc)]]);
+    assert.equal((await carol.fails({ cmd: 'get_items', jid: 'rgalice@localhost', node })).condition, 'item-not-found');
+
+    const deleted = bob.peer.expect((e) => e.event === 'delete' && e.node === node, 'the deletion at rgbob');
+    await alice.ok({ cmd: 'delete', node });
+    assert.equal((await deleted).frm, 'rgalice@localhost');
+    await carol.settled();
+    assert.deepEqual(carol.peer.log.filter((e) => e.event === 'delete'), []);
+  });
+
   test('P11 P16 a whitelist bookmark node (XEP-0402) from slixmpp: the owner\'s other resource reads it and gets the event, a contact and a stranger get item-not-found and no event', async () => {
     await contacts(ts, 'bmalice', 'bmbob');
     const desktop = await online('bmalice', { resource: 'desktop' });
@@ -311,6 +338,26 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
       stranger.peer.log.filter((e) => e.event === 'avatar_metadata' || e.event === 'items'),
       [],
     );
+  });
+
+  test('XEP-0398 with slixmpp: an avatar from xep_0084 is the vCard PHOTO xep_0054 reads; a vCard PHOTO set by xep_0153 reaches the contact\'s xep_0084', async () => {
+    await contacts(ts, 'vcalice', 'vcbob');
+    const alice = await online('vcalice', { plugins: ['xep_0084', 'xep_0054', 'xep_0153'] });
+    const bob = await online('vcbob', { plugins: ['xep_0084', 'xep_0054'] });
+
+    const gif = Buffer.from('R0lGODlhAQABAAAAACw=', 'base64');
+    await alice.ok({ cmd: 'avatar', data: gif.toString('base64'), type: 'image/gif' });
+    const vcard = await bob.ok({ cmd: 'get_vcard', jid: 'vcalice@localhost' });
+    assert.equal(vcard.type, 'image/gif');
+    assert.deepEqual(Buffer.from(vcard.data as string, 'base64'), gif);
+
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+    const id = createHash('sha1').update(png).digest('hex');
+    const metadata = bob.peer.expect((e) => e.event === 'avatar_metadata' && (e.info as { id: string }[])[0]?.id === id, 'the vCard photo as avatar metadata at vcbob');
+    await alice.ok({ cmd: 'vcard_avatar', data: png.toString('base64'), type: 'image/png' });
+    assert.deepEqual((await metadata).info, [{ id, type: 'image/png', bytes: png.length }]);
+    const data = await bob.ok({ cmd: 'get_avatar', jid: 'vcalice@localhost', id });
+    assert.deepEqual(Buffer.from(data.data as string, 'base64'), png);
   });
 
   test('P16 nickname (XEP-0172), tune (XEP-0118), mood (XEP-0107) and activity (XEP-0108) from slixmpp\'s plugins reach a contact\'s plugins, not a stranger', async () => {

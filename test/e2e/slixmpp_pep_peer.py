@@ -11,13 +11,16 @@ xep_0107 and xep_0108 the nick, tune, mood and activity nodes).
 Every command carries a "tag"; its answer is {"event": "result", "tag": ...} with what the server
 returned, or {"event": "error", "tag": ..., "condition": ..., "app": ...} (app: the
 pubsub#errors condition, such as precondition-not-met). Payloads are XML text both ways.
-  publish      node, payload, [id], [options {field: value}], [to]      xep_0060.publish
+  publish      node, [payload], [id], [options {field: value}], [to]      xep_0060.publish
   retract      node, id, [notify]                                        xep_0060.retract
+  delete       node                                                      xep_0060.delete_node
   get_items    jid, node, [ids], [max]                                   xep_0060.get_items -> items [[id, xml]]
   get_config   node                                                      xep_0060.get_node_config -> fields
   configure    node, fields {field: value}                               xep_0060.set_node_config
   avatar       data (base64), type                                       xep_0084 data then metadata -> id
   get_avatar   jid, id                                                   xep_0084.retrieve_avatar -> data (base64)
+  vcard_avatar data (base64), type                                       xep_0153.set_avatar (a vCard PHOTO)
+  get_vcard    jid                                                       xep_0054.get_vcard -> the PHOTO type and data
   nick         nick                                                      xep_0172.publish_nick
   tune         artist, title, [length]                                   xep_0118.publish_tune
   mood         value, [text]                                             xep_0107.publish_mood
@@ -25,9 +28,9 @@ pubsub#errors condition, such as precondition-not-met). Payloads are XML text bo
   bookmarks    conferences [{jid, nick, name, autojoin}]                 xep_0048 in PEP through xep_0223 (whitelist)
   get_bookmarks                                                          the same, read back -> conferences
   ping                                                                   a round trip: what the server sent before has arrived
-Events: "items" for every PEP notification (node, from, items, retracts, delay), and what slixmpp's
-plugins make of them: "avatar_metadata" (xep_0084), "user_nick" (xep_0172), "user_tune" (xep_0118),
-"user_mood" (xep_0107), "user_activity" (xep_0108).
+Events: "items" for every PEP notification (node, from, items, retracts, delay), "delete" and
+"purge" (node, from), and what slixmpp's plugins make of them: "avatar_metadata" (xep_0084),
+"user_nick" (xep_0172), "user_tune" (xep_0118), "user_mood" (xep_0107), "user_activity" (xep_0108).
 """
 import base64
 import sys
@@ -63,6 +66,8 @@ class PepPeer(Peer):
     def __init__(self, jid, password, interests, plugins):
         super().__init__(jid, password, "", "auto", interests, BASE_PLUGINS + plugins)
         self.register_handler(Callback("PEP peer: items", StanzaPath("message/pubsub_event/items"), self.on_items))
+        self.add_event_handler("pubsub_delete", lambda msg: emit("delete", frm=str(msg["from"]), node=msg["pubsub_event"]["delete"]["node"]))
+        self.add_event_handler("pubsub_purge", lambda msg: emit("purge", frm=str(msg["from"]), node=msg["pubsub_event"]["purge"]["node"]))
         self.add_event_handler("avatar_metadata_publish", self.on_avatar_metadata)
         self.add_event_handler("user_nick_publish", self.on_nick)
         self.add_event_handler("user_tune_publish", self.on_tune)
@@ -114,12 +119,60 @@ class PepPeer(Peer):
             emit("error", tag=tag, type=err["type"], condition=err["condition"], app=app, text=err["text"] or None)
         except IqTimeout:
             emit("error", tag=tag, condition="timeout")
+        except Exception as e:  # a failure in the peer itself: said, so the test fails with it
+            emit("error", tag=tag, condition="peer-exception", text=repr(e))
         return True
 
     async def pep_publish(self, cmd):
         options = form("http://jabber.org/protocol/pubsub#publish-options", cmd["options"]) if "options" in cmd else None
-        result = await self["xep_0060"].publish(cmd.get("to"), cmd["node"], id=cmd.get("id"), payload=ET.fromstring(cmd["payload"]), options=options)
+        result = await self["xep_0060"].publish(cmd.get("to"), cmd["node"], id=cmd.get("id"), payload=ET.fromstring(cmd["payload"]) if "payload" in cmd else None, options=options)
         return {"id": result["pubsub"]["publish"]["item"]["id"] or None}
+
+    async def pep_retract(self, cmd):
+        await self["xep_0060"].retract(None, cmd["node"], cmd["id"], notify=cmd.get("notify"))
+        return {}
+
+    async def pep_delete(self, cmd):
+        await self["xep_0060"].delete_node(None, cmd["node"])
+        return {}
+
+    async def pep_get_items(self, cmd):
+        result = await self["xep_0060"].get_items(cmd.get("jid"), cmd["node"], item_ids=cmd.get("ids"), max_items=cmd.get("max"))
+        return {"items": items_of(result["pubsub"]["items"].xml)}
+
+    async def pep_get_config(self, cmd):
+        result = await self["xep_0060"].get_node_config(None, cmd["node"])
+        fields = result["pubsub_owner"]["configure"]["form"].get_fields()
+        return {"fields": {name: f.get_value(convert=False) for name, f in fields.items()}}
+
+    async def pep_configure(self, cmd):
+        await self["xep_0060"].set_node_config(None, cmd["node"], form("http://jabber.org/protocol/pubsub#node_config", cmd["fields"]))
+        return {}
+
+    async def pep_avatar(self, cmd):
+        data = base64.b64decode(cmd["data"])
+        avatar_id = self["xep_0084"].generate_id(data)
+        await self["xep_0084"].publish_avatar(data)
+        await self["xep_0084"].publish_avatar_metadata({"id": avatar_id, "type": cmd["type"], "bytes": len(data)})
+        return {"id": avatar_id}
+
+    async def pep_get_avatar(self, cmd):
+        result = await self["xep_0084"].retrieve_avatar(cmd["jid"], cmd["id"])
+        item = result["pubsub"]["items"]["item"]
+        return {"id": item["id"], "data": base64.b64encode(item["avatar_data"]["value"]).decode()}
+
+    async def pep_vcard_avatar(self, cmd):
+        await self["xep_0153"].set_avatar(avatar=base64.b64decode(cmd["data"]), mtype=cmd["type"])
+        return {}
+
+    async def pep_get_vcard(self, cmd):
+        result = await self["xep_0054"].get_vcard(cmd["jid"], cached=False)
+        photo = result["vcard_temp"]["PHOTO"]
+        return {"type": photo["TYPE"] or None, "data": base64.b64encode(photo["BINVAL"]).decode() if photo["BINVAL"] else None}
+
+    async def pep_nick(self, cmd):
+        await self["xep_0172"].publish_nick(cmd["nick"])
+        return {}
 
     async def pep_tune(self, cmd):
         await self["xep_0118"].publish_tune(artist=cmd["artist"], title=cmd["title"], length=cmd.get("length"))
@@ -148,40 +201,6 @@ class PepPeer(Peer):
     async def pep_ping(self, cmd):
         await self["xep_0199"].ping(self.boundjid.domain)
         return {}
-
-    async def pep_retract(self, cmd):
-        await self["xep_0060"].retract(None, cmd["node"], cmd["id"], notify=cmd.get("notify"))
-        return {}
-
-    async def pep_get_items(self, cmd):
-        result = await self["xep_0060"].get_items(cmd.get("jid"), cmd["node"], item_ids=cmd.get("ids"), max_items=cmd.get("max"))
-        return {"items": items_of(result["pubsub"]["items"].xml)}
-
-    async def pep_get_config(self, cmd):
-        result = await self["xep_0060"].get_node_config(None, cmd["node"])
-        fields = result["pubsub_owner"]["configure"]["form"].get_fields()
-        return {"fields": {name: f.get_value(convert=False) for name, f in fields.items()}}
-
-    async def pep_configure(self, cmd):
-        await self["xep_0060"].set_node_config(None, cmd["node"], form("http://jabber.org/protocol/pubsub#node_config", cmd["fields"]))
-        return {}
-
-    async def pep_avatar(self, cmd):
-        data = base64.b64decode(cmd["data"])
-        avatar_id = self["xep_0084"].generate_id(data)
-        await self["xep_0084"].publish_avatar(data)
-        await self["xep_0084"].publish_avatar_metadata({"id": avatar_id, "type": cmd["type"], "bytes": len(data)})
-        return {"id": avatar_id}
-
-    async def pep_get_avatar(self, cmd):
-        result = await self["xep_0084"].retrieve_avatar(cmd["jid"], cmd["id"])
-        item = result["pubsub"]["items"]["item"]
-        return {"id": item["id"], "data": base64.b64encode(item["avatar_data"]["value"]).decode()}
-
-    async def pep_nick(self, cmd):
-        await self["xep_0172"].publish_nick(cmd["nick"])
-        return {}
-
 
 def main():
     host, port, jid, password = sys.argv[1:5]
