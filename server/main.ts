@@ -2,9 +2,9 @@ import { mkdirSync } from 'node:fs';
 import { fakeSaltKey } from './auth/server-secret.js';
 import type { Socket } from 'node:net';
 import type { Config } from './config/index.js';
-import { openStorage } from './storage/datasource.js';
-import { dataFiles, looseFiles } from './storage/file-modes.js';
-import type { Storage } from './storage/types.js';
+import { openStorage } from '../storage/datasource.js';
+import { dataFiles, looseFiles } from './config/file-modes.js';
+import type { Storage } from '../storage/types.js';
 import { Logger } from '../shared/logger.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import { HookBus } from './core/hooks.js';
@@ -14,6 +14,7 @@ import { DiscoRegistry } from './core/disco-registry.js';
 import type { GatehouseModule, ServerContext } from './core/context.js';
 import { checkModuleOrder } from './core/module.js';
 import { ServiceRegistry } from './core/services.js';
+import { ConfigInForce } from './core/config-in-force.js';
 import { loadTlsContexts } from './net/tls.js';
 import { ConnectionLimits, listen, rejectionLogger, type BoundListener } from './net/listeners.js';
 import { C2SStream, type C2SEnvironment } from './streams/c2s.js';
@@ -48,7 +49,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // The installation's secret is read (or made) now, so a damaged file stops the start, not a login.
   fakeSaltKey(config);
 
-  const tls = await loadTlsContexts(config);
+  // Certificates of every configured host, held back or not (P22): a host coming into force needs its own.
+  let tls = await loadTlsContexts(config);
   const modules = opts.modules ?? allModules();
   const storage: Storage = await openStorage(config.storage, {
     migrate: config.storage.migrateOnStart,
@@ -57,14 +59,45 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   });
   const hooks = new HookBus((event, err) => log.error('hook failed', { event, error: err instanceof Error ? err.message : String(err) }));
   const sessions = new LocalSessionRegistry();
+  const inForce = new ConfigInForce(config, hooks);
+  // The hosts served: those in force (a host held back by the policy module answers host-unknown).
   const hosts = new Set(config.hosts.map((h) => h.domain));
+  hooks.on(
+    'config/in-force',
+    ({ after }) => {
+      hosts.clear();
+      for (const h of after.hosts) hosts.add(h.domain);
+    },
+    'observe',
+  );
   const router = new Router(hosts, sessions, hooks, clock, log.child('router'));
   const disco = new DiscoRegistry();
-  const ctx: ServerContext = { config, storage, router, sessions, hooks, clock, log, disco, modules, services: new ServiceRegistry(), startedAt: clock.now() };
+  const ctx: ServerContext = {
+    config: inForce.view,
+    configInForce: inForce,
+    storage,
+    router,
+    sessions,
+    hooks,
+    clock,
+    log,
+    disco,
+    modules,
+    services: new ServiceRegistry(),
+    startedAt: clock.now(),
+  };
 
   const loaded: GatehouseModule[] = [];
   try {
     checkModuleOrder(modules);
+    for (const m of modules) {
+      hooks.owner = m.name;
+      try {
+        await m.prepare?.(ctx);
+      } finally {
+        hooks.owner = 'core';
+      }
+    }
     for (const m of modules) {
       hooks.owner = m.name;
       try {
@@ -74,6 +107,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       }
       loaded.push(m);
     }
+    // A lower tls.minVersion may be held back (P22): the contexts then keep the one in force.
+    if (ctx.config.tls.minVersion !== config.tls.minVersion) tls = await loadTlsContexts({ ...config, tls: ctx.config.tls });
   } catch (err) {
     for (const m of loaded.reverse()) await m.unload?.();
     await storage.close();
@@ -86,7 +121,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const limits = new ConnectionLimits(config.c2s.maxConnections, config.c2s.maxConnectionsPerIp);
   const listeners: BoundListener[] = [];
   let stopComponents = (): void => {};
-  let stopS2s = (): void => {};
+  const s2sStops: (() => void)[] = [];
+  const stopS2s = (): void => {
+    for (const stop of s2sStops.splice(0)) stop();
+  };
   const onConnection = (direct: boolean) => (socket: Socket, ip: string) => {
     new C2SStream(env, socket, ip, direct);
   };
@@ -104,7 +142,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     stopComponents = components.stop;
     const s2s = await startS2sListeners(ctx);
     listeners.push(...s2s.listeners);
-    stopS2s = s2s.stop;
+    s2sStops.push(s2s.stop);
   } catch (err) {
     for (const l of listeners) l.server.close();
     for (const m of [...modules].reverse()) await m.unload?.();
@@ -114,13 +152,30 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   for (const l of listeners) log.info('listening', { kind: l.kind, address: l.host, port: l.port });
 
+  let stopped = false;
+  // Federation held back at start (P22) opens its listener when it comes into force; 'fallback'
+  // runs after the modules' handlers, so the s2s module has set up its service by then.
+  hooks.on(
+    'config/in-force',
+    async ({ before, after }) => {
+      if (stopped || before.listen.s2s.length > 0 || after.listen.s2s.length === 0) return;
+      const s2s = await startS2sListeners(ctx);
+      listeners.push(...s2s.listeners);
+      s2sStops.push(s2s.stop);
+      for (const l of s2s.listeners) log.info('listening', { kind: l.kind, address: l.host, port: l.port });
+    },
+    'fallback',
+  );
+  hooks.on('config/in-force', ({ before, after }) => {
+    if (before.tls.minVersion !== after.tls.minVersion) log.warn('tls.minVersion comes into force at the next start', { configured: after.tls.minVersion, inForce: before.tls.minVersion });
+  });
+
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const s of env.streams) s.sweep(now);
   }, sweepInterval(config));
   sweep.unref();
 
-  let stopped = false;
   return {
     ctx,
     listeners,

@@ -10,8 +10,13 @@ import type { GatehouseModule } from '../core/context.js';
  * itself (the router hands it every stanza to its domain).
  *
  * The streams themselves are server/streams/component.ts, opened by main.ts.
+ *
+ * A component added to the configuration whose privacy-policy change has not taken effect yet (P22)
+ * is declared to the router (stanzas to it bounce rather than go out to federation) but not
+ * listed in disco, and its connection is refused, until it comes into force ('config/in-force').
  */
 export function createComponentsModule(): GatehouseModule {
+  let off = (): void => {};
   return {
     name: 'components',
     specs: [
@@ -22,11 +27,16 @@ export function createComponentsModule(): GatehouseModule {
         note: 'accept side (jabber:component:accept); one live connection per component domain, a second one gets a conflict stream error',
       },
     ],
-    load({ config, router, disco }) {
-      for (const { domain } of config.components) {
-        router.addComponentDomain(domain);
-        disco.serverItems.set(domain, undefined);
-      }
+    load({ config, configInForce, router, disco, hooks }) {
+      for (const { domain } of configInForce.file.components) router.addComponentDomain(domain);
+      const list = (components: readonly { domain: string }[]) => {
+        for (const { domain } of components) if (!disco.serverItems.has(domain)) disco.serverItems.set(domain, undefined);
+      };
+      list(config.components);
+      off = hooks.on('config/in-force', ({ after }) => list(after.components));
+    },
+    unload() {
+      off();
     },
   };
 }

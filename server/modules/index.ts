@@ -1,7 +1,6 @@
 import type { GatehouseModule } from '../core/context.js';
 import { retentionClassesOf } from '../core/module.js';
 import type { RetentionClass } from '../core/retention-class.js';
-import type { ModuleStorage } from '../storage/module-storage.js';
 import { createPingModule } from './ping.js';
 import { createDiscoModule } from './disco.js';
 import { createCapsModule } from './caps/caps.js';
@@ -23,7 +22,7 @@ import { createStreamManagementModule } from './stream-management.js';
 import { createCsiModule } from './csi.js';
 import { createS2sModule } from './s2s.js';
 import { createComponentsModule } from './components.js';
-import { createTransportsSupervisor } from './transports-supervisor.js';
+import { createTransportsSupervisor } from './transports/supervisor.js';
 import { createPolicyModule } from './policy/module.js';
 import { createRetentionModule } from './retention/retention.js';
 import { createFailedLoginGuardModule } from './login-guard/failed-login-guard.js';
@@ -34,6 +33,7 @@ import { createAdminHttpModule } from '../admin/http.js';
 import { createStatisticsModule } from './statistics/statistics.js';
 import { createSessionStatsModule } from './statistics/session-stats.js';
 import { createLogFilesModule } from './log-files/log-files.js';
+import { createExportModule } from './export/module.js';
 
 /**
  * Every feature module, in load order: fresh instances on every call, so each server gets its own
@@ -69,6 +69,7 @@ export function allModules(): GatehouseModule[] {
     createPepModule(),
     createPolicyModule(),
     createBackupModule(),
+    createExportModule(),
     createStatisticsModule(),
     createSessionStatsModule(),
     createAdminHttpModule(),
@@ -77,12 +78,7 @@ export function allModules(): GatehouseModule[] {
   ];
 }
 
-/** The tables of every module (their `storage`): what the CLI opens and migrates with the core's. */
-export function moduleStorages(): ModuleStorage[] {
-  return allModules().flatMap((m) => (m.storage ? [m.storage] : []));
-}
-
-/** Every retention class of every module: what `gatehouse retention run` sweeps. */
+/** Every retention class of every module (what `gatehouse retention run` sweeps, handed these modules). */
 export function retentionClasses(): RetentionClass[] {
   return retentionClassesOf(allModules());
 }

@@ -2,7 +2,7 @@ import type { GatehouseModule } from '../core/context.js';
 import { replyError, replyResult } from '../core/iq.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
-import type { Account } from '../storage/types.js';
+import type { Account } from '../../storage/types.js';
 import { NS } from '../../shared/ns.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
 

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startTestServer, modulesWith, type TestServer } from '../helpers/server.js';
 import { createAdminHttpModule, safeNext, isLoopback } from '../../server/admin/http.js';
 import { AdminSessions, LOGIN_FAILED } from '../../server/admin/auth.js';
-import { csvField, parseTime } from '../../server/admin/pages/transports.js';
+import { csvField, parseTime } from '../../server/modules/transports/admin-audit.js';
 import { announcePolicy } from '../../server/modules/policy/announce.js';
 import { createStatisticsModule } from '../../server/modules/statistics/statistics.js';
 import { createSessionStatsModule } from '../../server/modules/statistics/session-stats.js';
@@ -348,6 +348,7 @@ describe('admin HTTP interface', () => {
     assert.ok(page.body.includes('<td>in force</td>'));
     assert.ok(/announced: takes effect \d{4}-\d{2}-\d{2} 00:00:00 UTC/.test(page.body));
     assert.ok(page.body.includes('Users are being told about version 2'));
+    assert.ok(page.body.includes('Nothing in the configuration is held back.'), 'the configuration renders version 1: nothing to hold back');
   });
 
   test('forms from another origin, oversized bodies and other content types are refused', async () => {

@@ -8,7 +8,7 @@ import { Logger, type LogLevel } from '../../shared/logger.js';
 import type { Clock } from '../../shared/clock.js';
 import { TestClient } from './xmpp-client.js';
 import { makeVerifier } from '../../server/auth/scram.js';
-import type { StorageConfig } from '../../server/storage/datasource.js';
+import type { StorageConfig } from '../../storage/datasource.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { allModules } from '../../server/modules/index.js';
 import { adminHttpListeners } from '../../server/admin/http.js';

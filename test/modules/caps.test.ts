@@ -80,6 +80,21 @@ describe('entity capabilities of clients (XEP-0115)', () => {
     await ts.stop();
   });
 
+  test('router.request on an account\'s behalf: only the JID asked can answer, to the JID that asked', async () => {
+    const owner = await loginAs(ts, 'olga');
+    const mallory = await loginAs(ts, 'mallory2');
+    const asked = ts.server.ctx.router.request(x('iq', { type: 'get', id: 'guessable-id', from: 'olga@localhost', to: owner.jid }, x('query', { xmlns: NS.discoInfo })), 10_000);
+    const q = await owner.expect(isDiscoQuery);
+    // Someone else answers first, with the same id, to the asking bare JID.
+    mallory.send(x('iq', { type: 'result', id: 'guessable-id', to: 'olga@localhost' }, x('query', { xmlns: NS.discoInfo }, x('feature', { var: 'urn:forged' }))));
+    await roundTrip(mallory);
+    owner.send(x('iq', { type: 'result', id: q.attrs.id, to: q.attrs.from }, x('query', { xmlns: NS.discoInfo }, x('feature', { var: 'urn:real' }))));
+    const reply = await asked;
+    assert.equal(reply?.attrs.from, owner.jid);
+    assert.equal(reply?.getChild('query', NS.discoInfo)?.getChild('feature')?.attrs.var, 'urn:real');
+    await Promise.all([owner.close(), mallory.close()]);
+  });
+
   const ALICE = info('urn:xmpp:avatar:metadata+notify', 'urn:xmpp:omemo:2:devices+notify');
 
   test("a client's caps: one disco#info from its own bare JID to node#ver, the verified features known", async () => {
@@ -143,20 +158,16 @@ describe('entity capabilities of clients (XEP-0115)', () => {
     await Promise.all([bob.close(), carol.close(), erin.close()]);
   });
 
-  test("a contact's presence is learnt for the observing account, asked from that account's bare JID; a stranger's is ignored", async () => {
+  test("a contact's presence is learnt for the observing account, asked from that account's bare JID", async () => {
     await subscribeBoth(ts, 'frank', 'gina');
     const frank = await loginAs(ts, 'frank');
     frank.send(x('presence'));
     await roundTrip(frank);
-    const mallory = await loginAs(ts, 'mallory');
     const gina = await loginAs(ts, 'gina', 'laptop');
 
     const ginaInfo = info('urn:xmpp:avatar:metadata+notify', 'eu.siacs.conversations.axolotl.devicelist+notify');
-    const strangerInfo = info('urn:stranger');
-    // Directed presence, so only frank observes it (a broadcast would also be gina's own).
-    mallory.send(capsPresence(strangerInfo, { to: 'frank@localhost' }));
-    await roundTrip(mallory);
     const known = learnt(() => gina.jid, 'frank@localhost');
+    // Directed presence, so only frank observes it (a broadcast would also be gina's own).
     gina.send(capsPresence(ginaInfo, { to: 'frank@localhost' }));
     await answer(gina, 'frank@localhost', `${NODE}#${capsVer(ginaInfo, 'sha-1')}`, ginaInfo);
     const event = await known;
@@ -164,11 +175,6 @@ describe('entity capabilities of clients (XEP-0115)', () => {
     assert.equal(caps.wantsNotify(gina.jid, 'eu.siacs.conversations.axolotl.devicelist'), true);
     // The contact's own account saw no presence of its own resource.
     assert.deepEqual(caps.availableResources('gina@localhost', 'gina@localhost'), []);
-
-    // P17: the stranger's directed presence made frank's account ask nothing and remember nothing.
-    await roundTrip(mallory);
-    assert.equal(mallory.received.filter(isDiscoQuery).length, 0);
-    assert.deepEqual(caps.availableResources('frank@localhost', 'mallory@localhost'), []);
 
     // The contact's session ends: the unavailable presence it leaves behind forgets it.
     const gone = frank.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === gina.jid);
@@ -188,7 +194,27 @@ describe('entity capabilities of clients (XEP-0115)', () => {
     frank.send(x('presence', { type: 'unavailable' }));
     await roundTrip(frank);
     assert.deepEqual(caps.availableResources('frank@localhost', 'henry@localhost'), []);
-    await Promise.all([frank.close(), mallory.close(), henry.close()]);
+    await Promise.all([frank.close(), henry.close()]);
+  });
+
+  test("P17 a stranger's directed presence with caps makes the account ask nothing (a query would tell it is online) and is not remembered", async () => {
+    await subscribeBoth(ts, 'uma', 'victor');
+    const uma = await loginAs(ts, 'uma');
+    uma.send(x('presence'));
+    await roundTrip(uma);
+    const stranger = await loginAs(ts, 'walt');
+    const victor = await loginAs(ts, 'victor');
+    stranger.send(capsPresence(info('urn:stranger'), { to: 'uma@localhost' }));
+    await roundTrip(stranger);
+    // A contact's presence after it: its query shows the stranger's presence has been dealt with.
+    const victorInfo = info('urn:victor');
+    victor.send(capsPresence(victorInfo, { to: 'uma@localhost' }));
+    await answer(victor, 'uma@localhost', `${NODE}#${capsVer(victorInfo, 'sha-1')}`, victorInfo);
+    await roundTrip(stranger);
+    assert.equal(stranger.received.filter(isDiscoQuery).length, 0);
+    assert.deepEqual(caps.availableResources('uma@localhost', 'walt@localhost'), []);
+    assert.equal(caps.featuresOf(stranger.jid), undefined);
+    await Promise.all([uma.close(), stranger.close(), victor.close()]);
   });
 
   test('a flood of distinct vers from one resource: one query at a time, only its latest ver asked next; bogus caps ignored', async () => {
@@ -225,5 +251,57 @@ describe('entity capabilities of clients (XEP-0115)', () => {
     assert.equal((await kimKnown).features.has('urn:other'), true);
     assert.equal(caps.featuresOf(judy.jid)!.has('urn:other'), false);
     await Promise.all([judy.close(), kim.close()]);
+  });
+});
+
+describe('entity capabilities: the configured bounds', () => {
+  let ts: TestServer;
+  let caps: CapsService;
+  before(async () => {
+    ts = await startTestServer({ config: { caps: { maxResourcesPerAccount: 2, cacheSize: 1 } } });
+    caps = ts.server.ctx.services.need('caps');
+  });
+  after(async () => {
+    await ts.stop();
+  });
+
+  function learnt(jid: string): Promise<CapsFeaturesEvent> {
+    return new Promise((resolve) => {
+      const off = caps.onFeatures((e) => {
+        if (e.jid === jid) {
+          off();
+          resolve(e);
+        }
+      });
+    });
+  }
+
+  test('caps.maxResourcesPerAccount forgets the resource seen least recently; caps.cacheSize drops the least recently used ver', async () => {
+    const one = info('urn:one');
+    const two = info('urn:two');
+    const a = await loginAs(ts, 'xavier', 'a');
+    const b = await loginAs(ts, 'xavier', 'b');
+    const c = await loginAs(ts, 'xavier', 'c');
+    let known = learnt(a.jid);
+    a.send(capsPresence(one));
+    await answer(a, 'xavier@localhost', `${NODE}#${capsVer(one, 'sha-1')}`, one);
+    await known;
+    known = learnt(b.jid);
+    b.send(capsPresence(one));
+    await known;
+    known = learnt(c.jid);
+    c.send(capsPresence(two));
+    await answer(c, 'xavier@localhost', `${NODE}#${capsVer(two, 'sha-1')}`, two);
+    await known;
+    assert.deepEqual(caps.availableResources('xavier@localhost', 'xavier@localhost').map((r) => r.jid).sort(), [b.jid, c.jid]);
+    assert.equal(caps.featuresOf(a.jid), undefined);
+
+    // 'one' left the cache (size 1) when 'two' was verified: a's presence with it is asked again.
+    known = learnt(a.jid);
+    a.send(capsPresence(one));
+    await answer(a, 'xavier@localhost', `${NODE}#${capsVer(one, 'sha-1')}`, one);
+    await known;
+    assert.deepEqual(caps.availableResources('xavier@localhost', 'xavier@localhost').map((r) => r.jid).sort(), [a.jid, c.jid]);
+    await Promise.all([a.close(), b.close(), c.close()]);
   });
 });

@@ -4,7 +4,7 @@ import type { TestClient } from '../helpers/xmpp-client.js';
 import { capsVer, type CapsInfo } from '../../shared/xml/caps-hash.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import type { Subscription } from '../../server/storage/types.js';
+import type { Subscription } from '../../storage/types.js';
 
 export const PUBSUB = 'http://jabber.org/protocol/pubsub';
 export const OWNER = `${PUBSUB}#owner`;

@@ -11,6 +11,7 @@ import { loginAs, startTestServer, type TestServer } from '../helpers/server.js'
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
+import { pepStorage } from '../../server/modules/pep/storage.js';
 import {
   EVENT,
   OWNER,
@@ -371,11 +372,12 @@ describe('PEP (XEP-0163)', () => {
     await c.close();
   });
 
-  test('the last published item arrives with its delay when a resource with +notify comes online, only where the access model allows', async () => {
+  test('the last published item arrives with its delay when a resource with +notify comes online (the owner offline), only where the access model allows', async () => {
     await contacts(ts, 'lastpub', 'arriver');
     const l = await loginAs(ts, 'lastpub');
     await l.iq(publish('http://jabber.org/protocol/nick', x('nick', { xmlns: 'http://jabber.org/protocol/nick' }, 'Last')));
     await l.iq(publish('urn:xmpp:bookmarks:1', x('conference', { xmlns: 'urn:xmpp:bookmarks:1' }), 'room@conference.localhost', { 'pubsub#access_model': 'whitelist' }));
+    await l.close(); // the owner is offline: a local contact still gets the last item
     const arriver = await online(ts, 'arriver', ['http://jabber.org/protocol/nick', 'urn:xmpp:bookmarks:1']);
     const ev = await arriver.expect(isEvent('http://jabber.org/protocol/nick'));
     assert.equal(ev.attrs.from, 'lastpub@localhost');
@@ -388,7 +390,7 @@ describe('PEP (XEP-0163)', () => {
     // A stranger's client with +notify learns nothing.
     const stranger = await online(ts, 'stranger6', ['http://jabber.org/protocol/nick']);
     assert.equal(await arrived(stranger, isEvent('http://jabber.org/protocol/nick')), false);
-    for (const c of [l, arriver, second, stranger]) await c.close();
+    for (const c of [arriver, second, stranger]) await c.close();
   });
 
   test('explicit subscriptions and affiliations are refused with feature-not-implemented and the unsupported feature', async () => {
@@ -416,6 +418,35 @@ describe('PEP (XEP-0163)', () => {
     const stranger = await loginAs(ts, 'stranger7');
     assert.equal(await list(stranger), 'service-unavailable');
     for (const c of [l, peer, stranger]) await c.close();
+  });
+});
+
+describe('PEP data and the account (P23)', () => {
+  let ts: TestServer;
+  before(async () => {
+    ts = await startTestServer();
+  });
+  after(async () => {
+    await ts.stop();
+  });
+
+  test('P23 <remove/> (XEP-0077) erases the PEP nodes and items of the account, and nobody can read them after', async () => {
+    const gone = await ts.user('pep-gone', 'gone-pw');
+    await gone.iq(publish(`${OMEMO2}:devices`, x('devices', { xmlns: OMEMO2 }, x('device', { id: '1' })), 'current', OPEN));
+    await gone.iq(publish('urn:xmpp:bookmarks:1', x('conference', { xmlns: 'urn:xmpp:bookmarks:1' }), 'room@muc.localhost', { 'pubsub#access_model': 'whitelist' }));
+    const { storage } = ts.server.ctx;
+    const account = (await storage.accounts.get('pep-gone', 'localhost'))!;
+    const repo = storage.repository(pepStorage);
+    const nodes = await repo.nodes(account.id);
+    assert.equal(nodes.length, 2);
+    const reply = await gone.iq(x('iq', { type: 'set' }, x('query', { xmlns: 'jabber:iq:register' }, x('remove'))));
+    assert.equal(reply.attrs.type, 'result');
+    await gone.waitClosed();
+    assert.deepEqual(await repo.nodes(account.id), []);
+    for (const n of nodes) assert.deepEqual(await repo.items(n.id), [], 'no item outlives its node');
+    const reader = await loginAs(ts, 'pep-reader');
+    assert.deepEqual(errorOf(await reader.iq(items('pep-gone@localhost', `${OMEMO2}:devices`))), ['item-not-found', undefined]);
+    await reader.close();
   });
 });
 

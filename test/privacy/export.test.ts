@@ -15,13 +15,13 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { exportAccounts, importAccounts, parseExport, renderExport, PIE_NS, PIE_SCRAM_NS, GATEHOUSE_PIE_NS, ExportError } from '../../server/modules/export/export.js';
 import { exportCommands } from '../../server/modules/export/cli-export.js';
-import { listTables, openRawDb, type RawDb } from '../../server/storage/dump/index.js';
+import { listTables, openRawDb, type RawDb } from '../../storage/dump/index.js';
 import { parseArgs } from '../../server/cli/kit.js';
-import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
-import { storageTargets } from '../../server/storage/test-databases.js';
-import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
-import { ownedTables } from '../../server/storage/entities.js';
-import type { Account, Storage } from '../../server/storage/types.js';
+import { openStorage, type StorageConfig } from '../../storage/datasource.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import { asTypeOrmStorage } from '../../storage/typeorm-storage.js';
+import { ownedTables } from '../../storage/entities.js';
+import type { Account, Storage } from '../../storage/types.js';
 import { AccountService, makeVerifierAsync } from '../../server/accounts/service.js';
 import { verifyPlainAsync } from '../../server/auth/scram.js';
 import { parseConfig, type Config } from '../../server/config/index.js';
@@ -37,6 +37,7 @@ import { CLI } from '../helpers/server-process.js';
 import { inactiveAccountsClass } from '../../server/modules/retention/retention.js';
 import { silentLogger } from '../../shared/logger.js';
 import { execFile } from 'node:child_process';
+import { commandContext } from '../../server/cli/commands.js';
 
 const PASSWORD = 'Correct-Horse-7-Battery';
 const T0 = new Date(Date.UTC(2026, 4, 6, 7, 8, 9, 123));
@@ -524,7 +525,7 @@ describe('P23 commands', () => {
     console.error = (...a: unknown[]) => void err.push(a.join(' '));
     process.stdout.write = ((chunk: string | Uint8Array) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
     try {
-      const code = await exportCommands[name]!.run(parseArgs(argv));
+      const code = await exportCommands[name]!.run(parseArgs(argv), commandContext());
       return { code, out: out.join('\n'), err: err.join('\n') };
     } finally {
       console.log = log;

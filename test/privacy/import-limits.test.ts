@@ -11,7 +11,7 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { exportAccounts, parseExport, renderExport, ExportError, IMPORT_MAX_ITERATIONS, IMPORT_MIN_ITERATIONS } from '../../server/modules/export/export.js';
 import { loadConfig, parseConfig } from '../../server/config/index.js';
-import { openStorage } from '../../server/storage/datasource.js';
+import { openStorage } from '../../storage/datasource.js';
 import { makeVerifierAsync } from '../../server/accounts/service.js';
 import { runCli } from '../helpers/server-process.js';
 

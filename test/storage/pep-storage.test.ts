@@ -5,10 +5,10 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
-import { storageTargets } from '../../server/storage/test-databases.js';
-import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
-import type { Storage } from '../../server/storage/types.js';
+import { openStorage, type StorageConfig } from '../../storage/datasource.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import { asTypeOrmStorage } from '../../storage/typeorm-storage.js';
+import type { Storage } from '../../storage/types.js';
 import { xmlBytes } from '../../server/core/quota.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { pepStorage, type PepRepository } from '../../server/modules/pep/storage.js';
@@ -46,6 +46,12 @@ for (const target of storageTargets()) {
       assert.equal(await repo.retract(node.id, '1'), false);
       assert.equal(await repo.countNodes(a.id), 1);
       assert.deepEqual(await repo.nodesOver(0), [node.id]);
+      const other = (await storage.accounts.create('pep-order-2', 'localhost', [], new Date()))!;
+      await repo.createNode(other.id, 'http://jabber.org/protocol/nick', '{}', new Date());
+      await repo.createNode(other.id, 'urn:example:unwanted', '{}', new Date());
+      const found = await repo.nodesOfAccounts('localhost', ['pep-order', 'pep-order-2', 'nobody'], ['urn:xmpp:omemo:2:bundles', 'http://jabber.org/protocol/nick']);
+      assert.deepEqual(found.map((n) => `${n.username} ${n.node}`).sort(), ['pep-order urn:xmpp:omemo:2:bundles', 'pep-order-2 http://jabber.org/protocol/nick']);
+      assert.deepEqual(await repo.nodesOfAccounts('elsewhere.example', ['pep-order'], ['urn:xmpp:omemo:2:bundles']), []);
     });
 
     it('counts usage in UTF-8 bytes across nodes, leaving out a replaced item', async () => {
@@ -118,6 +124,21 @@ for (const target of storageTargets()) {
       assert.equal(items[0]!.publisher, 'pep-export@localhost');
       // A second round trip gives the same document.
       assert.equal(renderExport(await exportAccounts(storage, [{ username: 'pep-export', host: 'localhost' }], [part])).replace(/createdAt=['"][^'"]*['"]/, ''), xml.replace(/createdAt=['"][^'"]*['"]/, ''));
+    });
+
+    it('P11 the retention class trims nodes over a lowered pep.maxItemsPerNode, oldest first; a dry run only counts', async () => {
+      const cls = createPepModule().retention![0]!;
+      const a = (await storage.accounts.create('pep-sweep', 'localhost', [], new Date()))!;
+      const node = (await repo.createNode(a.id, 'urn:example:many', '{"maxItems":"max"}', new Date()))!;
+      for (const id of ['1', '2', '3', '4', '5']) await repo.publish(node.id, { itemId: id, payload: `<n xmlns='urn:example'>${id}</n>`, publisher: null }, new Date(), 100);
+      const env = { config: { pep: { maxItemsPerNode: 2 } }, storage } as unknown as Parameters<typeof cls.run>[0];
+      assert.equal(cls.clause, 'P11');
+      assert.ok((await cls.run(env, new Date(), { dryRun: true, batch: 10 })) >= 3);
+      assert.equal((await repo.items(node.id)).length, 5, 'a dry run deletes nothing');
+      await cls.run(env, new Date(), { dryRun: false, batch: 10 });
+      assert.deepEqual((await repo.items(node.id)).map((i) => i.itemId), ['4', '5']);
+      await cls.run(env, new Date(), { dryRun: false, batch: 10 });
+      assert.deepEqual((await repo.items(node.id)).map((i) => i.itemId), ['4', '5'], 'idempotent');
     });
 
     it('P23 an import with a broken PEP part is refused before anything is written', async () => {

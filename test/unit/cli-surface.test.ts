@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { commands } from '../../server/cli/commands.js';
+import { commandContext, commands } from '../../server/cli/commands.js';
 import { runCommandLine } from '../../server/commands/run.js';
 import { renderHelp } from '../../server/commands/help.js';
 import { closest, levenshtein, parseArgs } from '../../server/commands/parse.js';
@@ -20,7 +20,7 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await runCommandLine(commands, argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
+  const code = await runCommandLine(commands, argv, commandContext(), { out: (t) => void (out += t), err: (t) => void (err += t) });
   return { code, out, err };
 }
 

@@ -14,10 +14,10 @@
  *   time and uptime.
  */
 import type { ServerContext } from '../../core/context.js';
-import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
-import type { StatPoint } from '../../storage/types.js';
-import { SERIES, rollupOf, seriesName } from '../../modules/statistics/statistics.js';
-import { flushStatistics } from './statistics.js';
+import { RESOLUTION_MS } from '../../../storage/repos/statistics.js';
+import type { StatPoint } from '../../../storage/types.js';
+import { SERIES, rollupOf, seriesName } from '../../modules/statistics/series.js';
+import { flushStatistics } from '../../modules/statistics/admin-statistics.js';
 
 interface Sample {
   labels: Record<string, string>;

@@ -477,6 +477,8 @@ export function createCapsModule(): GatehouseModule {
   let withdraw: (() => void) | undefined;
   return {
     name: 'caps',
+    // P17: a stranger's presence never makes the server query it on an account's behalf.
+    clauses: ['P17'],
     config: capsConfigSection,
     provides: ['caps'],
     specs: [

@@ -42,12 +42,12 @@ import { Element, x } from '../../../shared/xml/element.js';
 import { NS } from '../../../shared/ns.js';
 import { parseXmlText } from '../../../shared/xml/parse-xml.js';
 import { XmlStreamParser } from '../../../shared/xml/stream-parser.js';
-import { asTypeOrmStorage } from '../../storage/typeorm-storage.js';
-import type { Account, RosterItem, ScramVerifier, Storage, Subscription } from '../../storage/types.js';
+import { asTypeOrmStorage } from '../../../storage/typeorm-storage.js';
+import type { Account, RosterItem, ScramVerifier, Storage, Subscription } from '../../../storage/types.js';
 import { makeVerifierAsync } from '../../accounts/service.js';
 import { MAX_ITERATIONS, MIN_ITERATIONS } from '../../auth/scram.js';
 import { HIDDEN_GROUP, rosterItemElement } from '../../core/subscription-states.js';
-import type { AccountDataPart } from '../../core/context.js';
+import type { AccountDataPart, GatehouseModule } from '../../core/context.js';
 
 export const PIE_NS = 'urn:xmpp:pie:0';
 /** The namespace of XEP-0227 before version 1.0; accepted on import. */
@@ -115,6 +115,11 @@ function scramElement(v: ScramVerifier): Element {
   );
 }
 
+
+/** The account data parts (GatehouseModule `accountData`) of the given modules, in their order. */
+export function accountDataParts(modules: readonly GatehouseModule[]): AccountDataPart[] {
+  return modules.flatMap((m) => (m.accountData ? [m.accountData] : []));
+}
 
 /** The XEP-0227 <user/> element of one account, with the data of the modules' parts. */
 export async function exportUser(storage: Storage, account: Account, parts: readonly AccountDataPart[]): Promise<Element> {

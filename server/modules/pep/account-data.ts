@@ -13,15 +13,13 @@
  * is imported with the default configuration.
  */
 import type { AccountDataPart } from '../../core/context.js';
-import type { Account, Storage } from '../../storage/types.js';
+import type { Account, Storage } from '../../../storage/types.js';
 import { NS } from '../../../shared/ns.js';
 import { x, type Element } from '../../../shared/xml/element.js';
 import { parseXmlText } from '../../../shared/xml/parse-xml.js';
-import { applyFields, configForm, defaultConfig, formValues, NODE_CONFIG_FORM, parseStoredConfig, storedConfig, type NodeConfig } from './node-config.js';
+import { PUBSUB, PUBSUB_OWNER, applyFields, configForm, defaultConfig, formValues, NODE_CONFIG_FORM, parseStoredConfig, storedConfig, type NodeConfig } from './node-config.js';
 import { PEP_LIMITS, pepStorage } from './storage.js';
 
-const PUBSUB = 'http://jabber.org/protocol/pubsub';
-const PUBSUB_OWNER = `${PUBSUB}#owner`;
 /** Checking a configuration from a file: max_items is limited by the server when it is used. */
 const ANY_MAX = 1_000_000_000;
 

@@ -7,8 +7,10 @@
 import { x, type Element } from '../../../shared/xml/element.js';
 import { NS } from '../../../shared/ns.js';
 
-export const NODE_CONFIG_FORM = 'http://jabber.org/protocol/pubsub#node_config';
-export const PUBLISH_OPTIONS_FORM = 'http://jabber.org/protocol/pubsub#publish-options';
+export const PUBSUB = 'http://jabber.org/protocol/pubsub';
+export const PUBSUB_OWNER = `${PUBSUB}#owner`;
+export const NODE_CONFIG_FORM = `${PUBSUB}#node_config`;
+export const PUBLISH_OPTIONS_FORM = `${PUBSUB}#publish-options`;
 
 export const ACCESS_MODELS = ['open', 'presence', 'roster', 'whitelist'] as const;
 export type AccessModel = (typeof ACCESS_MODELS)[number];
@@ -175,6 +177,8 @@ export type Parsed = { ok: true; config: NodeConfig } | { ok: false; text: strin
 export function applyFields(base: NodeConfig, fields: Map<string, string[]>, serverMax: number, unknown: string[] = []): Parsed {
   const config: NodeConfig = { ...base, groups: [...base.groups] };
   for (const [name, values] of fields) {
+    // An empty field in a submitted form sets nothing (but an empty list of groups is a value).
+    if (values.length === 0 && name !== 'pubsub#roster_groups_allowed') continue;
     const v = values[0];
     const bad = (): Parsed => ({ ok: false, text: `${name}: unsupported value` });
     switch (name) {

@@ -53,14 +53,16 @@ import { checkQuota, KeyedSerial, xmlBytes } from '../../core/quota.js';
 import { mayViewPresenceInfo } from '../../core/subscription-states.js';
 import type { RetentionClass } from '../../core/retention-class.js';
 import type { ErrorType } from '../../../shared/xml/stanza-errors.js';
-import type { Account, RosterItem } from '../../storage/types.js';
+import type { Account, RosterItem } from '../../../storage/types.js';
 import { Jid } from '../../../shared/jid.js';
 import { NS } from '../../../shared/ns.js';
 import { Element, x } from '../../../shared/xml/element.js';
 import { parseXmlText } from '../../../shared/xml/parse-xml.js';
-import { pepConfigSection } from './pep-config.js';
+import { pepConfigSection } from './config.js';
 import { PEP_LIMITS, pepStorage, type PepNodeRow, type PepRepository } from './storage.js';
 import {
+  PUBSUB,
+  PUBSUB_OWNER,
   NODE_CONFIG_FORM,
   PUBLISH_OPTIONS_FORM,
   applyFields,
@@ -75,8 +77,6 @@ import {
 } from './node-config.js';
 import { pepAccountData } from './account-data.js';
 
-const PUBSUB = 'http://jabber.org/protocol/pubsub';
-const PUBSUB_OWNER = `${PUBSUB}#owner`;
 const PUBSUB_EVENT = `${PUBSUB}#event`;
 const PUBSUB_ERRORS = `${PUBSUB}#errors`;
 
@@ -167,12 +167,12 @@ class PepService {
     return this.ctx.storage.accounts.get(jid.local, jid.domain);
   }
 
-  /** Whether `requester` (a bare JID) may read a node of `owner`'s with this configuration. */
-  async mayRead(account: Account, owner: Jid, requester: string, config: NodeConfig): Promise<boolean> {
-    if (requester === owner.bare) return true;
+  /** Whether `requester` (a bare JID) may read a node of `owner`'s (account id, bare JID) with this configuration. */
+  async mayRead(accountId: number, owner: string, requester: string, config: NodeConfig): Promise<boolean> {
+    if (requester === owner) return true;
     if (config.access === 'open') return true;
     if (config.access === 'whitelist') return false;
-    return allowedBy(config, await this.ctx.storage.roster.get(account.id, requester));
+    return allowedBy(config, await this.ctx.storage.roster.get(accountId, requester));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -192,15 +192,12 @@ class PepService {
     const row = account ? await this.repo.node(account.id, node) : null;
     if (!account || !row) return this.fail(e, 'item-not-found');
     const config = parseStoredConfig(row.config);
-    if (!(await this.mayRead(account, e.to, e.from.bare, config))) return this.fail(e, 'item-not-found');
-    const wanted = items.getChildren('item').map((i) => i.attrs.id).filter((id): id is string => !!id);
+    if (!(await this.mayRead(account.id, e.to.bare, e.from.bare, config))) return this.fail(e, 'item-not-found');
+    const wanted = new Set(items.getChildren('item').map((i) => i.attrs.id).filter((id): id is string => !!id));
     let found;
-    if (wanted.length > 0) {
-      found = [];
-      for (const id of new Set(wanted)) {
-        const item = await this.repo.item(row.id, id);
-        if (item) found.push(item);
-      }
+    if (wanted.size > 0) {
+      // One query whatever the number of ids asked for (a node holds at most pep.maxItemsPerNode).
+      found = (await this.repo.items(row.id)).filter((i) => wanted.has(i.itemId));
     } else {
       const maxAttr = items.attrs.max_items;
       if (maxAttr !== undefined && !/^\d{1,9}$/.test(maxAttr)) return this.fail(e, 'bad-request');
@@ -527,29 +524,41 @@ class PepService {
     if (resource.bare === observer) {
       const account = await this.account(ownerJid);
       if (!account) return;
-      await this.sendLast(account, ownerJid, resource, nodes);
+      await this.sendLast(ownerJid.bare, await this.repo.nodes(account.id), resource, nodes);
+      // Local contacts whose presence the user receives, by domain: their nodes in a few queries.
+      const byDomain = new Map<string, string[]>();
       for (const item of await this.ctx.storage.roster.list(account.id)) {
         if (item.subscription !== 'to' && item.subscription !== 'both') continue;
         const contact = Jid.tryParse(item.jid);
-        if (!contact?.local || !this.ctx.router.isLocalHost(contact.domain)) continue;
-        const contactAccount = await this.account(contact);
-        if (contactAccount) await this.sendLast(contactAccount, contact, resource, nodes);
+        if (!contact?.local || contact.resource || !this.ctx.router.isLocalHost(contact.domain)) continue;
+        byDomain.set(contact.domain, [...(byDomain.get(contact.domain) ?? []), contact.local]);
+      }
+      for (const [domain, usernames] of byDomain) {
+        const rows = await this.repo.nodesOfAccounts(domain, usernames, [...nodes]);
+        const byOwner = new Map<string, PepNodeRow[]>();
+        for (const row of rows) {
+          const owner = `${row.username}@${domain}`;
+          byOwner.set(owner, [...(byOwner.get(owner) ?? []), row]);
+        }
+        for (const [owner, ownerRows] of byOwner) await this.sendLast(owner, ownerRows, resource, nodes);
       }
     } else if (!this.ctx.router.isLocalHost(resource.domain)) {
       const account = await this.account(ownerJid);
-      if (account) await this.sendLast(account, ownerJid, resource, nodes);
+      if (account) await this.sendLast(ownerJid.bare, await this.repo.nodes(account.id), resource, nodes);
     }
   }
 
-  private async sendLast(account: Account, owner: Jid, to: Jid, nodes: ReadonlySet<string>): Promise<void> {
-    for (const row of await this.repo.nodes(account.id)) {
+  /** The last item of each of `owner`'s nodes (rows) that `to` wants (+notify) and may read. */
+  private async sendLast(owner: string, rows: readonly PepNodeRow[], to: Jid, nodes: ReadonlySet<string>): Promise<void> {
+    const from = Jid.parse(owner);
+    for (const row of rows) {
       if (!nodes.has(row.node)) continue;
       const config = parseStoredConfig(row.config);
       if (config.sendLast !== 'on_sub_and_presence' || !config.deliverNotifications) continue;
-      if (!(await this.mayRead(account, owner, to.bare, config))) continue;
+      if (!(await this.mayRead(row.accountId, owner, to.bare, config))) continue;
       const [last] = await this.repo.items(row.id, 1);
       if (!last) continue;
-      await this.send(owner, [to.full], () => x('items', { node: row.node }, itemElement(last.itemId, config.deliverPayloads ? last.payload : null)), last.updatedAt);
+      await this.send(from, [to.full], () => x('items', { node: row.node }, itemElement(last.itemId, config.deliverPayloads ? last.payload : null)), last.updatedAt);
     }
   }
 
@@ -567,12 +576,12 @@ class PepService {
     if (node === undefined) {
       const items: Element[] = [];
       for (const row of await this.repo.nodes(account.id)) {
-        if (await this.mayRead(account, owner, e.from.bare, parseStoredConfig(row.config))) items.push(x('item', { jid: owner.bare, node: row.node }));
+        if (await this.mayRead(account.id, owner.bare, e.from.bare, parseStoredConfig(row.config))) items.push(x('item', { jid: owner.bare, node: row.node }));
       }
       return replyResult(this.ctx.router, e, x('query', { xmlns: NS.discoItems }, items));
     }
     const row = await this.repo.node(account.id, node);
-    if (!row || !(await this.mayRead(account, owner, e.from.bare, parseStoredConfig(row.config)))) return this.fail(e, 'item-not-found');
+    if (!row || !(await this.mayRead(account.id, owner.bare, e.from.bare, parseStoredConfig(row.config)))) return this.fail(e, 'item-not-found');
     const items = (await this.repo.items(row.id)).map((i) => x('item', { jid: owner.bare, name: i.itemId }));
     return replyResult(this.ctx.router, e, x('query', { xmlns: NS.discoItems, node }, items));
   }
@@ -584,7 +593,7 @@ class PepService {
     if (!(await mayViewPresenceInfo(this.ctx.storage, e.to, e.from))) return undefined;
     const account = await this.account(e.to);
     const row = account ? await this.repo.node(account.id, node) : null;
-    if (!account || !row || !(await this.mayRead(account, e.to.toBare(), e.from.bare, parseStoredConfig(row.config)))) return undefined;
+    if (!account || !row || !(await this.mayRead(account.id, e.to.bare, e.from.bare, parseStoredConfig(row.config)))) return undefined;
     return replyResult(this.ctx.router, e, x('query', { xmlns: NS.discoInfo, node }, x('identity', { category: 'pubsub', type: 'leaf' }), x('feature', { var: PUBSUB })));
   }
 }
@@ -627,8 +636,8 @@ export function createPepModule(): GatehouseModule {
       {
         id: 'XEP-0163',
         version: '1.2.2',
-        status: 'complete',
-        note: 'notifications by +notify in entity capabilities (caps module); last item on available presence; access models on every read and notification',
+        status: 'partial',
+        note: 'notifications by +notify in entity capabilities (caps module); last item on available presence (from a remote contact only while the owner is online: the caps module learns remote caps only then); access models on every read and notification',
       },
       {
         id: 'XEP-0060',

@@ -14,9 +14,9 @@
  */
 import { EntitySchema, Table, type MigrationInterface, type QueryRunner, type TableColumnOptions, type ValueTransformer } from 'typeorm';
 import type { EntityManager } from 'typeorm';
-import { dialectOf, mysqlBinaryCollation } from '../../../migrations/kit.js';
-import { checkId, checkText, isUniqueViolation, type Db } from '../../storage/db.js';
-import type { ModuleStorage } from '../../storage/module-storage.js';
+import { dialectOf, mysqlBinaryCollation } from '../../../storage/migrations/kit.js';
+import { ID_CHUNK, checkId, checkText, isUniqueViolation, type Db } from '../../../storage/db.js';
+import type { ModuleStorage } from '../../../storage/module-storage.js';
 
 /** Longest node name and item id stored (characters). */
 export const PEP_LIMITS = { node: 255, itemId: 255, publisher: 640 } as const;
@@ -300,6 +300,25 @@ export class PepRepository {
       }
     }
     return total;
+  }
+
+  /**
+   * The nodes named in `nodes` of the accounts `usernames` on `host`, with each account's user name
+   * (the last items of a user's local contacts, in a few queries however long the roster).
+   */
+  async nodesOfAccounts(host: string, usernames: readonly string[], nodes: readonly string[]): Promise<(PepNodeRow & { username: string })[]> {
+    const names = [...new Set(nodes)].slice(0, ID_CHUNK);
+    const out: (PepNodeRow & { username: string })[] = [];
+    if (names.length === 0) return out;
+    for (let i = 0; i < usernames.length; i += ID_CHUNK) {
+      const chunk = usernames.slice(i, i + ID_CHUNK);
+      const rows = await this.db.sql<Raw>(
+        `SELECT "n"."id", "n"."account_id", "n"."node", "n"."config", "n"."created_at", "a"."username" FROM "pep_nodes" "n" JOIN "accounts" "a" ON "a"."id" = "n"."account_id" WHERE "a"."host" = ? AND "a"."username" IN (${chunk.map(() => '?').join(', ')}) AND "n"."node" IN (${names.map(() => '?').join(', ')})`,
+        [host, ...chunk, ...names],
+      );
+      for (const r of rows) out.push({ ...nodeRow(r), username: String(r.username) });
+    }
+    return out;
   }
 
   /** Nodes (of every account) holding more than `max` items, for the retention sweep. */

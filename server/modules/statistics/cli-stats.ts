@@ -1,34 +1,22 @@
 /**
- * `gatehouse sessions` (P6, live, through the control channel) and `gatehouse stats` (P12, from
- * the database; with --chart an SVG line chart).
+ * The statistics feature's commands: `gatehouse sessions` (P6, live, through the control channel),
+ * declared by the session-stats module whose `sessions` control handler answers it, and `gatehouse
+ * stats` (P12, from the database; with --chart an SVG line chart), declared by the statistics
+ * module whose `stats.flush` handler writes what it holds in memory first.
  */
 import { writeFileSync } from 'node:fs';
 import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type FlagDefinition, type ParsedArgs } from '../../cli/kit.js';
-import type { Resolution, StatPoint, Storage } from '../../storage/types.js';
+import type { Resolution, StatPoint, Storage } from '../../../storage/types.js';
 import { controlHandlers, controlRequest } from '../../admin/control.js';
 import type { CommandDefinition } from '../../commands/command.js';
 import type { ServerContext } from '../../core/context.js';
-import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
-import { SERIES, rollupOf, seriesName } from './statistics.js';
+import { RESOLUTION_MS } from '../../../storage/repos/statistics.js';
+import { SERIES, rollupOf, seriesName } from './series.js';
 import { renderChart, formatValue, PALETTE } from './chart.js';
+import type { LiveSession } from './live-sessions.js';
 
 /** Flags of these commands that take a value. */
 const VALUE_FLAGS = ['series', 'resolution', 'since', 'chart'];
-
-/** One live session as the control channel reports it. */
-export interface LiveSession {
-  /** The stream id: how later admin commands (disconnect) name a session. */
-  id: string;
-  jid: string;
-  ip: string;
-  secure: boolean;
-  available: boolean;
-  startedAt: string;
-  stanzasIn: number;
-  stanzasOut: number;
-  bytesIn: number;
-  bytesOut: number;
-}
 
 /**
  * Values of VALUE_FLAGS: strings as parsed by the definition, or `--name value` from a parse
@@ -207,7 +195,7 @@ const stats = {
   server: 'if-running',
   control: 'stats.flush',
   http: { serve: serveStats },
-  async run(args) {
+  async run(args, ctx) {
     const config = configFrom(args);
     const flags = valueFlags(args);
     const q = statsQuery(flags, new Date());
@@ -215,7 +203,7 @@ const stats = {
     // Include the current minute: a running server writes what it holds in memory first.
     await controlRequest(config.dataDir, 'stats.flush', {}, 3000).catch(() => undefined);
     const step = RESOLUTION_MS[resolution];
-    const { keys, selected, perSeries } = await withStorage(config, (storage) => loadStats(storage, q));
+    const { keys, selected, perSeries } = await withStorage(config, ctx, (storage) => loadStats(storage, q));
     if (selectors && keys.length === 0) {
       const known = Object.keys(SERIES).join(', ');
       console.log(`no ${resolution} data for ${selectors.join(', ')} since ${utc(since)} UTC (series: ${known})`);

@@ -1,17 +1,18 @@
 /**
- * Statistics (P12): the anonymous time series as SVG line charts (server/modules/statistics/chart.ts), one
+ * The console page /statistics of the statistics module (P12): the anonymous time series as SVG line charts (server/modules/statistics/chart.ts), one
  * chart per group of related series, at a chosen resolution (minute: last 3 hours, hour: last 48
  * hours, day: last 90 days), and a table of totals. No JID or IP is in these series, so viewing
  * them is no read of audit data.
  */
-import { RESOLUTIONS, RESOLUTION_MS } from '../../storage/repos/statistics.js';
-import type { Resolution } from '../../storage/types.js';
-import { SERIES, rollupOf, seriesName } from '../../modules/statistics/statistics.js';
-import { seriesPoints } from '../../modules/statistics/cli-stats.js';
-import { PALETTE, formatValue, renderChart } from '../../modules/statistics/chart.js';
-import { controlHandlers } from '../control.js';
+import { RESOLUTIONS, RESOLUTION_MS } from '../../../storage/repos/statistics.js';
+import type { Resolution } from '../../../storage/types.js';
+import { SERIES, rollupOf, seriesName } from './series.js';
+import { seriesPoints } from './cli-stats.js';
+import { PALETTE, formatValue, renderChart } from './chart.js';
+import { controlHandlers } from '../../admin/control.js';
 import type { ServerContext } from '../../core/context.js';
-import { html, query, raw, utc, type PageEnv, type PageResult } from './layout.js';
+import type { AdminPage } from '../../admin/contract.js';
+import { html, query, raw, utc, type PageEnv, type PageResult } from '../../admin/pages/layout.js';
 
 export const DEFAULT_WINDOW: Record<Resolution, number> = { minute: 3 * 3_600_000, hour: 48 * 3_600_000, day: 90 * 86_400_000 };
 
@@ -51,7 +52,7 @@ export async function flushStatistics(ctx: ServerContext): Promise<void> {
   }
 }
 
-export async function statisticsPage(env: PageEnv): Promise<PageResult> {
+async function renderStatistics(env: PageEnv): Promise<PageResult> {
   const { ctx, url, now } = env;
   const resolution = parseResolution(url.searchParams.get('resolution'));
   const step = RESOLUTION_MS[resolution];
@@ -109,3 +110,5 @@ ${
 }`;
   return { title: 'Statistics', body };
 }
+
+export const statisticsPage: AdminPage = { path: '/statistics', nav: { label: 'Statistics', order: 20 }, render: renderStatistics };

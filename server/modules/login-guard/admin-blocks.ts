@@ -1,26 +1,26 @@
 /**
- * Failed logins and blocks (P7): the temporary blocks in force, with a button that lifts one (or
+ * The console page /blocks of the failed-login guard (P7): the temporary blocks in force, with a button that lifts one (or
  * all), and the failed authentications and registrations recorded within the detailed-log
  * retention period (newest first). IPs and account names are audit data: every view is recorded
- * with auditRead() (P21), and so is every lift (a log line naming the admin).
+ * (env.audit, P21), and so is every lift (a log line naming the admin).
  */
 import type { ServerContext } from '../../core/context.js';
-import type { BlockKind } from '../../storage/types.js';
-import { auditRead } from '../../modules/policy/admins.js';
+import type { BlockKind } from '../../../storage/types.js';
 import { formatDurationShort, formatDurationWords } from '../../../shared/format.js';
-import { csrfField, html, utc, type PageEnv, type PageResult } from './layout.js';
+import type { AdminAction, AdminPage } from '../../admin/contract.js';
+import { csrfField, html, utc, type PageEnv, type PageResult } from '../../admin/pages/layout.js';
 
 /** Most failed-login records shown. */
 export const FAILED_LOGINS_SHOWN = 200;
 
-export async function blocksPage(env: PageEnv): Promise<PageResult> {
+async function renderBlocks(env: PageEnv): Promise<PageResult> {
   const { ctx, admin, now } = env;
   const retention = ctx.config.retention.detailedLogs;
   const [blocks, failures] = await Promise.all([
     ctx.storage.privacyLogs.listBlocks(now),
     ctx.storage.privacyLogs.listFailedLogins({ since: new Date(now.getTime() - retention), limit: FAILED_LOGINS_SHOWN }),
   ]);
-  auditRead(ctx, { jid: admin.jid }, `failed logins and login blocks on the admin console: ${blocks.length} blocks, ${failures.length} failed logins shown`);
+  env.audit(`failed logins and login blocks on the admin console: ${blocks.length} blocks, ${failures.length} failed logins shown`);
   const guard = ctx.services.get('login-guard');
   const body = html`<h1>Failed logins &amp; blocks</h1>
 <p class="muted">After repeated failed logins an address (IPv6: its /64) or an account is blocked for a while (P7). Records of failed logins are deleted after ${formatDurationWords(retention)}.${guard ? '' : ' The failed-login guard is not running in this server.'}</p>
@@ -64,7 +64,7 @@ ${failures.length >= FAILED_LOGINS_SHOWN ? html`<p class="muted">The newest ${FA
 }
 
 /** Lifts one block (both in storage and in the running guard); true if there was one. */
-export async function liftBlock(ctx: ServerContext, adminJid: string, kind: string, subject: string): Promise<boolean> {
+async function liftBlock(ctx: ServerContext, adminJid: string, kind: string, subject: string): Promise<boolean> {
   if (kind !== 'ip' && kind !== 'account') return false;
   if (!subject || subject.length > 600) return false;
   const lifted = await ctx.storage.privacyLogs.liftBlock(kind as BlockKind, subject);
@@ -75,9 +75,29 @@ export async function liftBlock(ctx: ServerContext, adminJid: string, kind: stri
   return lifted;
 }
 
-export async function liftAllBlocks(ctx: ServerContext, adminJid: string): Promise<number> {
+async function liftAllBlocks(ctx: ServerContext, adminJid: string): Promise<number> {
   const n = await ctx.storage.privacyLogs.liftAllBlocks();
   ctx.log.child('admin-http').info('admin lifted all login blocks', { admin: adminJid, count: n });
   await ctx.services.get('login-guard')?.poll();
   return n;
 }
+
+export const blocksPage: AdminPage = { path: '/blocks', nav: { label: 'Failed logins & blocks', order: 30 }, render: renderBlocks };
+
+export const blockActions: readonly AdminAction[] = [
+  {
+    path: '/blocks/lift',
+    async run(env, form) {
+      const subject = form.get('subject') ?? '';
+      const lifted = await liftBlock(env.ctx, env.admin.jid, form.get('kind') ?? '', subject);
+      return { redirect: '/blocks', flash: lifted ? `Lifted the block of ${subject}.` : `There was no block for ${subject}.` };
+    },
+  },
+  {
+    path: '/blocks/lift-all',
+    async run(env) {
+      const n = await liftAllBlocks(env.ctx, env.admin.jid);
+      return { redirect: '/blocks', flash: `Lifted ${n} block${n === 1 ? '' : 's'}.` };
+    },
+  },
+];

@@ -1,23 +1,25 @@
 /**
- * The public privacy policy (P22): /privacy (English) and /datenschutz (German), HTML by default
- * or Markdown with ?format=md. The page is the stored version in force at this moment, rendered by
+ * The public privacy policy (P22), public pages of the privacy-policy module on the admin HTTP
+ * listener: /privacy (English) and /datenschutz (German), HTML by default or Markdown with
+ * ?format=md. The page is the stored version in force at this moment, rendered by
  * server/modules/policy/render.ts, with every announced change: a notice with its effective date
  * at the top and the new text after the current one. Until a version is stored (the policy module
  * stores the first one at start), it shows the draft the configuration renders, marked as such.
  */
 import type { ServerContext } from '../../core/context.js';
-import { policyFromConfig, renderView, type Lang, type PolicyView } from '../../modules/policy/render.js';
-import { viewAt } from '../../modules/policy/versions.js';
-import { CSS, escapeHtml } from './layout.js';
+import { policyFromConfig, renderView, type Lang, type PolicyView } from './render.js';
+import { viewAt } from './versions.js';
+import { AdminHttpError, type PublicPage } from '../../admin/contract.js';
+import { CSS, escapeHtml } from '../../admin/pages/layout.js';
 
-export const POLICY_PATHS: Record<Lang, string> = { en: '/privacy', de: '/datenschutz' };
+const POLICY_PATHS: Record<Lang, string> = { en: '/privacy', de: '/datenschutz' };
 
 const SWITCH: Record<Lang, { other: Lang; label: string; md: string }> = {
   en: { other: 'de', label: 'Deutsch', md: 'Markdown' },
   de: { other: 'en', label: 'English', md: 'Markdown' },
 };
 
-export async function policyView(ctx: ServerContext, now: Date): Promise<PolicyView> {
+async function policyView(ctx: ServerContext, now: Date): Promise<PolicyView> {
   const versions = await ctx.storage.policyVersions.list();
   const view = viewAt(versions, now);
   if (view) return view;
@@ -26,7 +28,7 @@ export async function policyView(ctx: ServerContext, now: Date): Promise<PolicyV
 }
 
 /** The page body and its content type. */
-export async function privacyPage(ctx: ServerContext, lang: Lang, format: 'html' | 'md', now: Date): Promise<{ type: string; body: string }> {
+async function privacyPage(ctx: ServerContext, lang: Lang, format: 'html' | 'md', now: Date): Promise<{ type: string; body: string }> {
   const view = await policyView(ctx, now);
   if (format === 'md') return { type: 'text/markdown; charset=utf-8', body: renderView(view, lang, 'md') };
   const s = SWITCH[lang];
@@ -39,3 +41,16 @@ export async function privacyPage(ctx: ServerContext, lang: Lang, format: 'html'
   const doc = renderView(view, lang, 'html').replace('</head>', () => head).replace('<main>', () => nav);
   return { type: 'text/html; charset=utf-8', body: doc };
 }
+
+function publicPolicy(lang: Lang): PublicPage {
+  return {
+    path: POLICY_PATHS[lang],
+    serve({ ctx, url, now }) {
+      const format = url.searchParams.get('format') ?? 'html';
+      if (format !== 'html' && format !== 'md') throw new AdminHttpError(400, 'format must be html or md');
+      return privacyPage(ctx, lang, format, now);
+    },
+  };
+}
+
+export const publicPolicyPages: readonly PublicPage[] = [publicPolicy('en'), publicPolicy('de')];

@@ -2,7 +2,7 @@
  * The `registrationLimit` configuration section, declared next to the register module that
  * enforces it (register.ts) and composed into the whole schema by server/config/schema.ts.
  */
-import { array, duration, int, object, section } from '../../shared/schema-kit.js';
+import { array, duration, int, object, section, type Infer } from '../../shared/schema-kit.js';
 import { cidr } from '../../shared/config-values.js';
 
 export const registrationLimitConfigSection = section(
@@ -23,3 +23,5 @@ export const registrationLimitConfigSection = section(
     { doc: 'Throttle for in-band account registration, like Prosody\'s registration_throttle_max/period. Counted in memory (a restart resets it).' },
   ),
 );
+
+export type RegistrationLimitConfig = Infer<typeof registrationLimitConfigSection.schema>;

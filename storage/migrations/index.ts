@@ -1,6 +1,6 @@
 /**
  * Every migration, in order. Passed to TypeORM as classes (not globs) so that the compiled
- * dist/migrations/*.js load without any file-system discovery.
+ * dist/storage/migrations/*.js load without any file-system discovery.
  */
 import { InitialSchema1732600000000 } from './1732600000000-InitialSchema.js';
 import { PrivacyLogs1732600000100 } from './1732600000100-PrivacyLogs.js';

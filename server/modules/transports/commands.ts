@@ -1,30 +1,27 @@
-#!/usr/bin/env node
 /**
- * Transport commands of the `gatehouse` CLI (server/cli/commands.ts adds `transportCommands`); this file
- * also runs on its own (`node dist/transports/cli-transport.js transport irc --config irc.yaml`),
- * which is how the server's transport supervisor starts transports as child processes.
- *
- * The commands (`transport`, `vault rotate`, `audit transports`) are defined below, with their
- * help; docs/cli.md is generated from the definitions.
+ * The transport commands of the `gatehouse` CLI, declared by the transports module (supervisor.ts):
+ * `transport` runs a transport (transports/NAME) in the foreground, `vault rotate` re-encrypts its
+ * credentials (P9), `audit transports` reads the connection log (P10). They also run on their own
+ * (server/cli/transport.ts), which is how the supervisor starts transports as child processes.
+ * docs/cli.md is generated from the definitions.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { UsageError, commandSet, type FlagDefinition, type ParsedArgs } from '../server/commands/command.js';
-import { runCommandLine } from '../server/commands/run.js';
-import { ConfigError, loadConfig } from '../server/config/index.js';
-import { parseDuration } from '../shared/schema-kit.js';
-import { openStorage, type StorageConfig } from '../server/storage/datasource.js';
-import type { TransportAuditEntry } from '../server/storage/types.js';
-import { Jid } from '../shared/jid.js';
-import { Logger } from '../shared/logger.js';
-import { logFileSink } from '../shared/rotating-log-file.js';
-import type { AdapterFactory, NetworkAdapter } from './kit/adapter.js';
-import { formatAudit, type AuditFormat } from './kit/audit-log.js';
-import { isTransportConfigDocument, loadTransportConfig, readYaml, type TransportConfig } from './kit/config.js';
-import { startTransport } from './kit/gateway.js';
-import { Vault, VaultError, readKeyFile, resolveVaultKey } from './kit/vault.js';
+import { UsageError, commandSet, type FlagDefinition, type ParsedArgs } from '../../commands/command.js';
+import { ConfigError, loadConfig } from '../../config/index.js';
+import { parseDuration } from '../../../shared/schema-kit.js';
+import { openStorage, type StorageConfig } from '../../../storage/datasource.js';
+import type { TransportAuditEntry } from '../../../storage/types.js';
+import { Jid } from '../../../shared/jid.js';
+import { Logger } from '../../../shared/logger.js';
+import { logFileSink } from '../../../shared/rotating-log-file.js';
+import type { AdapterFactory, NetworkAdapter } from '../../../transports/kit/adapter.js';
+import { formatAudit, type AuditFormat } from '../../../transports/kit/audit-log.js';
+import { isTransportConfigDocument, loadTransportConfig, readYaml, type TransportConfig } from '../../../transports/kit/config.js';
+import { startTransport } from '../../../transports/kit/gateway.js';
+import { Vault, VaultError, readKeyFile, resolveVaultKey } from '../../../transports/kit/vault.js';
 
 /** A flag's value (`--name value` or `--name=value`, parsed by the command's definition). */
 function valueOf(args: ParsedArgs, name: string): string | undefined {
@@ -38,11 +35,13 @@ function configPath(args: ParsedArgs): string | undefined {
   return file;
 }
 
+/** The transports' folder (this file runs from dist/server/modules/transports/). */
+const TRANSPORTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'transports');
+
 /** Loads an adapter: transports/<name>/index.js exports createAdapter. */
-export async function loadAdapter(name: string, settings: Record<string, unknown>, log: Logger): Promise<NetworkAdapter> {
+async function loadAdapter(name: string, settings: Record<string, unknown>, log: Logger): Promise<NetworkAdapter> {
   if (!/^[a-z][a-z0-9-]*$/.test(name) || name === 'kit') throw new UsageError(`not a transport name: ${name}`);
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const file = path.join(here, name, 'index.js');
+  const file = path.join(TRANSPORTS_DIR, name, 'index.js');
   let mod: { createAdapter?: AdapterFactory; default?: AdapterFactory };
   try {
     mod = (await import(pathToFileURL(file).href)) as typeof mod;
@@ -231,19 +230,3 @@ export const transportCommands = commandSet(
     },
   },
 );
-
-/** Runs one of these commands (used when this file is run directly, e.g. by the transport supervisor). */
-export function runTransportCli(argv: string[]): Promise<number> {
-  return runCommandLine(transportCommands, argv);
-}
-
-const invokedDirectly = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
-if (invokedDirectly) {
-  runTransportCli(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err) => {
-      console.error(`gatehouse: ${err instanceof Error ? err.message : String(err)}`);
-      process.exit(1);
-    },
-  );
-}

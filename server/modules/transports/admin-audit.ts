@@ -1,18 +1,18 @@
 /**
- * Transport audit (P10): the transport connection log (time, user JID, network, foreign account,
+ * The console page /transports of the transports module (P10): the transport connection log (time, user JID, network, foreign account,
  * server, event, reason), filtered by user JID, network and a time range, as a table or a CSV
- * download. Reading it is a read of audit data (P21): every view and every download is recorded
- * with auditRead(), naming the filters.
+ * download (/transports.csv). Reading it is a read of audit data (P21): every view and every
+ * download is recorded (env.audit), naming the filters.
  *
  * Times in the filter are ISO 8601; without a zone they are UTC (what <input type=datetime-local>
  * sends is read that way). A date alone means its midnight UTC. An age such as 2h or 7d counts
  * back from now.
  */
 import type { ServerContext } from '../../core/context.js';
-import type { TransportAuditEntry, TransportAuditQuery } from '../../storage/types.js';
-import { auditRead } from '../../modules/policy/admins.js';
+import type { TransportAuditEntry, TransportAuditQuery } from '../../../storage/types.js';
 import { Jid } from '../../../shared/jid.js';
-import { html, query, utc, type PageEnv, type PageResult } from './layout.js';
+import type { AdminDownload, AdminPage, Download } from '../../admin/contract.js';
+import { html, query, utc, type PageEnv, type PageResult } from '../../admin/pages/layout.js';
 import { formatDurationWords } from '../../../shared/format.js';
 
 /** Most rows shown on the page (the CSV has all, up to CSV_MAX_ROWS). */
@@ -79,13 +79,13 @@ async function rows(ctx: ServerContext, f: AuditFilter, limit: number): Promise<
   return ctx.storage.transports.queryAudit({ ...f.query, limit });
 }
 
-export async function transportsPage(env: PageEnv): Promise<PageResult> {
-  const { ctx, admin, url, now } = env;
+async function renderAudit(env: PageEnv): Promise<PageResult> {
+  const { ctx, url, now } = env;
   const filter = auditFilter(url.searchParams, now);
   const list = await rows(ctx, filter, ROWS_SHOWN + 1);
   const more = list.length > ROWS_SHOWN;
   const shown = more ? list.slice(0, ROWS_SHOWN) : list;
-  auditRead(ctx, { jid: admin.jid }, `transport connection log on the admin console (${describe(filter)}): ${shown.length} rows shown`);
+  env.audit(`transport connection log on the admin console (${describe(filter)}): ${shown.length} rows shown`);
   const v = filter.values;
   const csvHref = `/transports.csv${query(v)}`;
   const body = html`<h1>Transport audit</h1>
@@ -124,14 +124,20 @@ export function csvField(v: string | null): string {
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-export async function transportsCsv(env: PageEnv): Promise<{ status: number; body: string; filename: string }> {
-  const { ctx, admin, url, now } = env;
+const CSV = 'text/csv; charset=utf-8';
+
+async function auditCsv(env: PageEnv): Promise<Download> {
+  const { ctx, url, now } = env;
   const filter = auditFilter(url.searchParams, now);
-  if (filter.errors.length) return { status: 400, body: filter.errors.join('\n') + '\n', filename: '' };
+  if (filter.errors.length) return { status: 400, type: CSV, body: filter.errors.join('\n') + '\n', filename: '' };
   const list = await rows(ctx, filter, CSV_MAX_ROWS);
-  auditRead(ctx, { jid: admin.jid }, `transport connection log downloaded as CSV from the admin console (${describe(filter)}): ${list.length} rows`);
+  env.audit(`transport connection log downloaded as CSV from the admin console (${describe(filter)}): ${list.length} rows`);
   const lines = ['time,user_jid,network,account,server,event,reason'];
   for (const r of list) lines.push([r.at.toISOString(), r.userJid, r.network, r.account, r.server, r.event, r.reason].map(csvField).join(','));
   const stamp = now.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
-  return { status: 200, body: lines.join('\r\n') + '\r\n', filename: `transport-audit-${stamp}.csv` };
+  return { status: 200, type: CSV, body: lines.join('\r\n') + '\r\n', filename: `transport-audit-${stamp}.csv` };
 }
+
+export const auditPage: AdminPage = { path: '/transports', nav: { label: 'Transport audit', order: 40 }, render: renderAudit };
+
+export const auditDownload: AdminDownload = { path: '/transports.csv', serve: auditCsv };

@@ -1,6 +1,6 @@
 /**
  * Transports under the server: each configured transport runs as a child process
- * (`node dist/transports/cli-transport.js transport NAME --config FILE`), connects back to this
+ * (`node dist/server/cli/transport.js transport NAME --config FILE`), connects back to this
  * server's component listener like any external component (XEP-0114), and is restarted with
  * exponential backoff (1 s doubling to 1 min, with jitter; the count starts over once a child ran
  * for a minute) when it exits. Every start and exit is logged with its code or signal; the child's
@@ -11,16 +11,25 @@
  * read defensively until the server's configuration schema declares it; each transport's own file
  * names its component domain and secret, which must match an entry of `components`.
  *
+ * A transport whose component is held back (P22: added to the configuration, its privacy-policy
+ * change not in force yet) is not started until its component comes into force ('config/in-force').
+ *
  * Also the retention class of the transport connection log (P10/P13) when the transports share
- * the server's database: rows older than retention.detailedLogs are deleted by the sweeper.
+ * the server's database: rows older than retention.detailedLogs are deleted by the sweeper; and the
+ * transport commands (commands.ts: `transport`, `vault rotate`, `audit transports`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { GatehouseModule, ServerContext } from '../core/context.js';
-import { inBatches, type RetentionClass } from '../core/retention-class.js';
-import { backoffDelay } from '../../transports/kit/backoff.js';
-import { formatDurationWords } from '../../shared/format.js';
+import type { GatehouseModule, ServerContext } from '../../core/context.js';
+import { inBatches, type RetentionClass } from '../../core/retention-class.js';
+import { backoffDelay } from '../../../transports/kit/backoff.js';
+import { formatDurationWords } from '../../../shared/format.js';
+import { transportCommands } from './commands.js';
+import { auditDownload, auditPage } from './admin-audit.js';
+import { transportsConfigSection } from './config.js';
+import { readYaml } from '../../../transports/kit/config.js';
 
 export interface SupervisedTransport {
   /** The adapter: transports/<name>/index.ts. */
@@ -42,7 +51,8 @@ export interface SupervisorOptions {
   command?: (t: SupervisedTransport) => { command: string; args: string[] };
 }
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'transports', 'cli-transport.js');
+/** The transport runner (server/cli/transport.ts; this file runs from dist/server/modules/transports/). */
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'transport.js');
 
 class Supervised {
   child: ChildProcess | null = null;
@@ -132,6 +142,7 @@ class Supervised {
 export function createTransportsSupervisor(options: SupervisorOptions = {}): GatehouseModule & { running(): { name: string; pid: number | null; restarts: number }[] } {
   let supervised: Supervised[] = [];
   let stopping = false;
+  let offInForce = (): void => {};
   const opts = {
     restart: options.restart ?? { min: 1000, max: 60_000 },
     stableAfter: options.stableAfter ?? 60_000,
@@ -140,10 +151,13 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
   };
   return {
     name: 'transports-supervisor',
+    config: transportsConfigSection,
     retention: [transportConnectionsClass],
     clauses: ['P9', 'P10'],
+    commands: { cli: Object.values(transportCommands) },
+    admin: { pages: [auditPage], downloads: [auditDownload] },
     specs: [
-      { id: 'XEP-0100', version: '1.0', status: 'complete', note: 'transports (transports/kit): registration, jabber:iq:gateway, presence-driven login, XEP-0144 contact suggestions' },
+      { id: 'XEP-0100', version: '1.0', status: 'complete', note: 'the IRC, Matrix and Discord transports (transports/, docs/transports.md): registration, jabber:iq:gateway, presence-driven login, XEP-0144 contact suggestions' },
       { id: 'XEP-0106', status: 'complete', note: 'legacy ids in transport JIDs' },
       { id: 'XEP-0045', status: 'partial', note: 'foreign channels as rooms served by transports: join, occupants, groupchat, subject, nick changes, kicks, private messages; no room configuration' },
       { id: 'XEP-0050', status: 'partial', note: 'transport settings and admin commands, single-stage' },
@@ -157,9 +171,28 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
     load(ctx) {
       const list = options.transports ?? ctx.config.transports;
       supervised = list.map((t) => new Supervised(t, ctx, opts, () => stopping));
-      for (const s of supervised) s.start();
+      const inForce = (s: Supervised, components: readonly { domain: string }[]): boolean => {
+        const domain = componentDomainOf(s.spec);
+        return domain === null || components.some((c) => c.domain === domain);
+      };
+      const waiting = new Set<Supervised>();
+      for (const s of supervised) {
+        if (inForce(s, ctx.config.components)) s.start();
+        else {
+          waiting.add(s);
+          ctx.log.info('transport not started: its component is held back until its privacy policy change takes effect', { transport: s.spec.name, component: componentDomainOf(s.spec) });
+        }
+      }
+      offInForce = ctx.hooks.on('config/in-force', ({ after }) => {
+        for (const s of [...waiting]) {
+          if (!inForce(s, after.components)) continue;
+          waiting.delete(s);
+          s.start();
+        }
+      });
     },
     async unload() {
+      offInForce();
       stopping = true;
       await Promise.all(supervised.map((s) => s.stop()));
     },
@@ -169,6 +202,19 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
   };
 }
 
+/**
+ * The component domain a transport's own file names, or null when it cannot be read here (the
+ * transport then starts, and reports the problem itself).
+ */
+function componentDomainOf(t: SupervisedTransport): string | null {
+  try {
+    const raw = readYaml(readFileSync(t.config, 'utf8'), t.config) as { component?: { domain?: unknown } } | null;
+    const domain = raw?.component?.domain;
+    return typeof domain === 'string' ? domain.toLowerCase() : null;
+  } catch {
+    return null;
+  }
+}
 
 const transportConnectionsClass: RetentionClass = {
   name: 'transport-connections',

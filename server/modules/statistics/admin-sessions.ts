@@ -1,7 +1,8 @@
 /**
- * Live client sessions (P6): full JID, IP, TLS, start, stanzas and bytes in and out, with a
- * button that disconnects a session. Showing JIDs and IPs is a read of audit data (P21): every
- * view is recorded with auditRead().
+ * The console page /sessions of the session-stats module: live client sessions (P6) with full JID,
+ * IP, TLS, start, stanzas and bytes in and out, with a button that disconnects a session (POST
+ * /sessions/disconnect). Showing JIDs and IPs is a read of audit data (P21): every view is
+ * recorded (env.audit).
  *
  * Disconnecting closes the stream with the stream error <policy-violation/> and the text
  * "disconnected by an administrator" (RFC 6120 4.9.3.14: the entity violated a local service
@@ -10,19 +11,19 @@
  * Not <conflict/> (that tells a client another of its own sessions replaced it, and some then
  * stop reconnecting for the wrong reason) and not <system-shutdown/> (the server is not stopping).
  */
-import { liveSessions } from '../../modules/statistics/session-stats.js';
-import { auditRead } from '../../modules/policy/admins.js';
+import { liveSessions } from './live-sessions.js';
 import type { ServerContext } from '../../core/context.js';
-import { csrfField, html, utc, type PageEnv, type PageResult } from './layout.js';
+import type { AdminAction, AdminPage } from '../../admin/contract.js';
+import { csrfField, html, utc, type PageEnv, type PageResult } from '../../admin/pages/layout.js';
 import { formatBytes, formatDurationShort } from '../../../shared/format.js';
 
 export const DISCONNECT_CONDITION = 'policy-violation';
 export const DISCONNECT_TEXT = 'disconnected by an administrator';
 
-export function sessionsPage(env: PageEnv): PageResult {
+function renderSessions(env: PageEnv): PageResult {
   const { ctx, admin, now } = env;
   const list = liveSessions(ctx);
-  auditRead(ctx, { jid: admin.jid }, `live client sessions (JID, IP, counters) on the admin console: ${list.length} shown`);
+  env.audit(`live client sessions (JID, IP, counters) on the admin console: ${list.length} shown`);
   const body = html`<h1>Sessions</h1>
 <p class="muted">Client sessions online now (P6). The counters are this session's stanzas and bytes; when a session ends they go into the anonymous statistics and its record is deleted after the detailed-log retention period.</p>
 ${
@@ -56,10 +57,20 @@ ${list.map(
  * Closes the live session with stream id `id` (and full JID `jid`, so a reused id cannot hit
  * another session); returns the JID closed, or null if it is gone.
  */
-export function disconnectSession(ctx: ServerContext, adminJid: string, id: string, jid: string): string | null {
+function disconnectSession(ctx: ServerContext, adminJid: string, id: string, jid: string): string | null {
   const session = [...ctx.sessions.all()].find((s) => s.id === id && (jid === '' || s.jid.full === jid));
   if (!session) return null;
   ctx.log.child('admin-http').info('admin disconnected a client session', { admin: adminJid, jid: session.jid.full, ip: session.ip });
   session.close(DISCONNECT_CONDITION, DISCONNECT_TEXT);
   return session.jid.full;
 }
+
+export const sessionsPage: AdminPage = { path: '/sessions', nav: { label: 'Sessions', order: 10 }, render: renderSessions };
+
+export const disconnectAction: AdminAction = {
+  path: '/sessions/disconnect',
+  async run(env, form) {
+    const jid = disconnectSession(env.ctx, env.admin.jid, form.get('id') ?? '', form.get('jid') ?? '');
+    return { redirect: '/sessions', flash: jid ? `Disconnected ${jid}.` : 'That session is no longer online.' };
+  },
+};

@@ -6,7 +6,7 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { DataSource, MigrationExecutor, type DataSourceOptions, type Logger as OrmLogger } from 'typeorm';
-import { migrations } from '../../migrations/index.js';
+import { migrations } from './migrations/index.js';
 import { allEntities } from './entities.js';
 import { checkModuleStorages, type ModuleStorage } from './module-storage.js';
 import { StorageError, errorCode, errorText } from './errors.js';

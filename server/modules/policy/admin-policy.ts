@@ -1,20 +1,24 @@
 /**
- * Policy (P22): the stored versions of the privacy policy with their announcement and effective
+ * The console page /policy of the privacy-policy module (P22): the stored versions of the privacy policy with their announcement and effective
  * dates, which one is in force and which are announced, whether the running configuration renders
  * the latest version (or what an announcement would have to announce), and whether users are
- * being told about a change right now. No personal data.
+ * being told about a change right now, and which parts of the configuration are held back until
+ * their change takes effect. No personal data.
  */
-import { policyFromConfig } from '../../modules/policy/render.js';
-import { announcementToNotify } from '../../modules/policy/announce.js';
-import { NOTICE_MS, changesBetween, earliestEffectiveDay, inForce, upcoming } from '../../modules/policy/versions.js';
-import { html, utc, type PageEnv, type PageResult } from './layout.js';
+import { policyFromConfig } from './render.js';
+import { announcementToNotify } from './announce.js';
+import { NOTICE_MS, changesBetween, earliestEffectiveDay, inForce, upcoming } from './versions.js';
+import type { AdminPage } from '../../admin/contract.js';
+import { html, utc, type PageEnv, type PageResult } from '../../admin/pages/layout.js';
 
-export async function policyPage(env: PageEnv): Promise<PageResult> {
+async function renderPolicy(env: PageEnv): Promise<PageResult> {
   const { ctx, now } = env;
   const versions = await ctx.storage.policyVersions.list();
   const current = inForce(versions, now);
   const pending = new Set(upcoming(versions, now).map((v) => v.id));
-  const config = policyFromConfig(ctx.config);
+  // The file's configuration: what an announcement would publish (ctx.config is the one in force).
+  const config = policyFromConfig(ctx.configInForce.file);
+  const held = ctx.services.get('policy')?.held() ?? [];
   const latest = versions.at(-1) ?? null;
   const notifying = announcementToNotify(versions, now);
 
@@ -43,6 +47,13 @@ export async function policyPage(env: PageEnv): Promise<PageResult> {
 <p>Published at <a href="/privacy">/privacy</a> (English) and <a href="/datenschutz">/datenschutz</a> (German), also as Markdown (<a href="/privacy?format=md">en</a>, <a href="/datenschutz?format=md">de</a>).</p>
 ${status}
 ${
+  held.length
+    ? html`<h2>Held back</h2>
+<p>Parts of the configuration that would change the published policy wait until an announced version allowing them takes effect (the server applies them then, without a restart):</p>
+<ul>${held.map((p) => html`<li>${p.change}: ${p.until ? `until ${utc(p.until)} UTC${p.technical ? ' (technical change)' : ''}` : 'until a change is announced'}</li>`)}</ul>`
+    : html`<p class="muted">Nothing in the configuration is held back.</p>`
+}
+${
   notifying
     ? html`<p>Users are being told about version ${notifying.id} (a headline message once per account, when online) until ${utc(new Date(Math.max(notifying.effectiveAt.getTime(), notifying.announcedAt.getTime() + NOTICE_MS)))} UTC.</p>`
     : html`<p class="muted">No announcement is being told to users now.</p>`
@@ -63,3 +74,5 @@ ${[...versions].reverse().map((v) => {
 }`;
   return { title: 'Policy', body };
 }
+
+export const policyPage: AdminPage = { path: '/policy', nav: { label: 'Policy', order: 50 }, render: renderPolicy };

@@ -6,7 +6,7 @@
  */
 import { statSync } from 'node:fs';
 import type { Config } from '../config/index.js';
-import { sqlitePath } from './datasource.js';
+import { sqlitePath } from '../../storage/datasource.js';
 
 export function dataFiles(config: Config): string[] {
   const files = [config.dataDir];
