@@ -175,6 +175,46 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
     assert.deepEqual((late.items as [string, string][]).map(([id, xml]) => [id, canonical(xml)]), [['current', canonical(devices)]]);
   });
 
+  test('P16 a contact\'s slixmpp that starts announcing +notify mid-session (new caps in its presence) is sent the last device list then', async () => {
+    await contacts(ts, 'lialice', 'libob');
+    const node = `${OMEMO2}:devices`;
+    const alice = await online('lialice');
+    const bob = await online('libob');
+    const devices = `<devices xmlns='${OMEMO2}'><device id='31337'/></devices>`;
+    await alice.ok({ cmd: 'publish', node, id: 'current', payload: devices, options: { 'pubsub#access_model': 'open' } });
+    await bob.settled();
+    assert.deepEqual(bob.events(node), []);
+
+    const last = nextEvent(bob, node);
+    await bob.ok({ cmd: 'interest', nodes: [node] });
+    const got = await last;
+    assert.equal(got.frm, 'lialice@localhost');
+    assert.ok(typeof got.delay === 'string', JSON.stringify(got));
+    assert.deepEqual((got.items as [string, string][]).map(([id, xml]) => [id, canonical(xml)]), [['current', canonical(devices)]]);
+  });
+
+  test('P17 disco with slixmpp\'s xep_0030: a stranger gets for an account with PEP nodes the answers for an account that does not exist; a contact is shown only the nodes it may read', async () => {
+    await contacts(ts, 'dialice', 'dibob');
+    const alice = await online('dialice');
+    const bob = await online('dibob');
+    const stranger = await online('distranger');
+    await alice.ok({ cmd: 'publish', node: `${OMEMO2}:devices`, id: 'current', payload: `<devices xmlns='${OMEMO2}'/>`, options: { 'pubsub#access_model': 'open' } });
+    await alice.ok({ cmd: 'publish', node: BOOKMARKS2, id: 'x@conference.localhost', payload: `<conference xmlns='${BOOKMARKS2}'/>`, options: { 'pubsub#access_model': 'whitelist' } });
+
+    const nodesIn = (answer: PeerEvent) => parseXmlText(answer.xml as string)!.getChildren('item').map((i) => i.attrs.node);
+    assert.deepEqual(nodesIn(await alice.ok({ cmd: 'disco_items', jid: 'dialice@localhost' })).sort(), [`${OMEMO2}:devices`, BOOKMARKS2].sort());
+    assert.deepEqual(nodesIn(await bob.ok({ cmd: 'disco_items', jid: 'dialice@localhost' })), [`${OMEMO2}:devices`]);
+    assert.equal((await bob.fails({ cmd: 'disco_info', jid: 'dialice@localhost', node: BOOKMARKS2 })).condition, (await bob.fails({ cmd: 'disco_info', jid: 'dialice@localhost', node: 'urn:xmpp:nothing' })).condition);
+
+    const answer = async (jid: string, cmd: string, node?: string) => {
+      const e = await stranger.peer.call({ cmd, jid, node });
+      return [e.event, e.condition, e.type];
+    };
+    for (const [cmd, node] of [['disco_items', undefined], ['disco_info', undefined], ['disco_info', `${OMEMO2}:devices`], ['disco_info', BOOKMARKS2]] as const) {
+      assert.deepEqual(await answer('dialice@localhost', cmd, node), await answer('nobody@localhost', cmd, node), `${cmd} ${node ?? ''}`);
+    }
+  });
+
   test('the Conversations sequence: publish-options that differ from the node give precondition-not-met; slixmpp reads the owner form, submits it changed and publishes again', async () => {
     await contacts(ts, 'cvalice', 'cvbob');
     const node = `${AXOLOTL}.devicelist`;
@@ -331,6 +371,11 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
     const data = await bob.ok({ cmd: 'get_avatar', jid: 'avalice@localhost', id });
     assert.equal(data.id, id);
     assert.deepEqual(Buffer.from(data.data as string, 'base64'), png);
+
+    // Turning the avatar off (xep_0084.stop, empty metadata) reaches the contact too.
+    const off = bob.peer.expect((e) => e.event === 'avatar_metadata' && e.frm === 'avalice@localhost', 'the avatar turned off at avbob');
+    await alice.ok({ cmd: 'stop_avatar' });
+    assert.deepEqual((await off).info, []);
 
     assert.equal((await stranger.fails({ cmd: 'get_avatar', jid: 'avalice@localhost', id })).condition, 'item-not-found');
     await stranger.settled();

@@ -17,7 +17,11 @@ pubsub#errors condition, such as precondition-not-met). Payloads are XML text bo
   get_items    jid, node, [ids], [max]                                   xep_0060.get_items -> items [[id, xml]]
   get_config   node                                                      xep_0060.get_node_config -> fields
   configure    node, fields {field: value}                               xep_0060.set_node_config
+  interest     nodes                                                     more +notify (xep_0163), the new caps sent in presence
+  disco_info   jid, [node]                                               xep_0030.get_info -> xml
+  disco_items  jid, [node]                                               xep_0030.get_items -> xml
   avatar       data (base64), type                                       xep_0084 data then metadata -> id
+  stop_avatar                                                            xep_0084.stop (empty metadata)
   get_avatar   jid, id                                                   xep_0084.retrieve_avatar -> data (base64)
   vcard_avatar data (base64), type                                       xep_0153.set_avatar (a vCard PHOTO)
   get_vcard    jid                                                       xep_0054.get_vcard -> the PHOTO type and data
@@ -149,12 +153,29 @@ class PepPeer(Peer):
         await self["xep_0060"].set_node_config(None, cmd["node"], form("http://jabber.org/protocol/pubsub#node_config", cmd["fields"]))
         return {}
 
+    async def pep_interest(self, cmd):
+        self["xep_0163"].add_interest(cmd["nodes"])
+        await self["xep_0115"].update_caps(broadcast=True)
+        return {}
+
+    async def pep_disco_info(self, cmd):
+        result = await self["xep_0030"].get_info(cmd["jid"], node=cmd.get("node"), cached=False)
+        return {"xml": tostring(result["disco_info"].xml)}
+
+    async def pep_disco_items(self, cmd):
+        result = await self["xep_0030"].get_items(cmd["jid"], node=cmd.get("node"))
+        return {"xml": tostring(result["disco_items"].xml)}
+
     async def pep_avatar(self, cmd):
         data = base64.b64decode(cmd["data"])
         avatar_id = self["xep_0084"].generate_id(data)
         await self["xep_0084"].publish_avatar(data)
         await self["xep_0084"].publish_avatar_metadata({"id": avatar_id, "type": cmd["type"], "bytes": len(data)})
         return {"id": avatar_id}
+
+    async def pep_stop_avatar(self, cmd):
+        await self["xep_0084"].stop()
+        return {}
 
     async def pep_get_avatar(self, cmd):
         result = await self["xep_0084"].retrieve_avatar(cmd["jid"], cmd["id"])
