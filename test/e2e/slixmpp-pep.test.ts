@@ -337,7 +337,7 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
     assert.equal(missing.condition, 'item-not-found');
   });
 
-  test('P11 XEP-0048 bookmarks stored in PEP by slixmpp\'s xep_0048 through xep_0223: read back by the owner\'s other resource, item-not-found for a contact', async () => {
+  test('P11 XEP-0048 bookmarks stored in PEP by slixmpp\'s xep_0048 through xep_0223: read back and sent on login to the owner\'s other resources, item-not-found for a contact', async () => {
     await contacts(ts, 'oldalice', 'oldbob');
     const desktop = await online('oldalice', { resource: 'desktop', plugins: ['xep_0048'] });
     const laptop = await online('oldalice', { resource: 'laptop', plugins: ['xep_0048'] });
@@ -349,9 +349,21 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
     const back = await laptop.ok({ cmd: 'get_bookmarks' });
     assert.deepEqual(back.conferences, [{ jid: 'theatre@conference.localhost', nick: 'Bottom', name: 'The Theatre', autojoin: true }]);
 
+    // Stored again (the node exists, xep_0223's options match it): the one item is replaced.
+    const again = nextEvent(laptop, 'storage:bookmarks');
+    await desktop.ok({ cmd: 'bookmarks', conferences: [{ jid: 'wall@conference.localhost', nick: 'Snout', name: 'The Wall', autojoin: false }] });
+    await again;
+    assert.deepEqual((await laptop.ok({ cmd: 'get_bookmarks' })).conferences, [{ jid: 'wall@conference.localhost', nick: 'Snout', name: 'The Wall', autojoin: false }]);
+
     assert.equal((await bob.fails({ cmd: 'get_items', jid: 'oldalice@localhost', node: 'storage:bookmarks' })).condition, 'item-not-found');
     await bob.settled();
     assert.deepEqual(bob.events('storage:bookmarks'), []);
+
+    // The owner's resource that comes online later is sent the stored bookmarks (the node's default send_last_published_item).
+    const tablet = await online('oldalice', { resource: 'tablet', plugins: ['xep_0048'] });
+    const last = await nextEvent(tablet, 'storage:bookmarks');
+    assert.ok(typeof last.delay === 'string', JSON.stringify(last));
+    assert.match((last.items as [string, string][])[0]![1], /wall@conference\.localhost/);
   });
 
   test('P16 avatars (XEP-0084) published with slixmpp\'s xep_0084 reach a contact\'s xep_0084 as metadata, the contact fetches the data by id; a stranger gets neither', async () => {
