@@ -1,8 +1,9 @@
 /**
  * PEP with an independent client: slixmpp (Debian's python3-slixmpp) publishes, fetches, configures
  * and receives events through its own plugins (xep_0060, xep_0163 with xep_0115 caps, xep_0223,
- * xep_0084, xep_0048, xep_0172), driven by test/e2e/slixmpp_pep_peer.py. Each assertion is about
- * what a slixmpp client saw.
+ * xep_0084, xep_0048, xep_0172, ...), driven by test/e2e/slixmpp_pep_peer.py; and what one
+ * implementation (xmpp.js) publishes as another (slixmpp) receives it. Each assertion is about what
+ * a client saw.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -445,5 +446,60 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
       stranger.peer.log.filter((e) => e.event === 'items' || e.event.startsWith('user_')),
       [],
     );
+  });
+});
+
+describe('PEP between two independent clients', { skip: skipWithout('slixmpp') }, () => {
+  test('P11 P16 xmpp.js publishes an avatar and a whitelist bookmark: the contact\'s slixmpp gets the avatar through xep_0084, and neither reads nor is told of the bookmark', async () => {
+    // Registered over the wire: verifiers for every SCRAM variant xmpp.js may choose.
+    const reg = await ts.client();
+    assert.equal((await reg.register('xjalice', 'pw-xjalice')).attrs.type, 'result');
+    await reg.close();
+    await contacts(ts, 'xjalice', 'xjbob');
+    const bob = await online('xjbob', { plugins: ['xep_0084'], interests: [BOOKMARKS2] });
+
+    const { client, xml } = await import('@xmpp/client');
+    process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+    const alice = client({ service: `xmpp://127.0.0.1:${ts.port}`, domain: 'localhost', username: 'xjalice', password: 'pw-xjalice', resource: 'xmppjs' });
+    alice.reconnect.stop();
+    alice.on('error', () => {});
+    const PUBSUB = 'http://jabber.org/protocol/pubsub';
+    const options = (fields: Record<string, string>) =>
+      xml(
+        'publish-options',
+        {},
+        xml(
+          'x',
+          { xmlns: 'jabber:x:data', type: 'submit' },
+          xml('field', { var: 'FORM_TYPE', type: 'hidden' }, xml('value', {}, `${PUBSUB}#publish-options`)),
+          ...Object.entries(fields).map(([k, v]) => xml('field', { var: k }, xml('value', {}, v))),
+        ),
+      );
+    const publish = (node: string, id: string, payload: ReturnType<typeof xml>, opts?: Record<string, string>) =>
+      alice.iqCaller.request(xml('iq', { type: 'set' }, xml('pubsub', { xmlns: PUBSUB }, xml('publish', { node }, xml('item', { id }, payload)), opts ? options(opts) : undefined)));
+    try {
+      await alice.start();
+      await alice.send(xml('presence'));
+      const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+      const id = createHash('sha1').update(png).digest('hex');
+      const metadata = bob.peer.expect((e) => e.event === 'avatar_metadata' && e.frm === 'xjalice@localhost', 'the avatar metadata from xmpp.js at xjbob');
+      await publish('urn:xmpp:avatar:data', id, xml('data', { xmlns: 'urn:xmpp:avatar:data' }, png.toString('base64')));
+      await publish(AVATAR_METADATA, id, xml('metadata', { xmlns: AVATAR_METADATA }, xml('info', { id, bytes: String(png.length), type: 'image/png', width: '1', height: '1' })));
+      assert.deepEqual((await metadata).info, [{ id, type: 'image/png', bytes: png.length }]);
+      const data = await bob.ok({ cmd: 'get_avatar', jid: 'xjalice@localhost', id });
+      assert.deepEqual(Buffer.from(data.data as string, 'base64'), png);
+
+      await publish(BOOKMARKS2, 'secret@conference.localhost', xml('conference', { xmlns: BOOKMARKS2, name: 'Secret' }, xml('nick', {}, 'Oberon')), {
+        'pubsub#persist_items': 'true',
+        'pubsub#max_items': 'max',
+        'pubsub#send_last_published_item': 'never',
+        'pubsub#access_model': 'whitelist',
+      });
+      assert.equal((await bob.fails({ cmd: 'get_items', jid: 'xjalice@localhost', node: BOOKMARKS2 })).condition, 'item-not-found');
+      await bob.settled();
+      assert.deepEqual(bob.events(BOOKMARKS2), []);
+    } finally {
+      await alice.stop().catch(() => {});
+    }
   });
 });
