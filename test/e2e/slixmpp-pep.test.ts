@@ -216,6 +216,32 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
     }
   });
 
+  test('P16 blocking (XEP-0191) with slixmpp\'s xep_0191: a contact the owner blocked neither reads the node nor is notified, a contact who blocked the owner is not notified', async () => {
+    await contacts(ts, 'blalice', 'blbob');
+    await contacts(ts, 'blalice', 'blcarol');
+    const node = 'http://jabber.org/protocol/tune';
+    const alice = await online('blalice', { plugins: ['xep_0191'] });
+    const bob = await online('blbob', { interests: [node], plugins: ['xep_0191'] });
+    const carol = await online('blcarol', { interests: [node], plugins: ['xep_0191'] });
+    const tune = (title: string) => `<tune xmlns='${node}'><title>${title}</title></tune>`;
+
+    const first = [nextEvent(bob, node), nextEvent(carol, node)];
+    await alice.ok({ cmd: 'publish', node, id: 'current', payload: tune('before') });
+    for (const e of await Promise.all(first)) assert.match((e.items as [string, string][])[0]![1], /before/);
+
+    await alice.ok({ cmd: 'block', jids: ['blbob@localhost'] });
+    await carol.ok({ cmd: 'block', jids: ['blalice@localhost'] });
+    await alice.ok({ cmd: 'publish', node, id: 'current', payload: tune('after') });
+    assert.equal((await bob.fails({ cmd: 'get_items', jid: 'blalice@localhost', node })).condition, 'service-unavailable');
+    for (const who of [bob, carol]) {
+      await who.settled();
+      assert.deepEqual(
+        who.events(node).map((e) => (e.items as [string, string][])[0]![1]).filter((xml) => xml.includes('after')),
+        [],
+      );
+    }
+  });
+
   test('the Conversations sequence: publish-options that differ from the node give precondition-not-met; slixmpp reads the owner form, submits it changed and publishes again', async () => {
     await contacts(ts, 'cvalice', 'cvbob');
     const node = `${AXOLOTL}.devicelist`;

@@ -31,6 +31,7 @@ pubsub#errors condition, such as precondition-not-met). Payloads are XML text bo
   activity     general, [specific], [text]                               xep_0108.publish_activity
   bookmarks    conferences [{jid, nick, name, autojoin}]                 xep_0048 in PEP through xep_0223 (whitelist)
   get_bookmarks                                                          the same, read back -> conferences
+  block        jids                                                      xep_0191.block
   ping                                                                   a round trip: what the server sent before has arrived
 Events: "items" for every PEP notification (node, from, items, retracts, delay), "delete" and
 "purge" (node, from), and what slixmpp's plugins make of them: "avatar_metadata" (xep_0084),
@@ -218,6 +219,10 @@ class PepPeer(Peer):
         result = await self["xep_0048"].get_bookmarks(method="xep_0223")
         bookmarks = result["pubsub"]["items"]["item"]["bookmarks"]
         return {"conferences": [{"jid": str(c["jid"]), "nick": c["nick"], "name": c["name"], "autojoin": c["autojoin"]} for c in bookmarks["conferences"]]}
+
+    async def pep_block(self, cmd):
+        await self["xep_0191"].block(cmd["jids"])
+        return {}
 
     async def pep_ping(self, cmd):
         await self["xep_0199"].ping(self.boundjid.domain)
