@@ -8,10 +8,11 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { startTestServer, ensureAccount, type TestServer } from '../helpers/server.js';
+import { startTestServer, ensureAccount, loginAs, type TestServer } from '../helpers/server.js';
 import { skipWithout } from '../helpers/requirements.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
-import { contacts, rosterItem } from '../modules/pep-helpers.js';
+import { contacts, items, itemsOf, rosterItem } from '../modules/pep-helpers.js';
+import type { Element } from '../../shared/xml/element.js';
 import { SlixmppPeer, type PeerEvent } from './slixmpp-peer.js';
 
 const AXOLOTL = 'eu.siacs.conversations.axolotl';
@@ -242,6 +243,39 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
     }
   });
 
+  test('P20 namespace prefixes a client declares on the publish <iq> stay with the payload: the contact\'s slixmpp is notified of it and reads it, declarations included', async () => {
+    await contacts(ts, 'pxalice', 'pxbob');
+    const bob = await online('pxbob', { interests: [BOOKMARKS2] });
+    const alice = await loginAs(ts, 'pxalice');
+    const event = nextEvent(bob, BOOKMARKS2);
+    // Valid XML: the prefixes e and f are in scope where the payload uses them.
+    alice.writeRaw(
+      `<iq type='set' id='px1' xmlns:e='urn:example:ext' xmlns:f='urn:example:flags'><pubsub xmlns='http://jabber.org/protocol/pubsub'>` +
+        `<publish node='${BOOKMARKS2}'><item id='council@conference.localhost'>` +
+        `<conference xmlns='${BOOKMARKS2}' name='Council' e:pinned='1'><extensions><f:flag f:colour='red'>t</f:flag></extensions></conference>` +
+        `</item></publish></pubsub></iq>`,
+    );
+    assert.equal((await alice.expect((el) => el.attrs.id === 'px1')).attrs.type, 'result');
+    // slixmpp resolved the prefixed names (its serialiser writes f:flag with a default namespace).
+    assert.match(((await event).items as [string, string][])[0]![1], /<flag xmlns="urn:example:flags">t<\/flag>/);
+    const read = await bob.ok({ cmd: 'get_items', jid: 'pxalice@localhost', node: BOOKMARKS2 });
+    assert.match((read.items as [string, string][])[0]![1], /<flag xmlns="urn:example:flags">t<\/flag>/);
+
+    // What the server stored and serves is the payload with the declarations it needs.
+    const payload = parseXmlText(itemsOf(await alice.iq(items(undefined, BOOKMARKS2)))[0]![1]);
+    assert.ok(payload);
+    const declared = (el: Element, prefix: string): string | undefined => {
+      for (let e: Element | null = el; e; e = e.parent) if (e.attrs[`xmlns:${prefix}`] !== undefined) return e.attrs[`xmlns:${prefix}`];
+      return undefined;
+    };
+    assert.equal(payload.attrs['e:pinned'], '1');
+    assert.equal(declared(payload, 'e'), 'urn:example:ext');
+    const flag = payload.getChild('extensions')!.getChild('f:flag')!;
+    assert.equal(flag.attrs['f:colour'], 'red');
+    assert.equal(declared(flag, 'f'), 'urn:example:flags');
+    await alice.close();
+  });
+
   test('the Conversations sequence: publish-options that differ from the node give precondition-not-met; slixmpp reads the owner form, submits it changed and publishes again', async () => {
     await contacts(ts, 'cvalice', 'cvbob');
     const node = `${AXOLOTL}.devicelist`;
@@ -455,11 +489,11 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
     const tune = bob.peer.expect((e) => e.event === 'user_tune' && from(e), 'the tune at nkbob');
     const mood = bob.peer.expect((e) => e.event === 'user_mood' && from(e), 'the mood at nkbob');
     const activity = bob.peer.expect((e) => e.event === 'user_activity' && from(e), 'the activity at nkbob');
-    await alice.ok({ cmd: 'nick', nick: 'Titania' });
+    await alice.ok({ cmd: 'nick', nick: 'Titania & <Oberon> "🌙" ティターニア' });
     await alice.ok({ cmd: 'tune', artist: 'Mendelssohn', title: 'Wedding March', length: 290 });
     await alice.ok({ cmd: 'mood', value: 'happy', text: 'midsummer' });
     await alice.ok({ cmd: 'activity', general: 'relaxing', specific: 'partying', text: 'in the wood' });
-    assert.equal((await nick).nick, 'Titania');
+    assert.equal((await nick).nick, 'Titania & <Oberon> "🌙" ティターニア');
     const t = await tune;
     assert.deepEqual([t.artist, t.title, t.length], ['Mendelssohn', 'Wedding March', '290']);
     const m = await mood;
