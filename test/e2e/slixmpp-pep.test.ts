@@ -276,6 +276,30 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
     await alice.close();
   });
 
+  test('P20 prefixes a client declares on its stream header: its PEP payload and its chat message reach the contact\'s slixmpp whole, and slixmpp stays connected', async () => {
+    await contacts(ts, 'shalice', 'shbob');
+    const bob = await online('shbob', { interests: [BOOKMARKS2] });
+    await ensureAccount(ts, 'shalice');
+    const alice = await ts.client({ streamPrefixes: { e: 'urn:example:ext' } });
+    await alice.login('shalice', 'pw-shalice');
+    const event = nextEvent(bob, BOOKMARKS2);
+    alice.writeRaw(
+      `<iq type='set' id='sh1'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='${BOOKMARKS2}'><item id='glade@conference.localhost'>` +
+        `<conference xmlns='${BOOKMARKS2}' name='Glade'><extensions><e:mark/></extensions></conference></item></publish></pubsub></iq>`,
+    );
+    assert.equal((await alice.expect((el) => el.attrs.id === 'sh1')).attrs.type, 'result');
+    assert.match(((await event).items as [string, string][])[0]![1], /<mark xmlns="urn:example:ext" \/>/);
+    const read = await bob.ok({ cmd: 'get_items', jid: 'shalice@localhost', node: BOOKMARKS2 });
+    assert.match((read.items as [string, string][])[0]![1], /<mark xmlns="urn:example:ext" \/>/);
+
+    alice.writeRaw(`<message to='${bob.jid}' type='chat' id='sh2'><body>over the stream header</body><e:mark/></message>`);
+    const message = await bob.peer.expect((e) => e.event === 'message' && e.body === 'over the stream header', 'the chat message at shbob');
+    assert.equal(message.frm, 'shalice@localhost');
+    await bob.settled();
+    assert.deepEqual(bob.peer.log.filter((e) => e.event === 'disconnected'), []);
+    await alice.close();
+  });
+
   test('the Conversations sequence: publish-options that differ from the node give precondition-not-met; slixmpp reads the owner form, submits it changed and publishes again', async () => {
     await contacts(ts, 'cvalice', 'cvbob');
     const node = `${AXOLOTL}.devicelist`;
