@@ -60,7 +60,7 @@ import { AdminAuthenticator, AdminSessions, SESSION_DEFAULTS, clearCookie, cooki
 import { html, page, type Html, type NavItem, type PageEnv } from './pages/layout.js';
 import { loginPage } from './pages/login.js';
 import { overviewPage, type ComponentState } from './pages/overview.js';
-import { metricsText } from './pages/metrics.js';
+import { METRICS_CONTENT_TYPE, ServerMetrics } from './pages/metrics.js';
 import { answerApi } from './api.js';
 import { AdminHttpError, type AdminAction, type AdminDownload, type AdminPage, type PublicPage } from './contract.js';
 import { auditRead } from '../modules/policy/admins.js';
@@ -185,8 +185,8 @@ export class AdminHttp {
   private readonly auth: AdminAuthenticator;
   private readonly components: ComponentState = { connected: new Map() };
   private readonly offs: (() => void)[] = [];
+  private readonly metricsRegistry: ServerMetrics;
   private readonly log;
-  private readonly metricsToken: string | null;
   private sweepTimer: NodeJS.Timeout | null = null;
 
   private readonly routes: AdminRoutes;
@@ -200,8 +200,8 @@ export class AdminHttp {
     this.routes.pages.set('/', { path: '/', render: (env) => overviewPage(env, this.components) });
     this.sessions = new AdminSessions(() => ctx.clock.now().getTime(), { ...SESSION_DEFAULTS, idleMs: options.idleTimeoutMs ?? SESSION_DEFAULTS.idleMs });
     this.auth = new AdminAuthenticator(ctx);
-    this.metricsToken = options.metricsToken ?? ctx.config.admin.metricsToken;
     for (const c of ctx.config.components) this.components.connected.set(c.domain, null);
+    this.metricsRegistry = new ServerMetrics(ctx, this.components.connected);
     this.offs.push(ctx.hooks.on('component/connected', ({ domain, at }) => void this.components.connected.set(domain, at)));
     this.offs.push(ctx.hooks.on('component/disconnected', ({ domain }) => void this.components.connected.set(domain, null)));
   }
@@ -275,6 +275,18 @@ export class AdminHttp {
       await this.stop();
       throw new Error(`listen.admin: cannot listen: ${err instanceof Error ? err.message : String(err)}`);
     }
+    // A reload: the connection caps, and the certificates renewed on disk for new connections.
+    this.offs.push(
+      this.ctx.hooks.on('config/in-force', async ({ after }) => {
+        limits.setCaps(this.options.maxConnections ?? after.admin.maxConnections, after.admin.maxConnectionsPerIp);
+        if (!tls) return;
+        try {
+          tls.adopt(await (this.options.loadTls ?? loadTlsContexts)(after));
+        } catch (err) {
+          this.log.warn('admin interface keeps its certificates: the renewed ones could not be loaded', { error: err instanceof Error ? err.message : String(err) });
+        }
+      }),
+    );
     this.sweepTimer = setInterval(() => this.sessions.sweep(), 60_000);
     this.sweepTimer.unref();
     return listeners;
@@ -458,7 +470,9 @@ export class AdminHttp {
     let allowed = false;
     if (auth !== undefined) {
       const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
-      allowed = m !== null && this.metricsToken !== null && equalSecret(m[1]!, this.metricsToken);
+      // Read at each request: a reload may set or change the token.
+      const token = this.options.metricsToken ?? this.ctx.config.admin.metricsToken;
+      allowed = m !== null && token !== null && equalSecret(m[1]!, token);
       if (!allowed) this.log.info('metrics request with a wrong bearer token', { ip: r.ip });
     } else allowed = this.session(r) !== null;
     if (!allowed) {
@@ -466,8 +480,7 @@ export class AdminHttp {
       throw new AdminHttpError(401, 'log in as an administrator or send the metrics bearer token');
     }
     r.res.setHeader('Cache-Control', 'no-store');
-    const text = await metricsText(this.ctx, this.components.connected, this.ctx.clock.now());
-    this.send(r.res, 200, 'text/plain; version=0.0.4; charset=utf-8', text);
+    this.send(r.res, 200, METRICS_CONTENT_TYPE, await this.metricsRegistry.text());
   }
 
   // ---- the JSON API (commands marked http, server/admin/api.ts) ----

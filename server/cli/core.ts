@@ -38,12 +38,22 @@ export const coreCommands = commandSet(
   {
     name: 'start',
     summary: 'start the server (embedded defaults without --config)',
-    description: 'Runs in the foreground until SIGINT or SIGTERM, then stops cleanly. Prints where it listens and how to connect.',
+    description:
+      'Runs in the foreground until SIGINT or SIGTERM, then stops cleanly. Prints where it listens and how to connect.\n\n' +
+      'SIGHUP reloads: the configuration file and the certificates are read again without dropping sessions, as gatehouse reload does; the log names what changed and what needs a restart.',
     flags: [CONFIG_FLAG],
     server: 'no',
     async run(args) {
       const config = configFrom(args);
-      const server = await startServer(config);
+      // Installed before the start: Node's default for SIGHUP would end the process.
+      let reload: (() => Promise<unknown>) | null = null;
+      process.on('SIGHUP', () => {
+        // The server logs the outcome (what changed, what needs a restart, or why it was refused).
+        if (reload) void reload().catch(() => {});
+        else console.log('received SIGHUP while starting: the configuration just read stays');
+      });
+      const server = await startServer(config, { loadConfig: () => configFrom(args) });
+      reload = () => server.reload();
       const c2s = server.listeners.filter((l) => l.kind === 'c2s');
       const tls = server.listeners.filter((l) => l.kind === 'c2s-tls');
       const hosts = config.hosts.map((h) => h.domain).join(', ');

@@ -73,9 +73,22 @@ export class Router {
     if (!this.components.has(domain)) this.components.set(domain, null);
   }
 
+  /** Forgets a component domain (removed by a reload): its stanzas go where other domains' go. */
+  removeComponentDomain(domain: string): void {
+    this.components.delete(domain);
+  }
+
   /** Attaches (or with null detaches) the live link of a component domain. */
   setComponentLink(domain: string, link: DomainLink | null): void {
+    if (link === null && !this.components.has(domain)) return;
     this.components.set(domain, link);
+  }
+
+  /** How many configured component domains have a live link now. */
+  connectedComponents(): number {
+    let n = 0;
+    for (const link of this.components.values()) if (link) n++;
+    return n;
   }
 
   componentDomains(): string[] {

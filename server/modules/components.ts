@@ -28,12 +28,35 @@ export function createComponentsModule(): GatehouseModule {
       },
     ],
     load({ config, configInForce, router, disco, hooks }) {
-      for (const { domain } of configInForce.file.components) router.addComponentDomain(domain);
+      // Every component the file names is the router's, so nothing for it leaves over federation;
+      // one held back (P22) is refused at its handshake, and listed in disco once in force.
+      const routed = new Set<string>();
+      const route = () => {
+        const named = new Set(configInForce.file.components.map((c) => c.domain));
+        for (const domain of [...routed]) {
+          if (named.has(domain)) continue;
+          router.removeComponentDomain(domain);
+          routed.delete(domain);
+        }
+        for (const domain of named) {
+          if (routed.has(domain)) continue;
+          router.addComponentDomain(domain);
+          routed.add(domain);
+        }
+      };
       const list = (components: readonly { domain: string }[]) => {
         for (const { domain } of components) if (!disco.serverItems.has(domain)) disco.serverItems.set(domain, undefined);
       };
+      route();
       list(config.components);
-      off = hooks.on('config/in-force', ({ after }) => list(after.components));
+      // A held-back component coming into force, or a reload adding and removing components (the
+      // stream of a removed one is closed by its listener).
+      off = hooks.on('config/in-force', ({ before, after }) => {
+        route();
+        const now = new Set(after.components.map((c) => c.domain));
+        for (const { domain } of before.components) if (!now.has(domain)) disco.serverItems.delete(domain);
+        list(after.components);
+      });
     },
     unload() {
       off();

@@ -29,6 +29,7 @@ import { createFailedLoginGuardModule } from './login-guard/failed-login-guard.j
 import { createDeliveryFailureModule } from './delivery-failures/delivery-failures.js';
 import { createBackupModule } from './backup/schedule.js';
 import { createControlModule } from '../admin/control.js';
+import { createOperatorModule } from './operator/module.js';
 import { createAdminHttpModule } from '../admin/http.js';
 import { createStatisticsModule } from './statistics/statistics.js';
 import { createSessionStatsModule } from './statistics/session-stats.js';
@@ -43,6 +44,7 @@ import { createExportModule } from './export/module.js';
 export function allModules(): GatehouseModule[] {
   return [
     createControlModule(),
+    createOperatorModule(),
     createFailedLoginGuardModule(),
     createDeliveryFailureModule(),
     createRetentionModule(),

@@ -65,5 +65,7 @@ export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
     cleanup.push(ctx.hooks.on('message/remote', toRemote, 'federate'));
     cleanup.push(ctx.hooks.on('presence/remote', toRemote, 'federate'));
     cleanup.push(ctx.hooks.on('iq/remote', toRemote, 'federate'));
+    // Renewed certificates (a reload): the next TLS handshake reads the files again.
+    cleanup.push(ctx.hooks.on('config/in-force', ({ after }) => s.tls.refresh(after)));
   }
 }

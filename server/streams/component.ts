@@ -403,9 +403,15 @@ export async function startComponentListeners(ctx: ServerContext): Promise<{ lis
     for (const s of env.streams) s.sweep(now);
   }, interval);
   sweep.unref();
+  // A component removed by a reload loses its link; a changed secret applies to the next handshake.
+  const off = ctx.hooks.on('config/in-force', ({ after }) => {
+    const configured = new Set(after.components.map((c) => c.domain));
+    for (const [domain, link] of env.links) if (!configured.has(domain)) link.close('host-unknown', 'the component was removed from the configuration');
+  });
   return {
     listeners: bound,
     stop() {
+      off();
       clearInterval(sweep);
       for (const s of [...env.streams]) s.close('system-shutdown');
     },

@@ -23,6 +23,8 @@ import { policyFromConfig } from '../../server/modules/policy/render.js';
 import { parseConfig } from '../../server/config/index.js';
 import { statsFor } from '../../server/modules/statistics/statistics.js';
 import { capsVer } from '../../shared/xml/caps-hash.js';
+import { controlRequest } from '../../server/admin/control.js';
+import type { LiveS2sLink } from '../../server/modules/statistics/live-sessions.js';
 
 // ---- support ----
 
@@ -327,6 +329,14 @@ describe('federation between two Gatehouse servers (P18)', () => {
     const cfg = parseConfig({ dataDir: a.dir, hosts: [{ domain: 'a.test' }], listen: { s2s: [{ host: '::', port: 5269 }] } }, a.dir);
     const { texts } = policyFromConfig(cfg);
     assert.match(JSON.stringify(texts), /Connections to other servers are always encrypted \(TLS\)/);
+  });
+
+  test('gatehouse sessions --kind s2s lists the links with the other server\'s domain, direction and TLS; no user', async () => {
+    const links = (await controlRequest(a.dir, 'sessions', { kind: 's2s' })) as LiveS2sLink[];
+    const out = links.filter((l) => l.direction === 'out');
+    assert.deepEqual(out.map((l) => [l.kind, l.remote.join(' '), l.secure]), [['s2s', 'b.test', true]]);
+    assert.ok(links.some((l) => l.direction === 'in' && l.remote.includes('b.test')));
+    assert.ok(!JSON.stringify(links).includes('@'), 'no JID');
   });
 });
 

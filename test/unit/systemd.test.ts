@@ -86,8 +86,8 @@ describe('the systemd unit', { skip: skipWithout('systemd') }, () => {
     assert.deepEqual(settings('AmbientCapabilities'), []);
     assert.deepEqual(settings('MemoryDenyWriteExecute'), []);
     assert.deepEqual(settings('RestartPreventExitStatus'), ['2'], 'a configuration error is not retried');
-    // The server does not handle SIGHUP yet: a reload would end it.
-    assert.deepEqual(settings('ExecReload'), []);
+    // systemctl reload asks the running server to reload (gatehouse reload), which fails on a refusal.
+    assert.deepEqual(settings('ExecReload'), ['/usr/bin/node /opt/gatehouse/bin/gatehouse.js reload --config /etc/gatehouse/config.yaml']);
   });
 
   test('the credentials it loads are the ones the backups and the transports read', async (t) => {
@@ -133,7 +133,7 @@ describe('the systemd unit', { skip: skipWithout('systemd') }, () => {
 });
 
 describe('the certbot deploy hook', { skip: process.getuid?.() === 0 ? false : 'it sets the owner of the copies to root: run as root' }, () => {
-  test('copies the renewed certificate and key for the group only, and restarts the service', async (t) => {
+  test('copies the renewed certificate and key for the group only, and reloads the service', async (t) => {
     const dir = tempDir(t);
     const lineage = join(dir, 'live/example.org');
     mkdirSync(lineage, { recursive: true });
@@ -156,7 +156,7 @@ describe('the certbot deploy hook', { skip: process.getuid?.() === 0 ? false : '
     assert.equal(readFileSync(join(out, 'privkey.pem'), 'utf8'), 'PRIVATE KEY\n');
     for (const f of ['fullchain.pem', 'privkey.pem']) assert.equal((statSync(join(out, f)).mode & 0o777).toString(8), '640', f);
     assert.equal((statSync(out).mode & 0o777).toString(8), '750');
-    assert.equal(readFileSync(join(dir, 'systemctl.log'), 'utf8'), 'try-restart gatehouse.service\n');
+    assert.equal(readFileSync(join(dir, 'systemctl.log'), 'utf8'), 'try-reload-or-restart gatehouse.service\n');
 
     const outside = await new Promise<{ code: number; output: string }>((resolve) =>
       execFile('/bin/sh', [hook], { env: { PATH: env.PATH } }, (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, output: stdout + stderr })),

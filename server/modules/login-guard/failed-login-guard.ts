@@ -134,8 +134,17 @@ export class LoginGuard {
 
   constructor(
     private readonly ctx: Pick<ServerContext, 'storage' | 'clock' | 'log'>,
-    readonly options: LoginGuardOptions,
+    /** Replaced by a reload; counts and blocks in force stay. */
+    public options: LoginGuardOptions,
   ) {}
+
+  /** How many blocks are in force now, by kind (counts only: /metrics, P12). */
+  blocksInForce(): Record<BlockKind, number> {
+    const now = this.ctx.clock.now().getTime();
+    const out: Record<BlockKind, number> = { ip: 0, account: 0 };
+    for (const [key, b] of this.blocks) if (b.expiresAt > now) out[key.startsWith('ip ') ? 'ip' : 'account']++;
+    return out;
+  }
 
   // ---- lifecycle ----
 
@@ -453,6 +462,9 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
       active.add(guard);
       await guard.start();
 
+      hooks.on('config/in-force', ({ after }) => {
+        guard.options = { ...loginGuardOptions(after, overrides), poll: guard.options.poll };
+      });
       hooks.on('auth/failed', (f: AuthFailure) => {
         guard.onFailure({ at: f.at, ip: f.ip, host: f.host, username: f.username, mechanism: f.mechanism, kind: 'auth', condition: f.condition });
       });

@@ -50,7 +50,7 @@ import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import type { StanzaEvent } from '../../core/hooks.js';
 import { replyError, replyResult } from '../../core/iq.js';
 import { checkQuota, KeyedSerial, xmlBytes } from '../../core/quota.js';
-import { mayViewPresenceInfo } from '../../core/subscription-states.js';
+import { HIDDEN_GROUP, mayViewPresenceInfo } from '../../core/subscription-states.js';
 import type { RetentionClass } from '../../core/retention-class.js';
 import type { ErrorType } from '../../../shared/xml/stanza-errors.js';
 import type { Account, RosterItem } from '../../../storage/types.js';
@@ -414,7 +414,7 @@ class PepService {
     const row = await this.repo.node(account.id, node);
     if (!row) return this.fail(e, 'item-not-found');
     const groups = new Set<string>();
-    for (const item of await this.ctx.storage.roster.list(account.id)) for (const g of item.groups) if (!g.startsWith('\u0000')) groups.add(g);
+    for (const item of await this.ctx.storage.roster.list(account.id)) for (const g of item.groups) if (g !== HIDDEN_GROUP) groups.add(g);
     return replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB_OWNER }, x('configure', { node }, configForm(parseStoredConfig(row.config), 'form', [...groups].sort()))));
   }
 

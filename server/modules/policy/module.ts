@@ -109,6 +109,10 @@ class HoldBackKeeper implements PolicyService {
       for (const [key, p] of before) {
         if (!result.held.some((h) => h.key === key)) log.info(`held-back configuration in force now: ${p.change}`, { part: key, version: result.version.id });
       }
+      // A reload (a new file configuration) may bring new parts to hold back.
+      for (const p of result.held) {
+        if (!before.has(p.key)) log.warn(`configuration held back ${p.until ? `until ${p.until.toISOString()}` : 'until a change is announced'}: ${p.change}`, { part: p.key });
+      }
     }
     if (JSON.stringify(result.config) !== JSON.stringify(ctx.configInForce.get())) await ctx.configInForce.put(result.config);
     this.schedule(upcoming(versions, now), now);

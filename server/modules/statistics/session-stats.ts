@@ -16,7 +16,7 @@ import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import type { ClientSession, SessionCounters } from '../../core/session.js';
 import type { Services } from '../../core/services.js';
 import { sessionsCommand } from './cli-stats.js';
-import { liveSessions, type LiveSession } from './live-sessions.js';
+import { listSessions, type LiveSession } from './live-sessions.js';
 import { disconnectAction, sessionsPage } from './admin-sessions.js';
 
 type Statistics = Services['statistics'];
@@ -50,6 +50,8 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
   /** Writes in order (records, account deletions), awaited at unload before storage closes. */
   let queue: Promise<void> = Promise.resolve();
   let loaded: ServerContext | null = null;
+  /** Connected components, since when (for `sessions --kind component`). */
+  const components = new Map<string, Date>();
   return {
     name: 'session-stats',
     needs: ['statistics'],
@@ -63,7 +65,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
         sessions: {
           summary: 'live client sessions: JID, IP, start, TLS, stanzas and bytes in/out (P6)',
           available: () => loaded !== null,
-          handler: () => (loaded ? liveSessions(loaded) : []),
+          handler: (args) => (loaded ? listSessions(loaded, args, components) : []),
         },
       },
     },
@@ -135,6 +137,9 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
         ),
       );
 
+      cleanup.push(hooks.on('component/connected', ({ domain, at }) => void components.set(domain, at)));
+      cleanup.push(hooks.on('component/disconnected', ({ domain }) => void components.delete(domain)));
+
       cleanup.push(
         hooks.on('account/deleted', ({ jid }) => {
           enqueue(() => storage.statistics.deleteSessionRecordsOf(jid.bare));
@@ -143,6 +148,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
     },
     async unload() {
       loaded = null;
+      components.clear();
       for (const off of cleanup.splice(0).reverse()) off();
       await queue;
       await stats?.release();

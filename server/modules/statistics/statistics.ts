@@ -74,6 +74,8 @@ export class Statistics {
   /** bucket start (ms) -> series key -> value and how it is written. */
   private pending = new Map<number, Map<string, { value: number; mode: 'add' | 'set' }>>();
   private readonly counters = new Map<string, Counter>();
+  /** Every counter series counted since the server started, in memory (/metrics reads it, never the database). */
+  private readonly sinceStart = new Map<string, number>();
   private readonly gauges = new Set<Gauge>();
   private readonly rollups = new Map<string, Rollup>();
   private readonly listeners = new Set<TickListener>();
@@ -95,7 +97,9 @@ export class Statistics {
   /** Adds to a counter series at the current minute (or at `at`). */
   increment(name: string, labels?: Labels, by = 1, at?: Date): void {
     if (!Number.isFinite(by) || by === 0) return;
-    this.add(seriesKey(name, labels), by, floorTo((at ?? this.env.clock.now()).getTime(), MINUTE), 'add');
+    const key = seriesKey(name, labels);
+    this.add(key, by, floorTo((at ?? this.env.clock.now()).getTime(), MINUTE), 'add');
+    this.sinceStart.set(key, (this.sinceStart.get(key) ?? 0) + by);
   }
 
   /** A counter for a hot path; the same object for the same series. */
@@ -113,6 +117,27 @@ export class Statistics {
     const g: Gauge = { key, sample };
     this.gauges.add(g);
     return () => this.gauges.delete(g);
+  }
+
+  /** The counter series since the server started (series key → total), hot-path counts not yet collected included. */
+  totals(): Map<string, number> {
+    const out = new Map(this.sinceStart);
+    for (const c of this.counters.values()) if (c.value !== 0) out.set(c.key, (out.get(c.key) ?? 0) + c.value);
+    return out;
+  }
+
+  /** The levels (gauges) sampled now, by series key; a failing sample is left out. */
+  levels(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const g of this.gauges) {
+      try {
+        const v = g.sample();
+        if (Number.isFinite(v)) out.set(g.key, v);
+      } catch {
+        // as at a tick: a sample that fails is skipped
+      }
+    }
+    return out;
   }
 
   /** Runs `fn` at each tick, before the flush, with the minute being closed. */
@@ -183,7 +208,10 @@ export class Statistics {
       }
     }
     for (const c of this.counters.values()) {
-      if (c.value !== 0) this.add(c.key, c.value, bucket, 'add');
+      if (c.value !== 0) {
+        this.add(c.key, c.value, bucket, 'add');
+        this.sinceStart.set(c.key, (this.sinceStart.get(c.key) ?? 0) + c.value);
+      }
       c.value = 0;
     }
     if (!final) {

@@ -60,6 +60,7 @@ class Supervised {
   startedAt = 0;
   timer: NodeJS.Timeout | null = null;
   restarts = 0;
+  private retired = false;
 
   constructor(
     readonly spec: SupervisedTransport,
@@ -69,7 +70,7 @@ class Supervised {
   ) {}
 
   start(): void {
-    if (this.isStopping()) return;
+    if (this.isStopping() || this.retired) return;
     const { command, args } = this.opts.command(this.spec);
     const log = this.ctx.log;
     this.startedAt = Date.now();
@@ -103,7 +104,7 @@ class Supervised {
     child.on('exit', (code, signal) => {
       this.child = null;
       const ranMs = Date.now() - this.startedAt;
-      const stopping = this.isStopping();
+      const stopping = this.isStopping() || this.retired;
       (stopping ? log.info : log.warn).call(log, 'transport exited', { transport: this.spec.name, code, signal, ranMs });
       if (stopping) return;
       if (ranMs >= this.opts.stableAfter) this.attempt = 0;
@@ -112,7 +113,7 @@ class Supervised {
   }
 
   private scheduleRestart(): void {
-    if (this.isStopping() || this.timer) return;
+    if (this.isStopping() || this.retired || this.timer) return;
     const delay = backoffDelay(this.attempt++, this.opts.restart);
     this.ctx.log.info('restarting transport later', { transport: this.spec.name, delayMs: delay });
     this.timer = setTimeout(() => {
@@ -123,7 +124,9 @@ class Supervised {
     this.timer.unref();
   }
 
-  async stop(): Promise<void> {
+  /** Stops the child; `retire`: for good (no restart when it exits), the server going on. */
+  async stop(retire = false): Promise<void> {
+    if (retire) this.retired = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const child = this.child;
@@ -176,18 +179,35 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
         return domain === null || components.some((c) => c.domain === domain);
       };
       const waiting = new Set<Supervised>();
-      for (const s of supervised) {
-        if (inForce(s, ctx.config.components)) s.start();
-        else {
-          waiting.add(s);
-          ctx.log.info('transport not started: its component is held back until its privacy policy change takes effect', { transport: s.spec.name, component: componentDomainOf(s.spec) });
-        }
-      }
-      offInForce = ctx.hooks.on('config/in-force', ({ after }) => {
+      const startOrWait = (s: Supervised, components: readonly { domain: string }[]) => {
+        if (inForce(s, components)) return s.start();
+        waiting.add(s);
+        ctx.log.info('transport not started: its component is held back until its privacy policy change takes effect', { transport: s.spec.name, component: componentDomainOf(s.spec) });
+      };
+      for (const s of supervised) startOrWait(s, ctx.config.components);
+      offInForce = ctx.hooks.on('config/in-force', async ({ after }) => {
+        // A held-back component came into force: its transport starts.
         for (const s of [...waiting]) {
           if (!inForce(s, after.components)) continue;
           waiting.delete(s);
           s.start();
+        }
+        if (options.transports) return;
+        // A reload starts the transports added to the list and stops those removed (or moved to
+        // another configuration file: stopped, then started with the new one).
+        const same = (a: SupervisedTransport, b: SupervisedTransport) => a.name === b.name && a.config === b.config;
+        const gone = supervised.filter((s) => !after.transports.some((t) => same(t, s.spec)));
+        const added = after.transports.filter((t) => !supervised.some((s) => same(t, s.spec)));
+        supervised = supervised.filter((s) => !gone.includes(s));
+        for (const s of gone) {
+          waiting.delete(s);
+          ctx.log.info('stopping transport (removed from the configuration)', { transport: s.spec.name });
+        }
+        await Promise.all(gone.map((s) => s.stop(true)));
+        for (const t of added) {
+          const s = new Supervised(t, ctx, opts, () => stopping);
+          supervised.push(s);
+          startOrWait(s, after.components);
         }
       });
     },
