@@ -19,6 +19,8 @@ export interface ConnectOptions {
   plain?: boolean;
   /** Sent first, before TLS or XML (a PROXY protocol header, as a proxy would send it). */
   proxyHeader?: Buffer;
+  /** Namespace prefixes declared on every stream header the client sends (prefix: namespace). */
+  streamPrefixes?: Record<string, string>;
 }
 
 type Matcher = (el: Element) => boolean;
@@ -198,7 +200,8 @@ export class TestClient {
   private async startStream(): Promise<void> {
     const opened = new Promise<void>((r) => this.streamOpenWaiters.push(r));
     this.streamFeatures = null;
-    this.writeRaw(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='${NS.stream}' to='${this.domain}' version='1.0'>`);
+    const prefixes = Object.entries(this.opts.streamPrefixes ?? {}).map(([p, ns]) => ` xmlns:${p}='${ns}'`).join('');
+    this.writeRaw(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='${NS.stream}'${prefixes} to='${this.domain}' version='1.0'>`);
     await opened;
     await this.expect('stream:features');
   }
