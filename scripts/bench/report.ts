@@ -523,6 +523,7 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
           { label: 'publishes answered with an error', get: (s) => pr(s)?.publishErrors, fmt: int, noRatio: true },
           { label: 'server CPU while publishing (% of one core)', get: (s) => pr(s)?.serverCpuPercent, fmt: int },
           { label: 'server CPU incl. catch-up (s)', get: (s) => pr(s)?.serverCpuSec, fmt: (n) => dec(n, 2) },
+          { label: 'server CPU per 1,000 notifications (ms)', get: (s) => (pr(s)?.received ? (pr(s)!.serverCpuSec * 1e6) / pr(s)!.received : undefined), fmt: (n) => dec(n, 1) },
           { label: 'server RSS peak (MiB)', get: (s) => pr(s)?.serverRssPeakBytes, fmt: mib },
           { label: 'load generator CPU (% of one core)', get: (s) => (pr(s) ? 100 * pr(s)!.load.generatorCores : undefined), fmt: int, noRatio: true },
           { label: 'CPU of other processes on the machine (% of one core)', get: (s) => (pr(s) ? 100 * pr(s)!.load.otherCores : undefined), fmt: int, noRatio: true },
