@@ -8,28 +8,16 @@
 
 /** Imports of the form [from, to] (regular expressions on paths) that a rule tolerates for now; one entry per file. */
 const KNOWN = {
-  transportsOfServer: [
-    // #12, open: the transports share the server's database through its storage layer
-    // (openStorage, StorageConfig, the Storage and TransportRepository interfaces). To go, that
-    // layer (or the part the transports use) has to move out of server/.
-    ['^transports/kit/config\\.ts$', '^server/storage/datasource\\.ts$'],
-    ['^transports/kit/storage\\.ts$', '^server/storage/(datasource|types)\\.ts$'],
-    ['^transports/kit/(audit-log|context|gateway|kit-types|vault)\\.ts$', '^server/storage/types\\.ts$'],
-    // #12, open: the `gatehouse-transport` command reads the server's configuration and argument
-    // parser; it belongs with the server's commands (the one command surface) rather than under
-    // transports/.
-    ['^transports/cli-transport\\.ts$', '^server/(cli/kit|commands/(command|run)|config/index|storage/datasource|storage/types)\\.ts$'],
-  ],
+  transportsOfServer: [],
   coreOfFeature: [],
-  moduleOfModule: [
-    // #12, open: `gatehouse retention run` needs every module's retention classes (the list in
-    // modules/index.ts). To go, the command surface hands them to the command (its context).
-    ['^server/modules/(retention)/cli-retention\\.ts$', '^server/modules/index\\.ts$'],
-  ],
+  moduleOfModule: [],
   modulesOfNet: [],
   storageOfProtocol: [],
   circular: [],
 };
+
+/** The file in which a feature declares its configuration section (see server/config/schema.ts). */
+const CONFIG_SECTION_FILE = '^server/(modules/[^/]+-config|(modules/[^/]+|admin|federation)/config)\\.ts$';
 
 /**
  * A rule as dependency-cruiser wants it: one rule for all files without known exceptions, and one
@@ -61,9 +49,24 @@ module.exports = {
     ).map((r) => ({
       ...r,
       from: { ...r.from, pathNot: [...[r.from.pathNot ?? []].flat(), '^server/modules/(index|features-doc)\\.ts$'] },
-      // A module's config section file (*-config.ts) is schema only: the schema and its module read it.
-      to: { ...r.to, pathNot: [...[r.to.pathNot ?? []].flat(), '^server/modules/$1(?:\\.ts$|/)', '^server/modules/[^/]+-config\\.ts$'] },
+      // Its own files: a folder module's folder, a file module X.ts its section file X-config.ts.
+      to: { ...r.to, pathNot: [...[r.to.pathNot ?? []].flat(), '^server/modules/$1(?:\\.ts$|-config\\.ts$|/)'] },
     })),
+    {
+      name: 'config-reads-only-config-sections-of-features',
+      severity: 'error',
+      comment:
+        'server/config/schema.ts composes the sections the features declare next to their code (X-config.ts beside a module file, config.ts in a feature folder); loading the configuration must not load the features themselves.',
+      from: { path: '^server/config/' },
+      to: { path: '^server/(modules|admin|federation)/', pathNot: CONFIG_SECTION_FILE },
+    },
+    {
+      name: 'config-sections-are-schema-only',
+      severity: 'error',
+      comment: 'A config section file is a schema built from shared/ (schema-kit, config-values): what it imports, the configuration loads.',
+      from: { path: CONFIG_SECTION_FILE },
+      to: { path: '^(server|transports)/' },
+    },
     ...rule(
       'modules-import-no-net',
       'A feature module speaks stanzas through the router and hooks, never sockets or the XML parser (shared/xml has what it needs).',
@@ -86,10 +89,10 @@ module.exports = {
       to: { path: '^(server|transports)/' },
     },
     ...rule(
-      'storage-imports-no-protocol-code',
-      'Storage is repositories and migrations; it knows records, not streams, stanzas or sockets.',
-      '^server/storage/',
-      '^server/(streams|modules|net|federation)/',
+      'storage-imports-neither-server-nor-transports',
+      'storage/ is the database layer (repositories, migrations, dumps) under both the server and the transports, which share one database: it knows records, not streams, stanzas, configuration files or sockets.',
+      '^storage/',
+      '^(server|transports)/',
       KNOWN.storageOfProtocol,
     ),
     ...rule(
@@ -105,7 +108,7 @@ module.exports = {
       comment: 'A file nobody imports and that imports nothing is dead, unless it is an entry point.',
       from: {
         orphan: true,
-        pathNot: ['\\.d\\.ts$', '^server/cli\\.ts$', '^transports/cli-transport\\.ts$', '^scripts/', '\\.test\\.ts$'],
+        pathNot: ['\\.d\\.ts$', '^server/cli\\.ts$', '^server/cli/transport\\.ts$', '^scripts/', '\\.test\\.ts$'],
       },
       to: {},
     },
@@ -120,14 +123,14 @@ module.exports = {
       name: 'production-code-not-to-dev-dependencies',
       severity: 'error',
       comment: 'The server and transports run from an install without devDependencies.',
-      from: { path: '^(server|shared|transports|migrations)/' },
+      from: { path: '^(server|shared|storage|transports)/' },
       to: { dependencyTypes: ['npm-dev'], dependencyTypesNot: ['type-only'] },
     },
     {
       name: 'production-code-not-to-tests',
       severity: 'error',
       comment: 'Tests and scripts use the server, never the other way round.',
-      from: { path: '^(server|shared|transports|migrations)/' },
+      from: { path: '^(server|shared|storage|transports)/' },
       to: { path: '^(test|scripts)/' },
     },
   ],

@@ -12,9 +12,16 @@ export interface Timer {
   cancel(): void;
 }
 
+/** setTimeout fires at once for more than this (about 24.8 days): longer waits are chained. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 function systemTimer(ms: number, fn: () => void): Timer {
-  const t = setTimeout(fn, ms);
-  t.unref();
+  let t: NodeJS.Timeout;
+  const arm = (left: number): void => {
+    t = setTimeout(() => (left > MAX_TIMEOUT_MS ? arm(left - MAX_TIMEOUT_MS) : fn()), Math.min(Math.max(0, left), MAX_TIMEOUT_MS));
+    t.unref();
+  };
+  arm(ms);
   return { cancel: () => clearTimeout(t) };
 }
 

@@ -26,6 +26,15 @@ export class Logger {
     return new Logger(this.opts, component);
   }
 
+  /** Changes the level of this logger and of every logger made from the same root (a reload). */
+  setLevel(level: LogLevel): void {
+    this.opts.level = level;
+  }
+
+  get level(): LogLevel {
+    return this.opts.level;
+  }
+
   enabled(level: LogLevel): boolean {
     return LEVELS[level] >= LEVELS[this.opts.level];
   }

@@ -278,7 +278,7 @@ function track(child: ChildProcess): void {
  * server applies any newer migration to the copy when it starts.
  */
 function gatehouseTemplatePath(o: StartOptions): string {
-  const migrationsDir = path.join(o.repoRoot, 'dist/migrations');
+  const migrationsDir = path.join(o.repoRoot, 'dist/storage/migrations');
   const key = createHash('sha1')
     .update(o.accounts.map((a) => `${a.name}:${a.storedKey}`).join(','))
     .update(existsSync(migrationsDir) ? readdirSync(migrationsDir).sort().join(',') : '')
@@ -290,7 +290,7 @@ function gatehouseTemplatePath(o: StartOptions): string {
 /** The server's own storage layer (migrations included), then plain account rows through it. */
 async function createGatehouseAccounts(root: string, dbPath: string, accounts: BenchAccount[]): Promise<void> {
   // From the build under test (--gatehouse), which need not be the one this script belongs to.
-  const { openStorage } = (await import(pathToFileURL(path.join(root, 'dist/server/storage/datasource.js')).href)) as typeof import('../../server/storage/datasource.js');
+  const { openStorage } = (await import(pathToFileURL(path.join(root, 'dist/storage/datasource.js')).href)) as typeof import('../../storage/datasource.js');
   const { verifyPlain } = (await import(pathToFileURL(path.join(root, 'dist/server/auth/scram.js')).href)) as typeof import('../../server/auth/scram.js');
   const verifierOf = (a: BenchAccount) => ({
     hash: 'SHA-1' as const,

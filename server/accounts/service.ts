@@ -11,12 +11,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/index.js';
-import type { Account, ScramVerifier, Storage } from '../storage/types.js';
+import type { Account, ScramVerifier, Storage } from '../../storage/types.js';
 import type { HookBus } from '../core/hooks.js';
 import type { SessionRegistry } from '../core/session.js';
 import type { Clock } from '../../shared/clock.js';
 import { Jid, normaliseDomain, normaliseLocal } from '../../shared/jid.js';
-import { LIMITS } from '../storage/typeorm-storage.js';
+import { LIMITS } from '../../storage/typeorm-storage.js';
 import { DEFAULT_SALT_BYTES, MIN_ITERATIONS, SaslPrepError, h, hiAsync, hmac, saslPrep, type ScramHash } from '../auth/scram.js';
 
 /**

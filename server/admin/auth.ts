@@ -26,7 +26,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ServerContext } from '../core/context.js';
 import type { AuthAttempt } from '../streams/c2s.js';
-import type { ScramVerifier } from '../storage/types.js';
+import type { ScramVerifier } from '../../storage/types.js';
 import { iterationsUsable, makeVerifier, verifyPlainAsync } from '../auth/scram.js';
 import { isAdmin } from '../modules/policy/admins.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';

@@ -28,8 +28,8 @@
  *   } } },
  *
  * A handler throws ControlError for a one-line error the CLI prints as is; any other error is
- * reported as "internal error" (its details go to the server log only). Built-in commands:
- * `commands` (names and summaries) and `status` (pid, start time, online sessions).
+ * reported as "internal error" (its details go to the server log only). Built-in command:
+ * `commands` (names and summaries); `status` is the operator module's (modules/operator/).
  * On the CLI side, `controlRequest(dataDir, command, args)` sends one request and returns the result.
  * A CLI command that asks the running server names its control command in its definition
  * (`control`, server/commands/command.ts); the admin HTTP API (api.ts) calls the same handlers
@@ -201,15 +201,8 @@ export class ControlServer {
         summary: 'list the control commands',
         handler: () => [
           { name: 'commands', summary: 'list the control commands' },
-          { name: 'status', summary: 'process id, start time and online sessions' },
           ...[...controlHandlers(this.ctx)].map(([n, c]) => ({ name: n, summary: c.summary })).sort((a, b) => (a.name < b.name ? -1 : 1)),
         ],
-      };
-    }
-    if (name === 'status') {
-      return {
-        summary: 'process id, start time and online sessions',
-        handler: () => ({ pid: process.pid, startedAt: this.ctx.startedAt.toISOString(), sessions: this.ctx.sessions.size }),
       };
     }
     return undefined;

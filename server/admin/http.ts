@@ -14,13 +14,18 @@
  * option `tls: 'off'` (config `admin.tls: off`) serves plain HTTP, for loopback only,
  * e.g. behind a reverse proxy on the same host that terminates TLS.
  *
- * Routes (GET also answers HEAD):
- *   public   GET /privacy, /datenschutz (?format=md), GET /healthz, GET|POST /login
- *   admin    GET / (overview), /sessions, /statistics, /blocks, /transports, /transports.csv,
- *            /policy; POST /logout, /sessions/disconnect, /blocks/lift, /blocks/lift-all
+ * Routes (GET also answers HEAD): this file serves GET /healthz, GET|POST /login, POST /logout,
+ * GET / (the overview), /metrics and /api/NAME; every other path is declared by a module in its
+ * `admin` slot (contract.ts) and served while that module is loaded (adminRoutes below):
+ *   public   GET /healthz, GET|POST /login; public pages: /privacy, /datenschutz (?format=md, policy)
+ *   admin    GET / (overview); pages: /sessions (session-stats), /statistics (statistics), /blocks
+ *            (failed-login guard), /transports and the download /transports.csv (transports),
+ *            /policy (privacy policy); POST /logout; actions: /sessions/disconnect, /blocks/lift,
+ *            /blocks/lift-all
  *   metrics  GET /metrics: an admin session, or `Authorization: Bearer <token>` when a metrics
  *            token is configured (option metricsToken, or config `admin.metricsToken`)
- *   api      GET /api/NAME: JSON for the commands marked `http` (api.ts); an admin session, else 401
+ *   api      GET /api/NAME: JSON for the modules' commands marked `http` (api.ts); an admin
+ *            session, else 401
  * An admin page without a session redirects to /login; a POST without one is refused (403).
  *
  * Login and sessions: see auth.ts. Every POST needs the session's CSRF token (or, for the login
@@ -28,8 +33,8 @@
  * browser marks Sec-Fetch-Site: cross-site, is refused as well.
  *
  * Audit (P21): every page that shows JIDs or IPs (sessions, failed logins and blocks, transport
- * audit and its CSV) records the read with auditRead(); admin actions (disconnect, lift) are logged
- * with the admin's JID.
+ * audit and its CSV) records the read with env.audit() (auditRead with the admin's JID); admin
+ * actions (disconnect, lift) are logged with the admin's JID.
  *
  * Headers on every response: Content-Security-Policy (default-src 'none'; style-src
  * 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri
@@ -52,17 +57,14 @@ import { loadTlsContexts, type TlsContexts } from '../net/tls.js';
 import { ConnectionLimits, listen, rejectionLogger } from '../net/listeners.js';
 import { canonicalIp, inRanges, parseIp } from '../../shared/ip-addresses.js';
 import { AdminAuthenticator, AdminSessions, SESSION_DEFAULTS, clearCookie, cookieNames, loginFormToken, parseCookies, sameToken, setCookie, type AdminSession } from './auth.js';
-import { html, page, type Html, type PageEnv, type PageResult } from './pages/layout.js';
+import { html, page, type Html, type NavItem, type PageEnv } from './pages/layout.js';
 import { loginPage } from './pages/login.js';
 import { overviewPage, type ComponentState } from './pages/overview.js';
-import { disconnectSession, sessionsPage } from './pages/sessions.js';
-import { statisticsPage } from './pages/statistics.js';
-import { blocksPage, liftAllBlocks, liftBlock } from './pages/blocks.js';
-import { transportsCsv, transportsPage } from './pages/transports.js';
-import { policyPage } from './pages/policy.js';
-import { privacyPage } from './pages/privacy.js';
-import { metricsText } from './pages/metrics.js';
+import { METRICS_CONTENT_TYPE, ServerMetrics } from './pages/metrics.js';
 import { answerApi } from './api.js';
+import { AdminHttpError, type AdminAction, type AdminDownload, type AdminPage, type PublicPage } from './contract.js';
+import { auditRead } from '../modules/policy/admins.js';
+import { adminConfigSection } from './config.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -118,15 +120,6 @@ export function isLoopback(host: string): boolean {
   return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h) || /^::ffff:127(\.\d{1,3}){3}$/.test(h);
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 interface Request {
   req: IncomingMessage;
   res: ServerResponse;
@@ -135,12 +128,52 @@ interface Request {
   secure: boolean;
 }
 
-interface AdminRequest extends Request {
-  session: AdminSession;
+/** Paths this file serves itself (and everything under /api/): no module may declare them. */
+const RESERVED_PATHS = new Set(['/', '/login', '/logout', '/metrics', '/healthz']);
+
+/** What the modules declare for the admin interface (their `admin` slots, admin/contract.ts), by path. */
+export interface AdminRoutes {
+  pages: Map<string, AdminPage>;
+  actions: Map<string, AdminAction>;
+  downloads: Map<string, AdminDownload>;
+  public: Map<string, PublicPage>;
+  /** The navigation: the overview, then the pages with `nav` by their order (then module order). */
+  nav: NavItem[];
 }
 
-type GetHandler = (r: AdminRequest, env: PageEnv) => Promise<PageResult> | PageResult;
-type PostHandler = (r: AdminRequest, form: URLSearchParams) => Promise<string>;
+/**
+ * Collects the admin declarations of `modules`; throws, naming the module, for a path declared
+ * twice for one method, a path this file serves itself, or one that is not a plain path.
+ */
+export function adminRoutes(modules: readonly GatehouseModule[]): AdminRoutes {
+  const routes: AdminRoutes = { pages: new Map(), actions: new Map(), downloads: new Map(), public: new Map(), nav: [] };
+  const owner = new Map<string, string>();
+  const listed: { item: NavItem; order: number }[] = [];
+  for (const m of modules) {
+    const a = m.admin;
+    if (!a) continue;
+    const declared: [string, 'GET' | 'POST', readonly { path: string }[] | undefined, Map<string, unknown>][] = [
+      ['page', 'GET', a.pages, routes.pages],
+      ['download', 'GET', a.downloads, routes.downloads],
+      ['public page', 'GET', a.public, routes.public],
+      ['action', 'POST', a.actions, routes.actions],
+    ];
+    for (const [kind, method, list, into] of declared) {
+      for (const r of list ?? []) {
+        if (!/^\/[a-z0-9][a-z0-9._/-]*$/.test(r.path) || r.path.includes('//')) throw new Error(`module '${m.name}' declares the admin ${kind} ${JSON.stringify(r.path)}, which is not a plain lower-case path`);
+        if (RESERVED_PATHS.has(r.path) || r.path.startsWith('/api/')) throw new Error(`module '${m.name}' declares the admin ${kind} ${r.path}, which the admin interface serves itself`);
+        const key = `${method} ${r.path}`;
+        const other = owner.get(key);
+        if (other) throw new Error(`admin path ${key} is declared by both module '${other}' and module '${m.name}'`);
+        owner.set(key, m.name);
+        into.set(r.path, r);
+      }
+    }
+    for (const p of a.pages ?? []) if (p.nav) listed.push({ item: { path: p.path, label: p.nav.label }, order: p.nav.order });
+  }
+  routes.nav = [{ path: '/', label: 'Overview' }, ...listed.sort((x, y) => x.order - y.order).map((l) => l.item)];
+  return routes;
+}
 
 /** One server's admin HTTP interface (its listeners, sessions and routes). */
 export class AdminHttp {
@@ -152,48 +185,23 @@ export class AdminHttp {
   private readonly auth: AdminAuthenticator;
   private readonly components: ComponentState = { connected: new Map() };
   private readonly offs: (() => void)[] = [];
+  private readonly metricsRegistry: ServerMetrics;
   private readonly log;
-  private readonly metricsToken: string | null;
   private sweepTimer: NodeJS.Timeout | null = null;
 
-  private readonly pages: Record<string, GetHandler> = {
-    '/': (_r, env) => overviewPage(env, this.components),
-    '/sessions': (_r, env) => sessionsPage(env),
-    '/statistics': (_r, env) => statisticsPage(env),
-    '/blocks': (_r, env) => blocksPage(env),
-    '/transports': (_r, env) => transportsPage(env),
-    '/policy': (_r, env) => policyPage(env),
-  };
-
-  private readonly actions: Record<string, PostHandler> = {
-    '/sessions/disconnect': async (r, form) => {
-      const jid = disconnectSession(this.ctx, r.session.jid, form.get('id') ?? '', form.get('jid') ?? '');
-      r.session.flash = jid ? `Disconnected ${jid}.` : 'That session is no longer online.';
-      return '/sessions';
-    },
-    '/blocks/lift': async (r, form) => {
-      const kind = form.get('kind') ?? '';
-      const subject = form.get('subject') ?? '';
-      const lifted = await liftBlock(this.ctx, r.session.jid, kind, subject);
-      r.session.flash = lifted ? `Lifted the block of ${subject}.` : `There was no block for ${subject}.`;
-      return '/blocks';
-    },
-    '/blocks/lift-all': async (r) => {
-      const n = await liftAllBlocks(this.ctx, r.session.jid);
-      r.session.flash = `Lifted ${n} block${n === 1 ? '' : 's'}.`;
-      return '/blocks';
-    },
-  };
+  private readonly routes: AdminRoutes;
 
   constructor(
     private readonly ctx: ServerContext,
     private readonly options: AdminHttpOptions = {},
   ) {
     this.log = ctx.log.child('admin-http');
+    this.routes = adminRoutes(ctx.modules);
+    this.routes.pages.set('/', { path: '/', render: (env) => overviewPage(env, this.components) });
     this.sessions = new AdminSessions(() => ctx.clock.now().getTime(), { ...SESSION_DEFAULTS, idleMs: options.idleTimeoutMs ?? SESSION_DEFAULTS.idleMs });
     this.auth = new AdminAuthenticator(ctx);
-    this.metricsToken = options.metricsToken ?? ctx.config.admin.metricsToken;
     for (const c of ctx.config.components) this.components.connected.set(c.domain, null);
+    this.metricsRegistry = new ServerMetrics(ctx, this.components.connected);
     this.offs.push(ctx.hooks.on('component/connected', ({ domain, at }) => void this.components.connected.set(domain, at)));
     this.offs.push(ctx.hooks.on('component/disconnected', ({ domain }) => void this.components.connected.set(domain, null)));
   }
@@ -267,6 +275,18 @@ export class AdminHttp {
       await this.stop();
       throw new Error(`listen.admin: cannot listen: ${err instanceof Error ? err.message : String(err)}`);
     }
+    // A reload: the connection caps, and the certificates renewed on disk for new connections.
+    this.offs.push(
+      this.ctx.hooks.on('config/in-force', async ({ after }) => {
+        limits.setCaps(this.options.maxConnections ?? after.admin.maxConnections, after.admin.maxConnectionsPerIp);
+        if (!tls) return;
+        try {
+          tls.adopt(await (this.options.loadTls ?? loadTlsContexts)(after));
+        } catch (err) {
+          this.log.warn('admin interface keeps its certificates: the renewed ones could not be loaded', { error: err instanceof Error ? err.message : String(err) });
+        }
+      }),
+    );
     this.sweepTimer = setInterval(() => this.sessions.sweep(), 60_000);
     this.sweepTimer.unref();
     return listeners;
@@ -299,7 +319,7 @@ export class AdminHttp {
     try {
       await this.route(r);
     } catch (err) {
-      if (err instanceof HttpError) {
+      if (err instanceof AdminHttpError) {
         if (err.status === 413) res.setHeader('Connection', 'close');
         return this.plain(res, err.status, err.message);
       }
@@ -335,77 +355,77 @@ export class AdminHttp {
     const isPost = method === 'POST';
     if (!get && !isPost) {
       r.res.setHeader('Allow', 'GET, HEAD, POST');
-      throw new HttpError(405, 'method not allowed');
+      throw new AdminHttpError(405, 'method not allowed');
     }
 
     // ---- public ----
     if (path === '/healthz') {
-      if (!get) throw new HttpError(405, 'method not allowed');
+      if (!get) throw new AdminHttpError(405, 'method not allowed');
       r.res.setHeader('Cache-Control', 'no-store');
       return this.plain(r.res, 200, 'ok');
     }
-    if (path === '/privacy' || path === '/datenschutz') {
-      if (!get) throw new HttpError(405, 'method not allowed');
-      const format = r.url.searchParams.get('format') ?? 'html';
-      if (format !== 'html' && format !== 'md') throw new HttpError(400, 'format must be html or md');
-      const { type, body } = await privacyPage(this.ctx, path === '/privacy' ? 'en' : 'de', format, this.ctx.clock.now());
+    const publicPage = this.routes.public.get(path);
+    if (publicPage) {
+      if (!get) throw new AdminHttpError(405, 'method not allowed');
+      const { type, body } = await publicPage.serve({ ctx: this.ctx, url: r.url, now: this.ctx.clock.now() });
       r.res.setHeader('Cache-Control', 'no-cache');
       return this.send(r.res, 200, type, body);
     }
     if (path === '/login') return get ? this.loginForm(r) : this.login(r);
     if (path === '/metrics') {
-      if (!get) throw new HttpError(405, 'method not allowed');
+      if (!get) throw new AdminHttpError(405, 'method not allowed');
       return this.metrics(r);
     }
     if (path.startsWith('/api/')) {
-      if (!get) throw new HttpError(405, 'method not allowed');
+      if (!get) throw new AdminHttpError(405, 'method not allowed');
       return this.api(r);
     }
 
-    // ---- admin ----
+    // ---- admin: the overview and what the modules declare ----
     const session = this.session(r);
-    const handler: GetHandler | PostHandler | 'logout' | undefined = get
-      ? Object.hasOwn(this.pages, path)
-        ? this.pages[path]
-        : undefined
-      : path === '/logout'
-        ? 'logout'
-        : Object.hasOwn(this.actions, path)
-          ? this.actions[path]
-          : undefined;
-    if (!handler && !(get && path === '/transports.csv')) {
-      if (!session) throw new HttpError(404, 'not found');
-      return this.html(r.res, 404, page({ title: 'Not found', admin: session, current: '' }, html`<h1>Not found</h1><p><a href="/">Overview</a></p>`));
+    const adminPage = get ? this.routes.pages.get(path) : undefined;
+    const download = get ? this.routes.downloads.get(path) : undefined;
+    const action = isPost ? this.routes.actions.get(path) : undefined;
+    const logout = isPost && path === '/logout';
+    if (!adminPage && !download && !action && !logout) {
+      if (!session) throw new AdminHttpError(404, 'not found');
+      return this.html(r.res, 404, page({ title: 'Not found', admin: session, current: '', nav: this.routes.nav }, html`<h1>Not found</h1><p><a href="/">Overview</a></p>`));
     }
     if (!session) {
-      if (!get) throw new HttpError(403, 'not logged in (or the session expired): log in again');
+      if (!get) throw new AdminHttpError(403, 'not logged in (or the session expired): log in again');
       return this.redirect(r.res, `/login?next=${encodeURIComponent(path + r.url.search)}`);
     }
-    const ar: AdminRequest = { ...r, session };
     r.res.setHeader('Cache-Control', 'no-store');
-    if (get) {
-      const env: PageEnv = { ctx: this.ctx, admin: { jid: session.jid, csrf: session.csrf }, url: r.url, now: this.ctx.clock.now() };
-      if (path === '/transports.csv') {
-        const csv = await transportsCsv(env);
-        if (csv.status !== 200) throw new HttpError(csv.status, csv.body.trim());
-        r.res.setHeader('Content-Disposition', `attachment; filename="${csv.filename}"`);
-        return this.send(r.res, 200, 'text/csv; charset=utf-8', csv.body);
-      }
-      const result = await (handler as GetHandler)(ar, env);
+    const env: PageEnv = {
+      ctx: this.ctx,
+      admin: { jid: session.jid, csrf: session.csrf },
+      url: r.url,
+      now: this.ctx.clock.now(),
+      audit: (what) => auditRead(this.ctx, { jid: session.jid }, what),
+    };
+    if (download) {
+      const file = await download.serve(env);
+      if (file.status !== 200) throw new AdminHttpError(file.status, file.body.trim());
+      r.res.setHeader('Content-Disposition', `attachment; filename="${file.filename}"`);
+      return this.send(r.res, 200, file.type, file.body);
+    }
+    if (adminPage) {
+      const result = await adminPage.render(env);
       const flash = session.flash;
       session.flash = null;
-      return this.html(r.res, result.status ?? 200, page({ title: `${result.title} – Gatehouse admin`, admin: session, current: path, flash }, result.body));
+      return this.html(r.res, result.status ?? 200, page({ title: `${result.title} – Gatehouse admin`, admin: session, current: path, flash, nav: this.routes.nav }, result.body));
     }
     const form = await this.form(r);
-    if (!sameToken(form.get('csrf'), session.csrf)) throw new HttpError(403, 'the form is missing its CSRF token or it does not match: reload the page and try again');
-    if (handler === 'logout') {
+    if (!sameToken(form.get('csrf'), session.csrf)) throw new AdminHttpError(403, 'the form is missing its CSRF token or it does not match: reload the page and try again');
+    if (logout) {
       this.sessions.destroy(session);
       this.log.info('admin console logout', { admin: session.jid });
       r.res.setHeader('Set-Cookie', clearCookie(cookieNames(r.secure).session, r.secure));
       return this.redirect(r.res, '/login?loggedout=1');
     }
-    const to = await (handler as PostHandler)(ar, form);
-    return this.redirect(r.res, to);
+    const done = await action!.run(env, form);
+    session.flash = done.flash;
+    return this.redirect(r.res, done.redirect);
   }
 
   private session(r: Request): AdminSession | null {
@@ -430,7 +450,7 @@ export class AdminHttp {
     const names = cookieNames(r.secure);
     const cookie = parseCookies(r.req.headers.cookie).get(names.login);
     if (!cookie || !sameToken(form.get('csrf'), cookie)) {
-      throw new HttpError(403, 'the login form expired or is missing its CSRF token: reload the login page and try again');
+      throw new AdminHttpError(403, 'the login form expired or is missing its CSRF token: reload the login page and try again');
     }
     const username = (form.get('username') ?? '').slice(0, 3071);
     const password = form.get('password') ?? '';
@@ -450,16 +470,17 @@ export class AdminHttp {
     let allowed = false;
     if (auth !== undefined) {
       const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
-      allowed = m !== null && this.metricsToken !== null && equalSecret(m[1]!, this.metricsToken);
+      // Read at each request: a reload may set or change the token.
+      const token = this.options.metricsToken ?? this.ctx.config.admin.metricsToken;
+      allowed = m !== null && token !== null && equalSecret(m[1]!, token);
       if (!allowed) this.log.info('metrics request with a wrong bearer token', { ip: r.ip });
     } else allowed = this.session(r) !== null;
     if (!allowed) {
       r.res.setHeader('WWW-Authenticate', 'Bearer realm="gatehouse metrics"');
-      throw new HttpError(401, 'log in as an administrator or send the metrics bearer token');
+      throw new AdminHttpError(401, 'log in as an administrator or send the metrics bearer token');
     }
     r.res.setHeader('Cache-Control', 'no-store');
-    const text = await metricsText(this.ctx, this.components.connected, this.ctx.clock.now());
-    this.send(r.res, 200, 'text/plain; version=0.0.4; charset=utf-8', text);
+    this.send(r.res, 200, METRICS_CONTENT_TYPE, await this.metricsRegistry.text());
   }
 
   // ---- the JSON API (commands marked http, server/admin/api.ts) ----
@@ -480,18 +501,18 @@ export class AdminHttp {
     // With Referrer-Policy no-referrer, browsers send "Origin: null" on same-site form posts.
     if (origin && origin !== 'null') {
       const expected = `${r.secure ? 'https' : 'http'}://${req.headers.host ?? ''}`.toLowerCase();
-      if (origin.toLowerCase() !== expected) throw new HttpError(403, 'cross-origin form submission refused');
+      if (origin.toLowerCase() !== expected) throw new AdminHttpError(403, 'cross-origin form submission refused');
     }
-    if (req.headers['sec-fetch-site'] === 'cross-site') throw new HttpError(403, 'cross-site form submission refused');
+    if (req.headers['sec-fetch-site'] === 'cross-site') throw new AdminHttpError(403, 'cross-site form submission refused');
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== 'application/x-www-form-urlencoded') throw new HttpError(415, 'expected a form (application/x-www-form-urlencoded)');
+    if (type !== 'application/x-www-form-urlencoded') throw new AdminHttpError(415, 'expected a form (application/x-www-form-urlencoded)');
     const declared = Number(req.headers['content-length'] ?? '0');
-    if (declared > MAX_BODY_BYTES) throw new HttpError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
+    if (declared > MAX_BODY_BYTES) throw new AdminHttpError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) throw new HttpError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
+      if (size > MAX_BODY_BYTES) throw new AdminHttpError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
       chunks.push(chunk);
     }
     return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
@@ -538,6 +559,7 @@ export function createAdminHttpModule(options: AdminHttpOptions = {}): Gatehouse
   let http: AdminHttp | null = null;
   return {
     name: 'admin-http',
+    config: adminConfigSection,
     specs: [],
     clauses: ['P6', 'P7', 'P10', 'P12', 'P21', 'P22'],
     provides: ['admin-http-listeners'],

@@ -19,7 +19,7 @@
  * Failure texts are fixed strings: they never contain a password, proof or key.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ScramVerifier } from '../storage/types.js';
+import type { ScramVerifier } from '../../storage/types.js';
 import { randomBase64 } from '../../shared/random.js';
 import {
   DEFAULT_SALT_BYTES,

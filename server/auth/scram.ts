@@ -18,7 +18,7 @@
  */
 import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
-import type { ScramVerifier } from '../storage/types.js';
+import type { ScramVerifier } from '../../storage/types.js';
 
 export type ScramHash = ScramVerifier['hash'];
 

@@ -1,14 +1,18 @@
 /** The core commands of `gatehouse`: start the server, check the configuration, migrate, manage accounts. */
 import type { Config } from '../config/index.js';
-import { CONFIG_FLAG, UsageError, commandSet, configFrom, readPassword, withStorage, type FlagDefinition } from './kit.js';
+import { CONFIG_FLAG, UsageError, commandSet, configFrom, moduleStorages, readPassword, withStorage, type FlagDefinition } from './kit.js';
+import type { CommandContext } from '../commands/command.js';
 import { startServer } from '../main.js';
-import { runMigrations } from '../storage/datasource.js';
+import { runMigrations } from '../../storage/datasource.js';
 import { HookBus } from '../core/hooks.js';
 import { LocalSessionRegistry } from '../core/session.js';
 import { AccountService } from '../accounts/service.js';
 import { systemClock } from '../../shared/clock.js';
 import { Jid } from '../../shared/jid.js';
 import { ServerNotRunningError, controlRequest } from '../admin/control.js';
+import { holdBackReport } from '../modules/policy/holdback.js';
+import { PolicyChangeError } from '../modules/policy/versions.js';
+import { existsSync } from 'node:fs';
 
 const PASSWORD_FILE: FlagDefinition = {
   name: 'password-file',
@@ -26,20 +30,30 @@ function parseAccount(arg: string | undefined, config: Config): { username: stri
   return { username: jid.local, host: jid.domain };
 }
 
-function withAccounts<T>(config: Config, fn: (accounts: AccountService) => Promise<T>): Promise<T> {
-  return withStorage(config, (storage) => fn(new AccountService({ storage, hooks: new HookBus(), config, clock: systemClock, sessions: new LocalSessionRegistry() })));
+function withAccounts<T>(config: Config, ctx: CommandContext, fn: (accounts: AccountService) => Promise<T>): Promise<T> {
+  return withStorage(config, ctx, (storage) => fn(new AccountService({ storage, hooks: new HookBus(), config, clock: systemClock, sessions: new LocalSessionRegistry() })));
 }
 
 export const coreCommands = commandSet(
   {
     name: 'start',
     summary: 'start the server (embedded defaults without --config)',
-    description: 'Runs in the foreground until SIGINT or SIGTERM, then stops cleanly. Prints where it listens and how to connect.',
+    description:
+      'Runs in the foreground until SIGINT or SIGTERM, then stops cleanly. Prints where it listens and how to connect.\n\n' +
+      'SIGHUP reloads: the configuration file and the certificates are read again without dropping sessions, as gatehouse reload does; the log names what changed and what needs a restart.',
     flags: [CONFIG_FLAG],
     server: 'no',
     async run(args) {
       const config = configFrom(args);
-      const server = await startServer(config);
+      // Installed before the start: Node's default for SIGHUP would end the process.
+      let reload: (() => Promise<unknown>) | null = null;
+      process.on('SIGHUP', () => {
+        // The server logs the outcome (what changed, what needs a restart, or why it was refused).
+        if (reload) void reload().catch(() => {});
+        else console.log('received SIGHUP while starting: the configuration just read stays');
+      });
+      const server = await startServer(config, { loadConfig: () => configFrom(args) });
+      reload = () => server.reload();
       const c2s = server.listeners.filter((l) => l.kind === 'c2s');
       const tls = server.listeners.filter((l) => l.kind === 'c2s-tls');
       const hosts = config.hosts.map((h) => h.domain).join(', ');
@@ -66,13 +80,27 @@ export const coreCommands = commandSet(
   {
     name: 'check-config',
     summary: 'validate the configuration and exit',
-    description: 'Exit code 0 when the configuration is valid, 2 (with the first error, naming its key) when not.',
+    description:
+      'Exit code 0 when the configuration is valid, 2 (with the first error, naming its key) when not. Also lists the parts that a start would hold back until their privacy policy change takes effect (P22), read from the database; exit code 1 when the server could not start with it at all.',
     flags: [CONFIG_FLAG],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
       console.log(`configuration OK: ${config.hosts.length} host(s), storage ${config.storage.type}`);
-      return 0;
+      const { path } = config.storage.type === 'sqlite' ? config.storage : { path: null };
+      if (path !== null && (path === ':memory:' || !existsSync(path))) {
+        console.log("privacy policy: no database yet; the first start stores this configuration's policy, in force at once");
+        return 0;
+      }
+      try {
+        const versions = await withStorage(config, ctx, (s) => s.policyVersions.list());
+        for (const line of holdBackReport(config, versions, systemClock.now())) console.log(line);
+        return 0;
+      } catch (err) {
+        if (!(err instanceof PolicyChangeError)) throw err;
+        console.error(`gatehouse check-config: ${err.message}`);
+        return 1;
+      }
     },
   },
   {
@@ -80,9 +108,9 @@ export const coreCommands = commandSet(
     summary: 'apply pending database migrations',
     flags: [CONFIG_FLAG],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
-      const applied = await runMigrations(config.storage);
+      const applied = await runMigrations(config.storage, { modules: moduleStorages(ctx) });
       console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
       return 0;
     },
@@ -93,11 +121,11 @@ export const coreCommands = commandSet(
     args: [ACCOUNT_ARG],
     flags: [CONFIG_FLAG, PASSWORD_FILE],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
       const { username, host } = parseAccount(args.positional[0], config);
       const password = await readPassword(args, `password for ${username}@${host}: `);
-      await withAccounts(config, (a) => a.create(username, host, password, null));
+      await withAccounts(config, ctx, (a) => a.create(username, host, password, null));
       console.log(`created ${username}@${host}`);
       return 0;
     },
@@ -110,7 +138,7 @@ export const coreCommands = commandSet(
     flags: [CONFIG_FLAG],
     server: 'if-running',
     control: 'accounts.delete',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
       const { username, host } = parseAccount(args.positional[0], config);
       try {
@@ -118,7 +146,7 @@ export const coreCommands = commandSet(
         await controlRequest(config.dataDir, 'accounts.delete', { username, host });
       } catch (err) {
         if (!(err instanceof ServerNotRunningError)) throw err;
-        await withAccounts(config, (a) => a.delete(username, host));
+        await withAccounts(config, ctx, (a) => a.delete(username, host));
       }
       console.log(`deleted ${username}@${host}`);
       return 0;
@@ -130,11 +158,11 @@ export const coreCommands = commandSet(
     args: [ACCOUNT_ARG],
     flags: [CONFIG_FLAG, PASSWORD_FILE],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
       const { username, host } = parseAccount(args.positional[0], config);
       const password = await readPassword(args, `new password for ${username}@${host}: `);
-      await withAccounts(config, (a) => a.changePassword(username, host, password));
+      await withAccounts(config, ctx, (a) => a.changePassword(username, host, password));
       console.log(`password changed for ${username}@${host}`);
       return 0;
     },
@@ -146,9 +174,9 @@ export const coreCommands = commandSet(
     args: [{ name: 'DOMAIN', doc: 'only the accounts of this host', optional: true }],
     flags: [CONFIG_FLAG],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const config = configFrom(args);
-      const accounts = await withAccounts(config, (a) => a.list(args.positional[0]));
+      const accounts = await withAccounts(config, ctx, (a) => a.list(args.positional[0]));
       for (const a of accounts) console.log(`${a.username}@${a.host}\tcreated ${a.createdAt.toISOString()}\tlast used ${a.lastUsedAt?.toISOString() ?? 'never'}`);
       return 0;
     },

@@ -2,9 +2,10 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { loadConfig, type Config } from '../config/index.js';
-import { openStorage } from '../storage/datasource.js';
-import type { Storage } from '../storage/types.js';
-import { UsageError, type ParsedArgs } from '../commands/command.js';
+import { openStorage } from '../../storage/datasource.js';
+import type { Storage } from '../../storage/types.js';
+import { UsageError, type CommandContext, type ParsedArgs } from '../commands/command.js';
+import type { ModuleStorage } from '../../storage/module-storage.js';
 
 export type { ParsedArgs };
 export type { FlagDefinition } from '../commands/command.js';
@@ -55,9 +56,14 @@ function promptHidden(prompt: string): Promise<string> {
   });
 }
 
-/** Opens the configured database for a command and closes it afterwards. */
-export async function withStorage<T>(config: Config, fn: (storage: Storage) => Promise<T>): Promise<T> {
-  const storage = await openStorage(config.storage, { migrate: config.storage.migrateOnStart });
+/** The tables of the command context's modules (their `storage`), which the CLI opens with the core's. */
+export function moduleStorages(ctx: CommandContext): ModuleStorage[] {
+  return ctx.modules.flatMap((m) => (m.storage ? [m.storage] : []));
+}
+
+/** Opens the configured database (with the modules' tables) for a command and closes it afterwards. */
+export async function withStorage<T>(config: Config, ctx: CommandContext, fn: (storage: Storage) => Promise<T>): Promise<T> {
+  const storage = await openStorage(config.storage, { migrate: config.storage.migrateOnStart, modules: moduleStorages(ctx) });
   try {
     return await fn(storage);
   } finally {

@@ -11,7 +11,7 @@
  * The help text (`gatehouse help NAME`, `gatehouse NAME --help`), the usage line, docs/cli.md and the
  * man page docs/gatehouse.1 are all generated from these fields, so there is one text to maintain.
  */
-import type { ServerContext } from '../core/context.js';
+import type { GatehouseModule, ServerContext } from '../core/context.js';
 
 /** What a parsed command line is: positionals in order, flags by name (`true` for a flag without value). */
 export interface ParsedArgs {
@@ -83,7 +83,20 @@ export interface CommandDefinition {
   /** Also served on the admin HTTP API. */
   http?: HttpApi;
   /** Runs the command on the command line; resolves with the exit code. */
-  run(args: ParsedArgs): Promise<number>;
+  run(args: ParsedArgs, ctx: CommandContext): Promise<number>;
+}
+
+/**
+ * What the command surface (server/cli/commands.ts) hands every command it runs, so that a command
+ * reads what it needs of the other modules here instead of importing them.
+ */
+export interface CommandContext {
+  /**
+   * The server's modules as modules/index.ts lists them: fresh instances, not loaded (no server
+   * runs in the CLI process). A command reads their declarations, e.g. `retention run` sweeps the
+   * retention classes of exactly these.
+   */
+  readonly modules: readonly GatehouseModule[];
 }
 
 /** The arguments of a control-socket request (a JSON object). */

@@ -1,10 +1,11 @@
 /**
  * The command-line dispatcher shared by `gatehouse` (server/cli.ts) and the transport runner
- * (transports/cli-transport.ts): finds the command, answers help and --version, parses the flags
- * against the definition and maps errors to exit codes (2: usage or configuration, 1: failure).
+ * (server/cli/transport.ts): finds the command, answers help and --version, parses the flags
+ * against the definition, runs it with the command context and maps errors to exit codes
+ * (2: usage or configuration, 1: failure).
  */
 import { ConfigError } from '../config/index.js';
-import { UsageError, type CommandDefinition, type CommandSet } from './command.js';
+import { UsageError, type CommandContext, type CommandDefinition, type CommandSet } from './command.js';
 import { HELP_FLAGS, closest, parseArgs } from './parse.js';
 import { PROGRAM, renderHelp, renderOverview } from './help.js';
 import { packageVersion } from './version.js';
@@ -45,8 +46,8 @@ function unknownCommand(commands: CommandSet, argv: string[]): string {
   return `${PROGRAM}: unknown command '${word}'${near ? `; did you mean '${near}'?` : ''} (see ${PROGRAM} --help)`;
 }
 
-/** Runs one command line; resolves with the process exit code. */
-export async function runCommandLine(commands: CommandSet, argv: string[], io: Output = stdio): Promise<number> {
+/** Runs one command line, handing the command `ctx`; resolves with the process exit code. */
+export async function runCommandLine(commands: CommandSet, argv: string[], ctx: CommandContext, io: Output = stdio): Promise<number> {
   const first = argv[0];
   if (first === undefined || HELP_FLAGS.has(first)) {
     io.out(renderOverview(Object.values(commands)));
@@ -91,7 +92,7 @@ export async function runCommandLine(commands: CommandSet, argv: string[], io: O
     return 0;
   }
   try {
-    return await def.run(parseArgs(rest, def));
+    return await def.run(parseArgs(rest, def), ctx);
   } catch (err) {
     if (err instanceof ConfigError) {
       io.err(`${err.message}\n`);

@@ -1,12 +1,13 @@
 /**
  * The configuration schema: keys, types, defaults, validation and documentation in one place.
  * docs/configuration.md is generated from it (see docs.ts), the Config type is derived from it
- * (types.ts). A module may declare its own section next to its code (section() in
- * shared/schema-kit.ts); it is composed here with fieldOf(), in the place it has in the file.
+ * (types.ts). A feature declares its own section next to its code (section() in
+ * shared/schema-kit.ts; X-config.ts beside a module file, config.ts in a feature folder); it is
+ * composed here with fieldOf(), in the place it has in the file. What stays here is not one
+ * feature's: hosts, listeners, TLS, client streams, authentication, storage, logging, and the
+ * sections several parts of the server read (server, retention, components).
  */
-import net from 'node:net';
 import path from 'node:path';
-import { normaliseDomain } from '../../shared/jid.js';
 import {
   array,
   bool,
@@ -19,7 +20,6 @@ import {
   filePath,
   int,
   joinKey,
-  map,
   nullable,
   object,
   oneOf,
@@ -31,30 +31,19 @@ import {
 import { bareJid, cidr, domain } from '../../shared/config-values.js';
 import { offlineConfigSection } from '../modules/offline-config.js';
 import { privateStorageConfigSection } from '../modules/private-storage-config.js';
-import { subscriptionsConfigSection } from '../modules/subscriptions-config.js';
-import { registrationLimitConfigSection } from '../modules/registration-limit-config.js';
+import { pepConfigSection } from '../modules/pep/config.js';
+import { subscriptionsConfigSection } from '../modules/presence-config.js';
+import { registrationLimitConfigSection } from '../modules/register-config.js';
+import { loginGuardConfigSection } from '../modules/login-guard/config.js';
+import { policyConfigSection } from '../modules/policy/config.js';
+import { adminConfigSection } from '../admin/config.js';
+import { transportsConfigSection } from '../modules/transports/config.js';
+import { backupsConfigSection } from '../modules/backup/config.js';
+import { s2sConfigSection } from '../federation/config.js';
+import { capsConfigSection } from '../modules/caps/config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
-
-/** `host:port` or `[ipv6]:port`. */
-const hostPort = refine(
-  str({
-    type: '"host:port"',
-    expected: 'a "host:port" string (such as xmpp.example.org:5269 or [2001:db8::1]:5269)',
-    check(s, keyPath) {
-      const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]/@]+)):(\d{1,5})$/.exec(s.trim());
-      const port = m ? Number(m[3]) : 0;
-      if (!m || port < 1 || port > 65535 || (m[1] !== undefined && net.isIPv6(m[1]) === false))
-        fail(keyPath, `expected a "host:port" string (such as xmpp.example.org:5269 or [2001:db8::1]:5269), got ${describe(s)}`);
-      return s.trim();
-    },
-  }),
-  (s) => {
-    const i = s.lastIndexOf(':');
-    return { host: s.slice(0, i).replace(/^\[(.*)\]$/, '$1').toLowerCase(), port: Number(s.slice(i + 1)) };
-  },
-);
 
 export const DB_SCHEMES: Readonly<Record<string, 'mysql' | 'postgres'>> = {
   'mysql:': 'mysql',
@@ -306,56 +295,10 @@ const retentionSchema = object(
   },
 );
 
-const loginGuardSchema = object(
-  {
-    window: duration({ default: '10m', min: 1000, doc: 'Failed logins older than this are forgotten by the guard.' }),
-    delayAfter: int({ default: 3, min: 1, doc: 'Failures (per address or account, within `window`) before further attempts are answered late.' }),
-    delayBase: duration({ default: '1s', doc: 'The first delay; it doubles with every further failure.' }),
-    delayMax: duration({ default: '30s', doc: 'The longest delay.' }),
-    blockAfter: int({ default: 10, min: 1, doc: 'Failures from one address (IPv6: one /64) within `window` that block it.' }),
-    accountBlockAfter: int({ default: 20, min: 1, doc: 'Failures against one account within `window` that block logins to it.' }),
-    blockFor: duration({ default: '15m', min: 1000, doc: 'How long a block lasts (`gatehouse blocks lift` ends it early).' }),
-    trustedProxies: array(cidr, {
-      default: [],
-      doc:
-        'Addresses (CIDR) never delayed or blocked by address, such as a load balancer or a web client gateway whose users all share its address. Account limits still apply. ' +
-        'None by default, loopback included: behind sslh, stunnel or HAProxy on the same host every client would come from loopback, so trusting it would switch the address limits off.',
-    }),
-  },
-  { doc: 'Failed-login guard (P7): growing delays, then temporary blocks.' },
-);
-
 const componentSchema = object({
   domain: domain({ doc: 'The component\'s domain, e.g. `irc.example.org`.' }),
   secret: str({ secret: true, doc: 'Shared secret (XEP-0114 handshake). Never shown in errors or logs.' }),
 });
-
-const s2sSchema = object(
-  {
-    requireEncryption: bool({ default: true, doc: 'Federate only over TLS.' }),
-    requireValidCertificates: bool({ default: false, doc: 'Reject remote servers without a valid certificate for their domain (otherwise fall back to dialback).' }),
-    allow: array(domain(), { default: [], type: 'list of domain names', uniqueBy: (d) => d, uniqueWhat: 'domain', doc: 'If not empty, federate only with these domains.' }),
-    deny: array(domain(), { default: [], type: 'list of domain names', uniqueBy: (d) => d, uniqueWhat: 'domain', doc: 'Never federate with these domains.' }),
-    static: map(hostPort, {
-      default: {},
-      keyName: 'domain',
-      key(k, keyPath) {
-        const d = normaliseDomain(k.trim());
-        if (d === null) fail(keyPath, 'expected a domain name as key');
-        return d;
-      },
-      doc: 'Fixed addresses for remote domains instead of DNS SRV lookups: `{ "example.net": "xmpp.example.net:5269" }`. Through DNS, federation only connects to public addresses (never loopback, private, link-local or other special-purpose ranges); a server on such an address is reached only when its domain is listed here.',
-    }),
-    caFile: nullable(filePath({ mustExist: true }), {
-      default: null,
-      doc: 'PEM file of certificate authorities trusted for remote servers, besides the system store.',
-    }),
-    connectTimeout: duration({ default: '30s', min: 1000, doc: 'Stanzas to a server whose link is not up after this long bounce with `remote-server-timeout`.' }),
-    idleTimeout: duration({ default: '10m', min: 1000, doc: 'Links idle this long are closed (and opened again when needed).' }),
-    maxConnections: int({ default: 1000, min: 1, doc: 'Most open inbound server connections (`listen.s2s`); more are closed as soon as they are accepted.' }),
-  },
-  { doc: 'Server-to-server federation (opened when `listen.s2s` is not empty): TLS, SASL EXTERNAL or dialback (XEP-0220).' },
-);
 
 export const configSchema = object(
   {
@@ -382,8 +325,10 @@ export const configSchema = object(
     storage: storageSchema,
     ...fieldOf(offlineConfigSection),
     ...fieldOf(privateStorageConfigSection),
+    ...fieldOf(pepConfigSection),
     ...fieldOf(subscriptionsConfigSection),
     ...fieldOf(registrationLimitConfigSection),
+    ...fieldOf(capsConfigSection),
     server: object(
       {
         name: str({ default: 'Gatehouse', doc: 'Software name reported to clients (XEP-0092).' }),
@@ -401,19 +346,8 @@ export const configSchema = object(
       { doc: 'Logging.' },
     ),
     retention: retentionSchema,
-    loginGuard: loginGuardSchema,
-    backups: object(
-      {
-        keep: int({ default: 7, min: 1, doc: 'How many backups to keep; older ones are deleted.' }),
-        dir: filePath({ default: '<dataDir>/backups', doc: 'Where backups are written.' }),
-        schedule: enumOf(['daily', 'off'], { default: 'daily', doc: 'When backups are made automatically.' }),
-        encryptionKeyFile: nullable(filePath(), {
-          default: null,
-          doc: 'File with the 32-byte backup key (`gatehouse backup keygen` makes one); `null` = unencrypted backups unless `GATEHOUSE_BACKUP_KEY` is set.',
-        }),
-      },
-      { doc: 'Automatic backups of the database.' },
-    ),
+    ...fieldOf(loginGuardConfigSection),
+    ...fieldOf(backupsConfigSection),
     components: array(componentSchema, {
       default: [],
       uniqueBy: (c) => c.domain,
@@ -421,58 +355,10 @@ export const configSchema = object(
       uniqueKey: 'domain',
       doc: 'External components (XEP-0114) allowed to connect, e.g. the transports.',
     }),
-    s2s: s2sSchema,
-    transports: array(
-      object({
-        name: str({
-          check(v, keyPath) {
-            if (!/^[a-z][a-z0-9-]*$/.test(v)) fail(keyPath, 'must be a lower-case name such as irc');
-            return v;
-          },
-          doc: 'The transport (irc, matrix, discord): which adapter the child process runs.',
-        }),
-        config: filePath({ mustExist: true, doc: "The transport's own configuration file (see docs/transports.md)." }),
-      }),
-      { default: [], uniqueBy: (t) => t.config, uniqueWhat: 'transport config', uniqueKey: 'config', doc: 'Transports the server runs as child processes, restarted with backoff when they exit.' },
-    ),
-    admin: object(
-      {
-        metricsToken: nullable(
-          str({
-            secret: true,
-            check(v, keyPath) {
-              if (v.length < 16) fail(keyPath, 'must be at least 16 characters');
-              return v;
-            },
-          }),
-          { default: null, doc: 'Bearer token that may read `/metrics` without an admin login (`Authorization: Bearer …`). `null`: only logged-in admins.' },
-        ),
-        tls: enumOf(['auto', 'off'], {
-          default: 'auto',
-          doc: "`auto` serves the admin console over HTTPS with the hosts' certificates; `off` serves plain HTTP and is only allowed on loopback addresses.",
-        }),
-        maxConnections: int({ default: 64, min: 1, doc: 'Most open connections to the admin listeners together; more are closed as soon as they are accepted.' }),
-        maxConnectionsPerIp: int({ default: 16, min: 1, doc: 'Most open admin connections from one IPv4 address or one IPv6 /64.' }),
-        trustedProxies: array(cidr, {
-          default: [],
-          type: 'list of CIDR ranges or IP addresses',
-          doc:
-            'Reverse proxies (CIDR) whose `X-Forwarded-For` header names the client (the last address in it that is not itself such a proxy). ' +
-            'From any other address the header is ignored. A proxy that speaks the PROXY protocol is configured in `listen.admin[].proxyProtocol` instead.',
-        }),
-      },
-      { doc: 'The admin web console and public privacy page (opened on `listen.admin`).' },
-    ),
-    policy: object(
-      {
-        contact: nullable(str(), {
-          default: null,
-          doc: 'How users can reach the operator (e.g. `mailto:admin@example.org`), shown in the privacy policy and contact info (XEP-0157).',
-        }),
-        language: enumOf(['de', 'en'], { default: 'en', doc: 'Language of the privacy policy and of server messages to users.' }),
-      },
-      { doc: 'The privacy policy.' },
-    ),
+    ...fieldOf(s2sConfigSection),
+    ...fieldOf(transportsConfigSection),
+    ...fieldOf(adminConfigSection),
+    ...fieldOf(policyConfigSection),
   },
   {
     check(v) {

@@ -16,5 +16,3 @@ export type HostConfig = Config['hosts'][number];
 export type RegistrationPolicy = HostConfig['registration'];
 /** `url` contains credentials: never log it. */
 export type StorageConfig = Config['storage'];
-export type RegistrationLimitConfig = Config['registrationLimit'];
-export type LoginGuardConfig = Config['loginGuard'];

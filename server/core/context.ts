@@ -1,8 +1,9 @@
 import type { Config } from '../config/index.js';
-import type { Storage } from '../storage/types.js';
+import type { Storage } from '../../storage/types.js';
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import type { HookBus } from './hooks.js';
+import type { ConfigInForce } from './config-in-force.js';
 import type { Router } from './router.js';
 import type { SessionRegistry } from './session.js';
 import type { Element } from '../../shared/xml/element.js';
@@ -10,12 +11,18 @@ import type { DiscoRegistry } from './disco-registry.js';
 import type { ServiceKey, ServiceRegistry } from './services.js';
 import type { RetentionClass } from './retention-class.js';
 import type { AnySchema, Section } from '../../shared/schema-kit.js';
-import type { ModuleStorage } from '../storage/module-storage.js';
-import type { Account } from '../storage/types.js';
+import type { ModuleStorage } from '../../storage/module-storage.js';
+import type { Account } from '../../storage/types.js';
 
 /** Everything a stream or module may use; built once in main.ts. */
 export interface ServerContext {
+  /**
+   * The configuration in force: the file's, except parts held back until their privacy-policy
+   * change takes effect (P22). A live view (core/config-in-force.ts): read it when acting.
+   */
   readonly config: Config;
+  /** The file's configuration (`configInForce.file`) and the one in force; the policy module sets it. */
+  readonly configInForce: ConfigInForce;
   readonly storage: Storage;
   readonly router: Router;
   readonly sessions: SessionRegistry;
@@ -67,15 +74,21 @@ export interface GatehouseModule {
   /** The module's part of an account's data in the XEP-0227 export and import (P23). */
   readonly accountData?: AccountDataPart;
   // `commands?: ModuleCommands`, the module's administrative commands, is declared in
-  // commands/command.ts (merged into this interface, as services are into Services), so that the
-  // command definitions, which take a ServerContext, are not imported back from here.
+  // commands/command.ts, and `admin?: ModuleAdmin`, its pages on the admin HTTP interface, in
+  // admin/contract.ts (both merged into this interface, as services are into Services), so that
+  // their definitions, which take a ServerContext, are not imported back from here.
   /**
    * The configuration section the module reads, declared next to it with section()
-   * (shared/schema-kit.ts) in a file of its own (modules/offline-config.ts), so the schema does not
-   * load the module's code; server/config/schema.ts composes it with fieldOf() where it belongs in
+   * (shared/schema-kit.ts) in a file of its own (modules/offline-config.ts beside a module file,
+   * config.ts in a module folder), so the schema does not load the module's code; server/config/schema.ts composes it with fieldOf() where it belongs in
    * the documented order, and the module reads it typed as `ctx.config[key]`.
    */
   readonly config?: Section<string, AnySchema>;
+  /**
+   * Runs before any module's load(), in module order: for what the other modules' load() must
+   * already see (the policy module puts the configuration in force here, P22).
+   */
+  prepare?(ctx: ServerContext): void | Promise<void>;
   /** Hooks go on `ctx.hooks.on(event, handler, phase)` with a named phase (core/hooks.ts PHASES). */
   load(ctx: ServerContext): void | Promise<void>;
   unload?(): void | Promise<void>;

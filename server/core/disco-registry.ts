@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { capsVer } from '../../shared/xml/caps-hash.js';
 
 export interface DiscoIdentity {
   category: string;
@@ -26,11 +26,8 @@ export class DiscoRegistry {
     for (const f of features) this.accountFeatures.add(f);
   }
 
-  /** XEP-0115 verification string hash (SHA-1, no extended forms). */
+  /** The server's XEP-0115 'ver' (SHA-1; the server announces no extended forms). */
   serverCapsHash(): string {
-    const identities = this.serverIdentities.map((i) => `${i.category}/${i.type}//${i.name ?? ''}`).sort();
-    const features = [...this.serverFeatures].sort();
-    const s = identities.map((i) => i + '<').join('') + features.map((f) => f + '<').join('');
-    return createHash('sha1').update(s, 'utf8').digest('base64');
+    return capsVer({ identities: this.serverIdentities, features: [...this.serverFeatures], forms: [] }, 'sha-1')!;
   }
 }

@@ -1,7 +1,7 @@
 import type { Element } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
 import type { ClientSession } from './session.js';
-import type { Account } from '../storage/types.js';
+import type { Account } from '../../storage/types.js';
 
 /** Where a stanza entered the server. */
 export type Origin =

@@ -1,10 +1,11 @@
 /**
  * What a retention class is (PRIVACY.md: every stored record with personal data has one). A module
- * lists the classes it owns in `retention`; the sweeper runs the classes of the loaded modules, the
- * CLI those of every module in modules/index.ts. Nothing registers itself by being imported.
+ * lists the classes it owns in `retention`; the sweeper runs the classes of the loaded modules,
+ * `gatehouse retention run` those of the modules its command context carries (every module of
+ * modules/index.ts). Nothing registers itself by being imported.
  */
 import type { Config } from '../config/index.js';
-import type { Storage } from '../storage/types.js';
+import type { Storage } from '../../storage/types.js';
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import type { HookBus } from './hooks.js';

@@ -42,7 +42,8 @@ export interface DomainLink {
  * decision about what a stanza means is made by a module handling the fired event.
  */
 export class Router {
-  private readonly pendingIq = new Map<string, { resolve: (el: Element) => void; timer: NodeJS.Timeout }>();
+  /** Requests waiting for their answer, by id, with who asked (`from`) and who must answer (`to`). */
+  private readonly pendingIq = new Map<string, { resolve: (el: Element) => void; timer: NodeJS.Timeout; from: string; to: string }>();
   /** Component domains: configured ones map to their link, or null while it is down. */
   private readonly components = new Map<string, DomainLink | null>();
 
@@ -72,9 +73,22 @@ export class Router {
     if (!this.components.has(domain)) this.components.set(domain, null);
   }
 
+  /** Forgets a component domain (removed by a reload): its stanzas go where other domains' go. */
+  removeComponentDomain(domain: string): void {
+    this.components.delete(domain);
+  }
+
   /** Attaches (or with null detaches) the live link of a component domain. */
   setComponentLink(domain: string, link: DomainLink | null): void {
+    if (link === null && !this.components.has(domain)) return;
     this.components.set(domain, link);
+  }
+
+  /** How many configured component domains have a live link now. */
+  connectedComponents(): number {
+    let n = 0;
+    for (const link of this.components.values()) if (link) n++;
+    return n;
   }
 
   componentDomains(): string[] {
@@ -126,7 +140,7 @@ export class Router {
       if (type === 'get' || type === 'set') {
         const child = stanza.firstElement();
         if (child && (await this.hooks.fire(`iq-${type}/${target}/${child.xmlns ?? ''}:${child.name}`, event))) return;
-      } else if ((type === 'result' || type === 'error') && target === 'host' && this.resolvePending(stanza)) {
+      } else if ((type === 'result' || type === 'error') && (target === 'host' || target === 'bare') && this.resolvePending(stanza, from, to)) {
         return;
       }
     }
@@ -140,24 +154,31 @@ export class Router {
     await this.route(stanza, from, { kind: 'server' });
   }
 
-  /** Sends an IQ from the server and waits for its result or error (null on timeout). */
+  /**
+   * Sends an IQ from the server, a local host or (on its behalf) a local account's bare JID, and
+   * waits for its result or error (null on timeout). Only an answer from the entity asked, to the
+   * address that asked, counts: another entity cannot answer in its place by guessing the id.
+   */
   request(iq: Element, timeoutMs = 30_000): Promise<Element | null> {
-    const id = iq.attrs.id ?? (iq.attrs.id = 'gh-' + randomBytes(6).toString('hex'));
+    const from = Jid.tryParse(iq.attrs.from);
+    const to = Jid.tryParse(iq.attrs.to);
+    if (!from || !to) return Promise.reject(new Error('request needs a valid from and to'));
+    const id = iq.attrs.id ?? (iq.attrs.id = 'gh-' + randomBytes(9).toString('hex'));
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.pendingIq.delete(id);
         resolve(null);
       }, timeoutMs);
       timer.unref?.();
-      this.pendingIq.set(id, { resolve, timer });
+      this.pendingIq.set(id, { resolve, timer, from: from.full, to: to.full });
       this.send(iq).catch((err) => this.log.error('request failed', { error: String(err) }));
     });
   }
 
-  private resolvePending(stanza: Element): boolean {
+  private resolvePending(stanza: Element, from: Jid, to: Jid): boolean {
     const id = stanza.attrs.id;
     const pending = id ? this.pendingIq.get(id) : undefined;
-    if (!pending || !id) return false;
+    if (!pending || !id || pending.to !== from.full || pending.from !== to.full) return false;
     this.pendingIq.delete(id);
     clearTimeout(pending.timer);
     pending.resolve(stanza);

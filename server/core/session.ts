@@ -1,6 +1,6 @@
 import type { Element } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
-import type { Account } from '../storage/types.js';
+import type { Account } from '../../storage/types.js';
 
 export interface SessionCounters {
   stanzasIn: number;

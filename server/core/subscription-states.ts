@@ -11,7 +11,7 @@
  * to the contact when the contact gains or loses the user's presence, the automatic reply to a
  * subscribe from an already subscribed contact (3.1.3), and subscription pre-approval (3.4).
  */
-import type { RosterItem, Storage, Subscription } from '../storage/types.js';
+import type { RosterItem, Storage, Subscription } from '../../storage/types.js';
 import type { Jid } from '../../shared/jid.js';
 import { x, type Element } from '../../shared/xml/element.js';
 

@@ -70,6 +70,16 @@ export class S2sTls {
     return new S2sTls(config, paths, fallback, caFile);
   }
 
+  /**
+   * After a reload: the hosts' certificate paths from `config` (the fallback stays) and contexts made
+   * anew from the files on first use, so a renewed certificate is presented to the next peer.
+   */
+  refresh(config: Config): void {
+    for (const h of config.hosts) this.paths.set(h.domain, h.tls ?? (config.tls.cert && config.tls.key ? { cert: config.tls.cert, key: config.tls.key } : this.fallback));
+    this.contexts.clear();
+    this.byCertPaths.clear();
+  }
+
   /** The context for a local domain: its certificate, the trust store, the configured TLS versions. */
   contextFor(domain: string | undefined): SecureContext {
     const key = domain ?? '';

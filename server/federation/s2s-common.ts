@@ -146,3 +146,12 @@ export function isValidIq(iq: Element): boolean {
 
 /** A server stream may keep this many times a client's send buffer waiting before it is dropped. */
 export const S2S_SEND_BUFFER_FACTOR = 8;
+
+/** One server-to-server link as `gatehouse sessions --kind s2s` lists it (no user data). */
+export interface S2sLinkInfo {
+  direction: 'in' | 'out';
+  /** The remote domains proved on the link. */
+  remote: string[];
+  since: Date;
+  secure: boolean;
+}

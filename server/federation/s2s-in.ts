@@ -64,6 +64,7 @@ import {
   qualify,
   streamErrorCondition,
   streamHeaderXml,
+  type S2sLinkInfo,
   type S2sMechanism,
 } from './s2s-common.js';
 import { streamErrorXml } from '../streams/stream-error.js';
@@ -123,6 +124,10 @@ export class IncomingS2S implements InboundLink {
 
   get secure(): boolean {
     return this.secureSocket !== null;
+  }
+
+  info(): S2sLinkInfo {
+    return { direction: 'in', remote: [...this.proven.keys()], since: new Date(this.openedAt), secure: this.secure };
   }
 
   /** XEP-0368 on the same port: a TLS ClientHello starts with a handshake record (0x16). */
@@ -471,9 +476,11 @@ export async function startS2sListeners(ctx: ServerContext): Promise<{ listeners
     for (const l of bound) l.server.close();
     throw err;
   }
+  const off = ctx.hooks.on('config/in-force', ({ after }) => limits.setCaps(after.s2s.maxConnections, after.c2s.maxConnectionsPerIp));
   return {
     listeners: bound,
     stop() {
+      off();
       for (const l of [...service.incoming]) l.close('system-shutdown');
     },
   };

@@ -52,6 +52,7 @@ import {
   qualify,
   streamErrorCondition,
   streamHeaderXml,
+  type S2sLinkInfo,
   type S2sMechanism,
 } from './s2s-common.js';
 import { streamErrorXml } from '../streams/stream-error.js';
@@ -148,6 +149,10 @@ export class OutgoingS2S {
   get authenticated(): boolean {
     for (const d of this.domains.values()) if (d.state === 'valid') return true;
     return false;
+  }
+
+  info(): S2sLinkInfo {
+    return { direction: 'out', remote: [this.remote], since: new Date(this.startedAt), secure: this.secure };
   }
 
   /** Not closed or closing: may take verify requests. */

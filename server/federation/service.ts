@@ -25,6 +25,7 @@ import { newDialbackSecret } from './dialback.js';
 import { systemSrvSource, type SrvSource } from './resolver.js';
 import { S2sTls, configuredCaFile } from './certificates.js';
 import { OutgoingS2S, type LinkManager, type VerifyOutcome } from './s2s-out.js';
+import type { S2sLinkInfo } from './s2s-common.js';
 import { statsFor } from '../modules/statistics/statistics.js';
 
 export interface S2sOptions {
@@ -53,6 +54,7 @@ const SILENT_PRESENCE = new Set(['unavailable', 'probe', 'error']);
 /** Inbound streams as the service sees them (server/federation/s2s-in.ts). */
 export interface InboundLink {
   readonly authenticated: boolean;
+  info(): S2sLinkInfo;
   sweep(now: number): void;
   close(condition?: string, text?: string): void;
 }
@@ -126,6 +128,14 @@ export class S2sService implements LinkManager {
       for (const list of this.outgoing.values()) for (const l of list) if (l.authenticated) n++;
     }
     return n;
+  }
+
+  /** The links that proved at least one domain pair, inbound and outbound. */
+  links(): S2sLinkInfo[] {
+    const out: S2sLinkInfo[] = [];
+    for (const l of this.incoming) if (l.authenticated) out.push(l.info());
+    for (const list of this.outgoing.values()) for (const l of list) if (l.authenticated) out.push(l.info());
+    return out;
   }
 
   linkOpened(direction: 'in' | 'out'): void {

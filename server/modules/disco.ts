@@ -54,7 +54,7 @@ export function createDiscoModule(): GatehouseModule {
     name: 'disco',
     specs: [
       { id: 'XEP-0030', version: '2.5rc3', status: 'complete', note: 'hosts and accounts (accounts: owner and subscribed contacts only)' },
-      { id: 'XEP-0115', version: '1.6.0', status: 'partial', note: 'server capabilities in stream features; no client caps cache' },
+      { id: 'XEP-0115', version: '1.6.0', status: 'partial', note: 'server capabilities in stream features' },
     ],
     load(ctx: ServerContext) {
       const { hooks, router, disco, config, storage } = ctx;

@@ -3,6 +3,8 @@ import { retentionClassesOf } from '../core/module.js';
 import type { RetentionClass } from '../core/retention-class.js';
 import { createPingModule } from './ping.js';
 import { createDiscoModule } from './disco.js';
+import { createCapsModule } from './caps/caps.js';
+import { createPepModule } from './pep/pep.js';
 import { createVersionModule } from './version.js';
 import { createTimeModule } from './time.js';
 import { createLastActivityModule } from './last-activity.js';
@@ -20,17 +22,19 @@ import { createStreamManagementModule } from './stream-management.js';
 import { createCsiModule } from './csi.js';
 import { createS2sModule } from './s2s.js';
 import { createComponentsModule } from './components.js';
-import { createTransportsSupervisor } from './transports-supervisor.js';
+import { createTransportsSupervisor } from './transports/supervisor.js';
 import { createPolicyModule } from './policy/module.js';
 import { createRetentionModule } from './retention/retention.js';
 import { createFailedLoginGuardModule } from './login-guard/failed-login-guard.js';
 import { createDeliveryFailureModule } from './delivery-failures/delivery-failures.js';
 import { createBackupModule } from './backup/schedule.js';
 import { createControlModule } from '../admin/control.js';
+import { createOperatorModule } from './operator/module.js';
 import { createAdminHttpModule } from '../admin/http.js';
 import { createStatisticsModule } from './statistics/statistics.js';
 import { createSessionStatsModule } from './statistics/session-stats.js';
 import { createLogFilesModule } from './log-files/log-files.js';
+import { createExportModule } from './export/module.js';
 
 /**
  * Every feature module, in load order: fresh instances on every call, so each server gets its own
@@ -40,6 +44,7 @@ import { createLogFilesModule } from './log-files/log-files.js';
 export function allModules(): GatehouseModule[] {
   return [
     createControlModule(),
+    createOperatorModule(),
     createFailedLoginGuardModule(),
     createDeliveryFailureModule(),
     createRetentionModule(),
@@ -61,9 +66,12 @@ export function allModules(): GatehouseModule[] {
     createPrivateStorageModule(),
     createComponentsModule(),
     createTransportsSupervisor(),
+    createCapsModule(),
     createDiscoModule(),
+    createPepModule(),
     createPolicyModule(),
     createBackupModule(),
+    createExportModule(),
     createStatisticsModule(),
     createSessionStatsModule(),
     createAdminHttpModule(),
@@ -72,7 +80,7 @@ export function allModules(): GatehouseModule[] {
   ];
 }
 
-/** Every retention class of every module: what `gatehouse retention run` sweeps. */
+/** Every retention class of every module (what `gatehouse retention run` sweeps, handed these modules). */
 export function retentionClasses(): RetentionClass[] {
   return retentionClassesOf(allModules());
 }

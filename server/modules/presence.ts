@@ -51,12 +51,12 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import type { ClientSession } from '../core/session.js';
 import { errorReply } from '../../shared/xml/stanza-errors.js';
-import type { Account, RosterItem } from '../storage/types.js';
+import type { Account, RosterItem } from '../../storage/types.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import type { Services } from '../core/services.js';
 import { HIDDEN_GROUP, hasFrom, hasTo, inbound, isHidden, itemState, outbound, type SubscriptionStanza, type Transition } from '../core/subscription-states.js';
-import { subscriptionsConfigSection } from './subscriptions-config.js';
+import { subscriptionsConfigSection } from './presence-config.js';
 
 const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
 

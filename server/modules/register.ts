@@ -28,14 +28,14 @@ import type { GatehouseModule, ServerContext, StreamInfo } from '../core/context
 import type { StanzaEvent } from '../core/hooks.js';
 import { replyError, replyResult } from '../core/iq.js';
 import { errorReply, iqResult, type ErrorType } from '../../shared/xml/stanza-errors.js';
-import type { RegistrationLimitConfig, RegistrationPolicy } from '../config/index.js';
+import type { RegistrationPolicy } from '../config/index.js';
 import { AccountError, AccountExistsError, AccountService, InvalidPasswordError, InvalidUsernameError, NoSuchAccountError, UnknownHostError } from '../accounts/service.js';
 import { verifyPlainAsync } from '../auth/scram.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { ControlError } from '../commands/command.js';
-import { registrationLimitConfigSection } from './registration-limit-config.js';
+import { registrationLimitConfigSection, type RegistrationLimitConfig } from './register-config.js';
 import { addressGroup, cidrContains } from '../../shared/ip-addresses.js';
 
 /** A refused or failed registration, password change or removal (P7: no password, ever). */

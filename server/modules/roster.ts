@@ -29,7 +29,7 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import type { ClientSession } from '../core/session.js';
 import { replyError, replyResult } from '../core/iq.js';
-import type { Account, RosterItem } from '../storage/types.js';
+import type { Account, RosterItem } from '../../storage/types.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';

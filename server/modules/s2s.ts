@@ -10,19 +10,22 @@
  *
  * Federation is on when `listen.s2s` names at least one address (dialback needs other servers to
  * reach us); otherwise the module does nothing and stanzas to other domains bounce with
- * remote-server-not-found as before.
+ * remote-server-not-found as before. Federation turned on in the configuration but held back until
+ * its privacy-policy change takes effect (P22) starts when it comes into force ('config/in-force').
  *
  * A factory: each server needs its own instance (call it inside allModules()).
  */
-import type { GatehouseModule } from '../core/context.js';
+import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import { S2sService, type S2sOptions } from '../federation/service.js';
+import { s2sConfigSection } from '../federation/config.js';
 
 export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
   let service: S2sService | null = null;
   const cleanup: (() => void)[] = [];
   return {
     name: 's2s',
+    config: s2sConfigSection,
     specs: [
       { id: 'RFC 6120', version: 'sections 4-6, 13.7 (server-to-server)', status: 'complete', note: 'STARTTLS, SASL EXTERNAL, unidirectional links' },
       { id: 'XEP-0220', version: '1.1.1', status: 'complete', note: 'dialback with piggybacking and dialback errors' },
@@ -34,22 +37,13 @@ export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
     clauses: ['P18'],
     provides: ['s2s'],
     async load(ctx) {
-      if (ctx.config.listen.s2s.length === 0) {
-        ctx.log.info('federation is off (listen.s2s is empty)');
-        return;
-      }
-      const s = (service = new S2sService(ctx, opts));
-      await s.init();
-      ctx.services.provide('s2s', s);
-      const toRemote = (e: StanzaEvent): boolean => {
-        // Component domains (and their subdomains) are the router's: it delivers or bounces.
-        if (ctx.router.componentFor(e.to.domain) !== undefined) return false;
-        s.send(e);
-        return true;
-      };
-      cleanup.push(ctx.hooks.on('message/remote', toRemote, 'federate'));
-      cleanup.push(ctx.hooks.on('presence/remote', toRemote, 'federate'));
-      cleanup.push(ctx.hooks.on('iq/remote', toRemote, 'federate'));
+      if (ctx.config.listen.s2s.length > 0) return enable(ctx);
+      ctx.log.info(ctx.configInForce.file.listen.s2s.length > 0 ? 'federation is held back until its privacy policy change takes effect' : 'federation is off (listen.s2s is empty)');
+      cleanup.push(
+        ctx.hooks.on('config/in-force', async ({ after }) => {
+          if (!service && after.listen.s2s.length > 0) await enable(ctx);
+        }),
+      );
     },
     unload() {
       for (const c of cleanup.splice(0)) c();
@@ -57,4 +51,21 @@ export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
       service = null;
     },
   };
+
+  async function enable(ctx: ServerContext): Promise<void> {
+    const s = (service = new S2sService(ctx, opts));
+    await s.init();
+    ctx.services.provide('s2s', s);
+    const toRemote = (e: StanzaEvent): boolean => {
+      // Component domains (and their subdomains) are the router's: it delivers or bounces.
+      if (ctx.router.componentFor(e.to.domain) !== undefined) return false;
+      s.send(e);
+      return true;
+    };
+    cleanup.push(ctx.hooks.on('message/remote', toRemote, 'federate'));
+    cleanup.push(ctx.hooks.on('presence/remote', toRemote, 'federate'));
+    cleanup.push(ctx.hooks.on('iq/remote', toRemote, 'federate'));
+    // Renewed certificates (a reload): the next TLS handshake reads the files again.
+    cleanup.push(ctx.hooks.on('config/in-force', ({ after }) => s.tls.refresh(after)));
+  }
 }

@@ -67,9 +67,15 @@ export class ConnectionLimits {
   private readonly perAddress = new Map<string, number>();
 
   constructor(
-    readonly maxConnections: number,
-    readonly maxPerAddress: number,
+    public maxConnections: number,
+    public maxPerAddress: number,
   ) {}
+
+  /** New caps (a reload): open connections stay, new ones are counted against these. */
+  setCaps(maxConnections: number, maxPerAddress: number): void {
+    this.maxConnections = maxConnections;
+    this.maxPerAddress = maxPerAddress;
+  }
 
   get open(): number {
     return this.total;

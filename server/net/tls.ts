@@ -14,17 +14,28 @@ export interface TlsSettings {
   ciphers?: string;
 }
 
-/** One secure context per served domain, chosen by SNI; the first is the default. */
+/**
+ * One secure context per served domain, chosen by SNI; the first is the default. A reload makes a
+ * new set from the files and `adopt()`s it: the listeners keep this object, so connections
+ * accepted afterwards get the renewed certificates and open ones keep theirs.
+ */
 export class TlsContexts {
   private readonly byDomain = new Map<string, SecureContext>();
-  readonly defaultContext: SecureContext;
+  private defaultCtx: SecureContext;
+  private defaultOpts: TlsContexts['defaultOptions'];
   /**
    * The first entry's certificate, key and settings as server options: tls.createServer() builds
    * its own context from these for handshakes without SNI (it ignores a `secureContext` option,
    * and SNICallback only runs when the client sends a server name, e.g. not when it connects to an
    * IP address).
    */
-  readonly defaultOptions: { cert: Buffer; key: Buffer; minVersion: TlsSettings['minVersion']; ciphers?: string };
+  get defaultOptions(): { cert: Buffer; key: Buffer; minVersion: TlsSettings['minVersion']; ciphers?: string } {
+    return this.defaultOpts;
+  }
+
+  get defaultContext(): SecureContext {
+    return this.defaultCtx;
+  }
 
   constructor(entries: { domain: string; paths: CertificatePaths }[], settings: TlsSettings) {
     if (entries.length === 0) throw new Error('no TLS certificate configured');
@@ -44,8 +55,16 @@ export class TlsContexts {
       this.byDomain.set(domain, ctx);
       first ??= ctx;
     }
-    this.defaultContext = first!;
-    this.defaultOptions = firstOptions!;
+    this.defaultCtx = first!;
+    this.defaultOpts = firstOptions!;
+  }
+
+  /** Takes over the contexts of `fresh` (made from the current files). */
+  adopt(fresh: TlsContexts): void {
+    this.byDomain.clear();
+    for (const [domain, ctx] of fresh.byDomain) this.byDomain.set(domain, ctx);
+    this.defaultCtx = fresh.defaultCtx;
+    this.defaultOpts = fresh.defaultOpts;
   }
 
   forServername(servername: string | undefined): SecureContext {

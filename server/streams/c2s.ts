@@ -14,7 +14,7 @@ import type { ServerContext, StreamInfo } from '../core/context.js';
 import { errorReply, iqResult } from '../../shared/xml/stanza-errors.js';
 import { streamErrorXml } from './stream-error.js';
 import { coalescedWrite, flushNow, unsentFromEarlierTurns } from '../net/write-coalescer.js';
-import type { Account } from '../storage/types.js';
+import type { Account } from '../../storage/types.js';
 
 /** How far past c2s.maxSendBuffer the output of a single turn may go before the client is dropped. */
 const BURST_FACTOR = 8;

@@ -263,7 +263,8 @@ export class ComponentStream implements DomainLink {
     const streamNs = prefix ? attrs[`xmlns:${prefix}`] : attrs.xmlns;
     if (local !== 'stream' || streamNs !== NS.stream) return this.close('invalid-namespace');
     if (attrs.xmlns !== NS.component) return this.close('invalid-namespace');
-    if (!component) return this.close('host-unknown', 'no component is configured for this domain');
+    // The same words for both, so a connection without the secret learns nothing of the configuration.
+    if (!component) return this.close('host-unknown', 'no component is configured for this domain, or it is held back until a privacy policy change takes effect');
     this.state = 'handshake';
   }
 
@@ -370,7 +371,9 @@ function isLoopback(host: string): boolean {
  */
 export async function startComponentListeners(ctx: ServerContext): Promise<{ listeners: BoundListener[]; stop(): void }> {
   const { config, log } = ctx;
-  if (config.components.length === 0 || config.listen.components.length === 0) return { listeners: [], stop() {} };
+  // Open while the file names components, even if all are held back (P22): they come into force
+  // without a restart, and their connections are refused until then.
+  if (ctx.configInForce.file.components.length === 0 || config.listen.components.length === 0) return { listeners: [], stop() {} };
   const env: ComponentEnvironment = { ctx, links: new Map(), streams: new Set() };
   // Its own count: component connections neither use up nor are refused by client slots.
   const limits = new ConnectionLimits(COMPONENT_MAX_CONNECTIONS, config.c2s.maxConnectionsPerIp);
@@ -400,9 +403,15 @@ export async function startComponentListeners(ctx: ServerContext): Promise<{ lis
     for (const s of env.streams) s.sweep(now);
   }, interval);
   sweep.unref();
+  // A component removed by a reload loses its link; a changed secret applies to the next handshake.
+  const off = ctx.hooks.on('config/in-force', ({ after }) => {
+    const configured = new Set(after.components.map((c) => c.domain));
+    for (const [domain, link] of env.links) if (!configured.has(domain)) link.close('host-unknown', 'the component was removed from the configuration');
+  });
   return {
     listeners: bound,
     stop() {
+      off();
       clearInterval(sweep);
       for (const s of [...env.streams]) s.close('system-shutdown');
     },

@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseConfig, type Config } from '../../server/config/index.js';
-import { openStorage } from '../../server/storage/datasource.js';
-import { storageTargets } from '../../server/storage/test-databases.js';
-import type { Storage } from '../../server/storage/types.js';
+import { openStorage } from '../../storage/datasource.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import type { Storage } from '../../storage/types.js';
 import { HookBus } from '../../server/core/hooks.js';
 import { LocalSessionRegistry, type ClientSession } from '../../server/core/session.js';
 import {

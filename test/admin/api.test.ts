@@ -73,6 +73,22 @@ describe('admin HTTP API', () => {
     await alice.close();
   });
 
+  test('GET /api/status answers as `gatehouse status --json`, without personal data (no audit line); /api/sessions takes --jid as ?jid=', async () => {
+    const alice = await ts.user('alice2', 'alice-pw');
+    const mark = ts.logLines.length;
+    const res = await admin.get('/api/status');
+    assert.equal(res.status, 200, res.body);
+    const status = JSON.parse(res.body) as { sessions: number; listeners: { kind: string; port: number }[]; database: string };
+    assert.equal(status.sessions, ts.server.ctx.sessions.size);
+    assert.ok(status.listeners.some((l) => l.kind === 'c2s' && l.port === ts.port));
+    assert.equal(status.database, 'sqlite');
+    assert.ok(!res.body.includes('@'), 'no JID');
+    assert.ok(!ts.logLines.slice(mark).some((l) => l.includes('audit data read')), 'status is not a read of audit data');
+    const only = JSON.parse((await admin.get(`/api/sessions?jid=${encodeURIComponent(alice.jid)}`)).body) as { jid: string }[];
+    assert.deepEqual(only.map((s) => s.jid), [alice.jid]);
+    await alice.close();
+  });
+
   test('P12 GET /api/stats answers the series as `gatehouse stats --json` does; its flags are the query parameters', async () => {
     const bob = await ts.user('bob', 'bob-pw');
     await bob.close();

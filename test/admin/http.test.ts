@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startTestServer, modulesWith, type TestServer } from '../helpers/server.js';
 import { createAdminHttpModule, safeNext, isLoopback } from '../../server/admin/http.js';
 import { AdminSessions, LOGIN_FAILED } from '../../server/admin/auth.js';
-import { csvField, parseTime } from '../../server/admin/pages/transports.js';
+import { csvField, parseTime } from '../../server/modules/transports/admin-audit.js';
 import { announcePolicy } from '../../server/modules/policy/announce.js';
 import { createStatisticsModule } from '../../server/modules/statistics/statistics.js';
 import { createSessionStatsModule } from '../../server/modules/statistics/session-stats.js';
@@ -269,10 +269,26 @@ describe('admin HTTP interface', () => {
     for (const line of text.trimEnd().split('\n')) assert.match(line, /^(# (HELP|TYPE) [a-z_][a-z0-9_]* .+|[a-z_][a-z0-9_]*(\{[a-z_]+="[a-z0-9_.-]*"(,[a-z_]+="[a-z0-9_.-]*")*\})? [0-9.e+-]+)$/, line);
     assert.ok(!text.includes('@'), 'no JID');
     assert.ok(!/\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b/.test(text) && !text.includes('127.0.0.1') && !text.includes('::1'), 'no IP');
+    // Process metrics beside the server's (prom-client's default metrics and the event-loop lag).
+    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'process_open_fds', 'nodejs_eventloop_lag_max_seconds']) {
+      assert.match(text, new RegExp(`^${name} [0-9.e+-]+$`, 'm'), name);
+    }
     assert.equal((await bearer.get('/metrics', { headers: { authorization: 'Bearer wrong-token' } })).status, 401);
     const c = new AdminClient(ts.adminPort);
     await c.login('admin@localhost', ADMIN_PW);
     assert.equal((await c.get('/metrics')).status, 200, 'an admin session may read it too');
+  });
+
+  test('P12 /metrics counts in memory as events happen: a login shows at once, and no stored statistics are read', async () => {
+    const scrape = async () => (await new AdminClient(ts.adminPort).get('/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).body;
+    const logins = (text: string) => Number(/^gatehouse_logins_total (\d+)$/m.exec(text)?.[1] ?? 0);
+    const before = logins(await scrape());
+    // Every stored point gone: the counters do not come from the database.
+    const { statistics } = ts.server.ctx.storage;
+    for (const r of ['minute', 'hour', 'day'] as const) await statistics.deletePointsBefore(r, new Date(Date.now() + 86_400_000));
+    const c = await ts.user('metrics-user');
+    await c.close();
+    assert.equal(logins(await scrape()), before + 1);
   });
 
   test('P10 the transport audit log is filtered by JID, network and time, escaped, and downloadable as CSV (P21: each read is logged)', async () => {
@@ -348,6 +364,7 @@ describe('admin HTTP interface', () => {
     assert.ok(page.body.includes('<td>in force</td>'));
     assert.ok(/announced: takes effect \d{4}-\d{2}-\d{2} 00:00:00 UTC/.test(page.body));
     assert.ok(page.body.includes('Users are being told about version 2'));
+    assert.ok(page.body.includes('Nothing in the configuration is held back.'), 'the configuration renders version 1: nothing to hold back');
   });
 
   test('forms from another origin, oversized bodies and other content types are refused', async () => {

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """An independent XMPP client (slixmpp) driven by the end-to-end tests.
 
-Usage: slixmpp_peer.py HOST PORT JID PASSWORD PEER_JID [MECHANISM]
+Usage: slixmpp_peer.py HOST PORT JID PASSWORD PEER_JID [MECHANISM [INTERESTS]]
 Logs in over STARTTLS with MECHANISM (default "auto": slixmpp chooses, which on TLS 1.3 is
 SCRAM-SHA-256-PLUS with tls-unique), accepts subscriptions, answers each chat message from
 PEER_JID with "echo: <body>", and prints one JSON event per line on stdout. Reads commands as JSON
 lines on stdin: {"cmd": "message", "to": ..., "body": ...}, {"cmd": "subscribe", "to": ...},
 {"cmd": "roster"}, {"cmd": "quit"}.
+INTERESTS, comma-separated PEP namespaces, turns on entity capabilities (xep_0115) and announces
+NAMESPACE+notify for each (xep_0163), as a client interested in those PEP nodes does.
 """
 import asyncio
 import json
@@ -21,7 +23,7 @@ def emit(event, **fields):
 
 
 class Peer(slixmpp.ClientXMPP):
-    def __init__(self, jid, password, peer, mechanism="auto"):
+    def __init__(self, jid, password, peer, mechanism="auto", interests=()):
         super().__init__(jid, password, sasl_mech=None if mechanism == "auto" else mechanism)
         self.peer = peer
         self.ssl_context = ssl.create_default_context()
@@ -32,6 +34,10 @@ class Peer(slixmpp.ClientXMPP):
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0199")
         self.register_plugin("xep_0203")
+        self.interests = list(interests)
+        if self.interests:
+            self.register_plugin("xep_0115")
+            self.register_plugin("xep_0163")
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("message", self.on_message)
         self.add_event_handler("presence_available", self.on_presence)
@@ -41,6 +47,10 @@ class Peer(slixmpp.ClientXMPP):
         self.add_event_handler("disconnected", lambda _: emit("disconnected"))
 
     async def on_start(self, _):
+        if self.interests:
+            # The +notify features, and the caps 'ver' computed over them before presence goes out.
+            self["xep_0163"].add_interest(self.interests)
+            await self["xep_0115"].update_caps(broadcast=False)
         self.send_presence()
         await self.get_roster()
         emit("session_start", jid=str(self.boundjid), mechanism=self["feature_mechanisms"].mech.name if self["feature_mechanisms"].mech else None, tls=self.is_connected())
@@ -84,7 +94,8 @@ class Peer(slixmpp.ClientXMPP):
 def main():
     host, port, jid, password, peer = sys.argv[1:6]
     mechanism = sys.argv[6] if len(sys.argv) > 6 else "auto"
-    xmpp = Peer(jid, password, peer, mechanism)
+    interests = [ns for ns in sys.argv[7].split(",") if ns] if len(sys.argv) > 7 else []
+    xmpp = Peer(jid, password, peer, mechanism, interests)
     xmpp.connect(address=(host, int(port)), force_starttls=True, disable_starttls=False, use_ssl=False)
     xmpp.loop.run_until_complete(xmpp.disconnected)
 

@@ -36,6 +36,10 @@ export interface ProsodyOptions {
   directTlsRoutes?: Record<string, number>;
   /** [username, password] pairs created before start. */
   users?: [string, string][];
+  /** Modules loaded besides the default list (e.g. "private", "pep", "offline"). */
+  extraModules?: string[];
+  /** Modules of the default list to leave out (e.g. "vcard", for "vcard_legacy"). */
+  withoutModules?: string[];
 }
 
 export interface Prosody {
@@ -43,6 +47,9 @@ export interface Prosody {
   c2sPort: number;
   s2sPort: number;
   dir: string;
+  /** The configuration file (for prosodyctl) and the data directory (storage "internal"). */
+  configFile: string;
+  dataDir: string;
   /** The debug log so far (for diagnosing failures). */
   log(): string;
   stop(): Promise<void>;
@@ -67,6 +74,8 @@ service.new = function (hostname, service_name, protocol, extra)
 end
 module:log("info", "test s2s routes installed");
 `;
+
+const DEFAULT_MODULES = ['roster', 'saslauth', 'tls', 'dialback', 'disco', 'ping', 'vcard', 'presence', 'message', 'iq', 'test_s2s_routes'];
 
 function luaTable(map: Record<string, number>): string {
   return `{ ${Object.entries(map)
@@ -101,8 +110,8 @@ c2s_direct_tls_ports = { }
 s2s_direct_tls_ports = { }
 http_ports = { }
 https_ports = { }
-modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "vcard"; "presence"; "message"; "iq"; "test_s2s_routes" }
-modules_disabled = { "s2s_bidi"; "offline" }
+modules_enabled = { ${[...DEFAULT_MODULES.filter((m) => !opts.withoutModules?.includes(m)), ...(opts.extraModules ?? [])].map((m) => `"${m}"`).join('; ')} }
+modules_disabled = { "s2s_bidi"${opts.extraModules?.includes('offline') ? '' : '; "offline"'} }
 authentication = "internal_hashed"
 storage = "internal"
 allow_registration = false
@@ -140,6 +149,8 @@ VirtualHost "${opts.domain}"
     c2sPort,
     s2sPort,
     dir,
+    configFile: cfg,
+    dataDir: join(dir, 'data'),
     log: readLog,
     async stop() {
       if (child.exitCode === null) {

@@ -1,5 +1,6 @@
 /**
- * Programs from Debian that some proofs run against (ngIRCd, Prosody, Chromium, slixmpp).
+ * Programs from Debian that some proofs run against (ngIRCd, Prosody, ejabberd, Chromium, slixmpp,
+ * systemd's tools).
  *
  * Locally a missing one skips the tests that need it, saying why. CI must not pass with a proof
  * skipped, so GATEHOUSE_TEST_REQUIRE lists the ones that have to be there (.ci/run sets it to all
@@ -15,8 +16,13 @@ import { existsSync } from 'node:fs';
 export const NGIRCD = '/usr/sbin/ngircd';
 export const PROSODY = '/usr/bin/prosody';
 export const PROSODYCTL = '/usr/bin/prosodyctl';
+export const PROSODY_MIGRATOR = '/usr/bin/prosody-migrator';
+export const EJABBERDCTL = '/usr/sbin/ejabberdctl';
 export const CHROMIUM = '/usr/bin/chromium';
 export const PYTHON = '/usr/bin/python3';
+export const SYSTEMD_ANALYZE = '/usr/bin/systemd-analyze';
+export const SYSTEMD_SYSUSERS = '/usr/bin/systemd-sysusers';
+export const SYSTEMD_TMPFILES = '/usr/bin/systemd-tmpfiles';
 
 export const REQUIRE_VARIABLE = 'GATEHOUSE_TEST_REQUIRE';
 
@@ -33,8 +39,20 @@ const missingFile = (...paths: string[]) => () => {
 
 const DEPENDENCIES = {
   ngircd: { missing: missingFile(NGIRCD), install: 'apt-get install ngircd' },
-  prosody: { missing: missingFile(PROSODY, PROSODYCTL), install: 'apt-get install prosody' },
+  prosody: { missing: missingFile(PROSODY, PROSODYCTL, PROSODY_MIGRATOR), install: 'apt-get install prosody' },
+  ejabberd: {
+    // ejabberdctl itself switches to the ejabberd user when run as root and refuses anyone else.
+    missing: () => {
+      const absent = missingFile(EJABBERDCTL)();
+      if (absent) return absent;
+      if (process.getuid?.() === 0) return null;
+      const r = spawnSync('id', ['-un'], { encoding: 'utf8' });
+      return r.stdout.trim() === 'ejabberd' ? null : 'ejabberdctl runs only as root or as the ejabberd user';
+    },
+    install: 'apt-get install ejabberd',
+  },
   chromium: { missing: missingFile(CHROMIUM), install: 'apt-get install chromium' },
+  systemd: { missing: missingFile(SYSTEMD_ANALYZE, SYSTEMD_SYSUSERS, SYSTEMD_TMPFILES), install: 'apt-get install systemd' },
   slixmpp: {
     // python3 alone is not enough: the peer script imports slixmpp, and without it would only time out.
     missing: () => {

@@ -8,10 +8,11 @@ import { Logger, type LogLevel } from '../../shared/logger.js';
 import type { Clock } from '../../shared/clock.js';
 import { TestClient } from './xmpp-client.js';
 import { makeVerifier } from '../../server/auth/scram.js';
-import type { StorageConfig } from '../../server/storage/datasource.js';
+import type { StorageConfig } from '../../storage/datasource.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { allModules } from '../../server/modules/index.js';
 import { adminHttpListeners } from '../../server/admin/http.js';
+import type { ReloadOutcome } from '../../server/core/runtime.js';
 
 export interface TestServer {
   server: RunningServer;
@@ -30,6 +31,11 @@ export interface TestServer {
   client(opts?: { directTls?: boolean; plain?: boolean; localAddress?: string; domain?: string }): Promise<TestClient>;
   /** Registers (in-band) and logs in a new client. */
   user(username: string, password?: string, resource?: string): Promise<TestClient>;
+  /**
+   * Reloads the server as if its configuration file now held the start's configuration with
+   * `config` merged over it (deep for plain objects); rejects with the refusal.
+   */
+  reload(config?: Record<string, unknown>): Promise<ReloadOutcome>;
   stop(): Promise<void>;
 }
 
@@ -61,7 +67,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const config = parseConfig(raw, dir);
   const logLines: string[] = [];
   const log = new Logger({ level: config.log.level, format: 'text', sink: (l) => logLines.push(l) });
-  const server = await startServer(config, { log, clock: opts.clock, modules: opts.modules });
+  let file = raw;
+  const server = await startServer(config, { log, clock: opts.clock, modules: opts.modules, loadConfig: () => parseConfig(file, dir) });
   const port = server.port('c2s');
   const tlsPort = config.listen.c2sDirectTls.length ? server.port('c2s-tls') : 0;
   const clients: TestClient[] = [];
@@ -86,6 +93,10 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
       if (reg.attrs.type !== 'result') throw new Error(`registration failed: ${reg}`);
       await c.login(username, password, { resource });
       return c;
+    },
+    reload(over = {}) {
+      file = deepMerge(raw, over);
+      return server.reload();
     },
     async stop() {
       for (const c of clients) c.destroy();

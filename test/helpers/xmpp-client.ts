@@ -113,10 +113,21 @@ export class TestClient {
   }
 
   private autoPong = false;
+  private readonly autoAnswers: { match: Matcher; answer: (el: Element) => Element }[] = [];
+
+  /** Answer stanzas matching `match` with `answer(stanza)` from now on (a live client's disco#info). */
+  autoAnswer(match: Matcher, answer: (el: Element) => Element): void {
+    this.autoAnswers.push({ match, answer });
+  }
 
   private onElement(el: Element): void {
     if (this.autoPong && el.name === 'iq' && el.attrs.type === 'get' && el.getChild('ping', NS.ping)) {
       this.send(x('iq', { type: 'result', id: el.attrs.id, to: el.attrs.from }));
+      return;
+    }
+    const auto = this.autoAnswers.find((a) => a.match(el));
+    if (auto) {
+      this.send(auto.answer(el));
       return;
     }
     if (el.name === 'stream:features') this.streamFeatures = el;

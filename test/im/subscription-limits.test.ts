@@ -14,7 +14,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { makeVerifier } from '../../server/auth/scram.js';
-import { storageTargets, type StorageTarget } from '../../server/storage/test-databases.js';
+import { storageTargets, type StorageTarget } from '../../storage/test-databases.js';
 
 async function online(c: TestClient): Promise<void> {
   c.send(x('presence'));

@@ -11,7 +11,7 @@ import { checkQuota, xmlBytes } from '../../server/core/quota.js';
 import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { storageTargets, type StorageTarget } from '../../server/storage/test-databases.js';
+import { storageTargets, type StorageTarget } from '../../storage/test-databases.js';
 
 /** A ping round trip: everything the client sent before has been routed (and stored). */
 async function barrier(c: TestClient): Promise<void> {

@@ -16,19 +16,21 @@ import { BACKUP_KEY_ENV, BackupError, loadBackupKey, parseBackupKey } from '../.
 import { BackupScheduler, createBackupModule } from '../../server/modules/backup/schedule.js';
 import { backupFileName, listBackups, rotateBackups } from '../../server/modules/backup/files.js';
 import { createBackup } from '../../server/modules/backup/backup.js';
-import { listTables, openRawDb, type RawDb } from '../../server/storage/dump/index.js';
+import { listTables, openRawDb, type RawDb } from '../../storage/dump/index.js';
 import { readBackupInfo, verifyBackup } from '../../server/modules/backup/format.js';
 import { restoreBackup } from '../../server/modules/backup/restore.js';
 import { backupCommands } from '../../server/modules/backup/cli-backup.js';
 import { parseArgs } from '../../server/cli/kit.js';
-import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
-import { storageTargets } from '../../server/storage/test-databases.js';
-import type { ScramVerifier, Storage } from '../../server/storage/types.js';
+import { openStorage, type StorageConfig } from '../../storage/datasource.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import type { ScramVerifier, Storage } from '../../storage/types.js';
 import { parseConfig } from '../../server/config/index.js';
 import { ManualClock } from '../../shared/clock.js';
 import { Logger } from '../../shared/logger.js';
 import { startTestServer } from '../helpers/server.js';
+import { runCli } from '../helpers/server-process.js';
 import { allModules } from '../../server/modules/index.js';
+import { commandContext } from '../../server/cli/commands.js';
 
 const temps: string[] = [];
 function tempDir(): string {
@@ -347,6 +349,27 @@ describe('P14 backup files', () => {
     assert.deepEqual(loadBackupKey({ keyFile: file, env: { [BACKUP_KEY_ENV]: randomBytes(32).toString('hex') } }), raw, 'an explicit key file wins');
     assert.throws(() => loadBackupKey({ keyFile: path.join(tempDir(), 'missing') }), /cannot read the backup key file/);
   });
+
+  test('P14 keys: the systemd credential backup-key comes after GATEHOUSE_BACKUP_KEY and before backups.encryptionKeyFile', () => {
+    const creds = tempDir();
+    const dir = tempDir();
+    const credential = randomBytes(32);
+    const configured = randomBytes(32);
+    writeFileSync(path.join(creds, 'backup-key'), credential.toString('base64') + '\n', { mode: 0o400 });
+    writeFileSync(path.join(dir, 'key'), configured.toString('hex'), { mode: 0o600 });
+    const config = parseConfig({ dataDir: dir, backups: { encryptionKeyFile: path.join(dir, 'key') } }, dir);
+    const env = { CREDENTIALS_DIRECTORY: creds };
+    assert.deepEqual(loadBackupKey({ env, config }), credential);
+    assert.deepEqual(loadBackupKey({ env: {}, config }), configured);
+    assert.deepEqual(loadBackupKey({ env: { CREDENTIALS_DIRECTORY: dir }, config }), configured, 'a credentials directory without backup-key');
+    const fromEnv = randomBytes(32);
+    assert.deepEqual(loadBackupKey({ env: { ...env, [BACKUP_KEY_ENV]: fromEnv.toString('hex') }, config }), fromEnv);
+    writeFileSync(path.join(dir, 'backup-key'), 'secret words', { mode: 0o400 });
+    assert.throws(
+      () => loadBackupKey({ env: { CREDENTIALS_DIRECTORY: dir } }),
+      (err: Error) => err instanceof BackupError && err.message.startsWith(`systemd credential ${path.join(dir, 'backup-key')}: a backup key is 32 bytes`) && !err.message.includes('secret'),
+    );
+  });
 });
 
 describe('P14 rotation and schedule', () => {
@@ -429,7 +452,7 @@ describe('P14 commands', () => {
     console.log = (...a: unknown[]) => void out.push(a.join(' '));
     console.error = (...a: unknown[]) => void err.push(a.join(' '));
     try {
-      const code = await backupCommands[name]!.run(parseArgs(argv));
+      const code = await backupCommands[name]!.run(parseArgs(argv), commandContext());
       return { code, out: out.join('\n'), err: err.join('\n') };
     } finally {
       console.log = log;
@@ -478,5 +501,33 @@ describe('P14 commands', () => {
     assert.equal(restored.code, 0);
     assert.match(restored.out, /restored the backup of/);
     assert.deepEqual(await snapshot(config.storage), before);
+  });
+
+  test('P14 under systemd: gatehouse backup encrypts with the credential backup-key, and only that key opens the backup', async () => {
+    const dir = tempDir();
+    const creds = tempDir();
+    const cfgFile = path.join(dir, 'gatehouse.yaml');
+    writeFileSync(cfgFile, stringify({ dataDir: path.join(dir, 'data') }));
+    const storage = await openStorage(parseConfig({ dataDir: path.join(dir, 'data') }, dir).storage);
+    await fill(storage);
+    await storage.close();
+    const keyText = (await runCli(['backup', 'keygen'])).stdout;
+    writeFileSync(path.join(creds, 'backup-key'), keyText, { mode: 0o400 });
+    const plainEnv = { ...process.env };
+    delete plainEnv[BACKUP_KEY_ENV];
+    const systemdEnv = { ...plainEnv, CREDENTIALS_DIRECTORY: creds };
+
+    const out = path.join(dir, 'b.ghb');
+    const made = await runCli(['backup', '--config', cfgFile, '--out', out, '--quiet'], systemdEnv);
+    assert.equal(made.code, 0, made.stderr);
+    assert.match(made.stdout, /backup written: .*b\.ghb \(.*, encrypted\)/);
+    assert.doesNotMatch(made.stderr, /not encrypted/);
+
+    const withoutKey = await runCli(['backup', 'verify', out], plainEnv);
+    assert.equal(withoutKey.code, 1);
+    assert.match(withoutKey.stderr, /this backup is encrypted: give its key/);
+    const verified = await runCli(['backup', 'verify', out], systemdEnv);
+    assert.equal(verified.code, 0, verified.stderr);
+    assert.match(verified.stdout, /OK, sqlite backup/);
   });
 });

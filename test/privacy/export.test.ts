@@ -15,13 +15,13 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { exportAccounts, importAccounts, parseExport, renderExport, PIE_NS, PIE_SCRAM_NS, GATEHOUSE_PIE_NS, ExportError } from '../../server/modules/export/export.js';
 import { exportCommands } from '../../server/modules/export/cli-export.js';
-import { listTables, openRawDb, type RawDb } from '../../server/storage/dump/index.js';
+import { listTables, openRawDb, type RawDb } from '../../storage/dump/index.js';
 import { parseArgs } from '../../server/cli/kit.js';
-import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
-import { storageTargets } from '../../server/storage/test-databases.js';
-import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
-import { ownedTables } from '../../server/storage/entities.js';
-import type { Account, Storage } from '../../server/storage/types.js';
+import { openStorage, type StorageConfig } from '../../storage/datasource.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import { asTypeOrmStorage } from '../../storage/typeorm-storage.js';
+import { ownedTables } from '../../storage/entities.js';
+import type { Account, Storage } from '../../storage/types.js';
 import { AccountService, makeVerifierAsync } from '../../server/accounts/service.js';
 import { verifyPlainAsync } from '../../server/auth/scram.js';
 import { parseConfig, type Config } from '../../server/config/index.js';
@@ -37,6 +37,7 @@ import { CLI } from '../helpers/server-process.js';
 import { inactiveAccountsClass } from '../../server/modules/retention/retention.js';
 import { silentLogger } from '../../shared/logger.js';
 import { execFile } from 'node:child_process';
+import { commandContext } from '../../server/cli/commands.js';
 
 const PASSWORD = 'Correct-Horse-7-Battery';
 const T0 = new Date(Date.UTC(2026, 4, 6, 7, 8, 9, 123));
@@ -191,7 +192,7 @@ for (const target of storageTargets()) {
         await fillAccount(storage, bob);
         const before = { alice: await accountData(storage, alice), bob: await accountData(storage, bob) };
 
-        const first = renderExport(await exportAccounts(storage, [alice, bob]));
+        const first = renderExport(await exportAccounts(storage, [alice, bob], []));
         assert.ok(!first.includes(PASSWORD), 'never the password');
         assert.doesNotMatch(first, /\spassword=/);
 
@@ -199,7 +200,7 @@ for (const target of storageTargets()) {
         await storage.accounts.delete(bob.id);
         assert.equal(await storage.accounts.get('alice', 'localhost'), null);
 
-        const result = await importAccounts(storage, parseExport(first), { hosts: ['localhost', 'example.org'], now: new Date(), auth: { hashes: ['SHA-1', 'SHA-256'], scramIterations: 4096 } });
+        const result = await importAccounts(storage, parseExport(first, []), { hosts: ['localhost', 'example.org'], now: new Date(), auth: { hashes: ['SHA-1', 'SHA-256'], scramIterations: 4096 } }, []);
         assert.deepEqual(result.imported, ['alice@localhost', 'bob@example.org']);
         assert.deepEqual(result.warnings, []);
         const alice2 = (await storage.accounts.get('alice', 'localhost'))!;
@@ -207,7 +208,7 @@ for (const target of storageTargets()) {
         assert.deepEqual({ alice: await accountData(storage, alice2), bob: await accountData(storage, bob2) }, before);
         for (const v of await storage.accounts.getVerifiers(alice2.id)) assert.ok(await verifyPlainAsync(PASSWORD, v), `the ${v.hash} verifier still checks the password`);
 
-        const second = renderExport(await exportAccounts(storage, [alice2, bob2]));
+        const second = renderExport(await exportAccounts(storage, [alice2, bob2], []));
         assert.equal(second, first);
       } finally {
         await storage.close();
@@ -351,7 +352,7 @@ describe('P23 XEP-0227 format', () => {
       const alice = await createAccount(storage, 'alice');
       await fillAccount(storage, alice);
       const verifiers = await storage.accounts.getVerifiers(alice.id);
-      const doc = parseDoc(renderExport(await exportAccounts(storage, [alice])));
+      const doc = parseDoc(renderExport(await exportAccounts(storage, [alice], [])));
 
       assert.equal(doc.name, 'server-data');
       assert.equal(doc.attrs.xmlns, PIE_NS);
@@ -412,17 +413,17 @@ describe('P23 XEP-0227 format', () => {
     await withSqlite(async (storage) => {
       const alice = await createAccount(storage, 'alice');
       await fillAccount(storage, alice);
-      const xml = renderExport(await exportAccounts(storage, [alice]));
+      const xml = renderExport(await exportAccounts(storage, [alice], []));
       const withNew = xml.replace('</host>', "<user name='newcomer'/></host>");
       const opts = { hosts: ['localhost'], now: new Date(), auth: { hashes: ['SHA-256' as const], scramIterations: 4096 } };
 
-      await assert.rejects(importAccounts(storage, parseExport(withNew), opts), (err: Error) => err instanceof ExportError && /account exists: alice@localhost .*--force/.test(err.message));
+      await assert.rejects(importAccounts(storage, parseExport(withNew, []), opts, []), (err: Error) => err instanceof ExportError && /account exists: alice@localhost .*--force/.test(err.message));
       assert.equal(await storage.accounts.get('newcomer', 'localhost'), null, 'nothing of the file was written');
 
-      await assert.rejects(importAccounts(storage, parseExport(xml.replace("jid='localhost'", "jid='elsewhere.example'").replace('jid="localhost"', 'jid="elsewhere.example"')), opts), /hosts this server does not serve: elsewhere\.example/);
+      await assert.rejects(importAccounts(storage, parseExport(xml.replace("jid='localhost'", "jid='elsewhere.example'").replace('jid="localhost"', 'jid="elsewhere.example"'), []), opts, []), /hosts this server does not serve: elsewhere\.example/);
 
       await storage.roster.put(alice.id, { jid: 'extra@example.net', name: null, subscription: 'none', ask: false, pendingIn: false, approved: false, groups: [] });
-      const r = await importAccounts(storage, parseExport(withNew), { ...opts, force: true });
+      const r = await importAccounts(storage, parseExport(withNew, []), { ...opts, force: true }, []);
       assert.deepEqual(r.replaced, ['alice@localhost']);
       assert.deepEqual(r.imported, ['alice@localhost', 'newcomer@localhost']);
       assert.match(r.warnings.join('\n'), /newcomer@localhost: no usable credentials/);
@@ -452,8 +453,8 @@ describe('P23 XEP-0227 format', () => {
     </user>
   </host>
 </server-data>`;
-      const parsed = parseExport(foreign);
-      const r = await importAccounts(storage, parsed, { hosts: ['localhost'], now: new Date(), auth: { hashes: ['SHA-1', 'SHA-256'], scramIterations: 4096 } });
+      const parsed = parseExport(foreign, []);
+      const r = await importAccounts(storage, parsed, { hosts: ['localhost'], now: new Date(), auth: { hashes: ['SHA-1', 'SHA-256'], scramIterations: 4096 } }, []);
       assert.deepEqual(r.imported, ['juliet@localhost'], 'names are normalised (P1)');
       assert.match(r.warnings.join('\n'), /SCRAM-SHA-512/);
       assert.match(r.warnings.join('\n'), /jabber:iq:privacy/);
@@ -490,7 +491,7 @@ describe('P23 XEP-0227 format', () => {
       ['<server-data xmlns="urn:xmpp:pie:0"><host jid="localhost"><user name="a"><scram-credentials xmlns="urn:xmpp:pie:0#scram" mechanism="SCRAM-SHA-256"><iter-count>x</iter-count></scram-credentials></user></host></server-data>', /iteration count/],
       ['<server-data xmlns="urn:xmpp:pie:0"><host jid="localhost"><user name="a"><query xmlns="jabber:iq:roster"><item jid="a@b" subscription="sometimes"/></query></user></host></server-data>', /subscription/],
     ];
-    for (const [doc, message] of cases) assert.throws(() => parseExport(doc), (err: Error) => err instanceof ExportError && message.test(err.message), doc);
+    for (const [doc, message] of cases) assert.throws(() => parseExport(doc, []), (err: Error) => err instanceof ExportError && message.test(err.message), doc);
   });
 
   test('P23 an imported account logs in over XMPP with its old password', async () => {
@@ -500,11 +501,11 @@ describe('P23 XEP-0227 format', () => {
       await first.close();
       const storage = ts.server.ctx.storage;
       const account = (await storage.accounts.get('alice', 'localhost'))!;
-      const xml = renderExport(await exportAccounts(storage, [account]));
+      const xml = renderExport(await exportAccounts(storage, [account], []));
       await storage.accounts.delete(account.id);
       const again = await ts.client();
       assert.notEqual((await again.authenticate('alice', PASSWORD)).name, 'success');
-      await importAccounts(storage, parseExport(xml), { hosts: ['localhost'], now: new Date(), auth: ts.config.auth });
+      await importAccounts(storage, parseExport(xml, []), { hosts: ['localhost'], now: new Date(), auth: ts.config.auth }, []);
       const c = await ts.client();
       assert.match(await c.login('alice', PASSWORD), /^alice@localhost\//);
     } finally {
@@ -524,7 +525,7 @@ describe('P23 commands', () => {
     console.error = (...a: unknown[]) => void err.push(a.join(' '));
     process.stdout.write = ((chunk: string | Uint8Array) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
     try {
-      const code = await exportCommands[name]!.run(parseArgs(argv));
+      const code = await exportCommands[name]!.run(parseArgs(argv), commandContext());
       return { code, out: out.join('\n'), err: err.join('\n') };
     } finally {
       console.log = log;

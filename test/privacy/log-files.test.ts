@@ -14,7 +14,7 @@ import { retentionClasses } from '../../server/modules/index.js';
 import { parseConfig } from '../../server/config/index.js';
 import { HookBus } from '../../server/core/hooks.js';
 import { LocalSessionRegistry } from '../../server/core/session.js';
-import type { Storage } from '../../server/storage/types.js';
+import type { Storage } from '../../storage/types.js';
 import { ManualClock } from '../../shared/clock.js';
 import { Logger, silentLogger } from '../../shared/logger.js';
 import { startServer, type RunningServer } from '../../server/main.js';

@@ -17,10 +17,10 @@ import type { GatehouseModule } from '../../server/core/context.js';
 import { HookBus } from '../../server/core/hooks.js';
 import { LocalSessionRegistry } from '../../server/core/session.js';
 import { parseConfig } from '../../server/config/index.js';
-import { openStorage } from '../../server/storage/datasource.js';
-import { storageTargets } from '../../server/storage/test-databases.js';
-import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
-import type { Storage } from '../../server/storage/types.js';
+import { openStorage } from '../../storage/datasource.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import { asTypeOrmStorage } from '../../storage/typeorm-storage.js';
+import type { Storage } from '../../storage/types.js';
 import { makeVerifier } from '../../server/auth/scram.js';
 import {
   createRetentionModule,

@@ -24,6 +24,7 @@ import { modulesWith, startTestServer, type TestServer } from '../helpers/server
 import { ManualClock } from '../../shared/clock.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
+import { commandContext } from '../../server/cli/commands.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -51,7 +52,7 @@ async function cli(dataDir: string, argv: string[]): Promise<string> {
   const original = console.log;
   console.log = (...a: unknown[]) => void lines.push(a.join(' '));
   try {
-    assert.equal(await statsCommands[name!]!.run(parseArgs([...rest, '--config', config])), 0);
+    assert.equal(await statsCommands[name!]!.run(parseArgs([...rest, '--config', config]), commandContext()), 0);
   } finally {
     console.log = original;
   }

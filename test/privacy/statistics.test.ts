@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { openStorage } from '../../server/storage/datasource.js';
-import { storageTargets } from '../../server/storage/test-databases.js';
-import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
-import type { StatPoint, StatWrite, Storage } from '../../server/storage/types.js';
+import { openStorage } from '../../storage/datasource.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import { asTypeOrmStorage } from '../../storage/typeorm-storage.js';
+import type { StatPoint, StatWrite, Storage } from '../../storage/types.js';
 import { Statistics, createStatisticsModule, seriesKey, statsFor } from '../../server/modules/statistics/statistics.js';
 import { createSessionStatsModule } from '../../server/modules/statistics/session-stats.js';
 import { createControlModule } from '../../server/admin/control.js';
@@ -23,6 +23,7 @@ import { ManualClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/logger.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
+import { commandContext } from '../../server/cli/commands.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -260,7 +261,7 @@ describe('P12 statistics of a running server', () => {
     out.length = 0;
     console.log = (...a: unknown[]) => void out.push(a.join(' '));
     try {
-      const code = await statsCommands[name!]!.run(parseArgs([...rest, '--config', config]));
+      const code = await statsCommands[name!]!.run(parseArgs([...rest, '--config', config]), commandContext());
       assert.equal(code, 0);
     } finally {
       console.log = original;

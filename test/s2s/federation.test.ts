@@ -22,6 +22,9 @@ import type { HookEvents } from '../../server/core/hooks.js';
 import { policyFromConfig } from '../../server/modules/policy/render.js';
 import { parseConfig } from '../../server/config/index.js';
 import { statsFor } from '../../server/modules/statistics/statistics.js';
+import { capsVer } from '../../shared/xml/caps-hash.js';
+import { controlRequest } from '../../server/admin/control.js';
+import type { LiveS2sLink } from '../../server/modules/statistics/live-sessions.js';
 
 // ---- support ----
 
@@ -279,6 +282,39 @@ describe('federation between two Gatehouse servers (P18)', () => {
     assert.ok(got.getChild('ping', NS.ping));
   });
 
+  test("P18 a remote contact's entity capabilities: the disco#info query goes from the account's bare JID over the link, the verified answer comes back", async () => {
+    // Mutual subscription: caps are learnt only from contacts subscribed to the account's presence.
+    bob.send(x('presence', { to: 'alice@a.test', type: 'subscribe' }));
+    await alice.expect(isPresence('bob@b.test', 'subscribe'));
+    alice.send(x('presence', { to: 'bob@b.test', type: 'subscribed' }));
+    await bob.expect(isPresence('alice@a.test', 'subscribed'));
+    const capsA = a.server.ctx.services.need('caps');
+    const features = [NS.caps, NS.discoInfo, 'urn:xmpp:avatar:metadata+notify'];
+    const ver = capsVer({ identities: [{ category: 'client', type: 'pc' }], features, forms: [] }, 'sha-1')!;
+    const learnt = new Promise<ReadonlySet<string>>((resolve) => {
+      const off = capsA.onFeatures((e) => {
+        if (e.observer === 'alice@a.test' && e.jid === bob.jid) {
+          off();
+          resolve(e.features);
+        }
+      });
+    });
+    bob.send(x('presence', {}, x('c', { xmlns: NS.caps, hash: 'sha-1', node: 'https://client.example', ver })));
+    // One query from bob's own server (his own resource) and one from alice's, over the link.
+    const askers: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const q = await bob.expect((el) => el.name === 'iq' && el.attrs.type === 'get' && el.getChild('query', NS.discoInfo) !== undefined);
+      askers.push(q.attrs.from!);
+      assert.equal(q.getChild('query', NS.discoInfo)!.attrs.node, `https://client.example#${ver}`);
+      bob.send(
+        x('iq', { type: 'result', id: q.attrs.id, to: q.attrs.from }, x('query', { xmlns: NS.discoInfo, node: `https://client.example#${ver}` }, x('identity', { category: 'client', type: 'pc' }), features.map((f) => x('feature', { var: f })))),
+      );
+    }
+    assert.deepEqual(askers.sort(), ['alice@a.test', 'bob@b.test']);
+    assert.deepEqual([...(await learnt)].sort(), [...features].sort());
+    assert.equal(capsA.wantsNotify(bob.jid, 'urn:xmpp:avatar:metadata'), true);
+  });
+
   test('P18 anonymous statistics count the links; the policy says links are encrypted', async () => {
     const sa = s2sServiceOf(a.server.ctx)!;
     assert.equal(sa.countLinks('out'), 1);
@@ -293,6 +329,14 @@ describe('federation between two Gatehouse servers (P18)', () => {
     const cfg = parseConfig({ dataDir: a.dir, hosts: [{ domain: 'a.test' }], listen: { s2s: [{ host: '::', port: 5269 }] } }, a.dir);
     const { texts } = policyFromConfig(cfg);
     assert.match(JSON.stringify(texts), /Connections to other servers are always encrypted \(TLS\)/);
+  });
+
+  test('gatehouse sessions --kind s2s lists the links with the other server\'s domain, direction and TLS; no user', async () => {
+    const links = (await controlRequest(a.dir, 'sessions', { kind: 's2s' })) as LiveS2sLink[];
+    const out = links.filter((l) => l.direction === 'out');
+    assert.deepEqual(out.map((l) => [l.kind, l.remote.join(' '), l.secure]), [['s2s', 'b.test', true]]);
+    assert.ok(links.some((l) => l.direction === 'in' && l.remote.includes('b.test')));
+    assert.ok(!JSON.stringify(links).includes('@'), 'no JID');
   });
 });
 

@@ -5,9 +5,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
-import { storageTargets } from '../../server/storage/test-databases.js';
-import type { RosterItem, Storage } from '../../server/storage/types.js';
+import { openStorage, type StorageConfig } from '../../storage/datasource.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import type { RosterItem, Storage } from '../../storage/types.js';
 import { xmlBytes } from '../../server/core/quota.js';
 import { HIDDEN_GROUP } from '../../server/modules/roster.js';
 

@@ -18,15 +18,15 @@ import {
   pendingMigrations,
   runMigrations,
   type StorageConfig,
-} from '../../server/storage/datasource.js';
-import { storageTargets } from '../../server/storage/test-databases.js';
-import { asTypeOrmStorage, type TypeOrmStorage } from '../../server/storage/typeorm-storage.js';
-import type { RosterItem, ScramVerifier, Storage } from '../../server/storage/types.js';
-import { migrations } from '../../migrations/index.js';
+} from '../../storage/datasource.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import { asTypeOrmStorage, type TypeOrmStorage } from '../../storage/typeorm-storage.js';
+import type { RosterItem, ScramVerifier, Storage } from '../../storage/types.js';
+import { migrations } from '../../storage/migrations/index.js';
 
 const MIGRATION_NAMES = migrations.map((m) => new m().name);
 const SECRET = 'Sup3r-Secret-Pw';
-const DATASOURCE_MODULE = fileURLToPath(new URL('../../server/storage/datasource.js', import.meta.url));
+const DATASOURCE_MODULE = fileURLToPath(new URL('../../storage/datasource.js', import.meta.url));
 
 /** A fixed instant after every "expired" message of the takeExpired test. */
 const T0 = new Date(Date.UTC(2031, 4, 6, 7, 8, 9, 123));
@@ -687,7 +687,7 @@ describe('storage configuration', () => {
   }
 
   it('redacts passwords in URLs', async () => {
-    const { redact } = await import('../../server/storage/datasource.js');
+    const { redact } = await import('../../storage/datasource.js');
     assert.equal(redact(`x mysql://u:${SECRET}@h:1/d y`), 'x mysql://u:***@h:1/d y');
     assert.equal(redact(`boom ${SECRET}`, { type: 'postgres', url: `postgres://u:${SECRET}@h/d` }), 'boom ***');
     assert.equal(describeDatabase({ type: 'postgres', url: `postgres://u:${SECRET}@db.example:6543/gh` }), 'PostgreSQL database db.example:6543/gh');

@@ -17,7 +17,7 @@ import { createMessageModule } from '../../server/modules/message.js';
 import { createComponentsModule } from '../../server/modules/components.js';
 import { forComponentWire, verifyHandshake, handshakeDigest } from '../../server/streams/component.js';
 import { errorCondition } from '../../shared/xml/stanza-errors.js';
-import { asTypeOrmStorage } from '../../server/storage/typeorm-storage.js';
+import { asTypeOrmStorage } from '../../storage/typeorm-storage.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 

@@ -15,13 +15,13 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
+import { openStorage, type StorageConfig } from '../../storage/datasource.js';
 import { Vault, readKeyFile } from '../../transports/kit/vault.js';
 import { startTestServer } from '../helpers/server.js';
-import { createTransportsSupervisor } from '../../server/modules/transports-supervisor.js';
+import { createTransportsSupervisor } from '../../server/modules/transports/supervisor.js';
 import { GW, SECRET, delay, errorOf, registerLegacy, serverModules, startServer, until } from './kit-harness.js';
 
-const CLI = fileURLToPath(new URL('../../transports/cli-transport.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../server/cli/transport.js', import.meta.url));
 
 interface Result {
   code: number | null;

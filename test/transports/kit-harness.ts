@@ -20,8 +20,8 @@ import { Logger } from '../../shared/logger.js';
 import { FakeAdapter, FakeNetwork, type FakeNetworkOptions } from '../../transports/fake/fake-network.js';
 import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
-import { openStorage, type StorageConfig } from '../../server/storage/datasource.js';
-import type { TransportAuditEntry } from '../../server/storage/types.js';
+import { openStorage, type StorageConfig } from '../../storage/datasource.js';
+import type { TransportAuditEntry } from '../../storage/types.js';
 import type { Clock } from '../../shared/clock.js';
 
 export const GW = 'gw.localhost';

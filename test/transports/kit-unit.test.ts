@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Jid } from '../../shared/jid.js';
@@ -13,7 +13,7 @@ import { Vault, VaultError, VaultKeyMismatchError, keyIdOf, parseKeyText, readKe
 import { parseTransportConfig } from '../../transports/kit/config.js';
 import { formatAudit, scrub } from '../../transports/kit/audit-log.js';
 import { ConfigError } from '../../shared/schema-kit.js';
-import type { TransportAuditEntry } from '../../server/storage/types.js';
+import type { TransportAuditEntry } from '../../storage/types.js';
 import { LegacySessionEmitter } from '../../transports/kit/session-emitter.js';
 import type { AdapterLogger } from '../../transports/kit/adapter.js';
 
@@ -160,6 +160,39 @@ describe('vault keys', () => {
       // The real import: the package is not installed here, so the step is skipped with the same error.
       await assert.rejects(resolveVaultKey({ env: {}, keyFile: null }), /no vault key/);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('P9 key resolution: a systemd credential (vault-key.NAME, else vault-key) comes after GATEHOUSE_VAULT_KEY and before the key file, which is then not created', async () => {
+    const creds = mkdtempSync(path.join(tmpdir(), 'gatehouse-creds-'));
+    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-vault-'));
+    try {
+      const shared = randomBytes(32);
+      const own = randomBytes(32);
+      writeFileSync(path.join(creds, 'vault-key'), shared.toString('base64') + '\n', { mode: 0o400 });
+      const env = { CREDENTIALS_DIRECTORY: creds };
+      const keyFile = path.join(dir, 'k');
+
+      const fromCredential = await resolveVaultKey({ env, keyFile, keyringAccount: 'irc' });
+      assert.equal(fromCredential.id, keyIdOf(shared));
+      assert.equal(fromCredential.source, `key file ${path.join(creds, 'vault-key')}`);
+      assert.equal(existsSync(keyFile), false, 'the configured key file is not created');
+
+      writeFileSync(path.join(creds, 'vault-key.irc'), own.toString('hex'), { mode: 0o400 });
+      assert.equal((await resolveVaultKey({ env, keyFile, keyringAccount: 'irc' })).id, keyIdOf(own), 'the transport\'s own credential first');
+      assert.equal((await resolveVaultKey({ env, keyFile, keyringAccount: 'matrix' })).id, keyIdOf(shared));
+
+      const envKey = randomBytes(32);
+      assert.equal((await resolveVaultKey({ env: { ...env, GATEHOUSE_VAULT_KEY: envKey.toString('base64') }, keyFile, keyringAccount: 'irc' })).id, keyIdOf(envKey));
+
+      // A directory without the credential: the key file as before.
+      assert.match((await resolveVaultKey({ env: { CREDENTIALS_DIRECTORY: dir }, keyFile: path.join(dir, 'sub', 'k') })).source, /^key file .*sub/);
+
+      writeFileSync(path.join(creds, 'vault-key.discord'), 'not a key', { mode: 0o400 });
+      await assert.rejects(resolveVaultKey({ env, keyFile, keyringAccount: 'discord' }), (err: Error) => err instanceof VaultError && /vault-key\.discord does not hold a 32-byte key/.test(err.message));
+    } finally {
+      rmSync(creds, { recursive: true, force: true });
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { commands } from '../../server/cli/commands.js';
+import { commandContext, commands } from '../../server/cli/commands.js';
 import { runCommandLine } from '../../server/commands/run.js';
 import { renderHelp } from '../../server/commands/help.js';
 import { closest, levenshtein, parseArgs } from '../../server/commands/parse.js';
@@ -20,7 +20,7 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await runCommandLine(commands, argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
+  const code = await runCommandLine(commands, argv, commandContext(), { out: (t) => void (out += t), err: (t) => void (err += t) });
   return { code, out, err };
 }
 
@@ -61,6 +61,10 @@ test('an unknown flag is a usage error (exit code 2) that names the closest flag
   const noValue = await run(['user', 'add', 'alice@localhost', '--password-file']);
   assert.equal(noValue.code, 2, 'a string flag without its value is refused, not read from standard input');
   assert.equal(noValue.err, 'gatehouse user add: --password-file needs a value (--password-file FILE or --password-file=FILE)\n');
+  // The case of issue #14: a mistyped --config used to start the server on the embedded defaults.
+  const conf = await run(['start', '--conf', 'x']);
+  assert.equal(conf.code, 2);
+  assert.equal(conf.err, 'gatehouse start: unknown flag --conf; did you mean --config?\n');
   const top = await run(['--verison']);
   assert.equal(top.code, 2);
   assert.match(top.err, /unknown flag --verison; did you mean --version\?/);

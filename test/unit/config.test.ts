@@ -82,6 +82,7 @@ test('defaults', () => {
   assert.deepEqual(c.privateStorage, { maxBytesPerUser: 1024 * 1024 });
   assert.deepEqual(c.subscriptions, { maxPendingPerUser: 100, maxPendingPerDomain: 20 });
   assert.deepEqual(c.registrationLimit, { maxPerAddress: 3, window: 3_600_000, exempt: [] });
+  assert.deepEqual(c.caps, { cacheSize: 1000, queryTimeout: 30_000, maxResourcesPerAccount: 5000, maxPendingQueries: 100 });
   assert.deepEqual(c.server, { name: 'Gatehouse', hideVersion: false, hideOs: true });
   assert.deepEqual(c.log, { level: 'info', format: 'text', file: null });
   const day = 86_400_000;
@@ -147,6 +148,8 @@ test('every type error names its key', () => {
     [{ storage: { type: 'oracle' } }, 'storage.type'],
     [{ storage: { migrateOnStart: 'no' } }, 'storage.migrateOnStart'],
     [{ offline: { maxPerUser: -1 } }, 'offline.maxPerUser'],
+    [{ caps: { cacheSize: 0 } }, 'caps.cacheSize'],
+    [{ caps: { queryTimeout: '10ms' } }, 'caps.queryTimeout'],
     [{ server: { name: 5 } }, 'server.name'],
     [{ server: { hideVersion: null } }, 'server.hideVersion'],
     [{ server: { hideOs: 'true' } }, 'server.hideOs'],

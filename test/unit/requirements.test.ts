@@ -1,5 +1,5 @@
 /**
- * test/helpers/requirements.ts: a proof that needs ngIRCd, Prosody, Chromium or slixmpp is skipped
+ * test/helpers/requirements.ts: a proof that needs ngIRCd, Prosody, ejabberd, Chromium, slixmpp or systemd's tools is skipped
  * with a reason when the program is missing, and fails when GATEHOUSE_TEST_REQUIRE (set by .ci/run)
  * names it.
  */
@@ -22,7 +22,7 @@ test('a missing program skips with the reason and how to install it; required, i
 test('GATEHOUSE_TEST_REQUIRE: a list of known names; a typo is an error, not a silent skip', () => {
   assert.deepEqual([...requiredByEnvironment('')], []);
   assert.deepEqual([...requiredByEnvironment('ngircd, prosody chromium,slixmpp')], ['ngircd', 'prosody', 'chromium', 'slixmpp']);
-  assert.throws(() => requiredByEnvironment('ngircd,prosdy'), /GATEHOUSE_TEST_REQUIRE: unknown prosdy \(known: ngircd, prosody, chromium, slixmpp\)/);
+  assert.throws(() => requiredByEnvironment('ngircd,prosdy'), /GATEHOUSE_TEST_REQUIRE: unknown prosdy \(known: ngircd, prosody, ejabberd, chromium, systemd, slixmpp\)/);
 });
 
 test('.ci/run requires every program a proof can skip for', () => {

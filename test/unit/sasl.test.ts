@@ -11,7 +11,7 @@ import {
 import { makeVerifier, verifyPlain, verifyPlainAsync } from '../../server/auth/scram.js';
 import { tlsChannelBinding } from '../../server/auth/channel-binding.js';
 import { SERVER_SECRET_FILE } from '../../server/auth/server-secret.js';
-import type { ScramVerifier } from '../../server/storage/types.js';
+import type { ScramVerifier } from '../../storage/types.js';
 import { createServer as createTlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { execFile } from 'node:child_process';

@@ -11,7 +11,7 @@
  * server's retention sweeper deletes them too when the transport shares its database.
  */
 import type { Clock } from '../../shared/clock.js';
-import type { TransportAuditEntry, TransportAuditEvent, TransportRepository } from '../../server/storage/types.js';
+import type { TransportAuditEntry, TransportAuditEvent, TransportRepository } from '../../storage/types.js';
 
 export interface AuditContext {
   userJid: string;

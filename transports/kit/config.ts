@@ -12,7 +12,7 @@
  *     type: sqlite
  *     path: ./irc-transport.sqlite
  *   vault:
- *     keyFile: ./irc-vault.key      # created (mode 0600) if missing; GATEHOUSE_VAULT_KEY wins
+ *     keyFile: ./irc-vault.key      # created (mode 0600) if missing; GATEHOUSE_VAULT_KEY or a vault-key credential wins
  *   admins: [admin@example.org]
  *   gracePeriod: 30s
  *   reconnect: { min: 5s, max: 5m }
@@ -42,7 +42,7 @@ import {
   type Ctx,
   type Infer,
 } from '../../shared/schema-kit.js';
-import type { StorageConfig } from '../../server/storage/datasource.js';
+import type { StorageConfig } from '../../storage/datasource.js';
 
 export const COMPONENT_SECRET_ENV = 'GATEHOUSE_COMPONENT_SECRET';
 
@@ -90,7 +90,7 @@ export const transportConfigSchema = object({
     {
       keyFile: nullable(filePath(), {
         default: null,
-        doc: `File holding the 32-byte vault key (base64), created with mode 0600 if missing. ${'GATEHOUSE_VAULT_KEY'} takes precedence; without both, the OS keyring is used if @napi-rs/keyring is installed.`,
+        doc: `File holding the 32-byte vault key (base64), created with mode 0600 if missing. ${'GATEHOUSE_VAULT_KEY'} and the systemd credential vault-key take precedence; without any of them, the OS keyring is used if @napi-rs/keyring is installed.`,
       }),
       previousKeyFiles: array(filePath({ mustExist: true }), {
         default: [],

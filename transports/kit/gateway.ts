@@ -23,7 +23,7 @@ import type { Clock } from '../../shared/clock.js';
 import { systemClock } from '../../shared/clock.js';
 import { Logger } from '../../shared/logger.js';
 import { logFileSink } from '../../shared/rotating-log-file.js';
-import type { Storage, TransportRepository } from '../../server/storage/types.js';
+import type { Storage, TransportRepository } from '../../storage/types.js';
 import type { NetworkAdapter } from './adapter.js';
 import { Addresses, type Address } from './addresses.js';
 import { AuditLog } from './audit-log.js';

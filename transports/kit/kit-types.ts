@@ -7,7 +7,7 @@ import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
 import type { Element } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
-import type { TransportRepository } from '../../server/storage/types.js';
+import type { TransportRepository } from '../../storage/types.js';
 import type { Credentials, LegacyContact, LegacyRoom, LegacySession, NetworkAdapter, Occupant, TextMessage } from './adapter.js';
 import type { Addresses } from './addresses.js';
 import type { AuditLog } from './audit-log.js';

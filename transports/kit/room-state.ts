@@ -1,4 +1,4 @@
-/** The kit's state of one MUC room of one user session (rooms.ts keeps it in UserSession.rooms). */
+/** The kit's state of one MUC room of one user session (the rooms, room-*.ts, keep it in UserSession.rooms). */
 import type { LegacyRoom, Occupant } from './adapter.js';
 
 export interface RoomState {

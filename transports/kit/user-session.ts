@@ -1,7 +1,8 @@
 /**
  * One user's session state in the kit (per user and, on multi-server networks, per server): the
  * foreign session, its connection state, and what the kit keeps for it (rooms, contacts met,
- * presence). Shared by sessions.ts (which drives it), rooms.ts and contacts.ts.
+ * presence). Shared by the sessions (sessions.ts and its session-*.ts layers, which drive it),
+ * the rooms (rooms.ts and its room-*.ts layers) and contacts.ts.
  */
 import type { Timer } from '../../shared/clock.js';
 import type { LegacyContact, LegacySession } from './adapter.js';

@@ -12,10 +12,12 @@
  *
  * The key never touches the database. It comes from, in this order:
  *   1. GATEHOUSE_VAULT_KEY (32 bytes, base64: `openssl rand -base64 32`);
- *   2. the key file named by `vault.keyFile` in the transport configuration, created with mode
+ *   2. the systemd credential `vault-key.NAME` or `vault-key` (NAME: the adapter, e.g. irc), in
+ *      $CREDENTIALS_DIRECTORY (shared/credentials.ts); it must hold a key, it is never created;
+ *   3. the key file named by `vault.keyFile` in the transport configuration, created with mode
  *      0600 (in a directory created 0700 if missing) when it does not exist yet; an existing file
  *      that others can read, or that sits in a directory anyone can write, is refused;
- *   3. the OS keyring through @napi-rs/keyring, only if that optional package is installed (it is
+ *   4. the OS keyring through @napi-rs/keyring, only if that optional package is installed (it is
  *      not a dependency: it needs a native build, and a keyring daemon such as gnome-keyring or
  *      KWallet with a desktop session; keytar, the older choice, is archived and needs the same).
  *      Without it this step is skipped with a debug log line.
@@ -24,7 +26,8 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import type { VaultRecord } from '../../server/storage/types.js';
+import type { VaultRecord } from '../../storage/types.js';
+import { credentialFile } from '../../shared/credentials.js';
 
 export const VAULT_KEY_ENV = 'GATEHOUSE_VAULT_KEY';
 /** Service name under which the key is kept in the OS keyring. */
@@ -154,7 +157,7 @@ export interface KeyResolution {
   env?: NodeJS.ProcessEnv;
   /** vault.keyFile of the transport configuration, absolute; null when not configured. */
   keyFile: string | null;
-  /** The keyring account (the transport's name); the keyring is only tried without a key file. */
+  /** The transport's name: the keyring account, and the systemd credential vault-key.NAME. The keyring is only tried without a key file. */
   keyringAccount?: string;
   /** Imports @napi-rs/keyring; replaceable in tests. Resolves null when the package is absent. */
   loadKeyring?: () => Promise<KeyringModule | null>;
@@ -174,7 +177,7 @@ async function importKeyring(): Promise<KeyringModule | null> {
   }
 }
 
-/** Finds the vault key: GATEHOUSE_VAULT_KEY, else the key file (created if missing), else the OS keyring. */
+/** Finds the vault key: GATEHOUSE_VAULT_KEY, else a systemd credential, else the key file (created if missing), else the OS keyring. */
 export async function resolveVaultKey(opts: KeyResolution): Promise<VaultKey> {
   const env = opts.env ?? process.env;
   const fromEnv = env[VAULT_KEY_ENV];
@@ -183,6 +186,8 @@ export async function resolveVaultKey(opts: KeyResolution): Promise<VaultKey> {
     if (!key) throw new VaultError(`${VAULT_KEY_ENV} must hold 32 bytes in base64 (create one with: openssl rand -base64 32)`);
     return vaultKey(key, VAULT_KEY_ENV);
   }
+  const credential = credentialFile([...(opts.keyringAccount ? [`vault-key.${opts.keyringAccount}`] : []), 'vault-key'], env);
+  if (credential) return readKeyFile(credential, { create: false }).key;
   if (opts.keyFile) {
     const { key, created } = readKeyFile(opts.keyFile, { create: true });
     if (created) opts.log?.info('created a new vault key file', { file: opts.keyFile });
@@ -192,7 +197,7 @@ export async function resolveVaultKey(opts: KeyResolution): Promise<VaultKey> {
   if (!keyring) {
     opts.log?.debug('@napi-rs/keyring is not installed; the OS keyring is not used for the vault key');
     throw new VaultError(
-      `no vault key: set ${VAULT_KEY_ENV}, or vault.keyFile in the transport configuration (the OS keyring is used only when @napi-rs/keyring is installed)`,
+      `no vault key: set ${VAULT_KEY_ENV}, or vault.keyFile in the transport configuration, or the systemd credential vault-key (the OS keyring is used only when @napi-rs/keyring is installed)`,
     );
   }
   const account = opts.keyringAccount ?? 'default';

@@ -9,13 +9,15 @@
  */
 import type { ServerContext } from '../../core/context.js';
 
-/** What an admin page handler gets. */
+/** What an admin page, action or download (admin/contract.ts) gets. */
 export interface PageEnv {
   ctx: ServerContext;
   /** The signed-in administrator (bare JID) and the session's CSRF token. */
   admin: { jid: string; csrf: string };
   url: URL;
   now: Date;
+  /** Records that this administrator read audit data (P21): `what` says what, never a value of it. */
+  audit(what: string): void;
 }
 
 /** What an admin page handler returns: the title and the content of <main>. */
@@ -107,19 +109,12 @@ export interface NavItem {
   label: string;
 }
 
-export const NAV: readonly NavItem[] = [
-  { path: '/', label: 'Overview' },
-  { path: '/sessions', label: 'Sessions' },
-  { path: '/statistics', label: 'Statistics' },
-  { path: '/blocks', label: 'Failed logins & blocks' },
-  { path: '/transports', label: 'Transport audit' },
-  { path: '/policy', label: 'Policy' },
-];
-
 export interface ShellOptions {
   title: string;
   /** Path of the current page (highlighted in the navigation). */
   current?: string;
+  /** The console's navigation (shown with `admin`): the overview and the pages the modules list. */
+  nav?: readonly NavItem[];
   /** The signed-in admin and the CSRF token for the logout form; absent on public pages. */
   admin?: { jid: string; csrf: string };
   flash?: string | null;
@@ -133,7 +128,7 @@ export function page(opts: ShellOptions, content: Html): string {
   const nav = opts.admin
     ? html`<header class="top">
 <span class="brand">Gatehouse admin</span>
-<nav>${NAV.map((n) => html`<a href="${n.path}"${opts.current === n.path ? raw(' class="current" aria-current="page"') : ''}>${n.label}</a> `)}</nav>
+<nav>${(opts.nav ?? []).map((n) => html`<a href="${n.path}"${opts.current === n.path ? raw(' class="current" aria-current="page"') : ''}>${n.label}</a> `)}</nav>
 <div class="who"><span>${opts.admin.jid}</span>
 <form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" value="${opts.admin.csrf}"><button type="submit">Log out</button></form></div>
 </header>`

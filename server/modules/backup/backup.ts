@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import { describeDatabase, redact, type StorageConfig } from '../../storage/datasource.js';
+import { describeDatabase, redact, type StorageConfig } from '../../../storage/datasource.js';
 import {
   BackupError,
   appliedMigrations,
@@ -22,7 +22,7 @@ import {
   startDump,
   type RawDb,
   type RunningTool,
-} from '../../storage/dump/index.js';
+} from '../../../storage/dump/index.js';
 import { EncryptRecords, NONCE_PREFIX_BYTES, SALT_BYTES, deriveKeys } from './crypto.js';
 import { buildPreamble, type BackupHeader } from './format.js';
 import { backupFileName, syncDir } from './files.js';

@@ -15,7 +15,7 @@ import { createBackup } from './backup.js';
 import { listBackups, rotateBackups } from './files.js';
 import { readBackupInfo, verifyBackup } from './format.js';
 import { restoreBackup } from './restore.js';
-import { migrations } from '../../../migrations/index.js';
+import { migrations } from '../../../storage/migrations/index.js';
 import { formatBytes } from '../../../shared/format.js';
 import { usageLine } from '../../commands/help.js';
 
@@ -44,7 +44,7 @@ const KEY_FILE: FlagDefinition = {
   name: 'key-file',
   type: 'string',
   value: 'FILE',
-  doc: `the backup key (from gatehouse backup keygen); else ${BACKUP_KEY_ENV} (64 hex digits or base64 of 32 bytes), else backups.encryptionKeyFile of the configuration`,
+  doc: `the backup key (from gatehouse backup keygen); else ${BACKUP_KEY_ENV} (64 hex digits or base64 of 32 bytes), else the systemd credential backup-key, else backups.encryptionKeyFile of the configuration`,
 };
 const QUIET: FlagDefinition = { name: 'quiet', type: 'boolean', doc: 'no progress on standard error' };
 const BACKUP_FILE = { name: 'BACKUP-FILE', doc: 'a file written by gatehouse backup' };

@@ -13,9 +13,10 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Config } from '../../config/index.js';
-import { BACKUP_KEY_ENV, BackupError } from '../../storage/dump/index.js';
+import { BACKUP_KEY_ENV, BackupError } from '../../../storage/dump/index.js';
+import { credentialFile } from '../../../shared/credentials.js';
 
-export { BACKUP_KEY_ENV, BackupError } from '../../storage/dump/index.js';
+export { BACKUP_KEY_ENV, BackupError } from '../../../storage/dump/index.js';
 
 export const SALT_BYTES = 16;
 export const NONCE_PREFIX_BYTES = 7;
@@ -65,7 +66,8 @@ function checkKeyFilePrivate(file: string): void {
 
 /**
  * The backup key, or null (backups unencrypted): a key file given explicitly (`--key-file`), else
- * GATEHOUSE_BACKUP_KEY, else the configured `backups.encryptionKeyFile`.
+ * GATEHOUSE_BACKUP_KEY, else the systemd credential `backup-key` (shared/credentials.ts), else the
+ * configured `backups.encryptionKeyFile`.
  */
 export function loadBackupKey(opts: { keyFile?: string | null; config?: Config | null; env?: NodeJS.ProcessEnv } = {}): Buffer | null {
   const env = opts.env ?? process.env;
@@ -83,6 +85,8 @@ export function loadBackupKey(opts: { keyFile?: string | null; config?: Config |
   if (opts.keyFile) return readKeyFile(opts.keyFile, `key file ${opts.keyFile}`);
   const fromEnv = env[BACKUP_KEY_ENV];
   if (fromEnv && fromEnv.trim() !== '') return parseBackupKey(fromEnv, BACKUP_KEY_ENV);
+  const credential = credentialFile(['backup-key'], env);
+  if (credential) return readKeyFile(credential, `systemd credential ${credential}`);
   const configured = opts.config?.backups.encryptionKeyFile;
   if (configured) return readKeyFile(configured, `backups.encryptionKeyFile ${configured}`);
   return null;

@@ -15,7 +15,7 @@ import { open } from 'node:fs/promises';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import { BACKUP_KEY_ENV, BackupError, type DbKind } from '../../storage/dump/index.js';
+import { BACKUP_KEY_ENV, BackupError, type DbKind } from '../../../storage/dump/index.js';
 import { DecryptRecords, KEY_CHECK_BYTES, NONCE_PREFIX_BYTES, SALT_BYTES, deriveKeys } from './crypto.js';
 import type { Progress } from './progress.js';
 

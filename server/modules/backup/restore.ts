@@ -8,7 +8,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { describeDatabase, redact, type StorageConfig } from '../../storage/datasource.js';
+import { describeDatabase, redact, type StorageConfig } from '../../../storage/datasource.js';
 import {
   BackupError,
   checkRestoredSqlite,
@@ -20,7 +20,7 @@ import {
   startLoad,
   wipeDatabase,
   type RunningTool,
-} from '../../storage/dump/index.js';
+} from '../../../storage/dump/index.js';
 import { openBackupBody, readBackupInfo, verifyBackup, type BackupHeader, type BackupInfo } from './format.js';
 import { syncDir } from './files.js';
 import { Progress } from './progress.js';

@@ -10,6 +10,8 @@ import type { Logger } from '../../../shared/logger.js';
 import { loadBackupKey } from './crypto.js';
 import { createBackup, type BackupResult } from './backup.js';
 import { listBackups, rotateBackups } from './files.js';
+import { backupCommands } from './cli-backup.js';
+import { backupsConfigSection } from './config.js';
 
 const DAY_MS = 24 * 3600_000;
 /** How often the schedule looks whether a backup is due (also the delay before the first look). */
@@ -93,23 +95,33 @@ const active = new Map<BackupScheduler, NodeJS.Timeout>();
 
 /** P14: the daily backup inside the server (backups.schedule 'daily'). */
 export function createBackupModule(): GatehouseModule {
+  let offInForce = (): void => {};
   return {
     name: 'backup',
+    config: backupsConfigSection,
     clauses: ['P14'],
     specs: [],
+    commands: { cli: Object.values(backupCommands) },
     load(ctx) {
       const { config, log } = ctx;
-      if (config.backups.schedule !== 'daily') return;
-      if (config.storage.type === 'sqlite' && config.storage.path === ':memory:') {
-        log.warn('backups are scheduled but the database is in memory: no backups are made');
-        return;
-      }
-      const scheduler = new BackupScheduler({ config, clock: ctx.clock, log: log.child('backup') });
-      const timer = setInterval(() => void scheduler.tick(), CHECK_INTERVAL_MS);
-      timer.unref();
-      active.set(scheduler, timer);
+      const start = (): void => {
+        if (config.storage.type === 'sqlite' && config.storage.path === ':memory:') {
+          log.warn('backups are scheduled but the database is in memory: no backups are made');
+          return;
+        }
+        const scheduler = new BackupScheduler({ config, clock: ctx.clock, log: log.child('backup') });
+        const timer = setInterval(() => void scheduler.tick(), CHECK_INTERVAL_MS);
+        timer.unref();
+        active.set(scheduler, timer);
+      };
+      if (config.backups.schedule === 'daily') return start();
+      // Daily backups held back until their privacy-policy change takes effect (P22).
+      offInForce = ctx.hooks.on('config/in-force', ({ before, after }) => {
+        if (before.backups.schedule !== 'daily' && after.backups.schedule === 'daily') start();
+      });
     },
     async unload() {
+      offInForce();
       const schedulers = [...active.keys()];
       for (const [s, timer] of active) {
         clearInterval(timer);

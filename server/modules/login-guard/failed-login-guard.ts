@@ -43,14 +43,17 @@
  * delay postpones the evaluation of the next attempt (so its answer, success or failure, comes
  * later); postponing the failure answer itself needs c2s to await 'auth/failed' before writing it.
  */
-import type { Config, LoginGuardConfig } from '../../config/index.js';
-import { configSchema } from '../../config/schema.js';
+import type { Config } from '../../config/index.js';
+import { loginGuardConfigSection, type LoginGuardConfig } from './config.js';
 import { defaultsOf } from '../../../shared/schema-kit.js';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../../core/context.js';
 import type { HookPhase } from '../../core/hooks.js';
 import type { AuthAttempt, AuthFailure } from '../../streams/c2s.js';
-import { addressGroup, cidrContains } from '../../../shared/ip-addresses.js';
-import type { AuthBlock, BlockKind, FailedLoginRecord } from '../../storage/types.js';
+import { cidrContains } from '../../../shared/ip-addresses.js';
+import { ipSubject } from './subjects.js';
+import { blockCommands } from './cli-blocks.js';
+import { blockActions, blocksPage } from './admin-blocks.js';
+import type { AuthBlock, BlockKind, FailedLoginRecord } from '../../../storage/types.js';
 import { errorReply } from '../../../shared/xml/stanza-errors.js';
 import { normaliseLocal } from '../../../shared/jid.js';
 import { NS } from '../../../shared/ns.js';
@@ -58,6 +61,8 @@ import type { Element } from '../../../shared/xml/element.js';
 import { formatDurationWords } from '../../../shared/format.js';
 import { after, type Timer } from '../../../shared/clock.js';
 import { inBatches, type RetentionClass } from '../../core/retention-class.js';
+
+export { ipSubject };
 
 // ------------------------------------------------------------------------------------------------
 // Options
@@ -68,8 +73,8 @@ export interface LoginGuardOptions extends LoginGuardConfig {
   poll: number;
 }
 
-/** The configuration section's defaults (server/config/schema.ts), and the poll interval. */
-export const DEFAULT_LOGIN_GUARD: Readonly<LoginGuardOptions> = Object.freeze({ ...defaultsOf(configSchema.fields.loginGuard), poll: 30_000 });
+/** The configuration section's defaults (config.ts), and the poll interval. */
+export const DEFAULT_LOGIN_GUARD: Readonly<LoginGuardOptions> = Object.freeze({ ...defaultsOf(loginGuardConfigSection.schema), poll: 30_000 });
 
 /** Defaults, then config.loginGuard, then explicit overrides (tests). */
 export function loginGuardOptions(config: Config, overrides: Partial<LoginGuardOptions> = {}): LoginGuardOptions {
@@ -81,15 +86,6 @@ export function loginGuardOptions(config: Config, overrides: Partial<LoginGuardO
 function defined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
-
-// ------------------------------------------------------------------------------------------------
-// Addresses
-
-/**
- * The subject an IP address is counted and blocked under: an IPv4 address as itself (also when
- * written IPv4-mapped), an IPv6 address as its /64, the same grouping as the listeners' limits.
- */
-export const ipSubject = addressGroup;
 
 /** The bare JID an attempted username is counted under, or null. */
 export function accountSubject(username: string | null | undefined, host: string): string | null {
@@ -138,8 +134,17 @@ export class LoginGuard {
 
   constructor(
     private readonly ctx: Pick<ServerContext, 'storage' | 'clock' | 'log'>,
-    readonly options: LoginGuardOptions,
+    /** Replaced by a reload; counts and blocks in force stay. */
+    public options: LoginGuardOptions,
   ) {}
+
+  /** How many blocks are in force now, by kind (counts only: /metrics, P12). */
+  blocksInForce(): Record<BlockKind, number> {
+    const now = this.ctx.clock.now().getTime();
+    const out: Record<BlockKind, number> = { ip: 0, account: 0 };
+    for (const [key, b] of this.blocks) if (b.expiresAt > now) out[key.startsWith('ip ') ? 'ip' : 'account']++;
+    return out;
+  }
 
   // ---- lifecycle ----
 
@@ -443,10 +448,13 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
   const active = new Set<LoginGuard>();
   return {
     name: 'failed-login-guard',
+    config: loginGuardConfigSection,
     clauses: ['P7'],
     specs: [],
     provides: ['login-guard'],
     retention: [failedLoginsClass, authBlocksClass],
+    commands: { cli: Object.values(blockCommands) },
+    admin: { pages: [blocksPage], actions: blockActions },
     async load(ctx) {
       const { hooks } = ctx;
       const guard = new LoginGuard(ctx, loginGuardOptions(ctx.config, overrides));
@@ -454,6 +462,9 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
       active.add(guard);
       await guard.start();
 
+      hooks.on('config/in-force', ({ after }) => {
+        guard.options = { ...loginGuardOptions(after, overrides), poll: guard.options.poll };
+      });
       hooks.on('auth/failed', (f: AuthFailure) => {
         guard.onFailure({ at: f.at, ip: f.ip, host: f.host, username: f.username, mechanism: f.mechanism, kind: 'auth', condition: f.condition });
       });

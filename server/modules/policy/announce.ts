@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../../config/index.js';
-import type { Storage, Account } from '../../storage/types.js';
+import type { Storage, Account } from '../../../storage/types.js';
 import type { ServerContext } from '../../core/context.js';
 import type { ClientSession } from '../../core/session.js';
 import { x, type Element } from '../../../shared/xml/element.js';
@@ -13,7 +13,7 @@ import { parseXmlText } from '../../../shared/xml/parse-xml.js';
 import { policyFromConfig } from './render.js';
 import { date, dateEn, type Lang } from './format.js';
 import { NOTICE_MS, changesBetween, earliestEffectiveDay, parseDocument, type PolicyVersion } from './versions.js';
-import { POLICY_LIMITS } from '../../storage/repos/policy-versions.js';
+import { POLICY_LIMITS } from '../../../storage/repos/policy-versions.js';
 
 /** A refused announcement; the message is one line for the operator. */
 export class AnnounceError extends Error {

@@ -5,14 +5,15 @@
  *                    configuration would publish
  *   policy announce  store the configuration's policy as a new version with its effective date
  *   policy list      every stored version and its state
- *   policy check     whether the server would start with this configuration
+ *   policy check     what a start with this configuration would hold back (P22)
  */
 import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type ParsedArgs } from '../../cli/kit.js';
 import type { Config } from '../../config/index.js';
 import { systemClock } from '../../../shared/clock.js';
 import { policyFromConfig, renderView, type Lang, type PolicyView } from './render.js';
 import { dateEn } from './format.js';
-import { changesBetween, earliestEffectiveDay, inForce, upcoming, viewAt } from './versions.js';
+import { PolicyChangeError, earliestEffectiveDay, inForce, upcoming, viewAt } from './versions.js';
+import { holdBackReport } from './holdback.js';
 import { AnnounceError, announcePolicy } from './announce.js';
 
 /**
@@ -67,7 +68,7 @@ export const policyCommands = commandSet(
       { name: 'draft', type: 'boolean', doc: 'print what the configuration would publish, not the stored version' },
     ],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const values = flagValues(args, ['lang', 'format']);
       const config = configFrom(args);
       const lang = langOf(values.get('lang'), config);
@@ -76,7 +77,7 @@ export const policyCommands = commandSet(
       let view: PolicyView;
       if (args.flags.has('draft')) view = draftView(config);
       else {
-        const versions = await withStorage(config, (s) => s.policyVersions.list());
+        const versions = await withStorage(config, ctx, (s) => s.policyVersions.list());
         const found = viewAt(versions, systemClock.now());
         if (found) view = found;
         else {
@@ -98,19 +99,21 @@ export const policyCommands = commandSet(
       CONFIG_FLAG,
     ],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       const values = flagValues(args, ['effective', 'technical']);
       const effective = values.get('effective');
       if (!effective) throw new UsageError(`--effective YYYY-MM-DD is required (${earliestEffectiveDay(systemClock.now())} at the earliest without --technical)`);
       const config = configFrom(args);
       try {
-        const result = await withStorage(config, (s) => announcePolicy(s, config, { effective, technical: values.get('technical') ?? null, now: systemClock.now() }));
+        const result = await withStorage(config, ctx, (s) => announcePolicy(s, config, { effective, technical: values.get('technical') ?? null, now: systemClock.now() }));
         const v = result.version;
         if (result.first) console.log(`no policy was stored yet: stored this one as version ${v.id}, in force now`);
         else {
           console.log(`announced privacy policy version ${v.id}, in force from ${v.effectiveAt.toISOString()}${v.technicalReason ? ' (technical change)' : ''}`);
           console.log(`changes: ${result.changes.join('; ')}`);
-          console.log('The server may now run with this configuration; the previous version stays in force until that date, and users are told (within a minute on a running server).');
+          console.log(
+            'The previous version stays in force until that date: what this configuration holds back comes into force then, on a running server without a restart; users are told (within a minute on a running server).',
+          );
         }
         return 0;
       } catch (err) {
@@ -128,10 +131,10 @@ export const policyCommands = commandSet(
     description: 'One line per version: its number, state (in force, announced, superseded, past), dates and hash, and whether it matches this configuration.',
     flags: [CONFIG_FLAG],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       flagValues(args, []);
       const config = configFrom(args);
-      const versions = await withStorage(config, (s) => s.policyVersions.list());
+      const versions = await withStorage(config, ctx, (s) => s.policyVersions.list());
       const now = systemClock.now();
       const current = inForce(versions, now);
       const coming = new Set(upcoming(versions, now).map((v) => v.id));
@@ -150,29 +153,26 @@ export const policyCommands = commandSet(
   },
   {
     name: 'policy check',
-    summary: 'check that the server would start: the policy of this configuration is stored',
-    description: 'Exit code 0 when the configuration renders a stored version (or none is stored yet), 1 when the policy would change and must be announced first.',
+    summary: 'check what a start would hold back until its privacy policy change takes effect',
+    description:
+      'Lists the parts of the configuration that would change the published policy and are held back until an announced version allowing them takes effect (P22), and the changes that only narrow it (in force at once). Exit code 0 when the server would start, 1 when it could not (no configured host is in the policy in force).',
     flags: [CONFIG_FLAG],
     server: 'no',
-    async run(args) {
+    async run(args, ctx) {
       flagValues(args, []);
       const config = configFrom(args);
+      const versions = await withStorage(config, ctx, (s) => s.policyVersions.list());
       const current = policyFromConfig(config);
-      const versions = await withStorage(config, (s) => s.policyVersions.list());
-      const latest = versions.at(-1);
-      if (!latest) {
-        console.log('no policy version stored yet: the first start stores this one, in force at once');
-        return 0;
-      }
       const match = [...versions].reverse().find((v) => v.hash === current.hash);
-      if (match) {
-        console.log(`the configuration renders policy version ${match.id}${match.id === latest.id ? '' : ` (not the latest, ${latest.id})`}`);
+      if (match) console.log(`the configuration renders policy version ${match.id}${match.id === versions.at(-1)!.id ? '' : ` (not the latest, ${versions.at(-1)!.id})`}`);
+      try {
+        for (const line of holdBackReport(config, versions, systemClock.now())) console.log(line);
         return 0;
+      } catch (err) {
+        if (!(err instanceof PolicyChangeError)) throw err;
+        console.error(`gatehouse policy check: ${err.message}`);
+        return 1;
       }
-      console.error(
-        `the privacy policy would change (${changesBetween(latest, current, 'en', 'operator').join('; ')}); announce it first: gatehouse policy announce --effective YYYY-MM-DD (${earliestEffectiveDay(systemClock.now())} at the earliest)`,
-      );
-      return 1;
     },
   },
 );

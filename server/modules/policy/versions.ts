@@ -1,7 +1,7 @@
 /**
  * Policy versions (P22): which stored version is in force, which are announced, what changed
- * between two versions, and the start-up check that refuses a configuration whose policy was not
- * announced.
+ * between two versions, and the start-up check that stores the first version. A configuration
+ * whose policy was not announced still starts: its widening parts are held back (holdback.ts).
  *
  * In force at time t: of the versions whose effective date has come, the one announced last
  * (highest id). So a later announcement supersedes an earlier one that has not taken effect yet
@@ -9,12 +9,12 @@
  * into force after a newer one.
  */
 import type { Config } from '../../config/index.js';
-import type { PolicyVersion, Storage } from '../../storage/types.js';
+import type { PolicyVersion, Storage } from '../../../storage/types.js';
 import type { PolicyFacts } from './facts.js';
 import { policyFromConfig, type PolicyTexts, type PolicyView, type ShownVersion } from './render.js';
 import { dateEn, duration, type Lang } from './format.js';
 
-export type { PolicyVersion } from '../../storage/types.js';
+export type { PolicyVersion } from '../../../storage/types.js';
 
 /** At least this much notice for a change that is not technical (four weeks). */
 export const NOTICE_MS = 28 * 86_400_000;
@@ -96,6 +96,9 @@ const FIELDS: Field[] = [
   { key: 's2s.allow', get: (f) => f.federation.allow, show: plain, label: { en: 'federation only with', de: 'Föderation nur mit' } },
 ];
 
+/** The configuration keys of the policy facts, in the order changes are listed. */
+export const FACT_KEYS: readonly string[] = FIELDS.map((f) => f.key);
+
 export interface FactChange {
   /** The configuration key, e.g. retention.offlineMessages. */
   key: string;
@@ -133,6 +136,7 @@ export function changesBetween(before: PolicyVersion | StoredDocument, after: St
 // ---------------------------------------------------------------------------------------------
 // The start-up check
 
+/** A configuration the server cannot start with at all (holdback.ts: no host of it is in force). */
 export class PolicyChangeError extends Error {
   override name = 'PolicyChangeError';
 }
@@ -141,7 +145,9 @@ export type StartCheck =
   | { status: 'first'; version: PolicyVersion }
   | { status: 'unchanged'; version: PolicyVersion }
   /** The configuration renders an older stored version, not the latest announced one. */
-  | { status: 'older'; version: PolicyVersion; latest: PolicyVersion };
+  | { status: 'older'; version: PolicyVersion; latest: PolicyVersion }
+  /** The configuration renders no stored version: what changes is held back or in force at once (holdback.ts). */
+  | { status: 'changed'; latest: PolicyVersion };
 
 /** The earliest effective date (UTC day) at least four weeks after `now`. */
 export function earliestEffectiveDay(now: Date): string {
@@ -151,9 +157,8 @@ export function earliestEffectiveDay(now: Date): string {
 }
 
 /**
- * Run at server start: stores the first version (in force at once) if there is none; accepts a
- * configuration whose policy is stored; otherwise throws a one-line PolicyChangeError telling the
- * operator to announce the change.
+ * Run at server start: stores the first version (in force at once) if there is none, and says
+ * which stored version, if any, the configuration renders.
  */
 export async function checkPolicyAtStart(storage: Storage, config: Config, now: Date): Promise<StartCheck> {
   const current = policyFromConfig(config);
@@ -171,11 +176,7 @@ export async function checkPolicyAtStart(storage: Storage, config: Config, now: 
     if (latest.hash === current.hash) return { status: 'unchanged', version: latest };
     const older = [...versions].reverse().find((v) => v.hash === current.hash);
     if (older) return { status: 'older', version: older, latest };
-    const changes = changesBetween(latest, current, 'en', 'operator');
-    throw new PolicyChangeError(
-      `the privacy policy would change (${changes.join('; ')}); announce it first: gatehouse policy announce --effective YYYY-MM-DD ` +
-        `(${earliestEffectiveDay(now)} at the earliest, or sooner with --technical REASON)`,
-    );
+    return { status: 'changed', latest };
   }
   throw new PolicyChangeError('the privacy policy versions changed while the server was starting; start it again');
 }

@@ -28,9 +28,10 @@
  *   does both), so no big table is locked for long.
  * - `env` is the ServerContext in the server; in the CLI it has the same storage, config, clock,
  *   log and a fresh hook bus and session registry, and no router (nobody is connected there).
- * - The server's sweeper runs the classes of the modules it loaded (ctx.modules); the CLI runs
- *   those of every module in modules/index.ts (`retentionClasses()` there). A test compares that
- *   list with PRIVACY.md (test/privacy/retention-classes.test.ts).
+ * - The server's sweeper runs the classes of the modules it loaded (ctx.modules); `gatehouse
+ *   retention run` those of the modules the command surface hands it (CommandContext.modules:
+ *   every module in modules/index.ts). A test compares that list with PRIVACY.md
+ *   (test/privacy/retention-classes.test.ts).
  * - Nothing about a record reaches the log: the sweeper logs counts per class only.
  *
  * Classes of this module: inactive-accounts and inactive-account-warnings (P4), offline-messages
@@ -54,9 +55,9 @@
 import type { Config } from '../../config/index.js';
 import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import { retentionClassesOf } from '../../core/module.js';
-import { DEFAULT_RETENTION_BATCH, inBatches, type RetentionClass, type RetentionEnv, type RetentionRunOptions } from '../../core/retention-class.js';
+import { inBatches, type RetentionClass, type RetentionEnv } from '../../core/retention-class.js';
 import type { ClientSession } from '../../core/session.js';
-import type { Account } from '../../storage/types.js';
+import type { Account } from '../../../storage/types.js';
 import { systemClock } from '../../../shared/clock.js';
 import { AccountError, AccountService, NoSuchAccountError } from '../../accounts/service.js';
 import { parseXmlText } from '../../../shared/xml/parse-xml.js';
@@ -65,62 +66,12 @@ import { Jid } from '../../../shared/jid.js';
 import { NS } from '../../../shared/ns.js';
 import { formatDurationWords } from '../../../shared/format.js';
 
-// ------------------------------------------------------------------------------------------------
-// The registry
+import { runRetention, type RetentionResult } from './sweep.js';
+import { retentionCommands } from './cli-retention.js';
 
 export type { RetentionClass, RetentionEnv } from '../../core/retention-class.js';
 export { inBatches } from '../../core/retention-class.js';
-
-export interface RetentionResult {
-  name: string;
-  clause: string;
-  description: string;
-  count: number;
-  dryRun: boolean;
-  /** Set when the class failed (the others still ran). */
-  error?: string;
-}
-
-/**
- * Runs every class of the environment (those of the loaded modules; or the given ones) once. One
- * failing class does not stop the others.
- */
-export async function runRetention(
-  env: RetentionEnv,
-  opts: { now?: Date; dryRun?: boolean; batch?: number; classes?: RetentionClass[] } = {},
-): Promise<RetentionResult[]> {
-  const now = opts.now ?? env.clock.now();
-  const run: RetentionRunOptions = { dryRun: opts.dryRun ?? false, batch: opts.batch ?? DEFAULT_RETENTION_BATCH };
-  const results: RetentionResult[] = [];
-  // Modules that hold data briefly in memory (last-use times) write it out first.
-  await env.hooks.emit('retention/sweeping', {});
-  const classes = opts.classes ?? env.retentionClasses;
-  if (!classes) throw new Error('no retention classes given (the modules declare them in `retention`)');
-  for (const cls of classes) {
-    const result: RetentionResult = { name: cls.name, clause: cls.clause, description: safeDescribe(cls, env.config), count: 0, dryRun: run.dryRun };
-    try {
-      result.count = await cls.run(env, now, run);
-      if (result.count > 0 && !run.dryRun) env.log.info('retention: deleted expired records', { class: cls.name, clause: cls.clause, count: result.count });
-    } catch (err) {
-      result.error = err instanceof Error ? err.message : String(err);
-      env.log.error('retention class failed', { class: cls.name, error: result.error });
-    }
-    results.push(result);
-  }
-  if (!run.dryRun && results.some((r) => r.count > 0)) {
-    // Deleted means gone from the files too, not only from the tables (SQLite WAL).
-    await env.storage.privacyLogs?.flushDeleted().catch((err) => env.log.warn('retention: could not checkpoint the database', { error: err instanceof Error ? err.message : String(err) }));
-  }
-  return results;
-}
-
-function safeDescribe(cls: RetentionClass, config: Config): string {
-  try {
-    return cls.describe(config);
-  } catch {
-    return cls.name;
-  }
-}
+export { runRetention, type RetentionResult };
 
 // ------------------------------------------------------------------------------------------------
 // P4: inactive accounts
@@ -378,6 +329,7 @@ export function createRetentionModule(opts: RetentionScheduleOptions = {}): Gate
     provides: ['retention'],
     // Deletions before warnings: an account warned in this sweep is never deleted in the same one.
     retention: [inactiveAccountsClass, inactiveAccountWarningsClass, offlineMessagesClass],
+    commands: { cli: Object.values(retentionCommands) },
     load(ctx) {
       const { hooks, storage, router, config, log } = ctx;
       // An injected clock (tests) never moves by itself: its owner calls runNow() after moving it,

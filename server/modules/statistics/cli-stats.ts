@@ -1,34 +1,22 @@
 /**
- * `gatehouse sessions` (P6, live, through the control channel) and `gatehouse stats` (P12, from
- * the database; with --chart an SVG line chart).
+ * The statistics feature's commands: `gatehouse sessions` (P6, live, through the control channel),
+ * declared by the session-stats module whose `sessions` control handler answers it, and `gatehouse
+ * stats` (P12, from the database; with --chart an SVG line chart), declared by the statistics
+ * module whose `stats.flush` handler writes what it holds in memory first.
  */
 import { writeFileSync } from 'node:fs';
 import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type FlagDefinition, type ParsedArgs } from '../../cli/kit.js';
-import type { Resolution, StatPoint, Storage } from '../../storage/types.js';
+import type { Resolution, StatPoint, Storage } from '../../../storage/types.js';
 import { controlHandlers, controlRequest } from '../../admin/control.js';
 import type { CommandDefinition } from '../../commands/command.js';
 import type { ServerContext } from '../../core/context.js';
-import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
-import { SERIES, rollupOf, seriesName } from './statistics.js';
+import { RESOLUTION_MS } from '../../../storage/repos/statistics.js';
+import { SERIES, rollupOf, seriesName } from './series.js';
 import { renderChart, formatValue, PALETTE } from './chart.js';
+import type { LiveComponent, LiveS2sLink, LiveSession } from './live-sessions.js';
 
 /** Flags of these commands that take a value. */
-const VALUE_FLAGS = ['series', 'resolution', 'since', 'chart'];
-
-/** One live session as the control channel reports it. */
-export interface LiveSession {
-  /** The stream id: how later admin commands (disconnect) name a session. */
-  id: string;
-  jid: string;
-  ip: string;
-  secure: boolean;
-  available: boolean;
-  startedAt: string;
-  stanzasIn: number;
-  stanzasOut: number;
-  bytesIn: number;
-  bytesOut: number;
-}
+const VALUE_FLAGS = ['series', 'resolution', 'since', 'chart', 'host', 'jid', 'kind'];
 
 /**
  * Values of VALUE_FLAGS: strings as parsed by the definition, or `--name value` from a parse
@@ -70,26 +58,52 @@ const utc = (d: Date | number) => new Date(d).toISOString().slice(0, 19).replace
 
 const JSON_FLAG: FlagDefinition = { name: 'json', type: 'boolean', doc: 'print JSON instead of a table (the admin HTTP API answers the same)' };
 
+const HOST_FLAG: FlagDefinition = { name: 'host', type: 'string', value: 'DOMAIN', doc: 'only the sessions of accounts on this host' };
+const JID_FLAG: FlagDefinition = { name: 'jid', type: 'string', value: 'JID', doc: 'only the sessions of this account (user@domain), or this one session (user@domain/resource)' };
+const KIND_FLAG: FlagDefinition = {
+  name: 'kind',
+  type: 'string',
+  value: 'KIND',
+  default: 'c2s',
+  doc: 'c2s: client sessions; s2s: links to other servers (direction, their domains, since when); component: the configured components, connected or not',
+};
+
 const sessions = {
   name: 'sessions',
   summary: 'live client sessions: JID, IP, start, stanzas and bytes in/out (asks the running server)',
-  description: 'The session list names JIDs and IP addresses: every read is logged by the server (P21).',
-  flags: [CONFIG_FLAG, JSON_FLAG],
+  description:
+    'The client session list names JIDs and IP addresses: every read is logged by the server (P21). The server filters the list (--host, --jid), so what is read is what is shown. The links to other servers and the components (--kind) name no user.',
+  flags: [CONFIG_FLAG, JSON_FLAG, HOST_FLAG, JID_FLAG, KIND_FLAG],
   server: 'yes',
   control: 'sessions',
   http: {
-    audit: (list) => `live client sessions (JID, IP, counters) on the admin HTTP API: ${(list as unknown[]).length} shown`,
+    // Links and components (--kind s2s, component) carry a kind and no user data.
+    audit: (list) =>
+      (list as { kind?: string }[]).some((s) => s.kind !== undefined) ? null : `live client sessions (JID, IP, counters) on the admin HTTP API: ${(list as unknown[]).length} shown`,
   },
   async run(args) {
     const config = configFrom(args);
-    valueFlags(args);
-    const list = (await controlRequest(config.dataDir, 'sessions')) as LiveSession[];
+    const filter = Object.fromEntries(valueFlags(args));
+    const answer = (await controlRequest(config.dataDir, 'sessions', filter)) as unknown[];
     if (args.flags.has('json')) {
-      console.log(JSON.stringify(list, null, 2));
+      console.log(JSON.stringify(answer, null, 2));
       return 0;
     }
+    if (filter.kind === 's2s') {
+      const links = answer as LiveS2sLink[];
+      if (links.length === 0) console.log('no links to other servers');
+      else console.log(table([['DIRECTION', 'SERVERS', 'SINCE (UTC)', 'TLS'], ...links.map((l) => [l.direction, l.remote.join(' '), utc(new Date(l.since)), l.secure ? 'yes' : 'no'])]));
+      return 0;
+    }
+    if (filter.kind === 'component') {
+      const list = answer as LiveComponent[];
+      if (list.length === 0) console.log('no components configured');
+      else console.log(table([['COMPONENT', 'CONNECTED SINCE (UTC)'], ...list.map((c) => [c.domain, c.connectedSince ? utc(new Date(c.connectedSince)) : 'not connected'])]));
+      return 0;
+    }
+    const list = answer as LiveSession[];
     if (list.length === 0) {
-      console.log('no client sessions online');
+      console.log(Object.keys(filter).length ? 'no client sessions online that match' : 'no client sessions online');
       return 0;
     }
     const rows = [['JID', 'IP', 'SINCE (UTC)', 'TLS', 'STANZAS IN', 'STANZAS OUT', 'BYTES IN', 'BYTES OUT']];
@@ -207,7 +221,7 @@ const stats = {
   server: 'if-running',
   control: 'stats.flush',
   http: { serve: serveStats },
-  async run(args) {
+  async run(args, ctx) {
     const config = configFrom(args);
     const flags = valueFlags(args);
     const q = statsQuery(flags, new Date());
@@ -215,7 +229,7 @@ const stats = {
     // Include the current minute: a running server writes what it holds in memory first.
     await controlRequest(config.dataDir, 'stats.flush', {}, 3000).catch(() => undefined);
     const step = RESOLUTION_MS[resolution];
-    const { keys, selected, perSeries } = await withStorage(config, (storage) => loadStats(storage, q));
+    const { keys, selected, perSeries } = await withStorage(config, ctx, (storage) => loadStats(storage, q));
     if (selectors && keys.length === 0) {
       const known = Object.keys(SERIES).join(', ');
       console.log(`no ${resolution} data for ${selectors.join(', ')} since ${utc(since)} UTC (series: ${known})`);

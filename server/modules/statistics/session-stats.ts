@@ -15,31 +15,16 @@
 import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import type { ClientSession, SessionCounters } from '../../core/session.js';
 import type { Services } from '../../core/services.js';
-import { sessionsCommand, statsCommand, type LiveSession } from './cli-stats.js';
+import { sessionsCommand } from './cli-stats.js';
+import { listSessions, type LiveSession } from './live-sessions.js';
+import { disconnectAction, sessionsPage } from './admin-sessions.js';
 
 type Statistics = Services['statistics'];
 import { formatDurationWords } from '../../../shared/format.js';
 import { inBatches, type RetentionClass } from '../../core/retention-class.js';
-import type { SessionRecord } from '../../storage/types.js';
+import type { SessionRecord } from '../../../storage/types.js';
 
 export type { LiveSession };
-
-export function liveSessions(ctx: ServerContext): LiveSession[] {
-  return [...ctx.sessions.all()]
-    .map((s) => ({
-      id: s.id,
-      jid: s.jid.full,
-      ip: s.ip,
-      secure: s.secure,
-      available: s.available,
-      startedAt: s.startedAt.toISOString(),
-      stanzasIn: s.counters.stanzasIn,
-      stanzasOut: s.counters.stanzasOut,
-      bytesIn: s.counters.bytesIn,
-      bytesOut: s.counters.bytesOut,
-    }))
-    .sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : a.jid < b.jid ? -1 : 1));
-}
 
 const ZERO: SessionCounters = { stanzasIn: 0, stanzasOut: 0, bytesIn: 0, bytesOut: 0 };
 
@@ -65,20 +50,22 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
   /** Writes in order (records, account deletions), awaited at unload before storage closes. */
   let queue: Promise<void> = Promise.resolve();
   let loaded: ServerContext | null = null;
+  /** Connected components, since when (for `sessions --kind component`). */
+  const components = new Map<string, Date>();
   return {
     name: 'session-stats',
     needs: ['statistics'],
     retention: [sessionRecordsClass],
     specs: [],
     clauses: ['P6'],
+    admin: { pages: [sessionsPage], actions: [disconnectAction] },
     commands: {
-      // `stats` too: the statistics module cannot declare it (cli-stats.ts reads its series table).
-      cli: [sessionsCommand, statsCommand],
+      cli: [sessionsCommand],
       control: {
         sessions: {
           summary: 'live client sessions: JID, IP, start, TLS, stanzas and bytes in/out (P6)',
           available: () => loaded !== null,
-          handler: () => (loaded ? liveSessions(loaded) : []),
+          handler: (args) => (loaded ? listSessions(loaded, args, components) : []),
         },
       },
     },
@@ -150,6 +137,9 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
         ),
       );
 
+      cleanup.push(hooks.on('component/connected', ({ domain, at }) => void components.set(domain, at)));
+      cleanup.push(hooks.on('component/disconnected', ({ domain }) => void components.delete(domain)));
+
       cleanup.push(
         hooks.on('account/deleted', ({ jid }) => {
           enqueue(() => storage.statistics.deleteSessionRecordsOf(jid.bare));
@@ -158,6 +148,7 @@ export function createSessionStatsModule(opts: SessionStatsModuleOptions = {}): 
     },
     async unload() {
       loaded = null;
+      components.clear();
       for (const off of cleanup.splice(0).reverse()) off();
       await queue;
       await stats?.release();

@@ -19,84 +19,20 @@
  * completed hour (day) is rolled up at the first tick after it ends. The clock is the injected one;
  * `tick()` runs one collection step, so tests move a ManualClock and call it instead of sleeping.
  *
- * Series recorded today (SERIES below); later features use the reserved names for s2s links and
+ * Series recorded today (SERIES in series.ts); later features use the reserved names for s2s links and
  * transport connections per network.
  */
-import { isIP } from 'node:net';
 import type { Clock } from '../../../shared/clock.js';
 import type { Logger } from '../../../shared/logger.js';
 import type { GatehouseModule, ServerContext } from '../../core/context.js';
-import { RESOLUTION_MS } from '../../storage/repos/statistics.js';
-import type { StatisticsRepository, StatWrite } from '../../storage/types.js';
+import { RESOLUTION_MS } from '../../../storage/repos/statistics.js';
+import type { StatisticsRepository, StatWrite } from '../../../storage/types.js';
+import { SERIES, rollupOf, seriesKey, type Labels, type Rollup } from './series.js';
+import { statsCommand } from './cli-stats.js';
+import { statisticsPage } from './admin-statistics.js';
 
-export type Rollup = 'sum' | 'avg' | 'max';
-export type Labels = Record<string, string>;
+export { seriesKey };
 
-export interface SeriesInfo {
-  rollup: Rollup;
-  labels?: string[];
-  doc: string;
-}
-
-/** Every series the server knows, with how it rolls up. Unknown names roll up as sums. */
-export const SERIES: Record<string, SeriesInfo> = {
-  'sessions.online': { rollup: 'avg', doc: 'Client sessions online, sampled each minute (hour/day: average).' },
-  'sessions.online.peak': { rollup: 'max', doc: 'Client sessions online, sampled each minute (hour/day: highest sample).' },
-  'sessions.closed': { rollup: 'sum', doc: 'Client sessions that ended.' },
-  'sessions.seconds': { rollup: 'sum', doc: 'Total length of the sessions that ended, in seconds.' },
-  'c2s.stanzas.in': { rollup: 'sum', doc: 'Stanzas received from bound client sessions.' },
-  'c2s.stanzas.out': { rollup: 'sum', doc: 'Stanzas sent to bound client sessions.' },
-  'c2s.bytes.in': { rollup: 'sum', doc: 'Bytes of stanzas received from bound client sessions.' },
-  'c2s.bytes.out': { rollup: 'sum', doc: 'Bytes of stanzas sent to bound client sessions.' },
-  logins: { rollup: 'sum', doc: 'Successful logins (resources bound).' },
-  'logins.failed': { rollup: 'sum', doc: 'Failed client authentications.' },
-  'components.auth.failed': { rollup: 'sum', doc: 'Failed component (XEP-0114) handshakes.' },
-  registrations: { rollup: 'sum', doc: 'Accounts created.' },
-  'registrations.failed': { rollup: 'sum', doc: 'In-band registrations refused.' },
-  'accounts.deleted': { rollup: 'sum', doc: 'Accounts deleted.' },
-  'stanzas.routed': { rollup: 'sum', labels: ['kind'], doc: 'Stanzas routed, by kind (message, presence, iq).' },
-  'offline.stored': { rollup: 'sum', doc: 'Messages stored for offline users.' },
-  'offline.delivered': { rollup: 'sum', doc: 'Stored offline messages delivered.' },
-  'delivery.failed': { rollup: 'sum', labels: ['condition'], doc: 'Delivery failures, by error condition.' },
-  // Reserved for federation (not built yet): s2s.links is a gauge the s2s module registers.
-  's2s.links': { rollup: 'avg', labels: ['direction'], doc: 'Server-to-server links open (in, out), sampled each minute.' },
-  's2s.links.opened': { rollup: 'sum', labels: ['direction'], doc: 'Server-to-server links established.' },
-  // Reserved for the transports: per network (irc, matrix, discord ...), never per user.
-  'transport.connections': { rollup: 'sum', labels: ['network'], doc: 'Connections to a foreign network made by a transport.' },
-  'transport.failures': { rollup: 'sum', labels: ['network'], doc: 'Failed connections to a foreign network.' },
-  'transport.online': { rollup: 'avg', labels: ['network'], doc: 'Users connected to a foreign network, sampled each minute.' },
-};
-
-const NAME = /^[a-z][a-z0-9_.-]{0,63}$/;
-const LABEL_VALUE = /^[a-z0-9][a-z0-9_.-]{0,39}$/;
-
-/** The stored series key for a name and labels; throws if either could carry personal data. */
-export function seriesKey(name: string, labels?: Labels): string {
-  if (!NAME.test(name)) throw new TypeError(`bad statistics series name ${JSON.stringify(name)}`);
-  if (!labels) return name;
-  const keys = Object.keys(labels).sort();
-  if (keys.length === 0) return name;
-  const parts: string[] = [];
-  for (const k of keys) {
-    if (!NAME.test(k)) throw new TypeError(`bad statistics label name ${JSON.stringify(k)}`);
-    const v = String(labels[k]).toLowerCase();
-    if (!LABEL_VALUE.test(v) || isIP(v) !== 0) throw new TypeError(`statistics label ${k} has a value that is not a plain word`);
-    parts.push(`${k}=${v}`);
-  }
-  return `${name}{${parts.join(',')}}`;
-}
-
-/** The series name of a key (`a.b{x=y}` -> `a.b`). */
-export function seriesName(key: string): string {
-  const brace = key.indexOf('{');
-  return brace < 0 ? key : key.slice(0, brace);
-}
-
-/** How a stored series rolls up. */
-export function rollupOf(key: string, extra?: ReadonlyMap<string, Rollup>): Rollup {
-  const name = seriesName(key);
-  return extra?.get(name) ?? SERIES[name]?.rollup ?? 'sum';
-}
 
 /** A hot-path counter: `inc()` is a single addition; the collector reads and resets it each minute. */
 export class Counter {
@@ -138,6 +74,8 @@ export class Statistics {
   /** bucket start (ms) -> series key -> value and how it is written. */
   private pending = new Map<number, Map<string, { value: number; mode: 'add' | 'set' }>>();
   private readonly counters = new Map<string, Counter>();
+  /** Every counter series counted since the server started, in memory (/metrics reads it, never the database). */
+  private readonly sinceStart = new Map<string, number>();
   private readonly gauges = new Set<Gauge>();
   private readonly rollups = new Map<string, Rollup>();
   private readonly listeners = new Set<TickListener>();
@@ -159,7 +97,9 @@ export class Statistics {
   /** Adds to a counter series at the current minute (or at `at`). */
   increment(name: string, labels?: Labels, by = 1, at?: Date): void {
     if (!Number.isFinite(by) || by === 0) return;
-    this.add(seriesKey(name, labels), by, floorTo((at ?? this.env.clock.now()).getTime(), MINUTE), 'add');
+    const key = seriesKey(name, labels);
+    this.add(key, by, floorTo((at ?? this.env.clock.now()).getTime(), MINUTE), 'add');
+    this.sinceStart.set(key, (this.sinceStart.get(key) ?? 0) + by);
   }
 
   /** A counter for a hot path; the same object for the same series. */
@@ -177,6 +117,27 @@ export class Statistics {
     const g: Gauge = { key, sample };
     this.gauges.add(g);
     return () => this.gauges.delete(g);
+  }
+
+  /** The counter series since the server started (series key → total), hot-path counts not yet collected included. */
+  totals(): Map<string, number> {
+    const out = new Map(this.sinceStart);
+    for (const c of this.counters.values()) if (c.value !== 0) out.set(c.key, (out.get(c.key) ?? 0) + c.value);
+    return out;
+  }
+
+  /** The levels (gauges) sampled now, by series key; a failing sample is left out. */
+  levels(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const g of this.gauges) {
+      try {
+        const v = g.sample();
+        if (Number.isFinite(v)) out.set(g.key, v);
+      } catch {
+        // as at a tick: a sample that fails is skipped
+      }
+    }
+    return out;
   }
 
   /** Runs `fn` at each tick, before the flush, with the minute being closed. */
@@ -247,7 +208,10 @@ export class Statistics {
       }
     }
     for (const c of this.counters.values()) {
-      if (c.value !== 0) this.add(c.key, c.value, bucket, 'add');
+      if (c.value !== 0) {
+        this.add(c.key, c.value, bucket, 'add');
+        this.sinceStart.set(c.key, (this.sinceStart.get(c.key) ?? 0) + c.value);
+      }
       c.value = 0;
     }
     if (!final) {
@@ -395,7 +359,9 @@ export function createStatisticsModule(opts: StatisticsModuleOptions = {}): Gate
     specs: [],
     clauses: ['P12'],
     provides: ['statistics'],
+    admin: { pages: [statisticsPage] },
     commands: {
+      cli: [statsCommand],
       control: {
         'stats.flush': {
           summary: 'write the statistics collected in memory to the database now',

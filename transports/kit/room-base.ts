@@ -1,0 +1,118 @@
+/**
+ * The ground floor of the kit's MUC rooms (XEP-0045; the whole class is Rooms in rooms.ts): a
+ * user's state for a room, the occupant presence the user is sent (muc#user item with affiliation,
+ * role and the occupant's contact JID where the network exposes it), the join sequence, join
+ * errors, and the room demands the sessions keep (sessions.ts).
+ */
+import type { Element } from '../../shared/xml/element.js';
+import { x } from '../../shared/xml/element.js';
+import { Jid } from '../../shared/jid.js';
+import type { LegacyRoom, Occupant } from './adapter.js';
+import type { Kit } from './kit-types.js';
+import type { Address } from './addresses.js';
+import type { UserSession } from './user-session.js';
+import type { RoomState } from './room-state.js';
+import { newId } from './contacts.js';
+import { NS_MUC, NS_MUC_USER, errorElement, type ErrorType } from './stanzas.js';
+
+export type RoomAddress = Extract<Address, { kind: 'room' }>;
+
+const JOIN_CONDITION_TYPES: Record<string, ErrorType> = {
+  forbidden: 'auth',
+  'not-authorized': 'auth',
+  'registration-required': 'auth',
+  'service-unavailable': 'wait',
+  conflict: 'cancel',
+  'item-not-found': 'cancel',
+  'remote-server-timeout': 'wait',
+  'internal-server-error': 'cancel',
+};
+
+interface PresenceOptions {
+  type?: 'unavailable';
+  codes?: number[];
+  newNick?: string;
+  actor?: string | null;
+  reason?: string | null;
+}
+
+export abstract class RoomBase {
+  constructor(protected readonly kit: Kit) {}
+
+  protected stateFor(s: UserSession, room: LegacyRoom): RoomState | undefined {
+    const jid = this.kit.addresses.roomJid(room, s.server);
+    return jid ? s.rooms.get(jid) : undefined;
+  }
+
+  /** The session and room state a user has for a room JID, if any. */
+  protected find(user: string, roomJid: string, server: string | undefined): { s: UserSession; state: RoomState } | null {
+    const s = this.kit.sessions.get(user, server);
+    const state = s?.rooms.get(roomJid);
+    return s && state ? { s, state } : null;
+  }
+
+  protected presence(state: RoomState, nick: string, to: string, occ: Pick<Occupant, 'role' | 'affiliation' | 'contact'> | undefined, o: PresenceOptions = {}): Element | null {
+    const from = jidWithResource(state.jid, nick);
+    if (!from) return null;
+    const contactJid = occ?.contact ? this.kit.addresses.contactJid(occ.contact, state.room.server) : null;
+    const item = x(
+      'item',
+      { affiliation: occ?.affiliation ?? 'none', role: o.type === 'unavailable' ? 'none' : (occ?.role ?? 'participant'), jid: contactJid ?? undefined, nick: o.newNick },
+      o.actor ? x('actor', { nick: o.actor }) : null,
+      o.reason ? x('reason', {}, o.reason) : null,
+    );
+    return x(
+      'presence',
+      { from, to, type: o.type },
+      x('x', { xmlns: NS_MUC_USER }, item, (o.codes ?? []).map((c) => x('status', { code: c }))),
+    );
+  }
+
+  protected send(el: Element | null): void {
+    if (el) this.kit.send(el);
+  }
+
+  protected ownOccupant(state: RoomState): Occupant {
+    return state.occupants.get(state.nick) ?? { nick: state.nick, role: 'participant', affiliation: 'none' };
+  }
+
+  /** The join sequence for one resource: occupants, self-presence (110, 210), subject. */
+  protected sendJoinSequence(state: RoomState, to: string, requestedNick: string): void {
+    for (const [nick, occ] of state.occupants) {
+      if (nick === state.nick) continue;
+      this.send(this.presence(state, nick, to, occ));
+    }
+    const codes = [110];
+    if (requestedNick !== state.nick) codes.push(210);
+    this.send(this.presence(state, state.nick, to, this.ownOccupant(state), { codes }));
+    const by = state.subjectBy && jidWithResource(state.jid, state.subjectBy);
+    this.kit.send(x('message', { type: 'groupchat', from: by || state.jid, to, id: newId() }, x('subject', {}, state.subject ?? '')));
+  }
+
+  protected joinError(state: { jid: string }, nick: string, to: string, condition: string, text: string): void {
+    const from = jidWithResource(state.jid, nick) ?? state.jid;
+    this.kit.send(x('presence', { type: 'error', from, to }, x('x', { xmlns: NS_MUC }), errorElement(condition, text, JOIN_CONDITION_TYPES[condition])));
+  }
+
+  protected async dropDemand(user: string, fulls: Iterable<string>, roomJid: string): Promise<void> {
+    for (const full of fulls) {
+      const jid = parseFull(full);
+      if (jid) await this.kit.sessions.removeRoomDemand(jid, roomJid);
+    }
+    void user;
+  }
+
+  protected broadcast(state: RoomState, build: (to: string) => Element | null): void {
+    for (const full of state.resources.keys()) this.send(build(full));
+  }
+}
+
+export function jidWithResource(bare: string, resource: string): string | null {
+  const j = Jid.tryParse(bare);
+  if (!j) return null;
+  return Jid.of(j.local, j.domain, resource)?.full ?? null;
+}
+
+export function parseFull(full: string): Jid | null {
+  return Jid.tryParse(full);
+}
