@@ -404,7 +404,7 @@ async function startGatehouse(o: StartOptions): Promise<RunningBenchServer> {
 
 /** The PEP scenario's mutual rosters, through the storage layer of the build under test. */
 async function createGatehouseRosters(root: string, dbPath: string, pep: NonNullable<StartOptions['pep']>): Promise<void> {
-  const { openStorage } = (await import(pathToFileURL(path.join(root, 'dist/server/storage/datasource.js')).href)) as typeof import('../../server/storage/datasource.js');
+  const { openStorage } = (await import(pathToFileURL(path.join(root, 'dist/storage/datasource.js')).href)) as typeof import('../../storage/datasource.js');
   const storage = await openStorage({ type: 'sqlite', path: dbPath }, { migrate: true });
   try {
     const idOf = async (name: string): Promise<number> => {
