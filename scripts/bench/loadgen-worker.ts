@@ -100,7 +100,7 @@ function errorCondition(stanza: string): string {
   if (!err) return 'error without <error/>';
   const type = TYPE_RE.exec(err[1]!)?.[1] ?? '?';
   const cond = /<([a-z-]+)[^>]*xmlns=['"]urn:ietf:params:xml:ns:xmpp-stanzas['"]/.exec(err[2]!)?.[1] ?? '?';
-  const ps = /<([a-z-]+)[^>]*xmlns=['"]http:\/\/jabber\.org\/protocol\/pubsub#errors['"][^>]*?(?:feature=['"]([^'"]*)['"])?/.exec(err[2]!);
+  const ps = /<([a-z-]+)(?=[^>]*\bxmlns=['"]http:\/\/jabber\.org\/protocol\/pubsub#errors['"])(?=(?:[^>]*\bfeature=['"]([^'"]*)['"])?)/.exec(err[2]!);
   return `${type}/${cond}${ps ? ` (pubsub#errors ${ps[1]}${ps[2] ? ` feature=${ps[2]}` : ''})` : ''}`;
 }
 
