@@ -48,7 +48,8 @@
  * payload, nodes per account, bytes per account (core/quota.ts). Over a limit the request gets a
  * stanza error and nothing of it is stored.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { randomHex } from '../../../shared/random.js';
 import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import type { StanzaEvent } from '../../core/hooks.js';
 import { replyError, replyResult } from '../../core/iq.js';
@@ -244,7 +245,7 @@ class PepService {
     const payloads = item.elements;
     if (payloads.length === 0) return this.fail(e, 'bad-request', pubsubError('payload-required'));
     if (payloads.length > 1) return this.fail(e, 'bad-request', pubsubError('invalid-payload'), 'one payload element per item');
-    const itemId = item.attrs.id || randomBytes(12).toString('hex');
+    const itemId = item.attrs.id || randomHex(12);
     if ([...itemId].length > PEP_LIMITS.itemId) return this.fail(e, 'not-acceptable', undefined, `item ids have at most ${PEP_LIMITS.itemId} characters`);
     const payload = payloads[0]!.clone().toString();
     if (xmlBytes(payload) > this.limits.maxItemBytes) return this.fail(e, 'not-acceptable', pubsubError('payload-too-big'));
@@ -509,7 +510,7 @@ class PepService {
 
   private async send(owner: Jid, targets: readonly string[], event: () => Element, delay?: Date): Promise<void> {
     for (const to of targets) {
-      const message = x('message', { from: owner.bare, to, type: 'headline', id: randomBytes(8).toString('hex') }, x('event', { xmlns: PUBSUB_EVENT }, event()));
+      const message = x('message', { from: owner.bare, to, type: 'headline', id: randomHex(8) }, x('event', { xmlns: PUBSUB_EVENT }, event()));
       if (delay) message.append(x('delay', { xmlns: NS.delay, from: owner.bare, stamp: delay.toISOString() }));
       await this.ctx.router.send(message);
     }
