@@ -24,7 +24,7 @@ export const DOC = fileURLToPath(new URL('../../docs/architecture.md', import.me
 /** The handlers of a server with every module loaded. */
 export async function collectHooks(): Promise<HookRegistration[]> {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-hooks-'));
-  const listen = { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], components: [], s2s: [{ host: '127.0.0.1', port: 0 }], admin: [] };
+  const listen = { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], https: [{ host: '127.0.0.1', port: 0 }], components: [], s2s: [{ host: '127.0.0.1', port: 0 }], admin: [] };
   const config = parseConfig({ dataDir: dir, hosts: [{ domain: 'localhost' }], listen, log: { level: 'error' } }, dir);
   const server = await startServer(config, { log: silentLogger, clock: new ManualClock(Date.UTC(2026, 0, 5)) });
   try {

@@ -94,6 +94,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     services: new ServiceRegistry(),
     startedAt: clock.now(),
   };
+  ctx.services.provide('tls-contexts', tls);
 
   const loaded: GatehouseModule[] = [];
   try {

@@ -24,6 +24,7 @@ export const RESTART_ONLY = [
   'listen.components',
   'listen.s2s',
   'listen.admin',
+  'listen.https',
   'log.file',
   'log.format',
   'admin.tls',

@@ -356,6 +356,7 @@ async function startGatehouse(o: StartOptions): Promise<RunningBenchServer> {
     `  components: []`,
     `  s2s: []`,
     `  admin: []`,
+    `  https: []`,
     `c2s:`,
     `  requireEncryption: true`,
     `  maxConnectionsPerIp: 100000`,

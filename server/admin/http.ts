@@ -215,7 +215,8 @@ export class AdminHttp {
     let tlsError: string | null = null;
     if (mode === 'auto') {
       try {
-        tls = await (this.options.loadTls ?? loadTlsContexts)(config);
+        // The server's contexts, which every reload renews (also when only the files changed).
+        tls = this.options.loadTls ? await this.options.loadTls(config) : (this.ctx.services.get('tls-contexts') ?? (await loadTlsContexts(config)));
       } catch (err) {
         tlsError = err instanceof Error ? err.message : String(err);
       }
@@ -279,7 +280,7 @@ export class AdminHttp {
     this.offs.push(
       this.ctx.hooks.on('config/in-force', async ({ after }) => {
         limits.setCaps(this.options.maxConnections ?? after.admin.maxConnections, after.admin.maxConnectionsPerIp);
-        if (!tls) return;
+        if (!tls || tls === this.ctx.services.get('tls-contexts')) return;
         try {
           tls.adopt(await (this.options.loadTls ?? loadTlsContexts)(after));
         } catch (err) {

@@ -62,6 +62,7 @@ export const coreCommands = commandSet(
       for (const l of tls) console.log(`  clients (direct TLS): ${l.host} port ${l.port}`);
       for (const l of server.listeners.filter((x) => x.kind === 'component')) console.log(`  components (XEP-0114): ${l.host} port ${l.port}`);
       for (const l of server.listeners.filter((x) => x.kind === 's2s')) console.log(`  other servers (s2s): ${l.host} port ${l.port}`);
+      for (const l of server.ctx.services.get('https-listeners') ?? []) console.log(`  HTTPS, web clients at /xmpp-websocket: ${l.host} port ${l.port}`);
       console.log(`  data: ${config.dataDir}  database: ${config.storage.type}`);
       if (!config.tls.cert) console.log('  certificate: self-signed (accept it in your client, or set tls.cert/tls.key)');
       const reg = config.hosts.map((h) => `${h.domain}: ${typeof h.registration === 'string' ? h.registration : 'allow ' + h.registration.allow.join(' ')}`).join('; ');

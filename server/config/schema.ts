@@ -37,6 +37,7 @@ import { registrationLimitConfigSection } from '../modules/register-config.js';
 import { loginGuardConfigSection } from '../modules/login-guard/config.js';
 import { policyConfigSection } from '../modules/policy/config.js';
 import { adminConfigSection } from '../admin/config.js';
+import { httpConfigSection } from '../http/config.js';
 import { transportsConfigSection } from '../modules/transports/config.js';
 import { backupsConfigSection } from '../modules/backup/config.js';
 import { s2sConfigSection } from '../federation/config.js';
@@ -163,6 +164,10 @@ const listenSchema = object(
     ),
     s2s: listenList([], 'Server-to-server connections. Empty: federation is off.'),
     admin: listenList([], 'Admin HTTP interface. Empty: off.'),
+    https: listenList(
+      [{ host: '::', port: 5443 }],
+      'The HTTPS service (the hosts\' certificates): WebSocket client connections at `/xmpp-websocket` (RFC 7395), XEP-0156 discovery at `/.well-known/host-meta`, and what features add (see `http`). Empty: off.',
+    ),
   },
   {
     doc: 'Where the server listens. Each entry is `{ host, port }`, with `proxyProtocol` for listeners behind a proxy; an empty list turns the listener off.',
@@ -358,6 +363,7 @@ export const configSchema = object(
     ...fieldOf(s2sConfigSection),
     ...fieldOf(transportsConfigSection),
     ...fieldOf(adminConfigSection),
+    ...fieldOf(httpConfigSection),
     ...fieldOf(policyConfigSection),
   },
   {

@@ -65,7 +65,7 @@ export function renderFeaturesDoc(): string {
 const NOT_YET = [
   'XEP-0288 bidirectional server links, DANE, and stream management on server links.',
   'Message archive (XEP-0313: by design, the server keeps no history beyond offline storage), a MUC service of its own (XEP-0045; transports serve their rooms), HTTP upload (XEP-0363), SASL2/Bind2/FAST (XEP-0388, XEP-0386, XEP-0484).',
-  'WebSocket (RFC 7395) and BOSH (XEP-0124/0206) transports for web clients.',
+  'BOSH (XEP-0124/0206) for web clients (WebSocket, RFC 7395, is served).',
 ];
 
 function order(id: string): number {

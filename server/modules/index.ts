@@ -31,6 +31,7 @@ import { createBackupModule } from './backup/schedule.js';
 import { createControlModule } from '../admin/control.js';
 import { createOperatorModule } from './operator/module.js';
 import { createAdminHttpModule } from '../admin/http.js';
+import { createHttpsModule } from '../http/module.js';
 import { createStatisticsModule } from './statistics/statistics.js';
 import { createSessionStatsModule } from './statistics/session-stats.js';
 import { createLogFilesModule } from './log-files/log-files.js';
@@ -75,6 +76,7 @@ export function allModules(): GatehouseModule[] {
     createStatisticsModule(),
     createSessionStatsModule(),
     createAdminHttpModule(),
+    createHttpsModule(),
     createS2sModule(),
     createLogFilesModule(),
   ];

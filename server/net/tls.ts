@@ -80,6 +80,17 @@ export class TlsContexts {
 
 }
 
+declare module '../core/services.js' {
+  interface Services {
+    /**
+     * The server's TLS contexts, which main.ts provides before the modules load and into which
+     * every reload adopt()s the renewed certificates (also when no setting changed, so no
+     * 'config/in-force' is emitted): a listener that uses this object follows the files.
+     */
+    'tls-contexts': TlsContexts;
+  }
+}
+
 /** RFC 5929 tls-server-end-point: hash of the certificate we presented (DER). */
 export function tlsServerEndPoint(der: Buffer): Buffer {
   return createHash(endPointHash(der)).update(der).digest();

@@ -4,7 +4,7 @@ import { Element, x } from '../../shared/xml/element.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import { randomHex } from '../../shared/random.js';
-import { XmlStreamParser, type ParserErrorCondition } from '../../shared/xml/stream-parser.js';
+import { XmlStreamParser, type ParserErrorCondition, type ParserLimits } from '../../shared/xml/stream-parser.js';
 import type { TlsContexts } from '../net/tls.js';
 import { SaslSession, availableMechanisms, type ChannelBinding, type FailureReason, type SaslStep } from '../auth/sasl.js';
 import { tlsChannelBinding } from '../auth/channel-binding.js';
@@ -110,8 +110,8 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
   private state: State = 'awaiting-stream';
   private socket: Socket;
   private secureSocket: TLSSocket | null = null;
-  private readonly parser: XmlStreamParser;
-  private headerSent = false;
+  protected readonly parser: XmlStreamParser;
+  protected headerSent = false;
   private sasl: SaslSession | null = null;
   private saslMechanism = '';
   private saslAccount: Account | null = null;
@@ -122,7 +122,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
   private busy: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly env: C2SEnvironment,
+    protected readonly env: C2SEnvironment,
     socket: Socket,
     readonly ip: string,
     directTls: boolean,
@@ -132,28 +132,38 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     if (directTls) this.secureSocket = socket as TLSSocket;
     this.startedAt = clock.now();
     this.lastActivity = Date.now();
-    this.parser = new XmlStreamParser(
+    this.parser = this.createParser({ maxStanzaBytes: config.c2s.maxStanzaBytesPreAuth, maxDepth: config.c2s.maxDepth, maxAttributes: config.c2s.maxAttributes });
+    this.attach(socket);
+    env.streams.add(this);
+  }
+
+  /** The parser of the client's input; a framing other than a TCP byte stream (WebSocket) makes its own. */
+  protected createParser(limits: ParserLimits): XmlStreamParser {
+    return new XmlStreamParser(
       {
         streamOpen: (name, attrs) => this.onStreamOpen(name, attrs),
         stanza: (el, bytes) => this.onElement(el, bytes),
         streamClose: () => this.onStreamClose(),
         error: (condition, text) => this.onParserError(condition, text),
       },
-      { maxStanzaBytes: config.c2s.maxStanzaBytesPreAuth, maxDepth: config.c2s.maxDepth, maxAttributes: config.c2s.maxAttributes },
+      limits,
     );
-    this.attach(socket);
-    env.streams.add(this);
   }
 
   get secure(): boolean {
     return this.secureSocket !== null;
   }
 
+  protected get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
   get authenticated(): boolean {
     return this.state === 'authenticated' || this.state === 'bound';
   }
 
-  private attach(socket: Socket): void {
+  /** Reads the client's bytes from `socket` (a WebSocket stream reads messages instead). */
+  protected attach(socket: Socket): void {
     socket.on('data', this.onData);
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.destroy());
@@ -173,7 +183,8 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
 
   // ---- output ----
 
-  private writeRaw(data: string): void {
+  /** Writes one unit: the stream header, one element, or the stream's end. */
+  protected writeRaw(data: string): void {
     if (this.state === 'closed') return;
     const sock = this.secureSocket ?? this.socket;
     if (sock.destroyed) return;
@@ -208,7 +219,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     this.writeRaw(data);
   }
 
-  private sendHeader(from: string): void {
+  protected sendHeader(from: string): void {
     this.headerSent = true;
     this.writeRaw(
       `<?xml version='1.0'?><stream:stream xmlns='${NS.client}' xmlns:stream='${NS.stream}' id='${randomHex(12)}' from='${from}' version='1.0' xml:lang='en'>`,
@@ -226,17 +237,30 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
       const error = streamErrorXml(condition, text);
       this.writeRaw(appCondition ? error.replace(/<\/stream:error>$/, `${appCondition}</stream:error>`) : error);
     }
-    this.writeRaw('</stream:stream>');
+    this.writeRaw(this.closingTag());
     this.state = 'closed';
-    const sock = this.secureSocket ?? this.socket;
-    sock.end();
-    setTimeout(() => sock.destroy(), 2000).unref();
+    this.endConnection();
     this.cleanup(condition === 'connection-timeout' ? 'lost' : 'closed', condition);
   }
 
-  /** The connection broke (or was dropped because the client did not read). */
-  private destroy(): void {
+  protected closingTag(): string {
+    return '</stream:stream>';
+  }
+
+  /** Ends the connection once what was written is sent (destroyed after 2 s if the client does not close its side). */
+  protected endConnection(): void {
+    const sock = this.secureSocket ?? this.socket;
+    sock.end();
+    setTimeout(() => sock.destroy(), 2000).unref();
+  }
+
+  protected dropConnection(): void {
     (this.secureSocket ?? this.socket).destroy();
+  }
+
+  /** The connection broke (or was dropped because the client did not read). */
+  protected destroy(): void {
+    this.dropConnection();
     // After </stream:stream> from the client, the close() queued behind its last elements ends the stream cleanly.
     if (this.clientClosed) return;
     if (this.state !== 'closed') this.state = 'closed';
@@ -257,28 +281,32 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
    * RFC 6120 4.4: the client closed its stream. What it sent before (a last presence, a XEP-0198
    * <a/>, often in the same packet) is handled first, then the stream is closed.
    */
-  private onStreamClose(): void {
+  protected onStreamClose(): void {
     if (this.state === 'closed') return;
     this.clientClosed = true;
     this.busy = this.busy.then(() => this.close());
   }
 
-  private onParserError(condition: ParserErrorCondition, text: string): void {
+  protected onParserError(condition: ParserErrorCondition, text: string): void {
     this.close(condition, text);
   }
 
-  private onStreamOpen(name: string, attrs: Record<string, string>): void {
+  /** Whether the client's stream header is a stream header of the right namespaces (RFC 6120 4.8.1). */
+  protected isStreamRoot(name: string, attrs: Record<string, string>): boolean {
+    const prefix = name.includes(':') ? name.slice(0, name.indexOf(':')) : '';
+    const local = prefix ? name.slice(prefix.length + 1) : name;
+    const streamNs = prefix ? attrs[`xmlns:${prefix}`] : attrs.xmlns;
+    return local === 'stream' && streamNs === NS.stream && attrs.xmlns === NS.client;
+  }
+
+  protected onStreamOpen(name: string, attrs: Record<string, string>): void {
     const { config } = this.env.ctx;
     const to = attrs.to?.toLowerCase();
     const host = to ?? config.hosts[0]!.domain;
     const known = config.hosts.some((h) => h.domain === host);
     this.host = known ? host : config.hosts[0]!.domain;
     this.sendHeader(this.host);
-    const prefix = name.includes(':') ? name.slice(0, name.indexOf(':')) : '';
-    const local = prefix ? name.slice(prefix.length + 1) : name;
-    const streamNs = prefix ? attrs[`xmlns:${prefix}`] : attrs.xmlns;
-    if (local !== 'stream' || streamNs !== NS.stream) return this.close('invalid-namespace');
-    if (attrs.xmlns !== NS.client) return this.close('invalid-namespace');
+    if (!this.isStreamRoot(name, attrs)) return this.close('invalid-namespace');
     if (to !== undefined && !Jid.tryParse(to)?.isDomain) return this.close('bad-format', "'to' is not a domain");
     if (!known) return this.close('host-unknown');
     const version = attrs.version;
@@ -308,7 +336,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     void emit.then(() => this.writeRaw(features.toString()));
   }
 
-  private onElement(el: Element, bytes: number): void {
+  protected onElement(el: Element, bytes: number): void {
     if (this.state === 'closed') return;
     this.counters.stanzasIn++;
     this.counters.bytesIn += bytes;
@@ -438,8 +466,13 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     this.writeRaw(`<success xmlns='${NS.sasl}'>${step.data ? step.data.toString('base64') : ''}</success>`);
     void hooks.emit('auth/succeeded', { at: clock.now(), ip: this.ip, account, mechanism: this.saslMechanism });
     this.state = 'authenticated';
+    this.restartInput({ maxStanzaBytes: config.c2s.maxStanzaBytes });
+  }
+
+  /** The stream restarts after SASL (RFC 6120 6.4.6): a new header is expected, with new limits. */
+  protected restartInput(limits: Partial<ParserLimits>): void {
     this.parser.reset();
-    this.parser.setLimits({ maxStanzaBytes: config.c2s.maxStanzaBytes });
+    this.parser.setLimits(limits);
   }
 
   private saslFailure(condition: string, username: string | null, text?: string, reason?: FailureReason): void {
@@ -545,6 +578,11 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
       }
       return;
     }
+    // RFC 3921 session establishment, offered as optional and still sent after binding by some
+    // clients (Strophe.js, so Converse.js): a no-op that succeeds (RFC 6121 appendix E).
+    if (el.name === 'iq' && el.attrs.type === 'set' && (claimedTo(el) === null || claimedTo(el) === this.host) && el.getChild('session', NS.session)) {
+      return this.send(iqResult(el));
+    }
     el.attrs.from = jid.full;
     await router.route(el, jid, { kind: 'c2s', session });
   }
@@ -580,6 +618,11 @@ function decodeSaslPayload(text: string): Buffer | null {
   if (t === '=') return Buffer.alloc(0);
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(t) || t.length % 4 !== 0) throw new Error('bad base64');
   return Buffer.from(t, 'base64');
+}
+
+/** The stanza's 'to', lower-cased, or null without one. */
+function claimedTo(el: Element): string | null {
+  return el.attrs.to === undefined ? null : el.attrs.to.toLowerCase();
 }
 
 function isValidIq(iq: Element): boolean {

@@ -384,6 +384,11 @@ export class XmlStreamParser {
     this.stack = [];
   }
 
+  /** Whether the input so far ends between two stanzas of an open stream: no element, tag or character half-read. */
+  get betweenStanzas(): boolean {
+    return this.state === State.Stream && this.stack.length === 0 && this.scanner === null && this.pos >= this.buf.length && this.carry === null;
+  }
+
   write(chunk: Buffer): void {
     if (this.state === State.Failed || chunk.length === 0) return;
     try {

@@ -16,7 +16,7 @@ test('P23 gatehouse user del on a running server closes the account\'s sessions 
   const config = {
     dataDir: dir,
     hosts: [{ domain: 'localhost', registration: 'open' }],
-    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], components: [], s2s: [], admin: [] },
+    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], https: [], components: [], s2s: [], admin: [] },
     auth: { scramIterations: 4096 },
     log: { level: 'warn' },
   };

@@ -123,7 +123,7 @@ test('gatehouse status, reload and SIGHUP against a running gatehouse start', as
   const config = {
     dataDir: dir,
     hosts: [{ domain: 'localhost', registration: 'closed' }],
-    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [] },
+    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], https: [] },
     auth: { scramIterations: 4096 },
     log: { level: 'info' },
   };

@@ -7,6 +7,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,7 +87,7 @@ describe('reload', () => {
     copyFileSync(first.cert, cert);
     copyFileSync(first.key, key);
     const fingerprint = (file: string) => new X509Certificate(readFileSync(file)).fingerprint256;
-    const ts = await startTestServer({ config: { hosts: [{ domain: 'localhost', registration: 'open', tls: { cert, key } }] } });
+    const ts = await startTestServer({ config: { hosts: [{ domain: 'localhost', registration: 'open', tls: { cert, key } }], listen: { admin: [{ host: '127.0.0.1', port: 0 }] } } });
     try {
       const old = await ts.user('alice');
       assert.equal(old.tlsSocket!.getPeerCertificate().fingerprint256, fingerprint(first.cert));
@@ -101,6 +102,12 @@ describe('reload', () => {
       assert.equal(starttls.tlsSocket!.getPeerCertificate().fingerprint256, fingerprint(renewed.cert), 'STARTTLS after the reload');
       const direct = await ts.client({ directTls: true });
       assert.equal(direct.tlsSocket!.getPeerCertificate().fingerprint256, fingerprint(renewed.cert), 'direct TLS after the reload');
+      const admin = await new Promise<TLSSocket>((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port: ts.adminPort, servername: 'localhost', rejectUnauthorized: false }, () => resolve(s));
+        s.once('error', reject);
+      });
+      assert.equal(admin.getPeerCertificate().fingerprint256, fingerprint(renewed.cert), 'the admin console after the reload');
+      admin.destroy();
       assert.equal(old.closed, false);
       assert.equal((await old.iq(ping())).attrs.type, 'result', 'the session from before the reload is still served');
       assert.equal(old.tlsSocket!.getPeerCertificate().fingerprint256, fingerprint(first.cert), 'on its old TLS connection');

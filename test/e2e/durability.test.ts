@@ -16,7 +16,7 @@ test('P5 a message to an offline user is delivered after the server was killed w
   const config = {
     dataDir: dir,
     hosts: [{ domain: 'localhost', registration: 'open' }],
-    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [] },
+    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], https: [] },
     auth: { scramIterations: 4096 },
     log: { level: 'warn' },
   };

@@ -55,7 +55,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     {
       dataDir: dir,
       hosts: [{ domain: 'localhost', registration: 'open' }],
-      listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [{ host: '127.0.0.1', port: 0 }], components: [], s2s: [], admin: [] },
+      listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [{ host: '127.0.0.1', port: 0 }], components: [], s2s: [], admin: [], https: [] },
       auth: { scramIterations: 4096 },
       // Tests register many accounts from loopback; test/accounts/registration-limit tests the limit.
       registrationLimit: { maxPerAddress: 0 },

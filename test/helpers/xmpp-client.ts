@@ -237,42 +237,7 @@ export class TestClient {
 
   /** SCRAM authentication (SHA-256 by default); returns the SASL outcome element. */
   async authenticate(username: string, password: string, mechanism = 'SCRAM-SHA-256'): Promise<Element> {
-    if (mechanism === 'PLAIN') {
-      this.writeRaw(`<auth xmlns='${NS.sasl}' mechanism='PLAIN'>${Buffer.from(`\0${username}\0${password}`).toString('base64')}</auth>`);
-      return this.expect((el) => el.name === 'success' || el.name === 'failure');
-    }
-    const hash = mechanism.startsWith('SCRAM-SHA-256') ? 'sha256' : 'sha1';
-    const plus = mechanism.endsWith('-PLUS');
-    let gs2 = 'n,,';
-    let cbData = Buffer.alloc(0);
-    if (plus) {
-      const sock = this.tlsSocket!;
-      gs2 = 'p=tls-exporter,,';
-      cbData = sock.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0));
-    }
-    const cnonce = randomBytes(18).toString('base64');
-    const bare = `n=${username.replace(/=/g, '=3D').replace(/,/g, '=2C')},r=${cnonce}`;
-    this.writeRaw(`<auth xmlns='${NS.sasl}' mechanism='${mechanism}'>${Buffer.from(gs2 + bare).toString('base64')}</auth>`);
-    const challenge = await this.expect((el) => el.name === 'challenge' || el.name === 'failure');
-    if (challenge.name === 'failure') return challenge;
-    const serverFirst = Buffer.from(challenge.text(), 'base64').toString();
-    const attrs = Object.fromEntries(serverFirst.split(',').map((p) => [p[0], p.slice(2)]));
-    const salted = pbkdf2Sync(password.normalize('NFKC'), Buffer.from(attrs.s!, 'base64'), Number(attrs.i), hash === 'sha256' ? 32 : 20, hash);
-    const clientKey = createHmac(hash, salted).update('Client Key').digest();
-    const storedKey = createHash(hash).update(clientKey).digest();
-    const withoutProof = `c=${Buffer.concat([Buffer.from(gs2), cbData]).toString('base64')},r=${attrs.r}`;
-    const authMessage = `${bare},${serverFirst},${withoutProof}`;
-    const signature = createHmac(hash, storedKey).update(authMessage).digest();
-    const proof = Buffer.from(clientKey.map((b, i) => b ^ signature[i]!));
-    this.writeRaw(`<response xmlns='${NS.sasl}'>${Buffer.from(`${withoutProof},p=${proof.toString('base64')}`).toString('base64')}</response>`);
-    const outcome = await this.expect((el) => el.name === 'success' || el.name === 'failure');
-    if (outcome.name === 'success') {
-      const serverKey = createHmac(hash, salted).update('Server Key').digest();
-      const expected = createHmac(hash, serverKey).update(authMessage).digest('base64');
-      const final = Buffer.from(outcome.text(), 'base64').toString();
-      if (final !== `v=${expected}`) throw new Error('server signature mismatch');
-    }
-    return outcome;
+    return saslAuthenticate({ write: (data) => this.writeRaw(data), expect: (m) => this.expect(m), tls: this.tlsSocket }, username, password, mechanism);
   }
 
   /** Authenticates and restarts the stream without binding (e.g. to resume a XEP-0198 session); resolves with the new stream features. */
@@ -320,4 +285,51 @@ export class TestClient {
   destroy(): void {
     this.socket.destroy();
   }
+}
+
+/** What a SASL exchange needs of a client: writing, waiting for an element, and the TLS socket for channel binding. */
+export interface SaslIo {
+  write(data: string): void;
+  expect(match: Matcher): Promise<Element>;
+  tls: TLSSocket | null;
+}
+
+/** PLAIN or SCRAM (-PLUS with tls-exporter); resolves with <success/> or <failure/>, checking the server's signature. */
+export async function saslAuthenticate(io: SaslIo, username: string, password: string, mechanism = 'SCRAM-SHA-256'): Promise<Element> {
+  if (mechanism === 'PLAIN') {
+    io.write(`<auth xmlns='${NS.sasl}' mechanism='PLAIN'>${Buffer.from(`\0${username}\0${password}`).toString('base64')}</auth>`);
+    return io.expect((el) => el.name === 'success' || el.name === 'failure');
+  }
+  const hash = mechanism.startsWith('SCRAM-SHA-256') ? 'sha256' : 'sha1';
+  const plus = mechanism.endsWith('-PLUS');
+  let gs2 = 'n,,';
+  let cbData = Buffer.alloc(0);
+  if (plus) {
+    const sock = io.tls!;
+    gs2 = 'p=tls-exporter,,';
+    cbData = sock.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0));
+  }
+  const cnonce = randomBytes(18).toString('base64');
+  const bare = `n=${username.replace(/=/g, '=3D').replace(/,/g, '=2C')},r=${cnonce}`;
+  io.write(`<auth xmlns='${NS.sasl}' mechanism='${mechanism}'>${Buffer.from(gs2 + bare).toString('base64')}</auth>`);
+  const challenge = await io.expect((el) => el.name === 'challenge' || el.name === 'failure');
+  if (challenge.name === 'failure') return challenge;
+  const serverFirst = Buffer.from(challenge.text(), 'base64').toString();
+  const attrs = Object.fromEntries(serverFirst.split(',').map((p) => [p[0], p.slice(2)]));
+  const salted = pbkdf2Sync(password.normalize('NFKC'), Buffer.from(attrs.s!, 'base64'), Number(attrs.i), hash === 'sha256' ? 32 : 20, hash);
+  const clientKey = createHmac(hash, salted).update('Client Key').digest();
+  const storedKey = createHash(hash).update(clientKey).digest();
+  const withoutProof = `c=${Buffer.concat([Buffer.from(gs2), cbData]).toString('base64')},r=${attrs.r}`;
+  const authMessage = `${bare},${serverFirst},${withoutProof}`;
+  const signature = createHmac(hash, storedKey).update(authMessage).digest();
+  const proof = Buffer.from(clientKey.map((b, i) => b ^ signature[i]!));
+  io.write(`<response xmlns='${NS.sasl}'>${Buffer.from(`${withoutProof},p=${proof.toString('base64')}`).toString('base64')}</response>`);
+  const outcome = await io.expect((el) => el.name === 'success' || el.name === 'failure');
+  if (outcome.name === 'success') {
+    const serverKey = createHmac(hash, salted).update('Server Key').digest();
+    const expected = createHmac(hash, serverKey).update(authMessage).digest('base64');
+    const final = Buffer.from(outcome.text(), 'base64').toString();
+    if (final !== `v=${expected}`) throw new Error('server signature mismatch');
+  }
+  return outcome;
 }

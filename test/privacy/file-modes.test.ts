@@ -46,7 +46,7 @@ test('P21 gatehouse start creates a fresh data directory 0700 with its database,
   const server = await startServerProcess(dir, {
     dataDir,
     hosts: [{ domain: 'localhost', registration: 'open' }],
-    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [] },
+    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], https: [] },
     auth: { scramIterations: 4096 },
     log: { level: 'info', file: logFile },
   });

@@ -176,7 +176,7 @@ describe('P13 log files of a running server', () => {
       {
         dataDir: path.join(dir, 'data'),
         hosts: [{ domain: 'localhost', registration: 'open' }],
-        listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], components: [], s2s: [], admin: [] },
+        listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], https: [], components: [], s2s: [], admin: [] },
         auth: { scramIterations: 4096 },
         registrationLimit: { maxPerAddress: 0 },
         log: { level: 'info', file },

@@ -86,6 +86,7 @@ describe('P15 no telemetry', () => {
           components: [{ host: '127.0.0.1', port: 0 }],
           s2s: [{ host: '127.0.0.1', port: 0 }],
           admin: [{ host: '127.0.0.1', port: 0 }],
+          https: [{ host: '127.0.0.1', port: 0 }],
         },
         auth: { scramIterations: 4096 },
         components: [{ domain: 'gw.localhost', secret: 'gw-secret' }],

@@ -140,7 +140,7 @@ test('c2s: c2s.maxConnections caps both client listeners together and refuses th
 
 test('c2s over IPv6 (::1): the per-address cap applies to IPv6 clients', async (t) => {
   if (!(await canBind('::1'))) return t.skip('no IPv6 loopback here');
-  await withTestServer({ listen: { c2s: [{ host: '::1', port: 0 }], c2sDirectTls: [] }, c2s: { maxConnectionsPerIp: 2, ...NO_AUTH_TIMEOUT } }, async (ts) => {
+  await withTestServer({ listen: { c2s: [{ host: '::1', port: 0 }], c2sDirectTls: [], https: [] }, c2s: { maxConnectionsPerIp: 2, ...NO_AUTH_TIMEOUT } }, async (ts) => {
     const held = await openIdle(2, ts.port, '::1');
     const excess = await openRaw(ts.port, '::1');
     try {

@@ -60,7 +60,9 @@ test('defaults', () => {
     components: [{ host: '127.0.0.1', port: 5347, proxyProtocol: [] }],
     s2s: [],
     admin: [],
+    https: [{ host: '::', port: 5443, proxyProtocol: [] }],
   });
+  assert.deepEqual(c.http, { publicUrl: null, maxConnections: 512, maxConnectionsPerIp: 32, headersTimeout: 10_000, requestTimeout: 300_000, idleTimeout: 60_000 });
   assert.deepEqual(c.c2s, {
     requireEncryption: true,
     allowPlain: true,
@@ -125,6 +127,11 @@ test('every type error names its key', () => {
     [{ listen: { c2sDirectTls: [{ host: '127.0.0.1' }] } }, 'listen.c2sDirectTls[0].port'],
     [{ listen: { components: [{ host: 1, port: 1 }] } }, 'listen.components[0].host'],
     [{ listen: { admin: {} } }, 'listen.admin'],
+    [{ listen: { https: [{ host: '::' }] } }, 'listen.https[0].port'],
+    [{ http: { publicUrl: 'ftp://{host}/' } }, 'http.publicUrl'],
+    [{ http: { publicUrl: 'https://{host}/?x=1' } }, 'http.publicUrl'],
+    [{ http: { publicUrl: 'example.org' } }, 'http.publicUrl'],
+    [{ http: { maxConnectionsPerIp: 0 } }, 'http.maxConnectionsPerIp'],
     [{ c2s: { maxStanzaBytes: 'big' } }, 'c2s.maxStanzaBytes'],
     [{ c2s: { maxStanzaBytes: 100 } }, 'c2s.maxStanzaBytes'],
     [{ c2s: { requireEncryption: 'yes' } }, 'c2s.requireEncryption'],

@@ -57,6 +57,7 @@ test('a module declaring its config section finds it in the configuration schema
     'backup backups',
     'caps caps',
     'failed-login-guard loginGuard',
+    'https http',
     'offline offline',
     'pep pep',
     'presence subscriptions',

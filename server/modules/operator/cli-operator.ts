@@ -14,6 +14,7 @@ const LISTENER_NAMES: Record<string, string> = {
   s2s: 'other servers (s2s)',
   'admin-https': 'admin console (HTTPS)',
   'admin-http': 'admin console (HTTP)',
+  https: 'HTTPS (WebSocket, ...)',
 };
 
 /** One held-back part as the privacy-policy module reports it ({ change, until }), or as given. */

@@ -28,7 +28,7 @@ export async function serverStatus(ctx: ServerContext): Promise<ServerStatus> {
     pid: process.pid,
     startedAt: ctx.startedAt.toISOString(),
     uptimeSeconds: Math.max(0, Math.floor((ctx.clock.now().getTime() - ctx.startedAt.getTime()) / 1000)),
-    listeners: ctx.services.get('runtime')?.listeners() ?? [],
+    listeners: [...(ctx.services.get('runtime')?.listeners() ?? []), ...(ctx.services.get('https-listeners') ?? []).map((l) => ({ kind: 'https', host: l.host, port: l.port }))],
     sessions: ctx.sessions.size,
     s2s: { in: s2s?.countLinks('in') ?? 0, out: s2s?.countLinks('out') ?? 0 },
     components: { connected: ctx.router.connectedComponents(), configured: ctx.config.components.length },
