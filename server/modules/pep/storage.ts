@@ -12,9 +12,9 @@
  * Conventions of /migrations (migrations/kit.ts): BIGINT milliseconds, utf8mb4 with a binary
  * collation on MySQL, MEDIUMTEXT for payloads on MySQL (TEXT holds only 64 KiB there).
  */
-import { EntitySchema, Table, type MigrationInterface, type QueryRunner, type TableColumnOptions, type ValueTransformer } from 'typeorm';
+import { EntitySchema, Table, type MigrationInterface, type QueryRunner, type ValueTransformer } from 'typeorm';
 import type { EntityManager } from 'typeorm';
-import { dialectOf, mysqlBinaryCollation } from '../../../storage/migrations/kit.js';
+import { columnKit } from '../../../storage/migrations/kit.js';
 import { ID_CHUNK, checkId, checkText, isUniqueViolation, type Db } from '../../../storage/db.js';
 import type { ModuleStorage } from '../../../storage/module-storage.js';
 
@@ -74,18 +74,7 @@ export class PepNodes1765000000000 implements MigrationInterface {
   name = 'PepNodes1765000000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
-    const dialect = dialectOf(queryRunner);
-    const collation = dialect === 'mysql' ? await mysqlBinaryCollation(queryRunner) : undefined;
-    const text = (name: string, options: Partial<TableColumnOptions> = {}): TableColumnOptions => ({
-      name,
-      type: 'text',
-      ...(collation ? { charset: 'utf8mb4', collation } : {}),
-      ...options,
-    });
-    const varchar = (name: string, length: number, options: Partial<TableColumnOptions> = {}): TableColumnOptions =>
-      text(name, { type: 'varchar', length: String(length), ...options });
-    const largeText = (name: string): TableColumnOptions => text(name, { type: dialect === 'mysql' ? 'mediumtext' : 'text' });
-    const millis = (name: string): TableColumnOptions => ({ name, type: 'bigint' });
+    const { text, varchar, largeText, millis } = await columnKit(queryRunner);
 
     await queryRunner.createTable(
       new Table({
