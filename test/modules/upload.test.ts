@@ -17,6 +17,7 @@ import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { makeVerifier } from '../../server/auth/scram.js';
+import { accountDataParts, exportAccounts, parseExport, renderExport } from '../../server/modules/export/export.js';
 
 const UPLOAD = 'urn:xmpp:http:upload:0';
 const SERVICE = 'upload.localhost';
@@ -292,18 +293,23 @@ describe('HTTP File Upload (XEP-0363)', () => {
     assert.match(reply.getChild('error')!.getChild('retry', UPLOAD)!.attrs.stamp!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
   });
 
-  test('the export lists the account\'s files (name, size, type, URL, date), not their contents', async () => {
-    const mod = ts.server.ctx.modules.find((m) => m.name === 'upload')!;
-    const account = (await ts.server.ctx.storage.accounts.get('alice', 'localhost'))!;
-    const [list] = await mod.accountData!.export(ts.server.ctx.storage, account);
-    const files = list!.getChildren('file');
+  test('P23 the XEP-0227 export lists the account\'s files (name, size, type, URL, date), not their contents; an import skips the list', async () => {
+    const { storage, modules } = ts.server.ctx;
+    const parts = accountDataParts(modules);
+    const root = await exportAccounts(storage, [{ username: 'alice', host: 'localhost' }], parts);
+    const xml = renderExport(root);
+    const user = root.getChild('host')!.getChild('user')!;
+    const list = user.getChild('uploads', 'urn:gatehouse:uploads:0')!;
+    const files = list.getChildren('file');
     const photo = files.find((f) => f.attrs.name === 'Ferien am Meer (1).JPG')!;
     assert.equal(photo.attrs.size, '5000');
     assert.equal(photo.attrs['content-type'], 'image/jpeg');
     assert.match(photo.attrs.url!, /^https:\/\/localhost:\d+\/upload\//);
     assert.ok(!Number.isNaN(Date.parse(photo.attrs.created!)));
     assert.equal(photo.children.length, 0);
-    assert.ok(mod.accountData!.claims(list!));
+    // Read back as an import would: the list is claimed (no unknown-element warning) and nothing else happens.
+    const parsed = parseExport(xml, parts);
+    assert.deepEqual(parsed.warnings, []);
   });
 
   test('P11 retention: files older than retention.uploads are gone from disk and database', async () => {
