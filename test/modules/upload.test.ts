@@ -17,6 +17,7 @@ import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { makeVerifier } from '../../server/auth/scram.js';
+import { parseConfig } from '../../server/config/index.js';
 import { accountDataParts, exportAccounts, parseExport, renderExport } from '../../server/modules/export/export.js';
 
 const UPLOAD = 'urn:xmpp:http:upload:0';
@@ -88,7 +89,7 @@ describe('HTTP File Upload (XEP-0363)', () => {
           { domain: 'localhost', registration: 'open' },
           { domain: 'other.localhost', registration: 'open' },
         ],
-        upload: { maxFileSize: '64KiB', quotaPerUser: '100KiB', maxOpenSlots: 3 },
+        upload: { maxFileSize: '64KiB', quotaPerUser: '100KiB', maxOpenSlots: 3, domains: { 'other.localhost': 'files.other.localhost' } },
       },
     });
     ts = web.ts;
@@ -103,6 +104,7 @@ describe('HTTP File Upload (XEP-0363)', () => {
     const items = await alice.iq(x('iq', { type: 'get', to: 'localhost' }, x('query', { xmlns: NS.discoItems })));
     const jids = items.getChild('query', NS.discoItems)!.getChildren('item').map((i) => i.attrs.jid);
     assert.ok(jids.includes(SERVICE), jids.join(','));
+    assert.ok(jids.includes('files.other.localhost') && !jids.includes('upload.other.localhost'), jids.join(','));
     const info = await alice.iq(x('iq', { type: 'get', to: SERVICE }, x('query', { xmlns: NS.discoInfo })));
     const q = info.getChild('query', NS.discoInfo)!;
     assert.deepEqual({ ...q.getChild('identity')!.attrs }, { category: 'store', type: 'file', name: 'HTTP File Upload' });
@@ -111,6 +113,11 @@ describe('HTTP File Upload (XEP-0363)', () => {
     const field = (v: string) => form.getChildren('field').find((f) => f.attrs.var === v)?.getChildText('value');
     assert.equal(field('FORM_TYPE'), UPLOAD);
     assert.equal(field('max-file-size'), String(64 * 1024));
+  });
+
+  test('the configuration refuses an upload domain without {host} or a per-host domain that is none', () => {
+    assert.throws(() => parseConfig({ upload: { domain: 'upload.example.org' } }, ts.dir), /upload\.domain: must be a domain containing \{host\}/);
+    assert.throws(() => parseConfig({ upload: { domains: { 'example.org': 'not a domain' } } }, ts.dir), /upload\.domains\["example\.org"\]: must be a domain/);
   });
 
   test('slot, PUT, then another client downloads it: same bytes, safe headers, no name in the URL', async () => {
@@ -208,8 +215,8 @@ describe('HTTP File Upload (XEP-0363)', () => {
     await carol.login('carol', 'pw-carol');
     const reply = await carol.iq(slotRequest('a.txt', 10));
     assert.equal(errorCondition(reply), 'not-allowed');
-    // Her own host's service serves her.
-    const own = await carol.iq(slotRequest('a.txt', 10, undefined, 'upload.other.localhost'));
+    // Her own host's service (named in upload.domains) serves her.
+    const own = await carol.iq(slotRequest('a.txt', 10, undefined, 'files.other.localhost'));
     assert.equal(own.attrs.type, 'result');
   });
 

@@ -46,7 +46,7 @@ export function uploadDomains(config: Config): Map<string, string> {
   const out = new Map<string, string>();
   if (!config.upload.enabled) return out;
   for (const { domain } of config.hosts) {
-    const upload = config.upload.domain.replaceAll('{host}', domain);
+    const upload = config.upload.domains[domain] ?? config.upload.domain.replaceAll('{host}', domain);
     if (![...out.values()].includes(upload)) out.set(upload, domain);
   }
   return out;
