@@ -220,7 +220,7 @@ describe('HTTP File Upload (XEP-0363)', () => {
     assert.equal(own.attrs.type, 'result');
   });
 
-  test('PUT with a wrong length or type is refused, uses up the slot and leaves nothing on disk', async () => {
+  test('PUT with a wrong or missing length or a wrong type is refused, uses up the slot and leaves nothing on disk', async () => {
     const before = filesOnDisk(ts).done.length;
     const data = Buffer.from('hello world');
     const a = await slot(alice, 'a.txt', data.length, 'text/plain');
@@ -233,7 +233,10 @@ describe('HTTP File Upload (XEP-0363)', () => {
     const c = await slot(alice, 'c.txt', data.length, 'text/plain');
     const longer = await http(web.caPem, 'PUT', c.put, { 'Content-Type': 'text/plain', 'Content-Length': data.length + 1 }, Buffer.concat([data, Buffer.from('!')]));
     assert.equal(longer.status, 413);
-    for (const s of [a, b, c]) assert.equal((await http(web.caPem, 'GET', s.get)).status, 404);
+    const d = await slot(alice, 'd.txt', data.length, 'text/plain');
+    const chunked = await http(web.caPem, 'PUT', d.put, { 'Content-Type': 'text/plain', 'Transfer-Encoding': 'chunked' }, data);
+    assert.equal(chunked.status, 411);
+    for (const s of [a, b, c, d]) assert.equal((await http(web.caPem, 'GET', s.get)).status, 404);
     assert.equal(filesOnDisk(ts).done.length, before);
     assert.deepEqual(filesOnDisk(ts).partial, []);
   });
