@@ -1,0 +1,312 @@
+/**
+ * Transports and the upload service (XEP-0363): a Gatehouse with its HTTPS service (test CA), the
+ * Matrix and Discord transports as components with the fake homeserver and the fake Discord.
+ *
+ * - An m.image from an Element-like user: the transport fetches it from the authenticated media API
+ *   (the legacy path answers 404 as on matrix.org), re-hosts it through a slot of upload.localhost,
+ *   and the XMPP user gets the HTTPS URL in the body and in an OOB element; the bytes are the same.
+ * - A Discord attachment likewise; its signed CDN URL expiring afterwards does not matter.
+ * - An upload URL sent from XMPP (body = OOB URL) reaches the homeserver as an upload with the same
+ *   bytes and an m.image event with size and mimetype.
+ * - A file over `media.maxSize` is not re-hosted: a clear notice, with the network's link.
+ * - Slots of the component are its own (not of an account); other domains still get not-allowed.
+ * - Without an upload service (no HTTPS listener): the old behaviour, links, logged once.
+ */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from 'node:https';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Element, x } from '../../shared/xml/element.js';
+import { NS } from '../../shared/ns.js';
+import { Logger } from '../../shared/logger.js';
+import type { TestServer } from '../helpers/server.js';
+import type { TestClient } from '../helpers/xmpp-client.js';
+import { startUploadServer, type UploadServer } from '../helpers/upload-server.js';
+import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
+import { FakeDiscord, type FakeChannel } from '../fakes/discord.js';
+import { createAdapter as createMatrixAdapter } from '../../transports/matrix/index.js';
+import { createAdapter as createDiscordAdapter } from '../../transports/discord/index.js';
+import { parseTransportConfig } from '../../transports/kit/config.js';
+import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
+import { escapeLocal } from '../../transports/kit/jid-escaping.js';
+import { uploadStorage } from '../../server/modules/upload/storage.js';
+import { SECRET, bareOf, registerForm, serverModules, startServer, until } from './kit-harness.js';
+
+const UPLOAD = 'urn:xmpp:http:upload:0';
+const MX = 'mx.localhost';
+const DC = 'dc.localhost';
+const LIMIT = 64 * 1024;
+
+function fetchBytes(url: string, ca: string): Promise<{ status: number; body: Buffer; type: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    request(url, { ca }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), type: res.headers['content-type'] }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+function put(url: string, ca: string, body: Buffer, type: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'PUT', ca, headers: { 'Content-Type': type, 'Content-Length': body.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** The XEP-0100 dance with a gateway after registration. */
+async function subscribeTo(c: TestClient, gw: string): Promise<void> {
+  await c.expect((el) => el.name === 'presence' && el.attrs.type === 'subscribe' && el.attrs.from === gw);
+  c.send(x('presence', { type: 'subscribed', to: gw }));
+  c.send(x('presence', { type: 'subscribe', to: gw }));
+  await c.expect((el) => el.name === 'iq' && el.attrs.type === 'set' && !!el.getChild('query', NS.roster)?.getChildren('item').some((i) => i.attrs.jid === gw && i.attrs.subscription === 'both'));
+}
+
+function oobUrls(el: Element): string[] {
+  return el.getChildren('x', NS.oob).map((o) => o.getChildText('url') ?? '');
+}
+
+function transportConfig(domain: string, adapter: string, dir: string, componentPort: number, network: Record<string, unknown>, media: Record<string, unknown>) {
+  return parseTransportConfig(
+    {
+      adapter,
+      component: { domain, secret: SECRET, host: '127.0.0.1', port: componentPort },
+      storage: { type: 'sqlite', path: path.join(dir, `${adapter}.sqlite`) },
+      vault: { keyFile: path.join(dir, 'keys', `${adapter}.key`) },
+      gracePeriod: '2s',
+      loginTimeout: '5s',
+      reconnect: { min: '50ms', max: '400ms' },
+      media,
+      network,
+    },
+    dir,
+    adapter,
+    {},
+  );
+}
+
+describe('transports re-host attachments on the upload service', () => {
+  let web: UploadServer;
+  let ts: TestServer;
+  let hs: FakeHomeserver;
+  let fake: FakeDiscord;
+  let mx: RunningTransport;
+  let dc: RunningTransport;
+  let dir: string;
+  let alice: TestClient;
+  let meId: string;
+  let bobId: string;
+  let dmRoom: string;
+  let dcBob: string;
+  let dcDm: FakeChannel;
+  const logLines: string[] = [];
+  const log = (name: string) => new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, name);
+  const quiet = { debug() {}, info() {}, warn() {} };
+
+  before(async () => {
+    hs = await FakeHomeserver.start();
+    meId = hs.createUser('alice', { password: 'mx-password-1', displayName: 'Alice' });
+    bobId = hs.createUser('bob', { displayName: 'Bob' });
+    dmRoom = hs.createRoom({ creator: bobId, members: [meId], direct: true });
+    fake = await FakeDiscord.start({ heartbeatIntervalMs: 400 });
+    dcBob = fake.createUser('bob', { globalName: 'Bob' }).id;
+    dcDm = fake.dmChannel(dcBob);
+
+    web = await startUploadServer({
+      modules: serverModules(),
+      config: {
+        components: [
+          { domain: MX, secret: SECRET },
+          { domain: DC, secret: SECRET },
+        ],
+        listen: { components: [{ host: '127.0.0.1', port: 0 }] },
+      },
+    });
+    ts = web.ts;
+    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-media-'));
+    const media = { caFile: web.ca.caFile, maxSize: LIMIT, timeout: '10s' };
+    const mxConfig = transportConfig(MX, 'matrix', dir, ts.componentPort, { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5 }, media);
+    mx = await startTransport({ config: mxConfig, adapter: await createMatrixAdapter(mxConfig.network, quiet), log: log('transport-matrix'), env: {} });
+    const dcConfig = transportConfig(DC, 'discord', dir, ts.componentPort, { api: fake.apiBase, reconnectGraceSeconds: 2, loginTimeoutSeconds: 5 }, media);
+    dc = await startTransport({ config: dcConfig, adapter: await createDiscordAdapter(dcConfig.network, quiet), log: log('transport-discord'), env: {} });
+
+    alice = await ts.user('media-alice');
+    await alice.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
+    alice.send(x('presence'));
+    await alice.expect((el) => el.name === 'presence' && el.attrs.from === alice.jid);
+    const reg = await registerForm(alice, { username: meId, homeserver: hs.url, password: 'mx-password-1' }, MX);
+    assert.equal(reg.attrs.type, 'result', String(reg));
+    await subscribeTo(alice, MX);
+    const reg2 = await registerForm(alice, { password: fake.token }, DC);
+    assert.equal(reg2.attrs.type, 'result', String(reg2));
+    await subscribeTo(alice, DC);
+  });
+
+  after(async () => {
+    await alice?.close().catch(() => undefined);
+    await mx?.stop().catch(() => undefined);
+    await dc?.stop().catch(() => undefined);
+    await web?.stop();
+    await hs?.stop();
+    await fake?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('an m.image from Matrix arrives as an HTTPS URL of the upload service, in the body and OOB, with the same bytes', async () => {
+    const bytes = randomBytes(20_000);
+    const mxc = hs.upload(bytes, 'image/png', 'cat.png');
+    hs.inject(dmRoom, { type: 'm.room.message', sender: bobId, content: { msgtype: 'm.image', body: 'cat.png', url: mxc, info: { mimetype: 'image/png', size: bytes.length } } });
+    const msg = await alice.expect((el) => el.name === 'message' && el.attrs.from === `${escapeLocal(bobId)}@${MX}` && !!el.getChildText('body'), 8000);
+    const body = msg.getChildText('body')!;
+    assert.match(body, new RegExp(`^https://localhost:${web.port}/upload/[A-Za-z0-9_-]+\\.png$`));
+    assert.deepEqual(oobUrls(msg), [body]);
+    const got = await fetchBytes(body, web.caPem);
+    assert.equal(got.status, 200);
+    assert.equal(got.type, 'image/png');
+    assert.ok(got.body.equals(bytes), 'the same bytes');
+    // Fetched from the authenticated media API; the legacy path is refused as on matrix.org.
+    assert.ok(hs.requests.some((r) => r.startsWith('GET /_matrix/client/v1/media/download/')), hs.requests.join('\n'));
+    const legacy = await fetch(`${hs.url}/_matrix/media/v3/download/${mxc.slice('mxc://'.length)}`);
+    assert.equal(legacy.status, 404);
+    assert.equal(((await legacy.json()) as { errcode: string }).errcode, 'M_NOT_FOUND');
+    // The file is the component's, not an account's; no token in any log.
+    const row = await ts.server.ctx.storage.repository(uploadStorage).get(body.split('/').pop()!.split('.')[0]!);
+    assert.equal(row?.accountId, 0);
+    for (const t of hs.tokensOf(meId)) assert.ok(!logLines.some((l) => l.includes(t.token)) && !ts.logLines.some((l) => l.includes(t.token)), 'no access token in logs');
+  });
+
+  test('a Matrix file over media.maxSize is not re-hosted: a notice, and the homeserver link', async () => {
+    const big = randomBytes(LIMIT + 1);
+    const mxc = hs.upload(big, 'application/pdf', 'report.pdf');
+    hs.inject(dmRoom, { type: 'm.room.message', sender: bobId, content: { msgtype: 'm.file', body: 'report.pdf', url: mxc, info: { mimetype: 'application/pdf', size: big.length } } });
+    const msg = await alice.expect((el) => el.name === 'message' && el.attrs.from === `${escapeLocal(bobId)}@${MX}` && (el.getChildText('body') ?? '').startsWith('report.pdf'), 8000);
+    assert.match(msg.getChildText('body')!, /too large for the gateway/);
+    const urls = oobUrls(msg);
+    assert.equal(urls.length, 1);
+    assert.ok(urls[0]!.startsWith(hs.url), urls[0]);
+  });
+
+  test('an upload URL sent from XMPP reaches Matrix as an upload to the media repository and an m.image with size and mimetype', async () => {
+    const bytes = randomBytes(30_000);
+    const slot = await alice.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: 'holiday.jpg', size: String(bytes.length), 'content-type': 'image/jpeg' })));
+    assert.equal(slot.attrs.type, 'result', String(slot));
+    const s = slot.getChild('slot', UPLOAD)!;
+    assert.equal(await put(s.getChild('put')!.attrs.url!, web.caPem, bytes, 'image/jpeg'), 201);
+    const url = s.getChild('get')!.attrs.url!;
+    const before = hs.sent({ kind: 'upload' }).length;
+    alice.send(x('message', { type: 'chat', to: `${escapeLocal(bobId)}@${MX}`, id: 'file-1' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
+    const ev = await hs.waitForSent((r) => r.kind === 'event' && r.roomId === dmRoom && (r.body as { msgtype?: string }).msgtype === 'm.image', 8000);
+    assert.equal(hs.sent({ kind: 'upload' }).length, before + 1);
+    const content = ev.body as { body: string; url: string; info: { size: number; mimetype: string } };
+    assert.deepEqual(content.info, { size: bytes.length, mimetype: 'image/jpeg' });
+    assert.equal(content.body, 'holiday.jpg');
+    const stored = hs.mediaOf(content.url);
+    assert.ok(stored, 'the content URI names the upload');
+    assert.ok(stored.data.equals(bytes), 'the homeserver got the same bytes');
+    assert.equal(stored.contentType, 'image/jpeg');
+    assert.equal(stored.filename, 'holiday.jpg');
+  });
+
+  test('a link that is not on the XMPP server stays a link (the transport fetches no URL of the user\'s choosing)', async () => {
+    const url = `${hs.url}/some/file.png`;
+    alice.send(x('message', { type: 'chat', to: `${escapeLocal(bobId)}@${MX}`, id: 'file-2' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
+    const ev = await hs.waitForSent((r) => r.kind === 'event' && r.roomId === dmRoom && (r.body as { body?: string }).body === url, 8000);
+    assert.equal((ev.body as { msgtype: string }).msgtype, 'm.text');
+  });
+
+  test('a Discord attachment arrives re-hosted; its signed CDN URL expiring afterwards does not matter', async () => {
+    const bytes = randomBytes(12_345);
+    const posted = fake.say(dcDm.id, dcBob, '', { attachments: [{ filename: 'photo.jpg', content_type: 'image/jpeg', data: bytes }] });
+    const cdnUrl = posted.attachments[0]!.url;
+    const msg = await alice.expect((el) => el.name === 'message' && el.attrs.from === `${dcBob}@${DC}` && !!el.getChildText('body'), 8000);
+    const body = msg.getChildText('body')!;
+    assert.match(body, new RegExp(`^https://localhost:${web.port}/upload/[A-Za-z0-9_-]+\\.jpg$`));
+    assert.deepEqual(oobUrls(msg), [body]);
+    assert.ok(fake.cdnRequests.some((r) => r.status === 200), 'fetched from the CDN while the link was valid');
+    fake.expireAttachments();
+    assert.equal((await fetch(cdnUrl)).status, 404, 'the CDN link has expired');
+    const got = await fetchBytes(body, web.caPem);
+    assert.equal(got.status, 200);
+    assert.ok(got.body.equals(bytes), 'the same bytes');
+  });
+
+  test('a Discord attachment over media.maxSize stays the CDN link, with a notice', async () => {
+    const posted = fake.say(dcDm.id, dcBob, 'see this', { attachments: [{ filename: 'huge.bin', content_type: 'application/octet-stream', data: randomBytes(LIMIT + 10) }] });
+    const cdnUrl = posted.attachments[0]!.url;
+    const msg = await alice.expect((el) => el.name === 'message' && el.attrs.from === `${dcBob}@${DC}` && (el.getChildText('body') ?? '').startsWith('see this'), 8000);
+    assert.match(msg.getChildText('body')!, /huge\.bin: too large for the gateway/);
+    assert.deepEqual(oobUrls(msg), [cdnUrl]);
+  });
+
+  test("re-hosted files count against the component's quota, not the user's", async () => {
+    const repo = ts.server.ctx.storage.repository(uploadStorage);
+    assert.equal(await repo.componentUsage(MX), 20_000);
+    assert.equal(await repo.componentUsage(DC), 12_345);
+    const account = await ts.server.ctx.storage.accounts.get(bareOf(alice).split('@')[0]!, 'localhost');
+    assert.equal(await repo.usage(account!.id), 30_000, 'only the file the user uploaded herself');
+  });
+});
+
+describe('transports without an upload service', () => {
+  let ts: TestServer;
+  let hs: FakeHomeserver;
+  let mx: RunningTransport;
+  let dir: string;
+  let alice: TestClient;
+  let room: string;
+  let bobId: string;
+  const logLines: string[] = [];
+
+  before(async () => {
+    hs = await FakeHomeserver.start();
+    const meId = hs.createUser('alice', { password: 'mx-password-2' });
+    bobId = hs.createUser('bob');
+    room = hs.createRoom({ creator: bobId, members: [meId], direct: true });
+    ts = await startServer();
+    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-media-none-'));
+    const config = transportConfig('gw.localhost', 'matrix', dir, ts.componentPort, { pollTimeout: 2, requestTimeout: 5, loginTimeout: 5 }, {});
+    mx = await startTransport({
+      config,
+      adapter: await createMatrixAdapter(config.network, { debug() {}, info() {}, warn() {} }),
+      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-matrix'),
+      env: {},
+    });
+    alice = await ts.user('nomedia-alice');
+    await alice.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
+    alice.send(x('presence'));
+    await alice.expect((el) => el.name === 'presence' && el.attrs.from === alice.jid);
+    const reg = await registerForm(alice, { username: meId, homeserver: hs.url, password: 'mx-password-2' }, 'gw.localhost');
+    assert.equal(reg.attrs.type, 'result', String(reg));
+    await subscribeTo(alice, 'gw.localhost');
+  });
+
+  after(async () => {
+    await alice?.close().catch(() => undefined);
+    await mx?.stop().catch(() => undefined);
+    await ts?.stop();
+    await hs?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('attachments stay links to the network, as before, and the missing service is logged once', async () => {
+    for (const name of ['one.png', 'two.png']) {
+      const mxc = hs.upload('PNG', 'image/png', name);
+      hs.inject(room, { type: 'm.room.message', sender: bobId, content: { msgtype: 'm.image', body: name, url: mxc, info: { mimetype: 'image/png' } } });
+      const msg = await alice.expect((el) => el.name === 'message' && el.getChildText('body') === name, 8000);
+      const urls = oobUrls(msg);
+      assert.equal(urls.length, 1);
+      assert.ok(urls[0]!.startsWith(`${hs.url}/_matrix/media/v3/download/`), urls[0]);
+    }
+    await until(() => logLines.some((l) => l.includes('no upload service found')), 'the log line');
+    assert.equal(logLines.filter((l) => l.includes('no upload service found')).length, 1);
+  });
+});
