@@ -129,6 +129,7 @@ describe('transports re-host attachments on the upload service', () => {
           { domain: DC, secret: SECRET },
         ],
         listen: { components: [{ host: '127.0.0.1', port: 0 }] },
+        upload: { componentQuota: '100KiB' },
       },
     });
     ts = web.ts;
@@ -253,6 +254,13 @@ describe('transports re-host attachments on the upload service', () => {
     assert.equal(await repo.componentUsage(DC), 12_345);
     const account = await ts.server.ctx.storage.accounts.get(bareOf(alice).split('@')[0]!, 'localhost');
     assert.equal(await repo.usage(account!.id), 30_000, 'only the file the user uploaded herself');
+    // The component's own quota (upload.componentQuota, 100 KiB here) holds 20 000 bytes already.
+    const ask = (size: number) =>
+      mx.gateway.request(x('iq', { type: 'get', to: 'upload.localhost', from: MX }, x('request', { xmlns: UPLOAD, filename: 'x.bin', size: String(size) })));
+    const refused = await ask(90 * 1024);
+    assert.equal(refused.attrs.type, 'error', String(refused));
+    assert.ok(refused.getChild('error')!.getChild('resource-constraint', NS.stanzas), String(refused));
+    assert.equal((await ask(70 * 1024)).attrs.type, 'result');
   });
 });
 
