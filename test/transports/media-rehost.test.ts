@@ -9,13 +9,14 @@
  * - An upload URL sent from XMPP (body = OOB URL) reaches the homeserver as an upload with the same
  *   bytes and an m.image event with size and mimetype.
  * - A file over `media.maxSize` is not re-hosted: a clear notice, with the network's link.
- * - Slots of the component are its own (not of an account); other domains still get not-allowed.
+ * - The component's files are its own (its quota, not an account's) and retention.uploads deletes them.
+ * - P9: the Matrix token is used for the download only, never logged.
  * - Without an upload service (no HTTPS listener): the old behaviour, links, logged once.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -182,7 +183,15 @@ describe('transports re-host attachments on the upload service', () => {
     // The file is the component's, not an account's; no token in any log.
     const row = await ts.server.ctx.storage.repository(uploadStorage).get(body.split('/').pop()!.split('.')[0]!);
     assert.equal(row?.accountId, 0);
-    for (const t of hs.tokensOf(meId)) assert.ok(!logLines.some((l) => l.includes(t.token)) && !ts.logLines.some((l) => l.includes(t.token)), 'no access token in logs');
+  });
+
+  test("P9 the Matrix access token that fetched the file is in no log of the transport or the server, nor the URLs and file names", async () => {
+    const tokens = hs.tokensOf(meId).map((t) => t.token);
+    assert.ok(tokens.length > 0);
+    const logs = [...logLines, ...ts.logLines];
+    for (const t of tokens) assert.ok(!logs.some((l) => l.includes(t)), 'no access token in logs');
+    assert.ok(!logs.some((l) => l.includes('cat.png') || l.includes('/_matrix/client/v1/media/download/') || l.includes('?token=')), 'no file name or URL in logs');
+    assert.ok(logLines.some((l) => l.includes('upload service found')), 'the transport found the service');
   });
 
   test('a Matrix file over media.maxSize is not re-hosted: a notice, and the homeserver link', async () => {
@@ -261,6 +270,25 @@ describe('transports re-host attachments on the upload service', () => {
     assert.equal(refused.attrs.type, 'error', String(refused));
     assert.ok(refused.getChild('error')!.getChild('resource-constraint', NS.stanzas), String(refused));
     assert.equal((await ask(70 * 1024)).attrs.type, 'result');
+  });
+
+  test('P11 P13 files the transports re-hosted are deleted after retention.uploads, from disk and database', async () => {
+    const repo = ts.server.ctx.storage.repository(uploadStorage);
+    const ids = await repo.createdBefore(new Date(Date.now() + 1000), 100);
+    const own: string[] = [];
+    for (const id of ids) if ((await repo.get(id))?.accountId === 0) own.push(id);
+    assert.equal(own.length, 2, 'the Matrix and the Discord file');
+    const onDisk = () => readdirSync(path.join(ts.dir, 'uploads')).filter((n) => own.includes(n));
+    assert.equal(onDisk().length, 2);
+    const sweep = ts.server.ctx.modules.find((m) => m.name === 'upload')!.retention![0]!;
+    const day = 86_400_000;
+    await sweep.run(ts.server.ctx, new Date(Date.now() + ts.config.retention.uploads - day), { dryRun: false, batch: 500 });
+    assert.equal(await repo.componentUsage(MX), 20_000, 'kept a day before the end');
+    await sweep.run(ts.server.ctx, new Date(Date.now() + ts.config.retention.uploads + day), { dryRun: false, batch: 500 });
+    assert.equal(await repo.componentUsage(MX), 0);
+    assert.equal(await repo.componentUsage(DC), 0);
+    assert.deepEqual(onDisk(), []);
+    for (const id of own) assert.equal(await repo.get(id), null);
   });
 });
 
