@@ -247,6 +247,11 @@ describe('transports re-host attachments on the upload service', () => {
     const got = await fetchBytes(body, web.caPem);
     assert.equal(got.status, 200);
     assert.ok(got.body.equals(bytes), 'the same bytes');
+    // An edit of the message keeps the re-hosted URL, not the (expired) CDN link.
+    fake.edit(dcDm.id, posted.id, 'look');
+    const edit = await alice.expect((el) => el.name === 'message' && el.attrs.from === `${dcBob}@${DC}` && !!el.getChild('replace', 'urn:xmpp:message-correct:0'), 8000);
+    assert.equal(edit.getChildText('body'), `look\n${body}`);
+    assert.deepEqual(oobUrls(edit), [body]);
   });
 
   test('a Discord attachment over media.maxSize stays the CDN link, with a notice', async () => {

@@ -16,6 +16,12 @@ const RELAYED_TYPES = new Set<number>([MessageType.Default, MessageType.Reply, M
 
 type Where = { room: RoomState } | { contact: LegacyContact };
 
+/** An attachment URL without its query (Discord signs CDN URLs anew, the path stays). */
+function cdnPath(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
 export abstract class DiscordIncoming extends DiscordRooms {
   protected readonly ids = new IdMap();
   /** Nonces of messages on their way out; their gateway echoes are dropped. */
@@ -32,6 +38,8 @@ export abstract class DiscordIncoming extends DiscordRooms {
   /** New messages wait here while an earlier one's attachments are being re-hosted (to keep their order). */
   private deliveries: Promise<void> = Promise.resolve();
   private deliveriesPending = 0;
+  /** CDN path of an attachment (without its signature) → its URL on the upload service, for edits of its message. */
+  private readonly rehosted = new BoundedMap<string, string>(2000);
 
   private where(channelId: string, isDm: boolean, author: User | PartialUser | null): Where | null {
     if (isDm) return author ? { contact: this.contactOf(author) } : null;
@@ -135,6 +143,7 @@ export abstract class DiscordIncoming extends DiscordRooms {
         { name: a.name, ...(a.contentType ? { type: a.contentType } : {}), ...(Number.isSafeInteger(a.size) ? { size: a.size } : {}) },
       );
       if (out.url !== null) {
+        this.rehosted.set(cdnPath(a.url), out.url);
         msg.text = msg.text.split(a.url).join(out.url);
         msg.attachments = (msg.attachments ?? []).map((u) => (u === a.url ? out.url! : u));
       } else if (out.reason === 'too-large') {
@@ -153,6 +162,13 @@ export abstract class DiscordIncoming extends DiscordRooms {
     if (!w) return;
     const text = this.textOf(msg, 'room' in w ? w.room : null);
     if (!text) return;
+    // The attachments keep the URLs they were re-hosted at (an edit only changes the text).
+    for (const a of msg.attachments?.values() ?? []) {
+      const url = this.rehosted.get(cdnPath(a.url));
+      if (!url) continue;
+      text.text = text.text.split(a.url).join(url);
+      text.attachments = (text.attachments ?? []).map((u) => (u === a.url ? url : u));
+    }
     const edit: TextMessage = { ...text, editOf: this.ids.kitId(msg.id) };
     delete edit.id;
     delete edit.timestamp;

@@ -112,7 +112,10 @@ export async function httpRequest(target: string, o: HttpOptions): Promise<http.
       const mod = url.protocol === 'https:' ? https : http;
       const req = mod.request(url, { method: o.method ?? 'GET', headers, signal: o.signal, ...(o.ca && url.protocol === 'https:' ? { ca: o.ca } : {}) }, resolve);
       req.on('error', reject);
-      if (o.body) o.body.pipe(req);
+      if (o.body) {
+        o.body.on('error', (e) => req.destroy(e));
+        o.body.pipe(req);
+      }
       else req.end();
     });
     const status = res.statusCode ?? 0;
@@ -265,8 +268,11 @@ export class MediaService implements MediaHost {
       this.kit.log.debug('attachment re-hosted', { source: source$.host, size });
       return { url: get };
     } catch (err) {
+      const timedOut = abort.signal.aborted;
+      // Whatever is still open of the download or the upload ends here.
+      abort.abort();
       if (err instanceof MediaTooLargeError) return tooLarge();
-      const text = abort.signal.aborted ? 'timed out' : errorText(err);
+      const text = timedOut ? 'timed out' : errorText(err);
       this.kit.log.info('attachment not re-hosted', { source: source$.host, reason: text.slice(0, 200) });
       return { url: null, reason: 'failed', text };
     } finally {

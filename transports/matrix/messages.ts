@@ -142,7 +142,7 @@ export abstract class MatrixMessages extends MatrixRooms {
       msg.attachments = [out.url];
       msg.text = file.caption !== null ? `${file.caption}\n${out.url}` : out.url;
     } else if (out.reason === 'too-large') {
-      msg.text = `${msg.text}\n[file too large for the gateway to pass on (at most ${formatBytes(this.media!.maxSize)}); the link needs a Matrix login]`;
+      msg.text = `${msg.text}\n[file too large for the gateway to pass on (at most ${formatBytes(this.media!.maxSize)})]`;
     }
   }
 
