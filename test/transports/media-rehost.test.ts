@@ -16,6 +16,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
+import { createServer } from 'node:http';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,6 +34,7 @@ import { createAdapter as createDiscordAdapter } from '../../transports/discord/
 import { parseTransportConfig } from '../../transports/kit/config.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
+import { MediaService } from '../../transports/kit/media.js';
 import { uploadStorage } from '../../server/modules/upload/storage.js';
 import { SECRET, bareOf, registerForm, serverModules, startServer, until } from './kit-harness.js';
 
@@ -134,7 +136,7 @@ describe('transports re-host attachments on the upload service', () => {
       },
     });
     ts = web.ts;
-    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-media-'));
+    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-rehost-test-'));
     const media = { caFile: web.ca.caFile, maxSize: LIMIT, timeout: '10s' };
     const mxConfig = transportConfig(MX, 'matrix', dir, ts.componentPort, { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5 }, media);
     mx = await startTransport({ config: mxConfig, adapter: await createMatrixAdapter(mxConfig.network, quiet), log: log('transport-matrix'), env: {} });
@@ -262,19 +264,55 @@ describe('transports re-host attachments on the upload service', () => {
     assert.deepEqual(oobUrls(msg), [cdnUrl]);
   });
 
+  test('a source without Content-Length is spooled (and the spool removed), bounded by maxSize; a stalled one times out', async () => {
+    const data = randomBytes(40_000);
+    const big = randomBytes(LIMIT + 100);
+    const server = createServer((req, res) => {
+      if (req.url === '/stall') return void res.writeHead(200, { 'Content-Type': 'image/png' }).write('x');
+      res.writeHead(200, { 'Content-Type': 'application/x-test' });
+      const body = req.url === '/big' ? big : data;
+      // Chunked: no Content-Length.
+      res.write(body.subarray(0, 1000));
+      res.end(body.subarray(1000));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const spools = () => readdirSync(tmpdir()).filter((n) => n.startsWith('gatehouse-media-'));
+    const spoolsBefore = spools().length;
+    try {
+      const out = await mx.gateway.media.rehost({ url: `${base}/small` }, { name: 'chunked.bin' });
+      assert.ok(out.url, JSON.stringify(out));
+      const got = await fetchBytes(out.url, web.caPem);
+      assert.ok(got.body.equals(data));
+      assert.equal(got.type, 'application/x-test');
+      const tooBig = await mx.gateway.media.rehost({ url: `${base}/big` }, { name: 'big.bin' });
+      assert.deepEqual([tooBig.url, tooBig.url === null && tooBig.reason], [null, 'too-large']);
+      assert.equal(spools().length, spoolsBefore, 'no spool left behind');
+      const quick = new MediaService(
+        { domain: MX, request: (iq, t) => mx.gateway.request(iq, t), log: new Logger({ level: 'error', format: 'text', sink: () => {} }), clock: { now: () => new Date() } },
+        { enabled: true, maxSize: LIMIT, timeout: 300, service: null, server: null, caFile: web.ca.caFile },
+      );
+      const stalled = await quick.rehost({ url: `${base}/stall` }, { name: 'stall.png', size: 10 });
+      assert.deepEqual([stalled.url, stalled.url === null && stalled.reason, stalled.url === null && stalled.text], [null, 'failed', 'timed out']);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   test("re-hosted files count against the component's quota, not the user's", async () => {
     const repo = ts.server.ctx.storage.repository(uploadStorage);
-    assert.equal(await repo.componentUsage(MX), 20_000);
+    assert.equal(await repo.componentUsage(MX), 20_000 + 40_000);
     assert.equal(await repo.componentUsage(DC), 12_345);
     const account = await ts.server.ctx.storage.accounts.get(bareOf(alice).split('@')[0]!, 'localhost');
     assert.equal(await repo.usage(account!.id), 30_000, 'only the file the user uploaded herself');
-    // The component's own quota (upload.componentQuota, 100 KiB here) holds 20 000 bytes already.
+    // The component's own quota (upload.componentQuota, 100 KiB here) holds 60 000 bytes already.
     const ask = (size: number) =>
       mx.gateway.request(x('iq', { type: 'get', to: 'upload.localhost', from: MX }, x('request', { xmlns: UPLOAD, filename: 'x.bin', size: String(size) })));
-    const refused = await ask(90 * 1024);
+    const refused = await ask(50 * 1024);
     assert.equal(refused.attrs.type, 'error', String(refused));
     assert.ok(refused.getChild('error')!.getChild('resource-constraint', NS.stanzas), String(refused));
-    assert.equal((await ask(70 * 1024)).attrs.type, 'result');
+    assert.equal((await ask(30 * 1024)).attrs.type, 'result');
   });
 
   test('P11 P13 files the transports re-hosted are deleted after retention.uploads, from disk and database', async () => {
@@ -282,13 +320,13 @@ describe('transports re-host attachments on the upload service', () => {
     const ids = await repo.createdBefore(new Date(Date.now() + 1000), 100);
     const own: string[] = [];
     for (const id of ids) if ((await repo.get(id))?.accountId === 0) own.push(id);
-    assert.equal(own.length, 2, 'the Matrix and the Discord file');
+    assert.equal(own.length, 3, 'the Matrix, the Discord and the chunked file');
     const onDisk = () => readdirSync(path.join(ts.dir, 'uploads')).filter((n) => own.includes(n));
-    assert.equal(onDisk().length, 2);
+    assert.equal(onDisk().length, 3);
     const sweep = ts.server.ctx.modules.find((m) => m.name === 'upload')!.retention![0]!;
     const day = 86_400_000;
     await sweep.run(ts.server.ctx, new Date(Date.now() + ts.config.retention.uploads - day), { dryRun: false, batch: 500 });
-    assert.equal(await repo.componentUsage(MX), 20_000, 'kept a day before the end');
+    assert.equal(await repo.componentUsage(MX), 60_000, 'kept a day before the end');
     await sweep.run(ts.server.ctx, new Date(Date.now() + ts.config.retention.uploads + day), { dryRun: false, batch: 500 });
     assert.equal(await repo.componentUsage(MX), 0);
     assert.equal(await repo.componentUsage(DC), 0);
