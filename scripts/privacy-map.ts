@@ -40,7 +40,7 @@ export const CLAUSES: Clause[] = [
   { id: 'P8', promise: 'Delivery failures recorded without content', config: ['retention.detailedLogs'] },
   { id: 'P9', promise: 'Transport credentials encrypted at rest', config: ['components'] },
   { id: 'P10', promise: 'Transport connection log', config: ['components', 'retention.detailedLogs'] },
-  { id: 'P11', promise: 'Public vCard, private storage for the owner only', config: [] },
+  { id: 'P11', promise: 'Public vCard, private storage and private PEP nodes for the owner only', config: ['privateStorage.maxBytesPerUser', 'pep.maxBytesPerUser'] },
   { id: 'P12', promise: 'Anonymous statistics as charts', config: ['retention.statistics'] },
   { id: 'P13', promise: 'Detailed logs deleted after two days', config: ['retention.detailedLogs', 'log.file'] },
   { id: 'P14', promise: 'Daily backups kept one week, restore tested', config: ['backups.schedule', 'backups.keep', 'backups.dir'] },

@@ -23,6 +23,7 @@ export const NS = {
   version: 'jabber:iq:version',
   last: 'jabber:iq:last',
   vcard: 'vcard-temp',
+  vcardUpdate: 'vcard-temp:x:update',
   privateXml: 'jabber:iq:private',
   delay: 'urn:xmpp:delay',
   offline: 'http://jabber.org/protocol/offline',

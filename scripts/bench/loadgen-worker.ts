@@ -5,19 +5,45 @@
  * messages on an open-loop schedule and finds the timestamps in what it receives with a regular
  * expression (no XML parser: the generator must not be what is measured).
  *
+ * In the PEP scenario the clients cut what they receive into whole stanzas (iq, presence, message:
+ * none of them nests another of its kind here) because they must answer the server's iqs, among
+ * them the disco#info query for their XEP-0115 caps node.
+ *
  * Every wait is bounded; the worker exits when its parent goes away.
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Histogram, nowUs, type BenchAccount, type Command, type LoginResult, type PingResult, type Reply, type SendResult, type StatsResult, type WorkerInit } from './protocol.js';
+import { Histogram, nowUs, PEP_NODE, type BenchAccount, type Command, type LoginResult, type PepDiscoResult, type PepRole, type PepRosterResult, type PingResult, type PublishResult, type Reply, type SendResult, type StatsResult, type WorkerInit } from './protocol.js';
 
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 /** Longest a body marker can be: `<body>B ` + 16 digits + space. */
 const MARKER_TAIL = 48;
 const BODY_RE = /<body>B (\d+) (\d+)-(\d+)-(\d+)<\/body>/g;
 const MAX_LOGIN_BUFFER = 256 * 1024;
+
+// ---- PEP scenario ----
+
+/** Marker in the published payload: `P <scheduled µs> <phase>-<worker>-<k>`. */
+const PEP_RE = />P (\d+) (\d+)-(\d+)-(\d+)</g;
+const STANZA_START = /<(iq|presence|message)(?=[\s/>])[^>]*>/y;
+const ID_RE = /\bid=['"]([^'"]*)['"]/;
+const TYPE_RE = /\btype=['"]([^'"]*)['"]/;
+const FROM_RE = /\bfrom=['"]([^'"]*)['"]/;
+/** A partial stanza larger than this (a roster of some thousand items is about 100 KB) means the framing lost its way. */
+const MAX_FRAME_BUFFER = 8 * 1024 * 1024;
+const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
+const CAPS_NODE = 'https://gatehouse.invalid/bench-client';
+const CAPS_IDENTITY = { category: 'client', type: 'pc', name: 'Gatehouse bench' };
+const CAPS_FEATURES = ['http://jabber.org/protocol/caps', NS_DISCO_INFO, PEP_NODE, `${PEP_NODE}+notify`, 'urn:xmpp:ping'].sort();
+/** XEP-0115 §5.1 verification string and `ver` (SHA-1, base64). */
+const CAPS_VER = createHash('sha1')
+  .update(`${CAPS_IDENTITY.category}/${CAPS_IDENTITY.type}//${CAPS_IDENTITY.name}<` + CAPS_FEATURES.map((f) => `${f}<`).join(''), 'utf8')
+  .digest('base64');
+const CAPS_PRESENCE = `<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='${CAPS_NODE}' ver='${CAPS_VER}'/></presence>`;
+const CAPS_QUERY_BODY =
+  `<identity category='${CAPS_IDENTITY.category}' type='${CAPS_IDENTITY.type}' name='${CAPS_IDENTITY.name}'/>` + CAPS_FEATURES.map((f) => `<feature var='${f}'/>`).join('');
 
 let init: WorkerInit | null = null;
 const saltedCache = new Map<string, Buffer>();
@@ -37,6 +63,7 @@ let lastReceiveUs = 0;
 let phase = 0;
 let seenIds: Set<string> | null = null;
 let disconnects = 0;
+let discoQueries = 0;
 let streamErrors: string[] = [];
 let cpuMark = process.cpuUsage();
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -48,6 +75,35 @@ function send(msg: Reply): void {
 
 class LoginError extends Error {}
 
+/** One received benchmark marker (a message body or a PEP payload). */
+function record(now: number, scheduledUs: number, markerPhase: number, key: string): void {
+  if (markerPhase !== phase) {
+    stale++;
+    return;
+  }
+  if (seenIds) {
+    if (seenIds.has(key)) {
+      duplicates++;
+      return;
+    }
+    seenIds.add(key);
+  }
+  received++;
+  lastReceiveUs = now;
+  if (now <= windowEndUs) receivedInWindow++;
+  latency.record(now - scheduledUs);
+}
+
+/** `type/condition` of a stanza error, plus a pubsub#errors condition if any; never element text. */
+function errorCondition(stanza: string): string {
+  const err = /<error\b([^>]*)>([\s\S]*?)<\/error>/.exec(stanza);
+  if (!err) return 'error without <error/>';
+  const type = TYPE_RE.exec(err[1]!)?.[1] ?? '?';
+  const cond = /<([a-z-]+)[^>]*xmlns=['"]urn:ietf:params:xml:ns:xmpp-stanzas['"]/.exec(err[2]!)?.[1] ?? '?';
+  const ps = /<([a-z-]+)(?=[^>]*\bxmlns=['"]http:\/\/jabber\.org\/protocol\/pubsub#errors['"])(?=(?:[^>]*\bfeature=['"]([^'"]*)['"])?)/.exec(err[2]!);
+  return `${type}/${cond}${ps ? ` (pubsub#errors ${ps[1]}${ps[2] ? ` feature=${ps[2]}` : ''})` : ''}`;
+}
+
 class Client {
   raw: net.Socket | null = null;
   sock: net.Socket | null = null;
@@ -58,10 +114,14 @@ class Client {
   closed = false;
   private pings = new Map<string, () => void>();
   private pingSeq = 0;
+  /** Answers to our own iqs in the PEP scenario, by id; called with null when the connection closes. */
+  private iqWaiters = new Map<string, (stanza: string | null) => void>();
 
   constructor(
     readonly index: number,
     readonly account: BenchAccount,
+    /** Set for the PEP scenario: whole stanzas are handled (see the file comment). */
+    readonly pep: PepRole | null = null,
   ) {}
 
   /** Connect, STARTTLS, SCRAM-SHA-1, bind, presence. Rejects with a one-line reason. */
@@ -153,11 +213,11 @@ class Client {
     this.write("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>bench</resource></bind></iq>");
     const bound = await this.expect(/<iq[^>]*?id=['"]bind1['"][^>]*?(?:\/>|>[\s\S]*?<\/iq>)/, left());
     if (!/type=['"]result['"]/.test(bound[0])) throw new LoginError(`bind failed: ${bound[0].slice(0, 200)}`);
-    this.write('<presence/>');
+    this.write(this.pep === 'contact' ? CAPS_PRESENCE : '<presence/>');
     this.online = true;
     const rest = this.buf;
     this.buf = '';
-    if (rest) this.scan(rest);
+    if (rest) this.receive(rest);
   }
 
   private attach(s: net.Socket): void {
@@ -179,12 +239,14 @@ class Client {
     }
     for (const done of this.pings.values()) done();
     this.pings.clear();
+    for (const done of this.iqWaiters.values()) done(null);
+    this.iqWaiters.clear();
   }
 
   private onData(chunk: Buffer): void {
     const text = chunk.toString('latin1');
     if (this.online) {
-      this.scan(this.buf + text);
+      this.receive(this.buf + text);
       return;
     }
     this.buf += text;
@@ -234,6 +296,11 @@ class Client {
     return this.sock?.writableLength ?? 0;
   }
 
+  private receive(text: string): void {
+    if (this.pep) this.frame(text);
+    else this.scan(text);
+  }
+
   /** Finds the benchmark messages in received text; keeps a tail that may hold a partial marker. */
   private scan(text: string): void {
     const now = nowUs();
@@ -242,22 +309,7 @@ class Client {
     let m: RegExpExecArray | null;
     while ((m = BODY_RE.exec(text)) !== null) {
       end = m.index + m[0].length;
-      if (Number(m[2]) !== phase) {
-        stale++;
-        continue;
-      }
-      if (seenIds) {
-        const key = `${m[3]}-${m[4]}`;
-        if (seenIds.has(key)) {
-          duplicates++;
-          continue;
-        }
-        seenIds.add(key);
-      }
-      received++;
-      lastReceiveUs = now;
-      if (now <= windowEndUs) receivedInWindow++;
-      latency.record(now - Number(m[1]));
+      record(now, Number(m[1]), Number(m[2]), `${m[3]}-${m[4]}`);
     }
     if (text.includes('<iq')) this.answerIqs(text);
     if (text.includes('<stream:error')) {
@@ -286,6 +338,114 @@ class Client {
         done();
       }
     }
+  }
+
+  /** Cuts `text` into whole top-level stanzas and handles each; keeps an incomplete one for the next read. */
+  private frame(text: string): void {
+    let pos = 0;
+    for (;;) {
+      const lt = text.indexOf('<', pos);
+      if (lt < 0) {
+        pos = text.length;
+        break;
+      }
+      STANZA_START.lastIndex = lt;
+      const m = STANZA_START.exec(text);
+      if (!m) {
+        if (text.startsWith('<stream:error', lt)) {
+          const close = text.indexOf('</stream:error>', lt);
+          if (close < 0) {
+            pos = lt;
+            break;
+          }
+          if (streamErrors.length < 10) streamErrors.push(text.slice(lt, close).replace(/^<stream:error>/, '').slice(0, 200));
+          pos = close + 15;
+          continue;
+        }
+        // Anything else at the top level (the end of the stream, whitespace pings) is not ours to answer.
+        const gt = text.indexOf('>', lt);
+        if (gt < 0) {
+          pos = lt;
+          break;
+        }
+        pos = gt + 1;
+        continue;
+      }
+      const name = m[1]!;
+      let end: number;
+      if (m[0].endsWith('/>')) end = lt + m[0].length;
+      else {
+        const close = text.indexOf(`</${name}>`, lt + m[0].length);
+        if (close < 0) {
+          pos = lt;
+          break;
+        }
+        end = close + name.length + 3;
+      }
+      this.stanza(name, m[0], text.slice(lt, end));
+      pos = end;
+    }
+    this.buf = text.slice(pos);
+    if (this.buf.length > MAX_FRAME_BUFFER) {
+      if (streamErrors.length < 10) streamErrors.push(`load generator: ${this.buf.length} bytes without a complete stanza`);
+      this.buf = '';
+    }
+  }
+
+  private stanza(name: string, startTag: string, stanza: string): void {
+    const type = TYPE_RE.exec(startTag)?.[1];
+    if (name === 'message') {
+      if (this.pep !== 'contact') return;
+      const now = nowUs();
+      PEP_RE.lastIndex = 0;
+      let m: RegExpExecArray | null;
+      while ((m = PEP_RE.exec(stanza)) !== null) record(now, Number(m[1]), Number(m[2]), `${this.index}:${m[3]}-${m[4]}`);
+      return;
+    }
+    if (name === 'presence') return;
+    const from = FROM_RE.exec(startTag)?.[1];
+    const id = ID_RE.exec(startTag)?.[1];
+    if (id === undefined) return;
+    if (type === 'result' || type === 'error') {
+      const waiter = this.iqWaiters.get(id);
+      if (waiter) {
+        this.iqWaiters.delete(id);
+        waiter(stanza);
+        return;
+      }
+      const ping = this.pings.get(id);
+      if (ping) {
+        this.pings.delete(id);
+        ping();
+      }
+      return;
+    }
+    const to = from ? ` to='${from}'` : '';
+    if (type === 'get' && stanza.includes(NS_DISCO_INFO)) {
+      discoQueries++;
+      const node = /<query\b[^>]*\bnode=['"]([^'"]*)['"]/.exec(stanza)?.[1];
+      this.write(`<iq type='result' id='${id}'${to}><query xmlns='${NS_DISCO_INFO}'${node ? ` node='${node}'` : ''}>${CAPS_QUERY_BODY}</query></iq>`);
+    } else if ((type === 'set' && stanza.includes('jabber:iq:roster')) || (type === 'get' && stanza.includes('urn:xmpp:ping'))) {
+      this.write(`<iq type='result' id='${id}'${to}/>`);
+    } else {
+      this.write(`<iq type='error' id='${id}'${to}><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`);
+    }
+  }
+
+  /** Sends an iq (PEP scenario) and resolves with the answer, or null on timeout or close. */
+  iq(id: string, stanza: string, timeoutMs: number): Promise<string | null> {
+    if (!this.online) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.iqWaiters.delete(id);
+        resolve(null);
+      }, timeoutMs);
+      this.iqWaiters.set(id, (answer) => {
+        clearTimeout(t);
+        resolve(answer);
+      });
+      this.write(stanza);
+    });
   }
 
   /** Round trip to the server: it answers after it has handled everything sent before. */
@@ -351,7 +511,7 @@ function saltedPassword(acc: BenchAccount, saltB64: string, iterations: number):
 
 // ---- commands ----
 
-async function login(accounts: number[], concurrency: number, timeoutMs: number): Promise<LoginResult> {
+async function login(accounts: number[], concurrency: number, timeoutMs: number, pep: PepRole | null): Promise<LoginResult> {
   const cpu0 = process.cpuUsage();
   const t0 = Date.now();
   const pb0 = pbkdf2Count;
@@ -366,7 +526,7 @@ async function login(accounts: number[], concurrency: number, timeoutMs: number)
       const index = accounts[next++]!;
       const previous = clients.get(index);
       if (previous && !previous.closed) previous.destroy();
-      const c = new Client(index, init!.accounts[index]!);
+      const c = new Client(index, init!.accounts[index]!, pep);
       clients.set(index, c);
       const start = nowUs();
       try {
@@ -442,6 +602,85 @@ function sendPhase(cmd: Extract<Command, { type: 'send' }>): Promise<SendResult>
   });
 }
 
+function publisherClient(index: number): Client {
+  const c = clients.get(index);
+  if (!c?.online) throw new Error(`PEP publisher ${index} is not online in this worker`);
+  return c;
+}
+
+let iqSeq = 0;
+
+/** Null when the roster did not come within the time. */
+async function pepRoster(publisher: number, timeoutMs: number): Promise<PepRosterResult | null> {
+  const id = `roster${++iqSeq}`;
+  const answer = await publisherClient(publisher).iq(id, `<iq type='get' id='${id}'><query xmlns='jabber:iq:roster'/></iq>`, timeoutMs);
+  if (answer === null) return null;
+  return { items: answer.match(/<item\b/g)?.length ?? 0, both: answer.match(/\bsubscription=['"]both['"]/g)?.length ?? 0 };
+}
+
+async function pepDisco(publisher: number, timeoutMs: number): Promise<PepDiscoResult> {
+  const id = `dpep${++iqSeq}`;
+  const bare = `${init!.accounts[publisher]!.name}@${init!.domain}`;
+  const answer = await publisherClient(publisher).iq(id, `<iq type='get' id='${id}' to='${bare}'><query xmlns='${NS_DISCO_INFO}'/></iq>`, timeoutMs);
+  if (answer === null) return { answered: false, pepIdentity: false };
+  if (TYPE_RE.exec(answer)?.[1] === 'error') return { answered: true, pepIdentity: false, error: errorCondition(answer) };
+  return { answered: true, pepIdentity: /<identity\b(?=[^>]*\bcategory=['"]pubsub['"])(?=[^>]*\btype=['"]pep['"])[^>]*>/.test(answer) };
+}
+
+/** Publishes `count` items on an open-loop schedule; resolves once every publish is answered or timeoutMs after the last one. */
+function pepPublish(cmd: Extract<Command, { type: 'pep-publish' }>): Promise<PublishResult> {
+  const pub = publisherClient(cmd.publisher);
+  const wid = init!.workerId;
+  const intervalUs = 1e6 / cmd.rate;
+  const lag = new Histogram();
+  const ack = new Histogram();
+  let k = 0;
+  let ok = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  let lastWriteUs = cmd.startAtUs;
+  const answers: Promise<void>[] = [];
+  return new Promise((resolve) => {
+    const finish = async (): Promise<void> => {
+      await Promise.all(answers);
+      resolve({ sent: k, ok, errors, unanswered: k - ok - errors, firstError, lag: lag.toJSON(), elapsedMs: (lastWriteUs - cmd.startAtUs) / 1000, ack: ack.toJSON() });
+    };
+    const tick = (): void => {
+      const now = nowUs();
+      if (now < cmd.startAtUs) return;
+      const due = Math.min(cmd.count, Math.floor((now - cmd.startAtUs) / intervalUs) + 1);
+      while (k < due) {
+        const scheduled = Math.round(cmd.startAtUs + k * intervalUs);
+        k++;
+        const id = `pub${cmd.phase}-${wid}-${k}`;
+        const left = (cmd.count - k) * (intervalUs / 1000) + cmd.timeoutMs;
+        const stanza =
+          `<iq type='set' id='${id}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='${PEP_NODE}'>` +
+          `<item id='i${cmd.phase}-${wid}-${k}'><nick xmlns='${PEP_NODE}'>P ${scheduled} ${cmd.phase}-${wid}-${k}</nick></item></publish></pubsub></iq>`;
+        answers.push(
+          pub.iq(id, stanza, left).then((answer) => {
+            if (answer === null) return;
+            if (TYPE_RE.exec(answer)?.[1] === 'result') {
+              ok++;
+              ack.record(nowUs() - scheduled);
+            } else {
+              errors++;
+              firstError ??= errorCondition(answer);
+            }
+          }),
+        );
+        lag.record(now - scheduled);
+      }
+      lastWriteUs = now;
+      if (k >= cmd.count) {
+        clearInterval(timer);
+        void finish();
+      }
+    };
+    const timer = setInterval(tick, 1);
+  });
+}
+
 async function pingAll(accounts: number[], timeoutMs: number): Promise<PingResult> {
   const t0 = Date.now();
   const results = await Promise.all(accounts.map((i) => clients.get(i)?.ping(timeoutMs) ?? Promise.resolve(false)));
@@ -466,6 +705,7 @@ function stats(reset: boolean, windowEnd?: number, newPhase?: number): StatsResu
     cpuUs: cpu.user + cpu.system,
     rssBytes: process.memoryUsage.rss(),
     loopDelayP99Us: loopDelay.percentile(99) / 1000,
+    discoQueries,
   };
   if (reset) {
     latency = new Histogram();
@@ -475,6 +715,7 @@ function stats(reset: boolean, windowEnd?: number, newPhase?: number): StatsResu
     stale = 0;
     lastReceiveUs = 0;
     disconnects = 0;
+    discoQueries = 0;
     streamErrors = [];
     seenIds = new Set();
     cpuMark = process.cpuUsage();
@@ -497,13 +738,19 @@ process.on('message', (msg: WorkerInit | Command) => {
   const run = async (): Promise<Reply> => {
     switch (msg.type) {
       case 'login':
-        return { type: 'reply', id, result: await login(msg.accounts, msg.concurrency, msg.timeoutMs) };
+        return { type: 'reply', id, result: await login(msg.accounts, msg.concurrency, msg.timeoutMs, msg.pep ?? null) };
       case 'logout':
         return { type: 'reply', id, result: await logout(msg.timeoutMs) };
       case 'send':
         return { type: 'reply', id, result: await sendPhase(msg) };
       case 'ping':
         return { type: 'reply', id, result: await pingAll(msg.accounts, msg.timeoutMs) };
+      case 'pep-roster':
+        return { type: 'reply', id, result: await pepRoster(msg.publisher, msg.timeoutMs) };
+      case 'pep-disco':
+        return { type: 'reply', id, result: await pepDisco(msg.publisher, msg.timeoutMs) };
+      case 'pep-publish':
+        return { type: 'reply', id, result: await pepPublish(msg) };
       case 'stats':
         return { type: 'reply', id, result: stats(msg.reset, msg.windowEndUs, msg.phase) };
       case 'exit':

@@ -28,8 +28,17 @@ export interface WorkerInit {
   accounts: BenchAccount[];
 }
 
+/**
+ * What a client does in the PEP scenario: the publisher publishes to its own PEP node; a contact
+ * advertises +notify for that node through XEP-0115 caps and counts the notifications it receives.
+ */
+export type PepRole = 'publisher' | 'contact';
+
+/** XEP-0172 User Nickname: a PEP node every server under test accepts, with the default (presence) access model. */
+export const PEP_NODE = 'http://jabber.org/protocol/nick';
+
 export type Command =
-  | { type: 'login'; id: number; accounts: number[]; concurrency: number; timeoutMs: number }
+  | { type: 'login'; id: number; accounts: number[]; concurrency: number; timeoutMs: number; pep?: PepRole }
   | { type: 'logout'; id: number; timeoutMs: number }
   | {
       type: 'send';
@@ -49,6 +58,22 @@ export type Command =
       phase: number;
     }
   | { type: 'ping'; id: number; accounts: number[]; timeoutMs: number }
+  /** The publisher's roster, counted by subscription state. */
+  | { type: 'pep-roster'; id: number; publisher: number; timeoutMs: number }
+  /** disco#info of the publisher's own bare JID (XEP-0163 §6: identity pubsub/pep). */
+  | { type: 'pep-disco'; id: number; publisher: number; timeoutMs: number }
+  | {
+      type: 'pep-publish';
+      id: number;
+      publisher: number;
+      /** Items in total, published at `rate` per second from startAtUs (open loop). */
+      count: number;
+      rate: number;
+      startAtUs: number;
+      phase: number;
+      /** How long to wait for the last answers after the last publish. */
+      timeoutMs: number;
+    }
   | { type: 'stats'; id: number; reset: boolean; windowEndUs?: number; phase?: number }
   | { type: 'exit'; id: number };
 
@@ -95,6 +120,34 @@ export interface StatsResult {
   rssBytes: number;
   /** Event loop delay p99 since the last reset, microseconds. */
   loopDelayP99Us: number;
+  /** disco#info queries (XEP-0115 caps) the clients answered since the last reset. */
+  discoQueries: number;
+}
+
+export interface PepRosterResult {
+  items: number;
+  both: number;
+}
+
+export interface PepDiscoResult {
+  answered: boolean;
+  /** `<identity category='pubsub' type='pep'/>` on the account. */
+  pepIdentity: boolean;
+  error?: string;
+}
+
+export interface PublishResult {
+  sent: number;
+  /** Publishes answered with type=result. */
+  ok: number;
+  errors: number;
+  unanswered: number;
+  /** The first error answer, shortened (an error condition, never a payload). */
+  firstError?: string;
+  lag: HistogramData;
+  elapsedMs: number;
+  /** Publish round trip (scheduled time to the server's answer), microseconds. */
+  ack: HistogramData;
 }
 
 export interface PingResult {
@@ -105,7 +158,7 @@ export interface PingResult {
 
 export type Reply =
   | { type: 'ready'; workerId: number }
-  | { type: 'reply'; id: number; result: LoginResult | SendResult | StatsResult | PingResult | { closed: number } }
+  | { type: 'reply'; id: number; result: LoginResult | SendResult | StatsResult | PingResult | PepRosterResult | null | PepDiscoResult | PublishResult | { closed: number } }
   | { type: 'error'; id: number; message: string };
 
 // ---- histogram ----

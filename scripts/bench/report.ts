@@ -123,6 +123,65 @@ export interface OfflineResult {
   disconnects: number;
 }
 
+/** One publishing rate of the PEP scenario. */
+export interface PepRateResult {
+  itemsPerSec: number;
+  items: number;
+  /** Seconds from the first scheduled publish to the end of the window (items ÷ rate). */
+  windowS: number;
+  published: number;
+  publishOk: number;
+  publishErrors: number;
+  publishUnanswered: number;
+  firstPublishError?: string;
+  /** Publish round trip: scheduled time to the server's result. */
+  publishAck: Latency;
+  /** Notifications that should arrive: published items × contacts online. */
+  expected: number;
+  received: number;
+  receivedInWait: number;
+  /** Notifications received during the publishing window, per second. */
+  notificationsPerSec: number;
+  lost: number;
+  duplicates: number;
+  stale: number;
+  /** Scheduled publish time to receipt by a contact. */
+  latency: Latency;
+  serverCpuSec: number;
+  serverCpuSecSending: number;
+  serverCpuPercent: number;
+  serverRssPeakBytes: number;
+  serverQuietBefore: boolean;
+  serverQuietAfter: boolean;
+  load: LoadShare;
+  disconnects: number;
+  streamErrors: string[];
+  generator: { cpuSec: number; lagP99Ms: number; keptUp: boolean; loopDelayP99Ms: number };
+}
+
+/** A user with many online contacts publishes to a PEP node (XEP-0163); the contacts get the notifications. */
+export interface PepResult {
+  node: string;
+  contacts: number;
+  contactsOnline: number;
+  /** Contacts with subscription=both in the publisher's roster as the server sends it. */
+  mutualSubscriptions: number;
+  /** How the rosters were written into the server's storage before start, and how long it took. */
+  rosterProvisioning: string;
+  rosterProvisionMs: number;
+  /** disco#info queries for the contacts' caps node that the contacts answered. */
+  discoQueries: number;
+  /** The account's disco#info shows `<identity category='pubsub' type='pep'/>`. */
+  advertisesPep: boolean;
+  /** False when the server answered the publish with an error: no figures then. */
+  supported: boolean;
+  unsupportedReason?: string;
+  /** Contacts that received the (unmeasured) warm-up item, and after how many tries. */
+  warmupNotified: number;
+  warmupTries: number;
+  rates: PepRateResult[];
+}
+
 export interface ServerResults {
   kind: ServerKind;
   label: string;
@@ -140,6 +199,7 @@ export interface ServerResults {
     messages?: MessagesResult[];
     idle?: IdleResult;
     offline?: OfflineResult;
+    pep?: PepResult;
   };
 }
 
@@ -165,6 +225,10 @@ export interface BenchResults {
     scenarios: string[];
     /** Key of the shared certificate, e.g. "ECDSA P-256" (runs before it was recorded used RSA 2048). */
     certificate?: string;
+    /** PEP scenario (absent in runs before it existed). */
+    pepContacts?: number;
+    pepRates?: number[];
+    pepItems?: number;
   };
   servers: ServerResults[];
   /** The idle scenario's reference: what Node.js's own TLS needs per idle connection. */
@@ -209,6 +273,8 @@ interface Row {
   fmt: (n: number | undefined) => string;
   /** No ratio for counts such as losses. */
   noRatio?: boolean;
+  /** A text cell instead of fmt(get(s)); no ratio. */
+  text?: (s: ServerResults) => string;
 }
 
 function table(results: BenchResults, rows: Row[]): string {
@@ -221,11 +287,12 @@ function table(results: BenchResults, rows: Row[]): string {
   const head = ['', ...cols, ...(showRatios ? [p ? 'Gatehouse/Prosody' : null, e ? 'Gatehouse/ejabberd' : null].filter((x): x is string => !!x) : [])];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
   for (const r of rows) {
-    const cells = [r.label, ...results.servers.map((s) => r.fmt(r.get(s)))];
+    const cells = [r.label, ...results.servers.map((s) => (r.text ? r.text(s) : r.fmt(r.get(s))))];
     if (showRatios) {
       const gv = r.get(g!);
-      if (p) cells.push(r.noRatio ? '' : ratio(gv, r.get(p)));
-      if (e) cells.push(r.noRatio ? '' : ratio(gv, r.get(e)));
+      const none = r.noRatio || !!r.text;
+      if (p) cells.push(none ? '' : ratio(gv, r.get(p)));
+      if (e) cells.push(none ? '' : ratio(gv, r.get(e)));
     }
     lines.push(`| ${cells.join(' | ')} |`);
   }
@@ -279,6 +346,9 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
     `Total run time ${r.totalSeconds ? `${Math.round(r.totalSeconds)} s` : '?'}. ` +
       `Parameters: ${int(P.logins)} logins; ${int(P.users)} online users at offered ${P.rates.map((x) => int(x)).join(', ')} messages/s for ${P.durationS} s each; ` +
       `${int(P.idle)} idle connections; ${int(P.offline)} messages from ${int(P.offlineSenders)} users to ${int(P.offlineRecipients)} offline users at ${int(P.offlineRate)}/s; ` +
+      (P.pepContacts !== undefined && P.scenarios.includes('pep')
+        ? `PEP: 1 publisher with ${int(P.pepContacts)} online contacts, ${int(P.pepItems)} items at ${(P.pepRates ?? []).map((x) => int(x)).join(', ')} items/s; `
+        : '') +
       `${P.workers} load-generator processes, ${P.loginConcurrency} logins in flight.`,
     '',
     '## How it works',
@@ -303,6 +373,18 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
       'large "other" shares are listed under "Problems seen during the run".',
     '- **Offline**: senders send ' + int(P.offline) + ' messages to users who are not online; "stored" is when every sender\'s following ping was answered (each server handles a stream\'s stanzas in order). ' +
       'Then the recipients log in and send initial presence; "drain" runs from the first recipient login to the last message received.',
+    ...(P.pepContacts !== undefined && P.scenarios.includes('pep')
+      ? [
+          '- **PEP** (XEP-0163): the publisher and each of its ' + int(P.pepContacts) + ' contacts have each other in their rosters with `subscription=both`, ' +
+            'written into each server\'s storage before start like the accounts (see the table below; a subscription exchange over the wire is quadratic in Prosody\'s file storage and took minutes). ' +
+            'The publisher logs in first, then the contacts; the publisher\'s roster, fetched over the wire, must show every contact as `both`. The contacts\' initial presence carries XEP-0115 caps (SHA-1 `ver` over their real disco#info, which lists ' +
+            '`http://jabber.org/protocol/nick+notify`) and they answer the server\'s disco#info query for their caps node. After one unmeasured warm-up item reached every contact, ' +
+            'the publisher publishes XEP-0172 nick items to its own PEP node on a fixed schedule (open loop); each contact records the receipt of every `pubsub#event` ' +
+            'notification. Latency runs from the scheduled publish time to the receipt; notifications/s counts receipts during the publishing window; lost = items published × contacts − received. ' +
+            'Prosody loads mod_pep and ejabberd mod_caps and mod_pubsub (plugins flat and pep) for this scenario only, as their packaged configurations do. ' +
+            'A server that answers the publish with an error is reported as not supporting PEP.',
+        ]
+      : []),
     '- **Equivalent settings**: the same certificate (' + (P.certificate ?? 'RSA 2048') + ', self-signed), the same accounts with the same salts and SCRAM-SHA-1 verifiers, ' +
       'STARTTLS required, loopback only, no traffic shapers or limits (no Prosody mod_limits, no ejabberd c2s_shaper), listen backlog 1024, ' +
       'in-band registration on without throttles (unused), log level warning, file storage (Gatehouse SQLite, Prosody internal, ejabberd Mnesia). ' +
@@ -403,6 +485,54 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
     );
   }
 
+  if (r.servers.some((s) => sc(s).pep)) {
+    const pp = (s: ServerResults) => sc(s).pep;
+    const node = r.servers.map((s) => pp(s)?.node).find(Boolean) ?? '?';
+    push(
+      `### PEP: one user with ${int(P.pepContacts)} online contacts publishes to \`${node}\``,
+      '',
+      '| Server | How the mutual rosters were written | Time |',
+      '|---|---|---:|',
+      ...r.servers.filter((s) => pp(s)).map((s) => `| ${s.label} | ${pp(s)!.rosterProvisioning} | ${dec(pp(s)!.rosterProvisionMs / 1000, 1)} s |`),
+      '',
+      table(r, [
+        { label: 'contacts online', get: (s) => pp(s)?.contactsOnline, fmt: int, noRatio: true },
+        { label: 'mutual subscriptions in the publisher\'s roster', get: (s) => pp(s)?.mutualSubscriptions, fmt: int, noRatio: true },
+        { label: 'caps disco#info queries answered by the contacts', get: (s) => pp(s)?.discoQueries, fmt: int, noRatio: true },
+        { label: 'account disco#info shows identity pubsub/pep', get: () => undefined, fmt: int, text: (s) => (pp(s) ? (pp(s)!.advertisesPep ? 'yes' : 'no') : '–') },
+        { label: 'PEP publish', get: () => undefined, fmt: int, text: (s) => (pp(s) ? (pp(s)!.supported ? 'accepted' : `**not supported** (${pp(s)!.unsupportedReason ?? '?'})`) : '–') },
+        { label: 'contacts notified of the warm-up item', get: (s) => (pp(s)?.supported ? pp(s)!.warmupNotified : undefined), fmt: int, noRatio: true },
+      ]),
+      '',
+    );
+    const pepRates = [...new Set(r.servers.flatMap((s) => (pp(s)?.rates ?? []).map((x) => x.itemsPerSec)))];
+    for (const rate of pepRates) {
+      const pr = (s: ServerResults) => pp(s)?.rates.find((x) => x.itemsPerSec === rate);
+      const first = r.servers.map(pr).find(Boolean)!;
+      push(
+        `### PEP: ${int(rate)} items/s to ${int(P.pepContacts)} contacts (${int(rate * (P.pepContacts ?? 0))} notifications/s offered), ${int(first.items)} items`,
+        '',
+        table(r, [
+          { label: 'notifications delivered/s', get: (s) => pr(s)?.notificationsPerSec, fmt: int },
+          { label: 'latency publish → notification p50 (ms)', get: (s) => pr(s)?.latency.p50Ms, fmt: (n) => dec(n, 2) },
+          { label: 'latency publish → notification p99 (ms)', get: (s) => pr(s)?.latency.p99Ms, fmt: (n) => dec(n, 2) },
+          { label: 'latency publish → notification max (ms)', get: (s) => pr(s)?.latency.maxMs, fmt: dec },
+          { label: 'publish answered p99 (ms)', get: (s) => pr(s)?.publishAck.p99Ms, fmt: (n) => dec(n, 2) },
+          { label: 'notifications delivered late (after the 20 s wait)', get: (s) => (pr(s) ? pr(s)!.received - pr(s)!.receivedInWait : undefined), fmt: int, noRatio: true },
+          { label: 'notifications lost', get: (s) => pr(s)?.lost, fmt: int, noRatio: true },
+          { label: 'publishes answered with an error', get: (s) => pr(s)?.publishErrors, fmt: int, noRatio: true },
+          { label: 'server CPU while publishing (% of one core)', get: (s) => pr(s)?.serverCpuPercent, fmt: int },
+          { label: 'server CPU incl. catch-up (s)', get: (s) => pr(s)?.serverCpuSec, fmt: (n) => dec(n, 2) },
+          { label: 'server CPU per 1,000 notifications (ms)', get: (s) => (pr(s)?.received ? (pr(s)!.serverCpuSec * 1e6) / pr(s)!.received : undefined), fmt: (n) => dec(n, 1) },
+          { label: 'server RSS peak (MiB)', get: (s) => pr(s)?.serverRssPeakBytes, fmt: mib },
+          { label: 'load generator CPU (% of one core)', get: (s) => (pr(s) ? 100 * pr(s)!.load.generatorCores : undefined), fmt: int, noRatio: true },
+          { label: 'CPU of other processes on the machine (% of one core)', get: (s) => (pr(s) ? 100 * pr(s)!.load.otherCores : undefined), fmt: int, noRatio: true },
+        ]),
+        '',
+      );
+    }
+  }
+
   // Load generator and problems.
   const gen: string[] = [];
   for (const s of r.servers) {
@@ -461,6 +591,25 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
     const i = sc(s).idle;
     if (i?.failed) problems.push(`- ${s.label}, idle: ${i.failed} connections failed (${i.errors.join('; ')})`);
     if (i?.disconnects) problems.push(`- ${s.label}, idle: the server closed ${i.disconnects} idle connections`);
+    const pe = sc(s).pep;
+    if (pe) {
+      if (pe.contactsOnline < pe.contacts) problems.push(`- ${s.label}, PEP: only ${int(pe.contactsOnline)} of ${int(pe.contacts)} contacts logged in`);
+      if (pe.mutualSubscriptions < pe.contactsOnline) problems.push(`- ${s.label}, PEP: only ${int(pe.mutualSubscriptions)} of ${int(pe.contactsOnline)} subscriptions became mutual`);
+      if (pe.supported && pe.warmupNotified < pe.contactsOnline)
+        problems.push(`- ${s.label}, PEP: the warm-up item reached ${int(pe.warmupNotified)} of ${int(pe.contactsOnline)} contacts after ${pe.warmupTries} tries; contacts the server does not consider interested count as lost below`);
+      for (const x of pe.rates) {
+        const at = `${s.label}, PEP ${int(x.itemsPerSec)} items/s`;
+        if (x.publishErrors) problems.push(`- ${at}: ${int(x.publishErrors)} publishes answered with an error (${x.firstPublishError ?? '?'})`);
+        if (x.publishUnanswered) problems.push(`- ${at}: ${int(x.publishUnanswered)} publishes not answered`);
+        if (x.duplicates) problems.push(`- ${at}: ${int(x.duplicates)} notifications delivered twice`);
+        if (x.disconnects) problems.push(`- ${at}: ${x.disconnects} clients were disconnected by the server${x.streamErrors.length ? ` (${x.streamErrors.join('; ')})` : ''}`);
+        if (!x.generator.keptUp) problems.push(`- ${at}: the publisher could not keep to its schedule (lag p99 ${dec(x.generator.lagP99Ms)} ms)`);
+        if (!x.serverQuietBefore) problems.push(`- ${at}: the server was still busy with the previous rate's backlog when this one started.`);
+        if (!x.serverQuietAfter) problems.push(`- ${at}: the server was still busy 50 s after publishing ended` + (x.lost ? `; the ${int(x.lost)} notifications not delivered by then are counted as lost.` : '.'));
+        if (x.load.otherCores > 0.2) problems.push(`- ${at}: other processes on the machine used ${int(100 * x.load.otherCores)} % of a core meanwhile; the figures are disturbed by that much.`);
+        if (x.load.stealPercent > 5) problems.push(`- ${at}: the hypervisor took ${int(x.load.stealPercent)} % of the CPU (steal).`);
+      }
+    }
     const o = sc(s).offline;
     if (o?.pingFailures) problems.push(`- ${s.label}, offline: ${o.pingFailures} senders' pings were not answered`);
     if (o?.recipientLoginFailures) problems.push(`- ${s.label}, offline: ${o.recipientLoginFailures} recipient logins failed`);

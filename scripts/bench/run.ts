@@ -2,10 +2,11 @@
  * `npm run bench`: the same XMPP workload, in one run, against Gatehouse, Prosody and ejabberd.
  *
  *   node dist/scripts/bench/run.js [--servers gatehouse,prosody,ejabberd]
- *     [--scenarios logins,messages,idle,offline] [--logins 2000] [--users 1000]
+ *     [--scenarios logins,messages,idle,offline,pep] [--logins 2000] [--users 1000]
  *     [--rates 5000,10000,20000 | --rate R] [--duration 10] [--idle 10000] [--offline 10000]
  *     [--workers 2] [--login-concurrency 100] [--profile] [--keep] [--gatehouse DIR]
  *     [--offline-senders 100] [--offline-recipients 1000] [--offline-rate 2000]
+ *     [--pep-contacts 1000] [--pep-rates 5,10,20] [--pep-items 100]
  *     [--cert-key ec|rsa] [--no-install] [--out docs/benchmarks.md] [--json docs/benchmarks.json] [--smoke] [--render FILE.json]
  *
  * Each server runs in its own temporary directory on a free 127.0.0.1 port, with one shared
@@ -21,7 +22,12 @@
  * --gatehouse DIR: benchmark the Gatehouse build in DIR (DIR/dist/server/cli.js) instead of this
  * checkout's, e.g. a snapshot built apart while others keep editing the tree.
  *
- * --smoke: about 10 seconds, Gatehouse alone, 20 users; for CI. The exit status is non-zero when
+ * PEP scenario: one user (the publisher) with --pep-contacts online contacts, mutually subscribed
+ * (rosters written into each server's storage before start, like the accounts), whose presence advertises +notify for the XEP-0172 nick node through
+ * XEP-0115 caps; the publisher publishes --pep-items items at each of --pep-rates items per second.
+ * A server that answers the publish with an error is reported as not supporting PEP.
+ *
+ * --smoke: about 20 seconds, Gatehouse alone, 20 users; for CI. The exit status is non-zero when
  * the benchmark itself breaks (a server does not start, nobody can log in, nothing is delivered),
  * never because of a figure.
  */
@@ -32,16 +38,16 @@ import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Histogram, nowUs, type BenchAccount, type Command, type LoginResult, type PingResult, type Reply, type SendResult, type StatsResult } from './protocol.js';
+import { Histogram, nowUs, PEP_NODE, type BenchAccount, type Command, type LoginResult, type PepDiscoResult, type PepRole, type PepRosterResult, type PingResult, type PublishResult, type Reply, type SendResult, type StatsResult } from './protocol.js';
 import { DOMAIN, SERVER_LABEL, killAllAndWait, killAllNow, machineLoad, packageVersion, procSample, serverAvailable, startBenchServer, type CertFiles, type ProcSample, type RunningBenchServer, type ServerKind } from './servers.js';
-import { renderMarkdown, type BenchResults, type IdleResult, type LoadShare, type LoginsResult, type MessagesResult, type OfflineResult, type ServerResults, type TlsFloorResult } from './report.js';
+import { renderMarkdown, type BenchResults, type IdleResult, type LoadShare, type LoginsResult, type MessagesResult, type OfflineResult, type PepRateResult, type PepResult, type ServerResults, type TlsFloorResult } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/scripts/bench -> repository root. */
 const repoRoot = path.resolve(here, '../../..');
 
 const ALL_SERVERS: ServerKind[] = ['gatehouse', 'prosody', 'ejabberd'];
-const ALL_SCENARIOS = ['logins', 'messages', 'idle', 'offline'] as const;
+const ALL_SCENARIOS = ['logins', 'messages', 'idle', 'offline', 'pep'] as const;
 type Scenario = (typeof ALL_SCENARIOS)[number];
 
 const SCRAM_ITERATIONS = 4096;
@@ -59,6 +65,9 @@ interface Options {
   offlineSenders: number;
   offlineRecipients: number;
   offlineRate: number;
+  pepContacts: number;
+  pepRates: number[];
+  pepItems: number;
   workers: number;
   loginConcurrency: number;
   smoke: boolean;
@@ -91,7 +100,7 @@ function parseOptions(argv: string[]): Options {
     console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
     process.exit(0);
   }
-  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key', 'no-install']);
+  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'pep-contacts', 'pep-rates', 'pep-items', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key', 'no-install']);
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const smoke = flags.has('smoke');
   const num = (name: string, dflt: number, min = 1): number => {
@@ -110,6 +119,8 @@ function parseOptions(argv: string[]): Options {
   };
   const rates = flags.has('rate') ? [num('rate', 0)] : flags.has('rates') ? flags.get('rates')!.split(',').map(Number) : smoke ? [200] : [5000, 10000, 20000];
   if (rates.some((r) => !Number.isFinite(r) || r <= 0)) throw new Error('--rates: positive numbers, comma separated');
+  const pepRates = flags.has('pep-rates') ? flags.get('pep-rates')!.split(',').map(Number) : smoke ? [10] : [5, 10, 20];
+  if (pepRates.some((r) => !Number.isFinite(r) || r <= 0 || r > 1000)) throw new Error('--pep-rates: items per second (up to 1000), comma separated');
   return {
     servers: list('servers', ALL_SERVERS, smoke ? ['gatehouse'] : ALL_SERVERS),
     scenarios: list('scenarios', ALL_SCENARIOS, ALL_SCENARIOS),
@@ -122,6 +133,9 @@ function parseOptions(argv: string[]): Options {
     offlineSenders: num('offline-senders', smoke ? 5 : 100),
     offlineRecipients: num('offline-recipients', smoke ? 10 : 1000),
     offlineRate: num('offline-rate', smoke ? 200 : 2000),
+    pepContacts: num('pep-contacts', smoke ? 10 : 1000),
+    pepRates,
+    pepItems: num('pep-items', smoke ? 20 : 100),
     workers: num('workers', 2),
     loginConcurrency: num('login-concurrency', smoke ? 10 : 100),
     smoke,
@@ -280,12 +294,12 @@ class WorkerPool {
   }
 
   /** Logs in the accounts, spread round-robin over the workers. */
-  async login(accounts: number[], concurrency: number): Promise<{ ok: number; failed: number; errors: string[]; latency: Histogram; pbkdf2: number; wallMs: number; workerCpuUs: number }> {
+  async login(accounts: number[], concurrency: number, pep?: PepRole): Promise<{ ok: number; failed: number; errors: string[]; latency: Histogram; pbkdf2: number; wallMs: number; workerCpuUs: number }> {
     const shares = this.children.map((_, w) => accounts.filter((_, i) => i % this.size === w));
     const per = Math.max(1, Math.ceil(concurrency / this.size));
     const timeoutMs = 60_000;
     const t0 = performance.now();
-    const results = await Promise.all(shares.map((share, w) => this.call<LoginResult>(w, { type: 'login', accounts: share, concurrency: per, timeoutMs }, timeoutMs * Math.ceil(share.length / per + 1) + 30_000)));
+    const results = await Promise.all(shares.map((share, w) => this.call<LoginResult>(w, { type: 'login', accounts: share, concurrency: per, timeoutMs, pep }, timeoutMs * Math.ceil(share.length / per + 1) + 30_000)));
     const wallMs = performance.now() - t0;
     results.forEach((r, w) => this.online[w]!.push(...r.online));
     return {
@@ -362,7 +376,7 @@ function latencySummary(h: Histogram): { p50Ms: number; p99Ms: number; maxMs: nu
   return { p50Ms: h.quantile(0.5) / 1000, p99Ms: h.quantile(0.99) / 1000, maxMs: h.max / 1000 };
 }
 
-function sumStats(stats: StatsResult[]): { received: number; inWindow: number; duplicates: number; stale: number; disconnects: number; streamErrors: string[]; latency: Histogram; lastReceiveUs: number; cpuUs: number; rssBytes: number; loopDelayP99Us: number } {
+function sumStats(stats: StatsResult[]): { received: number; inWindow: number; duplicates: number; stale: number; disconnects: number; streamErrors: string[]; latency: Histogram; lastReceiveUs: number; cpuUs: number; rssBytes: number; loopDelayP99Us: number; discoQueries: number } {
   return {
     received: stats.reduce((s, r) => s + r.received, 0),
     inWindow: stats.reduce((s, r) => s + r.receivedInWindow, 0),
@@ -375,6 +389,7 @@ function sumStats(stats: StatsResult[]): { received: number; inWindow: number; d
     cpuUs: stats.reduce((s, r) => s + r.cpuUs, 0),
     rssBytes: stats.reduce((s, r) => s + r.rssBytes, 0),
     loopDelayP99Us: Math.max(0, ...stats.map((r) => r.loopDelayP99Us)),
+    discoQueries: stats.reduce((s, r) => s + r.discoQueries, 0),
   };
 }
 
@@ -732,6 +747,182 @@ async function scenarioOffline(c: Ctx): Promise<OfflineResult> {
   return result;
 }
 
+// ---- PEP ----
+
+/** Account index of the PEP publisher; its contacts are 1..pepContacts. */
+const PEP_PUBLISHER = 0;
+
+interface PepSession {
+  /** Worker holding the publisher's connection. */
+  pubWorker: number;
+  contacts: number[];
+  result: PepResult;
+}
+
+/** Account names of the PEP publisher and its contacts, for the servers' rosters. */
+function pepRosters(contacts: number): { publisher: string; contacts: string[] } {
+  return { publisher: accountName(PEP_PUBLISHER), contacts: range(PEP_PUBLISHER + 1, PEP_PUBLISHER + 1 + contacts).map(accountName) };
+}
+
+/**
+ * Logs in the publisher, then its contacts (mutual subscriptions already in the server's storage:
+ * their caps presence reaches the publisher's account as it would on any login), checks the
+ * publisher's roster, and checks with an unmeasured item that the notifications reach every
+ * contact. A publish answered with an error marks the server as not supporting PEP.
+ */
+async function pepSetup(c: Ctx): Promise<PepSession> {
+  const n = c.opts.pepContacts;
+  c.log(`pep: the publisher and ${n} contacts log in`);
+  const pub = await c.pool.login([PEP_PUBLISHER], 1, 'publisher');
+  if (pub.ok !== 1) throw new Error(`pep: the publisher could not log in (${pub.errors.join('; ')})`);
+  const pubWorker = c.pool.online.findIndex((l) => l.includes(PEP_PUBLISHER));
+  const cl = await c.pool.login(range(PEP_PUBLISHER + 1, PEP_PUBLISHER + 1 + n), c.opts.loginConcurrency, 'contact');
+  const contacts = c.pool.online.flat().filter((i) => i !== PEP_PUBLISHER);
+  if (contacts.length === 0) throw new Error(`pep: no contact could log in (${cl.errors.join('; ')})`);
+  const roster = await c.pool.call<PepRosterResult | null>(pubWorker, { type: 'pep-roster', publisher: PEP_PUBLISHER, timeoutMs: 60_000 }, 70_000);
+  if (!roster) throw new Error('pep: the publisher\'s roster request was not answered within 60 s');
+  const disco = await c.pool.call<PepDiscoResult>(pubWorker, { type: 'pep-disco', publisher: PEP_PUBLISHER, timeoutMs: 10_000 }, 20_000);
+  await delay(c.waits.settleMs);
+  await waitForQuiescence(c);
+  const discoQueries = sumStats(await c.pool.stats(false)).discoQueries;
+
+  const result: PepResult = {
+    node: PEP_NODE,
+    contacts: n,
+    contactsOnline: contacts.length,
+    mutualSubscriptions: roster.both,
+    rosterProvisioning: c.server.rosters?.how ?? '?',
+    rosterProvisionMs: c.server.rosters?.ms ?? 0,
+    discoQueries,
+    advertisesPep: disco.pepIdentity,
+    supported: true,
+    warmupNotified: 0,
+    warmupTries: 0,
+    rates: [],
+  };
+  // Warm-up: one item, until every contact gets it (a server may still be resolving caps).
+  for (let tries = 1; tries <= 3; tries++) {
+    result.warmupTries = tries;
+    const phase = ++phaseCounter;
+    await c.pool.stats(true, { phase });
+    const p = await c.pool.call<PublishResult>(pubWorker, { type: 'pep-publish', publisher: PEP_PUBLISHER, count: 1, rate: 1, startAtUs: nowUs() + 50_000, phase, timeoutMs: 15_000 }, 40_000);
+    if (p.ok === 0) {
+      result.supported = false;
+      result.unsupportedReason = p.errors ? `publish answered with ${p.firstError ?? 'an error'}` : 'publish not answered within 15 s';
+      c.log(`  PEP not supported: ${result.unsupportedReason}`);
+      break;
+    }
+    result.warmupNotified = sumStats(await waitForDeliveries(c.pool, contacts.length, Math.min(3000, c.waits.quietMs), 15_000)).received;
+    if (result.warmupNotified >= contacts.length) break;
+    await waitForQuiescence(c);
+    await delay(1000);
+  }
+  if (result.supported) c.log(`  warm-up item reached ${result.warmupNotified} of ${contacts.length} contacts (${result.warmupTries} tries); ${discoQueries} caps queries answered`);
+  return { pubWorker, contacts, result };
+}
+
+/** The publisher publishes --pep-items items at `rate` per second; every contact records the notifications. */
+async function pepAtRate(c: Ctx, s: PepSession, rate: number, quietBefore: boolean): Promise<PepRateResult> {
+  const items = c.opts.pepItems;
+  const windowS = items / rate;
+  const n = s.contacts.length;
+  c.log(`pep: ${items} items at ${rate}/s to ${n} contacts (${rate * n} notifications/s)`);
+  const phase = ++phaseCounter;
+  await c.pool.stats(true, { phase });
+  const startAtUs = nowUs() + 300_000;
+  const windowEndUs = startAtUs + windowS * 1e6;
+  await c.pool.stats(false, { windowEndUs });
+  const sampler = rssSampler(c.server);
+  await delay(300);
+  const m0 = meter(c);
+  const publishing = c.pool.call<PublishResult>(
+    s.pubWorker,
+    { type: 'pep-publish', publisher: PEP_PUBLISHER, count: items, rate, startAtUs, phase, timeoutMs: 20_000 },
+    windowS * 1000 + 60_000,
+  );
+  await delay(Math.max(0, (windowEndUs - nowUs()) / 1000));
+  const mEnd = meter(c);
+  const p = await publishing;
+  const expected = (p.sent - p.errors) * n;
+  const inTime = sumStats(await waitForDeliveries(c.pool, expected, c.waits.quietMs, 20_000));
+  const m1 = meter(c);
+  const peak = sampler.stop();
+  let stats = inTime;
+  let quietAfter = true;
+  if (inTime.received < expected) {
+    quietAfter = await waitForQuiescence(c);
+    stats = sumStats(await c.pool.stats(false));
+  }
+  const load = loadShare(m0, mEnd);
+  const lag = Histogram.from(p.lag);
+  const lagP99Ms = lag.quantile(0.99) / 1000;
+  const result: PepRateResult = {
+    itemsPerSec: rate,
+    items,
+    windowS,
+    published: p.sent,
+    publishOk: p.ok,
+    publishErrors: p.errors,
+    publishUnanswered: p.unanswered,
+    firstPublishError: p.firstError,
+    publishAck: latencySummary(Histogram.from(p.ack)),
+    expected,
+    received: stats.received,
+    receivedInWait: inTime.received,
+    notificationsPerSec: inTime.inWindow / windowS,
+    lost: Math.max(0, expected - stats.received),
+    duplicates: stats.duplicates,
+    stale: stats.stale,
+    latency: latencySummary(stats.latency),
+    serverCpuSec: cpuSec(m0, m1),
+    serverCpuSecSending: cpuSec(m0, mEnd),
+    serverCpuPercent: 100 * load.serverCores,
+    serverRssPeakBytes: peak,
+    serverQuietBefore: quietBefore,
+    serverQuietAfter: quietAfter,
+    load,
+    disconnects: stats.disconnects,
+    streamErrors: stats.streamErrors,
+    generator: { cpuSec: mEnd.generatorCpuSec - m0.generatorCpuSec, lagP99Ms, keptUp: lagP99Ms < 100 && p.sent === items, loopDelayP99Ms: stats.loopDelayP99Us / 1000 },
+  };
+  c.log(
+    `  delivered ${result.notificationsPerSec.toFixed(0)} notifications/s, p50 ${result.latency.p50Ms.toFixed(1)} ms, p99 ${result.latency.p99Ms.toFixed(1)} ms, lost ${result.lost}, ` +
+      `publish errors ${p.errors}, server ${result.serverCpuPercent.toFixed(0)} % of a core, other processes ${(100 * load.otherCores).toFixed(0)} %`,
+  );
+  return result;
+}
+
+/** Sets up every server in turn, then each rate goes through them one after the other (as the messages scenario does). */
+async function runPep(benches: Bench[], opts: Options, fail: (b: Bench, what: string, err: unknown) => void): Promise<void> {
+  const sessions = new Map<Bench, PepSession>();
+  for (const b of benches) {
+    if (!b.ctx) continue;
+    try {
+      const s = await pepSetup(b.ctx);
+      sessions.set(b, s);
+      b.sr.scenarios.pep = s.result;
+    } catch (err) {
+      fail(b, 'pep', err);
+      await b.ctx.pool.logout().catch(() => undefined);
+    }
+  }
+  for (const rate of opts.pepRates) {
+    for (const b of benches) {
+      const s = sessions.get(b);
+      if (!s || !s.result.supported || !b.ctx) continue;
+      await Promise.all(benches.filter((o) => o !== b && o.ctx).map((o) => waitForQuiescence(o.ctx!)));
+      const quietBefore = await waitForQuiescence(b.ctx);
+      try {
+        s.result.rates.push(await pepAtRate(b.ctx, s, rate, quietBefore));
+      } catch (err) {
+        fail(b, `pep at ${rate} items/s`, err);
+        sessions.delete(b);
+      }
+    }
+  }
+  for (const b of benches) if (b.ctx) await b.ctx.pool.logout().catch(() => undefined);
+}
+
 // ---- main ----
 
 function machineInfo(): BenchResults['machine'] {
@@ -858,6 +1049,9 @@ async function main(): Promise<number> {
       offlineSenders: opts.offlineSenders,
       offlineRecipients: opts.offlineRecipients,
       offlineRate: opts.offlineRate,
+      pepContacts: opts.pepContacts,
+      pepRates: opts.pepRates,
+      pepItems: opts.pepItems,
       workers: opts.workers,
       loginConcurrency: opts.loginConcurrency,
       scramIterations: SCRAM_ITERATIONS,
@@ -891,6 +1085,7 @@ async function main(): Promise<number> {
       opts.scenarios.includes('messages') ? opts.users : 0,
       opts.scenarios.includes('idle') ? opts.idle : 0,
       opts.scenarios.includes('offline') ? opts.offlineSenders + opts.offlineRecipients : 0,
+      opts.scenarios.includes('pep') ? opts.pepContacts + 1 : 0,
       2,
     );
     const accounts = await makeAccounts(needed, log);
@@ -899,7 +1094,7 @@ async function main(): Promise<number> {
       const n = b.starts++;
       log(`${b.label}: starting${n ? ' afresh' : ''}, ${accounts.length} accounts`);
       const profileDir = opts.profile && b.kind === 'gatehouse' ? profilesDir : undefined;
-      const server = await startBenchServer(b.kind, { dir: path.join(tmp, n ? `${b.kind}-${n + 1}` : b.kind), repoRoot: opts.gatehouse, cert, accounts, cpuProfileDir: profileDir, log });
+      const server = await startBenchServer(b.kind, { dir: path.join(tmp, n ? `${b.kind}-${n + 1}` : b.kind), repoRoot: opts.gatehouse, cert, accounts, cpuProfileDir: profileDir, pep: scenarioNow === 'pep' ? pepRosters(opts.pepContacts) : undefined, log });
       if (n === 0) {
         b.sr.port = server.port;
         b.sr.provisioning = server.provisioning;
@@ -970,6 +1165,9 @@ async function main(): Promise<number> {
     // All servers run side by side (idle when not measured) and each scenario, each message rate,
     // goes through them one after the other: on a shared machine, load from other processes then
     // changes little between the servers of one comparison.
+    const order: Scenario[] = ['logins', 'idle', 'messages', 'offline', 'pep'];
+    // The servers' configuration depends on the scenario (PEP on only for its own).
+    let scenarioNow: Scenario = order.find((x) => opts.scenarios.includes(x)) ?? 'logins';
     for (const b of benches) {
       try {
         await start(b);
@@ -977,11 +1175,15 @@ async function main(): Promise<number> {
         fail(b, 'start', err);
       }
     }
-    const order: Scenario[] = ['logins', 'idle', 'messages', 'offline'];
     let firstScenario = true;
     for (const scenario of order.filter((x) => opts.scenarios.includes(x))) {
+      scenarioNow = scenario;
       if (!firstScenario) for (const b of benches) if (b.starts > 0) await fresh(b);
       firstScenario = false;
+      if (scenario === 'pep') {
+        await runPep(benches, opts, fail);
+        continue;
+      }
       if (scenario !== 'messages') {
         for (const b of benches) {
           const c = b.ctx;
@@ -1090,6 +1292,12 @@ function checkBroken(sr: ServerResults, opts: Options): string[] {
   if (opts.scenarios.includes('messages')) for (const m of s.messages ?? []) if (m.received === 0) out.push(`${sr.label}: no message delivered at offered ${m.offeredRate}/s`);
   if (opts.scenarios.includes('idle') && s.idle && s.idle.connections === 0) out.push(`${sr.label}: no idle connection`);
   if (opts.scenarios.includes('offline') && s.offline && s.offline.delivered === 0) out.push(`${sr.label}: no offline message delivered`);
+  // A server without PEP is a result (reported as not supported), not a broken benchmark.
+  if (opts.scenarios.includes('pep') && s.pep) {
+    if (s.pep.contactsOnline === 0) out.push(`${sr.label}: no PEP contact could log in`);
+    else if (s.pep.mutualSubscriptions === 0) out.push(`${sr.label}: no mutual presence subscription for the PEP scenario`);
+    for (const x of s.pep.rates) if (x.received === 0) out.push(`${sr.label}: no PEP notification delivered at ${x.itemsPerSec} items/s`);
+  }
   return out;
 }
 

@@ -55,6 +55,8 @@ export interface RunningBenchServer {
   provisionMs: number;
   /** Open-files limit of the measured process. */
   openFilesLimit: string;
+  /** PEP scenario: how the mutual rosters were written, and how long it took. */
+  rosters?: { how: string; ms: number };
   sample(): ProcSample;
   stop(): Promise<void>;
 }
@@ -65,8 +67,21 @@ export interface StartOptions {
   repoRoot: string;
   cert: CertFiles;
   accounts: BenchAccount[];
+  /**
+   * HTTP File Upload (XEP-0363) at upload.<DOMAIN> on this HTTPS port on 127.0.0.1 (Gatehouse: the
+   * upload module; Prosody: mod_http_file_share), files up to 20 MiB, no quotas in the way.
+   */
+  upload?: { httpsPort: number };
   /** Gatehouse only: write a V8 CPU profile (node --cpu-prof) into this directory. */
   cpuProfileDir?: string;
+  /**
+   * The PEP scenario: Prosody loads mod_pep, ejabberd mod_caps and mod_pubsub with the pep plugin,
+   * as their packaged configurations do (Gatehouse runs as it is: PEP is its own module there),
+   * and the publisher and each contact have each other in their rosters with subscription=both,
+   * written into the server's storage before the clients connect (as the accounts are). Absent
+   * for the other scenarios, whose figures predate it.
+   */
+  pep?: { publisher: string; contacts: string[] };
   log: (msg: string) => void;
 }
 
@@ -325,6 +340,12 @@ async function startGatehouse(o: StartOptions): Promise<RunningBenchServer> {
     }
   }
   const provisionMs = Date.now() - t0;
+  let rosters: RunningBenchServer['rosters'];
+  if (o.pep) {
+    const r0 = Date.now();
+    await createGatehouseRosters(o.repoRoot, dbPath, o.pep);
+    rosters = { how: "roster items written through Gatehouse's own storage API (openStorage + roster.put) into the SQLite file before start", ms: Date.now() - r0 };
+  }
   const config = [
     `# Written by scripts/bench/run.ts`,
     `dataDir: ${JSON.stringify(dataDir)}`,
@@ -340,7 +361,10 @@ async function startGatehouse(o: StartOptions): Promise<RunningBenchServer> {
     `  components: []`,
     `  s2s: []`,
     `  admin: []`,
-    `  https: []`,
+    o.upload ? `  https: [{ host: "127.0.0.1", port: ${o.upload.httpsPort} }]` : `  https: []`,
+    ...(o.upload
+      ? [`http:`, `  maxConnections: 4000`, `  maxConnectionsPerIp: 4000`, `upload:`, `  maxFileSize: 20MiB`, `  quotaPerUser: 0`, `  maxOpenSlots: 10000`]
+      : []),
     `c2s:`,
     `  requireEncryption: true`,
     `  maxConnectionsPerIp: 100000`,
@@ -379,11 +403,39 @@ async function startGatehouse(o: StartOptions): Promise<RunningBenchServer> {
       (cached ? 'this run copied the file made by an earlier run (cached in the temp directory)' : 'the file is cached in the temp directory for later runs'),
     provisionMs,
     openFilesLimit: openFilesLimit(pid),
+    rosters,
     sample: () => procSample(pid),
     stop: async () => {
       await stopGroup(child, 10_000);
     },
   };
+}
+
+/** The PEP scenario's mutual rosters, through the storage layer of the build under test. */
+async function createGatehouseRosters(root: string, dbPath: string, pep: NonNullable<StartOptions['pep']>): Promise<void> {
+  const { openStorage } = (await import(pathToFileURL(path.join(root, 'dist/storage/datasource.js')).href)) as typeof import('../../storage/datasource.js');
+  const storage = await openStorage({ type: 'sqlite', path: dbPath }, { migrate: true });
+  try {
+    const idOf = async (name: string): Promise<number> => {
+      const a = await storage.accounts.get(name, DOMAIN);
+      if (!a) throw new Error(`Gatehouse: account ${name} missing`);
+      return a.id;
+    };
+    const both = (jid: string) => ({ jid, name: null, subscription: 'both' as const, ask: false, pendingIn: false, approved: false, groups: [] });
+    const publisherId = await idOf(pep.publisher);
+    const publisherJid = `${pep.publisher}@${DOMAIN}`;
+    let next = 0;
+    const one = async () => {
+      while (next < pep.contacts.length) {
+        const contact = pep.contacts[next++]!;
+        await storage.roster.put(publisherId, both(`${contact}@${DOMAIN}`));
+        await storage.roster.put(await idOf(contact), both(publisherJid));
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, one));
+  } finally {
+    await storage.close();
+  }
 }
 
 // ---- Prosody ----
@@ -416,6 +468,20 @@ async function startProsody(o: StartOptions): Promise<RunningBenchServer> {
     writeFileSync(path.join(accountsDir, `${prosodyEncode(a.name)}.dat`), file);
   }
   const provisionMs = Date.now() - t0;
+  let rosters: RunningBenchServer['rosters'];
+  if (o.pep) {
+    const r0 = Date.now();
+    const rosterDir = path.join(dataDir, prosodyEncode(DOMAIN), 'roster');
+    mkdirSync(rosterDir, { recursive: true });
+    const rosterFile = (contacts: string[]) =>
+      ['return {', '\t[false] = {', '\t\t["pending"] = {};', '\t\t["version"] = 1;', '\t};']
+        .concat(contacts.flatMap((c) => [`\t[${luaString(`${c}@${DOMAIN}`)}] = {`, '\t\t["groups"] = {};', '\t\t["subscription"] = "both";', '\t};']))
+        .concat(['};', ''])
+        .join('\n');
+    writeFileSync(path.join(rosterDir, `${prosodyEncode(o.pep.publisher)}.dat`), rosterFile(o.pep.contacts));
+    for (const c of o.pep.contacts) writeFileSync(path.join(rosterDir, `${prosodyEncode(c)}.dat`), rosterFile([o.pep.publisher]));
+    rosters = { how: 'roster files written in Prosody\'s internal format (`data/bench%2elocal/roster/*.dat`) before start', ms: Date.now() - r0 };
+  }
   mkdirSync(path.join(o.dir, 'certs'), { recursive: true });
   const logFile = path.join(o.dir, 'prosody.log');
   const config = `-- Written by scripts/bench/run.ts
@@ -429,8 +495,16 @@ c2s_ports = { ${port} }
 c2s_direct_tls_ports = { }
 s2s_ports = { }
 http_ports = { }
-https_ports = { }
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register" }
+https_ports = { ${o.upload ? o.upload.httpsPort : ''} }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"${o.pep ? '; "pep"' : ''} }${
+    o.upload
+      ? `
+https_interfaces = { "127.0.0.1" }
+https_ssl = { certificate = ${luaString(o.cert.cert)}; key = ${luaString(o.cert.key)}; }
+http_file_share_size_limit = 20*1024*1024
+http_file_share_daily_quota = 100*1024*1024*1024`
+      : ''
+  }
 modules_disabled = { "s2s"; "s2s_auth_certs" }
 c2s_require_encryption = true
 authentication = "internal_hashed"
@@ -445,7 +519,10 @@ ssl = { certificate = ${luaString(o.cert.cert)}; key = ${luaString(o.cert.key)};
 
 VirtualHost "${DOMAIN}"
   ssl = { certificate = ${luaString(o.cert.cert)}; key = ${luaString(o.cert.key)}; }
-`;
+${o.upload ? `
+Component "upload.${DOMAIN}" "http_file_share"
+  ssl = { certificate = ${luaString(o.cert.cert)}; key = ${luaString(o.cert.key)}; }
+` : ''}`;
   const configFile = path.join(o.dir, 'prosody.cfg.lua');
   writeFileSync(configFile, config);
   const log = path.join(o.dir, 'stdout.log');
@@ -461,6 +538,7 @@ VirtualHost "${DOMAIN}"
     provisioning: 'the same SCRAM-SHA-1 verifiers written as Prosody internal_hashed account files (`data/bench%2elocal/accounts/*.dat`: stored_key, server_key, salt, iteration_count) before start',
     provisionMs,
     openFilesLimit: openFilesLimit(pid),
+    rosters,
     sample: () => procSample(pid),
     stop: async () => {
       await stopGroup(child, 10_000);
@@ -532,7 +610,7 @@ modules:
   mod_register:
     ip_access: all
     access: register
-`;
+${o.pep ? '  mod_caps: {}\n  mod_pubsub:\n    plugins:\n      - flat\n      - pep\n' : ''}`;
   const configFile = path.join(o.dir, 'ejabberd.yml');
   writeFileSync(configFile, config);
   const node = `ghbench${process.pid}x${Date.now() % 100000}@localhost`;
@@ -547,8 +625,16 @@ modules:
   // ejabberd keeps SCRAM keys and salt base64-encoded, but 23.01's importer decodes them once
   // before storing (logins then fail in base64:decode): hence base64 of the base64 text.
   const b64twice = (b64: string) => Buffer.from(b64, 'latin1').toString('base64');
+  const rosterOf = new Map<string, string[]>();
+  if (o.pep) {
+    rosterOf.set(o.pep.publisher, o.pep.contacts);
+    for (const c of o.pep.contacts) rosterOf.set(c, [o.pep.publisher]);
+  }
   for (const a of o.accounts) {
-    xml.push(`<user name='${a.name}' password='scram:${b64twice(a.storedKey)},${b64twice(a.serverKey)},${b64twice(a.salt)},${a.iterations}'/>`);
+    const password = `scram:${b64twice(a.storedKey)},${b64twice(a.serverKey)},${b64twice(a.salt)},${a.iterations}`;
+    const roster = rosterOf.get(a.name);
+    if (!roster) xml.push(`<user name='${a.name}' password='${password}'/>`);
+    else xml.push(`<user name='${a.name}' password='${password}'><query xmlns='jabber:iq:roster'>${roster.map((c) => `<item jid='${c}@${DOMAIN}' subscription='both'/>`).join('')}</query></user>`);
   }
   xml.push('</host>', '</server-data>', '');
   const importFile = path.join(o.dir, 'accounts.xml');
@@ -569,6 +655,8 @@ modules:
   const registered = ctlRun(['registered_users', DOMAIN], 60_000).split('\n').filter((l) => l.trim()).length;
   if (registered !== o.accounts.length) throw new Error(`ejabberd import: ${registered} accounts registered, expected ${o.accounts.length}`);
   const provisionMs = Date.now() - t0;
+  // The import carried the PEP scenario's rosters with the accounts: one call, timed as a whole.
+  const rosters = o.pep ? { how: 'roster items (subscription both) in the same XEP-0227 file as the accounts, imported with them by `ejabberdctl import_piefxis`; the time is that of the whole import', ms: provisionMs } : undefined;
   const pid = findDescendant(child.pid!, 'beam.smp');
   if (!pid) throw new Error('ejabberd: no beam.smp process found under ejabberdctl');
   return {
@@ -581,6 +669,7 @@ modules:
       "23.01's importer decodes the base64 keys before storing them where ejabberd expects base64, so the file carries them base64-encoded twice",
     provisionMs,
     openFilesLimit: openFilesLimit(pid),
+    rosters,
     sample: () => procSample(pid),
     stop: async () => {
       await stopGroup(child, 15_000, pid);

@@ -9,7 +9,8 @@
  * - the XML declaration must name UTF-8 if it names an encoding, and the document is parsed as
  *   XML 1.0 whatever version it declares (saxes is told to do the same);
  * - a stanza without an xmlns attribute gets the stream header's (Gatehouse makes the inherited
- *   namespace explicit on each detached stanza);
+ *   namespace explicit on each detached stanza), and so a declaration of each prefix it uses that
+ *   only the stream header declares;
  * - saxes trims namespace names and Gatehouse does not; where that matters (a namespace
  *   declaration with surrounding whitespace) only "both reject or both accept" is not checked;
  * - the parser's depth and attribute-count limits (some inputs run with small ones) are
@@ -143,6 +144,7 @@ export function runOracle(text: string, byteLength: (from: number, to: number) =
   const stack: Element[] = [];
   let rootOpen = false;
   let rootNs: string | undefined;
+  let rootAttrs: Record<string, string> = {};
   let depth = 0;
   let stanzaStart = 0;
   /** String index after the last markup seen while inside the root and outside stanzas. */
@@ -231,9 +233,18 @@ export function runOracle(text: string, byteLength: (from: number, to: number) =
     if (!rootOpen) {
       rootOpen = true;
       rootNs = attrs.xmlns;
+      rootAttrs = attrs;
       result.events.push(openEvent(tag.name, attrs));
       if (tag.isSelfClosing) result.events.push('close');
     } else {
+      // Modelled: a prefix only the stream header declares is declared on the stanza that uses it.
+      const declare = (prefix: string): void => {
+        const key = `xmlns:${prefix}`;
+        if (prefix === '' || prefix === 'xml' || prefix === 'xmlns' || attrs[key] !== undefined || stack.some((e) => e.attrs[key] !== undefined)) return;
+        if (rootAttrs[key] !== undefined) (stack[0]?.attrs ?? attrs)[key] = rootAttrs[key]!;
+      };
+      declare(tag.prefix);
+      for (const attr of Object.values(tag.attributes)) declare(attr.prefix);
       const el = new Element(tag.name);
       el.attrs = attrs;
       const parent = stack[stack.length - 1];

@@ -31,6 +31,7 @@ import {
 import { bareJid, cidr, domain } from '../../shared/config-values.js';
 import { offlineConfigSection } from '../modules/offline-config.js';
 import { privateStorageConfigSection } from '../modules/private-storage-config.js';
+import { pepConfigSection } from '../modules/pep/config.js';
 import { subscriptionsConfigSection } from '../modules/presence-config.js';
 import { registrationLimitConfigSection } from '../modules/register-config.js';
 import { loginGuardConfigSection } from '../modules/login-guard/config.js';
@@ -335,6 +336,7 @@ export const configSchema = object(
     storage: storageSchema,
     ...fieldOf(offlineConfigSection),
     ...fieldOf(privateStorageConfigSection),
+    ...fieldOf(pepConfigSection),
     ...fieldOf(subscriptionsConfigSection),
     ...fieldOf(registrationLimitConfigSection),
     ...fieldOf(capsConfigSection),

@@ -12,8 +12,10 @@ export function replyResult(router: Router, event: StanzaEvent, payload?: Elemen
   return deliverReply(router, event, reply);
 }
 
-export function replyError(router: Router, event: StanzaEvent, condition: string, text?: string, type?: ErrorType): true {
+/** An error reply; `app` is an application-specific condition element (RFC 6120 8.3.2) added to it. */
+export function replyError(router: Router, event: StanzaEvent, condition: string, text?: string, type?: ErrorType, app?: Element): true {
   const reply = errorReply(event.stanza, condition, text, type);
+  if (reply && app) reply.getChild('error')!.append(app);
   return reply ? deliverReply(router, event, reply) : true;
 }
 

@@ -4,6 +4,7 @@ import type { RetentionClass } from '../core/retention-class.js';
 import { createPingModule } from './ping.js';
 import { createDiscoModule } from './disco.js';
 import { createCapsModule } from './caps/caps.js';
+import { createPepModule } from './pep/pep.js';
 import { createVersionModule } from './version.js';
 import { createTimeModule } from './time.js';
 import { createLastActivityModule } from './last-activity.js';
@@ -69,6 +70,7 @@ export function allModules(): GatehouseModule[] {
     createTransportsSupervisor(),
     createCapsModule(),
     createDiscoModule(),
+    createPepModule(),
     createPolicyModule(),
     createBackupModule(),
     createExportModule(),

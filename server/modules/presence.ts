@@ -43,7 +43,8 @@
  *   resource if it is available or itself sent directed presence to the sender (a MUC join
  *   before initial presence). Delivery does not depend on subscriptions (directed presence).
  * - A client's probe is routed from its bare JID (the contact's side decides); client stanzas
- *   never gain anything from the server beyond from/to stamping (P19).
+ *   never gain anything from the server beyond from/to stamping (P19), except the avatar hash the
+ *   vCard module puts into available presence (XEP-0398, the user's own public vCard photo).
  * - Account deletion: the account's resources go unavailable, every roster contact gets
  *   unsubscribe and unsubscribed, and the JID is removed from local rosters with pushes.
  */

@@ -158,12 +158,28 @@ export class Element {
     return this;
   }
 
-  /** Deep copy, detached from any parent; the namespace in effect is made explicit on the copy's root. */
+  /**
+   * Deep copy, detached from any parent; the namespace in effect is made explicit on the copy's
+   * root, and so is each prefix the copy uses that an ancestor declared (else the copy, stored or
+   * sent on its own, would not be namespace-well-formed).
+   */
   clone(): Element {
     const copy = cloneInner(this);
-    if (copy.attrs.xmlns === undefined && this.parent) {
+    if (!this.parent) return copy;
+    if (copy.attrs.xmlns === undefined) {
       const ns = this.xmlns;
       if (ns !== undefined) copy.attrs.xmlns = ns;
+    }
+    for (const prefix of usedPrefixes(copy)) {
+      const key = `xmlns:${prefix}`;
+      if (copy.attrs[key] !== undefined) continue;
+      for (let el: Element | null = this.parent; el; el = el.parent) {
+        const uri = el.attrs[key];
+        if (uri !== undefined) {
+          copy.attrs[key] = uri;
+          break;
+        }
+      }
     }
     return copy;
   }
@@ -171,6 +187,23 @@ export class Element {
   toString(): string {
     return serialize(this);
   }
+}
+
+/** The namespace prefixes element and attribute names use in the tree (not xml, always bound). */
+function usedPrefixes(root: Element): Set<string> {
+  const used = new Set<string>();
+  const note = (name: string) => {
+    const colon = name.indexOf(':');
+    if (colon > 0) used.add(name.slice(0, colon));
+  };
+  const stack = [root];
+  for (let el = stack.pop(); el; el = stack.pop()) {
+    note(el.name);
+    for (const k in el.attrs) if (!k.startsWith('xmlns')) note(k);
+    for (const c of el.children) if (typeof c !== 'string') stack.push(c);
+  }
+  used.delete('xml');
+  return used;
 }
 
 function cloneInner(el: Element): Element {

@@ -781,7 +781,12 @@ export class XmlStreamParser {
     const key = 'xmlns:' + prefix;
     let uri = attrs[key];
     for (let i = this.stack.length - 1; uri === undefined && i >= 0; i--) uri = this.stack[i]!.attrs[key];
-    if (uri === undefined && this.state === State.Stream) uri = this.rootAttrs[key];
+    if (uri === undefined && this.state === State.Stream) {
+      uri = this.rootAttrs[key];
+      // Declared on the stream root only: the stanza declares it too, so that it stays
+      // namespace-well-formed when it is routed, stored or copied on its own.
+      if (uri !== undefined) (this.stack[0]?.attrs ?? attrs)[key] = uri;
+    }
     if (uri === undefined) fail('not-well-formed', `undeclared namespace prefix '${prefix}'`);
     return uri;
   }

@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 
 import { PYTHON } from '../helpers/requirements.js';
 const PEER_SCRIPT = fileURLToPath(new URL('../../../test/e2e/slixmpp_peer.py', import.meta.url));
+const PEP_PEER_SCRIPT = fileURLToPath(new URL('../../../test/e2e/slixmpp_pep_peer.py', import.meta.url));
 
 export interface PeerEvent {
   event: string;
@@ -18,6 +19,7 @@ export class SlixmppPeer {
   /** Every event seen, in order (also those taken by expect()). */
   readonly log: PeerEvent[] = [];
   readonly exited: Promise<void>;
+  private tags = 0;
 
   constructor(readonly proc: ChildProcessWithoutNullStreams) {
     this.exited = new Promise((resolve) => proc.on('exit', () => resolve()));
@@ -41,6 +43,11 @@ export class SlixmppPeer {
     return new SlixmppPeer(spawn(PYTHON, [PEER_SCRIPT, ...args], env ? { env: { ...process.env, ...env } } : {}));
   }
 
+  /** Starts slixmpp_pep_peer.py: HOST PORT JID PASSWORD [INTERESTS [PLUGINS]] (see the script). */
+  static spawnPep(args: string[]): SlixmppPeer {
+    return new SlixmppPeer(spawn(PYTHON, [PEP_PEER_SCRIPT, ...args]));
+  }
+
   expect(match: (e: PeerEvent) => boolean, what: string, timeoutMs = 15_000): Promise<PeerEvent> {
     const i = this.events.findIndex(match);
     if (i >= 0) return Promise.resolve(this.events.splice(i, 1)[0]!);
@@ -52,5 +59,12 @@ export class SlixmppPeer {
 
   command(cmd: Record<string, unknown>): void {
     this.proc.stdin.write(JSON.stringify(cmd) + '\n');
+  }
+
+  /** Sends a tagged command and resolves with its answer: a 'result' or an 'error' event. */
+  call(cmd: Record<string, unknown>): Promise<PeerEvent> {
+    const tag = `t${++this.tags}`;
+    this.command({ ...cmd, tag });
+    return this.expect((e) => (e.event === 'result' || e.event === 'error') && e.tag === tag, `the answer to ${String(cmd.cmd)}`);
   }
 }

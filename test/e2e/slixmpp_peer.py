@@ -13,6 +13,7 @@ plugin, which finds the service in the host's disco#items; the URL is sent to "t
 checked against the system's CAs or SSL_CERT_FILE.
 INTERESTS, comma-separated PEP namespaces, turns on entity capabilities (xep_0115) and announces
 NAMESPACE+notify for each (xep_0163), as a client interested in those PEP nodes does.
+slixmpp_pep_peer.py builds on this one: more plugins, and more commands through handle().
 """
 import asyncio
 import hashlib
@@ -28,7 +29,7 @@ def emit(event, **fields):
 
 
 class Peer(slixmpp.ClientXMPP):
-    def __init__(self, jid, password, peer, mechanism="auto", interests=()):
+    def __init__(self, jid, password, peer, mechanism="auto", interests=(), plugins=()):
         super().__init__(jid, password, sasl_mech=None if mechanism == "auto" else mechanism)
         self.peer = peer
         self.ssl_context = ssl.create_default_context()
@@ -40,9 +41,13 @@ class Peer(slixmpp.ClientXMPP):
         self.register_plugin("xep_0199")
         self.register_plugin("xep_0203")
         self.interests = list(interests)
-        if self.interests:
+        # Caps are on with interests, and with plugins (such as xep_0084) that add their own +notify.
+        self.caps = bool(self.interests or plugins)
+        if self.caps:
             self.register_plugin("xep_0115")
             self.register_plugin("xep_0163")
+        for plugin in plugins:
+            self.register_plugin(plugin)
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("message", self.on_message)
         self.add_event_handler("presence_available", self.on_presence)
@@ -53,13 +58,15 @@ class Peer(slixmpp.ClientXMPP):
 
     async def on_start(self, _):
         if self.interests:
-            # The +notify features, and the caps 'ver' computed over them before presence goes out.
             self["xep_0163"].add_interest(self.interests)
+        if self.caps:
+            # The caps 'ver' computed over every +notify feature before presence goes out.
             await self["xep_0115"].update_caps(broadcast=False)
         self.send_presence()
         await self.get_roster()
         emit("session_start", jid=str(self.boundjid), mechanism=self["feature_mechanisms"].mech.name if self["feature_mechanisms"].mech else None, tls=self.is_connected())
-        asyncio.ensure_future(self.read_commands())
+        # Kept: the event loop holds tasks weakly, and an unreferenced one may be collected mid-await.
+        self.commands = asyncio.ensure_future(self.read_commands())
 
     def on_message(self, msg):
         if msg["type"] not in ("chat", "normal"):
@@ -103,45 +110,57 @@ class Peer(slixmpp.ClientXMPP):
             if not line:
                 break
             cmd = json.loads(line)
-            if cmd["cmd"] == "message":
-                self.send_message(mto=cmd["to"], mbody=cmd["body"], mtype="chat")
-                emit("sent", to=cmd["to"])
-            elif cmd["cmd"] == "subscribe":
-                self.send_presence(pto=cmd["to"], ptype="subscribe")
-                emit("sent", to=cmd["to"])
-            elif cmd["cmd"] == "roster":
-                await self.get_roster()
-                items = {j: {"subscription": self.client_roster[j]["subscription"]} for j in self.client_roster}
-                emit("roster", items=items)
-            elif cmd["cmd"] == "upload":
-                try:
-                    await self.find_upload_service()
-                    url = await self["xep_0363"].upload_file(cmd["path"], content_type=cmd.get("content_type"), timeout=10)
-                except Exception as e:  # reported to the test, which decides
-                    emit("upload_failed", error=type(e).__name__, detail=str(e)[:300])
-                    continue
-                emit("uploaded", url=url)
-                if cmd.get("to"):
-                    self.send_message(mto=cmd["to"], mbody=url, mtype="chat")
-            elif cmd["cmd"] == "download":
-                import aiohttp
-                async with aiohttp.ClientSession() as session:
-                    async with session.get(cmd["url"]) as resp:
-                        body = await resp.read()
-                        emit("downloaded", status=resp.status, sha256=hashlib.sha256(body).hexdigest(), size=len(body),
-                             content_type=resp.headers.get("Content-Type"), disposition=resp.headers.get("Content-Disposition"))
-            elif cmd["cmd"] == "quit":
+            if cmd["cmd"] == "quit":
                 self.disconnect()
                 break
+            if not await self.handle(cmd):
+                emit("unknown_command", cmd=cmd["cmd"])
+
+    async def handle(self, cmd):
+        """Runs one command; False if it is not one of this peer's (subclasses add theirs)."""
+        if cmd["cmd"] == "message":
+            self.send_message(mto=cmd["to"], mbody=cmd["body"], mtype="chat")
+            emit("sent", to=cmd["to"])
+        elif cmd["cmd"] == "subscribe":
+            self.send_presence(pto=cmd["to"], ptype="subscribe")
+            emit("sent", to=cmd["to"])
+        elif cmd["cmd"] == "roster":
+            await self.get_roster()
+            items = {j: {"subscription": self.client_roster[j]["subscription"]} for j in self.client_roster}
+            emit("roster", items=items)
+        elif cmd["cmd"] == "upload":
+            try:
+                await self.find_upload_service()
+                url = await self["xep_0363"].upload_file(cmd["path"], content_type=cmd.get("content_type"), timeout=10)
+            except Exception as e:  # reported to the test, which decides
+                emit("upload_failed", error=type(e).__name__, detail=str(e)[:300])
+                return True
+            emit("uploaded", url=url)
+            if cmd.get("to"):
+                self.send_message(mto=cmd["to"], mbody=url, mtype="chat")
+        elif cmd["cmd"] == "download":
+            import aiohttp
+            async with aiohttp.ClientSession() as session:
+                async with session.get(cmd["url"]) as resp:
+                    body = await resp.read()
+                    emit("downloaded", status=resp.status, sha256=hashlib.sha256(body).hexdigest(), size=len(body),
+                         content_type=resp.headers.get("Content-Type"), disposition=resp.headers.get("Content-Disposition"))
+        else:
+            return False
+        return True
+
+
+def run(xmpp, host, port):
+    """Connects over STARTTLS and runs until the stream ends."""
+    xmpp.connect(address=(host, int(port)), force_starttls=True, disable_starttls=False, use_ssl=False)
+    xmpp.loop.run_until_complete(xmpp.disconnected)
 
 
 def main():
     host, port, jid, password, peer = sys.argv[1:6]
     mechanism = sys.argv[6] if len(sys.argv) > 6 else "auto"
     interests = [ns for ns in sys.argv[7].split(",") if ns] if len(sys.argv) > 7 else []
-    xmpp = Peer(jid, password, peer, mechanism, interests)
-    xmpp.connect(address=(host, int(port)), force_starttls=True, disable_starttls=False, use_ssl=False)
-    xmpp.loop.run_until_complete(xmpp.disconnected)
+    run(Peer(jid, password, peer, mechanism, interests), host, port)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ export interface TestServer {
   s2sPort: number;
   /** The admin HTTP listener's port (0 when listen.admin is empty or the admin-http module is not loaded). */
   adminPort: number;
-  client(opts?: { directTls?: boolean; plain?: boolean; localAddress?: string; domain?: string }): Promise<TestClient>;
+  client(opts?: { directTls?: boolean; plain?: boolean; localAddress?: string; domain?: string; streamPrefixes?: Record<string, string> }): Promise<TestClient>;
   /** Registers (in-band) and logs in a new client. */
   user(username: string, password?: string, resource?: string): Promise<TestClient>;
   /**

@@ -19,6 +19,8 @@ export interface ConnectOptions {
   plain?: boolean;
   /** Sent first, before TLS or XML (a PROXY protocol header, as a proxy would send it). */
   proxyHeader?: Buffer;
+  /** Namespace prefixes declared on every stream header the client sends (prefix: namespace). */
+  streamPrefixes?: Record<string, string>;
 }
 
 type Matcher = (el: Element) => boolean;
@@ -113,10 +115,21 @@ export class TestClient {
   }
 
   private autoPong = false;
+  private readonly autoAnswers: { match: Matcher; answer: (el: Element) => Element }[] = [];
+
+  /** Answer stanzas matching `match` with `answer(stanza)` from now on (a live client's disco#info). */
+  autoAnswer(match: Matcher, answer: (el: Element) => Element): void {
+    this.autoAnswers.push({ match, answer });
+  }
 
   private onElement(el: Element): void {
     if (this.autoPong && el.name === 'iq' && el.attrs.type === 'get' && el.getChild('ping', NS.ping)) {
       this.send(x('iq', { type: 'result', id: el.attrs.id, to: el.attrs.from }));
+      return;
+    }
+    const auto = this.autoAnswers.find((a) => a.match(el));
+    if (auto) {
+      this.send(auto.answer(el));
       return;
     }
     if (el.name === 'stream:features') this.streamFeatures = el;
@@ -187,7 +200,8 @@ export class TestClient {
   private async startStream(): Promise<void> {
     const opened = new Promise<void>((r) => this.streamOpenWaiters.push(r));
     this.streamFeatures = null;
-    this.writeRaw(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='${NS.stream}' to='${this.domain}' version='1.0'>`);
+    const prefixes = Object.entries(this.opts.streamPrefixes ?? {}).map(([p, ns]) => ` xmlns:${p}='${ns}'`).join('');
+    this.writeRaw(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='${NS.stream}'${prefixes} to='${this.domain}' version='1.0'>`);
     await opened;
     await this.expect('stream:features');
   }

@@ -209,6 +209,9 @@ describe('migration from Prosody (prosody-migrator to XEP-0227 files)', { skip: 
           assert.equal(vcard?.getChild('EMAIL')?.getChildText('USERID'), 'alice@mail.example');
           assert.equal(vcard?.getChild('PHOTO')?.getChildText('TYPE'), 'image/png');
           assert.equal(vcard?.getChild('PHOTO')?.getChildText('BINVAL'), AVATAR);
+          // The PEP nodes came along (the PEP module's part of the import): her tune is there.
+          const tune = await alice.iq(x('iq', { type: 'get' }, x('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' }, x('items', { node: 'http://jabber.org/protocol/tune' }))));
+          assert.equal(tune.getChild('pubsub')?.getChild('items')?.getChild('item')?.getChild('tune', 'http://jabber.org/protocol/tune')?.getChildText('artist'), 'Yes', String(tune));
           const conference = (await getBookmarks(alice)).getChild('query', NS.privateXml)?.getChild('storage', 'storage:bookmarks')?.getChild('conference');
           assert.deepEqual(conference?.attrs, { jid: 'room@muc.example', autojoin: 'true', name: 'Room' });
           const bob = await login(ts, P, 'bob', PASSWORDS.bob, 'SCRAM-SHA-1');

@@ -37,7 +37,7 @@ const main = (...hrefs: string[]) => `<?xml version='1.0' encoding='UTF-8'?><ser
 const hostFile = (jid: string, ...users: string[]) => `<?xml version='1.0' encoding='UTF-8'?><host xmlns='${PIE}' xmlns:xi='${XI}' jid='${jid}'>${users.map((u) => `<user name='${u}' password='pw-${u}'/>`).join('')}</host>`;
 const userFile = (user: string, host: string) => `<server-data xmlns='${PIE}'><host jid='${host}'><user name='${user}' password='pw-${user}'/></host></server-data>`;
 
-const accounts = (doc: { document: { toString(): string } }) => parseExport(doc.document.toString()).users.map((u) => `${u.username}@${u.host}`).sort();
+const accounts = (doc: { document: { toString(): string } }) => parseExport(doc.document.toString(), []).users.map((u) => `${u.username}@${u.host}`).sort();
 
 async function refusal(input: string, limits = {}): Promise<string> {
   try {
@@ -150,7 +150,7 @@ test("ejabberd's doubly base64-encoded SCRAM values are decoded; correctly encod
   const dir = exportDir({ 'x.xml': doc });
   const src = await readExportSource(path.join(dir, 'x.xml'));
   assert.equal(fixEjabberdScram(src.document), 1);
-  for (const u of parseExport(src.document.toString()).users) {
+  for (const u of parseExport(src.document.toString(), []).users) {
     const got = u.verifiers[0]!;
     assert.deepEqual([got.salt, got.serverKey, got.storedKey], [v.salt, v.serverKey, v.storedKey], u.username);
   }
@@ -194,7 +194,7 @@ test("a vcard-temp vCard is made from PEP's vCard 4 and avatar when the export h
   const doc = `<server-data xmlns='${PIE}'><host jid='a.example'><user name='alice'>${pep}</user><user name='bob'><vCard xmlns='vcard-temp'><FN>Bob</FN></vCard>${pep}</user><user name='carol'/></host></server-data>`;
   const src = await readExportSource(exportDir({ 'x.xml': doc }));
   assert.equal(addVcardTempFromPep(src.document), 1);
-  const users = parseExport(src.document.toString()).users;
+  const users = parseExport(src.document.toString(), []).users;
   assert.equal(
     users.find((u) => u.username === 'alice')!.vcard,
     '<vCard xmlns="vcard-temp"><FN>Alice A</FN><N><FAMILY>A</FAMILY><GIVEN>Alice</GIVEN></N><NICKNAME>ali</NICKNAME><PHOTO><TYPE>image/jpeg</TYPE><BINVAL>AQID</BINVAL></PHOTO>' +

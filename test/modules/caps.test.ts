@@ -183,7 +183,8 @@ describe('entity capabilities of clients (XEP-0115)', () => {
     assert.deepEqual(caps.availableResources('frank@localhost', 'gina@localhost'), []);
     assert.equal(caps.featuresOf(gina.jid), undefined);
 
-    // The observing account's last resource goes offline: it sees nothing any more.
+    // The observing account's last resource goes offline: it forgets its local contacts (PEP sends
+    // them the last items from their own presence); remote ones are kept (test/s2s/pep-federation).
     const henryInfo = info('urn:henry');
     await subscribeBoth(ts, 'frank', 'henry');
     const henry = await loginAs(ts, 'henry');

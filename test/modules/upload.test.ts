@@ -17,6 +17,8 @@ import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { makeVerifier } from '../../server/auth/scram.js';
+import { parseConfig } from '../../server/config/index.js';
+import { accountDataParts, exportAccounts, parseExport, renderExport } from '../../server/modules/export/export.js';
 
 const UPLOAD = 'urn:xmpp:http:upload:0';
 const SERVICE = 'upload.localhost';
@@ -87,7 +89,7 @@ describe('HTTP File Upload (XEP-0363)', () => {
           { domain: 'localhost', registration: 'open' },
           { domain: 'other.localhost', registration: 'open' },
         ],
-        upload: { maxFileSize: '64KiB', quotaPerUser: '100KiB', maxOpenSlots: 3 },
+        upload: { maxFileSize: '64KiB', quotaPerUser: '100KiB', maxOpenSlots: 3, domains: { 'other.localhost': 'files.other.localhost' } },
       },
     });
     ts = web.ts;
@@ -102,6 +104,7 @@ describe('HTTP File Upload (XEP-0363)', () => {
     const items = await alice.iq(x('iq', { type: 'get', to: 'localhost' }, x('query', { xmlns: NS.discoItems })));
     const jids = items.getChild('query', NS.discoItems)!.getChildren('item').map((i) => i.attrs.jid);
     assert.ok(jids.includes(SERVICE), jids.join(','));
+    assert.ok(jids.includes('files.other.localhost') && !jids.includes('upload.other.localhost'), jids.join(','));
     const info = await alice.iq(x('iq', { type: 'get', to: SERVICE }, x('query', { xmlns: NS.discoInfo })));
     const q = info.getChild('query', NS.discoInfo)!;
     assert.deepEqual({ ...q.getChild('identity')!.attrs }, { category: 'store', type: 'file', name: 'HTTP File Upload' });
@@ -110,6 +113,11 @@ describe('HTTP File Upload (XEP-0363)', () => {
     const field = (v: string) => form.getChildren('field').find((f) => f.attrs.var === v)?.getChildText('value');
     assert.equal(field('FORM_TYPE'), UPLOAD);
     assert.equal(field('max-file-size'), String(64 * 1024));
+  });
+
+  test('the configuration refuses an upload domain without {host} or a per-host domain that is none', () => {
+    assert.throws(() => parseConfig({ upload: { domain: 'upload.example.org' } }, ts.dir), /upload\.domain: must be a domain containing \{host\}/);
+    assert.throws(() => parseConfig({ upload: { domains: { 'example.org': 'not a domain' } } }, ts.dir), /upload\.domains\["example\.org"\]: must be a domain/);
   });
 
   test('slot, PUT, then another client downloads it: same bytes, safe headers, no name in the URL', async () => {
@@ -176,6 +184,13 @@ describe('HTTP File Upload (XEP-0363)', () => {
     const r4 = await http(web.caPem, 'GET', s.get, { Range: 'bytes=20-30' });
     assert.equal(r4.status, 416);
     assert.equal(r4.headers['content-range'], 'bytes */20');
+    // Several ranges or another unit: the whole file (RFC 9110 allows ignoring Range); nonsense: 416.
+    for (const range of ['bytes=0-1,4-5', 'items=0-1']) {
+      const whole = await http(web.caPem, 'GET', s.get, { Range: range });
+      assert.equal(whole.status, 200, range);
+      assert.ok(whole.body.equals(data));
+    }
+    assert.equal((await http(web.caPem, 'GET', s.get, { Range: 'bytes=x-2' })).status, 416);
     const r5 = await http(web.caPem, 'HEAD', s.get, { Range: 'bytes=0-0' });
     assert.equal(r5.status, 206);
     assert.equal(r5.headers['content-length'], '1');
@@ -200,12 +215,12 @@ describe('HTTP File Upload (XEP-0363)', () => {
     await carol.login('carol', 'pw-carol');
     const reply = await carol.iq(slotRequest('a.txt', 10));
     assert.equal(errorCondition(reply), 'not-allowed');
-    // Her own host's service serves her.
-    const own = await carol.iq(slotRequest('a.txt', 10, undefined, 'upload.other.localhost'));
+    // Her own host's service (named in upload.domains) serves her.
+    const own = await carol.iq(slotRequest('a.txt', 10, undefined, 'files.other.localhost'));
     assert.equal(own.attrs.type, 'result');
   });
 
-  test('PUT with a wrong length or type is refused, uses up the slot and leaves nothing on disk', async () => {
+  test('PUT with a wrong or missing length or a wrong type is refused, uses up the slot and leaves nothing on disk', async () => {
     const before = filesOnDisk(ts).done.length;
     const data = Buffer.from('hello world');
     const a = await slot(alice, 'a.txt', data.length, 'text/plain');
@@ -218,7 +233,10 @@ describe('HTTP File Upload (XEP-0363)', () => {
     const c = await slot(alice, 'c.txt', data.length, 'text/plain');
     const longer = await http(web.caPem, 'PUT', c.put, { 'Content-Type': 'text/plain', 'Content-Length': data.length + 1 }, Buffer.concat([data, Buffer.from('!')]));
     assert.equal(longer.status, 413);
-    for (const s of [a, b, c]) assert.equal((await http(web.caPem, 'GET', s.get)).status, 404);
+    const d = await slot(alice, 'd.txt', data.length, 'text/plain');
+    const chunked = await http(web.caPem, 'PUT', d.put, { 'Content-Type': 'text/plain', 'Transfer-Encoding': 'chunked' }, data);
+    assert.equal(chunked.status, 411);
+    for (const s of [a, b, c, d]) assert.equal((await http(web.caPem, 'GET', s.get)).status, 404);
     assert.equal(filesOnDisk(ts).done.length, before);
     assert.deepEqual(filesOnDisk(ts).partial, []);
   });
@@ -285,18 +303,23 @@ describe('HTTP File Upload (XEP-0363)', () => {
     assert.match(reply.getChild('error')!.getChild('retry', UPLOAD)!.attrs.stamp!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
   });
 
-  test('the export lists the account\'s files (name, size, type, URL, date), not their contents', async () => {
-    const mod = ts.server.ctx.modules.find((m) => m.name === 'upload')!;
-    const account = (await ts.server.ctx.storage.accounts.get('alice', 'localhost'))!;
-    const [list] = await mod.accountData!.export(ts.server.ctx.storage, account);
-    const files = list!.getChildren('file');
+  test('P23 the XEP-0227 export lists the account\'s files (name, size, type, URL, date), not their contents; an import skips the list', async () => {
+    const { storage, modules } = ts.server.ctx;
+    const parts = accountDataParts(modules);
+    const root = await exportAccounts(storage, [{ username: 'alice', host: 'localhost' }], parts);
+    const xml = renderExport(root);
+    const user = root.getChild('host')!.getChild('user')!;
+    const list = user.getChild('uploads', 'urn:gatehouse:uploads:0')!;
+    const files = list.getChildren('file');
     const photo = files.find((f) => f.attrs.name === 'Ferien am Meer (1).JPG')!;
     assert.equal(photo.attrs.size, '5000');
     assert.equal(photo.attrs['content-type'], 'image/jpeg');
     assert.match(photo.attrs.url!, /^https:\/\/localhost:\d+\/upload\//);
     assert.ok(!Number.isNaN(Date.parse(photo.attrs.created!)));
     assert.equal(photo.children.length, 0);
-    assert.ok(mod.accountData!.claims(list!));
+    // Read back as an import would: the list is claimed (no unknown-element warning) and nothing else happens.
+    const parsed = parseExport(xml, parts);
+    assert.deepEqual(parsed.warnings, []);
   });
 
   test('P11 retention: files older than retention.uploads are gone from disk and database', async () => {

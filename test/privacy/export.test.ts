@@ -192,7 +192,7 @@ for (const target of storageTargets()) {
         await fillAccount(storage, bob);
         const before = { alice: await accountData(storage, alice), bob: await accountData(storage, bob) };
 
-        const first = renderExport(await exportAccounts(storage, [alice, bob]));
+        const first = renderExport(await exportAccounts(storage, [alice, bob], []));
         assert.ok(!first.includes(PASSWORD), 'never the password');
         assert.doesNotMatch(first, /\spassword=/);
 
@@ -200,7 +200,7 @@ for (const target of storageTargets()) {
         await storage.accounts.delete(bob.id);
         assert.equal(await storage.accounts.get('alice', 'localhost'), null);
 
-        const result = await importAccounts(storage, parseExport(first), { hosts: ['localhost', 'example.org'], now: new Date(), auth: { hashes: ['SHA-1', 'SHA-256'], scramIterations: 4096 } });
+        const result = await importAccounts(storage, parseExport(first, []), { hosts: ['localhost', 'example.org'], now: new Date(), auth: { hashes: ['SHA-1', 'SHA-256'], scramIterations: 4096 } }, []);
         assert.deepEqual(result.imported, ['alice@localhost', 'bob@example.org']);
         assert.deepEqual(result.warnings, []);
         const alice2 = (await storage.accounts.get('alice', 'localhost'))!;
@@ -208,7 +208,7 @@ for (const target of storageTargets()) {
         assert.deepEqual({ alice: await accountData(storage, alice2), bob: await accountData(storage, bob2) }, before);
         for (const v of await storage.accounts.getVerifiers(alice2.id)) assert.ok(await verifyPlainAsync(PASSWORD, v), `the ${v.hash} verifier still checks the password`);
 
-        const second = renderExport(await exportAccounts(storage, [alice2, bob2]));
+        const second = renderExport(await exportAccounts(storage, [alice2, bob2], []));
         assert.equal(second, first);
       } finally {
         await storage.close();
@@ -352,7 +352,7 @@ describe('P23 XEP-0227 format', () => {
       const alice = await createAccount(storage, 'alice');
       await fillAccount(storage, alice);
       const verifiers = await storage.accounts.getVerifiers(alice.id);
-      const doc = parseDoc(renderExport(await exportAccounts(storage, [alice])));
+      const doc = parseDoc(renderExport(await exportAccounts(storage, [alice], [])));
 
       assert.equal(doc.name, 'server-data');
       assert.equal(doc.attrs.xmlns, PIE_NS);
@@ -413,17 +413,17 @@ describe('P23 XEP-0227 format', () => {
     await withSqlite(async (storage) => {
       const alice = await createAccount(storage, 'alice');
       await fillAccount(storage, alice);
-      const xml = renderExport(await exportAccounts(storage, [alice]));
+      const xml = renderExport(await exportAccounts(storage, [alice], []));
       const withNew = xml.replace('</host>', "<user name='newcomer'/></host>");
       const opts = { hosts: ['localhost'], now: new Date(), auth: { hashes: ['SHA-256' as const], scramIterations: 4096 } };
 
-      await assert.rejects(importAccounts(storage, parseExport(withNew), opts), (err: Error) => err instanceof ExportError && /account exists: alice@localhost .*--force/.test(err.message));
+      await assert.rejects(importAccounts(storage, parseExport(withNew, []), opts, []), (err: Error) => err instanceof ExportError && /account exists: alice@localhost .*--force/.test(err.message));
       assert.equal(await storage.accounts.get('newcomer', 'localhost'), null, 'nothing of the file was written');
 
-      await assert.rejects(importAccounts(storage, parseExport(xml.replace("jid='localhost'", "jid='elsewhere.example'").replace('jid="localhost"', 'jid="elsewhere.example"')), opts), /hosts this server does not serve: elsewhere\.example/);
+      await assert.rejects(importAccounts(storage, parseExport(xml.replace("jid='localhost'", "jid='elsewhere.example'").replace('jid="localhost"', 'jid="elsewhere.example"'), []), opts, []), /hosts this server does not serve: elsewhere\.example/);
 
       await storage.roster.put(alice.id, { jid: 'extra@example.net', name: null, subscription: 'none', ask: false, pendingIn: false, approved: false, groups: [] });
-      const r = await importAccounts(storage, parseExport(withNew), { ...opts, force: true });
+      const r = await importAccounts(storage, parseExport(withNew, []), { ...opts, force: true }, []);
       assert.deepEqual(r.replaced, ['alice@localhost']);
       assert.deepEqual(r.imported, ['alice@localhost', 'newcomer@localhost']);
       assert.match(r.warnings.join('\n'), /newcomer@localhost: no usable credentials/);
@@ -453,8 +453,8 @@ describe('P23 XEP-0227 format', () => {
     </user>
   </host>
 </server-data>`;
-      const parsed = parseExport(foreign);
-      const r = await importAccounts(storage, parsed, { hosts: ['localhost'], now: new Date(), auth: { hashes: ['SHA-1', 'SHA-256'], scramIterations: 4096 } });
+      const parsed = parseExport(foreign, []);
+      const r = await importAccounts(storage, parsed, { hosts: ['localhost'], now: new Date(), auth: { hashes: ['SHA-1', 'SHA-256'], scramIterations: 4096 } }, []);
       assert.deepEqual(r.imported, ['juliet@localhost'], 'names are normalised (P1)');
       assert.match(r.warnings.join('\n'), /SCRAM-SHA-512/);
       assert.match(r.warnings.join('\n'), /jabber:iq:privacy/);
@@ -491,7 +491,7 @@ describe('P23 XEP-0227 format', () => {
       ['<server-data xmlns="urn:xmpp:pie:0"><host jid="localhost"><user name="a"><scram-credentials xmlns="urn:xmpp:pie:0#scram" mechanism="SCRAM-SHA-256"><iter-count>x</iter-count></scram-credentials></user></host></server-data>', /iteration count/],
       ['<server-data xmlns="urn:xmpp:pie:0"><host jid="localhost"><user name="a"><query xmlns="jabber:iq:roster"><item jid="a@b" subscription="sometimes"/></query></user></host></server-data>', /subscription/],
     ];
-    for (const [doc, message] of cases) assert.throws(() => parseExport(doc), (err: Error) => err instanceof ExportError && message.test(err.message), doc);
+    for (const [doc, message] of cases) assert.throws(() => parseExport(doc, []), (err: Error) => err instanceof ExportError && message.test(err.message), doc);
   });
 
   test('P23 an imported account logs in over XMPP with its old password', async () => {
@@ -501,11 +501,11 @@ describe('P23 XEP-0227 format', () => {
       await first.close();
       const storage = ts.server.ctx.storage;
       const account = (await storage.accounts.get('alice', 'localhost'))!;
-      const xml = renderExport(await exportAccounts(storage, [account]));
+      const xml = renderExport(await exportAccounts(storage, [account], []));
       await storage.accounts.delete(account.id);
       const again = await ts.client();
       assert.notEqual((await again.authenticate('alice', PASSWORD)).name, 'success');
-      await importAccounts(storage, parseExport(xml), { hosts: ['localhost'], now: new Date(), auth: ts.config.auth });
+      await importAccounts(storage, parseExport(xml, []), { hosts: ['localhost'], now: new Date(), auth: ts.config.auth }, []);
       const c = await ts.client();
       assert.match(await c.login('alice', PASSWORD), /^alice@localhost\//);
     } finally {

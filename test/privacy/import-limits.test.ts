@@ -32,12 +32,12 @@ test('P2 import refuses SCRAM iteration counts outside 4096..10,000,000, naming 
   assert.equal(IMPORT_MAX_ITERATIONS, 10_000_000);
   for (const n of ['1', '4095', '10000001', String(2 ** 53 - 1)]) {
     assert.throws(
-      () => parseExport(file(scramUser('ok', '4096'), scramUser('mallory', n))),
+      () => parseExport(file(scramUser('ok', '4096'), scramUser('mallory', n)), []),
       (err: Error) => err instanceof ExportError && /mallory@localhost/.test(err.message) && /4,?096/.test(err.message) && /10,?000,?000/.test(err.message),
       n,
     );
   }
-  for (const n of ['4096', '10000', '10000000']) assert.equal(parseExport(file(scramUser('ok', n))).users[0]!.verifiers[0]!.iterations, Number(n));
+  for (const n of ['4096', '10000', '10000000']) assert.equal(parseExport(file(scramUser('ok', n)), []).users[0]!.verifiers[0]!.iterations, Number(n));
 });
 
 /** A configuration with one admin and accounts alice (admin), bob and carol in the database. */
@@ -54,7 +54,7 @@ async function setup(): Promise<{ cfgFile: string; dir: string; xml: string }> {
       const a = await storage.accounts.create(name, 'localhost', [await makeVerifierAsync(PASSWORD, 'SHA-256', 4096)], new Date());
       accounts.push(a!);
     }
-    const xml = renderExport(await exportAccounts(storage, accounts)).replace('</host>', `${scramUser('newcomer', '4096')}</host>`);
+    const xml = renderExport(await exportAccounts(storage, accounts, [])).replace('</host>', `${scramUser('newcomer', '4096')}</host>`);
     return { cfgFile, dir, xml };
   } finally {
     await storage.close();

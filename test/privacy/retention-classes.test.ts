@@ -23,7 +23,7 @@ const CLAUSE_CLASSES: Record<string, string[]> = {
   P7: ['failed-logins', 'auth-blocks'],
   P8: ['delivery-failures'],
   P10: ['transport-connections'],
-  P11: ['uploads'],
+  P11: ['pep-items', 'uploads'],
   P13: ['session-records', 'failed-logins', 'auth-blocks', 'delivery-failures', 'transport-connections', 'log-files'],
 };
 
@@ -38,6 +38,7 @@ const DECLARED_CLAUSE: Record<string, string> = {
   'delivery-failures': 'P13',
   'transport-connections': 'P13',
   'log-files': 'P13',
+  'pep-items': 'P11',
   uploads: 'P11',
 };
 
@@ -52,7 +53,7 @@ describe('retention classes of the loaded modules', () => {
   });
   after(() => ts?.stop());
 
-  test('P4 P5 P6 P7 P8 P10 P13 the sweeper of a server with every module knows exactly the classes PRIVACY.md needs', () => {
+  test('P4 P5 P6 P7 P8 P10 P11 P13 the sweeper of a server with every module knows exactly the classes PRIVACY.md needs', () => {
     assert.deepEqual(Object.fromEntries(known), DECLARED_CLAUSE);
     assert.equal(known.length, Object.keys(DECLARED_CLAUSE).length, 'no class twice');
   });

@@ -59,6 +59,7 @@ test('a module declaring its config section finds it in the configuration schema
     'failed-login-guard loginGuard',
     'https http',
     'offline offline',
+    'pep pep',
     'presence subscriptions',
     'privacy-policy policy',
     'private-storage privateStorage',

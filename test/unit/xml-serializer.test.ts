@@ -137,3 +137,24 @@ test('a stream error text with forbidden characters stays well-formed', () => {
   assert.ok(onlyXmlChars(xml));
   assert.match(xml, /bad\ufffdtext\ufffd/);
 });
+
+test('clone() of a child keeps the namespace and the prefixes its ancestors declared, so it stands alone well-formed', () => {
+  const { stanzas, error } = parse(
+    `<iq type='set' id='1' xmlns:e='urn:example:ext' xmlns:f='urn:example:flags' xmlns:unused='urn:example:unused'>` +
+      `<pubsub xmlns='http://jabber.org/protocol/pubsub' xmlns:f='urn:example:nearer'><publish node='n'><item>` +
+      `<conference xmlns='urn:xmpp:bookmarks:1' e:pinned='1' xml:lang='en'><extensions><f:flag/></extensions></conference>` +
+      `<plain/></item></publish></pubsub></iq>`,
+  );
+  assert.equal(error, null);
+  const item = stanzas[0]!.getChild('pubsub')!.getChild('publish')!.getChild('item')!;
+  const copy = item.getChild('conference')!.clone();
+  assert.equal(copy.parent, null);
+  assert.equal(copy.attrs['xmlns:e'], 'urn:example:ext');
+  // The nearest declaration wins; a prefix the copy does not use is not carried over.
+  assert.equal(copy.attrs['xmlns:f'], 'urn:example:nearer');
+  assert.equal(copy.attrs['xmlns:unused'], undefined);
+  const alone = parse(copy.toString());
+  assert.equal(alone.error, null, copy.toString());
+  // An element without prefixes gets only its namespace.
+  assert.equal(item.getChild('plain')!.clone().toString(), '<plain xmlns="http://jabber.org/protocol/pubsub"/>');
+});

@@ -370,6 +370,24 @@ test('stanzas inherit the stream default namespace unless they declare their own
   assert.equal(server.stanzas[0]!.xmlns, 'jabber:server');
 });
 
+test('a prefix declared only on the stream root is declared on each stanza that uses it, so the stanza stands alone', () => {
+  const header = `<stream:stream xmlns='jabber:client' xmlns:stream='${NS_STREAM}' xmlns:e='urn:example:ext' xmlns:f='urn:example:flags'>`;
+  const recorder = new Recorder().write(`${header}<message><body>x</body><e:x><f:flag f:colour='red'/></e:x></message><iq e:attr='1'/><presence xmlns:e='urn:other'><e:y/></presence><message/>`);
+  assert.deepEqual(recorder.conditions, []);
+  const [message, iq, presence, plain] = recorder.stanzas;
+  assert.equal(message!.attrs['xmlns:e'], 'urn:example:ext');
+  assert.equal(message!.attrs['xmlns:f'], 'urn:example:flags');
+  assert.equal(iq!.attrs['xmlns:e'], 'urn:example:ext');
+  assert.equal(iq!.attrs['xmlns:f'], undefined);
+  // A declaration of the stanza's own wins, and a stanza without prefixes is as written.
+  assert.equal(presence!.attrs['xmlns:e'], 'urn:other');
+  assert.deepEqual(plain!.attrs, { xmlns: 'jabber:client' });
+  // Serialised on its own, each parses again under a header that declares nothing but the default.
+  const again = new Recorder().write(`<stream:stream xmlns='jabber:client' xmlns:stream='${NS_STREAM}'>${recorder.stanzas.map(String).join('')}`);
+  assert.deepEqual(again.conditions, []);
+  assert.equal(again.stanzas.length, 4);
+});
+
 test('each stanza is reported with its exact size in bytes', () => {
   const stanzas = [...STANZAS, `<a\n\tb = "1" ></a  >`, '<x/>', `<é>€</é>`, `<y><![CDATA[🌍]]>&amp;</y>`];
   const input = `${HEADER}${stanzas.join('\n ')}`;

@@ -4,12 +4,16 @@
  *
  * What is observed ('observe' phase, before any module acts on the presence):
  * - a local client's broadcast presence (its own full JID, observed by its own account);
- * - presence a local account receives from a contact, local or remote, while the account has an
- *   available resource, and only from contacts with a subscription to the account's presence
- *   ('from' or 'both', as Prosody's mod_pep does): the disco#info query goes out from the account's
- *   bare JID, and a stranger's directed presence must not make the account reveal that it is
- *   online. A contact's presence is tracked per observing account, since each account sees only
- *   what was sent to it.
+ * - presence a local account receives from a contact, and only from contacts with a subscription
+ *   to the account's presence ('from' or 'both', as Prosody's mod_pep does; a stranger's directed
+ *   presence makes the account ask nothing). The disco#info query goes out from the account's bare
+ *   JID, the PEP service, which is there whether or not the account has a resource online. So a
+ *   remote contact's presence is learnt also while the account is offline: XEP-0163 4.3.4 has the
+ *   service send the last published item when a contact's resource becomes available, the owner
+ *   online or not. A local contact's presence is learnt for an offline account neither (its own
+ *   account learns it, and PEP sends local contacts' last items from there) nor kept once the
+ *   account's last resource goes. A contact's presence is tracked per observing account, since
+ *   each account sees only what was sent to it.
  *
  * For a `ver` not known yet, one disco#info query with node 'node#ver' goes to one resource that
  * advertised it (from the observing account's bare JID), however many resources advertise it at
@@ -30,7 +34,9 @@
  * resource at a time, each ending after `caps.queryTimeout`; answers over the limits of
  * DEFAULT_CAPS_LIMITS are refused as a whole. Nothing is stored: the data (which features a
  * contact's client has) lives in memory and is forgotten with the presence (unavailable or error
- * presence, the end of a local session, the observing account's last resource going offline).
+ * presence, the end of a local session; local contacts' when the observing account's last resource
+ * goes offline; everything an account saw when it is deleted). A remote contact that never says
+ * unavailable (its server vanished) stays until the per-account bound pushes it out.
  */
 import type { GatehouseModule, ServerContext } from '../../core/context.js';
 import type { StanzaEvent } from '../../core/hooks.js';
@@ -230,7 +236,7 @@ export class Caps implements CapsService {
       seen!.order.set(from.full, existing);
       return;
     }
-    if (!own && !this.online(observer)) return;
+    if (!own && !this.online(observer) && this.ctx.router.isLocalHost(from.domain)) return;
     if (existing) this.remove(existing);
     const entry = this.add(observer, from, caps);
     if (own) {
@@ -252,7 +258,7 @@ export class Caps implements CapsService {
     return this.ctx.sessions.ofAccount(account).some((s) => s.available);
   }
 
-  /** A resource went unavailable or ended; when it was the account's last, the account sees nothing any more. */
+  /** A resource went unavailable or ended; when it was the account's last, it keeps only what remote contacts showed it. */
   sessionGone(session: ClientSession, ended: boolean): void {
     const own = session.jid.bare;
     const holder = this.ctx.sessions.get(session.jid.full);
@@ -261,13 +267,18 @@ export class Caps implements CapsService {
       if (ended) for (const e of [...(this.byJid.get(session.jid.full) ?? [])]) this.remove(e);
       else this.forget(own, session.jid.full);
     }
-    if (!this.online(own)) this.forgetObserver(own);
+    if (!this.online(own)) this.forgetObserver(own, (e) => this.local(e.bare));
   }
 
-  forgetObserver(observer: string): void {
+  forgetObserver(observer: string, which: (e: Entry) => boolean = () => true): void {
     const seen = this.observed.get(observer);
     if (!seen) return;
-    for (const e of [...seen.order.values()]) this.remove(e);
+    for (const e of [...seen.order.values()]) if (which(e)) this.remove(e);
+  }
+
+  private local(bare: string): boolean {
+    const at = bare.lastIndexOf('@');
+    return this.ctx.router.isLocalHost(at < 0 ? bare : bare.slice(at + 1));
   }
 
   // ---- the tables ----

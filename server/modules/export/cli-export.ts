@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { CONFIG_FLAG, UsageError, commandSet, configFrom, withStorage, type ParsedArgs } from '../../cli/kit.js';
 import type { Config } from '../../config/index.js';
 import { Jid } from '../../../shared/jid.js';
-import { ExportError, exportAccounts, renderExport } from './export.js';
+import { ExportError, accountDataParts, exportAccounts, renderExport } from './export.js';
 import { importCommand } from './cli-import.js';
 
 /** A value flag (`--out FILE` or `--out=FILE`); the kit's parser already took its value. */
@@ -39,7 +39,7 @@ export const exportCommands = commandSet(
       const out = flagValue(args, 'out');
       if (args.positional.length === 0) throw new UsageError('give at least one account (user@domain)');
       const accounts = args.positional.map((a) => accountOf(a, config));
-      const xml = await withStorage(config, ctx, async (storage) => renderExport(await exportAccounts(storage, accounts)));
+      const xml = await withStorage(config, ctx, async (storage) => renderExport(await exportAccounts(storage, accounts, accountDataParts(ctx.modules))));
       if (!out || out === '-') {
         process.stdout.write(xml);
         return 0;

@@ -10,7 +10,7 @@ import type { CommandContext, CommandDefinition } from '../../commands/command.j
 import { normaliseDomain, normaliseLocal, Jid } from '../../../shared/jid.js';
 import type { Element } from '../../../shared/xml/element.js';
 import { HIDDEN_GROUP } from '../../core/subscription-states.js';
-import { importAccounts, parseExport, planImport, type ImportedUser } from './export.js';
+import { accountDataParts, importAccounts, parseExport, planImport, type ImportedUser } from './export.js';
 import { readExportSource } from './sources.js';
 import { fixEjabberdScram } from './ejabberd.js';
 import { addVcardTempFromPep, dropEmptyPepConfigFields, pepNodes, type PepNodeSummary } from './prosody.js';
@@ -62,7 +62,8 @@ async function runImport(args: ParsedArgs, ctx: CommandContext, command: string)
   const mended = fixEjabberdScram(source.document);
   dropEmptyPepConfigFields(source.document);
   const vcards = addVcardTempFromPep(source.document);
-  const parsed = parseExport(source.document.toString());
+  const parts = accountDataParts(ctx.modules);
+  const parsed = parseExport(source.document.toString(), parts);
   const pep = pepByAccount(source.document);
   const read = `read ${n(source.files.length, 'file')} (${source.bytes} bytes) from ${input}`;
   const partial = parsed.users.filter((u) => u.password === null && u.verifiers.length > 0 && config.auth.hashes.some((h) => !u.verifiers.some((v) => v.hash === h)));
@@ -95,7 +96,7 @@ async function runImport(args: ParsedArgs, ctx: CommandContext, command: string)
     console.log(`dry run: nothing was changed (${plan.create.length} to create, ${plan.replace.length} to replace)`);
     return 0;
   }
-  const result = await withStorage(config, ctx, (storage) => importAccounts(storage, parsed, opts));
+  const result = await withStorage(config, ctx, (storage) => importAccounts(storage, parsed, opts, parts));
   for (const w of result.warnings) console.error(`warning: ${w}`);
   console.log(read);
   const admins = new Set(config.admins);

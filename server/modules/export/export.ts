@@ -27,6 +27,11 @@
  * requests the user has not answered) goes into the `urn:gatehouse:pie:0` extension element, which
  * other servers ignore as the XEP says, so a Gatehouse → Gatehouse round trip loses nothing.
  *
+ * The loaded modules add their own data (GatehouseModule `accountData`, e.g. PEP nodes and items):
+ * each export function takes that list of parts; a part's elements follow the core data in the
+ * <user/>, and on import every child a part claims is checked by it before anything is written and
+ * stored by it after the account's core data.
+ *
  * Import is all-or-nothing per file for the checks (unknown host, malformed data, an account that
  * exists without --force, an administrator's account not named with --replace-admin: nothing is
  * written) and per account for the writes (an account whose data fails to store is removed again).
@@ -42,6 +47,7 @@ import type { Account, RosterItem, ScramVerifier, Storage, Subscription } from '
 import { makeVerifierAsync } from '../../accounts/service.js';
 import { MAX_ITERATIONS, MIN_ITERATIONS } from '../../auth/scram.js';
 import { HIDDEN_GROUP, rosterItemElement } from '../../core/subscription-states.js';
+import type { AccountDataPart, GatehouseModule } from '../../core/context.js';
 
 export const PIE_NS = 'urn:xmpp:pie:0';
 /** The namespace of XEP-0227 before version 1.0; accepted on import. */
@@ -110,8 +116,13 @@ function scramElement(v: ScramVerifier): Element {
 }
 
 
-/** The XEP-0227 <user/> element of one account. */
-export async function exportUser(storage: Storage, account: Account): Promise<Element> {
+/** The account data parts (GatehouseModule `accountData`) of the given modules, in their order. */
+export function accountDataParts(modules: readonly GatehouseModule[]): AccountDataPart[] {
+  return modules.flatMap((m) => (m.accountData ? [m.accountData] : []));
+}
+
+/** The XEP-0227 <user/> element of one account, with the data of the modules' parts. */
+export async function exportUser(storage: Storage, account: Account, parts: readonly AccountDataPart[]): Promise<Element> {
   const user = x('user', { name: account.username, createdAt: account.createdAt.toISOString() });
   for (const v of await storage.accounts.getVerifiers(account.id)) user.append(scramElement(v));
 
@@ -150,6 +161,8 @@ export async function exportUser(storage: Storage, account: Account): Promise<El
     user.append(box);
   }
 
+  for (const part of parts) for (const el of await part.export(storage, account)) user.append(el);
+
   // Gatehouse-only data.
   const ext = x('account', { xmlns: GATEHOUSE_PIE_NS, lastUsedAt: iso(account.lastUsedAt), warnedAt: iso(account.warnedAt) });
   for (const i of hidden) ext.append(rosterItemElement(i, { 'pending-in': i.pendingIn ? 'true' : undefined, hidden: 'true' }));
@@ -167,7 +180,7 @@ export async function exportUser(storage: Storage, account: Account): Promise<El
 }
 
 /** The <server-data/> document of the given accounts (grouped by host, in the order given). */
-export async function exportAccounts(storage: Storage, accounts: { username: string; host: string }[]): Promise<Element> {
+export async function exportAccounts(storage: Storage, accounts: { username: string; host: string }[], parts: readonly AccountDataPart[]): Promise<Element> {
   const root = x('server-data', { xmlns: PIE_NS });
   const hosts = new Map<string, Element>();
   for (const a of accounts) {
@@ -179,7 +192,7 @@ export async function exportAccounts(storage: Storage, accounts: { username: str
       hosts.set(account.host, host);
       root.append(host);
     }
-    host.append(await exportUser(storage, account));
+    host.append(await exportUser(storage, account, parts));
   }
   return root;
 }
@@ -229,6 +242,8 @@ export interface ImportedUser {
   privateXml: KvEntry[];
   state: KvEntry[];
   offline: { stanza: string; receivedAt: Date | null }[];
+  /** The children of <user/> each module's part claimed (already checked by it). */
+  claimed: Map<AccountDataPart, Element[]>;
 }
 
 export interface ParsedImport {
@@ -313,7 +328,7 @@ function offlineStanza(el: Element, host: string): { stanza: string; receivedAt:
   return { stanza: copy.toString(), receivedAt };
 }
 
-function parseUser(el: Element, host: string, warnings: string[]): ImportedUser {
+function parseUser(el: Element, host: string, warnings: string[], parts: readonly AccountDataPart[]): ImportedUser {
   const rawName = el.attrs.name ?? '';
   const username = normaliseLocal(rawName);
   if (!username) throw new ExportError(`host ${host}: a user has no valid 'name'`);
@@ -331,12 +346,18 @@ function parseUser(el: Element, host: string, warnings: string[]): ImportedUser 
     privateXml: [],
     state: [],
     offline: [],
+    claimed: new Map(),
   };
   const roster = new Map<string, RosterItem>();
   const pendingIn = new Set<string>();
   for (const child of el.elements) {
     const ns = child.xmlns;
-    if (child.name === 'scram-credentials' && ns === PIE_SCRAM_NS) {
+    const part = parts.find((p) => p.claims(child));
+    if (part) {
+      const list = user.claimed.get(part) ?? [];
+      list.push(child);
+      user.claimed.set(part, list);
+    } else if (child.name === 'scram-credentials' && ns === PIE_SCRAM_NS) {
       const v = parseScram(child, who, warnings);
       if (v && !user.verifiers.some((o) => o.hash === v.hash)) user.verifiers.push(v);
     } else if (child.name === 'query' && ns === NS.roster) {
@@ -394,11 +415,18 @@ function parseUser(el: Element, host: string, warnings: string[]): ImportedUser 
     else roster.set(jid, { jid, name: null, subscription: 'none', ask: false, pendingIn: true, approved: false, groups: [HIDDEN_GROUP] });
   }
   user.roster = [...roster.values()];
+  for (const [part, elements] of user.claimed) {
+    const problems = part.check(elements);
+    if (problems.length > 0) throw new ExportError(`${who}: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? '; …' : ''}`);
+  }
   return user;
 }
 
-/** Parses an XEP-0227 document (no DTD, comments or processing instructions: the stream parser's rules). */
-export function parseExport(text: string | Buffer): ParsedImport {
+/**
+ * Parses an XEP-0227 document (no DTD, comments or processing instructions: the stream parser's
+ * rules); the children of a <user/> that one of `parts` claims are checked by it and kept for it.
+ */
+export function parseExport(text: string | Buffer, parts: readonly AccountDataPart[]): ParsedImport {
   const buf = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
   if (buf.length > MAX_IMPORT_BYTES) throw new ExportError(`the file is larger than ${MAX_IMPORT_BYTES} bytes`);
   const hosts: Element[] = [];
@@ -445,7 +473,7 @@ export function parseExport(text: string | Buffer): ParsedImport {
         warnings.push(`host ${host}: skipped <${u.name}/> (not supported)`);
         continue;
       }
-      const user = parseUser(u, host, warnings);
+      const user = parseUser(u, host, warnings, parts);
       const jid = `${user.username}@${host}`;
       if (seen.has(jid)) throw new ExportError(`${jid} appears twice in the file`);
       seen.add(jid);
@@ -522,7 +550,7 @@ export async function planImport(storage: Storage, parsed: ParsedImport, opts: P
  * Writes the parsed accounts. Refuses (writing nothing) on an unknown host, an existing account
  * without force, or an administrator's account not named in replaceAdmins.
  */
-export async function importAccounts(storage: Storage, parsed: ParsedImport, opts: ImportOptions): Promise<ImportResult> {
+export async function importAccounts(storage: Storage, parsed: ParsedImport, opts: ImportOptions, parts: readonly AccountDataPart[]): Promise<ImportResult> {
   const warnings = [...parsed.warnings];
   const plan = await planImport(storage, parsed, opts);
   const existing = new Map<string, Account>();
@@ -576,6 +604,10 @@ export async function importAccounts(storage: Storage, parsed: ParsedImport, opt
       for (const p of u.privateXml) await storage.privateXml.set(account.id, p.key, p.xml);
       for (const s of u.state) await storage.accountState.set(account.id, s.key, s.xml);
       for (const m of u.offline) await storage.offline.store(account.id, m.stanza, m.receivedAt ?? opts.now);
+      for (const part of parts) {
+        const elements = u.claimed.get(part);
+        if (elements?.length) await part.import(storage, account, elements);
+      }
     } catch (err) {
       await storage.accounts.delete(account.id).catch(() => undefined);
       throw new ExportError(`${jid}: import failed, the account was not created: ${err instanceof Error ? err.message : String(err)}`);

@@ -55,7 +55,7 @@ export function policyDe(f: PolicyFacts): PolicyDocument {
 
   blocks.push(
     p(
-      'Außerdem kann Ihr XMPP-Client selbst Daten auf dem Server ablegen: entweder so, dass andere Nutzer sie abrufen können (zum Beispiel eine vCard mit Kontaktangaben), oder so, dass nur Sie sie wieder lesen können (zum Beispiel Einstellungen des Clients). Welche Daten, wie viele und wie lange, bestimmen Ihr Client und Sie. Alle diese Daten werden mit Ihrem Konto gelöscht.',
+      'Außerdem kann Ihr XMPP-Client selbst Daten auf dem Server ablegen: entweder so, dass andere Nutzer sie abrufen können (zum Beispiel eine vCard mit Kontaktangaben, ein Profilbild, einen Spitznamen oder die öffentlichen Schlüssel, die andere brauchen, um Ihnen Ende-zu-Ende-verschlüsselte Nachrichten zu schicken), oder so, dass nur Sie sie wieder lesen können (zum Beispiel Einstellungen des Clients oder Ihre Lesezeichen für Gruppenchats). Bei Daten, die er veröffentlicht, legt Ihr Client fest, wer sie lesen und von Änderungen erfahren darf: jeder, der Ihre Adresse kennt (so werden öffentliche Schlüssel gefunden), die Kontakte, die Ihren Online-Status sehen dürfen, nur diejenigen von ihnen in bestimmten Kontaktgruppen, oder nur Sie selbst; der Server hält sich bei jeder Anfrage an diese Wahl. Welche Daten, wie viele und wie lange, bestimmen Ihr Client und Sie. Alle diese Daten werden mit Ihrem Konto gelöscht.',
     ),
   );
 
@@ -74,7 +74,7 @@ export function policyDe(f: PolicyFacts): PolicyDocument {
   );
   blocks.push(
     p(
-      'Eine Ausnahme gibt es: Daten, die Sie oder Ihr Client gespeichert haben, um sie zu veröffentlichen (insbesondere eine vCard), können andere Nutzer abrufen, jeweils einzeln für eine Adresse. Eine Suche nach Nutzern oder eine Liste der Nutzer gibt es nicht.',
+      'Eine Ausnahme gibt es: Daten, die Sie oder Ihr Client gespeichert haben, um sie zu veröffentlichen (insbesondere eine vCard, ein Profilbild oder öffentliche Schlüssel für die Verschlüsselung), können andere Nutzer abrufen, jeweils einzeln für eine Adresse und nur die, denen Sie oder Ihr Client es erlaubt haben. Eine Suche nach Nutzern oder eine Liste der Nutzer gibt es nicht.',
     ),
   );
   blocks.push(

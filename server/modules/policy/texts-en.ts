@@ -51,7 +51,7 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
 
   blocks.push(
     p(
-      'Your XMPP client can also store data on the server: either so that other users can fetch it (for example a vCard with contact details), or so that only you can read it again (for example the settings of your client). Which data, how much and for how long is up to your client and to you. All of it is deleted together with your account.',
+      'Your XMPP client can also store data on the server: either so that other users can fetch it (for example a vCard with contact details, a profile picture, a nickname, or the public keys others need to send you end-to-end encrypted messages), or so that only you can read it again (for example the settings of your client or your bookmarks of group chats). For the data it publishes, your client chooses who may read it and be told when it changes: anyone who knows your address (this is how public encryption keys are found), the contacts you allow to see your online status, only those of them in certain contact groups, or only you; the server keeps to that choice on every request. Which data, how much and for how long is up to your client and to you. All of it is deleted together with your account.',
     ),
   );
 
@@ -70,7 +70,7 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
   );
   blocks.push(
     p(
-      'There is one exception: data that you or your client store in order to publish it (in particular a vCard) can be fetched by other users, one address at a time. There is no search for users and no list of them.',
+      'There is one exception: data that you or your client store in order to publish it (in particular a vCard, a profile picture or public encryption keys) can be fetched by other users, one address at a time and only by those you or your client allowed. There is no search for users and no list of them.',
     ),
   );
   blocks.push(

@@ -3,7 +3,7 @@
  * composed into the schema by server/config/schema.ts. How long files are kept is
  * `retention.uploads`, with the other retention periods.
  */
-import { bool, duration, int, object, refine, section, size, str, fail } from '../../../shared/schema-kit.js';
+import { anyMapping, bool, duration, int, joinKey, object, refine, section, size, str, fail } from '../../../shared/schema-kit.js';
 
 export const uploadConfigSection = section(
   'upload',
@@ -21,6 +21,21 @@ export const uploadConfigSection = section(
         (v, keyPath) => {
           if (!/^[a-z0-9.{}-]+$/i.test(v) || !v.includes('{host}')) fail(keyPath, 'must be a domain containing {host}, such as upload.{host}');
           return v.toLowerCase();
+        },
+      ),
+      domains: refine(
+        anyMapping({
+          default: {},
+          type: 'mapping of host to domain',
+          doc: 'Per host, the upload service\'s address instead of `domain`, e.g. `{ example.org: files.example.org }`.',
+        }),
+        (v, keyPath) => {
+          const out: Record<string, string> = {};
+          for (const [host, d] of Object.entries(v)) {
+            if (typeof d !== 'string' || !/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(d)) fail(joinKey(keyPath, host), 'must be a domain such as files.example.org');
+            out[host.toLowerCase()] = d.toLowerCase();
+          }
+          return out;
         },
       ),
       maxFileSize: size({ default: '50MiB', min: 1, doc: 'Largest file one slot may hold; larger requests get `file-too-large`.' }),

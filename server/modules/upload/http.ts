@@ -35,7 +35,7 @@ export interface UploadHttpDeps {
   takeSlot(id: string, token: string): Slot | null;
   /** Gives a taken slot's reservation back after a failed upload. */
   releaseSlot(slot: Slot): void;
-  /** Records a complete upload; false when its account is gone (the file is then removed). */
+  /** Records a complete upload; false when that failed (its account is gone, say); the file is then removed. */
   complete(slot: Slot, contentType: string): Promise<boolean>;
   file(id: string): Promise<UploadFileRow | null>;
   log: { info(msg: string, f?: Record<string, unknown>): void; warn(msg: string, f?: Record<string, unknown>): void };
@@ -96,9 +96,11 @@ export function contentDisposition(type: string, fileName: string): string {
 /** A single byte range of `size` bytes: 'none' (serve whole), 'bad' (416), or the inclusive bounds. */
 export function parseRange(header: string | undefined, size: number): 'none' | 'bad' | { start: number; end: number } {
   if (header === undefined) return 'none';
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  // Several ranges or another unit: RFC 9110 14.2 lets a server ignore Range and send the whole.
-  if (!m) return header.trim().startsWith('bytes=') && header.includes(',') ? 'none' : header.trim().startsWith('bytes=') ? 'bad' : 'none';
+  const value = header.trim();
+  // Another unit or several ranges: RFC 9110 14.2 lets a server ignore Range and send the whole.
+  if (!value.startsWith('bytes=') || value.includes(',')) return 'none';
+  const m = /^bytes=(\d*)-(\d*)$/.exec(value);
+  if (!m) return 'bad';
   const [, a, b] = m;
   if (a === '' && b === '') return 'bad';
   if (a === '') {
@@ -176,7 +178,7 @@ async function put(deps: UploadHttpDeps, id: string | null, req: IncomingMessage
       await deps.files.remove(id);
     }
   }
-  if (!stored) return plain(res, 403, 'the account no longer exists');
+  if (!stored) return plain(res, 500, 'the upload could not be stored');
   taken = false;
   deps.log.info('upload stored', { id, size: slot.size });
   res.writeHead(201, { ...CORS, 'Content-Length': '0', Location: slot.getUrl });

@@ -34,7 +34,7 @@ import { KeyedSerial } from '../../core/quota.js';
 import { Element, x } from '../../../shared/xml/element.js';
 import { errorReply, type ErrorType } from '../../../shared/xml/stanza-errors.js';
 import { NS } from '../../../shared/ns.js';
-import { formatSizeLimit } from '../../../shared/format.js';
+import { formatDurationWords, formatSizeLimit } from '../../../shared/format.js';
 import type { Config } from '../../config/index.js';
 import { randomBytes } from 'node:crypto';
 import { uploadConfigSection } from './config.js';
@@ -51,7 +51,7 @@ export function uploadDomains(config: Config): Map<string, string> {
   const out = new Map<string, string>();
   if (!config.upload.enabled) return out;
   for (const { domain } of config.hosts) {
-    const upload = config.upload.domain.replaceAll('{host}', domain);
+    const upload = config.upload.domains[domain] ?? config.upload.domain.replaceAll('{host}', domain);
     if (![...out.values()].includes(upload)) out.set(upload, domain);
   }
   return out;
@@ -220,7 +220,7 @@ class UploadService {
       if (slot.component !== undefined) await this.repo.addComponentFile(slot.component, row);
       else await this.repo.add({ ...row, accountId: slot.accountId });
     } catch (err) {
-      // The account was deleted while the file was on its way (foreign key).
+      // Most likely the account was deleted while the file was on its way (foreign key).
       this.ctx.log.info('upload not recorded', { id: slot.id, error: String(err).slice(0, 200) });
       return false;
     }
@@ -248,7 +248,7 @@ const ORPHAN_AGE_MS = 3_600_000;
 const uploadsClass: RetentionClass = {
   name: 'uploads',
   clause: 'P11',
-  describe: (config) => `files uploaded with HTTP File Upload (XEP-0363): deleted ${config.retention.uploads / 86_400_000} days after the upload, and with the account`,
+  describe: (config) => `files uploaded with HTTP File Upload (XEP-0363): deleted ${formatDurationWords(config.retention.uploads)} after the upload, and with the account`,
   async run(env, now, opts) {
     const repo = env.storage.repository(uploadStorage);
     const files = new FileStore(env.config.dataDir);

@@ -14,8 +14,8 @@
  * Conventions of /migrations (migrations/kit.ts): BIGINT milliseconds, utf8mb4 with a binary
  * collation on MySQL.
  */
-import { EntitySchema, Table, type MigrationInterface, type QueryRunner, type TableColumnOptions, type ValueTransformer } from 'typeorm';
-import { dialectOf, mysqlBinaryCollation } from '../../../storage/migrations/kit.js';
+import { EntitySchema, Table, type MigrationInterface, type QueryRunner, type ValueTransformer } from 'typeorm';
+import { columnKit } from '../../../storage/migrations/kit.js';
 import { checkId, checkText, type Db } from '../../../storage/db.js';
 import type { ModuleStorage } from '../../../storage/module-storage.js';
 
@@ -54,16 +54,7 @@ export class UploadFiles1765100000000 implements MigrationInterface {
   name = 'UploadFiles1765100000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
-    const dialect = dialectOf(queryRunner);
-    const collation = dialect === 'mysql' ? await mysqlBinaryCollation(queryRunner) : undefined;
-    const text = (name: string, options: Partial<TableColumnOptions> = {}): TableColumnOptions => ({
-      name,
-      type: 'text',
-      ...(collation ? { charset: 'utf8mb4', collation } : {}),
-      ...options,
-    });
-    const varchar = (name: string, length: number, options: Partial<TableColumnOptions> = {}): TableColumnOptions =>
-      text(name, { type: 'varchar', length: String(length), ...options });
+    const { text, varchar, millis } = await columnKit(queryRunner);
     await queryRunner.createTable(
       new Table({
         name: 'upload_files',
@@ -74,7 +65,7 @@ export class UploadFiles1765100000000 implements MigrationInterface {
           { name: 'size', type: 'bigint' },
           varchar('content_type', UPLOAD_LIMITS.contentType),
           text('url'),
-          { name: 'created_at', type: 'bigint' },
+          millis('created_at'),
         ],
         indices: [
           { name: 'ix_upload_files_account', columnNames: ['account_id'] },
@@ -108,16 +99,7 @@ export class UploadComponentFiles1765200000000 implements MigrationInterface {
   name = 'UploadComponentFiles1765200000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
-    const dialect = dialectOf(queryRunner);
-    const collation = dialect === 'mysql' ? await mysqlBinaryCollation(queryRunner) : undefined;
-    const text = (name: string, options: Partial<TableColumnOptions> = {}): TableColumnOptions => ({
-      name,
-      type: 'text',
-      ...(collation ? { charset: 'utf8mb4', collation } : {}),
-      ...options,
-    });
-    const varchar = (name: string, length: number, options: Partial<TableColumnOptions> = {}): TableColumnOptions =>
-      text(name, { type: 'varchar', length: String(length), ...options });
+    const { text, varchar, millis } = await columnKit(queryRunner);
     await queryRunner.createTable(
       new Table({
         name: 'upload_component_files',
@@ -128,7 +110,7 @@ export class UploadComponentFiles1765200000000 implements MigrationInterface {
           { name: 'size', type: 'bigint' },
           varchar('content_type', UPLOAD_LIMITS.contentType),
           text('url'),
-          { name: 'created_at', type: 'bigint' },
+          millis('created_at'),
         ],
         indices: [
           { name: 'ix_upload_component_files_component', columnNames: ['component'] },

@@ -1,0 +1,123 @@
+/**
+ * The PEP part of an account's XEP-0227 export and import (P23), in the form XEP-0227 gives PEP
+ * data: the nodes with their configuration as the owner's configure forms, and their items:
+ *
+ *   <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>
+ *     <configure node='urn:xmpp:avatar:metadata'> <x xmlns='jabber:x:data' type='submit'>…</x> </configure>
+ *   </pubsub>
+ *   <pubsub xmlns='http://jabber.org/protocol/pubsub'>
+ *     <items node='urn:xmpp:avatar:metadata'> <item id='…' publisher='…'>payload</item> </items>
+ *   </pubsub>
+ *
+ * Items are exported oldest first, so an import keeps their order. A node named only in <items/>
+ * is imported with the default configuration.
+ */
+import type { AccountDataPart } from '../../core/context.js';
+import type { Account, Storage } from '../../../storage/types.js';
+import { NS } from '../../../shared/ns.js';
+import { x, type Element } from '../../../shared/xml/element.js';
+import { parseXmlText } from '../../../shared/xml/parse-xml.js';
+import { PUBSUB, PUBSUB_OWNER, applyFields, configForm, defaultConfig, formValues, NODE_CONFIG_FORM, parseStoredConfig, storedConfig, type NodeConfig } from './node-config.js';
+import { PEP_LIMITS, pepStorage } from './storage.js';
+
+/** Checking a configuration from a file: max_items is limited by the server when it is used. */
+const ANY_MAX = 1_000_000_000;
+
+interface ImportedNode {
+  config: NodeConfig;
+  items: { id: string; payload: string; publisher: string | null }[];
+}
+
+/** The nodes of the claimed elements, or problems (one line each, no payloads). */
+function readNodes(elements: readonly Element[]): { nodes: Map<string, ImportedNode>; problems: string[] } {
+  const nodes = new Map<string, ImportedNode>();
+  const problems: string[] = [];
+  const nodeOf = (name: string | undefined, what: string): ImportedNode | null => {
+    if (!name) {
+      problems.push(`PEP: a <${what}/> without a node name`);
+      return null;
+    }
+    if ([...name].length > PEP_LIMITS.node) {
+      problems.push(`PEP: a node name is longer than ${PEP_LIMITS.node} characters`);
+      return null;
+    }
+    let n = nodes.get(name);
+    if (!n) nodes.set(name, (n = { config: defaultConfig(), items: [] }));
+    return n;
+  };
+  for (const el of elements) {
+    if (el.xmlns === PUBSUB_OWNER) {
+      for (const c of el.getChildren('configure')) {
+        const node = nodeOf(c.attrs.node, 'configure');
+        const form = c.getChild('x', NS.dataForms);
+        if (!node || !form) continue;
+        const values = formValues(form);
+        if (values.formType !== undefined && values.formType !== NODE_CONFIG_FORM) {
+          problems.push(`PEP node ${c.attrs.node!.slice(0, 80)}: the configuration is not a node_config form`);
+          continue;
+        }
+        const applied = applyFields(defaultConfig(), values.fields, ANY_MAX);
+        if (applied.ok) node.config = applied.config;
+        else problems.push(`PEP node ${c.attrs.node!.slice(0, 80)}: ${applied.text}`);
+      }
+    } else {
+      for (const items of el.getChildren('items')) {
+        const node = nodeOf(items.attrs.node, 'items');
+        if (!node) continue;
+        for (const item of items.getChildren('item')) {
+          const id = item.attrs.id;
+          const payloads = item.elements;
+          if (!id || [...id].length > PEP_LIMITS.itemId) problems.push(`PEP node ${items.attrs.node!.slice(0, 80)}: an item without a usable id`);
+          else if (payloads.length !== 1) problems.push(`PEP node ${items.attrs.node!.slice(0, 80)}: item ${id.slice(0, 80)} must have exactly one payload element`);
+          else {
+            const publisher = item.attrs.publisher ?? null;
+            node.items.push({ id, payload: payloads[0]!.clone().toString(), publisher: publisher && publisher.length <= PEP_LIMITS.publisher ? publisher : null });
+          }
+        }
+      }
+    }
+  }
+  return { nodes, problems };
+}
+
+export const pepAccountData: AccountDataPart = {
+  async export(storage: Storage, account: Account): Promise<Element[]> {
+    const repo = storage.repository(pepStorage);
+    const nodes = await repo.nodes(account.id);
+    if (nodes.length === 0) return [];
+    const owner = x('pubsub', { xmlns: PUBSUB_OWNER });
+    const data = x('pubsub', { xmlns: PUBSUB });
+    for (const row of nodes) {
+      owner.append(x('configure', { node: row.node }, configForm(parseStoredConfig(row.config), 'submit')));
+      const items = await repo.items(row.id);
+      if (items.length === 0) continue;
+      const el = x('items', { node: row.node });
+      for (const i of items) {
+        const payload = parseXmlText(i.payload);
+        if (payload) el.append(x('item', { id: i.itemId, publisher: i.publisher ?? undefined }, payload));
+      }
+      data.append(el);
+    }
+    return data.elements.length > 0 ? [owner, data] : [owner];
+  },
+
+  claims(element: Element): boolean {
+    return element.name === 'pubsub' && (element.xmlns === PUBSUB_OWNER || element.xmlns === PUBSUB);
+  },
+
+  check(elements: readonly Element[]): string[] {
+    return readNodes(elements).problems;
+  },
+
+  async import(storage: Storage, account: Account, elements: readonly Element[]): Promise<void> {
+    const repo = storage.repository(pepStorage);
+    const now = new Date();
+    for (const [name, node] of readNodes(elements).nodes) {
+      const row = await repo.createNode(account.id, name, storedConfig(node.config), now);
+      if (!row) throw new Error(`PEP node ${name.slice(0, 80)} appears twice`);
+      if (!node.config.persist) continue;
+      const keep = node.config.maxItems === 'max' ? ANY_MAX : node.config.maxItems;
+      for (const item of node.items) await repo.publish(row.id, { itemId: item.id, payload: item.payload, publisher: item.publisher }, now, keep);
+    }
+  },
+};
