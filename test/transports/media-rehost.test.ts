@@ -196,6 +196,19 @@ describe('transports re-host attachments on the upload service', () => {
     assert.ok(logLines.some((l) => l.includes('upload service found')), 'the transport found the service');
   });
 
+  test('a captioned m.image (spec v1.10: body is the caption when filename differs) keeps its caption above the URL', async () => {
+    const bytes = randomBytes(2_000);
+    const mxc = hs.upload(bytes, 'image/jpeg', 'IMG_0001.jpg');
+    hs.inject(dmRoom, { type: 'm.room.message', sender: bobId, content: { msgtype: 'm.image', body: 'our new cat', filename: 'IMG_0001.jpg', url: mxc, info: { mimetype: 'image/jpeg', size: bytes.length } } });
+    const msg = await alice.expect((el) => el.name === 'message' && el.attrs.from === `${escapeLocal(bobId)}@${MX}` && (el.getChildText('body') ?? '').startsWith('our new cat'), 8000);
+    const [caption, url] = msg.getChildText('body')!.split('\n');
+    assert.equal(caption, 'our new cat');
+    assert.match(url!, new RegExp(`^https://localhost:${web.port}/upload/[A-Za-z0-9_-]+\\.jpg$`));
+    assert.deepEqual(oobUrls(msg), [url]);
+    const got = await fetchBytes(url!, web.caPem);
+    assert.ok(got.body.equals(bytes));
+  });
+
   test('a Matrix file over media.maxSize is not re-hosted: a notice, and the homeserver link', async () => {
     const big = randomBytes(LIMIT + 1);
     const mxc = hs.upload(big, 'application/pdf', 'report.pdf');
@@ -302,11 +315,11 @@ describe('transports re-host attachments on the upload service', () => {
 
   test("re-hosted files count against the component's quota, not the user's", async () => {
     const repo = ts.server.ctx.storage.repository(uploadStorage);
-    assert.equal(await repo.componentUsage(MX), 20_000 + 40_000);
+    assert.equal(await repo.componentUsage(MX), 20_000 + 2_000 + 40_000);
     assert.equal(await repo.componentUsage(DC), 12_345);
     const account = await ts.server.ctx.storage.accounts.get(bareOf(alice).split('@')[0]!, 'localhost');
     assert.equal(await repo.usage(account!.id), 30_000, 'only the file the user uploaded herself');
-    // The component's own quota (upload.componentQuota, 100 KiB here) holds 60 000 bytes already.
+    // The component's own quota (upload.componentQuota, 100 KiB here) holds 62 000 bytes already.
     const ask = (size: number) =>
       mx.gateway.request(x('iq', { type: 'get', to: 'upload.localhost', from: MX }, x('request', { xmlns: UPLOAD, filename: 'x.bin', size: String(size) })));
     const refused = await ask(50 * 1024);
@@ -320,13 +333,13 @@ describe('transports re-host attachments on the upload service', () => {
     const ids = await repo.createdBefore(new Date(Date.now() + 1000), 100);
     const own: string[] = [];
     for (const id of ids) if ((await repo.get(id))?.accountId === 0) own.push(id);
-    assert.equal(own.length, 3, 'the Matrix, the Discord and the chunked file');
+    assert.equal(own.length, 4, 'the two Matrix files, the Discord one and the chunked one');
     const onDisk = () => readdirSync(path.join(ts.dir, 'uploads')).filter((n) => own.includes(n));
-    assert.equal(onDisk().length, 3);
+    assert.equal(onDisk().length, 4);
     const sweep = ts.server.ctx.modules.find((m) => m.name === 'upload')!.retention![0]!;
     const day = 86_400_000;
     await sweep.run(ts.server.ctx, new Date(Date.now() + ts.config.retention.uploads - day), { dryRun: false, batch: 500 });
-    assert.equal(await repo.componentUsage(MX), 60_000, 'kept a day before the end');
+    assert.equal(await repo.componentUsage(MX), 62_000, 'kept a day before the end');
     await sweep.run(ts.server.ctx, new Date(Date.now() + ts.config.retention.uploads + day), { dryRun: false, batch: 500 });
     assert.equal(await repo.componentUsage(MX), 0);
     assert.equal(await repo.componentUsage(DC), 0);
@@ -388,4 +401,27 @@ describe('transports without an upload service', () => {
     await until(() => logLines.some((l) => l.includes('no upload service found')), 'the log line');
     assert.equal(logLines.filter((l) => l.includes('no upload service found')).length, 1);
   });
+});
+
+test("the transport fetches files from the XMPP server's domain and its subdomains only, over HTTPS", () => {
+  const media = new MediaService(
+    { domain: 'matrix.example.org', request: () => Promise.reject(new Error('no link')), log: new Logger({ level: 'error', format: 'text', sink: () => {} }), clock: { now: () => new Date() } },
+    { enabled: true, maxSize: 1024, timeout: 1000, service: null, server: null, caFile: null },
+  );
+  for (const ok of ['https://example.org/upload/a.png', 'https://upload.example.org/upload/a.png', 'https://EXAMPLE.org:5443/upload/a.png']) assert.equal(media.fetchable(ok), true, ok);
+  for (const no of [
+    'http://example.org/upload/a.png',
+    'https://example.org.evil.test/a.png',
+    'https://notexample.org/a.png',
+    'https://user:pw@example.org/a.png',
+    'https://127.0.0.1/a.png',
+    'file:///etc/passwd',
+    'not a url',
+  ])
+    assert.equal(media.fetchable(no), false, no);
+  const off = new MediaService(
+    { domain: 'matrix.example.org', request: () => Promise.reject(new Error('no link')), log: new Logger({ level: 'error', format: 'text', sink: () => {} }), clock: { now: () => new Date() } },
+    { enabled: false, maxSize: 1024, timeout: 1000, service: null, server: null, caFile: null },
+  );
+  assert.equal(off.fetchable('https://example.org/upload/a.png'), false, 'media.enabled: false fetches nothing');
 });
