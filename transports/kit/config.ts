@@ -16,6 +16,7 @@
  *   admins: [admin@example.org]
  *   gracePeriod: 30s
  *   reconnect: { min: 5s, max: 5m }
+ *   media: { maxSize: 20MiB }       # attachments through the XMPP server's upload service (media.ts)
  *   network:                        # passed to the adapter as it is
  *     servers: [irc.libera.chat]
  */
