@@ -34,7 +34,8 @@
  *            createChannel (topic, overwrites), setOverwrites, setTopic, addMember, updateMember,
  *            removeMember, renameUser, setPresence, dmChannel, dmsClosed, revokeToken
  *   people   say (attachments, replies, forwards, webhooks, stickers), edit, embedUpdate, delete,
- *            react, type; inject(t, d) dispatches any event
+ *            react, type; inject(t, d) dispatches any event; attachments with `data` are served
+ *            by the fake's CDN at signed URLs (`?ex=&is=&hm=`) that expire (expireAttachments())
  *   faults   dropGateway(code?), refuseGateway(ms), stallGateway(ms) (no HELLO),
  *            requestReconnect (op 7), invalidateSessions (op 9), requestHeartbeat,
  *            rateLimit(match, retryAfterS, { global, count }) (429s), setBucket(route, limit, ms)
@@ -45,7 +46,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type {
   APIAttachment,
   APIChannel,
@@ -238,7 +239,8 @@ export interface FakeDiscordOptions {
 }
 
 export interface MessageOptions {
-  attachments?: Partial<APIAttachment>[];
+  /** With `data`, the file is served by the fake's CDN at a signed URL that expires (see cdnLinkLifetimeMs). */
+  attachments?: (Partial<APIAttachment> & { data?: Buffer | string })[];
   replyTo?: string;
   /** message_reference type 1: a forward, with this message as snapshot. */
   forwardOf?: { channelId: string; messageId: string };
@@ -338,6 +340,47 @@ export class FakeDiscord {
     fake.bot = first.user;
     fake.token = first.token;
     return fake;
+  }
+
+  // ---------------------------------------------------------------- CDN
+
+  /** How long a signed attachment URL is valid (Discord's are valid for about a day). */
+  cdnLinkLifetimeMs = 24 * 3_600_000;
+  /** Added to the time when links are checked: expireAttachments() moves it past every link. */
+  private cdnClockOffset = 0;
+  private readonly cdnSecret = randomBytes(16);
+  private readonly cdnFiles = new Map<string, { data: Buffer; contentType: string }>();
+  /** GETs of CDN files with their status (signature and expiry checked). */
+  readonly cdnRequests: { path: string; status: number }[] = [];
+
+  private cdnSign(path: string, ex: string, is: string): string {
+    return createHmac('sha256', this.cdnSecret).update(`${path}\u0000${ex}\u0000${is}`).digest('hex');
+  }
+
+  /** Stores a file; its signed URL (`?ex=&is=&hm=`, hex seconds, as Discord's CDN gives them). */
+  private cdnStore(path: string, data: Buffer, contentType: string): string {
+    this.cdnFiles.set(path, { data, contentType });
+    const now = Date.now() + this.cdnClockOffset;
+    const is = Math.floor(now / 1000).toString(16);
+    const ex = Math.floor((now + this.cdnLinkLifetimeMs) / 1000).toString(16);
+    return `http://127.0.0.1:${this.port}${path}?ex=${ex}&is=${is}&hm=${this.cdnSign(path, ex, is)}`;
+  }
+
+  /** Every signed link handed out so far is expired from now on. */
+  expireAttachments(): void {
+    this.cdnClockOffset += this.cdnLinkLifetimeMs + 1000;
+  }
+
+  private serveCdn(url: URL, method: string, res: ServerResponse): void {
+    const file = this.cdnFiles.get(url.pathname);
+    const ex = url.searchParams.get('ex') ?? '';
+    const is = url.searchParams.get('is') ?? '';
+    const hm = url.searchParams.get('hm') ?? '';
+    const valid = !!file && /^[0-9a-f]{1,12}$/.test(ex) && hm === this.cdnSign(url.pathname, ex, is) && parseInt(ex, 16) * 1000 > Date.now() + this.cdnClockOffset;
+    this.cdnRequests.push({ path: url.pathname, status: method !== 'GET' ? 405 : valid ? 200 : 404 });
+    if (method !== 'GET') return void res.writeHead(405).end();
+    if (!valid) return void res.writeHead(404, { 'Content-Type': 'text/plain' }).end('This content is no longer available.');
+    res.writeHead(200, { 'Content-Type': file.contentType, 'Content-Length': String(file.data.length) }).end(file.data);
   }
 
   /** The REST base for discord.js (`rest.api`); requests go to `${apiBase}/v10/...`. */
@@ -587,14 +630,19 @@ export class FakeDiscord {
       mention_everyone: /@(everyone|here)\b/.test(content),
       mentions: [],
       mention_roles: [],
-      attachments: (opts.attachments ?? []).map((a, i) => ({
-        id: snowflake(),
-        filename: a.filename ?? `file${i}.png`,
-        size: a.size ?? 1024,
-        url: a.url ?? `https://cdn.discordapp.com/attachments/${ch.id}/${id}/${a.filename ?? `file${i}.png`}`,
-        proxy_url: a.proxy_url ?? `https://media.discordapp.net/attachments/${ch.id}/${id}/${a.filename ?? `file${i}.png`}`,
-        ...(a.content_type ? { content_type: a.content_type } : {}),
-      })),
+      attachments: (opts.attachments ?? []).map((a, i) => {
+        const filename = a.filename ?? `file${i}.png`;
+        const data = a.data === undefined ? null : Buffer.isBuffer(a.data) ? a.data : Buffer.from(a.data);
+        const served = data ? this.cdnStore(`/attachments/${ch.id}/${id}/${encodeURIComponent(filename)}`, data, a.content_type ?? 'application/octet-stream') : null;
+        return {
+          id: snowflake(),
+          filename,
+          size: data ? data.length : (a.size ?? 1024),
+          url: served ?? a.url ?? `https://cdn.discordapp.com/attachments/${ch.id}/${id}/${filename}`,
+          proxy_url: served ?? a.proxy_url ?? `https://media.discordapp.net/attachments/${ch.id}/${id}/${filename}`,
+          ...(a.content_type ? { content_type: a.content_type } : {}),
+        };
+      }),
       embeds: (opts.embeds ?? []).map((e) => ({ ...e, type: 'rich' as never })),
       pinned: false,
       type: opts.replyTo ? 19 : 0,
@@ -1229,6 +1277,7 @@ export class FakeDiscord {
   private async onHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
     const method = (req.method ?? 'GET').toUpperCase();
+    if (url.pathname.startsWith('/attachments/')) return this.serveCdn(url, method, res);
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const raw = Buffer.concat(chunks).toString('utf8');

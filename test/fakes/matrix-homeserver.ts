@@ -22,8 +22,10 @@
  *   /rooms/{id}/read_markers, GET /rooms/{id}/members, /joined_members, /event/{id}, /messages,
  *   GET /_matrix/client/v1/rooms/{id}/relations/{eventId}[/{relType}[/{eventType}]].
  * - Media: GET /_matrix/media/v3/config and /_matrix/client/v1/media/config, POST
- *   /_matrix/media/v3/upload, GET /_matrix/media/v3/download/... (unauthenticated, unless
- *   `freezeLegacyMedia`) and /_matrix/client/v1/media/download/... (authenticated).
+ *   /_matrix/media/v3/upload (the body is the file, `?filename=`), GET
+ *   /_matrix/client/v1/media/download/... (authenticated, spec v1.11); the unauthenticated
+ *   /_matrix/media/v3/download/... answers 404 M_NOT_FOUND as matrix.org's does since media were
+ *   frozen, unless `legacyMedia`.
  * Power levels are checked for sending, state, invites and kicks; join rules for joins. Errors
  * are `{errcode, error}` with the HTTP status the spec gives. Requests to paths it does not know
  * get 404 M_UNRECOGNIZED and are listed in `unknown` (so a test sees what a client needed).
@@ -148,7 +150,7 @@ export interface CreateRoomOptions {
 
 export interface FakeHomeserverOptions {
   serverName?: string;
-  /** Serve /_matrix/media/v3/download without a token (default true); false answers 404 like a "frozen" Synapse. */
+  /** Serve /_matrix/media/v3/download without a token (default false: 404 M_NOT_FOUND like matrix.org's "frozen" media). */
   legacyMedia?: boolean;
   /** Log every request to stderr (debugging). */
   trace?: boolean;
@@ -237,7 +239,7 @@ export class FakeHomeserver {
   private limitRetryMs = 100;
 
   private constructor(opts: FakeHomeserverOptions) {
-    this.opts = { serverName: 'matrix.test', legacyMedia: true, trace: false, ...opts };
+    this.opts = { serverName: 'matrix.test', legacyMedia: false, trace: false, ...opts };
     this.serverName = this.opts.serverName;
     this.defineRoutes();
   }
@@ -470,6 +472,12 @@ export class FakeHomeserver {
     const id = randomId(12);
     this.media.set(id, { data: Buffer.isBuffer(data) ? data : Buffer.from(data), contentType, filename });
     return `mxc://${this.serverName}/${id}`;
+  }
+
+  /** Stored media by content URI (what an upload brought), or undefined. */
+  mediaOf(mxc: string): { data: Buffer; contentType: string; filename: string | null } | undefined {
+    const m = /^mxc:\/\/([^/]+)\/([^/]+)$/.exec(mxc);
+    return m && m[1] === this.serverName ? this.media.get(m[2]!) : undefined;
   }
 
   /** Current state event content of a room (undefined if unset). */

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Clock } from '../../shared/clock.js';
+import type { GatehouseModule } from '../../server/core/context.js';
 import { startTestServer, type TestServer } from './server.js';
 import { reservedPort } from './ports.js';
 import { createTestCa, type TestCa } from './test-ca.js';
@@ -19,7 +20,7 @@ export interface UploadServer {
   stop(): Promise<void>;
 }
 
-export async function startUploadServer(opts: { clock?: Clock; config?: Record<string, unknown>; logLevel?: 'debug' | 'info' } = {}): Promise<UploadServer> {
+export async function startUploadServer(opts: { clock?: Clock; config?: Record<string, unknown>; logLevel?: 'debug' | 'info'; modules?: GatehouseModule[] } = {}): Promise<UploadServer> {
   const ca = createTestCa('Gatehouse upload test CA');
   const files = ca.issue('localhost');
   const port = await reservedPort();
@@ -27,6 +28,7 @@ export async function startUploadServer(opts: { clock?: Clock; config?: Record<s
   const ts = await startTestServer({
     clock: opts.clock,
     logLevel: opts.logLevel,
+    modules: opts.modules,
     config: {
       tls: { cert: files.cert, key: files.key },
       listen: { ...(listen as Record<string, unknown> | undefined), https: [{ host: '127.0.0.1', port }] },

@@ -49,5 +49,27 @@ for (const target of storageTargets()) {
       await repo.delete(['C'.repeat(24)]);
       assert.deepEqual(await repo.ofAccount(b.id), []);
     });
+
+    it("keeps a component's files apart from the accounts': usage per component, found by id and by age, deleted by id", async () => {
+      const t0 = new Date(Date.UTC(2026, 0, 1));
+      const t1 = new Date(Date.UTC(2026, 1, 1));
+      const c = (await storage.accounts.create('upload-c', 'localhost', [], new Date()))!;
+      await repo.add({ id: 'E'.repeat(24), accountId: c.id, fileName: 'e.txt', size: 5, contentType: 'text/plain', url: 'https://u/e', createdAt: t1 });
+      await repo.addComponentFile('matrix.localhost', { id: 'M'.repeat(24), fileName: 'Kätzchen.png', size: 300, contentType: 'image/png', url: 'https://u/m.png', createdAt: t0 });
+      await repo.addComponentFile('matrix.localhost', { id: 'N'.repeat(24), fileName: 'n.png', size: 20, contentType: 'image/png', url: 'https://u/n.png', createdAt: t1 });
+      await repo.addComponentFile('discord.localhost', { id: 'D'.repeat(24), fileName: 'd.jpg', size: 1, contentType: 'image/jpeg', url: 'https://u/d.jpg', createdAt: t0 });
+      assert.equal(await repo.componentUsage('matrix.localhost'), 320);
+      assert.equal(await repo.componentUsage('discord.localhost'), 1);
+      assert.equal(await repo.usage(c.id), 5, "the account's usage has none of them");
+      const got = (await repo.get('M'.repeat(24)))!;
+      assert.deepEqual([got.accountId, got.fileName, got.size, got.contentType], [0, 'Kätzchen.png', 300, 'image/png']);
+      assert.deepEqual((await repo.createdBefore(t1, 10)).sort(), ['D'.repeat(24), 'M'.repeat(24)]);
+      assert.equal(await repo.countCreatedBefore(t1), 2);
+      assert.deepEqual([...(await repo.existing(['M'.repeat(24), 'E'.repeat(24), 'Z'.repeat(24)]))].sort(), ['E'.repeat(24), 'M'.repeat(24)]);
+      await repo.delete(['M'.repeat(24), 'E'.repeat(24)]);
+      assert.equal(await repo.get('M'.repeat(24)), null);
+      assert.equal(await repo.get('E'.repeat(24)), null);
+      assert.equal(await repo.componentUsage('matrix.localhost'), 20);
+    });
   });
 }

@@ -96,7 +96,7 @@ test('defaults', () => {
     statistics: null,
     uploads: 30 * day,
   });
-  assert.deepEqual(c.upload, { enabled: true, domain: 'upload.{host}', domains: {}, maxFileSize: 50 * 1024 * 1024, quotaPerUser: 500 * 1024 * 1024, slotLifetime: 300_000, maxOpenSlots: 10 });
+  assert.deepEqual(c.upload, { enabled: true, domain: 'upload.{host}', domains: {}, maxFileSize: 50 * 1024 * 1024, quotaPerUser: 500 * 1024 * 1024, slotLifetime: 300_000, maxOpenSlots: 10, componentQuota: 2 * 1024 * 1024 * 1024, componentMaxOpenSlots: 50 });
   assert.deepEqual(c.backups, { keep: 7, dir: path.join(cwd, 'data', 'backups'), schedule: 'daily', encryptionKeyFile: null });
   assert.deepEqual(c.components, []);
   assert.deepEqual(c.s2s, { requireEncryption: true, requireValidCertificates: false, allow: [], deny: [], static: {}, caFile: null, connectTimeout: 30_000, idleTimeout: 600_000, maxConnections: 1000 });

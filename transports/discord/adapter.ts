@@ -91,6 +91,7 @@ export class DiscordAdapter implements NetworkAdapter {
   async login(request: LoginRequest): Promise<DiscordSession> {
     const token = parseToken(request.credentials.password ?? request.credentials.token);
     const session = new DiscordSession(token, this.options, request.log);
+    session.media = request.media;
     await session.start();
     return session;
   }

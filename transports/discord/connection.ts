@@ -3,7 +3,7 @@
  * the session (once, with whether logging in again can help), and what the layers above share.
  */
 import { Client, DiscordAPIError, DiscordjsErrorCodes, Events, GatewayIntentBits, Partials, type PartialUser, type User } from 'discord.js';
-import { LegacyAuthError, LegacyNetworkError, type AdapterLogger, type LegacyContact } from '../kit/adapter.js';
+import { LegacyAuthError, LegacyNetworkError, type AdapterLogger, type LegacyContact, type MediaHost } from '../kit/adapter.js';
 import { LegacySessionEmitter } from '../kit/session-emitter.js';
 import { mapError } from './errors.js';
 import { FinalDestroyStrategy } from './gateway.js';
@@ -46,6 +46,8 @@ export abstract class DiscordConnection extends LegacySessionEmitter {
   readonly client: Client;
   protected state: 'connecting' | 'ready' | 'closed' = 'connecting';
   protected me = '';
+  /** The XMPP server's upload service (kit), where attachments are re-hosted before their signed URLs expire. */
+  media: MediaHost | undefined;
   protected readonly timers = new Set<NodeJS.Timeout>();
   protected graceTimer: NodeJS.Timeout | null = null;
 

@@ -1,10 +1,13 @@
 /**
  * Discord messages to the kit: new messages, edits, deletions, reactions (the sender's whole set)
- * and typing, in rooms and direct messages; attachments become links and mentions names (see
- * text.ts), message ids the kit's (ids.ts). The bot's own echoes are dropped.
+ * and typing, in rooms and direct messages; attachments are re-hosted on the XMPP server's upload
+ * service before their signed CDN URLs expire (links to the CDN without one), mentions become
+ * names (see text.ts), message ids the kit's (ids.ts). The bot's own echoes are dropped.
  */
 import { MessageReferenceType, MessageType, type Guild, type Message, type MessageReaction, type PartialMessage, type PartialMessageReaction, type PartialUser, type Typing, type User } from 'discord.js';
+import type { Attachment } from 'discord.js';
 import type { LegacyContact, LegacyRoom, TextMessage } from '../kit/adapter.js';
+import { formatBytes } from '../../shared/format.js';
 import { BoundedMap, IdMap } from './ids.js';
 import { DiscordRooms, type RoomState } from './rooms.js';
 import { cleanNick, fromDiscordMarkup, sanitize, type MentionNames } from './text.js';
@@ -12,6 +15,12 @@ import { cleanNick, fromDiscordMarkup, sanitize, type MentionNames } from './tex
 const RELAYED_TYPES = new Set<number>([MessageType.Default, MessageType.Reply, MessageType.ChatInputCommand, MessageType.ContextMenuCommand]);
 
 type Where = { room: RoomState } | { contact: LegacyContact };
+
+/** An attachment URL without its query (Discord signs CDN URLs anew, the path stays). */
+function cdnPath(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
 
 export abstract class DiscordIncoming extends DiscordRooms {
   protected readonly ids = new IdMap();
@@ -26,6 +35,11 @@ export abstract class DiscordIncoming extends DiscordRooms {
   /** message → our own reactions (Discord emoji identifiers). */
   protected readonly ownReactions = new BoundedMap<string, Set<string>>(2000);
   protected readonly typingTimers = new Map<string, NodeJS.Timeout>();
+  /** New messages wait here while an earlier one's attachments are being re-hosted (to keep their order). */
+  private deliveries: Promise<void> = Promise.resolve();
+  private deliveriesPending = 0;
+  /** CDN path of an attachment (without its signature) → its URL on the upload service, for edits of its message. */
+  private readonly rehosted = new BoundedMap<string, string>(2000);
 
   private where(channelId: string, isDm: boolean, author: User | PartialUser | null): Where | null {
     if (isDm) return author ? { contact: this.contactOf(author) } : null;
@@ -107,8 +121,35 @@ export abstract class DiscordIncoming extends DiscordRooms {
     this.stopTyping(msg.channelId, authorId);
     const text = this.textOf(msg, 'room' in w ? w.room : null);
     if (!text) return;
-    if ('room' in w) this.deliverIn(w, authorId === this.me ? this.ownNick(w.room) : this.authorNick(w.room, msg), text);
-    else this.deliverIn(w, null, text);
+    const nick = 'room' in w ? (authorId === this.me ? this.ownNick(w.room) : this.authorNick(w.room, msg)) : null;
+    const attachments = [...(msg.attachments?.values() ?? [])];
+    if (this.deliveriesPending === 0 && (!this.media || attachments.length === 0)) return this.deliverIn(w, nick, text);
+    this.deliveriesPending++;
+    this.deliveries = this.deliveries
+      .then(async () => {
+        if (this.media && attachments.length) await this.rehost(text, attachments);
+        if (this.state !== 'closed') this.deliverIn(w, nick, text);
+      })
+      .catch((err: unknown) => this.log.warn('discord message not delivered', { reason: err instanceof Error ? err.message : String(err) }))
+      .finally(() => this.deliveriesPending--);
+  }
+
+  /** Puts each attachment on the upload service and its URL in place of the CDN's (in the text and as attachment). */
+  private async rehost(msg: TextMessage, attachments: Attachment[]): Promise<void> {
+    const media = this.media!;
+    for (const a of attachments) {
+      const out = await media.rehost(
+        { url: a.url },
+        { name: a.name, ...(a.contentType ? { type: a.contentType } : {}), ...(Number.isSafeInteger(a.size) ? { size: a.size } : {}) },
+      );
+      if (out.url !== null) {
+        this.rehosted.set(cdnPath(a.url), out.url);
+        msg.text = msg.text.split(a.url).join(out.url);
+        msg.attachments = (msg.attachments ?? []).map((u) => (u === a.url ? out.url! : u));
+      } else if (out.reason === 'too-large') {
+        msg.text = `${msg.text}\n[${sanitize(a.name)}: too large for the gateway to pass on (at most ${formatBytes(media.maxSize)}); the link expires]`;
+      }
+    }
   }
 
   protected onUpdate(old: Message | PartialMessage, msg: Message | PartialMessage): void {
@@ -121,6 +162,13 @@ export abstract class DiscordIncoming extends DiscordRooms {
     if (!w) return;
     const text = this.textOf(msg, 'room' in w ? w.room : null);
     if (!text) return;
+    // The attachments keep the URLs they were re-hosted at (an edit only changes the text).
+    for (const a of msg.attachments?.values() ?? []) {
+      const url = this.rehosted.get(cdnPath(a.url));
+      if (!url) continue;
+      text.text = text.text.split(a.url).join(url);
+      text.attachments = (text.attachments ?? []).map((u) => (u === a.url ? url : u));
+    }
     const edit: TextMessage = { ...text, editOf: this.ids.kitId(msg.id) };
     delete edit.id;
     delete edit.timestamp;

@@ -172,6 +172,58 @@ export interface AdapterLogger {
   warn(msg: string, fields?: Record<string, string | number | boolean | null | undefined>): void;
 }
 
+/** What is known of a file before it is fetched (each may be missing). */
+export interface MediaInfo {
+  /** The file's name as the sender called it (no path). */
+  name?: string;
+  /** Media type, such as image/png. */
+  type?: string;
+  /** Bytes, when the network says. */
+  size?: number;
+}
+
+/**
+ * Where the bytes of a file to re-host are: an HTTP(S) URL, with the headers the fetch needs (a
+ * Matrix access token in `Authorization`: used for that request only, never logged).
+ */
+export interface MediaSource {
+  url: string;
+  headers?: Record<string, string>;
+}
+
+/** The result of a re-hosting: the URL on the XMPP server's upload service, or why there is none. */
+export type RehostOutcome = { url: string } | { url: null; reason: 'no-service' | 'too-large' | 'failed'; text: string };
+
+/** A file fetched for the network (from XMPP to the network): its bytes as a stream, at most `MediaHost.maxSize`. */
+export interface FetchedMedia {
+  stream: NodeJS.ReadableStream;
+  /** Bytes: always known (a source without Content-Length is spooled to a temporary file first). */
+  size: number;
+  type: string;
+  name: string;
+  /** Ends the transfer early (the stream is not read to its end). */
+  cancel(): void;
+}
+
+/**
+ * Optional (kit extension): the XMPP side's file service, offered to sessions in
+ * LoginRequest.media. Attachments from the network are re-hosted through an XEP-0363 slot of the
+ * XMPP server's upload service (their network URLs expire or need the user's token); files users
+ * send from XMPP (upload URLs on their server) can be fetched to be sent as files.
+ */
+export interface MediaHost {
+  /** Largest file re-hosted or fetched, in bytes. */
+  readonly maxSize: number;
+  rehost(source: MediaSource, info: MediaInfo): Promise<RehostOutcome>;
+  /**
+   * Whether `url` is a file on the user's XMPP server (its upload service) that `fetch` will get;
+   * other URLs are left as links (the transport fetches no URL of the user's choosing).
+   */
+  fetchable(url: string): boolean;
+  /** Fetches such a URL; rejects when it is not fetchable, too large or unavailable. */
+  fetch(url: string): Promise<FetchedMedia>;
+}
+
 export interface LoginRequest {
   /** The XMPP user, only for log context; adapters must not send it to the network. */
   userJid: string;
@@ -183,6 +235,8 @@ export interface LoginRequest {
   settings?: Record<string, string>;
   /** Optional (kit extension): the last value of the previous session's 'syncState' event, to resume from. */
   state?: string;
+  /** Optional (kit extension): the XMPP server's upload service, for attachments both ways. */
+  media?: MediaHost;
 }
 
 /** A network adapter: one per transport process. */

@@ -16,6 +16,7 @@
  *   admins: [admin@example.org]
  *   gracePeriod: 30s
  *   reconnect: { min: 5s, max: 5m }
+ *   media: { maxSize: 20MiB }       # attachments through the XMPP server's upload service (media.ts)
  *   network:                        # passed to the adapter as it is
  *     servers: [irc.libera.chat]
  */
@@ -27,6 +28,7 @@ import {
   ConfigError,
   anyMapping,
   array,
+  bool,
   describe,
   duration,
   enumOf,
@@ -38,6 +40,7 @@ import {
   nullable,
   object,
   optional,
+  size,
   str,
   type Ctx,
   type Infer,
@@ -134,6 +137,20 @@ export const transportConfigSchema = object({
     },
     { doc: 'Logging. No password, credential or message text is ever logged.' },
   ),
+  media: object(
+    {
+      enabled: bool({ default: true, doc: 'Re-host attachments of the network on the XMPP server\'s upload service (XEP-0363), and send files users upload there to the network as files. false: attachments are links, as the network gives them.' }),
+      maxSize: size({ default: '20MiB', min: 1, doc: 'Largest attachment re-hosted or sent as a file (also at most what the upload service takes); larger ones stay links, with a notice.' }),
+      timeout: duration({ default: '60s', min: 100, doc: 'How long one transfer (download and upload) may take.' }),
+      service: nullable(domain({ doc: 'The upload service\'s address.' }), { default: null, doc: 'The upload service\'s address; `null`: found in the disco#items of `media.server`.' }),
+      server: nullable(domain({ doc: 'The XMPP server\'s domain.' }), {
+        default: null,
+        doc: 'The XMPP server\'s domain, where the upload service is looked for, and whose (sub)domains\' HTTPS files users send are fetched; `null`: the component domain without its first label (irc.example.org → example.org).',
+      }),
+      caFile: nullable(filePath({ mustExist: true }), { default: null, doc: 'PEM file of certificate authorities to trust for the upload service\'s HTTPS besides the system\'s (a private CA).' }),
+    },
+    { doc: 'Attachments through the XMPP server\'s upload service (XEP-0363): the transport asks it for slots as a component.' },
+  ),
   network: anyMapping({
     default: {},
     defaultDoc: '{}',
@@ -183,6 +200,7 @@ export function parseTransportConfig(raw: unknown, baseDir: string, adapterName?
     reconnect: v.reconnect,
     retention: v.retention,
     log: v.log,
+    media: v.media,
     network: v.network,
     baseDir: ctx.baseDir,
   };

@@ -39,6 +39,7 @@ import { NS_COMMANDS, NS_GATEWAY, NS_JID_ESCAPING, NS_MUC, iqError, iqResult } f
 import { Vault, readKeyFile, resolveVaultKey, type KeyResolution } from './vault.js';
 import type { TransportConfig } from './config.js';
 import { openTransportStorage } from './storage.js';
+import { MediaService, type MediaSettings } from './media.js';
 
 export const TRANSPORT_SOFTWARE = 'Gatehouse transport';
 export const TRANSPORT_VERSION = '0.1.0';
@@ -52,6 +53,8 @@ export interface GatewayDeps {
   link: Pick<StanzaLink, 'send' | 'request'>;
   clock?: Clock;
   log: Logger;
+  /** Attachments through the XMPP server's upload service; without it they stay links. */
+  media?: MediaSettings;
 }
 
 /** "IRC gateway" → "IRC". */
@@ -76,6 +79,7 @@ export class Gateway implements Kit {
   readonly registration: Registration;
   readonly adhoc: AdHocCommands;
   readonly networkName: string;
+  readonly media: MediaService;
   private readonly presenceQueue = new KeyedQueue();
   private readonly messageQueue = new KeyedQueue();
   private readonly link: Pick<StanzaLink, 'send' | 'request'>;
@@ -100,6 +104,7 @@ export class Gateway implements Kit {
     this.rooms = new Rooms(this);
     this.contacts = new Contacts(this);
     this.adhoc = new AdHocCommands(this);
+    this.media = new MediaService(this, deps.media ?? { enabled: false, maxSize: 0, timeout: 60_000, service: null, server: null, caFile: null });
   }
 
   send(stanza: Element): void {
@@ -456,6 +461,7 @@ export async function startTransport(opts: TransportOptions): Promise<RunningTra
       link,
       clock,
       log,
+      media: config.media,
     });
     const registered = await gateway.registration.load();
     const l = link;

@@ -8,7 +8,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { Element } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
 import type { TransportRepository } from '../../storage/types.js';
-import type { Credentials, LegacyContact, LegacyRoom, LegacySession, NetworkAdapter, Occupant, TextMessage } from './adapter.js';
+import type { Credentials, LegacyContact, MediaHost, LegacyRoom, LegacySession, NetworkAdapter, Occupant, TextMessage } from './adapter.js';
 import type { Addresses } from './addresses.js';
 import type { AuditLog } from './audit-log.js';
 import type { Vault } from './vault.js';
@@ -47,6 +47,8 @@ export interface Kit {
   request(iq: Element, timeoutMs?: number): Promise<Element>;
   /** The network's display name for messages, e.g. "IRC". */
   readonly networkName: string;
+  /** The XMPP server's upload service, offered to sessions (LoginRequest.media). */
+  readonly media: MediaHost;
 }
 
 /** The foreign sessions, driven by presence (sessions.ts). */

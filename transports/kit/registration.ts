@@ -251,7 +251,7 @@ export class Registration implements KitRegistration {
     await kit.audit.record('connecting', ctx);
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
-    const attempt = kit.adapter.login({ userJid: user, credentials, server, log: kit.log.child(`${kit.adapter.network}-adapter`), settings });
+    const attempt = kit.adapter.login({ userJid: user, credentials, server, log: kit.log.child(`${kit.adapter.network}-adapter`), settings, media: kit.media });
     try {
       const session = await Promise.race([
         attempt,

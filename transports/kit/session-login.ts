@@ -119,6 +119,7 @@ export abstract class SessionLogin extends SessionResources {
           server: s.server,
           log: kit.log.child(`${kit.adapter.network}-adapter`),
           settings: prepared.settings,
+          media: kit.media,
           ...((s.syncState ?? prepared.state) !== undefined ? { state: s.syncState ?? prepared.state } : {}),
         }),
         kit.settings.loginTimeout,

@@ -131,7 +131,7 @@ export class MatrixAdapter implements NetworkAdapter {
       if (!deviceId) throw new LegacyAuthError('the homeserver does not say which device the access token belongs to');
       login = { userId: who.user_id, accessToken: creds.token!, deviceId };
     }
-    const session = new MatrixSession({ homeserver: creds.homeserver, ...login }, this.sessionOptions, request.log);
+    const session = new MatrixSession({ homeserver: creds.homeserver, ...login, media: request.media }, this.sessionOptions, request.log);
     await session.start(request.state);
     return session;
   }

@@ -5,7 +5,7 @@
  * alias), which are the user's contacts.
  */
 import * as sdk from 'matrix-js-sdk';
-import { LegacyNetworkError, type AdapterLogger, type LegacyContact, type LegacyRoom } from '../kit/adapter.js';
+import { LegacyNetworkError, type AdapterLogger, type LegacyContact, type LegacyRoom, type MediaHost } from '../kit/adapter.js';
 import type { OccupantTable } from '../kit/occupants.js';
 import { LegacySessionEmitter } from '../kit/session-emitter.js';
 import { MatrixCommandError, commandError, describe } from './errors.js';
@@ -25,6 +25,8 @@ export interface MatrixLogin {
   userId: string;
   accessToken: string;
   deviceId: string;
+  /** The XMPP server's upload service (kit), for attachments both ways. */
+  media?: MediaHost | undefined;
 }
 
 export abstract class MatrixContacts extends LegacySessionEmitter {
@@ -33,7 +35,8 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
   readonly deviceId: string;
   readonly homeserver: string;
   readonly host: string;
-  private readonly accessToken: string;
+  protected readonly accessToken: string;
+  protected readonly media: MediaHost | undefined;
   protected readonly client: sdk.MatrixClient;
   protected phase: 'starting' | 'ready' | 'closed' = 'starting';
   protected readonly kitRooms = new Map<string, KitRoom>();
@@ -59,6 +62,7 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
     this.homeserver = login.homeserver;
     this.host = new URL(login.homeserver).host;
     this.accessToken = login.accessToken;
+    this.media = login.media;
     this.client = sdk.createClient({
       baseUrl: login.homeserver,
       accessToken: login.accessToken,

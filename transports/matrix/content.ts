@@ -4,13 +4,17 @@
  *
  * Incoming: m.text / m.notice / m.emote become text, notice and action messages; m.image, m.file,
  * m.video, m.audio and m.sticker become their caption or file name plus an HTTP link (XEP-0066
- * attachment) to the homeserver's media download URL; m.location becomes its geo: URI. An
+ * attachment) to the homeserver's media download URL (mediaOf() tells the session what to re-host
+ * on the XMPP server instead: that link needs no token only on homeservers that still serve
+ * unauthenticated media); m.location becomes its geo: URI. An
  * m.replace relation makes an edit (`editOf`, text from m.new_content), m.in_reply_to a reply
  * (`replyTo`, with the reply fallback quoted at the top of older clients' bodies removed).
  *
  * Outgoing: the reverse; an edit carries "* text" as the fallback body and the new content in
  * m.new_content, a reply only the relation (reply fallbacks were removed from the spec in v1.13),
- * attachments are appended to the text as links (XMPP clients send media as URLs).
+ * attachments are appended to the text as links (XMPP clients send media as URLs); a file on the
+ * user's XMPP server is uploaded to the homeserver and sent as m.image / m.video / m.audio / m.file
+ * (fileContent()).
  */
 import type { TextMessage } from '../kit/adapter.js';
 
@@ -39,6 +43,47 @@ export function mediaUrl(homeserver: string, mxc: unknown, filename?: unknown): 
   const base = homeserver.replace(/\/+$/, '');
   const name = typeof filename === 'string' && filename && !filename.includes('/') ? `/${encodeURIComponent(filename)}` : '';
   return `${base}/_matrix/media/v3/download/${encodeURIComponent(parts[0])}/${encodeURIComponent(parts[1])}${name}`;
+}
+
+/** The authenticated download URL (client-server API v1.11) of a content URI. */
+export function authenticatedMediaUrl(homeserver: string, server: string, mediaId: string): string {
+  return `${homeserver.replace(/\/+$/, '')}/_matrix/client/v1/media/download/${encodeURIComponent(server)}/${encodeURIComponent(mediaId)}`;
+}
+
+/** A media event's file, to re-host: where it is, what it is, and the caption if the body is one. */
+export interface MatrixFile {
+  server: string;
+  mediaId: string;
+  name: string;
+  type?: string;
+  size?: number;
+  caption: string | null;
+}
+
+/** The (unencrypted) file of an m.image / m.file / m.video / m.audio / m.sticker content, or null. */
+export function mediaOf(content: Json, eventType: string): MatrixFile | null {
+  const relates = content['m.relates_to'] as Json | undefined;
+  if (relates?.rel_type === 'm.replace') return null;
+  const msgtype = eventType === 'm.sticker' ? 'm.sticker' : str(content.msgtype);
+  if (!msgtype || !(MEDIA_TYPES.has(msgtype) || msgtype === 'm.sticker')) return null;
+  const parts = parseMxc(content.url);
+  if (!parts) return null;
+  const body = str(content.body) ?? '';
+  const filename = str(content.filename);
+  const info = (content.info ?? {}) as Json;
+  // Spec v1.10: with a `filename` different from it, the body is a caption.
+  const caption = filename !== undefined && filename !== body && body !== '' ? body : null;
+  const out: MatrixFile = { server: parts[0], mediaId: parts[1], name: filename ?? (body || 'file'), caption };
+  if (typeof info.mimetype === 'string') out.type = info.mimetype;
+  if (typeof info.size === 'number' && Number.isSafeInteger(info.size) && info.size >= 0) out.size = info.size;
+  return out;
+}
+
+/** The content of a file message for an uploaded file (m.image, m.video, m.audio by type, else m.file). */
+export function fileContent(mxc: string, file: { name: string; type: string; size: number }): Json {
+  const major = file.type.split('/')[0];
+  const msgtype = major === 'image' ? 'm.image' : major === 'video' ? 'm.video' : major === 'audio' ? 'm.audio' : 'm.file';
+  return { msgtype, body: file.name, filename: file.name, url: mxc, info: { size: file.size, mimetype: file.type } };
 }
 
 /** Removes the "> <@user:server> quoted text" lines older clients put above a reply. */

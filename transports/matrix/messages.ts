@@ -1,13 +1,28 @@
 /**
- * Matrix messages both ways: m.room.message and stickers (media as links, see content.ts), edits,
+ * Matrix messages both ways: m.room.message and stickers (media re-hosted on the XMPP server's
+ * upload service, or as links without one; see content.ts), edits,
  * redactions, reactions (always the sender's whole set), replies, typing and read receipts, in
  * rooms and direct chats. End-to-end encryption is not supported: m.room.encrypted events become
  * a notice saying so, and sending into an encrypted room is refused (not-acceptable) rather than
  * sent in clear text.
  */
 import * as sdk from 'matrix-js-sdk';
-import { type LegacyContact, type LegacyRoom, type TextMessage } from '../kit/adapter.js';
-import { contentFromMessage, messageFromContent, pollText, reactionOf, UNDECRYPTABLE_TEXT } from './content.js';
+import type { Readable } from 'node:stream';
+import { type FetchedMedia, type LegacyContact, type LegacyRoom, type TextMessage } from '../kit/adapter.js';
+import { httpRequest } from '../kit/media.js';
+import { formatBytes } from '../../shared/format.js';
+import {
+  authenticatedMediaUrl,
+  contentFromMessage,
+  fileContent,
+  mediaOf,
+  messageFromContent,
+  parseMxc,
+  pollText,
+  reactionOf,
+  UNDECRYPTABLE_TEXT,
+  type MatrixFile,
+} from './content.js';
 import { MatrixCommandError, commandError, describe } from './errors.js';
 import { MatrixRooms } from './rooms.js';
 import { BoundedMap, TIMELINE_KEEP } from './sdk.js';
@@ -57,7 +72,11 @@ export abstract class MatrixMessages extends MatrixRooms {
       case 'm.room.message':
       case 'm.sticker':
         msg = messageFromContent(ev.getContent(), type, this.homeserver);
-        if (msg) this.lastMessage.set(`${room.roomId}\u0000${sender}`, Date.now());
+        if (msg) {
+          this.lastMessage.set(`${room.roomId}\u0000${sender}`, Date.now());
+          const file = mediaOf(ev.getContent(), type);
+          if (file && this.media) await this.rehostFile(msg, file);
+        }
         break;
       case 'm.room.encrypted':
         msg = { text: UNDECRYPTABLE_TEXT, notice: true };
@@ -106,6 +125,25 @@ export abstract class MatrixMessages extends MatrixRooms {
     if (catchUp) msg.timestamp = new Date(ev.getTs());
     this.deliver(room, from, msg, ev.getTs());
     if (!catchUp) this.trim(room);
+  }
+
+  /**
+   * A file of the homeserver, fetched with the user's token from the authenticated media API, is
+   * put on the XMPP server's upload service: the message's body is its URL (with the caption above
+   * it, if any) and its attachment (XEP-0066) too, so that clients show an image inline. Without
+   * an upload service, or if that fails, the message keeps the link to the homeserver.
+   */
+  private async rehostFile(msg: TextMessage, file: MatrixFile): Promise<void> {
+    const out = await this.media!.rehost(
+      { url: authenticatedMediaUrl(this.homeserver, file.server, file.mediaId), headers: { Authorization: `Bearer ${this.accessToken}` } },
+      { name: file.name, ...(file.type !== undefined ? { type: file.type } : {}), ...(file.size !== undefined ? { size: file.size } : {}) },
+    );
+    if (out.url !== null) {
+      msg.attachments = [out.url];
+      msg.text = file.caption !== null ? `${file.caption}\n${out.url}` : out.url;
+    } else if (out.reason === 'too-large') {
+      msg.text = `${msg.text}\n[file too large for the gateway to pass on (at most ${formatBytes(this.media!.maxSize)})]`;
+    }
   }
 
   /**
@@ -263,7 +301,8 @@ export abstract class MatrixMessages extends MatrixRooms {
           // A reply to a message the gateway does not know is sent as a plain message.
         }
       }
-      const res = await this.client.sendEvent(roomId, 'm.room.message' as never, contentFromMessage(msg, ids) as never, this.txn());
+      const content = (await this.fileContentFor(msg, ids)) ?? contentFromMessage(msg, ids);
+      const res = await this.client.sendEvent(roomId, 'm.room.message' as never, content as never, this.txn());
       if (msg.id) {
         this.ids.set(msg.id, res.event_id);
         this.kitIds.set(res.event_id, msg.id);
@@ -280,6 +319,58 @@ export abstract class MatrixMessages extends MatrixRooms {
       }
       throw commandError(err, 'cannot send the message');
     }
+  }
+
+  /**
+   * A message that is just a file on the user's XMPP server (its body the upload URL, with that URL
+   * as XEP-0066 attachment, as clients send uploads): the file is uploaded to the homeserver's media
+   * repository and sent as a file message. Anything else, or on failure: null (sent as a link).
+   */
+  private async fileContentFor(msg: TextMessage, ids: { editOf?: string; replyTo?: string }): Promise<Json | null> {
+    const url = msg.attachments?.length === 1 ? msg.attachments[0]! : null;
+    if (!url || !this.media || ids.editOf || msg.action || msg.notice) return null;
+    if (msg.text.trim() !== url && msg.text.trim() !== '') return null;
+    if (!this.media.fetchable(url)) return null;
+    let file: FetchedMedia | null = null;
+    try {
+      file = await this.media.fetch(url);
+      const mxc = await this.uploadToHomeserver(file);
+      const content = fileContent(mxc, file);
+      if (ids.replyTo) content['m.relates_to'] = { 'm.in_reply_to': { event_id: ids.replyTo } };
+      return content;
+    } catch (err) {
+      file?.cancel();
+      this.log.info('file not uploaded to the homeserver; sent as a link', { homeserver: this.host, reason: describe(err) });
+      return null;
+    }
+  }
+
+  /** POST /_matrix/media/v3/upload with the file streamed; its mxc:// URI. */
+  private async uploadToHomeserver(file: FetchedMedia): Promise<string> {
+    const target = `${this.homeserver.replace(/\/+$/, '')}/_matrix/media/v3/upload?filename=${encodeURIComponent(file.name)}`;
+    const res = await httpRequest(target, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${this.accessToken}`, 'Content-Type': file.type, 'Content-Length': String(file.size) },
+      body: file.stream as Readable,
+      signal: AbortSignal.timeout(Math.max(60_000, this.opts.requestTimeoutMs)),
+    });
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for await (const c of res as AsyncIterable<Buffer>) {
+      n += c.length;
+      if (n > 65_536) throw new Error('the homeserver answered the upload with too much');
+      chunks.push(c);
+    }
+    let body: Json = {};
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Json;
+    } catch {
+      // not JSON: reported below by its status
+    }
+    if (res.statusCode !== 200 || !parseMxc(body.content_uri)) {
+      throw new Error(`the homeserver refused the upload (HTTP ${res.statusCode}${typeof body.errcode === 'string' ? ` ${body.errcode}` : ''})`);
+    }
+    return body.content_uri as string;
   }
 
   private async setReactions(roomId: string, to: string, wanted: string[]): Promise<void> {

@@ -162,6 +162,12 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
     specs: [
       { id: 'XEP-0100', version: '1.0', status: 'complete', note: 'the IRC, Matrix and Discord transports (transports/, docs/transports.md): registration, jabber:iq:gateway, presence-driven login, XEP-0144 contact suggestions' },
       { id: 'XEP-0106', status: 'complete', note: 'legacy ids in transport JIDs' },
+      {
+        id: 'XEP-0066',
+        version: '1.5',
+        status: 'partial',
+        note: 'jabber:x:oob URLs on transport messages: Matrix and Discord attachments re-hosted on the upload service (XEP-0363), the URL in body and OOB; no jabber:iq:oob',
+      },
       { id: 'XEP-0045', status: 'partial', note: 'foreign channels as rooms served by transports: join, occupants, groupchat, subject, nick changes, kicks, private messages; no room configuration' },
       { id: 'XEP-0050', status: 'partial', note: 'transport settings and admin commands, single-stage' },
       { id: 'XEP-0144', status: 'partial', note: 'transports suggest contacts of the foreign network (add only)' },

@@ -42,6 +42,12 @@ export const uploadConfigSection = section(
       quotaPerUser: size({ default: '500MiB', min: 0, doc: 'Bytes of stored files (and open slots) per account; a slot that would exceed it gets `resource-constraint`. 0: no limit.' }),
       slotLifetime: duration({ default: '5m', min: 10_000, doc: 'How long a slot\'s PUT URL can be used; each slot can be used once.' }),
       maxOpenSlots: int({ default: 10, min: 1, doc: 'Slots one account may hold at once before uploading (a client asking for more gets `resource-constraint`, type wait).' }),
+      componentQuota: size({
+        default: '2GiB',
+        min: 0,
+        doc: 'Bytes of stored files (and open slots) per local component (`components`, such as a transport re-hosting Matrix and Discord attachments); 0: components may not upload. Their files belong to no account and are deleted after `retention.uploads`.',
+      }),
+      componentMaxOpenSlots: int({ default: 50, min: 1, doc: 'Slots one local component may hold at once before uploading.' }),
     },
     { doc: 'HTTP File Upload (XEP-0363): clients upload files over HTTPS and share the link.' },
   ),

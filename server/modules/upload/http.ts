@@ -18,7 +18,9 @@ export const ROUTE_PATH = '/upload/';
 export interface Slot {
   id: string;
   token: string;
+  /** Whose slot it is: an account's id, or 0 with `component` set for a local component's. */
   accountId: number;
+  component?: string;
   size: number;
   /** As requested; null when the request named none (then the PUT's type is taken). */
   contentType: string | null;

@@ -2,7 +2,9 @@
  * HTTP File Upload (XEP-0363): a client asks the upload service `upload.<host>` (found in the
  * host's disco#items) for a slot, PUTs the file over HTTPS, and shares the GET URL.
  *
- * - Slots are for the host's own users only (anyone else: not-allowed), one file of at most
+ * - Slots are for the host's own users and for the server's configured components (`components`:
+ *   the transports, which re-host attachments of other networks), anyone else gets not-allowed;
+ *   one file of at most
  *   `upload.maxFileSize` (file-too-large), within `upload.quotaPerUser` bytes of stored files and
  *   open slots together, at most `upload.maxOpenSlots` open at once; a slot is valid for
  *   `upload.slotLifetime` and for one PUT. Slots live in memory: a restart forgets them.
@@ -10,6 +12,9 @@
  *   name comes back in Content-Disposition); the PUT URL carries a second random token.
  * - Files (http.ts, files.ts) are streamed to disk, synced and renamed into place, and recorded in
  *   the module's table (storage.ts); nothing partial is ever served or kept.
+ * - A component's files are accounted to the component (`upload.componentQuota`,
+ *   `upload.componentMaxOpenSlots`, table upload_component_files): they belong to no account, are
+ *   in no export, and only `retention.uploads` deletes them.
  * - Deleted after `retention.uploads` (retention class `uploads`), with the account (the rows by
  *   the foreign key, the files by this module on 'account/deleted'; files whose row is gone some
  *   other way, such as `gatehouse user delete` without the server, by the retention sweep).
@@ -80,6 +85,14 @@ class UploadService {
     this.files = new FileStore(ctx.config.dataDir);
   }
 
+  private readonly componentKeys = new Map<string, number>();
+
+  private componentKey(domain: string): number {
+    let k = this.componentKeys.get(domain);
+    if (k === undefined) this.componentKeys.set(domain, (k = this.componentKeys.size));
+    return k;
+  }
+
   private prune(now: number): void {
     for (const [id, s] of this.slots) if (s.expiresAt <= now && s.token !== '') this.slots.delete(id);
   }
@@ -122,7 +135,8 @@ class UploadService {
     const { ctx } = this;
     const host = this.domains.get(e.to.domain)!;
     if (e.to.local || e.to.resource) return sendError(ctx, e, 'service-unavailable', 'not an upload service');
-    if (!e.from.local || e.from.domain !== host) return sendError(ctx, e, 'not-allowed', `only users of ${host} may upload here`);
+    const component = !e.from.local && ctx.config.components.some((c) => c.domain === e.from.domain) ? e.from.domain : null;
+    if (!component && (!e.from.local || e.from.domain !== host)) return sendError(ctx, e, 'not-allowed', `only users of ${host} may upload here`);
     const req = e.stanza.firstElement()!;
     const cfg = ctx.config.upload;
     const rawName = req.attrs.filename ?? '';
@@ -149,26 +163,37 @@ class UploadService {
     }
     const base = this.http.baseUrl(e.to.domain);
     if (!base) return sendError(ctx, e, 'service-unavailable', 'the HTTPS service is not running');
-    const account = await ctx.storage.accounts.get(e.from.local, host);
-    if (!account) return sendError(ctx, e, 'not-allowed', `only users of ${host} may upload here`);
-    return this.serial.run(account.id, async () => {
+    let accountId = 0;
+    if (component) {
+      if (cfg.componentQuota === 0) return sendError(ctx, e, 'not-allowed', 'components may not upload here (upload.componentQuota is 0)');
+    } else {
+      const account = await ctx.storage.accounts.get(e.from.local, host);
+      if (!account) return sendError(ctx, e, 'not-allowed', `only users of ${host} may upload here`);
+      accountId = account.id;
+    }
+    // Components are serialised under negative keys, apart from the account ids.
+    const key = component ? -1 - this.componentKey(component) : accountId;
+    const maxOpen = component ? cfg.componentMaxOpenSlots : cfg.maxOpenSlots;
+    const quota = component ? cfg.componentQuota : cfg.quotaPerUser;
+    return this.serial.run(key, async () => {
       const now = ctx.clock.now().getTime();
       this.prune(now);
-      const open = [...this.slots.values()].filter((s) => s.accountId === account.id);
-      if (open.length >= cfg.maxOpenSlots) {
+      const open = [...this.slots.values()].filter((s) => (component ? s.component === component : s.accountId === accountId && s.component === undefined));
+      if (open.length >= maxOpen) {
         const retry = new Date(Math.min(...open.map((s) => s.expiresAt)));
-        return sendError(ctx, e, 'resource-constraint', `at most ${cfg.maxOpenSlots} upload slots may be open at once`, 'wait', x('retry', { xmlns: NS_UPLOAD, stamp: retry.toISOString().replace(/\.\d{3}Z$/, 'Z') }));
+        return sendError(ctx, e, 'resource-constraint', `at most ${maxOpen} upload slots may be open at once`, 'wait', x('retry', { xmlns: NS_UPLOAD, stamp: retry.toISOString().replace(/\.\d{3}Z$/, 'Z') }));
       }
-      if (cfg.quotaPerUser > 0) {
-        const used = (await this.repo.usage(account.id)) + open.reduce((n, s) => n + s.size, 0);
-        if (used + size > cfg.quotaPerUser) return sendError(ctx, e, 'resource-constraint', `upload quota reached (at most ${formatSizeLimit(cfg.quotaPerUser)} of files)`, 'wait');
+      if (quota > 0) {
+        const stored = component ? await this.repo.componentUsage(component) : await this.repo.usage(accountId);
+        const used = stored + open.reduce((n, s) => n + s.size, 0);
+        if (used + size > quota) return sendError(ctx, e, 'resource-constraint', `upload quota reached (at most ${formatSizeLimit(quota)} of files)`, 'wait');
       }
       const id = newId();
       const token = randomBytes(18).toString('base64url');
       const path = `${base}${ROUTE_PATH}${id}${extensionOf(fileName)}`;
-      const slot: Slot = { id, token, accountId: account.id, size, contentType, fileName, getUrl: path, expiresAt: now + cfg.slotLifetime };
+      const slot: Slot = { id, token, accountId, ...(component ? { component } : {}), size, contentType, fileName, getUrl: path, expiresAt: now + cfg.slotLifetime };
       this.slots.set(id, slot);
-      ctx.log.debug('upload slot', { id, size });
+      ctx.log.debug('upload slot', { id, size, ...(component ? { component } : {}) });
       return replyResult(ctx.router, e, x('slot', { xmlns: NS_UPLOAD }, x('put', { url: `${path}?token=${token}` }), x('get', { url: path })));
     });
   }
@@ -191,7 +216,9 @@ class UploadService {
 
   async complete(slot: Slot, contentType: string): Promise<boolean> {
     try {
-      await this.repo.add({ id: slot.id, accountId: slot.accountId, fileName: slot.fileName, size: slot.size, contentType, url: slot.getUrl, createdAt: this.ctx.clock.now() });
+      const row = { id: slot.id, fileName: slot.fileName, size: slot.size, contentType, url: slot.getUrl, createdAt: this.ctx.clock.now() };
+      if (slot.component !== undefined) await this.repo.addComponentFile(slot.component, row);
+      else await this.repo.add({ ...row, accountId: slot.accountId });
     } catch (err) {
       // Most likely the account was deleted while the file was on its way (foreign key).
       this.ctx.log.info('upload not recorded', { id: slot.id, error: String(err).slice(0, 200) });
@@ -202,7 +229,7 @@ class UploadService {
   }
 
   async accountDeleting(accountId: number): Promise<void> {
-    for (const [id, s] of this.slots) if (s.accountId === accountId) this.slots.delete(id);
+    for (const [id, s] of this.slots) if (s.accountId === accountId && s.component === undefined) this.slots.delete(id);
     this.deleting.set(accountId, (await this.repo.ofAccount(accountId)).map((f) => f.id));
   }
 
