@@ -119,6 +119,19 @@ describe('P22 rendering the policy from the configuration', () => {
     assert.ok(!renderView(draft(off), 'de', 'md').includes('HTTP File Upload'));
   });
 
+  test('P11 P13 P22 files from other networks that gateways copy to the upload service are named, with their deletion, only with gateways and uploads', () => {
+    const components = [{ domain: 'irc.example.org', secret: 'component-secret-41' }];
+    const both = configOf({ retention: { uploads: '45d' }, components });
+    const en = renderView(draft(both), 'en', 'md');
+    const de = renderView(draft(both), 'de', 'md');
+    assert.match(en, /Files that people on the other network send you .* belong to no account and are deleted 45 days after they were copied/);
+    assert.match(de, /Dateien, die Ihnen Personen aus dem anderen System schicken .* gehören zu keinem Konto und werden 45 Tage nach dem Kopieren gelöscht/);
+    for (const other of [configOf({ retention: { uploads: '45d' } }), configOf({ components, upload: { enabled: false } })]) {
+      assert.ok(!renderView(draft(other), 'en', 'md').includes('Files that people on the other network'));
+      assert.ok(!renderView(draft(other), 'de', 'md').includes('aus dem anderen System schicken'));
+    }
+  });
+
   test('P22 each setting the policy states changes its hash; settings it does not state do not', () => {
     const base = policyFromConfig(configOf()).hash;
     const stated: Record<string, unknown>[] = [

@@ -43,6 +43,11 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
       ul([
         'The user name and password of your account on the other network, because the gateway logs in there on your behalf. They are stored encrypted, with a key that is kept outside the database, and never written to a log.',
         `A log of when a connection to the other network was made, ended or failed, and for which XMPP address. It is deleted after ${logs}.`,
+        ...(f.uploads && r.uploads !== undefined
+          ? [
+              `Files that people on the other network send you (pictures, documents) are copied to this server's file upload service, so that your client can show them; the link is long and random. These copies belong to no account and are deleted ${d(r.uploads)} after they were copied.`,
+            ]
+          : []),
       ]),
     );
   } else {
