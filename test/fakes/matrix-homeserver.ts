@@ -30,6 +30,9 @@
  * are `{errcode, error}` with the HTTP status the spec gives. Requests to paths it does not know
  * get 404 M_UNRECOGNIZED and are listed in `unknown` (so a test sees what a client needed).
  *
+ * - With `oauth`: the OAuth 2.0 API of a homeserver behind the Matrix Authentication Service
+ *   (GET /_matrix/client/v1/auth_metadata, client registration, device authorization grant,
+ *   token endpoint with refresh token rotation, short-lived access tokens): see matrix-oauth.ts.
  * Not implemented: federation, end-to-end encryption (an "encrypted" room only has the
  * m.room.encryption state; tests inject m.room.encrypted events), threads beyond plain relations,
  * registration, lazy-loading (all members are always sent), to-device messages.
@@ -38,6 +41,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { FakeOAuth, type FakeOAuthOptions } from './matrix-oauth.js';
 
 type Json = Record<string, unknown>;
 
@@ -87,6 +91,8 @@ interface TokenInfo {
   deviceId: string;
   valid: boolean;
   softLogout: boolean;
+  /** OAuth access tokens expire (ms since the epoch); then 401 M_UNKNOWN_TOKEN with soft_logout. */
+  expiresAt?: number;
 }
 
 /** One request a client made that changed something (what "the transport sent"). */
@@ -154,6 +160,8 @@ export interface FakeHomeserverOptions {
   legacyMedia?: boolean;
   /** Log every request to stderr (debugging). */
   trace?: boolean;
+  /** Act as a homeserver behind the Matrix Authentication Service (OAuth 2.0 API, matrix-oauth.ts). */
+  oauth?: FakeOAuthOptions;
 }
 
 class HttpError extends Error {
@@ -232,6 +240,10 @@ export class FakeHomeserver {
   readonly unknown: string[] = [];
   /** Every request ("METHOD /path", query strings removed), for tests that check what a client called. */
   readonly requests: string[] = [];
+  /** The OAuth 2.0 side (authorization server), when started with `oauth`. */
+  readonly oauth: FakeOAuth | null = null;
+  /** Requests refused with 401 M_UNKNOWN_TOKEN (a client that renews in time causes none). */
+  tokenRefusals = 0;
   /** Number of /login requests answered (password logins create devices). */
   logins = 0;
   /** Send requests still to refuse with 429 M_LIMIT_EXCEEDED (see rateLimitSends). */
@@ -239,9 +251,10 @@ export class FakeHomeserver {
   private limitRetryMs = 100;
 
   private constructor(opts: FakeHomeserverOptions) {
-    this.opts = { serverName: 'matrix.test', legacyMedia: false, trace: false, ...opts };
+    this.opts = { serverName: 'matrix.test', legacyMedia: false, trace: false, oauth: undefined as never, ...opts };
     this.serverName = this.opts.serverName;
     this.defineRoutes();
+    if (opts.oauth) this.oauth = new FakeOAuth(this, opts.oauth, (method, pattern, handler) => this.route(method, pattern, handler as Handler, false));
   }
 
   static async start(opts: FakeHomeserverOptions = {}): Promise<FakeHomeserver> {
@@ -300,10 +313,10 @@ export class FakeHomeserver {
   }
 
   /** An access token for a user, as a login would give (for tests that register with a token). */
-  issueToken(userId: string, deviceId = `DEV${randomId(4).toUpperCase()}`): { accessToken: string; deviceId: string } {
+  issueToken(userId: string, deviceId = `DEV${randomId(4).toUpperCase()}`, expiresInMs?: number): { accessToken: string; deviceId: string } {
     this.user(userId);
     const token = `syt_${randomId(18)}`;
-    this.tokens.set(token, { token, userId, deviceId, valid: true, softLogout: false });
+    this.tokens.set(token, { token, userId, deviceId, valid: true, softLogout: false, ...(expiresInMs !== undefined ? { expiresAt: Date.now() + expiresInMs } : {}) });
     return { accessToken: token, deviceId };
   }
 
@@ -798,7 +811,14 @@ export class FakeHomeserver {
     const token = this.tokenOf(req, query);
     if (!token) throw new HttpError(401, 'M_MISSING_TOKEN', 'Missing access token');
     const info = this.tokens.get(token);
-    if (!info || !info.valid) throw new HttpError(401, 'M_UNKNOWN_TOKEN', 'Invalid access token passed.', { soft_logout: info?.softLogout ?? false });
+    if (info?.valid && info.expiresAt !== undefined && info.expiresAt <= Date.now()) {
+      info.valid = false;
+      info.softLogout = true;
+    }
+    if (!info || !info.valid) {
+      this.tokenRefusals++;
+      throw new HttpError(401, 'M_UNKNOWN_TOKEN', 'Invalid access token passed.', { soft_logout: info?.softLogout ?? false });
+    }
     return info;
   }
 
@@ -833,7 +853,8 @@ export class FakeHomeserver {
     }));
 
     // ---- login
-    this.route('GET', `${C}/login`, () => ({ flows: [{ type: 'm.login.password' }] }), false);
+    // Behind the Matrix Authentication Service (as on matrix.org) there is no password login.
+    this.route('GET', `${C}/login`, () => ({ flows: this.opts.oauth && !this.opts.oauth.passwordLogin ? [] : [{ type: 'm.login.password' }] }), false);
     this.route('POST', `${C}/login`, (ctx) => this.login(ctx), false);
     this.route('POST', `${C}/logout`, (ctx) => {
       ctx.token!.valid = false;
@@ -1171,6 +1192,7 @@ export class FakeHomeserver {
   private login(ctx: Ctx): Json {
     const b = ctx.body;
     if (b.type !== 'm.login.password') throw new HttpError(400, 'M_UNKNOWN', 'Unknown login type');
+    if (this.opts.oauth && !this.opts.oauth.passwordLogin) throw new HttpError(400, 'M_UNKNOWN', 'Password login is disabled');
     const ident = b.identifier as Json | undefined;
     let user: string | undefined;
     if (ident) {

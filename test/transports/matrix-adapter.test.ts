@@ -149,7 +149,13 @@ describe('Matrix content mapping', () => {
     assert.equal(c.homeserver, 'https://matrix.example.org');
     assert.equal(c.userId, '@alice:example.org');
     assert.throws(() => parseCredentials({ username: 'alice', homeserver: 'https://x', password: 'pw' }), LegacyAuthError);
-    assert.throws(() => parseCredentials({ username: '@alice:example.org', homeserver: 'https://x' }), /password or an access token/);
+    // Neither a password nor a token: OAuth 2.0 login in the browser (the adapter decides).
+    const bare = parseCredentials({ username: '@alice:example.org', homeserver: 'https://x' });
+    assert.equal(bare.password, null);
+    assert.equal(bare.token, null);
+    // A server name is discovered; no homeserver at all: the server name of the user ID.
+    assert.deepEqual([parseCredentials({ username: '@alice:example.org', homeserver: 'Matrix.org' }).serverName, parseCredentials({ username: '@alice:example.org', homeserver: 'Matrix.org' }).homeserver], ['matrix.org', null]);
+    assert.equal(parseCredentials({ username: '@alice:example.org:8448', password: 'pw' }).serverName, 'example.org:8448');
     assert.throws(() => parseCredentials({ username: '@alice:example.org', homeserver: 'ftp://x', token: 't' }), LegacyAuthError);
     assert.throws(() => normaliseHomeserver('https://user:pw@x'), LegacyAuthError);
     assert.equal(normaliseHomeserver('https://hs.example.org/base/?q=1').pathname, '/base');
@@ -171,7 +177,7 @@ describe('Matrix content mapping', () => {
     assert.ok(!a.isRoomId('@alice:example.org'));
     const fields = new Map(a.registrationFields.map((f) => [f.name, f]));
     assert.equal(fields.get('username')?.required, true);
-    assert.equal(fields.get('homeserver')?.required, true);
+    assert.equal(fields.get('homeserver')?.required, false);
     assert.equal(fields.get('password')?.secret, true);
     assert.equal(fields.get('token')?.secret, true);
   });

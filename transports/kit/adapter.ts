@@ -129,6 +129,12 @@ export interface LegacySessionEvents {
    * session resumes there instead of replaying or losing events. Not secret, but not for logs.
    */
   syncState: [state: string];
+  /**
+   * Optional (kit extension): credentials changed during the session (a renewed OAuth access
+   * token and a rotated refresh token); the kit merges these fields into the vault record, and
+   * from then on scrubs their values from audit reasons. Never logged.
+   */
+  credentials: [fields: Credentials];
 }
 
 /** One user's live connection to the foreign network (for IRC: to one server). */
@@ -237,6 +243,12 @@ export interface LoginRequest {
   state?: string;
   /** Optional (kit extension): the XMPP server's upload service, for attachments both ways. */
   media?: MediaHost;
+  /**
+   * Optional (kit extension): tells the user something the login needs from them (a link to
+   * approve the login in a browser, with its code), as a chat message from the gateway, and gives
+   * the login `waitMs` more time than the kit's login timeout from now on.
+   */
+  prompt?(text: string, waitMs: number): void;
 }
 
 /** A network adapter: one per transport process. */
@@ -255,6 +267,11 @@ export interface NetworkAdapter {
   login(request: LoginRequest): Promise<LegacySession>;
   /** Credentials to store instead of what the user typed (e.g. Matrix: password → access token). */
   credentialsToStore?(session: LegacySession, given: Credentials): Credentials;
+  /**
+   * Optional (kit extension): names of stored credential values that are secret although no
+   * registration field asks for them (a refresh token): scrubbed from audit reasons like passwords.
+   */
+  readonly storedSecrets?: string[];
   /**
    * Optional (kit extension): whether a legacy id names a room rather than a contact (IRC: it
    * starts with # & + or !). The kit asks it to tell `#chan%irc.example.org@irc.domain` (a room)

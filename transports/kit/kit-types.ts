@@ -125,6 +125,10 @@ export interface KitRegistration {
   changeContacts(user: string, add: string[], remove: string[]): Promise<boolean>;
   settingsOf(user: string): Promise<Record<string, string> | null>;
   saveSyncState(user: string, server: string | undefined, state: string): Promise<boolean>;
+  /** Merges credentials a session renewed (the adapter's 'credentials' event) into the vault record. */
+  updateStoredCredentials(user: string, server: string | undefined, fields: Credentials): Promise<boolean>;
+  /** The secret values among credentials (scrubbed from audit reasons). */
+  secretsOf(values: Credentials): string[];
   saveSettings(user: string, settings: Record<string, string>): Promise<boolean>;
   serverValues(user: string, server: string): Promise<Credentials | null>;
   serverFormFields(values: Credentials | null): FormField[];

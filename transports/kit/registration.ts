@@ -26,6 +26,7 @@ import { scrub } from './audit-log.js';
 import { dataForm, findForm, parseBoolean, readForm, type FormField } from './forms.js';
 import { iqError, iqResult } from './stanzas.js';
 import type { VaultPayload } from './vault.js';
+import { LoginDeadline, loginPrompt } from './login-prompt.js';
 
 /** XEP-0077 §14.1 fields that also exist as legacy child elements of <query/>. */
 export const LEGACY_FIELDS = new Set(['username', 'nick', 'password', 'name', 'first', 'last', 'email', 'address', 'city', 'state', 'zip', 'phone', 'url', 'date', 'misc', 'text', 'key']);
@@ -150,7 +151,8 @@ export class Registration implements KitRegistration {
   }
 
   secretsOf(values: Credentials): string[] {
-    return this.fields.filter((f) => f.secret).map((f) => values[f.name] ?? '').filter((v) => v.length > 0);
+    const names = [...this.fields.filter((f) => f.secret).map((f) => f.name), ...(this.kit.adapter.storedSecrets ?? [])];
+    return names.map((n) => values[n] ?? '').filter((v) => v.length > 0);
   }
 
   // ---- forms ----
@@ -249,24 +251,23 @@ export class Registration implements KitRegistration {
     const secrets = this.secretsOf(credentials);
     const ctx = { userJid: user, account, server: server ?? null, secrets };
     await kit.audit.record('connecting', ctx);
-    let timer: NodeJS.Timeout | undefined;
-    let timedOut = false;
-    const attempt = kit.adapter.login({ userJid: user, credentials, server, log: kit.log.child(`${kit.adapter.network}-adapter`), settings, media: kit.media });
+    const deadline = new LoginDeadline(kit.clock, kit.settings.loginTimeout);
+    const attempt = kit.adapter.login({
+      userJid: user,
+      credentials,
+      server,
+      log: kit.log.child(`${kit.adapter.network}-adapter`),
+      settings,
+      media: kit.media,
+      prompt: loginPrompt(kit, user, deadline),
+    });
     try {
-      const session = await Promise.race([
-        attempt,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            timedOut = true;
-            reject(new Error(`no answer within ${Math.round(kit.settings.loginTimeout / 1000)}s`));
-          }, kit.settings.loginTimeout);
-        }),
-      ]);
+      const session = await Promise.race([attempt, deadline.expired]);
       const named = account ?? session.account ?? null;
       await kit.audit.record('connected', { ...ctx, account: named });
       return { ok: true, session, account: named };
     } catch (err) {
-      if (timedOut) attempt.then((late) => late.logout('login timed out')).catch(() => undefined);
+      if (deadline.passed) attempt.then((late) => late.logout('login timed out')).catch(() => undefined);
       const reason = scrub(errorText(err), secrets);
       if (err instanceof LegacyAuthError) {
         await kit.audit.record('auth-failed', ctx, reason);
@@ -275,7 +276,7 @@ export class Registration implements KitRegistration {
       await kit.audit.record('error', ctx, reason);
       return { ok: false, condition: 'remote-server-timeout', text: `cannot reach ${kit.networkName}${server ? ` (${server})` : ''}: ${reason}` };
     } finally {
-      clearTimeout(timer);
+      deadline.cancel();
     }
   }
 
@@ -409,6 +410,19 @@ export class Registration implements KitRegistration {
       const key = STATE_PREFIX + (server ?? '');
       if (reg.settings[key] === state) return true;
       return this.kit.repo.updateState(this.kit.adapter.network, user, { settings: { ...reg.settings, [key]: state.slice(0, 4096) } }, this.kit.clock.now());
+    });
+  }
+
+  updateStoredCredentials(user: string, server: string | undefined, fields: Credentials): Promise<boolean> {
+    return this.queue.run(user, async () => {
+      const { kit } = this;
+      const payload = await this.payloadOf(user);
+      if (!payload) return false;
+      const next: VaultPayload =
+        server !== undefined && payload.servers?.[server]
+          ? { ...payload, servers: { ...payload.servers, [server]: { ...payload.servers[server], ...fields } } }
+          : { ...payload, fields: { ...payload.fields, ...fields } };
+      return kit.repo.updateCredentials(kit.vault.seal(user, kit.adapter.network, next, kit.clock.now()));
     });
   }
 

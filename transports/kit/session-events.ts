@@ -48,6 +48,7 @@ export abstract class SessionEvents extends SessionLogin {
     on('displayed', (from, messageId) => ('room' in from ? kit.rooms.displayed(s, from.room, from.nick, messageId) : kit.contacts.legacyDisplayed(s, from, messageId)));
     on('invited', (room, by, reason) => kit.contacts.legacyInvited(s, room, by, reason));
     on('syncState', (state) => this.noteSyncState(s, state));
+    on('credentials', (fields) => this.storeCredentials(s, fields));
     on('connected', (server, account) => {
       if (!announced) {
         announced = true;
@@ -76,6 +77,19 @@ export abstract class SessionEvents extends SessionLogin {
     } catch (err) {
       this.kit.log.warn('cannot store the sync state', { network: this.kit.adapter.network, error: errorText(err) });
     }
+  }
+
+  private async storeCredentials(s: UserSession, fields: Record<string, string>): Promise<void> {
+    const { kit } = this;
+    s.secrets = [...new Set([...s.secrets, ...kit.registration.secretsOf(fields)])];
+    let stored = false;
+    try {
+      stored = await kit.registration.updateStoredCredentials(s.user, s.server, fields);
+    } catch (err) {
+      kit.log.warn('cannot store renewed credentials', { network: kit.adapter.network, user: s.user, error: errorText(err) });
+      return;
+    }
+    if (!stored) kit.log.warn('renewed credentials not stored: no registration', { network: kit.adapter.network, user: s.user });
   }
 
   private async disconnected(s: UserSession, reason: string, final: boolean): Promise<void> {

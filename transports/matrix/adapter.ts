@@ -5,14 +5,20 @@
  * room IDs (`!abc:example.org`) or aliases (`#room:example.org`), escaped into JID localparts
  * with XEP-0106 by the kit; `isRoomId` tells them apart (rooms start with ! or #).
  *
- * Registration (settings.ts): Matrix user ID, homeserver URL, and a password or an access token.
- * A password is exchanged for an access token at once (POST /login, a new device named
- * "Gatehouse XMPP gateway"); credentialsToStore then keeps only the user ID, homeserver, token
- * and device ID: the password is never stored. Every later login uses the token (GET
- * /account/whoami checks it and that it belongs to the user ID given). A wrong password (403
- * M_FORBIDDEN), an invalid token (401 M_UNKNOWN_TOKEN) or a token of another user reject the login
- * with LegacyAuthError; an unreachable server or one that is not a Matrix homeserver with
- * LegacyNetworkError.
+ * Registration (settings.ts): Matrix user ID, homeserver (a server name resolved through its
+ * .well-known file, discovery.ts, or the API URL; empty: the user ID's server), and a password,
+ * an access token, or neither. The login is chosen from what the homeserver offers: a password
+ * goes to POST /login when GET /login lists m.login.password (a new device named "Gatehouse XMPP
+ * gateway"; the password is never stored); without a password (or where only OAuth 2.0 is
+ * offered: GET /_matrix/client/v1/auth_metadata answers) the OAuth 2.0 device authorization
+ * grant runs (oauth.ts): the user gets a link and code through LoginRequest.prompt and approves
+ * in a browser, and the session's tokens are renewed by tokens.ts. credentialsToStore keeps the
+ * user ID, the resolved base URL, the access token and device ID, and for OAuth the refresh
+ * token, client ID and expiry. Every later login uses the stored token (GET /account/whoami
+ * checks it and that it belongs to the user ID given; an expired OAuth token is renewed first).
+ * A wrong password (403 M_FORBIDDEN), an invalid token (401 M_UNKNOWN_TOKEN), a denied or
+ * expired browser login, or a token of another user reject the login with LegacyAuthError; an
+ * unreachable server or one that is not a Matrix homeserver with LegacyNetworkError.
  *
  * Security: plain http:// homeservers are refused except on loopback addresses (unless the
  * operator sets `allowInsecureHttp`), since the password and token would cross the network in
@@ -29,7 +35,10 @@ import * as sdk from 'matrix-js-sdk';
 import { describe, errcodeOf, httpStatusOf, isTokenError } from './errors.js';
 import { MatrixSession } from './session.js';
 import { timedFetch, withoutSdkTimers } from './sdk.js';
-import { DEFAULT_MATRIX_OPTIONS, MATRIX_REGISTRATION_FIELDS, isLoopback, parseCredentials, type MatrixSessionOptions } from './settings.js';
+import { DEFAULT_MATRIX_OPTIONS, MATRIX_REGISTRATION_FIELDS, isLoopback, parseCredentials, type MatrixCredentials, type MatrixSessionOptions } from './settings.js';
+import { checkVersions, discoverHomeserver, isServerName } from './discovery.js';
+import { fetchAuthMetadata, newDeviceId, pollDeviceToken, registerClient, startDeviceAuthorization, type AuthMetadata } from './oauth.js';
+import { TokenKeeper } from './tokens.js';
 
 export interface MatrixAdapterOptions extends Partial<MatrixSessionOptions> {
   /** Shown in disco (default "Matrix gateway"). */
@@ -40,7 +49,12 @@ export interface MatrixAdapterOptions extends Partial<MatrixSessionOptions> {
   allowedHomeservers?: string[];
   /** A further check of the homeserver URL (e.g. refusing private networks). */
   allowHomeserver?: (url: URL) => boolean;
+  /** The client_uri the gateway registers with OAuth 2.0 homeservers (the operator's web site). */
+  oauthClientUri?: string;
 }
+
+/** client_uri when the operator names none (RFC 7591 wants a web page about the client). */
+const DEFAULT_CLIENT_URI = 'https://gatehouse.invalid/';
 
 const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, getChild: () => quietLogger };
 
@@ -59,9 +73,12 @@ export class MatrixAdapter implements NetworkAdapter {
   private readonly allowInsecureHttp: boolean;
   private readonly allowed: string[] | null;
   private readonly allowHomeserver: (url: URL) => boolean;
+  private readonly clientUri: string;
+  readonly storedSecrets = ['refreshToken'];
 
   constructor(options: MatrixAdapterOptions = {}) {
-    const { name, allowInsecureHttp, allowedHomeservers, allowHomeserver, ...session } = options;
+    const { name, allowInsecureHttp, allowedHomeservers, allowHomeserver, oauthClientUri, ...session } = options;
+    this.clientUri = oauthClientUri ?? DEFAULT_CLIENT_URI;
     this.name = name ?? 'Matrix gateway';
     this.allowInsecureHttp = allowInsecureHttp ?? false;
     this.allowed = allowedHomeservers?.length ? allowedHomeservers.map((h) => h.toLowerCase().replace(/\/+$/, '')) : null;
@@ -73,74 +90,157 @@ export class MatrixAdapter implements NetworkAdapter {
     return isMatrixRoomId(id);
   }
 
-  private checkHomeserver(homeserver: string): void {
+  /** Whether the gateway connects to this homeserver URL; `serverName`: the Matrix server name that led to it. */
+  private checkHomeserver(homeserver: string, serverName?: string): void {
     const url = new URL(homeserver);
     if (url.protocol === 'http:' && !this.allowInsecureHttp && !isLoopback(url)) {
       throw new LegacyAuthError('the homeserver URL must use https:// (a password or token would travel unencrypted)');
     }
     if (this.allowed) {
       const full = homeserver.toLowerCase();
-      if (!this.allowed.some((a) => a === full || a === url.host.toLowerCase() || a === url.hostname.toLowerCase())) {
+      const names = [full, url.host.toLowerCase(), url.hostname.toLowerCase(), ...(serverName ? [serverName.toLowerCase()] : [])];
+      if (!this.allowed.some((a) => names.includes(a))) {
         throw new LegacyAuthError(`this gateway does not connect to ${url.host}`);
       }
     }
     if (!this.allowHomeserver(url)) throw new LegacyAuthError(`this gateway does not connect to ${url.host}`);
   }
 
+  /** The homeserver's base URL: as given, or discovered from the server name (discovery.ts). */
+  private async resolve(creds: MatrixCredentials, fetchFn: typeof fetch): Promise<string> {
+    if (creds.homeserver) {
+      this.checkHomeserver(creds.homeserver);
+      await checkVersions(fetchFn, creds.homeserver);
+      return creds.homeserver;
+    }
+    const name = creds.serverName!;
+    if (!isServerName(name)) throw new LegacyAuthError(`not a Matrix server name or homeserver URL: ${name.slice(0, 100)}`);
+    const origin = new URL(`https://${name}`);
+    if (!this.allowHomeserver(origin)) throw new LegacyAuthError(`this gateway does not connect to ${origin.host}`);
+    const found = await discoverHomeserver(name, fetchFn);
+    this.checkHomeserver(found.baseUrl, name);
+    return found.baseUrl;
+  }
+
   async login(request: LoginRequest): Promise<MatrixSession> {
     const creds = parseCredentials(request.credentials);
-    this.checkHomeserver(creds.homeserver);
-    const host = new URL(creds.homeserver).host;
     const fetchFn = timedFetch(this.sessionOptions.requestTimeoutMs, this.sessionOptions.requestTimeoutMs);
-    const probe = sdk.createClient({ baseUrl: creds.homeserver, logger: quietLogger, fetchFn });
+    const homeserver = await this.resolve(creds, fetchFn);
+    const host = new URL(homeserver).host;
+    const probe = sdk.createClient({ baseUrl: homeserver, logger: quietLogger, fetchFn });
     withoutSdkTimers(probe);
-    try {
-      await probe.getVersions();
-    } catch (err) {
-      const status = httpStatusOf(err);
-      throw new LegacyNetworkError(status !== undefined ? `${host} is not a Matrix homeserver (HTTP ${status})` : `cannot reach ${host}: ${describe(err)}`);
-    }
-    let login: { userId: string; accessToken: string; deviceId: string };
-    if (creds.password) {
-      try {
-        const res = await probe.loginRequest({
-          type: 'm.login.password',
-          identifier: { type: 'm.id.user', user: creds.userId },
-          password: creds.password,
-          initial_device_display_name: this.sessionOptions.deviceName,
-          ...(creds.deviceId ? { device_id: creds.deviceId } : {}),
-        } as never);
-        login = { userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id };
-      } catch (err) {
-        throw loginError(err, host);
-      }
-      if (login.userId !== creds.userId) {
-        request.log.info('matrix login returned another user ID than the one given', { homeserver: host });
-      }
+    let login: { userId: string; accessToken: string; deviceId: string; tokens?: TokenKeeper };
+    if (creds.token) {
+      login = await this.tokenLogin(creds, homeserver, fetchFn, request);
     } else {
-      const client = sdk.createClient({ baseUrl: creds.homeserver, accessToken: creds.token!, logger: quietLogger, fetchFn });
-      withoutSdkTimers(client);
-      let who: { user_id: string; device_id?: string };
-      try {
-        who = await client.whoami();
-      } catch (err) {
-        throw loginError(err, host);
+      const offersPassword = creds.password ? await passwordOffered(probe) : false;
+      const meta = offersPassword ? null : await fetchAuthMetadata(fetchFn, homeserver);
+      if (meta) {
+        login = await this.deviceLogin(creds, homeserver, meta, fetchFn, request);
+      } else if (!creds.password) {
+        throw new LegacyAuthError(`${host} does not offer OAuth 2.0 login: give a password or an access token`);
+      } else {
+        if (!offersPassword) throw new LegacyAuthError(`${host} offers no password login: give an access token`);
+        try {
+          const res = await probe.loginRequest({
+            type: 'm.login.password',
+            identifier: { type: 'm.id.user', user: creds.userId },
+            password: creds.password,
+            initial_device_display_name: this.sessionOptions.deviceName,
+            ...(creds.deviceId ? { device_id: creds.deviceId } : {}),
+          } as never);
+          login = { userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id };
+        } catch (err) {
+          throw loginError(err, host);
+        }
+        if (login.userId !== creds.userId) {
+          request.log.info('matrix login returned another user ID than the one given', { homeserver: host });
+        }
       }
-      if (who.user_id !== creds.userId) throw new LegacyAuthError(`the access token belongs to another Matrix user than ${creds.userId}`);
-      const deviceId = who.device_id ?? creds.deviceId;
-      if (!deviceId) throw new LegacyAuthError('the homeserver does not say which device the access token belongs to');
-      login = { userId: who.user_id, accessToken: creds.token!, deviceId };
     }
-    const session = new MatrixSession({ homeserver: creds.homeserver, ...login, media: request.media }, this.sessionOptions, request.log);
+    const session = new MatrixSession({ homeserver, ...login, media: request.media }, this.sessionOptions, request.log);
     await session.start(request.state);
+    // Tokens renewed while logging in reach the vault once the kit listens.
+    if (login.tokens && login.tokens.current.accessToken !== creds.token) setImmediate(() => session.reportCredentials());
     return session;
   }
 
-  /** The vault keeps the user ID, homeserver, access token and device ID; never the password. */
+  /** A stored or given access token; OAuth sessions renew it first when it has (nearly) expired. */
+  private async tokenLogin(creds: MatrixCredentials, homeserver: string, fetchFn: typeof fetch, request: LoginRequest): Promise<{ userId: string; accessToken: string; deviceId: string; tokens?: TokenKeeper }> {
+    const host = new URL(homeserver).host;
+    let tokens: TokenKeeper | undefined;
+    if (creds.refreshToken && creds.clientId) {
+      const meta = await fetchAuthMetadata(fetchFn, homeserver);
+      if (!meta) throw new LegacyAuthError(`${host} no longer offers OAuth 2.0 login; register again`);
+      tokens = new TokenKeeper(fetchFn, meta.token_endpoint, creds.clientId, { accessToken: creds.token!, refreshToken: creds.refreshToken, expiresAt: creds.expiresAt }, request.log, host);
+      if (creds.expiresAt !== null && creds.expiresAt - Date.now() < 30_000) {
+        try {
+          await tokens.refresh();
+        } catch (err) {
+          if (err instanceof LegacyAuthError) throw new LegacyAuthError(`the Matrix login could not be renewed: ${err.message}; register again to log in`);
+          throw err;
+        }
+      }
+    }
+    const accessToken = tokens?.current.accessToken ?? creds.token!;
+    const client = sdk.createClient({ baseUrl: homeserver, accessToken, logger: quietLogger, fetchFn, ...(tokens ? { refreshToken: tokens.current.refreshToken!, tokenRefreshFunction: tokens.sdkRefresh } : {}) });
+    withoutSdkTimers(client);
+    let who: { user_id: string; device_id?: string };
+    try {
+      who = await client.whoami();
+    } catch (err) {
+      throw loginError(err, host);
+    }
+    if (who.user_id !== creds.userId) throw new LegacyAuthError(`the access token belongs to another Matrix user than ${creds.userId}`);
+    const deviceId = who.device_id ?? creds.deviceId;
+    if (!deviceId) throw new LegacyAuthError('the homeserver does not say which device the access token belongs to');
+    return { userId: who.user_id, accessToken: tokens?.current.accessToken ?? accessToken, deviceId, ...(tokens ? { tokens } : {}) };
+  }
+
+  /** OAuth 2.0 device authorization grant: the user approves in a browser (oauth.ts). */
+  private async deviceLogin(creds: MatrixCredentials, homeserver: string, meta: AuthMetadata, fetchFn: typeof fetch, request: LoginRequest): Promise<{ userId: string; accessToken: string; deviceId: string; tokens: TokenKeeper }> {
+    const host = new URL(homeserver).host;
+    if (!request.prompt) throw new LegacyAuthError(`${host} needs the login approved in a browser; register again to get a link`);
+    const clientId = creds.clientId ?? (await registerClient(fetchFn, meta, { clientName: this.sessionOptions.deviceName, clientUri: this.clientUri }));
+    const deviceId = creds.deviceId && /^[A-Za-z0-9-]{10,}$/.test(creds.deviceId) ? creds.deviceId : newDeviceId();
+    const auth = await startDeviceAuthorization(fetchFn, meta, clientId, deviceId);
+    const link = auth.verificationUriComplete ?? auth.verificationUri;
+    const minutes = Math.max(1, Math.round(auth.expiresIn / 60));
+    request.prompt(
+      `To connect your Matrix account ${creds.userId}, open ${link} in a browser${auth.verificationUriComplete ? '' : ` and enter the code ${auth.userCode}`}` +
+        `${auth.verificationUriComplete ? ` (code ${auth.userCode})` : ''}, then approve the login of "${this.sessionOptions.deviceName}". The code is valid for ${minutes} minute${minutes === 1 ? '' : 's'}.` +
+        `${creds.password ? ' The password you gave is not used: this homeserver logs in through its own web page.' : ''}`,
+      auth.expiresIn * 1000 + this.sessionOptions.loginTimeoutMs,
+    );
+    request.log.info('matrix login waits for approval in a browser', { homeserver: host, expiresInS: auth.expiresIn });
+    const got = await pollDeviceToken(fetchFn, meta, clientId, auth, {});
+    const tokens = new TokenKeeper(fetchFn, meta.token_endpoint, clientId, got, request.log, host);
+    const client = sdk.createClient({ baseUrl: homeserver, accessToken: got.accessToken, logger: quietLogger, fetchFn });
+    withoutSdkTimers(client);
+    let who: { user_id: string; device_id?: string };
+    try {
+      who = await client.whoami();
+    } catch (err) {
+      throw loginError(err, host);
+    }
+    if (who.user_id !== creds.userId) throw new LegacyAuthError(`the login was approved as ${who.user_id}, not as ${creds.userId}`);
+    return { userId: who.user_id, accessToken: got.accessToken, deviceId: who.device_id ?? deviceId, tokens };
+  }
+
+  /** The vault keeps the user ID, homeserver, access token and device ID (OAuth: also the refresh token, client ID, expiry); never the password. */
   credentialsToStore(session: LegacySession, _given: Credentials): Credentials {
     if (!(session instanceof MatrixSession)) throw new Error('not a Matrix session');
-    const { token, deviceId } = session.storedCredentials();
-    return { username: session.userId, homeserver: session.homeserver, token, deviceId };
+    return { username: session.userId, homeserver: session.homeserver, ...session.storedCredentials() };
+  }
+}
+
+/** Whether GET /login lists m.login.password (unknown: assumed, and the login itself answers). */
+async function passwordOffered(probe: sdk.MatrixClient): Promise<boolean> {
+  try {
+    const flows = await probe.loginFlows();
+    return flows.flows.some((f) => f.type === 'm.login.password');
+  } catch {
+    return true;
   }
 }
 

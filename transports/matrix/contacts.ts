@@ -11,6 +11,7 @@ import { LegacySessionEmitter } from '../kit/session-emitter.js';
 import { MatrixCommandError, commandError, describe } from './errors.js';
 import { BoundedMap, quiet, retryRateLimited, timedFetch, withoutSdkTimers } from './sdk.js';
 import type { MatrixSessionOptions } from './settings.js';
+import type { TokenKeeper } from './tokens.js';
 
 /** A Matrix room the kit has joined as a MUC room. */
 export interface KitRoom {
@@ -27,6 +28,8 @@ export interface MatrixLogin {
   deviceId: string;
   /** The XMPP server's upload service (kit), for attachments both ways. */
   media?: MediaHost | undefined;
+  /** OAuth 2.0 sessions: renews the access token (tokens.ts). */
+  tokens?: TokenKeeper | undefined;
 }
 
 export abstract class MatrixContacts extends LegacySessionEmitter {
@@ -35,7 +38,8 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
   readonly deviceId: string;
   readonly homeserver: string;
   readonly host: string;
-  protected readonly accessToken: string;
+  private readonly initialToken: string;
+  protected readonly tokens: TokenKeeper | undefined;
   protected readonly media: MediaHost | undefined;
   protected readonly client: sdk.MatrixClient;
   protected phase: 'starting' | 'ready' | 'closed' = 'starting';
@@ -61,7 +65,8 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
     this.deviceId = login.deviceId;
     this.homeserver = login.homeserver;
     this.host = new URL(login.homeserver).host;
-    this.accessToken = login.accessToken;
+    this.initialToken = login.accessToken;
+    this.tokens = login.tokens;
     this.media = login.media;
     this.client = sdk.createClient({
       baseUrl: login.homeserver,
@@ -73,13 +78,39 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
       useAuthorizationHeader: true,
       scheduler: new sdk.MatrixScheduler(retryRateLimited as never),
       timelineSupport: false,
+      ...(login.tokens?.current.refreshToken ? { refreshToken: login.tokens.current.refreshToken, tokenRefreshFunction: login.tokens.sdkRefresh } : {}),
     });
     withoutSdkTimers(this.client);
+    if (login.tokens) {
+      const http = this.client.http as unknown as { opts: { refreshToken?: string } };
+      login.tokens.onToken = (t) => {
+        // Renewed ahead of expiry: the client's requests carry the new token from now on.
+        this.client.setAccessToken(t.accessToken);
+        if (t.refreshToken) http.opts.refreshToken = t.refreshToken;
+      };
+    }
   }
 
   /** What the vault keeps for this session (see MatrixAdapter.credentialsToStore). */
-  storedCredentials(): { token: string; deviceId: string } {
-    return { token: this.accessToken, deviceId: this.deviceId };
+  storedCredentials(): Record<string, string> {
+    const out: Record<string, string> = { token: this.accessToken, deviceId: this.deviceId };
+    if (this.tokens) {
+      const t = this.tokens.current;
+      if (t.refreshToken) out.refreshToken = t.refreshToken;
+      if (t.expiresAt !== null) out.expiresAt = String(t.expiresAt);
+      out.clientId = this.tokens.clientId;
+    }
+    return out;
+  }
+
+  /** Reports the current credentials to the kit (after a renewal), which stores them in the vault. */
+  reportCredentials(): void {
+    if (this.phase !== 'closed') this.safeEmit('credentials', this.storedCredentials());
+  }
+
+  /** The access token in use (renewed by the token keeper in OAuth sessions). */
+  protected get accessToken(): string {
+    return this.tokens?.current.accessToken ?? this.initialToken;
   }
 
   get connected(): boolean {

@@ -10,7 +10,8 @@ export { UNDECRYPTABLE_TEXT, mediaUrl, messageFromContent, contentFromMessage } 
 /**
  * `gatehouse transport matrix`: the adapter from the `network:` settings of the transport's
  * configuration file. Keys (all optional): name, allowInsecureHttp, allowedHomeservers (list),
- * leaveRoomsOnPart, acceptDirectInvites, deviceName, and in seconds: pollTimeout,
+ * leaveRoomsOnPart, acceptDirectInvites, deviceName, oauthClientUri (the client_uri registered with
+ * OAuth 2.0 homeservers), and in seconds: pollTimeout,
  * syncFailureTimeout, retryInterval, requestTimeout, loginTimeout, joinTimeout; catchUpLimit,
  * syncTimelineLimit, gapFillLimit, backlogLimit (events per room).
  */
@@ -37,6 +38,17 @@ export function parseMatrixSettings(settings: Record<string, unknown>): MatrixAd
         if (typeof v !== 'string' || !v.trim()) throw new Error(`network.${key} must be a non-empty string`);
         out[key] = v.trim();
         break;
+      case 'oauthClientUri': {
+        let url: URL | null = null;
+        try {
+          url = typeof v === 'string' ? new URL(v.trim()) : null;
+        } catch {
+          url = null;
+        }
+        if (!url || url.protocol !== 'https:') throw new Error('network.oauthClientUri must be an https:// URL (the web page of this gateway)');
+        out.oauthClientUri = url.href;
+        break;
+      }
       case 'allowInsecureHttp':
       case 'leaveRoomsOnPart':
       case 'acceptDirectInvites':

@@ -22,7 +22,9 @@
  * Failures: while /sync fails the SDK retries by itself (probed every `retryIntervalMs`); if it
  * has not recovered after `syncFailureTimeoutMs` the session emits disconnected(reason, false) and
  * is dead, and the kit logs in again with the last sync token. A token the homeserver no longer
- * accepts (401 M_UNKNOWN_TOKEN, also soft logout) ends the session with disconnected(reason, true).
+ * accepts (401 M_UNKNOWN_TOKEN, also soft logout) ends the session with disconnected(reason, true),
+ * except in OAuth sessions (tokens.ts), which renew the token and retry; only a refused renewal
+ * ends them. Renewed tokens are reported as a `credentials` event (the kit updates the vault).
  * logout() stops syncing but does not invalidate the token (the kit logs in with it again).
  *
  * End-to-end encryption is not supported: m.room.encrypted events become a notice saying so, and
@@ -62,6 +64,11 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   constructor(login: MatrixLogin, opts: MatrixSessionOptions, log: AdapterLogger) {
     super(login, opts, log);
     this.bind();
+    this.tokens?.on('refreshed', () => this.reportCredentials());
+    this.tokens?.on('failed', (reason) => {
+      if (this.phase === 'ready') this.die(reason, true);
+    });
+    this.tokens?.start();
   }
 
   syncState(): string | null {
@@ -327,6 +334,7 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
     this.flowing = false;
     this.tasks.length = 0;
     this.clearFailure();
+    this.tokens?.stop();
     stopClient(this.client);
     this.client.removeAllListeners();
   }

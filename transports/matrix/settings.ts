@@ -1,10 +1,13 @@
 /**
  * Matrix registration fields, credential parsing and the adapter's settings.
  *
- * Registration: `username` (the Matrix user ID, @name:server, required), `homeserver` (the
- * client-server API base URL, required) and either `password` (exchanged for an access token at
- * registration; never stored) or `token` (an access token from another client). What the vault
- * keeps is username, homeserver, token and deviceId (see MatrixAdapter.credentialsToStore).
+ * Registration: `username` (the Matrix user ID, @name:server, required), `homeserver` (optional:
+ * a server name such as matrix.org, resolved through its .well-known file (discovery.ts), or the
+ * client-server API base URL; empty: the server name of the user ID), and `password` (exchanged
+ * for an access token at registration; never stored), `token` (an access token from another
+ * client), or neither: OAuth 2.0 login in the browser (oauth.ts). What the vault keeps is
+ * username, homeserver (the base URL), token and deviceId, and for OAuth the refresh token, the
+ * client ID and the access token's expiry (see MatrixAdapter.credentialsToStore).
  */
 import type { RegistrationField } from '../kit/adapter.js';
 import { LegacyAuthError } from '../kit/adapter.js';
@@ -20,11 +23,11 @@ export const MATRIX_REGISTRATION_FIELDS: RegistrationField[] = [
   },
   {
     name: 'homeserver',
-    label: 'Homeserver URL',
+    label: 'Homeserver',
     type: 'text-single',
-    required: true,
+    required: false,
     secret: false,
-    description: 'The address of your homeserver\'s client API, e.g. https://matrix-client.matrix.org',
+    description: 'Your server (e.g. matrix.org) or its client API URL; empty: the server of your Matrix ID',
   },
   {
     name: 'password',
@@ -32,7 +35,7 @@ export const MATRIX_REGISTRATION_FIELDS: RegistrationField[] = [
     type: 'text-private',
     required: false,
     secret: true,
-    description: 'Exchanged for an access token when you register; the password itself is not stored. Leave empty when you give an access token.',
+    description: 'Exchanged for an access token when you register; the password itself is not stored. Leave empty to log in through your browser (servers such as matrix.org) or when you give an access token.',
   },
   {
     name: 'token',
@@ -46,10 +49,16 @@ export const MATRIX_REGISTRATION_FIELDS: RegistrationField[] = [
 
 export interface MatrixCredentials {
   userId: string;
-  homeserver: string;
+  /** The client API base URL when one was given (or stored); else `serverName` is discovered. */
+  homeserver: string | null;
+  serverName: string | null;
   password: string | null;
   token: string | null;
   deviceId: string | null;
+  /** OAuth 2.0 sessions (oauth.ts): the refresh token, the registered client, the access token's expiry (ms since the epoch). */
+  refreshToken: string | null;
+  clientId: string | null;
+  expiresAt: number | null;
 }
 
 const USER_ID = /^@[^\s:]+:[A-Za-z0-9.\-[\]:]+$/;
@@ -89,12 +98,27 @@ export function parseCredentials(c: Record<string, string>): MatrixCredentials {
   const userId = (c.username ?? '').trim();
   if (!userId) throw new LegacyAuthError('the Matrix user ID is missing');
   if (!isMatrixUserId(userId)) throw new LegacyAuthError(`not a Matrix user ID (expected @name:server): ${userId.slice(0, 100)}`);
-  if (!c.homeserver?.trim()) throw new LegacyAuthError('the homeserver URL is missing');
-  const homeserver = homeserverString(normaliseHomeserver(c.homeserver));
+  const given = (c.homeserver ?? '').trim();
+  let homeserver: string | null = null;
+  let serverName: string | null = null;
+  if (!given) serverName = userId.slice(userId.indexOf(':') + 1);
+  else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(given)) homeserver = homeserverString(normaliseHomeserver(given));
+  else if (/^[^/?#\s]+$/.test(given)) serverName = given.toLowerCase();
+  else homeserver = homeserverString(normaliseHomeserver(given));
   const password = c.password ? c.password : null;
   const token = c.token ? c.token.trim() : null;
-  if (!password && !token) throw new LegacyAuthError('give a password or an access token');
-  return { userId, homeserver, password, token, deviceId: c.deviceId?.trim() || null };
+  const expires = Number(c.expiresAt);
+  return {
+    userId,
+    homeserver,
+    serverName,
+    password,
+    token,
+    deviceId: c.deviceId?.trim() || null,
+    refreshToken: c.refreshToken || null,
+    clientId: c.clientId || null,
+    expiresAt: c.expiresAt && Number.isFinite(expires) ? expires : null,
+  };
 }
 
 /** Per-session behaviour, from the transport's `network:` settings. */
