@@ -242,8 +242,8 @@ export class FakeHomeserver {
   readonly requests: string[] = [];
   /** The OAuth 2.0 side (authorization server), when started with `oauth`. */
   readonly oauth: FakeOAuth | null = null;
-  /** Requests refused with 401 M_UNKNOWN_TOKEN (a client that renews in time causes none). */
-  tokenRefusals = 0;
+  /** Requests refused with 401 M_UNKNOWN_TOKEN, "METHOD /path" (a client that renews in time causes none). */
+  readonly tokenRefusals: string[] = [];
   /** Number of /login requests answered (password logins create devices). */
   logins = 0;
   /** Send requests still to refuse with 429 M_LIMIT_EXCEEDED (see rateLimitSends). */
@@ -816,7 +816,7 @@ export class FakeHomeserver {
       info.softLogout = true;
     }
     if (!info || !info.valid) {
-      this.tokenRefusals++;
+      this.tokenRefusals.push(`${req.method ?? 'GET'} ${new URL(req.url ?? '/', 'http://localhost').pathname}`);
       throw new HttpError(401, 'M_UNKNOWN_TOKEN', 'Invalid access token passed.', { soft_logout: info?.softLogout ?? false });
     }
     return info;
