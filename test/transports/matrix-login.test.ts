@@ -223,6 +223,23 @@ describe('Matrix login through Gatehouse: discovery, OAuth 2.0 device grant, tok
     }, 'a disconnected audit row naming the failed renewal', 5000);
   });
 
+  test('registering again after a refused renewal starts a new browser login, and the session is back', async () => {
+    const c = clients.find((cl) => cl.jid.startsWith('mx-oauth-b@'))!;
+    const me = '@erin:matrix.test';
+    const before = await transport.gateway.registration.loginRequestFor(bareOf(c), undefined);
+    const { reply } = await deviceRegister(c, long, { username: me, homeserver: long.url }, me);
+    assert.equal(reply.attrs.type, 'result', String(reply));
+    const after = await transport.gateway.registration.loginRequestFor(bareOf(c), undefined);
+    assert.notEqual(after!.credentials.refreshToken, before!.credentials.refreshToken, 'new tokens stored');
+    assert.equal(after!.credentials.deviceId, before!.credentials.deviceId, 'the same Matrix device');
+    assert.equal(after!.credentials.clientId, before!.credentials.clientId, 'the same OAuth client');
+    const bob = '@bob:matrix.test';
+    const dm = long.createRoom({ creator: bob, members: [me], direct: true });
+    await until(() => long.pendingSyncs > 0, 'a /sync long poll', 8000);
+    long.message(dm, bob, 'welcome back');
+    await c.expect((el) => el.name === 'message' && el.getChildText('body') === 'welcome back', 8000);
+  });
+
   test('a login denied in the browser is a clear registration error', async () => {
     const me = long.createUser('fay');
     const c = await xmppUser('mx-oauth-c');

@@ -311,7 +311,11 @@ export class Registration implements KitRegistration {
     const checked = this.validate(this.submitted(query), previous?.fields ?? null);
     if (!checked.ok) return iqError(iq, 'not-acceptable', checked.text);
     const values = checked.values;
-    if (previous && sameValues(previous.fields, values)) return iqResult(iq);
+    if (previous) this.carryStoredOnly(previous.fields, values, query);
+    // The same values again: nothing to do while the session is up; otherwise a new login attempt
+    // (e.g. "register again" after the network refused the stored login).
+    const online = kit.sessions.ofUser(user).some((s) => s.state === 'online' || s.state === 'connecting');
+    if (previous && sameValues(previous.fields, values) && online) return iqResult(iq);
 
     const reg = registered ? await kit.repo.getRegistration(kit.adapter.network, user) : null;
     const server = kit.adapter.multiServer ? values.server || kit.adapter.defaultServer : undefined;
@@ -342,6 +346,19 @@ export class Registration implements KitRegistration {
       kit.send(x('presence', { from: kit.domain, to: user }));
     }
     return null;
+  }
+
+  /**
+   * Stored values no form field shows (a refresh token next to an access token) stay with the
+   * secret they belong to: when every stored secret is kept (submitted empty), they are kept too;
+   * a newly typed secret starts afresh without them.
+   */
+  private carryStoredOnly(previous: Credentials, values: Credentials, query: Element): void {
+    const submitted = this.submitted(query);
+    const secrets = this.fields.filter((f) => f.secret && previous[f.name]);
+    if (secrets.some((f) => (submitted.get(f.name) ?? '') !== '')) return;
+    const shown = new Set(this.fields.map((f) => f.name));
+    for (const [k, v] of Object.entries(previous)) if (!shown.has(k) && values[k] === undefined) values[k] = v;
   }
 
   /** Logs the user out and deletes everything the transport holds for them. */

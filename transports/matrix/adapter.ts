@@ -131,7 +131,17 @@ export class MatrixAdapter implements NetworkAdapter {
     withoutSdkTimers(probe);
     let login: { userId: string; accessToken: string; deviceId: string; tokens?: TokenKeeper };
     if (creds.token) {
-      login = await this.tokenLogin(creds, homeserver, fetchFn, request);
+      try {
+        login = await this.tokenLogin(creds, homeserver, fetchFn, request);
+      } catch (err) {
+        // A stored OAuth login that no longer works, while the user is there to approve a new
+        // one (registering again): the browser login starts over, on the same client and device.
+        if (!(err instanceof LegacyAuthError) || !request.prompt || !creds.clientId) throw err;
+        const meta = await fetchAuthMetadata(fetchFn, homeserver);
+        if (!meta) throw err;
+        request.log.info('matrix stored login refused; starting a new browser login', { homeserver: host });
+        login = await this.deviceLogin({ ...creds, token: null, refreshToken: null }, homeserver, meta, fetchFn, request);
+      }
     } else {
       const offersPassword = creds.password ? await passwordOffered(probe) : false;
       const meta = offersPassword ? null : await fetchAuthMetadata(fetchFn, homeserver);
