@@ -320,6 +320,21 @@ describe('Matrix adapter: choosing the login, stored OAuth sessions', () => {
     }
   });
 
+  test('a login code that expires unapproved is a clear error', async () => {
+    const hs = await FakeHomeserver.start({ oauth: { deviceCodeLifetimeS: 1 } });
+    try {
+      const me = hs.createUser('jon');
+      const texts: string[] = [];
+      await assert.rejects(
+        createMatrixAdapter(fast).login({ userJid: 'j@localhost', credentials: { username: me, homeserver: hs.url }, log: quiet, prompt: (t) => texts.push(t) }),
+        (err: Error) => err instanceof LegacyAuthError && /expired before it was approved/.test(err.message),
+      );
+      assert.equal(texts.length, 1);
+    } finally {
+      await hs.stop();
+    }
+  });
+
   test('a stored OAuth session whose access token expired is renewed at login; the new tokens are reported for the vault', async () => {
     const hs = await FakeHomeserver.start({ oauth: { accessTokenLifetimeMs: 3_600_000 } });
     try {
