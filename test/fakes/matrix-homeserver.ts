@@ -160,6 +160,8 @@ export interface FakeHomeserverOptions {
   legacyMedia?: boolean;
   /** Log every request to stderr (debugging). */
   trace?: boolean;
+  /** Serve /.well-known/matrix/client (default true). */
+  wellKnown?: boolean;
   /** Act as a homeserver behind the Matrix Authentication Service (OAuth 2.0 API, matrix-oauth.ts). */
   oauth?: FakeOAuthOptions;
 }
@@ -251,7 +253,7 @@ export class FakeHomeserver {
   private limitRetryMs = 100;
 
   private constructor(opts: FakeHomeserverOptions) {
-    this.opts = { serverName: 'matrix.test', legacyMedia: false, trace: false, oauth: undefined as never, ...opts };
+    this.opts = { serverName: 'matrix.test', legacyMedia: false, trace: false, wellKnown: true, oauth: undefined as never, ...opts };
     this.serverName = this.opts.serverName;
     this.defineRoutes();
     if (opts.oauth) this.oauth = new FakeOAuth(this, opts.oauth, (method, pattern, handler) => this.route(method, pattern, handler as Handler, false));
@@ -841,7 +843,7 @@ export class FakeHomeserver {
       versions: ['r0.6.1', 'v1.1', 'v1.2', 'v1.3', 'v1.4', 'v1.5', 'v1.6', 'v1.7', 'v1.8', 'v1.9', 'v1.10', 'v1.11'],
       unstable_features: {},
     }), false);
-    this.route('GET', '/\\.well-known/matrix/client', () => ({ 'm.homeserver': { base_url: this.url } }), false);
+    if (this.opts.wellKnown) this.route('GET', '/\\.well-known/matrix/client', () => ({ 'm.homeserver': { base_url: this.url } }), false);
     this.route('GET', `${C}/capabilities`, () => ({
       capabilities: {
         'm.change_password': { enabled: true },

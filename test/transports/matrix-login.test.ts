@@ -27,7 +27,7 @@ import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { createAdapter, createMatrixAdapter } from '../../transports/matrix/index.js';
-import { LegacyAuthError } from '../../transports/kit/adapter.js';
+import { LegacyAuthError, LegacyNetworkError } from '../../transports/kit/adapter.js';
 import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
@@ -316,6 +316,29 @@ describe('Matrix adapter: choosing the login, stored OAuth sessions', () => {
       // Without a way to reach the user (a stored registration that lost its tokens) the login is refused clearly.
       await assert.rejects(adapter.login({ userJid: 'h@localhost', credentials: { username: me, homeserver: hs.url }, log: quiet }), (err: Error) => err instanceof LegacyAuthError && /approved in a browser/.test(err.message));
     } finally {
+      await hs.stop();
+    }
+  });
+
+  test('discovery: a server without a .well-known file is tried as the homeserver itself; a plain web server is a clear error', async () => {
+    const hs = await FakeHomeserver.start({ wellKnown: false });
+    const web = await wellKnownServer(() => ({ status: 404, body: '' }));
+    try {
+      const me = hs.createUser('kim', { password: 'kim-secret-pw' });
+      const name = hs.url.replace('http://127.0.0.1', 'localhost');
+      const session = await createMatrixAdapter(fast).login({ userJid: 'k@localhost', credentials: { username: me, homeserver: name, password: 'kim-secret-pw' }, log: quiet });
+      try {
+        assert.equal(session.homeserver, `http://${name}`);
+        assert.ok(hs.requests.includes('GET /.well-known/matrix/client'), 'the well-known file was asked for');
+      } finally {
+        await session.logout();
+      }
+      await assert.rejects(
+        createMatrixAdapter(fast).login({ userJid: 'k@localhost', credentials: { username: me, homeserver: web.name, password: 'pw' }, log: quiet }),
+        (err: Error) => err instanceof LegacyNetworkError && new RegExp(`${web.name} has no /.well-known/matrix/client and is not a homeserver itself`).test(err.message),
+      );
+    } finally {
+      web.server.close();
       await hs.stop();
     }
   });
