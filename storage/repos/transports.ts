@@ -16,18 +16,13 @@
  *
  * Conventions as in entities.ts: bigint milliseconds, base64 for binary, JSON in text columns.
  */
-import { EntitySchema, In, type ValueTransformer } from 'typeorm';
-import { Db, ID_CHUNK, checkText, millis } from '../db.js';
+import { EntitySchema, In } from 'typeorm';
+import { bigintNumber, Db, ID_CHUNK, checkText, millis } from '../db.js';
 import type { TransportAuditEvent, TransportRegistration, VaultRecord, TransportAuditEntry, TransportAuditQuery, TransportRepository } from '../types.js';
 
 export const TRANSPORT_AUDIT_EVENTS: readonly TransportAuditEvent[] = ['connecting', 'connected', 'disconnected', 'auth-failed', 'error'];
 
 export const TRANSPORT_LIMITS = { network: 64, userJid: 640, account: 255, server: 255, reason: 512, keyId: 16 } as const;
-
-const bigintNumber: ValueTransformer = {
-  to: (v: number | null | undefined) => v,
-  from: (v: string | number | null | undefined) => (v === null || v === undefined ? v : Number(v)),
-};
 
 interface RegistrationRow {
   network: string;
