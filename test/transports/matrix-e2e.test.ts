@@ -260,7 +260,11 @@ describe('Matrix transport end to end through Gatehouse', () => {
     const at = hs.position;
     await alice.expect((el) => isMsg(el) && el.getChildText('body') === 'before the outage', 8000);
     // The kit has the sync position after that message (stored when the connection drops).
-    const position = () => Number(transport.gateway.sessions.ofUser(user)[0]?.syncState?.replace(/^s/, '') ?? -1);
+    const position = () => {
+      const state = transport.gateway.sessions.ofUser(user)[0]?.syncState;
+      const since: unknown = state?.startsWith('{') ? (JSON.parse(state) as { since?: unknown }).since : state;
+      return typeof since === 'string' ? Number(since.replace(/^s/, '')) : -1;
+    };
     await until(() => position() >= at, 'the sync position after the message', 8000);
     const loginsBefore = hs.requests.filter((r) => r.endsWith('/account/whoami')).length;
     hs.dropConnections();
