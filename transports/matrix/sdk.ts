@@ -45,8 +45,9 @@ export function timedFetch(requestTimeoutMs: number, longPollMs: number): typeof
       if (res.status !== 429 || scheduled || attempt >= RATE_LIMIT_RETRIES) return res;
       const wait = await retryAfterMs(res);
       if (wait === null || wait > MAX_RATE_LIMIT_WAIT_MS) return res;
+      await res.body?.cancel().catch(() => undefined);
       await new Promise<void>((resolve) => setTimeout(resolve, wait).unref());
-      if (init?.signal?.aborted) return res;
+      init?.signal?.throwIfAborted();
     }
   };
 }
