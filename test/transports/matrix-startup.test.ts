@@ -7,7 +7,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { createMatrixAdapter, parseMatrixSettings, type MatrixAdapter, type MatrixSession } from '../../transports/matrix/index.js';
+import { createAdapter, createMatrixAdapter, parseMatrixSettings, type MatrixAdapter, type MatrixSession } from '../../transports/matrix/index.js';
 import { retryAfterMs } from '../../transports/matrix/sdk.js';
 import { parseResumeState } from '../../transports/matrix/resume.js';
 import { LegacyNetworkError, type LegacyContact } from '../../transports/kit/adapter.js';
@@ -24,6 +24,10 @@ describe('Matrix login timeout: one setting, the kit\'s', () => {
       (err: Error) => /network\.loginTimeout \(60s\) differs from the transport's loginTimeout \(30s\)/.test(err.message),
     );
     assert.equal(parseMatrixSettings({ pollTimeout: 5 }, { loginTimeoutMs: 30_000 }).loginTimeoutMs, undefined);
+    // As `gatehouse transport matrix` loads it: the factory gets the kit's settings.
+    const quiet = { debug() {}, info() {}, warn() {} };
+    assert.throws(() => createAdapter({ loginTimeout: 45 }, quiet, { loginTimeoutMs: 30_000 }), /one login timeout/);
+    assert.ok(createAdapter({ loginTimeout: 30 }, quiet, { loginTimeoutMs: 30_000 }));
   });
 
   test('retryAfterMs: the body\'s retry_after_ms, else the Retry-After header (seconds or a date)', async () => {
