@@ -237,6 +237,11 @@ export interface LoginRequest {
   state?: string;
   /** Optional (kit extension): the XMPP server's upload service, for attachments both ways. */
   media?: MediaHost;
+  /**
+   * Optional (kit extension): the transport's `loginTimeout` in milliseconds. The kit gives up on
+   * a login after this long; an adapter with its own deadline (e.g. for a first sync) uses this one.
+   */
+  timeoutMs?: number;
 }
 
 /** A network adapter: one per transport process. */
@@ -285,4 +290,10 @@ export interface NetworkAdapter {
  * `network:` mapping of the transport's configuration file, unvalidated (the adapter checks it
  * and throws an Error with a one-line message naming the key).
  */
-export type AdapterFactory = (settings: Record<string, unknown>, log: AdapterLogger) => NetworkAdapter | Promise<NetworkAdapter>;
+export type AdapterFactory = (settings: Record<string, unknown>, log: AdapterLogger, kit?: KitSettings) => NetworkAdapter | Promise<NetworkAdapter>;
+
+/** The kit's settings an adapter may need to agree with (its own settings must not contradict them). */
+export interface KitSettings {
+  /** The transport's `loginTimeout`, in milliseconds (also passed with each login as LoginRequest.timeoutMs). */
+  loginTimeoutMs: number;
+}

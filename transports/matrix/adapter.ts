@@ -88,6 +88,7 @@ export class MatrixAdapter implements NetworkAdapter {
   }
 
   async login(request: LoginRequest): Promise<MatrixSession> {
+    const deadline = Date.now() + (request.timeoutMs ?? this.sessionOptions.loginTimeoutMs);
     const creds = parseCredentials(request.credentials);
     this.checkHomeserver(creds.homeserver);
     const host = new URL(creds.homeserver).host;
@@ -132,7 +133,7 @@ export class MatrixAdapter implements NetworkAdapter {
       login = { userId: who.user_id, accessToken: creds.token!, deviceId };
     }
     const session = new MatrixSession({ homeserver: creds.homeserver, ...login, media: request.media }, this.sessionOptions, request.log);
-    await session.start(request.state);
+    await session.start(request.state, deadline);
     return session;
   }
 

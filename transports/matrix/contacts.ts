@@ -11,6 +11,7 @@ import { LegacySessionEmitter } from '../kit/session-emitter.js';
 import { MatrixCommandError, commandError, describe } from './errors.js';
 import { BoundedMap, quiet, retryRateLimited, timedFetch, withoutSdkTimers } from './sdk.js';
 import type { MatrixSessionOptions } from './settings.js';
+import { ResumeStore } from './resume.js';
 
 /** A Matrix room the kit has joined as a MUC room. */
 export interface KitRoom {
@@ -38,6 +39,8 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
   protected readonly accessToken: string;
   protected readonly media: MediaHost | undefined;
   protected readonly client: sdk.MatrixClient;
+  /** The SDK's store: resumes from the stored room facts, keeps the sync filter's id (resume.ts). */
+  protected readonly store: ResumeStore;
   protected phase: 'starting' | 'ready' | 'closed' = 'starting';
   protected readonly kitRooms = new Map<string, KitRoom>();
   /** The kit's ids of sent messages → Matrix event IDs. */
@@ -63,6 +66,7 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
     this.host = new URL(login.homeserver).host;
     this.accessToken = login.accessToken;
     this.media = login.media;
+    this.store = new ResumeStore();
     this.client = sdk.createClient({
       baseUrl: login.homeserver,
       accessToken: login.accessToken,
@@ -73,6 +77,7 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
       useAuthorizationHeader: true,
       scheduler: new sdk.MatrixScheduler(retryRateLimited as never),
       timelineSupport: false,
+      store: this.store,
     });
     withoutSdkTimers(this.client);
   }
