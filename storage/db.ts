@@ -5,10 +5,19 @@
  * Repositories for other features (privacy logs, statistics, transports) build on Db too.
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import type { DataSource, EntityManager } from 'typeorm';
+import type { DataSource, EntityManager, ValueTransformer } from 'typeorm';
 import { StorageError, errorCode, errorText } from './errors.js';
 /** The database dialects storage runs on. */
 export type Kind = 'sqlite' | 'mysql' | 'postgres';
+
+/**
+ * For BIGINT columns read as numbers (millisecond timestamps, sizes): pg and mysql2 return them as
+ * strings (bigNumberStrings), SQLite as numbers. Every entity schema uses this one.
+ */
+export const bigintNumber: ValueTransformer = {
+  to: (v: number | null | undefined) => v,
+  from: (v: string | number | null | undefined) => (v === null || v === undefined ? v : Number(v)),
+};
 
 /** Bound on the number of ids in one IN (...) list. */
 export const ID_CHUNK = 500;

@@ -8,17 +8,12 @@
  * - roster groups are a JSON array in a text column;
  * - booleans are the driver's boolean type (INTEGER on SQLite, TINYINT(1) on MySQL).
  */
-import { EntitySchema, type ValueTransformer } from 'typeorm';
+import { bigintNumber } from './db.js';
+import { EntitySchema } from 'typeorm';
 import { privacyLogEntities } from './repos/privacy-logs.js';
 import { PolicyVersionEntity } from './repos/policy-versions.js';
 import { statisticsEntities } from './repos/statistics.js';
 import { transportEntities } from './repos/transports.js';
-
-/** BIGINT comes back as a string from pg and mysql2 (bigNumberStrings) and as a number from SQLite. */
-const bigintNumber: ValueTransformer = {
-  to: (v: number | null | undefined) => v,
-  from: (v: string | number | null | undefined) => (v === null || v === undefined ? v : Number(v)),
-};
 
 export interface AccountRow {
   id: number;

@@ -384,8 +384,12 @@ export interface TransportRepository {
   updateState(network: string, userJid: string, patch: { settings?: Record<string, string>; contacts?: string[] }, now: Date): Promise<boolean>;
   /** Replaces the credentials record of an existing registration; false if there is none. */
   updateCredentials(record: VaultRecord): Promise<boolean>;
-  /** Deletes the registration and its credentials; false if there was none. */
+  /** Deletes the registration, its credentials and its sync states; false if there was none. */
   deleteRegistration(network: string, userJid: string): Promise<boolean>;
+  /** The adapter's sync state of a registration for `server` ('' when the network has one server); null if none. */
+  getSyncState(network: string, userJid: string, server: string): Promise<string | null>;
+  /** Creates or replaces a sync state (at most 1,000,000 characters); false if there is no such registration. */
+  saveSyncState(network: string, userJid: string, server: string, state: string, now: Date): Promise<boolean>;
   getCredentials(network: string, userJid: string): Promise<VaultRecord | null>;
   listCredentials(network?: string): Promise<VaultRecord[]>;
   /** Key ids in use, each with its number of records. */

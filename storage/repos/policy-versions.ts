@@ -2,8 +2,8 @@
  * Stored versions of the generated privacy policy (P22). A version is never changed or deleted:
  * the table is the history of what was published, and when each text was (or will be) in force.
  */
-import { EntitySchema, type ValueTransformer } from 'typeorm';
-import { Db, checkText, millis } from '../db.js';
+import { EntitySchema } from 'typeorm';
+import { bigintNumber, Db, checkText, millis } from '../db.js';
 import type { PolicyVersion, NewPolicyVersion, PolicyVersionRepository } from '../types.js';
 
 export interface PolicyVersionRow {
@@ -14,11 +14,6 @@ export interface PolicyVersionRow {
   effectiveAt: number;
   technicalReason: string | null;
 }
-
-const bigintNumber: ValueTransformer = {
-  to: (v: number | null | undefined) => v,
-  from: (v: string | number | null | undefined) => (v === null || v === undefined ? v : Number(v)),
-};
 
 export const PolicyVersionEntity = new EntitySchema<PolicyVersionRow>({
   name: 'PolicyVersion',

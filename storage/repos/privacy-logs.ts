@@ -13,8 +13,8 @@
  * The sweeper's reads of accounts and offline_messages are plain table queries (by name, not via
  * the core entities) so that this file does not import entities.ts, which imports it.
  */
-import { EntitySchema, In, LessThan, MoreThanOrEqual, type ValueTransformer } from 'typeorm';
-import { ID_CHUNK, checkId, millis, type Db } from '../db.js';
+import { EntitySchema, In, LessThan, MoreThanOrEqual } from 'typeorm';
+import { bigintNumber, ID_CHUNK, checkId, millis, type Db } from '../db.js';
 import type { Account, FailedLoginKind, FailedLoginRecord, DeliveryFailureRecord, BlockKind, AuthBlock, PrivacyLogRepository } from '../types.js';
 
 // ------------------------------------------------------------------------------------------------
@@ -25,11 +25,6 @@ export const PRIVACY_LOG_LIMITS = { ip: 45, host: 255, username: 255, mechanism:
 
 // ------------------------------------------------------------------------------------------------
 // Entities (tables created by migrations/1732600000100-PrivacyLogs.ts)
-
-const bigintNumber: ValueTransformer = {
-  to: (v: number | null | undefined) => v,
-  from: (v: string | number | null | undefined) => (v === null || v === undefined ? v : Number(v)),
-};
 
 export interface FailedLoginRow {
   id: number;

@@ -10,14 +10,8 @@
  *   names are checked by the statistics module (server/modules/statistics/statistics.ts) so none smuggles one in.
  */
 import { EntitySchema, In, type ValueTransformer } from 'typeorm';
-import { Db, ID_CHUNK, checkText, millis } from '../db.js';
+import { bigintNumber, Db, ID_CHUNK, checkText, millis } from '../db.js';
 import type { Resolution, SessionRecord, StatPoint, StatWrite, ListPointsOptions, StatisticsRepository } from '../types.js';
-
-/** BIGINT comes back as a string from pg and mysql2 and as a number from SQLite. */
-const bigintNumber: ValueTransformer = {
-  to: (v: number | null | undefined) => v,
-  from: (v: string | number | null | undefined) => (v === null || v === undefined ? v : Number(v)),
-};
 
 /** DOUBLE PRECISION: pg and mysql2 return numbers, but be tolerant of strings. */
 const doubleNumber: ValueTransformer = {

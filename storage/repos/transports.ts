@@ -10,24 +10,23 @@
  * - transport_credentials (network, user_jid): one AES-256-GCM record per registration: key id,
  *   nonce, ciphertext, tag (base64), updated_at. Deleted with its registration (foreign key,
  *   ON DELETE CASCADE). Nothing else about the foreign account is stored in clear.
+ * - transport_sync_state (network, user_jid, server_key): where the user's foreign session stopped
+ *   (the adapter's sync state, resumed at the next login; server_key '' for single-server
+ *   networks, else the SHA-256 of the server name), updated_at. Deleted with its registration (foreign key, and deleteRegistration).
  * - transport_audit: time, user JID, network, foreign account, server, event, reason. Retention
  *   class "detailed logs" (P13): deleteAuditBefore() removes what is older than
  *   retention.detailedLogs.
  *
  * Conventions as in entities.ts: bigint milliseconds, base64 for binary, JSON in text columns.
  */
-import { EntitySchema, In, type ValueTransformer } from 'typeorm';
-import { Db, ID_CHUNK, checkText, millis } from '../db.js';
+import { createHash } from 'node:crypto';
+import { EntitySchema, In } from 'typeorm';
+import { bigintNumber, Db, ID_CHUNK, checkText, millis } from '../db.js';
 import type { TransportAuditEvent, TransportRegistration, VaultRecord, TransportAuditEntry, TransportAuditQuery, TransportRepository } from '../types.js';
 
 export const TRANSPORT_AUDIT_EVENTS: readonly TransportAuditEvent[] = ['connecting', 'connected', 'disconnected', 'auth-failed', 'error'];
 
-export const TRANSPORT_LIMITS = { network: 64, userJid: 640, account: 255, server: 255, reason: 512, keyId: 16 } as const;
-
-const bigintNumber: ValueTransformer = {
-  to: (v: number | null | undefined) => v,
-  from: (v: string | number | null | undefined) => (v === null || v === undefined ? v : Number(v)),
-};
+export const TRANSPORT_LIMITS = { network: 64, userJid: 640, account: 255, server: 255, reason: 512, keyId: 16, syncState: 1_000_000 } as const;
 
 interface RegistrationRow {
   network: string;
@@ -45,6 +44,14 @@ interface CredentialRow {
   nonce: string;
   ciphertext: string;
   tag: string;
+  updatedAt: number;
+}
+
+interface SyncStateRow {
+  network: string;
+  userJid: string;
+  serverKey: string;
+  state: string;
   updatedAt: number;
 }
 
@@ -86,6 +93,18 @@ export const TransportCredentialEntity = new EntitySchema<CredentialRow>({
   },
 });
 
+export const TransportSyncStateEntity = new EntitySchema<SyncStateRow>({
+  name: 'TransportSyncState',
+  tableName: 'transport_sync_state',
+  columns: {
+    network: { type: 'varchar', length: 64, primary: true },
+    userJid: { name: 'user_jid', type: 'varchar', length: 640, primary: true },
+    serverKey: { name: 'server_key', type: 'varchar', length: 43, primary: true },
+    state: { type: 'text' },
+    updatedAt: { name: 'updated_at', type: 'bigint', transformer: bigintNumber },
+  },
+});
+
 export const TransportAuditEntity = new EntitySchema<AuditRow>({
   name: 'TransportAudit',
   tableName: 'transport_audit',
@@ -101,7 +120,7 @@ export const TransportAuditEntity = new EntitySchema<AuditRow>({
   },
 });
 
-export const transportEntities = [TransportRegistrationEntity, TransportCredentialEntity, TransportAuditEntity];
+export const transportEntities = [TransportRegistrationEntity, TransportCredentialEntity, TransportSyncStateEntity, TransportAuditEntity];
 
 function parseJson<T>(text: string, fallback: T, ok: (v: unknown) => v is T): T {
   try {
@@ -160,6 +179,11 @@ function credentialRow(v: VaultRecord): CredentialRow {
     tag: v.tag.toString('base64'),
     updatedAt: millis('updatedAt', v.updatedAt),
   };
+}
+
+/** The key column of a server name ('' stays ''): fixed-length, so the primary key fits MySQL's limit. */
+function serverKeyOf(server: string): string {
+  return server === '' ? '' : createHash('sha256').update(server, 'utf8').digest('base64url');
 }
 
 /** Cuts a free-text value to the column size (by code points), so a long reason never fails an insert. */
@@ -229,9 +253,30 @@ export class TypeOrmTransportRepository implements TransportRepository {
     });
   }
 
+  async getSyncState(network: string, userJid: string, server: string): Promise<string | null> {
+    if (typeof network !== 'string' || typeof userJid !== 'string' || typeof server !== 'string') return null;
+    const row = await this.db.run((m) => m.findOne(TransportSyncStateEntity, { where: { network, userJid, serverKey: serverKeyOf(server) } }));
+    return row ? row.state : null;
+  }
+
+  async saveSyncState(network: string, userJid: string, server: string, state: string, now: Date): Promise<boolean> {
+    checkText('server', server, TRANSPORT_LIMITS.server);
+    if (typeof state !== 'string') throw new TypeError('the sync state must be a string');
+    if (state.length > TRANSPORT_LIMITS.syncState) throw new RangeError(`the sync state is longer than ${TRANSPORT_LIMITS.syncState} characters`);
+    const at = millis('now', now);
+    return this.db.tx(async (m) => {
+      if (!(await m.exists(TransportRegistrationEntity, { where: { network, userJid } }))) return false;
+      const where = { network, userJid, serverKey: serverKeyOf(server) };
+      if (await m.exists(TransportSyncStateEntity, { where })) await m.update(TransportSyncStateEntity, where, { state, updatedAt: at });
+      else await m.insert(TransportSyncStateEntity, { ...where, state, updatedAt: at });
+      return true;
+    });
+  }
+
   async deleteRegistration(network: string, userJid: string): Promise<boolean> {
     return this.db.tx(async (m) => {
       await m.delete(TransportCredentialEntity, { network, userJid });
+      await m.delete(TransportSyncStateEntity, { network, userJid });
       const r = await m.delete(TransportRegistrationEntity, { network, userJid });
       return (r.affected ?? 0) > 0;
     });

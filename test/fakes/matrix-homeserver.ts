@@ -35,7 +35,13 @@
  *   token endpoint with refresh token rotation, short-lived access tokens): see matrix-oauth.ts.
  * Not implemented: federation, end-to-end encryption (an "encrypted" room only has the
  * m.room.encryption state; tests inject m.room.encrypted events), threads beyond plain relations,
- * registration, lazy-loading (all members are always sent), to-device messages.
+ * registration, to-device messages.
+ *
+ * Start-up (spec 10.4 "lazy-loading room members"): a filter with `room.state.lazy_load_members`
+ * gets, in a room's state, only the member events of the timeline's senders and the user's own
+ * (the rest through GET /members); `syncs` lists every /sync (since, filter) so a test sees whether
+ * a client did a full initial sync. Rate limits (see rateLimit): 429 M_LIMIT_EXCEEDED with
+ * `retry_after_ms` and a `Retry-After` header (seconds) on any authenticated endpoint.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -248,6 +254,14 @@ export class FakeHomeserver {
   readonly tokenRefusals: string[] = [];
   /** Number of /login requests answered (password logins create devices). */
   logins = 0;
+  /** Every /sync request: its since token (null: an initial sync) and filter (id or inline JSON). */
+  readonly syncs: { since: string | null; filter: string | null }[] = [];
+  /** Rate limits still to apply (see rateLimit). */
+  private readonly limits: { pattern: RegExp; left: number; retryAfterMs: number }[] = [];
+  /** Number of answers with 429 (any endpoint). */
+  rateLimited = 0;
+  /** Initial syncs (without since) wait for releaseInitialSyncs() while this is set. */
+  private stalled: (() => void)[] | null = null;
   /** Send requests still to refuse with 429 M_LIMIT_EXCEEDED (see rateLimitSends). */
   private limitedSends = 0;
   private limitRetryMs = 100;
@@ -517,6 +531,25 @@ export class FakeHomeserver {
     return this.aliases.get(alias);
   }
 
+  /**
+   * The next `count` authenticated requests whose "METHOD /path" matches `pattern` get 429
+   * M_LIMIT_EXCEEDED with `retry_after_ms` in the body and a Retry-After header (whole seconds).
+   */
+  rateLimit(pattern: RegExp, count: number, retryAfterMs = 100): void {
+    this.limits.push({ pattern, left: count, retryAfterMs });
+  }
+
+  /** Initial syncs hang until releaseInitialSyncs() (a homeserver slow to build one). */
+  stallInitialSyncs(): void {
+    this.stalled ??= [];
+  }
+
+  releaseInitialSyncs(): void {
+    const waiting = this.stalled ?? [];
+    this.stalled = null;
+    for (const w of waiting) w();
+  }
+
   /** The next `count` event sends (PUT /send) get 429 M_LIMIT_EXCEEDED with retry_after_ms. */
   rateLimitSends(count: number, retryAfterMs = 100): void {
     this.limitedSends = count;
@@ -771,6 +804,7 @@ export class FakeHomeserver {
       try {
         if (route.auth) ctx.token = this.authenticate(req, url.searchParams);
         else ctx.token = this.tryAuthenticate(req, url.searchParams);
+        if (route.auth) this.checkLimit(`${method} ${path}`);
         const result = await route.handler(ctx, m.slice(1).map((p) => decodeURIComponent(p)));
         if (result === undefined) return; // the handler answered (media)
         this.json(res, 200, result);
@@ -792,15 +826,24 @@ export class FakeHomeserver {
     this.error(res, new HttpError(404, 'M_UNRECOGNIZED', 'Unrecognized request'));
   }
 
-  private json(res: ServerResponse, status: number, body: unknown): void {
+  private checkLimit(request: string): void {
+    const limit = this.limits.find((l) => l.left > 0 && l.pattern.test(request));
+    if (!limit) return;
+    limit.left--;
+    throw new HttpError(429, 'M_LIMIT_EXCEEDED', 'Too many requests', { retry_after_ms: limit.retryAfterMs });
+  }
+
+  private json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
     if (res.destroyed || res.writableEnded) return;
     const text = JSON.stringify(body);
-    res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+    res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
     res.end(text);
   }
 
   private error(res: ServerResponse, err: HttpError): void {
-    this.json(res, err.status, { errcode: err.errcode, error: err.message, ...err.extra });
+    const after: Record<string, string> = err.status === 429 && typeof err.extra.retry_after_ms === 'number' ? { 'Retry-After': String(Math.ceil(err.extra.retry_after_ms / 1000)) } : {};
+    if (err.status === 429) this.rateLimited++;
+    this.json(res, err.status, { errcode: err.errcode, error: err.message, ...err.extra }, after);
   }
 
   private tokenOf(req: IncomingMessage, query: URLSearchParams): string | null {
@@ -1290,9 +1333,20 @@ export class FakeHomeserver {
     const since = ctx.query.get('since');
     const sincePos = since ? parsePos(since) : null;
     if (since && sincePos === null) throw new HttpError(400, 'M_INVALID_PARAM', 'Invalid since token');
+    // A position the server never gave out (e.g. from before a reset of its database).
+    if (sincePos !== null && sincePos > this.pos) throw new HttpError(400, 'M_UNKNOWN_POS', 'Unknown position');
     const fullState = ctx.query.get('full_state') === 'true';
     const timeout = Math.min(Math.max(Number(ctx.query.get('timeout') ?? 0) || 0, 0), 60_000);
     const filter = this.filterOf(token.userId, ctx.query.get('filter'));
+    this.syncs.push({ since, filter: ctx.query.get('filter') });
+    if (!since && this.stalled) {
+      const stalled = this.stalled;
+      await new Promise<void>((resolve) => {
+        stalled.push(resolve);
+        ctx.req.socket.once('close', resolve);
+      });
+      if (ctx.res.destroyed) throw new HttpError(503, 'M_UNKNOWN', 'gone');
+    }
     const setPresence = ctx.query.get('set_presence');
     if (setPresence !== 'offline') {
       const u = this.user(token.userId);
@@ -1345,6 +1399,7 @@ export class FakeHomeserver {
     const roomFilter = (filter.room ?? {}) as Json;
     const timelineFilter = (roomFilter.timeline ?? {}) as Json;
     const limit = typeof timelineFilter.limit === 'number' ? Math.max(0, timelineFilter.limit) : 10;
+    const lazy = ((roomFilter.state ?? {}) as Json).lazy_load_members === true;
     const after = (pos: number) => since === null || pos > since;
     const join: Json = {};
     const invite: Json = {};
@@ -1360,7 +1415,28 @@ export class FakeHomeserver {
         const timeline = limit === 0 ? [] : candidates.slice(-limit);
         const startPos = timeline.length ? timeline[0]!.pos : now + 1;
         const stateMap = this.stateAt(room, startPos - 1);
-        const state = [...stateMap.values()].filter((e) => full || (limited && e.pos > since!)).sort((a, b) => a.pos - b.pos);
+        let state = [...stateMap.values()].filter((e) => full || (limited && e.pos > since!));
+        if (lazy) {
+          // Members: only the timeline's senders and the user, and (incrementally) only those not sent before.
+          // As Synapse does, a room without a name or alias also gets its heroes' members (they name it).
+          const named = stateMap.has('m.room.name\u0000') || stateMap.has('m.room.canonical_alias\u0000');
+          const heroIds = named
+            ? []
+            : [...room.state.values()]
+                .filter((e) => e.event.type === 'm.room.member' && ['join', 'invite'].includes(e.event.content.membership as string) && e.event.state_key !== me)
+                .map((e) => e.event.state_key!)
+                .slice(0, 5);
+          const wanted = new Set([me, ...timeline.map((e) => e.event.sender), ...(full ? heroIds : [])]);
+          const memberState = (k: string) => stateMap.get(`m.room.member\u0000${k}`);
+          state = state.filter((e) => e.event.type !== 'm.room.member' || wanted.has(e.event.state_key!));
+          if (!full) {
+            for (const u of wanted) {
+              const m = memberState(u);
+              if (m && !state.includes(m) && !timeline.some((t) => t.event.event_id === m.event.event_id) && (u !== me || limited)) state.push(m);
+            }
+          }
+        }
+        state.sort((a, b) => a.pos - b.pos);
         const ephemeral: Json[] = [];
         if ((full && room.typing.userIds.length) || (!full && room.typing.pos > since!)) ephemeral.push({ type: 'm.typing', content: { user_ids: room.typing.userIds } });
         const receipts = room.receipts.filter((r) => (full || r.pos > since!) && (r.type !== 'm.read.private' || r.userId === me));

@@ -119,6 +119,16 @@ describe('P22 rendering the policy from the configuration', () => {
     assert.ok(!renderView(draft(off), 'de', 'md').includes('HTTP File Upload'));
   });
 
+  test('P19 P23 the place gateways keep in the other network (Matrix: rooms and names, no messages) is named, with its deletion, only with gateways', () => {
+    const withGateway = configOf({ components: [{ domain: 'matrix.example.org', secret: 'component-secret-42' }] });
+    const en = renderView(draft(withGateway), 'en', 'md');
+    const de = renderView(draft(withGateway), 'de', 'md');
+    assert.match(en, /your position in it and, where the network needs them for that \(Matrix\), the list of your rooms with their names .*; no messages\. This is deleted when you remove your registration with the gateway\./);
+    assert.match(de, /Ihre Position darin und, wo das System sie dafür braucht \(Matrix\), die Liste Ihrer Räume .*; keine Nachrichten\. Diese Angaben werden gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen\./);
+    assert.ok(!renderView(draft(configOf({})), 'en', 'md').includes('your position in it'));
+    assert.ok(!renderView(draft(configOf({})), 'de', 'md').includes('Ihre Position darin'));
+  });
+
   test('P11 P13 P22 files from other networks that gateways copy to the upload service are named, with their deletion, only with gateways and uploads', () => {
     const components = [{ domain: 'irc.example.org', secret: 'component-secret-41' }];
     const both = configOf({ retention: { uploads: '45d' }, components });

@@ -222,12 +222,17 @@ describe('transport kit: discovery and registration', () => {
     await erin.expect((el) => el.name === 'presence' && el.attrs.type === 'subscribed' && el.attrs.from === contact);
     await until(async () => (await kit.transport.storage.transports.getRegistration('fake', user))?.contacts.includes(contact) ?? false, 'stored contact');
     const session = kit.net.sessionOf(user)!;
+    // P23 the adapter's sync state (stored in its own table) goes with the registration.
+    kit.net.sync(user, 'erin-position', session.server);
+    const storedState = () => kit.transport.storage.transports.getSyncState('fake', user, session.server ?? '');
+    await until(async () => (await storedState()) === 'erin-position', 'the stored sync state', 10_000);
 
     const reply = await erin.iq(x('iq', { type: 'set', to: GW }, x('query', { xmlns: NS.register }, x('remove'))));
     assert.equal(reply.attrs.type, 'result');
     assert.equal(session.closed, true, 'logged out of the network');
     assert.equal(await kit.transport.storage.transports.getRegistration('fake', user), null);
     assert.equal(await kit.transport.storage.transports.getCredentials('fake', user), null);
+    assert.equal(await storedState(), null, 'the sync state is deleted');
     // The contact and the gateway cancel their subscriptions (the roster shows them gone).
     await erin.expect((el) => el.name === 'iq' && !!el.getChild('query', NS.roster)?.getChildren('item').some((i) => i.attrs.jid === contact && i.attrs.subscription === 'none'));
     await erin.expect((el) => el.name === 'iq' && !!el.getChild('query', NS.roster)?.getChildren('item').some((i) => i.attrs.jid === GW && (i.attrs.subscription === 'none' || i.attrs.subscription === 'to' || i.attrs.subscription === 'from')));

@@ -70,6 +70,26 @@ for (const target of storageTargets()) {
       assert.equal(await repo.updateCredentials(record('ghost@example.org')), false);
     });
 
+    it('P23 sync states: per registration and server, replaced, bounded, deleted with the registration', async () => {
+      const repo = storage.transports;
+      const user = `sync-${randomBytes(3).toString('hex')}@example.org`;
+      assert.equal(await repo.saveSyncState('matrix', user, '', 'pos-0', T0), false, 'no registration, nothing stored');
+      assert.equal(await repo.getSyncState('matrix', user, ''), null);
+      await repo.saveRegistration({ network: 'matrix', userJid: user, settings: {}, contacts: [] }, record(user, 'matrix'), T0);
+      const big = JSON.stringify({ since: 's1', rooms: Array.from({ length: 3000 }, (_, i) => ({ id: `!room${i}:example.org`, m: 'join', name: `Röom ${i}` })) });
+      assert.ok(big.length > 65_536, 'more than a MySQL TEXT holds');
+      assert.equal(await repo.saveSyncState('matrix', user, '', big, T0), true);
+      assert.equal(await repo.getSyncState('matrix', user, ''), big);
+      assert.equal(await repo.saveSyncState('matrix', user, '', 'pos-2', T0), true);
+      assert.equal(await repo.saveSyncState('matrix', user, 'irc.two', 'other-server', T0), true);
+      assert.equal(await repo.getSyncState('matrix', user, ''), 'pos-2');
+      assert.equal(await repo.getSyncState('matrix', user, 'irc.two'), 'other-server');
+      await assert.rejects(repo.saveSyncState('matrix', user, '', 'x'.repeat(1_000_001), T0), RangeError);
+      assert.equal(await repo.deleteRegistration('matrix', user), true);
+      assert.equal(await repo.getSyncState('matrix', user, ''), null);
+      assert.equal(await repo.getSyncState('matrix', user, 'irc.two'), null);
+    });
+
     it('P9 re-encrypts in one transaction, and changes nothing when a record moved on meanwhile', async () => {
       const repo = storage.transports;
       const users = [0, 1, 2].map((i) => `rot${i}-${randomBytes(3).toString('hex')}@example.org`);

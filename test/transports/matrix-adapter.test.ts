@@ -66,9 +66,15 @@ async function stateAfterMessages(rec: Recorder): Promise<string> {
  */
 async function caughtUp(rec: Recorder, hs: FakeHomeserver): Promise<void> {
   const at = hs.position;
-  const reached = () => rec.all.some((e) => e.event === 'syncState' && Number(String(e.args[0]).replace(/^s/, '')) >= at);
+  const reached = () => rec.all.some((e) => e.event === 'syncState' && positionOf(e.args[0] as string) >= at);
   for (let i = 0; i < 200 && !reached(); i++) await delay(25);
   assert.ok(reached(), `no sync position at or after ${at}`);
+}
+
+/** The fake's stream position in a session's sync state (resume.ts: JSON with `since`). */
+function positionOf(state: string | null | undefined): number {
+  const since: unknown = state?.startsWith('{') ? (JSON.parse(state) as { since?: unknown }).since : state;
+  return typeof since === 'string' ? Number(since.replace(/^s/, '')) : -1;
 }
 
 const seen = (rec: Recorder, event: string, pred: (args: any[]) => boolean = () => true) => rec.all.filter((e) => e.event === event && pred(e.args)).length;

@@ -249,6 +249,11 @@ export interface LoginRequest {
    * the login `waitMs` more time than the kit's login timeout from now on.
    */
   prompt?(text: string, waitMs: number): void;
+  /**
+   * Optional (kit extension): the transport's `loginTimeout` in milliseconds. The kit gives up on
+   * a login after this long; an adapter with its own deadline (e.g. for a first sync) uses this one.
+   */
+  timeoutMs?: number;
 }
 
 /** A network adapter: one per transport process. */
@@ -302,4 +307,10 @@ export interface NetworkAdapter {
  * `network:` mapping of the transport's configuration file, unvalidated (the adapter checks it
  * and throws an Error with a one-line message naming the key).
  */
-export type AdapterFactory = (settings: Record<string, unknown>, log: AdapterLogger) => NetworkAdapter | Promise<NetworkAdapter>;
+export type AdapterFactory = (settings: Record<string, unknown>, log: AdapterLogger, kit?: KitSettings) => NetworkAdapter | Promise<NetworkAdapter>;
+
+/** The kit's settings an adapter may need to agree with (its own settings must not contradict them). */
+export interface KitSettings {
+  /** The transport's `loginTimeout`, in milliseconds (also passed with each login as LoginRequest.timeoutMs). */
+  loginTimeoutMs: number;
+}

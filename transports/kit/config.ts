@@ -112,7 +112,7 @@ export const transportConfigSchema = object({
     doc: 'Only users of these XMPP domains may register. Empty: users of any domain (federated ones too).',
   }),
   gracePeriod: duration({ default: '30s', doc: 'A foreign session stays up this long after the user\'s last resource went offline (a reconnecting phone keeps its session).' }),
-  loginTimeout: duration({ default: '30s', min: 100, doc: 'A foreign login that takes longer fails with remote-server-timeout.' }),
+  loginTimeout: duration({ default: '30s', min: 100, doc: 'A foreign login that takes longer fails with remote-server-timeout. Adapters get it as their own deadline (Matrix: the first sync included).' }),
   reconnect: object(
     {
       min: duration({ default: '5s', min: 10, doc: 'First delay before reconnecting a dropped foreign connection (doubles each attempt, with jitter).' }),

@@ -31,7 +31,10 @@ import { LoginDeadline, loginPrompt } from './login-prompt.js';
 /** XEP-0077 §14.1 fields that also exist as legacy child elements of <query/>. */
 export const LEGACY_FIELDS = new Set(['username', 'nick', 'password', 'name', 'first', 'last', 'email', 'address', 'city', 'state', 'zip', 'phone', 'url', 'date', 'misc', 'text', 'key']);
 
-/** Settings keys holding adapter state (the 'syncState' event), not user settings: `_state:<server>`. */
+/**
+ * Settings keys that held adapter state (the 'syncState' event) before it got its own table
+ * (transport_sync_state): still read when the table has nothing, removed at the next save.
+ */
 export const STATE_PREFIX = '_state:';
 
 /** The user's settings without the kit's own state keys (what the adapter gets as settings). */
@@ -126,6 +129,7 @@ export class Registration implements KitRegistration {
     const { repo, adapter } = this.kit;
     const reg = await repo.getRegistration(adapter.network, user);
     if (!reg) return null;
+    const state = (await repo.getSyncState(adapter.network, user, server ?? '')) ?? reg.settings[STATE_PREFIX + (server ?? '')];
     const payload = await this.payloadOf(user);
     if (!payload) return null;
     const credentials: Credentials = { ...payload.fields, ...(server !== undefined ? (payload.servers?.[server] ?? {}) : {}) };
@@ -134,7 +138,7 @@ export class Registration implements KitRegistration {
     return {
       credentials,
       settings: userSettings(reg.settings),
-      state: reg.settings[STATE_PREFIX + (server ?? '')],
+      state,
       account: this.accountOf(credentials),
       secrets: this.secretsOf(credentials),
     };
@@ -260,6 +264,7 @@ export class Registration implements KitRegistration {
       settings,
       media: kit.media,
       prompt: loginPrompt(kit, user, deadline),
+      timeoutMs: kit.settings.loginTimeout,
     });
     try {
       const session = await Promise.race([attempt, deadline.expired]);
@@ -365,6 +370,13 @@ export class Registration implements KitRegistration {
   async unregister(user: string, reason: string): Promise<void> {
     const { kit } = this;
     const reg = await kit.repo.getRegistration(kit.adapter.network, user);
+    // The sync state goes with the registration: the logout must not store it (that would also
+    // wait for this user's queue, which runs this very task).
+    for (const s of kit.sessions.ofUser(user)) {
+      s.syncTimer?.cancel();
+      s.syncTimer = null;
+      s.syncState = undefined;
+    }
     await kit.sessions.logoutUser(user, reason);
     await kit.repo.deleteRegistration(kit.adapter.network, user);
     this.registered.delete(user);
@@ -422,11 +434,15 @@ export class Registration implements KitRegistration {
   /** Remembers where a session's event stream stopped (the adapter's 'syncState'). */
   saveSyncState(user: string, server: string | undefined, state: string): Promise<boolean> {
     return this.queue.run(user, async () => {
-      const reg = await this.kit.repo.getRegistration(this.kit.adapter.network, user);
-      if (!reg) return false;
+      const { repo, adapter, clock } = this.kit;
+      if (!(await repo.saveSyncState(adapter.network, user, server ?? '', state, clock.now()))) return false;
+      const reg = await repo.getRegistration(adapter.network, user);
       const key = STATE_PREFIX + (server ?? '');
-      if (reg.settings[key] === state) return true;
-      return this.kit.repo.updateState(this.kit.adapter.network, user, { settings: { ...reg.settings, [key]: state.slice(0, 4096) } }, this.kit.clock.now());
+      if (reg && key in reg.settings) {
+        const { [key]: _old, ...rest } = reg.settings;
+        await repo.updateState(adapter.network, user, { settings: rest }, clock.now());
+      }
+      return true;
     });
   }
 

@@ -123,6 +123,8 @@ export class MatrixAdapter implements NetworkAdapter {
   }
 
   async login(request: LoginRequest): Promise<MatrixSession> {
+    const timeout = request.timeoutMs ?? this.sessionOptions.loginTimeoutMs;
+    let deadline = Date.now() + timeout;
     const creds = parseCredentials(request.credentials);
     const fetchFn = timedFetch(this.sessionOptions.requestTimeoutMs, this.sessionOptions.requestTimeoutMs);
     const homeserver = await this.resolve(creds, fetchFn);
@@ -141,12 +143,15 @@ export class MatrixAdapter implements NetworkAdapter {
         if (!meta) throw err;
         request.log.info('matrix stored login refused; starting a new browser login', { homeserver: host });
         login = await this.deviceLogin({ ...creds, token: null, refreshToken: null }, homeserver, meta, fetchFn, request);
+        deadline = Date.now() + timeout;
       }
     } else {
       const offersPassword = creds.password ? await passwordOffered(probe) : false;
       const meta = offersPassword ? null : await fetchAuthMetadata(fetchFn, homeserver);
       if (meta) {
         login = await this.deviceLogin(creds, homeserver, meta, fetchFn, request);
+        // The time the user took in the browser does not count against the first sync.
+        deadline = Date.now() + timeout;
       } else if (!creds.password) {
         throw new LegacyAuthError(`${host} does not offer OAuth 2.0 login: give a password or an access token`);
       } else {
@@ -169,7 +174,7 @@ export class MatrixAdapter implements NetworkAdapter {
       }
     }
     const session = new MatrixSession({ homeserver, ...login, media: request.media }, this.sessionOptions, request.log);
-    await session.start(request.state);
+    await session.start(request.state, deadline);
     // Tokens renewed while logging in reach the vault once the kit listens.
     if (login.tokens && login.tokens.current.accessToken !== creds.token) setImmediate(() => session.reportCredentials());
     return session;
@@ -220,7 +225,7 @@ export class MatrixAdapter implements NetworkAdapter {
       `To connect your Matrix account ${creds.userId}, open ${link} in a browser${auth.verificationUriComplete ? '' : ` and enter the code ${auth.userCode}`}` +
         `${auth.verificationUriComplete ? ` (code ${auth.userCode})` : ''}, then approve the login of "${this.sessionOptions.deviceName}". The code is valid for ${minutes} minute${minutes === 1 ? '' : 's'}.` +
         `${creds.password ? ' The password you gave is not used: this homeserver logs in through its own web page.' : ''}`,
-      auth.expiresIn * 1000 + this.sessionOptions.loginTimeoutMs,
+      auth.expiresIn * 1000 + (request.timeoutMs ?? this.sessionOptions.loginTimeoutMs),
     );
     request.log.info('matrix login waits for approval in a browser', { homeserver: host, expiresInS: auth.expiresIn });
     const got = await pollDeviceToken(fetchFn, meta, clientId, auth, {});

@@ -12,6 +12,7 @@ import { MatrixCommandError, commandError, describe } from './errors.js';
 import { BoundedMap, quiet, retryRateLimited, timedFetch, withoutSdkTimers } from './sdk.js';
 import type { MatrixSessionOptions } from './settings.js';
 import type { TokenKeeper } from './tokens.js';
+import { ResumeStore } from './resume.js';
 
 /** A Matrix room the kit has joined as a MUC room. */
 export interface KitRoom {
@@ -42,6 +43,8 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
   protected readonly tokens: TokenKeeper | undefined;
   protected readonly media: MediaHost | undefined;
   protected readonly client: sdk.MatrixClient;
+  /** The SDK's store: resumes from the stored room facts, keeps the sync filter's id (resume.ts). */
+  protected readonly store: ResumeStore;
   protected phase: 'starting' | 'ready' | 'closed' = 'starting';
   protected readonly kitRooms = new Map<string, KitRoom>();
   /** The kit's ids of sent messages → Matrix event IDs. */
@@ -68,6 +71,7 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
     this.initialToken = login.accessToken;
     this.tokens = login.tokens;
     this.media = login.media;
+    this.store = new ResumeStore();
     this.client = sdk.createClient({
       baseUrl: login.homeserver,
       accessToken: login.accessToken,
@@ -79,6 +83,7 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
       scheduler: new sdk.MatrixScheduler(retryRateLimited as never),
       timelineSupport: false,
       ...(login.tokens?.current.refreshToken ? { refreshToken: login.tokens.current.refreshToken, tokenRefreshFunction: login.tokens.sdkRefresh } : {}),
+      store: this.store,
     });
     withoutSdkTimers(this.client);
     if (login.tokens) {

@@ -1,4 +1,4 @@
-import type { AdapterFactory } from '../kit/adapter.js';
+import type { AdapterFactory, KitSettings } from '../kit/adapter.js';
 import { MatrixAdapter, type MatrixAdapterOptions } from './adapter.js';
 
 export { MatrixAdapter, createMatrixAdapter, isMatrixRoomId, type MatrixAdapterOptions } from './adapter.js';
@@ -11,13 +11,16 @@ export { UNDECRYPTABLE_TEXT, mediaUrl, messageFromContent, contentFromMessage } 
  * `gatehouse transport matrix`: the adapter from the `network:` settings of the transport's
  * configuration file. Keys (all optional): name, allowInsecureHttp, allowedHomeservers (list),
  * leaveRoomsOnPart, acceptDirectInvites, deviceName, oauthClientUri (the client_uri registered with
- * OAuth 2.0 homeservers), and in seconds: pollTimeout,
- * syncFailureTimeout, retryInterval, requestTimeout, loginTimeout, joinTimeout; catchUpLimit,
- * syncTimelineLimit, gapFillLimit, backlogLimit (events per room).
+ * OAuth 2.0 homeservers), and in seconds: pollTimeout, syncFailureTimeout, retryInterval,
+ * requestTimeout, joinTimeout; catchUpLimit, syncTimelineLimit, gapFillLimit, backlogLimit (events
+ * per room).
+ *
+ * There is one login timeout, the transport's `loginTimeout` (the kit's): the first sync must be
+ * done within it. A `network.loginTimeout` is only accepted when it says the same (older files).
  */
-export const createAdapter: AdapterFactory = (settings) => new MatrixAdapter(parseMatrixSettings(settings));
+export const createAdapter: AdapterFactory = (settings, _log, kit) => new MatrixAdapter(parseMatrixSettings(settings, kit));
 
-export function parseMatrixSettings(settings: Record<string, unknown>): MatrixAdapterOptions {
+export function parseMatrixSettings(settings: Record<string, unknown>, kit?: KitSettings): MatrixAdapterOptions {
   const out: MatrixAdapterOptions = {};
   const bool = (key: string, v: unknown): boolean => {
     if (typeof v !== 'boolean') throw new Error(`network.${key} must be true or false`);
@@ -70,9 +73,14 @@ export function parseMatrixSettings(settings: Record<string, unknown>): MatrixAd
       case 'requestTimeout':
         out.requestTimeoutMs = seconds(key, v, 1, 600);
         break;
-      case 'loginTimeout':
-        out.loginTimeoutMs = seconds(key, v, 1, 600);
+      case 'loginTimeout': {
+        const ms = seconds(key, v, 0.1, 600);
+        if (kit && ms !== kit.loginTimeoutMs) {
+          throw new Error(`network.loginTimeout (${ms / 1000}s) differs from the transport's loginTimeout (${kit.loginTimeoutMs / 1000}s): there is one login timeout; remove network.loginTimeout and set loginTimeout`);
+        }
+        out.loginTimeoutMs = ms;
         break;
+      }
       case 'joinTimeout':
         out.joinTimeoutMs = seconds(key, v, 1, 600);
         break;

@@ -20,6 +20,8 @@ interface BacklogEntry {
 export abstract class MatrixRooms extends MatrixContacts {
   protected readonly backlog = new Map<string, BacklogEntry[]>();
   private readonly invitesSeen = new BoundedMap<string, true>(1000);
+  /** Rooms known only from the stored facts (resume.ts): their full state is fetched at the join. */
+  protected readonly restoredRooms = new Set<string>();
 
   protected nickIn(kr: KitRoom, room: sdk.Room, userId: string): string {
     return kr.occupants.nickOf(userId) ?? nickOf(room.getMember(userId), userId);
@@ -125,6 +127,8 @@ export abstract class MatrixRooms extends MatrixContacts {
       this.safeEmit('roomJoinFailed', room, `${this.host} did not confirm the join in time`, 'service-unavailable');
       return;
     }
+    await this.completeState(mroom);
+    if (this.phase !== 'ready') return;
     await mroom.loadMembersIfNeeded().catch((err: unknown) => this.log.debug('matrix member list not loaded', { homeserver: this.host, reason: describe(err) }));
     if (this.phase !== 'ready') return;
     const legacy: LegacyRoom = { ...room };
@@ -133,6 +137,19 @@ export abstract class MatrixRooms extends MatrixContacts {
     this.kitRooms.set(roomId, kr);
     this.contactsCache = null;
     this.emitJoined(kr, mroom);
+  }
+
+  /** A room restored from the stored facts gets its current state (topic, power levels, members) once. */
+  private async completeState(room: sdk.Room): Promise<void> {
+    if (!this.restoredRooms.delete(room.roomId)) return;
+    try {
+      const events = (await this.client.http.authedRequest(sdk.Method.Get, `/rooms/${encodeURIComponent(room.roomId)}/state`)) as unknown as Record<string, unknown>[];
+      if (!Array.isArray(events)) return;
+      room.currentState.setStateEvents(events.map((e) => new sdk.MatrixEvent({ ...(e as object), room_id: room.roomId } as never)));
+      room.recalculate();
+    } catch (err) {
+      this.log.info('matrix room state not fetched', { homeserver: this.host, reason: describe(err) });
+    }
   }
 
   private emitJoined(kr: KitRoom, room: sdk.Room): void {

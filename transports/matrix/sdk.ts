@@ -33,11 +33,50 @@ export function retryRateLimited(_event: unknown, attempts: number, err: unknown
  * session would hold the process open for up to 110 seconds.
  */
 export function timedFetch(requestTimeoutMs: number, longPollMs: number): typeof fetch {
-  return (input, init) => {
+  return async (input, init) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    const timeout = AbortSignal.timeout(/\/sync(\?|$)/.test(url) ? longPollMs : requestTimeoutMs);
-    return fetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout });
+    const method = (init?.method ?? 'GET').toUpperCase();
+    // Event sends are retried by the SDK's scheduler (retryRateLimited); every other request here.
+    const scheduled = method === 'PUT' && /\/rooms\/[^/]+\/(send|redact)\//.test(url);
+    for (let attempt = 0; ; attempt++) {
+      const timeout = AbortSignal.timeout(/\/sync(\?|$)/.test(url) ? longPollMs : requestTimeoutMs);
+      const signal = init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+      const res = await fetch(input, { ...init, signal });
+      if (res.status !== 429 || scheduled || attempt >= RATE_LIMIT_RETRIES) return res;
+      const wait = await retryAfterMs(res);
+      if (wait === null || wait > MAX_RATE_LIMIT_WAIT_MS) return res;
+      await res.body?.cancel().catch(() => undefined);
+      await new Promise<void>((resolve) => setTimeout(resolve, wait).unref());
+      init?.signal?.throwIfAborted();
+    }
   };
+}
+
+/** How often a rate-limited request (429) is repeated, and the longest wait the gateway accepts. */
+const RATE_LIMIT_RETRIES = 3;
+const MAX_RATE_LIMIT_WAIT_MS = 30_000;
+
+/**
+ * How long a 429 answer asks the client to wait: the body's `retry_after_ms` (spec), else the
+ * Retry-After header (seconds or an HTTP date), else one second.
+ */
+export async function retryAfterMs(res: Response): Promise<number | null> {
+  let body: unknown = null;
+  try {
+    body = await res.clone().json();
+  } catch {
+    // not JSON: the header decides
+  }
+  const ms = (body as { retry_after_ms?: unknown } | null)?.retry_after_ms;
+  if (typeof ms === 'number' && Number.isFinite(ms) && ms >= 0) return ms;
+  const header = res.headers.get('retry-after');
+  if (header) {
+    if (/^\d+$/.test(header.trim())) return Number(header.trim()) * 1000;
+    const at = Date.parse(header);
+    if (!Number.isNaN(at)) return Math.max(0, at - Date.now());
+    return null;
+  }
+  return 1000;
 }
 
 /**

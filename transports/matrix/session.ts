@@ -13,11 +13,17 @@
  * the kit has not joined (yet) are kept (the last `backlogLimit` per room, in memory only) and
  * delivered with their timestamps right after the kit joins; they are never stored.
  *
- * Resuming: the sync token after each processed /sync is reported as a `syncState` event once the
- * events before it went to the kit; a session started with that token (LoginRequest.state) first
- * fetches what happened since (`catchUpLimit` events per room) and delivers it, then continues
- * live, never delivering an event twice. A session without a token starts at "now": the initial
- * sync's history is not replayed.
+ * Resuming: after each processed /sync the session reports a `syncState` event once the events
+ * before it went to the kit: the sync token with the few room facts needed to resume (resume.ts).
+ * A session started with it (LoginRequest.state) hands the facts to the SDK, which continues with
+ * /sync?since= instead of a full initial sync, first fetches what happened since (`catchUpLimit`
+ * events per room) and delivers it, then continues live, never delivering an event twice. A
+ * position the homeserver no longer accepts (M_UNKNOWN_POS or another 4xx) means a full initial
+ * sync. A session without a state starts at "now": the initial sync's history is not replayed.
+ *
+ * Start-up: the sync filter (lazy-loaded members, `syncTimelineLimit` events per room) is uploaded
+ * once and reused by id (also across restarts, through the stored state); a full initial sync asks
+ * for one event per room. All of it must be done within the kit's login timeout.
  *
  * Failures: while /sync fails the SDK retries by itself (probed every `retryIntervalMs`); if it
  * has not recovered after `syncFailureTimeoutMs` the session emits disconnected(reason, false) and
@@ -39,6 +45,7 @@ import type { MatrixLogin } from './contacts.js';
 import { commandError, describe, httpStatusOf, isTokenError } from './errors.js';
 import { MatrixMessages } from './messages.js';
 import { stopClient } from './sdk.js';
+import { encodeResumeState, parseResumeState } from './resume.js';
 import type { MatrixSessionOptions } from './settings.js';
 
 export type { MatrixLogin } from './contacts.js';
@@ -55,6 +62,8 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   /** Tasks queued when the current sync has been processed. */
   private readonly afterSync: (() => unknown)[] = [];
   private token: string | null = null;
+  /** The state last reported (syncState). */
+  private state: string | null = null;
   /** The last event of each room handed to the queue (where a gap fill stops). */
   private readonly lastSeen = new Map<string, string>();
   private failureTimer: NodeJS.Timeout | null = null;
@@ -72,15 +81,51 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   }
 
   syncState(): string | null {
-    return this.token;
+    return this.state;
   }
 
-  /** Starts syncing; resolves after the first sync (and the catch-up from `resumeFrom`). */
-  start(resumeFrom?: string): Promise<void> {
+  private get filterName(): string {
+    // The name the SDK keeps its sync filter's id under.
+    return `FILTER_SYNC_${this.userId}`;
+  }
+
+  /**
+   * Starts syncing; resolves after the first sync (and the catch-up from the stored state), or
+   * fails at `deadline` (ms since the epoch).
+   */
+  async start(stored?: string, deadline = Date.now() + this.opts.loginTimeoutMs): Promise<void> {
+    let resume = parseResumeState(stored, this.userId);
+    if (stored && !resume) this.log.info('matrix stored sync state not usable; starting with a full sync', { homeserver: this.host });
+    if (resume?.saved && !(await this.positionAccepted(resume.since))) resume = null;
+    if (resume?.saved) {
+      this.store.resumeFrom(resume.saved, this.filterName);
+      for (const r of resume.saved.rooms) this.restoredRooms.add(r.id);
+    }
+    await this.sync(resume?.since, deadline);
+  }
+
+  /** Whether the homeserver still knows the stored position (a small /sync from it). */
+  private async positionAccepted(since: string): Promise<boolean> {
+    const filter = JSON.stringify({ room: { rooms: [], timeline: { limit: 0 } }, presence: { types: [] }, account_data: { types: [] } });
+    try {
+      await this.client.http.authedRequest(sdk.Method.Get, '/sync', { since, timeout: '0', filter, set_presence: 'offline' });
+      return true;
+    } catch (err) {
+      if (isTokenError(err)) throw new LegacyAuthError(`${this.host} refused the access token: ${describe(err)}`);
+      const status = httpStatusOf(err);
+      if (status !== undefined && status < 500 && status !== 429) {
+        this.log.warn('matrix sync position not accepted; starting with a full sync, events since the last session are not delivered', { homeserver: this.host, reason: describe(err) });
+        return false;
+      }
+      throw new LegacyNetworkError(`${this.host}: ${describe(err)}`);
+    }
+  }
+
+  private sync(resumeFrom: string | undefined, deadline: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       const cleanup = () => {
-        clearTimeout(deadline);
+        clearTimeout(timer);
         this.client.off(sdk.ClientEvent.Sync, onSync);
         this.client.off(sdk.HttpApiEvent.SessionLoggedOut, onLoggedOut);
       };
@@ -94,7 +139,8 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
       };
       const onSync = (state: sdk.SyncState, _prev: sdk.SyncState | null, data?: sdk.SyncStateData) => {
         if (settled) return;
-        if (state === sdk.SyncState.Prepared) {
+        // The stored facts are Prepared first; the session is up after the first real /sync.
+        if (state === sdk.SyncState.Prepared && !data?.fromCache) {
           cleanup();
           this.live = true;
           this.afterFirstSync(resumeFrom, data?.nextSyncToken ?? this.client.store.getSyncToken()).then(
@@ -112,7 +158,7 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
         }
       };
       const onLoggedOut = (err: unknown) => fail(new LegacyAuthError(`${this.host} refused the access token: ${describe(err)}`));
-      const deadline = setTimeout(() => fail(new LegacyNetworkError(`${this.host} did not complete the first sync in time`)), this.opts.loginTimeoutMs);
+      const timer = setTimeout(() => fail(new LegacyNetworkError(`${this.host} did not complete the first sync in time`)), Math.max(0, deadline - Date.now()));
       this.client.on(sdk.ClientEvent.Sync, onSync);
       this.client.on(sdk.HttpApiEvent.SessionLoggedOut, onLoggedOut);
       this.log.info('matrix connecting', { homeserver: this.host, resume: resumeFrom !== undefined });
@@ -245,7 +291,8 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   private advance(token: string): void {
     if (token === this.token) return;
     this.token = token;
-    this.safeEmit('syncState', token);
+    this.state = encodeResumeState(this.client, this.userId, token, this.store.filterId(this.filterName));
+    this.safeEmit('syncState', this.state);
   }
 
   private bind(): void {

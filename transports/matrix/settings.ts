@@ -131,7 +131,7 @@ export interface MatrixSessionOptions {
   retryIntervalMs: number;
   /** Timeout of other requests. */
   requestTimeoutMs: number;
-  /** How long login waits for the first sync. */
+  /** How long login waits for the first sync when the kit gives no LoginRequest.timeoutMs (the kit always does). */
   loginTimeoutMs: number;
   /** How long joinRoom waits for the joined room to arrive in the sync. */
   joinTimeoutMs: number;

@@ -12,19 +12,14 @@
  * Conventions of /migrations (migrations/kit.ts): BIGINT milliseconds, utf8mb4 with a binary
  * collation on MySQL, MEDIUMTEXT for payloads on MySQL (TEXT holds only 64 KiB there).
  */
-import { EntitySchema, Table, type MigrationInterface, type QueryRunner, type ValueTransformer } from 'typeorm';
+import { EntitySchema, Table, type MigrationInterface, type QueryRunner } from 'typeorm';
 import type { EntityManager } from 'typeorm';
 import { columnKit } from '../../../storage/migrations/kit.js';
-import { ID_CHUNK, checkId, checkText, isUniqueViolation, type Db } from '../../../storage/db.js';
+import { bigintNumber, ID_CHUNK, checkId, checkText, isUniqueViolation, type Db } from '../../../storage/db.js';
 import type { ModuleStorage } from '../../../storage/module-storage.js';
 
 /** Longest node name and item id stored (characters). */
 export const PEP_LIMITS = { node: 255, itemId: 255, publisher: 640 } as const;
-
-const bigintNumber: ValueTransformer = {
-  to: (v: number | null | undefined) => v,
-  from: (v: string | number | null | undefined) => (v === null || v === undefined ? v : Number(v)),
-};
 
 interface NodeEntityRow {
   id: number;

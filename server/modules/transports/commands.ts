@@ -17,7 +17,7 @@ import type { TransportAuditEntry } from '../../../storage/types.js';
 import { Jid } from '../../../shared/jid.js';
 import { Logger } from '../../../shared/logger.js';
 import { logFileSink } from '../../../shared/rotating-log-file.js';
-import type { AdapterFactory, NetworkAdapter } from '../../../transports/kit/adapter.js';
+import type { AdapterFactory, KitSettings, NetworkAdapter } from '../../../transports/kit/adapter.js';
 import { formatAudit, type AuditFormat } from '../../../transports/kit/audit-log.js';
 import { isTransportConfigDocument, loadTransportConfig, readYaml, type TransportConfig } from '../../../transports/kit/config.js';
 import { startTransport } from '../../../transports/kit/gateway.js';
@@ -39,7 +39,7 @@ function configPath(args: ParsedArgs): string | undefined {
 const TRANSPORTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'transports');
 
 /** Loads an adapter: transports/<name>/index.js exports createAdapter. */
-async function loadAdapter(name: string, settings: Record<string, unknown>, log: Logger): Promise<NetworkAdapter> {
+async function loadAdapter(name: string, settings: Record<string, unknown>, log: Logger, kit: KitSettings): Promise<NetworkAdapter> {
   if (!/^[a-z][a-z0-9-]*$/.test(name) || name === 'kit') throw new UsageError(`not a transport name: ${name}`);
   const file = path.join(TRANSPORTS_DIR, name, 'index.js');
   let mod: { createAdapter?: AdapterFactory; default?: AdapterFactory };
@@ -53,7 +53,7 @@ async function loadAdapter(name: string, settings: Record<string, unknown>, log:
   }
   const factory = mod.createAdapter ?? mod.default;
   if (typeof factory !== 'function') throw new Error(`transports/${name} exports no createAdapter`);
-  return factory(settings, log);
+  return factory(settings, log, kit);
 }
 
 function parseTime(text: string, now: Date, flag: string): Date {
@@ -107,7 +107,7 @@ export const transportCommands = commandSet(
       const log = new Logger({ level: config.log.level, format: config.log.format, sink: logFileSink(config.log.file, config.retention.auditLog) }, `transport-${name}`);
       let adapter: NetworkAdapter;
       try {
-        adapter = await loadAdapter(name, config.network, log);
+        adapter = await loadAdapter(name, config.network, log, { loginTimeoutMs: config.loginTimeout });
       } catch (err) {
         if (err instanceof UsageError) throw err;
         throw new ConfigError('network', err instanceof Error ? err.message.replace(/^config error: /, '') : String(err));

@@ -14,17 +14,12 @@
  * Conventions of /migrations (migrations/kit.ts): BIGINT milliseconds, utf8mb4 with a binary
  * collation on MySQL.
  */
-import { EntitySchema, Table, type MigrationInterface, type QueryRunner, type ValueTransformer } from 'typeorm';
+import { EntitySchema, Table, type MigrationInterface, type QueryRunner } from 'typeorm';
 import { columnKit } from '../../../storage/migrations/kit.js';
-import { checkId, checkText, type Db } from '../../../storage/db.js';
+import { bigintNumber, checkId, checkText, type Db } from '../../../storage/db.js';
 import type { ModuleStorage } from '../../../storage/module-storage.js';
 
 export const UPLOAD_LIMITS = { id: 64, fileName: 255, contentType: 255, url: 2048, component: 255 } as const;
-
-const bigintNumber: ValueTransformer = {
-  to: (v: number | null | undefined) => v,
-  from: (v: string | number | null | undefined) => (v === null || v === undefined ? v : Number(v)),
-};
 
 interface FileEntityRow {
   id: string;
