@@ -38,10 +38,10 @@
  * Windows-1252; formatting codes and control characters are stripped before the kit sees text.
  */
 import type { LoginRequest, NetworkAdapter } from '../kit/adapter.js';
-import { LegacyAuthError } from '../kit/adapter.js';
+import { LegacyAuthError, LegacyNetworkError, type Credentials } from '../kit/adapter.js';
 import { DEFAULT_FLOOD, type FloodOptions } from './flood.js';
 import { IrcSession, type IrcSessionOptions } from './session.js';
-import { IRC_REGISTRATION_FIELDS, parseServerSettings } from './settings.js';
+import { IRC_REGISTRATION_FIELDS, isValidNick, parseServerSettings } from './settings.js';
 
 export interface IrcAdapterOptions extends Partial<IrcSessionOptions> {
   /**
@@ -52,6 +52,11 @@ export interface IrcAdapterOptions extends Partial<IrcSessionOptions> {
   /** Shown in disco (default "IRC gateway"). */
   name?: string;
   flood?: FloodOptions;
+  /**
+   * Operator defaults per IRC server host (lower case): registration values (tlsPorts, ports,
+   * verifyCertificate, ...) that a user's own values override, e.g. a network's TLS port.
+   */
+  serverDefaults?: Record<string, Credentials>;
 }
 
 export const DEFAULT_SESSION_OPTIONS: IrcSessionOptions = {
@@ -82,9 +87,11 @@ export class IrcAdapter implements NetworkAdapter {
   readonly multiServer = true;
   private readonly sessionOptions: IrcSessionOptions;
   private readonly allowServer: (host: string, port: number) => boolean;
+  private readonly serverDefaults: Record<string, Credentials>;
 
   constructor(options: IrcAdapterOptions = {}) {
-    const { allowServer, name, ...session } = options;
+    const { allowServer, name, serverDefaults, ...session } = options;
+    this.serverDefaults = Object.fromEntries(Object.entries(serverDefaults ?? {}).map(([h, v]) => [h.toLowerCase(), v]));
     this.name = name ?? 'IRC gateway';
     this.allowServer = allowServer ?? (() => true);
     this.sessionOptions = { ...DEFAULT_SESSION_OPTIONS, ...stripUndefined(session) };
@@ -95,14 +102,33 @@ export class IrcAdapter implements NetworkAdapter {
     return isIrcRoomId(id);
   }
 
+  /** Join without registration (Biboumi's way): the MUC nick is the IRC nick; TLS first, as the defaults say. */
+  guestCredentials(_server: string | undefined, nick: string): Credentials | null {
+    return isValidNick(nick) ? { nick } : null;
+  }
+
+  /**
+   * Logs in on the first of the settings' ports that works: the TLS ports in order, then the plain
+   * ports (only those the user's settings name). An authentication failure ends the search.
+   */
   async login(request: LoginRequest): Promise<IrcSession> {
-    const settings = parseServerSettings(request.server, request.credentials);
-    if (!this.allowServer(settings.host, settings.port)) {
-      throw new LegacyAuthError(`connections to ${settings.host} port ${settings.port} are not allowed by this gateway`);
+    const defaults = this.serverDefaults[(request.server ?? '').toLowerCase()] ?? {};
+    const settings = parseServerSettings(request.server, { ...defaults, ...request.credentials });
+    const allowed = settings.attempts.filter((a) => this.allowServer(settings.host, a.port));
+    if (!allowed.length) throw new LegacyAuthError(`connections to ${settings.host} port ${settings.port} are not allowed by this gateway`);
+    let lastError: unknown = null;
+    for (const [i, attempt] of allowed.entries()) {
+      if (i > 0) request.log.info('irc trying the next port', { server: settings.host, port: attempt.port, tls: attempt.tls });
+      const session = new IrcSession({ ...settings, ...attempt }, this.sessionOptions, request.log);
+      try {
+        await session.start();
+        return session;
+      } catch (err) {
+        if (!(err instanceof LegacyNetworkError) || !session.failedToConnect) throw err;
+        lastError = err;
+      }
     }
-    const session = new IrcSession(settings, this.sessionOptions, request.log);
-    await session.start();
-    return session;
+    throw lastError;
   }
 }
 

@@ -51,6 +51,11 @@ export abstract class IrcConnection extends IrcLink {
   /** A numeric that refuses a pending JOIN: reported as a join failure (true), or not one (false). */
   protected abstract refusedJoin(m: IrcFrameworkMessage): boolean;
 
+  /** The login failed before the server welcomed us, for a socket reason (refused, TLS, timeout): another port may do. */
+  get failedToConnect(): boolean {
+    return this.transportError !== null && !this.loginError && !this.authFailure && !this.banned;
+  }
+
   /** Connects and registers; rejects with LegacyAuthError or LegacyNetworkError. */
   start(): Promise<void> {
     return new Promise((resolve, reject) => {

@@ -12,8 +12,17 @@ export const IRC_REGISTRATION_FIELDS: RegistrationField[] = [
   { name: 'saslAccount', label: 'SASL account', type: 'text-single', required: false, secret: false, description: 'Services account for SASL PLAIN; defaults to the nickname.' },
   { name: 'saslPassword', label: 'SASL password', type: 'text-private', required: false, secret: true, description: 'Log in to services with SASL PLAIN while connecting.' },
   { name: 'nickservPassword', label: 'NickServ password', type: 'text-private', required: false, secret: true, description: 'Sent as "IDENTIFY" to NickServ after connecting (when SASL is not used).' },
-  { name: 'port', label: 'Port', type: 'text-single', required: false, secret: false, description: 'Defaults to 6697 with TLS, 6667 without.' },
+  { name: 'port', label: 'Port', type: 'text-single', required: false, secret: false, description: 'One port to use (with "Use TLS"); empty: the TLS ports, then the plain ports.' },
   { name: 'tls', label: 'Use TLS', type: 'boolean', required: false, secret: false, default: 'true' },
+  { name: 'tlsPorts', label: 'TLS ports', type: 'text-single', required: false, secret: false, description: 'Tried first, in order (default 6697).' },
+  {
+    name: 'ports',
+    label: 'Plain (unencrypted) ports',
+    type: 'text-single',
+    required: false,
+    secret: false,
+    description: 'Tried after every TLS port failed (default: none). Anyone between the gateway and the server can read and change a plain connection.',
+  },
   {
     name: 'verifyCertificate',
     label: 'Verify the TLS certificate',
@@ -36,8 +45,11 @@ export const IRC_REGISTRATION_FIELDS: RegistrationField[] = [
 
 export interface IrcServerSettings {
   host: string;
+  /** The first of `attempts`. */
   port: number;
   tls: boolean;
+  /** Where to connect, in order: the TLS ports first, plain ones only where the settings name them. */
+  attempts: { port: number; tls: boolean }[];
   verifyCertificate: boolean;
   /** Normalised: upper-case hex pairs joined by ':' (as Node's X509 fingerprint256). */
   certificateFingerprint: string | null;
@@ -66,6 +78,20 @@ export function normaliseFingerprint(value: string): string {
   return hex.match(/../g)!.join(':');
 }
 
+function parsePort(value: string): number {
+  const port = Number(value.trim());
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new LegacyAuthError('a port must be a number from 1 to 65535');
+  return port;
+}
+
+/** "6697, 7000" → [6697, 7000]; empty or missing → null (the default). */
+function parsePorts(value: string | undefined): number[] | null {
+  const parts = (value ?? '').split(/[\s,;]+/).filter((p) => p !== '');
+  if (!parts.length) return null;
+  if (parts.length > 8) throw new LegacyAuthError('at most 8 ports');
+  return [...new Set(parts.map(parsePort))];
+}
+
 /** Characters a nick may not contain anywhere (wire syntax and target lists). */
 const BAD_NICK = /[\s\x00-\x1f,*?!@:]/;
 
@@ -87,11 +113,16 @@ export function parseServerSettings(server: string | undefined, creds: Credentia
   if (!isValidNick(nick)) throw new LegacyAuthError('a valid IRC nickname is required');
   const tls = parseBoolean(creds.tls, true);
   const verifyCertificate = parseBoolean(creds.verifyCertificate, true);
-  let port = tls ? 6697 : 6667;
+  let attempts: { port: number; tls: boolean }[];
   if (creds.port !== undefined && creds.port.trim() !== '') {
-    port = Number(creds.port.trim());
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new LegacyAuthError('the port must be a number from 1 to 65535');
+    attempts = [{ port: parsePort(creds.port), tls }];
+  } else {
+    const tlsPorts = parsePorts(creds.tlsPorts) ?? [6697];
+    const plainPorts = parsePorts(creds.ports) ?? [];
+    attempts = [...(tls ? tlsPorts.map((p) => ({ port: p, tls: true })) : []), ...plainPorts.filter((p) => !tls || !tlsPorts.includes(p)).map((p) => ({ port: p, tls: false }))];
+    if (!attempts.length) attempts = [{ port: 6667, tls: false }];
   }
+  const { port } = attempts[0]!;
   const username = ((creds.username ?? '').trim() || nick).replace(USERNAME_BAD, '').slice(0, 32) || 'gatehouse';
   const realname = ((creds.realname ?? '').replace(/[\r\n\x00]/g, ' ').trim() || nick).slice(0, 200);
   const secret = (v: string | undefined) => (v !== undefined && v !== '' ? v : null);
@@ -114,7 +145,8 @@ export function parseServerSettings(server: string | undefined, creds: Credentia
   return {
     host,
     port,
-    tls,
+    tls: attempts[0]!.tls,
+    attempts,
     verifyCertificate,
     certificateFingerprint: creds.certificateFingerprint?.trim() ? normaliseFingerprint(creds.certificateFingerprint) : null,
     nick,

@@ -295,6 +295,13 @@ export interface NetworkAdapter {
    */
   readonly echoesRoomMessages?: boolean;
   /**
+   * Optional (kit extension): join without registration. The credentials of a login for a user
+   * who has stored nothing for `server`, from the nick of the room join that asked for it (IRC:
+   * connect with the MUC nick, as Biboumi does); null refuses. Without it, joining needs a
+   * registration.
+   */
+  guestCredentials?(server: string | undefined, nick: string): Credentials | null;
+  /**
    * Optional (kit extension): per-user settings of this network (ad-hoc command "Settings"),
    * passed back in LoginRequest.settings. Never secret (they are shown back in forms).
    */

@@ -125,11 +125,13 @@ export class AdHocCommands {
         },
       },
     ];
+    // Per-server settings need no registration where joining needs none (Biboumi's way): saving them creates one.
+    const mayConfigureServer = async (from: Jid) => (await isRegistered(from)) || kit.registration.mayJoinWithoutRegistration(from);
     this.serverCommands = [
       {
         node: 'settings',
         name: 'Settings for this server',
-        allowed: isRegistered,
+        allowed: mayConfigureServer,
         form: async (from, to) => {
           const server = this.serverOf(to);
           const values = server ? await kit.registration.serverValues(from.bare, server) : null;
@@ -144,7 +146,7 @@ export class AdHocCommands {
           if (!server) return { error: 'item-not-found', text: 'no such server' };
           const given = new Map<string, string>();
           for (const [k, v] of values) if (k !== 'FORM_TYPE') given.set(k, v.join('\n'));
-          const failed = await kit.registration.saveServerSettings(from.bare, server, given);
+          const failed = await kit.registration.saveServerSettings(from.bare, server, given, { create: kit.registration.mayJoinWithoutRegistration(from) });
           if (failed) return { error: failed.condition, text: failed.text };
           return { note: `Settings for ${server} saved.` };
         },

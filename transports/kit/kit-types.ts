@@ -61,7 +61,8 @@ export interface KitSessions {
   userUnavailable(full: Jid): Promise<void>;
   userGone(user: string): Promise<void>;
   /** A resource joined a room: the room's server is demanded. */
-  addRoomDemand(full: Jid, roomJid: string, server: string | undefined): Promise<void>;
+  /** `nick`: the nick joined with, the login's nick when the user has no stored values for the server (join without registration). */
+  addRoomDemand(full: Jid, roomJid: string, server: string | undefined, nick?: string): Promise<void>;
   removeRoomDemand(full: Jid, roomJid: string): Promise<void>;
   /** The session, logged in (or failing with SessionUnavailableError). */
   ensure(user: string, server: string | undefined): Promise<UserSession>;
@@ -121,6 +122,10 @@ export interface KitRegistration {
   /** The user's default server, from the cache (multi-server networks). */
   cachedDefaultServer(user: string): string | undefined;
   loginRequestFor(user: string, server: string | undefined): Promise<LoginPreparation | null>;
+  /** Whether the user may join rooms without registering (the adapter offers guestCredentials, the user's domain may register). */
+  mayJoinWithoutRegistration(user: Jid): boolean;
+  /** A login without stored values for the server: the adapter's guest credentials for `nick`, with the user's settings. */
+  guestLoginFor(user: string, server: string | undefined, nick: string): Promise<LoginPreparation | null>;
   contactsOf(user: string): Promise<string[]>;
   changeContacts(user: string, add: string[], remove: string[]): Promise<boolean>;
   settingsOf(user: string): Promise<Record<string, string> | null>;

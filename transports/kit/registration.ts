@@ -144,6 +144,18 @@ export class Registration implements KitRegistration {
     };
   }
 
+  mayJoinWithoutRegistration(user: Jid): boolean {
+    return !!this.kit.adapter.guestCredentials && this.mayRegister(user);
+  }
+
+  async guestLoginFor(user: string, server: string | undefined, nick: string): Promise<LoginPreparation | null> {
+    const { repo, adapter } = this.kit;
+    const credentials = adapter.guestCredentials?.(server, nick) ?? null;
+    if (!credentials || !this.mayRegister(Jid.parse(user))) return null;
+    const reg = await repo.getRegistration(adapter.network, user);
+    return { credentials, settings: userSettings(reg?.settings ?? {}), state: undefined, account: this.accountOf(credentials), secrets: [] };
+  }
+
   /** The foreign account name for the audit log: the first non-secret, non-server value. */
   accountOf(values: Credentials): string | null {
     for (const f of this.fields) {

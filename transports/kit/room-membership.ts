@@ -29,7 +29,7 @@ export abstract class RoomMembership extends RoomBase {
       this.send(stanzaError(stanza, 'jid-malformed', 'a nickname is required to join', undefined, x('x', { xmlns: NS_MUC })));
       return;
     }
-    if (!(await kit.registration.isRegistered(from.bare))) {
+    if (!(await kit.registration.isRegistered(from.bare)) && !kit.registration.mayJoinWithoutRegistration(from)) {
       this.joinError({ jid: roomJid }, nick, from.full, 'registration-required', `register with ${kit.domain} first`);
       return;
     }
@@ -42,16 +42,16 @@ export abstract class RoomMembership extends RoomBase {
       }
       if (state.joined) {
         state.resources.set(from.full, nick);
-        await kit.sessions.addRoomDemand(from, roomJid, addr.server);
+        await kit.sessions.addRoomDemand(from, roomJid, addr.server, nick);
         this.sendJoinSequence(state, from.full, nick);
       } else {
         state.pending.set(from.full, nick);
-        await kit.sessions.addRoomDemand(from, roomJid, addr.server);
+        await kit.sessions.addRoomDemand(from, roomJid, addr.server, nick);
       }
       return;
     }
     const password = stanza.getChild('x', NS_MUC)?.getChildText('password') ?? undefined;
-    await kit.sessions.addRoomDemand(from, roomJid, addr.server);
+    await kit.sessions.addRoomDemand(from, roomJid, addr.server, nick);
     const s = kit.sessions.get(from.bare, addr.server);
     if (!s) {
       this.joinError({ jid: roomJid }, nick, from.full, 'service-unavailable', 'the transport is shutting down');

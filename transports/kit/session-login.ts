@@ -13,7 +13,7 @@ import { backoffDelay } from './backoff.js';
 import { scrub } from './audit-log.js';
 import { VaultError } from './vault.js';
 import { errorElement } from './stanzas.js';
-import { SessionUnavailableError, UserSession, type LoginFailure } from './user-session.js';
+import { SessionUnavailableError, UserSession, sessionKey, type LoginFailure } from './user-session.js';
 import { SessionResources } from './session-resources.js';
 
 function withTimeout<T>(clock: Clock, p: Promise<T>, ms: number, onLate: (value: T) => void): Promise<T> {
@@ -60,7 +60,7 @@ export abstract class SessionLogin extends SessionResources {
   async ensure(user: string, server: string | undefined): Promise<UserSession> {
     let s = this.get(user, server);
     if (!s) {
-      if (!(await this.kit.registration.isRegistered(user))) {
+      if (!(await this.kit.registration.isRegistered(user)) && !this.guestNicks.has(sessionKey(user, server))) {
         throw new SessionUnavailableError({ condition: 'registration-required', text: `register with ${this.kit.domain} first` });
       }
       s = this.get(user, server) ?? this.create(user, server);
@@ -101,6 +101,9 @@ export abstract class SessionLogin extends SessionResources {
       if (vault) await kit.audit.record('error', this.auditCtx(s), errorText(err));
       return this.failed(s, { condition: 'internal-server-error', text: 'the transport cannot read your stored credentials; ask the administrator' }, false);
     }
+    if (gen !== s.generation) return;
+    const guestNick = this.guestNicks.get(s.key);
+    if (!prepared && guestNick !== undefined) prepared = await kit.registration.guestLoginFor(s.user, s.server, guestNick).catch(() => null);
     if (gen !== s.generation) return;
     if (!prepared) {
       const where = s.server !== undefined && kit.addresses.multiServer ? (kit.addresses.serverJid(s.server) ?? kit.domain) : kit.domain;

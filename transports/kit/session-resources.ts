@@ -24,6 +24,11 @@ interface ResourceState {
 
 export abstract class SessionResources {
   protected readonly sessions = new Map<string, UserSession>();
+  /**
+   * Join without registration: the nick of the room join that demanded a session, by session
+   * key, used as the nick of a login without stored values for that server (adapter.guestCredentials).
+   */
+  protected readonly guestNicks = new Map<string, string>();
   private readonly resources = new Map<string, Map<string, ResourceState>>();
   protected stopped = false;
 
@@ -149,7 +154,9 @@ export abstract class SessionResources {
   }
 
   /** A resource joined a room (room-membership.ts): the room's server is demanded. */
-  async addRoomDemand(full: Jid, roomJid: string, server: string | undefined): Promise<void> {
+  async addRoomDemand(full: Jid, roomJid: string, server: string | undefined, nick?: string): Promise<void> {
+    const key = sessionKey(full.bare, server);
+    if (nick && !this.sessions.has(key)) this.guestNicks.set(key, nick);
     const rs = this.resource(full, true)!;
     rs.rooms.set(roomJid, this.serverKey(server));
     await this.reevaluate(full.bare);
@@ -195,7 +202,7 @@ export abstract class SessionResources {
     }
     for (const key of wanted) {
       if (this.sessions.has(sessionKey(user, this.fromKey(key)))) continue;
-      if (!(await this.kit.registration.isRegistered(user))) return;
+      if (!(await this.kit.registration.isRegistered(user)) && !this.guestNicks.has(sessionKey(user, this.fromKey(key)))) continue;
       if (this.sessions.has(sessionKey(user, this.fromKey(key))) || this.stopped) continue;
       this.create(user, this.fromKey(key));
     }
@@ -239,7 +246,10 @@ export abstract class SessionResources {
   protected forget(s: UserSession): void {
     this.clearTimers(s);
     s.generation++;
-    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    if (this.sessions.get(s.key) === s) {
+      this.sessions.delete(s.key);
+      this.guestNicks.delete(s.key);
+    }
   }
 
 }

@@ -1,0 +1,149 @@
+/**
+ * The IRC transport the way Biboumi users use it, end to end on Gatehouse with a real ngIRCd:
+ * joining a channel without registering (the MUC nick becomes the IRC nick, TLS first with
+ * certificate checks, plain ports only where the settings name them), per-server settings by
+ * ad-hoc command on the server JID, the channel list in the server JID's disco#items, and raw
+ * IRC commands sent as messages to the server JID.
+ */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { x, type Element } from '../../shared/xml/element.js';
+import { NS } from '../../shared/ns.js';
+import { Logger } from '../../shared/logger.js';
+import { startNgircd, type Ircd } from '../helpers/ircd.js';
+import { reservedPort } from '../helpers/ports.js';
+import { skipWithout } from '../helpers/requirements.js';
+import { RawIrcClient } from '../helpers/irc-client.js';
+import type { TestServer } from '../helpers/server.js';
+import type { TestClient } from '../helpers/xmpp-client.js';
+import { IrcAdapter } from '../../transports/irc/index.js';
+import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
+import { GW, errorOf, startServer, transportConfig } from './kit-harness.js';
+
+const MUC = 'http://jabber.org/protocol/muc';
+const COMMANDS = 'http://jabber.org/protocol/commands';
+
+describe('IRC as Biboumi users expect it (Gatehouse, kit, IRC adapter, ngIRCd)', { skip: skipWithout('ngircd') }, () => {
+  let ircd: Ircd;
+  let ts: TestServer;
+  let transport: RunningTransport;
+  let dir: string;
+  let closedPort: number;
+  const logLines: string[] = [];
+  const irc: RawIrcClient[] = [];
+  const room = (chan: string, host: string = ircd.host) => `${chan}%${host}@${GW}`;
+
+  async function raw(nick: string): Promise<RawIrcClient> {
+    const c = await RawIrcClient.connect({ port: ircd.port, nick });
+    irc.push(c);
+    return c;
+  }
+
+  async function online(name: string): Promise<TestClient> {
+    const c = await ts.user(name);
+    c.send(x('presence'));
+    return c;
+  }
+
+  function joinPresence(c: TestClient, roomJid: string, nick: string): Promise<Element> {
+    c.send(x('presence', { to: `${roomJid}/${nick}` }, x('x', { xmlns: MUC })));
+    return c.expect(
+      (el) => (el.name === 'message' && el.attrs.from?.startsWith(roomJid) === true && !!el.getChild('subject')) || (el.name === 'presence' && el.attrs.type === 'error' && el.attrs.from?.startsWith(roomJid) === true),
+      15000,
+    );
+  }
+
+  /** Runs a one-stage ad-hoc command with these values. */
+  async function adhoc(c: TestClient, to: string, node: string, values: Record<string, string>): Promise<Element> {
+    const first = await c.iq(x('iq', { type: 'set', to }, x('command', { xmlns: COMMANDS, node, action: 'execute' })));
+    assert.equal(first.attrs.type, 'result', String(first));
+    const sid = first.getChild('command', COMMANDS)!.attrs.sessionid!;
+    return c.iq(
+      x(
+        'iq',
+        { type: 'set', to },
+        x(
+          'command',
+          { xmlns: COMMANDS, node, sessionid: sid, action: 'complete' },
+          x('x', { xmlns: NS.dataForms, type: 'submit' }, Object.entries(values).map(([k, v]) => x('field', { var: k }, x('value', {}, v)))),
+        ),
+      ),
+    );
+  }
+
+  before(async () => {
+    ircd = await startNgircd({ tls: true });
+    closedPort = await reservedPort();
+    ts = await startServer();
+    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-irc-biboumi-'));
+    transport = await startTransport({
+      config: transportConfig(ts, dir, { loginTimeout: '10s' }),
+      adapter: new IrcAdapter({
+        name: 'IRC gateway',
+        ca: ircd.certPem!,
+        flood: { burst: 10, intervalMs: 50 },
+        commandTimeoutMs: 5000,
+        joinTimeoutMs: 5000,
+        // 127.0.0.1: the network's TLS port as the operator's default; localhost: a TLS port that refuses.
+        serverDefaults: { '127.0.0.1': { tlsPorts: String(ircd.tlsPort) }, localhost: { tlsPorts: String(closedPort) } },
+      }),
+      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-irc'),
+      env: {},
+    });
+  });
+
+  after(async () => {
+    for (const c of irc) c.destroy();
+    await transport?.stop().catch(() => undefined);
+    await ts?.stop();
+    await ircd?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('joining a channel without registering connects with the MUC nick, over TLS with certificate checks', async () => {
+    const bob = await raw('bbob');
+    await bob.join('#guests');
+    const dora = await online('guest-dora');
+    const joined = await joinPresence(dora, room('#guests'), 'dora_g');
+    assert.equal(joined.name, 'message', `joined: ${String(joined)}`);
+    await bob.expect((l) => l.command === 'JOIN' && l.nick === 'dora_g');
+    // The only way in was the TLS port (no plain port is allowed by default), checked against the CA.
+    const connecting = logLines.filter((l) => l.includes('irc connecting') && l.includes('127.0.0.1'));
+    assert.equal(connecting.length, 1, connecting.join('\n'));
+    assert.match(connecting[0]!, new RegExp(`port=${ircd.tlsPort}\\b.*tls=true`));
+    // Messages flow as for registered users.
+    dora.send(x('message', { to: room('#guests'), type: 'groupchat', id: 'g-1' }, x('body', {}, 'hi from a guest')));
+    await bob.expect((l) => l.command === 'PRIVMSG' && l.nick === 'dora_g' && l.trailing === 'hi from a guest');
+    // Nothing was stored: the user has no registration.
+    assert.equal(await transport.storage.transports.getRegistration('irc', 'guest-dora@localhost'), null);
+    const audit = await transport.storage.transports.queryAudit({ userJid: 'guest-dora@localhost' });
+    assert.deepEqual(
+      audit.map((r) => r.event),
+      ['connecting', 'connected'],
+    );
+    assert.equal(audit[1]!.account, 'dora_g');
+  });
+
+  test('no plain connection unless the per-server settings name plain ports; then TLS is tried first', async () => {
+    const erin = await online('guest-erin');
+    // localhost's only TLS port refuses, and no plain port is allowed: the join fails.
+    const refused = await joinPresence(erin, room('#plain', 'localhost'), 'erin_g');
+    assert.equal(refused.attrs.type, 'error');
+    assert.equal(errorOf(refused), 'remote-server-timeout');
+    assert.match(refused.getChild('error')?.getChildText('text', NS.stanzas) ?? '', /refused/);
+    // The server JID's settings command, without any registration: allow the plain port.
+    const done = await adhoc(erin, `localhost@${GW}`, 'settings', { nick: 'erin_g', ports: String(ircd.port) });
+    assert.equal(done.attrs.type, 'result', String(done));
+    assert.equal(done.getChild('command', COMMANDS)?.attrs.status, 'completed');
+    const bob = await raw('bbob2');
+    await bob.join('#plain');
+    const joined = await joinPresence(erin, room('#plain', 'localhost'), 'erin_g');
+    assert.equal(joined.name, 'message', String(joined));
+    await bob.expect((l) => l.command === 'JOIN' && l.nick === 'erin_g');
+    const tries = logLines.filter((l) => l.includes('localhost') && (l.includes('irc connecting') || l.includes('irc trying the next port')));
+    assert.match(tries.join('\n'), new RegExp(`irc connecting.*port=${closedPort}\\b.*tls=true[^]*irc trying the next port.*port=${ircd.port}\\b.*tls=false`));
+  });
+});
