@@ -25,6 +25,7 @@ import { GW, errorOf, startServer, transportConfig } from './kit-harness.js';
 
 const MUC = 'http://jabber.org/protocol/muc';
 const COMMANDS = 'http://jabber.org/protocol/commands';
+const RSM = 'http://jabber.org/protocol/rsm';
 
 describe('IRC as Biboumi users expect it (Gatehouse, kit, IRC adapter, ngIRCd)', { skip: skipWithout('ngircd') }, () => {
   let ircd: Ircd;
@@ -145,5 +146,70 @@ describe('IRC as Biboumi users expect it (Gatehouse, kit, IRC adapter, ngIRCd)',
     await bob.expect((l) => l.command === 'JOIN' && l.nick === 'erin_g');
     const tries = logLines.filter((l) => l.includes('localhost') && (l.includes('irc connecting') || l.includes('irc trying the next port')));
     assert.match(tries.join('\n'), new RegExp(`irc connecting.*port=${closedPort}\\b.*tls=true[^]*irc trying the next port.*port=${ircd.port}\\b.*tls=false`));
+  });
+
+  test('disco#items on the server JID lists the channels (IRC LIST), with RSM paging', async () => {
+    const lister = await raw('lister');
+    await lister.join('#alpha');
+    lister.send('TOPIC #alpha :first letter');
+    await lister.expect((l) => l.command === 'TOPIC');
+    await lister.join('#beta');
+    const dora = await online('guest-lister');
+    const joined = await joinPresence(dora, room('#gamma'), 'lister_g');
+    assert.equal(joined.name, 'message', String(joined));
+    const serverJid = `${ircd.host}@${GW}`;
+    const all = await dora.iq(x('iq', { type: 'get', to: serverJid }, x('query', { xmlns: NS.discoItems })));
+    assert.equal(all.attrs.type, 'result', String(all));
+    const items = all.getChild('query', NS.discoItems)!.getChildren('item');
+    const jids = items.map((i) => i.attrs.jid);
+    for (const chan of ['#alpha', '#beta', '#gamma']) assert.ok(jids.includes(room(chan)), `${chan} listed: ${jids.join(' ')}`);
+    const alpha = items.find((i) => i.attrs.jid === room('#alpha'))!;
+    assert.match(alpha.attrs.name ?? '', /#alpha \(1\).*first letter/);
+    // XEP-0059: one item per page, then the next one after it.
+    const page = (set: Element) => dora.iq(x('iq', { type: 'get', to: serverJid }, x('query', { xmlns: NS.discoItems }, set)));
+    const first = await page(x('set', { xmlns: RSM }, x('max', {}, '1')));
+    const q1 = first.getChild('query', NS.discoItems)!;
+    assert.equal(q1.getChildren('item').length, 1);
+    const set1 = q1.getChild('set', RSM)!;
+    assert.equal(set1.getChildText('count'), String(items.length));
+    assert.equal(set1.getChild('first')?.attrs.index, '0');
+    const second = await page(x('set', { xmlns: RSM }, x('max', {}, '1'), x('after', {}, set1.getChildText('last')!)));
+    const q2 = second.getChild('query', NS.discoItems)!;
+    assert.equal(q2.getChildren('item')[0]?.attrs.jid, jids[1]);
+    assert.equal(q2.getChild('set', RSM)?.getChild('first')?.attrs.index, '1');
+    // Cached: a channel made now is not in the list until the cache expires.
+    await lister.join('#delta');
+    const again = await dora.iq(x('iq', { type: 'get', to: serverJid }, x('query', { xmlns: NS.discoItems })));
+    assert.ok(!again.getChild('query', NS.discoItems)!.getChildren('item').some((i) => i.attrs.jid === room('#delta')), 'served from the cache');
+    // Without a connection or a nickname for the server there is nothing to list with.
+    const nobody = await online('guest-nobody');
+    const refused = await nobody.iq(x('iq', { type: 'get', to: serverJid }, x('query', { xmlns: NS.discoItems })));
+    assert.equal(refused.attrs.type, 'error');
+    assert.equal(errorOf(refused), 'registration-required');
+  });
+
+  test('a message to the server JID is sent as a raw IRC command; the replies come back from the server JID', async () => {
+    const target = await raw('rawtarget');
+    await target.join('#rawroom');
+    const fay = await online('guest-fay');
+    const joined = await joinPresence(fay, room('#rawroom'), 'fay_g');
+    assert.equal(joined.name, 'message', String(joined));
+    const serverJid = `${ircd.host}@${GW}`;
+    fay.send(x('message', { to: serverJid, type: 'chat', id: 'raw-1' }, x('body', {}, 'PRIVMSG rawtarget :sent raw')));
+    await target.expect((l) => l.command === 'PRIVMSG' && l.nick === 'fay_g' && l.params[0] === 'rawtarget' && l.trailing === 'sent raw');
+    fay.send(x('message', { to: serverJid, type: 'chat', id: 'raw-2' }, x('body', {}, 'WHOIS rawtarget')));
+    const whois = await fay.expect((el) => el.name === 'message' && el.attrs.from === serverJid && /rawtarget/.test(el.getChildText('body') ?? '') && /~?rawtarget|127\.0\.0\.1|localhost/.test(el.getChildText('body') ?? ''));
+    assert.equal(whois.attrs.type, 'chat');
+    // Refused lines get an error, nothing reaches IRC.
+    fay.send(x('message', { to: serverJid, type: 'chat', id: 'raw-3' }, x('body', {}, 'QUIT :bye')));
+    const err = await fay.expect((el) => el.name === 'message' && el.attrs.id === 'raw-3' && el.attrs.type === 'error');
+    assert.equal(errorOf(err), 'not-acceptable');
+    // The setting turns it off.
+    const settings = await adhoc(fay, GW, 'settings', { rawCommands: '0' });
+    assert.equal(settings.attrs.type, 'result', String(settings));
+    fay.send(x('message', { to: serverJid, type: 'chat', id: 'raw-4' }, x('body', {}, 'PRIVMSG rawtarget :must not arrive')));
+    const off = await fay.expect((el) => el.name === 'message' && el.attrs.id === 'raw-4' && el.attrs.type === 'error');
+    assert.equal(errorOf(off), 'feature-not-implemented');
+    assert.ok(await target.expectNothing((l) => l.trailing === 'must not arrive', 500));
   });
 });

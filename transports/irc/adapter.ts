@@ -85,6 +85,7 @@ export class IrcAdapter implements NetworkAdapter {
   readonly name: string;
   readonly registrationFields = IRC_REGISTRATION_FIELDS;
   readonly multiServer = true;
+  readonly rawCommands = true;
   private readonly sessionOptions: IrcSessionOptions;
   private readonly allowServer: (host: string, port: number) => boolean;
   private readonly serverDefaults: Record<string, Credentials>;

@@ -23,7 +23,12 @@ const NICK_IN_USE = new Set(['433', '436', '437']);
 const NICKSERV_OK = /you are now (identified|logged in|recognized)|password accepted|successfully identified|you are already (identified|logged in)/i;
 const NICKSERV_BAD = /(invalid|incorrect|wrong|bad) password|password (is )?(incorrect|invalid|wrong)|authentication failed|(is not|isn't|not) (a )?registered|access denied|identification failed/i;
 
+/** Replies the channel layer reads for joins (names, topic, modes): never forwarded as raw-command answers. */
+const CHANNEL_STATE_REPLIES = new Set(['321', '322', '323', '324', '329', '332', '333', '353', '366']);
+
 export abstract class IrcConnection extends IrcLink {
+  /** Until when numeric replies are forwarded to the user as the answer to a raw command (commands.ts). */
+  protected rawRepliesUntil = 0;
   private nickAttempt = 0;
   private nickMaxLen = Infinity;
   private authFailure: string | null = null;
@@ -232,6 +237,12 @@ export abstract class IrcConnection extends IrcLink {
     }
     if (this.state === 'connecting' && (NICK_IN_USE.has(cmd) || cmd === '432')) {
       this.onLoginNickRefused(cmd);
+      return;
+    }
+    if (this.state === 'ready' && !handled && /^[23]\d\d$/.test(cmd) && Date.now() < this.rawRepliesUntil && !CHANNEL_STATE_REPLIES.has(cmd)) {
+      // The answer to a raw command the user sent (commands.ts): shown like a client's status window.
+      const text = p.slice(1).join(' ');
+      this.serverText({ text: stripFormatting(text || cmd), notice: true });
       return;
     }
     if (/^[45]\d\d$/.test(cmd)) {

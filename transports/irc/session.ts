@@ -4,7 +4,7 @@
  * (PRIVMSG, NOTICE, CTCP ACTION) both ways, split into lines that fit IRC's limit.
  */
 import type { AdapterLogger, LegacyContact, LegacyRoom, LegacySession, TextMessage } from '../kit/adapter.js';
-import { IrcChannels } from './channels.js';
+import { IrcCommands } from './commands.js';
 import type { IrcSessionOptions } from './link.js';
 import { IrcCommandError } from './errors.js';
 import { isValidChannel, isValidNick, type IrcServerSettings } from './settings.js';
@@ -12,7 +12,7 @@ import { sanitizeOutgoing, splitMessage, stripFormatting, utf8Length } from './t
 
 export type { IrcSessionOptions } from './link.js';
 
-export class IrcSession extends IrcChannels implements LegacySession {
+export class IrcSession extends IrcCommands implements LegacySession {
   constructor(settings: IrcServerSettings, opts: IrcSessionOptions, log: AdapterLogger) {
     super(settings, opts, log);
     this.onIrc('privmsg', (e) => this.onText(e, {}));

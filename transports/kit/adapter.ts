@@ -170,6 +170,26 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
   invite?(room: LegacyRoom, contact: LegacyContact, reason?: string): Promise<void>;
   /** Optional (kit extension): the current position in the network's event stream (see the 'syncState' event). */
   syncState?(): string | null;
+  /**
+   * Optional (kit extension): the rooms the network lists (IRC LIST), at most `max` of them;
+   * `complete` is false when the list was cut there. The kit caches the answer (see room-list.ts).
+   */
+  roomDirectory?(max: number): Promise<{ rooms: ListedRoom[]; complete: boolean }>;
+  /**
+   * Optional (kit extension): a line the user typed to send to the network as it is (IRC raw
+   * commands, messages to the server JID); the network's answers come back as serverMessage.
+   * Rejects with an Error whose message is fit for the user when the line is refused.
+   */
+  sendRaw?(line: string): Promise<void>;
+}
+
+/** A room in a network's directory (LegacySession.roomDirectory). */
+export interface ListedRoom {
+  room: LegacyRoom;
+  /** Members, where the network says. */
+  members?: number;
+  /** The topic, or a description. */
+  topic?: string;
 }
 
 export interface AdapterLogger {
@@ -294,6 +314,11 @@ export interface NetworkAdapter {
    * message to the user itself, as XEP-0045 requires, once sendRoomMessage resolves.
    */
   readonly echoesRoomMessages?: boolean;
+  /**
+   * Optional (kit extension): sessions take raw commands (LegacySession.sendRaw): messages to a
+   * server JID are sent as they are, unless the user's setting `rawCommands` is off.
+   */
+  readonly rawCommands?: boolean;
   /**
    * Optional (kit extension): join without registration. The credentials of a login for a user
    * who has stored nothing for `server`, from the nick of the room join that asked for it (IRC:

@@ -67,7 +67,7 @@ export class AdHocCommands {
       {
         node: 'settings',
         name: 'Settings',
-        allowed: isRegistered,
+        allowed: async (from) => (await isRegistered(from)) || kit.registration.mayJoinWithoutRegistration(from),
         form: async (from) => {
           const stored = (await kit.registration.settingsOf(from.bare)) ?? {};
           return dataForm('form', {
@@ -155,7 +155,10 @@ export class AdHocCommands {
   }
 
   private settingFields(): RegistrationField[] {
-    return [...KIT_SETTINGS, ...(this.kit.adapter.settingsFields ?? []).filter((f) => !f.secret)];
+    const raw: RegistrationField[] = this.kit.adapter.rawCommands
+      ? [{ name: 'rawCommands', label: 'Send messages to a server JID as raw commands', type: 'boolean', required: false, secret: false, default: 'true' }]
+      : [];
+    return [...KIT_SETTINGS, ...raw, ...(this.kit.adapter.settingsFields ?? []).filter((f) => !f.secret)];
   }
 
   private usersForm(): Element {

@@ -40,6 +40,8 @@ import { Vault, readKeyFile, resolveVaultKey, type KeyResolution } from './vault
 import type { TransportConfig } from './config.js';
 import { openTransportStorage } from './storage.js';
 import { MediaService, type MediaSettings } from './media.js';
+import { NS_RSM, RoomDirectory, type RoomListSettings } from './room-list.js';
+import { SessionUnavailableError } from './user-session.js';
 
 export const TRANSPORT_SOFTWARE = 'Gatehouse transport';
 export const TRANSPORT_VERSION = '0.1.0';
@@ -55,6 +57,8 @@ export interface GatewayDeps {
   log: Logger;
   /** Attachments through the XMPP server's upload service; without it they stay links. */
   media?: MediaSettings;
+  /** The server JIDs' room directory (cache age, cap, page size). */
+  roomList?: RoomListSettings;
 }
 
 /** "IRC gateway" → "IRC". */
@@ -80,6 +84,7 @@ export class Gateway implements Kit {
   readonly adhoc: AdHocCommands;
   readonly networkName: string;
   readonly media: MediaService;
+  readonly roomList: RoomDirectory;
   private readonly presenceQueue = new KeyedQueue();
   private readonly messageQueue = new KeyedQueue();
   private readonly link: Pick<StanzaLink, 'send' | 'request'>;
@@ -104,6 +109,7 @@ export class Gateway implements Kit {
     this.rooms = new Rooms(this);
     this.contacts = new Contacts(this);
     this.adhoc = new AdHocCommands(this);
+    this.roomList = new RoomDirectory(this, deps.roomList);
     this.media = new MediaService(this, deps.media ?? { enabled: false, maxSize: 0, timeout: 60_000, service: null, server: null, caFile: null });
   }
 
@@ -246,12 +252,13 @@ export class Gateway implements Kit {
           'query',
           { xmlns: NS.discoInfo },
           x('identity', { category: 'gateway', type: this.adapter.network, name: `${this.networkName} server ${server}` }),
-          [NS.discoInfo, NS.discoItems, NS.register, NS_COMMANDS, NS.ping].map((v) => x('feature', { var: v })),
+          [NS.discoInfo, NS.discoItems, NS.register, NS_COMMANDS, NS.ping, ...(this.adapter.isRoomId ? [NS_RSM] : [])].map((v) => x('feature', { var: v })),
         ),
       );
     }
     if (ns === NS.discoItems && child.name === 'query' && get) {
       if (child.attrs.node === NS_COMMANDS) return iqResult(iq, x('query', { xmlns: NS.discoItems, node: NS_COMMANDS }, await this.adhoc.items(from, to)));
+      if (!child.attrs.node && this.adapter.isRoomId) return this.roomList.items(iq, from, server);
       return iqResult(iq, x('query', { xmlns: NS.discoItems, ...(child.attrs.node ? { node: child.attrs.node } : {}) }));
     }
     if (ns === NS_COMMANDS && child.name === 'command' && !get) return this.adhoc.execute(iq, from, to);
@@ -288,10 +295,35 @@ export class Gateway implements Kit {
       case 'room':
         return this.rooms.messageIn(from, to, addr, stanza);
       case 'server':
-        if (stanza.getChild('body')) this.replyError(stanza, 'feature-not-implemented', `messages to a server are not supported; write to name%${addr.server}@${this.domain}`);
+        if (stanza.getChild('body')) await this.rawCommand(stanza, from, addr.server);
         return;
       case 'gateway':
         return;
+    }
+  }
+
+  /** A message to a server JID: its lines go to the network as raw commands (Biboumi's way), where the adapter and the user's settings allow. */
+  private async rawCommand(stanza: Element, from: Jid, server: string): Promise<void> {
+    const settings = (await this.registration.settingsOf(from.bare)) ?? {};
+    if (!this.adapter.rawCommands || settings.rawCommands === 'false') {
+      this.replyError(stanza, 'feature-not-implemented', `messages to a server are not sent as commands${this.adapter.rawCommands ? ' (turned off in your settings)' : ''}; write to name%${server}@${this.domain}`);
+      return;
+    }
+    const lines = (stanza.getChildText('body') ?? '').split(/\r?\n/).filter((l) => l.trim() !== '');
+    if (!lines.length) return;
+    let session;
+    try {
+      session = await this.sessions.ensure(from.bare, server);
+    } catch (err) {
+      const failure = err instanceof SessionUnavailableError ? err.failure : { condition: 'remote-server-timeout', text: errorText(err) };
+      const text = failure.condition === 'registration-required' ? `not connected to ${server}: join a channel there first, or set your nickname in the server's settings` : failure.text;
+      this.replyError(stanza, failure.condition === 'registration-required' ? 'registration-required' : 'remote-server-timeout', text);
+      return;
+    }
+    try {
+      for (const line of lines) await session.legacy!.sendRaw!(line);
+    } catch (err) {
+      this.replyError(stanza, 'not-acceptable', errorText(err));
     }
   }
 

@@ -472,7 +472,18 @@ export class Registration implements KitRegistration {
   }
 
   saveSettings(user: string, settings: Record<string, string>): Promise<boolean> {
-    return this.queue.run(user, () => this.kit.repo.updateState(this.kit.adapter.network, user, { settings }, this.kit.clock.now()));
+    return this.queue.run(user, async () => {
+      const { kit } = this;
+      if (!this.registered.has(user) && kit.adapter.guestCredentials && this.mayRegister(Jid.parse(user))) {
+        // Settings without a registration (joining needs none): stored as a registration with no credentials.
+        const record = kit.vault.seal(user, kit.adapter.network, { fields: {} }, kit.clock.now());
+        await kit.repo.saveRegistration({ network: kit.adapter.network, userJid: user, settings, contacts: [] }, record, kit.clock.now());
+        this.registered.add(user);
+        this.remember(user, { fields: {} });
+        return true;
+      }
+      return kit.repo.updateState(kit.adapter.network, user, { settings }, kit.clock.now());
+    });
   }
 
   /** The fields that can be overridden per server (all but `server` itself). */
