@@ -41,6 +41,8 @@ import type { LoginRequest, NetworkAdapter } from '../kit/adapter.js';
 import { LegacyAuthError, LegacyNetworkError, type Credentials } from '../kit/adapter.js';
 import { DEFAULT_FLOOD, type FloodOptions } from './flood.js';
 import { IrcSession, type IrcSessionOptions } from './session.js';
+import { identFor, type IdentServer } from './identd.js';
+import { webircFor, type WebircServer } from './webirc.js';
 import { IRC_REGISTRATION_FIELDS, isValidNick, parseServerSettings } from './settings.js';
 
 export interface IrcAdapterOptions extends Partial<IrcSessionOptions> {
@@ -57,6 +59,12 @@ export interface IrcAdapterOptions extends Partial<IrcSessionOptions> {
    * verifyCertificate, ...) that a user's own values override, e.g. a network's TLS port.
    */
   serverDefaults?: Record<string, Credentials>;
+  /** Flood control per IRC server host (lower case), instead of `flood`. */
+  serverFlood?: Record<string, FloodOptions>;
+  /** The gateway's identd (started by the caller): it answers for each connection with the user's ident. */
+  identd?: IdentServer | null;
+  /** WEBIRC per IRC server host (lower case), for networks the operator has an agreement with. */
+  webirc?: Record<string, WebircServer>;
 }
 
 export const DEFAULT_SESSION_OPTIONS: IrcSessionOptions = {
@@ -89,9 +97,14 @@ export class IrcAdapter implements NetworkAdapter {
   private readonly sessionOptions: IrcSessionOptions;
   private readonly allowServer: (host: string, port: number) => boolean;
   private readonly serverDefaults: Record<string, Credentials>;
+  private readonly serverFlood: Record<string, FloodOptions>;
+  private readonly webirc: Record<string, WebircServer>;
 
   constructor(options: IrcAdapterOptions = {}) {
-    const { allowServer, name, serverDefaults, ...session } = options;
+    const { allowServer, name, serverDefaults, serverFlood, webirc, ...session } = options;
+    const lower = <T>(r: Record<string, T> | undefined) => Object.fromEntries(Object.entries(r ?? {}).map(([h, v]) => [h.toLowerCase(), v]));
+    this.serverFlood = lower(serverFlood);
+    this.webirc = lower(webirc);
     this.serverDefaults = Object.fromEntries(Object.entries(serverDefaults ?? {}).map(([h, v]) => [h.toLowerCase(), v]));
     this.name = name ?? 'IRC gateway';
     this.allowServer = allowServer ?? (() => true);
@@ -113,14 +126,19 @@ export class IrcAdapter implements NetworkAdapter {
    * ports (only those the user's settings name). An authentication failure ends the search.
    */
   async login(request: LoginRequest): Promise<IrcSession> {
-    const defaults = this.serverDefaults[(request.server ?? '').toLowerCase()] ?? {};
-    const settings = parseServerSettings(request.server, { ...defaults, ...request.credentials });
+    const host = (request.server ?? '').toLowerCase();
+    const settings = parseServerSettings(request.server, { ...(this.serverDefaults[host] ?? {}), ...request.credentials });
+    const pseudonym = request.pseudonym ?? null;
+    settings.ident = pseudonym && this.sessionOptions.identd ? identFor(pseudonym) : null;
+    const webirc = this.webirc[host];
+    settings.webirc = webirc && pseudonym ? webircFor(webirc, pseudonym) : null;
+    const opts = this.serverFlood[host] ? { ...this.sessionOptions, flood: this.serverFlood[host] } : this.sessionOptions;
     const allowed = settings.attempts.filter((a) => this.allowServer(settings.host, a.port));
     if (!allowed.length) throw new LegacyAuthError(`connections to ${settings.host} port ${settings.port} are not allowed by this gateway`);
     let lastError: unknown = null;
     for (const [i, attempt] of allowed.entries()) {
       if (i > 0) request.log.info('irc trying the next port', { server: settings.host, port: attempt.port, tls: attempt.tls });
-      const session = new IrcSession({ ...settings, ...attempt }, this.sessionOptions, request.log);
+      const session = new IrcSession({ ...settings, ...attempt }, opts, request.log);
       try {
         await session.start();
         return session;

@@ -12,7 +12,25 @@ export interface FloodOptions {
   intervalMs: number;
 }
 
-export const DEFAULT_FLOOD: FloodOptions = { burst: 5, intervalMs: 500 };
+/**
+ * Ten lines at once, then one a second: what InspIRCd's default connect class lets through
+ * without fake lag (threshold 10, commandrate 1000), and Biboumi's default throttle. Faster
+ * sustained rates fill InspIRCd's receive queue during a long paste ("RecvQ exceeded"); ngIRCd
+ * and Solanum (Libera.Chat) take at least this much.
+ */
+export const DEFAULT_FLOOD: FloodOptions = { burst: 10, intervalMs: 1000 };
+
+/** Flood settings from configuration: `burst` lines, then `linesPerSecond`; a clear error for bad values. */
+export function parseFlood(value: unknown, where: string): FloodOptions {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${where}: expected { burst, linesPerSecond }`);
+  const { burst, linesPerSecond, ...rest } = value as Record<string, unknown>;
+  for (const k of Object.keys(rest)) throw new Error(`${where}.${k}: unknown setting (known: burst, linesPerSecond)`);
+  const b = burst === undefined ? DEFAULT_FLOOD.burst : burst;
+  const r = linesPerSecond === undefined ? 1000 / DEFAULT_FLOOD.intervalMs : linesPerSecond;
+  if (typeof b !== 'number' || !Number.isInteger(b) || b < 1 || b > 1000) throw new Error(`${where}.burst: a whole number from 1 to 1000`);
+  if (typeof r !== 'number' || !(r > 0) || r > 1000) throw new Error(`${where}.linesPerSecond: a number above 0, at most 1000`);
+  return { burst: b, intervalMs: 1000 / r };
+}
 
 interface Pending {
   line: string;

@@ -10,6 +10,7 @@ import { IrcCommandError } from './errors.js';
 import { SendQueue, type FloodOptions } from './flood.js';
 import type { IrcServerSettings } from './settings.js';
 import { GatehouseIrcTransport, type TransportSettings } from './transport.js';
+import type { IdentServer } from './identd.js';
 
 export interface IrcSessionOptions {
   flood: FloodOptions;
@@ -32,6 +33,8 @@ export interface IrcSessionOptions {
   /** Forward the message of the day as a serverMessage after login. */
   forwardMotd: boolean;
   ca?: string | string[];
+  /** The gateway's identd: answers for each connection with the user's ident (settings.ident). */
+  identd?: IdentServer | null;
 }
 
 type Match = (m: IrcFrameworkMessage) => true | Error | undefined;
@@ -80,6 +83,9 @@ export abstract class IrcLink extends LegacySessionEmitter {
       connectTimeoutMs: opts.connectTimeoutMs,
       maxLineBytes: opts.maxIncomingLineBytes,
     };
+    const identd = opts.identd;
+    const ident = settings.ident;
+    if (identd && ident) transport.onTcpConnect = (local, remote) => identd.register(local, remote, ident);
     this.client = new IRC.Client({
       host: settings.host,
       port: settings.port,
@@ -98,6 +104,7 @@ export abstract class IrcLink extends LegacySessionEmitter {
       ping_timeout: opts.pingTimeoutS,
       enable_echomessage: false,
       transport: GatehouseIrcTransport,
+      ...(settings.webirc ? { webirc: { password: settings.webirc.password, username: settings.webirc.gateway, hostname: settings.webirc.hostname, address: settings.webirc.address } } : {}),
       gatehouse: transport,
     });
     this.queue = new SendQueue((line, done) => {

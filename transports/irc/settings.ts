@@ -60,6 +60,10 @@ export interface IrcServerSettings {
   sasl: { account: string; password: string } | null;
   nickservPassword: string | null;
   autojoin: string[];
+  /** What identd answers for this connection (from the kit's pseudonym; never the JID). */
+  ident?: string | null;
+  /** WEBIRC for operators with an agreement with the network: a per-user pseudonymous host and address, never the user's IP. */
+  webirc?: { password: string; gateway: string; hostname: string; address: string } | null;
 }
 
 /** Parses an XEP-0004 boolean ("1", "true", "0", "false"); undefined/empty gives the default. */

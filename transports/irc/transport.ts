@@ -23,6 +23,10 @@ export interface TransportSettings {
   connectTimeoutMs: number;
   /** Longest line accepted from the server, in bytes (IRCv3 tags included). */
   maxLineBytes: number;
+  /** Called once the TCP connection is up (before TLS), e.g. to answer identd queries for it; returns its undo. */
+  onTcpConnect?: (localPort: number, remotePort: number) => () => void;
+  /** A client certificate and key (PEM) shown in the TLS handshake (SASL EXTERNAL). */
+  clientCertificate?: { cert: string; key: string } | null;
 }
 
 /** Why a socket failed, in words fit for a presence error and the audit log (no secrets). */
@@ -116,6 +120,7 @@ export class GatehouseIrcTransport extends EventEmitter {
         rejectUnauthorized: pinned ? false : s.verifyCertificate,
         ca: s.ca,
         minVersion: 'TLSv1.2',
+        ...(s.clientCertificate ? { cert: s.clientCertificate.cert, key: s.clientCertificate.key } : {}),
       });
       socket.once('secureConnect', () => {
         if (pinned) {
@@ -132,6 +137,14 @@ export class GatehouseIrcTransport extends EventEmitter {
       socket.once('connect', () => this.opened());
     }
     this.socket = socket;
+    let release: (() => void) | null = null;
+    if (s.onTcpConnect) {
+      const hook = s.onTcpConnect;
+      socket.once('connect', () => {
+        if (socket.localPort) release = hook(socket.localPort, s.port);
+      });
+      socket.once('close', () => release?.());
+    }
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
     this.connectTimer = setTimeout(() => {

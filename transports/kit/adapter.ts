@@ -257,6 +257,11 @@ export interface LoginRequest {
   /** For multi-server networks (IRC): which server; else undefined. */
   server?: string;
   log: AdapterLogger;
+  /**
+   * Optional (kit extension): a stable per-user, per-network identifier that is not the JID (64 hex
+   * digits; Vault.pseudonym), for what the network may see to tell users apart (IRC ident, WEBIRC).
+   */
+  pseudonym?: string;
   /** Optional (kit extension): the user's values for the adapter's `settingsFields`, by name. */
   settings?: Record<string, string>;
   /** Optional (kit extension): the last value of the previous session's 'syncState' event, to resume from. */

@@ -270,6 +270,7 @@ export class Registration implements KitRegistration {
     const deadline = new LoginDeadline(kit.clock, kit.settings.loginTimeout);
     const attempt = kit.adapter.login({
       userJid: user,
+      pseudonym: kit.vault.pseudonym(user, kit.adapter.network),
       credentials,
       server,
       log: kit.log.child(`${kit.adapter.network}-adapter`),

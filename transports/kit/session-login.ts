@@ -118,6 +118,7 @@ export abstract class SessionLogin extends SessionResources {
         kit.clock,
         kit.adapter.login({
           userJid: s.user,
+          pseudonym: kit.vault.pseudonym(s.user, kit.adapter.network),
           credentials: prepared.credentials,
           server: s.server,
           log: kit.log.child(`${kit.adapter.network}-adapter`),

@@ -23,7 +23,7 @@
  *      Without it this step is skipped with a debug log line.
  * A missing or wrong key is an error that names the problem and changes nothing.
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes, createHmac } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { VaultRecord } from '../../storage/types.js';
@@ -265,6 +265,16 @@ export class Vault {
     const payload = JSON.parse(text) as VaultPayload;
     if (typeof payload !== 'object' || payload === null || typeof payload.fields !== 'object') throw new VaultError(`the stored credentials of ${record.userJid} (${record.network}) are malformed`);
     return payload;
+  }
+
+  /**
+   * A stable per-user identifier for the network that is not the JID and cannot be computed
+   * without the vault key (HMAC-SHA-256 under a key derived from it): what a network may see to
+   * tell the gateway's users apart (IRC ident, WEBIRC address). It changes with a key rotation.
+   */
+  pseudonym(userJid: string, network: string): string {
+    const subkey = createHmac('sha256', this.primary.key).update('gatehouse pseudonym v1').digest();
+    return createHmac('sha256', subkey).update(`${network}\u0000${userJid}`).digest('hex');
   }
 
   /** Throws VaultKeyMismatchError if a stored record uses a key this vault does not have. */
