@@ -38,6 +38,8 @@ export interface IrcdOptions {
   noticeBeforeRegistration?: boolean;
   /** ngIRCd's penalty time per command; 0 (the default here) disables its input throttling. */
   maxPenaltyTime?: number;
+  /** Ask each client's identd (RFC 1413, port 113 of the client's address) for its user name. */
+  ident?: boolean;
   /** Reverse-DNS lookups of connecting clients (with noticeBeforeRegistration: "*** Looking up your hostname" notices). */
   dns?: boolean;
 }
@@ -131,7 +133,7 @@ export async function startNgircd(opts: IrcdOptions = {}): Promise<Ircd> {
       'PongTimeout = 20',
       '[Options]',
       'PAM = no',
-      'Ident = no',
+      `Ident = ${opts.ident ? 'yes' : 'no'}`,
       (opts.dns ? 'DNS = yes' : 'DNS = no'),
       'OperCanUseMode = yes',
       `NoticeBeforeRegistration = ${opts.noticeBeforeRegistration === false ? 'no' : 'yes'}`,

@@ -14,6 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
 export const NGIRCD = '/usr/sbin/ngircd';
+export const INSPIRCD = '/usr/sbin/inspircd';
 export const PROSODY = '/usr/bin/prosody';
 export const PROSODYCTL = '/usr/bin/prosodyctl';
 export const PROSODY_MIGRATOR = '/usr/bin/prosody-migrator';
@@ -39,6 +40,7 @@ const missingFile = (...paths: string[]) => () => {
 
 const DEPENDENCIES = {
   ngircd: { missing: missingFile(NGIRCD), install: 'apt-get install ngircd' },
+  inspircd: { missing: missingFile(INSPIRCD), install: 'apt-get install inspircd' },
   prosody: { missing: missingFile(PROSODY, PROSODYCTL, PROSODY_MIGRATOR), install: 'apt-get install prosody' },
   ejabberd: {
     // ejabberdctl itself switches to the ejabberd user when run as root and refuses anyone else.
