@@ -43,7 +43,7 @@ import { DEFAULT_FLOOD, type FloodOptions } from './flood.js';
 import { IrcSession, type IrcSessionOptions } from './session.js';
 import { identFor, type IdentServer } from './identd.js';
 import { webircFor, type WebircServer } from './webirc.js';
-import { IRC_REGISTRATION_FIELDS, isValidNick, parseServerSettings } from './settings.js';
+import { IRC_REGISTRATION_FIELDS, isValidNick, parseBoolean, parseServerSettings } from './settings.js';
 
 export interface IrcAdapterOptions extends Partial<IrcSessionOptions> {
   /**
@@ -114,6 +114,15 @@ export class IrcAdapter implements NetworkAdapter {
   /** Whether a network id names a channel (else a nick). */
   isRoomId(id: string): boolean {
     return isIrcRoomId(id);
+  }
+
+  /** Staying connected (bouncer mode): the per-server setting `stayConnected`. */
+  staysConnected(credentials: Credentials): boolean {
+    try {
+      return parseBoolean(credentials.stayConnected, false);
+    } catch {
+      return false;
+    }
   }
 
   /** Join without registration (Biboumi's way): the MUC nick is the IRC nick; TLS first, as the defaults say. */

@@ -41,6 +41,16 @@ export const IRC_REGISTRATION_FIELDS: RegistrationField[] = [
     description: 'Trust exactly this certificate (e.g. a self-signed one) instead of a certificate authority.',
   },
   { name: 'autojoin', label: 'Channels to join automatically', type: 'text-single', required: false, secret: false, description: 'Comma-separated, e.g. #gatehouse,#help' },
+  {
+    name: 'stayConnected',
+    label: 'Stay connected while I am offline (bouncer)',
+    type: 'boolean',
+    required: false,
+    secret: false,
+    default: 'false',
+    description:
+      'Keeps the connection and your channels when no client of yours is online: private messages wait in your offline storage, channel lines are kept in the gateway\'s memory (limited, lost at a restart) and come as history when you join again. After a restart of the gateway it connects again by itself and joins your automatic channels.',
+  },
 ];
 
 export interface IrcServerSettings {

@@ -325,6 +325,16 @@ export interface NetworkAdapter {
    */
   readonly rawCommands?: boolean;
   /**
+   * Optional (kit extension): staying connected (bouncer mode). Whether the user's stored values
+   * for a server ask to keep the session while no resource of theirs is online (IRC: the
+   * `stayConnected` setting). The kit then keeps such a session and its rooms after the grace
+   * period (no logout, no leaving), reconnects it after drops, logs it in when the transport
+   * starts, sends private messages to the bare JID (the XMPP server's offline storage takes them),
+   * keeps room lines in memory (`bouncer` limits) for the next join as MUC history, and tells the
+   * user of lines naming their nick in a private message.
+   */
+  staysConnected?(credentials: Credentials): boolean;
+  /**
    * Optional (kit extension): join without registration. The credentials of a login for a user
    * who has stored nothing for `server`, from the nick of the room join that asked for it (IRC:
    * connect with the MUC nick, as Biboumi does); null refuses. Without it, joining needs a

@@ -49,6 +49,10 @@ import type { StorageConfig } from '../../storage/datasource.js';
 
 export const COMPONENT_SECRET_ENV = 'GATEHOUSE_COMPONENT_SECRET';
 
+/** The bouncer's limits can be lowered, never raised past these: the privacy policy states them. */
+export const MAX_BOUNCER_LINES = 1000;
+export const MAX_BOUNCER_AGE = 24 * 3600_000;
+
 /**
  * The validated transport configuration: the file's settings as the schema below parses them
  * (durations in milliseconds, paths absolute), with the adapter's name, the component secret and
@@ -129,6 +133,13 @@ export const transportConfigSchema = object({
     { auditLog: duration({ default: '48h', doc: 'Connection-log rows (P10) and rotated log files are deleted after this long (P13).' }) },
     { doc: 'How long the transport keeps its connection log.' },
   ),
+  bouncer: object(
+    {
+      maxLines: int({ default: 200, min: 0, max: MAX_BOUNCER_LINES, doc: `Room lines kept per room while a user who chose "stay connected" has no resource online (at most ${MAX_BOUNCER_LINES}); 0 keeps none.` }),
+      maxAge: duration({ default: '12h', min: 1000, max: MAX_BOUNCER_AGE, doc: 'Older kept lines are dropped (at most 24h). Kept in memory only: nothing survives a restart of the transport.' }),
+    },
+    { doc: 'Staying connected (bouncer mode, opt-in per user and server): what is kept while the user is offline. The published privacy policy states the maximums.' },
+  ),
   log: object(
     {
       level: enumOf(['debug', 'info', 'warn', 'error'], { default: 'info', doc: 'Least severe level logged.' }),
@@ -199,6 +210,7 @@ export function parseTransportConfig(raw: unknown, baseDir: string, adapterName?
     loginTimeout: v.loginTimeout,
     reconnect: v.reconnect,
     retention: v.retention,
+    bouncer: v.bouncer,
     log: v.log,
     media: v.media,
     network: v.network,

@@ -260,6 +260,8 @@ export class Contacts implements KitContacts {
   async serverMessage(s: UserSession, server: string, msg: TextMessage): Promise<void> {
     const settings = (await this.kit.registration.settingsOf(s.user)) ?? {};
     if (settings.serverMessages === 'false') return;
+    // Staying connected with nobody online: a server's chatter (MOTD, notices) is not worth an offline message.
+    if (s.keepAlive && this.kit.sessions.resourcesOf(s.user, undefined, true).length === 0) return;
     const from = (this.kit.addresses.multiServer ? this.kit.addresses.serverJid(server || s.server || '') : null) ?? this.kit.domain;
     this.kit.send(stanzaOf({ ...msg, id: undefined }, { type: 'chat', from, to: s.user, by: from, fresh: newId, markable: false }));
   }

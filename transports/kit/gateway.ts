@@ -423,6 +423,8 @@ export class Gateway implements Kit {
       this.send(x('presence', { from: this.domain, to: user }));
       this.send(x('presence', { type: 'probe', from: this.domain, to: user }));
     }
+    // Staying connected: back on the network at once (channels to join come from the adapter's own settings, IRC autojoin).
+    for (const { user, server } of this.registration.stayingConnected.splice(0)) this.sessions.restore(user, server);
   }
 
   /** Logs every session out and tells every registered user the gateway is going away. */
@@ -487,6 +489,7 @@ export async function startTransport(opts: TransportOptions): Promise<RunningTra
         reconnect: config.reconnect,
         admins: config.admins,
         allowDomains: config.allowDomains,
+        bouncer: config.bouncer,
       },
       repo: storage.transports,
       vault,

@@ -25,6 +25,8 @@ export interface KitSettings {
   admins: string[];
   /** Domains whose users may register; empty: any. */
   allowDomains: string[];
+  /** Staying connected: room lines kept per room while the user is offline, and for how long (ms). */
+  bouncer?: { maxLines: number; maxAge: number };
 }
 
 export interface Kit {
@@ -69,7 +71,7 @@ export interface KitSessions {
   logout(s: UserSession, reason: string, opts?: { shutdown?: boolean; tellUser?: boolean }): Promise<void>;
   logoutUser(user: string, reason: string, opts?: { tellUser?: boolean }): Promise<number>;
   /** Takes over a session registration logged in. */
-  adopt(user: string, server: string | undefined, legacy: LegacySession, account: string | null, secrets: string[]): UserSession;
+  adopt(user: string, server: string | undefined, legacy: LegacySession, account: string | null, secrets: string[], keepAlive?: boolean): UserSession;
   connectedUsers(): { user: string; server: string | undefined; state: SessionState; since: Date; account: string | null; rooms: number }[];
 }
 

@@ -55,6 +55,8 @@ export class Registration implements KitRegistration {
   /** Multi-server networks: each user's default server and the servers with a per-server registration. */
   private readonly serverInfo = new Map<string, { default: string | undefined; servers: string[] }>();
   private readonly queue = new KeyedQueue();
+  /** Sessions whose users chose to stay connected, found at start: logged in by the gateway without waiting for presence. */
+  readonly stayingConnected: { user: string; server: string | undefined }[] = [];
 
   constructor(private readonly kit: Kit) {}
 
@@ -74,6 +76,22 @@ export class Registration implements KitRegistration {
           this.remember(rec.userJid, vault.open(rec));
         } catch {
           // reported at login
+        }
+      }
+    }
+    if (adapter.staysConnected) {
+      for (const rec of await repo.listCredentials(adapter.network)) {
+        let payload: VaultPayload;
+        try {
+          payload = vault.open(rec);
+        } catch {
+          continue;
+        }
+        const servers: (string | undefined)[] = adapter.multiServer ? Object.keys(payload.servers ?? {}) : [undefined];
+        if (adapter.multiServer && payload.fields.server) servers.push(payload.fields.server);
+        for (const server of new Set(servers)) {
+          const values = { ...payload.fields, ...(server !== undefined ? (payload.servers?.[server] ?? {}) : {}) };
+          if (adapter.staysConnected(values)) this.stayingConnected.push({ user: rec.userJid, server });
         }
       }
     }
@@ -356,7 +374,7 @@ export class Registration implements KitRegistration {
     this.registered.add(user);
     this.remember(user, payload);
     kit.log.info(registered ? 'registration changed' : 'registered', { network: kit.adapter.network, user });
-    kit.sessions.adopt(user, server, tried.session, tried.account, this.secretsOf(stored));
+    kit.sessions.adopt(user, server, tried.session, tried.account, this.secretsOf(stored), kit.adapter.staysConnected?.(values) ?? false);
     kit.send(iqResult(iq));
     if (!registered) {
       // XEP-0100 §4.1.1: the gateway asks for the user's presence, and says it is there.
@@ -550,7 +568,7 @@ export class Registration implements KitRegistration {
       this.registered.add(user);
       this.remember(user, { fields: base, servers });
       kit.log.info(isNew ? 'registered' : 'registration changed', { network: kit.adapter.network, user, server });
-      kit.sessions.adopt(user, server, tried.session, tried.account, this.secretsOf(merged));
+      kit.sessions.adopt(user, server, tried.session, tried.account, this.secretsOf(merged), kit.adapter.staysConnected?.(merged) ?? false);
       if (isNew) {
         kit.send(x('presence', { type: 'subscribe', from: kit.domain, to: user }));
         kit.send(x('presence', { from: kit.domain, to: user }));

@@ -13,6 +13,7 @@ import type { Address } from './addresses.js';
 import type { UserSession } from './user-session.js';
 import type { RoomState } from './room-state.js';
 import { newId } from './contacts.js';
+import { stanzaOf } from './messages.js';
 import { NS_MUC, NS_MUC_USER, errorElement, type ErrorType } from './stanzas.js';
 
 export type RoomAddress = Extract<Address, { kind: 'room' }>;
@@ -76,8 +77,8 @@ export abstract class RoomBase {
     return state.occupants.get(state.nick) ?? { nick: state.nick, role: 'participant', affiliation: 'none' };
   }
 
-  /** The join sequence for one resource: occupants, self-presence (110, 210), subject. */
-  protected sendJoinSequence(state: RoomState, to: string, requestedNick: string): void {
+  /** The join sequence for one resource: occupants, self-presence (110, 210), history (staying connected), subject. */
+  protected sendJoinSequence(state: RoomState, to: string, requestedNick: string, historyLimit: number | null = null): void {
     for (const [nick, occ] of state.occupants) {
       if (nick === state.nick) continue;
       this.send(this.presence(state, nick, to, occ));
@@ -85,8 +86,28 @@ export abstract class RoomBase {
     const codes = [110];
     if (requestedNick !== state.nick) codes.push(210);
     this.send(this.presence(state, state.nick, to, this.ownOccupant(state), { codes }));
+    this.sendBacklog(state, to, historyLimit);
     const by = state.subjectBy && jidWithResource(state.jid, state.subjectBy);
     this.kit.send(x('message', { type: 'groupchat', from: by || state.jid, to, id: newId() }, x('subject', {}, state.subject ?? '')));
+  }
+
+  /**
+   * Staying connected: the lines kept while no resource was in the room, as MUC history with
+   * their time (XEP-0203), to the first resource that joins; then they are forgotten.
+   * `limit`: the client's <history maxstanzas/> (null: all).
+   */
+  private sendBacklog(state: RoomState, to: string, limit: number | null): void {
+    const lines = state.backlog;
+    if (!lines?.length) return;
+    state.backlog = [];
+    const maxAge = this.kit.settings.bouncer?.maxAge ?? 0;
+    const now = this.kit.clock.now().getTime();
+    const fresh = lines.filter((l) => now - l.at.getTime() <= maxAge);
+    for (const l of limit === null ? fresh : fresh.slice(Math.max(0, fresh.length - limit))) {
+      const from = jidWithResource(state.jid, l.nick);
+      if (!from) continue;
+      this.kit.send(stanzaOf({ ...l.msg, timestamp: l.msg.timestamp ?? l.at }, { type: 'groupchat', from, to, by: state.jid, fresh: newId, markable: false }));
+    }
   }
 
   protected joinError(state: { jid: string }, nick: string, to: string, condition: string, text: string): void {

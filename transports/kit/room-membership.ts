@@ -43,7 +43,7 @@ export abstract class RoomMembership extends RoomBase {
       if (state.joined) {
         state.resources.set(from.full, nick);
         await kit.sessions.addRoomDemand(from, roomJid, addr.server, nick);
-        this.sendJoinSequence(state, from.full, nick);
+        this.sendJoinSequence(state, from.full, nick, historyLimit(stanza));
       } else {
         state.pending.set(from.full, nick);
         await kit.sessions.addRoomDemand(from, roomJid, addr.server, nick);
@@ -126,7 +126,7 @@ export abstract class RoomMembership extends RoomBase {
     const { s, state } = found;
     const wasIn = state.resources.delete(from.full) || state.pending.delete(from.full);
     if (wasIn) this.send(this.presence(state, state.nick, from.full, this.ownOccupant(state), { type: 'unavailable', codes: [110] }));
-    if (state.resources.size === 0 && state.pending.size === 0) {
+    if (state.resources.size === 0 && state.pending.size === 0 && !(s.keepAlive && state.joined)) {
       s.rooms.delete(roomJid);
       if (state.joinTimer) clearTimeout(state.joinTimer);
       if (s.legacy && (state.joined || state.joinTimer !== null)) {
@@ -178,7 +178,7 @@ export abstract class RoomMembership extends RoomBase {
         }
       }
       for (const [full, nick] of state.resources) state.pending.set(full, nick);
-      if (state.resources.size) state.rejoin = true;
+      if (state.resources.size || s.keepAlive) state.rejoin = true;
       state.resources.clear();
       state.joined = false;
       const own = state.occupants.get(state.nick);
@@ -209,7 +209,7 @@ export abstract class RoomMembership extends RoomBase {
           state.resources.delete(f);
           state.pending.delete(f);
         }
-        if (state.resources.size === 0 && state.pending.size === 0) {
+        if (state.resources.size === 0 && state.pending.size === 0 && !(s.keepAlive && state.joined)) {
           s.rooms.delete(state.jid);
           if (state.joined && s.legacy) void s.legacy.leaveRoom(state.room).catch(() => undefined);
         }
@@ -264,4 +264,11 @@ export abstract class RoomMembership extends RoomBase {
     if (!state) return;
     this.failPending(s, state, { condition, text: reason });
   }
+}
+
+/** The client's <history maxstanzas='N'/> in a join, or null (everything kept). */
+function historyLimit(stanza: Element): number | null {
+  const h = stanza.getChild('x', NS_MUC)?.getChild('history');
+  const n = Number.parseInt(h?.attrs.maxstanzas ?? '', 10);
+  return Number.isFinite(n) && n >= 0 ? n : null;
 }

@@ -1,5 +1,5 @@
 /** The kit's state of one MUC room of one user session (the rooms, room-*.ts, keep it in UserSession.rooms). */
-import type { LegacyRoom, Occupant } from './adapter.js';
+import type { LegacyRoom, Occupant, TextMessage } from './adapter.js';
 
 export interface RoomState {
   /** Bare room JID. */
@@ -21,4 +21,6 @@ export interface RoomState {
   joinTimer: NodeJS.Timeout | null;
   /** Joined before the connection dropped: rejoined after the reconnect, however many attempts it takes. */
   rejoin?: boolean;
+  /** Staying connected: lines said while no resource was in the room, for the next join (memory only). */
+  backlog?: { nick: string; msg: TextMessage; at: Date }[];
 }

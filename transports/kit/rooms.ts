@@ -23,6 +23,7 @@ import { x } from '../../shared/xml/element.js';
 import type { LegacyRoom, Occupant, TextMessage } from './adapter.js';
 import type { KitRooms } from './kit-types.js';
 import type { UserSession } from './user-session.js';
+import type { RoomState } from './room-state.js';
 import { newId } from './contacts.js';
 import { displayedStanza, stanzaOf } from './messages.js';
 import { NS_CHATSTATES } from './stanzas.js';
@@ -111,10 +112,32 @@ export class Rooms extends RoomTraffic implements KitRooms {
     }
     const from = jidWithResource(state.jid, nick);
     if (!from) return;
+    if (state.resources.size === 0 && s.keepAlive) return this.keep(s, state, nick, msg);
     const markable = !!s.legacy?.markRead;
     // One id for every resource: the network's, the client's (echo), or one made up here.
     const fallback = newId();
     this.broadcast(state, (to) => stanzaOf(msg, { type: 'groupchat', from, to, by: state.jid, fresh: () => fallback, markable, id }));
+  }
+
+  /**
+   * Staying connected, no resource in the room: the line is kept in memory for the next join
+   * (at most bouncer.maxLines, none older than bouncer.maxAge); a line naming the user's nick also
+   * goes to the bare JID as a private message (the XMPP server stores it while the user is offline).
+   */
+  private keep(s: UserSession, state: RoomState, nick: string, msg: TextMessage): void {
+    const limits = this.kit.settings.bouncer ?? { maxLines: 0, maxAge: 0 };
+    if (!msg.text || msg.redacts || msg.reactions || nick === state.nick) return;
+    const now = this.kit.clock.now();
+    if (limits.maxLines > 0) {
+      const backlog = (state.backlog ??= []);
+      backlog.push({ nick, msg, at: now });
+      while (backlog.length > limits.maxLines || (backlog.length && now.getTime() - backlog[0]!.at.getTime() > limits.maxAge)) backlog.shift();
+    }
+    if (mentions(msg.text, state.nick)) {
+      this.kit.send(
+        x('message', { type: 'chat', from: state.jid, to: s.user, id: newId() }, x('body', {}, `${nick} in ${state.room.name ?? state.room.id}: ${msg.action ? `/me ${msg.text}` : msg.text}`), x('delay', { xmlns: 'urn:xmpp:delay', from: state.jid, stamp: now.toISOString() })),
+      );
+    }
   }
 
   /** An occupant read up to this message (XEP-0333, in the room). */
@@ -140,4 +163,11 @@ export class Rooms extends RoomTraffic implements KitRooms {
     for (const s of this.kit.sessions.ofUser(user)) for (const st of s.rooms.values()) if (st.joined) out.push({ jid: st.jid, name: st.room.name ?? st.room.id });
     return out;
   }
+}
+
+/** Whether a line names the nick as a word of its own (any case), as IRC clients highlight. */
+export function mentions(text: string, nick: string): boolean {
+  if (!nick) return false;
+  const escaped = nick.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(^|[^\\p{L}\\p{N}_\\-\\[\\]\\\\^{}|\`])${escaped}($|[^\\p{L}\\p{N}_\\-\\[\\]\\\\^{}|\`])`, 'iu').test(text);
 }

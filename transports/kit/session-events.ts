@@ -106,7 +106,7 @@ export abstract class SessionEvents extends SessionLogin {
       await kit.audit.record('auth-failed', this.auditCtx(s), text);
       return this.failed(s, { condition: 'not-authorized', text: `${kit.networkName} ended the session: ${text}` }, false);
     }
-    if (!this.demandedServers(s.user).has(this.serverKey(s.server))) return this.forget(s);
+    if (!this.wanted(s)) return this.forget(s);
     s.state = 'retrying';
     s.failureNotified = false;
     this.scheduleRetry(s);

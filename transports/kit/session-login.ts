@@ -111,6 +111,7 @@ export abstract class SessionLogin extends SessionResources {
     }
     s.account = prepared.account;
     s.secrets = prepared.secrets;
+    s.keepAlive = kit.adapter.staysConnected?.(prepared.credentials) ?? false;
     await kit.audit.record('connecting', this.auditCtx(s));
     let legacy: LegacySession;
     try {
@@ -167,7 +168,7 @@ export abstract class SessionLogin extends SessionResources {
     s.legacy = null;
     if (!s.failureNotified || !retry) this.notifyFailure(s, failure);
     s.failureNotified = true;
-    const demanded = this.demandedServers(s.user).has(this.serverKey(s.server));
+    const demanded = this.wanted(s);
     this.kit.rooms.sessionFailed(s, failure, retry && demanded && !this.stopped);
     if (retry && demanded && !this.stopped) {
       s.state = 'retrying';
@@ -192,7 +193,7 @@ export abstract class SessionLogin extends SessionResources {
     s.retryTimer = after(this.kit.clock, delay, () => {
       s.retryTimer = null;
       if (s.state !== 'retrying') return;
-      if (!this.demandedServers(s.user).has(this.serverKey(s.server))) return this.forget(s);
+      if (!this.wanted(s)) return this.forget(s);
       this.startLogin(s);
     });
   }

@@ -178,6 +178,11 @@ export abstract class SessionResources {
     for (const s of this.sessions.values()) if (!this.resources.has(s.user)) void this.reevaluate(s.user);
   }
 
+  /** Whether a session is wanted: a resource demands it, or the user chose to stay connected. */
+  protected wanted(s: UserSession): boolean {
+    return s.keepAlive || this.demandedServers(s.user).has(this.serverKey(s.server));
+  }
+
   protected demandedServers(user: string): Set<string> {
     const out = new Set<string>();
     for (const rs of this.resources.get(user)?.values() ?? []) {
@@ -216,7 +221,7 @@ export abstract class SessionResources {
     if (s.graceTimer || s.state === 'closed') return;
     s.graceTimer = after(this.kit.clock, this.kit.settings.gracePeriod, () => {
       s.graceTimer = null;
-      if (this.demandedServers(s.user).has(this.serverKey(s.server))) return;
+      if (this.wanted(s)) return;
       void this.logout(s, 'the user went offline');
     });
   }

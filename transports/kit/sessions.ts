@@ -80,20 +80,27 @@ export class SessionManager extends SessionEvents implements KitSessions {
   }
 
   /** Adopts a session that registration logged in to test the credentials. */
-  adopt(user: string, server: string | undefined, legacy: LegacySession, account: string | null, secrets: string[]): UserSession {
+  adopt(user: string, server: string | undefined, legacy: LegacySession, account: string | null, secrets: string[], keepAlive = false): UserSession {
     const old = this.get(user, server);
     if (old) void this.logout(old, 'registration changed');
     const s = new UserSession(user, server, this.kit.clock.now());
     s.account = account;
     s.secrets = secrets;
+    s.keepAlive = keepAlive;
     this.sessions.set(s.key, s);
     const gen = ++s.generation;
     this.attach(s, legacy, gen);
     s.legacy = legacy;
     s.state = 'online';
-    if (!this.demandedServers(user).has(this.serverKey(server))) this.scheduleGrace(s);
+    if (!this.wanted(s)) this.scheduleGrace(s);
     void this.kit.contacts.sessionOnline(s);
     return s;
+  }
+
+  /** At start: a session whose user chose to stay connected logs in without waiting for the user's presence. */
+  restore(user: string, server: string | undefined): void {
+    if (this.stopped || this.get(user, server)) return;
+    this.create(user, server);
   }
 
   /** Transport shutdown: every session logs out (MUC status 332), nothing reconnects. */

@@ -46,6 +46,8 @@ export class UserSession {
   readonly contactPresence = new Map<string, { show: 'available' | 'away' | 'dnd' | 'xa'; status: string | null }>();
   /** Contact JIDs the user was sent available presence for. */
   readonly announced = new Set<string>();
+  /** Staying connected (bouncer mode): the session and its rooms outlive the user's resources. */
+  keepAlive = false;
   /** The own presence last passed to setPresence. */
   appliedPresence: string | null = null;
   /** The adapter's latest 'syncState' and the timer that stores it. */
