@@ -24,6 +24,7 @@ import type { Storage } from '../../storage/types.js';
 import { ManualClock } from '../../shared/clock.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { createPolicyModule } from '../../server/modules/policy/module.js';
+import { MAX_BOUNCER_HOURS, MAX_BOUNCER_LINES } from '../../shared/bouncer-limits.js';
 import { policyFromConfig, renderView, escapeMarkdown, inlineHtml, type PolicyView } from '../../server/modules/policy/render.js';
 import { checkPolicyAtStart, inForce, upcoming, viewAt, NOTICE_MS, type PolicyVersion } from '../../server/modules/policy/versions.js';
 import { AnnounceError, announcePolicy, announcementToNotify, parseEffective, NOTIFIED_KEY } from '../../server/modules/policy/announce.js';
@@ -127,6 +128,19 @@ describe('P22 rendering the policy from the configuration', () => {
     assert.match(de, /Ihre Position darin und, wo das System sie dafür braucht \(Matrix\), die Liste Ihrer Räume .*; keine Nachrichten\. Diese Angaben werden gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen\./);
     assert.ok(!renderView(draft(configOf({})), 'en', 'md').includes('your position in it'));
     assert.ok(!renderView(draft(configOf({})), 'de', 'md').includes('Ihre Position darin'));
+  });
+
+  test('P5 P19 P22 IRC gateways: staying connected keeps lines in memory only, within the stated maximums, lost at a restart; ident and WEBIRC get a derived identifier, never the address or IP', () => {
+    const withGateway = configOf({ components: [{ domain: 'irc.example.org', secret: 'component-secret-43' }] });
+    const en = renderView(draft(withGateway), 'en', 'md');
+    const de = renderView(draft(withGateway), 'de', 'md');
+    assert.match(en, new RegExp(`kept in the gateway's memory only, at most ${MAX_BOUNCER_LINES} lines per channel and for at most ${MAX_BOUNCER_HOURS} hours.*never written to disk and do not survive a restart of the gateway`));
+    assert.match(de, new RegExp(`nur im Arbeitsspeicher, höchstens ${MAX_BOUNCER_LINES} Zeilen je Kanal und höchstens ${MAX_BOUNCER_HOURS} Stunden lang.*übersteht keinen Neustart des Netzübergangs`));
+    assert.match(en, /Private messages reach you through the offline storage/);
+    assert.match(en, /\(ident\).*\(WEBIRC\)\. Both are told an identifier the gateway derives from your address with a secret key, never your address and never your IP address\./);
+    assert.match(de, /\(Ident\).*\(WEBIRC\)\. Beide erfahren eine Kennung, .* nie Ihre Adresse und nie Ihre IP-Adresse\./);
+    assert.ok(!renderView(draft(configOf({})), 'en', 'md').includes('stay connected'));
+    assert.ok(!renderView(draft(configOf({})), 'de', 'md').includes('verbunden zu bleiben'));
   });
 
   test('P11 P13 P22 files from other networks that gateways copy to the upload service are named, with their deletion, only with gateways and uploads', () => {

@@ -39,6 +39,15 @@ describe('highlights', () => {
   });
 });
 
+describe('bouncer limits in the transport configuration', () => {
+  test('P22 they can be lowered, never raised past what the policy states', () => {
+    const ts = { componentPort: 5347 } as TestServer;
+    assert.equal(transportConfig(ts, tmpdir(), {}).bouncer.maxLines, 200);
+    assert.throws(() => transportConfig(ts, tmpdir(), { bouncer: { maxLines: 1001 } }), /bouncer\.maxLines/);
+    assert.throws(() => transportConfig(ts, tmpdir(), { bouncer: { maxAge: '25h' } }), /bouncer\.maxAge/);
+  });
+});
+
 describe('IRC: staying connected while the XMPP user is offline (bouncer mode)', { skip: skipWithout('ngircd') }, () => {
   let ircd: Ircd;
   let ts: TestServer;
@@ -98,7 +107,7 @@ describe('IRC: staying connected while the XMPP user is offline (bouncer mode)',
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a PM lands in offline storage, channel lines come as history on rejoin, a highlight as a private message', async () => {
+  test('P5 a PM lands in offline storage, channel lines come as history on rejoin, a highlight as a private message', async () => {
     const bob = await RawIrcClient.connect({ port: ircd.port, nick: 'bncbob' });
     irc.push(bob);
     await bob.join('#bnc');

@@ -24,6 +24,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { bareJid, domain } from '../../shared/config-values.js';
+import { MAX_BOUNCER_HOURS, MAX_BOUNCER_LINES } from '../../shared/bouncer-limits.js';
 import {
   ConfigError,
   anyMapping,
@@ -48,10 +49,7 @@ import {
 import type { StorageConfig } from '../../storage/datasource.js';
 
 export const COMPONENT_SECRET_ENV = 'GATEHOUSE_COMPONENT_SECRET';
-
-/** The bouncer's limits can be lowered, never raised past these: the privacy policy states them. */
-export const MAX_BOUNCER_LINES = 1000;
-export const MAX_BOUNCER_AGE = 24 * 3600_000;
+const MAX_BOUNCER_AGE = MAX_BOUNCER_HOURS * 3600_000;
 
 /**
  * The validated transport configuration: the file's settings as the schema below parses them

@@ -5,6 +5,7 @@
  * (siehe docs/privacy.md).
  */
 import type { PolicyFacts } from './facts.js';
+import { MAX_BOUNCER_HOURS as BOUNCER_HOURS, MAX_BOUNCER_LINES as BOUNCER_LINES } from '../../../shared/bouncer-limits.js';
 import { count, durationDe as d, h2, list, p, ul, type Block, type PolicyDocument } from './format.js';
 
 export function policyDe(f: PolicyFacts): PolicyDocument {
@@ -48,6 +49,8 @@ export function policyDe(f: PolicyFacts): PolicyDocument {
         'Benutzername und Passwort Ihres Kontos im anderen System, weil sich der Netzübergang dort in Ihrem Namen anmeldet. Sie werden verschlüsselt gespeichert, mit einem Schlüssel, der außerhalb der Datenbank liegt, und nie in ein Protokoll geschrieben.',
         `Ein Protokoll darüber, wann für welche XMPP-Adresse eine Verbindung zum anderen System aufgebaut, beendet oder abgelehnt wurde. Es wird nach ${logsDat} gelöscht.`,
         'Damit Ihre Sitzung im anderen System nach einem Neustart ohne Lücken und Wiederholungen weiterläuft: Ihre Position darin und, wo das System sie dafür braucht (Matrix), die Liste Ihrer Räume mit deren Namen und die Namen der Personen in Ihren Direktchats; keine Nachrichten. Diese Angaben werden gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen.',
+        `IRC: Wenn Sie wählen, mit einem IRC-Server verbunden zu bleiben, während Sie offline sind (Sie schalten das je Server ein), hält der Netzübergang Ihre Verbindung und Ihre Kanäle. Private Nachrichten erreichen Sie über die oben beschriebene Offline-Speicherung. Was in Ihren Kanälen in der Zwischenzeit geschrieben wird, hält der Netzübergang nur im Arbeitsspeicher, höchstens ${BOUNCER_LINES} Zeilen je Kanal und höchstens ${BOUNCER_HOURS} Stunden lang, und übergibt es Ihnen, wenn Sie den Kanal wieder betreten; danach wird es vergessen. Es wird nie auf einen Datenträger geschrieben und übersteht keinen Neustart des Netzübergangs.`,
+        'IRC: Netze können den Netzübergang fragen, zu welchem seiner Nutzer eine Verbindung gehört (Ident), und wo der Betreiber eine Vereinbarung mit einem Netz hat, stellt der Netzübergang Ihre Verbindungen dort vor (WEBIRC). Beide erfahren eine Kennung, die der Netzübergang mit einem geheimen Schlüssel aus Ihrer Adresse ableitet, nie Ihre Adresse und nie Ihre IP-Adresse.',
         ...(f.uploads && r.uploads !== undefined
           ? [
               `Dateien, die Ihnen Personen aus dem anderen System schicken (Bilder, Dokumente), werden in den Datei-Upload-Dienst dieses Servers kopiert, damit Ihr Client sie anzeigen kann; der Link ist lang und zufällig. Diese Kopien gehören zu keinem Konto und werden ${d(r.uploads)} nach dem Kopieren gelöscht.`,

@@ -4,6 +4,7 @@
  * the sentences are our own. Every claim here is something Gatehouse does (see docs/privacy.md).
  */
 import type { PolicyFacts } from './facts.js';
+import { MAX_BOUNCER_HOURS as BOUNCER_HOURS, MAX_BOUNCER_LINES as BOUNCER_LINES } from '../../../shared/bouncer-limits.js';
 import { count, durationEn as d, h2, list, p, ul, type Block, type PolicyDocument } from './format.js';
 
 export function policyEn(f: PolicyFacts): PolicyDocument {
@@ -44,6 +45,8 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
         'The user name and password of your account on the other network, because the gateway logs in there on your behalf. They are stored encrypted, with a key that is kept outside the database, and never written to a log.',
         `A log of when a connection to the other network was made, ended or failed, and for which XMPP address. It is deleted after ${logs}.`,
         'So that your session on the other network can continue after a restart without missing or repeating anything: your position in it and, where the network needs them for that (Matrix), the list of your rooms with their names and the names of the people in your direct chats; no messages. This is deleted when you remove your registration with the gateway.',
+        `IRC: if you choose to stay connected to an IRC server while you are offline (you switch it on per server), the gateway keeps your connection and your channels. Private messages reach you through the offline storage described above. Lines said in your channels meanwhile are kept in the gateway's memory only, at most ${BOUNCER_LINES} lines per channel and for at most ${BOUNCER_HOURS} hours, and are handed to you when you join the channel again, then forgotten; they are never written to disk and do not survive a restart of the gateway.`,
+        "IRC: networks may ask the gateway which of its users a connection belongs to (ident), and where the operator has an agreement with a network the gateway introduces your connections to it (WEBIRC). Both are told an identifier the gateway derives from your address with a secret key, never your address and never your IP address.",
         ...(f.uploads && r.uploads !== undefined
           ? [
               `Files that people on the other network send you (pictures, documents) are copied to this server's file upload service, so that your client can show them; the link is long and random. These copies belong to no account and are deleted ${d(r.uploads)} after they were copied.`,
