@@ -8,6 +8,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { generate } from 'selfsigned';
 import { randomBytes } from 'node:crypto';
 import { startNgircd, type Ircd } from '../helpers/ircd.js';
 import { startInspircd, type Inspircd } from '../helpers/inspircd.js';
@@ -17,6 +19,7 @@ import { createIrcAdapter, type IrcSession } from '../../transports/irc/index.js
 import { DEFAULT_FLOOD, parseFlood } from '../../transports/irc/flood.js';
 import { IdentServer, identFor } from '../../transports/irc/identd.js';
 import { parsePrefix, webircAddress } from '../../transports/irc/webirc.js';
+import { certificateFingerprint } from '../../transports/irc/client-certificate.js';
 import { Vault, vaultKey } from '../../transports/kit/vault.js';
 import { testLog } from './session-recorder.js';
 
@@ -221,6 +224,101 @@ describe('WEBIRC through InspIRCd (m_cgiirc)', { skip: skipWithout('inspircd') }
     } finally {
       watcher.destroy();
       await session.logout();
+    }
+  });
+});
+
+// ------------------------------------------------------------------ SASL EXTERNAL
+
+/**
+ * A scripted TLS IRC server offering SASL EXTERNAL and asking for a client certificate: it logs in
+ * whoever shows a certificate whose SHA-256 fingerprint is on its list (as services' CertFP does).
+ * Neither ngIRCd (no SASL) nor InspIRCd alone (m_sasl hands SASL to a services server, and Debian
+ * ships none) can check it.
+ */
+async function fakeCertFpServer(): Promise<{ port: number; known: Set<string>; seen: string[]; close(): Promise<void> }> {
+  const pems = await generate([{ name: 'commonName', value: 'localhost' }], { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' });
+  const known = new Set<string>();
+  const seen: string[] = [];
+  const sockets = new Set<TLSSocket>();
+  const srv = createTlsServer({ cert: pems.cert, key: pems.private, requestCert: true, rejectUnauthorized: false }, (sock) => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => undefined);
+    const peer = sock.getPeerCertificate();
+    const fp = peer?.fingerprint256 ? peer.fingerprint256.replace(/:/g, '').toLowerCase() : '';
+    let buf = '';
+    let nick = '*';
+    const send = (l: string) => sock.write(l + '\r\n');
+    sock.on('data', (d) => {
+      buf += d.toString('utf8');
+      for (let i = buf.indexOf('\n'); i !== -1; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i).replace(/\r$/, '');
+        buf = buf.slice(i + 1);
+        const [cmd, ...args] = line.split(' ');
+        if (cmd === 'CAP' && args[0] === 'LS') send(':cert.server CAP * LS :sasl=EXTERNAL');
+        else if (cmd === 'CAP' && args[0] === 'REQ') send(`:cert.server CAP * ACK :${line.split(':')[1]}`);
+        else if (cmd === 'CAP' && args[0] === 'END') {
+          send(`:cert.server 001 ${nick} :Welcome ${nick}!u@h`);
+          send(`:cert.server 422 ${nick} :No MOTD`);
+        } else if (cmd === 'NICK') nick = args[0]!;
+        else if (cmd === 'AUTHENTICATE' && args[0] === 'EXTERNAL') send('AUTHENTICATE +');
+        else if (cmd === 'AUTHENTICATE' && args[0] === '+') {
+          seen.push(fp);
+          if (fp && known.has(fp)) {
+            send(`:cert.server 900 ${nick} ${nick}!u@h acct :You are now logged in as acct`);
+            send(`:cert.server 903 ${nick} :SASL authentication successful`);
+          } else send(`:cert.server 904 ${nick} :SASL authentication failed`);
+        } else if (cmd === 'QUIT') {
+          send('ERROR :Closing link');
+          sock.end();
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (srv.address() as { port: number }).port,
+    known,
+    seen,
+    close: () => new Promise<void>((resolve) => (sockets.forEach((s) => s.destroy()), srv.close(() => resolve()))),
+  };
+}
+
+describe('SASL EXTERNAL with a client certificate the gateway makes (scripted TLS server)', () => {
+  test('the first login shows a new certificate and tells its fingerprint; once the account knows it, the stored one logs in', async () => {
+    const fake = await fakeCertFpServer();
+    try {
+      const adapter = createIrcAdapter({ commandTimeoutMs: 5000 });
+      const given = { nick: 'certuser', saslExternal: 'true', port: String(fake.port), tls: 'true', verifyCertificate: 'false' };
+      const tl = testLog();
+      const first = await adapter.login({ userJid: 'cert@localhost', server: '127.0.0.1', credentials: given, log: tl.log });
+      const notices: string[] = [];
+      first.on('serverMessage', (_s, m) => notices.push(m.text));
+      await new Promise((r) => setTimeout(r, 50));
+      const stored = adapter.credentialsToStore(first, given);
+      assert.ok(stored.clientCertificate?.includes('BEGIN CERTIFICATE'));
+      assert.ok(stored.clientKey?.includes('PRIVATE KEY'));
+      const fp = certificateFingerprint(stored.clientCertificate!);
+      assert.deepEqual(fake.seen, [fp], 'the certificate was shown in the TLS handshake');
+      assert.ok(notices.some((n) => n.includes(`SHA-256 fingerprint: ${fp}`)), notices.join(' | '));
+      await first.logout();
+      for (const line of tl.lines) assert.ok(!line.includes('PRIVATE KEY') && !line.includes(stored.clientKey!.slice(40, 80)), line);
+
+      // The user adds the fingerprint to the account; the next login shows the same certificate and is logged in.
+      fake.known.add(fp);
+      const second = await adapter.login({ userJid: 'cert@localhost', server: '127.0.0.1', credentials: stored, log: tl.log });
+      const later: string[] = [];
+      second.on('serverMessage', (_s, m) => later.push(m.text));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(fake.seen, [fp, fp]);
+      assert.ok(!later.some((n) => n.includes('fingerprint')), 'no fingerprint notice once logged in');
+      assert.equal(adapter.credentialsToStore(second, stored), stored, 'nothing new to store');
+      await second.logout();
+      // Without TLS there is no certificate to show: refused before connecting.
+      await assert.rejects(adapter.login({ userJid: 'cert@localhost', server: '127.0.0.1', credentials: { ...stored, tls: 'false' }, log: tl.log }), /needs TLS/);
+    } finally {
+      await fake.close();
     }
   });
 });

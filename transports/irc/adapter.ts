@@ -38,7 +38,8 @@
  * Windows-1252; formatting codes and control characters are stripped before the kit sees text.
  */
 import type { LoginRequest, NetworkAdapter } from '../kit/adapter.js';
-import { LegacyAuthError, LegacyNetworkError, type Credentials } from '../kit/adapter.js';
+import { LegacyAuthError, LegacyNetworkError, type Credentials, type LegacySession } from '../kit/adapter.js';
+import { makeClientCertificate, type ClientCertificate } from './client-certificate.js';
 import { DEFAULT_FLOOD, type FloodOptions } from './flood.js';
 import { IrcSession, type IrcSessionOptions } from './session.js';
 import { identFor, type IdentServer } from './identd.js';
@@ -94,6 +95,8 @@ export class IrcAdapter implements NetworkAdapter {
   readonly registrationFields = IRC_REGISTRATION_FIELDS;
   readonly multiServer = true;
   readonly rawCommands = true;
+  /** The client certificate the gateway made for SASL EXTERNAL: stored with the registration, never shown. */
+  readonly storedSecrets = ['clientCertificate', 'clientKey'];
   private readonly sessionOptions: IrcSessionOptions;
   private readonly allowServer: (host: string, port: number) => boolean;
   private readonly serverDefaults: Record<string, Credentials>;
@@ -114,6 +117,12 @@ export class IrcAdapter implements NetworkAdapter {
   /** Whether a network id names a channel (else a nick). */
   isRoomId(id: string): boolean {
     return isIrcRoomId(id);
+  }
+
+  /** A certificate made at this login (SASL EXTERNAL) is stored with what the user entered. */
+  credentialsToStore(session: LegacySession, given: Credentials): Credentials {
+    const made = session instanceof IrcSession ? session.generatedCertificate : null;
+    return made ? { ...given, clientCertificate: made.cert, clientKey: made.key } : given;
   }
 
   /** Staying connected (bouncer mode): the per-server setting `stayConnected`. */
@@ -142,6 +151,12 @@ export class IrcAdapter implements NetworkAdapter {
     const webirc = this.webirc[host];
     settings.webirc = webirc && pseudonym ? webircFor(webirc, pseudonym) : null;
     const opts = this.serverFlood[host] ? { ...this.sessionOptions, flood: this.serverFlood[host] } : this.sessionOptions;
+    let generated: ClientCertificate | null = null;
+    if (settings.saslExternal && !settings.sasl) {
+      if (!settings.clientCertificate) settings.clientCertificate = generated = await makeClientCertificate(settings.nick);
+      settings.attempts = settings.attempts.filter((a) => a.tls);
+      if (!settings.attempts.length) throw new LegacyAuthError('SASL EXTERNAL (a client certificate) needs TLS: turn TLS on or give a TLS port');
+    }
     const allowed = settings.attempts.filter((a) => this.allowServer(settings.host, a.port));
     if (!allowed.length) throw new LegacyAuthError(`connections to ${settings.host} port ${settings.port} are not allowed by this gateway`);
     let lastError: unknown = null;
@@ -150,6 +165,7 @@ export class IrcAdapter implements NetworkAdapter {
       const session = new IrcSession({ ...settings, ...attempt }, opts, request.log);
       try {
         await session.start();
+        if (generated) session.adoptGeneratedCertificate(generated);
         return session;
       } catch (err) {
         if (!(err instanceof LegacyNetworkError) || !session.failedToConnect) throw err;

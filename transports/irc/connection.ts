@@ -18,6 +18,7 @@ import type { IrcServerSettings } from './settings.js';
 import { IrcLink, type IrcSessionOptions, type Waiter } from './link.js';
 import { sanitizeOutgoing, stripFormatting } from './text.js';
 import { TransportError } from './transport.js';
+import { certificateFingerprint, type ClientCertificate } from './client-certificate.js';
 
 const NICK_IN_USE = new Set(['433', '436', '437']);
 const NICKSERV_OK = /you are now (identified|logged in|recognized)|password accepted|successfully identified|you are already (identified|logged in)/i;
@@ -39,6 +40,8 @@ export abstract class IrcConnection extends IrcLink {
   private transportError: TransportError | null = null;
   private pingTimedOut = false;
   private saslDone = false;
+  /** SASL EXTERNAL was refused (or not offered): the login goes on without it, the user is told the fingerprint. */
+  protected externalRefused = false;
   private motd: string[] = [];
   private loginSettle: ((err?: Error) => void) | null = null;
 
@@ -55,6 +58,15 @@ export abstract class IrcConnection extends IrcLink {
   protected abstract channelModes(channel: string, modes: string): void;
   /** A numeric that refuses a pending JOIN: reported as a join failure (true), or not one (false). */
   protected abstract refusedJoin(m: IrcFrameworkMessage): boolean;
+
+  /** The client certificate made at this login (SASL EXTERNAL), to be stored with the registration. */
+  generatedCertificate: ClientCertificate | null = null;
+
+  /** Keeps a certificate made at login: stored by registration (credentialsToStore) or, for a stored registration, through the 'credentials' event. */
+  adoptGeneratedCertificate(cert: ClientCertificate): void {
+    this.generatedCertificate = cert;
+    setImmediate(() => this.safeEmit('credentials', { clientCertificate: cert.cert, clientKey: cert.key }));
+  }
 
   /** The login failed before the server welcomed us, for a socket reason (refused, TLS, timeout): another port may do. */
   get failedToConnect(): boolean {
@@ -94,6 +106,11 @@ export abstract class IrcConnection extends IrcLink {
     }
     this.state = 'ready';
     this.log.info('irc connected', { server: this.server, nick: this.ownNick });
+    const cert = this.settings.saslExternal && !this.settings.sasl ? this.settings.clientCertificate : null;
+    if (cert && !this.saslDone) {
+      const fp = certificateFingerprint(cert.cert);
+      this.early.push({ text: `${this.server} did not log you in with your client certificate (SASL EXTERNAL). Add its fingerprint to your account, e.g. "PRIVMSG NickServ :CERT ADD ${fp}" as a raw command to this server's JID after identifying. SHA-256 fingerprint: ${fp}`, notice: true });
+    }
     settle();
     // After the kit has attached its listeners to the resolved session:
     setImmediate(() => {
@@ -165,6 +182,11 @@ export abstract class IrcConnection extends IrcLink {
     on('ping timeout', () => (this.pingTimedOut = true));
     on('registered', (e: { nick: string }) => this.onRegistered(e.nick));
     on('sasl failed', (e: { reason: string }) => {
+      if (this.settings.saslExternal && !this.settings.sasl) {
+        // The certificate is not (yet) on the account: go on without, and say which fingerprint to add.
+        this.externalRefused = true;
+        return;
+      }
       this.authFailure = e.reason === 'capability_missing' || e.reason === 'unsupported_mechanism' ? `${this.server} does not offer SASL PLAIN` : 'SASL authentication failed';
       this.client.quit();
     });

@@ -83,6 +83,7 @@ export abstract class IrcLink extends LegacySessionEmitter {
       connectTimeoutMs: opts.connectTimeoutMs,
       maxLineBytes: opts.maxIncomingLineBytes,
     };
+    if (settings.saslExternal && settings.clientCertificate) transport.clientCertificate = settings.clientCertificate;
     const identd = opts.identd;
     const ident = settings.ident;
     if (identd && ident) transport.onTcpConnect = (local, remote) => identd.register(local, remote, ident);
@@ -96,6 +97,7 @@ export abstract class IrcLink extends LegacySessionEmitter {
       password: settings.password ?? undefined,
       // An empty account object keeps irc-framework from reusing the server password for SASL.
       account: settings.sasl ? { account: settings.sasl.account, password: settings.sasl.password } : {},
+      ...(settings.saslExternal && !settings.sasl ? { sasl_mechanism: 'EXTERNAL' } : {}),
       sasl_disconnect_on_fail: false,
       // No CTCP VERSION answer: it would tell everyone which software (and version) relays this user.
       version: '',

@@ -11,6 +11,15 @@ export const IRC_REGISTRATION_FIELDS: RegistrationField[] = [
   { name: 'password', label: 'Server password', type: 'text-private', required: false, secret: true, description: 'The connection password (PASS), if the server needs one.' },
   { name: 'saslAccount', label: 'SASL account', type: 'text-single', required: false, secret: false, description: 'Services account for SASL PLAIN; defaults to the nickname.' },
   { name: 'saslPassword', label: 'SASL password', type: 'text-private', required: false, secret: true, description: 'Log in to services with SASL PLAIN while connecting.' },
+  {
+    name: 'saslExternal',
+    label: 'Log in with a client certificate (SASL EXTERNAL)',
+    type: 'boolean',
+    required: false,
+    secret: false,
+    default: 'false',
+    description: 'The gateway makes a certificate for you on this server and tells you its fingerprint; add it to your services account (e.g. NickServ CERT ADD). Needs TLS.',
+  },
   { name: 'nickservPassword', label: 'NickServ password', type: 'text-private', required: false, secret: true, description: 'Sent as "IDENTIFY" to NickServ after connecting (when SASL is not used).' },
   { name: 'port', label: 'Port', type: 'text-single', required: false, secret: false, description: 'One port to use (with "Use TLS"); empty: the TLS ports, then the plain ports.' },
   { name: 'tls', label: 'Use TLS', type: 'boolean', required: false, secret: false, default: 'true' },
@@ -70,6 +79,9 @@ export interface IrcServerSettings {
   sasl: { account: string; password: string } | null;
   nickservPassword: string | null;
   autojoin: string[];
+  /** SASL EXTERNAL with this client certificate (stored in the vault with the registration). */
+  clientCertificate: { cert: string; key: string } | null;
+  saslExternal: boolean;
   /** What identd answers for this connection (from the kit's pseudonym; never the JID). */
   ident?: string | null;
   /** WEBIRC for operators with an agreement with the network: a per-user pseudonymous host and address, never the user's IP. */
@@ -168,6 +180,8 @@ export function parseServerSettings(server: string | undefined, creds: Credentia
     realname,
     password,
     sasl: saslPassword !== null ? { account: saslAccount, password: saslPassword } : null,
+    saslExternal: parseBoolean(creds.saslExternal, false),
+    clientCertificate: creds.clientCertificate && creds.clientKey ? { cert: creds.clientCertificate, key: creds.clientKey } : null,
     nickservPassword,
     autojoin,
   };

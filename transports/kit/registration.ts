@@ -542,7 +542,9 @@ export class Registration implements KitRegistration {
       const current = { ...base, ...(payload?.servers?.[server] ?? {}) };
       const checked = this.validate(given, payload ? current : null, this.serverFields());
       if (!checked.ok) return { condition: 'not-acceptable', text: checked.text };
-      if (payload?.servers?.[server] && sameValues(pick(current, this.serverFields()), checked.values)) return null;
+      // Values no form shows (an adapter's stored secrets, e.g. a client certificate it made) stay.
+      for (const k of kit.adapter.storedSecrets ?? []) if (current[k] !== undefined && checked.values[k] === undefined) checked.values[k] = current[k];
+      if (payload?.servers?.[server] && sameValues(pick(current, this.serverFields()), pick(checked.values, this.serverFields()))) return null;
       const override: Credentials = {};
       for (const [k, v] of Object.entries(checked.values)) if (base[k] !== v) override[k] = v;
       const merged = { ...base, ...override };
