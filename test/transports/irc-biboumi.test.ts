@@ -212,4 +212,24 @@ describe('IRC as Biboumi users expect it (Gatehouse, kit, IRC adapter, ngIRCd)',
     assert.equal(errorOf(off), 'feature-not-implemented');
     assert.ok(await target.expectNothing((l) => l.trailing === 'must not arrive', 500));
   });
+
+  test('per-server settings by ad-hoc command: after-connect commands run at each login and are never shown again', async () => {
+    const watcher = await raw('acwatch');
+    const gina = await online('guest-gina');
+    const serverJid = `${ircd.host}@${GW}`;
+    const cmds = 'PRIVMSG acwatch :after-connect one\nPRIVMSG acwatch :after-connect two';
+    const done = await adhoc(gina, serverJid, 'settings', { nick: 'gina_g', afterConnect: cmds });
+    assert.equal(done.attrs.type, 'result', String(done));
+    // The settings were tried before they were stored: that login ran them.
+    await watcher.expect((l) => l.command === 'PRIVMSG' && l.nick === 'gina_g' && l.trailing === 'after-connect one');
+    await watcher.expect((l) => l.command === 'PRIVMSG' && l.nick === 'gina_g' && l.trailing === 'after-connect two');
+    const form = await gina.iq(x('iq', { type: 'set', to: serverJid }, x('command', { xmlns: COMMANDS, node: 'settings', action: 'execute' })));
+    const field = form.getChild('command', COMMANDS)!.getChild('x', NS.dataForms)!.getChildren('field').find((f) => f.attrs.var === 'afterConnect');
+    assert.equal(field?.attrs.type, 'text-multi');
+    assert.deepEqual(field?.getChildren('value') ?? [], [], 'not shown again');
+    // A refused command is refused before anything is stored.
+    const bad = await adhoc(gina, serverJid, 'settings', { nick: 'gina_g', afterConnect: 'QUIT :bye' });
+    assert.equal(bad.attrs.type, 'error');
+    assert.match(bad.getChild('error')?.getChildText('text', NS.stanzas) ?? '', /QUIT cannot be sent/);
+  });
 });

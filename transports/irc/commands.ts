@@ -8,12 +8,11 @@ import type { ListedRoom } from '../kit/adapter.js';
 import { IrcChannels } from './channels.js';
 import { IrcCommandError } from './errors.js';
 import type { Waiter } from './link.js';
-import { stripFormatting, utf8Length } from './text.js';
+import { stripFormatting } from './text.js';
+import { rawLineProblem } from './settings.js';
 
 /** How long numeric replies count as the answer to a raw command. */
 const RAW_REPLY_WINDOW_MS = 10_000;
-/** Commands that would confuse the connection's state if sent raw (registration, capability negotiation, quitting). */
-const REFUSED_RAW = new Set(['PASS', 'USER', 'CAP', 'AUTHENTICATE', 'QUIT', 'WEBIRC', 'SERVER']);
 
 export abstract class IrcCommands extends IrcChannels {
   private listing: Promise<{ rooms: ListedRoom[]; complete: boolean }> | null = null;
@@ -69,11 +68,8 @@ export abstract class IrcCommands extends IrcChannels {
     this.ensureReady();
     const text = line.replace(/^\s+/, '').replace(/\s+$/, '');
     if (!text) return;
-    if (/[\r\n\0]/.test(text)) throw new IrcCommandError('a raw command is one line', 'bad-request');
-    if (utf8Length(text) > this.opts.lineLimit - 2) throw new IrcCommandError(`a raw command is at most ${this.opts.lineLimit - 2} bytes`, 'not-acceptable');
-    const command = /^([A-Za-z]+|\d{3})(?: |$)/.exec(text)?.[1]?.toUpperCase();
-    if (!command) throw new IrcCommandError('a raw command starts with an IRC command, e.g. WHOIS nick', 'bad-request');
-    if (REFUSED_RAW.has(command)) throw new IrcCommandError(`${command} cannot be sent as a raw command through the gateway`, 'not-acceptable');
+    const problem = rawLineProblem(text, this.opts.lineLimit - 2);
+    if (problem) throw new IrcCommandError(problem, 'not-acceptable');
     this.rawRepliesUntil = Date.now() + RAW_REPLY_WINDOW_MS;
     await this.queue.send(text);
   }

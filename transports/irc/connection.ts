@@ -117,6 +117,9 @@ export abstract class IrcConnection extends IrcLink {
       if (this.state !== 'ready') return;
       this.safeEmit('connected', this.server, this.settings.sasl?.account ?? this.ownNick);
       for (const m of this.early.splice(0)) this.safeEmit('serverMessage', this.server, m);
+      // After-connect commands (they may hold a password: sent, never logged); their replies come back like a raw command's.
+      if (this.settings.afterConnect.length) this.rawRepliesUntil = Date.now() + 10_000;
+      for (const line of this.settings.afterConnect) void this.queue.send(line).catch(() => undefined);
       for (const channel of this.settings.autojoin) void this.joinRoom({ id: channel, server: this.server }, this.ownNick).catch(() => undefined);
     });
   }

@@ -49,6 +49,14 @@ export const IRC_REGISTRATION_FIELDS: RegistrationField[] = [
     secret: false,
     description: 'Trust exactly this certificate (e.g. a self-signed one) instead of a certificate authority.',
   },
+  {
+    name: 'afterConnect',
+    label: 'IRC commands after connecting',
+    type: 'text-multi',
+    required: false,
+    secret: true,
+    description: 'Raw IRC commands sent one by one once connected, e.g. PRIVMSG NickServ :IDENTIFY password (kept like a password: never shown again; leave empty to keep them).',
+  },
   { name: 'autojoin', label: 'Channels to join automatically', type: 'text-single', required: false, secret: false, description: 'Comma-separated, e.g. #gatehouse,#help' },
   {
     name: 'stayConnected',
@@ -82,6 +90,8 @@ export interface IrcServerSettings {
   /** SASL EXTERNAL with this client certificate (stored in the vault with the registration). */
   clientCertificate: { cert: string; key: string } | null;
   saslExternal: boolean;
+  /** Raw commands sent once connected (Biboumi's after-connect commands). */
+  afterConnect: string[];
   /** What identd answers for this connection (from the kit's pseudonym; never the JID). */
   ident?: string | null;
   /** WEBIRC for operators with an agreement with the network: a per-user pseudonymous host and address, never the user's IP. */
@@ -116,6 +126,29 @@ function parsePorts(value: string | undefined): number[] | null {
   if (!parts.length) return null;
   if (parts.length > 8) throw new LegacyAuthError('at most 8 ports');
   return [...new Set(parts.map(parsePort))];
+}
+
+/** Commands that would confuse the connection's state if sent raw (registration, capability negotiation, quitting). */
+const REFUSED_RAW = new Set(['PASS', 'USER', 'CAP', 'AUTHENTICATE', 'QUIT', 'WEBIRC', 'SERVER']);
+
+/** Why a raw IRC command cannot be sent (in words for the user, never echoing the line), or null. */
+export function rawLineProblem(line: string, maxBytes: number): string | null {
+  if (/[\r\n\0]/.test(line)) return 'a raw command is one line';
+  if (Buffer.byteLength(line, 'utf8') > maxBytes) return `a raw command is at most ${maxBytes} bytes`;
+  const command = /^([A-Za-z]+|\d{3})(?: |$)/.exec(line)?.[1]?.toUpperCase();
+  if (!command) return 'a raw command starts with an IRC command, e.g. WHOIS nick';
+  if (REFUSED_RAW.has(command)) return `${command} cannot be sent as a raw command through the gateway`;
+  return null;
+}
+
+function parseAfterConnect(value: string | undefined): string[] {
+  const lines = (value ?? '').split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+  if (lines.length > 20) throw new LegacyAuthError('at most 20 commands after connecting');
+  for (const [i, l] of lines.entries()) {
+    const problem = rawLineProblem(l, 510);
+    if (problem) throw new LegacyAuthError(`command ${i + 1} after connecting: ${problem}`);
+  }
+  return lines;
 }
 
 /** Characters a nick may not contain anywhere (wire syntax and target lists). */
@@ -181,6 +214,7 @@ export function parseServerSettings(server: string | undefined, creds: Credentia
     password,
     sasl: saslPassword !== null ? { account: saslAccount, password: saslPassword } : null,
     saslExternal: parseBoolean(creds.saslExternal, false),
+    afterConnect: parseAfterConnect(creds.afterConnect),
     clientCertificate: creds.clientCertificate && creds.clientKey ? { cert: creds.clientCertificate, key: creds.clientKey } : null,
     nickservPassword,
     autojoin,

@@ -11,7 +11,7 @@ export interface RegistrationField {
   /** Form variable; for legacy XEP-0077 forms one of the standard names where one fits (username, password, nick, ...). */
   name: string;
   label: string;
-  type: 'text-single' | 'text-private' | 'boolean' | 'list-single';
+  type: 'text-single' | 'text-multi' | 'text-private' | 'boolean' | 'list-single';
   required: boolean;
   /** Secret fields go into the vault and are never echoed back in forms or logs. */
   secret: boolean;

@@ -203,7 +203,7 @@ export class Registration implements KitRegistration {
         label: f.label,
         desc,
         required: f.required && !(f.secret && values && values[f.name]),
-        values: value !== undefined && value !== '' ? [f.type === 'boolean' ? (parseBoolean(value) ? '1' : '0') : value] : [],
+        values: value !== undefined && value !== '' ? (f.type === 'text-multi' ? value.split('\n') : [f.type === 'boolean' ? (parseBoolean(value) ? '1' : '0') : value]) : [],
         options: f.options?.map((o) => ({ value: o, label: o })),
       };
     });
