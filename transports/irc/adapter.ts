@@ -5,14 +5,19 @@
  * adapter says `multiServer = true` and which ids are channels (`isRoomId`: # & + !). Contacts and
  * rooms it reports carry `server` = the host the kit passed to `login`.
  *
- * Registration (all per user and server, see settings.ts): nick (required), username, realname,
- * password (server PASS, secret), saslAccount + saslPassword (SASL PLAIN, secret),
- * nickservPassword (IDENTIFY after connecting, secret; not used when SASL is), port (default 6697
- * with TLS, 6667 without), tls (default true), verifyCertificate (default true),
- * certificateFingerprint (trust exactly one SHA-256 certificate fingerprint, e.g. a self-signed
- * server) and autojoin (comma-separated channels). Turning verifyCertificate off lets anyone on
- * the path read and change the connection, passwords included; pinning a fingerprint is the safe
- * way to reach a self-signed server. Passwords are never logged nor put into error texts.
+ * Joining without registration (guestCredentials): the MUC nick is the IRC nick, as with Biboumi.
+ * Settings (all per user and server, see settings.ts; registration or the server JID's ad-hoc
+ * command): nick, username, realname, password (server PASS, secret), saslAccount + saslPassword
+ * (SASL PLAIN, secret), saslExternal (a client certificate the adapter makes, stored as
+ * clientCertificate/clientKey), nickservPassword (IDENTIFY after connecting, secret; not used when
+ * SASL is), port + tls (one port), tlsPorts and ports (tried in order: TLS first, plain only when
+ * named), verifyCertificate (default true), certificateFingerprint (trust exactly one SHA-256
+ * certificate fingerprint, e.g. a self-signed server), autojoin, afterConnect (raw commands, kept
+ * like a password) and stayConnected (bouncer mode, see staysConnected). Turning verifyCertificate
+ * off lets anyone on the path read and change the connection, passwords included; pinning a
+ * fingerprint is the safe way to reach a self-signed server. Passwords are never logged nor put
+ * into error texts. Operator defaults per server (serverDefaults), flood control per server
+ * (serverFlood), identd (identd.ts) and WEBIRC (webirc.ts) come from the adapter's options.
  *
  * Reconnection: the adapter never reconnects by itself. A session whose connection is lost emits
  * `disconnected(reason, final)` once and is then dead (its methods reject with
