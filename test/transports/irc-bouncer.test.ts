@@ -25,6 +25,7 @@ import { mentions } from '../../transports/kit/rooms.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import type { TransportConfig } from '../../transports/kit/config.js';
 import { GW, delay, startServer, transportConfig } from './kit-harness.js';
+import { storageTargets } from '../../storage/test-databases.js';
 
 const MUC = 'http://jabber.org/protocol/muc';
 const DELAY = 'urn:xmpp:delay';
@@ -48,12 +49,14 @@ describe('bouncer limits in the transport configuration', () => {
   });
 });
 
-describe('IRC: staying connected while the XMPP user is offline (bouncer mode)', { skip: skipWithout('ngircd') }, () => {
+for (const target of storageTargets()) {
+describe(`IRC: staying connected while the XMPP user is offline (bouncer mode; transport storage on ${target.name})`, { skip: skipWithout('ngircd') }, () => {
   let ircd: Ircd;
   let ts: TestServer;
   let transport: RunningTransport;
   let config: TransportConfig;
   let dir: string;
+  let dropStorage: () => Promise<void> = async () => undefined;
   const logLines: string[] = [];
   const irc: RawIrcClient[] = [];
   const chan = () => `#bnc%${ircd.host}@${GW}`;
@@ -95,7 +98,9 @@ describe('IRC: staying connected while the XMPP user is offline (bouncer mode)',
     ircd = await startNgircd();
     ts = await startServer();
     dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-irc-bouncer-'));
-    config = transportConfig(ts, dir, { bouncer: { maxLines: 50, maxAge: '1h' } });
+    const made = await target.make();
+    dropStorage = made.drop;
+    config = transportConfig(ts, dir, { bouncer: { maxLines: 50, maxAge: '1h' } }, made.config.type === 'sqlite' ? undefined : made.config);
     await start();
   });
 
@@ -104,6 +109,7 @@ describe('IRC: staying connected while the XMPP user is offline (bouncer mode)',
     await transport?.stop().catch(() => undefined);
     await ts?.stop();
     await ircd?.stop();
+    await dropStorage();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -220,3 +226,4 @@ describe('IRC: staying connected while the XMPP user is offline (bouncer mode)',
     await alice.close();
   });
 });
+}
