@@ -39,7 +39,10 @@ export class SessionManager extends SessionEvents implements KitSessions {
    */
   async logout(s: UserSession, reason: string, opts: { shutdown?: boolean; tellUser?: boolean } = {}): Promise<void> {
     this.clearTimers(s);
-    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    if (this.sessions.get(s.key) === s) {
+      this.sessions.delete(s.key);
+      this.guestNicks.delete(s.key);
+    }
     const legacy = s.legacy;
     const wasConnected = s.state === 'online' || s.state === 'connecting' || s.state === 'retrying';
     s.state = 'closed';
