@@ -499,6 +499,10 @@ export class Registration implements KitRegistration {
         await kit.repo.saveRegistration({ network: kit.adapter.network, userJid: user, settings, contacts: [] }, record, kit.clock.now());
         this.registered.add(user);
         this.remember(user, { fields: {} });
+        // As for any registration (XEP-0100): the gateway asks for the user's presence, so that an
+        // account deletion (unsubscribed) reaches it and the stored settings go with the account.
+        kit.send(x('presence', { type: 'subscribe', from: kit.domain, to: user }));
+        kit.send(x('presence', { from: kit.domain, to: user }));
         return true;
       }
       return kit.repo.updateState(kit.adapter.network, user, { settings }, kit.clock.now());
