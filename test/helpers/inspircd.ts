@@ -16,6 +16,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { reservedPort } from './ports.js';
+import { generate } from 'selfsigned';
 import { INSPIRCD } from './requirements.js';
 
 export interface InspircdOptions {
@@ -24,12 +25,18 @@ export interface InspircdOptions {
   ident?: boolean;
   /** m_cgiirc: trust WEBIRC lines with this password from any host. */
   webircPassword?: string;
+  /** Also listen for TLS (m_ssl_gnutls), with a self-signed certificate for 127.0.0.1 and localhost. */
+  tls?: boolean;
 }
 
 export interface Inspircd {
   readonly host: '127.0.0.1';
   readonly name: string;
   readonly port: number;
+  /** 0 unless started with tls. */
+  readonly tlsPort: number;
+  /** PEM of the self-signed certificate (tls only). */
+  readonly certPem: string | null;
   /** InspIRCd's log (connections, quits), for assertions. */
   log(): string;
   stop(): Promise<void>;
@@ -50,14 +57,39 @@ export async function startInspircd(opts: InspircdOptions = {}): Promise<Inspirc
   const logFile = join(dir, 'ircd.log');
   writeFileSync(join(dir, 'motd'), 'Gatehouse InspIRCd test server\n');
   let port = 0;
+  let tlsPort = 0;
+  let certPem: string | null = null;
+  if (opts.tls) {
+    const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      extensions: [
+        { name: 'basicConstraints', cA: false },
+        { name: 'extKeyUsage', serverAuth: true },
+        { name: 'subjectAltName', altNames: [{ type: 2 as const, value: 'localhost' }, { type: 7 as const, ip: '127.0.0.1' }] },
+      ],
+    });
+    writeFileSync(join(dir, 'server.crt'), pems.cert);
+    writeFileSync(join(dir, 'server.key'), pems.private, { mode: 0o600 });
+    certPem = pems.cert;
+  }
   let proc: ChildProcess | null = null;
   let exited: Promise<void> = Promise.resolve();
   for (let attempt = 0; ; attempt++) {
     port = await reservedPort();
+    tlsPort = opts.tls ? await reservedPort() : 0;
     const conf = [
       `<server name="${name}" description="Gatehouse test" network="GatehouseTest">`,
       '<admin name="test" nick="test" email="test@example.invalid">',
       `<bind address="127.0.0.1" port="${port}" type="clients">`,
+      ...(opts.tls
+        ? [
+            '<module name="ssl_gnutls">',
+            `<sslprofile name="main" provider="gnutls" certfile="${join(dir, 'server.crt')}" keyfile="${join(dir, 'server.key')}" dhfile="" requestclientcert="no">`,
+            `<bind address="127.0.0.1" port="${tlsPort}" type="clients" sslprofile="main">`,
+          ]
+        : []),
       `<connect name="main" allow="*" timeout="20" pingfreq="120" recvq="8192" sendq="262144" threshold="10" commandrate="1000" fakelag="yes" localmax="1000" globalmax="1000" useident="${opts.ident ? 'yes' : 'no'}" limit="5000" maxchans="50" resolvehostnames="no">`,
       `<pid file="${join(dir, 'inspircd.pid')}">`,
       `<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="${logFile}">`,
@@ -81,7 +113,7 @@ export async function startInspircd(opts: InspircdOptions = {}): Promise<Inspirc
     const deadline = Date.now() + 15_000;
     let up = false;
     while (Date.now() < deadline && !gone) {
-      if (/is now running/.test(out) && (await canConnect(port))) {
+      if (/is now running/.test(out) && (await canConnect(port)) && (!tlsPort || (await canConnect(tlsPort)))) {
         up = true;
         break;
       }
@@ -99,6 +131,8 @@ export async function startInspircd(opts: InspircdOptions = {}): Promise<Inspirc
     host: '127.0.0.1',
     name,
     port,
+    tlsPort,
+    certPem,
     log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
     async stop() {
       const p = proc as ChildProcess | null;

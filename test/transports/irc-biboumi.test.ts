@@ -3,7 +3,7 @@
  * joining a channel without registering (the MUC nick becomes the IRC nick, TLS first with
  * certificate checks, plain ports only where the settings name them), per-server settings by
  * ad-hoc command on the server JID, the channel list in the server JID's disco#items, and raw
- * IRC commands sent as messages to the server JID.
+ * IRC commands sent as messages to the server JID; each against ngIRCd and InspIRCd.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,8 @@ import path from 'node:path';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { Logger } from '../../shared/logger.js';
-import { startNgircd, type Ircd } from '../helpers/ircd.js';
+import { startNgircd } from '../helpers/ircd.js';
+import { startInspircd } from '../helpers/inspircd.js';
 import { reservedPort } from '../helpers/ports.js';
 import { skipWithout } from '../helpers/requirements.js';
 import { RawIrcClient } from '../helpers/irc-client.js';
@@ -27,8 +28,17 @@ const MUC = 'http://jabber.org/protocol/muc';
 const COMMANDS = 'http://jabber.org/protocol/commands';
 const RSM = 'http://jabber.org/protocol/rsm';
 
-describe('IRC as Biboumi users expect it (Gatehouse, kit, IRC adapter, ngIRCd)', { skip: skipWithout('ngircd') }, () => {
-  let ircd: Ircd;
+interface TestIrcd {
+  readonly host: '127.0.0.1';
+  readonly port: number;
+  readonly tlsPort: number;
+  readonly certPem: string | null;
+  stop(): Promise<void>;
+}
+
+for (const kind of ['ngircd', 'inspircd'] as const) {
+describe(`IRC as Biboumi users expect it (Gatehouse, kit, IRC adapter, ${kind})`, { skip: skipWithout(kind) }, () => {
+  let ircd: TestIrcd;
   let ts: TestServer;
   let transport: RunningTransport;
   let dir: string;
@@ -76,7 +86,7 @@ describe('IRC as Biboumi users expect it (Gatehouse, kit, IRC adapter, ngIRCd)',
   }
 
   before(async () => {
-    ircd = await startNgircd({ tls: true });
+    ircd = kind === 'ngircd' ? await startNgircd({ tls: true }) : await startInspircd({ tls: true });
     closedPort = await reservedPort();
     ts = await startServer();
     dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-irc-biboumi-'));
@@ -233,3 +243,4 @@ describe('IRC as Biboumi users expect it (Gatehouse, kit, IRC adapter, ngIRCd)',
     assert.match(bad.getChild('error')?.getChildText('text', NS.stanzas) ?? '', /QUIT cannot be sent/);
   });
 });
+}
