@@ -12,10 +12,14 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { generate } from 'selfsigned';
 import { randomBytes } from 'node:crypto';
 import { startNgircd, type Ircd } from '../helpers/ircd.js';
+import { reservedPort } from '../helpers/ports.js';
 import { startInspircd, type Inspircd } from '../helpers/inspircd.js';
 import { skipWithout } from '../helpers/requirements.js';
 import { RawIrcClient } from '../helpers/irc-client.js';
-import { createIrcAdapter, type IrcSession } from '../../transports/irc/index.js';
+import { createAdapter, createIrcAdapter, type IrcSession } from '../../transports/irc/index.js';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DEFAULT_FLOOD, parseFlood } from '../../transports/irc/flood.js';
 import { IdentServer, identFor } from '../../transports/irc/identd.js';
 import { parsePrefix, webircAddress } from '../../transports/irc/webirc.js';
@@ -319,6 +323,30 @@ describe('SASL EXTERNAL with a client certificate the gateway makes (scripted TL
       await assert.rejects(adapter.login({ userJid: 'cert@localhost', server: '127.0.0.1', credentials: { ...stored, tls: 'false' }, log: tl.log }), /needs TLS/);
     } finally {
       await fake.close();
+    }
+  });
+});
+
+describe('network settings of the IRC transport', () => {
+  test('flood, servers, identd and webirc are checked with errors naming the key; the WEBIRC password file must be private', async () => {
+    const log = testLog().log;
+    await assert.rejects(async () => createAdapter({ flood: { burst: 0 } }, log), /network\.flood\.burst/);
+    await assert.rejects(async () => createAdapter({ servers: { 'irc.example.net': { tlsPort: 6697 } } }, log), /network\.servers\.irc\.example\.net\.tlsPort: unknown/);
+    await assert.rejects(async () => createAdapter({ identd: { port: 70000 } }, log), /network\.identd\.port/);
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-webirc-'));
+    try {
+      const file = join(dir, 'webirc');
+      writeFileSync(file, 'webirc-file-secret\n', { mode: 0o644 });
+      chmodSync(file, 0o644);
+      await assert.rejects(async () => createAdapter({ webirc: { 'irc.example.net': { passwordFile: file, prefix: '2001:db8:1:2::/64' } } }, log), /chmod 600/);
+      chmodSync(file, 0o600);
+      await assert.rejects(async () => createAdapter({ webirc: { 'irc.example.net': { passwordFile: file, prefix: '10.0.0.0/8' } } }, log), (e: Error) => /prefix/.test(e.message) && !e.message.includes('webirc-file-secret'));
+      const adapter = await createAdapter({ webirc: { 'irc.example.net': { passwordFile: file, prefix: '2001:db8:1:2::/64' } }, servers: { 'irc.example.net': { tlsPorts: [6697, 7000], flood: { burst: 5, linesPerSecond: 2 } } } }, log);
+      assert.equal(adapter.network, 'irc');
+      const identd = await createAdapter({ identd: { port: await reservedPort(), host: '127.0.0.1' } }, log);
+      assert.equal(identd.network, 'irc');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

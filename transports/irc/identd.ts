@@ -51,6 +51,8 @@ export class IdentServer {
         server.off('error', reject);
         server.on('error', (err) => this.opts.log?.warn('identd error', { error: err.message }));
         this.server = server;
+        // It serves the transport's connections; it does not keep the process alive by itself.
+        server.unref();
         this.opts.log?.info('identd listening', { host: this.opts.host, port: this.port });
         resolve();
       });

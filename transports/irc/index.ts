@@ -5,6 +5,7 @@ export { IRC_REGISTRATION_FIELDS } from './settings.js';
 export { DEFAULT_FLOOD, type FloodOptions } from './flood.js';
 
 import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { AdapterFactory, Credentials } from '../kit/adapter.js';
 import { createIrcAdapter as create } from './adapter.js';
 import { parseFlood, type FloodOptions } from './flood.js';
@@ -91,13 +92,20 @@ export const createAdapter: AdapterFactory = async (settings, log) => {
     for (const [host, value] of Object.entries(webirc)) {
       const where = `network.webirc.${host}`;
       if (!isMap(value)) throw new Error(`${where}: expected { passwordFile, prefix }`);
-      for (const k of Object.keys(value)) if (!['passwordFile', 'prefix', 'gateway', 'hostSuffix'].includes(k)) throw new Error(`${where}.${k}: unknown setting`);
-      if (typeof value.passwordFile !== 'string') throw new Error(`${where}.passwordFile: the file holding the WEBIRC password the network gave you`);
+      for (const k of Object.keys(value)) if (!['passwordFile', 'passwordCredential', 'prefix', 'gateway', 'hostSuffix'].includes(k)) throw new Error(`${where}.${k}: unknown setting`);
+      let passwordFile = value.passwordFile;
+      if (typeof value.passwordCredential === 'string') {
+        // A systemd credential (LoadCredential=NAME:/path), as for the vault key.
+        const dir = process.env.CREDENTIALS_DIRECTORY;
+        if (!dir || !/^[A-Za-z0-9._-]+$/.test(value.passwordCredential)) throw new Error(`${where}.passwordCredential: no systemd credential ${value.passwordCredential} (CREDENTIALS_DIRECTORY is not set)`);
+        passwordFile = join(dir, value.passwordCredential);
+      }
+      if (typeof passwordFile !== 'string') throw new Error(`${where}.passwordFile: the file holding the WEBIRC password the network gave you (or passwordCredential: a systemd credential name)`);
       if (typeof value.prefix !== 'string') throw new Error(`${where}.prefix: an IPv6 prefix set aside for the gateway's users, e.g. 2001:db8:1:2::/64`);
       if (value.gateway !== undefined && (typeof value.gateway !== 'string' || !/^[A-Za-z0-9._-]{1,32}$/.test(value.gateway))) throw new Error(`${where}.gateway: a short name`);
       if (value.hostSuffix !== undefined && (typeof value.hostSuffix !== 'string' || !/^[a-z0-9.-]+\.[a-z]{2,}$/i.test(value.hostSuffix))) throw new Error(`${where}.hostSuffix: a domain name`);
       webircServers[host] = {
-        password: readSecretFile(value.passwordFile, `${where}.passwordFile`),
+        password: readSecretFile(passwordFile, `${where}.passwordFile`),
         gateway: (value.gateway as string | undefined) ?? 'gatehouse',
         prefix: parsePrefix(value.prefix, `${where}.prefix`),
         hostSuffix: (value.hostSuffix as string | undefined) ?? null,
