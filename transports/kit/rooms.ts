@@ -8,9 +8,12 @@
  *   occupant's contact JID where the network exposes it), then its own presence with status 110
  *   (and 210 when the network gave another nick than asked for), then the subject message
  *   (an empty <subject/> when there is none: clients take it as "join complete"). No history: the
- *   transport stores no messages. roomJoinFailed becomes a presence error with the condition.
+ *   transport stores no messages, except for sessions whose user chose to stay connected
+ *   (UserSession.keepAlive): lines said while no resource was in the room are kept in memory
+ *   (bouncer limits) and sent between the self-presence and the subject, with delay stamps.
+ *   roomJoinFailed becomes a presence error with the condition.
  * - Several resources of one user share the room (multi-session nick): a second resource gets
- *   the current state without a new network join; the network room is left when the last leaves.
+ *   the current state without a new network join; the network room is left when the last leaves (not when the user stays connected).
  * - Groupchat both ways; the user's own message comes back with the id it was sent with (echoed
  *   by the kit once sendRoomMessage resolved, or the network's echo when the adapter says it
  *   echoes). Subject changes both ways. Nick changes: 303 unavailable + the new presence.
