@@ -70,6 +70,8 @@ export function createMucModule(): GatehouseModule {
       const iq = new IqHandler(s);
       const { hooks } = ctx;
       cleanup.push(hooks.on('config/in-force', () => s.refresh()));
+      // P23: the rows went with the account (foreign key); the rooms in memory forget it too.
+      cleanup.push(hooks.on('account/deleted', ({ jid }) => s.forgetAccount(jid.bare)));
       const take = (handler: (e: StanzaEvent) => Promise<void>) => (e: StanzaEvent) => {
         if (!s.handles(e)) return undefined;
         const key = e.to.bare;

@@ -298,6 +298,11 @@ export class MucService {
     }
   }
 
+  /** An account was deleted: its affiliations leave every room (their rows are gone with the account). */
+  forgetAccount(bare: string): void {
+    for (const room of this.rooms.values()) room.affiliations.delete(bare);
+  }
+
   /** Totals for statistics and the admin console. */
   counts(): { rooms: number; occupants: number } {
     let occupants = 0;

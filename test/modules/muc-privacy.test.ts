@@ -1,0 +1,184 @@
+/**
+ * What group chats keep (issue #17): persistent rooms keep their configuration and affiliations
+ * over a restart, on every database of storageTargets(); no message text is written anywhere
+ * (data directory, database, log); an account's affiliations are in its export and erased with
+ * it; the policy states it in both languages; `gatehouse muc list|destroy` on the control socket.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestServer, loginAs } from '../helpers/server.js';
+import { storageTargets } from '../../storage/test-databases.js';
+import { openStorage } from '../../storage/datasource.js';
+import type { Db } from '../../storage/db.js';
+import type { ModuleStorage } from '../../storage/module-storage.js';
+import { mucStorage } from '../../server/modules/muc/storage.js';
+import { accountDataParts, exportAccounts, renderExport } from '../../server/modules/export/export.js';
+import { allModules } from '../../server/modules/index.js';
+import { controlRequest } from '../../server/admin/control.js';
+import { parseConfig } from '../../server/config/index.js';
+import { factsFromConfig } from '../../server/modules/policy/facts.js';
+import { policyDe } from '../../server/modules/policy/texts-de.js';
+import { policyEn } from '../../server/modules/policy/texts-en.js';
+import { x } from '../../shared/xml/element.js';
+import { MUC_ADMIN, MUC_USER, SERVICE, codes, configure, createInstant, enter, item } from './muc-helpers.js';
+
+const SECRET = 'zebra-marker-7781';
+
+/** A module storage that hands out the database access itself, to read every table of a test database. */
+const rawDb: ModuleStorage<Db> = { name: 'raw-dump', entities: [], migrations: [], repository: (db) => db };
+
+async function dumpTables(db: Db): Promise<string> {
+  let tables: string[];
+  try {
+    tables = (await db.sql<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'", [])).map((r) => r.name);
+  } catch {
+    try {
+      tables = (await db.sql<{ tablename: string }>("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", [])).map((r) => r.tablename);
+    } catch {
+      tables = (await db.sql<Record<string, string>>('SHOW TABLES', [])).map((r) => Object.values(r)[0]!);
+    }
+  }
+  let out = '';
+  for (const t of tables) out += JSON.stringify(await db.sql(`SELECT * FROM "${t}"`, []));
+  return out;
+}
+
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...filesUnder(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+for (const target of storageTargets()) {
+  test(`P11 P23 persistent rooms and affiliations survive a restart on ${target.name}; no message text is in the data directory, the database or the log`, async () => {
+    const db = await target.make();
+    const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-muc-'));
+    try {
+      const config = { dataDir, listen: { c2s: [{ host: '127.0.0.1', port: 0 }] } };
+      const first = await startTestServer({ logLevel: 'debug', storage: db.config, config });
+      let firstLog: string[];
+      try {
+        const alice = await loginAs(first, 'alice');
+        const bob = await loginAs(first, 'bob');
+        const room = `keep@${SERVICE}`;
+        await createInstant(alice, room, 'Alice', { 'muc#roomconfig_persistentroom': '1', 'muc#roomconfig_roomname': 'Kept room', 'muc#roomconfig_membersonly': '1' });
+        const set = await alice.iq(x('iq', { type: 'set', to: room }, x('query', { xmlns: MUC_ADMIN }, x('item', { jid: 'bob@localhost', affiliation: 'member', nick: 'Bobby' }), x('item', { jid: 'mallory@elsewhere.example', affiliation: 'outcast' }))));
+        assert.equal(set.attrs.type, 'result');
+        await enter(bob, room, 'Bobby');
+        bob.send(x('message', { type: 'groupchat', to: room }, x('body', {}, `the word is ${SECRET}`)));
+        await alice.expect((el) => el.name === 'message' && el.getChildText('body')?.includes(SECRET) === true);
+        alice.send(x('message', { type: 'groupchat', to: room }, x('subject', {}, `subject ${SECRET}`)));
+        await bob.expect((el) => el.name === 'message' && el.getChild('subject') !== undefined && el.getChild('body') === undefined);
+        bob.send(x('message', { type: 'chat', to: `${room}/Alice` }, x('body', {}, `private ${SECRET}`)));
+        await alice.expect((el) => el.name === 'message' && el.getChildText('body')?.includes(SECRET) === true);
+        // A temporary room does not survive.
+        await createInstant(alice, `brief@${SERVICE}`, 'Alice');
+      } finally {
+        firstLog = [...first.logLines];
+        await first.stop();
+      }
+      assert.ok(!firstLog.some((l) => l.includes(SECRET)), 'no message text in the log');
+
+      const second = await startTestServer({ logLevel: 'warn', storage: db.config, config });
+      try {
+        const alice = await loginAs(second, 'alice');
+        const bob = await loginAs(second, 'bob');
+        const items = await alice.iq(x('iq', { type: 'get', to: SERVICE }, x('query', { xmlns: 'http://jabber.org/protocol/disco#items' })));
+        const listed = items.getChild('query')!.getChildren('item').map((i) => `${i.attrs.jid} ${i.attrs.name}`);
+        assert.deepEqual(listed, [`keep@${SERVICE} Kept room`]);
+        const members = await alice.iq(x('iq', { type: 'get', to: `keep@${SERVICE}` }, x('query', { xmlns: MUC_ADMIN }, x('item', { affiliation: 'member' }))));
+        assert.deepEqual(members.getChild('query', MUC_ADMIN)!.getChildren('item').map((i) => `${i.attrs.jid} ${i.attrs.nick}`), ['bob@localhost Bobby']);
+        const self = await enter(bob, `keep@${SERVICE}`, 'Bobby');
+        assert.equal(item(self)?.attrs.affiliation, 'member');
+        assert.ok(!codes(self).includes(201));
+        // The history did not survive: the subject message comes first, and empty.
+        const next = await bob.expect((el) => el.name === 'message');
+        assert.equal(next.getChildText('subject'), '');
+      } finally {
+        await second.stop();
+      }
+
+      for (const f of filesUnder(dataDir)) assert.ok(!readFileSync(f).includes(SECRET), `no message text in ${f}`);
+      const storage = await openStorage(db.config, { modules: [mucStorage, rawDb] });
+      try {
+        const dump = await dumpTables(storage.repository(rawDb));
+        assert.ok(dump.includes('Kept room'), 'the dump sees the stored configuration');
+        assert.ok(!dump.includes(SECRET), 'no message text in any table');
+      } finally {
+        await storage.close();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+      await db.drop();
+    }
+  });
+}
+
+test('P23 an account\'s room affiliations are in its export and erased with the account', async () => {
+  const ts = await startTestServer({ logLevel: 'warn' });
+  try {
+    const alice = await loginAs(ts, 'alice');
+    const bob = await ts.user('bob');
+    const room = `club@${SERVICE}`;
+    await createInstant(alice, room, 'Alice', { 'muc#roomconfig_persistentroom': '1' });
+    await alice.iq(x('iq', { type: 'set', to: room }, x('query', { xmlns: MUC_ADMIN }, x('item', { jid: 'bob@localhost', affiliation: 'admin' }))));
+    const { storage } = ts.server.ctx;
+    const root = await exportAccounts(storage, [{ username: 'bob', host: 'localhost' }], accountDataParts(allModules()));
+    const text = renderExport(root);
+    assert.match(text, /<muc-affiliations xmlns="urn:gatehouse:muc:0"><room jid="club@conference\.localhost" affiliation="admin"\/><\/muc-affiliations>/);
+    const bobId = (await storage.accounts.get('bob', 'localhost'))!.id;
+    bob.send(x('iq', { type: 'set', id: 'rm' }, x('query', { xmlns: 'jabber:iq:register' }, x('remove'))));
+    await bob.waitClosed().catch(() => {});
+    for (let i = 0; i < 50 && (await storage.accounts.get('bob', 'localhost')); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(await storage.repository(mucStorage).ofAccount(bobId), []);
+    const admins = await alice.iq(x('iq', { type: 'get', to: room }, x('query', { xmlns: MUC_ADMIN }, x('item', { affiliation: 'admin' }))));
+    assert.deepEqual(admins.getChild('query', MUC_ADMIN)!.getChildren('item'), [], 'the room in memory forgot it too');
+    // A later change to the room does not bring it back.
+    await configure(alice, room, { 'muc#roomconfig_roomname': 'Club' });
+    const rows = await storage.repository(mucStorage).affiliations((await storage.repository(mucStorage).rooms(SERVICE))[0]!.id);
+    assert.deepEqual(rows.map((r) => r.jid), ['alice@localhost']);
+  } finally {
+    await ts.stop();
+  }
+});
+
+test('P11 P22 the policy states what group chats keep and for how long, in both languages, only while the service is on', () => {
+  const on = factsFromConfig(parseConfig({ muc: { historyMaxAge: '3d', unusedRooms: '90d' } }, '/tmp'));
+  const en = JSON.stringify(policyEn(on));
+  const de = JSON.stringify(policyDe(on));
+  assert.match(en, /multi-user chat/);
+  assert.match(en, /in memory only[^"]*3 days/);
+  assert.match(en, /90 days/);
+  assert.match(de, /Multi-User Chat/);
+  assert.match(de, /3 Tage lang/);
+  assert.match(de, /90 Tage lang/);
+  const off = factsFromConfig(parseConfig({ muc: { enabled: false } }, '/tmp'));
+  assert.doesNotMatch(JSON.stringify(policyEn(off)), /multi-user chat/);
+  assert.doesNotMatch(JSON.stringify(policyDe(off)), /Multi-User Chat/);
+});
+
+test('P12 P21 gatehouse muc list and destroy on the control socket: rooms with occupant counts, no occupant named; destroy tells the occupants', async () => {
+  const ts = await startTestServer({ logLevel: 'warn' });
+  try {
+    const alice = await loginAs(ts, 'alice');
+    const room = `board@${SERVICE}`;
+    await createInstant(alice, room, 'Alice', { 'muc#roomconfig_roomname': 'Board' });
+    const list = (await controlRequest(ts.dir, 'muc.list')) as { rooms: { jid: string; occupants: number; name: string }[] };
+    assert.deepEqual(list.rooms.map((r) => `${r.jid} ${r.occupants} ${r.name}`), [`${room} 1 Board`]);
+    assert.ok(!JSON.stringify(list).includes('alice'));
+    const out = (await controlRequest(ts.dir, 'muc.destroy', { room, reason: 'maintenance' })) as { destroyed: string; occupants: number };
+    assert.deepEqual(out, { destroyed: room, occupants: 1 });
+    const gone = await alice.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/Alice`);
+    assert.equal(gone.getChild('x', MUC_USER)!.getChild('destroy')!.getChildText('reason'), 'maintenance');
+    await assert.rejects(controlRequest(ts.dir, 'muc.destroy', { room }), /no room/);
+  } finally {
+    await ts.stop();
+  }
+});
