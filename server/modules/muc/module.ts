@@ -75,8 +75,10 @@ export function createMucModule(): GatehouseModule {
       const take = (handler: (e: StanzaEvent) => Promise<void>) => (e: StanzaEvent) => {
         if (!s.handles(e)) return undefined;
         const key = e.to.bare;
-        // Error stanzas may be bounces of the room's own sends: they wait their turn without holding up the sender.
-        if (e.stanza.attrs.type === 'error') {
+        // Error stanzas may be bounces of the room's own sends, and a room may write to another
+        // room (an invitation): those wait their turn without holding up the sender, which may be
+        // a room in the middle of its own turn.
+        if (e.stanza.attrs.type === 'error' || s.domains.has(e.from.domain)) {
           void s.serial.run(key, () => handler(e)).catch((err) => ctx.log.error('muc handler failed', { error: String(err).slice(0, 200) }));
           return true;
         }
