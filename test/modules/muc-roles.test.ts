@@ -143,6 +143,23 @@ test('XEP-0045 mediated invitations and declines; an owner destroys the room wit
     const dec = await alice.expect((el) => el.name === 'message' && el.getChild('x', MUC_USER)?.getChild('decline') !== undefined);
     assert.equal(dec.getChild('x', MUC_USER)!.getChild('decline')!.attrs.from, 'bob@localhost');
 
+    // Bob's reserved nick (7.12) is found through the x-roomuser-item node.
+    await alice.iq(x('iq', { type: 'set', to: room }, x('query', { xmlns: MUC_ADMIN }, x('item', { jid: 'bob@localhost', affiliation: 'member', nick: 'Bobby' }))));
+    const reserved = await bob.iq(x('iq', { type: 'get', to: room }, x('query', { xmlns: 'http://jabber.org/protocol/disco#info', node: 'x-roomuser-item' })));
+    assert.equal(reserved.getChild('query')?.getChild('identity')?.attrs.name, 'Bobby');
+
+    // In an open room a participant may invite; an invitation addressed to another room of the
+    // service is answered by that room without either room hanging.
+    const lounge = `lounge@${SERVICE}`;
+    await createInstant(alice, lounge, 'Alice');
+    await enter(bob, lounge, 'Bob', { initial: false });
+    bob.send(x('message', { to: lounge, id: 'inv-room' }, x('x', { xmlns: MUC_USER }, x('invite', { to: room }))));
+    bob.send(x('message', { to: lounge }, x('x', { xmlns: MUC_USER }, x('invite', { to: 'alice@localhost' }))));
+    const fromBob = await alice.expect((el) => el.name === 'message' && el.attrs.from === lounge && el.getChild('x', MUC_USER)?.getChild('invite') !== undefined);
+    assert.equal(fromBob.getChild('x', MUC_USER)!.getChild('invite')!.attrs.from, 'bob@localhost');
+    const ping = await bob.iq(x('iq', { type: 'get', to: `${room}/Bob` }, x('ping', { xmlns: 'urn:xmpp:ping' })));
+    assert.equal(ping.attrs.type, 'result');
+
     // Only owners destroy.
     const destroy = (c: TestClient) => c.iq(x('iq', { type: 'set', to: room }, x('query', { xmlns: MUC_OWNER }, x('destroy', { jid: `elsewhere@${SERVICE}` }, x('reason', {}, 'moving')))));
     assert.equal(errorOf(await destroy(bob)), 'forbidden');

@@ -58,6 +58,11 @@ export class IqHandler {
     if (to.resource) return this.toOccupant(e, room, what);
     switch (what) {
       case `get ${NS.discoInfo} query`:
+        if (child.attrs.node === 'x-roomuser-item') {
+          // 7.12: the asker's reserved nickname, if any.
+          const nick = room.affiliations.get(e.from.bare)?.nick;
+          return svc.result(e, x('query', { xmlns: NS.discoInfo, node: 'x-roomuser-item' }, nick ? x('identity', { category: 'conference', type: 'text', name: nick }) : null));
+        }
         if (child.attrs.node !== undefined) return svc.error(e, 'item-not-found', 'no such node', 'cancel');
         return svc.result(e, roomInfo(room));
       case `get ${NS.discoItems} query`:

@@ -131,8 +131,10 @@ async function invite(svc: MucService, e: StanzaEvent, room: Room, occ: Occupant
   const { from } = e;
   if (!occ) return svc.error(e, 'not-acceptable', 'only occupants may invite to this room', 'modify');
   const aff = room.affiliationOf(from.bare);
-  const mayInvite = room.config.allowInvites || occ.role === 'moderator' || affRank(aff) >= affRank('admin');
-  if (!mayInvite || (room.config.membersOnly && affRank(aff) < affRank('admin') && !room.config.allowInvites)) return svc.error(e, 'forbidden', 'you may not invite others to this room', 'auth');
+  // Anyone in an open room may point others to it; into a members-only room (the invitee becomes
+  // a member) only admins and owners, or everyone when muc#roomconfig_allowinvites says so.
+  const mayInvite = !room.config.membersOnly || room.config.allowInvites || affRank(aff) >= affRank('admin');
+  if (!mayInvite) return svc.error(e, 'forbidden', 'only admins may invite others to this members-only room', 'auth');
   const toJid = inv.attrs.to;
   const invitee = toJid === undefined ? null : Jid.tryParse(toJid);
   if (!invitee) return svc.error(e, 'jid-malformed', 'the invitation needs a valid to address', 'modify');
