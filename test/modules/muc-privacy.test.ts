@@ -9,7 +9,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startTestServer, loginAs } from '../helpers/server.js';
+import { startTestServer, loginAs, modulesWith } from '../helpers/server.js';
+import { AdminClient } from '../admin/http-client.js';
+import { ManualClock } from '../../shared/clock.js';
+import { createAdminHttpModule } from '../../server/admin/http.js';
+import { createStatisticsModule, statsFor } from '../../server/modules/statistics/statistics.js';
 import { storageTargets } from '../../storage/test-databases.js';
 import { openStorage } from '../../storage/datasource.js';
 import type { Db } from '../../storage/db.js';
@@ -178,6 +182,44 @@ test('P12 P21 gatehouse muc list and destroy on the control socket: rooms with o
     const gone = await alice.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/Alice`);
     assert.equal(gone.getChild('x', MUC_USER)!.getChild('destroy')!.getChildText('reason'), 'maintenance');
     await assert.rejects(controlRequest(ts.dir, 'muc.destroy', { room }), /no room/);
+  } finally {
+    await ts.stop();
+  }
+});
+
+test('P12 P21 the statistics count rooms and occupants (no names); the console page /muc lists rooms with occupant counts', async () => {
+  const clock = new ManualClock(new Date(Date.UTC(2026, 5, 1, 12, 0, 30)));
+  const ts = await startTestServer({
+    clock,
+    logLevel: 'warn',
+    modules: modulesWith(createAdminHttpModule(), createStatisticsModule({ autoTick: false })),
+    config: { admins: ['admin@localhost'], listen: { admin: [{ host: '127.0.0.1', port: 0 }] } },
+  });
+  try {
+    const alice = await loginAs(ts, 'alice');
+    const bob = await loginAs(ts, 'bob');
+    const room = `stats@${SERVICE}`;
+    await createInstant(alice, room, 'Alice', { 'muc#roomconfig_roomname': 'Numbers' });
+    await enter(bob, room, 'Bob');
+    const stats = statsFor(ts.server.ctx);
+    await stats.tick();
+    clock.advance(60_000);
+    await stats.tick();
+    const points = await ts.server.ctx.storage.statistics.listPoints({ resolution: 'minute', since: new Date(0) });
+    const last = (series: string) => points.filter((p) => p.series === series).pop()?.value;
+    assert.equal(last('muc.rooms'), 1);
+    assert.equal(last('muc.occupants'), 2);
+    assert.ok(!points.some((p) => p.series.includes('stats@') || p.series.includes('alice')));
+
+    const a = await ts.user('admin', 'admin-pw');
+    await a.close();
+    const web = new AdminClient(ts.adminPort);
+    assert.equal((await web.login('admin@localhost', 'admin-pw')).status, 303);
+    const page = await web.get('/muc');
+    assert.equal(page.status, 200);
+    assert.ok(page.body.includes(room) && page.body.includes('Numbers'), page.body);
+    assert.match(page.body, /<td class="num">2<\/td>/);
+    assert.ok(!page.body.includes('alice@localhost') && !page.body.includes('Bob'), 'no occupant is named');
   } finally {
     await ts.stop();
   }
