@@ -35,8 +35,18 @@ test('XEP-0045 kick (307), ban (301, forbidden on return), voice in a moderated 
     bob.send(x('message', { type: 'groupchat', to: room }, x('body', {}, 'thanks')));
     await alice.expect((el) => el.name === 'message' && el.getChildText('body') === 'thanks');
 
-    // A participant cannot kick; the moderator can (307), and the kicked one is told with 110.
+    // A visitor asks for voice (8.6): the moderators get the form, an approval gives voice.
     await enter(carol, room, 'Carol');
+    const REQ = 'http://jabber.org/protocol/muc#request';
+    const field = (v: string, value: string) => x('field', { var: v }, x('value', {}, value));
+    carol.send(x('message', { to: room }, x('x', { xmlns: 'jabber:x:data', type: 'submit' }, field('FORM_TYPE', REQ), field('muc#role', 'participant'))));
+    const asked = await alice.expect((el) => el.name === 'message' && el.attrs.from === room && el.getChild('x', 'jabber:x:data') !== undefined);
+    const form = asked.getChild('x', 'jabber:x:data')!;
+    assert.equal(form.getChildren('field').find((f) => f.attrs.var === 'muc#roomnick')?.getChildText('value'), 'Carol');
+    alice.send(x('message', { to: room }, x('x', { xmlns: 'jabber:x:data', type: 'submit' }, field('FORM_TYPE', REQ), field('muc#role', 'participant'), field('muc#roomnick', 'Carol'), field('muc#request_allow', 'true'))));
+    await carol.expect((el) => el.name === 'presence' && el.attrs.from === `${room}/Carol` && item(el)?.attrs.role === 'participant');
+
+    // A participant cannot kick; the moderator can (307), and the kicked one is told with 110.
     assert.equal(errorOf(await admin(bob, room, x('item', { nick: 'Carol', role: 'none' }))), 'forbidden');
     assert.equal(errorOf(await admin(alice, room, x('item', { nick: 'Alice', role: 'none' }))), 'not-allowed', 'an owner cannot be kicked');
     assert.equal((await admin(alice, room, x('item', { nick: 'Carol', role: 'none' }, x('reason', {}, 'out')))).attrs.type, 'result');

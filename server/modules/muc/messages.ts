@@ -172,10 +172,20 @@ async function decline(svc: MucService, e: StanzaEvent, room: Room, dec: Element
 /** 8.6: a visitor asks for voice; the form goes on to the moderators, with the visitor's nick. */
 async function voiceRequest(svc: MucService, e: StanzaEvent, room: Room, occ: Occupant | undefined, form: Element): Promise<void> {
   if (!occ) return svc.error(e, 'not-acceptable', 'only occupants may ask for voice', 'modify');
+  const value = (v: string) => form.getChildren('field').find((f) => f.attrs.var === v)?.getChildText('value');
+  if (occ.role === 'moderator' && form.attrs.type === 'submit') {
+    // 8.6: a moderator's answer; an approval gives the visitor voice.
+    const allow = value('muc#request_allow');
+    const target = room.occupants.get(value('muc#roomnick') ?? '');
+    if ((allow === 'true' || allow === '1') && target && target.role === 'visitor') {
+      target.role = 'participant';
+      await svc.broadcastPresence(room, target, (viewer, dest) => svc.presenceOf(room, target, viewer, dest, { actorNick: occ.nick }));
+    }
+    return;
+  }
   if (!room.config.moderated || occ.role !== 'visitor') return;
   if (!(await withinLimits(svc, e, occ))) return;
-  const asked = form.getChildren('field').find((f) => f.attrs.var === 'muc#role')?.getChildText('value');
-  if (asked !== 'participant') return;
+  if (value('muc#role') !== 'participant') return;
   const request = x(
     'x',
     { xmlns: NS.dataForms, type: 'form' },
