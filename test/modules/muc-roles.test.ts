@@ -96,6 +96,13 @@ test('XEP-0045 members-only (registration-required, 321), password (not-authoriz
     assert.equal((await admin(alice, club, x('item', { jid: 'bob@localhost', affiliation: 'member' }))).attrs.type, 'result');
     const inside = await enter(bob, club, 'Bob', { initial: false });
     assert.equal(item(inside)?.attrs.affiliation, 'member');
+    // Members see the lists only where they may see real JIDs (OMEMO in private rooms), never the outcasts.
+    const list = (aff: string) => bob.iq(x('iq', { type: 'get', to: club }, x('query', { xmlns: MUC_ADMIN }, x('item', { affiliation: aff }))));
+    assert.equal(errorOf(await list('owner')), 'forbidden', 'semi-anonymous: no lists for participants');
+    await configure(alice, club, { 'muc#roomconfig_whois': 'anyone' });
+    const owners = await list('owner');
+    assert.deepEqual(owners.getChild('query', MUC_ADMIN)!.getChildren('item').map((i) => i.attrs.jid), ['alice@localhost']);
+    assert.equal(errorOf(await list('outcast')), 'forbidden');
     assert.equal((await admin(alice, club, x('item', { jid: 'bob@localhost', affiliation: 'none' }))).attrs.type, 'result');
     const removed = await bob.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${club}/Bob`);
     assert.ok(codes(removed).includes(321));

@@ -30,7 +30,11 @@ export async function adminGet(svc: MucService, e: StanzaEvent, room: Room): Pro
   const actorAff = room.affiliationOf(e.from.bare);
   if (item && isAffiliation(item.attrs.affiliation) && item.attrs.affiliation !== 'none') {
     const wanted = item.attrs.affiliation;
-    const memberView = wanted === 'member' && actor !== undefined && room.config.getMemberList.includes(actor.role);
+    // Occupants whose role muc#roomconfig_getmemberlist names see who belongs to the room (what
+    // clients need for OMEMO in private rooms), but only where they may see real JIDs anyway;
+    // the outcast list is for admins and owners.
+    const memberView =
+      wanted !== 'outcast' && actor !== undefined && room.config.getMemberList.includes(actor.role) && room.showsRealJidsTo(actor);
     if (affRank(actorAff) < affRank('admin') && !memberView) return svc.error(e, 'forbidden', 'only admins and owners may see this list', 'auth');
     const items = room.withAffiliation(wanted).map((jid) => {
       const a = room.affiliations.get(jid)!;
