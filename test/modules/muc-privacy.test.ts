@@ -224,3 +224,27 @@ test('P12 P21 the statistics count rooms and occupants (no names); the console p
     await ts.stop();
   }
 });
+
+test('P11 a room forgets its messages after muc.historyMaxAge: a later joiner gets none of them', async () => {
+  const clock = new ManualClock(new Date(Date.UTC(2026, 5, 1, 12, 0, 0)));
+  const ts = await startTestServer({ clock, logLevel: 'warn', config: { muc: { historyMaxAge: '1h' } } });
+  try {
+    const alice = await loginAs(ts, 'alice');
+    const room = `fleeting@${SERVICE}`;
+    await createInstant(alice, room, 'Alice');
+    alice.send(x('message', { type: 'groupchat', to: room }, x('body', {}, 'old news')));
+    await alice.expect((el) => el.name === 'message' && el.getChildText('body') === 'old news');
+    clock.advance(30 * 60_000);
+    alice.send(x('message', { type: 'groupchat', to: room }, x('body', {}, 'recent news')));
+    await alice.expect((el) => el.name === 'message' && el.getChildText('body') === 'recent news');
+    clock.advance(31 * 60_000);
+    const bob = await loginAs(ts, 'bob');
+    await enter(bob, room, 'Bob');
+    const first = await bob.expect((el) => el.name === 'message');
+    assert.equal(first.getChildText('body'), 'recent news');
+    const next = await bob.expect((el) => el.name === 'message');
+    assert.equal(next.getChildText('subject'), '', 'then the subject: the older message is gone');
+  } finally {
+    await ts.stop();
+  }
+});
