@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { startTestServer, loginAs, modulesWith } from '../helpers/server.js';
 import { AdminClient } from '../admin/http-client.js';
 import { ManualClock } from '../../shared/clock.js';
+import { retentionSweeper } from '../../server/modules/retention/retention.js';
 import { createAdminHttpModule } from '../../server/admin/http.js';
 import { createStatisticsModule, statsFor } from '../../server/modules/statistics/statistics.js';
 import { storageTargets } from '../../storage/test-databases.js';
@@ -244,6 +245,31 @@ test('P11 a room forgets its messages after muc.historyMaxAge: a later joiner ge
     assert.equal(first.getChildText('body'), 'recent news');
     const next = await bob.expect((el) => el.name === 'message');
     assert.equal(next.getChildText('subject'), '', 'then the subject: the older message is gone');
+  } finally {
+    await ts.stop();
+  }
+});
+
+test('P11 retention class muc-rooms: a persistent room nobody entered for muc.unusedRooms is deleted with its affiliations; one in use stays', async () => {
+  const DAY = 86_400_000;
+  const clock = new ManualClock(new Date(Date.UTC(2026, 5, 1, 12, 0, 0)));
+  const ts = await startTestServer({ clock, logLevel: 'warn', config: { muc: { unusedRooms: '30d' } } });
+  try {
+    const alice = await loginAs(ts, 'alice');
+    const bob = await loginAs(ts, 'bob');
+    await createInstant(alice, `idle@${SERVICE}`, 'Alice', { 'muc#roomconfig_persistentroom': '1' });
+    await createInstant(bob, `busy@${SERVICE}`, 'Bob', { 'muc#roomconfig_persistentroom': '1' });
+    alice.send(x('presence', { to: `idle@${SERVICE}/Alice`, type: 'unavailable' }));
+    await alice.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `idle@${SERVICE}/Alice`);
+    clock.advance(31 * DAY);
+    const results = await retentionSweeper(ts.server.ctx)!.runNow();
+    assert.equal(results.find((r) => r.name === 'muc-rooms')?.count, 2, JSON.stringify(results));
+    const repo = ts.server.ctx.storage.repository(mucStorage);
+    assert.deepEqual((await repo.rooms(SERVICE)).map((r) => r.name), ['busy'], 'the room in use is stored afresh');
+    const items = await alice.iq(x('iq', { type: 'get', to: SERVICE }, x('query', { xmlns: 'http://jabber.org/protocol/disco#items' })));
+    assert.deepEqual(items.getChild('query')!.getChildren('item').map((i) => i.attrs.jid), [`busy@${SERVICE}`]);
+    // The affiliations of the busy room are stored again with it.
+    assert.deepEqual((await repo.affiliations((await repo.rooms(SERVICE))[0]!.id)).map((a) => `${a.jid} ${a.affiliation}`), ['bob@localhost owner']);
   } finally {
     await ts.stop();
   }

@@ -72,6 +72,7 @@ export function createMucModule(): GatehouseModule {
       cleanup.push(hooks.on('config/in-force', () => s.refresh()));
       // P23: the rows went with the account (foreign key); the rooms in memory forget it too.
       cleanup.push(hooks.on('account/deleted', ({ jid }) => s.forgetAccount(jid.bare)));
+      cleanup.push(hooks.on('muc/rooms-expired', ({ roomIds }) => s.forgetExpired(roomIds)));
       const take = (handler: (e: StanzaEvent) => Promise<void>) => (e: StanzaEvent) => {
         if (!s.handles(e)) return undefined;
         const key = e.to.bare;

@@ -121,6 +121,8 @@ async function join(svc: MucService, e: StanzaEvent, existing: Room | undefined)
   }
   await svc.send(svc.presenceOf(room, occ, occ, from.full, { codes }));
   if (created && !room.locked) await svc.persist(room);
+  // A persistent room in use is not an unused one (retention class muc-rooms).
+  if (room.storedId !== null && room.occupants.size === 1) await svc.repo.touch(room.storedId, svc.ctx.clock.now()).catch(() => {});
   await sendHistoryAndSubject(svc, room, from.full, mucX);
 }
 

@@ -9,6 +9,13 @@ import { inBatches } from '../../core/retention-class.js';
 import { formatDurationWords } from '../../../shared/format.js';
 import { mucStorage } from './storage.js';
 
+declare module '../../core/hooks.js' {
+  interface HookEvents {
+    /** Persistent rooms deleted by the retention sweep (their row ids): a running service drops them from memory. */
+    'muc/rooms-expired': { roomIds: number[] };
+  }
+}
+
 export const mucRoomsClass: RetentionClass = {
   name: 'muc-rooms',
   clause: 'P11',
@@ -21,6 +28,7 @@ export const mucRoomsClass: RetentionClass = {
     const n = await inBatches(opts.batch, async (limit) => {
       const ids = await repo.unusedBefore(before, limit);
       for (const id of ids) await repo.deleteRoom(id);
+      if (ids.length > 0) await env.hooks.emit('muc/rooms-expired', { roomIds: ids });
       return ids.length;
     });
     if (n > 0) env.log.info('unused persistent rooms deleted', { count: n });

@@ -303,6 +303,17 @@ export class MucService {
     for (const room of this.rooms.values()) room.affiliations.delete(bare);
   }
 
+  /** Persistent rooms the retention sweep deleted: gone from memory too (nobody was in them for a long time). */
+  async forgetExpired(roomIds: readonly number[]): Promise<void> {
+    const ids = new Set(roomIds);
+    for (const room of [...this.rooms.values()]) {
+      if (room.storedId === null || !ids.has(room.storedId)) continue;
+      room.storedId = null;
+      // Someone is in it after all (it was last empty long ago): it stays, stored afresh.
+      await this.serial.run(room.jid, () => (room.empty ? this.destroy(room, 'the room was not used for a long time') : this.persist(room)));
+    }
+  }
+
   /** Totals for statistics and the admin console. */
   counts(): { rooms: number; occupants: number } {
     let occupants = 0;
