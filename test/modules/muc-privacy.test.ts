@@ -274,3 +274,25 @@ test('P11 retention class muc-rooms: a persistent room nobody entered for muc.un
     await ts.stop();
   }
 });
+
+test('P22 muc.enabled off is in force at once: occupants leave with 332, the service leaves disco; on again, persistent rooms come back', async () => {
+  const ts = await startTestServer({ logLevel: 'warn' });
+  try {
+    const alice = await loginAs(ts, 'alice');
+    const room = `lasting@${SERVICE}`;
+    await createInstant(alice, room, 'Alice', { 'muc#roomconfig_persistentroom': '1' });
+    const hostItems = async () => (await alice.iq(x('iq', { type: 'get', to: 'localhost' }, x('query', { xmlns: 'http://jabber.org/protocol/disco#items' })))).getChild('query')!.getChildren('item').map((i) => i.attrs.jid);
+    const off = await ts.reload({ muc: { enabled: false } });
+    assert.deepEqual(off.heldBack, []);
+    const out = await alice.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/Alice`);
+    assert.deepEqual(codes(out).sort(), [110, 332]);
+    assert.ok(!(await hostItems()).includes(SERVICE));
+    const on = await ts.reload({ muc: { enabled: true } });
+    assert.deepEqual(on.heldBack, []);
+    assert.ok((await hostItems()).includes(SERVICE));
+    const self = await enter(alice, room, 'Alice', { initial: false });
+    assert.ok(!codes(self).includes(201), 'the stored room, not a new one');
+  } finally {
+    await ts.stop();
+  }
+});

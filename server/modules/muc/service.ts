@@ -86,8 +86,9 @@ export class MucService {
     for (const d of this.domains.keys()) {
       if (next.has(d)) continue;
       disco.serverItems.delete(d);
+      // The service is off on this domain: occupants are told (332); persistent rooms stay stored.
+      for (const room of [...this.rooms.values()]) if (room.service === d) await this.serial.run(room.jid, () => this.shutDown(room));
       router.removeServiceDomain(d);
-      for (const [jid, room] of this.rooms) if (room.service === d) this.rooms.delete(jid);
     }
     const added = [...next.keys()].filter((d) => !this.domains.has(d));
     this.domains = next;
@@ -301,6 +302,17 @@ export class MucService {
   /** An account was deleted: its affiliations leave every room (their rows are gone with the account). */
   forgetAccount(bare: string): void {
     for (const room of this.rooms.values()) room.affiliations.delete(bare);
+  }
+
+  /** Takes a room out of service without deleting it: everyone leaves with status 332 (system shutdown). */
+  private async shutDown(room: Room): Promise<void> {
+    this.rooms.delete(room.jid);
+    for (const occ of [...room.occupants.values()]) {
+      room.occupants.delete(occ.nick);
+      await this.broadcastPresence(room, occ, (viewer, to) => this.unavailableOf(room, occ, viewer, to, { codes: [332] }));
+    }
+    room.sessions.clear();
+    room.history.clear();
   }
 
   /** Persistent rooms the retention sweep deleted: gone from memory too (nobody was in them for a long time). */
