@@ -94,6 +94,8 @@ test('XEP-0045 a room is created locked (201), configured as an instant room, en
     const pm = await bob.expect((el) => el.name === 'message' && el.getChildText('body') === 'psst');
     assert.equal(pm.attrs.from, `${room}/Carol`);
     assert.ok(pm.getChild('x', 'http://jabber.org/protocol/muc#user'));
+    // Had Bob's session gone meanwhile, offline storage would refuse it rather than keep it.
+    assert.ok(pm.getChild('no-store', 'urn:xmpp:hints'));
     assert.ok(await alice.expectNothing((el) => el.name === 'message' && el.getChildText('body') === 'psst'));
     carol.send(x('message', { type: 'chat', to: `${room}/Nobody` }, x('body', {}, 'hm')));
     assert.equal(errorOf(await carol.expect((el) => el.name === 'message' && el.attrs.type === 'error')), 'item-not-found');

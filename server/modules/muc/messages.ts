@@ -15,6 +15,13 @@ import type { Occupant, Room } from './room.js';
 import { NS_CONFERENCE, NS_MODERATE, NS_MUC_REQUEST, NS_MUC_USER, NS_OCCUPANT_ID, NS_RETRACT, NS_STANZA_ID, affRank } from './roles.js';
 import { leave } from './occupants.js';
 
+const NS_HINTS = 'urn:xmpp:hints';
+
+function isLocalUser(svc: MucService, full: string): boolean {
+  const jid = Jid.tryParse(full);
+  return jid !== null && jid.local !== '' && svc.ctx.router.isLocalHost(jid.domain);
+}
+
 const GONE_CONDITIONS = new Set(['gone', 'item-not-found', 'recipient-unavailable', 'remote-server-not-found', 'remote-server-timeout']);
 
 /** Whether the occupant may send one more message now (token bucket over `muc.messagesPerMinute`). */
@@ -122,6 +129,9 @@ async function privateMessage(svc: MucService, e: StanzaEvent, room: Room, occ: 
   for (const dest of target.sessions.keys()) {
     const copy = out.clone();
     copy.attrs.to = dest;
+    // A session that is gone must not turn a room's private message into a stored offline
+    // message on this server (nothing of a room's conversation on disk): XEP-0334 no-store.
+    if (isLocalUser(svc, dest) && !copy.getChild('no-store', NS_HINTS)) copy.append(x('no-store', { xmlns: NS_HINTS }));
     await svc.send(copy);
   }
 }
