@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { runCli } from '../helpers/server-process.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestServer, loginAs, modulesWith } from '../helpers/server.js';
@@ -175,6 +176,15 @@ test('P12 P21 gatehouse muc list and destroy on the control socket: rooms with o
     const alice = await loginAs(ts, 'alice');
     const room = `board@${SERVICE}`;
     await createInstant(alice, room, 'Alice', { 'muc#roomconfig_roomname': 'Board' });
+    // The command line asks the running server through its control socket.
+    const file = join(ts.dir, 'cli.yaml');
+    writeFileSync(file, `dataDir: ${JSON.stringify(ts.dir)}\nhosts: [{ domain: localhost }]\n`);
+    const cli = await runCli(['muc', 'list', '--config', file]);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, new RegExp(`^${room.replace(/\./g, '\\.')} +1 occupant +temporary, public +"Board"$`, 'm'));
+    const usage = await runCli(['muc', 'destroy', '--config', file]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /give the room to destroy/);
     const list = (await controlRequest(ts.dir, 'muc.list')) as { rooms: { jid: string; occupants: number; name: string }[] };
     assert.deepEqual(list.rooms.map((r) => `${r.jid} ${r.occupants} ${r.name}`), [`${room} 1 Board`]);
     assert.ok(!JSON.stringify(list).includes('alice'));
