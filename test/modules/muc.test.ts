@@ -125,6 +125,9 @@ test('XEP-0045 disco: the service is in the host\'s items, lists public rooms on
     const svc = (await info(SERVICE)).getChild('query', NS.discoInfo)!;
     assert.equal(svc.getChild('identity')?.attrs.category, 'conference');
     assert.ok(svc.getChildren('feature').some((f) => f.attrs.var === MUC));
+    // XEP-0307: a name for a new private room.
+    const unique = await alice.iq(x('iq', { type: 'get', to: SERVICE }, x('unique', { xmlns: 'http://jabber.org/protocol/muc#unique' })));
+    assert.match(unique.getChildText('unique', 'http://jabber.org/protocol/muc#unique') ?? '', /^[0-9a-f]{20}$/);
 
     await createInstant(alice, `open@${SERVICE}`, 'A', { 'muc#roomconfig_roomname': 'Open room' });
     await createInstant(alice, `secret@${SERVICE}`, 'A', { 'muc#roomconfig_publicroom': '0', 'muc#roomconfig_membersonly': '1', 'muc#roomconfig_whois': 'anyone' });

@@ -9,7 +9,7 @@ import { x, type Element } from '../../../shared/xml/element.js';
 import { NS } from '../../../shared/ns.js';
 import { roomInfoForm } from './config-form.js';
 import type { Room } from './room.js';
-import { NS_MODERATE, NS_MUC, NS_OCCUPANT_ID, NS_STANZA_ID } from './roles.js';
+import { NS_MODERATE, NS_MUC, NS_MUC_UNIQUE, NS_OCCUPANT_ID, NS_STANZA_ID } from './roles.js';
 import { parseXmlText } from '../../../shared/xml/parse-xml.js';
 
 export function serviceInfo(): Element {
@@ -17,7 +17,7 @@ export function serviceInfo(): Element {
     'query',
     { xmlns: NS.discoInfo },
     x('identity', { category: 'conference', type: 'text', name: 'Chatrooms' }),
-    [NS.discoInfo, NS.discoItems, NS_MUC, NS.ping].map((v) => x('feature', { var: v })),
+    [NS.discoInfo, NS.discoItems, NS_MUC, NS_MUC_UNIQUE, NS.ping].map((v) => x('feature', { var: v })),
   );
 }
 

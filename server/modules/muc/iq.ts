@@ -11,7 +11,7 @@ import { parseXmlText } from '../../../shared/xml/parse-xml.js';
 import type { StanzaEvent } from '../../core/hooks.js';
 import type { MucService } from './service.js';
 import type { Room } from './room.js';
-import { NS_MODERATE, NS_MUC_ADMIN, NS_MUC_OWNER } from './roles.js';
+import { NS_MODERATE, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_UNIQUE } from './roles.js';
 import { serviceInfo, serviceItems, roomInfo } from './disco.js';
 import { adminGet, adminSet, ownerGet, ownerSet, vcardGet, MAX_ROOM_VCARD } from './admin.js';
 import { moderate } from './messages.js';
@@ -50,6 +50,8 @@ export class IqHandler {
       if (what === `get ${NS.discoInfo} query`) return svc.result(e, serviceInfo());
       if (what === `get ${NS.discoItems} query`) return svc.result(e, serviceItems(svc.rooms.values()));
       if (what === `get ${NS.ping} ping`) return svc.result(e);
+      // XEP-0307 / XEP-0045 10.1.4: a room name nobody uses, for a client creating a private room.
+      if (what === `get ${NS_MUC_UNIQUE} unique`) return svc.result(e, x('unique', { xmlns: NS_MUC_UNIQUE }, svc.uniqueRoomName()));
       return svc.error(e, 'service-unavailable', 'not supported by the chat service', 'cancel');
     }
     const room = svc.rooms.get(to.bare);

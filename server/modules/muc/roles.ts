@@ -8,6 +8,7 @@ export const NS_MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
 export const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
 export const NS_MUC_ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
 export const NS_MUC_ROOMINFO = 'http://jabber.org/protocol/muc#roominfo';
+export const NS_MUC_UNIQUE = 'http://jabber.org/protocol/muc#unique';
 export const NS_MUC_REQUEST = 'http://jabber.org/protocol/muc#request';
 export const NS_STANZA_ID = 'urn:xmpp:sid:0';
 export const NS_OCCUPANT_ID = 'urn:xmpp:occupant-id:0';

@@ -124,6 +124,14 @@ export class MucService {
     return room;
   }
 
+  /** A fresh room name (XEP-0307): random, lower case, not in use. */
+  uniqueRoomName(): string {
+    for (;;) {
+      const name = randomBytes(10).toString('hex');
+      if (![...this.domains.keys()].some((d) => this.rooms.has(`${name}@${d}`))) return name;
+    }
+  }
+
   occupantId(room: Room, bare: string): string {
     return createHmac('sha256', this.secret).update(room.jid).update('\0').update(bare).digest('base64url').slice(0, 24);
   }
