@@ -106,3 +106,34 @@ test('XEP-0045 limits: message size (policy-violation), rate per occupant (resou
     await admins.stop();
   }
 });
+
+test('XEP-0045 7.10 registering with a room reserves a nick and makes a member; others cannot take the nick; <remove/> gives it up', async () => {
+  const ts = await startTestServer({ logLevel: 'warn' });
+  try {
+    const room = `reg@${SERVICE}`;
+    const alice = await loginAs(ts, 'alice');
+    const bob = await loginAs(ts, 'bob');
+    const carol = await loginAs(ts, 'carol');
+    await createInstant(alice, room, 'Alice');
+    const REG = 'jabber:iq:register';
+    const form = await bob.iq(x('iq', { type: 'get', to: room }, x('query', { xmlns: REG })));
+    assert.ok(form.getChild('query', REG)!.getChild('x', NS.dataForms)!.getChildren('field').some((f) => f.attrs.var === 'muc#register_roomnick'));
+    const submit = (c: typeof bob, nick: string) =>
+      c.iq(
+        x('iq', { type: 'set', to: room }, x('query', { xmlns: REG }, x('x', { xmlns: NS.dataForms, type: 'submit' }, x('field', { var: 'FORM_TYPE' }, x('value', {}, 'http://jabber.org/protocol/muc#register')), x('field', { var: 'muc#register_roomnick' }, x('value', {}, nick))))),
+      );
+    assert.equal((await submit(bob, 'Bobby')).attrs.type, 'result');
+    const again = await bob.iq(x('iq', { type: 'get', to: room }, x('query', { xmlns: REG })));
+    assert.ok(again.getChild('query', REG)!.getChild('registered'));
+    assert.equal(again.getChild('query', REG)!.getChildText('username'), 'Bobby');
+    assert.equal(errorOf(await submit(carol, 'Bobby')), 'conflict');
+    assert.equal(errorOf(await enter(carol, room, 'Bobby')), 'conflict', 'the reserved nick is Bob\'s');
+    const self = await enter(bob, room, 'Bobby');
+    assert.equal(self.getChild('x', 'http://jabber.org/protocol/muc#user')!.getChild('item')!.attrs.affiliation, 'member');
+    assert.equal((await bob.iq(x('iq', { type: 'set', to: room }, x('query', { xmlns: REG }, x('remove'))))).attrs.type, 'result');
+    const now = await bob.expect((el) => el.name === 'presence' && el.attrs.from === `${room}/Bobby` && el.getChild('x', 'http://jabber.org/protocol/muc#user')?.getChild('item')?.attrs.affiliation === 'none');
+    assert.ok(now);
+  } finally {
+    await ts.stop();
+  }
+});

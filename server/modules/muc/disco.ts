@@ -55,6 +55,7 @@ export function roomInfo(room: Room): Element {
     NS_MODERATE,
     NS.vcard,
     'http://jabber.org/protocol/muc#request',
+    'jabber:iq:register',
   ];
   return x(
     'query',

@@ -15,6 +15,7 @@ import { NS_MODERATE, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_UNIQUE } from './roles.
 import { serviceInfo, serviceItems, roomInfo } from './disco.js';
 import { adminGet, adminSet, ownerGet, ownerSet, vcardGet, MAX_ROOM_VCARD } from './admin.js';
 import { moderate } from './messages.js';
+import { registerGet, registerSet } from './registration.js';
 import { serialize } from '../../../shared/xml/element.js';
 
 interface Relayed {
@@ -81,6 +82,10 @@ export class IqHandler {
         return vcardGet(svc, e, room, (xml) => parseXmlText(xml));
       case `set ${NS.vcard} vCard`:
         return this.vcardSet(e, room);
+      case `get jabber:iq:register query`:
+        return registerGet(svc, e, room);
+      case `set jabber:iq:register query`:
+        return registerSet(svc, e, room);
       case `set ${NS_MODERATE} moderate`:
         return moderate(svc, e, room);
       case `get ${NS.ping} ping`:
