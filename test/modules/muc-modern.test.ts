@@ -22,6 +22,13 @@ test('XEP-0410 self-ping is answered for a joined session and not-acceptable oth
     assert.equal(errorOf(await ping(bob, `${room}/Bob`)), 'not-acceptable');
     await enter(bob, room, 'Bob');
     assert.equal((await ping(bob, `${room}/Bob`)).attrs.type, 'result');
+    // A client that lost track joins again while joined: it gets the whole state once more.
+    await bob.expect((el) => el.name === 'message' && el.getChild('subject') !== undefined);
+    const rejoin = await enter(bob, room, 'Bob', { initial: false });
+    assert.ok(codes(rejoin).includes(110));
+    await bob.expect((el) => el.name === 'message' && el.getChild('subject') !== undefined);
+    const others = bob.received.filter((el) => el.name === 'presence' && el.attrs.from === `${room}/Alice`);
+    assert.equal(others.length, 2, 'the other occupants once on entering and once again');
 
     bob.send(x('message', { type: 'groupchat', to: room }, x('body', {}, 'buy cheap pills')));
     const spam = await alice.expect((el) => el.name === 'message' && el.getChildText('body') === 'buy cheap pills');

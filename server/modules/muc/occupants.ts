@@ -40,7 +40,13 @@ export async function onPresence(svc: MucService, e: StanzaEvent): Promise<void>
     if (occ.nick !== to.resource) return changeNick(svc, e, room, occ, to.resource);
     occ.sessions.set(from.full, stripped(stanza));
     occ.shown = from.full;
-    if (rejoin) return sendJoinState(svc, room, occ, from.full, stanza, false);
+    if (rejoin) {
+      for (const other of room.occupants.values()) {
+        if (other === occ) continue;
+        for (const dest of other.sessions.keys()) await svc.send(svc.presenceOf(room, occ, other, dest));
+      }
+      return sendJoinState(svc, room, occ, from.full, stanza);
+    }
     return svc.broadcastPresence(room, occ, (viewer, dest) => svc.presenceOf(room, occ, viewer, dest));
   }
   return join(svc, e, room);
@@ -127,9 +133,9 @@ async function join(svc: MucService, e: StanzaEvent, existing: Room | undefined)
 }
 
 /** A rejoin of a session already in the room (a client that lost track, XEP-0410): the whole state again. */
-async function sendJoinState(svc: MucService, room: Room, occ: Occupant, full: string, stanza: Element, created: boolean): Promise<void> {
+async function sendJoinState(svc: MucService, room: Room, occ: Occupant, full: string, stanza: Element): Promise<void> {
   for (const other of room.occupants.values()) if (other !== occ) await svc.send(svc.presenceOf(room, other, occ, full));
-  const codes = [...(room.nonAnonymous ? [100] : []), ...(created ? [201] : [])];
+  const codes = room.nonAnonymous ? [100] : [];
   await svc.send(svc.presenceOf(room, occ, occ, full, { codes }));
   await sendHistoryAndSubject(svc, room, full, stanza.getChild('x', NS_MUC));
 }
