@@ -231,6 +231,9 @@ test('P12 P21 the statistics count rooms and occupants (no names); the console p
     assert.ok(page.body.includes(room) && page.body.includes('Numbers'), page.body);
     assert.match(page.body, /<td class="num">2<\/td>/);
     assert.ok(!page.body.includes('alice@localhost') && !page.body.includes('Bob'), 'no occupant is named');
+    const api = await web.get('/api/muc-list');
+    assert.equal(api.status, 200, api.body);
+    assert.deepEqual((JSON.parse(api.body) as { rooms: { jid: string; occupants: number }[] }).rooms.map((r) => `${r.jid} ${r.occupants}`), [`${room} 2`]);
   } finally {
     await ts.stop();
   }
