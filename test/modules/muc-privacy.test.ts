@@ -21,7 +21,7 @@ import { openStorage } from '../../storage/datasource.js';
 import type { Db } from '../../storage/db.js';
 import type { ModuleStorage } from '../../storage/module-storage.js';
 import { mucStorage } from '../../server/modules/muc/storage.js';
-import { accountDataParts, exportAccounts, renderExport } from '../../server/modules/export/export.js';
+import { accountDataParts, exportAccounts, importAccounts, parseExport, renderExport } from '../../server/modules/export/export.js';
 import { allModules } from '../../server/modules/index.js';
 import { controlRequest } from '../../server/admin/control.js';
 import { parseConfig } from '../../server/config/index.js';
@@ -127,7 +127,7 @@ for (const target of storageTargets()) {
   });
 }
 
-test('P23 an account\'s room affiliations are in its export and erased with the account', async () => {
+test('P23 an account\'s room affiliations are in its export, erased with the account, and restored by an import', async () => {
   const ts = await startTestServer({ logLevel: 'warn' });
   try {
     const alice = await loginAs(ts, 'alice');
@@ -150,6 +150,16 @@ test('P23 an account\'s room affiliations are in its export and erased with the 
     await configure(alice, room, { 'muc#roomconfig_roomname': 'Club' });
     const rows = await storage.repository(mucStorage).affiliations((await storage.repository(mucStorage).rooms(SERVICE))[0]!.id);
     assert.deepEqual(rows.map((r) => r.jid), ['alice@localhost']);
+
+    // The export imported again (the server running): the affiliation is back, and the room keeps
+    // it through its next change instead of writing over it.
+    const parts = accountDataParts(allModules());
+    const parsed = parseExport(text, parts);
+    assert.deepEqual(parsed.warnings, []);
+    await importAccounts(storage, parsed, { hosts: ['localhost'], now: new Date(), auth: { hashes: ['SHA-256'], scramIterations: 4096 } }, parts);
+    await configure(alice, room, { 'muc#roomconfig_roomname': 'Club again' });
+    const back = await alice.iq(x('iq', { type: 'get', to: room }, x('query', { xmlns: MUC_ADMIN }, x('item', { affiliation: 'admin' }))));
+    assert.deepEqual(back.getChild('query', MUC_ADMIN)!.getChildren('item').map((i) => i.attrs.jid), ['bob@localhost']);
   } finally {
     await ts.stop();
   }

@@ -133,8 +133,10 @@ export async function applyAffiliation(
   d: { actorNick?: string; reason?: string; nick?: string } = {},
 ): Promise<void> {
   const before = room.affiliations.get(jid);
-  if (affiliation === 'none') room.affiliations.delete(jid);
-  else room.affiliations.set(jid, { affiliation, nick: d.nick ?? before?.nick ?? null, reason: affiliation === 'outcast' ? (d.reason ?? null) : (before?.reason ?? null) });
+  if (affiliation === 'none') {
+    room.affiliations.delete(jid);
+    room.dropped.add(jid);
+  } else room.affiliations.set(jid, { affiliation, nick: d.nick ?? before?.nick ?? null, reason: affiliation === 'outcast' ? (d.reason ?? null) : (before?.reason ?? null) });
   for (const occ of [...room.occupants.values()].filter((o) => o.bare === jid)) {
     if (affiliation === 'outcast') {
       await svc.removeOccupant(room, occ, { codes: [301], actorNick: d.actorNick, reason: d.reason, affiliation: 'outcast' });

@@ -40,6 +40,11 @@ export interface Subject {
 export class Room {
   readonly jid: string;
   readonly affiliations = new Map<string, AffiliationEntry>();
+  /**
+   * JIDs whose affiliation was taken away since the room was last stored: a stored row of anyone
+   * else that memory does not know came from elsewhere (an account import) and is kept.
+   */
+  readonly dropped = new Set<string>();
   readonly occupants = new Map<string, Occupant>();
   /** Full JID of a joined session → its occupant. */
   readonly sessions = new Map<string, Occupant>();
@@ -71,11 +76,6 @@ export class Room {
   /** The bare JIDs of one affiliation, sorted. */
   withAffiliation(a: Affiliation): string[] {
     return [...this.affiliations].filter(([, e]) => e.affiliation === a).map(([j]) => j).sort();
-  }
-
-  occupantOf(bare: string): Occupant | undefined {
-    for (const o of this.occupants.values()) if (o.bare === bare) return o;
-    return undefined;
   }
 
   /** The nick another user has reserved (registered members, 7.2.9), if any. */

@@ -252,6 +252,12 @@ export class MucService {
         return;
       }
       room.storedId = await this.repo.saveRoom(room.service, room.name, configToJson(room.config), this.ctx.clock.now());
+      // Rows written by someone else meanwhile (an account imported while the server runs) are adopted.
+      for (const a of await this.repo.affiliations(room.storedId)) {
+        if (a.affiliation === 'none' || room.affiliations.has(a.jid) || room.dropped.has(a.jid)) continue;
+        room.affiliations.set(a.jid, { affiliation: a.affiliation, nick: a.nick, reason: a.reason });
+      }
+      room.dropped.clear();
       const list = [];
       for (const [jid, a] of room.affiliations) list.push({ jid, ...a, accountId: await this.accountIdOf(jid) });
       await this.repo.setAffiliations(room.storedId, list);

@@ -209,7 +209,15 @@ export class MucRepository {
     if (!rows[0]) return false;
     const roomId = Number(rows[0].id);
     await this.db.sql('DELETE FROM "muc_affiliations" WHERE "room_id" = ? AND "jid" = ?', [roomId, a.jid]);
-    await this.db.sql('INSERT INTO "muc_affiliations" ("room_id", "jid", "affiliation", "nick", "reason", "account_id") VALUES (?, ?, ?, ?, ?, ?)', [roomId, a.jid, a.affiliation, a.nick, a.reason, accountId]);
+    checkText('jid', a.jid, MUC_LIMITS.jid);
+    await this.db.sql('INSERT INTO "muc_affiliations" ("room_id", "jid", "affiliation", "nick", "reason", "account_id") VALUES (?, ?, ?, ?, ?, ?)', [
+      roomId,
+      a.jid,
+      a.affiliation,
+      a.nick === null ? null : a.nick.slice(0, MUC_LIMITS.nick),
+      a.reason === null ? null : a.reason.slice(0, MUC_LIMITS.reason),
+      accountId,
+    ]);
     return true;
   }
 
