@@ -43,6 +43,7 @@ import { backupsConfigSection } from '../modules/backup/config.js';
 import { s2sConfigSection } from '../federation/config.js';
 import { capsConfigSection } from '../modules/caps/config.js';
 import { uploadConfigSection } from '../modules/upload/config.js';
+import { mucConfigSection } from '../modules/muc/config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
@@ -341,6 +342,7 @@ export const configSchema = object(
     ...fieldOf(registrationLimitConfigSection),
     ...fieldOf(capsConfigSection),
     ...fieldOf(uploadConfigSection),
+    ...fieldOf(mucConfigSection),
     server: object(
       {
         name: str({ default: 'Gatehouse', doc: 'Software name reported to clients (XEP-0092).' }),

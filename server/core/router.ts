@@ -46,6 +46,8 @@ export class Router {
   private readonly pendingIq = new Map<string, { resolve: (el: Element) => void; timer: NodeJS.Timeout; from: string; to: string }>();
   /** Component domains: configured ones map to their link, or null while it is down. */
   private readonly components = new Map<string, DomainLink | null>();
+  /** Domains a module of this server serves itself (the MUC service): federation treats them as local. */
+  private readonly serviceDomains = new Set<string>();
 
   constructor(
     readonly hosts: ReadonlySet<string>,
@@ -66,6 +68,23 @@ export class Router {
 
   isLocalHost(domain: string): boolean {
     return this.hosts.has(domain);
+  }
+
+  /**
+   * Declares a domain that a module of this server answers for (its handlers take the stanzas
+   * addressed to it at the 'handle' phase of '<kind>/remote'), so that other servers may send to
+   * it and it may send to them, as for a host.
+   */
+  addServiceDomain(domain: string): void {
+    this.serviceDomains.add(domain);
+  }
+
+  removeServiceDomain(domain: string): void {
+    this.serviceDomains.delete(domain);
+  }
+
+  isServiceDomain(domain: string): boolean {
+    return this.serviceDomains.has(domain);
   }
 
   /** Declares a component domain; stanzas to it (and its subdomains) bounce until it connects. */

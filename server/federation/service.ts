@@ -106,9 +106,10 @@ export class S2sService implements LinkManager {
     return this.ctx.config.s2s.requireValidCertificates;
   }
 
-  /** A domain this server answers for: a host or a component domain (or one of its subdomains). */
+  /** A domain this server answers for: a host, a module's service domain or a component domain (or one of its subdomains). */
   isLocalDomain(domain: string): boolean {
-    return this.ctx.router.isLocalHost(domain) || this.ctx.router.componentFor(domain) !== undefined;
+    const { router } = this.ctx;
+    return router.isLocalHost(domain) || router.isServiceDomain(domain) || router.componentFor(domain) !== undefined;
   }
 
   /** Whether federation with `domain` is permitted (s2s.allow / s2s.deny). */

@@ -64,7 +64,7 @@ export function renderFeaturesDoc(): string {
 /** Planned work, each in an open issue; listed so nobody mistakes silence for support. */
 const NOT_YET = [
   'XEP-0288 bidirectional server links, DANE, and stream management on server links.',
-  'Message archive (XEP-0313: by design, the server keeps no history beyond offline storage), a MUC service of its own (XEP-0045; transports serve their rooms), SASL2/Bind2/FAST (XEP-0388, XEP-0386, XEP-0484).',
+  'Message archive (XEP-0313: by design, the server keeps no history beyond offline storage and, in memory, the last messages of group chats), hats in rooms (XEP-0317), SASL2/Bind2/FAST (XEP-0388, XEP-0386, XEP-0484).',
   'BOSH (XEP-0124/0206) for web clients (WebSocket, RFC 7395, is served).',
 ];
 

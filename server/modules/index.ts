@@ -37,6 +37,7 @@ import { createSessionStatsModule } from './statistics/session-stats.js';
 import { createLogFilesModule } from './log-files/log-files.js';
 import { createExportModule } from './export/module.js';
 import { createUploadModule } from './upload/module.js';
+import { createMucModule } from './muc/module.js';
 
 /**
  * Every feature module, in load order: fresh instances on every call, so each server gets its own
@@ -79,6 +80,7 @@ export function allModules(): GatehouseModule[] {
     createAdminHttpModule(),
     createHttpsModule(),
     createUploadModule(),
+    createMucModule(),
     createS2sModule(),
     createLogFilesModule(),
   ];

@@ -278,7 +278,7 @@ class Presence {
     if (to.resource) {
       const s = this.ctx.sessions.get(to.full);
       if (!s) return;
-      if (s.available || stanza.attrs.type === 'error' || s.directedPresence.has(from.full) || s.directedPresence.has(from.bare)) s.send(stanza);
+      if (s.available || stanza.attrs.type === 'error' || sentDirectedTo(s.directedPresence, from)) s.send(stanza);
       return;
     }
     for (const s of this.ctx.sessions.ofAccount(to.bare)) if (s.available) s.send(stanza);
@@ -376,6 +376,18 @@ class Presence {
     }
     this.roster.forget(user.bare);
   }
+}
+
+/**
+ * Whether a resource sent directed presence to `from`, its bare JID or another full JID of that bare
+ * JID (a MUC join goes to room@service/nick, the other occupants answer from room@service/theirs).
+ */
+function sentDirectedTo(directed: ReadonlySet<string>, from: Jid): boolean {
+  if (directed.size === 0) return false;
+  if (directed.has(from.full) || directed.has(from.bare)) return true;
+  const prefix = from.bare + '/';
+  for (const t of directed) if (t.startsWith(prefix)) return true;
+  return false;
 }
 
 function withTo(stanza: Element, to: string): Element {

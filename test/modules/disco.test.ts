@@ -104,7 +104,10 @@ describe('service discovery (XEP-0030) and server caps (XEP-0115)', () => {
       const items = reply.getChild('query', NS.discoItems)!.getChildren('item');
       assert.deepEqual(
         items.map((i) => [i.attrs.jid, i.attrs.name]),
-        [['upload.localhost', 'File upload']],
+        [
+          ['conference.localhost', 'Chatrooms'],
+          ['upload.localhost', 'File upload'],
+        ],
       );
     } finally {
       ts.server.ctx.disco.serverItems.delete('upload.localhost');

@@ -330,6 +330,9 @@ describe('P22 hold-back rules, fact by fact', () => {
     ['retention.detailedLogs', {}, { retention: { detailedLogs: '30d' } }, { retention: { detailedLogs: '1d' } }],
     ['retention.uploads', {}, { retention: { uploads: '60d' } }, { retention: { uploads: '7d' } }],
     ['upload.enabled', { upload: { enabled: false } }, { upload: { enabled: true } }, {}],
+    ['muc.enabled', { muc: { enabled: false } }, { muc: { enabled: true } }, {}],
+    ['muc.historyMaxAge', {}, { muc: { historyMaxAge: '7d' } }, { muc: { historyMaxAge: '1h' } }],
+    ['muc.unusedRooms', {}, { muc: { unusedRooms: '730d' } }, { muc: { unusedRooms: '30d' } }],
     ['offline.maxPerUser', {}, { offline: { maxPerUser: 100_000 } }, { offline: { maxPerUser: 0 } }],
     ['backups.schedule', { backups: { schedule: 'off' } }, { backups: { schedule: 'daily' } }, {}],
     ['backups.keep', {}, { backups: { keep: 100 } }, { backups: { keep: 1 } }],
@@ -361,6 +364,17 @@ describe('P22 hold-back rules, fact by fact', () => {
     assert.deepEqual(r.held.map((h) => h.key).sort(), ['retention.uploads', 'upload.enabled']);
     assert.equal(r.config.upload.enabled, false);
     assert.equal(configOf().upload.enabled, true);
+  });
+
+  test('P22 group chats under a policy stored before they existed are held back: the service stays off until announced', () => {
+    const p = policyFromConfig(configOf());
+    const facts = JSON.parse(JSON.stringify(p.facts)) as Record<string, unknown>;
+    delete facts.groupChats;
+    const version: PolicyVersion = { id: 1, hash: p.hash, document: JSON.stringify({ facts, texts: p.texts }), announcedAt: at, effectiveAt: at, technicalReason: null };
+    const r = holdBack(configOf(), [version], at);
+    assert.deepEqual(r.held.map((h) => h.key), ['muc.enabled']);
+    assert.equal(r.config.muc.enabled, false);
+    assert.equal(configOf().muc.enabled, true);
   });
 
   test('P22 the inactive-account period is held back either way; the contact changes at once', () => {

@@ -23,7 +23,7 @@ const CLAUSE_CLASSES: Record<string, string[]> = {
   P7: ['failed-logins', 'auth-blocks'],
   P8: ['delivery-failures'],
   P10: ['transport-connections'],
-  P11: ['pep-items', 'uploads'],
+  P11: ['pep-items', 'uploads', 'muc-rooms'],
   P13: ['session-records', 'failed-logins', 'auth-blocks', 'delivery-failures', 'transport-connections', 'log-files'],
 };
 
@@ -40,6 +40,7 @@ const DECLARED_CLAUSE: Record<string, string> = {
   'log-files': 'P13',
   'pep-items': 'P11',
   uploads: 'P11',
+  'muc-rooms': 'P11',
 };
 
 describe('retention classes of the loaded modules', () => {

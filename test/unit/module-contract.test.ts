@@ -47,7 +47,7 @@ test('a command or control command declared by two modules is refused, naming bo
 
 test('the control commands are declared by the modules that hold their state', () => {
   const declared = allModules().flatMap((m) => Object.keys(m.commands?.control ?? {}).map((n) => `${n} ${m.name}`));
-  assert.deepEqual(declared.sort(), ['accounts.delete register', 'kick operator', 'policy.held privacy-policy', 'reload operator', 'sessions session-stats', 'stats.flush statistics', 'status operator']);
+  assert.deepEqual(declared.sort(), ['accounts.delete register', 'kick operator', 'muc.destroy muc', 'muc.list muc', 'policy.held privacy-policy', 'reload operator', 'sessions session-stats', 'stats.flush statistics', 'status operator']);
 });
 
 test('a module declaring its config section finds it in the configuration schema, under its key', () => {
@@ -58,6 +58,7 @@ test('a module declaring its config section finds it in the configuration schema
     'caps caps',
     'failed-login-guard loginGuard',
     'https http',
+    'muc muc',
     'offline offline',
     'pep pep',
     'presence subscriptions',
@@ -204,6 +205,7 @@ test('admin pages, actions and downloads are declared by the modules that own th
   assert.deepEqual(Object.fromEntries([...ownerOf].sort()), {
     'GET /blocks': 'failed-login-guard',
     'GET /datenschutz': 'privacy-policy',
+    'GET /muc': 'muc',
     'GET /policy': 'privacy-policy',
     'GET /privacy': 'privacy-policy',
     'GET /sessions': 'session-stats',
@@ -216,7 +218,7 @@ test('admin pages, actions and downloads are declared by the modules that own th
   });
   assert.deepEqual(
     routes.nav.map((n) => n.label),
-    ['Overview', 'Sessions', 'Statistics', 'Failed logins & blocks', 'Transport audit', 'Policy'],
+    ['Overview', 'Sessions', 'Statistics', 'Failed logins & blocks', 'Transport audit', 'Group chats', 'Policy'],
   );
   const page = { path: '/things', render: () => ({ title: 't', body: html`` }) };
   assert.throws(() => adminRoutes([mod('a', { admin: { pages: [page] } }), mod('b', { admin: { pages: [page] } })]), /admin path GET \/things is declared by both module 'a' and module 'b'/);

@@ -32,6 +32,11 @@ export interface PolicyFacts {
   };
   /** HTTP File Upload (XEP-0363) is offered (upload.enabled, on an HTTPS listener); absent in versions stored before it existed. */
   uploads?: boolean;
+  /**
+   * The group chat service (muc.enabled): how long a room's messages stay in memory and after how
+   * long unused persistent rooms are deleted; absent when not offered or in versions stored before it existed.
+   */
+  groupChats?: { historyMaxAge: number; unusedRooms: number };
   /** offline.maxPerUser (0: offline messages are not stored). */
   offlineMaxPerUser: number;
   backups: { schedule: 'daily' | 'off'; keep: number };
@@ -65,6 +70,7 @@ export function factsFromConfig(config: Config): PolicyFacts {
       uploads: config.retention.uploads,
     },
     uploads: config.upload.enabled && config.listen.https.length > 0,
+    ...(config.muc.enabled ? { groupChats: { historyMaxAge: config.muc.historyMaxAge, unusedRooms: config.muc.unusedRooms } } : {}),
     offlineMaxPerUser: config.offline.maxPerUser,
     backups: { schedule: config.backups.schedule, keep: config.backups.keep },
     gateways: config.components.map((c) => c.domain).sort(),

@@ -104,6 +104,19 @@ export const RULES: Readonly<Record<string, Rule>> = {
         ? { ...c, upload: { ...c.upload, enabled: false } }
         : { ...c, retention: { ...c.retention, uploads: f0.retention.uploads } },
   },
+  // A version that does not mention group chats (or one stored before they existed) cannot allow them.
+  'muc.enabled': {
+    widens: (f0, f1) => f0.groupChats === undefined && f1.groupChats !== undefined,
+    keep: (c) => ({ ...c, muc: { ...c.muc, enabled: false } }),
+  },
+  'muc.historyMaxAge': {
+    widens: (f0, f1) => f0.groupChats !== undefined && f1.groupChats !== undefined && f1.groupChats.historyMaxAge > f0.groupChats.historyMaxAge,
+    keep: (c, f0) => ({ ...c, muc: { ...c.muc, historyMaxAge: f0.groupChats!.historyMaxAge } }),
+  },
+  'muc.unusedRooms': {
+    widens: (f0, f1) => f0.groupChats !== undefined && f1.groupChats !== undefined && f1.groupChats.unusedRooms > f0.groupChats.unusedRooms,
+    keep: (c, f0) => ({ ...c, muc: { ...c.muc, unusedRooms: f0.groupChats!.unusedRooms } }),
+  },
   'offline.maxPerUser': {
     widens: (f0, f1) => f1.offlineMaxPerUser > f0.offlineMaxPerUser,
     keep: (c, f0) => ({ ...c, offline: { ...c.offline, maxPerUser: f0.offlineMaxPerUser } }),

@@ -38,6 +38,12 @@ export function policyDe(f: PolicyFacts): PolicyDocument {
       `Dateien, die Sie hochladen, um sie zu teilen (HTTP File Upload), zusammen mit Name, Größe, Typ und Zeitpunkt des Hochladens und dem Konto, das sie hochgeladen hat. Wer den Link einer Datei hat, kann sie herunterladen; der Link ist lang und zufällig und enthält weder Ihre Adresse noch den Dateinamen. Eine Datei wird ${d(r.uploads)} nach dem Hochladen gelöscht, oder früher zusammen mit Ihrem Konto. Das Protokoll des Servers verzeichnet Hoch- und Herunterladen nur mit der Zufallsnummer und der Größe, nie mit dem Dateinamen.`,
     );
   }
+  if (f.groupChats) {
+    const g = f.groupChats;
+    stored.push(
+      `Solange Sie sich in einem Gruppenchat (Multi-User Chat) des Chat-Dienstes dieses Servers aufhalten, hält der Raum Ihren Spitznamen dort, Ihre Adresse und Ihren Online-Status nur im Arbeitsspeicher. Ein Raum hält seine letzten Nachrichten nur im Arbeitsspeicher, damit später Hinzukommende sie lesen können, höchstens ${d(g.historyMaxAge, 'acc')} lang; sie werden nie auf die Festplatte geschrieben und sind nach einem Neustart des Servers verloren. Ob die anderen Teilnehmer eines Raums Ihre Adresse sehen, legt der Raum fest: nur seine Moderatoren oder alle. Ein dauerhafter Raum speichert seine Einstellungen und die Liste seiner Eigentümer, Administratoren, Mitglieder und gesperrten Adressen, bis er aufgelöst wird oder ${d(g.unusedRooms, 'acc')} lang niemand darin war; Ihr Eintrag in solchen Listen wird mit Ihrem Konto gelöscht und ist Teil Ihres Datenexports.`,
+    );
+  }
   blocks.push(ul(stored));
 
   if (f.gateways.length > 0) {

@@ -36,6 +36,12 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
       `Files you upload to share them (HTTP File Upload), together with their name, size, type and upload time and the account that uploaded them. Anyone who has a file's link can download it; the link is long and random and contains neither your address nor the file name. A file is deleted ${d(r.uploads)} after its upload, or earlier together with your account. The server's log records uploads and downloads only by their random number and size, never with the file name.`,
     );
   }
+  if (f.groupChats) {
+    const g = f.groupChats;
+    stored.push(
+      `When you are in a group chat (multi-user chat) on this server's chat service, the room holds your nickname there, your address and your online status in memory only, for as long as you are in the room. A room keeps its latest messages in memory only, so that people who join later can read them, for at most ${d(g.historyMaxAge)}; they are never written to disk and are gone when the server restarts. Whether the other people in a room see your address is set by the room: only its moderators, or everyone. A persistent room stores its settings and the list of its owners, administrators, members and banned addresses, until the room is destroyed or nobody has been in it for ${d(g.unusedRooms)}; your place on such lists is deleted together with your account and is part of your data export.`,
+    );
+  }
   blocks.push(ul(stored));
 
   if (f.gateways.length > 0) {

@@ -37,6 +37,8 @@ export const SERIES: Record<string, SeriesInfo> = {
   // Reserved for federation (not built yet): s2s.links is a gauge the s2s module registers.
   's2s.links': { rollup: 'avg', labels: ['direction'], doc: 'Server-to-server links open (in, out), sampled each minute.' },
   's2s.links.opened': { rollup: 'sum', labels: ['direction'], doc: 'Server-to-server links established.' },
+  'muc.rooms': { rollup: 'avg', doc: 'Group chat rooms (XEP-0045) in existence, sampled each minute.' },
+  'muc.occupants': { rollup: 'avg', doc: 'Occupants of group chat rooms, sampled each minute.' },
   // Reserved for the transports: per network (irc, matrix, discord ...), never per user.
   'transport.connections': { rollup: 'sum', labels: ['network'], doc: 'Connections to a foreign network made by a transport.' },
   'transport.failures': { rollup: 'sum', labels: ['network'], doc: 'Failed connections to a foreign network.' },

@@ -1,0 +1,111 @@
+/**
+ * Multi-user chat (XEP-0045) on `conference.<host>` (`muc.domain`), a domain this server answers
+ * for itself: the router declares it a service domain (core/router.ts), so local users reach it
+ * like the upload service and other servers reach it over federation (s2s treats it as local).
+ *
+ * - Rooms live in memory (room.ts); persistent ones store their configuration and affiliations
+ *   (storage.ts), never a message, subject or occupant. History is the last messages per room,
+ *   in memory, for at most `muc.historyMaxAge` (history.ts).
+ * - Entering, leaving, nick changes: occupants.ts; messages, subject, PMs, invitations,
+ *   moderation: messages.ts; roles, affiliations, the owner form, destruction: admin.ts; disco:
+ *   disco.ts; IQs to rooms and occupants, self-ping: iq.ts.
+ * - Limits: rooms per owner, occupants per room, message size and rate (config.ts).
+ * - Privacy: real JIDs only as the room's `whois` allows; hidden rooms are in no listing; an
+ *   account's affiliations go with the account (foreign key) and into its export (account-data.ts);
+ *   unused persistent rooms are deleted by the retention class `muc-rooms`.
+ */
+import type { GatehouseModule } from '../../core/context.js';
+import type { StanzaEvent } from '../../core/hooks.js';
+import { mucConfigSection } from './config.js';
+import { mucStorage } from './storage.js';
+import { MucService } from './service.js';
+import { onPresence } from './occupants.js';
+import { onMessage } from './messages.js';
+import { IqHandler } from './iq.js';
+import { mucRoomsClass } from './retention.js';
+import { mucAccountData } from './account-data.js';
+import { mucCommands, mucControl } from './commands.js';
+import { mucRoomsPage } from './admin-page.js';
+
+declare module '../../core/services.js' {
+  interface Services {
+    /** The chat service (rooms in memory), for the admin page and commands. */
+    muc: MucService;
+  }
+}
+
+export function createMucModule(): GatehouseModule {
+  const cleanup: (() => void)[] = [];
+  let service: MucService | null = null;
+  return {
+    name: 'muc',
+    specs: [
+      {
+        id: 'XEP-0045',
+        version: '1.35.1',
+        status: 'partial',
+        note: 'service at conference.<host>; temporary and persistent rooms, instant and reserved creation, roles and affiliations with their lists, kick, ban, voice, mediated invitations, nick changes, private messages, destruction; room registration (7.10) reserves a nick; no logging',
+      },
+      { id: 'XEP-0307', version: '0.1', status: 'complete', note: 'unique room names from the service' },
+      { id: 'XEP-0359', version: '0.7.0', status: 'complete', note: 'stanza ids on group chat messages, by the room' },
+      { id: 'XEP-0421', version: '0.2.0', status: 'complete', note: 'occupant ids in room presence and messages, stable across restarts' },
+      { id: 'XEP-0410', version: '1.1.0', status: 'complete', note: 'self-ping answered by the room (muc#self-ping-optimization)' },
+      { id: 'XEP-0425', version: '0.3.0', status: 'complete', note: 'urn:xmpp:message-moderate:1; the retraction replaces the message in the room history' },
+      { id: 'XEP-0249', version: '1.2', status: 'complete', note: 'direct invitations pass between users untouched; rooms send jabber:x:conference with mediated ones' },
+      { id: 'XEP-0486', version: '0.1.0', status: 'partial', note: 'room avatar through vCard-temp on the room JID, hash in muc#roominfo_avatarhash' },
+    ],
+    clauses: ['P11', 'P12', 'P23'],
+    provides: ['muc'],
+    config: mucConfigSection,
+    storage: mucStorage,
+    retention: [mucRoomsClass],
+    accountData: mucAccountData,
+    commands: { cli: Object.values(mucCommands), control: mucControl(() => service) },
+    admin: { pages: [mucRoomsPage] },
+    async load(ctx) {
+      const s = new MucService(ctx, ctx.storage.repository(mucStorage));
+      service = s;
+      await s.loadSecret();
+      await s.refresh();
+      cleanup.push(ctx.services.provide('muc', s));
+      const iq = new IqHandler(s);
+      const { hooks } = ctx;
+      cleanup.push(hooks.on('config/in-force', () => s.refresh()));
+      // P23: the rows went with the account (foreign key); the rooms in memory forget it too.
+      cleanup.push(hooks.on('account/deleted', ({ jid }) => s.forgetAccount(jid.bare)));
+      cleanup.push(hooks.on('muc/rooms-expired', ({ roomIds }) => s.forgetExpired(roomIds)));
+      const take = (handler: (e: StanzaEvent) => Promise<void>) => (e: StanzaEvent) => {
+        if (!s.handles(e)) return undefined;
+        const key = e.to.bare;
+        // Error stanzas may be bounces of the room's own sends, and a room may write to another
+        // room (an invitation): those wait their turn without holding up the sender, which may be
+        // a room in the middle of its own turn.
+        if (e.stanza.attrs.type === 'error' || s.domains.has(e.from.domain)) {
+          void s.serial.run(key, () => handler(e)).catch((err) => ctx.log.error('muc handler failed', { error: String(err).slice(0, 200) }));
+          return true;
+        }
+        return s.serial.run(key, () => handler(e)).then(() => true as const);
+      };
+      cleanup.push(hooks.on('presence/remote', take((e) => onPresence(s, e)), 'handle'));
+      cleanup.push(hooks.on('message/remote', take((e) => onMessage(s, e)), 'handle'));
+      cleanup.push(hooks.on('iq/remote', take((e) => iq.handle(e)), 'handle'));
+      // P12: how many rooms and occupants, nothing about which.
+      const stats = ctx.services.get('statistics');
+      if (stats) {
+        cleanup.push(stats.gauge('muc.rooms', () => s.counts().rooms, { rollup: 'avg' }));
+        cleanup.push(stats.gauge('muc.occupants', () => s.counts().occupants, { rollup: 'avg' }));
+      }
+      // Rooms' history older than the maximum age goes even when nobody joins.
+      const timer = setInterval(() => {
+        const now = ctx.clock.now().getTime();
+        for (const r of s.rooms.values()) r.history.prune(now);
+      }, 60_000);
+      timer.unref();
+      cleanup.push(() => clearInterval(timer));
+    },
+    unload() {
+      for (const f of cleanup.splice(0)) f();
+      service = null;
+    },
+  };
+}
