@@ -40,6 +40,8 @@ export interface ProsodyOptions {
   extraModules?: string[];
   /** Modules of the default list to leave out (e.g. "vcard", for "vcard_legacy"). */
   withoutModules?: string[];
+  /** Components after the VirtualHost, e.g. { domain: 'conference.example', module: 'muc', options: { restrict_room_creation: false } }. */
+  components?: { domain: string; module: string; options?: Record<string, string | number | boolean> }[];
 }
 
 export interface Prosody {
@@ -52,6 +54,8 @@ export interface Prosody {
   dataDir: string;
   /** The debug log so far (for diagnosing failures). */
   log(): string;
+  /** Creates an account with prosodyctl while Prosody runs (storage "internal" reads it on login). */
+  register(user: string, password: string): void;
   stop(): Promise<void>;
 }
 
@@ -124,11 +128,13 @@ test_s2s_direct_tls_routes = ${luaTable(opts.directTlsRoutes ?? {})}
 
 VirtualHost "${opts.domain}"
   ssl = ${ssl}
-`,
+${(opts.components ?? [])
+  .map((c) => `\nComponent "${c.domain}" "${c.module}"\n  ssl = ${ssl}\n${Object.entries(c.options ?? {}).map(([k, v]) => `  ${k} = ${typeof v === 'string' ? JSON.stringify(v) : String(v)}\n`).join('')}`)
+  .join('')}`,
   );
-  for (const [user, password] of opts.users ?? []) {
-    execFileSync(PROSODYCTL, ['--config', cfg, 'register', user, opts.domain, password], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
-  }
+  const register = (user: string, password: string) =>
+    void execFileSync(PROSODYCTL, ['--config', cfg, 'register', user, opts.domain, password], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+  for (const [user, password] of opts.users ?? []) register(user, password);
   const child: ChildProcess = spawn(PROSODY, ['--config', cfg, '-F'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (d) => (output += d));
@@ -152,6 +158,7 @@ VirtualHost "${opts.domain}"
     configFile: cfg,
     dataDir: join(dir, 'data'),
     log: readLog,
+    register,
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise<void>((r) => child.once('exit', () => r()));
