@@ -135,10 +135,20 @@ export async function startMucTarget(opts: MucTargetOptions = {}, kind = mucTarg
 }
 
 /**
- * Fails with one clear message unless `muc` answers disco#info as a text conference service
- * (XEP-0045 6.1: identity conference/text, feature http://jabber.org/protocol/muc).
+ * Why `muc` is no text conference service (XEP-0045 6.1: disco#info with identity conference/text
+ * and feature http://jabber.org/protocol/muc), or null when it is one. The checks run it once in
+ * before() and fail each test with the reason in beforeEach(): every check fails, clearly and fast.
  */
-export async function requireMucService(target: MucTarget, client: TestClient): Promise<Element> {
+export async function mucServiceMissing(target: MucTarget, client: TestClient): Promise<string | null> {
+  try {
+    await requireMucService(target, client);
+    return null;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+async function requireMucService(target: MucTarget, client: TestClient): Promise<Element> {
   const reply = await client.iq(x('iq', { type: 'get', to: target.muc }, x('query', { xmlns: NS.discoInfo })), 15_000).catch((e: Error) => e);
   const missing = `${target.kind}: no multi-user chat service at ${target.muc} (issue #17: the MUC module is not there yet, or not enabled by default)`;
   if (reply instanceof Error) throw new Error(`${missing}; disco#info was not answered: ${reply.message.slice(0, 300)}`);
