@@ -40,6 +40,8 @@ export interface ProsodyOptions {
   extraModules?: string[];
   /** Modules of the default list to leave out (e.g. "vcard", for "vcard_legacy"). */
   withoutModules?: string[];
+  /** The s2s port, when the test needs it before the start (two servers routing to each other); default a free one. */
+  s2sPort?: number;
   /** Components after the VirtualHost, e.g. { domain: 'conference.example', module: 'muc', options: { restrict_room_creation: false } }. */
   components?: { domain: string; module: string; options?: Record<string, string | number | boolean> }[];
 }
@@ -93,7 +95,7 @@ export async function startProsody(opts: ProsodyOptions): Promise<Prosody> {
   mkdirSync(join(dir, 'plugins'));
   writeFileSync(join(dir, 'plugins', 'mod_test_s2s_routes.lua'), ROUTES_PLUGIN);
   const c2sPort = await reservedPort();
-  const s2sPort = await reservedPort();
+  const s2sPort = opts.s2sPort ?? (await reservedPort());
   const logFile = join(dir, 'prosody.log');
   const ssl = `{ certificate = "${opts.cert.cert}"; key = "${opts.cert.key}";${opts.caFile ? ` cafile = "${opts.caFile}";` : ''} }`;
   const cfg = join(dir, 'prosody.cfg.lua');
