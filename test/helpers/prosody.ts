@@ -40,6 +40,10 @@ export interface ProsodyOptions {
   extraModules?: string[];
   /** Modules of the default list to leave out (e.g. "vcard", for "vcard_legacy"). */
   withoutModules?: string[];
+  /** Start in this directory (config, data) instead of a new one: a restart of a stopped Prosody. */
+  dir?: string;
+  /** Leave the directory on stop (for a restart with `dir`). */
+  keepDir?: boolean;
   /** The s2s port, when the test needs it before the start (two servers routing to each other); default a free one. */
   s2sPort?: number;
   /** Components after the VirtualHost, e.g. { domain: 'conference.example', module: 'muc', options: { restrict_room_creation: false } }. */
@@ -90,9 +94,9 @@ function luaTable(map: Record<string, number>): string {
 }
 
 export async function startProsody(opts: ProsodyOptions): Promise<Prosody> {
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-prosody-'));
-  mkdirSync(join(dir, 'data'));
-  mkdirSync(join(dir, 'plugins'));
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'gatehouse-prosody-'));
+  mkdirSync(join(dir, 'data'), { recursive: true });
+  mkdirSync(join(dir, 'plugins'), { recursive: true });
   writeFileSync(join(dir, 'plugins', 'mod_test_s2s_routes.lua'), ROUTES_PLUGIN);
   const c2sPort = await reservedPort();
   const s2sPort = opts.s2sPort ?? (await reservedPort());
@@ -169,7 +173,7 @@ ${(opts.components ?? [])
         await exited;
         clearTimeout(timer);
       }
-      if (!process.env.GATEHOUSE_KEEP_PROSODY) rmSync(dir, { recursive: true, force: true });
+      if (!process.env.GATEHOUSE_KEEP_PROSODY && !opts.keepDir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
