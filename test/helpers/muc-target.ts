@@ -34,7 +34,7 @@ export interface MucTarget {
   domain: string;
   muc: string;
   c2sPort: number;
-  /** A SASL mechanism every client used here can do against this server. */
+  /** The SASL mechanism slixmpp is told to use ("auto": its own choice). */
   mechanism: string;
   /** Creates name@domain with the password pw-<name> (once; later calls return at once). */
   account(name: string): Promise<{ jid: string; password: string }>;
@@ -66,7 +66,7 @@ export async function startMucTarget(opts: MucTargetOptions = {}, kind = mucTarg
       domain,
       muc,
       c2sPort: ts.port,
-      mechanism: 'SCRAM-SHA-1',
+      mechanism: 'auto',
       gatehouse: ts,
       async account(name) {
         const password = `pw-${name}`;
@@ -107,6 +107,7 @@ export async function startMucTarget(opts: MucTargetOptions = {}, kind = mucTarg
     domain,
     muc,
     c2sPort: prosody.c2sPort,
+    // slixmpp's own choice would be a -PLUS variant with tls-unique, which TLS 1.3 lacks.
     mechanism: 'SCRAM-SHA-1',
     prosody,
     async account(name) {
