@@ -82,7 +82,9 @@ class MucPeer(Peer):
         )
 
     def on_groupchat_message(self, msg):
-        emit("groupchat_message", frm=str(msg["from"]), body=msg["body"], delay=msg["delay"]["stamp"].isoformat() if msg["delay"]["stamp"] else None)
+        # Read without msg["delay"], which would add an empty <delay/> to the stanza the "raw" event shows.
+        delay = msg.xml.find("{urn:xmpp:delay}delay")
+        emit("groupchat_message", frm=str(msg["from"]), body=msg["body"], delay=delay.get("stamp") if delay is not None else None)
 
     def on_invite(self, msg):
         invite = msg["muc"]["invite"]
@@ -128,10 +130,13 @@ class MucPeer(Peer):
             self.del_event_handler("muc_peer_presence_error", on_error)
         if not joining.done():
             joining.cancel()
+            self["xep_0045"].rooms.pop(room, None)
             if refused.done():
-                self["xep_0045"].rooms.pop(room, None)
                 raise PresenceError(refused.result())
             raise asyncio.TimeoutError()
+        if joining.exception() is not None:
+            # A client forgets a room it could not enter (xep_0045 keeps it, and then ignores the room's invitations).
+            self["xep_0045"].rooms.pop(room, None)
         pres, subject, occupants, history = joining.result()
         return {
             "jid": str(pres["from"]),
