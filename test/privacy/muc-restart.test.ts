@@ -24,6 +24,7 @@ import { TestClient } from '../helpers/xmpp-client.js';
 import { MUC, mucTargetKind, statusCodes } from '../helpers/muc-target.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
+import { storageTargets } from '../../storage/test-databases.js';
 
 const MUCDOMAIN = 'conference.localhost';
 const ROOM = `archive@${MUCDOMAIN}`;
@@ -44,11 +45,16 @@ interface Restartable {
 
 type Storage = { type: 'sqlite' } | { type: 'mysql' | 'postgres'; url: string };
 
-function storages(): Storage[] {
-  const list: Storage[] = [{ type: 'sqlite' }];
-  if (process.env.GATEHOUSE_TEST_MYSQL_URL) list.push({ type: 'mysql', url: process.env.GATEHOUSE_TEST_MYSQL_URL });
-  if (process.env.GATEHOUSE_TEST_POSTGRES_URL) list.push({ type: 'postgres', url: process.env.GATEHOUSE_TEST_POSTGRES_URL });
-  return list;
+/** SQLite in the data directory (the default, so the file scan covers it), and a fresh MariaDB/PostgreSQL database where configured. */
+function storages(): [string, () => Promise<{ storage: Storage; drop(): Promise<void> }>][] {
+  return storageTargets().map((t) => [
+    t.name,
+    async () => {
+      if (t.name === 'sqlite') return { storage: { type: 'sqlite' }, drop: async () => {} };
+      const { config, drop } = await t.make();
+      return { storage: { type: config.type as 'mysql' | 'postgres', url: (config as { url: string }).url }, drop };
+    },
+  ]);
 }
 
 const textOf = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString('utf8') : v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
@@ -96,7 +102,8 @@ async function dumpSql(storage: Storage, dataDir: string): Promise<string[]> {
   }
 }
 
-async function gatehouse(storage: Storage): Promise<Restartable> {
+async function gatehouse(make: () => Promise<{ storage: Storage; drop(): Promise<void> }>): Promise<Restartable> {
+  const { storage, drop } = await make();
   const dir = mkdtempSync(joinPath(tmpdir(), 'gatehouse-muc-restart-'));
   const config = {
     dataDir: dir,
@@ -132,6 +139,7 @@ async function gatehouse(storage: Storage): Promise<Restartable> {
     async cleanup() {
       await stop();
       rmSync(dir, { recursive: true, force: true });
+      await drop();
     },
   };
 }
@@ -207,7 +215,7 @@ function filesUnder(dir: string): string[] {
 }
 
 const targets: [string, () => Promise<Restartable>][] =
-  mucTargetKind() === 'prosody' ? [['Prosody', prosody]] : storages().map((s) => [`Gatehouse on ${s.type}`, () => gatehouse(s)]);
+  mucTargetKind() === 'prosody' ? [['Prosody', prosody]] : storages().map(([name, make]) => [`Gatehouse on ${name}`, () => gatehouse(make)]);
 
 for (const [label, start] of targets) {
   describe(`group chats across a restart (${label})`, () => {
