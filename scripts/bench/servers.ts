@@ -84,7 +84,8 @@ export interface StartOptions {
   pep?: { publisher: string; contacts: string[] };
   /**
    * The MUC scenario: Prosody loads its muc component on conference.<DOMAIN> (room creation open to
-   * local users), ejabberd mod_muc with max_users raised to maxOccupants (its default is 200).
+   * local users), ejabberd mod_muc with max_users raised to maxOccupants for the service and for
+   * new rooms (default_room_options; both default to 200).
    * Gatehouse runs as it is: its service is on by default, up to 1000 occupants a room.
    */
   muc?: { maxOccupants: number };
@@ -620,7 +621,7 @@ modules:
   mod_register:
     ip_access: all
     access: register
-${o.pep ? '  mod_caps: {}\n  mod_pubsub:\n    plugins:\n      - flat\n      - pep\n' : ''}${o.muc ? `  mod_muc:\n    host: "conference.@HOST@"\n    access_create: all\n    max_users: ${Math.max(o.muc.maxOccupants, 200)}\n    max_users_presence: ${Math.max(o.muc.maxOccupants, 1000)}\n` : ''}`;
+${o.pep ? '  mod_caps: {}\n  mod_pubsub:\n    plugins:\n      - flat\n      - pep\n' : ''}${o.muc ? `  mod_muc:\n    host: "conference.@HOST@"\n    access_create: all\n    max_users: ${Math.max(o.muc.maxOccupants, 200)}\n    max_users_presence: ${Math.max(o.muc.maxOccupants, 1000)}\n    default_room_options:\n      max_users: ${Math.max(o.muc.maxOccupants, 200)}\n` : ''}`;
   const configFile = path.join(o.dir, 'ejabberd.yml');
   writeFileSync(configFile, config);
   const node = `ghbench${process.pid}x${Date.now() % 100000}@localhost`;
