@@ -349,7 +349,28 @@ describe('group chat with xmpp.js (XEP-0045 and the XEPs around it)', () => {
     const listed = items.getChild('query')!.getChildren('item').map((i) => i.attrs.jid);
     assert.ok(listed.includes(pub), `${pub} listed: ${listed.join(' ')}`);
     assert.ok(!listed.includes(hidden), `${hidden} not listed: ${listed.join(' ')}`);
+
+    // 6.5: the occupants of a hidden members-only room are not shown to a stranger.
+    const occupantsSeen = await stranger.iq('get', hidden, xml('query', { xmlns: 'http://jabber.org/protocol/disco#items' }));
+    const shown = occupantsSeen.attrs.type === 'result' ? occupantsSeen.getChild('query')!.getChildren('item').map((i) => i.attrs.jid) : [];
+    assert.deepEqual(shown, [], `a stranger was shown the occupants of ${hidden}: ${occupantsSeen}`);
   });
+
+  test(
+    '7.2.10 a room at its maximum of occupants (muc#roomconfig_maxusers) refuses one more with service-unavailable',
+    { skip: mucTargetKind() === 'prosody' ? 'Prosody 0.12 has no maximum of occupants in its room form; the issue asks for one' : false },
+    async () => {
+      const r = room('cottage');
+      const snug = await connect('snug');
+      const starveling = await connect('robin');
+      const third = await connect('francis');
+      await instantRoom(snug, r, 'Snug');
+      await configure(snug, r, { 'muc#roomconfig_maxusers': '2' });
+      await joined(starveling, r, 'Robin');
+      const refused = await join(third, r, 'Francis');
+      assert.deepEqual([refused.attrs.type, condition(refused)], ['error', 'service-unavailable'], String(refused));
+    },
+  );
 
   test('XEP-0410 self-ping: a ping to the own occupant JID is answered while joined, and refused (not-acceptable) once the client left', async () => {
     const r = room('echo');
