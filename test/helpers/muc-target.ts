@@ -3,7 +3,7 @@
  * XEP-0045 and the XEPs around it, not to Gatehouse's implementation; to show that a check itself
  * is right, the same file runs against Debian's Prosody MUC component:
  *
- *   GATEHOUSE_MUC_TARGET=prosody node scripts/run-tests.js muc-
+ *   GATEHOUSE_MUC_TARGET=prosody node scripts/run-tests.js muc-slixmpp muc-xmppjs muc-prosody-federation muc-restart
  *
  * Default (and in CI) is Gatehouse, whose service is at conference.<host>, enabled by default.
  * Either way the host is "localhost", the service "conference.localhost", and accounts are created
