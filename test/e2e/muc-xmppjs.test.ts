@@ -356,6 +356,26 @@ describe('group chat with xmpp.js (XEP-0045 and the XEPs around it)', () => {
     assert.deepEqual(shown, [], `a stranger was shown the occupants of ${hidden}: ${occupantsSeen}`);
   });
 
+  test('non-anonymous rooms: occupants are told when a room becomes non-anonymous (172), a newcomer is warned (100), and everyone sees real JIDs', async () => {
+    const r = room('market');
+    const hippolyta = await connect('hippolyta');
+    const egeus = await connect('nedar');
+    const newcomer = await connect('cobweb');
+    await instantRoom(hippolyta, r, 'Hippolyta');
+    await configure(hippolyta, r, { 'muc#roomconfig_whois': 'moderators' });
+    await joined(egeus, r, 'Nedar');
+    const notice = egeus.expect((s) => s.name === 'message' && s.attrs.from === r && codes(s).includes(172), 'the notice that the room is now non-anonymous');
+    await configure(hippolyta, r, { 'muc#roomconfig_whois': 'anyone' });
+    assert.equal((await notice).attrs.type, 'groupchat');
+
+    const seenByParticipant = egeus.expect(presenceFrom(`${r}/Cobweb`), 'Cobweb at Nedar');
+    const self = await joined(newcomer, r, 'Cobweb');
+    assert.ok(codes(self).includes(100), `the newcomer is warned that anyone sees the real JID: ${self}`);
+    const owner = newcomer.log.find(presenceFrom(`${r}/Hippolyta`));
+    assert.equal(owner && item(owner).jid, hippolyta.jid, 'a participant sees the real JID in a non-anonymous room');
+    assert.equal(item(await seenByParticipant).jid, newcomer.jid);
+  });
+
   test(
     '7.2.10 a room at its maximum of occupants (muc#roomconfig_maxusers) refuses one more with service-unavailable',
     { skip: mucTargetKind() === 'prosody' ? 'Prosody 0.12 has no maximum of occupants in its room form; the issue asks for one' : false },
