@@ -15,7 +15,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Histogram, nowUs, PEP_NODE, type BenchAccount, type Command, type LoginResult, type PepDiscoResult, type PepRole, type PepRosterResult, type PingResult, type PublishResult, type Reply, type SendResult, type StatsResult, type WorkerInit } from './protocol.js';
+import { Histogram, nowUs, PEP_NODE, type BenchAccount, type Command, type DiscoInfoResult, type IqAnswer, type LoginResult, type MucJoinResult, type PepDiscoResult, type PepRole, type PepRosterResult, type PingResult, type PublishResult, type Reply, type SendResult, type StatsResult, type WorkerInit } from './protocol.js';
 
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 /** Longest a body marker can be: `<body>B ` + 16 digits + space. */
@@ -116,6 +116,8 @@ class Client {
   private pingSeq = 0;
   /** Answers to our own iqs in the PEP scenario, by id; called with null when the connection closes. */
   private iqWaiters = new Map<string, (stanza: string | null) => void>();
+  /** MUC scenario: the join in progress, resolved by the own presence from the room or an error presence. */
+  private joinWaiter: { occupantJid: string; resolve: (presence: string | null) => void } | null = null;
 
   constructor(
     readonly index: number,
@@ -395,6 +397,14 @@ class Client {
   private stanza(name: string, startTag: string, stanza: string): void {
     const type = TYPE_RE.exec(startTag)?.[1];
     if (name === 'message') {
+      if (this.pep === 'occupant') {
+        const now = nowUs();
+        BODY_RE.lastIndex = 0;
+        let m: RegExpExecArray | null;
+        while ((m = BODY_RE.exec(stanza)) !== null) record(now, Number(m[1]), Number(m[2]), `${this.index}:${m[3]}-${m[4]}`);
+        if (type === 'error' && streamErrors.length < 10) streamErrors.push(`group chat message refused: ${errorCondition(stanza)}`);
+        return;
+      }
       if (this.pep !== 'contact') return;
       const now = nowUs();
       PEP_RE.lastIndex = 0;
@@ -402,7 +412,14 @@ class Client {
       while ((m = PEP_RE.exec(stanza)) !== null) record(now, Number(m[1]), Number(m[2]), `${this.index}:${m[3]}-${m[4]}`);
       return;
     }
-    if (name === 'presence') return;
+    if (name === 'presence') {
+      const w = this.joinWaiter;
+      if (w && FROM_RE.exec(startTag)?.[1] === w.occupantJid && (type === 'error' || /\bcode=['"]110['"]/.test(stanza))) {
+        this.joinWaiter = null;
+        w.resolve(stanza);
+      }
+      return;
+    }
     const from = FROM_RE.exec(startTag)?.[1];
     const id = ID_RE.exec(startTag)?.[1];
     if (id === undefined) return;
@@ -445,6 +462,26 @@ class Client {
         resolve(answer);
       });
       this.write(stanza);
+    });
+  }
+
+  /** Enters a room (XEP-0045 7.2, no history); resolves with the own presence or the error presence, null on timeout. */
+  joinRoom(room: string, timeoutMs: number): Promise<string | null> {
+    if (!this.online) return Promise.resolve(null);
+    const occupantJid = `${room}/${this.account.name}`;
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.joinWaiter = null;
+        resolve(null);
+      }, timeoutMs);
+      this.joinWaiter = {
+        occupantJid,
+        resolve: (p) => {
+          clearTimeout(t);
+          resolve(p);
+        },
+      };
+      this.write(`<presence to='${occupantJid}'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>`);
     });
   }
 
@@ -547,6 +584,53 @@ async function login(accounts: number[], concurrency: number, timeoutMs: number,
   return { ok, online, failed, errors, latency: hist.toJSON(), pbkdf2: pbkdf2Count - pb0, durationMs: Date.now() - t0, cpuUs: cpu.user + cpu.system };
 }
 
+/** Every account enters the room, `concurrency` joins at a time (each waits for its own presence). */
+async function mucJoin(room: string, accounts: number[], concurrency: number, timeoutMs: number): Promise<MucJoinResult> {
+  const t0 = Date.now();
+  const result: MucJoinResult = { joined: 0, occupants: [], refused: 0, timedOut: 0, durationMs: 0 };
+  let next = 0;
+  const one = async (): Promise<void> => {
+    while (next < accounts.length) {
+      const index = accounts[next++]!;
+      const c = clients.get(index);
+      const answer = c ? await c.joinRoom(room, timeoutMs) : null;
+      if (answer === null) result.timedOut++;
+      else if (TYPE_RE.exec(answer)?.[1] === 'error') {
+        result.refused++;
+        result.firstError ??= errorCondition(answer);
+      } else {
+        result.joined++;
+        result.occupants.push(index);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, accounts.length)) }, one));
+  result.durationMs = Date.now() - t0;
+  return result;
+}
+
+async function discoInfo(from: number, jid: string, timeoutMs: number): Promise<DiscoInfoResult> {
+  const c = clients.get(from);
+  if (!c?.online) throw new Error(`account ${from} is not online in this worker`);
+  const id = `dinfo${++iqSeq}`;
+  const answer = await c.iq(id, `<iq type='get' id='${id}' to='${jid}'><query xmlns='${NS_DISCO_INFO}'/></iq>`, timeoutMs);
+  if (answer === null) return { answered: false, identities: [], features: [] };
+  if (TYPE_RE.exec(answer)?.[1] === 'error') return { answered: true, error: errorCondition(answer), identities: [], features: [] };
+  const attr = (tag: string, name: string) => new RegExp(`\\b${name}=['"]([^'"]*)['"]`).exec(tag)?.[1] ?? '';
+  return {
+    answered: true,
+    identities: (answer.match(/<identity\b[^>]*>/g) ?? []).map((t) => `${attr(t, 'category')}/${attr(t, 'type')}`),
+    features: (answer.match(/<feature\b[^>]*>/g) ?? []).map((t) => attr(t, 'var')),
+  };
+}
+
+async function rawIq(from: number, stanza: string, timeoutMs: number): Promise<IqAnswer> {
+  const c = clients.get(from);
+  if (!c?.online) throw new Error(`account ${from} is not online in this worker`);
+  const id = `raw${++iqSeq}`;
+  return { answer: await c.iq(id, stanza.replace('{id}', id), timeoutMs) };
+}
+
 async function logout(timeoutMs: number): Promise<{ closed: number }> {
   const all = [...clients.values()];
   clients.clear();
@@ -567,7 +651,7 @@ function sendPhase(cmd: Extract<Command, { type: 'send' }>): Promise<SendResult>
   let skipped = 0;
   const wid = cfg.workerId;
   return new Promise((resolve) => {
-    if (senders.length === 0 || recipients.length === 0 || total === 0) {
+    if (senders.length === 0 || (recipients.length === 0 && !cmd.groupchat) || total === 0) {
       resolve({ sent: 0, skipped: total, lag: lag.toJSON(), elapsedMs: 0, cpuUs: 0 });
       return;
     }
@@ -579,6 +663,17 @@ function sendPhase(cmd: Extract<Command, { type: 'send' }>): Promise<SendResult>
         while (k < due) {
           const scheduled = cmd.startAtUs + k * intervalUs;
           const from = senders[(Math.random() * senders.length) | 0]!;
+          if (cmd.groupchat) {
+            k++;
+            if (!from.online || from.buffered > cmd.maxBufferedBytes) {
+              skipped++;
+              continue;
+            }
+            from.write(`<message to='${cmd.groupchat}' type='groupchat' id='g${wid}-${k}'><body>B ${Math.round(scheduled)} ${cmd.phase}-${wid}-${k}</body></message>`);
+            sent++;
+            lag.record(now - scheduled);
+            continue;
+          }
           let to = recipients[(Math.random() * recipients.length) | 0]!;
           if (recipients.length > 1 && to.startsWith(`${from.account.name}@`)) to = recipients[(recipients.indexOf(to) + 1) % recipients.length]!;
           k++;
@@ -751,6 +846,12 @@ process.on('message', (msg: WorkerInit | Command) => {
         return { type: 'reply', id, result: await pepDisco(msg.publisher, msg.timeoutMs) };
       case 'pep-publish':
         return { type: 'reply', id, result: await pepPublish(msg) };
+      case 'muc-join':
+        return { type: 'reply', id, result: await mucJoin(msg.room, msg.accounts, msg.concurrency, msg.timeoutMs) };
+      case 'iq':
+        return { type: 'reply', id, result: await rawIq(msg.from, msg.stanza, msg.timeoutMs) };
+      case 'disco-info':
+        return { type: 'reply', id, result: await discoInfo(msg.from, msg.jid, msg.timeoutMs) };
       case 'stats':
         return { type: 'reply', id, result: stats(msg.reset, msg.windowEndUs, msg.phase) };
       case 'exit':

@@ -32,7 +32,12 @@ export interface WorkerInit {
  * What a client does in the PEP scenario: the publisher publishes to its own PEP node; a contact
  * advertises +notify for that node through XEP-0115 caps and counts the notifications it receives.
  */
-export type PepRole = 'publisher' | 'contact';
+/**
+ * Clients that cut what they receive into whole stanzas: the PEP scenario's publisher and contacts,
+ * and the MUC scenario's room occupants (which count the group chat messages they receive, each
+ * occupant for itself).
+ */
+export type PepRole = 'publisher' | 'contact' | 'occupant';
 
 /** XEP-0172 User Nickname: a PEP node every server under test accepts, with the default (presence) access model. */
 export const PEP_NODE = 'http://jabber.org/protocol/nick';
@@ -56,6 +61,8 @@ export type Command =
       maxBufferedBytes: number;
       /** Written into every body; receivers count only the current phase. */
       phase: number;
+      /** MUC scenario: every message goes to this room as type groupchat (recipients unused). */
+      groupchat?: string;
     }
   | { type: 'ping'; id: number; accounts: number[]; timeoutMs: number }
   /** The publisher's roster, counted by subscription state. */
@@ -74,8 +81,37 @@ export type Command =
       /** How long to wait for the last answers after the last publish. */
       timeoutMs: number;
     }
+  /** Each account (online in this worker as an occupant) enters `room` as nick = its account name, history off. */
+  | { type: 'muc-join'; id: number; room: string; accounts: number[]; concurrency: number; timeoutMs: number }
+  /** disco#info of a JID (the MUC scenario asks the service whether it is one). */
+  | { type: 'disco-info'; id: number; from: number; jid: string; timeoutMs: number }
+  /** Any iq from an online account ("{id}" in `stanza` is replaced by a fresh id); answered with the reply as text. */
+  | { type: 'iq'; id: number; from: number; stanza: string; timeoutMs: number }
   | { type: 'stats'; id: number; reset: boolean; windowEndUs?: number; phase?: number }
   | { type: 'exit'; id: number };
+
+export interface MucJoinResult {
+  joined: number;
+  /** Account indices now in the room. */
+  occupants: number[];
+  /** Joins answered with an error presence, and the first error's type/condition. */
+  refused: number;
+  firstError?: string;
+  timedOut: number;
+  durationMs: number;
+}
+
+export interface IqAnswer {
+  /** The answer as received, null when none came within the time. */
+  answer: string | null;
+}
+
+export interface DiscoInfoResult {
+  answered: boolean;
+  error?: string;
+  identities: string[];
+  features: string[];
+}
 
 export interface LoginResult {
   ok: number;
@@ -158,7 +194,7 @@ export interface PingResult {
 
 export type Reply =
   | { type: 'ready'; workerId: number }
-  | { type: 'reply'; id: number; result: LoginResult | SendResult | StatsResult | PingResult | PepRosterResult | null | PepDiscoResult | PublishResult | { closed: number } }
+  | { type: 'reply'; id: number; result: LoginResult | SendResult | StatsResult | PingResult | PepRosterResult | null | PepDiscoResult | PublishResult | MucJoinResult | DiscoInfoResult | IqAnswer | { closed: number } }
   | { type: 'error'; id: number; message: string };
 
 // ---- histogram ----

@@ -182,6 +182,53 @@ export interface PepResult {
   rates: PepRateResult[];
 }
 
+/** One message rate of the MUC scenario: messages to the room, each delivered to every occupant. */
+export interface MucRateResult {
+  messagesPerSec: number;
+  durationS: number;
+  occupants: number;
+  sent: number;
+  skippedBackpressure: number;
+  /** Deliveries that should arrive: messages sent × occupants (the sender gets its own copy too). */
+  expected: number;
+  received: number;
+  receivedInWait: number;
+  /** Deliveries received during the sending window, per second. */
+  deliveredPerSec: number;
+  lost: number;
+  duplicates: number;
+  stale: number;
+  /** Scheduled send time to receipt by an occupant. */
+  latency: Latency;
+  serverCpuSec: number;
+  serverCpuPercent: number;
+  serverRssPeakBytes: number;
+  serverQuietBefore: boolean;
+  serverQuietAfter: boolean;
+  load: LoadShare;
+  disconnects: number;
+  streamErrors: string[];
+  generator: { cpuSec: number; lagP99Ms: number; keptUp: boolean; loopDelayP99Ms: number };
+}
+
+/** One room with many occupants (XEP-0045): how fast group chat messages fan out. */
+export interface MucResult {
+  room: string;
+  occupants: number;
+  loggedIn: number;
+  /** False when the conference service does not answer disco#info as one: no figures then. */
+  supported: boolean;
+  unsupportedReason?: string;
+  joined: number;
+  joinRefused: number;
+  joinTimedOut: number;
+  firstJoinError?: string;
+  /** From the first join to the last occupant in. */
+  joinMs: number;
+  warmupDelivered: number;
+  rates: MucRateResult[];
+}
+
 export interface ServerResults {
   kind: ServerKind;
   label: string;
@@ -200,6 +247,7 @@ export interface ServerResults {
     idle?: IdleResult;
     offline?: OfflineResult;
     pep?: PepResult;
+    muc?: MucResult;
   };
 }
 
@@ -229,6 +277,10 @@ export interface BenchResults {
     pepContacts?: number;
     pepRates?: number[];
     pepItems?: number;
+    /** MUC scenario (absent in runs before it existed). */
+    mucOccupants?: number;
+    mucRates?: number[];
+    mucDurationS?: number;
   };
   servers: ServerResults[];
   /** The idle scenario's reference: what Node.js's own TLS needs per idle connection. */
@@ -533,6 +585,43 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
     }
   }
 
+  if (r.servers.some((s) => sc(s).muc)) {
+    const mu = (s: ServerResults) => sc(s).muc;
+    push(
+      `### MUC: one room with ${int(P.mucOccupants)} occupants`,
+      '',
+      table(r, [
+        { label: 'conference service', get: () => undefined, fmt: int, text: (s) => (mu(s) ? (mu(s)!.supported ? 'answers as a MUC service' : `**skipped** (${mu(s)!.unsupportedReason ?? '?'})`) : '–') },
+        { label: 'occupants in the room', get: (s) => (mu(s)?.supported ? mu(s)!.joined : undefined), fmt: int, noRatio: true },
+        { label: 'joins refused', get: (s) => (mu(s)?.supported ? mu(s)!.joinRefused : undefined), fmt: int, noRatio: true },
+        { label: 'time for everyone to enter (s)', get: (s) => (mu(s)?.supported ? mu(s)!.joinMs / 1000 : undefined), fmt: (n) => dec(n, 1) },
+        { label: 'occupants who got the warm-up message', get: (s) => (mu(s)?.supported ? mu(s)!.warmupDelivered : undefined), fmt: int, noRatio: true },
+      ]),
+      '',
+    );
+    const mucRates = [...new Set(r.servers.flatMap((s) => (mu(s)?.rates ?? []).map((x) => x.messagesPerSec)))];
+    for (const rate of mucRates) {
+      const mr = (s: ServerResults) => mu(s)?.rates.find((x) => x.messagesPerSec === rate);
+      const first = r.servers.map(mr).find(Boolean)!;
+      push(
+        `### MUC: ${int(rate)} messages/s to ${int(first.occupants)} occupants (${int(rate * first.occupants)} deliveries/s offered) for ${int(first.durationS)} s`,
+        '',
+        table(r, [
+          { label: 'deliveries/s', get: (s) => mr(s)?.deliveredPerSec, fmt: int },
+          { label: 'latency send → occupant p50 (ms)', get: (s) => mr(s)?.latency.p50Ms, fmt: (n) => dec(n, 2) },
+          { label: 'latency send → occupant p99 (ms)', get: (s) => mr(s)?.latency.p99Ms, fmt: (n) => dec(n, 2) },
+          { label: 'latency send → occupant max (ms)', get: (s) => mr(s)?.latency.maxMs, fmt: dec },
+          { label: 'deliveries lost', get: (s) => mr(s)?.lost, fmt: int, noRatio: true },
+          { label: 'server CPU while sending (% of one core)', get: (s) => mr(s)?.serverCpuPercent, fmt: int },
+          { label: 'server CPU per 1,000 deliveries (ms)', get: (s) => (mr(s)?.received ? (mr(s)!.serverCpuSec * 1e6) / mr(s)!.received : undefined), fmt: (n) => dec(n, 1) },
+          { label: 'server RSS peak (MiB)', get: (s) => mr(s)?.serverRssPeakBytes, fmt: mib },
+          { label: 'CPU of other processes on the machine (% of one core)', get: (s) => (mr(s) ? 100 * mr(s)!.load.otherCores : undefined), fmt: int, noRatio: true },
+        ]),
+        '',
+      );
+    }
+  }
+
   // Load generator and problems.
   const gen: string[] = [];
   for (const s of r.servers) {
@@ -608,6 +697,17 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
         if (!x.serverQuietAfter) problems.push(`- ${at}: the server was still busy 50 s after publishing ended` + (x.lost ? `; the ${int(x.lost)} notifications not delivered by then are counted as lost.` : '.'));
         if (x.load.otherCores > 0.2) problems.push(`- ${at}: other processes on the machine used ${int(100 * x.load.otherCores)} % of a core meanwhile; the figures are disturbed by that much.`);
         if (x.load.stealPercent > 5) problems.push(`- ${at}: the hypervisor took ${int(x.load.stealPercent)} % of the CPU (steal).`);
+      }
+    }
+    const mu = sc(s).muc;
+    if (mu?.supported) {
+      if (mu.joined < mu.loggedIn) problems.push(`- ${s.label}, MUC: ${int(mu.joined)} of ${int(mu.loggedIn)} occupants entered the room${mu.firstJoinError ? ` (${mu.firstJoinError})` : ''}`);
+      for (const x of mu.rates) {
+        const at = `${s.label}, MUC ${int(x.messagesPerSec)} messages/s`;
+        if (x.duplicates) problems.push(`- ${at}: ${int(x.duplicates)} deliveries twice`);
+        if (x.disconnects || x.streamErrors.length) problems.push(`- ${at}: ${x.disconnects} clients disconnected${x.streamErrors.length ? ` (${x.streamErrors.join('; ')})` : ''}`);
+        if (!x.serverQuietAfter) problems.push(`- ${at}: the server was still busy 50 s after sending ended` + (x.lost ? `; the ${int(x.lost)} deliveries not made by then are counted as lost.` : '.'));
+        if (x.load.otherCores > 0.2) problems.push(`- ${at}: other processes on the machine used ${int(100 * x.load.otherCores)} % of a core meanwhile; the figures are disturbed by that much.`);
       }
     }
     const o = sc(s).offline;

@@ -7,6 +7,7 @@
  *     [--workers 2] [--login-concurrency 100] [--profile] [--keep] [--gatehouse DIR]
  *     [--offline-senders 100] [--offline-recipients 1000] [--offline-rate 2000]
  *     [--pep-contacts 1000] [--pep-rates 5,10,20] [--pep-items 100]
+ *     [--muc-occupants 500] [--muc-rates 5,10,20] [--muc-duration 10]
  *     [--cert-key ec|rsa] [--no-install] [--out docs/benchmarks.md] [--json docs/benchmarks.json] [--smoke] [--render FILE.json]
  *
  * Each server runs in its own temporary directory on a free 127.0.0.1 port, with one shared
@@ -27,6 +28,14 @@
  * XEP-0115 caps; the publisher publishes --pep-items items at each of --pep-rates items per second.
  * A server that answers the publish with an error is reported as not supporting PEP.
  *
+ * MUC scenario (XEP-0045): --muc-occupants users enter one room on conference.<domain> (the first
+ * creates it as an instant room); then messages go to the room at each of --muc-rates per second
+ * for --muc-duration seconds, each from an occupant picked at random (so no one occupant's rate
+ * limit is what is measured), and every occupant records each copy it receives: deliveries per
+ * second (rate x occupants offered) and latency from the scheduled send to receipt. Prosody runs
+ * its muc component, ejabberd mod_muc with max_users raised to the occupants; a server whose
+ * conference service does not answer disco#info as one is reported as skipped.
+ *
  * --smoke: about 20 seconds, Gatehouse alone, 20 users; for CI. The exit status is non-zero when
  * the benchmark itself breaks (a server does not start, nobody can log in, nothing is delivered),
  * never because of a figure.
@@ -38,16 +47,16 @@ import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Histogram, nowUs, PEP_NODE, type BenchAccount, type Command, type LoginResult, type PepDiscoResult, type PepRole, type PepRosterResult, type PingResult, type PublishResult, type Reply, type SendResult, type StatsResult } from './protocol.js';
+import { Histogram, nowUs, PEP_NODE, type BenchAccount, type Command, type DiscoInfoResult, type IqAnswer, type LoginResult, type MucJoinResult, type PepDiscoResult, type PepRole, type PepRosterResult, type PingResult, type PublishResult, type Reply, type SendResult, type StatsResult } from './protocol.js';
 import { DOMAIN, SERVER_LABEL, killAllAndWait, killAllNow, machineLoad, packageVersion, procSample, serverAvailable, startBenchServer, type CertFiles, type ProcSample, type RunningBenchServer, type ServerKind } from './servers.js';
-import { renderMarkdown, type BenchResults, type IdleResult, type LoadShare, type LoginsResult, type MessagesResult, type OfflineResult, type PepRateResult, type PepResult, type ServerResults, type TlsFloorResult } from './report.js';
+import { renderMarkdown, type BenchResults, type IdleResult, type LoadShare, type MucRateResult, type MucResult, type LoginsResult, type MessagesResult, type OfflineResult, type PepRateResult, type PepResult, type ServerResults, type TlsFloorResult } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/scripts/bench -> repository root. */
 const repoRoot = path.resolve(here, '../../..');
 
 const ALL_SERVERS: ServerKind[] = ['gatehouse', 'prosody', 'ejabberd'];
-const ALL_SCENARIOS = ['logins', 'messages', 'idle', 'offline', 'pep'] as const;
+const ALL_SCENARIOS = ['logins', 'messages', 'idle', 'offline', 'pep', 'muc'] as const;
 type Scenario = (typeof ALL_SCENARIOS)[number];
 
 const SCRAM_ITERATIONS = 4096;
@@ -68,6 +77,9 @@ interface Options {
   pepContacts: number;
   pepRates: number[];
   pepItems: number;
+  mucOccupants: number;
+  mucRates: number[];
+  mucDurationS: number;
   workers: number;
   loginConcurrency: number;
   smoke: boolean;
@@ -100,7 +112,7 @@ function parseOptions(argv: string[]): Options {
     console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
     process.exit(0);
   }
-  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'pep-contacts', 'pep-rates', 'pep-items', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key', 'no-install']);
+  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'pep-contacts', 'pep-rates', 'pep-items', 'muc-occupants', 'muc-rates', 'muc-duration', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key', 'no-install']);
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const smoke = flags.has('smoke');
   const num = (name: string, dflt: number, min = 1): number => {
@@ -121,6 +133,8 @@ function parseOptions(argv: string[]): Options {
   if (rates.some((r) => !Number.isFinite(r) || r <= 0)) throw new Error('--rates: positive numbers, comma separated');
   const pepRates = flags.has('pep-rates') ? flags.get('pep-rates')!.split(',').map(Number) : smoke ? [10] : [5, 10, 20];
   if (pepRates.some((r) => !Number.isFinite(r) || r <= 0 || r > 1000)) throw new Error('--pep-rates: items per second (up to 1000), comma separated');
+  const mucRates = flags.has('muc-rates') ? flags.get('muc-rates')!.split(',').map(Number) : smoke ? [5] : [5, 10, 20];
+  if (mucRates.some((r) => !Number.isFinite(r) || r <= 0 || r > 1000)) throw new Error('--muc-rates: messages per second (up to 1000), comma separated');
   return {
     servers: list('servers', ALL_SERVERS, smoke ? ['gatehouse'] : ALL_SERVERS),
     scenarios: list('scenarios', ALL_SCENARIOS, ALL_SCENARIOS),
@@ -136,6 +150,9 @@ function parseOptions(argv: string[]): Options {
     pepContacts: num('pep-contacts', smoke ? 10 : 1000),
     pepRates,
     pepItems: num('pep-items', smoke ? 20 : 100),
+    mucOccupants: num('muc-occupants', smoke ? 20 : 500, 2),
+    mucRates,
+    mucDurationS: num('muc-duration', smoke ? 2 : 10),
     workers: num('workers', 2),
     loginConcurrency: num('login-concurrency', smoke ? 10 : 100),
     smoke,
@@ -923,6 +940,167 @@ async function runPep(benches: Bench[], opts: Options, fail: (b: Bench, what: st
   for (const b of benches) if (b.ctx) await b.ctx.pool.logout().catch(() => undefined);
 }
 
+// ---- MUC ----
+
+const MUC_ROOM = `bench@conference.${DOMAIN}`;
+
+interface MucSession {
+  occupants: number[];
+  result: MucResult;
+}
+
+/** Occupants log in; the service is asked whether it is one; the first occupant creates the room (instant), then the others enter. */
+async function mucSetup(c: Ctx): Promise<MucSession> {
+  const n = c.opts.mucOccupants;
+  const service = `conference.${DOMAIN}`;
+  c.log(`muc: ${n} occupants log in`);
+  const li = await c.pool.login(range(0, n), c.opts.loginConcurrency, 'occupant');
+  const loggedIn = c.pool.online.flat();
+  if (loggedIn.length === 0) throw new Error(`muc: nobody could log in (${li.errors.join('; ')})`);
+  const result: MucResult = { room: MUC_ROOM, occupants: n, loggedIn: loggedIn.length, supported: true, joined: 0, joinRefused: 0, joinTimedOut: 0, joinMs: 0, warmupDelivered: 0, rates: [] };
+  const first = loggedIn[0]!;
+  const firstWorker = c.pool.online.findIndex((l) => l.includes(first));
+  const disco = await c.pool.call<DiscoInfoResult>(firstWorker, { type: 'disco-info', from: first, jid: service, timeoutMs: 10_000 }, 20_000);
+  if (!disco.answered || disco.error || !disco.identities.includes('conference/text') || !disco.features.includes('http://jabber.org/protocol/muc')) {
+    result.supported = false;
+    result.unsupportedReason = `${service} does not answer disco#info as a multi-user chat service (${!disco.answered ? 'no answer within 10 s' : disco.error ?? `identities ${disco.identities.join(' ') || 'none'}`})`;
+    c.log(`  skipped: ${result.unsupportedReason}`);
+    return { occupants: [], result };
+  }
+  const t0 = Date.now();
+  const created = await c.pool.call<MucJoinResult>(firstWorker, { type: 'muc-join', room: MUC_ROOM, accounts: [first], concurrency: 1, timeoutMs: 15_000 }, 30_000);
+  if (created.joined !== 1) throw new Error(`muc: the room could not be created (${created.firstError ?? 'no answer within 15 s'})`);
+  // XEP-0045 10.1.2: an instant room, unlocked by the empty form (a server that does not lock new rooms answers it as well).
+  const unlock = await c.pool.call<IqAnswer>(
+    firstWorker,
+    { type: 'iq', from: first, stanza: `<iq type='set' id='{id}' to='${MUC_ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`, timeoutMs: 15_000 },
+    30_000,
+  );
+  if (unlock.answer === null || /\btype=['"]error['"]/.test(unlock.answer.slice(0, unlock.answer.indexOf('>')))) c.log(`  the instant-room form was answered with ${unlock.answer?.slice(0, 300) ?? 'nothing'}`);
+  const joins = await Promise.all(
+    c.pool.online.map((accounts, w) =>
+      c.pool.call<MucJoinResult>(w, { type: 'muc-join', room: MUC_ROOM, accounts: accounts.filter((i) => i !== first), concurrency: 10, timeoutMs: 30_000 }, 600_000),
+    ),
+  );
+  result.joinMs = Date.now() - t0;
+  const occupants = [first, ...joins.flatMap((j) => j.occupants)];
+  result.joined = occupants.length;
+  result.joinRefused = joins.reduce((x, j) => x + j.refused, 0);
+  result.joinTimedOut = joins.reduce((x, j) => x + j.timedOut, 0);
+  result.firstJoinError = joins.find((j) => j.firstError)?.firstError;
+  c.log(`  ${result.joined} of ${loggedIn.length} in the room after ${(result.joinMs / 1000).toFixed(1)} s` + (result.joinRefused ? `, ${result.joinRefused} refused (${result.firstJoinError})` : '') + (result.joinTimedOut ? `, ${result.joinTimedOut} unanswered` : ''));
+  await delay(c.waits.settleMs);
+  await waitForQuiescence(c);
+  // Warm-up: one message, unmeasured.
+  const phase = ++phaseCounter;
+  await c.pool.stats(true, { phase });
+  const w0 = c.pool.online.findIndex((l) => l.includes(first));
+  await c.pool.call<SendResult>(w0, { type: 'send', rate: 1, durationMs: 1000, startAtUs: nowUs() + 50_000, senders: [first], recipients: [], maxBufferedBytes: 1 << 20, phase, groupchat: MUC_ROOM }, 30_000);
+  result.warmupDelivered = sumStats(await waitForDeliveries(c.pool, occupants.length, Math.min(3000, c.waits.quietMs), 15_000)).received;
+  return { occupants, result };
+}
+
+/** Messages to the room at `rate` per second for --muc-duration seconds, from occupants picked at random; every occupant records each copy. */
+async function mucAtRate(c: Ctx, s: MucSession, rate: number, quietBefore: boolean): Promise<MucRateResult> {
+  const durationS = c.opts.mucDurationS;
+  const durationMs = durationS * 1000;
+  const n = s.occupants.length;
+  c.log(`muc: ${rate} messages/s for ${durationS} s to ${n} occupants (${rate * n} deliveries/s offered)`);
+  const phase = ++phaseCounter;
+  await c.pool.stats(true, { phase });
+  const startAtUs = nowUs() + 300_000;
+  await c.pool.stats(false, { windowEndUs: startAtUs + durationMs * 1000 });
+  const sampler = rssSampler(c.server);
+  await delay(300);
+  const m0 = meter(c);
+  const inRoom = new Set(s.occupants);
+  const sends = await Promise.all(
+    c.pool.online.map((accounts, w) =>
+      c.pool.call<SendResult>(
+        w,
+        { type: 'send', rate: rate / c.pool.size, durationMs, startAtUs, senders: accounts.filter((i) => inRoom.has(i)), recipients: [], maxBufferedBytes: 1 << 20, phase, groupchat: MUC_ROOM },
+        durationMs * 3 + 60_000,
+      ),
+    ),
+  );
+  const mEnd = meter(c);
+  const sent = sends.reduce((x, r) => x + r.sent, 0);
+  const expected = sent * n;
+  const inTime = sumStats(await waitForDeliveries(c.pool, expected, c.waits.quietMs, 20_000));
+  const m1 = meter(c);
+  const peak = sampler.stop();
+  let stats = inTime;
+  let quietAfter = true;
+  if (inTime.received < expected) {
+    quietAfter = await waitForQuiescence(c);
+    stats = sumStats(await c.pool.stats(false));
+  }
+  const load = loadShare(m0, mEnd);
+  const lag = Histogram.from(...sends.map((x) => x.lag));
+  const lagP99Ms = lag.quantile(0.99) / 1000;
+  const result: MucRateResult = {
+    messagesPerSec: rate,
+    durationS,
+    occupants: n,
+    sent,
+    skippedBackpressure: sends.reduce((x, r) => x + r.skipped, 0),
+    expected,
+    received: stats.received,
+    receivedInWait: inTime.received,
+    deliveredPerSec: inTime.inWindow / durationS,
+    lost: Math.max(0, expected - stats.received),
+    duplicates: stats.duplicates,
+    stale: stats.stale,
+    latency: latencySummary(stats.latency),
+    serverCpuSec: cpuSec(m0, m1),
+    serverCpuPercent: 100 * load.serverCores,
+    serverRssPeakBytes: peak,
+    serverQuietBefore: quietBefore,
+    serverQuietAfter: quietAfter,
+    load,
+    disconnects: stats.disconnects,
+    streamErrors: stats.streamErrors,
+    generator: { cpuSec: mEnd.generatorCpuSec - m0.generatorCpuSec, lagP99Ms, keptUp: lagP99Ms < 100, loopDelayP99Ms: stats.loopDelayP99Us / 1000 },
+  };
+  c.log(
+    `  delivered ${result.deliveredPerSec.toFixed(0)}/s, p50 ${result.latency.p50Ms.toFixed(1)} ms, p99 ${result.latency.p99Ms.toFixed(1)} ms, lost ${result.lost}, ` +
+      `server ${result.serverCpuPercent.toFixed(0)} % of a core, other processes ${(100 * load.otherCores).toFixed(0)} %` +
+      (result.streamErrors.length ? `; ${result.streamErrors.slice(0, 2).join('; ')}` : ''),
+  );
+  return result;
+}
+
+/** As runPep: every server set up in turn, then each rate through them one after the other. */
+async function runMuc(benches: Bench[], opts: Options, fail: (b: Bench, what: string, err: unknown) => void): Promise<void> {
+  const sessions = new Map<Bench, MucSession>();
+  for (const b of benches) {
+    if (!b.ctx) continue;
+    try {
+      const s = await mucSetup(b.ctx);
+      b.sr.scenarios.muc = s.result;
+      if (s.result.supported) sessions.set(b, s);
+    } catch (err) {
+      fail(b, 'muc', err);
+      await b.ctx.pool.logout().catch(() => undefined);
+    }
+  }
+  for (const rate of opts.mucRates) {
+    for (const b of benches) {
+      const s = sessions.get(b);
+      if (!s || !b.ctx) continue;
+      await Promise.all(benches.filter((o) => o !== b && o.ctx).map((o) => waitForQuiescence(o.ctx!)));
+      const quietBefore = await waitForQuiescence(b.ctx);
+      try {
+        s.result.rates.push(await mucAtRate(b.ctx, s, rate, quietBefore));
+      } catch (err) {
+        fail(b, `muc at ${rate} messages/s`, err);
+        sessions.delete(b);
+      }
+    }
+  }
+  for (const b of benches) if (b.ctx) await b.ctx.pool.logout().catch(() => undefined);
+}
+
 // ---- main ----
 
 function machineInfo(): BenchResults['machine'] {
@@ -1052,6 +1230,9 @@ async function main(): Promise<number> {
       pepContacts: opts.pepContacts,
       pepRates: opts.pepRates,
       pepItems: opts.pepItems,
+      mucOccupants: opts.mucOccupants,
+      mucRates: opts.mucRates,
+      mucDurationS: opts.mucDurationS,
       workers: opts.workers,
       loginConcurrency: opts.loginConcurrency,
       scramIterations: SCRAM_ITERATIONS,
@@ -1086,6 +1267,7 @@ async function main(): Promise<number> {
       opts.scenarios.includes('idle') ? opts.idle : 0,
       opts.scenarios.includes('offline') ? opts.offlineSenders + opts.offlineRecipients : 0,
       opts.scenarios.includes('pep') ? opts.pepContacts + 1 : 0,
+      opts.scenarios.includes('muc') ? opts.mucOccupants : 0,
       2,
     );
     const accounts = await makeAccounts(needed, log);
@@ -1094,7 +1276,7 @@ async function main(): Promise<number> {
       const n = b.starts++;
       log(`${b.label}: starting${n ? ' afresh' : ''}, ${accounts.length} accounts`);
       const profileDir = opts.profile && b.kind === 'gatehouse' ? profilesDir : undefined;
-      const server = await startBenchServer(b.kind, { dir: path.join(tmp, n ? `${b.kind}-${n + 1}` : b.kind), repoRoot: opts.gatehouse, cert, accounts, cpuProfileDir: profileDir, pep: scenarioNow === 'pep' ? pepRosters(opts.pepContacts) : undefined, log });
+      const server = await startBenchServer(b.kind, { dir: path.join(tmp, n ? `${b.kind}-${n + 1}` : b.kind), repoRoot: opts.gatehouse, cert, accounts, cpuProfileDir: profileDir, pep: scenarioNow === 'pep' ? pepRosters(opts.pepContacts) : undefined, muc: scenarioNow === 'muc' ? { maxOccupants: opts.mucOccupants } : undefined, log });
       if (n === 0) {
         b.sr.port = server.port;
         b.sr.provisioning = server.provisioning;
@@ -1165,7 +1347,7 @@ async function main(): Promise<number> {
     // All servers run side by side (idle when not measured) and each scenario, each message rate,
     // goes through them one after the other: on a shared machine, load from other processes then
     // changes little between the servers of one comparison.
-    const order: Scenario[] = ['logins', 'idle', 'messages', 'offline', 'pep'];
+    const order: Scenario[] = ['logins', 'idle', 'messages', 'offline', 'pep', 'muc'];
     // The servers' configuration depends on the scenario (PEP on only for its own).
     let scenarioNow: Scenario = order.find((x) => opts.scenarios.includes(x)) ?? 'logins';
     for (const b of benches) {
@@ -1182,6 +1364,10 @@ async function main(): Promise<number> {
       firstScenario = false;
       if (scenario === 'pep') {
         await runPep(benches, opts, fail);
+        continue;
+      }
+      if (scenario === 'muc') {
+        await runMuc(benches, opts, fail);
         continue;
       }
       if (scenario !== 'messages') {
@@ -1297,6 +1483,11 @@ function checkBroken(sr: ServerResults, opts: Options): string[] {
     if (s.pep.contactsOnline === 0) out.push(`${sr.label}: no PEP contact could log in`);
     else if (s.pep.mutualSubscriptions === 0) out.push(`${sr.label}: no mutual presence subscription for the PEP scenario`);
     for (const x of s.pep.rates) if (x.received === 0) out.push(`${sr.label}: no PEP notification delivered at ${x.itemsPerSec} items/s`);
+  }
+  // A server without a MUC service is reported as skipped; one that has it must deliver.
+  if (opts.scenarios.includes('muc') && s.muc?.supported) {
+    if (s.muc.joined === 0) out.push(`${sr.label}: nobody could enter the MUC room (${s.muc.firstJoinError ?? 'no answer'})`);
+    for (const x of s.muc.rates) if (x.received === 0) out.push(`${sr.label}: no group chat message delivered at ${x.messagesPerSec}/s`);
   }
   return out;
 }

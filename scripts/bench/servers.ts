@@ -82,6 +82,13 @@ export interface StartOptions {
    * for the other scenarios, whose figures predate it.
    */
   pep?: { publisher: string; contacts: string[] };
+  /**
+   * The MUC scenario: Prosody loads its muc component on conference.<DOMAIN> (room creation open to
+   * local users), ejabberd mod_muc with max_users raised to maxOccupants for the service and for
+   * new rooms (default_room_options; both default to 200).
+   * Gatehouse runs as it is: its service is on by default, up to 1000 occupants a room.
+   */
+  muc?: { maxOccupants: number };
   log: (msg: string) => void;
 }
 
@@ -522,6 +529,10 @@ VirtualHost "${DOMAIN}"
 ${o.upload ? `
 Component "upload.${DOMAIN}" "http_file_share"
   ssl = { certificate = ${luaString(o.cert.cert)}; key = ${luaString(o.cert.key)}; }
+` : ''}${o.muc ? `
+Component "conference.${DOMAIN}" "muc"
+  ssl = { certificate = ${luaString(o.cert.cert)}; key = ${luaString(o.cert.key)}; }
+  restrict_room_creation = "local"
 ` : ''}`;
   const configFile = path.join(o.dir, 'prosody.cfg.lua');
   writeFileSync(configFile, config);
@@ -610,7 +621,7 @@ modules:
   mod_register:
     ip_access: all
     access: register
-${o.pep ? '  mod_caps: {}\n  mod_pubsub:\n    plugins:\n      - flat\n      - pep\n' : ''}`;
+${o.pep ? '  mod_caps: {}\n  mod_pubsub:\n    plugins:\n      - flat\n      - pep\n' : ''}${o.muc ? `  mod_muc:\n    host: "conference.@HOST@"\n    access_create: all\n    max_users: ${Math.max(o.muc.maxOccupants, 200)}\n    max_users_presence: ${Math.max(o.muc.maxOccupants, 1000)}\n    default_room_options:\n      max_users: ${Math.max(o.muc.maxOccupants, 200)}\n` : ''}`;
   const configFile = path.join(o.dir, 'ejabberd.yml');
   writeFileSync(configFile, config);
   const node = `ghbench${process.pid}x${Date.now() % 100000}@localhost`;

@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import { PYTHON } from '../helpers/requirements.js';
 const PEER_SCRIPT = fileURLToPath(new URL('../../../test/e2e/slixmpp_peer.py', import.meta.url));
 const PEP_PEER_SCRIPT = fileURLToPath(new URL('../../../test/e2e/slixmpp_pep_peer.py', import.meta.url));
+const MUC_PEER_SCRIPT = fileURLToPath(new URL('../../../test/e2e/slixmpp_muc_peer.py', import.meta.url));
 
 export interface PeerEvent {
   event: string;
@@ -46,6 +47,11 @@ export class SlixmppPeer {
   /** Starts slixmpp_pep_peer.py: HOST PORT JID PASSWORD [INTERESTS [PLUGINS]] (see the script). */
   static spawnPep(args: string[]): SlixmppPeer {
     return new SlixmppPeer(spawn(PYTHON, [PEP_PEER_SCRIPT, ...args]));
+  }
+
+  /** Starts slixmpp_muc_peer.py: HOST PORT JID PASSWORD [MECHANISM] (see the script). */
+  static spawnMuc(args: string[]): SlixmppPeer {
+    return new SlixmppPeer(spawn(PYTHON, [MUC_PEER_SCRIPT, ...args]));
   }
 
   expect(match: (e: PeerEvent) => boolean, what: string, timeoutMs = 15_000): Promise<PeerEvent> {

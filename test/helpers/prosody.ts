@@ -40,6 +40,14 @@ export interface ProsodyOptions {
   extraModules?: string[];
   /** Modules of the default list to leave out (e.g. "vcard", for "vcard_legacy"). */
   withoutModules?: string[];
+  /** Start in this directory (config, data) instead of a new one: a restart of a stopped Prosody. */
+  dir?: string;
+  /** Leave the directory on stop (for a restart with `dir`). */
+  keepDir?: boolean;
+  /** The s2s port, when the test needs it before the start (two servers routing to each other); default a free one. */
+  s2sPort?: number;
+  /** Components after the VirtualHost, e.g. { domain: 'conference.example', module: 'muc', options: { restrict_room_creation: false } }. */
+  components?: { domain: string; module: string; options?: Record<string, string | number | boolean> }[];
 }
 
 export interface Prosody {
@@ -52,6 +60,8 @@ export interface Prosody {
   dataDir: string;
   /** The debug log so far (for diagnosing failures). */
   log(): string;
+  /** Creates an account with prosodyctl while Prosody runs (storage "internal" reads it on login). */
+  register(user: string, password: string): void;
   stop(): Promise<void>;
 }
 
@@ -84,12 +94,12 @@ function luaTable(map: Record<string, number>): string {
 }
 
 export async function startProsody(opts: ProsodyOptions): Promise<Prosody> {
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-prosody-'));
-  mkdirSync(join(dir, 'data'));
-  mkdirSync(join(dir, 'plugins'));
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'gatehouse-prosody-'));
+  mkdirSync(join(dir, 'data'), { recursive: true });
+  mkdirSync(join(dir, 'plugins'), { recursive: true });
   writeFileSync(join(dir, 'plugins', 'mod_test_s2s_routes.lua'), ROUTES_PLUGIN);
   const c2sPort = await reservedPort();
-  const s2sPort = await reservedPort();
+  const s2sPort = opts.s2sPort ?? (await reservedPort());
   const logFile = join(dir, 'prosody.log');
   const ssl = `{ certificate = "${opts.cert.cert}"; key = "${opts.cert.key}";${opts.caFile ? ` cafile = "${opts.caFile}";` : ''} }`;
   const cfg = join(dir, 'prosody.cfg.lua');
@@ -124,11 +134,13 @@ test_s2s_direct_tls_routes = ${luaTable(opts.directTlsRoutes ?? {})}
 
 VirtualHost "${opts.domain}"
   ssl = ${ssl}
-`,
+${(opts.components ?? [])
+  .map((c) => `\nComponent "${c.domain}" "${c.module}"\n  ssl = ${ssl}\n${Object.entries(c.options ?? {}).map(([k, v]) => `  ${k} = ${typeof v === 'string' ? JSON.stringify(v) : String(v)}\n`).join('')}`)
+  .join('')}`,
   );
-  for (const [user, password] of opts.users ?? []) {
-    execFileSync(PROSODYCTL, ['--config', cfg, 'register', user, opts.domain, password], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
-  }
+  const register = (user: string, password: string) =>
+    void execFileSync(PROSODYCTL, ['--config', cfg, 'register', user, opts.domain, password], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+  for (const [user, password] of opts.users ?? []) register(user, password);
   const child: ChildProcess = spawn(PROSODY, ['--config', cfg, '-F'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (d) => (output += d));
@@ -152,6 +164,7 @@ VirtualHost "${opts.domain}"
     configFile: cfg,
     dataDir: join(dir, 'data'),
     log: readLog,
+    register,
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -160,7 +173,7 @@ VirtualHost "${opts.domain}"
         await exited;
         clearTimeout(timer);
       }
-      if (!process.env.GATEHOUSE_KEEP_PROSODY) rmSync(dir, { recursive: true, force: true });
+      if (!process.env.GATEHOUSE_KEEP_PROSODY && !opts.keepDir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
