@@ -22,7 +22,7 @@ test('a missing program skips with the reason and how to install it; required, i
 test('GATEHOUSE_TEST_REQUIRE: a list of known names; a typo is an error, not a silent skip', () => {
   assert.deepEqual([...requiredByEnvironment('')], []);
   assert.deepEqual([...requiredByEnvironment('ngircd, prosody chromium,slixmpp')], ['ngircd', 'prosody', 'chromium', 'slixmpp']);
-  assert.throws(() => requiredByEnvironment('ngircd,prosdy'), /GATEHOUSE_TEST_REQUIRE: unknown prosdy \(known: ngircd, prosody, ejabberd, chromium, systemd, slixmpp\)/);
+  assert.throws(() => requiredByEnvironment('ngircd,prosdy'), /GATEHOUSE_TEST_REQUIRE: unknown prosdy \(known: ngircd, inspircd, prosody, ejabberd, chromium, systemd, slixmpp\)/);
 });
 
 test('.ci/run requires every program a proof can skip for', () => {
