@@ -102,7 +102,7 @@ export async function startInspircd(opts: InspircdOptions = {}): Promise<Inspirc
       ...(opts.webircPassword ? ['<module name="cgiirc">', `<cgihost type="webirc" password="${opts.webircPassword}" mask="*">`] : []),
     ];
     writeFileSync(join(dir, 'inspircd.conf'), conf.join('\n') + '\n');
-    const child = spawn(INSPIRCD, [`--config=${join(dir, 'inspircd.conf')}`, '--nofork', ...(process.getuid?.() === 0 ? ['--runasroot'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(INSPIRCD, [`--config=${join(dir, 'inspircd.conf')}`, '--nofork', ...(process.getuid?.() === 0 ? ['--runasroot'] : [])], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     proc = child;
     exited = new Promise((resolve) => child.once('exit', () => resolve()));
     let out = '';
