@@ -179,7 +179,8 @@ export class Caps implements CapsService {
   featuresOf(fullJid: string): ReadonlySet<string> | undefined {
     let found: ReadonlySet<string> | undefined;
     for (const e of this.byJid.get(fullJid) ?? []) if (e.checked && e.features) found = e.features;
-    return found;
+    // A resource bound on another cluster node: its node learnt its features and shares them.
+    return found ?? this.ctx.sessions.get(fullJid)?.capabilities;
   }
 
   availableResources(observerBare: string, contactBare: string): CapsResource[] {
@@ -349,6 +350,11 @@ export class Caps implements CapsService {
   private setFeatures(entry: Entry, features: ReadonlySet<string>): void {
     if (entry.features === features || !this.current(entry)) return;
     entry.features = features;
+    if (entry.observer === entry.bare) {
+      // Its own resource: kept on the session too, where other cluster nodes see it (PEP's +notify).
+      const session = this.ctx.sessions.get(entry.jid);
+      if (session) session.capabilities = features;
+    }
     const event: CapsFeaturesEvent = { jid: entry.jid, observer: entry.observer, features };
     for (const listener of [...this.listeners]) {
       try {

@@ -1,0 +1,101 @@
+/**
+ * What the nodes of a cluster say to each other over NATS: the subjects and the JSON messages.
+ *
+ * Subjects (P = cluster.prefix):
+ * - `P.hb`                 every node's heartbeat (membership, failure detection, its component links)
+ * - `P.sessions`           session announcements: one session up/changed/down, or a node's whole list
+ * - `P.node.NAME.stanza`   a stanza for a session bound on NAME (messages as requests: NAME confirms delivery)
+ * - `P.node.NAME.close`    close a session on NAME (a resource conflict, `gatehouse kick` on another node)
+ * - `P.node.NAME.component` a stanza for a component linked to NAME
+ * - `P.node.NAME.answer`   an IQ answer for a request NAME's router is waiting for
+ */
+
+export interface Subjects {
+  heartbeat: string;
+  sessions: string;
+  stanza(node: string): string;
+  close(node: string): string;
+  component(node: string): string;
+  answer(node: string): string;
+}
+
+export function subjects(prefix: string): Subjects {
+  return {
+    heartbeat: `${prefix}.hb`,
+    sessions: `${prefix}.sessions`,
+    stanza: (node) => `${prefix}.node.${node}.stanza`,
+    close: (node) => `${prefix}.node.${node}.close`,
+    component: (node) => `${prefix}.node.${node}.component`,
+    answer: (node) => `${prefix}.node.${node}.answer`,
+  };
+}
+
+/** A node's process: `epoch` tells a restarted node (same name) from its previous run. */
+export interface NodeId {
+  node: string;
+  epoch: string;
+}
+
+export interface Heartbeat extends NodeId {
+  startedAt: string;
+  sessions: number;
+  /** Component domains linked to this node now. */
+  components: string[];
+}
+
+/** A session as other nodes see it: enough to route to it and to apply RFC 6121's delivery rules. */
+export interface SessionEntry {
+  jid: string;
+  id: string;
+  startedAt: number;
+  available: boolean;
+  priority: number;
+  /** The last available presence broadcast (serialised), for probes answered by any node. */
+  presence: string | null;
+  interested: boolean;
+  capabilities: string[] | null;
+  flags: string[];
+}
+
+export type SessionAnnouncement =
+  | (NodeId & { op: 'up'; session: SessionEntry })
+  | (NodeId & { op: 'down'; jid: string; id: string })
+  | (NodeId & { op: 'all'; sessions: SessionEntry[] });
+
+/** A stanza for one session (`to` full JID, `sid` the session id it was meant for). */
+export interface StanzaForSession {
+  to: string;
+  sid: string;
+  xml: string;
+}
+
+export interface CloseSession {
+  jid: string;
+  sid: string;
+  condition?: string;
+  text?: string;
+}
+
+export interface ComponentStanza {
+  domain: string;
+  xml: string;
+}
+
+/** The answer to a delivery request: delivered, or the session is not (any longer) here. */
+export const DELIVERED = 'ok';
+export const NOT_HERE = 'gone';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function encode(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
+
+export function decode<T>(data: Uint8Array): T {
+  return JSON.parse(decoder.decode(data)) as T;
+}
+
+export function text(data: Uint8Array): string {
+  return decoder.decode(data);
+}
