@@ -10,6 +10,7 @@ import { loginAs, startTestServer, type TestServer } from '../helpers/server.js'
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import type { StorageConfig } from '../../storage/datasource.js';
+import { EVENT, contacts, online as onlineWithCaps, publish } from '../modules/pep-helpers.js';
 
 const DB_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? process.env.GATEHOUSE_TEST_MYSQL_URL;
 const skip = DB_URL ? false : 'cluster mode needs GATEHOUSE_TEST_POSTGRES_URL or GATEHOUSE_TEST_MYSQL_URL';
@@ -66,5 +67,83 @@ describe('cluster: two nodes in one process', { skip }, () => {
     assert.equal(got.attrs.from, alice.jid);
     bob.send(x('message', { to: alice.jid!, type: 'chat' }, x('body', {}, 'hello back')));
     await alice.expect(isMessage('hello back'));
+  });
+
+  test('a bare-JID message goes to the highest-priority resource, on whichever node it is', async () => {
+    const alice = await loginAs(n1, `alice2-${tag}`);
+    const low = await loginAs(n1, `bob2-${tag}`, 'low');
+    const high = await loginAs(n2, `bob2-${tag}`, 'high');
+    await online(low, 1);
+    await online(high, 7);
+    // Each resource sees its sibling's presence: the registry has both on both nodes.
+    await low.expect((el) => el.name === 'presence' && el.attrs.from === high.jid);
+    alice.send(x('message', { to: `bob2-${tag}@localhost`, type: 'chat' }, x('body', {}, 'to the top resource')));
+    await high.expect(isMessage('to the top resource'));
+    assert.ok(await low.expectNothing(isMessage('to the top resource')));
+  });
+
+  test('carbons reach the resource on the other node, both sent and received', async () => {
+    const alice = await loginAs(n1, `alice3-${tag}`);
+    await online(alice);
+    const phone = await loginAs(n1, `bob3-${tag}`, 'phone');
+    const desk = await loginAs(n2, `bob3-${tag}`, 'desk');
+    for (const c of [phone, desk]) {
+      const r = await c.iq(x('iq', { type: 'set' }, x('enable', { xmlns: 'urn:xmpp:carbons:2' })));
+      assert.equal(r.attrs.type, 'result');
+      await online(c);
+    }
+    await desk.expect((el) => el.name === 'presence' && el.attrs.from === phone.jid);
+    alice.send(x('message', { to: phone.jid!, type: 'chat' }, x('body', {}, 'to the phone')));
+    await phone.expect(isMessage('to the phone'));
+    const received = await desk.expect((el) => el.name === 'message' && el.getChild('received', 'urn:xmpp:carbons:2') !== undefined);
+    assert.equal(received.getChild('received')!.getChild('forwarded')!.getChild('message')!.getChildText('body'), 'to the phone');
+    desk.send(x('message', { to: `alice3-${tag}@localhost`, type: 'chat' }, x('body', {}, 'from the desk')));
+    await alice.expect(isMessage('from the desk'));
+    const sent = await phone.expect((el) => el.name === 'message' && el.getChild('sent', 'urn:xmpp:carbons:2') !== undefined);
+    assert.equal(sent.getChild('sent')!.getChild('forwarded')!.getChild('message')!.getChildText('body'), 'from the desk');
+  });
+
+  test('a message to a user with no available resource on any node is stored and delivered at the next login, on the other node', async () => {
+    const alice = await loginAs(n1, `alice4-${tag}`);
+    const bob = await loginAs(n2, `bob4-${tag}`);
+    // Bound but without presence: offline for bare-JID delivery (RFC 6121 8.5.2.1.1).
+    alice.send(x('message', { to: `bob4-${tag}@localhost`, type: 'chat' }, x('body', {}, 'kept for later')));
+    assert.ok(await bob.expectNothing(isMessage('kept for later')));
+    await bob.close();
+    const later = await loginAs(n1, `bob4-${tag}`);
+    await online(later);
+    await later.expect(isMessage('kept for later'));
+  });
+
+  test('PEP: a contact on the other node with +notify gets the event', async () => {
+    const owner = `pepa-${tag}`;
+    const contact = `pepb-${tag}`;
+    await contacts(n1, owner, contact);
+    const watcher = await onlineWithCaps(n2, contact, ['urn:xmpp:tune']);
+    const publisher = await onlineWithCaps(n1, owner, ['urn:xmpp:tune']);
+    const r = await publisher.iq(publish('urn:xmpp:tune', x('tune', { xmlns: 'http://jabber.org/protocol/tune' }, x('title', {}, 'Cluster')), 'i1'));
+    assert.equal(r.attrs.type, 'result');
+    const ev = await watcher.expect((el) => el.name === 'message' && el.getChild('event', EVENT)?.getChild('items')?.attrs.node === 'urn:xmpp:tune');
+    assert.equal(ev.attrs.from, `${owner}@localhost`);
+  });
+
+  test('an IQ to a full JID on the other node is answered back to the sender', async () => {
+    const a = await loginAs(n1, `iqa-${tag}`);
+    const b = await loginAs(n2, `iqb-${tag}`);
+    b.autoAnswer(
+      (el) => el.name === 'iq' && el.attrs.type === 'get' && el.getChild('ping', 'urn:xmpp:ping') !== undefined,
+      (q) => x('iq', { type: 'result', id: q.attrs.id, to: q.attrs.from }),
+    );
+    const r = await a.iq(x('iq', { type: 'get', to: b.jid! }, x('ping', { xmlns: 'urn:xmpp:ping' })));
+    assert.equal(r.attrs.type, 'result');
+    assert.equal(r.attrs.from, b.jid);
+  });
+
+  test('binding a resource already bound on the other node replaces the older session with a conflict', async () => {
+    const first = await loginAs(n1, `dup-${tag}`, 'same');
+    const second = await loginAs(n2, `dup-${tag}`, 'same');
+    const err = await first.expect((el) => el.name === 'stream:error' && el.getChild('conflict', 'urn:ietf:params:xml:ns:xmpp-streams') !== undefined);
+    assert.ok(err);
+    await online(second);
   });
 });
