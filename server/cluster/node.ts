@@ -538,6 +538,12 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     return { node: this.node, nats: { connected: this.connected, server, reconnects: this.reconnects }, nodes, tasks: this.shared?.tasks() ?? [] };
   }
 
+  sessionsOnline(): number {
+    let n = this.registry.size;
+    for (const p of this.peers.values()) if (p.state === 'up') n += p.sessions;
+    return n;
+  }
+
   count(kind: string, key: string, windowMs: number): Promise<number> {
     return this.shared ? this.shared.count(kind, key, windowMs, true) : Promise.resolve(1);
   }

@@ -42,6 +42,8 @@ export interface ClusterStatus {
 export interface ClusterService {
   readonly node: string;
   status(): ClusterStatus;
+  /** Client sessions online on all living nodes (this node's now, the others' at their last heartbeat). */
+  sessionsOnline(): number;
   /**
    * Counts one event under `key` in a window of `windowMs` across the cluster and returns the count
    * within the window (this one included).
