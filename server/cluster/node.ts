@@ -140,6 +140,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.shared?.stop();
     const nc = this.nc;
     if (!nc) return;
+    // The sessions just closed: their unavailable presence (after a roster read) is on its way to
+    // contacts on other nodes. A moment for it before this node leaves.
+    await new Promise((r) => setTimeout(r, Math.min(500, this.config.heartbeatInterval)));
     try {
       this.flushChanges();
       this.publish(this.subjects.heartbeat, { ...this.heartbeatBody(), leaving: true });
@@ -172,6 +175,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
         for (const p of this.peers.values()) p.lastSeen = now;
         this.heartbeat();
         this.announceAll();
+        // Announcements were missed meanwhile: everyone tells its sessions again.
+        this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
       }
     }
   }
@@ -237,15 +242,19 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     }
     const p = this.peer(hb.node, hb.epoch);
     if (!p) return;
-    if (p.state === 'dead') {
-      // Declared dead but alive (a network split healed): it tells its sessions again.
-      p.state = 'up';
-      this.scheduleAnnounceAll();
-    }
+    if (p.state === 'dead') this.revive(p);
     p.lastSeen = Date.now();
     p.startedAt = hb.startedAt;
     p.sessions = hb.sessions;
     this.syncComponents(p, new Set(hb.components));
+  }
+
+  /** Declared dead but alive after all (NATS or the network was away for it): both sides tell their sessions again. */
+  private revive(p: Peer): void {
+    p.state = 'up';
+    this.log.info('cluster: node heard again', { peer: p.name });
+    this.scheduleAnnounceAll();
+    this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
   }
 
   private async declareDead(p: Peer, why: string): Promise<void> {
@@ -255,14 +264,19 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.log.warn('cluster: node declared dead', { peer: p.name, why, sessions: gone.length });
     this.syncComponents(p, new Set());
     for (const s of gone) this.registry.removeRemote(s);
-    for (const s of gone) if (s.available) await this.unavailableOnBehalf(s);
+    for (const s of gone) {
+      if (s.available) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+    }
   }
 
+  /** A node that stopped cleanly: its sessions told their contacts; any still listed end here on its behalf. */
   private forgetPeer(p: Peer, why: string): void {
-    this.log.info('cluster: node left', { peer: p.name, why });
-    this.syncComponents(p, new Set());
-    for (const s of [...this.registry.remoteSessions()]) if (s.node === p.name) this.registry.removeRemote(s);
     this.peers.delete(p.name);
+    const left = [...this.registry.remoteSessions()].filter((s) => s.node === p.name);
+    this.log.info('cluster: node left', { peer: p.name, why, sessions: left.length });
+    this.syncComponents(p, new Set());
+    for (const s of left) this.registry.removeRemote(s);
+    for (const s of left) if (s.available) void this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
   }
 
   /** The living node with the first name: does what one node must do for all (presence to other domains). */
@@ -357,11 +371,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     const p = this.peer(a.node, a.epoch);
     if (!p) return;
     p.lastSeen = Date.now();
-    if (p.state === 'dead') {
-      p.state = 'up';
-      this.scheduleAnnounceAll();
-    }
-    if (a.op === 'up') this.remoteUp(p, a.session);
+    if (p.state === 'dead') this.revive(p);
+    if (a.op === 'sync') this.scheduleAnnounceAll();
+    else if (a.op === 'up') this.remoteUp(p, a.session);
     else if (a.op === 'down') {
       const s = this.registry.remoteSession(a.jid);
       if (s && s.node === p.name && s.id === a.id) this.registry.removeRemote(s);

@@ -60,7 +60,9 @@ export interface SessionEntry {
 export type SessionAnnouncement =
   | (NodeId & { op: 'up'; session: SessionEntry })
   | (NodeId & { op: 'down'; jid: string; id: string })
-  | (NodeId & { op: 'all'; sessions: SessionEntry[] });
+  | (NodeId & { op: 'all'; sessions: SessionEntry[] })
+  /** Asks every node for its whole list (after this node missed announcements: NATS was away, it was declared dead). */
+  | (NodeId & { op: 'sync' });
 
 /** A stanza for one session (`to` full JID, `sid` the session id it was meant for). */
 export interface StanzaForSession {

@@ -16,7 +16,7 @@ import { stringify } from 'yaml';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServerProcess, runCli, type ServerProcess } from '../helpers/server-process.js';
+import { startServerProcess, startServerProcessWith, runCli, type ServerProcess } from '../helpers/server-process.js';
 import { TestClient } from '../helpers/xmpp-client.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
@@ -301,6 +301,70 @@ describe('cluster: three nodes as separate processes', { skip }, () => {
     for (const el of again.received) if (el.name === 'message') got.add(el.getChildText('body'));
     const lost = sent.filter((b) => !got.has(b));
     assert.deepEqual(lost, [], `messages lost (${sent.length} sent, the node's death noticed after ${noticedMs} ms)`);
+  });
+
+  test('a rolling restart: a node stopped with SIGTERM ends its sessions for contacts on other nodes, and rejoins', async () => {
+    const n1 = nodes[0]!;
+    const index = nodes.findIndex((n) => n.name === 'p2');
+    const n2 = nodes[index]!;
+    const ivy = await account(n1, `ivy-${tag}`);
+    const jack = await account(n2, `jack-${tag}`);
+    await online(ivy);
+    await online(jack);
+    await befriend(ivy, jack);
+    n2.proc.proc.kill('SIGTERM');
+    await n2.proc.exited;
+    await ivy.expect((el) => el.name === 'presence' && el.attrs.from === jack.jid && el.attrs.type === 'unavailable');
+    // Back under the same name (a new run): its users log in there again and are seen online.
+    const again = await startNode('p2', prefix);
+    nodes[index] = again;
+    rmSync(n2.dir, { recursive: true, force: true });
+    const jack2 = await login(again, `jack-${tag}`);
+    await online(jack2);
+    await ivy.expect(availableFrom(jack2));
+    ivy.send(x('message', { to: bare(jack2), type: 'chat' }, x('body', {}, 'welcome back')));
+    await jack2.expect(isBody('welcome back'));
+  });
+});
+
+describe('cluster: gatehouse start --nodes 2 on one machine', { skip }, () => {
+  const prefix = 'ghtest-' + randomBytes(4).toString('hex');
+  const tag = randomBytes(3).toString('hex');
+  let dir = '';
+  let primary: ServerProcess | null = null;
+  before(async () => {
+    await announcePolicy();
+    dir = mkdtempSync(join(tmpdir(), 'gatehouse-nodes-'));
+  });
+  after(async () => {
+    for (const c of clients.splice(0)) c.destroy();
+    if (primary && primary.proc.exitCode === null) primary.proc.kill('SIGTERM');
+    if (primary) await primary.exited;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('two nodes share the client port; both show in cluster status; users chat whichever node they reached; SIGTERM stops both', async () => {
+    const config = nodeConfig(dir, 'multi', prefix, ['nats://127.0.0.1:4222']);
+    const path = join(dir, 'gatehouse.yaml');
+    writeFileSync(path, stringify(config));
+    primary = await startServerProcessWith(['start', '--nodes', '2', '--config', path]);
+    let names: string[] = [];
+    for (let i = 0; i < 100 && names.length < 2; i++) {
+      const r = await runCli(['cluster', 'status', '--json', '--config', path]);
+      if (r.code === 0) names = (JSON.parse(r.stdout) as { nodes: { name: string; state: string }[] }).nodes.filter((n) => n.state === 'up').map((n) => n.name);
+      if (names.length < 2) await new Promise((r2) => setTimeout(r2, 100));
+    }
+    assert.deepEqual(names, ['multi-1', 'multi-2']);
+    const node = { name: 'multi', dir, proc: primary, port: primary.port, componentPort: 0 };
+    const kim = await account(node, `kim-${tag}`);
+    const lee = await account(node, `lee-${tag}`);
+    await online(kim);
+    await online(lee);
+    await befriend(kim, lee);
+    kim.send(x('message', { to: bare(lee), type: 'chat' }, x('body', {}, 'one machine, two nodes')));
+    await lee.expect(isBody('one machine, two nodes'));
+    primary.proc.kill('SIGTERM');
+    assert.equal(await primary.exited, 0);
   });
 });
 
