@@ -6,7 +6,9 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { loginAs, startTestServer, type TestServer } from '../helpers/server.js';
+import { loginAs, modulesWith, startTestServer, type TestServer } from '../helpers/server.js';
+import { createAdminHttpModule } from '../../server/admin/http.js';
+import { AdminClient } from '../admin/http-client.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import type { StorageConfig } from '../../storage/datasource.js';
@@ -41,6 +43,8 @@ async function befriend(a: TestClient, b: TestClient): Promise<void> {
   await b.expect((el) => el.name === 'presence' && el.attrs.from === a.jid && el.attrs.type === undefined);
 }
 
+const METRICS_TOKEN = 'cluster-metrics-token';
+
 describe('cluster: two nodes in one process', { skip }, () => {
   const prefix = 'ghtest-' + randomBytes(4).toString('hex');
   const tag = randomBytes(3).toString('hex');
@@ -48,7 +52,12 @@ describe('cluster: two nodes in one process', { skip }, () => {
   let n2: TestServer;
   before(async () => {
     const cluster = (node: string) => ({ cluster: { enabled: true, node, prefix, heartbeatInterval: '200ms', failureTimeout: '1s', deliveryTimeout: '1s' } });
-    n1 = await startTestServer({ storage: storage(), config: cluster('n1'), logLevel: 'info' });
+    n1 = await startTestServer({
+      storage: storage(),
+      config: { ...cluster('n1'), listen: { admin: [{ host: '127.0.0.1', port: 0 }] } },
+      modules: modulesWith(createAdminHttpModule({ metricsToken: METRICS_TOKEN })),
+      logLevel: 'info',
+    });
     n2 = await startTestServer({ storage: storage(), config: cluster('n2'), logLevel: 'info' });
   });
   after(async () => {
@@ -145,5 +154,23 @@ describe('cluster: two nodes in one process', { skip }, () => {
     const err = await first.expect((el) => el.name === 'stream:error' && el.getChild('conflict', 'urn:ietf:params:xml:ns:xmpp-streams') !== undefined);
     assert.ok(err);
     await online(second);
+  });
+
+  test('a roster change on one node is pushed to the interested resources on the other', async () => {
+    const here = await loginAs(n1, `ros-${tag}`, 'here');
+    const there = await loginAs(n2, `ros-${tag}`, 'there');
+    for (const c of [here, there]) await c.iq(x('iq', { type: 'get' }, x('query', { xmlns: 'jabber:iq:roster' })));
+    // The interest travels with the session's state: node 1 knows it once its stand-in says so.
+    while (!n1.server.ctx.sessions.get(there.jid!)?.interested) await new Promise((r) => setTimeout(r, 10));
+    const r = await here.iq(x('iq', { type: 'set' }, x('query', { xmlns: 'jabber:iq:roster' }, x('item', { jid: `friend-${tag}@localhost`, name: 'Friend' }))));
+    assert.equal(r.attrs.type, 'result');
+    const push = await there.expect((el) => el.name === 'iq' && el.attrs.type === 'set' && el.getChild('query', 'jabber:iq:roster') !== undefined);
+    assert.equal(push.getChild('query')!.getChild('item')!.attrs.jid, `friend-${tag}@localhost`);
+  });
+
+  test("the node's metrics carry its name as the label node", async () => {
+    const res = await new AdminClient(n1.adminPort).get('/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    assert.equal(res.status, 200);
+    assert.match(res.body, /^gatehouse_sessions_online\{node="n1"\} \d+$/m);
   });
 });
