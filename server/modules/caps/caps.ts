@@ -318,6 +318,11 @@ export class Caps implements CapsService {
     if (ofBare?.size === 0) seen.byBare.delete(entry.bare);
     if (seen.order.size === 0) this.observed.delete(entry.observer);
     removeFrom(this.byJid, entry.jid, entry);
+    if (entry.observer === entry.bare && entry.features) {
+      // Its own resource: the features shared with the other cluster nodes go too.
+      const session = this.ctx.sessions.get(entry.jid);
+      if (session && session.capabilities === entry.features) session.capabilities = undefined;
+    }
     if (entry.key) {
       removeFrom(this.byKey, entry.key, entry);
       if (!this.byKey.has(entry.key)) this.waiting.delete(entry.key);
