@@ -267,10 +267,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       stopped = true;
       clearInterval(sweep);
       await Promise.all(listeners.map((l) => new Promise<void>((r) => l.server.close(() => r()))).map((p) => Promise.race([p, delay(100)])));
+      // The other nodes end this node's sessions for their users while the sessions are still listed.
+      await cluster?.leave();
       for (const s of [...env.streams]) s.close('system-shutdown');
       stopComponents();
       stopS2s();
-      // After the sessions ended (their unavailable presence reached the other nodes' users).
       await cluster?.stop();
       for (const m of [...modules].reverse()) await m.unload?.();
       await storage.close();

@@ -43,9 +43,13 @@ interface Peer {
   state: 'up' | 'dead';
   sessions: number;
   components: Set<string>;
+  /** The whole list it is telling now, in parts. */
+  told: { batch: string; jids: Set<string> } | null;
 }
 
 const NS_CARBONS = 'urn:xmpp:carbons:2';
+/** Size of one part of a node's whole session list (NATS refuses messages over 1 MiB by default). */
+const ALL_PART_BYTES = 256 * 1024;
 
 /** A link to a component connected to another node. */
 class RemoteComponentLink implements DomainLink {
@@ -69,6 +73,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private readonly peers = new Map<string, Peer>();
   private readonly localComponents = new Set<string>();
   private readonly dirty = new Set<BoundSession>();
+  /** Messages already sent on to other resources once after a failed delivery: a second failure stores them. */
+  private readonly rerouted = new WeakSet<Element>();
   private nc: NatsConnection | null = null;
   private ctx: ServerContext | null = null;
   private shared: SharedState | null = null;
@@ -76,6 +82,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private connected = false;
   private reconnects = 0;
   private stopping = false;
+  private leaving = false;
+  /** Runs of nodes that left (`node/epoch`): what they still send is not a node joining. */
+  private readonly departed = new Set<string>();
   private announceAllSoon: NodeJS.Timeout | null = null;
 
   constructor(
@@ -131,21 +140,31 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.log.info('joined the cluster', { nats: this.config.nats.join(','), prefix: this.config.prefix });
   }
 
-  /** Leaves the cluster: the others forget this node's sessions and links without mourning them. */
-  async stop(): Promise<void> {
-    if (this.stopping) return;
-    this.stopping = true;
+  /**
+   * Tells the others this node is leaving, while its sessions are still listed: they end them for
+   * their contacts at once (unavailable presence on this node's behalf) and route no more stanzas
+   * here; what this node then broadcasts itself while closing its streams may arrive as well.
+   */
+  async leave(): Promise<void> {
+    if (this.leaving) return;
+    this.leaving = true;
     if (this.timer) clearInterval(this.timer);
     if (this.announceAllSoon) clearTimeout(this.announceAllSoon);
+    if (!this.nc || this.nc.isClosed()) return;
+    this.flushChanges();
+    this.publish(this.subjects.heartbeat, { ...this.heartbeatBody(), leaving: true });
+    await this.nc.flush().catch(() => {});
+  }
+
+  /** Leaves (if not done yet) and closes the NATS connection once what is on its way went out. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    await this.leave();
+    this.stopping = true;
     this.shared?.stop();
     const nc = this.nc;
     if (!nc) return;
-    // The sessions just closed: their unavailable presence (after a roster read) is on its way to
-    // contacts on other nodes. A moment for it before this node leaves.
-    await new Promise((r) => setTimeout(r, Math.min(500, this.config.heartbeatInterval)));
     try {
-      this.flushChanges();
-      this.publish(this.subjects.heartbeat, { ...this.heartbeatBody(), leaving: true });
       await nc.drain();
     } catch {
       await nc.close().catch(() => {});
@@ -201,6 +220,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   }
 
   private tick(): void {
+    if (this.leaving) return;
     this.heartbeat();
     const now = Date.now();
     // While this node cannot reach NATS it hears nobody, which says nothing about the others.
@@ -213,7 +233,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
 
   /** The peer as a message from `node`/`epoch` shows it; a new epoch is a restart, which ends the old run's sessions. */
   private peer(node: string, epoch: string): Peer | null {
-    if (node === this.node) return null;
+    if (node === this.node || this.departed.has(`${node}/${epoch}`)) return null;
     let p = this.peers.get(node);
     if (p && p.epoch !== epoch) {
       if (p.state === 'up') void this.declareDead(p, 'restarted');
@@ -221,7 +241,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       p = undefined;
     }
     if (!p) {
-      p = { name: node, epoch, startedAt: '', lastSeen: Date.now(), state: 'up', sessions: 0, components: new Set() };
+      p = { name: node, epoch, startedAt: '', lastSeen: Date.now(), state: 'up', sessions: 0, components: new Set(), told: null };
       this.peers.set(node, p);
       this.log.info('cluster: node joined', { peer: node });
       // It knows nothing of ours yet.
@@ -272,6 +292,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   /** A node that stopped cleanly: its sessions told their contacts; any still listed end here on its behalf. */
   private forgetPeer(p: Peer, why: string): void {
     this.peers.delete(p.name);
+    this.departed.add(`${p.name}/${p.epoch}`);
     const left = [...this.registry.remoteSessions()].filter((s) => s.node === p.name);
     this.log.info('cluster: node left', { peer: p.name, why, sessions: left.length });
     this.syncComponents(p, new Set());
@@ -353,8 +374,21 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   }
 
   private announceAll(): void {
-    const sessions = [...this.registry.all()].map((s) => this.entry(s as BoundSession));
-    this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'all', sessions });
+    const batch = randomBytes(4).toString('hex');
+    let part: SessionEntry[] = [];
+    let bytes = 0;
+    const send = (last: boolean) => {
+      this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'all', sessions: part, batch, last });
+      part = [];
+      bytes = 0;
+    };
+    for (const s of this.registry.all()) {
+      const e = this.entry(s as BoundSession);
+      bytes += JSON.stringify(e).length;
+      part.push(e);
+      if (bytes > ALL_PART_BYTES) send(false);
+    }
+    send(true);
   }
 
   private scheduleAnnounceAll(): void {
@@ -377,10 +411,16 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     else if (a.op === 'down') {
       const s = this.registry.remoteSession(a.jid);
       if (s && s.node === p.name && s.id === a.id) this.registry.removeRemote(s);
-    } else {
-      const listed = new Set(a.sessions.map((e) => e.jid));
+    } else if (a.op === 'all') {
+      if (p.told?.batch !== a.batch) p.told = { batch: a.batch, jids: new Set() };
+      for (const e of a.sessions) {
+        p.told.jids.add(e.jid);
+        this.remoteUp(p, e);
+      }
+      if (!a.last) return;
+      const listed = p.told.jids;
+      p.told = null;
       for (const s of [...this.registry.remoteSessions()]) if (s.node === p.name && !listed.has(s.jid.full)) this.registry.removeRemote(s);
-      for (const e of a.sessions) this.remoteUp(p, e);
     }
   }
 
@@ -435,8 +475,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     if (!from) return;
     this.log.info('cluster: message not confirmed by its node', { peer: session.node, why });
     const failedNode = why === 'gone' ? null : session.node;
-    const others = topResources(this.registry, session.jid.bare).filter((s) => s !== session && !(s instanceof RemoteSession && s.node === failedNode));
+    const others = this.rerouted.has(stanza) ? [] : topResources(this.registry, session.jid.bare).filter((s) => s !== session && !(s instanceof RemoteSession && s.node === failedNode));
     if (others.length > 0) {
+      this.rerouted.add(stanza);
       for (const s of others) s.send(stanza);
       return;
     }

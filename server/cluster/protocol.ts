@@ -60,7 +60,11 @@ export interface SessionEntry {
 export type SessionAnnouncement =
   | (NodeId & { op: 'up'; session: SessionEntry })
   | (NodeId & { op: 'down'; jid: string; id: string })
-  | (NodeId & { op: 'all'; sessions: SessionEntry[] })
+  /**
+   * A node's whole list, in parts that stay well below NATS's message size limit: `batch` names
+   * one telling, `last` ends it (sessions of the node not told in it are gone).
+   */
+  | (NodeId & { op: 'all'; sessions: SessionEntry[]; batch: string; last: boolean })
   /** Asks every node for its whole list (after this node missed announcements: NATS was away, it was declared dead). */
   | (NodeId & { op: 'sync' });
 
