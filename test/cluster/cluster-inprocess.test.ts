@@ -174,3 +174,52 @@ describe('cluster: two nodes in one process', { skip }, () => {
     assert.match(res.body, /^gatehouse_sessions_online\{node="n1"\} \d+$/m);
   });
 });
+
+describe('cluster: limits counted across nodes', { skip }, () => {
+  const prefix = 'ghtest-' + randomBytes(4).toString('hex');
+  const tag = randomBytes(3).toString('hex');
+  let n1: TestServer;
+  let n2: TestServer;
+  before(async () => {
+    const config = (node: string) => ({
+      cluster: { enabled: true, node, prefix, heartbeatInterval: '200ms', failureTimeout: '1s' },
+      // Per account only: the address limits would block the loopback address every test uses.
+      loginGuard: { trustedProxies: ['127.0.0.0/8'], delayAfter: 100, accountBlockAfter: 3 },
+      // Three per address: the victim's account below, then two more on two nodes.
+      registrationLimit: { maxPerAddress: 3, window: '1h' },
+    });
+    n1 = await startTestServer({ storage: storage(), config: config('l1'), logLevel: 'warn' });
+    n2 = await startTestServer({ storage: storage(), config: config('l2'), logLevel: 'warn' });
+    const reg = await (await n1.client()).register(`victim-${tag}`, 'right-password');
+    assert.equal(reg.attrs.type, 'result');
+  });
+  after(async () => {
+    await n2?.stop();
+    await n1?.stop();
+  });
+
+  test('P7 failed logins against one account add up over the nodes: the third blocks it on every node', async () => {
+    const victim = `victim-${tag}`;
+    for (const node of [n1, n2, n1]) {
+      const outcome = await (await node.client()).authenticate(victim, 'wrong-password');
+      assert.equal(outcome.name, 'failure');
+    }
+    // Each node alone saw fewer than three; the right password is refused now, on the other node too.
+    let refused: Element | null = null;
+    for (let i = 0; i < 50 && !refused; i++) {
+      const outcome = await (await n2.client()).authenticate(victim, 'right-password');
+      if (outcome.name === 'failure') refused = outcome;
+      else await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(refused, 'the account is blocked on the node that saw one failure');
+    assert.ok(refused!.getChild('temporary-auth-failure'));
+  });
+
+  test('the registration limit per address counts the registrations of every node', async () => {
+    assert.equal((await (await n1.client()).register(`reg1-${tag}`, 'pw-reg1')).attrs.type, 'result');
+    assert.equal((await (await n2.client()).register(`reg2-${tag}`, 'pw-reg2')).attrs.type, 'result');
+    const third = await (await n1.client()).register(`reg3-${tag}`, 'pw-reg3');
+    assert.equal(third.attrs.type, 'error');
+    assert.ok(third.getChild('error')!.getChild('policy-violation'));
+  });
+});
