@@ -106,6 +106,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   const loaded: GatehouseModule[] = [];
   try {
+    // Joined before the modules load: they find the cluster service (and the other nodes' sessions) at load.
+    await cluster?.start(ctx);
     checkModuleOrder(modules);
     for (const m of modules) {
       hooks.owner = m.name;
@@ -126,7 +128,6 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     }
     // A lower tls.minVersion may be held back (P22): the contexts then keep the one in force.
     if (ctx.config.tls.minVersion !== config.tls.minVersion) tls.adopt(await loadTlsContexts({ ...config, tls: ctx.config.tls }));
-    await cluster?.start(ctx);
   } catch (err) {
     await cluster?.stop();
     for (const m of loaded.reverse()) await m.unload?.();

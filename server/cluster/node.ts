@@ -3,7 +3,7 @@
  * session announcements that keep the registry's stand-ins true, and the stanzas that cross to the
  * node holding their recipient. docs/architecture.md ("Cluster") tells what crosses and why.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { connect, type NatsConnection, type Msg } from '@nats-io/transport-node';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
@@ -26,6 +26,7 @@ import {
   type ComponentStanza,
   type Heartbeat,
   type SessionAnnouncement,
+  type ServiceStanza,
   type SessionEntry,
   type StanzaForSession,
   type Subjects,
@@ -85,6 +86,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private leaving = false;
   /** Runs of nodes that left (`node/epoch`): what they still send is not a node joining. */
   private readonly departed = new Set<string>();
+  private readonly services = new Map<string, (stanza: Element, from: Jid, to: Jid) => void>();
   private announceAllSoon: NodeJS.Timeout | null = null;
 
   constructor(
@@ -127,6 +129,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     on(s.close(this.node), 'close', (msg) => this.onClose(decode<CloseSession>(msg.data)));
     on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
     on(s.answer(this.node), 'answer', (msg) => this.onAnswer(decode<{ xml: string; from: string; to: string }>(msg.data)));
+    on(s.service(this.node), 'service', (msg) => this.onServiceStanza(decode<ServiceStanza>(msg.data)));
     void this.watchStatus(nc);
     this.shared = new SharedState(nc, this.config, this.node, this.log);
     await this.shared.open();
@@ -607,5 +610,43 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
 
   holds(task: string): boolean {
     return this.shared?.holds(task) ?? false;
+  }
+
+  ownerOf(service: string, key: string): string {
+    const score = (node: string) => createHash('sha1').update(`${service}\u0000${key}\u0000${node}`).digest().readUInt32BE(0);
+    let best = this.node;
+    let bestScore = score(this.node);
+    for (const p of this.peers.values()) {
+      if (p.state !== 'up') continue;
+      const sc = score(p.name);
+      if (sc > bestScore || (sc === bestScore && p.name < best)) {
+        best = p.name;
+        bestScore = sc;
+      }
+    }
+    return best;
+  }
+
+  forward(node: string, service: string, stanza: Element, from: Jid, to: Jid): void {
+    this.publish(this.subjects.service(node), { service, xml: stanza.toString(), from: from.full, to: to.full } satisfies ServiceStanza);
+  }
+
+  serve(service: string, handler: (stanza: Element, from: Jid, to: Jid) => void): () => void {
+    this.services.set(service, handler);
+    return () => {
+      if (this.services.get(service) === handler) this.services.delete(service);
+    };
+  }
+
+  private onServiceStanza(m: ServiceStanza): void {
+    const handler = this.services.get(m.service);
+    const el = parseXmlText(m.xml, NS.client);
+    const from = Jid.tryParse(m.from);
+    const to = Jid.tryParse(m.to);
+    if (!handler || !el || !from || !to) {
+      this.log.warn('cluster: a stanza for a service not served here', { service: m.service });
+      return;
+    }
+    handler(el, from, to);
   }
 }

@@ -8,6 +8,7 @@
  * - `P.node.NAME.close`    close a session on NAME (a resource conflict, `gatehouse kick` on another node)
  * - `P.node.NAME.component` a stanza for a component linked to NAME
  * - `P.node.NAME.answer`   an IQ answer for a request NAME's router is waiting for
+ * - `P.node.NAME.service`  a stanza for a service owned per node on NAME (outgoing s2s links)
  */
 
 export interface Subjects {
@@ -17,6 +18,7 @@ export interface Subjects {
   close(node: string): string;
   component(node: string): string;
   answer(node: string): string;
+  service(node: string): string;
 }
 
 export function subjects(prefix: string): Subjects {
@@ -27,6 +29,7 @@ export function subjects(prefix: string): Subjects {
     close: (node) => `${prefix}.node.${node}.close`,
     component: (node) => `${prefix}.node.${node}.component`,
     answer: (node) => `${prefix}.node.${node}.answer`,
+    service: (node) => `${prefix}.node.${node}.service`,
   };
 }
 
@@ -80,6 +83,13 @@ export interface CloseSession {
   sid: string;
   condition?: string;
   text?: string;
+}
+
+export interface ServiceStanza {
+  service: string;
+  xml: string;
+  from: string;
+  to: string;
 }
 
 export interface ComponentStanza {

@@ -53,6 +53,16 @@ export interface ClusterService {
   peek(kind: string, key: string, windowMs: number): Promise<number>;
   /** Whether this node holds the cluster-wide lock of the task now (the retention sweep, backups). */
   holds(task: string): boolean;
+  /**
+   * A service owned per node: the node that serves `key` (an outgoing s2s link's remote domain;
+   * later a group chat room) among the living nodes, by rendezvous hashing, so every node picks the
+   * same one without asking and a key moves only when its node leaves or one joins.
+   */
+  ownerOf(service: string, key: string): string;
+  /** Hands a stanza (with its trusted addresses) to `service` on the node `node`. */
+  forward(node: string, service: string, stanza: Element, from: Jid, to: Jid): void;
+  /** Takes the stanzas other nodes forward to `service` here; returns the function that stops it. */
+  serve(service: string, handler: (stanza: Element, from: Jid, to: Jid) => void): () => void;
 }
 
 declare module './services.js' {
