@@ -114,17 +114,28 @@ function wrap(direction: 'sent' | 'received', user: string, to: string, original
 const FLAG = 'carbons';
 
 class Carbons {
+  /** This node's enabled sessions: on a single node, none means no message needs a look. */
+  private readonly enabledHere = new Set<ClientSession>();
+
   constructor(private readonly ctx: ServerContext) {}
 
   toggle(e: StanzaEvent, on: boolean): true {
     const { router } = this.ctx;
     if (e.origin.kind !== 'c2s' || e.from.bare !== e.to.bare) return replyError(router, e, 'not-allowed');
     e.origin.session.setFlag(FLAG, on);
+    if (on) this.enabledHere.add(e.origin.session);
+    else this.enabledHere.delete(e.origin.session);
     return replyResult(router, e);
+  }
+
+  forget(session: ClientSession): void {
+    this.enabledHere.delete(session);
   }
 
   /** Never claims the event: the message goes on to delivery (or out of the server) unchanged. */
   onMessage(e: StanzaEvent, target: 'bare' | 'full' | 'remote'): void {
+    // In a cluster, resources on other nodes may have carbons on: no shortcut there.
+    if (this.enabledHere.size === 0 && !e.stanza.getChild('private', NS_CARBONS) && !this.ctx.services.get('cluster')) return;
     const { stanza } = e;
     const sender = e.origin.kind === 'c2s' ? e.origin.session : null;
     const toLocalAccount = target !== 'remote';
@@ -186,6 +197,7 @@ export function createCarbonsModule(): GatehouseModule {
       for (const target of ['bare', 'full', 'remote'] as const) {
         hooks.on(`message/${target}`, (e) => c.onMessage(e, target), 'copy');
       }
+      hooks.on('session/closed', ({ session }) => c.forget(session));
     },
   };
 }
