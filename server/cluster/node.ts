@@ -84,6 +84,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private reconnects = 0;
   private stopping = false;
   private leaving = false;
+  private nameTaken = false;
   /** Runs of nodes that left (`node/epoch`): what they still send is not a node joining. */
   private readonly departed = new Set<string>();
   private readonly services = new Map<string, (stanza: Element, from: Jid, to: Jid) => void>();
@@ -133,6 +134,10 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     void this.watchStatus(nc);
     this.shared = new SharedState(nc, this.config, this.node, this.log);
     await this.shared.open();
+    // A running node with the same name would get half of this one's stanzas: listen for its
+    // heartbeat (one and a half intervals) before joining.
+    await new Promise((r) => setTimeout(r, Math.round(this.config.heartbeatInterval * 1.5)));
+    if (this.nameTaken) throw new Error(`cluster: the node name ${JSON.stringify(this.node)} is in use by a running node (cluster.node must be unique)`);
     ctx.router.cluster = this;
     ctx.services.provide('cluster', this);
     await nc.flush();
@@ -255,7 +260,10 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
 
   private onHeartbeat(hb: Heartbeat & { leaving?: boolean }): void {
     if (hb.node === this.node) {
-      if (hb.epoch !== this.epoch) this.log.error('cluster: another process uses this node name', { node: this.node });
+      if (hb.epoch !== this.epoch && !hb.leaving) {
+        this.nameTaken = true;
+        this.log.error('cluster: another process uses this node name', { node: this.node });
+      }
       return;
     }
     if (hb.leaving) {

@@ -168,6 +168,16 @@ describe('cluster: two nodes in one process', { skip }, () => {
     assert.equal(push.getChild('query')!.getChild('item')!.attrs.jid, `friend-${tag}@localhost`);
   });
 
+  test('a second node started under a running node\'s name is refused: it would take half its stanzas', async () => {
+    await assert.rejects(
+      startTestServer({ storage: storage(), config: { cluster: { enabled: true, node: 'n2', prefix, heartbeatInterval: '200ms', failureTimeout: '1s' } }, logLevel: 'error' }),
+      /node name "n2" is in use by a running node/,
+    );
+    // The running node goes on serving.
+    const c = await loginAs(n2, `still-${tag}`);
+    await online(c);
+  });
+
   test("the node's metrics carry its name as the label node", async () => {
     const res = await new AdminClient(n1.adminPort).get('/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
     assert.equal(res.status, 200);
