@@ -458,6 +458,19 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     const nc = this.nc;
     const body: StanzaForSession = { to: session.jid.full, sid: session.id, xml: stanza.toString() };
     const subject = this.subjects.stanza(session.node);
+    const request = stanza.attrs.type === 'get' || stanza.attrs.type === 'set';
+    if (stanza.name === 'iq' && request && nc) {
+      // A request its resource will never see gets its error now (RFC 6120 8.5.3.1), not at the asker's timeout.
+      nc.request(subject, encode(body), { timeout: this.config.deliveryTimeout }).then(
+        (reply) => {
+          if (text(reply.data) === DELIVERED) return;
+          this.notThere(session);
+          this.unanswerable(stanza);
+        },
+        () => this.unanswerable(stanza),
+      );
+      return;
+    }
     if (stanza.name !== 'message' || !nc) {
       this.publish(subject, body);
       return;
@@ -495,6 +508,18 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     const to = session.jid.toBare();
     const stored = await ctx.hooks.fire('message/offline', { stanza, from, to, origin: { kind: 'server' } });
     if (!stored) this.log.warn('cluster: an unconfirmed message could not be stored offline', { peer: session.node });
+  }
+
+  /** Its node has no session of that JID (an announcement lost in a race): the stand-in goes. */
+  private notThere(session: RemoteSession): void {
+    if (this.registry.removeRemote(session)) this.log.debug('cluster: a stand-in its node did not know removed', { peer: session.node });
+  }
+
+  private unanswerable(iq: Element): void {
+    const from = Jid.tryParse(iq.attrs.from);
+    const to = Jid.tryParse(iq.attrs.to);
+    if (!this.ctx || this.stopping || !from || !to) return;
+    this.ctx.router.bounce({ stanza: iq, from, to, origin: { kind: 'server' } }, 'service-unavailable');
   }
 
   close(session: RemoteSession, condition?: string, text?: string): void {

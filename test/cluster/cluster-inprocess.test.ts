@@ -9,6 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { loginAs, modulesWith, startTestServer, type TestServer } from '../helpers/server.js';
 import { createAdminHttpModule } from '../../server/admin/http.js';
 import { AdminClient } from '../admin/http-client.js';
+import { RemoteSession } from '../../server/cluster/remote-session.js';
+import type { ClusterSessionRegistry } from '../../server/cluster/registry.js';
+import type { ClusterNode } from '../../server/cluster/node.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import type { StorageConfig } from '../../storage/datasource.js';
@@ -146,6 +149,18 @@ describe('cluster: two nodes in one process', { skip }, () => {
     const r = await a.iq(x('iq', { type: 'get', to: b.jid! }, x('ping', { xmlns: 'urn:xmpp:ping' })));
     assert.equal(r.attrs.type, 'result');
     assert.equal(r.attrs.from, b.jid);
+  });
+
+  test('an IQ to a resource its node no longer has is answered service-unavailable at once', async () => {
+    const asker = await loginAs(n1, `asker-${tag}`);
+    // A stand-in node 1 still holds for a session node 2 has not (an announcement lost in a race).
+    const ghost = `ghost-${tag}@localhost/gone`;
+    const node1 = n1.server.ctx.services.need('cluster') as ClusterNode;
+    const entry = { jid: ghost, id: 'x', startedAt: Date.now(), available: true, priority: 0, presence: null, interested: false, capabilities: null, flags: [] };
+    (n1.server.ctx.sessions as ClusterSessionRegistry).addRemote(new RemoteSession('n2', entry, node1));
+    const r = await asker.iq(x('iq', { type: 'get', to: ghost }, x('query', { xmlns: 'jabber:iq:version' })));
+    assert.equal(r.attrs.type, 'error');
+    assert.ok(r.getChild('error')!.getChild('service-unavailable'));
   });
 
   test('binding a resource already bound on the other node replaces the older session with a conflict', async () => {
