@@ -161,6 +161,8 @@ describe('cluster: two nodes in one process', { skip }, () => {
     const r = await asker.iq(x('iq', { type: 'get', to: ghost }, x('query', { xmlns: 'jabber:iq:version' })));
     assert.equal(r.attrs.type, 'error');
     assert.ok(r.getChild('error')!.getChild('service-unavailable'));
+    // Node 2 said it has no such session: node 1 forgot the stand-in.
+    assert.equal(n1.server.ctx.sessions.get(ghost), undefined);
   });
 
   test('binding a resource already bound on the other node replaces the older session with a conflict', async () => {
