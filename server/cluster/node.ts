@@ -88,6 +88,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   /** Runs of nodes that left (`node/epoch`): what they still send is not a node joining. */
   private readonly departed = new Set<string>();
   private readonly services = new Map<string, (stanza: Element, from: Jid, to: Jid) => void>();
+  private readonly invalidations = new Map<string, Set<(key: string) => void>>();
   private announceAllSoon: NodeJS.Timeout | null = null;
 
   constructor(
@@ -131,6 +132,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
     on(s.answer(this.node), 'answer', (msg) => this.onAnswer(decode<{ xml: string; from: string; to: string }>(msg.data)));
     on(s.service(this.node), 'service', (msg) => this.onServiceStanza(decode<ServiceStanza>(msg.data)));
+    on(s.invalidate, 'invalidate', (msg) => this.onInvalidation(decode<{ node: string; topic: string; key: string }>(msg.data)));
     void this.watchStatus(nc);
     this.shared = new SharedState(nc, this.config, this.node, this.log);
     await this.shared.open();
@@ -669,6 +671,22 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     return () => {
       if (this.services.get(service) === handler) this.services.delete(service);
     };
+  }
+
+  invalidate(topic: string, key: string): void {
+    this.publish(this.subjects.invalidate, { node: this.node, topic, key });
+  }
+
+  onInvalidate(topic: string, handler: (key: string) => void): () => void {
+    let set = this.invalidations.get(topic);
+    if (!set) this.invalidations.set(topic, (set = new Set()));
+    set.add(handler);
+    return () => set.delete(handler);
+  }
+
+  private onInvalidation(m: { node: string; topic: string; key: string }): void {
+    if (m.node === this.node) return;
+    for (const handler of this.invalidations.get(m.topic) ?? []) handler(m.key);
   }
 
   private onServiceStanza(m: ServiceStanza): void {

@@ -9,11 +9,13 @@
  * - `P.node.NAME.component` a stanza for a component linked to NAME
  * - `P.node.NAME.answer`   an IQ answer for a request NAME's router is waiting for
  * - `P.node.NAME.service`  a stanza for a service owned per node on NAME (outgoing s2s links)
+ * - `P.invalidate`         a module's cached data about a key changed on one node (blocklists)
  */
 
 export interface Subjects {
   heartbeat: string;
   sessions: string;
+  invalidate: string;
   stanza(node: string): string;
   close(node: string): string;
   component(node: string): string;
@@ -25,6 +27,7 @@ export function subjects(prefix: string): Subjects {
   return {
     heartbeat: `${prefix}.hb`,
     sessions: `${prefix}.sessions`,
+    invalidate: `${prefix}.invalidate`,
     stanza: (node) => `${prefix}.node.${node}.stanza`,
     close: (node) => `${prefix}.node.${node}.close`,
     component: (node) => `${prefix}.node.${node}.component`,

@@ -63,6 +63,10 @@ export interface ClusterService {
   forward(node: string, service: string, stanza: Element, from: Jid, to: Jid): void;
   /** Takes the stanzas other nodes forward to `service` here; returns the function that stops it. */
   serve(service: string, handler: (stanza: Element, from: Jid, to: Jid) => void): () => void;
+  /** Tells the other nodes that what they keep in memory about `key` under `topic` is stale (a module's cache of stored data). */
+  invalidate(topic: string, key: string): void;
+  /** Hears the other nodes' invalidations of `topic`; returns the function that stops it. */
+  onInvalidate(topic: string, handler: (key: string) => void): () => void;
 }
 
 declare module './services.js' {

@@ -195,6 +195,25 @@ describe('cluster: two nodes in one process', { skip }, () => {
     await online(c);
   });
 
+  test('XEP-0191: a block set on one node holds on the other, whose copy of the list was read before', async () => {
+    const user = await loginAs(n1, `blocker-${tag}`);
+    const pest = await loginAs(n2, `pest-${tag}`);
+    await online(user);
+    // Node 2 reads the user's (empty) list to filter this message, and keeps it.
+    pest.send(x('message', { to: `blocker-${tag}@localhost`, type: 'chat' }, x('body', {}, 'before the block')));
+    await user.expect(isMessage('before the block'));
+    const r = await user.iq(x('iq', { type: 'set' }, x('block', { xmlns: 'urn:xmpp:blocking' }, x('item', { jid: `pest-${tag}@localhost` }))));
+    assert.equal(r.attrs.type, 'result');
+    // The invalidation travels to node 2; until then its copy may still let a message through.
+    let refused: Element | null = null;
+    for (let i = 0; i < 100 && !refused; i++) {
+      const id = `after-${i}`;
+      pest.send(x('message', { to: `blocker-${tag}@localhost`, type: 'chat', id }, x('body', {}, `after the block ${i}`)));
+      refused = await pest.expect((el) => el.name === 'message' && el.attrs.type === 'error' && el.attrs.id === id, 100).catch(() => null);
+    }
+    assert.ok(refused, "the blocked contact's messages are refused on its node");
+  });
+
   test("the node's metrics carry its name as the label node", async () => {
     const res = await new AdminClient(n1.adminPort).get('/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
     assert.equal(res.status, 200);
