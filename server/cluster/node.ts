@@ -142,6 +142,10 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     if (this.nameTaken) throw new Error(`cluster: the node name ${JSON.stringify(this.node)} is in use by a running node (cluster.node must be unique)`);
     ctx.router.cluster = this;
     ctx.services.provide('cluster', this);
+    // What the other nodes cache about an account (its row, its lists) goes with it, and a new
+    // account under a name deleted before must not meet the old cached data either.
+    ctx.hooks.on('account/deleted', ({ jid }) => this.invalidate('account', jid.bare), 'observe');
+    ctx.hooks.on('account/created', ({ jid }) => this.invalidate('account', jid.bare), 'observe');
     await nc.flush();
     this.heartbeat();
     this.announceAll();

@@ -388,6 +388,7 @@ export function createBlockingModule(): GatehouseModule {
       const { hooks, disco } = ctx;
       // A list changed on another cluster node: the copy here is read again when next needed.
       ctx.services.get('cluster')?.onInvalidate('blocklist', (bare) => b.lists.forget(bare));
+      ctx.services.get('cluster')?.onInvalidate('account', (bare) => b.lists.forget(bare));
       disco.addServerFeature(NS_BLOCKING);
       hooks.on(`iq-get/bare/${NS_BLOCKING}:blocklist`, (e) => b.getList(e));
       hooks.on(`iq-set/bare/${NS_BLOCKING}:block`, (e) => b.block(e));

@@ -214,6 +214,29 @@ describe('cluster: two nodes in one process', { skip }, () => {
     assert.ok(refused, "the blocked contact's messages are refused on its node");
   });
 
+  test('an account deleted and made again on one node is the new account on the other', async () => {
+    const name = `phoenix-${tag}`;
+    const friend = await loginAs(n2, `friend-${tag}`);
+    await online(friend);
+    const first = await loginAs(n1, name);
+    await online(first);
+    // Node 2 learns (and caches) the first account while handling a subscription request to it.
+    friend.send(x('presence', { to: `${name}@localhost`, type: 'subscribe' }));
+    await first.expect((el) => el.name === 'presence' && el.attrs.type === 'subscribe');
+    const removed = await first.iq(x('iq', { type: 'set' }, x('query', { xmlns: 'jabber:iq:register' }, x('remove'))));
+    assert.equal(removed.attrs.type, 'result', String(removed));
+    // The result comes first, the erasure after it (XEP-0077 3.2).
+    while (await n1.server.ctx.storage.accounts.get(name, 'localhost')) await new Promise((r) => setTimeout(r, 20));
+    const again = await n1.client();
+    const reg = await again.register(name, 'pw-new');
+    assert.equal(reg.attrs.type, 'result', String(reg));
+    await again.login(name, 'pw-new');
+    await online(again);
+    friend.send(x('presence', { to: `${name}@localhost`, type: 'subscribe' }));
+    const request = await again.expect((el) => el.name === 'presence' && el.attrs.type === 'subscribe');
+    assert.equal(request.attrs.from, `friend-${tag}@localhost`);
+  });
+
   test("the node's metrics carry its name as the label node", async () => {
     const res = await new AdminClient(n1.adminPort).get('/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
     assert.equal(res.status, 200);
