@@ -199,6 +199,8 @@ describe('cluster: two nodes in one process', { skip }, () => {
     const user = await loginAs(n1, `blocker-${tag}`);
     const pest = await loginAs(n2, `pest-${tag}`);
     await online(user);
+    // Node 2 routes to the user once it knows the resource is available (announcements take a moment).
+    while (!n2.server.ctx.sessions.get(user.jid!)?.available) await new Promise((r) => setTimeout(r, 10));
     // Node 2 reads the user's (empty) list to filter this message, and keeps it.
     pest.send(x('message', { to: `blocker-${tag}@localhost`, type: 'chat' }, x('body', {}, 'before the block')));
     await user.expect(isMessage('before the block'));
