@@ -49,6 +49,9 @@ interface Peer {
 }
 
 const NS_CARBONS = 'urn:xmpp:carbons:2';
+/** How long after storing an offline message a resource coming online elsewhere is asked to look again. */
+const STORED_WINDOW_MS = 10_000;
+const MAX_RECENTLY_STORED = 10_000;
 /** Size of one part of a node's whole session list (NATS refuses messages over 1 MiB by default). */
 const ALL_PART_BYTES = 256 * 1024;
 
@@ -74,6 +77,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private readonly peers = new Map<string, Peer>();
   private readonly localComponents = new Set<string>();
   private readonly dirty = new Set<BoundSession>();
+  /** Accounts this node stored offline messages for lately, with when (oldest first). */
+  private readonly recentlyStored = new Map<string, number>();
   /** Messages already sent on to other resources once after a failed delivery: a second failure stores them. */
   private readonly rerouted = new WeakSet<Element>();
   private nc: NatsConnection | null = null;
@@ -129,6 +134,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     on(s.sessions, 'announcement', (msg) => this.onAnnouncement(decode<SessionAnnouncement>(msg.data)));
     on(s.stanza(this.node), 'stanza', (msg) => this.onStanza(msg));
     on(s.close(this.node), 'close', (msg) => this.onClose(decode<CloseSession>(msg.data)));
+    on(s.stored(this.node), 'stored', (msg) => this.onStored(decode<{ jid: string }>(msg.data)));
     on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
     on(s.answer(this.node), 'answer', (msg) => this.onAnswer(decode<{ xml: string; from: string; to: string }>(msg.data)));
     on(s.service(this.node), 'service', (msg) => this.onServiceStanza(decode<ServiceStanza>(msg.data)));
@@ -145,6 +151,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     // What the other nodes cache about an account (its row, its lists) goes with it, and a new
     // account under a name deleted before must not meet the old cached data either.
     ctx.hooks.on('account/deleted', ({ jid }) => this.invalidate('account', jid.bare), 'observe');
+    // A message stored offline here while the user's resource was coming online elsewhere: see remoteUp.
+    ctx.hooks.on('message/offline', ({ to }) => void this.storedOffline(to.bare), 'observe');
     ctx.hooks.on('account/created', ({ jid }) => this.invalidate('account', jid.bare), 'observe');
     await nc.flush();
     this.heartbeat();
@@ -441,10 +449,39 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     }
   }
 
+  private storedOffline(bare: string): void {
+    const now = Date.now();
+    this.recentlyStored.delete(bare);
+    this.recentlyStored.set(bare, now);
+    // Oldest first: drop what is older than the window, and keep the map bounded.
+    for (const [k, t] of this.recentlyStored) {
+      if (now - t <= STORED_WINDOW_MS && this.recentlyStored.size <= MAX_RECENTLY_STORED) break;
+      this.recentlyStored.delete(k);
+    }
+  }
+
+  /**
+   * A resource on another node became available: if this node stored offline messages for its
+   * account a moment ago, that node's delivery at initial presence may have run before they were
+   * written, so it is asked to deliver what is stored once more.
+   */
+  private becameAvailable(session: RemoteSession): void {
+    const at = this.recentlyStored.get(session.jid.bare);
+    if (at === undefined || Date.now() - at > STORED_WINDOW_MS) return;
+    this.publish(this.subjects.stored(session.node), { jid: session.jid.full });
+  }
+
+  private onStored(m: { jid: string }): void {
+    const session = this.registry.localSession(m.jid);
+    if (session) void this.ctx?.hooks.emit('session/stored-messages', { session });
+  }
+
   private remoteUp(p: Peer, e: SessionEntry): void {
     const existing = this.registry.remoteSession(e.jid);
     if (existing && existing.node === p.name && existing.id === e.id) {
+      const was = existing.available;
       existing.update(e);
+      if (!was && existing.available) this.becameAvailable(existing);
       return;
     }
     const mine = this.registry.localSession(e.jid);
@@ -455,7 +492,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       if (mineNewer) return;
       mine.close('conflict', 'replaced by a new session for the same resource');
     }
-    this.registry.addRemote(new RemoteSession(p.name, e, this));
+    const session = new RemoteSession(p.name, e, this);
+    this.registry.addRemote(session);
+    if (session.available) this.becameAvailable(session);
   }
 
   // ---- stanzas to sessions on other nodes ----

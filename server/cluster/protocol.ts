@@ -6,6 +6,7 @@
  * - `P.sessions`           session announcements: one session up/changed/down, or a node's whole list
  * - `P.node.NAME.stanza`   a stanza for a session bound on NAME (messages as requests: NAME confirms delivery)
  * - `P.node.NAME.close`    close a session on NAME (a resource conflict, `gatehouse kick` on another node)
+ * - `P.node.NAME.stored`   messages were stored offline for a session on NAME just as it came online
  * - `P.node.NAME.component` a stanza for a component linked to NAME
  * - `P.node.NAME.answer`   an IQ answer for a request NAME's router is waiting for
  * - `P.node.NAME.service`  a stanza for a service owned per node on NAME (outgoing s2s links)
@@ -18,6 +19,7 @@ export interface Subjects {
   invalidate: string;
   stanza(node: string): string;
   close(node: string): string;
+  stored(node: string): string;
   component(node: string): string;
   answer(node: string): string;
   service(node: string): string;
@@ -30,6 +32,7 @@ export function subjects(prefix: string): Subjects {
     invalidate: `${prefix}.invalidate`,
     stanza: (node) => `${prefix}.node.${node}.stanza`,
     close: (node) => `${prefix}.node.${node}.close`,
+    stored: (node) => `${prefix}.node.${node}.stored`,
     component: (node) => `${prefix}.node.${node}.component`,
     answer: (node) => `${prefix}.node.${node}.answer`,
     service: (node) => `${prefix}.node.${node}.service`,

@@ -239,6 +239,23 @@ describe('cluster: two nodes in one process', { skip }, () => {
     assert.equal(request.attrs.from, `friend-${tag}@localhost`);
   });
 
+  test('a message stored offline by a node that did not know yet the user came online elsewhere is delivered at once', async () => {
+    const sender = await loginAs(n1, `early-${tag}`);
+    const user = await loginAs(n2, `late-${tag}`);
+    await online(user);
+    while (!n1.server.ctx.sessions.get(user.jid!)?.available) await new Promise((r) => setTimeout(r, 10));
+    // Node 1 as it was a moment before the announcement reached it: no resource of the user known.
+    const standIn = n1.server.ctx.sessions.get(user.jid!) as RemoteSession;
+    (n1.server.ctx.sessions as ClusterSessionRegistry).removeRemote(standIn);
+    sender.send(x('message', { to: `late-${tag}@localhost`, type: 'chat' }, x('body', {}, 'written in the window')));
+    const stored = await sender.iq(x('iq', { type: 'get', to: 'localhost' }, x('ping', { xmlns: 'urn:xmpp:ping' })));
+    assert.equal(stored.attrs.type, 'result');
+    // The next announcement of the resource (here: a presence change) makes node 1 ask node 2 to look again.
+    user.send(x('presence', {}, x('show', {}, 'away')));
+    const got = await user.expect(isMessage('written in the window'));
+    assert.ok(got.getChild('delay', 'urn:xmpp:delay'), 'delivered from offline storage');
+  });
+
   test("the node's metrics carry its name as the label node", async () => {
     const res = await new AdminClient(n1.adminPort).get('/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
     assert.equal(res.status, 200);
