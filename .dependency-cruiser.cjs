@@ -17,7 +17,7 @@ const KNOWN = {
 };
 
 /** The file in which a feature declares its configuration section (see server/config/schema.ts). */
-const CONFIG_SECTION_FILE = '^server/(modules/[^/]+-config|(modules/[^/]+|admin|federation|http)/config)\\.ts$';
+const CONFIG_SECTION_FILE = '^server/(modules/[^/]+-config|(modules/[^/]+|admin|federation|http|cluster)/config)\\.ts$';
 
 /**
  * A rule as dependency-cruiser wants it: one rule for all files without known exceptions, and one
@@ -37,7 +37,7 @@ module.exports = {
       'core-imports-no-feature',
       'server/core is the router, sessions and hook bus; features plug into it, it never reaches for them (modules/index.ts lists the features).',
       '^server/core/',
-      '^server/(modules|admin|federation|http)/',
+      '^server/(modules|admin|federation|http|cluster)/',
       KNOWN.coreOfFeature,
     ),
     ...rule(
@@ -58,7 +58,7 @@ module.exports = {
       comment:
         'server/config/schema.ts composes the sections the features declare next to their code (X-config.ts beside a module file, config.ts in a feature folder); loading the configuration must not load the features themselves.',
       from: { path: '^server/config/' },
-      to: { path: '^server/(modules|admin|federation|http)/', pathNot: CONFIG_SECTION_FILE },
+      to: { path: '^server/(modules|admin|federation|http|cluster)/', pathNot: CONFIG_SECTION_FILE },
     },
     {
       name: 'config-sections-are-schema-only',
@@ -139,6 +139,8 @@ module.exports = {
     // TypeScript 7 has no compiler API dependency-cruiser can use: it parses with swc.
     parser: 'swc',
     tsPreCompilationDeps: true,
+    // @nats-io/kv 3.4 names a types file that does not exist ("./lib/mod.d.js"); its exports map resolves.
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default'], mainFields: ['module', 'main'] },
     exclude: { path: '^(dist|node_modules)/' },
     reporterOptions: { text: { highlightFocused: true } },
   },

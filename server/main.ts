@@ -25,6 +25,7 @@ import { startComponentListeners } from './streams/component.js';
 import { startS2sListeners } from './federation/s2s-in.js';
 import { allModules } from './modules/index.js';
 import { RotatingLogFile } from './modules/log-files/log-files.js';
+import { ClusterNode } from './cluster/node.js';
 
 export interface RunningServer {
   ctx: ServerContext;
@@ -50,7 +51,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const clock = opts.clock ?? systemClock;
   // Log files name JIDs and IPs: rotated and pruned after retention.detailedLogs (P13).
   const logFile = !opts.log && config.log.file ? new RotatingLogFile(config.log.file, { retention: config.retention.detailedLogs, clock }) : null;
-  const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, sink: logFile ? (line) => logFile.write(line) : undefined });
+  const log = opts.log ?? new Logger({
+      level: config.log.level,
+      format: config.log.format,
+      sink: logFile ? (line) => logFile.write(line) : undefined,
+      node: config.cluster.enabled ? config.cluster.node : undefined,
+    });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   for (const f of looseFiles(dataFiles(config))) log.warn('open to other users (group or others have access): restrict it with chmod go-rwx', { path: f.path, mode: f.mode });
   // The installation's secret is read (or made) now, so a damaged file stops the start, not a login.
@@ -66,7 +72,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     modules: modules.flatMap((m) => (m.storage ? [m.storage] : [])),
   });
   const hooks = new HookBus((event, err) => log.error('hook failed', { event, error: err instanceof Error ? err.message : String(err) }));
-  const sessions = new LocalSessionRegistry();
+  // Cluster mode: the registry also holds stand-ins for the other nodes' sessions (server/cluster/).
+  const cluster = config.cluster.enabled ? new ClusterNode(config.cluster, log.child('cluster')) : null;
+  const sessions = cluster ? cluster.registry : new LocalSessionRegistry();
   const inForce = new ConfigInForce(config, hooks);
   // The hosts served: those in force (a host held back by the policy module answers host-unknown).
   const hosts = new Set(config.hosts.map((h) => h.domain));
@@ -98,6 +106,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   const loaded: GatehouseModule[] = [];
   try {
+    // Joined before the modules load: they find the cluster service (and the other nodes' sessions) at load.
+    await cluster?.start(ctx);
     checkModuleOrder(modules);
     for (const m of modules) {
       hooks.owner = m.name;
@@ -119,6 +129,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     // A lower tls.minVersion may be held back (P22): the contexts then keep the one in force.
     if (ctx.config.tls.minVersion !== config.tls.minVersion) tls.adopt(await loadTlsContexts({ ...config, tls: ctx.config.tls }));
   } catch (err) {
+    await cluster?.stop();
     for (const m of loaded.reverse()) await m.unload?.();
     await storage.close();
     logFile?.close();
@@ -156,6 +167,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     s2sStops.push(s2s.stop);
   } catch (err) {
     for (const l of listeners) l.server.close();
+    await cluster?.stop();
     for (const m of [...modules].reverse()) await m.unload?.();
     await storage.close();
     logFile?.close();
@@ -256,9 +268,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       stopped = true;
       clearInterval(sweep);
       await Promise.all(listeners.map((l) => new Promise<void>((r) => l.server.close(() => r()))).map((p) => Promise.race([p, delay(100)])));
+      // The other nodes end this node's sessions for their users while the sessions are still listed.
+      await cluster?.leave();
       for (const s of [...env.streams]) s.close('system-shutdown');
       stopComponents();
       stopS2s();
+      await cluster?.stop();
       for (const m of [...modules].reverse()) await m.unload?.();
       await storage.close();
       logFile?.close();

@@ -14,6 +14,8 @@ export interface LoggerOptions {
    * lines here); standard error without one.
    */
   sink?: (line: string) => void;
+  /** The cluster node this process is (cluster mode): every line names it. */
+  node?: string;
 }
 
 export class Logger {
@@ -59,11 +61,12 @@ export class Logger {
     if (fields) for (const [k, v] of Object.entries(fields)) if (v !== undefined) safe[k] = SECRET_FIELDS.test(k) ? '[redacted]' : v;
     let line: string;
     if (this.opts.format === 'json') {
-      line = JSON.stringify({ time, level, component: this.component, msg, ...safe });
+      line = JSON.stringify(this.opts.node ? { time, level, node: this.opts.node, component: this.component, msg, ...safe } : { time, level, component: this.component, msg, ...safe });
     } else {
       let extra = '';
       for (const [k, v] of Object.entries(safe)) extra += ` ${k}=${formatValue(v)}`;
-      line = `${time} ${level.padEnd(5)} ${this.component}: ${msg}${extra}`;
+      const node = this.opts.node ? `[${this.opts.node}] ` : '';
+      line = `${time} ${level.padEnd(5)} ${node}${this.component}: ${msg}${extra}`;
     }
     if (this.opts.sink) this.opts.sink(line);
     else process.stderr.write(line + '\n');

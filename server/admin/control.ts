@@ -39,6 +39,7 @@
  * allModules() creates them); without it, registered commands are simply unreachable.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import cluster from 'node:cluster';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { GatehouseModule, ServerContext } from '../core/context.js';
@@ -250,6 +251,10 @@ export function createControlModule(): GatehouseModule {
     specs: [],
     clauses: ['P21'],
     async load(ctx: ServerContext) {
+      // `gatehouse start --nodes N` (server/cli/nodes.ts): the nodes share the data directory, and
+      // node 1 answers its control socket for all of them.
+      const worker = Number(process.env.GATEHOUSE_NODE_INDEX ?? '0');
+      if (cluster.isWorker && worker > 1) return;
       server = new ControlServer(ctx);
       await server.start();
     },

@@ -13,6 +13,16 @@ import { ServerNotRunningError, controlRequest } from '../admin/control.js';
 import { holdBackReport } from '../modules/policy/holdback.js';
 import { PolicyChangeError } from '../modules/policy/versions.js';
 import { existsSync } from 'node:fs';
+import { nodesFlag, reportStarted, runPrimary, workerConfig, workerIndex } from './nodes.js';
+
+const stringFlag = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
+
+const NODES_FLAG: FlagDefinition = {
+  name: 'nodes',
+  type: 'string',
+  value: 'N',
+  doc: 'run N cluster nodes in worker processes sharing the listening ports, so one machine uses N cores (needs cluster.enabled; docs/cluster.md)',
+};
 
 const PASSWORD_FILE: FlagDefinition = {
   name: 'password-file',
@@ -40,11 +50,16 @@ export const coreCommands = commandSet(
     summary: 'start the server (embedded defaults without --config)',
     description:
       'Runs in the foreground until SIGINT or SIGTERM, then stops cleanly. Prints where it listens and how to connect.\n\n' +
-      'SIGHUP reloads: the configuration file and the certificates are read again without dropping sessions, as gatehouse reload does; the log names what changed and what needs a restart.',
-    flags: [CONFIG_FLAG],
+      'SIGHUP reloads: the configuration file and the certificates are read again without dropping sessions, as gatehouse reload does; the log names what changed and what needs a restart.\n\n' +
+      'With --nodes N (cluster mode) it starts N nodes as worker processes that share the listening ports, named after cluster.node with -1, -2, ... appended; a node that dies is started again. Node 1 answers the control socket (gatehouse status, cluster status, kick); SIGHUP and SIGTERM go to every node.',
+    flags: [CONFIG_FLAG, NODES_FLAG],
     server: 'no',
     async run(args) {
-      const config = configFrom(args);
+      const index = workerIndex();
+      const asWorker = (c: Config) => (index === null ? c : workerConfig(c, index));
+      const config = asWorker(configFrom(args));
+      const nodes = index === null ? nodesFlag(stringFlag(args.flags.get('nodes')), config) : null;
+      if (nodes !== null) return runPrimary(nodes, process.argv.slice(2));
       // Installed before the start: Node's default for SIGHUP would end the process.
       let reload: (() => Promise<unknown>) | null = null;
       process.on('SIGHUP', () => {
@@ -52,8 +67,9 @@ export const coreCommands = commandSet(
         if (reload) void reload().catch(() => {});
         else console.log('received SIGHUP while starting: the configuration just read stays');
       });
-      const server = await startServer(config, { loadConfig: () => configFrom(args) });
+      const server = await startServer(config, { loadConfig: () => asWorker(configFrom(args)) });
       reload = () => server.reload();
+      if (index !== null) reportStarted();
       const c2s = server.listeners.filter((l) => l.kind === 'c2s');
       const tls = server.listeners.filter((l) => l.kind === 'c2s-tls');
       const hosts = config.hosts.map((h) => h.domain).join(', ');

@@ -44,6 +44,7 @@ import { s2sConfigSection } from '../federation/config.js';
 import { capsConfigSection } from '../modules/caps/config.js';
 import { uploadConfigSection } from '../modules/upload/config.js';
 import { mucConfigSection } from '../modules/muc/config.js';
+import { clusterConfigSection } from '../cluster/config.js';
 
 // ---------------------------------------------------------------------------------------------
 // Value types specific to Gatehouse
@@ -374,9 +375,12 @@ export const configSchema = object(
     ...fieldOf(adminConfigSection),
     ...fieldOf(httpConfigSection),
     ...fieldOf(policyConfigSection),
+    ...fieldOf(clusterConfigSection),
   },
   {
     check(v) {
+      if (v.cluster.enabled && v.storage.type === 'sqlite')
+        fail('cluster.enabled', 'needs a database all nodes share: storage.type "mysql" or "postgres" (SQLite serves one node only)');
       const hosts = new Set(v.hosts.map((h) => h.domain));
       v.components.forEach((c, i) => {
         if (hosts.has(c.domain)) fail(`components[${i}].domain`, `${JSON.stringify(c.domain)} is already a host (hosts) domain`);

@@ -34,6 +34,12 @@ export interface HookEvents {
    * message module). The offline module stores it and returns true; unhandled means bounce.
    */
   'message/offline': StanzaEvent;
+  /**
+   * Messages may have been stored offline for this available resource's account by a cluster node
+   * that did not know yet the resource was online (fired on the resource's node by the cluster
+   * layer): the offline module delivers what is stored, as at initial presence.
+   */
+  'session/stored-messages': { session: ClientSession };
   /** An account is about to be deleted: modules unsubscribe contacts, close sessions. */
   'account/deleting': { account: Account; jid: Jid };
   /** An account and all its rows are gone. */

@@ -6,6 +6,7 @@ import { HookBus, type Origin, type StanzaEvent } from './hooks.js';
 import type { ClientSession, SessionRegistry } from './session.js';
 import { errorReply, type ErrorType } from '../../shared/xml/stanza-errors.js';
 import { randomBytes } from 'node:crypto';
+import type { ClusterRouting } from './cluster.js';
 
 export interface DeliveryFailure {
   at: Date;
@@ -48,6 +49,8 @@ export class Router {
   private readonly components = new Map<string, DomainLink | null>();
   /** Domains a module of this server serves itself (the MUC service): federation treats them as local. */
   private readonly serviceDomains = new Set<string>();
+  /** Set in cluster mode (server/cluster/); null on a single node. */
+  cluster: ClusterRouting | null = null;
 
   constructor(
     readonly hosts: ReadonlySet<string>,
@@ -97,10 +100,19 @@ export class Router {
     this.components.delete(domain);
   }
 
-  /** Attaches (or with null detaches) the live link of a component domain. */
-  setComponentLink(domain: string, link: DomainLink | null): void {
+  /**
+   * Attaches (or with null detaches) the live link of a component domain. In a cluster the other
+   * nodes hear of this node's links (`remote`: a link to another node's component, set by the cluster).
+   */
+  setComponentLink(domain: string, link: DomainLink | null, remote = false): void {
     if (link === null && !this.components.has(domain)) return;
     this.components.set(domain, link);
+    if (!remote) this.cluster?.componentLink(domain, link !== null);
+  }
+
+  /** The live link of a component domain, if any. */
+  componentLink(domain: string): DomainLink | null {
+    return this.components.get(domain) ?? null;
   }
 
   /** How many configured component domains have a live link now. */
@@ -159,8 +171,9 @@ export class Router {
       if (type === 'get' || type === 'set') {
         const child = stanza.firstElement();
         if (child && (await this.hooks.fire(`iq-${type}/${target}/${child.xmlns ?? ''}:${child.name}`, event))) return;
-      } else if ((type === 'result' || type === 'error') && (target === 'host' || target === 'bare') && this.resolvePending(stanza, from, to)) {
-        return;
+      } else if ((type === 'result' || type === 'error') && (target === 'host' || target === 'bare')) {
+        if (this.resolvePending(stanza, from, to)) return;
+        if (this.cluster?.forwardAnswer(stanza, from, to)) return;
       }
     }
     await this.hooks.fire(`${kind as 'message' | 'presence' | 'iq'}/${target}`, event);
@@ -182,7 +195,7 @@ export class Router {
     const from = Jid.tryParse(iq.attrs.from);
     const to = Jid.tryParse(iq.attrs.to);
     if (!from || !to) return Promise.reject(new Error('request needs a valid from and to'));
-    const id = iq.attrs.id ?? (iq.attrs.id = 'gh-' + randomBytes(9).toString('hex'));
+    const id = iq.attrs.id ?? (iq.attrs.id = (this.cluster?.iqIdPrefix ?? 'gh-') + randomBytes(9).toString('hex'));
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.pendingIq.delete(id);
@@ -194,7 +207,8 @@ export class Router {
     });
   }
 
-  private resolvePending(stanza: Element, from: Jid, to: Jid): boolean {
+  /** Hands an answer to the request waiting for it here (one forwarded by another cluster node); false if none does. */
+  resolvePending(stanza: Element, from: Jid, to: Jid): boolean {
     const id = stanza.attrs.id;
     const pending = id ? this.pendingIq.get(id) : undefined;
     if (!pending || !id || pending.to !== from.full || pending.from !== to.full) return false;

@@ -31,14 +31,23 @@ export interface ClientSession {
   interested: boolean;
   /** Full or bare JIDs this resource sent directed presence to, outside its subscriptions. */
   readonly directedPresence: Set<string>;
+  /**
+   * The client's features (XEP-0115, set by the caps module once verified), undefined while unknown.
+   * Shared with other cluster nodes like the presence state above.
+   */
+  capabilities: ReadonlySet<string> | undefined;
+  /** Named per-session switches a module sets (carbons: 'carbons'), seen by every cluster node. */
+  hasFlag(name: string): boolean;
+  setFlag(name: string, on: boolean): void;
   send(stanza: Element): void;
   /** Ends the stream, with a stream error condition if given. */
   close(condition?: string, text?: string): void;
 }
 
 /**
- * Which resources are online for which accounts. Kept behind this interface so sessions can
- * later live in several processes or machines with the router asking a shared registry.
+ * Which resources are online for which accounts. Behind this interface sessions live in several
+ * processes (cluster mode, server/cluster/): `get` and `ofAccount` then also answer with stand-ins
+ * for resources bound on other nodes, while `all` and `size` stay this node's own sessions.
  */
 export interface SessionRegistry {
   /** Adds the session; returns the session it replaced for the same full JID, if any. */
@@ -47,7 +56,9 @@ export interface SessionRegistry {
   get(fullJid: string): ClientSession | undefined;
   /** Every bound resource of a bare JID. */
   ofAccount(bareJid: string): ClientSession[];
+  /** The sessions bound on this node. */
   all(): Iterable<ClientSession>;
+  /** How many sessions are bound on this node. */
   readonly size: number;
 }
 
@@ -166,10 +177,13 @@ export class BoundSession implements ClientSession {
   readonly startedAt: Date;
   readonly counters: SessionCounters;
   readonly directedPresence = new Set<string>();
-  available = false;
-  priority = 0;
-  presence: Element | null = null;
-  interested = false;
+  /**
+   * Told when the state other nodes see (presence, priority, interest, capabilities, flags)
+   * changes: the cluster registry shares it. Unset on a single node.
+   */
+  onStateChange: ((session: BoundSession) => void) | undefined;
+  private state = { available: false, priority: 0, presence: null as Element | null, interested: false, capabilities: undefined as ReadonlySet<string> | undefined };
+  private flags: Set<string> | undefined;
   private transport: SessionTransport | null;
   private readonly layers: SessionLayer[] = [];
   private lastIp: string;
@@ -187,6 +201,59 @@ export class BoundSession implements ClientSession {
     this.lastIp = opts.transport.ip;
     this.lastSecure = opts.transport.secure;
     this.onEnd = opts.onEnd;
+  }
+
+  get available(): boolean {
+    return this.state.available;
+  }
+  set available(v: boolean) {
+    this.changeState('available', v);
+  }
+  get priority(): number {
+    return this.state.priority;
+  }
+  set priority(v: number) {
+    this.changeState('priority', v);
+  }
+  get presence(): Element | null {
+    return this.state.presence;
+  }
+  set presence(v: Element | null) {
+    this.changeState('presence', v);
+  }
+  get interested(): boolean {
+    return this.state.interested;
+  }
+  set interested(v: boolean) {
+    this.changeState('interested', v);
+  }
+  get capabilities(): ReadonlySet<string> | undefined {
+    return this.state.capabilities;
+  }
+  set capabilities(v: ReadonlySet<string> | undefined) {
+    this.changeState('capabilities', v);
+  }
+
+  hasFlag(name: string): boolean {
+    return this.flags?.has(name) ?? false;
+  }
+
+  setFlag(name: string, on: boolean): void {
+    if (this.hasFlag(name) === on) return;
+    if (on) (this.flags ??= new Set()).add(name);
+    else this.flags?.delete(name);
+    this.onStateChange?.(this);
+  }
+
+  /** The flags set now. */
+  flagNames(): string[] {
+    return this.flags ? [...this.flags] : [];
+  }
+
+  private changeState<K extends keyof BoundSession['state']>(key: K, value: BoundSession['state'][K]): void {
+    if (this.state[key] === value) return;
+    this.state[key] = value;
+    this.onStateChange?.(this);
   }
 
   /** The address of the current (or, while hibernating, the last) connection. */

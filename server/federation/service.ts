@@ -22,6 +22,7 @@ import type { ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import type { Logger } from '../../shared/logger.js';
 import { newDialbackSecret } from './dialback.js';
+import { serverKey } from '../auth/server-secret.js';
 import { systemSrvSource, type SrvSource } from './resolver.js';
 import { S2sTls, configuredCaFile } from './certificates.js';
 import { OutgoingS2S, type LinkManager, type VerifyOutcome } from './s2s-out.js';
@@ -60,7 +61,12 @@ export interface InboundLink {
 }
 
 export class S2sService implements LinkManager {
-  readonly secret = newDialbackSecret();
+  /**
+   * The dialback secret: random per start on one node; in a cluster derived from the installation's
+   * secret (the same `server-secret` file on every node), since a remote server checks a key our
+   * outgoing link sent by connecting back to whichever node it reaches.
+   */
+  readonly secret: string;
   readonly log: Logger;
   readonly settings: Required<Omit<S2sOptions, 'caFile' | 'dns'>>;
   readonly dns: SrvSource;
@@ -75,6 +81,7 @@ export class S2sService implements LinkManager {
     readonly ctx: ServerContext,
     private readonly opts: S2sOptions = {},
   ) {
+    this.secret = ctx.config.cluster.enabled ? serverKey(ctx.config, 'dialback').toString('hex') : newDialbackSecret();
     this.log = ctx.log.child('s2s');
     this.dns = opts.dns ?? systemSrvSource();
     this.settings = {

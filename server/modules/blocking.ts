@@ -147,6 +147,8 @@ class Blocklists {
       if (after.size === 0) await this.ctx.storage.accountState.delete(account.id, BLOCKLIST_KEY);
       else await this.ctx.storage.accountState.set(account.id, BLOCKLIST_KEY, serializeBlocklist(after));
       this.remember(bare, Promise.resolve(after));
+      // Other cluster nodes filter stanzas to and from this user with their own cached copy.
+      this.ctx.services.get('cluster')?.invalidate('blocklist', bare);
       return { before, after };
     };
     const previous = this.locks.get(bare) ?? Promise.resolve();
@@ -162,19 +164,16 @@ class Blocklists {
 
 class LimitError extends Error {}
 
+/** The session flag of a resource that asked for the list and gets pushes (section 3.1). */
+const PUSHES = 'blocklist-pushes';
+
 class Blocking {
   readonly lists: Blocklists;
-  /** Resources that asked for the list and get pushes. */
-  private readonly interested = new Set<ClientSession>();
   /** Stanzas this module sends itself past its own filter (unavailable presence on block). */
   private readonly exempt = new WeakSet<Element>();
 
   constructor(private readonly ctx: ServerContext) {
     this.lists = new Blocklists(ctx);
-  }
-
-  forgetSession(session: ClientSession): void {
-    this.interested.delete(session);
   }
 
   private own(e: StanzaEvent): ClientSession | null {
@@ -187,7 +186,8 @@ class Blocking {
     const session = this.own(e);
     if (!session) return;
     const list = await this.lists.get(e.to.toBare());
-    this.interested.add(session);
+    // A session flag, so pushes from any cluster node reach it.
+    session.setFlag(PUSHES, true);
     return replyResult(this.ctx.router, e, x('blocklist', { xmlns: NS_BLOCKING }, [...list].sort().map((jid) => x('item', { jid }))));
   }
 
@@ -257,7 +257,7 @@ class Blocking {
   /** A block or unblock push (section 3.3, 3.4) to every interested resource of the account. */
   private push(user: Jid, payload: Element): void {
     for (const s of this.ctx.sessions.ofAccount(user.bare)) {
-      if (!this.interested.has(s)) continue;
+      if (!s.hasFlag(PUSHES)) continue;
       s.send(x('iq', { type: 'set', id: 'block-push-' + randomBytes(6).toString('hex'), to: s.jid.full }, payload.clone()));
     }
   }
@@ -386,6 +386,9 @@ export function createBlockingModule(): GatehouseModule {
     load(ctx) {
       const b = new Blocking(ctx);
       const { hooks, disco } = ctx;
+      // A list changed on another cluster node: the copy here is read again when next needed.
+      ctx.services.get('cluster')?.onInvalidate('blocklist', (bare) => b.lists.forget(bare));
+      ctx.services.get('cluster')?.onInvalidate('account', (bare) => b.lists.forget(bare));
       disco.addServerFeature(NS_BLOCKING);
       hooks.on(`iq-get/bare/${NS_BLOCKING}:blocklist`, (e) => b.getList(e));
       hooks.on(`iq-set/bare/${NS_BLOCKING}:block`, (e) => b.block(e));
@@ -407,7 +410,6 @@ export function createBlockingModule(): GatehouseModule {
         return ctx.router.targetOf(e.to) === 'remote' ? b.outbound(e) : b.either(e);
       });
 
-      hooks.on('session/closed', ({ session }) => b.forgetSession(session));
       hooks.on('account/created', ({ jid }) => b.lists.forget(jid.bare));
       hooks.on('account/deleted', ({ jid }) => b.lists.forget(jid.bare));
     },

@@ -110,30 +110,32 @@ function wrap(direction: 'sent' | 'received', user: string, to: string, original
   return x('message', { xmlns: NS.client, from: user, to, type: original.attrs.type }, x(direction, { xmlns: NS_CARBONS }, x('forwarded', { xmlns: NS_FORWARD }, copy)));
 }
 
+/** The session flag of an enabled resource: a flag, so cluster nodes see it on each other's sessions. */
+const FLAG = 'carbons';
+
 class Carbons {
-  private readonly enabled = new Set<ClientSession>();
+  /** This node's enabled sessions: on a single node, none means no message needs a look. */
+  private readonly enabledHere = new Set<ClientSession>();
 
   constructor(private readonly ctx: ServerContext) {}
-
-  isEnabled(session: ClientSession): boolean {
-    return this.enabled.has(session);
-  }
 
   toggle(e: StanzaEvent, on: boolean): true {
     const { router } = this.ctx;
     if (e.origin.kind !== 'c2s' || e.from.bare !== e.to.bare) return replyError(router, e, 'not-allowed');
-    if (on) this.enabled.add(e.origin.session);
-    else this.enabled.delete(e.origin.session);
+    e.origin.session.setFlag(FLAG, on);
+    if (on) this.enabledHere.add(e.origin.session);
+    else this.enabledHere.delete(e.origin.session);
     return replyResult(router, e);
   }
 
   forget(session: ClientSession): void {
-    this.enabled.delete(session);
+    this.enabledHere.delete(session);
   }
 
   /** Never claims the event: the message goes on to delivery (or out of the server) unchanged. */
   onMessage(e: StanzaEvent, target: 'bare' | 'full' | 'remote'): void {
-    if (this.enabled.size === 0 && !e.stanza.getChild('private', NS_CARBONS)) return;
+    // In a cluster, resources on other nodes may have carbons on: no shortcut there.
+    if (this.enabledHere.size === 0 && !e.stanza.getChild('private', NS_CARBONS) && !this.ctx.services.get('cluster')) return;
     const { stanza } = e;
     const sender = e.origin.kind === 'c2s' ? e.origin.session : null;
     const toLocalAccount = target !== 'remote';
@@ -147,7 +149,7 @@ class Carbons {
       const user = sender.jid.bare;
       let forwarded: Element | null = null;
       for (const s of this.ctx.sessions.ofAccount(user)) {
-        if (s === sender || !this.enabled.has(s)) continue;
+        if (s === sender || !s.hasFlag(FLAG)) continue;
         if (toSelf && recipients()?.has(s)) continue;
         if (!forwarded) {
           forwarded = stanza.clone();
@@ -167,7 +169,7 @@ class Carbons {
     if (got === null) return;
     const user = e.to.bare;
     for (const s of this.ctx.sessions.ofAccount(user)) {
-      if (!this.enabled.has(s) || got.has(s)) continue;
+      if (!s.hasFlag(FLAG) || got.has(s)) continue;
       this.ctx.router.deliver(s, wrap('received', user, s.jid.full, stanza));
     }
   }

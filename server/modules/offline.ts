@@ -182,6 +182,7 @@ export function createOfflineModule(): GatehouseModule {
       ctx.disco.addServerFeature(NS.msgoffline);
       ctx.hooks.on('message/offline', (e) => store.onOffline(e));
       ctx.hooks.on('session/available', ({ session }) => store.onAvailable(session));
+      ctx.hooks.on('session/stored-messages', ({ session }) => (session.available ? store.onAvailable(session) : undefined));
     },
   };
 }

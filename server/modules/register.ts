@@ -273,8 +273,17 @@ class Registration {
       const minutes = Math.max(1, Math.ceil((slot.retryAt - this.ctx.clock.now().getTime()) / 60_000));
       return fail('policy-violation', `too many accounts were registered from your address recently; try again in ${minutes} minute${minutes === 1 ? '' : 's'}`, 'wait');
     }
+    // In a cluster the limit counts the registrations of every node (shared counters).
+    const cluster = this.ctx.services.get('cluster');
+    const { maxPerAddress, window, exempt } = this.ctx.config.registrationLimit;
+    const counted = cluster && maxPerAddress > 0 && !exempt.some((r) => cidrContains(r, stream.ip)) ? addressGroup(stream.ip) : null;
+    if (cluster && counted !== null && (await cluster.peek('registration', counted, window)) >= maxPerAddress) {
+      slot.release();
+      return fail('policy-violation', 'too many accounts were registered from your address recently; try again later', 'wait');
+    }
     try {
       const account = await this.accounts.create(sub.username, stream.host, sub.password, stream.ip);
+      if (cluster && counted !== null) await cluster.count('registration', counted, window);
       this.ctx.log.info('account registered in-band', { account: `${account.username}@${account.host}` });
       return send(iqResult(iq));
     } catch (err) {

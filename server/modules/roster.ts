@@ -276,6 +276,8 @@ export function createRosterModule(): GatehouseModule {
       hooks.on('account/deleted', ({ jid }) => {
         roster.forget(jid.bare);
       });
+      // An account deleted through another cluster node: its cached row goes here too.
+      ctx.services.get('cluster')?.onInvalidate('account', (bare) => roster.forget(bare));
     },
   };
 }

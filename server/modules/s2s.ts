@@ -56,10 +56,16 @@ export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
     const s = (service = new S2sService(ctx, opts));
     await s.init();
     ctx.services.provide('s2s', s);
+    // In a cluster one node keeps the outgoing link to a remote domain (the domain's owner among
+    // the living nodes); the others hand it their stanzas for that domain.
+    const cluster = ctx.services.get('cluster');
+    if (cluster) cleanup.push(cluster.serve('s2s', (stanza, from, to) => s.send({ stanza, from, to, origin: { kind: 'server' } })));
     const toRemote = (e: StanzaEvent): boolean => {
       // Component domains (and their subdomains) are the router's: it delivers or bounces.
       if (ctx.router.componentFor(e.to.domain) !== undefined) return false;
-      s.send(e);
+      const owner = cluster?.ownerOf('s2s', e.to.domain);
+      if (cluster && owner !== undefined && owner !== cluster.node) cluster.forward(owner, 's2s', e.stanza, e.from, e.to);
+      else s.send(e);
       return true;
     };
     cleanup.push(ctx.hooks.on('message/remote', toRemote, 'federate'));

@@ -103,6 +103,8 @@ class AvatarPresence {
     const bare = jid.bare;
     const hash = photoHash(photo);
     this.changes.set(bare, (this.changes.get(bare) ?? 0) + 1);
+    // Other cluster nodes stamp their resources' presence from their own copy of the hash.
+    this.ctx.services.get('cluster')?.invalidate('avatar-hash', bare);
     if (!this.online(bare)) {
       this.hashes.delete(bare);
       this.changes.delete(bare);
@@ -121,6 +123,13 @@ class AvatarPresence {
       for (const old of again.getChildren('x', NS.vcardUpdate)) again.remove(old);
       await this.ctx.router.route(again, session.jid, { kind: 'c2s', session });
     }
+  }
+
+  /** The avatar changed on another cluster node: the hash is read again when next needed. */
+  forget(bare: string): void {
+    const had = this.hashes.delete(bare);
+    // Only for accounts this node keeps: a read under way then does not bring the old hash back.
+    if (had || this.changes.has(bare)) this.changes.set(bare, (this.changes.get(bare) ?? 0) + 1);
   }
 
   /** A session ended: the account's hash is forgotten with its last one. */
@@ -174,6 +183,7 @@ export function createVcardModule(): GatehouseModule {
       // 'filter' runs before the presence module's outbound handling ('intercept'), which broadcasts the stanza.
       for (const target of ['bare', 'full', 'remote'] as const) hooks.on(`presence/${target}`, (e) => avatars.stamp(e), 'filter');
       hooks.on('session/closed', ({ session }) => avatars.closed(session));
+      ctx.services.get('cluster')?.onInvalidate('avatar-hash', (bare) => avatars.forget(bare));
 
       hooks.on('pep/avatar', async ({ account, jid, photo }) => {
         const xml = await storage.vcards.get(account.id, KEY);

@@ -302,7 +302,8 @@ export class ComponentStream implements DomainLink {
       return this.close('not-authorized');
     }
     this.secret = '';
-    if (links.has(this.domain)) {
+    // Also when it is connected to another node of the cluster: one link per domain in the cluster.
+    if (links.has(this.domain) || ctx.router.componentLink(this.domain) !== null) {
       ctx.log.warn('second component connection refused', { domain: this.domain, ip: this.ip });
       return this.close('conflict', 'the component is already connected');
     }

@@ -47,6 +47,9 @@ function fakeSession(full: string): ClientSession & { closedWith: (string | unde
     presence: null,
     interested: false,
     directedPresence: new Set(),
+    capabilities: undefined,
+    hasFlag: () => false,
+    setFlag() {},
     send() {},
     close(condition?: string) {
       closedWith.push(condition);

@@ -20,7 +20,13 @@ export interface ServerProcess {
 export async function startServerProcess(dir: string, config: Record<string, unknown>): Promise<ServerProcess> {
   const path = join(dir, 'gatehouse.yaml');
   writeFileSync(path, stringify(config));
-  const proc = spawn(process.execPath, [CLI, 'start', '--config', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return startServerProcessWith(['start', '--config', path], JSON.stringify(config));
+}
+
+/** Runs `gatehouse ARGS` (a start command) and resolves when it listens for clients. */
+export async function startServerProcessWith(cliArgs: string[], configText = ''): Promise<ServerProcess> {
+  const config = configText;
+  const proc = spawn(process.execPath, [CLI, ...cliArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
   const ports = await new Promise<{ port: number; tlsPort: number }>((resolve, reject) => {
@@ -30,7 +36,7 @@ export async function startServerProcess(dir: string, config: Record<string, unk
       output.push(d.toString());
       const plain = /clients \(STARTTLS\): \S+ port (\d+)/.exec(text);
       const tls = /clients \(direct TLS\): \S+ port (\d+)/.exec(text);
-      if (plain && (tls || !/direct TLS/.test(JSON.stringify(config)))) resolve({ port: Number(plain[1]), tlsPort: tls ? Number(tls[1]) : 0 });
+      if (plain && (tls || !/direct TLS/.test(config))) resolve({ port: Number(plain[1]), tlsPort: tls ? Number(tls[1]) : 0 });
     };
     proc.stdout!.on('data', onData);
     proc.stderr!.on('data', (d: Buffer) => output.push(d.toString()));

@@ -47,7 +47,7 @@ test('a command or control command declared by two modules is refused, naming bo
 
 test('the control commands are declared by the modules that hold their state', () => {
   const declared = allModules().flatMap((m) => Object.keys(m.commands?.control ?? {}).map((n) => `${n} ${m.name}`));
-  assert.deepEqual(declared.sort(), ['accounts.delete register', 'kick operator', 'muc.destroy muc', 'muc.list muc', 'policy.held privacy-policy', 'reload operator', 'sessions session-stats', 'stats.flush statistics', 'status operator']);
+  assert.deepEqual(declared.sort(), ['accounts.delete register', 'cluster-status operator', 'kick operator', 'muc.destroy muc', 'muc.list muc', 'policy.held privacy-policy', 'reload operator', 'sessions session-stats', 'stats.flush statistics', 'status operator']);
 });
 
 test('a module declaring its config section finds it in the configuration schema, under its key', () => {

@@ -152,7 +152,11 @@ export class ServerMetrics {
   /** The exposition text: the process's metrics, then this server's. */
   async text(): Promise<string> {
     this.readStatistics();
-    const text = await Registry.merge([processMetrics(), this.registry]).metrics();
+    const merged = Registry.merge([processMetrics(), this.registry]);
+    // In a cluster every series carries its node's name, so one Prometheus tells the nodes apart.
+    const cluster = this.ctx.config.cluster;
+    if (cluster.enabled) merged.setDefaultLabels({ node: cluster.node });
+    const text = await merged.metrics();
     // prom-client separates families with an empty line; the format needs none.
     return text.replace(/\n{2,}/g, '\n');
   }

@@ -110,7 +110,10 @@ export function createBackupModule(): GatehouseModule {
           return;
         }
         const scheduler = new BackupScheduler({ config, clock: ctx.clock, log: log.child('backup') });
-        const timer = setInterval(() => void scheduler.tick(), CHECK_INTERVAL_MS);
+        // In a cluster one node makes the daily backup of the shared database: the one holding the task.
+        const timer = setInterval(() => {
+          if (ctx.services.get('cluster')?.holds('backup') ?? true) void scheduler.tick();
+        }, CHECK_INTERVAL_MS);
         timer.unref();
         active.set(scheduler, timer);
       };

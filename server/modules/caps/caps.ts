@@ -179,7 +179,8 @@ export class Caps implements CapsService {
   featuresOf(fullJid: string): ReadonlySet<string> | undefined {
     let found: ReadonlySet<string> | undefined;
     for (const e of this.byJid.get(fullJid) ?? []) if (e.checked && e.features) found = e.features;
-    return found;
+    // A resource bound on another cluster node: its node learnt its features and shares them.
+    return found ?? this.ctx.sessions.get(fullJid)?.capabilities;
   }
 
   availableResources(observerBare: string, contactBare: string): CapsResource[] {
@@ -317,6 +318,11 @@ export class Caps implements CapsService {
     if (ofBare?.size === 0) seen.byBare.delete(entry.bare);
     if (seen.order.size === 0) this.observed.delete(entry.observer);
     removeFrom(this.byJid, entry.jid, entry);
+    if (entry.observer === entry.bare && entry.features) {
+      // Its own resource: the features shared with the other cluster nodes go too.
+      const session = this.ctx.sessions.get(entry.jid);
+      if (session && session.capabilities === entry.features) session.capabilities = undefined;
+    }
     if (entry.key) {
       removeFrom(this.byKey, entry.key, entry);
       if (!this.byKey.has(entry.key)) this.waiting.delete(entry.key);
@@ -349,6 +355,11 @@ export class Caps implements CapsService {
   private setFeatures(entry: Entry, features: ReadonlySet<string>): void {
     if (entry.features === features || !this.current(entry)) return;
     entry.features = features;
+    if (entry.observer === entry.bare) {
+      // Its own resource: kept on the session too, where other cluster nodes see it (PEP's +notify).
+      const session = this.ctx.sessions.get(entry.jid);
+      if (session) session.capabilities = features;
+    }
     const event: CapsFeaturesEvent = { jid: entry.jid, observer: entry.observer, features };
     for (const listener of [...this.listeners]) {
       try {

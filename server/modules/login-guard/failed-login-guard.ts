@@ -48,6 +48,7 @@ import { loginGuardConfigSection, type LoginGuardConfig } from './config.js';
 import { defaultsOf } from '../../../shared/schema-kit.js';
 import type { GatehouseModule, ServerContext, StreamInfo } from '../../core/context.js';
 import type { HookPhase } from '../../core/hooks.js';
+import type { ClusterService } from '../../core/cluster.js';
 import type { AuthAttempt, AuthFailure } from '../../streams/c2s.js';
 import { cidrContains } from '../../../shared/ip-addresses.js';
 import { ipSubject } from './subjects.js';
@@ -131,6 +132,12 @@ export class LoginGuard {
   private readonly pending = new Set<Promise<unknown>>();
   private timer: NodeJS.Timeout | null = null;
   private readonly waits = new Set<{ timer: Timer; resolve: () => void }>();
+  /**
+   * In a cluster: the shared counters. Failures then count against the thresholds cluster-wide (an
+   * attacker spreading guesses over the nodes gains nothing), and a block another node set is read
+   * from storage at the next attempt.
+   */
+  cluster: () => ClusterService | undefined = () => undefined;
 
   constructor(
     private readonly ctx: Pick<ServerContext, 'storage' | 'clock' | 'log'>,
@@ -205,7 +212,20 @@ export class LoginGuard {
     );
     const counted = this.count(f);
     const now = this.ctx.clock.now().getTime();
+    const cluster = this.cluster();
+    if (cluster) {
+      this.track(this.countInCluster(cluster, counted, now));
+      return;
+    }
     for (const { kind, subject, n } of counted) {
+      const threshold = kind === 'ip' ? this.options.blockAfter : this.options.accountBlockAfter;
+      if (threshold > 0 && n >= threshold && !this.activeBlock(kind, subject, now)) this.block(kind, subject, n, now);
+    }
+  }
+
+  private async countInCluster(cluster: ClusterService, counted: { kind: BlockKind; subject: string }[], now: number): Promise<void> {
+    for (const { kind, subject } of counted) {
+      const n = await cluster.count('failed-login', keyOf(kind, subject), this.options.window);
       const threshold = kind === 'ip' ? this.options.blockAfter : this.options.accountBlockAfter;
       if (threshold > 0 && n >= threshold && !this.activeBlock(kind, subject, now)) this.block(kind, subject, n, now);
     }
@@ -238,18 +258,34 @@ export class LoginGuard {
     if (ip !== null && !this.trusted(ip)) subjects.push({ kind: 'ip', subject: ipSubject(ip) });
     const account = accountSubject(username, host);
     if (account) subjects.push({ kind: 'account', subject: account });
+    const cluster = this.cluster();
     for (const { kind, subject } of subjects) {
+      if (cluster) await this.adoptStoredBlock(kind, subject);
       const block = await this.confirmedBlock(kind, subject);
       if (block) return { kind, subject, text: denialText(kind, block.expiresAt.getTime() - this.ctx.clock.now().getTime()) };
     }
-    const delay = Math.max(0, ...subjects.map(({ kind, subject }) => this.delayFor(keyOf(kind, subject))));
+    let delay = Math.max(0, ...subjects.map(({ kind, subject }) => this.delayFor(keyOf(kind, subject))));
+    if (cluster) {
+      for (const { kind, subject } of subjects) delay = Math.max(delay, this.delayOf(await cluster.peek('failed-login', keyOf(kind, subject), this.options.window)));
+    }
     if (delay > 0) await this.wait(delay);
     return null;
   }
 
+  /** A block another cluster node stored: in force here too. */
+  private async adoptStoredBlock(kind: BlockKind, subject: string): Promise<void> {
+    const now = this.ctx.clock.now().getTime();
+    if (this.activeBlock(kind, subject, now)) return;
+    const stored = await this.ctx.storage.privacyLogs.getBlock(kind, subject).catch(() => null);
+    if (stored && stored.expiresAt.getTime() > now) this.blocks.set(keyOf(kind, subject), { expiresAt: stored.expiresAt.getTime(), failures: stored.failures, setAt: 0, stored: true });
+  }
+
   /** The delay the next attempt under this key gets (0 if none). */
   delayFor(key: string): number {
-    const n = this.recent(key, this.ctx.clock.now().getTime());
+    return this.delayOf(this.recent(key, this.ctx.clock.now().getTime()));
+  }
+
+  private delayOf(n: number): number {
     const { delayAfter, delayBase, delayMax } = this.options;
     if (delayAfter <= 0 || n < delayAfter || delayBase <= 0) return 0;
     return Math.min(delayMax, delayBase * 2 ** Math.min(n - delayAfter, 30));
@@ -458,6 +494,7 @@ export function createFailedLoginGuardModule(overrides: Partial<LoginGuardOption
     async load(ctx) {
       const { hooks } = ctx;
       const guard = new LoginGuard(ctx, loginGuardOptions(ctx.config, overrides));
+      guard.cluster = () => ctx.services.get('cluster');
       ctx.services.provide('login-guard', guard);
       active.add(guard);
       await guard.start();

@@ -4,6 +4,7 @@ import { controlRequest } from '../../admin/control.js';
 import type { ReloadOutcome } from '../../core/runtime.js';
 import { formatDurationShort } from '../../../shared/format.js';
 import type { ServerStatus } from './status.js';
+import type { ClusterStatus } from '../../core/cluster.js';
 
 const JSON_FLAG: FlagDefinition = { name: 'json', type: 'boolean', doc: 'print JSON (the admin HTTP API answers the same)' };
 
@@ -43,6 +44,20 @@ export function renderStatus(s: ServerStatus): string {
   return lines.join('\n');
 }
 
+export function renderClusterStatus(s: ClusterStatus): string {
+  const nats = s.nats.connected ? `connected to ${s.nats.server ?? '?'}` : 'NOT connected (reconnecting)';
+  const lines = [`cluster node ${s.node}; NATS ${nats}${s.nats.reconnects ? `, ${s.nats.reconnects} reconnect${s.nats.reconnects === 1 ? '' : 's'}` : ''}`];
+  const up = s.nodes.filter((n) => n.state === 'up');
+  lines.push(`nodes: ${up.length} up${s.nodes.length > up.length ? `, ${s.nodes.length - up.length} dead` : ''}; sessions: ${up.reduce((n, x) => n + x.sessions, 0)}`);
+  for (const n of s.nodes) {
+    const seen = n.self ? 'this node' : `heard ${(n.lastSeenMs / 1000).toFixed(1)} s ago`;
+    const comps = n.components.length ? `, components ${n.components.join(' ')}` : '';
+    lines.push(`  ${n.name.padEnd(20)} ${n.state.padEnd(5)} ${String(n.sessions).padStart(6)} sessions  ${seen}, started ${n.startedAt || '?'}${comps}`);
+  }
+  for (const t of s.tasks) lines.push(`task ${t.name}: ${t.holder ? `runs on ${t.holder}` : 'no node holds it yet'}`);
+  return lines.join('\n');
+}
+
 export const operatorCommands = commandSet(
   {
     name: 'status',
@@ -57,6 +72,21 @@ export const operatorCommands = commandSet(
       const config = configFrom(args);
       const status = (await controlRequest(config.dataDir, 'status')) as ServerStatus;
       console.log(args.flags.has('json') ? JSON.stringify(status, null, 2) : renderStatus(status));
+      return 0;
+    },
+  },
+  {
+    name: 'cluster status',
+    summary: 'the nodes of the cluster, their sessions and components, NATS, once-per-cluster tasks',
+    description:
+      'Asks the running server (in cluster mode): which nodes it hears (up, or dead once not heard of for cluster.failureTimeout), how many client sessions each holds, the components linked to each, whether it is connected to NATS, and which node runs each once-per-cluster task (retention, backup, transports) it knows of. Names no account and no address.',
+    flags: [CONFIG_FLAG, JSON_FLAG],
+    server: 'yes',
+    control: 'cluster-status',
+    async run(args) {
+      const config = configFrom(args);
+      const status = (await controlRequest(config.dataDir, 'cluster-status')) as ClusterStatus;
+      console.log(args.flags.has('json') ? JSON.stringify(status, null, 2) : renderClusterStatus(status));
       return 0;
     },
   },

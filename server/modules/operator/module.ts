@@ -73,6 +73,15 @@ export function createOperatorModule(): GatehouseModule {
             }
           },
         },
+        'cluster-status': {
+          summary: 'the nodes of the cluster as this node sees them',
+          available: on,
+          handler: () => {
+            const cluster = server().services.get('cluster');
+            if (!cluster) throw new ControlError('this server does not run in cluster mode (cluster.enabled is false)');
+            return cluster.status();
+          },
+        },
         kick: {
           summary: 'close the sessions of an account (bare JID) or one session (full JID)',
           available: on,

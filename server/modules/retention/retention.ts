@@ -254,6 +254,8 @@ export interface RetentionScheduleOptions {
   /** Milliseconds after start for the first run. Default 30 seconds. */
   firstRunAfterMs?: number;
   batch?: number;
+  /** Whether a scheduled run may run here now (in a cluster: this node holds the sweep). Default always. */
+  mayRun?: () => boolean;
 }
 
 export const DEFAULT_RETENTION_INTERVAL_MS = 5 * 60_000;
@@ -276,6 +278,7 @@ export class RetentionSweeper {
     const schedule = (ms: number) => {
       if (this.stopped) return;
       this.timer = setTimeout(() => {
+        if (this.opts.mayRun && !this.opts.mayRun()) return schedule(interval);
         void this.runNow().finally(() => schedule(interval));
       }, ms);
       this.timer.unref();
@@ -337,7 +340,9 @@ export function createRetentionModule(opts: RetentionScheduleOptions = {}): Gate
       const injected = ctx.clock !== systemClock && opts.intervalMs === undefined;
       // The classes of every module of this server, whatever their order (main.ts knows them all).
       const env = { ...ctx, retentionClasses: retentionClassesOf(ctx.modules) };
-      const sweeper = new RetentionSweeper(env, injected ? { ...opts, intervalMs: null } : opts);
+      // In a cluster the sweep runs once per cluster, on the node holding its task (KV lock).
+      const mayRun = () => ctx.services.get('cluster')?.holds('retention') ?? true;
+      const sweeper = new RetentionSweeper(env, injected ? { ...opts, intervalMs: null } : { mayRun, ...opts });
       active.add(sweeper);
       ctx.services.provide('retention', sweeper);
       hooks.on('session/bound', ({ session, account }) => {

@@ -337,7 +337,8 @@ export function statsFor(ctx: ServerContext): Statistics {
         clock: ctx.clock,
         retention: ctx.config.retention.statistics,
         log: ctx.log.child('statistics'),
-        online: () => ctx.sessions.size,
+        // In a cluster every node samples the cluster's total (the series are shared), not its own.
+        online: () => ctx.services.get('cluster')?.sessionsOnline() ?? ctx.sessions.size,
       }),
   );
 }

@@ -145,6 +145,10 @@ class Supervised {
 export function createTransportsSupervisor(options: SupervisorOptions = {}): GatehouseModule & { running(): { name: string; pid: number | null; restarts: number }[] } {
   let supervised: Supervised[] = [];
   let stopping = false;
+  /** In a cluster the transports run on one node, the one holding their task; elsewhere they wait. */
+  let leading = true;
+  let leaderCheck: NodeJS.Timeout | null = null;
+  const paused = () => stopping || !leading;
   let offInForce = (): void => {};
   const opts = {
     restart: options.restart ?? { min: 1000, max: 60_000 },
@@ -180,7 +184,7 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
     ],
     load(ctx) {
       const list = options.transports ?? ctx.config.transports;
-      supervised = list.map((t) => new Supervised(t, ctx, opts, () => stopping));
+      supervised = list.map((t) => new Supervised(t, ctx, opts, paused));
       const inForce = (s: Supervised, components: readonly { domain: string }[]): boolean => {
         const domain = componentDomainOf(s.spec);
         return domain === null || components.some((c) => c.domain === domain);
@@ -191,7 +195,25 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
         waiting.add(s);
         ctx.log.info('transport not started: its component is held back until its privacy policy change takes effect', { transport: s.spec.name, component: componentDomainOf(s.spec) });
       };
-      for (const s of supervised) startOrWait(s, ctx.config.components);
+      const startAll = () => {
+        for (const s of supervised) startOrWait(s, ctx.config.components);
+      };
+      if (ctx.config.cluster.enabled && list.length > 0) {
+        leading = false;
+        leaderCheck = setInterval(() => {
+          const holds = ctx.services.get('cluster')?.holds('transports') ?? false;
+          if (holds && !leading) {
+            leading = true;
+            ctx.log.info('this node runs the transports (once per cluster)');
+            startAll();
+          } else if (!holds && leading) {
+            leading = false;
+            ctx.log.warn('another node runs the transports now: stopping them here');
+            void Promise.all(supervised.map((s) => s.stop()));
+          }
+        }, 1000);
+        leaderCheck.unref();
+      } else startAll();
       offInForce = ctx.hooks.on('config/in-force', async ({ after }) => {
         // A held-back component came into force: its transport starts.
         for (const s of [...waiting]) {
@@ -212,7 +234,7 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
         }
         await Promise.all(gone.map((s) => s.stop(true)));
         for (const t of added) {
-          const s = new Supervised(t, ctx, opts, () => stopping);
+          const s = new Supervised(t, ctx, opts, paused);
           supervised.push(s);
           startOrWait(s, after.components);
         }
@@ -221,6 +243,7 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
     async unload() {
       offInForce();
       stopping = true;
+      if (leaderCheck) clearInterval(leaderCheck);
       await Promise.all(supervised.map((s) => s.stop()));
     },
     running() {

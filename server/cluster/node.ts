@@ -1,0 +1,746 @@
+/**
+ * One node of a cluster: its NATS connection, the other nodes (heartbeats, failure detection), the
+ * session announcements that keep the registry's stand-ins true, and the stanzas that cross to the
+ * node holding their recipient. docs/architecture.md ("Cluster") tells what crosses and why.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { connect, type NatsConnection, type Msg } from '@nats-io/transport-node';
+import { Jid } from '../../shared/jid.js';
+import { NS } from '../../shared/ns.js';
+import { x, type Element } from '../../shared/xml/element.js';
+import { parseXmlText } from '../../shared/xml/parse-xml.js';
+import type { Logger } from '../../shared/logger.js';
+import type { ServerContext } from '../core/context.js';
+import type { ClusterRouting, ClusterService, ClusterStatus } from '../core/cluster.js';
+import { messageType, topResources } from '../core/delivery.js';
+import type { DomainLink } from '../core/router.js';
+import type { BoundSession, ClientSession } from '../core/session.js';
+import {
+  DELIVERED,
+  NOT_HERE,
+  decode,
+  encode,
+  subjects,
+  text,
+  type CloseSession,
+  type ComponentStanza,
+  type Heartbeat,
+  type SessionAnnouncement,
+  type ServiceStanza,
+  type SessionEntry,
+  type StanzaForSession,
+  type Subjects,
+} from './protocol.js';
+import { ClusterSessionRegistry, type LocalSessionEvents } from './registry.js';
+import { RemoteSession, type RemoteSessionLink } from './remote-session.js';
+import { SharedState } from './shared-state.js';
+import type { ClusterConfig } from './types.js';
+
+interface Peer {
+  name: string;
+  epoch: string;
+  startedAt: string;
+  lastSeen: number;
+  state: 'up' | 'dead';
+  sessions: number;
+  components: Set<string>;
+  /** The whole list it is telling now, in parts. */
+  told: { batch: string; jids: Set<string> } | null;
+}
+
+const NS_CARBONS = 'urn:xmpp:carbons:2';
+/** How long after storing an offline message a resource coming online elsewhere is asked to look again. */
+const STORED_WINDOW_MS = 10_000;
+const MAX_RECENTLY_STORED = 10_000;
+/** Size of one part of a node's whole session list (NATS refuses messages over 1 MiB by default). */
+const ALL_PART_BYTES = 256 * 1024;
+
+/** A link to a component connected to another node. */
+class RemoteComponentLink implements DomainLink {
+  constructor(
+    readonly node: string,
+    private readonly domain: string,
+    private readonly cluster: ClusterNode,
+  ) {}
+  send(stanza: Element): void {
+    this.cluster.toComponent(this.node, this.domain, stanza);
+  }
+}
+
+export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessionLink, LocalSessionEvents {
+  readonly node: string;
+  readonly epoch = randomBytes(6).toString('hex');
+  readonly registry: ClusterSessionRegistry;
+  readonly iqIdPrefix: string;
+  private readonly subjects: Subjects;
+  private readonly startedAt = new Date().toISOString();
+  private readonly peers = new Map<string, Peer>();
+  private readonly localComponents = new Set<string>();
+  private readonly dirty = new Set<BoundSession>();
+  /** Accounts this node stored offline messages for lately, with when (oldest first). */
+  private readonly recentlyStored = new Map<string, number>();
+  /** Messages already sent on to other resources once after a failed delivery: a second failure stores them. */
+  private readonly rerouted = new WeakSet<Element>();
+  private nc: NatsConnection | null = null;
+  private ctx: ServerContext | null = null;
+  private shared: SharedState | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private connected = false;
+  private reconnects = 0;
+  private stopping = false;
+  private leaving = false;
+  private nameTaken = false;
+  /** Runs of nodes that left (`node/epoch`): what they still send is not a node joining. */
+  private readonly departed = new Set<string>();
+  private readonly services = new Map<string, (stanza: Element, from: Jid, to: Jid) => void>();
+  private readonly invalidations = new Map<string, Set<(key: string) => void>>();
+  private announceAllSoon: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly config: ClusterConfig,
+    private readonly log: Logger,
+  ) {
+    this.node = config.node;
+    this.subjects = subjects(config.prefix);
+    this.iqIdPrefix = `gh-${config.node}:`;
+    this.registry = new ClusterSessionRegistry(this);
+  }
+
+  /** Joins the cluster: connects to NATS, listens, announces this node. Throws when NATS cannot be reached. */
+  async start(ctx: ServerContext): Promise<void> {
+    this.ctx = ctx;
+    try {
+      this.nc = await connect({
+        servers: this.config.nats,
+        name: `gatehouse-${this.node}`,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        pingInterval: Math.max(1000, this.config.heartbeatInterval),
+        maxPingOut: 3,
+      });
+    } catch (err) {
+      throw new Error(`cluster: cannot connect to NATS (${this.config.nats.join(', ')}): ${err instanceof Error ? err.message : String(err)}`);
+    }
+    this.connected = true;
+    const nc = this.nc;
+    const s = this.subjects;
+    const on = (subject: string, what: string, handle: (msg: Msg) => void | Promise<void>) =>
+      nc.subscribe(subject, {
+        callback: (err, msg) => {
+          if (!err) this.guard(what, () => handle(msg));
+        },
+      });
+    on(s.heartbeat, 'heartbeat', (msg) => this.onHeartbeat(decode<Heartbeat & { leaving?: boolean }>(msg.data)));
+    on(s.sessions, 'announcement', (msg) => this.onAnnouncement(decode<SessionAnnouncement>(msg.data)));
+    on(s.stanza(this.node), 'stanza', (msg) => this.onStanza(msg));
+    on(s.close(this.node), 'close', (msg) => this.onClose(decode<CloseSession>(msg.data)));
+    on(s.stored(this.node), 'stored', (msg) => this.onStored(decode<{ jid: string }>(msg.data)));
+    on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
+    on(s.answer(this.node), 'answer', (msg) => this.onAnswer(decode<{ xml: string; from: string; to: string }>(msg.data)));
+    on(s.service(this.node), 'service', (msg) => this.onServiceStanza(decode<ServiceStanza>(msg.data)));
+    on(s.invalidate, 'invalidate', (msg) => this.onInvalidation(decode<{ node: string; topic: string; key: string }>(msg.data)));
+    void this.watchStatus(nc);
+    this.shared = new SharedState(nc, this.config, this.node, this.log);
+    await this.shared.open();
+    // A running node with the same name would get half of this one's stanzas: listen for its
+    // heartbeat (one and a half intervals) before joining.
+    await new Promise((r) => setTimeout(r, Math.round(this.config.heartbeatInterval * 1.5)));
+    if (this.nameTaken) throw new Error(`cluster: the node name ${JSON.stringify(this.node)} is in use by a running node (cluster.node must be unique)`);
+    ctx.router.cluster = this;
+    ctx.services.provide('cluster', this);
+    // What the other nodes cache about an account (its row, its lists) goes with it, and a new
+    // account under a name deleted before must not meet the old cached data either.
+    ctx.hooks.on('account/deleted', ({ jid }) => this.invalidate('account', jid.bare), 'observe');
+    // A message stored offline here while the user's resource was coming online elsewhere: see remoteUp.
+    ctx.hooks.on('message/offline', ({ to }) => void this.storedOffline(to.bare), 'observe');
+    ctx.hooks.on('account/created', ({ jid }) => this.invalidate('account', jid.bare), 'observe');
+    await nc.flush();
+    this.heartbeat();
+    this.announceAll();
+    this.timer = setInterval(() => this.tick(), this.config.heartbeatInterval);
+    this.timer.unref();
+    this.log.info('joined the cluster', { nats: this.config.nats.join(','), prefix: this.config.prefix });
+  }
+
+  /**
+   * Tells the others this node is leaving, while its sessions are still listed: they end them for
+   * their contacts at once (unavailable presence on this node's behalf) and route no more stanzas
+   * here; what this node then broadcasts itself while closing its streams may arrive as well.
+   */
+  async leave(): Promise<void> {
+    if (this.leaving) return;
+    this.leaving = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.announceAllSoon) clearTimeout(this.announceAllSoon);
+    if (!this.nc || this.nc.isClosed()) return;
+    this.flushChanges();
+    this.publish(this.subjects.heartbeat, { ...this.heartbeatBody(), leaving: true });
+    await this.nc.flush().catch(() => {});
+  }
+
+  /** Leaves (if not done yet) and closes the NATS connection once what is on its way went out. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    await this.leave();
+    this.stopping = true;
+    this.shared?.stop();
+    const nc = this.nc;
+    if (!nc) return;
+    try {
+      await nc.drain();
+    } catch {
+      await nc.close().catch(() => {});
+    }
+  }
+
+  private guard(what: string, fn: () => void | Promise<void>): void {
+    try {
+      const r = fn();
+      if (r) r.catch((err) => this.log.error('cluster: handling failed', { what, error: err instanceof Error ? err.message : String(err) }));
+    } catch (err) {
+      this.log.error('cluster: handling failed', { what, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  private async watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') {
+        if (this.connected) this.log.warn('cluster: NATS connection lost, reconnecting', { server: s.server });
+        this.connected = false;
+      } else if (s.type === 'reconnect') {
+        this.connected = true;
+        this.reconnects++;
+        this.log.info('cluster: NATS connection back', { server: s.server });
+        // Nobody heard anybody meanwhile: everyone gets a fresh chance, and our sessions are told again.
+        const now = Date.now();
+        for (const p of this.peers.values()) p.lastSeen = now;
+        this.heartbeat();
+        this.announceAll();
+        // Announcements were missed meanwhile: everyone tells its sessions again.
+        this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
+      }
+    }
+  }
+
+  private publish(subject: string, body: unknown): void {
+    if (!this.nc || this.nc.isClosed()) return;
+    try {
+      this.nc.publish(subject, encode(body));
+    } catch (err) {
+      this.log.warn('cluster: publish failed', { subject, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  // ---- membership ----
+
+  private heartbeatBody(): Heartbeat {
+    return { node: this.node, epoch: this.epoch, startedAt: this.startedAt, sessions: this.registry.size, components: [...this.localComponents] };
+  }
+
+  private heartbeat(): void {
+    this.publish(this.subjects.heartbeat, this.heartbeatBody());
+  }
+
+  private tick(): void {
+    if (this.leaving) return;
+    this.heartbeat();
+    const now = Date.now();
+    // While this node cannot reach NATS it hears nobody, which says nothing about the others.
+    if (!this.connected) return;
+    for (const p of this.peers.values()) {
+      if (p.state === 'up' && now - p.lastSeen > this.config.failureTimeout) void this.declareDead(p, 'no heartbeat');
+    }
+    this.shared?.tick();
+  }
+
+  /** The peer as a message from `node`/`epoch` shows it; a new epoch is a restart, which ends the old run's sessions. */
+  private peer(node: string, epoch: string): Peer | null {
+    if (node === this.node || this.departed.has(`${node}/${epoch}`)) return null;
+    let p = this.peers.get(node);
+    if (p && p.epoch !== epoch) {
+      if (p.state === 'up') void this.declareDead(p, 'restarted');
+      this.peers.delete(node);
+      p = undefined;
+    }
+    if (!p) {
+      p = { name: node, epoch, startedAt: '', lastSeen: Date.now(), state: 'up', sessions: 0, components: new Set(), told: null };
+      this.peers.set(node, p);
+      this.log.info('cluster: node joined', { peer: node });
+      // It knows nothing of ours yet.
+      this.scheduleAnnounceAll();
+    }
+    return p;
+  }
+
+  private onHeartbeat(hb: Heartbeat & { leaving?: boolean }): void {
+    if (hb.node === this.node) {
+      if (hb.epoch !== this.epoch && !hb.leaving) {
+        this.nameTaken = true;
+        this.log.error('cluster: another process uses this node name', { node: this.node });
+      }
+      return;
+    }
+    if (hb.leaving) {
+      const p = this.peers.get(hb.node);
+      if (p && p.epoch === hb.epoch) this.forgetPeer(p, 'left');
+      return;
+    }
+    const p = this.peer(hb.node, hb.epoch);
+    if (!p) return;
+    if (p.state === 'dead') this.revive(p);
+    p.lastSeen = Date.now();
+    p.startedAt = hb.startedAt;
+    p.sessions = hb.sessions;
+    this.syncComponents(p, new Set(hb.components));
+  }
+
+  /** Declared dead but alive after all (NATS or the network was away for it): both sides tell their sessions again. */
+  private revive(p: Peer): void {
+    p.state = 'up';
+    this.log.info('cluster: node heard again', { peer: p.name });
+    this.scheduleAnnounceAll();
+    this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
+  }
+
+  private async declareDead(p: Peer, why: string): Promise<void> {
+    if (p.state === 'dead') return;
+    p.state = 'dead';
+    const gone = [...this.registry.remoteSessions()].filter((s) => s.node === p.name);
+    this.log.warn('cluster: node declared dead', { peer: p.name, why, sessions: gone.length });
+    this.syncComponents(p, new Set());
+    for (const s of gone) this.registry.removeRemote(s);
+    for (const s of gone) {
+      if (s.available) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+    }
+  }
+
+  /** A node that stopped cleanly: its sessions told their contacts; any still listed end here on its behalf. */
+  private forgetPeer(p: Peer, why: string): void {
+    this.peers.delete(p.name);
+    this.departed.add(`${p.name}/${p.epoch}`);
+    const left = [...this.registry.remoteSessions()].filter((s) => s.node === p.name);
+    this.log.info('cluster: node left', { peer: p.name, why, sessions: left.length });
+    this.syncComponents(p, new Set());
+    for (const s of left) this.registry.removeRemote(s);
+    for (const s of left) if (s.available) void this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+  }
+
+  /** The living node with the first name: does what one node must do for all (presence to other domains). */
+  private isFirstAlive(): boolean {
+    for (const p of this.peers.values()) if (p.state === 'up' && p.name < this.node) return false;
+    return true;
+  }
+
+  /**
+   * A session of a dead node ends for its contacts (RFC 6121 4.5.2 on its behalf): each node tells
+   * its own sessions of contacts and of the account's other resources; the first living node also
+   * tells contacts on other domains.
+   */
+  private async unavailableOnBehalf(session: RemoteSession): Promise<void> {
+    const ctx = this.ctx;
+    if (!ctx) return;
+    const presence = x('presence', { type: 'unavailable', from: session.jid.full });
+    const to = (target: string) => {
+      const copy = presence.clone();
+      copy.attrs.to = target;
+      return copy;
+    };
+    const account = await ctx.storage.accounts.get(session.jid.local, session.jid.domain);
+    const items = account ? await ctx.storage.roster.list(account.id) : [];
+    const first = this.isFirstAlive();
+    for (const item of items) {
+      if (item.subscription !== 'from' && item.subscription !== 'both') continue;
+      const contact = Jid.tryParse(item.jid);
+      if (!contact) continue;
+      if (ctx.router.isLocalHost(contact.domain)) {
+        for (const s of this.registry.localOfAccount(contact.bare)) if (s.available) s.send(to(s.jid.full));
+      } else if (first) {
+        await ctx.router.send(to(item.jid));
+      }
+    }
+    for (const s of this.registry.localOfAccount(session.jid.bare)) if (s.available) s.send(to(s.jid.full));
+  }
+
+  // ---- this node's sessions, announced ----
+
+  private entry(s: BoundSession): SessionEntry {
+    return {
+      jid: s.jid.full,
+      id: s.id,
+      startedAt: s.startedAt.getTime(),
+      available: s.available,
+      priority: s.priority,
+      presence: s.presence ? s.presence.toString() : null,
+      interested: s.interested,
+      capabilities: s.capabilities ? [...s.capabilities] : null,
+      flags: s.flagNames(),
+    };
+  }
+
+  up(session: BoundSession): void {
+    this.dirty.delete(session);
+    this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'up', session: this.entry(session) });
+  }
+
+  /** Several changes in one turn of the event loop (presence, then priority) go out as one announcement. */
+  changed(session: BoundSession): void {
+    if (this.dirty.size === 0) queueMicrotask(() => this.flushChanges());
+    this.dirty.add(session);
+  }
+
+  private flushChanges(): void {
+    for (const s of this.dirty) if (!s.ended) this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'up', session: this.entry(s) });
+    this.dirty.clear();
+  }
+
+  down(session: ClientSession): void {
+    this.dirty.delete(session as BoundSession);
+    this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'down', jid: session.jid.full, id: session.id });
+  }
+
+  private announceAll(): void {
+    const batch = randomBytes(4).toString('hex');
+    let part: SessionEntry[] = [];
+    let bytes = 0;
+    const send = (last: boolean) => {
+      this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'all', sessions: part, batch, last });
+      part = [];
+      bytes = 0;
+    };
+    for (const s of this.registry.all()) {
+      const e = this.entry(s as BoundSession);
+      bytes += JSON.stringify(e).length;
+      part.push(e);
+      if (bytes > ALL_PART_BYTES) send(false);
+    }
+    send(true);
+  }
+
+  private scheduleAnnounceAll(): void {
+    if (this.announceAllSoon) return;
+    this.announceAllSoon = setTimeout(() => {
+      this.announceAllSoon = null;
+      this.announceAll();
+    }, 20);
+    this.announceAllSoon.unref();
+  }
+
+  private onAnnouncement(a: SessionAnnouncement): void {
+    if (a.node === this.node) return;
+    const p = this.peer(a.node, a.epoch);
+    if (!p) return;
+    p.lastSeen = Date.now();
+    if (p.state === 'dead') this.revive(p);
+    if (a.op === 'sync') this.scheduleAnnounceAll();
+    else if (a.op === 'up') this.remoteUp(p, a.session);
+    else if (a.op === 'down') {
+      const s = this.registry.remoteSession(a.jid);
+      if (s && s.node === p.name && s.id === a.id) this.registry.removeRemote(s);
+    } else if (a.op === 'all') {
+      if (p.told?.batch !== a.batch) p.told = { batch: a.batch, jids: new Set() };
+      for (const e of a.sessions) {
+        p.told.jids.add(e.jid);
+        this.remoteUp(p, e);
+      }
+      if (!a.last) return;
+      const listed = p.told.jids;
+      p.told = null;
+      for (const s of [...this.registry.remoteSessions()]) if (s.node === p.name && !listed.has(s.jid.full)) this.registry.removeRemote(s);
+    }
+  }
+
+  private storedOffline(bare: string): void {
+    const now = Date.now();
+    this.recentlyStored.delete(bare);
+    this.recentlyStored.set(bare, now);
+    // Oldest first: drop what is older than the window, and keep the map bounded.
+    for (const [k, t] of this.recentlyStored) {
+      if (now - t <= STORED_WINDOW_MS && this.recentlyStored.size <= MAX_RECENTLY_STORED) break;
+      this.recentlyStored.delete(k);
+    }
+  }
+
+  /**
+   * A resource on another node became available: if this node stored offline messages for its
+   * account a moment ago, that node's delivery at initial presence may have run before they were
+   * written, so it is asked to deliver what is stored once more.
+   */
+  private becameAvailable(session: RemoteSession): void {
+    const at = this.recentlyStored.get(session.jid.bare);
+    if (at === undefined || Date.now() - at > STORED_WINDOW_MS) return;
+    this.publish(this.subjects.stored(session.node), { jid: session.jid.full });
+  }
+
+  private onStored(m: { jid: string }): void {
+    const session = this.registry.localSession(m.jid);
+    if (session) void this.ctx?.hooks.emit('session/stored-messages', { session });
+  }
+
+  private remoteUp(p: Peer, e: SessionEntry): void {
+    const existing = this.registry.remoteSession(e.jid);
+    if (existing && existing.node === p.name && existing.id === e.id) {
+      const was = existing.available;
+      existing.update(e);
+      if (!was && existing.available) this.becameAvailable(existing);
+      return;
+    }
+    const mine = this.registry.localSession(e.jid);
+    if (mine) {
+      // Bound on both nodes at once: the newer session keeps the resource (RFC 6120 7.7.2.2), the
+      // older is closed with a conflict by the node that holds it. Both nodes decide alike.
+      const mineNewer = mine.startedAt.getTime() > e.startedAt || (mine.startedAt.getTime() === e.startedAt && this.node > p.name);
+      if (mineNewer) return;
+      mine.close('conflict', 'replaced by a new session for the same resource');
+    }
+    const session = new RemoteSession(p.name, e, this);
+    this.registry.addRemote(session);
+    if (session.available) this.becameAvailable(session);
+  }
+
+  // ---- stanzas to sessions on other nodes ----
+
+  send(session: RemoteSession, stanza: Element): void {
+    const nc = this.nc;
+    const body: StanzaForSession = { to: session.jid.full, sid: session.id, xml: stanza.toString() };
+    const subject = this.subjects.stanza(session.node);
+    const request = stanza.attrs.type === 'get' || stanza.attrs.type === 'set';
+    if (stanza.name === 'iq' && request && nc) {
+      // A request its resource will never see gets its error now (RFC 6120 8.5.3.1), not at the asker's timeout.
+      nc.request(subject, encode(body), { timeout: this.config.deliveryTimeout }).then(
+        (reply) => {
+          if (text(reply.data) === DELIVERED) return;
+          this.notThere(session);
+          this.unanswerable(stanza);
+        },
+        () => this.unanswerable(stanza),
+      );
+      return;
+    }
+    if (stanza.name !== 'message' || !nc) {
+      this.publish(subject, body);
+      return;
+    }
+    // A message stays this node's responsibility until the recipient's node confirms it delivered it.
+    nc.request(subject, encode(body), { timeout: this.config.deliveryTimeout }).then(
+      (reply) => {
+        if (text(reply.data) !== DELIVERED) void this.undelivered(session, stanza, 'gone');
+      },
+      () => void this.undelivered(session, stanza, 'no answer'),
+    );
+  }
+
+  /**
+   * A message the recipient's node did not confirm: its other resources get it (RFC 6121 8.5.3.2.1
+   * for a resource that is gone), or offline storage keeps it. Copies (carbons) and messages that
+   * are never stored are dropped, as for a resource that went away.
+   */
+  private async undelivered(session: RemoteSession, stanza: Element, why: string): Promise<void> {
+    const ctx = this.ctx;
+    if (!ctx || this.stopping) return;
+    const type = messageType(stanza);
+    if (type !== 'chat' && type !== 'normal') return;
+    if (stanza.getChild('received', NS_CARBONS) || stanza.getChild('sent', NS_CARBONS)) return;
+    const from = Jid.tryParse(stanza.attrs.from);
+    if (!from) return;
+    this.log.info('cluster: message not confirmed by its node', { peer: session.node, why });
+    const failedNode = why === 'gone' ? null : session.node;
+    const others = this.rerouted.has(stanza) ? [] : topResources(this.registry, session.jid.bare).filter((s) => s !== session && !(s instanceof RemoteSession && s.node === failedNode));
+    if (others.length > 0) {
+      this.rerouted.add(stanza);
+      for (const s of others) s.send(stanza);
+      return;
+    }
+    const to = session.jid.toBare();
+    const stored = await ctx.hooks.fire('message/offline', { stanza, from, to, origin: { kind: 'server' } });
+    if (!stored) this.log.warn('cluster: an unconfirmed message could not be stored offline', { peer: session.node });
+  }
+
+  /** Its node has no session of that JID (an announcement lost in a race): the stand-in goes. */
+  private notThere(session: RemoteSession): void {
+    if (this.registry.removeRemote(session)) this.log.debug('cluster: a stand-in its node did not know removed', { peer: session.node });
+  }
+
+  private unanswerable(iq: Element): void {
+    const from = Jid.tryParse(iq.attrs.from);
+    const to = Jid.tryParse(iq.attrs.to);
+    if (!this.ctx || this.stopping || !from || !to) return;
+    this.ctx.router.bounce({ stanza: iq, from, to, origin: { kind: 'server' } }, 'service-unavailable');
+  }
+
+  close(session: RemoteSession, condition?: string, text?: string): void {
+    this.registry.removeRemote(session);
+    this.publish(this.subjects.close(session.node), { jid: session.jid.full, sid: session.id, condition, text } satisfies CloseSession);
+  }
+
+  private onStanza(msg: Msg): void {
+    const m = decode<StanzaForSession>(msg.data);
+    const session = this.registry.localSession(m.to);
+    const el = session ? parseXmlText(m.xml, NS.client) : null;
+    if (!session || !el) {
+      if (msg.reply) msg.respond(NOT_HERE);
+      return;
+    }
+    session.send(el);
+    if (msg.reply) msg.respond(DELIVERED);
+  }
+
+  private onClose(m: CloseSession): void {
+    const s = this.registry.localSession(m.jid);
+    if (s && s.id === m.sid) s.close(m.condition, m.text);
+  }
+
+  // ---- components ----
+
+  componentLink(domain: string, up: boolean): void {
+    if (up) this.localComponents.add(domain);
+    else this.localComponents.delete(domain);
+    this.heartbeat();
+    if (!up) {
+      // Linked on another node meanwhile? Route there.
+      for (const p of this.peers.values()) if (p.state === 'up' && p.components.has(domain)) this.ctx?.router.setComponentLink(domain, new RemoteComponentLink(p.name, domain, this), true);
+    }
+  }
+
+  private syncComponents(p: Peer, now: Set<string>): void {
+    const router = this.ctx?.router;
+    if (!router) return;
+    const configured = new Set(router.componentDomains());
+    for (const d of p.components) {
+      if (now.has(d)) continue;
+      const link = router.componentLink(d);
+      if (link instanceof RemoteComponentLink && link.node === p.name) router.setComponentLink(d, null, true);
+    }
+    for (const d of now) {
+      if (!configured.has(d) || this.localComponents.has(d)) continue;
+      const link = router.componentLink(d);
+      if (!(link instanceof RemoteComponentLink && link.node === p.name)) router.setComponentLink(d, new RemoteComponentLink(p.name, d, this), true);
+    }
+    p.components = now;
+  }
+
+  toComponent(node: string, domain: string, stanza: Element): void {
+    this.publish(this.subjects.component(node), { domain, xml: stanza.toString() } satisfies ComponentStanza);
+  }
+
+  private onComponentStanza(m: ComponentStanza): void {
+    const link = this.ctx?.router.componentLink(m.domain);
+    const el = parseXmlText(m.xml, NS.client);
+    if (!link || link instanceof RemoteComponentLink || !el) {
+      this.log.debug('cluster: stanza for a component not linked here', { domain: m.domain });
+      return;
+    }
+    link.send(el);
+  }
+
+  // ---- IQ answers to another node's requests ----
+
+  forwardAnswer(stanza: Element, from: Jid, to: Jid): boolean {
+    const id = stanza.attrs.id;
+    if (!id || !id.startsWith('gh-')) return false;
+    const colon = id.indexOf(':');
+    if (colon < 0) return false;
+    const node = id.slice(3, colon);
+    if (node === this.node) return false;
+    this.publish(this.subjects.answer(node), { xml: stanza.toString(), from: from.full, to: to.full });
+    return true;
+  }
+
+  private onAnswer(m: { xml: string; from: string; to: string }): void {
+    const el = parseXmlText(m.xml, NS.client);
+    const from = Jid.tryParse(m.from);
+    const to = Jid.tryParse(m.to);
+    if (el && from && to) this.ctx?.router.resolvePending(el, from, to);
+  }
+
+  // ---- the service ----
+
+  status(): ClusterStatus {
+    const now = Date.now();
+    const nodes = [
+      { name: this.node, self: true, state: 'up' as const, sessions: this.registry.size, components: [...this.localComponents].sort(), lastSeenMs: 0, startedAt: this.startedAt },
+      ...[...this.peers.values()].map((p) => ({
+        name: p.name,
+        self: false,
+        state: p.state,
+        sessions: p.sessions,
+        components: [...p.components].sort(),
+        lastSeenMs: now - p.lastSeen,
+        startedAt: p.startedAt,
+      })),
+    ].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const server = this.nc && !this.nc.isClosed() ? this.nc.getServer() : null;
+    return { node: this.node, nats: { connected: this.connected, server, reconnects: this.reconnects }, nodes, tasks: this.shared?.tasks() ?? [] };
+  }
+
+  sessionsOnline(): number {
+    let n = this.registry.size;
+    for (const p of this.peers.values()) if (p.state === 'up') n += p.sessions;
+    return n;
+  }
+
+  count(kind: string, key: string, windowMs: number): Promise<number> {
+    return this.shared ? this.shared.count(kind, key, windowMs, true) : Promise.resolve(1);
+  }
+
+  peek(kind: string, key: string, windowMs: number): Promise<number> {
+    return this.shared ? this.shared.count(kind, key, windowMs, false) : Promise.resolve(0);
+  }
+
+  holds(task: string): boolean {
+    return this.shared?.holds(task) ?? false;
+  }
+
+  ownerOf(service: string, key: string): string {
+    const score = (node: string) => createHash('sha1').update(`${service}\u0000${key}\u0000${node}`).digest().readUInt32BE(0);
+    let best = this.node;
+    let bestScore = score(this.node);
+    for (const p of this.peers.values()) {
+      if (p.state !== 'up') continue;
+      const sc = score(p.name);
+      if (sc > bestScore || (sc === bestScore && p.name < best)) {
+        best = p.name;
+        bestScore = sc;
+      }
+    }
+    return best;
+  }
+
+  forward(node: string, service: string, stanza: Element, from: Jid, to: Jid): void {
+    this.publish(this.subjects.service(node), { service, xml: stanza.toString(), from: from.full, to: to.full } satisfies ServiceStanza);
+  }
+
+  serve(service: string, handler: (stanza: Element, from: Jid, to: Jid) => void): () => void {
+    this.services.set(service, handler);
+    return () => {
+      if (this.services.get(service) === handler) this.services.delete(service);
+    };
+  }
+
+  invalidate(topic: string, key: string): void {
+    this.publish(this.subjects.invalidate, { node: this.node, topic, key });
+  }
+
+  onInvalidate(topic: string, handler: (key: string) => void): () => void {
+    let set = this.invalidations.get(topic);
+    if (!set) this.invalidations.set(topic, (set = new Set()));
+    set.add(handler);
+    return () => set.delete(handler);
+  }
+
+  private onInvalidation(m: { node: string; topic: string; key: string }): void {
+    if (m.node === this.node) return;
+    for (const handler of this.invalidations.get(m.topic) ?? []) handler(m.key);
+  }
+
+  private onServiceStanza(m: ServiceStanza): void {
+    const handler = this.services.get(m.service);
+    const el = parseXmlText(m.xml, NS.client);
+    const from = Jid.tryParse(m.from);
+    const to = Jid.tryParse(m.to);
+    if (!handler || !el || !from || !to) {
+      this.log.warn('cluster: a stanza for a service not served here', { service: m.service });
+      return;
+    }
+    handler(el, from, to);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * What the nodes of a cluster say to each other over NATS: the subjects and the JSON messages.
+ *
+ * Subjects (P = cluster.prefix):
+ * - `P.hb`                 every node's heartbeat (membership, failure detection, its component links)
+ * - `P.sessions`           session announcements: one session up/changed/down, or a node's whole list
+ * - `P.node.NAME.stanza`   a stanza for a session bound on NAME (messages as requests: NAME confirms delivery)
+ * - `P.node.NAME.close`    close a session on NAME (a resource conflict, `gatehouse kick` on another node)
+ * - `P.node.NAME.stored`   messages were stored offline for a session on NAME just as it came online
+ * - `P.node.NAME.component` a stanza for a component linked to NAME
+ * - `P.node.NAME.answer`   an IQ answer for a request NAME's router is waiting for
+ * - `P.node.NAME.service`  a stanza for a service owned per node on NAME (outgoing s2s links)
+ * - `P.invalidate`         a module's cached data about a key changed on one node (blocklists)
+ */
+
+export interface Subjects {
+  heartbeat: string;
+  sessions: string;
+  invalidate: string;
+  stanza(node: string): string;
+  close(node: string): string;
+  stored(node: string): string;
+  component(node: string): string;
+  answer(node: string): string;
+  service(node: string): string;
+}
+
+export function subjects(prefix: string): Subjects {
+  return {
+    heartbeat: `${prefix}.hb`,
+    sessions: `${prefix}.sessions`,
+    invalidate: `${prefix}.invalidate`,
+    stanza: (node) => `${prefix}.node.${node}.stanza`,
+    close: (node) => `${prefix}.node.${node}.close`,
+    stored: (node) => `${prefix}.node.${node}.stored`,
+    component: (node) => `${prefix}.node.${node}.component`,
+    answer: (node) => `${prefix}.node.${node}.answer`,
+    service: (node) => `${prefix}.node.${node}.service`,
+  };
+}
+
+/** A node's process: `epoch` tells a restarted node (same name) from its previous run. */
+export interface NodeId {
+  node: string;
+  epoch: string;
+}
+
+export interface Heartbeat extends NodeId {
+  startedAt: string;
+  sessions: number;
+  /** Component domains linked to this node now. */
+  components: string[];
+}
+
+/** A session as other nodes see it: enough to route to it and to apply RFC 6121's delivery rules. */
+export interface SessionEntry {
+  jid: string;
+  id: string;
+  startedAt: number;
+  available: boolean;
+  priority: number;
+  /** The last available presence broadcast (serialised), for probes answered by any node. */
+  presence: string | null;
+  interested: boolean;
+  capabilities: string[] | null;
+  flags: string[];
+}
+
+export type SessionAnnouncement =
+  | (NodeId & { op: 'up'; session: SessionEntry })
+  | (NodeId & { op: 'down'; jid: string; id: string })
+  /**
+   * A node's whole list, in parts that stay well below NATS's message size limit: `batch` names
+   * one telling, `last` ends it (sessions of the node not told in it are gone).
+   */
+  | (NodeId & { op: 'all'; sessions: SessionEntry[]; batch: string; last: boolean })
+  /** Asks every node for its whole list (after this node missed announcements: NATS was away, it was declared dead). */
+  | (NodeId & { op: 'sync' });
+
+/** A stanza for one session (`to` full JID, `sid` the session id it was meant for). */
+export interface StanzaForSession {
+  to: string;
+  sid: string;
+  xml: string;
+}
+
+export interface CloseSession {
+  jid: string;
+  sid: string;
+  condition?: string;
+  text?: string;
+}
+
+export interface ServiceStanza {
+  service: string;
+  xml: string;
+  from: string;
+  to: string;
+}
+
+export interface ComponentStanza {
+  domain: string;
+  xml: string;
+}
+
+/** The answer to a delivery request: delivered, or the session is not (any longer) here. */
+export const DELIVERED = 'ok';
+export const NOT_HERE = 'gone';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function encode(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
+
+export function decode<T>(data: Uint8Array): T {
+  return JSON.parse(decoder.decode(data)) as T;
+}
+
+export function text(data: Uint8Array): string {
+  return decoder.decode(data);
+}

@@ -1,0 +1,4 @@
+import type { Config } from '../config/index.js';
+
+/** The `cluster` configuration section (server/cluster/config.ts), as parsed. */
+export type ClusterConfig = Config['cluster'];
