@@ -8,9 +8,12 @@ import { MessageReferenceType, MessageType, type Guild, type Message, type Messa
 import type { Attachment } from 'discord.js';
 import type { LegacyContact, LegacyRoom, TextMessage } from '../kit/adapter.js';
 import { formatBytes } from '../../shared/format.js';
-import { BoundedMap, IdMap } from './ids.js';
+import { BoundedMap, IdMap, isSnowflake } from './ids.js';
 import { DiscordRooms, type RoomState } from './rooms.js';
 import { cleanNick, fromDiscordMarkup, sanitize, type MentionNames } from './text.js';
+
+/** Channels whose last message is remembered (the sync state stays small). */
+const MAX_CHANNELS_REMEMBERED = 500;
 
 const RELAYED_TYPES = new Set<number>([MessageType.Default, MessageType.Reply, MessageType.ChatInputCommand, MessageType.ContextMenuCommand]);
 
@@ -40,9 +43,58 @@ export abstract class DiscordIncoming extends DiscordRooms {
   private deliveriesPending = 0;
   /** CDN path of an attachment (without its signature) → its URL on the upload service, for edits of its message. */
   private readonly rehosted = new BoundedMap<string, string>(2000);
+  /** The newest message seen per channel (rooms joined and, with an own bot, direct messages): the sync state. */
+  protected readonly lastSeen = new Map<string, { id: string; dm: boolean }>();
+  /** Webhook messages this user is sending right now (shared bot): their echo may come before the answer. */
+  protected sendsInFlight = 0;
+  private sendsSettledWaiters: (() => void)[] = [];
+
+  /** Remembers the newest message of a channel and tells the kit (which stores it a few seconds later). */
+  protected noteSeen(channelId: string, id: string, dm: boolean): void {
+    const known = this.lastSeen.get(channelId);
+    if (known && BigInt(known.id) >= BigInt(id)) return;
+    this.lastSeen.delete(channelId);
+    this.lastSeen.set(channelId, { id, dm });
+    // Bounded: the channels seen least recently go first.
+    while (this.lastSeen.size > MAX_CHANNELS_REMEMBERED) this.lastSeen.delete(this.lastSeen.keys().next().value!);
+    this.safeEmit('syncState', this.syncState());
+  }
+
+  /** The sync state: the last message seen per channel, as JSON. */
+  syncState(): string {
+    const rooms: Record<string, string> = {};
+    const dms: Record<string, string> = {};
+    for (const [ch, v] of this.lastSeen) (v.dm ? dms : rooms)[ch] = v.id;
+    return JSON.stringify({ v: 1, rooms, dms });
+  }
+
+  /** Takes the previous session's sync state (ignored when it is not one of ours). */
+  restoreState(state: string | undefined): void {
+    if (!state) return;
+    try {
+      const parsed = JSON.parse(state) as { v?: unknown; rooms?: Record<string, unknown>; dms?: Record<string, unknown> };
+      if (parsed.v !== 1) return;
+      for (const [dm, map] of [[false, parsed.rooms], [true, parsed.dms]] as const) {
+        for (const [ch, id] of Object.entries(map ?? {})) if (isSnowflake(ch) && typeof id === 'string' && isSnowflake(id)) this.lastSeen.set(ch, { id, dm });
+      }
+    } catch {
+      this.log.debug('discord sync state not readable, starting afresh');
+    }
+  }
+
+  protected async sendsSettled(): Promise<void> {
+    if (this.sendsInFlight === 0) return;
+    await new Promise<void>((resolve) => this.sendsSettledWaiters.push(resolve));
+  }
+
+  protected sendDone(): void {
+    this.sendsInFlight--;
+    if (this.sendsInFlight === 0) for (const w of this.sendsSettledWaiters.splice(0)) w();
+  }
 
   private where(channelId: string, isDm: boolean, author: User | PartialUser | null): Where | null {
-    if (isDm) return author ? { contact: this.contactOf(author) } : null;
+    // The shared bot's direct messages belong to no one user.
+    if (isDm) return author && !this.shared ? { contact: this.contactOf(author) } : null;
     const r = this.rooms.get(channelId);
     return r?.joined ? { room: r } : null;
   }
@@ -74,7 +126,7 @@ export abstract class DiscordIncoming extends DiscordRooms {
   }
 
   /** The text a Discord message becomes, or null if there is nothing to show. */
-  private textOf(msg: Message | PartialMessage, r: RoomState | null): TextMessage | null {
+  private textOf(msg: Message | PartialMessage, r: RoomState | null, history = false): TextMessage | null {
     const names = this.names(msg.guild ?? null, r, msg);
     let text = fromDiscordMarkup(msg.content ?? '', names);
     const urls = [...(msg.attachments?.values() ?? [])].map((a) => a.url);
@@ -97,7 +149,7 @@ export abstract class DiscordIncoming extends DiscordRooms {
     if (msg.reference?.messageId && msg.reference.type !== MessageReferenceType.Forward) out.replyTo = this.ids.kitId(msg.reference.messageId);
     if (urls.length) out.attachments = urls;
     // Replayed or delayed messages keep their time; live ones do not need it.
-    if (msg.createdTimestamp && Date.now() - msg.createdTimestamp > 10_000) out.timestamp = new Date(msg.createdTimestamp);
+    if (msg.createdTimestamp && (history || Date.now() - msg.createdTimestamp > 10_000)) out.timestamp = new Date(msg.createdTimestamp);
     return out;
   }
 
@@ -106,10 +158,16 @@ export abstract class DiscordIncoming extends DiscordRooms {
     else this.safeEmit('message', w.contact, msg);
   }
 
-  protected onMessage(msg: Message): void {
+  /** A new message (live, or fetched from the history after a gap: `history`, delivered once with its time). */
+  protected onMessage(msg: Message, history = false): void {
     const isDm = !msg.guildId;
     const authorId = msg.author.id;
+    // Delivered already: live while the history was fetched, or from the history before a resumed gateway replays it.
+    if (this.authors.has(msg.id)) return;
     this.authors.set(msg.id, authorId);
+    if (isDm ? !this.shared : this.rooms.get(msg.channelId)?.joined) this.noteSeen(msg.channelId, msg.id, isDm);
+    const viaOwnWebhook = !!this.shared && !!msg.webhookId && this.shared.isOwnWebhook(msg.webhookId);
+    if (viaOwnWebhook && this.ownSent.has(msg.id)) return; // what this user posted through the webhook
     if (authorId === this.me) {
       const nonce = msg.nonce === null || msg.nonce === undefined ? null : String(msg.nonce);
       if (this.ownSent.has(msg.id) || (nonce && this.pendingNonces.has(nonce))) return; // our own echo
@@ -119,14 +177,20 @@ export abstract class DiscordIncoming extends DiscordRooms {
     const w = this.where(msg.channelId, isDm, msg.author);
     if (!w) return;
     this.stopTyping(msg.channelId, authorId);
-    const text = this.textOf(msg, 'room' in w ? w.room : null);
+    const text = this.textOf(msg, 'room' in w ? w.room : null, history);
     if (!text) return;
-    const nick = 'room' in w ? (authorId === this.me ? this.ownNick(w.room) : this.authorNick(w.room, msg)) : null;
+    const nick = 'room' in w ? (authorId === this.me && !this.shared ? this.ownNick(w.room) : this.authorNick(w.room, msg)) : null;
     const attachments = [...(msg.attachments?.values() ?? [])];
-    if (this.deliveriesPending === 0 && (!this.media || attachments.length === 0)) return this.deliverIn(w, nick, text);
+    // A webhook message while this user's own sends are unanswered may be one of them: wait for the answers.
+    const mayBeOwn = viaOwnWebhook && this.sendsInFlight > 0;
+    if (this.deliveriesPending === 0 && !mayBeOwn && (!this.media || attachments.length === 0)) return this.deliverIn(w, nick, text);
     this.deliveriesPending++;
     this.deliveries = this.deliveries
       .then(async () => {
+        if (mayBeOwn) {
+          await this.sendsSettled();
+          if (this.ownSent.has(msg.id)) return;
+        }
         if (this.media && attachments.length) await this.rehost(text, attachments);
         if (this.state !== 'closed') this.deliverIn(w, nick, text);
       })
@@ -158,6 +222,7 @@ export abstract class DiscordIncoming extends DiscordRooms {
     const authorId = msg.author?.id ?? this.authors.get(msg.id);
     if (!authorId) return;
     if (authorId === this.me && (this.consume(`u:${msg.id}`) || !msg.guildId)) return;
+    if (this.shared && msg.webhookId && this.ownSent.has(msg.id)) return; // this user's own edit
     const w = this.where(msg.channelId, !msg.guildId, msg.author ?? null);
     if (!w) return;
     const text = this.textOf(msg, 'room' in w ? w.room : null);

@@ -32,9 +32,9 @@
  */
 import { Events, type Presence } from 'discord.js';
 import type { AdapterLogger, LegacyContact, LegacySession } from '../kit/adapter.js';
-import type { DiscordSessionOptions } from './connection.js';
+import type { DiscordSessionOptions, SharedClient } from './connection.js';
 import { isSnowflake } from './ids.js';
-import { DiscordOutgoing } from './outgoing.js';
+import { DiscordHistory } from './history.js';
 import { sanitize } from './text.js';
 
 export type { DiscordSessionOptions } from './connection.js';
@@ -50,32 +50,35 @@ const FINAL_CLOSE_CODES: Record<number, string> = {
   4014: 'Discord refused the privileged gateway intents; turn them on for the bot in the Developer Portal',
 };
 
-export class DiscordSession extends DiscordOutgoing implements LegacySession {
+export class DiscordSession extends DiscordHistory implements LegacySession {
   private readonly watched = new Set<string>();
 
-  constructor(token: string, opts: DiscordSessionOptions, log: AdapterLogger) {
-    super(token, opts, log);
+  constructor(source: string | SharedClient, opts: DiscordSessionOptions, log: AdapterLogger) {
+    super(source, opts, log);
     this.bind();
   }
 
   private bind(): void {
     const c = this.client;
     const on = <K extends keyof import('discord.js').ClientEvents>(event: K, fn: (...args: import('discord.js').ClientEvents[K]) => void) => {
-      c.on(event, (...args) => {
+      this.listen(c, event, ((...args: import('discord.js').ClientEvents[K]) => {
         if (this.state !== 'ready') return;
         this.guard(String(event), () => fn(...args));
-      });
+      }) as (...args: never[]) => void);
     };
-    c.on(Events.Error, (err) => this.log.warn('discord client error', { server: this.server, error: err.message }));
-    c.on(Events.ShardError, (err) => this.log.debug('discord gateway error', { server: this.server, error: err.message }));
-    c.rest.on('rateLimited', (info) => this.log.debug('discord rate limit', { route: info.route, waitMs: info.timeToReset, global: info.global }));
+    const raw = <K extends keyof import('discord.js').ClientEvents>(event: K, fn: (...args: import('discord.js').ClientEvents[K]) => void) =>
+      this.listen(c, event, fn as (...args: never[]) => void);
+    raw(Events.Error, (err) => this.log.warn('discord client error', { server: this.server, error: err.message }));
+    raw(Events.ShardError, (err) => this.log.debug('discord gateway error', { server: this.server, error: err.message }));
+    this.listen(c.rest, 'rateLimited', ((info: { route: string; timeToReset: number; global: boolean }) =>
+      this.log.debug('discord rate limit', { route: info.route, waitMs: info.timeToReset, global: info.global })) as (...args: never[]) => void);
 
-    c.on(Events.ShardDisconnect, (ev) => {
+    raw(Events.ShardDisconnect, (ev) => {
       if (this.state !== 'ready') return;
       const reason = FINAL_CLOSE_CODES[ev.code] ?? `Discord closed the gateway connection (${ev.code})`;
       this.fail(reason, ev.code in FINAL_CLOSE_CODES);
     });
-    c.on(Events.ShardReconnecting, () => {
+    raw(Events.ShardReconnecting, () => {
       if (this.state !== 'ready' || this.graceTimer) return;
       this.log.debug('discord gateway connection lost, discord.js reconnects', { server: this.server });
       this.graceTimer = setTimeout(() => {
@@ -83,14 +86,17 @@ export class DiscordSession extends DiscordOutgoing implements LegacySession {
         this.fail(`lost the connection to the Discord gateway for more than ${Math.round(this.opts.reconnectGraceMs / 1000)} s`, false);
       }, this.opts.reconnectGraceMs);
     });
-    c.on(Events.ShardResume, (_id, replayed) => {
+    raw(Events.ShardResume, (_id, replayed) => {
       this.clearGrace();
       if (this.state === 'ready') this.log.debug('discord gateway resumed', { server: this.server, replayed });
     });
-    c.on(Events.ShardReady, () => {
+    raw(Events.ShardReady, () => {
       this.clearGrace();
-      // A new gateway session (not a resume): events in between are lost, so bring rooms up to date.
-      if (this.state === 'ready') for (const r of this.rooms.values()) if (r.joined) this.resync(r);
+      // A new gateway session (not a resume): events in between are lost, so bring rooms up to date
+      // and fetch what was said meanwhile.
+      if (this.state !== 'ready') return;
+      for (const r of this.rooms.values()) if (r.joined) this.resync(r);
+      void this.backfillAll();
     });
 
     on(Events.MessageCreate, (m) => this.onMessage(m));
@@ -120,6 +126,14 @@ export class DiscordSession extends DiscordOutgoing implements LegacySession {
       if (r) this.lostRoom(r, 'the channel was deleted');
     });
     on(Events.PresenceUpdate, (_o, p) => this.onPresence(p));
+    on(Events.ThreadUpdate, (_o, th) => {
+      const r = this.rooms.get(th.id);
+      if (r && th.archived) this.lostRoom(r, 'the thread was archived');
+    });
+    on(Events.ThreadDelete, (th) => {
+      const r = this.rooms.get(th.id);
+      if (r) this.lostRoom(r, 'the thread was deleted');
+    });
   }
 
   protected forgetState(): void {
@@ -129,7 +143,7 @@ export class DiscordSession extends DiscordOutgoing implements LegacySession {
   }
 
   async addContact(contact: LegacyContact): Promise<void> {
-    if (!isSnowflake(contact.id)) return;
+    if (!isSnowflake(contact.id) || this.shared) return;
     this.watched.add(contact.id);
     if (!this.opts.presences || this.state !== 'ready') return;
     for (const g of this.client.guilds.cache.values()) {
@@ -156,6 +170,7 @@ export class DiscordSession extends DiscordOutgoing implements LegacySession {
   /** The bot's own status (shown to Discord users). */
   async setPresence(show: 'available' | 'away' | 'dnd' | 'xa', status: string | null): Promise<void> {
     this.ensureReady();
+    if (this.shared) return; // the shared bot's status is the operator's, not one user's
     const s = show === 'available' ? 'online' : show === 'dnd' ? 'dnd' : 'idle';
     this.client.user?.setPresence({ status: s, activities: status ? [{ name: 'Custom Status', type: 4, state: sanitize(status).slice(0, 128) }] : [] });
   }

@@ -78,6 +78,17 @@ export interface TextMessage {
   reactions?: { to: string; keys: string[] };
 }
 
+/**
+ * Optional (kit extension): an entry of the network's room directory, shown in the disco#items of
+ * the gateway: a room (its JID), or a node to browse further (a Discord guild).
+ */
+export interface DirectoryItem {
+  name: string;
+  room?: LegacyRoom;
+  /** A node of the gateway's disco#items (the adapter's own naming), listed by directory(node). */
+  node?: string;
+}
+
 /** Why a login or connection failed, mapped by the kit to presence errors and audit events. */
 export class LegacyAuthError extends Error {
   readonly kind = 'auth';
@@ -95,7 +106,7 @@ export interface LegacySessionEvents {
   /** This user is in the room now, with its occupant list (including itself as `ownNick`). */
   roomJoined: [room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null];
   /** Joining failed (banned, invite only, bad key, ...). */
-  roomJoinFailed: [room: LegacyRoom, reason: string, condition: 'forbidden' | 'not-authorized' | 'registration-required' | 'service-unavailable' | 'conflict' | 'item-not-found'];
+  roomJoinFailed: [room: LegacyRoom, reason: string, condition: 'forbidden' | 'not-authorized' | 'registration-required' | 'service-unavailable' | 'conflict' | 'item-not-found' | 'not-acceptable'];
   occupantJoined: [room: LegacyRoom, occupant: Occupant];
   /** An occupant left: part, quit or kick (then `kickedBy`). If nick is our own, we left. */
   occupantLeft: [room: LegacyRoom, nick: string, reason: string | null, kickedBy: string | null];
@@ -170,6 +181,12 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
   invite?(room: LegacyRoom, contact: LegacyContact, reason?: string): Promise<void>;
   /** Optional (kit extension): the current position in the network's event stream (see the 'syncState' event). */
   syncState?(): string | null;
+  /**
+   * Optional (kit extension): the network's rooms for browsing (XEP-0030 disco#items on the
+   * gateway): `null` is the top level; a node from an earlier item lists that node; an unknown
+   * node is null (item-not-found).
+   */
+  directory?(node: string | null): Promise<DirectoryItem[] | null>;
 }
 
 export interface AdapterLogger {
@@ -299,6 +316,8 @@ export interface NetworkAdapter {
    * passed back in LoginRequest.settings. Never secret (they are shown back in forms).
    */
   readonly settingsFields?: RegistrationField[];
+  /** Optional (kit extension): the transport stops, after every session logged out (a connection the adapter shares between users ends). */
+  close?(): Promise<void>;
 }
 
 /**

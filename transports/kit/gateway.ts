@@ -24,7 +24,7 @@ import { systemClock } from '../../shared/clock.js';
 import { Logger } from '../../shared/logger.js';
 import { logFileSink } from '../../shared/rotating-log-file.js';
 import type { Storage, TransportRepository } from '../../storage/types.js';
-import type { NetworkAdapter } from './adapter.js';
+import type { DirectoryItem, NetworkAdapter } from './adapter.js';
 import { Addresses, type Address } from './addresses.js';
 import { AuditLog } from './audit-log.js';
 import { AdHocCommands } from './adhoc.js';
@@ -167,15 +167,21 @@ export class Gateway implements Kit {
       if (node === NS_COMMANDS) return iqResult(iq, x('query', { xmlns: NS.discoInfo, node }, x('identity', { category: 'automation', type: 'command-list', name: 'Commands' })));
       if (node) {
         const info = await this.adhoc.info(from, to, node);
-        return info ? iqResult(iq, info) : iqError(iq, 'item-not-found');
+        if (info) return iqResult(iq, info);
+        // A node of the room directory (XEP-0030 hierarchy: a branch of rooms).
+        if (await this.directory(from, node)) return iqResult(iq, x('query', { xmlns: NS.discoInfo, node }, x('identity', { category: 'hierarchy', type: 'branch' }), x('feature', { var: NS.discoItems })));
+        return iqError(iq, 'item-not-found');
       }
       return iqResult(iq, this.gatewayInfo());
     }
     if (ns === NS.discoItems && child.name === 'query' && get) {
       const node = child.attrs.node;
       if (node === NS_COMMANDS) return iqResult(iq, x('query', { xmlns: NS.discoItems, node }, await this.adhoc.items(from, to)));
-      if (node) return iqError(iq, 'item-not-found');
-      return iqResult(iq, x('query', { xmlns: NS.discoItems }, this.rooms.roomsOf(from.bare).map((r) => x('item', { jid: r.jid, name: r.name }))));
+      const listed = await this.directory(from, node ?? null);
+      if (node) return listed ? iqResult(iq, x('query', { xmlns: NS.discoItems, node }, this.directoryItems(listed))) : iqError(iq, 'item-not-found');
+      const joined = this.rooms.roomsOf(from.bare);
+      const seen = new Set(joined.map((r) => r.jid));
+      return iqResult(iq, x('query', { xmlns: NS.discoItems }, joined.map((r) => x('item', { jid: r.jid, name: r.name })), this.directoryItems(listed ?? [], seen)));
     }
     if (ns === NS.register && child.name === 'query') return get ? this.registration.form(iq, from) : this.registration.set(iq, from);
     if (ns === NS_GATEWAY && child.name === 'query') return this.gatewayTranslate(iq, from);
@@ -185,6 +191,31 @@ export class Gateway implements Kit {
       return iqResult(iq, x('query', { xmlns: NS.version }, x('name', {}, `${TRANSPORT_SOFTWARE} (${this.adapter.network})`), x('version', {}, TRANSPORT_VERSION)));
     }
     return iqError(iq, 'service-unavailable');
+  }
+
+  /** The room directory of the user's network session (DirectoryItem), or null (no session, no such node, an error). */
+  private async directory(from: Jid, node: string | null): Promise<DirectoryItem[] | null> {
+    const session = this.sessions.ofUser(from.bare).find((s) => s.legacy?.directory);
+    if (!session?.legacy?.directory) return null;
+    try {
+      return await session.legacy.directory(node);
+    } catch (err) {
+      this.log.debug('room directory not listed', { network: this.adapter.network, error: errorText(err) });
+      return null;
+    }
+  }
+
+  private directoryItems(items: DirectoryItem[], skip: Set<string> = new Set()): Element[] {
+    const out: Element[] = [];
+    for (const item of items) {
+      if (item.room) {
+        const jid = this.addresses.roomJid(item.room);
+        if (jid && !skip.has(jid)) out.push(x('item', { jid, name: item.name }));
+      } else if (item.node) {
+        out.push(x('item', { jid: this.domain, node: item.node, name: item.name }));
+      }
+    }
+    return out;
   }
 
   private gatewayInfo(): Element {
@@ -398,6 +429,11 @@ export class Gateway implements Kit {
     if (this.stopping) return;
     await this.sessions.closeAll(reason);
     this.stopping = true;
+    try {
+      await this.adapter.close?.();
+    } catch (err) {
+      this.log.warn('the network adapter did not close cleanly', { network: this.adapter.network, error: errorText(err) });
+    }
     for (const user of this.registration.registeredUsers()) {
       this.send(x('presence', { type: 'unavailable', from: this.domain, to: user }, x('status', {}, `${this.networkName} gateway going away`)));
     }
