@@ -36,7 +36,7 @@
  *   people   say (attachments, replies, forwards, webhooks, stickers), edit, embedUpdate, delete,
  *            react, type; inject(t, d) dispatches any event; attachments with `data` are served
  *            by the fake's CDN at signed URLs (`?ex=&is=&hm=`) that expire (expireAttachments())
- *   faults   dropGateway(code?), refuseGateway(ms), stallGateway(ms) (no HELLO),
+ *   faults   dropGateway(code?), refuseGateway(ms), stallGateway(ms) (no HELLO), forgetSessions,
  *            requestReconnect (op 7), invalidateSessions (op 9), requestHeartbeat,
  *            rateLimit(match, retryAfterS, { global, count }) (429s), setBucket(route, limit, ms)
  *   webhooks createWebhook (as an admin would), webhooks (all); the REST API lists, creates and
@@ -877,6 +877,12 @@ export class FakeDiscord {
   /** Sends op 7 RECONNECT to every connection (the client should resume elsewhere). */
   requestReconnect(): void {
     for (const c of this.connections) this.sendRaw(c, { op: Op.Reconnect, d: null, s: null, t: null });
+  }
+
+  /** Forgets every gateway session (as after a long outage): a RESUME gets op 9, clients must identify anew; events meanwhile reach nobody. */
+  forgetSessions(): void {
+    for (const session of this.sessions.values()) session.invalid = true;
+    this.sessions.clear();
   }
 
   /** Sends op 9 INVALID_SESSION; unless resumable, the sessions are forgotten (the client must identify again). */

@@ -122,6 +122,7 @@ export abstract class DiscordRooms extends DiscordConnection {
 
   /** Brings one member's occupant up to date in one room; the table reports what changed once the room is joined. */
   protected updateOccupant(r: RoomState, userId: string): void {
+    if (userId === SHARED_SELF) return; // the XMPP user, not a Discord member
     const ch = this.channel(r.channelId);
     if (!ch) return;
     const member = ch.guild.members.cache.get(userId);
@@ -148,7 +149,7 @@ export abstract class DiscordRooms extends DiscordConnection {
       return;
     }
     r.room.name = this.roomOf(ch).name;
-    const ids = new Set<string>([...ch.guild.members.cache.keys(), ...r.occupants.ids().filter((id) => id !== SHARED_SELF)]);
+    const ids = new Set<string>([...ch.guild.members.cache.keys(), ...r.occupants.ids()]);
     // Members who had a nick first keep it: existing occupants go first.
     const order = [...r.occupants.ids(), ...[...ids].filter((id) => !r.occupants.has(id))];
     for (const id of order) {
