@@ -738,6 +738,45 @@ describe('Discord adapter against the fake Discord', () => {
       assert.equal(session.connected, false);
     });
 
+    test('a new login fetches what was missed since the last message seen (the sync state): direct messages at once, a room when joined, once, with their time', async () => {
+      const first = await login();
+      await first.session.joinRoom(room(random), 'x');
+      await first.rec.take('roomJoined');
+      const dmCh = fake.dmChannel(u.bob!);
+      fake.say(random.id, u.alice!, 'seen live');
+      fake.say(dmCh.id, u.bob!, 'dm seen live');
+      await first.rec.take('roomMessage', ([, , m]) => m.text === 'seen live');
+      await first.rec.take('message', ([, m]) => m.text === 'dm seen live');
+      const [state] = await first.rec.take('syncState');
+      assert.equal(typeof state, 'string');
+      const stored = first.session.syncState();
+      assert.deepEqual(Object.keys(JSON.parse(stored).rooms), [random.id]);
+      await first.session.logout();
+      const missed = [fake.say(random.id, u.alice!, 'missed in the room 1'), fake.say(random.id, u.bob!, 'missed in the room 2')];
+      fake.say(dmCh.id, u.bob!, 'missed dm');
+
+      const session = await adapter.login({ userJid: 'user@localhost', credentials: { password: fake.token }, log: testLog().log, state: stored });
+      sessions.push(session);
+      const rec = new Recorder(session);
+      const [from, dmMsg] = await rec.take('message', ([, m]) => m.text === 'missed dm', 8000);
+      assert.equal(from.id, u.bob);
+      assert.ok(dmMsg.timestamp instanceof Date, 'with its time (XEP-0203 delay)');
+      await session.joinRoom(room(random), 'x');
+      await rec.take('roomJoined');
+      const [, , one] = await rec.take('roomMessage', () => true, 8000);
+      const [, nick2, two] = await rec.take('roomMessage', () => true, 8000);
+      assert.equal(one.text, 'missed in the room 1', 'oldest first');
+      assert.equal(two.text, 'missed in the room 2');
+      assert.equal(nick2, 'Bobby');
+      assert.equal(one.timestamp?.getTime(), Date.parse(missed[0]!.timestamp));
+      const fetched = fake.sent({ method: 'GET', path: `/channels/${random.id}/messages` }).at(-1)!;
+      assert.equal(fetched.query.after, JSON.parse(stored).rooms[random.id]);
+      fake.say(random.id, u.alice!, 'live again');
+      await rec.take('roomMessage', ([, , m]) => m.text === 'live again');
+      assert.ok(!rec.texts().includes('seen live') && !rec.texts().includes('dm seen live'), 'nothing seen before is delivered again');
+      await session.logout();
+    });
+
     test('logging out ends the gateway session without a disconnected event', async () => {
       const { session, rec } = await login();
       const open = fake.connectionsOpen;
