@@ -9,6 +9,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -26,6 +27,8 @@ import { GW, SECRET, bareOf, errorOf, registerForm, startServer, subscribeBoth, 
 
 const MUC = 'http://jabber.org/protocol/muc';
 const DELAY = 'urn:xmpp:delay';
+/** A tiny PNG (the header is enough for the test: the bytes must arrive unchanged). */
+const CAROL_PICTURE = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.from('carol-avatar-pixels')]);
 
 describe('Discord shared bot end to end through Gatehouse', () => {
   let fake: FakeDiscord;
@@ -74,6 +77,7 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     closed = fake.createChannel(guild.id, 'staff');
     carolId = fake.createUser('carol', { globalName: 'Carol' }).id;
     fake.addMember(guild.id, carolId);
+    fake.setAvatar(carolId, CAROL_PICTURE);
     // The operator invited the bot with Manage Webhooks.
     const botRole = fake.createRole(guild.id, 'Bridge', Perm.ManageWebhooks).id;
     fake.updateMember(guild.id, fake.bot.id, { roles: [botRole] });
@@ -95,6 +99,7 @@ describe('Discord shared bot end to end through Gatehouse', () => {
         reconnect: { min: '50ms', max: '400ms' },
         network: {
           api: fake.apiBase,
+          cdn: fake.cdnBase,
           reconnectGraceSeconds: 20,
           loginTimeoutSeconds: 5,
           historyLimit: 10,
@@ -205,6 +210,34 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     assert.equal(fake.sent({ method: 'POST', path: `/channels/${general.id}/webhooks` }).length, 1);
     // No bot message in the channel: everything XMPP users said came through the webhook.
     assert.ok(![...general.messages.values()].some((m) => m.message.author.id === fake.bot.id));
+  });
+
+  test("avatars: occupants' presence carries the XEP-0153 hash, vCard-temp on the occupant and contact JIDs has the picture, fetched once by the transport", async () => {
+    const room = roomJid(general);
+    const sha1 = createHash('sha1').update(CAROL_PICTURE).digest('hex');
+    // The picture is fetched lazily; the occupant's presence comes again with the hash.
+    const withHash = await alice.expect(
+      (el) => el.name === 'presence' && el.attrs.from === `${room}/Carol` && el.getChild('x', 'vcard-temp:x:update')?.getChildText('photo') === sha1,
+      8000,
+    );
+    assert.ok(withHash.getChild('x', `${MUC}#user`), String(withHash));
+    const vcard = await alice.iq(x('iq', { type: 'get', to: `${room}/Carol` }, x('vCard', { xmlns: 'vcard-temp' })));
+    const photo = vcard.getChild('vCard', 'vcard-temp')!.getChild('PHOTO')!;
+    assert.equal(photo.getChildText('TYPE'), 'image/png');
+    assert.equal(photo.getChildText('BINVAL'), CAROL_PICTURE.toString('base64'));
+    assert.equal(vcard.getChild('vCard', 'vcard-temp')!.getChildText('NICKNAME'), 'Carol');
+    const contact = await bob.iq(x('iq', { type: 'get', to: `${carolId}@${GW}` }, x('vCard', { xmlns: 'vcard-temp' })));
+    assert.equal(contact.getChild('vCard', 'vcard-temp')!.getChild('PHOTO')!.getChildText('BINVAL'), CAROL_PICTURE.toString('base64'));
+    // Fetched from Discord's CDN once, by the transport, for both users and all three uses.
+    assert.equal(fake.avatarRequests.filter((r) => r.path.startsWith(`/avatars/${carolId}/`)).length, 1);
+    // Without a picture: a vCard without PHOTO.
+    const olgaCard = await alice.iq(x('iq', { type: 'get', to: `${room}/Olga` }, x('vCard', { xmlns: 'vcard-temp' })));
+    assert.equal(olgaCard.attrs.type, 'result', String(olgaCard));
+    assert.equal(olgaCard.getChild('vCard', 'vcard-temp')!.getChild('PHOTO'), undefined);
+    // Only people in the room may ask there.
+    const closedRoom = roomJid(closed);
+    const stranger = await alice.iq(x('iq', { type: 'get', to: `${closedRoom}/Carol` }, x('vCard', { xmlns: 'vcard-temp' })));
+    assert.equal(errorOf(stranger), 'not-acceptable');
   });
 
   test('a correction and a retraction of the own message reach Discord through the webhook', async () => {

@@ -277,7 +277,10 @@ export abstract class DiscordConnection extends LegacySessionEmitter {
 
   protected contactOf(user: User | PartialUser): LegacyContact {
     const name = cleanNick(user.globalName ?? user.username ?? '');
-    return name ? { id: user.id, displayName: name } : { id: user.id };
+    const contact: LegacyContact = name ? { id: user.id, displayName: name } : { id: user.id };
+    // The avatar hash names the picture (its CDN path changes with it).
+    if (user.avatar) contact.avatar = user.avatar;
+    return contact;
   }
 }
 

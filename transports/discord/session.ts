@@ -31,7 +31,7 @@
  * when logging in again cannot help (the token or the bot's settings must change).
  */
 import { Events, type Presence } from 'discord.js';
-import type { AdapterLogger, LegacyContact, LegacySession } from '../kit/adapter.js';
+import type { AdapterLogger, AvatarImage, LegacyContact, LegacySession } from '../kit/adapter.js';
 import type { DiscordSessionOptions, SharedClient } from './connection.js';
 import { isSnowflake } from './ids.js';
 import { DiscordHistory } from './history.js';
@@ -165,6 +165,36 @@ export class DiscordSession extends DiscordHistory implements LegacySession {
     const custom = p.activities.find((a) => a.type === 4);
     const user = p.user ?? this.client.users.cache.get(p.userId);
     this.safeEmit('contactPresence', user ? this.contactOf(user) : { id: p.userId }, show, custom?.state ? sanitize(custom.state) : null);
+  }
+
+  /**
+   * A user's avatar from Discord's CDN (`/avatars/{user}/{hash}.png?size=128`), fetched by the
+   * transport so that clients never contact Discord (P19); null without one or when it fails.
+   */
+  async fetchAvatar(contact: LegacyContact, maxBytes: number): Promise<AvatarImage | null> {
+    if (!isSnowflake(contact.id) || this.state !== 'ready') return null;
+    let user = this.client.users.cache.get(contact.id);
+    try {
+      if (!user || (contact.avatar && user.avatar !== contact.avatar)) user = await this.client.users.fetch(contact.id, { force: !!user });
+    } catch {
+      return null;
+    }
+    const url = user.avatarURL({ extension: 'png', size: 128 });
+    if (!url) return null;
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(this.opts.restTimeoutMs), redirect: 'error' });
+      const type = (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+      const declared = Number(res.headers.get('content-length') ?? NaN);
+      if (!res.ok || !type.startsWith('image/') || declared > maxBytes) {
+        await res.body?.cancel();
+        return null;
+      }
+      const data = Buffer.from(await res.arrayBuffer());
+      return data.length <= maxBytes ? { data, type } : null;
+    } catch (err) {
+      this.log.debug('discord avatar not fetched', { user: contact.id, error: err instanceof Error ? err.message : String(err) });
+      return null;
+    }
   }
 
   /** The bot's own status (shown to Discord users). */

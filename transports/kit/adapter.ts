@@ -30,6 +30,18 @@ export interface LegacyContact {
   /** For networks where a user spans several servers (IRC): which one. */
   server?: string;
   displayName?: string;
+  /**
+   * Optional (kit extension): names the contact's current picture (a hash or id that changes with
+   * it); the kit fetches it with fetchAvatar when a client needs it (vCard-temp, XEP-0153).
+   */
+  avatar?: string;
+}
+
+/** Optional (kit extension): a picture, as fetched from the network. */
+export interface AvatarImage {
+  data: Buffer;
+  /** image/png, image/jpeg, ... */
+  type: string;
 }
 
 export interface LegacyRoom {
@@ -181,6 +193,8 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
   invite?(room: LegacyRoom, contact: LegacyContact, reason?: string): Promise<void>;
   /** Optional (kit extension): the current position in the network's event stream (see the 'syncState' event). */
   syncState?(): string | null;
+  /** Optional (kit extension): the picture of a contact or occupant (LegacyContact.avatar), at most maxBytes; null when it has none. */
+  fetchAvatar?(contact: LegacyContact, maxBytes: number): Promise<AvatarImage | null>;
   /**
    * Optional (kit extension): the network's rooms for browsing (XEP-0030 disco#items on the
    * gateway): `null` is the top level; a node from an earlier item lists that node; an unknown

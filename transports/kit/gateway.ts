@@ -40,6 +40,7 @@ import { Vault, readKeyFile, resolveVaultKey, type KeyResolution } from './vault
 import type { TransportConfig } from './config.js';
 import { openTransportStorage } from './storage.js';
 import { MediaService, type MediaSettings } from './media.js';
+import { AvatarCache, NS_VCARD, vcardElement, type AvatarSettings } from './avatars.js';
 
 export const TRANSPORT_SOFTWARE = 'Gatehouse transport';
 export const TRANSPORT_VERSION = '0.1.0';
@@ -55,6 +56,8 @@ export interface GatewayDeps {
   log: Logger;
   /** Attachments through the XMPP server's upload service; without it they stay links. */
   media?: MediaSettings;
+  /** Pictures of contacts and occupants (vCard-temp, XEP-0153); without it none are fetched. */
+  avatars?: AvatarSettings;
 }
 
 /** "IRC gateway" → "IRC". */
@@ -80,6 +83,7 @@ export class Gateway implements Kit {
   readonly adhoc: AdHocCommands;
   readonly networkName: string;
   readonly media: MediaService;
+  readonly avatars: AvatarCache | null;
   private readonly presenceQueue = new KeyedQueue();
   private readonly messageQueue = new KeyedQueue();
   private readonly link: Pick<StanzaLink, 'send' | 'request'>;
@@ -105,6 +109,7 @@ export class Gateway implements Kit {
     this.contacts = new Contacts(this);
     this.adhoc = new AdHocCommands(this);
     this.media = new MediaService(this, deps.media ?? { enabled: false, maxSize: 0, timeout: 60_000, service: null, server: null, caFile: null });
+    this.avatars = deps.avatars && deps.avatars.maxEntries > 0 ? new AvatarCache(deps.avatars, () => this.clock.now().getTime()) : null;
   }
 
   send(stanza: Element): void {
@@ -154,7 +159,7 @@ export class Gateway implements Kit {
     else if (addr.kind === 'gateway') reply = await this.gatewayIq(iq, from, to);
     else if (addr.kind === 'server') reply = await this.serverIq(iq, from, to, addr.server);
     else if (addr.kind === 'room') reply = await this.rooms.iqIn(from, to, addr, iq);
-    else reply = this.contactIq(iq, addr.id);
+    else reply = await this.contactIq(iq, from, addr);
     if (reply) this.send(reply);
   }
 
@@ -291,8 +296,10 @@ export class Gateway implements Kit {
     return iqError(iq, 'service-unavailable');
   }
 
-  private contactIq(iq: Element, id: string): Element {
+  private async contactIq(iq: Element, from: Jid, addr: { id: string; server?: string | undefined }): Promise<Element> {
+    const id = addr.id;
     const child = iq.elements[0]!;
+    if (iq.attrs.type === 'get' && child.xmlns === NS_VCARD && child.name === 'vCard') return this.contactVcard(iq, from, addr);
     if (iq.attrs.type === 'get' && child.xmlns === NS.discoInfo && child.name === 'query' && !child.attrs.node) {
       return iqResult(
         iq,
@@ -305,6 +312,16 @@ export class Gateway implements Kit {
       );
     }
     return iqError(iq, 'service-unavailable');
+  }
+
+  /** vCard-temp of a contact (XEP-0054): its name and picture, for a user with a session (item-not-found otherwise). */
+  private async contactVcard(iq: Element, from: Jid, addr: { id: string; server?: string | undefined }): Promise<Element> {
+    const s = this.sessions.get(from.bare, addr.server);
+    const legacy = s?.legacy;
+    if (!legacy) return iqError(iq, 'item-not-found', 'log in to the network first (send available presence to the gateway)');
+    const contact = { id: addr.id, ...(addr.server !== undefined ? { server: addr.server } : {}) };
+    const avatar = this.avatars && legacy.fetchAvatar ? await this.avatars.get(legacy, contact) : null;
+    return iqResult(iq, vcardElement(undefined, avatar));
   }
 
   private async message(stanza: Element, from: Jid, to: Jid, addr: Address | null): Promise<void> {
@@ -498,6 +515,7 @@ export async function startTransport(opts: TransportOptions): Promise<RunningTra
       clock,
       log,
       media: config.media,
+      avatars: config.avatars,
     });
     const registered = await gateway.registration.load();
     const l = link;

@@ -14,6 +14,7 @@ import type { AuditLog } from './audit-log.js';
 import type { Vault } from './vault.js';
 import type { FormField } from './forms.js';
 import type { LoginFailure, SessionState, UserSession } from './user-session.js';
+import type { AvatarCache } from './avatars.js';
 
 export interface KitSettings {
   /** Milliseconds a foreign session outlives the user's last resource. */
@@ -49,6 +50,8 @@ export interface Kit {
   readonly networkName: string;
   /** The XMPP server's upload service, offered to sessions (LoginRequest.media). */
   readonly media: MediaHost;
+  /** Pictures of contacts and occupants, in memory (null: switched off). */
+  readonly avatars: AvatarCache | null;
 }
 
 /** The foreign sessions, driven by presence (sessions.ts). */

@@ -14,6 +14,7 @@ import type { UserSession } from './user-session.js';
 import type { RoomState } from './room-state.js';
 import { newId } from './contacts.js';
 import { NS_MUC, NS_MUC_USER, errorElement, type ErrorType } from './stanzas.js';
+import { avatarUpdateElement } from './avatars.js';
 
 export type RoomAddress = Extract<Address, { kind: 'room' }>;
 
@@ -24,6 +25,7 @@ const JOIN_CONDITION_TYPES: Record<string, ErrorType> = {
   'service-unavailable': 'wait',
   conflict: 'cancel',
   'item-not-found': 'cancel',
+  'not-acceptable': 'cancel',
   'remote-server-timeout': 'wait',
   'internal-server-error': 'cancel',
 };
@@ -61,11 +63,38 @@ export abstract class RoomBase {
       o.actor ? x('actor', { nick: o.actor }) : null,
       o.reason ? x('reason', {}, o.reason) : null,
     );
+    const contact = o.type !== 'unavailable' && this.kit.avatars ? occ?.contact : undefined;
+    let avatar: Element | null = null;
+    if (contact?.avatar) {
+      const hash = this.kit.avatars!.hashOf(contact);
+      avatar = avatarUpdateElement(hash);
+      if (hash === undefined) this.fetchAvatar(state, nick, contact, to);
+    }
     return x(
       'presence',
       { from, to, type: o.type },
       x('x', { xmlns: NS_MUC_USER }, item, (o.codes ?? []).map((c) => x('status', { code: c }))),
+      avatar,
     );
+  }
+
+  /** Occupants whose picture is being fetched (room JID + nick). */
+  private readonly avatarsWanted = new Set<string>();
+
+  /** Fetches an occupant's picture in the background, then sends its presence again with the XEP-0153 hash. */
+  private fetchAvatar(state: RoomState, nick: string, contact: NonNullable<Occupant['contact']>, to: string): void {
+    const key = `${state.jid}/${nick}`;
+    const user = Jid.tryParse(to)?.bare;
+    const legacy = user ? this.kit.sessions.get(user, state.room.server)?.legacy : undefined;
+    if (!legacy?.fetchAvatar || this.avatarsWanted.has(key)) return;
+    this.avatarsWanted.add(key);
+    void this.kit.avatars!.get(legacy, contact)
+      .then((got) => {
+        const now = state.occupants.get(nick);
+        if (!got || !state.joined || now?.contact?.avatar !== contact.avatar) return;
+        for (const resource of state.resources.keys()) this.send(this.presence(state, nick, resource, now));
+      })
+      .finally(() => this.avatarsWanted.delete(key));
   }
 
   protected send(el: Element | null): void {
