@@ -125,6 +125,8 @@ export class DiscordAdapter implements NetworkAdapter {
     session.media = request.media;
     session.restoreState(request.state);
     await session.start();
+    // Shared bot: the user's own picture goes with their webhook messages (taken at login).
+    if (typeof source !== 'string' && request.ownAvatarUrl) session.avatarUrl = request.ownAvatarUrl().catch(() => null);
     return session;
   }
 }

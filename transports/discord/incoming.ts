@@ -212,6 +212,11 @@ export abstract class DiscordIncoming extends DiscordRooms {
         msg.attachments = (msg.attachments ?? []).map((u) => (u === a.url ? out.url! : u));
       } else if (out.reason === 'too-large') {
         msg.text = `${msg.text}\n[${sanitize(a.name)}: too large for the gateway to pass on (at most ${formatBytes(media.maxSize)}); the link expires]`;
+      } else if (out.reason === 'failed') {
+        // Only the kind of failure: error texts might quote the signed URL.
+        const status = /HTTP (\d{3})/.exec(out.text)?.[1];
+        const why = status ? `Discord answered HTTP ${status}` : out.text === 'timed out' ? 'it took too long' : 'a network error';
+        msg.text = `${msg.text}\n[${sanitize(a.name)}: the gateway could not copy it from Discord (${why}); the link may not work]`;
       }
     }
   }

@@ -41,8 +41,8 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
     await this.deliverOut(id, message, this.rooms.get(id) ?? null);
   }
 
-  /** The user's avatar for webhook messages (an https URL on the XMPP server's upload service), or none. */
-  avatarUrl: string | null = null;
+  /** The user's avatar for webhook messages (an https URL on the XMPP server's upload service), or none; looked up at login. */
+  avatarUrl: Promise<string | null> = Promise.resolve(null);
 
   /**
    * Shared bot: the user's messages go out through the channel's webhook under their nick (and
@@ -97,12 +97,13 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
       throw new DiscordCommandError(`the message is too long for Discord (${parts.length} messages of 2000 characters, at most ${this.opts.maxMessageParts})`, 'not-acceptable');
     }
     const username = this.ownNick(r);
+    const avatarUrl = await this.avatarUrl.catch(() => null);
     const sent: string[] = [];
     this.sendsInFlight++;
     try {
       for (const content of parts) {
         const body: Record<string, unknown> = { content, username, allowed_mentions: { parse: ['users', 'roles'] } };
-        if (this.avatarUrl) body.avatar_url = this.avatarUrl;
+        if (avatarUrl) body.avatar_url = avatarUrl;
         const res = (await this.client.rest.post(Routes.webhook(hook.id, hook.token), { body, query, auth: false })) as { id: string };
         this.ownSent.set(res.id, true);
         sent.push(res.id);

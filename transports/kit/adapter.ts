@@ -281,6 +281,12 @@ export interface LoginRequest {
    */
   prompt?(text: string, waitMs: number): void;
   /**
+   * Optional (kit extension): the user's own XMPP picture (their vCard-temp PHOTO) as an https URL
+   * on the XMPP server's upload service, for networks that show it with the user's messages; null
+   * without a picture or an upload service. Fetched and uploaded when first called.
+   */
+  ownAvatarUrl?(): Promise<string | null>;
+  /**
    * Optional (kit extension): the transport's `loginTimeout` in milliseconds. The kit gives up on
    * a login after this long; an adapter with its own deadline (e.g. for a first sync) uses this one.
    */

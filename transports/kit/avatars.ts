@@ -40,6 +40,10 @@ export class AvatarCache {
     private readonly now: () => number = Date.now,
   ) {}
 
+  get maxImageSize(): number {
+    return this.settings.maxImageSize;
+  }
+
   private static keyOf(contact: LegacyContact): string {
     return `${contact.server ?? ''}\u0000${contact.id}`;
   }

@@ -15,6 +15,7 @@
  * users already online log in again; at shutdown every user sees its rooms (status 332) and
  * contacts go and the gateway say it is going away (XEP-0100 §6, business rule 6).
  */
+import { createHash } from 'node:crypto';
 import type { Element } from '../../shared/xml/element.js';
 import { x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
@@ -312,6 +313,33 @@ export class Gateway implements Kit {
       );
     }
     return iqError(iq, 'service-unavailable');
+  }
+
+  /** Uploads of users' own pictures: user → the picture's SHA-1 and its URL (in memory; the same picture is uploaded once). */
+  private readonly ownAvatars = new Map<string, { sha1: string; url: string }>();
+
+  async ownAvatarUrl(user: string): Promise<string | null> {
+    if (!this.avatars) return null;
+    let card: Element;
+    try {
+      card = await this.request(x('iq', { type: 'get', to: user, from: this.domain }, x('vCard', { xmlns: NS_VCARD })), 10_000);
+    } catch {
+      return null;
+    }
+    const photo = card.attrs.type === 'result' ? card.getChild('vCard', NS_VCARD)?.getChild('PHOTO') : undefined;
+    const type = photo?.getChildText('TYPE')?.trim().toLowerCase() ?? '';
+    const data = Buffer.from((photo?.getChildText('BINVAL') ?? '').replace(/\s+/g, ''), 'base64');
+    if (!/^image\/[a-z0-9.+-]+$/.test(type) || data.length === 0 || data.length > this.avatars.maxImageSize) return null;
+    const sha1 = createHash('sha1').update(data).digest('hex');
+    const known = this.ownAvatars.get(user);
+    if (known?.sha1 === sha1) return known.url;
+    const out = await this.media.upload(data, { type, name: `avatar.${type.split('/')[1]!.replace(/\W.*$/, '') || 'img'}` });
+    if (out.url === null) return null;
+    this.ownAvatars.delete(user);
+    this.ownAvatars.set(user, { sha1, url: out.url });
+    // Bounded like the other pictures.
+    while (this.ownAvatars.size > 1000) this.ownAvatars.delete(this.ownAvatars.keys().next().value!);
+    return out.url;
   }
 
   /** vCard-temp of a contact (XEP-0054): its name and picture, for a user with a session (item-not-found otherwise). */

@@ -52,6 +52,8 @@ export interface Kit {
   readonly media: MediaHost;
   /** Pictures of contacts and occupants, in memory (null: switched off). */
   readonly avatars: AvatarCache | null;
+  /** The user's own vCard picture on the upload service (LoginRequest.ownAvatarUrl), or null. */
+  ownAvatarUrl(user: string): Promise<string | null>;
 }
 
 /** The foreign sessions, driven by presence (sessions.ts). */

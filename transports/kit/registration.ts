@@ -263,6 +263,7 @@ export class Registration implements KitRegistration {
       log: kit.log.child(`${kit.adapter.network}-adapter`),
       settings,
       media: kit.media,
+      ownAvatarUrl: () => kit.ownAvatarUrl(user),
       prompt: loginPrompt(kit, user, deadline),
       timeoutMs: kit.settings.loginTimeout,
     });
