@@ -252,6 +252,9 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     alice.send(x('message', { to: room, type: 'groupchat', id: 'sb-e3' }, x('retract', { xmlns: 'urn:xmpp:message-retract:1', id: 'sb-e1' }), x('body', {}, 'retracted')));
     const del = await fake.waitForRequest({ method: 'DELETE', path: /^\/webhooks\/\d+\/[^/]+\/messages\/\d+$/ }, 8000);
     assert.equal(del.status, 204);
+    // The other XMPP user sees the retraction, from alice.
+    const retraction = await bob.expect((el) => isMsg(el) && !!el.getChild('retract', 'urn:xmpp:message-retract:1'), 8000);
+    assert.equal(retraction.attrs.from, `${room}/alice`);
     assert.ok(![...general.messages.values()].some((m) => m.message.content === 'the plan'));
   });
 

@@ -33,6 +33,8 @@ export abstract class DiscordIncoming extends DiscordRooms {
   protected readonly ownSent = new BoundedMap<string, true>(2000);
   /** Who wrote a message (for deletions of messages no longer cached). */
   private readonly authors = new BoundedMap<string, string>(5000);
+  /** The nick a webhook message was shown under (webhooks share one author id): for its deletion. */
+  private readonly webhookNicks = new BoundedMap<string, string>(2000);
   /** `${message}:${user}` → that user's reactions (keys as the kit sees them). */
   private readonly reactionSets = new BoundedMap<string, Set<string>>(5000);
   /** message → our own reactions (Discord emoji identifiers). */
@@ -180,6 +182,7 @@ export abstract class DiscordIncoming extends DiscordRooms {
     const text = this.textOf(msg, 'room' in w ? w.room : null, history);
     if (!text) return;
     const nick = 'room' in w ? (authorId === this.me && !this.shared ? this.ownNick(w.room) : this.authorNick(w.room, msg)) : null;
+    if (nick && msg.webhookId) this.webhookNicks.set(msg.id, nick);
     const attachments = [...(msg.attachments?.values() ?? [])];
     // A webhook message while this user's own sends are unanswered may be one of them: wait for the answers.
     const mayBeOwn = viaOwnWebhook && this.sendsInFlight > 0;
@@ -264,7 +267,7 @@ export abstract class DiscordIncoming extends DiscordRooms {
     }
     const r = this.rooms.get(channelId);
     if (!r?.joined) return;
-    const nick = authorId === this.me ? this.ownNick(r) : r.occupants.nickOf(authorId);
+    const nick = authorId === this.me ? this.ownNick(r) : (r.occupants.nickOf(authorId) ?? this.webhookNicks.get(id));
     if (!nick) return;
     this.safeEmit('roomMessage', r.room, nick, msg);
   }
