@@ -47,7 +47,12 @@ export function policyDe(f: PolicyFacts): PolicyDocument {
       ul([
         'Benutzername und Passwort Ihres Kontos im anderen System, weil sich der Netzübergang dort in Ihrem Namen anmeldet. Sie werden verschlüsselt gespeichert, mit einem Schlüssel, der außerhalb der Datenbank liegt, und nie in ein Protokoll geschrieben.',
         `Ein Protokoll darüber, wann für welche XMPP-Adresse eine Verbindung zum anderen System aufgebaut, beendet oder abgelehnt wurde. Es wird nach ${logsDat} gelöscht.`,
-        'Damit Ihre Sitzung im anderen System nach einem Neustart ohne Lücken und Wiederholungen weiterläuft: Ihre Position darin und, wo das System sie dafür braucht (Matrix), die Liste Ihrer Räume mit deren Namen und die Namen der Personen in Ihren Direktchats; keine Nachrichten. Diese Angaben werden gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen.',
+        'Damit Ihre Sitzung im anderen System nach einem Neustart ohne Lücken und Wiederholungen weiterläuft: Ihre Position darin (bei Discord die letzte Nachricht, die Sie in jedem Kanal und Direktchat gesehen haben) und, wo das System sie dafür braucht (Matrix), die Liste Ihrer Räume mit deren Namen und die Namen der Personen in Ihren Direktchats; keine Nachrichten. Diese Angaben werden gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen.',
+        `Wenn Sie einen Netzübergang benutzen, der im anderen System unter Ihrem eigenen Namen schreibt (Discord über den gemeinsamen Bot des Betreibers), sehen die Personen dort Ihren Spitznamen im Raum${
+          f.uploads && r.uploads !== undefined
+            ? ` und Ihr Profilbild aus Ihrer vCard, das dafür in den Datei-Upload-Dienst dieses Servers kopiert und ${d(r.uploads)} nach dem Kopieren gelöscht wird`
+            : ''
+        }.`,
         ...(f.uploads && r.uploads !== undefined
           ? [
               `Dateien, die Ihnen Personen aus dem anderen System schicken (Bilder, Dokumente), werden in den Datei-Upload-Dienst dieses Servers kopiert, damit Ihr Client sie anzeigen kann; der Link ist lang und zufällig. Diese Kopien gehören zu keinem Konto und werden ${d(r.uploads)} nach dem Kopieren gelöscht.`,
