@@ -176,6 +176,9 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     const aliceSelf = await join(alice, room, 'alice');
     assert.equal(aliceSelf.attrs.from, `${room}/alice`);
     await join(bob, room, 'bob');
+    // The linked users are occupants of each other's room.
+    await alice.expect((el) => el.name === 'presence' && el.attrs.from === `${room}/bob` && el.attrs.type === undefined, 8000);
+    assert.ok(everything.get(bob)!.some((el) => el.name === 'presence' && el.attrs.from === `${room}/alice`), 'bob sees alice in the room');
     const occupants = everything.get(alice)!.filter((el) => el.name === 'presence' && el.attrs.from?.startsWith(`${room}/`) === true).map((el) => el.attrs.from);
     assert.ok(occupants.includes(`${room}/Carol`), `Discord members are occupants: ${occupants.join(', ')}`);
 
@@ -276,6 +279,10 @@ describe('Discord shared bot end to end through Gatehouse', () => {
   test('a thread is a room: messages in, and out through the webhook with thread_id', async () => {
     const room = roomJid(thread);
     await join(alice, room, 'alice');
+    // One name is one author in Discord: a second XMPP user may not take it in the same channel.
+    bob.send(x('presence', { to: `${room}/alice` }, x('x', { xmlns: MUC })));
+    const taken = await bob.expect((el) => el.name === 'presence' && el.attrs.type === 'error' && el.attrs.from?.startsWith(room) === true, 8000);
+    assert.equal(errorOf(taken), 'conflict', String(taken));
     fake.say(thread.id, carolId, 'in the thread');
     const inbound = await alice.expect(body('in the thread'), 8000);
     assert.equal(inbound.attrs.from, `${room}/Carol`);

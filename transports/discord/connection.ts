@@ -50,6 +50,17 @@ export interface SharedClient {
   webhook(channelId: string): Promise<{ id: string; token: string }>;
   /** Ids of the webhooks the bot posts through (their messages are linked users'). */
   isOwnWebhook(webhookId: string): boolean;
+  /** A linked user is in a channel under `nick` (null: left); the other linked users there are told (LinkedUser.peerChanged). */
+  present(channelId: string, user: LinkedUser, nick: string | null): void;
+  /** The other linked users in a channel. */
+  peers(channelId: string, except: LinkedUser): { key: string; nick: string }[];
+}
+
+/** A linked user's session, as the shared bot tells it about the others. */
+export interface LinkedUser {
+  /** Stable for the session, never shown: occupant ids `xmpp:<key>`. */
+  readonly key: string;
+  peerChanged(channelId: string, key: string, nick: string | null): void;
 }
 
 /** The discord.js client of one bot, as the adapter runs it. */

@@ -9,7 +9,7 @@ import type { Attachment } from 'discord.js';
 import type { LegacyContact, LegacyRoom, TextMessage } from '../kit/adapter.js';
 import { formatBytes } from '../../shared/format.js';
 import { BoundedMap, IdMap, isSnowflake } from './ids.js';
-import { DiscordRooms, type RoomState } from './rooms.js';
+import { DiscordRooms, LINKED_PREFIX, type RoomState } from './rooms.js';
 import { cleanNick, fromDiscordMarkup, sanitize, type MentionNames } from './text.js';
 
 /** Channels whose last message is remembered (the sync state stays small). */
@@ -110,6 +110,11 @@ export abstract class DiscordIncoming extends DiscordRooms {
       if (nick) return nick;
     }
     const name = cleanNick(msg.member?.displayName ?? msg.author?.displayName ?? msg.author?.username) || 'unknown';
+    // Another linked user's message through the shared bot's webhook: from their occupant.
+    if (msg.webhookId && this.shared?.isOwnWebhook(msg.webhookId)) {
+      const peer = r.occupants.entries().find((e) => e.id.startsWith(LINKED_PREFIX) && (e.base ?? e.nick) === name);
+      if (peer) return peer.nick;
+    }
     const holder = r.occupants.idOf(name);
     return holder === undefined || holder === id ? name : `${name} (${msg.webhookId ? 'webhook' : id})`;
   }

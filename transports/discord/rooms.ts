@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { ChannelType, Events, PermissionFlagsBits, Routes, type Guild, type GuildBasedChannel, type GuildMember } from 'discord.js';
 import { LegacyNetworkError, type DirectoryItem, type LegacyRoom, type Occupant } from '../kit/adapter.js';
 import type { OccupantTable } from '../kit/occupants.js';
-import { DiscordConnection } from './connection.js';
+import { DiscordConnection, type LinkedUser } from './connection.js';
 import { DiscordCommandError, mapError } from './errors.js';
 import { cleanNick, sanitize } from './text.js';
 
@@ -30,6 +30,28 @@ export abstract class DiscordRooms extends DiscordConnection {
   /** Rooms this session is in. */
   get joinedRooms(): LegacyRoom[] {
     return [...this.rooms.values()].filter((r) => r.joined).map((r) => r.room);
+  }
+
+  /** This session as the shared bot knows it (the other linked users in a channel are occupants). */
+  protected readonly linked: LinkedUser = { key: randomBytes(6).toString('hex'), peerChanged: (ch, key, nick) => this.guard('peer', () => this.peerChanged(ch, key, nick)) };
+
+  /** Another linked user came, changed nick or left (shared bot). */
+  private peerChanged(channelId: string, key: string, nick: string | null): void {
+    const r = this.rooms.get(channelId);
+    if (!r?.joined) return;
+    if (nick === null) r.occupants.part(`${LINKED_PREFIX}${key}`);
+    else this.addPeer(r, key, nick);
+  }
+
+  private addPeer(r: RoomState, key: string, nick: string): void {
+    const id = `${LINKED_PREFIX}${key}`;
+    const unique = r.occupants.uniqueNick(id, nick, [nick, `${nick} (XMPP)`], () => `${nick} (XMPP ${key.slice(0, 4)})`);
+    r.occupants.join(id, { nick: unique, role: 'participant', affiliation: 'none' }, undefined, nick);
+  }
+
+  /** The user is no longer in a room (shared bot: the other linked users there are told). */
+  protected leftRoom(channelId: string): void {
+    this.shared?.present(channelId, this.linked, null);
   }
 
   /** The occupant key of the user: the bot itself, or (shared bot) the user's own entry beside the Discord members. */
@@ -122,7 +144,7 @@ export abstract class DiscordRooms extends DiscordConnection {
 
   /** Brings one member's occupant up to date in one room; the table reports what changed once the room is joined. */
   protected updateOccupant(r: RoomState, userId: string): void {
-    if (userId === SHARED_SELF) return; // the XMPP user, not a Discord member
+    if (userId === SHARED_SELF || userId.startsWith(LINKED_PREFIX)) return; // XMPP users, not Discord members
     const ch = this.channel(r.channelId);
     if (!ch) return;
     const member = ch.guild.members.cache.get(userId);
@@ -170,6 +192,7 @@ export abstract class DiscordRooms extends DiscordConnection {
   protected lostRoom(r: RoomState, reason: string): void {
     if (!this.rooms.has(r.channelId)) return;
     this.rooms.delete(r.channelId);
+    this.leftRoom(r.channelId);
     const own = this.ownNick(r);
     if (r.joined) this.safeEmit('occupantLeft', r.room, own, reason, null);
   }
@@ -266,6 +289,11 @@ export abstract class DiscordRooms extends DiscordConnection {
       this.safeEmit('roomJoinFailed', room, 'Discord does not take this nick for messages (1 to 80 characters, without "discord" or "clyde")', 'not-acceptable');
       return;
     }
+    // Two XMPP users under one name would be one author in Discord.
+    if (this.shared && this.shared.peers(ch.id, this.linked).some((p) => p.nick === wanted)) {
+      this.safeEmit('roomJoinFailed', room, 'another XMPP user has this nick in the channel', 'conflict');
+      return;
+    }
     await this.ensureMembers(ch.guild);
     if (this.state !== 'ready') return;
     const again = this.rooms.get(id);
@@ -277,12 +305,17 @@ export abstract class DiscordRooms extends DiscordConnection {
     const r: RoomState = { room: channelRoom, channelId: id, guildId: ch.guild.id, joined: false, occupants: this.occupantTable(channelRoom) };
     this.rooms.set(id, r);
     // The user first (the bot's plain display name, or with the shared bot the MUC nick), then everyone else.
-    if (this.shared) r.occupants.join(SHARED_SELF, { nick: wanted, role: 'participant', affiliation: 'none' }, undefined, wanted);
-    else this.updateOccupant(r, this.me);
+    if (this.shared) {
+      r.occupants.join(SHARED_SELF, { nick: wanted, role: 'participant', affiliation: 'none' }, undefined, wanted);
+      for (const p of this.shared.peers(id, this.linked)) this.addPeer(r, p.key, p.nick);
+    } else {
+      this.updateOccupant(r, this.me);
+    }
     this.resync(r, false);
     r.joined = true;
     r.occupants.announced = true;
     this.emitJoined(r);
+    this.shared?.present(id, this.linked, wanted);
     this.afterJoin(r);
   }
 
@@ -292,6 +325,7 @@ export abstract class DiscordRooms extends DiscordConnection {
     const r = id ? this.rooms.get(id) : undefined;
     if (!r) return;
     this.rooms.delete(r.channelId);
+    this.leftRoom(r.channelId);
     this.safeEmit('occupantLeft', r.room, this.ownNick(r), reason ?? null, null);
   }
 
@@ -352,8 +386,9 @@ export abstract class DiscordRooms extends DiscordConnection {
     if (!webhookName(wanted)) throw new DiscordCommandError('Discord does not take this nick for messages (1 to 80 characters, without "discord" or "clyde")', 'not-acceptable');
     if (!r) return;
     const holder = r.occupants.idOf(wanted);
-    if (holder !== undefined && holder !== SHARED_SELF) throw new DiscordCommandError('a Discord member in this channel has that name', 'not-allowed');
+    if (holder !== undefined && holder !== SHARED_SELF) throw new DiscordCommandError('someone in this channel has that name', 'not-allowed');
     r.occupants.update(SHARED_SELF, { nick: wanted }, wanted);
+    this.shared!.present(channelId, this.linked, wanted);
   }
 
   /** Discord has no per-channel kick: a kick removes a member from the whole server. */
@@ -370,6 +405,8 @@ export abstract class DiscordRooms extends DiscordConnection {
 
 /** The occupant key of the user in shared-bot rooms (Discord ids are digits, so it cannot clash). */
 export const SHARED_SELF = 'xmpp-user';
+/** Occupant ids of the other linked users in shared-bot rooms. */
+export const LINKED_PREFIX = 'xmpp:';
 
 /** Whether Discord takes `name` as a webhook message's user name (resources/webhook: 1 to 80 characters, no "clyde" or "discord"). */
 export function webhookName(name: string): boolean {

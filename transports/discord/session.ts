@@ -137,6 +137,7 @@ export class DiscordSession extends DiscordHistory implements LegacySession {
   }
 
   protected forgetState(): void {
+    for (const ch of this.rooms.keys()) this.leftRoom(ch);
     for (const t of this.typingTimers.values()) clearTimeout(t);
     this.typingTimers.clear();
     this.rooms.clear();

@@ -14,7 +14,7 @@
  */
 import { Events, Routes, type Client } from 'discord.js';
 import { LegacyAuthError, LegacyNetworkError, type AdapterLogger } from '../kit/adapter.js';
-import { createClient, loginError, type DiscordSessionOptions, type SharedClient } from './connection.js';
+import { createClient, loginError, type DiscordSessionOptions, type LinkedUser, type SharedClient } from './connection.js';
 
 export interface SharedBotSettings {
   token: string;
@@ -31,6 +31,8 @@ export class SharedBot {
   private starting: Promise<Client> | null = null;
   private readonly hooks = new Map<string, Promise<{ id: string; token: string }>>();
   private readonly hookIds = new Set<string>();
+  /** Linked users in each channel, with their nicks (the names on their webhook messages). */
+  private readonly present = new Map<string, Map<LinkedUser, string>>();
 
   constructor(
     private readonly settings: SharedBotSettings,
@@ -46,7 +48,22 @@ export class SharedBot {
       allows: (guildId, channelId) => this.settings.guilds.has(guildId) && (!this.settings.channels || this.settings.channels.has(channelId)),
       webhook: (channelId) => this.webhook(client, channelId),
       isOwnWebhook: (id) => this.hookIds.has(id),
+      present: (channelId, user, nick) => this.setPresent(channelId, user, nick),
+      peers: (channelId, except) => [...(this.present.get(channelId) ?? new Map<LinkedUser, string>())].filter(([u]) => u !== except).map(([u, nick]) => ({ key: u.key, nick })),
     };
+  }
+
+  private setPresent(channelId: string, user: LinkedUser, nick: string | null): void {
+    let here = this.present.get(channelId);
+    if (nick === null) {
+      if (!here?.delete(user)) return;
+      if (!here.size) this.present.delete(channelId);
+    } else {
+      if (here?.get(user) === nick) return;
+      if (!here) this.present.set(channelId, (here = new Map()));
+      here.set(user, nick);
+    }
+    for (const other of [...(this.present.get(channelId)?.keys() ?? [])]) if (other !== user) other.peerChanged(channelId, user.key, nick);
   }
 
   /** Ends the client (the transport stops). */
