@@ -295,6 +295,28 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     assert.ok(![...general.messages.values()].some((m) => m.message.content === 'thread reply'));
   });
 
+  test('rejoining a room: what was said meanwhile comes as MUC history with delay stamps, after the self-presence and before the subject', async () => {
+    const room = roomJid(general);
+    bob.send(x('presence', { to: `${room}/bob`, type: 'unavailable' }));
+    await bob.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/bob`, 8000);
+    await alice.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/bob`, 8000);
+    fake.say(general.id, carolId, 'while bob was away');
+    await alice.expect(body('while bob was away'), 8000);
+    const seen = everything.get(bob)!.length;
+    await join(bob, room, 'bob');
+    const isSubject = (el: Element) => isMsg(el) && el.attrs.from?.startsWith(room) === true && !!el.getChild('subject');
+    await bob.expect(isSubject, 8000);
+    const after = everything.get(bob)!.slice(seen);
+    const self = after.findIndex(selfPresence(room));
+    const missed = after.findIndex(body('while bob was away'));
+    const subject = after.findIndex(isSubject);
+    assert.ok(self >= 0 && missed > self && subject > missed, `self-presence ${self}, history ${missed}, subject ${subject}`);
+    const stamp = after[missed]!.getChild('delay', DELAY);
+    assert.ok(stamp?.attrs.from === room && stamp.attrs.stamp, String(after[missed]));
+    assert.equal(after[missed]!.attrs.from, `${room}/Carol`);
+    assert.equal(count(bob, 'while bob was away'), 1);
+  });
+
   test('after a fresh gateway session, what was said in the gap arrives once as history with delay stamps', async () => {
     const room = roomJid(general);
     const identifies = fake.gatewayReceived.filter((p) => p.op === Op.Identify).length;

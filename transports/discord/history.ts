@@ -8,6 +8,7 @@
  * time (XEP-0203 delay): as MUC history in rooms, as messages in direct chats.
  */
 import type { Message } from 'discord.js';
+import type { RoomHistoryItem } from '../kit/adapter.js';
 import { DiscordOutgoing } from './outgoing.js';
 import type { RoomState } from './rooms.js';
 
@@ -25,6 +26,17 @@ export abstract class DiscordHistory extends DiscordOutgoing {
 
   private async backfillDirect(): Promise<void> {
     for (const [ch, v] of [...this.lastSeen]) if (v.dm) await this.backfill(ch);
+  }
+
+  /** A room joined again: what was missed comes with roomJoined, before the subject (XEP-0045). */
+  protected override async historyForJoin(r: RoomState): Promise<RoomHistoryItem[]> {
+    if (!this.lastSeen.has(r.channelId)) return [];
+    const items: RoomHistoryItem[] = [];
+    for (const m of await this.fetchAfter(r.channelId)) {
+      const item = await this.historyItem(m, r).catch(() => null);
+      if (item) items.push(item);
+    }
+    return items;
   }
 
   protected override afterJoin(r: RoomState): void {
@@ -55,25 +67,30 @@ export abstract class DiscordHistory extends DiscordOutgoing {
   }
 
   private async fetchMissed(channelId: string): Promise<void> {
+    for (const m of await this.fetchAfter(channelId)) {
+      if (this.state !== 'ready') return;
+      this.guard('history', () => this.onMessage(m, true));
+    }
+  }
+
+  /** The messages after the last one seen in a channel, oldest first (at most historyLimit, the newest); none on errors. */
+  private async fetchAfter(channelId: string): Promise<Message[]> {
     const limit = this.opts.historyLimit;
     const since = this.lastSeen.get(channelId)?.id;
-    if (!limit || !since || this.state !== 'ready') return;
+    if (!limit || !since || this.state !== 'ready') return [];
     try {
       const ch = this.client.channels.cache.get(channelId) ?? (await this.client.channels.fetch(channelId));
-      if (!ch || !ch.isTextBased() || !('messages' in ch)) return;
+      if (!ch || !ch.isTextBased() || !('messages' in ch)) return [];
       let found = [...(await ch.messages.fetch({ after: since, limit, cache: false })).values()];
       if (found.length >= limit) {
         // More were missed than the cap: the newest ones are worth more than the oldest.
         found = [...(await ch.messages.fetch({ limit, cache: false })).values()].filter((m) => BigInt(m.id) > BigInt(since));
         this.log.info('discord history capped', { channel: channelId, limit });
       }
-      found.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
-      for (const m of found) {
-        if (this.state !== 'ready') return;
-        this.guard('history', () => this.onMessage(m as Message, true));
-      }
+      return found.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1)) as Message[];
     } catch (err) {
       this.log.debug('discord history not fetched', { channel: channelId, error: err instanceof Error ? err.message : String(err) });
+      return [];
     }
   }
 }

@@ -6,7 +6,7 @@
  */
 import { MessageReferenceType, MessageType, type Guild, type Message, type MessageReaction, type PartialMessage, type PartialMessageReaction, type PartialUser, type Typing, type User } from 'discord.js';
 import type { Attachment } from 'discord.js';
-import type { LegacyContact, LegacyRoom, TextMessage } from '../kit/adapter.js';
+import type { LegacyContact, LegacyRoom, RoomHistoryItem, TextMessage } from '../kit/adapter.js';
 import { formatBytes } from '../../shared/format.js';
 import { BoundedMap, IdMap, isSnowflake } from './ids.js';
 import { DiscordRooms, LINKED_PREFIX, type RoomState } from './rooms.js';
@@ -33,6 +33,8 @@ export abstract class DiscordIncoming extends DiscordRooms {
   protected readonly ownSent = new BoundedMap<string, true>(2000);
   /** Who wrote a message (for deletions of messages no longer cached). */
   private readonly authors = new BoundedMap<string, string>(5000);
+  /** Messages of the channels this session follows that were handled (delivered or dropped): never twice. */
+  private readonly handled = new BoundedMap<string, true>(5000);
   /** The nick a webhook message was shown under (webhooks share one author id): for its deletion. */
   private readonly webhookNicks = new BoundedMap<string, string>(2000);
   /** `${message}:${user}` → that user's reactions (keys as the kit sees them). */
@@ -169,10 +171,13 @@ export abstract class DiscordIncoming extends DiscordRooms {
   protected onMessage(msg: Message, history = false): void {
     const isDm = !msg.guildId;
     const authorId = msg.author.id;
-    // Delivered already: live while the history was fetched, or from the history before a resumed gateway replays it.
-    if (this.authors.has(msg.id)) return;
+    // Handled already: live while the history was fetched, or from the history before a resumed gateway replays it.
+    if (this.handled.has(msg.id)) return;
     this.authors.set(msg.id, authorId);
-    if (isDm ? !this.shared : this.rooms.get(msg.channelId)?.joined) this.noteSeen(msg.channelId, msg.id, isDm);
+    if (isDm ? !this.shared : this.rooms.get(msg.channelId)?.joined) {
+      this.handled.set(msg.id, true);
+      this.noteSeen(msg.channelId, msg.id, isDm);
+    }
     const viaOwnWebhook = !!this.shared && !!msg.webhookId && this.shared.isOwnWebhook(msg.webhookId);
     if (viaOwnWebhook && this.ownSent.has(msg.id)) return; // what this user posted through the webhook
     if (authorId === this.me) {
@@ -204,6 +209,22 @@ export abstract class DiscordIncoming extends DiscordRooms {
       })
       .catch((err: unknown) => this.log.warn('discord message not delivered', { reason: err instanceof Error ? err.message : String(err) }))
       .finally(() => this.deliveriesPending--);
+  }
+
+  /** A message of the room's history for roomJoined (the room is not announced yet), once. */
+  protected async historyItem(msg: Message, r: RoomState): Promise<RoomHistoryItem | null> {
+    if (this.handled.has(msg.id)) return null;
+    this.handled.set(msg.id, true);
+    this.authors.set(msg.id, msg.author.id);
+    this.noteSeen(msg.channelId, msg.id, false);
+    if (!RELAYED_TYPES.has(msg.type)) return null;
+    const text = this.textOf(msg, r, true);
+    if (!text) return null;
+    const nick = msg.author.id === this.me && !this.shared ? this.ownNick(r) : this.authorNick(r, msg);
+    if (nick && msg.webhookId) this.webhookNicks.set(msg.id, nick);
+    const attachments = [...(msg.attachments?.values() ?? [])];
+    if (this.media && attachments.length) await this.rehost(text, attachments);
+    return { nick, message: text };
   }
 
   /** Puts each attachment on the upload service and its URL in place of the CDN's (in the text and as attachment). */

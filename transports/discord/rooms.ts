@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ChannelType, Events, PermissionFlagsBits, Routes, type Guild, type GuildBasedChannel, type GuildMember } from 'discord.js';
-import { LegacyNetworkError, type DirectoryItem, type LegacyRoom, type Occupant } from '../kit/adapter.js';
+import { LegacyNetworkError, type DirectoryItem, type LegacyRoom, type Occupant, type RoomHistoryItem } from '../kit/adapter.js';
 import type { OccupantTable } from '../kit/occupants.js';
 import { DiscordConnection, type LinkedUser } from './connection.js';
 import { DiscordCommandError, mapError } from './errors.js';
@@ -226,13 +226,18 @@ export abstract class DiscordRooms extends DiscordConnection {
     return r.occupants.nickOf(this.selfKey) ?? (cleanNick(this.client.user?.displayName) || 'bot');
   }
 
-  /** Called once a room is joined (the history layer fetches what was missed). */
+  /** Called once a room is joined (the history layer fetches what was missed meanwhile). */
   protected afterJoin(_r: RoomState): void {}
 
-  private emitJoined(r: RoomState): void {
+  /** What was said since the user was last in the room, for roomJoined (the history layer). */
+  protected async historyForJoin(_r: RoomState): Promise<RoomHistoryItem[]> {
+    return [];
+  }
+
+  private emitJoined(r: RoomState, history: RoomHistoryItem[] = []): void {
     const ch = this.channel(r.channelId);
     const topic = ch && 'topic' in ch ? (ch.topic ?? null) : null;
-    this.safeEmit('roomJoined', r.room, this.ownNick(r), r.occupants.list(), topic || null);
+    this.safeEmit('roomJoined', r.room, this.ownNick(r), r.occupants.list(), topic || null, ...(history.length ? [history] : []));
   }
 
   /**
@@ -312,9 +317,11 @@ export abstract class DiscordRooms extends DiscordConnection {
       this.updateOccupant(r, this.me);
     }
     this.resync(r, false);
+    const history = await this.historyForJoin(r);
+    if (this.state !== 'ready' || this.rooms.get(id) !== r) return;
     r.joined = true;
     r.occupants.announced = true;
-    this.emitJoined(r);
+    this.emitJoined(r, history);
     this.shared?.present(id, this.linked, wanted);
     this.afterJoin(r);
   }

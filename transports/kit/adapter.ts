@@ -37,6 +37,12 @@ export interface LegacyContact {
   avatar?: string;
 }
 
+/** Optional (kit extension): a message of a room's history (roomJoined). */
+export interface RoomHistoryItem {
+  nick: string;
+  message: TextMessage;
+}
+
 /** Optional (kit extension): a picture, as fetched from the network. */
 export interface AvatarImage {
   data: Buffer;
@@ -115,8 +121,13 @@ export interface LegacySessionEvents {
   message: [from: LegacyContact, message: TextMessage];
   /** A message in a room; `self` true for the echo of what this user sent, when the network echoes. */
   roomMessage: [room: LegacyRoom, nick: string, message: TextMessage];
-  /** This user is in the room now, with its occupant list (including itself as `ownNick`). */
-  roomJoined: [room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null];
+  /**
+   * This user is in the room now, with its occupant list (including itself as `ownNick`).
+   * Optional (kit extension) `history`: messages said while the user was away, oldest first, with
+   * their timestamps; the kit sends them between the self-presence and the subject, as XEP-0045
+   * orders a room's history.
+   */
+  roomJoined: [room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null, history?: RoomHistoryItem[]];
   /** Joining failed (banned, invite only, bad key, ...). */
   roomJoinFailed: [room: LegacyRoom, reason: string, condition: 'forbidden' | 'not-authorized' | 'registration-required' | 'service-unavailable' | 'conflict' | 'item-not-found' | 'not-acceptable'];
   occupantJoined: [room: LegacyRoom, occupant: Occupant];

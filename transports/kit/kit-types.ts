@@ -8,7 +8,7 @@ import type { Logger } from '../../shared/logger.js';
 import type { Element } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
 import type { TransportRepository } from '../../storage/types.js';
-import type { Credentials, LegacyContact, MediaHost, LegacyRoom, LegacySession, NetworkAdapter, Occupant, TextMessage } from './adapter.js';
+import type { Credentials, LegacyContact, MediaHost, LegacyRoom, LegacySession, NetworkAdapter, Occupant, RoomHistoryItem, TextMessage } from './adapter.js';
 import type { Addresses } from './addresses.js';
 import type { AuditLog } from './audit-log.js';
 import type { Vault } from './vault.js';
@@ -85,7 +85,7 @@ export interface KitRooms {
   sessionClosed(s: UserSession, statusCode: number | null): void;
   /** The user's resources `fulls` went unavailable: they leave their rooms. */
   userGone(user: string, fulls: string[]): void;
-  joined(s: UserSession, room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null): void;
+  joined(s: UserSession, room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null, history?: RoomHistoryItem[]): void;
   joinFailed(s: UserSession, room: LegacyRoom, reason: string, condition: string): void;
   occupantJoined(s: UserSession, room: LegacyRoom, occupant: Occupant): void;
   occupantChanged(s: UserSession, room: LegacyRoom, occupant: Occupant): void;

@@ -7,7 +7,8 @@
 import type { Element } from '../../shared/xml/element.js';
 import { x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
-import type { LegacyRoom, Occupant } from './adapter.js';
+import type { LegacyRoom, Occupant, RoomHistoryItem } from './adapter.js';
+import { stanzaOf } from './messages.js';
 import type { Kit } from './kit-types.js';
 import type { Address } from './addresses.js';
 import type { UserSession } from './user-session.js';
@@ -105,8 +106,8 @@ export abstract class RoomBase {
     return state.occupants.get(state.nick) ?? { nick: state.nick, role: 'participant', affiliation: 'none' };
   }
 
-  /** The join sequence for one resource: occupants, self-presence (110, 210), subject. */
-  protected sendJoinSequence(state: RoomState, to: string, requestedNick: string): void {
+  /** The join sequence for one resource: occupants, self-presence (110, 210), history (with delays), subject. */
+  protected sendJoinSequence(state: RoomState, to: string, requestedNick: string, history: RoomHistoryItem[] = []): void {
     for (const [nick, occ] of state.occupants) {
       if (nick === state.nick) continue;
       this.send(this.presence(state, nick, to, occ));
@@ -114,6 +115,10 @@ export abstract class RoomBase {
     const codes = [110];
     if (requestedNick !== state.nick) codes.push(210);
     this.send(this.presence(state, state.nick, to, this.ownOccupant(state), { codes }));
+    for (const h of history) {
+      const from = jidWithResource(state.jid, h.nick);
+      if (from) this.kit.send(stanzaOf(h.message, { type: 'groupchat', from, to, by: state.jid, fresh: newId, markable: false }));
+    }
     const by = state.subjectBy && jidWithResource(state.jid, state.subjectBy);
     this.kit.send(x('message', { type: 'groupchat', from: by || state.jid, to, id: newId() }, x('subject', {}, state.subject ?? '')));
   }
