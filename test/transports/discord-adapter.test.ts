@@ -16,6 +16,9 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { REST, Routes } from 'discord.js';
 import { FakeDiscord, Intent, Op, Perm, type FakeChannel, type FakeGuild } from '../fakes/discord.js';
 import { createAdapter, createDiscordAdapter, parseToken, DiscordCommandError, channelIdOf, type DiscordAdapter, type DiscordSession } from '../../transports/discord/index.js';
@@ -140,6 +143,34 @@ describe('Discord text handling', () => {
     assert.throws(() => createAdapter({ api: 'ftp://x' }, testLog().log), /network\.api/);
     assert.throws(() => createAdapter({ members: 'yes' }, testLog().log), /network\.members/);
     assert.throws(() => createAdapter({ bogus: 1 }, testLog().log), /network\.bogus: unknown setting/);
+    assert.throws(() => createAdapter({ historyLimit: 101 }, testLog().log), /network\.historyLimit/);
+  });
+
+  test("P9 the shared bot's token comes from a file only its owner reads (or the environment), never from the configuration; guilds are required", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-discord-token-'));
+    try {
+      const token = 'MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789';
+      const file = path.join(dir, 'token');
+      writeFileSync(file, `Bot ${token}\n`, { mode: 0o644 });
+      chmodSync(file, 0o644);
+      const guilds = ['123456789012345678'];
+      assert.throws(() => createAdapter({ sharedBot: { tokenFile: file, guilds } }, testLog().log), /network\.sharedBot\.tokenFile: the token file must not be readable by group or others/);
+      chmodSync(file, 0o600);
+      const a = (await createAdapter({ sharedBot: { tokenFile: file, guilds, channels: ['234567890123456789'] } }, testLog().log)) as DiscordAdapter;
+      assert.ok(a.shared, 'the shared bot is set up');
+      const field = a.registrationFields.find((f) => f.name === 'password')!;
+      assert.equal(field.required, false, 'registration without a token');
+      assert.throws(() => createAdapter({ sharedBot: { tokenFile: file } }, testLog().log), /network\.sharedBot\.guilds/);
+      assert.throws(() => createAdapter({ sharedBot: { tokenFile: file, guilds, token } }, testLog().log), /network\.sharedBot\.token: unknown setting/);
+      assert.throws(() => createAdapter({ sharedBot: { guilds } }, testLog().log), /network\.sharedBot\.tokenFile: missing/);
+      assert.throws(() => createAdapter({ sharedBot: { tokenFile: file, guilds, webhookName: 'Discord bridge' } }, testLog().log), /network\.sharedBot\.webhookName/);
+      // Errors never quote the token.
+      writeFileSync(file, 'not a token', { mode: 0o600 });
+      assert.throws(() => createAdapter({ sharedBot: { tokenFile: file, guilds } }, testLog().log), (e: Error) => /holds no bot token/.test(e.message) && !e.message.includes('not a token'));
+      assert.equal((createDiscordAdapter({}) as DiscordAdapter).registrationFields.find((f) => f.name === 'password')!.required, true, 'without a shared bot the token is required');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
