@@ -272,6 +272,43 @@ describe('Discord adapter against the fake Discord', () => {
     await session.logout();
   });
 
+  test('the room directory (own bot): guilds, then a guild\'s channels and active threads; a thread is a room', async () => {
+    const { session, rec } = await login();
+    const thread = fake.createThread(random.id, 'side topic', { ownerId: u.alice! });
+    const archived = fake.createThread(random.id, 'old topic', { ownerId: u.alice! });
+    fake.archiveThread(archived.id);
+    const top = await session.directory(null);
+    assert.deepEqual(top, [{ node: `guild/${guild.id}`, name: 'Gatehouse' }]);
+    const inGuild = (await session.directory(`guild/${guild.id}`))!;
+    assert.deepEqual(
+      inGuild.map((i) => [i.room?.id, i.name]),
+      [
+        [`#${general.id}`, 'Gatehouse / #general'],
+        [`#${random.id}`, 'Gatehouse / #random'],
+        [`#${readonly.id}`, 'Gatehouse / #announcements'],
+        [`#${thread.id}`, '#random / side topic'],
+      ],
+      'text channels the bot sees (not #secret), in order, then the active threads',
+    );
+    assert.ok(fake.sent({ method: 'GET', path: `/guilds/${guild.id}/threads/active` }).length >= 1);
+    assert.equal(await session.directory('guild/1'), null);
+    assert.equal(await session.directory('elsewhere'), null);
+    await session.joinRoom(room(thread), 'x');
+    const [joined] = await rec.take('roomJoined');
+    assert.equal(joined.name, 'Gatehouse / #random / side topic');
+    fake.say(thread.id, u.alice!, 'in the thread');
+    const [, nick, m] = await rec.take('roomMessage');
+    assert.equal(nick, 'Alice');
+    assert.equal(m.text, 'in the thread');
+    await session.sendRoomMessage(room(thread), { text: 'thread answer' });
+    assert.ok([...thread.messages.values()].some((x) => x.message.content === 'thread answer' && x.message.author.id === fake.bot.id));
+    await session.joinRoom(room(archived), 'x');
+    const [, reason, condition] = await rec.take('roomJoinFailed');
+    assert.equal(condition, 'item-not-found');
+    assert.match(reason, /archived/);
+    await session.logout();
+  });
+
   describe('in a room', () => {
     let session: DiscordSession;
     let rec: Recorder;
