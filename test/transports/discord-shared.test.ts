@@ -302,6 +302,8 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     await alice.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/bob`, 8000);
     fake.say(general.id, carolId, 'while bob was away');
     await alice.expect(body('while bob was away'), 8000);
+    alice.send(x('message', { to: room, type: 'groupchat', id: 'sb-away' }, x('body', {}, 'alice while bob was away')));
+    await fake.waitForRequest({ method: 'POST', path: /^\/webhooks\/\d+\/[^/]+$/, pred: (r) => r.body?.content === 'alice while bob was away' && r.status === 200 }, 8000);
     const seen = everything.get(bob)!.length;
     await join(bob, room, 'bob');
     const isSubject = (el: Element) => isMsg(el) && el.attrs.from?.startsWith(room) === true && !!el.getChild('subject');
@@ -315,6 +317,10 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     assert.ok(stamp?.attrs.from === room && stamp.attrs.stamp, String(after[missed]));
     assert.equal(after[missed]!.attrs.from, `${room}/Carol`);
     assert.equal(count(bob, 'while bob was away'), 1);
+    // The other XMPP user's message in the history is theirs (the webhook's name), before the subject too.
+    const fromAlice = after.findIndex(body('alice while bob was away'));
+    assert.ok(fromAlice > missed && fromAlice < subject, `alice's message in the history: ${fromAlice}`);
+    assert.equal(after[fromAlice]!.attrs.from, `${room}/alice`);
   });
 
   test('after a fresh gateway session, what was said in the gap arrives once as history with delay stamps', async () => {

@@ -220,7 +220,9 @@ export abstract class DiscordIncoming extends DiscordRooms {
     if (!RELAYED_TYPES.has(msg.type)) return null;
     const text = this.textOf(msg, r, true);
     if (!text) return null;
-    const nick = msg.author.id === this.me && !this.shared ? this.ownNick(r) : this.authorNick(r, msg);
+    // The user's own earlier messages: the bot's (own bot), or the webhook's under the user's nick (shared bot).
+    const own = this.shared ? !!msg.webhookId && this.shared.isOwnWebhook(msg.webhookId) && cleanNick(msg.author.username) === this.ownNick(r) : msg.author.id === this.me;
+    const nick = own ? this.ownNick(r) : this.authorNick(r, msg);
     if (nick && msg.webhookId) this.webhookNicks.set(msg.id, nick);
     const attachments = [...(msg.attachments?.values() ?? [])];
     if (this.media && attachments.length) await this.rehost(text, attachments);

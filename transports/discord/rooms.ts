@@ -317,6 +317,8 @@ export abstract class DiscordRooms extends DiscordConnection {
       this.updateOccupant(r, this.me);
     }
     this.resync(r, false);
+    // The channel's webhook, ready for the first message (and known when the history shows the user's own).
+    if (this.shared) await this.shared.webhook(ch.isThread() ? (ch.parentId ?? id) : id).catch(() => undefined);
     const history = await this.historyForJoin(r);
     if (this.state !== 'ready' || this.rooms.get(id) !== r) return;
     r.joined = true;
