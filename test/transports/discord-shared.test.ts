@@ -42,6 +42,7 @@ describe('Discord shared bot end to end through Gatehouse', () => {
   let closed: FakeChannel;
   let thread: FakeChannel;
   let carolId: string;
+  let config: ReturnType<typeof parseTransportConfig>;
   const logLines: string[] = [];
   /** Every stanza each client got, also those an expect() took (to count deliveries). */
   const everything = new Map<TestClient, Element[]>();
@@ -88,7 +89,7 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-discord-shared-'));
     const tokenFile = path.join(dir, 'discord-bot.token');
     writeFileSync(tokenFile, `${fake.token}\n`, { mode: 0o600 });
-    const config = parseTransportConfig(
+    config = parseTransportConfig(
       {
         adapter: 'discord',
         component: { domain: GW, secret: SECRET, host: '127.0.0.1', port: ts.componentPort },
@@ -110,12 +111,7 @@ describe('Discord shared bot end to end through Gatehouse', () => {
       'discord',
       {},
     );
-    transport = await startTransport({
-      config,
-      adapter: await createAdapter(config.network, { debug() {}, info() {}, warn() {} }),
-      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-discord'),
-      env: {},
-    });
+    transport = await start();
     alice = await ts.user('sb-alice');
     bob = await ts.user('sb-bob');
     for (const c of [alice, bob]) {
@@ -125,6 +121,15 @@ describe('Discord shared bot end to end through Gatehouse', () => {
       await c.expect((el) => el.name === 'presence' && el.attrs.from === c.jid);
     }
   });
+
+  async function start(): Promise<RunningTransport> {
+    return startTransport({
+      config,
+      adapter: await createAdapter(config.network, { debug() {}, info() {}, warn() {} }),
+      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-discord'),
+      env: {},
+    });
+  }
 
   after(async () => {
     await alice?.close().catch(() => undefined);
@@ -347,5 +352,27 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     await alice.expect(body('after the gap'), 8000);
     assert.equal(count(alice, 'said in the gap 1'), 1);
     assert.equal(count(alice, 'said before anyone linked'), 0, 'no history from before the user joined');
+  });
+
+  test('a restart of the transport: the position stored per channel brings what was said while it was down, as history on rejoining', async () => {
+    const room = roomJid(general);
+    await transport.stop();
+    await alice.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/alice`, 8000);
+    fake.say(general.id, carolId, 'said while the transport was down');
+    transport = await start();
+    // Stored with the registration (transport_sync_state): the last message seen per channel, no text.
+    const stored = JSON.parse((await transport.storage.transports.getSyncState('discord', bareOf(alice), ''))!) as { rooms: Record<string, string> };
+    assert.ok(/^\d+$/.test(stored.rooms[general.id]!), JSON.stringify(stored));
+    // The gateway is back; the user's client rejoins the room.
+    const seen = everything.get(alice)!.length;
+    // Before the fix, a registration without any value (no token) read as "not registered" here.
+    await join(alice, room, 'alice');
+    const isSubject = (el: Element) => isMsg(el) && el.attrs.from?.startsWith(room) === true && !!el.getChild('subject');
+    await alice.expect(isSubject, 10000);
+    const after = everything.get(alice)!.slice(seen);
+    const missed = after.findIndex(body('said while the transport was down'));
+    assert.ok(missed >= 0 && missed < after.findIndex(isSubject), `history before the subject: ${missed}`);
+    assert.ok(after[missed]!.getChild('delay', DELAY));
+    assert.equal(after.filter(body('after the gap')).length, 0, 'what was seen before the restart does not come again');
   });
 });
