@@ -17,6 +17,7 @@
  *   gracePeriod: 30s
  *   reconnect: { min: 5s, max: 5m }
  *   media: { maxSize: 20MiB }       # attachments through the XMPP server's upload service (media.ts)
+ *   avatars: { maxEntries: 500 }    # pictures of the network's people, in memory only (avatars.ts)
  *   network:                        # passed to the adapter as it is
  *     servers: [irc.libera.chat]
  */
