@@ -200,6 +200,7 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     const exec = executions((r) => r.body?.content === 'hello from alice');
     assert.equal(exec.length, 1);
     assert.equal(exec[0]!.query.wait, 'true');
+    assert.deepEqual(exec[0]!.body.allowed_mentions, { parse: ['users'] }, 'no role or @everyone pings through the shared bot');
 
     bob.send(x('message', { to: room, type: 'groupchat', id: 'sb-2' }, x('body', {}, 'hello from bob')));
     const atAlice = await alice.expect(body('hello from bob'), 8000);

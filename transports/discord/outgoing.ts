@@ -83,7 +83,7 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
       if (parts.length !== 1) throw new DiscordCommandError('the corrected text must be one Discord message (1 to 2000 characters)', 'not-acceptable');
       try {
         await this.client.rest.patch(Routes.webhookMessage(hook.id, hook.token, targets[0]!), {
-          body: { content: parts[0], allowed_mentions: { parse: ['users', 'roles'] } },
+          body: { content: parts[0], allowed_mentions: { parse: ['users'] } },
           query: ch.isThread() ? new URLSearchParams({ thread_id: channelId }) : undefined,
           auth: false,
         });
@@ -102,7 +102,8 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
     this.sendsInFlight++;
     try {
       for (const content of parts) {
-        const body: Record<string, unknown> = { content, username, allowed_mentions: { parse: ['users', 'roles'] } };
+        // Linked users may mention people, not ping whole roles or @everyone through the operator's bot.
+        const body: Record<string, unknown> = { content, username, allowed_mentions: { parse: ['users'] } };
         if (avatarUrl) body.avatar_url = avatarUrl;
         const res = (await this.client.rest.post(Routes.webhook(hook.id, hook.token), { body, query, auth: false })) as { id: string };
         this.ownSent.set(res.id, true);
