@@ -408,6 +408,35 @@ describe('transports re-host attachments on the upload service', () => {
       await carl.close().catch(() => undefined);
     }
   });
+
+  test('shared bot: an attachment in the history of a rejoined room arrives re-hosted, with its delay stamp', async () => {
+    const dora = await ts.user('media-dora');
+    try {
+      await dora.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
+      dora.send(x('presence'));
+      await dora.expect((el) => el.name === 'presence' && el.attrs.from === dora.jid);
+      assert.equal((await registerForm(dora, { password: '' }, DC)).attrs.type, 'result');
+      await subscribeTo(dora, DC);
+      const room = `${escapeLocal(`#${dcPics.id}`)}@${DC}`;
+      const muc = 'http://jabber.org/protocol/muc';
+      const isSubject = (el: Element) => el.name === 'message' && el.attrs.from?.startsWith(room) === true && !!el.getChild('subject');
+      dora.send(x('presence', { to: `${room}/dora` }, x('x', { xmlns: muc })));
+      await dora.expect(isSubject, 10000);
+      dora.send(x('presence', { to: `${room}/dora`, type: 'unavailable' }));
+      await dora.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/dora`, 8000);
+      const bytes = randomBytes(2_000);
+      fake.say(dcPics.id, dcBob, 'while dora was away', { attachments: [{ filename: 'away.png', content_type: 'image/png', data: bytes }] });
+      dora.send(x('presence', { to: `${room}/dora` }, x('x', { xmlns: muc })));
+      const history = await dora.expect((el) => el.name === 'message' && (el.getChildText('body') ?? '').startsWith('while dora was away'), 10000);
+      await dora.expect(isSubject, 10000);
+      assert.ok(history.getChild('delay', 'urn:xmpp:delay'), String(history));
+      const url = oobUrls(history)[0]!;
+      assert.match(url, new RegExp(`^https://localhost:${web.port}/upload/`));
+      assert.ok((await fetchBytes(url, web.caPem)).body.equals(bytes), 'the same bytes');
+    } finally {
+      await dora.close().catch(() => undefined);
+    }
+  });
 });
 
 describe('transports without an upload service', () => {

@@ -12,6 +12,9 @@ import type { RoomHistoryItem } from '../kit/adapter.js';
 import { DiscordOutgoing } from './outgoing.js';
 import type { RoomState } from './rooms.js';
 
+/** How long a join waits for the attachments of its history to be copied. */
+const HISTORY_MEDIA_WAIT_MS = 10_000;
+
 export abstract class DiscordHistory extends DiscordOutgoing {
   /** Channels being fetched now (a second request for the same channel waits its turn). */
   private readonly fetching = new Map<string, Promise<void>>();
@@ -32,9 +35,25 @@ export abstract class DiscordHistory extends DiscordOutgoing {
   protected override async historyForJoin(r: RoomState): Promise<RoomHistoryItem[]> {
     if (!this.lastSeen.has(r.channelId)) return [];
     const items: RoomHistoryItem[] = [];
+    const copying: Promise<void>[] = [];
     for (const m of await this.fetchAfter(r.channelId)) {
-      const item = await this.historyItem(m, r).catch(() => null);
-      if (item) items.push(item);
+      let h: ReturnType<typeof this.historyItem>;
+      try {
+        h = this.historyItem(m, r);
+      } catch (err) {
+        this.log.debug('discord history message skipped', { channel: r.channelId, error: err instanceof Error ? err.message : String(err) });
+        continue;
+      }
+      if (!h) continue;
+      items.push(h.item);
+      if (h.copying) copying.push(h.copying);
+    }
+    // Attachments are copied side by side; the join waits for them a little only (an item still
+    // being copied keeps Discord's link).
+    if (copying.length) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(copying), new Promise<void>((resolve) => (timer = setTimeout(resolve, HISTORY_MEDIA_WAIT_MS)))]);
+      clearTimeout(timer);
     }
     return items;
   }

@@ -211,8 +211,11 @@ export abstract class DiscordIncoming extends DiscordRooms {
       .finally(() => this.deliveriesPending--);
   }
 
-  /** A message of the room's history for roomJoined (the room is not announced yet), once. */
-  protected async historyItem(msg: Message, r: RoomState): Promise<RoomHistoryItem | null> {
+  /**
+   * A message of the room's history for roomJoined (the room is not announced yet), once;
+   * `copying` re-hosts its attachments (the item's text and links change when it is done).
+   */
+  protected historyItem(msg: Message, r: RoomState): { item: RoomHistoryItem; copying: Promise<void> | null } | null {
     if (this.handled.has(msg.id)) return null;
     this.handled.set(msg.id, true);
     this.authors.set(msg.id, msg.author.id);
@@ -225,8 +228,8 @@ export abstract class DiscordIncoming extends DiscordRooms {
     const nick = own ? this.ownNick(r) : this.authorNick(r, msg);
     if (nick && msg.webhookId) this.webhookNicks.set(msg.id, nick);
     const attachments = [...(msg.attachments?.values() ?? [])];
-    if (this.media && attachments.length) await this.rehost(text, attachments);
-    return { nick, message: text };
+    const copying = this.media && attachments.length ? this.rehost(text, attachments).catch(() => undefined) : null;
+    return { item: { nick, message: text }, copying };
   }
 
   /** Puts each attachment on the upload service and its URL in place of the CDN's (in the text and as attachment). */
