@@ -75,6 +75,9 @@ export class SharedBot {
 
   private async startClient(): Promise<Client> {
     const client = createClient(this.opts);
+    // From the start and for good: an error event without a listener would throw (also after a failed login).
+    client.on(Events.Error, (err) => this.log.warn('shared discord client error', { error: err.message }));
+    client.on(Events.ShardError, (err) => this.log.debug('shared discord gateway error', { error: err.message }));
     const ready = new Promise<void>((resolve) => client.once(Events.ClientReady, () => resolve()));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -97,7 +100,6 @@ export class SharedBot {
       throw new LegacyNetworkError("the gateway's shared Discord token is not a bot's; tell the operator");
     }
     let grace: NodeJS.Timeout | null = null;
-    client.on(Events.Error, (err) => this.log.warn('shared discord client error', { error: err.message }));
     client.on(Events.ShardDisconnect, (ev) => this.drop(client, `Discord closed the gateway connection (${ev.code})`));
     client.on(Events.ShardReconnecting, () => {
       grace ??= setTimeout(() => this.drop(client, 'the gateway connection was not back in time'), this.opts.reconnectGraceMs);
