@@ -36,9 +36,16 @@
  *   people   say (attachments, replies, forwards, webhooks, stickers), edit, embedUpdate, delete,
  *            react, type; inject(t, d) dispatches any event; attachments with `data` are served
  *            by the fake's CDN at signed URLs (`?ex=&is=&hm=`) that expire (expireAttachments())
- *   faults   dropGateway(code?), refuseGateway(ms), stallGateway(ms) (no HELLO),
+ *   faults   dropGateway(code?), refuseGateway(ms), stallGateway(ms) (no HELLO), forgetSessions,
  *            requestReconnect (op 7), invalidateSessions (op 9), requestHeartbeat,
  *            rateLimit(match, retryAfterS, { global, count }) (429s), setBucket(route, limit, ms)
+ *   webhooks createWebhook (as an admin would), webhooks (all); the REST API lists, creates and
+ *            executes them (`POST /webhooks/{id}/{token}?wait=&thread_id=`, username/avatar_url),
+ *            edits and deletes their messages
+ *   threads  createThread (THREAD_CREATE), archiveThread; `GET /guilds/{id}/threads/active`,
+ *            `POST /channels/{id}/threads`; messages in threads like in channels
+ *   history  `GET /channels/{id}/messages` with before/after/limit (newest first, as Discord)
+ *   avatars  setAvatar(user, bytes): served at `/avatars/{user}/{hash}.png` (cdnBase)
  *   inspect  requests / sent(filter) / waitForRequest (REST calls received), gatewayReceived /
  *            waitForOp (payloads received, tokens redacted), gatewayConnections (paths),
  *            getMessage, reactionsOf, rateLimited, bucketViolations, connectionsOpen
@@ -108,13 +115,15 @@ export const Perm = {
   MentionEveryone: 1n << 17n,
   ChangeNickname: 1n << 26n,
   ManageNicknames: 1n << 27n,
+  ManageWebhooks: 1n << 29n,
   ModerateMembers: 1n << 40n,
 } as const;
 const ALL_PERMISSIONS = (1n << 50n) - 1n;
 /** What @everyone may do in a new guild of the fake (roughly Discord's defaults). */
 export const DEFAULT_EVERYONE = Perm.ViewChannel | Perm.SendMessages | Perm.ReadMessageHistory | Perm.AddReactions | Perm.ChangeNickname;
 
-const ChannelType = { GuildText: 0, DM: 1, GuildVoice: 2, GuildCategory: 4, GuildAnnouncement: 5 } as const;
+const ChannelType = { GuildText: 0, DM: 1, GuildVoice: 2, GuildCategory: 4, GuildAnnouncement: 5, PublicThread: 11, PrivateThread: 12 } as const;
+const isThreadType = (t: number): boolean => t === ChannelType.PublicThread || t === ChannelType.PrivateThread;
 const DISCORD_EPOCH = 1420070400000n;
 
 // ------------------------------------------------------------------ world model
@@ -147,6 +156,21 @@ export interface FakeChannel {
   recipients: string[];
   messages: Map<string, StoredMessage>;
   lastMessageId: string | null;
+  /** Threads: the channel they belong to, who started them, whether archived. */
+  parentId?: string;
+  ownerId?: string;
+  archived?: boolean;
+}
+
+/** An incoming webhook of a channel (resources/webhook): executed with its token, no bot authorization. */
+export interface FakeWebhook {
+  id: string;
+  token: string;
+  channelId: string;
+  guildId: string;
+  name: string;
+  /** The bot (application) that created it. */
+  applicationId: string;
 }
 
 interface StoredMessage {
@@ -245,6 +269,8 @@ export interface MessageOptions {
   /** message_reference type 1: a forward, with this message as snapshot. */
   forwardOf?: { channelId: string; messageId: string };
   webhookName?: string;
+  /** Posted through this webhook (its id as author id and webhook_id), under `username` with `avatarUrl`. */
+  webhook?: { id: string; username: string; avatarUrl: string | null };
   stickers?: { id: string; name: string }[];
   embeds?: { title?: string; description?: string; url?: string }[];
   nonce?: string;
@@ -532,6 +558,106 @@ export class FakeDiscord {
     this.dispatchGuild(this.guild(ch.guildId!), 'CHANNEL_UPDATE', Intent.Guilds, () => this.channelPayload(ch));
   }
 
+  /** A thread in a guild channel (THREAD_CREATE to the guild's sessions); public unless `private`. */
+  createThread(parentId: string, name: string, opts: { ownerId?: string; private?: boolean } = {}): FakeChannel {
+    const parent = this.channel(parentId);
+    if (!parent.guildId || isThreadType(parent.type)) throw new Error('threads belong to guild channels');
+    const guild = this.guild(parent.guildId);
+    const thread: FakeChannel = {
+      id: snowflake(),
+      type: opts.private ? ChannelType.PrivateThread : ChannelType.PublicThread,
+      guildId: guild.id,
+      name,
+      topic: null,
+      position: 0,
+      overwrites: [],
+      recipients: [],
+      messages: new Map(),
+      lastMessageId: null,
+      parentId: parent.id,
+      ownerId: opts.ownerId ?? guild.ownerId,
+      archived: false,
+    };
+    guild.channels.set(thread.id, thread);
+    this.channels.set(thread.id, thread);
+    this.dispatchGuild(guild, 'THREAD_CREATE', Intent.Guilds, () => ({ ...(this.channelPayload(thread) as object), newly_created: true }));
+    return thread;
+  }
+
+  /** Archives a thread (THREAD_UPDATE); it leaves the active list. */
+  archiveThread(threadId: string): void {
+    const thread = this.channel(threadId);
+    thread.archived = true;
+    this.dispatchGuild(this.guild(thread.guildId!), 'THREAD_UPDATE', Intent.Guilds, () => this.channelPayload(thread));
+  }
+
+  /** Active threads of a guild the bot can see. */
+  private activeThreads(guild: FakeGuild, botId: string): FakeChannel[] {
+    return [...guild.channels.values()].filter((c) => isThreadType(c.type) && !c.archived && this.can(c, botId, 0n));
+  }
+
+  private readonly webhookStore = new Map<string, FakeWebhook>();
+
+  /** Every webhook, by id. */
+  get webhooks(): FakeWebhook[] {
+    return [...this.webhookStore.values()];
+  }
+
+  /** A webhook made in the channel's settings (Integrations → Webhooks) by someone, or by a bot. */
+  createWebhook(channelId: string, name: string, applicationId = this.bot.id): FakeWebhook {
+    const ch = this.channel(channelId);
+    if (!ch.guildId || isThreadType(ch.type)) throw new Error('webhooks belong to guild channels');
+    const hook: FakeWebhook = { id: snowflake(), token: randomBytes(34).toString('base64url'), channelId: ch.id, guildId: ch.guildId, name, applicationId };
+    this.webhookStore.set(hook.id, hook);
+    return hook;
+  }
+
+  private webhookPayload(h: FakeWebhook, withToken: boolean): unknown {
+    return {
+      id: h.id,
+      type: 1,
+      guild_id: h.guildId,
+      channel_id: h.channelId,
+      name: h.name,
+      avatar: null,
+      application_id: h.applicationId,
+      user: this.users.get(h.applicationId) ?? null,
+      ...(withToken ? { token: h.token } : {}),
+    };
+  }
+
+  private readonly avatarFiles = new Map<string, Buffer>();
+
+  /** Gives a user an avatar: `avatar` becomes the image's hash, served at `${cdnBase}/avatars/{id}/{hash}.png`. */
+  setAvatar(userId: string, data: Buffer): string {
+    const user = this.user(userId);
+    const hash = createHmac('sha256', 'avatar').update(data).digest('hex').slice(0, 32);
+    user.avatar = hash;
+    this.avatarFiles.set(`/avatars/${userId}/${hash}.png`, data);
+    for (const guild of this.guilds.values()) {
+      const m = guild.members.get(userId);
+      if (m) this.dispatchGuild(guild, 'GUILD_MEMBER_UPDATE', Intent.GuildMembers, () => ({ guild_id: guild.id, ...(this.memberPayload(m) as object) }), [userId]);
+    }
+    return hash;
+  }
+
+  /** GETs of avatar images (path and status). */
+  readonly avatarRequests: { path: string; status: number }[] = [];
+
+  private serveAvatar(url: URL, method: string, res: ServerResponse): void {
+    const path = url.pathname.replace(/\.(webp|jpg|jpeg|gif)$/, '.png');
+    const data = this.avatarFiles.get(path);
+    this.avatarRequests.push({ path: url.pathname, status: method !== 'GET' ? 405 : data ? 200 : 404 });
+    if (method !== 'GET') return void res.writeHead(405).end();
+    if (!data) return void res.writeHead(404, { 'Content-Type': 'text/plain' }).end('404: Not Found');
+    res.writeHead(200, { 'Content-Type': 'image/png', 'Content-Length': String(data.length) }).end(data);
+  }
+
+  /** The CDN base for discord.js (`rest.cdn`): avatars and attachments. */
+  get cdnBase(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
   addMember(guildId: string, userId: string, opts: { nick?: string | null; roles?: string[] } = {}): FakeMember {
     return this.putMember(this.guild(guildId), userId, opts, true);
   }
@@ -622,7 +748,11 @@ export class FakeDiscord {
     const message: APIMessage = {
       id,
       channel_id: ch.id,
-      author: opts.webhookName ? { id: snowflake(), username: opts.webhookName, discriminator: '0000', global_name: null, avatar: null, bot: true } : author,
+      author: opts.webhook
+        ? { id: opts.webhook.id, username: opts.webhook.username, discriminator: '0000', global_name: null, avatar: opts.webhook.avatarUrl ? createHmac('sha256', 'a').update(opts.webhook.avatarUrl).digest('hex').slice(0, 32) : null, bot: true }
+        : opts.webhookName
+          ? { id: snowflake(), username: opts.webhookName, discriminator: '0000', global_name: null, avatar: null, bot: true }
+          : author,
       content,
       timestamp: new Date().toISOString(),
       edited_timestamp: null,
@@ -646,7 +776,7 @@ export class FakeDiscord {
       embeds: (opts.embeds ?? []).map((e) => ({ ...e, type: 'rich' as never })),
       pinned: false,
       type: opts.replyTo ? 19 : 0,
-      ...(opts.webhookName ? { webhook_id: snowflake() } : {}),
+      ...(opts.webhook ? { webhook_id: opts.webhook.id } : opts.webhookName ? { webhook_id: snowflake() } : {}),
       ...(opts.nonce ? { nonce: opts.nonce } : {}),
     };
     if (opts.stickers) message.sticker_items = opts.stickers.map((s) => ({ id: s.id, name: s.name, format_type: 1 }));
@@ -747,6 +877,12 @@ export class FakeDiscord {
   /** Sends op 7 RECONNECT to every connection (the client should resume elsewhere). */
   requestReconnect(): void {
     for (const c of this.connections) this.sendRaw(c, { op: Op.Reconnect, d: null, s: null, t: null });
+  }
+
+  /** Forgets every gateway session (as after a long outage): a RESUME gets op 9, clients must identify anew; events meanwhile reach nobody. */
+  forgetSessions(): void {
+    for (const session of this.sessions.values()) session.invalid = true;
+    this.sessions.clear();
   }
 
   /** Sends op 9 INVALID_SESSION; unless resumable, the sessions are forgotten (the client must identify again). */
@@ -859,6 +995,7 @@ export class FakeDiscord {
   // ---------------------------------------------------------------- permissions (topics/permissions: "Permission Overwrites")
 
   permissions(guild: FakeGuild, channel: FakeChannel | null, userId: string): bigint {
+    if (channel?.parentId) channel = this.channels.get(channel.parentId) ?? channel;
     if (guild.ownerId === userId) return ALL_PERMISSIONS;
     const member = guild.members.get(userId);
     if (!member) return 0n;
@@ -897,6 +1034,22 @@ export class FakeDiscord {
   channelPayload(ch: FakeChannel): APIChannel {
     if (ch.type === ChannelType.DM) {
       return { id: ch.id, type: ChannelType.DM, last_message_id: ch.lastMessageId, recipients: ch.recipients.filter((r) => !this.isBot(r)).map((r) => this.user(r)), flags: 0 } as unknown as APIChannel;
+    }
+    if (isThreadType(ch.type)) {
+      return {
+        id: ch.id,
+        type: ch.type,
+        guild_id: ch.guildId,
+        name: ch.name,
+        parent_id: ch.parentId,
+        owner_id: ch.ownerId,
+        last_message_id: ch.lastMessageId,
+        rate_limit_per_user: 0,
+        flags: 0,
+        message_count: ch.messages.size,
+        member_count: 1,
+        thread_metadata: { archived: !!ch.archived, auto_archive_duration: 1440, archive_timestamp: new Date().toISOString(), locked: false },
+      } as unknown as APIChannel;
     }
     return {
       id: ch.id,
@@ -964,8 +1117,8 @@ export class FakeDiscord {
       member_count: guild.members.size,
       voice_states: [],
       members: members.map((m) => this.memberPayload(m)),
-      channels: [...guild.channels.values()].map((c) => this.channelPayload(c)),
-      threads: [],
+      channels: [...guild.channels.values()].filter((c) => !isThreadType(c.type)).map((c) => this.channelPayload(c)),
+      threads: this.activeThreads(guild, s.bot.user.id).map((c) => this.channelPayload(c)),
       presences:
         s.intents & Intent.GuildPresences
           ? members.filter((m) => (this.presences.get(m.user.id) ?? 'offline') !== 'offline').map((m) => ({ user: { id: m.user.id }, status: this.presences.get(m.user.id), activities: [], client_status: {} }))
@@ -1278,6 +1431,7 @@ export class FakeDiscord {
     const url = new URL(req.url ?? '/', 'http://x');
     const method = (req.method ?? 'GET').toUpperCase();
     if (url.pathname.startsWith('/attachments/')) return this.serveCdn(url, method, res);
+    if (url.pathname.startsWith('/avatars/')) return this.serveAvatar(url, method, res);
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const raw = Buffer.concat(chunks).toString('utf8');
@@ -1298,13 +1452,21 @@ export class FakeDiscord {
           throw new HttpError(400, 50109, 'The request body contains invalid JSON.');
         }
       }
-      const auth = req.headers.authorization ?? '';
-      const bot = /^Bot (.+)$/.exec(auth) ? this.bots.get(auth.slice(4)) : undefined;
-      if (!bot) throw new HttpError(401, 0, '401: Unauthorized');
-      record.botId = bot.user.id;
-      const route = routeOf(method, path);
-      this.applyRateLimits(method, path, route, headers);
-      const result = this.handle(bot, method, path, url.searchParams, record.body);
+      const hook = /^\/webhooks\/(\d+)\/([^/]+)(?:\/messages\/(\d+))?$/.exec(path);
+      let result: { status: number; body: unknown };
+      if (hook) {
+        // Executing a webhook needs its token only (no Authorization header).
+        this.applyRateLimits(method, path, routeOf(method, path), headers);
+        result = this.handleWebhook(method, hook[1]!, decodeURIComponent(hook[2]!), hook[3] ?? null, url.searchParams, record.body);
+      } else {
+        const auth = req.headers.authorization ?? '';
+        const bot = /^Bot (.+)$/.exec(auth) ? this.bots.get(auth.slice(4)) : undefined;
+        if (!bot) throw new HttpError(401, 0, '401: Unauthorized');
+        record.botId = bot.user.id;
+        const route = routeOf(method, path);
+        this.applyRateLimits(method, path, route, headers);
+        result = this.handle(bot, method, path, url.searchParams, record.body);
+      }
       status = result.status;
       payload = result.body;
     } catch (err) {
@@ -1418,8 +1580,19 @@ export class FakeDiscord {
       case 'GET /channels/:id/messages': {
         const ch = this.visibleChannel(seg[1]!, me);
         if (!this.can(ch, me, Perm.ReadMessageHistory)) throw new HttpError(403, 50001, 'Missing Access');
-        const limit = Math.min(Number(query.get('limit') ?? 50), 100);
-        return ok([...ch.messages.values()].map((m) => m.message).reverse().slice(0, limit));
+        const limit = Number(query.get('limit') ?? 50);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+          throw new HttpError(400, 50035, 'Invalid Form Body', { errors: { limit: { _errors: [{ code: 'NUMBER_TYPE_MAX', message: 'int value should be less than or equal to 100.' }] } } });
+        }
+        const ids = [...ch.messages.keys()].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
+        const after = query.get('after');
+        const before = query.get('before');
+        let picked: string[];
+        // Newest first, as Discord answers; with `after`, the messages right after it.
+        if (after !== null) picked = ids.filter((id) => BigInt(id) > BigInt(after)).slice(0, limit);
+        else if (before !== null) picked = ids.filter((id) => BigInt(id) < BigInt(before)).slice(-limit);
+        else picked = ids.slice(-limit);
+        return ok(picked.reverse().map((id) => ch.messages.get(id)!.message));
       }
       case 'GET /channels/:id/messages/:id': {
         const ch = this.visibleChannel(seg[1]!, me);
@@ -1471,7 +1644,35 @@ export class FakeDiscord {
         return ok({ id: guild.id, name: guild.name, owner_id: guild.ownerId, roles: [...guild.roles.values()], emojis: [], features: [], icon: null, approximate_member_count: guild.members.size });
       }
       case 'GET /guilds/:id/channels':
-        return ok([...this.memberGuild(seg[1]!, me).channels.values()].map((c) => this.channelPayload(c)));
+        return ok([...this.memberGuild(seg[1]!, me).channels.values()].filter((c) => !isThreadType(c.type)).map((c) => this.channelPayload(c)));
+      case 'GET /guilds/:id/threads/active': {
+        const guild = this.memberGuild(seg[1]!, me);
+        const threads = this.activeThreads(guild, me).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? 1 : -1));
+        return ok({ threads: threads.map((c) => this.channelPayload(c)), members: [] });
+      }
+      case 'GET /channels/:id/webhooks': {
+        const ch = this.visibleChannel(seg[1]!, me);
+        if (!ch.guildId || isThreadType(ch.type)) throw new HttpError(400, 50024, 'Cannot execute action on this channel type');
+        if (!this.can(ch, me, Perm.ManageWebhooks)) throw new HttpError(403, 50013, 'Missing Permissions');
+        return ok(this.webhooks.filter((h) => h.channelId === ch.id).map((h) => this.webhookPayload(h, true)));
+      }
+      case 'POST /channels/:id/webhooks': {
+        const ch = this.visibleChannel(seg[1]!, me);
+        if (!ch.guildId || isThreadType(ch.type)) throw new HttpError(400, 50024, 'Cannot execute action on this channel type');
+        if (!this.can(ch, me, Perm.ManageWebhooks)) throw new HttpError(403, 50013, 'Missing Permissions');
+        const name = body?.name;
+        if (typeof name !== 'string' || name.length < 1 || name.length > 80 || /clyde|discord/i.test(name)) {
+          throw new HttpError(400, 50035, 'Invalid Form Body', { errors: { name: { _errors: [{ code: 'USERNAME_INVALID', message: 'Username cannot contain "clyde" or "discord"' }] } } });
+        }
+        return ok(this.webhookPayload(this.createWebhook(ch.id, name, me), true));
+      }
+      case 'POST /channels/:id/threads': {
+        const ch = this.visibleChannel(seg[1]!, me);
+        if (!this.can(ch, me, Perm.SendMessages)) throw new HttpError(403, 50013, 'Missing Permissions');
+        const name = body?.name;
+        if (typeof name !== 'string' || name.length < 1 || name.length > 100) throw new HttpError(400, 50035, 'Invalid Form Body');
+        return { status: 201, body: this.channelPayload(this.createThread(ch.id, name, { ownerId: me, private: body?.type === ChannelType.PrivateThread })) };
+      }
       case 'GET /guilds/:id/roles':
         return ok([...this.memberGuild(seg[1]!, me).roles.values()]);
       case 'GET /guilds/:id/members': {
@@ -1501,6 +1702,50 @@ export class FakeDiscord {
       }
     }
     throw new HttpError(404, 0, '404: Not Found');
+  }
+
+  /** `/webhooks/{id}/{token}` (execute) and `/webhooks/{id}/{token}/messages/{id}` (edit, delete). */
+  private handleWebhook(method: string, id: string, token: string, messageId: string | null, query: URLSearchParams, body: any): { status: number; body: unknown } {
+    const hook = this.webhookStore.get(id);
+    if (!hook) throw new HttpError(404, 10015, 'Unknown Webhook');
+    if (hook.token !== token) throw new HttpError(401, 50027, 'Invalid Webhook Token');
+    let ch = this.channel(hook.channelId);
+    const threadId = query.get('thread_id');
+    if (threadId !== null) {
+      const thread = this.channels.get(threadId);
+      if (!thread || thread.parentId !== hook.channelId) throw new HttpError(400, 10003, 'Unknown Channel');
+      if (thread.archived) {
+        thread.archived = false;
+        this.dispatchGuild(this.guild(thread.guildId!), 'THREAD_UPDATE', Intent.Guilds, () => this.channelPayload(thread));
+      }
+      ch = thread;
+    }
+    if (messageId === null) {
+      if (method !== 'POST') throw new HttpError(405, 0, '405: Method Not Allowed');
+      this.checkContent(body?.content, Array.isArray(body?.embeds) && body.embeds.length > 0);
+      const username = body?.username ?? hook.name;
+      if (typeof username !== 'string' || username.length < 1 || username.length > 80 || /clyde|discord/i.test(username)) {
+        throw new HttpError(400, 50035, 'Invalid Form Body', { errors: { username: { _errors: [{ code: 'USERNAME_INVALID', message: 'Username cannot contain "clyde" or "discord"' }] } } });
+      }
+      const avatarUrl = typeof body?.avatar_url === 'string' ? body.avatar_url : null;
+      const msg = this.say(ch.id, hook.applicationId, body?.content ?? '', { webhook: { id: hook.id, username, avatarUrl }, embeds: Array.isArray(body?.embeds) ? body.embeds : [] });
+      return query.get('wait') === 'true' ? { status: 200, body: msg } : { status: 204, body: null };
+    }
+    const stored = ch.messages.get(messageId);
+    if (!stored || stored.message.webhook_id !== hook.id) throw new HttpError(404, 10008, 'Unknown Message');
+    if (method === 'DELETE') {
+      this.delete(ch.id, messageId);
+      return { status: 204, body: null };
+    }
+    if (method !== 'PATCH') throw new HttpError(405, 0, '405: Method Not Allowed');
+    if (typeof body?.content === 'string') {
+      this.checkContent(body.content, stored.message.attachments.length > 0);
+      stored.message.content = body.content;
+    }
+    stored.message.edited_timestamp = new Date().toISOString();
+    this.fillMentions(ch, stored.message);
+    this.dispatchMessage(ch, 'MESSAGE_UPDATE', stored.message);
+    return { status: 200, body: stored.message };
   }
 
   private visibleChannel(id: string, me: string): FakeChannel {

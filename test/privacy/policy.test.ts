@@ -124,8 +124,8 @@ describe('P22 rendering the policy from the configuration', () => {
     const withGateway = configOf({ components: [{ domain: 'matrix.example.org', secret: 'component-secret-42' }] });
     const en = renderView(draft(withGateway), 'en', 'md');
     const de = renderView(draft(withGateway), 'de', 'md');
-    assert.match(en, /your position in it and, where the network needs them for that \(Matrix\), the list of your rooms with their names .*; no messages\. This is deleted when you remove your registration with the gateway\./);
-    assert.match(de, /Ihre Position darin und, wo das System sie dafür braucht \(Matrix\), die Liste Ihrer Räume .*; keine Nachrichten\. Diese Angaben werden gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen\./);
+    assert.match(en, /your position in it \(for Discord, the last message you saw in each channel and direct chat\) and, where the network needs them for that \(Matrix\), the list of your rooms with their names .*; no messages\. This is deleted when you remove your registration with the gateway\./);
+    assert.match(de, /Ihre Position darin \(bei Discord die letzte Nachricht, die Sie in jedem Kanal und Direktchat gesehen haben\) und, wo das System sie dafür braucht \(Matrix\), die Liste Ihrer Räume .*; keine Nachrichten\. Diese Angaben werden gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen\./);
     assert.ok(!renderView(draft(configOf({})), 'en', 'md').includes('your position in it'));
     assert.ok(!renderView(draft(configOf({})), 'de', 'md').includes('Ihre Position darin'));
   });
@@ -141,6 +141,19 @@ describe('P22 rendering the policy from the configuration', () => {
     assert.match(de, /\(Ident\).*\(WEBIRC\)\. Beide erfahren eine Kennung, .* nie Ihre Adresse und nie Ihre IP-Adresse\./);
     assert.ok(!renderView(draft(configOf({})), 'en', 'md').includes('stay connected'));
     assert.ok(!renderView(draft(configOf({})), 'de', 'md').includes('verbunden zu bleiben'));
+  });
+
+  test('P22 P11 a gateway writing under the user\'s name (Discord shared bot): the nickname and, with uploads, the vCard picture and its deletion are named, only with gateways', () => {
+    const components = [{ domain: 'discord.example.org', secret: 'component-secret-43' }];
+    const both = configOf({ retention: { uploads: '45d' }, components });
+    const en = renderView(draft(both), 'en', 'md');
+    const de = renderView(draft(both), 'de', 'md');
+    assert.match(en, /under your own name \(Discord, through the operator's shared bot\), people there see your nickname in the room and your profile picture from your vCard, which is copied to this server's file upload service for that and deleted 45 days after it was copied\./);
+    assert.match(de, /unter Ihrem eigenen Namen schreibt \(Discord über den gemeinsamen Bot des Betreibers\), sehen die Personen dort Ihren Spitznamen im Raum und Ihr Profilbild aus Ihrer vCard, das dafür in den Datei-Upload-Dienst dieses Servers kopiert und 45 Tage nach dem Kopieren gelöscht wird\./);
+    const noUploads = renderView(draft(configOf({ upload: { enabled: false }, components })), 'en', 'md');
+    assert.match(noUploads, /people there see your nickname in the room\./);
+    assert.ok(!renderView(draft(configOf({})), 'en', 'md').includes('under your own name'));
+    assert.ok(!renderView(draft(configOf({})), 'de', 'md').includes('unter Ihrem eigenen Namen'));
   });
 
   test('P11 P13 P22 files from other networks that gateways copy to the upload service are named, with their deletion, only with gateways and uploads', () => {

@@ -16,6 +16,9 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { REST, Routes } from 'discord.js';
 import { FakeDiscord, Intent, Op, Perm, type FakeChannel, type FakeGuild } from '../fakes/discord.js';
 import { createAdapter, createDiscordAdapter, parseToken, DiscordCommandError, channelIdOf, type DiscordAdapter, type DiscordSession } from '../../transports/discord/index.js';
@@ -140,6 +143,34 @@ describe('Discord text handling', () => {
     assert.throws(() => createAdapter({ api: 'ftp://x' }, testLog().log), /network\.api/);
     assert.throws(() => createAdapter({ members: 'yes' }, testLog().log), /network\.members/);
     assert.throws(() => createAdapter({ bogus: 1 }, testLog().log), /network\.bogus: unknown setting/);
+    assert.throws(() => createAdapter({ historyLimit: 101 }, testLog().log), /network\.historyLimit/);
+  });
+
+  test("P9 the shared bot's token comes from a file only its owner reads (or the environment), never from the configuration; guilds are required", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-discord-token-'));
+    try {
+      const token = 'MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789';
+      const file = path.join(dir, 'token');
+      writeFileSync(file, `Bot ${token}\n`, { mode: 0o644 });
+      chmodSync(file, 0o644);
+      const guilds = ['123456789012345678'];
+      assert.throws(() => createAdapter({ sharedBot: { tokenFile: file, guilds } }, testLog().log), /network\.sharedBot\.tokenFile: the token file must not be readable by group or others/);
+      chmodSync(file, 0o600);
+      const a = (await createAdapter({ sharedBot: { tokenFile: file, guilds, channels: ['234567890123456789'] } }, testLog().log)) as DiscordAdapter;
+      assert.ok(a.shared, 'the shared bot is set up');
+      const field = a.registrationFields.find((f) => f.name === 'password')!;
+      assert.equal(field.required, false, 'registration without a token');
+      assert.throws(() => createAdapter({ sharedBot: { tokenFile: file } }, testLog().log), /network\.sharedBot\.guilds/);
+      assert.throws(() => createAdapter({ sharedBot: { tokenFile: file, guilds, token } }, testLog().log), /network\.sharedBot\.token: unknown setting/);
+      assert.throws(() => createAdapter({ sharedBot: { guilds } }, testLog().log), /network\.sharedBot\.tokenFile: missing/);
+      assert.throws(() => createAdapter({ sharedBot: { tokenFile: file, guilds, webhookName: 'Discord bridge' } }, testLog().log), /network\.sharedBot\.webhookName/);
+      // Errors never quote the token.
+      writeFileSync(file, 'not a token', { mode: 0o600 });
+      assert.throws(() => createAdapter({ sharedBot: { tokenFile: file, guilds } }, testLog().log), (e: Error) => /holds no bot token/.test(e.message) && !e.message.includes('not a token'));
+      assert.equal((createDiscordAdapter({}) as DiscordAdapter).registrationFields.find((f) => f.name === 'password')!.required, true, 'without a shared bot the token is required');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -238,6 +269,43 @@ describe('Discord adapter against the fake Discord', () => {
     const names = rooms.map((r) => r.name).sort();
     assert.deepEqual(names, ['Gatehouse / #announcements', 'Gatehouse / #general', 'Gatehouse / #random']);
     assert.ok(rooms.every((r) => adapter.isRoomId(r.id)));
+    await session.logout();
+  });
+
+  test('the room directory (own bot): guilds, then a guild\'s channels and active threads; a thread is a room', async () => {
+    const { session, rec } = await login();
+    const thread = fake.createThread(random.id, 'side topic', { ownerId: u.alice! });
+    const archived = fake.createThread(random.id, 'old topic', { ownerId: u.alice! });
+    fake.archiveThread(archived.id);
+    const top = await session.directory(null);
+    assert.deepEqual(top, [{ node: `guild/${guild.id}`, name: 'Gatehouse' }]);
+    const inGuild = (await session.directory(`guild/${guild.id}`))!;
+    assert.deepEqual(
+      inGuild.map((i) => [i.room?.id, i.name]),
+      [
+        [`#${general.id}`, 'Gatehouse / #general'],
+        [`#${random.id}`, 'Gatehouse / #random'],
+        [`#${readonly.id}`, 'Gatehouse / #announcements'],
+        [`#${thread.id}`, '#random / side topic'],
+      ],
+      'text channels the bot sees (not #secret), in order, then the active threads',
+    );
+    assert.ok(fake.sent({ method: 'GET', path: `/guilds/${guild.id}/threads/active` }).length >= 1);
+    assert.equal(await session.directory('guild/1'), null);
+    assert.equal(await session.directory('elsewhere'), null);
+    await session.joinRoom(room(thread), 'x');
+    const [joined] = await rec.take('roomJoined');
+    assert.equal(joined.name, 'Gatehouse / #random / side topic');
+    fake.say(thread.id, u.alice!, 'in the thread');
+    const [, nick, m] = await rec.take('roomMessage');
+    assert.equal(nick, 'Alice');
+    assert.equal(m.text, 'in the thread');
+    await session.sendRoomMessage(room(thread), { text: 'thread answer' });
+    assert.ok([...thread.messages.values()].some((x) => x.message.content === 'thread answer' && x.message.author.id === fake.bot.id));
+    await session.joinRoom(room(archived), 'x');
+    const [, reason, condition] = await rec.take('roomJoinFailed');
+    assert.equal(condition, 'item-not-found');
+    assert.match(reason, /archived/);
     await session.logout();
   });
 
@@ -736,6 +804,45 @@ describe('Discord adapter against the fake Discord', () => {
       assert.match(reason, /no longer accepts the bot token/);
       assert.equal(final, true);
       assert.equal(session.connected, false);
+    });
+
+    test('a new login fetches what was missed since the last message seen (the sync state): direct messages at once, a room when joined, once, with their time', async () => {
+      const first = await login();
+      await first.session.joinRoom(room(random), 'x');
+      await first.rec.take('roomJoined');
+      const dmCh = fake.dmChannel(u.bob!);
+      fake.say(random.id, u.alice!, 'seen live');
+      fake.say(dmCh.id, u.bob!, 'dm seen live');
+      await first.rec.take('roomMessage', ([, , m]) => m.text === 'seen live');
+      await first.rec.take('message', ([, m]) => m.text === 'dm seen live');
+      const [state] = await first.rec.take('syncState');
+      assert.equal(typeof state, 'string');
+      const stored = first.session.syncState();
+      assert.deepEqual(Object.keys(JSON.parse(stored).rooms), [random.id]);
+      await first.session.logout();
+      const missed = [fake.say(random.id, u.alice!, 'missed in the room 1'), fake.say(random.id, u.bob!, 'missed in the room 2')];
+      fake.say(dmCh.id, u.bob!, 'missed dm');
+
+      const session = await adapter.login({ userJid: 'user@localhost', credentials: { password: fake.token }, log: testLog().log, state: stored });
+      sessions.push(session);
+      const rec = new Recorder(session);
+      const [from, dmMsg] = await rec.take('message', ([, m]) => m.text === 'missed dm', 8000);
+      assert.equal(from.id, u.bob);
+      assert.ok(dmMsg.timestamp instanceof Date, 'with its time (XEP-0203 delay)');
+      await session.joinRoom(room(random), 'x');
+      // The room's history comes with roomJoined (the kit sends it before the subject).
+      const [, , , , history] = await rec.take('roomJoined');
+      assert.deepEqual(history?.map((h) => [h.nick, h.message.text]), [
+        ['Alice', 'missed in the room 1'],
+        ['Bobby', 'missed in the room 2'],
+      ]);
+      assert.equal(history![0]!.message.timestamp?.getTime(), Date.parse(missed[0]!.timestamp));
+      const fetched = fake.sent({ method: 'GET', path: `/channels/${random.id}/messages` }).at(-1)!;
+      assert.equal(fetched.query.after, JSON.parse(stored).rooms[random.id]);
+      fake.say(random.id, u.alice!, 'live again');
+      await rec.take('roomMessage', ([, , m]) => m.text === 'live again');
+      assert.ok(!rec.texts().includes('seen live') && !rec.texts().includes('dm seen live'), 'nothing seen before is delivered again');
+      await session.logout();
     });
 
     test('logging out ends the gateway session without a disconnected event', async () => {

@@ -17,7 +17,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import { createServer } from 'node:http';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -28,7 +28,7 @@ import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { startUploadServer, type UploadServer } from '../helpers/upload-server.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { FakeDiscord, type FakeChannel } from '../fakes/discord.js';
+import { FakeDiscord, Perm, type FakeChannel, type FakeGuild } from '../fakes/discord.js';
 import { createAdapter as createMatrixAdapter } from '../../transports/matrix/index.js';
 import { createAdapter as createDiscordAdapter } from '../../transports/discord/index.js';
 import { parseTransportConfig } from '../../transports/kit/config.js';
@@ -111,6 +111,8 @@ describe('transports re-host attachments on the upload service', () => {
   let dmRoom: string;
   let dcBob: string;
   let dcDm: FakeChannel;
+  let dcGuild: FakeGuild;
+  let dcPics: FakeChannel;
   const logLines: string[] = [];
   const log = (name: string) => new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, name);
   const quiet = { debug() {}, info() {}, warn() {} };
@@ -123,6 +125,10 @@ describe('transports re-host attachments on the upload service', () => {
     fake = await FakeDiscord.start({ heartbeatIntervalMs: 400 });
     dcBob = fake.createUser('bob', { globalName: 'Bob' }).id;
     dcDm = fake.dmChannel(dcBob);
+    // A guild bridged by the operator's shared bot (it may manage webhooks there).
+    dcGuild = fake.createGuild('Media');
+    dcPics = fake.createChannel(dcGuild.id, 'pics');
+    fake.updateMember(dcGuild.id, fake.bot.id, { roles: [fake.createRole(dcGuild.id, 'Bridge', Perm.ManageWebhooks).id] });
 
     web = await startUploadServer({
       modules: serverModules(),
@@ -140,7 +146,16 @@ describe('transports re-host attachments on the upload service', () => {
     const media = { caFile: web.ca.caFile, maxSize: LIMIT, timeout: '10s' };
     const mxConfig = transportConfig(MX, 'matrix', dir, ts.componentPort, { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5 }, media);
     mx = await startTransport({ config: mxConfig, adapter: await createMatrixAdapter(mxConfig.network, quiet), log: log('transport-matrix'), env: {} });
-    const dcConfig = transportConfig(DC, 'discord', dir, ts.componentPort, { api: fake.apiBase, reconnectGraceSeconds: 2, loginTimeoutSeconds: 5 }, media);
+    const tokenFile = path.join(dir, 'discord-bot.token');
+    writeFileSync(tokenFile, fake.token, { mode: 0o600 });
+    const dcConfig = transportConfig(
+      DC,
+      'discord',
+      dir,
+      ts.componentPort,
+      { api: fake.apiBase, reconnectGraceSeconds: 2, loginTimeoutSeconds: 5, sharedBot: { tokenFile, guilds: [dcGuild.id] } },
+      media,
+    );
     dc = await startTransport({ config: dcConfig, adapter: await createDiscordAdapter(dcConfig.network, quiet), log: log('transport-discord'), env: {} });
 
     alice = await ts.user('media-alice');
@@ -345,6 +360,82 @@ describe('transports re-host attachments on the upload service', () => {
     assert.equal(await repo.componentUsage(DC), 0);
     assert.deepEqual(onDisk(), []);
     for (const id of own) assert.equal(await repo.get(id), null);
+  });
+
+  test('a Discord attachment whose signed link expired before it could be fetched: the link, with a clear notice', async () => {
+    const lifetime = fake.cdnLinkLifetimeMs;
+    fake.cdnLinkLifetimeMs = -60_000;
+    try {
+      const posted = fake.say(dcDm.id, dcBob, 'too late', { attachments: [{ filename: 'gone.png', content_type: 'image/png', data: randomBytes(100) }] });
+      const msg = await alice.expect((el) => el.name === 'message' && el.attrs.from === `${dcBob}@${DC}` && (el.getChildText('body') ?? '').startsWith('too late'), 8000);
+      const body = msg.getChildText('body')!;
+      assert.ok(body.includes(posted.attachments[0]!.url), body);
+      assert.match(body, /\[gone\.png: the gateway could not copy it from Discord \(Discord answered HTTP 404\); the link may not work\]$/);
+      assert.ok(fake.cdnRequests.some((r) => r.status === 404));
+    } finally {
+      fake.cdnLinkLifetimeMs = lifetime;
+    }
+  });
+
+  test("shared bot: the user's own vCard picture is put on the upload service and goes with their webhook messages as avatar_url", async () => {
+    const picture = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), randomBytes(300)]);
+    const carl = await ts.user('media-carl');
+    try {
+      const set = await carl.iq(x('iq', { type: 'set' }, x('vCard', { xmlns: 'vcard-temp' }, x('PHOTO', {}, x('TYPE', {}, 'image/png'), x('BINVAL', {}, picture.toString('base64'))))));
+      assert.equal(set.attrs.type, 'result', String(set));
+      await carl.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
+      carl.send(x('presence'));
+      await carl.expect((el) => el.name === 'presence' && el.attrs.from === carl.jid);
+      const reg = await registerForm(carl, { password: '' }, DC);
+      assert.equal(reg.attrs.type, 'result', String(reg));
+      await subscribeTo(carl, DC);
+      const room = `${escapeLocal(`#${dcPics.id}`)}@${DC}`;
+      carl.send(x('presence', { to: `${room}/carl` }, x('x', { xmlns: 'http://jabber.org/protocol/muc' })));
+      await carl.expect((el) => el.name === 'presence' && el.attrs.from === `${room}/carl`, 10000);
+      carl.send(x('message', { to: room, type: 'groupchat', id: 'face-1' }, x('body', {}, 'with my face')));
+      const exec = await fake.waitForRequest({ method: 'POST', path: /^\/webhooks\/\d+\/[^/]+$/, pred: (r) => r.body?.content === 'with my face' }, 10000);
+      assert.equal(exec.body.username, 'carl');
+      const avatar = String(exec.body.avatar_url);
+      assert.match(avatar, new RegExp(`^https://localhost:${web.port}/upload/[A-Za-z0-9_-]+\\.png$`));
+      const got = await fetchBytes(avatar, web.caPem);
+      assert.equal(got.status, 200);
+      assert.ok(got.body.equals(picture), 'the same picture');
+      // Uploaded once: a second message reuses it.
+      carl.send(x('message', { to: room, type: 'groupchat', id: 'face-2' }, x('body', {}, 'again')));
+      const again = await fake.waitForRequest({ method: 'POST', path: /^\/webhooks\/\d+\/[^/]+$/, pred: (r) => r.body?.content === 'again' }, 10000);
+      assert.equal(again.body.avatar_url, avatar);
+    } finally {
+      await carl.close().catch(() => undefined);
+    }
+  });
+
+  test('shared bot: an attachment in the history of a rejoined room arrives re-hosted, with its delay stamp', async () => {
+    const dora = await ts.user('media-dora');
+    try {
+      await dora.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
+      dora.send(x('presence'));
+      await dora.expect((el) => el.name === 'presence' && el.attrs.from === dora.jid);
+      assert.equal((await registerForm(dora, { password: '' }, DC)).attrs.type, 'result');
+      await subscribeTo(dora, DC);
+      const room = `${escapeLocal(`#${dcPics.id}`)}@${DC}`;
+      const muc = 'http://jabber.org/protocol/muc';
+      const isSubject = (el: Element) => el.name === 'message' && el.attrs.from?.startsWith(room) === true && !!el.getChild('subject');
+      dora.send(x('presence', { to: `${room}/dora` }, x('x', { xmlns: muc })));
+      await dora.expect(isSubject, 10000);
+      dora.send(x('presence', { to: `${room}/dora`, type: 'unavailable' }));
+      await dora.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/dora`, 8000);
+      const bytes = randomBytes(2_000);
+      fake.say(dcPics.id, dcBob, 'while dora was away', { attachments: [{ filename: 'away.png', content_type: 'image/png', data: bytes }] });
+      dora.send(x('presence', { to: `${room}/dora` }, x('x', { xmlns: muc })));
+      const history = await dora.expect((el) => el.name === 'message' && (el.getChildText('body') ?? '').startsWith('while dora was away'), 10000);
+      await dora.expect(isSubject, 10000);
+      assert.ok(history.getChild('delay', 'urn:xmpp:delay'), String(history));
+      const url = oobUrls(history)[0]!;
+      assert.match(url, new RegExp(`^https://localhost:${web.port}/upload/`));
+      assert.ok((await fetchBytes(url, web.caPem)).body.equals(bytes), 'the same bytes');
+    } finally {
+      await dora.close().catch(() => undefined);
+    }
   });
 });
 

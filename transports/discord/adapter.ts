@@ -20,8 +20,9 @@
  * `reconnectGraceSeconds` (default 120), `loginTimeoutSeconds` (default 60),
  * `maxRateLimitWaitSeconds` (default 30), `maxMessageParts` (default 4).
  */
-import { LegacyAuthError, type LoginRequest, type NetworkAdapter, type RegistrationField } from '../kit/adapter.js';
+import { LegacyAuthError, type AdapterLogger, type LoginRequest, type NetworkAdapter, type RegistrationField } from '../kit/adapter.js';
 import { DiscordSession, channelIdOf, type DiscordSessionOptions } from './session.js';
+import { SharedBot, type SharedBotSettings } from './shared-bot.js';
 
 export const DISCORD_REGISTRATION_FIELDS: RegistrationField[] = [
   {
@@ -32,6 +33,17 @@ export const DISCORD_REGISTRATION_FIELDS: RegistrationField[] = [
     secret: true,
     description:
       'The token of your own Discord bot (Developer Portal → Applications → your app → Bot → Reset Token). Discord forbids automating user accounts: user tokens are refused.',
+  },
+];
+
+/** The registration form when the operator runs a shared bot: the token is optional. */
+const SHARED_REGISTRATION_FIELDS: RegistrationField[] = [
+  {
+    ...DISCORD_REGISTRATION_FIELDS[0]!,
+    label: 'Discord bot token (optional)',
+    required: false,
+    description:
+      "Leave empty to use this gateway's shared bot: you join the channels the operator opened, and your messages appear in Discord under your nick. Or give the token of your own Discord bot (Developer Portal → Applications → your app → Bot → Reset Token) for your own servers and direct messages. User tokens are refused.",
   },
 ];
 
@@ -47,11 +59,17 @@ export const DEFAULT_DISCORD_OPTIONS: DiscordSessionOptions = {
   maxMessageParts: 4,
   maxMemberFetch: 5000,
   waitGuildTimeoutMs: 15_000,
+  cdn: 'https://cdn.discordapp.com',
+  historyLimit: 50,
 };
 
 export interface DiscordAdapterOptions extends Partial<DiscordSessionOptions> {
   /** Shown in disco (default "Discord gateway"). */
   name?: string;
+  /** The operator's shared bot (network.sharedBot): users may register without a token of their own. */
+  sharedBot?: SharedBotSettings;
+  /** For the shared bot's own log lines. */
+  log?: AdapterLogger;
 }
 
 /**
@@ -71,16 +89,20 @@ export function parseToken(raw: string | undefined): string {
 export class DiscordAdapter implements NetworkAdapter {
   readonly network = 'discord';
   readonly name: string;
-  readonly registrationFields = DISCORD_REGISTRATION_FIELDS;
+  readonly registrationFields: RegistrationField[];
   readonly multiServer = false;
   /** The kit echoes room messages (Discord's own echoes of the bot's messages are dropped). */
   readonly echoesRoomMessages = false;
   readonly options: DiscordSessionOptions;
+  /** The operator's bot that users without their own token are linked to; null without one. */
+  readonly shared: SharedBot | null;
 
   constructor(options: DiscordAdapterOptions = {}) {
-    const { name, ...rest } = options;
+    const { name, sharedBot, log, ...rest } = options;
     this.name = name ?? 'Discord gateway';
     this.options = { ...DEFAULT_DISCORD_OPTIONS, ...Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) };
+    this.shared = sharedBot ? new SharedBot(sharedBot, this.options, log ?? SILENT) : null;
+    this.registrationFields = this.shared ? SHARED_REGISTRATION_FIELDS : DISCORD_REGISTRATION_FIELDS;
   }
 
   /** Rooms are `#<channel id>`; user ids are bare snowflakes. */
@@ -88,14 +110,28 @@ export class DiscordAdapter implements NetworkAdapter {
     return channelIdOf(id) !== null;
   }
 
+  async close(): Promise<void> {
+    await this.shared?.stop();
+  }
+
+  /**
+   * Logs in with the user's own bot token, or, when the token is left empty and the operator runs
+   * a shared bot, links the user to it.
+   */
   async login(request: LoginRequest): Promise<DiscordSession> {
-    const token = parseToken(request.credentials.password ?? request.credentials.token);
-    const session = new DiscordSession(token, this.options, request.log);
+    const raw = request.credentials.password ?? request.credentials.token ?? '';
+    const source = this.shared && !raw.trim() ? await this.shared.acquire() : parseToken(raw);
+    const session = new DiscordSession(source, this.options, request.log);
     session.media = request.media;
+    session.restoreState(request.state);
     await session.start();
+    // Shared bot: the user's own picture goes with their webhook messages (taken at login).
+    if (typeof source !== 'string' && request.ownAvatarUrl) session.avatarUrl = request.ownAvatarUrl().catch(() => null);
     return session;
   }
 }
+
+const SILENT: AdapterLogger = { debug: () => undefined, info: () => undefined, warn: () => undefined };
 
 export function createDiscordAdapter(options: DiscordAdapterOptions = {}): DiscordAdapter {
   return new DiscordAdapter(options);

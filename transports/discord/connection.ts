@@ -2,6 +2,7 @@
  * The base of a Discord session: the discord.js client, logging in (bot tokens only), the end of
  * the session (once, with whether logging in again can help), and what the layers above share.
  */
+import type { EventEmitter } from 'node:events';
 import { Client, DiscordAPIError, DiscordjsErrorCodes, Events, GatewayIntentBits, Partials, type PartialUser, type User } from 'discord.js';
 import { LegacyAuthError, LegacyNetworkError, type AdapterLogger, type LegacyContact, type MediaHost } from '../kit/adapter.js';
 import { LegacySessionEmitter } from '../kit/session-emitter.js';
@@ -31,6 +32,70 @@ export interface DiscordSessionOptions {
   maxMemberFetch: number;
   /** How long READY waits for the guilds to arrive (discord.js waitGuildTimeout). */
   waitGuildTimeoutMs: number;
+  /** CDN base (avatars): https://cdn.discordapp.com. */
+  cdn: string;
+  /** After a fresh gateway session, at most this many missed messages per channel are fetched (0: none). */
+  historyLimit: number;
+}
+
+/**
+ * The operator's bot that linked users share (shared-bot.ts): the session uses its client, posts
+ * in guild channels through webhooks under the user's nick, and never ends the client itself.
+ */
+export interface SharedClient {
+  readonly client: Client;
+  /** Whether linked users may use this guild channel (configured guilds and channel allow-list). */
+  allows(guildId: string, channelId: string): boolean;
+  /** The channel's webhook (created by the bot if it has none): id and token. */
+  webhook(channelId: string): Promise<{ id: string; token: string }>;
+  /** Ids of the webhooks the bot posts through (their messages are linked users'). */
+  isOwnWebhook(webhookId: string): boolean;
+  /** A linked user is in a channel under `nick` (null: left); the other linked users there are told (LinkedUser.peerChanged). */
+  present(channelId: string, user: LinkedUser, nick: string | null): void;
+  /** The other linked users in a channel. */
+  peers(channelId: string, except: LinkedUser): { key: string; nick: string }[];
+}
+
+/** A linked user's session, as the shared bot tells it about the others. */
+export interface LinkedUser {
+  /** Stable for the session, never shown: occupant ids `xmpp:<key>`. */
+  readonly key: string;
+  peerChanged(channelId: string, key: string, nick: string | null): void;
+}
+
+/** The discord.js client of one bot, as the adapter runs it. */
+export function createClient(opts: DiscordSessionOptions): Client {
+  const intents = [
+    GatewayIntentBits.Guilds,
+    GatewayIntentBits.GuildMessages,
+    GatewayIntentBits.GuildMessageReactions,
+    GatewayIntentBits.GuildMessageTyping,
+    GatewayIntentBits.DirectMessages,
+    GatewayIntentBits.DirectMessageReactions,
+    GatewayIntentBits.DirectMessageTyping,
+    GatewayIntentBits.MessageContent,
+  ];
+  if (opts.members) intents.push(GatewayIntentBits.GuildMembers);
+  if (opts.presences) intents.push(GatewayIntentBits.GuildPresences);
+  const client = new Client({
+    intents,
+    // Direct-message channels are not announced to bots: without the Channel partial their messages would be dropped.
+    partials: [Partials.Channel, Partials.Message, Partials.Reaction, Partials.User, Partials.GuildMember],
+    rest: {
+      api: opts.api,
+      cdn: opts.cdn,
+      timeout: opts.restTimeoutMs,
+      retries: 2,
+      rejectOnRateLimit: (info) => Math.max(info.timeToReset, info.retryAfter) > opts.maxRateLimitWaitMs,
+    },
+    ws: { large_threshold: 250, buildStrategy: (manager) => new FinalDestroyStrategy(manager) },
+    waitGuildTimeout: opts.waitGuildTimeoutMs,
+    failIfNotExists: false,
+    allowedMentions: { parse: ['users', 'roles'], repliedUser: true },
+  });
+  // One listener per linked user's session on a shared client.
+  client.setMaxListeners(0);
+  return client;
 }
 
 const SELF_BOT_TEXT = 'this token belongs to a user account; Discord forbids automating user accounts, so the gateway only accepts bot tokens (Developer Portal → Applications → Bot)';
@@ -53,41 +118,34 @@ export abstract class DiscordConnection extends LegacySessionEmitter {
 
   /** Gateway echoes of our own actions that are expected (key → when). */
   private readonly expected = new BoundedMap<string, number>(2000);
+  /** The operator's shared bot, when this user is linked to it instead of bringing a bot. */
+  protected readonly shared: SharedClient | null;
+  private readonly token: string;
+  /** Listeners this session put on the client (a shared client outlives the session). */
+  private readonly clientListeners: [EventEmitter, string, (...args: never[]) => void][] = [];
 
   constructor(
-    private readonly token: string,
+    source: string | SharedClient,
     protected readonly opts: DiscordSessionOptions,
     protected readonly log: AdapterLogger,
   ) {
     super();
     this.server = hostOf(opts.api);
-    const intents = [
-      GatewayIntentBits.Guilds,
-      GatewayIntentBits.GuildMessages,
-      GatewayIntentBits.GuildMessageReactions,
-      GatewayIntentBits.GuildMessageTyping,
-      GatewayIntentBits.DirectMessages,
-      GatewayIntentBits.DirectMessageReactions,
-      GatewayIntentBits.DirectMessageTyping,
-      GatewayIntentBits.MessageContent,
-    ];
-    if (opts.members) intents.push(GatewayIntentBits.GuildMembers);
-    if (opts.presences) intents.push(GatewayIntentBits.GuildPresences);
-    this.client = new Client({
-      intents,
-      // Direct-message channels are not announced to bots: without the Channel partial their messages would be dropped.
-      partials: [Partials.Channel, Partials.Message, Partials.Reaction, Partials.User, Partials.GuildMember],
-      rest: {
-        api: opts.api,
-        timeout: opts.restTimeoutMs,
-        retries: 2,
-        rejectOnRateLimit: (info) => Math.max(info.timeToReset, info.retryAfter) > opts.maxRateLimitWaitMs,
-      },
-      ws: { large_threshold: 250, buildStrategy: (manager) => new FinalDestroyStrategy(manager) },
-      waitGuildTimeout: opts.waitGuildTimeoutMs,
-      failIfNotExists: false,
-      allowedMentions: { parse: ['users', 'roles'], repliedUser: true },
-    });
+    if (typeof source === 'string') {
+      this.token = source;
+      this.shared = null;
+      this.client = createClient(opts);
+    } else {
+      this.token = '';
+      this.shared = source;
+      this.client = source.client;
+    }
+  }
+
+  /** Listens to the client (or its REST manager) for as long as this session lives. */
+  protected listen(emitter: EventEmitter, event: string, fn: (...args: never[]) => void): void {
+    emitter.on(event, fn as (...args: unknown[]) => void);
+    this.clientListeners.push([emitter, event, fn]);
   }
 
   get connected(): boolean {
@@ -102,7 +160,7 @@ export abstract class DiscordConnection extends LegacySessionEmitter {
   /** The bot as the audit log names it: "name (id)" (the token names no account). */
   get account(): string | undefined {
     const user = this.client.user;
-    return user ? `${user.username} (${user.id})` : undefined;
+    return user ? `${user.username} (${user.id})${this.shared ? ', shared' : ''}` : undefined;
   }
 
   /** The session ends: rooms and typing timers are forgotten (the layers above keep them). */
@@ -110,6 +168,18 @@ export abstract class DiscordConnection extends LegacySessionEmitter {
 
   /** Connects and waits for READY and the guilds; rejects with LegacyAuthError or LegacyNetworkError. */
   async start(): Promise<void> {
+    if (this.shared) {
+      // The shared client is logged in already (shared-bot.ts).
+      const user = this.client.user;
+      if (!user || !this.client.isReady()) throw new LegacyNetworkError('the shared Discord bot is not connected');
+      this.me = user.id;
+      this.state = 'ready';
+      const account = `${user.username} (${user.id}), shared`;
+      setImmediate(() => {
+        if (this.state === 'ready') this.safeEmit('connected', this.server, account);
+      });
+      return;
+    }
     const ready = new Promise<void>((resolve) => this.client.once(Events.ClientReady, () => resolve()));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -163,6 +233,9 @@ export abstract class DiscordConnection extends LegacySessionEmitter {
 
   /** Stops discord.js for good (see gateway.ts for why that needs care), and stops listening to it. */
   private async stopClient(): Promise<void> {
+    for (const [emitter, event, fn] of this.clientListeners.splice(0)) emitter.off(event, fn as (...args: unknown[]) => void);
+    // A shared client belongs to every linked user: only the shared bot ends it.
+    if (this.shared) return;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.client.destroy().catch(() => undefined),
@@ -215,7 +288,10 @@ export abstract class DiscordConnection extends LegacySessionEmitter {
 
   protected contactOf(user: User | PartialUser): LegacyContact {
     const name = cleanNick(user.globalName ?? user.username ?? '');
-    return name ? { id: user.id, displayName: name } : { id: user.id };
+    const contact: LegacyContact = name ? { id: user.id, displayName: name } : { id: user.id };
+    // The avatar hash names the picture (its CDN path changes with it).
+    if (user.avatar) contact.avatar = user.avatar;
+    return contact;
   }
 }
 

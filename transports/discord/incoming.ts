@@ -6,11 +6,14 @@
  */
 import { MessageReferenceType, MessageType, type Guild, type Message, type MessageReaction, type PartialMessage, type PartialMessageReaction, type PartialUser, type Typing, type User } from 'discord.js';
 import type { Attachment } from 'discord.js';
-import type { LegacyContact, LegacyRoom, TextMessage } from '../kit/adapter.js';
+import type { LegacyContact, LegacyRoom, RoomHistoryItem, TextMessage } from '../kit/adapter.js';
 import { formatBytes } from '../../shared/format.js';
-import { BoundedMap, IdMap } from './ids.js';
-import { DiscordRooms, type RoomState } from './rooms.js';
+import { BoundedMap, IdMap, isSnowflake } from './ids.js';
+import { DiscordRooms, LINKED_PREFIX, type RoomState } from './rooms.js';
 import { cleanNick, fromDiscordMarkup, sanitize, type MentionNames } from './text.js';
+
+/** Channels whose last message is remembered (the sync state stays small). */
+const MAX_CHANNELS_REMEMBERED = 500;
 
 const RELAYED_TYPES = new Set<number>([MessageType.Default, MessageType.Reply, MessageType.ChatInputCommand, MessageType.ContextMenuCommand]);
 
@@ -30,6 +33,10 @@ export abstract class DiscordIncoming extends DiscordRooms {
   protected readonly ownSent = new BoundedMap<string, true>(2000);
   /** Who wrote a message (for deletions of messages no longer cached). */
   private readonly authors = new BoundedMap<string, string>(5000);
+  /** Messages of the channels this session follows that were handled (delivered or dropped): never twice. */
+  private readonly handled = new BoundedMap<string, true>(5000);
+  /** The nick a webhook message was shown under (webhooks share one author id): for its deletion. */
+  private readonly webhookNicks = new BoundedMap<string, string>(2000);
   /** `${message}:${user}` → that user's reactions (keys as the kit sees them). */
   private readonly reactionSets = new BoundedMap<string, Set<string>>(5000);
   /** message → our own reactions (Discord emoji identifiers). */
@@ -40,9 +47,58 @@ export abstract class DiscordIncoming extends DiscordRooms {
   private deliveriesPending = 0;
   /** CDN path of an attachment (without its signature) → its URL on the upload service, for edits of its message. */
   private readonly rehosted = new BoundedMap<string, string>(2000);
+  /** The newest message seen per channel (rooms joined and, with an own bot, direct messages): the sync state. */
+  protected readonly lastSeen = new Map<string, { id: string; dm: boolean }>();
+  /** Webhook messages this user is sending right now (shared bot): their echo may come before the answer. */
+  protected sendsInFlight = 0;
+  private sendsSettledWaiters: (() => void)[] = [];
+
+  /** Remembers the newest message of a channel and tells the kit (which stores it a few seconds later). */
+  protected noteSeen(channelId: string, id: string, dm: boolean): void {
+    const known = this.lastSeen.get(channelId);
+    if (known && BigInt(known.id) >= BigInt(id)) return;
+    this.lastSeen.delete(channelId);
+    this.lastSeen.set(channelId, { id, dm });
+    // Bounded: the channels seen least recently go first.
+    while (this.lastSeen.size > MAX_CHANNELS_REMEMBERED) this.lastSeen.delete(this.lastSeen.keys().next().value!);
+    this.safeEmit('syncState', this.syncState());
+  }
+
+  /** The sync state: the last message seen per channel, as JSON. */
+  syncState(): string {
+    const rooms: Record<string, string> = {};
+    const dms: Record<string, string> = {};
+    for (const [ch, v] of this.lastSeen) (v.dm ? dms : rooms)[ch] = v.id;
+    return JSON.stringify({ v: 1, rooms, dms });
+  }
+
+  /** Takes the previous session's sync state (ignored when it is not one of ours). */
+  restoreState(state: string | undefined): void {
+    if (!state) return;
+    try {
+      const parsed = JSON.parse(state) as { v?: unknown; rooms?: Record<string, unknown>; dms?: Record<string, unknown> };
+      if (parsed.v !== 1) return;
+      for (const [dm, map] of [[false, parsed.rooms], [true, parsed.dms]] as const) {
+        for (const [ch, id] of Object.entries(map ?? {})) if (isSnowflake(ch) && typeof id === 'string' && isSnowflake(id)) this.lastSeen.set(ch, { id, dm });
+      }
+    } catch {
+      this.log.debug('discord sync state not readable, starting afresh');
+    }
+  }
+
+  protected async sendsSettled(): Promise<void> {
+    if (this.sendsInFlight === 0) return;
+    await new Promise<void>((resolve) => this.sendsSettledWaiters.push(resolve));
+  }
+
+  protected sendDone(): void {
+    this.sendsInFlight--;
+    if (this.sendsInFlight === 0) for (const w of this.sendsSettledWaiters.splice(0)) w();
+  }
 
   private where(channelId: string, isDm: boolean, author: User | PartialUser | null): Where | null {
-    if (isDm) return author ? { contact: this.contactOf(author) } : null;
+    // The shared bot's direct messages belong to no one user.
+    if (isDm) return author && !this.shared ? { contact: this.contactOf(author) } : null;
     const r = this.rooms.get(channelId);
     return r?.joined ? { room: r } : null;
   }
@@ -56,6 +112,11 @@ export abstract class DiscordIncoming extends DiscordRooms {
       if (nick) return nick;
     }
     const name = cleanNick(msg.member?.displayName ?? msg.author?.displayName ?? msg.author?.username) || 'unknown';
+    // Another linked user's message through the shared bot's webhook: from their occupant.
+    if (msg.webhookId && this.shared?.isOwnWebhook(msg.webhookId)) {
+      const peer = r.occupants.entries().find((e) => e.id.startsWith(LINKED_PREFIX) && (e.base ?? e.nick) === name);
+      if (peer) return peer.nick;
+    }
     const holder = r.occupants.idOf(name);
     return holder === undefined || holder === id ? name : `${name} (${msg.webhookId ? 'webhook' : id})`;
   }
@@ -74,7 +135,7 @@ export abstract class DiscordIncoming extends DiscordRooms {
   }
 
   /** The text a Discord message becomes, or null if there is nothing to show. */
-  private textOf(msg: Message | PartialMessage, r: RoomState | null): TextMessage | null {
+  private textOf(msg: Message | PartialMessage, r: RoomState | null, history = false): TextMessage | null {
     const names = this.names(msg.guild ?? null, r, msg);
     let text = fromDiscordMarkup(msg.content ?? '', names);
     const urls = [...(msg.attachments?.values() ?? [])].map((a) => a.url);
@@ -97,7 +158,7 @@ export abstract class DiscordIncoming extends DiscordRooms {
     if (msg.reference?.messageId && msg.reference.type !== MessageReferenceType.Forward) out.replyTo = this.ids.kitId(msg.reference.messageId);
     if (urls.length) out.attachments = urls;
     // Replayed or delayed messages keep their time; live ones do not need it.
-    if (msg.createdTimestamp && Date.now() - msg.createdTimestamp > 10_000) out.timestamp = new Date(msg.createdTimestamp);
+    if (msg.createdTimestamp && (history || Date.now() - msg.createdTimestamp > 10_000)) out.timestamp = new Date(msg.createdTimestamp);
     return out;
   }
 
@@ -106,10 +167,19 @@ export abstract class DiscordIncoming extends DiscordRooms {
     else this.safeEmit('message', w.contact, msg);
   }
 
-  protected onMessage(msg: Message): void {
+  /** A new message (live, or fetched from the history after a gap: `history`, delivered once with its time). */
+  protected onMessage(msg: Message, history = false): void {
     const isDm = !msg.guildId;
     const authorId = msg.author.id;
+    // Handled already: live while the history was fetched, or from the history before a resumed gateway replays it.
+    if (this.handled.has(msg.id)) return;
     this.authors.set(msg.id, authorId);
+    if (isDm ? !this.shared : this.rooms.get(msg.channelId)?.joined) {
+      this.handled.set(msg.id, true);
+      this.noteSeen(msg.channelId, msg.id, isDm);
+    }
+    const viaOwnWebhook = !!this.shared && !!msg.webhookId && this.shared.isOwnWebhook(msg.webhookId);
+    if (viaOwnWebhook && this.ownSent.has(msg.id)) return; // what this user posted through the webhook
     if (authorId === this.me) {
       const nonce = msg.nonce === null || msg.nonce === undefined ? null : String(msg.nonce);
       if (this.ownSent.has(msg.id) || (nonce && this.pendingNonces.has(nonce))) return; // our own echo
@@ -119,19 +189,47 @@ export abstract class DiscordIncoming extends DiscordRooms {
     const w = this.where(msg.channelId, isDm, msg.author);
     if (!w) return;
     this.stopTyping(msg.channelId, authorId);
-    const text = this.textOf(msg, 'room' in w ? w.room : null);
+    const text = this.textOf(msg, 'room' in w ? w.room : null, history);
     if (!text) return;
-    const nick = 'room' in w ? (authorId === this.me ? this.ownNick(w.room) : this.authorNick(w.room, msg)) : null;
+    const nick = 'room' in w ? (authorId === this.me && !this.shared ? this.ownNick(w.room) : this.authorNick(w.room, msg)) : null;
+    if (nick && msg.webhookId) this.webhookNicks.set(msg.id, nick);
     const attachments = [...(msg.attachments?.values() ?? [])];
-    if (this.deliveriesPending === 0 && (!this.media || attachments.length === 0)) return this.deliverIn(w, nick, text);
+    // A webhook message while this user's own sends are unanswered may be one of them: wait for the answers.
+    const mayBeOwn = viaOwnWebhook && this.sendsInFlight > 0;
+    if (this.deliveriesPending === 0 && !mayBeOwn && (!this.media || attachments.length === 0)) return this.deliverIn(w, nick, text);
     this.deliveriesPending++;
     this.deliveries = this.deliveries
       .then(async () => {
+        if (mayBeOwn) {
+          await this.sendsSettled();
+          if (this.ownSent.has(msg.id)) return;
+        }
         if (this.media && attachments.length) await this.rehost(text, attachments);
         if (this.state !== 'closed') this.deliverIn(w, nick, text);
       })
       .catch((err: unknown) => this.log.warn('discord message not delivered', { reason: err instanceof Error ? err.message : String(err) }))
       .finally(() => this.deliveriesPending--);
+  }
+
+  /**
+   * A message of the room's history for roomJoined (the room is not announced yet), once;
+   * `copying` re-hosts its attachments (the item's text and links change when it is done).
+   */
+  protected historyItem(msg: Message, r: RoomState): { item: RoomHistoryItem; copying: Promise<void> | null } | null {
+    if (this.handled.has(msg.id)) return null;
+    this.handled.set(msg.id, true);
+    this.authors.set(msg.id, msg.author.id);
+    this.noteSeen(msg.channelId, msg.id, false);
+    if (!RELAYED_TYPES.has(msg.type)) return null;
+    const text = this.textOf(msg, r, true);
+    if (!text) return null;
+    // The user's own earlier messages: the bot's (own bot), or the webhook's under the user's nick (shared bot).
+    const own = this.shared ? !!msg.webhookId && this.shared.isOwnWebhook(msg.webhookId) && cleanNick(msg.author.username) === this.ownNick(r) : msg.author.id === this.me;
+    const nick = own ? this.ownNick(r) : this.authorNick(r, msg);
+    if (nick && msg.webhookId) this.webhookNicks.set(msg.id, nick);
+    const attachments = [...(msg.attachments?.values() ?? [])];
+    const copying = this.media && attachments.length ? this.rehost(text, attachments).catch(() => undefined) : null;
+    return { item: { nick, message: text }, copying };
   }
 
   /** Puts each attachment on the upload service and its URL in place of the CDN's (in the text and as attachment). */
@@ -148,6 +246,11 @@ export abstract class DiscordIncoming extends DiscordRooms {
         msg.attachments = (msg.attachments ?? []).map((u) => (u === a.url ? out.url! : u));
       } else if (out.reason === 'too-large') {
         msg.text = `${msg.text}\n[${sanitize(a.name)}: too large for the gateway to pass on (at most ${formatBytes(media.maxSize)}); the link expires]`;
+      } else if (out.reason === 'failed') {
+        // Only the kind of failure: error texts might quote the signed URL.
+        const status = /HTTP (\d{3})/.exec(out.text)?.[1];
+        const why = status ? `Discord answered HTTP ${status}` : out.text === 'timed out' ? 'it took too long' : 'a network error';
+        msg.text = `${msg.text}\n[${sanitize(a.name)}: the gateway could not copy it from Discord (${why}); the link may not work]`;
       }
     }
   }
@@ -158,6 +261,7 @@ export abstract class DiscordIncoming extends DiscordRooms {
     const authorId = msg.author?.id ?? this.authors.get(msg.id);
     if (!authorId) return;
     if (authorId === this.me && (this.consume(`u:${msg.id}`) || !msg.guildId)) return;
+    if (this.shared && msg.webhookId && this.ownSent.has(msg.id)) return; // this user's own edit
     const w = this.where(msg.channelId, !msg.guildId, msg.author ?? null);
     if (!w) return;
     const text = this.textOf(msg, 'room' in w ? w.room : null);
@@ -194,7 +298,7 @@ export abstract class DiscordIncoming extends DiscordRooms {
     }
     const r = this.rooms.get(channelId);
     if (!r?.joined) return;
-    const nick = authorId === this.me ? this.ownNick(r) : r.occupants.nickOf(authorId);
+    const nick = authorId === this.me ? this.ownNick(r) : (r.occupants.nickOf(authorId) ?? this.webhookNicks.get(id));
     if (!nick) return;
     this.safeEmit('roomMessage', r.room, nick, msg);
   }

@@ -28,6 +28,7 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
   /** Sends a direct message to a user (contact id = user id); also edits, deletions and reactions there. */
   async sendMessage(to: LegacyContact, message: TextMessage): Promise<void> {
     this.ensureReady();
+    if (this.shared) throw new DiscordCommandError('the shared Discord bot carries no direct messages (register with your own bot token for those)', 'not-allowed');
     const channelId = await this.dmChannelId(to.id);
     await this.deliverOut(channelId, message, null);
   }
@@ -36,12 +37,90 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
   async sendRoomMessage(room: LegacyRoom, message: TextMessage): Promise<void> {
     this.ensureReady();
     const id = this.roomChannelId(room);
+    if (this.shared) return this.deliverThroughWebhook(id, message, this.rooms.get(id) ?? null);
     await this.deliverOut(id, message, this.rooms.get(id) ?? null);
+  }
+
+  /** The user's avatar for webhook messages (an https URL on the XMPP server's upload service), or none; looked up at login. */
+  avatarUrl: Promise<string | null> = Promise.resolve(null);
+
+  /**
+   * Shared bot: the user's messages go out through the channel's webhook under their nick (and
+   * avatar), so Discord shows who wrote them; edits and deletions of their own messages too.
+   */
+  private async deliverThroughWebhook(channelId: string, message: TextMessage, r: RoomState | null): Promise<void> {
+    if (!r?.joined) throw new DiscordCommandError('join the room first', 'not-allowed');
+    if (message.reactions) throw new DiscordCommandError('reactions are not carried by the shared Discord bot', 'not-allowed');
+    const ch = this.channel(channelId);
+    if (!ch) throw new DiscordCommandError('unknown channel', 'item-not-found');
+    const parentId = ch.isThread() ? ch.parentId : channelId;
+    if (!parentId) throw new DiscordCommandError('unknown channel', 'item-not-found');
+    const query = new URLSearchParams({ wait: 'true' });
+    if (ch.isThread()) query.set('thread_id', channelId);
+    let hook: { id: string; token: string };
+    try {
+      hook = await this.shared!.webhook(parentId);
+    } catch (err) {
+      throw this.actionError(err, 'preparing the channel\'s webhook (the bot needs the Manage Webhooks permission)');
+    }
+    const own = (id: string) => this.ids.discordIds(id).filter((d) => this.ownSent.has(d));
+    if (message.redacts) {
+      const targets = own(message.redacts);
+      if (!targets.length) throw new DiscordCommandError('only your own messages can be retracted', 'forbidden');
+      for (const id of targets) {
+        try {
+          await this.client.rest.delete(Routes.webhookMessage(hook.id, hook.token, id), { query: ch.isThread() ? new URLSearchParams({ thread_id: channelId }) : undefined, auth: false });
+        } catch (err) {
+          if (!(err instanceof DiscordAPIError && err.code === 10008)) throw this.actionError(err, 'deleting');
+        }
+      }
+      return;
+    }
+    const parts = splitMessage(this.outText(message, r));
+    if (message.editOf) {
+      const targets = own(message.editOf);
+      if (!targets.length) throw new DiscordCommandError('only your own messages can be corrected', 'forbidden');
+      if (parts.length !== 1) throw new DiscordCommandError('the corrected text must be one Discord message (1 to 2000 characters)', 'not-acceptable');
+      try {
+        await this.client.rest.patch(Routes.webhookMessage(hook.id, hook.token, targets[0]!), {
+          body: { content: parts[0], allowed_mentions: { parse: ['users'] } },
+          query: ch.isThread() ? new URLSearchParams({ thread_id: channelId }) : undefined,
+          auth: false,
+        });
+      } catch (err) {
+        throw this.actionError(err, 'editing');
+      }
+      return;
+    }
+    if (!parts.length) throw new DiscordCommandError('Discord does not take empty messages', 'not-acceptable');
+    if (parts.length > this.opts.maxMessageParts) {
+      throw new DiscordCommandError(`the message is too long for Discord (${parts.length} messages of 2000 characters, at most ${this.opts.maxMessageParts})`, 'not-acceptable');
+    }
+    const username = this.ownNick(r);
+    const avatarUrl = await this.avatarUrl.catch(() => null);
+    const sent: string[] = [];
+    this.sendsInFlight++;
+    try {
+      for (const content of parts) {
+        // Linked users may mention people, not ping whole roles or @everyone through the operator's bot.
+        const body: Record<string, unknown> = { content, username, allowed_mentions: { parse: ['users'] } };
+        if (avatarUrl) body.avatar_url = avatarUrl;
+        const res = (await this.client.rest.post(Routes.webhook(hook.id, hook.token), { body, query, auth: false })) as { id: string };
+        this.ownSent.set(res.id, true);
+        sent.push(res.id);
+      }
+    } catch (err) {
+      throw this.actionError(err, sent.length ? `sending (${sent.length} of ${parts.length} parts went out)` : 'sending');
+    } finally {
+      this.sendDone();
+      if (message.id && sent.length) this.ids.link(message.id, sent);
+    }
   }
 
   /** Chat states: Discord knows only "typing" (for about ten seconds); it is sent at most every eight seconds. */
   async sendTyping(to: LegacyContact | LegacyRoom, state: 'composing' | 'paused' | 'active'): Promise<void> {
-    if (state !== 'composing' || this.state !== 'ready') return;
+    // The shared bot typing would speak for every linked user at once.
+    if (state !== 'composing' || this.state !== 'ready' || this.shared) return;
     const roomId = channelIdOf(to.id);
     let channelId: string;
     try {

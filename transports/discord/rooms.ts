@@ -8,9 +8,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ChannelType, Events, PermissionFlagsBits, Routes, type Guild, type GuildBasedChannel, type GuildMember } from 'discord.js';
-import { LegacyNetworkError, type LegacyRoom, type Occupant } from '../kit/adapter.js';
+import { LegacyNetworkError, type DirectoryItem, type LegacyRoom, type Occupant, type RoomHistoryItem } from '../kit/adapter.js';
 import type { OccupantTable } from '../kit/occupants.js';
-import { DiscordConnection } from './connection.js';
+import { DiscordConnection, type LinkedUser } from './connection.js';
 import { DiscordCommandError, mapError } from './errors.js';
 import { cleanNick, sanitize } from './text.js';
 
@@ -32,22 +32,88 @@ export abstract class DiscordRooms extends DiscordConnection {
     return [...this.rooms.values()].filter((r) => r.joined).map((r) => r.room);
   }
 
-  /** Every guild text channel the bot can see, as rooms (for disco#items). */
+  /** This session as the shared bot knows it (the other linked users in a channel are occupants). */
+  protected readonly linked: LinkedUser = { key: randomBytes(6).toString('hex'), peerChanged: (ch, key, nick) => this.guard('peer', () => this.peerChanged(ch, key, nick)) };
+
+  /** Another linked user came, changed nick or left (shared bot). */
+  private peerChanged(channelId: string, key: string, nick: string | null): void {
+    const r = this.rooms.get(channelId);
+    if (!r?.joined) return;
+    if (nick === null) r.occupants.part(`${LINKED_PREFIX}${key}`);
+    else this.addPeer(r, key, nick);
+  }
+
+  private addPeer(r: RoomState, key: string, nick: string): void {
+    const id = `${LINKED_PREFIX}${key}`;
+    const unique = r.occupants.uniqueNick(id, nick, [nick, `${nick} (XMPP)`], () => `${nick} (XMPP ${key.slice(0, 4)})`);
+    r.occupants.join(id, { nick: unique, role: 'participant', affiliation: 'none' }, undefined, nick);
+  }
+
+  /** The user is no longer in a room (shared bot: the other linked users there are told). */
+  protected leftRoom(channelId: string): void {
+    this.shared?.present(channelId, this.linked, null);
+  }
+
+  /** The occupant key of the user: the bot itself, or (shared bot) the user's own entry beside the Discord members. */
+  protected get selfKey(): string {
+    return this.shared ? SHARED_SELF : this.me;
+  }
+
+  /** Whether the user may use this channel: the bot sees it and, with the shared bot, the operator allows it. */
+  protected usable(ch: GuildBasedChannel): boolean {
+    if (!isRoomChannel(ch) || !ch.permissionsFor(this.me)?.has(PermissionFlagsBits.ViewChannel)) return false;
+    return !this.shared || this.shared.allows(ch.guild.id, ch.isThread() ? (ch.parentId ?? ch.id) : ch.id);
+  }
+
+  /** Every guild text channel the bot can see (and the user may use), as rooms. */
   listRooms(): LegacyRoom[] {
     const out: LegacyRoom[] = [];
     for (const guild of this.client.guilds.cache.values()) {
-      for (const ch of guild.channels.cache.values()) {
-        if (!isRoomChannel(ch)) continue;
-        if (!ch.permissionsFor(this.me)?.has(PermissionFlagsBits.ViewChannel)) continue;
-        out.push(this.roomOf(ch));
-      }
+      for (const ch of guild.channels.cache.values()) if (!ch.isThread() && this.usable(ch)) out.push(this.roomOf(ch));
     }
     return out;
   }
 
+  private guildUsable(guild: Guild): boolean {
+    return [...guild.channels.cache.values()].some((ch) => !ch.isThread() && this.usable(ch));
+  }
+
+  /**
+   * The room directory for disco#items on the gateway: the guilds (nodes `guild/<id>`), and in a
+   * guild its text channels and active threads (GET /guilds/{id}/threads/active), as rooms.
+   */
+  async directory(node: string | null): Promise<DirectoryItem[] | null> {
+    this.ensureReady();
+    if (node === null) {
+      return [...this.client.guilds.cache.values()].filter((g) => this.guildUsable(g)).map((g) => ({ node: `guild/${g.id}`, name: sanitize(g.name) }));
+    }
+    const m = /^guild\/(\d{15,21})$/.exec(node);
+    const guild = m ? this.client.guilds.cache.get(m[1]!) : undefined;
+    if (!guild || !this.guildUsable(guild)) return null;
+    const channels = [...guild.channels.cache.values()]
+      .filter((ch) => !ch.isThread() && this.usable(ch))
+      .sort((a, b) => ('position' in a && 'position' in b ? a.position - b.position : 0));
+    const items: DirectoryItem[] = channels.map((ch) => {
+      const room = this.roomOf(ch);
+      return { room, name: room.name ?? ch.name };
+    });
+    let threads: { id: string; name: string; parent_id?: string | null }[] = [];
+    try {
+      threads = ((await this.client.rest.get(Routes.guildActiveThreads(guild.id))) as { threads: { id: string; name: string; parent_id?: string | null }[] }).threads;
+    } catch (err) {
+      this.log.debug('discord active threads not listed', { guild: guild.id, error: mapError(err, 'listing threads').message });
+    }
+    for (const t of threads) {
+      const parent = t.parent_id ? guild.channels.cache.get(t.parent_id) : undefined;
+      if (!parent || parent.isThread() || !this.usable(parent)) continue;
+      items.push({ room: { id: `#${t.id}`, name: `${guild.name} / #${parent.name} / ${sanitize(t.name)}` }, name: `#${parent.name} / ${sanitize(t.name)}` });
+    }
+    return items;
+  }
+
   private roomOf(ch: GuildBasedChannel): LegacyRoom {
-    const parent = ch.isThread() && ch.parent ? `#${ch.parent.name} / ` : '';
-    return { id: `#${ch.id}`, name: `${ch.guild.name} / ${parent}#${ch.name}` };
+    if (ch.isThread()) return { id: `#${ch.id}`, name: `${ch.guild.name} / #${ch.parent?.name ?? ch.parentId} / ${sanitize(ch.name)}` };
+    return { id: `#${ch.id}`, name: `${ch.guild.name} / #${ch.name}` };
   }
 
   protected channel(id: string): GuildBasedChannel | null {
@@ -78,6 +144,7 @@ export abstract class DiscordRooms extends DiscordConnection {
 
   /** Brings one member's occupant up to date in one room; the table reports what changed once the room is joined. */
   protected updateOccupant(r: RoomState, userId: string): void {
+    if (userId === SHARED_SELF || userId.startsWith(LINKED_PREFIX)) return; // XMPP users, not Discord members
     const ch = this.channel(r.channelId);
     if (!ch) return;
     const member = ch.guild.members.cache.get(userId);
@@ -125,7 +192,8 @@ export abstract class DiscordRooms extends DiscordConnection {
   protected lostRoom(r: RoomState, reason: string): void {
     if (!this.rooms.has(r.channelId)) return;
     this.rooms.delete(r.channelId);
-    const own = r.occupants.nickOf(this.me) ?? this.client.user?.username ?? 'bot';
+    this.leftRoom(r.channelId);
+    const own = this.ownNick(r);
     if (r.joined) this.safeEmit('occupantLeft', r.room, own, reason, null);
   }
 
@@ -155,13 +223,21 @@ export abstract class DiscordRooms extends DiscordConnection {
   }
 
   protected ownNick(r: RoomState): string {
-    return r.occupants.nickOf(this.me) ?? (cleanNick(this.client.user?.displayName) || 'bot');
+    return r.occupants.nickOf(this.selfKey) ?? (cleanNick(this.client.user?.displayName) || 'bot');
   }
 
-  private emitJoined(r: RoomState): void {
+  /** Called once a room is joined (the history layer fetches what was missed meanwhile). */
+  protected afterJoin(_r: RoomState): void {}
+
+  /** What was said since the user was last in the room, for roomJoined (the history layer). */
+  protected async historyForJoin(_r: RoomState): Promise<RoomHistoryItem[]> {
+    return [];
+  }
+
+  private emitJoined(r: RoomState, history: RoomHistoryItem[] = []): void {
     const ch = this.channel(r.channelId);
     const topic = ch && 'topic' in ch ? (ch.topic ?? null) : null;
-    this.safeEmit('roomJoined', r.room, this.ownNick(r), r.occupants.list(), topic || null);
+    this.safeEmit('roomJoined', r.room, this.ownNick(r), r.occupants.list(), topic || null, ...(history.length ? [history] : []));
   }
 
   /**
@@ -170,7 +246,7 @@ export abstract class DiscordRooms extends DiscordConnection {
    * nick is per guild and visible in every channel; changeNick sets it). Joining a room we are in
    * re-emits roomJoined.
    */
-  async joinRoom(room: LegacyRoom, _nick: string, _password?: string): Promise<void> {
+  async joinRoom(room: LegacyRoom, nick: string, _password?: string): Promise<void> {
     this.ensureReady();
     const id = channelIdOf(room.id);
     if (!id) {
@@ -205,6 +281,24 @@ export abstract class DiscordRooms extends DiscordConnection {
       this.safeEmit('roomJoinFailed', room, 'the bot cannot see this channel', 'forbidden');
       return;
     }
+    if (!this.usable(ch)) {
+      this.safeEmit('roomJoinFailed', room, 'the operator of the gateway has not opened this channel to XMPP users', 'forbidden');
+      return;
+    }
+    if (ch.isThread() && ch.archived) {
+      this.safeEmit('roomJoinFailed', room, 'the thread is archived', 'item-not-found');
+      return;
+    }
+    const wanted = cleanNick(nick);
+    if (this.shared && !webhookName(wanted)) {
+      this.safeEmit('roomJoinFailed', room, 'Discord does not take this nick for messages (1 to 80 characters, without "discord" or "clyde")', 'not-acceptable');
+      return;
+    }
+    // Two XMPP users under one name would be one author in Discord.
+    if (this.shared && this.shared.peers(ch.id, this.linked).some((p) => p.nick === wanted)) {
+      this.safeEmit('roomJoinFailed', room, 'another XMPP user has this nick in the channel', 'conflict');
+      return;
+    }
     await this.ensureMembers(ch.guild);
     if (this.state !== 'ready') return;
     const again = this.rooms.get(id);
@@ -215,12 +309,23 @@ export abstract class DiscordRooms extends DiscordConnection {
     const channelRoom = this.roomOf(ch);
     const r: RoomState = { room: channelRoom, channelId: id, guildId: ch.guild.id, joined: false, occupants: this.occupantTable(channelRoom) };
     this.rooms.set(id, r);
-    // The bot first (its nick should be its plain display name), then everyone else.
-    this.updateOccupant(r, this.me);
+    // The user first (the bot's plain display name, or with the shared bot the MUC nick), then everyone else.
+    if (this.shared) {
+      r.occupants.join(SHARED_SELF, { nick: wanted, role: 'participant', affiliation: 'none' }, undefined, wanted);
+      for (const p of this.shared.peers(id, this.linked)) this.addPeer(r, p.key, p.nick);
+    } else {
+      this.updateOccupant(r, this.me);
+    }
     this.resync(r, false);
+    // The channel's webhook, ready for the first message (and known when the history shows the user's own).
+    if (this.shared) await this.shared.webhook(ch.isThread() ? (ch.parentId ?? id) : id).catch(() => undefined);
+    const history = await this.historyForJoin(r);
+    if (this.state !== 'ready' || this.rooms.get(id) !== r) return;
     r.joined = true;
     r.occupants.announced = true;
-    this.emitJoined(r);
+    this.emitJoined(r, history);
+    this.shared?.present(id, this.linked, wanted);
+    this.afterJoin(r);
   }
 
   /** Stops relaying the channel (a bot cannot leave one channel of a guild). */
@@ -229,12 +334,14 @@ export abstract class DiscordRooms extends DiscordConnection {
     const r = id ? this.rooms.get(id) : undefined;
     if (!r) return;
     this.rooms.delete(r.channelId);
+    this.leftRoom(r.channelId);
     this.safeEmit('occupantLeft', r.room, this.ownNick(r), reason ?? null, null);
   }
 
   /** Sets the channel topic (Manage Channels permission). */
   async setSubject(room: LegacyRoom, subject: string): Promise<void> {
     this.ensureReady();
+    if (this.shared) throw new DiscordCommandError('with the shared bot, topics are set in Discord', 'forbidden');
     const id = this.roomChannelId(room);
     const topic = sanitize(subject).trim();
     if (topic.length > 1024) throw new DiscordCommandError('a Discord channel topic has at most 1024 characters', 'not-acceptable');
@@ -251,6 +358,7 @@ export abstract class DiscordRooms extends DiscordConnection {
     this.ensureReady();
     if (!room) throw new DiscordCommandError('Discord nicks are per server: change it in a room', 'bad-request');
     const id = this.roomChannelId(room);
+    if (this.shared) return this.renameSelf(id, nick);
     const ch = this.channel(id);
     if (!ch) throw new DiscordCommandError('unknown channel', 'item-not-found');
     const wanted = cleanNick(nick);
@@ -280,6 +388,18 @@ export abstract class DiscordRooms extends DiscordConnection {
     await updated;
   }
 
+  /** With the shared bot the nick is the user's own (the name on their webhook messages): changed here only. */
+  private renameSelf(channelId: string, nick: string): void {
+    const r = this.rooms.get(channelId);
+    const wanted = cleanNick(nick);
+    if (!webhookName(wanted)) throw new DiscordCommandError('Discord does not take this nick for messages (1 to 80 characters, without "discord" or "clyde")', 'not-acceptable');
+    if (!r) return;
+    const holder = r.occupants.idOf(wanted);
+    if (holder !== undefined && holder !== SHARED_SELF) throw new DiscordCommandError('someone in this channel has that name', 'not-allowed');
+    r.occupants.update(SHARED_SELF, { nick: wanted }, wanted);
+    this.shared!.present(channelId, this.linked, wanted);
+  }
+
   /** Discord has no per-channel kick: a kick removes a member from the whole server. */
   async kick(_room: LegacyRoom, _nick: string, _reason?: string): Promise<void> {
     throw new DiscordCommandError('Discord has no per-channel kick (a kick removes the member from the whole server); do that in Discord', 'not-allowed');
@@ -290,6 +410,16 @@ export abstract class DiscordRooms extends DiscordConnection {
     if (!id) throw new DiscordCommandError(`not a Discord channel: ${room.id}`, 'bad-request');
     return id;
   }
+}
+
+/** The occupant key of the user in shared-bot rooms (Discord ids are digits, so it cannot clash). */
+export const SHARED_SELF = 'xmpp-user';
+/** Occupant ids of the other linked users in shared-bot rooms. */
+export const LINKED_PREFIX = 'xmpp:';
+
+/** Whether Discord takes `name` as a webhook message's user name (resources/webhook: 1 to 80 characters, no "clyde" or "discord"). */
+export function webhookName(name: string): boolean {
+  return name.length >= 1 && name.length <= 80 && !/clyde|discord/i.test(name);
 }
 
 /** `#<snowflake>` → the channel id; anything else → null. */

@@ -31,10 +31,10 @@
  * when logging in again cannot help (the token or the bot's settings must change).
  */
 import { Events, type Presence } from 'discord.js';
-import type { AdapterLogger, LegacyContact, LegacySession } from '../kit/adapter.js';
-import type { DiscordSessionOptions } from './connection.js';
+import type { AdapterLogger, AvatarImage, LegacyContact, LegacySession } from '../kit/adapter.js';
+import type { DiscordSessionOptions, SharedClient } from './connection.js';
 import { isSnowflake } from './ids.js';
-import { DiscordOutgoing } from './outgoing.js';
+import { DiscordHistory } from './history.js';
 import { sanitize } from './text.js';
 
 export type { DiscordSessionOptions } from './connection.js';
@@ -50,32 +50,35 @@ const FINAL_CLOSE_CODES: Record<number, string> = {
   4014: 'Discord refused the privileged gateway intents; turn them on for the bot in the Developer Portal',
 };
 
-export class DiscordSession extends DiscordOutgoing implements LegacySession {
+export class DiscordSession extends DiscordHistory implements LegacySession {
   private readonly watched = new Set<string>();
 
-  constructor(token: string, opts: DiscordSessionOptions, log: AdapterLogger) {
-    super(token, opts, log);
+  constructor(source: string | SharedClient, opts: DiscordSessionOptions, log: AdapterLogger) {
+    super(source, opts, log);
     this.bind();
   }
 
   private bind(): void {
     const c = this.client;
     const on = <K extends keyof import('discord.js').ClientEvents>(event: K, fn: (...args: import('discord.js').ClientEvents[K]) => void) => {
-      c.on(event, (...args) => {
+      this.listen(c, event, ((...args: import('discord.js').ClientEvents[K]) => {
         if (this.state !== 'ready') return;
         this.guard(String(event), () => fn(...args));
-      });
+      }) as (...args: never[]) => void);
     };
-    c.on(Events.Error, (err) => this.log.warn('discord client error', { server: this.server, error: err.message }));
-    c.on(Events.ShardError, (err) => this.log.debug('discord gateway error', { server: this.server, error: err.message }));
-    c.rest.on('rateLimited', (info) => this.log.debug('discord rate limit', { route: info.route, waitMs: info.timeToReset, global: info.global }));
+    const raw = <K extends keyof import('discord.js').ClientEvents>(event: K, fn: (...args: import('discord.js').ClientEvents[K]) => void) =>
+      this.listen(c, event, fn as (...args: never[]) => void);
+    raw(Events.Error, (err) => this.log.warn('discord client error', { server: this.server, error: err.message }));
+    raw(Events.ShardError, (err) => this.log.debug('discord gateway error', { server: this.server, error: err.message }));
+    this.listen(c.rest, 'rateLimited', ((info: { route: string; timeToReset: number; global: boolean }) =>
+      this.log.debug('discord rate limit', { route: info.route, waitMs: info.timeToReset, global: info.global })) as (...args: never[]) => void);
 
-    c.on(Events.ShardDisconnect, (ev) => {
+    raw(Events.ShardDisconnect, (ev) => {
       if (this.state !== 'ready') return;
       const reason = FINAL_CLOSE_CODES[ev.code] ?? `Discord closed the gateway connection (${ev.code})`;
       this.fail(reason, ev.code in FINAL_CLOSE_CODES);
     });
-    c.on(Events.ShardReconnecting, () => {
+    raw(Events.ShardReconnecting, () => {
       if (this.state !== 'ready' || this.graceTimer) return;
       this.log.debug('discord gateway connection lost, discord.js reconnects', { server: this.server });
       this.graceTimer = setTimeout(() => {
@@ -83,14 +86,17 @@ export class DiscordSession extends DiscordOutgoing implements LegacySession {
         this.fail(`lost the connection to the Discord gateway for more than ${Math.round(this.opts.reconnectGraceMs / 1000)} s`, false);
       }, this.opts.reconnectGraceMs);
     });
-    c.on(Events.ShardResume, (_id, replayed) => {
+    raw(Events.ShardResume, (_id, replayed) => {
       this.clearGrace();
       if (this.state === 'ready') this.log.debug('discord gateway resumed', { server: this.server, replayed });
     });
-    c.on(Events.ShardReady, () => {
+    raw(Events.ShardReady, () => {
       this.clearGrace();
-      // A new gateway session (not a resume): events in between are lost, so bring rooms up to date.
-      if (this.state === 'ready') for (const r of this.rooms.values()) if (r.joined) this.resync(r);
+      // A new gateway session (not a resume): events in between are lost, so bring rooms up to date
+      // and fetch what was said meanwhile.
+      if (this.state !== 'ready') return;
+      for (const r of this.rooms.values()) if (r.joined) this.resync(r);
+      void this.backfillAll();
     });
 
     on(Events.MessageCreate, (m) => this.onMessage(m));
@@ -120,16 +126,25 @@ export class DiscordSession extends DiscordOutgoing implements LegacySession {
       if (r) this.lostRoom(r, 'the channel was deleted');
     });
     on(Events.PresenceUpdate, (_o, p) => this.onPresence(p));
+    on(Events.ThreadUpdate, (_o, th) => {
+      const r = this.rooms.get(th.id);
+      if (r && th.archived) this.lostRoom(r, 'the thread was archived');
+    });
+    on(Events.ThreadDelete, (th) => {
+      const r = this.rooms.get(th.id);
+      if (r) this.lostRoom(r, 'the thread was deleted');
+    });
   }
 
   protected forgetState(): void {
+    for (const ch of this.rooms.keys()) this.leftRoom(ch);
     for (const t of this.typingTimers.values()) clearTimeout(t);
     this.typingTimers.clear();
     this.rooms.clear();
   }
 
   async addContact(contact: LegacyContact): Promise<void> {
-    if (!isSnowflake(contact.id)) return;
+    if (!isSnowflake(contact.id) || this.shared) return;
     this.watched.add(contact.id);
     if (!this.opts.presences || this.state !== 'ready') return;
     for (const g of this.client.guilds.cache.values()) {
@@ -153,9 +168,40 @@ export class DiscordSession extends DiscordOutgoing implements LegacySession {
     this.safeEmit('contactPresence', user ? this.contactOf(user) : { id: p.userId }, show, custom?.state ? sanitize(custom.state) : null);
   }
 
+  /**
+   * A user's avatar from Discord's CDN (`/avatars/{user}/{hash}.png?size=128`), fetched by the
+   * transport so that clients never contact Discord (P19); null without one or when it fails.
+   */
+  async fetchAvatar(contact: LegacyContact, maxBytes: number): Promise<AvatarImage | null> {
+    if (!isSnowflake(contact.id) || this.state !== 'ready') return null;
+    let user = this.client.users.cache.get(contact.id);
+    try {
+      if (!user || (contact.avatar && user.avatar !== contact.avatar)) user = await this.client.users.fetch(contact.id, { force: !!user });
+    } catch {
+      return null;
+    }
+    const url = user.avatarURL({ extension: 'png', size: 128 });
+    if (!url) return null;
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(this.opts.restTimeoutMs), redirect: 'error' });
+      const type = (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+      const declared = Number(res.headers.get('content-length') ?? NaN);
+      if (!res.ok || !type.startsWith('image/') || declared > maxBytes) {
+        await res.body?.cancel();
+        return null;
+      }
+      const data = Buffer.from(await res.arrayBuffer());
+      return data.length <= maxBytes ? { data, type } : null;
+    } catch (err) {
+      this.log.debug('discord avatar not fetched', { user: contact.id, error: err instanceof Error ? err.message : String(err) });
+      return null;
+    }
+  }
+
   /** The bot's own status (shown to Discord users). */
   async setPresence(show: 'available' | 'away' | 'dnd' | 'xa', status: string | null): Promise<void> {
     this.ensureReady();
+    if (this.shared) return; // the shared bot's status is the operator's, not one user's
     const s = show === 'available' ? 'online' : show === 'dnd' ? 'dnd' : 'idle';
     this.client.user?.setPresence({ status: s, activities: status ? [{ name: 'Custom Status', type: 4, state: sanitize(status).slice(0, 128) }] : [] });
   }

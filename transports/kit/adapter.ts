@@ -30,6 +30,24 @@ export interface LegacyContact {
   /** For networks where a user spans several servers (IRC): which one. */
   server?: string;
   displayName?: string;
+  /**
+   * Optional (kit extension): names the contact's current picture (a hash or id that changes with
+   * it); the kit fetches it with fetchAvatar when a client needs it (vCard-temp, XEP-0153).
+   */
+  avatar?: string;
+}
+
+/** Optional (kit extension): a message of a room's history (roomJoined). */
+export interface RoomHistoryItem {
+  nick: string;
+  message: TextMessage;
+}
+
+/** Optional (kit extension): a picture, as fetched from the network. */
+export interface AvatarImage {
+  data: Buffer;
+  /** image/png, image/jpeg, ... */
+  type: string;
 }
 
 export interface LegacyRoom {
@@ -78,6 +96,17 @@ export interface TextMessage {
   reactions?: { to: string; keys: string[] };
 }
 
+/**
+ * Optional (kit extension): an entry of the network's room directory, shown in the disco#items of
+ * the gateway: a room (its JID), or a node to browse further (a Discord guild).
+ */
+export interface DirectoryItem {
+  name: string;
+  room?: LegacyRoom;
+  /** A node of the gateway's disco#items (the adapter's own naming), listed by directory(node). */
+  node?: string;
+}
+
 /** Why a login or connection failed, mapped by the kit to presence errors and audit events. */
 export class LegacyAuthError extends Error {
   readonly kind = 'auth';
@@ -92,10 +121,15 @@ export interface LegacySessionEvents {
   message: [from: LegacyContact, message: TextMessage];
   /** A message in a room; `self` true for the echo of what this user sent, when the network echoes. */
   roomMessage: [room: LegacyRoom, nick: string, message: TextMessage];
-  /** This user is in the room now, with its occupant list (including itself as `ownNick`). */
-  roomJoined: [room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null];
+  /**
+   * This user is in the room now, with its occupant list (including itself as `ownNick`).
+   * Optional (kit extension) `history`: messages said while the user was away, oldest first, with
+   * their timestamps; the kit sends them between the self-presence and the subject, as XEP-0045
+   * orders a room's history.
+   */
+  roomJoined: [room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null, history?: RoomHistoryItem[]];
   /** Joining failed (banned, invite only, bad key, ...). */
-  roomJoinFailed: [room: LegacyRoom, reason: string, condition: 'forbidden' | 'not-authorized' | 'registration-required' | 'service-unavailable' | 'conflict' | 'item-not-found'];
+  roomJoinFailed: [room: LegacyRoom, reason: string, condition: 'forbidden' | 'not-authorized' | 'registration-required' | 'service-unavailable' | 'conflict' | 'item-not-found' | 'not-acceptable'];
   occupantJoined: [room: LegacyRoom, occupant: Occupant];
   /** An occupant left: part, quit or kick (then `kickedBy`). If nick is our own, we left. */
   occupantLeft: [room: LegacyRoom, nick: string, reason: string | null, kickedBy: string | null];
@@ -181,6 +215,14 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
    * Rejects with an Error whose message is fit for the user when the line is refused.
    */
   sendRaw?(line: string): Promise<void>;
+  /** Optional (kit extension): the picture of a contact or occupant (LegacyContact.avatar), at most maxBytes; null when it has none. */
+  fetchAvatar?(contact: LegacyContact, maxBytes: number): Promise<AvatarImage | null>;
+  /**
+   * Optional (kit extension): the network's rooms for browsing (XEP-0030 disco#items on the
+   * gateway): `null` is the top level; a node from an earlier item lists that node; an unknown
+   * node is null (item-not-found).
+   */
+  directory?(node: string | null): Promise<DirectoryItem[] | null>;
 }
 
 /** A room in a network's directory (LegacySession.roomDirectory). */
@@ -275,6 +317,12 @@ export interface LoginRequest {
    */
   prompt?(text: string, waitMs: number): void;
   /**
+   * Optional (kit extension): the user's own XMPP picture (their vCard-temp PHOTO) as an https URL
+   * on the XMPP server's upload service, for networks that show it with the user's messages; null
+   * without a picture or an upload service. Fetched and uploaded when first called.
+   */
+  ownAvatarUrl?(): Promise<string | null>;
+  /**
    * Optional (kit extension): the transport's `loginTimeout` in milliseconds. The kit gives up on
    * a login after this long; an adapter with its own deadline (e.g. for a first sync) uses this one.
    */
@@ -346,6 +394,8 @@ export interface NetworkAdapter {
    * passed back in LoginRequest.settings. Never secret (they are shown back in forms).
    */
   readonly settingsFields?: RegistrationField[];
+  /** Optional (kit extension): the transport stops, after every session logged out (a connection the adapter shares between users ends). */
+  close?(): Promise<void>;
 }
 
 /**

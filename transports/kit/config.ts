@@ -17,6 +17,7 @@
  *   gracePeriod: 30s
  *   reconnect: { min: 5s, max: 5m }
  *   media: { maxSize: 20MiB }       # attachments through the XMPP server's upload service (media.ts)
+ *   avatars: { maxEntries: 500 }    # pictures of the network's people, in memory only (avatars.ts)
  *   network:                        # passed to the adapter as it is
  *     servers: [irc.libera.chat]
  */
@@ -160,6 +161,15 @@ export const transportConfigSchema = object({
     },
     { doc: 'Attachments through the XMPP server\'s upload service (XEP-0363): the transport asks it for slots as a component.' },
   ),
+  avatars: object(
+    {
+      maxEntries: int({ default: 500, min: 0, doc: 'Pictures of contacts and occupants kept in memory at most (0: none are fetched).' }),
+      maxBytes: size({ default: '32MiB', min: 0, doc: 'Memory the kept pictures may take in all; the least recently used go first.' }),
+      maxImageSize: size({ default: '512KiB', min: 1, doc: 'A larger picture is not passed on.' }),
+      maxAge: duration({ default: '1h', min: 1000, doc: 'A picture is fetched again after this long.' }),
+    },
+    { doc: "Pictures of the network's people (vCard-temp and XEP-0153 on the gateway's JIDs): fetched by the transport when a client needs them, kept in memory only." },
+  ),
   network: anyMapping({
     default: {},
     defaultDoc: '{}',
@@ -211,6 +221,7 @@ export function parseTransportConfig(raw: unknown, baseDir: string, adapterName?
     bouncer: v.bouncer,
     log: v.log,
     media: v.media,
+    avatars: v.avatars,
     network: v.network,
     baseDir: ctx.baseDir,
   };

@@ -27,6 +27,7 @@ import type { Address } from './addresses.js';
 import { SessionUnavailableError, type UserSession } from './user-session.js';
 import { LegacyNetworkError } from './adapter.js';
 import { NS_CHATSTATES, NS_NICK, NS_ROSTERX, chatStateOf, stanzaError } from './stanzas.js';
+import { avatarUpdateElement } from './avatars.js';
 import { NS_CONFERENCE, displayedMarker, displayedStanza, stanzaOf, textMessageOf } from './messages.js';
 
 type ContactAddress = Extract<Address, { kind: 'contact' }>;
@@ -247,7 +248,9 @@ export class Contacts implements KitContacts {
       return;
     }
     s.announced.add(jid);
-    this.kit.send(x('presence', { from: jid, to: s.user }, show !== 'available' ? x('show', {}, show) : null, status ? x('status', {}, status) : null));
+    // XEP-0153: the picture's hash once it was fetched (a vCard request fetches it).
+    const hash = this.kit.avatars && contact.avatar ? this.kit.avatars.hashOf(contact) : undefined;
+    this.kit.send(x('presence', { from: jid, to: s.user }, show !== 'available' ? x('show', {}, show) : null, status ? x('status', {}, status) : null, hash !== undefined ? avatarUpdateElement(hash) : null));
   }
 
   legacyTyping(s: UserSession, from: LegacyContact, state: 'composing' | 'paused' | 'active'): void {

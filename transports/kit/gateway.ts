@@ -15,6 +15,7 @@
  * users already online log in again; at shutdown every user sees its rooms (status 332) and
  * contacts go and the gateway say it is going away (XEP-0100 §6, business rule 6).
  */
+import { createHash } from 'node:crypto';
 import type { Element } from '../../shared/xml/element.js';
 import { x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
@@ -24,7 +25,7 @@ import { systemClock } from '../../shared/clock.js';
 import { Logger } from '../../shared/logger.js';
 import { logFileSink } from '../../shared/rotating-log-file.js';
 import type { Storage, TransportRepository } from '../../storage/types.js';
-import type { NetworkAdapter } from './adapter.js';
+import type { DirectoryItem, NetworkAdapter } from './adapter.js';
 import { Addresses, type Address } from './addresses.js';
 import { AuditLog } from './audit-log.js';
 import { AdHocCommands } from './adhoc.js';
@@ -42,6 +43,7 @@ import { openTransportStorage } from './storage.js';
 import { MediaService, type MediaSettings } from './media.js';
 import { NS_RSM, RoomDirectory, type RoomListSettings } from './room-list.js';
 import { SessionUnavailableError } from './user-session.js';
+import { AvatarCache, NS_VCARD, vcardElement, type AvatarSettings } from './avatars.js';
 
 export const TRANSPORT_SOFTWARE = 'Gatehouse transport';
 export const TRANSPORT_VERSION = '0.1.0';
@@ -59,6 +61,8 @@ export interface GatewayDeps {
   media?: MediaSettings;
   /** The server JIDs' room directory (cache age, cap, page size). */
   roomList?: RoomListSettings;
+  /** Pictures of contacts and occupants (vCard-temp, XEP-0153); without it none are fetched. */
+  avatars?: AvatarSettings;
 }
 
 /** "IRC gateway" → "IRC". */
@@ -85,6 +89,7 @@ export class Gateway implements Kit {
   readonly networkName: string;
   readonly media: MediaService;
   readonly roomList: RoomDirectory;
+  readonly avatars: AvatarCache | null;
   private readonly presenceQueue = new KeyedQueue();
   private readonly messageQueue = new KeyedQueue();
   private readonly link: Pick<StanzaLink, 'send' | 'request'>;
@@ -111,6 +116,7 @@ export class Gateway implements Kit {
     this.adhoc = new AdHocCommands(this);
     this.roomList = new RoomDirectory(this, deps.roomList);
     this.media = new MediaService(this, deps.media ?? { enabled: false, maxSize: 0, timeout: 60_000, service: null, server: null, caFile: null });
+    this.avatars = deps.avatars && deps.avatars.maxEntries > 0 ? new AvatarCache(deps.avatars, () => this.clock.now().getTime()) : null;
   }
 
   send(stanza: Element): void {
@@ -160,7 +166,7 @@ export class Gateway implements Kit {
     else if (addr.kind === 'gateway') reply = await this.gatewayIq(iq, from, to);
     else if (addr.kind === 'server') reply = await this.serverIq(iq, from, to, addr.server);
     else if (addr.kind === 'room') reply = await this.rooms.iqIn(from, to, addr, iq);
-    else reply = this.contactIq(iq, addr.id);
+    else reply = await this.contactIq(iq, from, addr);
     if (reply) this.send(reply);
   }
 
@@ -173,15 +179,21 @@ export class Gateway implements Kit {
       if (node === NS_COMMANDS) return iqResult(iq, x('query', { xmlns: NS.discoInfo, node }, x('identity', { category: 'automation', type: 'command-list', name: 'Commands' })));
       if (node) {
         const info = await this.adhoc.info(from, to, node);
-        return info ? iqResult(iq, info) : iqError(iq, 'item-not-found');
+        if (info) return iqResult(iq, info);
+        // A node of the room directory (XEP-0030 hierarchy: a branch of rooms).
+        if (await this.directory(from, node)) return iqResult(iq, x('query', { xmlns: NS.discoInfo, node }, x('identity', { category: 'hierarchy', type: 'branch' }), x('feature', { var: NS.discoItems })));
+        return iqError(iq, 'item-not-found');
       }
       return iqResult(iq, this.gatewayInfo());
     }
     if (ns === NS.discoItems && child.name === 'query' && get) {
       const node = child.attrs.node;
       if (node === NS_COMMANDS) return iqResult(iq, x('query', { xmlns: NS.discoItems, node }, await this.adhoc.items(from, to)));
-      if (node) return iqError(iq, 'item-not-found');
-      return iqResult(iq, x('query', { xmlns: NS.discoItems }, this.rooms.roomsOf(from.bare).map((r) => x('item', { jid: r.jid, name: r.name }))));
+      const listed = await this.directory(from, node ?? null);
+      if (node) return listed ? iqResult(iq, x('query', { xmlns: NS.discoItems, node }, this.directoryItems(listed))) : iqError(iq, 'item-not-found');
+      const joined = this.rooms.roomsOf(from.bare);
+      const seen = new Set(joined.map((r) => r.jid));
+      return iqResult(iq, x('query', { xmlns: NS.discoItems }, joined.map((r) => x('item', { jid: r.jid, name: r.name })), this.directoryItems(listed ?? [], seen)));
     }
     if (ns === NS.register && child.name === 'query') return get ? this.registration.form(iq, from) : this.registration.set(iq, from);
     if (ns === NS_GATEWAY && child.name === 'query') return this.gatewayTranslate(iq, from);
@@ -191,6 +203,31 @@ export class Gateway implements Kit {
       return iqResult(iq, x('query', { xmlns: NS.version }, x('name', {}, `${TRANSPORT_SOFTWARE} (${this.adapter.network})`), x('version', {}, TRANSPORT_VERSION)));
     }
     return iqError(iq, 'service-unavailable');
+  }
+
+  /** The room directory of the user's network session (DirectoryItem), or null (no session, no such node, an error). */
+  private async directory(from: Jid, node: string | null): Promise<DirectoryItem[] | null> {
+    const session = this.sessions.ofUser(from.bare).find((s) => s.legacy?.directory);
+    if (!session?.legacy?.directory) return null;
+    try {
+      return await session.legacy.directory(node);
+    } catch (err) {
+      this.log.debug('room directory not listed', { network: this.adapter.network, error: errorText(err) });
+      return null;
+    }
+  }
+
+  private directoryItems(items: DirectoryItem[], skip: Set<string> = new Set()): Element[] {
+    const out: Element[] = [];
+    for (const item of items) {
+      if (item.room) {
+        const jid = this.addresses.roomJid(item.room);
+        if (jid && !skip.has(jid)) out.push(x('item', { jid, name: item.name }));
+      } else if (item.node) {
+        out.push(x('item', { jid: this.domain, node: item.node, name: item.name }));
+      }
+    }
+    return out;
   }
 
   private gatewayInfo(): Element {
@@ -267,8 +304,10 @@ export class Gateway implements Kit {
     return iqError(iq, 'service-unavailable');
   }
 
-  private contactIq(iq: Element, id: string): Element {
+  private async contactIq(iq: Element, from: Jid, addr: { id: string; server?: string | undefined }): Promise<Element> {
+    const id = addr.id;
     const child = iq.elements[0]!;
+    if (iq.attrs.type === 'get' && child.xmlns === NS_VCARD && child.name === 'vCard') return this.contactVcard(iq, from, addr);
     if (iq.attrs.type === 'get' && child.xmlns === NS.discoInfo && child.name === 'query' && !child.attrs.node) {
       return iqResult(
         iq,
@@ -281,6 +320,43 @@ export class Gateway implements Kit {
       );
     }
     return iqError(iq, 'service-unavailable');
+  }
+
+  /** Uploads of users' own pictures: user → the picture's SHA-1 and its URL (in memory; the same picture is uploaded once). */
+  private readonly ownAvatars = new Map<string, { sha1: string; url: string }>();
+
+  async ownAvatarUrl(user: string): Promise<string | null> {
+    if (!this.avatars) return null;
+    let card: Element;
+    try {
+      card = await this.request(x('iq', { type: 'get', to: user, from: this.domain }, x('vCard', { xmlns: NS_VCARD })), 10_000);
+    } catch {
+      return null;
+    }
+    const photo = card.attrs.type === 'result' ? card.getChild('vCard', NS_VCARD)?.getChild('PHOTO') : undefined;
+    const type = photo?.getChildText('TYPE')?.trim().toLowerCase() ?? '';
+    const data = Buffer.from((photo?.getChildText('BINVAL') ?? '').replace(/\s+/g, ''), 'base64');
+    if (!/^image\/[a-z0-9.+-]+$/.test(type) || data.length === 0 || data.length > this.avatars.maxImageSize) return null;
+    const sha1 = createHash('sha1').update(data).digest('hex');
+    const known = this.ownAvatars.get(user);
+    if (known?.sha1 === sha1) return known.url;
+    const out = await this.media.upload(data, { type, name: `avatar.${type.split('/')[1]!.replace(/\W.*$/, '') || 'img'}` });
+    if (out.url === null) return null;
+    this.ownAvatars.delete(user);
+    this.ownAvatars.set(user, { sha1, url: out.url });
+    // Bounded like the other pictures.
+    while (this.ownAvatars.size > 1000) this.ownAvatars.delete(this.ownAvatars.keys().next().value!);
+    return out.url;
+  }
+
+  /** vCard-temp of a contact (XEP-0054): its name and picture, for a user with a session (item-not-found otherwise). */
+  private async contactVcard(iq: Element, from: Jid, addr: { id: string; server?: string | undefined }): Promise<Element> {
+    const s = this.sessions.get(from.bare, addr.server);
+    const legacy = s?.legacy;
+    if (!legacy) return iqError(iq, 'item-not-found', 'log in to the network first (send available presence to the gateway)');
+    const contact = { id: addr.id, ...(addr.server !== undefined ? { server: addr.server } : {}) };
+    const avatar = this.avatars && legacy.fetchAvatar ? await this.avatars.get(legacy, contact) : null;
+    return iqResult(iq, vcardElement(undefined, avatar));
   }
 
   private async message(stanza: Element, from: Jid, to: Jid, addr: Address | null): Promise<void> {
@@ -432,6 +508,11 @@ export class Gateway implements Kit {
     if (this.stopping) return;
     await this.sessions.closeAll(reason);
     this.stopping = true;
+    try {
+      await this.adapter.close?.();
+    } catch (err) {
+      this.log.warn('the network adapter did not close cleanly', { network: this.adapter.network, error: errorText(err) });
+    }
     for (const user of this.registration.registeredUsers()) {
       this.send(x('presence', { type: 'unavailable', from: this.domain, to: user }, x('status', {}, `${this.networkName} gateway going away`)));
     }
@@ -497,6 +578,7 @@ export async function startTransport(opts: TransportOptions): Promise<RunningTra
       clock,
       log,
       media: config.media,
+      avatars: config.avatars,
     });
     const registered = await gateway.registration.load();
     const l = link;

@@ -8,12 +8,13 @@ import type { Logger } from '../../shared/logger.js';
 import type { Element } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
 import type { TransportRepository } from '../../storage/types.js';
-import type { Credentials, LegacyContact, MediaHost, LegacyRoom, LegacySession, NetworkAdapter, Occupant, TextMessage } from './adapter.js';
+import type { Credentials, LegacyContact, MediaHost, LegacyRoom, LegacySession, NetworkAdapter, Occupant, RoomHistoryItem, TextMessage } from './adapter.js';
 import type { Addresses } from './addresses.js';
 import type { AuditLog } from './audit-log.js';
 import type { Vault } from './vault.js';
 import type { FormField } from './forms.js';
 import type { LoginFailure, SessionState, UserSession } from './user-session.js';
+import type { AvatarCache } from './avatars.js';
 
 export interface KitSettings {
   /** Milliseconds a foreign session outlives the user's last resource. */
@@ -51,6 +52,10 @@ export interface Kit {
   readonly networkName: string;
   /** The XMPP server's upload service, offered to sessions (LoginRequest.media). */
   readonly media: MediaHost;
+  /** Pictures of contacts and occupants, in memory (null: switched off). */
+  readonly avatars: AvatarCache | null;
+  /** The user's own vCard picture on the upload service (LoginRequest.ownAvatarUrl), or null. */
+  ownAvatarUrl(user: string): Promise<string | null>;
 }
 
 /** The foreign sessions, driven by presence (sessions.ts). */
@@ -83,7 +88,7 @@ export interface KitRooms {
   sessionClosed(s: UserSession, statusCode: number | null): void;
   /** The user's resources `fulls` went unavailable: they leave their rooms. */
   userGone(user: string, fulls: string[]): void;
-  joined(s: UserSession, room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null): void;
+  joined(s: UserSession, room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null, history?: RoomHistoryItem[]): void;
   joinFailed(s: UserSession, room: LegacyRoom, reason: string, condition: string): void;
   occupantJoined(s: UserSession, room: LegacyRoom, occupant: Occupant): void;
   occupantChanged(s: UserSession, room: LegacyRoom, occupant: Occupant): void;

@@ -19,7 +19,7 @@ import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
@@ -239,32 +239,8 @@ export class MediaService implements MediaHost {
       }
       const type = info.type && mediaTypeOf(info.type) ? mediaTypeOf(info.type)! : (mediaTypeOf(res.headers['content-type']) ?? 'application/octet-stream');
       const name = cleanName(info.name) ?? nameFromUrl(source$) ?? 'file';
-      const slot = await this.kit.request(
-        x('iq', { type: 'get', to: service.jid, from: this.kit.domain }, x('request', { xmlns: NS_UPLOAD, filename: name, size: String(size), 'content-type': type })),
-        15_000,
-      );
-      if (slot.attrs.type !== 'result') {
-        body.destroy();
-        const err = slot.getChild('error');
-        if (err?.getChild('file-too-large', NS_UPLOAD)) return tooLarge();
-        throw new Error(`the upload service refused a slot (${err?.firstElement()?.name ?? 'error'})`);
-      }
-      const s = slot.getChild('slot', NS_UPLOAD);
-      const put = s?.getChild('put');
-      const get = s?.getChild('get')?.attrs.url;
-      if (!put?.attrs.url || !get || !/^https:\/\//.test(get)) throw new Error('the upload service sent an unusable slot');
-      const headers: Record<string, string> = { 'Content-Length': String(size), 'Content-Type': type };
-      // XEP-0363 §4: only these headers of the slot are passed on.
-      for (const h of put.getChildren('header')) {
-        const n = (h.attrs.name ?? '').toLowerCase();
-        if (['authorization', 'cookie', 'expires'].includes(n)) headers[h.attrs.name!] = h.text().replace(/[\r\n]/g, '');
-      }
-      const limiter = new Limit(size);
-      body.pipe(limiter);
-      body.on('error', (e) => limiter.destroy(e));
-      const up = await httpRequest(put.attrs.url, { method: 'PUT', headers, body: limiter, signal: abort.signal, ca: this.ca });
-      up.resume();
-      if ((up.statusCode ?? 0) < 200 || (up.statusCode ?? 0) > 299) throw new Error(`the upload was refused (HTTP ${up.statusCode})`);
+      const get = await this.putInSlot(service, body, size, type, name, abort.signal);
+      if (get === null) return tooLarge();
       this.kit.log.debug('attachment re-hosted', { source: source$.host, size });
       return { url: get };
     } catch (err) {
@@ -279,6 +255,56 @@ export class MediaService implements MediaHost {
       clearTimeout(timer);
       if (spool) await rm(spool, { recursive: true, force: true }).catch(() => undefined);
     }
+  }
+
+  /** Puts bytes the transport holds (a user's picture) on the upload service. */
+  async upload(data: Buffer, info: { type: string; name: string }): Promise<RehostOutcome> {
+    const service = await this.service();
+    if (!service) return { url: null, reason: 'no-service', text: 'no upload service' };
+    if (data.length > Math.min(this.maxSize, service.maxFileSize)) return { url: null, reason: 'too-large', text: 'the file is too large' };
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error('timed out')), this.settings.timeout);
+    timer.unref?.();
+    try {
+      const get = await this.putInSlot(service, Readable.from([data]), data.length, mediaTypeOf(info.type) ?? 'application/octet-stream', cleanName(info.name) ?? 'file', abort.signal);
+      return get === null ? { url: null, reason: 'too-large', text: 'the file is too large' } : { url: get };
+    } catch (err) {
+      abort.abort();
+      return { url: null, reason: 'failed', text: errorText(err) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Asks the service for a slot and PUTs `size` bytes of `body` there: the GET URL, or null when the service finds it too large. */
+  private async putInSlot(service: Service, body: Readable, size: number, type: string, name: string, signal: AbortSignal): Promise<string | null> {
+    const slot = await this.kit.request(
+      x('iq', { type: 'get', to: service.jid, from: this.kit.domain }, x('request', { xmlns: NS_UPLOAD, filename: name, size: String(size), 'content-type': type })),
+      15_000,
+    );
+    if (slot.attrs.type !== 'result') {
+      body.destroy();
+      const err = slot.getChild('error');
+      if (err?.getChild('file-too-large', NS_UPLOAD)) return null;
+      throw new Error(`the upload service refused a slot (${err?.firstElement()?.name ?? 'error'})`);
+    }
+    const s = slot.getChild('slot', NS_UPLOAD);
+    const put = s?.getChild('put');
+    const get = s?.getChild('get')?.attrs.url;
+    if (!put?.attrs.url || !get || !/^https:\/\//.test(get)) throw new Error('the upload service sent an unusable slot');
+    const headers: Record<string, string> = { 'Content-Length': String(size), 'Content-Type': type };
+    // XEP-0363 §4: only these headers of the slot are passed on.
+    for (const h of put.getChildren('header')) {
+      const n = (h.attrs.name ?? '').toLowerCase();
+      if (['authorization', 'cookie', 'expires'].includes(n)) headers[h.attrs.name!] = h.text().replace(/[\r\n]/g, '');
+    }
+    const limiter = new Limit(size);
+    body.pipe(limiter);
+    body.on('error', (e) => limiter.destroy(e));
+    const up = await httpRequest(put.attrs.url, { method: 'PUT', headers, body: limiter, signal, ca: this.ca });
+    up.resume();
+    if ((up.statusCode ?? 0) < 200 || (up.statusCode ?? 0) > 299) throw new Error(`the upload was refused (HTTP ${up.statusCode})`);
+    return get;
   }
 
   fetchable(url: string): boolean {

@@ -152,7 +152,8 @@ export class Registration implements KitRegistration {
     if (!payload) return null;
     const credentials: Credentials = { ...payload.fields, ...(server !== undefined ? (payload.servers?.[server] ?? {}) : {}) };
     // Multi-server networks registered per server: no values for this server means not registered there.
-    if (Object.keys(credentials).length === 0) return null;
+    // (A single-server registration may hold no values at all: Discord's shared bot needs no token.)
+    if (adapter.multiServer && Object.keys(credentials).length === 0) return null;
     return {
       credentials,
       settings: userSettings(reg.settings),
@@ -294,6 +295,7 @@ export class Registration implements KitRegistration {
       log: kit.log.child(`${kit.adapter.network}-adapter`),
       settings,
       media: kit.media,
+      ownAvatarUrl: () => kit.ownAvatarUrl(user),
       prompt: loginPrompt(kit, user, deadline),
       timeoutMs: kit.settings.loginTimeout,
     });

@@ -7,16 +7,24 @@
 import type { Element } from '../../shared/xml/element.js';
 import { x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
-import type { LegacyRoom, Occupant } from './adapter.js';
+import type { LegacyRoom, Occupant, RoomHistoryItem } from './adapter.js';
+import { stanzaOf } from './messages.js';
 import type { Kit } from './kit-types.js';
 import type { Address } from './addresses.js';
 import type { UserSession } from './user-session.js';
 import type { RoomState } from './room-state.js';
 import { newId } from './contacts.js';
-import { stanzaOf } from './messages.js';
 import { NS_MUC, NS_MUC_USER, errorElement, type ErrorType } from './stanzas.js';
+import { avatarUpdateElement } from './avatars.js';
 
 export type RoomAddress = Extract<Address, { kind: 'room' }>;
+
+/** History for a joining resource: the network's (RoomHistoryItem) and the client's <history maxstanzas/>. */
+export interface JoinHistory {
+  items?: RoomHistoryItem[];
+  /** null or absent: no limit. */
+  limit?: number | null;
+}
 
 const JOIN_CONDITION_TYPES: Record<string, ErrorType> = {
   forbidden: 'auth',
@@ -25,6 +33,7 @@ const JOIN_CONDITION_TYPES: Record<string, ErrorType> = {
   'service-unavailable': 'wait',
   conflict: 'cancel',
   'item-not-found': 'cancel',
+  'not-acceptable': 'cancel',
   'remote-server-timeout': 'wait',
   'internal-server-error': 'cancel',
 };
@@ -62,11 +71,38 @@ export abstract class RoomBase {
       o.actor ? x('actor', { nick: o.actor }) : null,
       o.reason ? x('reason', {}, o.reason) : null,
     );
+    const contact = o.type !== 'unavailable' && this.kit.avatars ? occ?.contact : undefined;
+    let avatar: Element | null = null;
+    if (contact?.avatar) {
+      const hash = this.kit.avatars!.hashOf(contact);
+      avatar = avatarUpdateElement(hash);
+      if (hash === undefined) this.fetchAvatar(state, nick, contact, to);
+    }
     return x(
       'presence',
       { from, to, type: o.type },
       x('x', { xmlns: NS_MUC_USER }, item, (o.codes ?? []).map((c) => x('status', { code: c }))),
+      avatar,
     );
+  }
+
+  /** Occupants whose picture is being fetched (room JID + nick). */
+  private readonly avatarsWanted = new Set<string>();
+
+  /** Fetches an occupant's picture in the background, then sends its presence again with the XEP-0153 hash. */
+  private fetchAvatar(state: RoomState, nick: string, contact: NonNullable<Occupant['contact']>, to: string): void {
+    const key = `${state.jid}/${nick}`;
+    const user = Jid.tryParse(to)?.bare;
+    const legacy = user ? this.kit.sessions.get(user, state.room.server)?.legacy : undefined;
+    if (!legacy?.fetchAvatar || this.avatarsWanted.has(key)) return;
+    this.avatarsWanted.add(key);
+    void this.kit.avatars!.get(legacy, contact)
+      .then((got) => {
+        const now = state.occupants.get(nick);
+        if (!got || !state.joined || now?.contact?.avatar !== contact.avatar) return;
+        for (const resource of state.resources.keys()) this.send(this.presence(state, nick, resource, now));
+      })
+      .finally(() => this.avatarsWanted.delete(key));
   }
 
   protected send(el: Element | null): void {
@@ -77,8 +113,12 @@ export abstract class RoomBase {
     return state.occupants.get(state.nick) ?? { nick: state.nick, role: 'participant', affiliation: 'none' };
   }
 
-  /** The join sequence for one resource: occupants, self-presence (110, 210), history (staying connected), subject. */
-  protected sendJoinSequence(state: RoomState, to: string, requestedNick: string, historyLimit: number | null = null): void {
+  /**
+   * The join sequence for one resource: occupants, self-presence (110, 210), history (the
+   * network's own, then lines kept while staying connected; at most the client's maxstanzas, with
+   * delays), subject.
+   */
+  protected sendJoinSequence(state: RoomState, to: string, requestedNick: string, history: JoinHistory = {}): void {
     for (const [nick, occ] of state.occupants) {
       if (nick === state.nick) continue;
       this.send(this.presence(state, nick, to, occ));
@@ -86,7 +126,14 @@ export abstract class RoomBase {
     const codes = [110];
     if (requestedNick !== state.nick) codes.push(210);
     this.send(this.presence(state, state.nick, to, this.ownOccupant(state), { codes }));
-    this.sendBacklog(state, to, historyLimit);
+    const limit = history.limit ?? null;
+    const items = history.items ?? [];
+    const fromNetwork = limit === null ? items : items.slice(Math.max(0, items.length - Math.max(0, limit - this.backlogSize(state))));
+    for (const h of fromNetwork) {
+      const from = jidWithResource(state.jid, h.nick);
+      if (from) this.kit.send(stanzaOf(h.message, { type: 'groupchat', from, to, by: state.jid, fresh: newId, markable: false }));
+    }
+    this.sendBacklog(state, to, limit);
     const by = state.subjectBy && jidWithResource(state.jid, state.subjectBy);
     this.kit.send(x('message', { type: 'groupchat', from: by || state.jid, to, id: newId() }, x('subject', {}, state.subject ?? '')));
   }
@@ -96,6 +143,10 @@ export abstract class RoomBase {
    * their time (XEP-0203), to the first resource that joins; then they are forgotten.
    * `limit`: the client's <history maxstanzas/> (null: all).
    */
+  private backlogSize(state: RoomState): number {
+    return state.backlog?.length ?? 0;
+  }
+
   private sendBacklog(state: RoomState, to: string, limit: number | null): void {
     const lines = state.backlog;
     if (!lines?.length) return;

@@ -7,7 +7,7 @@
 import type { Element } from '../../shared/xml/element.js';
 import { x } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
-import { LegacyNetworkError, type LegacyRoom, type Occupant } from './adapter.js';
+import { LegacyNetworkError, type LegacyRoom, type Occupant, type RoomHistoryItem } from './adapter.js';
 import { errorText } from './context.js';
 import type { LoginFailure, UserSession } from './user-session.js';
 import type { RoomState } from './room-state.js';
@@ -43,7 +43,7 @@ export abstract class RoomMembership extends RoomBase {
       if (state.joined) {
         state.resources.set(from.full, nick);
         await kit.sessions.addRoomDemand(from, roomJid, addr.server, nick);
-        this.sendJoinSequence(state, from.full, nick, historyLimit(stanza));
+        this.sendJoinSequence(state, from.full, nick, { limit: historyLimit(stanza) });
       } else {
         state.pending.set(from.full, nick);
         await kit.sessions.addRoomDemand(from, roomJid, addr.server, nick);
@@ -219,7 +219,7 @@ export abstract class RoomMembership extends RoomBase {
 
   // ---- the network's answer to a join ----
 
-  joined(s: UserSession, room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null): void {
+  joined(s: UserSession, room: LegacyRoom, ownNick: string, occupants: Occupant[], subject: string | null, history: RoomHistoryItem[] = []): void {
     let state = this.stateFor(s, room);
     if (!state) {
       // Joined by the network or the adapter itself (IRC autojoin, a forced join): kept, so a
@@ -255,7 +255,7 @@ export abstract class RoomMembership extends RoomBase {
     state.pending.clear();
     for (const [full, requested] of waiting) {
       state.resources.set(full, requested);
-      this.sendJoinSequence(state, full, requested);
+      this.sendJoinSequence(state, full, requested, { items: history });
     }
   }
 

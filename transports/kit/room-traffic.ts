@@ -18,6 +18,7 @@ import { NS_SID, displayedMarker, textMessageOf } from './messages.js';
 import { NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, chatStateOf, iqError, iqResult, stanzaError } from './stanzas.js';
 import { jidWithResource, type RoomAddress } from './room-base.js';
 import { RoomMembership } from './room-membership.js';
+import { NS_VCARD, vcardElement } from './avatars.js';
 
 export abstract class RoomTraffic extends RoomMembership {
   async messageIn(from: Jid, to: Jid, addr: RoomAddress, stanza: Element): Promise<void> {
@@ -138,6 +139,15 @@ export abstract class RoomTraffic extends RoomMembership {
       // XEP-0410: answered for a joined resource; not-acceptable tells the client to rejoin.
       if (found?.state.resources.has(from.full) && found.state.joined) return iqResult(iq);
       return iqError(iq, 'not-acceptable', 'not in this room');
+    }
+    if (addr.nick && iq.attrs.type === 'get' && ns === NS_VCARD && child?.name === 'vCard') {
+      // An occupant's vCard (XEP-0054 through the room, XEP-0045 §17.3): its nick and picture, for people in the room.
+      if (!found?.state.resources.has(from.full) || !found.state.joined) return iqError(iq, 'not-acceptable', 'not in this room');
+      const contact = found.state.occupants.get(addr.nick)?.contact;
+      if (!found.state.occupants.has(addr.nick)) return iqError(iq, 'item-not-found', 'no such occupant');
+      const legacy = found.s.legacy;
+      const avatar = contact && legacy?.fetchAvatar && kit.avatars ? await kit.avatars.get(legacy, contact) : null;
+      return iqResult(iq, vcardElement(addr.nick, avatar));
     }
     if (addr.nick) return iqError(iq, 'service-unavailable');
     if (iq.attrs.type === 'get' && ns === NS.discoInfo && child?.name === 'query') {

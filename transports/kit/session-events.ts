@@ -33,7 +33,7 @@ export abstract class SessionEvents extends SessionLogin {
     on('typing', (from, state) => ('room' in from ? kit.rooms.typing(s, from.room, from.nick, state) : kit.contacts.legacyTyping(s, from, state)));
     on('serverMessage', (server, msg) => kit.contacts.serverMessage(s, server, msg));
     on('roster', (contacts) => kit.contacts.legacyRoster(s, contacts));
-    on('roomJoined', (room, ownNick, occupants, subject) => kit.rooms.joined(s, room, ownNick, occupants, subject));
+    on('roomJoined', (room, ownNick, occupants, subject, history) => kit.rooms.joined(s, room, ownNick, occupants, subject, history));
     on('roomJoinFailed', (room, reason, condition) => kit.rooms.joinFailed(s, room, reason, condition));
     on('occupantJoined', (room, occupant) => kit.rooms.occupantJoined(s, room, occupant));
     on('occupantLeft', (room, nick, reason, kickedBy) => kit.rooms.occupantLeft(s, room, nick, reason, kickedBy));

@@ -125,6 +125,7 @@ export abstract class SessionLogin extends SessionResources {
           log: kit.log.child(`${kit.adapter.network}-adapter`),
           settings: prepared.settings,
           media: kit.media,
+          ownAvatarUrl: () => kit.ownAvatarUrl(s.user),
           timeoutMs: kit.settings.loginTimeout,
           ...((s.syncState ?? prepared.state) !== undefined ? { state: s.syncState ?? prepared.state } : {}),
         }),

@@ -50,9 +50,14 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
       ul([
         'The user name and password of your account on the other network, because the gateway logs in there on your behalf. They are stored encrypted, with a key that is kept outside the database, and never written to a log.',
         `A log of when a connection to the other network was made, ended or failed, and for which XMPP address. It is deleted after ${logs}.`,
-        'So that your session on the other network can continue after a restart without missing or repeating anything: your position in it and, where the network needs them for that (Matrix), the list of your rooms with their names and the names of the people in your direct chats; no messages. This is deleted when you remove your registration with the gateway.',
+        'So that your session on the other network can continue after a restart without missing or repeating anything: your position in it (for Discord, the last message you saw in each channel and direct chat) and, where the network needs them for that (Matrix), the list of your rooms with their names and the names of the people in your direct chats; no messages. This is deleted when you remove your registration with the gateway.',
         `IRC: if you choose to stay connected to an IRC server while you are offline (you switch it on per server), the gateway keeps your connection and your channels. Private messages reach you through the offline storage described above. Lines said in your channels meanwhile are kept in the gateway's memory only, at most ${BOUNCER_LINES} lines per channel and for at most ${BOUNCER_HOURS} hours, and are handed to you when you join the channel again, then forgotten; they are never written to disk and do not survive a restart of the gateway.`,
         "IRC: networks may ask the gateway which of its users a connection belongs to (ident), and where the operator has an agreement with a network the gateway introduces your connections to it (WEBIRC). Both are told an identifier the gateway derives from your address with a secret key, never your address and never your IP address.",
+        `If you use a gateway that writes in the other network under your own name (Discord, through the operator's shared bot), people there see your nickname in the room${
+          f.uploads && r.uploads !== undefined
+            ? ` and your profile picture from your vCard, which is copied to this server's file upload service for that and deleted ${d(r.uploads)} after it was copied`
+            : ''
+        }.`,
         ...(f.uploads && r.uploads !== undefined
           ? [
               `Files that people on the other network send you (pictures, documents) are copied to this server's file upload service, so that your client can show them; the link is long and random. These copies belong to no account and are deleted ${d(r.uploads)} after they were copied.`,
