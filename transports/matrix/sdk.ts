@@ -94,23 +94,65 @@ export function withoutSdkTimers(client: sdk.MatrixClient): void {
 }
 
 /**
- * Stops a client for good. A keep-alive probe still running when the sync loop stops re-arms its
- * retry timer (up to 10 s) once it fails; that timer is cleared as soon as it appears.
+ * Stops a client for good, around three races in the SDK:
+ * - a sync request started around the stop (the first one of a session is started before the
+ *   stored sync is read, and the loop goes on to start it even when the client stopped meanwhile)
+ *   is never awaited: its abort would be an unhandled rejection;
+ * - a keep-alive probe still running when the sync loop stops re-arms its retry timer (up to 10 s)
+ *   once it fails;
+ * - startClient() stopped while it waits for /versions goes on afterwards: it starts a new sync
+ *   loop and the capabilities poll, whose next round is a 6-hour timer that keeps the process alive.
+ * The sweep stops whatever appears in the two seconds after the stop.
  */
 export function stopClient(client: sdk.MatrixClient): void {
-  const api = (client as unknown as { syncApi?: { keepAliveTimer?: NodeJS.Timeout } }).syncApi;
+  const internals = client as unknown as SdkInternals;
+  const api = internals.syncApi;
+  if (api) quietSyncRequests(api);
   try {
     client.stopClient();
   } catch {
     // already stopped
   }
-  if (!api) return;
   let rounds = 0;
   const sweep = setInterval(() => {
-    if (api.keepAliveTimer) clearTimeout(api.keepAliveTimer);
+    if (api?.keepAliveTimer) clearTimeout(api.keepAliveTimer);
+    const late = internals.syncApi;
+    if (late) {
+      quietSyncRequests(late);
+      late.stop?.();
+      internals.syncApi = undefined;
+    }
+    internals.serverCapabilitiesService?.stop();
+    internals.toDeviceMessageQueue?.stop();
     if (++rounds >= 40) clearInterval(sweep);
   }, 50);
   sweep.unref();
+}
+
+/** Sync requests of a stopping loop: their failure still reaches the SDK where it waits for them, and is no unhandled rejection where it does not. */
+function quietSyncRequests(api: SyncInternals): void {
+  api.currentSyncRequest?.catch(() => undefined);
+  const original = api.doSyncRequest;
+  if (typeof original !== 'function') return;
+  api.doSyncRequest = function (this: SyncInternals, ...args: unknown[]) {
+    const request = original.apply(this, args);
+    request.catch(() => undefined);
+    return request;
+  };
+}
+
+interface SyncInternals {
+  keepAliveTimer?: NodeJS.Timeout;
+  currentSyncRequest?: Promise<unknown>;
+  doSyncRequest?(...args: unknown[]): Promise<unknown>;
+  stop?(): void;
+}
+
+/** The parts of a MatrixClient that stopClient reaches into (not the SDK's public API). */
+interface SdkInternals {
+  syncApi?: SyncInternals;
+  serverCapabilitiesService?: { stop(): void };
+  toDeviceMessageQueue?: { stop(): void };
 }
 
 /** Events kept per room in the SDK's timeline. */
