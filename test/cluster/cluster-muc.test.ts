@@ -222,4 +222,22 @@ describe('cluster: group chat with occupants on three nodes', { skip }, () => {
     const again = await gina.expect((el) => el.name === 'presence' && el.attrs.from === `${room}/Gina` && codes(el).includes(110));
     assert.ok(codes(again).includes(201), 'a temporary room starts anew');
   });
+
+  test('a node joins that the room now hashes to: the room moves there, its occupants told with 332, and they join again there', async () => {
+    const n1 = nodes[0]!;
+    // Only m1 is up now; the room runs there until m4 joins.
+    const room = roomOn('m4', ['m1', 'm4'], `j${tag}`);
+    const hana = await account(n1, `hana-${tag}`);
+    await createInstant(hana, room, 'Hana', { 'muc#roomconfig_persistentroom': '1' });
+    const n4 = await startNode('m4', prefix);
+    nodes.push(n4);
+    const moved = await hana.expect((el) => el.name === 'presence' && el.attrs.from === `${room}/Hana` && el.attrs.type === 'unavailable');
+    assert.ok(codes(moved).includes(332), `moved: ${moved}`);
+    const back = await enter(hana, room, 'Hana', { initial: false });
+    assert.ok(codes(back).includes(110) && !codes(back).includes(201), `rejoined the stored room: ${back}`);
+    assert.equal(item(back)?.attrs.affiliation, 'owner');
+    const list = await runCli(['muc', 'list', '--json', '--config', join(n1.dir, 'gatehouse.yaml')]);
+    const listed = (JSON.parse(list.stdout) as { rooms: { jid: string; node?: string; occupants: number }[] }).rooms.filter((r) => r.jid === room);
+    assert.deepEqual(listed.map((r) => [r.node, r.occupants]), [['m4', 1]], 'one copy of the room, on m4');
+  });
 });

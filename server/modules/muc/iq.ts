@@ -105,8 +105,8 @@ export class IqHandler {
     const text = serialize(card);
     if (text.length > MAX_ROOM_VCARD) return svc.error(e, 'not-acceptable', `a room vCard may be at most ${MAX_ROOM_VCARD} bytes`, 'modify');
     room.config = { ...room.config, vcard: card.elements.length === 0 ? '' : text };
-    await svc.result(e);
     await svc.persist(room);
+    await svc.result(e);
     await svc.statusMessage(room, [104]);
   }
 
