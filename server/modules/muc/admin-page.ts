@@ -1,7 +1,8 @@
 /** The console page /muc: the rooms of the chat service with their occupant counts (no occupant is named). */
 import type { AdminPage } from '../../admin/contract.js';
 import { html, type PageEnv, type PageResult } from '../../admin/pages/layout.js';
-import { roomSummaries, type RoomSummary } from './commands.js';
+import { roomSummaries } from './commands.js';
+import type { RoomSummary } from './service.js';
 
 async function render(env: PageEnv): Promise<PageResult> {
   const s = env.ctx.services.get('muc');

@@ -17,13 +17,13 @@ import type { ClusterService } from '../../core/cluster.js';
 import type { StanzaEvent } from '../../core/hooks.js';
 import type { Jid } from '../../../shared/jid.js';
 import type { Element } from '../../../shared/xml/element.js';
-import { destroyHere, roomSummaries, type RoomSummary } from './commands.js';
-import type { MucService } from './service.js';
+import { destroyHere, roomSummaries } from './commands.js';
+import type { MucPlacement, MucService, RoomSummary } from './service.js';
 import type { Room } from './room.js';
 
 const SERVICE = 'muc';
 
-export class MucCluster {
+export class MucCluster implements MucPlacement {
   private readonly cleanup: (() => void)[] = [];
   /** The cluster's totals at the last look (statistics sample them synchronously). */
   private totals = { rooms: 0, occupants: 0 };

@@ -6,21 +6,10 @@
 import { CONFIG_FLAG, commandSet, configFrom, UsageError, type FlagDefinition } from '../../cli/kit.js';
 import { controlRequest } from '../../admin/control.js';
 import { ControlError, type ControlHandler } from '../../commands/command.js';
-import type { MucService } from './service.js';
+import type { MucService, RoomSummary } from './service.js';
 
 const JSON_FLAG: FlagDefinition = { name: 'json', type: 'boolean', doc: 'print JSON (the admin HTTP API answers the same)' };
 
-export interface RoomSummary {
-  jid: string;
-  name: string;
-  occupants: number;
-  persistent: boolean;
-  public: boolean;
-  membersOnly: boolean;
-  locked: boolean;
-  /** The node running the room (cluster mode). */
-  node?: string;
-}
 
 export function roomSummaries(s: MucService): RoomSummary[] {
   return [...s.rooms.values()]

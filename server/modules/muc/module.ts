@@ -91,7 +91,8 @@ export function createMucModule(): GatehouseModule {
       };
       const cluster = ctx.services.get('cluster');
       // Stanzas other nodes forwarded to the rooms this node runs.
-      if (cluster) s.cluster = new MucCluster(s, cluster, later);
+      const mucCluster = cluster ? new MucCluster(s, cluster, later) : null;
+      s.cluster = mucCluster;
       await s.loadSecret();
       await s.refresh();
       cleanup.push(ctx.services.provide('muc', s));
@@ -100,13 +101,13 @@ export function createMucModule(): GatehouseModule {
       cleanup.push(hooks.on('account/deleted', ({ jid }) => s.forgetAccount(jid.bare)));
       cleanup.push(
         hooks.on('muc/rooms-expired', ({ roomIds }) => {
-          s.cluster?.expired(roomIds);
+          mucCluster?.expired(roomIds);
           return s.forgetExpired(roomIds);
         }),
       );
       const take = (e: StanzaEvent) => {
         if (!s.handles(e)) return undefined;
-        if (s.cluster?.forwarded(e)) return true;
+        if (mucCluster?.forwarded(e)) return true;
         const handler = handlers[e.stanza.name]!;
         if (e.stanza.attrs.type === 'error' || s.domains.has(e.from.domain)) {
           later(e);
@@ -117,8 +118,8 @@ export function createMucModule(): GatehouseModule {
       cleanup.push(hooks.on('presence/remote', take, 'handle'));
       cleanup.push(hooks.on('message/remote', take, 'handle'));
       cleanup.push(hooks.on('iq/remote', take, 'handle'));
-      if (s.cluster) {
-        const c = s.cluster;
+      if (mucCluster) {
+        const c = mucCluster;
         cleanup.push(() => c.stop());
         // The cluster's totals for the statistics, looked at a little before each sample.
         const look = setInterval(() => void c.allRooms().catch(() => {}), 30_000);
@@ -129,7 +130,7 @@ export function createMucModule(): GatehouseModule {
       const stats = ctx.services.get('statistics');
       if (stats) {
         // In a cluster the series are shared: every node samples the cluster's totals.
-        const counts = () => (s.cluster ? s.cluster.counts() : s.counts());
+        const counts = () => (mucCluster ? mucCluster.counts() : s.counts());
         cleanup.push(stats.gauge('muc.rooms', () => counts().rooms, { rollup: 'avg' }));
         cleanup.push(stats.gauge('muc.occupants', () => counts().occupants, { rollup: 'avg' }));
       }

@@ -21,7 +21,6 @@ import type { Config } from '../../config/index.js';
 import { configFromJson, configToJson, defaultConfig, type ConfigLimits } from './config-form.js';
 import { Room, type Occupant } from './room.js';
 import type { MucRepository, StoredRoom } from './storage.js';
-import type { MucCluster } from './cluster.js';
 import { NS_MUC_USER, NS_OCCUPANT_ID, type Affiliation } from './roles.js';
 
 /** The chat service's domain for each host (service domain → host). */
@@ -33,6 +32,28 @@ export function mucDomains(config: Config): Map<string, string> {
     if (![...out.values()].includes(muc) && !out.has(muc)) out.set(muc, domain);
   }
   return out;
+}
+
+export interface RoomSummary {
+  jid: string;
+  name: string;
+  occupants: number;
+  persistent: boolean;
+  public: boolean;
+  membersOnly: boolean;
+  locked: boolean;
+  /** The node running the room (cluster mode). */
+  node?: string;
+}
+
+/** What the service and its handlers need of cluster mode (cluster.ts implements it). */
+export interface MucPlacement {
+  /** Whether this node runs the room. */
+  owns(roomJid: string): boolean;
+  roomsOwnedBy(bare: string): Promise<number>;
+  /** The rooms of every node, each with the node running it. */
+  allRooms(): Promise<(RoomSummary & { node: string })[]>;
+  destroy(room: string, reason?: string, alternate?: string): Promise<{ destroyed: string; occupants: number } | null>;
 }
 
 export interface PresenceDetails {
@@ -54,7 +75,7 @@ export class MucService {
   readonly serial = new KeyedSerial<string>();
   private secret: Buffer = randomBytes(32);
   /** Cluster mode only (cluster.ts): which rooms this node runs, and the other nodes' rooms. */
-  cluster: MucCluster | null = null;
+  cluster: MucPlacement | null = null;
 
   constructor(
     readonly ctx: ServerContext,
