@@ -17,6 +17,10 @@ import { stringify } from 'yaml';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServerProcess, runCli, type ServerProcess } from '../helpers/server-process.js';
+import { loginAs, startTestServer, type TestServer } from '../helpers/server.js';
+import { controlRequest } from '../../server/admin/control.js';
+import { mucRoomsPage } from '../../server/modules/muc/admin-page.js';
+import type { StorageConfig } from '../../storage/datasource.js';
 import { TestClient } from '../helpers/xmpp-client.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
@@ -239,5 +243,44 @@ describe('cluster: group chat with occupants on three nodes', { skip }, () => {
     const list = await runCli(['muc', 'list', '--json', '--config', join(n1.dir, 'gatehouse.yaml')]);
     const listed = (JSON.parse(list.stdout) as { rooms: { jid: string; node?: string; occupants: number }[] }).rooms.filter((r) => r.jid === room);
     assert.deepEqual(listed.map((r) => [r.node, r.occupants]), [['m4', 1]], 'one copy of the room, on m4');
+  });
+});
+
+describe('cluster: the console lists the rooms of every node', { skip }, () => {
+  const prefix = 'ghtest-' + randomBytes(4).toString('hex');
+  const tag = randomBytes(3).toString('hex');
+  let c1: TestServer;
+  let c2: TestServer;
+  before(async () => {
+    const url = DB_URL!;
+    const storage = { type: url.startsWith('postgres') ? 'postgres' : 'mysql', url, migrateOnStart: true } as StorageConfig;
+    const cluster = (node: string) => ({ cluster: { enabled: true, node, prefix, heartbeatInterval: '200ms', failureTimeout: '1s', deliveryTimeout: '1s' } });
+    c1 = await startTestServer({ storage, config: cluster('c1'), logLevel: 'warn' });
+    c2 = await startTestServer({ storage, config: cluster('c2'), logLevel: 'warn' });
+    // Each node has heard the other.
+    while (c1.server.ctx.services.get('cluster')!.status().nodes.length < 2 || c2.server.ctx.services.get('cluster')!.status().nodes.length < 2) await new Promise((r) => setTimeout(r, 50));
+  });
+  after(async () => {
+    await c2?.stop();
+    await c1?.stop();
+  });
+
+  test('the /muc page and /api/muc-list of one node show a room running on the other, with its node and occupants', async () => {
+    const room = roomOn('c2', ['c1', 'c2'], `a${tag}`);
+    const alice = await loginAs(c1, `alice-${tag}`);
+    const bob = await loginAs(c2, `bob-${tag}`);
+    await createInstant(alice, room, 'Alice', { 'muc#roomconfig_roomname': 'Console view' });
+    await enter(bob, room, 'Bob');
+    await alice.expect(presenceOf(`${room}/Bob`));
+    assert.equal(c1.server.ctx.services.get('muc')!.rooms.has(room), false, 'the room is not run on c1');
+    // The page as the console renders it on c1 (the console's login is tested with the admin module).
+    const page = await mucRoomsPage.render({ ctx: c1.server.ctx, admin: { jid: 'admin@localhost', csrf: 'x' }, url: new URL('http://127.0.0.1/muc'), now: new Date(), audit: () => {} });
+    const body = String(page.body);
+    assert.ok(body.includes(room) && body.includes('Console view'), body);
+    assert.match(body, /<td class="num">2<\/td><td>[^<]*<\/td><td class="mono">c2<\/td>/);
+    // `gatehouse muc list` and /api/muc-list answer through the control request.
+    const { rooms } = (await controlRequest(c1.dir, 'muc.list')) as { rooms: { jid: string; occupants: number; node?: string }[] };
+    const listed = rooms.find((r) => r.jid === room);
+    assert.deepEqual(listed && [listed.occupants, listed.node], [2, 'c2']);
   });
 });
