@@ -254,7 +254,7 @@ describe('cluster: the console lists the rooms of every node', { skip }, () => {
   before(async () => {
     const url = DB_URL!;
     const storage = { type: url.startsWith('postgres') ? 'postgres' : 'mysql', url, migrateOnStart: true } as StorageConfig;
-    const cluster = (node: string) => ({ cluster: { enabled: true, node, prefix, heartbeatInterval: '200ms', failureTimeout: '1s', deliveryTimeout: '1s' } });
+    const cluster = (node: string) => ({ cluster: { enabled: true, node, prefix, heartbeatInterval: '200ms', failureTimeout: '1s', deliveryTimeout: '1s' }, muc: { maxRoomsPerUser: 1 } });
     c1 = await startTestServer({ storage, config: cluster('c1'), logLevel: 'warn' });
     c2 = await startTestServer({ storage, config: cluster('c2'), logLevel: 'warn' });
     // Each node has heard the other.
@@ -282,5 +282,16 @@ describe('cluster: the console lists the rooms of every node', { skip }, () => {
     const { rooms } = (await controlRequest(c1.dir, 'muc.list')) as { rooms: { jid: string; occupants: number; node?: string }[] };
     const listed = rooms.find((r) => r.jid === room);
     assert.deepEqual(listed && [listed.occupants, listed.node], [2, 'c2']);
+  });
+
+  test('muc.maxRoomsPerUser counts the rooms a user owns on every node', async () => {
+    const owned = roomOn('c2', ['c1', 'c2'], `o${tag}`);
+    const second = roomOn('c1', ['c1', 'c2'], `p${tag}`);
+    const ida = await loginAs(c1, `ida-${tag}`);
+    await createInstant(ida, owned, 'Ida');
+    // The second room would run on c1, which holds none of hers: refused all the same.
+    const refused = await enter(ida, second, 'Ida', { initial: false });
+    assert.equal(refused.attrs.type, 'error');
+    assert.equal(errorOf(refused), 'resource-constraint');
   });
 });
