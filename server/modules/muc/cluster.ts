@@ -27,6 +27,8 @@ export class MucCluster implements MucPlacement {
   private readonly cleanup: (() => void)[] = [];
   /** The cluster's totals at the last look (statistics sample them synchronously). */
   private totals = { rooms: 0, occupants: 0 };
+  /** Stanzas another node handed here: run here even if this node's view of the owner differs (no ping-pong). */
+  private readonly handedHere = new WeakSet<Element>();
 
   constructor(
     private readonly svc: MucService,
@@ -35,7 +37,10 @@ export class MucCluster implements MucPlacement {
   ) {
     const c = cluster;
     this.cleanup.push(
-      c.serve(SERVICE, (stanza: Element, from: Jid, to: Jid) => dispatch({ stanza, from, to, origin: { kind: 'server' } })),
+      c.serve(SERVICE, (stanza: Element, from: Jid, to: Jid) => {
+        this.handedHere.add(stanza);
+        dispatch({ stanza, from, to, origin: { kind: 'server' } });
+      }),
       c.answer('muc.rooms', () => roomSummaries(svc)),
       c.answer('muc.owned', (bare) => (typeof bare === 'string' ? svc.roomsOwnedBy(bare) : 0)),
       c.answer('muc.destroy', (body) => {
@@ -62,9 +67,13 @@ export class MucCluster implements MucPlacement {
     return this.cluster.ownerOf(SERVICE, roomJid) === this.cluster.node;
   }
 
-  /** Sends a stanza for a room this node does not own to its owner; false when it is this node's. */
+  /**
+   * Sends a stanza for a room this node does not own to its owner; false when it is this node's
+   * (or another node handed it here). Asked again when the stanza's turn comes: the room may have
+   * moved while it waited.
+   */
   forwarded(e: StanzaEvent): boolean {
-    if (e.to.local === '') return false;
+    if (e.to.local === '' || this.handedHere.has(e.stanza)) return false;
     const owner = this.cluster.ownerOf(SERVICE, e.to.bare);
     if (owner === this.cluster.node) return false;
     this.cluster.forward(owner, SERVICE, e.stanza, e.from, e.to);

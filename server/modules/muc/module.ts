@@ -74,14 +74,6 @@ export function createMucModule(): GatehouseModule {
         message: (e) => onMessage(s, e),
         iq: (e) => iq.handle(e),
       };
-      if (ctx.services.get('cluster')) {
-        for (const [name, h] of Object.entries(handlers)) {
-          handlers[name] = async (e) => {
-            if (e.to.local) await s.loadIfStored(e.to.bare);
-            return h(e);
-          };
-        }
-      }
       // Error stanzas may be bounces of the room's own sends, and a room may write to another
       // room (an invitation): those wait their turn without holding up the sender, which may be
       // a room in the middle of its own turn.
@@ -93,6 +85,16 @@ export function createMucModule(): GatehouseModule {
       // Stanzas other nodes forwarded to the rooms this node runs.
       const mucCluster = cluster ? new MucCluster(s, cluster, later) : null;
       s.cluster = mucCluster;
+      if (mucCluster) {
+        for (const [name, h] of Object.entries(handlers)) {
+          handlers[name] = async (e) => {
+            // The room moved while the stanza waited its turn: its new node takes it.
+            if (mucCluster.forwarded(e)) return;
+            if (e.to.local) await s.loadIfStored(e.to.bare);
+            return h(e);
+          };
+        }
+      }
       await s.loadSecret();
       await s.refresh();
       cleanup.push(ctx.services.provide('muc', s));
