@@ -46,7 +46,7 @@ export function createMucModule(): GatehouseModule {
         id: 'XEP-0045',
         version: '1.35.1',
         status: 'partial',
-        note: 'service at conference.<host>; temporary and persistent rooms, instant and reserved creation, roles and affiliations with their lists, kick, ban, voice, mediated invitations, nick changes, private messages, destruction; room registration (7.10) reserves a nick; no logging',
+        note: 'service at conference.<host>; temporary and persistent rooms, instant and reserved creation, roles and affiliations with their lists, kick, ban, voice, mediated invitations, nick changes, private messages, destruction; room registration (7.10) reserves a nick; no logging; in cluster mode each room runs on one node, reachable from all',
       },
       { id: 'XEP-0307', version: '0.1', status: 'complete', note: 'unique room names from the service' },
       { id: 'XEP-0359', version: '0.7.0', status: 'complete', note: 'stanza ids on group chat messages, by the room' },
@@ -126,6 +126,7 @@ export function createMucModule(): GatehouseModule {
         // The cluster's totals for the statistics, looked at a little before each sample.
         const look = setInterval(() => void c.allRooms().catch(() => {}), 30_000);
         look.unref();
+        void c.allRooms().catch(() => {});
         cleanup.push(() => clearInterval(look));
       }
       // P12: how many rooms and occupants, nothing about which.
