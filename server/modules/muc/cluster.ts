@@ -59,10 +59,6 @@ export class MucCluster implements MucPlacement {
     for (const f of this.cleanup.splice(0)) f();
   }
 
-  get node(): string {
-    return this.cluster.node;
-  }
-
   owns(roomJid: string): boolean {
     return this.cluster.ownerOf(SERVICE, roomJid) === this.cluster.node;
   }
