@@ -265,7 +265,7 @@ describe('cluster: the console lists the rooms of every node', { skip }, () => {
     await c1?.stop();
   });
 
-  test('the /muc page and /api/muc-list of one node show a room running on the other, with its node and occupants', async () => {
+  test('the /muc page and muc list of one node show a room running on the other, with its node and occupants; muc destroy reaches it', async () => {
     const room = roomOn('c2', ['c1', 'c2'], `a${tag}`);
     const alice = await loginAs(c1, `alice-${tag}`);
     const bob = await loginAs(c2, `bob-${tag}`);
@@ -282,6 +282,12 @@ describe('cluster: the console lists the rooms of every node', { skip }, () => {
     const { rooms } = (await controlRequest(c1.dir, 'muc.list')) as { rooms: { jid: string; occupants: number; node?: string }[] };
     const listed = rooms.find((r) => r.jid === room);
     assert.deepEqual(listed && [listed.occupants, listed.node], [2, 'c2']);
+    // `gatehouse muc destroy` on c1 reaches the room on c2: its occupants are told (10.9).
+    const out = (await controlRequest(c1.dir, 'muc.destroy', { room, reason: 'closing' })) as { destroyed: string; occupants: number };
+    assert.deepEqual(out, { destroyed: room, occupants: 2 });
+    const gone = await bob.expect((el) => el.name === 'presence' && el.attrs.from === `${room}/Bob` && el.attrs.type === 'unavailable');
+    assert.equal(gone.getChild('x', 'http://jabber.org/protocol/muc#user')?.getChild('destroy')?.getChildText('reason'), 'closing');
+    await assert.rejects(controlRequest(c1.dir, 'muc.destroy', { room }), /no room/);
   });
 
   test('muc.maxRoomsPerUser counts the rooms a user owns on every node', async () => {
