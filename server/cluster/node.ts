@@ -94,6 +94,10 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private readonly departed = new Set<string>();
   private readonly services = new Map<string, (stanza: Element, from: Jid, to: Jid) => void>();
   private readonly invalidations = new Map<string, Set<(key: string) => void>>();
+  private readonly answerers = new Map<string, (body: unknown) => unknown>();
+  private readonly membershipHandlers = new Set<() => void>();
+  private readonly leaveHandlers = new Set<() => Promise<void>>();
+  private membershipSoon: NodeJS.Timeout | null = null;
   private announceAllSoon: NodeJS.Timeout | null = null;
 
   constructor(
@@ -138,6 +142,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
     on(s.answer(this.node), 'answer', (msg) => this.onAnswer(decode<{ xml: string; from: string; to: string }>(msg.data)));
     on(s.service(this.node), 'service', (msg) => this.onServiceStanza(decode<ServiceStanza>(msg.data)));
+    on(s.ask(this.node), 'ask', (msg) => this.onAsk(msg));
     on(s.invalidate, 'invalidate', (msg) => this.onInvalidation(decode<{ node: string; topic: string; key: string }>(msg.data)));
     void this.watchStatus(nc);
     this.shared = new SharedState(nc, this.config, this.node, this.log);
@@ -173,6 +178,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     if (this.timer) clearInterval(this.timer);
     if (this.announceAllSoon) clearTimeout(this.announceAllSoon);
     if (!this.nc || this.nc.isClosed()) return;
+    // Modules hand over what they own (group chat rooms) while stanzas still cross.
+    const handovers = Promise.all([...this.leaveHandlers].map((h) => h().catch((err) => this.log.warn('cluster: handover failed', { error: String(err).slice(0, 200) }))));
+    await Promise.race([handovers, new Promise((r) => setTimeout(r, this.config.deliveryTimeout).unref())]);
     this.flushChanges();
     this.publish(this.subjects.heartbeat, { ...this.heartbeatBody(), leaving: true });
     await this.nc.flush().catch(() => {});
@@ -268,6 +276,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       this.log.info('cluster: node joined', { peer: node });
       // It knows nothing of ours yet.
       this.scheduleAnnounceAll();
+      this.membershipChanged();
     }
     return p;
   }
@@ -298,6 +307,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private revive(p: Peer): void {
     p.state = 'up';
     this.log.info('cluster: node heard again', { peer: p.name });
+    this.membershipChanged();
     this.scheduleAnnounceAll();
     this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
   }
@@ -305,6 +315,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private async declareDead(p: Peer, why: string): Promise<void> {
     if (p.state === 'dead') return;
     p.state = 'dead';
+    this.membershipChanged();
     const gone = [...this.registry.remoteSessions()].filter((s) => s.node === p.name);
     this.log.warn('cluster: node declared dead', { peer: p.name, why, sessions: gone.length });
     this.syncComponents(p, new Set());
@@ -318,6 +329,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private forgetPeer(p: Peer, why: string): void {
     this.peers.delete(p.name);
     this.departed.add(`${p.name}/${p.epoch}`);
+    this.membershipChanged();
     const left = [...this.registry.remoteSessions()].filter((s) => s.node === p.name);
     this.log.info('cluster: node left', { peer: p.name, why, sessions: left.length });
     this.syncComponents(p, new Set());
@@ -730,6 +742,70 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private onInvalidation(m: { node: string; topic: string; key: string }): void {
     if (m.node === this.node) return;
     for (const handler of this.invalidations.get(m.topic) ?? []) handler(m.key);
+  }
+
+  ask(topic: string, body: unknown): Promise<{ node: string; answer: unknown }[]> {
+    const own = this.answerers.get(topic);
+    const mine = own ? Promise.resolve(own(body)).then((answer) => [{ node: this.node, answer }]) : Promise.resolve([]);
+    const nc = this.nc;
+    const others = [...this.peers.values()]
+      .filter((p) => p.state === 'up')
+      .map((p) =>
+        !nc || nc.isClosed()
+          ? Promise.resolve([])
+          : nc.request(this.subjects.ask(p.name), encode({ topic, body }), { timeout: this.config.deliveryTimeout }).then(
+              (reply) => {
+                const r = decode<{ answer?: unknown }>(reply.data);
+                return 'answer' in r ? [{ node: p.name, answer: r.answer }] : [];
+              },
+              () => [],
+            ),
+      );
+    return Promise.all([mine, ...others]).then((parts) => parts.flat());
+  }
+
+  answer(topic: string, handler: (body: unknown) => unknown): () => void {
+    this.answerers.set(topic, handler);
+    return () => {
+      if (this.answerers.get(topic) === handler) this.answerers.delete(topic);
+    };
+  }
+
+  private async onAsk(msg: Msg): Promise<void> {
+    const m = decode<{ topic: string; body: unknown }>(msg.data);
+    const handler = this.answerers.get(m.topic);
+    if (!msg.reply) return;
+    if (!handler) {
+      msg.respond(encode({}));
+      return;
+    }
+    try {
+      msg.respond(encode({ answer: await handler(m.body) }));
+    } catch (err) {
+      this.log.warn('cluster: answering a question failed', { topic: m.topic, error: String(err).slice(0, 200) });
+      msg.respond(encode({}));
+    }
+  }
+
+  onMembership(handler: () => void): () => void {
+    this.membershipHandlers.add(handler);
+    return () => this.membershipHandlers.delete(handler);
+  }
+
+  onLeave(handler: () => Promise<void>): () => void {
+    this.leaveHandlers.add(handler);
+    return () => this.leaveHandlers.delete(handler);
+  }
+
+  /** Several changes close together (a restart: dead, then joined) reach the handlers once. */
+  private membershipChanged(): void {
+    if (this.membershipSoon || this.leaving) return;
+    this.membershipSoon = setTimeout(() => {
+      this.membershipSoon = null;
+      if (this.leaving) return;
+      for (const h of this.membershipHandlers) this.guard('membership', () => h());
+    }, 10);
+    this.membershipSoon.unref();
   }
 
   private onServiceStanza(m: ServiceStanza): void {

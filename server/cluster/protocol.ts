@@ -10,6 +10,7 @@
  * - `P.node.NAME.component` a stanza for a component linked to NAME
  * - `P.node.NAME.answer`   an IQ answer for a request NAME's router is waiting for
  * - `P.node.NAME.service`  a stanza for a service owned per node on NAME (outgoing s2s links)
+ * - `P.node.NAME.ask`      a question to NAME from another node (a module's `ask`: rooms for a listing)
  * - `P.invalidate`         a module's cached data about a key changed on one node (blocklists)
  */
 
@@ -23,6 +24,7 @@ export interface Subjects {
   component(node: string): string;
   answer(node: string): string;
   service(node: string): string;
+  ask(node: string): string;
 }
 
 export function subjects(prefix: string): Subjects {
@@ -36,6 +38,7 @@ export function subjects(prefix: string): Subjects {
     component: (node) => `${prefix}.node.${node}.component`,
     answer: (node) => `${prefix}.node.${node}.answer`,
     service: (node) => `${prefix}.node.${node}.service`,
+    ask: (node) => `${prefix}.node.${node}.ask`,
   };
 }
 

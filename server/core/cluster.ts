@@ -67,6 +67,20 @@ export interface ClusterService {
   invalidate(topic: string, key: string): void;
   /** Hears the other nodes' invalidations of `topic`; returns the function that stops it. */
   onInvalidate(topic: string, handler: (key: string) => void): () => void;
+  /**
+   * Asks `topic` of every living node, this one included, and gathers the answers (JSON values);
+   * a node that does not answer within `cluster.deliveryTimeout` is left out.
+   */
+  ask(topic: string, body: unknown): Promise<{ node: string; answer: unknown }[]>;
+  /** Answers the `ask`s of `topic` here; returns the function that stops it. */
+  answer(topic: string, handler: (body: unknown) => unknown): () => void;
+  /** Called after the living nodes changed (one joined, left or was declared dead): what `ownerOf` says may have changed. */
+  onMembership(handler: () => void): () => void;
+  /**
+   * Called (and awaited, at most `cluster.deliveryTimeout`) when this node stops cleanly, before the
+   * others hear it leave: a module hands over what it owns while stanzas still cross.
+   */
+  onLeave(handler: () => Promise<void>): () => void;
 }
 
 declare module './services.js' {

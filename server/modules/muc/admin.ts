@@ -104,7 +104,6 @@ export async function adminSet(svc: MucService, e: StanzaEvent, room: Room): Pro
     }
   }
   if (owners.size === 0) return svc.error(e, 'conflict', 'a room keeps at least one owner', 'cancel');
-  await svc.result(e);
   const actorNick = actor?.nick;
   let affChanged = false;
   for (const c of changes) {
@@ -114,7 +113,9 @@ export async function adminSet(svc: MucService, e: StanzaEvent, room: Room): Pro
       affChanged = true;
     }
   }
+  // Stored before success is told: in a cluster the room may move to another node (from the database) at any moment.
   if (affChanged) await svc.persist(room);
+  await svc.result(e);
 }
 
 async function applyRole(svc: MucService, room: Room, target: Occupant, role: Role, actorNick: string | undefined, reason: string | undefined): Promise<void> {
@@ -191,7 +192,6 @@ export async function ownerSet(svc: MucService, e: StanzaEvent, room: Room): Pro
   room.history.setLimit(room.config.historyLength);
   const wasLocked = room.locked;
   room.locked = false;
-  await svc.result(e);
   for (const [jid, aff] of changes) await applyAffiliation(svc, room, jid, aff);
   if (!wasLocked) {
     const privacy = before.whois !== room.config.whois ? [room.nonAnonymous ? 172 : 173] : [];
@@ -204,7 +204,9 @@ export async function ownerSet(svc: MucService, e: StanzaEvent, room: Room): Pro
   if (before.whois !== room.config.whois) {
     for (const occ of room.occupants.values()) await svc.broadcastPresence(room, occ, (viewer, dest) => svc.presenceOf(room, occ, viewer, dest));
   }
+  // Stored before success is told: in a cluster the room may move to another node (from the database) at any moment.
   await svc.persist(room);
+  await svc.result(e);
   if (room.empty) await svc.roomEmptied(room);
 }
 

@@ -6,19 +6,10 @@
 import { CONFIG_FLAG, commandSet, configFrom, UsageError, type FlagDefinition } from '../../cli/kit.js';
 import { controlRequest } from '../../admin/control.js';
 import { ControlError, type ControlHandler } from '../../commands/command.js';
-import type { MucService } from './service.js';
+import type { MucService, RoomSummary } from './service.js';
 
 const JSON_FLAG: FlagDefinition = { name: 'json', type: 'boolean', doc: 'print JSON (the admin HTTP API answers the same)' };
 
-export interface RoomSummary {
-  jid: string;
-  name: string;
-  occupants: number;
-  persistent: boolean;
-  public: boolean;
-  membersOnly: boolean;
-  locked: boolean;
-}
 
 export function roomSummaries(s: MucService): RoomSummary[] {
   return [...s.rooms.values()]
@@ -30,7 +21,7 @@ export const mucCommands = commandSet(
   {
     name: 'muc list',
     summary: 'the group chat rooms of the running server with their occupant counts',
-    description: 'Asks the running server for its rooms (XEP-0045 multi-user chat): address, name, number of occupants and type (persistent or temporary, public or hidden, members-only). Names no occupant.',
+    description: 'Asks the running server for its rooms (XEP-0045 multi-user chat): address, name, number of occupants and type (persistent or temporary, public or hidden, members-only); in cluster mode the rooms of every node, each with the node running it. Names no occupant.',
     flags: [CONFIG_FLAG, JSON_FLAG],
     server: 'yes',
     control: 'muc.list',
@@ -43,7 +34,7 @@ export const mucCommands = commandSet(
       else {
         for (const r of rooms) {
           const kind = [r.persistent ? 'persistent' : 'temporary', r.public ? 'public' : 'hidden', ...(r.membersOnly ? ['members-only'] : []), ...(r.locked ? ['locked'] : [])].join(', ');
-          console.log(`${r.jid.padEnd(40)} ${String(r.occupants).padStart(5)} occupant${r.occupants === 1 ? ' ' : 's'}  ${kind}${r.name ? `  "${r.name}"` : ''}`);
+          console.log(`${r.jid.padEnd(40)} ${String(r.occupants).padStart(5)} occupant${r.occupants === 1 ? ' ' : 's'}  ${kind}${r.name ? `  "${r.name}"` : ''}${r.node ? `  on ${r.node}` : ''}`);
         }
       }
       return 0;
@@ -73,6 +64,16 @@ export const mucCommands = commandSet(
   },
 );
 
+/** Destroys a room this node runs (any node's control socket reaches it in a cluster); null if not here. */
+export async function destroyHere(s: MucService, jid: string, reason?: string, alternate?: string): Promise<{ destroyed: string; occupants: number } | null> {
+  const room = s.rooms.get(jid);
+  if (!room) return null;
+  const occupants = room.occupants.size;
+  await s.serial.run(room.jid, () => s.destroy(room, reason, alternate));
+  s.ctx.log.info('administrator destroyed a room', { room: room.jid });
+  return { destroyed: room.jid, occupants };
+}
+
 export function mucControl(service: () => MucService | null): Record<string, ControlHandler> {
   const need = () => {
     const s = service();
@@ -82,21 +83,21 @@ export function mucControl(service: () => MucService | null): Record<string, Con
   return {
     'muc.list': {
       summary: 'the rooms with their occupant counts',
-      handler: () => ({ rooms: roomSummaries(need()) }),
+      handler: async () => {
+        const s = need();
+        return { rooms: s.cluster ? await s.cluster.allRooms() : roomSummaries(s) };
+      },
     },
     'muc.destroy': {
       summary: 'destroy a room (args: room, reason?, alternate?)',
       handler: async (args) => {
         const s = need();
         const jid = typeof args.room === 'string' ? args.room.toLowerCase() : '';
-        const room = s.rooms.get(jid);
-        if (!room) throw new ControlError(`no room ${jid.slice(0, 300)}`);
-        const occupants = room.occupants.size;
         const reason = typeof args.reason === 'string' ? args.reason.slice(0, 1000) : undefined;
         const alternate = typeof args.alternate === 'string' ? args.alternate.slice(0, 600) : undefined;
-        await s.serial.run(room.jid, () => s.destroy(room, reason, alternate));
-        s.ctx.log.info('administrator destroyed a room', { room: room.jid });
-        return { destroyed: room.jid, occupants };
+        const out = s.cluster ? await s.cluster.destroy(jid, reason, alternate) : await destroyHere(s, jid, reason, alternate);
+        if (!out) throw new ControlError(`no room ${jid.slice(0, 300)}`);
+        return out;
       },
     },
   };

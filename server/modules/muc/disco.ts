@@ -22,8 +22,13 @@ export function serviceInfo(): Element {
 }
 
 export function serviceItems(rooms: Iterable<Room>): Element {
-  const listed = [...rooms].filter((r) => r.config.public && !r.locked && !r.destroyed).sort((a, b) => (a.jid < b.jid ? -1 : 1));
-  return x('query', { xmlns: NS.discoItems }, listed.map((r) => x('item', { jid: r.jid, name: r.config.name || r.name })));
+  return listedItems([...rooms].filter((r) => !r.destroyed).map((r) => ({ jid: r.jid, name: r.config.name, public: r.config.public, locked: r.locked })));
+}
+
+/** The public, configured rooms as disco items (in a cluster, gathered from every node). */
+export function listedItems(rooms: readonly { jid: string; name: string; public: boolean; locked: boolean }[]): Element {
+  const listed = rooms.filter((r) => r.public && !r.locked).sort((a, b) => (a.jid < b.jid ? -1 : 1));
+  return x('query', { xmlns: NS.discoItems }, listed.map((r) => x('item', { jid: r.jid, name: r.name || r.jid.slice(0, r.jid.indexOf('@')) })));
 }
 
 /** The SHA-1 of the room avatar's image (XEP-0486), or null without one. */

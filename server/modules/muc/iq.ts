@@ -12,7 +12,7 @@ import type { StanzaEvent } from '../../core/hooks.js';
 import type { MucService } from './service.js';
 import type { Room } from './room.js';
 import { NS_MODERATE, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_UNIQUE } from './roles.js';
-import { serviceInfo, serviceItems, roomInfo } from './disco.js';
+import { serviceInfo, serviceItems, listedItems, roomInfo } from './disco.js';
 import { adminGet, adminSet, ownerGet, ownerSet, vcardGet, MAX_ROOM_VCARD } from './admin.js';
 import { moderate } from './messages.js';
 import { registerGet, registerSet } from './registration.js';
@@ -49,7 +49,10 @@ export class IqHandler {
     if (!to.local) {
       if (child.attrs.node !== undefined && child.xmlns?.startsWith('http://jabber.org/protocol/disco')) return svc.error(e, 'item-not-found', 'no such node', 'cancel');
       if (what === `get ${NS.discoInfo} query`) return svc.result(e, serviceInfo());
-      if (what === `get ${NS.discoItems} query`) return svc.result(e, serviceItems(svc.rooms.values()));
+      if (what === `get ${NS.discoItems} query`) {
+        if (svc.cluster) return svc.result(e, listedItems((await svc.cluster.allRooms()).filter((r) => r.jid.endsWith(`@${to.domain}`))));
+        return svc.result(e, serviceItems(svc.rooms.values()));
+      }
       if (what === `get ${NS.ping} ping`) return svc.result(e);
       // XEP-0307 / XEP-0045 10.1.4: a room name nobody uses, for a client creating a private room.
       if (what === `get ${NS_MUC_UNIQUE} unique`) return svc.result(e, x('unique', { xmlns: NS_MUC_UNIQUE }, svc.uniqueRoomName()));
@@ -102,8 +105,8 @@ export class IqHandler {
     const text = serialize(card);
     if (text.length > MAX_ROOM_VCARD) return svc.error(e, 'not-acceptable', `a room vCard may be at most ${MAX_ROOM_VCARD} bytes`, 'modify');
     room.config = { ...room.config, vcard: card.elements.length === 0 ? '' : text };
-    await svc.result(e);
     await svc.persist(room);
+    await svc.result(e);
     await svc.statusMessage(room, [104]);
   }
 

@@ -13,6 +13,7 @@
  * - Privacy: real JIDs only as the room's `whois` allows; hidden rooms are in no listing; an
  *   account's affiliations go with the account (foreign key) and into its export (account-data.ts);
  *   unused persistent rooms are deleted by the retention class `muc-rooms`.
+ * - Cluster mode: each room runs on one node, stanzas for it are forwarded there (cluster.ts).
  */
 import type { GatehouseModule } from '../../core/context.js';
 import type { StanzaEvent } from '../../core/hooks.js';
@@ -26,6 +27,7 @@ import { mucRoomsClass } from './retention.js';
 import { mucAccountData } from './account-data.js';
 import { mucCommands, mucControl } from './commands.js';
 import { mucRoomsPage } from './admin-page.js';
+import { MucCluster } from './cluster.js';
 
 declare module '../../core/services.js' {
   interface Services {
@@ -44,7 +46,7 @@ export function createMucModule(): GatehouseModule {
         id: 'XEP-0045',
         version: '1.35.1',
         status: 'partial',
-        note: 'service at conference.<host>; temporary and persistent rooms, instant and reserved creation, roles and affiliations with their lists, kick, ban, voice, mediated invitations, nick changes, private messages, destruction; room registration (7.10) reserves a nick; no logging',
+        note: 'service at conference.<host>; temporary and persistent rooms, instant and reserved creation, roles and affiliations with their lists, kick, ban, voice, mediated invitations, nick changes, private messages, destruction; room registration (7.10) reserves a nick; no logging; in cluster mode each room runs on one node, reachable from all',
       },
       { id: 'XEP-0307', version: '0.1', status: 'complete', note: 'unique room names from the service' },
       { id: 'XEP-0359', version: '0.7.0', status: 'complete', note: 'stanza ids on group chat messages, by the room' },
@@ -65,35 +67,75 @@ export function createMucModule(): GatehouseModule {
     async load(ctx) {
       const s = new MucService(ctx, ctx.storage.repository(mucStorage));
       service = s;
+      const iq = new IqHandler(s);
+      const { hooks } = ctx;
+      const handlers: Record<string, (e: StanzaEvent) => Promise<void>> = {
+        presence: (e) => onPresence(s, e),
+        message: (e) => onMessage(s, e),
+        iq: (e) => iq.handle(e),
+      };
+      // Error stanzas may be bounces of the room's own sends, and a room may write to another
+      // room (an invitation): those wait their turn without holding up the sender, which may be
+      // a room in the middle of its own turn.
+      const later = (e: StanzaEvent) => {
+        const handler = handlers[e.stanza.name];
+        if (handler) void s.serial.run(e.to.bare, () => handler(e)).catch((err) => ctx.log.error('muc handler failed', { error: String(err).slice(0, 200) }));
+      };
+      const cluster = ctx.services.get('cluster');
+      // Stanzas other nodes forwarded to the rooms this node runs.
+      const mucCluster = cluster ? new MucCluster(s, cluster, later) : null;
+      s.cluster = mucCluster;
+      if (mucCluster) {
+        for (const [name, h] of Object.entries(handlers)) {
+          handlers[name] = async (e) => {
+            // The room moved while the stanza waited its turn: its new node takes it.
+            if (mucCluster.forwarded(e)) return;
+            if (e.to.local) await s.loadIfStored(e.to.bare);
+            return h(e);
+          };
+        }
+      }
       await s.loadSecret();
       await s.refresh();
       cleanup.push(ctx.services.provide('muc', s));
-      const iq = new IqHandler(s);
-      const { hooks } = ctx;
       cleanup.push(hooks.on('config/in-force', () => s.refresh()));
       // P23: the rows went with the account (foreign key); the rooms in memory forget it too.
       cleanup.push(hooks.on('account/deleted', ({ jid }) => s.forgetAccount(jid.bare)));
-      cleanup.push(hooks.on('muc/rooms-expired', ({ roomIds }) => s.forgetExpired(roomIds)));
-      const take = (handler: (e: StanzaEvent) => Promise<void>) => (e: StanzaEvent) => {
+      cleanup.push(
+        hooks.on('muc/rooms-expired', ({ roomIds }) => {
+          mucCluster?.expired(roomIds);
+          return s.forgetExpired(roomIds);
+        }),
+      );
+      const take = (e: StanzaEvent) => {
         if (!s.handles(e)) return undefined;
-        const key = e.to.bare;
-        // Error stanzas may be bounces of the room's own sends, and a room may write to another
-        // room (an invitation): those wait their turn without holding up the sender, which may be
-        // a room in the middle of its own turn.
+        if (mucCluster?.forwarded(e)) return true;
+        const handler = handlers[e.stanza.name]!;
         if (e.stanza.attrs.type === 'error' || s.domains.has(e.from.domain)) {
-          void s.serial.run(key, () => handler(e)).catch((err) => ctx.log.error('muc handler failed', { error: String(err).slice(0, 200) }));
+          later(e);
           return true;
         }
-        return s.serial.run(key, () => handler(e)).then(() => true as const);
+        return s.serial.run(e.to.bare, () => handler(e)).then(() => true as const);
       };
-      cleanup.push(hooks.on('presence/remote', take((e) => onPresence(s, e)), 'handle'));
-      cleanup.push(hooks.on('message/remote', take((e) => onMessage(s, e)), 'handle'));
-      cleanup.push(hooks.on('iq/remote', take((e) => iq.handle(e)), 'handle'));
+      cleanup.push(hooks.on('presence/remote', take, 'handle'));
+      cleanup.push(hooks.on('message/remote', take, 'handle'));
+      cleanup.push(hooks.on('iq/remote', take, 'handle'));
+      if (mucCluster) {
+        const c = mucCluster;
+        cleanup.push(() => c.stop());
+        // The cluster's totals for the statistics, looked at a little before each sample.
+        const look = setInterval(() => void c.allRooms().catch(() => {}), 30_000);
+        look.unref();
+        void c.allRooms().catch(() => {});
+        cleanup.push(() => clearInterval(look));
+      }
       // P12: how many rooms and occupants, nothing about which.
       const stats = ctx.services.get('statistics');
       if (stats) {
-        cleanup.push(stats.gauge('muc.rooms', () => s.counts().rooms, { rollup: 'avg' }));
-        cleanup.push(stats.gauge('muc.occupants', () => s.counts().occupants, { rollup: 'avg' }));
+        // In a cluster the series are shared: every node samples the cluster's totals.
+        const counts = () => (mucCluster ? mucCluster.counts() : s.counts());
+        cleanup.push(stats.gauge('muc.rooms', () => counts().rooms, { rollup: 'avg' }));
+        cleanup.push(stats.gauge('muc.occupants', () => counts().occupants, { rollup: 'avg' }));
       }
       // Rooms' history older than the maximum age goes even when nobody joins.
       const timer = setInterval(() => {

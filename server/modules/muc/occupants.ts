@@ -70,7 +70,7 @@ async function join(svc: MucService, e: StanzaEvent, existing: Room | undefined)
     const refusal = svc.creationRefusal(from, to.domain);
     if (refusal) return svc.error(e, 'not-allowed', refusal, 'cancel');
     const max = svc.ctx.config.muc.maxRoomsPerUser;
-    if (max > 0 && svc.roomsOwnedBy(from.bare) >= max) return svc.error(e, 'resource-constraint', `a user may own at most ${max} rooms here`, 'wait');
+    if (max > 0 && (await svc.roomsOwnedAnywhere(from.bare)) >= max) return svc.error(e, 'resource-constraint', `a user may own at most ${max} rooms here`, 'wait');
     room = svc.newRoom(to.local, to.domain);
     room.affiliations.set(from.bare, { affiliation: 'owner', nick: null, reason: null });
     // A client speaking MUC configures the room first (10.1.1); an old one gets an instant room.

@@ -45,9 +45,9 @@ export async function registerSet(svc: MucService, e: StanzaEvent, room: Room): 
   if (aff === 'outcast') return svc.error(e, 'forbidden', 'you are banned from this room', 'auth');
   if (query.getChild('remove')) {
     if (aff !== 'member') return svc.error(e, 'not-allowed', aff === 'none' ? 'you are not registered with this room' : 'owners and admins keep their affiliation', 'cancel');
-    await svc.result(e);
     await applyAffiliation(svc, room, bare, 'none');
     await svc.persist(room);
+    await svc.result(e);
     return;
   }
   const form = query.getChild('x', NS.dataForms);
@@ -60,7 +60,8 @@ export async function registerSet(svc: MucService, e: StanzaEvent, room: Room): 
   const reserver = room.reservedBy(nick);
   const holder = room.occupants.get(nick);
   if ((reserver !== undefined && reserver !== bare) || (holder && holder.bare !== bare)) return svc.error(e, 'conflict', 'that nickname is taken in this room', 'cancel');
-  await svc.result(e);
   await applyAffiliation(svc, room, bare, aff === 'none' ? 'member' : aff, { nick });
+  // Stored before success is told (a room may move to another node in a cluster).
   await svc.persist(room);
+  await svc.result(e);
 }

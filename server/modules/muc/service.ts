@@ -20,7 +20,7 @@ import { Jid } from '../../../shared/jid.js';
 import type { Config } from '../../config/index.js';
 import { configFromJson, configToJson, defaultConfig, type ConfigLimits } from './config-form.js';
 import { Room, type Occupant } from './room.js';
-import type { MucRepository } from './storage.js';
+import type { MucRepository, StoredRoom } from './storage.js';
 import { NS_MUC_USER, NS_OCCUPANT_ID, type Affiliation } from './roles.js';
 
 /** The chat service's domain for each host (service domain → host). */
@@ -32,6 +32,28 @@ export function mucDomains(config: Config): Map<string, string> {
     if (![...out.values()].includes(muc) && !out.has(muc)) out.set(muc, domain);
   }
   return out;
+}
+
+export interface RoomSummary {
+  jid: string;
+  name: string;
+  occupants: number;
+  persistent: boolean;
+  public: boolean;
+  membersOnly: boolean;
+  locked: boolean;
+  /** The node running the room (cluster mode). */
+  node?: string;
+}
+
+/** What the service and its handlers need of cluster mode (cluster.ts implements it). */
+export interface MucPlacement {
+  /** Whether this node runs the room. */
+  owns(roomJid: string): boolean;
+  roomsOwnedBy(bare: string): Promise<number>;
+  /** The rooms of every node, each with the node running it. */
+  allRooms(): Promise<(RoomSummary & { node: string })[]>;
+  destroy(room: string, reason?: string, alternate?: string): Promise<{ destroyed: string; occupants: number } | null>;
 }
 
 export interface PresenceDetails {
@@ -52,6 +74,8 @@ export class MucService {
   readonly rooms = new Map<string, Room>();
   readonly serial = new KeyedSerial<string>();
   private secret: Buffer = randomBytes(32);
+  /** Cluster mode only (cluster.ts): which rooms this node runs, and the other nodes' rooms. */
+  cluster: MucPlacement | null = null;
 
   constructor(
     readonly ctx: ServerContext,
@@ -99,19 +123,45 @@ export class MucService {
     for (const d of added) await this.loadStored(d);
   }
 
+  /** Loads the stored rooms of every domain not in memory yet (in a cluster: those this node owns). */
+  async loadAllStored(): Promise<void> {
+    for (const d of this.domains.keys()) await this.loadStored(d);
+  }
+
   private async loadStored(service: string): Promise<void> {
-    const now = this.ctx.clock.now().getTime();
     for (const stored of await this.repo.rooms(service)) {
-      const config = configFromJson(stored.config, this.limits);
-      config.persistent = true;
-      const room = new Room(stored.name, service, config, this.ctx.config.muc.historyMaxAge, now);
-      room.storedId = stored.id;
-      for (const a of await this.repo.affiliations(stored.id)) {
-        if (a.affiliation === 'none') continue;
-        room.affiliations.set(a.jid, { affiliation: a.affiliation, nick: a.nick, reason: a.reason });
-      }
-      this.rooms.set(room.jid, room);
+      const jid = `${stored.name}@${service}`;
+      if (this.rooms.has(jid) || (this.cluster && !this.cluster.owns(jid))) continue;
+      await this.adopt(stored);
     }
+  }
+
+  private async adopt(stored: StoredRoom): Promise<Room> {
+    const now = this.ctx.clock.now().getTime();
+    const config = configFromJson(stored.config, this.limits);
+    config.persistent = true;
+    const room = new Room(stored.name, stored.service, config, this.ctx.config.muc.historyMaxAge, now);
+    room.storedId = stored.id;
+    for (const a of await this.repo.affiliations(stored.id)) {
+      if (a.affiliation === 'none') continue;
+      room.affiliations.set(a.jid, { affiliation: a.affiliation, nick: a.nick, reason: a.reason });
+    }
+    // Loaded by the other path meanwhile (membership change and a first stanza at once).
+    const existing = this.rooms.get(room.jid);
+    if (existing) return existing;
+    this.rooms.set(room.jid, room);
+    return room;
+  }
+
+  /**
+   * Cluster mode: a stanza for a room not in memory may be the first for a stored room this node
+   * just took over (before the load after the membership change ran): it is loaded first.
+   */
+  async loadIfStored(roomJid: string): Promise<void> {
+    if (!this.cluster || this.rooms.has(roomJid)) return;
+    const at = roomJid.indexOf('@');
+    const stored = await this.repo.room(roomJid.slice(at + 1), roomJid.slice(0, at));
+    if (stored && !this.rooms.has(roomJid)) await this.adopt(stored);
   }
 
   handles(e: StanzaEvent): boolean {
@@ -281,6 +331,11 @@ export class MucService {
     return local && this.ctx.config.admins.includes(from.bare) ? null : 'only the server\'s administrators may create rooms here';
   }
 
+  /** Rooms `bare` owns, on every node of a cluster. */
+  async roomsOwnedAnywhere(bare: string): Promise<number> {
+    return this.cluster ? this.cluster.roomsOwnedBy(bare) : this.roomsOwnedBy(bare);
+  }
+
   roomsOwnedBy(bare: string): number {
     let n = 0;
     for (const r of this.rooms.values()) if (r.affiliations.get(bare)?.affiliation === 'owner') n++;
@@ -319,7 +374,7 @@ export class MucService {
   }
 
   /** Takes a room out of service without deleting it: everyone leaves with status 332 (system shutdown). */
-  private async shutDown(room: Room): Promise<void> {
+  async shutDown(room: Room): Promise<void> {
     this.rooms.delete(room.jid);
     for (const occ of [...room.occupants.values()]) {
       room.occupants.delete(occ.nick);

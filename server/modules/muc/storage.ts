@@ -145,6 +145,12 @@ export class MucRepository {
     return rows.map(roomRow);
   }
 
+  /** One stored room (cluster mode: the node that just became its owner looks before creating it). */
+  async room(service: string, name: string): Promise<StoredRoom | null> {
+    const rows = await this.db.sql<Raw>('SELECT "id", "service", "name", "config", "created_at", "last_used_at" FROM "muc_rooms" WHERE "service" = ? AND "name" = ?', [service, name]);
+    return rows[0] ? roomRow(rows[0]) : null;
+  }
+
   async affiliations(roomId: number): Promise<StoredAffiliation[]> {
     const rows = await this.db.sql<Raw>('SELECT "jid", "affiliation", "nick", "reason" FROM "muc_affiliations" WHERE "room_id" = ?', [roomId]);
     return rows.map((r) => ({ jid: String(r.jid), affiliation: String(r.affiliation) as Affiliation, nick: str(r.nick), reason: str(r.reason) }));

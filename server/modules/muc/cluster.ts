@@ -1,0 +1,131 @@
+/**
+ * The chat service in cluster mode (docs/cluster.md, "Group chat"): each room is run by one node,
+ * `ownerOf('muc', room JID)` among the living nodes. A stanza to a room or an occupant JID that
+ * reaches another node is forwarded to the owner; the room's sends to occupants on other nodes
+ * cross like any stanza to a full JID. Only the owner keeps a room in memory.
+ *
+ * When the living nodes change, a node drops the rooms it no longer owns: occupied ones end for
+ * their occupants with status 332 (they join again and reach the new owner), and it loads the
+ * persistent rooms it now owns from the database. A node stopping cleanly does the same for all its
+ * rooms before the others hear it leave; after a crash the new owner has the stored configuration
+ * and affiliations but no occupants (XEP-0410 self-ping tells them to join again). History is
+ * memory only: it does not move with a room.
+ *
+ * On a single node none of this exists (the module makes no MucCluster).
+ */
+import type { ClusterService } from '../../core/cluster.js';
+import type { StanzaEvent } from '../../core/hooks.js';
+import type { Jid } from '../../../shared/jid.js';
+import type { Element } from '../../../shared/xml/element.js';
+import { destroyHere, roomSummaries } from './commands.js';
+import type { MucPlacement, MucService, RoomSummary } from './service.js';
+import type { Room } from './room.js';
+
+const SERVICE = 'muc';
+
+export class MucCluster implements MucPlacement {
+  private readonly cleanup: (() => void)[] = [];
+  /** The cluster's totals at the last look (statistics sample them synchronously). */
+  private totals = { rooms: 0, occupants: 0 };
+  /** Stanzas another node handed here: run here even if this node's view of the owner differs (no ping-pong). */
+  private readonly handedHere = new WeakSet<Element>();
+
+  constructor(
+    private readonly svc: MucService,
+    private readonly cluster: ClusterService,
+    dispatch: (e: StanzaEvent) => void,
+  ) {
+    const c = cluster;
+    this.cleanup.push(
+      c.serve(SERVICE, (stanza: Element, from: Jid, to: Jid) => {
+        this.handedHere.add(stanza);
+        dispatch({ stanza, from, to, origin: { kind: 'server' } });
+      }),
+      c.answer('muc.rooms', () => roomSummaries(svc)),
+      c.answer('muc.owned', (bare) => (typeof bare === 'string' ? svc.roomsOwnedBy(bare) : 0)),
+      c.answer('muc.destroy', (body) => {
+        const b = body as { room?: unknown; reason?: unknown; alternate?: unknown } | null;
+        if (typeof b?.room !== 'string') return null;
+        return destroyHere(svc, b.room, typeof b.reason === 'string' ? b.reason : undefined, typeof b.alternate === 'string' ? b.alternate : undefined);
+      }),
+      c.onMembership(() => void this.rebalance()),
+      c.onLeave(() => this.handOverAll()),
+      // The retention sweep ran on one node: the owner of an expired room forgets it too.
+      c.onInvalidate('muc-expired', (key) => void svc.forgetExpired(key.split(',').map(Number).filter(Number.isInteger))),
+    );
+  }
+
+  stop(): void {
+    for (const f of this.cleanup.splice(0)) f();
+  }
+
+  owns(roomJid: string): boolean {
+    return this.cluster.ownerOf(SERVICE, roomJid) === this.cluster.node;
+  }
+
+  /**
+   * Sends a stanza for a room this node does not own to its owner; false when it is this node's
+   * (or another node handed it here). Asked again when the stanza's turn comes: the room may have
+   * moved while it waited.
+   */
+  forwarded(e: StanzaEvent): boolean {
+    if (e.to.local === '' || this.handedHere.has(e.stanza)) return false;
+    const owner = this.cluster.ownerOf(SERVICE, e.to.bare);
+    if (owner === this.cluster.node) return false;
+    this.cluster.forward(owner, SERVICE, e.stanza, e.from, e.to);
+    return true;
+  }
+
+  /** The rooms of every node, each with the node running it. */
+  async allRooms(): Promise<(RoomSummary & { node: string })[]> {
+    const answers = await this.cluster.ask('muc.rooms', null);
+    const out: (RoomSummary & { node: string })[] = [];
+    for (const { node, answer } of answers) if (Array.isArray(answer)) for (const r of answer as RoomSummary[]) out.push({ ...r, node });
+    out.sort((a, b) => (a.jid < b.jid ? -1 : a.jid > b.jid ? 1 : 0));
+    let occupants = 0;
+    for (const r of out) occupants += r.occupants;
+    this.totals = { rooms: out.length, occupants };
+    return out;
+  }
+
+  /** Rooms `bare` owns on all nodes (`muc.maxRoomsPerUser` counts across the cluster). */
+  async roomsOwnedBy(bare: string): Promise<number> {
+    const answers = await this.cluster.ask('muc.owned', bare);
+    return answers.reduce((n, { answer }) => n + (typeof answer === 'number' ? answer : 0), 0);
+  }
+
+  /** Destroys a room on whichever node runs it; null when none does. */
+  async destroy(room: string, reason?: string, alternate?: string): Promise<{ destroyed: string; occupants: number } | null> {
+    const answers = await this.cluster.ask('muc.destroy', { room, reason, alternate });
+    for (const { answer } of answers) if (answer && typeof answer === 'object') return answer as { destroyed: string; occupants: number };
+    return null;
+  }
+
+  counts(): { rooms: number; occupants: number } {
+    return this.totals;
+  }
+
+  /** Persistent rooms the retention sweep deleted here: the node running them is told. */
+  expired(roomIds: readonly number[]): void {
+    if (roomIds.length > 0) this.cluster.invalidate('muc-expired', roomIds.join(','));
+  }
+
+  /** The living nodes changed: rooms no longer this node's go, stored rooms now its own come. */
+  async rebalance(): Promise<void> {
+    for (const room of [...this.svc.rooms.values()]) {
+      if (!this.owns(room.jid)) await this.svc.serial.run(room.jid, () => this.handOver(room));
+    }
+    await this.svc.loadAllStored();
+  }
+
+  private async handOverAll(): Promise<void> {
+    await Promise.all([...this.svc.rooms.values()].map((room) => this.svc.serial.run(room.jid, () => this.handOver(room))));
+  }
+
+  /** Occupants are told the room shuts down here (332); they join again at its new node. */
+  private async handOver(room: Room): Promise<void> {
+    if (this.svc.rooms.get(room.jid) !== room) return;
+    if (!room.empty) this.svc.ctx.log.info('muc room moves to another node', { room: room.jid, occupants: room.occupants.size });
+    await this.svc.shutDown(room);
+  }
+}
