@@ -271,7 +271,8 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
   const provisionMs = await provisionSharedAccounts(o.gatehouse, o.dbUrl, accounts);
   log(`cluster: ${accounts.length} accounts ready in ${(provisionMs / 1000).toFixed(1)} s; NATS ${o.nats}, prefix ${prefix}`);
   if (o.profileDir) mkdirSync(o.profileDir, { recursive: true });
-  const node = (name: string) => startGatehouseNode({ dir: path.join(tmp, `cluster-${name}`), repoRoot: o.gatehouse, cert, dbUrl: o.dbUrl, nats: o.nats, prefix, node: name, cpuProfileDir: o.profileDir });
+  const node = (name: string, announcePolicy = false) =>
+    startGatehouseNode({ dir: path.join(tmp, `cluster-${name}`), repoRoot: o.gatehouse, cert, dbUrl: o.dbUrl, nats: o.nats, prefix, node: name, cpuProfileDir: o.profileDir, announcePolicy });
   const nodes: RunningBenchServer[] = [];
   const pools: WorkerPool[] = [];
   const { dbUrl: _db, gatehouse: _g, profileDir: _p, ...parameters } = o;
@@ -291,7 +292,9 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
     errors: [],
   };
   try {
-    nodes.push(...(await Promise.all([node('bench-a'), node('bench-b')])));
+    // B starts once A has announced the policy and migrated the database.
+    nodes.push(await node('bench-a', true));
+    nodes.push(await node('bench-b'));
     log(`cluster: nodes bench-a (pid ${nodes[0]!.pid}, port ${nodes[0]!.port}) and bench-b (pid ${nodes[1]!.pid}, port ${nodes[1]!.port})`);
     // Worker 0 is connected to node A, worker 1 to node B.
     let pool = await WorkerPool.start(2, nodes.map((n) => n.port), cert.pem, accounts);

@@ -448,7 +448,7 @@ async function createGatehouseRosters(root: string, dbPath: string, pep: NonNull
 // ---- Gatehouse cluster nodes (the cluster scenario) ----
 
 /** `storage.type` for a database URL. */
-export function storageTypeOf(dbUrl: string): 'postgres' | 'mysql' {
+function storageTypeOf(dbUrl: string): 'postgres' | 'mysql' {
   if (/^postgres(ql)?:\/\//i.test(dbUrl)) return 'postgres';
   if (/^(mysql|mariadb):\/\//i.test(dbUrl)) return 'mysql';
   throw new Error('the cluster database must be a postgres:// or mysql:// URL (cluster mode refuses SQLite)');
@@ -495,6 +495,8 @@ export interface ClusterNodeOptions {
   node: string;
   /** Write a V8 CPU profile (node --cpu-prof) into this directory. */
   cpuProfileDir?: string;
+  /** Announce this configuration's privacy policy before the start (once per run is enough). */
+  announcePolicy?: boolean;
 }
 
 /** One `gatehouse start` process as a node of a cluster, configured as the single-server benchmark's Gatehouse is, apart from storage and `cluster`. */
@@ -542,6 +544,18 @@ export async function startGatehouseNode(o: ClusterNodeOptions): Promise<Running
   const configFile = path.join(o.dir, 'gatehouse.yaml');
   writeFileSync(configFile, config);
   const log = path.join(o.dir, 'stdout.log');
+  // The shared database keeps the privacy policy in force from whatever ran on it before (another
+  // domain, other modules): this configuration's policy is announced as a technical change, in
+  // force at once (P22), as the cluster tests do. Both nodes have the same configuration.
+  if (o.announcePolicy) {
+    const today = new Date().toISOString().slice(0, 10);
+    try {
+      execFileSync(process.execPath, [path.join(o.repoRoot, 'dist/server/cli.js'), 'policy', 'announce', '--effective', today, '--technical', 'benchmark configuration', '--config', configFile], { cwd: o.dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+    } catch (err) {
+      const e = err as { stdout?: Buffer; stderr?: Buffer; message: string };
+      throw new Error(`gatehouse policy announce failed: ${(e.stderr?.toString() || e.stdout?.toString() || e.message).trim().split('\n').slice(-3).join(' ')}`);
+    }
+  }
   const extra = (process.env.BENCH_GATEHOUSE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const execArgv = [...extra, ...(o.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfileDir] : [])];
   const child = launch(process.execPath, [...execArgv, path.join(o.repoRoot, 'dist/server/cli.js'), 'start', '--config', configFile], { cwd: o.dir, log });
@@ -561,11 +575,6 @@ export async function startGatehouseNode(o: ClusterNodeOptions): Promise<Running
       await stopGroup(child, 10_000);
     },
   };
-}
-
-/** `gatehouse ARGS --config FILE` of the build under test, to its end; rejects with its output on a non-zero exit. */
-export function gatehouseCli(root: string, args: string[], cwd: string): string {
-  return execFileSync(process.execPath, [path.join(root, 'dist/server/cli.js'), ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
 }
 
 // ---- Prosody ----
