@@ -553,9 +553,15 @@ export async function startGatehouseNode(o: ClusterNodeOptions): Promise<Running
       execFileSync(process.execPath, [path.join(o.repoRoot, 'dist/server/cli.js'), 'policy', 'announce', '--effective', today, '--technical', 'benchmark configuration', '--config', configFile], { cwd: o.dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
     } catch (err) {
       const e = err as { stdout?: Buffer; stderr?: Buffer; message: string };
+      // Already in force (an earlier run announced the same): fine.
+      if (/nothing to announce/.test(`${e.stderr?.toString() ?? ''}${e.stdout?.toString() ?? ''}`)) return startNodeProcess(o, port, configFile, log);
       throw new Error(`gatehouse policy announce failed: ${(e.stderr?.toString() || e.stdout?.toString() || e.message).trim().split('\n').slice(-3).join(' ')}`);
     }
   }
+  return startNodeProcess(o, port, configFile, log);
+}
+
+async function startNodeProcess(o: ClusterNodeOptions, port: number, configFile: string, log: string): Promise<RunningBenchServer> {
   const extra = (process.env.BENCH_GATEHOUSE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const execArgv = [...extra, ...(o.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfileDir] : [])];
   const child = launch(process.execPath, [...execArgv, path.join(o.repoRoot, 'dist/server/cli.js'), 'start', '--config', configFile], { cwd: o.dir, log });
