@@ -152,35 +152,44 @@ async function cpuPhase(pool: WorkerPool, nodes: RunningBenchServer[], worker: n
   const g1 = generatorCpu(pool);
   const self1 = process.cpuUsage(self0);
   const delivered = received(stats);
+  const latency = Histogram.from(...stats.map((s) => s.latency));
   const nodeCpuSec = nodes.map((_, i) => s1[i]!.cpuSec - s0[i]!.cpuSec);
   const seconds = Math.max(0.001, s1[0]!.at - s0[0]!.at);
   const busyCores = (machineLoad(s0[0]!, s1[0]!).busyPercent / 100) * os.availableParallelism();
   const known = nodeCpuSec.reduce((a, b) => a + b, 0) + (g1 - g0) + (self1.user + self1.system) / 1e6;
-  return {
+  const phaseResult: ClusterPhase = {
     messages: send.sent,
     delivered,
     lost: Math.max(0, send.sent - delivered),
     nodeCpuSec,
     cpuUsPerMessage: delivered ? (nodeCpuSec.reduce((a, b) => a + b, 0) * 1e6) / delivered : 0,
-    latency: summary(Histogram.from(...stats.map((s) => s.latency))),
+    latency: summary(latency),
     otherCores: Math.max(0, busyCores - known / seconds),
   };
+  histograms.set(phaseResult, latency);
+  return phaseResult;
 }
+
+/** The latency histogram behind each phase's summary, so that rounds add up. */
+const histograms = new WeakMap<ClusterPhase, Histogram>();
 
 function addPhase(a: ClusterPhase | null, b: ClusterPhase): ClusterPhase {
   if (!a) return b;
   const delivered = a.delivered + b.delivered;
   const nodeCpuSec = a.nodeCpuSec.map((x, i) => x + (b.nodeCpuSec[i] ?? 0));
-  return {
+  const latency = new Histogram();
+  for (const h of [histograms.get(a), histograms.get(b)]) if (h) latency.add(h.toJSON());
+  const sum: ClusterPhase = {
     messages: a.messages + b.messages,
     delivered,
     lost: a.lost + b.lost,
     nodeCpuSec,
     cpuUsPerMessage: delivered ? (nodeCpuSec.reduce((x, y) => x + y, 0) * 1e6) / delivered : 0,
-    // Latencies of the rounds are not merged: the first round's stand (the rounds are alike).
-    latency: a.latency,
+    latency: summary(latency),
     otherCores: (a.otherCores + b.otherCores) / 2,
   };
+  histograms.set(sum, latency);
+  return sum;
 }
 
 /** One offered rate for stepS seconds, every worker sending from its own clients to all of them. */
