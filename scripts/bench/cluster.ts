@@ -276,9 +276,6 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
   const started = Date.now();
   const prefix = `bench-${randomBytes(4).toString('hex')}`;
   const database = o.dbUrl.replace(/\/\/[^@/]*@/, '//');
-  log(`cluster: accounts in ${database}`);
-  const provisionMs = await provisionSharedAccounts(o.gatehouse, o.dbUrl, accounts);
-  log(`cluster: ${accounts.length} accounts ready in ${(provisionMs / 1000).toFixed(1)} s; NATS ${o.nats}, prefix ${prefix}`);
   if (o.profileDir) mkdirSync(o.profileDir, { recursive: true });
   const node = (name: string, announcePolicy = false) =>
     startGatehouseNode({ dir: path.join(tmp, `cluster-${name}`), repoRoot: o.gatehouse, cert, dbUrl: o.dbUrl, nats: o.nats, prefix, node: name, cpuProfileDir: o.profileDir, announcePolicy });
@@ -301,6 +298,9 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
     errors: [],
   };
   try {
+    log(`cluster: accounts in ${database}`);
+    const provisionMs = await provisionSharedAccounts(o.gatehouse, o.dbUrl, accounts);
+    log(`cluster: ${accounts.length} accounts ready in ${(provisionMs / 1000).toFixed(1)} s; NATS ${o.nats}, prefix ${prefix}`);
     // B starts once A has announced the policy and migrated the database.
     nodes.push(await node('bench-a', true));
     nodes.push(await node('bench-b'));

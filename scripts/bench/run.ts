@@ -156,6 +156,10 @@ function parseOptions(argv: string[]): Options {
   if (clusterRates.some((r) => !Number.isFinite(r) || r <= 0)) throw new Error('--cluster-rates: positive numbers, comma separated');
   const scenarios = list('scenarios', ALL_SCENARIOS, DEFAULT_SCENARIOS);
   const onlyCluster = scenarios.length === 1 && scenarios[0] === 'cluster';
+  const clusterDb = flags.get('cluster-db') ?? process.env.BENCH_CLUSTER_DB ?? 'postgres://postgres@127.0.0.1:5432/test_clusterbench';
+  if (scenarios.includes('cluster') && !/^(postgres|postgresql|mysql|mariadb):\/\//i.test(clusterDb)) throw new Error('--cluster-db: a postgres:// or mysql:// URL (cluster mode cannot share SQLite)');
+  const clusterNats = flags.get('cluster-nats') ?? 'nats://127.0.0.1:4222';
+  if (!/^(nats|tls):\/\/[^\s/]+(:\d{1,5})?\/?$/.test(clusterNats)) throw new Error('--cluster-nats: a NATS server URL such as nats://127.0.0.1:4222');
   return {
     servers: list('servers', ALL_SERVERS, smoke ? ['gatehouse'] : ALL_SERVERS),
     scenarios,
@@ -186,8 +190,8 @@ function parseOptions(argv: string[]): Options {
     certKey: list('cert-key', ['ec', 'rsa'] as const, ['ec'])[0]!,
     install: !smoke && !flags.has('no-install'),
     cluster: {
-      dbUrl: flags.get('cluster-db') ?? process.env.BENCH_CLUSTER_DB ?? 'postgres://postgres@127.0.0.1:5432/test_clusterbench',
-      nats: flags.get('cluster-nats') ?? 'nats://127.0.0.1:4222',
+      dbUrl: clusterDb,
+      nats: clusterNats,
       messages: num('cluster-messages', smoke ? 200 : 5000),
       rate: num('cluster-rate', smoke ? 200 : 1000),
       clients: num('cluster-clients', smoke ? 20 : 200, 2),
