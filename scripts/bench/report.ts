@@ -251,6 +251,8 @@ export interface ServerResults {
   };
 }
 
+import type { ClusterResult } from './cluster.js';
+
 export interface BenchResults {
   date: string;
   command: string;
@@ -285,6 +287,8 @@ export interface BenchResults {
   servers: ServerResults[];
   /** The idle scenario's reference: what Node.js's own TLS needs per idle connection. */
   tlsFloor?: TlsFloorResult;
+  /** The cluster scenario (scripts/bench/cluster.ts): not part of the generated report, its figures go into the hand-written Cluster section. */
+  cluster?: ClusterResult;
   totalSeconds?: number;
   broken?: string[];
 }

@@ -9,6 +9,8 @@
  *     [--pep-contacts 1000] [--pep-rates 5,10,20] [--pep-items 100]
  *     [--muc-occupants 500] [--muc-rates 5,10,20] [--muc-duration 10]
  *     [--cert-key ec|rsa] [--no-install] [--out docs/benchmarks.md] [--json docs/benchmarks.json] [--smoke] [--render FILE.json]
+ *     [--cluster-db URL] [--cluster-nats URL] [--cluster-messages 5000] [--cluster-rate 1000]
+ *     [--cluster-clients 200] [--cluster-rates 2000,4000,...] [--cluster-step 4]
  *
  * Each server runs in its own temporary directory on a free 127.0.0.1 port, with one shared
  * self-signed certificate and the same accounts (SCRAM-SHA-1 verifiers, 4096 iterations). The load
@@ -36,18 +38,30 @@
  * its muc component, ejabberd mod_muc with max_users raised to the occupants; a server whose
  * conference service does not answer disco#info as one is reported as skipped.
  *
+ * Cluster scenario (--scenarios cluster; not in the default list, as it needs PostgreSQL or MariaDB
+ * and NATS): Gatehouse nodes as separate processes sharing the database --cluster-db (default
+ * $BENCH_CLUSTER_DB or postgres://postgres@127.0.0.1:5432/test_clusterbench) and the NATS server
+ * --cluster-nats (default nats://127.0.0.1:4222) under a prefix of the run's own. CPU per message
+ * delivered across two nodes versus within one (--cluster-messages at --cluster-rate per second, in
+ * two alternating rounds), and the highest sustained delivery rate of --cluster-clients clients on 2
+ * nodes versus 1 (--cluster-rates offered in turn for --cluster-step seconds each); about 2 minutes.
+ * See scripts/bench/cluster.ts. Its figures are printed (and kept in --json under "cluster"); run
+ * alone it writes no report file unless --out is given.
+ *
  * --smoke: about 20 seconds, Gatehouse alone, 20 users; for CI. The exit status is non-zero when
  * the benchmark itself breaks (a server does not start, nobody can log in, nothing is delivered),
  * never because of a figure.
  */
-import { fork, execFileSync, type ChildProcess } from 'node:child_process';
+import { fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { pbkdf2, createHash, createHmac, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Histogram, nowUs, PEP_NODE, type BenchAccount, type Command, type DiscoInfoResult, type IqAnswer, type LoginResult, type MucJoinResult, type PepDiscoResult, type PepRole, type PepRosterResult, type PingResult, type PublishResult, type Reply, type SendResult, type StatsResult } from './protocol.js';
+import { Histogram, nowUs, PEP_NODE, type BenchAccount, type DiscoInfoResult, type IqAnswer, type MucJoinResult, type PepDiscoResult, type PepRosterResult, type PingResult, type PublishResult, type SendResult, type StatsResult } from './protocol.js';
+import { WorkerPool, delay } from './workers.js';
+import { renderCluster, runCluster, type ClusterResult } from './cluster.js';
 import { DOMAIN, SERVER_LABEL, killAllAndWait, killAllNow, machineLoad, packageVersion, procSample, serverAvailable, startBenchServer, type CertFiles, type ProcSample, type RunningBenchServer, type ServerKind } from './servers.js';
 import { renderMarkdown, type BenchResults, type IdleResult, type LoadShare, type MucRateResult, type MucResult, type LoginsResult, type MessagesResult, type OfflineResult, type PepRateResult, type PepResult, type ServerResults, type TlsFloorResult } from './report.js';
 
@@ -56,7 +70,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../../..');
 
 const ALL_SERVERS: ServerKind[] = ['gatehouse', 'prosody', 'ejabberd'];
-const ALL_SCENARIOS = ['logins', 'messages', 'idle', 'offline', 'pep', 'muc'] as const;
+const ALL_SCENARIOS = ['logins', 'messages', 'idle', 'offline', 'pep', 'muc', 'cluster'] as const;
+/** What runs without --scenarios: the cluster scenario needs a shared database and NATS. */
+const DEFAULT_SCENARIOS: readonly Scenario[] = ['logins', 'messages', 'idle', 'offline', 'pep', 'muc'];
 type Scenario = (typeof ALL_SCENARIOS)[number];
 
 const SCRAM_ITERATIONS = 4096;
@@ -93,6 +109,7 @@ interface Options {
   certKey: CertKey;
   /** Install missing servers from Debian's packages (default; --no-install turns it off). */
   install: boolean;
+  cluster: { dbUrl: string; nats: string; messages: number; rate: number; clients: number; rates: number[]; stepS: number };
 }
 
 function parseOptions(argv: string[]): Options {
@@ -112,7 +129,7 @@ function parseOptions(argv: string[]): Options {
     console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
     process.exit(0);
   }
-  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'pep-contacts', 'pep-rates', 'pep-items', 'muc-occupants', 'muc-rates', 'muc-duration', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key', 'no-install']);
+  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'pep-contacts', 'pep-rates', 'pep-items', 'muc-occupants', 'muc-rates', 'muc-duration', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key', 'no-install', 'cluster-db', 'cluster-nats', 'cluster-messages', 'cluster-rate', 'cluster-clients', 'cluster-rates', 'cluster-step']);
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const smoke = flags.has('smoke');
   const num = (name: string, dflt: number, min = 1): number => {
@@ -135,9 +152,17 @@ function parseOptions(argv: string[]): Options {
   if (pepRates.some((r) => !Number.isFinite(r) || r <= 0 || r > 1000)) throw new Error('--pep-rates: items per second (up to 1000), comma separated');
   const mucRates = flags.has('muc-rates') ? flags.get('muc-rates')!.split(',').map(Number) : smoke ? [5] : [5, 10, 20];
   if (mucRates.some((r) => !Number.isFinite(r) || r <= 0 || r > 1000)) throw new Error('--muc-rates: messages per second (up to 1000), comma separated');
+  const clusterRates = flags.has('cluster-rates') ? flags.get('cluster-rates')!.split(',').map(Number) : smoke ? [200] : [2000, 4000, 6000, 8000, 12000, 16000, 24000];
+  if (clusterRates.some((r) => !Number.isFinite(r) || r <= 0)) throw new Error('--cluster-rates: positive numbers, comma separated');
+  const scenarios = list('scenarios', ALL_SCENARIOS, DEFAULT_SCENARIOS);
+  const onlyCluster = scenarios.length === 1 && scenarios[0] === 'cluster';
+  const clusterDb = flags.get('cluster-db') ?? process.env.BENCH_CLUSTER_DB ?? 'postgres://postgres@127.0.0.1:5432/test_clusterbench';
+  if (scenarios.includes('cluster') && !/^(postgres|postgresql|mysql|mariadb):\/\//i.test(clusterDb)) throw new Error('--cluster-db: a postgres:// or mysql:// URL (cluster mode cannot share SQLite)');
+  const clusterNats = flags.get('cluster-nats') ?? 'nats://127.0.0.1:4222';
+  if (!/^(nats|tls):\/\/[^\s/]+(:\d{1,5})?\/?$/.test(clusterNats)) throw new Error('--cluster-nats: a NATS server URL such as nats://127.0.0.1:4222');
   return {
     servers: list('servers', ALL_SERVERS, smoke ? ['gatehouse'] : ALL_SERVERS),
-    scenarios: list('scenarios', ALL_SCENARIOS, ALL_SCENARIOS),
+    scenarios,
     logins: num('logins', smoke ? 20 : 2000),
     users: num('users', smoke ? 20 : 1000, 2),
     rates,
@@ -158,12 +183,21 @@ function parseOptions(argv: string[]): Options {
     smoke,
     profile: flags.has('profile'),
     keep: flags.has('keep'),
-    out: flags.get('out') ?? (smoke ? null : 'docs/benchmarks.md'),
-    json: flags.get('json') ?? (smoke ? null : 'docs/benchmarks.json'),
+    out: flags.get('out') ?? (smoke || onlyCluster ? null : 'docs/benchmarks.md'),
+    json: flags.get('json') ?? (smoke || onlyCluster ? null : 'docs/benchmarks.json'),
     gatehouse: path.resolve(flags.get('gatehouse') ?? repoRoot),
     render: flags.get('render') ?? null,
     certKey: list('cert-key', ['ec', 'rsa'] as const, ['ec'])[0]!,
     install: !smoke && !flags.has('no-install'),
+    cluster: {
+      dbUrl: clusterDb,
+      nats: clusterNats,
+      messages: num('cluster-messages', smoke ? 200 : 5000),
+      rate: num('cluster-rate', smoke ? 200 : 1000),
+      clients: num('cluster-clients', smoke ? 20 : 200, 2),
+      rates: clusterRates,
+      stepS: num('cluster-step', smoke ? 1 : 4),
+    },
   };
 }
 
@@ -232,134 +266,6 @@ function makeCertificate(dir: string, keyType: CertKey): CertFiles {
   const combined = path.join(dir, 'combined.pem');
   writeFileSync(combined, pem + readFileSync(key, 'utf8'), { mode: 0o600 });
   return { cert, key, combined, pem };
-}
-
-// ---- workers ----
-
-class WorkerPool {
-  private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
-  private nextId = 1;
-  /** Account indices online, per worker. */
-  online: number[][];
-
-  private constructor(private readonly children: ChildProcess[]) {
-    this.online = children.map(() => []);
-    children.forEach((child) => {
-      child.on('message', (msg: Reply) => {
-        if (msg.type === 'ready') return;
-        const p = this.pending.get(msg.id);
-        if (!p) return;
-        this.pending.delete(msg.id);
-        clearTimeout(p.timer);
-        if (msg.type === 'error') p.reject(new Error(`load generator: ${msg.message}`));
-        else p.resolve(msg.result);
-      });
-      child.on('exit', (code, signal) => {
-        for (const [id, p] of this.pending) {
-          clearTimeout(p.timer);
-          p.reject(new Error(`load generator worker exited (${code ?? signal})`));
-          this.pending.delete(id);
-        }
-      });
-    });
-  }
-
-  get size(): number {
-    return this.children.length;
-  }
-
-  get pids(): number[] {
-    return this.children.map((c) => c.pid!).filter(Boolean);
-  }
-
-  static async start(n: number, server: RunningBenchServer, ca: string, accounts: BenchAccount[]): Promise<WorkerPool> {
-    const script = path.join(here, 'loadgen-worker.js');
-    const children: ChildProcess[] = [];
-    for (let i = 0; i < n; i++) {
-      // BENCH_WORKER_PROFILE=dir: V8 CPU profiles of the load generator itself (to check it stays cheap).
-      const prof = process.env.BENCH_WORKER_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_WORKER_PROFILE] : [];
-      children.push(fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-old-space-size=2048', ...prof] }));
-    }
-    const pool = new WorkerPool(children);
-    await Promise.all(
-      children.map(
-        (child, i) =>
-          new Promise<void>((resolve, reject) => {
-            const t = setTimeout(() => reject(new Error('load generator worker did not start')), 20_000);
-            child.once('message', (m: Reply) => {
-              clearTimeout(t);
-              if (m.type === 'ready') resolve();
-              else reject(new Error('unexpected first message from worker'));
-            });
-            child.send({ type: 'init', workerId: i, host: '127.0.0.1', port: server.port, domain: DOMAIN, ca, accounts });
-          }),
-      ),
-    );
-    return pool;
-  }
-
-  call<T>(worker: number, cmd: DistributiveOmit<Command, 'id'>, timeoutMs: number): Promise<T> {
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new Error(`load generator: ${cmd.type} did not finish within ${Math.round(timeoutMs / 1000)} s`));
-      }, timeoutMs);
-      this.pending.set(id, { resolve: resolve as (r: unknown) => void, reject, timer });
-      this.children[worker]!.send({ ...cmd, id });
-    });
-  }
-
-  /** Logs in the accounts, spread round-robin over the workers. */
-  async login(accounts: number[], concurrency: number, pep?: PepRole): Promise<{ ok: number; failed: number; errors: string[]; latency: Histogram; pbkdf2: number; wallMs: number; workerCpuUs: number }> {
-    const shares = this.children.map((_, w) => accounts.filter((_, i) => i % this.size === w));
-    const per = Math.max(1, Math.ceil(concurrency / this.size));
-    const timeoutMs = 60_000;
-    const t0 = performance.now();
-    const results = await Promise.all(shares.map((share, w) => this.call<LoginResult>(w, { type: 'login', accounts: share, concurrency: per, timeoutMs, pep }, timeoutMs * Math.ceil(share.length / per + 1) + 30_000)));
-    const wallMs = performance.now() - t0;
-    results.forEach((r, w) => this.online[w]!.push(...r.online));
-    return {
-      ok: results.reduce((s, r) => s + r.ok, 0),
-      failed: results.reduce((s, r) => s + r.failed, 0),
-      errors: results.flatMap((r) => r.errors).slice(0, 5),
-      latency: Histogram.from(...results.map((r) => r.latency)),
-      pbkdf2: results.reduce((s, r) => s + r.pbkdf2, 0),
-      wallMs,
-      workerCpuUs: results.reduce((s, r) => s + r.cpuUs, 0),
-    };
-  }
-
-  async logout(): Promise<void> {
-    await Promise.all(this.children.map((_, w) => this.call(w, { type: 'logout', timeoutMs: 5000 }, 30_000)));
-    this.online = this.children.map(() => []);
-  }
-
-  async stats(reset: boolean, extra: { windowEndUs?: number; phase?: number } = {}): Promise<StatsResult[]> {
-    return Promise.all(this.children.map((_, w) => this.call<StatsResult>(w, { type: 'stats', reset, ...extra }, 30_000)));
-  }
-
-  async stop(): Promise<void> {
-    await Promise.all(
-      this.children.map(async (child, w) => {
-        if (child.exitCode !== null) return;
-        const exited = new Promise<void>((r) => child.once('exit', () => r()));
-        await this.call(w, { type: 'exit' }, 5000).catch(() => undefined);
-        const timedOut = await Promise.race([exited.then(() => false), delay(5000).then(() => true)]);
-        if (timedOut) child.kill('SIGKILL');
-      }),
-    );
-  }
-
-  kill(): void {
-    for (const c of this.children) if (c.exitCode === null) c.kill('SIGKILL');
-  }
-}
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function range(from: number, to: number): number[] {
@@ -1175,9 +1081,11 @@ async function main(): Promise<number> {
   const started = Date.now();
   const log = (m: string) => console.log(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${m}`);
   if (!existsSync(path.join(opts.gatehouse, 'dist/server/cli.js'))) throw new Error(`${path.join(opts.gatehouse, 'dist/server/cli.js')} missing: build first (npx tsc -p tsconfig.json)`);
-  const missing = opts.servers.filter((s) => !serverAvailable(s));
+  // The cluster scenario starts Gatehouse nodes of its own: alone, it needs none of the servers.
+  const serverScenarios = opts.scenarios.filter((x) => x !== 'cluster');
+  const missing = serverScenarios.length ? opts.servers.filter((s) => !serverAvailable(s)) : [];
   if (missing.length && opts.install) installDebianPackages(missing, log);
-  const servers = opts.servers.filter((s) => {
+  const servers = (serverScenarios.length ? opts.servers : []).filter((s) => {
     if (serverAvailable(s)) return true;
     log(`${SERVER_LABEL[s]} is not installed: skipped (apt-get install -y ${s})`);
     return false;
@@ -1268,6 +1176,7 @@ async function main(): Promise<number> {
       opts.scenarios.includes('offline') ? opts.offlineSenders + opts.offlineRecipients : 0,
       opts.scenarios.includes('pep') ? opts.pepContacts + 1 : 0,
       opts.scenarios.includes('muc') ? opts.mucOccupants : 0,
+      opts.scenarios.includes('cluster') ? Math.max(3 * clusterGroup(opts), opts.cluster.clients) : 0,
       2,
     );
     const accounts = await makeAccounts(needed, log);
@@ -1287,7 +1196,7 @@ async function main(): Promise<number> {
       log(`${b.label}: pid ${server.pid} on 127.0.0.1:${server.port} (accounts ready in ${(server.provisionMs / 1000).toFixed(1)} s)`);
       let pool: WorkerPool;
       try {
-        pool = await WorkerPool.start(opts.workers, server, cert.pem, accounts);
+        pool = await WorkerPool.start(opts.workers, [server.port], cert.pem, accounts);
       } catch (err) {
         await server.stop();
         throw err;
@@ -1427,6 +1336,24 @@ async function main(): Promise<number> {
       }
       for (const b of benches) if (b.ctx && online.has(b)) await b.ctx.pool.logout().catch(() => undefined);
     }
+    if (opts.scenarios.includes('cluster')) {
+      // Nothing else may run meanwhile: the servers of the other scenarios are stopped first.
+      for (const b of benches) {
+        const c = b.ctx;
+        if (!c) continue;
+        b.ctx = null;
+        await c.pool.stop().catch(() => c.pool.kill());
+        pools.delete(c.pool);
+        await c.server.stop();
+      }
+      results.cluster = await runCluster(
+        { ...opts.cluster, rounds: opts.smoke ? 1 : 2, group: clusterGroup(opts), budgetS: opts.smoke ? 60 : 110, gatehouse: opts.gatehouse, profileDir: opts.profile ? profilesDir : undefined },
+        cert,
+        accounts,
+        tmp,
+        log,
+      );
+    }
   } finally {
     for (const b of benches) {
       const c = b.ctx;
@@ -1445,6 +1372,7 @@ async function main(): Promise<number> {
     else log(`kept ${tmp}`);
   }
   const broken = benches.flatMap((b) => checkBroken(b.sr, opts));
+  if (results.cluster) broken.push(...checkClusterBroken(results.cluster));
   results.totalSeconds = (Date.now() - started) / 1000;
   results.broken = broken;
   const markdown = renderMarkdown(results, opts.out && existsSync(opts.out) ? readFileSync(opts.out, 'utf8') : null);
@@ -1457,9 +1385,10 @@ async function main(): Promise<number> {
     mkdirSync(path.dirname(path.resolve(opts.out)), { recursive: true });
     writeFileSync(opts.out, markdown);
     log(`report: ${opts.out}`);
-  } else {
+  } else if (serverScenarios.length) {
     console.log(markdown.split('<!-- end of generated part')[0]);
   }
+  if (results.cluster) console.log(renderCluster(results.cluster));
   if (opts.profile) log(`Gatehouse CPU profile in ${profilesDir} (node dist/scripts/bench/profile-summary.js FILE)`);
   if (broken.length) {
     for (const b of broken) console.error(`bench broken: ${b}`);
@@ -1467,6 +1396,20 @@ async function main(): Promise<number> {
   }
   log(`done in ${results.totalSeconds.toFixed(0)} s`);
   return 0;
+}
+
+/** Senders, local and remote recipients of the cluster scenario's CPU comparison: this many each. */
+function clusterGroup(opts: Options): number {
+  return opts.smoke ? 5 : 50;
+}
+
+/** The cluster scenario broke: it failed, or a phase delivered nothing (never a slow figure). */
+function checkClusterBroken(r: ClusterResult): string[] {
+  const out = r.errors.map((e) => `cluster: ${e}`);
+  if (r.within && r.within.delivered === 0) out.push('cluster: no message delivered within a node');
+  if (r.across && r.across.delivered === 0) out.push('cluster: no message delivered across nodes');
+  for (const t of r.throughput) if (t.steps.length && t.steps[0]!.delivered === 0) out.push(`cluster: no message delivered with ${t.nodes} node(s)`);
+  return out;
 }
 
 /** What makes the benchmark itself unusable (never a slow figure). */

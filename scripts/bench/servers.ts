@@ -445,6 +445,144 @@ async function createGatehouseRosters(root: string, dbPath: string, pep: NonNull
   }
 }
 
+// ---- Gatehouse cluster nodes (the cluster scenario) ----
+
+/** `storage.type` for a database URL. */
+function storageTypeOf(dbUrl: string): 'postgres' | 'mysql' {
+  if (/^postgres(ql)?:\/\//i.test(dbUrl)) return 'postgres';
+  if (/^(mysql|mariadb):\/\//i.test(dbUrl)) return 'mysql';
+  throw new Error('the cluster database must be a postgres:// or mysql:// URL (cluster mode refuses SQLite)');
+}
+
+/**
+ * The benchmark accounts in a shared database, through the storage layer of the build under test
+ * (migrations included): created where missing, their verifiers replaced where an earlier run left
+ * other ones (the account cache in the temp directory may have been made afresh since).
+ */
+export async function provisionSharedAccounts(root: string, dbUrl: string, accounts: BenchAccount[]): Promise<number> {
+  const { openStorage } = (await import(pathToFileURL(path.join(root, 'dist/storage/datasource.js')).href)) as typeof import('../../storage/datasource.js');
+  const t0 = Date.now();
+  const storage = await openStorage({ type: storageTypeOf(dbUrl), url: dbUrl }, { migrate: true });
+  try {
+    const now = new Date();
+    let next = 0;
+    const one = async () => {
+      while (next < accounts.length) {
+        const a = accounts[next++]!;
+        const v = { hash: 'SHA-1' as const, salt: Buffer.from(a.salt, 'base64'), iterations: a.iterations, storedKey: Buffer.from(a.storedKey, 'base64'), serverKey: Buffer.from(a.serverKey, 'base64') };
+        if (await storage.accounts.create(a.name, DOMAIN, [v], now)) continue;
+        const existing = await storage.accounts.get(a.name, DOMAIN);
+        if (!existing) throw new Error(`account ${a.name} could neither be created nor found`);
+        const have = await storage.accounts.getVerifiers(existing.id);
+        if (!have.some((h) => h.hash === 'SHA-1' && Buffer.compare(h.storedKey, v.storedKey) === 0)) await storage.accounts.setVerifiers(existing.id, [v]);
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, one));
+  } finally {
+    await storage.close();
+  }
+  return Date.now() - t0;
+}
+
+export interface ClusterNodeOptions {
+  dir: string;
+  repoRoot: string;
+  cert: CertFiles;
+  dbUrl: string;
+  nats: string;
+  /** NATS subject prefix of this run's cluster. */
+  prefix: string;
+  node: string;
+  /** Write a V8 CPU profile (node --cpu-prof) into this directory. */
+  cpuProfileDir?: string;
+  /** Announce this configuration's privacy policy before the start (once per run is enough). */
+  announcePolicy?: boolean;
+}
+
+/** One `gatehouse start` process as a node of a cluster, configured as the single-server benchmark's Gatehouse is, apart from storage and `cluster`. */
+export async function startGatehouseNode(o: ClusterNodeOptions): Promise<RunningBenchServer> {
+  const port = await freePort();
+  const dataDir = path.join(o.dir, 'data');
+  mkdirSync(dataDir, { recursive: true });
+  const config = [
+    `# Written by scripts/bench/cluster.ts`,
+    `dataDir: ${JSON.stringify(dataDir)}`,
+    `hosts:`,
+    `  - domain: ${DOMAIN}`,
+    `tls:`,
+    `  cert: ${JSON.stringify(o.cert.cert)}`,
+    `  key: ${JSON.stringify(o.cert.key)}`,
+    `listen:`,
+    `  c2s: [{ host: "127.0.0.1", port: ${port} }]`,
+    `  c2sDirectTls: []`,
+    `  components: []`,
+    `  s2s: []`,
+    `  admin: []`,
+    `  https: []`,
+    `c2s:`,
+    `  requireEncryption: true`,
+    `  maxConnectionsPerIp: 100000`,
+    `  idlePingAfter: 1h`,
+    `auth:`,
+    `  scramIterations: 4096`,
+    `  hashes: [SHA-1]`,
+    `storage:`,
+    `  type: ${storageTypeOf(o.dbUrl)}`,
+    `  url: ${JSON.stringify(o.dbUrl)}`,
+    `log:`,
+    `  level: warn`,
+    `  file: ${JSON.stringify(path.join(o.dir, 'gatehouse.log'))}`,
+    `backups:`,
+    `  schedule: "off"`,
+    `cluster:`,
+    `  enabled: true`,
+    `  node: ${o.node}`,
+    `  prefix: ${o.prefix}`,
+    `  nats: [${JSON.stringify(o.nats)}]`,
+    '',
+  ].join('\n');
+  const configFile = path.join(o.dir, 'gatehouse.yaml');
+  writeFileSync(configFile, config);
+  const log = path.join(o.dir, 'stdout.log');
+  // The shared database keeps the privacy policy in force from whatever ran on it before (another
+  // domain, other modules): this configuration's policy is announced as a technical change, in
+  // force at once (P22), as the cluster tests do. Both nodes have the same configuration.
+  if (o.announcePolicy) {
+    const today = new Date().toISOString().slice(0, 10);
+    try {
+      execFileSync(process.execPath, [path.join(o.repoRoot, 'dist/server/cli.js'), 'policy', 'announce', '--effective', today, '--technical', 'benchmark configuration', '--config', configFile], { cwd: o.dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+    } catch (err) {
+      const e = err as { stdout?: Buffer; stderr?: Buffer; message: string };
+      // Already in force (an earlier run announced the same): fine.
+      if (/nothing to announce/.test(`${e.stderr?.toString() ?? ''}${e.stdout?.toString() ?? ''}`)) return startNodeProcess(o, port, configFile, log);
+      throw new Error(`gatehouse policy announce failed: ${(e.stderr?.toString() || e.stdout?.toString() || e.message).trim().split('\n').slice(-3).join(' ')}`);
+    }
+  }
+  return startNodeProcess(o, port, configFile, log);
+}
+
+async function startNodeProcess(o: ClusterNodeOptions, port: number, configFile: string, log: string): Promise<RunningBenchServer> {
+  const extra = (process.env.BENCH_GATEHOUSE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const execArgv = [...extra, ...(o.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfileDir] : [])];
+  const child = launch(process.execPath, [...execArgv, path.join(o.repoRoot, 'dist/server/cli.js'), 'start', '--config', configFile], { cwd: o.dir, log });
+  track(child);
+  await waitForPort(port, child, 30_000, `Gatehouse node ${o.node}`, log);
+  const pid = child.pid!;
+  return {
+    kind: 'gatehouse',
+    port,
+    pid,
+    dir: o.dir,
+    provisioning: 'accounts in the shared database (provisionSharedAccounts)',
+    provisionMs: 0,
+    openFilesLimit: openFilesLimit(pid),
+    sample: () => procSample(pid),
+    stop: async () => {
+      await stopGroup(child, 10_000);
+    },
+  };
+}
+
 // ---- Prosody ----
 
 function luaString(s: string): string {

@@ -121,6 +121,10 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
         reconnectTimeWait: 250,
         pingInterval: Math.max(1000, this.config.heartbeatInterval),
         maxPingOut: 3,
+        // Every request (each message to another node) would otherwise build two Error objects with
+        // stack traces up front (nats.js "async traces"), a measurable share of the sending node's
+        // CPU per message (scripts/bench, cluster scenario); the errors are not shown with stacks anyway.
+        noAsyncTraces: true,
       });
     } catch (err) {
       throw new Error(`cluster: cannot connect to NATS (${this.config.nats.join(', ')}): ${err instanceof Error ? err.message : String(err)}`);

@@ -64,3 +64,51 @@ test('the benchmark smoke run completes, loses no message and runs the PEP scena
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * A database of its own for the cluster scenario (postgres:// or mysql:// URL), not the one the
+ * other tests use: the scenario announces its configuration's privacy policy (domain bench.local)
+ * there, which a later test expecting its own domain in force would trip over.
+ */
+const CLUSTER_DB = process.env.GATEHOUSE_TEST_BENCH_CLUSTER_DB;
+
+test(
+  'the cluster scenario runs two nodes on the shared database and NATS, and every message arrives within a node and across nodes',
+  { skip: !CLUSTER_DB ? 'the cluster scenario needs a database of its own in GATEHOUSE_TEST_BENCH_CLUSTER_DB (and NATS at 127.0.0.1:4222)' : false },
+  async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-cluster-smoke-'));
+    try {
+      const json = path.join(dir, 'results.json');
+      const proc = spawn(process.execPath, [RUN, '--smoke', '--scenarios', 'cluster', '--cluster-db', CLUSTER_DB!, '--json', json], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      proc.stdout.on('data', (d) => (out += d));
+      proc.stderr.on('data', (d) => (out += d));
+      const code = await new Promise<number | null>((resolve) => {
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 150_000);
+        proc.on('exit', (c) => (clearTimeout(timer), resolve(c)));
+      });
+      assert.equal(code, 0, out.slice(-3000));
+      const cluster = (JSON.parse(readFileSync(json, 'utf8')) as BenchResults).cluster;
+      assert.ok(cluster, 'no cluster result');
+      assert.deepEqual(cluster.errors, []);
+      const expected = cluster.parameters.messages * cluster.parameters.rounds;
+      for (const phase of [cluster.within, cluster.across]) {
+        assert.equal(phase.messages, expected);
+        assert.equal(phase.delivered, expected);
+        assert.equal(phase.lost, 0);
+      }
+      // Across nodes, the recipients' node (B) does work of its own; within node A it only idles.
+      assert.ok(cluster.across.nodeCpuSec[1]! > 0);
+      assert.deepEqual(cluster.throughput.map((t) => t.nodes), [2, 1]);
+      for (const t of cluster.throughput) {
+        assert.ok(t.steps.length > 0);
+        assert.equal(t.steps[0]!.lost, 0);
+        assert.equal(t.steps[0]!.delivered, t.steps[0]!.sent);
+      }
+      // The report names the machine's core count beside the throughput.
+      assert.match(out, new RegExp(`Max sustained: 2 nodes \\d+/s, 1 node \\d+/s \\(${cluster.cores} cores\\)`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
