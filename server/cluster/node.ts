@@ -310,7 +310,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.syncComponents(p, new Set());
     for (const s of gone) this.registry.removeRemote(s);
     for (const s of gone) {
-      if (s.available) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+      if (s.available || s.directedPresence.size > 0) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
     }
   }
 
@@ -322,7 +322,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.log.info('cluster: node left', { peer: p.name, why, sessions: left.length });
     this.syncComponents(p, new Set());
     for (const s of left) this.registry.removeRemote(s);
-    for (const s of left) if (s.available) void this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+    for (const s of left) if (s.available || s.directedPresence.size > 0) void this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
   }
 
   /** The living node with the first name: does what one node must do for all (presence to other domains). */
@@ -345,19 +345,36 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       copy.attrs.to = target;
       return copy;
     };
-    const account = await ctx.storage.accounts.get(session.jid.local, session.jid.domain);
-    const items = account ? await ctx.storage.roster.list(account.id) : [];
     const first = this.isFirstAlive();
-    for (const item of items) {
-      if (item.subscription !== 'from' && item.subscription !== 'both') continue;
-      const contact = Jid.tryParse(item.jid);
-      if (!contact) continue;
-      if (ctx.router.isLocalHost(contact.domain)) {
-        for (const s of this.registry.localOfAccount(contact.bare)) if (s.available) s.send(to(s.jid.full));
-      } else if (first) {
-        await ctx.router.send(to(item.jid));
+    const reached = new Set<string>();
+    if (session.available) {
+      const account = await ctx.storage.accounts.get(session.jid.local, session.jid.domain);
+      const items = account ? await ctx.storage.roster.list(account.id) : [];
+      for (const item of items) {
+        if (item.subscription !== 'from' && item.subscription !== 'both') continue;
+        const contact = Jid.tryParse(item.jid);
+        if (!contact) continue;
+        reached.add(contact.bare);
+        if (ctx.router.isLocalHost(contact.domain)) {
+          for (const s of this.registry.localOfAccount(contact.bare)) if (s.available) s.send(to(s.jid.full));
+        } else if (first) {
+          await ctx.router.send(to(item.jid));
+        }
       }
     }
+    // Directed presence outside the roster (RFC 6121 4.6.3): as the presence module does for a
+    // session that ends, each target once (a bare JID covers its resources).
+    for (const target of session.directedPresence) {
+      const jid = Jid.tryParse(target);
+      if (!jid || reached.has(jid.bare) || (jid.resource && session.directedPresence.has(jid.bare))) continue;
+      if (ctx.router.isLocalHost(jid.domain)) {
+        const here = jid.resource ? [this.registry.localSession(jid.full)] : this.registry.localOfAccount(jid.bare);
+        for (const s of here) if (s) s.send(to(s.jid.full));
+      } else if (first) {
+        await ctx.router.send(to(target));
+      }
+    }
+    if (!session.available) return;
     for (const s of this.registry.localOfAccount(session.jid.bare)) if (s.available) s.send(to(s.jid.full));
   }
 
@@ -374,6 +391,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       interested: s.interested,
       capabilities: s.capabilities ? [...s.capabilities] : null,
       flags: s.flagNames(),
+      directed: s.directedPresence.size > 0 ? [...s.directedPresence] : undefined,
     };
   }
 

@@ -74,3 +74,35 @@ declare module './services.js' {
     cluster: ClusterService;
   }
 }
+
+/**
+ * Stream management's durable copy of what a node wrote to its clients and they have not
+ * acknowledged yet (server/cluster/sm-journal.ts), so that a node killed with SIGKILL loses none of
+ * it: another node routes it again (other resources or offline storage). Present in cluster mode only.
+ */
+export interface StreamManagementJournal {
+  /** This node: the SM-IDs made here end with `.node`. */
+  readonly node: string;
+  /** Records a message written to the session with journal key `key`; resolves when stored (the value locates it). */
+  record(key: string, data: string, at: Date): Promise<number>;
+  /** The client acknowledged everything up to the record `upTo` resolves to. */
+  acknowledged(key: string, upTo: Promise<number>): void;
+  /** The session ended here and its queue was routed again: its records go. */
+  discard(key: string): void;
+  /** Resolves once the records made so far are stored (before a node confirms a delivery). */
+  stored(): Promise<void> | null;
+  /**
+   * A <resume/> of an SM-ID made on `node`: that node ends the session (its unacknowledged messages
+   * go to other resources or offline storage) and answers the session's h; null when it has no such
+   * session of that account, or cannot be reached.
+   */
+  endElsewhere(node: string, smid: string, accountId: number): Promise<number | null>;
+  /** Serves the other nodes' endElsewhere for this node's sessions. */
+  serveEnd(handler: (smid: string, accountId: number) => Promise<number | null>): void;
+}
+
+declare module './services.js' {
+  interface Services {
+    'sm-journal': StreamManagementJournal;
+  }
+}

@@ -163,6 +163,29 @@ export interface BoundSessionOptions {
   onEnd(session: BoundSession, condition?: string): void;
 }
 
+/** A set that tells of each change (additions and removals that change it). */
+class WatchedSet<T> extends Set<T> {
+  constructor(private readonly changed: () => void) {
+    super();
+  }
+  override add(value: T): this {
+    if (this.has(value)) return this;
+    super.add(value);
+    this.changed();
+    return this;
+  }
+  override delete(value: T): boolean {
+    if (!super.delete(value)) return false;
+    this.changed();
+    return true;
+  }
+  override clear(): void {
+    if (this.size === 0) return;
+    super.clear();
+    this.changed();
+  }
+}
+
 /**
  * A bound resource: the session state (JID, presence, counters) and the outbound path to the client,
  * apart from the connection that carries it. The stream that bound the resource attaches itself as
@@ -176,7 +199,8 @@ export class BoundSession implements ClientSession {
   readonly account: Account;
   readonly startedAt: Date;
   readonly counters: SessionCounters;
-  readonly directedPresence = new Set<string>();
+  /** Changes are told like the state below (a cluster's survivors send unavailable to these for a dead node). */
+  readonly directedPresence: Set<string> = new WatchedSet<string>(() => this.onStateChange?.(this));
   /**
    * Told when the state other nodes see (presence, priority, interest, capabilities, flags)
    * changes: the cluster registry shares it. Unset on a single node.

@@ -1,0 +1,164 @@
+/**
+ * Stream management's journal (XEP-0198) in a cluster: the messages a node wrote to a session with
+ * stream management and the client has not acknowledged yet, kept in a JetStream stream
+ * (`<prefix>-sm`, subjects `<prefix>.smj.NODE.KEY`, file storage, at most the resumption timeout
+ * plus a margin old), so that a node killed with SIGKILL loses none of them: the node chosen among
+ * the survivors reads the dead node's records and routes them again as stream management does for
+ * a session that ends (another resource, or offline storage), and a node restarting under the same
+ * name does so for its previous run. An acknowledgement purges what it covers.
+ * Cost: one JetStream publish (awaited before the node confirms a delivery from another node) per
+ * message to a session with stream management, one purge per acknowledgement.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { Logger } from '../../shared/logger.js';
+import type { StreamManagementJournal } from '../core/cluster.js';
+import { decode, encode, text } from './protocol.js';
+
+export interface JournalRecord {
+  key: string;
+  data: string;
+  at: string;
+}
+
+const MARGIN_MS = 60_000;
+
+export class SmJournal implements StreamManagementJournal {
+  private js: JetStreamClient | null = null;
+  private jsm: JetStreamManager | null = null;
+  private readonly stream: string;
+  private latest: Promise<unknown> | null = null;
+  private writing = 0;
+  /** Purges per key, one after the other. */
+  private readonly purges = new Map<string, Promise<void>>();
+  private endHandler: ((smid: string, accountId: number) => Promise<number | null>) | null = null;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly prefix: string,
+    readonly node: string,
+    private readonly maxAgeMs: number,
+    private readonly log: Logger,
+  ) {
+    this.stream = `${prefix}-sm`;
+  }
+
+  private subject(node: string, key: string): string {
+    return `${this.prefix}.smj.${node}.${key}`;
+  }
+
+  async open(): Promise<void> {
+    this.jsm = await jetstreamManager(this.nc);
+    this.js = jetstream(this.nc);
+    const config = { name: this.stream, subjects: [`${this.prefix}.smj.>`], storage: StorageType.File, max_age: (this.maxAgeMs + MARGIN_MS) * 1_000_000 };
+    try {
+      await this.jsm.streams.add(config);
+    } catch {
+      await this.jsm.streams.update(this.stream, { subjects: config.subjects, max_age: config.max_age });
+    }
+    this.nc.subscribe(`${this.prefix}.node.${this.node}.sm-end`, {
+      callback: (err, msg) => {
+        if (err) return;
+        const m = decode<{ smid: string; accountId: number }>(msg.data);
+        const handler = this.endHandler;
+        const answer = handler ? handler(m.smid, m.accountId) : Promise.resolve(null);
+        void answer.then(
+          (h) => msg.respond(encode({ h })),
+          () => msg.respond(encode({ h: null })),
+        );
+      },
+    });
+  }
+
+  record(key: string, data: string, at: Date): Promise<number> {
+    if (!this.js) return Promise.resolve(0);
+    this.writing++;
+    const p = this.js.publish(this.subject(this.node, key), encode({ key, data, at: at.toISOString() } satisfies JournalRecord)).then(
+      (ack) => ack.seq,
+      (err) => {
+        this.log.warn('cluster: a stream management journal write failed', { error: err instanceof Error ? err.message : String(err) });
+        return 0;
+      },
+    );
+    this.latest = p;
+    void p.finally(() => this.writing--);
+    return p;
+  }
+
+  stored(): Promise<void> | null {
+    if (this.writing === 0 || !this.latest) return null;
+    return this.latest.then(() => undefined);
+  }
+
+  acknowledged(key: string, upTo: Promise<number>): void {
+    this.purge(key, async () => {
+      const seq = await upTo;
+      if (seq > 0) await this.jsm?.streams.purge(this.stream, { filter: this.subject(this.node, key), seq: seq + 1 });
+    });
+  }
+
+  discard(key: string): void {
+    this.purge(key, async () => {
+      await this.latest?.catch(() => {});
+      await this.jsm?.streams.purge(this.stream, { filter: this.subject(this.node, key) });
+    });
+  }
+
+  private purge(key: string, fn: () => Promise<unknown>): void {
+    const next = (this.purges.get(key) ?? Promise.resolve())
+      .then(fn)
+      .then(
+        () => undefined,
+        (err) => this.log.debug('cluster: a stream management journal purge failed', { error: err instanceof Error ? err.message : String(err) }),
+      );
+    this.purges.set(key, next);
+    void next.then(() => {
+      if (this.purges.get(key) === next) this.purges.delete(key);
+    });
+  }
+
+  async endElsewhere(node: string, smid: string, accountId: number): Promise<number | null> {
+    try {
+      const reply = await this.nc.request(`${this.prefix}.node.${node}.sm-end`, encode({ smid, accountId }), { timeout: 5000 });
+      return decode<{ h: number | null }>(reply.data).h;
+    } catch {
+      return null;
+    }
+  }
+
+  serveEnd(handler: (smid: string, accountId: number) => Promise<number | null>): void {
+    this.endHandler = handler;
+  }
+
+  /** Reads and removes a node's records (a dead node, or this node's previous run), oldest first. */
+  async takeOver(node: string): Promise<JournalRecord[]> {
+    const js = this.js;
+    const jsm = this.jsm;
+    if (!js || !jsm) return [];
+    const filter = `${this.prefix}.smj.${node}.>`;
+    const consumer = await js.consumers.get(this.stream, { filter_subjects: [filter] });
+    const records: JournalRecord[] = [];
+    let pending = (await consumer.info()).num_pending;
+    while (pending > 0) {
+      const batch = await consumer.fetch({ max_messages: Math.min(pending, 500), expires: 2000 });
+      let got = 0;
+      for await (const m of batch) {
+        got++;
+        try {
+          records.push(JSON.parse(text(m.data)) as JournalRecord);
+        } catch {
+          // A record that does not parse is skipped.
+        }
+      }
+      if (got === 0) break;
+      pending -= got;
+    }
+    await consumer.delete().catch(() => {});
+    return records;
+  }
+
+  /** Removes a node's records once they were routed again. */
+  async purgeNode(node: string): Promise<void> {
+    await this.jsm?.streams.purge(this.stream, { filter: `${this.prefix}.smj.${node}.>` });
+  }
+}
