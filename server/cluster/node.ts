@@ -34,6 +34,7 @@ import {
 import { ClusterSessionRegistry, type LocalSessionEvents } from './registry.js';
 import { RemoteSession, type RemoteSessionLink } from './remote-session.js';
 import { SharedState } from './shared-state.js';
+import { SmJournal } from './sm-journal.js';
 import type { ClusterConfig } from './types.js';
 
 interface Peer {
@@ -84,6 +85,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private nc: NatsConnection | null = null;
   private ctx: ServerContext | null = null;
   private shared: SharedState | null = null;
+  private journal: SmJournal | null = null;
   private timer: NodeJS.Timeout | null = null;
   private connected = false;
   private reconnects = 0;
@@ -142,12 +144,19 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     void this.watchStatus(nc);
     this.shared = new SharedState(nc, this.config, this.node, this.log);
     await this.shared.open();
+    this.journal = new SmJournal(nc, this.config.prefix, this.node, ctx.config.c2s.resumptionTimeout, this.log);
+    try {
+      await this.journal.open();
+    } catch (err) {
+      throw new Error(`cluster: cannot open the stream management journal: ${err instanceof Error ? err.message : String(err)}`);
+    }
     // A running node with the same name would get half of this one's stanzas: listen for its
     // heartbeat (one and a half intervals) before joining.
     await new Promise((r) => setTimeout(r, Math.round(this.config.heartbeatInterval * 1.5)));
     if (this.nameTaken) throw new Error(`cluster: the node name ${JSON.stringify(this.node)} is in use by a running node (cluster.node must be unique)`);
     ctx.router.cluster = this;
     ctx.services.provide('cluster', this);
+    ctx.services.provide('sm-journal', this.journal);
     // What the other nodes cache about an account (its row, its lists) goes with it, and a new
     // account under a name deleted before must not meet the old cached data either.
     ctx.hooks.on('account/deleted', ({ jid }) => this.invalidate('account', jid.bare), 'observe');
@@ -159,6 +168,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.announceAll();
     this.timer = setInterval(() => this.tick(), this.config.heartbeatInterval);
     this.timer.unref();
+    // What this node's previous run (killed?) had not seen acknowledged.
+    void this.recoverJournal(this.node);
     this.log.info('joined the cluster', { nats: this.config.nats.join(','), prefix: this.config.prefix });
   }
 
@@ -309,8 +320,35 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.log.warn('cluster: node declared dead', { peer: p.name, why, sessions: gone.length });
     this.syncComponents(p, new Set());
     for (const s of gone) this.registry.removeRemote(s);
+    if (this.ownerOf('sm-journal', p.name) === this.node) void this.recoverJournal(p.name);
     for (const s of gone) {
       if (s.available || s.directedPresence.size > 0) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+    }
+  }
+
+  /**
+   * The stream management journal of a dead node (or of this node's previous run): the messages its
+   * clients had not acknowledged are routed again as for a session that ended (XEP-0198 section 4):
+   * another resource of the account, or offline storage, with the delay of their first sending.
+   */
+  private async recoverJournal(node: string): Promise<void> {
+    const ctx = this.ctx;
+    const journal = this.journal;
+    if (!ctx || !journal) return;
+    try {
+      const records = await journal.takeOver(node);
+      for (const r of records) {
+        const el = parseXmlText(r.data, NS.client);
+        const to = Jid.tryParse(el?.attrs.to);
+        if (!el || !to) continue;
+        const from = Jid.tryParse(el.attrs.from) ?? Jid.parse(to.domain);
+        if (!el.getChildren('delay', NS.delay).some((d) => d.attrs.from === to.domain)) el.append(x('delay', { xmlns: NS.delay, from: to.domain, stamp: r.at }));
+        await ctx.router.route(el, from, { kind: 'server' });
+      }
+      await journal.purgeNode(node);
+      if (records.length > 0) this.log.info('cluster: unacknowledged messages of a stream management journal routed again', { peer: node, messages: records.length });
+    } catch (err) {
+      this.log.warn('cluster: could not recover a stream management journal', { peer: node, error: err instanceof Error ? err.message : String(err) });
     }
   }
 
@@ -599,7 +637,11 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       return;
     }
     session.send(el);
-    if (msg.reply) msg.respond(DELIVERED);
+    if (!msg.reply) return;
+    // Written to a session with stream management: confirmed once its journal has it.
+    const stored = this.journal?.stored();
+    if (!stored) msg.respond(DELIVERED);
+    else void stored.then(() => msg.respond(DELIVERED));
   }
 
   private onClose(m: CloseSession): void {

@@ -68,6 +68,7 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import type { BoundSession, SessionLayer } from '../core/session.js';
 import type { ClientStream } from '../streams/c2s.js';
+import type { StreamManagementJournal } from '../core/cluster.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
@@ -105,6 +106,8 @@ interface Unacked {
   data: string;
   /** When it was first sent to the session (the delay stamp if it has to be routed again). */
   at: Date;
+  /** In cluster mode, a message that would be routed again: its record in the journal. */
+  journaled?: Promise<number>;
 }
 
 /** The 'h' attribute: an xs:unsignedInt. */
@@ -142,13 +145,18 @@ class SmSession implements SessionLayer {
     readonly id: string | null,
     /** Resumption timeout, ms. */
     readonly maxMs: number,
+    /** In cluster mode: the journal keeping the unacknowledged messages, and this session's key in it. */
+    private readonly journal: StreamManagementJournal | null = null,
+    private readonly journalKey = '',
   ) {}
 
   // ---- SessionLayer ----
 
   written(_stanza: Element, data: string): void {
     this.sent = (this.sent + 1) % U32;
-    this.queue.push({ data, at: this.sm.ctx.clock.now() });
+    const at = this.sm.ctx.clock.now();
+    const journaled = this.journal && _stanza.name === 'message' && rerouted(_stanza) ? this.journal.record(this.journalKey, data, at) : undefined;
+    this.queue.push({ data, at, journaled });
     this.queueChars += data.length;
     if (this.queue.length > this.sm.maxUnacked || this.queueChars > MAX_UNACKED_CHARS) {
       this.sm.ctx.log.info('too many unacknowledged stanzas; ending the session', { session: this.session.id, unacked: this.queue.length });
@@ -187,7 +195,9 @@ class SmSession implements SessionLayer {
     const unacked = this.queue.splice(0);
     this.queueChars = 0;
     this.sm.forget(this);
-    if (unacked.length > 0) this.sm.requeue(this.session, unacked);
+    const requeued = unacked.length > 0 ? this.sm.requeue(this.session, unacked) : Promise.resolve();
+    // Routed again from here: the journal's copy goes once that is done.
+    if (this.journal) void requeued.then(() => this.journal?.discard(this.journalKey));
   }
 
   // ---- acknowledgements ----
@@ -216,8 +226,13 @@ class SmSession implements SessionLayer {
   /** Applies an h the client reported (checked with newlyAcked first). */
   ack(h: number): void {
     const n = this.newlyAcked(h) ?? 0;
-    for (const e of this.queue.splice(0, n)) this.queueChars -= e.data.length;
+    let lastJournaled: Promise<number> | undefined;
+    for (const e of this.queue.splice(0, n)) {
+      this.queueChars -= e.data.length;
+      if (e.journaled) lastJournaled = e.journaled;
+    }
     this.acked = h;
+    if (lastJournaled) this.journal?.acknowledged(this.journalKey, lastJournaled);
   }
 
   /** An <a/> arrived: the outstanding request is answered; more may be requested. */
@@ -264,6 +279,7 @@ class StreamManagement {
   /** The final h of recently ended resumable sessions, for <failed h=''/>. */
   private readonly stale = new Map<string, { accountId: number; h: number; until: number }>();
   private readonly pending = new Set<Promise<void>>();
+  private servingOtherNodes = false;
 
   constructor(
     readonly ctx: ServerContext,
@@ -323,8 +339,15 @@ class StreamManagement {
     const requested = el.attrs.max !== undefined ? parseH(el.attrs.max) : null;
     if (requested !== null && requested > 0) maxMs = Math.min(maxMs, requested * 1000);
     const resumable = wantsResume && maxMs > 0;
-    const id = resumable ? randomBytes(18).toString('base64url') : null;
-    const state = new SmSession(this, session, id, maxMs);
+    const journal = this.ctx.services.get('sm-journal') ?? null;
+    const key = randomBytes(18).toString('base64url');
+    // In a cluster the SM-ID names the node holding the session: a <resume/> reaching another node finds it.
+    const id = resumable ? (journal ? `${key}.${journal.node}` : key) : null;
+    if (journal && !this.servingOtherNodes) {
+      this.servingOtherNodes = true;
+      journal.serveEnd((smid, accountId) => this.endForOtherNode(smid, accountId));
+    }
+    const state = new SmSession(this, session, id, maxMs, journal, key);
     // Counting starts with <enabled/> (section 4): nothing is written in between.
     stream.writeNonza(x('enabled', { xmlns: NS_SM, id: id ?? undefined, resume: resumable ? 'true' : undefined, max: resumable ? Math.max(1, Math.round(maxMs / 1000)) : undefined }));
     this.bySession.set(session, state);
@@ -341,6 +364,12 @@ class StreamManagement {
       return;
     }
     const state = this.byId.get(previd);
+    const journal = this.ctx.services.get('sm-journal');
+    const node = previd.slice(previd.indexOf('.') + 1);
+    if (!state && journal && previd.includes('.') && node !== journal.node) {
+      void this.resumeElsewhere(stream, journal, node, previd, account.id);
+      return;
+    }
     if (!state || state.session.ended || state.session.account.id !== account.id) {
       // The same answer for a session that never existed and another account's: nothing to learn.
       const old = this.stale.get(previd);
@@ -354,6 +383,29 @@ class StreamManagement {
     }
     state.ack(h);
     if (!stream.resume(state.session, () => state.handover())) stream.writeNonza(failed('unexpected-request'));
+  }
+
+  /**
+   * A <resume/> of a session held by another node of the cluster (the client reconnected through a
+   * load balancer, or its node died). The session is not moved: its node ends it, its unacknowledged
+   * messages go to other resources or offline storage there (a dead node's from its journal, by a
+   * survivor), and the client gets <failed/> with the session's h when known (section 5), binds anew
+   * and receives them as offline messages.
+   */
+  private async resumeElsewhere(stream: ClientStream, journal: StreamManagementJournal, node: string, previd: string, accountId: number): Promise<void> {
+    const h = await journal.endElsewhere(node, previd, accountId);
+    stream.writeNonza(failed('item-not-found', h ?? undefined));
+  }
+
+  /** Another node's endElsewhere for a session here: it ends, and its queue is routed again before the answer. */
+  async endForOtherNode(previd: string, accountId: number): Promise<number | null> {
+    const state = this.byId.get(previd);
+    if (!state || state.session.ended || state.session.account.id !== accountId) return null;
+    const h = state.inbound;
+    const before = [...this.pending];
+    state.session.close('conflict', 'the session was taken over by a connection to another node');
+    await Promise.allSettled([...this.pending].filter((p) => !before.includes(p)));
+    return h;
   }
 
   private tooHigh(stream: ClientStream, h: number, state: SmSession): void {
@@ -395,7 +447,7 @@ class StreamManagement {
   }
 
   /** Routes an ended session's unacknowledged stanzas again, in order (see the module comment). */
-  requeue(session: BoundSession, unacked: Unacked[]): void {
+  requeue(session: BoundSession, unacked: Unacked[]): Promise<void> {
     const run = (async () => {
       for (const entry of unacked) {
         // Never within the call that ended the session (a replacing session answers its bind
@@ -410,6 +462,7 @@ class StreamManagement {
     })();
     this.pending.add(run);
     void run.finally(() => this.pending.delete(run));
+    return run;
   }
 
   private async redeliver(session: BoundSession, entry: Unacked): Promise<void> {
