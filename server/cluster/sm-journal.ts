@@ -136,7 +136,7 @@ export class SmJournal implements StreamManagementJournal {
     const jsm = this.jsm;
     if (!js || !jsm) return [];
     const filter = `${this.prefix}.smj.${node}.>`;
-    const consumer = await js.consumers.get(this.stream, { filter_subjects: [filter] });
+    const consumer = await js.consumers.get(this.stream, { filter_subjects: filter });
     const records: JournalRecord[] = [];
     let pending = (await consumer.info()).num_pending;
     while (pending > 0) {
