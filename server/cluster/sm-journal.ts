@@ -29,8 +29,9 @@ export class SmJournal implements StreamManagementJournal {
   private readonly stream: string;
   private latest: Promise<unknown> | null = null;
   private writing = 0;
-  /** Purges per key, one after the other. */
-  private readonly purges = new Map<string, Promise<void>>();
+  /** The purge each key waits for (the latest acknowledgement, or everything), and the keys being purged now. */
+  private readonly wantedPurge = new Map<string, Promise<number> | 'all'>();
+  private readonly purging = new Set<string>();
   private endHandler: ((smid: string, accountId: number) => Promise<number | null>) | null = null;
 
   constructor(
@@ -91,30 +92,42 @@ export class SmJournal implements StreamManagementJournal {
   }
 
   acknowledged(key: string, upTo: Promise<number>): void {
-    this.purge(key, async () => {
-      const seq = await upTo;
-      if (seq > 0) await this.jsm?.streams.purge(this.stream, { filter: this.subject(this.node, key), seq: seq + 1 });
-    });
+    this.purge(key, upTo);
   }
 
   discard(key: string): void {
-    this.purge(key, async () => {
-      await this.latest?.catch(() => {});
-      await this.jsm?.streams.purge(this.stream, { filter: this.subject(this.node, key) });
-    });
+    this.purge(key, 'all');
   }
 
-  private purge(key: string, fn: () => Promise<unknown>): void {
-    const next = (this.purges.get(key) ?? Promise.resolve())
-      .then(fn)
-      .then(
-        () => undefined,
-        (err) => this.log.debug('cluster: a stream management journal purge failed', { error: err instanceof Error ? err.message : String(err) }),
-      );
-    this.purges.set(key, next);
-    void next.then(() => {
-      if (this.purges.get(key) === next) this.purges.delete(key);
-    });
+  /**
+   * Purges run one at a time per key; acknowledgements arriving meanwhile are folded into the next
+   * purge (only the latest counts), so a busy session costs one purge per round trip, not per <a/>.
+   */
+  private purge(key: string, upTo: Promise<number> | 'all'): void {
+    const wanted = this.wantedPurge.get(key);
+    if (wanted !== 'all') this.wantedPurge.set(key, upTo);
+    if (this.purging.has(key)) return;
+    this.purging.add(key);
+    void (async () => {
+      try {
+        for (let next = this.wantedPurge.get(key); next !== undefined; next = this.wantedPurge.get(key)) {
+          this.wantedPurge.delete(key);
+          try {
+            if (next === 'all') {
+              await this.latest?.catch(() => {});
+              await this.jsm?.streams.purge(this.stream, { filter: this.subject(this.node, key) });
+            } else {
+              const seq = await next;
+              if (seq > 0) await this.jsm?.streams.purge(this.stream, { filter: this.subject(this.node, key), seq: seq + 1 });
+            }
+          } catch (err) {
+            this.log.debug('cluster: a stream management journal purge failed', { error: err instanceof Error ? err.message : String(err) });
+          }
+        }
+      } finally {
+        this.purging.delete(key);
+      }
+    })();
   }
 
   async endElsewhere(node: string, smid: string, accountId: number): Promise<number | null> {
