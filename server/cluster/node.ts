@@ -336,7 +336,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     const journal = this.journal;
     if (!ctx || !journal) return;
     try {
-      const records = await journal.takeOver(node);
+      const records = await journal.readNode(node);
       for (const r of records) {
         const el = parseXmlText(r.data, NS.client);
         const to = Jid.tryParse(el?.attrs.to);

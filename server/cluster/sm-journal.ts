@@ -12,7 +12,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from '../../shared/logger.js';
-import type { StreamManagementJournal } from '../core/cluster.js';
+import type { StreamManagementJournal, TakeOverAnswer, TakeOverRequest } from '../core/cluster.js';
 import { decode, encode, text } from './protocol.js';
 
 export interface JournalRecord {
@@ -32,7 +32,7 @@ export class SmJournal implements StreamManagementJournal {
   /** The purge each key waits for (the latest acknowledgement, or everything), and the keys being purged now. */
   private readonly wantedPurge = new Map<string, Promise<number> | 'all'>();
   private readonly purging = new Set<string>();
-  private endHandler: ((smid: string, accountId: number) => Promise<number | null>) | null = null;
+  private takeOverHandler: ((request: TakeOverRequest) => Promise<TakeOverAnswer | null>) | null = null;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -57,16 +57,20 @@ export class SmJournal implements StreamManagementJournal {
     } catch {
       await this.jsm.streams.update(this.stream, { subjects: config.subjects, max_age: config.max_age });
     }
-    this.nc.subscribe(`${this.prefix}.node.${this.node}.sm-end`, {
+    this.nc.subscribe(`${this.prefix}.node.${this.node}.sm-takeover`, {
       callback: (err, msg) => {
         if (err) return;
-        const m = decode<{ smid: string; accountId: number }>(msg.data);
-        const handler = this.endHandler;
-        const answer = handler ? handler(m.smid, m.accountId) : Promise.resolve(null);
+        const handler = this.takeOverHandler;
+        const answer = handler ? handler(decode<TakeOverRequest>(msg.data)) : Promise.resolve(null);
         void answer.then(
-          (h) => msg.respond(encode({ h })),
-          () => msg.respond(encode({ h: null })),
+          (a) => msg.respond(encode({ answer: a })),
+          () => msg.respond(encode({ answer: null })),
         );
+      },
+    });
+    this.nc.subscribe(`${this.prefix}.node.${this.node}.sm-released`, {
+      callback: (err, msg) => {
+        if (!err) this.discard(decode<{ key: string }>(msg.data).key);
       },
     });
   }
@@ -130,21 +134,28 @@ export class SmJournal implements StreamManagementJournal {
     })();
   }
 
-  async endElsewhere(node: string, smid: string, accountId: number): Promise<number | null> {
+  async takeOver(node: string, request: TakeOverRequest): Promise<TakeOverAnswer | null> {
     try {
-      const reply = await this.nc.request(`${this.prefix}.node.${node}.sm-end`, encode({ smid, accountId }), { timeout: 5000 });
-      return decode<{ h: number | null }>(reply.data).h;
+      const reply = await this.nc.request(`${this.prefix}.node.${node}.sm-takeover`, encode(request), { timeout: 5000 });
+      return decode<{ answer: TakeOverAnswer | null }>(reply.data).answer;
     } catch {
       return null;
     }
   }
 
-  serveEnd(handler: (smid: string, accountId: number) => Promise<number | null>): void {
-    this.endHandler = handler;
+  serveTakeOver(handler: (request: TakeOverRequest) => Promise<TakeOverAnswer | null>): void {
+    this.takeOverHandler = handler;
+  }
+
+  released(node: string, key: string): void {
+    const stored = this.stored() ?? Promise.resolve();
+    void stored.then(() => {
+      if (!this.nc.isClosed()) this.nc.publish(`${this.prefix}.node.${node}.sm-released`, encode({ key }));
+    });
   }
 
   /** Reads and removes a node's records (a dead node, or this node's previous run), oldest first. */
-  async takeOver(node: string): Promise<JournalRecord[]> {
+  async readNode(node: string): Promise<JournalRecord[]> {
     const js = this.js;
     const jsm = this.jsm;
     if (!js || !jsm) return [];

@@ -68,7 +68,7 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import type { BoundSession, SessionLayer } from '../core/session.js';
 import type { ClientStream } from '../streams/c2s.js';
-import type { StreamManagementJournal } from '../core/cluster.js';
+import type { SessionHandover, StreamManagementJournal, TakeOverAnswer, TakeOverRequest } from '../core/cluster.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
@@ -188,10 +188,17 @@ class SmSession implements SessionLayer {
     this.sm.awake(this);
   }
 
-  ended(): void {
+  ended(condition?: string): void {
     this.clearTimers();
     this.hibernationTimer?.cancel();
     this.hibernationTimer = null;
+    if (condition === 'moved') {
+      // Handed over to another node with its queue (see takeOverForOtherNode).
+      this.queue.splice(0);
+      this.queueChars = 0;
+      this.sm.forget(this, true);
+      return;
+    }
     const unacked = this.queue.splice(0);
     this.queueChars = 0;
     this.sm.forget(this);
@@ -244,6 +251,30 @@ class SmSession implements SessionLayer {
     else if (this.queue.length > 0 && !this.requestTimer) this.requestTimer = this.after(this.sm.requestAfterMs, () => this.request());
   }
 
+  /** What another node needs to carry this session on (XEP-0198 resumption there). */
+  handoverState(): Omit<SessionHandover, 'id' | 'jid' | 'startedAt' | 'available' | 'priority' | 'presence' | 'interested' | 'capabilities' | 'flags' | 'directed'> {
+    return {
+      journalKey: this.journalKey,
+      maxMs: this.maxMs,
+      inbound: this.inbound,
+      sent: this.sent,
+      acked: this.acked,
+      queue: this.queue.map((e) => ({ data: e.data, at: e.at.toISOString(), journaled: e.journaled !== undefined })),
+    };
+  }
+
+  /** Takes on the counters and queue another node handed over; the queue's messages go into this node's journal. */
+  takeOn(h: SessionHandover): void {
+    this.inbound = h.inbound;
+    this.sent = h.sent;
+    this.acked = h.acked;
+    for (const e of h.queue) {
+      const at = new Date(e.at);
+      this.queue.push({ data: e.data, at, journaled: e.journaled && this.journal ? this.journal.record(this.journalKey, e.data, at) : undefined });
+      this.queueChars += e.data.length;
+    }
+  }
+
   /** Writes <resumed/> and everything still unacknowledged, on the transport that now carries the session. */
   handover(): void {
     this.clearTimers();
@@ -280,6 +311,8 @@ class StreamManagement {
   private readonly stale = new Map<string, { accountId: number; h: number; until: number }>();
   private readonly pending = new Set<Promise<void>>();
   private servingOtherNodes = false;
+  /** SM-IDs of sessions handed over to another node, and which (a later <resume/> elsewhere is sent on). */
+  private readonly movedTo = new Map<string, string>();
 
   constructor(
     readonly ctx: ServerContext,
@@ -345,7 +378,7 @@ class StreamManagement {
     const id = resumable ? (journal ? `${key}.${journal.node}` : key) : null;
     if (journal && !this.servingOtherNodes) {
       this.servingOtherNodes = true;
-      journal.serveEnd((smid, accountId) => this.endForOtherNode(smid, accountId));
+      journal.serveTakeOver((request) => this.takeOverForOtherNode(journal, request));
     }
     const state = new SmSession(this, session, id, maxMs, journal, key);
     // Counting starts with <enabled/> (section 4): nothing is written in between.
@@ -365,9 +398,9 @@ class StreamManagement {
     }
     const state = this.byId.get(previd);
     const journal = this.ctx.services.get('sm-journal');
-    const node = previd.slice(previd.indexOf('.') + 1);
+    const node = this.movedTo.get(previd) ?? previd.slice(previd.indexOf('.') + 1);
     if (!state && journal && previd.includes('.') && node !== journal.node) {
-      void this.resumeElsewhere(stream, journal, node, previd, account.id);
+      void this.resumeElsewhere(stream, journal, node, previd, account.id, h);
       return;
     }
     if (!state || state.session.ended || state.session.account.id !== account.id) {
@@ -387,25 +420,81 @@ class StreamManagement {
 
   /**
    * A <resume/> of a session held by another node of the cluster (the client reconnected through a
-   * load balancer, or its node died). The session is not moved: its node ends it, its unacknowledged
-   * messages go to other resources or offline storage there (a dead node's from its journal, by a
-   * survivor), and the client gets <failed/> with the session's h when known (section 5), binds anew
-   * and receives them as offline messages.
+   * load balancer to another node). That node hands it over: the session, its counters and its
+   * unacknowledged queue move here, it leaves there without ending for contacts, and the client gets
+   * <resumed/> and the queue as on the node it left. A node that cannot hand over ends the session
+   * (its unacknowledged messages go to other resources or offline storage) and the client gets
+   * <failed/> with the session's h (section 5); a dead node's session is gone, its journal is routed
+   * by a survivor, and the client gets <failed/>, binds anew and receives them as offline messages.
    */
-  private async resumeElsewhere(stream: ClientStream, journal: StreamManagementJournal, node: string, previd: string, accountId: number): Promise<void> {
-    const h = await journal.endElsewhere(node, previd, accountId);
-    stream.writeNonza(failed('item-not-found', h ?? undefined));
+  private async resumeElsewhere(stream: ClientStream, journal: StreamManagementJournal, node: string, previd: string, accountId: number, h: number): Promise<void> {
+    const answer = await journal.takeOver(node, { smid: previd, accountId, h, node: journal.node });
+    if (!answer) {
+      stream.writeNonza(failed('item-not-found'));
+      return;
+    }
+    if (!('handover' in answer)) {
+      if (answer.tooHigh !== undefined) stream.close('undefined-condition', 'acknowledged more stanzas than were sent', x('handled-count-too-high', { xmlns: NS_SM, h, 'send-count': answer.tooHigh }));
+      else stream.writeNonza(failed('item-not-found', answer.h));
+      return;
+    }
+    const hv = answer.handover;
+    const jid = Jid.tryParse(hv.jid);
+    const session = jid
+      ? stream.adopt({ id: hv.id, jid, startedAt: new Date(hv.startedAt) }, (s) => {
+          s.priority = hv.priority;
+          s.presence = hv.presence ? parseXmlText(hv.presence, NS.client) : null;
+          s.interested = hv.interested;
+          s.capabilities = hv.capabilities ? new Set(hv.capabilities) : undefined;
+          for (const f of hv.flags) s.setFlag(f, true);
+          for (const d of hv.directed) s.directedPresence.add(d);
+          s.available = hv.available;
+          const state = new SmSession(this, s, previd, hv.maxMs, journal, hv.journalKey);
+          state.takeOn(hv);
+          this.bySession.set(s, state);
+          this.byId.set(previd, state);
+          s.addLayer(state);
+          state.handover();
+        })
+      : null;
+    if (!session) {
+      stream.writeNonza(failed('unexpected-request'));
+      return;
+    }
+    journal.released(node, hv.journalKey);
   }
 
-  /** Another node's endElsewhere for a session here: it ends, and its queue is routed again before the answer. */
-  async endForOtherNode(previd: string, accountId: number): Promise<number | null> {
-    const state = this.byId.get(previd);
-    if (!state || state.session.ended || state.session.account.id !== accountId) return null;
-    const h = state.inbound;
-    const before = [...this.pending];
-    state.session.close('conflict', 'the session was taken over by a connection to another node');
-    await Promise.allSettled([...this.pending].filter((p) => !before.includes(p)));
-    return h;
+  /**
+   * Another node's <resume/> of a session here: handed over (it leaves here without ending for
+   * contacts; its stream, if still open, gets a conflict stream error). An SM-ID handed over before
+   * is asked of the node it went to.
+   */
+  async takeOverForOtherNode(journal: StreamManagementJournal, request: TakeOverRequest): Promise<TakeOverAnswer | null> {
+    const went = this.movedTo.get(request.smid);
+    if (went && went !== request.node) return journal.takeOver(went, request);
+    const state = this.byId.get(request.smid);
+    if (!state || state.session.ended || state.session.account.id !== request.accountId) return null;
+    if (state.newlyAcked(request.h) === null) return { h: state.inbound, tooHigh: state.sent };
+    state.ack(request.h);
+    const s = state.session;
+    const handover: SessionHandover = {
+      ...state.handoverState(),
+      id: s.id,
+      jid: s.jid.full,
+      startedAt: s.startedAt.getTime(),
+      available: s.available,
+      priority: s.priority,
+      presence: s.presence ? s.presence.toString() : null,
+      interested: s.interested,
+      capabilities: s.capabilities ? [...s.capabilities] : null,
+      flags: s.flagNames(),
+      directed: [...s.directedPresence],
+    };
+    this.movedTo.delete(request.smid);
+    this.movedTo.set(request.smid, request.node);
+    if (this.movedTo.size > MAX_STALE_H) this.movedTo.delete(this.movedTo.keys().next().value as string);
+    s.moveAway();
+    return { handover };
   }
 
   private tooHigh(stream: ClientStream, h: number, state: SmSession): void {
@@ -433,11 +522,12 @@ class StreamManagement {
     if (set.size === 0) this.asleep.delete(bare);
   }
 
-  forget(state: SmSession): void {
+  forget(state: SmSession, moved = false): void {
     this.awake(state);
     this.bySession.delete(state.session);
     if (!state.id) return;
     this.byId.delete(state.id);
+    if (moved) return;
     const now = Date.now();
     for (const [id, s] of this.stale) {
       if (this.stale.size < MAX_STALE_H && s.until > now) break;

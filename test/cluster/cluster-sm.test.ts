@@ -101,11 +101,11 @@ async function enableSm(c: TestClient): Promise<string> {
   return enabled.attrs.id;
 }
 
-async function resumeOn(node: Node, name: string, previd: string): Promise<{ client: TestClient; answer: Element }> {
+async function resumeOn(node: Node, name: string, previd: string, h = 0): Promise<{ client: TestClient; answer: Element }> {
   const client = await TestClient.connect({ port: node.port });
   clients.push(client);
   await client.authenticateAndRestart(name, 'pw-' + name);
-  client.send(x('resume', { xmlns: NS_SM, previd, h: 0 }));
+  client.send(x('resume', { xmlns: NS_SM, previd, h }));
   const answer = await client.expect((el) => el.attrs.xmlns === NS_SM && (el.name === 'resumed' || el.name === 'failed'));
   return { client, answer };
 }
@@ -126,26 +126,52 @@ describe('cluster: stream management across nodes', { skip }, () => {
     await Promise.all(nodes.map((n) => stopNode(n)));
   });
 
-  test('<resume/> on another node while the session lives: it ends there, <failed h/> answers, and the unacknowledged messages arrive at the next login', async () => {
+  test('<resume/> on another node while the session lives: the session moves there with its unacknowledged stanzas and stays available', async () => {
     const [n1, n2] = nodes as [Node, Node, Node];
     const alice = await account(n2, `smalice-${tag}`);
+    await online(alice);
     const bob = await account(n1, `smbob-${tag}`);
     const previd = await enableSm(bob);
     assert.match(previd, /\.s1$/, 'the SM-ID names the node holding the session');
     await online(bob);
+    // Directed presence: a recipient would see unavailable if the session ended anywhere.
+    bob.send(x('presence', { to: alice.jid! }));
+    await alice.expect((el) => el.name === 'presence' && el.attrs.from === bob.jid && el.attrs.type === undefined);
     const sent = ['one', 'two', 'three'].map((w) => `living ${w}`);
     for (const body of sent) alice.send(x('message', { to: bob.jid!, type: 'chat' }, x('body', {}, body)));
     await barrier(alice);
     for (const body of sent) await bob.expect((el) => el.name === 'message' && el.getChildText('body') === body);
     bob.destroy();
-    const { answer } = await resumeOn(n2, `smbob-${tag}`, previd);
+    // The client saw its own presence (1) and acknowledges it; the three messages it does not.
+    const { client, answer } = await resumeOn(n2, `smbob-${tag}`, previd, 1).catch((err) => {
+      throw new Error(`${err}; ${[n1, n2].map((n) => n.proc.output.join('').split('\n').filter((l) => /warn|error|cluster/i.test(l)).join('\n'))}`);
+    });
+    assert.equal(answer.name, 'resumed', `resumed, not ${answer}`);
+    assert.equal(answer.attrs.previd, previd);
+    // h: the stanzas the session had handled from the client (initial and directed presence).
+    assert.equal(answer.attrs.h, '2');
+    for (const body of sent) await client.expect((el) => el.name === 'message' && el.getChildText('body') === body);
+    client.jid = bob.jid;
+    alice.send(x('message', { to: bob.jid!, type: 'chat' }, x('body', {}, 'after the move')));
+    await client.expect((el) => el.name === 'message' && el.getChildText('body') === 'after the move');
+    assert.ok(await alice.expectNothing((el) => el.name === 'presence' && el.attrs.from === bob.jid && el.attrs.type === 'unavailable', 500), 'the session did not end for anyone');
+    await barrier(client);
+  });
+
+  test('<resume/> with a wrong SM-ID of another node, or another account: <failed/> and the stream can bind', async () => {
+    const [n1, n2] = nodes as [Node, Node, Node];
+    const owner = await account(n1, `smowner-${tag}`);
+    const previd = await enableSm(owner);
+    await account(n2, `smother-${tag}`);
+    const { client, answer } = await resumeOn(n2, `smother-${tag}`, previd);
     assert.equal(answer.name, 'failed');
     assert.ok(answer.getChild('item-not-found'));
-    // h: the stanzas the old session had handled from the client (its initial presence).
-    assert.equal(answer.attrs.h, '1');
-    const again = await login(n2, `smbob-${tag}`);
-    await online(again);
-    for (const body of sent) await again.expect((el) => el.name === 'message' && el.getChildText('body') === body);
+    const bound = await client.iq(x('iq', { type: 'set' }, x('bind', { xmlns: NS.bind })));
+    assert.equal(bound.attrs.type, 'result');
+    const unknown = await resumeOn(n2, `smother-${tag}`, 'nosuchsession.s1');
+    assert.equal(unknown.answer.name, 'failed');
+    // The owner's session was not touched.
+    await barrier(owner);
   });
 
   test('SIGKILL of the node holding a session with stream management: nothing unacknowledged is lost, and its directed presence ends', async () => {
