@@ -156,7 +156,6 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     if (this.nameTaken) throw new Error(`cluster: the node name ${JSON.stringify(this.node)} is in use by a running node (cluster.node must be unique)`);
     ctx.router.cluster = this;
     ctx.services.provide('cluster', this);
-    ctx.services.provide('sm-journal', this.journal);
     // What the other nodes cache about an account (its row, its lists) goes with it, and a new
     // account under a name deleted before must not meet the old cached data either.
     ctx.hooks.on('account/deleted', ({ jid }) => this.invalidate('account', jid.bare), 'observe');
@@ -168,8 +167,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.announceAll();
     this.timer = setInterval(() => this.tick(), this.config.heartbeatInterval);
     this.timer.unref();
-    // What this node's previous run (killed?) had not seen acknowledged.
-    void this.recoverJournal(this.node);
+    // What this node's previous run (killed?) had not seen acknowledged, before this run journals anything.
+    await this.recoverJournal(this.node);
+    ctx.services.provide('sm-journal', this.journal);
     this.log.info('joined the cluster', { nats: this.config.nats.join(','), prefix: this.config.prefix });
   }
 
@@ -320,7 +320,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.log.warn('cluster: node declared dead', { peer: p.name, why, sessions: gone.length });
     this.syncComponents(p, new Set());
     for (const s of gone) this.registry.removeRemote(s);
-    if (this.ownerOf('sm-journal', p.name) === this.node) void this.recoverJournal(p.name);
+    // A restarted node routes its previous run's journal itself (at its start).
+    if (why !== 'restarted' && this.ownerOf('sm-journal', p.name) === this.node) void this.recoverJournal(p.name);
     for (const s of gone) {
       if (s.available || s.directedPresence.size > 0) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
     }

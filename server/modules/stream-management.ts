@@ -26,7 +26,7 @@
  * - <enabled/> carries id, resume='true' and max (seconds) when the client asked for resumption and
  *   the timeout is not zero: the smaller of the client's max and ours (default 300 s, the module
  *   option `resumptionTimeout`, configuration key c2s.resumptionTimeout). No 'location':
- *   every listener of this process can resume.
+ *   every listener of this process can resume, and in a cluster every node (below).
  * - h counts the stanzas the server accepted from the client (counted before routing, so a
  *   resumption overtaking the routing of the last stanza still counts it) and is answered to every
  *   <r/> at once; both counters wrap at 2^32 (section 4). Nonzas are never counted.
@@ -61,6 +61,13 @@
  *   service-unavailable, presence is dropped (it is state, not content). A message that reaches
  *   another resource may be a duplicate of its carbon copy; XEP-0198 section 4 accepts duplicates,
  *   and clients weed them out by the stanza id.
+ * - Cluster mode (server/cluster/sm-journal.ts, docs/cluster.md): the SM-ID ends with `.NODE`; a
+ *   <resume/> reaching another node makes NODE hand the session over (counters, queue, presence
+ *   state; it leaves there without 'session/closed', so no unavailable) and the new node answers
+ *   <resumed/> as above. Messages written to a session are also kept in a JetStream journal until
+ *   acknowledged, so a node killed with SIGKILL loses none: a survivor routes them as for an ended
+ *   session, and a <resume/> of the dead node's session gets <failed><item-not-found/></failed>.
+ *   A single server has no journal (its kill -9 loses the in-memory queue, as it always did).
  * - Stanza contents are never logged.
  */
 import { randomBytes } from 'node:crypto';
