@@ -383,10 +383,7 @@ class StreamManagement {
     const key = randomBytes(18).toString('base64url');
     // In a cluster the SM-ID names the node holding the session: a <resume/> reaching another node finds it.
     const id = resumable ? (journal ? `${key}.${journal.node}` : key) : null;
-    if (journal && !this.servingOtherNodes) {
-      this.servingOtherNodes = true;
-      journal.serveTakeOver((request) => this.takeOverForOtherNode(journal, request));
-    }
+    if (journal) this.serveOtherNodes(journal);
     const state = new SmSession(this, session, id, maxMs, journal, key);
     // Counting starts with <enabled/> (section 4): nothing is written in between.
     stream.writeNonza(x('enabled', { xmlns: NS_SM, id: id ?? undefined, resume: resumable ? 'true' : undefined, max: resumable ? Math.max(1, Math.round(maxMs / 1000)) : undefined }));
@@ -446,6 +443,7 @@ class StreamManagement {
       return;
     }
     const hv = answer.handover;
+    this.serveOtherNodes(journal);
     const jid = Jid.tryParse(hv.jid);
     const session = jid
       ? stream.adopt({ id: hv.id, jid, startedAt: new Date(hv.startedAt) }, (s) => {
@@ -469,6 +467,13 @@ class StreamManagement {
       return;
     }
     journal.released(node, hv.journalKey);
+  }
+
+  /** From the first session with stream management here (enabled or taken over): other nodes' <resume/> of it are answered. */
+  private serveOtherNodes(journal: StreamManagementJournal): void {
+    if (this.servingOtherNodes) return;
+    this.servingOtherNodes = true;
+    journal.serveTakeOver((request) => this.takeOverForOtherNode(journal, request));
   }
 
   /**

@@ -101,13 +101,24 @@ async function enableSm(c: TestClient): Promise<string> {
   return enabled.attrs.id;
 }
 
-async function resumeOn(node: Node, name: string, previd: string, h = 0): Promise<{ client: TestClient; answer: Element }> {
+/** A new connection that resumes `previd`; `handled` counts the stanzas after <resumed/> (retransmitted ones included). */
+async function resumeOn(node: Node, name: string, previd: string, h = 0): Promise<{ client: TestClient; answer: Element; handled: () => number }> {
   const client = await TestClient.connect({ port: node.port });
   clients.push(client);
   await client.authenticateAndRestart(name, 'pw-' + name);
+  let resumed = false;
+  let n = 0;
+  client.autoAnswer(
+    (el) => {
+      if (el.name === 'resumed' && el.attrs.xmlns === NS_SM) resumed = true;
+      else if (resumed && (el.name === 'message' || el.name === 'presence' || el.name === 'iq')) n++;
+      return false;
+    },
+    (el) => el,
+  );
   client.send(x('resume', { xmlns: NS_SM, previd, h }));
   const answer = await client.expect((el) => el.attrs.xmlns === NS_SM && (el.name === 'resumed' || el.name === 'failed'));
-  return { client, answer };
+  return { client, answer, handled: () => n };
 }
 
 const bare = (c: TestClient) => c.jid!.split('/')[0]!;
@@ -127,7 +138,7 @@ describe('cluster: stream management across nodes', { skip }, () => {
   });
 
   test('<resume/> on another node while the session lives: the session moves there with its unacknowledged stanzas and stays available', async () => {
-    const [n1, n2] = nodes as [Node, Node, Node];
+    const [n1, n2, n3] = nodes as [Node, Node, Node];
     const alice = await account(n2, `smalice-${tag}`);
     await online(alice);
     const bob = await account(n1, `smbob-${tag}`);
@@ -143,7 +154,7 @@ describe('cluster: stream management across nodes', { skip }, () => {
     for (const body of sent) await bob.expect((el) => el.name === 'message' && el.getChildText('body') === body);
     bob.destroy();
     // The client saw its own presence (1) and acknowledges it; the three messages it does not.
-    const { client, answer } = await resumeOn(n2, `smbob-${tag}`, previd, 1).catch((err) => {
+    const { client, answer, handled } = await resumeOn(n2, `smbob-${tag}`, previd, 1).catch((err) => {
       throw new Error(`${err}; ${[n1, n2].map((n) => n.proc.output.join('').split('\n').filter((l) => /warn|error|cluster/i.test(l)).join('\n'))}`);
     });
     assert.equal(answer.name, 'resumed', `resumed, not ${answer}`);
@@ -156,6 +167,15 @@ describe('cluster: stream management across nodes', { skip }, () => {
     await client.expect((el) => el.name === 'message' && el.getChildText('body') === 'after the move');
     assert.ok(await alice.expectNothing((el) => el.name === 'presence' && el.attrs.from === bob.jid && el.attrs.type === 'unavailable', 500), 'the session did not end for anyone');
     await barrier(client);
+    // Once more, on a third node, with the same SM-ID (it still names s1, which sends the request on
+    // to s2): the client acknowledges all but the last message and the ping's answer.
+    client.destroy();
+    const third = await resumeOn(n3, `smbob-${tag}`, previd, 1 + handled() - 2);
+    assert.equal(third.answer.name, 'resumed', `resumed on the third node, not ${third.answer}`);
+    // The ping above was handled too.
+    assert.equal(third.answer.attrs.h, '3');
+    await third.client.expect((el) => el.name === 'message' && el.getChildText('body') === 'after the move');
+    assert.deepEqual(bodies(third.client.received), [], 'nothing acknowledged is sent again');
   });
 
   test('<resume/> with a wrong SM-ID of another node, or another account: <failed/> and the stream can bind', async () => {
