@@ -29,6 +29,7 @@ export class SmJournal implements StreamManagementJournal {
   private readonly stream: string;
   private latest: Promise<unknown> | null = null;
   private writing = 0;
+  private lastWarned = 0;
   /** The purge each key waits for (the latest acknowledgement, or everything), and the keys being purged now. */
   private readonly wantedPurge = new Map<string, Promise<number> | 'all'>();
   private readonly purging = new Set<string>();
@@ -81,7 +82,12 @@ export class SmJournal implements StreamManagementJournal {
     const p = this.js.publish(this.subject(this.node, key), encode({ key, data, at: at.toISOString() } satisfies JournalRecord)).then(
       (ack) => ack.seq,
       (err) => {
-        this.log.warn('cluster: a stream management journal write failed', { error: err instanceof Error ? err.message : String(err) });
+        // Once a minute at most: NATS away fails every write.
+        const now = Date.now();
+        if (now - this.lastWarned > 60_000) {
+          this.lastWarned = now;
+          this.log.warn('cluster: a stream management journal write failed', { error: err instanceof Error ? err.message : String(err) });
+        }
         return 0;
       },
     );

@@ -612,7 +612,7 @@ export function createStreamManagementModule(opts: StreamManagementOptions = {})
         id: 'XEP-0198',
         version: '1.6.3',
         status: 'complete',
-        note: 'acks both ways; resumption within 5 minutes (c2s.resumptionTimeout) retransmits what the client missed; unacknowledged messages of a session that ends go to another resource or offline storage',
+        note: 'acks both ways; resumption within 5 minutes (c2s.resumptionTimeout) retransmits what the client missed; unacknowledged messages of a session that ends go to another resource or offline storage; in a cluster a session resumes on any node, and a killed node loses no unacknowledged message',
       },
     ],
     load(ctx) {
