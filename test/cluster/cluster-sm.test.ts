@@ -194,6 +194,19 @@ describe('cluster: stream management across nodes', { skip }, () => {
     await barrier(owner);
   });
 
+  test('<resume/> on another node while the old connection is still open: the old stream ends with a conflict (XEP-0198 section 5)', async () => {
+    const [n1, n2] = nodes as [Node, Node, Node];
+    const carol = await account(n1, `smcarol-${tag}`);
+    const previd = await enableSm(carol);
+    await online(carol);
+    const { client, answer } = await resumeOn(n2, `smcarol-${tag}`, previd, 1);
+    assert.equal(answer.name, 'resumed');
+    await carol.waitClosed();
+    assert.equal(carol.streamError, 'conflict');
+    client.jid = carol.jid;
+    await barrier(client);
+  });
+
   test('SIGKILL of the node holding a session with stream management: nothing unacknowledged is lost, and its directed presence ends', async () => {
     const [n1, n2, n3] = nodes as [Node, Node, Node];
     const erin = await account(n2, `smerin-${tag}`);
