@@ -34,6 +34,7 @@ import {
 import { ClusterSessionRegistry, type LocalSessionEvents } from './registry.js';
 import { RemoteSession, type RemoteSessionLink } from './remote-session.js';
 import { SharedState } from './shared-state.js';
+import { SmJournal } from './sm-journal.js';
 import type { ClusterConfig } from './types.js';
 
 interface Peer {
@@ -84,6 +85,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private nc: NatsConnection | null = null;
   private ctx: ServerContext | null = null;
   private shared: SharedState | null = null;
+  private journal: SmJournal | null = null;
   private timer: NodeJS.Timeout | null = null;
   private connected = false;
   private reconnects = 0;
@@ -151,6 +153,12 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     void this.watchStatus(nc);
     this.shared = new SharedState(nc, this.config, this.node, this.log);
     await this.shared.open();
+    this.journal = new SmJournal(nc, this.config.prefix, this.node, ctx.config.c2s.resumptionTimeout, this.log);
+    try {
+      await this.journal.open();
+    } catch (err) {
+      throw new Error(`cluster: cannot open the stream management journal: ${err instanceof Error ? err.message : String(err)}`);
+    }
     // A running node with the same name would get half of this one's stanzas: listen for its
     // heartbeat (one and a half intervals) before joining.
     await new Promise((r) => setTimeout(r, Math.round(this.config.heartbeatInterval * 1.5)));
@@ -168,6 +176,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.announceAll();
     this.timer = setInterval(() => this.tick(), this.config.heartbeatInterval);
     this.timer.unref();
+    // What this node's previous run (killed?) had not seen acknowledged, before this run journals anything.
+    await this.recoverJournal(this.node);
+    ctx.services.provide('sm-journal', this.journal);
     this.log.info('joined the cluster', { nats: this.config.nats.join(','), prefix: this.config.prefix });
   }
 
@@ -324,8 +335,36 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.log.warn('cluster: node declared dead', { peer: p.name, why, sessions: gone.length });
     this.syncComponents(p, new Set());
     for (const s of gone) this.registry.removeRemote(s);
+    // A restarted node routes its previous run's journal itself (at its start).
+    if (why !== 'restarted' && this.ownerOf('sm-journal', p.name) === this.node) void this.recoverJournal(p.name);
     for (const s of gone) {
-      if (s.available) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+      if (s.available || s.directedPresence.size > 0) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+    }
+  }
+
+  /**
+   * The stream management journal of a dead node (or of this node's previous run): the messages its
+   * clients had not acknowledged are routed again as for a session that ended (XEP-0198 section 4):
+   * another resource of the account, or offline storage, with the delay of their first sending.
+   */
+  private async recoverJournal(node: string): Promise<void> {
+    const ctx = this.ctx;
+    const journal = this.journal;
+    if (!ctx || !journal) return;
+    try {
+      const records = await journal.readNode(node);
+      for (const r of records) {
+        const el = parseXmlText(r.data, NS.client);
+        const to = Jid.tryParse(el?.attrs.to);
+        if (!el || !to) continue;
+        const from = Jid.tryParse(el.attrs.from) ?? Jid.parse(to.domain);
+        if (!el.getChildren('delay', NS.delay).some((d) => d.attrs.from === to.domain)) el.append(x('delay', { xmlns: NS.delay, from: to.domain, stamp: r.at }));
+        await ctx.router.route(el, from, { kind: 'server' });
+      }
+      await journal.purgeNode(node);
+      if (records.length > 0) this.log.info('cluster: unacknowledged messages of a stream management journal routed again', { peer: node, messages: records.length });
+    } catch (err) {
+      this.log.warn('cluster: could not recover a stream management journal', { peer: node, error: err instanceof Error ? err.message : String(err) });
     }
   }
 
@@ -338,7 +377,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.log.info('cluster: node left', { peer: p.name, why, sessions: left.length });
     this.syncComponents(p, new Set());
     for (const s of left) this.registry.removeRemote(s);
-    for (const s of left) if (s.available) void this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+    for (const s of left) if (s.available || s.directedPresence.size > 0) void this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
   }
 
   /** The living node with the first name: does what one node must do for all (presence to other domains). */
@@ -361,19 +400,36 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       copy.attrs.to = target;
       return copy;
     };
-    const account = await ctx.storage.accounts.get(session.jid.local, session.jid.domain);
-    const items = account ? await ctx.storage.roster.list(account.id) : [];
     const first = this.isFirstAlive();
-    for (const item of items) {
-      if (item.subscription !== 'from' && item.subscription !== 'both') continue;
-      const contact = Jid.tryParse(item.jid);
-      if (!contact) continue;
-      if (ctx.router.isLocalHost(contact.domain)) {
-        for (const s of this.registry.localOfAccount(contact.bare)) if (s.available) s.send(to(s.jid.full));
-      } else if (first) {
-        await ctx.router.send(to(item.jid));
+    const reached = new Set<string>();
+    if (session.available) {
+      const account = await ctx.storage.accounts.get(session.jid.local, session.jid.domain);
+      const items = account ? await ctx.storage.roster.list(account.id) : [];
+      for (const item of items) {
+        if (item.subscription !== 'from' && item.subscription !== 'both') continue;
+        const contact = Jid.tryParse(item.jid);
+        if (!contact) continue;
+        reached.add(contact.bare);
+        if (ctx.router.isLocalHost(contact.domain)) {
+          for (const s of this.registry.localOfAccount(contact.bare)) if (s.available) s.send(to(s.jid.full));
+        } else if (first) {
+          await ctx.router.send(to(item.jid));
+        }
       }
     }
+    // Directed presence outside the roster (RFC 6121 4.6.3): as the presence module does for a
+    // session that ends, each target once (a bare JID covers its resources).
+    for (const target of session.directedPresence) {
+      const jid = Jid.tryParse(target);
+      if (!jid || reached.has(jid.bare) || (jid.resource && session.directedPresence.has(jid.bare))) continue;
+      if (ctx.router.isLocalHost(jid.domain)) {
+        const here = jid.resource ? [this.registry.localSession(jid.full)] : this.registry.localOfAccount(jid.bare);
+        for (const s of here) if (s) s.send(to(s.jid.full));
+      } else if (first) {
+        await ctx.router.send(to(target));
+      }
+    }
+    if (!session.available) return;
     for (const s of this.registry.localOfAccount(session.jid.bare)) if (s.available) s.send(to(s.jid.full));
   }
 
@@ -390,6 +446,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       interested: s.interested,
       capabilities: s.capabilities ? [...s.capabilities] : null,
       flags: s.flagNames(),
+      directed: s.directedPresence.size > 0 ? [...s.directedPresence] : undefined,
     };
   }
 
@@ -597,7 +654,11 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       return;
     }
     session.send(el);
-    if (msg.reply) msg.respond(DELIVERED);
+    if (!msg.reply) return;
+    // Written to a session with stream management: confirmed once its journal has it.
+    const stored = this.journal?.stored();
+    if (!stored) msg.respond(DELIVERED);
+    else void stored.then(() => msg.respond(DELIVERED));
   }
 
   private onClose(m: CloseSession): void {

@@ -67,6 +67,8 @@ export interface SessionEntry {
   interested: boolean;
   capabilities: string[] | null;
   flags: string[];
+  /** JIDs it sent directed presence to (RFC 6121 4.6): a dead node's survivors send them unavailable. */
+  directed?: string[];
 }
 
 export type SessionAnnouncement =
