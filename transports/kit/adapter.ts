@@ -135,6 +135,13 @@ export interface LegacySessionEvents {
    * from then on scrubs their values from audit reasons. Never logged.
    */
   credentials: [fields: Credentials];
+  /**
+   * Optional (kit extension): the session's secret state changed (Matrix: the end-to-end
+   * encryption store). The kit seals it with the vault's key, stores it per registration and
+   * server (transport_secret_state, erased with the registration) and passes it back as
+   * LoginRequest.secretState. Opaque bytes; never logged.
+   */
+  secretState: [data: Uint8Array];
 }
 
 /** One user's live connection to the foreign network (for IRC: to one server). */
@@ -170,6 +177,11 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
   invite?(room: LegacyRoom, contact: LegacyContact, reason?: string): Promise<void>;
   /** Optional (kit extension): the current position in the network's event stream (see the 'syncState' event). */
   syncState?(): string | null;
+  /**
+   * Optional (kit extension): the latest secret state (see the 'secretState' event), with any
+   * change still pending included; also after logout(). Null when there is none.
+   */
+  secretState?(): Promise<Uint8Array | null>;
 }
 
 export interface AdapterLogger {
@@ -243,6 +255,8 @@ export interface LoginRequest {
   state?: string;
   /** Optional (kit extension): the XMPP server's upload service, for attachments both ways. */
   media?: MediaHost;
+  /** Optional (kit extension): the last secret state the previous session reported (the 'secretState' event), unsealed. */
+  secretState?: Uint8Array;
   /**
    * Optional (kit extension): tells the user something the login needs from them (a link to
    * approve the login in a browser, with its code), as a chat message from the gateway, and gives

@@ -25,7 +25,7 @@ import type { Kit, KitRegistration, LoginPreparation } from './kit-types.js';
 import { scrub } from './audit-log.js';
 import { dataForm, findForm, parseBoolean, readForm, type FormField } from './forms.js';
 import { iqError, iqResult } from './stanzas.js';
-import type { VaultPayload } from './vault.js';
+import { stateServerKey, type VaultPayload } from './vault.js';
 import { LoginDeadline, loginPrompt } from './login-prompt.js';
 
 /** XEP-0077 §14.1 fields that also exist as legacy child elements of <query/>. */
@@ -132,6 +132,7 @@ export class Registration implements KitRegistration {
     const state = (await repo.getSyncState(adapter.network, user, server ?? '')) ?? reg.settings[STATE_PREFIX + (server ?? '')];
     const payload = await this.payloadOf(user);
     if (!payload) return null;
+    const secretState = await this.secretStateOf(user, server ?? '');
     const credentials: Credentials = { ...payload.fields, ...(server !== undefined ? (payload.servers?.[server] ?? {}) : {}) };
     // Multi-server networks registered per server: no values for this server means not registered there.
     if (Object.keys(credentials).length === 0) return null;
@@ -139,6 +140,7 @@ export class Registration implements KitRegistration {
       credentials,
       settings: userSettings(reg.settings),
       state,
+      secretState,
       account: this.accountOf(credentials),
       secrets: this.secretsOf(credentials),
     };
@@ -376,6 +378,8 @@ export class Registration implements KitRegistration {
       s.syncTimer?.cancel();
       s.syncTimer = null;
       s.syncState = undefined;
+      s.erasing = true;
+      s.secretState = null;
     }
     await kit.sessions.logoutUser(user, reason);
     await kit.repo.deleteRegistration(kit.adapter.network, user);
@@ -429,6 +433,27 @@ export class Registration implements KitRegistration {
 
   async settingsOf(user: string): Promise<Record<string, string> | null> {
     return (await this.kit.repo.getRegistration(this.kit.adapter.network, user))?.settings ?? null;
+  }
+
+  /** The stored secret state, unsealed; null (with a warning) when the vault cannot open it. */
+  private async secretStateOf(user: string, server: string): Promise<Uint8Array | null> {
+    const { repo, adapter, vault, log } = this.kit;
+    const rec = await repo.getSecretState(adapter.network, user, server);
+    if (!rec) return null;
+    try {
+      return vault.openBytes(rec, stateServerKey(server));
+    } catch (err) {
+      log.warn('cannot open the stored secret state; the session starts without it', { network: adapter.network, user, error: errorText(err) });
+      return null;
+    }
+  }
+
+  /** Seals and stores a session's secret state (the adapter's 'secretState'). */
+  saveSecretState(user: string, server: string | undefined, data: Uint8Array): Promise<boolean> {
+    return this.queue.run(user, async () => {
+      const { repo, adapter, vault, clock } = this.kit;
+      return repo.saveSecretState(server ?? '', vault.sealBytes(user, adapter.network, stateServerKey(server ?? ''), data, clock.now()));
+    });
   }
 
   /** Remembers where a session's event stream stopped (the adapter's 'syncState'). */
