@@ -844,7 +844,7 @@ export class FakeHomeserver {
     }
     let body: Json = {};
     const isJson = (req.headers['content-type'] ?? '').includes('json') || (raw.length > 0 && raw[0] === 0x7b);
-    if (raw.length && isJson && !path.includes('/upload')) {
+    if (raw.length && isJson && !/^\/_matrix\/media\/[^/]+\/upload/.test(path)) {
       try {
         const parsed: unknown = JSON.parse(raw.toString('utf8'));
         if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');

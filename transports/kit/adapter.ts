@@ -207,6 +207,11 @@ export interface MediaInfo {
 export interface MediaSource {
   url: string;
   headers?: Record<string, string>;
+  /**
+   * Optional: a stream the downloaded bytes pass through before they are uploaded, of the same
+   * length (Matrix: decrypting an encrypted attachment); an error in it fails the re-hosting.
+   */
+  transform?: () => NodeJS.ReadWriteStream;
 }
 
 /** The result of a re-hosting: the URL on the XMPP server's upload service, or why there is none. */

@@ -35,7 +35,7 @@ import * as sdk from 'matrix-js-sdk';
 import { describe, errcodeOf, httpStatusOf, isTokenError } from './errors.js';
 import { MatrixSession } from './session.js';
 import { timedFetch, withoutSdkTimers } from './sdk.js';
-import { DEFAULT_MATRIX_OPTIONS, MATRIX_REGISTRATION_FIELDS, isLoopback, parseCredentials, type MatrixCredentials, type MatrixSessionOptions } from './settings.js';
+import { DEFAULT_MATRIX_OPTIONS, MATRIX_REGISTRATION_FIELDS, MATRIX_SETTINGS_FIELDS, isLoopback, settingOn, parseCredentials, type MatrixCredentials, type MatrixSessionOptions } from './settings.js';
 import { checkVersions, discoverHomeserver, isServerName } from './discovery.js';
 import { fetchAuthMetadata, newDeviceId, pollDeviceToken, registerClient, startDeviceAuthorization, type AuthMetadata } from './oauth.js';
 import { TokenKeeper } from './tokens.js';
@@ -66,6 +66,7 @@ export class MatrixAdapter implements NetworkAdapter {
   readonly network = 'matrix';
   readonly name: string;
   readonly registrationFields = MATRIX_REGISTRATION_FIELDS;
+  readonly settingsFields = MATRIX_SETTINGS_FIELDS;
   readonly multiServer = false;
   /** The homeserver echoes room messages, but the adapter drops the echo of what the kit sent: the kit echoes. */
   readonly echoesRoomMessages = false;
@@ -173,7 +174,17 @@ export class MatrixAdapter implements NetworkAdapter {
         }
       }
     }
-    const session = new MatrixSession({ homeserver, ...login, media: request.media }, this.sessionOptions, request.log);
+    const session = new MatrixSession(
+      {
+        homeserver,
+        ...login,
+        media: request.media,
+        secretState: request.secretState,
+        shareWithUnverified: settingOn(request.settings, 'encryptForUnverifiedDevices', true),
+      },
+      this.sessionOptions,
+      request.log,
+    );
     await session.start(request.state, deadline);
     // Tokens renewed while logging in reach the vault once the kit listens.
     if (login.tokens && login.tokens.current.accessToken !== creds.token) setImmediate(() => session.reportCredentials());

@@ -13,6 +13,7 @@ import { BoundedMap, quiet, retryRateLimited, timedFetch, withoutSdkTimers } fro
 import type { MatrixSessionOptions } from './settings.js';
 import type { TokenKeeper } from './tokens.js';
 import { ResumeStore } from './resume.js';
+import type { MatrixCrypto } from './crypto.js';
 
 /** A Matrix room the kit has joined as a MUC room. */
 export interface KitRoom {
@@ -31,6 +32,10 @@ export interface MatrixLogin {
   media?: MediaHost | undefined;
   /** OAuth 2.0 sessions: renews the access token (tokens.ts). */
   tokens?: TokenKeeper | undefined;
+  /** The end-to-end encryption store of the previous session (LoginRequest.secretState; crypto.ts). */
+  secretState?: Uint8Array | undefined;
+  /** Share room keys with unverified devices (the user's setting; default true, as Element). */
+  shareWithUnverified?: boolean | undefined;
 }
 
 export abstract class MatrixContacts extends LegacySessionEmitter {
@@ -46,6 +51,8 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
   /** The SDK's store: resumes from the stored room facts, keeps the sync filter's id (resume.ts). */
   protected readonly store: ResumeStore;
   protected phase: 'starting' | 'ready' | 'closed' = 'starting';
+  /** End-to-end encryption (crypto.ts); null until start() set it up, or when it could not be. */
+  protected crypto: MatrixCrypto | null = null;
   protected readonly kitRooms = new Map<string, KitRoom>();
   /** The kit's ids of sent messages → Matrix event IDs. */
   protected readonly ids = new BoundedMap<string, string>(5000);

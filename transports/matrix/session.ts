@@ -33,8 +33,12 @@
  * ends them. Renewed tokens are reported as a `credentials` event (the kit updates the vault).
  * logout() stops syncing but does not invalidate the token (the kit logs in with it again).
  *
- * End-to-end encryption is not supported: m.room.encrypted events become a notice saying so, and
- * sending into an encrypted room is refused (not-acceptable) rather than sent in clear text.
+ * End-to-end encryption: before the first sync the Rust crypto is set up on the store the previous
+ * session left (crypto.ts: same device, same keys); its changes are reported as 'secretState'
+ * events (the kit keeps them sealed with the vault's key) and secretState() gives the final one.
+ * Decrypting and encrypting messages: messages.ts. Should the crypto not start (a broken store),
+ * the session runs without it: encrypted events become the undecryptable notice and sending into
+ * encrypted rooms is refused, never sent in clear text.
  *
  * Nothing here logs message content or tokens; the SDK's own logging is switched off (it would
  * print request URLs and event details to the console).
@@ -47,6 +51,7 @@ import { MatrixMessages } from './messages.js';
 import { stopClient } from './sdk.js';
 import { encodeResumeState, parseResumeState } from './resume.js';
 import type { MatrixSessionOptions } from './settings.js';
+import { MatrixCrypto } from './crypto.js';
 
 export type { MatrixLogin } from './contacts.js';
 
@@ -69,9 +74,13 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   private failureTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private lastFailure = '';
+  private readonly storedCrypto: Uint8Array | undefined;
+  private readonly shareWithUnverified: boolean;
 
   constructor(login: MatrixLogin, opts: MatrixSessionOptions, log: AdapterLogger) {
     super(login, opts, log);
+    this.storedCrypto = login.secretState;
+    this.shareWithUnverified = login.shareWithUnverified ?? true;
     this.bind();
     this.tokens?.on('refreshed', () => this.reportCredentials());
     this.tokens?.on('failed', (reason) => {
@@ -82,6 +91,16 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
 
   syncState(): string | null {
     return this.state;
+  }
+
+  /** The end-to-end encryption store as it is now (pending changes included); see crypto.ts. */
+  async secretState(): Promise<Uint8Array | null> {
+    return this.crypto ? this.crypto.flush() : null;
+  }
+
+  /** The session's crypto (crypto.ts), for features built on it (verification, key backup); null without one. */
+  get encryption(): MatrixCrypto | null {
+    return this.crypto;
   }
 
   private get filterName(): string {
@@ -101,7 +120,22 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
       this.store.resumeFrom(resume.saved, this.filterName);
       for (const r of resume.saved.rooms) this.restoredRooms.add(r.id);
     }
+    await this.startCrypto();
     await this.sync(resume?.since, deadline);
+  }
+
+  private async startCrypto(): Promise<void> {
+    try {
+      this.crypto = await MatrixCrypto.start(this.client, this.storedCrypto, {
+        shareWithUnverified: this.shareWithUnverified,
+        onChange: (data) => this.safeEmit('secretState', data),
+        log: this.log,
+        host: this.host,
+      });
+    } catch (err) {
+      this.crypto = null;
+      this.log.warn('matrix end-to-end encryption not available in this session', { homeserver: this.host, reason: describe(err) });
+    }
   }
 
   /** Whether the homeserver still knows the stored position (a small /sync from it). */
@@ -264,6 +298,10 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
     });
   }
 
+  protected later(task: () => unknown): void {
+    this.enqueue(task);
+  }
+
   private enqueue(task: () => unknown): void {
     if (this.phase === 'closed') return;
     this.tasks.push(task);
@@ -382,6 +420,8 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
     this.tasks.length = 0;
     this.clearFailure();
     this.tokens?.stop();
+    this.crypto?.stop();
+    this.stopAwaitingKeys();
     stopClient(this.client);
     this.client.removeAllListeners();
   }
