@@ -36,7 +36,9 @@
  * - End-to-end encryption (matrix-keys.ts, `keys`): POST /keys/upload, /keys/query, /keys/claim,
  *   PUT /sendToDevice, devices (GET/PUT/DELETE), and in /sync to_device, device_lists,
  *   device_one_time_keys_count and device_unused_fallback_key_types.
- * Not implemented: federation, cross-signing and key backup, threads beyond plain relations,
+ * - Cross-signing and server-side key backup (matrix-trust.ts, `trust`): device_signing and
+ *   signatures upload, cross-signing keys in /keys/query, /room_keys/version and /room_keys/keys.
+ * Not implemented: federation, threads beyond plain relations,
  * registration.
  *
  * Start-up (spec 10.4 "lazy-loading room members"): a filter with `room.state.lazy_load_members`
@@ -51,6 +53,7 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { FakeOAuth, type FakeOAuthOptions } from './matrix-oauth.js';
 import { FakeKeys, KeysHttpError } from './matrix-keys.js';
+import { FakeTrust } from './matrix-trust.js';
 
 type Json = Record<string, unknown>;
 
@@ -255,6 +258,8 @@ export class FakeHomeserver {
   readonly oauth: FakeOAuth | null = null;
   /** Device keys, one-time keys, to-device messages and devices (matrix-keys.ts). */
   readonly keys: FakeKeys;
+  /** Cross-signing keys and server-side key backups (matrix-trust.ts). */
+  readonly trust: FakeTrust;
   /** Requests refused with 401 M_UNKNOWN_TOKEN, "METHOD /path" (a client that renews in time causes none). */
   readonly tokenRefusals: string[] = [];
   /** Number of /login requests answered (password logins create devices). */
@@ -292,6 +297,14 @@ export class FakeHomeserver {
     });
     this.defineRoutes();
     this.keys.defineRoutes((method, pattern, handler) => this.route(method, pattern, (ctx, params) => handler({ userId: ctx.token!.userId, deviceId: ctx.token!.deviceId, body: ctx.body }, params)), CLIENT, SEG);
+    this.trust = new FakeTrust({
+      error: (status, errcode, message, extra) => new KeysHttpError(status, errcode, message, extra),
+      interactiveAuth: (ctx) => this.keys.interactiveAuth(ctx),
+      deviceListChanged: (userId) => this.keys.deviceListChanged(userId),
+      signDevice: (userId, deviceId, signatures) => this.keys.signDevice(userId, deviceId, signatures),
+    });
+    this.keys.crossSigningPart = (requester, userIds) => this.trust.crossSigningPart(requester, userIds);
+    this.trust.defineRoutes((method, pattern, handler) => this.route(method, pattern, (ctx, params) => handler({ userId: ctx.token!.userId, deviceId: ctx.token!.deviceId, body: ctx.body, query: ctx.query }, params)), CLIENT, SEG);
     if (opts.oauth) this.oauth = new FakeOAuth(this, opts.oauth, (method, pattern, handler) => this.route(method, pattern, handler as Handler, false));
   }
 

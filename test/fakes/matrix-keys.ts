@@ -20,7 +20,7 @@
  * - GET /devices, GET|PUT|DELETE /devices/{deviceId}, POST /delete_devices: deleting needs
  *   user-interactive authentication with the password (401 with the flows first); the device's
  *   tokens stop working and its keys are gone (its user's device list changes).
- * - GET /room_keys/version: 404 M_NOT_FOUND (no server-side key backup).
+ * Cross-signing and key backup: matrix-trust.ts (`trust`), whose keys /keys/query includes.
  * Rate limits apply as on every authenticated endpoint (429 with Retry-After).
  */
 import { randomBytes } from 'node:crypto';
@@ -90,6 +90,9 @@ export class FakeKeys {
   /** Claims answered (user, device, algorithm, whether a fallback key was given). */
   readonly claims: { userId: string; deviceId: string; algorithm: string; fallback: boolean }[] = [];
 
+  /** Cross-signing keys for /keys/query answers (matrix-trust.ts), when the homeserver has them. */
+  crossSigningPart: ((requester: string, userIds: string[]) => Json) | null = null;
+
   constructor(private readonly host: KeysHost) {}
 
   // ---------------------------------------------------------------- test-side API
@@ -125,6 +128,21 @@ export class FakeKeys {
   /** Unclaimed one-time keys of a device. */
   oneTimeKeyCount(userId: string, deviceId: string): number {
     return this.devices.get(userId)?.get(deviceId)?.oneTimeKeys.size ?? 0;
+  }
+
+  /** Merges signatures (signer → key id → signature) into a device's uploaded keys; false without them. */
+  signDevice(userId: string, deviceId: string, signatures: Json): boolean {
+    const d = this.devices.get(userId)?.get(deviceId);
+    if (!d?.keys) return false;
+    const all = ((d.keys.signatures as Json | undefined) ?? {}) as Json;
+    for (const [signer, sigs] of Object.entries(signatures)) all[signer] = { ...((all[signer] as Json | undefined) ?? {}), ...(sigs as Json) };
+    d.keys = { ...d.keys, signatures: all };
+    return true;
+  }
+
+  /** The user's device list changed (also for cross-signing keys, matrix-trust.ts). */
+  deviceListChanged(userId: string): void {
+    this.changed(userId);
   }
 
   /** Removes a device as DELETE /devices/{id} does. */
@@ -198,9 +216,6 @@ export class FakeKeys {
       for (const id of ids) this.deleteDevice(ctx.userId, id);
       return {};
     });
-    route('GET', `${C}/room_keys/version`, () => {
-      throw new KeysHttpError(404, 'M_NOT_FOUND', 'No current backup version');
-    });
   }
 
   private device(userId: string, deviceId: string): FakeDevice {
@@ -214,7 +229,7 @@ export class FakeKeys {
   }
 
   /** User-interactive authentication with m.login.password (spec 4.8). */
-  private interactiveAuth(ctx: KeysCtx): void {
+  interactiveAuth(ctx: KeysCtx): void {
     const auth = ctx.body.auth as Json | undefined;
     const flows = { flows: [{ stages: ['m.login.password'] }], params: {} };
     if (!auth || typeof auth !== 'object') {
@@ -302,7 +317,8 @@ export class FakeKeys {
       }
       deviceKeys[userId] = out;
     }
-    return { device_keys: deviceKeys, failures, master_keys: {}, self_signing_keys: {}, user_signing_keys: {} };
+    const cross = this.crossSigningPart?.(ctx.userId, Object.keys(deviceKeys)) ?? { master_keys: {}, self_signing_keys: {}, user_signing_keys: {} };
+    return { device_keys: deviceKeys, failures, ...cross };
   }
 
   private claim(ctx: KeysCtx): Json {
