@@ -131,8 +131,9 @@ export interface LegacySessionEvents {
   syncState: [state: string];
   /**
    * Optional (kit extension): credentials changed during the session (a renewed OAuth access
-   * token and a rotated refresh token); the kit merges these fields into the vault record, and
-   * from then on scrubs their values from audit reasons. Never logged.
+   * token and a rotated refresh token, a Matrix recovery key the user gave); the kit merges these
+   * fields into the vault record (an empty value removes the field), and from then on scrubs
+   * their values from audit reasons. Never logged.
    */
   credentials: [fields: Credentials];
   /**
@@ -142,6 +143,12 @@ export interface LegacySessionEvents {
    * LoginRequest.secretState. Opaque bytes; never logged.
    */
   secretState: [data: Uint8Array];
+  /**
+   * Optional (kit extension): the session tells its user something that is neither a contact's
+   * nor a room's message (a verification request and its emoji, a question to answer): a chat
+   * message from the gateway's JID. Answers come back through LegacySession.gatewayMessage.
+   */
+  gatewayMessage: [text: string];
 }
 
 /** One user's live connection to the foreign network (for IRC: to one server). */
@@ -182,6 +189,33 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
    * change still pending included; also after logout(). Null when there is none.
    */
   secretState?(): Promise<Uint8Array | null>;
+  /** Optional (kit extension): the user wrote this to the gateway's JID (a chat message; see the 'gatewayMessage' event). */
+  gatewayMessage?(text: string): Promise<void>;
+  /**
+   * Optional (kit extension): runs one of the adapter's `commands` (XEP-0050 on the gateway JID)
+   * with the submitted values (secret ones included: never logged, never echoed); resolves with
+   * the note shown to the user, rejects with a CommandFailure whose text the user sees.
+   */
+  runCommand?(node: string, values: Record<string, string>): Promise<string>;
+}
+
+/** Why an adapter command failed: shown to the user as the command's error (never a secret in it). */
+export class CommandFailure extends Error {
+  constructor(
+    message: string,
+    readonly condition: 'bad-request' | 'not-acceptable' | 'item-not-found' | 'service-unavailable' = 'bad-request',
+  ) {
+    super(message);
+  }
+}
+
+/** Optional (kit extension): an ad-hoc command of the adapter on the gateway JID, run in the user's session (LegacySession.runCommand). */
+export interface AdapterCommand {
+  node: string;
+  name: string;
+  instructions: string;
+  /** The form; secret fields are text-private and never shown back. */
+  fields: RegistrationField[];
 }
 
 export interface AdapterLogger {
@@ -318,6 +352,11 @@ export interface NetworkAdapter {
    * passed back in LoginRequest.settings. Never secret (they are shown back in forms).
    */
   readonly settingsFields?: RegistrationField[];
+  /**
+   * Optional (kit extension): ad-hoc commands of the network for registered users on the
+   * gateway JID; the kit logs the user in if needed and calls LegacySession.runCommand.
+   */
+  readonly commands?: AdapterCommand[];
 }
 
 /**

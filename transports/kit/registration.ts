@@ -476,10 +476,15 @@ export class Registration implements KitRegistration {
       const { kit } = this;
       const payload = await this.payloadOf(user);
       if (!payload) return false;
+      const merge = (base: Credentials): Credentials => {
+        const out = { ...base, ...fields };
+        for (const [k, v] of Object.entries(fields)) if (v === '') delete out[k];
+        return out;
+      };
       const next: VaultPayload =
         server !== undefined && payload.servers?.[server]
-          ? { ...payload, servers: { ...payload.servers, [server]: { ...payload.servers[server], ...fields } } }
-          : { ...payload, fields: { ...payload.fields, ...fields } };
+          ? { ...payload, servers: { ...payload.servers, [server]: merge(payload.servers[server]) } }
+          : { ...payload, fields: merge(payload.fields) };
       return kit.repo.updateCredentials(kit.vault.seal(user, kit.adapter.network, next, kit.clock.now()));
     });
   }

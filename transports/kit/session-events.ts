@@ -8,6 +8,7 @@ import type { LegacySession, LegacySessionEvents } from './adapter.js';
 import { errorText } from './context.js';
 import { scrub } from './audit-log.js';
 import { after } from '../../shared/clock.js';
+import { x } from '../../shared/xml/element.js';
 import type { UserSession } from './user-session.js';
 import { SessionLogin } from './session-login.js';
 
@@ -15,6 +16,8 @@ import { SessionLogin } from './session-login.js';
 const SYNC_STATE_DELAY = 5000;
 
 export abstract class SessionEvents extends SessionLogin {
+  private gatewayMessages = 0;
+
   protected attach(s: UserSession, legacy: LegacySession, gen: number): void {
     const { kit } = this;
     const on = <K extends keyof LegacySessionEvents>(event: K, fn: (...args: LegacySessionEvents[K]) => unknown) => {
@@ -50,6 +53,7 @@ export abstract class SessionEvents extends SessionLogin {
     on('syncState', (state) => this.noteSyncState(s, state));
     on('credentials', (fields) => this.storeCredentials(s, fields));
     on('secretState', (data) => this.noteSecretState(s, data));
+    on('gatewayMessage', (text) => kit.send(x('message', { from: kit.domain, to: s.user, type: 'chat', id: `gw-${Date.now().toString(36)}-${++this.gatewayMessages}` }, x('body', {}, text))));
     on('connected', (server, account) => {
       if (!announced) {
         announced = true;
