@@ -33,6 +33,7 @@ import type { Credentials, LegacySession, LoginRequest, NetworkAdapter } from '.
 import { LegacyAuthError, LegacyNetworkError } from '../kit/adapter.js';
 import * as sdk from 'matrix-js-sdk';
 import { describe, errcodeOf, httpStatusOf, isTokenError } from './errors.js';
+import { RECOVERY_COMMAND } from './trust.js';
 import { MatrixSession } from './session.js';
 import { timedFetch, withoutSdkTimers } from './sdk.js';
 import { DEFAULT_MATRIX_OPTIONS, MATRIX_REGISTRATION_FIELDS, MATRIX_SETTINGS_FIELDS, isLoopback, settingOn, parseCredentials, type MatrixCredentials, type MatrixSessionOptions } from './settings.js';
@@ -75,7 +76,9 @@ export class MatrixAdapter implements NetworkAdapter {
   private readonly allowed: string[] | null;
   private readonly allowHomeserver: (url: URL) => boolean;
   private readonly clientUri: string;
-  readonly storedSecrets = ['refreshToken'];
+  readonly storedSecrets = ['refreshToken', 'recoveryKey'];
+  /** "Matrix recovery key" (trust.ts); SAS verification is a chat with the gateway (verification.ts). */
+  readonly commands = [RECOVERY_COMMAND];
 
   constructor(options: MatrixAdapterOptions = {}) {
     const { name, allowInsecureHttp, allowedHomeservers, allowHomeserver, oauthClientUri, ...session } = options;
@@ -181,6 +184,7 @@ export class MatrixAdapter implements NetworkAdapter {
         media: request.media,
         secretState: request.secretState,
         shareWithUnverified: settingOn(request.settings, 'encryptForUnverifiedDevices', true),
+        recoveryKey: request.credentials.recoveryKey || undefined,
       },
       this.sessionOptions,
       request.log,

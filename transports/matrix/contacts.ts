@@ -14,6 +14,7 @@ import type { MatrixSessionOptions } from './settings.js';
 import type { TokenKeeper } from './tokens.js';
 import { ResumeStore } from './resume.js';
 import type { MatrixCrypto } from './crypto.js';
+import type { CryptoCallbacks } from 'matrix-js-sdk/lib/crypto-api/index.js';
 
 /** A Matrix room the kit has joined as a MUC room. */
 export interface KitRoom {
@@ -36,6 +37,8 @@ export interface MatrixLogin {
   secretState?: Uint8Array | undefined;
   /** Share room keys with unverified devices (the user's setting; default true, as Element). */
   shareWithUnverified?: boolean | undefined;
+  /** The recovery key the user gave before (vault; trust.ts), used when this device lacks its keys. */
+  recoveryKey?: string | undefined;
 }
 
 export abstract class MatrixContacts extends LegacySessionEmitter {
@@ -53,6 +56,8 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
   protected phase: 'starting' | 'ready' | 'closed' = 'starting';
   /** End-to-end encryption (crypto.ts); null until start() set it up, or when it could not be. */
   protected crypto: MatrixCrypto | null = null;
+  /** Secret storage asks these for its key (trust.ts sets it from the recovery key). */
+  protected readonly cryptoCallbacks: CryptoCallbacks = {};
   protected readonly kitRooms = new Map<string, KitRoom>();
   /** The kit's ids of sent messages → Matrix event IDs. */
   protected readonly ids = new BoundedMap<string, string>(5000);
@@ -91,6 +96,9 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
       timelineSupport: false,
       ...(login.tokens?.current.refreshToken ? { refreshToken: login.tokens.current.refreshToken, tokenRefreshFunction: login.tokens.sdkRefresh } : {}),
       store: this.store,
+      cryptoCallbacks: this.cryptoCallbacks,
+      // Emoji (SAS) only: the gateway can neither show nor scan a QR code (verification.ts).
+      verificationMethods: ['m.sas.v1'],
     });
     withoutSdkTimers(this.client);
     if (login.tokens) {

@@ -40,6 +40,10 @@
  * the session runs without it: encrypted events become the undecryptable notice and sending into
  * encrypted rooms is refused, never sent in clear text.
  *
+ * Trust (with end-to-end encryption only): the recovery key command (runCommand, trust.ts; a
+ * stored key is used again when this device lacks the keys) and SAS verification through a chat
+ * with the gateway (gatewayMessage, verification.ts).
+ *
  * Nothing here logs message content or tokens; the SDK's own logging is switched off (it would
  * print request URLs and event details to the console).
  */
@@ -52,6 +56,9 @@ import { stopClient } from './sdk.js';
 import { encodeResumeState, parseResumeState } from './resume.js';
 import type { MatrixSessionOptions } from './settings.js';
 import { MatrixCrypto } from './crypto.js';
+import { MatrixTrust, RECOVERY_COMMAND } from './trust.js';
+import { MatrixVerification } from './verification.js';
+import { CommandFailure } from '../kit/adapter.js';
 
 export type { MatrixLogin } from './contacts.js';
 
@@ -76,11 +83,15 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   private lastFailure = '';
   private readonly storedCrypto: Uint8Array | undefined;
   private readonly shareWithUnverified: boolean;
+  private readonly recoveryKey: string | undefined;
+  private trust: MatrixTrust | null = null;
+  private verification: MatrixVerification | null = null;
 
   constructor(login: MatrixLogin, opts: MatrixSessionOptions, log: AdapterLogger) {
     super(login, opts, log);
     this.storedCrypto = login.secretState;
     this.shareWithUnverified = login.shareWithUnverified ?? true;
+    this.recoveryKey = login.recoveryKey;
     this.bind();
     this.tokens?.on('refreshed', () => this.reportCredentials());
     this.tokens?.on('failed', (reason) => {
@@ -121,7 +132,38 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
       for (const r of resume.saved.rooms) this.restoredRooms.add(r.id);
     }
     await this.startCrypto();
+    this.startTrust();
     await this.sync(resume?.since, deadline);
+  }
+
+  /** The recovery key and verification (trust.ts, verification.ts), on the session's crypto. */
+  private startTrust(): void {
+    if (!this.crypto) return;
+    const host = {
+      client: this.client,
+      api: () => (this.crypto && this.phase !== 'closed' ? this.crypto.api : null),
+      callbacks: this.cryptoCallbacks,
+      log: this.log,
+      host: this.host,
+      userId: this.userId,
+      deviceId: this.deviceId,
+    };
+    this.trust = new MatrixTrust({ ...host, storeCredentials: (fields) => this.safeEmit('credentials', fields) });
+    this.verification = new MatrixVerification({ ...host, tell: (text) => this.safeEmit('gatewayMessage', text) });
+  }
+
+  async runCommand(node: string, values: Record<string, string>): Promise<string> {
+    if (node !== RECOVERY_COMMAND.node) throw new CommandFailure('no such command', 'item-not-found');
+    if (!this.trust || this.phase !== 'ready') throw new CommandFailure('end-to-end encryption is not available in this Matrix session', 'service-unavailable');
+    return this.trust.command(values);
+  }
+
+  async gatewayMessage(text: string): Promise<void> {
+    if (!this.verification) {
+      this.safeEmit('gatewayMessage', 'End-to-end encryption is not available in this Matrix session, so there is nothing to verify.');
+      return;
+    }
+    await this.verification.handle(text);
   }
 
   private async startCrypto(): Promise<void> {
@@ -295,6 +337,11 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
       this.safeEmit('connected', this.host, this.userId);
       this.flowing = true;
       void this.pump();
+      if (this.recoveryKey && this.trust) {
+        void this.trust.atLogin(this.recoveryKey).then((problem) => {
+          if (problem && this.phase === 'ready') this.safeEmit('gatewayMessage', problem);
+        });
+      }
     });
   }
 
@@ -420,6 +467,7 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
     this.tasks.length = 0;
     this.clearFailure();
     this.tokens?.stop();
+    this.verification?.stop();
     this.crypto?.stop();
     this.stopAwaitingKeys();
     stopClient(this.client);
