@@ -106,15 +106,17 @@ export function withoutSdkTimers(client: sdk.MatrixClient): void {
  */
 export function stopClient(client: sdk.MatrixClient): void {
   const api = (client as unknown as { syncApi?: { keepAliveTimer?: NodeJS.Timeout } }).syncApi;
+  // A capabilities request under way when the client stops arms a new poll (6 hours) when it ends.
+  const capabilities = (client as unknown as { serverCapabilitiesService?: { clearTimeouts?: () => void } }).serverCapabilitiesService;
   try {
     client.stopClient();
   } catch {
     // already stopped
   }
-  if (!api) return;
   let rounds = 0;
   const sweep = setInterval(() => {
-    if (api.keepAliveTimer) clearTimeout(api.keepAliveTimer);
+    if (api?.keepAliveTimer) clearTimeout(api.keepAliveTimer);
+    capabilities?.clearTimeouts?.();
     if (++rounds >= 40) clearInterval(sweep);
   }, 50);
   sweep.unref();
