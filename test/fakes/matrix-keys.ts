@@ -85,6 +85,8 @@ export class FakeKeys {
   /** Positions at which each user's device list changed. */
   private readonly changes: { userId: string; pos: number }[] = [];
   private readonly uiaSessions = new Set<string>();
+  /** Users whose to-device messages are held back (hold()/release()). */
+  private readonly held = new Map<string, { key: string; message: ToDevice }[]>();
   /** Every to-device message sent (type, sender, receiver), for tests. */
   readonly toDeviceLog: { type: string; sender: string; userId: string; deviceId: string }[] = [];
   /** Claims answered (user, device, algorithm, whether a fallback key was given). */
@@ -143,6 +145,26 @@ export class FakeKeys {
   /** The user's device list changed (also for cross-signing keys, matrix-trust.ts). */
   deviceListChanged(userId: string): void {
     this.changed(userId);
+  }
+
+  /**
+   * Holds back to-device messages to a user (e.g. room keys, to test events whose key comes late)
+   * until release(); they are then delivered in the order they were sent.
+   */
+  hold(userId: string): void {
+    this.held.set(userId, this.held.get(userId) ?? []);
+  }
+
+  release(userId: string): void {
+    const list = this.held.get(userId) ?? [];
+    this.held.delete(userId);
+    if (!list.length) return;
+    const pos = this.host.nextPos();
+    for (const m of list) {
+      let box = this.inbox.get(m.key);
+      if (!box) this.inbox.set(m.key, (box = []));
+      box.push({ ...m.message, pos });
+    }
   }
 
   /** Removes a device as DELETE /devices/{id} does. */
@@ -366,8 +388,14 @@ export class FakeKeys {
       for (const [deviceId, content] of Object.entries(byDevice ?? {})) {
         const targets = deviceId === '*' ? this.deviceIds(userId) : this.devices.get(userId)?.has(deviceId) ? [deviceId] : [];
         for (const target of targets) {
-          pos ??= this.host.nextPos();
           const key = `${userId}\u0000${target}`;
+          const heldFor = this.held.get(userId);
+          if (heldFor) {
+            heldFor.push({ key, message: { pos: 0, type, sender: ctx.userId, content: (content ?? {}) as Json } });
+            this.toDeviceLog.push({ type, sender: ctx.userId, userId, deviceId: target });
+            continue;
+          }
+          pos ??= this.host.nextPos();
           let box = this.inbox.get(key);
           if (!box) this.inbox.set(key, (box = []));
           box.push({ pos, type, sender: ctx.userId, content: (content ?? {}) as Json });

@@ -6,7 +6,8 @@
  */
 import * as sdk from 'matrix-js-sdk';
 import type { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { quiet } from '../../transports/matrix/sdk.js';
+import { quiet, stopClient, timedFetch, withoutSdkTimers } from '../../transports/matrix/sdk.js';
+import { unrefLiveEventTimers } from '../../transports/matrix/crypto.js';
 
 type Json = Record<string, unknown>;
 
@@ -35,8 +36,11 @@ export class ElementPeer {
   static async start(hs: FakeHomeserver, userId: string, deviceId?: string): Promise<ElementPeer> {
     quietRustConsole();
     const { accessToken, deviceId: device } = hs.issueToken(userId, deviceId);
-    const client = sdk.createClient({ baseUrl: hs.url, userId, deviceId: device, accessToken, logger: quiet });
+    // Bounded requests without the SDK's own (never cleared) timers, so the test process can end.
+    const client = sdk.createClient({ baseUrl: hs.url, userId, deviceId: device, accessToken, logger: quiet, fetchFn: timedFetch(10_000, 15_000) });
+    withoutSdkTimers(client);
     await client.initRustCrypto({ useIndexedDB: false });
+    unrefLiveEventTimers(client);
     await new Promise<void>((resolve, reject) => {
       const onSync = (state: sdk.SyncState) => {
         if (state === sdk.SyncState.Prepared || state === sdk.SyncState.Syncing) {
@@ -79,7 +83,7 @@ export class ElementPeer {
   }
 
   stop(): void {
-    this.client.stopClient();
+    stopClient(this.client);
     this.client.removeAllListeners();
   }
 }

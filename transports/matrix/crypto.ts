@@ -21,7 +21,8 @@
  * room IDs): its lines are dropped and tracing is turned off after each start.
  */
 import { createHash } from 'node:crypto';
-import type * as sdk from 'matrix-js-sdk';
+import * as sdk from 'matrix-js-sdk';
+import { isVerificationEvent } from 'matrix-js-sdk/lib/rust-crypto/verification.js';
 import type { CryptoApi } from 'matrix-js-sdk/lib/crypto-api/index.js';
 import type { AdapterLogger } from '../kit/adapter.js';
 import { newFactory, restore, snapshot, watchWrites, withIndexedDB } from './crypto-store.js';
@@ -70,6 +71,7 @@ export class MatrixCrypto {
     silenceRustTracing();
     await withIndexedDB(factory, () => client.initRustCrypto({}));
     await turnRustTracingOff();
+    unrefLiveEventTimers(client);
     const api = client.getCrypto()!;
     api.globalBlacklistUnverifiedDevices = !opts.shareWithUnverified;
     await crypto.save();
@@ -141,6 +143,32 @@ export class MatrixCrypto {
       this.saving = null;
     }
   }
+}
+
+/**
+ * The SDK's crypto waits for the decryption of every live encrypted event (in-room verification
+ * requests may be inside) with a 5-minute timer that it does not clear when the event was
+ * decrypted before it started waiting, which holds a stopping process. The same waiting, with a
+ * timer that does not hold the process.
+ */
+export function unrefLiveEventTimers(client: sdk.MatrixClient): void {
+  const backend = client.getCrypto() as unknown as { onLiveEventFromSync?: unknown; onKeyVerificationEvent?: (ev: sdk.MatrixEvent) => Promise<void> } | undefined;
+  if (!backend || typeof backend.onLiveEventFromSync !== 'function' || typeof backend.onKeyVerificationEvent !== 'function') return;
+  const verification = backend.onKeyVerificationEvent.bind(backend);
+  const handle = (ev: sdk.MatrixEvent) => (isVerificationEvent(ev) ? verification(ev) : undefined);
+  backend.onLiveEventFromSync = async (event: sdk.MatrixEvent): Promise<void> => {
+    if (event.isState() || event.getUnsigned().transaction_id) return;
+    if (!event.isEncrypted() && !event.isDecryptionFailure()) return handle(event);
+    const onDecrypted = (decrypted: sdk.MatrixEvent, err?: Error) => {
+      if (err) return;
+      clearTimeout(timer);
+      event.off(sdk.MatrixEventEvent.Decrypted, onDecrypted);
+      void handle(decrypted);
+    };
+    const timer = setTimeout(() => event.off(sdk.MatrixEventEvent.Decrypted, onDecrypted), 5 * 60_000);
+    timer.unref();
+    event.on(sdk.MatrixEventEvent.Decrypted, onDecrypted);
+  };
 }
 
 interface RustTracing {

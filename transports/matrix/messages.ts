@@ -40,6 +40,15 @@ type Json = Record<string, unknown>;
 /** The longest one decryption may hold up the session's events. */
 const DECRYPT_WAIT_MS = 10_000;
 
+/** Decryption failures that keys arriving later (to-device, key backup) can still resolve. */
+const WAIT_FOR_KEYS = new Set([
+  'MEGOLM_UNKNOWN_INBOUND_SESSION_ID',
+  'OLM_UNKNOWN_MESSAGE_INDEX',
+  'HISTORICAL_MESSAGE_NO_KEY_BACKUP',
+  'HISTORICAL_MESSAGE_BACKUP_UNCONFIGURED',
+  'HISTORICAL_MESSAGE_WORKING_BACKUP',
+]);
+
 export abstract class MatrixMessages extends MatrixRooms {
   /** Reaction event ID → what it reacted to (to turn the redaction of a reaction into a new reaction set). */
   private readonly reactionIndex = new BoundedMap<string, { roomId: string; to: string; sender: string; key: string }>(5000);
@@ -65,7 +74,8 @@ export abstract class MatrixMessages extends MatrixRooms {
       if (ev.getSender() === this.userId && ev.getUnsigned().transaction_id !== undefined) return;
       if (this.crypto && !(id && this.gaveUp.has(id)) && !(await this.decrypted(ev, room))) return;
     }
-    const type = ev.getType();
+    // Still encrypted (no crypto, or given up): the SDK's stand-in text is not shown, the notice is.
+    const type = ev.getWireType() === 'm.room.encrypted' && (ev.isDecryptionFailure() || ev.getType() === 'm.room.encrypted') ? 'm.room.encrypted' : ev.getType();
     const sender = ev.getSender();
     if (!sender) return;
     if (type === 'm.room.member' || type === 'm.room.name' || type === 'm.room.canonical_alias') this.contactsCache = null;
@@ -175,6 +185,8 @@ export abstract class MatrixMessages extends MatrixRooms {
       clearTimeout(timer);
     }
     if (!ev.isDecryptionFailure() && ev.getType() !== 'm.room.encrypted') return true;
+    // Only a missing room key may still come; anything else (a broken event) is the notice now.
+    if (!WAIT_FOR_KEYS.has(ev.decryptionFailureReason ?? '')) return true;
     const id = ev.getId();
     if (!id || this.awaitingKeys.has(id)) return false;
     const stop = () => {

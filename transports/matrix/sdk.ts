@@ -18,6 +18,13 @@ export const quiet = {
   getChild: () => quiet,
 };
 (sdkLogger as unknown as { setLevel(level: string, persist?: boolean): void }).setLevel('silent', false);
+// Child loggers (the crypto's per-room "[!room encryption]" ones) are set to debug level when they
+// are made, but take their parent's method factory: one that writes nothing.
+{
+  const root = sdkLogger as unknown as { methodFactory: unknown; rebuild?: () => void };
+  root.methodFactory = () => () => undefined;
+  root.rebuild?.();
+}
 
 /** Retry only rate-limited sends (429), a few times; anything else fails at once and the kit reports it. */
 export function retryRateLimited(_event: unknown, attempts: number, err: unknown): number {
@@ -99,15 +106,17 @@ export function withoutSdkTimers(client: sdk.MatrixClient): void {
  */
 export function stopClient(client: sdk.MatrixClient): void {
   const api = (client as unknown as { syncApi?: { keepAliveTimer?: NodeJS.Timeout } }).syncApi;
+  // A capabilities request under way when the client stops arms a new poll (6 hours) when it ends.
+  const capabilities = (client as unknown as { serverCapabilitiesService?: { clearTimeouts?: () => void } }).serverCapabilitiesService;
   try {
     client.stopClient();
   } catch {
     // already stopped
   }
-  if (!api) return;
   let rounds = 0;
   const sweep = setInterval(() => {
-    if (api.keepAliveTimer) clearTimeout(api.keepAliveTimer);
+    if (api?.keepAliveTimer) clearTimeout(api.keepAliveTimer);
+    capabilities?.clearTimeouts?.();
     if (++rounds >= 40) clearInterval(sweep);
   }, 50);
   sweep.unref();
