@@ -47,6 +47,8 @@ const WAIT_FOR_KEYS = new Set([
   'HISTORICAL_MESSAGE_NO_KEY_BACKUP',
   'HISTORICAL_MESSAGE_BACKUP_UNCONFIGURED',
   'HISTORICAL_MESSAGE_WORKING_BACKUP',
+  // Withheld from this device while it is not verified: the recovery key (key backup) brings it (trust.ts).
+  'MEGOLM_KEY_WITHHELD_FOR_UNVERIFIED_DEVICE',
 ]);
 
 export abstract class MatrixMessages extends MatrixRooms {
