@@ -45,7 +45,7 @@ export function policyDe(f: PolicyFacts): PolicyDocument {
     );
     blocks.push(
       ul([
-        'Benutzername und Passwort Ihres Kontos im anderen System, weil sich der Netzübergang dort in Ihrem Namen anmeldet. Sie werden verschlüsselt gespeichert, mit einem Schlüssel, der außerhalb der Datenbank liegt, und nie in ein Protokoll geschrieben.',
+        'Benutzername und Passwort Ihres Kontos im anderen System, weil sich der Netzübergang dort in Ihrem Namen anmeldet, und bei Matrix der Wiederherstellungsschlüssel, wenn Sie ihn dem Netzübergang geben (damit er seine eigene Sitzung bestätigen und Ihre Schlüsselsicherung lesen kann). Sie werden verschlüsselt gespeichert, mit einem Schlüssel, der außerhalb der Datenbank liegt, nie in ein Protokoll geschrieben und gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen (der Wiederherstellungsschlüssel auch, wenn Sie den Netzübergang ihn vergessen lassen).',
         `Ein Protokoll darüber, wann für welche XMPP-Adresse eine Verbindung zum anderen System aufgebaut, beendet oder abgelehnt wurde. Es wird nach ${logsDat} gelöscht.`,
         'Damit Ihre Sitzung im anderen System nach einem Neustart ohne Lücken und Wiederholungen weiterläuft: Ihre Position darin und, wo das System sie dafür braucht (Matrix), die Liste Ihrer Räume mit deren Namen und die Namen der Personen in Ihren Direktchats; keine Nachrichten. Diese Angaben werden gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen.',
         ...(f.uploads && r.uploads !== undefined

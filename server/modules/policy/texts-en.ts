@@ -41,7 +41,7 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
     blocks.push(p(`This server runs gateways (transports) to other instant messaging networks: ${list(f.gateways, 'en')}. If you use a gateway, it stores further data:`));
     blocks.push(
       ul([
-        'The user name and password of your account on the other network, because the gateway logs in there on your behalf. They are stored encrypted, with a key that is kept outside the database, and never written to a log.',
+        'The user name and password of your account on the other network, because the gateway logs in there on your behalf, and for Matrix the recovery key if you give it to the gateway (so that it can verify its own session and read your key backup). They are stored encrypted, with a key that is kept outside the database, never written to a log, and deleted when you remove your registration with the gateway (the recovery key also when you tell the gateway to forget it).',
         `A log of when a connection to the other network was made, ended or failed, and for which XMPP address. It is deleted after ${logs}.`,
         'So that your session on the other network can continue after a restart without missing or repeating anything: your position in it and, where the network needs them for that (Matrix), the list of your rooms with their names and the names of the people in your direct chats; no messages. This is deleted when you remove your registration with the gateway.',
         ...(f.uploads && r.uploads !== undefined
