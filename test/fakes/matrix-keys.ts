@@ -68,6 +68,8 @@ interface FakeDevice {
   keys: Json | null;
   oneTimeKeys: Map<string, unknown>;
   fallbackKeys: Map<string, { id: string; key: unknown; used: boolean }>;
+  /** Signatures uploaded through /keys/signatures/upload (matrix-trust.ts): kept apart, as Synapse does, so a new upload of the device keys keeps them. */
+  crossSignatures?: Json;
 }
 
 interface ToDevice {
@@ -122,9 +124,11 @@ export class FakeKeys {
     return [...(this.devices.get(userId)?.keys() ?? [])];
   }
 
-  /** The uploaded device keys of a device (as the client signed them). */
+  /** The uploaded device keys of a device (as the client signed them, with the cross-signing signatures others uploaded). */
   deviceKeys(userId: string, deviceId: string): Json | null {
-    return this.devices.get(userId)?.get(deviceId)?.keys ?? null;
+    const d = this.devices.get(userId)?.get(deviceId);
+    if (!d?.keys) return null;
+    return d.crossSignatures ? { ...d.keys, signatures: mergedSignatures(d.keys.signatures as Json | undefined, d.crossSignatures) } : d.keys;
   }
 
   /** Unclaimed one-time keys of a device. */
@@ -136,9 +140,9 @@ export class FakeKeys {
   signDevice(userId: string, deviceId: string, signatures: Json): boolean {
     const d = this.devices.get(userId)?.get(deviceId);
     if (!d?.keys) return false;
-    const all = ((d.keys.signatures as Json | undefined) ?? {}) as Json;
+    const all = d.crossSignatures ?? {};
     for (const [signer, sigs] of Object.entries(signatures)) all[signer] = { ...((all[signer] as Json | undefined) ?? {}), ...(sigs as Json) };
-    d.keys = { ...d.keys, signatures: all };
+    d.crossSignatures = all;
     return true;
   }
 
@@ -334,6 +338,7 @@ export class FakeKeys {
       for (const d of this.devices.get(userId)?.values() ?? []) {
         if (!d.keys || (only && !only.has(d.deviceId))) continue;
         const keys = structuredClone(d.keys);
+        if (d.crossSignatures) keys.signatures = mergedSignatures(keys.signatures as Json | undefined, d.crossSignatures);
         if (d.displayName) keys.unsigned = { ...((keys.unsigned as Json | undefined) ?? {}), device_display_name: d.displayName };
         out[d.deviceId] = keys;
       }
@@ -405,4 +410,11 @@ export class FakeKeys {
     }
     return {};
   }
+}
+
+/** Signatures (signer → key id → signature) of a device's own upload with those uploaded later. */
+function mergedSignatures(own: Json | undefined, extra: Json): Json {
+  const out: Json = { ...(own ?? {}) };
+  for (const [signer, sigs] of Object.entries(extra)) out[signer] = { ...((out[signer] as Json | undefined) ?? {}), ...(sigs as Json) };
+  return out;
 }

@@ -245,6 +245,23 @@ describe('Matrix trust: recovery key, key backup and SAS verification through Ga
     await alice.expect(fromGateway((b) => b.includes('write "verify"')), 10_000);
   });
 
+  test('after a restart the device is still verified and the stored key is not needed', async () => {
+    const device = gatewayDevice();
+    await transport.stop();
+    await start();
+    alice.send(x('presence'));
+    await until(() => transport.gateway.sessions.ofUser(user)[0]?.state === 'online', 'logged in again', 20_000);
+    assert.equal(gatewayDevice(), device, 'the same device');
+    assert.equal((await element.crypto.getDeviceVerificationStatus(meId, device))?.crossSigningVerified, true);
+    const muc = `${escapeLocal('#vault:' + hs.serverName)}@${GW}`;
+    alice.send(x('presence', { to: `${muc}/alice` }, x('x', { xmlns: MUC })));
+    await alice.expect((el) => el.name === 'presence' && el.attrs.from?.startsWith(`${muc}/`) === true && el.toString().includes('code="110"'), 15_000);
+    await bob.sendText(room, 'after the restart');
+    await alice.expect(bodyIs('after the restart'), 20_000);
+    assert.equal(await alice.expectNothing(fromGateway((b) => b.includes('recovery key could not be used')), 500), true);
+    assert.ok((await storedKey()) !== undefined, 'still stored');
+  });
+
   test('"Forget" removes the recovery key from the vault; the device stays verified', async () => {
     const res = await command({ forget: 'true' });
     assert.equal(res.attrs.type, 'result', String(res));

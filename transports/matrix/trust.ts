@@ -19,10 +19,10 @@
  * It is used again at a login whose crypto store lacks the keys (a new device after the store was
  * lost). "Forget" removes it from the vault (the keys already imported stay in the crypto store).
  */
-import type * as sdk from 'matrix-js-sdk';
+import * as sdk from 'matrix-js-sdk';
 import { decodeRecoveryKey, type CryptoApi, type CryptoCallbacks } from 'matrix-js-sdk/lib/crypto-api/index.js';
 import { CommandFailure, type AdapterCommand, type AdapterLogger } from '../kit/adapter.js';
-import { describe } from './errors.js';
+import { describe, errcodeOf } from './errors.js';
 
 export const RECOVERY_COMMAND: AdapterCommand = {
   node: 'matrix-recovery-key',
@@ -150,8 +150,30 @@ export class MatrixTrust {
     return { crossSigned, backup };
   }
 
+  /**
+   * Secret storage is account data, which the SDK reads from its store once a sync is done; a
+   * session resumed from a stored position (session.ts) has not seen it. It is fetched here.
+   */
+  private async loadSecretStorage(): Promise<void> {
+    const { client } = this.h;
+    const fetchOne = async (type: string): Promise<Record<string, unknown> | null> => {
+      try {
+        const content = await client.http.authedRequest<Record<string, unknown>>(sdk.Method.Get, `/user/${encodeURIComponent(this.h.userId)}/account_data/${encodeURIComponent(type)}`);
+        client.store.storeAccountDataEvents([new sdk.MatrixEvent({ type, content })]);
+        return content;
+      } catch (err) {
+        if (errcodeOf(err) === 'M_NOT_FOUND') return null;
+        throw err;
+      }
+    };
+    const def = await fetchOne('m.secret_storage.default_key');
+    const keyId = typeof def?.key === 'string' ? def.key : null;
+    await Promise.all([...(keyId ? [`m.secret_storage.key.${keyId}`] : []), ...CROSS_SIGNING_SECRETS, BACKUP_SECRET].map(fetchOne));
+  }
+
   /** The key ID of the default secret storage key that `raw` opens. */
   private async checked(raw: Uint8Array): Promise<{ keyId: string; raw: Uint8Array }> {
+    await this.loadSecretStorage();
     const def = await this.h.client.secretStorage.getKey();
     if (!def) throw new CommandFailure('this Matrix account has no secret storage; set up recovery ("Secure Backup") in Element first', 'item-not-found');
     const [keyId, info] = def;
