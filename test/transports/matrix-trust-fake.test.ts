@@ -14,6 +14,7 @@ describe('fake homeserver: cross-signing and key backup endpoints', () => {
   let me: string;
   let other: string;
   let token: string;
+  let device: string;
   let otherToken: string;
 
   async function call(method: string, path: string, body?: unknown, as = token): Promise<{ status: number; json: Json }> {
@@ -31,7 +32,7 @@ describe('fake homeserver: cross-signing and key backup endpoints', () => {
     hs = await FakeHomeserver.start();
     me = hs.createUser('carla', { password: 'carla-pw' });
     other = hs.createUser('dan', { password: 'dan-pw' });
-    token = hs.issueToken(me).accessToken;
+    ({ accessToken: token, deviceId: device } = hs.issueToken(me));
     otherToken = hs.issueToken(other).accessToken;
   });
 
@@ -75,6 +76,16 @@ describe('fake homeserver: cross-signing and key backup endpoints', () => {
     assert.equal(res.status, 200);
     assert.equal(res.json.failures[other].NOSUCH.errcode, 'M_NOT_FOUND');
     assert.equal((hs.trust.crossSigningKey(other, 'master')!.signatures as Json)[me]['ed25519:USER1'], 'sig');
+  });
+
+  test('a device signature survives a new upload of the device keys (kept apart, as Synapse does)', async () => {
+    const deviceKeys = (curve: string) => ({ user_id: me, device_id: device, algorithms: ['m.olm.v1.curve25519-aes-sha2'], keys: { [`curve25519:${device}`]: curve, [`ed25519:${device}`]: 'ED' }, signatures: { [me]: { [`ed25519:${device}`]: 'self' } } });
+    assert.equal((await call('POST', '/keys/upload', { device_keys: deviceKeys('C1') })).status, 200);
+    const signed = await call('POST', '/keys/signatures/upload', { [me]: { [device]: { ...deviceKeys('C1'), signatures: { [me]: { 'ed25519:SELF1': 'cross' } } } } });
+    assert.deepEqual(signed.json.failures, {});
+    assert.equal((await call('POST', '/keys/upload', { device_keys: deviceKeys('C2') })).status, 200);
+    const q = await call('POST', '/keys/query', { device_keys: { [me]: [device] } });
+    assert.deepEqual(q.json.device_keys[me][device].signatures[me], { [`ed25519:${device}`]: 'self', 'ed25519:SELF1': 'cross' });
   });
 
   test('key backup: versions, keys only into the current version, a stored key replaced only by a better one', async () => {
