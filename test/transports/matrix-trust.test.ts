@@ -247,6 +247,7 @@ describe('Matrix trust: recovery key, key backup and SAS verification through Ga
 
   test('after a restart the device is still verified and the stored key is not needed', async () => {
     const device = gatewayDevice();
+    const linesBefore = logLines.length;
     await transport.stop();
     await start();
     alice.send(x('presence'));
@@ -260,6 +261,7 @@ describe('Matrix trust: recovery key, key backup and SAS verification through Ga
     await alice.expect(bodyIs('after the restart'), 20_000);
     assert.equal(await alice.expectNothing(fromGateway((b) => b.includes('recovery key could not be used')), 500), true);
     assert.ok((await storedKey()) !== undefined, 'still stored');
+    assert.ok(!logLines.slice(linesBefore).some((l) => l.includes('stored recovery key used')), 'not used again: the store has the keys');
   });
 
   test('"Forget" removes the recovery key from the vault; the device stays verified', async () => {

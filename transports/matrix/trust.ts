@@ -85,13 +85,12 @@ export class MatrixTrust {
     const api = this.h.api();
     if (!api) return null;
     try {
-      const needsCrossSigning = !(await api.isCrossSigningReady());
+      // What this device's own store has (secret storage itself is not read: a resumed session has not synced it).
+      const local = (await api.getCrossSigningStatus()).privateKeysCachedLocally;
+      const needsCrossSigning = !(local.masterKey && local.selfSigningKey && local.userSigningKey);
       const backup = await api.getKeyBackupInfo();
       const needsBackupKey = backup !== null && (await api.getSessionBackupPrivateKey()) === null;
-      if (!needsCrossSigning && !needsBackupKey) {
-        this.setKey(await this.checked(decodeRecoveryKey(normalise(stored).replace(/ /g, ''))));
-        return null;
-      }
+      if (!needsCrossSigning && !needsBackupKey) return null;
       const outcome = await this.serial(() => this.use(stored));
       this.h.log.info('matrix stored recovery key used', { homeserver: this.h.host, crossSigned: outcome.crossSigned, restored: outcome.backup?.imported ?? 0 });
       return null;
