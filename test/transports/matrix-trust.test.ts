@@ -26,6 +26,7 @@ import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { createAdapter } from '../../transports/matrix/index.js';
 import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
+import { openStorage } from '../../storage/datasource.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
 import { GW, SECRET, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
@@ -262,6 +263,23 @@ describe('Matrix trust: recovery key, key backup and SAS verification through Ga
     assert.equal(await alice.expectNothing(fromGateway((b) => b.includes('recovery key could not be used')), 500), true);
     assert.ok((await storedKey()) !== undefined, 'still stored');
     assert.ok(!logLines.slice(linesBefore).some((l) => l.includes('stored recovery key used')), 'not used again: the store has the keys');
+  });
+
+  test('with its encryption store lost, the gateway uses the stored recovery key at the next login', async () => {
+    const device = gatewayDevice();
+    const keysBefore = JSON.stringify(hs.keys.deviceKeys(meId, device)!.keys);
+    await transport.stop();
+    // The sealed store cannot be opened any more (as after a lost or foreign vault key for it).
+    const storage = await openStorage(config.storage, { migrate: false });
+    const rec = (await storage.transports.getSecretState('matrix', user, ''))!;
+    await storage.transports.saveSecretState('', { ...rec, ciphertext: Buffer.alloc(rec.ciphertext.length) });
+    await storage.close();
+    await start();
+    alice.send(x('presence'));
+    await until(() => transport.gateway.sessions.ofUser(user)[0]?.state === 'online', 'logged in again', 20_000);
+    await until(() => JSON.stringify(hs.keys.deviceKeys(meId, device)?.keys) !== keysBefore, 'new identity keys for the device', 20_000);
+    await until(() => logLines.some((l) => l.includes('stored recovery key used')), 'the stored key is used', 20_000);
+    await until(async () => (await element.crypto.getDeviceVerificationStatus(meId, device))?.crossSigningVerified === true, 'Element sees the new keys cross-signed', 20_000);
   });
 
   test('"Forget" removes the recovery key from the vault; the device stays verified', async () => {
