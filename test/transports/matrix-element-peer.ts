@@ -7,23 +7,9 @@
 import * as sdk from 'matrix-js-sdk';
 import type { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { quiet, stopClient, timedFetch, withoutSdkTimers } from '../../transports/matrix/sdk.js';
-import { unrefLiveEventTimers } from '../../transports/matrix/crypto.js';
+import { unrefLiveEventTimers, withoutRustLogs } from '../../transports/matrix/crypto.js';
 
 type Json = Record<string, unknown>;
-
-/** The Rust crypto logs to the console at debug level when it starts; tests keep their output clean. */
-function quietRustConsole(): void {
-  const c = console as unknown as Record<string, ((...args: unknown[]) => void) & { peerQuiet?: true }>;
-  for (const level of ['trace', 'debug', 'info', 'log', 'warn', 'error']) {
-    const original = c[level]!;
-    if (original.peerQuiet) continue;
-    const wrapped = Object.assign((...args: unknown[]) => {
-      if (typeof args[0] === 'string' && /^(TRACE|DEBUG|INFO|WARN|ERROR) [a-z0-9_]+(::[a-z0-9_]+)*: /.test(args[0])) return;
-      original.apply(console, args);
-    }, { peerQuiet: true as const });
-    c[level] = wrapped;
-  }
-}
 
 export class ElementPeer {
   private constructor(
@@ -34,12 +20,11 @@ export class ElementPeer {
 
   /** Logs in as `userId` (a new device unless one is named), starts its crypto and syncs. */
   static async start(hs: FakeHomeserver, userId: string, deviceId?: string): Promise<ElementPeer> {
-    quietRustConsole();
     const { accessToken, deviceId: device } = hs.issueToken(userId, deviceId);
     // Bounded requests without the SDK's own (never cleared) timers, so the test process can end.
     const client = sdk.createClient({ baseUrl: hs.url, userId, deviceId: device, accessToken, logger: quiet, fetchFn: timedFetch(10_000, 15_000) });
     withoutSdkTimers(client);
-    await client.initRustCrypto({ useIndexedDB: false });
+    await withoutRustLogs(() => client.initRustCrypto({ useIndexedDB: false }));
     unrefLiveEventTimers(client);
     await new Promise<void>((resolve, reject) => {
       const onSync = (state: sdk.SyncState) => {

@@ -18,7 +18,8 @@
  * - stop(): no more snapshots (the client's stopClient() stops the Rust crypto itself).
  *
  * The Rust crypto logs through `tracing` to the console at debug level (user IDs, device IDs,
- * room IDs): its lines are dropped and tracing is turned off after each start.
+ * room IDs), which initRustCrypto turns on: its lines are dropped while it starts, and tracing is
+ * turned off right after (withoutRustLogs).
  */
 import { createHash } from 'node:crypto';
 import * as sdk from 'matrix-js-sdk';
@@ -68,9 +69,7 @@ export class MatrixCrypto {
       else crypto.latest = Buffer.from(stored);
     }
     watchWrites(factory, () => crypto.changed());
-    silenceRustTracing();
-    await withIndexedDB(factory, () => client.initRustCrypto({}));
-    await turnRustTracingOff();
+    await withIndexedDB(factory, () => withoutRustLogs(() => client.initRustCrypto({})));
     unrefLiveEventTimers(client);
     const api = client.getCrypto()!;
     api.globalBlacklistUnverifiedDevices = !opts.shareWithUnverified;
@@ -186,21 +185,30 @@ async function rustModule(): Promise<RustTracing | null> {
   }
 }
 
-let filtering = false;
 /** Rust tracing lines look like "DEBUG matrix_sdk_crypto::machine: ..." */
 const RUST_LINE = /^(TRACE|DEBUG|INFO|WARN|ERROR) [a-z0-9_]+(::[a-z0-9_]+)*: /;
+const LEVELS = ['trace', 'debug', 'info', 'log', 'warn', 'error'] as const;
 
-/** Drops the Rust crypto's tracing lines from the console (initRustCrypto turns tracing on at debug level). */
-function silenceRustTracing(): void {
-  if (filtering) return;
-  filtering = true;
+/**
+ * Runs `fn` (which sets up a Rust crypto: initRustCrypto turns the crypto's tracing on at debug
+ * level, printing user, device and room IDs to the console) with the crypto's console lines
+ * dropped, then turns tracing off again. Other console output passes; the console's methods are
+ * the same as before afterwards.
+ */
+export async function withoutRustLogs<T>(fn: () => Promise<T>): Promise<T> {
   const c = console as unknown as Record<string, (...args: unknown[]) => void>;
-  for (const level of ['trace', 'debug', 'info', 'log', 'warn', 'error']) {
-    const original = c[level]!;
+  const before = LEVELS.map((level) => [level, c[level]!] as const);
+  for (const [level, original] of before) {
     c[level] = (...args: unknown[]) => {
       if (typeof args[0] === 'string' && RUST_LINE.test(args[0])) return;
       original.apply(console, args);
     };
+  }
+  try {
+    return await fn();
+  } finally {
+    await turnRustTracingOff();
+    for (const [level, original] of before) c[level] = original;
   }
 }
 
