@@ -384,8 +384,20 @@ export interface TransportRepository {
   updateState(network: string, userJid: string, patch: { settings?: Record<string, string>; contacts?: string[] }, now: Date): Promise<boolean>;
   /** Replaces the credentials record of an existing registration; false if there is none. */
   updateCredentials(record: VaultRecord): Promise<boolean>;
-  /** Deletes the registration, its credentials and its sync states; false if there was none. */
+  /** Deletes the registration, its credentials, its sync states and its secret states; false if there was none. */
   deleteRegistration(network: string, userJid: string): Promise<boolean>;
+  /**
+   * The adapter's secret state of a registration for `server` (sealed by the vault like the
+   * credentials; Matrix: the end-to-end encryption store); null if none. `network`/`userJid` of
+   * the record are the registration's.
+   */
+  getSecretState(network: string, userJid: string, server: string): Promise<VaultRecord | null>;
+  /** Creates or replaces a secret state (ciphertext at most 12 MB); false if there is no such registration. */
+  saveSecretState(server: string, record: VaultRecord): Promise<boolean>;
+  /** Every secret state of a network (key rotation), with its server key. */
+  listSecretStates(network: string): Promise<{ serverKey: string; record: VaultRecord }[]>;
+  /** Key rotation of secret states, as reencrypt does for credentials (all or nothing). */
+  reencryptSecretStates(records: { serverKey: string; record: VaultRecord; expectKeyId: string }[]): Promise<void>;
   /** The adapter's sync state of a registration for `server` ('' when the network has one server); null if none. */
   getSyncState(network: string, userJid: string, server: string): Promise<string | null>;
   /** Creates or replaces a sync state (at most 1,000,000 characters); false if there is no such registration. */

@@ -13,6 +13,10 @@
  * - transport_sync_state (network, user_jid, server_key): where the user's foreign session stopped
  *   (the adapter's sync state, resumed at the next login; server_key '' for single-server
  *   networks, else the SHA-256 of the server name), updated_at. Deleted with its registration (foreign key, and deleteRegistration).
+ * - transport_secret_state (network, user_jid, server_key): state the adapter keeps across
+ *   restarts that is as sensitive as a credential (Matrix: the end-to-end encryption store),
+ *   sealed by the vault (key id, nonce, ciphertext, tag), updated_at
+ *   (migrations/1732600000760-TransportSecretState.ts). Deleted with its registration.
  * - transport_audit: time, user JID, network, foreign account, server, event, reason. Retention
  *   class "detailed logs" (P13): deleteAuditBefore() removes what is older than
  *   retention.detailedLogs.
@@ -26,7 +30,7 @@ import type { TransportAuditEvent, TransportRegistration, VaultRecord, Transport
 
 export const TRANSPORT_AUDIT_EVENTS: readonly TransportAuditEvent[] = ['connecting', 'connected', 'disconnected', 'auth-failed', 'error'];
 
-export const TRANSPORT_LIMITS = { network: 64, userJid: 640, account: 255, server: 255, reason: 512, keyId: 16, syncState: 1_000_000 } as const;
+export const TRANSPORT_LIMITS = { network: 64, userJid: 640, account: 255, server: 255, reason: 512, keyId: 16, syncState: 1_000_000, secretState: 12_000_000 } as const;
 
 interface RegistrationRow {
   network: string;
@@ -52,6 +56,17 @@ interface SyncStateRow {
   userJid: string;
   serverKey: string;
   state: string;
+  updatedAt: number;
+}
+
+interface SecretStateRow {
+  network: string;
+  userJid: string;
+  serverKey: string;
+  keyId: string;
+  nonce: string;
+  tag: string;
+  ciphertext: string;
   updatedAt: number;
 }
 
@@ -105,6 +120,21 @@ export const TransportSyncStateEntity = new EntitySchema<SyncStateRow>({
   },
 });
 
+export const TransportSecretStateEntity = new EntitySchema<SecretStateRow>({
+  name: 'TransportSecretState',
+  tableName: 'transport_secret_state',
+  columns: {
+    network: { type: 'varchar', length: 64, primary: true },
+    userJid: { name: 'user_jid', type: 'varchar', length: 640, primary: true },
+    serverKey: { name: 'server_key', type: 'varchar', length: 43, primary: true },
+    keyId: { name: 'key_id', type: 'varchar', length: 16 },
+    nonce: { type: 'varchar', length: 32 },
+    tag: { type: 'varchar', length: 32 },
+    ciphertext: { type: 'text' },
+    updatedAt: { name: 'updated_at', type: 'bigint', transformer: bigintNumber },
+  },
+});
+
 export const TransportAuditEntity = new EntitySchema<AuditRow>({
   name: 'TransportAudit',
   tableName: 'transport_audit',
@@ -120,7 +150,7 @@ export const TransportAuditEntity = new EntitySchema<AuditRow>({
   },
 });
 
-export const transportEntities = [TransportRegistrationEntity, TransportCredentialEntity, TransportSyncStateEntity, TransportAuditEntity];
+export const transportEntities = [TransportRegistrationEntity, TransportCredentialEntity, TransportSyncStateEntity, TransportSecretStateEntity, TransportAuditEntity];
 
 function parseJson<T>(text: string, fallback: T, ok: (v: unknown) => v is T): T {
   try {
@@ -273,10 +303,52 @@ export class TypeOrmTransportRepository implements TransportRepository {
     });
   }
 
+  async getSecretState(network: string, userJid: string, server: string): Promise<VaultRecord | null> {
+    if (typeof network !== 'string' || typeof userJid !== 'string' || typeof server !== 'string') return null;
+    const row = await this.db.run((m) => m.findOne(TransportSecretStateEntity, { where: { network, userJid, serverKey: serverKeyOf(server) } }));
+    return row ? toRecord(row) : null;
+  }
+
+  async saveSecretState(server: string, record: VaultRecord): Promise<boolean> {
+    checkText('server', server, TRANSPORT_LIMITS.server);
+    const row = { ...credentialRow(record), serverKey: serverKeyOf(server) };
+    if (row.ciphertext.length > TRANSPORT_LIMITS.secretState) throw new RangeError(`the secret state is larger than ${TRANSPORT_LIMITS.secretState} characters (base64)`);
+    return this.db.tx(async (m) => {
+      const owner = { network: row.network, userJid: row.userJid };
+      if (!(await m.exists(TransportRegistrationEntity, { where: owner }))) return false;
+      const where = { ...owner, serverKey: row.serverKey };
+      const set = { keyId: row.keyId, nonce: row.nonce, tag: row.tag, ciphertext: row.ciphertext, updatedAt: row.updatedAt };
+      if (await m.exists(TransportSecretStateEntity, { where })) await m.update(TransportSecretStateEntity, where, set);
+      else await m.insert(TransportSecretStateEntity, { ...where, ...set });
+      return true;
+    });
+  }
+
+  async listSecretStates(network: string): Promise<{ serverKey: string; record: VaultRecord }[]> {
+    const rows = await this.db.run((m) => m.find(TransportSecretStateEntity, { where: { network }, order: { userJid: 'ASC', serverKey: 'ASC' } }));
+    return rows.map((r) => ({ serverKey: r.serverKey, record: toRecord(r) }));
+  }
+
+  async reencryptSecretStates(records: { serverKey: string; record: VaultRecord; expectKeyId: string }[]): Promise<void> {
+    if (records.length === 0) return;
+    const rows = records.map(({ serverKey, record, expectKeyId }) => ({ row: credentialRow(record), serverKey, expectKeyId }));
+    await this.db.tx(async (m) => {
+      for (const { row, serverKey, expectKeyId } of rows) {
+        const r = await m.update(
+          TransportSecretStateEntity,
+          { network: row.network, userJid: row.userJid, serverKey, keyId: expectKeyId },
+          { keyId: row.keyId, nonce: row.nonce, ciphertext: row.ciphertext, tag: row.tag, updatedAt: row.updatedAt },
+        );
+        if ((r.affected ?? 0) !== 1) throw new Error(`the secret state of ${row.userJid} (${row.network}) changed during the rotation; nothing was changed, run it again`);
+      }
+    });
+  }
+
   async deleteRegistration(network: string, userJid: string): Promise<boolean> {
     return this.db.tx(async (m) => {
       await m.delete(TransportCredentialEntity, { network, userJid });
       await m.delete(TransportSyncStateEntity, { network, userJid });
+      await m.delete(TransportSecretStateEntity, { network, userJid });
       const r = await m.delete(TransportRegistrationEntity, { network, userJid });
       return (r.affected ?? 0) > 0;
     });

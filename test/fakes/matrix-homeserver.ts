@@ -33,9 +33,13 @@
  * - With `oauth`: the OAuth 2.0 API of a homeserver behind the Matrix Authentication Service
  *   (GET /_matrix/client/v1/auth_metadata, client registration, device authorization grant,
  *   token endpoint with refresh token rotation, short-lived access tokens): see matrix-oauth.ts.
- * Not implemented: federation, end-to-end encryption (an "encrypted" room only has the
- * m.room.encryption state; tests inject m.room.encrypted events), threads beyond plain relations,
- * registration, to-device messages.
+ * - End-to-end encryption (matrix-keys.ts, `keys`): POST /keys/upload, /keys/query, /keys/claim,
+ *   PUT /sendToDevice, devices (GET/PUT/DELETE), and in /sync to_device, device_lists,
+ *   device_one_time_keys_count and device_unused_fallback_key_types.
+ * - Cross-signing and server-side key backup (matrix-trust.ts, `trust`): device_signing and
+ *   signatures upload, cross-signing keys in /keys/query, /room_keys/version and /room_keys/keys.
+ * Not implemented: federation, threads beyond plain relations,
+ * registration.
  *
  * Start-up (spec 10.4 "lazy-loading room members"): a filter with `room.state.lazy_load_members`
  * gets, in a room's state, only the member events of the timeline's senders and the user's own
@@ -48,6 +52,8 @@ import type { Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { FakeOAuth, type FakeOAuthOptions } from './matrix-oauth.js';
+import { FakeKeys, KeysHttpError } from './matrix-keys.js';
+import { FakeTrust } from './matrix-trust.js';
 
 type Json = Record<string, unknown>;
 
@@ -250,6 +256,10 @@ export class FakeHomeserver {
   readonly requests: string[] = [];
   /** The OAuth 2.0 side (authorization server), when started with `oauth`. */
   readonly oauth: FakeOAuth | null = null;
+  /** Device keys, one-time keys, to-device messages and devices (matrix-keys.ts). */
+  readonly keys: FakeKeys;
+  /** Cross-signing keys and server-side key backups (matrix-trust.ts). */
+  readonly trust: FakeTrust;
   /** Requests refused with 401 M_UNKNOWN_TOKEN, "METHOD /path" (a client that renews in time causes none). */
   readonly tokenRefusals: string[] = [];
   /** Number of /login requests answered (password logins create devices). */
@@ -269,7 +279,32 @@ export class FakeHomeserver {
   private constructor(opts: FakeHomeserverOptions) {
     this.opts = { serverName: 'matrix.test', legacyMedia: false, trace: false, wellKnown: true, oauth: undefined as never, ...opts };
     this.serverName = this.opts.serverName;
+    this.keys = new FakeKeys({
+      serverName: this.serverName,
+      nextPos: () => {
+        const pos = ++this.pos;
+        this.notify();
+        return pos;
+      },
+      userExists: (userId) => this.users.has(userId),
+      sharedUsers: (userId) => this.sharedUsers(userId),
+      membershipChangesSince: (userId, since) => this.membershipChangesSince(userId, since),
+      checkPassword: (userId, password) => this.users.get(userId)?.password === password,
+      revokeDevice: (userId, deviceId) => {
+        for (const t of this.tokens.values()) if (t.userId === userId && t.deviceId === deviceId) t.valid = false;
+        this.notify();
+      },
+    });
     this.defineRoutes();
+    this.keys.defineRoutes((method, pattern, handler) => this.route(method, pattern, (ctx, params) => handler({ userId: ctx.token!.userId, deviceId: ctx.token!.deviceId, body: ctx.body }, params)), CLIENT, SEG);
+    this.trust = new FakeTrust({
+      error: (status, errcode, message, extra) => new KeysHttpError(status, errcode, message, extra),
+      interactiveAuth: (ctx) => this.keys.interactiveAuth(ctx),
+      deviceListChanged: (userId) => this.keys.deviceListChanged(userId),
+      signDevice: (userId, deviceId, signatures) => this.keys.signDevice(userId, deviceId, signatures),
+    });
+    this.keys.crossSigningPart = (requester, userIds) => this.trust.crossSigningPart(requester, userIds);
+    this.trust.defineRoutes((method, pattern, handler) => this.route(method, pattern, (ctx, params) => handler({ userId: ctx.token!.userId, deviceId: ctx.token!.deviceId, body: ctx.body, query: ctx.query }, params)), CLIENT, SEG);
     if (opts.oauth) this.oauth = new FakeOAuth(this, opts.oauth, (method, pattern, handler) => this.route(method, pattern, handler as Handler, false));
   }
 
@@ -332,6 +367,7 @@ export class FakeHomeserver {
   issueToken(userId: string, deviceId = `DEV${randomId(4).toUpperCase()}`, expiresInMs?: number): { accessToken: string; deviceId: string } {
     this.user(userId);
     const token = `syt_${randomId(18)}`;
+    this.keys.ensureDevice(userId, deviceId);
     this.tokens.set(token, { token, userId, deviceId, valid: true, softLogout: false, ...(expiresInMs !== undefined ? { expiresAt: Date.now() + expiresInMs } : {}) });
     return { accessToken: token, deviceId };
   }
@@ -623,6 +659,43 @@ export class FakeHomeserver {
     return r;
   }
 
+  /** The user and everyone in a room with them (joined or invited). */
+  private sharedUsers(userId: string): Set<string> {
+    const out = new Set<string>([userId]);
+    for (const room of this.rooms.values()) {
+      const mine = this.membershipIn(room, userId);
+      if (mine !== 'join' && mine !== 'invite') continue;
+      for (const e of room.state.values()) {
+        if (e.event.type === 'm.room.member' && ['join', 'invite'].includes(e.event.content.membership as string)) out.add(e.event.state_key!);
+      }
+    }
+    return out;
+  }
+
+  /** For device_lists: who joined or left the user's rooms after `since` (a room the user joined: all its members). */
+  private membershipChangesSince(userId: string, since: number): { joined: Set<string>; left: Set<string> } {
+    const joined = new Set<string>();
+    const left = new Set<string>();
+    for (const room of this.rooms.values()) {
+      if (!this.memberOf(room, userId)) continue;
+      for (const e of room.events) {
+        if (e.pos <= since || e.event.type !== 'm.room.member') continue;
+        const who = e.event.state_key!;
+        const m = e.event.content.membership;
+        if (who === userId) {
+          const members = [...room.state.values()].filter((s) => s.event.type === 'm.room.member' && ['join', 'invite'].includes(s.event.content.membership as string)).map((s) => s.event.state_key!);
+          if (m === 'join') for (const u of members) joined.add(u);
+          else if (m === 'leave' || m === 'ban') for (const u of members) left.add(u);
+        } else if (m === 'join' || m === 'invite') {
+          joined.add(who);
+        } else if (m === 'leave' || m === 'ban') {
+          left.add(who);
+        }
+      }
+    }
+    return { joined, left };
+  }
+
   private notify(): void {
     for (const w of [...this.waiters]) w.wake();
   }
@@ -784,7 +857,7 @@ export class FakeHomeserver {
     }
     let body: Json = {};
     const isJson = (req.headers['content-type'] ?? '').includes('json') || (raw.length > 0 && raw[0] === 0x7b);
-    if (raw.length && isJson && !path.includes('/upload')) {
+    if (raw.length && isJson && !/^\/_matrix\/media\/[^/]+\/upload/.test(path)) {
       try {
         const parsed: unknown = JSON.parse(raw.toString('utf8'));
         if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
@@ -810,6 +883,7 @@ export class FakeHomeserver {
         this.json(res, 200, result);
       } catch (err) {
         if (err instanceof HttpError) this.error(res, err);
+        else if (err instanceof KeysHttpError) this.error(res, new HttpError(err.status, err.errcode, err.message, err.extra));
         else {
           process.stderr.write(`fake homeserver: ${method} ${path} failed: ${(err as Error).stack}\n`);
           this.error(res, new HttpError(500, 'M_UNKNOWN', 'Internal server error'));
@@ -1253,6 +1327,7 @@ export class FakeHomeserver {
     if (!u || typeof b.password !== 'string' || b.password !== u.password) throw new HttpError(403, 'M_FORBIDDEN', 'Invalid username or password');
     const deviceId = typeof b.device_id === 'string' && b.device_id ? b.device_id : `DEV${randomId(4).toUpperCase()}`;
     const { accessToken } = this.issueToken(u.userId, deviceId);
+    if (typeof b.initial_device_display_name === 'string') this.keys.ensureDevice(u.userId, deviceId, b.initial_device_display_name);
     ctx.token = this.tokens.get(accessToken)!;
     this.record(ctx, 'login', { body: { type: b.type, identifier: ident ?? { user }, device_id: deviceId } });
     return { user_id: u.userId, access_token: accessToken, device_id: deviceId, home_server: this.serverName, well_known: { 'm.homeserver': { base_url: this.url } } };
@@ -1498,9 +1573,7 @@ export class FakeHomeserver {
       rooms: { join, invite, leave, knock: {} },
       presence: { events: presence },
       account_data: { events: accountData },
-      to_device: { events: [] },
-      device_lists: { changed: [], left: [] },
-      device_one_time_keys_count: {},
+      ...this.keys.syncPart(me, token.deviceId, since, now),
     };
     return out;
   }
@@ -1518,7 +1591,17 @@ function parsePos(token: string): number | null {
 function isEmptySync(body: Json): boolean {
   const rooms = body.rooms as Record<string, Json>;
   const any = (o: Json) => Object.keys(o).length > 0;
-  return !any(rooms.join!) && !any(rooms.invite!) && !any(rooms.leave!) && !((body.presence as Json).events as unknown[]).length && !((body.account_data as Json).events as unknown[]).length;
+  const lists = body.device_lists as { changed: unknown[]; left: unknown[] };
+  return (
+    !any(rooms.join!) &&
+    !any(rooms.invite!) &&
+    !any(rooms.leave!) &&
+    !((body.presence as Json).events as unknown[]).length &&
+    !((body.account_data as Json).events as unknown[]).length &&
+    !((body.to_device as Json).events as unknown[]).length &&
+    !lists.changed.length &&
+    !lists.left.length
+  );
 }
 
 function readBody(req: IncomingMessage, max: number): Promise<Buffer> {

@@ -35,6 +35,8 @@ const EVENTS = {
   invited: 1,
   syncState: 1,
   credentials: 1,
+  secretState: 1,
+  gatewayMessage: 1,
 } satisfies Record<EventName, 1>;
 
 /** Records every session event from the moment of attaching; take() returns the first unseen match or waits. */

@@ -9,7 +9,9 @@
  */
 import { EventEmitter } from 'node:events';
 import {
+  CommandFailure,
   LegacyAuthError,
+  type AdapterCommand,
   LegacyNetworkError,
   type Credentials,
   type LegacyContact,
@@ -32,6 +34,12 @@ export interface FakeNetworkOptions {
   servers?: string[];
   /** The network echoes room messages (IRC echo-message). */
   echo?: boolean;
+  /**
+   * Ad-hoc commands of the network (kit extension): a session runs them by answering with the
+   * values it got (secret ones by length only), or fails with CommandFailure when `fail` is set;
+   * chat messages to the gateway are answered "heard: <text>".
+   */
+  commands?: AdapterCommand[];
 }
 
 export type ScriptedFailure = 'auth' | 'network' | 'hang';
@@ -82,6 +90,7 @@ export class FakeNetwork {
   readonly name: string;
   readonly servers: string[] | null;
   readonly echo: boolean;
+  readonly commands: AdapterCommand[] | undefined;
   /** username → password */
   readonly accounts = new Map<string, string>();
   readonly rooms = new Map<string, FakeRoomState>();
@@ -101,6 +110,7 @@ export class FakeNetwork {
     this.name = opts.name ?? 'Fake gateway';
     this.servers = opts.servers && opts.servers.length ? [...opts.servers] : null;
     this.echo = opts.echo ?? false;
+    this.commands = opts.commands;
   }
 
   addAccount(username: string, password: string): this {
@@ -425,6 +435,18 @@ export class FakeSession extends EventEmitter<LegacySessionEvents> implements Le
     if (this.closed) throw new LegacyNetworkError('not connected');
   }
 
+  async runCommand(node: string, values: Record<string, string>): Promise<string> {
+    const def = this.net.commands?.find((c) => c.node === node);
+    if (!def) throw new CommandFailure('no such command', 'item-not-found');
+    if (values.fail) throw new CommandFailure(`failed as asked: ${values.fail}`, 'not-acceptable');
+    const shown = def.fields.map((f) => `${f.name}=${f.secret ? `(${(values[f.name] ?? '').length} characters)` : (values[f.name] ?? '')}`);
+    return `${node} ran for ${this.username}: ${shown.join(', ')}`;
+  }
+
+  async gatewayMessage(text: string): Promise<void> {
+    if (this.net.commands) this.emit('gatewayMessage', `heard: ${text}`);
+  }
+
   close(): void {
     this.closed = true;
     this.net.quit(this, 'connection lost');
@@ -517,6 +539,7 @@ export class FakeAdapter implements NetworkAdapter {
   readonly echoesRoomMessages: boolean;
   readonly registrationFields: RegistrationField[];
   readonly settingsFields: RegistrationField[] = [{ name: 'quitMessage', label: 'Quit message', type: 'text-single', required: false, secret: false }];
+  readonly commands: AdapterCommand[] | undefined;
 
   constructor(readonly net: FakeNetwork) {
     this.network = net.network;
@@ -524,6 +547,7 @@ export class FakeAdapter implements NetworkAdapter {
     this.multiServer = net.servers !== null;
     this.defaultServer = net.servers?.[0];
     this.echoesRoomMessages = net.echo;
+    this.commands = net.commands;
     this.registrationFields = [
       { name: 'username', label: 'User name', type: 'text-single', required: true, secret: false },
       { name: 'password', label: 'Password', type: 'text-private', required: true, secret: true },

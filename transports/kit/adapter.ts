@@ -165,10 +165,24 @@ export interface LegacySessionEvents {
   syncState: [state: string];
   /**
    * Optional (kit extension): credentials changed during the session (a renewed OAuth access
-   * token and a rotated refresh token); the kit merges these fields into the vault record, and
-   * from then on scrubs their values from audit reasons. Never logged.
+   * token and a rotated refresh token, a Matrix recovery key the user gave); the kit merges these
+   * fields into the vault record (an empty value removes the field), and from then on scrubs
+   * their values from audit reasons. Never logged.
    */
   credentials: [fields: Credentials];
+  /**
+   * Optional (kit extension): the session's secret state changed (Matrix: the end-to-end
+   * encryption store). The kit seals it with the vault's key, stores it per registration and
+   * server (transport_secret_state, erased with the registration) and passes it back as
+   * LoginRequest.secretState. Opaque bytes; never logged.
+   */
+  secretState: [data: Uint8Array];
+  /**
+   * Optional (kit extension): the session tells its user something that is neither a contact's
+   * nor a room's message (a verification request and its emoji, a question to answer): a chat
+   * message from the gateway's JID. Answers come back through LegacySession.gatewayMessage.
+   */
+  gatewayMessage: [text: string];
 }
 
 /** One user's live connection to the foreign network (for IRC: to one server). */
@@ -223,6 +237,38 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
    * node is null (item-not-found).
    */
   directory?(node: string | null): Promise<DirectoryItem[] | null>;
+  /**
+   * Optional (kit extension): the latest secret state (see the 'secretState' event), with any
+   * change still pending included; also after logout(). Null when there is none.
+   */
+  secretState?(): Promise<Uint8Array | null>;
+  /** Optional (kit extension): the user wrote this to the gateway's JID (a chat message; see the 'gatewayMessage' event). */
+  gatewayMessage?(text: string): Promise<void>;
+  /**
+   * Optional (kit extension): runs one of the adapter's `commands` (XEP-0050 on the gateway JID)
+   * with the submitted values (secret ones included: never logged, never echoed); resolves with
+   * the note shown to the user, rejects with a CommandFailure whose text the user sees.
+   */
+  runCommand?(node: string, values: Record<string, string>): Promise<string>;
+}
+
+/** Why an adapter command failed: shown to the user as the command's error (never a secret in it). */
+export class CommandFailure extends Error {
+  constructor(
+    message: string,
+    readonly condition: 'bad-request' | 'not-acceptable' | 'item-not-found' | 'service-unavailable' = 'bad-request',
+  ) {
+    super(message);
+  }
+}
+
+/** Optional (kit extension): an ad-hoc command of the adapter on the gateway JID, run in the user's session (LegacySession.runCommand). */
+export interface AdapterCommand {
+  node: string;
+  name: string;
+  instructions: string;
+  /** The form; secret fields are text-private and never shown back. */
+  fields: RegistrationField[];
 }
 
 /** A room in a network's directory (LegacySession.roomDirectory). */
@@ -257,6 +303,11 @@ export interface MediaInfo {
 export interface MediaSource {
   url: string;
   headers?: Record<string, string>;
+  /**
+   * Optional: a stream the downloaded bytes pass through before they are uploaded, of the same
+   * length (Matrix: decrypting an encrypted attachment); an error in it fails the re-hosting.
+   */
+  transform?: () => NodeJS.ReadWriteStream;
 }
 
 /** The result of a re-hosting: the URL on the XMPP server's upload service, or why there is none. */
@@ -310,6 +361,8 @@ export interface LoginRequest {
   state?: string;
   /** Optional (kit extension): the XMPP server's upload service, for attachments both ways. */
   media?: MediaHost;
+  /** Optional (kit extension): the last secret state the previous session reported (the 'secretState' event), unsealed. */
+  secretState?: Uint8Array;
   /**
    * Optional (kit extension): tells the user something the login needs from them (a link to
    * approve the login in a browser, with its code), as a chat message from the gateway, and gives
@@ -396,6 +449,11 @@ export interface NetworkAdapter {
   readonly settingsFields?: RegistrationField[];
   /** Optional (kit extension): the transport stops, after every session logged out (a connection the adapter shares between users ends). */
   close?(): Promise<void>;
+  /**
+   * Optional (kit extension): ad-hoc commands of the network for registered users on the
+   * gateway JID; the kit logs the user in if needed and calls LegacySession.runCommand.
+   */
+  readonly commands?: AdapterCommand[];
 }
 
 /**

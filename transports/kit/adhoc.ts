@@ -6,6 +6,8 @@
  *   gateway   users        admins: who is connected, to which server, since when, how many rooms
  *                          (never a credential)
  *   gateway   disconnect   admins: end a user's foreign sessions
+ *   gateway   (adapter)    registered users: the adapter's own commands (NetworkAdapter.commands,
+ *                          e.g. Matrix "Recovery key"), run in the user's session, logged in for it
  *   server    settings     registered users, multi-server networks: per-server overrides of the
  *   JID                    registration (e.g. another nick or password on one IRC server); tried
  *                          before stored, secrets never shown, empty keeps them
@@ -17,7 +19,8 @@ import type { Element } from '../../shared/xml/element.js';
 import { x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
-import type { RegistrationField } from './adapter.js';
+import { CommandFailure, type AdapterCommand, type RegistrationField } from './adapter.js';
+import { SessionUnavailableError } from './user-session.js';
 import type { Kit } from './kit-types.js';
 import { dataForm, findForm, parseBoolean, readForm, type FormField } from './forms.js';
 import { NS_COMMANDS, iqError, iqResult } from './stanzas.js';
@@ -124,6 +127,7 @@ export class AdHocCommands {
           return { note: n ? `${target.bare}: ${n} session(s) ended.` : `${target.bare} had no session.` };
         },
       },
+      ...(kit.adapter.commands ?? []).map((c) => this.adapterCommand(c, isRegistered)),
     ];
     // Per-server settings need no registration where joining needs none (Biboumi's way): saving them creates one.
     const mayConfigureServer = async (from: Jid) => (await isRegistered(from)) || kit.registration.mayJoinWithoutRegistration(from);
@@ -152,6 +156,40 @@ export class AdHocCommands {
         },
       },
     ];
+  }
+
+  /** An adapter's command: its form, then LegacySession.runCommand in the user's session. */
+  private adapterCommand(c: AdapterCommand, allowed: (from: Jid) => Promise<boolean>): CommandDef {
+    const { kit } = this;
+    return {
+      node: c.node,
+      name: c.name,
+      allowed,
+      form: async () => dataForm('form', { title: c.name, instructions: c.instructions, fields: c.fields.map((f) => toFormField(f, undefined)) }),
+      submit: async (from, _to, values) => {
+        const given: Record<string, string> = {};
+        for (const f of c.fields) {
+          const v = values.get(f.name)?.join('\n') ?? '';
+          if (f.required && !v.trim()) return { error: 'bad-request', text: `${f.label} is required` };
+          given[f.name] = v;
+        }
+        const server = kit.adapter.multiServer ? kit.registration.cachedDefaultServer(from.bare) : undefined;
+        let legacy;
+        try {
+          legacy = (await kit.sessions.ensure(from.bare, server)).legacy;
+        } catch (err) {
+          return { error: 'remote-server-timeout', text: err instanceof SessionUnavailableError ? err.failure.text : `not connected to ${kit.networkName}` };
+        }
+        if (!legacy?.runCommand) return { error: 'service-unavailable', text: `not connected to ${kit.networkName}` };
+        try {
+          return { note: await legacy.runCommand(c.node, given) };
+        } catch (err) {
+          if (err instanceof CommandFailure) return { error: err.condition, text: err.message };
+          kit.log.warn('adapter command failed', { network: kit.adapter.network, node: c.node, error: err instanceof Error ? err.name : 'unknown' });
+          return { error: 'internal-server-error', text: `${c.name} failed` };
+        }
+      },
+    };
   }
 
   private settingFields(): RegistrationField[] {
@@ -271,7 +309,7 @@ function toFormField(f: RegistrationField, stored: string | undefined): FormFiel
   const v = stored ?? f.default;
   return {
     var: f.name,
-    type: f.type === 'text-private' ? 'text-single' : f.type,
+    type: f.type === 'text-private' ? (f.secret ? 'text-private' : 'text-single') : f.type,
     label: f.label,
     desc: f.description,
     values: v === undefined ? [] : [f.type === 'boolean' ? (parseBoolean(v) === false ? '0' : '1') : v],

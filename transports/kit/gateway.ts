@@ -374,7 +374,7 @@ export class Gateway implements Kit {
         if (stanza.getChild('body')) await this.rawCommand(stanza, from, addr.server);
         return;
       case 'gateway':
-        return;
+        return this.gatewayMessage(stanza, from);
     }
   }
 
@@ -401,6 +401,18 @@ export class Gateway implements Kit {
     } catch (err) {
       this.replyError(stanza, 'not-acceptable', errorText(err));
     }
+  }
+
+  /** A chat message to the gateway itself: for the user's session, when its adapter takes them (LegacySession.gatewayMessage). */
+  private async gatewayMessage(stanza: Element, from: Jid): Promise<void> {
+    const body = stanza.getChild('body')?.text().trim();
+    if (!body || (stanza.attrs.type !== 'chat' && stanza.attrs.type !== 'normal' && stanza.attrs.type !== undefined)) return;
+    const s = this.sessions.ofUser(from.bare).find((u) => u.state === 'online' && u.legacy?.gatewayMessage);
+    if (!s) {
+      if (this.adapter.commands?.length) this.replyError(stanza, 'service-unavailable', `not connected to ${this.networkName}; send your presence to the gateway first`);
+      return;
+    }
+    await s.legacy!.gatewayMessage!(body);
   }
 
   private replyError(stanza: Element, condition: string, text: string): void {

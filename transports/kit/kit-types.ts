@@ -119,6 +119,8 @@ export interface LoginPreparation {
   settings: Record<string, string>;
   /** The last 'syncState' of the previous session, to resume from. */
   state: string | undefined;
+  /** The last 'secretState' of the previous session, unsealed (null: none, or it could not be opened). */
+  secretState: Uint8Array | null;
   account: string | null;
   secrets: string[];
 }
@@ -137,6 +139,8 @@ export interface KitRegistration {
   changeContacts(user: string, add: string[], remove: string[]): Promise<boolean>;
   settingsOf(user: string): Promise<Record<string, string> | null>;
   saveSyncState(user: string, server: string | undefined, state: string): Promise<boolean>;
+  /** Seals and stores a session's secret state; false when there is no registration (any more). */
+  saveSecretState(user: string, server: string | undefined, data: Uint8Array): Promise<boolean>;
   /** Merges credentials a session renewed (the adapter's 'credentials' event) into the vault record. */
   updateStoredCredentials(user: string, server: string | undefined, fields: Credentials): Promise<boolean>;
   /** The secret values among credentials (scrubbed from audit reasons). */

@@ -220,7 +220,13 @@ export class MediaService implements MediaHost {
         throw new Error(`the source answered HTTP ${res.statusCode}`);
       }
       const declared = res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : NaN;
-      let body: Readable = res;
+      let input: Readable = res;
+      if (source.transform) {
+        const t = source.transform();
+        res.on('error', (e) => (t as unknown as Readable).destroy(e));
+        input = res.pipe(t) as unknown as Readable;
+      }
+      let body: Readable = input;
       let size: number;
       if (Number.isSafeInteger(declared) && declared >= 0) {
         if (declared > limit) {
@@ -233,7 +239,7 @@ export class MediaService implements MediaHost {
         spool = await mkdtemp(path.join(tmpdir(), 'gatehouse-media-'));
         const file = path.join(spool, 'data');
         const limiter = new Limit(limit);
-        await pipeline(res, limiter, createWriteStream(file, { mode: 0o600 }), { signal: abort.signal });
+        await pipeline(input, limiter, createWriteStream(file, { mode: 0o600 }), { signal: abort.signal });
         size = limiter.seen;
         body = createReadStream(file);
       }

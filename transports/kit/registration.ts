@@ -25,7 +25,7 @@ import type { Kit, KitRegistration, LoginPreparation } from './kit-types.js';
 import { scrub } from './audit-log.js';
 import { dataForm, findForm, parseBoolean, readForm, type FormField } from './forms.js';
 import { iqError, iqResult } from './stanzas.js';
-import type { VaultPayload } from './vault.js';
+import { stateServerKey, type VaultPayload } from './vault.js';
 import { LoginDeadline, loginPrompt } from './login-prompt.js';
 
 /** XEP-0077 §14.1 fields that also exist as legacy child elements of <query/>. */
@@ -150,6 +150,7 @@ export class Registration implements KitRegistration {
     const state = (await repo.getSyncState(adapter.network, user, server ?? '')) ?? reg.settings[STATE_PREFIX + (server ?? '')];
     const payload = await this.payloadOf(user);
     if (!payload) return null;
+    const secretState = await this.secretStateOf(user, server ?? '');
     const credentials: Credentials = { ...payload.fields, ...(server !== undefined ? (payload.servers?.[server] ?? {}) : {}) };
     // Multi-server networks registered per server: no values for this server means not registered there.
     // (A single-server registration may hold no values at all: Discord's shared bot needs no token.)
@@ -158,6 +159,7 @@ export class Registration implements KitRegistration {
       credentials,
       settings: userSettings(reg.settings),
       state,
+      secretState,
       account: this.accountOf(credentials),
       secrets: this.secretsOf(credentials),
     };
@@ -172,7 +174,7 @@ export class Registration implements KitRegistration {
     const credentials = adapter.guestCredentials?.(server, nick) ?? null;
     if (!credentials || !this.mayRegister(Jid.parse(user))) return null;
     const reg = await repo.getRegistration(adapter.network, user);
-    return { credentials, settings: userSettings(reg?.settings ?? {}), state: undefined, account: this.accountOf(credentials), secrets: [] };
+    return { credentials, settings: userSettings(reg?.settings ?? {}), state: undefined, secretState: null, account: this.accountOf(credentials), secrets: [] };
   }
 
   /** The foreign account name for the audit log: the first non-secret, non-server value. */
@@ -409,6 +411,8 @@ export class Registration implements KitRegistration {
       s.syncTimer?.cancel();
       s.syncTimer = null;
       s.syncState = undefined;
+      s.erasing = true;
+      s.secretState = null;
     }
     await kit.sessions.logoutUser(user, reason);
     await kit.repo.deleteRegistration(kit.adapter.network, user);
@@ -464,6 +468,27 @@ export class Registration implements KitRegistration {
     return (await this.kit.repo.getRegistration(this.kit.adapter.network, user))?.settings ?? null;
   }
 
+  /** The stored secret state, unsealed; null (with a warning) when the vault cannot open it. */
+  private async secretStateOf(user: string, server: string): Promise<Uint8Array | null> {
+    const { repo, adapter, vault, log } = this.kit;
+    const rec = await repo.getSecretState(adapter.network, user, server);
+    if (!rec) return null;
+    try {
+      return vault.openBytes(rec, stateServerKey(server));
+    } catch (err) {
+      log.warn('cannot open the stored secret state; the session starts without it', { network: adapter.network, user, error: errorText(err) });
+      return null;
+    }
+  }
+
+  /** Seals and stores a session's secret state (the adapter's 'secretState'). */
+  saveSecretState(user: string, server: string | undefined, data: Uint8Array): Promise<boolean> {
+    return this.queue.run(user, async () => {
+      const { repo, adapter, vault, clock } = this.kit;
+      return repo.saveSecretState(server ?? '', vault.sealBytes(user, adapter.network, stateServerKey(server ?? ''), data, clock.now()));
+    });
+  }
+
   /** Remembers where a session's event stream stopped (the adapter's 'syncState'). */
   saveSyncState(user: string, server: string | undefined, state: string): Promise<boolean> {
     return this.queue.run(user, async () => {
@@ -484,10 +509,15 @@ export class Registration implements KitRegistration {
       const { kit } = this;
       const payload = await this.payloadOf(user);
       if (!payload) return false;
+      const merge = (base: Credentials): Credentials => {
+        const out = { ...base, ...fields };
+        for (const [k, v] of Object.entries(fields)) if (v === '') delete out[k];
+        return out;
+      };
       const next: VaultPayload =
         server !== undefined && payload.servers?.[server]
-          ? { ...payload, servers: { ...payload.servers, [server]: { ...payload.servers[server], ...fields } } }
-          : { ...payload, fields: { ...payload.fields, ...fields } };
+          ? { ...payload, servers: { ...payload.servers, [server]: merge(payload.servers[server]) } }
+          : { ...payload, fields: merge(payload.fields) };
       return kit.repo.updateCredentials(kit.vault.seal(user, kit.adapter.network, next, kit.clock.now()));
     });
   }

@@ -8,6 +8,7 @@ import type { LegacySession, LegacySessionEvents } from './adapter.js';
 import { errorText } from './context.js';
 import { scrub } from './audit-log.js';
 import { after } from '../../shared/clock.js';
+import { x } from '../../shared/xml/element.js';
 import type { UserSession } from './user-session.js';
 import { SessionLogin } from './session-login.js';
 
@@ -15,6 +16,8 @@ import { SessionLogin } from './session-login.js';
 const SYNC_STATE_DELAY = 5000;
 
 export abstract class SessionEvents extends SessionLogin {
+  private gatewayMessages = 0;
+
   protected attach(s: UserSession, legacy: LegacySession, gen: number): void {
     const { kit } = this;
     const on = <K extends keyof LegacySessionEvents>(event: K, fn: (...args: LegacySessionEvents[K]) => unknown) => {
@@ -49,6 +52,8 @@ export abstract class SessionEvents extends SessionLogin {
     on('invited', (room, by, reason) => kit.contacts.legacyInvited(s, room, by, reason));
     on('syncState', (state) => this.noteSyncState(s, state));
     on('credentials', (fields) => this.storeCredentials(s, fields));
+    on('secretState', (data) => this.noteSecretState(s, data));
+    on('gatewayMessage', (text) => kit.send(x('message', { from: kit.domain, to: s.user, type: 'chat', id: `gw-${Date.now().toString(36)}-${++this.gatewayMessages}` }, x('body', {}, text))));
     on('connected', (server, account) => {
       if (!announced) {
         announced = true;
@@ -79,6 +84,57 @@ export abstract class SessionEvents extends SessionLogin {
     }
   }
 
+  /** The adapter's secret state: stored at once (the latest one, one write at a time). */
+  private noteSecretState(s: UserSession, data: Uint8Array): void {
+    if (!(data instanceof Uint8Array) || s.erasing) return;
+    s.secretState = data;
+    void this.writeSecretState(s);
+  }
+
+  private async writeSecretState(s: UserSession): Promise<void> {
+    if (s.secretWriting) return;
+    s.secretWriting = true;
+    try {
+      while (s.secretState && !s.erasing) {
+        const data = s.secretState;
+        s.secretState = null;
+        try {
+          if (!(await this.kit.registration.saveSecretState(s.user, s.server, data))) s.secretState ??= data;
+          if (s.secretState === data) break; // no registration yet: kept until the session is adopted
+        } catch (err) {
+          this.kit.log.warn('cannot store the secret state', { network: this.kit.adapter.network, user: s.user, error: errorText(err) });
+          break;
+        }
+      }
+    } finally {
+      s.secretWriting = false;
+    }
+  }
+
+  /**
+   * Stores the session's final secret state (after logout or a lost connection), unless a newer
+   * session of the same registration has taken over or the registration is being removed.
+   */
+  protected async flushSecretState(s: UserSession, legacy: LegacySession): Promise<void> {
+    if (!legacy.secretState || s.erasing) return;
+    try {
+      const data = await legacy.secretState();
+      if (!data || s.erasing || this.isReplaced(s)) return;
+      s.secretState = data;
+      await this.writeSecretState(s);
+      // A write under way when this one came: wait for it to take the latest state too.
+      while (s.secretWriting) await new Promise((resolve) => setTimeout(resolve, 20));
+    } catch (err) {
+      this.kit.log.warn('cannot store the secret state', { network: this.kit.adapter.network, user: s.user, error: errorText(err) });
+    }
+  }
+
+  /** Whether another session of the same user and server is the current one. */
+  private isReplaced(s: UserSession): boolean {
+    const current = this.sessions.get(s.key);
+    return current !== undefined && current !== s;
+  }
+
   private async storeCredentials(s: UserSession, fields: Record<string, string>): Promise<void> {
     const { kit } = this;
     s.secrets = [...new Set([...s.secrets, ...kit.registration.secretsOf(fields)])];
@@ -95,9 +151,11 @@ export abstract class SessionEvents extends SessionLogin {
   private async disconnected(s: UserSession, reason: string, final: boolean): Promise<void> {
     const { kit } = this;
     const text = scrub(reason, s.secrets);
+    const legacy = s.legacy;
     s.legacy = null;
     s.generation++;
     await this.flushSyncState(s);
+    if (legacy) await this.flushSecretState(s, legacy);
     await kit.audit.record('disconnected', this.auditCtx(s), text);
     kit.log.info('foreign connection lost', { network: kit.adapter.network, user: s.user, server: s.server ?? null, final });
     kit.rooms.connectionLost(s);

@@ -128,6 +128,7 @@ export abstract class SessionLogin extends SessionResources {
           ownAvatarUrl: () => kit.ownAvatarUrl(s.user),
           timeoutMs: kit.settings.loginTimeout,
           ...((s.syncState ?? prepared.state) !== undefined ? { state: s.syncState ?? prepared.state } : {}),
+          ...(prepared.secretState ? { secretState: prepared.secretState } : {}),
         }),
         kit.settings.loginTimeout,
         (late) => void late.logout('login timed out').catch(() => undefined),

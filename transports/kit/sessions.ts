@@ -58,6 +58,7 @@ export class SessionManager extends SessionEvents implements KitSessions {
       }
     }
     await this.flushSyncState(s);
+    if (legacy) await this.flushSecretState(s, legacy);
     if (wasConnected && (legacy || s.account !== null)) await this.kit.audit.record('disconnected', this.auditCtx(s), reason);
     if ((legacy || opts.tellUser) && !opts.shutdown) {
       this.kit.send(x('presence', { type: 'unavailable', from: this.speakerFor(s), to: s.user }, opts.tellUser ? x('status', {}, reason) : null));
@@ -95,6 +96,8 @@ export class SessionManager extends SessionEvents implements KitSessions {
     this.attach(s, legacy, gen);
     s.legacy = legacy;
     s.state = 'online';
+    // What the session reported before it was adopted had no registration to go to.
+    void this.flushSecretState(s, legacy);
     if (!this.wanted(s)) this.scheduleGrace(s);
     void this.kit.contacts.sessionOnline(s);
     return s;

@@ -53,6 +53,11 @@ export class UserSession {
   /** The adapter's latest 'syncState' and the timer that stores it. */
   syncState: string | undefined;
   syncTimer: Timer | null = null;
+  /** Secret state reported and not stored yet, and whether a write is under way. */
+  secretState: Uint8Array | null = null;
+  secretWriting = false;
+  /** The registration is being removed: nothing of this session is stored any more. */
+  erasing = false;
 
   constructor(
     readonly user: string,

@@ -222,6 +222,15 @@ function aad(userJid: string, network: string): Buffer {
   return Buffer.from(`${userJid}\0${network}`, 'utf8');
 }
 
+/** The server as the secret-state table keys it ('' stays '', else SHA-256 base64url, as storage does), for the additional data. */
+export function stateServerKey(server: string): string {
+  return server === '' ? '' : createHash('sha256').update(server, 'utf8').digest('base64url');
+}
+
+function stateAad(userJid: string, network: string, serverKey: string): Buffer {
+  return Buffer.from(`${userJid}\0${network}\0secret-state\0${serverKey}`, 'utf8');
+}
+
 export class Vault {
   private readonly keys: Map<string, VaultKey>;
 
@@ -275,6 +284,33 @@ export class Vault {
   pseudonym(userJid: string, network: string): string {
     const subkey = createHmac('sha256', this.primary.key).update('gatehouse pseudonym v1').digest();
     return createHmac('sha256', subkey).update(`${network}\u0000${userJid}`).digest('hex');
+  }
+
+  /**
+   * Seals an adapter's secret state (bytes, not a payload): the additional data names the user,
+   * network and `secret-state` plus the server key (stateServerKey), so it cannot pass for a
+   * credentials record or another server's state.
+   */
+  sealBytes(userJid: string, network: string, serverKey: string, data: Uint8Array, now: Date, key: VaultKey = this.primary): VaultRecord {
+    const nonce = randomBytes(NONCE_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', key.key, nonce, { authTagLength: TAG_BYTES });
+    cipher.setAAD(stateAad(userJid, network, serverKey));
+    const ciphertext = Buffer.concat([cipher.update(data), cipher.final()]);
+    return { network, userJid, keyId: key.id, nonce, ciphertext, tag: cipher.getAuthTag(), updatedAt: now };
+  }
+
+  openBytes(record: VaultRecord, serverKey: string): Buffer {
+    const key = this.keys.get(record.keyId);
+    if (!key) throw new VaultKeyMismatchError(record.keyId, [...this.keys.keys()]);
+    try {
+      if (record.tag.length !== TAG_BYTES) throw new Error('tag length');
+      const decipher = createDecipheriv('aes-256-gcm', key.key, record.nonce, { authTagLength: TAG_BYTES });
+      decipher.setAAD(stateAad(record.userJid, record.network, serverKey));
+      decipher.setAuthTag(record.tag);
+      return Buffer.concat([decipher.update(record.ciphertext), decipher.final()]);
+    } catch {
+      throw new VaultError(`the stored secret state of ${record.userJid} (${record.network}) does not authenticate: the record was altered or belongs to another user`);
+    }
   }
 
   /** Throws VaultKeyMismatchError if a stored record uses a key this vault does not have. */

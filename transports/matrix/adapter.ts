@@ -33,9 +33,10 @@ import type { Credentials, LegacySession, LoginRequest, NetworkAdapter } from '.
 import { LegacyAuthError, LegacyNetworkError } from '../kit/adapter.js';
 import * as sdk from 'matrix-js-sdk';
 import { describe, errcodeOf, httpStatusOf, isTokenError } from './errors.js';
+import { RECOVERY_COMMAND } from './trust.js';
 import { MatrixSession } from './session.js';
 import { timedFetch, withoutSdkTimers } from './sdk.js';
-import { DEFAULT_MATRIX_OPTIONS, MATRIX_REGISTRATION_FIELDS, isLoopback, parseCredentials, type MatrixCredentials, type MatrixSessionOptions } from './settings.js';
+import { DEFAULT_MATRIX_OPTIONS, MATRIX_REGISTRATION_FIELDS, MATRIX_SETTINGS_FIELDS, isLoopback, settingOn, parseCredentials, type MatrixCredentials, type MatrixSessionOptions } from './settings.js';
 import { checkVersions, discoverHomeserver, isServerName } from './discovery.js';
 import { fetchAuthMetadata, newDeviceId, pollDeviceToken, registerClient, startDeviceAuthorization, type AuthMetadata } from './oauth.js';
 import { TokenKeeper } from './tokens.js';
@@ -66,6 +67,7 @@ export class MatrixAdapter implements NetworkAdapter {
   readonly network = 'matrix';
   readonly name: string;
   readonly registrationFields = MATRIX_REGISTRATION_FIELDS;
+  readonly settingsFields = MATRIX_SETTINGS_FIELDS;
   readonly multiServer = false;
   /** The homeserver echoes room messages, but the adapter drops the echo of what the kit sent: the kit echoes. */
   readonly echoesRoomMessages = false;
@@ -74,7 +76,9 @@ export class MatrixAdapter implements NetworkAdapter {
   private readonly allowed: string[] | null;
   private readonly allowHomeserver: (url: URL) => boolean;
   private readonly clientUri: string;
-  readonly storedSecrets = ['refreshToken'];
+  readonly storedSecrets = ['refreshToken', 'recoveryKey'];
+  /** "Matrix recovery key" (trust.ts); SAS verification is a chat with the gateway (verification.ts). */
+  readonly commands = [RECOVERY_COMMAND];
 
   constructor(options: MatrixAdapterOptions = {}) {
     const { name, allowInsecureHttp, allowedHomeservers, allowHomeserver, oauthClientUri, ...session } = options;
@@ -173,7 +177,18 @@ export class MatrixAdapter implements NetworkAdapter {
         }
       }
     }
-    const session = new MatrixSession({ homeserver, ...login, media: request.media }, this.sessionOptions, request.log);
+    const session = new MatrixSession(
+      {
+        homeserver,
+        ...login,
+        media: request.media,
+        secretState: request.secretState,
+        shareWithUnverified: settingOn(request.settings, 'encryptForUnverifiedDevices', true),
+        recoveryKey: request.credentials.recoveryKey || undefined,
+      },
+      this.sessionOptions,
+      request.log,
+    );
     await session.start(request.state, deadline);
     // Tokens renewed while logging in reach the vault once the kit listens.
     if (login.tokens && login.tokens.current.accessToken !== creds.token) setImmediate(() => session.reportCredentials());

@@ -13,6 +13,8 @@ import { BoundedMap, quiet, retryRateLimited, timedFetch, withoutSdkTimers } fro
 import type { MatrixSessionOptions } from './settings.js';
 import type { TokenKeeper } from './tokens.js';
 import { ResumeStore } from './resume.js';
+import type { MatrixCrypto } from './crypto.js';
+import type { CryptoCallbacks } from 'matrix-js-sdk/lib/crypto-api/index.js';
 
 /** A Matrix room the kit has joined as a MUC room. */
 export interface KitRoom {
@@ -31,6 +33,12 @@ export interface MatrixLogin {
   media?: MediaHost | undefined;
   /** OAuth 2.0 sessions: renews the access token (tokens.ts). */
   tokens?: TokenKeeper | undefined;
+  /** The end-to-end encryption store of the previous session (LoginRequest.secretState; crypto.ts). */
+  secretState?: Uint8Array | undefined;
+  /** Share room keys with unverified devices (the user's setting; default true, as Element). */
+  shareWithUnverified?: boolean | undefined;
+  /** The recovery key the user gave before (vault; trust.ts), used when this device lacks its keys. */
+  recoveryKey?: string | undefined;
 }
 
 export abstract class MatrixContacts extends LegacySessionEmitter {
@@ -46,6 +54,10 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
   /** The SDK's store: resumes from the stored room facts, keeps the sync filter's id (resume.ts). */
   protected readonly store: ResumeStore;
   protected phase: 'starting' | 'ready' | 'closed' = 'starting';
+  /** End-to-end encryption (crypto.ts); null until start() set it up, or when it could not be. */
+  protected crypto: MatrixCrypto | null = null;
+  /** Secret storage asks these for its key (trust.ts sets it from the recovery key). */
+  protected readonly cryptoCallbacks: CryptoCallbacks = {};
   protected readonly kitRooms = new Map<string, KitRoom>();
   /** The kit's ids of sent messages → Matrix event IDs. */
   protected readonly ids = new BoundedMap<string, string>(5000);
@@ -84,6 +96,9 @@ export abstract class MatrixContacts extends LegacySessionEmitter {
       timelineSupport: false,
       ...(login.tokens?.current.refreshToken ? { refreshToken: login.tokens.current.refreshToken, tokenRefreshFunction: login.tokens.sdkRefresh } : {}),
       store: this.store,
+      cryptoCallbacks: this.cryptoCallbacks,
+      // Emoji (SAS) only: the gateway can neither show nor scan a QR code (verification.ts).
+      verificationMethods: ['m.sas.v1'],
     });
     withoutSdkTimers(this.client);
     if (login.tokens) {

@@ -17,6 +17,7 @@
  * (fileContent()).
  */
 import type { TextMessage } from '../kit/adapter.js';
+import { encryptedFileInfo, type EncryptedFileInfo } from './attachments.js';
 
 type Json = Record<string, unknown>;
 
@@ -58,22 +59,25 @@ export interface MatrixFile {
   type?: string;
   size?: number;
   caption: string | null;
+  /** An encrypted attachment (encrypted rooms): the key, IV and hash to decrypt and check it. */
+  encrypted?: EncryptedFileInfo;
 }
 
-/** The (unencrypted) file of an m.image / m.file / m.video / m.audio / m.sticker content, or null. */
+/** The file of an m.image / m.file / m.video / m.audio / m.sticker content (`url`, or `file` when encrypted), or null. */
 export function mediaOf(content: Json, eventType: string): MatrixFile | null {
   const relates = content['m.relates_to'] as Json | undefined;
   if (relates?.rel_type === 'm.replace') return null;
   const msgtype = eventType === 'm.sticker' ? 'm.sticker' : str(content.msgtype);
   if (!msgtype || !(MEDIA_TYPES.has(msgtype) || msgtype === 'm.sticker')) return null;
-  const parts = parseMxc(content.url);
+  const encrypted = content.url === undefined ? encryptedFileInfo(content.file) : null;
+  const parts = parseMxc(encrypted ? encrypted.url : content.url);
   if (!parts) return null;
   const body = str(content.body) ?? '';
   const filename = str(content.filename);
   const info = (content.info ?? {}) as Json;
   // Spec v1.10: with a `filename` different from it, the body is a caption.
   const caption = filename !== undefined && filename !== body && body !== '' ? body : null;
-  const out: MatrixFile = { server: parts[0], mediaId: parts[1], name: filename ?? (body || 'file'), caption };
+  const out: MatrixFile = { server: parts[0], mediaId: parts[1], name: filename ?? (body || 'file'), caption, ...(encrypted ? { encrypted: encrypted.info } : {}) };
   if (typeof info.mimetype === 'string') out.type = info.mimetype;
   if (typeof info.size === 'number' && Number.isSafeInteger(info.size) && info.size >= 0) out.size = info.size;
   return out;

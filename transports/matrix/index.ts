@@ -12,7 +12,8 @@ export { UNDECRYPTABLE_TEXT, mediaUrl, messageFromContent, contentFromMessage } 
  * configuration file. Keys (all optional): name, allowInsecureHttp, allowedHomeservers (list),
  * leaveRoomsOnPart, acceptDirectInvites, deviceName, oauthClientUri (the client_uri registered with
  * OAuth 2.0 homeservers), and in seconds: pollTimeout, syncFailureTimeout, retryInterval,
- * requestTimeout, joinTimeout; catchUpLimit, syncTimelineLimit, gapFillLimit, backlogLimit (events
+ * requestTimeout, joinTimeout, undecryptableTimeout (how long an encrypted event waits for its
+ * room key before it becomes a notice); catchUpLimit, syncTimelineLimit, gapFillLimit, backlogLimit (events
  * per room).
  *
  * There is one login timeout, the transport's `loginTimeout` (the kit's): the first sync must be
@@ -83,6 +84,9 @@ export function parseMatrixSettings(settings: Record<string, unknown>, kit?: Kit
       }
       case 'joinTimeout':
         out.joinTimeoutMs = seconds(key, v, 1, 600);
+        break;
+      case 'undecryptableTimeout':
+        out.undecryptableTimeoutMs = seconds(key, v, 0.1, 86_400);
         break;
       case 'catchUpLimit':
         out.catchUpLimit = count(key, v, 1000);

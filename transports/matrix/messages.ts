@@ -2,9 +2,16 @@
  * Matrix messages both ways: m.room.message and stickers (media re-hosted on the XMPP server's
  * upload service, or as links without one; see content.ts), edits,
  * redactions, reactions (always the sender's whole set), replies, typing and read receipts, in
- * rooms and direct chats. End-to-end encryption is not supported: m.room.encrypted events become
- * a notice saying so, and sending into an encrypted room is refused (not-acceptable) rather than
- * sent in clear text.
+ * rooms and direct chats.
+ *
+ * End-to-end encryption (crypto.ts sets up the Rust crypto): m.room.encrypted events are decrypted
+ * and handled as what they carry (the relation stays in the clear part, as the spec has it);
+ * encrypted attachments are downloaded, decrypted and checked against their hash on the way to the
+ * upload service (attachments.ts). An event whose room key has not arrived yet waits for it (the
+ * Rust crypto decrypts it again when keys arrive, and it is delivered then, with its time) for
+ * `undecryptableTimeoutMs`, then becomes the notice UNDECRYPTABLE_TEXT. Sending into an encrypted
+ * room encrypts (the SDK shares the room key with the members' devices; files are encrypted before
+ * they are uploaded); without a working crypto it is refused (not-acceptable), never sent in clear.
  */
 import * as sdk from 'matrix-js-sdk';
 import type { Readable } from 'node:stream';
@@ -24,10 +31,25 @@ import {
   type MatrixFile,
 } from './content.js';
 import { MatrixCommandError, commandError, describe } from './errors.js';
+import { Encrypting, decryptingStream } from './attachments.js';
 import { MatrixRooms } from './rooms.js';
 import { BoundedMap, TIMELINE_KEEP } from './sdk.js';
 
 type Json = Record<string, unknown>;
+
+/** The longest one decryption may hold up the session's events. */
+const DECRYPT_WAIT_MS = 10_000;
+
+/** Decryption failures that keys arriving later (to-device, key backup) can still resolve. */
+const WAIT_FOR_KEYS = new Set([
+  'MEGOLM_UNKNOWN_INBOUND_SESSION_ID',
+  'OLM_UNKNOWN_MESSAGE_INDEX',
+  'HISTORICAL_MESSAGE_NO_KEY_BACKUP',
+  'HISTORICAL_MESSAGE_BACKUP_UNCONFIGURED',
+  'HISTORICAL_MESSAGE_WORKING_BACKUP',
+  // Withheld from this device while it is not verified: the recovery key (key backup) brings it (trust.ts).
+  'MEGOLM_KEY_WITHHELD_FOR_UNVERIFIED_DEVICE',
+]);
 
 export abstract class MatrixMessages extends MatrixRooms {
   /** Reaction event ID → what it reacted to (to turn the redaction of a reaction into a new reaction set). */
@@ -38,11 +60,24 @@ export abstract class MatrixMessages extends MatrixRooms {
   private readonly lastMessage = new BoundedMap<string, number>(2000);
   protected readonly typingSince = new BoundedMap<string, number>(2000);
   private readonly sinceTrim = new Map<string, number>();
+  /** Encrypted events waiting for their room key (event ID → stop waiting). */
+  private readonly awaitingKeys = new Map<string, () => void>();
+  /** Encrypted events given up on (delivered as the undecryptable notice). */
+  private readonly gaveUp = new BoundedMap<string, true>(2000);
+
+  /** Runs a task in the session's event order (session.ts). */
+  protected abstract later(task: () => unknown): void;
 
   protected async onRoomEvent(ev: sdk.MatrixEvent, room: sdk.Room, catchUp: boolean): Promise<void> {
     const id = ev.getId();
     if (!catchUp && id && this.caughtUp.has(id)) return;
-    const type = ev.getType();
+    if (ev.getWireType() === 'm.room.encrypted') {
+      // Sent through this gateway (only this device gets the transaction id back): the kit has it.
+      if (ev.getSender() === this.userId && ev.getUnsigned().transaction_id !== undefined) return;
+      if (this.crypto && !(id && this.gaveUp.has(id)) && !(await this.decrypted(ev, room))) return;
+    }
+    // Still encrypted (no crypto, or given up): the SDK's stand-in text is not shown, the notice is.
+    const type = ev.getWireType() === 'm.room.encrypted' && (ev.isDecryptionFailure() || ev.getType() === 'm.room.encrypted') ? 'm.room.encrypted' : ev.getType();
     const sender = ev.getSender();
     if (!sender) return;
     if (type === 'm.room.member' || type === 'm.room.name' || type === 'm.room.canonical_alias') this.contactsCache = null;
@@ -70,14 +105,17 @@ export abstract class MatrixMessages extends MatrixRooms {
     let from = sender;
     switch (type) {
       case 'm.room.message':
-      case 'm.sticker':
-        msg = messageFromContent(ev.getContent(), type, this.homeserver);
+      case 'm.sticker': {
+        const content = contentOf(ev);
+        msg = messageFromContent(content, type, this.homeserver);
         if (msg) {
           this.lastMessage.set(`${room.roomId}\u0000${sender}`, Date.now());
-          const file = mediaOf(ev.getContent(), type);
+          const file = mediaOf(content, type);
           if (file && this.media) await this.rehostFile(msg, file);
+          else if (file?.encrypted) msg.text = `${file.caption ?? file.name} [encrypted file: the gateway has no upload service to pass it on]`;
         }
         break;
+      }
       case 'm.room.encrypted':
         msg = { text: UNDECRYPTABLE_TEXT, notice: true };
         break;
@@ -88,7 +126,7 @@ export abstract class MatrixMessages extends MatrixRooms {
         break;
       }
       case 'm.reaction': {
-        const r = reactionOf(ev.getContent());
+        const r = reactionOf(contentOf(ev));
         if (!r) return;
         if (id) this.reactionIndex.set(id, { roomId: room.roomId, to: r.to, sender, key: r.key });
         const keys = await this.reactionKeys(room.roomId, r.to, sender);
@@ -128,21 +166,82 @@ export abstract class MatrixMessages extends MatrixRooms {
   }
 
   /**
+   * Decrypts an m.room.encrypted event; false when its room key is not there (yet): then it waits
+   * for the key (the Rust crypto tries again when keys arrive) and is handled when decrypted, or as
+   * the undecryptable notice after undecryptableTimeoutMs.
+   */
+  private async decrypted(ev: sdk.MatrixEvent, room: sdk.Room): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      // Bounded: the session's events wait in line behind this one.
+      await Promise.race([
+        this.client.decryptEventIfNeeded(ev),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, DECRYPT_WAIT_MS);
+          timer.unref();
+        }),
+      ]);
+    } catch (err) {
+      this.log.debug('matrix decryption failed', { homeserver: this.host, reason: describe(err) });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!ev.isDecryptionFailure() && ev.getType() !== 'm.room.encrypted') return true;
+    // Only a missing room key may still come; anything else (a broken event) is the notice now.
+    if (!WAIT_FOR_KEYS.has(ev.decryptionFailureReason ?? '')) return true;
+    const id = ev.getId();
+    if (!id || this.awaitingKeys.has(id)) return false;
+    const stop = () => {
+      clearTimeout(wait);
+      ev.off(sdk.MatrixEventEvent.Decrypted, onDecrypted);
+      this.awaitingKeys.delete(id);
+    };
+    const onDecrypted = (e: sdk.MatrixEvent) => {
+      if (e.isDecryptionFailure() || e.getType() === 'm.room.encrypted') return;
+      stop();
+      // Late: delivered with its own time (catch-up handling).
+      this.later(() => this.onRoomEvent(ev, room, true));
+    };
+    const wait = setTimeout(() => {
+      stop();
+      this.gaveUp.set(id, true);
+      this.log.info('matrix event not decrypted in time; the user gets a notice', { homeserver: this.host, reason: ev.decryptionFailureReason ?? 'unknown' });
+      this.later(() => this.onRoomEvent(ev, room, true));
+    }, this.opts.undecryptableTimeoutMs);
+    wait.unref();
+    ev.on(sdk.MatrixEventEvent.Decrypted, onDecrypted);
+    this.awaitingKeys.set(id, stop);
+    return false;
+  }
+
+  /** Stops waiting for room keys (the session ends). */
+  protected stopAwaitingKeys(): void {
+    for (const stop of [...this.awaitingKeys.values()]) stop();
+  }
+
+  /**
    * A file of the homeserver, fetched with the user's token from the authenticated media API, is
    * put on the XMPP server's upload service: the message's body is its URL (with the caption above
    * it, if any) and its attachment (XEP-0066) too, so that clients show an image inline. Without
    * an upload service, or if that fails, the message keeps the link to the homeserver.
    */
   private async rehostFile(msg: TextMessage, file: MatrixFile): Promise<void> {
+    const encrypted = file.encrypted;
     const out = await this.media!.rehost(
-      { url: authenticatedMediaUrl(this.homeserver, file.server, file.mediaId), headers: { Authorization: `Bearer ${this.accessToken}` } },
+      {
+        url: authenticatedMediaUrl(this.homeserver, file.server, file.mediaId),
+        headers: { Authorization: `Bearer ${this.accessToken}` },
+        ...(encrypted ? { transform: () => decryptingStream(encrypted) } : {}),
+      },
       { name: file.name, ...(file.type !== undefined ? { type: file.type } : {}), ...(file.size !== undefined ? { size: file.size } : {}) },
     );
     if (out.url !== null) {
       msg.attachments = [out.url];
       msg.text = file.caption !== null ? `${file.caption}\n${out.url}` : out.url;
     } else if (out.reason === 'too-large') {
-      msg.text = `${msg.text}\n[file too large for the gateway to pass on (at most ${formatBytes(this.media!.maxSize)})]`;
+      msg.text = `${encrypted ? (file.caption ?? file.name) : msg.text}\n[file too large for the gateway to pass on (at most ${formatBytes(this.media!.maxSize)})]`;
+    } else if (encrypted) {
+      msg.text = `${file.caption ?? file.name} [encrypted file that the gateway could not pass on]`;
     }
   }
 
@@ -289,9 +388,9 @@ export abstract class MatrixMessages extends MatrixRooms {
         await this.setReactions(roomId, this.eventId(msg.reactions.to), msg.reactions.keys);
         return;
       }
-      if (this.client.getRoom(roomId)?.hasEncryptionStateEvent()) {
-        throw new MatrixCommandError('this Matrix room is end-to-end encrypted, and the gateway cannot encrypt messages', 'not-acceptable');
-      }
+      const room = this.client.getRoom(roomId);
+      const encrypted = !!room?.hasEncryptionStateEvent();
+      if (encrypted) await this.readyToEncrypt(room!);
       const ids: { editOf?: string; replyTo?: string } = {};
       if (msg.editOf) ids.editOf = this.eventId(msg.editOf);
       if (msg.replyTo) {
@@ -301,7 +400,7 @@ export abstract class MatrixMessages extends MatrixRooms {
           // A reply to a message the gateway does not know is sent as a plain message.
         }
       }
-      const content = (await this.fileContentFor(msg, ids)) ?? contentFromMessage(msg, ids);
+      const content = (await this.fileContentFor(msg, ids, encrypted)) ?? contentFromMessage(msg, ids);
       const res = await this.client.sendEvent(roomId, 'm.room.message' as never, content as never, this.txn());
       if (msg.id) {
         this.ids.set(msg.id, res.event_id);
@@ -326,7 +425,7 @@ export abstract class MatrixMessages extends MatrixRooms {
    * as XEP-0066 attachment, as clients send uploads): the file is uploaded to the homeserver's media
    * repository and sent as a file message. Anything else, or on failure: null (sent as a link).
    */
-  private async fileContentFor(msg: TextMessage, ids: { editOf?: string; replyTo?: string }): Promise<Json | null> {
+  private async fileContentFor(msg: TextMessage, ids: { editOf?: string; replyTo?: string }, encrypted: boolean): Promise<Json | null> {
     const url = msg.attachments?.length === 1 ? msg.attachments[0]! : null;
     if (!url || !this.media || ids.editOf || msg.action || msg.notice) return null;
     if (msg.text.trim() !== url && msg.text.trim() !== '') return null;
@@ -334,8 +433,19 @@ export abstract class MatrixMessages extends MatrixRooms {
     let file: FetchedMedia | null = null;
     try {
       file = await this.media.fetch(url);
-      const mxc = await this.uploadToHomeserver(file);
-      const content = fileContent(mxc, file);
+      let content: Json;
+      if (encrypted) {
+        // Encrypted rooms: the homeserver gets the ciphertext only; the key travels in the (encrypted) event.
+        const cipher = new Encrypting();
+        const plain = file.stream as Readable;
+        plain.on('error', (e) => cipher.destroy(e));
+        const mxc = await this.uploadToHomeserver({ ...file, type: 'application/octet-stream', stream: plain.pipe(cipher) });
+        const { url: _plainUrl, ...rest } = fileContent(mxc, file);
+        content = { ...rest, file: cipher.encryptedFile(mxc) };
+      } else {
+        const mxc = await this.uploadToHomeserver(file);
+        content = fileContent(mxc, file);
+      }
       if (ids.replyTo) content['m.relates_to'] = { 'm.in_reply_to': { event_id: ids.replyTo } };
       return content;
     } catch (err) {
@@ -373,6 +483,21 @@ export abstract class MatrixMessages extends MatrixRooms {
     return body.content_uri as string;
   }
 
+  /**
+   * Before sending into an encrypted room: the Rust crypto must know the room's encryption (a
+   * resumed session may not have seen its m.room.encryption event), else the message is refused
+   * rather than sent in clear text. The SDK loads the members (lazy loading) and shares the room key.
+   */
+  private async readyToEncrypt(room: sdk.Room): Promise<void> {
+    const crypto = this.client.getCrypto() as unknown as { onCryptoEvent?(room: sdk.Room, ev: sdk.MatrixEvent): Promise<void>; roomEncryptors?: Record<string, unknown> } | undefined;
+    if (!crypto || !this.crypto) throw new MatrixCommandError('this Matrix room is end-to-end encrypted, and encryption is not available in this session', 'not-acceptable');
+    const state = room.currentState.getStateEvents('m.room.encryption', '');
+    if (state && crypto.roomEncryptors && !crypto.roomEncryptors[room.roomId] && crypto.onCryptoEvent) await crypto.onCryptoEvent(room, state);
+    if (crypto.roomEncryptors && !crypto.roomEncryptors[room.roomId]) {
+      throw new MatrixCommandError('this Matrix room uses an encryption the gateway does not support', 'not-acceptable');
+    }
+  }
+
   private async setReactions(roomId: string, to: string, wanted: string[]): Promise<void> {
     const current = await this.reactionKeys(roomId, to, this.userId);
     const keys = [...new Set(wanted.filter((k) => k.length > 0))];
@@ -387,4 +512,11 @@ export abstract class MatrixMessages extends MatrixRooms {
       this.reactionIndex.delete(eventId);
     }
   }
+}
+
+/** An event's content; for decrypted events with the relation of the clear part (spec: m.relates_to stays unencrypted). */
+function contentOf(ev: sdk.MatrixEvent): Json {
+  const content = ev.getContent() as Json;
+  const relation = (ev.getWireContent() as Json)['m.relates_to'];
+  return ev.isEncrypted() && relation && !content['m.relates_to'] ? { ...content, 'm.relates_to': relation } : content;
 }

@@ -18,6 +18,13 @@ export const quiet = {
   getChild: () => quiet,
 };
 (sdkLogger as unknown as { setLevel(level: string, persist?: boolean): void }).setLevel('silent', false);
+// Child loggers (the crypto's per-room "[!room encryption]" ones) are set to debug level when they
+// are made, but take their parent's method factory: one that writes nothing.
+{
+  const root = sdkLogger as unknown as { methodFactory: unknown; rebuild?: () => void };
+  root.methodFactory = () => () => undefined;
+  root.rebuild?.();
+}
 
 /** Retry only rate-limited sends (429), a few times; anything else fails at once and the kit reports it. */
 export function retryRateLimited(_event: unknown, attempts: number, err: unknown): number {

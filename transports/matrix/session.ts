@@ -33,8 +33,16 @@
  * ends them. Renewed tokens are reported as a `credentials` event (the kit updates the vault).
  * logout() stops syncing but does not invalidate the token (the kit logs in with it again).
  *
- * End-to-end encryption is not supported: m.room.encrypted events become a notice saying so, and
- * sending into an encrypted room is refused (not-acceptable) rather than sent in clear text.
+ * End-to-end encryption: before the first sync the Rust crypto is set up on the store the previous
+ * session left (crypto.ts: same device, same keys); its changes are reported as 'secretState'
+ * events (the kit keeps them sealed with the vault's key) and secretState() gives the final one.
+ * Decrypting and encrypting messages: messages.ts. Should the crypto not start (a broken store),
+ * the session runs without it: encrypted events become the undecryptable notice and sending into
+ * encrypted rooms is refused, never sent in clear text.
+ *
+ * Trust (with end-to-end encryption only): the recovery key command (runCommand, trust.ts; a
+ * stored key is used again when this device lacks the keys) and SAS verification through a chat
+ * with the gateway (gatewayMessage, verification.ts).
  *
  * Nothing here logs message content or tokens; the SDK's own logging is switched off (it would
  * print request URLs and event details to the console).
@@ -47,6 +55,10 @@ import { MatrixMessages } from './messages.js';
 import { stopClient } from './sdk.js';
 import { encodeResumeState, parseResumeState } from './resume.js';
 import type { MatrixSessionOptions } from './settings.js';
+import { MatrixCrypto } from './crypto.js';
+import { MatrixTrust, RECOVERY_COMMAND } from './trust.js';
+import { MatrixVerification } from './verification.js';
+import { CommandFailure } from '../kit/adapter.js';
 
 export type { MatrixLogin } from './contacts.js';
 
@@ -69,9 +81,17 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
   private failureTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private lastFailure = '';
+  private readonly storedCrypto: Uint8Array | undefined;
+  private readonly shareWithUnverified: boolean;
+  private readonly recoveryKey: string | undefined;
+  private trust: MatrixTrust | null = null;
+  private verification: MatrixVerification | null = null;
 
   constructor(login: MatrixLogin, opts: MatrixSessionOptions, log: AdapterLogger) {
     super(login, opts, log);
+    this.storedCrypto = login.secretState;
+    this.shareWithUnverified = login.shareWithUnverified ?? true;
+    this.recoveryKey = login.recoveryKey;
     this.bind();
     this.tokens?.on('refreshed', () => this.reportCredentials());
     this.tokens?.on('failed', (reason) => {
@@ -82,6 +102,16 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
 
   syncState(): string | null {
     return this.state;
+  }
+
+  /** The end-to-end encryption store as it is now (pending changes included); see crypto.ts. */
+  async secretState(): Promise<Uint8Array | null> {
+    return this.crypto ? this.crypto.flush() : null;
+  }
+
+  /** The session's crypto (crypto.ts), for features built on it (verification, key backup); null without one. */
+  get encryption(): MatrixCrypto | null {
+    return this.crypto;
   }
 
   private get filterName(): string {
@@ -101,7 +131,53 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
       this.store.resumeFrom(resume.saved, this.filterName);
       for (const r of resume.saved.rooms) this.restoredRooms.add(r.id);
     }
+    await this.startCrypto();
+    this.startTrust();
     await this.sync(resume?.since, deadline);
+  }
+
+  /** The recovery key and verification (trust.ts, verification.ts), on the session's crypto. */
+  private startTrust(): void {
+    if (!this.crypto) return;
+    const host = {
+      client: this.client,
+      api: () => (this.crypto && this.phase !== 'closed' ? this.crypto.api : null),
+      callbacks: this.cryptoCallbacks,
+      log: this.log,
+      host: this.host,
+      userId: this.userId,
+      deviceId: this.deviceId,
+    };
+    this.trust = new MatrixTrust({ ...host, storeCredentials: (fields) => this.safeEmit('credentials', fields) });
+    this.verification = new MatrixVerification({ ...host, tell: (text) => this.safeEmit('gatewayMessage', text) });
+  }
+
+  async runCommand(node: string, values: Record<string, string>): Promise<string> {
+    if (node !== RECOVERY_COMMAND.node) throw new CommandFailure('no such command', 'item-not-found');
+    if (!this.trust || this.phase !== 'ready') throw new CommandFailure('end-to-end encryption is not available in this Matrix session', 'service-unavailable');
+    return this.trust.command(values);
+  }
+
+  async gatewayMessage(text: string): Promise<void> {
+    if (!this.verification) {
+      this.safeEmit('gatewayMessage', 'End-to-end encryption is not available in this Matrix session, so there is nothing to verify.');
+      return;
+    }
+    await this.verification.handle(text);
+  }
+
+  private async startCrypto(): Promise<void> {
+    try {
+      this.crypto = await MatrixCrypto.start(this.client, this.storedCrypto, {
+        shareWithUnverified: this.shareWithUnverified,
+        onChange: (data) => this.safeEmit('secretState', data),
+        log: this.log,
+        host: this.host,
+      });
+    } catch (err) {
+      this.crypto = null;
+      this.log.warn('matrix end-to-end encryption not available in this session', { homeserver: this.host, reason: describe(err) });
+    }
   }
 
   /** Whether the homeserver still knows the stored position (a small /sync from it). */
@@ -261,7 +337,16 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
       this.safeEmit('connected', this.host, this.userId);
       this.flowing = true;
       void this.pump();
+      if (this.recoveryKey && this.trust) {
+        void this.trust.atLogin(this.recoveryKey).then((problem) => {
+          if (problem && this.phase === 'ready') this.safeEmit('gatewayMessage', problem);
+        });
+      }
     });
+  }
+
+  protected later(task: () => unknown): void {
+    this.enqueue(task);
   }
 
   private enqueue(task: () => unknown): void {
@@ -382,6 +467,9 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
     this.tasks.length = 0;
     this.clearFailure();
     this.tokens?.stop();
+    this.verification?.stop();
+    this.crypto?.stop();
+    this.stopAwaitingKeys();
     stopClient(this.client);
     this.client.removeAllListeners();
   }

@@ -149,6 +149,8 @@ export interface MatrixSessionOptions {
   acceptDirectInvites: boolean;
   /** Device display name given at password login. */
   deviceName: string;
+  /** How long an encrypted event waits for its room key before it becomes the undecryptable notice. */
+  undecryptableTimeoutMs: number;
 }
 
 export const DEFAULT_MATRIX_OPTIONS: MatrixSessionOptions = {
@@ -165,4 +167,26 @@ export const DEFAULT_MATRIX_OPTIONS: MatrixSessionOptions = {
   leaveRoomsOnPart: false,
   acceptDirectInvites: true,
   deviceName: 'Gatehouse XMPP gateway',
+  undecryptableTimeoutMs: 60_000,
 };
+
+/** Per-user settings (ad-hoc command "Settings"; LoginRequest.settings). */
+export const MATRIX_SETTINGS_FIELDS: RegistrationField[] = [
+  {
+    name: 'encryptForUnverifiedDevices',
+    label: 'Encrypt for unverified devices',
+    type: 'boolean',
+    required: false,
+    secret: false,
+    default: 'true',
+    description: 'In encrypted rooms, share message keys also with devices nobody has verified (as Element does). Off: only verified devices can read what you send.',
+  },
+];
+
+/** Whether a boolean setting is on ('true'/'1'), off ('false'/'0'), else the default. */
+export function settingOn(settings: Record<string, string> | undefined, name: string, fallback: boolean): boolean {
+  const v = settings?.[name]?.trim().toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  return fallback;
+}

@@ -161,9 +161,13 @@ export const transportCommands = commandSet(
         const now = new Date();
         const newVault = new Vault(next);
         const updates = records.map((rec) => ({ record: newVault.seal(rec.userJid, rec.network, oldVault.open(rec), now), expectKeyId: rec.keyId }));
+        // Secret states (Matrix: the encryption store) follow the same key.
+        const states = await repo.listSecretStates(network);
+        const stateUpdates = states.map(({ serverKey, record }) => ({ serverKey, record: newVault.sealBytes(record.userJid, record.network, serverKey, oldVault.openBytes(record, serverKey), now), expectKeyId: record.keyId }));
         await repo.reencrypt(updates);
+        await repo.reencryptSecretStates(stateUpdates);
         const fromIds = [...new Set(records.map((r) => r.keyId))].join(', ') || current.id;
-        console.log(`re-encrypted ${records.length} ${network} credential record(s): key id ${fromIds} -> ${next.id}${created ? ` (new key file ${path.resolve(newKeyFile)})` : ''}`);
+        console.log(`re-encrypted ${records.length} ${network} credential record(s)${states.length ? ` and ${states.length} secret state(s)` : ''}: key id ${fromIds} -> ${next.id}${created ? ` (new key file ${path.resolve(newKeyFile)})` : ''}`);
         console.log(`now set vault.keyFile to ${path.resolve(newKeyFile)} (or GATEHOUSE_VAULT_KEY to its contents) and restart the transport; the old key (${current.source}) is no longer needed afterwards`);
         return 0;
       } finally {
