@@ -92,6 +92,17 @@ export async function retryAfterMs(res: Response): Promise<number | null> {
  * request instead.
  */
 export function withoutSdkTimers(client: sdk.MatrixClient): void {
+  // The capabilities poll (every 6 hours) re-arms itself when a request ends, also after the
+  // client stopped: its timers must not hold the process.
+  const caps = (client as unknown as { serverCapabilitiesService?: { poll?: () => Promise<void>; refreshTimeout?: NodeJS.Timeout; retryTimeout?: NodeJS.Timeout } }).serverCapabilitiesService;
+  const poll = caps?.poll;
+  if (caps && typeof poll === 'function') {
+    caps.poll = async () => {
+      await poll();
+      caps.refreshTimeout?.unref?.();
+      caps.retryTimeout?.unref?.();
+    };
+  }
   const http = client.http as unknown as { requestOtherUrl?: (method: unknown, url: unknown, body: unknown, opts?: Record<string, unknown>) => unknown };
   const original = http.requestOtherUrl;
   if (typeof original !== 'function') return;
@@ -105,7 +116,9 @@ export function withoutSdkTimers(client: sdk.MatrixClient): void {
  * retry timer (up to 10 s) once it fails; that timer is cleared as soon as it appears.
  */
 export function stopClient(client: sdk.MatrixClient): void {
-  const api = (client as unknown as { syncApi?: { keepAliveTimer?: NodeJS.Timeout } }).syncApi;
+  const api = (client as unknown as { syncApi?: { keepAliveTimer?: NodeJS.Timeout; pokeKeepAlive?: unknown } }).syncApi;
+  // A failed probe re-arms itself (every 5 to 10 s, also after the stop, its request aborted): no more probes.
+  if (api) api.pokeKeepAlive = () => undefined;
   // A capabilities request under way when the client stops arms a new poll (6 hours) when it ends.
   const capabilities = (client as unknown as { serverCapabilitiesService?: { clearTimeouts?: () => void } }).serverCapabilitiesService;
   try {
