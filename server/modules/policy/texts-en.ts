@@ -44,6 +44,7 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
         'The user name and password of your account on the other network, because the gateway logs in there on your behalf. They are stored encrypted, with a key that is kept outside the database, and never written to a log.',
         `A log of when a connection to the other network was made, ended or failed, and for which XMPP address. It is deleted after ${logs}.`,
         'So that your session on the other network can continue after a restart without missing or repeating anything: your position in it and, where the network needs them for that (Matrix), the list of your rooms with their names and the names of the people in your direct chats; no messages. This is deleted when you remove your registration with the gateway.',
+        'Where the other network encrypts messages end to end (Matrix): the keys of the gateway\'s device and the message keys it received, so that it can keep reading and sending your encrypted messages after a restart. They are stored encrypted with the same key as your password, never written to a log, and deleted when you remove your registration with the gateway.',
         ...(f.uploads && r.uploads !== undefined
           ? [
               `Files that people on the other network send you (pictures, documents) are copied to this server's file upload service, so that your client can show them; the link is long and random. These copies belong to no account and are deleted ${d(r.uploads)} after they were copied.`,
