@@ -126,6 +126,9 @@ describe('P22 rendering the policy from the configuration', () => {
     const de = renderView(draft(withGateway), 'de', 'md');
     assert.match(en, /your position in it \(for Discord, the last message you saw in each channel and direct chat\) and, where the network needs them for that \(Matrix\), the list of your rooms with their names .*; no messages\. This is deleted when you remove your registration with the gateway\./);
     assert.match(de, /Ihre Position darin \(bei Discord die letzte Nachricht, die Sie in jedem Kanal und Direktchat gesehen haben\) und, wo das System sie dafür braucht \(Matrix\), die Liste Ihrer Räume .*; keine Nachrichten\. Diese Angaben werden gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen\./);
+    assert.match(en, /the keys of the gateway's device and the message keys it received.*stored encrypted with the same key as your password, never written to a log, and deleted when you remove your registration/);
+    assert.match(de, /die Schlüssel des Geräts des Netzübergangs und die Nachrichtenschlüssel.*gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen/);
+    assert.ok(!renderView(draft(configOf({})), 'en', 'md').includes("the keys of the gateway's device"));
     assert.ok(!renderView(draft(configOf({})), 'en', 'md').includes('your position in it'));
     assert.ok(!renderView(draft(configOf({})), 'de', 'md').includes('Ihre Position darin'));
   });

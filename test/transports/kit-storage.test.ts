@@ -9,7 +9,7 @@ import { openStorage } from '../../storage/datasource.js';
 import { storageTargets } from '../../storage/test-databases.js';
 import { asTypeOrmStorage } from '../../storage/typeorm-storage.js';
 import type { Storage, VaultRecord } from '../../storage/types.js';
-import { Vault, vaultKey } from '../../transports/kit/vault.js';
+import { Vault, stateServerKey, vaultKey } from '../../transports/kit/vault.js';
 import { runRetention } from '../../server/modules/retention/retention.js';
 import { retentionClasses } from '../../server/modules/index.js';
 import '../../server/modules/transports/supervisor.js';
@@ -88,6 +88,38 @@ for (const target of storageTargets()) {
       assert.equal(await repo.deleteRegistration('matrix', user), true);
       assert.equal(await repo.getSyncState('matrix', user, ''), null);
       assert.equal(await repo.getSyncState('matrix', user, 'irc.two'), null);
+    });
+
+    it('P9 P23 secret states (Matrix encryption store): sealed, per registration and server, bound to them, large, rotated, deleted with the registration', async () => {
+      const repo = storage.transports;
+      const user = `secret-${randomBytes(3).toString('hex')}@example.org`;
+      const data = randomBytes(3_000_000);
+      const sealed = (server: string, bytes: Uint8Array, v = vault) => v.sealBytes(user, 'matrix', stateServerKey(server), bytes, T0);
+      assert.equal(await repo.saveSecretState('', sealed('', data)), false, 'no registration, nothing stored');
+      await repo.saveRegistration({ network: 'matrix', userJid: user, settings: {}, contacts: [] }, record(user, 'matrix'), T0);
+      assert.equal(await repo.saveSecretState('', sealed('', data)), true);
+      assert.equal(await repo.saveSecretState('irc.two', sealed('irc.two', Buffer.from('other'))), true);
+      const got = (await repo.getSecretState('matrix', user, ''))!;
+      assert.ok(vault.openBytes(got, stateServerKey('')).equals(data), 'more than a MySQL TEXT holds, byte for byte');
+      assert.equal(vault.openBytes((await repo.getSecretState('matrix', user, 'irc.two'))!, stateServerKey('irc.two')).toString(), 'other');
+      // Bound to its place: as another server's state, or as credentials, it does not open.
+      assert.throws(() => vault.openBytes(got, stateServerKey('irc.two')));
+      assert.throws(() => vault.open(got));
+      assert.equal(await repo.saveSecretState('', sealed('', Buffer.from('newer'))), true);
+      assert.equal(vault.openBytes((await repo.getSecretState('matrix', user, ''))!, '').toString(), 'newer');
+      // Rotation: all or nothing.
+      const next = new Vault(vaultKey(randomBytes(32), 'next'));
+      const states = (await repo.listSecretStates('matrix')).filter((st) => st.record.userJid === user);
+      assert.equal(states.length, 2);
+      const updates = states.map(({ serverKey, record: r }) => ({ serverKey, record: next.sealBytes(r.userJid, r.network, serverKey, vault.openBytes(r, serverKey), T0), expectKeyId: r.keyId }));
+      await assert.rejects(repo.reencryptSecretStates([...updates, { ...updates[0]!, expectKeyId: 'stale' }]));
+      assert.equal((await repo.getSecretState('matrix', user, ''))!.keyId, vault.keyId, 'nothing changed');
+      await repo.reencryptSecretStates(updates);
+      assert.equal(next.openBytes((await repo.getSecretState('matrix', user, ''))!, '').toString(), 'newer');
+      assert.equal(await repo.deleteRegistration('matrix', user), true);
+      assert.equal(await repo.getSecretState('matrix', user, ''), null);
+      assert.equal(await repo.getSecretState('matrix', user, 'irc.two'), null);
+      assert.equal((await repo.listSecretStates('matrix')).filter((st) => st.record.userJid === user).length, 0);
     });
 
     it('P9 re-encrypts in one transaction, and changes nothing when a record moved on meanwhile', async () => {

@@ -35,6 +35,7 @@ import {
 import { contentFromMessage, mediaUrl, messageFromContent, pollText, stripReplyFallback } from '../../transports/matrix/content.js';
 import { normaliseHomeserver, parseCredentials } from '../../transports/matrix/settings.js';
 import { LegacyAuthError, LegacyNetworkError } from '../../transports/kit/adapter.js';
+import { ElementPeer } from './matrix-element-peer.js';
 import { Recorder, testLog, type TestLog } from './session-recorder.js';
 
 // ------------------------------------------------------------------ helpers
@@ -940,5 +941,39 @@ describe('Matrix adapter against a real homeserver', { skip: realSkip }, () => {
     const [, , msg] = await rec.take('roomMessage', ([, , m]) => m.text === 'hello from another device', 60_000);
     assert.equal(msg.text, 'hello from another device');
     assert.ok(!tl.lines.join('\n').includes(real.password!));
+  });
+
+  test('an encrypted room both ways with another device of the account (its own Rust crypto)', { timeout: 180_000 }, async () => {
+    const tl = testLog();
+    const creds = { homeserver: real.homeserver!, username: real.user!, password: real.password! };
+    const session = await adapter.login({ userJid: 'u@localhost', credentials: creds, log: tl.log });
+    sessions.push(session);
+    const rec = new Recorder(session);
+    await rec.take('connected', () => true, 30_000);
+    const tmp = sdk.createClient({ baseUrl: session.homeserver });
+    const login = await tmp.loginRequest({ type: 'm.login.password', identifier: { type: 'm.id.user', user: real.user! }, password: real.password!, initial_device_display_name: 'Gatehouse test peer (E2EE)' } as never);
+    const peer = await ElementPeer.connect(session.homeserver, login.user_id, login.access_token, login.device_id);
+    try {
+      const room = (
+        await peer.client.createRoom({
+          name: `gatehouse e2ee test ${Date.now()}`,
+          preset: 'private_chat' as never,
+          initial_state: [{ type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } }],
+        } as never)
+      ).room_id;
+      await session.joinRoom({ id: room }, 'x');
+      await rec.take('roomJoined', ([r]) => r.id === room, 60_000);
+      await session.sendRoomMessage({ id: room }, { text: 'encrypted hello from the gateway' });
+      const got = await peer.waitForMessage(room, (c) => c.body === 'encrypted hello from the gateway', 60_000);
+      assert.ok(got.isEncrypted(), 'sent encrypted');
+      await peer.sendText(room, 'encrypted hello from another device');
+      const [, , msg] = await rec.take('roomMessage', ([r, , m]) => r.id === room && m.text === 'encrypted hello from another device', 90_000);
+      assert.equal(msg.notice, undefined);
+      await peer.client.leave(room).catch(() => undefined);
+    } finally {
+      peer.stop();
+      await peer.client.logout(true).catch(() => undefined);
+    }
+    assert.ok(!tl.lines.join('\n').includes('encrypted hello'), 'no message text in the log');
   });
 });

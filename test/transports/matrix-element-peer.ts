@@ -21,8 +21,13 @@ export class ElementPeer {
   /** Logs in as `userId` (a new device unless one is named), starts its crypto and syncs. */
   static async start(hs: FakeHomeserver, userId: string, deviceId?: string): Promise<ElementPeer> {
     const { accessToken, deviceId: device } = hs.issueToken(userId, deviceId);
+    return ElementPeer.connect(hs.url, userId, accessToken, device);
+  }
+
+  /** A logged-in device on any homeserver (the real-service suite). */
+  static async connect(baseUrl: string, userId: string, accessToken: string, device: string): Promise<ElementPeer> {
     // Bounded requests without the SDK's own (never cleared) timers, so the test process can end.
-    const client = sdk.createClient({ baseUrl: hs.url, userId, deviceId: device, accessToken, logger: quiet, fetchFn: timedFetch(10_000, 15_000) });
+    const client = sdk.createClient({ baseUrl, userId, deviceId: device, accessToken, logger: quiet, fetchFn: timedFetch(10_000, 15_000) });
     withoutSdkTimers(client);
     await withoutRustLogs(() => client.initRustCrypto({ useIndexedDB: false }));
     unrefLiveEventTimers(client);

@@ -25,9 +25,9 @@
  * clear; `allowedHomeservers` restricts which homeservers users may name at all (a gateway that
  * connects anywhere makes requests on users' behalf, possibly to internal addresses).
  *
- * Media arrive as links to the homeserver's download URL: the XMPP client fetches them from the
- * homeserver directly (which sees its address), and homeservers that only serve authenticated
- * media (Matrix 1.11 /client/v1/media) will not serve these links; a media proxy would be needed.
+ * Media are re-hosted on the XMPP server's upload service (messages.ts); without one they arrive
+ * as links to the homeserver. End-to-end encryption: crypto.ts (the session's Rust crypto and its
+ * sealed store), messages.ts (decrypting and encrypting), attachments.ts (encrypted files).
  */
 import type { Credentials, LegacySession, LoginRequest, NetworkAdapter } from '../kit/adapter.js';
 import { LegacyAuthError, LegacyNetworkError } from '../kit/adapter.js';

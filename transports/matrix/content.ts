@@ -21,7 +21,7 @@ import { encryptedFileInfo, type EncryptedFileInfo } from './attachments.js';
 
 type Json = Record<string, unknown>;
 
-/** The notice text for events the gateway cannot decrypt (it has no end-to-end encryption keys). */
+/** The notice text for encrypted events the gateway cannot decrypt (no room key arrived in time, a broken event, or no crypto). */
 export const UNDECRYPTABLE_TEXT = '[encrypted message that the gateway cannot decrypt]';
 
 const MEDIA_TYPES = new Set(['m.image', 'm.file', 'm.video', 'm.audio']);

@@ -92,6 +92,17 @@ export async function retryAfterMs(res: Response): Promise<number | null> {
  * request instead.
  */
 export function withoutSdkTimers(client: sdk.MatrixClient): void {
+  // The capabilities poll (every 6 hours) re-arms itself when a request ends, also after the
+  // client stopped: its timers must not hold the process.
+  const caps = (client as unknown as { serverCapabilitiesService?: { poll?: () => Promise<void>; refreshTimeout?: NodeJS.Timeout; retryTimeout?: NodeJS.Timeout } }).serverCapabilitiesService;
+  const poll = caps?.poll;
+  if (caps && typeof poll === 'function') {
+    caps.poll = async () => {
+      await poll();
+      caps.refreshTimeout?.unref?.();
+      caps.retryTimeout?.unref?.();
+    };
+  }
   const http = client.http as unknown as { requestOtherUrl?: (method: unknown, url: unknown, body: unknown, opts?: Record<string, unknown>) => unknown };
   const original = http.requestOtherUrl;
   if (typeof original !== 'function') return;
@@ -115,6 +126,8 @@ export function stopClient(client: sdk.MatrixClient): void {
   const internals = client as unknown as SdkInternals;
   const api = internals.syncApi;
   if (api) quietSyncRequests(api);
+  // A failed probe re-arms itself (every 5 to 10 s, also after the stop, its request aborted): no more probes.
+  if (api) api.pokeKeepAlive = () => undefined;
   try {
     client.stopClient();
   } catch {
@@ -150,6 +163,7 @@ function quietSyncRequests(api: SyncInternals): void {
 
 interface SyncInternals {
   keepAliveTimer?: NodeJS.Timeout;
+  pokeKeepAlive?: unknown;
   currentSyncRequest?: Promise<unknown>;
   doSyncRequest?(...args: unknown[]): Promise<unknown>;
   stop?(): void;

@@ -249,7 +249,13 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
           threadSupport: false,
           resolveInvitesToProfiles: false,
         })
-        .catch((err: unknown) => fail(new LegacyNetworkError(`${this.host}: ${describe(err)}`)));
+        .then(
+          // Stopped while starting (the deadline passed): the sync loop it started after the stop ends too.
+          () => {
+            if (this.phase === 'closed') stopClient(this.client);
+          },
+          (err: unknown) => fail(new LegacyNetworkError(`${this.host}: ${describe(err)}`)),
+        );
     });
   }
 

@@ -58,6 +58,7 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
             ? ` and your profile picture from your vCard, which is copied to this server's file upload service for that and deleted ${d(r.uploads)} after it was copied`
             : ''
         }.`,
+        'Where the other network encrypts messages end to end (Matrix): the keys of the gateway\'s device and the message keys it received, so that it can keep reading and sending your encrypted messages after a restart. They are stored encrypted with the same key as your password, never written to a log, and deleted when you remove your registration with the gateway.',
         ...(f.uploads && r.uploads !== undefined
           ? [
               `Files that people on the other network send you (pictures, documents) are copied to this server's file upload service, so that your client can show them; the link is long and random. These copies belong to no account and are deleted ${d(r.uploads)} after they were copied.`,
