@@ -159,9 +159,6 @@ export abstract class MatrixRooms extends MatrixContacts {
     kr.occupants.announced = true;
     const topic = room.currentState.getStateEvents('m.room.topic', '')?.getContent().topic;
     this.safeEmit('roomJoined', kr.room, kr.occupants.nickOf(this.userId)!, kr.occupants.list(), typeof topic === 'string' && topic ? topic : null);
-    if (room.hasEncryptionStateEvent()) {
-      this.log.debug('matrix room is encrypted; its messages cannot be read or sent', { homeserver: this.host });
-    }
     const held = this.backlog.get(room.roomId);
     this.backlog.delete(room.roomId);
     for (const { sender, msg } of held ?? []) this.safeEmit('roomMessage', kr.room, this.nickIn(kr, room, sender), msg);
