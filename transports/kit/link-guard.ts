@@ -22,8 +22,8 @@ export interface LinkGuardOptions {
   /** Dangerous: lets network users make the gateway fetch from its own and internal networks. */
   allowPrivateAddresses: boolean;
   ca?: Buffer;
-  /** Name resolution (tests); the system resolver by default. */
-  resolve?: (host: string) => Promise<{ address: string; family: number }[]>;
+  /** Which resolved addresses may be connected to (tests); isPublicAddress by default. */
+  allowAddress?: (ip: string) => boolean;
 }
 
 /** Why a link was not fetched: the user sees the plain link (and, where useful, a notice). */
@@ -132,7 +132,7 @@ async function resolveChecked(host: string, o: LinkGuardOptions, signal: AbortSi
     });
     aborted.catch(() => undefined);
     try {
-      addresses = await Promise.race([(o.resolve ?? ((h) => dnsLookup(h, { all: true, verbatim: true })))(bare), aborted]);
+      addresses = await Promise.race([dnsLookup(bare, { all: true, verbatim: false }), aborted]);
     } catch (err) {
       if (signal.aborted) throw err;
       throw new LinkRefusedError('the host name does not resolve');
@@ -140,7 +140,8 @@ async function resolveChecked(host: string, o: LinkGuardOptions, signal: AbortSi
   }
   if (!addresses.length) throw new LinkRefusedError('the host name does not resolve');
   // One special address among the answers is enough to refuse: which one a client would take is not ours to guess.
-  if (!o.allowPrivateAddresses && addresses.some((a) => !isPublicAddress(a.address))) {
+  const allowed = o.allowAddress ?? isPublicAddress;
+  if (!o.allowPrivateAddresses && addresses.some((a) => !allowed(a.address))) {
     throw new LinkRefusedError('the link points to a private or special-use address');
   }
   return addresses[0]!;
