@@ -64,7 +64,7 @@ export function policyDe(f: PolicyFacts): PolicyDocument {
         }.`,
         ...(f.uploads && r.uploads !== undefined
           ? [
-              `Dateien, die Ihnen Personen aus dem anderen System schicken (Bilder, Dokumente), werden in den Datei-Upload-Dienst dieses Servers kopiert, damit Ihr Client sie anzeigen kann; der Link ist lang und zufällig. Diese Kopien gehören zu keinem Konto und werden ${d(r.uploads)} nach dem Kopieren gelöscht.`,
+              `Dateien, die Ihnen Personen aus dem anderen System schicken (Bilder, Dokumente), und im IRC Dateien, auf die sie in ihren Nachrichten verlinken, werden in den Datei-Upload-Dienst dieses Servers kopiert, damit Ihr Client sie anzeigen kann; der Link ist lang und zufällig. Wer dieselbe Datei oder denselben Link erhält, bekommt dieselbe Kopie. Diese Kopien gehören zu keinem Konto und werden ${d(r.uploads)} nach dem Kopieren gelöscht.`,
             ]
           : []),
       ]),

@@ -60,7 +60,7 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
         }.`,
         ...(f.uploads && r.uploads !== undefined
           ? [
-              `Files that people on the other network send you (pictures, documents) are copied to this server's file upload service, so that your client can show them; the link is long and random. These copies belong to no account and are deleted ${d(r.uploads)} after they were copied.`,
+              `Files that people on the other network send you (pictures, documents), and on IRC files they link to in their messages, are copied to this server's file upload service, so that your client can show them; the link is long and random. Everyone who receives the same file or link gets the same copy. These copies belong to no account and are deleted ${d(r.uploads)} after they were copied.`,
             ]
           : []),
       ]),
