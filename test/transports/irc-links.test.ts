@@ -32,6 +32,7 @@ import { GW, SECRET, serverModules, transportConfig } from './kit-harness.js';
 
 const MUC = 'http://jabber.org/protocol/muc';
 const LIMIT = 64 * 1024;
+const STRICT = 'strict.localhost';
 
 interface Origin {
   port: number;
@@ -78,22 +79,24 @@ describe('IRC file links re-hosted on the upload service (Gatehouse, ngIRCd, loc
   let ircd: Ircd;
   let origin: Origin;
   let transport: RunningTransport;
+  /** The same gateway as operators run it: media.links.allowPrivateAddresses at its default (false). */
+  let strict: RunningTransport;
   let dir: string;
   const irc: RawIrcClient[] = [];
-  const room = (chan: string) => `${chan}%127.0.0.1@${GW}`;
+  const room = (chan: string, gw = GW) => `${chan}%127.0.0.1@${gw}`;
 
-  async function joinAs(name: string, chan: string, nick: string): Promise<TestClient> {
+  async function joinAs(name: string, chan: string, nick: string, gw = GW): Promise<TestClient> {
     const c = await web.ts.user(name);
     c.send(x('presence'));
-    c.send(x('presence', { to: `${room(chan)}/${nick}` }, x('x', { xmlns: MUC })));
-    await c.expect((el) => el.name === 'message' && el.attrs.from?.startsWith(room(chan)) === true && !!el.getChild('subject'), 15000);
+    c.send(x('presence', { to: `${room(chan, gw)}/${nick}` }, x('x', { xmlns: MUC })));
+    await c.expect((el) => el.name === 'message' && el.attrs.from?.startsWith(room(chan, gw)) === true && !!el.getChild('subject'), 15000);
     return c;
   }
 
   before(async () => {
     web = await startUploadServer({
       modules: serverModules(),
-      config: { components: [{ domain: GW, secret: SECRET }], listen: { components: [{ host: '127.0.0.1', port: 0 }] }, upload: { componentQuota: '1MiB' } },
+      config: { components: [{ domain: GW, secret: SECRET }, { domain: STRICT, secret: SECRET }], listen: { components: [{ host: '127.0.0.1', port: 0 }] }, upload: { componentQuota: '1MiB' } },
     });
     origin = await startOrigin(web.ca.issue('localhost'), {
       '/pic.png': { type: 'image/png', body: picture },
@@ -119,11 +122,37 @@ describe('IRC file links re-hosted on the upload service (Gatehouse, ngIRCd, loc
       log: new Logger({ level: 'error', format: 'text', sink: () => {} }, 'transport-irc'),
       env: {},
     });
+    const strictDir = path.join(dir, 'strict');
+    strict = await startTransport({
+      config: transportConfig(web.ts, strictDir, {
+        component: { domain: STRICT, secret: SECRET, host: '127.0.0.1', port: web.ts.componentPort },
+        loginTimeout: '10s',
+        media: { caFile: web.ca.caFile, maxSize: LIMIT, timeout: '10s' },
+      }),
+      adapter: new IrcAdapter({ name: 'IRC gateway', ca: ircd.certPem!, flood: { burst: 10, intervalMs: 50 }, serverDefaults: { '127.0.0.1': { tlsPorts: String(ircd.tlsPort) } } }),
+      log: new Logger({ level: 'error', format: 'text', sink: () => {} }, 'transport-irc-strict'),
+      env: {},
+    });
+  });
+
+  test('without media.links.allowPrivateAddresses a link to 127.0.0.1 (by name) is not fetched and stays the link', async () => {
+    const bob = await RawIrcClient.connect({ port: ircd.port, nick: 'ssrfbob' });
+    irc.push(bob);
+    await bob.join('#ssrf');
+    const dora = await joinAs('ssrf-dora', '#ssrf', 'dora_s', STRICT);
+    const link = `https://localhost:${origin.port}/secret.png`;
+    bob.send(`PRIVMSG #ssrf :${link}`);
+    const m = await dora.expect((el) => el.name === 'message' && el.attrs.type === 'groupchat' && el.attrs.from === `${room('#ssrf', STRICT)}/ssrfbob`, 15000);
+    assert.equal(m.getChildText('body'), link);
+    assert.deepEqual(oobUrls(m), []);
+    assert.equal(origin.hits.get('/secret.png'), undefined, 'the origin saw no request');
+    await dora.close();
   });
 
   after(async () => {
     for (const c of irc) c.destroy();
     await transport?.stop().catch(() => undefined);
+    await strict?.stop().catch(() => undefined);
     await web?.stop();
     await ircd?.stop();
     origin?.server.close();
