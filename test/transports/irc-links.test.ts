@@ -28,6 +28,7 @@ import type { TestClient } from '../helpers/xmpp-client.js';
 import { IrcAdapter } from '../../transports/irc/index.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { guardedGet, isPublicAddress, LinkRefusedError } from '../../transports/kit/link-guard.js';
+import { ExpiringCache } from '../../transports/kit/media.js';
 import { GW, SECRET, serverModules, transportConfig } from './kit-harness.js';
 
 const MUC = 'http://jabber.org/protocol/muc';
@@ -245,4 +246,24 @@ test('the address check: public unicast only, IPv4 and IPv6, IPv4 inside IPv6 in
     '3fff::1', 'not an address', '',
   ])
     assert.equal(isPublicAddress(no), false, no);
+});
+
+test('the link cache is bounded by count and by age (its entries must not outlive the uploaded copies)', () => {
+  const cache = new ExpiringCache<string>(2);
+  cache.set('a', 'A', 0, 1000);
+  cache.set('b', 'B', 0, 1000);
+  assert.equal(cache.get('a', 999), 'A');
+  assert.equal(cache.get('a', 1000), undefined, 'gone at its age');
+  cache.set('a', 'A', 0, 1000);
+  cache.set('c', 'C', 0, 1000);
+  assert.equal(cache.size, 2);
+  assert.equal(cache.get('b', 1), undefined, 'the oldest went when a third came');
+  assert.equal(cache.get('c', 1), 'C');
+  cache.shorten('c', 'C', 10);
+  assert.equal(cache.get('c', 10), undefined, 'a failure is tried again sooner');
+  cache.shorten('a', 'other', 5);
+  assert.equal(cache.get('a', 6), 'A', 'shorten leaves a newer value alone');
+  const none = new ExpiringCache<string>(0);
+  none.set('a', 'A', 0, 1000);
+  assert.equal(none.get('a', 1), undefined, 'cacheSize 0 keeps nothing');
 });

@@ -71,7 +71,43 @@ interface Service {
 const REDISCOVER_MS = 10 * 60_000;
 const MAX_REDIRECTS = 3;
 
+const RETRY_FAILED_LINK_MS = 60_000;
+
 export class MediaTooLargeError extends Error {}
+
+/**
+ * At most `maxEntries` values, each until its own expiry (milliseconds on the caller's clock); the
+ * oldest entry goes first when it is full.
+ */
+export class ExpiringCache<V> {
+  private readonly entries = new Map<string, { value: V; until: number }>();
+  constructor(private readonly maxEntries: number) {}
+
+  get(key: string, now: number): V | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (now < e.until) return e.value;
+    this.entries.delete(key);
+    return undefined;
+  }
+
+  set(key: string, value: V, now: number, ttl: number): void {
+    this.entries.delete(key);
+    if (this.maxEntries <= 0) return;
+    this.entries.set(key, { value, until: now + ttl });
+    while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+  }
+
+  /** Ends the entry earlier, if it still holds `value`. */
+  shorten(key: string, value: V, until: number): void {
+    const e = this.entries.get(key);
+    if (e && e.value === value && until < e.until) e.until = until;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}
 
 /** Passes at most `limit` bytes and fails beyond. */
 class Limit extends Transform {
@@ -253,21 +289,20 @@ export class MediaService implements MediaHost {
     const l = this.settings.links;
     if (!l || !this.wantsLink(url)) return Promise.resolve({ url: null, reason: 'refused', text: 'not a file link' });
     const now = this.kit.clock.now().getTime();
-    const hit = this.linkCache.get(url);
-    if (hit && now - hit.at < hit.ttl) return hit.outcome;
-    this.linkCache.delete(url);
+    this.linkCache ??= new ExpiringCache(l.cacheSize);
+    const hit = this.linkCache.get(url, now);
+    if (hit) return hit;
     const outcome = this.copy({ url }, {}, (signal) => guardedGet(url, { allowHttp: l.allowHttp, allowPrivateAddresses: l.allowPrivateAddresses, ca: this.ca }, signal), l.types);
+    const cache = this.linkCache;
+    cache.set(url, outcome, now, l.cacheAge);
     // A failure of the moment (the origin down, a timeout) is tried again sooner than a copy is reused.
-    const entry = { at: now, ttl: l.cacheAge, outcome };
     void outcome.then((o) => {
-      if (o.url === null && (o.reason === 'failed' || o.reason === 'no-service')) entry.ttl = Math.min(l.cacheAge, 60_000);
+      if (o.url === null && (o.reason === 'failed' || o.reason === 'no-service')) cache.shorten(url, outcome, now + Math.min(l.cacheAge, RETRY_FAILED_LINK_MS));
     });
-    this.linkCache.set(url, entry);
-    while (this.linkCache.size > Math.max(0, l.cacheSize)) this.linkCache.delete(this.linkCache.keys().next().value!);
     return outcome;
   }
 
-  private readonly linkCache = new Map<string, { at: number; ttl: number; outcome: Promise<RehostOutcome> }>();
+  private linkCache: ExpiringCache<Promise<RehostOutcome>> | null = null;
 
   private async copy(source: MediaSource, info: MediaInfo, open: (signal: AbortSignal) => Promise<http.IncomingMessage>, types: string[] | null): Promise<RehostOutcome> {
     const service = await this.service();
