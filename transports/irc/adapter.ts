@@ -168,6 +168,7 @@ export class IrcAdapter implements NetworkAdapter {
     for (const [i, attempt] of allowed.entries()) {
       if (i > 0) request.log.info('irc trying the next port', { server: settings.host, port: attempt.port, tls: attempt.tls });
       const session = new IrcSession({ ...settings, ...attempt }, opts, request.log);
+      session.media = request.media;
       try {
         await session.start();
         if (generated) session.adoptGeneratedCertificate(generated);

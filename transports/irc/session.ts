@@ -1,9 +1,13 @@
 /**
  * One user's connection to one IRC server, as the kit's LegacySession: connection.ts logs in and
  * keeps the connection, channels.ts the channels and their members; this file adds messages
- * (PRIVMSG, NOTICE, CTCP ACTION) both ways, split into lines that fit IRC's limit.
+ * (PRIVMSG, NOTICE, CTCP ACTION) both ways, split into lines that fit IRC's limit. File links in
+ * what people say are re-hosted on the XMPP server's upload service when the kit's media host
+ * wants them (media.links): the text gets the upload URL, also as an OOB attachment. Messages wait
+ * in one queue while a copy is made, so their order stays as on IRC.
  */
-import type { AdapterLogger, LegacyContact, LegacyRoom, LegacySession, TextMessage } from '../kit/adapter.js';
+import type { AdapterLogger, LegacyContact, LegacyRoom, LegacySession, MediaHost, TextMessage } from '../kit/adapter.js';
+import { formatBytes } from '../../shared/format.js';
 import { IrcCommands } from './commands.js';
 import type { IrcSessionOptions } from './link.js';
 import { IrcCommandError } from './errors.js';
@@ -12,7 +16,30 @@ import { sanitizeOutgoing, splitMessage, stripFormatting, utf8Length } from './t
 
 export type { IrcSessionOptions } from './link.js';
 
+/** At most this many links of one message are re-hosted. */
+const MAX_LINKS_PER_MESSAGE = 3;
+
+/** The http(s) links in a text, without trailing punctuation, each once. */
+export function linksIn(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.matchAll(/\bhttps?:\/\/[^\s<>"]+/gi)) {
+    let url = m[0];
+    while (/[.,;:!?'")\]}>]$/.test(url)) {
+      // A closing bracket belongs to the URL when it opened one inside it (Wikipedia style).
+      if (url.endsWith(')') && (url.match(/\(/g)?.length ?? 0) >= (url.match(/\)/g)?.length ?? 0)) break;
+      url = url.slice(0, -1);
+    }
+    if (!out.includes(url)) out.push(url);
+  }
+  return out;
+}
+
 export class IrcSession extends IrcCommands implements LegacySession {
+  /** The XMPP server's upload service (LoginRequest.media), for file links. */
+  media: MediaHost | undefined;
+  private deliveries: Promise<void> = Promise.resolve();
+  private deliveriesPending = 0;
+
   constructor(settings: IrcServerSettings, opts: IrcSessionOptions, log: AdapterLogger) {
     super(settings, opts, log);
     this.onIrc('privmsg', (e) => this.onText(e, {}));
@@ -41,10 +68,42 @@ export class IrcSession extends IrcCommands implements LegacySession {
       return;
     }
     if (this.isChannel(target)) {
-      this.safeEmit('roomMessage', this.roomOf(target), e.nick, msg);
+      const room = this.roomOf(target);
+      this.deliver(msg, true, () => this.safeEmit('roomMessage', room, e.nick, msg));
       return;
     }
-    this.safeEmit('message', this.contact(e.nick), msg);
+    const contact = this.contact(e.nick);
+    this.deliver(msg, true, () => this.safeEmit('message', contact, msg));
+  }
+
+  /** Emits now, or after the messages before it and the copies of its file links. */
+  private deliver(msg: TextMessage, withLinks: boolean, emit: () => void): void {
+    const media = this.media;
+    const links = withLinks && media?.wantsLink && media.rehostLink ? linksIn(msg.text ?? '').filter((u) => media.wantsLink!(u)).slice(0, MAX_LINKS_PER_MESSAGE) : [];
+    if (this.deliveriesPending === 0 && !links.length) return emit();
+    this.deliveriesPending++;
+    this.deliveries = this.deliveries
+      .then(async () => {
+        if (links.length) await this.rehostLinks(msg, links, media!);
+        if (this.state !== 'closed') emit();
+      })
+      .catch((err: unknown) => this.log.warn('irc message not delivered', { reason: err instanceof Error ? err.message : String(err) }))
+      .finally(() => this.deliveriesPending--);
+  }
+
+  private async rehostLinks(msg: TextMessage, links: string[], media: MediaHost): Promise<void> {
+    const outcomes = await Promise.all(links.map((u) => media.rehostLink!(u).catch(() => null)));
+    for (const [i, url] of links.entries()) {
+      const out = outcomes[i];
+      if (!out) continue;
+      if (out.url !== null) {
+        msg.text = msg.text.split(url).join(out.url);
+        msg.attachments = [...(msg.attachments ?? []), out.url];
+      } else if (out.reason === 'too-large') {
+        msg.text = `${msg.text}\n[${new URL(url).host}: the file is too large for the gateway to copy (at most ${formatBytes(media.maxSize)}); the link is passed on as it is]`;
+      }
+      // Refused or failed: the link stays as it was said (the guard's reasons are in the log).
+    }
   }
 
   private isChannel(target: string): boolean {
@@ -94,6 +153,7 @@ export class IrcSession extends IrcCommands implements LegacySession {
     if (message.notice) echo.notice = true;
     if (message.id) echo.id = message.id;
     if (message.replyTo) echo.replyTo = message.replyTo;
-    this.safeEmit('roomMessage', this.roomOf(room.id), this.ownNick, echo);
+    const nick = this.ownNick;
+    this.deliver(echo, false, () => this.safeEmit('roomMessage', this.roomOf(room.id), nick, echo));
   }
 }

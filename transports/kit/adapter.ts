@@ -311,7 +311,7 @@ export interface MediaSource {
 }
 
 /** The result of a re-hosting: the URL on the XMPP server's upload service, or why there is none. */
-export type RehostOutcome = { url: string } | { url: null; reason: 'no-service' | 'too-large' | 'failed'; text: string };
+export type RehostOutcome = { url: string } | { url: null; reason: 'no-service' | 'too-large' | 'failed' | 'refused'; text: string };
 
 /** A file fetched for the network (from XMPP to the network): its bytes as a stream, at most `MediaHost.maxSize`. */
 export interface FetchedMedia {
@@ -341,6 +341,16 @@ export interface MediaHost {
   fetchable(url: string): boolean;
   /** Fetches such a URL; rejects when it is not fetchable, too large or unavailable. */
   fetch(url: string): Promise<FetchedMedia>;
+  /**
+   * Optional (kit extension): whether a link someone on the network said (IRC) is a file link the
+   * gateway re-hosts (`media.links`); false when links are off or there is no upload service setting.
+   */
+  wantsLink?(url: string): boolean;
+  /**
+   * Optional (kit extension): re-hosts such a link behind the SSRF guard (link-guard.ts), once per
+   * URL for all users; 'refused' when the guard or the type rules say no (the link stays as it is).
+   */
+  rehostLink?(url: string): Promise<RehostOutcome>;
 }
 
 export interface LoginRequest {

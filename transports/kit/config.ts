@@ -158,6 +158,30 @@ export const transportConfigSchema = object({
         doc: 'The XMPP server\'s domain, where the upload service is looked for, and whose (sub)domains\' HTTPS files users send are fetched; `null`: the component domain without its first label (irc.example.org → example.org).',
       }),
       caFile: nullable(filePath({ mustExist: true }), { default: null, doc: 'PEM file of certificate authorities to trust for the upload service\'s HTTPS besides the system\'s (a private CA).' }),
+      links: object(
+        {
+          enabled: bool({ default: true, doc: 'Re-host file links said on the network (IRC) when the upload service is there; the text gets the upload URL in place of the link.' }),
+          allLinks: bool({ default: false, doc: 'Every link, not only those whose path ends in one of `extensions` (each is still fetched and kept only when its type is one of `types`).' }),
+          allowHttp: bool({ default: false, doc: 'Fetch plain http links too (https only by default).' }),
+          allowPrivateAddresses: bool({
+            default: false,
+            doc: 'DANGEROUS: fetch links whose host is a private, loopback, link-local or other special-use address. Anyone on the network could make the gateway read from its own machine and internal networks. Only for tests.',
+          }),
+          types: array(str({ doc: 'A media type, or a kind such as `image/*`.' }), {
+            default: ['image/*', 'audio/*', 'video/*', 'application/pdf', 'application/zip', 'application/gzip', 'application/x-7z-compressed', 'application/x-tar', 'text/plain'],
+            type: 'list of media types',
+            doc: 'Kinds of file re-hosted (by the Content-Type the origin sends); other links stay as they are.',
+          }),
+          extensions: array(str({ doc: 'A file name extension without the dot.' }), {
+            default: ['png', 'jpg', 'jpeg', 'gif', 'webp', 'avif', 'heic', 'svg', 'mp3', 'ogg', 'oga', 'opus', 'm4a', 'flac', 'wav', 'mp4', 'webm', 'mkv', 'mov', 'pdf', 'zip', 'gz', 'tgz', '7z', 'tar', 'txt', 'log'],
+            type: 'list of extensions',
+            doc: 'A link whose path ends in one of these is a file link.',
+          }),
+          cacheSize: int({ default: 1000, min: 0, doc: 'Links remembered with their upload URL, so a link seen by many users is fetched and uploaded once.' }),
+          cacheAge: duration({ default: '1h', min: 1000, doc: 'How long a remembered link is reused; keep it well below the upload service\'s `retention.uploads`, which deletes the copies.' }),
+        },
+        { doc: 'File links said on the network (IRC), fetched through a guard: https only, public addresses only (checked after resolving and pinned for the connection), redirects checked again (at most 3), `maxSize` and `timeout` apply.' },
+      ),
     },
     { doc: 'Attachments through the XMPP server\'s upload service (XEP-0363): the transport asks it for slots as a component.' },
   ),

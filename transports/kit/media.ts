@@ -26,6 +26,7 @@ import { NS } from '../../shared/ns.js';
 import type { Logger } from '../../shared/logger.js';
 import type { FetchedMedia, MediaHost, MediaInfo, MediaSource, RehostOutcome } from './adapter.js';
 import { errorText } from './context.js';
+import { guardedGet, LinkRefusedError } from './link-guard.js';
 
 export const NS_UPLOAD = 'urn:xmpp:http:upload:0';
 
@@ -41,6 +42,24 @@ export interface MediaSettings {
   server: string | null;
   /** PEM file of CAs to trust besides the system's (a private CA of the XMPP server). */
   caFile: string | null;
+  /** File links said on the network (IRC): fetched through link-guard.ts; absent: not re-hosted. */
+  links?: LinkSettings;
+}
+
+export interface LinkSettings {
+  enabled: boolean;
+  /** Every http(s) link, not only those whose path ends in an extension of `extensions`. */
+  allLinks: boolean;
+  allowHttp: boolean;
+  /** Dangerous: see link-guard.ts. */
+  allowPrivateAddresses: boolean;
+  /** Media types re-hosted ("image/*" for a whole kind); others stay links. */
+  types: string[];
+  /** File name extensions (without dot) that make a link a file link. */
+  extensions: string[];
+  /** Links remembered (their upload URL or why not), and for how long in milliseconds. */
+  cacheSize: number;
+  cacheAge: number;
 }
 
 interface Service {
@@ -52,7 +71,43 @@ interface Service {
 const REDISCOVER_MS = 10 * 60_000;
 const MAX_REDIRECTS = 3;
 
+const RETRY_FAILED_LINK_MS = 60_000;
+
 export class MediaTooLargeError extends Error {}
+
+/**
+ * At most `maxEntries` values, each until its own expiry (milliseconds on the caller's clock); the
+ * oldest entry goes first when it is full.
+ */
+export class ExpiringCache<V> {
+  private readonly entries = new Map<string, { value: V; until: number }>();
+  constructor(private readonly maxEntries: number) {}
+
+  get(key: string, now: number): V | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (now < e.until) return e.value;
+    this.entries.delete(key);
+    return undefined;
+  }
+
+  set(key: string, value: V, now: number, ttl: number): void {
+    this.entries.delete(key);
+    if (this.maxEntries <= 0) return;
+    this.entries.set(key, { value, until: now + ttl });
+    while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+  }
+
+  /** Ends the entry earlier, if it still holds `value`. */
+  shorten(key: string, value: V, until: number): void {
+    const e = this.entries.get(key);
+    if (e && e.value === value && until < e.until) e.until = until;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}
 
 /** Passes at most `limit` bytes and fails beyond. */
 class Limit extends Transform {
@@ -72,6 +127,12 @@ export function mediaTypeOf(value: string | undefined | null): string | null {
   if (!value) return null;
   const t = value.split(';')[0]!.trim().toLowerCase();
   return /^[a-z0-9!#$&^_.+-]{1,127}\/[a-z0-9!#$&^_.+-]{1,127}$/.test(t) ? t : null;
+}
+
+/** Whether a media type is one of `types` (entries like "image/*" match a whole kind). */
+export function typeAllowed(type: string | null, types: string[]): boolean {
+  if (!type) return false;
+  return types.some((t) => t === type || (t.endsWith('/*') && type.startsWith(t.slice(0, -1))));
 }
 
 /** A file name usable in a slot request: the last path segment, without control characters. */
@@ -197,6 +258,53 @@ export class MediaService implements MediaHost {
   }
 
   async rehost(source: MediaSource, info: MediaInfo): Promise<RehostOutcome> {
+    return this.copy(source, info, (signal) => httpRequest(source.url, { headers: source.headers ?? {}, signal, ca: this.ca }), null);
+  }
+
+  /**
+   * Whether `url`, said by someone on the network, is a link to re-host: links are on, the upload
+   * service configured, and the path ends in a file extension of the allowed kinds (or all links).
+   */
+  wantsLink(url: string): boolean {
+    const l = this.settings.links;
+    if (!this.settings.enabled || !l?.enabled) return false;
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      return false;
+    }
+    if (u.protocol !== 'https:' && !(u.protocol === 'http:' && l.allowHttp)) return false;
+    if (l.allLinks) return true;
+    const ext = /\.([A-Za-z0-9]{1,10})$/.exec(u.pathname)?.[1]?.toLowerCase();
+    return !!ext && l.extensions.includes(ext);
+  }
+
+  /**
+   * Re-hosts a file link someone on the network said, through the link guard, once per URL: every
+   * user who sees the same link (in a channel or as a private message) gets the same upload URL
+   * while the entry lasts (`links.cacheAge`, kept below the upload service's retention).
+   */
+  rehostLink(url: string): Promise<RehostOutcome> {
+    const l = this.settings.links;
+    if (!l || !this.wantsLink(url)) return Promise.resolve({ url: null, reason: 'refused', text: 'not a file link' });
+    const now = this.kit.clock.now().getTime();
+    this.linkCache ??= new ExpiringCache(l.cacheSize);
+    const hit = this.linkCache.get(url, now);
+    if (hit) return hit;
+    const outcome = this.copy({ url }, {}, (signal) => guardedGet(url, { allowHttp: l.allowHttp, allowPrivateAddresses: l.allowPrivateAddresses, ca: this.ca }, signal), l.types);
+    const cache = this.linkCache;
+    cache.set(url, outcome, now, l.cacheAge);
+    // A failure of the moment (the origin down, a timeout) is tried again sooner than a copy is reused.
+    void outcome.then((o) => {
+      if (o.url === null && (o.reason === 'failed' || o.reason === 'no-service')) cache.shorten(url, outcome, now + Math.min(l.cacheAge, RETRY_FAILED_LINK_MS));
+    });
+    return outcome;
+  }
+
+  private linkCache: ExpiringCache<Promise<RehostOutcome>> | null = null;
+
+  private async copy(source: MediaSource, info: MediaInfo, open: (signal: AbortSignal) => Promise<http.IncomingMessage>, types: string[] | null): Promise<RehostOutcome> {
     const service = await this.service();
     if (!service) return { url: null, reason: 'no-service', text: 'no upload service' };
     const limit = Math.min(this.maxSize, service.maxFileSize);
@@ -214,10 +322,14 @@ export class MediaService implements MediaHost {
     }
     let spool: string | null = null;
     try {
-      const res = await httpRequest(source.url, { headers: source.headers ?? {}, signal: abort.signal, ca: this.ca });
+      const res = await open(abort.signal);
       if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) > 299) {
         res.resume();
         throw new Error(`the source answered HTTP ${res.statusCode}`);
+      }
+      if (types && !typeAllowed(mediaTypeOf(res.headers['content-type']), types)) {
+        res.destroy();
+        return { url: null, reason: 'refused', text: 'not a kind of file that is re-hosted' };
       }
       const declared = res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : NaN;
       let input: Readable = res;
@@ -254,6 +366,10 @@ export class MediaService implements MediaHost {
       // Whatever is still open of the download or the upload ends here.
       abort.abort();
       if (err instanceof MediaTooLargeError) return tooLarge();
+      if (err instanceof LinkRefusedError) {
+        this.kit.log.info('link not fetched', { source: source$.host, reason: err.message });
+        return { url: null, reason: 'refused', text: err.message };
+      }
       const text = timedOut ? 'timed out' : errorText(err);
       this.kit.log.info('attachment not re-hosted', { source: source$.host, reason: text.slice(0, 200) });
       return { url: null, reason: 'failed', text };

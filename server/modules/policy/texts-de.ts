@@ -65,7 +65,7 @@ export function policyDe(f: PolicyFacts): PolicyDocument {
         'Wo das andere System Nachrichten Ende-zu-Ende verschlüsselt (Matrix): die Schlüssel des Geräts des Netzübergangs und die Nachrichtenschlüssel, die es erhalten hat, damit es Ihre verschlüsselten Nachrichten auch nach einem Neustart lesen und senden kann. Sie werden mit demselben Schlüssel wie Ihr Passwort verschlüsselt gespeichert, nie in ein Protokoll geschrieben und gelöscht, wenn Sie Ihre Registrierung beim Netzübergang entfernen.',
         ...(f.uploads && r.uploads !== undefined
           ? [
-              `Dateien, die Ihnen Personen aus dem anderen System schicken (Bilder, Dokumente), werden in den Datei-Upload-Dienst dieses Servers kopiert, damit Ihr Client sie anzeigen kann; der Link ist lang und zufällig. Diese Kopien gehören zu keinem Konto und werden ${d(r.uploads)} nach dem Kopieren gelöscht.`,
+              `Dateien, die Ihnen Personen aus dem anderen System schicken (Bilder, Dokumente), und im IRC Dateien, auf die sie in ihren Nachrichten verlinken, werden in den Datei-Upload-Dienst dieses Servers kopiert, damit Ihr Client sie anzeigen kann; der Link ist lang und zufällig. Wer dieselbe Datei oder denselben Link erhält, bekommt dieselbe Kopie. Diese Kopien gehören zu keinem Konto und werden ${d(r.uploads)} nach dem Kopieren gelöscht.`,
             ]
           : []),
       ]),

@@ -61,7 +61,7 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
         'Where the other network encrypts messages end to end (Matrix): the keys of the gateway\'s device and the message keys it received, so that it can keep reading and sending your encrypted messages after a restart. They are stored encrypted with the same key as your password, never written to a log, and deleted when you remove your registration with the gateway.',
         ...(f.uploads && r.uploads !== undefined
           ? [
-              `Files that people on the other network send you (pictures, documents) are copied to this server's file upload service, so that your client can show them; the link is long and random. These copies belong to no account and are deleted ${d(r.uploads)} after they were copied.`,
+              `Files that people on the other network send you (pictures, documents), and on IRC files they link to in their messages, are copied to this server's file upload service, so that your client can show them; the link is long and random. Everyone who receives the same file or link gets the same copy. These copies belong to no account and are deleted ${d(r.uploads)} after they were copied.`,
             ]
           : []),
       ]),
