@@ -21,13 +21,14 @@ import {
   decode,
   encode,
   subjects,
-  text,
   type CloseSession,
   type ComponentStanza,
+  type Confirmations,
   type Heartbeat,
   type SessionAnnouncement,
   type ServiceStanza,
   type SessionEntry,
+  type StanzaBatch,
   type StanzaForSession,
   type Subjects,
 } from './protocol.js';
@@ -54,6 +55,27 @@ const STORED_WINDOW_MS = 10_000;
 const MAX_RECENTLY_STORED = 10_000;
 /** Size of one part of a node's whole session list (NATS refuses messages over 1 MiB by default). */
 const ALL_PART_BYTES = 256 * 1024;
+/**
+ * How long stanzas for another node are gathered into one NATS message, and confirmations for one
+ * node into one. Each NATS message is a socket write on the sender and a read on the receiver,
+ * which cost about as much as a whole local delivery (docs/benchmarks.md, "Cluster").
+ */
+const BATCH_WINDOW_MS = 1;
+/** A batch is sent at once when it grows past this (NATS refuses messages over 1 MiB by default). */
+const BATCH_MAX_BYTES = 256 * 1024;
+
+/** A message or IQ request sent to another node, waiting for that node's confirmation. */
+interface AwaitingConfirmation {
+  session: RemoteSession;
+  stanza: Element;
+  iq: boolean;
+}
+
+/** Stanzas (or confirmations) for one node, gathered until the window ends. */
+interface Outgoing<T> {
+  items: T[];
+  bytes: number;
+}
 
 /** A link to a component connected to another node. */
 class RemoteComponentLink implements DomainLink {
@@ -99,6 +121,14 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private readonly leaveHandlers = new Set<() => Promise<void>>();
   private membershipSoon: NodeJS.Timeout | null = null;
   private announceAllSoon: NodeJS.Timeout | null = null;
+  /** Stanzas for each other node, not sent yet. */
+  private readonly outgoing = new Map<string, Outgoing<StanzaBatch['items'][number]>>();
+  private outgoingSoon: NodeJS.Timeout | null = null;
+  private nextDeliveryId = 1;
+  private readonly awaiting = new Map<number, AwaitingConfirmation>();
+  /** Confirmations for each sending node's run (`node/epoch`), not sent yet. */
+  private readonly confirming = new Map<string, Confirmations>();
+  private confirmingSoon: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly config: ClusterConfig,
@@ -141,6 +171,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     on(s.heartbeat, 'heartbeat', (msg) => this.onHeartbeat(decode<Heartbeat & { leaving?: boolean }>(msg.data)));
     on(s.sessions, 'announcement', (msg) => this.onAnnouncement(decode<SessionAnnouncement>(msg.data)));
     on(s.stanza(this.node), 'stanza', (msg) => this.onStanza(msg));
+    on(s.stanzas(this.node), 'stanzas', (msg) => this.onStanzas(decode<StanzaBatch>(msg.data)));
+    on(s.confirm(this.node), 'confirm', (msg) => this.onConfirmations(decode<Confirmations>(msg.data)));
     on(s.close(this.node), 'close', (msg) => this.onClose(decode<CloseSession>(msg.data)));
     on(s.stored(this.node), 'stored', (msg) => this.onStored(decode<{ jid: string }>(msg.data)));
     on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
@@ -185,6 +217,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     // Modules hand over what they own (group chat rooms) while stanzas still cross.
     const handovers = Promise.all([...this.leaveHandlers].map((h) => h().catch((err) => this.log.warn('cluster: handover failed', { error: String(err).slice(0, 200) }))));
     await Promise.race([handovers, new Promise((r) => setTimeout(r, this.config.deliveryTimeout).unref())]);
+    this.flushOutgoing();
+    this.flushConfirmations();
     this.flushChanges();
     this.publish(this.subjects.heartbeat, { ...this.heartbeatBody(), leaving: true });
     await this.nc.flush().catch(() => {});
@@ -198,6 +232,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.shared?.stop();
     const nc = this.nc;
     if (!nc) return;
+    // What was delivered here while closing is confirmed, or its senders would deliver it again.
+    this.flushOutgoing();
+    this.flushConfirmations();
     try {
       await nc.drain();
     } catch {
@@ -516,33 +553,94 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   // ---- stanzas to sessions on other nodes ----
 
   send(session: RemoteSession, stanza: Element): void {
-    const nc = this.nc;
-    const body: StanzaForSession = { to: session.jid.full, sid: session.id, xml: stanza.toString() };
-    const subject = this.subjects.stanza(session.node);
-    const request = stanza.attrs.type === 'get' || stanza.attrs.type === 'set';
-    if (stanza.name === 'iq' && request && nc) {
-      // A request its resource will never see gets its error now (RFC 6120 8.5.3.1), not at the asker's timeout.
-      nc.request(subject, encode(body), { timeout: this.config.deliveryTimeout }).then(
-        (reply) => {
-          if (text(reply.data) === DELIVERED) return;
-          this.notThere(session);
-          this.unanswerable(stanza);
-        },
-        () => this.unanswerable(stanza),
-      );
-      return;
+    const item: StanzaBatch['items'][number] = { to: session.jid.full, sid: session.id, xml: stanza.toString() };
+    const iq = stanza.name === 'iq' && (stanza.attrs.type === 'get' || stanza.attrs.type === 'set');
+    // A message stays this node's responsibility until the recipient's node confirms it delivered it;
+    // a request its resource will never see gets its error at once (RFC 6120 8.5.3.1), not at the asker's timeout.
+    if (stanza.name === 'message' || iq) {
+      item.id = this.nextDeliveryId++;
+      this.awaiting.set(item.id, { session, stanza, iq });
     }
-    if (stanza.name !== 'message' || !nc) {
-      this.publish(subject, body);
-      return;
+    let out = this.outgoing.get(session.node);
+    if (!out) this.outgoing.set(session.node, (out = { items: [], bytes: 0 }));
+    out.items.push(item);
+    out.bytes += item.xml.length + item.to.length + 64;
+    if (out.bytes > BATCH_MAX_BYTES) this.sendBatch(session.node);
+    else if (!this.outgoingSoon) this.outgoingSoon = setTimeout(() => this.flushOutgoing(), BATCH_WINDOW_MS);
+  }
+
+  private flushOutgoing(): void {
+    if (this.outgoingSoon) clearTimeout(this.outgoingSoon);
+    this.outgoingSoon = null;
+    for (const node of [...this.outgoing.keys()]) this.sendBatch(node);
+  }
+
+  /** Sends what was gathered for `node`; its confirmed items fall back if not confirmed within `deliveryTimeout`. */
+  private sendBatch(node: string): void {
+    const out = this.outgoing.get(node);
+    if (!out) return;
+    this.outgoing.delete(node);
+    this.publish(this.subjects.stanzas(node), { node: this.node, epoch: this.epoch, items: out.items } satisfies StanzaBatch);
+    const ids = out.items.flatMap((i) => (i.id === undefined ? [] : [i.id]));
+    if (ids.length === 0) return;
+    setTimeout(() => {
+      for (const id of ids) this.settle(id, 'no answer');
+    }, this.config.deliveryTimeout).unref();
+  }
+
+  /** Stanzas from another node: each is delivered (or found gone) on its own, and the confirmed ones are answered together. */
+  private onStanzas(batch: StanzaBatch): void {
+    for (const item of batch.items) {
+      let delivered = false;
+      try {
+        delivered = this.deliverHere(item);
+      } catch (err) {
+        // Not confirmed: the sending node falls back after deliveryTimeout, as for a node that did not answer.
+        this.log.error('cluster: handling failed', { what: 'stanza', error: err instanceof Error ? err.message : String(err) });
+        continue;
+      }
+      if (item.id !== undefined) this.confirm(batch, item.id, delivered);
     }
-    // A message stays this node's responsibility until the recipient's node confirms it delivered it.
-    nc.request(subject, encode(body), { timeout: this.config.deliveryTimeout }).then(
-      (reply) => {
-        if (text(reply.data) !== DELIVERED) void this.undelivered(session, stanza, 'gone');
-      },
-      () => void this.undelivered(session, stanza, 'no answer'),
-    );
+  }
+
+  private deliverHere(item: StanzaForSession): boolean {
+    const session = this.registry.localSession(item.to);
+    const el = session ? parseXmlText(item.xml, NS.client) : null;
+    if (!session || !el) return false;
+    session.send(el);
+    return true;
+  }
+
+  private confirm(batch: StanzaBatch, id: number, delivered: boolean): void {
+    const key = `${batch.node}/${batch.epoch}`;
+    let c = this.confirming.get(key);
+    if (!c) this.confirming.set(key, (c = { node: batch.node, epoch: batch.epoch, delivered: [], gone: [] }));
+    (delivered ? c.delivered : c.gone).push(id);
+    if (!this.confirmingSoon) this.confirmingSoon = setTimeout(() => this.flushConfirmations(), BATCH_WINDOW_MS);
+  }
+
+  private flushConfirmations(): void {
+    if (this.confirmingSoon) clearTimeout(this.confirmingSoon);
+    this.confirmingSoon = null;
+    for (const c of this.confirming.values()) this.publish(this.subjects.confirm(c.node), { ...c, node: this.node } satisfies Confirmations);
+    this.confirming.clear();
+  }
+
+  private onConfirmations(c: Confirmations): void {
+    if (c.epoch !== this.epoch) return;
+    for (const id of c.delivered) this.awaiting.delete(id);
+    for (const id of c.gone) this.settle(id, 'gone');
+  }
+
+  /** A delivery its node did not confirm ('gone': it has no such session; 'no answer': within deliveryTimeout) falls back. */
+  private settle(id: number, why: 'gone' | 'no answer'): void {
+    const a = this.awaiting.get(id);
+    if (!a) return;
+    this.awaiting.delete(id);
+    // Its node has no such session: the stand-in must not be chosen again (as the top resource of a fallback).
+    if (why === 'gone') this.notThere(a.session);
+    if (a.iq) this.unanswerable(a.stanza);
+    else void this.undelivered(a.session, a.stanza, why);
   }
 
   /**
@@ -585,19 +683,15 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
 
   close(session: RemoteSession, condition?: string, text?: string): void {
     this.registry.removeRemote(session);
+    // What was sent to the session before goes first.
+    this.sendBatch(session.node);
     this.publish(this.subjects.close(session.node), { jid: session.jid.full, sid: session.id, condition, text } satisfies CloseSession);
   }
 
+  /** One stanza as a node of the version before batching sends it (during a rolling restart). */
   private onStanza(msg: Msg): void {
-    const m = decode<StanzaForSession>(msg.data);
-    const session = this.registry.localSession(m.to);
-    const el = session ? parseXmlText(m.xml, NS.client) : null;
-    if (!session || !el) {
-      if (msg.reply) msg.respond(NOT_HERE);
-      return;
-    }
-    session.send(el);
-    if (msg.reply) msg.respond(DELIVERED);
+    const delivered = this.deliverHere(decode<StanzaForSession>(msg.data));
+    if (msg.reply) msg.respond(delivered ? DELIVERED : NOT_HERE);
   }
 
   private onClose(m: CloseSession): void {

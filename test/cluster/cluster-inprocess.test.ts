@@ -165,6 +165,26 @@ describe('cluster: two nodes in one process', { skip }, () => {
     assert.equal(n1.server.ctx.sessions.get(ghost), undefined);
   });
 
+  test('messages to the other node sent together: the one to a resource gone there goes to the account\'s other resource, the rest are delivered', async () => {
+    const sender = await loginAs(n1, `batcher-${tag}`);
+    const bob = await loginAs(n2, `batchee-${tag}`);
+    const carol = await loginAs(n1, `batchgone-${tag}`, 'here');
+    await online(carol);
+    // A stand-in node 1 holds for a resource of carol's that node 2 no longer has.
+    const ghost = `batchgone-${tag}@localhost/gone`;
+    const node1 = n1.server.ctx.services.need('cluster') as ClusterNode;
+    const entry = { jid: ghost, id: 'x', startedAt: Date.now(), available: true, priority: 5, presence: null, interested: false, capabilities: null, flags: [] };
+    (n1.server.ctx.sessions as ClusterSessionRegistry).addRemote(new RemoteSession('n2', entry, node1));
+    // One write: node 1 reads them in one turn and sends them to node 2 in one NATS message.
+    const msg = (to: string, body: string) => x('message', { to, type: 'chat' }, x('body', {}, body)).toString();
+    sender.writeRaw(msg(bob.jid!, 'batch one') + msg(ghost, 'batch to the gone resource') + msg(bob.jid!, 'batch two'));
+    await bob.expect(isMessage('batch one'));
+    await bob.expect(isMessage('batch two'));
+    const fallback = await carol.expect(isMessage('batch to the gone resource'));
+    assert.equal(fallback.attrs.from, sender.jid);
+    assert.ok(await bob.expectNothing(isMessage('batch to the gone resource')));
+  });
+
   test('binding a resource already bound on the other node replaces the older session with a conflict', async () => {
     const first = await loginAs(n1, `dup-${tag}`, 'same');
     const second = await loginAs(n2, `dup-${tag}`, 'same');
