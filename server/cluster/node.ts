@@ -35,6 +35,7 @@ import {
 import { ClusterSessionRegistry, type LocalSessionEvents } from './registry.js';
 import { RemoteSession, type RemoteSessionLink } from './remote-session.js';
 import { SharedState } from './shared-state.js';
+import { SmJournal } from './sm-journal.js';
 import type { ClusterConfig } from './types.js';
 
 interface Peer {
@@ -56,8 +57,8 @@ const MAX_RECENTLY_STORED = 10_000;
 /** Size of one part of a node's whole session list (NATS refuses messages over 1 MiB by default). */
 const ALL_PART_BYTES = 256 * 1024;
 /**
- * How long stanzas for another node are gathered into one NATS message, and confirmations for one
- * node into one. Each NATS message is a socket write on the sender and a read on the receiver,
+ * How long stanzas for another node are gathered into one NATS message (a request when it holds
+ * messages: its one reply confirms them all). Each NATS message is a socket write on the sender and a read on the receiver,
  * which cost about as much as a whole local delivery (docs/benchmarks.md, "Cluster").
  */
 const BATCH_WINDOW_MS = 1;
@@ -71,7 +72,7 @@ interface AwaitingConfirmation {
   iq: boolean;
 }
 
-/** Stanzas (or confirmations) for one node, gathered until the window ends. */
+/** Stanzas for one node, gathered until the window ends. */
 interface Outgoing<T> {
   items: T[];
   bytes: number;
@@ -106,6 +107,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private nc: NatsConnection | null = null;
   private ctx: ServerContext | null = null;
   private shared: SharedState | null = null;
+  private journal: SmJournal | null = null;
   private timer: NodeJS.Timeout | null = null;
   private connected = false;
   private reconnects = 0;
@@ -126,9 +128,6 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private outgoingSoon: NodeJS.Timeout | null = null;
   private nextDeliveryId = 1;
   private readonly awaiting = new Map<number, AwaitingConfirmation>();
-  /** Confirmations for each sending node's run (`node/epoch`), not sent yet. */
-  private readonly confirming = new Map<string, Confirmations>();
-  private confirmingSoon: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly config: ClusterConfig,
@@ -171,8 +170,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     on(s.heartbeat, 'heartbeat', (msg) => this.onHeartbeat(decode<Heartbeat & { leaving?: boolean }>(msg.data)));
     on(s.sessions, 'announcement', (msg) => this.onAnnouncement(decode<SessionAnnouncement>(msg.data)));
     on(s.stanza(this.node), 'stanza', (msg) => this.onStanza(msg));
-    on(s.stanzas(this.node), 'stanzas', (msg) => this.onStanzas(decode<StanzaBatch>(msg.data)));
-    on(s.confirm(this.node), 'confirm', (msg) => this.onConfirmations(decode<Confirmations>(msg.data)));
+    on(s.stanzas(this.node), 'stanzas', (msg) => this.onStanzas(msg));
     on(s.close(this.node), 'close', (msg) => this.onClose(decode<CloseSession>(msg.data)));
     on(s.stored(this.node), 'stored', (msg) => this.onStored(decode<{ jid: string }>(msg.data)));
     on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
@@ -183,6 +181,12 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     void this.watchStatus(nc);
     this.shared = new SharedState(nc, this.config, this.node, this.log);
     await this.shared.open();
+    this.journal = new SmJournal(nc, this.config.prefix, this.node, ctx.config.c2s.resumptionTimeout, this.log);
+    try {
+      await this.journal.open();
+    } catch (err) {
+      throw new Error(`cluster: cannot open the stream management journal: ${err instanceof Error ? err.message : String(err)}`);
+    }
     // A running node with the same name would get half of this one's stanzas: listen for its
     // heartbeat (one and a half intervals) before joining.
     await new Promise((r) => setTimeout(r, Math.round(this.config.heartbeatInterval * 1.5)));
@@ -200,6 +204,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.announceAll();
     this.timer = setInterval(() => this.tick(), this.config.heartbeatInterval);
     this.timer.unref();
+    // What this node's previous run (killed?) had not seen acknowledged, before this run journals anything.
+    await this.recoverJournal(this.node);
+    ctx.services.provide('sm-journal', this.journal);
     this.log.info('joined the cluster', { nats: this.config.nats.join(','), prefix: this.config.prefix });
   }
 
@@ -218,7 +225,6 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     const handovers = Promise.all([...this.leaveHandlers].map((h) => h().catch((err) => this.log.warn('cluster: handover failed', { error: String(err).slice(0, 200) }))));
     await Promise.race([handovers, new Promise((r) => setTimeout(r, this.config.deliveryTimeout).unref())]);
     this.flushOutgoing();
-    this.flushConfirmations();
     this.flushChanges();
     this.publish(this.subjects.heartbeat, { ...this.heartbeatBody(), leaving: true });
     await this.nc.flush().catch(() => {});
@@ -232,9 +238,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.shared?.stop();
     const nc = this.nc;
     if (!nc) return;
-    // What was delivered here while closing is confirmed, or its senders would deliver it again.
     this.flushOutgoing();
-    this.flushConfirmations();
     try {
       await nc.drain();
     } catch {
@@ -361,8 +365,36 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.log.warn('cluster: node declared dead', { peer: p.name, why, sessions: gone.length });
     this.syncComponents(p, new Set());
     for (const s of gone) this.registry.removeRemote(s);
+    // A restarted node routes its previous run's journal itself (at its start).
+    if (why !== 'restarted' && this.ownerOf('sm-journal', p.name) === this.node) void this.recoverJournal(p.name);
     for (const s of gone) {
-      if (s.available) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+      if (s.available || s.directedPresence.size > 0) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+    }
+  }
+
+  /**
+   * The stream management journal of a dead node (or of this node's previous run): the messages its
+   * clients had not acknowledged are routed again as for a session that ended (XEP-0198 section 4):
+   * another resource of the account, or offline storage, with the delay of their first sending.
+   */
+  private async recoverJournal(node: string): Promise<void> {
+    const ctx = this.ctx;
+    const journal = this.journal;
+    if (!ctx || !journal) return;
+    try {
+      const records = await journal.readNode(node);
+      for (const r of records) {
+        const el = parseXmlText(r.data, NS.client);
+        const to = Jid.tryParse(el?.attrs.to);
+        if (!el || !to) continue;
+        const from = Jid.tryParse(el.attrs.from) ?? Jid.parse(to.domain);
+        if (!el.getChildren('delay', NS.delay).some((d) => d.attrs.from === to.domain)) el.append(x('delay', { xmlns: NS.delay, from: to.domain, stamp: r.at }));
+        await ctx.router.route(el, from, { kind: 'server' });
+      }
+      await journal.purgeNode(node);
+      if (records.length > 0) this.log.info('cluster: unacknowledged messages of a stream management journal routed again', { peer: node, messages: records.length });
+    } catch (err) {
+      this.log.warn('cluster: could not recover a stream management journal', { peer: node, error: err instanceof Error ? err.message : String(err) });
     }
   }
 
@@ -375,7 +407,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.log.info('cluster: node left', { peer: p.name, why, sessions: left.length });
     this.syncComponents(p, new Set());
     for (const s of left) this.registry.removeRemote(s);
-    for (const s of left) if (s.available) void this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
+    for (const s of left) if (s.available || s.directedPresence.size > 0) void this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
   }
 
   /** The living node with the first name: does what one node must do for all (presence to other domains). */
@@ -398,19 +430,36 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       copy.attrs.to = target;
       return copy;
     };
-    const account = await ctx.storage.accounts.get(session.jid.local, session.jid.domain);
-    const items = account ? await ctx.storage.roster.list(account.id) : [];
     const first = this.isFirstAlive();
-    for (const item of items) {
-      if (item.subscription !== 'from' && item.subscription !== 'both') continue;
-      const contact = Jid.tryParse(item.jid);
-      if (!contact) continue;
-      if (ctx.router.isLocalHost(contact.domain)) {
-        for (const s of this.registry.localOfAccount(contact.bare)) if (s.available) s.send(to(s.jid.full));
-      } else if (first) {
-        await ctx.router.send(to(item.jid));
+    const reached = new Set<string>();
+    if (session.available) {
+      const account = await ctx.storage.accounts.get(session.jid.local, session.jid.domain);
+      const items = account ? await ctx.storage.roster.list(account.id) : [];
+      for (const item of items) {
+        if (item.subscription !== 'from' && item.subscription !== 'both') continue;
+        const contact = Jid.tryParse(item.jid);
+        if (!contact) continue;
+        reached.add(contact.bare);
+        if (ctx.router.isLocalHost(contact.domain)) {
+          for (const s of this.registry.localOfAccount(contact.bare)) if (s.available) s.send(to(s.jid.full));
+        } else if (first) {
+          await ctx.router.send(to(item.jid));
+        }
       }
     }
+    // Directed presence outside the roster (RFC 6121 4.6.3): as the presence module does for a
+    // session that ends, each target once (a bare JID covers its resources).
+    for (const target of session.directedPresence) {
+      const jid = Jid.tryParse(target);
+      if (!jid || reached.has(jid.bare) || (jid.resource && session.directedPresence.has(jid.bare))) continue;
+      if (ctx.router.isLocalHost(jid.domain)) {
+        const here = jid.resource ? [this.registry.localSession(jid.full)] : this.registry.localOfAccount(jid.bare);
+        for (const s of here) if (s) s.send(to(s.jid.full));
+      } else if (first) {
+        await ctx.router.send(to(target));
+      }
+    }
+    if (!session.available) return;
     for (const s of this.registry.localOfAccount(session.jid.bare)) if (s.available) s.send(to(s.jid.full));
   }
 
@@ -427,6 +476,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       interested: s.interested,
       capabilities: s.capabilities ? [...s.capabilities] : null,
       flags: s.flagNames(),
+      directed: s.directedPresence.size > 0 ? [...s.directedPresence] : undefined,
     };
   }
 
@@ -575,32 +625,64 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     for (const node of [...this.outgoing.keys()]) this.sendBatch(node);
   }
 
-  /** Sends what was gathered for `node`; its confirmed items fall back if not confirmed within `deliveryTimeout`. */
+  /**
+   * Sends what was gathered for `node`. With messages or IQ requests in it, as one NATS request: the
+   * reply lists what was delivered and what found no session; what it does not list, or all of it
+   * when no reply comes within `deliveryTimeout` (or NATS says at once that nobody listens there,
+   * a node that died), falls back.
+   */
   private sendBatch(node: string): void {
     const out = this.outgoing.get(node);
     if (!out) return;
     this.outgoing.delete(node);
-    this.publish(this.subjects.stanzas(node), { node: this.node, epoch: this.epoch, items: out.items } satisfies StanzaBatch);
+    const subject = this.subjects.stanzas(node);
+    const batch: StanzaBatch = { node: this.node, epoch: this.epoch, items: out.items };
     const ids = out.items.flatMap((i) => (i.id === undefined ? [] : [i.id]));
-    if (ids.length === 0) return;
-    setTimeout(() => {
+    if (ids.length === 0) {
+      this.publish(subject, batch);
+      return;
+    }
+    const unconfirmed = () => {
       for (const id of ids) this.settle(id, 'no answer');
-    }, this.config.deliveryTimeout).unref();
+    };
+    const nc = this.nc;
+    if (!nc || nc.isClosed()) {
+      unconfirmed();
+      return;
+    }
+    try {
+      nc.request(subject, encode(batch), { timeout: this.config.deliveryTimeout }).then((reply) => {
+        const c = decode<Confirmations>(reply.data);
+        for (const id of c.delivered) this.awaiting.delete(id);
+        for (const id of c.gone) this.settle(id, 'gone');
+        unconfirmed();
+      }, unconfirmed);
+    } catch (err) {
+      this.log.warn('cluster: publish failed', { subject, error: err instanceof Error ? err.message : String(err) });
+      unconfirmed();
+    }
   }
 
-  /** Stanzas from another node: each is delivered (or found gone) on its own, and the confirmed ones are answered together. */
-  private onStanzas(batch: StanzaBatch): void {
+  /** Stanzas from another node: each is delivered (or found gone) on its own, and the reply confirms them together. */
+  private onStanzas(msg: Msg): void {
+    const batch = decode<StanzaBatch>(msg.data);
+    const c: Confirmations = { delivered: [], gone: [] };
     for (const item of batch.items) {
       let delivered = false;
       try {
         delivered = this.deliverHere(item);
       } catch (err) {
-        // Not confirmed: the sending node falls back after deliveryTimeout, as for a node that did not answer.
+        // Not confirmed: the sending node falls back, as for a node that did not answer.
         this.log.error('cluster: handling failed', { what: 'stanza', error: err instanceof Error ? err.message : String(err) });
         continue;
       }
-      if (item.id !== undefined) this.confirm(batch, item.id, delivered);
+      if (item.id !== undefined) (delivered ? c.delivered : c.gone).push(item.id);
     }
+    if (!msg.reply) return;
+    // Written to a session with stream management: confirmed once its journal has it.
+    const stored = this.journal?.stored();
+    if (!stored) msg.respond(encode(c));
+    else void stored.then(() => msg.respond(encode(c)));
   }
 
   private deliverHere(item: StanzaForSession): boolean {
@@ -609,27 +691,6 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     if (!session || !el) return false;
     session.send(el);
     return true;
-  }
-
-  private confirm(batch: StanzaBatch, id: number, delivered: boolean): void {
-    const key = `${batch.node}/${batch.epoch}`;
-    let c = this.confirming.get(key);
-    if (!c) this.confirming.set(key, (c = { node: batch.node, epoch: batch.epoch, delivered: [], gone: [] }));
-    (delivered ? c.delivered : c.gone).push(id);
-    if (!this.confirmingSoon) this.confirmingSoon = setTimeout(() => this.flushConfirmations(), BATCH_WINDOW_MS);
-  }
-
-  private flushConfirmations(): void {
-    if (this.confirmingSoon) clearTimeout(this.confirmingSoon);
-    this.confirmingSoon = null;
-    for (const c of this.confirming.values()) this.publish(this.subjects.confirm(c.node), { ...c, node: this.node } satisfies Confirmations);
-    this.confirming.clear();
-  }
-
-  private onConfirmations(c: Confirmations): void {
-    if (c.epoch !== this.epoch) return;
-    for (const id of c.delivered) this.awaiting.delete(id);
-    for (const id of c.gone) this.settle(id, 'gone');
   }
 
   /** A delivery its node did not confirm ('gone': it has no such session; 'no answer': within deliveryTimeout) falls back. */
@@ -691,7 +752,15 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   /** One stanza as a node of the version before batching sends it (during a rolling restart). */
   private onStanza(msg: Msg): void {
     const delivered = this.deliverHere(decode<StanzaForSession>(msg.data));
-    if (msg.reply) msg.respond(delivered ? DELIVERED : NOT_HERE);
+    if (!msg.reply) return;
+    if (!delivered) {
+      msg.respond(NOT_HERE);
+      return;
+    }
+    // Written to a session with stream management: confirmed once its journal has it.
+    const stored = this.journal?.stored();
+    if (!stored) msg.respond(DELIVERED);
+    else void stored.then(() => msg.respond(DELIVERED));
   }
 
   private onClose(m: CloseSession): void {

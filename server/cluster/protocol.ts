@@ -4,10 +4,9 @@
  * Subjects (P = cluster.prefix):
  * - `P.hb`                 every node's heartbeat (membership, failure detection, its component links)
  * - `P.sessions`           session announcements: one session up/changed/down, or a node's whole list
- * - `P.node.NAME.stanzas`  stanzas for sessions bound on NAME, gathered per sending node for about a
- *                          millisecond into one NATS message (`StanzaBatch`)
- * - `P.node.NAME.confirm`  NAME's confirmations of the batched messages and IQ requests it was sent,
- *                          gathered likewise (`Confirmations`)
+ * - `P.node.NAME.stanzas`  stanzas for sessions bound on NAME, gathered by the sending node for about
+ *                          a millisecond into one NATS message (`StanzaBatch`); with messages or IQ
+ *                          requests in it a request, which NAME answers with one `Confirmations`
  * - `P.node.NAME.stanza`   one stanza for a session bound on NAME, as a request (messages and IQ
  *                          requests: NAME answers DELIVERED or NOT_HERE); what nodes before batching
  *                          sent, still served for a rolling restart
@@ -26,7 +25,6 @@ export interface Subjects {
   invalidate: string;
   stanza(node: string): string;
   stanzas(node: string): string;
-  confirm(node: string): string;
   close(node: string): string;
   stored(node: string): string;
   component(node: string): string;
@@ -42,7 +40,6 @@ export function subjects(prefix: string): Subjects {
     invalidate: `${prefix}.invalidate`,
     stanza: (node) => `${prefix}.node.${node}.stanza`,
     stanzas: (node) => `${prefix}.node.${node}.stanzas`,
-    confirm: (node) => `${prefix}.node.${node}.confirm`,
     close: (node) => `${prefix}.node.${node}.close`,
     stored: (node) => `${prefix}.node.${node}.stored`,
     component: (node) => `${prefix}.node.${node}.component`,
@@ -77,6 +74,8 @@ export interface SessionEntry {
   interested: boolean;
   capabilities: string[] | null;
   flags: string[];
+  /** JIDs it sent directed presence to (RFC 6121 4.6): a dead node's survivors send them unavailable. */
+  directed?: string[];
 }
 
 export type SessionAnnouncement =
@@ -101,19 +100,14 @@ export interface StanzaForSession {
  * Stanzas from the node `node` (its run `epoch`) for sessions here, in the order they were sent.
  * An item with an `id` (a message, an IQ request) waits for its confirmation: the sending node keeps
  * it its responsibility until the id comes back as delivered, and falls back (other resources,
- * offline storage, an IQ error) when it comes back as gone or not within `cluster.deliveryTimeout`.
+ * offline storage, an IQ error) when it comes back as gone or not at all within `cluster.deliveryTimeout`.
  */
 export interface StanzaBatch extends NodeId {
   items: (StanzaForSession & { id?: number })[];
 }
 
-/**
- * What a node did with the confirmed items of the batches from one sending node: `epoch` is the
- * sender's run the ids belong to (a restarted sender ignores its previous run's confirmations).
- */
+/** The reply to a batch: what became of its items with an `id` (one listed in neither was not handled). */
 export interface Confirmations {
-  node: string;
-  epoch: string;
   delivered: number[];
   gone: number[];
 }
@@ -150,4 +144,8 @@ export function encode(value: unknown): Uint8Array {
 
 export function decode<T>(data: Uint8Array): T {
   return JSON.parse(decoder.decode(data)) as T;
+}
+
+export function text(data: Uint8Array): string {
+  return decoder.decode(data);
 }

@@ -25,7 +25,7 @@ export class RemoteSession implements ClientSession {
   readonly account = null;
   readonly startedAt: Date;
   readonly counters: SessionCounters = { stanzasIn: 0, stanzasOut: 0, bytesIn: 0, bytesOut: 0 };
-  /** Not shared between nodes: the node holding the session sends its directed unavailable presence. */
+  /** As its node last announced them: sent unavailable on its behalf if the node dies. */
   readonly directedPresence = new Set<string>();
   available = false;
   priority = 0;
@@ -52,6 +52,8 @@ export class RemoteSession implements ClientSession {
     this.interested = entry.interested;
     this.capabilities = entry.capabilities ? new Set(entry.capabilities) : undefined;
     this.flags = new Set(entry.flags);
+    this.directedPresence.clear();
+    for (const target of entry.directed ?? []) this.directedPresence.add(target);
   }
 
   hasFlag(name: string): boolean {

@@ -88,3 +88,73 @@ declare module './services.js' {
     cluster: ClusterService;
   }
 }
+
+/**
+ * Stream management's durable copy of what a node wrote to its clients and they have not
+ * acknowledged yet (server/cluster/sm-journal.ts), so that a node killed with SIGKILL loses none of
+ * it: another node routes it again (other resources or offline storage). Present in cluster mode only.
+ */
+export interface StreamManagementJournal {
+  /** This node: the SM-IDs made here end with `.node`. */
+  readonly node: string;
+  /** Records a message written to the session with journal key `key`; resolves when stored (the value locates it). */
+  record(key: string, data: string, at: Date): Promise<number>;
+  /** The client acknowledged everything up to the record `upTo` resolves to. */
+  acknowledged(key: string, upTo: Promise<number>): void;
+  /** The session ended here and its queue was routed again: its records go. */
+  discard(key: string): void;
+  /** Resolves once the records made so far are stored (before a node confirms a delivery). */
+  stored(): Promise<void> | null;
+  /**
+   * A <resume/> of an SM-ID made on `node`: that node hands the session over (it leaves there
+   * without ending for contacts) or, when it cannot, ends it (its unacknowledged messages go to
+   * other resources or offline storage) and answers the session's h; null when it has no such
+   * session of that account, or cannot be reached (a dead node's journal is routed by a survivor).
+   */
+  takeOver(node: string, request: TakeOverRequest): Promise<TakeOverAnswer | null>;
+  /** Serves the other nodes' takeOver for this node's sessions. */
+  serveTakeOver(handler: (request: TakeOverRequest) => Promise<TakeOverAnswer | null>): void;
+  /** The node that handed a session over: its journal records of `key` may go (the new node has its own now). */
+  released(node: string, key: string): void;
+}
+
+export interface TakeOverRequest {
+  smid: string;
+  accountId: number;
+  /** The client's h from <resume/>. */
+  h: number;
+  /** The node asking (where the session goes). */
+  node: string;
+}
+
+/** A session handed over between nodes (XEP-0198 resumption on another node). */
+export interface SessionHandover {
+  id: string;
+  jid: string;
+  startedAt: number;
+  journalKey: string;
+  maxMs: number;
+  inbound: number;
+  sent: number;
+  acked: number;
+  /** Written and not acknowledged, oldest first (`journaled`: a message kept in the journal). */
+  queue: { data: string; at: string; journaled: boolean }[];
+  available: boolean;
+  priority: number;
+  presence: string | null;
+  interested: boolean;
+  capabilities: string[] | null;
+  flags: string[];
+  directed: string[];
+}
+
+export type TakeOverAnswer =
+  | { handover: SessionHandover }
+  /** Ended instead (or acknowledged more than was sent: `tooHigh` with the node's send count). */
+  | { h: number; tooHigh?: number };
+
+declare module './services.js' {
+  interface Services {
+    'sm-journal': StreamManagementJournal;
+  }
+}

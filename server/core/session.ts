@@ -159,8 +159,34 @@ export interface BoundSessionOptions {
   transport: SessionTransport;
   /** Shared with the transport, which counts what it reads (P6). */
   counters: SessionCounters;
-  /** Called once when the session ends: leave the registry, announce the end ('session/closed'). */
-  onEnd(session: BoundSession, condition?: string): void;
+  /**
+   * Called once when the session ends: leave the registry, announce the end ('session/closed'),
+   * unless it `moved` (XEP-0198 resumption on another cluster node: it goes on there).
+   */
+  onEnd(session: BoundSession, condition?: string, moved?: boolean): void;
+}
+
+/** A set that tells of each change (additions and removals that change it). */
+class WatchedSet<T> extends Set<T> {
+  constructor(private readonly changed: () => void) {
+    super();
+  }
+  override add(value: T): this {
+    if (this.has(value)) return this;
+    super.add(value);
+    this.changed();
+    return this;
+  }
+  override delete(value: T): boolean {
+    if (!super.delete(value)) return false;
+    this.changed();
+    return true;
+  }
+  override clear(): void {
+    if (this.size === 0) return;
+    super.clear();
+    this.changed();
+  }
 }
 
 /**
@@ -176,7 +202,8 @@ export class BoundSession implements ClientSession {
   readonly account: Account;
   readonly startedAt: Date;
   readonly counters: SessionCounters;
-  readonly directedPresence = new Set<string>();
+  /** Changes are told like the state below (a cluster's survivors send unavailable to these for a dead node). */
+  readonly directedPresence: Set<string> = new WatchedSet<string>(() => this.onStateChange?.(this));
   /**
    * Told when the state other nodes see (presence, priority, interest, capabilities, flags)
    * changes: the cluster registry shares it. Unset on a single node.
@@ -352,11 +379,24 @@ export class BoundSession implements ClientSession {
     this.end(condition);
   }
 
-  private end(condition?: string): void {
+  /**
+   * The session goes on on another cluster node (XEP-0198 resumption there): its stream here is
+   * closed with a conflict and it leaves the registry, without ending for contacts or modules.
+   * Layers hear `ended('moved')`.
+   */
+  moveAway(): void {
+    if (this.done) return;
+    const transport = this.transport;
+    this.transport = null;
+    transport?.close('conflict', 'the session was resumed on another connection');
+    this.end('moved', true);
+  }
+
+  private end(condition?: string, moved = false): void {
     if (this.done) return;
     this.done = true;
     this.transport = null;
-    this.onEnd(this, condition);
+    this.onEnd(this, condition, moved);
     for (const layer of this.layers.slice()) layer.ended?.(condition);
   }
 }

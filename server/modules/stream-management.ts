@@ -26,7 +26,7 @@
  * - <enabled/> carries id, resume='true' and max (seconds) when the client asked for resumption and
  *   the timeout is not zero: the smaller of the client's max and ours (default 300 s, the module
  *   option `resumptionTimeout`, configuration key c2s.resumptionTimeout). No 'location':
- *   every listener of this process can resume.
+ *   every listener of this process can resume, and in a cluster every node (below).
  * - h counts the stanzas the server accepted from the client (counted before routing, so a
  *   resumption overtaking the routing of the last stanza still counts it) and is answered to every
  *   <r/> at once; both counters wrap at 2^32 (section 4). Nonzas are never counted.
@@ -61,6 +61,13 @@
  *   service-unavailable, presence is dropped (it is state, not content). A message that reaches
  *   another resource may be a duplicate of its carbon copy; XEP-0198 section 4 accepts duplicates,
  *   and clients weed them out by the stanza id.
+ * - Cluster mode (server/cluster/sm-journal.ts, docs/cluster.md): the SM-ID ends with `.NODE`; a
+ *   <resume/> reaching another node makes NODE hand the session over (counters, queue, presence
+ *   state; it leaves there without 'session/closed', so no unavailable) and the new node answers
+ *   <resumed/> as above. Messages written to a session are also kept in a JetStream journal until
+ *   acknowledged, so a node killed with SIGKILL loses none: a survivor routes them as for an ended
+ *   session, and a <resume/> of the dead node's session gets <failed><item-not-found/></failed>.
+ *   A single server has no journal (its kill -9 loses the in-memory queue, as it always did).
  * - Stanza contents are never logged.
  */
 import { randomBytes } from 'node:crypto';
@@ -68,6 +75,7 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import type { BoundSession, SessionLayer } from '../core/session.js';
 import type { ClientStream } from '../streams/c2s.js';
+import type { SessionHandover, StreamManagementJournal, TakeOverAnswer, TakeOverRequest } from '../core/cluster.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
@@ -105,6 +113,8 @@ interface Unacked {
   data: string;
   /** When it was first sent to the session (the delay stamp if it has to be routed again). */
   at: Date;
+  /** In cluster mode, a message that would be routed again: its record in the journal. */
+  journaled?: Promise<number>;
 }
 
 /** The 'h' attribute: an xs:unsignedInt. */
@@ -142,13 +152,18 @@ class SmSession implements SessionLayer {
     readonly id: string | null,
     /** Resumption timeout, ms. */
     readonly maxMs: number,
+    /** In cluster mode: the journal keeping the unacknowledged messages, and this session's key in it. */
+    private readonly journal: StreamManagementJournal | null = null,
+    private readonly journalKey = '',
   ) {}
 
   // ---- SessionLayer ----
 
   written(_stanza: Element, data: string): void {
     this.sent = (this.sent + 1) % U32;
-    this.queue.push({ data, at: this.sm.ctx.clock.now() });
+    const at = this.sm.ctx.clock.now();
+    const journaled = this.journal && _stanza.name === 'message' && rerouted(_stanza) ? this.journal.record(this.journalKey, data, at) : undefined;
+    this.queue.push({ data, at, journaled });
     this.queueChars += data.length;
     if (this.queue.length > this.sm.maxUnacked || this.queueChars > MAX_UNACKED_CHARS) {
       this.sm.ctx.log.info('too many unacknowledged stanzas; ending the session', { session: this.session.id, unacked: this.queue.length });
@@ -180,14 +195,23 @@ class SmSession implements SessionLayer {
     this.sm.awake(this);
   }
 
-  ended(): void {
+  ended(condition?: string): void {
     this.clearTimers();
     this.hibernationTimer?.cancel();
     this.hibernationTimer = null;
+    if (condition === 'moved') {
+      // Handed over to another node with its queue (see takeOverForOtherNode).
+      this.queue.splice(0);
+      this.queueChars = 0;
+      this.sm.forget(this, true);
+      return;
+    }
     const unacked = this.queue.splice(0);
     this.queueChars = 0;
     this.sm.forget(this);
-    if (unacked.length > 0) this.sm.requeue(this.session, unacked);
+    const requeued = unacked.length > 0 ? this.sm.requeue(this.session, unacked) : Promise.resolve();
+    // Routed again from here: the journal's copy goes once that is done.
+    if (this.journal) void requeued.then(() => this.journal?.discard(this.journalKey));
   }
 
   // ---- acknowledgements ----
@@ -216,8 +240,13 @@ class SmSession implements SessionLayer {
   /** Applies an h the client reported (checked with newlyAcked first). */
   ack(h: number): void {
     const n = this.newlyAcked(h) ?? 0;
-    for (const e of this.queue.splice(0, n)) this.queueChars -= e.data.length;
+    let lastJournaled: Promise<number> | undefined;
+    for (const e of this.queue.splice(0, n)) {
+      this.queueChars -= e.data.length;
+      if (e.journaled) lastJournaled = e.journaled;
+    }
     this.acked = h;
+    if (lastJournaled) this.journal?.acknowledged(this.journalKey, lastJournaled);
   }
 
   /** An <a/> arrived: the outstanding request is answered; more may be requested. */
@@ -227,6 +256,30 @@ class SmSession implements SessionLayer {
     this.ackTimer = null;
     if (this.sinceRequest >= this.sm.requestAfterStanzas) this.request();
     else if (this.queue.length > 0 && !this.requestTimer) this.requestTimer = this.after(this.sm.requestAfterMs, () => this.request());
+  }
+
+  /** What another node needs to carry this session on (XEP-0198 resumption there). */
+  handoverState(): Omit<SessionHandover, 'id' | 'jid' | 'startedAt' | 'available' | 'priority' | 'presence' | 'interested' | 'capabilities' | 'flags' | 'directed'> {
+    return {
+      journalKey: this.journalKey,
+      maxMs: this.maxMs,
+      inbound: this.inbound,
+      sent: this.sent,
+      acked: this.acked,
+      queue: this.queue.map((e) => ({ data: e.data, at: e.at.toISOString(), journaled: e.journaled !== undefined })),
+    };
+  }
+
+  /** Takes on the counters and queue another node handed over; the queue's messages go into this node's journal. */
+  takeOn(h: SessionHandover): void {
+    this.inbound = h.inbound;
+    this.sent = h.sent;
+    this.acked = h.acked;
+    for (const e of h.queue) {
+      const at = new Date(e.at);
+      this.queue.push({ data: e.data, at, journaled: e.journaled && this.journal ? this.journal.record(this.journalKey, e.data, at) : undefined });
+      this.queueChars += e.data.length;
+    }
   }
 
   /** Writes <resumed/> and everything still unacknowledged, on the transport that now carries the session. */
@@ -264,6 +317,9 @@ class StreamManagement {
   /** The final h of recently ended resumable sessions, for <failed h=''/>. */
   private readonly stale = new Map<string, { accountId: number; h: number; until: number }>();
   private readonly pending = new Set<Promise<void>>();
+  private servingOtherNodes = false;
+  /** SM-IDs of sessions handed over to another node, and which (a later <resume/> elsewhere is sent on). */
+  private readonly movedTo = new Map<string, string>();
 
   constructor(
     readonly ctx: ServerContext,
@@ -323,8 +379,12 @@ class StreamManagement {
     const requested = el.attrs.max !== undefined ? parseH(el.attrs.max) : null;
     if (requested !== null && requested > 0) maxMs = Math.min(maxMs, requested * 1000);
     const resumable = wantsResume && maxMs > 0;
-    const id = resumable ? randomBytes(18).toString('base64url') : null;
-    const state = new SmSession(this, session, id, maxMs);
+    const journal = this.ctx.services.get('sm-journal') ?? null;
+    const key = randomBytes(18).toString('base64url');
+    // In a cluster the SM-ID names the node holding the session: a <resume/> reaching another node finds it.
+    const id = resumable ? (journal ? `${key}.${journal.node}` : key) : null;
+    if (journal) this.serveOtherNodes(journal);
+    const state = new SmSession(this, session, id, maxMs, journal, key);
     // Counting starts with <enabled/> (section 4): nothing is written in between.
     stream.writeNonza(x('enabled', { xmlns: NS_SM, id: id ?? undefined, resume: resumable ? 'true' : undefined, max: resumable ? Math.max(1, Math.round(maxMs / 1000)) : undefined }));
     this.bySession.set(session, state);
@@ -341,6 +401,12 @@ class StreamManagement {
       return;
     }
     const state = this.byId.get(previd);
+    const journal = this.ctx.services.get('sm-journal');
+    const node = this.movedTo.get(previd) ?? previd.slice(previd.indexOf('.') + 1);
+    if (!state && journal && previd.includes('.') && node !== journal.node) {
+      void this.resumeElsewhere(stream, journal, node, previd, account.id, h);
+      return;
+    }
     if (!state || state.session.ended || state.session.account.id !== account.id) {
       // The same answer for a session that never existed and another account's: nothing to learn.
       const old = this.stale.get(previd);
@@ -354,6 +420,93 @@ class StreamManagement {
     }
     state.ack(h);
     if (!stream.resume(state.session, () => state.handover())) stream.writeNonza(failed('unexpected-request'));
+  }
+
+  /**
+   * A <resume/> of a session held by another node of the cluster (the client reconnected through a
+   * load balancer to another node). That node hands it over: the session, its counters and its
+   * unacknowledged queue move here, it leaves there without ending for contacts, and the client gets
+   * <resumed/> and the queue as on the node it left. A node that cannot hand over ends the session
+   * (its unacknowledged messages go to other resources or offline storage) and the client gets
+   * <failed/> with the session's h (section 5); a dead node's session is gone, its journal is routed
+   * by a survivor, and the client gets <failed/>, binds anew and receives them as offline messages.
+   */
+  private async resumeElsewhere(stream: ClientStream, journal: StreamManagementJournal, node: string, previd: string, accountId: number, h: number): Promise<void> {
+    const answer = await journal.takeOver(node, { smid: previd, accountId, h, node: journal.node });
+    if (!answer) {
+      stream.writeNonza(failed('item-not-found'));
+      return;
+    }
+    if (!('handover' in answer)) {
+      if (answer.tooHigh !== undefined) stream.close('undefined-condition', 'acknowledged more stanzas than were sent', x('handled-count-too-high', { xmlns: NS_SM, h, 'send-count': answer.tooHigh }));
+      else stream.writeNonza(failed('item-not-found', answer.h));
+      return;
+    }
+    const hv = answer.handover;
+    this.serveOtherNodes(journal);
+    const jid = Jid.tryParse(hv.jid);
+    const session = jid
+      ? stream.adopt({ id: hv.id, jid, startedAt: new Date(hv.startedAt) }, (s) => {
+          s.priority = hv.priority;
+          s.presence = hv.presence ? parseXmlText(hv.presence, NS.client) : null;
+          s.interested = hv.interested;
+          s.capabilities = hv.capabilities ? new Set(hv.capabilities) : undefined;
+          for (const f of hv.flags) s.setFlag(f, true);
+          for (const d of hv.directed) s.directedPresence.add(d);
+          s.available = hv.available;
+          const state = new SmSession(this, s, previd, hv.maxMs, journal, hv.journalKey);
+          state.takeOn(hv);
+          this.bySession.set(s, state);
+          this.byId.set(previd, state);
+          s.addLayer(state);
+          state.handover();
+        })
+      : null;
+    if (!session) {
+      stream.writeNonza(failed('unexpected-request'));
+      return;
+    }
+    journal.released(node, hv.journalKey);
+  }
+
+  /** From the first session with stream management here (enabled or taken over): other nodes' <resume/> of it are answered. */
+  private serveOtherNodes(journal: StreamManagementJournal): void {
+    if (this.servingOtherNodes) return;
+    this.servingOtherNodes = true;
+    journal.serveTakeOver((request) => this.takeOverForOtherNode(journal, request));
+  }
+
+  /**
+   * Another node's <resume/> of a session here: handed over (it leaves here without ending for
+   * contacts; its stream, if still open, gets a conflict stream error). An SM-ID handed over before
+   * is asked of the node it went to.
+   */
+  async takeOverForOtherNode(journal: StreamManagementJournal, request: TakeOverRequest): Promise<TakeOverAnswer | null> {
+    const went = this.movedTo.get(request.smid);
+    if (went && went !== request.node) return journal.takeOver(went, request);
+    const state = this.byId.get(request.smid);
+    if (!state || state.session.ended || state.session.account.id !== request.accountId) return null;
+    if (state.newlyAcked(request.h) === null) return { h: state.inbound, tooHigh: state.sent };
+    state.ack(request.h);
+    const s = state.session;
+    const handover: SessionHandover = {
+      ...state.handoverState(),
+      id: s.id,
+      jid: s.jid.full,
+      startedAt: s.startedAt.getTime(),
+      available: s.available,
+      priority: s.priority,
+      presence: s.presence ? s.presence.toString() : null,
+      interested: s.interested,
+      capabilities: s.capabilities ? [...s.capabilities] : null,
+      flags: s.flagNames(),
+      directed: [...s.directedPresence],
+    };
+    this.movedTo.delete(request.smid);
+    this.movedTo.set(request.smid, request.node);
+    if (this.movedTo.size > MAX_STALE_H) this.movedTo.delete(this.movedTo.keys().next().value as string);
+    s.moveAway();
+    return { handover };
   }
 
   private tooHigh(stream: ClientStream, h: number, state: SmSession): void {
@@ -381,11 +534,12 @@ class StreamManagement {
     if (set.size === 0) this.asleep.delete(bare);
   }
 
-  forget(state: SmSession): void {
+  forget(state: SmSession, moved = false): void {
     this.awake(state);
     this.bySession.delete(state.session);
     if (!state.id) return;
     this.byId.delete(state.id);
+    if (moved) return;
     const now = Date.now();
     for (const [id, s] of this.stale) {
       if (this.stale.size < MAX_STALE_H && s.until > now) break;
@@ -395,7 +549,7 @@ class StreamManagement {
   }
 
   /** Routes an ended session's unacknowledged stanzas again, in order (see the module comment). */
-  requeue(session: BoundSession, unacked: Unacked[]): void {
+  requeue(session: BoundSession, unacked: Unacked[]): Promise<void> {
     const run = (async () => {
       for (const entry of unacked) {
         // Never within the call that ended the session (a replacing session answers its bind
@@ -410,6 +564,7 @@ class StreamManagement {
     })();
     this.pending.add(run);
     void run.finally(() => this.pending.delete(run));
+    return run;
   }
 
   private async redeliver(session: BoundSession, entry: Unacked): Promise<void> {
@@ -457,7 +612,7 @@ export function createStreamManagementModule(opts: StreamManagementOptions = {})
         id: 'XEP-0198',
         version: '1.6.3',
         status: 'complete',
-        note: 'acks both ways; resumption within 5 minutes (c2s.resumptionTimeout) retransmits what the client missed; unacknowledged messages of a session that ends go to another resource or offline storage',
+        note: 'acks both ways; resumption within 5 minutes (c2s.resumptionTimeout) retransmits what the client missed; unacknowledged messages of a session that ends go to another resource or offline storage; in a cluster a session resumes on any node, and a killed node loses no unacknowledged message',
       },
     ],
     load(ctx) {

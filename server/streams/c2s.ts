@@ -80,6 +80,12 @@ export interface ClientStream extends StreamInfo {
    * the session's account, and the session has not ended.
    */
   resume(session: BoundSession, handover: () => void): boolean;
+  /**
+   * Carries a session that another cluster node held until now (XEP-0198 resumption there): binds
+   * it here under its JID, session id and start time, without 'session/bound' (it is not a new
+   * session). `handover` writes first, as for `resume`. Null unless authenticated and unbound.
+   */
+  adopt(taken: { id: string; jid: Jid; startedAt: Date }, handover: (session: BoundSession) => void): BoundSession | null;
 }
 
 /** Shared by all client streams of one listener set. */
@@ -529,7 +535,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
       startedAt: this.startedAt,
       transport: this,
       counters: this.counters,
-      onEnd: (s, condition) => sessionEnded(this.env.ctx, s, condition),
+      onEnd: (s, condition, moved) => sessionEnded(this.env.ctx, s, condition, moved),
     });
     this.session = session;
     const replaced = sessions.add(session);
@@ -552,6 +558,27 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     this.state = 'bound';
     session.attach(this, handover);
     return true;
+  }
+
+  adopt(taken: { id: string; jid: Jid; startedAt: Date }, handover: (session: BoundSession) => void): BoundSession | null {
+    const account = this.account;
+    if (this.state !== 'authenticated' || !account || taken.jid.bare !== Jid.of(account.username, account.host)?.bare) return null;
+    const session = new BoundSession({
+      id: taken.id,
+      jid: taken.jid,
+      account,
+      startedAt: taken.startedAt,
+      transport: this,
+      counters: this.counters,
+      onEnd: (s, condition, moved) => sessionEnded(this.env.ctx, s, condition, moved),
+    });
+    this.session = session;
+    const replaced = this.env.ctx.sessions.add(session);
+    // Not the stand-in of the node it came from (same session id): that one has left already.
+    if (replaced && replaced !== session && replaced.id !== session.id) replaced.close('conflict', 'replaced by a new session for the same resource');
+    this.state = 'bound';
+    handover(session);
+    return session;
   }
 
   private async handleStanza(el: Element, ns: string | undefined): Promise<void> {
@@ -606,10 +633,10 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
 }
 
 /** A session ended (whichever stream carried it last): it leaves the registry, modules hear of it. */
-function sessionEnded(ctx: ServerContext, session: BoundSession, condition?: string): void {
+function sessionEnded(ctx: ServerContext, session: BoundSession, condition?: string, moved?: boolean): void {
   // A session replaced by a new one with the same JID is already gone from the registry.
   ctx.sessions.remove(session);
-  void ctx.hooks.emit('session/closed', { session, condition });
+  if (!moved) void ctx.hooks.emit('session/closed', { session, condition });
 }
 
 function decodeSaslPayload(text: string): Buffer | null {
