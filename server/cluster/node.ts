@@ -56,12 +56,6 @@ const STORED_WINDOW_MS = 10_000;
 const MAX_RECENTLY_STORED = 10_000;
 /** Size of one part of a node's whole session list (NATS refuses messages over 1 MiB by default). */
 const ALL_PART_BYTES = 256 * 1024;
-/**
- * How long stanzas for another node are gathered into one NATS message (a request when it holds
- * messages: its one reply confirms them all). Each NATS message is a socket write on the sender and a read on the receiver,
- * which cost about as much as a whole local delivery (docs/benchmarks.md, "Cluster").
- */
-const BATCH_WINDOW_MS = 1;
 /** A batch is sent at once when it grows past this (NATS refuses messages over 1 MiB by default). */
 const BATCH_MAX_BYTES = 256 * 1024;
 
@@ -125,7 +119,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private announceAllSoon: NodeJS.Timeout | null = null;
   /** Stanzas for each other node, not sent yet. */
   private readonly outgoing = new Map<string, Outgoing<StanzaBatch['items'][number]>>();
-  private outgoingSoon: NodeJS.Timeout | null = null;
+  private outgoingSoon: { timer: NodeJS.Timeout } | { immediate: NodeJS.Immediate } | null = null;
   private nextDeliveryId = 1;
   private readonly awaiting = new Map<number, AwaitingConfirmation>();
 
@@ -616,11 +610,19 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     out.items.push(item);
     out.bytes += item.xml.length + item.to.length + 64;
     if (out.bytes > BATCH_MAX_BYTES) this.sendBatch(session.node);
-    else if (!this.outgoingSoon) this.outgoingSoon = setTimeout(() => this.flushOutgoing(), BATCH_WINDOW_MS);
+    // Gathered for `cluster.batchWindow` into one NATS message (a request when it holds messages: its
+    // one reply confirms them all). Each NATS message is a socket write on the sender and a read on
+    // the receiver, which cost about as much as a whole local delivery (docs/benchmarks.md, "Cluster").
+    else if (!this.outgoingSoon) {
+      const window = this.config.batchWindow;
+      this.outgoingSoon = window > 0 ? { timer: setTimeout(() => this.flushOutgoing(), window) } : { immediate: setImmediate(() => this.flushOutgoing()) };
+    }
   }
 
   private flushOutgoing(): void {
-    if (this.outgoingSoon) clearTimeout(this.outgoingSoon);
+    const soon = this.outgoingSoon;
+    if (soon && 'timer' in soon) clearTimeout(soon.timer);
+    else if (soon) clearImmediate(soon.immediate);
     this.outgoingSoon = null;
     for (const node of [...this.outgoing.keys()]) this.sendBatch(node);
   }
