@@ -21,6 +21,7 @@ import {
   decode,
   encode,
   subjects,
+  text,
   type CloseSession,
   type ComponentStanza,
   type Confirmations,
@@ -70,6 +71,10 @@ interface AwaitingConfirmation {
 interface Outgoing<T> {
   items: T[];
   bytes: number;
+}
+
+function isNoResponders(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && 'isNoResponders' in err && typeof err.isNoResponders === 'function' && err.isNoResponders() === true;
 }
 
 /** A link to a component connected to another node. */
@@ -653,15 +658,43 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       return;
     }
     try {
-      nc.request(subject, encode(batch), { timeout: this.config.deliveryTimeout }).then((reply) => {
-        const c = decode<Confirmations>(reply.data);
-        for (const id of c.delivered) this.awaiting.delete(id);
-        for (const id of c.gone) this.settle(id, 'gone');
-        unconfirmed();
-      }, unconfirmed);
+      nc.request(subject, encode(batch), { timeout: this.config.deliveryTimeout }).then(
+        (reply) => {
+          const c = decode<Confirmations>(reply.data);
+          for (const id of c.delivered) this.awaiting.delete(id);
+          for (const id of c.gone) this.settle(id, 'gone');
+          unconfirmed();
+        },
+        (err: unknown) => {
+          // Nobody listens for batches there: a node of the version before batching (a rolling
+          // restart) gets them one by one; a node that died has no listener for those either.
+          if (isNoResponders(err)) this.sendSingly(node, out.items);
+          else unconfirmed();
+        },
+      );
     } catch (err) {
       this.log.warn('cluster: publish failed', { subject, error: err instanceof Error ? err.message : String(err) });
       unconfirmed();
+    }
+  }
+
+  /** The stanzas of a batch as nodes before batching take them: one request per message or IQ request. */
+  private sendSingly(node: string, items: StanzaBatch['items']): void {
+    const nc = this.nc;
+    const subject = this.subjects.stanza(node);
+    for (const { id, ...single } of items) {
+      if (id === undefined || !nc || nc.isClosed()) {
+        this.publish(subject, single);
+        if (id !== undefined) this.settle(id, 'no answer');
+        continue;
+      }
+      nc.request(subject, encode(single), { timeout: this.config.deliveryTimeout }).then(
+        (reply) => {
+          if (text(reply.data) === DELIVERED) this.awaiting.delete(id);
+          else this.settle(id, 'gone');
+        },
+        () => this.settle(id, 'no answer'),
+      );
     }
   }
 
