@@ -71,6 +71,12 @@ export const clusterConfigSection = section(
           min: 100,
           doc: 'How long a node waits for another node to confirm it has delivered a message; without the confirmation the message is stored offline.',
         }),
+        batchWindow: duration({
+          default: '1ms',
+          min: 0,
+          max: 100,
+          doc: 'How long a node gathers the stanzas for another node into one NATS message (each NATS message costs both nodes a socket write or read). Longer saves CPU per message at low rates and adds up to this much latency to each message crossing nodes; 0 sends what one turn of the event loop routed.',
+        }),
       },
       {
         doc: 'Cluster mode (docs/cluster.md): nodes, NATS and failure detection.',

@@ -24,10 +24,12 @@ import {
   text,
   type CloseSession,
   type ComponentStanza,
+  type Confirmations,
   type Heartbeat,
   type SessionAnnouncement,
   type ServiceStanza,
   type SessionEntry,
+  type StanzaBatch,
   type StanzaForSession,
   type Subjects,
 } from './protocol.js';
@@ -55,6 +57,25 @@ const STORED_WINDOW_MS = 10_000;
 const MAX_RECENTLY_STORED = 10_000;
 /** Size of one part of a node's whole session list (NATS refuses messages over 1 MiB by default). */
 const ALL_PART_BYTES = 256 * 1024;
+/** A batch is sent at once when it grows past this (NATS refuses messages over 1 MiB by default). */
+const BATCH_MAX_BYTES = 256 * 1024;
+
+/** A message or IQ request sent to another node, waiting for that node's confirmation. */
+interface AwaitingConfirmation {
+  session: RemoteSession;
+  stanza: Element;
+  iq: boolean;
+}
+
+/** Stanzas for one node, gathered until the window ends. */
+interface Outgoing<T> {
+  items: T[];
+  bytes: number;
+}
+
+function isNoResponders(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && 'isNoResponders' in err && typeof err.isNoResponders === 'function' && err.isNoResponders() === true;
+}
 
 /** A link to a component connected to another node. */
 class RemoteComponentLink implements DomainLink {
@@ -101,6 +122,11 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private readonly leaveHandlers = new Set<() => Promise<void>>();
   private membershipSoon: NodeJS.Timeout | null = null;
   private announceAllSoon: NodeJS.Timeout | null = null;
+  /** Stanzas for each other node, not sent yet. */
+  private readonly outgoing = new Map<string, Outgoing<StanzaBatch['items'][number]>>();
+  private outgoingSoon: { timer: NodeJS.Timeout } | { immediate: NodeJS.Immediate } | null = null;
+  private nextDeliveryId = 1;
+  private readonly awaiting = new Map<number, AwaitingConfirmation>();
 
   constructor(
     private readonly config: ClusterConfig,
@@ -143,6 +169,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     on(s.heartbeat, 'heartbeat', (msg) => this.onHeartbeat(decode<Heartbeat & { leaving?: boolean }>(msg.data)));
     on(s.sessions, 'announcement', (msg) => this.onAnnouncement(decode<SessionAnnouncement>(msg.data)));
     on(s.stanza(this.node), 'stanza', (msg) => this.onStanza(msg));
+    on(s.stanzas(this.node), 'stanzas', (msg) => this.onStanzas(msg));
     on(s.close(this.node), 'close', (msg) => this.onClose(decode<CloseSession>(msg.data)));
     on(s.stored(this.node), 'stored', (msg) => this.onStored(decode<{ jid: string }>(msg.data)));
     on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
@@ -196,6 +223,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     // Modules hand over what they own (group chat rooms) while stanzas still cross.
     const handovers = Promise.all([...this.leaveHandlers].map((h) => h().catch((err) => this.log.warn('cluster: handover failed', { error: String(err).slice(0, 200) }))));
     await Promise.race([handovers, new Promise((r) => setTimeout(r, this.config.deliveryTimeout).unref())]);
+    this.flushOutgoing();
     this.flushChanges();
     this.publish(this.subjects.heartbeat, { ...this.heartbeatBody(), leaving: true });
     await this.nc.flush().catch(() => {});
@@ -209,6 +237,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.shared?.stop();
     const nc = this.nc;
     if (!nc) return;
+    this.flushOutgoing();
     try {
       await nc.drain();
     } catch {
@@ -573,33 +602,141 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   // ---- stanzas to sessions on other nodes ----
 
   send(session: RemoteSession, stanza: Element): void {
+    const item: StanzaBatch['items'][number] = { to: session.jid.full, sid: session.id, xml: stanza.toString() };
+    const iq = stanza.name === 'iq' && (stanza.attrs.type === 'get' || stanza.attrs.type === 'set');
+    // A message stays this node's responsibility until the recipient's node confirms it delivered it;
+    // a request its resource will never see gets its error at once (RFC 6120 8.5.3.1), not at the asker's timeout.
+    if (stanza.name === 'message' || iq) {
+      item.id = this.nextDeliveryId++;
+      this.awaiting.set(item.id, { session, stanza, iq });
+    }
+    let out = this.outgoing.get(session.node);
+    if (!out) this.outgoing.set(session.node, (out = { items: [], bytes: 0 }));
+    out.items.push(item);
+    out.bytes += item.xml.length + item.to.length + 64;
+    if (out.bytes > BATCH_MAX_BYTES) this.sendBatch(session.node);
+    // Gathered for `cluster.batchWindow` into one NATS message (a request when it holds messages: its
+    // one reply confirms them all). Each NATS message is a socket write on the sender and a read on
+    // the receiver, which cost about as much as a whole local delivery (docs/benchmarks.md, "Cluster").
+    else if (!this.outgoingSoon) {
+      const window = this.config.batchWindow;
+      this.outgoingSoon = window > 0 ? { timer: setTimeout(() => this.flushOutgoing(), window) } : { immediate: setImmediate(() => this.flushOutgoing()) };
+    }
+  }
+
+  private flushOutgoing(): void {
+    const soon = this.outgoingSoon;
+    if (soon && 'timer' in soon) clearTimeout(soon.timer);
+    else if (soon) clearImmediate(soon.immediate);
+    this.outgoingSoon = null;
+    for (const node of [...this.outgoing.keys()]) this.sendBatch(node);
+  }
+
+  /**
+   * Sends what was gathered for `node`. With messages or IQ requests in it, as one NATS request: the
+   * reply lists what was delivered and what found no session; what it does not list, or all of it
+   * when no reply comes within `deliveryTimeout` (or NATS says at once that nobody listens there,
+   * a node that died), falls back.
+   */
+  private sendBatch(node: string): void {
+    const out = this.outgoing.get(node);
+    if (!out) return;
+    this.outgoing.delete(node);
+    const subject = this.subjects.stanzas(node);
+    const batch: StanzaBatch = { node: this.node, epoch: this.epoch, items: out.items };
+    const ids = out.items.flatMap((i) => (i.id === undefined ? [] : [i.id]));
+    if (ids.length === 0) {
+      this.publish(subject, batch);
+      return;
+    }
+    const unconfirmed = () => {
+      for (const id of ids) this.settle(id, 'no answer');
+    };
     const nc = this.nc;
-    const body: StanzaForSession = { to: session.jid.full, sid: session.id, xml: stanza.toString() };
-    const subject = this.subjects.stanza(session.node);
-    const request = stanza.attrs.type === 'get' || stanza.attrs.type === 'set';
-    if (stanza.name === 'iq' && request && nc) {
-      // A request its resource will never see gets its error now (RFC 6120 8.5.3.1), not at the asker's timeout.
-      nc.request(subject, encode(body), { timeout: this.config.deliveryTimeout }).then(
+    if (!nc || nc.isClosed()) {
+      unconfirmed();
+      return;
+    }
+    try {
+      nc.request(subject, encode(batch), { timeout: this.config.deliveryTimeout }).then(
         (reply) => {
-          if (text(reply.data) === DELIVERED) return;
-          this.notThere(session);
-          this.unanswerable(stanza);
+          const c = decode<Confirmations>(reply.data);
+          for (const id of c.delivered) this.awaiting.delete(id);
+          for (const id of c.gone) this.settle(id, 'gone');
+          unconfirmed();
         },
-        () => this.unanswerable(stanza),
+        (err: unknown) => {
+          // Nobody listens for batches there: a node of the version before batching (a rolling
+          // restart) gets them one by one; a node that died has no listener for those either.
+          if (isNoResponders(err)) this.sendSingly(node, out.items);
+          else unconfirmed();
+        },
       );
-      return;
+    } catch (err) {
+      this.log.warn('cluster: publish failed', { subject, error: err instanceof Error ? err.message : String(err) });
+      unconfirmed();
     }
-    if (stanza.name !== 'message' || !nc) {
-      this.publish(subject, body);
-      return;
+  }
+
+  /** The stanzas of a batch as nodes before batching take them: one request per message or IQ request. */
+  private sendSingly(node: string, items: StanzaBatch['items']): void {
+    const nc = this.nc;
+    const subject = this.subjects.stanza(node);
+    for (const { id, ...single } of items) {
+      if (id === undefined || !nc || nc.isClosed()) {
+        this.publish(subject, single);
+        if (id !== undefined) this.settle(id, 'no answer');
+        continue;
+      }
+      nc.request(subject, encode(single), { timeout: this.config.deliveryTimeout }).then(
+        (reply) => {
+          if (text(reply.data) === DELIVERED) this.awaiting.delete(id);
+          else this.settle(id, 'gone');
+        },
+        () => this.settle(id, 'no answer'),
+      );
     }
-    // A message stays this node's responsibility until the recipient's node confirms it delivered it.
-    nc.request(subject, encode(body), { timeout: this.config.deliveryTimeout }).then(
-      (reply) => {
-        if (text(reply.data) !== DELIVERED) void this.undelivered(session, stanza, 'gone');
-      },
-      () => void this.undelivered(session, stanza, 'no answer'),
-    );
+  }
+
+  /** Stanzas from another node: each is delivered (or found gone) on its own, and the reply confirms them together. */
+  private onStanzas(msg: Msg): void {
+    const batch = decode<StanzaBatch>(msg.data);
+    const c: Confirmations = { delivered: [], gone: [] };
+    for (const item of batch.items) {
+      let delivered = false;
+      try {
+        delivered = this.deliverHere(item);
+      } catch (err) {
+        // Not confirmed: the sending node falls back, as for a node that did not answer.
+        this.log.error('cluster: handling failed', { what: 'stanza', error: err instanceof Error ? err.message : String(err) });
+        continue;
+      }
+      if (item.id !== undefined) (delivered ? c.delivered : c.gone).push(item.id);
+    }
+    if (!msg.reply) return;
+    // Written to a session with stream management: confirmed once its journal has it.
+    const stored = this.journal?.stored();
+    if (!stored) msg.respond(encode(c));
+    else void stored.then(() => msg.respond(encode(c)));
+  }
+
+  private deliverHere(item: StanzaForSession): boolean {
+    const session = this.registry.localSession(item.to);
+    const el = session ? parseXmlText(item.xml, NS.client) : null;
+    if (!session || !el) return false;
+    session.send(el);
+    return true;
+  }
+
+  /** A delivery its node did not confirm ('gone': it has no such session; 'no answer': within deliveryTimeout) falls back. */
+  private settle(id: number, why: 'gone' | 'no answer'): void {
+    const a = this.awaiting.get(id);
+    if (!a) return;
+    this.awaiting.delete(id);
+    // Its node has no such session: the stand-in must not be chosen again (as the top resource of a fallback).
+    if (why === 'gone') this.notThere(a.session);
+    if (a.iq) this.unanswerable(a.stanza);
+    else void this.undelivered(a.session, a.stanza, why);
   }
 
   /**
@@ -642,19 +779,19 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
 
   close(session: RemoteSession, condition?: string, text?: string): void {
     this.registry.removeRemote(session);
+    // What was sent to the session before goes first.
+    this.sendBatch(session.node);
     this.publish(this.subjects.close(session.node), { jid: session.jid.full, sid: session.id, condition, text } satisfies CloseSession);
   }
 
+  /** One stanza as a node of the version before batching sends it (during a rolling restart). */
   private onStanza(msg: Msg): void {
-    const m = decode<StanzaForSession>(msg.data);
-    const session = this.registry.localSession(m.to);
-    const el = session ? parseXmlText(m.xml, NS.client) : null;
-    if (!session || !el) {
-      if (msg.reply) msg.respond(NOT_HERE);
+    const delivered = this.deliverHere(decode<StanzaForSession>(msg.data));
+    if (!msg.reply) return;
+    if (!delivered) {
+      msg.respond(NOT_HERE);
       return;
     }
-    session.send(el);
-    if (!msg.reply) return;
     // Written to a session with stream management: confirmed once its journal has it.
     const stored = this.journal?.stored();
     if (!stored) msg.respond(DELIVERED);

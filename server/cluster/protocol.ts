@@ -4,7 +4,12 @@
  * Subjects (P = cluster.prefix):
  * - `P.hb`                 every node's heartbeat (membership, failure detection, its component links)
  * - `P.sessions`           session announcements: one session up/changed/down, or a node's whole list
- * - `P.node.NAME.stanza`   a stanza for a session bound on NAME (messages as requests: NAME confirms delivery)
+ * - `P.node.NAME.stanzas`  stanzas for sessions bound on NAME, gathered by the sending node for about
+ *                          a millisecond into one NATS message (`StanzaBatch`); with messages or IQ
+ *                          requests in it a request, which NAME answers with one `Confirmations`
+ * - `P.node.NAME.stanza`   one stanza for a session bound on NAME, as a request (messages and IQ
+ *                          requests: NAME answers DELIVERED or NOT_HERE); what nodes before batching
+ *                          sent, still served for a rolling restart
  * - `P.node.NAME.close`    close a session on NAME (a resource conflict, `gatehouse kick` on another node)
  * - `P.node.NAME.stored`   messages were stored offline for a session on NAME just as it came online
  * - `P.node.NAME.component` a stanza for a component linked to NAME
@@ -19,6 +24,7 @@ export interface Subjects {
   sessions: string;
   invalidate: string;
   stanza(node: string): string;
+  stanzas(node: string): string;
   close(node: string): string;
   stored(node: string): string;
   component(node: string): string;
@@ -33,6 +39,7 @@ export function subjects(prefix: string): Subjects {
     sessions: `${prefix}.sessions`,
     invalidate: `${prefix}.invalidate`,
     stanza: (node) => `${prefix}.node.${node}.stanza`,
+    stanzas: (node) => `${prefix}.node.${node}.stanzas`,
     close: (node) => `${prefix}.node.${node}.close`,
     stored: (node) => `${prefix}.node.${node}.stored`,
     component: (node) => `${prefix}.node.${node}.component`,
@@ -87,6 +94,22 @@ export interface StanzaForSession {
   to: string;
   sid: string;
   xml: string;
+}
+
+/**
+ * Stanzas from the node `node` (its run `epoch`) for sessions here, in the order they were sent.
+ * An item with an `id` (a message, an IQ request) waits for its confirmation: the sending node keeps
+ * it its responsibility until the id comes back as delivered, and falls back (other resources,
+ * offline storage, an IQ error) when it comes back as gone or not at all within `cluster.deliveryTimeout`.
+ */
+export interface StanzaBatch extends NodeId {
+  items: (StanzaForSession & { id?: number })[];
+}
+
+/** The reply to a batch: what became of its items with an `id` (one listed in neither was not handled). */
+export interface Confirmations {
+  delivered: number[];
+  gone: number[];
 }
 
 export interface CloseSession {

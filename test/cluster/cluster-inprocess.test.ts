@@ -6,6 +6,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { connect } from '@nats-io/transport-node';
 import { loginAs, modulesWith, startTestServer, type TestServer } from '../helpers/server.js';
 import { createAdminHttpModule } from '../../server/admin/http.js';
 import { AdminClient } from '../admin/http-client.js';
@@ -163,6 +164,58 @@ describe('cluster: two nodes in one process', { skip }, () => {
     assert.ok(r.getChild('error')!.getChild('service-unavailable'));
     // Node 2 said it has no such session: node 1 forgot the stand-in.
     assert.equal(n1.server.ctx.sessions.get(ghost), undefined);
+  });
+
+  test('messages to the other node sent together: the one to a resource gone there goes to the account\'s other resource, the rest are delivered', async () => {
+    const sender = await loginAs(n1, `batcher-${tag}`);
+    const bob = await loginAs(n2, `batchee-${tag}`);
+    const carol = await loginAs(n1, `batchgone-${tag}`, 'here');
+    await online(carol);
+    // A stand-in node 1 holds for a resource of carol's that node 2 no longer has.
+    const ghost = `batchgone-${tag}@localhost/gone`;
+    const node1 = n1.server.ctx.services.need('cluster') as ClusterNode;
+    const entry = { jid: ghost, id: 'x', startedAt: Date.now(), available: true, priority: 5, presence: null, interested: false, capabilities: null, flags: [] };
+    (n1.server.ctx.sessions as ClusterSessionRegistry).addRemote(new RemoteSession('n2', entry, node1));
+    // One write: node 1 reads them in one turn and sends them to node 2 in one NATS message.
+    const msg = (to: string, body: string) => x('message', { to, type: 'chat' }, x('body', {}, body)).toString();
+    sender.writeRaw(msg(bob.jid!, 'batch one') + msg(ghost, 'batch to the gone resource') + msg(bob.jid!, 'batch two'));
+    await bob.expect(isMessage('batch one'));
+    await bob.expect(isMessage('batch two'));
+    const fallback = await carol.expect(isMessage('batch to the gone resource'));
+    assert.equal(fallback.attrs.from, sender.jid);
+    assert.ok(await bob.expectNothing(isMessage('batch to the gone resource')));
+  });
+
+  test('a node of the version before batching (a rolling restart) gets messages one by one, and its confirmation keeps them out of offline storage', async () => {
+    // The old node: it listens only for single stanzas, as requests, and confirms them.
+    const nc = await connect({ servers: 'nats://127.0.0.1:4222' });
+    const got: string[] = [];
+    nc.subscribe(`${prefix}.node.old.stanza`, {
+      callback: (_err, m) => {
+        got.push((JSON.parse(new TextDecoder().decode(m.data)) as { xml: string }).xml);
+        m.respond(new TextEncoder().encode('ok'));
+      },
+    });
+    await nc.flush();
+    try {
+      const sender = await loginAs(n1, `oldsender-${tag}`);
+      const onOld = `oldnode-${tag}@localhost/there`;
+      const node1 = n1.server.ctx.services.need('cluster') as ClusterNode;
+      const entry = { jid: onOld, id: 'y', startedAt: Date.now(), available: true, priority: 0, presence: null, interested: false, capabilities: null, flags: [] };
+      (n1.server.ctx.sessions as ClusterSessionRegistry).addRemote(new RemoteSession('old', entry, node1));
+      sender.send(x('message', { to: onOld, type: 'chat' }, x('body', {}, 'to the old node')));
+      for (let i = 0; i < 50 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(got.length, 1);
+      assert.match(got[0]!, /to the old node/);
+      // Past deliveryTimeout: unconfirmed, it would have been stored offline for the account.
+      await new Promise((r) => setTimeout(r, 1200));
+      (n1.server.ctx.sessions as ClusterSessionRegistry).removeRemote((n1.server.ctx.sessions as ClusterSessionRegistry).remoteSession(onOld)!);
+      const later = await loginAs(n2, `oldnode-${tag}`, 'later');
+      await online(later);
+      assert.ok(await later.expectNothing(isMessage('to the old node'), 500));
+    } finally {
+      await nc.close();
+    }
   });
 
   test('binding a resource already bound on the other node replaces the older session with a conflict', async () => {
