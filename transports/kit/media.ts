@@ -321,6 +321,7 @@ export class MediaService implements MediaHost {
       return { url: null, reason: 'failed', text: 'not a URL' };
     }
     let spool: string | null = null;
+    let failure: Error | null = null;
     try {
       const res = await open(abort.signal);
       if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) > 299) {
@@ -335,6 +336,11 @@ export class MediaService implements MediaHost {
       let input: Readable = res;
       if (source.transform) {
         const t = source.transform();
+        // A transform may fail (a hash check at its end) before anything reads it: the whole re-hosting stops then.
+        t.on('error', (e: Error) => {
+          failure ??= e;
+          abort.abort(e);
+        });
         res.on('error', (e) => (t as unknown as Readable).destroy(e));
         input = res.pipe(t) as unknown as Readable;
       }
@@ -370,7 +376,7 @@ export class MediaService implements MediaHost {
         this.kit.log.info('link not fetched', { source: source$.host, reason: err.message });
         return { url: null, reason: 'refused', text: err.message };
       }
-      const text = timedOut ? 'timed out' : errorText(err);
+      const text = failure ? errorText(failure) : timedOut ? 'timed out' : errorText(err);
       this.kit.log.info('attachment not re-hosted', { source: source$.host, reason: text.slice(0, 200) });
       return { url: null, reason: 'failed', text };
     } finally {
@@ -420,6 +426,7 @@ export class MediaService implements MediaHost {
       const n = (h.attrs.name ?? '').toLowerCase();
       if (['authorization', 'cookie', 'expires'].includes(n)) headers[h.attrs.name!] = h.text().replace(/[\r\n]/g, '');
     }
+    signal.throwIfAborted();
     const limiter = new Limit(size);
     body.pipe(limiter);
     body.on('error', (e) => limiter.destroy(e));
