@@ -1516,6 +1516,7 @@ export class FakeDiscord {
         const form = this.readForm(rawBytes, contentType);
         record.body = form.body;
         record.files = form.files;
+        if (form.files.reduce((n, f) => n + f.data.length, 0) > this.attachmentLimit) throw new HttpError(413, 40005, 'Request entity too large');
       } else if (raw) {
         if (!contentType.includes('application/json')) throw new HttpError(400, 50035, 'Invalid Form Body');
         try {
@@ -1919,7 +1920,6 @@ export class FakeDiscord {
       } else if (part.filename === null) fields[part.name] = part.data.toString('utf8');
     }
     if (files.length > 10) throw invalid({ files: { _errors: [{ code: 'BASE_TYPE_MAX_LENGTH', message: 'Must be 10 or fewer in length.' }] } });
-    if (files.reduce((n, f) => n + f.data.length, 0) > this.attachmentLimit) throw new HttpError(413, 40005, 'Request entity too large');
     const body = payload ?? fields;
     const listed: unknown = body?.attachments;
     if (listed !== undefined) {

@@ -45,17 +45,6 @@ export function fileUrlOf(message: TextMessage): string | null {
   return message.text.trim() === url ? url : null;
 }
 
-/** The file's name as the notice shows it: the URL's last path segment. */
-export function fileLabel(url: string): string {
-  try {
-    const last = new URL(url).pathname.split('/').pop() ?? '';
-    const name = decodeURIComponent(last).replace(/[\x00-\x1f\x7f]/g, '');
-    return name ? [...name].slice(0, 80).join('') : 'the file';
-  } catch {
-    return 'the file';
-  }
-}
-
 export type FileOutcome = { file: RawFile } | { notice: string };
 
 export interface FileSource {
@@ -65,9 +54,12 @@ export interface FileSource {
   turns: Turns;
 }
 
-/** The notice for a file that went to Discord as a link. */
-export function linkNotice(url: string, why: string): string {
-  return `${fileLabel(url)} went to Discord as a link: ${why}.`;
+/**
+ * The notice for a file that went to Discord as a link, naming it when its name is known (upload
+ * URLs carry no name: it comes with the file, from Content-Disposition).
+ */
+export function linkNotice(name: string | null, why: string): string {
+  return `${name ? `${[...name].slice(0, 80).join('')}` : 'Your file'} went to Discord as a link: ${why}.`;
 }
 
 /**
@@ -76,23 +68,23 @@ export function linkNotice(url: string, why: string): string {
  */
 export async function fetchFile(src: FileSource, url: string, onFailure: (reason: string) => void): Promise<FileOutcome> {
   const { media } = src;
-  if (!media) return { notice: linkNotice(url, 'this gateway passes on no files (no upload service)') };
-  if (!media.fetchable(url)) return { notice: linkNotice(url, 'the gateway passes on files from your own server only') };
+  if (!media) return { notice: linkNotice(null, 'this gateway passes on no files (no upload service)') };
+  if (!media.fetchable(url)) return { notice: linkNotice(null, 'the gateway passes on files from your own server only') };
   const limit = Math.min(src.maxBytes, media.maxSize);
-  const tooLarge = { notice: linkNotice(url, `it is larger than the ${formatBytes(limit)} the gateway sends to Discord`) };
+  const tooLarge = (name: string | null) => ({ notice: linkNotice(name, `it is larger than the ${formatBytes(limit)} the gateway sends to Discord`) });
   return src.turns.run(async () => {
     let fetched: Awaited<ReturnType<MediaHost['fetch']>>;
     try {
       fetched = await media.fetch(url);
     } catch (err) {
-      if (err instanceof MediaTooLargeError) return tooLarge;
+      if (err instanceof MediaTooLargeError) return tooLarge(null);
       const reason = err instanceof Error ? err.message : String(err);
       onFailure(reason);
-      return { notice: linkNotice(url, `the gateway could not fetch it (${reason})`) };
+      return { notice: linkNotice(null, `the gateway could not fetch it (${reason})`) };
     }
     if (fetched.size > limit) {
       fetched.cancel();
-      return tooLarge;
+      return tooLarge(fetched.name);
     }
     try {
       const data = await readAll(fetched.stream as Readable, fetched.size);
@@ -101,7 +93,7 @@ export async function fetchFile(src: FileSource, url: string, onFailure: (reason
       fetched.cancel();
       const reason = err instanceof Error ? err.message : String(err);
       onFailure(reason);
-      return { notice: linkNotice(url, `the gateway could not fetch it (${reason})`) };
+      return { notice: linkNotice(fetched.name, `the gateway could not fetch it (${reason})`) };
     }
   });
 }
@@ -129,9 +121,9 @@ function discordName(name: string): string {
  * Whether Discord refused the attachment rather than the message (too large for the channel,
  * no Attach Files permission): the message then goes as a link, with this notice.
  */
-export function refusedAttachment(err: unknown, url: string): string | null {
+export function refusedAttachment(err: unknown, file: RawFile): string | null {
   if (!(err instanceof DiscordAPIError)) return null;
-  if (err.code === 40005 || err.status === 413) return linkNotice(url, 'Discord refused it as too large for this channel');
-  if (err.code === 50013) return linkNotice(url, 'the bot may not attach files here (Attach Files permission)');
+  if (err.code === 40005 || err.status === 413) return linkNotice(file.name, 'Discord refused it as too large for this channel');
+  if (err.code === 50013) return linkNotice(file.name, 'the bot may not attach files here (Attach Files permission)');
   return null;
 }

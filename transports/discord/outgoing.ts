@@ -50,7 +50,7 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
   private async outgoingFile(url: string, channelId: string): Promise<FileOutcome> {
     const ch = this.shared ? null : this.channel(channelId);
     if (ch && this.me && ch.permissionsFor(this.me)?.has(PermissionFlagsBits.AttachFiles) === false) {
-      return { notice: linkNotice(url, 'the bot may not attach files here (Attach Files permission)') };
+      return { notice: linkNotice(null, 'the bot may not attach files here (Attach Files permission)') };
     }
     return fetchFile({ media: this.media, maxBytes: this.opts.maxFileSize, turns: this.fileTurns }, url, (reason) =>
       this.log.info('file not fetched for Discord; sent as a link', { server: this.server, reason: reason.slice(0, 200) }),
@@ -138,7 +138,7 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
             sent.push(await post(bodyOf(null), [out.file]));
             return undefined;
           } catch (err) {
-            notice = refusedAttachment(err, url) ?? undefined;
+            notice = refusedAttachment(err, out.file) ?? undefined;
             if (!notice) throw err;
           }
         } else notice = out.notice;
@@ -216,7 +216,7 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
             sent.push(await this.postOwn(channelId, bodyOf(null, true), [out.file]));
             return undefined;
           } catch (err) {
-            notice = refusedAttachment(err, url) ?? undefined;
+            notice = refusedAttachment(err, out.file) ?? undefined;
             if (!notice) throw err;
           }
         } else notice = out.notice;
