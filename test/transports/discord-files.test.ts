@@ -310,6 +310,14 @@ describe('files from XMPP reach Discord as attachments', () => {
     assert.ok(fake.requests.some((r) => r.path === `/channels/${pics.id}/messages` && r.body?.content === url));
   });
 
+  test('jabber:iq:oob (the IQ part of XEP-0066) to a contact is service-unavailable, and not announced', async () => {
+    const iq = await alice.iq(x('iq', { type: 'set', to: `${bob}@${DC}` }, x('query', { xmlns: 'jabber:iq:oob' }, x('url', {}, 'https://files.example.net/a.png'))));
+    assert.equal(iq.attrs.type, 'error');
+    assert.ok(iq.getChild('error')!.getChild('service-unavailable', NS.stanzas), String(iq));
+    const info = await alice.iq(x('iq', { type: 'get', to: `${bob}@${DC}` }, x('query', { xmlns: NS.discoInfo })));
+    assert.ok(!info.getChild('query', NS.discoInfo)!.getChildren('feature').some((f) => f.attrs.var === 'jabber:iq:oob'), String(info));
+  });
+
   test('a message with text besides the file URL is text: the link stays in it, no attachment, no notice', async () => {
     const url = await upload(alice, randomBytes(500), 'shot.png', 'image/png');
     alice.send(x('message', { to: room(pics), type: 'groupchat', id: 'caption-1' }, x('body', {}, `look at this ${url}`), x('x', { xmlns: NS.oob }, x('url', {}, url))));

@@ -90,7 +90,7 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
           if (!(err instanceof DiscordAPIError && err.code === 10008)) throw this.actionError(err, 'deleting');
         }
       }
-      return undefined;
+      return;
     }
     const parts = splitMessage(this.outText(message, r));
     if (message.editOf) {
@@ -106,7 +106,7 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
       } catch (err) {
         throw this.actionError(err, 'editing');
       }
-      return undefined;
+      return;
     }
     if (!parts.length) throw new DiscordCommandError('Discord does not take empty messages', 'not-acceptable');
     if (parts.length > this.opts.maxMessageParts) {
@@ -126,22 +126,21 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
       this.ownSent.set(res.id, true);
       return res.id;
     };
+    // The file is fetched before the send counts as in flight: other users' messages need not wait for it.
+    const url = fileUrlOf(message);
+    const out = url ? await this.outgoingFile(url, channelId) : null;
     const sent: string[] = [];
     this.sendsInFlight++;
     try {
-      const url = fileUrlOf(message);
-      let notice: string | undefined;
-      if (url) {
-        const out = await this.outgoingFile(url, channelId);
-        if ('file' in out) {
-          try {
-            sent.push(await post(bodyOf(null), [out.file]));
-            return undefined;
-          } catch (err) {
-            notice = refusedAttachment(err, out.file) ?? undefined;
-            if (!notice) throw err;
-          }
-        } else notice = out.notice;
+      let notice = out && 'notice' in out ? out.notice : undefined;
+      if (out && 'file' in out) {
+        try {
+          sent.push(await post(bodyOf(null), [out.file]));
+          return undefined;
+        } catch (err) {
+          notice = refusedAttachment(err, out.file) ?? undefined;
+          if (!notice) throw err;
+        }
       }
       for (const content of parts) sent.push(await post(bodyOf(content)));
       return notice ? { notice } : undefined;
