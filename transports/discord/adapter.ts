@@ -7,8 +7,8 @@
  * themselves (Developer Portal → Applications → New Application → Bot → Reset Token; turn on the
  * "Message Content Intent", and the "Server Members Intent" for occupant lists; invite it with
  * the OAuth2 URL generator, scope `bot`, permissions View Channels, Send Messages, Read Message
- * History, Add Reactions, and optionally Manage Messages, Manage Channels for topics, Change
- * Nickname). The token is a password: it goes into the kit's vault and never into logs.
+ * History, Add Reactions, Attach Files (files from XMPP), and optionally Manage Messages, Manage
+ * Channels for topics, Change Nickname). The token is a password: it goes into the kit's vault and never into logs.
  *
  * Addresses: rooms are guild text channels, `#<channel id>@discord.<domain>` (isRoomId: a `#`
  * and digits), contacts are users, `<user id>@discord.<domain>`. Not multi-server: Discord is one
