@@ -27,6 +27,7 @@ import type { TestClient } from '../helpers/xmpp-client.js';
 import { startUploadServer, type UploadServer } from '../helpers/upload-server.js';
 import { FakeDiscord, Perm, type FakeChannel, type FakeGuild, type RecordedRequest } from '../fakes/discord.js';
 import { createAdapter } from '../../transports/discord/index.js';
+import { Turns } from '../../transports/discord/files.js';
 import { parseTransportConfig } from '../../transports/kit/config.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
@@ -415,4 +416,35 @@ test('network.maxFileSize takes sizes up to 100MiB', () => {
   for (const bad of ['1GiB', 0, 'lots', -5]) assert.throws(() => createAdapter({ maxFileSize: bad }, quiet), /config error: network\.maxFileSize: /, String(bad));
   const adapter = createAdapter({ maxFileSize: '25MiB' }, quiet) as unknown as { options: { maxFileSize: number } };
   assert.equal(adapter.options.maxFileSize, 25 * 1024 * 1024);
+});
+
+test('files on their way to Discord are held a few at a time: the others wait their turn, in order', async () => {
+  const turns = new Turns(2);
+  let running = 0;
+  let most = 0;
+  const order: number[] = [];
+  const gates = Array.from({ length: 5 }, () => {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    return { promise, resolve };
+  });
+  const runs = gates.map((g, i) =>
+    turns.run(async () => {
+      running++;
+      most = Math.max(most, running);
+      order.push(i);
+      await g.promise;
+      running--;
+    }),
+  );
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, [0, 1], 'two at once');
+  gates[1]!.resolve();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, [0, 1, 2]);
+  for (const g of gates) g.resolve();
+  await Promise.all(runs);
+  assert.deepEqual([order, most], [[0, 1, 2, 3, 4], 2]);
+  await assert.rejects(turns.run(() => Promise.reject(new Error('failed'))), /failed/);
+  assert.equal(await turns.run(async () => 'still works'), 'still works', 'a failure gives its turn back');
 });
