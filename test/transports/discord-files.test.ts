@@ -15,6 +15,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
+import { Readable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,7 +28,9 @@ import type { TestClient } from '../helpers/xmpp-client.js';
 import { startUploadServer, type UploadServer } from '../helpers/upload-server.js';
 import { FakeDiscord, Perm, type FakeChannel, type FakeGuild, type RecordedRequest } from '../fakes/discord.js';
 import { createAdapter } from '../../transports/discord/index.js';
-import { Turns } from '../../transports/discord/files.js';
+import { Turns, fetchFile } from '../../transports/discord/files.js';
+import { MediaTooLargeError } from '../../transports/kit/media.js';
+import type { MediaHost } from '../../transports/kit/adapter.js';
 import { parseTransportConfig } from '../../transports/kit/config.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
@@ -447,4 +450,39 @@ test('files on their way to Discord are held a few at a time: the others wait th
   assert.deepEqual([order, most], [[0, 1, 2, 3, 4], 2]);
   await assert.rejects(turns.run(() => Promise.reject(new Error('failed'))), /failed/);
   assert.equal(await turns.run(async () => 'still works'), 'still works', 'a failure gives its turn back');
+});
+
+test('fetchFile: why a file stays a link, before and after fetching; the bytes when it goes', async () => {
+  const url = 'https://example.org/upload/abc.png';
+  let cancelled = 0;
+  const host = (over: Partial<MediaHost> & { body?: Buffer[]; size?: number }): MediaHost => ({
+    maxSize: 1000,
+    rehost: () => Promise.reject(new Error('not here')),
+    fetchable: () => true,
+    fetch: async () => ({
+      stream: Readable.from(over.body ?? [Buffer.from('abc')]),
+      size: over.size ?? 3,
+      type: 'image/png',
+      name: 'cat "1".png',
+      cancel: () => void cancelled++,
+    }),
+    ...over,
+  });
+  const reasons: string[] = [];
+  const run = (media: MediaHost | undefined, maxBytes = 500) => fetchFile({ media, maxBytes, turns: new Turns() }, url, (r) => reasons.push(r));
+  const noticeOf = (o: Awaited<ReturnType<typeof run>>) => ('notice' in o ? o.notice : null);
+
+  assert.equal(noticeOf(await run(undefined)), 'Your file went to Discord as a link: this gateway passes on no files.');
+  assert.equal(noticeOf(await run(host({ enabled: false }))), 'Your file went to Discord as a link: this gateway passes on no files.');
+  assert.equal(noticeOf(await run(host({ fetchable: () => false }))), 'Your file went to Discord as a link: the gateway passes on files from your own server only.');
+  // Over the kit's media.maxSize: the kit refuses before reading; over Discord's limit: cancelled after the headers.
+  assert.equal(noticeOf(await run(host({ fetch: () => Promise.reject(new MediaTooLargeError('more')) }))), 'Your file went to Discord as a link: it is larger than the 500 B the gateway sends to Discord.');
+  assert.equal(noticeOf(await run(host({ size: 600, body: [randomBytes(600)] }))), 'cat "1".png went to Discord as a link: it is larger than the 500 B the gateway sends to Discord.');
+  assert.equal(cancelled, 1);
+  assert.equal(noticeOf(await run(host({ fetch: () => Promise.reject(new Error("the file's server answered HTTP 500")) }))), "Your file went to Discord as a link: the gateway could not fetch it (the file's server answered HTTP 500).");
+  assert.equal(noticeOf(await run(host({ size: 10 }))), 'cat "1".png went to Discord as a link: the gateway could not fetch it (the file ended early).');
+  assert.deepEqual(reasons, ["the file's server answered HTTP 500", 'the file ended early']);
+  const ok = await run(host({ body: [Buffer.from('a'), Buffer.from('bc')] }));
+  assert.ok('file' in ok);
+  assert.deepEqual([ok.file.name, ok.file.contentType, Buffer.from(ok.file.data as Buffer).toString()], ['cat _1_.png', 'image/png', 'abc']);
 });

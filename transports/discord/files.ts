@@ -68,7 +68,7 @@ export function linkNotice(name: string | null, why: string): string {
  */
 export async function fetchFile(src: FileSource, url: string, onFailure: (reason: string) => void): Promise<FileOutcome> {
   const { media } = src;
-  if (!media) return { notice: linkNotice(null, 'this gateway passes on no files (no upload service)') };
+  if (!media || media.enabled === false) return { notice: linkNotice(null, 'this gateway passes on no files') };
   if (!media.fetchable(url)) return { notice: linkNotice(null, 'the gateway passes on files from your own server only') };
   const limit = Math.min(src.maxBytes, media.maxSize);
   const tooLarge = (name: string | null) => ({ notice: linkNotice(name, `it is larger than the ${formatBytes(limit)} the gateway sends to Discord`) });

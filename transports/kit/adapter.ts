@@ -343,6 +343,8 @@ export interface FetchedMedia {
 export interface MediaHost {
   /** Largest file re-hosted or fetched, in bytes. */
   readonly maxSize: number;
+  /** Optional (kit extension): false when the operator turned files off (`media.enabled: false`): nothing is fetched or re-hosted. */
+  readonly enabled?: boolean;
   rehost(source: MediaSource, info: MediaInfo): Promise<RehostOutcome>;
   /**
    * Whether `url` is a file on the user's XMPP server (its upload service) that `fetch` will get;
