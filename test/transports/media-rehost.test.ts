@@ -31,12 +31,12 @@ import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { FakeDiscord, Perm, type FakeChannel, type FakeGuild } from '../fakes/discord.js';
 import { createAdapter as createMatrixAdapter } from '../../transports/matrix/index.js';
 import { createAdapter as createDiscordAdapter } from '../../transports/discord/index.js';
-import { parseTransportConfig } from '../../transports/kit/config.js';
-import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
+import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
 import { MediaService } from '../../transports/kit/media.js';
 import { uploadStorage } from '../../server/modules/upload/storage.js';
-import { SECRET, bareOf, registerForm, serverModules, startServer, until } from './kit-harness.js';
+import { SECRET, availableUser, bareOf, registerForm, serverModules, startServer, subscribeBoth, until } from './kit-harness.js';
+import { transportFixture, type TransportFixture } from './transport-fixture.js';
 
 const UPLOAD = 'urn:xmpp:http:upload:0';
 const MX = 'mx.localhost';
@@ -66,35 +66,8 @@ function put(url: string, ca: string, body: Buffer, type: string): Promise<numbe
   });
 }
 
-/** The XEP-0100 dance with a gateway after registration. */
-async function subscribeTo(c: TestClient, gw: string): Promise<void> {
-  await c.expect((el) => el.name === 'presence' && el.attrs.type === 'subscribe' && el.attrs.from === gw);
-  c.send(x('presence', { type: 'subscribed', to: gw }));
-  c.send(x('presence', { type: 'subscribe', to: gw }));
-  await c.expect((el) => el.name === 'iq' && el.attrs.type === 'set' && !!el.getChild('query', NS.roster)?.getChildren('item').some((i) => i.attrs.jid === gw && i.attrs.subscription === 'both'));
-}
-
 function oobUrls(el: Element): string[] {
   return el.getChildren('x', NS.oob).map((o) => o.getChildText('url') ?? '');
-}
-
-function transportConfig(domain: string, adapter: string, dir: string, componentPort: number, network: Record<string, unknown>, media: Record<string, unknown>) {
-  return parseTransportConfig(
-    {
-      adapter,
-      component: { domain, secret: SECRET, host: '127.0.0.1', port: componentPort },
-      storage: { type: 'sqlite', path: path.join(dir, `${adapter}.sqlite`) },
-      vault: { keyFile: path.join(dir, 'keys', `${adapter}.key`) },
-      gracePeriod: '2s',
-      loginTimeout: '5s',
-      reconnect: { min: '50ms', max: '400ms' },
-      media,
-      network,
-    },
-    dir,
-    adapter,
-    {},
-  );
 }
 
 describe('transports re-host attachments on the upload service', () => {
@@ -114,8 +87,6 @@ describe('transports re-host attachments on the upload service', () => {
   let dcGuild: FakeGuild;
   let dcPics: FakeChannel;
   const logLines: string[] = [];
-  const log = (name: string) => new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, name);
-  const quiet = { debug() {}, info() {}, warn() {} };
 
   before(async () => {
     hs = await FakeHomeserver.start();
@@ -144,30 +115,21 @@ describe('transports re-host attachments on the upload service', () => {
     ts = web.ts;
     dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-rehost-test-'));
     const media = { caFile: web.ca.caFile, maxSize: LIMIT, timeout: '10s' };
-    const mxConfig = transportConfig(MX, 'matrix', dir, ts.componentPort, { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5 }, media);
-    mx = await startTransport({ config: mxConfig, adapter: await createMatrixAdapter(mxConfig.network, quiet), log: log('transport-matrix'), env: {} });
+    const shared = { componentPort: ts.componentPort, dir, logLines };
+    const network = { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5 };
+    mx = await transportFixture({ ...shared, adapter: 'matrix', createAdapter: createMatrixAdapter, domain: MX, settings: { media, network } }).start();
     const tokenFile = path.join(dir, 'discord-bot.token');
     writeFileSync(tokenFile, fake.token, { mode: 0o600 });
-    const dcConfig = transportConfig(
-      DC,
-      'discord',
-      dir,
-      ts.componentPort,
-      { api: fake.apiBase, reconnectGraceSeconds: 2, loginTimeoutSeconds: 5, sharedBot: { tokenFile, guilds: [dcGuild.id] } },
-      media,
-    );
-    dc = await startTransport({ config: dcConfig, adapter: await createDiscordAdapter(dcConfig.network, quiet), log: log('transport-discord'), env: {} });
+    const discordNetwork = { api: fake.apiBase, reconnectGraceSeconds: 2, loginTimeoutSeconds: 5, sharedBot: { tokenFile, guilds: [dcGuild.id] } };
+    dc = await transportFixture({ ...shared, adapter: 'discord', createAdapter: createDiscordAdapter, domain: DC, settings: { media, network: discordNetwork } }).start();
 
-    alice = await ts.user('media-alice');
-    await alice.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
-    alice.send(x('presence'));
-    await alice.expect((el) => el.name === 'presence' && el.attrs.from === alice.jid);
+    alice = await availableUser(ts, 'media-alice');
     const reg = await registerForm(alice, { username: meId, homeserver: hs.url, password: 'mx-password-1' }, MX);
     assert.equal(reg.attrs.type, 'result', String(reg));
-    await subscribeTo(alice, MX);
+    await subscribeBoth(alice, MX);
     const reg2 = await registerForm(alice, { password: fake.token }, DC);
     assert.equal(reg2.attrs.type, 'result', String(reg2));
-    await subscribeTo(alice, DC);
+    await subscribeBoth(alice, DC);
   });
 
   after(async () => {
@@ -388,7 +350,7 @@ describe('transports re-host attachments on the upload service', () => {
       await carl.expect((el) => el.name === 'presence' && el.attrs.from === carl.jid);
       const reg = await registerForm(carl, { password: '' }, DC);
       assert.equal(reg.attrs.type, 'result', String(reg));
-      await subscribeTo(carl, DC);
+      await subscribeBoth(carl, DC);
       const room = `${escapeLocal(`#${dcPics.id}`)}@${DC}`;
       carl.send(x('presence', { to: `${room}/carl` }, x('x', { xmlns: 'http://jabber.org/protocol/muc' })));
       await carl.expect((el) => el.name === 'presence' && el.attrs.from === `${room}/carl`, 10000);
@@ -416,7 +378,7 @@ describe('transports re-host attachments on the upload service', () => {
       dora.send(x('presence'));
       await dora.expect((el) => el.name === 'presence' && el.attrs.from === dora.jid);
       assert.equal((await registerForm(dora, { password: '' }, DC)).attrs.type, 'result');
-      await subscribeTo(dora, DC);
+      await subscribeBoth(dora, DC);
       const room = `${escapeLocal(`#${dcPics.id}`)}@${DC}`;
       const muc = 'http://jabber.org/protocol/muc';
       const isSubject = (el: Element) => el.name === 'message' && el.attrs.from?.startsWith(room) === true && !!el.getChild('subject');
@@ -442,8 +404,7 @@ describe('transports re-host attachments on the upload service', () => {
 describe('transports without an upload service', () => {
   let ts: TestServer;
   let hs: FakeHomeserver;
-  let mx: RunningTransport;
-  let dir: string;
+  let matrix: TransportFixture;
   let alice: TestClient;
   let room: string;
   let bobId: string;
@@ -455,29 +416,19 @@ describe('transports without an upload service', () => {
     bobId = hs.createUser('bob');
     room = hs.createRoom({ creator: bobId, members: [meId], direct: true });
     ts = await startServer();
-    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-media-none-'));
-    const config = transportConfig('gw.localhost', 'matrix', dir, ts.componentPort, { pollTimeout: 2, requestTimeout: 5, loginTimeout: 5 }, {});
-    mx = await startTransport({
-      config,
-      adapter: await createMatrixAdapter(config.network, { debug() {}, info() {}, warn() {} }),
-      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-matrix'),
-      env: {},
-    });
-    alice = await ts.user('nomedia-alice');
-    await alice.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
-    alice.send(x('presence'));
-    await alice.expect((el) => el.name === 'presence' && el.attrs.from === alice.jid);
-    const reg = await registerForm(alice, { username: meId, homeserver: hs.url, password: 'mx-password-2' }, 'gw.localhost');
+    matrix = transportFixture({ adapter: 'matrix', createAdapter: createMatrixAdapter, componentPort: ts.componentPort, logLines, settings: { media: {}, network: { pollTimeout: 2, requestTimeout: 5, loginTimeout: 5 } } });
+    await matrix.start();
+    alice = await availableUser(ts, 'nomedia-alice');
+    const reg = await registerForm(alice, { username: meId, homeserver: hs.url, password: 'mx-password-2' });
     assert.equal(reg.attrs.type, 'result', String(reg));
-    await subscribeTo(alice, 'gw.localhost');
+    await subscribeBoth(alice);
   });
 
   after(async () => {
     await alice?.close().catch(() => undefined);
-    await mx?.stop().catch(() => undefined);
+    await matrix?.stop();
     await ts?.stop();
     await hs?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test('attachments stay links to the network, as before, and the missing service is logged once', async () => {
