@@ -18,12 +18,12 @@ import { NS } from '../../shared/ns.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { createAdapter, UNDECRYPTABLE_TEXT } from '../../transports/matrix/index.js';
+import { UNDECRYPTABLE_TEXT } from '../../transports/matrix/index.js';
 import type { TransportConfig } from '../../transports/kit/config.js';
 import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
 import { GW, availableUser, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
-import { transportFixture, type TransportFixture } from './transport-fixture.js';
+import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 
 const CORRECT = 'urn:xmpp:message-correct:0';
 const RETRACT = 'urn:xmpp:message-retract:1';
@@ -65,16 +65,10 @@ describe('Matrix transport end to end through Gatehouse', () => {
     hs.message(dmRoom, bobId, 'history before registration');
 
     ts = await startServer();
-    matrix = transportFixture({
-      adapter: 'matrix',
-      createAdapter,
-      componentPort: ts.componentPort,
-      logLines,
-      settings: {
-        admins: ['admin@localhost'],
-        // Seconds, as in a transport's YAML file: short polls and a short outage tolerance.
-        network: { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5, joinTimeout: 3 },
-      },
+    matrix = matrixTransport({ componentPort: ts.componentPort, logLines }, {
+      admins: ['admin@localhost'],
+      // Seconds, as in a transport's YAML file: short polls and a short outage tolerance.
+      network: { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5, joinTimeout: 3 },
     });
     config = matrix.config;
     transport = await matrix.start();

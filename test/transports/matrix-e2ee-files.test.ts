@@ -11,47 +11,22 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { startUploadServer, type UploadServer } from '../helpers/upload-server.js';
+import { fetchBytes, putBytes, startUploadServer, type UploadServer } from '../helpers/upload-server.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { createAdapter } from '../../transports/matrix/index.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
 import { SECRET, availableUser, registerForm, serverModules, subscribeBoth, until } from './kit-harness.js';
-import { transportFixture, type TransportFixture } from './transport-fixture.js';
+import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 import { ElementPeer } from './matrix-element-peer.js';
 
 const UPLOAD = 'urn:xmpp:http:upload:0';
 const MX = 'mxe.localhost';
 
 type Json = Record<string, unknown>;
-
-function fetchBytes(url: string, ca: string): Promise<{ status: number; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    request(url, { ca }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-    })
-      .on('error', reject)
-      .end();
-  });
-}
-
-function put(url: string, ca: string, body: Buffer, type: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'PUT', ca, headers: { 'Content-Type': type, 'Content-Length': body.length } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 const unpadded = (b: Buffer) => b.toString('base64').replace(/=+$/, '');
 const fromBase64 = (s: string) => Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
@@ -98,17 +73,10 @@ describe('Matrix encrypted attachments through Gatehouse', () => {
       config: { components: [{ domain: MX, secret: SECRET }], listen: { components: [{ host: '127.0.0.1', port: 0 }] } },
     });
     ts = web.ts;
-    matrix = transportFixture({
-      adapter: 'matrix',
-      createAdapter,
-      componentPort: ts.componentPort,
-      domain: MX,
-      logLines,
-      settings: {
-        loginTimeout: '15s',
-        media: { caFile: web.ca.caFile, maxSize: 64 * 1024, timeout: '10s' },
-        network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 5, joinTimeout: 5, undecryptableTimeout: 2 },
-      },
+    matrix = matrixTransport({ componentPort: ts.componentPort, domain: MX, logLines }, {
+      loginTimeout: '15s',
+      media: { caFile: web.ca.caFile, maxSize: 64 * 1024, timeout: '10s' },
+      network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 5, joinTimeout: 5, undecryptableTimeout: 2 },
     });
     await matrix.start();
     alice = await availableUser(ts, 'mxe-alice');
@@ -161,7 +129,7 @@ describe('Matrix encrypted attachments through Gatehouse', () => {
     const slot = await alice.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: 'holiday.jpg', size: String(plain.length), 'content-type': 'image/jpeg' })));
     assert.equal(slot.attrs.type, 'result', String(slot));
     const s = slot.getChild('slot', UPLOAD)!;
-    assert.equal(await put(s.getChild('put')!.attrs.url!, web.caPem, plain, 'image/jpeg'), 201);
+    assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, plain, 'image/jpeg'), 201);
     const url = s.getChild('get')!.attrs.url!;
     const uploadsBefore = hs.sent({ kind: 'upload' }).length;
     alice.send(x('message', { type: 'chat', to: bobJid(), id: 'e2ee-file-1' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));

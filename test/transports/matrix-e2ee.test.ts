@@ -16,11 +16,11 @@ import { NS } from '../../shared/ns.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { createAdapter, UNDECRYPTABLE_TEXT, type MatrixSession } from '../../transports/matrix/index.js';
+import { UNDECRYPTABLE_TEXT, type MatrixSession } from '../../transports/matrix/index.js';
 import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
 import { GW, availableUser, bareOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
-import { transportFixture, type TransportFixture } from './transport-fixture.js';
+import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 import { ElementPeer } from './matrix-element-peer.js';
 
 const MUC = 'http://jabber.org/protocol/muc';
@@ -58,16 +58,10 @@ describe('Matrix end-to-end encryption through Gatehouse', () => {
     secretRoom = hs.createRoom({ creator: carolId, members: [meId, bobId], name: 'Secret', alias: 'secret', encrypted: true });
 
     ts = await startServer();
-    matrix = transportFixture({
-      adapter: 'matrix',
-      createAdapter,
-      componentPort: ts.componentPort,
-      logLines,
-      settings: {
-        admins: ['admin@localhost'],
-        loginTimeout: '15s',
-        network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 5, joinTimeout: 5, undecryptableTimeout: 2 },
-      },
+    matrix = matrixTransport({ componentPort: ts.componentPort, logLines }, {
+      admins: ['admin@localhost'],
+      loginTimeout: '15s',
+      network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 5, joinTimeout: 5, undecryptableTimeout: 2 },
     });
     transport = await matrix.start();
     alice = await availableUser(ts, 'mx-e2ee');

@@ -22,13 +22,13 @@ import type { Element } from '../../shared/xml/element.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { createAdapter, createMatrixAdapter } from '../../transports/matrix/index.js';
+import { createMatrixAdapter } from '../../transports/matrix/index.js';
 import { LegacyAuthError, LegacyNetworkError } from '../../transports/kit/adapter.js';
 import type { TransportConfig } from '../../transports/kit/config.js';
 import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
 import { GW, availableUser, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
-import { transportFixture, type TransportFixture } from './transport-fixture.js';
+import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 
 /** A tiny web server for a server name's /.well-known/matrix/client (what matrix.org serves). */
 async function wellKnownServer(answer: () => { status: number; body: string }): Promise<{ server: Server; name: string }> {
@@ -79,16 +79,10 @@ describe('Matrix login through Gatehouse: discovery, OAuth 2.0 device grant, tok
     long = await FakeHomeserver.start({ oauth: { accessTokenLifetimeMs: 3_600_000, intervalS: 1 } });
     wk = await wellKnownServer(() => wkAnswer());
     ts = await startServer();
-    matrix = transportFixture({
-      adapter: 'matrix',
-      createAdapter,
-      componentPort: ts.componentPort,
-      logLines,
-      settings: {
-        admins: ['admin@localhost'],
-        gracePeriod: '30s',
-        network: { pollTimeout: 1, syncFailureTimeout: 5, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5, joinTimeout: 3 },
-      },
+    matrix = matrixTransport({ componentPort: ts.componentPort, logLines }, {
+      admins: ['admin@localhost'],
+      gracePeriod: '30s',
+      network: { pollTimeout: 1, syncFailureTimeout: 5, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5, joinTimeout: 3 },
     });
     config = matrix.config;
     transport = await matrix.start();

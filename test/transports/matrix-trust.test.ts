@@ -20,12 +20,11 @@ import { NS } from '../../shared/ns.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { createAdapter } from '../../transports/matrix/index.js';
 import { openStorage } from '../../storage/datasource.js';
 import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
 import { GW, availableUser, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
-import { transportFixture, type TransportFixture } from './transport-fixture.js';
+import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 import { TrustPeer } from './matrix-trust-peer.js';
 
 const COMMANDS = 'http://jabber.org/protocol/commands';
@@ -85,16 +84,10 @@ describe('Matrix trust: recovery key, key backup and SAS verification through Ga
     await until(() => hs.trust.backedUpSessions(meId).length > 0, 'Element backs up the room key', 20_000);
 
     ts = await startServer();
-    matrix = transportFixture({
-      adapter: 'matrix',
-      createAdapter,
-      componentPort: ts.componentPort,
-      logLines,
-      settings: {
-        loginTimeout: '15s',
-        // Long enough for the message the gateway cannot decrypt yet to wait for the backup.
-        network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 10, joinTimeout: 5, undecryptableTimeout: 120 },
-      },
+    matrix = matrixTransport({ componentPort: ts.componentPort, logLines }, {
+      loginTimeout: '15s',
+      // Long enough for the message the gateway cannot decrypt yet to wait for the backup.
+      network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 10, joinTimeout: 5, undecryptableTimeout: 120 },
     });
     transport = await matrix.start();
     alice = await availableUser(ts, 'mx-trust');

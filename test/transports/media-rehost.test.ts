@@ -15,7 +15,6 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
 import { createServer } from 'node:http';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,45 +25,21 @@ import { NS } from '../../shared/ns.js';
 import { Logger } from '../../shared/logger.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { startUploadServer, type UploadServer } from '../helpers/upload-server.js';
+import { fetchBytes, putBytes, startUploadServer, type UploadServer } from '../helpers/upload-server.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { FakeDiscord, Perm, type FakeChannel, type FakeGuild } from '../fakes/discord.js';
-import { createAdapter as createMatrixAdapter } from '../../transports/matrix/index.js';
 import { createAdapter as createDiscordAdapter } from '../../transports/discord/index.js';
 import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
 import { MediaService } from '../../transports/kit/media.js';
 import { uploadStorage } from '../../server/modules/upload/storage.js';
 import { SECRET, availableUser, bareOf, registerForm, serverModules, startServer, subscribeBoth, until } from './kit-harness.js';
-import { transportFixture, type TransportFixture } from './transport-fixture.js';
+import { matrixTransport, transportFixture, type TransportFixture } from './transport-fixture.js';
 
 const UPLOAD = 'urn:xmpp:http:upload:0';
 const MX = 'mx.localhost';
 const DC = 'dc.localhost';
 const LIMIT = 64 * 1024;
-
-function fetchBytes(url: string, ca: string): Promise<{ status: number; body: Buffer; type: string | undefined }> {
-  return new Promise((resolve, reject) => {
-    request(url, { ca }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), type: res.headers['content-type'] }));
-    })
-      .on('error', reject)
-      .end();
-  });
-}
-
-function put(url: string, ca: string, body: Buffer, type: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'PUT', ca, headers: { 'Content-Type': type, 'Content-Length': body.length } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 function oobUrls(el: Element): string[] {
   return el.getChildren('x', NS.oob).map((o) => o.getChildText('url') ?? '');
@@ -117,7 +92,7 @@ describe('transports re-host attachments on the upload service', () => {
     const media = { caFile: web.ca.caFile, maxSize: LIMIT, timeout: '10s' };
     const shared = { componentPort: ts.componentPort, dir, logLines };
     const network = { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5 };
-    mx = await transportFixture({ ...shared, adapter: 'matrix', createAdapter: createMatrixAdapter, domain: MX, settings: { media, network } }).start();
+    mx = await matrixTransport({ ...shared, domain: MX }, { media, network }).start();
     const tokenFile = path.join(dir, 'discord-bot.token');
     writeFileSync(tokenFile, fake.token, { mode: 0o600 });
     const discordNetwork = { api: fake.apiBase, reconnectGraceSeconds: 2, loginTimeoutSeconds: 5, sharedBot: { tokenFile, guilds: [dcGuild.id] } };
@@ -202,7 +177,7 @@ describe('transports re-host attachments on the upload service', () => {
     const slot = await alice.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: 'holiday.jpg', size: String(bytes.length), 'content-type': 'image/jpeg' })));
     assert.equal(slot.attrs.type, 'result', String(slot));
     const s = slot.getChild('slot', UPLOAD)!;
-    assert.equal(await put(s.getChild('put')!.attrs.url!, web.caPem, bytes, 'image/jpeg'), 201);
+    assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, bytes, 'image/jpeg'), 201);
     const url = s.getChild('get')!.attrs.url!;
     const before = hs.sent({ kind: 'upload' }).length;
     alice.send(x('message', { type: 'chat', to: `${escapeLocal(bobId)}@${MX}`, id: 'file-1' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
@@ -416,7 +391,7 @@ describe('transports without an upload service', () => {
     bobId = hs.createUser('bob');
     room = hs.createRoom({ creator: bobId, members: [meId], direct: true });
     ts = await startServer();
-    matrix = transportFixture({ adapter: 'matrix', createAdapter: createMatrixAdapter, componentPort: ts.componentPort, logLines, settings: { media: {}, network: { pollTimeout: 2, requestTimeout: 5, loginTimeout: 5 } } });
+    matrix = matrixTransport({ componentPort: ts.componentPort, logLines }, { media: {}, network: { pollTimeout: 2, requestTimeout: 5, loginTimeout: 5 } });
     await matrix.start();
     alice = await availableUser(ts, 'nomedia-alice');
     const reg = await registerForm(alice, { username: meId, homeserver: hs.url, password: 'mx-password-2' });

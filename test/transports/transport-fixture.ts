@@ -10,6 +10,7 @@ import { Logger } from '../../shared/logger.js';
 import type { AdapterFactory } from '../../transports/kit/adapter.js';
 import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
 import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
+import { createAdapter as createMatrixAdapter } from '../../transports/matrix/index.js';
 import { GW, SECRET } from './kit-harness.js';
 
 export interface TransportFixtureOptions {
@@ -82,4 +83,9 @@ export function transportFixture(opts: TransportFixtureOptions): TransportFixtur
       if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The Matrix transport: `where` it connects (and logs), `settings` as in transportFixture. */
+export function matrixTransport(where: Omit<TransportFixtureOptions, 'adapter' | 'createAdapter' | 'settings'>, settings: Record<string, unknown>): TransportFixture {
+  return transportFixture({ ...where, adapter: 'matrix', createAdapter: createMatrixAdapter, settings });
 }
