@@ -231,24 +231,28 @@ export interface ServerResults {
 
 import type { ClusterResult } from './cluster.js';
 
+/** The sizes of the scenarios and of the load generator, as chosen on the command line (scripts/bench/run.ts). */
+export interface ScenarioSizes {
+  logins: number;
+  users: number;
+  rates: number[];
+  durationS: number;
+  idle: number;
+  offline: number;
+  offlineSenders: number;
+  offlineRecipients: number;
+  offlineRate: number;
+  workers: number;
+  loginConcurrency: number;
+}
+
 export interface BenchResults {
   date: string;
   command: string;
   smoke: boolean;
   machine: { nproc: number; cpu: string; memoryBytes: number; kernel: string; os: string; openFilesLimit: string };
   versions: { node: string; gatehouse: string; prosody: string | null; ejabberd: string | null; erlang: string | null; lua: string | null; openssl: string | null };
-  parameters: {
-    logins: number;
-    users: number;
-    rates: number[];
-    durationS: number;
-    idle: number;
-    offline: number;
-    offlineSenders: number;
-    offlineRecipients: number;
-    offlineRate: number;
-    workers: number;
-    loginConcurrency: number;
+  parameters: ScenarioSizes & {
     scramIterations: number;
     scenarios: string[];
     /** Key of the shared certificate, e.g. "ECDSA P-256" (runs before it was recorded used RSA 2048). */

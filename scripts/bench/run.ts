@@ -63,7 +63,7 @@ import { Histogram, nowUs, PEP_NODE, type BenchAccount, type DiscoInfoResult, ty
 import { WorkerPool, delay } from './workers.js';
 import { renderCluster, runCluster, type ClusterResult } from './cluster.js';
 import { DOMAIN, SERVER_LABEL, killAllAndWait, killAllNow, machineLoad, packageVersion, procSample, serverAvailable, startBenchServer, type CertFiles, type ProcSample, type RunningBenchServer, type ServerKind } from './servers.js';
-import { renderMarkdown, type BenchResults, type Deliveries, type IdleResult, type LoadShare, type MucRateResult, type MucResult, type LoginsResult, type MessagesResult, type OfflineResult, type PepRateResult, type PepResult, type ServerResults, type TlsFloorResult } from './report.js';
+import { renderMarkdown, type BenchResults, type Deliveries, type IdleResult, type LoadShare, type MucRateResult, type MucResult, type LoginsResult, type MessagesResult, type OfflineResult, type PepRateResult, type PepResult, type ScenarioSizes, type ServerResults, type TlsFloorResult } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/scripts/bench -> repository root. */
@@ -78,26 +78,15 @@ type Scenario = (typeof ALL_SCENARIOS)[number];
 const SCRAM_ITERATIONS = 4096;
 const ACCOUNT_CACHE_VERSION = 1;
 
-interface Options {
+interface Options extends ScenarioSizes {
   servers: ServerKind[];
   scenarios: Scenario[];
-  logins: number;
-  users: number;
-  rates: number[];
-  durationS: number;
-  idle: number;
-  offline: number;
-  offlineSenders: number;
-  offlineRecipients: number;
-  offlineRate: number;
   pepContacts: number;
   pepRates: number[];
   pepItems: number;
   mucOccupants: number;
   mucRates: number[];
   mucDurationS: number;
-  workers: number;
-  loginConcurrency: number;
   smoke: boolean;
   profile: boolean;
   keep: boolean;
