@@ -11,7 +11,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -251,7 +251,7 @@ describe('cluster: three nodes as separate processes', { skip }, () => {
   });
 });
 
-describe('cluster: gatehouse start --nodes 2 on one machine', { skip }, () => {
+describe('cluster: gatehouse start --nodes N on one machine', { skip }, () => {
   const prefix = 'ghtest-' + randomBytes(4).toString('hex');
   const tag = randomBytes(3).toString('hex');
   let dir = '';
@@ -290,7 +290,37 @@ describe('cluster: gatehouse start --nodes 2 on one machine', { skip }, () => {
     primary.proc.kill('SIGTERM');
     assert.equal(await primary.exited, 0);
   });
+
+  test('SIGTERM while the nodes are still starting (node 1 listens, node 2 not yet started): the primary stops every node it forked and exits 0, starting no more', async () => {
+    const config = nodeConfig(dir, 'early', prefix, withComponent);
+    const path = join(dir, 'early.yaml');
+    writeFileSync(path, stringify(config));
+    const early = await startServerProcessWith(['start', '--nodes', '3', '--config', path]);
+    const forked = () => listChildren(early.proc.pid!);
+    early.proc.kill('SIGTERM');
+    const children = forked();
+    assert.equal(await early.exited, 0, early.output.join(''));
+    assert.ok(children.length >= 1, 'node 1 was running');
+    for (const pid of children) assert.equal(alive(pid), false, `node process ${pid} ended with the primary`);
+  });
 });
+
+function listChildren(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function startNats(port: number, dir: string): ChildProcess {
   const proc = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { stdio: 'ignore' });
