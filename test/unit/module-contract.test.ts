@@ -68,6 +68,7 @@ test('a module declaring its config section finds it in the configuration schema
     's2s s2s',
     'transports-supervisor transports',
     'upload upload',
+    'vcard vcard',
   ]);
   const fields = configSchema.fields as Record<string, unknown>;
   for (const m of declared) assert.equal(fields[m.config!.key], m.config!.schema, `module ${m.name}: the schema composes another ${m.config!.key}`);
