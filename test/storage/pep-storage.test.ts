@@ -179,7 +179,9 @@ for (const target of storageTargets()) {
       assert.equal(await repo.deleteSubscriber('reader@localhost'), 3, 'the subscriber\'s account deleted: every subscription it held');
       assert.deepEqual(await repo.subscriptions(blog.id), []);
       assert.deepEqual(await repo.subscriptions(elsewhere.id), []);
-      await repo.subscribe(blog.id, 'someone@localhost', 'someone@localhost', t0, 3);
+      for (let i = 0; i < 8; i++) assert.equal(await repo.subscribe(blog.id, `someone@localhost/r${i}`, 'someone@localhost', t0, 100), true);
+      assert.equal(await repo.subscribe(blog.id, 'someone@localhost', 'someone@localhost', t0, 100), false, 'at most 8 of one bare JID');
+      assert.equal(await repo.subscribe(blog.id, 'someone-else@localhost', 'someone-else@localhost', t0, 100), true);
       await storage.accounts.delete(owner.id);
       const raw = asTypeOrmStorage(storage);
       const [p] = storage.kind === 'postgres' ? ['$1'] : ['?'];

@@ -40,7 +40,7 @@ export const pepConfigSection = section(
       maxSubscriptionsPerNode: int({
         default: 1000,
         min: 0,
-        doc: 'Most explicit subscriptions one node keeps. One more is refused with `policy-violation` and `<too-many-subscriptions/>`.',
+        doc: 'Most explicit subscriptions one node keeps (and at most 8 of one bare JID, its resources). One more is refused with `policy-violation` and `<too-many-subscriptions/>`.',
       }),
     },
     { doc: 'Personal eventing (PEP, XEP-0163): what clients publish on their account (encryption keys, avatars, bookmarks, nickname).' },

@@ -631,7 +631,7 @@ class PepService {
     if (!(await this.mayRead(account.id, owner.bare, jid.bare, config))) return this.fail(e, 'item-not-found');
     const max = this.limits.maxSubscriptionsPerNode;
     const stored = await this.writes.run(account.id, () => this.repo.subscribe(row.id, jid.full, jid.bare, this.ctx.clock.now(), max));
-    if (!stored) return this.fail(e, 'policy-violation', pubsubError('too-many-subscriptions'), `at most ${max} subscriptions per node`);
+    if (!stored) return this.fail(e, 'policy-violation', pubsubError('too-many-subscriptions'), `at most ${max} subscriptions per node, ${PEP_LIMITS.subscriptionsPerBareJid} of one bare JID`);
     replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB }, x('subscription', { node, jid: jid.full, subscription: 'subscribed' })));
     // 6.1.7: the last published item, after the result.
     if (config.sendLast !== 'never' && config.deliverNotifications) {

@@ -23,8 +23,11 @@ import { columnKit } from '../../../storage/migrations/kit.js';
 import { bigintNumber, ID_CHUNK, checkId, checkText, isUniqueViolation, type Db } from '../../../storage/db.js';
 import type { ModuleStorage } from '../../../storage/module-storage.js';
 
-/** Longest node name and item id stored (characters). */
-export const PEP_LIMITS = { node: 255, itemId: 255, publisher: 640, subscriber: 640 } as const;
+/**
+ * Longest node name, item id and JIDs stored (characters); most subscriptions one bare JID holds on
+ * one node (its resources), so that one subscriber cannot take a node's pep.maxSubscriptionsPerNode.
+ */
+export const PEP_LIMITS = { node: 255, itemId: 255, publisher: 640, subscriber: 640, subscriptionsPerBareJid: 8 } as const;
 
 interface NodeEntityRow {
   id: number;
@@ -368,7 +371,8 @@ export class PepRepository {
 
   /**
    * Subscribes `jid` (its bare JID `bare`) to a node, or renews its subscription (subscribed_at
-   * becomes `now`). Returns false, storing nothing, when the node already has `max` other subscriptions.
+   * becomes `now`). Returns false, storing nothing, when the node already has `max` other
+   * subscriptions or `bare` PEP_LIMITS.subscriptionsPerBareJid.
    */
   async subscribe(nodeId: number, jid: string, bare: string, now: Date, max: number): Promise<boolean> {
     checkText('subscriber', jid, PEP_LIMITS.subscriber);
@@ -380,6 +384,8 @@ export class PepRepository {
       }
       const count = await this.q(m, 'SELECT COUNT(*) AS "n" FROM "pep_subscriptions" WHERE "node_id" = ?', [nodeId]);
       if (Number(count[0]?.n ?? 0) >= max) return false;
+      const own = await this.q(m, 'SELECT COUNT(*) AS "n" FROM "pep_subscriptions" WHERE "node_id" = ? AND "bare" = ?', [nodeId, bare]);
+      if (Number(own[0]?.n ?? 0) >= PEP_LIMITS.subscriptionsPerBareJid) return false;
       await this.q(m, 'INSERT INTO "pep_subscriptions" ("node_id", "jid", "bare", "subscribed_at") VALUES (?, ?, ?, ?)', [nodeId, jid, bare, now.getTime()]);
       return true;
     });
