@@ -27,7 +27,7 @@ import { policyDe } from '../../server/modules/policy/texts-de.js';
 import { announcePolicy } from '../../server/modules/policy/announce.js';
 import { controlHandlers } from '../../server/admin/control.js';
 import type { HeldPartInfo } from '../../server/modules/policy/module.js';
-import { OWNER, PUBSUB, arrived, contacts, errorOf, form, isEvent, online, owner, publish, roundTrip } from './pep-helpers.js';
+import { OWNER, PUBSUB, arrived, contacts, errorOf, form, isEvent, online, owner, publish, rosterItem, roundTrip } from './pep-helpers.js';
 
 const MICROBLOG = 'urn:xmpp:microblog:0';
 const NICK = 'http://jabber.org/protocol/nick';
@@ -237,6 +237,22 @@ describe('PEP explicit subscriptions (XEP-0060 6.1-6.2, 5.6, 8.8)', () => {
     const list = await alice.iq(owner('get', x('subscriptions', { node: NICK })));
     assert.deepEqual(subscriptionsOf(list), []);
     await Promise.all([alice.close(), bob.close(), carol.close()]);
+  });
+
+  test('P16 roster access model: the owner moving the contact out of the allowed group ends its subscription (the subscriber told); back in, it may subscribe again', async () => {
+    await rosterItem(ts, 'grp-alice', 'grp-bob', 'both', ['Family']);
+    await rosterItem(ts, 'grp-bob', 'grp-alice', 'both');
+    const alice = await online(ts, 'grp-alice', []);
+    await alice.iq(publish('http://jabber.org/protocol/geoloc', x('geoloc', { xmlns: 'http://jabber.org/protocol/geoloc' }, x('locality', {}, 'Verona')), 'current', { 'pubsub#access_model': 'roster', 'pubsub#roster_groups_allowed': 'Family' }));
+    const bob = await online(ts, 'grp-bob', []);
+    assert.equal((await bob.iq(subscribe('grp-alice@localhost', 'http://jabber.org/protocol/geoloc', 'grp-bob@localhost'))).attrs.type, 'result');
+    const group = (name: string) => x('iq', { type: 'set' }, x('query', { xmlns: NS.roster }, x('item', { jid: 'grp-bob@localhost' }, x('group', {}, name))));
+    assert.equal((await alice.iq(group('Work'))).attrs.type, 'result');
+    await bob.expect(isCancellation('http://jabber.org/protocol/geoloc', 'grp-bob@localhost'));
+    assert.deepEqual(errorOf(await bob.iq(subscribe('grp-alice@localhost', 'http://jabber.org/protocol/geoloc', 'grp-bob@localhost'))), ['item-not-found', undefined]);
+    assert.equal((await alice.iq(group('Family'))).attrs.type, 'result');
+    assert.equal((await bob.iq(subscribe('grp-alice@localhost', 'http://jabber.org/protocol/geoloc', 'grp-bob@localhost'))).attrs.type, 'result');
+    await Promise.all([alice.close(), bob.close()]);
   });
 
   test('XEP-0060 8.2 a new access model ends the subscriptions it leaves out, the subscribers told; the owner lists (8.8.1), ends one (8.8.2) and reads the affiliations (8.9.1)', async () => {
