@@ -188,12 +188,20 @@ for (const target of storageTargets()) {
       assert.equal(Number((await raw.rawQuery(`SELECT COUNT(*) AS n FROM pep_subscriptions WHERE node_id = ${p}`, [blog.id]))[0].n), 0, "gone with the owner's account");
     });
 
-    it('P23 the XEP-0227 export carries a node\'s subscriptions (XEP-0060 8.8.1 form), and an import makes them again', async () => {
+    it('P23 the XEP-0227 export carries a node\'s subscriptions (XEP-0060 8.8.1 form) and an import makes them again; a subscriber\'s export names whom it follows', async () => {
       const part = createPepModule().accountData!;
       const a = (await storage.accounts.create('pep-export-subs', 'localhost', [], new Date()))!;
       const node = (await repo.createNode(a.id, 'urn:xmpp:microblog:0', '{"access":"open"}', new Date()))!;
       await repo.subscribe(node.id, 'romeo@montague.example', 'romeo@montague.example', new Date(), 10);
       await repo.subscribe(node.id, 'nurse@localhost/phone', 'nurse@localhost', new Date(), 10);
+      // The subscriber's own export names whom it follows; its import leaves that to the owner's.
+      await storage.accounts.create('nurse', 'localhost', [], new Date());
+      const nurseXml = renderExport(await exportAccounts(storage, [{ username: 'nurse', host: 'localhost' }], [part]));
+      assert.match(nurseXml, /<subscribed xmlns=['"]urn:gatehouse:pep-subscribed:0['"]><subscription service=['"]pep-export-subs@localhost['"] node=['"]urn:xmpp:microblog:0['"] jid=['"]nurse@localhost\/phone['"]\/><\/subscribed>/);
+      const nurseParsed = parseExport(nurseXml, [part]);
+      assert.deepEqual(nurseParsed.warnings, []);
+      await importAccounts(storage, nurseParsed, { hosts: ['localhost'], force: true, now: new Date(), auth: { hashes: ['SHA-256'], scramIterations: 4096 } }, [part]);
+      assert.equal((await repo.subscriptions(node.id)).length, 2, 'the import wrote nothing of it');
       const xml = renderExport(await exportAccounts(storage, [{ username: 'pep-export-subs', host: 'localhost' }], [part]));
       assert.match(xml, /<subscriptions node=['"]urn:xmpp:microblog:0['"]><subscription jid=['"]romeo@montague\.example['"] subscription=['"]subscribed['"]\/>/);
       const parsed = parseExport(xml, [part]);

@@ -17,6 +17,13 @@
  *   <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>
  *     <subscriptions node='urn:xmpp:microblog:0'> <subscription jid='romeo@montague.lit' subscription='subscribed'/> </subscriptions>
  *   </pubsub>
+ *
+ * The subscriptions the account holds on other accounts' nodes of this server are its data too
+ * (whom it follows), so the export names them; XEP-0227 has no form for them, hence a namespace of
+ * Gatehouse's. An import skips them: they live in the other accounts' nodes, whose export and
+ * import carry them.
+ *
+ *   <subscribed xmlns='urn:gatehouse:pep-subscribed:0'> <subscription service='juliet@capulet.lit' node='urn:xmpp:microblog:0' jid='romeo@capulet.lit'/> </subscribed>
  */
 import type { AccountDataPart } from '../../core/context.js';
 import type { Account, Storage } from '../../../storage/types.js';
@@ -26,6 +33,8 @@ import { x, type Element } from '../../../shared/xml/element.js';
 import { parseXmlText } from '../../../shared/xml/parse-xml.js';
 import { PUBSUB, PUBSUB_OWNER, applyFields, configForm, defaultConfig, formValues, NODE_CONFIG_FORM, parseStoredConfig, storedConfig, type NodeConfig } from './node-config.js';
 import { PEP_LIMITS, pepStorage } from './storage.js';
+
+const SUBSCRIBED = 'urn:gatehouse:pep-subscribed:0';
 
 /** Checking a configuration from a file: max_items is limited by the server when it is used. */
 const ANY_MAX = 1_000_000_000;
@@ -101,8 +110,10 @@ function readNodes(elements: readonly Element[]): { nodes: Map<string, ImportedN
 export const pepAccountData: AccountDataPart = {
   async export(storage: Storage, account: Account): Promise<Element[]> {
     const repo = storage.repository(pepStorage);
+    const held = await repo.subscriptionsHeldBy(`${account.username}@${account.host}`);
+    const subscribed = held.length > 0 ? [x('subscribed', { xmlns: SUBSCRIBED }, held.map((h) => x('subscription', { service: h.owner, node: h.node, jid: h.jid })))] : [];
     const nodes = await repo.nodes(account.id);
-    if (nodes.length === 0) return [];
+    if (nodes.length === 0) return subscribed;
     const owner = x('pubsub', { xmlns: PUBSUB_OWNER });
     const data = x('pubsub', { xmlns: PUBSUB });
     for (const row of nodes) {
@@ -118,21 +129,21 @@ export const pepAccountData: AccountDataPart = {
       }
       data.append(el);
     }
-    return data.elements.length > 0 ? [owner, data] : [owner];
+    return [owner, ...(data.elements.length > 0 ? [data] : []), ...subscribed];
   },
 
   claims(element: Element): boolean {
-    return element.name === 'pubsub' && (element.xmlns === PUBSUB_OWNER || element.xmlns === PUBSUB);
+    return (element.name === 'pubsub' && (element.xmlns === PUBSUB_OWNER || element.xmlns === PUBSUB)) || (element.name === 'subscribed' && element.xmlns === SUBSCRIBED);
   },
 
   check(elements: readonly Element[]): string[] {
-    return readNodes(elements).problems;
+    return readNodes(elements.filter((el) => el.xmlns !== SUBSCRIBED)).problems;
   },
 
   async import(storage: Storage, account: Account, elements: readonly Element[]): Promise<void> {
     const repo = storage.repository(pepStorage);
     const now = new Date();
-    for (const [name, node] of readNodes(elements).nodes) {
+    for (const [name, node] of readNodes(elements.filter((el) => el.xmlns !== SUBSCRIBED)).nodes) {
       const row = await repo.createNode(account.id, name, storedConfig(node.config), now);
       if (!row) throw new Error(`PEP node ${name.slice(0, 80)} appears twice`);
       for (const jid of node.subscribers) await repo.subscribe(row.id, jid.full, jid.bare, now, Number.MAX_SAFE_INTEGER);

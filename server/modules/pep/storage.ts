@@ -426,6 +426,18 @@ export class PepRepository {
     return rows.map((r) => ({ ...subscriptionRow(r), node: String(r.node), config: String(r.config) }));
   }
 
+  /**
+   * The subscriptions `bare` (any of its JIDs) holds on the nodes of this server's accounts, with
+   * each node's owner (for the subscriber's own export, P23).
+   */
+  async subscriptionsHeldBy(bare: string): Promise<{ owner: string; node: string; jid: string }[]> {
+    const rows = await this.db.sql<Raw>(
+      'SELECT "s"."jid", "n"."node", "a"."username", "a"."host" FROM "pep_subscriptions" "s" JOIN "pep_nodes" "n" ON "n"."id" = "s"."node_id" JOIN "accounts" "a" ON "a"."id" = "n"."account_id" WHERE "s"."bare" = ? ORDER BY "a"."host", "a"."username", "n"."node", "s"."jid"',
+      [bare],
+    );
+    return rows.map((r) => ({ owner: `${String(r.username)}@${String(r.host)}`, node: String(r.node), jid: String(r.jid) }));
+  }
+
   /** Deletes every subscription held by `bare` (its account is deleted, P23); returns how many. */
   async deleteSubscriber(bare: string): Promise<number> {
     return this.db.tx(async (m) => {
