@@ -214,17 +214,18 @@ for (const target of storageTargets()) {
       assert.throws(() => parseExport(bad, [part]), /PEP node urn:x: subscription state pending/);
     });
 
-    it('P11 the pep-subscriptions retention class deletes remote subscriptions past their lifetime, in batches, and all of them while the feature is off', async () => {
+    it('P11 P23 the pep-subscriptions retention class deletes remote subscriptions past their lifetime, in batches, those of local accounts that no longer exist, and all of them while the feature is off', async () => {
       const cls = createPepModule().retention!.find((c) => c.name === 'pep-subscriptions')!;
       const a = (await storage.accounts.create('pep-subs-sweep', 'localhost', [], new Date()))!;
       const node = (await repo.createNode(a.id, 'urn:xmpp:microblog:0', '{"access":"open"}', new Date()))!;
       const old = new Date(Date.UTC(2026, 0, 1));
-      for (const jid of ['a@remote.example', 'b@remote.example/r', 'remote.example', 'local@localhost']) await repo.subscribe(node.id, jid, jid.split('/')[0]!, old, 10);
+      await storage.accounts.create('local', 'localhost', [], new Date());
+      for (const jid of ['a@remote.example', 'b@remote.example/r', 'remote.example', 'local@localhost', 'deleted-offline@localhost/r']) await repo.subscribe(node.id, jid, jid.split('/')[0]!, old, 10);
       const env = (subscriptions: boolean) => ({ config: { hosts: [{ domain: 'localhost' }], pep: { subscriptions, remoteSubscriptionLifetime: 86_400_000 } }, storage }) as unknown as Parameters<typeof cls.run>[0];
       const now = new Date(old.getTime() + 2 * 86_400_000);
-      assert.equal(await cls.run(env(true), now, { dryRun: true, batch: 2 }), 3);
-      assert.equal((await repo.subscriptions(node.id)).length, 4);
-      assert.equal(await cls.run(env(true), now, { dryRun: false, batch: 2 }), 3);
+      assert.equal(await cls.run(env(true), now, { dryRun: true, batch: 2 }), 4);
+      assert.equal((await repo.subscriptions(node.id)).length, 5);
+      assert.equal(await cls.run(env(true), now, { dryRun: false, batch: 2 }), 4, 'the remote ones, and the one of an account deleted without the PEP module (P23)');
       assert.deepEqual((await repo.subscriptions(node.id)).map((s) => s.jid), ['local@localhost']);
       assert.equal(await cls.run(env(true), now, { dryRun: false, batch: 2 }), 0, 'idempotent');
       assert.ok((await cls.run(env(false), now, { dryRun: false, batch: 2 })) >= 1);

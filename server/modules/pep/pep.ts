@@ -852,27 +852,34 @@ const pepItemsClass: RetentionClass = {
  * the subscriber unsubscribes, the access model leaves them out, the owner ends them, or the node
  * or either account is deleted (all outside the sweep). The sweep deletes those of JIDs on other
  * servers pep.remoteSubscriptionLifetime after they were made or last renewed (a subscribe again),
- * so that the addresses of remote strangers following an open node are not kept for ever; and
- * every stored one while pep.subscriptions is off.
+ * so that the addresses of remote strangers following an open node are not kept for ever; those of
+ * local accounts that no longer exist (deleted while the module did not run: `gatehouse user del`
+ * without a running server); and every stored one while pep.subscriptions is off.
  */
 const pepSubscriptionsClass: RetentionClass = {
   name: 'pep-subscriptions',
   clause: 'P11',
   describe: (config) =>
     config.pep.subscriptions
-      ? `explicit PEP subscriptions: until unsubscribed, no longer allowed by the access model, or the node or either account is deleted; those of JIDs on other servers ${Math.round(config.pep.remoteSubscriptionLifetime / 86_400_000)} days after they were made or renewed (pep.remoteSubscriptionLifetime)`
+      ? `explicit PEP subscriptions: until unsubscribed, no longer allowed by the access model, or the node or either account is deleted; those of JIDs on other servers ${Math.round(config.pep.remoteSubscriptionLifetime / 86_400_000)} days after they were made or renewed (pep.remoteSubscriptionLifetime); those of local accounts that no longer exist`
       : 'explicit PEP subscriptions: pep.subscriptions is off, every stored one is deleted',
   async run(env, now, { dryRun, batch }) {
     const repo = env.storage.repository(pepStorage);
     if (!env.config.pep.subscriptions) return dryRun ? (await repo.remoteSubscriptionsBefore(new Date(8.64e15), [], Number.MAX_SAFE_INTEGER)).length : repo.deleteAllSubscriptions();
     const before = new Date(now.getTime() - env.config.pep.remoteSubscriptionLifetime);
     const hosts = env.config.hosts.map((h) => h.domain);
-    if (dryRun) return (await repo.remoteSubscriptionsBefore(before, hosts, Number.MAX_SAFE_INTEGER)).length;
-    return inBatches(batch, async (limit) => {
-      let n = 0;
-      for (const sub of await repo.remoteSubscriptionsBefore(before, hosts, limit)) if (await repo.unsubscribe(sub.nodeId, sub.jid)) n++;
-      return n;
-    });
+    const orphans = (await Promise.all(hosts.map((h) => repo.subscribersWithoutAccount(h)))).flat();
+    if (dryRun) return (await repo.remoteSubscriptionsBefore(before, hosts, Number.MAX_SAFE_INTEGER)).length + orphans.length;
+    let n = 0;
+    for (const bare of orphans) n += await repo.deleteSubscriber(bare);
+    return (
+      n +
+      (await inBatches(batch, async (limit) => {
+        let deleted = 0;
+        for (const sub of await repo.remoteSubscriptionsBefore(before, hosts, limit)) if (await repo.unsubscribe(sub.nodeId, sub.jid)) deleted++;
+        return deleted;
+      }))
+    );
   },
 };
 

@@ -460,6 +460,26 @@ export class PepRepository {
     return rows.map(subscriptionRow);
   }
 
+  /**
+   * Bare JIDs at `host` that hold subscriptions but have no account there any more (deleted while
+   * the PEP module did not run, e.g. `gatehouse user del` without a running server).
+   */
+  async subscribersWithoutAccount(host: string): Promise<string[]> {
+    const rows = await this.db.sql<{ bare: string }>('SELECT DISTINCT "bare" FROM "pep_subscriptions" WHERE "bare" LIKE ?', [`%@${host}`]);
+    const byName = new Map<string, string>();
+    for (const r of rows) {
+      const bare = String(r.bare);
+      if (bare.slice(bare.lastIndexOf('@') + 1) === host) byName.set(bare.slice(0, bare.lastIndexOf('@')), bare);
+    }
+    const names = [...byName.keys()];
+    for (let i = 0; i < names.length; i += ID_CHUNK) {
+      const chunk = names.slice(i, i + ID_CHUNK);
+      const found = await this.db.sql<{ username: string }>(`SELECT "username" FROM "accounts" WHERE "host" = ? AND "username" IN (${chunk.map(() => '?').join(', ')})`, [host, ...chunk]);
+      for (const f of found) byName.delete(String(f.username));
+    }
+    return [...byName.values()];
+  }
+
   /** Deletes every explicit subscription (the feature is turned off); returns how many. */
   async deleteAllSubscriptions(): Promise<number> {
     return this.db.tx(async (m) => {
