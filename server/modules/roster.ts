@@ -50,6 +50,16 @@ declare module '../core/services.js' {
   }
 }
 
+declare module '../core/hooks.js' {
+  interface HookEvents {
+    /**
+     * A roster item of `owner` was stored or deleted (subscription state, groups): fired by the
+     * roster service after the change, so that what depends on it (PEP subscriptions) follows.
+     */
+    'roster/changed': { owner: Jid; accountId: number; contact: string };
+  }
+}
+
 /** Accounts kept in RosterService's cache, least recently used evicted first. */
 const ACCOUNT_CACHE_SIZE = 10_000;
 
@@ -114,6 +124,7 @@ export class RosterService {
   async store(owner: Jid, accountId: number, item: RosterItem, push = true): Promise<string> {
     const ver = await this.ctx.storage.roster.put(accountId, item);
     if (push && !isHidden(item)) this.push(owner, rosterItemElement(item), ver);
+    await this.ctx.hooks.emit('roster/changed', { owner, accountId, contact: item.jid });
     return ver;
   }
 
@@ -121,6 +132,7 @@ export class RosterService {
   async delete(owner: Jid, accountId: number, item: RosterItem): Promise<string> {
     const ver = await this.ctx.storage.roster.remove(accountId, item.jid);
     if (!isHidden(item)) this.push(owner, x('item', { jid: item.jid, subscription: 'remove' }), ver);
+    await this.ctx.hooks.emit('roster/changed', { owner, accountId, contact: item.jid });
     return ver;
   }
 

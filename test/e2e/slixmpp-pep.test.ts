@@ -1,7 +1,7 @@
 /**
  * PEP with an independent client: slixmpp (Debian's python3-slixmpp) publishes, fetches, configures
  * and receives events through its own plugins (xep_0060, xep_0163 with xep_0115 caps, xep_0223,
- * xep_0084, xep_0048, xep_0172, ...), driven by test/e2e/slixmpp_pep_peer.py; and what one
+ * xep_0084, xep_0048, xep_0172, ...; explicit subscriptions through xep_0060), driven by test/e2e/slixmpp_pep_peer.py; and what one
  * implementation (xmpp.js) publishes as another (slixmpp) receives it. Each assertion is about what
  * a client saw.
  */
@@ -298,6 +298,42 @@ describe('PEP with slixmpp', { skip: skipWithout('slixmpp') }, () => {
     await bob.settled();
     assert.deepEqual(bob.peer.log.filter((e) => e.event === 'disconnected'), []);
     await alice.close();
+  });
+
+  test('P16 explicit subscriptions with slixmpp\'s xep_0060 (as Movim follows a microblog): subscribe at the bare JID, the last item and the next, the subscriptions lists of subscriber and owner, the owner ends it and the subscriber is told', async () => {
+    const node = 'urn:xmpp:microblog:0';
+    const entry = (title: string) => `<entry xmlns='http://www.w3.org/2005/Atom'><title>${title}</title></entry>`;
+    const alice = await online('sbalice');
+    const bob = await online('sbbob');
+    await alice.ok({ cmd: 'publish', node, id: 'p1', payload: entry('first'), options: { 'pubsub#access_model': 'open' } });
+
+    const last = nextEvent(bob, node);
+    const subscribed = await bob.ok({ cmd: 'subscribe', jid: 'sbalice@localhost', node });
+    assert.deepEqual([subscribed.subscription, subscribed.subjid], ['subscribed', 'sbbob@localhost']);
+    const first = await last;
+    assert.equal(first.frm, 'sbalice@localhost');
+    assert.ok(typeof first.delay === 'string', JSON.stringify(first));
+    assert.match((first.items as [string, string][])[0]![1], /first/);
+
+    const next = nextEvent(bob, node);
+    await alice.ok({ cmd: 'publish', node, id: 'p2', payload: entry('second') });
+    assert.match(((await next).items as [string, string][])[0]![1], /second/);
+    await bob.settled();
+    assert.equal(bob.events(node).length, 2, 'one notification each');
+
+    assert.deepEqual((await bob.ok({ cmd: 'get_subscriptions', jid: 'sbalice@localhost' })).subscriptions, [[node, 'sbbob@localhost', 'subscribed']]);
+    assert.deepEqual((await alice.ok({ cmd: 'node_subscriptions', node })).subscriptions, [['sbbob@localhost', 'subscribed']]);
+
+    const told = bob.peer.expect((e) => e.event === 'subscription' && e.node === node, 'the end of the subscription at sbbob');
+    await alice.ok({ cmd: 'end_subscriptions', node, jids: ['sbbob@localhost'] });
+    const ended = await told;
+    assert.deepEqual([ended.frm, ended.jid, ended.subscription], ['sbalice@localhost', 'sbbob@localhost', 'none']);
+    await alice.ok({ cmd: 'publish', node, id: 'p3', payload: entry('third') });
+    await bob.settled();
+    assert.equal(bob.events(node).length, 2, 'nothing after the owner ended it');
+    assert.deepEqual((await bob.ok({ cmd: 'get_subscriptions', jid: 'sbalice@localhost' })).subscriptions, []);
+    const again = await bob.fails({ cmd: 'unsubscribe', jid: 'sbalice@localhost', node });
+    assert.deepEqual([again.condition, again.app], ['unexpected-request', 'not-subscribed']);
   });
 
   test('the Conversations sequence: publish-options that differ from the node give precondition-not-met; slixmpp reads the owner form, submits it changed and publishes again', async () => {

@@ -31,10 +31,15 @@ pubsub#errors condition, such as precondition-not-met). Payloads are XML text bo
   activity     general, [specific], [text]                               xep_0108.publish_activity
   bookmarks    conferences [{jid, nick, name, autojoin}]                 xep_0048 in PEP through xep_0223 (whitelist)
   get_bookmarks                                                          the same, read back -> conferences
+  subscribe    jid, node, [full]                                          xep_0060.subscribe (bare JID unless full) -> subscription, subjid
+  unsubscribe  jid, node, [full]                                          xep_0060.unsubscribe
+  get_subscriptions jid, [node]                                           xep_0060.get_subscriptions -> subscriptions [[node, jid, state]]
+  node_subscriptions node                                                 xep_0060.get_node_subscriptions (own node) -> subscriptions [[jid, state]]
+  end_subscriptions node, jids                                            xep_0060.modify_subscriptions with state none
   block        jids                                                      xep_0191.block
   ping                                                                   a round trip: what the server sent before has arrived
 Events: "items" for every PEP notification (node, from, items, retracts, delay), "delete" and
-"purge" (node, from), and what slixmpp's plugins make of them: "avatar_metadata" (xep_0084),
+"purge" (node, from), "subscription" (XEP-0060 8.8.4: from, node, jid, subscription), and what slixmpp's plugins make of them: "avatar_metadata" (xep_0084),
 "user_nick" (xep_0172), "user_tune" (xep_0118), "user_mood" (xep_0107), "user_activity" (xep_0108).
 """
 import base64
@@ -45,10 +50,11 @@ from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.plugins.xep_0004.stanza import Form
 from slixmpp.xmlstream import tostring
 from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import StanzaPath
+from slixmpp.xmlstream.matcher import MatchXPath, StanzaPath
 
 from slixmpp_peer import Peer, emit, run
 
+PUBSUB = "http://jabber.org/protocol/pubsub"
 PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
 BASE_PLUGINS = ["xep_0004", "xep_0060", "xep_0163", "xep_0223"]
 
@@ -71,6 +77,7 @@ class PepPeer(Peer):
     def __init__(self, jid, password, interests, plugins):
         super().__init__(jid, password, "", "auto", interests, BASE_PLUGINS + plugins)
         self.register_handler(Callback("PEP peer: items", StanzaPath("message/pubsub_event/items"), self.on_items))
+        self.register_handler(Callback("PEP peer: subscription state", MatchXPath("{jabber:client}message/{%s}pubsub" % PUBSUB), self.on_subscription_state))
         self.add_event_handler("pubsub_delete", lambda msg: emit("delete", frm=str(msg["from"]), node=msg["pubsub_event"]["delete"]["node"]))
         self.add_event_handler("pubsub_purge", lambda msg: emit("purge", frm=str(msg["from"]), node=msg["pubsub_event"]["purge"]["node"]))
         self.add_event_handler("avatar_metadata_publish", self.on_avatar_metadata)
@@ -89,6 +96,11 @@ class PepPeer(Peer):
             retracts=[i["id"] for i in items if i.name == "retract"],
             delay=msg["delay"]["stamp"].isoformat() if msg["delay"]["stamp"] else None,
         )
+
+    def on_subscription_state(self, msg):
+        sub = msg.xml.find("{%s}pubsub/{%s}subscription" % (PUBSUB, PUBSUB))
+        if sub is not None:
+            emit("subscription", frm=str(msg["from"]), node=sub.get("node"), jid=sub.get("jid"), subscription=sub.get("subscription"))
 
     def on_avatar_metadata(self, msg):
         metadata = msg["pubsub_event"]["items"]["item"]["avatar_metadata"]
@@ -219,6 +231,27 @@ class PepPeer(Peer):
         result = await self["xep_0048"].get_bookmarks(method="xep_0223")
         bookmarks = result["pubsub"]["items"]["item"]["bookmarks"]
         return {"conferences": [{"jid": str(c["jid"]), "nick": c["nick"], "name": c["name"], "autojoin": c["autojoin"]} for c in bookmarks["conferences"]]}
+
+    async def pep_subscribe(self, cmd):
+        result = await self["xep_0060"].subscribe(cmd["jid"], cmd["node"], bare=not cmd.get("full"))
+        sub = result["pubsub"]["subscription"]
+        return {"subscription": sub["subscription"], "subjid": str(sub["jid"])}
+
+    async def pep_unsubscribe(self, cmd):
+        await self["xep_0060"].unsubscribe(cmd["jid"], cmd["node"], bare=not cmd.get("full"))
+        return {}
+
+    async def pep_get_subscriptions(self, cmd):
+        result = await self["xep_0060"].get_subscriptions(cmd["jid"], node=cmd.get("node"))
+        return {"subscriptions": [[s["node"], str(s["jid"]), s["subscription"]] for s in result["pubsub"]["subscriptions"]]}
+
+    async def pep_node_subscriptions(self, cmd):
+        result = await self["xep_0060"].get_node_subscriptions(None, cmd["node"])
+        return {"subscriptions": [[str(s["jid"]), s["subscription"]] for s in result["pubsub_owner"]["subscriptions"]]}
+
+    async def pep_end_subscriptions(self, cmd):
+        await self["xep_0060"].modify_subscriptions(None, cmd["node"], subscriptions=[(jid, "none") for jid in cmd["jids"]])
+        return {}
 
     async def pep_block(self, cmd):
         await self["xep_0191"].block(cmd["jids"])

@@ -71,7 +71,9 @@ describe('PEP (XEP-0163)', () => {
     for (const f of ['publish', 'publish-options', 'auto-create', 'persistent-items', 'retract-items', 'delete-nodes', 'purge-nodes', 'config-node', 'retrieve-items', 'access-open', 'access-presence', 'access-roster', 'access-whitelist', 'last-published', 'create-nodes', 'item-ids']) {
       assert.ok(features.has(`${PUBSUB}#${f}`), f);
     }
-    assert.ok(!features.has(`${PUBSUB}#subscribe`), 'explicit subscriptions are not offered');
+    for (const f of ['subscribe', 'retrieve-subscriptions', 'manage-subscriptions', 'retrieve-affiliations', 'member-affiliation']) assert.ok(features.has(`${PUBSUB}#${f}`), f);
+    assert.ok(!features.has(`${PUBSUB}#subscription-options`), 'subscription options are not offered');
+    assert.ok(!features.has(`${PUBSUB}#modify-affiliations`));
     assert.ok(!features.has(`${PUBSUB}#multi-items`));
     await alice.close();
   });
@@ -399,13 +401,14 @@ describe('PEP (XEP-0163)', () => {
     for (const c of [arriver, second, stranger]) await c.close();
   });
 
-  test('explicit subscriptions and affiliations are refused with feature-not-implemented and the unsupported feature', async () => {
+  test('subscription options and changing affiliations are refused with feature-not-implemented and the unsupported feature (explicit subscriptions: pep-subscriptions.test.ts)', async () => {
     const c = await loginAs(ts, 'subscriber');
-    const sub = await c.iq(x('iq', { type: 'set', to: 'notifier@localhost' }, x('pubsub', { xmlns: PUBSUB }, x('subscribe', { node: 'urn:xmpp:avatar:metadata', jid: c.jid }))));
-    assert.deepEqual(errorOf(sub), ['feature-not-implemented', 'unsupported']);
-    assert.equal(sub.getChild('error')!.getChild('unsupported')!.attrs.feature, 'subscribe');
-    const aff = await c.iq(owner('get', x('affiliations', { node: 'x' })));
+    const options = await c.iq(x('iq', { type: 'set', to: 'notifier@localhost' }, x('pubsub', { xmlns: PUBSUB }, x('options', { node: 'urn:xmpp:avatar:metadata', jid: c.jid }))));
+    assert.deepEqual(errorOf(options), ['feature-not-implemented', 'unsupported']);
+    assert.equal(options.getChild('error')!.getChild('unsupported')!.attrs.feature, 'subscription-options');
+    const aff = await c.iq(owner('set', x('affiliations', { node: 'x' }, x('affiliation', { jid: 'notifier@localhost', affiliation: 'member' }))));
     assert.deepEqual(errorOf(aff), ['feature-not-implemented', 'unsupported']);
+    assert.equal(aff.getChild('error')!.getChild('unsupported')!.attrs.feature, 'modify-affiliations');
     await c.close();
   });
 

@@ -23,7 +23,7 @@ const CLAUSE_CLASSES: Record<string, string[]> = {
   P7: ['failed-logins', 'auth-blocks'],
   P8: ['delivery-failures'],
   P10: ['transport-connections'],
-  P11: ['pep-items', 'uploads', 'muc-rooms'],
+  P11: ['pep-items', 'pep-subscriptions', 'uploads', 'muc-rooms'],
   P13: ['session-records', 'failed-logins', 'auth-blocks', 'delivery-failures', 'transport-connections', 'log-files'],
 };
 
@@ -39,6 +39,7 @@ const DECLARED_CLAUSE: Record<string, string> = {
   'transport-connections': 'P13',
   'log-files': 'P13',
   'pep-items': 'P11',
+  'pep-subscriptions': 'P11',
   uploads: 'P11',
   'muc-rooms': 'P11',
 };

@@ -1,16 +1,17 @@
 /**
  * PEP across two Gatehouse servers on loopback (P16, P18): a contact on another server gets the
  * last published item when his client comes online with +notify, and later notifications, through
- * the router and the server-to-server link; reads from the other server obey the access model.
+ * the router and the server-to-server link; reads from the other server obey the access model; a
+ * user of the other server subscribes explicitly (XEP-0060 6.1) and is notified at his bare JID.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { capsVer } from '../../shared/xml/caps-hash.js';
-import { x } from '../../shared/xml/element.js';
+import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { EVENT, errorOf, isEvent, items, itemsOf, publish } from '../modules/pep-helpers.js';
+import { EVENT, PUBSUB, errorOf, isEvent, items, itemsOf, publish } from '../modules/pep-helpers.js';
 
 const NICK = 'http://jabber.org/protocol/nick';
 
@@ -113,5 +114,36 @@ describe('PEP between two servers (P16, P18)', () => {
     assert.equal((await carol.iq(items('dave@a.test', NICK))).attrs.type, 'result');
     assert.deepEqual(caps.availableResources('dave@a.test', 'carol@b.test'), []);
     await carol.close();
+  });
+
+  test('P18 P17 a user of the other server subscribes to an open node explicitly: the last item and each new one reach his bare JID over the link, the owner lists him, unsubscribe ends it; a presence node answers item-not-found', async () => {
+    const MICROBLOG = 'urn:xmpp:microblog:0';
+    const erin = await account(a, 'erin@a.test', 'nobody@b.test');
+    const entry = (title: string) => x('entry', { xmlns: 'http://www.w3.org/2005/Atom' }, x('title', {}, title));
+    assert.equal((await erin.iq(publish(MICROBLOG, entry('hello'), 'p1', { 'pubsub#access_model': 'open' }))).attrs.type, 'result');
+    assert.equal((await erin.iq(publish(NICK, x('nick', { xmlns: NICK }, 'Erin')))).attrs.type, 'result');
+    const sub = (node: string, type = 'subscribe') => x('iq', { type: 'set', to: 'erin@a.test' }, x('pubsub', { xmlns: PUBSUB }, x(type, { node, jid: 'bob@b.test' })));
+    const isMicroblog = (el: Element) => isEvent(MICROBLOG)(el) && el.attrs.from === 'erin@a.test';
+
+    const result = await bob.iq(sub(MICROBLOG));
+    assert.equal(result.attrs.type, 'result', String(result));
+    assert.equal(result.getChild('pubsub', PUBSUB)!.getChild('subscription')!.attrs.subscription, 'subscribed');
+    const last = await bob.expect(isMicroblog);
+    assert.equal(last.attrs.to, 'bob@b.test', "erin's server knows no presence of bob's: the bare JID");
+    assert.ok(last.getChild('delay', NS.delay));
+    await erin.iq(publish(MICROBLOG, entry('again'), 'p2'));
+    const next = await bob.expect(isMicroblog);
+    assert.equal(next.getChild('event', EVENT)!.getChild('items')!.getChild('item')!.attrs.id, 'p2');
+
+    const list = await erin.iq(x('iq', { type: 'get' }, x('pubsub', { xmlns: `${PUBSUB}#owner` }, x('subscriptions', { node: MICROBLOG }))));
+    assert.deepEqual(list.getChild('pubsub', `${PUBSUB}#owner`)!.getChild('subscriptions')!.getChildren('subscription').map((s) => s.attrs.jid), ['bob@b.test']);
+    assert.deepEqual(errorOf(await bob.iq(sub(NICK))), ['item-not-found', undefined], 'not a contact: as if there were no such node');
+
+    assert.equal((await bob.iq(sub(MICROBLOG, 'unsubscribe'))).attrs.type, 'result');
+    await erin.iq(publish(MICROBLOG, entry('third'), 'p3'));
+    // A read over the same link is answered after the notification would have crossed it.
+    assert.equal((await bob.iq(items('erin@a.test', MICROBLOG))).attrs.type, 'result');
+    assert.equal(bob.received.some(isMicroblog), false);
+    await erin.close();
   });
 });

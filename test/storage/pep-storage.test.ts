@@ -141,6 +141,97 @@ for (const target of storageTargets()) {
       assert.deepEqual((await repo.items(node.id)).map((i) => i.itemId), ['4', '5'], 'idempotent');
     });
 
+    it('P23 explicit subscriptions: renewed not doubled, bounded per node, listed by node and by subscriber, deleted with the node, with the owner\'s account and with the subscriber', async () => {
+      const owner = (await storage.accounts.create('pep-subs-owner', 'localhost', [], new Date()))!;
+      const other = (await storage.accounts.create('pep-subs-other', 'localhost', [], new Date()))!;
+      const blog = (await repo.createNode(owner.id, 'urn:xmpp:microblog:0', '{"access":"open"}', new Date()))!;
+      const nick = (await repo.createNode(owner.id, 'http://jabber.org/protocol/nick', '{}', new Date()))!;
+      const elsewhere = (await repo.createNode(other.id, 'urn:xmpp:microblog:0', '{}', new Date()))!;
+      const t0 = new Date(Date.UTC(2026, 0, 1));
+      const t1 = new Date(Date.UTC(2026, 0, 2));
+      assert.equal(await repo.subscribe(blog.id, 'reader@localhost', 'reader@localhost', t0, 3), true);
+      assert.equal(await repo.subscribe(blog.id, 'reader@localhost/movim', 'reader@localhost', t0, 3), true);
+      assert.equal(await repo.subscribe(blog.id, 'reader@localhost', 'reader@localhost', t1, 3), true, 'renewed');
+      assert.equal(await repo.subscribe(blog.id, 'romeo@montague.example', 'romeo@montague.example', t0, 3), true);
+      assert.equal(await repo.subscribe(blog.id, 'juliet@capulet.example', 'juliet@capulet.example', t0, 3), false, 'over the limit: nothing stored');
+      assert.equal(await repo.subscribe(nick.id, 'reader@localhost', 'reader@localhost', t0, 3), true);
+      assert.equal(await repo.subscribe(elsewhere.id, 'reader@localhost', 'reader@localhost', t0, 3), true);
+      assert.deepEqual((await repo.subscriptions(blog.id)).map((s) => `${s.jid} ${s.bare} ${s.subscribedAt.toISOString()}`), [
+        'reader@localhost/movim reader@localhost 2026-01-01T00:00:00.000Z',
+        'romeo@montague.example romeo@montague.example 2026-01-01T00:00:00.000Z',
+        'reader@localhost reader@localhost 2026-01-02T00:00:00.000Z',
+      ]);
+      assert.deepEqual((await repo.nodeSubscriptions(owner.id, 'urn:xmpp:microblog:0')).length, 3);
+      assert.deepEqual((await repo.subscriptionsOf(owner.id, 'reader@localhost')).map((s) => `${s.node} ${s.jid}`), [
+        'http://jabber.org/protocol/nick reader@localhost',
+        'urn:xmpp:microblog:0 reader@localhost',
+        'urn:xmpp:microblog:0 reader@localhost/movim',
+      ]);
+      assert.equal((await repo.subscriptionsOf(owner.id, 'reader@localhost'))[0]!.config, '{}');
+      // Remote ones made before a time, local hosts left out (as the retention class asks).
+      assert.deepEqual((await repo.remoteSubscriptionsBefore(t1, ['localhost'], 10)).map((s) => s.jid), ['romeo@montague.example']);
+      assert.deepEqual((await repo.remoteSubscriptionsBefore(t0, ['localhost'], 10)).map((s) => s.jid), []);
+      assert.equal(await repo.unsubscribe(blog.id, 'romeo@montague.example'), true);
+      assert.equal(await repo.unsubscribe(blog.id, 'romeo@montague.example'), false);
+
+      await repo.deleteNode(nick.id);
+      assert.deepEqual((await repo.subscriptionsOf(owner.id, 'reader@localhost')).map((s) => s.node), ['urn:xmpp:microblog:0', 'urn:xmpp:microblog:0'], 'gone with the node');
+      assert.equal(await repo.deleteSubscriber('reader@localhost'), 3, 'the subscriber\'s account deleted: every subscription it held');
+      assert.deepEqual(await repo.subscriptions(blog.id), []);
+      assert.deepEqual(await repo.subscriptions(elsewhere.id), []);
+      for (let i = 0; i < 8; i++) assert.equal(await repo.subscribe(blog.id, `someone@localhost/r${i}`, 'someone@localhost', t0, 100), true);
+      assert.equal(await repo.subscribe(blog.id, 'someone@localhost', 'someone@localhost', t0, 100), false, 'at most 8 of one bare JID');
+      assert.equal(await repo.subscribe(blog.id, 'someone-else@localhost', 'someone-else@localhost', t0, 100), true);
+      await storage.accounts.delete(owner.id);
+      const raw = asTypeOrmStorage(storage);
+      const [p] = storage.kind === 'postgres' ? ['$1'] : ['?'];
+      assert.equal(Number((await raw.rawQuery(`SELECT COUNT(*) AS n FROM pep_subscriptions WHERE node_id = ${p}`, [blog.id]))[0].n), 0, "gone with the owner's account");
+    });
+
+    it('P23 the XEP-0227 export carries a node\'s subscriptions (XEP-0060 8.8.1 form) and an import makes them again; a subscriber\'s export names whom it follows', async () => {
+      const part = createPepModule().accountData!;
+      const a = (await storage.accounts.create('pep-export-subs', 'localhost', [], new Date()))!;
+      const node = (await repo.createNode(a.id, 'urn:xmpp:microblog:0', '{"access":"open"}', new Date()))!;
+      await repo.subscribe(node.id, 'romeo@montague.example', 'romeo@montague.example', new Date(), 10);
+      await repo.subscribe(node.id, 'nurse@localhost/phone', 'nurse@localhost', new Date(), 10);
+      // The subscriber's own export names whom it follows; its import leaves that to the owner's.
+      await storage.accounts.create('nurse', 'localhost', [], new Date());
+      const nurseXml = renderExport(await exportAccounts(storage, [{ username: 'nurse', host: 'localhost' }], [part]));
+      assert.match(nurseXml, /<subscribed xmlns=['"]urn:gatehouse:pep-subscribed:0['"]><subscription service=['"]pep-export-subs@localhost['"] node=['"]urn:xmpp:microblog:0['"] jid=['"]nurse@localhost\/phone['"]\/><\/subscribed>/);
+      const nurseParsed = parseExport(nurseXml, [part]);
+      assert.deepEqual(nurseParsed.warnings, []);
+      await importAccounts(storage, nurseParsed, { hosts: ['localhost'], force: true, now: new Date(), auth: { hashes: ['SHA-256'], scramIterations: 4096 } }, [part]);
+      assert.equal((await repo.subscriptions(node.id)).length, 2, 'the import wrote nothing of it');
+      const xml = renderExport(await exportAccounts(storage, [{ username: 'pep-export-subs', host: 'localhost' }], [part]));
+      assert.match(xml, /<subscriptions node=['"]urn:xmpp:microblog:0['"]><subscription jid=['"]romeo@montague\.example['"] subscription=['"]subscribed['"]\/>/);
+      const parsed = parseExport(xml, [part]);
+      assert.deepEqual(parsed.warnings, []);
+      await importAccounts(storage, parsed, { hosts: ['localhost'], force: true, now: new Date(), auth: { hashes: ['SHA-256'], scramIterations: 4096 } }, [part]);
+      const b = (await storage.accounts.get('pep-export-subs', 'localhost'))!;
+      const restored = (await repo.node(b.id, 'urn:xmpp:microblog:0'))!;
+      assert.deepEqual((await repo.subscriptions(restored.id)).map((s) => `${s.jid} ${s.bare}`).sort(), ['nurse@localhost/phone nurse@localhost', 'romeo@montague.example romeo@montague.example']);
+      const bad = `<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><user name='pep-bad-subs'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='urn:x'><subscription jid='a@b' subscription='pending'/></subscriptions></pubsub></user></host></server-data>`;
+      assert.throws(() => parseExport(bad, [part]), /PEP node urn:x: subscription state pending/);
+    });
+
+    it('P11 P23 the pep-subscriptions retention class deletes remote subscriptions past their lifetime, in batches, those of local accounts that no longer exist, and all of them while the feature is off', async () => {
+      const cls = createPepModule().retention!.find((c) => c.name === 'pep-subscriptions')!;
+      const a = (await storage.accounts.create('pep-subs-sweep', 'localhost', [], new Date()))!;
+      const node = (await repo.createNode(a.id, 'urn:xmpp:microblog:0', '{"access":"open"}', new Date()))!;
+      const old = new Date(Date.UTC(2026, 0, 1));
+      await storage.accounts.create('local', 'localhost', [], new Date());
+      for (const jid of ['a@remote.example', 'b@remote.example/r', 'remote.example', 'local@localhost', 'deleted-offline@localhost/r']) await repo.subscribe(node.id, jid, jid.split('/')[0]!, old, 10);
+      const env = (subscriptions: boolean) => ({ config: { hosts: [{ domain: 'localhost' }], pep: { subscriptions, remoteSubscriptionLifetime: 86_400_000 } }, storage }) as unknown as Parameters<typeof cls.run>[0];
+      const now = new Date(old.getTime() + 2 * 86_400_000);
+      assert.equal(await cls.run(env(true), now, { dryRun: true, batch: 2 }), 4);
+      assert.equal((await repo.subscriptions(node.id)).length, 5);
+      assert.equal(await cls.run(env(true), now, { dryRun: false, batch: 2 }), 4, 'the remote ones, and the one of an account deleted without the PEP module (P23)');
+      assert.deepEqual((await repo.subscriptions(node.id)).map((s) => s.jid), ['local@localhost']);
+      assert.equal(await cls.run(env(true), now, { dryRun: false, batch: 2 }), 0, 'idempotent');
+      assert.ok((await cls.run(env(false), now, { dryRun: false, batch: 2 })) >= 1);
+      assert.deepEqual(await repo.subscriptions(node.id), []);
+    });
+
     it('P23 an import with a broken PEP part is refused before anything is written', async () => {
       const part = createPepModule().accountData!;
       const doc = `<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><user name='pep-bad'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:x'><item id='1'><a xmlns='urn:x'/><b xmlns='urn:x'/></item></items></pubsub></user></host></server-data>`;

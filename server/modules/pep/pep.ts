@@ -9,10 +9,21 @@
  * `conflict` + `<precondition-not-met/>`, after which clients such as Conversations configure the
  * node and publish again), retract, items (all, by id, max_items), create (with configure),
  * configure (get and set, the owner form), the default configuration, delete and purge, each with
- * its notification. Subscriptions are implicit only (XEP-0163 +notify in entity capabilities, from
- * the caps module): an explicit subscribe, unsubscribe, subscription options, subscriptions and
- * affiliations lists are answered `feature-not-implemented` with the pubsub `<unsupported/>`
- * feature, as PEP services commonly do; affiliations do not exist, so `whitelist` means the owner only.
+ * its notification.
+ *
+ * Subscriptions: implicit (XEP-0163 auto-subscribe: +notify in entity capabilities, from the caps
+ * module) and, while pep.subscriptions is on, explicit (XEP-0060 6.1 subscribe, 6.2 unsubscribe,
+ * 5.6 the requester's subscriptions; 8.8 the owner lists a node's subscriptions and ends them,
+ * each subscriber told with 8.8.4's message). Who may subscribe is who may read (the access
+ * model); a subscription the access model no longer allows (the owner's roster item changed or
+ * removed, the node reconfigured) is ended and the subscriber told. Subscription options (6.3)
+ * are answered `feature-not-implemented` with `<unsupported feature='subscription-options'/>`;
+ * the owner cannot subscribe others. Affiliations are read-only (5.7, 8.9): the owner, and
+ * `member` for contacts the presence or roster model lets read (XEP-0163 5's subscriber);
+ * `whitelist` means the owner only. Stored subscriptions (pep_subscriptions) are personal data:
+ * in the XEP-0227 export, erased with the node and with either account (P23), those of remote
+ * JIDs expiring after pep.remoteSubscriptionLifetime (retention class pep-subscriptions), named in
+ * the privacy policy, so turning pep.subscriptions on is held back until announced (P22).
  *
  * Access models (P11, P16, P17) are enforced on every read and every notification, for the owner
  * nothing is hidden:
@@ -31,13 +42,17 @@
  *
  * Notifications (type headline, from the bare JID) go to the owner's available resources and to
  * the available resources of the contacts the access model allows, each only when its entity
- * capabilities include NODE+notify; they are sent before the publisher's IQ result, so when the
+ * capabilities include NODE+notify, and to the explicit subscribers: a full JID as subscribed; a
+ * bare JID at its resources with +notify where the service knows them, else once at the bare JID
+ * (XEP-0163 4.3.1, 4.3.2), never a second copy to a resource that qualifies both ways. They are
+ * sent before the publisher's IQ result, so when the
  * publisher has its answer every notification is on its way. A contact on another server is
  * reached through the router like any stanza from the account (and not at all when the owner has
  * blocked it: the blocking module drops it). The last published item (with its XEP-0203 delay) is
  * sent when a resource with +notify becomes available, for nodes with send_last_published_item
  * on_sub_and_presence, and only when the access model allows it; whether the owner is online does
- * not matter (XEP-0163 4.3.4: the service at the bare JID gets the contact's presence either way).
+ * not matter (XEP-0163 4.3.4: the service at the bare JID gets the contact's presence either way);
+ * and to a new explicit subscriber after its result (XEP-0060 6.1.7), unless the node says never.
  *
  * XEP-0398: a published avatar becomes the vCard PHOTO ('pep/avatar', handled by the vCard module,
  * which also puts the photo's hash into the owner's presence) and a vCard PHOTO the owner stores
@@ -55,7 +70,7 @@ import type { StanzaEvent } from '../../core/hooks.js';
 import { replyError, replyResult } from '../../core/iq.js';
 import { checkQuota, KeyedSerial, xmlBytes } from '../../core/quota.js';
 import { HIDDEN_GROUP, mayViewPresenceInfo } from '../../core/subscription-states.js';
-import type { RetentionClass } from '../../core/retention-class.js';
+import { inBatches, type RetentionClass } from '../../core/retention-class.js';
 import type { ErrorType } from '../../../shared/xml/stanza-errors.js';
 import type { Account, RosterItem } from '../../../storage/types.js';
 import { Jid } from '../../../shared/jid.js';
@@ -63,7 +78,7 @@ import { NS } from '../../../shared/ns.js';
 import { Element, x } from '../../../shared/xml/element.js';
 import { parseXmlText } from '../../../shared/xml/parse-xml.js';
 import { pepConfigSection } from './config.js';
-import { PEP_LIMITS, pepStorage, type PepNodeRow, type PepRepository } from './storage.js';
+import { PEP_LIMITS, pepStorage, type PepNodeRow, type PepRepository, type PepSubscriptionRow } from './storage.js';
 import {
   PUBSUB,
   PUBSUB_OWNER,
@@ -122,6 +137,11 @@ const FEATURES = [
   'retrieve-default',
   'retrieve-items',
 ];
+
+/** The features of explicit subscriptions, announced while pep.subscriptions is on. */
+const SUBSCRIPTION_FEATURES = ['subscribe', 'retrieve-subscriptions', 'manage-subscriptions', 'subscription-notifications'];
+/** Affiliations are read-only: the owner, and member for contacts the access model lets read (XEP-0163 5). */
+const AFFILIATION_FEATURES = ['retrieve-affiliations', 'member-affiliation'];
 
 function pubsubError(name: string, attrs: Record<string, string> = {}): Element {
   return x(name, { xmlns: PUBSUB_ERRORS, ...attrs });
@@ -186,8 +206,10 @@ class PepService {
     const pubsub = e.stanza.firstElement()!;
     const items = pubsub.getChild('items');
     if (!items) {
-      const other = pubsub.firstElement()?.name;
-      if (other === 'subscriptions' || other === 'affiliations' || other === 'options') return this.unsupported(e, other === 'options' ? 'subscription-options' : `retrieve-${other}`);
+      const other = pubsub.firstElement();
+      if (other?.name === 'options') return this.unsupported(e, 'subscription-options');
+      if (other?.name === 'affiliations') return this.ownAffiliations(e, other.attrs.node);
+      if (other?.name === 'subscriptions') return this.limits.subscriptions ? this.ownSubscriptions(e, other.attrs.node) : this.unsupported(e, 'retrieve-subscriptions');
       return this.fail(e, 'bad-request');
     }
     const node = items.attrs.node;
@@ -213,7 +235,10 @@ class PepService {
   async set(e: StanzaEvent): Promise<true> {
     const pubsub = e.stanza.firstElement()!;
     const action = pubsub.elements.find((c) => c.name !== 'publish-options' && c.name !== 'configure');
-    if (action?.name === 'subscribe' || action?.name === 'unsubscribe') return this.unsupported(e, 'subscribe');
+    if (action?.name === 'subscribe' || action?.name === 'unsubscribe') {
+      if (!this.limits.subscriptions) return this.unsupported(e, 'subscribe');
+      return action.name === 'subscribe' ? this.subscribe(e, action, pubsub.getChild('options')) : this.unsubscribe(e, action);
+    }
     if (action?.name === 'options') return this.unsupported(e, 'subscription-options');
     if (e.from.bare !== e.to.bare) return this.fail(e, 'forbidden');
     const account = await this.account(e.to);
@@ -416,7 +441,7 @@ class PepService {
     if (!account) return this.fail(e, 'forbidden');
     const action = e.stanza.firstElement()!.firstElement();
     if (action?.name === 'default') return replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB_OWNER }, x('default', {}, configForm(defaultConfig(), 'form'))));
-    if (action?.name === 'subscriptions' || action?.name === 'affiliations') return this.unsupported(e, action.name === 'subscriptions' ? 'manage-subscriptions' : 'modify-affiliations');
+    if (action?.name === 'subscriptions' || action?.name === 'affiliations') return this.ownerLists(e, account, action, null);
     if (action?.name !== 'configure') return this.fail(e, 'bad-request');
     const node = action.attrs.node;
     if (!node) return this.fail(e, 'bad-request', pubsubError('nodeid-required'));
@@ -433,7 +458,8 @@ class PepService {
     if (!account) return this.fail(e, 'forbidden');
     const action = e.stanza.firstElement()!.firstElement();
     const node = action?.attrs.node;
-    if (action?.name === 'subscriptions' || action?.name === 'affiliations') return this.unsupported(e, action.name === 'subscriptions' ? 'manage-subscriptions' : 'modify-affiliations');
+    if (action?.name === 'affiliations') return this.unsupported(e, 'modify-affiliations');
+    if (action?.name === 'subscriptions') return this.ownerLists(e, account, action, action.getChildren('subscription'));
     if (!action || !['configure', 'delete', 'purge'].includes(action.name)) return this.fail(e, 'bad-request');
     if (!node) return this.fail(e, 'bad-request', pubsubError('nodeid-required'));
     const owner = e.to.toBare();
@@ -456,6 +482,10 @@ class PepService {
         await this.repo.setConfig(row.id, storedConfig(applied.config));
         if (!applied.config.persist) await this.repo.purge(row.id);
         else await this.repo.trim(row.id, itemLimit(applied.config, serverMax));
+        // XEP-0060 8.2: subscribers the new access model leaves out are unsubscribed and told.
+        const roster = await this.rosterMap(account);
+        const lost = (await this.repo.subscriptions(row.id)).filter((sub) => !this.subscriberAllowed(owner.bare, applied.config, roster, sub.bare));
+        await this.cancel(owner, node, row.id, lost);
         return replyResult(this.ctx.router, e);
       }
       return { row, config };
@@ -478,8 +508,10 @@ class PepService {
   // Notifications
 
   /**
-   * The full JIDs that get a notification of `node`: the owner's available resources and the
-   * allowed contacts' resources, each only with NODE+notify in its capabilities.
+   * The JIDs that get a notification of `node`: the owner's available resources and the allowed
+   * contacts' resources, each only with NODE+notify in its capabilities (auto-subscription), and
+   * the explicit subscribers (subscriberTargets). A resource that qualifies both ways is named once.
+   * Explicit subscribers the access model no longer allows are unsubscribed and told.
    */
   async targets(account: Account, owner: Jid, node: string, config: NodeConfig): Promise<string[]> {
     if (!config.deliverNotifications) return [];
@@ -489,18 +521,202 @@ class PepService {
       for (const s of this.ctx.sessions.ofAccount(bare)) if (s.available && caps.wantsNotify(s.jid.full, node)) out.add(s.jid.full);
     };
     localResources(owner.bare);
-    if (config.access === 'whitelist') return [...out];
-    for (const item of await this.ctx.storage.roster.list(account.id)) {
-      if (!allowedBy({ ...config, access: config.access === 'open' ? 'presence' : config.access }, item)) continue;
-      const contact = Jid.tryParse(item.jid);
-      if (!contact) continue;
-      if (this.ctx.router.isLocalHost(contact.domain)) {
-        if (contact.local) localResources(contact.bare);
-        continue;
+    const subscriptions = this.limits.subscriptions ? await this.repo.nodeSubscriptions(account.id, node) : [];
+    if (config.access === 'whitelist' && subscriptions.length === 0) return [...out];
+    const roster = await this.rosterMap(account);
+    if (config.access !== 'whitelist') {
+      for (const item of roster.values()) {
+        if (!allowedBy({ ...config, access: config.access === 'open' ? 'presence' : config.access }, item)) continue;
+        const contact = Jid.tryParse(item.jid);
+        if (!contact) continue;
+        if (this.ctx.router.isLocalHost(contact.domain)) {
+          if (contact.local) localResources(contact.bare);
+          continue;
+        }
+        for (const r of caps.availableResources(owner.bare, contact.bare)) if (r.features?.has(`${node}+notify`)) out.add(r.jid);
       }
-      for (const r of caps.availableResources(owner.bare, contact.bare)) if (r.features?.has(`${node}+notify`)) out.add(r.jid);
     }
+    const lost: PepSubscriptionRow[] = [];
+    const bareSubscribers = new Set<string>();
+    for (const sub of subscriptions) {
+      if (!this.subscriberAllowed(owner.bare, config, roster, sub.bare)) lost.push(sub);
+      else if (sub.jid === sub.bare) bareSubscribers.add(sub.bare);
+      else out.add(sub.jid);
+    }
+    for (const bare of bareSubscribers) for (const to of this.subscriberTargets(owner, node, bare, out)) out.add(to);
+    if (lost.length > 0) await this.cancel(owner, node, lost[0]!.nodeId, lost);
     return [...out];
+  }
+
+  /**
+   * Where a notification for a subscription at bare JID `bare` goes (XEP-0163 4.3.1, 4.3.2): to
+   * the subscriber's available resources whose capabilities show interest (+notify), as far as
+   * the service knows them (local sessions; remote resources whose presence reached the owner);
+   * when it knows none, one notification to the bare JID, which the subscriber's server delivers
+   * (RFC 6121 8.5.2.1.1: a headline to every available resource). Nothing when a resource of the
+   * subscriber is among `already` (it would be a second copy there).
+   */
+  private subscriberTargets(owner: Jid, node: string, bare: string, already: ReadonlySet<string>): string[] {
+    const caps = this.ctx.services.need('caps');
+    const subscriber = Jid.tryParse(bare);
+    if (!subscriber) return [];
+    const interested: string[] = [];
+    if (subscriber.local && this.ctx.router.isLocalHost(subscriber.domain)) {
+      for (const s of this.ctx.sessions.ofAccount(bare)) if (s.available && caps.wantsNotify(s.jid.full, node)) interested.push(s.jid.full);
+    } else {
+      for (const r of caps.availableResources(owner.bare, bare)) if (r.features?.has(`${node}+notify`)) interested.push(r.jid);
+    }
+    const fresh = interested.filter((j) => !already.has(j));
+    if (interested.length > 0) return fresh;
+    for (const j of already) if (Jid.tryParse(j)?.bare === bare) return [];
+    return [bare];
+  }
+
+  /** The owner's roster by contact JID. */
+  private async rosterMap(account: Account): Promise<Map<string, RosterItem>> {
+    return new Map((await this.ctx.storage.roster.list(account.id)).map((i) => [i.jid, i]));
+  }
+
+  /** Whether the access model still lets subscriber `bare` read the node (the owner always). */
+  private subscriberAllowed(owner: string, config: NodeConfig, roster: ReadonlyMap<string, RosterItem>, bare: string): boolean {
+    return bare === owner || allowedBy(config, roster.get(bare) ?? null);
+  }
+
+  /**
+   * Ends subscriptions the service cancels (access lost, the owner removed them) and tells each
+   * subscribed JID (XEP-0060 8.8.4: a message with the subscription state 'none').
+   */
+  private async cancel(owner: Jid, node: string, nodeId: number, subscriptions: readonly { jid: string }[]): Promise<void> {
+    for (const sub of subscriptions) {
+      if (!(await this.repo.unsubscribe(nodeId, sub.jid))) continue;
+      await this.ctx.router.send(
+        x('message', { from: owner.bare, to: sub.jid, id: randomHex(8) }, x('pubsub', { xmlns: PUBSUB }, x('subscription', { node, jid: sub.jid, subscription: 'none' }))),
+      );
+    }
+  }
+
+  /** A roster item of the owner changed: subscriptions of that contact its access models no longer allow end. */
+  async rosterChanged(owner: Jid, accountId: number, contact: string): Promise<void> {
+    const bare = Jid.tryParse(contact)?.bare;
+    if (!bare || bare === owner.bare) return;
+    const subscriptions = await this.repo.subscriptionsOf(accountId, bare);
+    if (subscriptions.length === 0) return;
+    const item = await this.ctx.storage.roster.get(accountId, bare);
+    for (const sub of subscriptions) {
+      if (!allowedBy(parseStoredConfig(sub.config), item)) await this.cancel(owner, sub.node, sub.nodeId, [sub]);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Explicit subscriptions (XEP-0060 6.1, 6.2, 5.6, 5.7; 8.8 and 8.9 for the owner)
+
+  /**
+   * Subscribe (6.1). The JID must be the requester's (bare or full); a node the requester may not
+   * read gets item-not-found like a node that does not exist (P17, instead of 6.1.3's
+   * presence-subscription-required, not-in-roster-group and closed-node, which would tell that the
+   * node exists and how it is configured). Subscription options are not supported (6.3).
+   */
+  private async subscribe(e: StanzaEvent, request: Element, options: Element | undefined): Promise<true> {
+    const node = request.attrs.node;
+    if (!node) return this.fail(e, 'bad-request', pubsubError('nodeid-required'));
+    const jid = Jid.tryParse(request.attrs.jid);
+    if (!jid || jid.bare !== e.from.bare) return this.fail(e, 'bad-request', pubsubError('invalid-jid'));
+    if (options?.getChild('x', NS.dataForms)) return this.unsupported(e, 'subscription-options');
+    if ([...jid.full].length > PEP_LIMITS.subscriber) return this.fail(e, 'not-acceptable', undefined, `subscribed JIDs have at most ${PEP_LIMITS.subscriber} characters`);
+    const account = await this.account(e.to);
+    const row = account ? await this.repo.node(account.id, node) : null;
+    if (!account || !row) return this.fail(e, 'item-not-found');
+    const config = parseStoredConfig(row.config);
+    const owner = e.to.toBare();
+    if (!(await this.mayRead(account.id, owner.bare, jid.bare, config))) return this.fail(e, 'item-not-found');
+    const max = this.limits.maxSubscriptionsPerNode;
+    const stored = await this.writes.run(account.id, () => this.repo.subscribe(row.id, jid.full, jid.bare, this.ctx.clock.now(), max));
+    if (!stored) return this.fail(e, 'policy-violation', pubsubError('too-many-subscriptions'), `at most ${max} subscriptions per node, ${PEP_LIMITS.subscriptionsPerBareJid} of one bare JID`);
+    replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB }, x('subscription', { node, jid: jid.full, subscription: 'subscribed' })));
+    // 6.1.7: the last published item, after the result.
+    if (config.sendLast !== 'never' && config.deliverNotifications) {
+      const [last] = await this.repo.items(row.id, 1);
+      const to = jid.resource ? [jid.full] : this.subscriberTargets(owner, node, jid.bare, new Set());
+      if (last) await this.send(owner, to, () => x('items', { node }, itemElement(last.itemId, config.deliverPayloads ? last.payload : null)), last.updatedAt);
+    }
+    return true;
+  }
+
+  /** Unsubscribe (6.2): only the requester's own JIDs (forbidden otherwise, 6.2.3.3). */
+  private async unsubscribe(e: StanzaEvent, request: Element): Promise<true> {
+    const node = request.attrs.node;
+    if (!node) return this.fail(e, 'bad-request', pubsubError('nodeid-required'));
+    const jid = Jid.tryParse(request.attrs.jid);
+    if (!jid) return this.fail(e, 'bad-request', pubsubError('invalid-jid'));
+    if (jid.bare !== e.from.bare) return this.fail(e, 'forbidden');
+    const account = await this.account(e.to);
+    const row = account ? await this.repo.node(account.id, node) : null;
+    if (!account || !row) return this.fail(e, 'item-not-found');
+    if (await this.writes.run(account.id, () => this.repo.unsubscribe(row.id, jid.full))) return replyResult(this.ctx.router, e);
+    if (!(await this.mayRead(account.id, e.to.bare, jid.bare, parseStoredConfig(row.config)))) return this.fail(e, 'item-not-found');
+    return this.fail(e, 'unexpected-request', pubsubError('not-subscribed'));
+  }
+
+  /**
+   * The requester's subscriptions to the account's nodes (5.6), of one node or all. An account
+   * or node that does not exist, or that the requester may not read, has none: the same answer.
+   */
+  private async ownSubscriptions(e: StanzaEvent, node: string | undefined): Promise<true> {
+    const account = await this.account(e.to);
+    const mine = account ? await this.repo.subscriptionsOf(account.id, e.from.bare) : [];
+    const list = mine.filter((s) => node === undefined || s.node === node).map((s) => x('subscription', { node: s.node, jid: s.jid, subscription: 'subscribed' }));
+    return replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB }, x('subscriptions', { node }, list)));
+  }
+
+  /**
+   * The requester's affiliations (5.7): the owner owns every node; a contact the presence or roster
+   * access model lets read a node is a member of it (XEP-0163 5's subscriber); nobody else has one.
+   */
+  private async ownAffiliations(e: StanzaEvent, node: string | undefined): Promise<true> {
+    const account = await this.account(e.to);
+    const list: Element[] = [];
+    if (account) {
+      const isOwner = e.from.bare === e.to.bare;
+      const item = isOwner ? null : await this.ctx.storage.roster.get(account.id, e.from.bare);
+      for (const row of await this.repo.nodes(account.id)) {
+        if (node !== undefined && row.node !== node) continue;
+        const config = parseStoredConfig(row.config);
+        if (isOwner) list.push(x('affiliation', { node: row.node, affiliation: 'owner' }));
+        else if (config.access !== 'open' && allowedBy(config, item)) list.push(x('affiliation', { node: row.node, affiliation: 'member' }));
+      }
+    }
+    return replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB }, x('affiliations', { node }, list)));
+  }
+
+  /**
+   * The owner's lists of a node (8.8, 8.9): its explicit subscriptions (get), ending subscriptions
+   * (set with subscription 'none'; the subscribers are told, 8.8.4), its affiliations (get: the
+   * owner; members follow from the access model and are not kept). The owner cannot subscribe
+   * others: a subscription is the subscriber's own request.
+   */
+  private async ownerLists(e: StanzaEvent, account: Account, action: Element, changes: Element[] | null): Promise<true> {
+    const node = action.attrs.node;
+    if (action.name === 'subscriptions' && !this.limits.subscriptions) return this.unsupported(e, 'manage-subscriptions');
+    if (!node) return this.fail(e, 'bad-request', pubsubError('nodeid-required'));
+    const row = await this.repo.node(account.id, node);
+    if (!row) return this.fail(e, 'item-not-found');
+    const owner = e.to.toBare();
+    if (action.name === 'affiliations') {
+      return replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB_OWNER }, x('affiliations', { node }, x('affiliation', { jid: owner.bare, affiliation: 'owner' }))));
+    }
+    if (changes === null) {
+      const list = (await this.repo.subscriptions(row.id)).map((s) => x('subscription', { jid: s.jid, subscription: 'subscribed' }));
+      return replyResult(this.ctx.router, e, x('pubsub', { xmlns: PUBSUB_OWNER }, x('subscriptions', { node }, list)));
+    }
+    const jids: string[] = [];
+    for (const c of changes) {
+      const jid = Jid.tryParse(c.attrs.jid);
+      if (!jid) return this.fail(e, 'bad-request', pubsubError('invalid-jid'));
+      if (c.attrs.subscription !== 'none') return this.fail(e, 'not-acceptable', undefined, "the owner can end subscriptions (subscription='none'), not make them");
+      jids.push(jid.full);
+    }
+    await this.writes.run(account.id, () => this.cancel(owner, node, row.id, jids.map((jid) => ({ jid }))));
+    return replyResult(this.ctx.router, e);
   }
 
   private async broadcast(account: Account, owner: Jid, node: string, config: NodeConfig, event: () => Element): Promise<void> {
@@ -631,6 +847,42 @@ const pepItemsClass: RetentionClass = {
   },
 };
 
+/**
+ * Explicit subscriptions (P11, P23): who follows whose node. Those of local accounts last until
+ * the subscriber unsubscribes, the access model leaves them out, the owner ends them, or the node
+ * or either account is deleted (all outside the sweep). The sweep deletes those of JIDs on other
+ * servers pep.remoteSubscriptionLifetime after they were made or last renewed (a subscribe again),
+ * so that the addresses of remote strangers following an open node are not kept for ever; those of
+ * local accounts that no longer exist (deleted while the module did not run: `gatehouse user del`
+ * without a running server); and every stored one while pep.subscriptions is off.
+ */
+const pepSubscriptionsClass: RetentionClass = {
+  name: 'pep-subscriptions',
+  clause: 'P11',
+  describe: (config) =>
+    config.pep.subscriptions
+      ? `explicit PEP subscriptions: until unsubscribed, no longer allowed by the access model, or the node or either account is deleted; those of JIDs on other servers ${Math.round(config.pep.remoteSubscriptionLifetime / 86_400_000)} days after they were made or renewed (pep.remoteSubscriptionLifetime); those of local accounts that no longer exist`
+      : 'explicit PEP subscriptions: pep.subscriptions is off, every stored one is deleted',
+  async run(env, now, { dryRun, batch }) {
+    const repo = env.storage.repository(pepStorage);
+    if (!env.config.pep.subscriptions) return dryRun ? (await repo.remoteSubscriptionsBefore(new Date(8.64e15), [], Number.MAX_SAFE_INTEGER)).length : repo.deleteAllSubscriptions();
+    const before = new Date(now.getTime() - env.config.pep.remoteSubscriptionLifetime);
+    const hosts = env.config.hosts.map((h) => h.domain);
+    const orphans = (await Promise.all(hosts.map((h) => repo.subscribersWithoutAccount(h)))).flat();
+    if (dryRun) return (await repo.remoteSubscriptionsBefore(before, hosts, Number.MAX_SAFE_INTEGER)).length + orphans.length;
+    let n = 0;
+    for (const bare of orphans) n += await repo.deleteSubscriber(bare);
+    return (
+      n +
+      (await inBatches(batch, async (limit) => {
+        let deleted = 0;
+        for (const sub of await repo.remoteSubscriptionsBefore(before, hosts, limit)) if (await repo.unsubscribe(sub.nodeId, sub.jid)) deleted++;
+        return deleted;
+      }))
+    );
+  },
+};
+
 export function createPepModule(): GatehouseModule {
   let unsubscribe: (() => void) | undefined;
   return {
@@ -640,21 +892,21 @@ export function createPepModule(): GatehouseModule {
     clauses: ['P11', 'P16', 'P17', 'P20', 'P23'],
     storage: pepStorage,
     accountData: pepAccountData,
-    retention: [pepItemsClass],
+    retention: [pepItemsClass, pepSubscriptionsClass],
     specs: [
       {
         id: 'XEP-0163',
         version: '1.2.2',
         status: 'partial',
         note:
-          'notifications by +notify in entity capabilities (caps module); last item on available presence of local and remote contacts, the owner online or not; access models on every read and notification. ' +
-          'Missing: explicit subscribe/unsubscribe and the subscriber affiliation (section 5 MUST), the XEP-0033 replyto address (SHOULD), leaving out resources with a negative priority',
+          'notifications by +notify in entity capabilities (caps module) and to explicit subscribers (bare JIDs at their interested resources, else once at the bare JID, no second copy); last item on available presence of local and remote contacts, the owner online or not, and on subscribe; access models on every read, subscription and notification; owner and subscriber (member) affiliations. ' +
+          'Missing: the XEP-0033 replyto address (SHOULD), leaving out resources with a negative priority',
       },
       {
         id: 'XEP-0060',
         version: '1.26.0',
         status: 'partial',
-        note: 'PEP subset: publish (auto-create, publish-options), retract, items, create, configure, default, delete, purge; no explicit subscriptions or affiliations; limits pep.*',
+        note: 'PEP subset: publish (auto-create, publish-options), retract, items, create, configure, default, delete, purge; subscribe, unsubscribe and the subscriptions list (pep.subscriptions), the owner lists and ends subscriptions (8.8, with 8.8.4 notifications), affiliations read-only (5.7, 8.9); no subscription options, no owner-made subscriptions or affiliations; limits pep.*',
       },
       { id: 'XEP-0223', version: '1.1.1', status: 'complete', note: 'private (whitelist) nodes readable by the owner only' },
       {
@@ -667,7 +919,18 @@ export function createPepModule(): GatehouseModule {
     load(ctx) {
       const pep = new PepService(ctx);
       ctx.disco.accountIdentities.push({ category: 'pubsub', type: 'pep' });
-      ctx.disco.addAccountFeature(PUBSUB, ...FEATURES.map((f) => `${PUBSUB}#${f}`), 'urn:xmpp:pep-vcard-conversion:0');
+      ctx.disco.addAccountFeature(PUBSUB, ...[...FEATURES, ...AFFILIATION_FEATURES].map((f) => `${PUBSUB}#${f}`), 'urn:xmpp:pep-vcard-conversion:0');
+      // Announced while they are in force (P22 may hold pep.subscriptions back until announced).
+      const subscriptionFeatures = (on: boolean) => {
+        for (const f of SUBSCRIPTION_FEATURES) ctx.disco.accountFeatures[on ? 'add' : 'delete'](`${PUBSUB}#${f}`);
+      };
+      subscriptionFeatures(ctx.config.pep.subscriptions);
+      ctx.hooks.on('config/in-force', ({ after }) => subscriptionFeatures(after.pep.subscriptions));
+      ctx.hooks.on('roster/changed', ({ owner, accountId, contact }) => (ctx.config.pep.subscriptions ? pep.rosterChanged(owner, accountId, contact) : undefined));
+      // P23: the subscriptions the deleted account held on other accounts' nodes (its own nodes' go with them).
+      ctx.hooks.on('account/deleted', async ({ jid }) => {
+        await pep.repo.deleteSubscriber(jid.bare);
+      });
       ctx.hooks.on(`iq-get/bare/${PUBSUB}:pubsub`, (e) => pep.get(e));
       ctx.hooks.on('vcard/photo', ({ account, jid, photo }) => pep.fromVcard(account, jid, photo));
       ctx.hooks.on(`iq-set/bare/${PUBSUB}:pubsub`, (e) => pep.set(e));

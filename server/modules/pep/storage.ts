@@ -8,6 +8,11 @@
  *   id, the payload XML as received, the publisher's bare JID, created_at/updated_at and `seq`, a
  *   per-node counter that orders items by their last publication (for max_items and "the N most
  *   recent"): republishing an item id makes it the newest again (XEP-0060 7.1.2).
+ * - pep_subscriptions: explicit subscriptions (XEP-0060 6.1) to a node: node_id (pep_nodes(id) ON
+ *   DELETE CASCADE, so they go with the node and the owner's account), the subscribed JID as given
+ *   (bare or full), its bare JID (to find a subscriber's subscriptions: roster changes, the
+ *   subscriber's own account deleted) and subscribed_at (set again by a new subscribe; remote
+ *   subscriptions expire from it, retention class pep-subscriptions).
  *
  * Conventions of /migrations (migrations/kit.ts): BIGINT milliseconds, utf8mb4 with a binary
  * collation on MySQL, MEDIUMTEXT for payloads on MySQL (TEXT holds only 64 KiB there).
@@ -18,8 +23,11 @@ import { columnKit } from '../../../storage/migrations/kit.js';
 import { bigintNumber, ID_CHUNK, checkId, checkText, isUniqueViolation, type Db } from '../../../storage/db.js';
 import type { ModuleStorage } from '../../../storage/module-storage.js';
 
-/** Longest node name and item id stored (characters). */
-export const PEP_LIMITS = { node: 255, itemId: 255, publisher: 640 } as const;
+/**
+ * Longest node name, item id and JIDs stored (characters); most subscriptions one bare JID holds on
+ * one node (its resources), so that one subscriber cannot take a node's pep.maxSubscriptionsPerNode.
+ */
+export const PEP_LIMITS = { node: 255, itemId: 255, publisher: 640, subscriber: 640, subscriptionsPerBareJid: 8 } as const;
 
 interface NodeEntityRow {
   id: number;
@@ -62,6 +70,24 @@ const PepItemEntity = new EntitySchema<ItemEntityRow>({
     createdAt: { name: 'created_at', type: 'bigint', transformer: bigintNumber },
     updatedAt: { name: 'updated_at', type: 'bigint', transformer: bigintNumber },
     seq: { type: 'bigint', transformer: bigintNumber },
+  },
+});
+
+interface SubscriptionEntityRow {
+  nodeId: number;
+  jid: string;
+  bare: string;
+  subscribedAt: number;
+}
+
+const PepSubscriptionEntity = new EntitySchema<SubscriptionEntityRow>({
+  name: 'PepSubscription',
+  tableName: 'pep_subscriptions',
+  columns: {
+    nodeId: { name: 'node_id', type: 'integer', primary: true },
+    jid: { type: 'varchar', length: PEP_LIMITS.subscriber, primary: true },
+    bare: { type: 'varchar', length: PEP_LIMITS.subscriber },
+    subscribedAt: { name: 'subscribed_at', type: 'bigint', transformer: bigintNumber },
   },
 });
 
@@ -109,6 +135,29 @@ export class PepNodes1765000000000 implements MigrationInterface {
   }
 }
 
+export class PepSubscriptions1765300000000 implements MigrationInterface {
+  name = 'PepSubscriptions1765300000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    const { varchar, millis } = await columnKit(queryRunner);
+    await queryRunner.createTable(
+      new Table({
+        name: 'pep_subscriptions',
+        columns: [{ name: 'node_id', type: 'integer', isPrimary: true }, varchar('jid', PEP_LIMITS.subscriber, { isPrimary: true }), varchar('bare', PEP_LIMITS.subscriber), millis('subscribed_at')],
+        indices: [
+          { name: 'ix_pep_subscriptions_bare', columnNames: ['bare'] },
+          { name: 'ix_pep_subscriptions_at', columnNames: ['subscribed_at'] },
+        ],
+        foreignKeys: [{ name: 'fk_pep_subscriptions_node', columnNames: ['node_id'], referencedTableName: 'pep_nodes', referencedColumnNames: ['id'], onDelete: 'CASCADE' }],
+      }),
+    );
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropTable('pep_subscriptions', true);
+  }
+}
+
 export interface PepNodeRow {
   id: number;
   accountId: number;
@@ -126,7 +175,19 @@ export interface PepItemRow {
   updatedAt: Date;
 }
 
+/** An explicit subscription: the subscribed JID (bare or full) and its bare JID. */
+export interface PepSubscriptionRow {
+  nodeId: number;
+  jid: string;
+  bare: string;
+  subscribedAt: Date;
+}
+
 type Raw = Record<string, unknown>;
+
+function subscriptionRow(r: Raw): PepSubscriptionRow {
+  return { nodeId: Number(r.node_id), jid: String(r.jid), bare: String(r.bare), subscribedAt: new Date(Number(r.subscribed_at)) };
+}
 
 function nodeRow(r: Raw): PepNodeRow {
   return { id: Number(r.id), accountId: Number(r.account_id), node: String(r.node), config: String(r.config), createdAt: new Date(Number(r.created_at)) };
@@ -305,6 +366,129 @@ export class PepRepository {
     return out;
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Explicit subscriptions
+
+  /**
+   * Subscribes `jid` (its bare JID `bare`) to a node, or renews its subscription (subscribed_at
+   * becomes `now`). Returns false, storing nothing, when the node already has `max` other
+   * subscriptions or `bare` PEP_LIMITS.subscriptionsPerBareJid.
+   */
+  async subscribe(nodeId: number, jid: string, bare: string, now: Date, max: number): Promise<boolean> {
+    checkText('subscriber', jid, PEP_LIMITS.subscriber);
+    return this.db.tx(async (m) => {
+      const found = await this.q(m, 'SELECT "jid" FROM "pep_subscriptions" WHERE "node_id" = ? AND "jid" = ?', [nodeId, jid]);
+      if (found.length > 0) {
+        await this.q(m, 'UPDATE "pep_subscriptions" SET "subscribed_at" = ? WHERE "node_id" = ? AND "jid" = ?', [now.getTime(), nodeId, jid]);
+        return true;
+      }
+      const count = await this.q(m, 'SELECT COUNT(*) AS "n" FROM "pep_subscriptions" WHERE "node_id" = ?', [nodeId]);
+      if (Number(count[0]?.n ?? 0) >= max) return false;
+      const own = await this.q(m, 'SELECT COUNT(*) AS "n" FROM "pep_subscriptions" WHERE "node_id" = ? AND "bare" = ?', [nodeId, bare]);
+      if (Number(own[0]?.n ?? 0) >= PEP_LIMITS.subscriptionsPerBareJid) return false;
+      await this.q(m, 'INSERT INTO "pep_subscriptions" ("node_id", "jid", "bare", "subscribed_at") VALUES (?, ?, ?, ?)', [nodeId, jid, bare, now.getTime()]);
+      return true;
+    });
+  }
+
+  /** Ends a subscription; false when there was none. */
+  async unsubscribe(nodeId: number, jid: string): Promise<boolean> {
+    return this.db.tx(async (m) => {
+      const found = await this.q(m, 'SELECT "jid" FROM "pep_subscriptions" WHERE "node_id" = ? AND "jid" = ?', [nodeId, jid]);
+      if (found.length === 0) return false;
+      await this.q(m, 'DELETE FROM "pep_subscriptions" WHERE "node_id" = ? AND "jid" = ?', [nodeId, jid]);
+      return true;
+    });
+  }
+
+  /** The subscriptions of one node, in the order they were made. */
+  async subscriptions(nodeId: number): Promise<PepSubscriptionRow[]> {
+    const rows = await this.db.sql<Raw>('SELECT "node_id", "jid", "bare", "subscribed_at" FROM "pep_subscriptions" WHERE "node_id" = ? ORDER BY "subscribed_at", "jid"', [nodeId]);
+    return rows.map(subscriptionRow);
+  }
+
+  /** The subscriptions of one account's node, found by its name (a notification's recipients in one query). */
+  async nodeSubscriptions(accountId: number, node: string): Promise<PepSubscriptionRow[]> {
+    const rows = await this.db.sql<Raw>(
+      'SELECT "s"."node_id", "s"."jid", "s"."bare", "s"."subscribed_at" FROM "pep_subscriptions" "s" JOIN "pep_nodes" "n" ON "n"."id" = "s"."node_id" WHERE "n"."account_id" = ? AND "n"."node" = ? ORDER BY "s"."subscribed_at", "s"."jid"',
+      [accountId, node],
+    );
+    return rows.map(subscriptionRow);
+  }
+
+  /** The subscriptions of `bare` (any of its JIDs) to the nodes of one account, with each node's name and configuration. */
+  async subscriptionsOf(accountId: number, bare: string): Promise<(PepSubscriptionRow & { node: string; config: string })[]> {
+    checkId('accountId', accountId);
+    const rows = await this.db.sql<Raw>(
+      'SELECT "s"."node_id", "s"."jid", "s"."bare", "s"."subscribed_at", "n"."node", "n"."config" FROM "pep_subscriptions" "s" JOIN "pep_nodes" "n" ON "n"."id" = "s"."node_id" WHERE "n"."account_id" = ? AND "s"."bare" = ? ORDER BY "n"."node", "s"."jid"',
+      [accountId, bare],
+    );
+    return rows.map((r) => ({ ...subscriptionRow(r), node: String(r.node), config: String(r.config) }));
+  }
+
+  /**
+   * The subscriptions `bare` (any of its JIDs) holds on the nodes of this server's accounts, with
+   * each node's owner (for the subscriber's own export, P23).
+   */
+  async subscriptionsHeldBy(bare: string): Promise<{ owner: string; node: string; jid: string }[]> {
+    const rows = await this.db.sql<Raw>(
+      'SELECT "s"."jid", "n"."node", "a"."username", "a"."host" FROM "pep_subscriptions" "s" JOIN "pep_nodes" "n" ON "n"."id" = "s"."node_id" JOIN "accounts" "a" ON "a"."id" = "n"."account_id" WHERE "s"."bare" = ? ORDER BY "a"."host", "a"."username", "n"."node", "s"."jid"',
+      [bare],
+    );
+    return rows.map((r) => ({ owner: `${String(r.username)}@${String(r.host)}`, node: String(r.node), jid: String(r.jid) }));
+  }
+
+  /** Deletes every subscription held by `bare` (its account is deleted, P23); returns how many. */
+  async deleteSubscriber(bare: string): Promise<number> {
+    return this.db.tx(async (m) => {
+      const rows = await this.q(m, 'SELECT COUNT(*) AS "n" FROM "pep_subscriptions" WHERE "bare" = ?', [bare]);
+      await this.q(m, 'DELETE FROM "pep_subscriptions" WHERE "bare" = ?', [bare]);
+      return Number(rows[0]?.n ?? 0);
+    });
+  }
+
+  /**
+   * Subscriptions of JIDs on other servers (not at one of `localHosts`) made or renewed before
+   * `before`, oldest first, at most `limit`: those the retention sweep deletes.
+   */
+  async remoteSubscriptionsBefore(before: Date, localHosts: readonly string[], limit: number): Promise<PepSubscriptionRow[]> {
+    const notLocal = localHosts.map(() => 'AND "bare" NOT LIKE ? AND "bare" <> ?').join(' ');
+    const rows = await this.db.sql<Raw>(
+      `SELECT "node_id", "jid", "bare", "subscribed_at" FROM "pep_subscriptions" WHERE "subscribed_at" < ? ${notLocal} ORDER BY "subscribed_at" LIMIT ${Math.max(1, Math.floor(limit))}`,
+      [before.getTime(), ...localHosts.flatMap((h) => [`%@${h}`, h])],
+    );
+    return rows.map(subscriptionRow);
+  }
+
+  /**
+   * Bare JIDs at `host` that hold subscriptions but have no account there any more (deleted while
+   * the PEP module did not run, e.g. `gatehouse user del` without a running server).
+   */
+  async subscribersWithoutAccount(host: string): Promise<string[]> {
+    const rows = await this.db.sql<{ bare: string }>('SELECT DISTINCT "bare" FROM "pep_subscriptions" WHERE "bare" LIKE ?', [`%@${host}`]);
+    const byName = new Map<string, string>();
+    for (const r of rows) {
+      const bare = String(r.bare);
+      if (bare.slice(bare.lastIndexOf('@') + 1) === host) byName.set(bare.slice(0, bare.lastIndexOf('@')), bare);
+    }
+    const names = [...byName.keys()];
+    for (let i = 0; i < names.length; i += ID_CHUNK) {
+      const chunk = names.slice(i, i + ID_CHUNK);
+      const found = await this.db.sql<{ username: string }>(`SELECT "username" FROM "accounts" WHERE "host" = ? AND "username" IN (${chunk.map(() => '?').join(', ')})`, [host, ...chunk]);
+      for (const f of found) byName.delete(String(f.username));
+    }
+    return [...byName.values()];
+  }
+
+  /** Deletes every explicit subscription (the feature is turned off); returns how many. */
+  async deleteAllSubscriptions(): Promise<number> {
+    return this.db.tx(async (m) => {
+      const rows = await this.q(m, 'SELECT COUNT(*) AS "n" FROM "pep_subscriptions"', []);
+      await this.q(m, 'DELETE FROM "pep_subscriptions"', []);
+      return Number(rows[0]?.n ?? 0);
+    });
+  }
+
   /** Nodes (of every account) holding more than `max` items, for the retention sweep. */
   async nodesOver(max: number): Promise<number[]> {
     const rows = await this.db.sql<{ node_id: number | string }>('SELECT "node_id" FROM "pep_items" GROUP BY "node_id" HAVING COUNT(*) > ?', [max]);
@@ -315,7 +499,7 @@ export class PepRepository {
 /** The PEP tables as the module contract declares them. */
 export const pepStorage: ModuleStorage<PepRepository> = {
   name: 'pep',
-  entities: [PepNodeEntity, PepItemEntity],
-  migrations: [PepNodes1765000000000],
+  entities: [PepNodeEntity, PepItemEntity, PepSubscriptionEntity],
+  migrations: [PepNodes1765000000000, PepSubscriptions1765300000000],
   repository: (db) => new PepRepository(db),
 };

@@ -37,6 +37,12 @@ export interface PolicyFacts {
    * long unused persistent rooms are deleted; absent when not offered or in versions stored before it existed.
    */
   groupChats?: { historyMaxAge: number; unusedRooms: number };
+  /**
+   * Explicit subscriptions to PEP nodes are stored (pep.subscriptions), with how long one of a JID
+   * on another server is kept (pep.remoteSubscriptionLifetime); absent when off or in versions
+   * stored before they existed.
+   */
+  pepSubscriptions?: { remoteLifetime: number };
   /** offline.maxPerUser (0: offline messages are not stored). */
   offlineMaxPerUser: number;
   backups: { schedule: 'daily' | 'off'; keep: number };
@@ -71,6 +77,7 @@ export function factsFromConfig(config: Config): PolicyFacts {
     },
     uploads: config.upload.enabled && config.listen.https.length > 0,
     ...(config.muc.enabled ? { groupChats: { historyMaxAge: config.muc.historyMaxAge, unusedRooms: config.muc.unusedRooms } } : {}),
+    ...(config.pep.subscriptions ? { pepSubscriptions: { remoteLifetime: config.pep.remoteSubscriptionLifetime } } : {}),
     offlineMaxPerUser: config.offline.maxPerUser,
     backups: { schedule: config.backups.schedule, keep: config.backups.keep },
     gateways: config.components.map((c) => c.domain).sort(),

@@ -117,6 +117,15 @@ export const RULES: Readonly<Record<string, Rule>> = {
     widens: (f0, f1) => f0.groupChats !== undefined && f1.groupChats !== undefined && f1.groupChats.unusedRooms > f0.groupChats.unusedRooms,
     keep: (c, f0) => ({ ...c, muc: { ...c.muc, unusedRooms: f0.groupChats!.unusedRooms } }),
   },
+  // A version that does not mention PEP subscriptions (or one stored before they existed) cannot allow storing them.
+  'pep.subscriptions': {
+    widens: (f0, f1) => f0.pepSubscriptions === undefined && f1.pepSubscriptions !== undefined,
+    keep: (c) => ({ ...c, pep: { ...c.pep, subscriptions: false } }),
+  },
+  'pep.remoteSubscriptionLifetime': {
+    widens: (f0, f1) => f0.pepSubscriptions !== undefined && f1.pepSubscriptions !== undefined && f1.pepSubscriptions.remoteLifetime > f0.pepSubscriptions.remoteLifetime,
+    keep: (c, f0) => ({ ...c, pep: { ...c.pep, remoteSubscriptionLifetime: f0.pepSubscriptions!.remoteLifetime } }),
+  },
   'offline.maxPerUser': {
     widens: (f0, f1) => f1.offlineMaxPerUser > f0.offlineMaxPerUser,
     keep: (c, f0) => ({ ...c, offline: { ...c.offline, maxPerUser: f0.offlineMaxPerUser } }),

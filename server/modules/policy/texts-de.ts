@@ -79,6 +79,15 @@ export function policyDe(f: PolicyFacts): PolicyDocument {
       'Außerdem kann Ihr XMPP-Client selbst Daten auf dem Server ablegen: entweder so, dass andere Nutzer sie abrufen können (zum Beispiel eine vCard mit Kontaktangaben, ein Profilbild, einen Spitznamen oder die öffentlichen Schlüssel, die andere brauchen, um Ihnen Ende-zu-Ende-verschlüsselte Nachrichten zu schicken), oder so, dass nur Sie sie wieder lesen können (zum Beispiel Einstellungen des Clients oder Ihre Lesezeichen für Gruppenchats). Bei Daten, die er veröffentlicht, legt Ihr Client fest, wer sie lesen und von Änderungen erfahren darf: jeder, der Ihre Adresse kennt (so werden öffentliche Schlüssel gefunden), die Kontakte, die Ihren Online-Status sehen dürfen, nur diejenigen von ihnen in bestimmten Kontaktgruppen, oder nur Sie selbst; der Server hält sich bei jeder Anfrage an diese Wahl. Welche Daten, wie viele und wie lange, bestimmen Ihr Client und Sie. Alle diese Daten werden mit Ihrem Konto gelöscht.',
     ),
   );
+  if (f.pepSubscriptions) {
+    blocks.push(
+      p(
+        'Andere Nutzer, die Ihre Wahl zulässt, können solche veröffentlichten Daten außerdem abonnieren, um von jeder Änderung zu erfahren; Ihr Client kann sehen, wer das getan hat, und ein Abonnement beenden. Der Server speichert jedes Abonnement: die Adresse des Abonnenten und was er abonniert hat. ' +
+          `Ein Abonnement endet, wenn der Abonnent es beendet, wenn Ihre Wahl, wer die Daten lesen darf, ihn nicht mehr einschließt (etwa wenn Sie ihn aus Ihren Kontakten entfernen), wenn die Daten gelöscht werden und wenn das Konto eines von Ihnen beiden gelöscht wird; das Abonnement einer Adresse auf einem anderen Server wird außerdem ${d(f.pepSubscriptions.remoteLifetime)} nach seinem Abschluss gelöscht, sofern der Client dieser Person es nicht erneuert. ` +
+          'Ebenso speichert der Server einer anderen Person Ihre Adresse, wenn Sie deren veröffentlichte Daten abonnieren.',
+      ),
+    );
+  }
 
   blocks.push(
     f.backups.schedule === 'daily'

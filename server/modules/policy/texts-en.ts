@@ -75,6 +75,15 @@ export function policyEn(f: PolicyFacts): PolicyDocument {
       'Your XMPP client can also store data on the server: either so that other users can fetch it (for example a vCard with contact details, a profile picture, a nickname, or the public keys others need to send you end-to-end encrypted messages), or so that only you can read it again (for example the settings of your client or your bookmarks of group chats). For the data it publishes, your client chooses who may read it and be told when it changes: anyone who knows your address (this is how public encryption keys are found), the contacts you allow to see your online status, only those of them in certain contact groups, or only you; the server keeps to that choice on every request. Which data, how much and for how long is up to your client and to you. All of it is deleted together with your account.',
     ),
   );
+  if (f.pepSubscriptions) {
+    blocks.push(
+      p(
+        'Other users whom your choice allows may also subscribe to such published data, so that they are told of every change; your client can see who did and end a subscription. The server stores each subscription: the address of the subscriber and what they subscribed to. ' +
+          `A subscription ends when the subscriber ends it, when your choice of who may read the data no longer includes them (for example when you remove them from your contacts), when the data is deleted, and when the account of either of you is deleted; a subscription of an address on another server is also deleted ${d(f.pepSubscriptions.remoteLifetime)} after it was made, unless that person's client subscribes again. ` +
+          'Likewise, when you subscribe to data that others publish, the server of that person stores your address.',
+      ),
+    );
+  }
 
   blocks.push(
     f.backups.schedule === 'daily'

@@ -91,6 +91,13 @@ const FIELDS: Field[] = [
   { key: 'muc.enabled', get: (f) => f.groupChats !== undefined, show: yesNo, label: { en: 'group chats (multi-user chat)', de: 'Gruppenchats (Multi-User Chat)' } },
   { key: 'muc.historyMaxAge', get: (f) => f.groupChats?.historyMaxAge ?? null, show: dur, label: { en: 'group chat messages kept in memory', de: 'Gruppenchat-Nachrichten im Arbeitsspeicher gehalten' } },
   { key: 'muc.unusedRooms', get: (f) => f.groupChats?.unusedRooms ?? null, show: dur, label: { en: 'unused persistent group chats deleted after', de: 'unbenutzte dauerhafte Gruppenchats gelöscht nach' } },
+  { key: 'pep.subscriptions', get: (f) => f.pepSubscriptions !== undefined, show: yesNo, label: { en: 'subscriptions to published data (PEP) stored', de: 'Abonnements veröffentlichter Daten (PEP) gespeichert' } },
+  {
+    key: 'pep.remoteSubscriptionLifetime',
+    get: (f) => f.pepSubscriptions?.remoteLifetime ?? null,
+    show: dur,
+    label: { en: 'subscriptions from other servers kept', de: 'Abonnements von anderen Servern aufbewahrt' },
+  },
   { key: 'offline.maxPerUser', get: (f) => f.offlineMaxPerUser, show: plain, label: { en: 'offline messages per user', de: 'Offline-Nachrichten je Nutzer' } },
   { key: 'backups.schedule', get: (f) => f.backups.schedule, show: plain, label: { en: 'backups', de: 'Sicherungen' } },
   { key: 'backups.keep', get: (f) => f.backups.keep, show: plain, label: { en: 'backups kept', de: 'aufbewahrte Sicherungen' } },
