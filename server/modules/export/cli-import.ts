@@ -72,7 +72,9 @@ async function runImport(args: ParsedArgs, ctx: CommandContext, command: string)
     const has = [...new Set(partial.flatMap((u) => u.verifiers.map((v) => `SCRAM-${v.hash}`)))].join(', ');
     console.error(
       `warning: ${n(partial.length, 'account has', 'accounts have')} credentials only for ${has} (${names.slice(0, 5).join(', ')}${names.length > 5 ? ', …' : ''}): ` +
-        `a client that chooses another offered mechanism (auth.hashes) fails to log in until the password is set again; see docs/migration.md`,
+        (config.auth.offerCoverage > 0
+          ? `their hosts offer no stronger SCRAM mechanism than every account can use (auth.offerCoverage ${config.auth.offerCoverage}%), and each account gets the verifiers it lacks when its password is next seen in clear (a PLAIN login over TLS, a password change); gatehouse user hashes counts them; see docs/migration.md`
+          : `a client that chooses another offered mechanism (auth.hashes; auth.offerCoverage is 0) fails to log in until the password is seen in clear again; see docs/migration.md`),
     );
   }
   if (vcards) console.error(`note: made the vcard-temp vCard of ${n(vcards, 'account')} from its PEP vCard (XEP-0292) and avatar (XEP-0084), as Prosody's mod_vcard_legacy shows them`);
