@@ -31,7 +31,7 @@ declare module '../core/services.js' {
 const STRENGTH: readonly Hash[] = ['SHA-1', 'SHA-256'];
 
 /** How often the counts are read from storage even when nothing here changed them. */
-export const REFRESH_MS = 60_000;
+const REFRESH_MS = 60_000;
 /** A burst of local changes (an import of many accounts, many logins) costs one recount. */
 const DEBOUNCE_MS = 200;
 
@@ -120,10 +120,6 @@ export class ScramOffer {
       this.running = null;
     });
     return this.running;
-  }
-
-  coverage(host: string): VerifierCoverage | undefined {
-    return this.byHost.get(host);
   }
 
   /** The hashes `host` offers now, weakest first. */
