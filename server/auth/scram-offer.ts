@@ -129,7 +129,7 @@ export class ScramOffer {
   }
 }
 
-/** One host's line of `gatehouse user hashes` (and `GET /api/user hashes`): counts only, no account named. */
+/** One host's line of `gatehouse user hashes`: counts only, no account named. */
 export interface HashReport {
   host: string;
   accounts: number;

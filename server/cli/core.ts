@@ -212,7 +212,6 @@ export const coreCommands = commandSet(
       'An account gets the verifiers it lacks when its password is next seen in clear (a PLAIN login over TLS, a password change, an admin console login). Counts only: no account is named.',
     flags: [CONFIG_FLAG],
     server: 'no',
-    http: { serve: (ctx) => hashesOfHosts(ctx.config, ctx.storage), audit: () => null },
     async run(args, ctx) {
       const config = configFrom(args);
       const report = await withStorage(config, ctx, (storage) => hashesOfHosts(config, storage));

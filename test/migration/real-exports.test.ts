@@ -181,7 +181,7 @@ describe('migration from Prosody (prosody-migrator to XEP-0227 files)', { skip: 
   });
 
   for (const target of storageTargets()) {
-    test(`Prosody's accounts log in to Gatehouse with their old passwords and find their contacts, vCard, bookmarks (${target.name})`, async () => {
+    test(`Prosody's accounts log in to Gatehouse with their old passwords and find their contacts, vCard, bookmarks; PLAIN logins give them SCRAM-SHA-256 (${target.name})`, async () => {
       const { config, drop } = await target.make();
       try {
         const r = await importWithCli(exportDir, config, [P]);
