@@ -113,7 +113,7 @@ export class ScramOffer {
           this.byHost = new Map(rows.map((r) => [r.host, r]));
         } catch (err) {
           // The last counts stay in use; no account data is in the message.
-          this.log.warn('could not count the SCRAM verifiers per host', { error: err instanceof Error ? err.message : String(err) });
+          if (!this.stopped) this.log.warn('could not count the SCRAM verifiers per host', { error: err instanceof Error ? err.message : String(err) });
         }
       } while (this.again && !this.stopped);
     })().finally(() => {
