@@ -122,6 +122,21 @@ export class ScramOffer {
     return this.running;
   }
 
+  /** Accounts of the served hosts without a verifier for each configured hash, as last counted (/metrics). */
+  lacking(hosts: readonly string[]): Partial<Record<Hash, number>> {
+    const { hashes } = this.settings();
+    const out: Partial<Record<Hash, number>> = {};
+    for (const h of STRENGTH) {
+      if (!hashes.includes(h)) continue;
+      out[h] = 0;
+      for (const host of hosts) {
+        const c = this.byHost.get(host);
+        if (c) out[h] += c.accounts - c.withHash[h];
+      }
+    }
+    return out;
+  }
+
   /** The hashes `host` offers now, weakest first. */
   hashes(host: string): Hash[] {
     const { hashes, offerCoverage } = this.settings();
