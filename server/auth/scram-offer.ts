@@ -12,8 +12,9 @@
  *
  * The counts come from storage (AccountRepository.verifierCoverage) and are read again every
  * REFRESH_MS and soon after this process changes verifiers (account created, deleted, password set,
- * verifiers added at a PLAIN login). A change made by another process (`gatehouse import`, a
- * cluster node) is seen at the next periodic refresh.
+ * verifiers added at a PLAIN login). The CLI commands that write accounts (`gatehouse import`,
+ * `user add`, `user passwd`) ask a running server to count again (control `accounts.recount`);
+ * what another cluster node wrote is seen at the next periodic refresh.
  */
 import type { Storage, ScramVerifier, VerifierCoverage } from '../../storage/types.js';
 import type { Logger } from '../../shared/logger.js';

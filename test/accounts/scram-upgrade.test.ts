@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { runCli } from '../helpers/server-process.js';
+import { runCli, startServerProcess } from '../helpers/server-process.js';
+import { TestClient } from '../helpers/xmpp-client.js';
 import { skipWithout } from '../helpers/requirements.js';
 import { SlixmppPeer } from '../e2e/slixmpp-peer.js';
 import { storageTargets } from '../../storage/test-databases.js';
@@ -202,6 +203,48 @@ test('auth.offerCoverage: a threshold below 100 offers SCRAM-SHA-256 once that s
     await one.close();
   } finally {
     await ts.stop();
+  }
+});
+
+test('gatehouse import into a running server: SCRAM-SHA-256 is off the host\'s offer when the command returns; gatehouse user passwd puts it back', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-scram-running-'));
+  temps.push(dir);
+  const cfg = path.join(dir, 'gatehouse.yaml');
+  const server = await startServerProcess(dir, {
+    dataDir: dir,
+    hosts: [{ domain: 'localhost', registration: 'open' }],
+    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], https: [], components: [], s2s: [], admin: [] },
+    auth: { scramIterations: 4096 },
+    log: { level: 'warn' },
+  });
+  const offer = async () => {
+    const c = await TestClient.connect({ port: server.port });
+    const m = c.mechanisms();
+    c.destroy();
+    return m;
+  };
+  try {
+    const carol = await TestClient.connect({ port: server.port });
+    assert.equal((await carol.register('carol', 'carol-pw')).attrs.type, 'result');
+    carol.destroy();
+    assert.ok((await offer()).includes('SCRAM-SHA-256-PLUS'), 'carol has every verifier');
+
+    await cli(['import', await prosodyExport({ dave: 'dave old pw' }), '--config', cfg]);
+    assert.deepEqual(await offer(), ['SCRAM-SHA-1-PLUS', 'SCRAM-SHA-1', 'PLAIN'], 'counted again before the import command returned');
+    const dave = await TestClient.connect({ port: server.port });
+    await dave.login('dave', 'dave old pw', { mechanism: 'SCRAM-SHA-1' });
+    dave.destroy();
+
+    const pwFile = path.join(dir, 'new-password');
+    writeFileSync(pwFile, 'dave new pw\n', { mode: 0o600 });
+    await cli(['user', 'passwd', 'dave@localhost', '--config', cfg, '--password-file', pwFile]);
+    assert.ok((await offer()).includes('SCRAM-SHA-256-PLUS'), 'counted again before the passwd command returned');
+    const again = await TestClient.connect({ port: server.port });
+    await again.login('dave', 'dave new pw', { mechanism: 'SCRAM-SHA-256' });
+    again.destroy();
+  } finally {
+    server.proc.kill('SIGTERM');
+    await server.exited;
   }
 });
 

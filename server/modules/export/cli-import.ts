@@ -12,6 +12,7 @@ import type { Element } from '../../../shared/xml/element.js';
 import { HIDDEN_GROUP } from '../../core/subscription-states.js';
 import { accountDataParts, importAccounts, parseExport, planImport, type ImportedUser } from './export.js';
 import { readExportSource } from './sources.js';
+import { controlRequest } from '../../admin/control.js';
 import { fixEjabberdScram } from './ejabberd.js';
 import { addVcardTempFromPep, dropEmptyPepConfigFields, pepNodes, type PepNodeSummary } from './prosody.js';
 
@@ -105,6 +106,8 @@ async function runImport(args: ParsedArgs, ctx: CommandContext, command: string)
   for (const jid of result.replaced) console.log(`replaced ${jid}${admins.has(jid) ? ' (administrator)' : ''}: the existing account and all its data were deleted and imported from the file`);
   for (const jid of result.imported) if (!result.replaced.includes(jid)) console.log(`created ${jid}`);
   console.log(`imported ${n(result.imported.length, 'account')}: ${result.replaced.length} replaced, ${result.imported.length - result.replaced.length} created`);
+  // A running server chooses its SCRAM mechanisms from the stored verifiers: it counts again now.
+  await controlRequest(config.dataDir, 'accounts.recount', {}, 5000).catch(() => undefined);
   return 0;
 }
 
