@@ -248,7 +248,7 @@ const authSchema = object(
       doc:
         "The strongest SCRAM hash a host offers is the strongest of `auth.hashes` that at least this percentage of the host's accounts have a verifier for; the weaker configured ones are offered with it. " +
         'Clients choose the strongest mechanism offered, and a SCRAM-SHA-256 login cannot work for an account with SCRAM-SHA-1 verifiers only: with 100 (the default) a host offers SCRAM-SHA-256(-PLUS) only once every account can use it. ' +
-        '0 offers every hash of `auth.hashes` whatever the accounts have. Counted from the database at start, every minute, and after each change this server makes; `gatehouse user hashes` shows the counts.',
+        '0 offers every hash of `auth.hashes` whatever the accounts have. Counted from the database at start, every minute, after each change this server makes, and when `gatehouse import`, `user add` or `user passwd` wrote accounts; `gatehouse user hashes` shows the counts.',
     }),
     channelBindingDowngrade: enumOf(['allow', 'reject'], {
       default: 'reject',
