@@ -14,6 +14,7 @@ import { DiscoRegistry } from './core/disco-registry.js';
 import type { GatehouseModule, ServerContext } from './core/context.js';
 import { checkModuleOrder } from './core/module.js';
 import { ServiceRegistry } from './core/services.js';
+import { ScramOffer } from './auth/scram-offer.js';
 import { ConfigInForce } from './core/config-in-force.js';
 import { ReloadRefused, type ReloadOutcome } from './core/runtime.js';
 import { reloadedConfig } from './reload.js';
@@ -103,9 +104,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     startedAt: clock.now(),
   };
   ctx.services.provide('tls-contexts', tls);
+  const scramOffer = new ScramOffer(storage, () => ctx.config.auth, log.child('auth'));
+  ctx.services.provide('scram-offer', scramOffer);
+  for (const event of ['account/created', 'account/deleted', 'account/verifiers-changed'] as const) hooks.on(event, () => scramOffer.changed(), 'observe');
 
   const loaded: GatehouseModule[] = [];
   try {
+    await scramOffer.start();
     // Joined before the modules load: they find the cluster service (and the other nodes' sessions) at load.
     await cluster?.start(ctx);
     checkModuleOrder(modules);
@@ -129,6 +134,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     // A lower tls.minVersion may be held back (P22): the contexts then keep the one in force.
     if (ctx.config.tls.minVersion !== config.tls.minVersion) tls.adopt(await loadTlsContexts({ ...config, tls: ctx.config.tls }));
   } catch (err) {
+    scramOffer.stop();
     await cluster?.stop();
     for (const m of loaded.reverse()) await m.unload?.();
     await storage.close();
@@ -273,6 +279,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       for (const s of [...env.streams]) s.close('system-shutdown');
       stopComponents();
       stopS2s();
+      scramOffer.stop();
       await cluster?.stop();
       for (const m of [...modules].reverse()) await m.unload?.();
       await storage.close();

@@ -34,6 +34,7 @@ import type {
   RosterRepository,
   ScramVerifier,
   Storage,
+  VerifierCoverage,
   StorageUsage,
   Subscription,
 } from './types.js';
@@ -178,6 +179,40 @@ class TypeOrmAccountRepository implements AccountRepository {
       await m.delete(ScramVerifierEntity, { accountId });
       if (rows.length) await m.insert(ScramVerifierEntity, rows);
     });
+  }
+
+  async addVerifiers(accountId: number, verifiers: ScramVerifier[]): Promise<ScramVerifier['hash'][]> {
+    checkId('accountId', accountId);
+    const rows = verifiers.map((v) => verifierRow(accountId, v));
+    const have = new Set((await this.getVerifiers(accountId)).map((v) => v.hash));
+    const added: ScramVerifier['hash'][] = [];
+    // One statement per row, no transaction: a row another login (or a password change) wrote in
+    // the meantime is a unique violation here, and that row stays.
+    for (const row of rows) {
+      if (have.has(row.hash as ScramVerifier['hash'])) continue;
+      try {
+        await this.db.run((m) => m.insert(ScramVerifierEntity, row));
+        added.push(row.hash as ScramVerifier['hash']);
+      } catch (err) {
+        if (!isUniqueViolation(err)) throw err;
+      }
+    }
+    return added;
+  }
+
+  async verifierCoverage(): Promise<VerifierCoverage[]> {
+    const totals = await this.db.sql<{ host: string; n: number | string }>('SELECT "host", COUNT(*) AS "n" FROM "accounts" GROUP BY "host" ORDER BY "host"', []);
+    const byHash = await this.db.sql<{ host: string; hash: string; n: number | string }>(
+      'SELECT a."host" AS "host", v."hash" AS "hash", COUNT(*) AS "n" FROM "scram_verifiers" v JOIN "accounts" a ON a."id" = v."account_id" GROUP BY a."host", v."hash"',
+      [],
+    );
+    const out = new Map<string, VerifierCoverage>();
+    for (const t of totals) out.set(t.host, { host: t.host, accounts: Number(t.n), withHash: { 'SHA-1': 0, 'SHA-256': 0 } });
+    for (const r of byHash) {
+      const c = out.get(r.host);
+      if (c && HASHES.includes(r.hash as ScramVerifier['hash'])) c.withHash[r.hash as ScramVerifier['hash']] = Number(r.n);
+    }
+    return [...out.values()];
   }
 
   async touch(accountId: number, now: Date): Promise<void> {

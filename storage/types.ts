@@ -15,6 +15,14 @@ export interface ScramVerifier {
   serverKey: Buffer;
 }
 
+/** One host's accounts by stored SCRAM verifier. */
+export interface VerifierCoverage {
+  host: string;
+  accounts: number;
+  /** Accounts with a verifier for the hash (0 when none). */
+  withHash: Record<ScramVerifier['hash'], number>;
+}
+
 export interface Account {
   id: number;
   username: string;
@@ -31,6 +39,13 @@ export interface AccountRepository {
   get(username: string, host: string): Promise<Account | null>;
   getVerifiers(accountId: number): Promise<ScramVerifier[]>;
   setVerifiers(accountId: number, verifiers: ScramVerifier[]): Promise<void>;
+  /**
+   * Adds the verifiers whose hash the account has none for; never replaces one (a password change
+   * racing with it wins). Returns the hashes added.
+   */
+  addVerifiers(accountId: number, verifiers: ScramVerifier[]): Promise<ScramVerifier['hash'][]>;
+  /** Per host: how many accounts there are and how many have a verifier for each hash (admin counts). */
+  verifierCoverage(): Promise<VerifierCoverage[]>;
   touch(accountId: number, now: Date): Promise<void>;
   setWarnedAt(accountId: number, at: Date | null): Promise<void>;
   /** Deletes the account and every row it owns. Returns false if it did not exist. */

@@ -126,6 +126,7 @@ export class AccountService {
     if (!account) throw new NoSuchAccountError(n.jid.bare);
     const verifiers = await this.makeVerifiers(newPassword);
     await this.storage.accounts.setVerifiers(account.id, verifiers);
+    await this.hooks.emit('account/verifiers-changed', { account });
   }
 
   /**
@@ -172,6 +173,31 @@ export class AccountService {
     const { hashes, scramIterations } = this.config.auth;
     return Promise.all(hashes.map((hash) => makeVerifierAsync(password, hash, scramIterations)));
   }
+}
+
+/**
+ * Adds a verifier for each hash of `auth.hashes` that `existing` (the account's verifiers) lacks,
+ * from a password just checked against them: how accounts imported with SCRAM-SHA-1 verifiers only
+ * get SCRAM-SHA-256 ones. Existing verifiers are kept as they are. Returns the hashes added (none
+ * when the password cannot be stored, which SASLprep for stored strings may refuse).
+ */
+export async function addMissingVerifiers(
+  storage: Storage,
+  accountId: number,
+  password: string,
+  existing: readonly ScramVerifier[],
+  auth: { hashes: readonly ScramHash[]; scramIterations: number },
+): Promise<ScramHash[]> {
+  const missing = auth.hashes.filter((hash) => !existing.some((v) => v.hash === hash));
+  if (missing.length === 0) return [];
+  try {
+    checkPassword(password);
+  } catch (err) {
+    if (err instanceof InvalidPasswordError) return [];
+    throw err;
+  }
+  const made = await Promise.all(missing.map((hash) => makeVerifierAsync(password, hash, auth.scramIterations)));
+  return storage.accounts.addVerifiers(accountId, made);
 }
 
 /** Throws InvalidPasswordError unless `password` can become a stored SCRAM secret. */

@@ -28,6 +28,7 @@ import type { ServerContext } from '../core/context.js';
 import type { AuthAttempt } from '../streams/c2s.js';
 import type { ScramVerifier } from '../../storage/types.js';
 import { iterationsUsable, makeVerifier, verifyPlainAsync } from '../auth/scram.js';
+import { addMissingVerifiers } from '../accounts/service.js';
 import { isAdmin } from '../modules/policy/admins.js';
 import { Jid, normaliseLocal } from '../../shared/jid.js';
 
@@ -243,6 +244,12 @@ export class AdminAuthenticator {
       }
       void hooks.emit('auth/succeeded', { at: clock.now(), ip, account, mechanism: HTTP_MECHANISM });
       log.child('admin-http').info('admin console login', { admin: jid.bare, ip });
+      // The password was seen in clear: verifiers for the hashes the account lacks (imported accounts).
+      try {
+        if ((await addMissingVerifiers(storage, account.id, password, verifiers, config.auth)).length) await hooks.emit('account/verifiers-changed', { account });
+      } catch (err) {
+        log.child('admin-http').warn('could not add SCRAM verifiers at an admin console login', { error: err instanceof Error ? err.message : String(err) });
+      }
       return { ok: true, jid: jid.bare };
     } finally {
       this.running--;

@@ -16,6 +16,11 @@
  * iteration count outside MIN_ITERATIONS..MAX_ITERATIONS is refused (reason 'unusable-verifier')
  * instead of being computed.
  *
+ * A SCRAM mechanism for a hash the account has no verifier for (an account imported with
+ * SCRAM-SHA-1 verifiers only, asked for SCRAM-SHA-256) goes the same way as an unknown account: a
+ * fake challenge, then not-authorized, indistinguishable from a wrong password. After a PLAIN login
+ * the context may add the missing verifiers (`passwordVerified`).
+ *
  * Failure texts are fixed strings: they never contain a password, proof or key.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
@@ -64,6 +69,12 @@ export interface SaslContext {
    * so that they do not change at a restart. Default: a per-process key (tests).
    */
   fakeSaltKey?: Buffer;
+  /**
+   * Called after a PLAIN password matched the account's `verifiers`, before the success: the one
+   * moment the server sees the password, to add verifiers for hashes the account lacks. Its errors
+   * are swallowed (the login succeeds all the same); it must not keep or log the password.
+   */
+  passwordVerified?(username: string, password: string, verifiers: readonly ScramVerifier[]): Promise<void>;
 }
 
 export type FailureCondition =
@@ -459,6 +470,13 @@ export class SaslSession {
     };
     const match = await verifyPlainAsync(password, checked);
     if (!verifier || !match) throw new StepError('not-authorized');
+    if (this.ctx.passwordVerified) {
+      try {
+        await this.ctx.passwordVerified(authcid, password, verifiers);
+      } catch {
+        // Completing the verifiers is a bonus; the login stands.
+      }
+    }
     return { kind: 'success', username: authcid, data: null };
   }
 }

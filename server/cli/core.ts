@@ -13,6 +13,8 @@ import { ServerNotRunningError, controlRequest } from '../admin/control.js';
 import { holdBackReport } from '../modules/policy/holdback.js';
 import { PolicyChangeError } from '../modules/policy/versions.js';
 import { existsSync } from 'node:fs';
+import { hashReport, type HashReport } from '../auth/scram-offer.js';
+import type { Storage } from '../../storage/types.js';
 import { nodesFlag, reportStarted, runPrimary, workerConfig, workerIndex } from './nodes.js';
 
 const stringFlag = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -38,6 +40,18 @@ function parseAccount(arg: string | undefined, config: Config): { username: stri
   const jid = Jid.tryParse(arg.includes('@') ? arg : `${arg}@${config.hosts[0]!.domain}`);
   if (!jid || !jid.local || jid.resource) throw new UsageError(`not a bare JID: ${arg}`);
   return { username: jid.local, host: jid.domain };
+}
+
+async function hashesOfHosts(config: Config, storage: Storage): Promise<HashReport[]> {
+  return hashReport(config.hosts.map((h) => h.domain), await storage.accounts.verifierCoverage(), config.auth);
+}
+
+/**
+ * A running server chooses the SCRAM mechanisms it offers from the stored verifiers (auth/scram-offer.ts):
+ * after writing some here, it counts again at once instead of within a minute. Nothing when none runs.
+ */
+async function recountOnServer(config: Config): Promise<void> {
+  await controlRequest(config.dataDir, 'accounts.recount', {}, 5000).catch(() => undefined);
 }
 
 function withAccounts<T>(config: Config, ctx: CommandContext, fn: (accounts: AccountService) => Promise<T>): Promise<T> {
@@ -143,6 +157,7 @@ export const coreCommands = commandSet(
       const { username, host } = parseAccount(args.positional[0], config);
       const password = await readPassword(args, `password for ${username}@${host}: `);
       await withAccounts(config, ctx, (a) => a.create(username, host, password, null));
+      await recountOnServer(config);
       console.log(`created ${username}@${host}`);
       return 0;
     },
@@ -180,6 +195,7 @@ export const coreCommands = commandSet(
       const { username, host } = parseAccount(args.positional[0], config);
       const password = await readPassword(args, `new password for ${username}@${host}: `);
       await withAccounts(config, ctx, (a) => a.changePassword(username, host, password));
+      await recountOnServer(config);
       console.log(`password changed for ${username}@${host}`);
       return 0;
     },
@@ -195,6 +211,25 @@ export const coreCommands = commandSet(
       const config = configFrom(args);
       const accounts = await withAccounts(config, ctx, (a) => a.list(args.positional[0]));
       for (const a of accounts) console.log(`${a.username}@${a.host}\tcreated ${a.createdAt.toISOString()}\tlast used ${a.lastUsedAt?.toISOString() ?? 'never'}`);
+      return 0;
+    },
+  },
+  {
+    name: 'user hashes',
+    summary: 'count accounts per host by stored SCRAM verifiers, and the SCRAM mechanisms each host offers',
+    description:
+      'One line per host: how many accounts have a SCRAM-SHA-1 and a SCRAM-SHA-256 verifier, how many lack one of `auth.hashes` (accounts imported from Prosody or ejabberd with SCRAM-SHA-1 only), and which SCRAM hashes the host offers with these counts and `auth.offerCoverage`. ' +
+      'An account gets the verifiers it lacks when its password is next seen in clear (a PLAIN login over TLS, a password change, an admin console login). Counts only: no account is named.',
+    flags: [CONFIG_FLAG],
+    server: 'no',
+    async run(args, ctx) {
+      const config = configFrom(args);
+      const report = await withStorage(config, ctx, (storage) => hashesOfHosts(config, storage));
+      for (const r of report) {
+        const lacking = Object.entries(r.lacking).map(([h, n]) => `${n} lack SCRAM-${h}`);
+        const offered = r.offered.map((h) => `SCRAM-${h}`).join(', ');
+        console.log(`${r.host}: ${r.accounts} accounts; SCRAM-SHA-1 ${r.withHash['SHA-1']}, SCRAM-SHA-256 ${r.withHash['SHA-256']}; ${lacking.join(', ')}; offers ${offered} (auth.offerCoverage ${config.auth.offerCoverage}%)`);
+      }
       return 0;
     },
   },

@@ -238,7 +238,18 @@ const authSchema = object(
       minItems: 1,
       uniqueBy: (h) => h,
       uniqueWhat: 'hash',
-      doc: 'SCRAM hashes to store verifiers for and offer (SCRAM-SHA-1, SCRAM-SHA-256). Dropping one only affects passwords set afterwards.',
+      doc:
+        'SCRAM hashes to store verifiers for and offer (SCRAM-SHA-1, SCRAM-SHA-256). Dropping one only affects passwords set afterwards. ' +
+        'Accounts that lack a verifier for one of them (imported from Prosody or ejabberd with SCRAM-SHA-1 only) get it when their password is next seen in clear: a PLAIN login over TLS, a password change (XEP-0077 or `gatehouse user passwd`), an admin console login. Which of them a host offers: `auth.offerCoverage`.',
+    }),
+    offerCoverage: int({
+      default: 100,
+      min: 0,
+      max: 100,
+      doc:
+        "The strongest SCRAM hash a host offers is the strongest of `auth.hashes` that at least this percentage of the host's accounts have a verifier for; the weaker configured ones are offered with it. " +
+        'Clients choose the strongest mechanism offered, and a SCRAM-SHA-256 login cannot work for an account with SCRAM-SHA-1 verifiers only: with 100 (the default) a host offers SCRAM-SHA-256(-PLUS) only once every account can use it. ' +
+        '0 offers every hash of `auth.hashes` whatever the accounts have. Counted from the database at start, every minute, after each change this server makes, and when `gatehouse import`, `user add` or `user passwd` wrote accounts; `gatehouse user hashes` shows the counts.',
     }),
     channelBindingDowngrade: enumOf(['allow', 'reject'], {
       default: 'reject',

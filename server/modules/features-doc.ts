@@ -13,7 +13,7 @@ export const CORE_SPECS: SpecRef[] = [
   { id: 'RFC 6120', status: 'partial', note: 'client streams (STARTTLS, SASL, binding, stream and stanza errors) and server streams (STARTTLS and direct TLS, SASL EXTERNAL)' },
   { id: 'RFC 7622', status: 'partial', note: 'JID normalisation: NFKC and case folding for localpart and domain, NFC for resource (not the full PRECIS profiles)' },
   { id: 'RFC 5802', status: 'complete', note: 'SCRAM-SHA-1 and SCRAM-SHA-1-PLUS; only verifiers are stored' },
-  { id: 'RFC 7677', status: 'complete', note: 'SCRAM-SHA-256 and SCRAM-SHA-256-PLUS' },
+  { id: 'RFC 7677', status: 'complete', note: 'SCRAM-SHA-256 and SCRAM-SHA-256-PLUS, offered on a host once its accounts have the verifiers (auth.offerCoverage); accounts imported with SCRAM-SHA-1 only get them at their next PLAIN login or password change' },
   { id: 'RFC 9266', status: 'complete', note: 'tls-exporter channel binding on TLS 1.3, the preferred type' },
   {
     id: 'RFC 5929',
@@ -23,7 +23,7 @@ export const CORE_SPECS: SpecRef[] = [
       "it is weaker, but the only type clients on Python's ssl module (slixmpp, poezio) know, and without it they fail over to SCRAM without binding at every login " +
       '(see docs/architecture.md, "Authentication")',
   },
-  { id: 'RFC 4616', status: 'complete', note: 'PLAIN, only over TLS, checked against the SCRAM verifiers' },
+  { id: 'RFC 4616', status: 'complete', note: 'PLAIN, only over TLS, checked against the SCRAM verifiers; adds the verifiers an account lacks for auth.hashes' },
   { id: 'XEP-0368', version: '1.1.0', status: 'partial', note: 'direct TLS listener for clients (ALPN xmpp-client); SRV records are the operator\'s' },
   { id: 'XEP-0440', version: '0.4.0', status: 'complete', note: 'channel-binding types advertised in stream features, strongest first: tls-exporter (TLS 1.3), tls-server-end-point, tls-unique' },
   { id: 'XEP-0199', version: '2.0.1', status: 'complete', note: 'idle clients are pinged and closed when silent' },

@@ -14,7 +14,8 @@ import type { ServerContext, StreamInfo } from '../core/context.js';
 import { errorReply, iqResult } from '../../shared/xml/stanza-errors.js';
 import { streamErrorXml } from './stream-error.js';
 import { coalescedWrite, flushNow, unsentFromEarlierTurns } from '../net/write-coalescer.js';
-import type { Account } from '../../storage/types.js';
+import type { Account, ScramVerifier } from '../../storage/types.js';
+import { addMissingVerifiers } from '../accounts/service.js';
 
 /** How far past c2s.maxSendBuffer the output of a single turn may go before the client is dropped. */
 const BURST_FACTOR = 8;
@@ -334,7 +335,9 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     if (!this.secure) features.append(x('starttls', { xmlns: NS.tls }, config.c2s.requireEncryption ? x('required') : null));
     if (mayAuth) {
       const cb = this.channelBinding();
-      const mechs = availableMechanisms({ secure: this.secure, channelBindingTypes: cb?.types ?? [], allowPlain: config.c2s.allowPlain, hashes: config.auth.hashes });
+      // Per host, the hashes its accounts can serve (auth/scram-offer.ts): mechanisms go out before the account is known.
+      const hashes = this.env.ctx.services.get('scram-offer')?.hashes(this.host) ?? config.auth.hashes;
+      const mechs = availableMechanisms({ secure: this.secure, channelBindingTypes: cb?.types ?? [], allowPlain: config.c2s.allowPlain, hashes });
       features.append(x('mechanisms', { xmlns: NS.sasl }, mechs.map((m) => x('mechanism', {}, m))));
       if (cb && cb.types.length) features.append(x('sasl-channel-binding', { xmlns: 'urn:xmpp:sasl-cb:0' }, cb.types.map((t) => x('channel-binding', { type: t }))));
     }
@@ -448,6 +451,7 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
           if (!account) return null;
           return { verifiers: await storage.accounts.getVerifiers(account.id) };
         },
+        passwordVerified: (_username, password, verifiers) => this.completeVerifiers(password, verifiers),
       });
       step = await this.sasl.start(data);
     } else if (el.name === 'response' && this.sasl) {
@@ -473,6 +477,24 @@ export class C2SStream implements StreamInfo, SessionTransport, ClientStream {
     void hooks.emit('auth/succeeded', { at: clock.now(), ip: this.ip, account, mechanism: this.saslMechanism });
     this.state = 'authenticated';
     this.restartInput({ maxStanzaBytes: config.c2s.maxStanzaBytes });
+  }
+
+  /**
+   * A PLAIN login matched: adds verifiers for the configured hashes the account lacks (accounts
+   * imported with SCRAM-SHA-1 only), so that it can use SCRAM-SHA-256 next time.
+   */
+  private async completeVerifiers(password: string, verifiers: readonly ScramVerifier[]): Promise<void> {
+    const { config, storage, hooks, log } = this.env.ctx;
+    const account = this.saslAccount;
+    if (!account) return;
+    try {
+      const added = await addMissingVerifiers(storage, account.id, password, verifiers, config.auth);
+      if (added.length === 0) return;
+      log.info('added SCRAM verifiers at a PLAIN login', { stream: this.id, account: `${account.username}@${account.host}`, hashes: added.join(',') });
+      await hooks.emit('account/verifiers-changed', { account });
+    } catch (err) {
+      log.warn('could not add SCRAM verifiers at a PLAIN login', { stream: this.id, error: err instanceof Error ? err.message : String(err) });
+    }
   }
 
   /** The stream restarts after SASL (RFC 6120 6.4.6): a new header is expected, with new limits. */

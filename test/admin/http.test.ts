@@ -139,6 +139,34 @@ describe('admin HTTP interface', () => {
     assert.equal((await anon.request('PUT', '/privacy')).status, 405);
   });
 
+  test('P2 an admin console login adds the SCRAM-SHA-256 verifier an imported SCRAM-SHA-1-only account lacks; /metrics counts the accounts lacking one', async () => {
+    const { storage } = ts.server.ctx;
+    const admin = (await storage.accounts.get('admin', 'localhost'))!;
+    const sha1 = (await storage.accounts.getVerifiers(admin.id)).find((v) => v.hash === 'SHA-1')!;
+    // As `gatehouse import` leaves an account from Prosody: SCRAM-SHA-1 only.
+    await storage.accounts.setVerifiers(admin.id, [sha1]);
+    // Written behind the server's back (as `gatehouse import` does): seen at the next count.
+    await ts.server.ctx.services.need('scram-offer').refresh();
+    const bearer = new AdminClient(ts.adminPort);
+    const scrape = async () => (await bearer.get('/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).body;
+    assert.match(await scrape(), /^gatehouse_accounts_lacking_scram_verifier\{hash="sha-256"\} 1$/m);
+    assert.match(await scrape(), /^gatehouse_accounts_lacking_scram_verifier\{hash="sha-1"\} 0$/m);
+    const refused = await ts.client();
+    assert.equal((await refused.authenticate('admin', ADMIN_PW, 'SCRAM-SHA-256')).name, 'failure');
+    await refused.close();
+    const c = new AdminClient(ts.adminPort);
+    assert.equal((await c.login('admin@localhost', ADMIN_PW)).status, 303);
+    const now = await storage.accounts.getVerifiers(admin.id);
+    assert.deepEqual(now.map((v) => v.hash).sort(), ['SHA-1', 'SHA-256']);
+    assert.ok(now.find((v) => v.hash === 'SHA-1')!.storedKey.equals(sha1.storedKey), 'the imported verifier is kept');
+    const xmpp = await ts.client();
+    await xmpp.login('admin', ADMIN_PW, { mechanism: 'SCRAM-SHA-256' });
+    await xmpp.close();
+    await ts.server.ctx.services.need('scram-offer').refresh();
+    assert.match(await scrape(), /^gatehouse_accounts_lacking_scram_verifier\{hash="sha-256"\} 0$/m);
+    assert.ok(!ts.logLines.some((l) => l.includes(ADMIN_PW)), 'no password in any log line');
+  });
+
   test('P21 a user who is not an administrator cannot log in, even with the right XMPP password; the failure is recorded like an XMPP one (P7)', async () => {
     const c = new AdminClient(ts.adminPort);
     const res = await c.login('bob@localhost', BOB_PW);

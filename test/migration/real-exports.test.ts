@@ -181,7 +181,7 @@ describe('migration from Prosody (prosody-migrator to XEP-0227 files)', { skip: 
   });
 
   for (const target of storageTargets()) {
-    test(`Prosody's accounts log in to Gatehouse with their old passwords and find their contacts, vCard, bookmarks (${target.name})`, async () => {
+    test(`Prosody's accounts log in to Gatehouse with their old passwords and find their contacts, vCard, bookmarks; PLAIN logins give them SCRAM-SHA-256 (${target.name})`, async () => {
       const { config, drop } = await target.make();
       try {
         const r = await importWithCli(exportDir, config, [P]);
@@ -216,6 +216,25 @@ describe('migration from Prosody (prosody-migrator to XEP-0227 files)', { skip: 
           assert.deepEqual(conference?.attrs, { jid: 'room@muc.example', autojoin: 'true', name: 'Room' });
           const bob = await login(ts, P, 'bob', PASSWORDS.bob, 'SCRAM-SHA-1');
           assert.deepEqual(rosterOf(await getRoster(bob)), { [`alice@${P}`]: { name: undefined, subscription: 'both', groups: [] } });
+
+          // Prosody's verifiers are SCRAM-SHA-1 only: the host offers no SCRAM-SHA-256 (a client
+          // choosing it would fail) until a PLAIN login over TLS gave every account one.
+          const mechanisms = async () => {
+            const c = await ts.client({ domain: P });
+            const m = c.mechanisms();
+            await c.close();
+            return m;
+          };
+          assert.deepEqual(await mechanisms(), ['SCRAM-SHA-1-PLUS', 'SCRAM-SHA-1', 'PLAIN']);
+          for (const [user, password] of [['alice', PASSWORDS.alice], ['bob', PASSWORDS.bob]] as const) await (await login(ts, P, user, password, 'PLAIN')).close();
+          let offer: string[] = [];
+          for (let i = 0; i < 200 && !offer.includes('SCRAM-SHA-256-PLUS'); i++) {
+            if (i) await new Promise((r) => setTimeout(r, 100));
+            offer = await mechanisms();
+          }
+          assert.deepEqual(offer, ['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN']);
+          await (await login(ts, P, 'alice', PASSWORDS.alice, 'SCRAM-SHA-256-PLUS')).close();
+          await (await login(ts, P, 'bob', PASSWORDS.bob, 'SCRAM-SHA-256')).close();
         } finally {
           await ts.stop();
         }

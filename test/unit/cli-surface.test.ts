@@ -79,7 +79,7 @@ test('an unknown command is a usage error that names the closest command', async
   assert.equal(top.err, "gatehouse: unknown command 'stat'; did you mean 'stats'? (see gatehouse --help)\n");
   const group = await run(['user']);
   assert.equal(group.code, 2);
-  assert.equal(group.err, 'gatehouse user: give one of add, del, passwd, list, export, import\n');
+  assert.equal(group.err, 'gatehouse user: give one of add, del, passwd, list, hashes, export, import\n');
   const groupTypo = await run(['backup', 'verfy', 'x.backup']);
   assert.equal(groupTypo.code, 2);
   assert.equal(groupTypo.err, "gatehouse: unknown command 'backup verfy'; did you mean 'backup verify'? (see gatehouse --help)\n");

@@ -78,7 +78,7 @@ test('defaults', () => {
     maxConnectionsPerIp: 50,
     maxConnections: 10_000,
   });
-  assert.deepEqual(c.auth, { scramIterations: 10000, hashes: ['SHA-1', 'SHA-256'], channelBindingDowngrade: 'reject' });
+  assert.deepEqual(c.auth, { scramIterations: 10000, hashes: ['SHA-1', 'SHA-256'], offerCoverage: 100, channelBindingDowngrade: 'reject' });
   assert.deepEqual(c.storage, { type: 'sqlite', path: path.join(cwd, 'data', 'gatehouse.sqlite'), migrateOnStart: true });
   assert.deepEqual(c.offline, { maxPerUser: 1000, maxBytesPerUser: 10 * 1024 * 1024 });
   assert.deepEqual(c.privateStorage, { maxBytesPerUser: 1024 * 1024 });

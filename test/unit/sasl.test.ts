@@ -427,6 +427,18 @@ test('PLAIN: success, wrong password, unknown user', async () => {
   });
 });
 
+test('PLAIN: passwordVerified sees the password only after it matched, and its failure does not fail the login', async () => {
+  const seen: [string, string, string[]][] = [];
+  const c = ctx({ passwordVerified: async (u, p, vs) => void seen.push([u, p, vs.map((v) => v.hash)]) });
+  assert.equal((await new SaslSession('PLAIN', c).start(plain('', 'sha1', 'sha1only'))).kind, 'success');
+  assert.deepEqual(seen, [['sha1', 'sha1only', ['SHA-1']]]);
+  assert.equal((await new SaslSession('PLAIN', c).start(plain('', 'sha1', 'wrong'))).kind, 'failure');
+  assert.equal((await new SaslSession('PLAIN', c).start(plain('', 'nobody', 'sha1only'))).kind, 'failure');
+  assert.equal(seen.length, 1, 'not called for a wrong password or an unknown account');
+  const broken = ctx({ passwordVerified: () => Promise.reject(new Error('database down')) });
+  assert.deepEqual(await new SaslSession('PLAIN', broken).start(plain('', 'sha1', 'sha1only')), { kind: 'success', username: 'sha1', data: null });
+});
+
 test('PLAIN: uses the SHA-1 verifier when no SHA-256 one exists; SASLprep on the password', async () => {
   assert.equal((await new SaslSession('PLAIN', ctx()).start(plain('', 'sha1', 'sha1only'))).kind, 'success');
   assert.equal((await new SaslSession('PLAIN', ctx()).start(plain('', 'soft', 'IX'))).kind, 'success');

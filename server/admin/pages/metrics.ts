@@ -19,7 +19,9 @@
  *   restart starts them at 0 again, which Prometheus takes as a counter reset. Levels (averaged or
  *   peak series, e.g. s2s.links) are gauges `gatehouse_<name>` sampled at the scrape. Live gauges:
  *   sessions online, hosts, components configured and connected, login blocks in force (by kind,
- *   from the login guard's memory), start time and uptime.
+ *   from the login guard's memory), accounts lacking a SCRAM verifier by hash (the counts the
+ *   server keeps to choose the SCRAM mechanisms it offers, auth/scram-offer.ts), start time and
+ *   uptime.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry, collectDefaultMetrics, contentType } from 'prom-client';
@@ -145,6 +147,17 @@ export class ServerMetrics {
       collect() {
         const blocks = ctx.services.get('login-guard')?.blocksInForce() ?? { ip: 0, account: 0 };
         for (const kind of ['ip', 'account'] as const) this.set({ kind }, blocks[kind]);
+      },
+    });
+    new Gauge({
+      name: 'gatehouse_accounts_lacking_scram_verifier',
+      help: 'Accounts without a SCRAM verifier for a hash of auth.hashes (imported with SCRAM-SHA-1 only), by hash (sha-1, sha-256), as last counted (every minute); they get it when their password is next seen in clear.',
+      labelNames: ['hash'],
+      registers,
+      collect() {
+        const lacking = ctx.services.get('scram-offer')?.lacking(ctx.config.hosts.map((h) => h.domain)) ?? {};
+        this.reset();
+        for (const [hash, n] of Object.entries(lacking)) this.set({ hash: hash.toLowerCase() }, n);
       },
     });
   }

@@ -12,6 +12,7 @@ import type { Element } from '../../../shared/xml/element.js';
 import { HIDDEN_GROUP } from '../../core/subscription-states.js';
 import { accountDataParts, importAccounts, parseExport, planImport, type ImportedUser } from './export.js';
 import { readExportSource } from './sources.js';
+import { controlRequest } from '../../admin/control.js';
 import { fixEjabberdScram } from './ejabberd.js';
 import { addVcardTempFromPep, dropEmptyPepConfigFields, pepNodes, type PepNodeSummary } from './prosody.js';
 
@@ -72,7 +73,9 @@ async function runImport(args: ParsedArgs, ctx: CommandContext, command: string)
     const has = [...new Set(partial.flatMap((u) => u.verifiers.map((v) => `SCRAM-${v.hash}`)))].join(', ');
     console.error(
       `warning: ${n(partial.length, 'account has', 'accounts have')} credentials only for ${has} (${names.slice(0, 5).join(', ')}${names.length > 5 ? ', …' : ''}): ` +
-        `a client that chooses another offered mechanism (auth.hashes) fails to log in until the password is set again; see docs/migration.md`,
+        (config.auth.offerCoverage > 0
+          ? `their hosts offer no stronger SCRAM mechanism than every account can use (auth.offerCoverage ${config.auth.offerCoverage}%), and each account gets the verifiers it lacks when its password is next seen in clear (a PLAIN login over TLS, a password change); gatehouse user hashes counts them; see docs/migration.md`
+          : `a client that chooses another offered mechanism (auth.hashes; auth.offerCoverage is 0) fails to log in until the password is seen in clear again; see docs/migration.md`),
     );
   }
   if (vcards) console.error(`note: made the vcard-temp vCard of ${n(vcards, 'account')} from its PEP vCard (XEP-0292) and avatar (XEP-0084), as Prosody's mod_vcard_legacy shows them`);
@@ -103,6 +106,8 @@ async function runImport(args: ParsedArgs, ctx: CommandContext, command: string)
   for (const jid of result.replaced) console.log(`replaced ${jid}${admins.has(jid) ? ' (administrator)' : ''}: the existing account and all its data were deleted and imported from the file`);
   for (const jid of result.imported) if (!result.replaced.includes(jid)) console.log(`created ${jid}`);
   console.log(`imported ${n(result.imported.length, 'account')}: ${result.replaced.length} replaced, ${result.imported.length - result.replaced.length} created`);
+  // A running server chooses its SCRAM mechanisms from the stored verifiers: it counts again now.
+  await controlRequest(config.dataDir, 'accounts.recount', {}, 5000).catch(() => undefined);
   return 0;
 }
 
