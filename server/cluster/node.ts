@@ -576,6 +576,12 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.publish(this.subjects.stored(session.node), { jid: session.jid.full });
   }
 
+  deliverStoredThere(session: ClientSession): boolean {
+    if (!(session instanceof RemoteSession)) return false;
+    this.publish(this.subjects.stored(session.node), { jid: session.jid.full });
+    return true;
+  }
+
   private onStored(m: { jid: string }): void {
     const session = this.registry.localSession(m.jid);
     if (session) void this.ctx?.hooks.emit('session/stored-messages', { session });

@@ -5,6 +5,7 @@
  */
 import type { Element } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
+import type { ClientSession } from './session.js';
 
 /** The router's narrow window on the cluster: what cannot be decided from the session registry alone. */
 export interface ClusterRouting {
@@ -69,6 +70,12 @@ export interface ClusterService {
   forward(node: string, service: string, stanza: Element, from: Jid, to: Jid, untaken?: () => void): void;
   /** Takes the stanzas other nodes forward to `service` here; returns the function that stops it. */
   serve(service: string, handler: (stanza: Element, from: Jid, to: Jid) => void): () => void;
+  /**
+   * For a stand-in of a session bound on another node: asks that node to deliver what offline
+   * storage holds for the session's account (it deletes the rows it wrote to the stream) and
+   * answers true; false for a session of this node.
+   */
+  deliverStoredThere(session: ClientSession): boolean;
   /** Tells the other nodes that what they keep in memory about `key` under `topic` is stale (a module's cache of stored data). */
   invalidate(topic: string, key: string): void;
   /** Hears the other nodes' invalidations of `topic`; returns the function that stops it. */
