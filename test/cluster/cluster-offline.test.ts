@@ -24,18 +24,43 @@ describe('cluster: offline storage and resources on other nodes', { skip }, () =
   const tag = randomBytes(3).toString('hex');
   let db: Awaited<ReturnType<NonNullable<typeof TARGET>['make']>>;
   let n1: TestServer;
+  let n2: TestServer;
   before(async () => {
     db = await TARGET!.make();
-    n1 = await startTestServer({
+    const node = (name: string) => ({
       storage: { ...db.config, migrateOnStart: true } as StorageConfig,
       // Failure detection is not under test: the node that stands for a crashed one below is never declared dead.
-      config: { cluster: { enabled: true, node: 'o1', prefix, heartbeatInterval: '200ms', failureTimeout: '5s', deliveryTimeout: '1s' } },
-      logLevel: 'info',
+      config: { cluster: { enabled: true, node: name, prefix, heartbeatInterval: '200ms', failureTimeout: '5s', deliveryTimeout: '1s' } },
+      logLevel: 'info' as const,
     });
+    n1 = await startTestServer(node('o1'));
+    n2 = await startTestServer(node('o2'));
   });
   after(async () => {
+    await n2?.stop();
     await n1?.stop();
     await db?.drop();
+  });
+
+  test('a message stored offline just as the user came online on another node is delivered there at once', async () => {
+    const sender = await loginAs(n1, `early-${tag}`);
+    const user = await loginAs(n2, `late-${tag}`);
+    user.send(x('presence'));
+    await user.expect((el) => el.name === 'presence' && el.attrs.from === user.jid && el.attrs.type === undefined);
+    while (!n1.server.ctx.sessions.get(user.jid!)?.available) await new Promise((r) => setTimeout(r, 10));
+    // Node 1 hears of the resource only while it stores the message (the announcement comes in
+    // between): its offline store finds the resource available right after writing the row.
+    const registry = n1.server.ctx.sessions as ClusterSessionRegistry;
+    const standIn = n1.server.ctx.sessions.get(user.jid!) as RemoteSession;
+    registry.removeRemote(standIn);
+    const off = n1.server.ctx.hooks.on('message/offline', () => void registry.addRemote(standIn), 'observe');
+    try {
+      sender.send(x('message', { to: `late-${tag}@localhost`, type: 'chat', id: 'window-1' }, x('body', {}, 'stored in the window')));
+      const got = await user.expect((el) => el.name === 'message' && el.attrs.id === 'window-1');
+      assert.equal(got.getChildren('delay', 'urn:xmpp:delay').length, 1, 'delivered from offline storage by its own node');
+    } finally {
+      off();
+    }
   });
 
   test('a message stored offline while its node believes the user online on a node that crashed is kept once, stamped once', async () => {
