@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { connect } from '@nats-io/transport-node';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loginAs, startTestServer, type TestServer } from '../helpers/server.js';
@@ -23,6 +24,8 @@ import type { TestClient } from '../helpers/xmpp-client.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { errorCondition } from '../../shared/xml/stanza-errors.js';
 import { s2sServiceOf } from '../../server/federation/service.js';
+import { subjects } from '../../server/cluster/protocol.js';
+import { Jid } from '../../shared/jid.js';
 import { storageTargets } from '../../storage/test-databases.js';
 import type { StorageConfig } from '../../storage/datasource.js';
 
@@ -189,5 +192,71 @@ describe('cluster: federation when the owner of the remote domain does not serve
     alice.send(x('message', { to: bob.jid!, type: 'chat' }, x('body', {}, 'owner is not serving')));
     assert.equal((await bob.expect(isBody('owner is not serving'), 20_000)).attrs.from, alice.jid);
     assert.equal(s2sServiceOf(n1.server.ctx)?.outgoing.get(remote)?.length, 1);
+  });
+});
+
+describe('cluster: federation when the owner of the remote domain died a moment ago', { skip }, () => {
+  const prefix = 'ghtest-' + randomBytes(4).toString('hex');
+  const tag = randomBytes(3).toString('hex');
+  let db: Awaited<ReturnType<typeof clusterStorage>>;
+  let n1: TestServer;
+  let n2: TestServer;
+  let other: TestServer;
+  before(async () => {
+    db = await clusterStorage();
+    n1 = await startTestServer({ storage: db.storage, config: clusterNode('h1', prefix, db.dataDir()), logLevel: 'info' });
+    n2 = await startTestServer({ storage: db.storage, config: clusterNode('h2', prefix, db.dataDir()), logLevel: 'info' });
+    await bothKnowEachOther(n1, n2);
+    const remote = domainOwnedBy(n1, 'h2', 'd');
+    other = await startTestServer({ config: { hosts: [{ domain: remote, registration: 'open' }], listen: { s2s: [{ host: '127.0.0.1', port: 0 }] } }, logLevel: 'info' });
+    for (const n of [n1, n2]) n.config.s2s.static[remote] = { host: '127.0.0.1', port: other.s2sPort };
+    other.config.s2s.static['localhost'] = { host: '127.0.0.1', port: n1.s2sPort };
+  });
+  after(async () => {
+    await other?.stop();
+    await n2?.stop();
+    await n1?.stop();
+    await db?.drop();
+  });
+
+  test('a message for a remote domain whose owner node is gone but not declared dead yet leaves over a link of the sending node', async () => {
+    const remote = other.config.hosts[0]!.domain;
+    const bob = await other.client({ domain: remote });
+    assert.equal((await bob.register(`bob-${tag}`, 'pw-bob')).attrs.type, 'result');
+    await bob.login(`bob-${tag}`, 'pw-bob');
+    await online(bob);
+    const alice = await loginAs(n1, `alice-${tag}`);
+    // Node 2 as a SIGKILL leaves it to the others: its NATS connection gone, not declared dead for
+    // failureTimeout (5 s), so node 1 still counts it as the owner of the remote domain.
+    await (n2.server.ctx.services.need('cluster') as unknown as { nc: { close(): Promise<void> } }).nc.close();
+    assert.equal(n1.server.ctx.services.need('cluster').ownerOf('s2s', remote), 'h2');
+    alice.send(x('message', { to: bob.jid!, type: 'chat' }, x('body', {}, 'owner gone')));
+    assert.equal((await bob.expect(isBody('owner gone'), 20_000)).attrs.from, alice.jid);
+  });
+
+  test('a node of the version before confirmations takes forwarded stanzas unconfirmed (once); a node not there at all takes none', async () => {
+    const cluster = n1.server.ctx.services.need('cluster');
+    const nc = await connect({ servers: 'nats://127.0.0.1:4222' });
+    try {
+      // What such a node listens on: the service subject, without answering.
+      const got: string[] = [];
+      nc.subscribe(subjects(prefix).service('h-old'), { callback: (_err, msg) => void got.push(new TextDecoder().decode(msg.data)) });
+      await nc.flush();
+      const untaken: string[] = [];
+      const from = Jid.parse(`alice-${tag}@localhost/r`);
+      const to = Jid.parse('bob@remote.localhost');
+      cluster.forward('h-old', 's2s', x('message', { to: to.full, type: 'chat' }, x('body', {}, 'to an old node')), from, to, () => void untaken.push('h-old'));
+      cluster.forward('h-nobody', 's2s', x('message', { to: to.full, type: 'chat' }, x('body', {}, 'to nobody')), from, to, () => void untaken.push('h-nobody'));
+      while (got.length === 0 || untaken.length === 0) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(untaken, ['h-nobody']);
+      assert.equal(got.length, 1);
+      assert.match(got[0]!, /to an old node/);
+      // The old node never answers: its silence (past deliveryTimeout, 3 s) means it took the stanza.
+      await new Promise((r) => setTimeout(r, 3500));
+      assert.deepEqual(untaken, ['h-nobody']);
+      assert.equal(got.length, 1);
+    } finally {
+      await nc.close();
+    }
   });
 });
