@@ -69,7 +69,7 @@ describe('cluster: offline storage and resources on other nodes', { skip }, () =
     await loginAs(n1, name).then((c) => c.destroy());
     const bare = `${name}@localhost`;
     let stored = 0;
-    n1.server.ctx.hooks.on('offline/stored', () => void stored++);
+    const off = n1.server.ctx.hooks.on('message/offline', ({ to }) => void (to.bare === bare && stored++), 'observe');
     // The user's resource on a node that crashed a moment ago: node 1 still lists it (the node is
     // not declared dead yet), and nothing answers there (NATS: no responders).
     const cluster = n1.server.ctx.services.need('cluster') as ClusterNode;
@@ -84,6 +84,7 @@ describe('cluster: offline storage and resources on other nodes', { skip }, () =
     // available; it must not hand the stored message to it and delete it on the strength of that.
     while (stored === 0) await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setTimeout(r, 1000));
+    off();
     assert.equal(stored, 1, 'stored once, not stored, handed to the stand-in, deleted and stored again');
     // The node is declared dead; the user comes online on node 1.
     (n1.server.ctx.sessions as ClusterSessionRegistry).removeRemote(standIn);
