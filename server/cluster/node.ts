@@ -934,7 +934,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     const nc = this.nc;
     const notTaken = (why: string) => {
       this.log.info('cluster: a stanza for a service not taken by its node', { peer: node, service, why });
-      untaken();
+      this.guard('service fallback', untaken);
     };
     if (!nc || nc.isClosed()) return notTaken('no NATS connection');
     const data = encode(body);
@@ -949,13 +949,16 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
           // Nobody takes confirmed stanzas there: a node of the version before confirmations (a
           // rolling restart) takes them on the old subject without answering (its silence is a
           // timeout); a node that died is not there either (NATS says so at once).
-          if (nc.isClosed()) return notTaken('no NATS connection');
-          nc.request(this.subjects.service(node), data, { timeout }).then(
-            () => {},
-            (again: unknown) => {
-              if (isNoResponders(again)) notTaken('no node');
-            },
-          );
+          try {
+            nc.request(this.subjects.service(node), data, { timeout }).then(
+              () => {},
+              (again: unknown) => {
+                if (isNoResponders(again)) notTaken('no node');
+              },
+            );
+          } catch (again) {
+            notTaken(again instanceof Error ? again.message : String(again));
+          }
         },
       );
     } catch (err) {
