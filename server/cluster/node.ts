@@ -18,6 +18,8 @@ import type { BoundSession, ClientSession } from '../core/session.js';
 import {
   DELIVERED,
   NOT_HERE,
+  NOT_SERVED,
+  TAKEN,
   decode,
   encode,
   subjects,
@@ -174,7 +176,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     on(s.stored(this.node), 'stored', (msg) => this.onStored(decode<{ jid: string }>(msg.data)));
     on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
     on(s.answer(this.node), 'answer', (msg) => this.onAnswer(decode<{ xml: string; from: string; to: string }>(msg.data)));
-    on(s.service(this.node), 'service', (msg) => this.onServiceStanza(decode<ServiceStanza>(msg.data)));
+    on(s.service(this.node), 'service', (msg) => void this.onServiceStanza(decode<ServiceStanza>(msg.data)));
+    on(s.served(this.node), 'served', (msg) => this.onServed(msg));
     on(s.ask(this.node), 'ask', (msg) => this.onAsk(msg));
     on(s.invalidate, 'invalidate', (msg) => this.onInvalidation(decode<{ node: string; topic: string; key: string }>(msg.data)));
     void this.watchStatus(nc);
@@ -573,6 +576,12 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.publish(this.subjects.stored(session.node), { jid: session.jid.full });
   }
 
+  deliverStoredThere(session: ClientSession): boolean {
+    if (!(session instanceof RemoteSession)) return false;
+    this.publish(this.subjects.stored(session.node), { jid: session.jid.full });
+    return true;
+  }
+
   private onStored(m: { jid: string }): void {
     const session = this.registry.localSession(m.jid);
     if (session) void this.ctx?.hooks.emit('session/stored-messages', { session });
@@ -919,8 +928,42 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     return best;
   }
 
-  forward(node: string, service: string, stanza: Element, from: Jid, to: Jid): void {
-    this.publish(this.subjects.service(node), { service, xml: stanza.toString(), from: from.full, to: to.full } satisfies ServiceStanza);
+  forward(node: string, service: string, stanza: Element, from: Jid, to: Jid, untaken?: () => void): void {
+    const body = { service, xml: stanza.toString(), from: from.full, to: to.full } satisfies ServiceStanza;
+    if (!untaken) return this.publish(this.subjects.service(node), body);
+    const nc = this.nc;
+    const notTaken = (why: string) => {
+      this.log.info('cluster: a stanza for a service not taken by its node', { peer: node, service, why });
+      this.guard('service fallback', untaken);
+    };
+    if (!nc || nc.isClosed()) return notTaken('no NATS connection');
+    const data = encode(body);
+    const timeout = this.config.deliveryTimeout;
+    try {
+      nc.request(this.subjects.served(node), data, { timeout }).then(
+        (reply) => {
+          if (text(reply.data) !== TAKEN) notTaken('not served there');
+        },
+        (err: unknown) => {
+          if (!isNoResponders(err)) return notTaken('no answer');
+          // Nobody takes confirmed stanzas there: a node of the version before confirmations (a
+          // rolling restart) takes them on the old subject without answering (its silence is a
+          // timeout); a node that died is not there either (NATS says so at once).
+          try {
+            nc.request(this.subjects.service(node), data, { timeout }).then(
+              () => {},
+              (again: unknown) => {
+                if (isNoResponders(again)) notTaken('no node');
+              },
+            );
+          } catch (again) {
+            notTaken(again instanceof Error ? again.message : String(again));
+          }
+        },
+      );
+    } catch (err) {
+      notTaken(err instanceof Error ? err.message : String(err));
+    }
   }
 
   serve(service: string, handler: (stanza: Element, from: Jid, to: Jid) => void): () => void {
@@ -1010,15 +1053,23 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.membershipSoon.unref();
   }
 
-  private onServiceStanza(m: ServiceStanza): void {
+  /** Whether the service took the stanza. */
+  private onServiceStanza(m: ServiceStanza): boolean {
     const handler = this.services.get(m.service);
     const el = parseXmlText(m.xml, NS.client);
     const from = Jid.tryParse(m.from);
     const to = Jid.tryParse(m.to);
     if (!handler || !el || !from || !to) {
       this.log.warn('cluster: a stanza for a service not served here', { service: m.service });
-      return;
+      return false;
     }
     handler(el, from, to);
+    return true;
+  }
+
+  /** A service stanza whose sender waits to know whether it was taken (else it handles the stanza itself). */
+  private onServed(msg: Msg): void {
+    const taken = this.onServiceStanza(decode<ServiceStanza>(msg.data));
+    if (msg.reply) msg.respond(taken ? TAKEN : NOT_SERVED);
   }
 }

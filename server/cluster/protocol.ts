@@ -14,7 +14,9 @@
  * - `P.node.NAME.stored`   messages were stored offline for a session on NAME just as it came online
  * - `P.node.NAME.component` a stanza for a component linked to NAME
  * - `P.node.NAME.answer`   an IQ answer for a request NAME's router is waiting for
- * - `P.node.NAME.service`  a stanza for a service owned per node on NAME (outgoing s2s links)
+ * - `P.node.NAME.service`  a stanza for a service owned per node on NAME (group chat rooms), published
+ * - `P.node.NAME.served`   the same as a request when the sender must know whether NAME took it
+ *                          (outgoing s2s links): NAME answers TAKEN or NOT_SERVED
  * - `P.node.NAME.ask`      a question to NAME from another node (a module's `ask`: rooms for a listing)
  * - `P.invalidate`         a module's cached data about a key changed on one node (blocklists)
  */
@@ -30,6 +32,7 @@ export interface Subjects {
   component(node: string): string;
   answer(node: string): string;
   service(node: string): string;
+  served(node: string): string;
   ask(node: string): string;
 }
 
@@ -45,6 +48,7 @@ export function subjects(prefix: string): Subjects {
     component: (node) => `${prefix}.node.${node}.component`,
     answer: (node) => `${prefix}.node.${node}.answer`,
     service: (node) => `${prefix}.node.${node}.service`,
+    served: (node) => `${prefix}.node.${node}.served`,
     ask: (node) => `${prefix}.node.${node}.ask`,
   };
 }
@@ -130,6 +134,10 @@ export interface ComponentStanza {
   domain: string;
   xml: string;
 }
+
+/** The answer to a `served` request: the service took the stanza, or it is not served on that node (not loaded, held back, stopping). */
+export const TAKEN = 'taken';
+export const NOT_SERVED = 'not-served';
 
 /** The answer to a delivery request: delivered, or the session is not (any longer) here. */
 export const DELIVERED = 'ok';

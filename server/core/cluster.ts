@@ -5,6 +5,7 @@
  */
 import type { Element } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
+import type { ClientSession } from './session.js';
 
 /** The router's narrow window on the cluster: what cannot be decided from the session registry alone. */
 export interface ClusterRouting {
@@ -59,10 +60,22 @@ export interface ClusterService {
    * same one without asking and a key moves only when its node leaves or one joins.
    */
   ownerOf(service: string, key: string): string;
-  /** Hands a stanza (with its trusted addresses) to `service` on the node `node`. */
-  forward(node: string, service: string, stanza: Element, from: Jid, to: Jid): void;
+  /**
+   * Hands a stanza (with its trusted addresses) to `service` on the node `node`. With `untaken`, that
+   * node confirms it took the stanza, and `untaken` is called when it did not: the service is not
+   * served there (not loaded yet, held back, stopping), nobody listens there any more (a node that
+   * died and is not declared dead yet), or no answer came within `cluster.deliveryTimeout`. The
+   * caller then handles the stanza itself rather than lose it (it may then be handled twice).
+   */
+  forward(node: string, service: string, stanza: Element, from: Jid, to: Jid, untaken?: () => void): void;
   /** Takes the stanzas other nodes forward to `service` here; returns the function that stops it. */
   serve(service: string, handler: (stanza: Element, from: Jid, to: Jid) => void): () => void;
+  /**
+   * For a stand-in of a session bound on another node: asks that node to deliver what offline
+   * storage holds for the session's account (it deletes the rows it wrote to the stream) and
+   * answers true; false for a session of this node.
+   */
+  deliverStoredThere(session: ClientSession): boolean;
   /** Tells the other nodes that what they keep in memory about `key` under `topic` is stale (a module's cache of stored data). */
   invalidate(topic: string, key: string): void;
   /** Hears the other nodes' invalidations of `topic`; returns the function that stops it. */

@@ -52,7 +52,8 @@ declare module '../core/hooks.js' {
  *
  * Store and delivery for one account are serialised, and a store that finds a resource available
  * (it came online while the message was being stored) delivers at once, so no message waits for a
- * later login because of that race.
+ * later login because of that race. In a cluster a resource on another node is not delivered to
+ * from here: its node is asked to deliver what is stored, and deletes it once written to the stream.
  */
 
 const HINTS = 'urn:xmpp:hints';
@@ -116,8 +117,13 @@ class OfflineStore {
       }
       await storage.offline.store(account.id, text, clock.now());
       void this.ctx.hooks.emit('offline/stored', { count: 1 });
-      // A resource may have come online while the row was being written.
-      const top = topResources(sessions, bare);
+      // A resource may have come online while the row was being written. One on another cluster
+      // node gets the stored messages from its own node, which deletes them once written to the
+      // stream: deleted here on the strength of a stand-in, a message its node then could not
+      // deliver would only be stored again (with one more delay stamp, round and round while
+      // that node is dying), or be lost if this node stopped meanwhile.
+      const cluster = this.ctx.services.get('cluster');
+      const top = topResources(sessions, bare).filter((s) => !cluster?.deliverStoredThere(s));
       if (top.length > 0) await this.deliverStored(account.id, top);
       return true;
     });

@@ -64,7 +64,9 @@ export function createS2sModule(opts: S2sOptions = {}): GatehouseModule {
       // Component domains (and their subdomains) are the router's: it delivers or bounces.
       if (ctx.router.componentFor(e.to.domain) !== undefined) return false;
       const owner = cluster?.ownerOf('s2s', e.to.domain);
-      if (cluster && owner !== undefined && owner !== cluster.node) cluster.forward(owner, 's2s', e.stanza, e.from, e.to);
+      // A stanza its owner did not take (not serving yet, died a moment ago) leaves over a link of
+      // this node instead: never dropped without a bounce (RFC 6120 8.3).
+      if (cluster && owner !== undefined && owner !== cluster.node) cluster.forward(owner, 's2s', e.stanza, e.from, e.to, () => s.send(e));
       else s.send(e);
       return true;
     };

@@ -48,7 +48,11 @@ export class MucCluster implements MucPlacement {
         if (typeof b?.room !== 'string') return null;
         return destroyHere(svc, b.room, typeof b.reason === 'string' ? b.reason : undefined, typeof b.alternate === 'string' ? b.alternate : undefined);
       }),
-      c.onMembership(() => void this.rebalance()),
+      // Loading the stored rooms reads the database: a failure (or the storage closing as the node
+      // stops mid-way) is logged, not an unhandled rejection that would end the process.
+      c.onMembership(() =>
+        void this.rebalance().catch((err: unknown) => svc.ctx.log.warn('muc: moving rooms after a membership change failed', { error: err instanceof Error ? err.message : String(err) })),
+      ),
       c.onLeave(() => this.handOverAll()),
       // The retention sweep ran on one node: the owner of an expired room forgets it too.
       c.onInvalidate('muc-expired', (key) => void svc.forgetExpired(key.split(',').map(Number).filter(Number.isInteger))),
