@@ -16,6 +16,10 @@
  *   room), GET|PUT /presence/{userId}/status, GET /profile/{userId}[/displayname], PUT displayname.
  * - POST /createRoom, POST /join/{roomIdOrAlias}, POST /rooms/{id}/join|leave|forget|invite|kick|ban,
  *   GET /directory/room/{alias}, GET /joined_rooms.
+ * - The published room directory: GET|PUT /directory/list/room/{roomId} (visibility; createRoom
+ *   `visibility: public` publishes too), GET /publicRooms (limit, since; largest rooms first,
+ *   next_batch/prev_batch tokens, total_room_count_estimate) and POST /publicRooms (the same with
+ *   filter.generic_search_term).
  * - PUT /rooms/{id}/send/{type}/{txnId} (idempotent per device and txnId), PUT
  *   /rooms/{id}/redact/{eventId}/{txnId}, GET|PUT /rooms/{id}/state[/{type}[/{stateKey}]],
  *   PUT /rooms/{id}/typing/{userId}, POST /rooms/{id}/receipt/{type}/{eventId}, POST
@@ -85,6 +89,8 @@ interface FakeRoom {
   typing: { userIds: string[]; pos: number };
   receipts: { pos: number; eventId: string; userId: string; type: string; ts: number }[];
   accountData: Map<string, Map<string, { content: Json; pos: number }>>;
+  /** Listed in the published room directory (/publicRooms). */
+  published: boolean;
 }
 
 interface FakeUser {
@@ -164,6 +170,8 @@ export interface CreateRoomOptions {
   /** Power levels of users (creator gets 100). */
   powerLevels?: Record<string, number>;
   roomVersion?: string;
+  /** Listed in the published room directory (/publicRooms). */
+  published?: boolean;
 }
 
 export interface FakeHomeserverOptions {
@@ -399,6 +407,7 @@ export class FakeHomeserver {
       typing: { userIds: [], pos: 0 },
       receipts: [],
       accountData: new Map(),
+      published: opts.published ?? false,
     };
     this.rooms.set(id, room);
     const c = opts.creator;
@@ -565,6 +574,11 @@ export class FakeHomeserver {
 
   roomIdOf(alias: string): string | undefined {
     return this.aliases.get(alias);
+  }
+
+  /** Lists the room in the published room directory, or takes it out. */
+  publish(roomId: string, published = true): void {
+    this.room(roomId).published = published;
   }
 
   /**
@@ -1069,6 +1083,23 @@ export class FakeHomeserver {
       if (!id) throw new HttpError(404, 'M_NOT_FOUND', `Room alias ${alias} not found`);
       return { room_id: id, servers: [this.serverName] };
     });
+    this.route('GET', `${C}/directory/list/room/${SEG}`, (_ctx, [roomId]) => ({ visibility: this.findRoom(roomId!).published ? 'public' : 'private' }), false);
+    this.route('PUT', `${C}/directory/list/room/${SEG}`, (ctx, [roomId]) => {
+      const room = this.findRoom(roomId!);
+      const visibility = ctx.body.visibility;
+      if (visibility !== 'public' && visibility !== 'private') throw new HttpError(400, 'M_INVALID_PARAM', 'visibility must be public or private');
+      this.requireJoined(room, ctx.token!.userId);
+      this.requirePower(room, ctx.token!.userId, this.levelFor(room, 'm.room.canonical_alias', true), 'change the room directory');
+      room.published = visibility === 'public';
+      return {};
+    });
+    this.route('GET', `${C}/publicRooms`, (ctx) => this.publicRooms(ctx.query.get('limit'), ctx.query.get('since'), ctx.query.get('server'), null), false);
+    this.route('POST', `${C}/publicRooms`, (ctx) => {
+      const b = ctx.body;
+      const filter = (b.filter ?? {}) as Json;
+      const term = typeof filter.generic_search_term === 'string' ? filter.generic_search_term : null;
+      return this.publicRooms(b.limit === undefined ? null : String(b.limit), typeof b.since === 'string' ? b.since : null, ctx.query.get('server'), term);
+    });
     this.route('POST', `${C}/join/${SEG}`, (ctx, [idOrAlias]) => this.joinRequest(ctx, idOrAlias!));
     this.route('POST', `${C}/rooms/${SEG}/join`, (ctx, [roomId]) => this.joinRequest(ctx, roomId!));
     this.route('POST', `${C}/rooms/${SEG}/leave`, (ctx, [roomId]) => {
@@ -1368,6 +1399,48 @@ export class FakeHomeserver {
     return { room_id: room.id };
   }
 
+  /**
+   * GET/POST /publicRooms: the published rooms, most joined members first; `since` is a token of
+   * an earlier answer (next_batch forwards, prev_batch backwards).
+   */
+  private publicRooms(limitParam: string | null, since: string | null, server: string | null, term: string | null): Json {
+    if (server !== null && server !== this.serverName) throw new HttpError(404, 'M_NOT_FOUND', `Cannot list the rooms of ${server}`);
+    const limit = limitParam === null ? null : Number(limitParam);
+    if (limit !== null && (!Number.isInteger(limit) || limit < 0)) throw new HttpError(400, 'M_INVALID_PARAM', 'limit must be a non-negative integer');
+    let start = 0;
+    if (since !== null) {
+      const m = /^p(\d+)$/.exec(since);
+      if (!m) throw new HttpError(400, 'M_INVALID_PARAM', 'Unknown pagination token');
+      start = Number(m[1]);
+    }
+    const stateOf = (room: FakeRoom, type: string) => room.state.get(`${type}\u0000`)?.event.content ?? {};
+    const joined = (room: FakeRoom) => [...room.state.values()].filter((e) => e.event.type === 'm.room.member' && e.event.content.membership === 'join').length;
+    const chunk = [...this.rooms.values()]
+      .filter((r) => r.published)
+      .map((r) => {
+        const out: Json = {
+          room_id: r.id,
+          num_joined_members: joined(r),
+          world_readable: stateOf(r, 'm.room.history_visibility').history_visibility === 'world_readable',
+          guest_can_join: stateOf(r, 'm.room.guest_access').guest_access === 'can_join',
+        };
+        for (const [key, type, field] of [['name', 'm.room.name', 'name'], ['topic', 'm.room.topic', 'topic'], ['canonical_alias', 'm.room.canonical_alias', 'alias'], ['avatar_url', 'm.room.avatar', 'url'], ['join_rule', 'm.room.join_rules', 'join_rule']] as const) {
+          const v = stateOf(r, type)[field];
+          if (typeof v === 'string' && v) out[key] = v;
+        }
+        const roomType = stateOf(r, 'm.room.create').type;
+        if (typeof roomType === 'string') out.room_type = roomType;
+        return out;
+      })
+      .filter((c) => term === null || [c.name, c.topic, c.canonical_alias].some((v) => typeof v === 'string' && v.toLowerCase().includes(term.toLowerCase())))
+      .sort((a, b) => (b.num_joined_members as number) - (a.num_joined_members as number) || String(a.room_id).localeCompare(String(b.room_id)));
+    const end = limit === null ? chunk.length : Math.min(chunk.length, start + limit);
+    const page: Json = { chunk: chunk.slice(start, end), total_room_count_estimate: chunk.length };
+    if (end < chunk.length) page.next_batch = `p${end}`;
+    if (start > 0) page.prev_batch = `p${Math.max(0, start - (limit ?? start))}`;
+    return page;
+  }
+
   private createRoomRequest(ctx: Ctx): Json {
     const b = ctx.body;
     const me = ctx.token!.userId;
@@ -1387,6 +1460,7 @@ export class FakeHomeserver {
       joinRule: preset === 'public_chat' ? 'public' : 'invite',
       ...(typeof b.room_version === 'string' ? { roomVersion: b.room_version } : {}),
       ...(preset === 'trusted_private_chat' ? { powerLevels: Object.fromEntries(invite.map((u) => [u, 100])) } : {}),
+      published: b.visibility === 'public',
     });
     const room = this.room(roomId);
     for (const st of Array.isArray(b.initial_state) ? (b.initial_state as Json[]) : []) {

@@ -277,9 +277,10 @@ describe('Discord adapter against the fake Discord', () => {
     const thread = fake.createThread(random.id, 'side topic', { ownerId: u.alice! });
     const archived = fake.createThread(random.id, 'old topic', { ownerId: u.alice! });
     fake.archiveThread(archived.id);
-    const top = await session.directory(null);
+    const directory = async (node: string | null) => (await session.roomDirectory({ node, max: 100 }))?.items ?? null;
+    const top = await directory(null);
     assert.deepEqual(top, [{ node: `guild/${guild.id}`, name: 'Gatehouse' }]);
-    const inGuild = (await session.directory(`guild/${guild.id}`))!;
+    const inGuild = (await directory(`guild/${guild.id}`))!;
     assert.deepEqual(
       inGuild.map((i) => [i.room?.id, i.name]),
       [
@@ -291,8 +292,8 @@ describe('Discord adapter against the fake Discord', () => {
       'text channels the bot sees (not #secret), in order, then the active threads',
     );
     assert.ok(fake.sent({ method: 'GET', path: `/guilds/${guild.id}/threads/active` }).length >= 1);
-    assert.equal(await session.directory('guild/1'), null);
-    assert.equal(await session.directory('elsewhere'), null);
+    assert.equal(await directory('guild/1'), null);
+    assert.equal(await directory('elsewhere'), null);
     await session.joinRoom(room(thread), 'x');
     const [joined] = await rec.take('roomJoined');
     assert.equal(joined.name, 'Gatehouse / #random / side topic');

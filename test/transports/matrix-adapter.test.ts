@@ -838,6 +838,47 @@ describe('Matrix adapter against the fake homeserver', () => {
     hs.rateLimitSends(0);
   });
 
+  test('the room directory: the rooms the account is in (not direct chats), and the homeserver\'s published rooms (GET /publicRooms) as a node', async () => {
+    const { me, bob, dm, session, rec } = await withContact();
+    const owner = user('owner', 'Olga');
+    const alias = name('plaza');
+    const plaza = hs.createRoom({ creator: owner.id, members: [me.id], name: 'The Plaza', alias, topic: 'Meet here' });
+    const plain = hs.createRoom({ creator: owner.id, members: [me.id, bob.id], name: 'Plain' });
+    const hall = hs.createRoom({ creator: owner.id, members: [bob.id], name: 'Big Hall', topic: 'Everyone', published: true });
+    const nook = hs.createRoom({ creator: owner.id, name: 'Nook', published: true });
+    hs.createRoom({ creator: owner.id, members: [bob.id], name: 'Unlisted' });
+    const client = (session as unknown as { client: sdk.MatrixClient }).client;
+    const joined = (id: string) => client.getRoom(id)?.getMyMembership() === 'join';
+    for (let i = 0; i < 100 && !(joined(plaza) && joined(plain) && joined(dm)); i++) await delay(50);
+    const top = (await session.roomDirectory({ node: null, max: 100 }))!;
+    assert.deepEqual(top, {
+      items: [
+        { node: 'public', name: `Public rooms on ${hs.serverName}` },
+        { room: { id: plain, name: 'Plain' }, members: 3 },
+        { room: { id: `#${alias}:${hs.serverName}`, name: 'The Plaza' }, members: 2, topic: 'Meet here' },
+      ],
+      complete: true,
+    });
+    const published = (await session.roomDirectory({ node: 'public', max: 100 }))!;
+    assert.deepEqual(published, {
+      items: [
+        { room: { id: hall, name: 'Big Hall' }, members: 2, topic: 'Everyone' },
+        { room: { id: nook, name: 'Nook' }, members: 1 },
+      ],
+      complete: true,
+    });
+    assert.ok(hs.requests.some((r) => /^GET \/_matrix\/client\/v3\/publicRooms$/.test(r)), hs.requests.join(' '));
+    const cut = (await session.roomDirectory({ node: 'public', max: 1 }))!;
+    assert.deepEqual([cut.items.length, cut.complete], [1, false], 'the homeserver has more than max: not complete');
+    assert.equal(await session.roomDirectory({ node: 'elsewhere', max: 100 }), null);
+    // A join changes the list of the rooms the account is in: the kit is told.
+    const before = seen(rec, 'directoryChanged');
+    hs.createRoom({ creator: owner.id, members: [me.id], name: 'Later' });
+    for (let i = 0; i < 100 && seen(rec, 'directoryChanged') === before; i++) await delay(50);
+    assert.ok(seen(rec, 'directoryChanged') > before, 'directoryChanged after a join');
+    await session.logout();
+  });
+
   test('the fake homeserver answered everything the SDK asked', () => {
     assert.deepEqual([...new Set(hs.unknown)], []);
   });

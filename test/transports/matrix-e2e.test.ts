@@ -190,6 +190,25 @@ describe('Matrix transport end to end through Gatehouse', () => {
     assert.equal(retractIn.attrs.from, bob);
   });
 
+  test("browsing the gateway (XEP-0030): the Matrix rooms the account is in, and a node of the homeserver's published rooms", async () => {
+    hs.publish(groupRoom);
+    const lounge = `${escapeLocal(`#lounge:${hs.serverName}`)}@${GW}`;
+    const top = await alice.iq(x('iq', { type: 'get', to: GW }, x('query', { xmlns: NS.discoItems })));
+    const items = top.getChild('query', NS.discoItems)!.getChildren('item');
+    const publicNode = items.find((i) => i.attrs.node === 'public');
+    assert.ok(publicNode, String(top));
+    assert.equal(publicNode.attrs.jid, GW);
+    assert.equal(publicNode.attrs.name, `Public rooms on ${hs.serverName}`);
+    assert.equal(items.find((i) => i.attrs.jid === lounge)?.attrs.name, 'Lounge (3) – all things');
+    assert.ok(items.some((i) => i.attrs.name === 'Secret (2)'), String(top));
+    assert.equal(items.filter((i) => !i.attrs.node).length, 2, 'the direct chat is a contact, not a room');
+    const published = await alice.iq(x('iq', { type: 'get', to: GW }, x('query', { xmlns: NS.discoItems, node: 'public' })));
+    assert.deepEqual(
+      published.getChild('query', NS.discoItems)!.getChildren('item').map((i) => i.attrs.jid),
+      [lounge],
+    );
+  });
+
   test('a room joined as a MUC, both ways; an edit in the room', async () => {
     const room = `${escapeLocal(`#lounge:${hs.serverName}`)}@${GW}`;
     alice.send(x('presence', { to: `${room}/alice` }, x('x', { xmlns: MUC })));

@@ -37,6 +37,7 @@ const EVENTS = {
   credentials: 1,
   secretState: 1,
   gatewayMessage: 1,
+  directoryChanged: 1,
 } satisfies Record<EventName, 1>;
 
 /** Records every session event from the moment of attaching; take() returns the first unseen match or waits. */

@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ChannelType, Events, PermissionFlagsBits, Routes, type Guild, type GuildBasedChannel, type GuildMember } from 'discord.js';
-import { LegacyNetworkError, type DirectoryItem, type LegacyRoom, type Occupant, type RoomHistoryItem } from '../kit/adapter.js';
+import { LegacyNetworkError, type DirectoryItem, type DirectoryListing, type DirectoryRequest, type LegacyRoom, type Occupant, type RoomHistoryItem } from '../kit/adapter.js';
 import type { OccupantTable } from '../kit/occupants.js';
 import { DiscordConnection, type LinkedUser } from './connection.js';
 import { DiscordCommandError, mapError } from './errors.js';
@@ -82,7 +82,12 @@ export abstract class DiscordRooms extends DiscordConnection {
    * The room directory for disco#items on the gateway: the guilds (nodes `guild/<id>`), and in a
    * guild its text channels and active threads (GET /guilds/{id}/threads/active), as rooms.
    */
-  async directory(node: string | null): Promise<DirectoryItem[] | null> {
+  async roomDirectory({ node, max }: DirectoryRequest): Promise<DirectoryListing | null> {
+    const items = await this.directoryItems(node);
+    return items && { items: items.slice(0, max), complete: items.length <= max };
+  }
+
+  private async directoryItems(node: string | null): Promise<DirectoryItem[] | null> {
     this.ensureReady();
     if (node === null) {
       return [...this.client.guilds.cache.values()].filter((g) => this.guildUsable(g)).map((g) => ({ node: `guild/${g.id}`, name: sanitize(g.name) }));

@@ -127,6 +127,9 @@ export class DiscordSession extends DiscordHistory implements LegacySession {
       if (r) this.lostRoom(r, 'the channel was deleted');
     });
     on(Events.PresenceUpdate, (_o, p) => this.onPresence(p));
+    // The room directory lists guilds, their channels and threads: the kit's cached listings go when they change.
+    const directoryEvents = [Events.GuildCreate, Events.GuildUpdate, Events.GuildDelete, Events.GuildRoleUpdate, Events.ChannelCreate, Events.ChannelUpdate, Events.ChannelDelete, Events.ThreadCreate, Events.ThreadUpdate, Events.ThreadDelete] as const;
+    for (const event of directoryEvents) on(event, () => this.safeEmit('directoryChanged'));
     on(Events.ThreadUpdate, (_o, th) => {
       const r = this.rooms.get(th.id);
       if (r && th.archived) this.lostRoom(r, 'the thread was archived');

@@ -12,6 +12,9 @@ import {
   CommandFailure,
   LegacyAuthError,
   type AdapterCommand,
+  type DirectoryItem,
+  type DirectoryListing,
+  type DirectoryRequest,
   LegacyNetworkError,
   type Credentials,
   type LegacyContact,
@@ -104,6 +107,15 @@ export class FakeNetwork {
   /** Presence of remote users, by nick (lower case). */
   readonly remotePresence = new Map<string, { show: 'available' | 'away' | 'dnd' | 'xa'; status: string | null }>();
   loginDelayMs = 0;
+  /**
+   * The room directory sessions list (kit extension roomDirectory), by node (null: the top
+   * level), the same on every server; a node it lacks is unknown. Empty: none.
+   */
+  readonly directory = new Map<string | null, DirectoryItem[]>();
+  /** Listings sessions were asked for: the node ('' for the top level) and the server. */
+  readonly directoryCalls: { node: string; server: string | undefined; max: number }[] = [];
+  /** Listing fails with this text (a network error) while set. */
+  directoryFailure: string | null = null;
 
   constructor(opts: FakeNetworkOptions = {}) {
     this.network = opts.network ?? 'fake';
@@ -155,6 +167,11 @@ export class FakeNetwork {
   /** Sessions in a room. */
   private inRoom(r: FakeRoomState): FakeSession[] {
     return [...this.sessions].filter((s) => s.server === r.server && s.joined.has(norm(r.id)));
+  }
+
+  /** The directory changed: every session of `server` (all when not given) says so. */
+  directoryChanged(server?: string): void {
+    for (const s of this.sessions) if (server === undefined || s.server === server) later(() => s.emit('directoryChanged'));
   }
 
   // ---- remote users (scripted by tests) ----
@@ -433,6 +450,16 @@ export class FakeSession extends EventEmitter<LegacySessionEvents> implements Le
 
   private check(): void {
     if (this.closed) throw new LegacyNetworkError('not connected');
+  }
+
+  async roomDirectory({ node, max }: DirectoryRequest): Promise<DirectoryListing | null> {
+    this.check();
+    this.net.directoryCalls.push({ node: node ?? '', server: this.server, max });
+    if (this.net.directoryFailure !== null) throw new LegacyNetworkError(this.net.directoryFailure);
+    const items = this.net.directory.get(node);
+    if (!items) return node === null ? { items: [], complete: true } : null;
+    // Like a careless network, it gives everything it has, whatever max says: the kit cuts.
+    return { items: [...items], complete: true };
   }
 
   async runCommand(node: string, values: Record<string, string>): Promise<string> {

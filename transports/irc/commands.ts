@@ -4,7 +4,7 @@
  * server JID is sent as a line of IRC, Biboumi's way; numeric replies for a while afterwards come
  * back as server messages, connection.ts). session.ts builds on it.
  */
-import type { ListedRoom } from '../kit/adapter.js';
+import type { DirectoryItem, DirectoryListing, DirectoryRequest } from '../kit/adapter.js';
 import { IrcChannels } from './channels.js';
 import { IrcCommandError } from './errors.js';
 import type { Waiter } from './link.js';
@@ -15,17 +15,18 @@ import { rawLineProblem } from './settings.js';
 const RAW_REPLY_WINDOW_MS = 10_000;
 
 export abstract class IrcCommands extends IrcChannels {
-  private listing: Promise<{ rooms: ListedRoom[]; complete: boolean }> | null = null;
+  private listing: Promise<DirectoryListing> | null = null;
 
-  /** LIST: the server's channels, at most `max` (the rest of the list is read and dropped). */
-  roomDirectory(max: number): Promise<{ rooms: ListedRoom[]; complete: boolean }> {
+  /** LIST: the server's channels, at most `max` (the rest of the list is read and dropped); no nodes. */
+  async roomDirectory({ node, max }: DirectoryRequest): Promise<DirectoryListing | null> {
+    if (node !== null) return null;
     this.ensureReady();
     this.listing ??= this.list(max).finally(() => (this.listing = null));
     return this.listing;
   }
 
-  private list(max: number): Promise<{ rooms: ListedRoom[]; complete: boolean }> {
-    const rooms: ListedRoom[] = [];
+  private list(max: number): Promise<DirectoryListing> {
+    const rooms: DirectoryItem[] = [];
     let complete = true;
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
@@ -35,7 +36,7 @@ export abstract class IrcCommands extends IrcChannels {
             if (!channel || channel === '*') return undefined;
             if (rooms.length >= max) complete = false;
             else {
-              const listed: ListedRoom = { room: { id: channel, server: this.server } };
+              const listed: DirectoryItem = { room: { id: channel, server: this.server } };
               const n = Number(users);
               if (Number.isInteger(n) && n >= 0) listed.members = n;
               const t = stripFormatting(topic ?? '').trim();
@@ -52,7 +53,7 @@ export abstract class IrcCommands extends IrcChannels {
           this.waiters.delete(waiter);
           this.clearTimer(waiter.timer);
           if (err) reject(err);
-          else resolve({ rooms, complete });
+          else resolve({ items: rooms, complete });
         },
         timer: null,
       };

@@ -97,14 +97,33 @@ export interface TextMessage {
 }
 
 /**
- * Optional (kit extension): an entry of the network's room directory, shown in the disco#items of
- * the gateway: a room (its JID), or a node to browse further (a Discord guild).
+ * Optional (kit extension): an entry of the network's room directory (LegacySession.roomDirectory),
+ * an item of disco#items (XEP-0030): a room (its JID), or a branch to browse further (`node`).
  */
 export interface DirectoryItem {
-  name: string;
   room?: LegacyRoom;
-  /** A node of the gateway's disco#items (the adapter's own naming), listed by directory(node). */
+  /** A node of the adapter's own naming (a Discord guild), listed by roomDirectory({ node }). */
   node?: string;
+  /** The item's name; without it the room's name or id. The kit adds `members` and `topic` to it. */
+  name?: string;
+  /** Members, where the network says. */
+  members?: number;
+  /** The topic, or a description. */
+  topic?: string;
+}
+
+/** What the kit asks of LegacySession.roomDirectory. */
+export interface DirectoryRequest {
+  /** null: the top level; else a node of an earlier item. */
+  node: string | null;
+  /** At most this many items (the kit drops the rest). */
+  max: number;
+}
+
+/** A listing of the room directory: `complete` is false when the network's list was cut at `max`. */
+export interface DirectoryListing {
+  items: DirectoryItem[];
+  complete: boolean;
 }
 
 /** Why a login or connection failed, mapped by the kit to presence errors and audit events. */
@@ -178,6 +197,12 @@ export interface LegacySessionEvents {
    */
   secretState: [data: Uint8Array];
   /**
+   * Optional (kit extension): the network's room directory changed (a channel or thread made,
+   * removed or renamed); the kit drops this session's cached listings (LegacySession.roomDirectory)
+   * before they expire.
+   */
+  directoryChanged: [];
+  /**
    * Optional (kit extension): the session tells its user something that is neither a contact's
    * nor a room's message (a verification request and its emoji, a question to answer): a chat
    * message from the gateway's JID. Answers come back through LegacySession.gatewayMessage.
@@ -229,10 +254,14 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
   /** Optional (kit extension): the current position in the network's event stream (see the 'syncState' event). */
   syncState?(): string | null;
   /**
-   * Optional (kit extension): the rooms the network lists (IRC LIST), at most `max` of them;
-   * `complete` is false when the list was cut there. The kit caches the answer (see room-list.ts).
+   * Optional (kit extension): the network's room directory, browsed with disco#items (XEP-0030) on
+   * the session's JID (a server JID on multi-server networks, else the gateway JID): the top level
+   * (`node` null: IRC LIST, Discord guilds) or a node of an earlier item (a guild's channels and
+   * threads); null when there is no such node (item-not-found). The kit caches each listing per
+   * user, server and node, pages it (XEP-0059) and names the items (room-directory.ts). Rejects
+   * with an Error whose message is fit for the user when the network refuses or fails.
    */
-  roomDirectory?(max: number): Promise<{ rooms: ListedRoom[]; complete: boolean }>;
+  roomDirectory?(request: DirectoryRequest): Promise<DirectoryListing | null>;
   /**
    * Optional (kit extension): a line the user typed to send to the network as it is (IRC raw
    * commands, messages to the server JID); the network's answers come back as serverMessage.
@@ -241,12 +270,6 @@ export interface LegacySession extends EventEmitter<LegacySessionEvents> {
   sendRaw?(line: string): Promise<void>;
   /** Optional (kit extension): the picture of a contact or occupant (LegacyContact.avatar), at most maxBytes; null when it has none. */
   fetchAvatar?(contact: LegacyContact, maxBytes: number): Promise<AvatarImage | null>;
-  /**
-   * Optional (kit extension): the network's rooms for browsing (XEP-0030 disco#items on the
-   * gateway): `null` is the top level; a node from an earlier item lists that node; an unknown
-   * node is null (item-not-found).
-   */
-  directory?(node: string | null): Promise<DirectoryItem[] | null>;
   /**
    * Optional (kit extension): the latest secret state (see the 'secretState' event), with any
    * change still pending included; also after logout(). Null when there is none.
@@ -279,15 +302,6 @@ export interface AdapterCommand {
   instructions: string;
   /** The form; secret fields are text-private and never shown back. */
   fields: RegistrationField[];
-}
-
-/** A room in a network's directory (LegacySession.roomDirectory). */
-export interface ListedRoom {
-  room: LegacyRoom;
-  /** Members, where the network says. */
-  members?: number;
-  /** The topic, or a description. */
-  topic?: string;
 }
 
 export interface AdapterLogger {

@@ -25,7 +25,7 @@ import { systemClock } from '../../shared/clock.js';
 import { Logger } from '../../shared/logger.js';
 import { logFileSink } from '../../shared/rotating-log-file.js';
 import type { Storage, TransportRepository } from '../../storage/types.js';
-import type { DirectoryItem, NetworkAdapter } from './adapter.js';
+import type { NetworkAdapter } from './adapter.js';
 import { Addresses, type Address } from './addresses.js';
 import { AuditLog } from './audit-log.js';
 import { AdHocCommands } from './adhoc.js';
@@ -41,7 +41,8 @@ import { Vault, readKeyFile, resolveVaultKey, type KeyResolution } from './vault
 import type { TransportConfig } from './config.js';
 import { openTransportStorage } from './storage.js';
 import { MediaService, type MediaSettings } from './media.js';
-import { NS_RSM, RoomDirectory, type RoomListSettings } from './room-list.js';
+import { RoomDirectory, type RoomDirectorySettings } from './room-directory.js';
+import { NS_RSM } from './rsm.js';
 import { SessionUnavailableError } from './user-session.js';
 import { AvatarCache, NS_VCARD, vcardElement, type AvatarSettings } from './avatars.js';
 
@@ -59,8 +60,8 @@ export interface GatewayDeps {
   log: Logger;
   /** Attachments through the XMPP server's upload service; without it they stay links. */
   media?: MediaSettings;
-  /** The server JIDs' room directory (cache age, cap, page size). */
-  roomList?: RoomListSettings;
+  /** The room directory in disco#items (cache age, caps, page size). */
+  roomDirectory?: RoomDirectorySettings;
   /** Pictures of contacts and occupants (vCard-temp, XEP-0153); without it none are fetched. */
   avatars?: AvatarSettings;
 }
@@ -88,7 +89,7 @@ export class Gateway implements Kit {
   readonly adhoc: AdHocCommands;
   readonly networkName: string;
   readonly media: MediaService;
-  readonly roomList: RoomDirectory;
+  readonly roomDirectory: RoomDirectory;
   readonly avatars: AvatarCache | null;
   private readonly presenceQueue = new KeyedQueue();
   private readonly messageQueue = new KeyedQueue();
@@ -114,7 +115,7 @@ export class Gateway implements Kit {
     this.rooms = new Rooms(this);
     this.contacts = new Contacts(this);
     this.adhoc = new AdHocCommands(this);
-    this.roomList = new RoomDirectory(this, deps.roomList);
+    this.roomDirectory = new RoomDirectory(this, deps.roomDirectory);
     this.media = new MediaService(this, deps.media ?? { enabled: false, maxSize: 0, timeout: 60_000, service: null, server: null, caFile: null });
     this.avatars = deps.avatars && deps.avatars.maxEntries > 0 ? new AvatarCache(deps.avatars, () => this.clock.now().getTime()) : null;
   }
@@ -180,20 +181,15 @@ export class Gateway implements Kit {
       if (node) {
         const info = await this.adhoc.info(from, to, node);
         if (info) return iqResult(iq, info);
-        // A node of the room directory (XEP-0030 hierarchy: a branch of rooms).
-        if (await this.directory(from, node)) return iqResult(iq, x('query', { xmlns: NS.discoInfo, node }, x('identity', { category: 'hierarchy', type: 'branch' }), x('feature', { var: NS.discoItems })));
-        return iqError(iq, 'item-not-found');
+        const branch = await this.roomDirectory.nodeInfo(from, undefined, node);
+        return branch ? iqResult(iq, branch) : iqError(iq, 'item-not-found');
       }
       return iqResult(iq, this.gatewayInfo());
     }
     if (ns === NS.discoItems && child.name === 'query' && get) {
       const node = child.attrs.node;
       if (node === NS_COMMANDS) return iqResult(iq, x('query', { xmlns: NS.discoItems, node }, await this.adhoc.items(from, to)));
-      const listed = await this.directory(from, node ?? null);
-      if (node) return listed ? iqResult(iq, x('query', { xmlns: NS.discoItems, node }, this.directoryItems(listed))) : iqError(iq, 'item-not-found');
-      const joined = this.rooms.roomsOf(from.bare);
-      const seen = new Set(joined.map((r) => r.jid));
-      return iqResult(iq, x('query', { xmlns: NS.discoItems }, joined.map((r) => x('item', { jid: r.jid, name: r.name })), this.directoryItems(listed ?? [], seen)));
+      return this.roomDirectory.items(iq, from, undefined);
     }
     if (ns === NS.register && child.name === 'query') return get ? this.registration.form(iq, from) : this.registration.set(iq, from);
     if (ns === NS_GATEWAY && child.name === 'query') return this.gatewayTranslate(iq, from);
@@ -205,33 +201,8 @@ export class Gateway implements Kit {
     return iqError(iq, 'service-unavailable');
   }
 
-  /** The room directory of the user's network session (DirectoryItem), or null (no session, no such node, an error). */
-  private async directory(from: Jid, node: string | null): Promise<DirectoryItem[] | null> {
-    const session = this.sessions.ofUser(from.bare).find((s) => s.legacy?.directory);
-    if (!session?.legacy?.directory) return null;
-    try {
-      return await session.legacy.directory(node);
-    } catch (err) {
-      this.log.debug('room directory not listed', { network: this.adapter.network, error: errorText(err) });
-      return null;
-    }
-  }
-
-  private directoryItems(items: DirectoryItem[], skip: Set<string> = new Set()): Element[] {
-    const out: Element[] = [];
-    for (const item of items) {
-      if (item.room) {
-        const jid = this.addresses.roomJid(item.room);
-        if (jid && !skip.has(jid)) out.push(x('item', { jid, name: item.name }));
-      } else if (item.node) {
-        out.push(x('item', { jid: this.domain, node: item.node, name: item.name }));
-      }
-    }
-    return out;
-  }
-
   private gatewayInfo(): Element {
-    const features = [NS.discoInfo, NS.discoItems, NS.register, NS_GATEWAY, NS_COMMANDS, NS.ping, NS.version, NS_JID_ESCAPING];
+    const features = [NS.discoInfo, NS.discoItems, NS_RSM, NS.register, NS_GATEWAY, NS_COMMANDS, NS.ping, NS.version, NS_JID_ESCAPING];
     if (this.adapter.isRoomId) features.push(NS_MUC);
     return x(
       'query',
@@ -280,7 +251,7 @@ export class Gateway implements Kit {
     if (ns === NS.discoInfo && child.name === 'query' && get) {
       const node = child.attrs.node;
       if (node) {
-        const info = node === NS_COMMANDS ? x('query', { xmlns: NS.discoInfo, node }) : await this.adhoc.info(from, to, node);
+        const info = node === NS_COMMANDS ? x('query', { xmlns: NS.discoInfo, node }) : ((await this.adhoc.info(from, to, node)) ?? (await this.roomDirectory.nodeInfo(from, server, node)));
         return info ? iqResult(iq, info) : iqError(iq, 'item-not-found');
       }
       return iqResult(
@@ -289,14 +260,13 @@ export class Gateway implements Kit {
           'query',
           { xmlns: NS.discoInfo },
           x('identity', { category: 'gateway', type: this.adapter.network, name: `${this.networkName} server ${server}` }),
-          [NS.discoInfo, NS.discoItems, NS.register, NS_COMMANDS, NS.ping, ...(this.adapter.isRoomId ? [NS_RSM] : [])].map((v) => x('feature', { var: v })),
+          [NS.discoInfo, NS.discoItems, NS_RSM, NS.register, NS_COMMANDS, NS.ping].map((v) => x('feature', { var: v })),
         ),
       );
     }
     if (ns === NS.discoItems && child.name === 'query' && get) {
       if (child.attrs.node === NS_COMMANDS) return iqResult(iq, x('query', { xmlns: NS.discoItems, node: NS_COMMANDS }, await this.adhoc.items(from, to)));
-      if (!child.attrs.node && this.adapter.isRoomId) return this.roomList.items(iq, from, server);
-      return iqResult(iq, x('query', { xmlns: NS.discoItems, ...(child.attrs.node ? { node: child.attrs.node } : {}) }));
+      return this.roomDirectory.items(iq, from, server);
     }
     if (ns === NS_COMMANDS && child.name === 'command' && !get) return this.adhoc.execute(iq, from, to);
     if (ns === NS.register && child.name === 'query') return get ? this.registration.serverForm(iq, from, server) : this.registration.serverSet(iq, from, server);

@@ -52,6 +52,8 @@ export interface Kit {
   readonly networkName: string;
   /** The XMPP server's upload service, offered to sessions (LoginRequest.media). */
   readonly media: MediaHost;
+  /** The room directory in disco#items (room-directory.ts): `forget` drops a session's cached listings. */
+  readonly roomDirectory: { forget(user: string, server: string | undefined): void };
   /** Pictures of contacts and occupants, in memory (null: switched off). */
   readonly avatars: AvatarCache | null;
   /** The user's own vCard picture on the upload service (LoginRequest.ownAvatarUrl), or null. */
@@ -98,6 +100,8 @@ export interface KitRooms {
   message(s: UserSession, room: LegacyRoom, nick: string, msg: TextMessage): void;
   displayed(s: UserSession, room: LegacyRoom, nick: string, messageId: string): void;
   typing(s: UserSession, room: LegacyRoom, nick: string, chatState: 'composing' | 'paused' | 'active'): void;
+  /** Rooms a user is in, for disco#items of the gateway. */
+  roomsOf(user: string): { jid: string; name: string }[];
 }
 
 /** Contacts and direct messages (contacts.ts): what the sessions report to them. */

@@ -50,6 +50,7 @@ export abstract class SessionEvents extends SessionLogin {
     let announced = false;
     on('displayed', (from, messageId) => ('room' in from ? kit.rooms.displayed(s, from.room, from.nick, messageId) : kit.contacts.legacyDisplayed(s, from, messageId)));
     on('invited', (room, by, reason) => kit.contacts.legacyInvited(s, room, by, reason));
+    on('directoryChanged', () => kit.roomDirectory.forget(s.user, s.server));
     on('syncState', (state) => this.noteSyncState(s, state));
     on('credentials', (fields) => this.storeCredentials(s, fields));
     on('secretState', (data) => this.noteSecretState(s, data));

@@ -1,16 +1,40 @@
 /**
  * Matrix rooms as the kit's MUC rooms: joining (by room ID or alias, whatever its case), members
  * in the kit's occupant table (joins, leaves, kicks, display names, power levels), invitations,
- * and the room commands (topic, name, kick, invite). Messages in rooms the kit has not joined
+ * the room commands (topic, name, kick, invite), and the room directory (the user's Matrix rooms,
+ * and the homeserver's published rooms as a node). Messages in rooms the kit has not joined
  * (yet) are kept (the last `backlogLimit` per room, in memory only) and delivered with their
  * timestamps right after the kit joins.
  */
 import * as sdk from 'matrix-js-sdk';
-import { LegacyNetworkError, type LegacyContact, type LegacyRoom, type Occupant, type TextMessage } from '../kit/adapter.js';
+import {
+  LegacyNetworkError,
+  type DirectoryItem,
+  type DirectoryListing,
+  type DirectoryRequest,
+  type LegacyContact,
+  type LegacyRoom,
+  type Occupant,
+  type TextMessage,
+} from '../kit/adapter.js';
 import { MatrixContacts, type KitRoom } from './contacts.js';
 import { MatrixCommandError, commandError, describe, errcodeOf, httpStatusOf } from './errors.js';
 import { nickOf, occupantOf } from './roles.js';
 import { BoundedMap } from './sdk.js';
+
+/** The room directory's node of the homeserver's published rooms. */
+const PUBLIC_NODE = 'public';
+/** Published rooms listed at most (the largest; one request to the homeserver). */
+const PUBLIC_ROOMS_LIMIT = 500;
+
+interface PublicRoomsChunk {
+  room_id: string;
+  num_joined_members?: number;
+  name?: string;
+  topic?: string;
+  canonical_alias?: string;
+  room_type?: string;
+}
 
 interface BacklogEntry {
   sender: string;
@@ -91,6 +115,48 @@ export abstract class MatrixRooms extends MatrixContacts {
       const timer = setTimeout(() => done(null), this.opts.joinTimeoutMs);
       this.client.on(sdk.ClientEvent.Sync, onSync);
     });
+  }
+
+  /**
+   * The room directory (disco#items on the gateway): the Matrix rooms the user is in (not direct
+   * chats or spaces), from the SDK's store, and a node of the homeserver's published rooms
+   * (GET /publicRooms, the largest PUBLIC_ROOMS_LIMIT). A room's id is its canonical alias, else its ID.
+   */
+  async roomDirectory({ node, max }: DirectoryRequest): Promise<DirectoryListing | null> {
+    this.ensureReady();
+    if (node === null) {
+      const rooms: DirectoryItem[] = [];
+      for (const room of this.client.getRooms()) {
+        if (room.getMyMembership() !== 'join' || room.isSpaceRoom() || this.directContactOf(room)) continue;
+        const topic = room.currentState.getStateEvents('m.room.topic', '')?.getContent().topic;
+        rooms.push({
+          room: { id: room.getCanonicalAlias() ?? room.roomId, ...(room.name && room.name !== room.roomId ? { name: room.name } : {}) },
+          members: room.getJoinedMemberCount(),
+          ...(typeof topic === 'string' && topic ? { topic } : {}),
+        });
+      }
+      rooms.sort((a, b) => (a.room!.name ?? a.room!.id).localeCompare(b.room!.name ?? b.room!.id));
+      const items = [{ node: PUBLIC_NODE, name: `Public rooms on ${this.userId.slice(this.userId.indexOf(':') + 1)}` }, ...rooms];
+      return { items: items.slice(0, max), complete: items.length <= max };
+    }
+    if (node !== PUBLIC_NODE) return null;
+    let res: { chunk?: PublicRoomsChunk[]; next_batch?: string };
+    try {
+      res = (await this.client.publicRooms({ limit: Math.min(max, PUBLIC_ROOMS_LIMIT) })) as typeof res;
+    } catch (err) {
+      throw new LegacyNetworkError(`${this.host} did not list its public rooms: ${describe(err)}`);
+    }
+    const items: DirectoryItem[] = [];
+    for (const c of res.chunk ?? []) {
+      if (typeof c.room_id !== 'string' || c.room_type === 'm.space') continue;
+      const id = typeof c.canonical_alias === 'string' && c.canonical_alias ? c.canonical_alias : c.room_id;
+      items.push({
+        room: { id, ...(typeof c.name === 'string' && c.name ? { name: c.name } : {}) },
+        ...(typeof c.num_joined_members === 'number' ? { members: c.num_joined_members } : {}),
+        ...(typeof c.topic === 'string' && c.topic ? { topic: c.topic } : {}),
+      });
+    }
+    return { items: items.slice(0, max), complete: !res.next_batch && items.length <= max };
   }
 
   async joinRoom(room: LegacyRoom, _nick: string, _password?: string): Promise<void> {

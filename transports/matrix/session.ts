@@ -439,9 +439,17 @@ export class MatrixSession extends MatrixMessages implements LegacySession {
       const content = ev.getContent() as Record<string, Record<string, Record<string, unknown>>>;
       this.afterSync.push(() => this.onReceipt(room, content));
     });
+    // The room directory lists the rooms the user is in: a join, leave or new name changes it.
+    c.on(sdk.RoomEvent.MyMembership, () => {
+      if (this.live) this.safeEmit('directoryChanged');
+    });
+    c.on(sdk.RoomEvent.Name, () => {
+      if (this.live) this.safeEmit('directoryChanged');
+    });
     c.on(sdk.ClientEvent.AccountData, (ev) => {
       if (ev.getType() !== 'm.direct') return;
       this.contactsCache = null;
+      if (this.live) this.safeEmit('directoryChanged');
       if (this.live) this.enqueue(() => this.emitRoster(false));
     });
   }
