@@ -46,7 +46,8 @@ const FAST: MatrixAdapterOptions = {
   syncFailureTimeoutMs: 1500,
   retryIntervalMs: 200,
   requestTimeoutMs: 5000,
-  loginTimeoutMs: 5000,
+  // Generous: the first sync with Rust crypto set up took over 5 s on the loaded 2-core CI machine; no test here times a login.
+  loginTimeoutMs: 30_000,
   joinTimeoutMs: 3000,
 };
 
