@@ -8,6 +8,7 @@
  *   A ciphertext that does not match its hash gives a notice, never the file.
  * - An upload URL sent from XMPP reaches the peer as an event with `file` and no `url`: the
  *   homeserver holds ciphertext only, and the peer decrypts it to the original bytes.
+ * - One the homeserver refuses (413 M_TOO_LARGE) goes as the link, still encrypted, with a notice.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -159,5 +160,25 @@ describe('Matrix encrypted attachments through Gatehouse', () => {
     assert.equal(stored.contentType, 'application/octet-stream');
     // And the event on the homeserver is m.room.encrypted, so neither URL nor key is in clear there.
     for (const r of hs.sent({ kind: 'event', roomId: dmRoom, userId: meId })) assert.equal(r.eventType, 'm.room.encrypted');
+  });
+
+  test('the homeserver refuses the encrypted upload as too large (413 M_TOO_LARGE): the link goes, encrypted, and the user is told why', async () => {
+    const plain = randomBytes(20_000);
+    const slot = await alice.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: 'poster.png', size: String(plain.length), 'content-type': 'image/png' })));
+    assert.equal(slot.attrs.type, 'result', String(slot));
+    const s = slot.getChild('slot', UPLOAD)!;
+    assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, plain, 'image/png'), 201);
+    const url = s.getChild('get')!.attrs.url!;
+    hs.maxUploadSize = 10_000;
+    try {
+      alice.send(x('message', { type: 'chat', to: bobJid(), id: 'e2ee-file-2' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
+      const ev = await bob.waitForMessage(dmRoom, (c) => c.body === url, 20000);
+      assert.ok(ev.isEncrypted(), 'the link came encrypted');
+      assert.equal((ev.getContent() as { msgtype?: string }).msgtype, 'm.text');
+      const notice = await alice.expect((el) => el.name === 'message' && el.attrs.from === MX && /went to Matrix/.test(el.getChildText('body') ?? ''), 20000);
+      assert.equal(notice.getChildText('body'), 'poster.png went to Matrix as a link: the homeserver refused it as too large.');
+    } finally {
+      hs.maxUploadSize = 50 * 1024 * 1024;
+    }
   });
 });
