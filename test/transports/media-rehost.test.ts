@@ -8,6 +8,9 @@
  * - A Discord attachment likewise; its signed CDN URL expiring afterwards does not matter.
  * - An upload URL sent from XMPP (body = OOB URL) reaches the homeserver as an upload with the same
  *   bytes and an m.image event with size and mimetype.
+ * - One that cannot go as a Matrix file (the homeserver's 413 M_TOO_LARGE, over media.maxSize, a
+ *   fetch that fails, a URL not on the XMPP server) goes as the link, and the user gets a notice
+ *   from the gateway saying why (SendReport, the kit's words as for Discord).
  * - A file over `media.maxSize` is not re-hosted: a clear notice, with the network's link.
  * - The component's files are its own (its quota, not an account's) and retention.uploads deletes them.
  * - P9: the Matrix token is used for the download only, never logged.
