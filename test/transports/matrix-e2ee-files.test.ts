@@ -17,14 +17,13 @@ import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { fetchBytes, putBytes, startUploadServer, type UploadServer } from '../helpers/upload-server.js';
+import { fetchBytes, startUploadServer, uploadAs, type UploadServer } from '../helpers/upload-server.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
 import { SECRET, availableUser, registerForm, serverModules, subscribeBoth, until } from './kit-harness.js';
 import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 import { ElementPeer } from './matrix-element-peer.js';
 
-const UPLOAD = 'urn:xmpp:http:upload:0';
 const MX = 'mxe.localhost';
 
 type Json = Record<string, unknown>;
@@ -127,11 +126,7 @@ describe('Matrix encrypted attachments through Gatehouse', () => {
 
   test('an upload URL sent from XMPP reaches Element as an encrypted file: ciphertext on the homeserver, the original bytes after decryption', async () => {
     const plain = randomBytes(30_000);
-    const slot = await alice.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: 'holiday.jpg', size: String(plain.length), 'content-type': 'image/jpeg' })));
-    assert.equal(slot.attrs.type, 'result', String(slot));
-    const s = slot.getChild('slot', UPLOAD)!;
-    assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, plain, 'image/jpeg'), 201);
-    const url = s.getChild('get')!.attrs.url!;
+    const url = await uploadAs(alice, web, { name: 'holiday.jpg', bytes: plain, type: 'image/jpeg' });
     const uploadsBefore = hs.sent({ kind: 'upload' }).length;
     alice.send(x('message', { type: 'chat', to: bobJid(), id: 'e2ee-file-1' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
     const ev = await bob.waitForMessage(dmRoom, (c) => c.msgtype === 'm.image' && c.body === 'holiday.jpg', 20000);
@@ -164,11 +159,7 @@ describe('Matrix encrypted attachments through Gatehouse', () => {
 
   test('the homeserver refuses the encrypted upload as too large (413 M_TOO_LARGE): the link goes, encrypted, and the user is told why', async () => {
     const plain = randomBytes(20_000);
-    const slot = await alice.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: 'poster.png', size: String(plain.length), 'content-type': 'image/png' })));
-    assert.equal(slot.attrs.type, 'result', String(slot));
-    const s = slot.getChild('slot', UPLOAD)!;
-    assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, plain, 'image/png'), 201);
-    const url = s.getChild('get')!.attrs.url!;
+    const url = await uploadAs(alice, web, { name: 'poster.png', bytes: plain, type: 'image/png' });
     hs.maxUploadSize = 10_000;
     try {
       alice.send(x('message', { type: 'chat', to: bobJid(), id: 'e2ee-file-2' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));

@@ -28,7 +28,7 @@ import { NS } from '../../shared/ns.js';
 import { Logger } from '../../shared/logger.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { fetchBytes, putBytes, startUploadServer, type UploadServer } from '../helpers/upload-server.js';
+import { fetchBytes, startUploadServer, uploadAs, type UploadServer } from '../helpers/upload-server.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { FakeDiscord, Perm, type FakeChannel, type FakeGuild } from '../fakes/discord.js';
 import { createAdapter as createDiscordAdapter } from '../../transports/discord/index.js';
@@ -179,11 +179,7 @@ describe('transports re-host attachments on the upload service', () => {
 
   test('an upload URL sent from XMPP reaches Matrix as an upload to the media repository and an m.image with size and mimetype', async () => {
     const bytes = randomBytes(30_000);
-    const slot = await alice.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: 'holiday.jpg', size: String(bytes.length), 'content-type': 'image/jpeg' })));
-    assert.equal(slot.attrs.type, 'result', String(slot));
-    const s = slot.getChild('slot', UPLOAD)!;
-    assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, bytes, 'image/jpeg'), 201);
-    const url = s.getChild('get')!.attrs.url!;
+    const url = await uploadAs(alice, web, { name: 'holiday.jpg', bytes, type: 'image/jpeg' });
     const before = hs.sent({ kind: 'upload' }).length;
     alice.send(x('message', { type: 'chat', to: `${escapeLocal(bobId)}@${MX}`, id: 'file-1' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
     const ev = await hs.waitForSent((r) => r.kind === 'event' && r.roomId === dmRoom && (r.body as { msgtype?: string }).msgtype === 'm.image', 8000);
@@ -213,11 +209,7 @@ describe('transports re-host attachments on the upload service', () => {
    */
   async function aliceUploads(name: string, bytes: Buffer, type: string, put = true): Promise<string> {
     uploader ??= await availableUser(ts, 'media-uploader');
-    const slot = await uploader.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: name, size: String(bytes.length), 'content-type': type })));
-    assert.equal(slot.attrs.type, 'result', String(slot));
-    const s = slot.getChild('slot', UPLOAD)!;
-    if (put) assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, bytes, type), 201);
-    return s.getChild('get')!.attrs.url!;
+    return uploadAs(uploader, web, { name, bytes, type }, put);
   }
 
   /** Alice sends the file message (body = OOB URL) to Bob: the event the homeserver got (the link) and the notice she got from the gateway. */
