@@ -26,7 +26,8 @@
  *   /rooms/{id}/read_markers, GET /rooms/{id}/members, /joined_members, /event/{id}, /messages,
  *   GET /_matrix/client/v1/rooms/{id}/relations/{eventId}[/{relType}[/{eventType}]].
  * - Media: GET /_matrix/media/v3/config and /_matrix/client/v1/media/config, POST
- *   /_matrix/media/v3/upload (the body is the file, `?filename=`), GET
+ *   /_matrix/media/v3/upload (the body is the file, `?filename=`; over `maxUploadSize` 413
+ *   M_TOO_LARGE before the body is read, as Synapse does), GET
  *   /_matrix/client/v1/media/download/... (authenticated, spec v1.11); the unauthenticated
  *   /_matrix/media/v3/download/... answers 404 M_NOT_FOUND as matrix.org's does since media were
  *   frozen, unless `legacyMedia`.
@@ -280,6 +281,8 @@ export class FakeHomeserver {
   rateLimited = 0;
   /** Initial syncs (without since) wait for releaseInitialSyncs() while this is set. */
   private stalled: (() => void)[] | null = null;
+  /** The content repository's upload limit in bytes (m.upload.size): larger uploads get 413 M_TOO_LARGE. */
+  maxUploadSize = 50 * 1024 * 1024;
   /** Send requests still to refuse with 429 M_LIMIT_EXCEEDED (see rateLimitSends). */
   private limitedSends = 0;
   private limitRetryMs = 100;
@@ -859,8 +862,15 @@ export class FakeHomeserver {
       return;
     }
     let raw: Buffer;
+    const upload = method === 'POST' && /^\/_matrix\/media\/[^/]+\/upload/.test(path);
+    // As Synapse's content repository: an upload whose Content-Length is over the limit is refused before its body is read.
+    if (upload && Number(req.headers['content-length']) > this.maxUploadSize) {
+      req.resume();
+      this.error(res, new HttpError(413, 'M_TOO_LARGE', 'Upload request body is too large'));
+      return;
+    }
     try {
-      raw = await readBody(req, 10 * 1024 * 1024);
+      raw = await readBody(req, upload ? this.maxUploadSize : 10 * 1024 * 1024);
     } catch {
       this.error(res, new HttpError(413, 'M_TOO_LARGE', 'Request too large'));
       return;
@@ -871,7 +881,7 @@ export class FakeHomeserver {
     }
     let body: Json = {};
     const isJson = (req.headers['content-type'] ?? '').includes('json') || (raw.length > 0 && raw[0] === 0x7b);
-    if (raw.length && isJson && !/^\/_matrix\/media\/[^/]+\/upload/.test(path)) {
+    if (raw.length && isJson && !upload) {
       try {
         const parsed: unknown = JSON.parse(raw.toString('utf8'));
         if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
@@ -1310,7 +1320,7 @@ export class FakeHomeserver {
     this.route('GET', `${C}/rooms/${SEG}/relations/${SEG}/${SEG}/${SEG}`, (ctx, [r, e, t, et]) => relations(ctx, r!, e!, t, et));
 
     // ---- media
-    const mediaConfig = () => ({ 'm.upload.size': 50 * 1024 * 1024 });
+    const mediaConfig = () => ({ 'm.upload.size': this.maxUploadSize });
     this.route('GET', '/_matrix/media/(?:v3|r0)/config', mediaConfig);
     this.route('GET', '/_matrix/client/v1/media/config', mediaConfig);
     this.route('POST', '/_matrix/media/(?:v3|r0)/upload', (ctx) => {

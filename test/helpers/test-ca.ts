@@ -1,7 +1,8 @@
 /**
  * A throwaway certificate authority for federation tests: a CA certificate and, per domain, a
  * certificate it signed (subjectAltName DNS:<domain> and DNS:*.<domain>, EKU serverAuth and
- * clientAuth, since server-to-server TLS uses the same certificate as client and server).
+ * clientAuth, since server-to-server TLS uses the same certificate as client and server); for an
+ * IP address, subjectAltName IP:<address> (HTTPS tests that need a second host).
  * Also makes self-signed certificates (untrusted by anyone) for the dialback scenarios.
  * Uses the openssl command line (Debian's openssl package), ECDSA P-256, valid for two days.
  */
@@ -9,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isIP } from 'node:net';
 
 export interface CertFiles {
   cert: string;
@@ -35,7 +37,7 @@ function leafExtensions(domain: string): string {
     'basicConstraints=critical,CA:FALSE',
     'keyUsage=critical,digitalSignature,keyEncipherment',
     'extendedKeyUsage=serverAuth,clientAuth',
-    `subjectAltName=DNS:${domain},DNS:*.${domain}`,
+    isIP(domain) ? `subjectAltName=IP:${domain}` : `subjectAltName=DNS:${domain},DNS:*.${domain}`,
     '',
   ].join('\n');
 }

@@ -6,11 +6,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
+import assert from 'node:assert/strict';
+import { x } from '../../shared/xml/element.js';
 import type { Clock } from '../../shared/clock.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { startTestServer, type TestServer } from './server.js';
 import { reservedPort } from './ports.js';
 import { createTestCa, type TestCa } from './test-ca.js';
+import type { TestClient } from './xmpp-client.js';
 
 export interface UploadServer {
   ts: TestServer;
@@ -72,4 +75,16 @@ export function putBytes(url: string, ca: string, body: Buffer, type: string): P
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/**
+ * A file put on the upload service as a client puts it there (XEP-0363: a slot from
+ * upload.localhost, then the PUT): its GET URL. With `put: false` the slot is never filled.
+ */
+export async function uploadAs(client: TestClient, web: UploadServer, file: { name: string; bytes: Buffer; type: string }, put = true): Promise<string> {
+  const slot = await client.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: 'urn:xmpp:http:upload:0', filename: file.name, size: String(file.bytes.length), 'content-type': file.type })));
+  assert.equal(slot.attrs.type, 'result', String(slot));
+  const s = slot.getChild('slot', 'urn:xmpp:http:upload:0')!;
+  if (put) assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, file.bytes, file.type), 201);
+  return s.getChild('get')!.attrs.url!;
 }

@@ -14,20 +14,18 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { Logger } from '../../shared/logger.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeDiscord, Op, type FakeChannel, type FakeGuild } from '../fakes/discord.js';
 import { createAdapter } from '../../transports/discord/index.js';
-import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
-import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
+import type { TransportConfig } from '../../transports/kit/config.js';
+import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
-import { GW, SECRET, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { GW, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { transportFixture, type TransportFixture } from './transport-fixture.js';
 
 const CORRECT = 'urn:xmpp:message-correct:0';
 const RETRACT = 'urn:xmpp:message-retract:1';
@@ -40,7 +38,7 @@ describe('Discord transport end to end through Gatehouse', () => {
   let ts: TestServer;
   let transport: RunningTransport;
   let config: TransportConfig;
-  let dir: string;
+  let fixture: TransportFixture;
   let alice: TestClient;
   let user: string;
   let guild: FakeGuild;
@@ -78,31 +76,19 @@ describe('Discord transport end to end through Gatehouse', () => {
     fake.say(dm.id, bobId, 'history before registration');
 
     ts = await startServer();
-    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-discord-e2e-'));
-    config = parseTransportConfig(
-      {
-        adapter: 'discord',
-        component: { domain: GW, secret: SECRET, host: '127.0.0.1', port: ts.componentPort },
-        storage: { type: 'sqlite', path: path.join(dir, 'discord-transport.sqlite') },
-        vault: { keyFile: path.join(dir, 'keys', 'vault.key') },
+    fixture = transportFixture({
+      adapter: 'discord',
+      createAdapter,
+      componentPort: ts.componentPort,
+      logLines,
+      settings: {
         admins: ['admin@localhost'],
-        gracePeriod: '2s',
-        loginTimeout: '5s',
-        reconnect: { min: '50ms', max: '400ms' },
         // Seconds, as in a transport's YAML file: a short outage tolerance.
         network: { api: fake.apiBase, reconnectGraceSeconds: 2, loginTimeoutSeconds: 5, maxRateLimitWaitSeconds: 5 },
       },
-      dir,
-      'discord',
-      {},
-    );
-    const adapter = await createAdapter(config.network, { debug() {}, info() {}, warn() {} });
-    transport = await startTransport({
-      config,
-      adapter,
-      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-discord'),
-      env: {},
     });
+    config = fixture.config;
+    transport = await fixture.start();
 
     alice = await ts.user('dc-alice');
     // Every stanza the client gets, also those a test's expect() took (to count deliveries).
@@ -120,10 +106,9 @@ describe('Discord transport end to end through Gatehouse', () => {
 
   after(async () => {
     await alice?.close().catch(() => undefined);
-    await transport?.stop().catch(() => undefined);
+    await fixture?.stop();
     await ts?.stop();
     await fake?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test('P9 registration with a bot token: a bad token is refused and nothing stored; the token is stored encrypted', async () => {

@@ -15,15 +15,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { Logger } from '../../shared/logger.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeDiscord, Op, Perm, type FakeChannel, type FakeGuild } from '../fakes/discord.js';
 import { createAdapter } from '../../transports/discord/index.js';
-import { parseTransportConfig } from '../../transports/kit/config.js';
-import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
+import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
-import { GW, SECRET, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { transportFixture, type TransportFixture } from './transport-fixture.js';
+import { GW, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
 
 const MUC = 'http://jabber.org/protocol/muc';
 const DELAY = 'urn:xmpp:delay';
@@ -42,7 +41,7 @@ describe('Discord shared bot end to end through Gatehouse', () => {
   let closed: FakeChannel;
   let thread: FakeChannel;
   let carolId: string;
-  let config: ReturnType<typeof parseTransportConfig>;
+  let fixture: TransportFixture;
   const logLines: string[] = [];
   /** Every stanza each client got, also those an expect() took (to count deliveries). */
   const everything = new Map<TestClient, Element[]>();
@@ -89,15 +88,13 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-discord-shared-'));
     const tokenFile = path.join(dir, 'discord-bot.token');
     writeFileSync(tokenFile, `${fake.token}\n`, { mode: 0o600 });
-    config = parseTransportConfig(
-      {
-        adapter: 'discord',
-        component: { domain: GW, secret: SECRET, host: '127.0.0.1', port: ts.componentPort },
-        storage: { type: 'sqlite', path: path.join(dir, 'discord-transport.sqlite') },
-        vault: { keyFile: path.join(dir, 'keys', 'vault.key') },
-        gracePeriod: '2s',
-        loginTimeout: '5s',
-        reconnect: { min: '50ms', max: '400ms' },
+    fixture = transportFixture({
+      adapter: 'discord',
+      createAdapter,
+      componentPort: ts.componentPort,
+      dir,
+      logLines,
+      settings: {
         network: {
           api: fake.apiBase,
           cdn: fake.cdnBase,
@@ -107,11 +104,8 @@ describe('Discord shared bot end to end through Gatehouse', () => {
           sharedBot: { tokenFile, guilds: [guild.id], channels: [general.id] },
         },
       },
-      dir,
-      'discord',
-      {},
-    );
-    transport = await start();
+    });
+    transport = await fixture.start();
     alice = await ts.user('sb-alice');
     bob = await ts.user('sb-bob');
     for (const c of [alice, bob]) {
@@ -122,19 +116,10 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     }
   });
 
-  async function start(): Promise<RunningTransport> {
-    return startTransport({
-      config,
-      adapter: await createAdapter(config.network, { debug() {}, info() {}, warn() {} }),
-      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-discord'),
-      env: {},
-    });
-  }
-
   after(async () => {
     await alice?.close().catch(() => undefined);
     await bob?.close().catch(() => undefined);
-    await transport?.stop().catch(() => undefined);
+    await fixture?.stop();
     await ts?.stop();
     await fake?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -382,7 +367,7 @@ describe('Discord shared bot end to end through Gatehouse', () => {
     await transport.stop();
     await alice.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/alice`, 8000);
     fake.say(general.id, carolId, 'said while the transport was down');
-    transport = await start();
+    transport = await fixture.start();
     // Stored with the registration (transport_sync_state): the last message seen per channel, no text.
     const stored = JSON.parse((await transport.storage.transports.getSyncState('discord', bareOf(alice), ''))!) as { rooms: Record<string, string> };
     assert.ok(/^\d+$/.test(stored.rooms[general.id]!), JSON.stringify(stored));

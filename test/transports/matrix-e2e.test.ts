@@ -234,6 +234,19 @@ describe('Matrix transport end to end through Gatehouse', () => {
     assert.equal((edit.body as Record<string, any>)['m.relates_to'].event_id, out.eventId);
   });
 
+  test('a file message that cannot go as a Matrix file in a room: the link goes, the echo, then a notice from the room itself', async () => {
+    const room = `${escapeLocal(`#lounge:${hs.serverName}`)}@${GW}`;
+    const url = 'https://files.example.net/holiday.jpg';
+    alice.send(x('message', { to: room, type: 'groupchat', id: 'x-file-1' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
+    const echo = await alice.expect((el) => isMsg(el) && el.attrs.id === 'x-file-1', 8000);
+    assert.equal(echo.attrs.type, 'groupchat');
+    const notice = await alice.expect((el) => isMsg(el) && el.attrs.from === room, 8000);
+    assert.equal(notice.attrs.type, 'groupchat');
+    assert.equal(notice.getChildText('body'), 'Your file went to Matrix as a link: the gateway passes on files from your own server only.');
+    const out = await hs.waitForSent((r) => r.kind === 'event' && r.roomId === groupRoom && (r.body as { body?: string }).body === url);
+    assert.equal((out.body as { msgtype?: string }).msgtype, 'm.text');
+  });
+
   test('an undecryptable event in an encrypted room arrives as a clear notice; sending there encrypts', async () => {
     // Room IDs are case-sensitive on Matrix, JID localparts are not (they come back in lower case).
     const room = `${escapeLocal(secretRoom)!.toLowerCase()}@${GW}`;

@@ -8,6 +8,7 @@
  *   A ciphertext that does not match its hash gives a notice, never the file.
  * - An upload URL sent from XMPP reaches the peer as an event with `file` and no `url`: the
  *   homeserver holds ciphertext only, and the peer decrypts it to the original bytes.
+ * - One the homeserver refuses (413 M_TOO_LARGE) goes as the link, still encrypted, with a notice.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,14 +17,13 @@ import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { fetchBytes, putBytes, startUploadServer, type UploadServer } from '../helpers/upload-server.js';
+import { fetchBytes, startUploadServer, uploadAs, type UploadServer } from '../helpers/upload-server.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
 import { SECRET, availableUser, registerForm, serverModules, subscribeBoth, until } from './kit-harness.js';
 import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 import { ElementPeer } from './matrix-element-peer.js';
 
-const UPLOAD = 'urn:xmpp:http:upload:0';
 const MX = 'mxe.localhost';
 
 type Json = Record<string, unknown>;
@@ -126,11 +126,7 @@ describe('Matrix encrypted attachments through Gatehouse', () => {
 
   test('an upload URL sent from XMPP reaches Element as an encrypted file: ciphertext on the homeserver, the original bytes after decryption', async () => {
     const plain = randomBytes(30_000);
-    const slot = await alice.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: 'holiday.jpg', size: String(plain.length), 'content-type': 'image/jpeg' })));
-    assert.equal(slot.attrs.type, 'result', String(slot));
-    const s = slot.getChild('slot', UPLOAD)!;
-    assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, plain, 'image/jpeg'), 201);
-    const url = s.getChild('get')!.attrs.url!;
+    const url = await uploadAs(alice, web, { name: 'holiday.jpg', bytes: plain, type: 'image/jpeg' });
     const uploadsBefore = hs.sent({ kind: 'upload' }).length;
     alice.send(x('message', { type: 'chat', to: bobJid(), id: 'e2ee-file-1' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
     const ev = await bob.waitForMessage(dmRoom, (c) => c.msgtype === 'm.image' && c.body === 'holiday.jpg', 20000);
@@ -159,5 +155,21 @@ describe('Matrix encrypted attachments through Gatehouse', () => {
     assert.equal(stored.contentType, 'application/octet-stream');
     // And the event on the homeserver is m.room.encrypted, so neither URL nor key is in clear there.
     for (const r of hs.sent({ kind: 'event', roomId: dmRoom, userId: meId })) assert.equal(r.eventType, 'm.room.encrypted');
+  });
+
+  test('the homeserver refuses the encrypted upload as too large (413 M_TOO_LARGE): the link goes, encrypted, and the user is told why', async () => {
+    const plain = randomBytes(20_000);
+    const url = await uploadAs(alice, web, { name: 'poster.png', bytes: plain, type: 'image/png' });
+    hs.maxUploadSize = 10_000;
+    try {
+      alice.send(x('message', { type: 'chat', to: bobJid(), id: 'e2ee-file-2' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
+      const ev = await bob.waitForMessage(dmRoom, (c) => c.body === url, 20000);
+      assert.ok(ev.isEncrypted(), 'the link came encrypted');
+      assert.equal((ev.getContent() as { msgtype?: string }).msgtype, 'm.text');
+      const notice = await alice.expect((el) => el.name === 'message' && el.attrs.from === MX && /went to Matrix/.test(el.getChildText('body') ?? ''), 20000);
+      assert.equal(notice.getChildText('body'), 'poster.png went to Matrix as a link: the homeserver refused it as too large.');
+    } finally {
+      hs.maxUploadSize = 50 * 1024 * 1024;
+    }
   });
 });

@@ -8,6 +8,9 @@
  * - A Discord attachment likewise; its signed CDN URL expiring afterwards does not matter.
  * - An upload URL sent from XMPP (body = OOB URL) reaches the homeserver as an upload with the same
  *   bytes and an m.image event with size and mimetype.
+ * - One that cannot go as a Matrix file (the homeserver's 413 M_TOO_LARGE, over media.maxSize, a
+ *   fetch that fails, a URL not on the XMPP server) goes as the link, and the user gets a notice
+ *   from the gateway saying why (SendReport, the kit's words as for Discord).
  * - A file over `media.maxSize` is not re-hosted: a clear notice, with the network's link.
  * - The component's files are its own (its quota, not an account's) and retention.uploads deletes them.
  * - P9: the Matrix token is used for the download only, never logged.
@@ -25,7 +28,7 @@ import { NS } from '../../shared/ns.js';
 import { Logger } from '../../shared/logger.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { fetchBytes, putBytes, startUploadServer, type UploadServer } from '../helpers/upload-server.js';
+import { fetchBytes, startUploadServer, uploadAs, type UploadServer } from '../helpers/upload-server.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { FakeDiscord, Perm, type FakeChannel, type FakeGuild } from '../fakes/discord.js';
 import { createAdapter as createDiscordAdapter } from '../../transports/discord/index.js';
@@ -54,6 +57,7 @@ describe('transports re-host attachments on the upload service', () => {
   let dc: RunningTransport;
   let dir: string;
   let alice: TestClient;
+  let uploader: TestClient | undefined;
   let meId: string;
   let bobId: string;
   let dmRoom: string;
@@ -109,6 +113,7 @@ describe('transports re-host attachments on the upload service', () => {
 
   after(async () => {
     await alice?.close().catch(() => undefined);
+    await uploader?.close().catch(() => undefined);
     await mx?.stop().catch(() => undefined);
     await dc?.stop().catch(() => undefined);
     await web?.stop();
@@ -174,11 +179,7 @@ describe('transports re-host attachments on the upload service', () => {
 
   test('an upload URL sent from XMPP reaches Matrix as an upload to the media repository and an m.image with size and mimetype', async () => {
     const bytes = randomBytes(30_000);
-    const slot = await alice.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: 'holiday.jpg', size: String(bytes.length), 'content-type': 'image/jpeg' })));
-    assert.equal(slot.attrs.type, 'result', String(slot));
-    const s = slot.getChild('slot', UPLOAD)!;
-    assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, bytes, 'image/jpeg'), 201);
-    const url = s.getChild('get')!.attrs.url!;
+    const url = await uploadAs(alice, web, { name: 'holiday.jpg', bytes, type: 'image/jpeg' });
     const before = hs.sent({ kind: 'upload' }).length;
     alice.send(x('message', { type: 'chat', to: `${escapeLocal(bobId)}@${MX}`, id: 'file-1' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
     const ev = await hs.waitForSent((r) => r.kind === 'event' && r.roomId === dmRoom && (r.body as { msgtype?: string }).msgtype === 'm.image', 8000);
@@ -193,11 +194,65 @@ describe('transports re-host attachments on the upload service', () => {
     assert.equal(stored.filename, 'holiday.jpg');
   });
 
-  test('a link that is not on the XMPP server stays a link (the transport fetches no URL of the user\'s choosing)', async () => {
+  test('a link that is not on the XMPP server stays a link (the transport fetches no URL of the user\'s choosing), with a notice', async () => {
     const url = `${hs.url}/some/file.png`;
     alice.send(x('message', { type: 'chat', to: `${escapeLocal(bobId)}@${MX}`, id: 'file-2' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
     const ev = await hs.waitForSent((r) => r.kind === 'event' && r.roomId === dmRoom && (r.body as { body?: string }).body === url, 8000);
     assert.equal((ev.body as { msgtype: string }).msgtype, 'm.text');
+    const notice = await alice.expect((el) => el.name === 'message' && el.attrs.from === MX && el.attrs.type === 'chat' && /went to Matrix/.test(el.getChildText('body') ?? ''), 8000);
+    assert.equal(notice.getChildText('body'), 'Your file went to Matrix as a link: the gateway passes on files from your own server only.');
+  });
+
+  /**
+   * A file on the upload service, as a client puts it there: its GET URL (unless `put` is false: a
+   * slot never filled). Another account of the server uploads it (Alice's quota is counted below).
+   */
+  async function aliceUploads(name: string, bytes: Buffer, type: string, put = true): Promise<string> {
+    uploader ??= await availableUser(ts, 'media-uploader');
+    return uploadAs(uploader, web, { name, bytes, type }, put);
+  }
+
+  /** Alice sends the file message (body = OOB URL) to Bob: the event the homeserver got (the link) and the notice she got from the gateway. */
+  async function sendFileToMatrix(url: string, id: string): Promise<{ event: Record<string, unknown>; notice: string }> {
+    alice.send(x('message', { type: 'chat', to: `${escapeLocal(bobId)}@${MX}`, id }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
+    const ev = await hs.waitForSent((r) => r.kind === 'event' && r.roomId === dmRoom && (r.body as { body?: string }).body === url, 8000);
+    const notice = await alice.expect((el) => el.name === 'message' && el.attrs.from === MX && el.attrs.type === 'chat' && /went to Matrix/.test(el.getChildText('body') ?? ''), 8000);
+    return { event: ev.body as Record<string, unknown>, notice: notice.getChildText('body')! };
+  }
+
+  test('the homeserver refuses the upload as too large (413 M_TOO_LARGE, its m.upload.size): the link goes, with a notice naming the file', async () => {
+    hs.maxUploadSize = 10_000;
+    try {
+      const url = await aliceUploads('scan.png', randomBytes(20_000), 'image/png');
+      const uploads = hs.sent({ kind: 'upload' }).length;
+      const { event, notice } = await sendFileToMatrix(url, 'file-too-large-hs');
+      assert.equal(event.msgtype, 'm.text');
+      assert.equal(notice, 'scan.png went to Matrix as a link: the homeserver refused it as too large.');
+      assert.equal(hs.sent({ kind: 'upload' }).length, uploads, 'nothing was stored');
+      const line = logLines.find((l) => l.includes('file not uploaded to the homeserver'));
+      assert.ok(line && line.includes('M_TOO_LARGE'), line);
+      assert.ok(!logLines.some((l) => l.includes('scan.png') || l.includes(url)), 'no file name or URL in the log');
+    } finally {
+      hs.maxUploadSize = 50 * 1024 * 1024;
+    }
+  });
+
+  test('a file over media.maxSize sent from XMPP: the link, with a notice, and nothing fetched whole or uploaded', async () => {
+    const url = await aliceUploads('film.mp4', randomBytes(LIMIT + 1), 'video/mp4');
+    const uploads = hs.sent({ kind: 'upload' }).length;
+    const { event, notice } = await sendFileToMatrix(url, 'file-too-large-gw');
+    assert.equal(event.msgtype, 'm.text');
+    assert.equal(notice, 'Your file went to Matrix as a link: it is larger than the 64 KiB the gateway sends to Matrix.');
+    assert.equal(hs.sent({ kind: 'upload' }).length, uploads);
+  });
+
+  test('a file the gateway cannot fetch (a slot never filled): the link, a notice with the reason, and no URL in the log', async () => {
+    const url = await aliceUploads('lost.pdf', randomBytes(100), 'application/pdf', false);
+    const { event, notice } = await sendFileToMatrix(url, 'file-missing');
+    assert.equal(event.msgtype, 'm.text');
+    assert.equal(notice, "Your file went to Matrix as a link: the gateway could not fetch it (the file's server answered HTTP 404).");
+    assert.ok(logLines.some((l) => l.includes('file not fetched for the homeserver')), 'logged');
+    assert.ok(!logLines.some((l) => l.includes(url)), 'no URL in the log');
   });
 
   test('a Discord attachment arrives re-hosted; its signed CDN URL expiring afterwards does not matter', async () => {

@@ -12,8 +12,7 @@
 import type { Readable } from 'node:stream';
 import { DiscordAPIError, type RawFile } from 'discord.js';
 import type { MediaHost, TextMessage } from '../kit/adapter.js';
-import { MediaTooLargeError } from '../kit/media.js';
-import { formatBytes } from '../../shared/format.js';
+import { fileLinkNotice, withOutgoingFile } from '../kit/outgoing-files.js';
 
 /** Files held in memory at once, across all sessions of the transport; more wait their turn. */
 const FILES_AT_ONCE = 4;
@@ -54,12 +53,9 @@ export interface FileSource {
   turns: Turns;
 }
 
-/**
- * The notice for a file that went to Discord as a link, naming it when its name is known (upload
- * URLs carry no name: it comes with the file, from Content-Disposition).
- */
+/** The notice for a file that went to Discord as a link (the kit's words, as for every network). */
 export function linkNotice(name: string | null, why: string): string {
-  return `${name ? `${[...name].slice(0, 80).join('')}` : 'Your file'} went to Discord as a link: ${why}.`;
+  return fileLinkNotice('Discord', name, why);
 }
 
 /**
@@ -67,25 +63,8 @@ export function linkNotice(name: string | null, why: string): string {
  * `onFailure` hears the reason of a failed fetch (for the log: no URL, no name).
  */
 export async function fetchFile(src: FileSource, url: string, onFailure: (reason: string) => void): Promise<FileOutcome> {
-  const { media } = src;
-  if (!media || media.enabled === false) return { notice: linkNotice(null, 'this gateway passes on no files') };
-  if (!media.fetchable(url)) return { notice: linkNotice(null, 'the gateway passes on files from your own server only') };
-  const limit = Math.min(src.maxBytes, media.maxSize);
-  const tooLarge = (name: string | null) => ({ notice: linkNotice(name, `it is larger than the ${formatBytes(limit)} the gateway sends to Discord`) });
-  return src.turns.run(async () => {
-    let fetched: Awaited<ReturnType<MediaHost['fetch']>>;
-    try {
-      fetched = await media.fetch(url);
-    } catch (err) {
-      if (err instanceof MediaTooLargeError) return tooLarge(null);
-      const reason = err instanceof Error ? err.message : String(err);
-      onFailure(reason);
-      return { notice: linkNotice(null, `the gateway could not fetch it (${reason})`) };
-    }
-    if (fetched.size > limit) {
-      fetched.cancel();
-      return tooLarge(fetched.name);
-    }
+  const options = { network: 'Discord', maxBytes: src.maxBytes, queue: <T>(run: () => Promise<T>) => src.turns.run(run), onFailure };
+  return withOutgoingFile(src.media, url, options, async (fetched): Promise<FileOutcome> => {
     try {
       const data = await readAll(fetched.stream as Readable, fetched.size);
       return { file: { name: discordName(fetched.name), data, contentType: fetched.type } };

@@ -7,7 +7,8 @@
  *   URL before its signature expires) and uploads it; the bytes are streamed, never held whole.
  *   A source without Content-Length is spooled to a temporary file first (the slot needs the size).
  * - fetch(): the other way, a file a user sent from XMPP, only from the user's own server (its
- *   domain or a subdomain, https): the transport fetches no URL of the user's choosing.
+ *   domain or a subdomain, https): the transport fetches no URL of the user's choosing. Redirects
+ *   are held to the same rule (one elsewhere fails the fetch, before it is followed).
  * - Everything is bounded: `media.maxSize` (and the service's max-file-size), `media.timeout` for
  *   the whole transfer. Without an upload service attachments stay links (logged once).
  * - Logs name hosts and sizes, never URLs (Discord's are signed, PUT URLs hold a token), headers or
@@ -156,11 +157,13 @@ export interface HttpOptions {
   body?: Readable;
   signal: AbortSignal;
   ca?: Buffer;
+  /** Checks where a redirect leads before it is followed; throws to refuse it (the request then fails). */
+  checkRedirect?: (next: URL) => void;
 }
 
 /**
- * One HTTP(S) request, its response unread. GETs follow up to three redirects; an Authorization
- * header goes to the first origin only.
+ * One HTTP(S) request, its response unread. GETs follow up to three redirects (each checked by
+ * `checkRedirect` first, if given); an Authorization header goes to the first origin only.
  */
 export async function httpRequest(target: string, o: HttpOptions): Promise<http.IncomingMessage> {
   let url = new URL(target);
@@ -182,7 +185,9 @@ export async function httpRequest(target: string, o: HttpOptions): Promise<http.
     const status = res.statusCode ?? 0;
     if ((o.method ?? 'GET') === 'GET' && [301, 302, 303, 307, 308].includes(status) && res.headers.location && hop < MAX_REDIRECTS) {
       res.resume();
-      url = new URL(res.headers.location, url);
+      const next = new URL(res.headers.location, url);
+      o.checkRedirect?.(next);
+      url = next;
       continue;
     }
     return res;
@@ -459,7 +464,11 @@ export class MediaService implements MediaHost {
     timer.unref?.();
     const done = () => clearTimeout(timer);
     try {
-      const res = await httpRequest(url, { signal: abort.signal, ca: this.ca });
+      // A redirect may only lead where a first URL may: the user's own server, https.
+      const checkRedirect = (next: URL) => {
+        if (!this.fetchable(next.href)) throw new Error("the file's server sent it on elsewhere than your own server over https");
+      };
+      const res = await httpRequest(url, { signal: abort.signal, ca: this.ca, checkRedirect });
       if ((res.statusCode ?? 0) !== 200) {
         res.resume();
         throw new Error(`the file's server answered HTTP ${res.statusCode}`);

@@ -15,8 +15,9 @@
  */
 import * as sdk from 'matrix-js-sdk';
 import type { Readable } from 'node:stream';
-import { type FetchedMedia, type LegacyContact, type LegacyRoom, type TextMessage } from '../kit/adapter.js';
+import { type FetchedMedia, type LegacyContact, type LegacyRoom, type SendReport, type TextMessage } from '../kit/adapter.js';
 import { httpRequest } from '../kit/media.js';
+import { fileLinkNotice, withOutgoingFile } from '../kit/outgoing-files.js';
 import { formatBytes } from '../../shared/format.js';
 import {
   authenticatedMediaUrl,
@@ -342,16 +343,16 @@ export abstract class MatrixMessages extends MatrixRooms {
     return keys;
   }
 
-  async sendRoomMessage(room: LegacyRoom, message: TextMessage): Promise<void> {
+  async sendRoomMessage(room: LegacyRoom, message: TextMessage): Promise<void | SendReport> {
     this.ensureReady();
-    await this.send(this.requireKitRoom(room).roomId, message);
+    return this.send(this.requireKitRoom(room).roomId, message);
   }
 
-  async sendMessage(to: LegacyContact, message: TextMessage): Promise<void> {
+  async sendMessage(to: LegacyContact, message: TextMessage): Promise<void | SendReport> {
     this.ensureReady();
     if (to.id === this.userId) throw new MatrixCommandError('cannot send a direct message to yourself', 'not-acceptable');
     const roomId = await this.directRoomFor(to.id, true);
-    await this.send(roomId!, message);
+    return this.send(roomId!, message);
   }
 
   async sendTyping(to: LegacyContact | LegacyRoom, state: 'composing' | 'paused' | 'active'): Promise<void> {
@@ -377,7 +378,7 @@ export abstract class MatrixMessages extends MatrixRooms {
     }
   }
 
-  private async send(roomId: string, msg: TextMessage): Promise<void> {
+  private async send(roomId: string, msg: TextMessage): Promise<void | SendReport> {
     try {
       if (msg.redacts) {
         const target = this.eventId(msg.redacts);
@@ -400,13 +401,15 @@ export abstract class MatrixMessages extends MatrixRooms {
           // A reply to a message the gateway does not know is sent as a plain message.
         }
       }
-      const content = (await this.fileContentFor(msg, ids, encrypted)) ?? contentFromMessage(msg, ids);
+      const file = await this.fileContentFor(msg, ids, encrypted);
+      const content = file && 'content' in file ? file.content : contentFromMessage(msg, ids);
       const res = await this.client.sendEvent(roomId, 'm.room.message' as never, content as never, this.txn());
       if (msg.id) {
         this.ids.set(msg.id, res.event_id);
         this.kitIds.set(res.event_id, msg.id);
       }
       this.eventRooms.set(res.event_id, roomId);
+      return file && 'notice' in file ? { notice: file.notice } : undefined;
     } catch (err) {
       const event = (err as { event?: sdk.MatrixEvent }).event;
       if (event) {
@@ -423,36 +426,38 @@ export abstract class MatrixMessages extends MatrixRooms {
   /**
    * A message that is just a file on the user's XMPP server (its body the upload URL, with that URL
    * as XEP-0066 attachment, as clients send uploads): the file is uploaded to the homeserver's media
-   * repository and sent as a file message. Anything else, or on failure: null (sent as a link).
+   * repository and sent as a file message. When that cannot be, the message goes as the link and
+   * the notice says why (kit's outgoing-files.ts, the same words as the other networks). Any other
+   * message: null.
    */
-  private async fileContentFor(msg: TextMessage, ids: { editOf?: string; replyTo?: string }, encrypted: boolean): Promise<Json | null> {
+  private async fileContentFor(msg: TextMessage, ids: { editOf?: string; replyTo?: string }, encrypted: boolean): Promise<{ content: Json } | { notice: string } | null> {
     const url = msg.attachments?.length === 1 ? msg.attachments[0]! : null;
-    if (!url || !this.media || ids.editOf || msg.action || msg.notice) return null;
+    if (!url || ids.editOf || msg.action || msg.notice) return null;
     if (msg.text.trim() !== url && msg.text.trim() !== '') return null;
-    if (!this.media.fetchable(url)) return null;
-    let file: FetchedMedia | null = null;
-    try {
-      file = await this.media.fetch(url);
-      let content: Json;
-      if (encrypted) {
-        // Encrypted rooms: the homeserver gets the ciphertext only; the key travels in the (encrypted) event.
-        const cipher = new Encrypting();
-        const plain = file.stream as Readable;
-        plain.on('error', (e) => cipher.destroy(e));
-        const mxc = await this.uploadToHomeserver({ ...file, type: 'application/octet-stream', stream: plain.pipe(cipher) });
-        const { url: _plainUrl, ...rest } = fileContent(mxc, file);
-        content = { ...rest, file: cipher.encryptedFile(mxc) };
-      } else {
-        const mxc = await this.uploadToHomeserver(file);
-        content = fileContent(mxc, file);
+    const onFailure = (reason: string) => this.log.info('file not fetched for the homeserver; sent as a link', { homeserver: this.host, reason: reason.slice(0, 200) });
+    return withOutgoingFile(this.media, url, { network: 'Matrix', onFailure }, async (file) => {
+      try {
+        let content: Json;
+        if (encrypted) {
+          // Encrypted rooms: the homeserver gets the ciphertext only; the key travels in the (encrypted) event.
+          const cipher = new Encrypting();
+          const plain = file.stream as Readable;
+          plain.on('error', (e) => cipher.destroy(e));
+          const mxc = await this.uploadToHomeserver({ ...file, type: 'application/octet-stream', stream: plain.pipe(cipher) });
+          const { url: _plainUrl, ...rest } = fileContent(mxc, file);
+          content = { ...rest, file: cipher.encryptedFile(mxc) };
+        } else {
+          const mxc = await this.uploadToHomeserver(file);
+          content = fileContent(mxc, file);
+        }
+        if (ids.replyTo) content['m.relates_to'] = { 'm.in_reply_to': { event_id: ids.replyTo } };
+        return { content };
+      } catch (err) {
+        file.cancel();
+        this.log.info('file not uploaded to the homeserver; sent as a link', { homeserver: this.host, reason: describe(err) });
+        return { notice: fileLinkNotice('Matrix', file.name, uploadFailure(err)) };
       }
-      if (ids.replyTo) content['m.relates_to'] = { 'm.in_reply_to': { event_id: ids.replyTo } };
-      return content;
-    } catch (err) {
-      file?.cancel();
-      this.log.info('file not uploaded to the homeserver; sent as a link', { homeserver: this.host, reason: describe(err) });
-      return null;
-    }
+    });
   }
 
   /** POST /_matrix/media/v3/upload with the file streamed; its mxc:// URI. */
@@ -477,9 +482,7 @@ export abstract class MatrixMessages extends MatrixRooms {
     } catch {
       // not JSON: reported below by its status
     }
-    if (res.statusCode !== 200 || !parseMxc(body.content_uri)) {
-      throw new Error(`the homeserver refused the upload (HTTP ${res.statusCode}${typeof body.errcode === 'string' ? ` ${body.errcode}` : ''})`);
-    }
+    if (res.statusCode !== 200 || !parseMxc(body.content_uri)) throw new UploadRefusedError(res.statusCode ?? 0, typeof body.errcode === 'string' ? body.errcode : null);
     return body.content_uri as string;
   }
 
@@ -512,6 +515,29 @@ export abstract class MatrixMessages extends MatrixRooms {
       this.reactionIndex.delete(eventId);
     }
   }
+}
+
+/** The homeserver's media repository said no to an upload. */
+class UploadRefusedError extends Error {
+  constructor(
+    readonly status: number,
+    readonly errcode: string | null,
+  ) {
+    super(`the homeserver refused the upload (HTTP ${status}${errcode ? ` ${errcode}` : ''})`);
+  }
+}
+
+/**
+ * Why an upload to the homeserver failed, for the user's notice: the spec's error codes of the
+ * content repository (M_TOO_LARGE: over its limit; M_LIMIT_EXCEEDED: rate-limited; M_FORBIDDEN:
+ * uploads not allowed to this user), else the status, else what failed on the way.
+ */
+function uploadFailure(err: unknown): string {
+  if (!(err instanceof UploadRefusedError)) return `the upload to the homeserver failed (${err instanceof Error ? err.message : String(err)})`;
+  if (err.errcode === 'M_TOO_LARGE' || err.status === 413) return 'the homeserver refused it as too large';
+  if (err.errcode === 'M_LIMIT_EXCEEDED' || err.status === 429) return 'the homeserver refused it for now (too many uploads), try again later';
+  if (err.errcode === 'M_FORBIDDEN' || err.status === 403) return 'the homeserver does not let you upload files';
+  return `the homeserver refused it (HTTP ${err.status}${err.errcode ? ` ${err.errcode}` : ''})`;
 }
 
 /** An event's content; for decrypted events with the relation of the clear part (spec: m.relates_to stays unencrypted). */
