@@ -4,12 +4,21 @@
  * Subjects (P = cluster.prefix):
  * - `P.hb`                 every node's heartbeat (membership, failure detection, its component links)
  * - `P.sessions`           session announcements: one session up/changed/down, or a node's whole list
- * - `P.node.NAME.stanzas`  stanzas for sessions bound on NAME, gathered by the sending node for about
- *                          a millisecond into one NATS message (`StanzaBatch`); with messages or IQ
- *                          requests in it a request, which NAME answers with one `Confirmations`
+ * - `P.node.NAME.frames`   stanzas for sessions bound on NAME, those one turn of the sending node's
+ *                          event loop (or `cluster.batchWindow`) routed there, as one published frame
+ *                          (`encodeFrame`: a JSON header line, then the stanzas' XML as it is); and the
+ *                          confirmations NAME owes the other way, in the same frame when stanzas go
+ *                          that way anyway, else on their own after CONFIRM_DELAY_MS. A frame with
+ *                          messages or IQ requests carries the reply subject `P.node.SENDER.unreached.
+ *                          NODE.FIRST.LAST` (ids): nats-server answers it with a 503 status when NAME
+ *                          does not listen (dead, stopped), and the sender falls back at once. Nodes
+ *                          say in their heartbeat (`frames: true`) that they take frames.
+ * - `P.node.NAME.stanzas`  the previous protocol, for nodes whose heartbeat lacks `frames` (a rolling
+ *                          restart): one JSON `StanzaBatch`, a request when it holds messages or IQ
+ *                          requests, answered with one `Confirmations`; still served
  * - `P.node.NAME.stanza`   one stanza for a session bound on NAME, as a request (messages and IQ
  *                          requests: NAME answers DELIVERED or NOT_HERE); what nodes before batching
- *                          sent, still served for a rolling restart
+ *                          sent, still served and sent to a node that takes neither of the above
  * - `P.node.NAME.close`    close a session on NAME (a resource conflict, `gatehouse kick` on another node)
  * - `P.node.NAME.stored`   messages were stored offline for a session on NAME just as it came online
  * - `P.node.NAME.component` a stanza for a component linked to NAME
@@ -25,6 +34,9 @@ export interface Subjects {
   invalidate: string;
   stanza(node: string): string;
   stanzas(node: string): string;
+  frames(node: string): string;
+  /** The reply subject of a frame from `sender` to `node` with the ids first..last awaiting confirmation. */
+  unreached(sender: string, node?: string, first?: number, last?: number): string;
   close(node: string): string;
   stored(node: string): string;
   component(node: string): string;
@@ -40,6 +52,8 @@ export function subjects(prefix: string): Subjects {
     invalidate: `${prefix}.invalidate`,
     stanza: (node) => `${prefix}.node.${node}.stanza`,
     stanzas: (node) => `${prefix}.node.${node}.stanzas`,
+    frames: (node) => `${prefix}.node.${node}.frames`,
+    unreached: (sender, node, first, last) => (node === undefined ? `${prefix}.node.${sender}.unreached.>` : `${prefix}.node.${sender}.unreached.${node}.${first}.${last}`),
     close: (node) => `${prefix}.node.${node}.close`,
     stored: (node) => `${prefix}.node.${node}.stored`,
     component: (node) => `${prefix}.node.${node}.component`,
@@ -57,6 +71,8 @@ export interface NodeId {
 
 export interface Heartbeat extends NodeId {
   startedAt: string;
+  /** It takes stanzas as frames on `P.node.NAME.frames` (absent: a node of the version before). */
+  frames?: boolean;
   sessions: number;
   /** Component domains linked to this node now. */
   components: string[];
@@ -110,6 +126,46 @@ export interface StanzaBatch extends NodeId {
 export interface Confirmations {
   delivered: number[];
   gone: number[];
+}
+
+/**
+ * The header of a frame (`P.node.NAME.frames`), from the node `node` (its run `epoch`). `items`:
+ * per stanza [id (0: no confirmation wanted), to (full JID), sid, length of its XML in UTF-16 code
+ * units]; the XML follows the header's line, one stanza after the other. `confirm`: what the
+ * sender did with the recipient's run `epoch`'s stanzas (ids delivered, ids with no session here).
+ */
+export interface FrameHeader extends NodeId {
+  items: [number, string, string, number][];
+  confirm?: { epoch: string; delivered: number[]; gone: number[] };
+}
+
+export interface FrameItem extends StanzaForSession {
+  /** 0: a stanza whose delivery is not confirmed (presence, IQ results). */
+  id: number;
+}
+
+export function encodeFrame(header: Omit<FrameHeader, 'items'>, items: readonly FrameItem[]): Uint8Array {
+  const h: FrameHeader = { ...header, items: items.map((i) => [i.id, i.to, i.sid, i.xml.length]) };
+  let body = JSON.stringify(h) + '\n';
+  for (const i of items) body += i.xml;
+  return encoder.encode(body);
+}
+
+/** A frame's header and stanzas; throws on a frame that does not parse (the sender then falls back, unconfirmed). */
+export function decodeFrame(data: Uint8Array): { header: FrameHeader; items: FrameItem[] } {
+  const s = decoder.decode(data);
+  const nl = s.indexOf('\n');
+  if (nl < 0) throw new Error('frame without a header line');
+  const header = JSON.parse(s.slice(0, nl)) as FrameHeader;
+  if (typeof header !== 'object' || header === null || !Array.isArray(header.items)) throw new Error('frame header without items');
+  const items: FrameItem[] = [];
+  let at = nl + 1;
+  for (const [id, to, sid, length] of header.items) {
+    if (typeof length !== 'number' || length < 0 || at + length > s.length) throw new Error('frame shorter than its header says');
+    items.push({ id, to, sid, xml: s.slice(at, at + length) });
+    at += length;
+  }
+  return { header, items };
 }
 
 export interface CloseSession {
