@@ -10,7 +10,7 @@
  *     [--muc-occupants 500] [--muc-rates 5,10,20] [--muc-duration 10]
  *     [--cert-key ec|rsa] [--no-install] [--out docs/benchmarks.md] [--json docs/benchmarks.json] [--smoke] [--render FILE.json]
  *     [--cluster-db URL] [--cluster-nats URL] [--cluster-messages 5000] [--cluster-rate 1000]
- *     [--cluster-clients 200] [--cluster-rates 2000,4000,...] [--cluster-step 4]
+ *     [--cluster-clients 200] [--cluster-rates 2000,4000,...] [--cluster-step 4] [--cluster-batch-window 1ms]
  *
  * Each server runs in its own temporary directory on a free 127.0.0.1 port, with one shared
  * self-signed certificate and the same accounts (SCRAM-SHA-1 verifiers, 4096 iterations). The load
@@ -109,7 +109,7 @@ interface Options {
   certKey: CertKey;
   /** Install missing servers from Debian's packages (default; --no-install turns it off). */
   install: boolean;
-  cluster: { dbUrl: string; nats: string; messages: number; rate: number; clients: number; rates: number[]; stepS: number };
+  cluster: { dbUrl: string; nats: string; messages: number; rate: number; clients: number; rates: number[]; stepS: number; batchWindow?: string };
 }
 
 function parseOptions(argv: string[]): Options {
@@ -129,7 +129,7 @@ function parseOptions(argv: string[]): Options {
     console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
     process.exit(0);
   }
-  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'pep-contacts', 'pep-rates', 'pep-items', 'muc-occupants', 'muc-rates', 'muc-duration', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key', 'no-install', 'cluster-db', 'cluster-nats', 'cluster-messages', 'cluster-rate', 'cluster-clients', 'cluster-rates', 'cluster-step']);
+  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'pep-contacts', 'pep-rates', 'pep-items', 'muc-occupants', 'muc-rates', 'muc-duration', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key', 'no-install', 'cluster-db', 'cluster-nats', 'cluster-messages', 'cluster-rate', 'cluster-clients', 'cluster-rates', 'cluster-step', 'cluster-batch-window']);
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const smoke = flags.has('smoke');
   const num = (name: string, dflt: number, min = 1): number => {
@@ -197,6 +197,7 @@ function parseOptions(argv: string[]): Options {
       clients: num('cluster-clients', smoke ? 20 : 200, 2),
       rates: clusterRates,
       stepS: num('cluster-step', smoke ? 1 : 4),
+      batchWindow: flags.get('cluster-batch-window'),
     },
   };
 }

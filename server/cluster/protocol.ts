@@ -130,42 +130,53 @@ export interface Confirmations {
 
 /**
  * The header of a frame (`P.node.NAME.frames`), from the node `node` (its run `epoch`). `items`:
- * per stanza [id (0: no confirmation wanted), to (full JID), sid, length of its XML in UTF-16 code
- * units]; the XML follows the header's line, one stanza after the other. `confirm`: what the
- * sender did with the recipient's run `epoch`'s stanzas (ids delivered, ids with no session here).
+ * per stanza [id (0: no confirmation wanted), to (full JID), sid, length of its XML in UTF-8
+ * bytes]; the XML follows the header's line, one stanza after the other, as it was serialised (the
+ * receiving node parses them all with one parser). `confirm`: what the sender did with the
+ * recipient's run `epoch`'s stanzas (ids delivered, ids with no session here).
  */
 export interface FrameHeader extends NodeId {
   items: [number, string, string, number][];
   confirm?: { epoch: string; delivered: number[]; gone: number[] };
 }
 
+/** A stanza going into a frame. */
 export interface FrameItem extends StanzaForSession {
   /** 0: a stanza whose delivery is not confirmed (presence, IQ results). */
   id: number;
 }
 
-export function encodeFrame(header: Omit<FrameHeader, 'items'>, items: readonly FrameItem[]): Uint8Array {
-  const h: FrameHeader = { ...header, items: items.map((i) => [i.id, i.to, i.sid, i.xml.length]) };
-  let body = JSON.stringify(h) + '\n';
-  for (const i of items) body += i.xml;
-  return encoder.encode(body);
+/** A stanza read from a frame: its XML as the bytes it came as. */
+export interface ReceivedFrameItem {
+  id: number;
+  to: string;
+  sid: string;
+  bytes: Buffer;
 }
 
-/** A frame's header and stanzas; throws on a frame that does not parse (the sender then falls back, unconfirmed). */
-export function decodeFrame(data: Uint8Array): { header: FrameHeader; items: FrameItem[] } {
-  const s = decoder.decode(data);
-  const nl = s.indexOf('\n');
+export function encodeFrame(header: Omit<FrameHeader, 'items'>, items: readonly FrameItem[]): Uint8Array {
+  const h: FrameHeader = { ...header, items: items.map((i) => [i.id, i.to, i.sid, Buffer.byteLength(i.xml)]) };
+  let body = JSON.stringify(h) + '\n';
+  for (const i of items) body += i.xml;
+  return Buffer.from(body, 'utf8');
+}
+
+/** A frame's header and stanzas (`xml`: all of them, in order); throws on a frame that does not parse (the sender then falls back, unconfirmed). */
+export function decodeFrame(data: Uint8Array): { header: FrameHeader; xml: Buffer; items: ReceivedFrameItem[] } {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const nl = buf.indexOf(0x0a);
   if (nl < 0) throw new Error('frame without a header line');
-  const header = JSON.parse(s.slice(0, nl)) as FrameHeader;
+  const header = JSON.parse(buf.toString('utf8', 0, nl)) as FrameHeader;
   if (typeof header !== 'object' || header === null || !Array.isArray(header.items)) throw new Error('frame header without items');
-  const items: FrameItem[] = [];
-  let at = nl + 1;
+  const xml = buf.subarray(nl + 1);
+  const items: ReceivedFrameItem[] = [];
+  let at = 0;
   for (const [id, to, sid, length] of header.items) {
-    if (typeof length !== 'number' || length < 0 || at + length > s.length) throw new Error('frame shorter than its header says');
-    items.push({ id, to, sid, xml: s.slice(at, at + length) });
+    if (typeof length !== 'number' || length < 0 || at + length > xml.length) throw new Error('frame shorter than its header says');
+    items.push({ id, to, sid, bytes: xml.subarray(at, at + length) });
     at += length;
   }
-  return { header, items };
+  return { header, xml: xml.subarray(0, at), items };
 }
 
 export interface CloseSession {

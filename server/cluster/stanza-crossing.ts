@@ -20,7 +20,7 @@ import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
 import type { Element } from '../../shared/xml/element.js';
-import { parseXmlText } from '../../shared/xml/parse-xml.js';
+import { parseXmlElements, parseXmlText } from '../../shared/xml/parse-xml.js';
 import type { Logger } from '../../shared/logger.js';
 import type { ServerContext } from '../core/context.js';
 import { messageType, topResources } from '../core/delivery.js';
@@ -64,7 +64,7 @@ export interface CrossingHost {
  * Only the sender's memory and the window in which a crash of the receiving node makes the sender
  * deliver a message twice (at-least-once, as XEP-0198 allows) depend on it; `deliveryTimeout` is far longer.
  */
-export const CONFIRM_DELAY_MS = 10;
+export const CONFIRM_DELAY_MS = 25;
 /** A frame is sent at once when it grows past this (NATS refuses messages over 1 MiB by default). */
 const FRAME_MAX_BYTES = 256 * 1024;
 /** Owed confirmations are sent at once past this many ids. */
@@ -261,15 +261,19 @@ export class StanzaCrossing {
 
   /** Stanzas (and confirmations) from another node: each stanza is delivered or found gone on its own; what became of them is owed back. */
   private onFrame(msg: Msg): void {
-    const { header, items } = decodeFrame(msg.data);
+    const { header, xml, items } = decodeFrame(msg.data);
     if (header.confirm) this.confirmed(header.node, header.confirm);
     if (items.length === 0) return;
+    // All with one parser; should one of them not parse, each on its own (that one then not delivered).
+    let parsed = parseXmlElements(xml, NS.client);
+    if (parsed?.length !== items.length) parsed = null;
     const delivered: number[] = [];
     const gone: number[] = [];
-    for (const item of items) {
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!;
       let ok = false;
       try {
-        ok = this.deliverHere(item);
+        ok = this.deliverElement(item.to, parsed ? parsed[i]! : parseXmlText(item.bytes.toString('utf8'), NS.client));
       } catch (err) {
         // Not confirmed: the sending node falls back, as for a node that did not answer.
         this.log.error('cluster: handling failed', { what: 'stanza', error: err instanceof Error ? err.message : String(err) });
@@ -298,8 +302,11 @@ export class StanzaCrossing {
   }
 
   private deliverHere(item: StanzaForSession): boolean {
-    const session = this.host.registry.localSession(item.to);
-    const el = session ? parseXmlText(item.xml, NS.client) : null;
+    return this.deliverElement(item.to, this.host.registry.localSession(item.to) ? parseXmlText(item.xml, NS.client) : null);
+  }
+
+  private deliverElement(to: string, el: Element | null): boolean {
+    const session = this.host.registry.localSession(to);
     if (!session || !el) return false;
     session.send(el);
     return true;
