@@ -95,6 +95,8 @@ export class StanzaCrossing {
   /** Stanzas for each other node, not sent yet. */
   private readonly outgoing = new Map<string, { items: FrameItem[]; bytes: number }>();
   private outgoingSoon: { timer: NodeJS.Timeout } | { immediate: NodeJS.Immediate } | null = null;
+  /** performance.now() of the last frames sent at the end of a turn or window. */
+  private lastFlush = -Infinity;
   private nextDeliveryId = 1;
   /** In the order sent, so the oldest is first. */
   private readonly awaiting = new Map<number, Awaiting>();
@@ -138,11 +140,13 @@ export class StanzaCrossing {
     out.items.push(item);
     out.bytes += item.xml.length + item.to.length + 64;
     if (out.bytes > FRAME_MAX_BYTES) this.sendTo(session.node);
-    // What this turn of the event loop routes there goes as one frame, after the turn's socket reads
-    // (a busy node gathers many); `batchWindow` > 0 waits that long as well.
+    // What this turn of the event loop routes goes as one frame per node at the end of the turn (a
+    // busy node reads many sockets in a turn); but frames go at most one per `batchWindow`, so under
+    // a steady flow of messages one frame carries what the window gathered, while a message after a
+    // quiet moment goes at once.
     else if (!this.outgoingSoon) {
-      const window = this.config.batchWindow;
-      this.outgoingSoon = window > 0 ? { timer: setTimeout(() => this.flushOutgoing(), window) } : { immediate: setImmediate(() => this.flushOutgoing()) };
+      const wait = this.lastFlush + this.config.batchWindow - performance.now();
+      this.outgoingSoon = wait >= 1 ? { timer: setTimeout(() => this.flushOutgoing(), wait) } : { immediate: setImmediate(() => this.flushOutgoing()) };
     }
   }
 
@@ -168,6 +172,8 @@ export class StanzaCrossing {
     if (soon && 'timer' in soon) clearTimeout(soon.timer);
     else if (soon) clearImmediate(soon.immediate);
     this.outgoingSoon = null;
+    if (this.outgoing.size === 0) return;
+    this.lastFlush = performance.now();
     for (const node of [...this.outgoing.keys()]) this.sendTo(node);
   }
 
