@@ -1,18 +1,20 @@
 /**
- * What the nodes of a cluster say to each other over NATS: the subjects and the JSON messages.
+ * What the nodes of a cluster say to each other over NATS: the subjects, the JSON messages and the
+ * frames of stanzas.
  *
  * Subjects (P = cluster.prefix):
  * - `P.hb`                 every node's heartbeat (membership, failure detection, its component links)
  * - `P.sessions`           session announcements: one session up/changed/down, or a node's whole list
- * - `P.node.NAME.frames`   stanzas for sessions bound on NAME, those one turn of the sending node's
- *                          event loop (or `cluster.batchWindow`) routed there, as one published frame
- *                          (`encodeFrame`: a JSON header line, then the stanzas' XML as it is); and the
- *                          confirmations NAME owes the other way, in the same frame when stanzas go
- *                          that way anyway, else on their own after CONFIRM_DELAY_MS. A frame with
- *                          messages or IQ requests carries the reply subject `P.node.SENDER.unreached.
- *                          NODE.FIRST.LAST` (ids): nats-server answers it with a 503 status when NAME
- *                          does not listen (dead, stopped), and the sender falls back at once. Nodes
- *                          say in their heartbeat (`frames: true`) that they take frames.
+ * - `P.node.NAME.frames`   stanzas for sessions bound on NAME, as one published frame (`encodeFrame`: a
+ *                          JSON header line, then the stanzas' XML as serialised) per turn of the
+ *                          sending node's event loop, at most one per `cluster.batchWindow`; and the
+ *                          confirmations NAME owes the other way (ids delivered, ids with no session),
+ *                          in its next frame to the sender or on their own after CONFIRM_DELAY_MS
+ *                          (stanza-crossing.ts). A frame with messages or IQ requests carries the reply
+ *                          subject `P.node.SENDER.unreached.NAME.FIRST.LAST` (its ids), which NAME never
+ *                          answers: nats-server does, with a 503 status, when nobody listens on NAME's
+ *                          subject (dead, stopped), and the sender falls back at once. A node says in
+ *                          its heartbeat (`frames: true`) that it takes frames.
  * - `P.node.NAME.stanzas`  the previous protocol, for nodes whose heartbeat lacks `frames` (a rolling
  *                          restart): one JSON `StanzaBatch`, a request when it holds messages or IQ
  *                          requests, answered with one `Confirmations`; still served
