@@ -370,9 +370,13 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
     let across: ClusterPhase | null = null;
     for (let r = 0; r < o.rounds; r++) {
       await quiesce(nodes);
-      within = addPhase(within, await cpuPhase(pool, nodes, 0, senders, local, o));
+      const w = await cpuPhase(pool, nodes, 0, senders, local, o);
+      within = addPhase(within, w);
       await quiesce(nodes);
-      across = addPhase(across, await cpuPhase(pool, nodes, 0, senders, remote, o));
+      const a = await cpuPhase(pool, nodes, 0, senders, remote, o);
+      across = addPhase(across, a);
+      // Each round on its own as well: the machine's other load changes from minute to minute.
+      log(`  round ${r + 1}: within ${w.cpuUsPerMessage.toFixed(0)} µs, across ${a.cpuUsPerMessage.toFixed(0)} µs per message: ${(w.cpuUsPerMessage ? a.cpuUsPerMessage / w.cpuUsPerMessage : 0).toFixed(2)}x`);
     }
     result.within = within!;
     result.across = across!;

@@ -71,10 +71,17 @@ const FRAME_MAX_BYTES = 256 * 1024;
 const MAX_OWED = 10_000;
 const NS_CARBONS = 'urn:xmpp:carbons:2';
 
-/** A message or IQ request sent to another node, waiting for that node's confirmation. */
+/**
+ * A message or IQ request sent to another node, waiting for that node's confirmation. It keeps the
+ * stanza as the XML that went (parsed again only to fall back): an element tree kept for the few
+ * milliseconds until the confirmation outlives a young-generation collection more often than a
+ * string, and the old generation's collections then cost the sending node more than the frames.
+ */
 interface Awaiting {
   session: RemoteSession;
-  stanza: Element;
+  xml: string;
+  /** The element itself once it was sent on to other resources after a failed delivery (`rerouted`). */
+  stanza?: Element;
   iq: boolean;
   /** performance.now() when it was sent. */
   at: number;
@@ -132,7 +139,7 @@ export class StanzaCrossing {
     // a request its resource will never see gets its error at once (RFC 6120 8.5.3.1), not at the asker's timeout.
     if (stanza.name === 'message' || iq) {
       item.id = this.nextDeliveryId++;
-      this.awaiting.set(item.id, { session, stanza, iq, at: performance.now() });
+      this.awaiting.set(item.id, this.rerouted.has(stanza) ? { session, xml: item.xml, stanza, iq, at: performance.now() } : { session, xml: item.xml, iq, at: performance.now() });
       if (!this.sweepTimer) this.sweepIn(this.config.deliveryTimeout);
     }
     let out = this.outgoing.get(session.node);
@@ -327,8 +334,10 @@ export class StanzaCrossing {
     this.awaiting.delete(id);
     // Its node has no such session: the stand-in must not be chosen again (as the top resource of a fallback).
     if (why === 'gone' && this.host.registry.removeRemote(a.session)) this.log.debug('cluster: a stand-in its node did not know removed', { peer: a.session.node });
-    if (a.iq) this.unanswerable(a.stanza);
-    else void this.undelivered(a.session, a.stanza, why);
+    const stanza = a.stanza ?? parseXmlText(a.xml, NS.client);
+    if (!stanza) return;
+    if (a.iq) this.unanswerable(stanza);
+    else void this.undelivered(a.session, stanza, why);
   }
 
   /**

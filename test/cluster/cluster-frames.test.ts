@@ -85,10 +85,14 @@ describe('cluster: stanzas crossing to other nodes, confirmations', { skip }, ()
     peer.nc.subscribe(`${prefix1}.node.fconfirm.frames`, {
       callback: (_err, m) => {
         const { header, items } = decodeFrame(m.data);
-        frames.push({ epoch: header.epoch, ids: items.map((i) => i.id), xml: items.map((i) => i.bytes.toString('utf8')) });
+        // Only the test's message (a privacy policy notice may go to the account's resources at login).
+        const ours = items.filter((i) => i.bytes.toString('utf8').includes('confirmed in a frame'));
+        if (ours.length > 0) frames.push({ epoch: header.epoch, ids: ours.map((i) => i.id), xml: ours.map((i) => i.bytes.toString('utf8')) });
         const confirm = { epoch: header.epoch, delivered: items.map((i) => i.id).filter((id) => id !== 0), gone: [] };
         // Owed, as a node does: a moment later, in a frame with no stanzas.
-        setTimeout(() => peer.nc.publish(`${prefix1}.node.n1.frames`, encodeFrame({ node: 'fconfirm', epoch: 'fake', confirm }, [])), 50);
+        setTimeout(() => {
+          if (!peer.nc.isClosed()) peer.nc.publish(`${prefix1}.node.n1.frames`, encodeFrame({ node: 'fconfirm', epoch: 'fake', confirm }, []));
+        }, 50);
       },
     });
     try {
@@ -115,7 +119,7 @@ describe('cluster: stanzas crossing to other nodes, confirmations', { skip }, ()
     const got: unknown[] = [];
     peer.nc.subscribe(`${prefix1}.node.fsilent.frames`, {
       callback: (_err, m) => {
-        got.push(decodeFrame(m.data));
+        for (const i of decodeFrame(m.data).items) if (i.bytes.toString('utf8').includes('never confirmed')) got.push(i);
       },
     });
     try {
@@ -156,7 +160,7 @@ describe('cluster: stanzas crossing to other nodes, confirmations', { skip }, ()
     peer.nc.subscribe(`${prefix1}.node.fold.stanzas`, {
       callback: (_err, m) => {
         const batch = JSON.parse(new TextDecoder().decode(m.data)) as StanzaBatch;
-        batches.push(batch);
+        if (batch.items.some((i) => i.xml.includes('to the previous version'))) batches.push(batch);
         const c: Confirmations = { delivered: batch.items.flatMap((i) => (i.id === undefined ? [] : [i.id])), gone: [] };
         m.respond(new TextEncoder().encode(JSON.stringify(c)));
       },
@@ -172,7 +176,7 @@ describe('cluster: stanzas crossing to other nodes, confirmations', { skip }, ()
       await until(batches, 1);
       assert.equal(batches.length, 1);
       assert.equal(batches[0]!.node, 'n1');
-      assert.match(batches[0]!.items[0]!.xml, /to the previous version/);
+      assert.ok(batches[0]!.items.some((i) => /to the previous version/.test(i.xml)));
       assert.ok(await here.expectNothing(isMessage('to the previous version'), 2500));
     } finally {
       await peer.close();
