@@ -1,7 +1,8 @@
 /**
  * One node of a cluster: its NATS connection, the other nodes (heartbeats, failure detection), the
- * session announcements that keep the registry's stand-ins true, and the stanzas that cross to the
- * node holding their recipient. docs/architecture.md ("Cluster") tells what crosses and why.
+ * session announcements that keep the registry's stand-ins true; the stanzas that cross to the node
+ * holding their recipient go through stanza-crossing.ts. docs/architecture.md ("Cluster") tells what
+ * crosses and why.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type NatsConnection, type Msg } from '@nats-io/transport-node';
