@@ -15,7 +15,7 @@
  *    (a message lost, delivery under 95 % of the offered rate, or the load generator falling
  *    behind). The highest sustained delivery rate is reported, with the machine's core count.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -37,6 +37,8 @@ export interface ClusterOptions {
   /** Offered rates of the throughput ramp, messages per second. */
   rates: number[];
   stepS: number;
+  /** The nodes' `cluster.batchWindow` (--cluster-batch-window); absent: the default. */
+  batchWindow?: string;
   /** The throughput part stops starting new steps after this many seconds of the scenario. */
   budgetS: number;
   gatehouse: string;
@@ -54,6 +56,11 @@ export interface ClusterPhase {
   latency: { p50Ms: number; p99Ms: number; maxMs: number };
   /** Busy share of the machine taken by processes other than the nodes and the load generator, cores. */
   otherCores: number;
+  /**
+   * CPU seconds of the local nats-server process meanwhile (null: NATS not on this machine, or not
+   * found). It serves whatever else uses it as well (other tests, other clusters): an upper bound.
+   */
+  natsCpuSec: number | null;
 }
 
 export interface ClusterStep {
@@ -121,6 +128,33 @@ async function waitFor(pool: WorkerPool, target: number, quietMs: number, maxMs:
   }
 }
 
+/** The nats-server process on this machine, when the NATS URL is a loopback one. */
+function localNatsPid(url: string): number | null {
+  if (!/^(nats|tls):\/\/(127\.0\.0\.1|localhost|\[::1\])(:|\/|$)/.test(url)) return null;
+  try {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'nats-server') return Number(entry);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return null;
+}
+
+function natsCpu(pid: number | null): number | null {
+  if (pid === null) return null;
+  try {
+    return procSample(pid).cpuSec;
+  } catch {
+    return null;
+  }
+}
+
 function samples(nodes: RunningBenchServer[]): ProcSample[] {
   return nodes.map((n) => n.sample());
 }
@@ -143,12 +177,15 @@ async function cpuPhase(pool: WorkerPool, nodes: RunningBenchServer[], worker: n
   await pool.stats(true, { phase });
   const durationMs = (o.messages / o.rate) * 1000;
   const startAtUs = nowUs() + 200_000;
+  const natsPid = localNatsPid(o.nats);
+  const n0 = natsCpu(natsPid);
   const s0 = samples(nodes);
   const g0 = generatorCpu(pool);
   const self0 = process.cpuUsage();
   const send = await pool.call<SendResult>(worker, { type: 'send', rate: o.rate, durationMs, startAtUs, senders, recipients, maxBufferedBytes: 1 << 20, phase }, durationMs * 3 + 60_000);
   const stats = await waitFor(pool, send.sent, 3000, 30_000);
   const s1 = samples(nodes);
+  const n1 = natsCpu(natsPid);
   const g1 = generatorCpu(pool);
   const self1 = process.cpuUsage(self0);
   const delivered = received(stats);
@@ -165,6 +202,7 @@ async function cpuPhase(pool: WorkerPool, nodes: RunningBenchServer[], worker: n
     cpuUsPerMessage: delivered ? (nodeCpuSec.reduce((a, b) => a + b, 0) * 1e6) / delivered : 0,
     latency: summary(latency),
     otherCores: Math.max(0, busyCores - known / seconds),
+    natsCpuSec: n0 === null || n1 === null ? null : n1 - n0,
   };
   histograms.set(phaseResult, latency);
   return phaseResult;
@@ -187,6 +225,7 @@ function addPhase(a: ClusterPhase | null, b: ClusterPhase): ClusterPhase {
     cpuUsPerMessage: delivered ? (nodeCpuSec.reduce((x, y) => x + y, 0) * 1e6) / delivered : 0,
     latency: summary(latency),
     otherCores: (a.otherCores + b.otherCores) / 2,
+    natsCpuSec: a.natsCpuSec === null || b.natsCpuSec === null ? null : a.natsCpuSec + b.natsCpuSec,
   };
   histograms.set(sum, latency);
   return sum;
@@ -278,7 +317,7 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
   const database = o.dbUrl.replace(/\/\/[^@/]*@/, '//');
   if (o.profileDir) mkdirSync(o.profileDir, { recursive: true });
   const node = (name: string, announcePolicy = false) =>
-    startGatehouseNode({ dir: path.join(tmp, `cluster-${name}`), repoRoot: o.gatehouse, cert, dbUrl: o.dbUrl, nats: o.nats, prefix, node: name, cpuProfileDir: o.profileDir, announcePolicy });
+    startGatehouseNode({ dir: path.join(tmp, `cluster-${name}`), repoRoot: o.gatehouse, cert, dbUrl: o.dbUrl, nats: o.nats, prefix, node: name, cpuProfileDir: o.profileDir, announcePolicy, batchWindow: o.batchWindow });
   const nodes: RunningBenchServer[] = [];
   const pools: WorkerPool[] = [];
   const { dbUrl: _db, gatehouse: _g, profileDir: _p, ...parameters } = o;
@@ -322,16 +361,22 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
     await delay(2000);
     const i1 = samples(nodes);
     result.idleCpuPercent = nodes.map((_, i) => (100 * (i1[i]!.cpuSec - i0[i]!.cpuSec)) / Math.max(0.001, i1[i]!.at - i0[i]!.at));
-    // Warm-up (JIT, connection pools), unmeasured.
-    await cpuPhase(pool, nodes, 0, senders, local, { ...o, messages: Math.min(o.messages, 500) });
-    await cpuPhase(pool, nodes, 0, senders, remote, { ...o, messages: Math.min(o.messages, 500) });
+    // Warm-up (JIT, connection pools), unmeasured. B's delivery path runs only in the across phases:
+    // after 500 messages V8's optimising compiler still took a fifth of B's CPU in the first measured
+    // round (perf record, 2026-12-06), so each path gets 3,000.
+    await cpuPhase(pool, nodes, 0, senders, local, { ...o, messages: Math.min(o.messages, 3000) });
+    await cpuPhase(pool, nodes, 0, senders, remote, { ...o, messages: Math.min(o.messages, 3000) });
     let within: ClusterPhase | null = null;
     let across: ClusterPhase | null = null;
     for (let r = 0; r < o.rounds; r++) {
       await quiesce(nodes);
-      within = addPhase(within, await cpuPhase(pool, nodes, 0, senders, local, o));
+      const w = await cpuPhase(pool, nodes, 0, senders, local, o);
+      within = addPhase(within, w);
       await quiesce(nodes);
-      across = addPhase(across, await cpuPhase(pool, nodes, 0, senders, remote, o));
+      const a = await cpuPhase(pool, nodes, 0, senders, remote, o);
+      across = addPhase(across, a);
+      // Each round on its own as well: the machine's other load changes from minute to minute.
+      log(`  round ${r + 1}: within ${w.cpuUsPerMessage.toFixed(0)} µs, across ${a.cpuUsPerMessage.toFixed(0)} µs per message: ${(w.cpuUsPerMessage ? a.cpuUsPerMessage / w.cpuUsPerMessage : 0).toFixed(2)}x`);
     }
     result.within = within!;
     result.across = across!;
@@ -339,7 +384,8 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
     for (const [what, p] of [['within node A', within!], ['across A -> B', across!]] as const) {
       log(
         `  ${what}: ${p.delivered} of ${p.messages} delivered at ${o.rate}/s, ${p.cpuUsPerMessage.toFixed(0)} µs CPU per message (A ${p.nodeCpuSec[0]!.toFixed(2)} s, B ${p.nodeCpuSec[1]!.toFixed(2)} s), ` +
-          `p50 ${p.latency.p50Ms.toFixed(1)} ms, p99 ${p.latency.p99Ms.toFixed(1)} ms, other processes ${(100 * p.otherCores).toFixed(0)} %`,
+          `p50 ${p.latency.p50Ms.toFixed(1)} ms, p99 ${p.latency.p99Ms.toFixed(1)} ms, other processes ${(100 * p.otherCores).toFixed(0)} %` +
+          (p.natsCpuSec === null ? '' : `, nats-server ${p.natsCpuSec.toFixed(2)} s`),
       );
     }
     log(`  across / within: ${result.cpuRatio.toFixed(2)}x CPU per message (target at most 1.5x)`);
@@ -393,6 +439,7 @@ export function renderCluster(r: ClusterResult): string {
       `| CPU seconds A / B | ${r.within.nodeCpuSec.map((x) => x.toFixed(2)).join(' / ')} | ${r.across.nodeCpuSec.map((x) => x.toFixed(2)).join(' / ')} |`,
       `| latency p50 / p99 | ${f1(r.within.latency.p50Ms)} / ${f1(r.within.latency.p99Ms)} ms | ${f1(r.across.latency.p50Ms)} / ${f1(r.across.latency.p99Ms)} ms |`,
       `| other processes on the machine | ${f0(100 * r.within.otherCores)} % of a core | ${f0(100 * r.across.otherCores)} % of a core |`,
+      `| nats-server CPU seconds (all its clients) | ${r.within.natsCpuSec?.toFixed(2) ?? '?'} | ${r.across.natsCpuSec?.toFixed(2) ?? '?'} |`,
       '',
       `Idle nodes (heartbeats): ${r.idleCpuPercent.map((x) => `${x.toFixed(1)} %`).join(', ')} of a core.`,
       '',

@@ -10,7 +10,7 @@
  *     [--muc-occupants 500] [--muc-rates 5,10,20] [--muc-duration 10]
  *     [--cert-key ec|rsa] [--no-install] [--out docs/benchmarks.md] [--json docs/benchmarks.json] [--smoke] [--render FILE.json]
  *     [--cluster-db URL] [--cluster-nats URL] [--cluster-messages 5000] [--cluster-rate 1000]
- *     [--cluster-clients 200] [--cluster-rates 2000,4000,...] [--cluster-step 4]
+ *     [--cluster-clients 200] [--cluster-rates 2000,4000,...] [--cluster-step 4] [--cluster-batch-window 1ms] [--cluster-rounds 2]
  *
  * Each server runs in its own temporary directory on a free 127.0.0.1 port, with one shared
  * self-signed certificate and the same accounts (SCRAM-SHA-1 verifiers, 4096 iterations). The load
@@ -98,7 +98,7 @@ interface Options extends ScenarioSizes {
   certKey: CertKey;
   /** Install missing servers from Debian's packages (default; --no-install turns it off). */
   install: boolean;
-  cluster: { dbUrl: string; nats: string; messages: number; rate: number; clients: number; rates: number[]; stepS: number };
+  cluster: { dbUrl: string; nats: string; messages: number; rate: number; clients: number; rates: number[]; stepS: number; batchWindow?: string; rounds: number };
 }
 
 function parseOptions(argv: string[]): Options {
@@ -118,7 +118,7 @@ function parseOptions(argv: string[]): Options {
     console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]);
     process.exit(0);
   }
-  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'pep-contacts', 'pep-rates', 'pep-items', 'muc-occupants', 'muc-rates', 'muc-duration', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key', 'no-install', 'cluster-db', 'cluster-nats', 'cluster-messages', 'cluster-rate', 'cluster-clients', 'cluster-rates', 'cluster-step']);
+  const known = new Set(['servers', 'scenarios', 'logins', 'users', 'rates', 'rate', 'duration', 'idle', 'offline', 'offline-senders', 'offline-recipients', 'offline-rate', 'pep-contacts', 'pep-rates', 'pep-items', 'muc-occupants', 'muc-rates', 'muc-duration', 'workers', 'login-concurrency', 'smoke', 'profile', 'keep', 'out', 'json', 'gatehouse', 'render', 'cert-key', 'no-install', 'cluster-db', 'cluster-nats', 'cluster-messages', 'cluster-rate', 'cluster-clients', 'cluster-rates', 'cluster-step', 'cluster-batch-window', 'cluster-rounds']);
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const smoke = flags.has('smoke');
   const num = (name: string, dflt: number, min = 1): number => {
@@ -186,6 +186,8 @@ function parseOptions(argv: string[]): Options {
       clients: num('cluster-clients', smoke ? 20 : 200, 2),
       rates: clusterRates,
       stepS: num('cluster-step', smoke ? 1 : 4),
+      batchWindow: flags.get('cluster-batch-window'),
+      rounds: num('cluster-rounds', smoke ? 1 : 2),
     },
   };
 }
@@ -1299,7 +1301,7 @@ async function main(): Promise<number> {
         await c.server.stop();
       }
       results.cluster = await runCluster(
-        { ...opts.cluster, rounds: opts.smoke ? 1 : 2, group: clusterGroup(opts), budgetS: opts.smoke ? 60 : 110, gatehouse: opts.gatehouse, profileDir: opts.profile ? profilesDir : undefined },
+        { ...opts.cluster, group: clusterGroup(opts), budgetS: opts.smoke ? 60 : 110, gatehouse: opts.gatehouse, profileDir: opts.profile ? profilesDir : undefined },
         cert,
         accounts,
         tmp,

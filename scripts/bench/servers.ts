@@ -497,6 +497,8 @@ export interface ClusterNodeOptions {
   cpuProfileDir?: string;
   /** Announce this configuration's privacy policy before the start (once per run is enough). */
   announcePolicy?: boolean;
+  /** `cluster.batchWindow` (e.g. "2ms"); absent: the default. */
+  batchWindow?: string;
 }
 
 /** One `gatehouse start` process as a node of a cluster, configured as the single-server benchmark's Gatehouse is, apart from storage and `cluster`. */
@@ -539,6 +541,7 @@ export async function startGatehouseNode(o: ClusterNodeOptions): Promise<Running
     `  node: ${o.node}`,
     `  prefix: ${o.prefix}`,
     `  nats: [${JSON.stringify(o.nats)}]`,
+    ...(o.batchWindow === undefined ? [] : [`  batchWindow: ${JSON.stringify(o.batchWindow)}`]),
     '',
   ].join('\n');
   const configFile = path.join(o.dir, 'gatehouse.yaml');

@@ -72,10 +72,10 @@ export const clusterConfigSection = section(
           doc: 'How long a node waits for another node to confirm it has delivered a message; without the confirmation the message is stored offline.',
         }),
         batchWindow: duration({
-          default: '1ms',
+          default: '5ms',
           min: 0,
           max: 100,
-          doc: 'How long a node gathers the stanzas for another node into one NATS message (each NATS message costs both nodes a socket write or read). Longer saves CPU per message at low rates and adds up to this much latency to each message crossing nodes; 0 sends what one turn of the event loop routed.',
+          doc: 'The shortest time between two frames of stanzas a node sends to the other nodes: what it routes meanwhile goes in the next one. A stanza after a quiet moment goes at the end of the event-loop turn that routed it; under a steady flow each waits up to this long. Each frame costs both nodes a socket write or read and the receiving node a wake-up, so longer saves CPU per message under load and adds up to this much latency then; 0 sends one frame per turn of the event loop.',
         }),
       },
       {

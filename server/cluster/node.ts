@@ -1,7 +1,8 @@
 /**
  * One node of a cluster: its NATS connection, the other nodes (heartbeats, failure detection), the
- * session announcements that keep the registry's stand-ins true, and the stanzas that cross to the
- * node holding their recipient. docs/architecture.md ("Cluster") tells what crosses and why.
+ * session announcements that keep the registry's stand-ins true; the stanzas that cross to the node
+ * holding their recipient go through stanza-crossing.ts. docs/architecture.md ("Cluster") tells what
+ * crosses and why.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type NatsConnection, type Msg } from '@nats-io/transport-node';
@@ -12,33 +13,29 @@ import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import type { Logger } from '../../shared/logger.js';
 import type { ServerContext } from '../core/context.js';
 import type { ClusterRouting, ClusterService, ClusterStatus } from '../core/cluster.js';
-import { messageType, topResources } from '../core/delivery.js';
 import type { DomainLink } from '../core/router.js';
 import type { BoundSession, ClientSession } from '../core/session.js';
 import {
-  DELIVERED,
-  NOT_HERE,
   NOT_SERVED,
   TAKEN,
   decode,
   encode,
+  isNoResponders,
   subjects,
   text,
   type CloseSession,
   type ComponentStanza,
-  type Confirmations,
   type Heartbeat,
   type SessionAnnouncement,
   type ServiceStanza,
   type SessionEntry,
-  type StanzaBatch,
-  type StanzaForSession,
   type Subjects,
 } from './protocol.js';
 import { ClusterSessionRegistry, type LocalSessionEvents } from './registry.js';
 import { RemoteSession, type RemoteSessionLink } from './remote-session.js';
 import { SharedState } from './shared-state.js';
 import { SmJournal } from './sm-journal.js';
+import { StanzaCrossing } from './stanza-crossing.js';
 import type { ClusterConfig } from './types.js';
 
 interface Peer {
@@ -51,33 +48,15 @@ interface Peer {
   components: Set<string>;
   /** The whole list it is telling now, in parts. */
   told: { batch: string; jids: Set<string> } | null;
+  /** It takes stanzas as frames (its heartbeat says so). */
+  frames: boolean;
 }
 
-const NS_CARBONS = 'urn:xmpp:carbons:2';
 /** How long after storing an offline message a resource coming online elsewhere is asked to look again. */
 const STORED_WINDOW_MS = 10_000;
 const MAX_RECENTLY_STORED = 10_000;
 /** Size of one part of a node's whole session list (NATS refuses messages over 1 MiB by default). */
 const ALL_PART_BYTES = 256 * 1024;
-/** A batch is sent at once when it grows past this (NATS refuses messages over 1 MiB by default). */
-const BATCH_MAX_BYTES = 256 * 1024;
-
-/** A message or IQ request sent to another node, waiting for that node's confirmation. */
-interface AwaitingConfirmation {
-  session: RemoteSession;
-  stanza: Element;
-  iq: boolean;
-}
-
-/** Stanzas for one node, gathered until the window ends. */
-interface Outgoing<T> {
-  items: T[];
-  bytes: number;
-}
-
-function isNoResponders(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && 'isNoResponders' in err && typeof err.isNoResponders === 'function' && err.isNoResponders() === true;
-}
 
 /** A link to a component connected to another node. */
 class RemoteComponentLink implements DomainLink {
@@ -103,8 +82,6 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private readonly dirty = new Set<BoundSession>();
   /** Accounts this node stored offline messages for lately, with when (oldest first). */
   private readonly recentlyStored = new Map<string, number>();
-  /** Messages already sent on to other resources once after a failed delivery: a second failure stores them. */
-  private readonly rerouted = new WeakSet<Element>();
   private nc: NatsConnection | null = null;
   private ctx: ServerContext | null = null;
   private shared: SharedState | null = null;
@@ -124,11 +101,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private readonly leaveHandlers = new Set<() => Promise<void>>();
   private membershipSoon: NodeJS.Timeout | null = null;
   private announceAllSoon: NodeJS.Timeout | null = null;
-  /** Stanzas for each other node, not sent yet. */
-  private readonly outgoing = new Map<string, Outgoing<StanzaBatch['items'][number]>>();
-  private outgoingSoon: { timer: NodeJS.Timeout } | { immediate: NodeJS.Immediate } | null = null;
-  private nextDeliveryId = 1;
-  private readonly awaiting = new Map<number, AwaitingConfirmation>();
+  private readonly crossing: StanzaCrossing;
 
   constructor(
     private readonly config: ClusterConfig,
@@ -138,6 +111,21 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.subjects = subjects(config.prefix);
     this.iqIdPrefix = `gh-${config.node}:`;
     this.registry = new ClusterSessionRegistry(this);
+    this.crossing = new StanzaCrossing(
+      {
+        node: this.node,
+        epoch: this.epoch,
+        registry: this.registry,
+        nats: () => (this.nc && !this.nc.isClosed() ? this.nc : null),
+        context: () => this.ctx,
+        journal: () => this.journal,
+        stopping: () => this.stopping,
+        takesFrames: (node) => this.peers.get(node)?.frames === true,
+      },
+      config,
+      this.subjects,
+      log,
+    );
   }
 
   /** Joins the cluster: connects to NATS, listens, announces this node. Throws when NATS cannot be reached. */
@@ -170,8 +158,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       });
     on(s.heartbeat, 'heartbeat', (msg) => this.onHeartbeat(decode<Heartbeat & { leaving?: boolean }>(msg.data)));
     on(s.sessions, 'announcement', (msg) => this.onAnnouncement(decode<SessionAnnouncement>(msg.data)));
-    on(s.stanza(this.node), 'stanza', (msg) => this.onStanza(msg));
-    on(s.stanzas(this.node), 'stanzas', (msg) => this.onStanzas(msg));
+    this.crossing.listen(on);
     on(s.close(this.node), 'close', (msg) => this.onClose(decode<CloseSession>(msg.data)));
     on(s.stored(this.node), 'stored', (msg) => this.onStored(decode<{ jid: string }>(msg.data)));
     on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
@@ -226,7 +213,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     // Modules hand over what they own (group chat rooms) while stanzas still cross.
     const handovers = Promise.all([...this.leaveHandlers].map((h) => h().catch((err) => this.log.warn('cluster: handover failed', { error: String(err).slice(0, 200) }))));
     await Promise.race([handovers, new Promise((r) => setTimeout(r, this.config.deliveryTimeout).unref())]);
-    this.flushOutgoing();
+    this.crossing.flush();
     this.flushChanges();
     this.publish(this.subjects.heartbeat, { ...this.heartbeatBody(), leaving: true });
     await this.nc.flush().catch(() => {});
@@ -240,7 +227,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.shared?.stop();
     const nc = this.nc;
     if (!nc) return;
-    this.flushOutgoing();
+    this.crossing.stop();
     try {
       await nc.drain();
     } catch {
@@ -289,7 +276,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   // ---- membership ----
 
   private heartbeatBody(): Heartbeat {
-    return { node: this.node, epoch: this.epoch, startedAt: this.startedAt, sessions: this.registry.size, components: [...this.localComponents] };
+    return { node: this.node, epoch: this.epoch, startedAt: this.startedAt, sessions: this.registry.size, components: [...this.localComponents], frames: true };
   }
 
   private heartbeat(): void {
@@ -318,7 +305,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       p = undefined;
     }
     if (!p) {
-      p = { name: node, epoch, startedAt: '', lastSeen: Date.now(), state: 'up', sessions: 0, components: new Set(), told: null };
+      p = { name: node, epoch, startedAt: '', lastSeen: Date.now(), state: 'up', sessions: 0, components: new Set(), told: null, frames: false };
       this.peers.set(node, p);
       this.log.info('cluster: node joined', { peer: node });
       // It knows nothing of ours yet.
@@ -347,6 +334,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     p.lastSeen = Date.now();
     p.startedAt = hb.startedAt;
     p.sessions = hb.sessions;
+    p.frames = hb.frames === true;
     this.syncComponents(p, new Set(hb.components));
   }
 
@@ -608,203 +596,17 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     if (session.available) this.becameAvailable(session);
   }
 
-  // ---- stanzas to sessions on other nodes ----
+  // ---- stanzas to sessions on other nodes (stanza-crossing.ts) ----
 
   send(session: RemoteSession, stanza: Element): void {
-    const item: StanzaBatch['items'][number] = { to: session.jid.full, sid: session.id, xml: stanza.toString() };
-    const iq = stanza.name === 'iq' && (stanza.attrs.type === 'get' || stanza.attrs.type === 'set');
-    // A message stays this node's responsibility until the recipient's node confirms it delivered it;
-    // a request its resource will never see gets its error at once (RFC 6120 8.5.3.1), not at the asker's timeout.
-    if (stanza.name === 'message' || iq) {
-      item.id = this.nextDeliveryId++;
-      this.awaiting.set(item.id, { session, stanza, iq });
-    }
-    let out = this.outgoing.get(session.node);
-    if (!out) this.outgoing.set(session.node, (out = { items: [], bytes: 0 }));
-    out.items.push(item);
-    out.bytes += item.xml.length + item.to.length + 64;
-    if (out.bytes > BATCH_MAX_BYTES) this.sendBatch(session.node);
-    // Gathered for `cluster.batchWindow` into one NATS message (a request when it holds messages: its
-    // one reply confirms them all). Each NATS message is a socket write on the sender and a read on
-    // the receiver, which cost about as much as a whole local delivery (docs/benchmarks.md, "Cluster").
-    else if (!this.outgoingSoon) {
-      const window = this.config.batchWindow;
-      this.outgoingSoon = window > 0 ? { timer: setTimeout(() => this.flushOutgoing(), window) } : { immediate: setImmediate(() => this.flushOutgoing()) };
-    }
-  }
-
-  private flushOutgoing(): void {
-    const soon = this.outgoingSoon;
-    if (soon && 'timer' in soon) clearTimeout(soon.timer);
-    else if (soon) clearImmediate(soon.immediate);
-    this.outgoingSoon = null;
-    for (const node of [...this.outgoing.keys()]) this.sendBatch(node);
-  }
-
-  /**
-   * Sends what was gathered for `node`. With messages or IQ requests in it, as one NATS request: the
-   * reply lists what was delivered and what found no session; what it does not list, or all of it
-   * when no reply comes within `deliveryTimeout` (or NATS says at once that nobody listens there,
-   * a node that died), falls back.
-   */
-  private sendBatch(node: string): void {
-    const out = this.outgoing.get(node);
-    if (!out) return;
-    this.outgoing.delete(node);
-    const subject = this.subjects.stanzas(node);
-    const batch: StanzaBatch = { node: this.node, epoch: this.epoch, items: out.items };
-    const ids = out.items.flatMap((i) => (i.id === undefined ? [] : [i.id]));
-    if (ids.length === 0) {
-      this.publish(subject, batch);
-      return;
-    }
-    const unconfirmed = () => {
-      for (const id of ids) this.settle(id, 'no answer');
-    };
-    const nc = this.nc;
-    if (!nc || nc.isClosed()) {
-      unconfirmed();
-      return;
-    }
-    try {
-      nc.request(subject, encode(batch), { timeout: this.config.deliveryTimeout }).then(
-        (reply) => {
-          const c = decode<Confirmations>(reply.data);
-          for (const id of c.delivered) this.awaiting.delete(id);
-          for (const id of c.gone) this.settle(id, 'gone');
-          unconfirmed();
-        },
-        (err: unknown) => {
-          // Nobody listens for batches there: a node of the version before batching (a rolling
-          // restart) gets them one by one; a node that died has no listener for those either.
-          if (isNoResponders(err)) this.sendSingly(node, out.items);
-          else unconfirmed();
-        },
-      );
-    } catch (err) {
-      this.log.warn('cluster: publish failed', { subject, error: err instanceof Error ? err.message : String(err) });
-      unconfirmed();
-    }
-  }
-
-  /** The stanzas of a batch as nodes before batching take them: one request per message or IQ request. */
-  private sendSingly(node: string, items: StanzaBatch['items']): void {
-    const nc = this.nc;
-    const subject = this.subjects.stanza(node);
-    for (const { id, ...single } of items) {
-      if (id === undefined || !nc || nc.isClosed()) {
-        this.publish(subject, single);
-        if (id !== undefined) this.settle(id, 'no answer');
-        continue;
-      }
-      nc.request(subject, encode(single), { timeout: this.config.deliveryTimeout }).then(
-        (reply) => {
-          if (text(reply.data) === DELIVERED) this.awaiting.delete(id);
-          else this.settle(id, 'gone');
-        },
-        () => this.settle(id, 'no answer'),
-      );
-    }
-  }
-
-  /** Stanzas from another node: each is delivered (or found gone) on its own, and the reply confirms them together. */
-  private onStanzas(msg: Msg): void {
-    const batch = decode<StanzaBatch>(msg.data);
-    const c: Confirmations = { delivered: [], gone: [] };
-    for (const item of batch.items) {
-      let delivered = false;
-      try {
-        delivered = this.deliverHere(item);
-      } catch (err) {
-        // Not confirmed: the sending node falls back, as for a node that did not answer.
-        this.log.error('cluster: handling failed', { what: 'stanza', error: err instanceof Error ? err.message : String(err) });
-        continue;
-      }
-      if (item.id !== undefined) (delivered ? c.delivered : c.gone).push(item.id);
-    }
-    if (!msg.reply) return;
-    // Written to a session with stream management: confirmed once its journal has it.
-    const stored = this.journal?.stored();
-    if (!stored) msg.respond(encode(c));
-    else void stored.then(() => msg.respond(encode(c)));
-  }
-
-  private deliverHere(item: StanzaForSession): boolean {
-    const session = this.registry.localSession(item.to);
-    const el = session ? parseXmlText(item.xml, NS.client) : null;
-    if (!session || !el) return false;
-    session.send(el);
-    return true;
-  }
-
-  /** A delivery its node did not confirm ('gone': it has no such session; 'no answer': within deliveryTimeout) falls back. */
-  private settle(id: number, why: 'gone' | 'no answer'): void {
-    const a = this.awaiting.get(id);
-    if (!a) return;
-    this.awaiting.delete(id);
-    // Its node has no such session: the stand-in must not be chosen again (as the top resource of a fallback).
-    if (why === 'gone') this.notThere(a.session);
-    if (a.iq) this.unanswerable(a.stanza);
-    else void this.undelivered(a.session, a.stanza, why);
-  }
-
-  /**
-   * A message the recipient's node did not confirm: its other resources get it (RFC 6121 8.5.3.2.1
-   * for a resource that is gone), or offline storage keeps it. Copies (carbons) and messages that
-   * are never stored are dropped, as for a resource that went away.
-   */
-  private async undelivered(session: RemoteSession, stanza: Element, why: string): Promise<void> {
-    const ctx = this.ctx;
-    if (!ctx || this.stopping) return;
-    const type = messageType(stanza);
-    if (type !== 'chat' && type !== 'normal') return;
-    if (stanza.getChild('received', NS_CARBONS) || stanza.getChild('sent', NS_CARBONS)) return;
-    const from = Jid.tryParse(stanza.attrs.from);
-    if (!from) return;
-    this.log.info('cluster: message not confirmed by its node', { peer: session.node, why });
-    const failedNode = why === 'gone' ? null : session.node;
-    const others = this.rerouted.has(stanza) ? [] : topResources(this.registry, session.jid.bare).filter((s) => s !== session && !(s instanceof RemoteSession && s.node === failedNode));
-    if (others.length > 0) {
-      this.rerouted.add(stanza);
-      for (const s of others) s.send(stanza);
-      return;
-    }
-    const to = session.jid.toBare();
-    const stored = await ctx.hooks.fire('message/offline', { stanza, from, to, origin: { kind: 'server' } });
-    if (!stored) this.log.warn('cluster: an unconfirmed message could not be stored offline', { peer: session.node });
-  }
-
-  /** Its node has no session of that JID (an announcement lost in a race): the stand-in goes. */
-  private notThere(session: RemoteSession): void {
-    if (this.registry.removeRemote(session)) this.log.debug('cluster: a stand-in its node did not know removed', { peer: session.node });
-  }
-
-  private unanswerable(iq: Element): void {
-    const from = Jid.tryParse(iq.attrs.from);
-    const to = Jid.tryParse(iq.attrs.to);
-    if (!this.ctx || this.stopping || !from || !to) return;
-    this.ctx.router.bounce({ stanza: iq, from, to, origin: { kind: 'server' } }, 'service-unavailable');
+    this.crossing.send(session, stanza);
   }
 
   close(session: RemoteSession, condition?: string, text?: string): void {
     this.registry.removeRemote(session);
     // What was sent to the session before goes first.
-    this.sendBatch(session.node);
+    this.crossing.flushTo(session.node);
     this.publish(this.subjects.close(session.node), { jid: session.jid.full, sid: session.id, condition, text } satisfies CloseSession);
-  }
-
-  /** One stanza as a node of the version before batching sends it (during a rolling restart). */
-  private onStanza(msg: Msg): void {
-    const delivered = this.deliverHere(decode<StanzaForSession>(msg.data));
-    if (!msg.reply) return;
-    if (!delivered) {
-      msg.respond(NOT_HERE);
-      return;
-    }
-    // Written to a session with stream management: confirmed once its journal has it.
-    const stored = this.journal?.stored();
-    if (!stored) msg.respond(DELIVERED);
-    else void stored.then(() => msg.respond(DELIVERED));
   }
 
   private onClose(m: CloseSession): void {

@@ -1,15 +1,26 @@
 /**
- * What the nodes of a cluster say to each other over NATS: the subjects and the JSON messages.
+ * What the nodes of a cluster say to each other over NATS: the subjects, the JSON messages and the
+ * frames of stanzas.
  *
  * Subjects (P = cluster.prefix):
  * - `P.hb`                 every node's heartbeat (membership, failure detection, its component links)
  * - `P.sessions`           session announcements: one session up/changed/down, or a node's whole list
- * - `P.node.NAME.stanzas`  stanzas for sessions bound on NAME, gathered by the sending node for about
- *                          a millisecond into one NATS message (`StanzaBatch`); with messages or IQ
- *                          requests in it a request, which NAME answers with one `Confirmations`
+ * - `P.node.NAME.frames`   stanzas for sessions bound on NAME, as one published frame (`encodeFrame`: a
+ *                          JSON header line, then the stanzas' XML as serialised) per turn of the
+ *                          sending node's event loop, at most one per `cluster.batchWindow`; and the
+ *                          confirmations NAME owes the other way (ids delivered, ids with no session),
+ *                          in its next frame to the sender or on their own after CONFIRM_DELAY_MS
+ *                          (stanza-crossing.ts). A frame with messages or IQ requests carries the reply
+ *                          subject `P.node.SENDER.unreached.NAME.FIRST.LAST` (its ids), which NAME never
+ *                          answers: nats-server does, with a 503 status, when nobody listens on NAME's
+ *                          subject (dead, stopped), and the sender falls back at once. A node says in
+ *                          its heartbeat (`frames: true`) that it takes frames.
+ * - `P.node.NAME.stanzas`  the previous protocol, for nodes whose heartbeat lacks `frames` (a rolling
+ *                          restart): one JSON `StanzaBatch`, a request when it holds messages or IQ
+ *                          requests, answered with one `Confirmations`; still served
  * - `P.node.NAME.stanza`   one stanza for a session bound on NAME, as a request (messages and IQ
  *                          requests: NAME answers DELIVERED or NOT_HERE); what nodes before batching
- *                          sent, still served for a rolling restart
+ *                          sent, still served and sent to a node that takes neither of the above
  * - `P.node.NAME.close`    close a session on NAME (a resource conflict, `gatehouse kick` on another node)
  * - `P.node.NAME.stored`   messages were stored offline for a session on NAME just as it came online
  * - `P.node.NAME.component` a stanza for a component linked to NAME
@@ -27,6 +38,9 @@ export interface Subjects {
   invalidate: string;
   stanza(node: string): string;
   stanzas(node: string): string;
+  frames(node: string): string;
+  /** The reply subject of a frame from `sender` to `node` with the ids first..last awaiting confirmation. */
+  unreached(sender: string, node?: string, first?: number, last?: number): string;
   close(node: string): string;
   stored(node: string): string;
   component(node: string): string;
@@ -43,6 +57,8 @@ export function subjects(prefix: string): Subjects {
     invalidate: `${prefix}.invalidate`,
     stanza: (node) => `${prefix}.node.${node}.stanza`,
     stanzas: (node) => `${prefix}.node.${node}.stanzas`,
+    frames: (node) => `${prefix}.node.${node}.frames`,
+    unreached: (sender, node, first, last) => (node === undefined ? `${prefix}.node.${sender}.unreached.>` : `${prefix}.node.${sender}.unreached.${node}.${first}.${last}`),
     close: (node) => `${prefix}.node.${node}.close`,
     stored: (node) => `${prefix}.node.${node}.stored`,
     component: (node) => `${prefix}.node.${node}.component`,
@@ -61,6 +77,8 @@ export interface NodeId {
 
 export interface Heartbeat extends NodeId {
   startedAt: string;
+  /** It takes stanzas as frames on `P.node.NAME.frames` (absent: a node of the version before). */
+  frames?: boolean;
   sessions: number;
   /** Component domains linked to this node now. */
   components: string[];
@@ -116,6 +134,57 @@ export interface Confirmations {
   gone: number[];
 }
 
+/**
+ * The header of a frame (`P.node.NAME.frames`), from the node `node` (its run `epoch`). `items`:
+ * per stanza [id (0: no confirmation wanted), to (full JID), sid, length of its XML in UTF-8
+ * bytes]; the XML follows the header's line, one stanza after the other, as it was serialised (the
+ * receiving node parses them all with one parser). `confirm`: what the sender did with the
+ * recipient's run `epoch`'s stanzas (ids delivered, ids with no session here).
+ */
+export interface FrameHeader extends NodeId {
+  items: [number, string, string, number][];
+  confirm?: { epoch: string; delivered: number[]; gone: number[] };
+}
+
+/** A stanza going into a frame. */
+export interface FrameItem extends StanzaForSession {
+  /** 0: a stanza whose delivery is not confirmed (presence, IQ results). */
+  id: number;
+}
+
+/** A stanza read from a frame: its XML as the bytes it came as. */
+export interface ReceivedFrameItem {
+  id: number;
+  to: string;
+  sid: string;
+  bytes: Buffer;
+}
+
+export function encodeFrame(header: Omit<FrameHeader, 'items'>, items: readonly FrameItem[]): Uint8Array {
+  const h: FrameHeader = { ...header, items: items.map((i) => [i.id, i.to, i.sid, Buffer.byteLength(i.xml)]) };
+  let body = JSON.stringify(h) + '\n';
+  for (const i of items) body += i.xml;
+  return Buffer.from(body, 'utf8');
+}
+
+/** A frame's header and stanzas (`xml`: all of them, in order); throws on a frame that does not parse (the sender then falls back, unconfirmed). */
+export function decodeFrame(data: Uint8Array): { header: FrameHeader; xml: Buffer; items: ReceivedFrameItem[] } {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const nl = buf.indexOf(0x0a);
+  if (nl < 0) throw new Error('frame without a header line');
+  const header = JSON.parse(buf.toString('utf8', 0, nl)) as FrameHeader;
+  if (typeof header !== 'object' || header === null || !Array.isArray(header.items)) throw new Error('frame header without items');
+  const xml = buf.subarray(nl + 1);
+  const items: ReceivedFrameItem[] = [];
+  let at = 0;
+  for (const [id, to, sid, length] of header.items) {
+    if (typeof length !== 'number' || length < 0 || at + length > xml.length) throw new Error('frame shorter than its header says');
+    items.push({ id, to, sid, bytes: xml.subarray(at, at + length) });
+    at += length;
+  }
+  return { header, xml: xml.subarray(0, at), items };
+}
+
 export interface CloseSession {
   jid: string;
   sid: string;
@@ -156,4 +225,9 @@ export function decode<T>(data: Uint8Array): T {
 
 export function text(data: Uint8Array): string {
   return decoder.decode(data);
+}
+
+/** NATS answered a request at once that nobody listens on its subject (a node that died or never served it). */
+export function isNoResponders(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && 'isNoResponders' in err && typeof err.isNoResponders === 'function' && err.isNoResponders() === true;
 }

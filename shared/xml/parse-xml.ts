@@ -27,3 +27,32 @@ export function parseXmlText(xml: string, defaultNamespace?: string): Element | 
   (root as Element).parent = null;
   return root;
 }
+
+/**
+ * Parses several elements this server serialised itself, written one after the other in `bytes`
+ * (UTF-8), with one parser: what a cluster node receives many of at once. Null if any of them is not
+ * well-formed (the caller then parses them one by one). Each gets `defaultNamespace` unless it has
+ * an xmlns of its own.
+ */
+export function parseXmlElements(bytes: Buffer, defaultNamespace: string): Element[] | null {
+  const out: Element[] = [];
+  let failed = false;
+  const parser = new XmlStreamParser(
+    {
+      streamOpen: () => {},
+      stanza: (el) => {
+        el.parent = null;
+        out.push(el);
+      },
+      streamClose: () => {},
+      error: () => {
+        failed = true;
+      },
+    },
+    { maxStanzaBytes: Number.MAX_SAFE_INTEGER, maxDepth: 1024, maxAttributes: 1024 },
+  );
+  parser.write(Buffer.from(`<r xmlns='${defaultNamespace}'>`, 'utf8'));
+  parser.write(bytes);
+  // Only what is complete counts: a last element cut short is not emitted, and makes the count differ.
+  return failed || !parser.betweenStanzas ? null : out;
+}
