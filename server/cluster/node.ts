@@ -36,6 +36,7 @@ import {
 import { ClusterSessionRegistry, type LocalSessionEvents } from './registry.js';
 import { RemoteSession, type RemoteSessionLink } from './remote-session.js';
 import { SharedState } from './shared-state.js';
+import { mismatch, mismatchError, ownFingerprints, type Fingerprints } from './fingerprints.js';
 import { SmJournal } from './sm-journal.js';
 import type { ClusterConfig } from './types.js';
 
@@ -113,6 +114,11 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private stopping = false;
   private leaving = false;
   private nameTaken = false;
+  /** This node's fingerprints of the files all nodes share, and why it must not join (another node's differ). */
+  private keys: Fingerprints = {};
+  private refusal: Error | null = null;
+  private joined = false;
+  private readonly mismatchLogged = new Set<string>();
   /** Runs of nodes that left (`node/epoch`): what they still send is not a node joining. */
   private readonly departed = new Set<string>();
   private readonly services = new Map<string, (stanza: Element, from: Jid, to: Jid) => void>();
@@ -141,6 +147,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   /** Joins the cluster: connects to NATS, listens, announces this node. Throws when NATS cannot be reached. */
   async start(ctx: ServerContext): Promise<void> {
     this.ctx = ctx;
+    this.keys = ownFingerprints(ctx.config.dataDir);
     try {
       this.nc = await connect({
         servers: this.config.nats,
@@ -190,6 +197,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     // heartbeat (one and a half intervals) before joining.
     await new Promise((r) => setTimeout(r, Math.round(this.config.heartbeatInterval * 1.5)));
     if (this.nameTaken) throw new Error(`cluster: the node name ${JSON.stringify(this.node)} is in use by a running node (cluster.node must be unique)`);
+    if (this.refusal) throw this.refusal;
+    this.joined = true;
     ctx.router.cluster = this;
     ctx.services.provide('cluster', this);
     // What the other nodes cache about an account (its row, its lists) goes with it, and a new
@@ -286,7 +295,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   // ---- membership ----
 
   private heartbeatBody(): Heartbeat {
-    return { node: this.node, epoch: this.epoch, startedAt: this.startedAt, sessions: this.registry.size, components: [...this.localComponents] };
+    // The group chat module makes its key after the node joined: told once it is there.
+    if (Object.keys(this.keys).length < 2 && this.ctx) this.keys = ownFingerprints(this.ctx.config.dataDir);
+    return { node: this.node, epoch: this.epoch, startedAt: this.startedAt, sessions: this.registry.size, components: [...this.localComponents], keys: this.keys };
   }
 
   private heartbeat(): void {
@@ -336,6 +347,16 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     if (hb.leaving) {
       const p = this.peers.get(hb.node);
       if (p && p.epoch === hb.epoch) this.forgetPeer(p, 'left');
+      return;
+    }
+    const file = mismatch(this.keys, hb.keys);
+    if (file) {
+      // The node that differs from a running one refuses to join (start); a running node ignores it.
+      if (!this.joined) this.refusal ??= mismatchError(this.ctx?.config.dataDir ?? '.', file, hb.node, this.node);
+      else if (!this.mismatchLogged.has(`${hb.node}/${hb.epoch}`)) {
+        this.mismatchLogged.add(`${hb.node}/${hb.epoch}`);
+        this.log.error('cluster: a node with another secret file tried to join (it refuses to)', { peer: hb.node, file });
+      }
       return;
     }
     const p = this.peer(hb.node, hb.epoch);
