@@ -37,7 +37,9 @@ import { ClusterSessionRegistry, type LocalSessionEvents } from './registry.js';
 import { RemoteSession, type RemoteSessionLink } from './remote-session.js';
 import { SharedState } from './shared-state.js';
 import { mismatch, mismatchError, ownFingerprints, type Fingerprints } from './fingerprints.js';
-import { SmJournal } from './sm-journal.js';
+import { SmJournal, type JournalRecord } from './sm-journal.js';
+import { NodeLeases } from './fencing.js';
+import { JournalRecovery } from './journal-recovery.js';
 import type { ClusterConfig } from './types.js';
 
 interface Peer {
@@ -50,6 +52,10 @@ interface Peer {
   components: Set<string>;
   /** The whole list it is telling now, in parts. */
   told: { batch: string; jids: Set<string> } | null;
+  /** Its lease revision at its last heartbeat (fencing.ts); undefined from a node before fencing. */
+  leaseRev?: number;
+  /** Its lease is being looked at (it was silent for failureTimeout). */
+  suspected?: boolean;
 }
 
 const NS_CARBONS = 'urn:xmpp:carbons:2';
@@ -92,7 +98,10 @@ class RemoteComponentLink implements DomainLink {
 
 export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessionLink, LocalSessionEvents {
   readonly node: string;
-  readonly epoch = randomBytes(6).toString('hex');
+  /** This run: a new one when the node was declared dead and joins again (fence). */
+  epoch = randomBytes(6).toString('hex');
+  /** This node's earlier runs in this process: their heartbeats still on their way are not another process. */
+  private readonly ownEpochs = new Set<string>();
   readonly registry: ClusterSessionRegistry;
   readonly iqIdPrefix: string;
   private readonly subjects: Subjects;
@@ -108,6 +117,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private ctx: ServerContext | null = null;
   private shared: SharedState | null = null;
   private journal: SmJournal | null = null;
+  private leases: NodeLeases | null = null;
+  private recovery: JournalRecovery | null = null;
+  private fencing = false;
   private timer: NodeJS.Timeout | null = null;
   private connected = false;
   private reconnects = 0;
@@ -187,7 +199,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     void this.watchStatus(nc);
     this.shared = new SharedState(nc, this.config, this.node, this.log);
     await this.shared.open();
-    this.journal = new SmJournal(nc, this.config.prefix, this.node, ctx.config.c2s.resumptionTimeout, this.log);
+    this.journal = new SmJournal(nc, this.config.prefix, this.node, this.epoch, ctx.config.c2s.resumptionTimeout, this.log);
     try {
       await this.journal.open();
     } catch (err) {
@@ -198,6 +210,11 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     await new Promise((r) => setTimeout(r, Math.round(this.config.heartbeatInterval * 1.5)));
     if (this.nameTaken) throw new Error(`cluster: the node name ${JSON.stringify(this.node)} is in use by a running node (cluster.node must be unique)`);
     if (this.refusal) throw this.refusal;
+    // Taken only now: a process under a running node's name must not take that node's lease.
+    this.leases = new NodeLeases(nc, this.config.prefix, this.node, this.epoch, this.config.failureTimeout, this.log);
+    await this.leases.open();
+    const leases = this.leases;
+    this.recovery = new JournalRecovery(this.journal, leases, (r) => this.routeAgain(r), (holder) => this.runAlive(holder), this.log);
     this.joined = true;
     ctx.router.cluster = this;
     ctx.services.provide('cluster', this);
@@ -212,8 +229,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.announceAll();
     this.timer = setInterval(() => this.tick(), this.config.heartbeatInterval);
     this.timer.unref();
-    // What this node's previous run (killed?) had not seen acknowledged, before this run journals anything.
-    await this.recoverJournal(this.node);
+    // What this node's previous runs (killed?) had not seen acknowledged.
+    const epoch = this.epoch;
+    await this.recovery.recoverRuns(this.node, (e) => e !== epoch);
     ctx.services.provide('sm-journal', this.journal);
     this.log.info('joined the cluster', { nats: this.config.nats.join(','), prefix: this.config.prefix });
   }
@@ -244,6 +262,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     await this.leave();
     this.stopping = true;
     this.shared?.stop();
+    this.recovery?.stop();
     const nc = this.nc;
     if (!nc) return;
     this.flushOutgoing();
@@ -275,10 +294,14 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
         // Nobody heard anybody meanwhile: everyone gets a fresh chance, and our sessions are told again.
         const now = Date.now();
         for (const p of this.peers.values()) p.lastSeen = now;
-        this.heartbeat();
-        this.announceAll();
-        // Announcements were missed meanwhile: everyone tells its sessions again.
-        this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
+        // Unless the others declared this node dead meanwhile: its lease says so.
+        void this.renewLease().then((fenced) => {
+          if (fenced) return;
+          this.heartbeat();
+          this.announceAll();
+          // Announcements were missed meanwhile: everyone tells its sessions again.
+          this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
+        });
       }
     }
   }
@@ -297,7 +320,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private heartbeatBody(): Heartbeat {
     // The group chat module makes its key after the node joined: told once it is there.
     if (Object.keys(this.keys).length < 2 && this.ctx) this.keys = ownFingerprints(this.ctx.config.dataDir);
-    return { node: this.node, epoch: this.epoch, startedAt: this.startedAt, sessions: this.registry.size, components: [...this.localComponents], keys: this.keys };
+    return { node: this.node, epoch: this.epoch, startedAt: this.startedAt, sessions: this.registry.size, components: [...this.localComponents], keys: this.keys, lease: this.leases?.held };
   }
 
   private heartbeat(): void {
@@ -305,15 +328,111 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   }
 
   private tick(): void {
-    if (this.leaving) return;
-    this.heartbeat();
+    if (this.leaving || this.fencing) return;
+    // The heartbeat follows the lease's renewal, so that it tells the revision the others compare
+    // (fencing.ts); while a renewal is slow, it goes as long as the lease is to be trusted.
+    if (this.leases?.busy) {
+      if (this.leases.trusted()) this.heartbeat();
+    } else {
+      void this.renewLease().then((fenced) => {
+        if (!fenced && !this.leaving && (this.leases?.trusted() ?? true)) this.heartbeat();
+      });
+    }
     const now = Date.now();
     // While this node cannot reach NATS it hears nobody, which says nothing about the others.
     if (!this.connected) return;
     for (const p of this.peers.values()) {
-      if (p.state === 'up' && now - p.lastSeen > this.config.failureTimeout) void this.declareDead(p, 'no heartbeat');
+      if (p.state === 'up' && now - p.lastSeen > this.config.failureTimeout) void this.suspect(p);
     }
     this.shared?.tick();
+  }
+
+  /** Renews this node's lease; true when it found it taken (and the node is being fenced). */
+  private async renewLease(): Promise<boolean> {
+    if (!this.leases) return false;
+    const r = await this.leases.renew();
+    if (r !== 'fenced') return false;
+    void this.fence();
+    return true;
+  }
+
+  /** A peer silent for failureTimeout: dead once its lease is taken (fencing.ts); alive if it renewed it. */
+  private async suspect(p: Peer): Promise<void> {
+    if (p.suspected || !this.leases) {
+      if (!this.leases) await this.declareDead(p, 'no heartbeat', null);
+      return;
+    }
+    p.suspected = true;
+    try {
+      const verdict = await this.leases.claim(p.name, p.epoch, p.leaseRev);
+      if (this.peers.get(p.name) !== p || p.state !== 'up') return;
+      if (!verdict.dead) {
+        // Renewed since its last heartbeat heard: alive, its heartbeats are late (or lost). Unreadable: asked again next tick.
+        if (verdict.revision !== null) {
+          p.leaseRev = verdict.revision;
+          p.lastSeen = Date.now();
+          this.log.info('cluster: a node not heard lately renewed its lease: not declared dead', { peer: p.name });
+        }
+        return;
+      }
+      await this.declareDead(p, 'no heartbeat', verdict.recover);
+    } finally {
+      p.suspected = false;
+    }
+  }
+
+  /** Whether the run `NODE/EPOCH` is this one or a living peer's (a journal claim of a dead run passes on). */
+  private runAlive(holder: string): boolean {
+    if (holder === `${this.node}/${this.epoch}`) return true;
+    for (const p of this.peers.values()) if (p.state === 'up' && `${p.name}/${p.epoch}` === holder) return true;
+    return false;
+  }
+
+  /**
+   * The others declared this node dead (it was cut off from NATS, or paused, for longer than
+   * failureTimeout): they ended its sessions for their contacts and route its journal. It closes its
+   * client streams (the clients connect again and meet a consistent state), ends its group chat
+   * rooms (they moved), and joins again as a new run; what its sessions had written since the
+   * others read its journal is routed again from the journal, not twice from memory.
+   */
+  private async fence(): Promise<void> {
+    const journal = this.journal;
+    const leases = this.leases;
+    if (this.fencing || this.leaving || !journal || !leases || !this.recovery) return;
+    this.fencing = true;
+    try {
+      const sessions = [...this.registry.all()];
+      this.log.warn('cluster: this node was declared dead by the others (cut off or paused longer than failureTimeout): closing its client streams and joining again', { sessions: sessions.length });
+      const handovers = Promise.all([...this.leaveHandlers].map((h) => h().catch((err) => this.log.warn('cluster: handover failed', { error: String(err).slice(0, 200) }))));
+      await Promise.race([handovers, new Promise((r) => setTimeout(r, this.config.deliveryTimeout).unref())]);
+      const old = this.epoch;
+      this.ownEpochs.add(old);
+      this.epoch = randomBytes(6).toString('hex');
+      journal.setEpoch(this.epoch);
+      journal.fenced = true;
+      try {
+        for (const s of sessions) s.close('system-shutdown', 'this server node was cut off from its cluster; connect again');
+      } finally {
+        journal.fenced = false;
+      }
+      for (;;) {
+        try {
+          await leases.rejoin(this.epoch);
+          break;
+        } catch (err) {
+          if (this.leaving || this.stopping) return;
+          this.log.warn('cluster: cannot take a new lease, trying again', { error: err instanceof Error ? err.message : String(err) });
+          await new Promise((r) => setTimeout(r, 500).unref());
+        }
+      }
+      this.heartbeat();
+      this.announceAll();
+      this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
+      this.membershipChanged();
+      void this.recovery.recover(journal.unit(this.node, old));
+    } finally {
+      this.fencing = false;
+    }
   }
 
   /** The peer as a message from `node`/`epoch` shows it; a new epoch is a restart, which ends the old run's sessions. */
@@ -321,7 +440,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     if (node === this.node || this.departed.has(`${node}/${epoch}`)) return null;
     let p = this.peers.get(node);
     if (p && p.epoch !== epoch) {
-      if (p.state === 'up') void this.declareDead(p, 'restarted');
+      if (p.state === 'up') void this.declareDead(p, 'restarted', null);
       this.peers.delete(node);
       p = undefined;
     }
@@ -338,7 +457,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
 
   private onHeartbeat(hb: Heartbeat & { leaving?: boolean }): void {
     if (hb.node === this.node) {
-      if (hb.epoch !== this.epoch && !hb.leaving) {
+      if (hb.epoch !== this.epoch && !hb.leaving && !this.ownEpochs.has(hb.epoch)) {
         this.nameTaken = true;
         this.log.error('cluster: another process uses this node name', { node: this.node });
       }
@@ -364,6 +483,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     if (p.state === 'dead') this.revive(p);
     p.lastSeen = Date.now();
     p.startedAt = hb.startedAt;
+    if (hb.lease !== undefined) p.leaseRev = hb.lease;
     p.sessions = hb.sessions;
     this.syncComponents(p, new Set(hb.components));
   }
@@ -377,7 +497,11 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
   }
 
-  private async declareDead(p: Peer, why: string): Promise<void> {
+  /**
+   * `recover`: whether this node routes the dead run's journal (it took its lease); null for a node
+   * without a lease (before fencing) or a restart, decided by ownerOf as before.
+   */
+  private async declareDead(p: Peer, why: string, recover: boolean | null): Promise<void> {
     if (p.state === 'dead') return;
     p.state = 'dead';
     this.membershipChanged();
@@ -385,37 +509,35 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.log.warn('cluster: node declared dead', { peer: p.name, why, sessions: gone.length });
     this.syncComponents(p, new Set());
     for (const s of gone) this.registry.removeRemote(s);
-    // A restarted node routes its previous run's journal itself (at its start).
-    if (why !== 'restarted' && this.ownerOf('sm-journal', p.name) === this.node) void this.recoverJournal(p.name);
+    // A restarted node routes its previous run's journal itself (at its start); a dead run's is routed
+    // by the node that took its lease, which also goes on with the journals that run was routing.
+    const owner = this.ownerOf('sm-journal', p.name) === this.node;
+    const recovery = this.recovery;
+    if (recovery && journalOf(why, recover, owner)) {
+      if (recover === null && p.leaseRev === undefined) void recovery.recoverRuns(p.name, () => true);
+      else void recovery.recover(this.journal!.unit(p.name, p.epoch));
+    }
+    if (recovery && (recover === true || (recover === null && owner))) void recovery.adopt(`${p.name}/${p.epoch}`);
     for (const s of gone) {
       if (s.available || s.directedPresence.size > 0) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
     }
   }
 
   /**
-   * The stream management journal of a dead node (or of this node's previous run): the messages its
-   * clients had not acknowledged are routed again as for a session that ended (XEP-0198 section 4):
-   * another resource of the account, or offline storage, with the delay of their first sending.
+   * One record of a stream management journal (a dead node's, or this node's previous run's): the
+   * message its client had not acknowledged is routed again as for a session that ended (XEP-0198
+   * section 4): another resource of the account, or offline storage, with the delay of its first
+   * sending. Throws when it could not be routed or stored (journal-recovery.ts tries again).
    */
-  private async recoverJournal(node: string): Promise<void> {
+  private async routeAgain(r: JournalRecord): Promise<void> {
     const ctx = this.ctx;
-    const journal = this.journal;
-    if (!ctx || !journal) return;
-    try {
-      const records = await journal.readNode(node);
-      for (const r of records) {
-        const el = parseXmlText(r.data, NS.client);
-        const to = Jid.tryParse(el?.attrs.to);
-        if (!el || !to) continue;
-        const from = Jid.tryParse(el.attrs.from) ?? Jid.parse(to.domain);
-        if (!el.getChildren('delay', NS.delay).some((d) => d.attrs.from === to.domain)) el.append(x('delay', { xmlns: NS.delay, from: to.domain, stamp: r.at }));
-        await ctx.router.route(el, from, { kind: 'server' });
-      }
-      await journal.purgeNode(node);
-      if (records.length > 0) this.log.info('cluster: unacknowledged messages of a stream management journal routed again', { peer: node, messages: records.length });
-    } catch (err) {
-      this.log.warn('cluster: could not recover a stream management journal', { peer: node, error: err instanceof Error ? err.message : String(err) });
-    }
+    if (!ctx) throw new Error('the node is not running');
+    const el = parseXmlText(r.data, NS.client);
+    const to = Jid.tryParse(el?.attrs.to);
+    if (!el || !to) return;
+    const from = Jid.tryParse(el.attrs.from) ?? Jid.parse(to.domain);
+    if (!el.getChildren('delay', NS.delay).some((d) => d.attrs.from === to.domain)) el.append(x('delay', { xmlns: NS.delay, from: to.domain, stamp: r.at }));
+    await ctx.router.route(el, from, { kind: 'server' });
   }
 
   /** A node that stopped cleanly: its sessions told their contacts; any still listed end here on its behalf. */
@@ -721,6 +843,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
 
   /** Stanzas from another node: each is delivered (or found gone) on its own, and the reply confirms them together. */
   private onStanzas(msg: Msg): void {
+    // Possibly declared dead already (fencing.ts): unconfirmed, the sending node falls back.
+    if (this.leases?.trusted() === false) return;
     const batch = decode<StanzaBatch>(msg.data);
     const c: Confirmations = { delivered: [], gone: [] };
     for (const item of batch.items) {
@@ -807,6 +931,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
 
   /** One stanza as a node of the version before batching sends it (during a rolling restart). */
   private onStanza(msg: Msg): void {
+    if (this.leases?.trusted() === false) return;
     const delivered = this.deliverHere(decode<StanzaForSession>(msg.data));
     if (!msg.reply) return;
     if (!delivered) {
@@ -1042,4 +1167,10 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     }
     handler(el, from, to);
   }
+}
+
+/** Whether this node routes the journal of a run declared dead (see declareDead). */
+function journalOf(why: string, recover: boolean | null, owner: boolean): boolean {
+  if (why === 'restarted') return false;
+  return recover ?? owner;
 }

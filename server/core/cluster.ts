@@ -97,6 +97,11 @@ declare module './services.js' {
 export interface StreamManagementJournal {
   /** This node: the SM-IDs made here end with `.node`. */
   readonly node: string;
+  /**
+   * True while this node, declared dead by the others, closes its sessions: the others route what
+   * the journal holds, so a session ending now routes again only what it does not (its records stay).
+   */
+  readonly fenced: boolean;
   /** Records a message written to the session with journal key `key`; resolves when stored (the value locates it). */
   record(key: string, data: string, at: Date): Promise<number>;
   /** The client acknowledged everything up to the record `upTo` resolves to. */
