@@ -193,7 +193,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     on(s.stored(this.node), 'stored', (msg) => this.onStored(decode<{ jid: string }>(msg.data)));
     on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
     on(s.answer(this.node), 'answer', (msg) => this.onAnswer(decode<{ xml: string; from: string; to: string }>(msg.data)));
-    on(s.service(this.node), 'service', (msg) => this.onServiceStanza(decode<ServiceStanza>(msg.data)));
+    on(s.service(this.node), 'service', (msg) => this.onServiceStanza(msg));
     on(s.ask(this.node), 'ask', (msg) => this.onAsk(msg));
     on(s.invalidate, 'invalidate', (msg) => this.onInvalidation(decode<{ node: string; topic: string; key: string }>(msg.data)));
     void this.watchStatus(nc);
@@ -1069,6 +1069,29 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.publish(this.subjects.service(node), { service, xml: stanza.toString(), from: from.full, to: to.full } satisfies ServiceStanza);
   }
 
+  get failureTimeout(): number {
+    return this.config.failureTimeout;
+  }
+
+  forwardConfirmed(node: string, service: string, stanza: Element, from: Jid, to: Jid): Promise<boolean> {
+    const nc = this.nc;
+    if (!nc || nc.isClosed()) return Promise.resolve(false);
+    const body: ServiceStanza = { service, xml: stanza.toString(), from: from.full, to: to.full };
+    // A node of the version before confirmations (a rolling restart; its heartbeat tells no lease) does not answer.
+    if (this.peers.get(node)?.leaseRev === undefined) {
+      this.publish(this.subjects.service(node), body);
+      return Promise.resolve(true);
+    }
+    try {
+      return nc.request(this.subjects.service(node), encode(body), { timeout: this.config.deliveryTimeout }).then(
+        (reply) => text(reply.data) === DELIVERED,
+        () => false,
+      );
+    } catch {
+      return Promise.resolve(false);
+    }
+  }
+
   serve(service: string, handler: (stanza: Element, from: Jid, to: Jid) => void): () => void {
     this.services.set(service, handler);
     return () => {
@@ -1156,16 +1179,22 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.membershipSoon.unref();
   }
 
-  private onServiceStanza(m: ServiceStanza): void {
+  /** A stanza for a service here; a request (forwardConfirmed) is answered once the service has it. */
+  private onServiceStanza(msg: Msg): void {
+    // Possibly declared dead already (fencing.ts): what it owned moved, the sender decides again.
+    if (this.leases?.trusted() === false) return;
+    const m = decode<ServiceStanza>(msg.data);
     const handler = this.services.get(m.service);
     const el = parseXmlText(m.xml, NS.client);
     const from = Jid.tryParse(m.from);
     const to = Jid.tryParse(m.to);
     if (!handler || !el || !from || !to) {
       this.log.warn('cluster: a stanza for a service not served here', { service: m.service });
+      if (msg.reply) msg.respond(NOT_HERE);
       return;
     }
     handler(el, from, to);
+    if (msg.reply) msg.respond(DELIVERED);
   }
 }
 

@@ -61,6 +61,14 @@ export interface ClusterService {
   ownerOf(service: string, key: string): string;
   /** Hands a stanza (with its trusted addresses) to `service` on the node `node`. */
   forward(node: string, service: string, stanza: Element, from: Jid, to: Jid): void;
+  /**
+   * forward() with a confirmation: resolves true once `node` has handed the stanza to the service,
+   * false when it did not say so within `cluster.deliveryTimeout` (it died, or has no such service):
+   * the caller decides again (the key's owner may have changed meanwhile) or bounces the stanza.
+   */
+  forwardConfirmed(node: string, service: string, stanza: Element, from: Jid, to: Jid): Promise<boolean>;
+  /** cluster.failureTimeout: how long until a silent node is declared dead and what it owned moves. */
+  readonly failureTimeout: number;
   /** Takes the stanzas other nodes forward to `service` here; returns the function that stops it. */
   serve(service: string, handler: (stanza: Element, from: Jid, to: Jid) => void): () => void;
   /** Tells the other nodes that what they keep in memory about `key` under `topic` is stale (a module's cache of stored data). */
