@@ -401,10 +401,10 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     if (this.fencing || this.leaving || !journal || !leases || !this.recovery) return;
     this.fencing = true;
     try {
-      const sessions = [...this.registry.all()];
-      this.log.warn('cluster: this node was declared dead by the others (cut off or paused longer than failureTimeout): closing its client streams and joining again', { sessions: sessions.length });
+      this.log.warn('cluster: this node was declared dead by the others (cut off or paused longer than failureTimeout): closing its client streams and joining again', { sessions: this.registry.size });
       const handovers = Promise.all([...this.leaveHandlers].map((h) => h().catch((err) => this.log.warn('cluster: handover failed', { error: String(err).slice(0, 200) }))));
       await Promise.race([handovers, new Promise((r) => setTimeout(r, this.config.deliveryTimeout).unref())]);
+      const sessions = [...this.registry.all()];
       const old = this.epoch;
       this.ownEpochs.add(old);
       this.epoch = randomBytes(6).toString('hex');
