@@ -107,9 +107,12 @@ export class NodeLeases {
     return Date.now() - this.renewedAt < this.failureTimeout;
   }
 
-  /** Renews the lease; 'fenced' when another node marked it dead (or a new run took it). One at a time. */
-  renew(): Promise<RenewResult> {
-    if (this.renewing) return this.renewing;
+  /**
+   * Renews the lease; 'fenced' when another node marked it dead (or a new run took it). One at a
+   * time, unless `fresh` (NATS is back: a renewal sent before may wait for its timeout).
+   */
+  renew(fresh = false): Promise<RenewResult> {
+    if (this.renewing && !fresh) return this.renewing;
     const kv = this.kv;
     if (!kv || this.nc.isClosed()) return Promise.resolve('failed');
     const started = Date.now();
@@ -132,7 +135,9 @@ export class NodeLeases {
       }
     })();
     this.renewing = run;
-    void run.finally(() => (this.renewing = null));
+    void run.finally(() => {
+      if (this.renewing === run) this.renewing = null;
+    });
     return run;
   }
 

@@ -295,7 +295,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
         const now = Date.now();
         for (const p of this.peers.values()) p.lastSeen = now;
         // Unless the others declared this node dead meanwhile: its lease says so.
-        void this.renewLease().then((fenced) => {
+        void this.renewLease(true).then((fenced) => {
           if (fenced) return;
           this.heartbeat();
           this.announceAll();
@@ -330,12 +330,11 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private tick(): void {
     if (this.leaving || this.fencing) return;
     // The heartbeat follows the lease's renewal, so that it tells the revision the others compare
-    // (fencing.ts); while a renewal is slow, it goes as long as the lease is to be trusted.
-    if (this.leases?.busy) {
-      if (this.leases.trusted()) this.heartbeat();
-    } else {
+    // (fencing.ts); while a renewal is slow, it goes without waiting.
+    if (this.leases?.busy) this.heartbeat();
+    else {
       void this.renewLease().then((fenced) => {
-        if (!fenced && !this.leaving && (this.leases?.trusted() ?? true)) this.heartbeat();
+        if (!fenced && !this.leaving && !this.fencing) this.heartbeat();
       });
     }
     const now = Date.now();
@@ -348,9 +347,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   }
 
   /** Renews this node's lease; true when it found it taken (and the node is being fenced). */
-  private async renewLease(): Promise<boolean> {
+  private async renewLease(fresh = false): Promise<boolean> {
     if (!this.leases) return false;
-    const r = await this.leases.renew();
+    const r = await this.leases.renew(fresh);
     if (r !== 'fenced') return false;
     void this.fence();
     return true;
@@ -375,6 +374,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
         }
         return;
       }
+      // That run is over: what it still sends (it was paused, or cut off) is not a node coming back;
+      // it comes back as a new run once it learnt it was fenced.
+      if (verdict.recover !== null) this.departed.add(`${p.name}/${p.epoch}`);
       await this.declareDead(p, 'no heartbeat', verdict.recover);
     } finally {
       p.suspected = false;
