@@ -8,7 +8,7 @@
  * dead only after it has marked that lease dead with compare-and-set on the revision of the last
  * heartbeat it heard: a node whose heartbeats were late but that renewed its lease meanwhile is
  * alive, and of several survivors exactly one wins (it routes the dead node's stream management
- * journal). The node itself learns it was declared dead at its next renewal (cut off from NATS,
+ * journal). What that run still sends afterwards is ignored: it comes back as a new run. The node itself learns it was declared dead at its next renewal (cut off from NATS,
  * paused by the system or a debugger): it then closes its client streams and joins again as a new
  * run (fence() in node.ts). Until then it trusts its lease only for `failureTimeout` after its last
  * renewal (no other node can have marked it dead before that): past that it confirms no delivery.
