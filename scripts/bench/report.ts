@@ -37,24 +37,22 @@ export interface LoginsResult {
   load: LoadShare;
 }
 
-export interface MessagesResult {
-  offeredRate: number;
-  durationS: number;
-  online: number;
-  offered: number;
-  sent: number;
-  skippedBackpressure: number;
-  /** Received in the end, including late deliveries after the 30 s wait (once the server was idle again). */
+/** What one rate of the messages, PEP and MUC scenarios measures alike (scripts/bench/run.ts `closeDeliveryWindow`). */
+export interface Deliveries {
+  /** Received in the end, including late deliveries after the 20 s wait (once the server was idle again). */
   received: number;
+  /** Received within the 20 s wait after sending. */
   receivedInWait: number;
-  /** Received during the sending window, per second. */
-  deliveredPerSec: number;
   lost: number;
   duplicates: number;
   stale: number;
+  /** Scheduled send time to receipt. */
   latency: Latency;
+  /** Server CPU from the start of sending until the deliveries were in (or the wait ended). */
   serverCpuSec: number;
+  /** Server CPU during the sending window only. */
   serverCpuSecSending: number;
+  /** Server CPU during the sending window, percent of one core. */
   serverCpuPercent: number;
   serverRssPeakBytes: number;
   /** The server was idle (under 5 % of a core) before sending started / after the backlog. */
@@ -63,6 +61,17 @@ export interface MessagesResult {
   load: LoadShare;
   disconnects: number;
   streamErrors: string[];
+}
+
+export interface MessagesResult extends Deliveries {
+  offeredRate: number;
+  durationS: number;
+  online: number;
+  offered: number;
+  sent: number;
+  skippedBackpressure: number;
+  /** Received during the sending window, per second. */
+  deliveredPerSec: number;
   generator: {
     workers: number;
     cpuSec: number;
@@ -123,8 +132,8 @@ export interface OfflineResult {
   disconnects: number;
 }
 
-/** One publishing rate of the PEP scenario. */
-export interface PepRateResult {
+/** One publishing rate of the PEP scenario; the deliveries are notifications, latency from the scheduled publish to receipt by a contact. */
+export interface PepRateResult extends Deliveries {
   itemsPerSec: number;
   items: number;
   /** Seconds from the first scheduled publish to the end of the window (items ÷ rate). */
@@ -138,24 +147,8 @@ export interface PepRateResult {
   publishAck: Latency;
   /** Notifications that should arrive: published items × contacts online. */
   expected: number;
-  received: number;
-  receivedInWait: number;
   /** Notifications received during the publishing window, per second. */
   notificationsPerSec: number;
-  lost: number;
-  duplicates: number;
-  stale: number;
-  /** Scheduled publish time to receipt by a contact. */
-  latency: Latency;
-  serverCpuSec: number;
-  serverCpuSecSending: number;
-  serverCpuPercent: number;
-  serverRssPeakBytes: number;
-  serverQuietBefore: boolean;
-  serverQuietAfter: boolean;
-  load: LoadShare;
-  disconnects: number;
-  streamErrors: string[];
   generator: { cpuSec: number; lagP99Ms: number; keptUp: boolean; loopDelayP99Ms: number };
 }
 
@@ -182,8 +175,8 @@ export interface PepResult {
   rates: PepRateResult[];
 }
 
-/** One message rate of the MUC scenario: messages to the room, each delivered to every occupant. */
-export interface MucRateResult {
+/** One message rate of the MUC scenario: messages to the room, each delivered to every occupant (latency: scheduled send to receipt by an occupant). */
+export interface MucRateResult extends Deliveries {
   messagesPerSec: number;
   durationS: number;
   occupants: number;
@@ -191,23 +184,8 @@ export interface MucRateResult {
   skippedBackpressure: number;
   /** Deliveries that should arrive: messages sent × occupants (the sender gets its own copy too). */
   expected: number;
-  received: number;
-  receivedInWait: number;
   /** Deliveries received during the sending window, per second. */
   deliveredPerSec: number;
-  lost: number;
-  duplicates: number;
-  stale: number;
-  /** Scheduled send time to receipt by an occupant. */
-  latency: Latency;
-  serverCpuSec: number;
-  serverCpuPercent: number;
-  serverRssPeakBytes: number;
-  serverQuietBefore: boolean;
-  serverQuietAfter: boolean;
-  load: LoadShare;
-  disconnects: number;
-  streamErrors: string[];
   generator: { cpuSec: number; lagP99Ms: number; keptUp: boolean; loopDelayP99Ms: number };
 }
 
@@ -253,24 +231,28 @@ export interface ServerResults {
 
 import type { ClusterResult } from './cluster.js';
 
+/** The sizes of the scenarios and of the load generator, as chosen on the command line (scripts/bench/run.ts). */
+export interface ScenarioSizes {
+  logins: number;
+  users: number;
+  rates: number[];
+  durationS: number;
+  idle: number;
+  offline: number;
+  offlineSenders: number;
+  offlineRecipients: number;
+  offlineRate: number;
+  workers: number;
+  loginConcurrency: number;
+}
+
 export interface BenchResults {
   date: string;
   command: string;
   smoke: boolean;
   machine: { nproc: number; cpu: string; memoryBytes: number; kernel: string; os: string; openFilesLimit: string };
   versions: { node: string; gatehouse: string; prosody: string | null; ejabberd: string | null; erlang: string | null; lua: string | null; openssl: string | null };
-  parameters: {
-    logins: number;
-    users: number;
-    rates: number[];
-    durationS: number;
-    idle: number;
-    offline: number;
-    offlineSenders: number;
-    offlineRecipients: number;
-    offlineRate: number;
-    workers: number;
-    loginConcurrency: number;
+  parameters: ScenarioSizes & {
     scramIterations: number;
     scenarios: string[];
     /** Key of the shared certificate, e.g. "ECDSA P-256" (runs before it was recorded used RSA 2048). */
@@ -354,6 +336,24 @@ function table(results: BenchResults, rows: Row[]): string {
   }
   return lines.join('\n');
 }
+
+/** p50, p99 and max of a latency, e.g. "latency send → occupant p50 (ms)". */
+function latencyRows(what: string, get: (s: ServerResults) => Latency | undefined): Row[] {
+  return [
+    { label: `${what} p50 (ms)`, get: (s) => get(s)?.p50Ms, fmt: (n) => dec(n, 2) },
+    { label: `${what} p99 (ms)`, get: (s) => get(s)?.p99Ms, fmt: (n) => dec(n, 2) },
+    { label: `${what} max (ms)`, get: (s) => get(s)?.maxMs, fmt: dec },
+  ];
+}
+
+/** A share of the CPU during a phase, as percent of one core. */
+function loadRow(label: string, cores: (l: LoadShare) => number, get: (s: ServerResults) => LoadShare | undefined): Row {
+  const percent = (l: LoadShare | undefined) => (l ? 100 * cores(l) : undefined);
+  return { label: `${label} (% of one core)`, get: (s) => percent(get(s)), fmt: int, noRatio: true };
+}
+
+const otherCpuRow = (get: (s: ServerResults) => LoadShare | undefined) => loadRow('CPU of other processes on the machine', (l) => l.otherCores, get);
+const generatorCpuRow = (get: (s: ServerResults) => LoadShare | undefined) => loadRow('load generator CPU', (l) => l.generatorCores, get);
 
 // ---- the document ----
 
@@ -469,7 +469,7 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
         { label: 'server CPU (s)', get: (s) => sc(s).logins?.serverCpuSec, fmt: (n) => dec(n, 2) },
         { label: 'server CPU per login (ms)', get: (s) => sc(s).logins?.serverCpuMsPerLogin, fmt: (n) => dec(n, 2) },
         { label: 'load generator CPU (s)', get: (s) => sc(s).logins?.generatorCpuSec, fmt: (n) => dec(n, 2) },
-        { label: 'CPU of other processes on the machine (% of one core)', get: (s) => (sc(s).logins ? 100 * sc(s).logins!.load.otherCores : undefined), fmt: int, noRatio: true },
+        otherCpuRow((s) => sc(s).logins?.load),
         { label: 'failed logins', get: (s) => sc(s).logins?.failed, fmt: int, noRatio: true },
       ]),
       '',
@@ -483,16 +483,14 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
       '',
       table(r, [
         { label: 'delivered messages/s', get: (s) => mr(s)?.deliveredPerSec, fmt: int },
-        { label: 'latency p50 (ms)', get: (s) => mr(s)?.latency.p50Ms, fmt: (n) => dec(n, 2) },
-        { label: 'latency p99 (ms)', get: (s) => mr(s)?.latency.p99Ms, fmt: (n) => dec(n, 2) },
-        { label: 'latency max (ms)', get: (s) => mr(s)?.latency.maxMs, fmt: dec },
+        ...latencyRows('latency', (s) => mr(s)?.latency),
         { label: 'messages delivered late (after the 20 s wait)', get: (s) => (mr(s) ? mr(s)!.received - mr(s)!.receivedInWait : undefined), fmt: int, noRatio: true },
         { label: 'messages lost', get: (s) => mr(s)?.lost, fmt: int, noRatio: true },
         { label: 'server CPU while sending (% of one core)', get: (s) => mr(s)?.serverCpuPercent, fmt: int },
         { label: 'server CPU incl. catch-up (s)', get: (s) => mr(s)?.serverCpuSec, fmt: (n) => dec(n, 2) },
         { label: 'server RSS peak (MiB)', get: (s) => mr(s)?.serverRssPeakBytes, fmt: mib },
-        { label: 'load generator CPU (% of one core)', get: (s) => (mr(s) ? 100 * mr(s)!.load.generatorCores : undefined), fmt: int, noRatio: true },
-        { label: 'CPU of other processes on the machine (% of one core)', get: (s) => (mr(s) ? 100 * mr(s)!.load.otherCores : undefined), fmt: int, noRatio: true },
+        generatorCpuRow((s) => mr(s)?.load),
+        otherCpuRow((s) => mr(s)?.load),
         { label: 'generator met the offered rate', get: (s) => (mr(s) ? (mr(s)!.generator.keptUp ? 1 : 0) : undefined), fmt: (n) => (n === undefined ? '–' : n ? 'yes' : '**no**'), noRatio: true },
       ]),
       '',
@@ -570,9 +568,7 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
         '',
         table(r, [
           { label: 'notifications delivered/s', get: (s) => pr(s)?.notificationsPerSec, fmt: int },
-          { label: 'latency publish → notification p50 (ms)', get: (s) => pr(s)?.latency.p50Ms, fmt: (n) => dec(n, 2) },
-          { label: 'latency publish → notification p99 (ms)', get: (s) => pr(s)?.latency.p99Ms, fmt: (n) => dec(n, 2) },
-          { label: 'latency publish → notification max (ms)', get: (s) => pr(s)?.latency.maxMs, fmt: dec },
+          ...latencyRows('latency publish → notification', (s) => pr(s)?.latency),
           { label: 'publish answered p99 (ms)', get: (s) => pr(s)?.publishAck.p99Ms, fmt: (n) => dec(n, 2) },
           { label: 'notifications delivered late (after the 20 s wait)', get: (s) => (pr(s) ? pr(s)!.received - pr(s)!.receivedInWait : undefined), fmt: int, noRatio: true },
           { label: 'notifications lost', get: (s) => pr(s)?.lost, fmt: int, noRatio: true },
@@ -581,8 +577,8 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
           { label: 'server CPU incl. catch-up (s)', get: (s) => pr(s)?.serverCpuSec, fmt: (n) => dec(n, 2) },
           { label: 'server CPU per 1,000 notifications (ms)', get: (s) => (pr(s)?.received ? (pr(s)!.serverCpuSec * 1e6) / pr(s)!.received : undefined), fmt: (n) => dec(n, 1) },
           { label: 'server RSS peak (MiB)', get: (s) => pr(s)?.serverRssPeakBytes, fmt: mib },
-          { label: 'load generator CPU (% of one core)', get: (s) => (pr(s) ? 100 * pr(s)!.load.generatorCores : undefined), fmt: int, noRatio: true },
-          { label: 'CPU of other processes on the machine (% of one core)', get: (s) => (pr(s) ? 100 * pr(s)!.load.otherCores : undefined), fmt: int, noRatio: true },
+          generatorCpuRow((s) => pr(s)?.load),
+          otherCpuRow((s) => pr(s)?.load),
         ]),
         '',
       );
@@ -612,14 +608,12 @@ export function renderMarkdown(r: BenchResults, previous: string | null): string
         '',
         table(r, [
           { label: 'deliveries/s', get: (s) => mr(s)?.deliveredPerSec, fmt: int },
-          { label: 'latency send → occupant p50 (ms)', get: (s) => mr(s)?.latency.p50Ms, fmt: (n) => dec(n, 2) },
-          { label: 'latency send → occupant p99 (ms)', get: (s) => mr(s)?.latency.p99Ms, fmt: (n) => dec(n, 2) },
-          { label: 'latency send → occupant max (ms)', get: (s) => mr(s)?.latency.maxMs, fmt: dec },
+          ...latencyRows('latency send → occupant', (s) => mr(s)?.latency),
           { label: 'deliveries lost', get: (s) => mr(s)?.lost, fmt: int, noRatio: true },
           { label: 'server CPU while sending (% of one core)', get: (s) => mr(s)?.serverCpuPercent, fmt: int },
           { label: 'server CPU per 1,000 deliveries (ms)', get: (s) => (mr(s)?.received ? (mr(s)!.serverCpuSec * 1e6) / mr(s)!.received : undefined), fmt: (n) => dec(n, 1) },
           { label: 'server RSS peak (MiB)', get: (s) => mr(s)?.serverRssPeakBytes, fmt: mib },
-          { label: 'CPU of other processes on the machine (% of one core)', get: (s) => (mr(s) ? 100 * mr(s)!.load.otherCores : undefined), fmt: int, noRatio: true },
+          otherCpuRow((s) => mr(s)?.load),
         ]),
         '',
       );

@@ -63,7 +63,7 @@ import { Histogram, nowUs, PEP_NODE, type BenchAccount, type DiscoInfoResult, ty
 import { WorkerPool, delay } from './workers.js';
 import { renderCluster, runCluster, type ClusterResult } from './cluster.js';
 import { DOMAIN, SERVER_LABEL, killAllAndWait, killAllNow, machineLoad, packageVersion, procSample, serverAvailable, startBenchServer, type CertFiles, type ProcSample, type RunningBenchServer, type ServerKind } from './servers.js';
-import { renderMarkdown, type BenchResults, type IdleResult, type LoadShare, type MucRateResult, type MucResult, type LoginsResult, type MessagesResult, type OfflineResult, type PepRateResult, type PepResult, type ServerResults, type TlsFloorResult } from './report.js';
+import { renderMarkdown, type BenchResults, type Deliveries, type IdleResult, type LoadShare, type MucRateResult, type MucResult, type LoginsResult, type MessagesResult, type OfflineResult, type PepRateResult, type PepResult, type ScenarioSizes, type ServerResults, type TlsFloorResult } from './report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/scripts/bench -> repository root. */
@@ -78,26 +78,15 @@ type Scenario = (typeof ALL_SCENARIOS)[number];
 const SCRAM_ITERATIONS = 4096;
 const ACCOUNT_CACHE_VERSION = 1;
 
-interface Options {
+interface Options extends ScenarioSizes {
   servers: ServerKind[];
   scenarios: Scenario[];
-  logins: number;
-  users: number;
-  rates: number[];
-  durationS: number;
-  idle: number;
-  offline: number;
-  offlineSenders: number;
-  offlineRecipients: number;
-  offlineRate: number;
   pepContacts: number;
   pepRates: number[];
   pepItems: number;
   mucOccupants: number;
   mucRates: number[];
   mucDurationS: number;
-  workers: number;
-  loginConcurrency: number;
   smoke: boolean;
   profile: boolean;
   keep: boolean;
@@ -401,6 +390,67 @@ async function waitForQuiescence(c: Ctx): Promise<boolean> {
   return false;
 }
 
+/** A measured sending window of the messages, PEP or MUC scenario. */
+interface DeliveryWindow {
+  phase: number;
+  /** The first send is scheduled 300 ms ahead, for every worker to have its orders by then. */
+  startAtUs: number;
+  windowEndUs: number;
+  sampler: { stop(): number };
+  /** Read as the window opens. */
+  m0: Meter;
+}
+
+/** Resets the workers' counters for a new phase, tells them when the window ends, and starts sampling the server. */
+async function openDeliveryWindow(c: Ctx, windowMs: number): Promise<DeliveryWindow> {
+  const phase = ++phaseCounter;
+  await c.pool.stats(true, { phase });
+  const startAtUs = nowUs() + 300_000;
+  const windowEndUs = startAtUs + windowMs * 1000;
+  await c.pool.stats(false, { windowEndUs });
+  const sampler = rssSampler(c.server);
+  await delay(300);
+  return { phase, startAtUs, windowEndUs, sampler, m0: meter(c) };
+}
+
+/**
+ * After the sending (`mEnd` read as it ended): waits up to 20 s for `expected` deliveries; when some
+ * are still missing, until the server is idle again, and counts them as delivered late, not lost.
+ */
+async function closeDeliveryWindow(c: Ctx, w: DeliveryWindow, mEnd: Meter, expected: number, quietBefore: boolean): Promise<{ deliveries: Deliveries; inWindow: number; loopDelayP99Ms: number }> {
+  const inTime = sumStats(await waitForDeliveries(c.pool, expected, c.waits.quietMs, 20_000));
+  const m1 = meter(c);
+  const peak = w.sampler.stop();
+  let stats = inTime;
+  let quietAfter = true;
+  if (inTime.received < expected) {
+    quietAfter = await waitForQuiescence(c);
+    stats = sumStats(await c.pool.stats(false));
+  }
+  const load = loadShare(w.m0, mEnd);
+  return {
+    inWindow: inTime.inWindow,
+    loopDelayP99Ms: stats.loopDelayP99Us / 1000,
+    deliveries: {
+      received: stats.received,
+      receivedInWait: inTime.received,
+      lost: Math.max(0, expected - stats.received),
+      duplicates: stats.duplicates,
+      stale: stats.stale,
+      latency: latencySummary(stats.latency),
+      serverCpuSec: cpuSec(w.m0, m1),
+      serverCpuSecSending: cpuSec(w.m0, mEnd),
+      serverCpuPercent: 100 * load.serverCores,
+      serverRssPeakBytes: peak,
+      serverQuietBefore: quietBefore,
+      serverQuietAfter: quietAfter,
+      load,
+      disconnects: stats.disconnects,
+      streamErrors: stats.streamErrors,
+    },
+  };
+}
+
 // ---- scenarios ----
 
 async function scenarioLogins(c: Ctx): Promise<LoginsResult> {
@@ -443,86 +493,54 @@ async function messagesLogin(c: Ctx): Promise<number[]> {
 /** One offered rate for the configured duration, with everyone from messagesLogin online. */
 async function messagesAtRate(c: Ctx, rate: number, allOnline: number[], quietBefore: boolean): Promise<MessagesResult> {
   const { durationS } = c.opts;
-  {
-    const phase = ++phaseCounter;
-    const durationMs = durationS * 1000;
-    c.log(`messages: offered ${rate}/s for ${durationS} s to ${allOnline.length} online users`);
-    await c.pool.stats(true, { phase });
-    const startAtUs = nowUs() + 300_000;
-    const windowEndUs = startAtUs + durationMs * 1000;
-    await c.pool.stats(false, { windowEndUs });
-    const sampler = rssSampler(c.server);
-    await delay(300);
-    const m0 = meter(c);
-    const perWorker = rate / c.pool.size;
-    const sends = await Promise.all(
-      c.pool.online.map((senders, w) =>
-        c.pool.call<SendResult>(w, { type: 'send', rate: perWorker, durationMs, startAtUs, senders, recipients: allOnline, maxBufferedBytes: 1 << 20, phase }, durationMs * 3 + 60_000),
-      ),
-    );
-    const mEnd = meter(c);
-    const sent = sends.reduce((s, r) => s + r.sent, 0);
-    const inTime = sumStats(await waitForDeliveries(c.pool, sent, c.waits.quietMs, 20_000));
-    const m1 = meter(c);
-    const peak = sampler.stop();
-    // Late deliveries still count as delivered (not lost) once the server has worked off its backlog.
-    let stats = inTime;
-    let quietAfter = true;
-    if (inTime.received < sent) {
-      quietAfter = await waitForQuiescence(c);
-      stats = sumStats(await c.pool.stats(false));
-    }
-    const lag = Histogram.from(...sends.map((s) => s.lag));
-    const elapsedMs = Math.max(...sends.map((s) => s.elapsedMs));
-    const skipped = sends.reduce((s, r) => s + r.skipped, 0);
-    const offered = Math.round((rate * durationMs) / 1000);
-    const lagP99Ms = lag.quantile(0.99) / 1000;
-    const keptUp = skipped === 0 && lagP99Ms < 100 && elapsedMs <= durationMs * 1.02 + 50;
-    const load = loadShare(m0, mEnd);
-    const genCpuSec = mEnd.generatorCpuSec - m0.generatorCpuSec;
-    const result: MessagesResult = {
-      offeredRate: rate,
-      durationS,
-      online: allOnline.length,
-      offered,
-      sent,
-      skippedBackpressure: skipped,
-      received: stats.received,
-      receivedInWait: inTime.received,
-      deliveredPerSec: inTime.inWindow / durationS,
-      lost: Math.max(0, sent - stats.received),
-      duplicates: stats.duplicates,
-      stale: stats.stale,
-      latency: latencySummary(stats.latency),
-      serverCpuSec: cpuSec(m0, m1),
-      serverCpuSecSending: cpuSec(m0, mEnd),
-      serverCpuPercent: 100 * load.serverCores,
-      serverRssPeakBytes: peak,
-      serverQuietBefore: quietBefore,
-      serverQuietAfter: quietAfter,
-      load,
-      disconnects: stats.disconnects,
-      streamErrors: stats.streamErrors,
-      generator: {
-        workers: c.pool.size,
-        cpuSec: genCpuSec,
-        cpuPercentOfOneCore: (100 * genCpuSec) / (c.pool.size * Math.max(0.001, elapsedMs / 1000)),
-        lagP99Ms,
-        lagMaxMs: lag.max / 1000,
-        elapsedMs,
-        keptUp,
-        loopDelayP99Ms: stats.loopDelayP99Us / 1000,
-      },
-    };
-    c.log(
-      `  delivered ${result.deliveredPerSec.toFixed(0)}/s, p50 ${result.latency.p50Ms.toFixed(1)} ms, p99 ${result.latency.p99Ms.toFixed(1)} ms, lost ${result.lost}, ` +
-        `server ${result.serverCpuPercent.toFixed(0)} % of a core, generator ${(100 * load.generatorCores).toFixed(0)} %, other processes ${(100 * load.otherCores).toFixed(0)} %` +
-        (keptUp ? '' : ` (generator did not keep up: lag p99 ${lagP99Ms.toFixed(0)} ms, skipped ${skipped})`),
-    );
-    return result;
-  }
+  const durationMs = durationS * 1000;
+  c.log(`messages: offered ${rate}/s for ${durationS} s to ${allOnline.length} online users`);
+  const w = await openDeliveryWindow(c, durationMs);
+  const { m0, phase, startAtUs } = w;
+  const perWorker = rate / c.pool.size;
+  const sends = await Promise.all(
+    c.pool.online.map((senders, i) =>
+      c.pool.call<SendResult>(i, { type: 'send', rate: perWorker, durationMs, startAtUs, senders, recipients: allOnline, maxBufferedBytes: 1 << 20, phase }, durationMs * 3 + 60_000),
+    ),
+  );
+  const mEnd = meter(c);
+  const sent = sends.reduce((s, r) => s + r.sent, 0);
+  const { deliveries, inWindow, loopDelayP99Ms } = await closeDeliveryWindow(c, w, mEnd, sent, quietBefore);
+  const lag = Histogram.from(...sends.map((s) => s.lag));
+  const elapsedMs = Math.max(...sends.map((s) => s.elapsedMs));
+  const skipped = sends.reduce((s, r) => s + r.skipped, 0);
+  const offered = Math.round((rate * durationMs) / 1000);
+  const lagP99Ms = lag.quantile(0.99) / 1000;
+  const keptUp = skipped === 0 && lagP99Ms < 100 && elapsedMs <= durationMs * 1.02 + 50;
+  const { load } = deliveries;
+  const genCpuSec = mEnd.generatorCpuSec - m0.generatorCpuSec;
+  const result: MessagesResult = {
+    offeredRate: rate,
+    durationS,
+    online: allOnline.length,
+    offered,
+    sent,
+    skippedBackpressure: skipped,
+    deliveredPerSec: inWindow / durationS,
+    ...deliveries,
+    generator: {
+      workers: c.pool.size,
+      cpuSec: genCpuSec,
+      cpuPercentOfOneCore: (100 * genCpuSec) / (c.pool.size * Math.max(0.001, elapsedMs / 1000)),
+      lagP99Ms,
+      lagMaxMs: lag.max / 1000,
+      elapsedMs,
+      keptUp,
+      loopDelayP99Ms,
+    },
+  };
+  c.log(
+    `  delivered ${result.deliveredPerSec.toFixed(0)}/s, p50 ${result.latency.p50Ms.toFixed(1)} ms, p99 ${result.latency.p99Ms.toFixed(1)} ms, lost ${result.lost}, ` +
+      `server ${result.serverCpuPercent.toFixed(0)} % of a core, generator ${(100 * load.generatorCores).toFixed(0)} %, other processes ${(100 * load.otherCores).toFixed(0)} %` +
+      (keptUp ? '' : ` (generator did not keep up: lag p99 ${lagP99Ms.toFixed(0)} ms, skipped ${skipped})`),
+  );
+  return result;
 }
-
 
 async function scenarioIdle(c: Ctx): Promise<IdleResult> {
   const n = c.opts.idle;
@@ -750,33 +768,17 @@ async function pepAtRate(c: Ctx, s: PepSession, rate: number, quietBefore: boole
   const windowS = items / rate;
   const n = s.contacts.length;
   c.log(`pep: ${items} items at ${rate}/s to ${n} contacts (${rate * n} notifications/s)`);
-  const phase = ++phaseCounter;
-  await c.pool.stats(true, { phase });
-  const startAtUs = nowUs() + 300_000;
-  const windowEndUs = startAtUs + windowS * 1e6;
-  await c.pool.stats(false, { windowEndUs });
-  const sampler = rssSampler(c.server);
-  await delay(300);
-  const m0 = meter(c);
+  const w = await openDeliveryWindow(c, windowS * 1000);
   const publishing = c.pool.call<PublishResult>(
     s.pubWorker,
-    { type: 'pep-publish', publisher: PEP_PUBLISHER, count: items, rate, startAtUs, phase, timeoutMs: 20_000 },
+    { type: 'pep-publish', publisher: PEP_PUBLISHER, count: items, rate, startAtUs: w.startAtUs, phase: w.phase, timeoutMs: 20_000 },
     windowS * 1000 + 60_000,
   );
-  await delay(Math.max(0, (windowEndUs - nowUs()) / 1000));
+  await delay(Math.max(0, (w.windowEndUs - nowUs()) / 1000));
   const mEnd = meter(c);
   const p = await publishing;
   const expected = (p.sent - p.errors) * n;
-  const inTime = sumStats(await waitForDeliveries(c.pool, expected, c.waits.quietMs, 20_000));
-  const m1 = meter(c);
-  const peak = sampler.stop();
-  let stats = inTime;
-  let quietAfter = true;
-  if (inTime.received < expected) {
-    quietAfter = await waitForQuiescence(c);
-    stats = sumStats(await c.pool.stats(false));
-  }
-  const load = loadShare(m0, mEnd);
+  const { deliveries, inWindow, loopDelayP99Ms } = await closeDeliveryWindow(c, w, mEnd, expected, quietBefore);
   const lag = Histogram.from(p.lag);
   const lagP99Ms = lag.quantile(0.99) / 1000;
   const result: PepRateResult = {
@@ -790,60 +792,65 @@ async function pepAtRate(c: Ctx, s: PepSession, rate: number, quietBefore: boole
     firstPublishError: p.firstError,
     publishAck: latencySummary(Histogram.from(p.ack)),
     expected,
-    received: stats.received,
-    receivedInWait: inTime.received,
-    notificationsPerSec: inTime.inWindow / windowS,
-    lost: Math.max(0, expected - stats.received),
-    duplicates: stats.duplicates,
-    stale: stats.stale,
-    latency: latencySummary(stats.latency),
-    serverCpuSec: cpuSec(m0, m1),
-    serverCpuSecSending: cpuSec(m0, mEnd),
-    serverCpuPercent: 100 * load.serverCores,
-    serverRssPeakBytes: peak,
-    serverQuietBefore: quietBefore,
-    serverQuietAfter: quietAfter,
-    load,
-    disconnects: stats.disconnects,
-    streamErrors: stats.streamErrors,
-    generator: { cpuSec: mEnd.generatorCpuSec - m0.generatorCpuSec, lagP99Ms, keptUp: lagP99Ms < 100 && p.sent === items, loopDelayP99Ms: stats.loopDelayP99Us / 1000 },
+    notificationsPerSec: inWindow / windowS,
+    ...deliveries,
+    generator: { cpuSec: mEnd.generatorCpuSec - w.m0.generatorCpuSec, lagP99Ms, keptUp: lagP99Ms < 100 && p.sent === items, loopDelayP99Ms },
   };
   c.log(
     `  delivered ${result.notificationsPerSec.toFixed(0)} notifications/s, p50 ${result.latency.p50Ms.toFixed(1)} ms, p99 ${result.latency.p99Ms.toFixed(1)} ms, lost ${result.lost}, ` +
-      `publish errors ${p.errors}, server ${result.serverCpuPercent.toFixed(0)} % of a core, other processes ${(100 * load.otherCores).toFixed(0)} %`,
+      `publish errors ${p.errors}, server ${result.serverCpuPercent.toFixed(0)} % of a core, other processes ${(100 * result.load.otherCores).toFixed(0)} %`,
   );
   return result;
 }
 
-/** Sets up every server in turn, then each rate goes through them one after the other (as the messages scenario does). */
-async function runPep(benches: Bench[], opts: Options, fail: (b: Bench, what: string, err: unknown) => void): Promise<void> {
-  const sessions = new Map<Bench, PepSession>();
+/** A scenario set up once per server, then measured at several rates (PEP, MUC). */
+interface RatedScenario<S extends { result: { supported: boolean; rates: R[] } }, R> {
+  name: 'pep' | 'muc';
+  rates: number[];
+  /** As in "pep at 10 items/s". */
+  unit: string;
+  setup(c: Ctx): Promise<S>;
+  /** Puts the set-up's result into the server's results. */
+  record(sr: ServerResults, s: S): void;
+  atRate(c: Ctx, s: S, rate: number, quietBefore: boolean): Promise<R>;
+}
+
+/**
+ * Sets up every server in turn, then each rate goes through them one after the other (as the
+ * messages scenario does), the others idle first; a server that fails a rate does no more.
+ */
+async function runRated<S extends { result: { supported: boolean; rates: R[] } }, R>(benches: Bench[], scenario: RatedScenario<S, R>, fail: (b: Bench, what: string, err: unknown) => void): Promise<void> {
+  const sessions = new Map<Bench, S>();
   for (const b of benches) {
     if (!b.ctx) continue;
     try {
-      const s = await pepSetup(b.ctx);
-      sessions.set(b, s);
-      b.sr.scenarios.pep = s.result;
+      const s = await scenario.setup(b.ctx);
+      scenario.record(b.sr, s);
+      if (s.result.supported) sessions.set(b, s);
     } catch (err) {
-      fail(b, 'pep', err);
+      fail(b, scenario.name, err);
       await b.ctx.pool.logout().catch(() => undefined);
     }
   }
-  for (const rate of opts.pepRates) {
+  for (const rate of scenario.rates) {
     for (const b of benches) {
       const s = sessions.get(b);
-      if (!s || !s.result.supported || !b.ctx) continue;
+      if (!s || !b.ctx) continue;
       await Promise.all(benches.filter((o) => o !== b && o.ctx).map((o) => waitForQuiescence(o.ctx!)));
       const quietBefore = await waitForQuiescence(b.ctx);
       try {
-        s.result.rates.push(await pepAtRate(b.ctx, s, rate, quietBefore));
+        s.result.rates.push(await scenario.atRate(b.ctx, s, rate, quietBefore));
       } catch (err) {
-        fail(b, `pep at ${rate} items/s`, err);
+        fail(b, `${scenario.name} at ${rate} ${scenario.unit}`, err);
         sessions.delete(b);
       }
     }
   }
   for (const b of benches) if (b.ctx) await b.ctx.pool.logout().catch(() => undefined);
+}
+
+async function runPep(benches: Bench[], opts: Options, fail: (b: Bench, what: string, err: unknown) => void): Promise<void> {
+  await runRated(benches, { name: 'pep', rates: opts.pepRates, unit: 'items/s', setup: pepSetup, record: (sr, s) => (sr.scenarios.pep = s.result), atRate: pepAtRate }, fail);
 }
 
 // ---- MUC ----
@@ -912,19 +919,13 @@ async function mucAtRate(c: Ctx, s: MucSession, rate: number, quietBefore: boole
   const durationMs = durationS * 1000;
   const n = s.occupants.length;
   c.log(`muc: ${rate} messages/s for ${durationS} s to ${n} occupants (${rate * n} deliveries/s offered)`);
-  const phase = ++phaseCounter;
-  await c.pool.stats(true, { phase });
-  const startAtUs = nowUs() + 300_000;
-  await c.pool.stats(false, { windowEndUs: startAtUs + durationMs * 1000 });
-  const sampler = rssSampler(c.server);
-  await delay(300);
-  const m0 = meter(c);
+  const w = await openDeliveryWindow(c, durationMs);
   const inRoom = new Set(s.occupants);
   const sends = await Promise.all(
-    c.pool.online.map((accounts, w) =>
+    c.pool.online.map((accounts, i) =>
       c.pool.call<SendResult>(
-        w,
-        { type: 'send', rate: rate / c.pool.size, durationMs, startAtUs, senders: accounts.filter((i) => inRoom.has(i)), recipients: [], maxBufferedBytes: 1 << 20, phase, groupchat: MUC_ROOM },
+        i,
+        { type: 'send', rate: rate / c.pool.size, durationMs, startAtUs: w.startAtUs, senders: accounts.filter((a) => inRoom.has(a)), recipients: [], maxBufferedBytes: 1 << 20, phase: w.phase, groupchat: MUC_ROOM },
         durationMs * 3 + 60_000,
       ),
     ),
@@ -932,16 +933,7 @@ async function mucAtRate(c: Ctx, s: MucSession, rate: number, quietBefore: boole
   const mEnd = meter(c);
   const sent = sends.reduce((x, r) => x + r.sent, 0);
   const expected = sent * n;
-  const inTime = sumStats(await waitForDeliveries(c.pool, expected, c.waits.quietMs, 20_000));
-  const m1 = meter(c);
-  const peak = sampler.stop();
-  let stats = inTime;
-  let quietAfter = true;
-  if (inTime.received < expected) {
-    quietAfter = await waitForQuiescence(c);
-    stats = sumStats(await c.pool.stats(false));
-  }
-  const load = loadShare(m0, mEnd);
+  const { deliveries, inWindow, loopDelayP99Ms } = await closeDeliveryWindow(c, w, mEnd, expected, quietBefore);
   const lag = Histogram.from(...sends.map((x) => x.lag));
   const lagP99Ms = lag.quantile(0.99) / 1000;
   const result: MucRateResult = {
@@ -951,60 +943,20 @@ async function mucAtRate(c: Ctx, s: MucSession, rate: number, quietBefore: boole
     sent,
     skippedBackpressure: sends.reduce((x, r) => x + r.skipped, 0),
     expected,
-    received: stats.received,
-    receivedInWait: inTime.received,
-    deliveredPerSec: inTime.inWindow / durationS,
-    lost: Math.max(0, expected - stats.received),
-    duplicates: stats.duplicates,
-    stale: stats.stale,
-    latency: latencySummary(stats.latency),
-    serverCpuSec: cpuSec(m0, m1),
-    serverCpuPercent: 100 * load.serverCores,
-    serverRssPeakBytes: peak,
-    serverQuietBefore: quietBefore,
-    serverQuietAfter: quietAfter,
-    load,
-    disconnects: stats.disconnects,
-    streamErrors: stats.streamErrors,
-    generator: { cpuSec: mEnd.generatorCpuSec - m0.generatorCpuSec, lagP99Ms, keptUp: lagP99Ms < 100, loopDelayP99Ms: stats.loopDelayP99Us / 1000 },
+    deliveredPerSec: inWindow / durationS,
+    ...deliveries,
+    generator: { cpuSec: mEnd.generatorCpuSec - w.m0.generatorCpuSec, lagP99Ms, keptUp: lagP99Ms < 100, loopDelayP99Ms },
   };
   c.log(
     `  delivered ${result.deliveredPerSec.toFixed(0)}/s, p50 ${result.latency.p50Ms.toFixed(1)} ms, p99 ${result.latency.p99Ms.toFixed(1)} ms, lost ${result.lost}, ` +
-      `server ${result.serverCpuPercent.toFixed(0)} % of a core, other processes ${(100 * load.otherCores).toFixed(0)} %` +
+      `server ${result.serverCpuPercent.toFixed(0)} % of a core, other processes ${(100 * result.load.otherCores).toFixed(0)} %` +
       (result.streamErrors.length ? `; ${result.streamErrors.slice(0, 2).join('; ')}` : ''),
   );
   return result;
 }
 
-/** As runPep: every server set up in turn, then each rate through them one after the other. */
 async function runMuc(benches: Bench[], opts: Options, fail: (b: Bench, what: string, err: unknown) => void): Promise<void> {
-  const sessions = new Map<Bench, MucSession>();
-  for (const b of benches) {
-    if (!b.ctx) continue;
-    try {
-      const s = await mucSetup(b.ctx);
-      b.sr.scenarios.muc = s.result;
-      if (s.result.supported) sessions.set(b, s);
-    } catch (err) {
-      fail(b, 'muc', err);
-      await b.ctx.pool.logout().catch(() => undefined);
-    }
-  }
-  for (const rate of opts.mucRates) {
-    for (const b of benches) {
-      const s = sessions.get(b);
-      if (!s || !b.ctx) continue;
-      await Promise.all(benches.filter((o) => o !== b && o.ctx).map((o) => waitForQuiescence(o.ctx!)));
-      const quietBefore = await waitForQuiescence(b.ctx);
-      try {
-        s.result.rates.push(await mucAtRate(b.ctx, s, rate, quietBefore));
-      } catch (err) {
-        fail(b, `muc at ${rate} messages/s`, err);
-        sessions.delete(b);
-      }
-    }
-  }
-  for (const b of benches) if (b.ctx) await b.ctx.pool.logout().catch(() => undefined);
+  await runRated(benches, { name: 'muc', rates: opts.mucRates, unit: 'messages/s', setup: mucSetup, record: (sr, s) => (sr.scenarios.muc = s.result), atRate: mucAtRate }, fail);
 }
 
 // ---- main ----

@@ -62,12 +62,12 @@ export async function runPrimary(nodes: number, argv: string[]): Promise<number>
           return;
         }
         console.error(`node ${index} exited (${signal ?? code}); starting it again in a second`);
-        setTimeout(() => void fork(index), 1000);
+        setTimeout(() => {
+          if (!stopping) void fork(index);
+        }, 1000);
       });
     });
-  await fork(1);
-  for (let n = 2; n <= nodes; n++) await fork(n);
-  console.log(`${nodes} nodes running (pids ${[...workers.values()].map((w) => w.process.pid).join(', ')})`);
+  // Before any fork: a signal while the nodes are still starting stops those already forked, and no more start.
   process.on('SIGHUP', () => {
     for (const w of workers.values()) w.process.kill('SIGHUP');
   });
@@ -80,6 +80,8 @@ export async function runPrimary(nodes: number, argv: string[]): Promise<number>
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  for (let n = 1; n <= nodes && !stopping; n++) await fork(n);
+  if (!stopping) console.log(`${nodes} nodes running (pids ${[...workers.values()].map((w) => w.process.pid).join(', ')})`);
   return new Promise<number>(() => {});
 }
 

@@ -44,6 +44,7 @@ import { s2sConfigSection } from '../federation/config.js';
 import { capsConfigSection } from '../modules/caps/config.js';
 import { uploadConfigSection } from '../modules/upload/config.js';
 import { mucConfigSection } from '../modules/muc/config.js';
+import { vcardConfigSection } from '../modules/vcard-config.js';
 import { clusterConfigSection } from '../cluster/config.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -342,6 +343,7 @@ export const configSchema = object(
     ...fieldOf(subscriptionsConfigSection),
     ...fieldOf(registrationLimitConfigSection),
     ...fieldOf(capsConfigSection),
+    ...fieldOf(vcardConfigSection),
     ...fieldOf(uploadConfigSection),
     ...fieldOf(mucConfigSection),
     server: object(

@@ -54,6 +54,7 @@ class HttpsService {
   private readonly offs: (() => void)[] = [];
   private env: C2SEnvironment | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
+  private wss: WebSocketServer | null = null;
   private readonly log;
 
   constructor(private readonly ctx: ServerContext) {
@@ -112,6 +113,8 @@ class HttpsService {
     this.offs.push(
       this.ctx.hooks.on('config/in-force', async ({ after }) => {
         limits.setCaps(after.http.maxConnections, after.http.maxConnectionsPerIp);
+        // New WebSockets get the new cap (ws reads it at each upgrade); open ones keep theirs, as their parsers do.
+        if (this.wss) this.wss.options.maxPayload = webSocketPayloadCap(after);
         applyTimeouts(http, after);
         if (shared) return;
         try {
@@ -132,10 +135,10 @@ class HttpsService {
     const wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
-      // Larger than any stanza the parser lets through, so that it, not the WebSocket layer, refuses one with a stream error.
-      maxPayload: 2 * this.ctx.config.c2s.maxStanzaBytes + 4096,
+      maxPayload: webSocketPayloadCap(this.ctx.config),
       handleProtocols: (offered) => (offered.has(XMPP_SUBPROTOCOL) ? XMPP_SUBPROTOCOL : false),
     });
+    this.wss = wss;
     return {
       path: WEBSOCKET_PATH,
       methods: ['GET'],
@@ -169,6 +172,11 @@ class HttpsService {
     this.listeners.length = 0;
     await closed;
   }
+}
+
+/** Larger than any stanza the parser lets through, so that it, not the WebSocket layer, refuses one with a stream error. */
+function webSocketPayloadCap(config: Config): number {
+  return 2 * config.c2s.maxStanzaBytes + 4096;
 }
 
 function applyTimeouts(http: Server, config: Config): void {

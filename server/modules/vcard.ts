@@ -8,6 +8,7 @@ import type { Jid } from '../../shared/jid.js';
 import type { Account } from '../../storage/types.js';
 import { NS } from '../../shared/ns.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
+import { vcardConfigSection } from './vcard-config.js';
 
 const KEY = 'vcard';
 
@@ -161,29 +162,33 @@ class AvatarPresence {
  * directed) carries <x xmlns='vcard-temp:x:update'><photo>SHA-1 of the PHOTO</photo></x>, or an
  * empty <photo/> when the vCard has none (AvatarPresence). This is the only thing the server adds
  * to a client's presence: the hash of the user's own public vCard photo (P11), nothing about the
- * connection (P19). When the photo changes, the account's available resources broadcast their
+ * connection (P19); an operator who reads P19 strictly turns it off (`vcard.avatarHashInPresence`). When the photo changes, the account's available resources broadcast their
  * presence again with the new hash, so contacts' clients fetch the new vCard.
  */
 export function createVcardModule(): GatehouseModule {
   return {
     name: 'vcard',
+    config: vcardConfigSection,
     specs: [
       { id: 'XEP-0054', version: '1.2', status: 'complete', note: 'public per JID; owner-only updates; the PHOTO follows a published XEP-0084 avatar (XEP-0398)' },
       {
         id: 'XEP-0153',
         version: '1.1.1',
         status: 'complete',
-        note: "the server's part: the PHOTO hash added to every available presence of local clients (XEP-0398), presence broadcast again when the photo changes",
+        note: "the server's part: the PHOTO hash added to every available presence of local clients (XEP-0398), presence broadcast again when the photo changes; `vcard.avatarHashInPresence: false` turns it off",
       },
     ],
     load(ctx) {
       const { hooks, router, storage, disco, log } = ctx;
       disco.addServerFeature(NS.vcard);
-      const avatars = new AvatarPresence(ctx);
-      // 'filter' runs before the presence module's outbound handling ('intercept'), which broadcasts the stanza.
-      for (const target of ['bare', 'full', 'remote'] as const) hooks.on(`presence/${target}`, (e) => avatars.stamp(e), 'filter');
-      hooks.on('session/closed', ({ session }) => avatars.closed(session));
-      ctx.services.get('cluster')?.onInvalidate('avatar-hash', (bare) => avatars.forget(bare));
+      // Off (P19 read strictly), presence passes as the client sent it and nothing is broadcast again.
+      const avatars = ctx.config.vcard.avatarHashInPresence ? new AvatarPresence(ctx) : null;
+      if (avatars) {
+        // 'filter' runs before the presence module's outbound handling ('intercept'), which broadcasts the stanza.
+        for (const target of ['bare', 'full', 'remote'] as const) hooks.on(`presence/${target}`, (e) => avatars.stamp(e), 'filter');
+        hooks.on('session/closed', ({ session }) => avatars.closed(session));
+        ctx.services.get('cluster')?.onInvalidate('avatar-hash', (bare) => avatars.forget(bare));
+      }
 
       hooks.on('pep/avatar', async ({ account, jid, photo }) => {
         const xml = await storage.vcards.get(account.id, KEY);
@@ -192,7 +197,7 @@ export function createVcardModule(): GatehouseModule {
         if (photo) vcard.append(x('PHOTO', {}, x('TYPE', {}, photo.type), x('BINVAL', {}, photo.data)));
         if (vcard.elements.length === 0) await storage.vcards.delete(account.id, KEY);
         else await storage.vcards.set(account.id, KEY, vcard.toString());
-        await avatars.changed(jid, photo);
+        await avatars?.changed(jid, photo);
       });
 
       hooks.on(`iq-get/bare/${NS.vcard}:vCard`, async (e) => {
@@ -218,7 +223,7 @@ export function createVcardModule(): GatehouseModule {
         const [oldPhoto, newPhoto] = [photoOf(before !== null ? parseXmlText(before) : null), photoOf(vcard)];
         if (oldPhoto?.data !== newPhoto?.data || oldPhoto?.type !== newPhoto?.type) {
           await hooks.emit('vcard/photo', { account, jid: e.to.toBare(), photo: newPhoto });
-          await avatars.changed(e.to, newPhoto);
+          await avatars?.changed(e.to, newPhoto);
         }
         return replyResult(router, e);
       });

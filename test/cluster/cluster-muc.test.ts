@@ -13,68 +13,18 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { stringify } from 'yaml';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServerProcess, runCli, type ServerProcess } from '../helpers/server-process.js';
+import { runCli } from '../helpers/server-process.js';
 import { loginAs, startTestServer, type TestServer } from '../helpers/server.js';
 import { controlRequest } from '../../server/admin/control.js';
 import { mucRoomsPage } from '../../server/modules/muc/admin-page.js';
-import type { StorageConfig } from '../../storage/datasource.js';
-import { TestClient } from '../helpers/xmpp-client.js';
+import type { TestClient } from '../helpers/xmpp-client.js';
+import { announcePolicy, clusterStorage, nodeClients, skipWithoutClusterDb as skip, startNode, stopNode, type ClusterNode as Node } from '../helpers/cluster-nodes.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { MUC, MUC_ADMIN, SERVICE, codes, createInstant, enter, errorOf, item } from '../modules/muc-helpers.js';
 
-const DB_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? process.env.GATEHOUSE_TEST_MYSQL_URL;
-const skip = !DB_URL ? 'cluster mode needs GATEHOUSE_TEST_POSTGRES_URL or GATEHOUSE_TEST_MYSQL_URL' : false;
-const FAILURE_TIMEOUT_MS = 1500;
-
-interface Node {
-  name: string;
-  dir: string;
-  proc: ServerProcess;
-  port: number;
-}
-
-function nodeConfig(dir: string, name: string, prefix: string): Record<string, unknown> {
-  const url = DB_URL!;
-  return {
-    dataDir: dir,
-    hosts: [{ domain: 'localhost', registration: 'open' }],
-    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], components: [], s2s: [], admin: [], https: [] },
-    auth: { scramIterations: 4096 },
-    registrationLimit: { maxPerAddress: 0 },
-    storage: { type: url.startsWith('postgres') ? 'postgres' : 'mysql', url },
-    log: { level: 'info' },
-    cluster: { enabled: true, node: name, prefix, nats: ['nats://127.0.0.1:4222'], heartbeatInterval: '200ms', failureTimeout: `${FAILURE_TIMEOUT_MS}ms`, deliveryTimeout: '1s' },
-  };
-}
-
-/** The shared test database may hold another configuration's policy: this one is announced (P22). */
-async function announcePolicy(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cluster-muc-policy-'));
-  try {
-    const path = join(dir, 'gatehouse.yaml');
-    writeFileSync(path, stringify(nodeConfig(dir, 'policy', 'unused')));
-    await runCli(['policy', 'announce', '--effective', new Date().toISOString().slice(0, 10), '--technical', 'cluster group chat test configuration', '--config', path]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-async function startNode(name: string, prefix: string): Promise<Node> {
-  const dir = mkdtempSync(join(tmpdir(), `gatehouse-cluster-muc-${name}-`));
-  const proc = await startServerProcess(dir, nodeConfig(dir, name, prefix));
-  return { name, dir, proc, port: proc.port };
-}
-
-async function stopNode(n: Node): Promise<void> {
-  if (n.proc.proc.exitCode === null && n.proc.proc.signalCode === null) n.proc.proc.kill('SIGTERM');
-  await n.proc.exited;
-  rmSync(n.dir, { recursive: true, force: true });
-}
+const { account, destroyAll } = nodeClients();
 
 /** The node that runs `room` among `living`: the cluster's rendezvous hashing, computed alike here. */
 function ownerAmong(room: string, living: string[]): string {
@@ -88,17 +38,6 @@ function roomOn(owner: string, living: string[], tag: string): string {
     const room = `r${i}-${tag}@${SERVICE}`;
     if (ownerAmong(room, living) === owner) return room;
   }
-}
-
-const clients: TestClient[] = [];
-
-async function account(node: Node, name: string): Promise<TestClient> {
-  const c = await TestClient.connect({ port: node.port });
-  clients.push(c);
-  const r = await c.register(name, 'pw-' + name);
-  if (r.attrs.type !== 'result' && !r.getChild('error')?.getChild('conflict')) throw new Error(`registration failed: ${r}`);
-  await c.login(name, 'pw-' + name);
-  return c;
 }
 
 const isGroupchat = (room: string, body: string) => (el: Element) => el.name === 'message' && el.attrs.type === 'groupchat' && el.attrs.from?.startsWith(room + '/') === true && el.getChildText('body') === body;
@@ -116,11 +55,11 @@ describe('cluster: group chat with occupants on three nodes', { skip }, () => {
   const tag = randomBytes(3).toString('hex');
   const nodes: Node[] = [];
   before(async () => {
-    await announcePolicy();
+    await announcePolicy('cluster group chat test configuration');
     for (const name of ['m1', 'm2', 'm3']) nodes.push(await startNode(name, prefix));
   });
   after(async () => {
-    for (const c of clients.splice(0)) c.destroy();
+    destroyAll();
     await Promise.all(nodes.map((n) => stopNode(n)));
   });
 
@@ -264,8 +203,7 @@ describe('cluster: the console lists the rooms of every node', { skip }, () => {
   let c1: TestServer;
   let c2: TestServer;
   before(async () => {
-    const url = DB_URL!;
-    const storage = { type: url.startsWith('postgres') ? 'postgres' : 'mysql', url, migrateOnStart: true } as StorageConfig;
+    const storage = clusterStorage();
     const cluster = (node: string) => ({ cluster: { enabled: true, node, prefix, heartbeatInterval: '200ms', failureTimeout: '1s', deliveryTimeout: '1s' }, muc: { maxRoomsPerUser: 1 } });
     c1 = await startTestServer({ storage, config: cluster('c1'), logLevel: 'warn' });
     c2 = await startTestServer({ storage, config: cluster('c2'), logLevel: 'warn' });

@@ -11,115 +11,39 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServerProcess, startServerProcessWith, runCli, type ServerProcess } from '../helpers/server-process.js';
-import { TestClient } from '../helpers/xmpp-client.js';
+import { startServerProcessWith, runCli, type ServerProcess } from '../helpers/server-process.js';
+import type { TestClient } from '../helpers/xmpp-client.js';
+import { reservedPort } from '../helpers/ports.js';
+import {
+  FAILURE_TIMEOUT_MS,
+  announcePolicy,
+  bare,
+  barrier,
+  nodeClients,
+  nodeConfig,
+  online,
+  skipWithoutClusterDb as skip,
+  startNode,
+  stopNode,
+  type ClusterNode as Node,
+  type NodeOptions,
+} from '../helpers/cluster-nodes.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 
-const DB_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? process.env.GATEHOUSE_TEST_MYSQL_URL;
 const NATS_SERVER = '/usr/sbin/nats-server';
-const skip = !DB_URL ? 'cluster mode needs GATEHOUSE_TEST_POSTGRES_URL or GATEHOUSE_TEST_MYSQL_URL' : false;
 
 const COMPONENT = 'gw.localhost';
 const COMPONENT_SECRET = 'component-secret-for-tests';
-/** Heartbeats every 200 ms, a node silent for 1.5 s is dead. */
-const FAILURE_TIMEOUT_MS = 1500;
+const withComponent: NodeOptions = { component: { domain: COMPONENT, secret: COMPONENT_SECRET } };
 
-interface Node {
-  name: string;
-  dir: string;
-  proc: ServerProcess;
-  port: number;
-  componentPort: number;
-}
+const { account, login, destroyAll } = nodeClients();
 
-function storage(): Record<string, unknown> {
-  const url = DB_URL!;
-  return { type: url.startsWith('postgres') ? 'postgres' : 'mysql', url };
-}
-
-function nodeConfig(dir: string, name: string, prefix: string, nats: string[]): Record<string, unknown> {
-  return {
-    dataDir: dir,
-    hosts: [{ domain: 'localhost', registration: 'open' }],
-    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], components: [{ host: '127.0.0.1', port: 0 }], s2s: [], admin: [], https: [] },
-    components: [{ domain: COMPONENT, secret: COMPONENT_SECRET }],
-    auth: { scramIterations: 4096 },
-    registrationLimit: { maxPerAddress: 0 },
-    storage: storage(),
-    log: { level: 'info' },
-    cluster: { enabled: true, node: name, prefix, nats, heartbeatInterval: '200ms', failureTimeout: `${FAILURE_TIMEOUT_MS}ms`, deliveryTimeout: '1s' },
-  };
-}
-
-/**
- * The shared test database keeps the privacy policy of earlier runs: this configuration's policy
- * (with the component) is announced as a technical change, in force at once (P22), as an operator would.
- */
-async function announcePolicy(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cluster-policy-'));
-  try {
-    const path = join(dir, 'gatehouse.yaml');
-    writeFileSync(path, stringify(nodeConfig(dir, 'policy', 'unused', ['nats://127.0.0.1:4222'])));
-    await runCli(['policy', 'announce', '--effective', new Date().toISOString().slice(0, 10), '--technical', 'cluster test configuration', '--config', path]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-async function startNode(name: string, prefix: string, nats: string[] = ['nats://127.0.0.1:4222']): Promise<Node> {
-  const dir = mkdtempSync(join(tmpdir(), `gatehouse-cluster-${name}-`));
-  const proc = await startServerProcess(dir, nodeConfig(dir, name, prefix, nats));
-  // Printed just after the client listener's line.
-  let m: RegExpExecArray | null = null;
-  for (let i = 0; i < 200 && !m; i++) {
-    m = /components \(XEP-0114\): \S+ port (\d+)/.exec(proc.output.join(''));
-    if (!m) await new Promise((r) => setTimeout(r, 10));
-  }
-  return { name, dir, proc, port: proc.port, componentPort: m ? Number(m[1]) : 0 };
-}
-
-async function stopNode(n: Node): Promise<void> {
-  if (n.proc.proc.exitCode === null && n.proc.proc.signalCode === null) n.proc.proc.kill('SIGTERM');
-  await n.proc.exited;
-  rmSync(n.dir, { recursive: true, force: true });
-}
-
-const clients: TestClient[] = [];
-
-async function account(node: Node, name: string, resource?: string): Promise<TestClient> {
-  const c = await TestClient.connect({ port: node.port });
-  clients.push(c);
-  const r = await c.register(name, 'pw-' + name);
-  if (r.attrs.type !== 'result' && !r.getChild('error')?.getChild('conflict')) throw new Error(`registration failed: ${r}`);
-  await c.login(name, 'pw-' + name, { resource });
-  return c;
-}
-
-async function login(node: Node, name: string, resource?: string): Promise<TestClient> {
-  const c = await TestClient.connect({ port: node.port });
-  clients.push(c);
-  await c.login(name, 'pw-' + name, { resource });
-  return c;
-}
-
-async function online(c: TestClient): Promise<void> {
-  c.send(x('presence'));
-  await c.expect((el) => el.name === 'presence' && el.attrs.from === c.jid && el.attrs.type === undefined);
-}
-
-/** A round trip: everything the client sent before was accepted and routed by its node. */
-async function barrier(c: TestClient): Promise<void> {
-  const r = await c.iq(x('iq', { type: 'get', to: 'localhost' }, x('ping', { xmlns: NS.ping })));
-  assert.equal(r.attrs.type, 'result');
-}
-
-const bare = (c: TestClient) => c.jid!.split('/')[0]!;
 const isBody = (body: string) => (el: Element) => el.name === 'message' && el.getChildText('body') === body;
 const availableFrom = (c: TestClient) => (el: Element) => el.name === 'presence' && el.attrs.from === c.jid && el.attrs.type === undefined;
 
@@ -184,11 +108,11 @@ describe('cluster: three nodes as separate processes', { skip }, () => {
   const tag = randomBytes(3).toString('hex');
   const nodes: Node[] = [];
   before(async () => {
-    await announcePolicy();
-    for (const name of ['p1', 'p2', 'p3']) nodes.push(await startNode(name, prefix));
+    await announcePolicy('cluster test configuration', withComponent);
+    for (const name of ['p1', 'p2', 'p3']) nodes.push(await startNode(name, prefix, withComponent));
   });
   after(async () => {
-    for (const c of clients.splice(0)) c.destroy();
+    destroyAll();
     await Promise.all(nodes.map((n) => stopNode(n)));
   });
 
@@ -316,7 +240,7 @@ describe('cluster: three nodes as separate processes', { skip }, () => {
     await n2.proc.exited;
     await ivy.expect((el) => el.name === 'presence' && el.attrs.from === jack.jid && el.attrs.type === 'unavailable');
     // Back under the same name (a new run): its users log in there again and are seen online.
-    const again = await startNode('p2', prefix);
+    const again = await startNode('p2', prefix, withComponent);
     nodes[index] = again;
     rmSync(n2.dir, { recursive: true, force: true });
     const jack2 = await login(again, `jack-${tag}`);
@@ -327,24 +251,24 @@ describe('cluster: three nodes as separate processes', { skip }, () => {
   });
 });
 
-describe('cluster: gatehouse start --nodes 2 on one machine', { skip }, () => {
+describe('cluster: gatehouse start --nodes N on one machine', { skip }, () => {
   const prefix = 'ghtest-' + randomBytes(4).toString('hex');
   const tag = randomBytes(3).toString('hex');
   let dir = '';
   let primary: ServerProcess | null = null;
   before(async () => {
-    await announcePolicy();
+    await announcePolicy('cluster test configuration', withComponent);
     dir = mkdtempSync(join(tmpdir(), 'gatehouse-nodes-'));
   });
   after(async () => {
-    for (const c of clients.splice(0)) c.destroy();
+    destroyAll();
     if (primary && primary.proc.exitCode === null) primary.proc.kill('SIGTERM');
     if (primary) await primary.exited;
     rmSync(dir, { recursive: true, force: true });
   });
 
   test('two nodes share the client port; both show in cluster status; users chat whichever node they reached; SIGTERM stops both', async () => {
-    const config = nodeConfig(dir, 'multi', prefix, ['nats://127.0.0.1:4222']);
+    const config = nodeConfig(dir, 'multi', prefix, withComponent);
     const path = join(dir, 'gatehouse.yaml');
     writeFileSync(path, stringify(config));
     primary = await startServerProcessWith(['start', '--nodes', '2', '--config', path]);
@@ -366,14 +290,36 @@ describe('cluster: gatehouse start --nodes 2 on one machine', { skip }, () => {
     primary.proc.kill('SIGTERM');
     assert.equal(await primary.exited, 0);
   });
+
+  test('SIGTERM while the nodes are still starting (node 1 listens, node 2 not yet started): the primary stops every node it forked and exits 0, starting no more', async () => {
+    const config = nodeConfig(dir, 'early', prefix, withComponent);
+    const path = join(dir, 'early.yaml');
+    writeFileSync(path, stringify(config));
+    const early = await startServerProcessWith(['start', '--nodes', '3', '--config', path]);
+    const forked = () => listChildren(early.proc.pid!);
+    early.proc.kill('SIGTERM');
+    const children = forked();
+    assert.equal(await early.exited, 0, early.output.join(''));
+    assert.ok(children.length >= 1, 'node 1 was running');
+    for (const pid of children) assert.equal(alive(pid), false, `node process ${pid} ended with the primary`);
+  });
 });
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+function listChildren(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function startNats(port: number, dir: string): ChildProcess {
@@ -405,14 +351,14 @@ describe('cluster: NATS restarted under two running nodes', { skip: skip || (!ex
   let nats: ChildProcess;
   const nodes: Node[] = [];
   before(async () => {
-    await announcePolicy();
-    port = await freePort();
+    await announcePolicy('cluster test configuration', withComponent);
+    port = await reservedPort();
     nats = startNats(port, store);
     await natsListening(port);
-    for (const name of ['r1', 'r2']) nodes.push(await startNode(name, prefix, [`nats://127.0.0.1:${port}`]));
+    for (const name of ['r1', 'r2']) nodes.push(await startNode(name, prefix, { ...withComponent, nats: [`nats://127.0.0.1:${port}`] }));
   });
   after(async () => {
-    for (const c of clients.splice(0)) c.destroy();
+    destroyAll();
     await Promise.all(nodes.map((n) => stopNode(n)));
     nats.kill('SIGTERM');
     rmSync(store, { recursive: true, force: true });

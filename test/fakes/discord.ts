@@ -14,6 +14,10 @@
  * headers on every answer (X-RateLimit-Limit/-Remaining/-Reset/-Reset-After/-Bucket) from real
  * per-route buckets, and 429 answers (Retry-After, X-RateLimit-Scope, X-RateLimit-Global, body
  * `{ message, retry_after, global }`) both when a bucket is exceeded and on demand (rateLimit()).
+ * File uploads (reference#uploading-files) as multipart/form-data with `payload_json` and
+ * `files[n]` parts, on channel messages (Attach Files needed in guilds) and webhook executions;
+ * malformed bodies are refused as Discord does (400 / 50035, bad JSON 50109, over
+ * `attachmentLimit` 413 / 40005), and the files are served back by the fake's CDN at signed URLs.
  *
  * Gateway: HELLO (op 10) on connect; IDENTIFY (op 2) checks the token (close 4004), a repeated
  * identify (4005), the shard and privileged intents (4014); heartbeats (op 1 → op 11) with a
@@ -111,6 +115,7 @@ export const Perm = {
   ViewChannel: 1n << 10n,
   SendMessages: 1n << 11n,
   ManageMessages: 1n << 13n,
+  AttachFiles: 1n << 15n,
   ReadMessageHistory: 1n << 16n,
   MentionEveryone: 1n << 17n,
   ChangeNickname: 1n << 26n,
@@ -120,7 +125,7 @@ export const Perm = {
 } as const;
 const ALL_PERMISSIONS = (1n << 50n) - 1n;
 /** What @everyone may do in a new guild of the fake (roughly Discord's defaults). */
-export const DEFAULT_EVERYONE = Perm.ViewChannel | Perm.SendMessages | Perm.ReadMessageHistory | Perm.AddReactions | Perm.ChangeNickname;
+export const DEFAULT_EVERYONE = Perm.ViewChannel | Perm.SendMessages | Perm.ReadMessageHistory | Perm.AddReactions | Perm.AttachFiles | Perm.ChangeNickname;
 
 const ChannelType = { GuildText: 0, DM: 1, GuildVoice: 2, GuildCategory: 4, GuildAnnouncement: 5, PublicThread: 11, PrivateThread: 12 } as const;
 const isThreadType = (t: number): boolean => t === ChannelType.PublicThread || t === ChannelType.PrivateThread;
@@ -190,6 +195,67 @@ export interface RecordedRequest {
   at: number;
   /** The bot the request authenticated as, if any. */
   botId: string | null;
+  /** The `files[n]` parts of a multipart request (reference#uploading-files). */
+  files?: UploadedFile[];
+}
+
+/** A file of a multipart request: its part name, file name (or the `attachments` entry's), type and bytes. */
+export interface UploadedFile {
+  field: string;
+  filename: string;
+  contentType: string | null;
+  description?: string;
+  data: Buffer;
+}
+
+/** One part of a multipart/form-data body (RFC 7578). */
+interface FormPart {
+  name: string;
+  filename: string | null;
+  contentType: string | null;
+  data: Buffer;
+}
+
+/**
+ * Parses a multipart/form-data body (RFC 2046 §5.1.1, RFC 7578) strictly: the boundary from the
+ * Content-Type, CRLF line ends, every part with `Content-Disposition: form-data; name="…"`, and the
+ * close delimiter. Null when any of it is wrong.
+ */
+function parseMultipart(body: Buffer, contentType: string): FormPart[] | null {
+  const m = /;\s*boundary=(?:"([^"]{1,70})"|([^;\s"]{1,70}))/i.exec(contentType);
+  if (!m) return null;
+  const delimiter = Buffer.from(`--${m[1] ?? m[2]}`);
+  const between = Buffer.concat([Buffer.from('\r\n'), delimiter]);
+  let at = body.indexOf(delimiter);
+  if (at !== 0 && (at < 2 || body.subarray(at - 2, at).toString() !== '\r\n')) return null;
+  const parts: FormPart[] = [];
+  for (;;) {
+    at += delimiter.length;
+    const after = body.subarray(at, at + 2).toString('latin1');
+    if (after === '--') return parts;
+    if (after !== '\r\n') return null;
+    at += 2;
+    const headerEnd = body.indexOf('\r\n\r\n', at);
+    const next = body.indexOf(between, at);
+    if (headerEnd < 0 || next < 0 || headerEnd > next) return null;
+    let name: string | null = null;
+    let filename: string | null = null;
+    let type: string | null = null;
+    for (const line of body.subarray(at, headerEnd).toString('utf8').split('\r\n')) {
+      const colon = line.indexOf(':');
+      if (colon < 1) return null;
+      const key = line.slice(0, colon).trim().toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      if (key === 'content-type') type = value;
+      if (key !== 'content-disposition') continue;
+      if (!/^form-data\s*(;|$)/i.test(value)) return null;
+      name = /;\s*name="([^"]*)"/i.exec(value)?.[1] ?? null;
+      filename = /;\s*filename="([^"]*)"/i.exec(value)?.[1] ?? null;
+    }
+    if (!name) return null;
+    parts.push({ name, filename, contentType: type, data: body.subarray(headerEnd + 4, next) });
+    at = next + 2;
+  }
 }
 
 /** One gateway payload a client sent (tokens replaced by "<redacted>"). */
@@ -1434,7 +1500,8 @@ export class FakeDiscord {
     if (url.pathname.startsWith('/avatars/')) return this.serveAvatar(url, method, res);
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
-    const raw = Buffer.concat(chunks).toString('utf8');
+    const rawBytes = Buffer.concat(chunks);
+    const raw = rawBytes.toString('utf8');
     const m = /^\/api\/v(\d+)(\/.*)$/.exec(url.pathname);
     const path = m ? m[2]! : url.pathname;
     const record: RecordedRequest = { method, path, query: Object.fromEntries(url.searchParams), body: null, status: 0, at: Date.now(), botId: null };
@@ -1444,8 +1511,14 @@ export class FakeDiscord {
     try {
       if (!m) throw new HttpError(404, 0, '404: Not Found');
       if (m[1] !== '10') throw new HttpError(400, 50041, 'Invalid API version provided.');
-      if (raw) {
-        if (!(req.headers['content-type'] ?? '').includes('application/json')) throw new HttpError(400, 50035, 'Invalid Form Body');
+      const contentType = req.headers['content-type'] ?? '';
+      if (rawBytes.length && /^multipart\/form-data\b/i.test(contentType)) {
+        const form = this.readForm(rawBytes, contentType);
+        record.body = form.body;
+        record.files = form.files;
+        if (form.files.reduce((n, f) => n + f.data.length, 0) > this.attachmentLimit) throw new HttpError(413, 40005, 'Request entity too large');
+      } else if (raw) {
+        if (!contentType.includes('application/json')) throw new HttpError(400, 50035, 'Invalid Form Body');
         try {
           record.body = JSON.parse(raw);
         } catch {
@@ -1457,7 +1530,7 @@ export class FakeDiscord {
       if (hook) {
         // Executing a webhook needs its token only (no Authorization header).
         this.applyRateLimits(method, path, routeOf(method, path), headers);
-        result = this.handleWebhook(method, hook[1]!, decodeURIComponent(hook[2]!), hook[3] ?? null, url.searchParams, record.body);
+        result = this.handleWebhook(method, hook[1]!, decodeURIComponent(hook[2]!), hook[3] ?? null, url.searchParams, record.body, record.files ?? []);
       } else {
         const auth = req.headers.authorization ?? '';
         const bot = /^Bot (.+)$/.exec(auth) ? this.bots.get(auth.slice(4)) : undefined;
@@ -1465,7 +1538,7 @@ export class FakeDiscord {
         record.botId = bot.user.id;
         const route = routeOf(method, path);
         this.applyRateLimits(method, path, route, headers);
-        result = this.handle(bot, method, path, url.searchParams, record.body);
+        result = this.handle(bot, method, path, url.searchParams, record.body, record.files ?? []);
       }
       status = result.status;
       payload = result.body;
@@ -1535,7 +1608,7 @@ export class FakeDiscord {
     headers['X-RateLimit-Bucket'] = hash;
   }
 
-  private handle(bot: Bot, method: string, path: string, query: URLSearchParams, body: any): { status: number; body: unknown } {
+  private handle(bot: Bot, method: string, path: string, query: URLSearchParams, body: any, files: UploadedFile[]): { status: number; body: unknown } {
     const me = bot.user.id;
     const ok = (b: unknown) => ({ status: 200, body: b });
     const none = { status: 204, body: null };
@@ -1600,7 +1673,7 @@ export class FakeDiscord {
         return ok(this.message(ch.id, seg[3]!).message);
       }
       case 'POST /channels/:id/messages':
-        return ok(this.createMessage(bot, this.visibleChannel(seg[1]!, me), body));
+        return ok(this.createMessage(bot, this.visibleChannel(seg[1]!, me), body, files));
       case 'PATCH /channels/:id/messages/:id': {
         const ch = this.visibleChannel(seg[1]!, me);
         const stored = this.message(ch.id, seg[3]!);
@@ -1705,7 +1778,7 @@ export class FakeDiscord {
   }
 
   /** `/webhooks/{id}/{token}` (execute) and `/webhooks/{id}/{token}/messages/{id}` (edit, delete). */
-  private handleWebhook(method: string, id: string, token: string, messageId: string | null, query: URLSearchParams, body: any): { status: number; body: unknown } {
+  private handleWebhook(method: string, id: string, token: string, messageId: string | null, query: URLSearchParams, body: any, files: UploadedFile[]): { status: number; body: unknown } {
     const hook = this.webhookStore.get(id);
     if (!hook) throw new HttpError(404, 10015, 'Unknown Webhook');
     if (hook.token !== token) throw new HttpError(401, 50027, 'Invalid Webhook Token');
@@ -1722,13 +1795,17 @@ export class FakeDiscord {
     }
     if (messageId === null) {
       if (method !== 'POST') throw new HttpError(405, 0, '405: Method Not Allowed');
-      this.checkContent(body?.content, Array.isArray(body?.embeds) && body.embeds.length > 0);
+      this.checkContent(body?.content, (Array.isArray(body?.embeds) && body.embeds.length > 0) || files.length > 0);
       const username = body?.username ?? hook.name;
       if (typeof username !== 'string' || username.length < 1 || username.length > 80 || /clyde|discord/i.test(username)) {
         throw new HttpError(400, 50035, 'Invalid Form Body', { errors: { username: { _errors: [{ code: 'USERNAME_INVALID', message: 'Username cannot contain "clyde" or "discord"' }] } } });
       }
       const avatarUrl = typeof body?.avatar_url === 'string' ? body.avatar_url : null;
-      const msg = this.say(ch.id, hook.applicationId, body?.content ?? '', { webhook: { id: hook.id, username, avatarUrl }, embeds: Array.isArray(body?.embeds) ? body.embeds : [] });
+      const msg = this.say(ch.id, hook.applicationId, body?.content ?? '', {
+        webhook: { id: hook.id, username, avatarUrl },
+        embeds: Array.isArray(body?.embeds) ? body.embeds : [],
+        attachments: attachmentsOf(files),
+      });
       return query.get('wait') === 'true' ? { status: 200, body: msg } : { status: 204, body: null };
     }
     const stored = ch.messages.get(messageId);
@@ -1775,14 +1852,15 @@ export class FakeDiscord {
     }
   }
 
-  private createMessage(bot: Bot, ch: FakeChannel, body: any): APIMessage {
+  private createMessage(bot: Bot, ch: FakeChannel, body: any, files: UploadedFile[]): APIMessage {
     const me = bot.user.id;
     if (ch.guildId && !this.can(ch, me, Perm.SendMessages)) throw new HttpError(403, 50013, 'Missing Permissions');
+    if (ch.guildId && files.length && !this.can(ch, me, Perm.AttachFiles)) throw new HttpError(403, 50013, 'Missing Permissions');
     if (!ch.guildId) {
       const other = ch.recipients.find((r) => r !== me);
       if (other && this.dmsClosed.has(other)) throw new HttpError(403, 50007, 'Cannot send messages to this user');
     }
-    this.checkContent(body?.content, Array.isArray(body?.embeds) && body.embeds.length > 0);
+    this.checkContent(body?.content, (Array.isArray(body?.embeds) && body.embeds.length > 0) || files.length > 0);
     const nonce = body?.nonce;
     if (nonce !== undefined && !((typeof nonce === 'string' && nonce.length <= 25) || Number.isInteger(nonce))) {
       throw new HttpError(400, 50035, 'Invalid Form Body', { errors: { nonce: { _errors: [{ code: 'BASE_TYPE_MAX_LENGTH', message: 'Must be 25 or fewer in length.' }] } } });
@@ -1803,9 +1881,63 @@ export class FakeDiscord {
       ...(nonce !== undefined ? { nonce: String(nonce) } : {}),
       embeds: Array.isArray(body?.embeds) ? body.embeds : [],
       tts: body?.tts === true,
+      attachments: attachmentsOf(files),
     });
     return msg;
   }
+
+  /** Largest total of the files of one request (reference#uploading-files: 10 MiB by default); more is 413 / 40005. */
+  attachmentLimit = 10 * 1024 * 1024;
+
+  /**
+   * A multipart/form-data request (reference#uploading-files): the JSON body from `payload_json`
+   * (or from plain fields without it) and the `files[n]` parts, each with a file name; `attachments`
+   * entries name their file by its placeholder `n`. Malformed bodies, parts without a name or a
+   * file's part without a filename, repeated names: 400 / 50035; bad JSON: 400 / 50109; more than
+   * ten files: 400 / 50035; more than `attachmentLimit` bytes of files: 413 / 40005.
+   */
+  private readForm(raw: Buffer, contentType: string): { body: any; files: UploadedFile[] } {
+    const invalid = (errors?: Record<string, unknown>) => new HttpError(400, 50035, 'Invalid Form Body', errors ? { errors } : {});
+    const parts = parseMultipart(raw, contentType);
+    if (!parts) throw invalid();
+    const names = new Set<string>();
+    const fields: Record<string, string> = {};
+    const files: (UploadedFile & { placeholder: string })[] = [];
+    let payload: any = undefined;
+    for (const part of parts) {
+      if (names.has(part.name)) throw invalid({ [part.name]: { _errors: [{ code: 'DUPLICATE', message: 'Duplicate form field' }] } });
+      names.add(part.name);
+      const file = /^files\[(\d{1,20})\]$/.exec(part.name);
+      if (file) {
+        if (!part.filename) throw invalid({ [part.name]: { _errors: [{ code: 'BASE_TYPE_REQUIRED', message: 'A filename is required' }] } });
+        files.push({ field: part.name, placeholder: file[1]!, filename: part.filename, contentType: part.contentType, data: Buffer.from(part.data) });
+      } else if (part.name === 'payload_json') {
+        try {
+          payload = JSON.parse(part.data.toString('utf8'));
+        } catch {
+          throw new HttpError(400, 50109, 'The request body contains invalid JSON.');
+        }
+      } else if (part.filename === null) fields[part.name] = part.data.toString('utf8');
+    }
+    if (files.length > 10) throw invalid({ files: { _errors: [{ code: 'BASE_TYPE_MAX_LENGTH', message: 'Must be 10 or fewer in length.' }] } });
+    const body = payload ?? fields;
+    const listed: unknown = body?.attachments;
+    if (listed !== undefined) {
+      if (!Array.isArray(listed)) throw invalid({ attachments: { _errors: [{ code: 'BASE_TYPE_ARRAY', message: 'Must be an array.' }] } });
+      for (const [i, a] of listed.entries()) {
+        const f = files.find((x) => x.placeholder === String(a?.id));
+        if (!f) throw invalid({ attachments: { [i]: { _errors: [{ code: 'ATTACHMENT_NOT_FOUND', message: 'Unknown attachment' }] } } });
+        if (typeof a.filename === 'string' && a.filename) f.filename = a.filename;
+        if (typeof a.description === 'string') f.description = a.description;
+      }
+    }
+    return { body, files: files.map(({ placeholder: _p, ...f }) => f) };
+  }
+}
+
+/** Uploaded files as attachments of a new message (served by the fake's CDN at signed URLs). */
+function attachmentsOf(files: UploadedFile[]): MessageOptions['attachments'] {
+  return files.map((f) => ({ filename: f.filename, data: f.data, ...(f.contentType ? { content_type: f.contentType } : {}), ...(f.description ? { description: f.description } : {}) }));
 }
 
 /** The route template and major parameter (topics/rate-limits: per-route buckets, channel/guild/webhook as major parameters). */

@@ -5,6 +5,7 @@
  * machine; the upload service's domain is still upload.<host>.
  */
 import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
 import type { Clock } from '../../shared/clock.js';
 import type { GatehouseModule } from '../../server/core/context.js';
 import { startTestServer, type TestServer } from './server.js';
@@ -46,4 +47,29 @@ export async function startUploadServer(opts: { clock?: Clock; config?: Record<s
       ca.remove();
     },
   };
+}
+
+/** GET over HTTPS trusting `ca` (PEM): the status, the body and its content type. */
+export function fetchBytes(url: string, ca: string): Promise<{ status: number; body: Buffer; type: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    request(url, { ca }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), type: res.headers['content-type'] }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+/** PUT `body` (as a client does into an upload slot) over HTTPS trusting `ca`: the status. */
+export function putBytes(url: string, ca: string, body: Buffer, type: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'PUT', ca, headers: { 'Content-Type': type, 'Content-Length': body.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }

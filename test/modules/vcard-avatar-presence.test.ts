@@ -124,3 +124,37 @@ describe('avatar hash in presence (XEP-0398, XEP-0153)', () => {
     for (const c of [bea, dov]) await c.close();
   });
 });
+
+describe('avatar hash in presence turned off (vcard.avatarHashInPresence: false)', () => {
+  let ts: TestServer;
+  before(async () => {
+    ts = await startTestServer({ config: { vcard: { avatarHashInPresence: false } } });
+  });
+  after(async () => {
+    await ts.stop();
+  });
+
+  test('P19 presence passes as the client sent it: its own x:update unchanged, none added, nothing sent again when the vCard photo changes', async () => {
+    await subscribed(ts, 'eli', 'fay');
+    const eliId = await ensureAccount(ts, 'eli');
+    const card = x('vCard', { xmlns: NS.vcard }, x('PHOTO', {}, x('TYPE', {}, 'image/png'), x('BINVAL', {}, PNG_A.toString('base64'))));
+    await ts.server.ctx.storage.vcards.set(eliId, 'vcard', card.toString());
+    const fay = await loginAs(ts, 'fay');
+    fay.send(x('presence'));
+    await fay.expect((el) => el.name === 'presence' && el.attrs.from === fay.jid);
+    const eli = await loginAs(ts, 'eli');
+    const fromEli = (el: Element) => el.name === 'presence' && el.attrs.from === eli.jid && el.attrs.type === undefined;
+
+    eli.send(x('presence'));
+    assert.deepEqual(updates(await fay.expect(fromEli)), [], 'no x:update added although the vCard has a photo');
+    const own = 'da39a3ee5e6b4b0d3255bfef95601890afd80709';
+    eli.send(x('presence', {}, x('x', { xmlns: UPDATE }, x('photo', {}, own))));
+    assert.deepEqual(updates(await fay.expect(fromEli)), [own], "the client's own hash passes unchanged");
+
+    const vcard = x('vCard', { xmlns: NS.vcard }, x('PHOTO', {}, x('TYPE', {}, 'image/png'), x('BINVAL', {}, PNG_B.toString('base64'))));
+    assert.equal((await eli.iq(x('iq', { type: 'set' }, vcard))).attrs.type, 'result');
+    await roundTrip(fay);
+    assert.equal(fay.received.some(fromEli), false, 'no presence sent again on its behalf');
+    for (const c of [eli, fay]) await c.close();
+  });
+});

@@ -301,6 +301,19 @@ test('the HTTPS listener closes connections beyond http.maxConnectionsPerIp at o
   });
 });
 
+test('a reload that raises c2s.maxStanzaBytes raises the WebSocket frame cap for new connections: the parser, not the WebSocket layer, refuses an oversized stanza with policy-violation', async () => {
+  const limits = (max: string, preAuth: string) => ({ listen: HTTPS, c2s: { maxStanzaBytes: max, maxStanzaBytesPreAuth: preAuth } });
+  await withTestServer(limits('16KiB', '16KiB'), async (ts) => {
+    const port = httpsListeners(ts.server.ctx)[0]!.port;
+    await ts.reload(limits('128KiB', '64KiB'));
+    // 70 KB: over the new pre-authentication limit, and over the frame cap the first configuration gave (36 KiB).
+    const c = await WsTestClient.connect(port);
+    await c.open();
+    c.sendRaw(`<iq xmlns='jabber:client' type='get' id='1'><query xmlns='jabber:iq:register'>${'x'.repeat(70_000)}</query></iq>`);
+    assert.equal(await c.streamError(), 'policy-violation');
+  });
+});
+
 test('a reload: new HTTPS connections get the renewed certificate (SNI), a WebSocket session from before stays', async () => {
   const ca = createTestCa();
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-https-cert-'));

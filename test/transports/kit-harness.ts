@@ -176,20 +176,26 @@ export function errorOf(el: Element): string | undefined {
  */
 export async function onlineUser(kit: Kit, name: string, account: string, password: string, extra: Record<string, string> = {}): Promise<TestClient> {
   kit.net.addAccount(account, password);
-  const c = await kit.ts.user(name);
-  await c.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
-  c.send(x('presence'));
-  await c.expect((el) => el.name === 'presence' && el.attrs.from === c.jid);
+  const c = await availableUser(kit.ts, name);
   const reply = await registerLegacy(c, { username: account, password, ...extra });
   if (reply.attrs.type !== 'result') throw new Error(`registration failed: ${reply}`);
   await subscribeBoth(c);
   return c;
 }
 
+/** A new user logged in, its roster fetched and available: what a client does before it uses a gateway. */
+export async function availableUser(ts: TestServer, name: string): Promise<TestClient> {
+  const c = await ts.user(name);
+  await c.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
+  c.send(x('presence'));
+  await c.expect((el) => el.name === 'presence' && el.attrs.from === c.jid);
+  return c;
+}
+
 /** The XEP-0100 subscription dance after registration: approve the gateway, subscribe to it. */
-export async function subscribeBoth(c: TestClient): Promise<void> {
-  await c.expect((el) => el.name === 'presence' && el.attrs.type === 'subscribe' && el.attrs.from === GW);
-  c.send(x('presence', { type: 'subscribed', to: GW }));
-  c.send(x('presence', { type: 'subscribe', to: GW }));
-  await c.expect((el) => el.name === 'iq' && el.attrs.type === 'set' && !!el.getChild('query', NS.roster)?.getChildren('item').some((i) => i.attrs.jid === GW && i.attrs.subscription === 'both'));
+export async function subscribeBoth(c: TestClient, gw = GW): Promise<void> {
+  await c.expect((el) => el.name === 'presence' && el.attrs.type === 'subscribe' && el.attrs.from === gw);
+  c.send(x('presence', { type: 'subscribed', to: gw }));
+  c.send(x('presence', { type: 'subscribe', to: gw }));
+  await c.expect((el) => el.name === 'iq' && el.attrs.type === 'set' && !!el.getChild('query', NS.roster)?.getChildren('item').some((i) => i.attrs.jid === gw && i.attrs.subscription === 'both'));
 }

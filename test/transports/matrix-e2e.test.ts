@@ -12,20 +12,18 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { Element, x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { Logger } from '../../shared/logger.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { createAdapter, UNDECRYPTABLE_TEXT } from '../../transports/matrix/index.js';
-import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
-import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
+import { UNDECRYPTABLE_TEXT } from '../../transports/matrix/index.js';
+import type { TransportConfig } from '../../transports/kit/config.js';
+import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
-import { GW, SECRET, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { GW, availableUser, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 
 const CORRECT = 'urn:xmpp:message-correct:0';
 const RETRACT = 'urn:xmpp:message-retract:1';
@@ -39,9 +37,9 @@ const MARKER_PASSWORD = 'Marker-Pw-7c1e9b2d-do-not-store';
 describe('Matrix transport end to end through Gatehouse', () => {
   let hs: FakeHomeserver;
   let ts: TestServer;
+  let matrix: TransportFixture;
   let transport: RunningTransport;
   let config: TransportConfig;
-  let dir: string;
   let alice: TestClient;
   let user: string;
   let meId: string;
@@ -67,33 +65,15 @@ describe('Matrix transport end to end through Gatehouse', () => {
     hs.message(dmRoom, bobId, 'history before registration');
 
     ts = await startServer();
-    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-matrix-e2e-'));
-    config = parseTransportConfig(
-      {
-        adapter: 'matrix',
-        component: { domain: GW, secret: SECRET, host: '127.0.0.1', port: ts.componentPort },
-        storage: { type: 'sqlite', path: path.join(dir, 'matrix-transport.sqlite') },
-        vault: { keyFile: path.join(dir, 'keys', 'vault.key') },
-        admins: ['admin@localhost'],
-        gracePeriod: '2s',
-        loginTimeout: '5s',
-        reconnect: { min: '50ms', max: '400ms' },
-        // Seconds, as in a transport's YAML file: short polls and a short outage tolerance.
-        network: { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5, joinTimeout: 3 },
-      },
-      dir,
-      'matrix',
-      {},
-    );
-    const adapter = await createAdapter(config.network, { debug() {}, info() {}, warn() {} });
-    transport = await startTransport({
-      config,
-      adapter,
-      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-matrix'),
-      env: {},
+    matrix = matrixTransport({ componentPort: ts.componentPort, logLines }, {
+      admins: ['admin@localhost'],
+      // Seconds, as in a transport's YAML file: short polls and a short outage tolerance.
+      network: { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5, joinTimeout: 3 },
     });
+    config = matrix.config;
+    transport = await matrix.start();
 
-    alice = await ts.user('mx-alice');
+    alice = await availableUser(ts, 'mx-alice');
     // Every stanza the client gets, also those a test's expect() took (to count deliveries).
     const client = alice as unknown as { onElement(el: Element): void };
     const onElement = client.onElement.bind(alice);
@@ -102,17 +82,13 @@ describe('Matrix transport end to end through Gatehouse', () => {
       onElement(el);
     };
     user = bareOf(alice);
-    await alice.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
-    alice.send(x('presence'));
-    await alice.expect((el) => el.name === 'presence' && el.attrs.from === alice.jid);
   });
 
   after(async () => {
     await alice?.close().catch(() => undefined);
-    await transport?.stop().catch(() => undefined);
+    await matrix?.stop();
     await ts?.stop();
     await hs?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test('P9 registration: homeserver URL, user ID and password; only the token and device are stored, encrypted', async () => {
@@ -319,10 +295,8 @@ describe('Matrix transport end to end through Gatehouse', () => {
     await transport.stop();
     const syncsBefore = hs.syncs.length;
     hs.message(dmRoom, bobId, 'while the transport was down');
-    const log = new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-matrix');
     // As `gatehouse transport matrix` does: the adapter gets the kit's settings (network.loginTimeout agrees).
-    const adapter = await createAdapter(config.network, { debug() {}, info() {}, warn() {} }, { loginTimeoutMs: config.loginTimeout });
-    transport = await startTransport({ config, adapter, log, env: {} });
+    transport = await matrix.start({ kitSettings: true });
     const missed = await alice.expect((el) => isMsg(el) && el.getChildText('body') === 'while the transport was down', 15000);
     assert.equal(missed.attrs.from, jidOf(bobId));
     const syncs = hs.syncs.slice(syncsBefore);

@@ -11,52 +11,22 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { Logger } from '../../shared/logger.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { startUploadServer, type UploadServer } from '../helpers/upload-server.js';
+import { fetchBytes, putBytes, startUploadServer, type UploadServer } from '../helpers/upload-server.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { createAdapter } from '../../transports/matrix/index.js';
-import { parseTransportConfig } from '../../transports/kit/config.js';
-import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
-import { SECRET, registerForm, serverModules, until } from './kit-harness.js';
+import { SECRET, availableUser, registerForm, serverModules, subscribeBoth, until } from './kit-harness.js';
+import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 import { ElementPeer } from './matrix-element-peer.js';
 
 const UPLOAD = 'urn:xmpp:http:upload:0';
 const MX = 'mxe.localhost';
 
 type Json = Record<string, unknown>;
-
-function fetchBytes(url: string, ca: string): Promise<{ status: number; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    request(url, { ca }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-    })
-      .on('error', reject)
-      .end();
-  });
-}
-
-function put(url: string, ca: string, body: Buffer, type: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'PUT', ca, headers: { 'Content-Type': type, 'Content-Length': body.length } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 const unpadded = (b: Buffer) => b.toString('base64').replace(/=+$/, '');
 const fromBase64 = (s: string) => Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
@@ -83,8 +53,7 @@ describe('Matrix encrypted attachments through Gatehouse', () => {
   let web: UploadServer;
   let ts: TestServer;
   let hs: FakeHomeserver;
-  let mx: RunningTransport;
-  let dir: string;
+  let matrix: TransportFixture;
   let alice: TestClient;
   let meId: string;
   let bobId: string;
@@ -104,38 +73,16 @@ describe('Matrix encrypted attachments through Gatehouse', () => {
       config: { components: [{ domain: MX, secret: SECRET }], listen: { components: [{ host: '127.0.0.1', port: 0 }] } },
     });
     ts = web.ts;
-    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-mx-e2ee-files-'));
-    const config = parseTransportConfig(
-      {
-        adapter: 'matrix',
-        component: { domain: MX, secret: SECRET, host: '127.0.0.1', port: ts.componentPort },
-        storage: { type: 'sqlite', path: path.join(dir, 'matrix.sqlite') },
-        vault: { keyFile: path.join(dir, 'keys', 'matrix.key') },
-        gracePeriod: '2s',
-        loginTimeout: '15s',
-        reconnect: { min: '50ms', max: '400ms' },
-        media: { caFile: web.ca.caFile, maxSize: 64 * 1024, timeout: '10s' },
-        network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 5, joinTimeout: 5, undecryptableTimeout: 2 },
-      },
-      dir,
-      'matrix',
-      {},
-    );
-    mx = await startTransport({
-      config,
-      adapter: await createAdapter(config.network, { debug() {}, info() {}, warn() {} }),
-      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-matrix'),
-      env: {},
+    matrix = matrixTransport({ componentPort: ts.componentPort, domain: MX, logLines }, {
+      loginTimeout: '15s',
+      media: { caFile: web.ca.caFile, maxSize: 64 * 1024, timeout: '10s' },
+      network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 5, joinTimeout: 5, undecryptableTimeout: 2 },
     });
-    alice = await ts.user('mxe-alice');
-    await alice.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
-    alice.send(x('presence'));
-    await alice.expect((el) => el.name === 'presence' && el.attrs.from === alice.jid);
+    await matrix.start();
+    alice = await availableUser(ts, 'mxe-alice');
     const reg = await registerForm(alice, { username: meId, homeserver: hs.url, password: 'mx-e2ee-files-1' }, MX);
     assert.equal(reg.attrs.type, 'result', String(reg));
-    await alice.expect((el) => el.name === 'presence' && el.attrs.type === 'subscribe' && el.attrs.from === MX);
-    alice.send(x('presence', { type: 'subscribed', to: MX }));
-    alice.send(x('presence', { type: 'subscribe', to: MX }));
+    await subscribeBoth(alice, MX);
     await until(() => hs.keys.devicesWithKeys(meId).length === 1, 'the gateway device uploads its keys', 15000);
     bob = await ElementPeer.start(hs, bobId);
   });
@@ -143,10 +90,9 @@ describe('Matrix encrypted attachments through Gatehouse', () => {
   after(async () => {
     bob?.stop();
     await alice?.close().catch(() => undefined);
-    await mx?.stop().catch(() => undefined);
+    await matrix?.stop();
     await web?.stop();
     await hs?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test('an encrypted m.image from Element arrives as an upload-service URL whose bytes are the plaintext', async () => {
@@ -183,7 +129,7 @@ describe('Matrix encrypted attachments through Gatehouse', () => {
     const slot = await alice.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: 'holiday.jpg', size: String(plain.length), 'content-type': 'image/jpeg' })));
     assert.equal(slot.attrs.type, 'result', String(slot));
     const s = slot.getChild('slot', UPLOAD)!;
-    assert.equal(await put(s.getChild('put')!.attrs.url!, web.caPem, plain, 'image/jpeg'), 201);
+    assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, plain, 'image/jpeg'), 201);
     const url = s.getChild('get')!.attrs.url!;
     const uploadsBefore = hs.sent({ kind: 'upload' }).length;
     alice.send(x('message', { type: 'chat', to: bobJid(), id: 'e2ee-file-1' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));

@@ -11,20 +11,16 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { Logger } from '../../shared/logger.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { createAdapter, UNDECRYPTABLE_TEXT, type MatrixSession } from '../../transports/matrix/index.js';
-import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
-import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
+import { UNDECRYPTABLE_TEXT, type MatrixSession } from '../../transports/matrix/index.js';
+import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
-import { GW, SECRET, bareOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { GW, availableUser, bareOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 import { ElementPeer } from './matrix-element-peer.js';
 
 const MUC = 'http://jabber.org/protocol/muc';
@@ -32,9 +28,8 @@ const MUC = 'http://jabber.org/protocol/muc';
 describe('Matrix end-to-end encryption through Gatehouse', () => {
   let hs: FakeHomeserver;
   let ts: TestServer;
+  let matrix: TransportFixture;
   let transport: RunningTransport;
-  let config: TransportConfig;
-  let dir: string;
   let alice: TestClient;
   let user: string;
   let meId: string;
@@ -54,16 +49,6 @@ describe('Matrix end-to-end encryption through Gatehouse', () => {
   const sentTypes = (roomId: string) => hs.sent({ kind: 'event', roomId, userId: meId }).map((r) => r.eventType);
   const gatewayDevice = () => hs.keys.devicesWithKeys(meId);
 
-  async function start(): Promise<void> {
-    const adapter = await createAdapter(config.network, { debug() {}, info() {}, warn() {} });
-    transport = await startTransport({
-      config,
-      adapter,
-      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-matrix'),
-      env: {},
-    });
-  }
-
   before(async () => {
     hs = await FakeHomeserver.start();
     meId = hs.createUser('alice', { password: 'alice-pw-e2ee', displayName: 'Alice' });
@@ -73,29 +58,14 @@ describe('Matrix end-to-end encryption through Gatehouse', () => {
     secretRoom = hs.createRoom({ creator: carolId, members: [meId, bobId], name: 'Secret', alias: 'secret', encrypted: true });
 
     ts = await startServer();
-    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-matrix-e2ee-'));
-    config = parseTransportConfig(
-      {
-        adapter: 'matrix',
-        component: { domain: GW, secret: SECRET, host: '127.0.0.1', port: ts.componentPort },
-        storage: { type: 'sqlite', path: path.join(dir, 'matrix-transport.sqlite') },
-        vault: { keyFile: path.join(dir, 'keys', 'vault.key') },
-        admins: ['admin@localhost'],
-        gracePeriod: '2s',
-        loginTimeout: '15s',
-        reconnect: { min: '50ms', max: '400ms' },
-        network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 5, joinTimeout: 5, undecryptableTimeout: 2 },
-      },
-      dir,
-      'matrix',
-      {},
-    );
-    await start();
-    alice = await ts.user('mx-e2ee');
+    matrix = matrixTransport({ componentPort: ts.componentPort, logLines }, {
+      admins: ['admin@localhost'],
+      loginTimeout: '15s',
+      network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 5, joinTimeout: 5, undecryptableTimeout: 2 },
+    });
+    transport = await matrix.start();
+    alice = await availableUser(ts, 'mx-e2ee');
     user = bareOf(alice);
-    await alice.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
-    alice.send(x('presence'));
-    await alice.expect((el) => el.name === 'presence' && el.attrs.from === alice.jid);
 
     bob = await ElementPeer.start(hs, bobId);
     carol = await ElementPeer.start(hs, carolId);
@@ -105,10 +75,9 @@ describe('Matrix end-to-end encryption through Gatehouse', () => {
   after(async () => {
     for (const p of peers) p.stop();
     await alice?.close().catch(() => undefined);
-    await transport?.stop().catch(() => undefined);
+    await matrix?.stop();
     await ts?.stop();
     await hs?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test('registration sets up a device with keys on the homeserver; its encryption store is kept sealed', async () => {
@@ -177,7 +146,7 @@ describe('Matrix end-to-end encryption through Gatehouse', () => {
     const device = gatewayDevice()[0]!;
     const keysBefore = JSON.stringify(hs.keys.deviceKeys(meId, device));
     await transport.stop();
-    await start();
+    transport = await matrix.start();
     alice.send(x('presence'));
     await until(() => transport.gateway.sessions.ofUser(user)[0]?.state === 'online', 'logged in again', 20000);
     assert.deepEqual(hs.keys.deviceIds(meId).length, 1, 'no new device');

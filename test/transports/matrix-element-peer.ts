@@ -11,6 +11,23 @@ import { unrefLiveEventTimers, withoutRustLogs } from '../../transports/matrix/c
 
 type Json = Record<string, unknown>;
 
+/** Starts the client as Element does (lazy-loaded members) and resolves after its first sync. */
+export function startSyncing(client: sdk.MatrixClient, userId: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onSync = (state: sdk.SyncState) => {
+      if (state === sdk.SyncState.Prepared || state === sdk.SyncState.Syncing) {
+        client.off(sdk.ClientEvent.Sync, onSync);
+        resolve();
+      } else if (state === sdk.SyncState.Error) {
+        client.off(sdk.ClientEvent.Sync, onSync);
+        reject(new Error(`the peer ${userId} could not sync`));
+      }
+    };
+    client.on(sdk.ClientEvent.Sync, onSync);
+    void client.startClient({ lazyLoadMembers: true, initialSyncLimit: 20, pollTimeout: 2000 });
+  });
+}
+
 export class ElementPeer {
   private constructor(
     readonly client: sdk.MatrixClient,
@@ -31,19 +48,7 @@ export class ElementPeer {
     withoutSdkTimers(client);
     await withoutRustLogs(() => client.initRustCrypto({ useIndexedDB: false }));
     unrefLiveEventTimers(client);
-    await new Promise<void>((resolve, reject) => {
-      const onSync = (state: sdk.SyncState) => {
-        if (state === sdk.SyncState.Prepared || state === sdk.SyncState.Syncing) {
-          client.off(sdk.ClientEvent.Sync, onSync);
-          resolve();
-        } else if (state === sdk.SyncState.Error) {
-          client.off(sdk.ClientEvent.Sync, onSync);
-          reject(new Error(`the peer ${userId} could not sync`));
-        }
-      };
-      client.on(sdk.ClientEvent.Sync, onSync);
-      void client.startClient({ lazyLoadMembers: true, initialSyncLimit: 20, pollTimeout: 2000 });
-    });
+    await startSyncing(client, userId);
     return new ElementPeer(client, userId, device);
   }
 

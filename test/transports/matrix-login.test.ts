@@ -17,21 +17,18 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { Element, x } from '../../shared/xml/element.js';
-import { NS } from '../../shared/ns.js';
-import { Logger } from '../../shared/logger.js';
+import { existsSync, readFileSync } from 'node:fs';
+import type { Element } from '../../shared/xml/element.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { createAdapter, createMatrixAdapter } from '../../transports/matrix/index.js';
+import { createMatrixAdapter } from '../../transports/matrix/index.js';
 import { LegacyAuthError, LegacyNetworkError } from '../../transports/kit/adapter.js';
-import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
-import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
+import type { TransportConfig } from '../../transports/kit/config.js';
+import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
-import { GW, SECRET, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { GW, availableUser, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 
 /** A tiny web server for a server name's /.well-known/matrix/client (what matrix.org serves). */
 async function wellKnownServer(answer: () => { status: number; body: string }): Promise<{ server: Server; name: string }> {
@@ -48,9 +45,9 @@ describe('Matrix login through Gatehouse: discovery, OAuth 2.0 device grant, tok
   let short: FakeHomeserver;
   let long: FakeHomeserver;
   let ts: TestServer;
+  let matrix: TransportFixture;
   let transport: RunningTransport;
   let config: TransportConfig;
-  let dir: string;
   let wk: { server: Server; name: string };
   let wkAnswer = () => ({ status: 200, body: '{}' });
   const logLines: string[] = [];
@@ -61,11 +58,8 @@ describe('Matrix login through Gatehouse: discovery, OAuth 2.0 device grant, tok
   const isChatFromGw = (el: Element) => el.name === 'message' && el.attrs.from === GW && el.attrs.type === 'chat';
 
   async function xmppUser(name: string): Promise<TestClient> {
-    const c = await ts.user(name);
+    const c = await availableUser(ts, name);
     clients.push(c);
-    await c.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
-    c.send(x('presence'));
-    await c.expect((el) => el.name === 'presence' && el.attrs.from === c.jid);
     return c;
   }
 
@@ -85,40 +79,22 @@ describe('Matrix login through Gatehouse: discovery, OAuth 2.0 device grant, tok
     long = await FakeHomeserver.start({ oauth: { accessTokenLifetimeMs: 3_600_000, intervalS: 1 } });
     wk = await wellKnownServer(() => wkAnswer());
     ts = await startServer();
-    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-matrix-login-'));
-    config = parseTransportConfig(
-      {
-        adapter: 'matrix',
-        component: { domain: GW, secret: SECRET, host: '127.0.0.1', port: ts.componentPort },
-        storage: { type: 'sqlite', path: path.join(dir, 'matrix-transport.sqlite') },
-        vault: { keyFile: path.join(dir, 'keys', 'vault.key') },
-        admins: ['admin@localhost'],
-        gracePeriod: '30s',
-        loginTimeout: '5s',
-        reconnect: { min: '50ms', max: '400ms' },
-        network: { pollTimeout: 1, syncFailureTimeout: 5, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5, joinTimeout: 3 },
-      },
-      dir,
-      'matrix',
-      {},
-    );
-    const adapter = await createAdapter(config.network, { debug() {}, info() {}, warn() {} });
-    transport = await startTransport({
-      config,
-      adapter,
-      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-matrix'),
-      env: {},
+    matrix = matrixTransport({ componentPort: ts.componentPort, logLines }, {
+      admins: ['admin@localhost'],
+      gracePeriod: '30s',
+      network: { pollTimeout: 1, syncFailureTimeout: 5, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5, joinTimeout: 3 },
     });
+    config = matrix.config;
+    transport = await matrix.start();
   });
 
   after(async () => {
     for (const c of clients) await c.close().catch(() => undefined);
-    await transport?.stop().catch(() => undefined);
+    await matrix?.stop();
     await ts?.stop();
     await short?.stop();
     await long?.stop();
     wk?.server.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test('a bad .well-known file is a clear registration error; nothing is stored', async () => {

@@ -19,6 +19,7 @@ import {
 } from 'matrix-js-sdk/lib/crypto-api/index.js';
 import type { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { quiet } from '../../transports/matrix/sdk.js';
+import { startSyncing } from './matrix-element-peer.js';
 
 /** The Rust crypto logs to the console at debug level when it starts; tests keep their output clean. */
 function quietRustConsole(): void {
@@ -57,19 +58,7 @@ export class TrustPeer {
     const callbacks: CryptoCallbacks = {};
     const client = sdk.createClient({ baseUrl: hs.url, userId, deviceId, accessToken, logger: quiet, cryptoCallbacks: callbacks, verificationMethods: ['m.sas.v1'] });
     await client.initRustCrypto({ useIndexedDB: false });
-    await new Promise<void>((resolve, reject) => {
-      const onSync = (state: sdk.SyncState) => {
-        if (state === sdk.SyncState.Prepared || state === sdk.SyncState.Syncing) {
-          client.off(sdk.ClientEvent.Sync, onSync);
-          resolve();
-        } else if (state === sdk.SyncState.Error) {
-          client.off(sdk.ClientEvent.Sync, onSync);
-          reject(new Error(`the peer ${userId} could not sync`));
-        }
-      };
-      client.on(sdk.ClientEvent.Sync, onSync);
-      void client.startClient({ lazyLoadMembers: true, initialSyncLimit: 20, pollTimeout: 2000 });
-    });
+    await startSyncing(client, userId);
     return new TrustPeer(client, userId, deviceId, callbacks);
   }
 

@@ -14,22 +14,17 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { encodeRecoveryKey } from 'matrix-js-sdk/lib/crypto-api/index.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import { Logger } from '../../shared/logger.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
-import { createAdapter } from '../../transports/matrix/index.js';
-import { parseTransportConfig, type TransportConfig } from '../../transports/kit/config.js';
 import { openStorage } from '../../storage/datasource.js';
-import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
+import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
-import { GW, SECRET, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { GW, availableUser, bareOf, errorOf, registerForm, startServer, subscribeBoth, until } from './kit-harness.js';
+import { matrixTransport, type TransportFixture } from './transport-fixture.js';
 import { TrustPeer } from './matrix-trust-peer.js';
 
 const COMMANDS = 'http://jabber.org/protocol/commands';
@@ -39,9 +34,8 @@ const NODE = 'matrix-recovery-key';
 describe('Matrix trust: recovery key, key backup and SAS verification through Gatehouse', () => {
   let hs: FakeHomeserver;
   let ts: TestServer;
+  let matrix: TransportFixture;
   let transport: RunningTransport;
-  let config: TransportConfig;
-  let dir: string;
   let alice: TestClient;
   let user: string;
   let meId: string;
@@ -72,11 +66,6 @@ describe('Matrix trust: recovery key, key backup and SAS verification through Ga
   const errorText = (el: Element) => el.getChild('error')?.getChildText('text', NS.stanzas) ?? '';
   const storedKey = async () => (await transport.gateway.registration.loginRequestFor(user, undefined))?.credentials.recoveryKey;
 
-  async function start(): Promise<void> {
-    const adapter = await createAdapter(config.network, { debug() {}, info() {}, warn() {} });
-    transport = await startTransport({ config, adapter, log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-matrix'), env: {} });
-  }
-
   before(async () => {
     hs = await FakeHomeserver.start();
     meId = hs.createUser('alice', { password: PASSWORD, displayName: 'Alice' });
@@ -95,39 +84,23 @@ describe('Matrix trust: recovery key, key backup and SAS verification through Ga
     await until(() => hs.trust.backedUpSessions(meId).length > 0, 'Element backs up the room key', 20_000);
 
     ts = await startServer();
-    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-matrix-trust-'));
-    config = parseTransportConfig(
-      {
-        adapter: 'matrix',
-        component: { domain: GW, secret: SECRET, host: '127.0.0.1', port: ts.componentPort },
-        storage: { type: 'sqlite', path: path.join(dir, 'matrix-transport.sqlite') },
-        vault: { keyFile: path.join(dir, 'keys', 'vault.key') },
-        gracePeriod: '2s',
-        loginTimeout: '15s',
-        reconnect: { min: '50ms', max: '400ms' },
-        // Long enough for the message the gateway cannot decrypt yet to wait for the backup.
-        network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 10, joinTimeout: 5, undecryptableTimeout: 120 },
-      },
-      dir,
-      'matrix',
-      {},
-    );
-    await start();
-    alice = await ts.user('mx-trust');
+    matrix = matrixTransport({ componentPort: ts.componentPort, logLines }, {
+      loginTimeout: '15s',
+      // Long enough for the message the gateway cannot decrypt yet to wait for the backup.
+      network: { pollTimeout: 2, syncFailureTimeout: 2, retryInterval: 0.2, requestTimeout: 10, joinTimeout: 5, undecryptableTimeout: 120 },
+    });
+    transport = await matrix.start();
+    alice = await availableUser(ts, 'mx-trust');
     user = bareOf(alice);
-    await alice.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
-    alice.send(x('presence'));
-    await alice.expect((el) => el.name === 'presence' && el.attrs.from === alice.jid);
   });
 
   after(async () => {
     element?.stop();
     bob?.stop();
     await alice?.close().catch(() => undefined);
-    await transport?.stop().catch(() => undefined);
+    await matrix?.stop();
     await ts?.stop();
     await hs?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test('the gateway offers the recovery key command; a message to an unsigned device is not readable yet', async () => {
@@ -250,7 +223,7 @@ describe('Matrix trust: recovery key, key backup and SAS verification through Ga
     const device = gatewayDevice();
     const linesBefore = logLines.length;
     await transport.stop();
-    await start();
+    transport = await matrix.start();
     alice.send(x('presence'));
     await until(() => transport.gateway.sessions.ofUser(user)[0]?.state === 'online', 'logged in again', 20_000);
     assert.equal(gatewayDevice(), device, 'the same device');
@@ -270,11 +243,11 @@ describe('Matrix trust: recovery key, key backup and SAS verification through Ga
     const keysBefore = JSON.stringify(hs.keys.deviceKeys(meId, device)!.keys);
     await transport.stop();
     // The sealed store cannot be opened any more (as after a lost or foreign vault key for it).
-    const storage = await openStorage(config.storage, { migrate: false });
+    const storage = await openStorage(matrix.config.storage, { migrate: false });
     const rec = (await storage.transports.getSecretState('matrix', user, ''))!;
     await storage.transports.saveSecretState('', { ...rec, ciphertext: Buffer.alloc(rec.ciphertext.length) });
     await storage.close();
-    await start();
+    transport = await matrix.start();
     alice.send(x('presence'));
     await until(() => transport.gateway.sessions.ofUser(user)[0]?.state === 'online', 'logged in again', 20_000);
     await until(() => JSON.stringify(hs.keys.deviceKeys(meId, device)?.keys) !== keysBefore, 'new identity keys for the device', 20_000);

@@ -15,7 +15,6 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
 import { createServer } from 'node:http';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,75 +25,24 @@ import { NS } from '../../shared/ns.js';
 import { Logger } from '../../shared/logger.js';
 import type { TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { startUploadServer, type UploadServer } from '../helpers/upload-server.js';
+import { fetchBytes, putBytes, startUploadServer, type UploadServer } from '../helpers/upload-server.js';
 import { FakeHomeserver } from '../fakes/matrix-homeserver.js';
 import { FakeDiscord, Perm, type FakeChannel, type FakeGuild } from '../fakes/discord.js';
-import { createAdapter as createMatrixAdapter } from '../../transports/matrix/index.js';
 import { createAdapter as createDiscordAdapter } from '../../transports/discord/index.js';
-import { parseTransportConfig } from '../../transports/kit/config.js';
-import { startTransport, type RunningTransport } from '../../transports/kit/gateway.js';
+import type { RunningTransport } from '../../transports/kit/gateway.js';
 import { escapeLocal } from '../../transports/kit/jid-escaping.js';
 import { MediaService } from '../../transports/kit/media.js';
 import { uploadStorage } from '../../server/modules/upload/storage.js';
-import { SECRET, bareOf, registerForm, serverModules, startServer, until } from './kit-harness.js';
+import { SECRET, availableUser, bareOf, registerForm, serverModules, startServer, subscribeBoth, until } from './kit-harness.js';
+import { matrixTransport, transportFixture, type TransportFixture } from './transport-fixture.js';
 
 const UPLOAD = 'urn:xmpp:http:upload:0';
 const MX = 'mx.localhost';
 const DC = 'dc.localhost';
 const LIMIT = 64 * 1024;
 
-function fetchBytes(url: string, ca: string): Promise<{ status: number; body: Buffer; type: string | undefined }> {
-  return new Promise((resolve, reject) => {
-    request(url, { ca }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), type: res.headers['content-type'] }));
-    })
-      .on('error', reject)
-      .end();
-  });
-}
-
-function put(url: string, ca: string, body: Buffer, type: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'PUT', ca, headers: { 'Content-Type': type, 'Content-Length': body.length } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-/** The XEP-0100 dance with a gateway after registration. */
-async function subscribeTo(c: TestClient, gw: string): Promise<void> {
-  await c.expect((el) => el.name === 'presence' && el.attrs.type === 'subscribe' && el.attrs.from === gw);
-  c.send(x('presence', { type: 'subscribed', to: gw }));
-  c.send(x('presence', { type: 'subscribe', to: gw }));
-  await c.expect((el) => el.name === 'iq' && el.attrs.type === 'set' && !!el.getChild('query', NS.roster)?.getChildren('item').some((i) => i.attrs.jid === gw && i.attrs.subscription === 'both'));
-}
-
 function oobUrls(el: Element): string[] {
   return el.getChildren('x', NS.oob).map((o) => o.getChildText('url') ?? '');
-}
-
-function transportConfig(domain: string, adapter: string, dir: string, componentPort: number, network: Record<string, unknown>, media: Record<string, unknown>) {
-  return parseTransportConfig(
-    {
-      adapter,
-      component: { domain, secret: SECRET, host: '127.0.0.1', port: componentPort },
-      storage: { type: 'sqlite', path: path.join(dir, `${adapter}.sqlite`) },
-      vault: { keyFile: path.join(dir, 'keys', `${adapter}.key`) },
-      gracePeriod: '2s',
-      loginTimeout: '5s',
-      reconnect: { min: '50ms', max: '400ms' },
-      media,
-      network,
-    },
-    dir,
-    adapter,
-    {},
-  );
 }
 
 describe('transports re-host attachments on the upload service', () => {
@@ -114,8 +62,6 @@ describe('transports re-host attachments on the upload service', () => {
   let dcGuild: FakeGuild;
   let dcPics: FakeChannel;
   const logLines: string[] = [];
-  const log = (name: string) => new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, name);
-  const quiet = { debug() {}, info() {}, warn() {} };
 
   before(async () => {
     hs = await FakeHomeserver.start();
@@ -144,30 +90,21 @@ describe('transports re-host attachments on the upload service', () => {
     ts = web.ts;
     dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-rehost-test-'));
     const media = { caFile: web.ca.caFile, maxSize: LIMIT, timeout: '10s' };
-    const mxConfig = transportConfig(MX, 'matrix', dir, ts.componentPort, { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5 }, media);
-    mx = await startTransport({ config: mxConfig, adapter: await createMatrixAdapter(mxConfig.network, quiet), log: log('transport-matrix'), env: {} });
+    const shared = { componentPort: ts.componentPort, dir, logLines };
+    const network = { pollTimeout: 2, syncFailureTimeout: 1, retryInterval: 0.2, requestTimeout: 5, loginTimeout: 5 };
+    mx = await matrixTransport({ ...shared, domain: MX }, { media, network }).start();
     const tokenFile = path.join(dir, 'discord-bot.token');
     writeFileSync(tokenFile, fake.token, { mode: 0o600 });
-    const dcConfig = transportConfig(
-      DC,
-      'discord',
-      dir,
-      ts.componentPort,
-      { api: fake.apiBase, reconnectGraceSeconds: 2, loginTimeoutSeconds: 5, sharedBot: { tokenFile, guilds: [dcGuild.id] } },
-      media,
-    );
-    dc = await startTransport({ config: dcConfig, adapter: await createDiscordAdapter(dcConfig.network, quiet), log: log('transport-discord'), env: {} });
+    const discordNetwork = { api: fake.apiBase, reconnectGraceSeconds: 2, loginTimeoutSeconds: 5, sharedBot: { tokenFile, guilds: [dcGuild.id] } };
+    dc = await transportFixture({ ...shared, adapter: 'discord', createAdapter: createDiscordAdapter, domain: DC, settings: { media, network: discordNetwork } }).start();
 
-    alice = await ts.user('media-alice');
-    await alice.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
-    alice.send(x('presence'));
-    await alice.expect((el) => el.name === 'presence' && el.attrs.from === alice.jid);
+    alice = await availableUser(ts, 'media-alice');
     const reg = await registerForm(alice, { username: meId, homeserver: hs.url, password: 'mx-password-1' }, MX);
     assert.equal(reg.attrs.type, 'result', String(reg));
-    await subscribeTo(alice, MX);
+    await subscribeBoth(alice, MX);
     const reg2 = await registerForm(alice, { password: fake.token }, DC);
     assert.equal(reg2.attrs.type, 'result', String(reg2));
-    await subscribeTo(alice, DC);
+    await subscribeBoth(alice, DC);
   });
 
   after(async () => {
@@ -240,7 +177,7 @@ describe('transports re-host attachments on the upload service', () => {
     const slot = await alice.iq(x('iq', { type: 'get', to: 'upload.localhost' }, x('request', { xmlns: UPLOAD, filename: 'holiday.jpg', size: String(bytes.length), 'content-type': 'image/jpeg' })));
     assert.equal(slot.attrs.type, 'result', String(slot));
     const s = slot.getChild('slot', UPLOAD)!;
-    assert.equal(await put(s.getChild('put')!.attrs.url!, web.caPem, bytes, 'image/jpeg'), 201);
+    assert.equal(await putBytes(s.getChild('put')!.attrs.url!, web.caPem, bytes, 'image/jpeg'), 201);
     const url = s.getChild('get')!.attrs.url!;
     const before = hs.sent({ kind: 'upload' }).length;
     alice.send(x('message', { type: 'chat', to: `${escapeLocal(bobId)}@${MX}`, id: 'file-1' }, x('body', {}, url), x('x', { xmlns: NS.oob }, x('url', {}, url))));
@@ -388,7 +325,7 @@ describe('transports re-host attachments on the upload service', () => {
       await carl.expect((el) => el.name === 'presence' && el.attrs.from === carl.jid);
       const reg = await registerForm(carl, { password: '' }, DC);
       assert.equal(reg.attrs.type, 'result', String(reg));
-      await subscribeTo(carl, DC);
+      await subscribeBoth(carl, DC);
       const room = `${escapeLocal(`#${dcPics.id}`)}@${DC}`;
       carl.send(x('presence', { to: `${room}/carl` }, x('x', { xmlns: 'http://jabber.org/protocol/muc' })));
       await carl.expect((el) => el.name === 'presence' && el.attrs.from === `${room}/carl`, 10000);
@@ -416,7 +353,7 @@ describe('transports re-host attachments on the upload service', () => {
       dora.send(x('presence'));
       await dora.expect((el) => el.name === 'presence' && el.attrs.from === dora.jid);
       assert.equal((await registerForm(dora, { password: '' }, DC)).attrs.type, 'result');
-      await subscribeTo(dora, DC);
+      await subscribeBoth(dora, DC);
       const room = `${escapeLocal(`#${dcPics.id}`)}@${DC}`;
       const muc = 'http://jabber.org/protocol/muc';
       const isSubject = (el: Element) => el.name === 'message' && el.attrs.from?.startsWith(room) === true && !!el.getChild('subject');
@@ -442,8 +379,7 @@ describe('transports re-host attachments on the upload service', () => {
 describe('transports without an upload service', () => {
   let ts: TestServer;
   let hs: FakeHomeserver;
-  let mx: RunningTransport;
-  let dir: string;
+  let matrix: TransportFixture;
   let alice: TestClient;
   let room: string;
   let bobId: string;
@@ -455,29 +391,19 @@ describe('transports without an upload service', () => {
     bobId = hs.createUser('bob');
     room = hs.createRoom({ creator: bobId, members: [meId], direct: true });
     ts = await startServer();
-    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-media-none-'));
-    const config = transportConfig('gw.localhost', 'matrix', dir, ts.componentPort, { pollTimeout: 2, requestTimeout: 5, loginTimeout: 5 }, {});
-    mx = await startTransport({
-      config,
-      adapter: await createMatrixAdapter(config.network, { debug() {}, info() {}, warn() {} }),
-      log: new Logger({ level: 'debug', format: 'text', sink: (l) => logLines.push(l) }, 'transport-matrix'),
-      env: {},
-    });
-    alice = await ts.user('nomedia-alice');
-    await alice.iq(x('iq', { type: 'get' }, x('query', { xmlns: NS.roster })));
-    alice.send(x('presence'));
-    await alice.expect((el) => el.name === 'presence' && el.attrs.from === alice.jid);
-    const reg = await registerForm(alice, { username: meId, homeserver: hs.url, password: 'mx-password-2' }, 'gw.localhost');
+    matrix = matrixTransport({ componentPort: ts.componentPort, logLines }, { media: {}, network: { pollTimeout: 2, requestTimeout: 5, loginTimeout: 5 } });
+    await matrix.start();
+    alice = await availableUser(ts, 'nomedia-alice');
+    const reg = await registerForm(alice, { username: meId, homeserver: hs.url, password: 'mx-password-2' });
     assert.equal(reg.attrs.type, 'result', String(reg));
-    await subscribeTo(alice, 'gw.localhost');
+    await subscribeBoth(alice);
   });
 
   after(async () => {
     await alice?.close().catch(() => undefined);
-    await mx?.stop().catch(() => undefined);
+    await matrix?.stop();
     await ts?.stop();
     await hs?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test('attachments stay links to the network, as before, and the missing service is logged once', async () => {

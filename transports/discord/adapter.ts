@@ -7,8 +7,8 @@
  * themselves (Developer Portal → Applications → New Application → Bot → Reset Token; turn on the
  * "Message Content Intent", and the "Server Members Intent" for occupant lists; invite it with
  * the OAuth2 URL generator, scope `bot`, permissions View Channels, Send Messages, Read Message
- * History, Add Reactions, and optionally Manage Messages, Manage Channels for topics, Change
- * Nickname). The token is a password: it goes into the kit's vault and never into logs.
+ * History, Add Reactions, Attach Files (files from XMPP), and optionally Manage Messages, Manage
+ * Channels for topics, Change Nickname). The token is a password: it goes into the kit's vault and never into logs.
  *
  * Addresses: rooms are guild text channels, `#<channel id>@discord.<domain>` (isRoomId: a `#`
  * and digits), contacts are users, `<user id>@discord.<domain>`. Not multi-server: Discord is one
@@ -18,11 +18,13 @@
  * https://discord.com/api; the gateway URL comes from Discord), `members` (ask for the Server
  * Members intent, default true), `presences` (the Presence intent, default false),
  * `reconnectGraceSeconds` (default 120), `loginTimeoutSeconds` (default 60),
- * `maxRateLimitWaitSeconds` (default 30), `maxMessageParts` (default 4).
+ * `maxRateLimitWaitSeconds` (default 30), `maxMessageParts` (default 4), `maxFileSize` (files sent
+ * from XMPP as attachments, default 10 MiB: Discord's limit for bots outside boosted servers).
  */
 import { LegacyAuthError, type AdapterLogger, type LoginRequest, type NetworkAdapter, type RegistrationField } from '../kit/adapter.js';
 import { DiscordSession, channelIdOf, type DiscordSessionOptions } from './session.js';
 import { SharedBot, type SharedBotSettings } from './shared-bot.js';
+import { Turns } from './files.js';
 
 export const DISCORD_REGISTRATION_FIELDS: RegistrationField[] = [
   {
@@ -61,6 +63,7 @@ export const DEFAULT_DISCORD_OPTIONS: DiscordSessionOptions = {
   waitGuildTimeoutMs: 15_000,
   cdn: 'https://cdn.discordapp.com',
   historyLimit: 50,
+  maxFileSize: 10 * 1024 * 1024,
 };
 
 export interface DiscordAdapterOptions extends Partial<DiscordSessionOptions> {
@@ -96,6 +99,8 @@ export class DiscordAdapter implements NetworkAdapter {
   readonly options: DiscordSessionOptions;
   /** The operator's bot that users without their own token are linked to; null without one. */
   readonly shared: SharedBot | null;
+  /** Files on their way to Discord are held in memory a few at a time, for all users together. */
+  private readonly fileTurns = new Turns();
 
   constructor(options: DiscordAdapterOptions = {}) {
     const { name, sharedBot, log, ...rest } = options;
@@ -123,6 +128,7 @@ export class DiscordAdapter implements NetworkAdapter {
     const source = this.shared && !raw.trim() ? await this.shared.acquire() : parseToken(raw);
     const session = new DiscordSession(source, this.options, request.log);
     session.media = request.media;
+    session.fileTurns = this.fileTurns;
     session.restoreState(request.state);
     await session.start();
     // Shared bot: the user's own picture goes with their webhook messages (taken at login).

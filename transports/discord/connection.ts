@@ -8,6 +8,7 @@ import { LegacyAuthError, LegacyNetworkError, type AdapterLogger, type LegacyCon
 import { LegacySessionEmitter } from '../kit/session-emitter.js';
 import { mapError } from './errors.js';
 import { FinalDestroyStrategy } from './gateway.js';
+import { Turns } from './files.js';
 import { BoundedMap } from './ids.js';
 import { cleanNick } from './text.js';
 
@@ -36,6 +37,8 @@ export interface DiscordSessionOptions {
   cdn: string;
   /** After a fresh gateway session, at most this many missed messages per channel are fetched (0: none). */
   historyLimit: number;
+  /** Largest file sent from XMPP as a Discord attachment (Discord takes 10 MiB from bots by default); larger ones go as links. */
+  maxFileSize: number;
 }
 
 /**
@@ -113,6 +116,8 @@ export abstract class DiscordConnection extends LegacySessionEmitter {
   protected me = '';
   /** The XMPP server's upload service (kit), where attachments are re-hosted before their signed URLs expire. */
   media: MediaHost | undefined;
+  /** Turns for files held in memory on their way to Discord, shared by the adapter's sessions. */
+  fileTurns = new Turns();
   protected readonly timers = new Set<NodeJS.Timeout>();
   protected graceTimer: NodeJS.Timeout | null = null;
 

@@ -12,6 +12,8 @@
  *     maxMessageParts: 4               # a long text goes out as at most this many messages
  *     historyLimit: 50                 # messages per channel fetched after a gap (0: none)
  *     cdn: https://cdn.discordapp.com  # avatars
+ *     maxFileSize: 10MiB               # files from XMPP go as attachments up to this size (Discord's
+ *                                      # limit for bots; boosted servers take more), larger as links
  *     sharedBot:                       # optional: the operator's bot, for users without their own
  *       tokenFile: /etc/gatehouse/discord-bot.token   # mode 0600; or GATEHOUSE_DISCORD_BOT_TOKEN,
  *                                                     # or the systemd credential discord-bot-token
@@ -21,6 +23,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { credentialFile } from '../../shared/credentials.js';
+import { parseSize } from '../../shared/schema-kit.js';
 import type { AdapterFactory, AdapterLogger } from '../kit/adapter.js';
 import type { SharedBotSettings } from './shared-bot.js';
 import { createDiscordAdapter, type DiscordAdapterOptions } from './adapter.js';
@@ -29,8 +32,11 @@ export { DiscordAdapter, createDiscordAdapter, parseToken, DISCORD_REGISTRATION_
 export { DiscordSession, channelIdOf, type DiscordSessionOptions } from './session.js';
 export { DiscordCommandError, type DiscordCommandCondition } from './errors.js';
 
-const KNOWN = new Set(['network', 'api', 'members', 'presences', 'reconnectGraceSeconds', 'loginTimeoutSeconds', 'maxRateLimitWaitSeconds', 'maxMessageParts', 'name', 'historyLimit', 'cdn', 'sharedBot']);
+const KNOWN = new Set(['network', 'api', 'members', 'presences', 'reconnectGraceSeconds', 'loginTimeoutSeconds', 'maxRateLimitWaitSeconds', 'maxMessageParts', 'name', 'historyLimit', 'cdn', 'sharedBot', 'maxFileSize']);
 const SHARED_KNOWN = new Set(['tokenFile', 'guilds', 'channels', 'webhookName']);
+
+/** Files are held in memory on their way to Discord; Discord's largest limit for bots (boost level 3) is 100 MiB. */
+const MAX_FILE_SIZE = 100 * 1024 * 1024;
 
 /** Where the shared bot's token comes from, in this order (it never sits in the configuration itself). */
 export const SHARED_TOKEN_ENV = 'GATEHOUSE_DISCORD_BOT_TOKEN';
@@ -127,6 +133,11 @@ export const createAdapter: AdapterFactory = (settings, log?: AdapterLogger) => 
     const n = settings.historyLimit;
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 100) fail('historyLimit', 'expected a whole number from 0 to 100');
     options.historyLimit = n;
+  }
+  if (settings.maxFileSize !== undefined) {
+    const n = parseSize(settings.maxFileSize);
+    if (n === undefined || n < 1 || n > MAX_FILE_SIZE) fail('maxFileSize', 'expected a size from 1 byte to 100MiB (such as 10MiB)');
+    options.maxFileSize = n;
   }
   if (settings.sharedBot !== undefined) {
     options.sharedBot = sharedBotSettings(settings.sharedBot, process.env);

@@ -1,12 +1,14 @@
 /**
  * Messages from the kit to Discord: direct messages and channel messages (split at 2000
- * characters, at most `maxMessageParts`), edits, deletions, reactions (the bot's whole set) and
- * typing. The kit echoes room messages itself; Discord's echoes are recognised by their nonce.
+ * characters, at most `maxMessageParts`), files as attachments (files.ts), edits, deletions,
+ * reactions (the bot's whole set) and typing. The kit echoes room messages itself; Discord's
+ * echoes are recognised by their nonce.
  */
 import { randomBytes } from 'node:crypto';
-import { DiscordAPIError, Routes, type Message } from 'discord.js';
-import type { LegacyContact, LegacyRoom, TextMessage } from '../kit/adapter.js';
+import { DiscordAPIError, PermissionFlagsBits, Routes, type Message, type RawFile } from 'discord.js';
+import type { LegacyContact, LegacyRoom, SendReport, TextMessage } from '../kit/adapter.js';
 import { DiscordCommandError, mapError } from './errors.js';
+import { fetchFile, fileUrlOf, linkNotice, refusedAttachment, type FileOutcome } from './files.js';
 import { BoundedMap, isSnowflake } from './ids.js';
 import { DiscordIncoming } from './incoming.js';
 import { channelIdOf, isRoomChannel, type RoomState } from './rooms.js';
@@ -26,19 +28,33 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
   }
 
   /** Sends a direct message to a user (contact id = user id); also edits, deletions and reactions there. */
-  async sendMessage(to: LegacyContact, message: TextMessage): Promise<void> {
+  async sendMessage(to: LegacyContact, message: TextMessage): Promise<SendReport | void> {
     this.ensureReady();
     if (this.shared) throw new DiscordCommandError('the shared Discord bot carries no direct messages (register with your own bot token for those)', 'not-allowed');
     const channelId = await this.dmChannelId(to.id);
-    await this.deliverOut(channelId, message, null);
+    return this.deliverOut(channelId, message, null);
   }
 
   /** Sends to a guild channel (also edits, deletions and reactions there). The kit echoes room messages itself. */
-  async sendRoomMessage(room: LegacyRoom, message: TextMessage): Promise<void> {
+  async sendRoomMessage(room: LegacyRoom, message: TextMessage): Promise<SendReport | void> {
     this.ensureReady();
     const id = this.roomChannelId(room);
     if (this.shared) return this.deliverThroughWebhook(id, message, this.rooms.get(id) ?? null);
-    await this.deliverOut(id, message, this.rooms.get(id) ?? null);
+    return this.deliverOut(id, message, this.rooms.get(id) ?? null);
+  }
+
+  /**
+   * The file of a file message, fetched for Discord, or why it goes as a link. An own bot without
+   * Attach Files in a guild channel is told so before anything is fetched.
+   */
+  private async outgoingFile(url: string, channelId: string): Promise<FileOutcome> {
+    const ch = this.shared ? null : this.channel(channelId);
+    if (ch && this.me && ch.permissionsFor(this.me)?.has(PermissionFlagsBits.AttachFiles) === false) {
+      return { notice: linkNotice(null, 'the bot may not attach files here (Attach Files permission)') };
+    }
+    return fetchFile({ media: this.media, maxBytes: this.opts.maxFileSize, turns: this.fileTurns }, url, (reason) =>
+      this.log.info('file not fetched for Discord; sent as a link', { server: this.server, reason: reason.slice(0, 200) }),
+    );
   }
 
   /** The user's avatar for webhook messages (an https URL on the XMPP server's upload service), or none; looked up at login. */
@@ -48,7 +64,7 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
    * Shared bot: the user's messages go out through the channel's webhook under their nick (and
    * avatar), so Discord shows who wrote them; edits and deletions of their own messages too.
    */
-  private async deliverThroughWebhook(channelId: string, message: TextMessage, r: RoomState | null): Promise<void> {
+  private async deliverThroughWebhook(channelId: string, message: TextMessage, r: RoomState | null): Promise<SendReport | void> {
     if (!r?.joined) throw new DiscordCommandError('join the room first', 'not-allowed');
     if (message.reactions) throw new DiscordCommandError('reactions are not carried by the shared Discord bot', 'not-allowed');
     const ch = this.channel(channelId);
@@ -98,17 +114,36 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
     }
     const username = this.ownNick(r);
     const avatarUrl = await this.avatarUrl.catch(() => null);
+    // Linked users may mention people, not ping whole roles or @everyone through the operator's bot.
+    const bodyOf = (content: string | null): Record<string, unknown> => ({
+      ...(content !== null ? { content } : {}),
+      username,
+      allowed_mentions: { parse: ['users'] },
+      ...(avatarUrl ? { avatar_url: avatarUrl } : {}),
+    });
+    const post = async (body: Record<string, unknown>, files?: RawFile[]): Promise<string> => {
+      const res = (await this.client.rest.post(Routes.webhook(hook.id, hook.token), { body, query, auth: false, ...(files ? { files } : {}) })) as { id: string };
+      this.ownSent.set(res.id, true);
+      return res.id;
+    };
+    // The file is fetched before the send counts as in flight: other users' messages need not wait for it.
+    const url = fileUrlOf(message);
+    const out = url ? await this.outgoingFile(url, channelId) : null;
     const sent: string[] = [];
     this.sendsInFlight++;
     try {
-      for (const content of parts) {
-        // Linked users may mention people, not ping whole roles or @everyone through the operator's bot.
-        const body: Record<string, unknown> = { content, username, allowed_mentions: { parse: ['users'] } };
-        if (avatarUrl) body.avatar_url = avatarUrl;
-        const res = (await this.client.rest.post(Routes.webhook(hook.id, hook.token), { body, query, auth: false })) as { id: string };
-        this.ownSent.set(res.id, true);
-        sent.push(res.id);
+      let notice = out && 'notice' in out ? out.notice : undefined;
+      if (out && 'file' in out) {
+        try {
+          sent.push(await post(bodyOf(null), [out.file]));
+          return undefined;
+        } catch (err) {
+          notice = refusedAttachment(err, out.file) ?? undefined;
+          if (!notice) throw err;
+        }
       }
+      for (const content of parts) sent.push(await post(bodyOf(content)));
+      return notice ? { notice } : undefined;
     } catch (err) {
       throw this.actionError(err, sent.length ? `sending (${sent.length} of ${parts.length} parts went out)` : 'sending');
     } finally {
@@ -153,7 +188,7 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
     return found;
   }
 
-  private async deliverOut(channelId: string, message: TextMessage, r: RoomState | null): Promise<void> {
+  private async deliverOut(channelId: string, message: TextMessage, r: RoomState | null): Promise<SendReport | void> {
     if (message.redacts) return this.deleteOut(channelId, this.targets(message.redacts));
     if (message.reactions) return this.reactOut(channelId, this.targets(message.reactions.to)[0]!, message.reactions.keys, r);
     const text = this.outText(message, r);
@@ -164,31 +199,52 @@ export abstract class DiscordOutgoing extends DiscordIncoming {
       throw new DiscordCommandError(`the message is too long for Discord (${parts.length} messages of 2000 characters, at most ${this.opts.maxMessageParts})`, 'not-acceptable');
     }
     const replyTo = message.replyTo ? this.ids.discordIds(message.replyTo)[0] : undefined;
+    const bodyOf = (content: string | null, first: boolean): Record<string, unknown> => ({
+      ...(content !== null ? { content } : {}),
+      allowed_mentions: { parse: ['users', 'roles'], replied_user: true },
+      ...(first && replyTo ? { message_reference: { message_id: replyTo, fail_if_not_exists: false } } : {}),
+    });
     const sent: string[] = [];
     try {
-      for (const [i, content] of parts.entries()) {
-        const nonce = randomBytes(12).toString('base64url');
-        const body: Record<string, unknown> = { content, nonce, enforce_nonce: true, allowed_mentions: { parse: ['users', 'roles'], replied_user: true } };
-        if (i === 0 && replyTo) body.message_reference = { message_id: replyTo, fail_if_not_exists: false };
-        this.pendingNonces.add(nonce);
-        try {
-          const res = (await this.client.rest.post(Routes.channelMessages(channelId), { body })) as { id: string };
-          this.ownSent.set(res.id, true);
-          sent.push(res.id);
-        } finally {
-          // Keep the nonce a little: the gateway echo can come after the answer.
-          const t = setTimeout(() => {
-            this.timers.delete(t);
-            this.pendingNonces.delete(nonce);
-          }, 30_000);
-          t.unref?.();
-          this.timers.add(t);
-        }
+      const url = fileUrlOf(message);
+      let notice: string | undefined;
+      if (url) {
+        const out = await this.outgoingFile(url, channelId);
+        if ('file' in out) {
+          try {
+            sent.push(await this.postOwn(channelId, bodyOf(null, true), [out.file]));
+            return undefined;
+          } catch (err) {
+            notice = refusedAttachment(err, out.file) ?? undefined;
+            if (!notice) throw err;
+          }
+        } else notice = out.notice;
       }
+      for (const [i, content] of parts.entries()) sent.push(await this.postOwn(channelId, bodyOf(content, i === 0)));
+      return notice ? { notice } : undefined;
     } catch (err) {
       throw this.actionError(err, sent.length ? `sending (${sent.length} of ${parts.length} parts went out)` : 'sending');
     } finally {
       if (message.id && sent.length) this.ids.link(message.id, sent);
+    }
+  }
+
+  /** One message from the bot (with files: multipart, `files[n]` and `payload_json`); its gateway echo is known by its nonce. */
+  private async postOwn(channelId: string, body: Record<string, unknown>, files?: RawFile[]): Promise<string> {
+    const nonce = randomBytes(12).toString('base64url');
+    this.pendingNonces.add(nonce);
+    try {
+      const res = (await this.client.rest.post(Routes.channelMessages(channelId), { body: { ...body, nonce, enforce_nonce: true }, ...(files ? { files } : {}) })) as { id: string };
+      this.ownSent.set(res.id, true);
+      return res.id;
+    } finally {
+      // Keep the nonce a little: the gateway echo can come after the answer.
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        this.pendingNonces.delete(nonce);
+      }, 30_000);
+      t.unref?.();
+      this.timers.add(t);
     }
   }
 

@@ -15,8 +15,9 @@
  *   unique per room with the user name ("Ann (ann_lee)"); whoever had a name first keeps it.
  * - Contacts are users (id = user id), reached by direct message.
  * - Messages both ways, with edits (editOf), deletions (redacts), reactions (the sender's whole
- *   set, `reactions`), replies (message_reference ↔ replyTo), typing, attachments as links and
- *   mentions as names (see text.ts). Messages sent through the transport keep the kit's ids in
+ *   set, `reactions`), replies (message_reference ↔ replyTo), typing, attachments (Discord's
+ *   re-hosted on the XMPP server, files from XMPP posted as attachments: files.ts) and mentions as
+ *   names (see text.ts). Messages sent through the transport keep the kit's ids in
  *   events (ids.ts). Discord echoes what the bot sends; those echoes are dropped (the kit echoes
  *   room messages itself), while messages the bot sent elsewhere appear from the own nick.
  *

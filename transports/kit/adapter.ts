@@ -185,10 +185,20 @@ export interface LegacySessionEvents {
   gatewayMessage: [text: string];
 }
 
+/**
+ * Optional (kit extension): what sendMessage or sendRoomMessage may resolve with when the message
+ * went out, but not quite as the user sent it (a file that went as a link): `notice` says what and
+ * why, fit for the user. The kit tells the user: in a room as a message from the room itself, to
+ * a contact as a message from the gateway. Never a secret or the message's text in it.
+ */
+export interface SendReport {
+  notice?: string;
+}
+
 /** One user's live connection to the foreign network (for IRC: to one server). */
 export interface LegacySession extends EventEmitter<LegacySessionEvents> {
-  sendMessage(to: LegacyContact, message: TextMessage): Promise<void>;
-  sendRoomMessage(room: LegacyRoom, message: TextMessage): Promise<void>;
+  sendMessage(to: LegacyContact, message: TextMessage): Promise<void | SendReport>;
+  sendRoomMessage(room: LegacyRoom, message: TextMessage): Promise<void | SendReport>;
   joinRoom(room: LegacyRoom, nick: string, password?: string): Promise<void>;
   leaveRoom(room: LegacyRoom, reason?: string): Promise<void>;
   setSubject(room: LegacyRoom, subject: string): Promise<void>;
@@ -333,6 +343,8 @@ export interface FetchedMedia {
 export interface MediaHost {
   /** Largest file re-hosted or fetched, in bytes. */
   readonly maxSize: number;
+  /** Optional (kit extension): false when the operator turned files off (`media.enabled: false`): nothing is fetched or re-hosted. */
+  readonly enabled?: boolean;
   rehost(source: MediaSource, info: MediaInfo): Promise<RehostOutcome>;
   /**
    * Whether `url` is a file on the user's XMPP server (its upload service) that `fetch` will get;

@@ -28,7 +28,7 @@ import { SessionUnavailableError, type UserSession } from './user-session.js';
 import { LegacyNetworkError } from './adapter.js';
 import { NS_CHATSTATES, NS_NICK, NS_ROSTERX, chatStateOf, stanzaError } from './stanzas.js';
 import { avatarUpdateElement } from './avatars.js';
-import { NS_CONFERENCE, displayedMarker, displayedStanza, stanzaOf, textMessageOf } from './messages.js';
+import { NS_CONFERENCE, displayedMarker, displayedStanza, noticeStanza, stanzaOf, textMessageOf } from './messages.js';
 
 type ContactAddress = Extract<Address, { kind: 'contact' }>;
 
@@ -149,7 +149,8 @@ export class Contacts implements KitContacts {
       return;
     }
     try {
-      await s.legacy!.sendMessage(this.canonical(s, to.bare, addr), msg);
+      const report = await s.legacy!.sendMessage(this.canonical(s, to.bare, addr), msg);
+      if (report?.notice) kit.send(noticeStanza(kit.domain, from.full, 'chat', report.notice, newId()));
     } catch (err) {
       const reply = stanzaError(stanza, err instanceof LegacyNetworkError ? 'remote-server-timeout' : 'service-unavailable', errorText(err));
       if (reply) kit.send(reply);

@@ -206,6 +206,10 @@ export class MediaService implements MediaHost {
     this.server = settings.server ?? (kit.domain.includes('.') ? kit.domain.slice(kit.domain.indexOf('.') + 1) : kit.domain);
   }
 
+  get enabled(): boolean {
+    return this.settings.enabled;
+  }
+
   /** The upload service, discovered once (again after a while when there was none). */
   async service(): Promise<Service | null> {
     if (!this.settings.enabled) return null;

@@ -107,6 +107,11 @@ export function stanzaOf(msg: TextMessage, o: StanzaOptions): Element {
   return el;
 }
 
+/** A notice for the user about a message they sent (SendReport): from the room itself (groupchat) or the gateway (chat). */
+export function noticeStanza(from: string, to: string, type: 'chat' | 'groupchat', text: string, id: string): Element {
+  return x('message', { type, from, to, id }, x('body', {}, text));
+}
+
 /** The message id a user's read marker points at, if the message is a displayed marker. */
 export function displayedMarker(stanza: Element): string | null {
   const d = stanza.getChild('displayed', NS_MARKERS);

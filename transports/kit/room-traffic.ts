@@ -9,12 +9,12 @@ import type { Element } from '../../shared/xml/element.js';
 import { x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
 import { NS } from '../../shared/ns.js';
-import { LegacyNetworkError } from './adapter.js';
+import { LegacyNetworkError, type SendReport } from './adapter.js';
 import { errorText } from './context.js';
 import { SessionUnavailableError, type UserSession } from './user-session.js';
 import type { RoomState } from './room-state.js';
 import { newId } from './contacts.js';
-import { NS_SID, displayedMarker, textMessageOf } from './messages.js';
+import { NS_SID, displayedMarker, noticeStanza, textMessageOf } from './messages.js';
 import { NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, chatStateOf, iqError, iqResult, stanzaError } from './stanzas.js';
 import { jidWithResource, type RoomAddress } from './room-base.js';
 import { RoomMembership } from './room-membership.js';
@@ -46,6 +46,7 @@ export abstract class RoomTraffic extends RoomMembership {
     const msg = textMessageOf(stanza);
     // The id the echo and the network share: the client's, or one given here.
     const id = stanza.attrs.id || newId();
+    let report: void | SendReport;
     try {
       if (subject && !msg) {
         await legacy.setSubject(state.room, subject.text());
@@ -60,7 +61,7 @@ export abstract class RoomTraffic extends RoomMembership {
       }
       msg.id = id;
       if (kit.adapter.echoesRoomMessages) state.echoes.push({ text: msg.text, id });
-      await legacy.sendRoomMessage(state.room, msg);
+      report = await legacy.sendRoomMessage(state.room, msg);
     } catch (err) {
       const reply = stanzaError(stanza, err instanceof LegacyNetworkError ? 'remote-server-timeout' : 'not-acceptable', errorText(err));
       if (reply) kit.send(reply);
@@ -78,6 +79,8 @@ export abstract class RoomTraffic extends RoomMembership {
         kit.send(echo);
       }
     }
+    // After the echo: the room itself tells what became of the message (a file sent as a link).
+    if (report?.notice) for (const full of state.resources.keys()) kit.send(noticeStanza(state.jid, full, 'groupchat', report.notice, newId()));
   }
 
   /** XEP-0045 §7.8.2: a mediated invitation through the room, to a contact of this network. */
@@ -120,7 +123,8 @@ export abstract class RoomTraffic extends RoomMembership {
     const contact = state.occupants.get(nick)?.contact ?? { id: nick, ...(addr.server !== undefined ? { server: addr.server } : {}) };
     try {
       const s = await kit.sessions.ensure(from.bare, addr.server);
-      await s.legacy!.sendMessage(contact, msg);
+      const report = await s.legacy!.sendMessage(contact, msg);
+      if (report?.notice) kit.send(noticeStanza(kit.domain, from.full, 'chat', report.notice, newId()));
     } catch (err) {
       const condition = err instanceof SessionUnavailableError ? err.failure.condition : err instanceof LegacyNetworkError ? 'remote-server-timeout' : 'item-not-found';
       const reply = stanzaError(stanza, condition, errorText(err));

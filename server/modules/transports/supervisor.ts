@@ -170,7 +170,7 @@ export function createTransportsSupervisor(options: SupervisorOptions = {}): Gat
         id: 'XEP-0066',
         version: '1.5',
         status: 'partial',
-        note: 'jabber:x:oob URLs on transport messages: Matrix and Discord attachments re-hosted on the upload service (XEP-0363), the URL in body and OOB; no jabber:iq:oob',
+        note: 'jabber:x:oob URLs on transport messages: Matrix and Discord attachments re-hosted on the upload service (XEP-0363), the URL in body and OOB; a file a user sends (its upload URL as body and OOB) goes to Matrix and Discord as a file; no jabber:iq:oob (service-unavailable)',
       },
       { id: 'XEP-0045', status: 'partial', note: 'foreign channels as rooms served by transports: join (IRC: without registration), occupants, groupchat, subject, nick changes, kicks, private messages, history of lines kept for IRC users who stay connected; no room configuration' },
       { id: 'XEP-0059', version: '1.0', status: 'partial', note: 'paging of the IRC channel list in disco#items of IRC server JIDs (max, after, before, index)' },
