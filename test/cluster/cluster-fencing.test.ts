@@ -11,100 +11,18 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { stringify } from 'yaml';
-import { startServerProcess, runCli, type ServerProcess } from '../helpers/server-process.js';
-import { TestClient } from '../helpers/xmpp-client.js';
+import { FAILURE_TIMEOUT_MS, announcePolicy, bare, barrier, nodeClients, online, skipWithoutClusterDb as skip, startNode, stopNode, type ClusterNode as Node } from '../helpers/cluster-nodes.js';
 import { x, type Element } from '../../shared/xml/element.js';
-import { NS } from '../../shared/ns.js';
 
-const DB_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? process.env.GATEHOUSE_TEST_MYSQL_URL;
-const skip = !DB_URL ? 'cluster mode needs GATEHOUSE_TEST_POSTGRES_URL or GATEHOUSE_TEST_MYSQL_URL' : false;
 const NS_SM = 'urn:xmpp:sm:3';
-const FAILURE_TIMEOUT_MS = 1500;
-
-interface Node {
-  dir: string;
-  proc: ServerProcess;
-  port: number;
-}
-
-function nodeConfig(dir: string, name: string, prefix: string): Record<string, unknown> {
-  const url = DB_URL!;
-  return {
-    dataDir: dir,
-    hosts: [{ domain: 'localhost', registration: 'open' }],
-    listen: { c2s: [{ host: '127.0.0.1', port: 0 }], c2sDirectTls: [], components: [], s2s: [], admin: [], https: [] },
-    auth: { scramIterations: 4096 },
-    registrationLimit: { maxPerAddress: 0 },
-    storage: { type: url.startsWith('postgres') ? 'postgres' : 'mysql', url },
-    log: { level: 'info' },
-    cluster: { enabled: true, node: name, prefix, nats: ['nats://127.0.0.1:4222'], heartbeatInterval: '200ms', failureTimeout: `${FAILURE_TIMEOUT_MS}ms`, deliveryTimeout: '1s' },
-  };
-}
-
-async function announcePolicy(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cluster-fencing-policy-'));
-  try {
-    const path = join(dir, 'gatehouse.yaml');
-    writeFileSync(path, stringify(nodeConfig(dir, 'policy', 'unused')));
-    await runCli(['policy', 'announce', '--effective', new Date().toISOString().slice(0, 10), '--technical', 'cluster test configuration', '--config', path]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-async function startNode(name: string, prefix: string): Promise<Node> {
-  const dir = mkdtempSync(join(tmpdir(), `gatehouse-cluster-fencing-${name}-`));
-  const proc = await startServerProcess(dir, nodeConfig(dir, name, prefix));
-  return { dir, proc, port: proc.port };
-}
-
-async function stopNode(n: Node): Promise<void> {
-  if (n.proc.proc.exitCode === null && n.proc.proc.signalCode === null) n.proc.proc.kill('SIGTERM');
-  await n.proc.exited;
-  rmSync(n.dir, { recursive: true, force: true });
-}
-
-const clients: TestClient[] = [];
-
-async function account(node: Node, name: string): Promise<TestClient> {
-  const c = await TestClient.connect({ port: node.port });
-  clients.push(c);
-  const r = await c.register(name, 'pw-' + name);
-  if (r.attrs.type !== 'result' && !r.getChild('error')?.getChild('conflict')) throw new Error(`registration failed: ${r}`);
-  await c.login(name, 'pw-' + name);
-  return c;
-}
-
-async function login(node: Node, name: string): Promise<TestClient> {
-  const c = await TestClient.connect({ port: node.port });
-  clients.push(c);
-  await c.login(name, 'pw-' + name);
-  return c;
-}
-
-async function online(c: TestClient): Promise<void> {
-  c.send(x('presence'));
-  await c.expect((el) => el.name === 'presence' && el.attrs.from === c.jid && el.attrs.type === undefined);
-}
-
-async function barrier(c: TestClient): Promise<void> {
-  const r = await c.iq(x('iq', { type: 'get', to: 'localhost' }, x('ping', { xmlns: NS.ping })));
-  assert.equal(r.attrs.type, 'result');
-}
+const { account, login, destroyAll } = nodeClients();
 
 /** Enables stream management with resumption; the client never acknowledges. */
-async function enableSm(c: TestClient): Promise<string> {
+async function enableSm(c: Awaited<ReturnType<typeof account>>): Promise<void> {
   c.send(x('enable', { xmlns: NS_SM, resume: 'true' }));
-  const enabled = await c.expect((el) => el.name === 'enabled' && el.attrs.xmlns === NS_SM);
-  assert.ok(enabled.attrs.id);
-  return enabled.attrs.id;
+  await c.expect((el) => el.name === 'enabled' && el.attrs.xmlns === NS_SM);
 }
 
-const bare = (c: TestClient) => c.jid!.split('/')[0]!;
 const bodies = (els: Element[]) => els.filter((el) => el.name === 'message').map((el) => el.getChildText('body'));
 
 describe('cluster: a node declared dead while alive', { skip }, () => {
@@ -112,11 +30,11 @@ describe('cluster: a node declared dead while alive', { skip }, () => {
   const tag = randomBytes(3).toString('hex');
   const nodes: Node[] = [];
   before(async () => {
-    await announcePolicy();
+    await announcePolicy('cluster fencing test configuration');
     for (const name of ['f1', 'f2']) nodes.push(await startNode(name, prefix));
   });
   after(async () => {
-    for (const c of clients.splice(0)) c.destroy();
+    destroyAll();
     for (const n of nodes) if (n.proc.proc.exitCode === null && n.proc.proc.signalCode === null) n.proc.proc.kill('SIGCONT');
     await Promise.all(nodes.map((n) => stopNode(n)));
   });

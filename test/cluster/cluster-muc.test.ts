@@ -19,7 +19,7 @@ import { loginAs, startTestServer, type TestServer } from '../helpers/server.js'
 import { controlRequest } from '../../server/admin/control.js';
 import { mucRoomsPage } from '../../server/modules/muc/admin-page.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { announcePolicy, clusterStorage, nodeClients, skipWithoutClusterDb as skip, startNode, stopNode, type ClusterNode as Node } from '../helpers/cluster-nodes.js';
+import { FAILURE_TIMEOUT_MS, announcePolicy, clusterStorage, nodeClients, skipWithoutClusterDb as skip, startNode, stopNode, type ClusterNode as Node } from '../helpers/cluster-nodes.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { MUC, MUC_ADMIN, SERVICE, codes, createInstant, enter, errorOf, item } from '../modules/muc-helpers.js';
