@@ -1183,8 +1183,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
 
   /** A stanza for a service here; a request (forwardConfirmed) is answered once the service has it. */
   private onServiceStanza(msg: Msg): void {
-    // Possibly declared dead already (fencing.ts): what it owned moved, the sender decides again.
-    if (this.leases?.trusted() === false) return;
+    // Possibly declared dead already (fencing.ts): what it owned moved, and a sender waiting for the
+    // confirmation decides again. One that does not wait (forward) has no other way: handled here.
+    if (msg.reply && this.leases?.trusted() === false) return;
     const m = decode<ServiceStanza>(msg.data);
     const handler = this.services.get(m.service);
     const el = parseXmlText(m.xml, NS.client);
