@@ -10,8 +10,10 @@
  * alive, and of several survivors exactly one wins (it routes the dead node's stream management
  * journal). What that run still sends afterwards is ignored: it comes back as a new run. The node itself learns it was declared dead at its next renewal (cut off from NATS,
  * paused by the system or a debugger): it then closes its client streams and joins again as a new
- * run (fence() in node.ts). Until then it trusts its lease only for `failureTimeout` after its last
- * renewal (no other node can have marked it dead before that): past that it confirms no delivery.
+ * run (fence() in node.ts). The others can only have taken its lease after hearing no heartbeat of
+ * it for `failureTimeout`: while its heartbeats go out at least that often it trusts its lease;
+ * after a longer gap (it was paused, or NATS was away) it confirms no delivery until a renewal sent
+ * after the gap succeeded (slow renewals alone do not matter: its heartbeats went on).
  *
  * The same bucket holds the claims on journals being routed again (`journal.UNIT`, the node doing
  * it), so that two nodes never route the same records, and a claim of a node that died passes to
@@ -49,7 +51,9 @@ function parse(data: Uint8Array): LeaseValue | null {
 export class NodeLeases {
   private kv: KV | null = null;
   private revision = 0;
-  private renewedAt = 0;
+  /** When this node last sent a heartbeat while connected, and since when it doubts its lease (0: it does not). */
+  private beatAt = Date.now();
+  private doubtSince = 0;
   private renewing: Promise<RenewResult> | null = null;
   /** Journal claims held here (unit → revision). */
   private readonly claims = new Map<string, number>();
@@ -83,8 +87,20 @@ export class NodeLeases {
   /** This run's lease (a new run takes its name's lease whatever it held). */
   private async take(): Promise<void> {
     if (!this.kv) return;
+    const started = Date.now();
     this.revision = await this.kv.put(this.key, this.value('alive'));
-    this.renewedAt = Date.now();
+    this.renewed(started);
+  }
+
+  private renewed(started: number): void {
+    if (this.doubtSince !== 0 && started >= this.doubtSince) this.doubtSince = 0;
+  }
+
+  /** A heartbeat went out (NATS connected): after a gap of failureTimeout the lease is in doubt. */
+  beat(): void {
+    const now = Date.now();
+    if (now - this.beatAt >= this.failureTimeout && this.doubtSince === 0) this.doubtSince = now;
+    this.beatAt = now;
   }
 
   /** A renewal is on its way. */
@@ -104,7 +120,7 @@ export class NodeLeases {
 
   /** Whether no other node can have taken this node's lease yet. */
   trusted(): boolean {
-    return Date.now() - this.renewedAt < this.failureTimeout;
+    return this.doubtSince === 0 && Date.now() - this.beatAt < this.failureTimeout;
   }
 
   /**
@@ -119,7 +135,7 @@ export class NodeLeases {
     const run = (async (): Promise<RenewResult> => {
       try {
         this.revision = await kv.update(this.key, this.value('alive'), this.revision);
-        this.renewedAt = started;
+        this.renewed(started);
         return 'renewed';
       } catch {
         // Another revision, or NATS away: which one?

@@ -325,6 +325,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
 
   private heartbeat(): void {
     this.publish(this.subjects.heartbeat, this.heartbeatBody());
+    if (this.connected) this.leases?.beat();
   }
 
   private tick(): void {
