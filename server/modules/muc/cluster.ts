@@ -56,7 +56,8 @@ export class MucCluster implements MucPlacement {
         if (typeof b?.room !== 'string') return null;
         return destroyHere(svc, b.room, typeof b.reason === 'string' ? b.reason : undefined, typeof b.alternate === 'string' ? b.alternate : undefined);
       }),
-      c.onMembership(() => void this.rebalance()),
+      // A membership change while the node stops may find the database closed: logged, not thrown.
+      c.onMembership(() => void this.rebalance().catch((err) => svc.ctx.log.warn('muc: moving rooms after a membership change failed', { error: String(err).slice(0, 200) }))),
       c.onLeave(() => this.handOverAll()),
       // The retention sweep ran on one node: the owner of an expired room forgets it too.
       c.onInvalidate('muc-expired', (key) => void svc.forgetExpired(key.split(',').map(Number).filter(Number.isInteger))),
