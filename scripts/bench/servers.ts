@@ -506,6 +506,11 @@ export async function startGatehouseNode(o: ClusterNodeOptions): Promise<Running
   const port = await freePort();
   const dataDir = path.join(o.dir, 'data');
   mkdirSync(dataDir, { recursive: true });
+  // Every node of a cluster needs the same secret files (a node whose copies differ refuses to join):
+  // the same for all nodes of this run.
+  for (const file of ['server-secret', 'muc-occupant-id.key']) {
+    writeFileSync(path.join(dataDir, file), createHash('sha256').update(`${o.prefix} ${file}`).digest('hex') + '\n', { mode: 0o600 });
+  }
   const config = [
     `# Written by scripts/bench/cluster.ts`,
     `dataDir: ${JSON.stringify(dataDir)}`,

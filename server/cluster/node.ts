@@ -34,8 +34,11 @@ import {
 import { ClusterSessionRegistry, type LocalSessionEvents } from './registry.js';
 import { RemoteSession, type RemoteSessionLink } from './remote-session.js';
 import { SharedState } from './shared-state.js';
-import { SmJournal } from './sm-journal.js';
+import { mismatch, mismatchError, ownFingerprints, type Fingerprints } from './fingerprints.js';
+import { SmJournal, type JournalRecord } from './sm-journal.js';
 import { StanzaCrossing } from './stanza-crossing.js';
+import { NodeLeases } from './fencing.js';
+import { JournalRecovery } from './journal-recovery.js';
 import type { ClusterConfig } from './types.js';
 
 interface Peer {
@@ -50,6 +53,10 @@ interface Peer {
   told: { batch: string; jids: Set<string> } | null;
   /** It takes stanzas as frames (its heartbeat says so). */
   frames: boolean;
+  /** Its lease revision at its last heartbeat (fencing.ts); undefined from a node before fencing. */
+  leaseRev?: number;
+  /** Its lease is being looked at (it was silent for failureTimeout). */
+  suspected?: boolean;
 }
 
 /** How long after storing an offline message a resource coming online elsewhere is asked to look again. */
@@ -72,7 +79,10 @@ class RemoteComponentLink implements DomainLink {
 
 export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessionLink, LocalSessionEvents {
   readonly node: string;
-  readonly epoch = randomBytes(6).toString('hex');
+  /** This run: a new one when the node was declared dead and joins again (fence). */
+  epoch = randomBytes(6).toString('hex');
+  /** This node's earlier runs in this process: their heartbeats still on their way are not another process. */
+  private readonly ownEpochs = new Set<string>();
   readonly registry: ClusterSessionRegistry;
   readonly iqIdPrefix: string;
   private readonly subjects: Subjects;
@@ -86,12 +96,20 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   private ctx: ServerContext | null = null;
   private shared: SharedState | null = null;
   private journal: SmJournal | null = null;
+  private leases: NodeLeases | null = null;
+  private recovery: JournalRecovery | null = null;
+  private fencing = false;
   private timer: NodeJS.Timeout | null = null;
   private connected = false;
   private reconnects = 0;
   private stopping = false;
   private leaving = false;
   private nameTaken = false;
+  /** This node's fingerprints of the files all nodes share, and why it must not join (another node's differ). */
+  private keys: Fingerprints = {};
+  private refusal: Error | null = null;
+  private joined = false;
+  private readonly mismatchLogged = new Set<string>();
   /** Runs of nodes that left (`node/epoch`): what they still send is not a node joining. */
   private readonly departed = new Set<string>();
   private readonly services = new Map<string, (stanza: Element, from: Jid, to: Jid) => void>();
@@ -121,6 +139,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
         journal: () => this.journal,
         stopping: () => this.stopping,
         takesFrames: (node) => this.peers.get(node)?.frames === true,
+        trusted: () => this.leases?.trusted() !== false,
       },
       config,
       this.subjects,
@@ -131,6 +150,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   /** Joins the cluster: connects to NATS, listens, announces this node. Throws when NATS cannot be reached. */
   async start(ctx: ServerContext): Promise<void> {
     this.ctx = ctx;
+    this.keys = ownFingerprints(ctx.config.dataDir);
     try {
       this.nc = await connect({
         servers: this.config.nats,
@@ -163,14 +183,14 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     on(s.stored(this.node), 'stored', (msg) => this.onStored(decode<{ jid: string }>(msg.data)));
     on(s.component(this.node), 'component', (msg) => this.onComponentStanza(decode<ComponentStanza>(msg.data)));
     on(s.answer(this.node), 'answer', (msg) => this.onAnswer(decode<{ xml: string; from: string; to: string }>(msg.data)));
-    on(s.service(this.node), 'service', (msg) => void this.onServiceStanza(decode<ServiceStanza>(msg.data)));
+    on(s.service(this.node), 'service', (msg) => this.onServiceStanza(msg));
     on(s.served(this.node), 'served', (msg) => this.onServed(msg));
     on(s.ask(this.node), 'ask', (msg) => this.onAsk(msg));
     on(s.invalidate, 'invalidate', (msg) => this.onInvalidation(decode<{ node: string; topic: string; key: string }>(msg.data)));
     void this.watchStatus(nc);
     this.shared = new SharedState(nc, this.config, this.node, this.log);
     await this.shared.open();
-    this.journal = new SmJournal(nc, this.config.prefix, this.node, ctx.config.c2s.resumptionTimeout, this.log);
+    this.journal = new SmJournal(nc, this.config.prefix, this.node, this.epoch, ctx.config.c2s.resumptionTimeout, this.log);
     try {
       await this.journal.open();
     } catch (err) {
@@ -180,6 +200,13 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     // heartbeat (one and a half intervals) before joining.
     await new Promise((r) => setTimeout(r, Math.round(this.config.heartbeatInterval * 1.5)));
     if (this.nameTaken) throw new Error(`cluster: the node name ${JSON.stringify(this.node)} is in use by a running node (cluster.node must be unique)`);
+    if (this.refusal) throw this.refusal;
+    // Taken only now: a process under a running node's name must not take that node's lease.
+    this.leases = new NodeLeases(nc, this.config.prefix, this.node, this.epoch, this.config.failureTimeout, this.log);
+    await this.leases.open();
+    const leases = this.leases;
+    this.recovery = new JournalRecovery(this.journal, leases, (r) => this.routeAgain(r), (holder) => this.runAlive(holder), this.log);
+    this.joined = true;
     ctx.router.cluster = this;
     ctx.services.provide('cluster', this);
     // What the other nodes cache about an account (its row, its lists) goes with it, and a new
@@ -193,8 +220,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.announceAll();
     this.timer = setInterval(() => this.tick(), this.config.heartbeatInterval);
     this.timer.unref();
-    // What this node's previous run (killed?) had not seen acknowledged, before this run journals anything.
-    await this.recoverJournal(this.node);
+    // What this node's previous runs (killed?) had not seen acknowledged.
+    const epoch = this.epoch;
+    await this.recovery.recoverRuns(this.node, (e) => e !== epoch);
     ctx.services.provide('sm-journal', this.journal);
     this.log.info('joined the cluster', { nats: this.config.nats.join(','), prefix: this.config.prefix });
   }
@@ -225,6 +253,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     await this.leave();
     this.stopping = true;
     this.shared?.stop();
+    this.recovery?.stop();
     const nc = this.nc;
     if (!nc) return;
     this.crossing.stop();
@@ -256,10 +285,14 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
         // Nobody heard anybody meanwhile: everyone gets a fresh chance, and our sessions are told again.
         const now = Date.now();
         for (const p of this.peers.values()) p.lastSeen = now;
-        this.heartbeat();
-        this.announceAll();
-        // Announcements were missed meanwhile: everyone tells its sessions again.
-        this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
+        // Unless the others declared this node dead meanwhile: its lease says so.
+        void this.renewLease(true).then((fenced) => {
+          if (fenced) return;
+          this.heartbeat();
+          this.announceAll();
+          // Announcements were missed meanwhile: everyone tells its sessions again.
+          this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
+        });
       }
     }
   }
@@ -276,23 +309,124 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   // ---- membership ----
 
   private heartbeatBody(): Heartbeat {
-    return { node: this.node, epoch: this.epoch, startedAt: this.startedAt, sessions: this.registry.size, components: [...this.localComponents], frames: true };
+    // The group chat module makes its key after the node joined: told once it is there.
+    if (Object.keys(this.keys).length < 2 && this.ctx) this.keys = ownFingerprints(this.ctx.config.dataDir);
+    return { node: this.node, epoch: this.epoch, startedAt: this.startedAt, sessions: this.registry.size, components: [...this.localComponents], keys: this.keys, lease: this.leases?.held, frames: true };
   }
 
   private heartbeat(): void {
     this.publish(this.subjects.heartbeat, this.heartbeatBody());
+    if (this.connected) this.leases?.beat();
   }
 
   private tick(): void {
-    if (this.leaving) return;
-    this.heartbeat();
+    if (this.leaving || this.fencing) return;
+    // The heartbeat follows the lease's renewal, so that it tells the revision the others compare
+    // (fencing.ts); while a renewal is slow, it goes without waiting.
+    if (this.leases?.busy) this.heartbeat();
+    else {
+      void this.renewLease().then((fenced) => {
+        if (!fenced && !this.leaving && !this.fencing) this.heartbeat();
+      });
+    }
     const now = Date.now();
     // While this node cannot reach NATS it hears nobody, which says nothing about the others.
     if (!this.connected) return;
     for (const p of this.peers.values()) {
-      if (p.state === 'up' && now - p.lastSeen > this.config.failureTimeout) void this.declareDead(p, 'no heartbeat');
+      if (p.state === 'up' && now - p.lastSeen > this.config.failureTimeout) void this.suspect(p);
     }
     this.shared?.tick();
+  }
+
+  /** Renews this node's lease; true when it found it taken (and the node is being fenced). */
+  private async renewLease(fresh = false): Promise<boolean> {
+    if (!this.leases) return false;
+    const r = await this.leases.renew(fresh);
+    if (r !== 'fenced') return false;
+    void this.fence();
+    return true;
+  }
+
+  /** A peer silent for failureTimeout: dead once its lease is taken (fencing.ts); alive if it renewed it. */
+  private async suspect(p: Peer): Promise<void> {
+    if (p.suspected || !this.leases) {
+      if (!this.leases) await this.declareDead(p, 'no heartbeat', null);
+      return;
+    }
+    p.suspected = true;
+    try {
+      const verdict = await this.leases.claim(p.name, p.epoch, p.leaseRev);
+      if (this.peers.get(p.name) !== p || p.state !== 'up') return;
+      if (!verdict.dead) {
+        // Renewed since its last heartbeat heard: alive, its heartbeats are late (or lost). Unreadable: asked again next tick.
+        if (verdict.revision !== null) {
+          p.leaseRev = verdict.revision;
+          p.lastSeen = Date.now();
+          this.log.info('cluster: a node not heard lately renewed its lease: not declared dead', { peer: p.name });
+        }
+        return;
+      }
+      // That run is over: what it still sends (it was paused, or cut off) is not a node coming back;
+      // it comes back as a new run once it learnt it was fenced.
+      if (verdict.recover !== null) this.departed.add(`${p.name}/${p.epoch}`);
+      await this.declareDead(p, 'no heartbeat', verdict.recover);
+    } finally {
+      p.suspected = false;
+    }
+  }
+
+  /** Whether the run `NODE/EPOCH` is this one or a living peer's (a journal claim of a dead run passes on). */
+  private runAlive(holder: string): boolean {
+    if (holder === `${this.node}/${this.epoch}`) return true;
+    for (const p of this.peers.values()) if (p.state === 'up' && `${p.name}/${p.epoch}` === holder) return true;
+    return false;
+  }
+
+  /**
+   * The others declared this node dead (it was cut off from NATS, or paused, for longer than
+   * failureTimeout): they ended its sessions for their contacts and route its journal. It closes its
+   * client streams (the clients connect again and meet a consistent state), ends its group chat
+   * rooms (they moved), and joins again as a new run; what its sessions had written since the
+   * others read its journal is routed again from the journal, not twice from memory.
+   */
+  private async fence(): Promise<void> {
+    const journal = this.journal;
+    const leases = this.leases;
+    if (this.fencing || this.leaving || !journal || !leases || !this.recovery) return;
+    this.fencing = true;
+    try {
+      this.log.warn('cluster: this node was declared dead by the others (cut off or paused longer than failureTimeout): closing its client streams and joining again', { sessions: this.registry.size });
+      const handovers = Promise.all([...this.leaveHandlers].map((h) => h().catch((err) => this.log.warn('cluster: handover failed', { error: String(err).slice(0, 200) }))));
+      await Promise.race([handovers, new Promise((r) => setTimeout(r, this.config.deliveryTimeout).unref())]);
+      const sessions = [...this.registry.all()];
+      const old = this.epoch;
+      this.ownEpochs.add(old);
+      this.epoch = randomBytes(6).toString('hex');
+      journal.setEpoch(this.epoch);
+      journal.fenced = true;
+      try {
+        for (const s of sessions) s.close('system-shutdown', 'this server node was cut off from its cluster; connect again');
+      } finally {
+        journal.fenced = false;
+      }
+      for (;;) {
+        try {
+          await leases.rejoin(this.epoch);
+          break;
+        } catch (err) {
+          if (this.leaving || this.stopping) return;
+          this.log.warn('cluster: cannot take a new lease, trying again', { error: err instanceof Error ? err.message : String(err) });
+          await new Promise((r) => setTimeout(r, 500).unref());
+        }
+      }
+      this.heartbeat();
+      this.announceAll();
+      this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
+      this.membershipChanged();
+      void this.recovery.recover(journal.unit(this.node, old));
+    } finally {
+      this.fencing = false;
+    }
   }
 
   /** The peer as a message from `node`/`epoch` shows it; a new epoch is a restart, which ends the old run's sessions. */
@@ -300,7 +434,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     if (node === this.node || this.departed.has(`${node}/${epoch}`)) return null;
     let p = this.peers.get(node);
     if (p && p.epoch !== epoch) {
-      if (p.state === 'up') void this.declareDead(p, 'restarted');
+      if (p.state === 'up') void this.declareDead(p, 'restarted', null);
       this.peers.delete(node);
       p = undefined;
     }
@@ -317,7 +451,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
 
   private onHeartbeat(hb: Heartbeat & { leaving?: boolean }): void {
     if (hb.node === this.node) {
-      if (hb.epoch !== this.epoch && !hb.leaving) {
+      if (hb.epoch !== this.epoch && !hb.leaving && !this.ownEpochs.has(hb.epoch)) {
         this.nameTaken = true;
         this.log.error('cluster: another process uses this node name', { node: this.node });
       }
@@ -328,11 +462,22 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
       if (p && p.epoch === hb.epoch) this.forgetPeer(p, 'left');
       return;
     }
+    const file = mismatch(this.keys, hb.keys);
+    if (file) {
+      // The node that differs from a running one refuses to join (start); a running node ignores it.
+      if (!this.joined) this.refusal ??= mismatchError(this.ctx?.config.dataDir ?? '.', file, hb.node, this.node);
+      else if (!this.mismatchLogged.has(`${hb.node}/${hb.epoch}`)) {
+        this.mismatchLogged.add(`${hb.node}/${hb.epoch}`);
+        this.log.error('cluster: a node with another secret file tried to join (it refuses to)', { peer: hb.node, file });
+      }
+      return;
+    }
     const p = this.peer(hb.node, hb.epoch);
     if (!p) return;
     if (p.state === 'dead') this.revive(p);
     p.lastSeen = Date.now();
     p.startedAt = hb.startedAt;
+    if (hb.lease !== undefined) p.leaseRev = hb.lease;
     p.sessions = hb.sessions;
     p.frames = hb.frames === true;
     this.syncComponents(p, new Set(hb.components));
@@ -347,7 +492,11 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.publish(this.subjects.sessions, { node: this.node, epoch: this.epoch, op: 'sync' });
   }
 
-  private async declareDead(p: Peer, why: string): Promise<void> {
+  /**
+   * `recover`: whether this node routes the dead run's journal (it took its lease); null for a node
+   * without a lease (before fencing) or a restart, decided by ownerOf as before.
+   */
+  private async declareDead(p: Peer, why: string, recover: boolean | null): Promise<void> {
     if (p.state === 'dead') return;
     p.state = 'dead';
     this.membershipChanged();
@@ -355,37 +504,35 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.log.warn('cluster: node declared dead', { peer: p.name, why, sessions: gone.length });
     this.syncComponents(p, new Set());
     for (const s of gone) this.registry.removeRemote(s);
-    // A restarted node routes its previous run's journal itself (at its start).
-    if (why !== 'restarted' && this.ownerOf('sm-journal', p.name) === this.node) void this.recoverJournal(p.name);
+    // A restarted node routes its previous run's journal itself (at its start); a dead run's is routed
+    // by the node that took its lease, which also goes on with the journals that run was routing.
+    const owner = this.ownerOf('sm-journal', p.name) === this.node;
+    const recovery = this.recovery;
+    if (recovery && journalOf(why, recover, owner)) {
+      if (recover === null && p.leaseRev === undefined) void recovery.recoverRuns(p.name, () => true);
+      else void recovery.recover(this.journal!.unit(p.name, p.epoch));
+    }
+    if (recovery && (recover === true || (recover === null && owner))) void recovery.adopt(`${p.name}/${p.epoch}`);
     for (const s of gone) {
       if (s.available || s.directedPresence.size > 0) await this.unavailableOnBehalf(s).catch((err) => this.log.warn('cluster: unavailable presence on behalf failed', { error: String(err) }));
     }
   }
 
   /**
-   * The stream management journal of a dead node (or of this node's previous run): the messages its
-   * clients had not acknowledged are routed again as for a session that ended (XEP-0198 section 4):
-   * another resource of the account, or offline storage, with the delay of their first sending.
+   * One record of a stream management journal (a dead node's, or this node's previous run's): the
+   * message its client had not acknowledged is routed again as for a session that ended (XEP-0198
+   * section 4): another resource of the account, or offline storage, with the delay of its first
+   * sending. Throws when it could not be routed or stored (journal-recovery.ts tries again).
    */
-  private async recoverJournal(node: string): Promise<void> {
+  private async routeAgain(r: JournalRecord): Promise<void> {
     const ctx = this.ctx;
-    const journal = this.journal;
-    if (!ctx || !journal) return;
-    try {
-      const records = await journal.readNode(node);
-      for (const r of records) {
-        const el = parseXmlText(r.data, NS.client);
-        const to = Jid.tryParse(el?.attrs.to);
-        if (!el || !to) continue;
-        const from = Jid.tryParse(el.attrs.from) ?? Jid.parse(to.domain);
-        if (!el.getChildren('delay', NS.delay).some((d) => d.attrs.from === to.domain)) el.append(x('delay', { xmlns: NS.delay, from: to.domain, stamp: r.at }));
-        await ctx.router.route(el, from, { kind: 'server' });
-      }
-      await journal.purgeNode(node);
-      if (records.length > 0) this.log.info('cluster: unacknowledged messages of a stream management journal routed again', { peer: node, messages: records.length });
-    } catch (err) {
-      this.log.warn('cluster: could not recover a stream management journal', { peer: node, error: err instanceof Error ? err.message : String(err) });
-    }
+    if (!ctx) throw new Error('the node is not running');
+    const el = parseXmlText(r.data, NS.client);
+    const to = Jid.tryParse(el?.attrs.to);
+    if (!el || !to) return;
+    const from = Jid.tryParse(el.attrs.from) ?? Jid.parse(to.domain);
+    if (!el.getChildren('delay', NS.delay).some((d) => d.attrs.from === to.domain)) el.append(x('delay', { xmlns: NS.delay, from: to.domain, stamp: r.at }));
+    await ctx.router.route(el, from, { kind: 'server' });
   }
 
   /** A node that stopped cleanly: its sessions told their contacts; any still listed end here on its behalf. */
@@ -731,41 +878,44 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   }
 
   forward(node: string, service: string, stanza: Element, from: Jid, to: Jid, untaken?: () => void): void {
-    const body = { service, xml: stanza.toString(), from: from.full, to: to.full } satisfies ServiceStanza;
-    if (!untaken) return this.publish(this.subjects.service(node), body);
-    const nc = this.nc;
-    const notTaken = (why: string) => {
-      this.log.info('cluster: a stanza for a service not taken by its node', { peer: node, service, why });
+    if (!untaken) return this.publish(this.subjects.service(node), { service, xml: stanza.toString(), from: from.full, to: to.full } satisfies ServiceStanza);
+    void this.forwardConfirmed(node, service, stanza, from, to).then((taken) => {
+      if (taken) return;
+      this.log.info('cluster: a stanza for a service not taken by its node', { peer: node, service });
       this.guard('service fallback', untaken);
-    };
-    if (!nc || nc.isClosed()) return notTaken('no NATS connection');
-    const data = encode(body);
+    });
+  }
+
+  /**
+   * A request on `P.node.NAME.served`, answered once the service there took the stanza. Not taken:
+   * not served there (not loaded yet, held back, stopping, its lease in doubt), no answer within
+   * deliveryTimeout, or nobody listening (a node that died). A node of the version before
+   * confirmations (a rolling restart) does not listen there: it gets the stanza on the old subject
+   * and takes it without answering (its silence counts as taken).
+   */
+  forwardConfirmed(node: string, service: string, stanza: Element, from: Jid, to: Jid): Promise<boolean> {
+    const nc = this.nc;
+    if (!nc || nc.isClosed()) return Promise.resolve(false);
+    const data = encode({ service, xml: stanza.toString(), from: from.full, to: to.full } satisfies ServiceStanza);
     const timeout = this.config.deliveryTimeout;
     try {
-      nc.request(this.subjects.served(node), data, { timeout }).then(
-        (reply) => {
-          if (text(reply.data) !== TAKEN) notTaken('not served there');
-        },
+      return nc.request(this.subjects.served(node), data, { timeout }).then(
+        (reply) => text(reply.data) === TAKEN,
         (err: unknown) => {
-          if (!isNoResponders(err)) return notTaken('no answer');
-          // Nobody takes confirmed stanzas there: a node of the version before confirmations (a
-          // rolling restart) takes them on the old subject without answering (its silence is a
-          // timeout); a node that died is not there either (NATS says so at once).
-          try {
-            nc.request(this.subjects.service(node), data, { timeout }).then(
-              () => {},
-              (again: unknown) => {
-                if (isNoResponders(again)) notTaken('no node');
-              },
-            );
-          } catch (again) {
-            notTaken(again instanceof Error ? again.message : String(again));
-          }
+          if (!isNoResponders(err)) return false;
+          return nc.request(this.subjects.service(node), data, { timeout }).then(
+            (reply) => text(reply.data) !== NOT_SERVED,
+            (again: unknown) => !isNoResponders(again),
+          );
         },
       );
-    } catch (err) {
-      notTaken(err instanceof Error ? err.message : String(err));
+    } catch {
+      return Promise.resolve(false);
     }
+  }
+
+  get failureTimeout(): number {
+    return this.config.failureTimeout;
   }
 
   serve(service: string, handler: (stanza: Element, from: Jid, to: Jid) => void): () => void {
@@ -856,7 +1006,7 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   }
 
   /** Whether the service took the stanza. */
-  private onServiceStanza(m: ServiceStanza): boolean {
+  private takeServiceStanza(m: ServiceStanza): boolean {
     const handler = this.services.get(m.service);
     const el = parseXmlText(m.xml, NS.client);
     const from = Jid.tryParse(m.from);
@@ -869,9 +1019,23 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     return true;
   }
 
-  /** A service stanza whose sender waits to know whether it was taken (else it handles the stanza itself). */
-  private onServed(msg: Msg): void {
-    const taken = this.onServiceStanza(decode<ServiceStanza>(msg.data));
+  /** A stanza forwarded without confirmation (forward without `untaken`), or the request of a node's fallback for older nodes. */
+  private onServiceStanza(msg: Msg): void {
+    const taken = this.takeServiceStanza(decode<ServiceStanza>(msg.data));
     if (msg.reply) msg.respond(taken ? TAKEN : NOT_SERVED);
   }
+
+  /** A service stanza whose sender waits to know whether it was taken (forwardConfirmed). */
+  private onServed(msg: Msg): void {
+    // Possibly declared dead already (fencing.ts): what it owned may have moved; the sender decides
+    // again (a room's new owner) or handles the stanza itself (its own s2s link).
+    const taken = this.leases?.trusted() !== false && this.takeServiceStanza(decode<ServiceStanza>(msg.data));
+    if (msg.reply) msg.respond(taken ? TAKEN : NOT_SERVED);
+  }
+}
+
+/** Whether this node routes the journal of a run declared dead (see declareDead). */
+function journalOf(why: string, recover: boolean | null, owner: boolean): boolean {
+  if (why === 'restarted') return false;
+  return recover ?? owner;
 }

@@ -82,6 +82,10 @@ export interface Heartbeat extends NodeId {
   sessions: number;
   /** Component domains linked to this node now. */
   components: string[];
+  /** Keyed fingerprints of the files every node must share (fingerprints.ts); absent from nodes before the check. */
+  keys?: Record<string, string>;
+  /** This node's lease revision at this heartbeat (fencing.ts); absent from nodes before fencing. */
+  lease?: number;
 }
 
 /** A session as other nodes see it: enough to route to it and to apply RFC 6121's delivery rules. */

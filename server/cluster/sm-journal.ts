@@ -1,11 +1,13 @@
 /**
  * Stream management's journal (XEP-0198) in a cluster: the messages a node wrote to a session with
  * stream management and the client has not acknowledged yet, kept in a JetStream stream
- * (`<prefix>-sm`, subjects `<prefix>.smj.NODE.KEY`, file storage, at most the resumption timeout
- * plus a margin old), so that a node killed with SIGKILL loses none of them: the node chosen among
- * the survivors reads the dead node's records and routes them again as stream management does for
- * a session that ends (another resource, or offline storage), and a node restarting under the same
- * name does so for its previous run. An acknowledgement purges what it covers.
+ * (`<prefix>-sm`, subjects `<prefix>.smj.NODE.EPOCH.KEY`, file storage, at most the resumption
+ * timeout plus a margin old), so that a node killed with SIGKILL loses none of them: the survivor
+ * that took the dead node's lease (fencing.ts) routes its run's records again as stream management
+ * does for a session that ends (another resource, or offline storage: journal-recovery.ts), and a
+ * node restarting under the same name does so for its previous runs. The run (EPOCH) in the subject
+ * keeps a run's records apart from those of the same node's next run (a restart, or a node that
+ * was declared dead and joined again). An acknowledgement purges what it covers.
  * Cost: one JetStream publish (awaited before the node confirms a delivery from another node) per
  * message to a session with stream management, one purge per acknowledgement.
  */
@@ -21,6 +23,14 @@ export interface JournalRecord {
   at: string;
 }
 
+/** The records of one run of a node (or, from the version before runs were in the subject, one session's). */
+export interface JournalUnit {
+  /** `NODE.EPOCH`: names the unit in claims. */
+  name: string;
+  epoch: string;
+  filter: string;
+}
+
 const MARGIN_MS = 60_000;
 
 export class SmJournal implements StreamManagementJournal {
@@ -34,19 +44,30 @@ export class SmJournal implements StreamManagementJournal {
   private readonly wantedPurge = new Map<string, Promise<number> | 'all'>();
   private readonly purging = new Set<string>();
   private takeOverHandler: ((request: TakeOverRequest) => Promise<TakeOverAnswer | null>) | null = null;
+  /**
+   * This node was declared dead by the others (fencing.ts), who route its journal: a session ending
+   * now must route again only what the journal does not hold, and keep its records.
+   */
+  fenced = false;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly prefix: string,
     readonly node: string,
+    private epoch: string,
     private readonly maxAgeMs: number,
     private readonly log: Logger,
   ) {
     this.stream = `${prefix}-sm`;
   }
 
-  private subject(node: string, key: string): string {
-    return `${this.prefix}.smj.${node}.${key}`;
+  private subject(key: string): string {
+    return `${this.prefix}.smj.${this.node}.${this.epoch}.${key}`;
+  }
+
+  /** A new run of this node (after being fenced): its records go apart from the previous run's. */
+  setEpoch(epoch: string): void {
+    this.epoch = epoch;
   }
 
   async open(): Promise<void> {
@@ -79,7 +100,7 @@ export class SmJournal implements StreamManagementJournal {
   record(key: string, data: string, at: Date): Promise<number> {
     if (!this.js) return Promise.resolve(0);
     this.writing++;
-    const p = this.js.publish(this.subject(this.node, key), encode({ key, data, at: at.toISOString() } satisfies JournalRecord)).then(
+    const p = this.js.publish(this.subject(key), encode({ key, data, at: at.toISOString() } satisfies JournalRecord)).then(
       (ack) => ack.seq,
       (err) => {
         // Once a minute at most: NATS away fails every write.
@@ -125,10 +146,10 @@ export class SmJournal implements StreamManagementJournal {
           try {
             if (next === 'all') {
               await this.latest?.catch(() => {});
-              await this.jsm?.streams.purge(this.stream, { filter: this.subject(this.node, key) });
+              await this.jsm?.streams.purge(this.stream, { filter: this.subject(key) });
             } else {
               const seq = await next;
-              if (seq > 0) await this.jsm?.streams.purge(this.stream, { filter: this.subject(this.node, key), seq: seq + 1 });
+              if (seq > 0) await this.jsm?.streams.purge(this.stream, { filter: this.subject(key), seq: seq + 1 });
             }
           } catch (err) {
             this.log.debug('cluster: a stream management journal purge failed', { error: err instanceof Error ? err.message : String(err) });
@@ -160,35 +181,54 @@ export class SmJournal implements StreamManagementJournal {
     });
   }
 
-  /** Reads and removes a node's records (a dead node, or this node's previous run), oldest first. */
-  async readNode(node: string): Promise<JournalRecord[]> {
-    const js = this.js;
+  /** The units of `node` that hold records now. */
+  async units(node: string): Promise<JournalUnit[]> {
     const jsm = this.jsm;
-    if (!js || !jsm) return [];
-    const filter = `${this.prefix}.smj.${node}.>`;
-    const consumer = await js.consumers.get(this.stream, { filter_subjects: filter });
-    const records: JournalRecord[] = [];
-    let pending = (await consumer.info()).num_pending;
-    while (pending > 0) {
-      const batch = await consumer.fetch({ max_messages: Math.min(pending, 500), expires: 2000 });
-      let got = 0;
-      for await (const m of batch) {
-        got++;
-        try {
-          records.push(JSON.parse(text(m.data)) as JournalRecord);
-        } catch {
-          // A record that does not parse is skipped.
-        }
-      }
-      if (got === 0) break;
-      pending -= got;
+    if (!jsm) return [];
+    const base = `${this.prefix}.smj.${node}.`;
+    const info = await jsm.streams.info(this.stream, { subjects_filter: `${base}>` });
+    const units = new Map<string, JournalUnit>();
+    for (const subject of Object.keys(info.state.subjects ?? {})) {
+      const rest = subject.slice(base.length);
+      const dot = rest.indexOf('.');
+      const epoch = dot < 0 ? rest : rest.slice(0, dot);
+      if (!units.has(epoch)) units.set(epoch, { name: `${node}.${epoch}`, epoch, filter: dot < 0 ? subject : `${base}${epoch}.>` });
     }
-    await consumer.delete().catch(() => {});
-    return records;
+    return [...units.values()];
   }
 
-  /** Removes a node's records once they were routed again. */
-  async purgeNode(node: string): Promise<void> {
-    await this.jsm?.streams.purge(this.stream, { filter: `${this.prefix}.smj.${node}.>` });
+  /** The unit of one run of `node` (which may hold no records). */
+  unit(node: string, epoch: string): JournalUnit {
+    return { name: `${node}.${epoch}`, epoch, filter: `${this.prefix}.smj.${node}.${epoch}.>` };
+  }
+
+  /** The oldest records (at most `max`) under `filter`, with their stream sequence. */
+  async read(filter: string, max: number): Promise<{ seq: number; record: JournalRecord | null }[]> {
+    const js = this.js;
+    if (!js) return [];
+    const consumer = await js.consumers.get(this.stream, { filter_subjects: filter });
+    try {
+      const pending = (await consumer.info()).num_pending;
+      if (pending === 0) return [];
+      const out: { seq: number; record: JournalRecord | null }[] = [];
+      const batch = await consumer.fetch({ max_messages: Math.min(pending, max), expires: 2000 });
+      for await (const m of batch) {
+        let record: JournalRecord | null = null;
+        try {
+          record = JSON.parse(text(m.data)) as JournalRecord;
+        } catch {
+          // A record that does not parse is skipped (and purged with the others).
+        }
+        out.push({ seq: m.seq, record });
+      }
+      return out;
+    } finally {
+      await consumer.delete().catch(() => {});
+    }
+  }
+
+  /** Removes the records under `filter` up to and including sequence `seq` (those routed again). */
+  async purgeUpTo(filter: string, seq: number): Promise<void> {
+    await this.jsm?.streams.purge(this.stream, { filter, seq: seq + 1 });
   }
 }

@@ -58,6 +58,8 @@ export interface CrossingHost {
   stopping(): boolean;
   /** The node says in its heartbeat that it takes frames. */
   takesFrames(node: string): boolean;
+  /** False while this node may have been declared dead (fencing.ts): it delivers and confirms nothing, so the senders fall back. */
+  trusted(): boolean;
 }
 
 /**
@@ -273,7 +275,7 @@ export class StanzaCrossing {
   private onFrame(msg: Msg): void {
     const { header, xml, items } = decodeFrame(msg.data);
     if (header.confirm) this.confirmed(header.node, header.confirm);
-    if (items.length === 0) return;
+    if (items.length === 0 || !this.host.trusted()) return;
     // All with one parser; should one of them not parse, each on its own (that one then not delivered).
     let parsed = parseXmlElements(xml, NS.client);
     if (parsed?.length !== items.length) parsed = null;
@@ -437,6 +439,7 @@ export class StanzaCrossing {
 
   /** A batch from a node of the version before frames: each stanza is delivered (or found gone) on its own, and the reply confirms them together. */
   private onStanzas(msg: Msg): void {
+    if (!this.host.trusted()) return;
     const batch = decode<StanzaBatch>(msg.data);
     const c: Confirmations = { delivered: [], gone: [] };
     for (const item of batch.items) {
@@ -457,6 +460,7 @@ export class StanzaCrossing {
 
   /** One stanza as a node of the version before batching sends it. */
   private onStanza(msg: Msg): void {
+    if (!this.host.trusted()) return;
     const delivered = this.deliverHere(decode<StanzaForSession>(msg.data));
     if (!msg.reply) return;
     if (!delivered) {

@@ -68,6 +68,14 @@ export interface ClusterService {
    * caller then handles the stanza itself rather than lose it (it may then be handled twice).
    */
   forward(node: string, service: string, stanza: Element, from: Jid, to: Jid, untaken?: () => void): void;
+  /**
+   * forward() with a confirmation: resolves true once `node` has handed the stanza to the service,
+   * false when it did not say so within `cluster.deliveryTimeout` (it died, or has no such service):
+   * the caller decides again (the key's owner may have changed meanwhile) or bounces the stanza.
+   */
+  forwardConfirmed(node: string, service: string, stanza: Element, from: Jid, to: Jid): Promise<boolean>;
+  /** cluster.failureTimeout: how long until a silent node is declared dead and what it owned moves. */
+  readonly failureTimeout: number;
   /** Takes the stanzas other nodes forward to `service` here; returns the function that stops it. */
   serve(service: string, handler: (stanza: Element, from: Jid, to: Jid) => void): () => void;
   /**
@@ -110,6 +118,11 @@ declare module './services.js' {
 export interface StreamManagementJournal {
   /** This node: the SM-IDs made here end with `.node`. */
   readonly node: string;
+  /**
+   * True while this node, declared dead by the others, closes its sessions: the others route what
+   * the journal holds, so a session ending now routes again only what it does not (its records stay).
+   */
+  readonly fenced: boolean;
   /** Records a message written to the session with journal key `key`; resolves when stored (the value locates it). */
   record(key: string, data: string, at: Date): Promise<number>;
   /** The client acknowledged everything up to the record `upTo` resolves to. */

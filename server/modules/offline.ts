@@ -85,6 +85,12 @@ function hasContent(stanza: Element): boolean {
   return false;
 }
 
+function withoutOwnDelays(el: Element, host: string): string {
+  const c = el.clone();
+  c.children = c.children.filter((ch) => typeof ch === 'string' || !(ch.is('delay', NS.delay) && ch.attrs.from === host));
+  return c.toString();
+}
+
 export function delayElement(from: string, at: Date): Element {
   return x('delay', { xmlns: NS.delay, from, stamp: at.toISOString() }, 'Offline Storage');
 }
@@ -109,6 +115,9 @@ class OfflineStore {
       const copy = event.stanza.clone();
       copy.attrs.to = bare;
       if (copy.attrs.xmlns === NS.server || copy.attrs.xmlns === NS.component) copy.attrs.xmlns = NS.client;
+      // A message the server routes again (a stream management queue, a cluster node's journal or an
+      // unconfirmed delivery to another node) may be here already by another of those ways.
+      if (event.origin.kind === 'server' && copy.attrs.id && (await this.storedAlready(account.id, copy, event.to.domain))) return true;
       const text = copy.toString();
       const quota = checkQuota(await storage.offline.usage(account.id), { items: 1, bytes: xmlBytes(text) }, { maxItems: max, maxBytes: config.offline.maxBytesPerUser }, 'offline storage');
       if (!quota.ok) {
@@ -127,6 +136,22 @@ class OfflineStore {
       if (top.length > 0) await this.deliverStored(account.id, top);
       return true;
     });
+  }
+
+  /**
+   * Whether the same message (sender, id and content, leaving out the delay stamps this server
+   * added) is stored for the account: a copy routed again is stored once (XEP-0198 allows a
+   * duplicate, but offline storage need not make one).
+   */
+  private async storedAlready(accountId: number, copy: Element, host: string): Promise<boolean> {
+    const id = copy.attrs.id!;
+    const same = withoutOwnDelays(copy, host);
+    for (const row of await this.ctx.storage.offline.list(accountId)) {
+      if (!row.stanza.includes(id)) continue;
+      const el = parseXmlText(row.stanza, NS.client);
+      if (el && el.attrs.id === id && el.attrs.from === copy.attrs.from && withoutOwnDelays(el, host) === same) return true;
+    }
+    return false;
   }
 
   async onAvailable(session: ClientSession): Promise<void> {

@@ -209,6 +209,12 @@ class SmSession implements SessionLayer {
     const unacked = this.queue.splice(0);
     this.queueChars = 0;
     this.sm.forget(this);
+    if (this.journal?.fenced) {
+      // This node was declared dead: the journal's records are routed again by the cluster (once);
+      // from here only what never reached the journal (its write failed, or it is not a message).
+      void this.sm.requeueUnjournaled(this.session, unacked);
+      return;
+    }
     const requeued = unacked.length > 0 ? this.sm.requeue(this.session, unacked) : Promise.resolve();
     // Routed again from here: the journal's copy goes once that is done.
     if (this.journal) void requeued.then(() => this.journal?.discard(this.journalKey));
@@ -565,6 +571,13 @@ class StreamManagement {
     this.pending.add(run);
     void run.finally(() => this.pending.delete(run));
     return run;
+  }
+
+  /** requeue() of the stanzas the journal does not hold (their record failed, or they have none). */
+  async requeueUnjournaled(session: BoundSession, unacked: Unacked[]): Promise<void> {
+    const kept = await Promise.all(unacked.map(async (e) => ((e.journaled ? await e.journaled : 0) > 0 ? null : e)));
+    const rest = kept.filter((e): e is Unacked => e !== null);
+    if (rest.length > 0) await this.requeue(session, rest);
   }
 
   private async redeliver(session: BoundSession, entry: Unacked): Promise<void> {

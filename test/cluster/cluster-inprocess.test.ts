@@ -14,6 +14,7 @@ import { RemoteSession } from '../../server/cluster/remote-session.js';
 import type { ClusterSessionRegistry } from '../../server/cluster/registry.js';
 import type { ClusterNode } from '../../server/cluster/node.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
+import { CLUSTER_SERVER_SECRET } from '../helpers/cluster-secrets.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import type { StorageConfig } from '../../storage/datasource.js';
 import { EVENT, contacts, online as onlineWithCaps, publish } from '../modules/pep-helpers.js';
@@ -248,7 +249,25 @@ describe('cluster: two nodes in one process', { skip }, () => {
     await online(c);
   });
 
-  test('XEP-0191: a block set on one node holds on the other, whose copy of the list was read before', async () => {
+  test('a node whose server-secret or muc-occupant-id.key differs from the running nodes\' refuses to join, naming the file (no secret in the message)', async () => {
+    const cluster = (node: string) => ({ cluster: { enabled: true, node, prefix, heartbeatInterval: '200ms', failureTimeout: '1s' } });
+    const otherSecret = 'e3'.repeat(32);
+    await assert.rejects(startTestServer({ storage: storage(), config: cluster('n3'), files: { 'server-secret': otherSecret + '\n' }, logLevel: 'error' }), (err: Error) => {
+      assert.match(err.message, /server-secret differs from the one of node n[12]/);
+      assert.ok(!err.message.includes(otherSecret) && !err.message.includes(CLUSTER_SERVER_SECRET), 'no secret in the message');
+      return true;
+    });
+    await assert.rejects(
+      startTestServer({ storage: storage(), config: cluster('n3'), files: { 'muc-occupant-id.key': 'f4'.repeat(32) + '\n' }, logLevel: 'error' }),
+      /muc-occupant-id\.key differs from the one of node n[12] \(every node needs the same muc-occupant-id\.key/,
+    );
+    // The running nodes go on serving, and did not count the refused node as a member.
+    assert.deepEqual(n1.server.ctx.services.get('cluster')?.status().nodes.map((n) => n.name), ['n1', 'n2']);
+    const c = await loginAs(n1, `samekeys-${tag}`);
+    await online(c);
+  });
+
+    test('XEP-0191: a block set on one node holds on the other, whose copy of the list was read before', async () => {
     const user = await loginAs(n1, `blocker-${tag}`);
     const pest = await loginAs(n2, `pest-${tag}`);
     await online(user);

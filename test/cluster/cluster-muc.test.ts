@@ -5,8 +5,9 @@
  * `ownerOf` does); the rooms here are named so that the node running them is the one the test needs.
  * - occupants on all three nodes: join, messages, private messages, a kick by a moderator on another
  *   node, a nick conflict across nodes, `gatehouse muc list` and disco#items with the node;
- * - the node running a persistent room killed (SIGKILL): the room comes back on another node from
- *   the database, an occupant's self-ping (XEP-0410) gets not-acceptable, and joining again works;
+ * - the node running a persistent room killed (SIGKILL): stanzas sent to its rooms before the others
+ *   noticed reach the rooms' new nodes (not lost), the room comes back on another node from the
+ *   database, an occupant's self-ping (XEP-0410) gets not-acceptable, and joining again works;
  * - the node running a room stopped cleanly: its occupants get unavailable with status 332.
  */
 import { test, describe, before, after } from 'node:test';
@@ -18,7 +19,7 @@ import { loginAs, startTestServer, type TestServer } from '../helpers/server.js'
 import { controlRequest } from '../../server/admin/control.js';
 import { mucRoomsPage } from '../../server/modules/muc/admin-page.js';
 import type { TestClient } from '../helpers/xmpp-client.js';
-import { announcePolicy, clusterStorage, nodeClients, skipWithoutClusterDb as skip, startNode, stopNode, type ClusterNode as Node } from '../helpers/cluster-nodes.js';
+import { FAILURE_TIMEOUT_MS, announcePolicy, clusterStorage, nodeClients, skipWithoutClusterDb as skip, startNode, stopNode, type ClusterNode as Node } from '../helpers/cluster-nodes.js';
 import { x, type Element } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
 import { MUC, MUC_ADMIN, SERVICE, codes, createInstant, enter, errorOf, item } from '../modules/muc-helpers.js';
@@ -123,6 +124,17 @@ describe('cluster: group chat with occupants on three nodes', { skip }, () => {
 
     n3.proc.proc.kill('SIGKILL');
     await n3.proc.exited;
+    // Sent before the others noticed: m3 does not confirm them, and once the room moved they go to its
+    // new node instead of being lost. A message from an occupant the new node does not know yet gets
+    // not-acceptable (XEP-0045 7.4); a join of a temporary room of m3 creates it on its new node.
+    erin.send(x('message', { to: room, type: 'groupchat', id: `lost-${tag}` }, x('body', {}, 'in the window')));
+    const temporary = roomOn('m3', ['m1', 'm2', 'm3'], `w${tag}`);
+    frank.send(x('presence', { to: `${temporary}/Frank` }, x('x', { xmlns: MUC })));
+    const refused = await erin.expect((el) => el.name === 'message' && el.attrs.id === `lost-${tag}`, FAILURE_TIMEOUT_MS * 4 + 10_000);
+    assert.equal(refused.attrs.type, 'error');
+    assert.equal(errorOf(refused), 'not-acceptable');
+    const joined = await frank.expect((el) => el.name === 'presence' && el.attrs.from === `${temporary}/Frank`, FAILURE_TIMEOUT_MS * 4 + 10_000);
+    assert.ok(codes(joined).includes(110) && codes(joined).includes(201), `the room was created on its new node: ${joined}`);
     // Until the others declare m3 dead, stanzas for the room go to m3 and get nothing back.
     while ((await nodeState(n1, 'm3')) !== 'dead' || (await nodeState(n2, 'm3')) !== 'dead') await new Promise((r) => setTimeout(r, 200));
 

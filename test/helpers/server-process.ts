@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { writeClusterSecrets } from './cluster-secrets.js';
 
 export const CLI = fileURLToPath(new URL('../../server/cli.js', import.meta.url));
 
@@ -20,6 +21,8 @@ export interface ServerProcess {
 export async function startServerProcess(dir: string, config: Record<string, unknown>): Promise<ServerProcess> {
   const path = join(dir, 'gatehouse.yaml');
   writeFileSync(path, stringify(config));
+  // Cluster nodes share these files (a node whose copies differ refuses to join).
+  if ((config.cluster as { enabled?: boolean } | undefined)?.enabled) writeClusterSecrets(dir);
   return startServerProcessWith(['start', '--config', path], JSON.stringify(config));
 }
 

@@ -1,5 +1,5 @@
 /** Starts a real Gatehouse server for a test: random loopback ports, a temporary data directory. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, type Config } from '../../server/config/index.js';
@@ -13,6 +13,7 @@ import type { GatehouseModule } from '../../server/core/context.js';
 import { allModules } from '../../server/modules/index.js';
 import { adminHttpListeners } from '../../server/admin/http.js';
 import type { ReloadOutcome } from '../../server/core/runtime.js';
+import { writeClusterSecrets } from './cluster-secrets.js';
 
 export interface TestServer {
   server: RunningServer;
@@ -47,6 +48,8 @@ export interface TestServerOptions {
   logLevel?: LogLevel;
   /** Modules to load instead of server/modules/index.ts's list. */
   modules?: GatehouseModule[];
+  /** Files written into the data directory before the start (name → content). */
+  files?: Record<string, string>;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
@@ -64,6 +67,9 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     },
     opts.config ?? {},
   );
+  for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content, { mode: 0o600 });
+  // Cluster nodes share these files (a node whose copies differ refuses to join).
+  if ((raw.cluster as { enabled?: boolean } | undefined)?.enabled) writeClusterSecrets(dir);
   const config = parseConfig(raw, dir);
   const logLines: string[] = [];
   const log = new Logger({ level: config.log.level, format: 'text', sink: (l) => logLines.push(l) });

@@ -11,6 +11,12 @@
  * and affiliations but no occupants (XEP-0410 self-ping tells them to join again). History is
  * memory only: it does not move with a room.
  *
+ * A stanza handed to the owner waits for its confirmation. Without one (the owner died before the
+ * others noticed, or is cut off) it is not lost: once the owner changes (failureTimeout later the
+ * room moves) it goes to the room's new node, as if sent then; if the owner stays the same and
+ * still does not confirm a second try, the sender gets `recipient-unavailable` (RFC 6120 8.3.3.13,
+ * type wait: try again later).
+ *
  * On a single node none of this exists (the module makes no MucCluster).
  */
 import type { ClusterService } from '../../core/cluster.js';
@@ -29,11 +35,13 @@ export class MucCluster implements MucPlacement {
   private totals = { rooms: 0, occupants: 0 };
   /** Stanzas another node handed here: run here even if this node's view of the owner differs (no ping-pong). */
   private readonly handedHere = new WeakSet<Element>();
+  /** Stanzas whose owner did not confirm, waiting for the room to move (cancel functions). */
+  private readonly waiting = new Set<() => void>();
 
   constructor(
     private readonly svc: MucService,
     private readonly cluster: ClusterService,
-    dispatch: (e: StanzaEvent) => void,
+    private readonly dispatch: (e: StanzaEvent) => void,
   ) {
     const c = cluster;
     this.cleanup.push(
@@ -61,6 +69,7 @@ export class MucCluster implements MucPlacement {
 
   stop(): void {
     for (const f of this.cleanup.splice(0)) f();
+    for (const cancel of [...this.waiting]) cancel();
   }
 
   owns(roomJid: string): boolean {
@@ -76,8 +85,46 @@ export class MucCluster implements MucPlacement {
     if (e.to.local === '' || this.handedHere.has(e.stanza)) return false;
     const owner = this.cluster.ownerOf(SERVICE, e.to.bare);
     if (owner === this.cluster.node) return false;
-    this.cluster.forward(owner, SERVICE, e.stanza, e.from, e.to);
+    this.handTo(owner, e, false);
     return true;
+  }
+
+  private handTo(owner: string, e: StanzaEvent, retried: boolean): void {
+    void this.cluster.forwardConfirmed(owner, SERVICE, e.stanza, e.from, e.to).then((confirmed) => {
+      if (!confirmed) this.unconfirmed(owner, e, retried);
+    });
+  }
+
+  /** Its owner did not confirm the stanza: sent again once the room moved, or once more, then bounced. */
+  private unconfirmed(owner: string, e: StanzaEvent, retried: boolean): void {
+    const log = this.svc.ctx.log;
+    let timer: NodeJS.Timeout | null = null;
+    let stopWatching: (() => void) | null = null;
+    const done = () => {
+      if (timer) clearTimeout(timer);
+      stopWatching?.();
+      this.waiting.delete(done);
+    };
+    const moved = () => this.cluster.ownerOf(SERVICE, e.to.bare) !== owner;
+    const decide = () => {
+      done();
+      if (moved()) {
+        log.info('muc: a stanza its room\'s node did not confirm goes to the room\'s new node', { room: e.to.bare });
+        this.dispatch(e);
+      } else if (!retried) {
+        this.handTo(owner, e, true);
+      } else {
+        log.warn('muc: a stanza its room\'s node did not confirm is bounced', { room: e.to.bare, node: owner });
+        this.svc.ctx.router.bounce(e, 'recipient-unavailable');
+      }
+    };
+    this.waiting.add(done);
+    stopWatching = this.cluster.onMembership(() => {
+      if (moved()) decide();
+    });
+    // A node that died is declared dead within failureTimeout (plus a heartbeat's margin).
+    timer = setTimeout(decide, this.cluster.failureTimeout * 2);
+    timer.unref();
   }
 
   /** The rooms of every node, each with the node running it. */
