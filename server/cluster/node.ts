@@ -718,6 +718,9 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
   }
 
   private onStored(m: { jid: string }): void {
+    // Possibly declared dead already (fencing.ts): its clients are about to be told to reconnect, and
+    // what is stored waits for them there instead of reaching a session the others gave up on.
+    if (this.leases?.trusted() === false) return;
     const session = this.registry.localSession(m.jid);
     if (session) void this.ctx?.hooks.emit('session/stored-messages', { session });
   }

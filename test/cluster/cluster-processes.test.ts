@@ -20,6 +20,7 @@ import { startServerProcessWith, runCli, type ServerProcess } from '../helpers/s
 import type { TestClient } from '../helpers/xmpp-client.js';
 import { reservedPort } from '../helpers/ports.js';
 import {
+  CLUSTER_TEST_COMPONENT,
   FAILURE_TIMEOUT_MS,
   announcePolicy,
   bare,
@@ -38,9 +39,9 @@ import { NS } from '../../shared/ns.js';
 
 const NATS_SERVER = '/usr/sbin/nats-server';
 
-const COMPONENT = 'gw.localhost';
-const COMPONENT_SECRET = 'component-secret-for-tests';
-const withComponent: NodeOptions = { component: { domain: COMPONENT, secret: COMPONENT_SECRET } };
+const COMPONENT = CLUSTER_TEST_COMPONENT.domain;
+const COMPONENT_SECRET = CLUSTER_TEST_COMPONENT.secret;
+const withComponent: NodeOptions = { component: CLUSTER_TEST_COMPONENT };
 
 const { account, login, destroyAll } = nodeClients();
 
@@ -108,7 +109,7 @@ describe('cluster: three nodes as separate processes', { skip }, () => {
   const tag = randomBytes(3).toString('hex');
   const nodes: Node[] = [];
   before(async () => {
-    await announcePolicy('cluster test configuration', withComponent);
+    await announcePolicy('cluster test configuration');
     for (const name of ['p1', 'p2', 'p3']) nodes.push(await startNode(name, prefix, withComponent));
   });
   after(async () => {
@@ -257,7 +258,7 @@ describe('cluster: gatehouse start --nodes N on one machine', { skip }, () => {
   let dir = '';
   let primary: ServerProcess | null = null;
   before(async () => {
-    await announcePolicy('cluster test configuration', withComponent);
+    await announcePolicy('cluster test configuration');
     dir = mkdtempSync(join(tmpdir(), 'gatehouse-nodes-'));
   });
   after(async () => {
@@ -351,7 +352,7 @@ describe('cluster: NATS restarted under two running nodes', { skip: skip || (!ex
   let nats: ChildProcess;
   const nodes: Node[] = [];
   before(async () => {
-    await announcePolicy('cluster test configuration', withComponent);
+    await announcePolicy('cluster test configuration');
     port = await reservedPort();
     nats = startNats(port, store);
     await natsListening(port);

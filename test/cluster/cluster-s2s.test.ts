@@ -47,13 +47,16 @@ async function online(c: TestClient): Promise<void> {
  */
 async function clusterStorage(): Promise<{ storage: StorageConfig; dataDir(): string; drop(): Promise<void> }> {
   const db = await TARGET!.make();
+  // Every node needs the same secret files (docs/cluster.md); a node with others refuses to join.
   const secret = `${randomBytes(32).toString('hex')}\n`;
+  const occupantIdKey = `${randomBytes(32).toString('hex')}\n`;
   const dirs: string[] = [];
   return {
     storage: { ...db.config, migrateOnStart: true } as StorageConfig,
     dataDir() {
       const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cluster-s2s-'));
       writeFileSync(join(dir, 'server-secret'), secret, { mode: 0o600 });
+      writeFileSync(join(dir, 'muc-occupant-id.key'), occupantIdKey, { mode: 0o600 });
       dirs.push(dir);
       return dir;
     },

@@ -59,17 +59,25 @@ export function nodeConfig(dir: string, name: string, prefix: string, opts: Node
   };
 }
 
+/** The component the cluster tests may configure; every announced policy names it (see announcePolicy). */
+export const CLUSTER_TEST_COMPONENT = { domain: 'gw.localhost', secret: 'cluster-component-secret' };
+
 /**
  * The shared test database keeps the privacy policy of earlier runs (and of other tests): the
- * policy of this configuration is announced as a technical change, in force at once (P22), as an
- * operator would.
+ * policy is announced as a technical change, in force at once (P22), as an operator would. The
+ * cluster test files run at the same time on that database and the latest announcement wins, so
+ * all of them announce the same policy, that of the widest configuration they use (with the
+ * component): a node started without it runs a narrower one, which needs no announcement. (Two
+ * different policies raced: one file's announcement held back another's component or federation.)
  */
-export async function announcePolicy(note: string, opts: NodeOptions = {}): Promise<void> {
+export async function announcePolicy(note: string): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cluster-policy-'));
   try {
     const path = join(dir, 'gatehouse.yaml');
-    writeFileSync(path, stringify(nodeConfig(dir, 'policy', 'unused', opts)));
-    await runCli(['policy', 'announce', '--effective', new Date().toISOString().slice(0, 10), '--technical', note, '--config', path]);
+    writeFileSync(path, stringify(nodeConfig(dir, 'policy', 'unused', { component: CLUSTER_TEST_COMPONENT })));
+    const r = await runCli(['policy', 'announce', '--effective', new Date().toISOString().slice(0, 10), '--technical', note, '--config', path]);
+    // Announced already (by another cluster test file) is fine.
+    if (r.code !== 0 && !/nothing to announce/.test(r.out)) throw new Error(`policy announce failed: ${r.out}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
