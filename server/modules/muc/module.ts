@@ -99,6 +99,9 @@ export function createMucModule(): GatehouseModule {
       await s.refresh();
       cleanup.push(ctx.services.provide('muc', s));
       cleanup.push(hooks.on('config/in-force', () => s.refresh()));
+      // Occupants, also those of other servers (before the links close), leave with 332; in a
+      // cluster the rooms are handed over when this node leaves (cluster.ts) instead.
+      if (!mucCluster) cleanup.push(hooks.on('server/stopping', () => s.shutDownAll()));
       // P23: the rows went with the account (foreign key); the rooms in memory forget it too.
       cleanup.push(hooks.on('account/deleted', ({ jid }) => s.forgetAccount(jid.bare)));
       cleanup.push(

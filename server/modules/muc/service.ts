@@ -400,6 +400,11 @@ export class MucService {
     room.history.clear();
   }
 
+  /** The server stops: every room shuts down (332); persistent ones stay stored. */
+  async shutDownAll(): Promise<void> {
+    for (const room of [...this.rooms.values()]) await this.serial.run(room.jid, () => this.shutDown(room));
+  }
+
   /** Persistent rooms the retention sweep deleted: gone from memory too (nobody was in them for a long time). */
   async forgetExpired(roomIds: readonly number[]): Promise<void> {
     const ids = new Set(roomIds);
