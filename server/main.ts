@@ -274,6 +274,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       stopped = true;
       clearInterval(sweep);
       await Promise.all(listeners.map((l) => new Promise<void>((r) => l.server.close(() => r()))).map((p) => Promise.race([p, delay(100)])));
+      // Modules' last words go out while streams and links are open (a slow link holds nobody up long).
+      await Promise.race([ctx.hooks.emit('server/stopping', {}), delay(2_000)]);
       // The other nodes end this node's sessions for their users while the sessions are still listed.
       await cluster?.leave();
       for (const s of [...env.streams]) s.close('system-shutdown');

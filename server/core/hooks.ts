@@ -45,6 +45,11 @@ export interface HookEvents {
   /** An account and all its rows are gone. */
   'account/deleted': { account: Account; jid: Jid };
   'account/created': { account: Account; jid: Jid; ip: string | null };
+  /**
+   * The server is stopping: listeners are closed, client streams and server-to-server links are
+   * still open, so modules can still tell others (the chat rooms' 332). Bounded by main.ts.
+   */
+  'server/stopping': Record<string, never>;
   /** The account's SCRAM verifiers were replaced (new password) or completed (a hash it lacked). */
   'account/verifiers-changed': { account: Account };
   [stanzaEvent: `message/${string}` | `presence/${string}` | `iq/${string}` | `iq-get/${string}` | `iq-set/${string}` | `iq-result/${string}` | `iq-error/${string}`]: StanzaEvent;

@@ -283,16 +283,20 @@ export class IncomingS2S implements InboundLink {
 
   private onElement(el: Element): void {
     if (this.state === 'closed') return;
+    // A stanza that came in on an open stream is handled even when the stream ends (the peer's
+    // </stream:stream> or socket close) before its turn: it was sent before the end.
+    const arrivedOpen = this.state === 'open';
     this.busy = this.busy
-      .then(() => this.handle(el))
+      .then(() => this.handle(el, arrivedOpen))
       .catch((err) => {
         this.service.log.error('s2s stanza handling failed', { remote: this.headerFrom ?? '', error: err instanceof Error ? err.message : String(err) });
       });
   }
 
-  private async handle(el: Element): Promise<void> {
-    if (this.state !== 'open') return;
+  private async handle(el: Element, arrivedOpen: boolean): Promise<void> {
     const { local, ns } = qualify(el, this.decls);
+    if (this.state === 'closed' && arrivedOpen && STANZA_NAMES.has(el.name) && ns === NS.server) return this.handleStanza(el);
+    if (this.state !== 'open') return;
     if (ns === NS.stream && local === 'error') {
       this.service.log.info('s2s stream error from peer', { remote: this.headerFrom ?? '', condition: streamErrorCondition(el) });
       return this.close();

@@ -128,6 +128,13 @@ describe('a group chat\'s life with slixmpp (XEP-0045)', { skip: skipWithout('sl
       assert.equal(form[v]!.type, type, `${v} is ${type}`);
     }
     assert.deepEqual([...form['muc#roomconfig_whois']!.options].sort(), ['anyone', 'moderators']);
+    if (target.kind === 'gatehouse') {
+      // 10.2: the roles whose presence is broadcast, all of them by default.
+      const broadcast = form['muc#roomconfig_presencebroadcast'];
+      assert.equal(broadcast?.type, 'list-multi', JSON.stringify(broadcast));
+      assert.deepEqual([...broadcast!.options].sort(), ['moderator', 'participant', 'visitor']);
+      assert.deepEqual([...(broadcast!.value as string[])].sort(), ['moderator', 'participant', 'visitor']);
+    }
     // A password-protected room: the secret, and the switch where the form has one (XEP-0045 16.5.3 registers both).
     const passwordSwitch = form['muc#roomconfig_passwordprotectedroom'] ? { 'muc#roomconfig_passwordprotectedroom': '1' } : {};
     await owner.ok({
@@ -159,6 +166,11 @@ describe('a group chat\'s life with slixmpp (XEP-0045)', { skip: skipWithout('sl
     await owner.ok({ cmd: 'affiliation', room: ROOM(), jid: alice.bare, affiliation: 'member' });
     await owner.ok({ cmd: 'affiliation', room: ROOM(), jid: bob.bare, affiliation: 'member' });
     assert.deepEqual((await owner.ok({ cmd: 'affiliations', room: ROOM(), affiliation: 'member' })).jids, [alice.bare, bob.bare].sort());
+    if (target.kind === 'gatehouse') {
+      // 101 (15.6): Alice, not in the room, is told of her new affiliation by a message from the room.
+      const told = await alice.stanza((el) => el.name === 'message' && el.attrs.from === ROOM() && statusCodes(el).includes(101), 'the 101 message');
+      assert.deepEqual([statusCodes(told), mucItem(told)?.affiliation], [[101], 'member']);
+    }
 
     const noPassword = await alice.fails({ cmd: 'join', room: ROOM(), nick: 'Alice' });
     assert.deepEqual([noPassword.type, noPassword.condition], ['auth', 'not-authorized'], JSON.stringify(noPassword));

@@ -74,7 +74,12 @@ for (const target of storageTargets()) {
         const alice = await loginAs(first, 'alice');
         const bob = await loginAs(first, 'bob');
         const room = `keep@${SERVICE}`;
-        await createInstant(alice, room, 'Alice', { 'muc#roomconfig_persistentroom': '1', 'muc#roomconfig_roomname': 'Kept room', 'muc#roomconfig_membersonly': '1' });
+        await createInstant(alice, room, 'Alice', {
+          'muc#roomconfig_persistentroom': '1',
+          'muc#roomconfig_roomname': 'Kept room',
+          'muc#roomconfig_membersonly': '1',
+          'muc#roomconfig_presencebroadcast': ['moderator', 'participant'],
+        });
         const set = await alice.iq(x('iq', { type: 'set', to: room }, x('query', { xmlns: MUC_ADMIN }, x('item', { jid: 'bob@localhost', affiliation: 'member', nick: 'Bobby' }), x('item', { jid: 'mallory@elsewhere.example', affiliation: 'outcast' }))));
         assert.equal(set.attrs.type, 'result');
         await enter(bob, room, 'Bobby');
@@ -101,6 +106,9 @@ for (const target of storageTargets()) {
         assert.deepEqual(listed, [`keep@${SERVICE} Kept room`]);
         const members = await alice.iq(x('iq', { type: 'get', to: `keep@${SERVICE}` }, x('query', { xmlns: MUC_ADMIN }, x('item', { affiliation: 'member' }))));
         assert.deepEqual(members.getChild('query', MUC_ADMIN)!.getChildren('item').map((i) => `${i.attrs.jid} ${i.attrs.nick}`), ['bob@localhost Bobby']);
+        const form = await alice.iq(x('iq', { type: 'get', to: `keep@${SERVICE}` }, x('query', { xmlns: 'http://jabber.org/protocol/muc#owner' })));
+        const broadcast = form.getChild('query')?.getChild('x', 'jabber:x:data')?.getChildren('field').find((f) => f.attrs.var === 'muc#roomconfig_presencebroadcast');
+        assert.deepEqual(broadcast?.getChildren('value').map((v) => v.text()), ['moderator', 'participant'], 'the roles broadcast are stored with the room');
         const self = await enter(bob, `keep@${SERVICE}`, 'Bobby');
         assert.equal(item(self)?.attrs.affiliation, 'member');
         assert.ok(!codes(self).includes(201));

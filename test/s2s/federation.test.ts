@@ -432,6 +432,17 @@ describe('what a remote server may not do (P18)', () => {
     assert.ok(await alice.expectNothing((el) => el.name === 'message' && el.getChildText('body') === 'spoofed', 500));
   });
 
+  test('P18 stanzas a peer sent just before ending its stream are delivered, not dropped with the stream', async () => {
+    const evil = ca.issue('evil.test');
+    const peer = await RawPeer.connect(a.s2sPort, 'evil.test', 'a.test');
+    await peer.starttls(evil);
+    assert.equal((await peer.saslExternal()).name, 'success');
+    // One write: the stanzas and the end of the stream reach the server together (as at a peer's shutdown).
+    peer.write(`<message from='eve@evil.test/x' to='alice@a.test' type='chat'><body>last 1</body></message><message from='eve@evil.test/x' to='alice@a.test' type='chat'><body>last 2</body></message></stream:stream>`);
+    for (const body of ['last 1', 'last 2']) assert.equal((await alice.expect((el) => el.name === 'message' && el.getChildText('body') === body)).attrs.from, 'eve@evil.test/x');
+    await peer.waitClosed();
+  });
+
   test('P18 a stanza before authentication is refused with not-authorized', async () => {
     const peer = await RawPeer.connect(a.s2sPort, 'b.test', 'a.test');
     await peer.starttls();

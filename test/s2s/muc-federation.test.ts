@@ -59,3 +59,26 @@ test('P18 XEP-0045 a user of another server enters a room over federation, talks
     await b.stop();
   }
 });
+
+test('XEP-0045 the server stops: a user of another server in a room gets the unavailable presence with 332 before the link closes, as a local one does', async () => {
+  const a = await startServer('a.test');
+  const b = await startServer('b.test');
+  try {
+    route(a, b, ['b.test', 'conference.b.test']);
+    route(b, a, ['a.test', 'conference.a.test']);
+    const alice = await account(a, 'alice@a.test');
+    const bob = await account(b, 'bob@b.test');
+    const room = 'closing@conference.a.test';
+    await createInstant(alice, room, 'Alice');
+    assert.ok(codes(await enter(bob, room, 'Bob')).includes(110));
+    // The running server itself stops (the test helper's stop would disconnect Alice first).
+    await a.server.stop();
+    const out = await bob.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/Bob`);
+    assert.deepEqual(codes(out).sort(), [110, 332]);
+    const aliceOut = await alice.expect((el) => el.name === 'presence' && el.attrs.type === 'unavailable' && el.attrs.from === `${room}/Alice`);
+    assert.deepEqual(codes(aliceOut).sort(), [110, 332]);
+  } finally {
+    await a.stop();
+    await b.stop();
+  }
+});

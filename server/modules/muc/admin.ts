@@ -1,9 +1,11 @@
 /**
  * The moderator, admin and owner side of a room (XEP-0045 8-10): `muc#admin` lists and changes of
  * roles (kick 307, voice) and affiliations (ban 301, members, admins, owners; 321 and 322 for those
- * who lose their place), the owner's `muc#owner` configuration form (instant and reserved rooms,
- * status codes 104/172/173 on changes) and room destruction with an alternate venue.
+ * who lose their place, 101 by message to a user not in the room), the owner's `muc#owner`
+ * configuration form (instant and reserved rooms, status codes 104/172/173 on changes) and room
+ * destruction with an alternate venue.
  */
+import { randomBytes } from 'node:crypto';
 import { x, type Element } from '../../../shared/xml/element.js';
 import { Jid } from '../../../shared/jid.js';
 import type { StanzaEvent } from '../../core/hooks.js';
@@ -12,6 +14,7 @@ import type { Occupant, Room } from './room.js';
 import {
   NS_MUC_ADMIN,
   NS_MUC_OWNER,
+  NS_MUC_USER,
   affRank,
   defaultRole,
   isAffiliation,
@@ -21,7 +24,7 @@ import {
   type Affiliation,
   type Role,
 } from './roles.js';
-import { applyConfigForm, configForm } from './config-form.js';
+import { applyConfigForm, configChangeCodes, configForm } from './config-form.js';
 import { NS } from '../../../shared/ns.js';
 
 export async function adminGet(svc: MucService, e: StanzaEvent, room: Room): Promise<void> {
@@ -121,8 +124,9 @@ export async function adminSet(svc: MucService, e: StanzaEvent, room: Room): Pro
 async function applyRole(svc: MucService, room: Room, target: Occupant, role: Role, actorNick: string | undefined, reason: string | undefined): Promise<void> {
   if (room.occupants.get(target.nick) !== target) return;
   if (role === 'none') return svc.removeOccupant(room, target, { codes: [307], actorNick, reason });
+  const oldRole = target.role;
   target.role = role;
-  await svc.broadcastPresence(room, target, (viewer, dest) => svc.presenceOf(room, target, viewer, dest, { actorNick, reason }));
+  await svc.roleChanged(room, target, oldRole, { actorNick, reason });
 }
 
 /** Sets one affiliation and brings the occupants of that JID in line (ban 301, 321 in a members-only room, new roles). */
@@ -138,19 +142,29 @@ export async function applyAffiliation(
     room.affiliations.delete(jid);
     room.dropped.add(jid);
   } else room.affiliations.set(jid, { affiliation, nick: d.nick ?? before?.nick ?? null, reason: affiliation === 'outcast' ? (d.reason ?? null) : (before?.reason ?? null) });
-  for (const occ of [...room.occupants.values()].filter((o) => o.bare === jid)) {
+  const present = [...room.occupants.values()].filter((o) => o.bare === jid);
+  if (present.length === 0 && (before?.affiliation ?? 'none') !== affiliation) await tellAbsent(svc, room, jid, affiliation, d.reason);
+  for (const occ of present) {
     if (affiliation === 'outcast') {
       await svc.removeOccupant(room, occ, { codes: [301], actorNick: d.actorNick, reason: d.reason, affiliation: 'outcast' });
     } else if (affiliation === 'none' && room.config.membersOnly) {
       await svc.removeOccupant(room, occ, { codes: [321], actorNick: d.actorNick, reason: d.reason });
     } else {
+      const oldRole = occ.role;
       const role = defaultRole(affiliation, room.config.moderated);
       // A participant keeps voice it was given; a demoted moderator becomes a participant.
       occ.role = role === 'moderator' || occ.role === 'moderator' ? role : occ.role === 'visitor' && role === 'participant' && room.config.moderated ? 'visitor' : role;
       if (affiliation === 'member' && occ.role === 'visitor' && room.config.moderated) occ.role = 'participant';
-      await svc.broadcastPresence(room, occ, (viewer, dest) => svc.presenceOf(room, occ, viewer, dest, { actorNick: d.actorNick, reason: d.reason }));
+      await svc.roleChanged(room, occ, oldRole, { actorNick: d.actorNick, reason: d.reason });
     }
   }
+}
+
+/** 101 (15.6): a user not in the room learns of a change of their affiliation, by a message to their bare JID. */
+async function tellAbsent(svc: MucService, room: Room, jid: string, affiliation: Affiliation, reason: string | undefined): Promise<void> {
+  if (room.locked || room.destroyed) return;
+  const item = x('item', { affiliation, jid }, reason ? x('reason', {}, reason) : null);
+  await svc.send(x('message', { from: room.jid, to: jid, id: randomBytes(9).toString('base64url') }, x('x', { xmlns: NS_MUC_USER }, item, x('status', { code: '101' }))));
 }
 
 export async function ownerGet(svc: MucService, e: StanzaEvent, room: Room): Promise<void> {
@@ -193,10 +207,8 @@ export async function ownerSet(svc: MucService, e: StanzaEvent, room: Room): Pro
   const wasLocked = room.locked;
   room.locked = false;
   for (const [jid, aff] of changes) await applyAffiliation(svc, room, jid, aff);
-  if (!wasLocked) {
-    const privacy = before.whois !== room.config.whois ? [room.nonAnonymous ? 172 : 173] : [];
-    await svc.statusMessage(room, [104, ...privacy]);
-  }
+  if (!wasLocked) await svc.statusMessage(room, configChangeCodes(before, room.config));
+  await showBroadcastChange(svc, room, before.presenceBroadcast);
   if (room.config.membersOnly && !before.membersOnly) {
     for (const occ of [...room.occupants.values()]) if (room.affiliationOf(occ.bare) === 'none') await svc.removeOccupant(room, occ, { codes: [322] });
   }
@@ -208,6 +220,18 @@ export async function ownerSet(svc: MucService, e: StanzaEvent, room: Room): Pro
   await svc.persist(room);
   await svc.result(e);
   if (room.empty) await svc.roomEmptied(room);
+}
+
+/** The roles whose presence is broadcast changed: the others now see, or see leave, the occupants of those roles. */
+async function showBroadcastChange(svc: MucService, room: Room, before: readonly string[]): Promise<void> {
+  for (const occ of [...room.occupants.values()]) {
+    const was = before.includes(occ.role);
+    if (was === room.broadcasts(occ.role)) continue;
+    for (const viewer of [...room.occupants.values()]) {
+      if (viewer === occ) continue;
+      for (const dest of viewer.sessions.keys()) await svc.send(was ? svc.unavailableOf(room, occ, viewer, dest) : svc.presenceOf(room, occ, viewer, dest));
+    }
+  }
 }
 
 /** The changes the form's owner and admin lists make; null (after answering) when they would leave no owner. */

@@ -26,6 +26,8 @@ export interface RoomConfig {
   allowPm: AllowPm;
   historyLength: number;
   getMemberList: Role[];
+  /** Roles whose presence the other occupants see (muc#roomconfig_presencebroadcast); everyone always sees their own. */
+  presenceBroadcast: Role[];
   /** The room's vCard-temp (avatar, XEP-0054 / XEP-0153 on the room JID) as XML, or ''. */
   vcard: string;
 }
@@ -53,6 +55,7 @@ export function defaultConfig(limits: ConfigLimits): RoomConfig {
     allowPm: 'anyone',
     historyLength: Math.min(limits.defaultHistory, limits.maxHistory),
     getMemberList: ['moderator', 'participant', 'visitor'],
+    presenceBroadcast: ['moderator', 'participant', 'visitor'],
     vcard: '',
   };
 }
@@ -76,10 +79,19 @@ export function configFromJson(text: string, limits: ConfigLimits): RoomConfig {
     const v = raw[k];
     if (v !== undefined && typeof v === typeof base[k] && Array.isArray(v) === Array.isArray(base[k])) (out as unknown as Record<string, unknown>)[k] = v;
   }
+  out.getMemberList = out.getMemberList.filter(isListedRole);
+  out.presenceBroadcast = out.presenceBroadcast.filter(isListedRole);
   out.maxUsers = Math.max(1, Math.min(out.maxUsers, limits.maxOccupants));
   out.historyLength = Math.max(0, Math.min(out.historyLength, limits.maxHistory));
   return out;
 }
+
+const isListedRole = (v: unknown): v is Role => v === 'moderator' || v === 'participant' || v === 'visitor';
+const ROLE_OPTIONS: [string, string][] = [
+  ['moderator', 'Moderator'],
+  ['participant', 'Participant'],
+  ['visitor', 'Visitor'],
+];
 
 function field(v: string, type: string, label: string, values: string[], options?: [string, string][]): Element {
   return x(
@@ -124,11 +136,8 @@ export function configForm(c: RoomConfig, admins: string[], owners: string[], li
       ['none', 'Nobody'],
     ]),
     field('muc#maxhistoryfetch', 'text-single', `Messages kept for occupants who join later (at most ${limits.maxHistory}, in memory only)`, [String(c.historyLength)]),
-    field('muc#roomconfig_getmemberlist', 'list-multi', 'Roles that may see the member list', c.getMemberList, [
-      ['moderator', 'Moderator'],
-      ['participant', 'Participant'],
-      ['visitor', 'Visitor'],
-    ]),
+    field('muc#roomconfig_getmemberlist', 'list-multi', 'Roles that may see the member list', c.getMemberList, ROLE_OPTIONS),
+    field('muc#roomconfig_presencebroadcast', 'list-multi', 'Roles whose presence the other occupants see', c.presenceBroadcast, ROLE_OPTIONS),
     field('muc#roomconfig_roomadmins', 'jid-multi', 'Administrators', admins),
     field('muc#roomconfig_roomowners', 'jid-multi', 'Owners', owners),
   );
@@ -151,7 +160,7 @@ function isTrue(v: string | undefined): boolean {
  * instant room of 10.1.2).
  */
 export function applyConfigForm(form: Element, current: RoomConfig, limits: ConfigLimits): SubmittedConfig {
-  const c: RoomConfig = { ...current, getMemberList: [...current.getMemberList] };
+  const c: RoomConfig = { ...current, getMemberList: [...current.getMemberList], presenceBroadcast: [...current.presenceBroadcast] };
   const out: SubmittedConfig = { config: c };
   let passwordFlag: boolean | undefined;
   for (const f of form.getChildren('field')) {
@@ -213,7 +222,10 @@ export function applyConfigForm(form: Element, current: RoomConfig, limits: Conf
         break;
       }
       case 'muc#roomconfig_getmemberlist':
-        c.getMemberList = values.filter((v): v is Role => v === 'moderator' || v === 'participant' || v === 'visitor');
+        c.getMemberList = values.filter(isListedRole);
+        break;
+      case 'muc#roomconfig_presencebroadcast':
+        c.presenceBroadcast = [...new Set(values.filter(isListedRole))];
         break;
       case 'muc#roomconfig_roomadmins':
         out.admins = values.filter((v) => v !== '');
@@ -227,6 +239,20 @@ export function applyConfigForm(form: Element, current: RoomConfig, limits: Conf
   }
   if (passwordFlag === false) c.password = '';
   else if (passwordFlag === true && c.password === '') throw new Error('a password-protected room needs muc#roomconfig_roomsecret');
+  return out;
+}
+
+/**
+ * The status codes occupants get for a configuration change (XEP-0045 10.2.1, 15.6): 172/173 when
+ * who sees real JIDs changed, 104 when anything else did, none when nothing changed. The room
+ * keeps no logs (170/171 never apply) and never shows unavailable members (102/103 never apply).
+ */
+export function configChangeCodes(before: RoomConfig, after: RoomConfig): number[] {
+  const out: number[] = [];
+  const { whois: w1, ...rest1 } = before;
+  const { whois: w2, ...rest2 } = after;
+  if (JSON.stringify(rest1) !== JSON.stringify(rest2)) out.push(104);
+  if (w1 !== w2) out.push(w2 === 'anyone' ? 172 : 173);
   return out;
 }
 

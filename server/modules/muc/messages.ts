@@ -189,7 +189,7 @@ async function voiceRequest(svc: MucService, e: StanzaEvent, room: Room, occ: Oc
     const target = room.occupants.get(value('muc#roomnick') ?? '');
     if ((allow === 'true' || allow === '1') && target && target.role === 'visitor') {
       target.role = 'participant';
-      await svc.broadcastPresence(room, target, (viewer, dest) => svc.presenceOf(room, target, viewer, dest, { actorNick: occ.nick }));
+      await svc.roleChanged(room, target, 'visitor', { actorNick: occ.nick });
     }
     return;
   }

@@ -46,7 +46,7 @@ export function createMucModule(): GatehouseModule {
         id: 'XEP-0045',
         version: '1.35.1',
         status: 'partial',
-        note: 'service at conference.<host>; temporary and persistent rooms, instant and reserved creation, roles and affiliations with their lists, kick, ban, voice, mediated invitations, nick changes, private messages, destruction; room registration (7.10) reserves a nick; no logging; in cluster mode each room runs on one node, reachable from all',
+        note: 'service at conference.<host>; temporary and persistent rooms, instant and reserved creation, roles and affiliations with their lists, kick, ban, voice, mediated invitations, nick changes, private messages, destruction; room registration (7.10) reserves a nick; muc#roomconfig_presencebroadcast (roles whose presence the others see; not in muc#roominfo, which has no such field); status 104 only for non-privacy configuration changes, 172/173 for anonymity, none for a form that changed nothing; 101 by message to a user whose affiliation changed while not in the room; 332 to every occupant, local or remote, when the server stops; no logging (170/171 never sent); unavailable members are never shown (102/103 never sent); in cluster mode each room runs on one node, reachable from all',
       },
       { id: 'XEP-0307', version: '0.1', status: 'complete', note: 'unique room names from the service' },
       { id: 'XEP-0359', version: '0.7.0', status: 'complete', note: 'stanza ids on group chat messages, by the room' },
@@ -99,6 +99,9 @@ export function createMucModule(): GatehouseModule {
       await s.refresh();
       cleanup.push(ctx.services.provide('muc', s));
       cleanup.push(hooks.on('config/in-force', () => s.refresh()));
+      // Occupants, also those of other servers (before the links close), leave with 332; in a
+      // cluster the rooms are handed over when this node leaves (cluster.ts) instead.
+      if (!mucCluster) cleanup.push(hooks.on('server/stopping', () => s.shutDownAll()));
       // P23: the rows went with the account (foreign key); the rooms in memory forget it too.
       cleanup.push(hooks.on('account/deleted', ({ jid }) => s.forgetAccount(jid.bare)));
       cleanup.push(

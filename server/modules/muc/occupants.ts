@@ -42,7 +42,7 @@ export async function onPresence(svc: MucService, e: StanzaEvent): Promise<void>
     occ.shown = from.full;
     if (rejoin) {
       for (const other of room.occupants.values()) {
-        if (other === occ) continue;
+        if (other === occ || !room.broadcasts(occ.role)) continue;
         for (const dest of other.sessions.keys()) await svc.send(svc.presenceOf(room, occ, other, dest));
       }
       return sendJoinState(svc, room, occ, from.full, stanza);
@@ -111,17 +111,18 @@ async function join(svc: MucService, e: StanzaEvent, existing: Room | undefined)
   }
   // 7.2.3: the others' presence to the newcomer, the newcomer's to the others, then self-presence.
   for (const other of room.occupants.values()) {
-    if (other === occ) continue;
+    if (other === occ || !room.broadcasts(other.role)) continue;
     await svc.send(svc.presenceOf(room, other, occ, from.full));
   }
   room.sessions.set(from.full, occ);
+  const shown = room.broadcasts(occ.role);
   const codes = [...(room.nonAnonymous ? [100] : []), ...(created ? [201] : [])];
   if (!holder) {
-    for (const other of room.occupants.values()) for (const dest of other.sessions.keys()) await svc.send(svc.presenceOf(room, occ, other, dest));
+    if (shown) for (const other of room.occupants.values()) for (const dest of other.sessions.keys()) await svc.send(svc.presenceOf(room, occ, other, dest));
     room.occupants.set(nick, occ);
   } else {
     for (const other of room.occupants.values()) {
-      if (other === occ) continue;
+      if (other === occ || !shown) continue;
       for (const dest of other.sessions.keys()) await svc.send(svc.presenceOf(room, occ, other, dest));
     }
   }
@@ -134,7 +135,7 @@ async function join(svc: MucService, e: StanzaEvent, existing: Room | undefined)
 
 /** A rejoin of a session already in the room (a client that lost track, XEP-0410): the whole state again. */
 async function sendJoinState(svc: MucService, room: Room, occ: Occupant, full: string, stanza: Element): Promise<void> {
-  for (const other of room.occupants.values()) if (other !== occ) await svc.send(svc.presenceOf(room, other, occ, full));
+  for (const other of room.occupants.values()) if (other !== occ && room.broadcasts(other.role)) await svc.send(svc.presenceOf(room, other, occ, full));
   const codes = room.nonAnonymous ? [100] : [];
   await svc.send(svc.presenceOf(room, occ, occ, full, { codes }));
   await sendHistoryAndSubject(svc, room, full, stanza.getChild('x', NS_MUC));

@@ -85,6 +85,11 @@ export class Room {
     return undefined;
   }
 
+  /** Whether the other occupants see the presence of an occupant in `role` (muc#roomconfig_presencebroadcast). */
+  broadcasts(role: string): boolean {
+    return (this.config.presenceBroadcast as string[]).includes(role);
+  }
+
   get nonAnonymous(): boolean {
     return this.config.whois === 'anyone';
   }

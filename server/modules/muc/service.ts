@@ -244,13 +244,29 @@ export class MucService {
     return p;
   }
 
-  /** Sends an occupant's presence to every session of every occupant (7.2.3 broadcast). */
+  /**
+   * Sends an occupant's presence to every session of every occupant (7.2.3 broadcast); the others
+   * see it only when the room broadcasts the occupant's role (muc#roomconfig_presencebroadcast).
+   */
   async broadcastPresence(room: Room, occ: Occupant, build: (viewer: Occupant, to: string) => Element): Promise<void> {
+    const shown = room.broadcasts(occ.role);
     for (const viewer of [...room.occupants.values()]) {
+      if (viewer !== occ && !shown) continue;
       for (const to of viewer.sessions.keys()) await this.send(build(viewer, to));
     }
     if (!room.occupants.has(occ.nick) || room.occupants.get(occ.nick) !== occ) {
       for (const to of occ.sessions.keys()) await this.send(build(occ, to));
+    }
+  }
+
+  /**
+   * An occupant's role changed (already set on it): everyone sees the new presence; when the new
+   * role is one the room does not broadcast but the old one was, the others see the occupant leave.
+   */
+  async roleChanged(room: Room, occ: Occupant, oldRole: string, d: PresenceDetails = {}): Promise<void> {
+    if (room.broadcasts(occ.role) || !room.broadcasts(oldRole)) return this.broadcastPresence(room, occ, (viewer, to) => this.presenceOf(room, occ, viewer, to, d));
+    for (const viewer of [...room.occupants.values()]) {
+      for (const to of viewer.sessions.keys()) await this.send(viewer === occ ? this.presenceOf(room, occ, viewer, to, d) : this.unavailableOf(room, occ, viewer, to, d));
     }
   }
 
@@ -382,6 +398,11 @@ export class MucService {
     }
     room.sessions.clear();
     room.history.clear();
+  }
+
+  /** The server stops: every room shuts down (332); persistent ones stay stored. */
+  async shutDownAll(): Promise<void> {
+    for (const room of [...this.rooms.values()]) await this.serial.run(room.jid, () => this.shutDown(room));
   }
 
   /** Persistent rooms the retention sweep deleted: gone from memory too (nobody was in them for a long time). */
