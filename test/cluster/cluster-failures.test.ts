@@ -58,7 +58,8 @@ describe('cluster: failures of a node', { skip }, () => {
     // Directed presence: a node declared dead would send unavailable on bob's behalf.
     bob.send(x('presence', { to: alice.jid! }));
     await alice.expect((el) => el.name === 'presence' && el.attrs.from === bob.jid && el.attrs.type === undefined);
-    const node2 = n2.server.ctx.services.get('cluster') as unknown as { heartbeat: () => void };
+    // The node's membership (server/cluster/membership.ts) sends its heartbeats.
+    const node2 = (n2.server.ctx.services.get('cluster') as unknown as { membership: { heartbeat: () => void } }).membership;
     const suspected = () => n1.logLines.filter((l) => l.includes('renewed its lease: not declared dead')).length;
     const before = suspected();
     // Node 2's heartbeats go nowhere (a lossy link, a slow NATS route) until node 1 has looked at its lease twice.
