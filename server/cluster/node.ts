@@ -113,6 +113,8 @@ export class ClusterNode implements ClusterRouting, ClusterService, RemoteSessio
     this.crossing = new StanzaCrossing(
       {
         node: this.node,
+        // The first run's, on purpose: it names the crossing's delivery ids, which go on after a
+        // fence gives the node a new run, so confirmations of what was sent before still match.
         epoch: this.epoch,
         registry: this.registry,
         nats: () => (this.nc && !this.nc.isClosed() ? this.nc : null),
