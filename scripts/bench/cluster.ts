@@ -90,8 +90,10 @@ export interface ClusterResult {
   idleCpuPercent: number[];
   within: ClusterPhase;
   across: ClusterPhase;
-  /** across.cpuUsPerMessage / within.cpuUsPerMessage. */
+  /** across.cpuUsPerMessage / within.cpuUsPerMessage: both nodes' CPU summed. */
   cpuRatio: number;
+  /** Each node's CPU per message across (A, B) over node A's per message within: what each node spends on a crossing message against a local one. */
+  perNodeRatio: number[];
   throughput: { nodes: number; steps: ClusterStep[]; maxSustainedPerSec: number }[];
   errors: string[];
 }
@@ -333,6 +335,7 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
     within: null as unknown as ClusterPhase,
     across: null as unknown as ClusterPhase,
     cpuRatio: 0,
+    perNodeRatio: [],
     throughput: [],
     errors: [],
   };
@@ -381,6 +384,7 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
     result.within = within!;
     result.across = across!;
     result.cpuRatio = within!.cpuUsPerMessage ? across!.cpuUsPerMessage / within!.cpuUsPerMessage : 0;
+    result.perNodeRatio = perNode(within!, across!);
     for (const [what, p] of [['within node A', within!], ['across A -> B', across!]] as const) {
       log(
         `  ${what}: ${p.delivered} of ${p.messages} delivered at ${o.rate}/s, ${p.cpuUsPerMessage.toFixed(0)} µs CPU per message (A ${p.nodeCpuSec[0]!.toFixed(2)} s, B ${p.nodeCpuSec[1]!.toFixed(2)} s), ` +
@@ -388,7 +392,9 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
           (p.natsCpuSec === null ? '' : `, nats-server ${p.natsCpuSec.toFixed(2)} s`),
       );
     }
-    log(`  across / within: ${result.cpuRatio.toFixed(2)}x CPU per message (target at most 1.5x)`);
+    log(
+      `  across / within: ${result.cpuRatio.toFixed(2)}x CPU per message, both nodes summed; per node ${result.perNodeRatio.map((x, i) => `${'AB'[i]} ${x.toFixed(2)}x`).join(', ')} of A's per local message (target at most 1.5x)`,
+    );
     await pool.logout();
 
     const deadline = started + o.budgetS * 1000;
@@ -424,6 +430,12 @@ export async function runCluster(o: ClusterOptions, cert: CertFiles, accounts: B
 const f0 = (n: number) => n.toFixed(0);
 const f1 = (n: number) => n.toFixed(1);
 
+/** What each node spends per message across, over what node A (sender and recipient both there) spends per message within. */
+function perNode(within: ClusterPhase, across: ClusterPhase): number[] {
+  const local = within.delivered ? within.nodeCpuSec[0]! / within.delivered : 0;
+  return across.nodeCpuSec.map((sec) => (local && across.delivered ? sec / across.delivered / local : 0));
+}
+
 /** The scenario's figures as Markdown (printed by the run; docs/benchmarks.md's Cluster section is written by hand from them). */
 export function renderCluster(r: ClusterResult): string {
   const lines = [
@@ -436,6 +448,7 @@ export function renderCluster(r: ClusterResult): string {
       '|---|---|---|',
       `| delivered / lost | ${r.within.delivered} / ${r.within.lost} | ${r.across.delivered} / ${r.across.lost} |`,
       `| CPU per message (A + B) | ${f0(r.within.cpuUsPerMessage)} µs | ${f0(r.across.cpuUsPerMessage)} µs (${r.cpuRatio.toFixed(2)}x) |`,
+      `| CPU per message of each node, over node A's within | A 1.00x | ${(r.perNodeRatio ?? []).map((x, i) => `${'AB'[i]} ${x.toFixed(2)}x`).join(', ')} |`,
       `| CPU seconds A / B | ${r.within.nodeCpuSec.map((x) => x.toFixed(2)).join(' / ')} | ${r.across.nodeCpuSec.map((x) => x.toFixed(2)).join(' / ')} |`,
       `| latency p50 / p99 | ${f1(r.within.latency.p50Ms)} / ${f1(r.within.latency.p99Ms)} ms | ${f1(r.across.latency.p50Ms)} / ${f1(r.across.latency.p99Ms)} ms |`,
       `| other processes on the machine | ${f0(100 * r.within.otherCores)} % of a core | ${f0(100 * r.across.otherCores)} % of a core |`,
