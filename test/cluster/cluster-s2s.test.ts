@@ -89,6 +89,48 @@ function domainOwnedBy(n: TestServer, node: string, label: string): string {
   for (let i = 0; ; i++) if (cluster.ownerOf('s2s', `${label}${i}.localhost`) === node) return `${label}${i}.localhost`;
 }
 
+interface FederatedCluster {
+  prefix: string;
+  n1: TestServer;
+  n2: TestServer;
+  /** The server of the remote domain. */
+  other: TestServer;
+  stop(): Promise<void>;
+}
+
+/**
+ * Two cluster nodes (`names`) on a fresh database and another server, whose domain
+ * (`<label><n>.localhost`) the cluster gives to the node `owner`. The other server reaches the
+ * cluster at node 1 only, so node 2's dialback keys are checked there. With `node2Federation`
+ * false node 2 serves no s2s, and only node 1 knows the other server's address.
+ */
+async function federatedCluster(names: [string, string], owner: string, label: string, node2Federation = true): Promise<FederatedCluster> {
+  const prefix = 'ghtest-' + randomBytes(4).toString('hex');
+  const db = await clusterStorage();
+  const started: TestServer[] = [];
+  const stop = async () => {
+    for (const server of started.reverse()) await server.stop();
+    await db.drop();
+  };
+  try {
+    const n1 = await startTestServer({ storage: db.storage, config: clusterNode(names[0], prefix, db.dataDir()), logLevel: 'info' });
+    started.push(n1);
+    const n2 = await startTestServer({ storage: db.storage, config: clusterNode(names[1], prefix, db.dataDir(), node2Federation), logLevel: 'info' });
+    started.push(n2);
+    // Both nodes know each other before the first stanza (else each would think it owns the domain).
+    await bothKnowEachOther(n1, n2);
+    const remote = domainOwnedBy(n1, owner, label);
+    const other = await startTestServer({ config: { hosts: [{ domain: remote, registration: 'open' }], listen: { s2s: [{ host: '127.0.0.1', port: 0 }] } }, logLevel: 'info' });
+    started.push(other);
+    for (const n of node2Federation ? [n1, n2] : [n1]) n.config.s2s.static[remote] = { host: '127.0.0.1', port: other.s2sPort };
+    other.config.s2s.static['localhost'] = { host: '127.0.0.1', port: n1.s2sPort };
+    return { prefix, n1, n2, other, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
 async function closedPort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -98,29 +140,17 @@ async function closedPort(): Promise<number> {
 }
 
 describe('cluster: federation, one outgoing link per remote domain', { skip }, () => {
-  const prefix = 'ghtest-' + randomBytes(4).toString('hex');
   const tag = randomBytes(3).toString('hex');
-  let db: Awaited<ReturnType<typeof clusterStorage>>;
+  let cluster: FederatedCluster;
   let n1: TestServer;
   let n2: TestServer;
   let other: TestServer;
   before(async () => {
-    db = await clusterStorage();
-    n1 = await startTestServer({ storage: db.storage, config: clusterNode('f1', prefix, db.dataDir()), logLevel: 'info' });
-    n2 = await startTestServer({ storage: db.storage, config: clusterNode('f2', prefix, db.dataDir()), logLevel: 'info' });
-    // Both nodes know each other before the first stanza (else each would think it owns the domain).
-    await bothKnowEachOther(n1, n2);
-    const remote = domainOwnedBy(n1, 'f1', 'b');
-    other = await startTestServer({ config: { hosts: [{ domain: remote, registration: 'open' }], listen: { s2s: [{ host: '127.0.0.1', port: 0 }] } }, logLevel: 'info' });
-    for (const n of [n1, n2]) n.config.s2s.static[remote] = { host: '127.0.0.1', port: other.s2sPort };
-    // The other server reaches the cluster at node 1 only: node 2's dialback keys are checked there.
-    other.config.s2s.static['localhost'] = { host: '127.0.0.1', port: n1.s2sPort };
+    cluster = await federatedCluster(['f1', 'f2'], 'f1', 'b');
+    ({ n1, n2, other } = cluster);
   });
   after(async () => {
-    await other?.stop();
-    await n2?.stop();
-    await n1?.stop();
-    await db?.drop();
+    await cluster?.stop();
   });
 
   test('users on both nodes write to a remote user through one link; the answer reaches the user on the node without it', async () => {
@@ -160,29 +190,18 @@ describe('cluster: federation, one outgoing link per remote domain', { skip }, (
 });
 
 describe('cluster: federation when the owner of the remote domain does not serve it', { skip }, () => {
-  const prefix = 'ghtest-' + randomBytes(4).toString('hex');
   const tag = randomBytes(3).toString('hex');
-  let db: Awaited<ReturnType<typeof clusterStorage>>;
+  let cluster: FederatedCluster;
   let n1: TestServer;
-  let n2: TestServer;
   let other: TestServer;
   before(async () => {
-    db = await clusterStorage();
-    n1 = await startTestServer({ storage: db.storage, config: clusterNode('g1', prefix, db.dataDir()), logLevel: 'info' });
     // Node 2 stands for a node whose federation is not running (yet): held back until a policy change
     // takes effect there (P22), or still loading its modules after joining the cluster.
-    n2 = await startTestServer({ storage: db.storage, config: clusterNode('g2', prefix, db.dataDir(), false), logLevel: 'info' });
-    await bothKnowEachOther(n1, n2);
-    const remote = domainOwnedBy(n1, 'g2', 'c');
-    other = await startTestServer({ config: { hosts: [{ domain: remote, registration: 'open' }], listen: { s2s: [{ host: '127.0.0.1', port: 0 }] } }, logLevel: 'info' });
-    n1.config.s2s.static[remote] = { host: '127.0.0.1', port: other.s2sPort };
-    other.config.s2s.static['localhost'] = { host: '127.0.0.1', port: n1.s2sPort };
+    cluster = await federatedCluster(['g1', 'g2'], 'g2', 'c', false);
+    ({ n1, other } = cluster);
   });
   after(async () => {
-    await other?.stop();
-    await n2?.stop();
-    await n1?.stop();
-    await db?.drop();
+    await cluster?.stop();
   });
 
   test('a message its owner node does not take leaves over a link of the sending node, not dropped', async () => {
@@ -199,27 +218,18 @@ describe('cluster: federation when the owner of the remote domain does not serve
 });
 
 describe('cluster: federation when the owner of the remote domain died a moment ago', { skip }, () => {
-  const prefix = 'ghtest-' + randomBytes(4).toString('hex');
   const tag = randomBytes(3).toString('hex');
-  let db: Awaited<ReturnType<typeof clusterStorage>>;
+  let cluster: FederatedCluster;
   let n1: TestServer;
   let n2: TestServer;
   let other: TestServer;
+  let prefix: string;
   before(async () => {
-    db = await clusterStorage();
-    n1 = await startTestServer({ storage: db.storage, config: clusterNode('h1', prefix, db.dataDir()), logLevel: 'info' });
-    n2 = await startTestServer({ storage: db.storage, config: clusterNode('h2', prefix, db.dataDir()), logLevel: 'info' });
-    await bothKnowEachOther(n1, n2);
-    const remote = domainOwnedBy(n1, 'h2', 'd');
-    other = await startTestServer({ config: { hosts: [{ domain: remote, registration: 'open' }], listen: { s2s: [{ host: '127.0.0.1', port: 0 }] } }, logLevel: 'info' });
-    for (const n of [n1, n2]) n.config.s2s.static[remote] = { host: '127.0.0.1', port: other.s2sPort };
-    other.config.s2s.static['localhost'] = { host: '127.0.0.1', port: n1.s2sPort };
+    cluster = await federatedCluster(['h1', 'h2'], 'h2', 'd');
+    ({ n1, n2, other, prefix } = cluster);
   });
   after(async () => {
-    await other?.stop();
-    await n2?.stop();
-    await n1?.stop();
-    await db?.drop();
+    await cluster?.stop();
   });
 
   test('a message for a remote domain whose owner node is gone but not declared dead yet leaves over a link of the sending node', async () => {
