@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { BoundSession, ClientSession } from '../core/session.js';
+import { sessionState } from '../core/cluster.js';
 import type { SessionAnnouncement, SessionEntry, Subjects } from './protocol.js';
 import type { LocalSessionEvents } from './registry.js';
 import { RemoteSession, type RemoteSessionLink } from './remote-session.js';
@@ -68,18 +69,8 @@ export class Announcements implements LocalSessionEvents {
   }
 
   private entry(s: BoundSession): SessionEntry {
-    return {
-      jid: s.jid.full,
-      id: s.id,
-      startedAt: s.startedAt.getTime(),
-      available: s.available,
-      priority: s.priority,
-      presence: s.presence ? s.presence.toString() : null,
-      interested: s.interested,
-      capabilities: s.capabilities ? [...s.capabilities] : null,
-      flags: s.flagNames(),
-      directed: s.directedPresence.size > 0 ? [...s.directedPresence] : undefined,
-    };
+    const state = sessionState(s);
+    return { ...state, directed: state.directed.length > 0 ? state.directed : undefined };
   }
 
   up(session: BoundSession): void {

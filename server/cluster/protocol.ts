@@ -25,12 +25,16 @@
  * - `P.node.NAME.stored`   messages were stored offline for a session on NAME just as it came online
  * - `P.node.NAME.component` a stanza for a component linked to NAME
  * - `P.node.NAME.answer`   an IQ answer for a request NAME's router is waiting for
- * - `P.node.NAME.service`  a stanza for a service owned per node on NAME (group chat rooms), published
+ * - `P.node.NAME.service`  a stanza for a service owned per node on NAME, published (and how nodes
+ *                          before confirmations take the next one)
  * - `P.node.NAME.served`   the same as a request when the sender must know whether NAME took it
- *                          (outgoing s2s links): NAME answers TAKEN or NOT_SERVED
+ *                          (forwardConfirmed: outgoing s2s links, group chat rooms): NAME answers
+ *                          TAKEN or NOT_SERVED
  * - `P.node.NAME.ask`      a question to NAME from another node (a module's `ask`: rooms for a listing)
  * - `P.invalidate`         a module's cached data about a key changed on one node (blocklists)
  */
+
+import type { SessionState } from '../core/cluster.js';
 
 export interface Subjects {
   heartbeat: string;
@@ -88,21 +92,8 @@ export interface Heartbeat extends NodeId {
   lease?: number;
 }
 
-/** A session as other nodes see it: enough to route to it and to apply RFC 6121's delivery rules. */
-export interface SessionEntry {
-  jid: string;
-  id: string;
-  startedAt: number;
-  available: boolean;
-  priority: number;
-  /** The last available presence broadcast (serialised), for probes answered by any node. */
-  presence: string | null;
-  interested: boolean;
-  capabilities: string[] | null;
-  flags: string[];
-  /** JIDs it sent directed presence to (RFC 6121 4.6): a dead node's survivors send them unavailable. */
-  directed?: string[];
-}
+/** A session as other nodes see it (core/cluster.ts SessionState); `directed` left out when empty. */
+export type SessionEntry = Omit<SessionState, 'directed'> & { directed?: string[] };
 
 export type SessionAnnouncement =
   | (NodeId & { op: 'up'; session: SessionEntry })

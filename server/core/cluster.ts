@@ -5,7 +5,7 @@
  */
 import type { Element } from '../../shared/xml/element.js';
 import type { Jid } from '../../shared/jid.js';
-import type { ClientSession } from './session.js';
+import type { BoundSession, ClientSession } from './session.js';
 
 /** The router's narrow window on the cluster: what cannot be decided from the session registry alone. */
 export interface ClusterRouting {
@@ -153,11 +153,40 @@ export interface TakeOverRequest {
   node: string;
 }
 
-/** A session handed over between nodes (XEP-0198 resumption on another node). */
-export interface SessionHandover {
+/** What other nodes keep of a bound session: enough to route to it and apply RFC 6121 to it. */
+export interface SessionState {
   id: string;
   jid: string;
   startedAt: number;
+  available: boolean;
+  priority: number;
+  /** The last available presence broadcast (serialised). */
+  presence: string | null;
+  interested: boolean;
+  capabilities: string[] | null;
+  flags: string[];
+  /** JIDs it sent directed presence to (RFC 6121 4.6). */
+  directed: string[];
+}
+
+/** A bound session's state as other nodes keep it (session announcements, a resumption handed over). */
+export function sessionState(s: BoundSession): SessionState {
+  return {
+    id: s.id,
+    jid: s.jid.full,
+    startedAt: s.startedAt.getTime(),
+    available: s.available,
+    priority: s.priority,
+    presence: s.presence ? s.presence.toString() : null,
+    interested: s.interested,
+    capabilities: s.capabilities ? [...s.capabilities] : null,
+    flags: s.flagNames(),
+    directed: [...s.directedPresence],
+  };
+}
+
+/** A session handed over between nodes (XEP-0198 resumption on another node). */
+export interface SessionHandover extends SessionState {
   journalKey: string;
   maxMs: number;
   inbound: number;
@@ -165,13 +194,6 @@ export interface SessionHandover {
   acked: number;
   /** Written and not acknowledged, oldest first (`journaled`: a message kept in the journal). */
   queue: { data: string; at: string; journaled: boolean }[];
-  available: boolean;
-  priority: number;
-  presence: string | null;
-  interested: boolean;
-  capabilities: string[] | null;
-  flags: string[];
-  directed: string[];
 }
 
 export type TakeOverAnswer =

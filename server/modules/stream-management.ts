@@ -75,7 +75,7 @@ import type { GatehouseModule, ServerContext } from '../core/context.js';
 import type { StanzaEvent } from '../core/hooks.js';
 import type { BoundSession, SessionLayer } from '../core/session.js';
 import type { ClientStream } from '../streams/c2s.js';
-import type { SessionHandover, StreamManagementJournal, TakeOverAnswer, TakeOverRequest } from '../core/cluster.js';
+import { sessionState, type SessionHandover, type SessionState, type StreamManagementJournal, type TakeOverAnswer, type TakeOverRequest } from '../core/cluster.js';
 import { parseXmlText } from '../../shared/xml/parse-xml.js';
 import { Element, x } from '../../shared/xml/element.js';
 import { Jid } from '../../shared/jid.js';
@@ -265,7 +265,7 @@ class SmSession implements SessionLayer {
   }
 
   /** What another node needs to carry this session on (XEP-0198 resumption there). */
-  handoverState(): Omit<SessionHandover, 'id' | 'jid' | 'startedAt' | 'available' | 'priority' | 'presence' | 'interested' | 'capabilities' | 'flags' | 'directed'> {
+  handoverState(): Omit<SessionHandover, keyof SessionState> {
     return {
       journalKey: this.journalKey,
       maxMs: this.maxMs,
@@ -495,19 +495,7 @@ class StreamManagement {
     if (state.newlyAcked(request.h) === null) return { h: state.inbound, tooHigh: state.sent };
     state.ack(request.h);
     const s = state.session;
-    const handover: SessionHandover = {
-      ...state.handoverState(),
-      id: s.id,
-      jid: s.jid.full,
-      startedAt: s.startedAt.getTime(),
-      available: s.available,
-      priority: s.priority,
-      presence: s.presence ? s.presence.toString() : null,
-      interested: s.interested,
-      capabilities: s.capabilities ? [...s.capabilities] : null,
-      flags: s.flagNames(),
-      directed: [...s.directedPresence],
-    };
+    const handover: SessionHandover = { ...state.handoverState(), ...sessionState(s) };
     this.movedTo.delete(request.smid);
     this.movedTo.set(request.smid, request.node);
     if (this.movedTo.size > MAX_STALE_H) this.movedTo.delete(this.movedTo.keys().next().value as string);
