@@ -131,6 +131,15 @@ async function federatedCluster(names: [string, string], owner: string, label: s
   }
 }
 
+/** A user of the other server: registered, logged in and available. */
+async function remoteUser(other: TestServer, name: string): Promise<TestClient> {
+  const c = await other.client({ domain: other.config.hosts[0]!.domain });
+  assert.equal((await c.register(name, 'pw-remote')).attrs.type, 'result');
+  await c.login(name, 'pw-remote');
+  await online(c);
+  return c;
+}
+
 async function closedPort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -155,10 +164,7 @@ describe('cluster: federation, one outgoing link per remote domain', { skip }, (
 
   test('users on both nodes write to a remote user through one link; the answer reaches the user on the node without it', async () => {
     const remote = other.config.hosts[0]!.domain;
-    const bob = await other.client({ domain: remote });
-    assert.equal((await bob.register(`bob-${tag}`, 'pw-bob')).attrs.type, 'result');
-    await bob.login(`bob-${tag}`, 'pw-bob');
-    await online(bob);
+    const bob = await remoteUser(other, `bob-${tag}`);
     const alice = await loginAs(n1, `alice-${tag}`);
     const carol = await loginAs(n2, `carol-${tag}`);
     await online(carol);
@@ -206,10 +212,7 @@ describe('cluster: federation when the owner of the remote domain does not serve
 
   test('a message its owner node does not take leaves over a link of the sending node, not dropped', async () => {
     const remote = other.config.hosts[0]!.domain;
-    const bob = await other.client({ domain: remote });
-    assert.equal((await bob.register(`bob-${tag}`, 'pw-bob')).attrs.type, 'result');
-    await bob.login(`bob-${tag}`, 'pw-bob');
-    await online(bob);
+    const bob = await remoteUser(other, `bob-${tag}`);
     const alice = await loginAs(n1, `alice-${tag}`);
     alice.send(x('message', { to: bob.jid!, type: 'chat' }, x('body', {}, 'owner is not serving')));
     assert.equal((await bob.expect(isBody('owner is not serving'), 20_000)).attrs.from, alice.jid);
@@ -234,10 +237,7 @@ describe('cluster: federation when the owner of the remote domain died a moment 
 
   test('a message for a remote domain whose owner node is gone but not declared dead yet leaves over a link of the sending node', async () => {
     const remote = other.config.hosts[0]!.domain;
-    const bob = await other.client({ domain: remote });
-    assert.equal((await bob.register(`bob-${tag}`, 'pw-bob')).attrs.type, 'result');
-    await bob.login(`bob-${tag}`, 'pw-bob');
-    await online(bob);
+    const bob = await remoteUser(other, `bob-${tag}`);
     const alice = await loginAs(n1, `alice-${tag}`);
     // Node 2 as a SIGKILL leaves it to the others: its NATS connection gone, not declared dead for
     // failureTimeout (5 s), so node 1 still counts it as the owner of the remote domain.
