@@ -15,25 +15,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { loginAs, startTestServer, type TestServer } from '../helpers/server.js';
-import type { TestClient } from '../helpers/xmpp-client.js';
 import { x } from '../../shared/xml/element.js';
 import { NS } from '../../shared/ns.js';
-import type { StorageConfig } from '../../storage/datasource.js';
+import { clusterStorage, online, skipWithoutClusterDb as skip } from '../helpers/cluster-nodes.js';
 
-const DB_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? process.env.GATEHOUSE_TEST_MYSQL_URL;
-const skip = DB_URL ? false : 'cluster mode needs GATEHOUSE_TEST_POSTGRES_URL or GATEHOUSE_TEST_MYSQL_URL';
 const NS_SM = 'urn:xmpp:sm:3';
-
-function storage(): StorageConfig {
-  const url = DB_URL!;
-  return { type: url.startsWith('postgres') ? 'postgres' : 'mysql', url, migrateOnStart: true } as StorageConfig;
-}
-
-async function online(c: TestClient): Promise<void> {
-  c.send(x('presence'));
-  await c.expect((el) => el.name === 'presence' && el.attrs.from === c.jid && el.attrs.type === undefined);
-}
-
 
 describe('cluster: failures of a node', { skip }, () => {
   const prefix = 'ghtest-' + randomBytes(4).toString('hex');
@@ -42,8 +28,8 @@ describe('cluster: failures of a node', { skip }, () => {
   let n2: TestServer;
   before(async () => {
     const cluster = (node: string) => ({ cluster: { enabled: true, node, prefix, heartbeatInterval: '200ms', failureTimeout: '1s', deliveryTimeout: '1s' } });
-    n1 = await startTestServer({ storage: storage(), config: cluster('j1'), logLevel: 'info' });
-    n2 = await startTestServer({ storage: storage(), config: cluster('j2'), logLevel: 'info' });
+    n1 = await startTestServer({ storage: clusterStorage(), config: cluster('j1'), logLevel: 'info' });
+    n2 = await startTestServer({ storage: clusterStorage(), config: cluster('j2'), logLevel: 'info' });
   });
   after(async () => {
     await n2?.stop();

@@ -14,24 +14,10 @@ import { RemoteSession } from '../../server/cluster/remote-session.js';
 import type { ClusterSessionRegistry } from '../../server/cluster/registry.js';
 import type { ClusterNode } from '../../server/cluster/node.js';
 import { decodeFrame, encodeFrame, type Confirmations, type StanzaBatch } from '../../server/cluster/protocol.js';
-import type { TestClient } from '../helpers/xmpp-client.js';
 import { x, type Element } from '../../shared/xml/element.js';
-import type { StorageConfig } from '../../storage/datasource.js';
-
-const DB_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? process.env.GATEHOUSE_TEST_MYSQL_URL;
-const skip = DB_URL ? false : 'cluster mode needs GATEHOUSE_TEST_POSTGRES_URL or GATEHOUSE_TEST_MYSQL_URL';
-
-function storage(): StorageConfig {
-  const url = DB_URL!;
-  return { type: url.startsWith('postgres') ? 'postgres' : 'mysql', url, migrateOnStart: true } as StorageConfig;
-}
+import { clusterStorage, online, skipWithoutClusterDb as skip } from '../helpers/cluster-nodes.js';
 
 const isMessage = (body: string) => (el: Element) => el.name === 'message' && el.getChildText('body') === body;
-
-async function online(c: TestClient): Promise<void> {
-  c.send(x('presence'));
-  await c.expect((el) => el.name === 'presence' && el.attrs.from === c.jid && el.attrs.type === undefined);
-}
 
 /** A peer that is only a NATS connection: it sends heartbeats (saying whether it takes frames) until closed. */
 async function fakePeer(prefix: string, name: string, frames: boolean): Promise<{ nc: NatsConnection; close(): Promise<void> }> {
@@ -71,8 +57,8 @@ describe('cluster: stanzas crossing to other nodes, confirmations', { skip }, ()
   let n2: TestServer;
   before(async () => {
     const cluster = (node: string, prefix: string, deliveryTimeout: string) => ({ cluster: { enabled: true, node, prefix, heartbeatInterval: '200ms', failureTimeout: '1s', deliveryTimeout } });
-    n1 = await startTestServer({ storage: storage(), config: cluster('n1', prefix1, '1s'), logLevel: 'warn' });
-    n2 = await startTestServer({ storage: storage(), config: cluster('n2', prefix2, '30s'), logLevel: 'warn' });
+    n1 = await startTestServer({ storage: clusterStorage(), config: cluster('n1', prefix1, '1s'), logLevel: 'warn' });
+    n2 = await startTestServer({ storage: clusterStorage(), config: cluster('n2', prefix2, '30s'), logLevel: 'warn' });
   });
   after(async () => {
     await n2?.stop();
