@@ -5,7 +5,7 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -502,15 +502,22 @@ export interface ClusterNodeOptions {
 }
 
 /** One `gatehouse start` process as a node of a cluster, configured as the single-server benchmark's Gatehouse is, apart from storage and `cluster`. */
+const secretsOfRuns = new Map<string, Record<string, string>>();
+
+/** The secret files of a cluster run (its prefix), made once. */
+function runSecrets(prefix: string): Record<string, string> {
+  let secrets = secretsOfRuns.get(prefix);
+  if (!secrets) secretsOfRuns.set(prefix, (secrets = Object.fromEntries(['server-secret', 'muc-occupant-id.key'].map((f) => [f, randomBytes(32).toString('hex') + '\n']))));
+  return secrets;
+}
+
 export async function startGatehouseNode(o: ClusterNodeOptions): Promise<RunningBenchServer> {
   const port = await freePort();
   const dataDir = path.join(o.dir, 'data');
   mkdirSync(dataDir, { recursive: true });
   // Every node of a cluster needs the same secret files (a node whose copies differ refuses to join):
-  // the same for all nodes of this run.
-  for (const file of ['server-secret', 'muc-occupant-id.key']) {
-    writeFileSync(path.join(dataDir, file), createHash('sha256').update(`${o.prefix} ${file}`).digest('hex') + '\n', { mode: 0o600 });
-  }
+  // random, the same for all nodes of this run.
+  for (const [file, secret] of Object.entries(runSecrets(o.prefix))) writeFileSync(path.join(dataDir, file), secret, { mode: 0o600 });
   const config = [
     `# Written by scripts/bench/cluster.ts`,
     `dataDir: ${JSON.stringify(dataDir)}`,
